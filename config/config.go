@@ -1,0 +1,197 @@
+// Package config holds Vatio's configuration: one Config struct with its
+// defaults, loaded from config.yaml, the environment and flags (in rising
+// precedence) and validated once at start-up. It must not start anything.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/vatio-energy/vatio/meter"
+)
+
+// Config is the whole configuration. Every field has a yaml key, documented
+// with its default in the repository's config.yaml.
+type Config struct {
+	// DataDir holds the database, and later archives and backups.
+	DataDir string `yaml:"data_dir"`
+	Log     Log    `yaml:"log"`
+	MQTT    MQTT   `yaml:"mqtt"`
+	HTTP    HTTP   `yaml:"http"`
+	Ingest  Ingest `yaml:"ingest"`
+	Store   Store  `yaml:"store"`
+	Alerts  Alerts `yaml:"alerts"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text (for people) or json (for log collectors).
+	Format string `yaml:"format"`
+}
+
+// MQTT configures the embedded broker.
+type MQTT struct {
+	// Addr is the TCP address meters connect to.
+	Addr string `yaml:"addr"`
+	// MaxPacketBytes is the largest MQTT packet accepted; a client sending a
+	// larger one is disconnected.
+	MaxPacketBytes int `yaml:"max_packet_bytes"`
+	// WriteTimeout bounds every write to a client; a client that does not
+	// read for this long is disconnected so it cannot stall the others.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+}
+
+// HTTP configures the API and dashboard server.
+type HTTP struct {
+	// Addr is the TCP address of the API and dashboard.
+	Addr string `yaml:"addr"`
+	// BodyLimitBytes is the largest request body accepted.
+	BodyLimitBytes int `yaml:"body_limit_bytes"`
+}
+
+// Ingest configures how published readings are decoded and validated.
+type Ingest struct {
+	// Topic is the energy topic: Topic carries readings of meter "default",
+	// Topic/<meter> those of <meter>.
+	Topic string `yaml:"topic"`
+	// MinPowerW and MaxPowerW bound a valid reading, in watts (negative is
+	// export to the grid).
+	MinPowerW float64 `yaml:"min_power_w"`
+	MaxPowerW float64 `yaml:"max_power_w"`
+	// MaxFuture is how far ahead of the server clock a device timestamp may be.
+	MaxFuture time.Duration `yaml:"max_future"`
+	// MaxPayloadBytes is the largest reading payload decoded.
+	MaxPayloadBytes int `yaml:"max_payload_bytes"`
+}
+
+// Store configures the bbolt database.
+type Store struct {
+	// QueueSize is how many readings may wait for the writer; when it is
+	// full, publishers wait (back-pressure) instead of memory growing.
+	QueueSize int `yaml:"queue_size"`
+	// MaxBatch is the most readings committed in one transaction.
+	MaxBatch int `yaml:"max_batch"`
+}
+
+// Alerts configures alert delivery.
+type Alerts struct {
+	Webhook Webhook `yaml:"webhook"`
+	// Attempts is how many times a delivery is tried before it is recorded
+	// as failed.
+	Attempts int `yaml:"attempts"`
+	// Backoff is the wait before the first retry; it doubles on each one.
+	Backoff time.Duration `yaml:"backoff"`
+}
+
+// Webhook configures the generic JSON webhook notifier.
+type Webhook struct {
+	// URL receives a POST with the alert as JSON; empty turns it off.
+	URL string `yaml:"url"`
+	// Timeout bounds one delivery attempt.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Default returns the configuration Vatio runs with when nothing is set.
+func Default() Config {
+	limits := meter.DefaultLimits()
+	return Config{
+		DataDir: "./data",
+		Log:     Log{Level: "info", Format: "text"},
+		MQTT:    MQTT{Addr: ":1883", MaxPacketBytes: 1 << 20, WriteTimeout: 10 * time.Second},
+		HTTP:    HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20},
+		Ingest: Ingest{
+			Topic:           "energy/consumption",
+			MinPowerW:       limits.MinPowerW,
+			MaxPowerW:       limits.MaxPowerW,
+			MaxFuture:       limits.MaxFuture,
+			MaxPayloadBytes: limits.MaxPayloadBytes,
+		},
+		Store:  Store{QueueSize: 65536, MaxBatch: 10000},
+		Alerts: Alerts{Webhook: Webhook{Timeout: 10 * time.Second}, Attempts: 5, Backoff: 2 * time.Second},
+	}
+}
+
+// Limits returns the ingest limits as the meter decoder takes them.
+func (c Ingest) Limits() meter.Limits {
+	return meter.Limits{MinPowerW: c.MinPowerW, MaxPowerW: c.MaxPowerW, MaxFuture: c.MaxFuture, MaxPayloadBytes: c.MaxPayloadBytes}
+}
+
+// Validate reports every invalid value, each error naming its key.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		bad("data_dir", "must not be empty")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not text or json", c.Log.Format)
+	}
+	checkAddr := func(key, addr string) {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			bad(key, "%q is not host:port (e.g. \":1883\" or \"127.0.0.1:1883\")", addr)
+		}
+	}
+	checkAddr("mqtt.addr", c.MQTT.Addr)
+	checkAddr("http.addr", c.HTTP.Addr)
+	if c.MQTT.MaxPacketBytes < 1024 || c.MQTT.MaxPacketBytes > 256<<20 {
+		bad("mqtt.max_packet_bytes", "%d is outside 1024 to 268435456", c.MQTT.MaxPacketBytes)
+	}
+	if c.MQTT.WriteTimeout < time.Second {
+		bad("mqtt.write_timeout", "%s is under 1s", c.MQTT.WriteTimeout)
+	}
+	if c.HTTP.BodyLimitBytes < 1024 {
+		bad("http.body_limit_bytes", "%d is under 1024", c.HTTP.BodyLimitBytes)
+	}
+	if t := c.Ingest.Topic; t == "" || strings.ContainsAny(t, "+#\x00") || strings.HasPrefix(t, "$") ||
+		strings.HasPrefix(t, "/") || strings.HasSuffix(t, "/") || len(t) > 200 {
+		bad("ingest.topic", "%q must be a plain topic without wildcards, $ prefix or leading/trailing '/'", t)
+	}
+	if !(c.Ingest.MinPowerW < c.Ingest.MaxPowerW) || isNaNOrInf(c.Ingest.MinPowerW) || isNaNOrInf(c.Ingest.MaxPowerW) {
+		bad("ingest.min_power_w", "%g must be finite and below ingest.max_power_w (%g)", c.Ingest.MinPowerW, c.Ingest.MaxPowerW)
+	}
+	if c.Ingest.MaxFuture < 0 || c.Ingest.MaxFuture > 24*time.Hour {
+		bad("ingest.max_future", "%s is outside 0s to 24h", c.Ingest.MaxFuture)
+	}
+	if c.Ingest.MaxPayloadBytes < 16 || c.Ingest.MaxPayloadBytes > c.MQTT.MaxPacketBytes {
+		bad("ingest.max_payload_bytes", "%d is outside 16 to mqtt.max_packet_bytes (%d)", c.Ingest.MaxPayloadBytes, c.MQTT.MaxPacketBytes)
+	}
+	if c.Store.QueueSize < 1 || c.Store.QueueSize > 1<<24 {
+		bad("store.queue_size", "%d is outside 1 to 16777216", c.Store.QueueSize)
+	}
+	if c.Store.MaxBatch < 1 || c.Store.MaxBatch > 1<<20 {
+		bad("store.max_batch", "%d is outside 1 to 1048576", c.Store.MaxBatch)
+	}
+	if u := c.Alerts.Webhook.URL; u != "" {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			bad("alerts.webhook.url", "%q is not an http:// or https:// URL", u)
+		}
+	}
+	if c.Alerts.Webhook.Timeout < 100*time.Millisecond {
+		bad("alerts.webhook.timeout", "%s is under 100ms", c.Alerts.Webhook.Timeout)
+	}
+	if c.Alerts.Attempts < 1 || c.Alerts.Attempts > 100 {
+		bad("alerts.attempts", "%d is outside 1 to 100", c.Alerts.Attempts)
+	}
+	if c.Alerts.Backoff < 10*time.Millisecond || c.Alerts.Backoff > time.Hour {
+		bad("alerts.backoff", "%s is outside 10ms to 1h", c.Alerts.Backoff)
+	}
+	return errors.Join(errs...)
+}
+
+func isNaNOrInf(f float64) bool { return f != f || f > 1e308 || f < -1e308 }

@@ -1,0 +1,108 @@
+package config
+
+import (
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// TestRepositoryConfigIsDefaults keeps config.yaml honest: it must list every
+// key, each with its default value.
+func TestRepositoryConfigIsDefaults(t *testing.T) {
+	cfg, err := Load("../config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg, Default()) {
+		t.Errorf("config.yaml differs from Default():\n got %+v\nwant %+v", cfg, Default())
+	}
+	b, err := os.ReadFile("../config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	var walk func(m map[string]any, prefix string)
+	walk = func(m map[string]any, prefix string) {
+		for k, v := range m {
+			if sub, ok := v.(map[string]any); ok {
+				walk(sub, prefix+k+".")
+				continue
+			}
+			got = append(got, prefix+k)
+		}
+	}
+	walk(doc, "")
+	want := Keys()
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("config.yaml keys = %v, want %v", got, want)
+	}
+	if err := Default().Validate(); err != nil {
+		t.Errorf("Default().Validate() = %v", err)
+	}
+}
+
+func TestParseErrorsNameTheKey(t *testing.T) {
+	tests := []struct{ yaml, want string }{
+		{"mqtt:\n  adr: \":1\"\n", `line 2: unknown key "mqtt.adr"`},
+		{"colour: red\n", `unknown key "colour"`},
+		{"mqtt:\n  max_packet_bytes: lots\n", `mqtt.max_packet_bytes: "lots" is not a valid whole number`},
+		{"ingest:\n  max_future: soon\n", `ingest.max_future: "soon" is not a valid duration`},
+		{"mqtt: 5\n", "mqtt must be a mapping"},
+		{"http:\n  addr: [1, 2]\n", "http.addr must be a single value"},
+		{"data_dir: a\ndata_dir: b\n", `key "data_dir" is set twice`},
+	}
+	for _, tt := range tests {
+		cfg := Default()
+		err := Parse([]byte(tt.yaml), &cfg)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%q) = %v, want an error containing %q", tt.yaml, err, tt.want)
+		}
+	}
+}
+
+func TestParseKeepsDefaultsForMissingKeys(t *testing.T) {
+	cfg := Default()
+	if err := Parse([]byte("mqtt:\n  addr: 127.0.0.1:1884\ningest:\n  max_future: 1m\n"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.MQTT.Addr = "127.0.0.1:1884"
+	want.Ingest.MaxFuture = time.Minute
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("got %+v, want %+v", cfg, want)
+	}
+}
+
+func TestValidateNamesEveryBadKey(t *testing.T) {
+	cfg := Default()
+	cfg.MQTT.Addr = "1883"
+	cfg.Ingest.MinPowerW = 20e6
+	cfg.Alerts.Webhook.URL = "ftp://x"
+	cfg.Log.Level = "loud"
+	err := cfg.Validate()
+	for _, key := range []string{"mqtt.addr", "ingest.min_power_w", "alerts.webhook.url", "log.level"} {
+		if err == nil || !strings.Contains(err.Error(), key+":") {
+			t.Errorf("Validate() = %v, want it to name %s", err, key)
+		}
+	}
+}
+
+func TestApplyEnv(t *testing.T) {
+	env := map[string]string{EnvMQTTAddr: ":1", EnvHTTPAddr: ":2", EnvDataDir: "/d"}
+	cfg := Default()
+	cfg.ApplyEnv(func(k string) string { return env[k] })
+	if cfg.MQTT.Addr != ":1" || cfg.HTTP.Addr != ":2" || cfg.DataDir != "/d" {
+		t.Errorf("ApplyEnv: got %+v", cfg)
+	}
+}

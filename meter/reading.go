@@ -1,0 +1,46 @@
+// Package meter describes what a meter reports and turns MQTT payloads into
+// validated readings. It knows nothing of brokers, storage or HTTP: every other
+// package depends on it, it depends on none of them.
+package meter
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// DefaultID is the meter id of readings published on the bare ingest topic
+// (energy/consumption), the topic of the original design.
+const DefaultID = "default"
+
+// MaxIDLength is the longest meter id accepted, in bytes.
+const MaxIDLength = 64
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
+
+// ValidID reports whether id can name a meter: 1 to 64 letters, digits,
+// '.', '_', ':' or '-', starting with a letter or digit. Such ids are safe in
+// URLs, file names and MQTT topics.
+func ValidID(id string) bool {
+	return len(id) > 0 && len(id) <= MaxIDLength && idPattern.MatchString(id)
+}
+
+// Reading is one validated power measurement of one meter.
+type Reading struct {
+	// Meter is the id of the meter that measured it (see ValidID).
+	Meter string
+	// Time is when the power was measured: the device's timestamp when it
+	// sent one, otherwise when Vatio received the reading.
+	Time time.Time
+	// PowerW is the active power in watts; negative is export to the grid.
+	PowerW float64
+	// Stamped is true when Time came from the device. A device-stamped
+	// reading sent twice (an MQTT resend) is stored once; a reading stamped
+	// on receipt is always stored as a new reading.
+	Stamped bool
+}
+
+// String returns a short human form of r, for logs.
+func (r Reading) String() string {
+	return fmt.Sprintf("%s %.3f W at %s", r.Meter, r.PowerW, r.Time.UTC().Format(time.RFC3339Nano))
+}
