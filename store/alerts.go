@@ -1,0 +1,114 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrUnknownAlert is returned for an alert id that is not stored.
+var ErrUnknownAlert = errors.New("store: unknown alert")
+
+// Alert is a stored alert with the state of its deliveries.
+type Alert struct {
+	ID       uint64    `json:"id"`
+	Time     time.Time `json:"time"`
+	Severity string    `json:"severity"`
+	Message  string    `json:"message"`
+	Meter    string    `json:"meter,omitempty"`
+	// Source says what raised it: "api" for POST /api/alert.
+	Source     string     `json:"source"`
+	Deliveries []Delivery `json:"deliveries"`
+}
+
+// Delivery is the state of an alert's delivery to one notifier.
+type Delivery struct {
+	Notifier string `json:"notifier"`
+	// Status is pending, delivered or failed.
+	Status    string    `json:"status"`
+	Attempts  int       `json:"attempts"`
+	LastError string    `json:"last_error,omitempty"`
+	Updated   time.Time `json:"updated"`
+}
+
+// Delivery statuses.
+const (
+	DeliveryPending   = "pending"
+	DeliveryDelivered = "delivered"
+	DeliveryFailed    = "failed"
+)
+
+// AddAlert stores a as a new alert, setting its ID.
+func (s *Store) AddAlert(a *Alert) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAlerts)
+		id, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		a.ID = id
+		v, err := json.Marshal(a)
+		if err != nil {
+			return err
+		}
+		return b.Put(binary.BigEndian.AppendUint64(nil, id), v)
+	})
+	if err != nil {
+		return fmt.Errorf("store: add alert: %w", err)
+	}
+	return nil
+}
+
+// UpdateAlert changes the stored alert id with fn in one transaction.
+func (s *Store) UpdateAlert(id uint64, fn func(*Alert)) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAlerts)
+		key := binary.BigEndian.AppendUint64(nil, id)
+		v := b.Get(key)
+		if v == nil {
+			return fmt.Errorf("%w: %d", ErrUnknownAlert, id)
+		}
+		var a Alert
+		if err := json.Unmarshal(v, &a); err != nil {
+			return fmt.Errorf("alert %d: %w", id, err)
+		}
+		fn(&a)
+		a.ID = id
+		nv, err := json.Marshal(&a)
+		if err != nil {
+			return err
+		}
+		return b.Put(key, nv)
+	})
+	if err != nil {
+		return fmt.Errorf("store: update alert: %w", err)
+	}
+	return nil
+}
+
+// Alerts returns up to limit alerts, newest first, that match keep (nil keeps
+// all).
+func (s *Store) Alerts(limit int, keep func(*Alert) bool) ([]Alert, error) {
+	var out []Alert
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketAlerts).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			var a Alert
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("alert %x: %w", k, err)
+			}
+			if keep == nil || keep(&a) {
+				out = append(out, a)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: alerts: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,287 @@
+// Package store keeps readings and alerts durably in one bbolt file.
+//
+// Readings reach the disk through a single writer goroutine that commits
+// them in groups: many readings per transaction, one fsync per group. A
+// reading's done callback runs only after its transaction has committed, which
+// is what lets the broker acknowledge a publish once it is on disk. The store
+// knows nothing of MQTT or HTTP.
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// SchemaVersion is the layout of the database this Vatio writes. A database
+// with an older version is migrated on Open; a newer one is refused.
+const SchemaVersion = 1
+
+// FileName is the database file's name inside the data directory.
+const FileName = "vatio.db"
+
+// ErrClosed is returned when the store is used after Close.
+var ErrClosed = errors.New("store: closed")
+
+// ErrNewerSchema is returned by Open for a database written by a newer Vatio.
+var ErrNewerSchema = errors.New("store: database written by a newer Vatio")
+
+// ErrLocked is returned by Open when another process holds the database.
+var ErrLocked = errors.New("store: database is in use by another process")
+
+// Bucket names. The layout:
+//
+//	meta    "schema" -> uint32 version; "seq" -> uint64 last reading id
+//	series  <meter> -> bucket: 8-byte big-endian Unix ns -> value (see encodeValue)
+//	meters  <meter> -> encoded meterState
+//	alerts  8-byte big-endian id -> JSON Alert
+var (
+	bucketMeta   = []byte("meta")
+	bucketSeries = []byte("series")
+	bucketMeters = []byte("meters")
+	bucketAlerts = []byte("alerts")
+	keySchema    = []byte("schema")
+	keySeq       = []byte("seq")
+)
+
+// Options tune a Store. The zero value of a field takes its default.
+type Options struct {
+	// QueueSize is how many readings may wait for the writer; Append blocks
+	// while it is full. Default 65536.
+	QueueSize int
+	// MaxBatch is the most readings in one transaction. Larger batches
+	// amortise the fsync further but hold their callers longer. Default 10000.
+	MaxBatch int
+	// Logger receives the store's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// Store is the database. All methods are safe for concurrent use.
+type Store struct {
+	db   *bolt.DB
+	path string
+	log  *slog.Logger
+
+	maxBatch int
+	queue    chan entry
+	acks     chan committed
+	wg       sync.WaitGroup
+
+	// closeMu orders Append against Close: Append holds it shared while it
+	// queues, Close exclusively while it closes the queue.
+	closeMu sync.RWMutex
+	closed  bool
+
+	// seq is the last reading id; only the writer goroutine touches it.
+	seq uint64
+	// meters holds each meter's committed state. Only the writer goroutine
+	// changes it, holding metersMu; others read it holding metersMu shared.
+	metersMu sync.RWMutex
+	meters   map[string]meterState
+
+	commitSeconds prometheus.Histogram
+	batchSize     prometheus.Histogram
+	stored        prometheus.Counter
+	commitErrors  prometheus.Counter
+}
+
+// Open opens (creating if needed) the database in dir, migrates an older
+// schema, and starts the writer.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = 65536
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 10000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: create data dir: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: time.Second,
+		// The freelist is rebuilt from the pages on open instead of being
+		// written on every commit: commits of appends stay small.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s (is another vatio running on this data dir?)", ErrLocked, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s := &Store{
+		db:       db,
+		path:     path,
+		log:      opts.Logger,
+		maxBatch: opts.MaxBatch,
+		queue:    make(chan entry, opts.QueueSize),
+		acks:     make(chan committed, 4),
+		meters:   map[string]meterState{},
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "vatio_store_commit_seconds",
+			Help:    "Time to write and fsync one group of readings.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "vatio_store_commit_readings",
+			Help:    "Readings per committed transaction.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
+		}),
+		stored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vatio_readings_stored_total",
+			Help: "Readings committed to disk.",
+		}),
+		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vatio_store_commit_errors_total",
+			Help: "Transactions that failed to commit; their readings were not acknowledged.",
+		}),
+	}
+	if err := s.migrate(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.wg.Add(2)
+	go s.writeLoop()
+	go s.ackLoop()
+	return s, nil
+}
+
+// migrations[v] upgrades a database from schema version v to v+1. A new
+// database is version 0.
+var migrations = []func(tx *bolt.Tx) error{
+	// 0 -> 1: the first layout.
+	func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketSeries, bucketMeters, bucketAlerts} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+}
+
+// migrate checks the schema version before writing anything, so that a
+// database from a newer Vatio is left untouched.
+func (s *Store) migrate() error {
+	var version uint32
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketMeta); b != nil {
+			if v := b.Get(keySchema); len(v) == 4 {
+				version = binary.BigEndian.Uint32(v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: read schema version: %w", err)
+	}
+	if version > SchemaVersion {
+		return fmt.Errorf("%w: %s has schema version %d, this Vatio reads up to %d; upgrade Vatio or restore a backup (the file was not changed)",
+			ErrNewerSchema, s.path, version, SchemaVersion)
+	}
+	if version == SchemaVersion {
+		return nil
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		for v := version; v < SchemaVersion; v++ {
+			if err := migrations[v](tx); err != nil {
+				return fmt.Errorf("to version %d: %w", v+1, err)
+			}
+		}
+		return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
+	})
+	if err != nil {
+		return fmt.Errorf("store: migrate %s from schema %d: %w", s.path, version, err)
+	}
+	if version > 0 {
+		s.log.Info("database migrated", slog.Int("from", int(version)), slog.Int("to", SchemaVersion))
+	}
+	return nil
+}
+
+// load reads the writer's state: the last reading id and every meter's state.
+func (s *Store) load() error {
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keySeq); len(v) == 8 {
+			s.seq = binary.BigEndian.Uint64(v)
+		}
+		return tx.Bucket(bucketMeters).ForEach(func(k, v []byte) error {
+			st, err := decodeMeterState(v)
+			if err != nil {
+				return fmt.Errorf("meter %q: %w", k, err)
+			}
+			s.meters[string(k)] = st
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("store: load %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Close commits every queued reading, runs its callback, and closes the
+// database. Appends after Close return ErrClosed.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.queue)
+	s.closeMu.Unlock()
+	s.wg.Wait()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// Size returns the database file's size in bytes.
+func (s *Store) Size() int64 {
+	var size int64
+	_ = s.db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
+	return size
+}
+
+// Describe implements prometheus.Collector.
+func (s *Store) Describe(ch chan<- *prometheus.Desc) {
+	prometheus.DescribeByCollect(s, ch)
+}
+
+var dbSizeDesc = prometheus.NewDesc("vatio_db_size_bytes", "Size of the database file.", nil, nil)
+
+// Collect implements prometheus.Collector.
+func (s *Store) Collect(ch chan<- prometheus.Metric) {
+	s.commitSeconds.Collect(ch)
+	s.batchSize.Collect(ch)
+	s.stored.Collect(ch)
+	s.commitErrors.Collect(ch)
+	ch <- prometheus.MustNewConstMetric(dbSizeDesc, prometheus.GaugeValue, float64(s.Size()))
+}

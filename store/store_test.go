@@ -1,0 +1,266 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/vatio-energy/vatio/meter"
+)
+
+var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+
+func openTest(t testing.TB, dir string) *Store {
+	t.Helper()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func mustAppend(t testing.TB, s *Store, rs ...meter.Reading) {
+	t.Helper()
+	for _, r := range rs {
+		if err := s.Append(r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func reading(m string, sec int, w float64) meter.Reading {
+	return meter.Reading{Meter: m, Time: t0.Add(time.Duration(sec) * time.Second), PowerW: w, Stamped: true}
+}
+
+func TestAppendRangeLatest(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	mustAppend(t, s, reading("a", 0, 100), reading("b", 1, 200), reading("a", 2, 300), reading("b", 3, 400), reading("a", 4, 500))
+
+	got, more, err := s.Range("a", t0, t0.Add(4*time.Second), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if more || len(got) != 2 || got[0].PowerW != 100 || got[1].PowerW != 300 || !got[1].Time.Equal(t0.Add(2*time.Second)) {
+		t.Errorf("Range(a, [0s,4s)) = %+v more=%v, want the readings at 0s and 2s", got, more)
+	}
+	got, more, _ = s.Range("a", t0, t0.Add(time.Hour), 2)
+	if !more || len(got) != 2 {
+		t.Errorf("Range with limit 2 = %d records, more=%v; want 2, true", len(got), more)
+	}
+
+	latest, err := s.Latest("", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var powers []float64
+	for _, r := range latest {
+		powers = append(powers, r.PowerW)
+	}
+	if fmt.Sprint(powers) != "[500 400 300 200]" {
+		t.Errorf("Latest(all, 4) powers = %v, want [500 400 300 200]", powers)
+	}
+	for i := 1; i < len(latest); i++ {
+		if latest[i].ID >= latest[i-1].ID {
+			t.Errorf("ids not in insertion order: %+v", latest)
+		}
+	}
+	if l, _ := s.Latest("b", 10); len(l) != 2 || l[0].PowerW != 400 {
+		t.Errorf("Latest(b) = %+v", l)
+	}
+	if _, err := s.Latest("zzz", 10); !errors.Is(err, ErrUnknownMeter) {
+		t.Errorf("Latest(unknown) error = %v, want ErrUnknownMeter", err)
+	}
+
+	ms := s.Meters()
+	if len(ms) != 2 || ms[0].ID != "a" || ms[0].Readings != 3 || ms[0].LastPowerW != 500 || !ms[0].First.Equal(t0) || !ms[0].Last.Equal(t0.Add(4*time.Second)) {
+		t.Errorf("Meters() = %+v", ms)
+	}
+}
+
+func TestResendIsStoredOnce(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	mustAppend(t, s, reading("a", 0, 100), reading("a", 1, 110))
+	mustAppend(t, s, reading("a", 0, 100)) // a device resends (MQTT DUP)
+	m, _ := s.Meter("a")
+	if m.Readings != 2 {
+		t.Errorf("after a resend, Readings = %d, want 2", m.Readings)
+	}
+	got, _, _ := s.Range("a", t0, t0.Add(time.Minute), 10)
+	if len(got) != 2 || got[0].ID != 1 {
+		t.Errorf("after a resend, records = %+v, want 2 with the first keeping id 1", got)
+	}
+
+	// Readings stamped on receipt at the same instant are distinct readings.
+	unstamped := meter.Reading{Meter: "u", Time: t0, PowerW: 1}
+	mustAppend(t, s, unstamped, unstamped, unstamped)
+	if m, _ := s.Meter("u"); m.Readings != 3 {
+		t.Errorf("three receive-stamped readings at one instant: Readings = %d, want 3", m.Readings)
+	}
+}
+
+func TestOutOfOrderAndReopen(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, reading("a", 10, 1), reading("a", 5, 2), reading("a", 20, 3))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir)
+	m, err := s.Meter("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Readings != 3 || !m.First.Equal(t0.Add(5*time.Second)) || m.LastPowerW != 3 {
+		t.Errorf("after reopen Meter(a) = %+v", m)
+	}
+	mustAppend(t, s, reading("a", 30, 4))
+	l, _ := s.Latest("a", 1)
+	if l[0].ID != 4 {
+		t.Errorf("after reopen the next id = %d, want 4", l[0].ID)
+	}
+	got, _, _ := s.Range("a", t0, t0.Add(time.Hour), 10)
+	if len(got) != 4 || got[0].PowerW != 2 || got[1].PowerW != 1 {
+		t.Errorf("Range after out-of-order appends = %+v, want time order", got)
+	}
+}
+
+func TestCloseCommitsQueuedReadingsInOrder(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{QueueSize: 64, MaxBatch: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000
+	var mu sync.Mutex
+	var order []int
+	for i := 0; i < n; i++ {
+		i := i
+		err := s.Append(meter.Reading{Meter: "m", Time: t0.Add(time.Duration(i) * time.Millisecond), PowerW: float64(i)}, func(err error) {
+			if err != nil {
+				t.Errorf("reading %d: %v", i, err)
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(reading("m", 0, 1), nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Append after Close = %v, want ErrClosed", err)
+	}
+	if len(order) != n {
+		t.Fatalf("%d callbacks ran, want %d", len(order), n)
+	}
+	for i, v := range order {
+		if v != i {
+			t.Fatalf("callback %d ran in position %d: callbacks must run in append order", v, i)
+		}
+	}
+	s = openTest(t, dir)
+	if m, _ := s.Meter("m"); m.Readings != n {
+		t.Errorf("after Close and reopen, Readings = %d, want %d", m.Readings, n)
+	}
+}
+
+func TestNewerSchemaIsRefusedUntouched(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, reading("a", 0, 1))
+	s.Close()
+	path := filepath.Join(dir, FileName)
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion+1))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+	_, err = Open(dir, Options{})
+	if !errors.Is(err, ErrNewerSchema) {
+		t.Fatalf("Open(newer schema) = %v, want ErrNewerSchema", err)
+	}
+	after, _ := os.ReadFile(path)
+	if !bytes.Equal(before, after) {
+		t.Error("Open changed a database it refused")
+	}
+}
+
+func TestNewDatabaseIsMigratedToCurrentSchema(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	var version uint32
+	s.db.View(func(tx *bolt.Tx) error {
+		version = binary.BigEndian.Uint32(tx.Bucket(bucketMeta).Get(keySchema))
+		return nil
+	})
+	if version != SchemaVersion {
+		t.Errorf("schema version = %d, want %d", version, SchemaVersion)
+	}
+	if fi, err := os.Stat(s.Path()); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("database file mode = %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
+}
+
+func TestSecondOpenIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	openTest(t, dir)
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrLocked) {
+		t.Errorf("second Open = %v, want ErrLocked", err)
+	}
+}
+
+func TestAlerts(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	for i := 0; i < 3; i++ {
+		a := &Alert{Time: t0, Severity: "info", Message: fmt.Sprint("m", i), Source: "api",
+			Deliveries: []Delivery{{Notifier: "log", Status: DeliveryPending}}}
+		if err := s.AddAlert(a); err != nil {
+			t.Fatal(err)
+		}
+		if a.ID != uint64(i+1) {
+			t.Errorf("alert id = %d, want %d", a.ID, i+1)
+		}
+	}
+	if err := s.UpdateAlert(2, func(a *Alert) { a.Deliveries[0].Status = DeliveryDelivered }); err != nil {
+		t.Fatal(err)
+	}
+	all, _ := s.Alerts(10, nil)
+	if len(all) != 3 || all[0].ID != 3 || all[1].Deliveries[0].Status != DeliveryDelivered {
+		t.Errorf("Alerts = %+v", all)
+	}
+	pending, _ := s.Alerts(10, func(a *Alert) bool { return a.Deliveries[0].Status == DeliveryPending })
+	if len(pending) != 2 {
+		t.Errorf("pending alerts = %d, want 2", len(pending))
+	}
+	if err := s.UpdateAlert(99, func(*Alert) {}); !errors.Is(err, ErrUnknownAlert) {
+		t.Errorf("UpdateAlert(99) = %v, want ErrUnknownAlert", err)
+	}
+}
