@@ -1,0 +1,148 @@
+// Package broker runs the embedded MQTT broker (mochi-mqtt v2) that meters
+// connect to. It owns the listener and the server's lifecycle; what happens
+// to published readings is decided by hooks added with AddHook.
+package broker
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure a Broker.
+type Options struct {
+	// Addr is the TCP address to listen on, e.g. ":1883"; port 0 picks a free port.
+	Addr string
+	// MaxPacketBytes is the largest packet a client may send.
+	MaxPacketBytes int
+	// WriteTimeout bounds every write to a client connection: a client that
+	// stops reading is disconnected rather than stalling the writer.
+	WriteTimeout time.Duration
+	// Logger receives the broker's logs.
+	Logger *slog.Logger
+}
+
+// Broker is the embedded MQTT broker.
+type Broker struct {
+	srv *mqtt.Server
+	ln  net.Listener
+}
+
+// New listens on opts.Addr and prepares the server; Start serves it.
+func New(opts Options) (*Broker, error) {
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("broker: listen on %s: %w", opts.Addr, err)
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = uint32(opts.MaxPacketBytes)
+	srv := mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		InlineClient: true, // readings are forwarded to subscribers after they are stored
+		Logger:       opts.Logger,
+	})
+	// Every client may connect and publish until device credentials and
+	// topic ACLs exist.
+	if err := srv.AddHook(new(allowAll), nil); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	if opts.WriteTimeout > 0 {
+		ln = deadlineListener{Listener: ln, timeout: opts.WriteTimeout}
+	}
+	if err := srv.AddListener(listeners.NewNet("tcp", ln)); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	return &Broker{srv: srv, ln: ln}, nil
+}
+
+// Server returns the mochi server, for hooks and inline publishing.
+func (b *Broker) Server() *mqtt.Server { return b.srv }
+
+// AddHook adds a mochi hook; hooks must be added before Start.
+func (b *Broker) AddHook(h mqtt.Hook, config any) error {
+	if err := b.srv.AddHook(h, config); err != nil {
+		return fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
+	}
+	return nil
+}
+
+// Start starts serving clients; it returns at once.
+func (b *Broker) Start() error {
+	if err := b.srv.Serve(); err != nil {
+		return fmt.Errorf("broker: serve: %w", err)
+	}
+	return nil
+}
+
+// Addr returns the address the broker listens on.
+func (b *Broker) Addr() net.Addr { return b.ln.Addr() }
+
+// Close stops listening and disconnects every client.
+func (b *Broker) Close() error { return b.srv.Close() }
+
+var (
+	clientsDesc  = prometheus.NewDesc("vatio_mqtt_clients_connected", "MQTT clients connected now.", nil, nil)
+	messagesDesc = prometheus.NewDesc("vatio_mqtt_messages_received_total", "MQTT messages received from clients.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (b *Broker) Describe(ch chan<- *prometheus.Desc) {
+	ch <- clientsDesc
+	ch <- messagesDesc
+}
+
+// Collect implements prometheus.Collector.
+func (b *Broker) Collect(ch chan<- prometheus.Metric) {
+	info := b.srv.Info.Clone()
+	ch <- prometheus.MustNewConstMetric(clientsDesc, prometheus.GaugeValue, float64(info.ClientsConnected))
+	ch <- prometheus.MustNewConstMetric(messagesDesc, prometheus.CounterValue, float64(info.MessagesReceived))
+}
+
+// deadlineListener gives every accepted connection a write deadline.
+type deadlineListener struct {
+	net.Listener
+	timeout time.Duration
+}
+
+func (l deadlineListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return deadlineConn{Conn: c, timeout: l.timeout}, nil
+}
+
+// deadlineConn sets a fresh write deadline before each write, so a write to a
+// peer that has stopped reading fails after timeout instead of blocking.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c deadlineConn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+// allowAll lets every client connect, publish and subscribe.
+type allowAll struct{ mqtt.HookBase }
+
+func (*allowAll) ID() string { return "allow-all" }
+
+func (*allowAll) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (*allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+
+func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }

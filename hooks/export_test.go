@@ -1,0 +1,12 @@
+package hooks
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vatio-energy/vatio/meter"
+)
+
+// RejectedCounter exposes the rejection counter of one reason to tests.
+func (h *Ingest) RejectedCounter(r meter.Reason) prometheus.Counter {
+	return h.rejected.WithLabelValues(string(r))
+}

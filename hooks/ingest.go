@@ -1,0 +1,246 @@
+// Package hooks holds the mochi-mqtt hooks that connect the broker to the
+// rest of Vatio. Ingest intercepts publishes on the energy topics, decodes
+// and validates them, and hands valid readings to the store; the broker
+// acknowledges and forwards a reading only once it is on disk.
+package hooks
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/store"
+)
+
+// codePayloadInvalid is the MQTT 5 reason code sent for a rejected reading.
+var codePayloadInvalid = packets.ErrPayloadFormatInvalid // 0x99
+
+// Ingest is the hook that stores readings published on the energy topics.
+//
+// For a QoS 1 publish it returns packets.ErrRejectPacket, so mochi neither
+// acknowledges nor forwards the packet; the store's commit callback then
+// sends the PUBACK and forwards the reading to subscribers through the
+// server's inline client. The client's read loop never waits for the disk,
+// and one commit covers many readings. PUBACKs for a client leave in the
+// order its publishes arrived, rejected ones included, because every one of
+// them goes through the store's FIFO queue.
+type Ingest struct {
+	mqtt.HookBase
+
+	dec    *meter.Decoder
+	store  *store.Store
+	server *mqtt.Server
+	log    *slog.Logger
+	now    func() time.Time
+
+	stopped atomic.Bool
+
+	accepted prometheus.Counter
+	rejected *prometheus.CounterVec
+
+	logMu    sync.Mutex
+	lastLogs map[meter.Reason]*logState
+}
+
+type logState struct {
+	last       time.Time
+	suppressed int
+}
+
+// rejectLogInterval is the least time between two log lines for one reason.
+const rejectLogInterval = 10 * time.Second
+
+// NewIngest returns the ingest hook. server is used to forward stored
+// readings to subscribers; it must have its inline client enabled.
+func NewIngest(dec *meter.Decoder, st *store.Store, server *mqtt.Server, logger *slog.Logger) *Ingest {
+	h := &Ingest{
+		dec:    dec,
+		store:  st,
+		server: server,
+		log:    logger,
+		now:    time.Now,
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vatio_readings_accepted_total",
+			Help: "Readings that passed validation and were queued for storage.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vatio_readings_rejected_total",
+			Help: "Readings rejected, by reason.",
+		}, []string{"reason"}),
+		lastLogs: map[meter.Reason]*logState{},
+	}
+	for _, r := range meter.Reasons {
+		h.rejected.WithLabelValues(string(r))
+	}
+	return h
+}
+
+// ID implements mqtt.Hook.
+func (h *Ingest) ID() string { return "vatio-ingest" }
+
+// Provides implements mqtt.Hook.
+func (h *Ingest) Provides(b byte) bool { return b == mqtt.OnPublish }
+
+// Shutdown makes the hook refuse further readings without acknowledging them
+// (QoS 1 clients resend after reconnecting). Call it before flushing the
+// store at shutdown.
+func (h *Ingest) Shutdown() { h.stopped.Store(true) }
+
+// OnPublish implements mqtt.Hook.
+func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline || !h.dec.Match(pk.TopicName) {
+		return pk, nil // our own forwards, and topics that are not readings
+	}
+	if h.stopped.Load() {
+		return pk, packets.ErrRejectPacket
+	}
+	r, err := h.dec.Decode(pk.TopicName, pk.Payload, h.now())
+	if err != nil {
+		h.reject(cl, pk, err)
+		return pk, packets.ErrRejectPacket
+	}
+	h.accepted.Inc()
+	if pk.FixedHeader.Qos == 2 {
+		return h.storeQoS2(cl, pk, r)
+	}
+	var done func(error)
+	if pk.FixedHeader.Qos == 1 {
+		done = h.ackAndForward(cl, pk)
+	} else {
+		done = h.forward(pk)
+	}
+	if err := h.store.Append(r, done); err != nil {
+		h.log.Warn("reading not stored", slog.String("meter", r.Meter), slog.Any("error", err))
+	}
+	return pk, packets.ErrRejectPacket
+}
+
+// ackAndForward returns the commit callback of a QoS 1 reading.
+func (h *Ingest) ackAndForward(cl *mqtt.Client, pk packets.Packet) func(error) {
+	return func(err error) {
+		if err != nil {
+			return // not durable: no PUBACK, so the client resends
+		}
+		ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}
+		if err := cl.WritePacket(ack); err != nil && !errors.Is(err, mqtt.ErrConnectionClosed) {
+			h.log.Debug("puback not sent", slog.String("client", cl.ID), slog.Any("error", err))
+		}
+		h.publish(pk)
+	}
+}
+
+// forward returns the commit callback of a QoS 0 reading.
+func (h *Ingest) forward(pk packets.Packet) func(error) {
+	return func(err error) {
+		if err == nil {
+			h.publish(pk)
+		}
+	}
+}
+
+// publish forwards a stored reading to the topic's subscribers (and keeps
+// it as the retained message when it was published with retain).
+func (h *Ingest) publish(pk packets.Packet) {
+	if err := h.server.Publish(pk.TopicName, pk.Payload, pk.FixedHeader.Retain, pk.FixedHeader.Qos); err != nil {
+		h.log.Debug("forward failed", slog.String("topic", pk.TopicName), slog.Any("error", err))
+	}
+}
+
+// storeQoS2 stores a QoS 2 reading before mochi sends the PUBREC. QoS 2 is
+// rare for meters, so it waits for its commit on the client's goroutine and
+// lets mochi run the rest of the exchange and the forwarding.
+func (h *Ingest) storeQoS2(cl *mqtt.Client, pk packets.Packet, r meter.Reading) (packets.Packet, error) {
+	committed := make(chan error, 1)
+	if err := h.store.Append(r, func(err error) { committed <- err }); err != nil {
+		return pk, packets.ErrRejectPacket
+	}
+	if err := <-committed; err != nil {
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, nil
+}
+
+// reject counts and logs a rejected reading and answers its sender: nothing
+// at QoS 0; at QoS 1 a PUBACK (MQTT 5: with reason code 0x99 and the reason),
+// queued behind the client's earlier readings so acknowledgements stay in
+// order; at QoS 2 the same as a PUBREC.
+func (h *Ingest) reject(cl *mqtt.Client, pk packets.Packet, err error) {
+	reason := meter.ReasonOf(err)
+	h.rejected.WithLabelValues(string(reason)).Inc()
+	h.logReject(cl, pk, reason, err)
+	if pk.FixedHeader.Qos == 0 {
+		return
+	}
+	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}
+	if pk.FixedHeader.Qos == 2 {
+		ack.FixedHeader.Type = packets.Pubrec
+	}
+	if cl.Properties.ProtocolVersion == 5 {
+		ack.ReasonCode = codePayloadInvalid.Code
+		ack.Properties.ReasonString = err.Error()
+	} else if pk.FixedHeader.Qos == 2 {
+		// MQTT 3.1.1 has no way to refuse a QoS 2 message: complete the
+		// exchange so the client does not resend it forever.
+		ack.ReasonCode = packets.CodeSuccess.Code
+	}
+	send := func(error) {
+		if err := cl.WritePacket(ack); err != nil && !errors.Is(err, mqtt.ErrConnectionClosed) {
+			h.log.Debug("ack of rejected reading not sent", slog.String("client", cl.ID), slog.Any("error", err))
+		}
+	}
+	if h.store.Sync(send) != nil {
+		send(nil)
+	}
+}
+
+func (h *Ingest) logReject(cl *mqtt.Client, pk packets.Packet, reason meter.Reason, err error) {
+	now := h.now()
+	h.logMu.Lock()
+	st := h.lastLogs[reason]
+	if st == nil {
+		st = &logState{}
+		h.lastLogs[reason] = st
+	}
+	if now.Sub(st.last) < rejectLogInterval {
+		st.suppressed++
+		h.logMu.Unlock()
+		return
+	}
+	suppressed := st.suppressed
+	st.last, st.suppressed = now, 0
+	h.logMu.Unlock()
+	h.log.Warn("reading rejected",
+		slog.String("reason", string(reason)),
+		slog.String("topic", printable(pk.TopicName)),
+		slog.String("client", cl.ID),
+		slog.String("detail", err.Error()),
+		slog.Int("similar_suppressed", suppressed))
+}
+
+// printable shortens a topic for a log line.
+func printable(s string) string {
+	if len(s) > 128 {
+		return string(bytes.ToValidUTF8([]byte(s[:128]), nil)) + "…"
+	}
+	return s
+}
+
+// Describe implements prometheus.Collector.
+func (h *Ingest) Describe(ch chan<- *prometheus.Desc) {
+	h.accepted.Describe(ch)
+	h.rejected.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (h *Ingest) Collect(ch chan<- prometheus.Metric) {
+	h.accepted.Collect(ch)
+	h.rejected.Collect(ch)
+}

@@ -1,0 +1,245 @@
+package hooks_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho3 "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/vatio-energy/vatio/broker"
+	"github.com/vatio-energy/vatio/hooks"
+	"github.com/vatio-energy/vatio/internal/mqtttest"
+	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/store"
+)
+
+type harness struct {
+	addr  string
+	store *store.Store
+	hook  *hooks.Ingest
+}
+
+// start runs the real broker on a free loopback port with the ingest hook
+// and a real store in a temporary directory.
+func start(t *testing.T) *harness {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := store.Open(t.TempDir(), store.Options{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", MaxPacketBytes: 2 << 20, WriteTimeout: 5 * time.Second, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := &meter.Decoder{Topic: "energy/consumption", Limits: meter.DefaultLimits()}
+	h := hooks.NewIngest(dec, st, b.Server(), logger)
+	if err := b.AddHook(h, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		h.Shutdown()
+		st.Flush()
+		b.Close()
+		st.Close()
+	})
+	return &harness{addr: b.Addr().String(), store: st, hook: h}
+}
+
+func (h *harness) count(t *testing.T, meterID string) uint64 {
+	t.Helper()
+	m, err := h.store.Meter(meterID)
+	if err != nil {
+		return 0
+	}
+	return m.Readings
+}
+
+// TestQoS1AckMeansStored checks that once the PUBACK arrives, the reading is
+// already committed: no flush, no wait.
+func TestQoS1AckMeansStored(t *testing.T) {
+	h := start(t)
+	c := mqtttest.V3(t, h.addr)
+	for i := 1; i <= 50; i++ {
+		mqtttest.Publish3(t, c, "energy/consumption/m1", 1, false, "1.5")
+		if got := h.count(t, "m1"); got != uint64(i) {
+			t.Fatalf("after PUBACK %d the store holds %d readings of m1, want %d", i, got, i)
+		}
+	}
+	mqtttest.Publish3(t, c, "energy/consumption", 1, false, "2.5")
+	l, err := h.store.Latest("default", 1)
+	if err != nil || len(l) != 1 || l[0].PowerW != 2500 {
+		t.Errorf("Latest(default) = %+v, %v; want 2500 W", l, err)
+	}
+}
+
+func TestQoS0IsStored(t *testing.T) {
+	h := start(t)
+	c := mqtttest.V3(t, h.addr)
+	mqtttest.Publish3(t, c, "energy/consumption/q0", 0, false, "0.25")
+	deadline := time.Now().Add(10 * time.Second)
+	for h.count(t, "q0") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("QoS 0 reading never stored")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestQoS2IsStoredBeforePubrec(t *testing.T) {
+	h := start(t)
+	c := mqtttest.V3(t, h.addr)
+	mqtttest.Publish3(t, c, "energy/consumption/q2", 2, false, "3")
+	if got := h.count(t, "q2"); got != 1 {
+		t.Errorf("after the QoS 2 exchange the store holds %d readings, want 1", got)
+	}
+	mqtttest.Publish3(t, c, "energy/consumption/q2", 2, false, "NaN")
+	if got := h.count(t, "q2"); got != 1 {
+		t.Errorf("a rejected QoS 2 reading was stored: %d readings", got)
+	}
+}
+
+// TestSubscribersSeeOnlyStoredReadings subscribes like a dashboard would and
+// checks that valid readings are forwarded (after commit) and bad ones never.
+func TestSubscribersSeeOnlyStoredReadings(t *testing.T) {
+	h := start(t)
+	sub := mqtttest.V3(t, h.addr)
+	var mu sync.Mutex
+	var got []string
+	tok := sub.Subscribe("energy/consumption/#", 1, func(_ paho3.Client, m paho3.Message) {
+		mu.Lock()
+		got = append(got, m.Topic()+" "+string(m.Payload()))
+		mu.Unlock()
+	})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	pub := mqtttest.V3(t, h.addr)
+	mqtttest.Publish3(t, pub, "energy/consumption/s1", 1, false, "1")
+	mqtttest.Publish3(t, pub, "energy/consumption/s1", 1, false, "oops")
+	mqtttest.Publish3(t, pub, "energy/consumption/s1", 1, false, "2")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(got, ",") != "energy/consumption/s1 1,energy/consumption/s1 2" {
+		t.Errorf("subscriber got %q, want the two valid readings in order", got)
+	}
+}
+
+func TestOtherTopicsPassThrough(t *testing.T) {
+	h := start(t)
+	sub := mqtttest.V3(t, h.addr)
+	got := make(chan string, 1)
+	sub.Subscribe("tele/plug/STATE", 1, func(_ paho3.Client, m paho3.Message) { got <- string(m.Payload()) }).Wait()
+	mqtttest.Publish3(t, mqtttest.V3(t, h.addr), "tele/plug/STATE", 1, false, "not a reading")
+	select {
+	case p := <-got:
+		if p != "not a reading" {
+			t.Errorf("got %q", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a publish on a non-energy topic was not delivered")
+	}
+}
+
+// TestRejectedReadings publishes every kind of bad payload over MQTT 3.1.1
+// and MQTT 5, and checks they are counted, not stored, answered with 0x99 on
+// MQTT 5, and that good data around them is intact.
+func TestRejectedReadings(t *testing.T) {
+	h := start(t)
+	c3 := mqtttest.V3(t, h.addr)
+	c5 := mqtttest.V5(t, h.addr, nil)
+	mqtttest.Publish3(t, c3, "energy/consumption/r", 1, false, "1")
+	bad := []struct {
+		payload string
+		reason  meter.Reason
+	}{
+		{"text", meter.ReasonNotANumber},
+		{"NaN", meter.ReasonNotFinite},
+		{"Inf", meter.ReasonNotFinite},
+		{"1e400", meter.ReasonNotFinite},
+		{"", meter.ReasonEmpty},
+		{strings.Repeat("9", 1_000_000), meter.ReasonPayloadTooLarge},
+		{`{"power_w": `, meter.ReasonBadJSON},
+		{`{"power_w": 1, "ts": "2099-01-01T00:00:00Z"}`, meter.ReasonFuture},
+		{"20000", meter.ReasonOutOfRange},
+	}
+	for _, b := range bad {
+		before := testutil.ToFloat64(rejectedCounter(h.hook, b.reason))
+		mqtttest.Publish3(t, c3, "energy/consumption/r", 1, false, b.payload)
+		if code := mqtttest.Publish5(t, c5, "energy/consumption/r", 1, b.payload); code != 0x99 {
+			t.Errorf("MQTT 5 PUBACK for %.20q: reason code %#x, want 0x99", b.payload, code)
+		}
+		if got := testutil.ToFloat64(rejectedCounter(h.hook, b.reason)) - before; got != 2 {
+			t.Errorf("payload %.20q: rejected{reason=%s} rose by %v, want 2", b.payload, b.reason, got)
+		}
+	}
+	if code := mqtttest.Publish5(t, c5, "energy/consumption/r", 1, "2"); code != 0 {
+		t.Errorf("MQTT 5 PUBACK of a good reading: reason code %#x, want 0", code)
+	}
+	mqtttest.Publish3(t, c3, "energy/consumption/r", 1, false, "3")
+	recs, err := h.store.Latest("r", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var powers []float64
+	for _, r := range recs {
+		powers = append(powers, r.PowerW)
+	}
+	if len(powers) != 3 || powers[0] != 3000 || powers[1] != 2000 || powers[2] != 1000 {
+		t.Errorf("stored powers = %v, want [3000 2000 1000]: only the good readings", powers)
+	}
+}
+
+func rejectedCounter(h *hooks.Ingest, r meter.Reason) prometheus.Counter {
+	return h.RejectedCounter(r)
+}
+
+// TestMQTT5Reading checks that an MQTT 5 client's valid reading is stored
+// and acknowledged with success.
+func TestMQTT5Reading(t *testing.T) {
+	h := start(t)
+	got := make(chan *paho.Publish, 1)
+	sub := mqtttest.V5(t, h.addr, func(p *paho.Publish) { got <- p })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "energy/consumption/v5", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	c := mqtttest.V5(t, h.addr, nil)
+	if code := mqtttest.Publish5(t, c, "energy/consumption/v5", 1, `{"power_w": 42, "ts": 1764064740}`); code != 0 {
+		t.Fatalf("reason code %#x", code)
+	}
+	l, _ := h.store.Latest("v5", 1)
+	if len(l) != 1 || l[0].PowerW != 42 || l[0].Time.Unix() != 1764064740 {
+		t.Errorf("stored %+v", l)
+	}
+	select {
+	case p := <-got:
+		if string(p.Payload) != `{"power_w": 42, "ts": 1764064740}` {
+			t.Errorf("MQTT 5 subscriber got %q", p.Payload)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("MQTT 5 subscriber got nothing")
+	}
+}
