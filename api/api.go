@@ -1,0 +1,146 @@
+// Package api serves Vatio's HTTP API with Fiber: the original routes
+// (GET /api/energy, POST /api/alert), the versioned /api/v1, /healthz and
+// /metrics. Handlers return errors; writeError turns them into a status and
+// a JSON body. It reads the store and raises alerts; it never writes readings.
+package api
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vatio-energy/vatio/alert"
+	"github.com/vatio-energy/vatio/store"
+)
+
+// Options configure a Server.
+type Options struct {
+	// BodyLimitBytes is the largest request body accepted; larger ones get 413.
+	BodyLimitBytes int
+	// Gatherer supplies /metrics.
+	Gatherer prometheus.Gatherer
+	Logger   *slog.Logger
+}
+
+// Server is the HTTP server of the API (and of whatever else registers on
+// its Router, such as the dashboard).
+type Server struct {
+	app    *fiber.App
+	store  *store.Store
+	alerts *alert.Service
+	log    *slog.Logger
+	ready  atomic.Bool
+	now    func() time.Time
+}
+
+// New returns a Server with every API route registered.
+func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{store: st, alerts: alerts, log: opts.Logger, now: time.Now}
+	s.app = fiber.New(fiber.Config{
+		AppName:               "vatio",
+		DisableStartupMessage: true,
+		BodyLimit:             opts.BodyLimitBytes,
+		ReadTimeout:           30 * time.Second,
+		IdleTimeout:           2 * time.Minute,
+		ErrorHandler:          s.writeError,
+	})
+	s.app.Use(recover.New())
+
+	s.app.Get("/healthz", s.healthz)
+	if opts.Gatherer != nil {
+		s.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})))
+	}
+	s.app.Get("/api/energy", s.energy)
+	s.app.Post("/api/alert", s.postAlert)
+
+	v1 := s.app.Group("/api/v1")
+	v1.Get("/openapi.json", s.openapi)
+	v1.Get("/meters", s.meters)
+	v1.Get("/meters/:id/readings", s.readings)
+	v1.Get("/alerts", s.listAlerts)
+	return s
+}
+
+// Router is where other packages (the dashboard) add their routes.
+func (s *Server) Router() fiber.Router { return s.app }
+
+// App returns the Fiber app, for tests and route listings.
+func (s *Server) App() *fiber.App { return s.app }
+
+// SetReady makes /healthz answer 200 (true) or 503 (false).
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// Serve serves HTTP on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
+
+// Shutdown stops accepting connections and waits for requests in flight
+// until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.SetReady(false)
+	return s.app.ShutdownWithContext(ctx)
+}
+
+func (s *Server) healthz(c *fiber.Ctx) error {
+	if !s.ready.Load() {
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable"})
+	}
+	return c.JSON(fiber.Map{"status": "ok"})
+}
+
+//go:embed openapi.json
+var openapiJSON []byte
+
+func (s *Server) openapi(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSONCharsetUTF8)
+	return c.Send(openapiJSON)
+}
+
+// errorBody is every error response.
+type errorBody struct {
+	Error  string `json:"error"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// paramError is a bad query parameter or body field.
+type paramError struct {
+	Name   string
+	Detail string
+}
+
+func (e *paramError) Error() string { return "invalid parameter " + e.Name + ": " + e.Detail }
+
+// writeError maps an error to a status code and a JSON body.
+func (s *Server) writeError(c *fiber.Ctx, err error) error {
+	status, body := fiber.StatusInternalServerError, errorBody{Error: "internal error"}
+	var (
+		pe *paramError
+		ie *alert.InvalidError
+		fe *fiber.Error
+	)
+	switch {
+	case errors.As(err, &pe):
+		status, body = fiber.StatusBadRequest, errorBody{Error: "invalid parameter \"" + pe.Name + "\"", Detail: pe.Detail}
+	case errors.As(err, &ie):
+		status, body = fiber.StatusBadRequest, errorBody{Error: "invalid parameter \"" + ie.Field + "\"", Detail: ie.Reason}
+	case errors.Is(err, store.ErrUnknownMeter):
+		status, body = fiber.StatusNotFound, errorBody{Error: "unknown meter", Detail: err.Error()}
+	case errors.As(err, &fe):
+		status, body = fe.Code, errorBody{Error: fe.Message}
+	default:
+		s.log.Error("request failed", slog.String("method", c.Method()), slog.String("path", c.Path()), slog.Any("error", err))
+	}
+	return c.Status(status).JSON(body)
+}

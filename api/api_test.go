@@ -1,0 +1,303 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vatio-energy/vatio/alert"
+	"github.com/vatio-energy/vatio/api"
+	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/store"
+)
+
+type harness struct {
+	url   string
+	store *store.Store
+	srv   *api.Server
+}
+
+// start serves the API over real HTTP on a loopback port, backed by a real
+// store in a temporary directory.
+func start(t *testing.T) *harness {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alerts := alert.New(st, nil, alert.Options{})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(st)
+	srv := api.New(st, alerts, api.Options{BodyLimitBytes: 4096, Gatherer: reg})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		alerts.Close()
+		st.Close()
+	})
+	return &harness{url: "http://" + ln.Addr().String(), store: st, srv: srv}
+}
+
+func (h *harness) add(t *testing.T, rs ...meter.Reading) {
+	t.Helper()
+	for _, r := range rs {
+		if err := h.store.Append(r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.store.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *harness) get(t *testing.T, path string, into any) int {
+	t.Helper()
+	resp, err := http.Get(h.url + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if into != nil {
+		if err := json.Unmarshal(b, into); err != nil {
+			t.Fatalf("GET %s: %d %s: %v", path, resp.StatusCode, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func (h *harness) post(t *testing.T, path, contentType, body string, into any) int {
+	t.Helper()
+	resp, err := http.Post(h.url+path, contentType, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if into != nil {
+		if err := json.Unmarshal(b, into); err != nil {
+			t.Fatalf("POST %s: %d %s: %v", path, resp.StatusCode, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+
+func at(m string, sec int, w float64) meter.Reading {
+	return meter.Reading{Meter: m, Time: t0.Add(time.Duration(sec) * time.Second), PowerW: w, Stamped: true}
+}
+
+type apiError struct {
+	Error  string `json:"error"`
+	Detail string `json:"detail"`
+}
+
+func TestLegacyEnergy(t *testing.T) {
+	h := start(t)
+	h.add(t, at("default", 0, 2500), at("m2", 1, 100), at("default", 2, 1250))
+	var got []struct {
+		ID          uint64    `json:"id"`
+		Timestamp   time.Time `json:"timestamp"`
+		Consumption float64   `json:"consumption"`
+		Meter       string    `json:"meter"`
+	}
+	if code := h.get(t, "/api/energy", &got); code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	if len(got) != 3 || got[0].Consumption != 1.25 || got[0].Meter != "default" || !got[0].Timestamp.Equal(t0.Add(2*time.Second)) ||
+		got[2].Consumption != 2.5 || got[2].ID != 1 {
+		t.Errorf("GET /api/energy = %+v", got)
+	}
+	got = nil
+	h.get(t, "/api/energy?meter=m2&limit=1", &got)
+	if len(got) != 1 || got[0].Meter != "m2" || got[0].Consumption != 0.1 {
+		t.Errorf("GET /api/energy?meter=m2&limit=1 = %+v", got)
+	}
+}
+
+func TestEnergyOfManyReadingsIsLimitedTo100(t *testing.T) {
+	h := start(t)
+	var rs []meter.Reading
+	for i := 0; i < 250; i++ {
+		rs = append(rs, at(fmt.Sprint("m", i%3), i, float64(i)))
+	}
+	h.add(t, rs...)
+	var got []struct {
+		Consumption float64 `json:"consumption"`
+	}
+	h.get(t, "/api/energy", &got)
+	if len(got) != 100 || got[0].Consumption != 0.249 || got[99].Consumption != 0.150 {
+		t.Errorf("got %d readings, first %v last %v; want 100 from 0.249 down to 0.150", len(got), got[0], got[len(got)-1])
+	}
+}
+
+func TestBadParametersAreNamed(t *testing.T) {
+	h := start(t)
+	h.add(t, at("m1", 0, 1))
+	tests := []struct {
+		path   string
+		status int
+		param  string
+	}{
+		{"/api/energy?limit=0", 400, "limit"},
+		{"/api/energy?limit=1001", 400, "limit"},
+		{"/api/energy?limit=ten", 400, "limit"},
+		{"/api/energy?meter=a%20b", 400, "meter"},
+		{"/api/v1/meters/m1/readings?from=yesterday", 400, "from"},
+		{"/api/v1/meters/m1/readings?to=2026-11-25T10:00:00", 400, "to"},
+		{"/api/v1/meters/m1/readings?from=2026-11-25T11:00:00Z&to=2026-11-25T10:00:00Z", 400, "from"},
+		{"/api/v1/meters/m1/readings?limit=-1", 400, "limit"},
+		{"/api/v1/alerts?limit=99999", 400, "limit"},
+	}
+	for _, tt := range tests {
+		var e apiError
+		if code := h.get(t, tt.path, &e); code != tt.status || !strings.Contains(e.Error, `"`+tt.param+`"`) {
+			t.Errorf("GET %s = %d %+v, want %d naming %q", tt.path, code, e, tt.status, tt.param)
+		}
+	}
+	for _, path := range []string{"/api/energy?meter=nope", "/api/v1/meters/nope/readings"} {
+		var e apiError
+		if code := h.get(t, path, &e); code != 404 || e.Error != "unknown meter" {
+			t.Errorf("GET %s = %d %+v, want 404 unknown meter", path, code, e)
+		}
+	}
+	var e apiError
+	if code := h.get(t, "/api/nothing", &e); code != 404 || e.Error == "" {
+		t.Errorf("GET /api/nothing = %d %+v, want a JSON 404", code, e)
+	}
+}
+
+func TestMetersAndReadings(t *testing.T) {
+	h := start(t)
+	var rs []meter.Reading
+	for i := 0; i < 10; i++ {
+		rs = append(rs, at("m1", i, float64(100*i)))
+	}
+	h.add(t, append(rs, at("m0", 5, -300))...)
+
+	var ms struct {
+		Meters []struct {
+			ID       string    `json:"id"`
+			LastSeen time.Time `json:"last_seen"`
+			PowerW   float64   `json:"power_w"`
+			Readings uint64    `json:"readings"`
+			Last     time.Time `json:"last"`
+		} `json:"meters"`
+	}
+	h.get(t, "/api/v1/meters", &ms)
+	if len(ms.Meters) != 2 || ms.Meters[0].ID != "m0" || ms.Meters[0].PowerW != -300 || ms.Meters[1].Readings != 10 ||
+		ms.Meters[1].PowerW != 900 || !ms.Meters[1].Last.Equal(t0.Add(9*time.Second)) || time.Since(ms.Meters[1].LastSeen) > time.Minute {
+		t.Errorf("GET /api/v1/meters = %+v", ms)
+	}
+
+	var r struct {
+		Meter  string `json:"meter"`
+		Step   string `json:"step"`
+		Points []struct {
+			T      time.Time `json:"t"`
+			PowerW float64   `json:"power_w"`
+		} `json:"points"`
+		More bool `json:"more"`
+	}
+	q := "/api/v1/meters/m1/readings?from=2026-11-25T10:00:02Z&to=2026-11-25T11:00:05%2B01:00&limit=2"
+	if code := h.get(t, q, &r); code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	if r.Meter != "m1" || r.Step != "raw" || len(r.Points) != 2 || r.Points[0].PowerW != 200 || !r.More {
+		t.Errorf("GET %s = %+v", q, r)
+	}
+	r.Points = nil
+	h.get(t, "/api/v1/meters/m1/readings?from=2026-11-25T10:00:02Z&to=2026-11-25T10:00:05Z", &r)
+	if len(r.Points) != 3 || r.Points[2].PowerW != 400 || r.More {
+		t.Errorf("[2s, 5s) gave %+v, want 3 points ending at 400 W", r.Points)
+	}
+}
+
+func TestPostAlert(t *testing.T) {
+	h := start(t)
+	var created struct {
+		ID uint64 `json:"id"`
+	}
+	if code := h.post(t, "/api/alert", "application/json", `{"message": "Consumo excesivo", "severity": "critical", "meter": "m1"}`, &created); code != 202 || created.ID != 1 {
+		t.Fatalf("POST /api/alert = %d %+v, want 202 with id 1", code, created)
+	}
+	tests := []struct {
+		contentType, body string
+		status            int
+		want              string
+	}{
+		{"application/json", `{"message": "x", "severity": "loud"}`, 400, `"severity"`},
+		{"application/json", `{"severity": "info"}`, 400, `"message"`},
+		{"application/json", `{"message": "x", "colour": "red"}`, 400, `"body"`},
+		{"application/json", `{"message": `, 400, `"body"`},
+		{"application/json", `{"message": "a"} {"message": "b"}`, 400, `"body"`},
+		{"text/plain", `hello`, 415, "application/json"},
+		{"application/json", `{"message": "` + strings.Repeat("x", 5000) + `"}`, 413, ""},
+	}
+	for _, tt := range tests {
+		var e apiError
+		if code := h.post(t, "/api/alert", tt.contentType, tt.body, &e); code != tt.status || !strings.Contains(e.Error, tt.want) {
+			t.Errorf("POST /api/alert %.40q = %d %+v, want %d with %s", tt.body, code, e, tt.status, tt.want)
+		}
+	}
+	var hist struct {
+		Alerts []store.Alert `json:"alerts"`
+	}
+	h.get(t, "/api/v1/alerts", &hist)
+	if len(hist.Alerts) != 1 || hist.Alerts[0].Message != "Consumo excesivo" || hist.Alerts[0].Severity != "critical" || hist.Alerts[0].Source != "api" {
+		t.Errorf("GET /api/v1/alerts = %+v, want only the valid alert", hist)
+	}
+}
+
+func TestHealthzAndMetrics(t *testing.T) {
+	h := start(t)
+	if code := h.get(t, "/healthz", nil); code != 503 {
+		t.Errorf("healthz before ready = %d, want 503", code)
+	}
+	h.srv.SetReady(true)
+	var body map[string]string
+	if code := h.get(t, "/healthz", &body); code != 200 || body["status"] != "ok" {
+		t.Errorf("healthz when ready = %d %v", code, body)
+	}
+	resp, err := http.Get(h.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`(?m)^vatio_db_size_bytes \d`).Match(b) {
+		t.Errorf("/metrics lacks vatio_db_size_bytes:\n%s", b)
+	}
+}
+
+// TestOpenAPIListsEveryRoute fails when a route is added without being
+// described in openapi.json.
+func TestOpenAPIListsEveryRoute(t *testing.T) {
+	h := start(t)
+	var doc struct {
+		OpenAPI string                    `json:"openapi"`
+		Paths   map[string]map[string]any `json:"paths"`
+	}
+	if code := h.get(t, "/api/v1/openapi.json", &doc); code != 200 || doc.OpenAPI != "3.1.0" {
+		t.Fatalf("openapi.json: %d %q", code, doc.OpenAPI)
+	}
+	for _, missing := range api.Undocumented(h.srv.App(), doc.Paths) {
+		t.Errorf("route %s is not in openapi.json", missing)
+	}
+}
