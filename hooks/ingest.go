@@ -6,7 +6,6 @@ package hooks
 
 import (
 	"bytes"
-	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -42,6 +41,7 @@ type Ingest struct {
 	now    func() time.Time
 
 	stopped atomic.Bool
+	acks    *acker
 
 	accepted prometheus.Counter
 	rejected *prometheus.CounterVec
@@ -57,6 +57,9 @@ type logState struct {
 
 // rejectLogInterval is the least time between two log lines for one reason.
 const rejectLogInterval = 10 * time.Second
+
+// ackQueue bounds the acknowledgements waiting to be written.
+const ackQueue = 65536
 
 // NewIngest returns the ingest hook. server is used to forward stored
 // readings to subscribers; it must have its inline client enabled.
@@ -76,6 +79,7 @@ func NewIngest(dec *meter.Decoder, st *store.Store, server *mqtt.Server, logger 
 			Help: "Readings rejected, by reason.",
 		}, []string{"reason"}),
 		lastLogs: map[meter.Reason]*logState{},
+		acks:     newAcker(server, ackQueue, logger),
 	}
 	for _, r := range meter.Reasons {
 		h.rejected.WithLabelValues(string(r))
@@ -90,9 +94,21 @@ func (h *Ingest) ID() string { return "vatio-ingest" }
 func (h *Ingest) Provides(b byte) bool { return b == mqtt.OnPublish }
 
 // Shutdown makes the hook refuse further readings without acknowledging them
-// (QoS 1 clients resend after reconnecting). Call it before flushing the
-// store at shutdown.
-func (h *Ingest) Shutdown() { h.stopped.Store(true) }
+// (QoS 1 clients resend after reconnecting), then waits until every reading
+// already taken is committed and answered. Call it before closing the broker,
+// so the answers reach clients that are still connected.
+func (h *Ingest) Shutdown() error {
+	h.stopped.Store(true)
+	err := h.store.Flush()
+	h.acks.wait()
+	return err
+}
+
+// Stop implements mqtt.Hook: mochi calls it when the broker closes.
+func (h *Ingest) Stop() error {
+	h.acks.close()
+	return nil
+}
 
 // OnPublish implements mqtt.Hook.
 func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
@@ -111,46 +127,26 @@ func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	if pk.FixedHeader.Qos == 2 {
 		return h.storeQoS2(cl, pk, r)
 	}
-	var done func(error)
-	if pk.FixedHeader.Qos == 1 {
-		done = h.ackAndForward(cl, pk)
-	} else {
-		done = h.forward(pk)
-	}
-	if err := h.store.Append(r, done); err != nil {
+	if err := h.store.Append(r, h.ackAndForward(cl, pk)); err != nil {
 		h.log.Warn("reading not stored", slog.String("meter", r.Meter), slog.Any("error", err))
 	}
 	return pk, packets.ErrRejectPacket
 }
 
-// ackAndForward returns the commit callback of a QoS 1 reading.
+// ackAndForward returns the commit callback of a QoS 1 or QoS 0 reading:
+// once committed, the acker sends the PUBACK (QoS 1) and forwards the
+// reading to subscribers. A failed commit sends nothing, so the client
+// resends.
 func (h *Ingest) ackAndForward(cl *mqtt.Client, pk packets.Packet) func(error) {
 	return func(err error) {
 		if err != nil {
-			return // not durable: no PUBACK, so the client resends
+			return
 		}
-		ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}
-		if err := cl.WritePacket(ack); err != nil && !errors.Is(err, mqtt.ErrConnectionClosed) {
-			h.log.Debug("puback not sent", slog.String("client", cl.ID), slog.Any("error", err))
+		it := ackItem{cl: cl, forward: &pk}
+		if pk.FixedHeader.Qos == 1 {
+			it.packetID = pk.PacketID
 		}
-		h.publish(pk)
-	}
-}
-
-// forward returns the commit callback of a QoS 0 reading.
-func (h *Ingest) forward(pk packets.Packet) func(error) {
-	return func(err error) {
-		if err == nil {
-			h.publish(pk)
-		}
-	}
-}
-
-// publish forwards a stored reading to the topic's subscribers (and keeps
-// it as the retained message when it was published with retain).
-func (h *Ingest) publish(pk packets.Packet) {
-	if err := h.server.Publish(pk.TopicName, pk.Payload, pk.FixedHeader.Retain, pk.FixedHeader.Qos); err != nil {
-		h.log.Debug("forward failed", slog.String("topic", pk.TopicName), slog.Any("error", err))
+		h.acks.send(it)
 	}
 }
 
@@ -191,11 +187,7 @@ func (h *Ingest) reject(cl *mqtt.Client, pk packets.Packet, err error) {
 		// exchange so the client does not resend it forever.
 		ack.ReasonCode = packets.CodeSuccess.Code
 	}
-	send := func(error) {
-		if err := cl.WritePacket(ack); err != nil && !errors.Is(err, mqtt.ErrConnectionClosed) {
-			h.log.Debug("ack of rejected reading not sent", slog.String("client", cl.ID), slog.Any("error", err))
-		}
-	}
+	send := func(error) { h.acks.send(ackItem{cl: cl, ack: &ack}) }
 	if h.store.Sync(send) != nil {
 		send(nil)
 	}

@@ -50,7 +50,6 @@ func start(t *testing.T) *harness {
 	}
 	t.Cleanup(func() {
 		h.Shutdown()
-		st.Flush()
 		b.Close()
 		st.Close()
 	})
