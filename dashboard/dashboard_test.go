@@ -1,0 +1,376 @@
+package dashboard_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/vatio-energy/vatio/dashboard"
+	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/store"
+)
+
+var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+
+// newApp opens a store in a temp dir, appends readings, and returns a Fiber
+// app serving the dashboard and what the dashboard logged.
+func newApp(tb testing.TB, readings ...meter.Reading) (*fiber.App, *bytes.Buffer) {
+	tb.Helper()
+	return newAppWith(tb, dashboard.New, readings...)
+}
+
+// newAppWith is newApp with another constructor of the dashboard.
+func newAppWith(tb testing.TB, newDashboard func(*store.Store, *slog.Logger) *dashboard.Dashboard, readings ...meter.Reading) (*fiber.App, *bytes.Buffer) {
+	tb.Helper()
+	st, err := store.Open(tb.TempDir(), store.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	for _, r := range readings {
+		if err := st.Append(r, nil); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := st.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	var logs bytes.Buffer
+	app := fiber.New()
+	newDashboard(st, slog.New(slog.NewTextHandler(&logs, nil))).Register(app)
+	return app, &logs
+}
+
+func reading(m string, sec int, powerW float64) meter.Reading {
+	return meter.Reading{Meter: m, Time: t0.Add(time.Duration(sec) * time.Second), PowerW: powerW, Stamped: true}
+}
+
+// get requests path and returns the response and its body, decompressed
+// when it was gzipped.
+func get(tb testing.TB, app *fiber.App, path string, header ...string) (*http.Response, string) {
+	tb.Helper()
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		if header[i] == "Host" {
+			req.Host = header[i+1]
+			continue
+		}
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := app.Test(req, -1)
+	if err != nil {
+		tb.Fatalf("GET %s: %v", path, err)
+	}
+	defer res.Body.Close()
+	var body io.Reader = res.Body
+	if res.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(res.Body)
+		if err != nil {
+			tb.Fatalf("GET %s: gzip: %v", path, err)
+		}
+		body = zr
+	}
+	b, err := io.ReadAll(body)
+	if err != nil {
+		tb.Fatalf("GET %s: read body: %v", path, err)
+	}
+	return res, string(b)
+}
+
+// requireECharts fails the test when the ECharts build is not embedded.
+func requireECharts(t *testing.T, app *fiber.App) {
+	t.Helper()
+	if res, _ := get(t, app, "/assets/vendor/echarts.min.js"); res.StatusCode != http.StatusOK {
+		t.Fatalf("GET /assets/vendor/echarts.min.js: status %d: the ECharts build is not embedded: run make assets", res.StatusCode)
+	}
+}
+
+var externalURL = regexp.MustCompile(`(?i)(src|href|action)\s*=\s*["']?\s*(https?:)?//`)
+
+func TestPage(t *testing.T) {
+	app, logs := newApp(t,
+		reading("m1", 0, 1000), reading("m1", 1, 2500),
+		reading("house:main", 0, 420), reading("house:main", 2, 1_250_000),
+	)
+	requireECharts(t, app)
+	if logs.Len() > 0 {
+		t.Errorf("New logged %q, want nothing", logs)
+	}
+	res, page := get(t, app, "/")
+
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d, want 200; body:\n%s", res.StatusCode, page)
+	}
+	if ct := res.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+		t.Errorf("Content-Type = %q, want text/html; charset=utf-8", ct)
+	}
+	for _, want := range []string{
+		`<html lang="en">`,
+		`<meta name="viewport" content="width=device-width, initial-scale=1">`,
+		`<title>Vatio</title>`,
+		`data-meter="m1"`,
+		`<h3 class="card-id">m1</h3>`,
+		`>2.50 kW</data>`,
+		`data-meter="house:main"`,
+		`>1.25 MW</data>`,
+		`datetime="`,
+		`id="power"`,
+		`width:100%`,
+		`let goecharts_power = echarts.init(document.getElementById('power')`,
+		`"type":"time"`,
+		`"name":"kW"`,
+		`"dataZoom":`,
+		// The newest reading of m1: 2.5 kW at t0+1s, as [Unix ms, kW].
+		fmt.Sprintf(`[%d,2.5]`, t0.Add(time.Second).UnixMilli()),
+		`<script src="/assets/vendor/echarts.min.js?v=`,
+		`<script src="/assets/app.js?v=`,
+		`<link rel="stylesheet" href="/assets/app.css?v=`,
+		`<link rel="icon" href="/assets/icon.svg?v=`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q; page:\n%s", want, page)
+		}
+	}
+	if m := externalURL.FindString(page); m != "" {
+		t.Errorf("page references another host: %q", m)
+	}
+	for _, unwanted := range []string{`id="empty"`, "run make assets", "go-echarts.github.io"} {
+		if strings.Contains(page, unwanted) {
+			t.Errorf("page contains %q; page:\n%s", unwanted, page)
+		}
+	}
+	// Series follow the cards' order, by meter id.
+	if i, j := strings.Index(page, `"name":"house:main"`), strings.Index(page, `"name":"m1"`); i < 0 || j < 0 || i > j {
+		t.Errorf("series house:main at %d, m1 at %d; want both, house:main first", i, j)
+	}
+}
+
+// TestPageScriptsAllowed checks that the Content-Security-Policy lets the
+// page run exactly its scripts: each inline script is pinned by its hash,
+// and nothing may load from another origin.
+func TestPageScriptsAllowed(t *testing.T) {
+	app, _ := newApp(t, reading("m1", 0, 2500))
+	requireECharts(t, app)
+	res, page := get(t, app, "/")
+	csp := res.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "connect-src 'self'") {
+		t.Errorf("Content-Security-Policy = %q, want default-src and connect-src 'self'", csp)
+	}
+	inline := regexp.MustCompile(`(?s)<script[^>]*>(.*?)</script>`).FindAllStringSubmatch(page, -1)
+	hashed := 0
+	for _, m := range inline {
+		if strings.Contains(m[0][:strings.Index(m[0], ">")], "src=") {
+			continue
+		}
+		sum := sha256.Sum256([]byte(m[1]))
+		if h := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"; !strings.Contains(csp, h) {
+			t.Errorf("Content-Security-Policy %q lacks %s, the hash of inline script:\n%s", csp, h, m[1])
+		}
+		hashed++
+	}
+	if hashed != 1 {
+		t.Errorf("page has %d inline scripts, want 1 (the chart's)", hashed)
+	}
+}
+
+func TestPageEmpty(t *testing.T) {
+	app, _ := newApp(t)
+	res, page := get(t, app, "/", "Host", "vatio.lan:5000")
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d, want 200", res.StatusCode)
+	}
+	for _, want := range []string{
+		`id="empty"`,
+		"No readings yet",
+		"mosquitto_pub -h vatio.lan -t energy/consumption -m 2.5",
+		"energy/consumption/&lt;meter&gt;",
+		`-t energy/consumption/kitchen -m '{"power_w": 1234.5}'`,
+		`-t energy/consumption/kitchen -m '{"consumption": 1.2345}'`,
+		`<script src="/assets/app.js?v=`,
+		`id="status"`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("empty page lacks %q; page:\n%s", want, page)
+		}
+	}
+	for _, unwanted := range []string{`id="power"`, "echarts.min.js", `class="card"`} {
+		if strings.Contains(page, unwanted) {
+			t.Errorf("empty page contains %q", unwanted)
+		}
+	}
+}
+
+// TestPageEscapes checks that the Host header, which the client chooses, is
+// escaped into the page.
+func TestPageEscapes(t *testing.T) {
+	app, _ := newApp(t)
+	res, page := get(t, app, "/", "Host", `"><b>x`)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d, want 200", res.StatusCode)
+	}
+	if want := "mosquitto_pub -h &#34;&gt;&lt;b&gt;x -t"; !strings.Contains(page, want) || strings.Contains(page, "<b>") {
+		t.Errorf("page lacks the escaped Host header %q or contains it unescaped:\n%s", want, page)
+	}
+}
+
+// TestPageWithoutECharts checks the page of a binary built without make
+// assets: a visible notice instead of a blank chart, and a warning in the log.
+func TestPageWithoutECharts(t *testing.T) {
+	app, logs := newAppWith(t, dashboard.NewWithoutECharts, reading("m1", 0, 2500))
+	if !strings.Contains(logs.String(), "run make assets") {
+		t.Errorf("log = %q, want a warning to run make assets", logs)
+	}
+	res, page := get(t, app, "/")
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d, want 200", res.StatusCode)
+	}
+	for _, want := range []string{`class="notice" role="alert"`, "<code>make assets</code>", `data-meter="m1"`, `>2.50 kW</data>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q; page:\n%s", want, page)
+		}
+	}
+	for _, unwanted := range []string{`id="power"`, "echarts.min.js", "goecharts_"} {
+		if strings.Contains(page, unwanted) {
+			t.Errorf("page contains %q; page:\n%s", unwanted, page)
+		}
+	}
+	if csp := res.Header.Get("Content-Security-Policy"); strings.Contains(csp, "sha256-") {
+		t.Errorf("Content-Security-Policy = %q, want no inline script allowed", csp)
+	}
+}
+
+func TestAssets(t *testing.T) {
+	app, _ := newApp(t)
+	requireECharts(t, app)
+	tests := []struct {
+		path, contentType, cacheControl string
+		contains                        string
+	}{
+		{"/assets/app.js", "text/javascript; charset=utf-8", "no-cache", "getInstanceByDom"},
+		{"/assets/app.css", "text/css; charset=utf-8", "no-cache", "prefers-color-scheme: dark"},
+		{"/assets/icon.svg", "image/svg+xml", "no-cache", "<svg"},
+		{"/assets/vendor/echarts.min.js", "text/javascript; charset=utf-8", "public, max-age=86400", "echarts"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			res, body := get(t, app, tt.path)
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("status = %d, want 200", res.StatusCode)
+			}
+			if got := res.Header.Get("Content-Type"); got != tt.contentType {
+				t.Errorf("Content-Type = %q, want %q", got, tt.contentType)
+			}
+			if got := res.Header.Get("Cache-Control"); got != tt.cacheControl {
+				t.Errorf("Cache-Control = %q, want %q", got, tt.cacheControl)
+			}
+			if got := res.Header.Get("Content-Encoding"); got != "" {
+				t.Errorf("Content-Encoding = %q without Accept-Encoding, want none", got)
+			}
+			if !strings.Contains(body, tt.contains) {
+				t.Errorf("body lacks %q", tt.contains)
+			}
+
+			zres, zbody := get(t, app, tt.path, "Accept-Encoding", "br, gzip;q=0.8")
+			if got := zres.Header.Get("Content-Encoding"); got != "gzip" {
+				t.Errorf("Content-Encoding = %q with Accept-Encoding gzip, want gzip", got)
+			}
+			if zbody != body {
+				t.Errorf("gunzipped body differs from the plain one (%d bytes, want %d)", len(zbody), len(body))
+			}
+			if got := zres.Header.Get("Vary"); got != "Accept-Encoding" {
+				t.Errorf("Vary = %q, want Accept-Encoding", got)
+			}
+
+			etag := res.Header.Get("ETag")
+			if etag == "" {
+				t.Fatal("no ETag")
+			}
+			cres, cbody := get(t, app, tt.path, "If-None-Match", etag)
+			if cres.StatusCode != http.StatusNotModified || cbody != "" {
+				t.Errorf("If-None-Match %s: status %d with %d bytes, want 304 and none", etag, cres.StatusCode, len(cbody))
+			}
+		})
+	}
+}
+
+func TestAssetsRefused(t *testing.T) {
+	app, _ := newApp(t)
+	for _, path := range []string{"/assets/nope.js", "/assets/", "/assets/vendor", "/assets/../dashboard.go", "/assets/%2e%2e/page.html"} {
+		if res, _ := get(t, app, path); res.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: status %d, want 404", path, res.StatusCode)
+		}
+	}
+	if res, _ := get(t, app, "/assets/app.js", "Accept-Encoding", "gzip;q=0"); res.Header.Get("Content-Encoding") != "" {
+		t.Errorf("Accept-Encoding gzip;q=0: Content-Encoding = %q, want none", res.Header.Get("Content-Encoding"))
+	}
+}
+
+func TestPageGzip(t *testing.T) {
+	app, _ := newApp(t, reading("m1", 0, 2500))
+	res, page := get(t, app, "/", "Accept-Encoding", "gzip")
+	if got := res.Header.Get("Content-Encoding"); got != "gzip" {
+		t.Errorf("Content-Encoding = %q, want gzip", got)
+	}
+	if !strings.Contains(page, `data-meter="m1"`) {
+		t.Errorf("gunzipped page lacks meter m1:\n%s", page)
+	}
+}
+
+func TestFormatPower(t *testing.T) {
+	tests := []struct {
+		powerW float64
+		want   string
+	}{
+		{0, "0 W"},
+		{-0.3, "0 W"},
+		{12.4, "12 W"},
+		{999.4, "999 W"},
+		{999.5, "1.00 kW"},
+		{2500, "2.50 kW"},
+		{-3210, "-3.21 kW"},
+		{999_994, "999.99 kW"},
+		{999_995, "1.00 MW"},
+		{1_250_000, "1.25 MW"},
+	}
+	for _, tt := range tests {
+		if got := dashboard.FormatPower(tt.powerW); got != tt.want {
+			t.Errorf("formatPower(%v) = %q, want %q", tt.powerW, got, tt.want)
+		}
+	}
+}
+
+func BenchmarkRenderPage(b *testing.B) {
+	var rs []meter.Reading
+	for m := range 10 {
+		for i := range 500 {
+			rs = append(rs, reading(fmt.Sprintf("meter-%02d", m), i, float64(1000+i)))
+		}
+	}
+	app, _ := newApp(b, rs...)
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := app.Test(req, -1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			b.Fatalf("status %d", res.StatusCode)
+		}
+		b.SetBytes(n)
+	}
+}

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/vatio-energy/vatio/alert"
+	"github.com/vatio-energy/vatio/api"
+	"github.com/vatio-energy/vatio/broker"
+	"github.com/vatio-energy/vatio/config"
+	"github.com/vatio-energy/vatio/dashboard"
+	"github.com/vatio-energy/vatio/hooks"
+	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// shutdownTimeout bounds a graceful stop.
+const shutdownTimeout = 5 * time.Second
+
+const usage = `Usage:
+  vatio [flags]        run the broker, the store, the API and the dashboard
+  vatio version        print the version
+
+Flags:
+`
+
+// run is the whole program: it parses args, starts Vatio and stops it
+// gracefully when ctx ends.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		switch args[0] {
+		case "version":
+			fmt.Fprintf(stdout, "vatio %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return nil
+		case "help":
+			args = []string{"-h"}
+		default:
+			return fmt.Errorf("unknown command %q (see vatio help)", args[0])
+		}
+	}
+	cfg, cfgPath, err := loadConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg.Log, stderr)
+	if cfgPath != "" {
+		logger.Info("configuration loaded", slog.String("file", cfgPath))
+	}
+	a, err := start(cfg, logger)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err := <-a.httpErr:
+		logger.Error("http server stopped", slog.Any("error", err))
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	return a.shutdown(sctx)
+}
+
+// loadConfig builds the configuration: defaults, then the config file, then
+// the environment, then flags. It returns the file it read, if any.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config.Config, string, error) {
+	fset := flag.NewFlagSet("vatio", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	fset.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fset.PrintDefaults()
+	}
+	cfgFlag := fset.String("config", "", "config file (default ./config.yaml when it exists; env "+config.EnvConfig+")")
+	mqttAddr := fset.String("mqtt-addr", "", "MQTT listen address (default \":1883\"; env "+config.EnvMQTTAddr+")")
+	httpAddr := fset.String("http-addr", "", "HTTP listen address (default \":5000\"; env "+config.EnvHTTPAddr+")")
+	dataDir := fset.String("data-dir", "", "data directory (default \"./data\"; env "+config.EnvDataDir+")")
+	if err := fset.Parse(args); err != nil {
+		return config.Config{}, "", err
+	}
+	if fset.NArg() > 0 {
+		return config.Config{}, "", fmt.Errorf("unexpected argument %q (see vatio help)", fset.Arg(0))
+	}
+
+	path, explicit := *cfgFlag, true
+	if path == "" {
+		path = getenv(config.EnvConfig)
+	}
+	if path == "" {
+		path, explicit = "config.yaml", false
+	}
+	cfg, err := config.Load(path)
+	switch {
+	case err == nil:
+	case !explicit && errors.Is(err, fs.ErrNotExist):
+		cfg, path = config.Default(), ""
+	default:
+		return cfg, "", err
+	}
+	cfg.ApplyEnv(getenv)
+	if *mqttAddr != "" {
+		cfg.MQTT.Addr = *mqttAddr
+	}
+	if *httpAddr != "" {
+		cfg.HTTP.Addr = *httpAddr
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if err := cfg.Validate(); err != nil {
+		where := "configuration"
+		if path != "" {
+			where = path
+		}
+		return cfg, "", fmt.Errorf("invalid %s:\n%w", where, err)
+	}
+	return cfg, path, nil
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level)) // validated
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// app is a running Vatio.
+type app struct {
+	log     *slog.Logger
+	store   *store.Store
+	broker  *broker.Broker
+	ingest  *hooks.Ingest
+	alerts  *alert.Service
+	http    *api.Server
+	httpErr chan error
+}
+
+// start opens the store, starts the broker and serves HTTP. On error it
+// stops whatever it had started.
+func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+	a := &app{log: logger, httpErr: make(chan error, 1)}
+
+	a.store, err = store.Open(cfg.DataDir, store.Options{
+		QueueSize: cfg.Store.QueueSize, MaxBatch: cfg.Store.MaxBatch, Logger: logger.With("component", "store"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, func() { a.store.Close() })
+
+	a.broker, err = broker.New(broker.Options{
+		Addr: cfg.MQTT.Addr, MaxPacketBytes: cfg.MQTT.MaxPacketBytes, WriteTimeout: cfg.MQTT.WriteTimeout,
+		Logger: logger.With("component", "mqtt"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, func() { a.broker.Close() })
+	dec := &meter.Decoder{Topic: cfg.Ingest.Topic, Limits: cfg.Ingest.Limits()}
+	a.ingest = hooks.NewIngest(dec, a.store, a.broker.Server(), logger.With("component", "ingest"))
+	if err := a.broker.AddHook(a.ingest, nil); err != nil {
+		return nil, err
+	}
+
+	notifiers := []alert.Notifier{alert.Log{Logger: logger.With("component", "alert")}}
+	if cfg.Alerts.Webhook.URL != "" {
+		notifiers = append(notifiers, alert.NewWebhook(cfg.Alerts.Webhook.URL, cfg.Alerts.Webhook.Timeout))
+	}
+	a.alerts = alert.New(a.store, notifiers, alert.Options{
+		Attempts: cfg.Alerts.Attempts, Backoff: cfg.Alerts.Backoff, Logger: logger.With("component", "alert"),
+	})
+	cleanup = append(cleanup, a.alerts.Close)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		a.store, a.broker, a.ingest)
+	a.http = api.New(a.store, a.alerts, api.Options{
+		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, Gatherer: reg, Logger: logger.With("component", "http"),
+	})
+	dashboard.New(a.store, logger.With("component", "dashboard")).Register(a.http.Router())
+
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("http: listen on %s: %w", cfg.HTTP.Addr, err)
+	}
+	if err := a.broker.Start(); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	go func() { a.httpErr <- a.http.Serve(ln) }()
+	a.http.SetReady(true)
+	logger.Info("vatio ready",
+		slog.String("version", version),
+		slog.String("mqtt", a.broker.Addr().String()),
+		slog.String("http", ln.Addr().String()),
+		slog.String("data", a.store.Path()))
+	return a, nil
+}
+
+// shutdown stops in the order that loses nothing: no new HTTP requests; no
+// new readings taken; every reading taken is committed and acknowledged
+// while its client is still connected; then the broker, alert delivery and
+// the database close.
+func (a *app) shutdown(ctx context.Context) error {
+	var errs []error
+	hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := a.http.Shutdown(hctx); err != nil {
+		errs = append(errs, fmt.Errorf("http: %w", err))
+	}
+	flushed := make(chan error, 1)
+	go func() { flushed <- a.ingest.Shutdown() }()
+	select {
+	case err := <-flushed:
+		if err != nil {
+			errs = append(errs, err)
+		}
+	case <-ctx.Done():
+		errs = append(errs, errors.New("store: flush did not finish in time; unacknowledged readings will be resent"))
+	}
+	if err := a.broker.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	a.alerts.Close()
+	if err := a.store.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		a.log.Info("stopped cleanly")
+	}
+	return errors.Join(errs...)
+}
