@@ -4,9 +4,11 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -121,7 +123,10 @@ func (l deadlineListener) Accept() (net.Conn, error) {
 }
 
 // deadlineConn sets a fresh write deadline before each write, so a write to a
-// peer that has stopped reading fails after timeout instead of blocking.
+// peer that has stopped reading fails after timeout instead of blocking. A
+// write that times out closes the connection: part of a packet may have gone
+// out, and every later write would wait out the deadline again. mochi then
+// drops the client as it does any closed connection.
 type deadlineConn struct {
 	net.Conn
 	timeout time.Duration
@@ -131,8 +136,18 @@ func (c deadlineConn) Write(p []byte) (int, error) {
 	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
 		return 0, err
 	}
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.Conn.Close()
+	}
+	return n, err
 }
+
+// SetDeadline sets only the read deadline. mochi calls it on every packet it
+// receives to enforce the keepalive, which is about what the client sends;
+// letting it move the write deadline too would let a client that publishes
+// but never reads block writes to it for ever.
+func (c deadlineConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
 
 // allowAll lets every client connect, publish and subscribe.
 type allowAll struct{ mqtt.HookBase }

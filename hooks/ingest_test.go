@@ -2,6 +2,10 @@ package hooks_test
 
 import (
 	"context"
+	"errors"
+	"os"
+	"syscall"
+	"net"
 	"io"
 	"log/slog"
 	"strings"
@@ -31,12 +35,18 @@ type harness struct {
 // and a real store in a temporary directory.
 func start(t *testing.T) *harness {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return startWith(t, 5*time.Second)
+}
+
+// startWith is start with the given write timeout for client connections.
+func startWith(t *testing.T, writeTimeout time.Duration) *harness {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(testLogOut(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	st, err := store.Open(t.TempDir(), store.Options{Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", MaxPacketBytes: 2 << 20, WriteTimeout: 5 * time.Second, Logger: logger})
+	b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", MaxPacketBytes: 2 << 20, WriteTimeout: writeTimeout, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,4 +251,89 @@ func TestMQTT5Reading(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Error("MQTT 5 subscriber got nothing")
 	}
+}
+
+// TestStuckClientDoesNotStallOthers connects a raw client that subscribes
+// to its own readings and publishes large ones but never reads. Once the
+// socket to it is full, the write deadline disconnects it; meanwhile and
+// after, another client's readings are acknowledged and stored.
+func TestStuckClientDoesNotStallOthers(t *testing.T) {
+	h := startWith(t, time.Second)
+	// A tiny receive buffer, set before the handshake so the window stays
+	// small: the broker's writes to this client soon block.
+	dialer := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048) })
+		return errors.Join(err, serr)
+	}}
+	conn, err := dialer.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	packet := func(header byte, body []byte) []byte {
+		out := []byte{header}
+		for n := len(body); ; n >>= 7 { // MQTT variable-length remaining length
+			if n < 128 {
+				out = append(out, byte(n))
+				break
+			}
+			out = append(out, byte(n&127|128))
+		}
+		return append(out, body...)
+	}
+	topic := "energy/consumption/stuck"
+	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+	connect := append(str("MQTT"), 4, 0x02, 0, 60)
+	connect = append(connect, str("stuck")...)
+	subscribe := append([]byte{0, 1}, str(topic)...)
+	subscribe = append(subscribe, 0)
+	if _, err := conn.Write(append(packet(0x10, connect), packet(0x82, subscribe)...)); err != nil {
+		t.Fatal(err)
+	}
+	payload := `{"power_w": 1, "padding": "` + strings.Repeat("x", 3000) + `"}`
+	closed := make(chan error, 1)
+	go func() {
+		// A steady trickle, not a flood: what fills up is the socket
+		// towards the client, not the store's queue.
+		for id := 1; ; id++ {
+			time.Sleep(time.Millisecond)
+			pid := uint16(id%65535 + 1)
+			body := append(str(topic), byte(pid>>8), byte(pid))
+			if _, err := conn.Write(packet(0x32, append(body, payload...))); err != nil {
+				closed <- err // the broker closed the connection
+				return
+			}
+		}
+	}()
+	for h.count(t, "stuck") < 100 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	good := mqtttest.V3(t, h.addr)
+	for i := 0; i < 20; i++ {
+		mqtttest.Publish3(t, good, "energy/consumption/good", 1, false, "2")
+	}
+	if got := h.count(t, "good"); got != 20 {
+		t.Errorf("good client: %d readings stored, want 20", got)
+	}
+	select {
+	case err := <-closed:
+		t.Logf("stuck client disconnected (%v) after %d readings", err, h.count(t, "stuck"))
+	case <-time.After(30 * time.Second):
+		t.Error("the stuck client was never disconnected")
+	}
+	for i := 0; i < 20; i++ {
+		mqtttest.Publish3(t, good, "energy/consumption/good", 1, false, "2")
+	}
+	if got := h.count(t, "good"); got != 40 {
+		t.Errorf("good client after the disconnect: %d readings stored, want 40", got)
+	}
+}
+
+
+func testLogOut() io.Writer {
+	if os.Getenv("VATIO_TEST_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
 }
