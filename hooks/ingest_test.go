@@ -3,13 +3,13 @@ package hooks_test
 import (
 	"context"
 	"errors"
-	"os"
-	"syscall"
-	"net"
 	"io"
 	"log/slog"
+	"net"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -329,7 +329,6 @@ func TestStuckClientDoesNotStallOthers(t *testing.T) {
 		t.Errorf("good client after the disconnect: %d readings stored, want 40", got)
 	}
 }
-
 
 func testLogOut() io.Writer {
 	if os.Getenv("VATIO_TEST_LOG") != "" {
