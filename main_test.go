@@ -340,8 +340,15 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("after SIGTERM: %v\n%s", err, logs)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("after SIGTERM: %v\n%s", err, logs)
+		}
+	case <-time.After(shutdownTimeout + time.Second):
+		t.Fatalf("still running %s after SIGTERM\n%s", shutdownTimeout+time.Second, logs)
 	}
 	if !strings.Contains(logs.String(), "stopped cleanly") {
 		t.Errorf("no clean stop in the logs:\n%s", logs)

@@ -209,7 +209,9 @@ func (h *Ingest) logReject(cl *mqtt.Client, pk packets.Packet, reason meter.Reas
 	suppressed := st.suppressed
 	st.last, st.suppressed = now, 0
 	h.logMu.Unlock()
+	meterID, _ := h.dec.MeterID(pk.TopicName) // "" when the topic is what is wrong
 	h.log.Warn("reading rejected",
+		slog.String("meter", meterID),
 		slog.String("reason", string(reason)),
 		slog.String("topic", printable(pk.TopicName)),
 		slog.String("client", cl.ID),

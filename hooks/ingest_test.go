@@ -336,3 +336,49 @@ func testLogOut() io.Writer {
 	}
 	return io.Discard
 }
+
+// TestRejectionsAreLoggedRateLimited floods bad readings and checks that
+// each is counted but the log gets one line per reason per interval, naming
+// the meter's topic and the reason.
+func TestRejectionsAreLoggedRateLimited(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", MaxPacketBytes: 1 << 20, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hooks.NewIngest(&meter.Decoder{Topic: "energy/consumption", Limits: meter.DefaultLimits()}, st, b.Server(), logger)
+	b.AddHook(h, nil)
+	b.Start()
+	defer b.Close()
+	c := mqtttest.V3(t, b.Addr().String())
+	for i := 0; i < 50; i++ {
+		mqtttest.Publish3(t, c, "energy/consumption/flood", 1, false, "NaN")
+	}
+	h.Shutdown()
+	if got := testutil.ToFloat64(h.RejectedCounter(meter.ReasonNotFinite)); got != 50 {
+		t.Errorf("counted %v rejections, want 50", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(logs.String(), "reading rejected"); n != 1 {
+		t.Errorf("%d log lines for 50 rejections within the interval, want 1:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "meter=flood") || !strings.Contains(logs.String(), "reason=not_finite") || !strings.Contains(logs.String(), "topic=energy/consumption/flood") {
+		t.Errorf("log line lacks the reason or the topic:\n%s", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
