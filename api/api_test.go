@@ -67,23 +67,25 @@ func (h *harness) add(t *testing.T, rs ...meter.Reading) {
 
 func (h *harness) get(t *testing.T, path string, into any) int {
 	t.Helper()
-	resp, err := http.Get(h.url + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if into != nil {
-		if err := json.Unmarshal(b, into); err != nil {
-			t.Fatalf("GET %s: %d %s: %v", path, resp.StatusCode, b, err)
-		}
-	}
-	return resp.StatusCode
+	return h.do(t, http.MethodGet, path, "", "", into)
 }
 
 func (h *harness) post(t *testing.T, path, contentType, body string, into any) int {
 	t.Helper()
-	resp, err := http.Post(h.url+path, contentType, strings.NewReader(body))
+	return h.do(t, http.MethodPost, path, contentType, body, into)
+}
+
+// do sends a request and decodes the JSON answer into into (unless nil).
+func (h *harness) do(t *testing.T, method, path, contentType, body string, into any) int {
+	t.Helper()
+	req, err := http.NewRequest(method, h.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +93,7 @@ func (h *harness) post(t *testing.T, path, contentType, body string, into any) i
 	b, _ := io.ReadAll(resp.Body)
 	if into != nil {
 		if err := json.Unmarshal(b, into); err != nil {
-			t.Fatalf("POST %s: %d %s: %v", path, resp.StatusCode, b, err)
+			t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, b, err)
 		}
 	}
 	return resp.StatusCode
