@@ -225,8 +225,8 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	return a, nil
 }
 
-// shutdown stops in the order that loses nothing: no new HTTP requests; no
-// new readings taken; every reading taken is committed and acknowledged
+// shutdown stops in the order that loses nothing: no new HTTP requests or
+// MQTT connections; no new readings taken; every reading taken is committed and acknowledged
 // while its client is still connected; then the broker, alert delivery and
 // the database close.
 func (a *app) shutdown(ctx context.Context) error {
@@ -236,6 +236,7 @@ func (a *app) shutdown(ctx context.Context) error {
 	if err := a.http.Shutdown(hctx); err != nil {
 		errs = append(errs, fmt.Errorf("http: %w", err))
 	}
+	_ = a.broker.StopAccepting() // an error only repeats that it is closed
 	flushed := make(chan error, 1)
 	go func() { flushed <- a.ingest.Shutdown() }()
 	select {

@@ -87,6 +87,10 @@ func (b *Broker) Start() error {
 // Addr returns the address the broker listens on.
 func (b *Broker) Addr() net.Addr { return b.ln.Addr() }
 
+// StopAccepting closes the listener: no new client connects, and the
+// clients already connected are served until Close.
+func (b *Broker) StopAccepting() error { return b.ln.Close() }
+
 // Close stops listening and disconnects every client.
 func (b *Broker) Close() error { return b.srv.Close() }
 
