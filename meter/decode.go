@@ -65,6 +65,9 @@ func ReasonOf(err error) Reason {
 // comes from a device whose clock is unset (Tasmota reports 1970).
 var Oldest = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
+// MaxEnergyWh bounds an energy counter: 10 TWh, beyond any single meter.
+const MaxEnergyWh = 1e13
+
 // Limits bounds what a valid reading is.
 type Limits struct {
 	// MinPowerW and MaxPowerW bound the power, in watts. Negative power is
@@ -116,7 +119,8 @@ func (d *Decoder) MeterID(topic string) (string, error) {
 
 // Decode decodes and validates one publish on an energy topic received at
 // now. The payload is a number in kW as text ("2.5"), or a JSON object with
-// "power_w" (W) or "consumption" (kW) and an optional "ts" (RFC 3339 with an
+// "power_w" (W) or "consumption" (kW), an optional "energy_wh" (the device's
+// cumulative energy counter, Wh) and an optional "ts" (RFC 3339 with an
 // offset, or Unix seconds or milliseconds). Errors are *RejectError.
 func (d *Decoder) Decode(topic string, payload []byte, now time.Time) (Reading, error) {
 	id, err := d.MeterID(topic)
@@ -153,6 +157,9 @@ func (d *Decoder) validate(r Reading, now time.Time) error {
 	}
 	if r.PowerW < d.Limits.MinPowerW || r.PowerW > d.Limits.MaxPowerW {
 		return reject(ReasonOutOfRange, "%g W is outside [%g, %g] W", r.PowerW, d.Limits.MinPowerW, d.Limits.MaxPowerW)
+	}
+	if r.HasEnergy && (r.EnergyWh < 0 || r.EnergyWh > MaxEnergyWh || math.IsNaN(r.EnergyWh)) {
+		return reject(ReasonOutOfRange, "energy counter %g Wh is outside [0, %g] Wh", r.EnergyWh, MaxEnergyWh)
 	}
 	if r.Stamped {
 		if r.Time.After(now.Add(d.Limits.MaxFuture)) {
@@ -224,6 +231,7 @@ func isDecimal(s string) bool {
 type jsonReading struct {
 	PowerW      json.RawMessage `json:"power_w"`
 	Consumption json.RawMessage `json:"consumption"`
+	EnergyWh    json.RawMessage `json:"energy_wh"`
 	TS          json.RawMessage `json:"ts"`
 }
 
@@ -250,6 +258,13 @@ func decodeJSON(b []byte, r *Reading) error {
 		r.PowerW = kw * 1000
 	default:
 		return reject(ReasonMissingValue, `JSON needs "power_w" (W) or "consumption" (kW)`)
+	}
+	if present(j.EnergyWh) {
+		wh, err := jsonNumber("energy_wh", j.EnergyWh)
+		if err != nil {
+			return err
+		}
+		r.EnergyWh, r.HasEnergy = wh, true
 	}
 	if present(j.TS) {
 		t, err := parseTimestamp(j.TS)

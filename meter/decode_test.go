@@ -36,6 +36,7 @@ func TestDecodeAccepts(t *testing.T) {
 		{"energy/consumption/m1", `{"power_w": 10, "ts": 1764064740.5}`,
 			Reading{Meter: "m1", Time: time.UnixMilli(1764064740500).UTC(), PowerW: 10, Stamped: true}},
 		{"energy/consumption/m1", `{"power_w": 10, "ts": null, "voltage": 230}`, Reading{Meter: "m1", Time: now, PowerW: 10}},
+		{"energy/consumption/m1", `{"power_w": 10, "energy_wh": 123456.5}`, Reading{Meter: "m1", Time: now, PowerW: 10, EnergyWh: 123456.5, HasEnergy: true}},
 		{"energy/consumption/m1", `{"power_w": 10, "ts": "2026-11-25T10:04:59Z"}`,
 			Reading{Meter: "m1", Time: now.Add(4*time.Minute + 59*time.Second), PowerW: 10, Stamped: true}},
 	}
@@ -46,7 +47,8 @@ func TestDecodeAccepts(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Decode(%q, %q) error: %v", tt.topic, tt.payload, err)
 			}
-			if got.Meter != tt.want.Meter || !got.Time.Equal(tt.want.Time) || math.Abs(got.PowerW-tt.want.PowerW) > 1e-9 || got.Stamped != tt.want.Stamped {
+			if got.Meter != tt.want.Meter || !got.Time.Equal(tt.want.Time) || math.Abs(got.PowerW-tt.want.PowerW) > 1e-9 || got.Stamped != tt.want.Stamped ||
+				got.HasEnergy != tt.want.HasEnergy || got.EnergyWh != tt.want.EnergyWh {
 				t.Errorf("Decode(%q, %q) = %+v, want %+v", tt.topic, tt.payload, got, tt.want)
 			}
 		})
@@ -77,6 +79,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"JSON string value", "energy/consumption/m1", `{"power_w": "12"}`, ReasonNotANumber},
 		{"JSON 1e400", "energy/consumption/m1", `{"power_w": 1e400}`, ReasonNotFinite},
 		{"JSON no value", "energy/consumption/m1", `{"voltage": 230}`, ReasonMissingValue},
+		{"counter only", "energy/consumption/m1", `{"energy_wh": 5}`, ReasonMissingValue},
+		{"negative counter", "energy/consumption/m1", `{"power_w": 1, "energy_wh": -5}`, ReasonOutOfRange},
+		{"counter as text", "energy/consumption/m1", `{"power_w": 1, "energy_wh": "5"}`, ReasonNotANumber},
 		{"JSON both", "energy/consumption/m1", `{"power_w": 1, "consumption": 1}`, ReasonAmbiguous},
 		{"future ts", "energy/consumption/m1", `{"power_w": 1, "ts": "2026-11-25T10:05:01Z"}`, ReasonFuture},
 		{"future unix ts", "energy/consumption/m1", fmt.Sprintf(`{"power_w": 1, "ts": %d}`, now.Add(time.Hour).Unix()), ReasonFuture},
@@ -140,7 +145,7 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		if !ValidID(r.Meter) || math.IsNaN(r.PowerW) || math.IsInf(r.PowerW, 0) ||
+		if !ValidID(r.Meter) || math.IsNaN(r.PowerW) || math.IsInf(r.PowerW, 0) || (r.HasEnergy && !(r.EnergyWh >= 0 && r.EnergyWh <= MaxEnergyWh)) ||
 			r.PowerW < d.Limits.MinPowerW || r.PowerW > d.Limits.MaxPowerW ||
 			r.Time.After(now.Add(d.Limits.MaxFuture)) || r.Time.Before(Oldest) {
 			t.Fatalf("Decode(%q, %q) = %+v breaks the limits", topic, payload, r)

@@ -34,6 +34,12 @@ type Reading struct {
 	Time time.Time
 	// PowerW is the active power in watts; negative is export to the grid.
 	PowerW float64
+	// EnergyWh is the device's cumulative energy counter in watt-hours, when
+	// HasEnergy is set. Where a meter sends one, energy is taken from the
+	// counter rather than integrated from power; a decrease is a counter
+	// reset.
+	EnergyWh  float64
+	HasEnergy bool
 	// Stamped is true when Time came from the device. A device-stamped
 	// reading sent twice (an MQTT resend) is stored once; a reading stamped
 	// on receipt is always stored as a new reading.

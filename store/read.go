@@ -23,6 +23,9 @@ type Record struct {
 	Meter  string
 	Time   time.Time
 	PowerW float64
+	// EnergyWh is the device's energy counter, when HasEnergy.
+	EnergyWh  float64
+	HasEnergy bool
 }
 
 // Meter summarises one meter's stored readings.
@@ -102,11 +105,12 @@ func (s *Store) Range(meterID string, from, to time.Time, limit int) ([]Record, 
 }
 
 func record(meterID string, k, v []byte) (Record, error) {
-	id, w, ok := decodeValue(v)
+	val, ok := decodeValue(v)
 	if !ok || len(k) != 8 {
 		return Record{}, fmt.Errorf("store: corrupt reading of meter %q (key %x)", meterID, k)
 	}
-	return Record{ID: id, Meter: meterID, Time: time.Unix(0, int64(binary.BigEndian.Uint64(k))).UTC(), PowerW: w}, nil
+	return Record{ID: val.id, Meter: meterID, Time: time.Unix(0, int64(binary.BigEndian.Uint64(k))).UTC(),
+		PowerW: val.powerW, EnergyWh: val.energyWh, HasEnergy: val.hasEnergy}, nil
 }
 
 // Latest returns the limit newest readings, newest first, of one meter or,

@@ -44,6 +44,8 @@ var ErrLocked = errors.New("store: database is in use by another process")
 //	series  <meter> -> bucket: 8-byte big-endian Unix ns -> value (see encodeValue)
 //	meters  <meter> -> encoded meterState
 //	alerts  8-byte big-endian id -> JSON Alert
+//	rollup_1m, rollup_1h, rollup_1d
+//	        <meter> -> bucket: 8-byte big-endian Unix ns of the bucket start -> agg
 var (
 	bucketMeta   = []byte("meta")
 	bucketSeries = []byte("series")
@@ -61,6 +63,10 @@ type Options struct {
 	// MaxBatch is the most readings in one transaction. Larger batches
 	// amortise the fsync further but hold their callers longer. Default 10000.
 	MaxBatch int
+	// MaxGap is the longest interval between two readings across which
+	// power is integrated into energy; a longer silence counts as no data.
+	// Default 10 minutes.
+	MaxGap time.Duration
 	// Logger receives the store's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -72,6 +78,7 @@ type Store struct {
 	log  *slog.Logger
 
 	maxBatch int
+	maxGap   time.Duration
 	queue    chan entry
 	acks     chan committed
 	wg       sync.WaitGroup
@@ -103,6 +110,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 10000
 	}
+	if opts.MaxGap <= 0 {
+		opts.MaxGap = 10 * time.Minute
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -128,6 +138,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		path:     path,
 		log:      opts.Logger,
 		maxBatch: opts.MaxBatch,
+		maxGap:   opts.MaxGap,
 		queue:    make(chan entry, opts.QueueSize),
 		acks:     make(chan committed, 4),
 		meters:   map[string]meterState{},
@@ -169,7 +180,8 @@ func Open(dir string, opts Options) (*Store, error) {
 var migrations = []func(tx *bolt.Tx) error{
 	// 0 -> 1: the first layout.
 	func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketSeries, bucketMeters, bucketAlerts} {
+		for _, name := range [][]byte{bucketSeries, bucketMeters, bucketAlerts,
+			TierMinute.bucket(), TierHour.bucket(), TierDay.bucket()} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

@@ -24,14 +24,16 @@ type entry struct {
 // meterState is what the store keeps per meter beside its readings, updated
 // in the same transaction as them.
 type meterState struct {
-	FirstNs  int64   // timestamp of the oldest reading
-	LastNs   int64   // timestamp of the newest reading
-	LastW    float64 // power of the newest reading
-	SeenNs   int64   // when a reading was last committed (server clock)
-	Readings uint64  // readings stored
+	FirstNs   int64   // timestamp of the oldest reading
+	LastNs    int64   // timestamp of the newest reading
+	LastW     float64 // power of the newest reading
+	LastWh    float64 // energy counter of the newest reading, if LastHasWh
+	LastHasWh bool
+	SeenNs    int64  // when a reading was last committed (server clock)
+	Readings  uint64 // readings stored
 }
 
-const meterStateSize = 1 + 5*8
+const meterStateSize = 1 + 6*8 + 1
 
 func (m meterState) encode() []byte {
 	b := make([]byte, 1, meterStateSize)
@@ -39,8 +41,13 @@ func (m meterState) encode() []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(m.FirstNs))
 	b = binary.BigEndian.AppendUint64(b, uint64(m.LastNs))
 	b = binary.BigEndian.AppendUint64(b, math.Float64bits(m.LastW))
+	b = binary.BigEndian.AppendUint64(b, math.Float64bits(m.LastWh))
 	b = binary.BigEndian.AppendUint64(b, uint64(m.SeenNs))
-	return binary.BigEndian.AppendUint64(b, m.Readings)
+	b = binary.BigEndian.AppendUint64(b, m.Readings)
+	if m.LastHasWh {
+		return append(b, 1)
+	}
+	return append(b, 0)
 }
 
 func decodeMeterState(b []byte) (meterState, error) {
@@ -50,28 +57,56 @@ func decodeMeterState(b []byte) (meterState, error) {
 	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[1+8*i:]) }
 	return meterState{
 		FirstNs: int64(u(0)), LastNs: int64(u(1)), LastW: math.Float64frombits(u(2)),
-		SeenNs: int64(u(3)), Readings: u(4),
+		LastWh: math.Float64frombits(u(3)), SeenNs: int64(u(4)), Readings: u(5), LastHasWh: b[len(b)-1] == 1,
 	}, nil
+}
+
+func (m meterState) last() sample {
+	return sample{ns: m.LastNs, w: m.LastW, wh: m.LastWh, hasEnergy: m.LastHasWh}
 }
 
 // A stored reading's key is its Unix time in nanoseconds, big-endian, so keys
 // sort by time and new readings append. Its value is the reading's id and its
-// power in watts.
+// power in watts, then its energy counter in Wh when it has one.
 const valueSize = 16
 
 func timeKey(ns int64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(ns)) }
 
-func encodeValue(id uint64, powerW float64) []byte {
-	b := make([]byte, 0, valueSize)
+func encodeValue(id uint64, r meter.Reading) []byte {
+	b := make([]byte, 0, valueSize+8)
 	b = binary.BigEndian.AppendUint64(b, id)
-	return binary.BigEndian.AppendUint64(b, math.Float64bits(powerW))
+	b = binary.BigEndian.AppendUint64(b, math.Float64bits(r.PowerW))
+	if r.HasEnergy {
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(r.EnergyWh))
+	}
+	return b
 }
 
-func decodeValue(v []byte) (id uint64, powerW float64, ok bool) {
-	if len(v) != valueSize {
-		return 0, 0, false
+// value is a decoded stored value.
+type value struct {
+	id        uint64
+	powerW    float64
+	energyWh  float64
+	hasEnergy bool
+}
+
+func decodeValue(v []byte) (value, bool) {
+	if len(v) != valueSize && len(v) != valueSize+8 {
+		return value{}, false
 	}
-	return binary.BigEndian.Uint64(v), math.Float64frombits(binary.BigEndian.Uint64(v[8:])), true
+	out := value{id: binary.BigEndian.Uint64(v), powerW: math.Float64frombits(binary.BigEndian.Uint64(v[8:]))}
+	if len(v) == valueSize+8 {
+		out.energyWh, out.hasEnergy = math.Float64frombits(binary.BigEndian.Uint64(v[16:])), true
+	}
+	return out, true
+}
+
+func sampleOf(k, v []byte) (sample, error) {
+	val, ok := decodeValue(v)
+	if !ok || len(k) != 8 {
+		return sample{}, fmt.Errorf("store: corrupt reading (key %x)", k)
+	}
+	return sample{ns: int64(binary.BigEndian.Uint64(k)), w: val.powerW, wh: val.energyWh, hasEnergy: val.hasEnergy}, nil
 }
 
 // Append queues r to be stored by the next group commit. done, if not nil,
@@ -163,8 +198,8 @@ func (s *Store) ackLoop() {
 
 var errBumpLimit = errors.New("no free timestamp near the reading's")
 
-// commit writes batch in one transaction and, once it is durable, makes the
-// new meter states visible to readers.
+// commit writes batch in one transaction, with the rollups it changes, and
+// once it is durable makes the new meter states visible to readers.
 func (s *Store) commit(batch []entry) error {
 	start := time.Now()
 	nowNs := start.UnixNano()
@@ -174,6 +209,7 @@ func (s *Store) commit(batch []entry) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		series := tx.Bucket(bucketSeries)
 		buckets := map[string]*bolt.Bucket{}
+		rolls := newRollups(s.maxGap)
 		for i := range batch {
 			e := &batch[i]
 			if e.barrier {
@@ -193,45 +229,16 @@ func (s *Store) commit(batch []entry) error {
 			if !ok {
 				st = s.meters[id] // only this goroutine writes s.meters
 			}
-			ns := e.r.Time.UnixNano()
-			isNew := true
-			if st.Readings > 0 && ns <= st.LastNs {
-				for tries := 0; b.Get(timeKey(ns)) != nil; tries++ {
-					if e.r.Stamped {
-						// The device sent this instant before: a resend or a
-						// correction. Keep one reading, with the new power.
-						isNew = false
-						break
-					}
-					if tries == 1000 {
-						return fmt.Errorf("meter %q at %d: %w", id, ns, errBumpLimit)
-					}
-					ns++ // a receive-stamped reading is always new
-				}
+			added, err := put(b, &st, e.r, &seq, rolls)
+			if err != nil {
+				return fmt.Errorf("meter %q: %w", id, err)
 			}
-			var value []byte
-			if isNew {
-				seq++
-				value = encodeValue(seq, e.r.PowerW)
-			} else {
-				oldID, _, _ := decodeValue(b.Get(timeKey(ns)))
-				value = encodeValue(oldID, e.r.PowerW)
-			}
-			if err := b.Put(timeKey(ns), value); err != nil {
-				return err
-			}
-			if isNew {
-				st.Readings++
-				stored++
-				if st.Readings == 1 || ns < st.FirstNs {
-					st.FirstNs = ns
-				}
-			}
-			if ns >= st.LastNs {
-				st.LastNs, st.LastW = ns, e.r.PowerW
-			}
+			stored += added
 			st.SeenNs = nowNs
 			changed[id] = st
+		}
+		if err := rolls.apply(tx); err != nil {
+			return err
 		}
 		meters := tx.Bucket(bucketMeters)
 		for id, st := range changed {
@@ -254,4 +261,83 @@ func (s *Store) commit(batch []entry) error {
 	s.batchSize.Observe(float64(len(batch)))
 	s.stored.Add(float64(stored))
 	return nil
+}
+
+// put stores reading r in its meter's bucket b, updating the meter's state
+// st and the rollups, and returns 1 if r is a new reading, 0 if it replaced
+// one (a device resending a reading it stamped).
+//
+// The common case, a reading newer than the meter's newest, appends and adds
+// to the rollups. A reading older than the newest, or one that replaces
+// another, marks the minutes around it for rebuilding from raw data.
+func put(b *bolt.Bucket, st *meterState, r meter.Reading, seq *uint64, rolls *rollups) (int, error) {
+	ns := r.Time.UnixNano()
+	s := sample{ns: ns, w: r.PowerW, wh: r.EnergyWh, hasEnergy: r.HasEnergy}
+	if st.Readings == 0 || ns > st.LastNs {
+		*seq++
+		if err := b.Put(timeKey(ns), encodeValue(*seq, r)); err != nil {
+			return 0, err
+		}
+		var prev *sample
+		if st.Readings > 0 {
+			p := st.last()
+			prev = &p
+		} else {
+			st.FirstNs = ns
+		}
+		rolls.appended(r.Meter, s, prev)
+		st.Readings++
+		st.LastNs, st.LastW, st.LastWh, st.LastHasWh = ns, r.PowerW, r.EnergyWh, r.HasEnergy
+		return 1, nil
+	}
+
+	c := b.Cursor()
+	k, v := c.Seek(timeKey(ns))
+	for tries := 0; k != nil && !r.Stamped && string(k) == string(timeKey(ns)); tries++ {
+		// A reading stamped on receipt is always a new reading: move it
+		// past any reading at the same instant.
+		if tries == 1000 {
+			return 0, fmt.Errorf("at %d: %w", ns, errBumpLimit)
+		}
+		ns++
+		k, v = c.Seek(timeKey(ns))
+	}
+	s.ns = ns
+	if k != nil && string(k) == string(timeKey(ns)) {
+		old, ok := decodeValue(v)
+		if !ok {
+			return 0, fmt.Errorf("corrupt reading at %d", ns)
+		}
+		if old.powerW == r.PowerW && old.hasEnergy == r.HasEnergy && old.energyWh == r.EnergyWh {
+			return 0, nil // a resend: nothing changes
+		}
+		if err := b.Put(timeKey(ns), encodeValue(old.id, r)); err != nil {
+			return 0, err
+		}
+		nk, _ := c.Next()
+		rolls.changedAt(r.Meter, ns, keyNs(nk), nk != nil)
+		if ns == st.LastNs {
+			st.LastW, st.LastWh, st.LastHasWh = r.PowerW, r.EnergyWh, r.HasEnergy
+		}
+		return 0, nil
+	}
+	*seq++
+	if err := b.Put(timeKey(ns), encodeValue(*seq, r)); err != nil {
+		return 0, err
+	}
+	// k is the first reading after ns (the cursor may have moved: seek again).
+	nk, _ := b.Cursor().Seek(timeKey(ns + 1))
+	rolls.changedAt(r.Meter, ns, keyNs(nk), nk != nil)
+	st.Readings++
+	if ns < st.FirstNs {
+		st.FirstNs = ns
+	}
+	return 1, nil
+}
+
+func keyNs(k []byte) int64 {
+	if len(k) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(k))
 }

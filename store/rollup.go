@@ -1,0 +1,555 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Tier is a resolution of stored data: raw readings or one of the rollups.
+type Tier int
+
+// The tiers, finest first.
+const (
+	TierRaw Tier = iota
+	TierMinute
+	TierHour
+	TierDay
+)
+
+// Tiers lists the rollup tiers, finest first.
+var Tiers = []Tier{TierMinute, TierHour, TierDay}
+
+// String returns the tier's name as the API spells it: raw, 1m, 1h, 1d.
+func (t Tier) String() string {
+	return [...]string{"raw", "1m", "1h", "1d"}[t]
+}
+
+// Step returns the length of a tier's buckets (0 for raw).
+func (t Tier) Step() time.Duration {
+	return [...]time.Duration{0, time.Minute, time.Hour, 24 * time.Hour}[t]
+}
+
+// ParseTier parses raw, 1m, 1h or 1d.
+func ParseTier(s string) (Tier, bool) {
+	for t := TierRaw; t <= TierDay; t++ {
+		if t.String() == s {
+			return t, true
+		}
+	}
+	return 0, false
+}
+
+func (t Tier) bucket() []byte {
+	return [...][]byte{nil, []byte("rollup_1m"), []byte("rollup_1h"), []byte("rollup_1d")}[t]
+}
+
+// stepNs is the tier's bucket length in nanoseconds.
+func (t Tier) stepNs() int64 { return int64(t.Step()) }
+
+// start returns the start of the tier's bucket holding ns (UTC buckets).
+func (t Tier) start(ns int64) int64 {
+	step := t.stepNs()
+	s := ns - ns%step
+	if ns%step < 0 {
+		s -= step
+	}
+	return s
+}
+
+// Bucket is the aggregate of one meter over one rollup bucket.
+type Bucket struct {
+	// Start is the bucket's start; it lasts the tier's Step.
+	Start time.Time
+	// N counts the readings in the bucket.
+	N uint64
+	// MeanW, MinW and MaxW summarise the readings' power, in watts.
+	MeanW, MinW, MaxW float64
+	// EnergyWh is the energy drawn from the grid during the bucket and
+	// ExportWh the energy sent to it, in watt-hours: integrated from power
+	// (trapezoids, never across a gap longer than the store's MaxGap) or,
+	// where the meter sends an energy counter, taken from the counter.
+	EnergyWh, ExportWh float64
+}
+
+// agg is a bucket's stored aggregate.
+type agg struct {
+	N                uint64
+	SumW, MinW, MaxW float64
+	InWh, OutWh      float64
+}
+
+const aggSize = 8 * 6
+
+func (a *agg) addPower(w float64) {
+	if a.N == 0 || w < a.MinW {
+		a.MinW = w
+	}
+	if a.N == 0 || w > a.MaxW {
+		a.MaxW = w
+	}
+	a.N++
+	a.SumW += w
+}
+
+func (a *agg) merge(b agg) {
+	if b.N > 0 {
+		if a.N == 0 || b.MinW < a.MinW {
+			a.MinW = b.MinW
+		}
+		if a.N == 0 || b.MaxW > a.MaxW {
+			a.MaxW = b.MaxW
+		}
+	}
+	a.N += b.N
+	a.SumW += b.SumW
+	a.InWh += b.InWh
+	a.OutWh += b.OutWh
+}
+
+func (a agg) encode() []byte {
+	b := make([]byte, 0, aggSize)
+	b = binary.BigEndian.AppendUint64(b, a.N)
+	for _, f := range [...]float64{a.SumW, a.MinW, a.MaxW, a.InWh, a.OutWh} {
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(f))
+	}
+	return b
+}
+
+func decodeAgg(v []byte) (agg, error) {
+	if len(v) != aggSize {
+		return agg{}, fmt.Errorf("store: corrupt rollup (%d bytes)", len(v))
+	}
+	f := func(i int) float64 { return math.Float64frombits(binary.BigEndian.Uint64(v[8*i:])) }
+	return agg{N: binary.BigEndian.Uint64(v), SumW: f(1), MinW: f(2), MaxW: f(3), InWh: f(4), OutWh: f(5)}, nil
+}
+
+func (a agg) bucket(start int64) Bucket {
+	b := Bucket{Start: time.Unix(0, start).UTC(), N: a.N, MinW: a.MinW, MaxW: a.MaxW, EnergyWh: a.InWh, ExportWh: a.OutWh}
+	if a.N > 0 {
+		b.MeanW = a.SumW / float64(a.N)
+	}
+	return b
+}
+
+// sample is what energy integration needs of a reading.
+type sample struct {
+	ns        int64
+	w         float64
+	wh        float64
+	hasEnergy bool
+}
+
+// nsPerHour converts W·ns to Wh.
+const nsPerHour = float64(time.Hour)
+
+// integrate spreads the energy of the interval between consecutive readings
+// a and b over the minute buckets it covers, calling fn(minuteStart, inWh,
+// outWh) for each piece.
+//
+// With an energy counter on both readings, the counter's increase is the
+// energy (a decrease is a reset: the new value counts from zero); it is
+// spread over the interval in proportion to time, or, across a gap longer
+// than maxGap, given to b's minute, when it was observed. Without counters,
+// power is integrated by trapezoids, with power interpolated linearly at the
+// minute boundaries, and nothing is integrated across a gap longer than
+// maxGap: the meter was silent and nobody knows what it drew.
+func integrate(a, b sample, maxGap int64, fn func(minute int64, inWh, outWh float64)) {
+	dt := b.ns - a.ns
+	if dt <= 0 {
+		return
+	}
+	if a.hasEnergy && b.hasEnergy {
+		e := b.wh - a.wh
+		if e < 0 {
+			e = b.wh
+		}
+		if e == 0 {
+			return
+		}
+		if dt > maxGap {
+			fn(TierMinute.start(b.ns), e, 0)
+			return
+		}
+		forMinutes(a.ns, b.ns, func(m, t0, t1 int64) {
+			fn(m, e*float64(t1-t0)/float64(dt), 0)
+		})
+		return
+	}
+	if dt > maxGap {
+		return
+	}
+	slope := (b.w - a.w) / float64(dt)
+	forMinutes(a.ns, b.ns, func(m, t0, t1 int64) {
+		w0 := a.w + slope*float64(t0-a.ns)
+		w1 := a.w + slope*float64(t1-a.ns)
+		in, out := trapezoid(w0, w1, float64(t1-t0))
+		fn(m, in, out)
+	})
+}
+
+// forMinutes splits [from, to) at minute boundaries.
+func forMinutes(from, to int64, fn func(minute, t0, t1 int64)) {
+	step := TierMinute.stepNs()
+	for t0 := from; t0 < to; {
+		m := TierMinute.start(t0)
+		t1 := min(m+step, to)
+		fn(m, t0, t1)
+		t0 = t1
+	}
+}
+
+// trapezoid returns the energy drawn (in) and exported (out), in Wh, of a
+// power moving linearly from w0 to w1 over dt nanoseconds, splitting the
+// area where the power crosses zero.
+func trapezoid(w0, w1, dt float64) (in, out float64) {
+	area := func(x, y, d float64) float64 { return (x + y) / 2 * d / nsPerHour }
+	switch {
+	case w0 >= 0 && w1 >= 0:
+		return area(w0, w1, dt), 0
+	case w0 <= 0 && w1 <= 0:
+		return 0, -area(w0, w1, dt)
+	}
+	f := w0 / (w0 - w1) // where the line crosses zero, as a fraction of dt
+	a0, a1 := area(w0, 0, f*dt), area(0, w1, (1-f)*dt)
+	if w0 > 0 {
+		return a0, -a1
+	}
+	return a1, -a0
+}
+
+// rollupKey names one rollup bucket of one meter.
+type rollupKey struct {
+	meter string
+	tier  Tier
+	start int64
+}
+
+// rollups collects the changes one commit makes to the rollups: additions
+// from readings appended after a meter's newest, and buckets to rebuild from
+// the raw readings where a reading arrived out of order or was replaced.
+type rollups struct {
+	maxGap int64
+	add    map[rollupKey]*agg
+	// rebuild holds minute buckets (per meter) to recompute from raw data.
+	rebuild map[rollupKey]bool
+}
+
+func newRollups(maxGap time.Duration) *rollups {
+	return &rollups{maxGap: int64(maxGap), add: map[rollupKey]*agg{}, rebuild: map[rollupKey]bool{}}
+}
+
+func (r *rollups) at(meter string, t Tier, start int64) *agg {
+	k := rollupKey{meter, t, start}
+	a := r.add[k]
+	if a == nil {
+		a = &agg{}
+		r.add[k] = a
+	}
+	return a
+}
+
+// appended records a reading s of meter that is newer than all its others;
+// prev is the newest before it, if any.
+func (r *rollups) appended(meter string, s sample, prev *sample) {
+	for _, t := range Tiers {
+		r.at(meter, t, t.start(s.ns)).addPower(s.w)
+	}
+	if prev != nil {
+		integrate(*prev, s, r.maxGap, func(m int64, in, out float64) {
+			for _, t := range Tiers {
+				a := r.at(meter, t, t.start(m))
+				a.InWh += in
+				a.OutWh += out
+			}
+		})
+	}
+}
+
+// changedAt marks for rebuilding every minute whose rollup a reading at ns
+// (inserted out of order, or replaced) can change: its own, those its
+// intervals to its neighbours cover, and the next reading's.
+func (r *rollups) changedAt(meter string, ns int64, next int64, hasNext bool) {
+	for m := TierMinute.start(ns - r.maxGap); m <= TierMinute.start(ns+r.maxGap); m += TierMinute.stepNs() {
+		r.rebuild[rollupKey{meter, TierMinute, m}] = true
+	}
+	if hasNext { // across a long gap, a counter's jump goes to the next reading's minute
+		r.rebuild[rollupKey{meter, TierMinute, TierMinute.start(next)}] = true
+	}
+}
+
+// apply writes the collected changes into the rollup buckets of tx.
+func (r *rollups) apply(tx *bolt.Tx) error {
+	for k, a := range r.add {
+		if r.rebuild[rollupKey{k.meter, TierMinute, TierMinute.start(k.start)}] && k.tier == TierMinute {
+			continue // rebuilt from raw below
+		}
+		b, err := rollupBucket(tx, k.meter, k.tier)
+		if err != nil {
+			return err
+		}
+		key := timeKey(k.start)
+		cur := agg{}
+		if v := b.Get(key); v != nil {
+			if cur, err = decodeAgg(v); err != nil {
+				return err
+			}
+		}
+		cur.merge(*a)
+		if err := b.Put(key, cur.encode()); err != nil {
+			return err
+		}
+	}
+	if len(r.rebuild) == 0 {
+		return nil
+	}
+	hours := map[rollupKey]bool{}
+	for k := range r.rebuild {
+		if err := rebuildMinute(tx, k.meter, k.start, r.maxGap); err != nil {
+			return err
+		}
+		hours[rollupKey{k.meter, TierHour, TierHour.start(k.start)}] = true
+	}
+	days := map[rollupKey]bool{}
+	for k := range hours {
+		if err := rebuildFrom(tx, k.meter, TierHour, TierMinute, k.start); err != nil {
+			return err
+		}
+		days[rollupKey{k.meter, TierDay, TierDay.start(k.start)}] = true
+	}
+	for k := range days {
+		if err := rebuildFrom(tx, k.meter, TierDay, TierHour, k.start); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func rollupBucket(tx *bolt.Tx, meter string, t Tier) (*bolt.Bucket, error) {
+	top := tx.Bucket(t.bucket())
+	b := top.Bucket([]byte(meter))
+	if b != nil {
+		return b, nil
+	}
+	b, err := top.CreateBucket([]byte(meter))
+	if err != nil {
+		return nil, fmt.Errorf("store: rollup %s of %q: %w", t, meter, err)
+	}
+	b.FillPercent = 0.95
+	return b, nil
+}
+
+// putAgg stores a, or deletes the bucket's entry when a holds nothing.
+func putAgg(b *bolt.Bucket, start int64, a agg) error {
+	if a.N == 0 && a.InWh == 0 && a.OutWh == 0 {
+		return b.Delete(timeKey(start))
+	}
+	return b.Put(timeKey(start), a.encode())
+}
+
+// rebuildMinute recomputes one minute's rollup from the raw readings around it.
+func rebuildMinute(tx *bolt.Tx, meter string, start, maxGap int64) error {
+	raw := tx.Bucket(bucketSeries).Bucket([]byte(meter))
+	if raw == nil {
+		return nil
+	}
+	a, err := minuteFromRaw(raw, start, maxGap)
+	if err != nil {
+		return fmt.Errorf("meter %q: %w", meter, err)
+	}
+	b, err := rollupBucket(tx, meter, TierMinute)
+	if err != nil {
+		return err
+	}
+	return putAgg(b, start, a)
+}
+
+// minuteFromRaw computes the rollup of the minute at start from the raw
+// readings of one meter: those in the minute, and those within maxGap of it
+// (plus one before) for the energy of the intervals that reach into it.
+func minuteFromRaw(raw *bolt.Bucket, start, maxGap int64) (agg, error) {
+	end := start + TierMinute.stepNs()
+	var a agg
+	c := raw.Cursor()
+	k, v := c.Seek(timeKey(start - maxGap))
+	if pk, pv := c.Prev(); pk != nil { // the reading before the window, for a counter's jump
+		k, v = pk, pv
+	} else {
+		k, v = c.Seek(timeKey(start - maxGap))
+	}
+	var prev *sample
+	for ; k != nil; k, v = c.Next() {
+		s, err := sampleOf(k, v)
+		if err != nil {
+			return agg{}, err
+		}
+		if prev != nil && prev.ns >= end {
+			break
+		}
+		if s.ns >= start && s.ns < end {
+			a.addPower(s.w)
+		}
+		if prev != nil {
+			integrate(*prev, s, maxGap, func(m int64, in, out float64) {
+				if m == start {
+					a.InWh += in
+					a.OutWh += out
+				}
+			})
+		}
+		prev = &s
+	}
+	return a, nil
+}
+
+// rebuildFrom recomputes the bucket of tier t at start from the buckets of
+// the finer tier below it.
+func rebuildFrom(tx *bolt.Tx, meter string, t, below Tier, start int64) error {
+	src, err := rollupBucket(tx, meter, below)
+	if err != nil {
+		return err
+	}
+	var a agg
+	end := timeKey(start + t.stepNs())
+	c := src.Cursor()
+	for k, v := c.Seek(timeKey(start)); k != nil && string(k) < string(end); k, v = c.Next() {
+		b, err := decodeAgg(v)
+		if err != nil {
+			return err
+		}
+		a.merge(b)
+	}
+	dst, err := rollupBucket(tx, meter, t)
+	if err != nil {
+		return err
+	}
+	return putAgg(dst, start, a)
+}
+
+// Rollups returns the buckets of one meter and tier with from <= start < to,
+// oldest first, at most limit, and whether more remain.
+func (s *Store) Rollups(meterID string, t Tier, from, to time.Time, limit int) ([]Bucket, bool, error) {
+	var out []Bucket
+	more := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(t.bucket()).Bucket([]byte(meterID))
+		if b == nil {
+			if tx.Bucket(bucketSeries).Bucket([]byte(meterID)) == nil {
+				return fmt.Errorf("%w: %q", ErrUnknownMeter, meterID)
+			}
+			return nil
+		}
+		end := timeKey(to.UnixNano())
+		c := b.Cursor()
+		for k, v := c.Seek(timeKey(t.start(from.UnixNano()))); k != nil && string(k) < string(end); k, v = c.Next() {
+			if len(out) == limit {
+				more = true
+				break
+			}
+			a, err := decodeAgg(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, a.bucket(int64(binary.BigEndian.Uint64(k))))
+		}
+		return nil
+	})
+	return out, more, err
+}
+
+// Count returns how many entries of tier t meter has with from <= time < to,
+// counting no further than limit+1: enough to choose a tier for a chart.
+func (s *Store) Count(meterID string, t Tier, from, to time.Time, limit int) (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var b *bolt.Bucket
+		start := from.UnixNano()
+		if t == TierRaw {
+			b = tx.Bucket(bucketSeries).Bucket([]byte(meterID))
+		} else {
+			b = tx.Bucket(t.bucket()).Bucket([]byte(meterID))
+			start = t.start(start)
+		}
+		if b == nil {
+			return nil
+		}
+		end := timeKey(to.UnixNano())
+		c := b.Cursor()
+		for k, _ := c.Seek(timeKey(start)); k != nil && string(k) < string(end) && n <= limit; k, _ = c.Next() {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// CheckRollups recomputes the rollups of meterID from its raw readings and
+// reports the first bucket that differs from the stored one: after any
+// crash, the two must agree.
+func (s *Store) CheckRollups(meterID string) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bucketSeries).Bucket([]byte(meterID))
+		if raw == nil {
+			return fmt.Errorf("%w: %q", ErrUnknownMeter, meterID)
+		}
+		want := newRollups(s.maxGap)
+		var prev *sample
+		err := raw.ForEach(func(k, v []byte) error {
+			cur, err := sampleOf(k, v)
+			if err != nil {
+				return err
+			}
+			want.appended(meterID, cur, prev)
+			prev = &cur
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, t := range Tiers {
+			got := map[int64]agg{}
+			if b := tx.Bucket(t.bucket()).Bucket([]byte(meterID)); b != nil {
+				err := b.ForEach(func(k, v []byte) error {
+					a, err := decodeAgg(v)
+					got[keyNs(k)] = a
+					return err
+				})
+				if err != nil {
+					return err
+				}
+			}
+			for k, w := range want.add {
+				if k.tier != t {
+					continue
+				}
+				g, ok := got[k.start]
+				if !ok && (w.N > 0 || !nearlyZero(w.InWh) || !nearlyZero(w.OutWh)) {
+					return fmt.Errorf("store: meter %q: %s rollup at %s is missing", meterID, t, time.Unix(0, k.start).UTC())
+				}
+				if !aggEqual(g, *w) {
+					return fmt.Errorf("store: meter %q: %s rollup at %s is %+v, raw data gives %+v", meterID, t, time.Unix(0, k.start).UTC(), g, *w)
+				}
+				delete(got, k.start)
+			}
+			for start, g := range got {
+				if g.N > 0 || !nearlyZero(g.InWh) || !nearlyZero(g.OutWh) {
+					return fmt.Errorf("store: meter %q: %s rollup at %s has no raw data behind it: %+v", meterID, t, time.Unix(0, start).UTC(), g)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func nearlyZero(f float64) bool { return math.Abs(f) < 1e-6 }
+
+// aggEqual compares aggregates, allowing for the rounding of sums that were
+// built in another order.
+func aggEqual(a, b agg) bool {
+	near := func(x, y float64) bool { return math.Abs(x-y) <= 1e-6*math.Max(1, math.Max(math.Abs(x), math.Abs(y))) }
+	return a.N == b.N && near(a.SumW, b.SumW) && (a.N == 0 || (a.MinW == b.MinW && a.MaxW == b.MaxW)) &&
+		near(a.InWh, b.InWh) && near(a.OutWh, b.OutWh)
+}
