@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"regexp"
@@ -301,5 +302,58 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 	}
 	for _, missing := range api.Undocumented(h.srv.App(), doc.Paths) {
 		t.Errorf("route %s is not in openapi.json", missing)
+	}
+}
+
+func TestReadingsPickTheFinestTierThatFits(t *testing.T) {
+	h := start(t)
+	var rs []meter.Reading
+	for sec := 0; sec <= 3*3600; sec += 10 { // three hours at 10 s, 1 kW: 1081 readings
+		rs = append(rs, at("m1", sec, 1000))
+	}
+	h.add(t, rs...)
+	type point struct {
+		T        time.Time `json:"t"`
+		N        int       `json:"n"`
+		MeanW    float64   `json:"mean_w"`
+		EnergyWh float64   `json:"energy_wh"`
+		PowerW   float64   `json:"power_w"`
+	}
+	var r struct {
+		Step   string  `json:"step"`
+		Points []point `json:"points"`
+		More   bool    `json:"more"`
+	}
+	q := "/api/v1/meters/m1/readings?from=2026-11-25T10:00:00Z&to=2026-11-25T13:00:01Z"
+	tests := []struct {
+		query  string
+		step   string
+		points int
+	}{
+		{"", "1m", 181},                   // 1081 raw readings do not fit in 1000 points
+		{"&max_points=2000", "raw", 1081}, // they fit in 2000
+		{"&max_points=100", "1h", 4},
+		{"&step=1d", "1d", 1},
+		{"&step=raw&max_points=10", "raw", 10},
+	}
+	for _, tt := range tests {
+		r.Points = nil
+		if code := h.get(t, q+tt.query, &r); code != 200 || r.Step != tt.step || len(r.Points) != tt.points {
+			t.Errorf("%s: %d step %q with %d points, want step %q with %d", tt.query, code, r.Step, len(r.Points), tt.step, tt.points)
+		}
+	}
+	h.get(t, q+"&step=1h", &r)
+	if len(r.Points) != 4 || r.Points[0].N != 360 || r.Points[0].MeanW != 1000 || math.Abs(r.Points[0].EnergyWh-1000) > 1e-6 {
+		t.Errorf("step=1h first point = %+v, want 360 readings, 1000 W mean, 1000 Wh", r.Points[0])
+	}
+	for _, bad := range []struct{ query, param string }{
+		{"&step=5m", "step"},
+		{"&limit=5&max_points=5", "limit"},
+		{"&max_points=0", "max_points"},
+	} {
+		var e apiError
+		if code := h.get(t, q+bad.query, &e); code != 400 || !strings.Contains(e.Error, `"`+bad.param+`"`) {
+			t.Errorf("%s = %d %+v, want 400 naming %s", bad.query, code, e, bad.param)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -105,25 +106,41 @@ func (s *Server) meters(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"meters": out})
 }
 
-type pointJSON struct {
+// rawPoint is a stored reading in a readings answer.
+type rawPoint struct {
 	ID     uint64    `json:"id"`
 	T      time.Time `json:"t"`
 	PowerW float64   `json:"power_w"`
+	// CounterWh is the device's energy counter, when it sends one.
+	CounterWh *float64 `json:"counter_wh,omitempty"`
+}
+
+// rollupPoint is a rollup bucket in a readings answer.
+type rollupPoint struct {
+	T        time.Time `json:"t"`
+	N        uint64    `json:"n"`
+	MeanW    float64   `json:"mean_w"`
+	MinW     float64   `json:"min_w"`
+	MaxW     float64   `json:"max_w"`
+	EnergyWh float64   `json:"energy_wh"`
+	ExportWh float64   `json:"export_wh"`
 }
 
 type readingsJSON struct {
-	Meter  string      `json:"meter"`
-	Step   string      `json:"step"`
-	From   time.Time   `json:"from"`
-	To     time.Time   `json:"to"`
-	Points []pointJSON `json:"points"`
-	More   bool        `json:"more"`
+	Meter  string    `json:"meter"`
+	Step   string    `json:"step"`
+	From   time.Time `json:"from"`
+	To     time.Time `json:"to"`
+	Points any       `json:"points"`
+	More   bool      `json:"more"`
 }
 
-// readings serves GET /api/v1/meters/{id}/readings: raw readings with
-// from <= t < to, oldest first. Defaults: the last 24 hours up to an hour
-// ahead (device clocks run fast), 1000 points. When more is true, ask again
-// with from set just after the last point.
+// readings serves GET /api/v1/meters/{id}/readings: one meter's readings
+// with from <= t < to, oldest first, raw or as rollups. step=auto (the
+// default, but raw when the first API's limit is given) picks the finest
+// tier that fits in max_points; raw, 1m, 1h or 1d ask for one. Defaults: the last 24 hours up to an hour ahead (device clocks
+// run fast), 1000 points. When more is true, ask again from just after the
+// last point.
 func (s *Server) readings(c *fiber.Ctx) error {
 	id := c.Params("id")
 	if !meter.ValidID(id) {
@@ -141,17 +158,75 @@ func (s *Server) readings(c *fiber.Ctx) error {
 	if !from.Before(to) {
 		return &paramError{Name: "from", Detail: "must be before to"}
 	}
-	limit, err := parseLimit("limit", c.Query("limit"), 1000, 10000)
+	maxPoints, err := parseLimit("max_points", c.Query("max_points"), 1000, 100000)
 	if err != nil {
 		return err
 	}
-	recs, more, err := s.store.Range(id, from, to, limit)
+	if c.Query("limit") != "" { // the name of the first API
+		if c.Query("max_points") != "" {
+			return &paramError{Name: "limit", Detail: "give limit or max_points, not both"}
+		}
+		if maxPoints, err = parseLimit("limit", c.Query("limit"), 1000, 100000); err != nil {
+			return err
+		}
+	}
+	step := c.Query("step")
+	if step == "" && c.Query("limit") != "" {
+		step = "raw" // the first API: limit counted raw readings
+	}
+	tier, err := s.chooseTier(id, step, from, to, maxPoints)
 	if err != nil {
 		return err
 	}
-	out := readingsJSON{Meter: id, Step: "raw", From: from.UTC(), To: to.UTC(), Points: make([]pointJSON, len(recs)), More: more}
-	for i, r := range recs {
-		out.Points[i] = pointJSON{ID: r.ID, T: r.Time, PowerW: r.PowerW}
+	out := readingsJSON{Meter: id, Step: tier.String(), From: from.UTC(), To: to.UTC()}
+	if tier == store.TierRaw {
+		recs, more, err := s.store.Range(id, from, to, maxPoints)
+		if err != nil {
+			return err
+		}
+		points := make([]rawPoint, len(recs))
+		for i, r := range recs {
+			points[i] = rawPoint{ID: r.ID, T: r.Time, PowerW: r.PowerW}
+			if r.HasEnergy {
+				points[i].CounterWh = &recs[i].EnergyWh
+			}
+		}
+		out.Points, out.More = points, more
+		return c.JSON(out)
 	}
+	buckets, more, err := s.store.Rollups(id, tier, from, to, maxPoints)
+	if err != nil {
+		return err
+	}
+	points := make([]rollupPoint, len(buckets))
+	for i, b := range buckets {
+		points[i] = rollupPoint{T: b.Start, N: b.N, MeanW: b.MeanW, MinW: b.MinW, MaxW: b.MaxW, EnergyWh: b.EnergyWh, ExportWh: b.ExportWh}
+	}
+	out.Points, out.More = points, more
 	return c.JSON(out)
+}
+
+// chooseTier returns the tier step names; for auto (or nothing), the finest
+// tier with at most maxPoints entries in the range, or the coarsest.
+func (s *Server) chooseTier(id, step string, from, to time.Time, maxPoints int) (store.Tier, error) {
+	if step != "" && step != "auto" {
+		t, ok := store.ParseTier(step)
+		if !ok {
+			return 0, &paramError{Name: "step", Detail: fmt.Sprintf("%q is not auto, raw, 1m, 1h or 1d", clip(step))}
+		}
+		return t, nil
+	}
+	if _, err := s.store.Meter(id); err != nil {
+		return 0, err
+	}
+	for _, t := range []store.Tier{store.TierRaw, store.TierMinute, store.TierHour} {
+		n, err := s.store.Count(id, t, from, to, maxPoints)
+		if err != nil {
+			return 0, err
+		}
+		if n <= maxPoints {
+			return t, nil
+		}
+	}
+	return store.TierDay, nil
 }

@@ -150,7 +150,7 @@
       s.from = m.first;
     }
     var url = "/api/v1/meters/" + encodeURIComponent(m.id) + "/readings?from=" +
-      encodeURIComponent(s.from) + "&limit=" + READINGS_LIMIT;
+      encodeURIComponent(s.from) + "&step=raw&limit=" + READINGS_LIMIT;
     return getJSON(url).then(function (body) {
       (body.points || []).forEach(function (p) {
         // from is inclusive: the reading at from is already on the chart.
