@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vatio-energy/vatio/alert"
+	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/store"
 )
 
@@ -27,6 +28,10 @@ import (
 type Options struct {
 	// BodyLimitBytes is the largest request body accepted; larger ones get 413.
 	BodyLimitBytes int
+	// ImportLimitBytes is the largest CSV history accepted by an import.
+	ImportLimitBytes int64
+	// Decoder validates imported readings as published ones are.
+	Decoder *meter.Decoder
 	// Gatherer supplies /metrics.
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger
@@ -35,12 +40,14 @@ type Options struct {
 // Server is the HTTP server of the API (and of whatever else registers on
 // its Router, such as the dashboard).
 type Server struct {
-	app    *fiber.App
-	store  *store.Store
-	alerts *alert.Service
-	log    *slog.Logger
-	ready  atomic.Bool
-	now    func() time.Time
+	app         *fiber.App
+	store       *store.Store
+	decoder     *meter.Decoder
+	importLimit int64
+	alerts      *alert.Service
+	log         *slog.Logger
+	ready       atomic.Bool
+	now         func() time.Time
 }
 
 // New returns a Server with every API route registered.
@@ -48,16 +55,25 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{store: st, alerts: alerts, log: opts.Logger, now: time.Now}
+	s := &Server{store: st, alerts: alerts, log: opts.Logger, now: time.Now, decoder: opts.Decoder, importLimit: opts.ImportLimitBytes}
+	if s.decoder == nil {
+		s.decoder = &meter.Decoder{Limits: meter.DefaultLimits()}
+	}
+	if s.importLimit <= 0 {
+		s.importLimit = 1 << 30
+	}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "vatio",
 		DisableStartupMessage: true,
 		BodyLimit:             opts.BodyLimitBytes,
+		StreamRequestBody:     true, // imports stream; limitBody holds the rest to BodyLimit
 		ReadTimeout:           30 * time.Second,
 		IdleTimeout:           2 * time.Minute,
 		ErrorHandler:          s.writeError,
 	})
 	s.app.Use(recover.New())
+	s.app.Post("/api/v1/meters/:id/import", s.importMeter) // before limitBody: its body streams
+	s.app.Use(limitBody(opts.BodyLimitBytes))
 
 	s.app.Get("/healthz", s.healthz)
 	if opts.Gatherer != nil {
@@ -71,6 +87,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	v1.Get("/meters", s.meters)
 	v1.Get("/meters/:id/readings", s.readings)
 	v1.Get("/alerts", s.listAlerts)
+	v1.Get("/backup", s.backup)
 	return s
 }
 

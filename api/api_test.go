@@ -357,3 +357,49 @@ func TestReadingsPickTheFinestTierThatFits(t *testing.T) {
 		}
 	}
 }
+
+func TestImportCSV(t *testing.T) {
+	h := start(t)
+	h.add(t, at("m1", 3600, 500)) // a reading already there
+	var csv strings.Builder
+	csv.WriteString("timestamp,power_w,energy_wh\n")
+	for i := 0; i < 360; i++ {
+		fmt.Fprintf(&csv, "%s,%d,%d\n", t0.Add(time.Duration(i*10)*time.Second).Format(time.RFC3339), 1000, i)
+	}
+	var got struct {
+		Meter    string `json:"meter"`
+		Readings int    `json:"readings"`
+		Added    int    `json:"added"`
+	}
+	if code := h.post(t, "/api/v1/meters/m1/import", "text/csv", csv.String(), &got); code != 200 || got.Readings != 360 || got.Added != 360 {
+		t.Fatalf("import = %d %+v, want 360 readings added", code, got)
+	}
+	if err := h.store.CheckRollups("m1"); err != nil {
+		t.Error(err)
+	}
+	m, _ := h.store.Meter("m1")
+	if m.Readings != 361 {
+		t.Errorf("meter has %d readings, want 361", m.Readings)
+	}
+
+	// A bad line fails the whole import, naming the line; nothing is stored.
+	bad := "2026-11-24T10:00:00Z,100\n2026-11-24T10:00:10Z,100\n2026-11-24T10:00:20Z,lots\n"
+	var e apiError
+	if code := h.post(t, "/api/v1/meters/m1/import", "text/csv", bad, &e); code != 400 || !strings.Contains(e.Detail, "line 3") {
+		t.Errorf("bad import = %d %+v, want 400 naming line 3", code, e)
+	}
+	if m2, _ := h.store.Meter("m1"); m2.Readings != 361 {
+		t.Errorf("after a failed import the meter has %d readings, want 361", m2.Readings)
+	}
+}
+
+// TestBodyLimitStillHolds checks that streaming request bodies (for imports)
+// did not lift the body limit of other routes.
+func TestBodyLimitStillHolds(t *testing.T) {
+	h := start(t)
+	big := `{"message": "` + strings.Repeat("x", 100_000) + `"}`
+	var e apiError
+	if code := h.post(t, "/api/alert", "application/json", big, &e); code != 413 {
+		t.Errorf("100 kB alert = %d %+v, want 413", code, e)
+	}
+}

@@ -145,13 +145,16 @@ func (d *Decoder) Decode(topic string, payload []byte, now time.Time) (Reading, 
 	if err != nil {
 		return Reading{}, err
 	}
-	if err := d.validate(r, now); err != nil {
+	if err := d.Validate(r, now); err != nil {
 		return Reading{}, err
 	}
 	return r, nil
 }
 
-func (d *Decoder) validate(r Reading, now time.Time) error {
+// Validate checks a reading against the limits, as received at now: finite
+// power in range, a sane counter, and, for a device timestamp, not too far
+// ahead of now nor before Oldest. Errors are *RejectError.
+func (d *Decoder) Validate(r Reading, now time.Time) error {
 	if math.IsNaN(r.PowerW) || math.IsInf(r.PowerW, 0) {
 		return reject(ReasonNotFinite, "power is %v", r.PowerW)
 	}
@@ -185,7 +188,7 @@ func parseNumber(b []byte) (float64, error) {
 		if lower == "nan" || lower == "inf" || lower == "infinity" {
 			return 0, reject(ReasonNotFinite, "%q", truncate(s))
 		}
-		return 0, reject(ReasonNotANumber, "%q is not a number in kW", truncate(s))
+		return 0, reject(ReasonNotANumber, "%q is not a number", truncate(s))
 	}
 	v, err := strconv.ParseFloat(s, 64)
 	if err != nil { // only ErrRange is possible after isDecimal
@@ -297,6 +300,19 @@ func jsonNumber(field string, raw json.RawMessage) (float64, error) {
 // Unix timestamps at or above this are milliseconds: as seconds they would
 // be past the year 5138.
 const unixMillisThreshold = 1e11
+
+// ParseTime parses a timestamp as readings carry it: RFC 3339 with an
+// offset, or Unix seconds or milliseconds (fractions allowed).
+func ParseTime(s string) (time.Time, error) {
+	if isDecimal(s) {
+		return parseTimestamp(json.RawMessage(s))
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, reject(ReasonBadTimestamp, "%q is not RFC 3339 with an offset (2026-11-25T10:00:00Z) nor Unix seconds or milliseconds", truncate(s))
+	}
+	return t, nil
+}
 
 func parseTimestamp(raw json.RawMessage) (time.Time, error) {
 	if raw[0] == '"' {

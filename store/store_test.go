@@ -264,3 +264,38 @@ func TestAlerts(t *testing.T) {
 		t.Errorf("UpdateAlert(99) = %v, want ErrUnknownAlert", err)
 	}
 }
+
+func TestImportIsAllOrNothing(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	mustAppend(t, s, reading("i", 0, 100))
+	var rs []meter.Reading
+	for i := 1; i <= 120000; i++ { // older than what is there: every reading rebuilds rollups
+		rs = append(rs, reading("i", -i*10, float64(i%1000)))
+	}
+	var calls []int
+	added, err := s.Import(rs, func(n int) { calls = append(calls, n) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if added != len(rs) || fmt.Sprint(calls) != "[100000]" {
+		t.Errorf("Import added %d (progress %v), want %d with progress at 100000", added, calls, len(rs))
+	}
+	if m, _ := s.Meter("i"); m.Readings != uint64(len(rs)+1) || !m.First.Equal(t0.Add(-1200000*time.Second)) {
+		t.Errorf("after import Meter = %+v", m)
+	}
+	if err := s.CheckRollups("i"); err != nil {
+		t.Error(err)
+	}
+	// Importing again changes nothing: the readings are the same instants.
+	if added, err := s.Import(rs[:10], nil); err != nil || added != 0 {
+		t.Errorf("re-import added %d, %v; want 0", added, err)
+	}
+	// A meter id bbolt cannot store fails the whole import.
+	bad := []meter.Reading{reading("j", 1, 1), reading("", 2, 2)}
+	if _, err := s.Import(bad, nil); err == nil {
+		t.Fatal("import with an empty meter id succeeded")
+	}
+	if _, err := s.Meter("j"); !errors.Is(err, ErrUnknownMeter) {
+		t.Errorf("after a failed import meter j exists: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -13,12 +14,22 @@ import (
 	"github.com/vatio-energy/vatio/meter"
 )
 
-// entry is one item of the writer's queue: a reading to store, or (with
-// barrier set) only a callback that runs in order after what came before.
+// entry is one item of the writer's queue: a reading to store, an import
+// (many readings, all or none), or (with barrier set) only a callback that
+// runs in order after what came before.
 type entry struct {
 	r       meter.Reading
+	imp     *importJob
 	done    func(error)
 	barrier bool
+}
+
+// importJob is a history import: its readings are stored in the same
+// transaction, so all of them or none.
+type importJob struct {
+	readings []meter.Reading
+	progress func(stored int)
+	added    int // set by the writer: readings that were new
 }
 
 // meterState is what the store keeps per meter beside its readings, updated
@@ -118,6 +129,29 @@ func (s *Store) Append(r meter.Reading, done func(error)) error {
 	return s.enqueue(entry{r: r, done: done})
 }
 
+// Import stores readings (already valid, see meter.Decoder) in one
+// transaction: all of them or, on error, none. It goes through the same
+// path as live readings, rollups included, and returns how many were new
+// (the others replaced readings at the same instants). progress, if not nil,
+// is called on the store's writer every 100,000 readings: keep it quick.
+// Live readings wait while an import is written.
+//
+// Import sorts readings by time (keeping the file's order for equal times,
+// so the last of them wins): bbolt inserts each key into an in-memory page
+// until the commit, and keys arriving in order keep that cheap.
+func (s *Store) Import(readings []meter.Reading, progress func(stored int)) (int, error) {
+	slices.SortStableFunc(readings, func(a, b meter.Reading) int { return a.Time.Compare(b.Time) })
+	job := &importJob{readings: readings, progress: progress}
+	ch := make(chan error, 1)
+	if err := s.enqueue(entry{imp: job, done: func(err error) { ch <- err }}); err != nil {
+		return 0, err
+	}
+	if err := <-ch; err != nil {
+		return 0, fmt.Errorf("store: import: %w", err)
+	}
+	return job.added, nil
+}
+
 // Sync queues done to run after everything appended before it has been
 // committed (err nil) or has failed.
 func (s *Store) Sync(done func(error)) error {
@@ -153,13 +187,16 @@ func (s *Store) writeLoop() {
 		batch := make([]entry, 1, min(s.maxBatch, 1+len(s.queue)))
 		batch[0] = e
 	drain:
-		for len(batch) < s.maxBatch {
+		for len(batch) < s.maxBatch && e.imp == nil { // an import is a batch of its own size
 			select {
 			case e, ok := <-s.queue:
 				if !ok {
 					break drain
 				}
 				batch = append(batch, e)
+				if e.imp != nil {
+					break drain
+				}
 			default:
 				break drain
 			}
@@ -210,17 +247,13 @@ func (s *Store) commit(batch []entry) error {
 		series := tx.Bucket(bucketSeries)
 		buckets := map[string]*bolt.Bucket{}
 		rolls := newRollups(s.maxGap)
-		for i := range batch {
-			e := &batch[i]
-			if e.barrier {
-				continue
-			}
-			id := e.r.Meter
+		store := func(r meter.Reading) (int, error) {
+			id := r.Meter
 			b := buckets[id]
 			if b == nil {
 				var err error
 				if b, err = series.CreateBucketIfNotExists([]byte(id)); err != nil {
-					return fmt.Errorf("meter %q: %w", id, err)
+					return 0, fmt.Errorf("meter %q: %w", id, err)
 				}
 				b.FillPercent = 0.95 // readings mostly append
 				buckets[id] = b
@@ -229,13 +262,38 @@ func (s *Store) commit(batch []entry) error {
 			if !ok {
 				st = s.meters[id] // only this goroutine writes s.meters
 			}
-			added, err := put(b, &st, e.r, &seq, rolls)
+			added, err := put(b, &st, r, &seq, rolls)
 			if err != nil {
-				return fmt.Errorf("meter %q: %w", id, err)
+				return 0, fmt.Errorf("meter %q: %w", id, err)
 			}
-			stored += added
 			st.SeenNs = nowNs
 			changed[id] = st
+			return added, nil
+		}
+		for i := range batch {
+			e := &batch[i]
+			switch {
+			case e.barrier:
+			case e.imp != nil:
+				e.imp.added = 0
+				for j, r := range e.imp.readings {
+					added, err := store(r)
+					if err != nil {
+						return err
+					}
+					e.imp.added += added
+					if e.imp.progress != nil && (j+1)%100000 == 0 {
+						e.imp.progress(j + 1)
+					}
+				}
+				stored += e.imp.added
+			default:
+				added, err := store(e.r)
+				if err != nil {
+					return err
+				}
+				stored += added
+			}
 		}
 		if err := rolls.apply(tx); err != nil {
 			return err
