@@ -1,9 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -281,9 +284,31 @@ func (r *rollups) changedAt(meter string, ns int64, next int64, hasNext bool) {
 	}
 }
 
+// sortedKeys returns the keys of m in (meter, tier, start) order. bbolt
+// keeps a page's keys in a slice until the commit, so keys put in order
+// append to it, while keys in a map's random order make each put shift the
+// slice: quadratic on a large import.
+func sortedKeys[V any](m map[rollupKey]V) []rollupKey {
+	keys := make([]rollupKey, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b rollupKey) int {
+		if c := strings.Compare(a.meter, b.meter); c != 0 {
+			return c
+		}
+		if a.tier != b.tier {
+			return int(a.tier) - int(b.tier)
+		}
+		return cmp.Compare(a.start, b.start)
+	})
+	return keys
+}
+
 // apply writes the collected changes into the rollup buckets of tx.
 func (r *rollups) apply(tx *bolt.Tx) error {
-	for k, a := range r.add {
+	for _, k := range sortedKeys(r.add) {
+		a := r.add[k]
 		if r.rebuild[rollupKey{k.meter, TierMinute, TierMinute.start(k.start)}] && k.tier == TierMinute {
 			continue // rebuilt from raw below
 		}
@@ -307,20 +332,20 @@ func (r *rollups) apply(tx *bolt.Tx) error {
 		return nil
 	}
 	hours := map[rollupKey]bool{}
-	for k := range r.rebuild {
+	for _, k := range sortedKeys(r.rebuild) {
 		if err := rebuildMinute(tx, k.meter, k.start, r.maxGap); err != nil {
 			return err
 		}
 		hours[rollupKey{k.meter, TierHour, TierHour.start(k.start)}] = true
 	}
 	days := map[rollupKey]bool{}
-	for k := range hours {
+	for _, k := range sortedKeys(hours) {
 		if err := rebuildFrom(tx, k.meter, TierHour, TierMinute, k.start); err != nil {
 			return err
 		}
 		days[rollupKey{k.meter, TierDay, TierDay.start(k.start)}] = true
 	}
-	for k := range days {
+	for _, k := range sortedKeys(days) {
 		if err := rebuildFrom(tx, k.meter, TierDay, TierHour, k.start); err != nil {
 			return err
 		}
