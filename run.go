@@ -33,8 +33,9 @@ var version = "dev"
 const shutdownTimeout = 5 * time.Second
 
 const usage = `Usage:
-  vatio [flags]        run the broker, the store, the API and the dashboard
-  vatio version        print the version
+  vatio [flags]                 run the broker, the store, the API and the dashboard
+  vatio restore [flags] FILE    replace the database with the backup FILE (Vatio stopped)
+  vatio version                 print the version
 
 Flags:
 `
@@ -47,6 +48,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "version":
 			fmt.Fprintf(stdout, "vatio %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
+		case "restore":
+			return restore(args[1:], getenv, stdout, stderr)
 		case "help":
 			args = []string{"-h"}
 		default:
@@ -170,6 +173,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 
 	a.store, err = store.Open(cfg.DataDir, store.Options{
 		QueueSize: cfg.Store.QueueSize, MaxBatch: cfg.Store.MaxBatch, Logger: logger.With("component", "store"),
+		BackupInterval: cfg.Backup.Interval, BackupKeep: cfg.Backup.Keep,
 	})
 	if err != nil {
 		return nil, err

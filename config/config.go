@@ -25,6 +25,7 @@ type Config struct {
 	Ingest  Ingest `yaml:"ingest"`
 	Store   Store  `yaml:"store"`
 	Alerts  Alerts `yaml:"alerts"`
+	Backup  Backup `yaml:"backup"`
 }
 
 // Log configures logging.
@@ -89,6 +90,15 @@ type Alerts struct {
 	Backoff time.Duration `yaml:"backoff"`
 }
 
+// Backup configures the scheduled backups, written to <data_dir>/backups.
+type Backup struct {
+	// Interval is the time between backups; 0 turns them off. The first
+	// comes one interval after the newest backup there, never at start.
+	Interval time.Duration `yaml:"interval"`
+	// Keep is how many backups are kept; older ones are deleted.
+	Keep int `yaml:"keep"`
+}
+
 // Webhook configures the generic JSON webhook notifier.
 type Webhook struct {
 	// URL receives a POST with the alert as JSON; empty turns it off.
@@ -114,6 +124,7 @@ func Default() Config {
 		},
 		Store:  Store{QueueSize: 65536, MaxBatch: 10000},
 		Alerts: Alerts{Webhook: Webhook{Timeout: 10 * time.Second}, Attempts: 5, Backoff: 2 * time.Second},
+		Backup: Backup{Interval: 24 * time.Hour, Keep: 7},
 	}
 }
 
@@ -190,6 +201,12 @@ func (c Config) Validate() error {
 	}
 	if c.Alerts.Backoff < 10*time.Millisecond || c.Alerts.Backoff > time.Hour {
 		bad("alerts.backoff", "%s is outside 10ms to 1h", c.Alerts.Backoff)
+	}
+	if c.Backup.Interval != 0 && c.Backup.Interval < time.Minute {
+		bad("backup.interval", "%s is under 1m (0 turns backups off)", c.Backup.Interval)
+	}
+	if c.Backup.Keep < 1 || c.Backup.Keep > 1000 {
+		bad("backup.keep", "%d is outside 1 to 1000", c.Backup.Keep)
 	}
 	return errors.Join(errs...)
 }

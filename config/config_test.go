@@ -106,3 +106,30 @@ func TestApplyEnv(t *testing.T) {
 		t.Errorf("ApplyEnv: got %+v", cfg)
 	}
 }
+
+func TestValidateBackup(t *testing.T) {
+	tests := []struct {
+		interval time.Duration
+		keep     int
+		bad      string // the key named in the error, "" for valid
+	}{
+		{0, 7, ""},
+		{time.Minute, 1, ""},
+		{24 * time.Hour, 1000, ""},
+		{59 * time.Second, 7, "backup.interval"},
+		{-time.Hour, 7, "backup.interval"},
+		{time.Hour, 0, "backup.keep"},
+		{time.Hour, 1001, "backup.keep"},
+	}
+	for _, tt := range tests {
+		cfg := Default()
+		cfg.Backup = Backup{Interval: tt.interval, Keep: tt.keep}
+		err := cfg.Validate()
+		switch {
+		case tt.bad == "" && err != nil:
+			t.Errorf("Validate(backup interval %s keep %d) = %v, want nil", tt.interval, tt.keep, err)
+		case tt.bad != "" && (err == nil || !strings.Contains(err.Error(), tt.bad+":")):
+			t.Errorf("Validate(backup interval %s keep %d) = %v, want an error naming %s", tt.interval, tt.keep, err, tt.bad)
+		}
+	}
+}

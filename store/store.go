@@ -69,6 +69,15 @@ type Options struct {
 	MaxGap time.Duration
 	// Logger receives the store's logs. Default: discard.
 	Logger *slog.Logger
+	// BackupInterval is the time between scheduled backups (see BackupTo);
+	// 0 turns them off. Each holds a read transaction while it copies the
+	// database. Default 0.
+	BackupInterval time.Duration
+	// BackupDir receives the scheduled backups. Default <dir>/backups.
+	BackupDir string
+	// BackupKeep is how many scheduled backups are kept; older ones are
+	// deleted. Default 7.
+	BackupKeep int
 }
 
 // Store is the database. All methods are safe for concurrent use.
@@ -82,6 +91,8 @@ type Store struct {
 	queue    chan entry
 	acks     chan committed
 	wg       sync.WaitGroup
+	// stopBackups ends the scheduled backups (see startBackups).
+	stopBackups func()
 
 	// closeMu orders Append against Close: Append holds it shared while it
 	// queues, Close exclusively while it closes the queue.
@@ -166,6 +177,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if err := s.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.startBackups(dir, opts); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -254,8 +269,9 @@ func (s *Store) load() error {
 	return nil
 }
 
-// Close commits every queued reading, runs its callback, and closes the
-// database. Appends after Close return ErrClosed.
+// Close stops the scheduled backups (abandoning one under way), commits
+// every queued reading, runs its callback, and closes the database. Appends
+// after Close return ErrClosed.
 func (s *Store) Close() error {
 	s.closeMu.Lock()
 	if s.closed {
@@ -265,6 +281,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	close(s.queue)
 	s.closeMu.Unlock()
+	s.stopBackups()
 	s.wg.Wait()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)

@@ -1,0 +1,30 @@
+package api
+
+import (
+	"math"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/vatio-energy/vatio/store"
+)
+
+// backup sends a consistent snapshot of the whole database as a download,
+// a file that `vatio restore` takes. The snapshot is copied to a temporary
+// file first (store.Snapshot), so a slow client never holds a database
+// transaction open; Fiber streams the file and closes it, which deletes it,
+// when the response ends or the client goes away.
+func (s *Server) backup(c *fiber.Ctx) error {
+	snap, size, err := s.store.Snapshot()
+	if err != nil {
+		return err
+	}
+	length := -1 // chunked, if the size does not fit an int (32-bit ARM)
+	if size <= math.MaxInt {
+		length = int(size)
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMEOctetStream)
+	c.Set(fiber.HeaderContentDisposition, `attachment; filename="`+store.BackupName(s.now())+`"`)
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	c.Response().SetBodyStream(snap, length)
+	return nil
+}
