@@ -1,11 +1,11 @@
 package store
 
 import (
-	"bytes"
 	"container/heap"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"iter"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -82,78 +82,83 @@ func (s *Store) Range(meterID string, from, to time.Time, limit int) ([]Record, 
 	var out []Record
 	more := false
 	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSeries).Bucket([]byte(meterID))
-		if b == nil {
+		ser, ok := openSeries(tx, meterID)
+		if !ok {
 			return fmt.Errorf("%w: %q", ErrUnknownMeter, meterID)
 		}
-		end := timeKey(to.UnixNano())
-		c := b.Cursor()
-		for k, v := c.Seek(timeKey(from.UnixNano())); k != nil && bytes.Compare(k, end) < 0; k, v = c.Next() {
+		end := to.UnixNano()
+		for p, err := range ser.forward(from.UnixNano()) {
+			if err != nil {
+				return err
+			}
+			if p.ns >= end {
+				break
+			}
 			if len(out) == limit {
 				more = true
 				break
 			}
-			r, err := record(meterID, k, v)
-			if err != nil {
-				return err
-			}
-			out = append(out, r)
+			out = append(out, p.record(meterID))
 		}
 		return nil
 	})
 	return out, more, err
 }
 
-func record(meterID string, k, v []byte) (Record, error) {
-	val, ok := decodeValue(v)
-	if !ok || len(k) != 8 {
-		return Record{}, fmt.Errorf("store: corrupt reading of meter %q (key %x)", meterID, k)
-	}
-	return Record{ID: val.id, Meter: meterID, Time: time.Unix(0, int64(binary.BigEndian.Uint64(k))).UTC(),
-		PowerW: val.powerW, EnergyWh: val.energyWh, HasEnergy: val.hasEnergy}, nil
-}
-
 // Latest returns the limit newest readings, newest first, of one meter or,
-// with meterID "", of all meters merged by time.
+// with meterID "", of all meters merged by time (equal times by meter id).
 func (s *Store) Latest(meterID string, limit int) ([]Record, error) {
 	out := make([]Record, 0, min(limit, 1024))
 	err := s.db.View(func(tx *bolt.Tx) error {
-		series := tx.Bucket(bucketSeries)
 		var ids []string
 		if meterID != "" {
-			if series.Bucket([]byte(meterID)) == nil {
+			if _, ok := openSeries(tx, meterID); !ok {
 				return fmt.Errorf("%w: %q", ErrUnknownMeter, meterID)
 			}
 			ids = []string{meterID}
 		} else {
-			err := series.ForEachBucket(func(k []byte) error {
-				ids = append(ids, string(k))
-				return nil
-			})
-			if err != nil {
-				return err
+			s.metersMu.RLock()
+			for id := range s.meters {
+				ids = append(ids, id)
 			}
+			s.metersMu.RUnlock()
 		}
-		// Merge the meters' newest-first cursors with a heap on time.
+		// Merge the meters' newest-first iterators with a heap on time.
 		h := make(cursorHeap, 0, len(ids))
+		defer func() {
+			for _, c := range h {
+				c.stop()
+			}
+		}()
 		for _, id := range ids {
-			c := series.Bucket([]byte(id)).Cursor()
-			if k, v := c.Last(); k != nil {
-				h = append(h, &meterCursor{id: id, c: c, k: k, v: v})
+			ser, ok := openSeries(tx, id)
+			if !ok {
+				continue
+			}
+			next, stop := iter.Pull2(ser.backward(math.MaxInt64))
+			c := &meterCursor{id: id, next: next, stop: stop}
+			if ok, err := c.advance(); err != nil {
+				stop()
+				return err
+			} else if ok {
+				h = append(h, c)
+			} else {
+				stop()
 			}
 		}
 		heap.Init(&h)
 		for len(out) < limit && len(h) > 0 {
 			top := h[0]
-			r, err := record(top.id, top.k, top.v)
+			out = append(out, top.cur.record(top.id))
+			ok, err := top.advance()
 			if err != nil {
 				return err
 			}
-			out = append(out, r)
-			if top.k, top.v = top.c.Prev(); top.k == nil {
-				heap.Pop(&h)
-			} else {
+			if ok {
 				heap.Fix(&h, 0)
+			} else {
+				top.stop()
+				heap.Pop(&h)
 			}
 		}
 		return nil
@@ -161,20 +166,31 @@ func (s *Store) Latest(meterID string, limit int) ([]Record, error) {
 	return out, err
 }
 
+// meterCursor is one meter's position in Latest's merge.
 type meterCursor struct {
 	id   string
-	c    *bolt.Cursor
-	k, v []byte
+	next func() (point, error, bool)
+	stop func()
+	cur  point
 }
 
-// cursorHeap is a max-heap on the cursors' current keys (times); equal times
-// order by meter id so the merge is deterministic.
+func (c *meterCursor) advance() (bool, error) {
+	p, err, ok := c.next()
+	if !ok {
+		return false, nil
+	}
+	c.cur = p
+	return true, err
+}
+
+// cursorHeap is a max-heap on the cursors' current times; equal times order
+// by meter id so the merge is deterministic.
 type cursorHeap []*meterCursor
 
 func (h cursorHeap) Len() int { return len(h) }
 func (h cursorHeap) Less(i, j int) bool {
-	if c := bytes.Compare(h[i].k, h[j].k); c != 0 {
-		return c > 0
+	if h[i].cur.ns != h[j].cur.ns {
+		return h[i].cur.ns > h[j].cur.ns
 	}
 	return h[i].id < h[j].id
 }

@@ -125,7 +125,7 @@ func checkLayout(tx *bolt.Tx, path string) error {
 	if v := meta.Get(keySeq); v != nil && len(v) != 8 {
 		return corrupt("last reading id is %d bytes, not 8", len(v))
 	}
-	perMeter := [][]byte{bucketSeries}
+	perMeter := [][]byte{bucketSeries, bucketBlocks}
 	for _, t := range Tiers {
 		perMeter = append(perMeter, t.bucket())
 	}
@@ -142,9 +142,14 @@ func checkLayout(tx *bolt.Tx, path string) error {
 			if b == nil {
 				return corrupt("%s entry %q is not a bucket", name, id)
 			}
-			return b.ForEach(func(k, _ []byte) error {
+			return b.ForEach(func(k, v []byte) error {
 				if len(k) != 8 {
 					return corrupt("%s of meter %q has a %d-byte key %x, not an 8-byte time", name, id, len(k), k)
+				}
+				if string(name) == string(bucketBlocks) {
+					if _, err := decodeBlock(v); err != nil {
+						return corrupt("meter %q: block at %x: %v", id, k, err)
+					}
 				}
 				return nil
 			})

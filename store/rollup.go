@@ -375,13 +375,13 @@ func putAgg(b *bolt.Bucket, start int64, a agg) error {
 	return b.Put(timeKey(start), a.encode())
 }
 
-// rebuildMinute recomputes one minute's rollup from the raw readings around it.
+// rebuildMinute recomputes one minute's rollup from the readings around it.
 func rebuildMinute(tx *bolt.Tx, meter string, start, maxGap int64) error {
-	raw := tx.Bucket(bucketSeries).Bucket([]byte(meter))
-	if raw == nil {
+	ser, ok := openSeries(tx, meter)
+	if !ok {
 		return nil
 	}
-	a, err := minuteFromRaw(raw, start, maxGap)
+	a, err := minuteFromReadings(ser, start, maxGap)
 	if err != nil {
 		return fmt.Errorf("meter %q: %w", meter, err)
 	}
@@ -392,28 +392,29 @@ func rebuildMinute(tx *bolt.Tx, meter string, start, maxGap int64) error {
 	return putAgg(b, start, a)
 }
 
-// minuteFromRaw computes the rollup of the minute at start from the raw
-// readings of one meter: those in the minute, and those within maxGap of it
-// (plus one before) for the energy of the intervals that reach into it.
-func minuteFromRaw(raw *bolt.Bucket, start, maxGap int64) (agg, error) {
+// minuteFromReadings computes the rollup of the minute at start from one
+// meter's readings: those in the minute, and those within maxGap of it (and
+// one before) for the energy of the intervals that reach into it.
+func minuteFromReadings(ser series, start, maxGap int64) (agg, error) {
 	end := start + TierMinute.stepNs()
 	var a agg
-	c := raw.Cursor()
-	k, v := c.Seek(timeKey(start - maxGap))
-	if pk, pv := c.Prev(); pk != nil { // the reading before the window, for a counter's jump
-		k, v = pk, pv
-	} else {
-		k, v = c.Seek(timeKey(start - maxGap))
-	}
 	var prev *sample
-	for ; k != nil; k, v = c.Next() {
-		s, err := sampleOf(k, v)
+	for p, err := range ser.backward(start - maxGap) { // the reading before the window, for a counter's jump
+		if err != nil {
+			return agg{}, err
+		}
+		s := p.sample()
+		prev = &s
+		break
+	}
+	for p, err := range ser.forward(start - maxGap) {
 		if err != nil {
 			return agg{}, err
 		}
 		if prev != nil && prev.ns >= end {
 			break
 		}
+		s := p.sample()
 		if s.ns >= start && s.ns < end {
 			a.addPower(s.w)
 		}
@@ -490,20 +491,26 @@ func (s *Store) Rollups(meterID string, t Tier, from, to time.Time, limit int) (
 func (s *Store) Count(meterID string, t Tier, from, to time.Time, limit int) (int, error) {
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
-		var b *bolt.Bucket
-		start := from.UnixNano()
+		end := to.UnixNano()
 		if t == TierRaw {
-			b = tx.Bucket(bucketSeries).Bucket([]byte(meterID))
-		} else {
-			b = tx.Bucket(t.bucket()).Bucket([]byte(meterID))
-			start = t.start(start)
+			ser, ok := openSeries(tx, meterID)
+			if !ok {
+				return nil
+			}
+			for p, err := range ser.forward(from.UnixNano()) {
+				if err != nil || p.ns >= end || n > limit {
+					return err
+				}
+				n++
+			}
+			return nil
 		}
+		b := tx.Bucket(t.bucket()).Bucket([]byte(meterID))
 		if b == nil {
 			return nil
 		}
-		end := timeKey(to.UnixNano())
 		c := b.Cursor()
-		for k, _ := c.Seek(timeKey(start)); k != nil && string(k) < string(end) && n <= limit; k, _ = c.Next() {
+		for k, _ := c.Seek(timeKey(t.start(from.UnixNano()))); k != nil && keyNs(k) < end && n <= limit; k, _ = c.Next() {
 			n++
 		}
 		return nil
@@ -516,23 +523,19 @@ func (s *Store) Count(meterID string, t Tier, from, to time.Time, limit int) (in
 // crash, the two must agree.
 func (s *Store) CheckRollups(meterID string) error {
 	return s.db.View(func(tx *bolt.Tx) error {
-		raw := tx.Bucket(bucketSeries).Bucket([]byte(meterID))
-		if raw == nil {
+		ser, ok := openSeries(tx, meterID)
+		if !ok {
 			return fmt.Errorf("%w: %q", ErrUnknownMeter, meterID)
 		}
 		want := newRollups(s.maxGap)
 		var prev *sample
-		err := raw.ForEach(func(k, v []byte) error {
-			cur, err := sampleOf(k, v)
+		for p, err := range ser.forward(0) {
 			if err != nil {
 				return err
 			}
+			cur := p.sample()
 			want.appended(meterID, cur, prev)
 			prev = &cur
-			return nil
-		})
-		if err != nil {
-			return err
 		}
 		for _, t := range Tiers {
 			got := map[int64]agg{}

@@ -8,6 +8,7 @@
 package store
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -42,6 +43,9 @@ var ErrLocked = errors.New("store: database is in use by another process")
 //
 //	meta    "schema" -> uint32 version; "seq" -> uint64 last reading id
 //	series  <meter> -> bucket: 8-byte big-endian Unix ns -> value (see encodeValue)
+//	blocks  <meter> -> bucket: 8-byte big-endian Unix ns of an hour -> that
+//	        hour's readings as a compressed block (see block.go); an hour's
+//	        readings are in series or in blocks, never in both
 //	meters  <meter> -> encoded meterState
 //	alerts  8-byte big-endian id -> JSON Alert
 //	rollup_1m, rollup_1h, rollup_1d
@@ -51,6 +55,7 @@ var (
 	bucketSeries = []byte("series")
 	bucketMeters = []byte("meters")
 	bucketAlerts = []byte("alerts")
+	bucketBlocks = []byte("blocks")
 	keySchema    = []byte("schema")
 	keySeq       = []byte("seq")
 )
@@ -63,6 +68,14 @@ type Options struct {
 	// MaxBatch is the most readings in one transaction. Larger batches
 	// amortise the fsync further but hold their callers longer. Default 10000.
 	MaxBatch int
+	// CompressAfter is the age past which raw readings are moved into
+	// compressed blocks, a closed hour at a time (see Compress). Zero leaves
+	// compression to explicit Compress calls (the configuration's default
+	// is 1 hour).
+	CompressAfter time.Duration
+	// CompressEvery is how often the compressor looks for such readings.
+	// Default 10 minutes.
+	CompressEvery time.Duration
 	// MaxGap is the longest interval between two readings across which
 	// power is integrated into energy; a longer silence counts as no data.
 	// Default 10 minutes.
@@ -93,11 +106,16 @@ type Store struct {
 	wg       sync.WaitGroup
 	// stopBackups ends the scheduled backups (see startBackups).
 	stopBackups func()
+	// stopBackground ends the compressor; background waits for it.
+	stopBackground context.CancelFunc
+	background     sync.WaitGroup
 
 	// closeMu orders Append against Close: Append holds it shared while it
 	// queues, Close exclusively while it closes the queue.
-	closeMu sync.RWMutex
-	closed  bool
+	closeMu   sync.RWMutex
+	closed    bool
+	closeOnce sync.Once
+	closeErr  error
 
 	// seq is the last reading id; only the writer goroutine touches it.
 	seq uint64
@@ -123,6 +141,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if opts.MaxGap <= 0 {
 		opts.MaxGap = 10 * time.Minute
+	}
+	if opts.CompressEvery <= 0 {
+		opts.CompressEvery = 10 * time.Minute
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -187,6 +208,12 @@ func Open(dir string, opts Options) (*Store, error) {
 	s.wg.Add(2)
 	go s.writeLoop()
 	go s.ackLoop()
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopBackground = cancel
+	if opts.CompressAfter > 0 {
+		s.background.Add(1)
+		go s.compressLoop(ctx, opts.CompressEvery, opts.CompressAfter)
+	}
 	return s, nil
 }
 
@@ -195,7 +222,7 @@ func Open(dir string, opts Options) (*Store, error) {
 var migrations = []func(tx *bolt.Tx) error{
 	// 0 -> 1: the first layout.
 	func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketSeries, bucketMeters, bucketAlerts,
+		for _, name := range [][]byte{bucketSeries, bucketBlocks, bucketMeters, bucketAlerts,
 			TierMinute.bucket(), TierHour.bucket(), TierDay.bucket()} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
@@ -273,20 +300,20 @@ func (s *Store) load() error {
 // every queued reading, runs its callback, and closes the database. Appends
 // after Close return ErrClosed.
 func (s *Store) Close() error {
-	s.closeMu.Lock()
-	if s.closed {
+	s.closeOnce.Do(func() {
+		s.stopBackground()
+		s.background.Wait()
+		s.closeMu.Lock()
+		s.closed = true
+		close(s.queue)
 		s.closeMu.Unlock()
-		return nil
-	}
-	s.closed = true
-	close(s.queue)
-	s.closeMu.Unlock()
-	s.stopBackups()
-	s.wg.Wait()
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("store: close: %w", err)
-	}
-	return nil
+		s.stopBackups()
+		s.wg.Wait()
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("store: close: %w", err)
+		}
+	})
+	return s.closeErr
 }
 
 // Path returns the database file's path.

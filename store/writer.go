@@ -1,8 +1,8 @@
 package store
 
 import (
+	"cmp"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -18,8 +18,9 @@ import (
 // (many readings, all or none), or (with barrier set) only a callback that
 // runs in order after what came before.
 type entry struct {
-	r       meter.Reading
-	imp     *importJob
+	r        meter.Reading
+	imp      *importJob
+	compress *compressJob
 	done    func(error)
 	barrier bool
 }
@@ -42,9 +43,12 @@ type meterState struct {
 	LastHasWh bool
 	SeenNs    int64  // when a reading was last committed (server clock)
 	Readings  uint64 // readings stored
+	// CompactedNs is where the compactor stopped: readings before it are in
+	// compressed blocks, readings at or after it are raw.
+	CompactedNs int64
 }
 
-const meterStateSize = 1 + 6*8 + 1
+const meterStateSize = 1 + 7*8 + 1
 
 func (m meterState) encode() []byte {
 	b := make([]byte, 1, meterStateSize)
@@ -55,6 +59,7 @@ func (m meterState) encode() []byte {
 	b = binary.BigEndian.AppendUint64(b, math.Float64bits(m.LastWh))
 	b = binary.BigEndian.AppendUint64(b, uint64(m.SeenNs))
 	b = binary.BigEndian.AppendUint64(b, m.Readings)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.CompactedNs))
 	if m.LastHasWh {
 		return append(b, 1)
 	}
@@ -68,7 +73,8 @@ func decodeMeterState(b []byte) (meterState, error) {
 	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[1+8*i:]) }
 	return meterState{
 		FirstNs: int64(u(0)), LastNs: int64(u(1)), LastW: math.Float64frombits(u(2)),
-		LastWh: math.Float64frombits(u(3)), SeenNs: int64(u(4)), Readings: u(5), LastHasWh: b[len(b)-1] == 1,
+		LastWh: math.Float64frombits(u(3)), SeenNs: int64(u(4)), Readings: u(5), CompactedNs: int64(u(6)),
+		LastHasWh: b[len(b)-1] == 1,
 	}, nil
 }
 
@@ -110,14 +116,6 @@ func decodeValue(v []byte) (value, bool) {
 		out.energyWh, out.hasEnergy = math.Float64frombits(binary.BigEndian.Uint64(v[16:])), true
 	}
 	return out, true
-}
-
-func sampleOf(k, v []byte) (sample, error) {
-	val, ok := decodeValue(v)
-	if !ok || len(k) != 8 {
-		return sample{}, fmt.Errorf("store: corrupt reading (key %x)", k)
-	}
-	return sample{ns: int64(binary.BigEndian.Uint64(k)), w: val.powerW, wh: val.energyWh, hasEnergy: val.hasEnergy}, nil
 }
 
 // Append queues r to be stored by the next group commit. done, if not nil,
@@ -187,14 +185,14 @@ func (s *Store) writeLoop() {
 		batch := make([]entry, 1, min(s.maxBatch, 1+len(s.queue)))
 		batch[0] = e
 	drain:
-		for len(batch) < s.maxBatch && e.imp == nil { // an import is a batch of its own size
+		for len(batch) < s.maxBatch && e.imp == nil && e.compress == nil { // imports and compressions are batches of their own
 			select {
 			case e, ok := <-s.queue:
 				if !ok {
 					break drain
 				}
 				batch = append(batch, e)
-				if e.imp != nil {
+				if e.imp != nil || e.compress != nil {
 					break drain
 				}
 			default:
@@ -233,8 +231,6 @@ func (s *Store) ackLoop() {
 	}
 }
 
-var errBumpLimit = errors.New("no free timestamp near the reading's")
-
 // commit writes batch in one transaction, with the rollups it changes, and
 // once it is durable makes the new meter states visible to readers.
 func (s *Store) commit(batch []entry) error {
@@ -244,25 +240,14 @@ func (s *Store) commit(batch []entry) error {
 	seq := s.seq
 	stored := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		series := tx.Bucket(bucketSeries)
-		buckets := map[string]*bolt.Bucket{}
-		rolls := newRollups(s.maxGap)
+		w := newTxWriter(tx, s.maxGap, seq)
 		store := func(r meter.Reading) (int, error) {
 			id := r.Meter
-			b := buckets[id]
-			if b == nil {
-				var err error
-				if b, err = series.CreateBucketIfNotExists([]byte(id)); err != nil {
-					return 0, fmt.Errorf("meter %q: %w", id, err)
-				}
-				b.FillPercent = 0.95 // readings mostly append
-				buckets[id] = b
-			}
 			st, ok := changed[id]
 			if !ok {
 				st = s.meters[id] // only this goroutine writes s.meters
 			}
-			added, err := put(b, &st, r, &seq, rolls)
+			added, err := w.put(&st, r)
 			if err != nil {
 				return 0, fmt.Errorf("meter %q: %w", id, err)
 			}
@@ -274,6 +259,14 @@ func (s *Store) commit(batch []entry) error {
 			e := &batch[i]
 			switch {
 			case e.barrier:
+			case e.compress != nil:
+				if err := w.finish(); err != nil { // what came before, first
+					return err
+				}
+				w = newTxWriter(tx, s.maxGap, w.seq)
+				if err := compress(tx, e.compress, s.meters, changed); err != nil {
+					return err
+				}
 			case e.imp != nil:
 				e.imp.added = 0
 				for j, r := range e.imp.readings {
@@ -295,9 +288,10 @@ func (s *Store) commit(batch []entry) error {
 				stored += added
 			}
 		}
-		if err := rolls.apply(tx); err != nil {
+		if err := w.finish(); err != nil {
 			return err
 		}
+		seq = w.seq
 		meters := tx.Bucket(bucketMeters)
 		for id, st := range changed {
 			if err := meters.Put([]byte(id), st.encode()); err != nil {
@@ -321,19 +315,95 @@ func (s *Store) commit(batch []entry) error {
 	return nil
 }
 
-// put stores reading r in its meter's bucket b, updating the meter's state
-// st and the rollups, and returns 1 if r is a new reading, 0 if it replaced
-// one (a device resending a reading it stamped).
+// txWriter stores readings in one write transaction: raw keys, blocks
+// changed by late readings, and the rollup changes, applied by finish.
+type txWriter struct {
+	tx     *bolt.Tx
+	seq    uint64
+	rolls  *rollups
+	raw    map[string]*bolt.Bucket
+	blocks map[blockKey]*openBlock
+}
+
+// blockKey names one meter's block of one hour.
+type blockKey struct {
+	meter string
+	start int64
+}
+
+// openBlock is a block decoded for changing; finish encodes it back.
+type openBlock struct {
+	pts   []point
+	dirty bool
+}
+
+func newTxWriter(tx *bolt.Tx, maxGap time.Duration, seq uint64) *txWriter {
+	return &txWriter{tx: tx, seq: seq, rolls: newRollups(maxGap), raw: map[string]*bolt.Bucket{}, blocks: map[blockKey]*openBlock{}}
+}
+
+func (w *txWriter) rawBucket(meterID string) (*bolt.Bucket, error) {
+	if b := w.raw[meterID]; b != nil {
+		return b, nil
+	}
+	b, err := w.tx.Bucket(bucketSeries).CreateBucketIfNotExists([]byte(meterID))
+	if err != nil {
+		return nil, err
+	}
+	b.FillPercent = 0.95 // readings mostly append
+	w.raw[meterID] = b
+	return b, nil
+}
+
+// block returns the decoded block of meter holding ns, or nil if that hour
+// has none.
+func (w *txWriter) block(meterID string, ns int64) (*openBlock, error) {
+	k := blockKey{meterID, blockSpan.start(ns)}
+	if ob, ok := w.blocks[k]; ok {
+		return ob, nil
+	}
+	bb := w.tx.Bucket(bucketBlocks).Bucket([]byte(meterID))
+	if bb == nil {
+		return nil, nil
+	}
+	v := bb.Get(timeKey(k.start))
+	if v == nil {
+		return nil, nil
+	}
+	pts, err := decodeBlock(v)
+	if err != nil {
+		return nil, fmt.Errorf("block at %d: %w", k.start, err)
+	}
+	ob := &openBlock{pts: pts}
+	w.blocks[k] = ob
+	return ob, nil
+}
+
+// put stores reading r, updating its meter's state st and the rollups, and
+// returns 1 if r is a new reading, 0 if it replaced one (a device resending
+// a reading it stamped).
 //
-// The common case, a reading newer than the meter's newest, appends and adds
-// to the rollups. A reading older than the newest, or one that replaces
-// another, marks the minutes around it for rebuilding from raw data.
-func put(b *bolt.Bucket, st *meterState, r meter.Reading, seq *uint64, rolls *rollups) (int, error) {
+// The common case, a reading newer than the meter's newest, appends a raw
+// key and adds to the rollups. A reading stamped on receipt is always that
+// case: it is kept in arrival order, a millisecond after the newest if the
+// clock says otherwise. A device-stamped reading older than the newest, or
+// one that replaces another, goes where its hour is (raw, or a compressed
+// block) and marks the minutes around it for rebuilding.
+func (w *txWriter) put(st *meterState, r meter.Reading) (int, error) {
 	ns := r.Time.UnixNano()
+	if !r.Stamped {
+		ns -= ns % int64(time.Millisecond) // receive times: milliseconds are plenty, and compress
+		if st.Readings > 0 && ns <= st.LastNs {
+			ns = st.LastNs - st.LastNs%int64(time.Millisecond) + int64(time.Millisecond)
+		}
+	}
 	s := sample{ns: ns, w: r.PowerW, wh: r.EnergyWh, hasEnergy: r.HasEnergy}
-	if st.Readings == 0 || ns > st.LastNs {
-		*seq++
-		if err := b.Put(timeKey(ns), encodeValue(*seq, r)); err != nil {
+	if st.Readings == 0 || (ns > st.LastNs && ns >= st.CompactedNs) {
+		raw, err := w.rawBucket(r.Meter)
+		if err != nil {
+			return 0, err
+		}
+		w.seq++
+		if err := raw.Put(timeKey(ns), encodeValue(w.seq, r)); err != nil {
 			return 0, err
 		}
 		var prev *sample
@@ -343,25 +413,62 @@ func put(b *bolt.Bucket, st *meterState, r meter.Reading, seq *uint64, rolls *ro
 		} else {
 			st.FirstNs = ns
 		}
-		rolls.appended(r.Meter, s, prev)
+		w.rolls.appended(r.Meter, s, prev)
 		st.Readings++
 		st.LastNs, st.LastW, st.LastWh, st.LastHasWh = ns, r.PowerW, r.EnergyWh, r.HasEnergy
 		return 1, nil
 	}
 
-	c := b.Cursor()
-	k, v := c.Seek(timeKey(ns))
-	for tries := 0; k != nil && !r.Stamped && string(k) == string(timeKey(ns)); tries++ {
-		// A reading stamped on receipt is always a new reading: move it
-		// past any reading at the same instant.
-		if tries == 1000 {
-			return 0, fmt.Errorf("at %d: %w", ns, errBumpLimit)
-		}
-		ns++
-		k, v = c.Seek(timeKey(ns))
+	added, err := w.putLate(r, ns)
+	if err != nil {
+		return 0, err
 	}
-	s.ns = ns
-	if k != nil && string(k) == string(timeKey(ns)) {
+	st.Readings += uint64(added)
+	if ns < st.FirstNs {
+		st.FirstNs = ns
+	}
+	if ns >= st.LastNs {
+		st.LastNs, st.LastW, st.LastWh, st.LastHasWh = ns, r.PowerW, r.EnergyWh, r.HasEnergy
+	}
+	return added, nil
+}
+
+// putLate stores a device-stamped reading that is not newer than all its
+// meter's others: in its hour's block if the hour is compacted, else raw.
+func (w *txWriter) putLate(r meter.Reading, ns int64) (int, error) {
+	ob, err := w.block(r.Meter, ns)
+	if err != nil {
+		return 0, err
+	}
+	p := point{ns: ns, powerW: r.PowerW, energyWh: r.EnergyWh, hasEnergy: r.HasEnergy}
+	if ob != nil {
+		i, found := slices.BinarySearchFunc(ob.pts, ns, cmpPointNs)
+		if found {
+			old := ob.pts[i]
+			if old.powerW == p.powerW && old.hasEnergy == p.hasEnergy && old.energyWh == p.energyWh {
+				return 0, nil // a resend: nothing changes
+			}
+			p.id = old.id
+			ob.pts[i] = p
+		} else {
+			w.seq++
+			p.id = w.seq
+			ob.pts = slices.Insert(ob.pts, i, p)
+		}
+		ob.dirty = true
+		w.markAround(r.Meter, ns)
+		if found {
+			return 0, nil
+		}
+		return 1, nil
+	}
+	raw, err := w.rawBucket(r.Meter)
+	if err != nil {
+		return 0, err
+	}
+	key := timeKey(ns)
+	added := 1
+	if v := raw.Get(key); v != nil {
 		old, ok := decodeValue(v)
 		if !ok {
 			return 0, fmt.Errorf("corrupt reading at %d", ns)
@@ -369,28 +476,58 @@ func put(b *bolt.Bucket, st *meterState, r meter.Reading, seq *uint64, rolls *ro
 		if old.powerW == r.PowerW && old.hasEnergy == r.HasEnergy && old.energyWh == r.EnergyWh {
 			return 0, nil // a resend: nothing changes
 		}
-		if err := b.Put(timeKey(ns), encodeValue(old.id, r)); err != nil {
-			return 0, err
-		}
-		nk, _ := c.Next()
-		rolls.changedAt(r.Meter, ns, keyNs(nk), nk != nil)
-		if ns == st.LastNs {
-			st.LastW, st.LastWh, st.LastHasWh = r.PowerW, r.EnergyWh, r.HasEnergy
-		}
-		return 0, nil
+		p.id, added = old.id, 0
+	} else {
+		w.seq++
+		p.id = w.seq
 	}
-	*seq++
-	if err := b.Put(timeKey(ns), encodeValue(*seq, r)); err != nil {
+	if err := raw.Put(key, encodeValue(p.id, r)); err != nil {
 		return 0, err
 	}
-	// k is the first reading after ns (the cursor may have moved: seek again).
-	nk, _ := b.Cursor().Seek(timeKey(ns + 1))
-	rolls.changedAt(r.Meter, ns, keyNs(nk), nk != nil)
-	st.Readings++
-	if ns < st.FirstNs {
-		st.FirstNs = ns
+	w.markAround(r.Meter, ns)
+	return added, nil
+}
+
+// markAround marks for rebuilding the minutes whose rollups a reading at ns
+// changes: those within the maximum gap of it and the next reading's.
+func (w *txWriter) markAround(meterID string, ns int64) {
+	next, hasNext := int64(0), false
+	from := ns + 1
+	if ob, _ := w.block(meterID, ns); ob != nil { // the hour's block, as changed so far
+		if i, _ := slices.BinarySearchFunc(ob.pts, ns+1, cmpPointNs); i < len(ob.pts) {
+			next, hasNext = ob.pts[i].ns, true
+		}
+		from = blockSpan.start(ns) + blockSpan.stepNs() // its stored copy is stale
 	}
-	return 1, nil
+	if ser, ok := openSeries(w.tx, meterID); ok && !hasNext {
+		for p, err := range ser.forward(from) {
+			if err == nil {
+				next, hasNext = p.ns, true
+			}
+			break
+		}
+	}
+	w.rolls.changedAt(meterID, ns, next, hasNext)
+}
+
+func cmpPointNs(q point, ns int64) int { return cmp.Compare(q.ns, ns) }
+
+// finish writes back the blocks that changed, then the rollups, which may
+// rebuild minutes from those blocks.
+func (w *txWriter) finish() error {
+	for k, ob := range w.blocks {
+		if !ob.dirty {
+			continue
+		}
+		bb, err := w.tx.Bucket(bucketBlocks).CreateBucketIfNotExists([]byte(k.meter))
+		if err != nil {
+			return err
+		}
+		if err := bb.Put(timeKey(k.start), encodeBlock(ob.pts)); err != nil {
+			return err
+		}
+	}
+	return w.rolls.apply(w.tx)
 }
 
 func keyNs(k []byte) int64 {
