@@ -21,8 +21,8 @@ type entry struct {
 	r        meter.Reading
 	imp      *importJob
 	compress *compressJob
-	done    func(error)
-	barrier bool
+	done     func(error)
+	barrier  bool
 }
 
 // importJob is a history import: its readings are stored in the same
