@@ -172,7 +172,8 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	a := &app{log: logger, httpErr: make(chan error, 1)}
 
 	a.store, err = store.Open(cfg.DataDir, store.Options{
-		QueueSize: cfg.Store.QueueSize, MaxBatch: cfg.Store.MaxBatch, Logger: logger.With("component", "store"),
+		QueueSize: cfg.Store.QueueSize, MaxBatch: cfg.Store.MaxBatch, MaxGap: cfg.Store.MaxGap,
+		CompressAfter: cfg.Store.CompressAfter, Logger: logger.With("component", "store"),
 		BackupInterval: cfg.Backup.Interval, BackupKeep: cfg.Backup.Keep,
 	})
 	if err != nil {
@@ -207,7 +208,8 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		a.store, a.broker, a.ingest)
 	a.http = api.New(a.store, a.alerts, api.Options{
-		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, Gatherer: reg, Logger: logger.With("component", "http"),
+		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: dec,
+		Gatherer: reg, Logger: logger.With("component", "http"),
 	})
 	dashboard.New(a.store, logger.With("component", "dashboard")).Register(a.http.Router())
 

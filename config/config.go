@@ -54,6 +54,8 @@ type HTTP struct {
 	Addr string `yaml:"addr"`
 	// BodyLimitBytes is the largest request body accepted.
 	BodyLimitBytes int `yaml:"body_limit_bytes"`
+	// ImportLimitBytes is the largest CSV history one import accepts.
+	ImportLimitBytes int64 `yaml:"import_limit_bytes"`
 }
 
 // Ingest configures how published readings are decoded and validated.
@@ -78,6 +80,12 @@ type Store struct {
 	QueueSize int `yaml:"queue_size"`
 	// MaxBatch is the most readings committed in one transaction.
 	MaxBatch int `yaml:"max_batch"`
+	// MaxGap is the longest silence across which power is integrated into
+	// energy; past it, the meter's energy for the gap is unknown.
+	MaxGap time.Duration `yaml:"max_gap"`
+	// CompressAfter is the age past which readings are re-encoded into
+	// compressed blocks, a closed hour at a time; 0 turns it off.
+	CompressAfter time.Duration `yaml:"compress_after"`
 }
 
 // Alerts configures alert delivery.
@@ -114,7 +122,7 @@ func Default() Config {
 		DataDir: "./data",
 		Log:     Log{Level: "info", Format: "text"},
 		MQTT:    MQTT{Addr: ":1883", MaxPacketBytes: 1 << 20, WriteTimeout: 10 * time.Second},
-		HTTP:    HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20},
+		HTTP:    HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20, ImportLimitBytes: 1 << 30},
 		Ingest: Ingest{
 			Topic:           "energy/consumption",
 			MinPowerW:       limits.MinPowerW,
@@ -122,7 +130,7 @@ func Default() Config {
 			MaxFuture:       limits.MaxFuture,
 			MaxPayloadBytes: limits.MaxPayloadBytes,
 		},
-		Store:  Store{QueueSize: 65536, MaxBatch: 10000},
+		Store:  Store{QueueSize: 65536, MaxBatch: 10000, MaxGap: 10 * time.Minute, CompressAfter: time.Hour},
 		Alerts: Alerts{Webhook: Webhook{Timeout: 10 * time.Second}, Attempts: 5, Backoff: 2 * time.Second},
 		Backup: Backup{Interval: 24 * time.Hour, Keep: 7},
 	}
@@ -186,6 +194,15 @@ func (c Config) Validate() error {
 	}
 	if c.Store.MaxBatch < 1 || c.Store.MaxBatch > 1<<20 {
 		bad("store.max_batch", "%d is outside 1 to 1048576", c.Store.MaxBatch)
+	}
+	if c.Store.MaxGap < time.Second || c.Store.MaxGap > 24*time.Hour {
+		bad("store.max_gap", "%s is outside 1s to 24h", c.Store.MaxGap)
+	}
+	if c.Store.CompressAfter != 0 && c.Store.CompressAfter < time.Hour {
+		bad("store.compress_after", "%s is under 1h (0 turns compression off)", c.Store.CompressAfter)
+	}
+	if c.HTTP.ImportLimitBytes < 1024 {
+		bad("http.import_limit_bytes", "%d is under 1024", c.HTTP.ImportLimitBytes)
 	}
 	if u := c.Alerts.Webhook.URL; u != "" {
 		p, err := url.Parse(u)
