@@ -7,7 +7,6 @@ import (
 	"io"
 	"path/filepath"
 
-	"github.com/vatio-energy/vatio/config"
 	"github.com/vatio-energy/vatio/store"
 )
 
@@ -31,27 +30,15 @@ func restore(args []string, getenv func(string) string, stdout, stderr io.Writer
 		fmt.Fprint(stderr, restoreUsage)
 		fset.PrintDefaults()
 	}
-	cfgFlag := fset.String("config", "", "config file (default ./config.yaml when it exists; env "+config.EnvConfig+")")
-	dataDir := fset.String("data-dir", "", "data directory (default \"./data\"; env "+config.EnvDataDir+")")
-	if err := fset.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	cfg, err := commandConfig(fset, args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
 	if fset.NArg() != 1 {
 		return errors.New("restore takes one backup FILE, after the flags (see vatio restore -h)")
-	}
-	var cargs []string
-	if *cfgFlag != "" {
-		cargs = append(cargs, "-config", *cfgFlag)
-	}
-	if *dataDir != "" {
-		cargs = append(cargs, "-data-dir", *dataDir)
-	}
-	cfg, _, err := loadConfig(cargs, getenv, stderr)
-	if err != nil {
-		return err
 	}
 	src := fset.Arg(0)
 	previous, err := store.Restore(src, cfg.DataDir)

@@ -35,6 +35,8 @@ const shutdownTimeout = 5 * time.Second
 const usage = `Usage:
   vatio [flags]                 run the broker, the store, the API and the dashboard
   vatio restore [flags] FILE    replace the database with the backup FILE (Vatio stopped)
+  vatio import [flags] -meter ID FILE.csv
+                                import a meter's history (Vatio stopped; or POST it)
   vatio version                 print the version
 
 Flags:
@@ -50,6 +52,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return nil
 		case "restore":
 			return restore(args[1:], getenv, stdout, stderr)
+		case "import":
+			return importHistory(args[1:], getenv, stdout, stderr)
 		case "help":
 			args = []string{"-h"}
 		default:
@@ -135,6 +139,27 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		return cfg, "", fmt.Errorf("invalid %s:\n%w", where, err)
 	}
 	return cfg, path, nil
+}
+
+// commandConfig parses the flags of a subcommand (vatio restore, import,
+// ...) with -config and -data-dir added, and loads the configuration as the
+// server would, so that the subcommand finds the same data directory. It
+// returns flag.ErrHelp after printing the help for -h.
+func commandConfig(fset *flag.FlagSet, args []string, getenv func(string) string, stderr io.Writer) (config.Config, error) {
+	cfgFlag := fset.String("config", "", "config file (default ./config.yaml when it exists; env "+config.EnvConfig+")")
+	dataDir := fset.String("data-dir", "", "data directory (default \"./data\"; env "+config.EnvDataDir+")")
+	if err := fset.Parse(args); err != nil {
+		return config.Config{}, err
+	}
+	var cargs []string
+	if *cfgFlag != "" {
+		cargs = append(cargs, "-config", *cfgFlag)
+	}
+	if *dataDir != "" {
+		cargs = append(cargs, "-data-dir", *dataDir)
+	}
+	cfg, _, err := loadConfig(cargs, getenv, stderr)
+	return cfg, err
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {

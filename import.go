@@ -1,0 +1,95 @@
+package main
+
+import (
+	"compress/gzip"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/store"
+)
+
+const importUsage = `Usage:
+  vatio import [flags] -meter ID FILE.csv
+
+Imports a meter's history: one reading a line, timestamp,power_w[,energy_wh]
+(header optional; timestamps RFC 3339 with an offset, or Unix seconds or
+milliseconds; FILE may be gzipped, as Vatio's own archives are). Every line is
+validated as a published reading; the first bad line stops the import, named,
+and nothing is stored. Readings at instants already stored replace them.
+Stop Vatio first, or send the file to the running server instead:
+  curl --data-binary @FILE.csv -H 'Content-Type: text/csv' \
+       http://localhost:5000/api/v1/meters/ID/import
+
+Flags:
+`
+
+// importHistory is `vatio import`.
+func importHistory(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fset := flag.NewFlagSet("vatio import", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	fset.Usage = func() {
+		fmt.Fprint(stderr, importUsage)
+		fset.PrintDefaults()
+	}
+	meterID := fset.String("meter", "", "the meter's id (required)")
+	cfg, err := commandConfig(fset, args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fset.NArg() != 1 || *meterID == "" {
+		return errors.New("import takes -meter ID and one FILE (see vatio import -h)")
+	}
+	path := fset.Arg(0)
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var r io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		defer zr.Close()
+		r = zr
+	}
+
+	st, err := store.Open(cfg.DataDir, store.Options{MaxGap: cfg.Store.MaxGap})
+	if errors.Is(err, store.ErrLocked) {
+		return fmt.Errorf("%w\nVatio is running: stop it, or POST the file to /api/v1/meters/%s/import", err, *meterID)
+	}
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	start := time.Now()
+	dec := &meter.Decoder{Topic: cfg.Ingest.Topic, Limits: cfg.Ingest.Limits()}
+	readings, err := dec.ReadCSV(r, *meterID, start, func(lines int) {
+		fmt.Fprintf(stderr, "\rread %d lines", lines)
+	})
+	fmt.Fprintln(stderr)
+	if err != nil {
+		return fmt.Errorf("%s: %w (nothing was imported)", path, err)
+	}
+	added, err := st.Import(readings, func(n int) {
+		fmt.Fprintf(stderr, "\rstored %d of %d readings", n, len(readings))
+	})
+	if err != nil {
+		return fmt.Errorf("%w (nothing was imported)", err)
+	}
+	fmt.Fprintf(stderr, "\rstored %d of %d readings\n", len(readings), len(readings))
+	fmt.Fprintf(stdout, "imported %d readings of meter %s from %s in %s: %d new, %d replaced\n",
+		len(readings), *meterID, path, time.Since(start).Round(time.Millisecond), added, len(readings)-added)
+	return nil
+}
