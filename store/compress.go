@@ -68,6 +68,7 @@ func compress(tx *bolt.Tx, job *compressJob, states map[string]meterState, chang
 		if err != nil {
 			return err
 		}
+		blocks.FillPercent = 0.95 // blocks mostly append
 		var keys [][]byte
 		var pts []point
 		hour := int64(-1)

@@ -354,16 +354,11 @@ func (r *rollups) apply(tx *bolt.Tx) error {
 }
 
 func rollupBucket(tx *bolt.Tx, meter string, t Tier) (*bolt.Bucket, error) {
-	top := tx.Bucket(t.bucket())
-	b := top.Bucket([]byte(meter))
-	if b != nil {
-		return b, nil
-	}
-	b, err := top.CreateBucket([]byte(meter))
+	b, err := tx.Bucket(t.bucket()).CreateBucketIfNotExists([]byte(meter))
 	if err != nil {
 		return nil, fmt.Errorf("store: rollup %s of %q: %w", t, meter, err)
 	}
-	b.FillPercent = 0.95
+	b.FillPercent = 0.95 // rollups mostly append; the setting lasts one transaction
 	return b, nil
 }
 

@@ -523,6 +523,7 @@ func (w *txWriter) finish() error {
 		if err != nil {
 			return err
 		}
+		bb.FillPercent = 0.95
 		if err := bb.Put(timeKey(k.start), encodeBlock(ob.pts)); err != nil {
 			return err
 		}
