@@ -63,7 +63,7 @@ func (l *logBuffer) String() string {
 
 // emptyConfig is a config file with no keys, so tests do not read the
 // repository's config.yaml.
-func emptyConfig(t *testing.T) string {
+func emptyConfig(t testing.TB) string {
 	p := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(p, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -296,7 +296,7 @@ func TestPrecedence(t *testing.T) {
 }
 
 // child starts the test binary as a real vatio process.
-func child(t *testing.T, dir string) (*exec.Cmd, string, string, *logBuffer) {
+func child(t testing.TB, dir string) (*exec.Cmd, string, string, *logBuffer) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "VATIO_TEST_CHILD=1",

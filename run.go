@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -70,6 +71,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logger := newLogger(cfg.Log, stderr)
 	if cfgPath != "" {
 		logger.Info("configuration loaded", slog.String("file", cfgPath))
+	}
+	if cfg.MemoryLimitMB > 0 && getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
 	}
 	a, err := start(cfg, logger)
 	if err != nil {
@@ -208,7 +212,8 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 
 	a.broker, err = broker.New(broker.Options{
 		Addr: cfg.MQTT.Addr, MaxPacketBytes: cfg.MQTT.MaxPacketBytes, WriteTimeout: cfg.MQTT.WriteTimeout,
-		Logger: logger.With("component", "mqtt"),
+		MaxQueuedMessages: cfg.MQTT.MaxQueuedMessages,
+		Logger:            logger.With("component", "mqtt"),
 	})
 	if err != nil {
 		return nil, err

@@ -23,6 +23,10 @@ type Options struct {
 	Addr string
 	// MaxPacketBytes is the largest packet a client may send.
 	MaxPacketBytes int
+	// MaxQueuedMessages is how many messages may wait to be sent to one
+	// subscriber; past that they are dropped for it. Each client's queue is
+	// allocated at this size, so it sets the memory a connection costs.
+	MaxQueuedMessages int
 	// WriteTimeout bounds every write to a client connection: a client that
 	// stops reading is disconnected rather than stalling the writer.
 	WriteTimeout time.Duration
@@ -44,6 +48,9 @@ func New(opts Options) (*Broker, error) {
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = uint32(opts.MaxPacketBytes)
+	if opts.MaxQueuedMessages > 0 {
+		caps.MaximumClientWritesPending = int32(opts.MaxQueuedMessages)
+	}
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		InlineClient: true, // readings are forwarded to subscribers after they are stored

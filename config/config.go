@@ -19,13 +19,18 @@ import (
 type Config struct {
 	// DataDir holds the database, and later archives and backups.
 	DataDir string `yaml:"data_dir"`
-	Log     Log    `yaml:"log"`
-	MQTT    MQTT   `yaml:"mqtt"`
-	HTTP    HTTP   `yaml:"http"`
-	Ingest  Ingest `yaml:"ingest"`
-	Store   Store  `yaml:"store"`
-	Alerts  Alerts `yaml:"alerts"`
-	Backup  Backup `yaml:"backup"`
+	// MemoryLimitMB is a soft limit on the Go runtime's memory, in MiB: near
+	// it the garbage collector works harder rather than let the heap grow.
+	// 0 leaves the runtime's default; the GOMEMLIMIT environment variable,
+	// when set, wins.
+	MemoryLimitMB int    `yaml:"memory_limit_mb"`
+	Log           Log    `yaml:"log"`
+	MQTT          MQTT   `yaml:"mqtt"`
+	HTTP          HTTP   `yaml:"http"`
+	Ingest        Ingest `yaml:"ingest"`
+	Store         Store  `yaml:"store"`
+	Alerts        Alerts `yaml:"alerts"`
+	Backup        Backup `yaml:"backup"`
 }
 
 // Log configures logging.
@@ -46,6 +51,10 @@ type MQTT struct {
 	// WriteTimeout bounds every write to a client; a client that does not
 	// read for this long is disconnected so it cannot stall the others.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// MaxQueuedMessages is how many messages may wait to be sent to one
+	// subscriber before further ones are dropped for it; every connection
+	// reserves room for this many (8 bytes each).
+	MaxQueuedMessages int `yaml:"max_queued_messages"`
 }
 
 // HTTP configures the API and dashboard server.
@@ -119,10 +128,11 @@ type Webhook struct {
 func Default() Config {
 	limits := meter.DefaultLimits()
 	return Config{
-		DataDir: "./data",
-		Log:     Log{Level: "info", Format: "text"},
-		MQTT:    MQTT{Addr: ":1883", MaxPacketBytes: 1 << 20, WriteTimeout: 10 * time.Second},
-		HTTP:    HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20, ImportLimitBytes: 1 << 30},
+		DataDir:       "./data",
+		MemoryLimitMB: 40,
+		Log:           Log{Level: "info", Format: "text"},
+		MQTT:          MQTT{Addr: ":1883", MaxPacketBytes: 1 << 20, WriteTimeout: 10 * time.Second, MaxQueuedMessages: 512},
+		HTTP:          HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20, ImportLimitBytes: 1 << 30},
 		Ingest: Ingest{
 			Topic:           "energy/consumption",
 			MinPowerW:       limits.MinPowerW,
@@ -130,7 +140,7 @@ func Default() Config {
 			MaxFuture:       limits.MaxFuture,
 			MaxPayloadBytes: limits.MaxPayloadBytes,
 		},
-		Store:  Store{QueueSize: 65536, MaxBatch: 10000, MaxGap: 10 * time.Minute, CompressAfter: time.Hour},
+		Store:  Store{QueueSize: 16384, MaxBatch: 10000, MaxGap: 10 * time.Minute, CompressAfter: time.Hour},
 		Alerts: Alerts{Webhook: Webhook{Timeout: 10 * time.Second}, Attempts: 5, Backoff: 2 * time.Second},
 		Backup: Backup{Interval: 24 * time.Hour, Keep: 7},
 	}
@@ -149,6 +159,9 @@ func (c Config) Validate() error {
 	}
 	if strings.TrimSpace(c.DataDir) == "" {
 		bad("data_dir", "must not be empty")
+	}
+	if c.MemoryLimitMB != 0 && (c.MemoryLimitMB < 16 || c.MemoryLimitMB > 1<<20) {
+		bad("memory_limit_mb", "%d is outside 16 to 1048576 (0 for none)", c.MemoryLimitMB)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -169,6 +182,9 @@ func (c Config) Validate() error {
 	checkAddr("http.addr", c.HTTP.Addr)
 	if c.MQTT.MaxPacketBytes < 1024 || c.MQTT.MaxPacketBytes > 256<<20 {
 		bad("mqtt.max_packet_bytes", "%d is outside 1024 to 268435456", c.MQTT.MaxPacketBytes)
+	}
+	if c.MQTT.MaxQueuedMessages < 16 || c.MQTT.MaxQueuedMessages > 1<<20 {
+		bad("mqtt.max_queued_messages", "%d is outside 16 to 1048576", c.MQTT.MaxQueuedMessages)
 	}
 	if c.MQTT.WriteTimeout < time.Second {
 		bad("mqtt.write_timeout", "%s is under 1s", c.MQTT.WriteTimeout)

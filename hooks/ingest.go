@@ -59,7 +59,7 @@ type logState struct {
 const rejectLogInterval = 10 * time.Second
 
 // ackQueue bounds the acknowledgements waiting to be written.
-const ackQueue = 65536
+const ackQueue = 16384
 
 // NewIngest returns the ingest hook. server is used to forward stored
 // readings to subscribers; it must have its inline client enabled.

@@ -63,7 +63,7 @@ var (
 // Options tune a Store. The zero value of a field takes its default.
 type Options struct {
 	// QueueSize is how many readings may wait for the writer; Append blocks
-	// while it is full. Default 65536.
+	// while it is full. Default 16384.
 	QueueSize int
 	// MaxBatch is the most readings in one transaction. Larger batches
 	// amortise the fsync further but hold their callers longer. Default 10000.
@@ -134,7 +134,7 @@ type Store struct {
 // schema, and starts the writer.
 func Open(dir string, opts Options) (*Store, error) {
 	if opts.QueueSize <= 0 {
-		opts.QueueSize = 65536
+		opts.QueueSize = 16384
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 10000

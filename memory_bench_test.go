@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho3 "github.com/eclipse/paho.mqtt.golang"
+)
+
+// rssBytes reads a process's resident memory from /proc.
+func rssBytes(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// BenchmarkMemory1000Meters starts Vatio as a real process, connects 1,000
+// MQTT clients (one per meter) that each publish a QoS 1 reading every
+// second for 20 seconds, and reports the process's resident memory before
+// the clients connected and at the end, in MB.
+func BenchmarkMemory1000Meters(b *testing.B) {
+	for b.Loop() {
+		cmd, mqttAddr, httpAddr, _ := child(b, b.TempDir())
+		idle, err := rssBytes(cmd.Process.Pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		const meters = 1000
+		clients := make([]paho3.Client, meters)
+		for i := range clients {
+			opts := paho3.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID(fmt.Sprintf("mem-%d", i)).
+				SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(10 * time.Second)
+			c := paho3.NewClient(opts)
+			if tok := c.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+				b.Fatalf("connect %d: %v", i, tok.Error())
+			}
+			clients[i] = c
+		}
+		var wg sync.WaitGroup
+		for i, c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for s := 0; s < 20; s++ {
+					c.Publish(fmt.Sprintf("energy/consumption/m%04d", i), 1, false, "1.5").WaitTimeout(10 * time.Second)
+					time.Sleep(time.Second)
+				}
+			}()
+		}
+		wg.Wait()
+		loaded, err := rssBytes(cmd.Process.Pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if os.Getenv("VATIO_BENCH_DEBUG") != "" {
+			resp, err := http.Get("http://" + httpAddr + "/metrics")
+			if err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				for _, l := range strings.Split(string(body), "\n") {
+					if strings.HasPrefix(l, "go_memstats_") || strings.HasPrefix(l, "go_goroutines") || strings.HasPrefix(l, "process_resident") {
+						fmt.Fprintln(os.Stderr, l)
+					}
+				}
+			}
+		}
+		for _, c := range clients {
+			c.Disconnect(0)
+		}
+		b.ReportMetric(float64(idle)/(1<<20), "idle-MB")
+		b.ReportMetric(float64(loaded)/(1<<20), "1000-meters-MB")
+	}
+}
