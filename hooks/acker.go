@@ -9,6 +9,15 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
+// forward is what passing a stored reading on to subscribers needs of its
+// publish: much less than a whole packets.Packet.
+type forward struct {
+	topic   string
+	payload []byte
+	qos     byte
+	retain  bool
+}
+
 // ackItem is one committed (or rejected) publish to answer, or a marker.
 type ackItem struct {
 	cl       *mqtt.Client
@@ -17,7 +26,7 @@ type ackItem struct {
 	// of a plain PUBACK.
 	ack *packets.Packet
 	// forward, when set, is the stored reading to pass on to subscribers.
-	forward *packets.Packet
+	forward *forward
 	// marker, when set, is closed once everything before it is done.
 	marker chan struct{}
 }
@@ -122,15 +131,22 @@ func (a *acker) loop() {
 		a.flush(pending, order)
 		order = order[:0]
 		for _, it := range batch {
-			if it.forward != nil {
-				pk := it.forward
-				if err := a.server.Publish(pk.TopicName, pk.Payload, pk.FixedHeader.Retain, pk.FixedHeader.Qos); err != nil {
-					a.log.Debug("forward failed", slog.String("topic", pk.TopicName), slog.Any("error", err))
+			if f := it.forward; f != nil && (f.retain || a.subscribed(f.topic)) {
+				if err := a.server.Publish(f.topic, f.payload, f.retain, f.qos); err != nil {
+					a.log.Debug("forward failed", slog.String("topic", f.topic), slog.Any("error", err))
 				}
 			}
 		}
 		clear(batch) // drop references to clients and payloads
 	}
+}
+
+// subscribed reports whether any client subscribes to topic. Publishing
+// through the inline client runs the whole inbound path of a packet; most
+// readings have no subscriber, and finding that out is much cheaper.
+func (a *acker) subscribed(topic string) bool {
+	subs := a.server.Topics.Subscribers(topic)
+	return len(subs.Subscriptions) > 0 || len(subs.Shared) > 0 || len(subs.InlineSubscriptions) > 0
 }
 
 func (a *acker) flush(pending map[*mqtt.Client][]byte, order []*mqtt.Client) {

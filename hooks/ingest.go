@@ -138,15 +138,14 @@ func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 // reading to subscribers. A failed commit sends nothing, so the client
 // resends.
 func (h *Ingest) ackAndForward(cl *mqtt.Client, pk packets.Packet) func(error) {
+	it := ackItem{cl: cl, forward: &forward{topic: pk.TopicName, payload: pk.Payload, qos: pk.FixedHeader.Qos, retain: pk.FixedHeader.Retain}}
+	if pk.FixedHeader.Qos == 1 {
+		it.packetID = pk.PacketID
+	}
 	return func(err error) {
-		if err != nil {
-			return
+		if err == nil {
+			h.acks.send(it)
 		}
-		it := ackItem{cl: cl, forward: &pk}
-		if pk.FixedHeader.Qos == 1 {
-			it.packetID = pk.PacketID
-		}
-		h.acks.send(it)
 	}
 }
 
