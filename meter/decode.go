@@ -138,9 +138,9 @@ func (d *Decoder) Decode(topic string, payload []byte, now time.Time) (Reading, 
 	if body[0] == '{' {
 		err = decodeJSON(body, &r)
 	} else {
-		var kw float64
-		kw, err = parseNumber(body)
-		r.PowerW = kw * 1000
+		if _, err = parseNumber(body); err == nil {
+			r.PowerW = kilo(string(body))
+		}
 	}
 	if err != nil {
 		return Reading{}, err
@@ -254,11 +254,10 @@ func decodeJSON(b []byte, r *Reading) error {
 		}
 		r.PowerW = w
 	case hasKW:
-		kw, err := jsonNumber("consumption", j.Consumption)
-		if err != nil {
+		if _, err := jsonNumber("consumption", j.Consumption); err != nil {
 			return err
 		}
-		r.PowerW = kw * 1000
+		r.PowerW = kilo(string(j.Consumption))
 	default:
 		return reject(ReasonMissingValue, `JSON needs "power_w" (W) or "consumption" (kW)`)
 	}
@@ -295,6 +294,19 @@ func jsonNumber(field string, raw json.RawMessage) (float64, error) {
 		return 0, reject(ReasonNotFinite, "%q: %s overflows a float64", field, truncate(s))
 	}
 	return v, nil
+}
+
+// kilo returns 1000 times the decimal number s (already checked by
+// isDecimal), rounded once from the decimal: "1.2345" gives exactly 1234.5,
+// where 1.2345*1000 would be a float64 one unit off in the last place.
+func kilo(s string) float64 {
+	if !strings.ContainsAny(s, "eE") {
+		if v, err := strconv.ParseFloat(s+"e3", 64); err == nil {
+			return v
+		}
+	}
+	v, _ := strconv.ParseFloat(s, 64)
+	return v * 1000
 }
 
 // Unix timestamps at or above this are milliseconds: as seconds they would

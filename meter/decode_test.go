@@ -156,3 +156,26 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestKilowattsAreExact checks that kW values convert to the float64 nearest
+// the decimal number of watts, not one off in the last place.
+func TestKilowattsAreExact(t *testing.T) {
+	d := testDecoder()
+	for _, tt := range []struct {
+		payload string
+		want    float64
+	}{
+		{"1.2345", 1234.5},
+		{"0.1", 100},
+		{"2.675", 2675},
+		{"-0.0003", -0.3},
+		{"1e-3", 1},
+		{`{"consumption": 1.2345}`, 1234.5},
+		{`{"consumption": 4.1237}`, 4123.7},
+	} {
+		r, err := d.Decode("energy/consumption", []byte(tt.payload), now)
+		if err != nil || r.PowerW != tt.want {
+			t.Errorf("Decode(%q) = %v W (%v), want exactly %v", tt.payload, r.PowerW, err, tt.want)
+		}
+	}
+}
