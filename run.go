@@ -38,6 +38,7 @@ const usage = `Usage:
   vatio restore [flags] FILE    replace the database with the backup FILE (Vatio stopped)
   vatio import [flags] -meter ID FILE.csv
                                 import a meter's history (Vatio stopped; or POST it)
+  vatio compact [flags]         shrink the database file to its data (Vatio stopped)
   vatio version                 print the version
 
 Flags:
@@ -55,6 +56,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return restore(args[1:], getenv, stdout, stderr)
 		case "import":
 			return importHistory(args[1:], getenv, stdout, stderr)
+		case "compact":
+			return compact(args[1:], getenv, stdout, stderr)
 		case "help":
 			args = []string{"-h"}
 		default:
@@ -203,6 +206,9 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	a.store, err = store.Open(cfg.DataDir, store.Options{
 		QueueSize: cfg.Store.QueueSize, MaxBatch: cfg.Store.MaxBatch, MaxGap: cfg.Store.MaxGap,
 		CompressAfter: cfg.Store.CompressAfter, Logger: logger.With("component", "store"),
+		Retention: store.Retention{Raw: cfg.Retention.Raw, Minute: cfg.Retention.Minute,
+			Hourly: cfg.Retention.Hourly, Daily: cfg.Retention.Daily},
+		ArchiveKeep:    cfg.Archive.Keep,
 		BackupInterval: cfg.Backup.Interval, BackupKeep: cfg.Backup.Keep,
 	})
 	if err != nil {

@@ -23,14 +23,16 @@ type Config struct {
 	// it the garbage collector works harder rather than let the heap grow.
 	// 0 leaves the runtime's default; the GOMEMLIMIT environment variable,
 	// when set, wins.
-	MemoryLimitMB int    `yaml:"memory_limit_mb"`
-	Log           Log    `yaml:"log"`
-	MQTT          MQTT   `yaml:"mqtt"`
-	HTTP          HTTP   `yaml:"http"`
-	Ingest        Ingest `yaml:"ingest"`
-	Store         Store  `yaml:"store"`
-	Alerts        Alerts `yaml:"alerts"`
-	Backup        Backup `yaml:"backup"`
+	MemoryLimitMB int       `yaml:"memory_limit_mb"`
+	Log           Log       `yaml:"log"`
+	MQTT          MQTT      `yaml:"mqtt"`
+	HTTP          HTTP      `yaml:"http"`
+	Ingest        Ingest    `yaml:"ingest"`
+	Store         Store     `yaml:"store"`
+	Alerts        Alerts    `yaml:"alerts"`
+	Backup        Backup    `yaml:"backup"`
+	Retention     Retention `yaml:"retention"`
+	Archive       Archive   `yaml:"archive"`
 }
 
 // Log configures logging.
@@ -116,6 +118,27 @@ type Backup struct {
 	Keep int `yaml:"keep"`
 }
 
+// Retention configures how long each tier of data is kept; 0 keeps a tier
+// forever. A coarser tier is kept at least as long as a finer one.
+type Retention struct {
+	// Raw is the age past which raw readings are written to archive files
+	// (<data_dir>/archive) and deleted, a calendar month (UTC) at a time:
+	// readings stay between Raw and Raw plus a month.
+	Raw time.Duration `yaml:"raw"`
+	// Minute, Hourly and Daily are the ages past which the 1-minute,
+	// 1-hour and 1-day rollups are deleted.
+	Minute time.Duration `yaml:"minute"`
+	Hourly time.Duration `yaml:"hourly"`
+	Daily  time.Duration `yaml:"daily"`
+}
+
+// Archive configures the archive files of raw readings past retention.
+type Archive struct {
+	// Keep is how long an archive file is kept after the end of its month;
+	// 0 keeps archives forever.
+	Keep time.Duration `yaml:"keep"`
+}
+
 // Webhook configures the generic JSON webhook notifier.
 type Webhook struct {
 	// URL receives a POST with the alert as JSON; empty turns it off.
@@ -140,9 +163,11 @@ func Default() Config {
 			MaxFuture:       limits.MaxFuture,
 			MaxPayloadBytes: limits.MaxPayloadBytes,
 		},
-		Store:  Store{QueueSize: 16384, MaxBatch: 10000, MaxGap: 10 * time.Minute, CompressAfter: time.Hour},
-		Alerts: Alerts{Webhook: Webhook{Timeout: 10 * time.Second}, Attempts: 5, Backoff: 2 * time.Second},
-		Backup: Backup{Interval: 24 * time.Hour, Keep: 7},
+		Store:     Store{QueueSize: 16384, MaxBatch: 10000, MaxGap: 10 * time.Minute, CompressAfter: time.Hour},
+		Alerts:    Alerts{Webhook: Webhook{Timeout: 10 * time.Second}, Attempts: 5, Backoff: 2 * time.Second},
+		Backup:    Backup{Interval: 24 * time.Hour, Keep: 7},
+		Retention: Retention{Raw: 30 * 24 * time.Hour, Minute: 365 * 24 * time.Hour},
+		Archive:   Archive{Keep: 2 * 365 * 24 * time.Hour},
 	}
 }
 
@@ -240,6 +265,26 @@ func (c Config) Validate() error {
 	}
 	if c.Backup.Keep < 1 || c.Backup.Keep > 1000 {
 		bad("backup.keep", "%d is outside 1 to 1000", c.Backup.Keep)
+	}
+	tiers := []struct {
+		key  string
+		keep time.Duration
+	}{
+		{"retention.raw", c.Retention.Raw}, {"retention.minute", c.Retention.Minute},
+		{"retention.hourly", c.Retention.Hourly}, {"retention.daily", c.Retention.Daily},
+	}
+	for i, t := range tiers {
+		switch {
+		case t.keep != 0 && t.keep < 24*time.Hour:
+			bad(t.key, "%s is under 24h (0 keeps forever)", t.keep)
+		case i > 0 && t.keep != 0 && tiers[i-1].keep == 0:
+			bad(t.key, "%s is set while %s is 0 (forever): a tier is kept at least as long as the finer one", t.keep, tiers[i-1].key)
+		case i > 0 && t.keep != 0 && t.keep < tiers[i-1].keep:
+			bad(t.key, "%s is shorter than %s (%s): a tier is kept at least as long as the finer one", t.keep, tiers[i-1].key, tiers[i-1].keep)
+		}
+	}
+	if c.Archive.Keep != 0 && c.Archive.Keep < 24*time.Hour {
+		bad("archive.keep", "%s is under 24h (0 keeps archives forever)", c.Archive.Keep)
 	}
 	return errors.Join(errs...)
 }

@@ -133,3 +133,50 @@ func TestValidateBackup(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateRetention(t *testing.T) {
+	const d = 24 * time.Hour
+	tests := []struct {
+		retention Retention
+		keep      time.Duration
+		bad       string // the key named in the error, "" for valid
+	}{
+		{Retention{Raw: 30 * d, Minute: 365 * d}, 730 * d, ""},
+		{Retention{}, 0, ""}, // everything forever
+		{Retention{Raw: d, Minute: d, Hourly: d, Daily: d}, d, ""},
+		{Retention{Raw: 30 * d}, 0, ""},
+		{Retention{Raw: 23 * time.Hour}, 0, "retention.raw"},
+		{Retention{Raw: -d}, 0, "retention.raw"},
+		{Retention{Raw: 30 * d, Minute: 10 * d}, 0, "retention.minute"},
+		{Retention{Minute: 365 * d}, 0, "retention.minute"},
+		{Retention{Raw: 30 * d, Hourly: 365 * d}, 0, "retention.hourly"},
+		{Retention{Raw: 30 * d, Minute: 365 * d, Hourly: 400 * d, Daily: 300 * d}, 0, "retention.daily"},
+		{Retention{Raw: 30 * d}, time.Hour, "archive.keep"},
+	}
+	for _, tt := range tests {
+		cfg := Default()
+		cfg.Retention, cfg.Archive.Keep = tt.retention, tt.keep
+		err := cfg.Validate()
+		switch {
+		case tt.bad == "" && err != nil:
+			t.Errorf("Validate(retention %+v, archive keep %s) = %v, want nil", tt.retention, tt.keep, err)
+		case tt.bad != "" && (err == nil || !strings.Contains(err.Error(), tt.bad+":")):
+			t.Errorf("Validate(retention %+v, archive keep %s) = %v, want an error naming %s", tt.retention, tt.keep, err, tt.bad)
+		}
+	}
+}
+
+func TestParseRetention(t *testing.T) {
+	cfg := Default()
+	if err := Parse([]byte("retention:\n  raw: 2160h\n  hourly: 87600h\narchive:\n  keep: 0s\n"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Retention.Raw, want.Retention.Hourly, want.Archive.Keep = 90*24*time.Hour, 3650*24*time.Hour, 0
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("got %+v, want %+v", cfg, want)
+	}
+	if err := Parse([]byte("retention:\n  raw: 30d\n"), &cfg); err == nil || !strings.Contains(err.Error(), "retention.raw") {
+		t.Errorf("Parse(raw: 30d) = %v, want an error naming retention.raw", err)
+	}
+}

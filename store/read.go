@@ -31,18 +31,26 @@ type Record struct {
 // Meter summarises one meter's stored readings.
 type Meter struct {
 	ID string
-	// First and Last are the timestamps of the oldest and newest readings.
+	// First and Last are the timestamps of the oldest and newest readings
+	// stored. Once retention has archived all of a meter's readings, the
+	// meter stays, with its rollups, Readings 0 and First equal to Last, the
+	// time of its newest reading ever.
 	First, Last time.Time
 	// LastPowerW is the power of the newest reading, in watts.
 	LastPowerW float64
 	// LastSeen is when a reading of this meter was last stored.
 	LastSeen time.Time
-	// Readings counts the stored readings.
+	// Readings counts the raw readings stored, not those archived.
 	Readings uint64
+	// ArchivedBefore is the meter's archive boundary: its readings before it
+	// have been written to archive files and deleted (see ApplyRetention),
+	// and readings arriving for that time are archived at the next run
+	// without changing the rollups. Zero when none were archived.
+	ArchivedBefore time.Time
 }
 
 func (st meterState) meter(id string) Meter {
-	return Meter{
+	m := Meter{
 		ID:         id,
 		First:      time.Unix(0, st.FirstNs).UTC(),
 		Last:       time.Unix(0, st.LastNs).UTC(),
@@ -50,6 +58,10 @@ func (st meterState) meter(id string) Meter {
 		LastSeen:   time.Unix(0, st.SeenNs).UTC(),
 		Readings:   st.Readings,
 	}
+	if st.ArchivedNs != 0 {
+		m.ArchivedBefore = time.Unix(0, st.ArchivedNs).UTC()
+	}
+	return m
 }
 
 // Meters returns every meter with readings, sorted by id. It reads memory

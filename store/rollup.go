@@ -274,9 +274,12 @@ func (r *rollups) appended(meter string, s sample, prev *sample) {
 
 // changedAt marks for rebuilding every minute whose rollup a reading at ns
 // (inserted out of order, or replaced) can change: its own, those its
-// intervals to its neighbours cover, and the next reading's.
-func (r *rollups) changedAt(meter string, ns int64, next int64, hasNext bool) {
-	for m := TierMinute.start(ns - r.maxGap); m <= TierMinute.start(ns+r.maxGap); m += TierMinute.stepNs() {
+// intervals to its neighbours cover, and the next reading's; but none that
+// starts before floor (the meter's archive boundary, a whole hour: the
+// readings before it are archived, the rollups there are history).
+func (r *rollups) changedAt(meter string, ns int64, next int64, hasNext bool, floor int64) {
+	first := max(TierMinute.start(ns-r.maxGap), TierMinute.start(floor+TierMinute.stepNs()-1))
+	for m := first; m <= TierMinute.start(ns+r.maxGap); m += TierMinute.stepNs() {
 		r.rebuild[rollupKey{meter, TierMinute, m}] = true
 	}
 	if hasNext { // across a long gap, a counter's jump goes to the next reading's minute
@@ -516,11 +519,38 @@ func (s *Store) Count(meterID string, t Tier, from, to time.Time, limit int) (in
 // CheckRollups recomputes the rollups of meterID from its raw readings and
 // reports the first bucket that differs from the stored one: after any
 // crash, the two must agree.
+//
+// Where retention has archived and deleted readings (see ApplyRetention),
+// the rollups keep counting them while the raw data no longer has them, so
+// CheckRollups then compares only the buckets that start after the one
+// holding the meter's first reading at or after its archive boundary: the
+// energy of the interval that crosses the boundary lands in that bucket.
 func (s *Store) CheckRollups(meterID string) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		ser, ok := openSeries(tx, meterID)
 		if !ok {
 			return fmt.Errorf("%w: %q", ErrUnknownMeter, meterID)
+		}
+		from := map[Tier]int64{TierMinute: math.MinInt64, TierHour: math.MinInt64, TierDay: math.MinInt64}
+		if v := tx.Bucket(bucketMeters).Get([]byte(meterID)); v != nil {
+			st, err := decodeMeterState(v)
+			if err != nil {
+				return fmt.Errorf("store: meter %q: %w", meterID, err)
+			}
+			if st.ArchivedNs != 0 {
+				for _, t := range Tiers {
+					from[t] = math.MaxInt64 // no reading after the boundary: nothing to compare
+				}
+				for p, err := range ser.forward(st.ArchivedNs) {
+					if err != nil {
+						return err
+					}
+					for _, t := range Tiers {
+						from[t] = t.start(p.ns) + t.stepNs()
+					}
+					break
+				}
+			}
 		}
 		want := newRollups(s.maxGap)
 		var prev *sample
@@ -535,17 +565,20 @@ func (s *Store) CheckRollups(meterID string) error {
 		for _, t := range Tiers {
 			got := map[int64]agg{}
 			if b := tx.Bucket(t.bucket()).Bucket([]byte(meterID)); b != nil {
-				err := b.ForEach(func(k, v []byte) error {
+				c := b.Cursor()
+				for k, v := c.First(); k != nil; k, v = c.Next() {
+					if keyNs(k) < from[t] {
+						continue
+					}
 					a, err := decodeAgg(v)
+					if err != nil {
+						return err
+					}
 					got[keyNs(k)] = a
-					return err
-				})
-				if err != nil {
-					return err
 				}
 			}
 			for k, w := range want.add {
-				if k.tier != t {
+				if k.tier != t || k.start < from[t] {
 					continue
 				}
 				g, ok := got[k.start]

@@ -1,4 +1,6 @@
-// Package store keeps readings and alerts durably in one bbolt file.
+// Package store keeps readings and alerts durably in one bbolt file, and
+// moves raw readings past their retention into monthly archive files
+// (gzip CSV) beside it.
 //
 // Readings reach the disk through a single writer goroutine that commits
 // them in groups: many readings per transaction, one fsync per group. A
@@ -46,7 +48,8 @@ var ErrLocked = errors.New("store: database is in use by another process")
 //	blocks  <meter> -> bucket: 8-byte big-endian Unix ns of an hour -> that
 //	        hour's readings as a compressed block (see block.go); an hour's
 //	        readings are in series or in blocks, never in both
-//	meters  <meter> -> encoded meterState
+//	meters  <meter> -> encoded meterState (see writer.go), with the meter's
+//	        archive boundary once retention has deleted readings
 //	alerts  8-byte big-endian id -> JSON Alert
 //	rollup_1m, rollup_1h, rollup_1d
 //	        <meter> -> bucket: 8-byte big-endian Unix ns of the bucket start -> agg
@@ -91,6 +94,23 @@ type Options struct {
 	// BackupKeep is how many scheduled backups are kept; older ones are
 	// deleted. Default 7.
 	BackupKeep int
+	// MaxSizeBytes caps the database file: past it, commits fail and their
+	// readings are not acknowledged until retention frees room. Zero means
+	// MaxSize32 on 32-bit systems, where bbolt cannot map a larger file
+	// reliably, and no cap elsewhere.
+	MaxSizeBytes int
+	// Retention is how long each tier of data is kept (see ApplyRetention);
+	// a zero field keeps that tier forever. When any field, or ArchiveKeep,
+	// is set, the store applies it once a minute after Open and then every
+	// hour. Default: everything kept forever.
+	Retention Retention
+	// ArchiveDir receives the archive files of raw readings past
+	// Retention.Raw, <ArchiveDir>/<meter>/<meter>-YYYY-MM.csv.gz. Default
+	// <dir>/archive.
+	ArchiveDir string
+	// ArchiveKeep is how long archive files are kept, counted from the end
+	// of their month; 0 keeps them forever. Default 0.
+	ArchiveKeep time.Duration
 }
 
 // Store is the database. All methods are safe for concurrent use.
@@ -106,9 +126,19 @@ type Store struct {
 	wg       sync.WaitGroup
 	// stopBackups ends the scheduled backups (see startBackups).
 	stopBackups func()
-	// stopBackground ends the compressor; background waits for it.
+	// stopBackground ends the compressor and the retention loop;
+	// background waits for them.
 	stopBackground context.CancelFunc
 	background     sync.WaitGroup
+
+	// retention, archiveDir and archiveKeep are Options' (see ApplyRetention);
+	// retentionMu makes one retention run at a time.
+	retention   Retention
+	archiveDir  string
+	archiveKeep time.Duration
+	retentionMu sync.Mutex
+	// retireLimit is maxRetire; tests lower it.
+	retireLimit int
 
 	// closeMu orders Append against Close: Append holds it shared while it
 	// queues, Close exclusively while it closes the queue.
@@ -148,6 +178,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.ArchiveDir == "" {
+		opts.ArchiveDir = filepath.Join(dir, "archive")
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: create data dir: %w", err)
 	}
@@ -158,6 +191,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		// written on every commit: commits of appends stay small.
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
+		MaxSize:        opts.MaxSizeBytes,
 	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (is another vatio running on this data dir?)", ErrLocked, path)
@@ -166,14 +200,18 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s := &Store{
-		db:       db,
-		path:     path,
-		log:      opts.Logger,
-		maxBatch: opts.MaxBatch,
-		maxGap:   opts.MaxGap,
-		queue:    make(chan entry, opts.QueueSize),
-		acks:     make(chan committed, 4),
-		meters:   map[string]meterState{},
+		db:          db,
+		path:        path,
+		log:         opts.Logger,
+		maxBatch:    opts.MaxBatch,
+		maxGap:      opts.MaxGap,
+		queue:       make(chan entry, opts.QueueSize),
+		acks:        make(chan committed, 4),
+		meters:      map[string]meterState{},
+		retention:   opts.Retention,
+		archiveDir:  opts.ArchiveDir,
+		archiveKeep: opts.ArchiveKeep,
+		retireLimit: maxRetire,
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vatio_store_commit_seconds",
 			Help:    "Time to write and fsync one group of readings.",
@@ -213,6 +251,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.CompressAfter > 0 {
 		s.background.Add(1)
 		go s.compressLoop(ctx, opts.CompressEvery, opts.CompressAfter)
+	}
+	if opts.Retention != (Retention{}) || opts.ArchiveKeep > 0 {
+		s.background.Add(1)
+		go s.retentionLoop(ctx, time.Minute, time.Hour)
 	}
 	return s, nil
 }
@@ -296,9 +338,11 @@ func (s *Store) load() error {
 	return nil
 }
 
-// Close stops the scheduled backups (abandoning one under way), commits
-// every queued reading, runs its callback, and closes the database. Appends
-// after Close return ErrClosed.
+// Close stops the compressor and the retention loop and the scheduled
+// backups (abandoning a run or a backup under way; what a retention run
+// committed stays, the rest is done at the next run), commits every queued
+// reading, runs its callback, and closes the database. Appends after Close
+// return ErrClosed.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.stopBackground()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/vatio-energy/vatio/meter"
 )
@@ -297,5 +298,48 @@ func TestImportIsAllOrNothing(t *testing.T) {
 	}
 	if _, err := s.Meter("j"); !errors.Is(err, ErrUnknownMeter) {
 		t.Errorf("after a failed import meter j exists: %v", err)
+	}
+}
+
+// TestMaxSizeRefusesWithoutDamage fills a database capped small, as 32-bit
+// systems cap theirs: commits past the cap fail (so nothing is acknowledged)
+// and what was stored stays readable.
+func TestMaxSizeRefusesWithoutDamage(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{MaxSizeBytes: 1 << 20, MaxBatch: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed error
+	var mu sync.Mutex
+	for i := 0; i < 100000; i++ {
+		s.Append(reading("full", i, float64(i)), func(err error) {
+			if err != nil {
+				mu.Lock()
+				failed = err
+				mu.Unlock()
+			}
+		})
+	}
+	s.Flush()
+	mu.Lock()
+	if !errors.Is(failed, bolterrors.ErrMaxSizeReached) {
+		t.Errorf("commits past the cap: %v, want ErrMaxSizeReached", failed)
+	}
+	mu.Unlock()
+	m, err := s.Meter("full")
+	if err != nil || m.Readings == 0 || m.Readings >= 100000 {
+		t.Fatalf("Meter = %+v, %v: want some readings stored, not all", m, err)
+	}
+	stored := m.Readings
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir)
+	if recs := allRecords(t, s, "full"); uint64(len(recs)) != stored {
+		t.Errorf("after reopening %d readings, want %d", len(recs), stored)
+	}
+	if err := s.CheckRollups("full"); err != nil {
+		t.Error(err)
 	}
 }

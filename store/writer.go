@@ -15,14 +15,22 @@ import (
 )
 
 // entry is one item of the writer's queue: a reading to store, an import
-// (many readings, all or none), or (with barrier set) only a callback that
-// runs in order after what came before.
+// (many readings, all or none), a job of the compressor or of retention, or
+// (with barrier set) only a callback that runs in order after what came
+// before.
 type entry struct {
 	r        meter.Reading
 	imp      *importJob
 	compress *compressJob
+	retire   *retireJob
+	prune    *pruneJob
 	done     func(error)
 	barrier  bool
+}
+
+// alone reports whether e is committed in a transaction of its own.
+func (e *entry) alone() bool {
+	return e.imp != nil || e.compress != nil || e.retire != nil || e.prune != nil
 }
 
 // importJob is a history import: its readings are stored in the same
@@ -46,13 +54,27 @@ type meterState struct {
 	// CompactedNs is where the compactor stopped: readings before it are in
 	// compressed blocks, readings at or after it are raw.
 	CompactedNs int64
+	// ArchivedNs is where retention stopped: the readings before it were
+	// written to archive files and deleted (see ApplyRetention), and the
+	// rollups before it are history that readings arriving late no longer
+	// change. 0 when retention never deleted any.
+	ArchivedNs int64
 }
 
-const meterStateSize = 1 + 7*8 + 1
+// A meter state is encoded as version 1 (without ArchivedNs) until
+// retention first deletes readings of the meter, so that a database
+// retention never touched stays readable by a Vatio from before it.
+const (
+	meterStateSize   = 1 + 7*8 + 1
+	meterStateSizeV2 = meterStateSize + 8
+)
 
 func (m meterState) encode() []byte {
-	b := make([]byte, 1, meterStateSize)
+	b := make([]byte, 1, meterStateSizeV2)
 	b[0] = 1 // encoding version
+	if m.ArchivedNs != 0 {
+		b[0] = 2
+	}
 	b = binary.BigEndian.AppendUint64(b, uint64(m.FirstNs))
 	b = binary.BigEndian.AppendUint64(b, uint64(m.LastNs))
 	b = binary.BigEndian.AppendUint64(b, math.Float64bits(m.LastW))
@@ -61,21 +83,30 @@ func (m meterState) encode() []byte {
 	b = binary.BigEndian.AppendUint64(b, m.Readings)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.CompactedNs))
 	if m.LastHasWh {
-		return append(b, 1)
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
 	}
-	return append(b, 0)
+	if m.ArchivedNs != 0 {
+		b = binary.BigEndian.AppendUint64(b, uint64(m.ArchivedNs))
+	}
+	return b
 }
 
 func decodeMeterState(b []byte) (meterState, error) {
-	if len(b) != meterStateSize || b[0] != 1 {
+	if !(len(b) == meterStateSize && b[0] == 1) && !(len(b) == meterStateSizeV2 && b[0] == 2) {
 		return meterState{}, fmt.Errorf("bad meter state (%d bytes)", len(b))
 	}
 	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[1+8*i:]) }
-	return meterState{
+	st := meterState{
 		FirstNs: int64(u(0)), LastNs: int64(u(1)), LastW: math.Float64frombits(u(2)),
 		LastWh: math.Float64frombits(u(3)), SeenNs: int64(u(4)), Readings: u(5), CompactedNs: int64(u(6)),
-		LastHasWh: b[len(b)-1] == 1,
-	}, nil
+		LastHasWh: b[meterStateSize-1] == 1,
+	}
+	if b[0] == 2 {
+		st.ArchivedNs = int64(binary.BigEndian.Uint64(b[meterStateSize:]))
+	}
+	return st, nil
 }
 
 func (m meterState) last() sample {
@@ -185,14 +216,14 @@ func (s *Store) writeLoop() {
 		batch := make([]entry, 1, min(s.maxBatch, 1+len(s.queue)))
 		batch[0] = e
 	drain:
-		for len(batch) < s.maxBatch && e.imp == nil && e.compress == nil { // imports and compressions are batches of their own
+		for len(batch) < s.maxBatch && !e.alone() { // imports and jobs are batches of their own
 			select {
 			case e, ok := <-s.queue:
 				if !ok {
 					break drain
 				}
 				batch = append(batch, e)
-				if e.imp != nil || e.compress != nil {
+				if e.alone() {
 					break drain
 				}
 			default:
@@ -265,6 +296,20 @@ func (s *Store) commit(batch []entry) error {
 				}
 				w = newTxWriter(tx, s.maxGap, w.seq)
 				if err := compress(tx, e.compress, s.meters, changed); err != nil {
+					return err
+				}
+			case e.retire != nil, e.prune != nil:
+				if err := w.finish(); err != nil { // what came before, first
+					return err
+				}
+				w = newTxWriter(tx, s.maxGap, w.seq)
+				var err error
+				if e.retire != nil {
+					err = retire(tx, e.retire, s.meters, changed)
+				} else {
+					err = prune(tx, e.prune, s.meters, changed)
+				}
+				if err != nil {
 					return err
 				}
 			case e.imp != nil:
@@ -387,7 +432,10 @@ func (w *txWriter) block(meterID string, ns int64) (*openBlock, error) {
 // case: it is kept in arrival order, a millisecond after the newest if the
 // clock says otherwise. A device-stamped reading older than the newest, or
 // one that replaces another, goes where its hour is (raw, or a compressed
-// block) and marks the minutes around it for rebuilding.
+// block) and marks the minutes around it for rebuilding. One older than the
+// meter's archive boundary (st.ArchivedNs) is stored the same way but
+// changes no rollup: the readings around it are archived, so rebuilding
+// would lose them; the next retention run adds it to its month's archive.
 func (w *txWriter) put(st *meterState, r meter.Reading) (int, error) {
 	ns := r.Time.UnixNano()
 	if !r.Stamped {
@@ -397,7 +445,8 @@ func (w *txWriter) put(st *meterState, r meter.Reading) (int, error) {
 		}
 	}
 	s := sample{ns: ns, w: r.PowerW, wh: r.EnergyWh, hasEnergy: r.HasEnergy}
-	if st.Readings == 0 || (ns > st.LastNs && ns >= st.CompactedNs) {
+	archived := ns < st.ArchivedNs
+	if !archived && (st.Readings == 0 || (ns > st.LastNs && ns >= st.CompactedNs)) {
 		raw, err := w.rawBucket(r.Meter)
 		if err != nil {
 			return 0, err
@@ -419,14 +468,18 @@ func (w *txWriter) put(st *meterState, r meter.Reading) (int, error) {
 		return 1, nil
 	}
 
-	added, err := w.putLate(r, ns)
+	floor := st.ArchivedNs
+	if archived {
+		floor = -1 // no rollups to change
+	}
+	added, err := w.putLate(r, ns, floor)
 	if err != nil {
 		return 0, err
 	}
-	st.Readings += uint64(added)
-	if ns < st.FirstNs {
+	if st.Readings == 0 || ns < st.FirstNs {
 		st.FirstNs = ns
 	}
+	st.Readings += uint64(added)
 	if ns >= st.LastNs {
 		st.LastNs, st.LastW, st.LastWh, st.LastHasWh = ns, r.PowerW, r.EnergyWh, r.HasEnergy
 	}
@@ -434,8 +487,10 @@ func (w *txWriter) put(st *meterState, r meter.Reading) (int, error) {
 }
 
 // putLate stores a device-stamped reading that is not newer than all its
-// meter's others: in its hour's block if the hour is compacted, else raw.
-func (w *txWriter) putLate(r meter.Reading, ns int64) (int, error) {
+// meter's others: in its hour's block if the hour is compacted, else raw. It
+// marks for rebuilding the minutes the reading changes, those at or after
+// floor; a negative floor marks none.
+func (w *txWriter) putLate(r meter.Reading, ns, floor int64) (int, error) {
 	ob, err := w.block(r.Meter, ns)
 	if err != nil {
 		return 0, err
@@ -456,7 +511,9 @@ func (w *txWriter) putLate(r meter.Reading, ns int64) (int, error) {
 			ob.pts = slices.Insert(ob.pts, i, p)
 		}
 		ob.dirty = true
-		w.markAround(r.Meter, ns)
+		if floor >= 0 {
+			w.markAround(r.Meter, ns, floor)
+		}
 		if found {
 			return 0, nil
 		}
@@ -484,13 +541,16 @@ func (w *txWriter) putLate(r meter.Reading, ns int64) (int, error) {
 	if err := raw.Put(key, encodeValue(p.id, r)); err != nil {
 		return 0, err
 	}
-	w.markAround(r.Meter, ns)
+	if floor >= 0 {
+		w.markAround(r.Meter, ns, floor)
+	}
 	return added, nil
 }
 
 // markAround marks for rebuilding the minutes whose rollups a reading at ns
-// changes: those within the maximum gap of it and the next reading's.
-func (w *txWriter) markAround(meterID string, ns int64) {
+// changes: those within the maximum gap of it and the next reading's, but
+// none before floor, whose readings may be archived.
+func (w *txWriter) markAround(meterID string, ns, floor int64) {
 	next, hasNext := int64(0), false
 	from := ns + 1
 	if ob, _ := w.block(meterID, ns); ob != nil { // the hour's block, as changed so far
@@ -507,7 +567,7 @@ func (w *txWriter) markAround(meterID string, ns int64) {
 			break
 		}
 	}
-	w.rolls.changedAt(meterID, ns, next, hasNext)
+	w.rolls.changedAt(meterID, ns, next, hasNext, floor)
 }
 
 func cmpPointNs(q point, ns int64) int { return cmp.Compare(q.ns, ns) }

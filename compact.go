@@ -1,0 +1,56 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/vatio-energy/vatio/store"
+)
+
+const compactUsage = `Usage:
+  vatio compact [flags]
+
+Rewrites the database in the data directory without its free pages and
+prints its size before and after. Stop Vatio first. The database never
+grows without bound under retention (freed pages are reused), but it does
+not shrink by itself either: compact after deleting much data, or after
+turning retention on over a large history. It needs free disk space for a
+copy; the copy is checked before it replaces the database.
+
+Flags:
+`
+
+// compact is `vatio compact`: the data directory is found as the server
+// finds it (flag > environment > config file > default).
+func compact(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fset := flag.NewFlagSet("vatio compact", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	fset.Usage = func() {
+		fmt.Fprint(stderr, compactUsage)
+		fset.PrintDefaults()
+	}
+	cfg, err := commandConfig(fset, args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fset.NArg() != 0 {
+		return fmt.Errorf("unexpected argument %q (see vatio compact -h)", fset.Arg(0))
+	}
+	before, after, err := store.CompactFile(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "compacted %s: %s -> %s\n", filepath.Join(cfg.DataDir, store.FileName), mib(before), mib(after))
+	return nil
+}
+
+// mib formats a size in bytes for people.
+func mib(n int64) string {
+	return fmt.Sprintf("%.1f MiB (%d bytes)", float64(n)/(1<<20), n)
+}

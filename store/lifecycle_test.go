@@ -1,0 +1,738 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vatio-energy/vatio/meter"
+)
+
+const day = 24 * time.Hour
+
+var (
+	jan = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	feb = time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	apr = time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)
+	// lifeNow puts January past 30 days of retention, not February (whose
+	// end, March 1, is less than 30 days before it).
+	lifeNow = time.Date(2026, 3, 5, 12, 0, 0, 0, time.UTC)
+)
+
+// openRetention opens a store in dir whose retention is applied only by
+// the test's ApplyRetention calls (no background loop).
+func openRetention(t *testing.T, dir string, r Retention, keep time.Duration) *Store {
+	t.Helper()
+	s := openTest(t, dir)
+	s.retention, s.archiveKeep = r, keep
+	return s
+}
+
+// every returns readings of meterID every step in [from, to); one in three
+// carries an energy counter, and powers vary.
+func every(meterID string, from, to time.Time, step time.Duration) []meter.Reading {
+	var rs []meter.Reading
+	i := 0
+	for ts := from; ts.Before(to); ts = ts.Add(step) {
+		r := meter.Reading{Meter: meterID, Time: ts, PowerW: float64(500+i%1777) + 0.25, Stamped: true}
+		if i%3 == 0 {
+			r.EnergyWh, r.HasEnergy = 1e6+float64(i)*7.5, true
+		}
+		rs = append(rs, r)
+		i++
+	}
+	return rs
+}
+
+func mustImport(t testing.TB, s *Store, rs []meter.Reading) {
+	t.Helper()
+	if _, err := s.Import(slices.Clone(rs), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func rangeOf(t *testing.T, s *Store, m string, from, to time.Time) []Record {
+	t.Helper()
+	recs, _, err := s.Range(m, from, to, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+func archivePath(s *Store, m string, month time.Time) string {
+	return filepath.Join(s.archiveDir, m, ArchiveName(m, month))
+}
+
+// readArchive reads an archive file back as Vatio's import does.
+func readArchive(t *testing.T, path, m string) []meter.Reading {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s is not gzip: %v", path, err)
+	}
+	dec := &meter.Decoder{Topic: "energy/consumption", Limits: meter.DefaultLimits()}
+	rs, err := dec.ReadCSV(zr, m, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), nil)
+	if err != nil {
+		t.Fatalf("ReadCSV(%s): %v", path, err)
+	}
+	return rs
+}
+
+// sameReadings compares readings by time and values.
+func sameReadings(t *testing.T, what string, got, want []meter.Reading) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d readings, want %d", what, len(got), len(want))
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if !g.Time.Equal(w.Time) || g.PowerW != w.PowerW || g.HasEnergy != w.HasEnergy || g.EnergyWh != w.EnergyWh {
+			t.Fatalf("%s: reading %d = %v (%v %v), want %v (%v %v)", what, i, g, g.HasEnergy, g.EnergyWh, w, w.HasEnergy, w.EnergyWh)
+		}
+	}
+}
+
+func between(rs []meter.Reading, from, to time.Time) []meter.Reading {
+	var out []meter.Reading
+	for _, r := range rs {
+		if !r.Time.Before(from) && r.Time.Before(to) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// threeMonths stores January to March at one reading a minute, the first
+// half of January compressed into blocks, and returns the readings.
+func threeMonths(t *testing.T, s *Store, m string) []meter.Reading {
+	t.Helper()
+	rs := every(m, jan, apr, time.Minute)
+	mustImport(t, s, rs)
+	if _, err := s.Compress(context.Background(), jan.Add(15*day)); err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+var retain30 = Retention{Raw: 30 * day, Minute: 365 * day}
+
+func TestRetentionArchivesPastMonths(t *testing.T) {
+	dir := t.TempDir()
+	s := openRetention(t, dir, retain30, 0)
+	rs := threeMonths(t, s, "m")
+	odd := []meter.Reading{ // values whose text forms are worth checking
+		{Meter: "odd", Time: jan.Add(time.Nanosecond), PowerW: 1e6, Stamped: true},
+		{Meter: "odd", Time: jan.Add(time.Second + 123456789), PowerW: -2500.125, EnergyWh: 0, HasEnergy: true, Stamped: true},
+		{Meter: "odd", Time: jan.Add(time.Minute), PowerW: 0.1, EnergyWh: 9.999999999e12, HasEnergy: true, Stamped: true},
+		{Meter: "odd", Time: jan.Add(time.Hour), PowerW: 1e-7, Stamped: true},
+		{Meter: "odd", Time: feb.Add(time.Hour), PowerW: 42, Stamped: true},
+	}
+	mustImport(t, s, odd)
+	janN := len(between(rs, jan, feb))
+	before, _ := s.Meter("m")
+	laterBefore := rangeOf(t, s, "m", feb, apr)
+	hoursBefore, _, _ := s.Rollups("m", TierHour, jan, apr, 1<<20)
+	minutesBefore, _, _ := s.Rollups("m", TierMinute, jan, feb, 1<<20)
+
+	st, err := s.ApplyRetention(context.Background(), lifeNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Stats{Files: 2, Archived: janN + 4, Deleted: janN + 4}); st != want {
+		t.Errorf("ApplyRetention = %+v, want %+v", st, want)
+	}
+	path := archivePath(s, "m", jan)
+	sameReadings(t, "m's January archive", readArchive(t, path, "m"), between(rs, jan, feb))
+	sameReadings(t, "odd's January archive", readArchive(t, archivePath(s, "odd", jan), "odd"), odd[:4])
+	for _, month := range []time.Time{feb, feb.AddDate(0, 1, 0)} {
+		if _, err := os.Stat(archivePath(s, "m", month)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s archived too (%v)", month.Format("2006-01"), err)
+		}
+	}
+	lines := bytes.Split(gunzip(t, path), []byte("\n"))
+	if string(lines[0]) != "timestamp,power_w,energy_wh" || string(lines[1]) != "2026-01-01T00:00:00Z,500.25,1e+06" ||
+		string(lines[2]) != "2026-01-01T00:01:00Z,501.25," {
+		t.Errorf("archive starts %q, want a header then readings", lines[:3])
+	}
+
+	if got := rangeOf(t, s, "m", jan, feb); len(got) != 0 {
+		t.Errorf("January still has %d readings", len(got))
+	}
+	if got := rangeOf(t, s, "m", feb, apr); !slices.Equal(got, laterBefore) {
+		t.Errorf("February and March changed: %d readings, were %d", len(got), len(laterBefore))
+	}
+	after, _ := s.Meter("m")
+	if after.Readings != before.Readings-uint64(janN) || !after.First.Equal(feb) || !after.Last.Equal(before.Last) || !after.ArchivedBefore.Equal(feb) {
+		t.Errorf("meter after retention = %+v, want %d readings from %s to %s, archived before %s", after, before.Readings-uint64(janN), feb, before.Last, feb)
+	}
+	if o, _ := s.Meter("odd"); o.Readings != 1 || !o.First.Equal(feb.Add(time.Hour)) {
+		t.Errorf("odd after retention = %+v, want its February reading only", o)
+	}
+	hours, _, _ := s.Rollups("m", TierHour, jan, apr, 1<<20)
+	minutes, _, _ := s.Rollups("m", TierMinute, jan, feb, 1<<20)
+	if !slices.Equal(hours, hoursBefore) || !slices.Equal(minutes, minutesBefore) {
+		t.Errorf("rollups changed: %d hours (were %d), %d January minutes (were %d)", len(hours), len(hoursBefore), len(minutes), len(minutesBefore))
+	}
+	for _, m := range []string{"m", "odd"} {
+		if err := s.CheckRollups(m); err != nil {
+			t.Error(err)
+		}
+	}
+
+	// Again: nothing to do, the file is left as it is.
+	file := readFile(t, path)
+	if st, err := s.ApplyRetention(context.Background(), lifeNow); err != nil || st != (Stats{}) {
+		t.Errorf("second ApplyRetention = %+v, %v; want nothing done", st, err)
+	}
+	if !bytes.Equal(readFile(t, path), file) {
+		t.Error("the second run changed the archive")
+	}
+	// The state survives a reopen.
+	s.Close()
+	s = openRetention(t, dir, retain30, 0)
+	if m, _ := s.Meter("m"); m != after {
+		t.Errorf("after reopening, meter = %+v, want %+v", m, after)
+	}
+	if err := s.CheckRollups("m"); err != nil {
+		t.Error(err)
+	}
+	if err := Verify(s.Path() + ".missing"); err == nil {
+		t.Error("Verify of a missing file passed")
+	}
+}
+
+func gunzip(t *testing.T, path string) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(bufio.NewReader(zr)); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// TestRetentionCrashBetweenArchiveAndDelete: the archive was written but
+// Vatio died before deleting; the next run writes the same file and
+// deletes the readings once.
+func TestRetentionCrashBetweenArchiveAndDelete(t *testing.T) {
+	s := openRetention(t, t.TempDir(), retain30, 0)
+	rs := threeMonths(t, s, "m")
+	janN := len(between(rs, jan, feb))
+	before, _ := s.Meter("m")
+	a, err := s.archiveMonth(context.Background(), "m", jan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.readings != janN || len(a.parts) != 1 {
+		t.Fatalf("archiveMonth = %d readings in %d parts, want %d in 1", a.readings, len(a.parts), janN)
+	}
+	file := readFile(t, a.path)
+
+	st, err := s.ApplyRetention(context.Background(), lifeNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Files != 1 || st.Archived != janN || st.Deleted != janN {
+		t.Errorf("ApplyRetention = %+v, want %d readings archived and deleted", st, janN)
+	}
+	if !bytes.Equal(readFile(t, a.path), file) {
+		t.Error("the archive written again differs from the first")
+	}
+	sameReadings(t, "archive", readArchive(t, a.path, "m"), between(rs, jan, feb))
+	if m, _ := s.Meter("m"); m.Readings != before.Readings-uint64(janN) {
+		t.Errorf("Readings = %d, want %d", m.Readings, before.Readings-uint64(janN))
+	}
+	// The parts of the first archive are stale now: deleting with them
+	// changes nothing.
+	if deleted, deferred, err := s.retireMonth(context.Background(), a); err != nil || deleted != 0 || deferred != 1 {
+		t.Errorf("retiring a month twice deleted %d, deferred %d (%v); want 0 and 1", deleted, deferred, err)
+	}
+	if m, _ := s.Meter("m"); m.Readings != before.Readings-uint64(janN) {
+		t.Errorf("Readings after a second retire = %d, want %d", m.Readings, before.Readings-uint64(janN))
+	}
+}
+
+// TestRetentionReadingChangedMeanwhile: a reading that arrives, or is
+// corrected, between the archive and the delete defers the delete; the next
+// run archives it too.
+func TestRetentionReadingChangedMeanwhile(t *testing.T) {
+	late := meter.Reading{Meter: "m", Time: jan.Add(14*day + 30*time.Second), PowerW: 7777, Stamped: true}
+	fix := meter.Reading{Meter: "m", Time: jan.Add(20 * day), PowerW: 8888, Stamped: true}
+	for _, tt := range []struct {
+		name  string
+		r     meter.Reading
+		added int
+	}{
+		{"late reading", late, 1},
+		{"corrected reading", fix, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openRetention(t, t.TempDir(), retain30, 0)
+			rs := threeMonths(t, s, "m")
+			a, err := s.archiveMonth(context.Background(), "m", jan)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustAppend(t, s, tt.r)
+			before, _ := s.Meter("m")
+			deleted, deferred, err := s.retireMonth(context.Background(), a)
+			if err != nil || deleted != 0 || deferred != 1 {
+				t.Fatalf("retire after a change deleted %d, deferred %d (%v); want 0 and 1", deleted, deferred, err)
+			}
+			if m, _ := s.Meter("m"); m != before {
+				t.Errorf("a deferred retire changed the meter: %+v, was %+v", m, before)
+			}
+			want := between(rs, jan, feb)
+			i, found := slices.BinarySearchFunc(want, tt.r.Time, func(r meter.Reading, ts time.Time) int { return r.Time.Compare(ts) })
+			if found {
+				want[i] = tt.r
+			} else {
+				want = slices.Insert(want, i, tt.r)
+			}
+			if got := rangeOf(t, s, "m", jan, feb); len(got) != len(want) {
+				t.Fatalf("January has %d readings, want %d", len(got), len(want))
+			}
+			st, err := s.ApplyRetention(context.Background(), lifeNow)
+			if err != nil || st.Deleted != len(want) || st.Deferred != 0 {
+				t.Fatalf("next ApplyRetention = %+v, %v; want %d deleted", st, err, len(want))
+			}
+			sameReadings(t, "archive", readArchive(t, a.path, "m"), want)
+			if err := s.CheckRollups("m"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestRetentionInParts: a month is deleted in parts of whole hours, a
+// transaction each; a reading that changes meanwhile defers its part only.
+func TestRetentionInParts(t *testing.T) {
+	s := openRetention(t, t.TempDir(), retain30, 0)
+	s.retireLimit = 10000
+	rs := threeMonths(t, s, "m")
+	want := between(rs, jan, feb)
+	a, err := s.archiveMonth(context.Background(), "m", jan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for i, p := range a.parts {
+		n += p.n
+		if p.from%int64(time.Hour) != 0 || p.to%int64(time.Hour) != 0 || (i > 0 && p.from != a.parts[i-1].to) {
+			t.Errorf("part %d is [%s, %s): not whole hours following the part before", i, time.Unix(0, p.from).UTC(), time.Unix(0, p.to).UTC())
+		}
+	}
+	if len(a.parts) != 5 || n != len(want) || a.parts[0].from != jan.UnixNano() || a.parts[4].to != feb.UnixNano() {
+		t.Fatalf("%d parts of %d readings in all, want 5 covering January's %d", len(a.parts), n, len(want))
+	}
+	late := meter.Reading{Meter: "m", Time: time.Unix(0, a.parts[1].from).Add(90 * time.Second).UTC(), PowerW: 1, Stamped: true}
+	mustAppend(t, s, late)
+	deleted, deferred, err := s.retireMonth(context.Background(), a)
+	if err != nil || deferred != 1 || deleted != len(want)-a.parts[1].n {
+		t.Errorf("retire = %d deleted, %d deferred (%v); want all but the second part's %d, 1 deferred", deleted, deferred, err, a.parts[1].n)
+	}
+	if got := rangeOf(t, s, "m", jan, feb); len(got) != a.parts[1].n+1 {
+		t.Errorf("January has %d readings left, want the second part's %d and the late one", len(got), a.parts[1].n)
+	}
+	if err := s.CheckRollups("m"); err != nil {
+		t.Error(err)
+	}
+	st, err := s.ApplyRetention(context.Background(), lifeNow)
+	if err != nil || st.Deleted != a.parts[1].n+1 || st.Deferred != 0 {
+		t.Errorf("next ApplyRetention = %+v, %v; want the %d left deleted", st, err, a.parts[1].n+1)
+	}
+	i, _ := slices.BinarySearchFunc(want, late.Time, func(r meter.Reading, ts time.Time) int { return r.Time.Compare(ts) })
+	sameReadings(t, "archive", readArchive(t, a.path, "m"), slices.Insert(want, i, late))
+	if m, _ := s.Meter("m"); m.Readings != uint64(len(rs)-len(want)) || !m.First.Equal(feb) {
+		t.Errorf("meter = %+v, want %d readings from %s", m, len(rs)-len(want), feb)
+	}
+}
+
+// TestLateReadingsIntoArchivedMonths: readings arriving for a month already
+// archived and deleted are kept, change no rollup of it, and are merged into
+// its archive by the next run; readings just after the boundary rebuild
+// rollups after it only.
+func TestLateReadingsIntoArchivedMonths(t *testing.T) {
+	s := openRetention(t, t.TempDir(), retain30, 0)
+	rs := threeMonths(t, s, "m")
+	if _, err := s.ApplyRetention(context.Background(), lifeNow); err != nil {
+		t.Fatal(err)
+	}
+	minutes, _, _ := s.Rollups("m", TierMinute, jan, feb, 1<<20)
+	hours, _, _ := s.Rollups("m", TierHour, jan, feb, 1<<20)
+	before, _ := s.Meter("m")
+
+	lateJan := []meter.Reading{
+		{Meter: "m", Time: jan.Add(3*day + 10*time.Second), PowerW: 1234, Stamped: true},       // between archived readings
+		{Meter: "m", Time: jan.Add(3 * day), PowerW: 4321, Stamped: true},                      // replaces an archived one
+		{Meter: "m", Time: feb.Add(-30 * time.Second), PowerW: 99, Stamped: true},              // just before the boundary
+		{Meter: "m", Time: feb.Add(30 * time.Second), PowerW: 3000, Stamped: true},             // just after it
+		{Meter: "m", Time: feb.Add(20*time.Minute + 30*time.Second), PowerW: 0, Stamped: true}, // well after it
+	}
+	mustAppend(t, s, lateJan...)
+	if got, _, _ := s.Rollups("m", TierMinute, jan, feb, 1<<20); !slices.Equal(got, minutes) {
+		t.Error("late readings into an archived month changed its minute rollups")
+	}
+	if got, _, _ := s.Rollups("m", TierHour, jan, feb, 1<<20); !slices.Equal(got, hours) {
+		t.Error("late readings into an archived month changed its hour rollups")
+	}
+	m, _ := s.Meter("m")
+	if m.Readings != before.Readings+5 || !m.First.Equal(lateJan[1].Time) {
+		t.Errorf("meter = %+v, want 5 more readings, the first at %s", m, lateJan[1].Time)
+	}
+	if err := s.CheckRollups("m"); err != nil {
+		t.Error(err)
+	}
+
+	st, err := s.ApplyRetention(context.Background(), lifeNow)
+	if err != nil || st.Files != 1 || st.Archived != 3 || st.Deleted != 3 {
+		t.Errorf("ApplyRetention = %+v, %v; want the 3 January readings archived", st, err)
+	}
+	want := between(rs, jan, feb)
+	for _, r := range lateJan[:3] {
+		i, found := slices.BinarySearchFunc(want, r.Time, func(r meter.Reading, ts time.Time) int { return r.Time.Compare(ts) })
+		if found {
+			want[i] = r
+		} else {
+			want = slices.Insert(want, i, r)
+		}
+	}
+	sameReadings(t, "archive with the late readings", readArchive(t, archivePath(s, "m", jan), "m"), want)
+	if got := rangeOf(t, s, "m", jan, feb); len(got) != 0 {
+		t.Errorf("January has %d readings left", len(got))
+	}
+	if m, _ := s.Meter("m"); m.Readings != before.Readings+2 || !m.First.Equal(feb) {
+		t.Errorf("meter = %+v, want %d readings from %s", m, before.Readings+2, feb)
+	}
+	if err := s.CheckRollups("m"); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestRetentionOfAWholeMeter: a meter whose readings are all archived is
+// kept, with no readings and its rollups, and takes new readings.
+func TestRetentionOfAWholeMeter(t *testing.T) {
+	s := openRetention(t, t.TempDir(), retain30, 0)
+	mustImport(t, s, every("gone", jan, jan.Add(2*day), time.Minute))
+	last, _ := s.Meter("gone")
+	if _, err := s.ApplyRetention(context.Background(), lifeNow); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.Meter("gone")
+	if err != nil || m.Readings != 0 || !m.First.Equal(last.Last) || !m.Last.Equal(last.Last) || m.LastPowerW != last.LastPowerW {
+		t.Errorf("Meter(gone) = %+v, %v; want 0 readings, First and Last at %s", m, err, last.Last)
+	}
+	if days, _, _ := s.Rollups("gone", TierDay, jan, feb, 10); len(days) != 2 {
+		t.Errorf("%d daily rollups, want 2", len(days))
+	}
+	if err := s.CheckRollups("gone"); err != nil {
+		t.Error(err)
+	}
+	if l, err := s.Latest("gone", 10); err != nil || len(l) != 0 {
+		t.Errorf("Latest(gone) = %v, %v", l, err)
+	}
+	back := meter.Reading{Meter: "gone", Time: lifeNow, PowerW: 5, Stamped: true}
+	mustAppend(t, s, back)
+	if m, _ := s.Meter("gone"); m.Readings != 1 || !m.First.Equal(lifeNow) || !m.Last.Equal(lifeNow) {
+		t.Errorf("after a new reading, Meter(gone) = %+v", m)
+	}
+	if err := s.CheckRollups("gone"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestRetentionOfRollups(t *testing.T) {
+	s := openRetention(t, t.TempDir(), retain30, 0)
+	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	mustImport(t, s, every("r", start, apr, 20*time.Minute))
+	// Before any raw data is archived, no rollup goes.
+	s.retention = Retention{Minute: 365 * day}
+	if st, err := s.ApplyRetention(context.Background(), lifeNow); err != nil || st != (Stats{}) {
+		t.Errorf("rollup retention without archived raw data = %+v, %v; want nothing done", st, err)
+	}
+	s.retention = retain30
+	minutes, _, _ := s.Rollups("r", TierMinute, start, apr, 1<<20)
+	st, err := s.ApplyRetention(context.Background(), lifeNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Date(2025, 3, 5, 0, 0, 0, 0, time.UTC) // the day of lifeNow less 365 days
+	kept, _, _ := s.Rollups("r", TierMinute, start, apr, 1<<20)
+	if len(kept) == 0 || !kept[0].Start.Equal(cut) || st.RollupsDeleted != len(minutes)-len(kept) || st.Files != 13 {
+		t.Errorf("after retention, %d minute rollups from %v (%+v), want them from %s", len(kept), kept[0].Start, st, cut)
+	}
+	if i := slices.IndexFunc(minutes, func(b Bucket) bool { return b.Start.Equal(cut) }); !slices.Equal(minutes[i:], kept) {
+		t.Error("the minute rollups kept changed")
+	}
+	if hours, _, _ := s.Rollups("r", TierHour, start, apr, 1<<20); !hours[0].Start.Equal(start) {
+		t.Errorf("hourly rollups start at %s, want %s (kept forever)", hours[0].Start, start)
+	}
+	if err := s.CheckRollups("r"); err != nil {
+		t.Error(err)
+	}
+
+	// A transaction deletes at most its limit; the job says when more are left.
+	s.retention.Hourly = 400 * day
+	job := &pruneJob{limit: 100}
+	job.before[TierHour] = lifeNow.Add(-400 * day).UnixNano()
+	if err := s.run(entry{prune: job}); err != nil || job.deleted != 100 || !job.more {
+		t.Errorf("a bounded prune deleted %d, more %v (%v); want 100, true", job.deleted, job.more, err)
+	}
+	st, err = s.ApplyRetention(context.Background(), lifeNow)
+	hours, _, _ := s.Rollups("r", TierHour, start, apr, 1<<20)
+	if err != nil || st.RollupsDeleted == 0 || !hours[0].Start.Equal(time.Date(2025, 1, 29, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("hourly retention: %+v, %v, hours from %s", st, err, hours[0].Start)
+	}
+}
+
+func TestArchiveKeep(t *testing.T) {
+	s := openRetention(t, t.TempDir(), Retention{}, 2*365*day) // lifeNow less 730 days: 2024-03-05
+	old := time.Now().Add(-2 * time.Hour)
+	files := map[string]bool{ // name -> kept
+		"m/m-2023-12.csv.gz":          false,
+		"m/m-2024-02.csv.gz":          false, // ended 2024-03-01
+		"m/m-2024-03.csv.gz":          true,  // ends 2024-04-01
+		"m/m-2026-01.csv.gz":          true,
+		"m/notes.txt":                 true,
+		"m/m-2020-1.csv.gz":           true,
+		"other/m-2020-01.csv.gz":      true, // not other's
+		"m/.m-2026-02.csv.gz.123.tmp": false,
+		"m/.m-2026-03.csv.gz.456.tmp": true, // fresh: a run may be writing it
+	}
+	for name := range files {
+		path := filepath.Join(s.archiveDir, name)
+		os.MkdirAll(filepath.Dir(path), 0o700)
+		if err := os.WriteFile(path, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(name, "456") {
+			os.Chtimes(path, old, old)
+		}
+	}
+	st, err := s.ApplyRetention(context.Background(), lifeNow)
+	if err != nil || st != (Stats{ArchivesRemoved: 2}) {
+		t.Errorf("ApplyRetention = %+v, %v; want 2 archives removed", st, err)
+	}
+	for name, kept := range files {
+		_, err := os.Stat(filepath.Join(s.archiveDir, name))
+		if kept != (err == nil) {
+			t.Errorf("%s: kept %v, want %v", name, err == nil, kept)
+		}
+	}
+}
+
+// TestArchiveRefusesADamagedFile: an archive that cannot be read is not
+// replaced, and the month stays in the database.
+func TestArchiveRefusesADamagedFile(t *testing.T) {
+	s := openRetention(t, t.TempDir(), retain30, 0)
+	mustImport(t, s, every("m", jan, jan.Add(day), time.Minute))
+	path := archivePath(s, "m", jan)
+	os.MkdirAll(filepath.Dir(path), 0o700)
+	os.WriteFile(path, []byte("not gzip"), 0o600)
+	if _, err := s.ApplyRetention(context.Background(), lifeNow); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("ApplyRetention over a damaged archive = %v, want an error naming it", err)
+	}
+	if string(readFile(t, path)) != "not gzip" {
+		t.Error("the damaged archive was replaced")
+	}
+	if m, _ := s.Meter("m"); m.Readings != 1440 {
+		t.Errorf("Readings = %d, want 1440 (nothing deleted)", m.Readings)
+	}
+}
+
+// TestDatabaseSizeIsBoundedUnderRetention ingests ten months at one reading
+// a minute, a month at a time, with compression and retention applied
+// after each month as they would be live: bbolt reuses the pages retention
+// frees, so once retention deletes as much as each month adds, the
+// database stops growing. The same year without retention is the control.
+func TestDatabaseSizeIsBoundedUnderRetention(t *testing.T) {
+	if testing.Short() {
+		t.Skip("ten months of readings, twice")
+	}
+	year := func(r Retention) (used, file []int64) {
+		s := openRetention(t, t.TempDir(), r, 0)
+		start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+		for month := range 10 {
+			from := start.AddDate(0, month, 0)
+			to := from.AddDate(0, 1, 0)
+			mustImport(t, s, every("m", from, to, time.Minute))
+			if _, err := s.Compress(context.Background(), to); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.ApplyRetention(context.Background(), to.Add(day)); err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(s.Path())
+			if err != nil {
+				t.Fatal(err)
+			}
+			used, file = append(used, s.Size()), append(file, fi.Size())
+		}
+		if err := s.CheckRollups("m"); err != nil {
+			t.Error(err)
+		}
+		return used, file
+	}
+	used, file := year(Retention{Raw: 30 * day, Minute: 60 * day})
+	t.Logf("with retention, after each month: pages in use %v bytes; file %v bytes", used, file)
+	steady := used[3]
+	for i, size := range used[4:] {
+		if size > steady+steady/10 {
+			t.Errorf("after month %d the database uses %d bytes, more than 10%% over its %d after month 4", i+5, size, steady)
+		}
+	}
+	if file[9] > file[3] {
+		t.Errorf("the file grew from %d bytes after month 4 to %d after month 10", file[3], file[9])
+	}
+	control, _ := year(Retention{})
+	t.Logf("without retention: pages in use %v bytes", control)
+	if control[9] < 2*used[9] {
+		t.Errorf("without retention the database uses %d bytes after ten months, with it %d: the test measures nothing", control[9], used[9])
+	}
+}
+
+func TestMeterStateEncoding(t *testing.T) {
+	for _, st := range []meterState{
+		{FirstNs: 1, LastNs: 2, LastW: 3, LastWh: 4, LastHasWh: true, SeenNs: 5, Readings: 6, CompactedNs: 7},
+		{FirstNs: 1, LastNs: 2, Readings: 6, ArchivedNs: 8},
+	} {
+		b := st.encode()
+		if st.ArchivedNs == 0 && (len(b) != meterStateSize || b[0] != 1) {
+			t.Errorf("a state never archived encodes as %d bytes, version %d; want version 1 (%d bytes)", len(b), b[0], meterStateSize)
+		}
+		got, err := decodeMeterState(b)
+		if err != nil || got != st {
+			t.Errorf("decode(encode(%+v)) = %+v, %v", st, got, err)
+		}
+	}
+}
+
+// TestRetentionLoopStopsOnClose: with retention set, Open starts the loop
+// and Close ends it.
+func TestRetentionLoopStopsOnClose(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{Retention: retain30, ArchiveKeep: 730 * day})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, reading("m", 0, 1))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ApplyRetention(context.Background(), lifeNow); err == nil {
+		t.Error("ApplyRetention after Close = nil, want an error")
+	}
+}
+
+// TestRetentionCancelled: a run cancelled (the store closing) leaves the
+// database and the archive directory as they were, but for directories.
+func TestRetentionCancelled(t *testing.T) {
+	s := openRetention(t, t.TempDir(), retain30, 0)
+	threeMonths(t, s, "m")
+	before, _ := s.Meter("m")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.archiveMonth(ctx, "m", jan); !errors.Is(err, context.Canceled) {
+		t.Errorf("archiveMonth cancelled = %v, want context.Canceled", err)
+	}
+	if _, err := s.ApplyRetention(ctx, lifeNow); !errors.Is(err, context.Canceled) {
+		t.Errorf("ApplyRetention cancelled = %v, want context.Canceled", err)
+	}
+	if m, _ := s.Meter("m"); m != before {
+		t.Errorf("meter = %+v, was %+v", m, before)
+	}
+	entries, _ := os.ReadDir(filepath.Join(s.archiveDir, "m"))
+	if len(entries) != 0 {
+		t.Errorf("archive directory holds %v", entries)
+	}
+}
+
+// TestRetentionWhileIngesting applies retention while readings, some late
+// into the month being archived, keep coming: every reading ends up once,
+// in the archive or in the database.
+func TestRetentionWhileIngesting(t *testing.T) {
+	s := openRetention(t, t.TempDir(), retain30, 0)
+	s.retireLimit = 5000
+	all := threeMonths(t, s, "m")
+	var late []meter.Reading
+	for i := range 3000 { // at half minutes, between the stored readings
+		ts := jan.Add(time.Duration(i*17%(59*24*60))*time.Minute + 30*time.Second)
+		late = append(late, meter.Reading{Meter: "m", Time: ts, PowerW: float64(i), Stamped: true})
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i, r := range late {
+			if err := s.Append(r, nil); err != nil {
+				t.Error(err)
+				return
+			}
+			if i%50 == 49 { // commits spread over the runs
+				s.Flush()
+			}
+		}
+	}()
+	var runs []Stats
+	for ingesting := true; ingesting; {
+		select {
+		case <-done:
+			ingesting = false
+		default:
+		}
+		st, err := s.ApplyRetention(context.Background(), lifeNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs = append(runs, st)
+	}
+	t.Logf("runs while ingesting: %+v", runs)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ApplyRetention(context.Background(), lifeNow); err != nil {
+		t.Fatal(err)
+	}
+	want := append(slices.Clone(all), late...)
+	slices.SortFunc(want, func(a, b meter.Reading) int { return a.Time.Compare(b.Time) })
+	got := readArchive(t, archivePath(s, "m", jan), "m")
+	for _, r := range rangeOf(t, s, "m", jan, apr) {
+		got = append(got, meter.Reading{Meter: "m", Time: r.Time, PowerW: r.PowerW, EnergyWh: r.EnergyWh, HasEnergy: r.HasEnergy, Stamped: true})
+	}
+	sameReadings(t, "archive and database", got, want)
+	if m, _ := s.Meter("m"); m.Readings != uint64(len(want)-len(between(want, jan, feb))) {
+		t.Errorf("Readings = %d, want %d", m.Readings, len(want)-len(between(want, jan, feb)))
+	}
+	if err := s.CheckRollups("m"); err != nil {
+		t.Error(err)
+	}
+}
