@@ -416,3 +416,42 @@ func TestBodyLimitStillHolds(t *testing.T) {
 		t.Errorf("100 kB alert = %d (close %v), want 413 and the connection closed", resp.StatusCode, resp.Close)
 	}
 }
+
+// TestAutoSkipsArchivedRaw checks that a range whose raw readings were
+// archived by retention is charted from the rollups that remain.
+func TestAutoSkipsArchivedRaw(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{Retention: store.Retention{Raw: 30 * 24 * time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	jan := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var rs []meter.Reading
+	for i := 0; i < 31*24*60; i++ { // January, a reading a minute
+		rs = append(rs, meter.Reading{Meter: "old", Time: jan.Add(time.Duration(i) * time.Minute), PowerW: 1000, Stamped: true})
+	}
+	if _, err := st.Import(rs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.ApplyRetention(context.Background(), time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	srv := api.New(st, alert.New(st, nil, alert.Options{}), api.Options{BodyLimitBytes: 4096})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Shutdown(context.Background())
+	h := &harness{url: "http://" + ln.Addr().String(), store: st, srv: srv}
+	var r struct {
+		Step   string `json:"step"`
+		Points []struct {
+			EnergyWh float64 `json:"energy_wh"`
+		} `json:"points"`
+	}
+	h.get(t, "/api/v1/meters/old/readings?from=2026-01-10T00:00:00Z&to=2026-01-10T12:00:00Z", &r)
+	if r.Step != "1m" || len(r.Points) != 720 {
+		t.Errorf("archived half-day at auto = step %q with %d points, want the 720 minute rollups", r.Step, len(r.Points))
+	}
+}

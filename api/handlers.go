@@ -207,7 +207,7 @@ func (s *Server) readings(c *fiber.Ctx) error {
 }
 
 // chooseTier returns the tier step names; for auto (or nothing), the finest
-// tier with at most maxPoints entries in the range, or the coarsest.
+// tier with some but at most maxPoints entries in the range, or the coarsest.
 func (s *Server) chooseTier(id, step string, from, to time.Time, maxPoints int) (store.Tier, error) {
 	if step != "" && step != "auto" {
 		t, ok := store.ParseTier(step)
@@ -219,13 +219,25 @@ func (s *Server) chooseTier(id, step string, from, to time.Time, maxPoints int) 
 	if _, err := s.store.Meter(id); err != nil {
 		return 0, err
 	}
+	// A tier with nothing in the range is skipped: raw readings past
+	// retention are archived, and 1-minute rollups expire before the others.
+	empty := 0
 	for _, t := range []store.Tier{store.TierRaw, store.TierMinute, store.TierHour} {
 		n, err := s.store.Count(id, t, from, to, maxPoints)
 		if err != nil {
 			return 0, err
 		}
+		if n == 0 {
+			empty++
+			continue
+		}
 		if n <= maxPoints {
 			return t, nil
+		}
+	}
+	if empty == 3 {
+		if n, err := s.store.Count(id, store.TierDay, from, to, 0); err != nil || n == 0 {
+			return store.TierRaw, err // nothing at all: an empty raw answer
 		}
 	}
 	return store.TierDay, nil
