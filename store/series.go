@@ -111,7 +111,7 @@ func (s series) backward(before int64) iter.Seq2[point, error] {
 		var rk, rv, bk, bv []byte
 		if s.raw != nil {
 			rc = s.raw.Cursor()
-			if rk, rv = rc.Seek(timeKey(before)); rk == nil {
+			if rk, _ = rc.Seek(timeKey(before)); rk == nil {
 				rk, rv = rc.Last()
 			} else {
 				rk, rv = rc.Prev()

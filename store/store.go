@@ -178,6 +178,13 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.MaxSizeBytes <= 0 {
+		opts.MaxSizeBytes = defaultMaxSize()
+	}
+	if Is32Bit {
+		opts.Logger.Warn("32-bit system: the database is capped; use a 64-bit OS for more",
+			slog.Int("max_bytes", opts.MaxSizeBytes))
+	}
 	if opts.ArchiveDir == "" {
 		opts.ArchiveDir = filepath.Join(dir, "archive")
 	}
