@@ -268,21 +268,12 @@ func firstBackup(start, newest time.Time, interval time.Duration) time.Time {
 func (s *Store) backupLoop(ctx context.Context, dir string, interval time.Duration, keep int) {
 	defer s.wg.Done()
 	newest, _ := newestBackup(dir)
-	next := firstBackup(time.Now(), newest, interval)
-	timer := time.NewTimer(time.Until(next))
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
-		began := time.Now()
+	repeat(ctx, firstBackup(time.Now(), newest, interval), interval, func(began time.Time) bool {
 		path, n, err := s.backupTo(ctx, dir, keep, began)
 		switch {
 		case path == "" && ctx.Err() != nil:
 			s.log.Info("backup abandoned: the store is closing")
-			return
+			return false
 		case path == "":
 			s.log.Error("backup failed", slog.String("dir", dir), slog.Any("error", err))
 		default:
@@ -292,10 +283,6 @@ func (s *Store) backupLoop(ctx context.Context, dir string, interval time.Durati
 				s.log.Warn("old backups not deleted", slog.Any("error", err))
 			}
 		}
-		next = next.Add(interval)
-		if now := time.Now(); !next.After(now) {
-			next = now.Add(interval)
-		}
-		timer.Reset(time.Until(next))
-	}
+		return true
+	})
 }

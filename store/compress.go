@@ -156,23 +156,16 @@ func mergePoints(a, b []point) []point {
 // ctx ends.
 func (s *Store) compressLoop(ctx context.Context, every, after time.Duration) {
 	defer s.background.Done()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		start := time.Now()
+	repeat(ctx, time.Now().Add(every), every, func(start time.Time) bool {
 		n, err := s.Compress(ctx, start.Add(-after))
 		switch {
 		case ctx.Err() != nil:
-			return
+			return false
 		case err != nil:
 			s.log.Error("compression failed", slog.Any("error", err))
 		case n > 0:
 			s.log.Info("readings compressed", slog.Int("readings", n), slog.Duration("took", time.Since(start)))
 		}
-	}
+		return true
+	})
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/vatio-energy/vatio/meter"
 )
 
@@ -162,4 +164,41 @@ func TestRollupsMatchRawWithCompression(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestCompressorRunsInTheBackground checks the store's own compressor moves
+// readings past CompressAfter without being asked.
+func TestCompressorRunsInTheBackground(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{CompressAfter: time.Hour, CompressEvery: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	old := time.Now().Add(-5 * time.Hour).Truncate(time.Hour)
+	var rs []meter.Reading
+	for i := 0; i < 360; i++ {
+		rs = append(rs, meter.Reading{Meter: "bg", Time: old.Add(time.Duration(i) * 10 * time.Second), PowerW: 5, Stamped: true})
+	}
+	mustAppend(t, s, rs...)
+	deadline := time.Now().Add(10 * time.Second)
+	for bucketBytes(s, bucketBlocks) == 0 || rawKeys(t, s, "bg") > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 s, %d raw readings left and no block", rawKeys(t, s, "bg"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := allRecords(t, s, "bg"); len(got) != 360 {
+		t.Errorf("%d records after background compression, want 360", len(got))
+	}
+}
+
+func rawKeys(t *testing.T, s *Store, m string) int {
+	n := 0
+	s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketSeries).Bucket([]byte(m)); b != nil {
+			n = b.Stats().KeyN
+		}
+		return nil
+	})
+	return n
 }

@@ -354,19 +354,11 @@ func prune(tx *bolt.Tx, job *pruneJob, states map[string]meterState, changed map
 // until ctx ends.
 func (s *Store) retentionLoop(ctx context.Context, first, every time.Duration) {
 	defer s.background.Done()
-	timer := time.NewTimer(first)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
-		start := time.Now()
+	repeat(ctx, time.Now().Add(first), every, func(start time.Time) bool {
 		st, err := s.ApplyRetention(ctx, start)
 		switch {
 		case ctx.Err() != nil:
-			return
+			return false
 		case err != nil:
 			s.log.Error("retention failed; it is tried again at the next run", slog.Any("error", err))
 		}
@@ -376,6 +368,6 @@ func (s *Store) retentionLoop(ctx context.Context, first, every time.Duration) {
 				slog.Int("rollups_deleted", st.RollupsDeleted), slog.Int("archives_removed", st.ArchivesRemoved),
 				slog.Duration("took", time.Since(start)))
 		}
-		timer.Reset(every)
-	}
+		return true
+	})
 }
