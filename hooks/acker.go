@@ -4,6 +4,8 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -36,6 +38,11 @@ type ackItem struct {
 // commit owes one client into a single write: a commit of thousands of
 // readings costs one write per client rather than one per reading.
 type acker struct {
+	// subsGen counts subscription changes (see Ingest's OnSubscribed);
+	// subs caches, per topic, whether it had subscribers at a generation.
+	// Only the acker's goroutine uses subs.
+	subsGen atomic.Uint64
+	subs    map[string]subsEntry
 	// mu orders send against close: send holds it shared.
 	mu     sync.RWMutex
 	closed bool
@@ -48,7 +55,7 @@ type acker struct {
 const ackerMaxBatch = 4096
 
 func newAcker(server *mqtt.Server, queue int, logger *slog.Logger) *acker {
-	a := &acker{in: make(chan ackItem, queue), server: server, log: logger, done: make(chan struct{})}
+	a := &acker{in: make(chan ackItem, queue), server: server, log: logger, done: make(chan struct{}), subs: map[string]subsEntry{}}
 	go a.loop()
 	return a
 }
@@ -141,12 +148,34 @@ func (a *acker) loop() {
 	}
 }
 
+// subsEntry is a cached answer of subscribed.
+type subsEntry struct {
+	gen uint64
+	at  time.Time
+	has bool
+}
+
+// subsMaxAge bounds how long a cached answer is trusted even when no
+// subscription event came: inline subscriptions (server.Subscribe) raise
+// none.
+const subsMaxAge = time.Second
+
 // subscribed reports whether any client subscribes to topic. Publishing
 // through the inline client runs the whole inbound path of a packet; most
-// readings have no subscriber, and finding that out is much cheaper.
+// readings have no subscriber, and finding that out is much cheaper,
+// cheaper still from the cache, which any subscription change invalidates.
 func (a *acker) subscribed(topic string) bool {
+	gen, now := a.subsGen.Load(), time.Now()
+	if e, ok := a.subs[topic]; ok && e.gen == gen && now.Sub(e.at) < subsMaxAge {
+		return e.has
+	}
 	subs := a.server.Topics.Subscribers(topic)
-	return len(subs.Subscriptions) > 0 || len(subs.Shared) > 0 || len(subs.InlineSubscriptions) > 0
+	has := len(subs.Subscriptions) > 0 || len(subs.Shared) > 0 || len(subs.InlineSubscriptions) > 0
+	if len(a.subs) > 100000 {
+		clear(a.subs) // topics come from clients: keep the cache bounded
+	}
+	a.subs[topic] = subsEntry{gen: gen, at: now, has: has}
+	return has
 }
 
 func (a *acker) flush(pending map[*mqtt.Client][]byte, order []*mqtt.Client) {

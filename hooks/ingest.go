@@ -91,7 +91,18 @@ func NewIngest(dec *meter.Decoder, st *store.Store, server *mqtt.Server, logger 
 func (h *Ingest) ID() string { return "vatio-ingest" }
 
 // Provides implements mqtt.Hook.
-func (h *Ingest) Provides(b byte) bool { return b == mqtt.OnPublish }
+func (h *Ingest) Provides(b byte) bool {
+	return b == mqtt.OnPublish || b == mqtt.OnSubscribed || b == mqtt.OnUnsubscribed || b == mqtt.OnDisconnect
+}
+
+// OnSubscribed implements mqtt.Hook: forwarding looks subscribers up again.
+func (h *Ingest) OnSubscribed(*mqtt.Client, packets.Packet, []byte) { h.acks.subsGen.Add(1) }
+
+// OnUnsubscribed implements mqtt.Hook: forwarding looks subscribers up again.
+func (h *Ingest) OnUnsubscribed(*mqtt.Client, packets.Packet) { h.acks.subsGen.Add(1) }
+
+// OnDisconnect implements mqtt.Hook: a client's subscriptions may have gone.
+func (h *Ingest) OnDisconnect(*mqtt.Client, error, bool) { h.acks.subsGen.Add(1) }
 
 // Shutdown makes the hook refuse further readings without acknowledging them
 // (QoS 1 clients resend after reconnecting), then waits until every reading

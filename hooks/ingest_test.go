@@ -382,3 +382,26 @@ func TestRejectionsAreLoggedRateLimited(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestSubscriberAfterReadingsGetsTheNextOnes subscribes once readings of the
+// topic have already gone unforwarded (and that answer was cached), and
+// checks the next reading reaches the new subscriber.
+func TestSubscriberAfterReadingsGetsTheNextOnes(t *testing.T) {
+	h := start(t)
+	pub := mqtttest.V3(t, h.addr)
+	mqtttest.Publish3(t, pub, "energy/consumption/late", 1, false, "1")
+	got := make(chan string, 4)
+	sub := mqtttest.V3(t, h.addr)
+	if tok := sub.Subscribe("energy/consumption/late", 1, func(_ paho3.Client, m paho3.Message) { got <- string(m.Payload()) }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	mqtttest.Publish3(t, pub, "energy/consumption/late", 1, false, "2")
+	select {
+	case p := <-got:
+		if p != "2" {
+			t.Errorf("subscriber got %q, want the reading published after it subscribed", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a reading published after the subscription was not forwarded")
+	}
+}
