@@ -1,0 +1,67 @@
+package meter
+
+import (
+	"strings"
+	"time"
+)
+
+// Source decodes the publishes of one family of devices (the plain energy
+// topic, Tasmota, Shelly, ...) into readings. A Source is stateless: the
+// meter id comes from the topic, units are converted on the way in, and
+// every reading it returns has passed Validate.
+type Source interface {
+	// Name names the family in logs, metrics and the meter registry:
+	// "vatio", "tasmota", "shelly", "emonhub", "zigbee2mqtt", "dsmr".
+	Name() string
+	// Match reports, cheaply, whether topic belongs to this family. A
+	// matching topic may still carry no reading (a status message): Decode
+	// then returns no readings and no error.
+	Match(topic string) bool
+	// Decode returns the readings of one publish received at now: none for
+	// a message that carries no power (ignored, not rejected), several for a
+	// multi-channel device (one meter per channel). Errors are *RejectError.
+	Decode(topic string, payload []byte, now time.Time) ([]Reading, error)
+}
+
+// AsSource returns the decoder of the plain energy topic as a Source.
+func (d *Decoder) AsSource() Source { return plainSource{d} }
+
+// plainSource is the Source of the plain energy topic: one reading a publish.
+type plainSource struct{ d *Decoder }
+
+func (p plainSource) Name() string            { return "vatio" }
+func (p plainSource) Match(topic string) bool { return p.d.Match(topic) }
+func (p plainSource) Decode(topic string, payload []byte, now time.Time) ([]Reading, error) {
+	r, err := p.d.Decode(topic, payload, now)
+	if err != nil {
+		return nil, err
+	}
+	return []Reading{r}, nil
+}
+
+// SubMeterID joins a device id and a channel into a meter id ("plug-1:2"),
+// replacing characters a meter id cannot hold with '_'. It returns "" when
+// nothing usable is left.
+func SubMeterID(device string, channel string) string {
+	id := sanitizeID(device)
+	if channel != "" {
+		id += ":" + sanitizeID(channel)
+	}
+	if !ValidID(id) {
+		return ""
+	}
+	return id
+}
+
+func sanitizeID(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-', c == ':':
+			b.WriteRune(c)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	return strings.TrimLeft(b.String(), "._:-")
+}
