@@ -179,6 +179,12 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// sources returns the device families Vatio reads, the plain energy topic
+// first.
+func sources(cfg config.Config, dec *meter.Decoder) []meter.Source {
+	return []meter.Source{dec.AsSource()}
+}
+
 // app is a running Vatio.
 type app struct {
 	log     *slog.Logger
@@ -226,7 +232,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	}
 	cleanup = append(cleanup, func() { a.broker.Close() })
 	dec := &meter.Decoder{Topic: cfg.Ingest.Topic, Limits: cfg.Ingest.Limits()}
-	a.ingest = hooks.NewIngest(dec, a.store, a.broker.Server(), logger.With("component", "ingest"))
+	a.ingest = hooks.NewIngest(sources(cfg, dec), a.store, a.broker.Server(), logger.With("component", "ingest"))
 	if err := a.broker.AddHook(a.ingest, nil); err != nil {
 		return nil, err
 	}

@@ -34,11 +34,13 @@ var codePayloadInvalid = packets.ErrPayloadFormatInvalid // 0x99
 type Ingest struct {
 	mqtt.HookBase
 
-	dec    *meter.Decoder
-	store  *store.Store
-	server *mqtt.Server
-	log    *slog.Logger
-	now    func() time.Time
+	// sources decode the device families; the first whose Match takes a
+	// topic decodes it.
+	sources []meter.Source
+	store   *store.Store
+	server  *mqtt.Server
+	log     *slog.Logger
+	now     func() time.Time
 
 	stopped atomic.Bool
 	acks    *acker
@@ -63,13 +65,13 @@ const ackQueue = 16384
 
 // NewIngest returns the ingest hook. server is used to forward stored
 // readings to subscribers; it must have its inline client enabled.
-func NewIngest(dec *meter.Decoder, st *store.Store, server *mqtt.Server, logger *slog.Logger) *Ingest {
+func NewIngest(sources []meter.Source, st *store.Store, server *mqtt.Server, logger *slog.Logger) *Ingest {
 	h := &Ingest{
-		dec:    dec,
-		store:  st,
-		server: server,
-		log:    logger,
-		now:    time.Now,
+		sources: sources,
+		store:   st,
+		server:  server,
+		log:     logger,
+		now:     time.Now,
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vatio_readings_accepted_total",
 			Help: "Readings that passed validation and were queued for storage.",
@@ -121,25 +123,51 @@ func (h *Ingest) Stop() error {
 	return nil
 }
 
+// source returns the Source that takes topic, or nil.
+func (h *Ingest) source(topic string) meter.Source {
+	for _, src := range h.sources {
+		if src.Match(topic) {
+			return src
+		}
+	}
+	return nil
+}
+
 // OnPublish implements mqtt.Hook.
 func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if cl.Net.Inline || !h.dec.Match(pk.TopicName) {
-		return pk, nil // our own forwards, and topics that are not readings
+	if cl.Net.Inline {
+		return pk, nil // our own forwards
+	}
+	src := h.source(pk.TopicName)
+	if src == nil {
+		return pk, nil // not a device family we read
 	}
 	if h.stopped.Load() {
 		return pk, packets.ErrRejectPacket
 	}
-	r, err := h.dec.Decode(pk.TopicName, pk.Payload, h.now())
+	rs, err := src.Decode(pk.TopicName, pk.Payload, h.now())
 	if err != nil {
-		h.reject(cl, pk, err)
+		h.reject(cl, pk, src, err)
 		return pk, packets.ErrRejectPacket
 	}
-	h.accepted.Inc()
-	if pk.FixedHeader.Qos == 2 {
-		return h.storeQoS2(cl, pk, r)
+	if len(rs) == 0 {
+		return pk, nil // a status message: the broker handles it as any other
 	}
-	if err := h.store.Append(r, h.ackAndForward(cl, pk)); err != nil {
-		h.log.Warn("reading not stored", slog.String("meter", r.Meter), slog.Any("error", err))
+	h.accepted.Add(float64(len(rs)))
+	if pk.FixedHeader.Qos == 2 {
+		return h.storeQoS2(cl, pk, rs)
+	}
+	// The publish is answered once its last reading is committed: the
+	// store's queue is FIFO, so the others are committed by then.
+	for i, r := range rs {
+		var done func(error)
+		if i == len(rs)-1 {
+			done = h.ackAndForward(cl, pk)
+		}
+		if err := h.store.Append(r, done); err != nil {
+			h.log.Warn("reading not stored", slog.String("meter", r.Meter), slog.Any("error", err))
+			break
+		}
 	}
 	return pk, packets.ErrRejectPacket
 }
@@ -163,9 +191,14 @@ func (h *Ingest) ackAndForward(cl *mqtt.Client, pk packets.Packet) func(error) {
 // storeQoS2 stores a QoS 2 reading before mochi sends the PUBREC. QoS 2 is
 // rare for meters, so it waits for its commit on the client's goroutine and
 // lets mochi run the rest of the exchange and the forwarding.
-func (h *Ingest) storeQoS2(cl *mqtt.Client, pk packets.Packet, r meter.Reading) (packets.Packet, error) {
+func (h *Ingest) storeQoS2(cl *mqtt.Client, pk packets.Packet, rs []meter.Reading) (packets.Packet, error) {
+	for _, r := range rs[:len(rs)-1] {
+		if err := h.store.Append(r, nil); err != nil {
+			return pk, packets.ErrRejectPacket
+		}
+	}
 	committed := make(chan error, 1)
-	if err := h.store.Append(r, func(err error) { committed <- err }); err != nil {
+	if err := h.store.Append(rs[len(rs)-1], func(err error) { committed <- err }); err != nil {
 		return pk, packets.ErrRejectPacket
 	}
 	if err := <-committed; err != nil {
@@ -178,10 +211,10 @@ func (h *Ingest) storeQoS2(cl *mqtt.Client, pk packets.Packet, r meter.Reading) 
 // at QoS 0; at QoS 1 a PUBACK (MQTT 5: with reason code 0x99 and the reason),
 // queued behind the client's earlier readings so acknowledgements stay in
 // order; at QoS 2 the same as a PUBREC.
-func (h *Ingest) reject(cl *mqtt.Client, pk packets.Packet, err error) {
+func (h *Ingest) reject(cl *mqtt.Client, pk packets.Packet, src meter.Source, err error) {
 	reason := meter.ReasonOf(err)
 	h.rejected.WithLabelValues(string(reason)).Inc()
-	h.logReject(cl, pk, reason, err)
+	h.logReject(cl, pk, src, reason, err)
 	if pk.FixedHeader.Qos == 0 {
 		return
 	}
@@ -203,7 +236,7 @@ func (h *Ingest) reject(cl *mqtt.Client, pk packets.Packet, err error) {
 	}
 }
 
-func (h *Ingest) logReject(cl *mqtt.Client, pk packets.Packet, reason meter.Reason, err error) {
+func (h *Ingest) logReject(cl *mqtt.Client, pk packets.Packet, src meter.Source, reason meter.Reason, err error) {
 	now := h.now()
 	h.logMu.Lock()
 	st := h.lastLogs[reason]
@@ -219,8 +252,12 @@ func (h *Ingest) logReject(cl *mqtt.Client, pk packets.Packet, reason meter.Reas
 	suppressed := st.suppressed
 	st.last, st.suppressed = now, 0
 	h.logMu.Unlock()
-	meterID, _ := h.dec.MeterID(pk.TopicName) // "" when the topic is what is wrong
+	var meterID string
+	if m, ok := src.(interface{ MeterID(string) (string, error) }); ok {
+		meterID, _ = m.MeterID(pk.TopicName) // "" when the topic is what is wrong
+	}
 	h.log.Warn("reading rejected",
+		slog.String("source", src.Name()),
 		slog.String("meter", meterID),
 		slog.String("reason", string(reason)),
 		slog.String("topic", printable(pk.TopicName)),

@@ -55,7 +55,7 @@ func BenchmarkIngest(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := hooks.NewIngest(&meter.Decoder{Topic: "energy/consumption", Limits: meter.DefaultLimits()}, st, vb.Server(), logger)
+	h := hooks.NewIngest([]meter.Source{(&meter.Decoder{Topic: "energy/consumption", Limits: meter.DefaultLimits()}).AsSource()}, st, vb.Server(), logger)
 	vb.AddHook(h, nil)
 	vb.Start()
 	b.ResetTimer()

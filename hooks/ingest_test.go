@@ -51,7 +51,7 @@ func startWith(t *testing.T, writeTimeout time.Duration) *harness {
 		t.Fatal(err)
 	}
 	dec := &meter.Decoder{Topic: "energy/consumption", Limits: meter.DefaultLimits()}
-	h := hooks.NewIngest(dec, st, b.Server(), logger)
+	h := hooks.NewIngest([]meter.Source{dec.AsSource()}, st, b.Server(), logger)
 	if err := b.AddHook(h, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +357,7 @@ func TestRejectionsAreLoggedRateLimited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := hooks.NewIngest(&meter.Decoder{Topic: "energy/consumption", Limits: meter.DefaultLimits()}, st, b.Server(), logger)
+	h := hooks.NewIngest([]meter.Source{(&meter.Decoder{Topic: "energy/consumption", Limits: meter.DefaultLimits()}).AsSource()}, st, b.Server(), logger)
 	b.AddHook(h, nil)
 	b.Start()
 	defer b.Close()

@@ -29,8 +29,9 @@ func (d *Decoder) AsSource() Source { return plainSource{d} }
 // plainSource is the Source of the plain energy topic: one reading a publish.
 type plainSource struct{ d *Decoder }
 
-func (p plainSource) Name() string            { return "vatio" }
-func (p plainSource) Match(topic string) bool { return p.d.Match(topic) }
+func (p plainSource) Name() string                         { return "vatio" }
+func (p plainSource) MeterID(topic string) (string, error) { return p.d.MeterID(topic) }
+func (p plainSource) Match(topic string) bool              { return p.d.Match(topic) }
 func (p plainSource) Decode(topic string, payload []byte, now time.Time) ([]Reading, error) {
 	r, err := p.d.Decode(topic, payload, now)
 	if err != nil {
