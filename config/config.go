@@ -23,16 +23,18 @@ type Config struct {
 	// it the garbage collector works harder rather than let the heap grow.
 	// 0 leaves the runtime's default; the GOMEMLIMIT environment variable,
 	// when set, wins.
-	MemoryLimitMB int       `yaml:"memory_limit_mb"`
-	Log           Log       `yaml:"log"`
-	MQTT          MQTT      `yaml:"mqtt"`
-	HTTP          HTTP      `yaml:"http"`
-	Ingest        Ingest    `yaml:"ingest"`
-	Store         Store     `yaml:"store"`
-	Alerts        Alerts    `yaml:"alerts"`
-	Backup        Backup    `yaml:"backup"`
-	Retention     Retention `yaml:"retention"`
-	Archive       Archive   `yaml:"archive"`
+	MemoryLimitMB int    `yaml:"memory_limit_mb"`
+	Log           Log    `yaml:"log"`
+	MQTT          MQTT   `yaml:"mqtt"`
+	HTTP          HTTP   `yaml:"http"`
+	Ingest        Ingest `yaml:"ingest"`
+	// Sources turns the device families Vatio reads on and off.
+	Sources   Sources   `yaml:"sources"`
+	Store     Store     `yaml:"store"`
+	Alerts    Alerts    `yaml:"alerts"`
+	Backup    Backup    `yaml:"backup"`
+	Retention Retention `yaml:"retention"`
+	Archive   Archive   `yaml:"archive"`
 }
 
 // Log configures logging.
@@ -82,6 +84,27 @@ type Ingest struct {
 	MaxFuture time.Duration `yaml:"max_future"`
 	// MaxPayloadBytes is the largest reading payload decoded.
 	MaxPayloadBytes int `yaml:"max_payload_bytes"`
+}
+
+// Sources configures the device families read besides the energy topic:
+// each can be turned off, and its topic prefix changed.
+type Sources struct {
+	Tasmota     Source `yaml:"tasmota"`
+	Shelly      Toggle `yaml:"shelly"`
+	Emonhub     Source `yaml:"emonhub"`
+	Zigbee2MQTT Source `yaml:"zigbee2mqtt"`
+	DSMR        Source `yaml:"dsmr"`
+}
+
+// Source turns one device family on or off and sets its topic prefix.
+type Source struct {
+	Enabled bool   `yaml:"enabled"`
+	Prefix  string `yaml:"prefix"`
+}
+
+// Toggle turns on or off a family whose topics have no common prefix.
+type Toggle struct {
+	Enabled bool `yaml:"enabled"`
 }
 
 // Store configures the bbolt database.
@@ -163,6 +186,13 @@ func Default() Config {
 			MaxFuture:       limits.MaxFuture,
 			MaxPayloadBytes: limits.MaxPayloadBytes,
 		},
+		Sources: Sources{
+			Tasmota:     Source{Enabled: true, Prefix: "tele"},
+			Shelly:      Toggle{Enabled: true},
+			Emonhub:     Source{Enabled: true, Prefix: "emon"},
+			Zigbee2MQTT: Source{Enabled: true, Prefix: "zigbee2mqtt"},
+			DSMR:        Source{Enabled: true, Prefix: "dsmr"},
+		},
 		Store:     Store{QueueSize: 16384, MaxBatch: 10000, MaxGap: 10 * time.Minute, CompressAfter: time.Hour},
 		Alerts:    Alerts{Webhook: Webhook{Timeout: 10 * time.Second}, Attempts: 5, Backoff: 2 * time.Second},
 		Backup:    Backup{Interval: 24 * time.Hour, Keep: 7},
@@ -229,6 +259,14 @@ func (c Config) Validate() error {
 	}
 	if c.Ingest.MaxPayloadBytes < 16 || c.Ingest.MaxPayloadBytes > c.MQTT.MaxPacketBytes {
 		bad("ingest.max_payload_bytes", "%d is outside 16 to mqtt.max_packet_bytes (%d)", c.Ingest.MaxPayloadBytes, c.MQTT.MaxPacketBytes)
+	}
+	for key, src := range map[string]Source{
+		"sources.tasmota": c.Sources.Tasmota, "sources.emonhub": c.Sources.Emonhub,
+		"sources.zigbee2mqtt": c.Sources.Zigbee2MQTT, "sources.dsmr": c.Sources.DSMR,
+	} {
+		if p := src.Prefix; src.Enabled && (p == "" || strings.ContainsAny(p, "+#/\x00") || strings.HasPrefix(p, "$")) {
+			bad(key+".prefix", "%q must be one topic level without wildcards or $", p)
+		}
 	}
 	if c.Store.QueueSize < 1 || c.Store.QueueSize > 1<<24 {
 		bad("store.queue_size", "%d is outside 1 to 16777216", c.Store.QueueSize)

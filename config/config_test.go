@@ -90,8 +90,9 @@ func TestValidateNamesEveryBadKey(t *testing.T) {
 	cfg.Ingest.MinPowerW = 20e6
 	cfg.Alerts.Webhook.URL = "ftp://x"
 	cfg.Log.Level = "loud"
+	cfg.Sources.Tasmota.Prefix = "tele/#"
 	err := cfg.Validate()
-	for _, key := range []string{"mqtt.addr", "ingest.min_power_w", "alerts.webhook.url", "log.level"} {
+	for _, key := range []string{"mqtt.addr", "ingest.min_power_w", "alerts.webhook.url", "log.level", "sources.tasmota.prefix"} {
 		if err == nil || !strings.Contains(err.Error(), key+":") {
 			t.Errorf("Validate() = %v, want it to name %s", err, key)
 		}
