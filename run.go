@@ -182,7 +182,24 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 // sources returns the device families Vatio reads, the plain energy topic
 // first.
 func sources(cfg config.Config, dec *meter.Decoder) []meter.Source {
-	return []meter.Source{dec.AsSource()}
+	out := []meter.Source{dec.AsSource()}
+	limits, src := cfg.Ingest.Limits(), cfg.Sources
+	if src.Tasmota.Enabled {
+		out = append(out, meter.NewTasmota(src.Tasmota.Prefix, limits))
+	}
+	if src.Emonhub.Enabled {
+		out = append(out, meter.NewEmonhub(src.Emonhub.Prefix, limits))
+	}
+	if src.Zigbee2MQTT.Enabled {
+		out = append(out, meter.NewZigbee2MQTT(src.Zigbee2MQTT.Prefix, limits))
+	}
+	if src.DSMR.Enabled {
+		out = append(out, meter.NewDSMR(src.DSMR.Prefix, limits))
+	}
+	if src.Shelly.Enabled { // last: its topics have no prefix of their own
+		out = append(out, meter.NewShelly(limits))
+	}
+	return out
 }
 
 // app is a running Vatio.
