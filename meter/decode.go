@@ -82,9 +82,10 @@ type Limits struct {
 }
 
 // DefaultLimits returns the limits Vatio starts with: -1 MW to +10 MW,
-// 5 minutes of clock skew, 4 KiB payloads.
+// 5 minutes of clock skew, 16 KiB payloads (a Shelly's NotifyFullStatus is
+// several KiB).
 func DefaultLimits() Limits {
-	return Limits{MinPowerW: -1e6, MaxPowerW: 10e6, MaxFuture: 5 * time.Minute, MaxPayloadBytes: 4096}
+	return Limits{MinPowerW: -1e6, MaxPowerW: 10e6, MaxFuture: 5 * time.Minute, MaxPayloadBytes: 16384}
 }
 
 // Decoder turns publishes on the energy topics into readings. Its zero value

@@ -101,7 +101,7 @@ func TestTasmotaInline(t *testing.T) {
 		{"power out of range", "tele/p/SENSOR", `{"ENERGY":{"Power":1e9}}`, nil, ReasonOutOfRange},
 		{"negative counter", "tele/p/SENSOR", `{"ENERGY":{"Power":1,"Total":-1}}`, nil, ReasonOutOfRange},
 		{"no usable id", "tele/%%%/SENSOR", `{"ENERGY":{"Power":1}}`, nil, ReasonBadMeterID},
-		{"too large", "tele/p/SENSOR", `{"ENERGY":{"Power":1},"X":"` + strings.Repeat("x", 5000) + `"}`, nil, ReasonPayloadTooLarge},
+		{"too large", "tele/p/SENSOR", `{"ENERGY":{"Power":1},"X":"` + strings.Repeat("x", DefaultLimits().MaxPayloadBytes) + `"}`, nil, ReasonPayloadTooLarge},
 	}
 	src := NewTasmota("tele", DefaultLimits())
 	for _, tt := range tests {
