@@ -58,3 +58,27 @@ func TestDeviceFamiliesEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestConfiguredInputEndToEnd reads a gateway described only in the
+// configuration file.
+func TestConfiguredInputEndToEnd(t *testing.T) {
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(cfgPath, []byte(`inputs:
+  - name: plant-gateway
+    topic: factory/+/telemetry
+    format: json
+    field: data.active_power
+    unit: kW
+    energy_field: data.import
+    energy_unit: kWh
+    meter: "line-{2}"
+`), 0o600)
+	v := startVatioWith(t, t.TempDir(), cfgPath)
+	c := mqtttest.V3(t, v.mqtt)
+	mqtttest.Publish3(t, c, "factory/press-3/telemetry", 1, false, `{"data": {"active_power": "12.5", "import": 3400.25}}`)
+	var got []legacyReading
+	getJSON(t, "http://"+v.http+"/api/energy?meter=line-press-3", &got)
+	if len(got) != 1 || got[0].Consumption != 12.5 {
+		t.Errorf("GET /api/energy?meter=line-press-3 = %+v, want 12.5 kW", got)
+	}
+}

@@ -74,11 +74,17 @@ func emptyConfig(t testing.TB) string {
 // startVatio runs Vatio on free loopback ports with data in dir.
 func startVatio(t *testing.T, dir string) *instance {
 	t.Helper()
+	return startVatioWith(t, dir, emptyConfig(t))
+}
+
+// startVatioWith is startVatio with the configuration file cfgPath.
+func startVatioWith(t *testing.T, dir, cfgPath string) *instance {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &logBuffer{}
 	pr, pw := io.Pipe()
 	inst := &instance{cancel: cancel, done: make(chan error, 1), logs: logs}
-	args := []string{"-config", emptyConfig(t), "-mqtt-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-data-dir", dir}
+	args := []string{"-config", cfgPath, "-mqtt-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-data-dir", dir}
 	go func() {
 		err := run(ctx, args, func(string) string { return "" }, io.Discard, pw)
 		pw.CloseWithError(fmt.Errorf("vatio stopped: %v", err))

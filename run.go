@@ -179,11 +179,14 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// sources returns the device families Vatio reads, the plain energy topic
-// first.
+// sources returns the device families Vatio reads: the plain energy topic,
+// the configured inputs, then the built-in families.
 func sources(cfg config.Config, dec *meter.Decoder) []meter.Source {
 	out := []meter.Source{dec.AsSource()}
 	limits, src := cfg.Ingest.Limits(), cfg.Sources
+	for _, in := range cfg.Inputs {
+		out = append(out, meter.NewGeneric(in.Source(), limits))
+	}
 	if src.Tasmota.Enabled {
 		out = append(out, meter.NewTasmota(src.Tasmota.Prefix, limits))
 	}

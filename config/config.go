@@ -29,7 +29,10 @@ type Config struct {
 	HTTP          HTTP   `yaml:"http"`
 	Ingest        Ingest `yaml:"ingest"`
 	// Sources turns the device families Vatio reads on and off.
-	Sources   Sources   `yaml:"sources"`
+	Sources Sources `yaml:"sources"`
+	// Inputs describe other devices (an industrial gateway, say) by their
+	// topics and payloads; they are read before the built-in families.
+	Inputs    []Input   `yaml:"inputs"`
 	Store     Store     `yaml:"store"`
 	Alerts    Alerts    `yaml:"alerts"`
 	Backup    Backup    `yaml:"backup"`
@@ -100,6 +103,33 @@ type Sources struct {
 type Source struct {
 	Enabled bool   `yaml:"enabled"`
 	Prefix  string `yaml:"prefix"`
+}
+
+// Input describes a device by configuration (see meter.Input).
+type Input struct {
+	// Name names the input in logs.
+	Name string `yaml:"name"`
+	// Topic is an MQTT topic filter: + matches one level, # the rest.
+	Topic string `yaml:"topic"`
+	// Format is plain (a number) or json.
+	Format string `yaml:"format"`
+	// Field is the dot-separated path of the power in a JSON payload.
+	Field string `yaml:"field"`
+	// Unit is the power's unit, W or kW.
+	Unit string `yaml:"unit"`
+	// EnergyField is the path of an energy counter, in EnergyUnit (Wh, kWh).
+	EnergyField string `yaml:"energy_field"`
+	EnergyUnit  string `yaml:"energy_unit"`
+	// Meter makes the meter id from topic levels: {1} is the first.
+	Meter string `yaml:"meter"`
+	// Scale multiplies values before units are converted (0 means 1).
+	Scale float64 `yaml:"scale"`
+}
+
+// Source returns the input as the meter package describes it.
+func (in Input) Source() meter.Input {
+	return meter.Input{Name: in.Name, Topic: in.Topic, Format: in.Format, Field: in.Field, Unit: in.Unit,
+		EnergyField: in.EnergyField, EnergyUnit: in.EnergyUnit, Meter: in.Meter, Scale: in.Scale}
 }
 
 // Toggle turns on or off a family whose topics have no common prefix.
@@ -267,6 +297,16 @@ func (c Config) Validate() error {
 		if p := src.Prefix; src.Enabled && (p == "" || strings.ContainsAny(p, "+#/\x00") || strings.HasPrefix(p, "$")) {
 			bad(key+".prefix", "%q must be one topic level without wildcards or $", p)
 		}
+	}
+	names := map[string]bool{}
+	for i, in := range c.Inputs {
+		if err := in.Source().Check(); err != nil {
+			bad(fmt.Sprintf("inputs[%d].%s", i, strings.SplitN(err.Error(), ":", 2)[0]), "%s", strings.TrimSpace(strings.SplitN(err.Error(), ":", 2)[1]))
+		}
+		if names[in.Name] {
+			bad(fmt.Sprintf("inputs[%d].name", i), "%q is used twice", in.Name)
+		}
+		names[in.Name] = true
 	}
 	if c.Store.QueueSize < 1 || c.Store.QueueSize > 1<<24 {
 		bad("store.queue_size", "%d is outside 1 to 16777216", c.Store.QueueSize)

@@ -181,3 +181,28 @@ func TestParseRetention(t *testing.T) {
 		t.Errorf("Parse(raw: 30d) = %v, want an error naming retention.raw", err)
 	}
 }
+
+func TestInputsList(t *testing.T) {
+	cfg := Default()
+	yml := "inputs:\n  - name: gw\n    topic: factory/+/power\n    format: plain\n    unit: kW\n    meter: \"line-{2}\"\n  - name: gw\n    topic: a/#/b\n    format: json\n    unit: W\n    meter: \"{1}\"\n    colour: red\n"
+	err := Parse([]byte(yml), &cfg)
+	if err == nil || !strings.Contains(err.Error(), `unknown key "inputs[1].colour"`) {
+		t.Fatalf("Parse = %v, want the unknown key named with its index", err)
+	}
+	cfg = Default()
+	if err := Parse([]byte(strings.Replace(yml, "    colour: red\n", "", 1)), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Inputs) != 2 || cfg.Inputs[0].Meter != "line-{2}" || cfg.Inputs[0].Unit != "kW" {
+		t.Fatalf("inputs = %+v", cfg.Inputs)
+	}
+	err = cfg.Validate()
+	for _, key := range []string{"inputs[1].topic", "inputs[1].name"} {
+		if err == nil || !strings.Contains(err.Error(), key+":") {
+			t.Errorf("Validate() = %v, want it to name %s", err, key)
+		}
+	}
+	if err := Parse([]byte("inputs: 5\n"), &cfg); err == nil || !strings.Contains(err.Error(), "inputs must be a list") {
+		t.Errorf("inputs: 5 = %v", err)
+	}
+}

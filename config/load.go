@@ -92,6 +92,12 @@ func decodeStruct(n *yaml.Node, v reflect.Value, prefix string) error {
 			}
 			continue
 		}
+		if f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct {
+			if err := decodeList(val, f, key); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		if val.Kind != yaml.ScalarNode {
 			errs = append(errs, fmt.Errorf("line %d: %s must be a single value", val.Line, key))
 			continue
@@ -103,6 +109,30 @@ func decodeStruct(n *yaml.Node, v reflect.Value, prefix string) error {
 			}
 			errs = append(errs, fmt.Errorf("line %d: %s: %w", val.Line, key, err))
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// decodeList sets a list of structs from a YAML sequence of mappings, each
+// decoded key by key like the rest; an empty sequence leaves the list nil.
+func decodeList(n *yaml.Node, v reflect.Value, key string) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return fmt.Errorf("line %d: %s must be a list", n.Line, key)
+	}
+	var errs []error
+	list := reflect.MakeSlice(v.Type(), 0, len(n.Content))
+	for i, item := range n.Content {
+		elem := reflect.New(v.Type().Elem()).Elem()
+		if err := decodeStruct(item, elem, fmt.Sprintf("%s[%d].", key, i)); err != nil {
+			errs = append(errs, err)
+		}
+		list = reflect.Append(list, elem)
+	}
+	if len(n.Content) > 0 {
+		v.Set(list)
 	}
 	return errors.Join(errs...)
 }
@@ -149,6 +179,8 @@ func Keys() []string {
 				walk(f.Type, prefix+tag+".")
 				continue
 			}
+			// A list of structs (inputs) is one key; its items' keys are
+			// checked as they are decoded.
 			keys = append(keys, prefix+tag)
 		}
 	}
