@@ -81,6 +81,23 @@ type Limits struct {
 	MaxPayloadBytes int
 }
 
+// checkSize rejects a payload larger than MaxPayloadBytes, unread.
+func (l Limits) checkSize(payload []byte) error {
+	if l.MaxPayloadBytes > 0 && len(payload) > l.MaxPayloadBytes {
+		return reject(ReasonPayloadTooLarge, "%d bytes, at most %d", len(payload), l.MaxPayloadBytes)
+	}
+	return nil
+}
+
+// plainNumber reads a payload that is one decimal number.
+func plainNumber(payload []byte) (float64, error) {
+	body := bytes.TrimSpace(payload)
+	if len(body) == 0 {
+		return 0, reject(ReasonEmpty, "no value")
+	}
+	return parseNumber(body)
+}
+
 // DefaultLimits returns the limits Vatio starts with: -1 MW to +10 MW,
 // 5 minutes of clock skew, 16 KiB payloads (a Shelly's NotifyFullStatus is
 // several KiB).
@@ -128,8 +145,8 @@ func (d *Decoder) Decode(topic string, payload []byte, now time.Time) (Reading, 
 	if err != nil {
 		return Reading{}, err
 	}
-	if d.Limits.MaxPayloadBytes > 0 && len(payload) > d.Limits.MaxPayloadBytes {
-		return Reading{}, reject(ReasonPayloadTooLarge, "%d bytes, at most %d", len(payload), d.Limits.MaxPayloadBytes)
+	if err := d.Limits.checkSize(payload); err != nil {
+		return Reading{}, err
 	}
 	body := bytes.TrimSpace(payload)
 	if len(body) == 0 {

@@ -65,8 +65,8 @@ func (s *dsmr) Decode(topic string, payload []byte, now time.Time) ([]Reading, e
 	default:
 		return nil, nil
 	}
-	if s.d.Limits.MaxPayloadBytes > 0 && len(payload) > s.d.Limits.MaxPayloadBytes {
-		return nil, reject(ReasonPayloadTooLarge, "%d bytes, at most %d", len(payload), s.d.Limits.MaxPayloadBytes)
+	if err := s.d.Limits.checkSize(payload); err != nil {
+		return nil, err
 	}
 	body := bytes.TrimSpace(payload)
 	if len(body) == 0 {

@@ -61,14 +61,10 @@ func (e *emonhub) Decode(topic string, payload []byte, now time.Time) ([]Reading
 
 // single decodes emon/<node>/P<n>: one number, in W.
 func (e *emonhub) single(node, channel string, payload []byte, now time.Time) ([]Reading, error) {
-	if e.d.Limits.MaxPayloadBytes > 0 && len(payload) > e.d.Limits.MaxPayloadBytes {
-		return nil, reject(ReasonPayloadTooLarge, "%d bytes, at most %d", len(payload), e.d.Limits.MaxPayloadBytes)
+	if err := e.d.Limits.checkSize(payload); err != nil {
+		return nil, err
 	}
-	body := bytes.TrimSpace(payload)
-	if len(body) == 0 {
-		return nil, reject(ReasonEmpty, "no value")
-	}
-	w, err := parseNumber(body)
+	w, err := plainNumber(payload)
 	if err != nil {
 		return nil, err
 	}
@@ -85,8 +81,8 @@ func (e *emonhub) single(node, channel string, payload []byte, now time.Time) ([
 
 // object decodes emon/<node>: a JSON object of every key of the node.
 func (e *emonhub) object(node string, payload []byte, now time.Time) ([]Reading, error) {
-	if e.d.Limits.MaxPayloadBytes > 0 && len(payload) > e.d.Limits.MaxPayloadBytes {
-		return nil, reject(ReasonPayloadTooLarge, "%d bytes, at most %d", len(payload), e.d.Limits.MaxPayloadBytes)
+	if err := e.d.Limits.checkSize(payload); err != nil {
+		return nil, err
 	}
 	body := bytes.TrimSpace(payload)
 	if len(body) == 0 {

@@ -112,8 +112,8 @@ func (g *generic) Name() string            { return g.in.Name }
 func (g *generic) Match(topic string) bool { return matchFilter(g.in.Topic, topic) }
 
 func (g *generic) Decode(topic string, payload []byte, now time.Time) ([]Reading, error) {
-	if max := g.check.Limits.MaxPayloadBytes; max > 0 && len(payload) > max {
-		return nil, reject(ReasonPayloadTooLarge, "%d bytes, at most %d", len(payload), max)
+	if err := g.check.Limits.checkSize(payload); err != nil {
+		return nil, err
 	}
 	id := g.meterID(topic)
 	if !ValidID(id) {

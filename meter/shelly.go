@@ -1,7 +1,6 @@
 package meter
 
 import (
-	"bytes"
 	"encoding/json"
 	"sort"
 	"strconv"
@@ -113,18 +112,14 @@ func (s *shelly) Decode(topic string, payload []byte, now time.Time) ([]Reading,
 	if !ok {
 		return nil, reject(ReasonBadTopic, "topic %q is not a Shelly status, events/rpc or Gen1 relay topic", truncate(topic))
 	}
-	if max := s.d.Limits.MaxPayloadBytes; max > 0 && len(payload) > max {
-		return nil, reject(ReasonPayloadTooLarge, "%d bytes, at most %d", len(payload), max)
+	if err := s.d.Limits.checkSize(payload); err != nil {
+		return nil, err
 	}
 	switch t.kind {
 	case "energy":
 		return nil, nil // watt-minutes, no power
 	case "power":
-		body := bytes.TrimSpace(payload)
-		if len(body) == 0 {
-			return nil, reject(ReasonEmpty, "no value")
-		}
-		w, err := parseNumber(body)
+		w, err := plainNumber(payload)
 		if err != nil {
 			return nil, err
 		}

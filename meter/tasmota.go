@@ -71,8 +71,8 @@ func (t *tasmota) Decode(topic string, payload []byte, now time.Time) ([]Reading
 	if kind != "SENSOR" {
 		return nil, nil
 	}
-	if max := t.d.Limits.MaxPayloadBytes; max > 0 && len(payload) > max {
-		return nil, reject(ReasonPayloadTooLarge, "%d bytes, at most %d", len(payload), max)
+	if err := t.d.Limits.checkSize(payload); err != nil {
+		return nil, err
 	}
 	var msg tasmotaSensor
 	if err := json.Unmarshal(payload, &msg); err != nil {

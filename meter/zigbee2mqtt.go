@@ -49,8 +49,8 @@ func (z *zigbee2mqtt) Decode(topic string, payload []byte, now time.Time) ([]Rea
 	if !z2mDeviceTopic(name) {
 		return nil, nil
 	}
-	if z.d.Limits.MaxPayloadBytes > 0 && len(payload) > z.d.Limits.MaxPayloadBytes {
-		return nil, reject(ReasonPayloadTooLarge, "%d bytes, at most %d", len(payload), z.d.Limits.MaxPayloadBytes)
+	if err := z.d.Limits.checkSize(payload); err != nil {
+		return nil, err
 	}
 	body := bytes.TrimSpace(payload)
 	if len(body) == 0 {
