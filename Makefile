@@ -39,10 +39,13 @@ bench: assets
 
 # Fuzz each decoder and parser for FUZZTIME (default 30s each).
 FUZZTIME ?= 30s
+FUZZ_METER := FuzzDecode FuzzReadCSV FuzzTasmota FuzzShelly FuzzEmonhub FuzzZigbee2MQTT FuzzDSMR FuzzGeneric
+FUZZ_API := FuzzParseLimit FuzzParseTime
+FUZZ_STORE := FuzzDecodeBlock FuzzBlockRoundTrip
 fuzz:
-	$(GO) test ./meter -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./api -run '^$$' -fuzz '^FuzzParseLimit$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./api -run '^$$' -fuzz '^FuzzParseTime$$' -fuzztime $(FUZZTIME)
+	@for f in $(FUZZ_METER); do $(GO) test ./meter -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for f in $(FUZZ_API); do $(GO) test ./api -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for f in $(FUZZ_STORE); do $(GO) test ./store -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 # Static binaries for the machines Vatio runs on, with checksums.
 release: assets
