@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -26,18 +24,10 @@ Flags:
 // compact is `vatio compact`: the data directory is found as the server
 // finds it (flag > environment > config file > default).
 func compact(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fset := flag.NewFlagSet("vatio compact", flag.ContinueOnError)
-	fset.SetOutput(stderr)
-	fset.Usage = func() {
-		fmt.Fprint(stderr, compactUsage)
-		fset.PrintDefaults()
-	}
+	fset := newCommand("vatio compact", compactUsage, stderr)
 	cfg, err := commandConfig(fset, args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
 	if err != nil {
-		return err
+		return err // flag.ErrHelp after -h: run says nothing more
 	}
 	if fset.NArg() != 0 {
 		return fmt.Errorf("unexpected argument %q (see vatio compact -h)", fset.Arg(0))

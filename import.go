@@ -3,7 +3,6 @@ package main
 import (
 	"compress/gzip"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -31,19 +30,11 @@ Flags:
 
 // importHistory is `vatio import`.
 func importHistory(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fset := flag.NewFlagSet("vatio import", flag.ContinueOnError)
-	fset.SetOutput(stderr)
-	fset.Usage = func() {
-		fmt.Fprint(stderr, importUsage)
-		fset.PrintDefaults()
-	}
+	fset := newCommand("vatio import", importUsage, stderr)
 	meterID := fset.String("meter", "", "the meter's id (required)")
 	cfg, err := commandConfig(fset, args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
 	if err != nil {
-		return err
+		return err // flag.ErrHelp after -h: run says nothing more
 	}
 	if fset.NArg() != 1 || *meterID == "" {
 		return errors.New("import takes -meter ID and one FILE (see vatio import -h)")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -24,18 +23,10 @@ Flags:
 // restore is `vatio restore`: the data directory is found as the server
 // finds it (flag > environment > config file > default).
 func restore(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fset := flag.NewFlagSet("vatio restore", flag.ContinueOnError)
-	fset.SetOutput(stderr)
-	fset.Usage = func() {
-		fmt.Fprint(stderr, restoreUsage)
-		fset.PrintDefaults()
-	}
+	fset := newCommand("vatio restore", restoreUsage, stderr)
 	cfg, err := commandConfig(fset, args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
 	if err != nil {
-		return err
+		return err // flag.ErrHelp after -h: run says nothing more
 	}
 	if fset.NArg() != 1 {
 		return errors.New("restore takes one backup FILE, after the flags (see vatio restore -h)")

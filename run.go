@@ -52,12 +52,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "version":
 			fmt.Fprintf(stdout, "vatio %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
-		case "restore":
-			return restore(args[1:], getenv, stdout, stderr)
-		case "import":
-			return importHistory(args[1:], getenv, stdout, stderr)
-		case "compact":
-			return compact(args[1:], getenv, stdout, stderr)
+		case "restore", "import", "compact":
+			cmd := map[string]func([]string, func(string) string, io.Writer, io.Writer) error{
+				"restore": restore, "import": importHistory, "compact": compact,
+			}[args[0]]
+			if err := cmd(args[1:], getenv, stdout, stderr); !errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return nil
 		case "help":
 			args = []string{"-h"}
 		default:
@@ -146,6 +148,18 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		return cfg, "", fmt.Errorf("invalid %s:\n%w", where, err)
 	}
 	return cfg, path, nil
+}
+
+// newCommand returns the flag set of a subcommand, printing usage and its
+// flags for -h.
+func newCommand(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fset := flag.NewFlagSet(name, flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	fset.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fset.PrintDefaults()
+	}
+	return fset
 }
 
 // commandConfig parses the flags of a subcommand (vatio restore, import,
