@@ -30,6 +30,9 @@ const (
 	ReasonTooOld          Reason = "timestamp_too_old"
 	ReasonBadTopic        Reason = "bad_topic"
 	ReasonBadMeterID      Reason = "bad_meter_id"
+	// ReasonImplausibleEnergy is an energy counter that rose by more than
+	// the meter's maximum power can draw in the time since its last reading.
+	ReasonImplausibleEnergy Reason = "implausible_energy"
 )
 
 // Reasons lists every Reason, so that counters can start at zero.
@@ -37,6 +40,7 @@ var Reasons = []Reason{
 	ReasonPayloadTooLarge, ReasonEmpty, ReasonNotANumber, ReasonBadJSON,
 	ReasonMissingValue, ReasonAmbiguous, ReasonNotFinite, ReasonOutOfRange,
 	ReasonBadTimestamp, ReasonFuture, ReasonTooOld, ReasonBadTopic, ReasonBadMeterID,
+	ReasonImplausibleEnergy,
 }
 
 // RejectError is the error for a payload that is not a valid reading.
@@ -179,8 +183,10 @@ func (d *Decoder) Validate(r Reading, now time.Time) error {
 	if r.PowerW < d.Limits.MinPowerW || r.PowerW > d.Limits.MaxPowerW {
 		return reject(ReasonOutOfRange, "%g W is outside [%g, %g] W", r.PowerW, d.Limits.MinPowerW, d.Limits.MaxPowerW)
 	}
-	if r.HasEnergy && (r.EnergyWh < 0 || r.EnergyWh > MaxEnergyWh || math.IsNaN(r.EnergyWh)) {
-		return reject(ReasonOutOfRange, "energy counter %g Wh is outside [0, %g] Wh", r.EnergyWh, MaxEnergyWh)
+	if r.HasEnergy {
+		if err := checkEnergy(r.EnergyWh); err != nil {
+			return err
+		}
 	}
 	if r.Stamped {
 		if r.Time.After(now.Add(d.Limits.MaxFuture)) {
@@ -189,6 +195,15 @@ func (d *Decoder) Validate(r Reading, now time.Time) error {
 		if r.Time.Before(Oldest) {
 			return reject(ReasonTooOld, "%s is before %s: is the device clock set?", r.Time.Format(time.RFC3339), Oldest.Format("2006-01-02"))
 		}
+	}
+	return nil
+}
+
+// checkEnergy rejects an energy counter outside [0, MaxEnergyWh], as
+// Validate does. Sources use it for a counter that gives no reading yet.
+func checkEnergy(wh float64) error {
+	if wh < 0 || wh > MaxEnergyWh || math.IsNaN(wh) {
+		return reject(ReasonOutOfRange, "energy counter %g Wh is outside [0, %g] Wh", wh, MaxEnergyWh)
 	}
 	return nil
 }

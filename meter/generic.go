@@ -10,6 +10,10 @@ import (
 	"time"
 )
 
+// counterMaxAge is how long a counter-only input remembers the last counter
+// of a silent meter once it remembers maxRemembered meters.
+const counterMaxAge = time.Hour
+
 // Input describes a device family by configuration: an industrial gateway
 // or any device whose topics and payloads no built-in Source knows.
 type Input struct {
@@ -20,12 +24,14 @@ type Input struct {
 	// Format is "plain" (the payload is a number) or "json".
 	Format string
 	// Field is the path of the power in a JSON payload, dot-separated
-	// ("data.active_power").
+	// ("data.active_power"). A json input without Field is counter-only:
+	// it reads EnergyField, and a meter's power is the mean power between
+	// its last two counters (see NewGeneric).
 	Field string
-	// Unit is the power's unit: "W" or "kW".
+	// Unit is the power's unit: "W" or "kW". A counter-only input has none.
 	Unit string
-	// EnergyField, optional, is the path of an energy counter in a JSON
-	// payload, in EnergyUnit ("Wh" or "kWh").
+	// EnergyField is the path of an energy counter in a JSON payload, in
+	// EnergyUnit ("Wh" or "kWh"): optional with Field, required without.
 	EnergyField string
 	EnergyUnit  string
 	// Meter makes the meter id from the topic's levels: {1} is the first
@@ -47,10 +53,12 @@ func (in Input) Check() error {
 		return fmt.Errorf("topic: %q is not an MQTT topic filter (# only as the last level)", in.Topic)
 	case in.Format != "plain" && in.Format != "json":
 		return fmt.Errorf("format: %q is not plain or json", in.Format)
-	case in.Format == "json" && in.Field == "":
-		return fmt.Errorf("field: a json input needs the path of its power")
-	case in.Unit != "W" && in.Unit != "kW":
+	case in.Format == "json" && in.Field == "" && in.EnergyField == "":
+		return fmt.Errorf("field: a json input needs the path of its power, or energy_field to derive power from a counter")
+	case in.hasPower() && in.Unit != "W" && in.Unit != "kW":
 		return fmt.Errorf("unit: %q is not W or kW", in.Unit)
+	case !in.hasPower() && in.Unit != "":
+		return fmt.Errorf("unit: a counter-only input (energy_field without field) has no power unit: remove %q", in.Unit)
 	case in.EnergyField != "" && in.EnergyUnit != "Wh" && in.EnergyUnit != "kWh":
 		return fmt.Errorf("energy_unit: %q is not Wh or kWh", in.EnergyUnit)
 	case in.EnergyField != "" && in.Format != "json":
@@ -67,6 +75,10 @@ func (in Input) Check() error {
 	}
 	return nil
 }
+
+// hasPower reports whether the input reads a power, rather than deriving it
+// from counters.
+func (in Input) hasPower() bool { return in.Format == "plain" || in.Field != "" }
 
 func validFilter(f string) bool {
 	if f == "" || strings.HasPrefix(f, "$") {
@@ -96,16 +108,37 @@ func matchFilter(filter, topic string) bool {
 }
 
 // NewGeneric returns the Source of a configured input; in must Check.
+//
+// A counter-only input remembers the last counter of each meter and when
+// it came: a counter then gives one reading, whose power is the mean power
+// since the last one, (Δ Wh)/(Δ hours), and whose counter is the counter.
+// A meter's first counter gives no reading, nor does a decrease (a counter
+// reset) or a counter received no later than the last; each is remembered
+// for the next. The input remembers at most 10000 meters: past that, a new
+// meter gives no readings until meters silent for an hour are forgotten.
 func NewGeneric(in Input, limits Limits) Source {
 	if in.Scale == 0 {
 		in.Scale = 1
 	}
-	return &generic{in: in, check: &Decoder{Limits: limits}}
+	g := &generic{in: in, check: &Decoder{Limits: limits}}
+	if !in.hasPower() {
+		g.counters = newMemory[counterSample](maxRemembered, counterMaxAge)
+	}
+	return g
 }
 
 type generic struct {
 	in    Input
 	check *Decoder
+	// counters remembers the last counter of each meter of a counter-only
+	// input; nil for an input that reads power.
+	counters *memory[counterSample]
+}
+
+// counterSample is a counter as a counter-only input remembers it.
+type counterSample struct {
+	wh float64
+	at time.Time // when it was received
 }
 
 func (g *generic) Name() string            { return g.in.Name }
@@ -128,6 +161,9 @@ func (g *generic) Decode(topic string, payload []byte, now time.Time) ([]Reading
 		if err := json.Unmarshal(payload, &doc); err != nil {
 			return nil, reject(ReasonBadJSON, "%v", err)
 		}
+		if g.counters != nil {
+			return g.fromCounter(doc, r, now)
+		}
 		v, ok := jsonPath(doc, g.in.Field)
 		if !ok {
 			return nil, nil // no power in this message
@@ -148,6 +184,38 @@ func (g *generic) Decode(topic string, payload []byte, now time.Time) ([]Reading
 		return nil, err
 	}
 	r.PowerW = w
+	if err := g.check.Validate(r, now); err != nil {
+		return nil, err
+	}
+	return []Reading{r}, nil
+}
+
+// fromCounter completes r, of a counter-only input, from the counter in doc
+// and the meter's last counter.
+func (g *generic) fromCounter(doc any, r Reading, now time.Time) ([]Reading, error) {
+	e, ok := jsonPath(doc, g.in.EnergyField)
+	if !ok {
+		return nil, nil // no counter in this message
+	}
+	wh, err := g.value("energy", e, g.in.EnergyUnit == "kWh")
+	if err != nil {
+		return nil, err
+	}
+	if err := checkEnergy(wh); err != nil {
+		return nil, err
+	}
+	var last counterSample
+	known := false
+	g.counters.update(r.Meter, now, func(old counterSample, ok bool) counterSample {
+		last, known = old, ok
+		return counterSample{wh: wh, at: now}
+	})
+	hours := now.Sub(last.at).Hours()
+	if !known || wh < last.wh || hours <= 0 {
+		return nil, nil
+	}
+	r.PowerW = (wh - last.wh) / hours
+	r.EnergyWh, r.HasEnergy = wh, true
 	if err := g.check.Validate(r, now); err != nil {
 		return nil, err
 	}

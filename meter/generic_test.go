@@ -1,8 +1,10 @@
 package meter
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestGenericInputs(t *testing.T) {
@@ -54,23 +56,108 @@ func TestGenericInputs(t *testing.T) {
 }
 
 func TestInputCheck(t *testing.T) {
-	good := Input{Name: "g", Topic: "a/+/b", Format: "json", Field: "p", Unit: "W", Meter: "{2}"}
-	if err := good.Check(); err != nil {
-		t.Fatal(err)
-	}
-	for field, in := range map[string]Input{
-		"name":         {Topic: "a", Format: "plain", Unit: "W", Meter: "{1}"},
-		"topic":        {Name: "g", Topic: "a/#/b", Format: "plain", Unit: "W", Meter: "{1}"},
-		"format":       {Name: "g", Topic: "a", Format: "xml", Unit: "W", Meter: "{1}"},
-		"field":        {Name: "g", Topic: "a", Format: "json", Unit: "W", Meter: "{1}"},
-		"unit":         {Name: "g", Topic: "a", Format: "plain", Unit: "MW", Meter: "{1}"},
-		"energy_unit":  {Name: "g", Topic: "a", Format: "json", Field: "p", EnergyField: "e", EnergyUnit: "J", Unit: "W", Meter: "{1}"},
-		"energy_field": {Name: "g", Topic: "a", Format: "plain", EnergyField: "e", EnergyUnit: "Wh", Unit: "W", Meter: "{1}"},
-		"meter":        {Name: "g", Topic: "a", Format: "plain", Unit: "W", Meter: "{0}"},
+	for _, good := range []Input{
+		{Name: "g", Topic: "a/+/b", Format: "json", Field: "p", Unit: "W", Meter: "{2}"},
+		{Name: "g", Topic: "a/+/b", Format: "json", Field: "p", Unit: "kW", EnergyField: "e", EnergyUnit: "kWh", Meter: "{2}"},
+		{Name: "g", Topic: "a/+/b", Format: "json", EnergyField: "e", EnergyUnit: "Wh", Meter: "{2}"}, // counter-only
 	} {
-		if err := in.Check(); err == nil || !strings.HasPrefix(err.Error(), field+":") {
-			t.Errorf("Check(%+v) = %v, want an error on %s", in, err, field)
+		if err := good.Check(); err != nil {
+			t.Errorf("Check(%+v) = %v", good, err)
 		}
+	}
+	for _, tt := range []struct {
+		field string
+		in    Input
+	}{
+		{"name", Input{Topic: "a", Format: "plain", Unit: "W", Meter: "{1}"}},
+		{"topic", Input{Name: "g", Topic: "a/#/b", Format: "plain", Unit: "W", Meter: "{1}"}},
+		{"format", Input{Name: "g", Topic: "a", Format: "xml", Unit: "W", Meter: "{1}"}},
+		{"field", Input{Name: "g", Topic: "a", Format: "json", Unit: "W", Meter: "{1}"}},
+		{"unit", Input{Name: "g", Topic: "a", Format: "plain", Unit: "MW", Meter: "{1}"}},
+		{"unit", Input{Name: "g", Topic: "a", Format: "json", Field: "p", Meter: "{1}"}},
+		{"unit", Input{Name: "g", Topic: "a", Format: "json", EnergyField: "e", EnergyUnit: "Wh", Unit: "W", Meter: "{1}"}},
+		{"energy_unit", Input{Name: "g", Topic: "a", Format: "json", Field: "p", EnergyField: "e", EnergyUnit: "J", Unit: "W", Meter: "{1}"}},
+		{"energy_unit", Input{Name: "g", Topic: "a", Format: "json", EnergyField: "e", Meter: "{1}"}},
+		{"energy_field", Input{Name: "g", Topic: "a", Format: "plain", EnergyField: "e", EnergyUnit: "Wh", Unit: "W", Meter: "{1}"}},
+		{"meter", Input{Name: "g", Topic: "a", Format: "plain", Unit: "W", Meter: "{0}"}},
+		{"meter", Input{Name: "g", Topic: "a", Format: "json", EnergyField: "e", EnergyUnit: "Wh"}},
+	} {
+		if err := tt.in.Check(); err == nil || !strings.HasPrefix(err.Error(), tt.field+":") {
+			t.Errorf("Check(%+v) = %v, want an error on %s", tt.in, err, tt.field)
+		}
+	}
+}
+
+func TestGenericCounterOnly(t *testing.T) {
+	in := Input{Name: "meters", Topic: "site/+/counter", Format: "json", EnergyField: "total.kwh", EnergyUnit: "kWh", Meter: "{2}"}
+	steps := []struct {
+		after          time.Duration
+		topic, payload string
+		want           []Reading
+		reason         Reason
+	}{
+		{0, "site/a/counter", `{"total":{"kwh":100}}`, nil, ""}, // a's first counter
+		{time.Hour, "site/a/counter", `{"total":{"kwh":101.5}}`,
+			[]Reading{{Meter: "a", Time: now.Add(time.Hour), PowerW: 1500, EnergyWh: 101500, HasEnergy: true}}, ""},
+		{75 * time.Minute, "site/a/counter", `{"total":{"kwh":"101.75"}}`,
+			[]Reading{{Meter: "a", Time: now.Add(75 * time.Minute), PowerW: 1000, EnergyWh: 101750, HasEnergy: true}}, ""},
+		{75 * time.Minute, "site/a/counter", `{"total":{"kwh":101.8}}`, nil, ""}, // no time has passed
+		{80 * time.Minute, "site/a/counter", `{"total":{"kwh":101.8}}`,
+			[]Reading{{Meter: "a", Time: now.Add(80 * time.Minute), PowerW: 0, EnergyWh: 101800, HasEnergy: true}}, ""},
+		{90 * time.Minute, "site/a/counter", `{"total":{"kwh":1}}`, nil, ""}, // a reset
+		{105 * time.Minute, "site/a/counter", `{"total":{"kwh":1.25}}`,
+			[]Reading{{Meter: "a", Time: now.Add(105 * time.Minute), PowerW: 1000, EnergyWh: 1250, HasEnergy: true}}, ""},
+		{2 * time.Hour, "site/b/counter", `{"total":{"kwh":5}}`, nil, ""}, // b's first counter
+		{2 * time.Hour, "site/a/counter", `{"temperature":21}`, nil, ""},  // no counter
+		{2 * time.Hour, "site/a/counter", `{"total":{"kwh":"x"}}`, nil, ReasonNotANumber},
+		{2 * time.Hour, "site/a/counter", `{"total":{"kwh":"NaN"}}`, nil, ReasonNotFinite},
+		{2 * time.Hour, "site/a/counter", `{"total":{"kwh":-1}}`, nil, ReasonOutOfRange},
+		{2 * time.Hour, "site/a/counter", `{"total":`, nil, ReasonBadJSON},
+		// Rejected counters are not remembered: 250 Wh in 15 minutes.
+		{2 * time.Hour, "site/a/counter", `{"total":{"kwh":1.5}}`,
+			[]Reading{{Meter: "a", Time: now.Add(2 * time.Hour), PowerW: 1000, EnergyWh: 1500, HasEnergy: true}}, ""},
+		// 1 GWh in a second is no power a meter measures.
+		{2*time.Hour + time.Second, "site/a/counter", `{"total":{"kwh":1000000}}`, nil, ReasonOutOfRange},
+		{2 * time.Hour, "site/b b/counter", `{"total":{"kwh":5}}`, nil, ""},
+		{3 * time.Hour, "site/b b/counter", `{"total":{"kwh":5.5}}`,
+			[]Reading{{Meter: "b_b", Time: now.Add(3 * time.Hour), PowerW: 500, EnergyWh: 5500, HasEnergy: true}}, ""},
+		{3 * time.Hour, "site/%%%/counter", `{"total":{"kwh":5}}`, nil, ReasonBadMeterID},
+	}
+	src := NewGeneric(in, DefaultLimits())
+	for i, st := range steps {
+		got, err := src.Decode(st.topic, []byte(st.payload), now.Add(st.after))
+		if ReasonOf(err) != st.reason || (err == nil) != (st.reason == "") || !sameReadings(got, st.want) {
+			t.Errorf("step %d: Decode(%q, %q) = %v, %v; want %v, reason %q", i, st.topic, st.payload, got, err, st.want, st.reason)
+		}
+	}
+}
+
+// TestGenericCounterOnlyIsBounded checks that a counter-only input
+// remembers at most 10000 meters: a new meter then gives no reading.
+func TestGenericCounterOnlyIsBounded(t *testing.T) {
+	src := NewGeneric(Input{Name: "m", Topic: "m/+", Format: "json", EnergyField: "e", EnergyUnit: "Wh", Meter: "{2}"}, DefaultLimits())
+	for i := range maxRemembered {
+		if _, err := src.Decode(fmt.Sprintf("m/%d", i), []byte(`{"e":1}`), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, after := range []time.Duration{time.Minute, 2 * time.Minute} {
+		if rs, err := src.Decode("m/new", []byte(`{"e":2}`), now.Add(after)); rs != nil || err != nil {
+			t.Errorf("Decode(m/new) at +%v = %v, %v; want nothing: the memory is full", after, rs, err)
+		}
+	}
+	if rs, err := src.Decode("m/7", []byte(`{"e":61}`), now.Add(time.Hour)); err != nil || len(rs) != 1 || rs[0].PowerW != 60 {
+		t.Errorf("Decode(m/7) = %v, %v; want 60 W from a meter already known", rs, err)
+	}
+	// An hour on, the silent meters make room.
+	for i, after := range []time.Duration{time.Hour + time.Minute, time.Hour + 2*time.Minute} {
+		rs, err := src.Decode("m/new", []byte(`{"e":2}`), now.Add(after))
+		if err != nil || len(rs) != i {
+			t.Errorf("Decode(m/new) at +%v = %v, %v; want %d readings", after, rs, err, i)
+		}
+	}
+	if n := len(src.(*generic).counters.entries); n != 2 {
+		t.Errorf("%d meters remembered, want 2 (7 and new)", n)
 	}
 }
 
@@ -80,20 +167,33 @@ func FuzzGeneric(f *testing.F) {
 	f.Add("plant/a/t", `{"data": {"p": 15000, "e": 12.5}}`)
 	f.Add("plant/b/t", `{"data": {"p": "1e3"}}`)
 	f.Add("plant", `[]`)
-	src := NewGeneric(Input{Name: "m", Topic: "plant/#", Format: "json", Field: "data.p", Unit: "kW",
-		EnergyField: "data.e", EnergyUnit: "Wh", Meter: "{2}"}, DefaultLimits())
+	f.Add("plant/c/t", `{"data": {"e": 1e12}}`)
+	f.Add("plant/c/t", `{"data": {"e": "0.5"}}`)
+	f.Add("plant/c/t", `{"data": {"e": -0}}`)
+	in := Input{Name: "m", Topic: "plant/#", Format: "json", Field: "data.p", Unit: "kW",
+		EnergyField: "data.e", EnergyUnit: "Wh", Meter: "{2}"}
+	src := NewGeneric(in, DefaultLimits())
+	counterOnly := in
+	counterOnly.Field, counterOnly.Unit = "", ""
 	d := &Decoder{Limits: DefaultLimits()}
 	f.Fuzz(func(t *testing.T, topic, payload string) {
-		rs, err := src.Decode(topic, []byte(payload), now)
-		if err != nil {
-			if ReasonOf(err) == "" {
-				t.Fatalf("error without a reason: %v", err)
+		// A counter-only input of its own, that has seen a counter of 0 an
+		// hour ago on the same topic, so that the payload's counter gives a
+		// power.
+		counters := NewGeneric(counterOnly, DefaultLimits())
+		_, _ = counters.Decode(topic, []byte(`{"data": {"e": 0}}`), now.Add(-time.Hour))
+		for _, s := range []Source{src, counters, counters} {
+			rs, err := s.Decode(topic, []byte(payload), now)
+			if err != nil {
+				if ReasonOf(err) == "" || rs != nil {
+					t.Fatalf("Decode(%q, %q) = %v, %v: want a *RejectError and no readings", topic, payload, rs, err)
+				}
+				continue
 			}
-			return
-		}
-		for _, r := range rs {
-			if !ValidID(r.Meter) || d.Validate(r, now) != nil {
-				t.Fatalf("invalid reading %+v", r)
+			for _, r := range rs {
+				if !ValidID(r.Meter) || d.Validate(r, now) != nil {
+					t.Fatalf("invalid reading %+v", r)
+				}
 			}
 		}
 	})

@@ -44,6 +44,9 @@ type Reading struct {
 	// reading sent twice (an MQTT resend) is stored once; a reading stamped
 	// on receipt is always stored as a new reading.
 	Stamped bool
+	// Source names the device family that sent the reading (see
+	// Source.Name), or "import"; the meter registry records the first.
+	Source string
 }
 
 // String returns a short human form of r, for logs.

@@ -6,9 +6,12 @@ import (
 )
 
 // Source decodes the publishes of one family of devices (the plain energy
-// topic, Tasmota, Shelly, ...) into readings. A Source is stateless: the
-// meter id comes from the topic, units are converted on the way in, and
-// every reading it returns has passed Validate.
+// topic, Tasmota, Shelly, ...) into readings. The meter id comes from the
+// topic, units are converted on the way in, and every reading it returns
+// has passed Validate. A Source is safe for concurrent use. Most are
+// stateless; the few that join separate publishes of a meter (Shelly's
+// counters, counter-only inputs) remember a little of each meter, for at
+// most 10000 meters, and so want its publishes in the order received.
 type Source interface {
 	// Name names the family in logs, metrics and the meter registry:
 	// "vatio", "tasmota", "shelly", "emonhub", "zigbee2mqtt", "dsmr".
@@ -65,4 +68,17 @@ func sanitizeID(s string) string {
 		}
 	}
 	return strings.TrimLeft(b.String(), "._:-")
+}
+
+// AvailabilitySource is implemented by a Source whose devices announce
+// whether they are online: Tasmota's LWT, Shelly's online topic,
+// Zigbee2MQTT's availability. Such a Source's Match takes its availability
+// topics too, and Decode returns no readings for them.
+type AvailabilitySource interface {
+	// Availability decodes a message announcing a device's availability.
+	// device is the meter id of the device's meter, or, for a device with
+	// several channels, what its meter ids have before the last ':' (the
+	// device part of SubMeterID). ok is false when the message is not an
+	// availability message or its payload is not understood.
+	Availability(topic string, payload []byte) (device string, online bool, ok bool)
 }

@@ -20,7 +20,9 @@ type tasmota struct {
 // single-channel device is meter <device>; a multi-channel device, which
 // sends one value a channel in arrays, is meters <device>:1, <device>:2, ...
 // Other telemetry (LWT, STATE, a SENSOR message without ENERGY) carries no
-// reading and is not an error.
+// reading and is not an error. The Source is an AvailabilitySource:
+// prefix/<device>/LWT, Online or Offline, announces the device, whose meter
+// ids are <device> or <device>:<n>.
 //
 // Tasmota's Time has no offset unless SetOption52 is on, and is 1970 while
 // the clock is unset: a reading is device-stamped only when Time carries an
@@ -51,6 +53,26 @@ func (t *tasmota) split(topic string) (device, kind string, ok bool) {
 		return "", "", false
 	}
 	return rest[:i], rest[i+1:], true
+}
+
+// Availability decodes prefix/<device>/LWT: Online or Offline, in any case.
+// device is SubMeterID(<device>, ""), the meter id of a single-channel
+// device and what the meter ids of a multi-channel one have before ':'.
+func (t *tasmota) Availability(topic string, payload []byte) (device string, online bool, ok bool) {
+	name, kind, ok := t.split(topic)
+	if !ok || kind != "LWT" || t.d.Limits.checkSize(payload) != nil {
+		return "", false, false
+	}
+	if device = SubMeterID(name, ""); device == "" {
+		return "", false, false
+	}
+	switch word := strings.TrimSpace(string(payload)); {
+	case strings.EqualFold(word, "Online"):
+		return device, true, true
+	case strings.EqualFold(word, "Offline"):
+		return device, false, true
+	}
+	return "", false, false
 }
 
 type tasmotaSensor struct {

@@ -58,6 +58,9 @@ func TestTasmotaFiles(t *testing.T) {
 			{Meter: "pzem:2", Time: now, PowerW: 840},
 			{Meter: "pzem:3", Time: now, PowerW: 1320}}},
 		{"temperature_only.json", "tele/attic/SENSOR", nil},
+		// Availability: no reading.
+		{"lwt_online.txt", "tele/pow1/LWT", nil},
+		{"lwt_offline.txt", "tele/shelly25/LWT", nil},
 	}
 	src := NewTasmota("", DefaultLimits())
 	for _, tt := range tests {
@@ -164,7 +167,11 @@ func FuzzTasmota(f *testing.F) {
 		"three_phase_one_total.json", "temperature_only.json", "string_power.json"} {
 		f.Add("tele/pow1/SENSOR", loadPayload(f, "tasmota", name))
 	}
-	f.Add("tele/pow1/LWT", []byte("Online"))
+	for _, name := range []string{"lwt_online.txt", "lwt_offline.txt"} {
+		f.Add("tele/pow1/LWT", loadPayload(f, "tasmota", name))
+	}
+	f.Add("tele/living room/LWT", []byte(" offline\n"))
+	f.Add("tele/home/plug:1/LWT", []byte("Online"))
 	f.Add("tele/a b/SENSOR", []byte(`{"Time":"2026-11-25T10:00:00+01:00","ENERGY":{"Power":[1,2],"Total":[3,4]}}`))
 	src := NewTasmota("", DefaultLimits())
 	f.Fuzz(func(t *testing.T, topic string, payload []byte) {
@@ -173,5 +180,6 @@ func FuzzTasmota(f *testing.F) {
 			t.Fatalf("Decode(%q) of a topic that does not Match: no error", topic)
 		}
 		checkSourceOutput(t, src, topic, payload, readings, err)
+		checkAvailability(t, src, topic, payload, readings, err)
 	})
 }

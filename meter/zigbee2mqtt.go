@@ -18,6 +18,11 @@ import (
 // retained state, gives no reading. Readings are stamped on receipt:
 // Zigbee2MQTT republishes cached values, so "last_seen" does not date the
 // power. Multi-endpoint fields (power_l1, power_left) are not read.
+//
+// The Source is an AvailabilitySource: <prefix>/<friendly name>/availability
+// announces the device whose meter is named after the friendly name. As the
+// topic also reads as the state of a device whose friendly name ends in
+// "/availability", such a device gives no readings.
 func NewZigbee2MQTT(prefix string, limits Limits) Source {
 	if prefix == "" {
 		prefix = "zigbee2mqtt"
@@ -70,7 +75,7 @@ func (z *zigbee2mqtt) Decode(topic string, payload []byte, now time.Time) ([]Rea
 	if err != nil {
 		return nil, err
 	}
-	id := SubMeterID(strings.ReplaceAll(name, "/", "_"), "")
+	id := z2mMeterID(name)
 	if id == "" {
 		return nil, reject(ReasonBadMeterID, "friendly name %q gives no usable meter id of at most %d characters", truncate(name), MaxIDLength)
 	}
@@ -85,6 +90,47 @@ func (z *zigbee2mqtt) Decode(topic string, payload []byte, now time.Time) ([]Rea
 		return nil, err
 	}
 	return []Reading{r}, nil
+}
+
+// Availability decodes <prefix>/<friendly name>/availability: a JSON
+// object whose "state" is "online" or "offline", or, with Zigbee2MQTT's
+// legacy availability payload, the bare word. device is the meter id of the
+// device's readings.
+func (z *zigbee2mqtt) Availability(topic string, payload []byte) (device string, online bool, ok bool) {
+	rest, ok := strings.CutPrefix(topic, z.prefix+"/")
+	if !ok || z.d.Limits.checkSize(payload) != nil {
+		return "", false, false
+	}
+	name, ok := strings.CutSuffix(rest, "/availability")
+	if !ok || !z2mDeviceTopic(name) {
+		return "", false, false
+	}
+	if device = z2mMeterID(name); device == "" {
+		return "", false, false
+	}
+	word := string(bytes.TrimSpace(payload))
+	if strings.HasPrefix(word, "{") {
+		var a struct {
+			State string `json:"state"`
+		}
+		if json.Unmarshal(payload, &a) != nil {
+			return "", false, false
+		}
+		word = a.State
+	}
+	switch word {
+	case "online":
+		return device, true, true
+	case "offline":
+		return device, false, true
+	}
+	return "", false, false
+}
+
+// z2mMeterID returns the meter id of the device of friendly name name, or
+// "" when it gives none.
+func z2mMeterID(name string) string {
+	return SubMeterID(strings.ReplaceAll(name, "/", "_"), "")
 }
 
 // z2mDeviceTopic reports whether name, the topic below the prefix, is the

@@ -22,6 +22,11 @@ func TestZigbee2MQTT(t *testing.T) {
 		{file: "power_null.json", topic: "zigbee2mqtt/heater plug"},
 		{file: "bridge_info.json", topic: "zigbee2mqtt/bridge/info"},
 		{file: "availability.json", topic: "zigbee2mqtt/heater plug/availability"},
+		{file: "availability_offline.json", topic: "zigbee2mqtt/heater plug/availability"},
+		{file: "availability_legacy_online.txt", topic: "zigbee2mqtt/heater plug/availability"},
+		{file: "availability_legacy_offline.txt", topic: "zigbee2mqtt/heater plug/availability"},
+		// A device named "plug/availability" gives no readings.
+		{file: "plug.json", topic: "zigbee2mqtt/plug/availability"},
 		{file: "plug.json", topic: "zigbee2mqtt/heater plug/set"},
 		{file: "plug.json", topic: "zigbee2mqtt/heater plug/set/state"},
 		{file: "plug.json", topic: "zigbee2mqtt/heater plug/get"},
@@ -66,13 +71,21 @@ func FuzzZigbee2MQTT(f *testing.F) {
 		}
 		f.Add("zigbee2mqtt/kitchen/plug", b)
 	}
+	for _, name := range []string{"availability.json", "availability_offline.json", "availability_legacy_online.txt", "availability_legacy_offline.txt"} {
+		f.Add("zigbee2mqtt/kitchen/plug/availability", loadPayload(f, "zigbee2mqtt", name))
+	}
 	f.Add("zigbee2mqtt/bridge/state", []byte(`{"state":"online"}`))
+	f.Add("zigbee2mqtt/x/availability/availability", []byte(`{"state":"offline","power":3}`))
 	src := NewZigbee2MQTT("", DefaultLimits())
 	f.Fuzz(func(t *testing.T, topic string, payload []byte) {
 		if !src.Match(topic) {
+			if _, _, ok := src.(AvailabilitySource).Availability(topic, payload); ok {
+				t.Fatalf("Availability(%q) of a topic that does not Match", topic)
+			}
 			return
 		}
 		rs, err := src.Decode(topic, payload, now)
 		checkFuzzReadings(t, topic, payload, rs, err)
+		checkAvailability(t, src, topic, payload, rs, err)
 	})
 }
