@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -50,7 +51,7 @@ func TestCompactFile(t *testing.T) {
 	if got := rangeOf(t, s, "m", jan, apr); !slices.Equal(got, want) {
 		t.Errorf("after compaction %d readings, want %d", len(got), len(want))
 	}
-	if m, _ := s.Meter("m"); m != meterWant {
+	if m, _ := s.Meter("m"); !reflect.DeepEqual(m, meterWant) {
 		t.Errorf("after compaction meter = %+v, want %+v", m, meterWant)
 	}
 	if err := s.CheckRollups("m"); err != nil {

@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -37,14 +39,15 @@ func openRetention(t *testing.T, dir string, r Retention, keep time.Duration) *S
 }
 
 // every returns readings of meterID every step in [from, to); one in three
-// carries an energy counter, and powers vary.
+// carries an energy counter, which rises 2.5 Wh every 30 s of time, and
+// powers vary.
 func every(meterID string, from, to time.Time, step time.Duration) []meter.Reading {
 	var rs []meter.Reading
 	i := 0
 	for ts := from; ts.Before(to); ts = ts.Add(step) {
 		r := meter.Reading{Meter: meterID, Time: ts, PowerW: float64(500+i%1777) + 0.25, Stamped: true}
 		if i%3 == 0 {
-			r.EnergyWh, r.HasEnergy = 1e6+float64(i)*7.5, true
+			r.EnergyWh, r.HasEnergy = 1e6+float64((ts.Unix()-1577836800)/30)*2.5, true
 		}
 		rs = append(rs, r)
 		i++
@@ -173,7 +176,7 @@ func TestRetentionArchivesPastMonths(t *testing.T) {
 		}
 	}
 	lines := bytes.Split(gunzip(t, path), []byte("\n"))
-	if string(lines[0]) != "timestamp,power_w,energy_wh" || string(lines[1]) != "2026-01-01T00:00:00Z,500.25,1e+06" ||
+	if string(lines[0]) != "timestamp,power_w,energy_wh" || string(lines[1]) != "2026-01-01T00:00:00Z,500.25,1.67824e+07" ||
 		string(lines[2]) != "2026-01-01T00:01:00Z,501.25," {
 		t.Errorf("archive starts %q, want a header then readings", lines[:3])
 	}
@@ -213,7 +216,7 @@ func TestRetentionArchivesPastMonths(t *testing.T) {
 	// The state survives a reopen.
 	s.Close()
 	s = openRetention(t, dir, retain30, 0)
-	if m, _ := s.Meter("m"); m != after {
+	if m, _ := s.Meter("m"); !reflect.DeepEqual(m, after) {
 		t.Errorf("after reopening, meter = %+v, want %+v", m, after)
 	}
 	if err := s.CheckRollups("m"); err != nil {
@@ -310,7 +313,7 @@ func TestRetentionReadingChangedMeanwhile(t *testing.T) {
 			if err != nil || deleted != 0 || deferred != 1 {
 				t.Fatalf("retire after a change deleted %d, deferred %d (%v); want 0 and 1", deleted, deferred, err)
 			}
-			if m, _ := s.Meter("m"); m != before {
+			if m, _ := s.Meter("m"); !reflect.DeepEqual(m, before) {
 				t.Errorf("a deferred retire changed the meter: %+v, was %+v", m, before)
 			}
 			want := between(rs, jan, feb)
@@ -624,16 +627,36 @@ func TestDatabaseSizeIsBoundedUnderRetention(t *testing.T) {
 
 func TestMeterStateEncoding(t *testing.T) {
 	for _, st := range []meterState{
-		{FirstNs: 1, LastNs: 2, LastW: 3, LastWh: 4, LastHasWh: true, SeenNs: 5, Readings: 6, CompactedNs: 7},
+		{FirstNs: 1, LastNs: 2, LastW: 3, LastWh: 4, LastHasWh: true, SeenNs: 5, Readings: 6, CompactedNs: 7,
+			RefWh: 4, RefNs: 2, PendWh: 9, PendNs: 10, PendN: 2, IntervalNs: 11},
 		{FirstNs: 1, LastNs: 2, Readings: 6, ArchivedNs: 8},
 	} {
 		b := st.encode()
-		if st.ArchivedNs == 0 && (len(b) != meterStateSize || b[0] != 1) {
-			t.Errorf("a state never archived encodes as %d bytes, version %d; want version 1 (%d bytes)", len(b), b[0], meterStateSize)
-		}
 		got, err := decodeMeterState(b)
 		if err != nil || got != st {
 			t.Errorf("decode(encode(%+v)) = %+v, %v", st, got, err)
+		}
+	}
+	// A state written by schema 1 (encodings 1 and 2) takes its newest
+	// counter as the counter reference.
+	v1 := meterState{FirstNs: 1, LastNs: 2, LastW: 3, LastWh: 4, LastHasWh: true, SeenNs: 5, Readings: 6, CompactedNs: 7}
+	b := v1.encode()[:meterStateSize]
+	b[0] = 1
+	got, err := decodeMeterState(b)
+	want := v1
+	want.RefWh, want.RefNs = 4, 2
+	if err != nil || got != want {
+		t.Errorf("decode(version 1) = %+v, %v; want %+v", got, err, want)
+	}
+	v2 := append(slices.Clone(b), binary.BigEndian.AppendUint64(nil, 8)...)
+	v2[0] = 2
+	want.ArchivedNs = 8
+	if got, err := decodeMeterState(v2); err != nil || got != want {
+		t.Errorf("decode(version 2) = %+v, %v; want %+v", got, err, want)
+	}
+	for _, bad := range [][]byte{nil, {3}, b[:20], append(slices.Clone(b), 0)} {
+		if _, err := decodeMeterState(bad); err == nil {
+			t.Errorf("decode(%x) succeeded", bad)
 		}
 	}
 }
@@ -668,7 +691,7 @@ func TestRetentionCancelled(t *testing.T) {
 	if _, err := s.ApplyRetention(ctx, lifeNow); !errors.Is(err, context.Canceled) {
 		t.Errorf("ApplyRetention cancelled = %v, want context.Canceled", err)
 	}
-	if m, _ := s.Meter("m"); m != before {
+	if m, _ := s.Meter("m"); !reflect.DeepEqual(m, before) {
 		t.Errorf("meter = %+v, was %+v", m, before)
 	}
 	entries, _ := os.ReadDir(filepath.Join(s.archiveDir, "m"))

@@ -47,9 +47,22 @@ type Meter struct {
 	// and readings arriving for that time are archived at the next run
 	// without changing the rollups. Zero when none were archived.
 	ArchivedBefore time.Time
+	// Info is the meter's registry entry.
+	Info MeterInfo
+	// Site is the meter's site: its own, or its main meter's.
+	Site string
+	// Children are the meters whose parent it is, sorted.
+	Children []string
+	// Interval is the meter's usual time between readings; 0 while unknown.
+	Interval time.Duration
+	// Availability is what its device last announced, if anything.
+	Availability *Availability
+	// silentAfter is the silence that makes it offline (see Status).
+	silentAfter time.Duration
 }
 
-func (st meterState) meter(id string) Meter {
+// meter returns meter id's summary; metersMu must be held.
+func (s *Store) meter(id string, st meterState, children map[string][]string) Meter {
 	m := Meter{
 		ID:         id,
 		First:      time.Unix(0, st.FirstNs).UTC(),
@@ -57,11 +70,35 @@ func (st meterState) meter(id string) Meter {
 		LastPowerW: st.LastW,
 		LastSeen:   time.Unix(0, st.SeenNs).UTC(),
 		Readings:   st.Readings,
+		Interval:   time.Duration(st.IntervalNs),
+		Info:       s.info[id].clone(),
+		Site:       s.siteOf(id, nil),
+		Children:   children[id],
 	}
 	if st.ArchivedNs != 0 {
 		m.ArchivedBefore = time.Unix(0, st.ArchivedNs).UTC()
 	}
+	m.silentAfter = max(3*m.Interval, minSilence)
+	if m.Interval == 0 {
+		m.silentAfter = 3 * s.maxGap
+	}
+	m.Availability = s.availabilityOf(id)
 	return m
+}
+
+// childIndex returns the children of every meter with some, sorted;
+// metersMu must be held.
+func (s *Store) childIndex() map[string][]string {
+	out := map[string][]string{}
+	for id, info := range s.info {
+		if info.Parent != "" {
+			out[info.Parent] = append(out[info.Parent], id)
+		}
+	}
+	for _, c := range out {
+		slices.Sort(c)
+	}
+	return out
 }
 
 // Meters returns every meter with readings, sorted by id. It reads memory
@@ -69,8 +106,9 @@ func (st meterState) meter(id string) Meter {
 func (s *Store) Meters() []Meter {
 	s.metersMu.RLock()
 	out := make([]Meter, 0, len(s.meters))
+	children := s.childIndex()
 	for id, st := range s.meters {
-		out = append(out, st.meter(id))
+		out = append(out, s.meter(id, st, children))
 	}
 	s.metersMu.RUnlock()
 	slices.SortFunc(out, func(a, b Meter) int { return strings.Compare(a.ID, b.ID) })
@@ -80,12 +118,12 @@ func (s *Store) Meters() []Meter {
 // Meter returns one meter's summary, or ErrUnknownMeter.
 func (s *Store) Meter(id string) (Meter, error) {
 	s.metersMu.RLock()
+	defer s.metersMu.RUnlock()
 	st, ok := s.meters[id]
-	s.metersMu.RUnlock()
 	if !ok {
 		return Meter{}, fmt.Errorf("%w: %q", ErrUnknownMeter, id)
 	}
-	return st.meter(id), nil
+	return s.meter(id, st, map[string][]string{id: s.childrenOf(id, nil)}), nil
 }
 
 // Range returns the readings of meter with from <= Time < to, oldest first,

@@ -116,7 +116,8 @@ func checkLayout(tx *bolt.Tx, path string) error {
 	if len(v) != 4 {
 		return corrupt("no schema version: not a Vatio database")
 	}
-	switch version := binary.BigEndian.Uint32(v); {
+	version := binary.BigEndian.Uint32(v)
+	switch {
 	case version > SchemaVersion:
 		return fmt.Errorf("%w: %s has schema version %d, this Vatio reads up to %d; upgrade Vatio", ErrNewerSchema, path, version, SchemaVersion)
 	case version < 1:
@@ -170,6 +171,14 @@ func checkLayout(tx *bolt.Tx, path string) error {
 	})
 	if err != nil {
 		return err
+	}
+	if version >= 2 {
+		if tx.Bucket(bucketInfo) == nil {
+			return corrupt("no %q bucket", bucketInfo)
+		}
+		if err := loadInfo(tx, map[string]MeterInfo{}); err != nil {
+			return corrupt("%v", err)
+		}
 	}
 	return tx.Bucket(bucketAlerts).ForEach(func(k, _ []byte) error {
 		if len(k) != 8 {

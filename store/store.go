@@ -27,7 +27,7 @@ import (
 
 // SchemaVersion is the layout of the database this Vatio writes. A database
 // with an older version is migrated on Open; a newer one is refused.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // FileName is the database file's name inside the data directory.
 const FileName = "vatio.db"
@@ -50,6 +50,7 @@ var ErrLocked = errors.New("store: database is in use by another process")
 //	        readings are in series or in blocks, never in both
 //	meters  <meter> -> encoded meterState (see writer.go), with the meter's
 //	        archive boundary once retention has deleted readings
+//	meter_info <meter> -> JSON MeterInfo: the registry (schema 2)
 //	alerts  8-byte big-endian id -> JSON Alert
 //	rollup_1m, rollup_1h, rollup_1d
 //	        <meter> -> bucket: 8-byte big-endian Unix ns of the bucket start -> agg
@@ -111,6 +112,10 @@ type Options struct {
 	// ArchiveKeep is how long archive files are kept, counted from the end
 	// of their month; 0 keeps them forever. Default 0.
 	ArchiveKeep time.Duration
+	// MaxPowerW is the most power, in watts, a meter without an expected
+	// maximum of its own can draw: an energy counter rising faster is
+	// rejected (see checkCounter). Default 10 MW.
+	MaxPowerW float64
 }
 
 // Store is the database. All methods are safe for concurrent use.
@@ -153,6 +158,14 @@ type Store struct {
 	// changes it, holding metersMu; others read it holding metersMu shared.
 	metersMu sync.RWMutex
 	meters   map[string]meterState
+	// info is the meter registry; like meters, only the writer changes it.
+	info map[string]MeterInfo
+	// gaps holds each meter's latest intervals; only the writer uses it.
+	gaps map[string]*gapRing
+	// avail is what devices announced of themselves.
+	avail availability
+	// maxPower is Options.MaxPowerW.
+	maxPower float64
 
 	commitSeconds prometheus.Histogram
 	batchSize     prometheus.Histogram
@@ -177,6 +190,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxPowerW <= 0 {
+		opts.MaxPowerW = 10e6
 	}
 	if opts.MaxSizeBytes <= 0 {
 		opts.MaxSizeBytes = defaultMaxSize()
@@ -215,6 +231,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		queue:       make(chan entry, opts.QueueSize),
 		acks:        make(chan committed, 4),
 		meters:      map[string]meterState{},
+		info:        map[string]MeterInfo{},
+		gaps:        map[string]*gapRing{},
+		avail:       availability{device: map[string]Availability{}},
+		maxPower:    opts.MaxPowerW,
 		retention:   opts.Retention,
 		archiveDir:  opts.ArchiveDir,
 		archiveKeep: opts.ArchiveKeep,
@@ -279,6 +299,8 @@ var migrations = []func(tx *bolt.Tx) error{
 		}
 		return nil
 	},
+	// 1 -> 2: the meter registry.
+	migrateRegistry,
 }
 
 // migrate checks the schema version before writing anything, so that a
@@ -330,7 +352,7 @@ func (s *Store) load() error {
 		if v := tx.Bucket(bucketMeta).Get(keySeq); len(v) == 8 {
 			s.seq = binary.BigEndian.Uint64(v)
 		}
-		return tx.Bucket(bucketMeters).ForEach(func(k, v []byte) error {
+		err := tx.Bucket(bucketMeters).ForEach(func(k, v []byte) error {
 			st, err := decodeMeterState(v)
 			if err != nil {
 				return fmt.Errorf("meter %q: %w", k, err)
@@ -338,6 +360,10 @@ func (s *Store) load() error {
 			s.meters[string(k)] = st
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		return loadInfo(tx, s.info)
 	})
 	if err != nil {
 		return fmt.Errorf("store: load %s: %w", s.path, err)

@@ -24,13 +24,18 @@ type entry struct {
 	compress *compressJob
 	retire   *retireJob
 	prune    *pruneJob
+	edit     *editJob
+	erase    *eraseJob
 	done     func(error)
 	barrier  bool
+	// rejected is set by the writer when it refused r (an implausible
+	// counter) or edit; done receives it.
+	rejected error
 }
 
 // alone reports whether e is committed in a transaction of its own.
 func (e *entry) alone() bool {
-	return e.imp != nil || e.compress != nil || e.retire != nil || e.prune != nil
+	return e.imp != nil || e.compress != nil || e.retire != nil || e.prune != nil || e.edit != nil || e.erase != nil
 }
 
 // importJob is a history import: its readings are stored in the same
@@ -59,22 +64,34 @@ type meterState struct {
 	// rollups before it are history that readings arriving late no longer
 	// change. 0 when retention never deleted any.
 	ArchivedNs int64
+	// RefWh and RefNs are the newest non-zero energy counter taken and its
+	// reading's time (RefNs 0: none yet): the reference a new counter is
+	// checked against (see checkCounter).
+	RefWh float64
+	RefNs int64
+	// PendWh, PendNs and PendN track counters rejected as implausible jumps:
+	// the newest one, its time, and how many in a row agreed with each
+	// other. After rebaseAfter of them the meter's counter is taken to have
+	// moved for good (a replaced device).
+	PendWh float64
+	PendNs int64
+	PendN  uint64
+	// IntervalNs is the meter's usual time between readings, as received
+	// (see noteInterval); 0 while unknown.
+	IntervalNs int64
 }
 
-// A meter state is encoded as version 1 (without ArchivedNs) until
-// retention first deletes readings of the meter, so that a database
-// retention never touched stays readable by a Vatio from before it.
+// Meter states are encoded in one of three versions: 1 (without
+// ArchivedNs), 2 (with it), and 3, written since schema 2, with every field.
 const (
 	meterStateSize   = 1 + 7*8 + 1
 	meterStateSizeV2 = meterStateSize + 8
+	meterStateSizeV3 = meterStateSizeV2 + 6*8
 )
 
 func (m meterState) encode() []byte {
-	b := make([]byte, 1, meterStateSizeV2)
-	b[0] = 1 // encoding version
-	if m.ArchivedNs != 0 {
-		b[0] = 2
-	}
+	b := make([]byte, 1, meterStateSizeV3)
+	b[0] = 3 // encoding version
 	b = binary.BigEndian.AppendUint64(b, uint64(m.FirstNs))
 	b = binary.BigEndian.AppendUint64(b, uint64(m.LastNs))
 	b = binary.BigEndian.AppendUint64(b, math.Float64bits(m.LastW))
@@ -87,14 +104,20 @@ func (m meterState) encode() []byte {
 	} else {
 		b = append(b, 0)
 	}
-	if m.ArchivedNs != 0 {
-		b = binary.BigEndian.AppendUint64(b, uint64(m.ArchivedNs))
-	}
+	b = binary.BigEndian.AppendUint64(b, uint64(m.ArchivedNs))
+	b = binary.BigEndian.AppendUint64(b, math.Float64bits(m.RefWh))
+	b = binary.BigEndian.AppendUint64(b, uint64(m.RefNs))
+	b = binary.BigEndian.AppendUint64(b, math.Float64bits(m.PendWh))
+	b = binary.BigEndian.AppendUint64(b, uint64(m.PendNs))
+	b = binary.BigEndian.AppendUint64(b, m.PendN)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.IntervalNs))
 	return b
 }
 
 func decodeMeterState(b []byte) (meterState, error) {
-	if !(len(b) == meterStateSize && b[0] == 1) && !(len(b) == meterStateSizeV2 && b[0] == 2) {
+	ok := len(b) > 0 && (len(b) == meterStateSize && b[0] == 1 ||
+		len(b) == meterStateSizeV2 && b[0] == 2 || len(b) == meterStateSizeV3 && b[0] == 3)
+	if !ok {
 		return meterState{}, fmt.Errorf("bad meter state (%d bytes)", len(b))
 	}
 	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[1+8*i:]) }
@@ -103,8 +126,17 @@ func decodeMeterState(b []byte) (meterState, error) {
 		LastWh: math.Float64frombits(u(3)), SeenNs: int64(u(4)), Readings: u(5), CompactedNs: int64(u(6)),
 		LastHasWh: b[meterStateSize-1] == 1,
 	}
-	if b[0] == 2 {
+	if b[0] >= 2 {
 		st.ArchivedNs = int64(binary.BigEndian.Uint64(b[meterStateSize:]))
+	}
+	if b[0] == 3 {
+		v := func(i int) uint64 { return binary.BigEndian.Uint64(b[meterStateSizeV2+8*i:]) }
+		st.RefWh, st.RefNs = math.Float64frombits(v(0)), int64(v(1))
+		st.PendWh, st.PendNs, st.PendN = math.Float64frombits(v(2)), int64(v(3)), v(4)
+		st.IntervalNs = int64(v(5))
+	}
+	if b[0] < 3 && st.LastHasWh && st.LastWh != 0 {
+		st.RefWh, st.RefNs = st.LastWh, st.LastNs // an older state: its newest counter
 	}
 	return st, nil
 }
@@ -256,7 +288,7 @@ func (s *Store) ackLoop() {
 	for c := range s.acks {
 		for _, e := range c.batch {
 			if e.done != nil {
-				e.done(c.err)
+				e.done(cmp.Or(c.err, e.rejected))
 			}
 		}
 	}
@@ -268,22 +300,45 @@ func (s *Store) commit(batch []entry) error {
 	start := time.Now()
 	nowNs := start.UnixNano()
 	changed := map[string]meterState{}
+	newInfo := map[string]MeterInfo{} // meters seen for the first time, and meters a job changed
+	var erased []string
 	seq := s.seq
 	stored := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		w := newTxWriter(tx, s.maxGap, seq)
-		store := func(r meter.Reading) (int, error) {
+		maxW := map[string]float64{} // each meter's maximum power, looked up once a commit
+		store := func(r meter.Reading, live bool) (int, error) {
 			id := r.Meter
 			st, ok := changed[id]
 			if !ok {
 				st = s.meters[id] // only this goroutine writes s.meters
 			}
-			added, err := w.put(&st, r)
+			mw, ok := maxW[id]
+			if !ok {
+				mw = s.maxPowerW(id)
+				maxW[id] = mw
+			}
+			isNew := st.Readings == 0 && st.SeenNs == 0
+			added, err := w.put(&st, r, mw)
+			if meter.ReasonOf(err) != "" {
+				if !isNew {
+					changed[id] = st // the rejected counter's tracking
+				}
+				return 0, err
+			}
 			if err != nil {
 				return 0, fmt.Errorf("meter %q: %w", id, err)
 			}
+			if live {
+				s.noteInterval(id, &st, nowNs)
+			}
 			st.SeenNs = nowNs
 			changed[id] = st
+			if isNew {
+				if err := s.registerMeter(tx, id, r.Source, nowNs, newInfo); err != nil {
+					return 0, err
+				}
+			}
 			return added, nil
 		}
 		for i := range batch {
@@ -315,7 +370,10 @@ func (s *Store) commit(batch []entry) error {
 			case e.imp != nil:
 				e.imp.added = 0
 				for j, r := range e.imp.readings {
-					added, err := store(r)
+					added, err := store(r, false)
+					if meter.ReasonOf(err) != "" {
+						return fmt.Errorf("reading %d of %d (%s): %w", j+1, len(e.imp.readings), r, err)
+					}
 					if err != nil {
 						return err
 					}
@@ -325,8 +383,33 @@ func (s *Store) commit(batch []entry) error {
 					}
 				}
 				stored += e.imp.added
+			case e.edit != nil:
+				if err := w.finish(); err != nil { // what came before, first
+					return err
+				}
+				w = newTxWriter(tx, s.maxGap, w.seq)
+				if err := s.runEdit(tx, e.edit, newInfo); err != nil {
+					if _, ok := err.(*refused); ok {
+						e.rejected = err
+						continue
+					}
+					return err
+				}
+			case e.erase != nil:
+				if err := w.finish(); err != nil { // what came before, first
+					return err
+				}
+				w = newTxWriter(tx, s.maxGap, w.seq)
+				if err := s.runErase(tx, e.erase, changed, newInfo); err != nil {
+					return err
+				}
+				erased = append(erased, e.erase.meter)
 			default:
-				added, err := store(e.r)
+				added, err := store(e.r, true)
+				if meter.ReasonOf(err) != "" {
+					e.rejected = err
+					continue
+				}
 				if err != nil {
 					return err
 				}
@@ -352,6 +435,14 @@ func (s *Store) commit(batch []entry) error {
 	s.metersMu.Lock()
 	for id, st := range changed {
 		s.meters[id] = st
+	}
+	for _, id := range erased {
+		delete(s.meters, id)
+		delete(s.info, id)
+		delete(s.gaps, id)
+	}
+	for id, info := range newInfo {
+		s.info[id] = info
 	}
 	s.metersMu.Unlock()
 	s.commitSeconds.Observe(time.Since(start).Seconds())
@@ -423,6 +514,91 @@ func (w *txWriter) block(meterID string, ns int64) (*openBlock, error) {
 	return ob, nil
 }
 
+// The counter checks of checkCounter.
+const (
+	// plausibleFloor is the least time a counter's rise is judged over:
+	// readings stamped on receipt can arrive bunched after a network outage.
+	plausibleFloor = int64(time.Minute)
+	// plausibleFactor and plausibleSlackWh allow for clock jitter and the
+	// counter's own rounding (kWh with three decimals moves in 1 Wh steps).
+	plausibleFactor  = 1.5
+	plausibleSlackWh = 1.0
+	// rebaseAfter is how many implausible counters in a row, agreeing with
+	// each other, move a meter's counter for good.
+	rebaseAfter = 3
+)
+
+// plausibleWh is the most energy a meter of maximum power maxW (watts) can
+// draw in dt nanoseconds, with the allowances above.
+func plausibleWh(maxW float64, dt int64) float64 {
+	return maxW*float64(max(dt, plausibleFloor))/nsPerHour*plausibleFactor + plausibleSlackWh
+}
+
+// checkCounter applies the energy counter rules to reading r, at ns, of a
+// meter in state st whose maximum power is maxW, before r is stored. It may
+// drop r's counter, and it updates st's counter reference.
+//
+//   - A counter of 0 within maxGap of a non-zero one is a brief drop (a
+//     device restarting before it has restored its total): r is stored
+//     without its counter, so the counter's return is not counted a second
+//     time; the intervals around it are integrated from power. A counter
+//     that stays at 0 longer is a reset, and counts from zero.
+//   - For the newest reading of the meter, a counter that rose (or, after a
+//     reset, starts) by more energy than maxW can draw since the reference
+//     is rejected with meter.ReasonImplausibleEnergy. rebaseAfter such
+//     readings in a row that agree with each other mean the counter moved
+//     for good (a replaced device): the last is stored without its counter,
+//     and later counters count from it.
+//
+// A reading without a counter, or an older one arriving late, leaves the
+// reference alone.
+func checkCounter(st *meterState, r *meter.Reading, ns int64, newest bool, maxW float64, maxGap int64) error {
+	if !r.HasEnergy {
+		return nil
+	}
+	if r.EnergyWh == 0 {
+		if st.RefNs != 0 && st.RefWh != 0 && abs64(ns-st.RefNs) <= maxGap {
+			r.HasEnergy = false
+		}
+		return nil
+	}
+	if !newest {
+		return nil
+	}
+	if st.RefNs != 0 {
+		rise := r.EnergyWh - st.RefWh
+		if rise < 0 {
+			rise = r.EnergyWh // a reset: the new value counts from zero
+		}
+		if limit := plausibleWh(maxW, ns-st.RefNs); rise > limit {
+			agrees := st.PendN > 0 && r.EnergyWh >= st.PendWh && ns > st.PendNs &&
+				r.EnergyWh-st.PendWh <= plausibleWh(maxW, ns-st.PendNs)
+			if agrees {
+				st.PendN++
+			} else {
+				st.PendN = 1
+			}
+			st.PendWh, st.PendNs = r.EnergyWh, ns
+			if st.PendN < rebaseAfter {
+				return &meter.RejectError{Reason: meter.ReasonImplausibleEnergy, Detail: fmt.Sprintf(
+					"meter %s: energy counter %.3f Wh rose %.3f Wh in %s since %.3f Wh, more than %.0f W can draw",
+					r.Meter, r.EnergyWh, rise, time.Duration(ns-st.RefNs), st.RefWh, maxW)}
+			}
+			r.HasEnergy = false // the counter moved: count from here
+		}
+	}
+	st.PendN = 0
+	st.RefWh, st.RefNs = r.EnergyWh, ns
+	return nil
+}
+
+func abs64(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
 // put stores reading r, updating its meter's state st and the rollups, and
 // returns 1 if r is a new reading, 0 if it replaced one (a device resending
 // a reading it stamped).
@@ -436,13 +612,17 @@ func (w *txWriter) block(meterID string, ns int64) (*openBlock, error) {
 // meter's archive boundary (st.ArchivedNs) is stored the same way but
 // changes no rollup: the readings around it are archived, so rebuilding
 // would lose them; the next retention run adds it to its month's archive.
-func (w *txWriter) put(st *meterState, r meter.Reading) (int, error) {
+func (w *txWriter) put(st *meterState, r meter.Reading, maxW float64) (int, error) {
 	ns := r.Time.UnixNano()
 	if !r.Stamped {
 		ns -= ns % int64(time.Millisecond) // receive times: milliseconds are plenty, and compress
 		if st.Readings > 0 && ns <= st.LastNs {
 			ns = st.LastNs - st.LastNs%int64(time.Millisecond) + int64(time.Millisecond)
 		}
+	}
+	newest := st.Readings == 0 || ns > st.LastNs
+	if err := checkCounter(st, &r, ns, newest, maxW, w.rolls.maxGap); err != nil {
+		return 0, err
 	}
 	s := sample{ns: ns, w: r.PowerW, wh: r.EnergyWh, hasEnergy: r.HasEnergy}
 	archived := ns < st.ArchivedNs

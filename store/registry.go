@@ -1,0 +1,493 @@
+package store
+
+import (
+	"cmp"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// bucketInfo holds the meter registry: <meter> -> JSON MeterInfo.
+var bucketInfo = []byte("meter_info")
+
+// MeterInfo is what the registry knows of a meter beyond its readings: how
+// it was first seen, and what its user said about it.
+type MeterInfo struct {
+	// Source is the device family of the meter's first reading ("tasmota",
+	// "shelly", "import", ...); "" for a meter from before the registry.
+	Source string `json:"source"`
+	// Created is when the meter's first reading was stored.
+	Created time.Time `json:"created"`
+	// Name is a label for people; the id stays the meter's key.
+	Name string `json:"name,omitempty"`
+	// Site groups meters (a home, a plant). A sub-meter's site is its
+	// parent's: Site is kept empty on a meter with a Parent.
+	Site string `json:"site,omitempty"`
+	// Parent is the meter upstream of this one, which also measures what
+	// this one does: site totals count only meters without a parent.
+	Parent string   `json:"parent,omitempty"`
+	Tags   []string `json:"tags,omitempty"`
+	// ExpectedMinW and ExpectedMaxW bound the power the user expects, in
+	// watts; nil when not set. ExpectedMaxW also bounds how fast the
+	// meter's energy counter may rise (see checkCounter).
+	ExpectedMinW *float64 `json:"expected_min_w,omitempty"`
+	ExpectedMaxW *float64 `json:"expected_max_w,omitempty"`
+	// Critical marks a load that load shedding must never switch off.
+	Critical bool `json:"critical,omitempty"`
+}
+
+func (m MeterInfo) clone() MeterInfo {
+	m.Tags = slices.Clone(m.Tags)
+	if m.ExpectedMinW != nil {
+		v := *m.ExpectedMinW
+		m.ExpectedMinW = &v
+	}
+	if m.ExpectedMaxW != nil {
+		v := *m.ExpectedMaxW
+		m.ExpectedMaxW = &v
+	}
+	return m
+}
+
+// Availability is what a device last announced of itself (an MQTT last
+// will, a Shelly online topic).
+type Availability struct {
+	Online bool
+	At     time.Time
+}
+
+// Meter statuses (see Meter.Status).
+const (
+	StatusOnline  = "online"
+	StatusOffline = "offline"
+)
+
+// Why a meter is offline (see Meter.Status).
+const (
+	OfflineAnnounced = "announced" // the device said so (LWT)
+	OfflineSilent    = "silent"    // no reading for 3 times its usual interval
+)
+
+// minSilence is the least silence that makes a meter offline: a meter
+// reading every second is not offline after three.
+const minSilence = 10 * time.Second
+
+// Status returns whether the meter is online at now and, when it is not,
+// why: the device announced it went offline (and sent nothing since), or it
+// has been silent for more than three times its usual interval between
+// readings (or, while that interval is unknown, three times the store's
+// MaxGap).
+func (m Meter) Status(now time.Time) (status, why string) {
+	if a := m.Availability; a != nil && !a.Online && !m.LastSeen.After(a.At) {
+		return StatusOffline, OfflineAnnounced
+	}
+	if now.Sub(m.LastSeen) > m.silentAfter {
+		return StatusOffline, OfflineSilent
+	}
+	return StatusOnline, ""
+}
+
+// gapRing holds a meter's latest intervals between readings.
+type gapRing struct {
+	gaps [16]int64
+	n, i int
+}
+
+// noteInterval records that meter id (in state st) received a reading at
+// nowNs and updates its usual interval: the longest of its latest 16
+// intervals, so that a meter that reports on change, and at least every
+// minute when idle, is not taken for silent between two idle reports. Only
+// the writer calls it.
+func (s *Store) noteInterval(id string, st *meterState, nowNs int64) {
+	if st.SeenNs == 0 {
+		return
+	}
+	gap := nowNs - st.SeenNs
+	if gap < int64(100*time.Millisecond) {
+		return // several readings in one burst
+	}
+	r := s.gaps[id]
+	if r == nil {
+		r = &gapRing{}
+		s.gaps[id] = r
+		if st.IntervalNs > 0 { // from before a restart
+			r.gaps[0], r.n, r.i = st.IntervalNs, 1, 1
+		}
+	}
+	r.gaps[r.i] = min(gap, int64(24*time.Hour))
+	r.i = (r.i + 1) % len(r.gaps)
+	r.n = min(r.n+1, len(r.gaps))
+	st.IntervalNs = slices.Max(r.gaps[:r.n])
+}
+
+// maxPowerW is the most power meter id can draw: its expected maximum, or
+// the store's MaxPowerW. Only the writer calls it.
+func (s *Store) maxPowerW(id string) float64 {
+	if info, ok := s.info[id]; ok && info.ExpectedMaxW != nil && *info.ExpectedMaxW > 0 {
+		return *info.ExpectedMaxW
+	}
+	return s.maxPower
+}
+
+// registerMeter records a meter seen for the first time, unless the
+// registry has it already.
+func (s *Store) registerMeter(tx *bolt.Tx, id, source string, nowNs int64, newInfo map[string]MeterInfo) error {
+	if _, ok := s.info[id]; ok {
+		return nil
+	}
+	if _, ok := newInfo[id]; ok {
+		return nil
+	}
+	info := MeterInfo{Source: source, Created: time.Unix(0, nowNs).UTC()}
+	if err := putInfo(tx, id, info); err != nil {
+		return err
+	}
+	newInfo[id] = info
+	return nil
+}
+
+func putInfo(tx *bolt.Tx, id string, info MeterInfo) error {
+	v, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketInfo).Put([]byte(id), v)
+}
+
+// lookupInfo returns meter id's registry entry as the writer sees it:
+// changed in this transaction, or committed.
+func (s *Store) lookupInfo(id string, newInfo map[string]MeterInfo) (MeterInfo, bool) {
+	if info, ok := newInfo[id]; ok {
+		return info, true
+	}
+	info, ok := s.info[id]
+	return info, ok
+}
+
+// ErrInvalidEdit wraps the reason an edit of a meter was refused.
+var ErrInvalidEdit = errors.New("store: invalid meter edit")
+
+// refused is an edit refused without failing its transaction; it wraps why.
+type refused struct{ err error }
+
+func (r *refused) Error() string { return r.err.Error() }
+func (r *refused) Unwrap() error { return r.err }
+
+// editJob is an edit of a meter's registry entry.
+type editJob struct {
+	meter  string
+	apply  func(*MeterInfo) error
+	result MeterInfo
+}
+
+// runEdit applies job to its meter's entry, checking the hierarchy.
+func (s *Store) runEdit(tx *bolt.Tx, job *editJob, newInfo map[string]MeterInfo) error {
+	cur, ok := s.lookupInfo(job.meter, newInfo)
+	if !ok {
+		return &refused{fmt.Errorf("%w: %q", ErrUnknownMeter, job.meter)}
+	}
+	info := cur.clone()
+	if err := job.apply(&info); err != nil {
+		return &refused{fmt.Errorf("%w: %w", ErrInvalidEdit, err)}
+	}
+	if err := s.checkHierarchy(job.meter, &info, newInfo); err != nil {
+		return &refused{fmt.Errorf("%w: %w", ErrInvalidEdit, err)}
+	}
+	if err := putInfo(tx, job.meter, info); err != nil {
+		return err
+	}
+	newInfo[job.meter] = info
+	job.result = info
+	return nil
+}
+
+// maxDepth bounds a hierarchy: site, main meter, and sub-meters below it.
+const maxDepth = 8
+
+// checkHierarchy checks info, the new entry of meter id: its parent must be
+// another known meter, not below id, and at most maxDepth levels deep. A
+// sub-meter's site is its parent's: a site given with a parent must be the
+// parent's, and is then dropped.
+func (s *Store) checkHierarchy(id string, info *MeterInfo, newInfo map[string]MeterInfo) error {
+	if info.Parent == "" {
+		return nil
+	}
+	if info.Parent == id {
+		return errors.New("parent: a meter cannot be its own parent")
+	}
+	depth := 1
+	for p := info.Parent; p != ""; depth++ {
+		pi, ok := s.lookupInfo(p, newInfo)
+		if !ok {
+			return fmt.Errorf("parent: no meter %q", p)
+		}
+		if p == id {
+			return fmt.Errorf("parent: %q is below %q: that would make a loop", info.Parent, id)
+		}
+		if depth > maxDepth {
+			return fmt.Errorf("parent: more than %d levels of meters", maxDepth)
+		}
+		if pi.Parent == "" && info.Site != "" && info.Site != cmp.Or(pi.Site, DefaultSite) {
+			return fmt.Errorf("site: a sub-meter is in its parent's site %q, not %q", cmp.Or(pi.Site, DefaultSite), info.Site)
+		}
+		p = pi.Parent
+	}
+	// Deepest level below id, which moves with it.
+	below := s.depthBelow(id, newInfo, 0)
+	if depth-1+below > maxDepth {
+		return fmt.Errorf("parent: more than %d levels of meters", maxDepth)
+	}
+	info.Site = ""
+	return nil
+}
+
+// depthBelow returns how many levels of sub-meters hang below id.
+func (s *Store) depthBelow(id string, newInfo map[string]MeterInfo, level int) int {
+	if level > maxDepth {
+		return level
+	}
+	deepest := 0
+	for _, child := range s.childrenOf(id, newInfo) {
+		deepest = max(deepest, 1+s.depthBelow(child, newInfo, level+1))
+	}
+	return deepest
+}
+
+// childrenOf returns the meters whose parent is id, sorted, as the writer
+// sees them.
+func (s *Store) childrenOf(id string, newInfo map[string]MeterInfo) []string {
+	var out []string
+	for cid, info := range s.info {
+		if _, ok := newInfo[cid]; !ok && info.Parent == id {
+			out = append(out, cid)
+		}
+	}
+	for cid, info := range newInfo {
+		if info.Parent == id {
+			out = append(out, cid)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// EditMeter changes meter id's registry entry with apply, which gets a copy
+// of the entry to change and returns an error to refuse the edit. The new
+// entry's hierarchy is checked (see MeterInfo.Parent): a parent that is not
+// a known meter or would make a loop is refused. Refusals wrap
+// ErrInvalidEdit; an unknown meter is ErrUnknownMeter.
+func (s *Store) EditMeter(id string, apply func(*MeterInfo) error) (MeterInfo, error) {
+	job := &editJob{meter: id, apply: apply}
+	ch := make(chan error, 1)
+	if err := s.enqueue(entry{edit: job, done: func(err error) { ch <- err }}); err != nil {
+		return MeterInfo{}, err
+	}
+	if err := <-ch; err != nil {
+		if r, ok := err.(*refused); ok {
+			return MeterInfo{}, r.err
+		}
+		return MeterInfo{}, fmt.Errorf("store: edit meter %q: %w", id, err)
+	}
+	return job.result.clone(), nil
+}
+
+// Erased says what DeleteMeter removed.
+type Erased struct {
+	Readings     uint64 `json:"readings"`
+	Alerts       int    `json:"alerts"`
+	ArchiveFiles int    `json:"archive_files"`
+}
+
+// eraseJob erases one meter.
+type eraseJob struct {
+	meter  string
+	result Erased
+}
+
+// runErase removes everything of one meter from the database: readings,
+// blocks, rollups, state, registry entry and alerts. Its sub-meters become
+// main meters of the site it was in.
+func (s *Store) runErase(tx *bolt.Tx, job *eraseJob, changed map[string]meterState, newInfo map[string]MeterInfo) error {
+	id := []byte(job.meter)
+	st, hasState := s.meters[job.meter]
+	info, hasInfo := s.lookupInfo(job.meter, newInfo)
+	if !hasState && !hasInfo {
+		return fmt.Errorf("%w: %q", ErrUnknownMeter, job.meter)
+	}
+	job.result.Readings = st.Readings
+	for _, name := range [][]byte{bucketSeries, bucketBlocks, TierMinute.bucket(), TierHour.bucket(), TierDay.bucket()} {
+		if err := tx.Bucket(name).DeleteBucket(id); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+			return fmt.Errorf("erase %s of %q: %w", name, job.meter, err)
+		}
+	}
+	if err := tx.Bucket(bucketMeters).Delete(id); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketInfo).Delete(id); err != nil {
+		return err
+	}
+	site := s.siteOf(job.meter, newInfo)
+	for _, child := range s.childrenOf(job.meter, newInfo) {
+		ci, _ := s.lookupInfo(child, newInfo)
+		ci = ci.clone()
+		ci.Parent = info.Parent
+		if ci.Parent == "" {
+			ci.Site = site
+		}
+		if err := putInfo(tx, child, ci); err != nil {
+			return err
+		}
+		newInfo[child] = ci
+	}
+	delete(changed, job.meter)
+	delete(newInfo, job.meter)
+	alerts := tx.Bucket(bucketAlerts)
+	var drop [][]byte
+	err := alerts.ForEach(func(k, v []byte) error {
+		var a struct {
+			Meter string `json:"meter"`
+		}
+		if json.Unmarshal(v, &a) == nil && a.Meter == job.meter {
+			drop = append(drop, slices.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range drop {
+		if err := alerts.Delete(k); err != nil {
+			return err
+		}
+	}
+	job.result.Alerts = len(drop)
+	return nil
+}
+
+// DefaultSite is the site of a main meter that was given none.
+const DefaultSite = "default"
+
+// siteOf returns the site of meter id: its main meter's, or DefaultSite.
+func (s *Store) siteOf(id string, newInfo map[string]MeterInfo) string {
+	for range maxDepth + 1 {
+		info, ok := s.lookupInfo(id, newInfo)
+		if !ok || info.Parent == "" && info.Site == "" {
+			return DefaultSite
+		}
+		if info.Parent == "" {
+			return info.Site
+		}
+		id = info.Parent
+	}
+	return DefaultSite
+}
+
+// DeleteMeter erases meter id and all its data: its readings, rollups,
+// registry entry, alerts and archive files. Its sub-meters move up to its
+// parent (or become main meters of its site). Backups taken before keep
+// the meter until they are rotated out. A reading of the meter arriving
+// afterwards creates it anew.
+func (s *Store) DeleteMeter(id string) (Erased, error) {
+	// No retention run may write the meter's archive meanwhile.
+	s.retentionMu.Lock()
+	defer s.retentionMu.Unlock()
+	job := &eraseJob{meter: id}
+	ch := make(chan error, 1)
+	if err := s.enqueue(entry{erase: job, done: func(err error) { ch <- err }}); err != nil {
+		return Erased{}, err
+	}
+	if err := <-ch; err != nil {
+		if errors.Is(err, ErrUnknownMeter) {
+			return Erased{}, fmt.Errorf("%w: %q", ErrUnknownMeter, id)
+		}
+		return Erased{}, fmt.Errorf("store: delete meter %q: %w", id, err)
+	}
+	dir := filepath.Join(s.archiveDir, id)
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	if err := os.RemoveAll(dir); err != nil {
+		return job.result, fmt.Errorf("store: delete archive of meter %q: %w", id, err)
+	}
+	job.result.ArchiveFiles = len(files)
+	return job.result, nil
+}
+
+// availability holds what devices announced of themselves, by device (a
+// meter id, or the part before the last ':' of a channel's meter id).
+type availability struct {
+	mu     sync.RWMutex
+	device map[string]Availability
+}
+
+// maxDevices bounds the availability map against a flood of made-up ids.
+const maxDevices = 100000
+
+// SetAvailability records that device (a meter id, or the device part of
+// several meters' ids, see meter.SubMeterID) announced at at whether it is
+// online.
+func (s *Store) SetAvailability(device string, online bool, at time.Time) {
+	s.avail.mu.Lock()
+	defer s.avail.mu.Unlock()
+	if _, ok := s.avail.device[device]; !ok && len(s.avail.device) >= maxDevices {
+		return
+	}
+	s.avail.device[device] = Availability{Online: online, At: at}
+}
+
+// availabilityOf returns what meter id's device last announced, if anything.
+func (s *Store) availabilityOf(id string) *Availability {
+	s.avail.mu.RLock()
+	defer s.avail.mu.RUnlock()
+	if len(s.avail.device) == 0 {
+		return nil
+	}
+	if a, ok := s.avail.device[id]; ok {
+		return &a
+	}
+	if i := strings.LastIndexByte(id, ':'); i > 0 {
+		if a, ok := s.avail.device[id[:i]]; ok {
+			return &a
+		}
+	}
+	return nil
+}
+
+// loadInfo reads the registry.
+func loadInfo(tx *bolt.Tx, into map[string]MeterInfo) error {
+	return tx.Bucket(bucketInfo).ForEach(func(k, v []byte) error {
+		var info MeterInfo
+		if err := json.Unmarshal(v, &info); err != nil {
+			return fmt.Errorf("meter %q: registry entry: %w", k, err)
+		}
+		into[string(k)] = info
+		return nil
+	})
+}
+
+// migrateRegistry creates the registry with an entry for every meter of an
+// older database, created at its first reading.
+func migrateRegistry(tx *bolt.Tx) error {
+	b, err := tx.CreateBucketIfNotExists(bucketInfo)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketMeters).ForEach(func(k, v []byte) error {
+		if b.Get(k) != nil {
+			return nil
+		}
+		created := time.Time{}
+		if len(v) >= 9 {
+			created = time.Unix(0, int64(binary.BigEndian.Uint64(v[1:]))).UTC()
+		}
+		return putInfo(tx, string(k), MeterInfo{Created: created})
+	})
+}

@@ -1,0 +1,381 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/vatio-energy/vatio/meter"
+)
+
+// counter returns a reading of meter m at sec with power w and counter wh.
+func counter(m string, sec int, w, wh float64) meter.Reading {
+	r := reading(m, sec, w)
+	r.EnergyWh, r.HasEnergy = wh, true
+	return r
+}
+
+// appendAll appends rs and returns each one's commit error.
+func appendAll(t *testing.T, s *Store, rs ...meter.Reading) []error {
+	t.Helper()
+	errs := make([]error, len(rs))
+	for i, r := range rs {
+		if err := s.Append(r, func(err error) { errs[i] = err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return errs
+}
+
+// totalWh returns the energy of m's day rollups.
+func totalWh(t *testing.T, s *Store, m string) float64 {
+	t.Helper()
+	sum := 0.0
+	for _, b := range rollupsOf(t, s, m, TierDay) {
+		sum += b.EnergyWh
+	}
+	return sum
+}
+
+func TestCounterBriefDropToZeroIsNotCountedTwice(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	// 3600 W: 10 Wh every 10 s. The device restarts at 20 s, sends its
+	// counter as 0 once, then its restored total.
+	errs := appendAll(t, s,
+		counter("plug", 0, 3600, 1000), counter("plug", 10, 3600, 1010),
+		counter("plug", 20, 3600, 0), counter("plug", 30, 3600, 1030), counter("plug", 40, 3600, 1040))
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("reading %d: %v", i, err)
+		}
+	}
+	if got := totalWh(t, s, "plug"); !near(got, 40) {
+		t.Errorf("energy = %g Wh, want 40 (the drop to 0 and back counted once)", got)
+	}
+	recs, _, _ := s.Range("plug", t0, t0.Add(time.Hour), 10)
+	if len(recs) != 5 || recs[2].HasEnergy || !recs[3].HasEnergy {
+		t.Errorf("readings = %+v, want 5 with the 0 stored without its counter", recs)
+	}
+	if err := s.CheckRollups("plug"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestCounterResetCountsFromZero(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	// A counter back to 2 is a reset: 2 Wh, then it counts on.
+	mustAppend(t, s, counter("r", 0, 3600, 1000), counter("r", 10, 3600, 1010),
+		counter("r", 20, 3600, 2), counter("r", 30, 3600, 12))
+	if got := totalWh(t, s, "r"); !near(got, 22) {
+		t.Errorf("energy = %g Wh, want 10 + 2 + 10", got)
+	}
+	// A counter at 0 for longer than MaxGap is a reset to zero too.
+	mustAppend(t, s, counter("z", 0, 0, 500), counter("z", 700, 0, 0), counter("z", 710, 3600, 10))
+	if got := totalWh(t, s, "z"); !near(got, 10) {
+		t.Errorf("energy after a long 0 = %g Wh, want 10", got)
+	}
+	for _, m := range []string{"r", "z"} {
+		if err := s.CheckRollups(m); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestImplausibleCounterJumpIsRejected(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	mustAppend(t, s, counter("p", 0, 1000, 1000))
+	limit := 3600.0
+	if _, err := s.EditMeter("p", func(m *MeterInfo) error { m.ExpectedMaxW = &limit; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// 3600 W for a minute (the least time judged) is 60 Wh, with 1.5 times
+	// that and 1 Wh allowed: 91 Wh.
+	errs := appendAll(t, s, counter("p", 10, 1000, 1090), counter("p", 20, 1000, 1200), counter("p", 30, 1000, 1095))
+	if errs[0] != nil || errs[2] != nil {
+		t.Errorf("plausible counters refused: %v", errs)
+	}
+	if meter.ReasonOf(errs[1]) != meter.ReasonImplausibleEnergy {
+		t.Errorf("a rise of 110 Wh in 10 s at 3600 W: %v, want implausible_energy", errs[1])
+	}
+	m, _ := s.Meter("p")
+	if m.Readings != 3 {
+		t.Errorf("%d readings stored, want 3", m.Readings)
+	}
+	if got := totalWh(t, s, "p"); !near(got, 95) {
+		t.Errorf("energy = %g Wh, want 95", got)
+	}
+	// Without an expected maximum, MaxPowerW bounds it.
+	mustAppend(t, s, counter("q", 0, 1000, 1000))
+	errs = appendAll(t, s, counter("q", 60, 1000, 1000+10e6*1.5/60+2))
+	if meter.ReasonOf(errs[0]) != meter.ReasonImplausibleEnergy {
+		t.Errorf("a rise past 10 MW: %v, want implausible_energy", errs[0])
+	}
+}
+
+func TestCounterThatMovedForGoodIsRebased(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	// A device replaced by one whose counter is far ahead: two readings
+	// refused, the third taken without its counter, then counting resumes.
+	errs := appendAll(t, s, counter("d", 0, 3600, 1000), counter("d", 10, 3600, 5e6),
+		counter("d", 20, 3600, 5e6+10), counter("d", 30, 3600, 5e6+20), counter("d", 40, 3600, 5e6+30))
+	if errs[0] != nil || errs[3] != nil || errs[4] != nil ||
+		meter.ReasonOf(errs[1]) != meter.ReasonImplausibleEnergy || meter.ReasonOf(errs[2]) != meter.ReasonImplausibleEnergy {
+		t.Fatalf("errors = %v, want the 2nd and 3rd refused", errs)
+	}
+	recs, _, _ := s.Range("d", t0, t0.Add(time.Hour), 10)
+	if len(recs) != 3 || recs[1].HasEnergy || !recs[2].HasEnergy {
+		t.Fatalf("readings = %+v", recs)
+	}
+	// 0 to 30 s integrated from power (30 Wh), then the counter's 10 Wh.
+	if got := totalWh(t, s, "d"); !near(got, 40) {
+		t.Errorf("energy = %g Wh, want 40", got)
+	}
+	if err := s.CheckRollups("d"); err != nil {
+		t.Error(err)
+	}
+	// Refusals that disagree with each other never rebase.
+	errs = appendAll(t, s, counter("d", 50, 3600, 9e6), counter("d", 60, 3600, 1e6), counter("d", 70, 3600, 9e6))
+	for i, err := range errs {
+		if meter.ReasonOf(err) != meter.ReasonImplausibleEnergy {
+			t.Errorf("wild counter %d: %v, want implausible_energy", i, err)
+		}
+	}
+}
+
+func TestImportWithImplausibleCounterStoresNothing(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	_, err := s.Import([]meter.Reading{counter("i", 0, 100, 10), counter("i", 60, 100, 9e9)}, nil)
+	if meter.ReasonOf(err) != meter.ReasonImplausibleEnergy {
+		t.Fatalf("import: %v, want implausible_energy", err)
+	}
+	if _, err := s.Meter("i"); !errors.Is(err, ErrUnknownMeter) {
+		t.Errorf("meter after a refused import: %v", err)
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	before := time.Now().UTC()
+	r := reading("main", 0, 5000)
+	r.Source = "tasmota"
+	mustAppend(t, s, r, reading("kitchen", 0, 1000), reading("oven", 0, 800), reading("other", 0, 1))
+	m, err := s.Meter("main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Info.Source != "tasmota" || m.Info.Created.Before(before.Add(-time.Second)) || m.Info.Name != "" {
+		t.Errorf("new meter's entry = %+v", m.Info)
+	}
+	edit := func(id string, fn func(*MeterInfo)) error {
+		_, err := s.EditMeter(id, func(m *MeterInfo) error { fn(m); return nil })
+		return err
+	}
+	if err := edit("main", func(m *MeterInfo) { m.Name, m.Site, m.Tags = "Main meter", "home", []string{"grid"} }); err != nil {
+		t.Fatal(err)
+	}
+	if err := edit("kitchen", func(m *MeterInfo) { m.Parent = "main" }); err != nil {
+		t.Fatal(err)
+	}
+	if err := edit("oven", func(m *MeterInfo) { m.Parent, m.Critical = "kitchen", true }); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		id   string
+		fn   func(*MeterInfo)
+		want error
+	}{
+		{"main", func(m *MeterInfo) { m.Parent = "oven" }, ErrInvalidEdit},     // a loop
+		{"main", func(m *MeterInfo) { m.Parent = "main" }, ErrInvalidEdit},     // itself
+		{"main", func(m *MeterInfo) { m.Parent = "nowhere" }, ErrInvalidEdit},  // unknown
+		{"oven", func(m *MeterInfo) { m.Site = "plant" }, ErrInvalidEdit},      // not its parent's site
+		{"nowhere", func(m *MeterInfo) { m.Name = "x" }, ErrUnknownMeter},      // no such meter
+		{"other", func(m *MeterInfo) { m.Parent = "kitchen" }, nil},            // fine
+		{"other", func(m *MeterInfo) { m.Parent, m.Site = "", "plant" }, nil},  // back to a site of its own
+		{"oven", func(m *MeterInfo) { m.Site = "home"; m.Name = "Oven" }, nil}, // its site, said again
+	} {
+		if err := edit(c.id, c.fn); !errors.Is(err, c.want) {
+			t.Errorf("edit %s: %v, want %v", c.id, err, c.want)
+		}
+	}
+	refused := errors.New("no")
+	if _, err := s.EditMeter("main", func(m *MeterInfo) error { m.Name = "changed"; return refused }); !errors.Is(err, refused) {
+		t.Errorf("a refused edit: %v", err)
+	}
+	check := func(s *Store) {
+		t.Helper()
+		main, _ := s.Meter("main")
+		oven, _ := s.Meter("oven")
+		if main.Info.Name != "Main meter" || main.Site != "home" || !slices.Equal(main.Children, []string{"kitchen"}) {
+			t.Errorf("main = %+v", main)
+		}
+		if oven.Info.Parent != "kitchen" || oven.Info.Site != "" || oven.Site != "home" || !oven.Info.Critical || oven.Info.Name != "Oven" {
+			t.Errorf("oven = %+v", oven)
+		}
+	}
+	check(s)
+	s.Close()
+	s = openTest(t, dir)
+	check(s) // kept across a restart
+
+	// Deleting kitchen erases its data and moves oven up to main.
+	if err := s.AddAlert(&Alert{Time: t0, Severity: "warning", Message: "hot", Meter: "kitchen"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddAlert(&Alert{Time: t0, Severity: "warning", Message: "fine", Meter: "main"}); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(dir, "archive", "kitchen")
+	if err := os.MkdirAll(archive, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(archive, "kitchen-2026-01.csv.gz"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	erased, err := s.DeleteMeter("kitchen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if erased != (Erased{Readings: 1, Alerts: 1, ArchiveFiles: 1}) {
+		t.Errorf("erased %+v", erased)
+	}
+	if _, err := s.Meter("kitchen"); !errors.Is(err, ErrUnknownMeter) {
+		t.Errorf("kitchen after delete: %v", err)
+	}
+	if _, _, err := s.Range("kitchen", t0, t0.Add(time.Hour), 10); !errors.Is(err, ErrUnknownMeter) {
+		t.Errorf("kitchen's readings after delete: %v", err)
+	}
+	if _, err := os.Stat(archive); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("kitchen's archive after delete: %v", err)
+	}
+	as, _ := s.Alerts(10, nil)
+	if len(as) != 1 || as[0].Meter != "main" {
+		t.Errorf("alerts after delete = %+v", as)
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketSeries, bucketBlocks, bucketMeters, bucketInfo,
+			TierMinute.bucket(), TierHour.bucket(), TierDay.bucket()} {
+			if b := tx.Bucket(name); b.Get([]byte("kitchen")) != nil || b.Bucket([]byte("kitchen")) != nil {
+				t.Errorf("%s still holds kitchen", name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if oven, _ := s.Meter("oven"); oven.Info.Parent != "main" || oven.Site != "home" {
+		t.Errorf("oven after its parent's delete = %+v", oven.Info)
+	}
+	if _, err := s.DeleteMeter("kitchen"); !errors.Is(err, ErrUnknownMeter) {
+		t.Errorf("second delete: %v", err)
+	}
+	// A new reading makes it anew.
+	mustAppend(t, s, reading("kitchen", 100, 10))
+	if k, err := s.Meter("kitchen"); err != nil || k.Readings != 1 || k.Info.Parent != "" {
+		t.Errorf("kitchen anew = %+v, %v", k, err)
+	}
+}
+
+func TestMeterStatus(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	for i := range 3 {
+		mustAppend(t, s, meter.Reading{Meter: "tele", Time: time.Now(), PowerW: float64(i)})
+		time.Sleep(150 * time.Millisecond)
+	}
+	m, _ := s.Meter("tele")
+	if m.Interval < 150*time.Millisecond || m.Interval > time.Second {
+		t.Fatalf("interval = %s, want about 150ms", m.Interval)
+	}
+	now := m.LastSeen
+	if st, why := m.Status(now.Add(minSilence - time.Millisecond)); st != StatusOnline {
+		t.Errorf("status after %s = %s %s", minSilence, st, why)
+	}
+	if st, why := m.Status(now.Add(minSilence + time.Millisecond)); st != StatusOffline || why != OfflineSilent {
+		t.Errorf("status after a long silence = %s %s", st, why)
+	}
+	// The device said it went away: offline until its next reading.
+	s.SetAvailability("tele", false, time.Now())
+	m, _ = s.Meter("tele")
+	if st, why := m.Status(m.LastSeen); st != StatusOffline || why != OfflineAnnounced {
+		t.Errorf("status after LWT offline = %s %s", st, why)
+	}
+	mustAppend(t, s, meter.Reading{Meter: "tele", Time: time.Now(), PowerW: 1})
+	m, _ = s.Meter("tele")
+	if st, _ := m.Status(m.LastSeen); st != StatusOnline {
+		t.Errorf("status after a reading = %s", st)
+	}
+	// A device's announcement covers its channels.
+	mustAppend(t, s, meter.Reading{Meter: "strip:2", Time: time.Now(), PowerW: 1})
+	s.SetAvailability("strip", false, time.Now().Add(time.Second))
+	if c, _ := s.Meter("strip:2"); c.Availability == nil || c.Availability.Online {
+		t.Errorf("channel's availability = %+v", c.Availability)
+	}
+	// Unknown interval: three times MaxGap.
+	mustAppend(t, s, reading("once", 0, 1))
+	once, _ := s.Meter("once")
+	if st, _ := once.Status(once.LastSeen.Add(29 * time.Minute)); st != StatusOnline {
+		t.Errorf("a meter seen once, after 29 minutes: %s", st)
+	}
+	if st, _ := once.Status(once.LastSeen.Add(31 * time.Minute)); st != StatusOffline {
+		t.Errorf("a meter seen once, after 31 minutes: %s", st)
+	}
+}
+
+func TestSchemaOneIsMigrated(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	mustAppend(t, s, counter("old", 0, 100, 1000))
+	s.Close()
+	// Make it the layout of schema 1: no registry, states in encoding 1.
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bucketInfo); err != nil {
+			return err
+		}
+		v := tx.Bucket(bucketMeters).Get([]byte("old"))
+		st, err := decodeMeterState(v)
+		if err != nil {
+			return err
+		}
+		v1 := slices.Clone(st.encode()[:meterStateSize])
+		v1[0] = 1
+		if err := tx.Bucket(bucketMeters).Put([]byte("old"), v1); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint32(nil, 1))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s = openTest(t, dir)
+	m, err := s.Meter("old")
+	if err != nil || !m.Info.Created.Equal(t0) || m.Info.Source != "" {
+		t.Errorf("migrated meter = %+v, %v", m.Info, err)
+	}
+	// The counter reference survived: an implausible jump is still caught.
+	errs := appendAll(t, s, counter("old", 10, 100, 1e9))
+	if meter.ReasonOf(errs[0]) != meter.ReasonImplausibleEnergy {
+		t.Errorf("jump after migration: %v", errs[0])
+	}
+	if err := Verify(s.Path()); err == nil {
+		t.Log("Verify refuses a live database; checked after Close below")
+	}
+	s.Close()
+	if err := Verify(filepath.Join(dir, FileName)); err != nil {
+		t.Error(err)
+	}
+}
