@@ -250,6 +250,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 			Hourly: cfg.Retention.Hourly, Daily: cfg.Retention.Daily},
 		ArchiveKeep:    cfg.Archive.Keep,
 		BackupInterval: cfg.Backup.Interval, BackupKeep: cfg.Backup.Keep,
+		MaxPowerW: cfg.Ingest.MaxPowerW,
 	})
 	if err != nil {
 		return nil, err

@@ -151,18 +151,33 @@ func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 		return pk, packets.ErrRejectPacket
 	}
 	if len(rs) == 0 {
-		return pk, nil // a status message: the broker handles it as any other
+		// A status message: the broker handles it as any other. It may
+		// say whether a device is online.
+		if as, ok := src.(meter.AvailabilitySource); ok {
+			if device, online, ok := as.Availability(pk.TopicName, pk.Payload); ok {
+				h.store.SetAvailability(device, online, h.now())
+			}
+		}
+		return pk, nil
+	}
+	for i := range rs {
+		rs[i].Source = src.Name()
 	}
 	h.accepted.Add(float64(len(rs)))
 	if pk.FixedHeader.Qos == 2 {
-		return h.storeQoS2(cl, pk, rs)
+		return h.storeQoS2(cl, pk, src, rs)
 	}
 	// The publish is answered once its last reading is committed: the
-	// store's queue is FIFO, so the others are committed by then.
+	// store's queue is FIFO, so the others are committed by then. The
+	// store may still refuse a reading (an implausible energy counter):
+	// that is counted and logged, and refuses the publish when it is the
+	// last (or only) reading.
 	for i, r := range rs {
 		var done func(error)
 		if i == len(rs)-1 {
-			done = h.ackAndForward(cl, pk)
+			done = h.ackAndForward(cl, pk, src)
+		} else {
+			done = h.countRefusal(cl, pk, src)
 		}
 		if err := h.store.Append(r, done); err != nil {
 			h.log.Warn("reading not stored", slog.String("meter", r.Meter), slog.Any("error", err))
@@ -176,14 +191,30 @@ func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 // once committed, the acker sends the PUBACK (QoS 1) and forwards the
 // reading to subscribers. A failed commit sends nothing, so the client
 // resends.
-func (h *Ingest) ackAndForward(cl *mqtt.Client, pk packets.Packet) func(error) {
+func (h *Ingest) ackAndForward(cl *mqtt.Client, pk packets.Packet, src meter.Source) func(error) {
 	it := ackItem{cl: cl, forward: &forward{topic: pk.TopicName, payload: pk.Payload, qos: pk.FixedHeader.Qos, retain: pk.FixedHeader.Retain}}
 	if pk.FixedHeader.Qos == 1 {
 		it.packetID = pk.PacketID
 	}
 	return func(err error) {
-		if err == nil {
+		switch {
+		case err == nil:
 			h.acks.send(it)
+		case meter.ReasonOf(err) != "":
+			h.count(cl, pk, src, err)
+			if ack := refusal(cl, pk, err); ack != nil {
+				h.acks.send(ackItem{cl: cl, ack: ack})
+			}
+		}
+	}
+}
+
+// countRefusal returns the commit callback of a reading that is not its
+// publish's last: it counts and logs the store's refusal of it.
+func (h *Ingest) countRefusal(cl *mqtt.Client, pk packets.Packet, src meter.Source) func(error) {
+	return func(err error) {
+		if meter.ReasonOf(err) != "" {
+			h.count(cl, pk, src, err)
 		}
 	}
 }
@@ -191,9 +222,9 @@ func (h *Ingest) ackAndForward(cl *mqtt.Client, pk packets.Packet) func(error) {
 // storeQoS2 stores a QoS 2 reading before mochi sends the PUBREC. QoS 2 is
 // rare for meters, so it waits for its commit on the client's goroutine and
 // lets mochi run the rest of the exchange and the forwarding.
-func (h *Ingest) storeQoS2(cl *mqtt.Client, pk packets.Packet, rs []meter.Reading) (packets.Packet, error) {
+func (h *Ingest) storeQoS2(cl *mqtt.Client, pk packets.Packet, src meter.Source, rs []meter.Reading) (packets.Packet, error) {
 	for _, r := range rs[:len(rs)-1] {
-		if err := h.store.Append(r, nil); err != nil {
+		if err := h.store.Append(r, h.countRefusal(cl, pk, src)); err != nil {
 			return pk, packets.ErrRejectPacket
 		}
 	}
@@ -201,7 +232,15 @@ func (h *Ingest) storeQoS2(cl *mqtt.Client, pk packets.Packet, rs []meter.Readin
 	if err := h.store.Append(rs[len(rs)-1], func(err error) { committed <- err }); err != nil {
 		return pk, packets.ErrRejectPacket
 	}
-	if err := <-committed; err != nil {
+	err := <-committed
+	if meter.ReasonOf(err) != "" {
+		h.count(cl, pk, src, err)
+		if ack := refusal(cl, pk, err); ack != nil {
+			h.acks.send(ackItem{cl: cl, ack: ack})
+		}
+		return pk, packets.ErrRejectPacket
+	}
+	if err != nil {
 		return pk, packets.ErrRejectPacket
 	}
 	return pk, nil
@@ -212,11 +251,30 @@ func (h *Ingest) storeQoS2(cl *mqtt.Client, pk packets.Packet, rs []meter.Readin
 // queued behind the client's earlier readings so acknowledgements stay in
 // order; at QoS 2 the same as a PUBREC.
 func (h *Ingest) reject(cl *mqtt.Client, pk packets.Packet, src meter.Source, err error) {
+	h.count(cl, pk, src, err)
+	ack := refusal(cl, pk, err)
+	if ack == nil {
+		return
+	}
+	send := func(error) { h.acks.send(ackItem{cl: cl, ack: ack}) }
+	if h.store.Sync(send) != nil {
+		send(nil)
+	}
+}
+
+// count counts and logs a rejected reading.
+func (h *Ingest) count(cl *mqtt.Client, pk packets.Packet, src meter.Source, err error) {
 	reason := meter.ReasonOf(err)
 	h.rejected.WithLabelValues(string(reason)).Inc()
 	h.logReject(cl, pk, src, reason, err)
+}
+
+// refusal returns the answer to a rejected publish: none at QoS 0; at QoS 1
+// a PUBACK (MQTT 5: with reason code 0x99 and the reason); at QoS 2 the
+// same as a PUBREC.
+func refusal(cl *mqtt.Client, pk packets.Packet, err error) *packets.Packet {
 	if pk.FixedHeader.Qos == 0 {
-		return
+		return nil
 	}
 	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}
 	if pk.FixedHeader.Qos == 2 {
@@ -230,10 +288,7 @@ func (h *Ingest) reject(cl *mqtt.Client, pk packets.Packet, src meter.Source, er
 		// exchange so the client does not resend it forever.
 		ack.ReasonCode = packets.CodeSuccess.Code
 	}
-	send := func(error) { h.acks.send(ackItem{cl: cl, ack: &ack}) }
-	if h.store.Sync(send) != nil {
-		send(nil)
-	}
+	return &ack
 }
 
 func (h *Ingest) logReject(cl *mqtt.Client, pk packets.Packet, src meter.Source, reason meter.Reason, err error) {

@@ -408,3 +408,53 @@ func TestSubscriberAfterReadingsGetsTheNextOnes(t *testing.T) {
 		}
 	}
 }
+
+// TestImplausibleCounterIsRefused checks that a reading the store refuses
+// (an energy counter that jumps further than any power allows) is counted,
+// answered with 0x99 on MQTT 5 and never forwarded, while the readings
+// around it are stored and the meter records its source.
+func TestImplausibleCounterIsRefused(t *testing.T) {
+	h := start(t)
+	got := make(chan *paho.Publish, 10)
+	sub := mqtttest.V5(t, h.addr, func(p *paho.Publish) { got <- p })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "energy/consumption/jump", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	c5 := mqtttest.V5(t, h.addr, nil)
+	c3 := mqtttest.V3(t, h.addr)
+	before := testutil.ToFloat64(rejectedCounter(h.hook, meter.ReasonImplausibleEnergy))
+	if code := mqtttest.Publish5(t, c5, "energy/consumption/jump", 1, `{"power_w": 100, "energy_wh": 1000}`); code != 0 {
+		t.Fatalf("first counter: reason code %#x", code)
+	}
+	if code := mqtttest.Publish5(t, c5, "energy/consumption/jump", 1, `{"power_w": 100, "energy_wh": 1e12}`); code != 0x99 {
+		t.Errorf("a counter 1 TWh up: reason code %#x, want 0x99", code)
+	}
+	mqtttest.Publish3(t, c3, "energy/consumption/jump", 1, false, `{"power_w": 100, "energy_wh": 2e12}`)
+	if code := mqtttest.Publish5(t, c5, "energy/consumption/jump", 1, `{"power_w": 100, "energy_wh": 1001}`); code != 0 {
+		t.Errorf("a plausible counter after: reason code %#x", code)
+	}
+	if n := testutil.ToFloat64(rejectedCounter(h.hook, meter.ReasonImplausibleEnergy)) - before; n != 2 {
+		t.Errorf("implausible_energy rose by %v, want 2", n)
+	}
+	m, err := h.store.Meter("jump")
+	if err != nil || m.Readings != 2 || m.Info.Source != "vatio" {
+		t.Errorf("meter = %+v, %v; want 2 readings from source vatio", m, err)
+	}
+	for range 2 {
+		select {
+		case p := <-got:
+			if strings.Contains(string(p.Payload), "e12") {
+				t.Errorf("subscriber got the refused reading %s", p.Payload)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("subscriber did not get the stored readings")
+		}
+	}
+	select {
+	case p := <-got:
+		t.Errorf("subscriber got a third reading %s", p.Payload)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
