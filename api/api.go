@@ -85,7 +85,13 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	v1 := s.app.Group("/api/v1")
 	v1.Get("/openapi.json", s.openapi)
 	v1.Get("/meters", s.meters)
+	v1.Get("/meters/:id", s.getMeter)
+	v1.Patch("/meters/:id", s.patchMeter)
+	v1.Delete("/meters/:id", s.deleteMeter)
 	v1.Get("/meters/:id/readings", s.readings)
+	v1.Get("/meters/:id/energy", s.meterEnergy)
+	v1.Get("/sites", s.sites)
+	v1.Get("/sites/:site/energy", s.siteEnergy)
 	v1.Get("/alerts", s.listAlerts)
 	v1.Get("/backup", s.backup)
 	return s

@@ -314,11 +314,11 @@ func TestReadingsPickTheFinestTierThatFits(t *testing.T) {
 	}
 	h.add(t, rs...)
 	type point struct {
-		T        time.Time `json:"t"`
-		N        int       `json:"n"`
-		MeanW    float64   `json:"mean_w"`
-		EnergyWh float64   `json:"energy_wh"`
-		PowerW   float64   `json:"power_w"`
+		T         time.Time `json:"t"`
+		N         int       `json:"n"`
+		MeanW     float64   `json:"mean_w"`
+		EnergyKWh float64   `json:"energy_kwh"`
+		PowerW    float64   `json:"power_w"`
 	}
 	var r struct {
 		Step   string  `json:"step"`
@@ -344,7 +344,7 @@ func TestReadingsPickTheFinestTierThatFits(t *testing.T) {
 		}
 	}
 	h.get(t, q+"&step=1h", &r)
-	if len(r.Points) != 4 || r.Points[0].N != 360 || r.Points[0].MeanW != 1000 || math.Abs(r.Points[0].EnergyWh-1000) > 1e-6 {
+	if len(r.Points) != 4 || r.Points[0].N != 360 || r.Points[0].MeanW != 1000 || math.Abs(r.Points[0].EnergyKWh-1) > 1e-9 {
 		t.Errorf("step=1h first point = %+v, want 360 readings, 1000 W mean, 1000 Wh", r.Points[0])
 	}
 	for _, bad := range []struct{ query, param string }{
@@ -447,7 +447,7 @@ func TestAutoSkipsArchivedRaw(t *testing.T) {
 	var r struct {
 		Step   string `json:"step"`
 		Points []struct {
-			EnergyWh float64 `json:"energy_wh"`
+			EnergyKWh float64 `json:"energy_kwh"`
 		} `json:"points"`
 	}
 	h.get(t, "/api/v1/meters/old/readings?from=2026-01-10T00:00:00Z&to=2026-01-10T12:00:00Z", &r)

@@ -87,43 +87,26 @@ func (s *Server) listAlerts(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"alerts": as})
 }
 
-type meterJSON struct {
-	ID       string    `json:"id"`
-	First    time.Time `json:"first"`
-	Last     time.Time `json:"last"`
-	LastSeen time.Time `json:"last_seen"`
-	PowerW   float64   `json:"power_w"`
-	Readings uint64    `json:"readings"`
-}
-
-// meters serves GET /api/v1/meters.
-func (s *Server) meters(c *fiber.Ctx) error {
-	ms := s.store.Meters()
-	out := make([]meterJSON, len(ms))
-	for i, m := range ms {
-		out[i] = meterJSON{ID: m.ID, First: m.First, Last: m.Last, LastSeen: m.LastSeen, PowerW: m.LastPowerW, Readings: m.Readings}
-	}
-	return c.JSON(fiber.Map{"meters": out})
-}
-
 // rawPoint is a stored reading in a readings answer.
 type rawPoint struct {
 	ID     uint64    `json:"id"`
 	T      time.Time `json:"t"`
 	PowerW float64   `json:"power_w"`
-	// CounterWh is the device's energy counter, when it sends one.
-	CounterWh *float64 `json:"counter_wh,omitempty"`
+	// CounterKWh is the device's energy counter, when it sends one.
+	CounterKWh *float64 `json:"counter_kwh,omitempty"`
 }
 
 // rollupPoint is a rollup bucket in a readings answer.
 type rollupPoint struct {
-	T        time.Time `json:"t"`
-	N        uint64    `json:"n"`
-	MeanW    float64   `json:"mean_w"`
-	MinW     float64   `json:"min_w"`
-	MaxW     float64   `json:"max_w"`
-	EnergyWh float64   `json:"energy_wh"`
-	ExportWh float64   `json:"export_wh"`
+	T     time.Time `json:"t"`
+	N     uint64    `json:"n"`
+	MeanW float64   `json:"mean_w"`
+	MinW  float64   `json:"min_w"`
+	MaxW  float64   `json:"max_w"`
+	// EnergyKWh is the energy drawn in the bucket, ExportKWh the energy sent
+	// to the grid.
+	EnergyKWh float64 `json:"energy_kwh"`
+	ExportKWh float64 `json:"export_kwh"`
 }
 
 type readingsJSON struct {
@@ -142,9 +125,9 @@ type readingsJSON struct {
 // run fast), 1000 points. When more is true, ask again from just after the
 // last point.
 func (s *Server) readings(c *fiber.Ctx) error {
-	id := c.Params("id")
-	if !meter.ValidID(id) {
-		return &paramError{Name: "id", Detail: "not a meter id"}
+	id, err := meterID(c)
+	if err != nil {
+		return err
 	}
 	now := s.now()
 	to, err := parseTime("to", c.Query("to"), now.Add(time.Hour))
@@ -188,7 +171,8 @@ func (s *Server) readings(c *fiber.Ctx) error {
 		for i, r := range recs {
 			points[i] = rawPoint{ID: r.ID, T: r.Time, PowerW: r.PowerW}
 			if r.HasEnergy {
-				points[i].CounterWh = &recs[i].EnergyWh
+				kwh := r.EnergyWh / 1000
+				points[i].CounterKWh = &kwh
 			}
 		}
 		out.Points, out.More = points, more
@@ -200,7 +184,7 @@ func (s *Server) readings(c *fiber.Ctx) error {
 	}
 	points := make([]rollupPoint, len(buckets))
 	for i, b := range buckets {
-		points[i] = rollupPoint{T: b.Start, N: b.N, MeanW: b.MeanW, MinW: b.MinW, MaxW: b.MaxW, EnergyWh: b.EnergyWh, ExportWh: b.ExportWh}
+		points[i] = rollupPoint{T: b.Start, N: b.N, MeanW: b.MeanW, MinW: b.MinW, MaxW: b.MaxW, EnergyKWh: b.EnergyWh / 1000, ExportKWh: b.ExportWh / 1000}
 	}
 	out.Points, out.More = points, more
 	return c.JSON(out)

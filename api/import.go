@@ -16,9 +16,9 @@ import (
 // readings and stored in one transaction, all or nothing. The body is read
 // as a stream, up to the import limit.
 func (s *Server) importMeter(c *fiber.Ctx) error {
-	id := c.Params("id")
-	if !meter.ValidID(id) {
-		return &paramError{Name: "id", Detail: "not a meter id"}
+	id, err := meterID(c)
+	if err != nil {
+		return err
 	}
 	var body io.Reader = bytes.NewReader(c.Body())
 	if c.Request().IsBodyStream() {

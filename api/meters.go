@@ -1,0 +1,518 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/store"
+)
+
+// meterJSON is a meter in the API: its registry entry, its latest state and
+// its status.
+type meterJSON struct {
+	ID           string    `json:"id"`
+	Name         string    `json:"name"`
+	Source       string    `json:"source"`
+	Site         string    `json:"site"`
+	Parent       string    `json:"parent"`
+	Children     []string  `json:"children"`
+	Tags         []string  `json:"tags"`
+	ExpectedMinW *float64  `json:"expected_min_w"`
+	ExpectedMaxW *float64  `json:"expected_max_w"`
+	Critical     bool      `json:"critical"`
+	Created      time.Time `json:"created"`
+	First        time.Time `json:"first"`
+	Last         time.Time `json:"last"`
+	LastSeen     time.Time `json:"last_seen"`
+	PowerW       float64   `json:"power_w"`
+	// UnmeteredPowerW, for a meter with sub-meters, is its power less
+	// theirs, from each one's latest reading.
+	UnmeteredPowerW *float64 `json:"unmetered_power_w,omitempty"`
+	Readings        uint64   `json:"readings"`
+	Status          string   `json:"status"`
+	OfflineReason   string   `json:"offline_reason,omitempty"`
+	IntervalS       float64  `json:"interval_s"`
+}
+
+func (s *Server) meterJSON(m store.Meter, power map[string]float64, now time.Time) meterJSON {
+	status, why := m.Status(now)
+	out := meterJSON{
+		ID: m.ID, Name: m.Info.Name, Source: m.Info.Source, Site: m.Site, Parent: m.Info.Parent,
+		Children: m.Children, Tags: m.Info.Tags, ExpectedMinW: m.Info.ExpectedMinW, ExpectedMaxW: m.Info.ExpectedMaxW,
+		Critical: m.Info.Critical, Created: m.Info.Created, First: m.First, Last: m.Last, LastSeen: m.LastSeen,
+		PowerW: m.LastPowerW, Readings: m.Readings, Status: status, OfflineReason: why, IntervalS: m.Interval.Seconds(),
+	}
+	if out.Children == nil {
+		out.Children = []string{}
+	}
+	if out.Tags == nil {
+		out.Tags = []string{}
+	}
+	if len(m.Children) > 0 {
+		rest := m.LastPowerW
+		for _, c := range m.Children {
+			rest -= power[c]
+		}
+		out.UnmeteredPowerW = &rest
+	}
+	return out
+}
+
+// powers maps each meter to its latest power.
+func powers(ms []store.Meter) map[string]float64 {
+	out := make(map[string]float64, len(ms))
+	for _, m := range ms {
+		out[m.ID] = m.LastPowerW
+	}
+	return out
+}
+
+// meters serves GET /api/v1/meters, optionally of one site.
+func (s *Server) meters(c *fiber.Ctx) error {
+	site := c.Query("site")
+	if site != "" && !validSite(site) {
+		return &paramError{Name: "site", Detail: siteRule}
+	}
+	ms := s.store.Meters()
+	p, now := powers(ms), s.now()
+	out := make([]meterJSON, 0, len(ms))
+	for _, m := range ms {
+		if site == "" || m.Site == site {
+			out = append(out, s.meterJSON(m, p, now))
+		}
+	}
+	return c.JSON(fiber.Map{"meters": out})
+}
+
+// meterID returns the path's meter id. Fiber's parameters point into a
+// buffer it reuses for the next request: the id is copied, since the store
+// may keep it (as a new meter's key).
+func meterID(c *fiber.Ctx) (string, error) {
+	id := strings.Clone(c.Params("id"))
+	if !meter.ValidID(id) {
+		return "", &paramError{Name: "id", Detail: "not a meter id"}
+	}
+	return id, nil
+}
+
+// getMeter serves GET /api/v1/meters/{id}.
+func (s *Server) getMeter(c *fiber.Ctx) error {
+	id, err := meterID(c)
+	if err != nil {
+		return err
+	}
+	return s.answerMeter(c, id)
+}
+
+func (s *Server) answerMeter(c *fiber.Ctx, id string) error {
+	m, err := s.store.Meter(id)
+	if err != nil {
+		return err
+	}
+	p := map[string]float64{}
+	for _, child := range m.Children {
+		if cm, err := s.store.Meter(child); err == nil {
+			p[child] = cm.LastPowerW
+		}
+	}
+	return c.JSON(s.meterJSON(m, p, s.now()))
+}
+
+// Limits of what a user can say about a meter.
+const (
+	maxNameLen = 100
+	maxSiteLen = 64
+	maxTags    = 32
+	maxTagLen  = 32
+)
+
+const siteRule = "1 to 64 letters, digits, spaces, '.', '_' or '-'"
+
+// validSite reports whether s can name a site.
+func validSite(s string) bool {
+	if s == "" || utf8.RuneCountInString(s) > maxSiteLen || strings.TrimSpace(s) != s || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune(" ._-", r) {
+			return false
+		}
+	}
+	return true
+}
+
+// validLabel reports whether s is printable text of at most n characters.
+func validLabel(s string, n int) bool {
+	if !utf8.ValidString(s) || utf8.RuneCountInString(s) > n {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// patchFields are the fields PATCH takes.
+var patchFields = []string{"name", "site", "parent", "tags", "expected_min_w", "expected_max_w", "critical"}
+
+// patchMeter serves PATCH /api/v1/meters/{id}: a JSON merge patch (RFC 7396)
+// of the meter's user fields. A field left out is kept; null clears it.
+func (s *Server) patchMeter(c *fiber.Ctx) error {
+	id, err := meterID(c)
+	if err != nil {
+		return err
+	}
+	ct := c.Get(fiber.HeaderContentType)
+	if ct != "" && !strings.HasPrefix(ct, fiber.MIMEApplicationJSON) && !strings.HasPrefix(ct, "application/merge-patch+json") {
+		return fiber.NewError(fiber.StatusUnsupportedMediaType, "send the changes as application/json or application/merge-patch+json")
+	}
+	apply, err := parsePatch(c.Body())
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.EditMeter(id, apply); err != nil {
+		if errors.Is(err, store.ErrInvalidEdit) {
+			field, detail, _ := strings.Cut(strings.TrimPrefix(err.Error(), store.ErrInvalidEdit.Error()+": "), ": ")
+			return &paramError{Name: field, Detail: detail}
+		}
+		return err
+	}
+	return s.answerMeter(c, id)
+}
+
+// parsePatch checks a PATCH body and returns the edit it makes.
+func parsePatch(body []byte) (func(*store.MeterInfo) error, error) {
+	var fields map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&fields); err != nil || fields == nil {
+		return nil, &paramError{Name: "body", Detail: "not a JSON object of the fields to change (" + strings.Join(patchFields, ", ") + ")"}
+	}
+	if dec.More() {
+		return nil, &paramError{Name: "body", Detail: "more than one JSON value"}
+	}
+	var edits []func(*store.MeterInfo)
+	_, siteGiven := fields["site"]
+	_, parentGiven := fields["parent"]
+	for name, raw := range fields {
+		null := string(raw) == "null"
+		bad := func(detail string) error { return &paramError{Name: name, Detail: detail} }
+		switch name {
+		case "name", "site", "parent":
+			var v string
+			if !null && json.Unmarshal(raw, &v) != nil {
+				return nil, bad("must be a string or null")
+			}
+			switch {
+			case name == "name" && !validLabel(v, maxNameLen):
+				return nil, bad(fmt.Sprintf("at most %d printable characters", maxNameLen))
+			case name == "site" && v != "" && !validSite(v):
+				return nil, bad(siteRule)
+			case name == "parent" && v != "" && !meter.ValidID(v):
+				return nil, bad("not a meter id")
+			}
+			v = strings.TrimSpace(v)
+			edits = append(edits, func(m *store.MeterInfo) {
+				switch name {
+				case "name":
+					m.Name = v
+				case "site":
+					m.Site = v
+				case "parent":
+					m.Parent = v
+				}
+			})
+		case "tags":
+			var tags []string
+			if !null && json.Unmarshal(raw, &tags) != nil {
+				return nil, bad("must be an array of strings or null")
+			}
+			if len(tags) > maxTags {
+				return nil, bad(fmt.Sprintf("at most %d tags", maxTags))
+			}
+			for _, tag := range tags {
+				if tag == "" || strings.TrimSpace(tag) != tag || !validLabel(tag, maxTagLen) {
+					return nil, bad(fmt.Sprintf("%q: a tag is 1 to %d printable characters, no spaces around", clip(tag), maxTagLen))
+				}
+			}
+			slices.Sort(tags)
+			tags = slices.Compact(tags)
+			edits = append(edits, func(m *store.MeterInfo) { m.Tags = tags })
+		case "expected_min_w", "expected_max_w":
+			var v *float64
+			if !null {
+				var f float64
+				if json.Unmarshal(raw, &f) != nil || math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e9 {
+					return nil, bad("must be a number of watts (at most 1e9 either way) or null")
+				}
+				v = &f
+			}
+			edits = append(edits, func(m *store.MeterInfo) {
+				if name == "expected_min_w" {
+					m.ExpectedMinW = v
+				} else {
+					m.ExpectedMaxW = v
+				}
+			})
+		case "critical":
+			var v bool
+			if !null && json.Unmarshal(raw, &v) != nil {
+				return nil, bad("must be true, false or null")
+			}
+			edits = append(edits, func(m *store.MeterInfo) { m.Critical = v })
+		default:
+			return nil, &paramError{Name: clip(name), Detail: "not a field a meter has; use " + strings.Join(patchFields, ", ")}
+		}
+	}
+	return func(m *store.MeterInfo) error {
+		for _, e := range edits {
+			e(m)
+		}
+		if parentGiven && m.Parent != "" && !siteGiven {
+			m.Site = "" // a sub-meter is in its parent's site
+		}
+		if lo, hi := m.ExpectedMinW, m.ExpectedMaxW; lo != nil && hi != nil && !(*lo < *hi) {
+			return fmt.Errorf("expected_min_w: %g must be below expected_max_w (%g)", *lo, *hi)
+		}
+		return nil
+	}, nil
+}
+
+// deleteMeter serves DELETE /api/v1/meters/{id}: the meter and all its data
+// are erased.
+func (s *Server) deleteMeter(c *fiber.Ctx) error {
+	id, err := meterID(c)
+	if err != nil {
+		return err
+	}
+	erased, err := s.store.DeleteMeter(id)
+	if err != nil {
+		return err
+	}
+	s.log.Info("meter deleted", "meter", id, "readings", erased.Readings, "alerts", erased.Alerts, "archive_files", erased.ArchiveFiles)
+	return c.JSON(fiber.Map{"deleted": id, "readings": erased.Readings, "alerts": erased.Alerts, "archive_files": erased.ArchiveFiles})
+}
+
+// energyPoint is one bucket of an energy answer, in kWh.
+type energyPoint struct {
+	T         time.Time `json:"t"`
+	EnergyKWh float64   `json:"energy_kwh"`
+	ExportKWh float64   `json:"export_kwh"`
+	// ChildrenKWh and UnmeteredKWh, for a meter with sub-meters: the
+	// energy they drew, and the parent's less theirs.
+	ChildrenKWh  *float64 `json:"children_kwh,omitempty"`
+	UnmeteredKWh *float64 `json:"unmetered_kwh,omitempty"`
+}
+
+type energyTotal struct {
+	EnergyKWh    float64  `json:"energy_kwh"`
+	ExportKWh    float64  `json:"export_kwh"`
+	ChildrenKWh  *float64 `json:"children_kwh,omitempty"`
+	UnmeteredKWh *float64 `json:"unmetered_kwh,omitempty"`
+}
+
+// maxEnergyPoints bounds one energy answer.
+const maxEnergyPoints = 10000
+
+// energyParams parses from, to and step of an energy request: by default
+// the last 24 hours by hour.
+func (s *Server) energyParams(c *fiber.Ctx) (from, to time.Time, tier store.Tier, err error) {
+	now := s.now()
+	if to, err = parseTime("to", c.Query("to"), now); err != nil {
+		return
+	}
+	if from, err = parseTime("from", c.Query("from"), to.Add(-24*time.Hour)); err != nil {
+		return
+	}
+	if !from.Before(to) {
+		err = &paramError{Name: "from", Detail: "must be before to"}
+		return
+	}
+	step := c.Query("step", "1h")
+	t, ok := store.ParseTier(step)
+	if !ok || t == store.TierRaw {
+		err = &paramError{Name: "step", Detail: fmt.Sprintf("%q is not 1m, 1h or 1d", clip(step))}
+		return
+	}
+	if n := to.Sub(from) / t.Step(); n > maxEnergyPoints {
+		err = &paramError{Name: "step", Detail: fmt.Sprintf("%s from %s to %s is %d points, more than %d: use a coarser step", step, from.Format(time.RFC3339), to.Format(time.RFC3339), n, maxEnergyPoints)}
+		return
+	}
+	return from, to, t, nil
+}
+
+// energyOf returns the energy buckets of meters summed by start.
+func (s *Server) energyOf(ids []string, tier store.Tier, from, to time.Time) (map[int64]*energyTotal, error) {
+	out := map[int64]*energyTotal{}
+	for _, id := range ids {
+		bs, _, err := s.store.Rollups(id, tier, from, to, maxEnergyPoints+1)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range bs {
+			k := b.Start.UnixNano()
+			e := out[k]
+			if e == nil {
+				e = &energyTotal{}
+				out[k] = e
+			}
+			e.EnergyKWh += b.EnergyWh / 1000
+			e.ExportKWh += b.ExportWh / 1000
+		}
+	}
+	return out, nil
+}
+
+// meterEnergy serves GET /api/v1/meters/{id}/energy: the meter's energy per
+// minute, hour or day, in kWh; for a meter with sub-meters also theirs and
+// the unmetered remainder.
+func (s *Server) meterEnergy(c *fiber.Ctx) error {
+	id, err := meterID(c)
+	if err != nil {
+		return err
+	}
+	from, to, tier, err := s.energyParams(c)
+	if err != nil {
+		return err
+	}
+	m, err := s.store.Meter(id)
+	if err != nil {
+		return err
+	}
+	own, err := s.energyOf([]string{id}, tier, from, to)
+	if err != nil {
+		return err
+	}
+	var children map[int64]*energyTotal
+	if len(m.Children) > 0 {
+		if children, err = s.energyOf(m.Children, tier, from, to); err != nil {
+			return err
+		}
+		for k := range children {
+			if own[k] == nil {
+				own[k] = &energyTotal{}
+			}
+		}
+	}
+	points, total := make([]energyPoint, 0, len(own)), energyTotal{}
+	if children != nil {
+		total.ChildrenKWh, total.UnmeteredKWh = new(float64), new(float64)
+	}
+	for _, k := range sortedKeys(own) {
+		e := own[k]
+		p := energyPoint{T: time.Unix(0, k).UTC(), EnergyKWh: e.EnergyKWh, ExportKWh: e.ExportKWh}
+		total.EnergyKWh += e.EnergyKWh
+		total.ExportKWh += e.ExportKWh
+		if children != nil {
+			ch := 0.0
+			if ce := children[k]; ce != nil {
+				ch = ce.EnergyKWh
+			}
+			rest := e.EnergyKWh - ch
+			p.ChildrenKWh, p.UnmeteredKWh = &ch, &rest
+			*total.ChildrenKWh += ch
+			*total.UnmeteredKWh += rest
+		}
+		points = append(points, p)
+	}
+	return c.JSON(fiber.Map{"meter": id, "step": tier.String(), "from": from.UTC(), "to": to.UTC(),
+		"children": m.Children, "points": points, "total": total})
+}
+
+func sortedKeys[V any](m map[int64]V) []int64 {
+	keys := make([]int64, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// siteJSON is a site: its main meters (those without a parent) make its
+// totals, so that no sub-meter is counted twice.
+type siteJSON struct {
+	Site      string   `json:"site"`
+	Meters    []string `json:"meters"`
+	SubMeters []string `json:"sub_meters"`
+	PowerW    float64  `json:"power_w"`
+	Online    int      `json:"online"`
+	Offline   int      `json:"offline"`
+}
+
+// sites serves GET /api/v1/sites.
+func (s *Server) sites(c *fiber.Ctx) error {
+	now := s.now()
+	bySite := map[string]*siteJSON{}
+	for _, m := range s.store.Meters() {
+		st := bySite[m.Site]
+		if st == nil {
+			st = &siteJSON{Site: m.Site, Meters: []string{}, SubMeters: []string{}}
+			bySite[m.Site] = st
+		}
+		if status, _ := m.Status(now); status == store.StatusOnline {
+			st.Online++
+		} else {
+			st.Offline++
+		}
+		if m.Info.Parent != "" {
+			st.SubMeters = append(st.SubMeters, m.ID)
+			continue
+		}
+		st.Meters = append(st.Meters, m.ID)
+		st.PowerW += m.LastPowerW
+	}
+	out := make([]*siteJSON, 0, len(bySite))
+	for _, st := range bySite {
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b *siteJSON) int { return strings.Compare(a.Site, b.Site) })
+	return c.JSON(fiber.Map{"sites": out})
+}
+
+// siteEnergy serves GET /api/v1/sites/{site}/energy: the energy of the
+// site's main meters per minute, hour or day, in kWh.
+func (s *Server) siteEnergy(c *fiber.Ctx) error {
+	site, err := url.PathUnescape(strings.Clone(c.Params("site")))
+	if err != nil || !validSite(site) {
+		return &paramError{Name: "site", Detail: siteRule}
+	}
+	from, to, tier, err := s.energyParams(c)
+	if err != nil {
+		return err
+	}
+	var mains []string
+	for _, m := range s.store.Meters() {
+		if m.Site == site && m.Info.Parent == "" {
+			mains = append(mains, m.ID)
+		}
+	}
+	if mains == nil {
+		return fiber.NewError(fiber.StatusNotFound, fmt.Sprintf("no meter in site %q", site))
+	}
+	sum, err := s.energyOf(mains, tier, from, to)
+	if err != nil {
+		return err
+	}
+	points, total := make([]energyPoint, 0, len(sum)), energyTotal{}
+	for _, k := range sortedKeys(sum) {
+		e := sum[k]
+		points = append(points, energyPoint{T: time.Unix(0, k).UTC(), EnergyKWh: e.EnergyKWh, ExportKWh: e.ExportKWh})
+		total.EnergyKWh += e.EnergyKWh
+		total.ExportKWh += e.ExportKWh
+	}
+	return c.JSON(fiber.Map{"site": site, "step": tier.String(), "from": from.UTC(), "to": to.UTC(),
+		"meters": mains, "points": points, "total": total})
+}
