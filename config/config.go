@@ -80,7 +80,8 @@ type Ingest struct {
 	// Topic/<meter> those of <meter>.
 	Topic string `yaml:"topic"`
 	// MinPowerW and MaxPowerW bound a valid reading, in watts (negative is
-	// export to the grid).
+	// export to the grid). MaxPowerW also bounds how fast the energy counter
+	// of a meter without an expected maximum of its own may rise.
 	MinPowerW float64 `yaml:"min_power_w"`
 	MaxPowerW float64 `yaml:"max_power_w"`
 	// MaxFuture is how far ahead of the server clock a device timestamp may be.
@@ -115,7 +116,8 @@ type Input struct {
 	Format string `yaml:"format"`
 	// Field is the dot-separated path of the power in a JSON payload.
 	Field string `yaml:"field"`
-	// Unit is the power's unit, W or kW.
+	// Unit is the power's unit, W or kW; empty for a counter-only input
+	// (EnergyField and no Field).
 	Unit string `yaml:"unit"`
 	// EnergyField is the path of an energy counter, in EnergyUnit (Wh, kWh).
 	EnergyField string `yaml:"energy_field"`
