@@ -40,7 +40,7 @@ bench: assets
 # Fuzz each decoder and parser for FUZZTIME (default 30s each).
 FUZZTIME ?= 30s
 FUZZ_METER := FuzzDecode FuzzReadCSV FuzzTasmota FuzzShelly FuzzEmonhub FuzzZigbee2MQTT FuzzDSMR FuzzGeneric
-FUZZ_API := FuzzParseLimit FuzzParseTime
+FUZZ_API := FuzzParseLimit FuzzParseTime FuzzParsePatch
 FUZZ_STORE := FuzzDecodeBlock FuzzBlockRoundTrip
 fuzz:
 	@for f in $(FUZZ_METER); do $(GO) test ./meter -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done

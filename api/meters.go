@@ -274,7 +274,7 @@ func parsePatch(body []byte) (func(*store.MeterInfo) error, error) {
 			}
 			edits = append(edits, func(m *store.MeterInfo) { m.Critical = v })
 		default:
-			return nil, &paramError{Name: clip(name), Detail: "not a field a meter has; use " + strings.Join(patchFields, ", ")}
+			return nil, &paramError{Name: "body", Detail: fmt.Sprintf("%q is not a field a meter has; use %s", clip(name), strings.Join(patchFields, ", "))}
 		}
 	}
 	return func(m *store.MeterInfo) error {

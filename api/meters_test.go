@@ -71,7 +71,7 @@ func TestMeterRegistryAPI(t *testing.T) {
 		t.Errorf("PATCH with nulls = %d %+v", code, m)
 	}
 	for _, c := range []struct{ body, param string }{
-		{`{"colour": "red"}`, "colour"},
+		{`{"colour": "red"}`, "body"},
 		{`{"name": 5}`, "name"},
 		{`{"name": "` + strings.Repeat("x", 101) + `"}`, "name"},
 		{`{"site": "a/b"}`, "site"},

@@ -2,9 +2,14 @@ package api
 
 import (
 	"errors"
+	"math"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/store"
 )
 
 // FuzzParseLimit checks that a limit is either in range or an error that
@@ -52,6 +57,45 @@ func FuzzParseTime(f *testing.F) {
 		}
 		if s == "" && !got.Equal(def) {
 			t.Fatalf("parseTime(\"\") = %v, want the default", got)
+		}
+	})
+}
+
+// FuzzParsePatch checks that any PATCH body is either refused with an error
+// naming a parameter, or makes an edit whose result keeps every field within
+// its rules (or refuses an inverted expected range).
+func FuzzParsePatch(f *testing.F) {
+	for _, s := range []string{
+		`{}`, `{"name": "Cocina"}`, `{"name": null, "site": "Casa Madrid", "tags": ["a", "b", "a"]}`,
+		`{"parent": "main"}`, `{"expected_min_w": 0, "expected_max_w": 3680, "critical": true}`,
+		`{"expected_min_w": 1e400}`, `{"tags": [""]}`, `{"colour": 1}`, `[]`, `null`, `{"name": "a"} x`,
+		`{"site": "a/b"}`, `{"name": "\u0000"}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		apply, err := parsePatch([]byte(body))
+		if err != nil {
+			var pe *paramError
+			if !errors.As(err, &pe) || pe.Name == "" {
+				t.Fatalf("parsePatch(%q) error %v names no parameter", body, err)
+			}
+			return
+		}
+		m := store.MeterInfo{Name: "kept", Tags: []string{"kept"}}
+		if err := apply(&m); err != nil {
+			if !strings.HasPrefix(err.Error(), "expected_min_w: ") {
+				t.Fatalf("edit of %q refused with %v", body, err)
+			}
+			return
+		}
+		if !validLabel(m.Name, maxNameLen) || (m.Site != "" && !validSite(m.Site)) || (m.Parent != "" && !meter.ValidID(m.Parent)) || len(m.Tags) > maxTags {
+			t.Fatalf("edit of %q gave %+v", body, m)
+		}
+		for _, v := range []*float64{m.ExpectedMinW, m.ExpectedMaxW} {
+			if v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0)) {
+				t.Fatalf("edit of %q gave a non-finite expected power", body)
+			}
 		}
 	})
 }
