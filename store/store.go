@@ -166,6 +166,8 @@ type Store struct {
 	avail availability
 	// maxPower is Options.MaxPowerW.
 	maxPower float64
+	// watchers receive committed readings (see Watch).
+	watchers watchers
 
 	commitSeconds prometheus.Histogram
 	batchSize     prometheus.Histogram

@@ -302,6 +302,10 @@ func (s *Store) commit(batch []entry) error {
 	changed := map[string]meterState{}
 	newInfo := map[string]MeterInfo{} // meters seen for the first time, and meters a job changed
 	var erased []string
+	// fresh collects the live readings committed as their meters' newest,
+	// for the watchers (see Watch), when there are any.
+	watching := s.watchers.count.Load() > 0
+	var fresh []Record
 	seq := s.seq
 	stored := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -331,6 +335,9 @@ func (s *Store) commit(batch []entry) error {
 			}
 			if live {
 				s.noteInterval(id, &st, nowNs)
+				if w.isFresh && watching {
+					fresh = append(fresh, w.fresh)
+				}
 			}
 			st.SeenNs = nowNs
 			changed[id] = st
@@ -445,6 +452,9 @@ func (s *Store) commit(batch []entry) error {
 		s.info[id] = info
 	}
 	s.metersMu.Unlock()
+	if len(fresh) > 0 {
+		s.watchers.send(fresh)
+	}
 	s.commitSeconds.Observe(time.Since(start).Seconds())
 	s.batchSize.Observe(float64(len(batch)))
 	s.stored.Add(float64(stored))
@@ -454,11 +464,15 @@ func (s *Store) commit(batch []entry) error {
 // txWriter stores readings in one write transaction: raw keys, blocks
 // changed by late readings, and the rollup changes, applied by finish.
 type txWriter struct {
-	tx     *bolt.Tx
-	seq    uint64
-	rolls  *rollups
-	raw    map[string]*bolt.Bucket
-	blocks map[blockKey]*openBlock
+	tx  *bolt.Tx
+	seq uint64
+	// fresh is the reading the last put appended as its meter's newest,
+	// when isFresh.
+	fresh   Record
+	isFresh bool
+	rolls   *rollups
+	raw     map[string]*bolt.Bucket
+	blocks  map[blockKey]*openBlock
 }
 
 // blockKey names one meter's block of one hour.
@@ -620,6 +634,7 @@ func (w *txWriter) put(st *meterState, r meter.Reading, maxW float64) (int, erro
 			ns = st.LastNs - st.LastNs%int64(time.Millisecond) + int64(time.Millisecond)
 		}
 	}
+	w.isFresh = false
 	newest := st.Readings == 0 || ns > st.LastNs
 	if err := checkCounter(st, &r, ns, newest, maxW, w.rolls.maxGap); err != nil {
 		return 0, err
@@ -635,6 +650,8 @@ func (w *txWriter) put(st *meterState, r meter.Reading, maxW float64) (int, erro
 		if err := raw.Put(timeKey(ns), encodeValue(w.seq, r)); err != nil {
 			return 0, err
 		}
+		w.fresh = Record{ID: w.seq, Meter: r.Meter, Time: time.Unix(0, ns).UTC(), PowerW: r.PowerW, EnergyWh: r.EnergyWh, HasEnergy: r.HasEnergy}
+		w.isFresh = true
 		var prev *sample
 		if st.Readings > 0 {
 			p := st.last()
