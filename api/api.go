@@ -5,11 +5,13 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +37,13 @@ type Options struct {
 	// Gatherer supplies /metrics.
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger
+	// StreamThrottle is the least time between two events of one meter on
+	// /api/v1/stream (default 250 ms); StreamHeartbeat the time between its
+	// keep-alive comments (default 15 s); MaxStreams how many streams may be
+	// open at once (default 64).
+	StreamThrottle  time.Duration
+	StreamHeartbeat time.Duration
+	MaxStreams      int
 }
 
 // Server is the HTTP server of the API (and of whatever else registers on
@@ -48,6 +57,15 @@ type Server struct {
 	log         *slog.Logger
 	ready       atomic.Bool
 	now         func() time.Time
+
+	// streams counts the open /api/v1/stream responses; closing is closed
+	// by Shutdown, which ends them.
+	streams         atomic.Int64
+	maxStreams      int
+	streamThrottle  time.Duration
+	streamHeartbeat time.Duration
+	closing         chan struct{}
+	closeOnce       sync.Once
 }
 
 // New returns a Server with every API route registered.
@@ -62,6 +80,10 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	if s.importLimit <= 0 {
 		s.importLimit = 1 << 30
 	}
+	s.closing = make(chan struct{})
+	s.streamThrottle = cmp.Or(opts.StreamThrottle, defaultStreamThrottle)
+	s.streamHeartbeat = cmp.Or(opts.StreamHeartbeat, defaultStreamHeartbeat)
+	s.maxStreams = cmp.Or(opts.MaxStreams, defaultMaxStreams)
 	s.app = fiber.New(fiber.Config{
 		AppName:               "vatio",
 		DisableStartupMessage: true,
@@ -92,6 +114,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	v1.Get("/meters/:id/energy", s.meterEnergy)
 	v1.Get("/sites", s.sites)
 	v1.Get("/sites/:site/energy", s.siteEnergy)
+	v1.Get("/stream", s.stream)
 	v1.Get("/alerts", s.listAlerts)
 	v1.Get("/backup", s.backup)
 	return s
@@ -113,6 +136,7 @@ func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
 // until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.SetReady(false)
+	s.closeOnce.Do(func() { close(s.closing) }) // open streams end
 	return s.app.ShutdownWithContext(ctx)
 }
 

@@ -1,0 +1,157 @@
+package api
+
+import (
+	"bufio"
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/store"
+)
+
+// Stream defaults (see Options).
+const (
+	defaultStreamThrottle  = 250 * time.Millisecond
+	defaultStreamHeartbeat = 15 * time.Second
+	defaultMaxStreams      = 64
+	// streamRetryMs is how long a browser waits before reconnecting.
+	streamRetryMs = 2000
+	// maxReplay bounds what a reconnecting client is sent of what it missed.
+	maxReplay = 1000
+	// maxStreamMeters bounds a stream's meter filter.
+	maxStreamMeters = 100
+)
+
+// streamEvent is the data of a reading event.
+type streamEvent struct {
+	Meter      string    `json:"meter"`
+	T          time.Time `json:"t"`
+	PowerW     float64   `json:"power_w"`
+	CounterKWh *float64  `json:"counter_kwh,omitempty"`
+}
+
+// stream serves GET /api/v1/stream: Server-Sent Events, one "reading" event
+// (id: the reading's id) for each new reading, at most one per meter per
+// throttle interval (the newest wins), and a comment every heartbeat so
+// that dead connections are found and proxies keep the stream open. A
+// client reconnecting with Last-Event-ID first gets the readings it missed
+// (up to 1000). ?meter=a,b limits the stream to those meters.
+func (s *Server) stream(c *fiber.Ctx) error {
+	var filter map[string]bool
+	if q := c.Query("meter"); q != "" {
+		ids := strings.Split(q, ",")
+		if len(ids) > maxStreamMeters {
+			return &paramError{Name: "meter", Detail: fmt.Sprintf("at most %d meters", maxStreamMeters)}
+		}
+		filter = map[string]bool{}
+		for _, id := range ids {
+			if !meter.ValidID(id) {
+				return &paramError{Name: "meter", Detail: fmt.Sprintf("%q is not a meter id", clip(id))}
+			}
+			filter[strings.Clone(id)] = true
+		}
+	}
+	var last uint64
+	if v := cmp.Or(c.Get("Last-Event-ID"), c.Query("last_event_id")); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return &paramError{Name: "Last-Event-ID", Detail: fmt.Sprintf("%q is not a reading id", clip(v))}
+		}
+		last = n
+	}
+	if s.streams.Add(1) > int64(s.maxStreams) {
+		s.streams.Add(-1)
+		c.Set(fiber.HeaderRetryAfter, "10")
+		return fiber.NewError(fiber.StatusServiceUnavailable, fmt.Sprintf("%d live streams are open already", s.maxStreams))
+	}
+	watch, stop := s.store.Watch(64)
+	var replay []store.Record
+	if last > 0 {
+		recs, err := s.store.Latest("", maxReplay)
+		if err != nil {
+			stop()
+			s.streams.Add(-1)
+			return err
+		}
+		for _, r := range recs {
+			if r.ID > last && (filter == nil || filter[r.Meter]) {
+				replay = append(replay, r)
+			}
+		}
+		slices.SortFunc(replay, func(a, b store.Record) int { return cmp.Compare(a.ID, b.ID) })
+	}
+	c.Set(fiber.HeaderContentType, "text/event-stream; charset=utf-8")
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	c.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	closing := s.closing
+	throttle, heartbeat := s.streamThrottle, s.streamHeartbeat
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer s.streams.Add(-1)
+		defer stop()
+		fmt.Fprintf(w, "retry: %d\n\n", streamRetryMs)
+		for _, r := range replay {
+			writeReading(w, r)
+		}
+		if w.Flush() != nil {
+			return
+		}
+		pending := map[string]store.Record{}
+		flush := time.NewTicker(throttle)
+		defer flush.Stop()
+		beat := time.NewTicker(heartbeat)
+		defer beat.Stop()
+		for {
+			select {
+			case recs, ok := <-watch:
+				if !ok {
+					return
+				}
+				for _, r := range recs {
+					if filter == nil || filter[r.Meter] {
+						pending[r.Meter] = r
+					}
+				}
+			case <-flush.C:
+				if len(pending) == 0 {
+					continue
+				}
+				out := make([]store.Record, 0, len(pending))
+				for _, r := range pending {
+					out = append(out, r)
+				}
+				clear(pending)
+				slices.SortFunc(out, func(a, b store.Record) int { return cmp.Compare(a.ID, b.ID) })
+				for _, r := range out {
+					writeReading(w, r)
+				}
+				if w.Flush() != nil {
+					return // the client has gone
+				}
+			case <-beat.C:
+				if _, err := w.WriteString(": ping\n\n"); err != nil || w.Flush() != nil {
+					return
+				}
+			case <-closing:
+				return
+			}
+		}
+	})
+	return nil
+}
+
+func writeReading(w *bufio.Writer, r store.Record) {
+	ev := streamEvent{Meter: r.Meter, T: r.Time, PowerW: r.PowerW}
+	if r.HasEnergy {
+		kwh := r.EnergyWh / 1000
+		ev.CounterKWh = &kwh
+	}
+	data, _ := json.Marshal(ev) // plain fields: cannot fail
+	fmt.Fprintf(w, "id: %d\nevent: reading\ndata: %s\n\n", r.ID, data)
+}
