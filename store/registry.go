@@ -197,8 +197,12 @@ func (s *Store) runEdit(tx *bolt.Tx, job *editJob, newInfo map[string]MeterInfo)
 		return &refused{fmt.Errorf("%w: %q", ErrUnknownMeter, job.meter)}
 	}
 	info := cur.clone()
+	site := s.siteOf(job.meter, newInfo)
 	if err := job.apply(&info); err != nil {
 		return &refused{fmt.Errorf("%w: %w", ErrInvalidEdit, err)}
+	}
+	if cur.Parent != "" && info.Parent == "" && info.Site == "" && site != DefaultSite {
+		info.Site = site // a sub-meter taken off its parent stays in its site
 	}
 	if err := s.checkHierarchy(job.meter, &info, newInfo); err != nil {
 		return &refused{fmt.Errorf("%w: %w", ErrInvalidEdit, err)}
@@ -211,7 +215,8 @@ func (s *Store) runEdit(tx *bolt.Tx, job *editJob, newInfo map[string]MeterInfo)
 	return nil
 }
 
-// maxDepth bounds a hierarchy: site, main meter, and sub-meters below it.
+// maxDepth bounds a hierarchy: a main meter and sub-meters below it, 8
+// levels in all.
 const maxDepth = 8
 
 // checkHierarchy checks info, the new entry of meter id: its parent must be
@@ -225,8 +230,9 @@ func (s *Store) checkHierarchy(id string, info *MeterInfo, newInfo map[string]Me
 	if info.Parent == id {
 		return errors.New("parent: a meter cannot be its own parent")
 	}
-	depth := 1
-	for p := info.Parent; p != ""; depth++ {
+	// levels counts the meters from the main meter down to id.
+	levels := 1
+	for p := info.Parent; p != ""; levels++ {
 		pi, ok := s.lookupInfo(p, newInfo)
 		if !ok {
 			return fmt.Errorf("parent: no meter %q", p)
@@ -234,7 +240,7 @@ func (s *Store) checkHierarchy(id string, info *MeterInfo, newInfo map[string]Me
 		if p == id {
 			return fmt.Errorf("parent: %q is below %q: that would make a loop", info.Parent, id)
 		}
-		if depth > maxDepth {
+		if levels >= maxDepth {
 			return fmt.Errorf("parent: more than %d levels of meters", maxDepth)
 		}
 		if pi.Parent == "" && info.Site != "" && info.Site != cmp.Or(pi.Site, DefaultSite) {
@@ -242,9 +248,8 @@ func (s *Store) checkHierarchy(id string, info *MeterInfo, newInfo map[string]Me
 		}
 		p = pi.Parent
 	}
-	// Deepest level below id, which moves with it.
-	below := s.depthBelow(id, newInfo, 0)
-	if depth-1+below > maxDepth {
+	// The sub-meters below id move with it.
+	if levels+s.depthBelow(id, newInfo, 0) > maxDepth {
 		return fmt.Errorf("parent: more than %d levels of meters", maxDepth)
 	}
 	info.Site = ""
@@ -322,7 +327,7 @@ func (s *Store) runErase(tx *bolt.Tx, job *eraseJob, changed map[string]meterSta
 	st, hasState := s.meters[job.meter]
 	info, hasInfo := s.lookupInfo(job.meter, newInfo)
 	if !hasState && !hasInfo {
-		return fmt.Errorf("%w: %q", ErrUnknownMeter, job.meter)
+		return &refused{fmt.Errorf("%w: %q", ErrUnknownMeter, job.meter)}
 	}
 	job.result.Readings = st.Readings
 	for _, name := range [][]byte{bucketSeries, bucketBlocks, TierMinute.bucket(), TierHour.bucket(), TierDay.bucket()} {
@@ -407,8 +412,8 @@ func (s *Store) DeleteMeter(id string) (Erased, error) {
 		return Erased{}, err
 	}
 	if err := <-ch; err != nil {
-		if errors.Is(err, ErrUnknownMeter) {
-			return Erased{}, fmt.Errorf("%w: %q", ErrUnknownMeter, id)
+		if r, ok := err.(*refused); ok {
+			return Erased{}, r.err
 		}
 		return Erased{}, fmt.Errorf("store: delete meter %q: %w", id, err)
 	}

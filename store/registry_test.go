@@ -78,12 +78,20 @@ func TestCounterResetCountsFromZero(t *testing.T) {
 	if got := totalWh(t, s, "r"); !near(got, 22) {
 		t.Errorf("energy = %g Wh, want 10 + 2 + 10", got)
 	}
-	// A counter at 0 for longer than MaxGap is a reset to zero too.
-	mustAppend(t, s, counter("z", 0, 0, 500), counter("z", 700, 0, 0), counter("z", 710, 3600, 10))
-	if got := totalWh(t, s, "z"); !near(got, 10) {
-		t.Errorf("energy after a long 0 = %g Wh, want 10", got)
+	// After a long silence, a 0 then the restored total: nothing counted
+	// twice. The 0 is stored without its counter, the ramp from it to the
+	// next reading integrated from power (0 to 3600 W over 10 s: 5 Wh).
+	mustAppend(t, s, counter("z", 0, 0, 100000), counter("z", 700, 0, 0), counter("z", 710, 3600, 100001))
+	if got := totalWh(t, s, "z"); !near(got, 5) {
+		t.Errorf("energy after a long silence and a 0 = %g Wh, want 5", got)
 	}
-	for _, m := range []string{"r", "z"} {
+	// A real reset to 0 counts on from zero: 0, then 10 Wh is a reset (below
+	// the reference), integrated from power; then the counter again.
+	mustAppend(t, s, counter("z0", 0, 0, 500), counter("z0", 700, 0, 0), counter("z0", 710, 3600, 10), counter("z0", 720, 3600, 20))
+	if got := totalWh(t, s, "z0"); !near(got, 15) {
+		t.Errorf("energy after a reset to 0 = %g Wh, want 5 + 10", got)
+	}
+	for _, m := range []string{"r", "z", "z0"} {
 		if err := s.CheckRollups(m); err != nil {
 			t.Error(err)
 		}
@@ -147,6 +155,34 @@ func TestCounterThatMovedForGoodIsRebased(t *testing.T) {
 	for i, err := range errs {
 		if meter.ReasonOf(err) != meter.ReasonImplausibleEnergy {
 			t.Errorf("wild counter %d: %v, want implausible_energy", i, err)
+		}
+	}
+}
+
+func TestLateCountersCannotThrowTheRollupsOff(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	// A late device-stamped reading whose counter is far off the others is
+	// kept without its counter, as is a late 0; one that fits keeps it.
+	mustAppend(t, s, counter("l", 0, 3600, 1000), counter("l", 20, 3600, 1020), counter("l", 10, 3600, 9e9), counter("l", 15, 3600, 0))
+	if got := totalWh(t, s, "l"); !near(got, 20) {
+		t.Errorf("energy with a wild late counter = %g Wh, want 20", got)
+	}
+	mustAppend(t, s, counter("l", 30, 3600, 1030), counter("l", 25, 3600, 1025))
+	recs, _, _ := s.Range("l", t0, t0.Add(time.Hour), 10)
+	if len(recs) != 6 || recs[1].HasEnergy || recs[2].HasEnergy || !recs[4].HasEnergy {
+		t.Errorf("readings = %+v", recs)
+	}
+	// The resend of a reading whose counter was dropped does not bring the
+	// counter back (here, the reading that rebased the counter).
+	rs := []meter.Reading{counter("d", 0, 3600, 1000), counter("d", 10, 3600, 5e6), counter("d", 20, 3600, 5e6+10), counter("d", 30, 3600, 5e6+20)}
+	appendAll(t, s, rs...)
+	appendAll(t, s, rs[3], rs[3])
+	if got := totalWh(t, s, "d"); !near(got, 30) {
+		t.Errorf("energy after resending the rebasing reading = %g Wh, want 30", got)
+	}
+	for _, m := range []string{"l", "d"} {
+		if err := s.CheckRollups(m); err != nil {
+			t.Error(err)
 		}
 	}
 }
@@ -377,5 +413,74 @@ func TestSchemaOneIsMigrated(t *testing.T) {
 	s.Close()
 	if err := Verify(filepath.Join(dir, FileName)); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestRefusedJobsLeaveQueuedReadingsAlone queues live readings, then an
+// import and a delete that are refused: the readings before them are
+// stored and acknowledged whatever batch the writer makes of them.
+func TestRefusedJobsLeaveQueuedReadingsAlone(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	mustAppend(t, s, counter("i", 0, 100, 10))
+	for round := range 20 {
+		errs := make([]error, 50)
+		for i := range errs {
+			if err := s.Append(reading("live", round*100+i, 1), func(err error) { errs[i] = err }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.Import([]meter.Reading{counter("i", round+1, 100, 9e12)}, nil); meter.ReasonOf(err) != meter.ReasonImplausibleEnergy {
+			t.Fatalf("import: %v", err)
+		}
+		if _, err := s.DeleteMeter("ghost"); !errors.Is(err, ErrUnknownMeter) {
+			t.Fatalf("delete ghost: %v", err)
+		}
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: live reading %d: %v", round, i, err)
+			}
+		}
+	}
+	if m, _ := s.Meter("live"); m.Readings != 20*50 {
+		t.Errorf("%d live readings stored, want 1000", m.Readings)
+	}
+}
+
+func TestHierarchyDepthAndDetach(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	ids := []string{"m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9"}
+	for i, id := range ids {
+		mustAppend(t, s, reading(id, i, 1))
+	}
+	if _, err := s.EditMeter("m1", func(m *MeterInfo) error { m.Site = "plant"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 8; i++ { // m1 <- m2 <- ... <- m8: eight levels
+		parent := ids[i-1]
+		if _, err := s.EditMeter(ids[i], func(m *MeterInfo) error { m.Parent = parent; return nil }); err != nil {
+			t.Fatalf("level %d: %v", i+1, err)
+		}
+	}
+	if _, err := s.EditMeter("m9", func(m *MeterInfo) error { m.Parent = "m8"; return nil }); !errors.Is(err, ErrInvalidEdit) {
+		t.Errorf("a ninth level: %v, want refused", err)
+	}
+	// A meter moves with its sub-meters: m2's seven levels under m9 (the
+	// second) would make nine; m3's six make eight.
+	if _, err := s.EditMeter("m9", func(m *MeterInfo) error { m.Parent = "m1"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.EditMeter("m2", func(m *MeterInfo) error { m.Parent = "m9"; return nil }); !errors.Is(err, ErrInvalidEdit) {
+		t.Errorf("moving seven levels under the second: %v, want refused", err)
+	}
+	if _, err := s.EditMeter("m3", func(m *MeterInfo) error { m.Parent = "m9"; return nil }); err != nil {
+		t.Errorf("moving six levels under the second: %v", err)
+	}
+	// Taken off its parent, a sub-meter stays in its site.
+	info, err := s.EditMeter("m8", func(m *MeterInfo) error { m.Parent = ""; return nil })
+	if err != nil || info.Site != "plant" {
+		t.Errorf("detached m8 = %+v, %v; want site plant", info, err)
 	}
 }

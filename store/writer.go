@@ -244,20 +244,34 @@ func (s *Store) enqueue(e entry) error {
 func (s *Store) writeLoop() {
 	defer s.wg.Done()
 	defer close(s.acks)
-	for e := range s.queue {
+	// held is an entry that must start a batch of its own (an import or a
+	// job: see alone), taken from the queue while draining a batch of
+	// readings: its failure must not fail the readings before it.
+	var held *entry
+	for {
+		var e entry
+		if held != nil {
+			e, held = *held, nil
+		} else {
+			var ok bool
+			if e, ok = <-s.queue; !ok {
+				return
+			}
+		}
 		batch := make([]entry, 1, min(s.maxBatch, 1+len(s.queue)))
 		batch[0] = e
 	drain:
-		for len(batch) < s.maxBatch && !e.alone() { // imports and jobs are batches of their own
+		for len(batch) < s.maxBatch && !e.alone() {
 			select {
-			case e, ok := <-s.queue:
+			case next, ok := <-s.queue:
 				if !ok {
 					break drain
 				}
-				batch = append(batch, e)
-				if e.alone() {
+				if next.alone() {
+					held = &next
 					break drain
 				}
+				batch = append(batch, next)
 			default:
 				break drain
 			}
@@ -408,6 +422,10 @@ func (s *Store) commit(batch []entry) error {
 				}
 				w = newTxWriter(tx, s.maxGap, w.seq)
 				if err := s.runErase(tx, e.erase, changed, newInfo); err != nil {
+					if _, ok := err.(*refused); ok {
+						e.rejected = err
+						continue
+					}
 					return err
 				}
 				erased = append(erased, e.erase.meter)
@@ -550,67 +568,72 @@ func plausibleWh(maxW float64, dt int64) float64 {
 
 // checkCounter applies the energy counter rules to reading r, at ns, of a
 // meter in state st whose maximum power is maxW, before r is stored. It may
-// drop r's counter, and it updates st's counter reference.
+// drop r's counter, and it updates st's counter reference: the newest
+// non-zero counter taken.
 //
-//   - A counter of 0 within maxGap of a non-zero one is a brief drop (a
-//     device restarting before it has restored its total): r is stored
-//     without its counter, so the counter's return is not counted a second
-//     time; the intervals around it are integrated from power. A counter
-//     that stays at 0 longer is a reset, and counts from zero.
+//   - A counter of 0 once the meter has sent a non-zero one is a device
+//     restarting before it restored its total, or a reset: r is stored
+//     without its counter, so that the total's return is not counted again.
+//     The intervals around it are integrated from power; after a reset, the
+//     next non-zero counter is below the reference and counts from zero.
 //   - For the newest reading of the meter, a counter that rose (or, after a
 //     reset, starts) by more energy than maxW can draw since the reference
 //     is rejected with meter.ReasonImplausibleEnergy. rebaseAfter such
 //     readings in a row that agree with each other mean the counter moved
 //     for good (a replaced device): the last is stored without its counter,
 //     and later counters count from it.
-//
-// A reading without a counter, or an older one arriving late, leaves the
-// reference alone.
-func checkCounter(st *meterState, r *meter.Reading, ns int64, newest bool, maxW float64, maxGap int64) error {
+//   - A reading arriving late (not the newest) whose counter does not fit
+//     the reference so (counters only rise, within maxW) is stored without
+//     its counter: history is kept, and cannot throw the rollups off.
+func checkCounter(st *meterState, r *meter.Reading, ns int64, newest bool, maxW float64) error {
 	if !r.HasEnergy {
 		return nil
 	}
 	if r.EnergyWh == 0 {
-		if st.RefNs != 0 && st.RefWh != 0 && abs64(ns-st.RefNs) <= maxGap {
+		if st.RefNs != 0 && st.RefWh != 0 {
 			r.HasEnergy = false
 		}
 		return nil
 	}
-	if !newest {
+	if st.RefNs == 0 {
+		if newest {
+			st.RefWh, st.RefNs = r.EnergyWh, ns
+		}
 		return nil
 	}
-	if st.RefNs != 0 {
-		rise := r.EnergyWh - st.RefWh
-		if rise < 0 {
-			rise = r.EnergyWh // a reset: the new value counts from zero
+	if !newest {
+		fits := r.EnergyWh <= st.RefWh && st.RefWh-r.EnergyWh <= plausibleWh(maxW, st.RefNs-ns)
+		if ns > st.RefNs {
+			fits = r.EnergyWh >= st.RefWh && r.EnergyWh-st.RefWh <= plausibleWh(maxW, ns-st.RefNs)
 		}
-		if limit := plausibleWh(maxW, ns-st.RefNs); rise > limit {
-			agrees := st.PendN > 0 && r.EnergyWh >= st.PendWh && ns > st.PendNs &&
-				r.EnergyWh-st.PendWh <= plausibleWh(maxW, ns-st.PendNs)
-			if agrees {
-				st.PendN++
-			} else {
-				st.PendN = 1
-			}
-			st.PendWh, st.PendNs = r.EnergyWh, ns
-			if st.PendN < rebaseAfter {
-				return &meter.RejectError{Reason: meter.ReasonImplausibleEnergy, Detail: fmt.Sprintf(
-					"meter %s: energy counter %.3f Wh rose %.3f Wh in %s since %.3f Wh, more than %.0f W can draw",
-					r.Meter, r.EnergyWh, rise, time.Duration(ns-st.RefNs), st.RefWh, maxW)}
-			}
-			r.HasEnergy = false // the counter moved: count from here
+		if !fits {
+			r.HasEnergy = false
 		}
+		return nil
+	}
+	rise := r.EnergyWh - st.RefWh
+	if rise < 0 {
+		rise = r.EnergyWh // a reset: the new value counts from zero
+	}
+	if limit := plausibleWh(maxW, ns-st.RefNs); rise > limit {
+		agrees := st.PendN > 0 && r.EnergyWh >= st.PendWh && ns > st.PendNs &&
+			r.EnergyWh-st.PendWh <= plausibleWh(maxW, ns-st.PendNs)
+		if agrees {
+			st.PendN++
+		} else {
+			st.PendN = 1
+		}
+		st.PendWh, st.PendNs = r.EnergyWh, ns
+		if st.PendN < rebaseAfter {
+			return &meter.RejectError{Reason: meter.ReasonImplausibleEnergy, Detail: fmt.Sprintf(
+				"meter %s: energy counter %.3f Wh rose %.3f Wh in %s since %.3f Wh, more than %.0f W can draw",
+				r.Meter, r.EnergyWh, rise, time.Duration(ns-st.RefNs), st.RefWh, maxW)}
+		}
+		r.HasEnergy = false // the counter moved: count from here
 	}
 	st.PendN = 0
 	st.RefWh, st.RefNs = r.EnergyWh, ns
 	return nil
-}
-
-func abs64(x int64) int64 {
-	if x < 0 {
-		return -x
-	}
-	return x
 }
 
 // put stores reading r, updating its meter's state st and the rollups, and
@@ -636,7 +659,7 @@ func (w *txWriter) put(st *meterState, r meter.Reading, maxW float64) (int, erro
 	}
 	w.isFresh = false
 	newest := st.Readings == 0 || ns > st.LastNs
-	if err := checkCounter(st, &r, ns, newest, maxW, w.rolls.maxGap); err != nil {
+	if err := checkCounter(st, &r, ns, newest, maxW); err != nil {
 		return 0, err
 	}
 	s := sample{ns: ns, w: r.PowerW, wh: r.EnergyWh, hasEnergy: r.HasEnergy}
@@ -697,7 +720,7 @@ func (w *txWriter) putLate(r meter.Reading, ns, floor int64) (int, error) {
 		i, found := slices.BinarySearchFunc(ob.pts, ns, cmpPointNs)
 		if found {
 			old := ob.pts[i]
-			if old.powerW == p.powerW && old.hasEnergy == p.hasEnergy && old.energyWh == p.energyWh {
+			if resend(old.powerW, old.energyWh, old.hasEnergy, r) {
 				return 0, nil // a resend: nothing changes
 			}
 			p.id = old.id
@@ -727,7 +750,7 @@ func (w *txWriter) putLate(r meter.Reading, ns, floor int64) (int, error) {
 		if !ok {
 			return 0, fmt.Errorf("corrupt reading at %d", ns)
 		}
-		if old.powerW == r.PowerW && old.hasEnergy == r.HasEnergy && old.energyWh == r.EnergyWh {
+		if resend(old.powerW, old.energyWh, old.hasEnergy, r) {
 			return 0, nil // a resend: nothing changes
 		}
 		p.id, added = old.id, 0
@@ -742,6 +765,14 @@ func (w *txWriter) putLate(r meter.Reading, ns, floor int64) (int, error) {
 		w.markAround(r.Meter, ns, floor)
 	}
 	return added, nil
+}
+
+// resend reports whether r repeats the stored reading (powerW, energyWh,
+// hasEnergy) at its instant: the same power and counter, or the same power
+// with a counter the store dropped (see checkCounter), which a resend must
+// not bring back.
+func resend(powerW, energyWh float64, hasEnergy bool, r meter.Reading) bool {
+	return powerW == r.PowerW && (hasEnergy == r.HasEnergy && energyWh == r.EnergyWh || !hasEnergy && r.HasEnergy)
 }
 
 // markAround marks for rebuilding the minutes whose rollups a reading at ns
