@@ -55,7 +55,7 @@ func importHistory(args []string, getenv func(string) string, stdout, stderr io.
 		r = zr
 	}
 
-	st, err := store.Open(cfg.DataDir, store.Options{MaxGap: cfg.Store.MaxGap})
+	st, err := store.Open(cfg.DataDir, store.Options{MaxGap: cfg.Store.MaxGap, MaxPowerW: cfg.Ingest.MaxPowerW})
 	if errors.Is(err, store.ErrLocked) {
 		return fmt.Errorf("%w\nVatio is running: stop it, or POST the file to /api/v1/meters/%s/import", err, *meterID)
 	}

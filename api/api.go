@@ -182,6 +182,8 @@ func (s *Server) writeError(c *fiber.Ctx, err error) error {
 		status, body = fiber.StatusBadRequest, errorBody{Error: "invalid parameter \"" + pe.Name + "\"", Detail: pe.Detail}
 	case errors.As(err, &ie):
 		status, body = fiber.StatusBadRequest, errorBody{Error: "invalid parameter \"" + ie.Field + "\"", Detail: ie.Reason}
+	case meter.ReasonOf(err) != "":
+		status, body = fiber.StatusBadRequest, errorBody{Error: "invalid reading", Detail: err.Error()}
 	case errors.Is(err, store.ErrUnknownMeter):
 		status, body = fiber.StatusNotFound, errorBody{Error: "unknown meter", Detail: err.Error()}
 	case errors.As(err, &fe):

@@ -100,11 +100,11 @@ func (s *Server) meters(c *fiber.Ctx) error {
 // buffer it reuses for the next request: the id is copied, since the store
 // may keep it (as a new meter's key).
 func meterID(c *fiber.Ctx) (string, error) {
-	id := strings.Clone(c.Params("id"))
-	if !meter.ValidID(id) {
+	id, err := url.PathUnescape(c.Params("id")) // a copy, unless nothing was escaped
+	if err != nil || !meter.ValidID(id) {
 		return "", &paramError{Name: "id", Detail: "not a meter id"}
 	}
-	return id, nil
+	return strings.Clone(id), nil
 }
 
 // getMeter serves GET /api/v1/meters/{id}.
@@ -347,7 +347,7 @@ func (s *Server) energyParams(c *fiber.Ctx) (from, to time.Time, tier store.Tier
 		err = &paramError{Name: "step", Detail: fmt.Sprintf("%q is not 1m, 1h or 1d", clip(step))}
 		return
 	}
-	if n := to.Sub(from) / t.Step(); n > maxEnergyPoints {
+	if n := to.Sub(from)/t.Step() + 1; n > maxEnergyPoints {
 		err = &paramError{Name: "step", Detail: fmt.Sprintf("%s from %s to %s is %d points, more than %d: use a coarser step", step, from.Format(time.RFC3339), to.Format(time.RFC3339), n, maxEnergyPoints)}
 		return
 	}
@@ -358,9 +358,12 @@ func (s *Server) energyParams(c *fiber.Ctx) (from, to time.Time, tier store.Tier
 func (s *Server) energyOf(ids []string, tier store.Tier, from, to time.Time) (map[int64]*energyTotal, error) {
 	out := map[int64]*energyTotal{}
 	for _, id := range ids {
-		bs, _, err := s.store.Rollups(id, tier, from, to, maxEnergyPoints+1)
+		bs, more, err := s.store.Rollups(id, tier, from, to, maxEnergyPoints)
 		if err != nil {
 			return nil, err
+		}
+		if more {
+			return nil, &paramError{Name: "step", Detail: fmt.Sprintf("more than %d points: use a coarser step or a shorter range", maxEnergyPoints)}
 		}
 		for _, b := range bs {
 			k := b.Start.UnixNano()
@@ -417,19 +420,25 @@ func (s *Server) meterEnergy(c *fiber.Ctx) error {
 		total.EnergyKWh += e.EnergyKWh
 		total.ExportKWh += e.ExportKWh
 		if children != nil {
+			// Net energy (drawn less exported), as unmetered_power_w: a
+			// sub-meter exporting (solar) adds to what its parent misses.
 			ch := 0.0
 			if ce := children[k]; ce != nil {
-				ch = ce.EnergyKWh
+				ch = ce.EnergyKWh - ce.ExportKWh
 			}
-			rest := e.EnergyKWh - ch
+			rest := e.EnergyKWh - e.ExportKWh - ch
 			p.ChildrenKWh, p.UnmeteredKWh = &ch, &rest
 			*total.ChildrenKWh += ch
 			*total.UnmeteredKWh += rest
 		}
 		points = append(points, p)
 	}
+	kids := m.Children
+	if kids == nil {
+		kids = []string{}
+	}
 	return c.JSON(fiber.Map{"meter": id, "step": tier.String(), "from": from.UTC(), "to": to.UTC(),
-		"children": m.Children, "points": points, "total": total})
+		"children": kids, "points": points, "total": total})
 }
 
 func sortedKeys[V any](m map[int64]V) []int64 {

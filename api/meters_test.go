@@ -154,13 +154,13 @@ func TestEnergyNeverCountsASubMeterTwice(t *testing.T) {
 	for _, m := range []struct {
 		id string
 		w  float64
-	}{{"main", 3000}, {"kitchen", 1000}, {"oven", 400}, {"solar", -2000}, {"press", 5000}} {
+	}{{"main", 3000}, {"kitchen", 1000}, {"oven", 400}, {"pv:1", -500}, {"solar", -2000}, {"press", 5000}} {
 		rs = append(rs, hour(m.id, m.w)...)
 	}
 	h.add(t, rs...)
 	for _, p := range []struct{ id, body string }{
 		{"main", `{"site": "home"}`}, {"solar", `{"site": "home"}`}, {"press", `{"site": "plant"}`},
-		{"kitchen", `{"parent": "main"}`}, {"oven", `{"parent": "kitchen"}`},
+		{"kitchen", `{"parent": "main"}`}, {"oven", `{"parent": "kitchen"}`}, {"pv%3A1", `{"parent": "kitchen"}`},
 	} {
 		if code := h.do(t, http.MethodPatch, "/api/v1/meters/"+p.id, "application/json", p.body, nil); code != 200 {
 			var e apiError
@@ -198,13 +198,15 @@ func TestEnergyNeverCountsASubMeterTwice(t *testing.T) {
 	}
 	e = energy{}
 	h.get(t, "/api/v1/meters/kitchen/energy"+q, &e)
-	if len(e.Points) != 1 || !near(e.Points[0].EnergyKWh, 1) || !near(*e.Points[0].UnmeteredKWh, 0.6) {
+	// Net energy: the oven drew 0.4 kWh, the panel behind the kitchen sent
+	// 0.5 kWh back, so the kitchen's other loads drew 1 - (0.4 - 0.5).
+	if len(e.Points) != 1 || !near(e.Points[0].EnergyKWh, 1) || !near(*e.Points[0].ChildrenKWh, -0.1) || !near(*e.Points[0].UnmeteredKWh, 1.1) {
 		t.Errorf("kitchen's hour = %+v", e.Points)
 	}
 	e = energy{}
 	h.get(t, "/api/v1/meters/oven/energy"+q, &e)
-	if len(e.Points) != 1 || !near(e.Points[0].EnergyKWh, 0.4) || e.Points[0].ChildrenKWh != nil {
-		t.Errorf("oven's hour = %+v", e.Points)
+	if len(e.Points) != 1 || !near(e.Points[0].EnergyKWh, 0.4) || e.Points[0].ChildrenKWh != nil || e.Children == nil {
+		t.Errorf("oven's hour = %+v", e)
 	}
 	e = energy{}
 	if code := h.get(t, "/api/v1/sites/home/energy"+q, &e); code != 200 || !slices.Equal(e.Meters, []string{"main", "solar"}) ||
@@ -223,7 +225,7 @@ func TestEnergyNeverCountsASubMeterTwice(t *testing.T) {
 		} `json:"sites"`
 	}
 	h.get(t, "/api/v1/sites", &sites)
-	if len(sites.Sites) != 2 || sites.Sites[0].Site != "home" || !slices.Equal(sites.Sites[0].SubMeters, []string{"kitchen", "oven"}) ||
+	if len(sites.Sites) != 2 || sites.Sites[0].Site != "home" || !slices.Equal(sites.Sites[0].SubMeters, []string{"kitchen", "oven", "pv:1"}) ||
 		sites.Sites[0].PowerW != 1000 || sites.Sites[1].Site != "plant" {
 		t.Errorf("sites = %+v; want home (3000 - 2000 W, two sub-meters) and plant", sites.Sites)
 	}
@@ -237,5 +239,27 @@ func TestEnergyNeverCountsASubMeterTwice(t *testing.T) {
 		if code := h.get(t, bad, nil); code != 400 && code != 404 {
 			t.Errorf("GET %s = %d, want 400 or 404", bad, code)
 		}
+	}
+}
+
+// TestImportOfAnImplausibleCounterIsA400 checks that the store's refusal of
+// an imported reading reaches the client as a bad request, and that
+// imported meters say where they came from.
+func TestImportOfAnImplausibleCounterIsA400(t *testing.T) {
+	h := start(t)
+	var e apiError
+	body := "2026-11-25T10:00:00Z,100,1000\n2026-11-25T10:01:00Z,100,9000000000000\n"
+	if code := h.post(t, "/api/v1/meters/imp/import", "text/csv", body, &e); code != 400 || !strings.Contains(e.Detail, "implausible_energy") {
+		t.Errorf("import = %d %+v, want 400 implausible_energy", code, e)
+	}
+	if code := h.get(t, "/api/v1/meters/imp", nil); code != 404 {
+		t.Errorf("meter after a refused import: %d, want 404", code)
+	}
+	if code := h.post(t, "/api/v1/meters/imp/import", "text/csv", "2026-11-25T10:00:00Z,100,1000\n", nil); code != 200 {
+		t.Fatalf("good import = %d", code)
+	}
+	var m meterAnswer
+	if h.get(t, "/api/v1/meters/imp", &m); m.Source != "import" {
+		t.Errorf("imported meter's source = %q", m.Source)
 	}
 }

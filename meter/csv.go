@@ -91,7 +91,7 @@ func (d *Decoder) csvReading(meterID, text string, now time.Time) (Reading, erro
 	if err != nil {
 		return Reading{}, fmt.Errorf("power_w: %w", err)
 	}
-	r := Reading{Meter: meterID, Time: t.UTC(), PowerW: w, Stamped: true}
+	r := Reading{Source: "import", Meter: meterID, Time: t.UTC(), PowerW: w, Stamped: true}
 	if len(fields) == 3 && fields[2] != "" {
 		wh, err := parseNumber([]byte(fields[2]))
 		if err != nil {

@@ -22,9 +22,9 @@ func TestReadCSV(t *testing.T) {
 		t.Fatalf("%d readings, want 3: %+v", len(rs), rs)
 	}
 	want := []Reading{
-		{Meter: "m1", Time: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC), PowerW: 1500, EnergyWh: 100, HasEnergy: true, Stamped: true},
-		{Meter: "m1", Time: time.Unix(1764061260, 0).UTC(), PowerW: 1600.5, Stamped: true},
-		{Meter: "m1", Time: time.UnixMilli(1764061320000).UTC(), PowerW: -200, Stamped: true},
+		{Source: "import", Meter: "m1", Time: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC), PowerW: 1500, EnergyWh: 100, HasEnergy: true, Stamped: true},
+		{Source: "import", Meter: "m1", Time: time.Unix(1764061260, 0).UTC(), PowerW: 1600.5, Stamped: true},
+		{Source: "import", Meter: "m1", Time: time.UnixMilli(1764061320000).UTC(), PowerW: -200, Stamped: true},
 	}
 	for i := range want {
 		if rs[i] != want[i] {
