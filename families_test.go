@@ -2,10 +2,14 @@ package main
 
 import (
 	"math"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/vatio-energy/vatio/internal/mqtttest"
 )
@@ -135,8 +139,22 @@ func TestRegistryAvailabilityAndCountersEndToEnd(t *testing.T) {
 	if m.Source != "tasmota" || m.Status != "online" {
 		t.Errorf("new tasmota meter = %+v", m)
 	}
-	mqtttest.Publish3(t, c, "tele/pow-r2/LWT", 1, true, file("tasmota/lwt_offline.txt"))
-	waitFor("pow-r2", "offline by LWT", func(m meterInfo) bool { return m.Status == "offline" && m.OfflineReason == "announced" })
+	// The device drops off the network: the broker publishes its last will
+	// (Tasmota's LWT "Offline"), which never passes through OnPublish.
+	var conn net.Conn
+	opts := paho3.NewClientOptions().AddBroker("tcp://"+v.mqtt).SetClientID("pow-r2").SetAutoReconnect(false).
+		SetWill("tele/pow-r2/LWT", "Offline", 1, true).
+		SetCustomOpenConnectionFn(func(uri *url.URL, _ paho3.ClientOptions) (net.Conn, error) {
+			c, err := net.Dial("tcp", uri.Host)
+			conn = c
+			return c, err
+		})
+	device := paho3.NewClient(opts)
+	if tok := device.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("device connect: %v", tok.Error())
+	}
+	conn.Close()
+	waitFor("pow-r2", "offline by its last will", func(m meterInfo) bool { return m.Status == "offline" && m.OfflineReason == "announced" })
 	mqtttest.Publish3(t, c, "tele/pow-r2/LWT", 1, true, file("tasmota/lwt_online.txt"))
 	waitFor("pow-r2", "online by LWT", func(m meterInfo) bool { return m.Status == "online" })
 

@@ -94,7 +94,26 @@ func (h *Ingest) ID() string { return "vatio-ingest" }
 
 // Provides implements mqtt.Hook.
 func (h *Ingest) Provides(b byte) bool {
-	return b == mqtt.OnPublish || b == mqtt.OnSubscribed || b == mqtt.OnUnsubscribed || b == mqtt.OnDisconnect
+	return b == mqtt.OnPublish || b == mqtt.OnSubscribed || b == mqtt.OnUnsubscribed || b == mqtt.OnDisconnect ||
+		b == mqtt.OnWillSent
+}
+
+// OnWillSent implements mqtt.Hook: a client's last will (Tasmota's LWT
+// "Offline", a Shelly's online "false") is published by the broker without
+// passing through OnPublish, and may say a device went away.
+func (h *Ingest) OnWillSent(_ *mqtt.Client, pk packets.Packet) {
+	if src := h.source(pk.TopicName); src != nil {
+		h.noteAvailability(src, pk)
+	}
+}
+
+// noteAvailability records what an availability message of src says.
+func (h *Ingest) noteAvailability(src meter.Source, pk packets.Packet) {
+	if as, ok := src.(meter.AvailabilitySource); ok {
+		if device, online, ok := as.Availability(pk.TopicName, pk.Payload); ok {
+			h.store.SetAvailability(device, online, h.now())
+		}
+	}
 }
 
 // OnSubscribed implements mqtt.Hook: forwarding looks subscribers up again.
@@ -153,11 +172,7 @@ func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	if len(rs) == 0 {
 		// A status message: the broker handles it as any other. It may
 		// say whether a device is online.
-		if as, ok := src.(meter.AvailabilitySource); ok {
-			if device, online, ok := as.Availability(pk.TopicName, pk.Payload); ok {
-				h.store.SetAvailability(device, online, h.now())
-			}
-		}
+		h.noteAvailability(src, pk)
 		return pk, nil
 	}
 	for i := range rs {
