@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // the dashboard's time zones, on machines without /usr/share/zoneinfo
 )
 
 func main() {

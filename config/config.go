@@ -38,6 +38,22 @@ type Config struct {
 	Backup    Backup    `yaml:"backup"`
 	Retention Retention `yaml:"retention"`
 	Archive   Archive   `yaml:"archive"`
+	Dashboard Dashboard `yaml:"dashboard"`
+}
+
+// Dashboard configures the browser dashboard.
+type Dashboard struct {
+	// TimeZone is the IANA time zone the dashboard shows times and local
+	// days in ("Europe/Madrid"); empty means the machine's own.
+	TimeZone string `yaml:"timezone"`
+}
+
+// Location returns the dashboard's time zone: TimeZone, or the machine's.
+func (d Dashboard) Location() (*time.Location, error) {
+	if d.TimeZone == "" {
+		return time.Local, nil
+	}
+	return time.LoadLocation(d.TimeZone)
 }
 
 // Log configures logging.
@@ -330,6 +346,9 @@ func (c Config) Validate() error {
 		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 			bad("alerts.webhook.url", "%q is not an http:// or https:// URL", u)
 		}
+	}
+	if _, err := c.Dashboard.Location(); err != nil || strings.EqualFold(c.Dashboard.TimeZone, "local") {
+		bad("dashboard.timezone", "%q is not an IANA time zone such as Europe/Madrid (empty: the machine's)", c.Dashboard.TimeZone)
 	}
 	if c.Alerts.Webhook.Timeout < 100*time.Millisecond {
 		bad("alerts.webhook.timeout", "%s is under 100ms", c.Alerts.Webhook.Timeout)

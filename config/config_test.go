@@ -91,11 +91,23 @@ func TestValidateNamesEveryBadKey(t *testing.T) {
 	cfg.Alerts.Webhook.URL = "ftp://x"
 	cfg.Log.Level = "loud"
 	cfg.Sources.Tasmota.Prefix = "tele/#"
+	cfg.Dashboard.TimeZone = "Mars/Olympus"
 	err := cfg.Validate()
-	for _, key := range []string{"mqtt.addr", "ingest.min_power_w", "alerts.webhook.url", "log.level", "sources.tasmota.prefix"} {
+	for _, key := range []string{"mqtt.addr", "ingest.min_power_w", "alerts.webhook.url", "log.level", "sources.tasmota.prefix", "dashboard.timezone"} {
 		if err == nil || !strings.Contains(err.Error(), key+":") {
 			t.Errorf("Validate() = %v, want it to name %s", err, key)
 		}
+	}
+}
+
+func TestDashboardTimeZone(t *testing.T) {
+	d := Dashboard{TimeZone: "Europe/Madrid"}
+	loc, err := d.Location()
+	if err != nil || loc.String() != "Europe/Madrid" {
+		t.Errorf("Location() = %v, %v", loc, err)
+	}
+	if loc, err := (Dashboard{}).Location(); err != nil || loc != time.Local {
+		t.Errorf("empty Location() = %v, %v; want the machine's", loc, err)
 	}
 }
 
