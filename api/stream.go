@@ -42,9 +42,13 @@ type streamEvent struct {
 // throttle interval (the newest wins), and a comment every heartbeat so
 // that dead connections are found and proxies keep the stream open. A
 // client reconnecting with Last-Event-ID first gets the readings it missed
-// (up to 1000). ?meter=a,b limits the stream to those meters.
+// (up to 1000). ?meter=a,b limits the stream to those meters; ?meter= with
+// none sends only the heartbeats (a page's "connected" light).
 func (s *Server) stream(c *fiber.Ctx) error {
 	var filter map[string]bool
+	if c.Context().QueryArgs().Has("meter") {
+		filter = map[string]bool{} // ?meter= alone: heartbeats only
+	}
 	if q := c.Query("meter"); q != "" {
 		ids := strings.Split(q, ",")
 		if len(ids) > maxStreamMeters {

@@ -189,6 +189,17 @@ func TestStreamFilterAndReplay(t *testing.T) {
 	if _, d := nextReading(t, again); d["power_w"] != 6.0 {
 		t.Errorf("after the replay: %v", d)
 	}
+	// ?meter= alone: heartbeats, no readings.
+	quiet, _ := openStream(t, h, "/api/v1/stream?meter=")
+	<-quiet
+	h.add(t, live("c", 7))
+	select {
+	case ev := <-quiet:
+		if ev.event == "reading" {
+			t.Errorf("a heartbeat-only stream sent %+v", ev)
+		}
+	case <-time.After(300 * time.Millisecond):
+	}
 }
 
 func TestStreamRefusals(t *testing.T) {
