@@ -116,22 +116,29 @@ func cardPower(meterID string) string {
 	})()`, meterID)
 }
 
-// chartPoints counts the points of a meter's series on the chart.
-func chartPoints(meterID string) string {
+// seriesPoints counts the points of a series (by id, or the first) of the
+// chart in element id, -1 without the chart.
+func seriesPoints(chartID, seriesID string) string {
 	return fmt.Sprintf(`(function () {
-		var el = document.getElementById("power");
+		var el = document.getElementById(%q);
 		var chart = el && window.echarts && echarts.getInstanceByDom(el);
 		if (!chart) return -1;
-		var s = chart.getOption().series.filter(function (s) { return s.id === %q; })[0];
-		return s ? s.data.length : 0;
-	})()`, meterID)
+		var all = chart.getOption().series || [];
+		var s = %q ? all.filter(function (s) { return s.id === %q; })[0] : all[0];
+		return s ? (s.data || []).length : 0;
+	})()`, chartID, seriesID, seriesID)
 }
 
 func waitEval(t *testing.T, ctx context.Context, what, expr string, ok func(string) bool) string {
 	t.Helper()
+	return waitEvalFor(t, ctx, 15*time.Second, what, expr, ok)
+}
+
+func waitEvalFor(t *testing.T, ctx context.Context, limit time.Duration, what, expr string, ok func(string) bool) string {
+	t.Helper()
 	var last string
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
+	deadline := time.Now().Add(limit)
+	for {
 		v, err := chromedp.Run(ctx, chromedp.Evaluate[any](expr))
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
@@ -140,16 +147,47 @@ func waitEval(t *testing.T, ctx context.Context, what, expr string, ok func(stri
 		if ok(last) {
 			return last
 		}
-		time.Sleep(100 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still %q after %s", what, last, limit)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("%s: still %q after 15s", what, last)
-	return last
 }
 
-// TestDashboardInBrowser loads the dashboard in headless Chromium: the empty
-// page, a first reading appearing without a reload, a later reading updating
-// the card and the chart within the polling interval, no request leaving
-// Vatio, no script error, and no horizontal scrolling on a 360 px phone.
+// screenshot saves the page at a size as testdata/screenshots/<name>.png,
+// after checking that it does not scroll sideways.
+func screenshot(t *testing.T, ctx context.Context, name string, w, h int64, ready string) {
+	t.Helper()
+	if err := os.MkdirAll(screenshotDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := chromedp.Do(ctx, chromedp.EmulateViewport(w, h), chromedp.Reload(), chromedp.WaitVisible(ready), chromedp.Sleep(400*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	overflow, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > document.documentElement.clientWidth`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if overflow {
+		t.Errorf("%s: at %d px the page scrolls horizontally", name, w)
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(screenshotDir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDashboardInBrowser drives the dashboard in headless Chromium: the
+// empty page, a first reading appearing by itself, a reading published
+// over MQTT on the overview within 2 s (Server-Sent Events), every page
+// rendering its charts with data, zooming the history fetching finer data,
+// the settings form saving, Spanish, no request leaving Vatio, no script
+// error, and no sideways scrolling on a 360 px phone. It leaves screenshots
+// of every page, desktop and phone, in testdata/screenshots.
 func TestDashboardInBrowser(t *testing.T) {
 	ctx, blog := browser(t)
 	v := startVatio(t, t.TempDir())
@@ -157,43 +195,73 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(origin+"/"), chromedp.WaitVisible("#empty")); err != nil {
 		t.Fatal(err)
 	}
+	screenshot(t, ctx, "empty-desktop", 1280, 900, "#empty")
 	c := mqtttest.V3(t, v.mqtt)
 	mqtttest.Publish3(t, c, "energy/consumption", 1, false, "2.5")
-	waitEval(t, ctx, "first reading's card", cardPower("default"), func(s string) bool { return strings.Contains(s, "2.5") })
-	waitEval(t, ctx, "chart with the first reading", chartPoints("default"), func(s string) bool { return s == "1" })
+	waitEval(t, ctx, "first reading's card", cardPower("default"), func(s string) bool { return s == "2.50 kW" })
+	waitEval(t, ctx, "the live light", `document.getElementById("status").className`, func(s string) bool { return strings.Contains(s, "live") })
 
+	// Live: a publish shows within 2 s, on the card, the total and the chart.
 	mqtttest.Publish3(t, c, "energy/consumption", 1, false, "3.75")
+	waitEvalFor(t, ctx, 2*time.Second, "a reading on the overview within 2 s", cardPower("default"), func(s string) bool { return s == "3.75 kW" })
+	waitEval(t, ctx, "site power", `document.getElementById("site-power").textContent`, func(s string) bool { return s == "3.75 kW" })
+	waitEval(t, ctx, "live chart", seriesPoints("live", "default"), func(s string) bool { return s == "2" })
 	mqtttest.Publish3(t, c, "energy/consumption/plant-1", 1, false, `{"power_w": 1200}`)
-	waitEval(t, ctx, "updated card", cardPower("default"), func(s string) bool { return strings.Contains(s, "3.75") })
-	waitEval(t, ctx, "chart with both readings", chartPoints("default"), func(s string) bool { return s == "2" })
-	waitEval(t, ctx, "new meter's card", cardPower("plant-1"), func(s string) bool { return strings.Contains(s, "1.2") })
-	waitEval(t, ctx, "new meter's series", chartPoints("plant-1"), func(s string) bool { return s == "1" })
+	waitEval(t, ctx, "new meter's card", cardPower("plant-1"), func(s string) bool { return s == "1.20 kW" })
+	for range 5 {
+		mqtttest.Publish3(t, c, "energy/consumption/plant-1", 1, false, `{"power_w": 1300}`)
+	}
+	screenshot(t, ctx, "overview-desktop", 1280, 900, "#live")
+	screenshot(t, ctx, "overview-phone", 360, 740, "#live")
 
-	if err := os.MkdirAll(screenshotDir, 0o755); err != nil {
+	// The meter page: its charts with data, zoom, settings.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(origin+"/meters/plant-1"), chromedp.WaitVisible("#history")); err != nil {
 		t.Fatal(err)
 	}
-	shoot := func(name string, w, h int64) {
-		err := chromedp.Do(ctx, chromedp.EmulateViewport(w, h), chromedp.Reload(), chromedp.WaitVisible("#power"),
-			chromedp.Sleep(300*time.Millisecond))
-		if err != nil {
-			t.Fatal(err)
-		}
-		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(screenshotDir, name), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	waitEval(t, ctx, "history chart", seriesPoints("history", ""), func(s string) bool { return s == "6" })
+	waitEval(t, ctx, "daily bars", seriesPoints("daily", ""), func(s string) bool { return s == "30" })
+	waitEval(t, ctx, "canvas drawn", `["history", "daily", "profile", "year"].every(function (id) { return !!document.querySelector("#" + id + " canvas"); })`, func(s string) bool { return s == "true" })
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[any](`echarts.getInstanceByDom(document.getElementById("history")).dispatchAction({type: "dataZoom", start: 95, end: 100})`)); err != nil {
+		t.Fatal(err)
 	}
-	shoot("overview-desktop.png", 1280, 900)
-	shoot("overview-phone.png", 360, 740)
-	overflow, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > document.documentElement.clientWidth`))
+	waitEval(t, ctx, "zoom fetches the window at step=auto", `document.getElementById("history-step").textContent`, func(s string) bool { return s == "Resolution: every reading" })
+	err := chromedp.Do(ctx,
+		chromedp.SetValue(`form.meter-settings input[name="name"]`, "Planta 1"),
+		chromedp.SetValue(`form.meter-settings input[name="expected_max_w"]`, "5000"),
+		chromedp.Click(`form.meter-settings button[type="submit"]`),
+		chromedp.WaitVisible(`//h1[text()="Planta 1"]`),
+	)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if overflow {
-		t.Error("at 360 px the page scrolls horizontally")
+	var m struct {
+		Name         string   `json:"name"`
+		ExpectedMaxW *float64 `json:"expected_max_w"`
 	}
+	getJSON(t, origin+"/api/v1/meters/plant-1", &m)
+	if m.Name != "Planta 1" || m.ExpectedMaxW == nil || *m.ExpectedMaxW != 5000 {
+		t.Errorf("after the form: %+v", m)
+	}
+	screenshot(t, ctx, "meter-desktop", 1280, 900, "#history")
+	screenshot(t, ctx, "meter-phone", 360, 740, "#history")
+
+	for _, p := range []struct{ path, name, ready string }{{"/meters", "meters", "table.meters"}, {"/alerts", "alerts", "#active-heading"}} {
+		if err := chromedp.Do(ctx, chromedp.Navigate(origin+p.path), chromedp.WaitVisible(p.ready)); err != nil {
+			t.Fatal(err)
+		}
+		screenshot(t, ctx, p.name+"-desktop", 1280, 900, p.ready)
+		screenshot(t, ctx, p.name+"-phone", 360, 740, p.ready)
+	}
+
+	// Spanish, chosen with the switch and remembered.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(origin+"/"), chromedp.WaitVisible("#live"), chromedp.Click(`a[hreflang="es"]`), chromedp.WaitVisible(`//h1[text()="Resumen"]`)); err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.Publish3(t, c, "energy/consumption", 1, false, "1234.5")
+	waitEval(t, ctx, "a Spanish number", cardPower("default"), func(s string) bool { return s == "1,23 MW" })
+	if err := chromedp.Do(ctx, chromedp.Navigate(origin+"/meters"), chromedp.WaitVisible(`//h1[text()="Medidores"]`)); err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, ctx, "overview-es-phone", 360, 740, "table.meters")
 	blog.check(t, origin)
 }

@@ -288,7 +288,11 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: dec,
 		Gatherer: reg, Logger: logger.With("component", "http"),
 	})
-	dashboard.New(a.store, logger.With("component", "dashboard")).Register(a.http.Router())
+	loc, err := cfg.Dashboard.Location()
+	if err != nil {
+		return nil, fmt.Errorf("dashboard.timezone: %w", err) // Validate catches it first
+	}
+	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: loc}).Register(a.http.Router())
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {

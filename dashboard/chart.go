@@ -1,8 +1,11 @@
 package dashboard
 
 import (
+	"encoding/json"
 	"fmt"
 	"html/template"
+	"math"
+	"strconv"
 	"strings"
 
 	"github.com/go-echarts/go-echarts/v2/charts"
@@ -13,22 +16,30 @@ import (
 	"github.com/vatio-energy/vatio/store"
 )
 
-// chartID names the chart's element and so its ECharts instance: the
-// rendered script defines goecharts_power, and app.js finds the instance with
-// echarts.getInstanceByDom(document.getElementById("power")).
-const chartID = "power"
+// Chart element ids. Each names its chart's element and so its ECharts
+// instance: app.js finds it with echarts.getInstanceByDom.
+const (
+	gaugeID   = "gauge"
+	liveID    = "live"
+	historyID = "history"
+	dailyID   = "daily"
+	profileID = "profile"
+	yearID    = "year"
+)
 
-// chartPoints is how many of each meter's newest readings the chart shows.
-// app.js keeps the same number as new readings arrive.
-const chartPoints = 500
+// livePoints is how many of each meter's readings of the last hour the
+// overview's chart starts with; app.js keeps the last hour as readings
+// arrive.
+const livePoints = 720
 
-// meterSeries is one meter's readings on the chart, oldest first.
+// meterSeries is one meter's readings on a chart, oldest first.
 type meterSeries struct {
 	meter   string
+	name    string
 	records []store.Record
 }
 
-// chartSnippet is the rendered chart: its element, its inline script, and
+// chartSnippet is a rendered chart: its element, its inline script, and
 // the script's body (what a Content-Security-Policy hash covers).
 type chartSnippet struct {
 	Element template.HTML
@@ -49,46 +60,68 @@ var (
 	funcMarkers = strings.NewReplacer(`__f__"`, "", `"__f__`, "", "__f__", "")
 )
 
-// powerChart renders a line chart of power in kW over time, one series per
-// meter, with [Unix ms, kW] points. Meter ids reach the inline script
-// unescaped (go-echarts writes its JSON without HTML escaping); callers
-// must pass only ids that meter.ValidID accepts, which cannot close a script.
-func powerChart(series []meterSeries) (chartSnippet, error) {
-	return renderChart(powerLine(series))
+// chartInit is the initialization every chart shares.
+func chartInit(id, height string) charts.GlobalOpts {
+	return charts.WithInitializationOpts(opts.Initialization{
+		ChartID: id, Width: "100%", Height: height, AssetsHost: "/assets/vendor/",
+	})
 }
 
-// powerLine builds the chart of powerChart.
-func powerLine(series []meterSeries) *charts.Line {
+// kWFormatter formats kW values in a tooltip; the language's separators
+// come from app.js, which formats again once it runs.
+const kWFormatter = `function (v) { return typeof v === 'number' ? v.toFixed(3) + ' kW' : '-'; }`
+
+// gaugeChart renders the power-now gauge: the site's power in kW, on a
+// scale up to a round number above today's peak.
+func gaugeChart(l *language, powerW, peakW float64) (chartSnippet, error) {
+	g := charts.NewGauge()
+	g.SetGlobalOptions(chartInit(gaugeID, "220px"), charts.WithAnimation(false), charts.WithLegendOpts(opts.Legend{Show: opts.Bool(false)}),
+		charts.WithAriaOpts(&opts.Aria{Enabled: opts.Bool(true)}))
+	g.AddSeries(l.T("chart.power_now"), []opts.GaugeData{{Name: "kW", Value: roundTo(powerW/1000, 3)}})
+	top := niceCeil(max(peakW, powerW, 1000) * 1.1 / 1000)
+	g.AddJSFuncs(fmt.Sprintf(`goecharts_%s.setOption({series: [{min: 0, max: %s, radius: '95%%', center: ['50%%', '58%%'], title: {show: false}, detail: {formatter: '{value} kW', fontSize: 20, offsetCenter: [0, '72%%']}, axisLabel: {distance: 16}}]});`,
+		gaugeID, strconv.FormatFloat(top, 'g', -1, 64)))
+	return renderChart(g)
+}
+
+// niceCeil returns the least of 1, 2, 2.5, 5 times a power of ten that is
+// at least v.
+func niceCeil(v float64) float64 {
+	if v <= 0 {
+		return 1
+	}
+	p := math.Pow(10, math.Floor(math.Log10(v)))
+	for _, m := range []float64{1, 2, 2.5, 5, 10} {
+		if m*p >= v {
+			return m * p
+		}
+	}
+	return 10 * p
+}
+
+// liveChart renders the overview's line chart of the last hour, one series
+// per meter, with [Unix ms, kW] points. Meter ids reach the inline script
+// unescaped (go-echarts writes its JSON without HTML escaping); callers
+// pass only ids that meter.ValidID accepts, which cannot close a script.
+func liveChart(l *language, series []meterSeries) (chartSnippet, error) {
+	return renderChart(liveLine(l, series))
+}
+
+// liveLine builds the chart of liveChart.
+func liveLine(l *language, series []meterSeries) *charts.Line {
 	line := charts.NewLine()
 	line.SetGlobalOptions(
-		charts.WithInitializationOpts(opts.Initialization{
-			ChartID: chartID,
-			Width:   "100%",
-			// CSS sets a min-height for short landscape phones.
-			Height:     "60vh",
-			PageTitle:  "Vatio",
-			AssetsHost: "/assets/vendor/",
-		}),
+		chartInit(liveID, "22rem"),
 		charts.WithAnimation(false),
 		charts.WithAriaOpts(&opts.Aria{Enabled: opts.Bool(true)}),
-		charts.WithTooltipOpts(opts.Tooltip{
-			Show:    opts.Bool(true),
-			Trigger: "axis",
-			// Single quotes only: go-echarts pastes the function out of a
-			// JSON string, where double quotes would stay escaped.
-			ValueFormatter: opts.FuncOpts(`function (kW) { return typeof kW === 'number' ? kW.toFixed(3) + ' kW' : '-'; }`),
-		}),
+		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis", ValueFormatter: opts.FuncOpts(kWFormatter)}),
 		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Type: "scroll", Top: "0"}),
-		charts.WithGridOpts(opts.Grid{Left: "8", Right: "24", Top: "48", Bottom: "56", ContainLabel: opts.Bool(true)}),
+		charts.WithGridOpts(opts.Grid{Left: "8", Right: "24", Top: "40", Bottom: "16", ContainLabel: opts.Bool(true)}),
 		charts.WithXAxisOpts(opts.XAxis{Type: "time", AxisLabel: &opts.AxisLabel{HideOverlap: opts.Bool(true)}}),
 		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "kW"}),
-		charts.WithDataZoomOpts(
-			opts.DataZoom{Type: "inside", FilterMode: "none"},
-			opts.DataZoom{Type: "slider", FilterMode: "none", Start: 0, End: 100},
-		),
 	)
 	for _, s := range series {
-		line.AddSeries(s.meter, nil,
+		line.AddSeries(cmpOr(s.name, s.meter), nil,
 			charts.WithSeriesId(s.meter),
 			// A lone reading has no line to draw: show it as a point.
 			charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(len(s.records) < 2)}),
@@ -97,22 +130,143 @@ func powerLine(series []meterSeries) *charts.Line {
 		// {"value": [...]} objects, and what app.js appends.
 		data := make([][2]float64, len(s.records))
 		for i, r := range s.records {
-			kW := r.PowerW / 1000
-			data[i] = [2]float64{float64(r.Time.UnixMilli()), kW}
+			data[i] = [2]float64{float64(r.Time.UnixMilli()), r.PowerW / 1000}
 		}
 		line.MultiSeries[len(line.MultiSeries)-1].Data = data
 	}
 	return line
 }
 
-// renderChart renders line as its RenderSnippet does.
-func renderChart(line *charts.Line) (chartSnippet, error) {
-	line.Validate()
+// historyChart renders a meter's power history with zoom: app.js fetches
+// finer data from the API as the zoom narrows.
+func historyChart(l *language, id string, pts [][2]float64) (chartSnippet, error) {
+	line := charts.NewLine()
+	line.SetGlobalOptions(
+		chartInit(historyID, "22rem"),
+		charts.WithAnimation(false),
+		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(false)}),
+		charts.WithAriaOpts(&opts.Aria{Enabled: opts.Bool(true)}),
+		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis", ValueFormatter: opts.FuncOpts(kWFormatter)}),
+		charts.WithGridOpts(opts.Grid{Left: "8", Right: "24", Top: "32", Bottom: "56", ContainLabel: opts.Bool(true)}),
+		charts.WithXAxisOpts(opts.XAxis{Type: "time", AxisLabel: &opts.AxisLabel{HideOverlap: opts.Bool(true)}}),
+		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "kW"}),
+		charts.WithDataZoomOpts(
+			opts.DataZoom{Type: "inside", FilterMode: "none"},
+			opts.DataZoom{Type: "slider", FilterMode: "none", Start: 0, End: 100},
+		),
+	)
+	line.AddSeries(l.T("chart.power"), nil, charts.WithSeriesId(id),
+		charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(len(pts) < 2)}))
+	line.MultiSeries[0].Data = pts
+	return renderChart(line)
+}
+
+// dailyChart renders bars of daily energy in kWh.
+func dailyChart(l *language, labels []string, kwh []float64) (chartSnippet, error) {
+	bar := charts.NewBar()
+	bar.SetGlobalOptions(
+		chartInit(dailyID, "18rem"),
+		charts.WithAnimation(false),
+		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(false)}),
+		charts.WithAriaOpts(&opts.Aria{Enabled: opts.Bool(true)}),
+		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
+		charts.WithGridOpts(opts.Grid{Left: "8", Right: "16", Top: "32", Bottom: "8", ContainLabel: opts.Bool(true)}),
+		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "kWh"}),
+	)
+	data := make([]opts.BarData, len(kwh))
+	for i, v := range kwh {
+		data[i] = opts.BarData{Value: roundTo(v, 3)}
+	}
+	bar.SetXAxis(labels).AddSeries(l.T("chart.energy"), data)
+	return renderChart(bar)
+}
+
+// profileChart renders the load profile: mean power (kW) by hour of day
+// (x) and weekday (y, Monday first).
+func profileChart(l *language, cells [][3]float64) (chartSnippet, error) {
+	hm := charts.NewHeatMap()
+	hours := make([]string, 24)
+	for h := range hours {
+		hours[h] = fmt.Sprintf("%02d", h)
+	}
+	top := 0.0
+	data := make([]opts.HeatMapData, len(cells))
+	for i, c := range cells {
+		data[i] = opts.HeatMapData{Value: [3]float64{c[0], c[1], roundTo(c[2], 3)}}
+		top = max(top, c[2])
+	}
+	hm.SetGlobalOptions(
+		chartInit(profileID, "18rem"),
+		charts.WithAnimation(false),
+		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(false)}),
+		charts.WithAriaOpts(&opts.Aria{Enabled: opts.Bool(true)}),
+		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true)}),
+		charts.WithGridOpts(opts.Grid{Left: "8", Right: "8", Top: "8", Bottom: "64", ContainLabel: opts.Bool(true)}),
+		charts.WithXAxisOpts(opts.XAxis{Type: "category", Data: hours, SplitArea: &opts.SplitArea{Show: opts.Bool(true)}}),
+		charts.WithYAxisOpts(opts.YAxis{Type: "category", Data: l.weekdays[:], SplitArea: &opts.SplitArea{Show: opts.Bool(true)}}),
+		charts.WithVisualMapOpts(opts.VisualMap{Calculable: opts.Bool(true), Min: 0, Max: float32(niceCeil(max(top, 0.1))),
+			Orient: "horizontal", Left: "center", Bottom: "0", Text: []string{"kW", ""}}),
+	)
+	hm.SetXAxis(hours).AddSeries(l.T("chart.mean_power"), data)
+	return renderChart(hm)
+}
+
+// calendarChart renders a year's daily energy as a calendar heatmap of
+// ["YYYY-MM-DD", kWh] days.
+func calendarChart(l *language, year int, days [][2]any) (chartSnippet, error) {
+	hm := charts.NewHeatMap()
+	top := 0.0
+	data := make([]opts.HeatMapData, len(days))
+	for i, d := range days {
+		data[i] = opts.HeatMapData{Value: d}
+		top = max(top, d[1].(float64))
+	}
+	hm.SetGlobalOptions(
+		chartInit(yearID, "15rem"),
+		charts.WithAnimation(false),
+		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(false)}),
+		charts.WithAriaOpts(&opts.Aria{Enabled: opts.Bool(true)}),
+		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true)}),
+		charts.WithVisualMapOpts(opts.VisualMap{Calculable: opts.Bool(true), Min: 0, Max: float32(niceCeil(max(top, 0.1))),
+			Orient: "horizontal", Left: "center", Bottom: "0", Text: []string{"kWh", ""}}),
+	)
+	hm.AddCalendar(&opts.Calendar{Range: []string{strconv.Itoa(year)}, Top: "24", Left: "32", Right: "8", Bottom: "56", CellSize: "auto",
+		DayLabel: &opts.CalendarLabel{FirstDay: 1}, YearLabel: &opts.CalendarLabel{Show: opts.Bool(false)}})
+	hm.AddSeries(l.T("chart.energy"), data, charts.WithCoordinateSystem("calendar"), charts.WithCalendarIndex(0))
+	// go-echarts has no field for the labels' names: set them in the
+	// language after the chart is made.
+	names, err := json.Marshal(map[string]any{"calendar": []any{map[string]any{
+		"dayLabel": map[string]any{"nameMap": l.calendarDays()}, "monthLabel": map[string]any{"nameMap": l.calendarMonths()}}}})
+	if err != nil {
+		return chartSnippet{}, err
+	}
+	hm.AddJSFuncs(fmt.Sprintf("goecharts_%s.setOption(%s);", yearID, names))
+	return renderChart(hm)
+}
+
+// calendarDays and calendarMonths are the calendar's labels: the first
+// letters of the days (Sunday first, as ECharts wants) and the months.
+func (l *language) calendarDays() any {
+	out := make([]string, 7)
+	for i := range out {
+		out[i] = string([]rune(l.weekdays[(i+6)%7])[:1])
+	}
+	return out
+}
+
+func (l *language) calendarMonths() any { return l.months[:] }
+
+// chartRenderer is any go-echarts chart.
+type chartRenderer interface{ Validate() }
+
+// renderChart renders c as its RenderSnippet does.
+func renderChart(c chartRenderer) (chartSnippet, error) {
+	c.Validate()
 	var element, script strings.Builder
-	if err := elementTemplate.ExecuteTemplate(&element, render.ModChart, line); err != nil {
+	if err := elementTemplate.ExecuteTemplate(&element, render.ModChart, c); err != nil {
 		return chartSnippet{}, fmt.Errorf("dashboard: render chart element: %w", err)
 	}
-	if err := scriptTemplate.ExecuteTemplate(&script, render.ModChart, line); err != nil {
+	if err := scriptTemplate.ExecuteTemplate(&script, render.ModChart, c); err != nil {
 		return chartSnippet{}, fmt.Errorf("dashboard: render chart script: %w", err)
 	}
 	s := funcMarkers.Replace(script.String())
@@ -129,4 +283,11 @@ func scriptBody(script string) string {
 	_, body, _ := strings.Cut(script, ">")
 	body, _, _ = strings.Cut(body, "</script>")
 	return body
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }

@@ -1,162 +1,217 @@
-// Package dashboard provides Vatio's browser dashboard: the page at / with a
-// card per meter and a live chart of power over time, and the static files
-// it needs, embedded in the binary so that the page works with no internet.
+// Package dashboard provides Vatio's browser dashboard: an overview of the
+// site's power and energy, a page per meter (history, daily energy, load
+// profile, settings), the meters and the alerts, in English and Spanish,
+// with the static files they need embedded in the binary so that the pages
+// work with no internet.
 //
-// The page is rendered on the server with go-echarts; the embedded app.js then
-// keeps it current by polling the JSON API. The dashboard only reads the
-// store: it must never write to it.
+// Pages and their charts are rendered on the server with go-echarts; the
+// embedded app.js keeps them live with the API's Server-Sent Events stream
+// and fetches finer data as a chart is zoomed. The dashboard only reads the
+// store: changes go through the JSON API.
 package dashboard
 
 import (
 	"bytes"
 	"crypto/sha256"
-	_ "embed"
+	"embed"
 	"encoding/base64"
 	"fmt"
 	"html/template"
 	"log/slog"
-	"math"
 	"net"
-	"slices"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/compress"
 
-	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/store"
 )
 
-//go:embed page.html
-var pageHTML string
+//go:embed templates/*.html
+var templateFiles embed.FS
 
-var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
-	"power":   formatPower,
-	"rfc3339": func(t time.Time) string { return t.Format(time.RFC3339) },
-	"utc":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-}).Parse(pageHTML))
+// pages are the page templates by name, each with the layout.
+var pages = func() map[string]*template.Template {
+	out := map[string]*template.Template{}
+	for _, name := range []string{"overview", "meter", "meters", "alerts", "notfound"} {
+		t := template.New("layout").Funcs(template.FuncMap{
+			// Texts and formats in the page's language; the template is
+			// executed with a clone whose functions know it (see render).
+			"t":        func(string) string { return "" },
+			"power":    func(float64) string { return "" },
+			"energy":   func(float64) string { return "" },
+			"number":   func(float64, int) string { return "" },
+			"datetime": func(time.Time) string { return "" },
+			"rfc3339":  func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
+			"upper":    strings.ToUpper,
+		})
+		template.Must(t.ParseFS(templateFiles, "templates/layout.html", "templates/"+name+".html"))
+		out[name] = t
+	}
+	return out
+}()
 
-// Dashboard serves the dashboard page and its static files. It is safe for
+// Options configure a Dashboard.
+type Options struct {
+	Logger *slog.Logger
+	// Location is the time zone of the pages' times and local days; nil
+	// means the machine's.
+	Location *time.Location
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Dashboard serves the dashboard's pages and static files. It is safe for
 // concurrent use.
 type Dashboard struct {
-	st *store.Store
+	st  *store.Store
+	loc *time.Location
+	now func() time.Time
+	log *slog.Logger
 	// assets are the embedded files by path under /assets/.
 	assets map[string]*asset
 	// charts is false when the ECharts build was not embedded (the binary
-	// was built without make assets): the page then says so instead of
-	// showing a blank chart.
+	// was built without make assets): pages then say so instead of showing
+	// blank charts.
 	charts bool
 }
 
 // New returns the dashboard reading from st.
-func New(st *store.Store, logger *slog.Logger) *Dashboard {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+func New(st *store.Store, opts Options) *Dashboard {
 	assets, err := loadAssets()
 	if err != nil {
 		// The files are compiled in: failing to read them is a build defect.
 		panic(fmt.Sprintf("dashboard: read embedded assets: %v", err))
 	}
-	return newDashboard(st, logger, assets)
+	return newDashboard(st, opts, assets)
 }
 
 // newDashboard returns the dashboard serving assets, and warns when they
 // lack the ECharts build.
-func newDashboard(st *store.Store, logger *slog.Logger, assets map[string]*asset) *Dashboard {
-	d := &Dashboard{st: st, assets: assets}
+func newDashboard(st *store.Store, opts Options, assets map[string]*asset) *Dashboard {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Location == nil {
+		opts.Location = time.Local
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	d := &Dashboard{st: st, loc: opts.Location, now: opts.Now, log: opts.Logger, assets: assets}
 	_, d.charts = assets[echartsFile]
 	if !d.charts {
-		logger.Warn("dashboard assets not built: run make assets", slog.String("missing", "dashboard/assets/"+echartsFile))
+		opts.Logger.Warn("dashboard assets not built: run make assets", slog.String("missing", "dashboard/assets/"+echartsFile))
 	}
 	return d
 }
 
-// Register adds GET / (the page) and GET /assets/* (the embedded static
-// files) to r.
+// Register adds the pages, GET /lang/{code} (the language switch) and
+// GET /assets/* (the embedded static files) to r.
 func (d *Dashboard) Register(r fiber.Router) {
-	r.Get("/", compress.New(), d.page)
+	gz := compress.New()
+	r.Get("/", gz, d.overview)
+	r.Get("/meters", gz, d.metersPage)
+	r.Get("/meters/:id", gz, d.meterPage)
+	r.Get("/alerts", gz, d.alertsPage)
+	r.Get("/lang/:code", d.switchLanguage)
 	r.Get("/assets/*", d.serveAsset)
 }
 
-// card is one meter's summary on the page.
-type card struct {
-	ID       string
-	PowerW   float64
-	LastSeen time.Time
-	// From is the time of the newest reading on the chart (RFC 3339): app.js
-	// asks the API for readings from there on.
-	From string
+// assetURLs are the versioned URLs of the static files.
+type assetURLs struct {
+	CSS, JS, ECharts, Icon string
 }
 
-// pageData is what page.html renders.
-type pageData struct {
-	Cards []card
-	// Chart is nil when there is no meter yet or no ECharts build.
-	Chart *chartSnippet
-	// AssetsMissing asks the page to say the binary lacks the chart files.
+// base is what the layout renders of every page.
+type base struct {
+	Page  string
+	Title string
+	// Path is the page's path, for the language switch to come back to.
+	Path          string
+	Lang          *language
+	Languages     []*language
+	TZ            string
+	Assets        assetURLs
 	AssetsMissing bool
-	// Host is the host name the browser used, for the MQTT example.
-	Host string
-	// CSS, AppJS, EChartsJS and Icon are the versioned URLs of the static
-	// files.
-	CSS, AppJS, EChartsJS, Icon string
+	// JSTexts are the texts app.js needs, in the page's language.
+	JSTexts map[string]string
+	// charts are the page's rendered charts, whose inline scripts the
+	// Content-Security-Policy allows by hash.
+	charts []*chartSnippet
 }
 
-// page serves GET /.
-func (d *Dashboard) page(c *fiber.Ctx) error {
-	data, err := d.pageData(hostName(c.Hostname()))
+// chart records a rendered chart on the page and returns it.
+func (b *base) chart(c chartSnippet) *chartSnippet {
+	b.charts = append(b.charts, &c)
+	return &c
+}
+
+// newBase starts the data of a page.
+func (d *Dashboard) newBase(c *fiber.Ctx, page, titleKey string) *base {
+	lang := pickLanguage(c.Cookies(langCookie), c.Get(fiber.HeaderAcceptLanguage))
+	b := &base{
+		Page:          page,
+		Title:         lang.T(titleKey),
+		Path:          string(c.Request().URI().RequestURI()),
+		Lang:          lang,
+		Languages:     languages,
+		TZ:            d.loc.String(),
+		AssetsMissing: !d.charts,
+		Assets:        assetURLs{CSS: d.url("app.css"), JS: d.url("app.js"), ECharts: d.url(echartsFile), Icon: d.url("icon.svg")},
+		JSTexts:       map[string]string{},
+	}
+	for _, k := range lang.textKeys() {
+		if strings.HasPrefix(k, "js.") {
+			b.JSTexts[k] = lang.T(k)
+		}
+	}
+	return b
+}
+
+// render executes page with data for b's language and sends it with the
+// security headers: a Content-Security-Policy that allows the page's own
+// origin only, and no inline script but its charts', by hash.
+func (d *Dashboard) render(c *fiber.Ctx, page string, b *base, data any) error {
+	l, loc := b.Lang, d.loc
+	t, err := pages[page].Clone()
 	if err != nil {
 		return err
 	}
+	t.Funcs(template.FuncMap{
+		"t":        l.T,
+		"power":    l.Power,
+		"energy":   l.Energy,
+		"number":   l.Number,
+		"datetime": func(tm time.Time) string { return l.DateTime(tm, loc) },
+	})
 	var buf bytes.Buffer
-	if err := pageTemplate.Execute(&buf, data); err != nil {
-		return fmt.Errorf("dashboard: render page: %w", err)
+	if err := t.ExecuteTemplate(&buf, "layout", data); err != nil {
+		return fmt.Errorf("dashboard: render %s: %w", page, err)
 	}
-	c.Set(fiber.HeaderContentSecurityPolicy, contentSecurityPolicy(data.Chart))
+	c.Set(fiber.HeaderContentSecurityPolicy, contentSecurityPolicy(b.charts))
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	c.Set(fiber.HeaderContentLanguage, l.Code)
+	c.Set(fiber.HeaderVary, "Accept-Language, Cookie")
 	c.Type("html", "utf-8")
 	return c.Send(buf.Bytes())
 }
 
-// pageData reads the meters and their newest readings.
-func (d *Dashboard) pageData(host string) (pageData, error) {
-	data := pageData{
-		Host:          host,
-		AssetsMissing: !d.charts,
-		CSS:           d.url("app.css"),
-		AppJS:         d.url("app.js"),
-		EChartsJS:     d.url(echartsFile),
-		Icon:          d.url("icon.svg"),
+// switchLanguage serves GET /lang/{code}?back=/path: it remembers the
+// language in a cookie and goes back to the page.
+func (d *Dashboard) switchLanguage(c *fiber.Ctx) error {
+	l := languageByCode(c.Params("code"))
+	if l == nil {
+		return fiber.ErrNotFound
 	}
-	var series []meterSeries
-	for _, m := range d.st.Meters() {
-		c := card{ID: m.ID, PowerW: m.LastPowerW, LastSeen: m.LastSeen, From: m.Last.Format(time.RFC3339Nano)}
-		// An id the ingest hook would refuse cannot go into the chart's
-		// script unescaped; its card is still shown, escaped.
-		if d.charts && meter.ValidID(m.ID) {
-			recs, err := d.st.Latest(m.ID, chartPoints)
-			if err != nil {
-				return pageData{}, fmt.Errorf("dashboard: read meter %q: %w", m.ID, err)
-			}
-			slices.Reverse(recs)
-			if len(recs) > 0 {
-				c.From = recs[len(recs)-1].Time.Format(time.RFC3339Nano)
-			}
-			series = append(series, meterSeries{meter: m.ID, records: recs})
-		}
-		data.Cards = append(data.Cards, c)
+	c.Cookie(&fiber.Cookie{Name: langCookie, Value: l.Code, Path: "/", MaxAge: 365 * 24 * 3600, SameSite: fiber.CookieSameSiteLaxMode})
+	back := c.Query("back")
+	if !strings.HasPrefix(back, "/") || strings.HasPrefix(back, "//") || strings.ContainsAny(back, "\\\r\n") {
+		back = "/" // only pages of this origin
 	}
-	if len(series) > 0 {
-		ch, err := powerChart(series)
-		if err != nil {
-			return pageData{}, err
-		}
-		data.Chart = &ch
-	}
-	return data, nil
+	return c.Redirect(back, fiber.StatusSeeOther)
 }
 
 // url returns the versioned URL of an embedded file, or its plain URL when
@@ -169,17 +224,18 @@ func (d *Dashboard) url(name string) string {
 	return u
 }
 
-// contentSecurityPolicy allows the page to load and contact its own origin
-// only, and to run no inline script but the chart's, pinned by its hash.
-// Inline styles stay allowed: the chart element and ECharts' tooltips use them.
-func contentSecurityPolicy(chart *chartSnippet) string {
+// contentSecurityPolicy allows a page to load and contact its own origin
+// only, and to run no inline script but its charts', pinned by their
+// hashes. Inline styles stay allowed: chart elements and ECharts' tooltips
+// use them.
+func contentSecurityPolicy(charts []*chartSnippet) string {
 	scripts := "'self'"
-	if chart != nil {
-		sum := sha256.Sum256([]byte(chart.body))
+	for _, c := range charts {
+		sum := sha256.Sum256([]byte(c.body))
 		scripts += " 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
 	}
 	return "default-src 'self'; script-src " + scripts +
-		"; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'"
+		"; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'"
 }
 
 // hostName strips the port from a Host header value.
@@ -191,19 +247,4 @@ func hostName(host string) string {
 		return "localhost"
 	}
 	return host
-}
-
-// formatPower formats a power in watts for people: in W below 1 kW, in kW
-// below 1 MW, in MW above, as app.js does in the browser.
-func formatPower(powerW float64) string {
-	switch a := math.Abs(powerW); {
-	case a < 0.5:
-		return "0 W"
-	case a < 999.5:
-		return strconv.FormatFloat(powerW, 'f', 0, 64) + " W"
-	case a < 999_995:
-		return strconv.FormatFloat(powerW/1e3, 'f', 2, 64) + " kW"
-	default:
-		return strconv.FormatFloat(powerW/1e6, 'f', 2, 64) + " MW"
-	}
 }

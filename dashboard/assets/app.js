@@ -1,260 +1,470 @@
-// Vatio dashboard: keeps the server-rendered page current by polling the JSON
-// API of the same origin. Plain JavaScript, no build step, no framework.
+// Vatio dashboard: keeps the server-rendered pages live with the API's
+// Server-Sent Events stream (/api/v1/stream), fetches finer data as a
+// history chart is zoomed, and sends meter settings to the JSON API. Plain
+// JavaScript, no build step, no framework; everything it loads comes from
+// the same origin.
 //
-// The server renders a card per meter (article.card[data-meter][data-from])
-// and the go-echarts chart in #power; this script finds the chart's ECharts
-// instance with echarts.getInstanceByDom, appends new readings to it, adds
-// cards and series for new meters, and shows whether polling works.
+// The page says which it is (<html data-page>), its language (lang) and its
+// time zone (data-tz), and hands over its texts as JSON (#texts). Charts are
+// go-echarts' ECharts instances, found with echarts.getInstanceByDom.
 (function () {
   "use strict";
 
-  var POLL_MS = 2000;
-  var REQUEST_TIMEOUT_MS = 10000;
-  // MAX_POINTS is how many readings a series keeps, as the server renders
-  // (chartPoints in chart.go).
-  var MAX_POINTS = 500;
-  var READINGS_LIMIT = 1000;
-  // A meter silent for longer is shown as stale.
-  var STALE_MS = 5 * 60 * 1000;
-
-  var cardsEl = document.getElementById("cards");
-  var statusEl = document.getElementById("status");
-  var statusTextEl = document.getElementById("status-text");
-  var chartEl = document.getElementById("power");
-  var chart = chartEl && window.echarts ? window.echarts.getInstanceByDom(chartEl) : null;
-
-  // cards maps a meter id to its card's elements.
-  var cards = new Map();
-  // series maps a meter id to its chart state: data ([Unix ms, kW] oldest
-  // first), from (the newest reading's time as the API wrote it) and key
-  // (the same time, comparable: see timeKey).
-  var series = new Map();
-  var reloading = false;
-
-  // formatPower formats watts like the server does (formatPower in
-  // dashboard.go): W below 1 kW, kW below 1 MW, MW above.
-  function formatPower(powerW) {
-    var a = Math.abs(powerW);
-    if (a < 0.5) return "0 W";
-    if (a < 999.5) return powerW.toFixed(0) + " W";
-    if (a < 999995) return (powerW / 1e3).toFixed(2) + " kW";
-    return (powerW / 1e6).toFixed(2) + " MW";
+  var root = document.documentElement;
+  var page = root.dataset.page;
+  var lang = root.lang || "en";
+  var tz = root.dataset.tz || undefined;
+  var texts = {};
+  try {
+    texts = JSON.parse(document.getElementById("texts").textContent) || {};
+  } catch (e) {
+    texts = {};
   }
 
-  // timeKey turns an RFC 3339 time with up to nanoseconds into a string
-  // that sorts like the time: JavaScript dates keep only milliseconds.
-  function timeKey(t) {
-    var m = /^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$/.exec(t || "");
-    if (!m) return "";
-    var frac = ((m[2] || "") + "000000000").slice(0, 9);
-    var ms = Date.parse(m[1] + m[3]) + Number(frac.slice(0, 3));
-    if (isNaN(ms)) return "";
-    return String(ms).padStart(15, "0") + frac.slice(3);
+  function t(key) {
+    return Object.prototype.hasOwnProperty.call(texts, key) ? texts[key] : key;
   }
 
-  function formatSeen(t) {
-    var d = new Date(t);
-    if (isNaN(d.getTime())) return t;
-    var now = new Date();
-    return d.toDateString() === now.toDateString() ? d.toLocaleTimeString() : d.toLocaleString();
-  }
-
-  // Cards.
-
-  function adoptCard(el) {
-    var c = {
-      el: el,
-      power: el.querySelector(".power"),
-      seen: el.querySelector(".seen")
-    };
-    cards.set(el.dataset.meter, c);
-    return c;
-  }
-
-  // newCard builds the same markup as page.html, with text nodes only.
-  function newCard(id) {
-    var el = document.createElement("article");
-    el.className = "card";
-    el.dataset.meter = id;
-    var h = document.createElement("h3");
-    h.className = "card-id";
-    h.textContent = id;
-    var p = document.createElement("p");
-    p.className = "card-power";
-    var power = document.createElement("data");
-    power.className = "power";
-    p.appendChild(power);
-    var s = document.createElement("p");
-    s.className = "card-seen";
-    s.appendChild(document.createTextNode("Last seen "));
-    var seen = document.createElement("time");
-    seen.className = "seen";
-    s.appendChild(seen);
-    el.appendChild(h);
-    el.appendChild(p);
-    el.appendChild(s);
-    // Keep the cards sorted by id, as the server renders them.
-    var next = null;
-    cards.forEach(function (c, other) {
-      if (other > id && (next === null || other < next.dataset.meter)) next = c.el;
-    });
-    cardsEl.insertBefore(el, next);
-    return adoptCard(el);
-  }
-
-  function showSeen(c, t) {
-    c.seen.setAttribute("datetime", t);
-    c.seen.textContent = formatSeen(t);
-    var age = Date.now() - new Date(t).getTime();
-    c.el.classList.toggle("stale", age > STALE_MS);
-  }
-
-  function updateCard(m) {
-    var c = cards.get(m.id) || newCard(m.id);
-    c.power.value = String(m.power_w);
-    c.power.textContent = formatPower(m.power_w);
-    showSeen(c, m.last_seen);
-  }
-
-  // Chart.
-
-  function seriesOption(id, s) {
-    // A lone reading has no line to draw: show it as a point (as chart.go).
-    return { id: id, name: id, type: "line", showSymbol: s.data.length < 2, data: s.data };
-  }
-
-  function adoptSeries() {
-    var opt = chart.getOption();
-    (opt.series || []).forEach(function (o) {
-      var id = o.id || o.name;
-      var card = cards.get(id);
-      var from = card ? card.el.dataset.from : "";
-      series.set(id, {
-        data: (o.data || []).map(function (d) { return Array.isArray(d) ? d : d.value; }),
-        from: from,
-        key: timeKey(from),
-        dirty: false
+  // Formats, as the server writes them (i18n.go): grouped thousands, the
+  // language's separators, W/kW/MW and kWh/MWh.
+  var locale = lang === "en" ? "en-GB" : lang;
+  var numberFormats = {};
+  function number(v, decimals) {
+    var f = numberFormats[decimals];
+    if (!f) {
+      f = numberFormats[decimals] = new Intl.NumberFormat(locale, {
+        minimumFractionDigits: decimals, maximumFractionDigits: decimals, useGrouping: "always"
       });
-    });
-  }
-
-  function pollReadings(m) {
-    var s = series.get(m.id);
-    if (!s) {
-      // A meter new since the page was rendered: take it from its start.
-      s = { data: [], from: m.first, key: "", dirty: true };
-      series.set(m.id, s);
-    } else if (s.from === m.last) {
-      return null; // Nothing newer than what the chart has.
-    } else if (!s.from) {
-      s.from = m.first;
     }
-    var url = "/api/v1/meters/" + encodeURIComponent(m.id) + "/readings?from=" +
-      encodeURIComponent(s.from) + "&step=raw&limit=" + READINGS_LIMIT;
-    return getJSON(url).then(function (body) {
-      (body.points || []).forEach(function (p) {
-        // from is inclusive: the reading at from is already on the chart.
-        var key = timeKey(p.t);
-        if (key === "" || key <= s.key) return;
-        s.data.push([Number(key.slice(0, 15)), p.power_w / 1000]);
-        s.from = p.t;
-        s.key = key;
-        s.dirty = true;
-      });
-      if (s.data.length > MAX_POINTS) s.data.splice(0, s.data.length - MAX_POINTS);
+    return f.format(v);
+  }
+  function power(w) {
+    var a = Math.abs(w);
+    if (a < 999.5) return number(w, 0) + " W";
+    if (a < 999995) return number(w / 1e3, 2) + " kW";
+    return number(w / 1e6, 2) + " MW";
+  }
+  function energy(kwh) {
+    var a = Math.abs(kwh);
+    if (a < 99.995) return number(kwh, 2) + " kWh";
+    if (a < 9999.95) return number(kwh, 1) + " kWh";
+    return number(kwh / 1e3, 2) + " MWh";
+  }
+  var dateFormat = null;
+  function dateTime(iso) {
+    var d = new Date(iso);
+    if (isNaN(d.getTime()) || d.getTime() <= 0) return "–";
+    if (!dateFormat) {
+      try {
+        dateFormat = new Intl.DateTimeFormat(locale, {
+          timeZone: tz, day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23"
+        });
+      } catch (e) { // an unknown zone: the browser's
+        dateFormat = new Intl.DateTimeFormat(locale, {
+          day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23"
+        });
+      }
+    }
+    return dateFormat.format(d);
+  }
+
+  // Times on the charts' axes, in the dashboard's time zone (ECharts would
+  // use the browser's): the hour, or the date at midnight.
+  var hourFormat = null, dayFormat = null;
+  function axisTime(ms) {
+    if (!hourFormat) {
+      try {
+        hourFormat = new Intl.DateTimeFormat(locale, { timeZone: tz, hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+        dayFormat = new Intl.DateTimeFormat(locale, { timeZone: tz, day: "numeric", month: "short" });
+      } catch (e) {
+        hourFormat = new Intl.DateTimeFormat(locale, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+        dayFormat = new Intl.DateTimeFormat(locale, { day: "numeric", month: "short" });
+      }
+    }
+    var hm = hourFormat.format(ms);
+    return hm === "00:00" ? dayFormat.format(ms) : hm;
+  }
+  function localTimes(chart) {
+    chart.setOption({
+      xAxis: [{
+        axisLabel: { formatter: function (v) { return axisTime(v); } },
+        axisPointer: { label: { formatter: function (p) { return dateTime(p.value); } } }
+      }],
+      tooltip: { axisPointer: { type: "line" } }
     });
   }
 
-  function redraw() {
-    var changed = [];
-    series.forEach(function (s, id) {
-      if (s.dirty) changed.push(seriesOption(id, s));
-      s.dirty = false;
-    });
-    if (changed.length > 0) chart.setOption({ series: changed });
+  function setData(el, value, text) {
+    if (!el) return;
+    el.value = String(value);
+    el.textContent = text;
   }
 
-  // applyTheme gives the chart the page's colours (app.css), light or dark.
+  // Charts.
+
+  function chartOf(id) {
+    var el = document.getElementById(id);
+    return el && window.echarts ? window.echarts.getInstanceByDom(el) : null;
+  }
+  var chartIds = ["gauge", "live", "history", "daily", "profile", "year"];
+
+  // applyTheme gives the charts the page's colours (app.css), light or dark.
   function applyTheme() {
-    var css = getComputedStyle(document.documentElement);
+    var css = getComputedStyle(root);
     var fg = css.getPropertyValue("--fg").trim();
     var muted = css.getPropertyValue("--muted").trim();
     var grid = css.getPropertyValue("--grid").trim();
     if (!fg || !muted || !grid) return; // app.css did not load: keep ECharts' colours.
-    var axis = {
-      nameTextStyle: { color: muted },
-      axisLabel: { color: muted },
-      axisLine: { lineStyle: { color: grid } },
-      splitLine: { lineStyle: { color: grid } }
-    };
-    chart.setOption({
-      backgroundColor: "transparent",
-      textStyle: { color: fg },
-      legend: { textStyle: { color: fg }, pageTextStyle: { color: fg } },
-      xAxis: axis,
-      yAxis: axis,
-      dataZoom: [{}, { borderColor: grid, textStyle: { color: muted } }]
+    chartIds.forEach(function (id) {
+      var chart = chartOf(id);
+      if (!chart) return;
+      var opt = chart.getOption();
+      var axis = {
+        nameTextStyle: { color: muted },
+        axisLabel: { color: muted },
+        axisLine: { lineStyle: { color: grid } },
+        splitLine: { lineStyle: { color: grid } }
+      };
+      var o = { backgroundColor: "transparent", textStyle: { color: fg } };
+      if (opt.legend && opt.legend.length) o.legend = { textStyle: { color: fg }, pageTextStyle: { color: fg } };
+      if (opt.xAxis && opt.xAxis.length) o.xAxis = axis;
+      if (opt.yAxis && opt.yAxis.length) o.yAxis = axis;
+      if (opt.visualMap && opt.visualMap.length) o.visualMap = { textStyle: { color: fg } };
+      if (opt.calendar && opt.calendar.length) {
+        o.calendar = { dayLabel: { color: muted }, monthLabel: { color: muted }, itemStyle: { color: "transparent", borderColor: grid }, splitLine: { lineStyle: { color: muted } } };
+      }
+      if (id === "gauge") o.series = [{ detail: { color: fg }, axisLabel: { color: muted }, title: { color: muted } }];
+      chart.setOption(o);
     });
   }
 
-  // Polling.
-
-  function getJSON(url) {
-    var ctl = new AbortController();
-    var timer = setTimeout(function () { ctl.abort(); }, REQUEST_TIMEOUT_MS);
-    return fetch(url, { headers: { Accept: "application/json" }, cache: "no-store", signal: ctl.signal })
-      .then(function (res) {
-        if (!res.ok) throw new Error(url + ": HTTP " + res.status);
-        return res.json();
-      })
-      .finally(function () { clearTimeout(timer); });
+  function watchResize() {
+    chartIds.forEach(function (id) {
+      var el = document.getElementById(id);
+      var chart = chartOf(id);
+      if (!el || !chart) return;
+      if (window.ResizeObserver) {
+        new ResizeObserver(function () { chart.resize(); }).observe(el.parentElement || el);
+      } else {
+        window.addEventListener("resize", function () { chart.resize(); });
+      }
+    });
   }
 
-  function setStatus(ok, err) {
-    statusEl.classList.toggle("live", ok);
-    statusEl.classList.toggle("offline", !ok);
-    statusTextEl.textContent = ok ? "live" : "offline";
-    statusEl.title = ok ? "Updated " + new Date().toLocaleTimeString() : String(err || "");
+  // The live stream.
+
+  var statusEl = document.getElementById("status");
+  var statusTextEl = document.getElementById("status-text");
+  function setStatus(state) {
+    if (!statusEl) return;
+    statusEl.classList.toggle("live", state === "live");
+    statusEl.classList.toggle("offline", state !== "live");
+    statusTextEl.textContent = t("js." + state);
   }
 
-  function poll() {
-    if (document.hidden) {
-      setTimeout(poll, POLL_MS);
-      return;
+  // stream opens the event stream and calls onReading with each reading:
+  // of every meter (meters null), of some ("a,b"), or of none ("": only
+  // the heartbeats, for the status light). EventSource reconnects by
+  // itself, sending the last event id so that nothing is missed.
+  function stream(meters, onReading) {
+    if (!window.EventSource) return;
+    var url = "/api/v1/stream" + (meters === null ? "" : "?meter=" + encodeURIComponent(meters));
+    var es = new EventSource(url);
+    es.onopen = function () { setStatus("live"); };
+    es.onerror = function () { setStatus(es.readyState === EventSource.CLOSED ? "offline" : "reconnecting"); };
+    es.addEventListener("reading", function (ev) {
+      var r;
+      try {
+        r = JSON.parse(ev.data);
+      } catch (e) {
+        return;
+      }
+      onReading(r);
+    });
+    window.addEventListener("pagehide", function () { es.close(); });
+  }
+
+  function request(method, url, body) {
+    var opts = { method: method, headers: { Accept: "application/json" }, cache: "no-store" };
+    if (body !== undefined) {
+      opts.headers["Content-Type"] = "application/merge-patch+json";
+      opts.body = JSON.stringify(body);
     }
-    getJSON("/api/v1/meters")
-      .then(function (body) {
-        var meters = body.meters || [];
-        // The empty page has no chart: the first meter needs a new page.
-        if (meters.length > 0 && document.getElementById("empty")) {
-          reloading = true;
-          location.reload();
-          return null;
+    return fetch(url, opts).then(function (res) {
+      return res.json().catch(function () { return {}; }).then(function (j) {
+        if (!res.ok) throw new Error((j.error || ("HTTP " + res.status)) + (j.detail ? ": " + j.detail : ""));
+        return j;
+      });
+    });
+  }
+
+  // Overview.
+
+  var HOUR_MS = 3600 * 1000;
+
+  function overview() {
+    var cards = new Map();
+    document.querySelectorAll("article.card[data-meter]").forEach(function (el) {
+      cards.set(el.dataset.meter, {
+        el: el,
+        main: el.dataset.main === "true",
+        power: el.querySelector(".power"),
+        seen: el.querySelector(".seen"),
+        badge: el.querySelector(".badge"),
+        seenAt: Date.parse(el.dataset.seen) || 0,
+        interval: Number(el.dataset.silentAfter) || 0,
+        watts: Number(el.querySelector(".power").value) || 0
+      });
+    });
+    var live = chartOf("live");
+    var gauge = chartOf("gauge");
+    var series = new Map();
+    if (live) {
+      (live.getOption().series || []).forEach(function (o) {
+        series.set(o.id, (o.data || []).map(function (d) { return Array.isArray(d) ? d : d.value; }));
+      });
+    }
+    var reloading = false;
+    function reload() {
+      if (reloading) return;
+      reloading = true;
+      location.reload();
+    }
+
+    function setOnline(c, online) {
+      c.el.classList.toggle("online", online);
+      c.el.classList.toggle("offline", !online);
+      c.badge.className = "badge " + (online ? "online" : "offline");
+      c.badge.textContent = t(online ? "js.online" : "js.offline_meter");
+    }
+
+    function sitePower() {
+      var sum = 0, n = 0;
+      cards.forEach(function (c) {
+        if (c.el.classList.contains("online")) n++;
+        if (c.main && c.el.classList.contains("online")) sum += c.watts;
+      });
+      setData(document.getElementById("site-power"), sum, power(sum));
+      var oc = document.getElementById("online-count");
+      if (oc) oc.textContent = String(n);
+      if (gauge) {
+        var max = (gauge.getOption().series[0] || {}).max || 1;
+        var kw = Math.round(sum) / 1000;
+        var o = { series: [{ data: [{ name: "kW", value: kw }] }] };
+        if (kw > max) o.series[0].max = Math.ceil(kw * 1.2);
+        gauge.setOption(o);
+      }
+    }
+
+    var dirty = false;
+    stream(null, function (r) {
+      if (document.getElementById("empty")) return reload(); // the first meter
+      var c = cards.get(r.meter);
+      if (!c) return reload(); // a new meter: the server draws its card
+      c.watts = r.power_w;
+      c.seenAt = Date.parse(r.t) || Date.now();
+      setData(c.power, r.power_w, power(r.power_w));
+      c.seen.setAttribute("datetime", r.t);
+      c.seen.textContent = dateTime(r.t);
+      setOnline(c, true);
+      var data = series.get(r.meter);
+      if (live && data) {
+        var ms = Date.parse(r.t);
+        if (!data.length || data[data.length - 1][0] < ms) data.push([ms, r.power_w / 1000]);
+        while (data.length && data[0][0] < ms - HOUR_MS) data.shift();
+        dirty = true;
+      }
+      sitePower();
+    });
+
+    // Redraw at most every 250 ms, however many meters report.
+    setInterval(function () {
+      if (!dirty || !live) return;
+      dirty = false;
+      var opts = [];
+      series.forEach(function (data, id) {
+        opts.push({ id: id, data: data, showSymbol: data.length < 2 });
+      });
+      live.setOption({ series: opts });
+    }, 250);
+
+    // A meter silent for three times its usual interval (at least 10 s) is
+    // offline, as the server decides (store.Meter.Status).
+    setInterval(function () {
+      var now = Date.now();
+      var changed = false;
+      cards.forEach(function (c) {
+        if (!c.interval || !c.el.classList.contains("online")) return;
+        if (now - c.seenAt > Math.max(3 * c.interval, 10) * 1000) {
+          setOnline(c, false);
+          changed = true;
         }
-        meters.forEach(updateCard);
-        if (!chart) return null;
-        return Promise.all(meters.map(pollReadings)).then(redraw);
-      })
-      .then(function () { setStatus(true); }, function (err) { setStatus(false, err); })
-      .then(function () { if (!reloading) setTimeout(poll, POLL_MS); });
-  }
+      });
+      if (changed) sitePower();
+    }, 5000);
 
-  document.querySelectorAll("article.card[data-meter]").forEach(function (el) {
-    var c = adoptCard(el);
-    showSeen(c, c.seen.getAttribute("datetime"));
-  });
-
-  if (chart) {
-    adoptSeries();
-    applyTheme();
-    var dark = window.matchMedia("(prefers-color-scheme: dark)");
-    if (dark.addEventListener) dark.addEventListener("change", applyTheme);
-    if (window.ResizeObserver) {
-      new ResizeObserver(function () { chart.resize(); }).observe(chartEl);
-    } else {
-      window.addEventListener("resize", function () { chart.resize(); });
+    // Today's energy, from the sites' main meters, every minute.
+    var summary = document.querySelector(".summary[data-today-from]");
+    if (summary && summary.dataset.sites) {
+      var from = summary.dataset.todayFrom;
+      var sites = summary.dataset.sites.split(",");
+      setInterval(function () {
+        Promise.all(sites.map(function (s) {
+          return request("GET", "/api/v1/sites/" + encodeURIComponent(s) + "/energy?step=1h&from=" + encodeURIComponent(from) +
+            "&to=" + encodeURIComponent(new Date(Date.now() + HOUR_MS).toISOString()));
+        })).then(function (answers) {
+          var kwh = 0;
+          answers.forEach(function (a) { kwh += a.total.energy_kwh; });
+          setData(document.getElementById("today-kwh"), kwh, energy(kwh));
+        }, function () {});
+      }, 60000);
     }
   }
 
-  poll();
+  // Meter page.
+
+  function meterPage() {
+    var summary = document.querySelector(".summary[data-meter]");
+    if (!summary) return;
+    var id = summary.dataset.meter;
+    var history = chartOf("history");
+    var stepEl = document.getElementById("history-step");
+    var full = { from: Date.parse(summary.dataset.from), to: Date.parse(summary.dataset.to) };
+    var coarse = [];
+    if (history) {
+      var s0 = (history.getOption().series || [])[0] || {};
+      coarse = (s0.data || []).map(function (d) { return Array.isArray(d) ? d : d.value; });
+      history.setOption({ xAxis: [{ min: full.from, max: full.to }] });
+    }
+    var fine = null; // {from, to, data} of the zoomed window
+    var atEnd = true;
+
+    function showStep(step) {
+      if (stepEl) stepEl.textContent = t("js.step") + " " + t("js.step_" + step);
+    }
+
+    function draw() {
+      var data = coarse;
+      if (fine) {
+        data = coarse.filter(function (p) { return p[0] < fine.from; })
+          .concat(fine.data, coarse.filter(function (p) { return p[0] >= fine.to; }));
+      }
+      history.setOption({ series: [{ data: data, showSymbol: data.length < 2 }] });
+    }
+
+    // Zooming asks the API for the window at step=auto: the finest
+    // resolution that fits, down to every reading.
+    var zoomTimer = null;
+    var asked = 0;
+    function onZoom() {
+      var dz = history.getOption().dataZoom[0];
+      var span = full.to - full.from;
+      var from = full.from + span * dz.start / 100;
+      var to = full.from + span * dz.end / 100;
+      atEnd = dz.end >= 99.9;
+      var n = ++asked;
+      var url = "/api/v1/meters/" + encodeURIComponent(id) + "/readings?step=auto&max_points=800&from=" +
+        encodeURIComponent(new Date(from).toISOString()) + "&to=" + encodeURIComponent(new Date(to).toISOString());
+      request("GET", url).then(function (body) {
+        if (n !== asked) return; // a newer zoom won
+        var pts = (body.points || []).map(function (p) {
+          return [Date.parse(p.t), (body.step === "raw" ? p.power_w : p.mean_w) / 1000];
+        });
+        fine = { from: from, to: to, data: pts };
+        showStep(body.step);
+        draw();
+      }, function () {});
+    }
+    if (history) {
+      history.on("datazoom", function () {
+        clearTimeout(zoomTimer);
+        zoomTimer = setTimeout(onZoom, 300);
+      });
+    }
+
+    stream(id, function (r) {
+      setData(document.getElementById("meter-power"), r.power_w, power(r.power_w));
+      var badge = document.getElementById("meter-status");
+      if (badge) {
+        badge.className = "badge online";
+        badge.textContent = t("js.online");
+      }
+      if (!history || !atEnd) return;
+      var ms = Date.parse(r.t);
+      if (ms > full.to) {
+        full.to = ms + 60000;
+        history.setOption({ xAxis: [{ max: full.to }] });
+      }
+      var target = fine ? fine.data : coarse;
+      if (!target.length || target[target.length - 1][0] < ms) target.push([ms, r.power_w / 1000]);
+      if (fine) fine.to = Math.max(fine.to, ms + 1);
+      draw();
+    });
+
+    settingsForms();
+    var del = document.querySelector("form.delete-meter");
+    if (del) {
+      del.addEventListener("submit", function (ev) {
+        ev.preventDefault();
+        if (!window.confirm(t("js.confirm_delete"))) return;
+        request("DELETE", "/api/v1/meters/" + encodeURIComponent(del.dataset.meter)).then(function () {
+          location.assign("/meters");
+        }, function (err) {
+          window.alert(t("js.delete_failed") + " " + err.message);
+        });
+      });
+    }
+  }
+
+  // settingsForms sends a meter's settings as a JSON merge patch.
+  function settingsForms() {
+    document.querySelectorAll("form.meter-settings").forEach(function (form) {
+      form.addEventListener("submit", function (ev) {
+        ev.preventDefault();
+        var f = form.elements;
+        var num = function (el) { return el.value.trim() === "" ? null : Number(el.value); };
+        var patch = {
+          name: f.name.value.trim() || null,
+          parent: f.parent.value || null,
+          tags: f.tags.value.split(",").map(function (s) { return s.trim(); }).filter(Boolean),
+          expected_min_w: num(f.expected_min_w),
+          expected_max_w: num(f.expected_max_w),
+          critical: f.critical.checked
+        };
+        if (!f.site.disabled) patch.site = f.site.value.trim() || null;
+        var result = form.querySelector(".result");
+        result.textContent = "";
+        result.classList.remove("bad");
+        request("PATCH", "/api/v1/meters/" + encodeURIComponent(form.dataset.meter), patch).then(function () {
+          result.textContent = t("js.saved");
+          setTimeout(function () { location.reload(); }, 400);
+        }, function (err) {
+          result.textContent = t("js.save_failed") + " " + err.message;
+          result.classList.add("bad");
+        });
+      });
+    });
+  }
+
+  // Every page: live status, theme, sizes, times.
+  ["live", "history"].forEach(function (id) {
+    var chart = chartOf(id);
+    if (chart) localTimes(chart);
+  });
+  document.querySelectorAll("time[datetime]").forEach(function (el) {
+    var s = dateTime(el.getAttribute("datetime"));
+    if (s !== "–") el.textContent = s;
+  });
+  applyTheme();
+  var dark = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
+  if (dark && dark.addEventListener) dark.addEventListener("change", applyTheme);
+  watchResize();
+
+  if (page === "overview") {
+    overview();
+  } else if (page === "meter") {
+    meterPage();
+  } else {
+    stream("", function () {}); // the status light: is the server there?
+  }
 })();

@@ -1,0 +1,156 @@
+package dashboard
+
+import (
+	"io/fs"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCatalogues fails on a text missing from either language, and on a
+// key the templates or app.js use that no catalogue has.
+func TestCatalogues(t *testing.T) {
+	en, es := english.textKeys(), spanish.textKeys()
+	for _, k := range en {
+		if _, ok := spanish.texts[k]; !ok {
+			t.Errorf("%q is in English, not in Spanish", k)
+		}
+	}
+	for _, k := range es {
+		if _, ok := english.texts[k]; !ok {
+			t.Errorf("%q is in Spanish, not in English", k)
+		}
+	}
+	for _, l := range languages {
+		for k, v := range l.texts {
+			if strings.TrimSpace(v) == "" {
+				t.Errorf("%s: %q is empty", l.Code, k)
+			}
+		}
+	}
+	// Keys the templates and app.js name, and those they compose.
+	used := map[string]bool{}
+	tmpl := regexp.MustCompile(`\{\{-?\s*t\s+"([^"]+)"`)
+	err := fs.WalkDir(templateFiles, "templates", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := templateFiles.ReadFile(p)
+		for _, m := range tmpl.FindAllStringSubmatch(string(b), -1) {
+			used[m[1]] = true
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := os.ReadFile("assets/app.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`\bt\("([^"]+)"\)`).FindAllStringSubmatch(string(js), -1) {
+		used[m[1]] = true
+	}
+	goSrc := ""
+	for _, f := range []string{"dashboard.go", "pages.go", "chart.go"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		goSrc += string(b)
+	}
+	for _, m := range regexp.MustCompile(`\.T\("([^"]+)"\)|"([a-z]+\.title)"`).FindAllStringSubmatch(goSrc, -1) {
+		used[m[1]+m[2]] = true
+	}
+	composed := []string{ // (print "status." .Status) and the like
+		"status.online", "status.offline", "why.announced", "why.silent",
+		"severity.info", "severity.warning", "severity.critical",
+		"delivery.pending", "delivery.delivered", "delivery.failed",
+		"js.live", "js.offline", "js.reconnecting", // t("js." + state)
+		"js.online", "js.offline_meter", // t(online ? "js.online" : "js.offline_meter")
+		"js.step_raw", "js.step_1m", "js.step_1h", "js.step_1d", // t("js.step_" + step)
+	}
+	for _, k := range composed {
+		used[k] = true
+	}
+	for k := range used {
+		if _, ok := english.texts[k]; !ok {
+			t.Errorf("%q is used but in no catalogue", k)
+		}
+	}
+	for _, k := range en {
+		if !used[k] {
+			t.Errorf("%q is in the catalogues but never used", k)
+		}
+	}
+}
+
+func TestPickLanguage(t *testing.T) {
+	for _, c := range []struct{ cookie, accept, want string }{
+		{"", "", "en"},
+		{"", "es-ES,es;q=0.9,en;q=0.8", "es"},
+		{"", "fr-FR, es;q=0.5, en;q=0.4", "es"},
+		{"", "en-US,en;q=0.9,es;q=0.8", "en"},
+		{"", "de, fr;q=0.5", "en"},
+		{"", "es;q=0, en", "en"},
+		{"", "es;q=abc", "en"},
+		{"", "ES-mx", "es"},
+		{"es", "en-US", "es"},
+		{"xx", "es", "es"},
+	} {
+		if got := pickLanguage(c.cookie, c.accept).Code; got != c.want {
+			t.Errorf("pickLanguage(%q, %q) = %s, want %s", c.cookie, c.accept, got, c.want)
+		}
+	}
+}
+
+func TestFormats(t *testing.T) {
+	for _, c := range []struct {
+		l    *language
+		got  string
+		want string
+	}{
+		{english, english.Number(1234.5, 1), "1,234.5"},
+		{spanish, spanish.Number(1234.5, 1), "1.234,5"},
+		{spanish, spanish.Energy(1234.5), "1.234,5 kWh"},
+		{spanish, spanish.Energy(12.345), "12,35 kWh"},
+		{english, english.Energy(12345), "12.35 MWh"},
+		{english, english.Power(0.2), "0 W"},
+		{english, english.Power(-0.2), "0 W"},
+		{english, english.Power(999.4), "999 W"},
+		{english, english.Power(999.5), "1.00 kW"},
+		{english, english.Power(-3210), "-3.21 kW"},
+		{spanish, spanish.Power(2500), "2,50 kW"},
+		{english, english.Power(1_250_000), "1.25 MW"},
+		{spanish, spanish.Number(-1234567.891, 2), "-1.234.567,89"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: got %q, want %q", c.l.Code, c.got, c.want)
+		}
+	}
+	madrid, err := time.LoadLocation("Europe/Madrid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Daylight saving time: 01:30 UTC is 02:30 in winter, 03:30 in summer.
+	winter := time.Date(2026, 3, 29, 0, 30, 0, 0, time.UTC)
+	summer := time.Date(2026, 3, 29, 1, 30, 0, 0, time.UTC)
+	if got := english.DateTime(winter, madrid); got != "29 Mar 2026, 01:30" {
+		t.Errorf("before the change: %s", got)
+	}
+	if got := spanish.DateTime(summer, madrid); got != "29 mar 2026, 03:30" {
+		t.Errorf("after the change: %s", got)
+	}
+	if got := spanish.Day(summer, madrid); got != "dom 29 mar" {
+		t.Errorf("Day = %s", got)
+	}
+	if got := english.DateTime(time.Time{}, madrid); got != "–" {
+		t.Errorf("zero time = %s", got)
+	}
+	if !slices.Equal(english.calendarDays().([]string), []string{"S", "M", "T", "W", "T", "F", "S"}) {
+		t.Errorf("calendar days = %v", english.calendarDays())
+	}
+}

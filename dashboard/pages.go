@@ -1,0 +1,408 @@
+package dashboard
+
+import (
+	"cmp"
+	"errors"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/store"
+)
+
+// meterView is a meter as the pages show it.
+type meterView struct {
+	store.Meter
+	// Label is its name, or its id when it has none.
+	Label  string
+	Status string
+	Why    string
+	Main   bool
+}
+
+func (d *Dashboard) view(m store.Meter, now time.Time) meterView {
+	status, why := m.Status(now)
+	return meterView{Meter: m, Label: cmp.Or(m.Info.Name, m.ID), Status: status, Why: why, Main: m.Info.Parent == ""}
+}
+
+// meterViews returns every meter, main meters first by site, then the
+// sub-meters, each group by label.
+func (d *Dashboard) meterViews(now time.Time) []meterView {
+	var out []meterView
+	for _, m := range d.st.Meters() {
+		out = append(out, d.view(m, now))
+	}
+	slices.SortStableFunc(out, func(a, b meterView) int {
+		if a.Main != b.Main {
+			if a.Main {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Or(strings.Compare(a.Site, b.Site), strings.Compare(strings.ToLower(a.Label), strings.ToLower(b.Label)), strings.Compare(a.ID, b.ID))
+	})
+	return out
+}
+
+// localDayStart returns the start of t's day in loc.
+func localDayStart(t time.Time, loc *time.Location) time.Time {
+	y, m, dd := t.In(loc).Date()
+	return time.Date(y, m, dd, 0, 0, 0, 0, loc)
+}
+
+// hourly returns meter id's hourly rollups in [from, to).
+func (d *Dashboard) hourly(id string, from, to time.Time) ([]store.Bucket, error) {
+	bs, _, err := d.st.Rollups(id, store.TierHour, from, to, int(to.Sub(from)/time.Hour)+2)
+	return bs, err
+}
+
+// dailyKWh returns the energy drawn by meters on each local day from
+// first (a local midnight) for days days: the sum of their hourly rollups
+// by the local day each hour starts in, so days follow the time zone and
+// its daylight saving changes (a day of 23 or 25 hours).
+func (d *Dashboard) dailyKWh(ids []string, first time.Time, days int) ([]float64, error) {
+	out := make([]float64, days)
+	end := first.AddDate(0, 0, days)
+	starts := make([]time.Time, days+1)
+	for i := range starts {
+		starts[i] = first.AddDate(0, 0, i)
+	}
+	for _, id := range ids {
+		bs, err := d.hourly(id, first, end)
+		if err != nil {
+			return nil, err
+		}
+		i := 0
+		for _, b := range bs {
+			for i < days && !b.Start.Before(starts[i+1]) {
+				i++
+			}
+			if i < days && !b.Start.Before(starts[i]) {
+				out[i] += b.EnergyWh / 1000
+			}
+		}
+	}
+	return out, nil
+}
+
+// overviewData is what overview.html renders.
+type overviewData struct {
+	*base
+	Meters []meterView
+	// PowerW is the power now of the main meters online; TodayKWh the
+	// energy they drew since local midnight.
+	PowerW   float64
+	TodayKWh float64
+	// TodayFrom is local midnight, for app.js to ask the day's energy.
+	TodayFrom string
+	Sites     []string
+	Online    int
+	Alerts    []store.Alert
+	Gauge     *chartSnippet
+	Live      *chartSnippet
+	Host      string
+}
+
+// overview serves GET /.
+func (d *Dashboard) overview(c *fiber.Ctx) error {
+	b := d.newBase(c, "overview", "overview.title")
+	now := d.now()
+	data := &overviewData{base: b, Host: hostName(c.Hostname())}
+	data.Meters = d.meterViews(now)
+	midnight := localDayStart(now, d.loc)
+	data.TodayFrom = midnight.Format(time.RFC3339)
+	sites := map[string]bool{}
+	peak := 0.0
+	for _, m := range data.Meters {
+		if m.Status == store.StatusOnline {
+			data.Online++
+		}
+		if !m.Main {
+			continue
+		}
+		sites[m.Site] = true
+		if m.Status == store.StatusOnline {
+			data.PowerW += m.LastPowerW
+		}
+		hours, err := d.hourly(m.ID, midnight, now.Add(time.Hour))
+		if err != nil {
+			return err
+		}
+		mp := 0.0
+		for _, h := range hours {
+			data.TodayKWh += h.EnergyWh / 1000
+			mp = max(mp, h.MaxW)
+		}
+		peak += mp
+	}
+	for s := range sites {
+		data.Sites = append(data.Sites, s)
+	}
+	slices.Sort(data.Sites)
+	as, err := d.st.Alerts(5, nil)
+	if err != nil {
+		return err
+	}
+	data.Alerts = as
+	if d.charts && len(data.Meters) > 0 {
+		g, err := gaugeChart(b.Lang, data.PowerW, max(peak, data.PowerW))
+		if err != nil {
+			return err
+		}
+		data.Gauge = b.chart(g)
+		var series []meterSeries
+		for _, m := range data.Meters {
+			if !meter.ValidID(m.ID) {
+				continue // cannot go into a script unescaped; its card still shows
+			}
+			recs, _, err := d.st.Range(m.ID, now.Add(-time.Hour), now.Add(time.Minute), livePoints)
+			if err != nil && !errors.Is(err, store.ErrUnknownMeter) {
+				return err
+			}
+			series = append(series, meterSeries{meter: m.ID, name: m.Label, records: recs})
+		}
+		l, err := liveChart(b.Lang, series)
+		if err != nil {
+			return err
+		}
+		data.Live = b.chart(l)
+	}
+	return d.render(c, "overview", b, data)
+}
+
+// meterData is what meter.html renders.
+type meterData struct {
+	*base
+	M       meterView
+	Parent  *meterView
+	Kids    []meterView
+	Others  []meterView // candidate parents
+	History *chartSnippet
+	Daily   *chartSnippet
+	Profile *chartSnippet
+	Year    *chartSnippet
+	// From and To bound the history chart at first (RFC 3339).
+	From, To string
+	Last30   float64
+}
+
+// meterPage serves GET /meters/{id}.
+func (d *Dashboard) meterPage(c *fiber.Ctx) error {
+	id, err := url.PathUnescape(c.Params("id"))
+	if err != nil || !meter.ValidID(id) {
+		return d.notFound(c)
+	}
+	id = strings.Clone(id)
+	m, err := d.st.Meter(id)
+	if errors.Is(err, store.ErrUnknownMeter) {
+		return d.notFound(c)
+	}
+	if err != nil {
+		return err
+	}
+	b := d.newBase(c, "meter", "meter.title")
+	now := d.now()
+	data := &meterData{base: b, M: d.view(m, now)}
+	b.Title = data.M.Label
+	for _, o := range d.meterViews(now) {
+		switch {
+		case o.ID == m.Info.Parent:
+			data.Parent = &o
+		case o.Info.Parent == m.ID:
+			data.Kids = append(data.Kids, o)
+		}
+		if o.ID != m.ID {
+			data.Others = append(data.Others, o)
+		}
+	}
+	to := now.Add(time.Minute)
+	from := to.Add(-7 * 24 * time.Hour)
+	data.From, data.To = from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339)
+	if d.charts {
+		if err := d.meterCharts(b, data, from, to); err != nil {
+			return err
+		}
+	}
+	return d.render(c, "meter", b, data)
+}
+
+// historyPoints is what the history chart asks for, at step=auto.
+const historyPoints = 800
+
+// meterCharts renders the charts of a meter's page.
+func (d *Dashboard) meterCharts(b *base, data *meterData, from, to time.Time) error {
+	m := data.M
+	tier, err := d.autoTier(m.ID, from, to, historyPoints)
+	if err != nil {
+		return err
+	}
+	var pts [][2]float64
+	if tier == store.TierRaw {
+		recs, _, err := d.st.Range(m.ID, from, to, historyPoints)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			pts = append(pts, [2]float64{float64(r.Time.UnixMilli()), r.PowerW / 1000})
+		}
+	} else {
+		bs, _, err := d.st.Rollups(m.ID, tier, from, to, historyPoints)
+		if err != nil {
+			return err
+		}
+		for _, bk := range bs {
+			pts = append(pts, [2]float64{float64(bk.Start.UnixMilli()), bk.MeanW / 1000})
+		}
+	}
+	h, err := historyChart(b.Lang, m.ID, pts)
+	if err != nil {
+		return err
+	}
+	data.History = b.chart(h)
+
+	now := d.now()
+	today := localDayStart(now, d.loc)
+	first := today.AddDate(0, 0, -29)
+	days, err := d.dailyKWh([]string{m.ID}, first, 30)
+	if err != nil {
+		return err
+	}
+	labels := make([]string, 30)
+	for i := range labels {
+		labels[i] = b.Lang.Day(first.AddDate(0, 0, i), d.loc)
+		data.Last30 += days[i]
+	}
+	dc, err := dailyChart(b.Lang, labels, days)
+	if err != nil {
+		return err
+	}
+	data.Daily = b.chart(dc)
+
+	// Load profile: mean power by local weekday and hour over 8 weeks.
+	var sum, n [7][24]float64
+	hours, err := d.hourly(m.ID, today.AddDate(0, 0, -56), now.Add(time.Hour))
+	if err != nil {
+		return err
+	}
+	for _, h := range hours {
+		if h.N == 0 {
+			continue
+		}
+		t := h.Start.In(d.loc)
+		wd := (int(t.Weekday()) + 6) % 7
+		sum[wd][t.Hour()] += h.MeanW
+		n[wd][t.Hour()]++
+	}
+	var cells [][3]float64
+	for wd := range 7 {
+		for hr := range 24 {
+			if n[wd][hr] > 0 {
+				cells = append(cells, [3]float64{float64(hr), float64(wd), sum[wd][hr] / n[wd][hr] / 1000})
+			}
+		}
+	}
+	pc, err := profileChart(b.Lang, cells)
+	if err != nil {
+		return err
+	}
+	data.Profile = b.chart(pc)
+
+	// The year's daily energy, as a calendar.
+	jan1 := time.Date(now.In(d.loc).Year(), 1, 1, 0, 0, 0, 0, d.loc)
+	ndays := int(today.Sub(jan1).Hours()/24+0.5) + 1
+	year, err := d.dailyKWh([]string{m.ID}, jan1, ndays)
+	if err != nil {
+		return err
+	}
+	var cal [][2]any
+	for i, kwh := range year {
+		if kwh > 0 {
+			cal = append(cal, [2]any{jan1.AddDate(0, 0, i).Format(time.DateOnly), roundTo(kwh, 3)})
+		}
+	}
+	yc, err := calendarChart(b.Lang, jan1.Year(), cal)
+	if err != nil {
+		return err
+	}
+	data.Year = b.chart(yc)
+	return nil
+}
+
+// autoTier picks the finest tier with at most max entries in the range, as
+// the API's step=auto does.
+func (d *Dashboard) autoTier(id string, from, to time.Time, limit int) (store.Tier, error) {
+	for _, t := range []store.Tier{store.TierRaw, store.TierMinute, store.TierHour} {
+		n, err := d.st.Count(id, t, from, to, limit)
+		if err != nil {
+			return 0, err
+		}
+		if n > 0 && n <= limit {
+			return t, nil
+		}
+	}
+	return store.TierHour, nil
+}
+
+// metersData is what meters.html renders.
+type metersData struct {
+	*base
+	Meters []meterView
+}
+
+// metersPage serves GET /meters.
+func (d *Dashboard) metersPage(c *fiber.Ctx) error {
+	b := d.newBase(c, "meters", "meters.title")
+	return d.render(c, "meters", b, &metersData{base: b, Meters: d.meterViews(d.now())})
+}
+
+// alertsData is what alerts.html renders.
+type alertsData struct {
+	*base
+	// Offline are the meters offline now: conditions still active.
+	Offline []meterView
+	// Recent are the alerts of the last 24 hours, History the older ones.
+	Recent, History []store.Alert
+}
+
+// alertsPage serves GET /alerts.
+func (d *Dashboard) alertsPage(c *fiber.Ctx) error {
+	b := d.newBase(c, "alerts", "alerts.title")
+	now := d.now()
+	data := &alertsData{base: b}
+	for _, m := range d.meterViews(now) {
+		if m.Status == store.StatusOffline {
+			data.Offline = append(data.Offline, m)
+		}
+	}
+	as, err := d.st.Alerts(200, nil)
+	if err != nil {
+		return err
+	}
+	for _, a := range as {
+		if now.Sub(a.Time) < 24*time.Hour {
+			data.Recent = append(data.Recent, a)
+		} else {
+			data.History = append(data.History, a)
+		}
+	}
+	return d.render(c, "alerts", b, data)
+}
+
+// notFound serves the page for an unknown meter or path.
+func (d *Dashboard) notFound(c *fiber.Ctx) error {
+	b := d.newBase(c, "notfound", "notfound.title")
+	c.Status(fiber.StatusNotFound)
+	return d.render(c, "notfound", b, b)
+}
+
+func roundTo(v float64, decimals int) float64 {
+	p := 1.0
+	for range decimals {
+		p *= 10
+	}
+	return float64(int64(v*p+0.5)) / p
+}

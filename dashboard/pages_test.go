@@ -1,0 +1,110 @@
+package dashboard_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vatio-energy/vatio/meter"
+)
+
+// hourOf returns an hour of readings of m every 10 s at w watts, ending at
+// t0.
+func hourOf(m string, w float64) []meter.Reading {
+	var rs []meter.Reading
+	for sec := -3600; sec <= 0; sec += 10 {
+		rs = append(rs, reading(m, sec, w))
+	}
+	return rs
+}
+
+func TestMeterPage(t *testing.T) {
+	app, _ := newApp(t, hourOf("kitchen:1", 1500)...)
+	requireECharts(t, app)
+	res, page := get(t, app, "/meters/kitchen%3A1")
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d; page:\n%s", res.StatusCode, page)
+	}
+	for _, want := range []string{
+		`<title>kitchen:1 · Vatio</title>`,
+		`<a href="/meters" aria-current="page">Meters</a>`,
+		`data-meter="kitchen:1"`,
+		`id="meter-power" value="1500">1.50 kW</data>`,
+		`let goecharts_history = echarts.init(document.getElementById('history')`,
+		`"dataZoom":`,
+		`let goecharts_daily = echarts.init(document.getElementById('daily')`,
+		`"type":"bar"`,
+		`let goecharts_profile = echarts.init(document.getElementById('profile')`,
+		`"type":"heatmap"`,
+		`let goecharts_year = echarts.init(document.getElementById('year')`,
+		`"coordinateSystem":"calendar"`,
+		`"range":["2026"]`,
+		`<form class="meter-settings" data-meter="kitchen:1">`,
+		`<input name="name" maxlength="100" value=""`,
+		`<form class="delete-meter" data-meter="kitchen:1">`,
+		// An hour at 1.5 kW ending 10:00 UTC (11:00 in Madrid): 1.5 kWh.
+		`>1.50 kWh</p>`,
+		`"Wed 25 Nov"`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("meter page lacks %q", want)
+		}
+	}
+	for _, path := range []string{"/meters/nope", "/meters/..%2Fetc", "/meters/a%2520b"} {
+		if res, page := get(t, app, path); res.StatusCode != http.StatusNotFound || !strings.Contains(page, "There is no such page or meter.") {
+			t.Errorf("GET %s = %d, want the 404 page", path, res.StatusCode)
+		}
+	}
+}
+
+func TestMetersAndAlertsPages(t *testing.T) {
+	app, _ := newApp(t, reading("main", 0, 3000), reading("plug", 0, 40))
+	res, page := get(t, app, "/meters")
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d", res.StatusCode)
+	}
+	for _, want := range []string{`<tr data-meter="main">`, `<a href="/meters/plug">plug</a>`, `>3.00 kW</data>`, `data-label="Power"`, `<span class="badge online">online</span>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("meters page lacks %q", want)
+		}
+	}
+	res, page = get(t, app, "/alerts")
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d", res.StatusCode)
+	}
+	for _, want := range []string{`<h2 id="active-heading">Active</h2>`, "Nothing needs attention.", "No alerts."} {
+		if !strings.Contains(page, want) {
+			t.Errorf("alerts page lacks %q", want)
+		}
+	}
+}
+
+func TestSpanish(t *testing.T) {
+	app, _ := newApp(t, hourOf("m1", 1234567)...)
+	_, page := get(t, app, "/", "Accept-Language", "es-ES,es;q=0.9,en;q=0.8")
+	for _, want := range []string{`<html lang="es"`, "<title>Resumen · Vatio</title>", "Potencia ahora", ">1,23 MW</data>", "1.234,6 kWh", `"js.saved":"Guardado."`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("Spanish page lacks %q", want)
+		}
+	}
+	// The switch: a cookie, then back to the page; only to this site.
+	res, _ := get(t, app, "/lang/en?back=/meters")
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/meters" || !strings.Contains(res.Header.Get("Set-Cookie"), "vatio_lang=en") {
+		t.Errorf("switch = %d %v", res.StatusCode, res.Header)
+	}
+	for _, back := range []string{"//evil.example/", "https://evil.example/", "/\\evil"} {
+		if res, _ := get(t, app, "/lang/es?back="+back); res.Header.Get("Location") != "/" {
+			t.Errorf("back=%s went to %q", back, res.Header.Get("Location"))
+		}
+	}
+	if res, _ := get(t, app, "/lang/xx"); res.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown language = %d", res.StatusCode)
+	}
+	_, page = get(t, app, "/", "Accept-Language", "es", "Cookie", "vatio_lang=en")
+	if !strings.Contains(page, `<html lang="en"`) {
+		t.Error("the chosen language does not win over Accept-Language")
+	}
+}
+
+var _ = time.Second
