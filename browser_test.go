@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -245,6 +246,26 @@ func TestDashboardInBrowser(t *testing.T) {
 	screenshot(t, ctx, "meter-desktop", 1280, 900, "#history")
 	screenshot(t, ctx, "meter-phone", 360, 740, "#history")
 
+	// The meters page edits a meter in place.
+	err = chromedp.Do(ctx, chromedp.Navigate(origin+"/meters"), chromedp.WaitVisible("table.meters"),
+		chromedp.Click(`//form[@data-meter="default"]/ancestor::details/summary`),
+		chromedp.SetValue(`form[data-meter="default"] input[name="name"]`, "Casa"),
+		chromedp.Click(`form[data-meter="default"] input[name="critical"]`),
+		chromedp.Click(`form[data-meter="default"] button[type="submit"]`),
+		chromedp.WaitVisible(`//a[@href="/meters/default" and text()="Casa"]`),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var casa struct {
+		Name     string `json:"name"`
+		Critical bool   `json:"critical"`
+	}
+	getJSON(t, origin+"/api/v1/meters/default", &casa)
+	if casa.Name != "Casa" || !casa.Critical {
+		t.Errorf("after the meters page's form: %+v", casa)
+	}
+
 	for _, p := range []struct{ path, name, ready string }{{"/meters", "meters", "table.meters"}, {"/alerts", "alerts", "#active-heading"}} {
 		if err := chromedp.Do(ctx, chromedp.Navigate(origin+p.path), chromedp.WaitVisible(p.ready)); err != nil {
 			t.Fatal(err)
@@ -262,6 +283,58 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(origin+"/meters"), chromedp.WaitVisible(`//h1[text()="Medidores"]`)); err != nil {
 		t.Fatal(err)
 	}
-	screenshot(t, ctx, "overview-es-phone", 360, 740, "table.meters")
+	screenshot(t, ctx, "meters-es-phone", 360, 740, "table.meters")
+
+	// Dark mode follows the system's, and text stays readable in both.
+	if err := chromedp.Do(ctx, chromedp.Navigate(origin+"/"), chromedp.WaitVisible("#live")); err != nil {
+		t.Fatal(err)
+	}
+	checkContrast(t, ctx, "light")
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	dark, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`))
+	if err != nil || dark != "rgb(15, 18, 22)" {
+		t.Errorf("dark mode: body background %q, %v", dark, err)
+	}
+	checkContrast(t, ctx, "dark")
+	screenshot(t, ctx, "overview-dark-desktop", 1280, 900, "#live")
 	blog.check(t, origin)
+}
+
+// checkContrast fails when a kind of text on the page has less than the
+// 4.5:1 contrast WCAG AA asks of normal text against its background.
+func checkContrast(t *testing.T, ctx context.Context, mode string) {
+	t.Helper()
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(function () {
+		function rgb(s) { return (s.match(/[\d.]+/g) || []).slice(0, 3).map(Number); }
+		function lum(c) {
+			var v = c.map(function (x) { x /= 255; return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); });
+			return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2];
+		}
+		function bg(el) {
+			for (; el; el = el.parentElement) {
+				var c = getComputedStyle(el).backgroundColor;
+				if (c && c !== "transparent" && !/, 0\)$/.test(c)) return c;
+			}
+			return "rgb(255, 255, 255)";
+		}
+		var bad = [];
+		["h1", ".nav a", ".sub", ".card-seen", ".badge.online", ".card-id a", "#status-text", "p a"].forEach(function (sel) {
+			var el = document.querySelector(sel);
+			if (!el) return;
+			var a = lum(rgb(getComputedStyle(el).color)), b = lum(rgb(bg(el)));
+			var ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+			if (ratio < 4.5) bad.push(sel + " " + ratio.toFixed(2));
+		});
+		return bad;
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range got {
+		t.Errorf("%s mode: contrast below 4.5:1: %s", mode, b)
+	}
 }

@@ -46,7 +46,7 @@ var pages = func() map[string]*template.Template {
 			"rfc3339":  func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
 			"upper":    strings.ToUpper,
 		})
-		template.Must(t.ParseFS(templateFiles, "templates/layout.html", "templates/"+name+".html"))
+		template.Must(t.ParseFS(templateFiles, "templates/layout.html", "templates/settings.html", "templates/"+name+".html"))
 		out[name] = t
 	}
 	return out

@@ -174,13 +174,31 @@ func (d *Dashboard) overview(c *fiber.Ctx) error {
 	return d.render(c, "overview", b, data)
 }
 
+// settingsData is what the settings form (settings.html) renders: a
+// meter, and the meters that could be its parent.
+type settingsData struct {
+	M      meterView
+	Others []meterView
+}
+
+// settingsOf returns the settings form's data for m among all.
+func settingsOf(m meterView, all []meterView) settingsData {
+	out := settingsData{M: m}
+	for _, o := range all {
+		if o.ID != m.ID {
+			out.Others = append(out.Others, o)
+		}
+	}
+	return out
+}
+
 // meterData is what meter.html renders.
 type meterData struct {
 	*base
-	M       meterView
-	Parent  *meterView
-	Kids    []meterView
-	Others  []meterView // candidate parents
+	M        meterView
+	Parent   *meterView
+	Kids     []meterView
+	Settings settingsData
 	History *chartSnippet
 	Daily   *chartSnippet
 	Profile *chartSnippet
@@ -208,17 +226,16 @@ func (d *Dashboard) meterPage(c *fiber.Ctx) error {
 	now := d.now()
 	data := &meterData{base: b, M: d.view(m, now)}
 	b.Title = data.M.Label
-	for _, o := range d.meterViews(now) {
+	all := d.meterViews(now)
+	for _, o := range all {
 		switch {
 		case o.ID == m.Info.Parent:
 			data.Parent = &o
 		case o.Info.Parent == m.ID:
 			data.Kids = append(data.Kids, o)
 		}
-		if o.ID != m.ID {
-			data.Others = append(data.Others, o)
-		}
 	}
+	data.Settings = settingsOf(data.M, all)
 	to := now.Add(time.Minute)
 	from := to.Add(-7 * 24 * time.Hour)
 	data.From, data.To = from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339)
@@ -347,16 +364,22 @@ func (d *Dashboard) autoTier(id string, from, to time.Time, limit int) (store.Ti
 	return store.TierHour, nil
 }
 
-// metersData is what meters.html renders.
+// metersData is what meters.html renders: a row, with its settings form,
+// per meter.
 type metersData struct {
 	*base
-	Meters []meterView
+	Rows []settingsData
 }
 
 // metersPage serves GET /meters.
 func (d *Dashboard) metersPage(c *fiber.Ctx) error {
 	b := d.newBase(c, "meters", "meters.title")
-	return d.render(c, "meters", b, &metersData{base: b, Meters: d.meterViews(d.now())})
+	all := d.meterViews(d.now())
+	data := &metersData{base: b}
+	for _, m := range all {
+		data.Rows = append(data.Rows, settingsOf(m, all))
+	}
+	return d.render(c, "meters", b, data)
 }
 
 // alertsData is what alerts.html renders.

@@ -66,7 +66,8 @@ var english = &language{
 		"meters.title":     "Meters",
 		"meters.none":      "No meter has sent a reading yet.",
 		"meters.how":       "How to connect one",
-		"meters.edit_hint": "Open a meter to rename it, move it to a site or under a parent meter, set its expected range or mark it critical.",
+		"meters.edit_hint": "Edit a meter to rename it, move it to a site or under a parent meter, set its expected range or mark it critical; open it for its history.",
+		"meters.edit":      "Edit",
 
 		"alerts.title":       "Alerts",
 		"alerts.active":      "Active",
@@ -183,7 +184,8 @@ var spanish = &language{
 		"meters.title":     "Medidores",
 		"meters.none":      "Ningún medidor ha enviado lecturas todavía.",
 		"meters.how":       "Cómo conectar uno",
-		"meters.edit_hint": "Abra un medidor para cambiarle el nombre, llevarlo a un sitio o bajo un medidor padre, fijar su rango esperado o marcarlo como crítico.",
+		"meters.edit_hint": "Edite un medidor para cambiarle el nombre, llevarlo a un sitio o bajo un medidor padre, fijar su rango esperado o marcarlo como crítico; ábralo para ver su historial.",
+		"meters.edit":      "Editar",
 
 		"alerts.title":       "Alertas",
 		"alerts.active":      "Activas",

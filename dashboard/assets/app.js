@@ -82,8 +82,53 @@
       }
     }
     var hm = hourFormat.format(ms);
-    return hm === "00:00" ? dayFormat.format(ms) : hm;
+    if (hm === "00:00") return dayFormat.format(ms);
+    var sec = Math.floor(ms / 1000) % 60;
+    return sec ? hm + ":" + String(sec).padStart(2, "0") : hm;
   }
+  // plain formats an axis value: up to two decimals, in the language.
+  var plainFormat = null;
+  function plain(v) {
+    if (!plainFormat) plainFormat = new Intl.NumberFormat(locale, { maximumFractionDigits: 2, useGrouping: "always" });
+    return plainFormat.format(v);
+  }
+
+  // localNumbers makes the charts write numbers as the language does
+  // (ECharts writes 1,234.5 whatever the page's language).
+  function localNumbers() {
+    chartIds.forEach(function (id) {
+      var chart = chartOf(id);
+      if (!chart) return;
+      var opt = chart.getOption();
+      var o = {};
+      if (opt.yAxis && opt.yAxis.length && opt.yAxis[0].type === "value") {
+        o.yAxis = [{ axisLabel: { formatter: function (v) { return plain(v); } } }];
+      }
+      var unit = id === "daily" || id === "year" ? " kWh" : " kW";
+      o.tooltip = { valueFormatter: function (v) { return typeof v === "number" ? number(v, unit === " kW" ? 3 : 2) + unit : "-"; } };
+      if (id === "gauge") {
+        o.series = [{
+          splitNumber: 5,
+          axisLabel: { formatter: function (v) { return plain(v); } },
+          detail: { formatter: function (v) { return power(v * 1000); } }
+        }];
+      }
+      if (id === "profile" || id === "year") {
+        o.tooltip = { formatter: function (p) {
+          var v = p.value[2] !== undefined ? p.value[2] : p.value[1];
+          return p.marker + (id === "year" ? dateTimeDay(p.value[0]) + ": " + number(v, 2) + " kWh" : number(v, 2) + " kW");
+        } };
+      }
+      chart.setOption(o);
+    });
+  }
+  function dateTimeDay(s) {
+    var parts = String(s).split("-");
+    if (parts.length !== 3) return s;
+    return new Intl.DateTimeFormat(locale, { day: "numeric", month: "short", year: "numeric", timeZone: "UTC" })
+      .format(Date.UTC(+parts[0], +parts[1] - 1, +parts[2]));
+  }
+
   function localTimes(chart) {
     chart.setOption({
       xAxis: [{
@@ -446,7 +491,8 @@
     });
   }
 
-  // Every page: live status, theme, sizes, times.
+  // Every page: live status, theme, sizes, times and numbers.
+  localNumbers();
   ["live", "history"].forEach(function (id) {
     var chart = chartOf(id);
     if (chart) localTimes(chart);
@@ -465,6 +511,7 @@
   } else if (page === "meter") {
     meterPage();
   } else {
+    settingsForms();
     stream("", function () {}); // the status light: is the server there?
   }
 })();
