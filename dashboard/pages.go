@@ -199,10 +199,10 @@ type meterData struct {
 	Parent   *meterView
 	Kids     []meterView
 	Settings settingsData
-	History *chartSnippet
-	Daily   *chartSnippet
-	Profile *chartSnippet
-	Year    *chartSnippet
+	History  *chartSnippet
+	Daily    *chartSnippet
+	Profile  *chartSnippet
+	Year     *chartSnippet
 	// From and To bound the history chart at first (RFC 3339).
 	From, To string
 	Last30   float64
