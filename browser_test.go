@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -207,6 +208,18 @@ func TestDashboardInBrowser(t *testing.T) {
 	waitEvalFor(t, ctx, 2*time.Second, "a reading on the overview within 2 s", cardPower("default"), func(s string) bool { return s == "3.75 kW" })
 	waitEval(t, ctx, "site power", `document.getElementById("site-power").textContent`, func(s string) bool { return s == "3.75 kW" })
 	waitEval(t, ctx, "live chart", seriesPoints("live", "default"), func(s string) bool { return s == "2" })
+	// How long a publish takes to show, for the README (not a pass mark:
+	// the 2 s above is).
+	var lat []time.Duration
+	for i := range 5 {
+		want := fmt.Sprintf("%d W", 101+i)
+		start := time.Now()
+		mqtttest.Publish3(t, c, "energy/consumption", 1, false, fmt.Sprintf("0.%d", 101+i))
+		waitEvalFor(t, ctx, 2*time.Second, "reading "+want, cardPower("default"), func(s string) bool { return s == want })
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	t.Logf("publish to card: median %s, max %s over %d readings", lat[len(lat)/2], lat[len(lat)-1], len(lat))
 	mqtttest.Publish3(t, c, "energy/consumption/plant-1", 1, false, `{"power_w": 1200}`)
 	waitEval(t, ctx, "new meter's card", cardPower("plant-1"), func(s string) bool { return s == "1.20 kW" })
 	for range 5 {
