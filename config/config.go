@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/tariff"
 )
 
 // Config is the whole configuration. Every field has a yaml key, documented
@@ -39,6 +40,104 @@ type Config struct {
 	Retention Retention `yaml:"retention"`
 	Archive   Archive   `yaml:"archive"`
 	Dashboard Dashboard `yaml:"dashboard"`
+	Tariff    Tariff    `yaml:"tariff"`
+}
+
+// Tariff is how energy is priced (see package tariff). Times are read in
+// dashboard.timezone.
+type Tariff struct {
+	// Currency is an ISO 4217 code, such as EUR.
+	Currency string `yaml:"currency"`
+	// PriceKWh is the price of a kWh drawn outside every period.
+	PriceKWh float64 `yaml:"price_kwh"`
+	// ExportPriceKWh is paid for a kWh sent to the grid.
+	ExportPriceKWh float64 `yaml:"export_price_kwh"`
+	// DailyCharge is a fixed charge per day.
+	DailyCharge float64 `yaml:"daily_charge"`
+	// DemandChargeKW is charged per kW of each month's peak 15-minute
+	// demand.
+	DemandChargeKW float64 `yaml:"demand_charge_kw"`
+	// CO2GramsKWh is the grid's carbon intensity, g/kWh.
+	CO2GramsKWh float64 `yaml:"co2_g_kwh"`
+	// Periods are time-of-use prices; the first that covers a time wins.
+	Periods []Period `yaml:"periods"`
+	// Holidays (YYYY-MM-DD) are priced as Sundays.
+	Holidays []string `yaml:"holidays"`
+}
+
+// Period is a time-of-use price.
+type Period struct {
+	Name     string  `yaml:"name"`
+	PriceKWh float64 `yaml:"price_kwh"`
+	// Days: mon..sun, weekdays, weekend or all.
+	Days []string `yaml:"days"`
+	// From and To are times of day HH:MM; To is exclusive, may be 24:00,
+	// and To before From runs past midnight.
+	From string `yaml:"from"`
+	To   string `yaml:"to"`
+}
+
+// Build returns the tariff in the time zone loc, or what is wrong with it
+// as "key: detail" errors.
+func (t Tariff) Build(loc *time.Location) (*tariff.Tariff, error) {
+	out := &tariff.Tariff{
+		Currency: t.Currency, PriceKWh: t.PriceKWh, ExportPriceKWh: t.ExportPriceKWh, DailyCharge: t.DailyCharge,
+		DemandChargeKW: t.DemandChargeKW, CO2GramsKWh: t.CO2GramsKWh, Location: loc, Holidays: map[tariff.Date]bool{},
+	}
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("tariff.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if len(t.Currency) != 3 || strings.ToUpper(t.Currency) != t.Currency || strings.ContainsFunc(t.Currency, func(r rune) bool { return r < 'A' || r > 'Z' }) {
+		bad("currency", "%q is not a currency code such as EUR", t.Currency)
+	}
+	price := func(key string, v float64) {
+		if isNaNOrInf(v) || v < -100 || v > 100 {
+			bad(key, "%g is not a price from -100 to 100", v)
+		}
+	}
+	price("price_kwh", t.PriceKWh)
+	price("export_price_kwh", t.ExportPriceKWh)
+	if isNaNOrInf(t.DailyCharge) || t.DailyCharge < 0 || t.DailyCharge > 1e6 {
+		bad("daily_charge", "%g is not an amount from 0 to 1000000", t.DailyCharge)
+	}
+	if isNaNOrInf(t.DemandChargeKW) || t.DemandChargeKW < 0 || t.DemandChargeKW > 1e6 {
+		bad("demand_charge_kw", "%g is not an amount from 0 to 1000000", t.DemandChargeKW)
+	}
+	if isNaNOrInf(t.CO2GramsKWh) || t.CO2GramsKWh < 0 || t.CO2GramsKWh > 5000 {
+		bad("co2_g_kwh", "%g is not from 0 to 5000 g/kWh", t.CO2GramsKWh)
+	}
+	for i, p := range t.Periods {
+		key := fmt.Sprintf("periods[%d].", i)
+		if strings.TrimSpace(p.Name) == "" {
+			bad(key+"name", "must not be empty")
+		}
+		price(key+"price_kwh", p.PriceKWh)
+		days, err := tariff.ParseDays(p.Days)
+		if err != nil {
+			bad(key+"days", "%v", err)
+		}
+		from, err := tariff.ParseClock(p.From)
+		if err != nil {
+			bad(key+"from", "%v", err)
+		}
+		to, err2 := tariff.ParseClock(p.To)
+		if err2 != nil {
+			bad(key+"to", "%v", err2)
+		}
+		if err == nil && err2 == nil && from%1440 == to%1440 {
+			bad(key+"to", "%s is the same time as from: a period needs some time", p.To)
+		}
+		out.Periods = append(out.Periods, tariff.Period{Name: p.Name, PriceKWh: p.PriceKWh, Days: days, From: from, To: to})
+	}
+	for i, h := range t.Holidays {
+		d, err := tariff.ParseDate(h)
+		if err != nil {
+			bad(fmt.Sprintf("holidays[%d]", i), "%v", err)
+		}
+		out.Holidays[d] = true
+	}
+	return out, errors.Join(errs...)
 }
 
 // Dashboard configures the browser dashboard.
@@ -246,6 +345,7 @@ func Default() Config {
 		Backup:    Backup{Interval: 24 * time.Hour, Keep: 7},
 		Retention: Retention{Raw: 30 * 24 * time.Hour, Minute: 365 * 24 * time.Hour},
 		Archive:   Archive{Keep: 2 * 365 * 24 * time.Hour},
+		Tariff:    Tariff{Currency: "EUR", PriceKWh: 0.15, CO2GramsKWh: 250},
 	}
 }
 
@@ -346,6 +446,9 @@ func (c Config) Validate() error {
 		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 			bad("alerts.webhook.url", "%q is not an http:// or https:// URL", u)
 		}
+	}
+	if _, err := c.Tariff.Build(time.UTC); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := c.Dashboard.Location(); err != nil || strings.EqualFold(c.Dashboard.TimeZone, "local") {
 		bad("dashboard.timezone", "%q is not an IANA time zone such as Europe/Madrid (empty: the machine's)", c.Dashboard.TimeZone)

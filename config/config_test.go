@@ -1,6 +1,7 @@
 package config
 
 import (
+	"math"
 	"os"
 	"reflect"
 	"slices"
@@ -216,5 +217,56 @@ func TestInputsList(t *testing.T) {
 	}
 	if err := Parse([]byte("inputs: 5\n"), &cfg); err == nil || !strings.Contains(err.Error(), "inputs must be a list") {
 		t.Errorf("inputs: 5 = %v", err)
+	}
+}
+
+func TestTariff(t *testing.T) {
+	cfg := Default()
+	yaml := `
+tariff:
+  currency: EUR
+  price_kwh: 0.08
+  periods:
+    - name: punta
+      price_kwh: 0.25
+      days: [weekdays]
+      from: "10:00"
+      to: "14:00"
+    - name: night
+      price_kwh: 0.05
+      days: [all]
+      from: "22:00"
+      to: "06:00"
+  holidays: ["2026-12-25"]
+`
+	if err := Parse([]byte(yaml), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := cfg.Tariff.Build(time.UTC)
+	if err != nil || len(tr.Periods) != 2 || tr.Periods[0].From != 600 || len(tr.Periods[0].Days) != 5 || len(tr.Holidays) != 1 {
+		t.Fatalf("Build = %+v, %v", tr, err)
+	}
+	if p := tr.Price(time.Date(2026, 11, 25, 11, 0, 0, 0, time.UTC)); p != 0.25 {
+		t.Errorf("Wednesday 11:00 = %g", p)
+	}
+
+	bad := Default()
+	bad.Tariff = Tariff{Currency: "euro", PriceKWh: math.NaN(), Periods: []Period{{Name: "", Days: []string{"funday"}, From: "10", To: "10:00"}, {Name: "x", Days: []string{"all"}, From: "10:00", To: "10:00"}},
+		Holidays: []string{"2026-13-01"}}
+	err = bad.Validate()
+	for _, key := range []string{"tariff.currency", "tariff.price_kwh", "tariff.periods[0].name", "tariff.periods[0].days", "tariff.periods[0].from", "tariff.periods[1].to", "tariff.holidays[0]"} {
+		if err == nil || !strings.Contains(err.Error(), key+":") {
+			t.Errorf("Validate() = %v, want it to name %s", err, key)
+		}
+	}
+	cfg = Default()
+	if err := Parse([]byte("tariff:\n  holidays: 2026-12-25\n"), &cfg); err == nil || !strings.Contains(err.Error(), "tariff.holidays must be a list") {
+		t.Errorf("a date for a list: %v", err)
+	}
+	if err := Parse([]byte("tariff:\n  periods:\n    - days: [[mon]]\n"), &cfg); err == nil || !strings.Contains(err.Error(), "list of single values") {
+		t.Errorf("a nested list: %v", err)
 	}
 }

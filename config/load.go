@@ -98,6 +98,24 @@ func decodeStruct(n *yaml.Node, v reflect.Value, prefix string) error {
 			}
 			continue
 		}
+		if f.Kind() == reflect.Slice { // a list of values
+			if val.Kind != yaml.SequenceNode && !(val.Kind == yaml.ScalarNode && val.Tag == "!!null") {
+				errs = append(errs, fmt.Errorf("line %d: %s must be a list", val.Line, key))
+				continue
+			}
+			for _, item := range val.Content {
+				if item.Kind != yaml.ScalarNode {
+					errs = append(errs, fmt.Errorf("line %d: %s must be a list of single values", item.Line, key))
+				}
+			}
+			if err := val.Decode(f.Addr().Interface()); err != nil {
+				errs = append(errs, fmt.Errorf("line %d: %s: not a list of %s", val.Line, key, kindName(f.Type().Elem())))
+			}
+			if f.Len() == 0 {
+				f.SetZero() // an empty list is no list, as decodeList leaves it
+			}
+			continue
+		}
 		if val.Kind != yaml.ScalarNode {
 			errs = append(errs, fmt.Errorf("line %d: %s must be a single value", val.Line, key))
 			continue

@@ -1,0 +1,137 @@
+package tariff
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+// spain20TD is Spain's 2.0TD time-of-use tariff: peak 10-14 and 18-22,
+// flat 8-10, 14-18 and 22-24 on weekdays; valley (the default) at night,
+// on weekends and on national holidays.
+func spain20TD(t *testing.T) *Tariff {
+	t.Helper()
+	madrid, err := time.LoadLocation("Europe/Madrid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := ParseDays([]string{"weekdays"})
+	clock := func(s string) int {
+		m, err := ParseClock(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	xmas, _ := ParseDate("2026-12-25")
+	return &Tariff{
+		Currency: "EUR", PriceKWh: 0.08, ExportPriceKWh: 0.05, CO2GramsKWh: 200, Location: madrid,
+		Holidays: map[Date]bool{xmas: true},
+		Periods: []Period{
+			{Name: "punta", PriceKWh: 0.25, Days: wd, From: clock("10:00"), To: clock("14:00")},
+			{Name: "punta", PriceKWh: 0.25, Days: wd, From: clock("18:00"), To: clock("22:00")},
+			{Name: "llano", PriceKWh: 0.15, Days: wd, From: clock("08:00"), To: clock("10:00")},
+			{Name: "llano", PriceKWh: 0.15, Days: wd, From: clock("14:00"), To: clock("18:00")},
+			{Name: "llano", PriceKWh: 0.15, Days: wd, From: clock("22:00"), To: clock("24:00")},
+		},
+	}
+}
+
+func TestTimeOfUse(t *testing.T) {
+	tr := spain20TD(t)
+	at := func(s string) time.Time {
+		x, err := time.ParseInLocation("2006-01-02 15:04", s, tr.Location)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	for _, c := range []struct {
+		when  string
+		price float64
+		name  string
+	}{
+		{"2026-11-25 07:59", 0.08, ""},      // Wednesday night: valley
+		{"2026-11-25 08:00", 0.15, "llano"}, // flat from 8
+		{"2026-11-25 10:00", 0.25, "punta"},
+		{"2026-11-25 13:59", 0.25, "punta"},
+		{"2026-11-25 14:00", 0.15, "llano"},
+		{"2026-11-25 23:30", 0.15, "llano"},
+		{"2026-11-28 12:00", 0.08, ""},      // Saturday
+		{"2026-12-25 12:00", 0.08, ""},      // Christmas, a Friday: a holiday
+		{"2026-03-30 10:30", 0.25, "punta"}, // the Monday after the clocks went forward
+	} {
+		if got := tr.Price(at(c.when)); got != c.price {
+			t.Errorf("price at %s = %g, want %g", c.when, got, c.price)
+		}
+		if got := tr.PeriodName(at(c.when)); got != c.name {
+			t.Errorf("period at %s = %q, want %q", c.when, got, c.name)
+		}
+	}
+	// An hour a period ends inside: 13:30 to 14:30 is half peak, half flat.
+	tr.Periods[0].To = 14*60 + 0
+	half := at("2026-11-25 13:30")
+	if got := tr.HourPrice(half); math.Abs(got-(0.25+0.15)/2) > 1e-12 {
+		t.Errorf("hour from 13:30 = %g, want the mean of 0.25 and 0.15", got)
+	}
+	c := tr.Hour(at("2026-11-25 10:00"), 2, 1)
+	if math.Abs(c.Energy-(2*0.25-1*0.05)) > 1e-12 || math.Abs(c.CO2Kg-0.4) > 1e-12 {
+		t.Errorf("cost of 2 kWh in, 1 out at peak = %+v", c)
+	}
+}
+
+func TestPeriodPastMidnight(t *testing.T) {
+	utc := time.UTC
+	mon, _ := ParseDays([]string{"mon"})
+	tr := &Tariff{PriceKWh: 0.3, Location: utc, Periods: []Period{{Name: "night", PriceKWh: 0.1, Days: mon, From: 22 * 60, To: 6 * 60}}}
+	for _, c := range []struct {
+		at    time.Time
+		price float64
+	}{
+		{time.Date(2026, 11, 23, 21, 59, 0, 0, utc), 0.3}, // Monday
+		{time.Date(2026, 11, 23, 22, 0, 0, 0, utc), 0.1},
+		{time.Date(2026, 11, 24, 5, 59, 0, 0, utc), 0.1}, // Tuesday morning: Monday's night
+		{time.Date(2026, 11, 24, 6, 0, 0, 0, utc), 0.3},
+		{time.Date(2026, 11, 24, 23, 0, 0, 0, utc), 0.3}, // Tuesday night: not Monday's
+		{time.Date(2026, 11, 23, 3, 0, 0, 0, utc), 0.3},  // Monday morning: Sunday's night
+	} {
+		if got := tr.Price(c.at); got != c.price {
+			t.Errorf("price at %s = %g, want %g", c.at, got, c.price)
+		}
+	}
+}
+
+func TestParse(t *testing.T) {
+	for _, s := range []string{"00:00", "09:30", "24:00"} {
+		if _, err := ParseClock(s); err != nil {
+			t.Errorf("ParseClock(%q): %v", s, err)
+		}
+	}
+	for _, s := range []string{"", "9:30", " 9:30", "+9:30", "24:30", "25:00", "12:60", "12-30", "ab:cd"} {
+		if _, err := ParseClock(s); err == nil {
+			t.Errorf("ParseClock(%q) succeeded", s)
+		}
+	}
+	if _, err := ParseDays([]string{"mon", "funday"}); err == nil {
+		t.Error("ParseDays(funday) succeeded")
+	}
+	if ds, err := ParseDays([]string{"weekend", "sat"}); err != nil || len(ds) != 2 {
+		t.Errorf("ParseDays(weekend, sat) = %v, %v", ds, err)
+	}
+	if _, err := ParseDate("2026-02-30"); err == nil {
+		t.Error("ParseDate(2026-02-30) succeeded")
+	}
+}
+
+// FuzzParseClock checks that a parsed time of day is within a day.
+func FuzzParseClock(f *testing.F) {
+	for _, s := range []string{"00:00", "24:00", "12:34", "1:2", "99:99"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := ParseClock(s)
+		if err == nil && (m < 0 || m > 1440) {
+			t.Fatalf("ParseClock(%q) = %d", s, m)
+		}
+	})
+}
