@@ -284,14 +284,18 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		a.store, a.broker, a.ingest)
-	a.http = api.New(a.store, a.alerts, api.Options{
-		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: dec,
-		Gatherer: reg, Logger: logger.With("component", "http"),
-	})
 	loc, err := cfg.Dashboard.Location()
 	if err != nil {
 		return nil, fmt.Errorf("dashboard.timezone: %w", err) // Validate catches it first
 	}
+	tr, err := cfg.Tariff.Build(loc)
+	if err != nil {
+		return nil, err // Validate catches it first
+	}
+	a.http = api.New(a.store, a.alerts, api.Options{
+		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: dec,
+		Gatherer: reg, Logger: logger.With("component", "http"), Tariff: tr,
+	})
 	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: loc}).Register(a.http.Router())
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)

@@ -24,6 +24,7 @@ import (
 	"github.com/vatio-energy/vatio/alert"
 	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/store"
+	"github.com/vatio-energy/vatio/tariff"
 )
 
 // Options configure a Server.
@@ -44,6 +45,11 @@ type Options struct {
 	StreamThrottle  time.Duration
 	StreamHeartbeat time.Duration
 	MaxStreams      int
+	// Tariff prices energy, in its time zone; nil prices nothing, in the
+	// machine's zone.
+	Tariff *tariff.Tariff
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
 
 // Server is the HTTP server of the API (and of whatever else registers on
@@ -66,6 +72,7 @@ type Server struct {
 	streamHeartbeat time.Duration
 	closing         chan struct{}
 	closeOnce       sync.Once
+	tariff          *tariff.Tariff
 }
 
 // New returns a Server with every API route registered.
@@ -81,6 +88,13 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 		s.importLimit = 1 << 30
 	}
 	s.closing = make(chan struct{})
+	s.tariff = opts.Tariff
+	if opts.Now != nil {
+		s.now = opts.Now
+	}
+	if s.tariff == nil {
+		s.tariff = &tariff.Tariff{Location: time.Local}
+	}
 	s.streamThrottle = cmp.Or(opts.StreamThrottle, defaultStreamThrottle)
 	s.streamHeartbeat = cmp.Or(opts.StreamHeartbeat, defaultStreamHeartbeat)
 	s.maxStreams = cmp.Or(opts.MaxStreams, defaultMaxStreams)
@@ -112,6 +126,8 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	v1.Delete("/meters/:id", s.deleteMeter)
 	v1.Get("/meters/:id/readings", s.readings)
 	v1.Get("/meters/:id/energy", s.meterEnergy)
+	v1.Get("/meters/:id/demand", s.demand)
+	v1.Get("/summary", s.summary)
 	v1.Get("/sites", s.sites)
 	v1.Get("/sites/:site/energy", s.siteEnergy)
 	v1.Get("/stream", s.stream)

@@ -20,6 +20,7 @@ import (
 	"github.com/vatio-energy/vatio/api"
 	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/store"
+	"github.com/vatio-energy/vatio/tariff"
 )
 
 type harness struct {
@@ -39,7 +40,7 @@ func start(t *testing.T) *harness {
 	alerts := alert.New(st, nil, alert.Options{})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(st)
-	srv := api.New(st, alerts, api.Options{BodyLimitBytes: 4096, Gatherer: reg})
+	srv := api.New(st, alerts, api.Options{BodyLimitBytes: 4096, Gatherer: reg, Tariff: testTariff})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -102,6 +103,9 @@ func (h *harness) do(t *testing.T, method, path, contentType, body string, into 
 }
 
 var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+
+// testTariff prices energy at 0.2 EUR/kWh and 250 g CO2/kWh, in UTC.
+var testTariff = &tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, CO2GramsKWh: 250, Location: time.UTC}
 
 func at(m string, sec int, w float64) meter.Reading {
 	return meter.Reading{Meter: m, Time: t0.Add(time.Duration(sec) * time.Second), PowerW: w, Stamped: true}

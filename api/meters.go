@@ -15,8 +15,10 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/vatio-energy/vatio/energy"
 	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/store"
+	"github.com/vatio-energy/vatio/tariff"
 )
 
 // meterJSON is a meter in the API: its registry entry, its latest state and
@@ -306,13 +308,19 @@ func (s *Server) deleteMeter(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"deleted": id, "readings": erased.Readings, "alerts": erased.Alerts, "archive_files": erased.ArchiveFiles})
 }
 
-// energyPoint is one bucket of an energy answer, in kWh.
+// energyPoint is one calendar bucket of an energy answer.
 type energyPoint struct {
-	T         time.Time `json:"t"`
-	EnergyKWh float64   `json:"energy_kwh"`
-	ExportKWh float64   `json:"export_kwh"`
-	// ChildrenKWh and UnmeteredKWh, for a meter with sub-meters: the
-	// energy they drew, and the parent's less theirs.
+	T   time.Time `json:"t"`
+	End time.Time `json:"end"`
+	// EnergyKWh is the energy drawn in the bucket, ExportKWh the energy sent
+	// to the grid; Cost is what it cost less what the export earned, in the
+	// tariff's currency; CO2Kg the carbon of the energy drawn.
+	EnergyKWh float64 `json:"energy_kwh"`
+	ExportKWh float64 `json:"export_kwh"`
+	Cost      float64 `json:"cost"`
+	CO2Kg     float64 `json:"co2_kg"`
+	// ChildrenKWh and UnmeteredKWh, for a meter with sub-meters: their net
+	// energy (drawn less exported), and the parent's net energy less theirs.
 	ChildrenKWh  *float64 `json:"children_kwh,omitempty"`
 	UnmeteredKWh *float64 `json:"unmetered_kwh,omitempty"`
 }
@@ -320,16 +328,30 @@ type energyPoint struct {
 type energyTotal struct {
 	EnergyKWh    float64  `json:"energy_kwh"`
 	ExportKWh    float64  `json:"export_kwh"`
+	Cost         float64  `json:"cost"`
+	CO2Kg        float64  `json:"co2_kg"`
 	ChildrenKWh  *float64 `json:"children_kwh,omitempty"`
 	UnmeteredKWh *float64 `json:"unmetered_kwh,omitempty"`
 }
 
-// maxEnergyPoints bounds one energy answer.
-const maxEnergyPoints = 10000
+// energyAnswer is the answer of the energy routes.
+type energyAnswer struct {
+	Meter    string        `json:"meter,omitempty"`
+	Site     string        `json:"site,omitempty"`
+	Interval string        `json:"interval"`
+	TimeZone string        `json:"time_zone"`
+	Currency string        `json:"currency"`
+	From     time.Time     `json:"from"`
+	To       time.Time     `json:"to"`
+	Children *[]string     `json:"children,omitempty"` // a meter's sub-meters
+	Meters   *[]string     `json:"meters,omitempty"`   // a site's main meters
+	Points   []energyPoint `json:"points"`
+	Total    energyTotal   `json:"total"`
+}
 
-// energyParams parses from, to and step of an energy request: by default
-// the last 24 hours by hour.
-func (s *Server) energyParams(c *fiber.Ctx) (from, to time.Time, tier store.Tier, err error) {
+// energyParams parses from, to and interval of an energy request: by
+// default the last 24 hours by hour. from is rounded down to its bucket.
+func (s *Server) energyParams(c *fiber.Ctx) (from, to time.Time, iv energy.Interval, err error) {
 	now := s.now()
 	if to, err = parseTime("to", c.Query("to"), now); err != nil {
 		return
@@ -341,53 +363,59 @@ func (s *Server) energyParams(c *fiber.Ctx) (from, to time.Time, tier store.Tier
 		err = &paramError{Name: "from", Detail: "must be before to"}
 		return
 	}
-	step := c.Query("step", "1h")
-	t, ok := store.ParseTier(step)
-	if !ok || t == store.TierRaw {
-		err = &paramError{Name: "step", Detail: fmt.Sprintf("%q is not 1m, 1h or 1d", clip(step))}
-		return
+	name := c.Query("interval", "hour")
+	iv, ok := energy.ParseInterval(name)
+	if !ok {
+		err = &paramError{Name: "interval", Detail: fmt.Sprintf("%q is not hour, day or month", clip(name))}
 	}
-	if n := to.Sub(from)/t.Step() + 1; n > maxEnergyPoints {
-		err = &paramError{Name: "step", Detail: fmt.Sprintf("%s from %s to %s is %d points, more than %d: use a coarser step", step, from.Format(time.RFC3339), to.Format(time.RFC3339), n, maxEnergyPoints)}
-		return
-	}
-	return from, to, t, nil
+	return
 }
 
-// energyOf returns the energy buckets of meters summed by start.
-func (s *Server) energyOf(ids []string, tier store.Tier, from, to time.Time) (map[int64]*energyTotal, error) {
-	out := map[int64]*energyTotal{}
-	for _, id := range ids {
-		bs, more, err := s.store.Rollups(id, tier, from, to, maxEnergyPoints)
-		if err != nil {
-			return nil, err
-		}
-		if more {
-			return nil, &paramError{Name: "step", Detail: fmt.Sprintf("more than %d points: use a coarser step or a shorter range", maxEnergyPoints)}
-		}
-		for _, b := range bs {
-			k := b.Start.UnixNano()
-			e := out[k]
-			if e == nil {
-				e = &energyTotal{}
-				out[k] = e
-			}
-			e.EnergyKWh += b.EnergyWh / 1000
-			e.ExportKWh += b.ExportWh / 1000
-		}
+// series returns the energy buckets of ids, mapping too many to a 400.
+func (s *Server) series(ids []string, iv energy.Interval, from, to time.Time) ([]energy.Bucket, error) {
+	bs, err := energy.Series(s.store, ids, iv, from, to, s.tariff)
+	if errors.Is(err, energy.ErrTooMany) {
+		return nil, &paramError{Name: "interval", Detail: err.Error() + ": use a longer interval or a shorter range"}
 	}
-	return out, nil
+	return bs, err
 }
 
-// meterEnergy serves GET /api/v1/meters/{id}/energy: the meter's energy per
-// minute, hour or day, in kWh; for a meter with sub-meters also theirs and
-// the unmetered remainder.
+// answerEnergy builds an energy answer from buckets, with the net energy of
+// children when kids is not nil.
+func (s *Server) answerEnergy(out *energyAnswer, iv energy.Interval, from, to time.Time, own, kids []energy.Bucket) {
+	out.Interval, out.TimeZone, out.Currency = iv.String(), s.tariff.Location.String(), s.tariff.Currency
+	out.From, out.To = from, to
+	out.Points = make([]energyPoint, len(own))
+	if kids != nil {
+		out.Total.ChildrenKWh, out.Total.UnmeteredKWh = new(float64), new(float64)
+	}
+	for i, b := range own {
+		p := energyPoint{T: b.Start, End: b.End, EnergyKWh: b.InKWh, ExportKWh: b.OutKWh, Cost: tariff.Round(b.Cost), CO2Kg: b.CO2Kg}
+		if kids != nil {
+			ch := kids[i].InKWh - kids[i].OutKWh
+			rest := b.InKWh - b.OutKWh - ch
+			p.ChildrenKWh, p.UnmeteredKWh = &ch, &rest
+			*out.Total.ChildrenKWh += ch
+			*out.Total.UnmeteredKWh += rest
+		}
+		out.Points[i] = p
+		out.Total.EnergyKWh += b.InKWh
+		out.Total.ExportKWh += b.OutKWh
+		out.Total.Cost += b.Cost
+		out.Total.CO2Kg += b.CO2Kg
+	}
+	out.Total.Cost = tariff.Round(out.Total.Cost)
+}
+
+// meterEnergy serves GET /api/v1/meters/{id}/energy: the meter's energy,
+// cost and CO2 per calendar hour, day or month in the configured time zone;
+// for a meter with sub-meters also theirs and the unmetered remainder.
 func (s *Server) meterEnergy(c *fiber.Ctx) error {
 	id, err := meterID(c)
 	if err != nil {
 		return err
 	}
-	from, to, tier, err := s.energyParams(c)
+	from, to, iv, err := s.energyParams(c)
 	if err != nil {
 		return err
 	}
@@ -395,59 +423,23 @@ func (s *Server) meterEnergy(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	own, err := s.energyOf([]string{id}, tier, from, to)
+	own, err := s.series([]string{id}, iv, from, to)
 	if err != nil {
 		return err
 	}
-	var children map[int64]*energyTotal
+	var kids []energy.Bucket
 	if len(m.Children) > 0 {
-		if children, err = s.energyOf(m.Children, tier, from, to); err != nil {
+		if kids, err = s.series(m.Children, iv, from, to); err != nil {
 			return err
 		}
-		for k := range children {
-			if own[k] == nil {
-				own[k] = &energyTotal{}
-			}
-		}
 	}
-	points, total := make([]energyPoint, 0, len(own)), energyTotal{}
-	if children != nil {
-		total.ChildrenKWh, total.UnmeteredKWh = new(float64), new(float64)
+	kidIDs := m.Children
+	if kidIDs == nil {
+		kidIDs = []string{}
 	}
-	for _, k := range sortedKeys(own) {
-		e := own[k]
-		p := energyPoint{T: time.Unix(0, k).UTC(), EnergyKWh: e.EnergyKWh, ExportKWh: e.ExportKWh}
-		total.EnergyKWh += e.EnergyKWh
-		total.ExportKWh += e.ExportKWh
-		if children != nil {
-			// Net energy (drawn less exported), as unmetered_power_w: a
-			// sub-meter exporting (solar) adds to what its parent misses.
-			ch := 0.0
-			if ce := children[k]; ce != nil {
-				ch = ce.EnergyKWh - ce.ExportKWh
-			}
-			rest := e.EnergyKWh - e.ExportKWh - ch
-			p.ChildrenKWh, p.UnmeteredKWh = &ch, &rest
-			*total.ChildrenKWh += ch
-			*total.UnmeteredKWh += rest
-		}
-		points = append(points, p)
-	}
-	kids := m.Children
-	if kids == nil {
-		kids = []string{}
-	}
-	return c.JSON(fiber.Map{"meter": id, "step": tier.String(), "from": from.UTC(), "to": to.UTC(),
-		"children": kids, "points": points, "total": total})
-}
-
-func sortedKeys[V any](m map[int64]V) []int64 {
-	keys := make([]int64, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
+	out := energyAnswer{Meter: id, Children: &kidIDs}
+	s.answerEnergy(&out, iv, from, to, own, kids)
+	return c.JSON(out)
 }
 
 // siteJSON is a site: its main meters (those without a parent) make its
@@ -491,37 +483,49 @@ func (s *Server) sites(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"sites": out})
 }
 
-// siteEnergy serves GET /api/v1/sites/{site}/energy: the energy of the
-// site's main meters per minute, hour or day, in kWh.
-func (s *Server) siteEnergy(c *fiber.Ctx) error {
+// siteParam returns the path's site.
+func siteParam(c *fiber.Ctx) (string, error) {
 	site, err := url.PathUnescape(strings.Clone(c.Params("site")))
 	if err != nil || !validSite(site) {
-		return &paramError{Name: "site", Detail: siteRule}
+		return "", &paramError{Name: "site", Detail: siteRule}
 	}
-	from, to, tier, err := s.energyParams(c)
+	return site, nil
+}
+
+// mainMeters returns the main meters of site (of every site when site is
+// ""), and the sites they are in.
+func (s *Server) mainMeters(site string) (ids []string, sites map[string][]string) {
+	sites = map[string][]string{}
+	for _, m := range s.store.Meters() {
+		if m.Info.Parent == "" && (site == "" || m.Site == site) {
+			ids = append(ids, m.ID)
+			sites[m.Site] = append(sites[m.Site], m.ID)
+		}
+	}
+	return ids, sites
+}
+
+// siteEnergy serves GET /api/v1/sites/{site}/energy: the energy, cost and
+// CO2 of the site's main meters per calendar hour, day or month, so that
+// no sub-meter is counted twice.
+func (s *Server) siteEnergy(c *fiber.Ctx) error {
+	site, err := siteParam(c)
 	if err != nil {
 		return err
 	}
-	var mains []string
-	for _, m := range s.store.Meters() {
-		if m.Site == site && m.Info.Parent == "" {
-			mains = append(mains, m.ID)
-		}
+	from, to, iv, err := s.energyParams(c)
+	if err != nil {
+		return err
 	}
+	mains, _ := s.mainMeters(site)
 	if mains == nil {
 		return fiber.NewError(fiber.StatusNotFound, fmt.Sprintf("no meter in site %q", site))
 	}
-	sum, err := s.energyOf(mains, tier, from, to)
+	bs, err := s.series(mains, iv, from, to)
 	if err != nil {
 		return err
 	}
-	points, total := make([]energyPoint, 0, len(sum)), energyTotal{}
-	for _, k := range sortedKeys(sum) {
-		e := sum[k]
-		points = append(points, energyPoint{T: time.Unix(0, k).UTC(), EnergyKWh: e.EnergyKWh, ExportKWh: e.ExportKWh})
-		total.EnergyKWh += e.EnergyKWh
-		total.ExportKWh += e.ExportKWh
-	}
-	return c.JSON(fiber.Map{"site": site, "step": tier.String(), "from": from.UTC(), "to": to.UTC(),
-		"meters": mains, "points": points, "total": total})
+	out := energyAnswer{Site: site, Meters: &mains}
+	s.answerEnergy(&out, iv, from, to, bs, nil)
+	return c.JSON(out)
 }

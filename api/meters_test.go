@@ -181,12 +181,14 @@ func TestEnergyNeverCountsASubMeterTwice(t *testing.T) {
 		Total struct {
 			EnergyKWh    float64  `json:"energy_kwh"`
 			ExportKWh    float64  `json:"export_kwh"`
+			Cost         float64  `json:"cost"`
+			CO2Kg        float64  `json:"co2_kg"`
 			ChildrenKWh  *float64 `json:"children_kwh"`
 			UnmeteredKWh *float64 `json:"unmetered_kwh"`
 		} `json:"total"`
 	}
 	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
-	q := "?from=2026-11-25T10:00:00Z&to=2026-11-25T11:00:00Z&step=1h"
+	q := "?from=2026-11-25T10:00:00Z&to=2026-11-25T11:00:00Z&interval=hour"
 	var e energy
 	if code := h.get(t, "/api/v1/meters/main/energy"+q, &e); code != 200 || len(e.Points) != 1 || !slices.Equal(e.Children, []string{"kitchen"}) {
 		t.Fatalf("main energy = %d %+v", code, e)
@@ -195,6 +197,9 @@ func TestEnergyNeverCountsASubMeterTwice(t *testing.T) {
 	if !near(p.EnergyKWh, 3) || p.ChildrenKWh == nil || !near(*p.ChildrenKWh, 1) || !near(*p.UnmeteredKWh, 2) ||
 		!near(e.Total.EnergyKWh, 3) || !near(*e.Total.UnmeteredKWh, 2) {
 		t.Errorf("main's hour = %+v, total %+v; want 3 kWh, 1 kWh below it, 2 kWh unmetered", p, e.Total)
+	}
+	if !near(e.Total.Cost, 3*0.2) || !near(e.Total.CO2Kg, 3*0.25) {
+		t.Errorf("main's cost %g and CO2 %g kg, want 0.60 and 0.75 (0.2/kWh, 250 g/kWh)", e.Total.Cost, e.Total.CO2Kg)
 	}
 	e = energy{}
 	h.get(t, "/api/v1/meters/kitchen/energy"+q, &e)
@@ -213,7 +218,7 @@ func TestEnergyNeverCountsASubMeterTwice(t *testing.T) {
 		!near(e.Total.EnergyKWh, 3) || !near(e.Total.ExportKWh, 2) {
 		t.Errorf("site home = %d %+v; want main and solar only: 3 kWh drawn, 2 exported", code, e)
 	}
-	if h.get(t, "/api/v1/sites/plant/energy?from=2026-11-25T10:00:00Z&to=2026-11-26T00:00:00Z&step=1d", &e); !near(e.Total.EnergyKWh, 5) {
+	if h.get(t, "/api/v1/sites/plant/energy?from=2026-11-25T10:00:00Z&to=2026-11-26T00:00:00Z&interval=day", &e); !near(e.Total.EnergyKWh, 5) {
 		t.Errorf("site plant = %+v", e)
 	}
 	var sites struct {
@@ -231,8 +236,8 @@ func TestEnergyNeverCountsASubMeterTwice(t *testing.T) {
 	}
 	for _, bad := range []string{
 		"/api/v1/sites/nowhere/energy",
-		"/api/v1/meters/main/energy?step=raw",
-		"/api/v1/meters/main/energy?step=1m&from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+		"/api/v1/meters/main/energy?interval=raw",
+		"/api/v1/meters/main/energy?interval=hour&from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z",
 		"/api/v1/meters/main/energy?from=2026-11-25T12:00:00Z&to=2026-11-25T10:00:00Z",
 		"/api/v1/sites/a%2Fb/energy",
 	} {

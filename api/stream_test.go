@@ -27,6 +27,9 @@ func startOpts(t *testing.T, opts api.Options) *harness {
 	}
 	alerts := alert.New(st, nil, alert.Options{})
 	opts.BodyLimitBytes, opts.Gatherer = 4096, prometheus.NewRegistry()
+	if opts.Tariff == nil {
+		opts.Tariff = testTariff
+	}
 	srv := api.New(st, alerts, opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

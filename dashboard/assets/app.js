@@ -355,7 +355,7 @@
       var sites = summary.dataset.sites.split(",");
       setInterval(function () {
         Promise.all(sites.map(function (s) {
-          return request("GET", "/api/v1/sites/" + encodeURIComponent(s) + "/energy?step=1h&from=" + encodeURIComponent(from) +
+          return request("GET", "/api/v1/sites/" + encodeURIComponent(s) + "/energy?interval=day&from=" + encodeURIComponent(from) +
             "&to=" + encodeURIComponent(new Date(Date.now() + HOUR_MS).toISOString()));
         })).then(function (answers) {
           var kwh = 0;

@@ -1,0 +1,122 @@
+package api_test
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/vatio-energy/vatio/api"
+	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/tariff"
+)
+
+// every returns readings of m every 10 s over [from, to), at power(t).
+func every(m string, from, to time.Time, power func(time.Time) float64) []meter.Reading {
+	var rs []meter.Reading
+	for ts := from; ts.Before(to); ts = ts.Add(10 * time.Second) {
+		rs = append(rs, meter.Reading{Meter: m, Time: ts, PowerW: power(ts), Stamped: true})
+	}
+	return rs
+}
+
+func TestSummaryAndDemand(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	tr := &tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, DailyCharge: 1, DemandChargeKW: 5, CO2GramsKWh: 250, Location: time.UTC}
+	h := startOpts(t, api.Options{Tariff: tr, Now: func() time.Time { return now }})
+	// Site home: main meter m draws 1 kW, 4 kW from 11:00 to 11:30 today,
+	// with sub-meter sub below it. Site plant: p draws 2 kW since midnight.
+	peak := func(ts time.Time) float64 {
+		if !ts.Before(now.Add(-time.Hour)) && ts.Before(now.Add(-30*time.Minute)) {
+			return 4000
+		}
+		return 1000
+	}
+	var rs []meter.Reading
+	rs = append(rs, every("m", now.Add(-36*time.Hour), now.Add(time.Second), peak)...)
+	rs = append(rs, every("sub", now.Add(-36*time.Hour), now.Add(time.Second), func(time.Time) float64 { return 500 })...)
+	rs = append(rs, every("p", now.Add(-12*time.Hour), now.Add(time.Second), func(time.Time) float64 { return 2000 })...)
+	if _, err := h.store.Import(rs, nil); err != nil {
+		t.Fatal(err)
+	}
+	for id, body := range map[string]string{"m": `{"site": "home"}`, "p": `{"site": "plant"}`, "sub": `{"parent": "m"}`} {
+		if code := h.do(t, "PATCH", "/api/v1/meters/"+id, "application/json", body, nil); code != 200 {
+			t.Fatalf("PATCH %s = %d", id, code)
+		}
+	}
+	type period struct {
+		EnergyKWh    float64    `json:"energy_kwh"`
+		EnergyCost   float64    `json:"energy_cost"`
+		FixedCharge  float64    `json:"fixed_charge"`
+		DemandCharge float64    `json:"demand_charge"`
+		Cost         float64    `json:"cost"`
+		CO2Kg        float64    `json:"co2_kg"`
+		PeakDemandKW float64    `json:"peak_demand_kw"`
+		PeakAt       *time.Time `json:"peak_at"`
+	}
+	var sum struct {
+		Sites    []string `json:"sites"`
+		Currency string   `json:"currency"`
+		DemandKW float64  `json:"demand_kw"`
+		Today    period   `json:"today"`
+		Month    period   `json:"month"`
+	}
+	near := func(a, b, tol float64) bool { return math.Abs(a-b) <= tol }
+	if code := h.get(t, "/api/v1/summary?site=home", &sum); code != 200 {
+		t.Fatalf("summary = %d", code)
+	}
+	// Today: 11.5 h at 1 kW and 0.5 h at 4 kW; the month adds yesterday's
+	// 24 kWh (the import started at 00:00). The sub-meter counts for nothing.
+	today, month := 11.5+2.0, 24+11.5+2.0
+	if !near(sum.Today.EnergyKWh, today, 0.02) || !near(sum.Today.EnergyCost, today*0.2, 0.005) || sum.Today.FixedCharge != 1 ||
+		!near(sum.Today.Cost, today*0.2+1, 0.005) || !near(sum.Today.CO2Kg, today*0.25, 0.01) {
+		t.Errorf("today = %+v, want %g kWh, %.2f + 1 EUR", sum.Today, today, today*0.2)
+	}
+	if !near(sum.Month.EnergyKWh, month, 0.02) || sum.Month.FixedCharge != 25 || !near(sum.Month.PeakDemandKW, 4, 0.01) ||
+		!near(sum.Month.DemandCharge, 20, 0.05) || !near(sum.Month.Cost, month*0.2+25+20, 0.06) {
+		t.Errorf("month = %+v, want %g kWh, 25 days of fixed charge, a 4 kW peak charged 20", sum.Month, month)
+	}
+	if at := sum.Month.PeakAt; at == nil || at.Before(now.Add(-45*time.Minute)) || at.After(now.Add(-30*time.Minute)) {
+		t.Errorf("peak at %v, want a window inside 11:00-11:30", at)
+	}
+	if !near(sum.DemandKW, 1, 0.01) || sum.Currency != "EUR" {
+		t.Errorf("demand now %g %s, want 1 kW EUR", sum.DemandKW, sum.Currency)
+	}
+	// Every site: plant adds its 24 kWh today, a day's fixed charge and its
+	// own 2 kW peak's charge; the reported peak is the busiest site's.
+	h.get(t, "/api/v1/summary", &sum)
+	if len(sum.Sites) != 2 || !near(sum.Today.EnergyKWh, today+24, 0.02) || sum.Today.FixedCharge != 2 ||
+		!near(sum.Month.DemandCharge, 20+10, 0.05) || !near(sum.Month.PeakDemandKW, 4, 0.01) || !near(sum.DemandKW, 3, 0.01) {
+		t.Errorf("all sites = %+v", sum)
+	}
+	if code := h.get(t, "/api/v1/summary?site=nowhere", nil); code != 404 {
+		t.Errorf("unknown site = %d", code)
+	}
+	if code := h.get(t, "/api/v1/summary?site=a%2Fb", nil); code != 400 {
+		t.Errorf("bad site = %d", code)
+	}
+
+	var d struct {
+		DemandKW     float64    `json:"demand_kw"`
+		PeakDemandKW float64    `json:"peak_demand_kw"`
+		PeakAt       *time.Time `json:"peak_at"`
+	}
+	if code := h.get(t, "/api/v1/meters/m/demand", &d); code != 200 || !near(d.PeakDemandKW, 4, 0.01) || !near(d.DemandKW, 1, 0.01) || d.PeakAt == nil {
+		t.Errorf("demand = %d %+v", code, d)
+	}
+	d = struct {
+		DemandKW     float64    `json:"demand_kw"`
+		PeakDemandKW float64    `json:"peak_demand_kw"`
+		PeakAt       *time.Time `json:"peak_at"`
+	}{}
+	if code := h.get(t, "/api/v1/meters/m/demand?month=2026-10", &d); code != 200 || d.PeakDemandKW != 0 || d.PeakAt != nil {
+		t.Errorf("October's demand = %d %+v, want nothing", code, d)
+	}
+	for _, q := range []string{"?month=2026-13", "?month=next", "?month=2027-01"} {
+		if code := h.get(t, "/api/v1/meters/m/demand"+q, nil); code != 400 {
+			t.Errorf("demand%s = %d, want 400", q, code)
+		}
+	}
+	if code := h.get(t, "/api/v1/meters/ghost/demand", nil); code != 404 {
+		t.Errorf("unknown meter's demand = %d", code)
+	}
+}
