@@ -136,8 +136,13 @@ func (s *Service) Raise(severity, message, meterID, source string) (store.Alert,
 	if meterID != "" && !meter.ValidID(meterID) {
 		return store.Alert{}, &InvalidError{"meter", "must be 1-64 letters, digits, '.', '_', ':' or '-'"}
 	}
+	return s.raise(store.Alert{Severity: severity, Message: message, Meter: meterID, Source: source})
+}
+
+// raise stores a (a valid alert) and queues it for delivery.
+func (s *Service) raise(a store.Alert) (store.Alert, error) {
 	now := s.now().UTC()
-	a := store.Alert{Time: now, Severity: severity, Message: message, Meter: meterID, Source: source}
+	a.Time = now
 	for _, n := range s.notifiers {
 		a.Deliveries = append(a.Deliveries, store.Delivery{Notifier: n.Name(), Status: store.DeliveryPending, Updated: now})
 	}

@@ -20,10 +20,23 @@ type Alert struct {
 	Severity string    `json:"severity"`
 	Message  string    `json:"message"`
 	Meter    string    `json:"meter,omitempty"`
-	// Source says what raised it: "api" for POST /api/alert.
-	Source     string     `json:"source"`
+	// Source says what raised it: "api" for POST /api/alert, "rule" for an
+	// alert rule.
+	Source string `json:"source"`
+	// Rule is the id of the rule that raised it; State is "firing" until
+	// the condition clears, then "resolved" at ResolvedAt. Alerts not from
+	// a rule have neither.
+	Rule       string     `json:"rule,omitempty"`
+	State      string     `json:"state,omitempty"`
+	ResolvedAt *time.Time `json:"resolved_at,omitempty"`
 	Deliveries []Delivery `json:"deliveries"`
 }
+
+// Alert states (see Alert.State).
+const (
+	AlertFiring   = "firing"
+	AlertResolved = "resolved"
+)
 
 // Delivery is the state of an alert's delivery to one notifier.
 type Delivery struct {
