@@ -226,6 +226,7 @@ type app struct {
 	broker  *broker.Broker
 	ingest  *hooks.Ingest
 	alerts  *alert.Service
+	rules   *alert.Rules
 	http    *api.Server
 	httpErr chan error
 }
@@ -292,9 +293,17 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	if err != nil {
 		return nil, err // Validate catches it first
 	}
+	var configRules []alert.Rule
+	for _, r := range cfg.Alerts.Rules {
+		configRules = append(configRules, r.Rule())
+	}
+	a.rules, err = alert.NewRules(a.store, a.alerts, tr, configRules, cfg.Alerts.EvaluateEvery, logger.With("component", "rules"))
+	if err != nil {
+		return nil, err
+	}
 	a.http = api.New(a.store, a.alerts, api.Options{
 		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: dec,
-		Gatherer: reg, Logger: logger.With("component", "http"), Tariff: tr,
+		Gatherer: reg, Logger: logger.With("component", "http"), Tariff: tr, Rules: a.rules,
 	})
 	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: loc}).Register(a.http.Router())
 
@@ -307,6 +316,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		return nil, err
 	}
 	go func() { a.httpErr <- a.http.Serve(ln) }()
+	a.rules.Start()
 	a.http.SetReady(true)
 	logger.Info("vatio ready",
 		slog.String("version", version),
@@ -341,6 +351,7 @@ func (a *app) shutdown(ctx context.Context) error {
 	if err := a.broker.Close(); err != nil {
 		errs = append(errs, err)
 	}
+	a.rules.Stop()
 	a.alerts.Close()
 	if err := a.store.Close(); err != nil {
 		errs = append(errs, err)

@@ -50,6 +50,9 @@ type Options struct {
 	Tariff *tariff.Tariff
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Rules is the alert rule engine behind /api/v1/rules; nil serves no
+	// rules routes.
+	Rules *alert.Rules
 }
 
 // Server is the HTTP server of the API (and of whatever else registers on
@@ -73,6 +76,7 @@ type Server struct {
 	closing         chan struct{}
 	closeOnce       sync.Once
 	tariff          *tariff.Tariff
+	rules           *alert.Rules
 }
 
 // New returns a Server with every API route registered.
@@ -89,6 +93,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	}
 	s.closing = make(chan struct{})
 	s.tariff = opts.Tariff
+	s.rules = opts.Rules
 	if opts.Now != nil {
 		s.now = opts.Now
 	}
@@ -132,6 +137,13 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	v1.Get("/sites/:site/energy", s.siteEnergy)
 	v1.Get("/stream", s.stream)
 	v1.Get("/alerts", s.listAlerts)
+	if s.rules != nil {
+		v1.Get("/rules", s.listRules)
+		v1.Post("/rules", s.createRule)
+		v1.Get("/rules/:id", s.getRule)
+		v1.Put("/rules/:id", s.putRule)
+		v1.Delete("/rules/:id", s.deleteRule)
+	}
 	v1.Get("/backup", s.backup)
 	return s
 }
@@ -193,6 +205,9 @@ func (s *Server) writeError(c *fiber.Ctx, err error) error {
 		ie *alert.InvalidError
 		fe *fiber.Error
 	)
+	if code, ok := ruleError(err); ok {
+		return c.Status(code).JSON(errorBody{Error: err.Error()})
+	}
 	switch {
 	case errors.As(err, &pe):
 		status, body = fiber.StatusBadRequest, errorBody{Error: "invalid parameter \"" + pe.Name + "\"", Detail: pe.Detail}

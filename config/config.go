@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vatio-energy/vatio/alert"
 	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/tariff"
 )
@@ -277,6 +278,35 @@ type Alerts struct {
 	Attempts int `yaml:"attempts"`
 	// Backoff is the wait before the first retry; it doubles on each one.
 	Backoff time.Duration `yaml:"backoff"`
+	// EvaluateEvery is how often the alert rules are checked.
+	EvaluateEvery time.Duration `yaml:"evaluate_every"`
+	// Rules are alert rules (see alert.Rule); the API adds more.
+	Rules []Rule `yaml:"rules"`
+}
+
+// Rule is an alert rule of the configuration (see alert.Rule).
+type Rule struct {
+	ID          string        `yaml:"id"`
+	Name        string        `yaml:"name"`
+	Kind        string        `yaml:"kind"`
+	Meter       string        `yaml:"meter"`
+	Severity    string        `yaml:"severity"`
+	Enabled     bool          `yaml:"enabled"`
+	ThresholdW  float64       `yaml:"threshold_w"`
+	For         time.Duration `yaml:"for"`
+	BudgetKWh   float64       `yaml:"budget_kwh"`
+	Period      string        `yaml:"period"`
+	SilentFor   time.Duration `yaml:"silent_for"`
+	Factor      float64       `yaml:"factor"`
+	HysteresisW float64       `yaml:"hysteresis_w"`
+	Cooldown    time.Duration `yaml:"cooldown"`
+}
+
+// Rule returns r as an alert rule.
+func (r Rule) Rule() alert.Rule {
+	return alert.Rule{ID: r.ID, Name: r.Name, Kind: r.Kind, Meter: r.Meter, Severity: r.Severity, Enabled: r.Enabled,
+		ThresholdW: r.ThresholdW, For: alert.Duration(r.For), BudgetKWh: r.BudgetKWh, Period: r.Period,
+		SilentFor: alert.Duration(r.SilentFor), Factor: r.Factor, HysteresisW: r.HysteresisW, Cooldown: alert.Duration(r.Cooldown)}
 }
 
 // Backup configures the scheduled backups, written to <data_dir>/backups.
@@ -341,7 +371,7 @@ func Default() Config {
 			DSMR:        Source{Enabled: true, Prefix: "dsmr"},
 		},
 		Store:     Store{QueueSize: 16384, MaxBatch: 10000, MaxGap: 10 * time.Minute, CompressAfter: time.Hour},
-		Alerts:    Alerts{Webhook: Webhook{Timeout: 10 * time.Second}, Attempts: 5, Backoff: 2 * time.Second},
+		Alerts:    Alerts{Webhook: Webhook{Timeout: 10 * time.Second}, Attempts: 5, Backoff: 2 * time.Second, EvaluateEvery: 15 * time.Second},
 		Backup:    Backup{Interval: 24 * time.Hour, Keep: 7},
 		Retention: Retention{Raw: 30 * 24 * time.Hour, Minute: 365 * 24 * time.Hour},
 		Archive:   Archive{Keep: 2 * 365 * 24 * time.Hour},
@@ -452,6 +482,25 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.Dashboard.Location(); err != nil || strings.EqualFold(c.Dashboard.TimeZone, "local") {
 		bad("dashboard.timezone", "%q is not an IANA time zone such as Europe/Madrid (empty: the machine's)", c.Dashboard.TimeZone)
+	}
+	ruleIDs := map[string]bool{}
+	for i, r := range c.Alerts.Rules {
+		rule := r.Rule()
+		if err := rule.Check(); err != nil {
+			var ie *alert.InvalidError
+			if errors.As(err, &ie) {
+				bad(fmt.Sprintf("alerts.rules[%d].%s", i, ie.Field), "%s", ie.Reason)
+			} else {
+				bad(fmt.Sprintf("alerts.rules[%d]", i), "%v", err)
+			}
+		}
+		if ruleIDs[r.ID] {
+			bad(fmt.Sprintf("alerts.rules[%d].id", i), "%q is used twice", r.ID)
+		}
+		ruleIDs[r.ID] = true
+	}
+	if c.Alerts.EvaluateEvery < time.Second || c.Alerts.EvaluateEvery > time.Hour {
+		bad("alerts.evaluate_every", "%s is outside 1s to 1h", c.Alerts.EvaluateEvery)
 	}
 	if c.Alerts.Webhook.Timeout < 100*time.Millisecond {
 		bad("alerts.webhook.timeout", "%s is under 100ms", c.Alerts.Webhook.Timeout)

@@ -69,6 +69,7 @@ func TestCatalogues(t *testing.T) {
 		"status.online", "status.offline", "why.announced", "why.silent",
 		"severity.info", "severity.warning", "severity.critical",
 		"delivery.pending", "delivery.delivered", "delivery.failed",
+		"state.firing", "state.resolved",
 		"js.live", "js.offline", "js.reconnecting", // t("js." + state)
 		"js.online", "js.offline_meter", // t(online ? "js.online" : "js.offline_meter")
 		"js.step_raw", "js.step_1m", "js.step_1h", "js.step_1d", // t("js.step_" + step)

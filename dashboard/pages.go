@@ -385,10 +385,12 @@ func (d *Dashboard) metersPage(c *fiber.Ctx) error {
 // alertsData is what alerts.html renders.
 type alertsData struct {
 	*base
-	// Offline are the meters offline now: conditions still active.
+	// Offline are the meters offline now, and Firing the alerts of rules
+	// whose condition still holds: what is active.
 	Offline []meterView
-	// Recent are the alerts of the last 24 hours, History the older ones.
-	Recent, History []store.Alert
+	Firing  []store.Alert
+	// History is every other alert, newest first.
+	History []store.Alert
 }
 
 // alertsPage serves GET /alerts.
@@ -406,8 +408,8 @@ func (d *Dashboard) alertsPage(c *fiber.Ctx) error {
 		return err
 	}
 	for _, a := range as {
-		if now.Sub(a.Time) < 24*time.Hour {
-			data.Recent = append(data.Recent, a)
+		if a.State == store.AlertFiring {
+			data.Firing = append(data.Firing, a)
 		} else {
 			data.History = append(data.History, a)
 		}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vatio-energy/vatio/internal/mqtttest"
+)
+
+// TestAlertRuleEndToEnd runs Vatio with an alert rule in its config file:
+// a reading over the threshold fires an alert that the API and the
+// dashboard's alerts page show as active, and a reading back under it
+// resolves the alert.
+func TestAlertRuleEndToEnd(t *testing.T) {
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+	err := os.WriteFile(cfgPath, []byte(`alerts:
+  evaluate_every: 1s
+  rules:
+    - id: kettle-on
+      name: Kettle on
+      kind: power_above
+      meter: kettle
+      threshold_w: 1500
+      severity: warning
+      enabled: true
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := startVatioWith(t, t.TempDir(), cfgPath)
+	origin := "http://" + v.http
+	c := mqtttest.V3(t, v.mqtt)
+	mqtttest.Publish3(t, c, "energy/consumption/kettle", 1, false, `{"power_w": 2200}`)
+	type alertJSON struct {
+		Rule    string `json:"rule"`
+		State   string `json:"state"`
+		Message string `json:"message"`
+	}
+	waitAlerts := func(what string, ok func([]alertJSON) bool) []alertJSON {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var body struct{ Alerts []alertJSON }
+			getJSON(t, origin+"/api/v1/alerts", &body)
+			if ok(body.Alerts) {
+				return body.Alerts
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: alerts %+v", what, body.Alerts)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	as := waitAlerts("the rule firing", func(as []alertJSON) bool { return len(as) == 1 && as[0].State == "firing" })
+	if as[0].Rule != "kettle-on" || !strings.Contains(as[0].Message, "kettle: power 2.20 kW above 1.50 kW") {
+		t.Errorf("alert = %+v", as[0])
+	}
+	resp, err := http.Get(origin + "/alerts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	active := string(page)[:strings.Index(string(page), `id="history-heading"`)]
+	if !strings.Contains(active, `<span class="badge state-firing">firing</span>`) || !strings.Contains(active, "above 1.50 kW") {
+		t.Errorf("the alerts page does not show the firing alert as active:\n%s", page)
+	}
+	mqtttest.Publish3(t, c, "energy/consumption/kettle", 1, false, `{"power_w": 5}`)
+	waitAlerts("the alert resolved", func(as []alertJSON) bool {
+		return len(as) == 2 && as[0].State == "resolved" && as[1].State == "resolved"
+	})
+	var rules struct {
+		Rules []struct {
+			ID     string   `json:"id"`
+			Source string   `json:"source"`
+			Firing []string `json:"firing"`
+		} `json:"rules"`
+	}
+	getJSON(t, origin+"/api/v1/rules", &rules)
+	if len(rules.Rules) != 1 || rules.Rules[0].Source != "config" || len(rules.Rules[0].Firing) != 0 {
+		t.Errorf("rules = %+v", rules.Rules)
+	}
+}

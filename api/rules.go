@@ -1,0 +1,121 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/vatio-energy/vatio/alert"
+)
+
+// ruleJSON is a rule with the meters it is firing for.
+type ruleJSON struct {
+	alert.Rule
+	Firing []string `json:"firing"`
+}
+
+func (s *Server) ruleJSON(r alert.Rule, states map[string]alert.RuleState) ruleJSON {
+	out := ruleJSON{Rule: r, Firing: []string{}}
+	for k, st := range states {
+		if rule, m, _ := strings.Cut(k, "|"); rule == r.ID && st.Firing {
+			out.Firing = append(out.Firing, m)
+		}
+	}
+	return out
+}
+
+// listRules serves GET /api/v1/rules.
+func (s *Server) listRules(c *fiber.Ctx) error {
+	states := s.rules.States()
+	out := []ruleJSON{}
+	for _, r := range s.rules.List() {
+		out = append(out, s.ruleJSON(r, states))
+	}
+	return c.JSON(fiber.Map{"rules": out})
+}
+
+// getRule serves GET /api/v1/rules/{id}.
+func (s *Server) getRule(c *fiber.Ctx) error {
+	r, err := s.rules.Get(strings.Clone(c.Params("id")))
+	if err != nil {
+		return err
+	}
+	return c.JSON(s.ruleJSON(r, s.rules.States()))
+}
+
+// decodeRule reads a rule from the body, refusing unknown fields.
+func decodeRule(c *fiber.Ctx) (alert.Rule, error) {
+	if ct := c.Get(fiber.HeaderContentType); ct != "" && !strings.HasPrefix(ct, fiber.MIMEApplicationJSON) {
+		return alert.Rule{}, fiber.NewError(fiber.StatusUnsupportedMediaType, "send the rule as application/json")
+	}
+	var r alert.Rule
+	dec := json.NewDecoder(bytes.NewReader(c.Body()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return alert.Rule{}, &paramError{Name: "body", Detail: "not a JSON rule: " + err.Error()}
+	}
+	if dec.More() {
+		return alert.Rule{}, &paramError{Name: "body", Detail: "more than one JSON value"}
+	}
+	return r, nil
+}
+
+// createRule serves POST /api/v1/rules: 201 with the rule; 409 if its id
+// is taken.
+func (s *Server) createRule(c *fiber.Ctx) error {
+	r, err := decodeRule(c)
+	if err != nil {
+		return err
+	}
+	if _, err := s.rules.Get(r.ID); err == nil {
+		return fiber.NewError(fiber.StatusConflict, "a rule "+r.ID+" exists: PUT /api/v1/rules/"+r.ID+" to change it")
+	}
+	saved, err := s.rules.Put(r)
+	if err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusCreated).JSON(s.ruleJSON(saved, nil))
+}
+
+// putRule serves PUT /api/v1/rules/{id}: creates or replaces the rule.
+func (s *Server) putRule(c *fiber.Ctx) error {
+	id := strings.Clone(c.Params("id"))
+	r, err := decodeRule(c)
+	if err != nil {
+		return err
+	}
+	if r.ID == "" {
+		r.ID = id
+	}
+	if r.ID != id {
+		return &paramError{Name: "id", Detail: "the body's id is not the path's"}
+	}
+	saved, err := s.rules.Put(r)
+	if err != nil {
+		return err
+	}
+	return c.JSON(s.ruleJSON(saved, s.rules.States()))
+}
+
+// deleteRule serves DELETE /api/v1/rules/{id}: 204; alerts it has firing
+// are resolved.
+func (s *Server) deleteRule(c *fiber.Ctx) error {
+	if err := s.rules.Delete(strings.Clone(c.Params("id"))); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+// ruleError maps the rule engine's errors to statuses.
+func ruleError(err error) (int, bool) {
+	switch {
+	case errors.Is(err, alert.ErrUnknownRule):
+		return fiber.StatusNotFound, true
+	case errors.Is(err, alert.ErrConfigRule):
+		return fiber.StatusConflict, true
+	}
+	return 0, false
+}
