@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/vatio-energy/vatio/internal/mqtttest"
 )
@@ -84,5 +87,32 @@ func TestAlertRuleEndToEnd(t *testing.T) {
 	getJSON(t, origin+"/api/v1/rules", &rules)
 	if len(rules.Rules) != 1 || rules.Rules[0].Source != "config" || len(rules.Rules[0].Firing) != 0 {
 		t.Errorf("rules = %+v", rules.Rules)
+	}
+}
+
+// TestAlertsPublishedOverMQTT checks that an alert raised through the
+// original POST /api/alert reaches an MQTT subscriber of vatio/alerts/#.
+func TestAlertsPublishedOverMQTT(t *testing.T) {
+	v := startVatio(t, t.TempDir())
+	got := make(chan *paho.Publish, 4)
+	sub := mqtttest.V5(t, v.mqtt, func(p *paho.Publish) { got <- p })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "vatio/alerts/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+v.http+"/api/alert", "application/json",
+		strings.NewReader(`{"message": "Consumo excesivo en la planta", "severity": "warning", "meter": "plant-1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	select {
+	case p := <-got:
+		if p.Topic != "vatio/alerts/plant-1" || !strings.Contains(string(p.Payload), `"message":"Consumo excesivo en la planta"`) {
+			t.Errorf("got %s %s", p.Topic, p.Payload)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no alert on vatio/alerts/plant-1")
 	}
 }

@@ -274,8 +274,25 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	}
 
 	notifiers := []alert.Notifier{alert.Log{Logger: logger.With("component", "alert")}}
-	if cfg.Alerts.Webhook.URL != "" {
-		notifiers = append(notifiers, alert.NewWebhook(cfg.Alerts.Webhook.URL, cfg.Alerts.Webhook.Timeout))
+	if w := cfg.Alerts.Webhook; w.URL != "" {
+		hook := alert.NewWebhook(w.URL, w.Timeout)
+		hook.ContentType = w.ContentType
+		if w.Body != "" {
+			if hook.Body, err = alert.ParseBody(w.Body); err != nil {
+				return nil, fmt.Errorf("alerts.webhook.body: %w", err) // Validate catches it first
+			}
+		}
+		notifiers = append(notifiers, hook)
+	}
+	if e := cfg.Alerts.Email; e.Addr != "" {
+		notifiers = append(notifiers, &alert.Email{Addr: e.Addr, From: e.From, To: e.To, Username: e.Username,
+			Password: e.Password, TLS: e.TLS, Timeout: e.Timeout})
+	}
+	if m := cfg.Alerts.MQTT; m.Enabled {
+		server := a.broker.Server()
+		notifiers = append(notifiers, &alert.MQTT{Prefix: m.Prefix, Publish: func(topic string, payload []byte) error {
+			return server.Publish(topic, payload, false, 1)
+		}})
 	}
 	a.alerts = alert.New(a.store, notifiers, alert.Options{
 		Attempts: cfg.Alerts.Attempts, Backoff: cfg.Alerts.Backoff, Logger: logger.With("component", "alert"),

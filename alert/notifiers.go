@@ -2,12 +2,19 @@ package alert
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
+	"net"
 	"net/http"
+	"net/smtp"
+	"strings"
+	"text/template"
 	"time"
 
 	"github.com/vatio-energy/vatio/store"
@@ -36,22 +43,50 @@ func (l Log) Notify(_ context.Context, a store.Alert) error {
 	return nil
 }
 
-// Webhook is the notifier that POSTs each alert as JSON to a URL:
-// {"id":1,"time":"...","severity":"warning","message":"...","meter":"m1","source":"api"}.
-// Any 2xx answer is a delivery; anything else is retried.
+// Webhook is the notifier that POSTs each alert to a URL: by default as
+// JSON, {"id":1,"time":"...","severity":"warning","message":"...",
+// "meter":"m1","source":"api","rule":"...","state":"firing"}; with a body
+// template, as the template makes it, so that one webhook speaks to ntfy,
+// Slack, Discord, Telegram or an SMS gateway. Any 2xx answer is a delivery;
+// anything else is retried.
 type Webhook struct {
 	URL    string
 	Client *http.Client
+	// Body, if not nil, renders the request body from the alert; the
+	// function json quotes a value as JSON.
+	Body        *template.Template
+	ContentType string
 }
 
 // NewWebhook returns a webhook notifier with a per-attempt timeout.
 func NewWebhook(url string, timeout time.Duration) *Webhook {
-	return &Webhook{URL: url, Client: &http.Client{Timeout: timeout}}
+	return &Webhook{URL: url, Client: &http.Client{Timeout: timeout}, ContentType: "application/json"}
+}
+
+// ParseBody parses a webhook body template, such as
+// {"text": {{json .Message}}} for Slack.
+func ParseBody(text string) (*template.Template, error) {
+	t, err := template.New("body").Option("missingkey=error").Funcs(template.FuncMap{
+		"json": func(v any) (string, error) {
+			b, err := json.Marshal(v)
+			return string(b), err
+		},
+	}).Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	// Render a sample now, so that a template naming a field alerts lack
+	// fails at start-up, not at the first alert.
+	if err := t.Execute(io.Discard, templateData(store.Alert{Time: time.Unix(0, 0).UTC()})); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // Name implements Notifier.
 func (*Webhook) Name() string { return "webhook" }
 
+// webhookBody is the default body, and what a body template sees.
 type webhookBody struct {
 	ID       uint64    `json:"id"`
 	Time     time.Time `json:"time"`
@@ -59,19 +94,34 @@ type webhookBody struct {
 	Message  string    `json:"message"`
 	Meter    string    `json:"meter,omitempty"`
 	Source   string    `json:"source"`
+	Rule     string    `json:"rule,omitempty"`
+	State    string    `json:"state,omitempty"`
+}
+
+func templateData(a store.Alert) webhookBody {
+	return webhookBody{ID: a.ID, Time: a.Time, Severity: a.Severity, Message: a.Message, Meter: a.Meter, Source: a.Source, Rule: a.Rule, State: a.State}
 }
 
 // Notify implements Notifier.
 func (w *Webhook) Notify(ctx context.Context, a store.Alert) error {
-	body, err := json.Marshal(webhookBody{ID: a.ID, Time: a.Time, Severity: a.Severity, Message: a.Message, Meter: a.Meter, Source: a.Source})
-	if err != nil {
-		return err
+	var body []byte
+	if w.Body == nil {
+		var err error
+		if body, err = json.Marshal(templateData(a)); err != nil {
+			return err
+		}
+	} else {
+		var buf bytes.Buffer
+		if err := w.Body.Execute(&buf, templateData(a)); err != nil {
+			return fmt.Errorf("webhook: body template: %w", err)
+		}
+		body = buf.Bytes()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", cmp.Or(w.ContentType, "application/json"))
 	req.Header.Set("User-Agent", "vatio")
 	resp, err := w.Client.Do(req)
 	if err != nil {
@@ -83,4 +133,153 @@ func (w *Webhook) Notify(ctx context.Context, a store.Alert) error {
 		return fmt.Errorf("webhook: %s answered %s", req.URL.Host, resp.Status)
 	}
 	return nil
+}
+
+// MQTT is the notifier that publishes each alert, as the webhook's JSON,
+// on <Prefix>/<meter> (<Prefix> alone for an alert of no meter), through
+// the embedded broker, for home automation to act on.
+type MQTT struct {
+	Prefix  string
+	Publish func(topic string, payload []byte) error
+}
+
+// Name implements Notifier.
+func (*MQTT) Name() string { return "mqtt" }
+
+// Notify implements Notifier.
+func (m *MQTT) Notify(_ context.Context, a store.Alert) error {
+	payload, err := json.Marshal(templateData(a))
+	if err != nil {
+		return err
+	}
+	topic := m.Prefix
+	if a.Meter != "" {
+		topic += "/" + a.Meter
+	}
+	if err := m.Publish(topic, payload); err != nil {
+		return fmt.Errorf("mqtt: publish on %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Email is the notifier that mails each alert over SMTP: with STARTTLS
+// (TLS "starttls", the default, port 587), over TLS from the first byte
+// ("tls", port 465), or in clear ("none", for a relay on the same machine
+// only). Username, if set, authenticates with PLAIN, which is refused over
+// a connection that is not encrypted.
+type Email struct {
+	Addr     string // host:port
+	From     string
+	To       []string
+	Username string
+	Password string
+	TLS      string
+	Timeout  time.Duration
+	// TLSConfig, if not nil, is the base of the TLS settings (tests give
+	// their own certificate authority); ServerName is set from Addr.
+	TLSConfig *tls.Config
+}
+
+// Name implements Notifier.
+func (*Email) Name() string { return "email" }
+
+// Notify implements Notifier.
+func (e *Email) Notify(ctx context.Context, a store.Alert) error {
+	host, _, err := net.SplitHostPort(e.Addr)
+	if err != nil {
+		return fmt.Errorf("email: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(e.Timeout, 30*time.Second))
+	defer cancel()
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if e.TLSConfig != nil {
+		tc = e.TLSConfig.Clone()
+	}
+	tc.ServerName = host
+	var conn net.Conn
+	d := &net.Dialer{}
+	if e.TLS == "tls" {
+		conn, err = (&tls.Dialer{NetDialer: d, Config: tc}).DialContext(ctx, "tcp", e.Addr)
+	} else {
+		conn, err = d.DialContext(ctx, "tcp", e.Addr)
+	}
+	if err != nil {
+		return fmt.Errorf("email: %w", err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	c, err := smtp.NewClient(conn, host)
+	if err != nil {
+		return fmt.Errorf("email: %w", err)
+	}
+	defer c.Close()
+	if e.TLS == "" || e.TLS == "starttls" {
+		if ok, _ := c.Extension("STARTTLS"); !ok {
+			return fmt.Errorf("email: %s does not offer STARTTLS", e.Addr)
+		}
+		if err := c.StartTLS(tc); err != nil {
+			return fmt.Errorf("email: STARTTLS: %w", err)
+		}
+	}
+	if e.Username != "" {
+		if err := c.Auth(smtp.PlainAuth("", e.Username, e.Password, host)); err != nil {
+			return fmt.Errorf("email: authenticate: %w", err)
+		}
+	}
+	if err := c.Mail(e.From); err != nil {
+		return fmt.Errorf("email: MAIL FROM: %w", err)
+	}
+	for _, to := range e.To {
+		if err := c.Rcpt(to); err != nil {
+			return fmt.Errorf("email: RCPT TO %s: %w", to, err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return fmt.Errorf("email: DATA: %w", err)
+	}
+	if _, err := w.Write(e.message(a)); err != nil {
+		return fmt.Errorf("email: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("email: %w", err)
+	}
+	return c.Quit()
+}
+
+// message returns the mail of an alert, headers and a plain text body.
+func (e *Email) message(a store.Alert) []byte {
+	subject := fmt.Sprintf("[Vatio] %s: %s", a.Severity, a.Message)
+	if a.State == store.AlertResolved {
+		subject = "[Vatio] " + a.Message
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "From: %s\r\n", e.From)
+	fmt.Fprintf(&b, "To: %s\r\n", strings.Join(e.To, ", "))
+	fmt.Fprintf(&b, "Subject: %s\r\n", mime.QEncoding.Encode("utf-8", oneLine(subject, 200)))
+	fmt.Fprintf(&b, "Date: %s\r\n", a.Time.Format(time.RFC1123Z))
+	fmt.Fprintf(&b, "Message-ID: <vatio-alert-%d-%d@%s>\r\n", a.ID, a.Time.UnixNano(), "vatio")
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")
+	fmt.Fprintf(&b, "%s\r\n\r\nSeverity: %s\r\nTime: %s\r\n", a.Message, a.Severity, a.Time.Format(time.RFC3339))
+	if a.Meter != "" {
+		fmt.Fprintf(&b, "Meter: %s\r\n", a.Meter)
+	}
+	if a.Rule != "" {
+		fmt.Fprintf(&b, "Rule: %s (%s)\r\n", a.Rule, a.State)
+	}
+	fmt.Fprintf(&b, "Alert: %d, raised by %s\r\n", a.ID, a.Source)
+	// A body line starting with a dot is escaped by the DATA writer.
+	return []byte(strings.ReplaceAll(b.String(), "\r\n", "\n"))
+}
+
+// oneLine keeps the first line of s, at most n characters.
+func oneLine(s string, n int) string {
+	s, _, _ = strings.Cut(s, "\n")
+	s = strings.TrimSpace(strings.ReplaceAll(s, "\r", ""))
+	if r := []rune(s); len(r) > n {
+		s = string(r[:n]) + "…"
+	}
+	return s
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/mail"
 	"net/url"
 	"strings"
 	"time"
@@ -272,7 +273,9 @@ type Store struct {
 
 // Alerts configures alert delivery.
 type Alerts struct {
-	Webhook Webhook `yaml:"webhook"`
+	Webhook Webhook   `yaml:"webhook"`
+	Email   Email     `yaml:"email"`
+	MQTT    AlertMQTT `yaml:"mqtt"`
 	// Attempts is how many times a delivery is tried before it is recorded
 	// as failed.
 	Attempts int `yaml:"attempts"`
@@ -339,12 +342,37 @@ type Archive struct {
 	Keep time.Duration `yaml:"keep"`
 }
 
-// Webhook configures the generic JSON webhook notifier.
+// Webhook configures the webhook notifier.
 type Webhook struct {
-	// URL receives a POST with the alert as JSON; empty turns it off.
+	// URL receives a POST of each alert; empty turns it off.
 	URL string `yaml:"url"`
 	// Timeout bounds one delivery attempt.
 	Timeout time.Duration `yaml:"timeout"`
+	// Body is a Go template of the request body (see alert.ParseBody);
+	// empty sends the alert as JSON.
+	Body string `yaml:"body"`
+	// ContentType is the body's media type.
+	ContentType string `yaml:"content_type"`
+}
+
+// Email configures the SMTP notifier.
+type Email struct {
+	// Addr is the SMTP server, host:port; empty turns email off.
+	Addr     string   `yaml:"addr"`
+	From     string   `yaml:"from"`
+	To       []string `yaml:"to"`
+	Username string   `yaml:"username"`
+	Password string   `yaml:"password"`
+	// TLS is starttls, tls (from the first byte) or none.
+	TLS     string        `yaml:"tls"`
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// AlertMQTT configures the notifier that publishes alerts on the broker.
+type AlertMQTT struct {
+	Enabled bool `yaml:"enabled"`
+	// Prefix of the topics: alerts of meter m go to <prefix>/m.
+	Prefix string `yaml:"prefix"`
 }
 
 // Default returns the configuration Vatio runs with when nothing is set.
@@ -370,8 +398,10 @@ func Default() Config {
 			Zigbee2MQTT: Source{Enabled: true, Prefix: "zigbee2mqtt"},
 			DSMR:        Source{Enabled: true, Prefix: "dsmr"},
 		},
-		Store:     Store{QueueSize: 16384, MaxBatch: 10000, MaxGap: 10 * time.Minute, CompressAfter: time.Hour},
-		Alerts:    Alerts{Webhook: Webhook{Timeout: 10 * time.Second}, Attempts: 5, Backoff: 2 * time.Second, EvaluateEvery: 15 * time.Second},
+		Store: Store{QueueSize: 16384, MaxBatch: 10000, MaxGap: 10 * time.Minute, CompressAfter: time.Hour},
+		Alerts: Alerts{Webhook: Webhook{Timeout: 10 * time.Second, ContentType: "application/json"},
+			Email: Email{TLS: "starttls", Timeout: 30 * time.Second}, MQTT: AlertMQTT{Enabled: true, Prefix: "vatio/alerts"},
+			Attempts: 5, Backoff: 2 * time.Second, EvaluateEvery: 15 * time.Second},
 		Backup:    Backup{Interval: 24 * time.Hour, Keep: 7},
 		Retention: Retention{Raw: 30 * 24 * time.Hour, Minute: 365 * 24 * time.Hour},
 		Archive:   Archive{Keep: 2 * 365 * 24 * time.Hour},
@@ -501,6 +531,42 @@ func (c Config) Validate() error {
 	}
 	if c.Alerts.EvaluateEvery < time.Second || c.Alerts.EvaluateEvery > time.Hour {
 		bad("alerts.evaluate_every", "%s is outside 1s to 1h", c.Alerts.EvaluateEvery)
+	}
+	if c.Alerts.Webhook.Body != "" {
+		if _, err := alert.ParseBody(c.Alerts.Webhook.Body); err != nil {
+			bad("alerts.webhook.body", "%v", err)
+		}
+	}
+	if ct := c.Alerts.Webhook.ContentType; ct == "" || strings.ContainsAny(ct, "\r\n") {
+		bad("alerts.webhook.content_type", "%q is not a media type", ct)
+	}
+	if e := c.Alerts.Email; e.Addr != "" {
+		if _, _, err := net.SplitHostPort(e.Addr); err != nil {
+			bad("alerts.email.addr", "%q is not host:port", e.Addr)
+		}
+		if _, err := mail.ParseAddress(e.From); err != nil {
+			bad("alerts.email.from", "%q is not an email address", e.From)
+		}
+		if len(e.To) == 0 {
+			bad("alerts.email.to", "needs at least one address")
+		}
+		for i, to := range e.To {
+			if _, err := mail.ParseAddress(to); err != nil {
+				bad(fmt.Sprintf("alerts.email.to[%d]", i), "%q is not an email address", to)
+			}
+		}
+		if e.TLS != "starttls" && e.TLS != "tls" && e.TLS != "none" {
+			bad("alerts.email.tls", "%q is not starttls, tls or none", e.TLS)
+		}
+		if e.TLS == "none" && e.Username != "" {
+			bad("alerts.email.tls", "none would send the password in clear: use starttls or tls")
+		}
+		if e.Timeout < time.Second {
+			bad("alerts.email.timeout", "%s is under 1s", e.Timeout)
+		}
+	}
+	if p := c.Alerts.MQTT.Prefix; c.Alerts.MQTT.Enabled && (p == "" || strings.ContainsAny(p, "+#\x00") || strings.HasPrefix(p, "$") || strings.HasSuffix(p, "/")) {
+		bad("alerts.mqtt.prefix", "%q is not a topic without wildcards, $ or a trailing /", p)
 	}
 	if c.Alerts.Webhook.Timeout < 100*time.Millisecond {
 		bad("alerts.webhook.timeout", "%s is under 100ms", c.Alerts.Webhook.Timeout)
