@@ -116,3 +116,47 @@ func TestAlertsPublishedOverMQTT(t *testing.T) {
 		t.Fatal("no alert on vatio/alerts/plant-1")
 	}
 }
+
+// TestHomeAssistantDiscovery checks that a meter is announced to Home
+// Assistant: retained discovery configs for its power and energy, and its
+// state, received by a real MQTT client subscribing afterwards.
+func TestHomeAssistantDiscovery(t *testing.T) {
+	v := startVatio(t, t.TempDir())
+	c := mqtttest.V3(t, v.mqtt)
+	mqtttest.Publish3(t, c, "energy/consumption/kitchen:1", 1, false, `{"power_w": 1234.5, "energy_wh": 1000}`)
+	got := make(chan *paho.Publish, 16)
+	sub := mqtttest.V5(t, v.mqtt, func(p *paho.Publish) { got <- p })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// The announcement follows the reading: wait for it on the live topics,
+	// then check the retained configs as a newcomer gets them.
+	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+		{Topic: "homeassistant/sensor/vatio_kitchen_1/+/config", QoS: 1}, {Topic: "vatio/meters/kitchen:1/state", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{}
+	deadline := time.After(10 * time.Second)
+	for len(seen) < 3 {
+		select {
+		case p := <-got:
+			seen[p.Topic] = string(p.Payload)
+		case <-deadline:
+			t.Fatalf("got %v", seen)
+		}
+	}
+	power := seen["homeassistant/sensor/vatio_kitchen_1/power/config"]
+	energy := seen["homeassistant/sensor/vatio_kitchen_1/energy/config"]
+	for _, want := range []string{`"device_class":"power"`, `"state_class":"measurement"`, `"unit_of_measurement":"W"`, `"state_topic":"vatio/meters/kitchen:1/state"`, `"unique_id":"vatio_kitchen_1_power"`} {
+		if !strings.Contains(power, want) {
+			t.Errorf("power config lacks %s: %s", want, power)
+		}
+	}
+	for _, want := range []string{`"device_class":"energy"`, `"state_class":"total_increasing"`, `"unit_of_measurement":"kWh"`, `"value_template":"{{ value_json.energy_kwh }}"`} {
+		if !strings.Contains(energy, want) {
+			t.Errorf("energy config lacks %s: %s", want, energy)
+		}
+	}
+	if s := seen["vatio/meters/kitchen:1/state"]; !strings.Contains(s, `"power_w":1234.5`) || !strings.Contains(s, `"energy_kwh":0`) {
+		t.Errorf("state = %s", s)
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/vatio-energy/vatio/broker"
 	"github.com/vatio-energy/vatio/config"
 	"github.com/vatio-energy/vatio/dashboard"
+	"github.com/vatio-energy/vatio/homeassistant"
 	"github.com/vatio-energy/vatio/hooks"
 	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/store"
@@ -221,14 +222,18 @@ func sources(cfg config.Config, dec *meter.Decoder) []meter.Source {
 
 // app is a running Vatio.
 type app struct {
-	log     *slog.Logger
-	store   *store.Store
-	broker  *broker.Broker
-	ingest  *hooks.Ingest
-	alerts  *alert.Service
-	rules   *alert.Rules
-	http    *api.Server
-	httpErr chan error
+	log    *slog.Logger
+	store  *store.Store
+	broker *broker.Broker
+	ingest *hooks.Ingest
+	alerts *alert.Service
+	rules  *alert.Rules
+	// cancelHA stops the Home Assistant publisher; stopHA is closed once it
+	// has.
+	cancelHA context.CancelFunc
+	stopHA   chan struct{}
+	http     *api.Server
+	httpErr  chan error
 }
 
 // start opens the store, starts the broker and serves HTTP. On error it
@@ -334,6 +339,16 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	}
 	go func() { a.httpErr <- a.http.Serve(ln) }()
 	a.rules.Start()
+	if h := cfg.HomeAssistant; h.Enabled {
+		server := a.broker.Server()
+		ha := homeassistant.New(a.store, func(topic string, payload []byte, retain bool) error {
+			return server.Publish(topic, payload, retain, 1)
+		}, homeassistant.Options{Prefix: h.DiscoveryPrefix, StateTopic: h.StateTopic, Every: h.StateEvery, Logger: logger.With("component", "homeassistant")})
+		ctx, cancel := context.WithCancel(context.Background())
+		a.stopHA = make(chan struct{})
+		go func() { defer close(a.stopHA); ha.Run(ctx) }()
+		a.cancelHA = cancel
+	}
 	a.http.SetReady(true)
 	logger.Info("vatio ready",
 		slog.String("version", version),
@@ -364,6 +379,10 @@ func (a *app) shutdown(ctx context.Context) error {
 		}
 	case <-ctx.Done():
 		errs = append(errs, errors.New("store: flush did not finish in time; unacknowledged readings will be resent"))
+	}
+	if a.cancelHA != nil { // it publishes through the broker
+		a.cancelHA()
+		<-a.stopHA
 	}
 	if err := a.broker.Close(); err != nil {
 		errs = append(errs, err)

@@ -43,6 +43,19 @@ type Config struct {
 	Archive   Archive   `yaml:"archive"`
 	Dashboard Dashboard `yaml:"dashboard"`
 	Tariff    Tariff    `yaml:"tariff"`
+	// HomeAssistant configures MQTT discovery for Home Assistant.
+	HomeAssistant HomeAssistant `yaml:"homeassistant"`
+}
+
+// HomeAssistant configures the announcement of meters to Home Assistant.
+type HomeAssistant struct {
+	Enabled bool `yaml:"enabled"`
+	// DiscoveryPrefix is Home Assistant's discovery prefix.
+	DiscoveryPrefix string `yaml:"discovery_prefix"`
+	// StateTopic prefixes each meter's state topic, <state_topic>/<meter>/state.
+	StateTopic string `yaml:"state_topic"`
+	// StateEvery is the least time between two states of a meter.
+	StateEvery time.Duration `yaml:"state_every"`
 }
 
 // Tariff is how energy is priced (see package tariff). Times are read in
@@ -402,10 +415,11 @@ func Default() Config {
 		Alerts: Alerts{Webhook: Webhook{Timeout: 10 * time.Second, ContentType: "application/json"},
 			Email: Email{TLS: "starttls", Timeout: 30 * time.Second}, MQTT: AlertMQTT{Enabled: true, Prefix: "vatio/alerts"},
 			Attempts: 5, Backoff: 2 * time.Second, EvaluateEvery: 15 * time.Second},
-		Backup:    Backup{Interval: 24 * time.Hour, Keep: 7},
-		Retention: Retention{Raw: 30 * 24 * time.Hour, Minute: 365 * 24 * time.Hour},
-		Archive:   Archive{Keep: 2 * 365 * 24 * time.Hour},
-		Tariff:    Tariff{Currency: "EUR", PriceKWh: 0.15, CO2GramsKWh: 250},
+		Backup:        Backup{Interval: 24 * time.Hour, Keep: 7},
+		Retention:     Retention{Raw: 30 * 24 * time.Hour, Minute: 365 * 24 * time.Hour},
+		Archive:       Archive{Keep: 2 * 365 * 24 * time.Hour},
+		Tariff:        Tariff{Currency: "EUR", PriceKWh: 0.15, CO2GramsKWh: 250},
+		HomeAssistant: HomeAssistant{Enabled: true, DiscoveryPrefix: "homeassistant", StateTopic: "vatio/meters", StateEvery: 10 * time.Second},
 	}
 }
 
@@ -567,6 +581,16 @@ func (c Config) Validate() error {
 	}
 	if p := c.Alerts.MQTT.Prefix; c.Alerts.MQTT.Enabled && (p == "" || strings.ContainsAny(p, "+#\x00") || strings.HasPrefix(p, "$") || strings.HasSuffix(p, "/")) {
 		bad("alerts.mqtt.prefix", "%q is not a topic without wildcards, $ or a trailing /", p)
+	}
+	if h := c.HomeAssistant; h.Enabled {
+		for key, p := range map[string]string{"homeassistant.discovery_prefix": h.DiscoveryPrefix, "homeassistant.state_topic": h.StateTopic} {
+			if p == "" || strings.ContainsAny(p, "+#\x00") || strings.HasPrefix(p, "$") || strings.HasSuffix(p, "/") {
+				bad(key, "%q is not a topic without wildcards, $ or a trailing /", p)
+			}
+		}
+		if h.StateEvery < time.Second || h.StateEvery > time.Hour {
+			bad("homeassistant.state_every", "%s is outside 1s to 1h", h.StateEvery)
+		}
 	}
 	if c.Alerts.Webhook.Timeout < 100*time.Millisecond {
 		bad("alerts.webhook.timeout", "%s is under 100ms", c.Alerts.Webhook.Timeout)
