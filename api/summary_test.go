@@ -120,3 +120,52 @@ func TestSummaryAndDemand(t *testing.T) {
 		t.Errorf("unknown meter's demand = %d", code)
 	}
 }
+
+func TestRecommendationsAndForecastAPI(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	h := startOpts(t, api.Options{Now: func() time.Time { return now }})
+	// Two weeks of a house drawing 300 W at night and 1 kW by day.
+	rs := every("house", now.Add(-15*24*time.Hour), now, func(ts time.Time) float64 {
+		if ts.Hour() >= 1 && ts.Hour() < 5 {
+			return 300
+		}
+		return 1000
+	})
+	if _, err := h.store.Import(rs, nil); err != nil {
+		t.Fatal(err)
+	}
+	var rec struct {
+		Currency        string  `json:"currency"`
+		SavingPerYear   float64 `json:"saving_per_year"`
+		Recommendations []struct {
+			Kind     string             `json:"kind"`
+			Meter    string             `json:"meter"`
+			Evidence map[string]float64 `json:"evidence"`
+		} `json:"recommendations"`
+	}
+	if code := h.get(t, "/api/v1/recommendations", &rec); code != 200 || len(rec.Recommendations) == 0 || rec.Recommendations[0].Kind != "baseload" ||
+		rec.Recommendations[0].Evidence["baseload_w"] != 300 || rec.Currency != "EUR" || rec.SavingPerYear <= 0 {
+		t.Errorf("recommendations = %d %+v", code, rec)
+	}
+	var fc struct {
+		Points []struct {
+			T      time.Time `json:"t"`
+			PowerW float64   `json:"power_w"`
+		} `json:"points"`
+	}
+	if code := h.get(t, "/api/v1/meters/house/forecast?hours=6", &fc); code != 200 || len(fc.Points) != 6 ||
+		!fc.Points[0].T.Equal(now.Add(time.Hour)) || math.Abs(fc.Points[0].PowerW-1000) > 20 {
+		t.Errorf("forecast = %d %+v", code, fc)
+	}
+	if code := h.get(t, "/api/v1/sites/default/forecast", &fc); code != 200 || len(fc.Points) != 24 {
+		t.Errorf("site forecast = %d, %d points", code, len(fc.Points))
+	}
+	for _, path := range []string{"/api/v1/meters/house/forecast?hours=0", "/api/v1/meters/house/forecast?hours=1000", "/api/v1/recommendations?site=a%2Fb"} {
+		if code := h.get(t, path, nil); code != 400 {
+			t.Errorf("GET %s = %d, want 400", path, code)
+		}
+	}
+	if code := h.get(t, "/api/v1/meters/ghost/forecast", nil); code != 404 {
+		t.Errorf("unknown meter's forecast = %d", code)
+	}
+}
