@@ -279,7 +279,8 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("after the meters page's form: %+v", casa)
 	}
 
-	for _, p := range []struct{ path, name, ready string }{{"/meters", "meters", "table.meters"}, {"/alerts", "alerts", "#active-heading"}} {
+	for _, p := range []struct{ path, name, ready string }{{"/meters", "meters", "table.meters"}, {"/alerts", "alerts", "#active-heading"},
+		{"/costs", "costs", "#daycost"}, {"/savings", "savings", "main h1"}} {
 		if err := chromedp.Do(ctx, chromedp.Navigate(origin+p.path), chromedp.WaitVisible(p.ready)); err != nil {
 			t.Fatal(err)
 		}

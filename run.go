@@ -327,7 +327,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: dec,
 		Gatherer: reg, Logger: logger.With("component", "http"), Tariff: tr, Rules: a.rules,
 	})
-	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: loc}).Register(a.http.Router())
+	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: loc, Tariff: tr}).Register(a.http.Router())
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {

@@ -25,6 +25,8 @@ const (
 	dailyID   = "daily"
 	profileID = "profile"
 	yearID    = "year"
+	dayCostID = "daycost"
+	monthsID  = "months"
 )
 
 // livePoints is how many of each meter's readings of the last hour the
@@ -139,7 +141,7 @@ func liveLine(l *language, series []meterSeries) *charts.Line {
 
 // historyChart renders a meter's power history with zoom: app.js fetches
 // finer data from the API as the zoom narrows.
-func historyChart(l *language, id string, pts [][2]float64) (chartSnippet, error) {
+func historyChart(l *language, id string, pts, forecast [][2]float64) (chartSnippet, error) {
 	line := charts.NewLine()
 	line.SetGlobalOptions(
 		chartInit(historyID, "22rem"),
@@ -158,7 +160,34 @@ func historyChart(l *language, id string, pts [][2]float64) (chartSnippet, error
 	line.AddSeries(l.T("chart.power"), nil, charts.WithSeriesId(id),
 		charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(len(pts) < 2)}))
 	line.MultiSeries[0].Data = pts
+	if len(forecast) > 0 {
+		// The next day's forecast, dashed beside the actual line.
+		line.AddSeries(l.T("chart.forecast"), nil, charts.WithSeriesId("forecast"),
+			charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(false), Step: "end"}),
+			charts.WithLineStyleOpts(opts.LineStyle{Type: "dashed", Width: 1.5}))
+		line.MultiSeries[1].Data = forecast
+	}
 	return renderChart(line)
+}
+
+// costChart renders bars of cost per bucket, in the currency.
+func costChart(l *language, id, currency string, labels []string, cost []float64) (chartSnippet, error) {
+	bar := charts.NewBar()
+	bar.SetGlobalOptions(
+		chartInit(id, "18rem"),
+		charts.WithAnimation(false),
+		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(false)}),
+		charts.WithAriaOpts(&opts.Aria{Enabled: opts.Bool(true)}),
+		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
+		charts.WithGridOpts(opts.Grid{Left: "8", Right: "16", Top: "32", Bottom: "8", ContainLabel: opts.Bool(true)}),
+		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: currency}),
+	)
+	data := make([]opts.BarData, len(cost))
+	for i, v := range cost {
+		data[i] = opts.BarData{Value: roundTo(v, 2)}
+	}
+	bar.SetXAxis(labels).AddSeries(l.T("chart.cost"), data)
+	return renderChart(bar)
 }
 
 // dailyChart renders bars of daily energy in kWh.

@@ -26,6 +26,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/compress"
 
 	"github.com/vatio-energy/vatio/store"
+	"github.com/vatio-energy/vatio/tariff"
 )
 
 //go:embed templates/*.html
@@ -34,7 +35,7 @@ var templateFiles embed.FS
 // pages are the page templates by name, each with the layout.
 var pages = func() map[string]*template.Template {
 	out := map[string]*template.Template{}
-	for _, name := range []string{"overview", "meter", "meters", "alerts", "notfound"} {
+	for _, name := range []string{"overview", "meter", "meters", "alerts", "costs", "savings", "notfound"} {
 		t := template.New("layout").Funcs(template.FuncMap{
 			// Texts and formats in the page's language; the template is
 			// executed with a clone whose functions know it (see render).
@@ -43,6 +44,7 @@ var pages = func() map[string]*template.Template {
 			"energy":   func(float64) string { return "" },
 			"number":   func(float64, int) string { return "" },
 			"datetime": func(time.Time) string { return "" },
+			"charges":  func(any) string { return "" },
 			"rfc3339":  func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
 			"upper":    strings.ToUpper,
 		})
@@ -60,15 +62,19 @@ type Options struct {
 	Location *time.Location
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Tariff prices energy for the costs and savings pages; nil prices
+	// nothing.
+	Tariff *tariff.Tariff
 }
 
 // Dashboard serves the dashboard's pages and static files. It is safe for
 // concurrent use.
 type Dashboard struct {
-	st  *store.Store
-	loc *time.Location
-	now func() time.Time
-	log *slog.Logger
+	st     *store.Store
+	loc    *time.Location
+	tariff *tariff.Tariff
+	now    func() time.Time
+	log    *slog.Logger
 	// assets are the embedded files by path under /assets/.
 	assets map[string]*asset
 	// charts is false when the ECharts build was not embedded (the binary
@@ -99,7 +105,10 @@ func newDashboard(st *store.Store, opts Options, assets map[string]*asset) *Dash
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	d := &Dashboard{st: st, loc: opts.Location, now: opts.Now, log: opts.Logger, assets: assets}
+	if opts.Tariff == nil {
+		opts.Tariff = &tariff.Tariff{Location: opts.Location}
+	}
+	d := &Dashboard{st: st, loc: opts.Location, now: opts.Now, log: opts.Logger, assets: assets, tariff: opts.Tariff}
 	_, d.charts = assets[echartsFile]
 	if !d.charts {
 		opts.Logger.Warn("dashboard assets not built: run make assets", slog.String("missing", "dashboard/assets/"+echartsFile))
@@ -115,6 +124,8 @@ func (d *Dashboard) Register(r fiber.Router) {
 	r.Get("/meters", gz, d.metersPage)
 	r.Get("/meters/:id", gz, d.meterPage)
 	r.Get("/alerts", gz, d.alertsPage)
+	r.Get("/costs", gz, d.costsPage)
+	r.Get("/savings", gz, d.savingsPage)
 	r.Get("/lang/:code", d.switchLanguage)
 	r.Get("/assets/*", d.serveAsset)
 }
@@ -185,6 +196,14 @@ func (d *Dashboard) render(c *fiber.Ctx, page string, b *base, data any) error {
 		"energy":   l.Energy,
 		"number":   l.Number,
 		"datetime": func(tm time.Time) string { return l.DateTime(tm, loc) },
+		"charges": func(v any) string {
+			cd, ok := v.(*costsData)
+			if !ok {
+				return ""
+			}
+			return strings.NewReplacer("{fixed}", l.Number(cd.FixedCharge, 2)+" "+cd.Currency,
+				"{demand}", l.Number(cd.DemandCharge, 2)+" "+cd.Currency).Replace(l.T("costs.charges"))
+		},
 	})
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout", data); err != nil {

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vatio-energy/vatio/insight"
 )
 
 // A language of the dashboard: its code, its texts and how it writes
@@ -154,4 +156,29 @@ func (l *language) textKeys() []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// recommendation writes part ("title" or "detail") of r from its evidence,
+// in the language.
+func (l *language) recommendation(r insight.Recommendation, part, currency string) string {
+	e := r.Evidence
+	n := l.Number
+	repl := strings.NewReplacer(
+		"{meter}", r.Meter,
+		"{currency}", currency,
+		"{w}", n(e["baseload_w"]+e["standby_w"], 0),
+		"{standby_w}", n(e["standby_w"], 1),
+		"{kwh}", n(e["kwh_per_year"]+e["dear_kwh_per_year"], 0),
+		"{cost}", n(e["cost_per_year"], 0),
+		"{share}", n(e["standby_share"]*100, 0),
+		"{dear}", n(e["dearest_price"], 3),
+		"{cheap}", n(e["cheapest_price"], 3),
+		"{peak}", n(e["peak_kw"], 1),
+		"{p95}", n(e["p95_kw"], 1),
+		"{charge}", n(e["demand_charge_kw"], 2),
+		"{up}", n(e["increase"]*100, 0),
+		"{last}", n(e["last_week_kwh"], 1),
+		"{usual}", n(e["usual_week_kwh"], 1),
+	)
+	return repl.Replace(l.T("rec." + r.Kind + "." + part))
 }

@@ -55,7 +55,7 @@ func TestCatalogues(t *testing.T) {
 		used[m[1]] = true
 	}
 	goSrc := ""
-	for _, f := range []string{"dashboard.go", "pages.go", "chart.go"} {
+	for _, f := range []string{"dashboard.go", "pages.go", "chart.go", "i18n.go"} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -70,6 +70,10 @@ func TestCatalogues(t *testing.T) {
 		"severity.info", "severity.warning", "severity.critical",
 		"delivery.pending", "delivery.delivered", "delivery.failed",
 		"state.firing", "state.resolved",
+		"costs.charges",                                                                        // through the charges function
+		"rec.baseload.title", "rec.baseload.detail", "rec.standby.title", "rec.standby.detail", // rec.<kind>.<part>
+		"rec.time_shift.title", "rec.time_shift.detail", "rec.peak_demand.title", "rec.peak_demand.detail",
+		"rec.increase.title", "rec.increase.detail",
 		"js.live", "js.offline", "js.reconnecting", // t("js." + state)
 		"js.online", "js.offline_meter", // t(online ? "js.online" : "js.offline_meter")
 		"js.step_raw", "js.step_1m", "js.step_1h", "js.step_1d", // t("js.step_" + step)

@@ -10,6 +10,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/vatio-energy/vatio/energy"
+	"github.com/vatio-energy/vatio/insight"
 	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/store"
 )
@@ -275,7 +277,15 @@ func (d *Dashboard) meterCharts(b *base, data *meterData, from, to time.Time) er
 			pts = append(pts, [2]float64{float64(bk.Start.UnixMilli()), bk.MeanW / 1000})
 		}
 	}
-	h, err := historyChart(b.Lang, m.ID, pts)
+	var fpts [][2]float64
+	fc, err := insight.Forecast(d.st, []string{m.ID}, d.now(), 24)
+	if err != nil {
+		return err
+	}
+	for _, p := range fc {
+		fpts = append(fpts, [2]float64{float64(p.T.UnixMilli()), roundTo(p.PowerW/1000, 3)})
+	}
+	h, err := historyChart(b.Lang, m.ID, pts, fpts)
 	if err != nil {
 		return err
 	}
@@ -430,4 +440,140 @@ func roundTo(v float64, decimals int) float64 {
 		p *= 10
 	}
 	return float64(int64(v*p+0.5)) / p
+}
+
+// mainIDs returns the ids of the main meters.
+func mainIDs(ms []meterView) []string {
+	var out []string
+	for _, m := range ms {
+		if m.Main {
+			out = append(out, m.ID)
+		}
+	}
+	return out
+}
+
+// costsData is what costs.html renders.
+type costsData struct {
+	*base
+	Currency string
+	// Today and Month are the energy and cost so far, Month with the
+	// month's fixed charges and peak demand.
+	TodayKWh, TodayCost           float64
+	MonthKWh, MonthCost, MonthCO2 float64
+	FixedCharge, DemandCharge     float64
+	PeakKW                        float64
+	PeakAt                        time.Time
+	Days, Months                  *chartSnippet
+	HasMeters                     bool
+}
+
+// costsPage serves GET /costs: what energy costs, today, this month and
+// month by month, with the tariff's charges and the month's peak demand.
+func (d *Dashboard) costsPage(c *fiber.Ctx) error {
+	b := d.newBase(c, "costs", "costs.title")
+	now := d.now()
+	tr := d.tariff
+	data := &costsData{base: b, Currency: tr.Currency}
+	all := d.meterViews(now)
+	mains := mainIDs(all)
+	data.HasMeters = len(mains) > 0
+	sites := map[string]bool{}
+	for _, m := range all {
+		if m.Main {
+			sites[m.Site] = true
+		}
+	}
+	month := energy.Month.Floor(now, tr.Location)
+	today := energy.Day.Floor(now, tr.Location)
+	days, err := energy.Series(d.st, mains, energy.Day, month, now, tr)
+	if err != nil {
+		return err
+	}
+	labels := make([]string, len(days))
+	cost := make([]float64, len(days))
+	for i, bk := range days {
+		labels[i] = b.Lang.Day(bk.Start, tr.Location)
+		cost[i] = bk.Cost + tr.DailyCharge*float64(len(sites))
+		data.MonthKWh += bk.InKWh
+		data.MonthCost += bk.Cost
+		data.MonthCO2 += bk.CO2Kg
+		if !bk.Start.Before(today) {
+			data.TodayKWh += bk.InKWh
+			data.TodayCost += cost[i]
+		}
+	}
+	data.FixedCharge = tr.DailyCharge * float64(len(days)*len(sites))
+	for s := range sites {
+		var ids []string
+		for _, m := range all {
+			if m.Main && m.Site == s {
+				ids = append(ids, m.ID)
+			}
+		}
+		_, peak, err := energy.Demands(d.st, ids, month, now)
+		if err != nil {
+			return err
+		}
+		data.DemandCharge += peak.KW * tr.DemandChargeKW
+		if peak.KW > data.PeakKW {
+			data.PeakKW, data.PeakAt = peak.KW, peak.At
+		}
+	}
+	data.MonthCost += data.FixedCharge + data.DemandCharge
+	if d.charts && data.HasMeters {
+		ch, err := costChart(b.Lang, dayCostID, tr.Currency, labels, cost)
+		if err != nil {
+			return err
+		}
+		data.Days = b.chart(ch)
+		months, err := energy.Series(d.st, mains, energy.Month, month.AddDate(0, -11, 0), now, tr)
+		if err != nil {
+			return err
+		}
+		ml := make([]string, len(months))
+		mc := make([]float64, len(months))
+		for i, bk := range months {
+			ml[i] = b.Lang.months[bk.Start.Month()-1] + " " + bk.Start.Format("06")
+			mc[i] = bk.Cost
+		}
+		ch, err = costChart(b.Lang, monthsID, tr.Currency, ml, mc)
+		if err != nil {
+			return err
+		}
+		data.Months = b.chart(ch)
+	}
+	return d.render(c, "costs", b, data)
+}
+
+// advice is a recommendation as the page writes it, in its language.
+type advice struct {
+	insight.Recommendation
+	Title, Detail string
+}
+
+// savingsData is what savings.html renders.
+type savingsData struct {
+	*base
+	Currency string
+	Total    float64
+	Advice   []advice
+}
+
+// savingsPage serves GET /savings: the recommendations, written from their
+// evidence in the page's language.
+func (d *Dashboard) savingsPage(c *fiber.Ctx) error {
+	b := d.newBase(c, "savings", "savings.title")
+	now := d.now()
+	rs, err := insight.Recommend(d.st, d.st.Meters(), d.tariff, now)
+	if err != nil {
+		return err
+	}
+	data := &savingsData{base: b, Currency: d.tariff.Currency}
+	for _, r := range rs {
+		data.Total += r.SavingPerYear
+		data.Advice = append(data.Advice, advice{Recommendation: r,
+			Title: b.Lang.recommendation(r, "title", d.tariff.Currency), Detail: b.Lang.recommendation(r, "detail", d.tariff.Currency)})
+	}
+	return d.render(c, "savings", b, data)
 }

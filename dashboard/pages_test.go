@@ -108,3 +108,43 @@ func TestSpanish(t *testing.T) {
 }
 
 var _ = time.Second
+
+func TestCostsAndSavingsPages(t *testing.T) {
+	// Two weeks of a house at 300 W from 01:00 to 05:00 and 1 kW otherwise
+	// (Madrid time), ending at t0.
+	var rs []meter.Reading
+	for sec := -14 * 24 * 3600; sec <= 0; sec += 300 {
+		r := reading("house", sec, 1000)
+		if h := r.Time.In(madrid).Hour(); h >= 1 && h < 5 {
+			r.PowerW = 300
+		}
+		rs = append(rs, r)
+	}
+	app, _ := newApp(t, rs...)
+	requireECharts(t, app)
+	res, page := get(t, app, "/costs")
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("costs = %d", res.StatusCode)
+	}
+	for _, want := range []string{`<title>Costs · Vatio</title>`, `<a href="/costs" aria-current="page">Costs</a>`, " EUR</p>",
+		"let goecharts_daycost", "let goecharts_months", "of which fixed charges", `"Dec 25","Jan 26"`, `"Nov 26"]`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("costs page lacks %q", want)
+		}
+	}
+	_, page = get(t, app, "/savings")
+	for _, want := range []string{`<title>Savings · Vatio</title>`, "house draws 300 W even at night", `data-kind="baseload"`, " EUR</strong> a year"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("savings page lacks %q", want)
+		}
+	}
+	_, page = get(t, app, "/savings", "Accept-Language", "es")
+	if !strings.Contains(page, "house consume 300 W incluso de noche") || !strings.Contains(page, "2.628 kWh al año") {
+		t.Errorf("Spanish savings page:\n%s", page)
+	}
+	// The meter page draws the forecast beside the history.
+	_, page = get(t, app, "/meters/house")
+	if !strings.Contains(page, `"id":"forecast"`) || !strings.Contains(page, `"type":"dashed"`) {
+		t.Error("meter page lacks the dashed forecast")
+	}
+}

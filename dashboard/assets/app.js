@@ -104,7 +104,7 @@
       if (opt.yAxis && opt.yAxis.length && opt.yAxis[0].type === "value") {
         o.yAxis = [{ axisLabel: { formatter: function (v) { return plain(v); } } }];
       }
-      var unit = id === "daily" || id === "year" ? " kWh" : " kW";
+      var unit = id === "daily" || id === "year" ? " kWh" : id === "daycost" || id === "months" ? "" : " kW";
       o.tooltip = { valueFormatter: function (v) { return typeof v === "number" ? number(v, unit === " kW" ? 3 : 2) + unit : "-"; } };
       if (id === "gauge") {
         o.series = [{
@@ -151,7 +151,7 @@
     var el = document.getElementById(id);
     return el && window.echarts ? window.echarts.getInstanceByDom(el) : null;
   }
-  var chartIds = ["gauge", "live", "history", "daily", "profile", "year"];
+  var chartIds = ["gauge", "live", "history", "daily", "profile", "year", "daycost", "months"];
 
   // applyTheme gives the charts the page's colours (app.css), light or dark.
   function applyTheme() {
