@@ -160,3 +160,64 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 		t.Errorf("state = %s", s)
 	}
 }
+
+// TestLoadSheddingEndToEnd runs Vatio with load shedding: a site over its
+// cap gets its load switched off by an MQTT command a real client
+// receives, and back on once under the cap.
+func TestLoadSheddingEndToEnd(t *testing.T) {
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+	err := os.WriteFile(cfgPath, []byte(`shedding:
+  enabled: true
+  site: default
+  cap_w: 5000
+  hysteresis_w: 1000
+  min_off: 0s
+  every: 1s
+  loads:
+    - name: water-heater
+      meter: heater
+      off: {topic: cmnd/heater/POWER, payload: "OFF"}
+      on: {topic: cmnd/heater/POWER, payload: "ON"}
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := startVatioWith(t, t.TempDir(), cfgPath)
+	got := make(chan *paho.Publish, 4)
+	sub := mqtttest.V5(t, v.mqtt, func(p *paho.Publish) { got <- p })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "cmnd/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	c := mqtttest.V3(t, v.mqtt)
+	mqtttest.Publish3(t, c, "energy/consumption/main", 1, false, `{"power_w": 7000}`)
+	expect := func(payload string) {
+		t.Helper()
+		select {
+		case p := <-got:
+			if p.Topic != "cmnd/heater/POWER" || string(p.Payload) != payload {
+				t.Errorf("got %s %s, want %s", p.Topic, p.Payload, payload)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s command", payload)
+		}
+	}
+	expect("OFF")
+	var st struct {
+		Enabled bool `json:"enabled"`
+		Status  struct {
+			Shed    []string `json:"shed"`
+			Actions []struct {
+				Action string  `json:"action"`
+				SiteW  float64 `json:"site_power_w"`
+			} `json:"actions"`
+		} `json:"status"`
+	}
+	getJSON(t, "http://"+v.http+"/api/v1/shedding", &st)
+	if !st.Enabled || len(st.Status.Shed) != 1 || len(st.Status.Actions) != 1 || st.Status.Actions[0].SiteW != 7000 {
+		t.Errorf("shedding = %+v", st)
+	}
+	mqtttest.Publish3(t, c, "energy/consumption/main", 1, false, `{"power_w": 1000}`)
+	expect("ON")
+}

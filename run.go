@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/vatio-energy/vatio/alert"
 	"github.com/vatio-energy/vatio/api"
+	"github.com/vatio-energy/vatio/automation"
 	"github.com/vatio-energy/vatio/broker"
 	"github.com/vatio-energy/vatio/config"
 	"github.com/vatio-energy/vatio/dashboard"
@@ -232,6 +234,11 @@ type app struct {
 	// has.
 	cancelHA context.CancelFunc
 	stopHA   chan struct{}
+	// shedder sheds load, when configured; cancelBG stops it, and stopBG
+	// is closed once it has.
+	shedder  *automation.Shedder
+	cancelBG context.CancelFunc
+	stopBG   chan struct{}
 	http     *api.Server
 	httpErr  chan error
 }
@@ -323,9 +330,21 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	if err != nil {
 		return nil, err
 	}
+	server := a.broker.Server()
+	sender := &automation.Sender{Publish: func(topic string, payload []byte) error { return server.Publish(topic, payload, false, 1) }}
+	a.rules.SetSender(sender)
+	if cfg.Shedding.Enabled {
+		sc, err := cfg.Shedding.Build()
+		if err != nil {
+			return nil, err // Validate catches it first
+		}
+		if a.shedder, err = automation.NewShedder(sc, a.store, sender, logger.With("component", "shedding")); err != nil {
+			return nil, err
+		}
+	}
 	a.http = api.New(a.store, a.alerts, api.Options{
 		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: dec,
-		Gatherer: reg, Logger: logger.With("component", "http"), Tariff: tr, Rules: a.rules,
+		Gatherer: reg, Logger: logger.With("component", "http"), Tariff: tr, Rules: a.rules, Shedder: a.shedder,
 	})
 	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: loc, Tariff: tr}).Register(a.http.Router())
 
@@ -339,8 +358,15 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	}
 	go func() { a.httpErr <- a.http.Serve(ln) }()
 	a.rules.Start()
+	bg, cancelBG := context.WithCancel(context.Background())
+	a.cancelBG, a.stopBG = cancelBG, make(chan struct{})
+	var running sync.WaitGroup
+	if a.shedder != nil {
+		running.Add(1)
+		go func() { defer running.Done(); a.shedder.Run(bg, cfg.Shedding.Every) }()
+	}
+	go func() { running.Wait(); close(a.stopBG) }()
 	if h := cfg.HomeAssistant; h.Enabled {
-		server := a.broker.Server()
 		ha := homeassistant.New(a.store, func(topic string, payload []byte, retain bool) error {
 			return server.Publish(topic, payload, retain, 1)
 		}, homeassistant.Options{Prefix: h.DiscoveryPrefix, StateTopic: h.StateTopic, Every: h.StateEvery, Logger: logger.With("component", "homeassistant")})
@@ -380,14 +406,19 @@ func (a *app) shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, errors.New("store: flush did not finish in time; unacknowledged readings will be resent"))
 	}
-	if a.cancelHA != nil { // it publishes through the broker
+	if a.cancelHA != nil { // these publish through the broker
 		a.cancelHA()
 		<-a.stopHA
 	}
+	if a.cancelBG != nil {
+		a.cancelBG()
+		<-a.stopBG
+	}
+	a.rules.Stop()
+	a.rules.Wait()
 	if err := a.broker.Close(); err != nil {
 		errs = append(errs, err)
 	}
-	a.rules.Stop()
 	a.alerts.Close()
 	if err := a.store.Close(); err != nil {
 		errs = append(errs, err)

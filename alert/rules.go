@@ -2,6 +2,7 @@ package alert
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vatio-energy/vatio/automation"
 	"github.com/vatio-energy/vatio/energy"
 	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/store"
@@ -88,9 +90,19 @@ type Rule struct {
 	HysteresisW float64 `json:"hysteresis_w,omitempty"`
 	// Cooldown is the least time between two firings for one meter.
 	Cooldown Duration `json:"cooldown,omitempty"`
+	// Actions are commands sent when the rule fires (On "fire", the
+	// default) or resolves (On "resolve"): switching a plug off, calling
+	// a webhook.
+	Actions []Action `json:"actions,omitempty"`
 	// Source is "config" for a rule of config.yaml (not changeable through
 	// the API) and "api" for one made through it.
 	Source string `json:"source"`
+}
+
+// Action is a command a rule sends when it fires or resolves.
+type Action struct {
+	On string `json:"on,omitempty"` // fire (default) or resolve
+	automation.Command
 }
 
 var ruleID = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
@@ -116,6 +128,17 @@ func (r *Rule) Check() error {
 		return bad("hysteresis_w", "must be a number of watts, 0 or more")
 	case r.Cooldown < 0 || time.Duration(r.Cooldown) > 30*24*time.Hour:
 		return bad("cooldown", "must be from 0 to 720h")
+	}
+	if len(r.Actions) > 10 {
+		return bad("actions", "at most 10")
+	}
+	for i, a := range r.Actions {
+		if a.On != "" && a.On != "fire" && a.On != "resolve" {
+			return bad(fmt.Sprintf("actions[%d].on", i), "must be fire or resolve")
+		}
+		if err := a.Command.Check(); err != nil {
+			return bad(fmt.Sprintf("actions[%d]", i), "%v", err)
+		}
 	}
 	switch r.Kind {
 	case PowerAbove, PowerBelow:
@@ -178,6 +201,50 @@ type Rules struct {
 
 	stop chan struct{}
 	done chan struct{}
+	// sender carries out rules' actions; nil drops them.
+	sender *automation.Sender
+	// pending counts the actions under way (see Wait).
+	pending sync.WaitGroup
+}
+
+// SetSender makes the rules' actions be carried out by s.
+func (r *Rules) SetSender(s *automation.Sender) { r.sender = s }
+
+// Wait waits for the actions under way.
+func (r *Rules) Wait() { r.pending.Wait() }
+
+// runActions sends rule's actions for on ("fire" or "resolve") in the
+// background, and records how each went on alert id.
+func (r *Rules) runActions(rule Rule, on string, alertID uint64) {
+	var todo []automation.Command
+	for _, a := range rule.Actions {
+		if cmp.Or(a.On, "fire") == on {
+			todo = append(todo, a.Command)
+		}
+	}
+	if len(todo) == 0 || r.sender == nil {
+		return
+	}
+	r.pending.Add(1)
+	go func() {
+		defer r.pending.Done()
+		var results []string
+		for _, c := range todo {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := r.sender.Send(ctx, c)
+			cancel()
+			target := cmp.Or(c.Topic, c.URL)
+			if err != nil {
+				r.log.Warn("rule action failed", slog.String("rule", rule.ID), slog.String("to", target), slog.Any("error", err))
+				results = append(results, target+": "+err.Error())
+			} else {
+				results = append(results, target+": sent")
+			}
+		}
+		if alertID != 0 {
+			_ = r.st.UpdateAlert(alertID, func(a *store.Alert) { a.Actions = append(a.Actions, results...) })
+		}
+	}()
 }
 
 // NewRules returns the rule engine with the rules of config (read-only)
@@ -362,8 +429,10 @@ func (r *Rules) evaluate(rule Rule, m store.Meter, now time.Time) {
 			return
 		}
 		r.save(key, RuleState{Firing: true, Since: now, AlertID: a.ID, LastFired: now})
+		r.runActions(rule, "fire", a.ID)
 	case s.Firing && clears:
 		r.resolve(rule, m.ID, s, now, what)
+		r.runActions(rule, "resolve", s.AlertID)
 		r.save(key, RuleState{Since: now, LastFired: s.LastFired})
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/vatio-energy/vatio/alert"
+	"github.com/vatio-energy/vatio/automation"
 	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/store"
 	"github.com/vatio-energy/vatio/tariff"
@@ -224,5 +226,46 @@ func TestRuleCRUD(t *testing.T) {
 	var back alert.Rule
 	if err := json.Unmarshal([]byte(`{"silent_for": "5"}`), &back); err == nil {
 		t.Error(`"5" accepted as a duration`)
+	}
+}
+
+func TestRuleActions(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Minute)
+	add(t, st, series("heater", t0, t0.Add(time.Minute), 3000)...)
+	rules, _ := newRules(t, st)
+	var mu sync.Mutex
+	var sent []string
+	rules.SetSender(&automation.Sender{Publish: func(topic string, payload []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, topic+" "+string(payload))
+		return nil
+	}})
+	_, err := rules.Put(alert.Rule{ID: "cut", Kind: alert.PowerAbove, Meter: "heater", Severity: "warning", Enabled: true, ThresholdW: 2500,
+		Actions: []alert.Action{
+			{Command: automation.Command{Topic: "cmnd/heater/POWER", Payload: "OFF"}},
+			{On: "resolve", Command: automation.Command{Topic: "cmnd/heater/POWER", Payload: "ON"}},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules.Evaluate(t0.Add(time.Minute))
+	rules.Wait()
+	add(t, st, series("heater", t0.Add(time.Minute), t0.Add(2*time.Minute), 100)...)
+	rules.Evaluate(t0.Add(2 * time.Minute))
+	rules.Wait()
+	mu.Lock()
+	if len(sent) != 2 || sent[0] != "cmnd/heater/POWER OFF" || sent[1] != "cmnd/heater/POWER ON" {
+		t.Errorf("sent %v", sent)
+	}
+	mu.Unlock()
+	if as := ruleAlerts(t, st, "cut"); len(as) == 0 || len(as[0].Actions) != 2 || as[0].Actions[0] != "cmnd/heater/POWER: sent" {
+		t.Errorf("actions recorded on the alert: %+v", as)
+	}
+	for _, bad := range []alert.Action{{On: "later", Command: automation.Command{Topic: "a", Payload: "b"}}, {Command: automation.Command{Topic: "a/#"}}} {
+		if _, err := rules.Put(alert.Rule{ID: "x", Kind: alert.Silent, Meter: "*", Severity: "info", SilentFor: alert.Duration(time.Hour), Actions: []alert.Action{bad}}); err == nil {
+			t.Errorf("action %+v accepted", bad)
+		}
 	}
 }

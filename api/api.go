@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vatio-energy/vatio/alert"
+	"github.com/vatio-energy/vatio/automation"
 	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/store"
 	"github.com/vatio-energy/vatio/tariff"
@@ -53,6 +54,8 @@ type Options struct {
 	// Rules is the alert rule engine behind /api/v1/rules; nil serves no
 	// rules routes.
 	Rules *alert.Rules
+	// Shedder is load shedding, behind /api/v1/shedding; nil when off.
+	Shedder *automation.Shedder
 }
 
 // Server is the HTTP server of the API (and of whatever else registers on
@@ -77,6 +80,7 @@ type Server struct {
 	closeOnce       sync.Once
 	tariff          *tariff.Tariff
 	rules           *alert.Rules
+	shedder         *automation.Shedder
 }
 
 // New returns a Server with every API route registered.
@@ -94,6 +98,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	s.closing = make(chan struct{})
 	s.tariff = opts.Tariff
 	s.rules = opts.Rules
+	s.shedder = opts.Shedder
 	if opts.Now != nil {
 		s.now = opts.Now
 	}
@@ -133,6 +138,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	v1.Get("/meters/:id/energy", s.meterEnergy)
 	v1.Get("/meters/:id/demand", s.demand)
 	v1.Get("/summary", s.summary)
+	v1.Get("/shedding", s.shedding)
 	v1.Get("/recommendations", s.recommendations)
 	v1.Get("/meters/:id/forecast", s.meterForecast)
 	v1.Get("/sites/:site/forecast", s.siteForecast)

@@ -119,3 +119,20 @@ func ruleError(err error) (int, bool) {
 	}
 	return 0, false
 }
+
+// shedding serves GET /api/v1/shedding: load shedding's cap, the site's
+// power, the loads shed now and the latest actions (?limit=, default 100).
+func (s *Server) shedding(c *fiber.Ctx) error {
+	if s.shedder == nil {
+		return c.JSON(fiber.Map{"enabled": false})
+	}
+	limit, err := parseLimit("limit", c.Query("limit"), 100, 1000)
+	if err != nil {
+		return err
+	}
+	st, err := s.shedder.Status(s.now(), limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"enabled": true, "status": st})
+}

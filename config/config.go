@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vatio-energy/vatio/alert"
+	"github.com/vatio-energy/vatio/automation"
 	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/tariff"
 )
@@ -45,6 +46,8 @@ type Config struct {
 	Tariff    Tariff    `yaml:"tariff"`
 	// HomeAssistant configures MQTT discovery for Home Assistant.
 	HomeAssistant HomeAssistant `yaml:"homeassistant"`
+	// Shedding configures load shedding.
+	Shedding Shedding `yaml:"shedding"`
 }
 
 // HomeAssistant configures the announcement of meters to Home Assistant.
@@ -316,13 +319,106 @@ type Rule struct {
 	Factor      float64       `yaml:"factor"`
 	HysteresisW float64       `yaml:"hysteresis_w"`
 	Cooldown    time.Duration `yaml:"cooldown"`
+	Actions     []Action      `yaml:"actions"`
+}
+
+// Action is a command sent by a rule or load shedding: an MQTT publish
+// (topic) or an HTTP POST (url) of payload.
+type Action struct {
+	// On is fire or resolve (rules only).
+	On      string `yaml:"on"`
+	Topic   string `yaml:"topic"`
+	URL     string `yaml:"url"`
+	Payload string `yaml:"payload"`
+}
+
+func (a Action) command() automation.Command {
+	return automation.Command{Topic: a.Topic, URL: a.URL, Payload: a.Payload}
+}
+
+// Shedding configures load shedding (see automation.Shedding).
+type Shedding struct {
+	Enabled bool `yaml:"enabled"`
+	// DryRun records what would be done without sending commands.
+	DryRun bool   `yaml:"dry_run"`
+	Site   string `yaml:"site"`
+	// CapW is the site power past which loads are shed; they come back
+	// under CapW - HysteresisW, after MinOff.
+	CapW        float64       `yaml:"cap_w"`
+	HysteresisW float64       `yaml:"hysteresis_w"`
+	MinOff      time.Duration `yaml:"min_off"`
+	Every       time.Duration `yaml:"every"`
+	Loads       []ShedLoad    `yaml:"loads"`
+}
+
+// ShedLoad is a sheddable load, in the order loads are shed.
+type ShedLoad struct {
+	Name  string `yaml:"name"`
+	Meter string `yaml:"meter"`
+	Off   Action `yaml:"off"`
+	On    Action `yaml:"on"`
+}
+
+// Build returns the shedding configuration, or what is wrong with it.
+func (s Shedding) Build() (automation.Shedding, error) {
+	out := automation.Shedding{Site: s.Site, CapW: s.CapW, HysteresisW: s.HysteresisW, MinOff: s.MinOff, DryRun: s.DryRun}
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("shedding.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if s.Site == "" {
+		bad("site", "must name a site (default is the meters' without one)")
+	}
+	if isNaNOrInf(s.CapW) || s.CapW <= 0 {
+		bad("cap_w", "%g must be more than 0 W", s.CapW)
+	}
+	if isNaNOrInf(s.HysteresisW) || s.HysteresisW < 0 || s.HysteresisW >= s.CapW {
+		bad("hysteresis_w", "%g must be from 0 to below cap_w", s.HysteresisW)
+	}
+	if s.MinOff < 0 || s.MinOff > 24*time.Hour {
+		bad("min_off", "%s is outside 0s to 24h", s.MinOff)
+	}
+	if s.Every < time.Second || s.Every > time.Hour {
+		bad("every", "%s is outside 1s to 1h", s.Every)
+	}
+	if len(s.Loads) == 0 {
+		bad("loads", "list at least one load to shed")
+	}
+	names := map[string]bool{}
+	for i, l := range s.Loads {
+		key := fmt.Sprintf("loads[%d].", i)
+		if l.Name == "" || names[l.Name] {
+			bad(key+"name", "%q is empty or used twice", l.Name)
+		}
+		names[l.Name] = true
+		if !meter.ValidID(l.Meter) {
+			bad(key+"meter", "%q is not a meter id", l.Meter)
+		}
+		if err := l.Off.command().Check(); err != nil {
+			bad(key+"off", "%v", err)
+		}
+		if err := l.On.command().Check(); err != nil {
+			bad(key+"on", "%v", err)
+		}
+		out.Loads = append(out.Loads, automation.Load{Name: l.Name, Meter: l.Meter, Off: l.Off.command(), On: l.On.command()})
+	}
+	return out, errors.Join(errs...)
 }
 
 // Rule returns r as an alert rule.
 func (r Rule) Rule() alert.Rule {
 	return alert.Rule{ID: r.ID, Name: r.Name, Kind: r.Kind, Meter: r.Meter, Severity: r.Severity, Enabled: r.Enabled,
 		ThresholdW: r.ThresholdW, For: alert.Duration(r.For), BudgetKWh: r.BudgetKWh, Period: r.Period,
-		SilentFor: alert.Duration(r.SilentFor), Factor: r.Factor, HysteresisW: r.HysteresisW, Cooldown: alert.Duration(r.Cooldown)}
+		SilentFor: alert.Duration(r.SilentFor), Factor: r.Factor, HysteresisW: r.HysteresisW, Cooldown: alert.Duration(r.Cooldown),
+		Actions: actions(r.Actions)}
+}
+
+func actions(as []Action) []alert.Action {
+	var out []alert.Action
+	for _, a := range as {
+		out = append(out, alert.Action{On: a.On, Command: a.command()})
+	}
+	return out
 }
 
 // Backup configures the scheduled backups, written to <data_dir>/backups.
@@ -420,6 +516,7 @@ func Default() Config {
 		Archive:       Archive{Keep: 2 * 365 * 24 * time.Hour},
 		Tariff:        Tariff{Currency: "EUR", PriceKWh: 0.15, CO2GramsKWh: 250},
 		HomeAssistant: HomeAssistant{Enabled: true, DiscoveryPrefix: "homeassistant", StateTopic: "vatio/meters", StateEvery: 10 * time.Second},
+		Shedding:      Shedding{Site: "default", MinOff: 5 * time.Minute, Every: 10 * time.Second},
 	}
 }
 
@@ -581,6 +678,11 @@ func (c Config) Validate() error {
 	}
 	if p := c.Alerts.MQTT.Prefix; c.Alerts.MQTT.Enabled && (p == "" || strings.ContainsAny(p, "+#\x00") || strings.HasPrefix(p, "$") || strings.HasSuffix(p, "/")) {
 		bad("alerts.mqtt.prefix", "%q is not a topic without wildcards, $ or a trailing /", p)
+	}
+	if c.Shedding.Enabled {
+		if _, err := c.Shedding.Build(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if h := c.HomeAssistant; h.Enabled {
 		for key, p := range map[string]string{"homeassistant.discovery_prefix": h.DiscoveryPrefix, "homeassistant.state_topic": h.StateTopic} {

@@ -29,6 +29,8 @@ type Alert struct {
 	Rule       string     `json:"rule,omitempty"`
 	State      string     `json:"state,omitempty"`
 	ResolvedAt *time.Time `json:"resolved_at,omitempty"`
+	// Actions records how the rule's actions went ("cmnd/plug/POWER: sent").
+	Actions    []string   `json:"actions,omitempty"`
 	Deliveries []Delivery `json:"deliveries"`
 }
 
