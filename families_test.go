@@ -139,6 +139,13 @@ func TestRegistryAvailabilityAndCountersEndToEnd(t *testing.T) {
 	if m.Source != "tasmota" || m.Status != "online" {
 		t.Errorf("new tasmota meter = %+v", m)
 	}
+	var withPF struct {
+		PowerFactor *float64 `json:"power_factor"`
+	}
+	getJSON(t, "http://"+v.http+"/api/v1/meters/pow-r2", &withPF)
+	if withPF.PowerFactor == nil || *withPF.PowerFactor != 0.92 {
+		t.Errorf("power factor of the Tasmota's ENERGY.Factor: %v, want 0.92", withPF.PowerFactor)
+	}
 	// The device drops off the network: the broker publishes its last will
 	// (Tasmota's LWT "Offline"), which never passes through OnPublish.
 	var conn net.Conn

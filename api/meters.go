@@ -46,6 +46,9 @@ type meterJSON struct {
 	Status          string   `json:"status"`
 	OfflineReason   string   `json:"offline_reason,omitempty"`
 	IntervalS       float64  `json:"interval_s"`
+	// PowerFactor is the power-weighted mean power factor of the last 28
+	// days, for a meter that sends one (GET /api/v1/meters/{id} only).
+	PowerFactor *float64 `json:"power_factor,omitempty"`
 }
 
 func (s *Server) meterJSON(m store.Meter, power map[string]float64, now time.Time) meterJSON {
@@ -129,7 +132,12 @@ func (s *Server) answerMeter(c *fiber.Ctx, id string) error {
 			p[child] = cm.LastPowerW
 		}
 	}
-	return c.JSON(s.meterJSON(m, p, s.now()))
+	out := s.meterJSON(m, p, s.now())
+	if st, err := s.store.PowerFactor(id, s.now().Add(-28*24*time.Hour), s.now().Add(24*time.Hour)); err == nil && st.Readings > 0 {
+		pf := math.Round(st.Mean*1000) / 1000
+		out.PowerFactor = &pf
+	}
+	return c.JSON(out)
 }
 
 // Limits of what a user can say about a meter.

@@ -77,6 +77,9 @@ type Tariff struct {
 	DemandChargeKW float64 `yaml:"demand_charge_kw"`
 	// CO2GramsKWh is the grid's carbon intensity, g/kWh.
 	CO2GramsKWh float64 `yaml:"co2_g_kwh"`
+	// ReactivePriceKVArh is charged per kvarh of reactive energy beyond a
+	// third of the active energy; 0 when the supply pays none.
+	ReactivePriceKVArh float64 `yaml:"reactive_price_kvarh"`
 	// Periods are time-of-use prices; the first that covers a time wins.
 	Periods []Period `yaml:"periods"`
 	// Holidays (YYYY-MM-DD) are priced as Sundays.
@@ -100,7 +103,7 @@ type Period struct {
 func (t Tariff) Build(loc *time.Location) (*tariff.Tariff, error) {
 	out := &tariff.Tariff{
 		Currency: t.Currency, PriceKWh: t.PriceKWh, ExportPriceKWh: t.ExportPriceKWh, DailyCharge: t.DailyCharge,
-		DemandChargeKW: t.DemandChargeKW, CO2GramsKWh: t.CO2GramsKWh, Location: loc, Holidays: map[tariff.Date]bool{},
+		DemandChargeKW: t.DemandChargeKW, CO2GramsKWh: t.CO2GramsKWh, ReactivePriceKVArh: t.ReactivePriceKVArh, Location: loc, Holidays: map[tariff.Date]bool{},
 	}
 	var errs []error
 	bad := func(key, format string, args ...any) {
@@ -116,6 +119,9 @@ func (t Tariff) Build(loc *time.Location) (*tariff.Tariff, error) {
 	}
 	price("price_kwh", t.PriceKWh)
 	price("export_price_kwh", t.ExportPriceKWh)
+	if isNaNOrInf(t.ReactivePriceKVArh) || t.ReactivePriceKVArh < 0 || t.ReactivePriceKVArh > 100 {
+		bad("reactive_price_kvarh", "%g is not a price from 0 to 100", t.ReactivePriceKVArh)
+	}
 	if isNaNOrInf(t.DailyCharge) || t.DailyCharge < 0 || t.DailyCharge > 1e6 {
 		bad("daily_charge", "%g is not an amount from 0 to 1000000", t.DailyCharge)
 	}
@@ -255,6 +261,8 @@ type Input struct {
 	// EnergyField is the path of an energy counter, in EnergyUnit (Wh, kWh).
 	EnergyField string `yaml:"energy_field"`
 	EnergyUnit  string `yaml:"energy_unit"`
+	// PFField is the path of a power factor in a JSON payload (optional).
+	PFField string `yaml:"pf_field"`
 	// Meter makes the meter id from topic levels: {1} is the first.
 	Meter string `yaml:"meter"`
 	// Scale multiplies values before units are converted (0 means 1).
@@ -264,7 +272,7 @@ type Input struct {
 // Source returns the input as the meter package describes it.
 func (in Input) Source() meter.Input {
 	return meter.Input{Name: in.Name, Topic: in.Topic, Format: in.Format, Field: in.Field, Unit: in.Unit,
-		EnergyField: in.EnergyField, EnergyUnit: in.EnergyUnit, Meter: in.Meter, Scale: in.Scale}
+		EnergyField: in.EnergyField, EnergyUnit: in.EnergyUnit, PFField: in.PFField, Meter: in.Meter, Scale: in.Scale}
 }
 
 // Toggle turns on or off a family whose topics have no common prefix.

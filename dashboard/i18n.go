@@ -179,6 +179,9 @@ func (l *language) recommendation(r insight.Recommendation, part, currency strin
 		"{up}", n(e["increase"]*100, 0),
 		"{last}", n(e["last_week_kwh"], 1),
 		"{usual}", n(e["usual_week_kwh"], 1),
+		"{pf}", n(e["power_factor"], 2),
+		"{kvarh}", n(e["excess_kvarh_per_year"], 0),
+		"{price}", n(e["reactive_price_kvarh"], 3),
 	)
 	return repl.Replace(l.T("rec." + r.Kind + "." + part))
 }

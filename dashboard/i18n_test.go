@@ -73,7 +73,7 @@ func TestCatalogues(t *testing.T) {
 		"costs.charges",                                                                        // through the charges function
 		"rec.baseload.title", "rec.baseload.detail", "rec.standby.title", "rec.standby.detail", // rec.<kind>.<part>
 		"rec.time_shift.title", "rec.time_shift.detail", "rec.peak_demand.title", "rec.peak_demand.detail",
-		"rec.increase.title", "rec.increase.detail",
+		"rec.increase.title", "rec.increase.detail", "rec.power_factor.title", "rec.power_factor.detail",
 		"js.live", "js.offline", "js.reconnecting", // t("js." + state)
 		"js.online", "js.offline_meter", // t(online ? "js.online" : "js.offline_meter")
 		"js.step_raw", "js.step_1m", "js.step_1h", "js.step_1d", // t("js.step_" + step)

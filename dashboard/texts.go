@@ -46,6 +46,9 @@ var english = &language{
 		"rec.increase.title":     "{meter} drew {up}% more this week",
 		"rec.increase.detail":    "{last} kWh in the last 7 days against {usual} kWh in a usual week of the 3 before. Finding what changed saves the amount shown.",
 
+		"rec.power_factor.title":  "{meter} runs at a power factor of {pf}",
+		"rec.power_factor.detail": "Its reactive energy beyond a third of the active energy, about {kvarh} kvarh a year, is charged at {price} {currency}/kvarh. Power factor correction (a capacitor bank sized for 0.95 or better) saves the amount shown.",
+
 		"chart.cost":     "Cost",
 		"chart.forecast": "Forecast",
 
@@ -198,6 +201,9 @@ var spanish = &language{
 		"rec.peak_demand.detail": "El 95% del tiempo la demanda no pasa de {p95} kW. No poner en marcha a la vez las cargas mayores mantiene ahí el pico mensual, a {charge} {currency} por kW al mes.",
 		"rec.increase.title":     "{meter} consumió un {up}% más esta semana",
 		"rec.increase.detail":    "{last} kWh en los últimos 7 días frente a {usual} kWh en una semana normal de las 3 anteriores. Encontrar qué cambió ahorra la cantidad indicada.",
+
+		"rec.power_factor.title":  "{meter} trabaja con un factor de potencia de {pf}",
+		"rec.power_factor.detail": "Su energía reactiva por encima de un tercio de la activa, unos {kvarh} kvarh al año, se factura a {price} {currency}/kvarh. Compensarla (una batería de condensadores para 0,95 o más) ahorra la cantidad indicada.",
 
 		"chart.cost":     "Coste",
 		"chart.forecast": "Previsión",

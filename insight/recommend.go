@@ -23,6 +23,9 @@ const (
 	PeakDemand = "peak_demand"
 	Standby    = "standby"
 	Increase   = "increase"
+	// PowerFactorKind is a power factor low enough to pay for reactive
+	// energy.
+	PowerFactorKind = "power_factor"
 )
 
 // Recommendation is something to do, what it would save in a year, and why
@@ -84,6 +87,13 @@ func Recommend(st *store.Store, meters []store.Meter, tr *tariff.Tariff, now tim
 			}
 		}
 		if r, ok := standby(m.ID, hours, tr, avgPrice, now); ok {
+			out = append(out, r)
+		}
+		r, ok, err := powerFactor(st, m.ID, hours, tr, now)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
 			out = append(out, r)
 		}
 	}
@@ -360,5 +370,34 @@ func increase(st *store.Store, m store.Meter, tr *tariff.Tariff, now time.Time, 
 		Detail:        fmt.Sprintf("%.1f kWh in the last 7 days against %.1f kWh in a usual week of the 3 before. Finding what changed and going back to it saves the amount shown.", last, usual),
 		SavingPerYear: round2((last - usual) * 52 * price),
 		Evidence:      map[string]float64{"last_week_kwh": round2(last), "usual_week_kwh": round2(usual), "increase": round2(up)},
+	}, true, nil
+}
+
+// powerFactor finds a meter whose power factor, weighted by power over the
+// last 4 weeks, is under 0.95: the reactive energy beyond a third of the
+// active energy is charged (tariff.ReactivePriceKVArh), and a capacitor
+// bank that brings the power factor to 0.95 saves all of that charge.
+func powerFactor(st *store.Store, id string, hours []store.Bucket, tr *tariff.Tariff, now time.Time) (Recommendation, bool, error) {
+	if tr.ReactivePriceKVArh <= 0 {
+		return Recommendation{}, false, nil
+	}
+	stats, err := st.PowerFactor(id, now.Add(-28*24*time.Hour), now)
+	if err != nil || stats.Readings < 100 || stats.Mean >= 0.95 || stats.Mean <= 0 {
+		return Recommendation{}, false, err
+	}
+	var kwh float64
+	for _, h := range hours {
+		kwh += h.EnergyWh / 1000
+	}
+	tanPhi := math.Sqrt(1-stats.Mean*stats.Mean) / stats.Mean
+	kvarh := kwh * tanPhi
+	excess := max(kvarh-kwh/3, 0)
+	perYear := excess * 365 / 28
+	return Recommendation{
+		Kind: PowerFactorKind, Meter: id, Currency: tr.Currency,
+		Title:         fmt.Sprintf("%s runs at a power factor of %.2f", id, stats.Mean),
+		Detail:        fmt.Sprintf("Its reactive energy beyond a third of the active energy, about %.0f kvarh a year, is charged at %.3f %s/kvarh. Power factor correction (a capacitor bank sized for 0.95 or better) saves the amount shown.", perYear, tr.ReactivePriceKVArh, tr.Currency),
+		SavingPerYear: round2(perYear * tr.ReactivePriceKVArh),
+		Evidence:      map[string]float64{"power_factor": math.Round(stats.Mean*1000) / 1000, "readings": float64(stats.Readings), "kwh_28_days": round2(kwh), "kvarh_28_days": round2(kvarh), "excess_kvarh_per_year": round2(perYear), "reactive_price_kvarh": tr.ReactivePriceKVArh},
 	}, true, nil
 }

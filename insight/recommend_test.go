@@ -137,3 +137,27 @@ func TestTimeShiftAndPeakDemand(t *testing.T) {
 		t.Errorf("peak demand = %+v", pd)
 	}
 }
+
+func TestLowPowerFactor(t *testing.T) {
+	var rs []meter.Reading
+	for ts := now.Add(-35 * 24 * time.Hour); ts.Before(now); ts = ts.Add(5 * time.Minute) {
+		rs = append(rs, meter.Reading{Meter: "press", Time: ts, PowerW: 10000, PowerFactor: 0.8, HasPF: true, Stamped: true})
+	}
+	st := openWith(t, rs)
+	tr := &tariff.Tariff{Currency: "EUR", PriceKWh: 0.1, ReactivePriceKVArh: 0.04, Location: time.UTC}
+	got, err := Recommend(st, st.Meters(), tr, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 28 days at 10 kW: 6720 kWh; at 0.8, tan phi is 0.75: 5040 kvarh, of
+	// which 5040 - 6720 / 3 = 2800 are charged; 36500 kvarh a year.
+	pf := find(got, PowerFactorKind, "press")
+	if pf == nil || !near(pf.Evidence["power_factor"], 0.8, 1e-9) || !near(pf.Evidence["excess_kvarh_per_year"], 36500, 50) || !near(pf.SavingPerYear, 1460, 2) {
+		t.Errorf("power factor = %+v", pf)
+	}
+	// Without a reactive energy price, nothing to save.
+	tr.ReactivePriceKVArh = 0
+	if got, _ := Recommend(st, st.Meters(), tr, now); find(got, PowerFactorKind, "press") != nil {
+		t.Error("a power factor recommendation without a reactive price")
+	}
+}

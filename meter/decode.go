@@ -188,6 +188,9 @@ func (d *Decoder) Validate(r Reading, now time.Time) error {
 			return err
 		}
 	}
+	if r.HasPF && !(r.PowerFactor >= -1 && r.PowerFactor <= 1) {
+		return reject(ReasonOutOfRange, "power factor %g is outside [-1, 1]", r.PowerFactor)
+	}
 	if r.Stamped {
 		if r.Time.After(now.Add(d.Limits.MaxFuture)) {
 			return reject(ReasonFuture, "%s is more than %s ahead of the server clock", r.Time.Format(time.RFC3339), d.Limits.MaxFuture)

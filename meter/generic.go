@@ -34,6 +34,9 @@ type Input struct {
 	// EnergyUnit ("Wh" or "kWh"): optional with Field, required without.
 	EnergyField string
 	EnergyUnit  string
+	// PFField, optional, is the path of the power factor (-1 to 1) in a
+	// JSON payload.
+	PFField string
 	// Meter makes the meter id from the topic's levels: {1} is the first
 	// level, {2} the second, and so on ("plant-{2}").
 	Meter string
@@ -61,6 +64,8 @@ func (in Input) Check() error {
 		return fmt.Errorf("unit: a counter-only input (energy_field without field) has no power unit: remove %q", in.Unit)
 	case in.EnergyField != "" && in.EnergyUnit != "Wh" && in.EnergyUnit != "kWh":
 		return fmt.Errorf("energy_unit: %q is not Wh or kWh", in.EnergyUnit)
+	case in.PFField != "" && in.Format != "json":
+		return fmt.Errorf("pf_field: only a json input has one")
 	case in.EnergyField != "" && in.Format != "json":
 		return fmt.Errorf("energy_field: only a json input has one")
 	case in.Meter == "":
@@ -169,6 +174,15 @@ func (g *generic) Decode(topic string, payload []byte, now time.Time) ([]Reading
 			return nil, nil // no power in this message
 		}
 		power = v
+		if g.in.PFField != "" {
+			if v, ok := jsonPath(doc, g.in.PFField); ok {
+				pf, err := parseNumber([]byte(v))
+				if err != nil {
+					return nil, reject(ReasonNotANumber, "power factor %q: %v", truncate(v), err)
+				}
+				r.PowerFactor, r.HasPF = pf, true
+			}
+		}
 		if g.in.EnergyField != "" {
 			if e, ok := jsonPath(doc, g.in.EnergyField); ok {
 				wh, err := g.value("energy", e, g.in.EnergyUnit == "kWh")

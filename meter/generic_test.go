@@ -198,3 +198,24 @@ func FuzzGeneric(f *testing.F) {
 		}
 	})
 }
+
+func TestGenericPowerFactor(t *testing.T) {
+	in := Input{Name: "gw", Topic: "plant/+/data", Format: "json", Field: "p", Unit: "kW", PFField: "pf", Meter: "{2}"}
+	if err := in.Check(); err != nil {
+		t.Fatal(err)
+	}
+	src := NewGeneric(in, DefaultLimits())
+	rs, err := src.Decode("plant/press/data", []byte(`{"p": 12.5, "pf": "0.81"}`), time.Now())
+	if err != nil || len(rs) != 1 || !rs[0].HasPF || rs[0].PowerFactor != 0.81 {
+		t.Errorf("Decode = %+v, %v", rs, err)
+	}
+	if _, err := src.Decode("plant/press/data", []byte(`{"p": 12.5, "pf": 1.4}`), time.Now()); ReasonOf(err) != ReasonOutOfRange {
+		t.Errorf("a power factor of 1.4: %v", err)
+	}
+	if _, err := src.Decode("plant/press/data", []byte(`{"p": 12.5, "pf": "high"}`), time.Now()); ReasonOf(err) != ReasonNotANumber {
+		t.Errorf("a power factor of high: %v", err)
+	}
+	if err := (Input{Name: "x", Topic: "a", Format: "plain", Unit: "W", PFField: "pf", Meter: "m"}).Check(); err == nil {
+		t.Error("a plain input with pf_field passes Check")
+	}
+}

@@ -47,6 +47,11 @@ type Reading struct {
 	// Source names the device family that sent the reading (see
 	// Source.Name), or "import"; the meter registry records the first.
 	Source string
+	// PowerFactor is the power factor (-1 to 1) when HasPF: industrial
+	// meters and some plugs send it. It is kept as statistics per meter and
+	// day, not with each reading.
+	PowerFactor float64
+	HasPF       bool
 }
 
 // String returns a short human form of r, for logs.

@@ -2,6 +2,7 @@ package meter
 
 import (
 	"encoding/json"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -141,6 +142,10 @@ type shellyComponent struct {
 		Total json.RawMessage `json:"total"`
 	} `json:"aenergy"`
 	TotalActPower json.RawMessage `json:"total_act_power"`
+	// PF (switch, pm1) and TotalAprtPower (em, apparent power in VA) give
+	// the power factor.
+	PF             json.RawMessage `json:"pf"`
+	TotalAprtPower json.RawMessage `json:"total_aprt_power"`
 }
 
 // shellyEMData holds the counter of an emdata status.
@@ -370,6 +375,21 @@ func decodeShellyComponent(comp string, raw []byte, base Reading) (r Reading, ok
 			return r, false, err
 		}
 		r.HasEnergy = true
+	}
+	switch {
+	case comp != "em" && present(c.PF):
+		if r.PowerFactor, err = jsonNumber("pf", c.PF); err != nil {
+			return r, false, err
+		}
+		r.HasPF = true
+	case comp == "em" && present(c.TotalAprtPower):
+		va, err := jsonNumber("total_aprt_power", c.TotalAprtPower)
+		if err != nil {
+			return r, false, err
+		}
+		if va > 0 && math.Abs(r.PowerW) <= va*1.01 { // active over apparent power
+			r.PowerFactor, r.HasPF = min(math.Abs(r.PowerW)/va, 1), true
+		}
 	}
 	return r, true, nil
 }

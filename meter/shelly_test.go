@@ -18,7 +18,7 @@ func TestShellyFiles(t *testing.T) {
 			{Meter: "home_pmmini:0", Time: now, PowerW: 42.3, EnergyWh: 1234.567, HasEnergy: true}}},
 		// Three-phase meter: the total only, no counter.
 		{"pro3em_em.json", "shellypro3em-a1/status/em:0", []Reading{
-			{Meter: "shellypro3em-a1:0", Time: now, PowerW: 790}}},
+			{Meter: "shellypro3em-a1:0", Time: now, PowerW: 790, PowerFactor: 790 / 1310.2, HasPF: true}}},
 		// A counter with no power received yet: no reading.
 		{"pro3em_emdata.json", "shellypro3em-a1/status/emdata:0", nil},
 		{"gen1_energy.txt", "shellies/shelly1pm-ABC123/relay/0/energy", nil},
@@ -267,7 +267,7 @@ func TestShellyCounters(t *testing.T) {
 			{0, "shellies/garage plug.2/relay/0/energy", "60", []Reading{{Meter: "garage_plug.2:0", Time: at(0), PowerW: 5, EnergyWh: 1, HasEnergy: true}}, ""},
 		}},
 		{"pro3em em then emdata", []shellyStep{
-			{0, em, file("pro3em_em.json"), []Reading{{Meter: emMeter, Time: at(0), PowerW: 790}}, ""},
+			{0, em, file("pro3em_em.json"), []Reading{{Meter: emMeter, Time: at(0), PowerW: 790, PowerFactor: 790 / 1310.2, HasPF: true}}, ""},
 			{10 * time.Second, emdata, file("pro3em_emdata.json"),
 				[]Reading{{Meter: emMeter, Time: at(10 * time.Second), PowerW: 790, EnergyWh: 731033.66, HasEnergy: true}}, ""},
 			{60 * time.Second, em, `{"id":0,"total_act_power":-120.5}`, nil, ""},

@@ -81,8 +81,9 @@ type tasmotaSensor struct {
 }
 
 type tasmotaEnergy struct {
-	Power json.RawMessage `json:"Power"`
-	Total json.RawMessage `json:"Total"`
+	Power  json.RawMessage `json:"Power"`
+	Total  json.RawMessage `json:"Total"`
+	Factor json.RawMessage `json:"Factor"`
 }
 
 func (t *tasmota) Decode(topic string, payload []byte, now time.Time) ([]Reading, error) {
@@ -124,6 +125,16 @@ func (t *tasmota) Decode(topic string, payload []byte, now time.Time) ([]Reading
 	// A counter is kept only when it is one a channel: a multi-channel
 	// device with one Total (SetOption129 off) has no counter per channel.
 	hasEnergy := len(totals) == len(powers) && totalsMulti == multi
+	var factors []string
+	if present(e.Factor) {
+		fs, fMulti, err := tasmotaValues("Factor", e.Factor)
+		if err != nil {
+			return nil, err
+		}
+		if len(fs) == len(powers) && fMulti == multi {
+			factors = fs
+		}
+	}
 
 	stamp, stamped := now.UTC(), false
 	if ts, ok := tasmotaTime(msg.Time); ok && saneDeviceTime(t.d.Limits, ts, now) {
@@ -143,6 +154,10 @@ func (t *tasmota) Decode(topic string, payload []byte, now time.Time) ([]Reading
 		r.PowerW, _ = strconv.ParseFloat(p, 64) // checked by tasmotaValues
 		if hasEnergy {
 			r.EnergyWh, r.HasEnergy = kilo(totals[i]), true
+		}
+		if factors != nil {
+			r.PowerFactor, _ = strconv.ParseFloat(factors[i], 64) // checked by tasmotaValues
+			r.HasPF = true
 		}
 		if err := t.d.Validate(r, now); err != nil {
 			return nil, err

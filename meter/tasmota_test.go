@@ -1,6 +1,7 @@
 package meter
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,7 +28,8 @@ func sameReadings(got, want []Reading) bool {
 	for i := range got {
 		g, w := got[i], want[i]
 		if g.Meter != w.Meter || !g.Time.Equal(w.Time) || g.PowerW != w.PowerW ||
-			g.EnergyWh != w.EnergyWh || g.HasEnergy != w.HasEnergy || g.Stamped != w.Stamped {
+			g.EnergyWh != w.EnergyWh || g.HasEnergy != w.HasEnergy || g.Stamped != w.Stamped ||
+			g.HasPF != w.HasPF || math.Abs(g.PowerFactor-w.PowerFactor) > 1e-9 {
 			return false
 		}
 	}
@@ -41,22 +43,22 @@ func TestTasmotaFiles(t *testing.T) {
 	}{
 		// Time without an offset: stamped on receipt.
 		{"pow_r2.json", "tele/pow1/SENSOR", []Reading{
-			{Meter: "pow1", Time: now, PowerW: 120, EnergyWh: 14834, HasEnergy: true}}},
+			{Meter: "pow1", Time: now, PowerW: 120, EnergyWh: 14834, HasEnergy: true, PowerFactor: 0.92, HasPF: true}}},
 		// Clock unset (1970): stamped on receipt.
 		{"clock_unset.json", "tele/plug-2/SENSOR", []Reading{
-			{Meter: "plug-2", Time: now, PowerW: 45.5, EnergyWh: 12, HasEnergy: true}}},
+			{Meter: "plug-2", Time: now, PowerW: 45.5, EnergyWh: 12, HasEnergy: true, PowerFactor: 0.87, HasPF: true}}},
 		// SetOption52: the device time carries an offset and is sane.
 		{"setoption52.json", "tele/boiler/SENSOR", []Reading{
-			{Meter: "boiler", Time: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC), PowerW: 1530, EnergyWh: 812407, HasEnergy: true, Stamped: true}}},
+			{Meter: "boiler", Time: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC), PowerW: 1530, EnergyWh: 812407, HasEnergy: true, Stamped: true, PowerFactor: 0.98, HasPF: true}}},
 		// Shelly 2.5 running Tasmota: one meter a channel, one counter a channel.
 		{"dual_channel.json", "tele/shelly25/SENSOR", []Reading{
-			{Meter: "shelly25:1", Time: now, PowerW: 120, EnergyWh: 1234, HasEnergy: true},
-			{Meter: "shelly25:2", Time: now, PowerW: 0, EnergyWh: 500, HasEnergy: true}}},
+			{Meter: "shelly25:1", Time: now, PowerW: 120, EnergyWh: 1234, HasEnergy: true, PowerFactor: 0.92, HasPF: true},
+			{Meter: "shelly25:2", Time: now, PowerW: 0, EnergyWh: 500, HasEnergy: true, PowerFactor: 0, HasPF: true}}},
 		// Three phases, one Total for the device: no counter per channel.
 		{"three_phase_one_total.json", "tele/pzem/SENSOR", []Reading{
-			{Meter: "pzem:1", Time: now, PowerW: 2210},
-			{Meter: "pzem:2", Time: now, PowerW: 840},
-			{Meter: "pzem:3", Time: now, PowerW: 1320}}},
+			{Meter: "pzem:1", Time: now, PowerW: 2210, PowerFactor: 0.98, HasPF: true},
+			{Meter: "pzem:2", Time: now, PowerW: 840, PowerFactor: 0.93, HasPF: true},
+			{Meter: "pzem:3", Time: now, PowerW: 1320, PowerFactor: 0.98, HasPF: true}}},
 		{"temperature_only.json", "tele/attic/SENSOR", nil},
 		// Availability: no reading.
 		{"lwt_online.txt", "tele/pow1/LWT", nil},

@@ -338,6 +338,9 @@ func (s *Store) runErase(tx *bolt.Tx, job *eraseJob, changed map[string]meterSta
 	if err := tx.Bucket(bucketMeters).Delete(id); err != nil {
 		return err
 	}
+	if err := erasePF(tx, job.meter); err != nil {
+		return err
+	}
 	if err := tx.Bucket(bucketInfo).Delete(id); err != nil {
 		return err
 	}

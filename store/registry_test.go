@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -482,5 +483,32 @@ func TestHierarchyDepthAndDetach(t *testing.T) {
 	info, err := s.EditMeter("m8", func(m *MeterInfo) error { m.Parent = ""; return nil })
 	if err != nil || info.Site != "plant" {
 		t.Errorf("detached m8 = %+v, %v; want site plant", info, err)
+	}
+}
+
+func TestPowerFactorStatistics(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	pf := func(m string, sec int, w, f float64) meter.Reading {
+		r := reading(m, sec, w)
+		r.PowerFactor, r.HasPF = f, true
+		return r
+	}
+	// 3 kW at 0.8 and 1 kW at 0.96: weighted by power, 0.84.
+	mustAppend(t, s, pf("press", 0, 3000, 0.8), pf("press", 10, 1000, -0.96), reading("press", 20, 500), pf("press", 86400, 2000, 0.9))
+	st, err := s.PowerFactor("press", t0, t0.Add(24*time.Hour))
+	if err != nil || st.Readings != 2 || st.Days != 1 || math.Abs(st.Mean-0.84) > 1e-9 {
+		t.Errorf("first day = %+v, %v; want 2 readings at 0.84", st, err)
+	}
+	if st, _ := s.PowerFactor("press", t0, t0.Add(48*time.Hour)); st.Readings != 3 || st.Days != 2 {
+		t.Errorf("two days = %+v", st)
+	}
+	if st, _ := s.PowerFactor("other", t0, t0.Add(48*time.Hour)); st.Readings != 0 {
+		t.Errorf("a meter without = %+v", st)
+	}
+	if _, err := s.DeleteMeter("press"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.PowerFactor("press", t0, t0.Add(48*time.Hour)); st.Readings != 0 {
+		t.Errorf("after delete = %+v", st)
 	}
 }

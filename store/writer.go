@@ -320,6 +320,7 @@ func (s *Store) commit(batch []entry) error {
 	// for the watchers (see Watch), when there are any.
 	watching := s.watchers.count.Load() > 0
 	var fresh []Record
+	pfs := map[string]pfAgg{} // power factor statistics of the commit
 	seq := s.seq
 	stored := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -346,6 +347,9 @@ func (s *Store) commit(batch []entry) error {
 			}
 			if err != nil {
 				return 0, fmt.Errorf("meter %q: %w", id, err)
+			}
+			if added > 0 {
+				notePF(pfs, r)
 			}
 			if live {
 				s.noteInterval(id, &st, nowNs)
@@ -442,6 +446,9 @@ func (s *Store) commit(batch []entry) error {
 			}
 		}
 		if err := w.finish(); err != nil {
+			return err
+		}
+		if err := writePF(tx, pfs); err != nil {
 			return err
 		}
 		seq = w.seq

@@ -44,7 +44,11 @@ type Tariff struct {
 	DemandChargeKW float64
 	// CO2GramsKWh is the carbon intensity of energy drawn, in g/kWh.
 	CO2GramsKWh float64
-	Location    *time.Location
+	// ReactivePriceKVArh is charged per kvarh of reactive energy beyond a
+	// third of the active energy (a power factor under 0.95), as supplies
+	// over 15 kW pay in Spain.
+	ReactivePriceKVArh float64
+	Location           *time.Location
 }
 
 // Date is a calendar date.
