@@ -27,6 +27,7 @@ const (
 	yearID    = "year"
 	dayCostID = "daycost"
 	monthsID  = "months"
+	dayID     = "day"
 )
 
 // livePoints is how many of each meter's readings of the last hour the
@@ -167,6 +168,30 @@ func historyChart(l *language, id string, pts, forecast [][2]float64) (chartSnip
 			charts.WithLineStyleOpts(opts.LineStyle{Type: "dashed", Width: 1.5}))
 		line.MultiSeries[1].Data = forecast
 	}
+	return renderChart(line)
+}
+
+// dayChart renders the site's power hour by hour over the last 24 hours,
+// and the forecast of the next 24 dashed beside it.
+func dayChart(l *language, actual, forecast [][2]float64) (chartSnippet, error) {
+	line := charts.NewLine()
+	line.SetGlobalOptions(
+		chartInit(dayID, "18rem"),
+		charts.WithAnimation(false),
+		charts.WithAriaOpts(&opts.Aria{Enabled: opts.Bool(true)}),
+		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis", ValueFormatter: opts.FuncOpts(kWFormatter)}),
+		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Top: "0"}),
+		charts.WithGridOpts(opts.Grid{Left: "8", Right: "24", Top: "40", Bottom: "16", ContainLabel: opts.Bool(true)}),
+		charts.WithXAxisOpts(opts.XAxis{Type: "time", AxisLabel: &opts.AxisLabel{HideOverlap: opts.Bool(true)}}),
+		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "kW"}),
+	)
+	line.AddSeries(l.T("chart.power"), nil, charts.WithSeriesId("actual"),
+		charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(false), Step: "end"}))
+	line.MultiSeries[0].Data = actual
+	line.AddSeries(l.T("chart.forecast"), nil, charts.WithSeriesId("forecast"),
+		charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(false), Step: "end"}),
+		charts.WithLineStyleOpts(opts.LineStyle{Type: "dashed", Width: 1.5}))
+	line.MultiSeries[1].Data = forecast
 	return renderChart(line)
 }
 

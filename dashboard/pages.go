@@ -106,7 +106,9 @@ type overviewData struct {
 	Alerts    []store.Alert
 	Gauge     *chartSnippet
 	Live      *chartSnippet
-	Host      string
+	// Day is the site's last 24 hours and the next 24 forecast.
+	Day  *chartSnippet
+	Host string
 }
 
 // overview serves GET /.
@@ -172,6 +174,11 @@ func (d *Dashboard) overview(c *fiber.Ctx) error {
 			return err
 		}
 		data.Live = b.chart(l)
+		if dc, ok, err := d.siteDay(b, data.Meters, now); err != nil {
+			return err
+		} else if ok {
+			data.Day = b.chart(dc)
+		}
 	}
 	return d.render(c, "overview", b, data)
 }
@@ -576,4 +583,34 @@ func (d *Dashboard) savingsPage(c *fiber.Ctx) error {
 			Title: b.Lang.recommendation(r, "title", d.tariff.Currency), Detail: b.Lang.recommendation(r, "detail", d.tariff.Currency)})
 	}
 	return d.render(c, "savings", b, data)
+}
+
+// siteDay renders the main meters' hourly power over the last day and the
+// forecast of the next; ok is false without history to show.
+func (d *Dashboard) siteDay(b *base, ms []meterView, now time.Time) (chartSnippet, bool, error) {
+	mains := mainIDs(ms)
+	sum := map[int64]float64{}
+	for _, id := range mains {
+		hs, err := d.hourly(id, now.Add(-24*time.Hour).Truncate(time.Hour), now)
+		if err != nil {
+			return chartSnippet{}, false, err
+		}
+		for _, h := range hs {
+			sum[h.Start.UnixMilli()] += h.EnergyWh - h.ExportWh // Wh in an hour: mean W
+		}
+	}
+	fc, err := insight.Forecast(d.st, mains, now, 24)
+	if err != nil || (len(sum) < 2 && len(fc) == 0) {
+		return chartSnippet{}, false, err
+	}
+	var actual, forecast [][2]float64
+	for ms, w := range sum {
+		actual = append(actual, [2]float64{float64(ms), roundTo(w/1000, 3)})
+	}
+	slices.SortFunc(actual, func(a, b [2]float64) int { return cmp.Compare(a[0], b[0]) })
+	for _, p := range fc {
+		forecast = append(forecast, [2]float64{float64(p.T.UnixMilli()), roundTo(p.PowerW/1000, 3)})
+	}
+	c, err := dayChart(b.Lang, actual, forecast)
+	return c, err == nil, err
 }

@@ -142,6 +142,10 @@ func TestCostsAndSavingsPages(t *testing.T) {
 	if !strings.Contains(page, "house consume 300 W incluso de noche") || !strings.Contains(page, "2.628 kWh al año") {
 		t.Errorf("Spanish savings page:\n%s", page)
 	}
+	// The overview draws the site's last day and the next, forecast.
+	if _, page := get(t, app, "/"); !strings.Contains(page, "let goecharts_day = ") || !strings.Contains(page, `"id":"forecast"`) {
+		t.Error("overview lacks the day chart with its forecast")
+	}
 	// The meter page draws the forecast beside the history.
 	_, page = get(t, app, "/meters/house")
 	if !strings.Contains(page, `"id":"forecast"`) || !strings.Contains(page, `"type":"dashed"`) {

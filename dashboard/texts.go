@@ -76,6 +76,7 @@ var english = &language{
 		"overview.meters_online":  "meters reporting",
 		"overview.meters":         "Meters",
 		"overview.last_hour":      "Last hour (kW)",
+		"overview.day":            "Last 24 hours and the next, forecast (kW, main meters)",
 		"overview.latest_alerts":  "Latest alerts",
 		"overview.all_alerts":     "All alerts",
 
@@ -232,6 +233,7 @@ var spanish = &language{
 		"overview.meters_online":  "medidores informando",
 		"overview.meters":         "Medidores",
 		"overview.last_hour":      "Última hora (kW)",
+		"overview.day":            "Últimas 24 horas y la previsión de las próximas (kW, medidores principales)",
 		"overview.latest_alerts":  "Últimas alertas",
 		"overview.all_alerts":     "Todas las alertas",
 

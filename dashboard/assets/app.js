@@ -151,7 +151,7 @@
     var el = document.getElementById(id);
     return el && window.echarts ? window.echarts.getInstanceByDom(el) : null;
   }
-  var chartIds = ["gauge", "live", "history", "daily", "profile", "year", "daycost", "months"];
+  var chartIds = ["gauge", "live", "history", "daily", "profile", "year", "daycost", "months", "day"];
 
   // applyTheme gives the charts the page's colours (app.css), light or dark.
   function applyTheme() {
@@ -493,7 +493,7 @@
 
   // Every page: live status, theme, sizes, times and numbers.
   localNumbers();
-  ["live", "history"].forEach(function (id) {
+  ["live", "history", "day"].forEach(function (id) {
     var chart = chartOf(id);
     if (chart) localTimes(chart);
   });
