@@ -42,10 +42,12 @@ FUZZTIME ?= 30s
 FUZZ_METER := FuzzDecode FuzzReadCSV FuzzTasmota FuzzShelly FuzzEmonhub FuzzZigbee2MQTT FuzzDSMR FuzzGeneric
 FUZZ_API := FuzzParseLimit FuzzParseTime FuzzParsePatch
 FUZZ_STORE := FuzzDecodeBlock FuzzBlockRoundTrip
+FUZZ_TARIFF := FuzzParseClock
 fuzz:
 	@for f in $(FUZZ_METER); do $(GO) test ./meter -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_API); do $(GO) test ./api -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_STORE); do $(GO) test ./store -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for f in $(FUZZ_TARIFF); do $(GO) test ./tariff -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 # Static binaries for the machines Vatio runs on, with checksums.
 release: assets
