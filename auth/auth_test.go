@@ -1,0 +1,186 @@
+package auth
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vatio-energy/vatio/store"
+)
+
+func newService(t *testing.T, dir string) (*Service, *store.Store) {
+	t.Helper()
+	st, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s, err := New(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, st
+}
+
+func TestPasswordHash(t *testing.T) {
+	h := HashPassword("correct horse battery")
+	if !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") {
+		t.Errorf("hash = %s", h)
+	}
+	if !CheckPassword(h, "correct horse battery") || CheckPassword(h, "correct horse batterz") {
+		t.Error("CheckPassword does not tell the password")
+	}
+	if HashPassword("x") == HashPassword("x") {
+		t.Error("no salt")
+	}
+	for _, bad := range []string{"", "$argon2i$v=19$m=1,t=1,p=1$aaaa$bbbb", "$argon2id$v=19$m=99999999,t=1,p=1$aaaa$bbbb", h[:len(h)-3]} {
+		if CheckPassword(bad, "x") {
+			t.Errorf("CheckPassword(%q) passed", bad)
+		}
+	}
+}
+
+func TestSetupLoginAndLockout(t *testing.T) {
+	dir := t.TempDir()
+	s, st := newService(t, dir)
+	if !s.NeedsSetup() {
+		t.Fatal("a new database needs no setup")
+	}
+	if _, err := s.Setup("admin", "short"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("short password: %v", err)
+	}
+	if _, err := s.Setup("admin", "a long enough password"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Setup("other", "a long enough password"); !errors.Is(err, ErrSetupDone) {
+		t.Errorf("second setup: %v", err)
+	}
+	id, x, err := s.Login("admin", "a long enough password", "10.0.0.2")
+	if err != nil || x.Role != Admin || x.CSRF == "" {
+		t.Fatalf("Login = %+v, %v", x, err)
+	}
+	who, err := s.Session(id)
+	if err != nil || who.User != "admin" || who.Role != Admin || who.CSRF != x.CSRF {
+		t.Errorf("Session = %+v, %v", who, err)
+	}
+	// Sessions survive a restart; the session id is not stored, its hash is.
+	st.Close()
+	s, st = newService(t, dir)
+	if _, err := s.Session(id); err != nil {
+		t.Errorf("session after a restart: %v", err)
+	}
+	docs, _ := st.Docs(docSessions)
+	for k := range docs {
+		if k == id {
+			t.Error("the session id is stored in clear")
+		}
+	}
+	s.Logout(id)
+	if _, err := s.Session(id); !errors.Is(err, ErrBadSession) {
+		t.Errorf("after logout: %v", err)
+	}
+	// Five wrong passwords from one address lock that address out.
+	for i := range maxFailures {
+		if _, _, err := s.Login("admin", "wrong password!", "10.0.0.9"); !errors.Is(err, ErrLogin) {
+			t.Fatalf("failure %d: %v", i, err)
+		}
+	}
+	if _, _, err := s.Login("admin", "a long enough password", "10.0.0.9"); !errors.Is(err, ErrLocked) {
+		t.Errorf("right password while locked: %v", err)
+	}
+	if _, _, err := s.Login("admin", "a long enough password", "10.0.0.2"); err != nil {
+		t.Errorf("another address is not locked: %v", err)
+	}
+	s.now = func() time.Time { return time.Now().Add(2 * time.Minute) }
+	if _, _, err := s.Login("admin", "a long enough password", "10.0.0.9"); err != nil {
+		t.Errorf("after the lock-out: %v", err)
+	}
+	if _, _, err := s.Login("nobody", "whatever password", "10.0.0.2"); !errors.Is(err, ErrLogin) {
+		t.Errorf("unknown user: %v", err)
+	}
+	if err := s.DeleteUser("admin"); err == nil {
+		t.Error("the last admin was deleted")
+	}
+}
+
+func TestTokens(t *testing.T) {
+	s, st := newService(t, t.TempDir())
+	tok, secret, err := s.NewToken("grafana", Viewer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(secret, TokenPrefix+tok.ID+"_") || tok.Hash != "" {
+		t.Errorf("token %+v %q", tok, secret)
+	}
+	who, err := s.Token(secret)
+	if err != nil || who.Role != Viewer || who.User != "token:grafana" || who.CSRF != "" {
+		t.Errorf("Token = %+v, %v", who, err)
+	}
+	docs, _ := st.Docs(docTokens)
+	if strings.Contains(string(docs[tok.ID]), secret[len(secret)-20:]) {
+		t.Error("the token's secret is stored")
+	}
+	for _, bad := range []string{"", "vat_", secret + "x", secret[:len(secret)-1] + "A", "Bearer " + secret} {
+		if _, err := s.Token(bad); !errors.Is(err, ErrBadToken) {
+			t.Errorf("Token(%q) = %v", bad, err)
+		}
+	}
+	past := time.Now().Add(-time.Hour)
+	if _, _, err := s.NewToken("old", Admin, &past); !errors.Is(err, ErrInvalid) {
+		t.Errorf("an expired token made: %v", err)
+	}
+	soon := time.Now().Add(time.Hour)
+	_, short, _ := s.NewToken("short", Operator, &soon)
+	s.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	if _, err := s.Token(short); !errors.Is(err, ErrBadToken) {
+		t.Errorf("expired token: %v", err)
+	}
+	if err := s.RevokeToken(tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Token(secret); !errors.Is(err, ErrBadToken) {
+		t.Errorf("revoked token: %v", err)
+	}
+	seed := TokenPrefix + "0123456789ab_" + strings.Repeat("s", 30)
+	if err := s.SeedToken(seed, "seeded", Admin); err != nil {
+		t.Fatal(err)
+	}
+	if who, err := s.Token(seed); err != nil || who.Role != Admin {
+		t.Errorf("seeded token: %+v, %v", who, err)
+	}
+	if err := s.SeedToken("too short", "x", Admin); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a bad seed: %v", err)
+	}
+}
+
+func TestAllows(t *testing.T) {
+	for _, c := range []struct {
+		role, need string
+		ok         bool
+	}{{Admin, Viewer, true}, {Operator, Operator, true}, {Viewer, Operator, false}, {Operator, Admin, false}, {"root", Viewer, false}} {
+		if Allows(c.role, c.need) != c.ok {
+			t.Errorf("Allows(%s, %s) != %v", c.role, c.need, c.ok)
+		}
+	}
+}
+
+// FuzzToken checks that no input but a token made here passes.
+func FuzzToken(f *testing.F) {
+	st, err := store.Open(f.TempDir(), store.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer st.Close()
+	s, _ := New(st)
+	_, secret, _ := s.NewToken("t", Viewer, nil)
+	for _, seed := range []string{"", secret, secret[:len(secret)-1], "vat_000000000000_" + strings.Repeat("a", 40)} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		who, err := s.Token(in)
+		if err == nil && in != secret {
+			t.Fatalf("Token(%q) = %+v", in, who)
+		}
+	})
+}
