@@ -221,3 +221,52 @@ func TestLoadSheddingEndToEnd(t *testing.T) {
 	mqtttest.Publish3(t, c, "energy/consumption/main", 1, false, `{"power_w": 1000}`)
 	expect("ON")
 }
+
+// TestTokenCommand makes a token with vatio token and uses it against a
+// Vatio started afterwards on the same data.
+func TestTokenCommand(t *testing.T) {
+	dir := t.TempDir()
+	var out, errOut strings.Builder
+	err := run(context.Background(), []string{"token", "-config", emptyConfig(t), "-data-dir", dir, "-name", "grafana", "-role", "viewer"}, testEnv, &out, &errOut)
+	if err != nil {
+		t.Fatalf("vatio token: %v\n%s", err, errOut.String())
+	}
+	tok := strings.TrimSpace(out.String())
+	if !strings.HasPrefix(tok, "vat_") || !strings.Contains(errOut.String(), "not shown again") {
+		t.Fatalf("printed %q / %q", tok, errOut.String())
+	}
+	v := startVatio(t, dir)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+v.http+"/api/v1/me", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"role":"viewer"`) {
+		t.Errorf("GET /api/v1/me with the token: %d %s", resp.StatusCode, b)
+	}
+	req, _ = http.NewRequest(http.MethodPatch, "http://"+v.http+"/api/v1/meters/x", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a viewer's PATCH: %v %v", resp.StatusCode, err)
+	}
+	// Without a token, the API answers 401 and pages go to the setup.
+	resp, err = http.DefaultTransport.RoundTrip(mustPlainRequest(t, "http://"+v.http+"/api/v1/meters"))
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("no token: %v %v", resp.StatusCode, err)
+	}
+	resp, err = http.DefaultTransport.RoundTrip(mustPlainRequest(t, "http://"+v.http+"/"))
+	if err != nil || resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/setup" {
+		t.Errorf("a page without a session on a first start: %v %v", resp.Header.Get("Location"), err)
+	}
+}
+
+func mustPlainRequest(t *testing.T, url string) *http.Request {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}

@@ -194,7 +194,14 @@ func TestDashboardInBrowser(t *testing.T) {
 	ctx, blog := browser(t)
 	v := startVatio(t, t.TempDir())
 	origin := "http://" + v.http
-	if err := chromedp.Do(ctx, chromedp.Navigate(origin+"/"), chromedp.WaitVisible("#empty")); err != nil {
+	// A first start: every page leads to the setup of the admin, who is
+	// then logged in.
+	err := chromedp.Do(ctx, chromedp.Navigate(origin+"/"), chromedp.WaitVisible(`input[name="confirm"]`),
+		chromedp.SetValue(`input[name="password"]`, "a long enough password"),
+		chromedp.SetValue(`input[name="confirm"]`, "a long enough password"),
+		chromedp.Click(`button[type="submit"]`),
+		chromedp.WaitVisible("#empty"))
+	if err != nil {
 		t.Fatal(err)
 	}
 	screenshot(t, ctx, "empty-desktop", 1280, 900, "#empty")
@@ -239,7 +246,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEval(t, ctx, "zoom fetches the window at step=auto", `document.getElementById("history-step").textContent`, func(s string) bool { return s == "Resolution: every reading" })
-	err := chromedp.Do(ctx,
+	err = chromedp.Do(ctx,
 		chromedp.SetValue(`form.meter-settings input[name="name"]`, "Planta 1"),
 		chromedp.SetValue(`form.meter-settings input[name="expected_max_w"]`, "5000"),
 		chromedp.Click(`form.meter-settings button[type="submit"]`),

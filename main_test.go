@@ -31,7 +31,32 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
+	// The tests are automation with the admin token: every request of the
+	// default client carries it (the browser test logs in instead).
+	http.DefaultClient.Transport = bearer{http.DefaultTransport}
 	os.Exit(m.Run())
+}
+
+// testAdminToken is the admin API token every test instance is seeded with.
+const testAdminToken = "vat_00000000e2e0_the-tests-own-admin-token-0123"
+
+// bearer adds the admin token to requests that have no Authorization.
+type bearer struct{ next http.RoundTripper }
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Authorization") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+testAdminToken)
+	}
+	return b.next.RoundTrip(r)
+}
+
+// testEnv is the environment of test instances: the admin token.
+func testEnv(key string) string {
+	if key == "VATIO_ADMIN_TOKEN" {
+		return testAdminToken
+	}
+	return ""
 }
 
 var readyLine = regexp.MustCompile(`msg="vatio ready".* mqtt=(\S+) http=(\S+)`)
@@ -86,7 +111,7 @@ func startVatioWith(t *testing.T, dir, cfgPath string) *instance {
 	inst := &instance{cancel: cancel, done: make(chan error, 1), logs: logs}
 	args := []string{"-config", cfgPath, "-mqtt-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-data-dir", dir}
 	go func() {
-		err := run(ctx, args, func(string) string { return "" }, io.Discard, pw)
+		err := run(ctx, args, testEnv, io.Discard, pw)
 		pw.CloseWithError(fmt.Errorf("vatio stopped: %v", err))
 		inst.done <- err
 	}()
@@ -236,6 +261,7 @@ func TestEndToEnd(t *testing.T) {
 func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir, cfg.MQTT.Addr, cfg.HTTP.Addr = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Auth.AdminToken = testAdminToken
 	a, err := start(cfg, newLogger(cfg.Log, io.Discard))
 	if err != nil {
 		t.Fatal(err)
@@ -261,6 +287,7 @@ func mustRequest(t *testing.T, path string) *http.Request {
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
 	return req
 }
 
@@ -305,7 +332,7 @@ func TestPrecedence(t *testing.T) {
 func child(t testing.TB, dir string) (*exec.Cmd, string, string, *logBuffer) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "VATIO_TEST_CHILD=1",
+	cmd.Env = append(os.Environ(), "VATIO_TEST_CHILD=1", "VATIO_ADMIN_TOKEN="+testAdminToken,
 		"VATIO_TEST_ARGS=-config "+emptyConfig(t)+" -mqtt-addr 127.0.0.1:0 -http-addr 127.0.0.1:0 -data-dir "+dir)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

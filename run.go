@@ -20,6 +20,8 @@ import (
 
 	"github.com/vatio-energy/vatio/alert"
 	"github.com/vatio-energy/vatio/api"
+	"github.com/vatio-energy/vatio/audit"
+	"github.com/vatio-energy/vatio/auth"
 	"github.com/vatio-energy/vatio/automation"
 	"github.com/vatio-energy/vatio/broker"
 	"github.com/vatio-energy/vatio/config"
@@ -42,6 +44,7 @@ const usage = `Usage:
   vatio import [flags] -meter ID FILE.csv
                                 import a meter's history (Vatio stopped; or POST it)
   vatio compact [flags]         shrink the database file to its data (Vatio stopped)
+  vatio token [flags]           make an API token and print it (Vatio stopped)
   vatio version                 print the version
 
 Flags:
@@ -55,9 +58,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "version":
 			fmt.Fprintf(stdout, "vatio %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
-		case "restore", "import", "compact":
+		case "restore", "import", "compact", "token":
 			cmd := map[string]func([]string, func(string) string, io.Writer, io.Writer) error{
-				"restore": restore, "import": importHistory, "compact": compact,
+				"restore": restore, "import": importHistory, "compact": compact, "token": makeToken,
 			}[args[0]]
 			if err := cmd(args[1:], getenv, stdout, stderr); !errors.Is(err, flag.ErrHelp) {
 				return err
@@ -342,11 +345,37 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 			return nil, err
 		}
 	}
+	users, err := auth.New(a.store)
+	if err != nil {
+		return nil, err
+	}
+	if pw := cfg.Auth.AdminPassword; pw != "" && users.NeedsSetup() {
+		if _, err := users.Setup("admin", pw); err != nil {
+			return nil, fmt.Errorf("auth.admin_password (%s): %w", config.EnvAdminPassword, err)
+		}
+		logger.Info("admin user created from the configuration")
+	}
+	if tok := cfg.Auth.AdminToken; tok != "" {
+		if err := users.SeedToken(tok, "admin token (configuration)", auth.Admin); err != nil {
+			return nil, fmt.Errorf("auth.admin_token (%s): %w", config.EnvAdminToken, err)
+		}
+	}
+	auditLog := audit.New(a.store, logger.With("component", "audit"))
+	if a.shedder != nil {
+		a.shedder.OnAction = func(act automation.Action) {
+			auditLog.Record(audit.Entry{Time: act.Time, Who: "system", Action: act.Action, Target: act.Load, Detail: act.Error})
+		}
+	}
 	a.http = api.New(a.store, a.alerts, api.Options{
+		Auth: users, Audit: auditLog,
 		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: dec,
 		Gatherer: reg, Logger: logger.With("component", "http"), Tariff: tr, Rules: a.rules, Shedder: a.shedder,
 	})
-	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: loc, Tariff: tr}).Register(a.http.Router())
+	alerts := a.alerts
+	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: loc, Tariff: tr,
+		Auth: users, Audit: auditLog, OnLockout: func(user, addr string) {
+			_, _ = alerts.Raise(alert.SeverityWarning, fmt.Sprintf("repeated failed logins for user %q from %s: locked out for a while", user, addr), "", "security")
+		}}).Register(a.http.Router())
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {

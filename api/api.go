@@ -22,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vatio-energy/vatio/alert"
+	"github.com/vatio-energy/vatio/audit"
+	"github.com/vatio-energy/vatio/auth"
 	"github.com/vatio-energy/vatio/automation"
 	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/store"
@@ -56,6 +58,12 @@ type Options struct {
 	Rules *alert.Rules
 	// Shedder is load shedding, behind /api/v1/shedding; nil when off.
 	Shedder *automation.Shedder
+	// Auth, when set, requires a token or a session of a role that may
+	// for every route but /healthz, the login and setup pages and their
+	// assets; nil leaves every route open (handlers' own tests).
+	Auth *auth.Service
+	// Audit records logins, token use, changes, deletions and exports.
+	Audit *audit.Log
 }
 
 // Server is the HTTP server of the API (and of whatever else registers on
@@ -81,6 +89,8 @@ type Server struct {
 	tariff          *tariff.Tariff
 	rules           *alert.Rules
 	shedder         *automation.Shedder
+	auth            *auth.Service
+	auditLog        *audit.Log
 }
 
 // New returns a Server with every API route registered.
@@ -99,6 +109,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	s.tariff = opts.Tariff
 	s.rules = opts.Rules
 	s.shedder = opts.Shedder
+	s.auth, s.auditLog = opts.Auth, opts.Audit
 	if opts.Now != nil {
 		s.now = opts.Now
 	}
@@ -118,6 +129,8 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 		ErrorHandler:          s.writeError,
 	})
 	s.app.Use(recover.New())
+	s.app.Use(securityHeaders)
+	s.app.Use(s.authenticate)
 	s.app.Post("/api/v1/meters/:id/import", s.importMeter) // before limitBody: its body streams
 	s.app.Use(limitBody(opts.BodyLimitBytes))
 
@@ -146,6 +159,18 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	v1.Get("/sites/:site/energy", s.siteEnergy)
 	v1.Get("/stream", s.stream)
 	v1.Get("/alerts", s.listAlerts)
+	if s.auth != nil {
+		v1.Get("/me", s.me)
+		v1.Get("/tokens", s.listTokens)
+		v1.Post("/tokens", s.createToken)
+		v1.Delete("/tokens/:id", s.revokeToken)
+		v1.Get("/users", s.listUsers)
+		v1.Post("/users", s.createUser)
+		v1.Delete("/users/:name", s.deleteUser)
+	}
+	if s.auditLog != nil {
+		v1.Get("/audit", s.listAudit)
+	}
 	if s.rules != nil {
 		v1.Get("/rules", s.listRules)
 		v1.Post("/rules", s.createRule)
@@ -155,6 +180,15 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	}
 	v1.Get("/backup", s.backup)
 	return s
+}
+
+// securityHeaders sets the headers every answer carries: no sniffing of
+// types, no framing, no referrer leaving the site.
+func securityHeaders(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	c.Set(fiber.HeaderXFrameOptions, "DENY")
+	c.Set(fiber.HeaderReferrerPolicy, "same-origin")
+	return c.Next()
 }
 
 // Router is where other packages (the dashboard) add their routes.
@@ -215,6 +249,9 @@ func (s *Server) writeError(c *fiber.Ctx, err error) error {
 		fe *fiber.Error
 	)
 	if code, ok := ruleError(err); ok {
+		return c.Status(code).JSON(errorBody{Error: err.Error()})
+	}
+	if code, ok := authError(err); ok {
 		return c.Status(code).JSON(errorBody{Error: err.Error()})
 	}
 	switch {

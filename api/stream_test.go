@@ -25,6 +25,13 @@ func startOpts(t *testing.T, opts api.Options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { st.Close() })
+	return startOptsOn(t, st, opts)
+}
+
+// startOptsOn is startOpts on the store st.
+func startOptsOn(t *testing.T, st *store.Store, opts api.Options) *harness {
+	t.Helper()
 	alerts := alert.New(st, nil, alert.Options{})
 	opts.BodyLimitBytes, opts.Gatherer = 4096, prometheus.NewRegistry()
 	if opts.Tariff == nil {
@@ -41,7 +48,6 @@ func startOpts(t *testing.T, opts api.Options) *harness {
 		defer cancel()
 		srv.Shutdown(ctx)
 		alerts.Close()
-		st.Close()
 	})
 	return &harness{url: "http://" + ln.Addr().String(), store: st, srv: srv}
 }

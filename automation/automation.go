@@ -138,6 +138,9 @@ type shedLoad struct {
 
 // Shedder sheds and restores loads; it is safe for concurrent use.
 type Shedder struct {
+	// OnAction, if set before Run, is told of every action (the audit log).
+	OnAction func(Action)
+
 	cfg    Shedding
 	st     *store.Store
 	send   *Sender
@@ -238,6 +241,9 @@ func (s *Shedder) act(ctx context.Context, now time.Time, what string, l Load, c
 		}
 	}
 	s.log.Info("load "+what, slog.String("load", l.Name), slog.Float64("site_power_w", siteW), slog.Bool("dry_run", s.cfg.DryRun), slog.String("error", a.Error))
+	if s.OnAction != nil {
+		s.OnAction(a)
+	}
 	v, _ := json.Marshal(a)
 	s.seq++
 	key := fmt.Sprintf("%020d-%06d", now.UnixNano(), s.seq%1000000)

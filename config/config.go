@@ -48,6 +48,19 @@ type Config struct {
 	HomeAssistant HomeAssistant `yaml:"homeassistant"`
 	// Shedding configures load shedding.
 	Shedding Shedding `yaml:"shedding"`
+	// Auth seeds the first admin and an admin token.
+	Auth Auth `yaml:"auth"`
+}
+
+// Auth seeds access at start-up; VATIO_ADMIN_PASSWORD and
+// VATIO_ADMIN_TOKEN override it, and are the better place for secrets.
+type Auth struct {
+	// AdminPassword creates user admin when no admin exists (instead of
+	// the setup page).
+	AdminPassword string `yaml:"admin_password"`
+	// AdminToken makes sure this admin API token exists: vat_<12 hex>_<at
+	// least 24 characters>.
+	AdminToken string `yaml:"admin_token"`
 }
 
 // HomeAssistant configures the announcement of meters to Home Assistant.

@@ -18,6 +18,10 @@ const (
 	EnvMQTTAddr = "VATIO_MQTT_ADDR"
 	EnvHTTPAddr = "VATIO_HTTP_ADDR"
 	EnvDataDir  = "VATIO_DATA_DIR"
+	// EnvAdminPassword creates the admin user at start-up when none exists;
+	// EnvAdminToken makes sure an admin API token exists.
+	EnvAdminPassword = "VATIO_ADMIN_PASSWORD"
+	EnvAdminToken    = "VATIO_ADMIN_TOKEN"
 )
 
 // Load reads the YAML file at path over the defaults. Keys left out keep
@@ -179,6 +183,12 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	}
 	if v := getenv(EnvDataDir); v != "" {
 		c.DataDir = v
+	}
+	if v := getenv(EnvAdminPassword); v != "" {
+		c.Auth.AdminPassword = v
+	}
+	if v := getenv(EnvAdminToken); v != "" {
+		c.Auth.AdminToken = v
 	}
 }
 

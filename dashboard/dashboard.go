@@ -25,6 +25,9 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/compress"
 
+	"github.com/vatio-energy/vatio/api"
+	"github.com/vatio-energy/vatio/audit"
+	"github.com/vatio-energy/vatio/auth"
 	"github.com/vatio-energy/vatio/store"
 	"github.com/vatio-energy/vatio/tariff"
 )
@@ -35,7 +38,7 @@ var templateFiles embed.FS
 // pages are the page templates by name, each with the layout.
 var pages = func() map[string]*template.Template {
 	out := map[string]*template.Template{}
-	for _, name := range []string{"overview", "meter", "meters", "alerts", "costs", "savings", "notfound"} {
+	for _, name := range []string{"overview", "meter", "meters", "alerts", "costs", "savings", "notfound", "login", "setup"} {
 		t := template.New("layout").Funcs(template.FuncMap{
 			// Texts and formats in the page's language; the template is
 			// executed with a clone whose functions know it (see render).
@@ -65,6 +68,12 @@ type Options struct {
 	// Tariff prices energy for the costs and savings pages; nil prices
 	// nothing.
 	Tariff *tariff.Tariff
+	// Auth, when set, serves the login and setup pages and logout.
+	Auth *auth.Service
+	// Audit records logins; OnLockout is told of a user name and address
+	// locked out after repeated failed logins.
+	Audit     *audit.Log
+	OnLockout func(user, addr string)
 }
 
 // Dashboard serves the dashboard's pages and static files. It is safe for
@@ -73,8 +82,12 @@ type Dashboard struct {
 	st     *store.Store
 	loc    *time.Location
 	tariff *tariff.Tariff
-	now    func() time.Time
-	log    *slog.Logger
+	auth   *auth.Service
+	audit  *audit.Log
+	// onLockout is Options.OnLockout.
+	onLockout func(user, addr string)
+	now       func() time.Time
+	log       *slog.Logger
 	// assets are the embedded files by path under /assets/.
 	assets map[string]*asset
 	// charts is false when the ECharts build was not embedded (the binary
@@ -108,7 +121,8 @@ func newDashboard(st *store.Store, opts Options, assets map[string]*asset) *Dash
 	if opts.Tariff == nil {
 		opts.Tariff = &tariff.Tariff{Location: opts.Location}
 	}
-	d := &Dashboard{st: st, loc: opts.Location, now: opts.Now, log: opts.Logger, assets: assets, tariff: opts.Tariff}
+	d := &Dashboard{st: st, loc: opts.Location, now: opts.Now, log: opts.Logger, assets: assets, tariff: opts.Tariff,
+		auth: opts.Auth, audit: opts.Audit, onLockout: opts.OnLockout}
 	_, d.charts = assets[echartsFile]
 	if !d.charts {
 		opts.Logger.Warn("dashboard assets not built: run make assets", slog.String("missing", "dashboard/assets/"+echartsFile))
@@ -127,6 +141,13 @@ func (d *Dashboard) Register(r fiber.Router) {
 	r.Get("/costs", gz, d.costsPage)
 	r.Get("/savings", gz, d.savingsPage)
 	r.Get("/lang/:code", d.switchLanguage)
+	if d.auth != nil {
+		r.Get("/login", d.loginPage)
+		r.Post("/login", d.login)
+		r.Post("/logout", d.logout)
+		r.Get("/setup", d.setupPage)
+		r.Post("/setup", d.setup)
+	}
 	r.Get("/assets/*", d.serveAsset)
 }
 
@@ -148,6 +169,9 @@ type base struct {
 	AssetsMissing bool
 	// JSTexts are the texts app.js needs, in the page's language.
 	JSTexts map[string]string
+	// User and Role are who is logged in ("" without auth); CSRF is the
+	// token app.js sends with changes.
+	User, Role, CSRF string
 	// charts are the page's rendered charts, whose inline scripts the
 	// Content-Security-Policy allows by hash.
 	charts []*chartSnippet
@@ -172,6 +196,9 @@ func (d *Dashboard) newBase(c *fiber.Ctx, page, titleKey string) *base {
 		AssetsMissing: !d.charts,
 		Assets:        assetURLs{CSS: d.url("app.css"), JS: d.url("app.js"), ECharts: d.url(echartsFile), Icon: d.url("icon.svg")},
 		JSTexts:       map[string]string{},
+	}
+	if who := api.Who(c); who.User != "" {
+		b.User, b.Role, b.CSRF = who.User, who.Role, who.CSRF
 	}
 	for _, k := range lang.textKeys() {
 		if strings.HasPrefix(k, "js.") {

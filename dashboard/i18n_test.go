@@ -55,7 +55,7 @@ func TestCatalogues(t *testing.T) {
 		used[m[1]] = true
 	}
 	goSrc := ""
-	for _, f := range []string{"dashboard.go", "pages.go", "chart.go", "i18n.go"} {
+	for _, f := range []string{"dashboard.go", "pages.go", "chart.go", "i18n.go", "login.go"} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -70,6 +70,7 @@ func TestCatalogues(t *testing.T) {
 		"severity.info", "severity.warning", "severity.critical",
 		"delivery.pending", "delivery.delivered", "delivery.failed",
 		"state.firing", "state.resolved",
+		"role.admin", "role.operator", "role.viewer",
 		"costs.charges",                                                                        // through the charges function
 		"rec.baseload.title", "rec.baseload.detail", "rec.standby.title", "rec.standby.detail", // rec.<kind>.<part>
 		"rec.time_shift.title", "rec.time_shift.detail", "rec.peak_demand.title", "rec.peak_demand.detail",

@@ -229,8 +229,10 @@
     window.addEventListener("pagehide", function () { es.close(); });
   }
 
+  var csrfMeta = document.querySelector('meta[name="csrf-token"]');
   function request(method, url, body) {
-    var opts = { method: method, headers: { Accept: "application/json" }, cache: "no-store" };
+    var opts = { method: method, headers: { Accept: "application/json" }, cache: "no-store", credentials: "same-origin" };
+    if (csrfMeta && method !== "GET") opts.headers["X-CSRF-Token"] = csrfMeta.content;
     if (body !== undefined) {
       opts.headers["Content-Type"] = "application/merge-patch+json";
       opts.body = JSON.stringify(body);

@@ -1,0 +1,267 @@
+package api
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/vatio-energy/vatio/audit"
+	"github.com/vatio-energy/vatio/auth"
+)
+
+// SessionCookie holds a browser's session id.
+const SessionCookie = "vatio_session"
+
+// WhoKey is where a request's auth.Who is kept in its locals.
+const WhoKey = "vatio_who"
+
+// Who returns who made request c (the zero Who when auth is off).
+func Who(c *fiber.Ctx) auth.Who {
+	w, _ := c.Locals(WhoKey).(auth.Who)
+	return w
+}
+
+// open are the paths anyone may reach: the health check, the login and
+// setup pages, and the static files they need.
+func open(path string) bool {
+	switch path {
+	case "/healthz", "/login", "/setup", "/api/v1/openapi.json":
+		return true
+	}
+	return strings.HasPrefix(path, "/assets/")
+}
+
+// roleFor returns the least role that may make request method path.
+// Viewers read; operators change meters, rules, alerts and imports;
+// admins delete, back up, and manage users, tokens and the audit log.
+func roleFor(method, path string) string {
+	switch {
+	case strings.HasPrefix(path, "/api/v1/users"), strings.HasPrefix(path, "/api/v1/tokens"),
+		path == "/api/v1/audit", path == "/api/v1/backup":
+		return auth.Admin
+	case method == fiber.MethodDelete && strings.HasPrefix(path, "/api/v1/meters/"):
+		return auth.Admin
+	case method == fiber.MethodGet || method == fiber.MethodHead:
+		return auth.Viewer
+	case path == "/logout":
+		return auth.Viewer
+	}
+	return auth.Operator
+}
+
+// authenticate is the middleware that makes every request but those of
+// open paths come from a valid token (Authorization: Bearer) or session
+// (cookie, with its CSRF token on changes), with a role that may make it:
+// 401 otherwise (pages redirect to the login), 403 for a role that may
+// not.
+func (s *Server) authenticate(c *fiber.Ctx) error {
+	if s.auth == nil {
+		return c.Next()
+	}
+	path := c.Path()
+	if open(path) {
+		return c.Next()
+	}
+	var who auth.Who
+	var err error
+	if h := c.Get(fiber.HeaderAuthorization); h != "" {
+		tok, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok {
+			return s.unauthorized(c, "use Authorization: Bearer <token>")
+		}
+		if who, err = s.auth.Token(strings.TrimSpace(tok)); err != nil {
+			s.audit("", "token_refused", path, c, fiber.StatusUnauthorized, "")
+			return s.unauthorized(c, "invalid or expired token")
+		}
+		s.noteToken(who, c)
+	} else if id := c.Cookies(SessionCookie); id != "" {
+		if who, err = s.auth.Session(id); err != nil {
+			return s.unauthorized(c, "session expired: log in again")
+		}
+		if m := c.Method(); m != fiber.MethodGet && m != fiber.MethodHead {
+			sent := c.Get("X-CSRF-Token")
+			if sent == "" {
+				sent = c.FormValue("csrf")
+			}
+			if subtle.ConstantTimeCompare([]byte(sent), []byte(who.CSRF)) != 1 {
+				return fiber.NewError(fiber.StatusForbidden, "missing or wrong CSRF token")
+			}
+		}
+	} else {
+		return s.unauthorized(c, "log in, or send Authorization: Bearer <token>")
+	}
+	if need := roleFor(c.Method(), path); !auth.Allows(who.Role, need) {
+		s.audit(who.User, "forbidden", c.Method()+" "+path, c, fiber.StatusForbidden, "")
+		return fiber.NewError(fiber.StatusForbidden, "the "+who.Role+" role may not do this: it needs "+need)
+	}
+	c.Locals(WhoKey, who)
+	err = c.Next()
+	if m := c.Method(); m != fiber.MethodGet && m != fiber.MethodHead && path != "/logout" {
+		action := "change"
+		if m == fiber.MethodDelete {
+			action = "delete"
+		}
+		status := c.Response().StatusCode()
+		var fe *fiber.Error
+		if errors.As(err, &fe) {
+			status = fe.Code
+		}
+		s.audit(who.User, action, m+" "+path, c, status, "")
+	} else if path == "/api/v1/backup" {
+		s.audit(who.User, "export", path, c, c.Response().StatusCode(), "")
+	}
+	return err
+}
+
+// unauthorized answers 401: JSON for the API, a redirect to the login (or
+// the setup) for a page.
+func (s *Server) unauthorized(c *fiber.Ctx, detail string) error {
+	if c.Method() == fiber.MethodGet && !strings.HasPrefix(c.Path(), "/api/") && c.Path() != "/metrics" {
+		if s.auth.NeedsSetup() {
+			return c.Redirect("/setup", fiber.StatusSeeOther)
+		}
+		return c.Redirect("/login?next="+url.QueryEscape(string(c.Request().URI().RequestURI())), fiber.StatusSeeOther)
+	}
+	c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="vatio"`)
+	return c.Status(fiber.StatusUnauthorized).JSON(errorBody{Error: "unauthorized", Detail: detail})
+}
+
+// audit records an event when there is an audit log.
+func (s *Server) audit(who, action, target string, c *fiber.Ctx, status int, detail string) {
+	if s.auditLog == nil {
+		return
+	}
+	s.auditLog.Record(audit.Entry{Who: who, Action: action, Target: target, Addr: c.IP(), Status: status, Detail: detail})
+}
+
+// tokenUses throttles the audit of token use: a token's use is recorded
+// at most once a minute.
+var tokenUses sync.Map
+
+func (s *Server) noteToken(who auth.Who, c *fiber.Ctx) {
+	now := time.Now()
+	if last, ok := tokenUses.Load(who.Token); ok && now.Sub(last.(time.Time)) < time.Minute {
+		return
+	}
+	tokenUses.Store(who.Token, now)
+	s.audit(who.User, "token_used", c.Method()+" "+c.Path(), c, 0, "")
+}
+
+// me serves GET /api/v1/me: who the request comes from, and the CSRF token
+// a session's scripts send with changes.
+func (s *Server) me(c *fiber.Ctx) error {
+	w := Who(c)
+	return c.JSON(fiber.Map{"user": w.User, "role": w.Role, "csrf": w.CSRF})
+}
+
+// decodeJSON reads a JSON body into v, refusing unknown fields.
+func decodeJSON(c *fiber.Ctx, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(c.Body()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &paramError{Name: "body", Detail: "not the JSON expected: " + err.Error()}
+	}
+	return nil
+}
+
+// listTokens serves GET /api/v1/tokens (admin).
+func (s *Server) listTokens(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"tokens": s.auth.Tokens()})
+}
+
+// createToken serves POST /api/v1/tokens (admin): {"name", "role",
+// "expires"?}; the answer holds the token, shown this once.
+func (s *Server) createToken(c *fiber.Ctx) error {
+	var req struct {
+		Name    string     `json:"name"`
+		Role    string     `json:"role"`
+		Expires *time.Time `json:"expires"`
+	}
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	t, secret, err := s.auth.NewToken(req.Name, req.Role, req.Expires)
+	if err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"token": secret, "info": t})
+}
+
+// revokeToken serves DELETE /api/v1/tokens/{id} (admin).
+func (s *Server) revokeToken(c *fiber.Ctx) error {
+	if err := s.auth.RevokeToken(strings.Clone(c.Params("id"))); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+// listUsers serves GET /api/v1/users (admin).
+func (s *Server) listUsers(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"users": s.auth.Users()})
+}
+
+// createUser serves POST /api/v1/users (admin): {"name", "password", "role"}.
+func (s *Server) createUser(c *fiber.Ctx) error {
+	var req struct {
+		Name     string `json:"name"`
+		Password string `json:"password"`
+		Role     string `json:"role"`
+	}
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	u, err := s.auth.AddUser(req.Name, req.Password, req.Role)
+	if err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusCreated).JSON(u)
+}
+
+// deleteUser serves DELETE /api/v1/users/{name} (admin).
+func (s *Server) deleteUser(c *fiber.Ctx) error {
+	if err := s.auth.DeleteUser(strings.Clone(c.Params("name"))); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+// listAudit serves GET /api/v1/audit (admin): the newest entries first,
+// ?limit= (default 100, at most 1000).
+func (s *Server) listAudit(c *fiber.Ctx) error {
+	limit, err := parseLimit("limit", c.Query("limit"), 100, 1000)
+	if err != nil {
+		return err
+	}
+	es, err := s.auditLog.List(limit, nil)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"entries": es})
+}
+
+// authError maps the auth package's errors to statuses.
+func authError(err error) (int, bool) {
+	switch {
+	case errors.Is(err, auth.ErrInvalid):
+		return fiber.StatusBadRequest, true
+	case errors.Is(err, auth.ErrExists), errors.Is(err, auth.ErrSetupDone):
+		return fiber.StatusConflict, true
+	case errors.Is(err, auth.ErrUnknown):
+		return fiber.StatusNotFound, true
+	case errors.Is(err, auth.ErrLocked):
+		return fiber.StatusTooManyRequests, true
+	case errors.Is(err, auth.ErrLogin), errors.Is(err, auth.ErrBadToken), errors.Is(err, auth.ErrBadSession):
+		return fiber.StatusUnauthorized, true
+	}
+	if strings.HasPrefix(err.Error(), "auth: the last admin") {
+		return fiber.StatusConflict, true
+	}
+	return 0, false
+}

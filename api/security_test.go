@@ -1,0 +1,170 @@
+package api_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vatio-energy/vatio/api"
+	"github.com/vatio-energy/vatio/audit"
+	"github.com/vatio-energy/vatio/auth"
+	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/store"
+)
+
+// secured starts the API with auth on, and returns a token per role.
+func secured(t *testing.T) (*harness, map[string]string, *auth.Service, *audit.Log) {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	users, err := auth.New(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := audit.New(st, nil)
+	h := startOptsOn(t, st, api.Options{Auth: users, Audit: log})
+	tokens := map[string]string{}
+	for _, role := range auth.Roles {
+		_, secret, err := users.NewToken(role+" token", role, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens[role] = secret
+	}
+	if err := st.Append(meter.Reading{Meter: "m", Time: time.Now(), PowerW: 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	st.Flush()
+	return h, tokens, users, log
+}
+
+// call makes a request with headers (name, value pairs) and returns its
+// status.
+func call(t *testing.T, h *harness, method, path, body string, headers ...string) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, h.url+path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestEndpointsByRole sends every kind of request with each role's token:
+// allowed ones are neither 401 nor 403, denied ones 403; without a token,
+// 401; /healthz needs nothing.
+func TestEndpointsByRole(t *testing.T) {
+	h, tokens, _, log := secured(t)
+	endpoints := []struct {
+		method, path, body, need string
+	}{
+		{"GET", "/api/energy", "", auth.Viewer},
+		{"GET", "/api/v1/meters", "", auth.Viewer},
+		{"GET", "/api/v1/meters/m/readings", "", auth.Viewer},
+		{"GET", "/api/v1/meters/m/energy", "", auth.Viewer},
+		{"GET", "/api/v1/summary", "", auth.Viewer},
+		{"GET", "/api/v1/alerts", "", auth.Viewer},
+		{"GET", "/api/v1/recommendations", "", auth.Viewer},
+		{"GET", "/api/v1/me", "", auth.Viewer},
+		{"GET", "/metrics", "", auth.Viewer},
+		{"PATCH", "/api/v1/meters/m", `{"name": "M"}`, auth.Operator},
+		{"POST", "/api/alert", `{"message": "x"}`, auth.Operator},
+		{"POST", "/api/v1/meters/m/import", "2026-11-25T10:00:00Z,5\n", auth.Operator},
+		{"GET", "/api/v1/backup", "", auth.Admin},
+		{"GET", "/api/v1/audit", "", auth.Admin},
+		{"GET", "/api/v1/tokens", "", auth.Admin},
+		{"POST", "/api/v1/tokens", `{"name": "ci", "role": "viewer"}`, auth.Admin},
+		{"GET", "/api/v1/users", "", auth.Admin},
+		{"POST", "/api/v1/users", `{"name": "ana", "password": "a long enough password", "role": "viewer"}`, auth.Admin},
+		{"DELETE", "/api/v1/meters/nope", "", auth.Admin},
+	}
+	for _, e := range endpoints {
+		if code := call(t, h, e.method, e.path, e.body); code != http.StatusUnauthorized {
+			t.Errorf("%s %s without a token: %d, want 401", e.method, e.path, code)
+		}
+		if code := call(t, h, e.method, e.path, e.body, "Authorization", "Bearer vat_000000000000_"+strings.Repeat("x", 30)); code != http.StatusUnauthorized {
+			t.Errorf("%s %s with a wrong token: %d, want 401", e.method, e.path, code)
+		}
+		for _, role := range auth.Roles {
+			code := call(t, h, e.method, e.path, e.body, "Authorization", "Bearer "+tokens[role])
+			allowed := auth.Allows(role, e.need)
+			if allowed && (code == http.StatusUnauthorized || code == http.StatusForbidden) {
+				t.Errorf("%s %s as %s: %d, want it allowed", e.method, e.path, role, code)
+			}
+			if !allowed && code != http.StatusForbidden {
+				t.Errorf("%s %s as %s: %d, want 403", e.method, e.path, role, code)
+			}
+		}
+	}
+	for _, open := range []string{"/healthz", "/api/v1/openapi.json"} {
+		if code := call(t, h, "GET", open, ""); code == http.StatusUnauthorized {
+			t.Errorf("%s needs a token", open)
+		}
+	}
+	if code := call(t, h, "GET", "/api/v1/meters", "", "Authorization", "Basic YWRtaW46YWRtaW4="); code != http.StatusUnauthorized {
+		t.Errorf("basic auth: %d", code)
+	}
+	// The audit log has the changes, the refusals and the token uses.
+	es, err := log.List(1000, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range es {
+		seen[e.Action] = true
+		if strings.Contains(e.Target, tokens[auth.Admin]) || strings.Contains(e.Detail, "vat_") {
+			t.Errorf("a token in the audit log: %+v", e)
+		}
+	}
+	for _, want := range []string{"change", "delete", "forbidden", "token_used", "token_refused", "export"} {
+		if !seen[want] {
+			t.Errorf("no %q in the audit log", want)
+		}
+	}
+}
+
+// TestSessionsNeedCSRF logs in as a browser would and checks that changes
+// need the session's CSRF token.
+func TestSessionsNeedCSRF(t *testing.T) {
+	h, _, users, _ := secured(t)
+	if _, err := users.AddUser("op", "a long enough password", auth.Operator); err != nil {
+		t.Fatal(err)
+	}
+	id, x, err := users.Login("op", "a long enough password", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookie := api.SessionCookie + "=" + id
+	if code := call(t, h, "GET", "/api/v1/meters", "", "Cookie", cookie); code != 200 {
+		t.Errorf("GET with a session: %d", code)
+	}
+	if code := call(t, h, "PATCH", "/api/v1/meters/m", `{"name": "x"}`, "Cookie", cookie); code != http.StatusForbidden {
+		t.Errorf("PATCH without the CSRF token: %d, want 403", code)
+	}
+	if code := call(t, h, "PATCH", "/api/v1/meters/m", `{"name": "x"}`, "Cookie", cookie, "X-CSRF-Token", "wrong"); code != http.StatusForbidden {
+		t.Errorf("PATCH with a wrong CSRF token: %d, want 403", code)
+	}
+	if code := call(t, h, "PATCH", "/api/v1/meters/m", `{"name": "x"}`, "Cookie", cookie, "X-CSRF-Token", x.CSRF); code != 200 {
+		t.Errorf("PATCH with the CSRF token: %d", code)
+	}
+	if code := call(t, h, "GET", "/api/v1/meters", "", "Cookie", api.SessionCookie+"=forged-session-id-000000000"); code != http.StatusUnauthorized {
+		t.Errorf("a forged session: %d", code)
+	}
+	// A page without a session goes to the login.
+	if code := call(t, h, "GET", "/api/v1/nothing-here", ""); code != http.StatusUnauthorized {
+		t.Errorf("unknown API path without auth: %d", code)
+	}
+}
