@@ -12,6 +12,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/vatio-energy/vatio/homeassistant"
 	"github.com/vatio-energy/vatio/internal/mqtttest"
 )
 
@@ -124,6 +125,10 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 	v := startVatio(t, t.TempDir())
 	c := mqtttest.V3(t, v.mqtt)
 	mqtttest.Publish3(t, c, "energy/consumption/kitchen:1", 1, false, `{"power_w": 1234.5, "energy_wh": 1000}`)
+	oid := homeassistant.ObjectID("kitchen:1")
+	if !strings.HasPrefix(oid, "vatio_kitchen_1_") || oid == homeassistant.ObjectID("kitchen_1") {
+		t.Errorf("object ids: %s and %s", oid, homeassistant.ObjectID("kitchen_1"))
+	}
 	got := make(chan *paho.Publish, 16)
 	sub := mqtttest.V5(t, v.mqtt, func(p *paho.Publish) { got <- p })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -131,7 +136,7 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 	// The announcement follows the reading: wait for it on the live topics,
 	// then check the retained configs as a newcomer gets them.
 	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
-		{Topic: "homeassistant/sensor/vatio_kitchen_1/+/config", QoS: 1}, {Topic: "vatio/meters/kitchen:1/state", QoS: 1}}}); err != nil {
+		{Topic: "homeassistant/sensor/" + oid + "/+/config", QoS: 1}, {Topic: "vatio/meters/kitchen:1/state", QoS: 1}}}); err != nil {
 		t.Fatal(err)
 	}
 	seen := map[string]string{}
@@ -144,9 +149,9 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 			t.Fatalf("got %v", seen)
 		}
 	}
-	power := seen["homeassistant/sensor/vatio_kitchen_1/power/config"]
-	energy := seen["homeassistant/sensor/vatio_kitchen_1/energy/config"]
-	for _, want := range []string{`"device_class":"power"`, `"state_class":"measurement"`, `"unit_of_measurement":"W"`, `"state_topic":"vatio/meters/kitchen:1/state"`, `"unique_id":"vatio_kitchen_1_power"`} {
+	power := seen["homeassistant/sensor/"+oid+"/power/config"]
+	energy := seen["homeassistant/sensor/"+oid+"/energy/config"]
+	for _, want := range []string{`"device_class":"power"`, `"state_class":"measurement"`, `"unit_of_measurement":"W"`, `"state_topic":"vatio/meters/kitchen:1/state"`, `"unique_id":"` + oid + `_power"`} {
 		if !strings.Contains(power, want) {
 			t.Errorf("power config lacks %s: %s", want, power)
 		}

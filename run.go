@@ -443,12 +443,12 @@ func (a *app) shutdown(ctx context.Context) error {
 		a.cancelBG()
 		<-a.stopBG
 	}
-	a.rules.Stop()
+	a.rules.Stop() // cancels the actions under way
 	a.rules.Wait()
+	a.alerts.Close() // before the broker: the MQTT notifier publishes through it
 	if err := a.broker.Close(); err != nil {
 		errs = append(errs, err)
 	}
-	a.alerts.Close()
 	if err := a.store.Close(); err != nil {
 		errs = append(errs, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/mail"
 	"net/smtp"
 	"strings"
 	"text/template"
@@ -228,12 +229,21 @@ func (e *Email) Notify(ctx context.Context, a store.Alert) error {
 			return fmt.Errorf("email: authenticate: %w", err)
 		}
 	}
-	if err := c.Mail(e.From); err != nil {
+	// The envelope takes bare addresses; the headers keep the names.
+	from, err := mail.ParseAddress(e.From)
+	if err != nil {
+		return fmt.Errorf("email: from: %w", err)
+	}
+	if err := c.Mail(from.Address); err != nil {
 		return fmt.Errorf("email: MAIL FROM: %w", err)
 	}
 	for _, to := range e.To {
-		if err := c.Rcpt(to); err != nil {
-			return fmt.Errorf("email: RCPT TO %s: %w", to, err)
+		addr, err := mail.ParseAddress(to)
+		if err != nil {
+			return fmt.Errorf("email: to %q: %w", to, err)
+		}
+		if err := c.Rcpt(addr.Address); err != nil {
+			return fmt.Errorf("email: RCPT TO %s: %w", addr.Address, err)
 		}
 	}
 	w, err := c.Data()
@@ -258,7 +268,9 @@ func (e *Email) message(a store.Alert) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "From: %s\r\n", e.From)
 	fmt.Fprintf(&b, "To: %s\r\n", strings.Join(e.To, ", "))
-	fmt.Fprintf(&b, "Subject: %s\r\n", mime.QEncoding.Encode("utf-8", oneLine(subject, 200)))
+	// Encoded words are folded onto lines of their own: a header line stays
+	// under the 998 octets SMTP allows.
+	fmt.Fprintf(&b, "Subject: %s\r\n", strings.ReplaceAll(mime.QEncoding.Encode("utf-8", oneLine(subject, 200)), "?= =?", "?=\r\n =?"))
 	fmt.Fprintf(&b, "Date: %s\r\n", a.Time.Format(time.RFC1123Z))
 	fmt.Fprintf(&b, "Message-ID: <vatio-alert-%d-%d@%s>\r\n", a.ID, a.Time.UnixNano(), "vatio")
 	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")

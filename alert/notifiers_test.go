@@ -135,7 +135,7 @@ func TestEmailOverSTARTTLSAndTLS(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			box, addr, pool := startSMTP(t, mode == "tls")
 			st := openStore(t, t.TempDir())
-			email := &alert.Email{Addr: addr, From: "vatio@example.org", To: []string{"ops@example.org", "me@example.org"},
+			email := &alert.Email{Addr: addr, From: "Vatio <vatio@example.org>", To: []string{"ops@example.org", "Me <me@example.org>"},
 				Username: "vatio", Password: "secret", TLS: mode, TLSConfig: &tls.Config{RootCAs: pool}}
 			svc := alert.New(st, []alert.Notifier{email}, alert.Options{Backoff: 10 * time.Millisecond})
 			defer svc.Close()
@@ -146,7 +146,7 @@ func TestEmailOverSTARTTLSAndTLS(t *testing.T) {
 			waitFor(t, "the mail", func() bool { return len(box.received()) == 1 })
 			waitFor(t, "the delivery record", func() bool { return delivery(t, st, a.ID).Status == store.DeliveryDelivered })
 			m := box.received()[0]
-			for _, want := range []string{"From: vatio@example.org", "To: ops@example.org, me@example.org",
+			for _, want := range []string{"From: Vatio <vatio@example.org>", "To: ops@example.org, Me <me@example.org>",
 				"Subject: [Vatio] critical: Consumo excesivo en la planta", "Content-Type: text/plain; charset=utf-8",
 				"Consumo excesivo en la planta\r\n.\r\n", "Meter: plant-1"} {
 				if !strings.Contains(m, want) {
@@ -154,7 +154,7 @@ func TestEmailOverSTARTTLSAndTLS(t *testing.T) {
 				}
 			}
 			box.mu.Lock()
-			if box.from[0] != "vatio@example.org" || len(box.to[0]) != 2 {
+			if box.from[0] != "vatio@example.org" || len(box.to[0]) != 2 || box.to[0][1] != "me@example.org" {
 				t.Errorf("envelope from %q to %v", box.from[0], box.to[0])
 			}
 			box.mu.Unlock()

@@ -203,6 +203,9 @@ type Rules struct {
 	done chan struct{}
 	// sender carries out rules' actions; nil drops them.
 	sender *automation.Sender
+	// actx bounds the actions: Stop cancels it.
+	actx    context.Context
+	acancel context.CancelFunc
 	// pending counts the actions under way (see Wait).
 	pending sync.WaitGroup
 }
@@ -230,7 +233,7 @@ func (r *Rules) runActions(rule Rule, on string, alertID uint64) {
 		defer r.pending.Done()
 		var results []string
 		for _, c := range todo {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(r.actx, 10*time.Second)
 			err := r.sender.Send(ctx, c)
 			cancel()
 			target := cmp.Or(c.Topic, c.URL)
@@ -255,6 +258,7 @@ func NewRules(st *store.Store, alerts *Service, tr *tariff.Tariff, config []Rule
 	}
 	r := &Rules{st: st, alerts: alerts, tariff: tr, log: logger, interval: cmp.Or(interval, 15*time.Second),
 		rules: map[string]Rule{}, states: map[string]RuleState{}}
+	r.actx, r.acancel = context.WithCancel(context.Background())
 	docs, err := st.Docs(store.DocRules)
 	if err != nil {
 		return nil, err
@@ -305,12 +309,14 @@ func (r *Rules) Start() {
 	}()
 }
 
-// Stop ends Start's evaluations.
+// Stop ends Start's evaluations and cancels the actions under way.
 func (r *Rules) Stop() {
 	if r.stop != nil {
 		close(r.stop)
 		<-r.done
+		r.stop = nil
 	}
+	r.acancel()
 }
 
 // List returns every rule, sorted by id.
@@ -378,6 +384,7 @@ func (r *Rules) Delete(id string) error {
 		if ruleOf(k) == id {
 			if s.Firing {
 				r.resolve(rule, meterOf(k), s, now, "the rule was deleted")
+				r.runActions(rule, "resolve", s.AlertID)
 			}
 			delete(r.states, k)
 			_ = r.st.DeleteDoc(store.DocRuleStates, k)
@@ -395,6 +402,7 @@ func (r *Rules) Evaluate(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	meters := r.st.Meters()
+	checked := map[string]bool{}
 	for _, rule := range r.rules {
 		if !rule.Enabled {
 			continue
@@ -403,8 +411,23 @@ func (r *Rules) Evaluate(now time.Time) {
 			if rule.Meter != "*" && rule.Meter != m.ID {
 				continue
 			}
+			checked[stateKey(rule.ID, m.ID)] = true
 			r.evaluate(rule, m, now)
 		}
+	}
+	// What fires for a rule disabled, removed or pointed elsewhere, or for
+	// a meter deleted, can no longer clear by itself: it is resolved.
+	for k, s := range r.states {
+		if !s.Firing || checked[k] {
+			continue
+		}
+		rule, ok := r.rules[ruleOf(k)]
+		if !ok {
+			rule = Rule{ID: ruleOf(k)}
+		}
+		r.resolve(rule, meterOf(k), s, now, "the rule no longer applies")
+		r.runActions(rule, "resolve", s.AlertID)
+		r.save(k, RuleState{Since: now, LastFired: s.LastFired})
 	}
 }
 

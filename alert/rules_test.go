@@ -269,3 +269,41 @@ func TestRuleActions(t *testing.T) {
 		}
 	}
 }
+
+func TestDisabledRuleResolvesWhatItFired(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Minute)
+	add(t, st, series("oven", t0, t0.Add(time.Minute), 5000)...)
+	rules, _ := newRules(t, st)
+	var mu sync.Mutex
+	var sent []string
+	rules.SetSender(&automation.Sender{Publish: func(topic string, payload []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, string(payload))
+		return nil
+	}})
+	rule := alert.Rule{ID: "hot", Kind: alert.PowerAbove, Meter: "oven", Severity: "warning", Enabled: true, ThresholdW: 3000,
+		Actions: []alert.Action{{Command: automation.Command{Topic: "cmnd/oven/POWER", Payload: "OFF"}}, {On: "resolve", Command: automation.Command{Topic: "cmnd/oven/POWER", Payload: "ON"}}}}
+	if _, err := rules.Put(rule); err != nil {
+		t.Fatal(err)
+	}
+	rules.Evaluate(t0.Add(time.Minute))
+	rule.Enabled = false
+	if _, err := rules.Put(rule); err != nil {
+		t.Fatal(err)
+	}
+	rules.Evaluate(t0.Add(2 * time.Minute))
+	rules.Wait()
+	if s := rules.States()["hot|oven"]; s.Firing {
+		t.Errorf("still firing after the rule was disabled: %+v", s)
+	}
+	if as := ruleAlerts(t, st, "hot"); len(as) != 2 || as[0].State != store.AlertResolved {
+		t.Errorf("alerts = %+v", as)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) != 2 || sent[1] != "ON" {
+		t.Errorf("actions sent %v, want OFF then ON", sent)
+	}
+}

@@ -149,6 +149,8 @@ type Shedder struct {
 	state  state
 	seq    uint64
 	byName map[string]Load
+	// lastAction is when a command was last sent (server clock).
+	lastAction time.Time
 }
 
 const (
@@ -184,24 +186,41 @@ func NewShedder(cfg Shedding, st *store.Store, send *Sender, logger *slog.Logger
 
 // SitePower returns the power now of the site's main meters online.
 func (s *Shedder) SitePower(now time.Time) float64 {
-	w := 0.0
+	w, _, _ := s.site(now)
+	return w
+}
+
+// site returns the power of the site's main meters online, how many are
+// online, and whether each has reported since the last action.
+func (s *Shedder) site(now time.Time) (w float64, online int, settled bool) {
+	settled = true
 	for _, m := range s.st.Meters() {
 		if m.Site == s.cfg.Site && m.Info.Parent == "" {
 			if st, _ := m.Status(now); st == store.StatusOnline {
 				w += m.LastPowerW
+				online++
+				if !m.LastSeen.After(s.lastAction) {
+					settled = false
+				}
 			}
 		}
 	}
-	return w
+	return w, online, settled
 }
 
 // Evaluate decides at now: one load shed when the site is over the cap, or
 // one restored when it is back under it by the margin. Critical meters are
-// never shed.
+// never shed. It holds while no main meter is online (the power is
+// unknown) and, after an action, until every main meter has reported
+// since (the power has taken the action in). A command that fails leaves
+// its load as it was: it is tried again.
 func (s *Shedder) Evaluate(ctx context.Context, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	w := s.SitePower(now)
+	w, online, settled := s.site(now)
+	if online == 0 || !settled {
+		return
+	}
 	switch {
 	case w > s.cfg.CapW:
 		for _, l := range s.cfg.Loads {
@@ -211,9 +230,10 @@ func (s *Shedder) Evaluate(ctx context.Context, now time.Time) {
 			if m, err := s.st.Meter(l.Meter); err == nil && m.Info.Critical {
 				continue // marked critical since it was configured
 			}
-			s.act(ctx, now, "shed", l, l.Off, w)
-			s.state.Shed = append(s.state.Shed, shedLoad{Name: l.Name, Since: now})
-			s.save()
+			if s.act(ctx, now, "shed", l, l.Off, w) {
+				s.state.Shed = append(s.state.Shed, shedLoad{Name: l.Name, Since: now})
+				s.save()
+			}
 			return
 		}
 	case w < s.cfg.CapW-s.cfg.HysteresisW && len(s.state.Shed) > 0:
@@ -222,9 +242,10 @@ func (s *Shedder) Evaluate(ctx context.Context, now time.Time) {
 			return
 		}
 		l := s.byName[last.Name]
-		s.act(ctx, now, "restore", l, l.On, w)
-		s.state.Shed = s.state.Shed[:len(s.state.Shed)-1]
-		s.save()
+		if s.act(ctx, now, "restore", l, l.On, w) {
+			s.state.Shed = s.state.Shed[:len(s.state.Shed)-1]
+			s.save()
+		}
 	}
 }
 
@@ -232,14 +253,16 @@ func (s *Shedder) isShed(name string) bool {
 	return slices.ContainsFunc(s.state.Shed, func(l shedLoad) bool { return l.Name == name })
 }
 
-// act carries out (or, in a dry run, only records) a command.
-func (s *Shedder) act(ctx context.Context, now time.Time, what string, l Load, c Command, siteW float64) {
+// act carries out (or, in a dry run, only records) a command, and reports
+// whether it went.
+func (s *Shedder) act(ctx context.Context, now time.Time, what string, l Load, c Command, siteW float64) bool {
 	a := Action{Time: now.UTC(), Action: what, Load: l.Name, Meter: l.Meter, SiteW: siteW, DryRun: s.cfg.DryRun}
 	if !s.cfg.DryRun {
 		if err := s.send.Send(ctx, c); err != nil {
 			a.Error = err.Error()
 		}
 	}
+	s.lastAction = time.Now()
 	s.log.Info("load "+what, slog.String("load", l.Name), slog.Float64("site_power_w", siteW), slog.Bool("dry_run", s.cfg.DryRun), slog.String("error", a.Error))
 	if s.OnAction != nil {
 		s.OnAction(a)
@@ -250,6 +273,7 @@ func (s *Shedder) act(ctx context.Context, now time.Time, what string, l Load, c
 	if err := s.st.PutDoc(docActions, key, v); err != nil {
 		s.log.Error("shedding action not recorded", slog.Any("error", err))
 	}
+	return a.Error == ""
 }
 
 func (s *Shedder) save() {

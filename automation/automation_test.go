@@ -78,8 +78,14 @@ func TestSheddingShedsInOrderAndRestoresLastFirst(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	s.Evaluate(ctx, now)
-	s.Evaluate(ctx, now.Add(time.Second))
-	s.Evaluate(ctx, now.Add(2*time.Second)) // nothing left to shed
+	s.Evaluate(ctx, now.Add(time.Second)) // no reading since: the power has not taken it in
+	if got := pub.got(); len(got) != 1 {
+		t.Fatalf("acted again before a fresh reading: %v", got)
+	}
+	power(t, st, "main", 6000)
+	s.Evaluate(ctx, now.Add(2*time.Second))
+	power(t, st, "main", 6000)
+	s.Evaluate(ctx, now.Add(3*time.Second)) // nothing left to shed
 	want := []string{"cmnd/heater/POWER OFF", `zigbee2mqtt/ev/set {"state":"OFF"}`}
 	if got := pub.got(); !slices.Equal(got, want) {
 		t.Fatalf("over the cap: %v, want %v (the critical fridge never)", got, want)
@@ -100,6 +106,7 @@ func TestSheddingShedsInOrderAndRestoresLastFirst(t *testing.T) {
 		t.Fatalf("restored too early: %v", got)
 	}
 	s.Evaluate(ctx, now.Add(2*time.Minute))
+	power(t, st, "main", 3000)
 	s.Evaluate(ctx, now.Add(2*time.Minute+time.Second))
 	want = append(want, `zigbee2mqtt/ev/set {"state":"ON"}`, "cmnd/heater/POWER ON")
 	if got := pub.got(); !slices.Equal(got, want) {
@@ -133,15 +140,24 @@ func TestSheddingDryRunAndFailures(t *testing.T) {
 	if len(status.Actions) != 1 || !status.Actions[0].DryRun || status.Actions[0].Error != "" {
 		t.Errorf("dry run: %+v", status.Actions)
 	}
-	// A failed command is recorded with its error.
+	// A failed command is recorded with its error, and the load is not
+	// taken as shed: the next turn tries it again.
 	real, _ := NewShedder(Shedding{Site: "plant", CapW: 5000, Loads: []Load{load}}, st, &Sender{Publish: pub.publish}, nil)
 	if _, err := st.EditMeter("main", func(m *store.MeterInfo) error { m.Site = "plant"; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	real.Evaluate(context.Background(), time.Now())
 	status, _ = real.Status(time.Now(), 10)
-	if len(status.Actions) == 0 || status.Actions[0].Error == "" {
-		t.Errorf("failure not recorded: %+v", status.Actions)
+	if len(status.Actions) == 0 || status.Actions[0].Error == "" || len(status.Shed) != 0 {
+		t.Errorf("failure not recorded, or the load taken as shed: %+v", status)
+	}
+	pub.mu.Lock()
+	pub.fail = false
+	pub.mu.Unlock()
+	power(t, st, "main", 9000)
+	real.Evaluate(context.Background(), time.Now())
+	if status, _ = real.Status(time.Now(), 10); len(status.Shed) != 1 || pub.got()[0] != "cmnd/pump/POWER OFF" {
+		t.Errorf("the retry: %+v, sent %v", status, pub.got())
 	}
 }
 

@@ -54,13 +54,12 @@ type chartSnippet struct {
 // chart's element and script, parsed once. Its RenderSnippet parses them on
 // every call, renders the option a third time and strips the function
 // markers with a regexp: ten times slower on a page of 10 meters of 500
-// readings (BenchmarkRenderPage).
+// readings (BenchmarkRenderPage). The charts here use no JavaScript
+// functions in their options (app.js sets the formatters), so there are no
+// markers to strip: text a user chose (a meter's name) stays text.
 var (
 	elementTemplate = render.MustTemplate(render.ModChart, []string{templates.BaseTpl, templates.BaseElementTpl})
 	scriptTemplate  = render.MustTemplate(render.ModChart, []string{templates.BaseTpl, templates.BaseScriptTpl})
-	// funcMarkers strips the markers go-echarts puts around JavaScript
-	// functions in the option's JSON, as its regexp does.
-	funcMarkers = strings.NewReplacer(`__f__"`, "", `"__f__`, "", "__f__", "")
 )
 
 // chartInit is the initialization every chart shares.
@@ -69,10 +68,6 @@ func chartInit(id, height string) charts.GlobalOpts {
 		ChartID: id, Width: "100%", Height: height, AssetsHost: "/assets/vendor/",
 	})
 }
-
-// kWFormatter formats kW values in a tooltip; the language's separators
-// come from app.js, which formats again once it runs.
-const kWFormatter = `function (v) { return typeof v === 'number' ? v.toFixed(3) + ' kW' : '-'; }`
 
 // gaugeChart renders the power-now gauge: the site's power in kW, on a
 // scale up to a round number above today's peak.
@@ -117,7 +112,7 @@ func liveLine(l *language, series []meterSeries) *charts.Line {
 		chartInit(liveID, "22rem"),
 		charts.WithAnimation(false),
 		charts.WithAriaOpts(&opts.Aria{Enabled: opts.Bool(true)}),
-		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis", ValueFormatter: opts.FuncOpts(kWFormatter)}),
+		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
 		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Type: "scroll", Top: "0"}),
 		charts.WithGridOpts(opts.Grid{Left: "8", Right: "24", Top: "40", Bottom: "16", ContainLabel: opts.Bool(true)}),
 		charts.WithXAxisOpts(opts.XAxis{Type: "time", AxisLabel: &opts.AxisLabel{HideOverlap: opts.Bool(true)}}),
@@ -149,7 +144,7 @@ func historyChart(l *language, id string, pts, forecast [][2]float64) (chartSnip
 		charts.WithAnimation(false),
 		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(false)}),
 		charts.WithAriaOpts(&opts.Aria{Enabled: opts.Bool(true)}),
-		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis", ValueFormatter: opts.FuncOpts(kWFormatter)}),
+		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
 		charts.WithGridOpts(opts.Grid{Left: "8", Right: "24", Top: "32", Bottom: "56", ContainLabel: opts.Bool(true)}),
 		charts.WithXAxisOpts(opts.XAxis{Type: "time", AxisLabel: &opts.AxisLabel{HideOverlap: opts.Bool(true)}}),
 		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "kW"}),
@@ -179,7 +174,7 @@ func dayChart(l *language, actual, forecast [][2]float64) (chartSnippet, error) 
 		chartInit(dayID, "18rem"),
 		charts.WithAnimation(false),
 		charts.WithAriaOpts(&opts.Aria{Enabled: opts.Bool(true)}),
-		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis", ValueFormatter: opts.FuncOpts(kWFormatter)}),
+		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
 		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Top: "0"}),
 		charts.WithGridOpts(opts.Grid{Left: "8", Right: "24", Top: "40", Bottom: "16", ContainLabel: opts.Bool(true)}),
 		charts.WithXAxisOpts(opts.XAxis{Type: "time", AxisLabel: &opts.AxisLabel{HideOverlap: opts.Bool(true)}}),
@@ -323,20 +318,19 @@ func renderChart(c chartRenderer) (chartSnippet, error) {
 	if err := scriptTemplate.ExecuteTemplate(&script, render.ModChart, c); err != nil {
 		return chartSnippet{}, fmt.Errorf("dashboard: render chart script: %w", err)
 	}
-	s := funcMarkers.Replace(script.String())
+	// go-echarts writes the option's JSON without HTML escaping: a '<' in
+	// a user's text could close the script. Inside the script, '<' appears
+	// only in strings, where \u003c means the same.
+	open, rest, _ := strings.Cut(script.String(), ">")
+	last := strings.LastIndex(rest, "</script>")
+	body, end := rest[:last], rest[last+len("</script>"):]
+	body = strings.ReplaceAll(body, "<", `\u003c`)
+	s := open + ">" + body + "</script>" + end
 	return chartSnippet{
-		Element: template.HTML(funcMarkers.Replace(element.String())),
+		Element: template.HTML(element.String()),
 		Script:  template.HTML(s),
-		body:    scriptBody(s),
+		body:    body,
 	}, nil
-}
-
-// scriptBody returns the text between a <script> element's tags, exactly
-// as the browser hashes it for a Content-Security-Policy.
-func scriptBody(script string) string {
-	_, body, _ := strings.Cut(script, ">")
-	body, _, _ = strings.Cut(body, "</script>")
-	return body
 }
 
 func cmpOr(a, b string) string {

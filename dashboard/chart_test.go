@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -43,5 +44,26 @@ func TestNiceCeil(t *testing.T) {
 		if got := niceCeil(c.in); got != c.want {
 			t.Errorf("niceCeil(%g) = %g, want %g", c.in, got, c.want)
 		}
+	}
+}
+
+// TestChartTextStaysText checks that a meter's name, which any operator
+// may set, cannot run as script or close the chart's script element.
+func TestChartTextStaysText(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	evil := `__f__alert(document.domain)__f__</script><meta http-equiv=refresh content=0;url=//x>`
+	c, err := liveChart(english, []meterSeries{{meter: "plug__f__", name: evil, records: []store.Record{{Time: t0, PowerW: 1}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := string(c.Script)
+	if strings.Count(script, "</script>") != 1 || strings.Contains(script, "<meta") {
+		t.Errorf("the name closes the script:\n%s", script)
+	}
+	if !strings.Contains(script, `"name":"__f__alert(document.domain)__f__\u003c/script>\u003cmeta`) || !strings.Contains(script, `"id":"plug__f__"`) {
+		t.Errorf("the name is not kept as a string:\n%s", script)
+	}
+	if strings.Contains(c.body, "<") {
+		t.Error("the hashed body holds a '<'")
 	}
 }

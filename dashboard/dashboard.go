@@ -253,11 +253,7 @@ func (d *Dashboard) switchLanguage(c *fiber.Ctx) error {
 		return fiber.ErrNotFound
 	}
 	c.Cookie(&fiber.Cookie{Name: langCookie, Value: l.Code, Path: "/", MaxAge: 365 * 24 * 3600, SameSite: fiber.CookieSameSiteLaxMode})
-	back := c.Query("back")
-	if !strings.HasPrefix(back, "/") || strings.HasPrefix(back, "//") || strings.ContainsAny(back, "\\\r\n") {
-		back = "/" // only pages of this origin
-	}
-	return c.Redirect(back, fiber.StatusSeeOther)
+	return c.Redirect(safeNext(c.Query("back")), fiber.StatusSeeOther) // only pages of this site
 }
 
 // url returns the versioned URL of an embedded file, or its plain URL when

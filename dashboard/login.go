@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"errors"
+	"net/url"
 	"strings"
 	"time"
 
@@ -20,12 +21,21 @@ type loginData struct {
 	Name    string
 }
 
-// safeNext returns next when it is a path of this site, else "/".
+// safeNext returns next when it is a path of this site, else "/": no
+// scheme or host, no control characters (browsers drop tabs and newlines,
+// so "/\t/evil.example" would become "//evil.example").
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+	for i := 0; i < len(next); i++ {
+		if next[i] < 0x20 || next[i] == 0x7f || next[i] == '\\' {
+			return "/"
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") ||
+		strings.HasPrefix(next, "//") {
 		return "/"
 	}
-	return next
+	return u.RequestURI()
 }
 
 // loginPage serves GET /login.

@@ -152,3 +152,17 @@ func TestCostsAndSavingsPages(t *testing.T) {
 		t.Error("meter page lacks the dashed forecast")
 	}
 }
+
+func TestRedirectsStayOnTheSite(t *testing.T) {
+	app, _ := newApp(t)
+	for _, c := range []struct{ back, want string }{
+		{"/meters", "/meters"}, {"/meters/a%3Ab%3Fx%3D1", "/meters/a:b?x=1"},
+		{"//evil.example/", "/"}, {"https://evil.example/", "/"}, {"/%09/evil.example", "/"},
+		{"/\\evil", "/"}, {"/%0B", "/"}, {"evil", "/"}, {"/%2F/evil.example", "/"}, {"/%5Cevil", "/"},
+	} {
+		res, _ := get(t, app, "/lang/es?back="+c.back)
+		if got := res.Header.Get("Location"); got != c.want {
+			t.Errorf("back=%s went to %q, want %q", c.back, got, c.want)
+		}
+	}
+}

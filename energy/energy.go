@@ -137,7 +137,7 @@ type Demand struct {
 
 // Demands returns, for meters ids summed, the rolling 15-minute demand of
 // the window ending at now (the last whole minute) and the highest such
-// demand of any window ending in [from, now]. Windows slide a minute at a
+// demand of any window wholly in [from, now]. Windows slide a minute at a
 // time over the 1-minute rollups of energy drawn; a minute without data
 // counts as nothing drawn.
 func Demands(st *store.Store, ids []string, from, now time.Time) (current, peak Demand, err error) {
@@ -174,7 +174,8 @@ func Demands(st *store.Store, ids []string, from, now time.Time) (current, peak 
 		}
 		at := start.Add(time.Duration(i+1) * time.Minute)
 		kw := max(sum, 0) / 1000 * float64(time.Hour/DemandWindow)
-		if at.After(from) && kw > peak.KW {
+		// Only windows wholly inside [from, now]: a month's peak is its own.
+		if !at.Before(from.Truncate(time.Minute).Add(DemandWindow)) && kw > peak.KW {
 			peak = Demand{KW: kw, At: at}
 		}
 		if i == n-1 {

@@ -117,3 +117,25 @@ func TestDemandPeak(t *testing.T) {
 		t.Errorf("current = %+v, want 2 kW at 11:00", current)
 	}
 }
+
+// TestDemandPeakIsTheMonthsOwn checks that the first windows of a month do
+// not carry the last month's energy into its peak.
+func TestDemandPeakIsTheMonthsOwn(t *testing.T) {
+	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var rs []meter.Reading
+	for ts := march.Add(-10 * time.Minute); ts.Before(march.Add(time.Hour)); ts = ts.Add(10 * time.Second) {
+		w := 1000.0
+		if ts.Before(march) {
+			w = 20000
+		}
+		rs = append(rs, meter.Reading{Meter: "m", Time: ts, PowerW: w, Stamped: true})
+	}
+	st := openStore(t, rs)
+	_, peak, err := Demands(st, []string{"m"}, march, march.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(peak.KW-1) > 0.05 {
+		t.Errorf("March's peak = %+v, want 1 kW: February's 20 kW counted", peak)
+	}
+}

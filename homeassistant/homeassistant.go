@@ -8,6 +8,8 @@ package homeassistant
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"strings"
@@ -61,13 +63,21 @@ func New(st *store.Store, publish Publish, opts Options) *Publisher {
 
 // ObjectID is a meter id as Home Assistant ids want it: letters, digits,
 // '_' and '-'.
+//
+// Ids that had to change get a short hash of the original, so that
+// "a.b", "a:b" and "a_b" stay three devices.
 func ObjectID(meterID string) string {
-	return "vatio_" + strings.Map(func(r rune) rune {
+	clean := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
 			return r
 		}
 		return '_'
 	}, meterID)
+	if clean != meterID {
+		sum := sha256.Sum256([]byte(meterID))
+		clean += "_" + hex.EncodeToString(sum[:3])
+	}
+	return "vatio_" + clean
 }
 
 // Run announces every meter, then follows new readings until ctx ends:
@@ -166,8 +176,14 @@ func (p *Publisher) state(id string, powerW float64, now time.Time) {
 	kwh, fresh := p.energy[id], now.Sub(p.energyAt[id]) < time.Minute
 	p.mu.Unlock()
 	if !fresh {
-		kwh = p.lifetimeKWh(id)
+		v, err := p.lifetimeKWh(id)
+		if err != nil {
+			return // a total_increasing sensor must not drop: publish nothing
+		}
 		p.mu.Lock()
+		// Never below what was published: Home Assistant takes a drop
+		// (rollups pruned) for a meter reset and counts everything again.
+		kwh = max(v, p.energy[id])
 		p.energy[id], p.energyAt[id] = kwh, now
 		p.mu.Unlock()
 	}
@@ -179,14 +195,14 @@ func (p *Publisher) state(id string, powerW float64, now time.Time) {
 
 // lifetimeKWh sums a meter's daily rollups: the energy it drew since its
 // first reading, which only grows.
-func (p *Publisher) lifetimeKWh(id string) float64 {
+func (p *Publisher) lifetimeKWh(id string) (float64, error) {
 	bs, _, err := p.st.Rollups(id, store.TierDay, time.Unix(0, 0), time.Now().Add(48*time.Hour), 1<<20)
 	if err != nil {
-		return 0
+		return 0, err
 	}
 	sum := 0.0
 	for _, b := range bs {
 		sum += b.EnergyWh
 	}
-	return sum / 1000
+	return sum / 1000, nil
 }

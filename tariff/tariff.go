@@ -197,7 +197,7 @@ func (t *Tariff) HourPrice(start time.Time) float64 {
 	}
 	lt := start.In(t.Location)
 	m0 := lt.Hour()*60 + lt.Minute()
-	split := false
+	split := m0+60 > 1440 // past midnight: the day, and so the periods, change
 	for _, p := range t.Periods {
 		for _, b := range []int{p.From % 1440, p.To % 1440} {
 			if b > m0 && b < m0+60 {

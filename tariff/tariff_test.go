@@ -135,3 +135,18 @@ func FuzzParseClock(f *testing.F) {
 		}
 	})
 }
+
+// TestHourPastMidnight prices an hour that crosses midnight, as hours do in
+// zones half an hour off UTC, minute by minute.
+func TestHourPastMidnight(t *testing.T) {
+	kolkata, err := time.LoadLocation("Asia/Kolkata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := ParseDays([]string{"all"})
+	tr := &Tariff{PriceKWh: 0.3, Location: kolkata, Periods: []Period{{Name: "night", PriceKWh: 0.1, Days: all, From: 0, To: 6 * 60}}}
+	start := time.Date(2026, 11, 25, 23, 30, 0, 0, kolkata)
+	if got := tr.HourPrice(start); math.Abs(got-0.2) > 1e-12 {
+		t.Errorf("23:30 to 00:30 = %g, want the mean of 0.3 and 0.1", got)
+	}
+}

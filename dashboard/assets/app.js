@@ -478,7 +478,8 @@
           expected_max_w: num(f.expected_max_w),
           critical: f.critical.checked
         };
-        if (!f.site.disabled) patch.site = f.site.value.trim() || null;
+        // A sub-meter is in its parent's site: the site goes only with no parent.
+        if (!f.site.disabled && !f.parent.value) patch.site = f.site.value.trim() || null;
         var result = form.querySelector(".result");
         result.textContent = "";
         result.classList.remove("bad");
