@@ -121,7 +121,11 @@ func TestTokens(t *testing.T) {
 	if strings.Contains(string(docs[tok.ID]), secret[len(secret)-20:]) {
 		t.Error("the token's secret is stored")
 	}
-	for _, bad := range []string{"", "vat_", secret + "x", secret[:len(secret)-1] + "A", "Bearer " + secret} {
+	other := "A" // the secret with its last character changed
+	if secret[len(secret)-1] == 'A' {
+		other = "B"
+	}
+	for _, bad := range []string{"", "vat_", secret + "x", secret[:len(secret)-1] + other, "Bearer " + secret} {
 		if _, err := s.Token(bad); !errors.Is(err, ErrBadToken) {
 			t.Errorf("Token(%q) = %v", bad, err)
 		}
