@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/vatio-energy/vatio/homeassistant"
 	"github.com/vatio-energy/vatio/internal/mqtttest"
@@ -274,4 +275,38 @@ func mustPlainRequest(t *testing.T, url string) *http.Request {
 		t.Fatal(err)
 	}
 	return req
+}
+
+// TestDeviceCommandAndCredentials gives a device credentials with vatio
+// device add, and the device publishes a reading with them.
+func TestDeviceCommandAndCredentials(t *testing.T) {
+	dir := t.TempDir()
+	var out, errOut strings.Builder
+	if err := run(context.Background(), []string{"device", "add", "-config", emptyConfig(t), "-data-dir", dir, "-host", "vatio.lan", "kitchen"}, testEnv, &out, &errOut); err != nil {
+		t.Fatalf("vatio device add: %v\n%s", err, errOut.String())
+	}
+	var password string
+	for _, line := range strings.Split(out.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, "password: "); ok {
+			password = strings.TrimSpace(v)
+		}
+	}
+	if password == "" || !strings.Contains(out.String(), "Host vatio.lan, Port 1883, User kitchen") {
+		t.Fatalf("printed:\n%s", out.String())
+	}
+	v := startVatio(t, dir)
+	opts := paho3.NewClientOptions().AddBroker("tcp://" + v.mqtt).SetClientID("kitchen").SetUsername("kitchen").SetPassword(password).SetAutoReconnect(false)
+	dev := paho3.NewClient(opts)
+	if tok := dev.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("device connect: %v", tok.Error())
+	}
+	defer dev.Disconnect(50)
+	if tok := dev.Publish("energy/consumption/kitchen", 1, false, "1.5"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	var got []legacyReading
+	getJSON(t, "http://"+v.http+"/api/energy?meter=kitchen", &got)
+	if len(got) != 1 || got[0].Consumption != 1.5 {
+		t.Errorf("readings = %+v", got)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -26,6 +27,7 @@ import (
 	"github.com/vatio-energy/vatio/broker"
 	"github.com/vatio-energy/vatio/config"
 	"github.com/vatio-energy/vatio/dashboard"
+	"github.com/vatio-energy/vatio/devices"
 	"github.com/vatio-energy/vatio/homeassistant"
 	"github.com/vatio-energy/vatio/hooks"
 	"github.com/vatio-energy/vatio/meter"
@@ -45,6 +47,7 @@ const usage = `Usage:
                                 import a meter's history (Vatio stopped; or POST it)
   vatio compact [flags]         shrink the database file to its data (Vatio stopped)
   vatio token [flags]           make an API token and print it (Vatio stopped)
+  vatio device add [flags] NAME give a device MQTT credentials and print its settings (Vatio stopped)
   vatio version                 print the version
 
 Flags:
@@ -58,9 +61,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "version":
 			fmt.Fprintf(stdout, "vatio %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
-		case "restore", "import", "compact", "token":
+		case "restore", "import", "compact", "token", "device":
 			cmd := map[string]func([]string, func(string) string, io.Writer, io.Writer) error{
-				"restore": restore, "import": importHistory, "compact": compact, "token": makeToken,
+				"restore": restore, "import": importHistory, "compact": compact, "token": makeToken, "device": addDevice,
 			}[args[0]]
 			if err := cmd(args[1:], getenv, stdout, stderr); !errors.Is(err, flag.ErrHelp) {
 				return err
@@ -227,12 +230,13 @@ func sources(cfg config.Config, dec *meter.Decoder) []meter.Source {
 
 // app is a running Vatio.
 type app struct {
-	log    *slog.Logger
-	store  *store.Store
-	broker *broker.Broker
-	ingest *hooks.Ingest
-	alerts *alert.Service
-	rules  *alert.Rules
+	log     *slog.Logger
+	store   *store.Store
+	broker  *broker.Broker
+	ingest  *hooks.Ingest
+	alerts  *alert.Service
+	rules   *alert.Rules
+	devices *devices.Registry
 	// cancelHA stops the Home Assistant publisher; stopHA is closed once it
 	// has.
 	cancelHA context.CancelFunc
@@ -273,10 +277,19 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	}
 	cleanup = append(cleanup, func() { a.store.Close() })
 
+	a.devices, err = devices.New(a.store)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MQTT.AllowAnonymous {
+		a.devices.AnonymousFrom = func(net.IP) bool { return true }
+		logger.Warn("mqtt.allow_anonymous is on: any client on the network may publish readings and commands")
+	}
 	a.broker, err = broker.New(broker.Options{
 		Addr: cfg.MQTT.Addr, MaxPacketBytes: cfg.MQTT.MaxPacketBytes, WriteTimeout: cfg.MQTT.WriteTimeout,
 		MaxQueuedMessages: cfg.MQTT.MaxQueuedMessages,
 		Logger:            logger.With("component", "mqtt"),
+		Access:            a.devices,
 	})
 	if err != nil {
 		return nil, err
@@ -367,7 +380,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		}
 	}
 	a.http = api.New(a.store, a.alerts, api.Options{
-		Auth: users, Audit: auditLog,
+		Auth: users, Audit: auditLog, Devices: a.devices, MQTTAddr: cfg.MQTT.Addr,
 		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: dec,
 		Gatherer: reg, Logger: logger.With("component", "http"), Tariff: tr, Rules: a.rules, Shedder: a.shedder,
 	})
@@ -456,4 +469,12 @@ func (a *app) shutdown(ctx context.Context) error {
 		a.log.Info("stopped cleanly")
 	}
 	return errors.Join(errs...)
+}
+
+// hostname is this machine's name, for the settings printed to devices.
+func hostname() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "localhost"
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/vatio-energy/vatio/audit"
 	"github.com/vatio-energy/vatio/auth"
 	"github.com/vatio-energy/vatio/automation"
+	"github.com/vatio-energy/vatio/devices"
 	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/store"
 	"github.com/vatio-energy/vatio/tariff"
@@ -64,6 +65,10 @@ type Options struct {
 	Auth *auth.Service
 	// Audit records logins, token use, changes, deletions and exports.
 	Audit *audit.Log
+	// Devices are the MQTT credentials behind /api/v1/devices; MQTTAddr
+	// is the broker's address, for the settings a new device is given.
+	Devices  *devices.Registry
+	MQTTAddr string
 }
 
 // Server is the HTTP server of the API (and of whatever else registers on
@@ -91,6 +96,8 @@ type Server struct {
 	shedder         *automation.Shedder
 	auth            *auth.Service
 	auditLog        *audit.Log
+	devices         *devices.Registry
+	mqttAddr        string
 }
 
 // New returns a Server with every API route registered.
@@ -110,6 +117,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	s.rules = opts.Rules
 	s.shedder = opts.Shedder
 	s.auth, s.auditLog = opts.Auth, opts.Audit
+	s.devices, s.mqttAddr = opts.Devices, opts.MQTTAddr
 	if opts.Now != nil {
 		s.now = opts.Now
 	}
@@ -170,6 +178,11 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	}
 	if s.auditLog != nil {
 		v1.Get("/audit", s.listAudit)
+	}
+	if s.devices != nil {
+		v1.Get("/devices", s.listDevices)
+		v1.Post("/devices", s.addDevice)
+		v1.Delete("/devices/:name", s.removeDevice)
 	}
 	if s.rules != nil {
 		v1.Get("/rules", s.listRules)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vatio-energy/vatio/audit"
 	"github.com/vatio-energy/vatio/auth"
+	"github.com/vatio-energy/vatio/devices"
 )
 
 // SessionCookie holds a browser's session id.
@@ -43,7 +44,7 @@ func open(path string) bool {
 // admins delete, back up, and manage users, tokens and the audit log.
 func roleFor(method, path string) string {
 	switch {
-	case strings.HasPrefix(path, "/api/v1/users"), strings.HasPrefix(path, "/api/v1/tokens"),
+	case strings.HasPrefix(path, "/api/v1/users"), strings.HasPrefix(path, "/api/v1/tokens"), strings.HasPrefix(path, "/api/v1/devices"),
 		path == "/api/v1/audit", path == "/api/v1/backup":
 		return auth.Admin
 	case method == fiber.MethodDelete && strings.HasPrefix(path, "/api/v1/meters/"):
@@ -246,14 +247,47 @@ func (s *Server) listAudit(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"entries": es})
 }
 
+// listDevices serves GET /api/v1/devices (admin).
+func (s *Server) listDevices(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"devices": s.devices.List()})
+}
+
+// addDevice serves POST /api/v1/devices (admin): {"name", "publish"?,
+// "subscribe"?}. The answer has the device's password, shown this once,
+// and the settings to type into it.
+func (s *Server) addDevice(c *fiber.Ctx) error {
+	var req struct {
+		Name      string   `json:"name"`
+		Publish   []string `json:"publish"`
+		Subscribe []string `json:"subscribe"`
+	}
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	d, password, err := s.devices.Add(req.Name, req.Publish, req.Subscribe)
+	if err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"device": d, "password": password,
+		"settings": devices.Settings(d.Name, password, c.Hostname(), s.mqttAddr)})
+}
+
+// removeDevice serves DELETE /api/v1/devices/{name} (admin).
+func (s *Server) removeDevice(c *fiber.Ctx) error {
+	if err := s.devices.Remove(strings.Clone(c.Params("name"))); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
 // authError maps the auth package's errors to statuses.
 func authError(err error) (int, bool) {
 	switch {
-	case errors.Is(err, auth.ErrInvalid):
+	case errors.Is(err, auth.ErrInvalid), errors.Is(err, devices.ErrInvalid):
 		return fiber.StatusBadRequest, true
-	case errors.Is(err, auth.ErrExists), errors.Is(err, auth.ErrSetupDone):
+	case errors.Is(err, auth.ErrExists), errors.Is(err, auth.ErrSetupDone), errors.Is(err, devices.ErrExists):
 		return fiber.StatusConflict, true
-	case errors.Is(err, auth.ErrUnknown):
+	case errors.Is(err, auth.ErrUnknown), errors.Is(err, devices.ErrUnknown):
 		return fiber.StatusNotFound, true
 	case errors.Is(err, auth.ErrLocked):
 		return fiber.StatusTooManyRequests, true

@@ -10,6 +10,7 @@ import (
 	"github.com/vatio-energy/vatio/api"
 	"github.com/vatio-energy/vatio/audit"
 	"github.com/vatio-energy/vatio/auth"
+	"github.com/vatio-energy/vatio/devices"
 	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/store"
 )
@@ -27,7 +28,11 @@ func secured(t *testing.T) (*harness, map[string]string, *auth.Service, *audit.L
 		t.Fatal(err)
 	}
 	log := audit.New(st, nil)
-	h := startOptsOn(t, st, api.Options{Auth: users, Audit: log})
+	reg, err := devices.New(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startOptsOn(t, st, api.Options{Auth: users, Audit: log, Devices: reg, MQTTAddr: ":1883"})
 	tokens := map[string]string{}
 	for _, role := range auth.Roles {
 		_, secret, err := users.NewToken(role+" token", role, nil)
@@ -90,6 +95,9 @@ func TestEndpointsByRole(t *testing.T) {
 		{"GET", "/api/v1/users", "", auth.Admin},
 		{"POST", "/api/v1/users", `{"name": "ana", "password": "a long enough password", "role": "viewer"}`, auth.Admin},
 		{"DELETE", "/api/v1/meters/nope", "", auth.Admin},
+		{"GET", "/api/v1/devices", "", auth.Admin},
+		{"POST", "/api/v1/devices", `{"name": "plug"}`, auth.Admin},
+		{"DELETE", "/api/v1/devices/nope", "", auth.Admin},
 	}
 	for _, e := range endpoints {
 		if code := call(t, h, e.method, e.path, e.body); code != http.StatusUnauthorized {

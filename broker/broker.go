@@ -32,6 +32,19 @@ type Options struct {
 	WriteTimeout time.Duration
 	// Logger receives the broker's logs.
 	Logger *slog.Logger
+	// Access decides who may connect and what each may publish and
+	// subscribe to; nil lets everyone do everything.
+	Access Access
+}
+
+// Access decides who may use the broker.
+type Access interface {
+	// Connect reports whether a client may connect with user and password
+	// (both empty without credentials) from the remote address.
+	Connect(user string, password []byte, remote string) bool
+	// Allowed reports whether client user may publish on (write) or
+	// subscribe to topic.
+	Allowed(user, topic string, write bool) bool
 }
 
 // Broker is the embedded MQTT broker.
@@ -58,7 +71,11 @@ func New(opts Options) (*Broker, error) {
 	})
 	// Every client may connect and publish until device credentials and
 	// topic ACLs exist.
-	if err := srv.AddHook(new(allowAll), nil); err != nil {
+	var hook mqtt.Hook = new(allowAll)
+	if opts.Access != nil {
+		hook = &accessHook{access: opts.Access}
+	}
+	if err := srv.AddHook(hook, nil); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("broker: %w", err)
 	}
@@ -172,3 +189,30 @@ func (*allowAll) Provides(b byte) bool {
 func (*allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
 
 func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
+
+// accessHook asks an Access at each connect and each publish and
+// subscription; the server's own (inline) client may do everything.
+type accessHook struct {
+	mqtt.HookBase
+	access Access
+}
+
+func (*accessHook) ID() string { return "access" }
+
+func (*accessHook) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	if cl.Net.Inline {
+		return true
+	}
+	return h.access.Connect(string(pk.Connect.Username), pk.Connect.Password, cl.Net.Remote)
+}
+
+func (h *accessHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if cl.Net.Inline {
+		return true
+	}
+	return h.access.Allowed(string(cl.Properties.Username), topic, write)
+}

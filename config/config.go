@@ -214,6 +214,9 @@ type MQTT struct {
 	// subscriber before further ones are dropped for it; every connection
 	// reserves room for this many (8 bytes each).
 	MaxQueuedMessages int `yaml:"max_queued_messages"`
+	// AllowAnonymous lets clients without credentials connect from any
+	// address, not only from loopback: insecure on a shared network.
+	AllowAnonymous bool `yaml:"allow_anonymous"`
 }
 
 // HTTP configures the API and dashboard server.

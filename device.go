@@ -1,0 +1,74 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/vatio-energy/vatio/devices"
+	"github.com/vatio-energy/vatio/store"
+)
+
+const deviceUsage = `Usage:
+  vatio device add [flags] NAME
+
+Gives a device MQTT credentials and prints the settings to type into it
+(Tasmota, Shelly, or any client): user NAME and a new password, shown this
+once. The device may publish only on its own topics (energy/consumption/NAME,
+tele/NAME/#, stat/NAME/#, NAME/#, shellies/NAME/#, emon/NAME/#) and subscribe
+only to its commands. Stop Vatio first, or POST /api/v1/devices as an admin.
+
+Flags:
+`
+
+// addDevice is `vatio device add`.
+func addDevice(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "add" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			args = []string{"add", "-h"}
+		} else {
+			return errors.New("use: vatio device add NAME (see vatio device add -h)")
+		}
+	}
+	fset := newCommand("vatio device add", deviceUsage, stderr)
+	host := fset.String("host", "", "the address devices reach Vatio at, for the printed settings (default: this machine's name)")
+	cfg, err := commandConfig(fset, args[1:], getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if fset.NArg() != 1 {
+		return errors.New("device add takes one NAME (see vatio device add -h)")
+	}
+	st, err := store.Open(cfg.DataDir, store.Options{})
+	if errors.Is(err, store.ErrLocked) {
+		return fmt.Errorf("%w\nVatio is running: stop it, or POST /api/v1/devices as an admin", err)
+	}
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	reg, err := devices.New(st)
+	if err != nil {
+		return err
+	}
+	d, password, err := reg.Add(fset.Arg(0), nil, nil)
+	if err != nil {
+		return err
+	}
+	h := *host
+	if h == "" {
+		h = hostname()
+	}
+	settings := devices.Settings(d.Name, password, h, cfg.MQTT.Addr)
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(stdout, "%-9s %s\n", k+":", settings[k])
+	}
+	fmt.Fprintln(stderr, "the password is not shown again")
+	return nil
+}

@@ -1,0 +1,266 @@
+// Package devices keeps the MQTT credentials of devices and what each may
+// do: a device logs in with its name and a password (argon2id, checked at
+// connect and then cached), may publish only on its own topics and
+// subscribe only to its command topics. Clients without credentials are
+// accepted from loopback only, unless the admin allows them everywhere.
+package devices
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vatio-energy/vatio/auth"
+	"github.com/vatio-energy/vatio/store"
+)
+
+const docDevices = "devices"
+
+// Device is an MQTT client with credentials.
+type Device struct {
+	Name string `json:"name"`
+	Hash string `json:"hash,omitempty"`
+	// Publish and Subscribe are the topic filters it may publish on and
+	// subscribe to.
+	Publish   []string  `json:"publish"`
+	Subscribe []string  `json:"subscribe"`
+	Created   time.Time `json:"created"`
+}
+
+// Errors of the package.
+var (
+	ErrInvalid = errors.New("devices: invalid")
+	ErrExists  = errors.New("devices: already exists")
+	ErrUnknown = errors.New("devices: unknown device")
+)
+
+var deviceName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$`)
+
+// DefaultTopics returns the topics a device called name may publish on
+// (its readings, status and last will, in the layouts of Tasmota, Shelly,
+// emonhub, Zigbee2MQTT and DSMR-reader, whose prefix is the name) and
+// subscribe to (its commands).
+func DefaultTopics(name string) (publish, subscribe []string) {
+	return []string{"energy/consumption/" + name, "tele/" + name + "/#", "stat/" + name + "/#", name + "/#",
+			"shellies/" + name + "/#", "emon/" + name + "/#"},
+		[]string{"cmnd/" + name + "/#", "cmnd/tasmotas/#", name + "/#", "shellies/" + name + "/#", "shellies/command"}
+}
+
+// Registry is the devices. It is safe for concurrent use.
+type Registry struct {
+	st *store.Store
+	// AnonymousFrom reports whether a client without credentials may
+	// connect from ip: loopback only by default.
+	AnonymousFrom func(ip net.IP) bool
+
+	mu      sync.Mutex
+	devices map[string]Device
+	// verified caches, per device, the SHA-256 of the password last
+	// checked right, so that a reconnecting device costs no argon2id.
+	verified map[string][32]byte
+}
+
+// New loads the devices of st.
+func New(st *store.Store) (*Registry, error) {
+	r := &Registry{st: st, devices: map[string]Device{}, verified: map[string][32]byte{},
+		AnonymousFrom: func(ip net.IP) bool { return ip != nil && ip.IsLoopback() }}
+	docs, err := st.Docs(docDevices)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range docs {
+		var d Device
+		if err := json.Unmarshal(v, &d); err != nil {
+			return nil, fmt.Errorf("devices: %q: %w", k, err)
+		}
+		r.devices[k] = d
+	}
+	return r, nil
+}
+
+// Add makes a device with a new password, which it returns this once;
+// empty publish or subscribe lists take DefaultTopics.
+func (r *Registry) Add(name string, publish, subscribe []string) (Device, string, error) {
+	if !deviceName.MatchString(name) {
+		return Device{}, "", fmt.Errorf("%w name: 1-64 letters, digits, '_' or '-', starting with a letter or digit", ErrInvalid)
+	}
+	dp, ds := DefaultTopics(name)
+	if len(publish) == 0 {
+		publish = dp
+	}
+	if len(subscribe) == 0 {
+		subscribe = ds
+	}
+	for _, f := range slices.Concat(publish, subscribe) {
+		if !validFilter(f) {
+			return Device{}, "", fmt.Errorf("%w topic filter %q", ErrInvalid, f)
+		}
+	}
+	b := make([]byte, 18)
+	rand.Read(b)
+	password := base64.RawURLEncoding.EncodeToString(b)
+	d := Device{Name: name, Hash: auth.HashPassword(password), Publish: publish, Subscribe: subscribe, Created: time.Now().UTC()}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.devices[name]; ok {
+		return Device{}, "", fmt.Errorf("%w: %q", ErrExists, name)
+	}
+	v, _ := json.Marshal(d)
+	if err := r.st.PutDoc(docDevices, name, v); err != nil {
+		return Device{}, "", err
+	}
+	r.devices[name] = d
+	d.Hash = ""
+	return d, password, nil
+}
+
+// Remove deletes a device: it can no longer connect.
+func (r *Registry) Remove(name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.devices[name]; !ok {
+		return fmt.Errorf("%w: %q", ErrUnknown, name)
+	}
+	if err := r.st.DeleteDoc(docDevices, name); err != nil {
+		return err
+	}
+	delete(r.devices, name)
+	delete(r.verified, name)
+	return nil
+}
+
+// List returns the devices, without their hashes, by name.
+func (r *Registry) List() []Device {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Device, 0, len(r.devices))
+	for _, d := range r.devices {
+		d.Hash = ""
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b Device) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Connect reports whether a client may connect: with credentials, a
+// device's; without, from where AnonymousFrom allows.
+func (r *Registry) Connect(user string, password []byte, remote string) bool {
+	if user == "" {
+		host, _, err := net.SplitHostPort(remote)
+		if err != nil {
+			host = remote
+		}
+		return r.AnonymousFrom(net.ParseIP(host))
+	}
+	r.mu.Lock()
+	d, ok := r.devices[user]
+	cached, seen := r.verified[user]
+	r.mu.Unlock()
+	if !ok || len(password) == 0 || len(password) > 256 {
+		return false
+	}
+	sum := sha256.Sum256(password)
+	if seen && subtle.ConstantTimeCompare(sum[:], cached[:]) == 1 {
+		return true
+	}
+	if !auth.CheckPassword(d.Hash, string(password)) {
+		return false
+	}
+	r.mu.Lock()
+	if _, still := r.devices[user]; still {
+		r.verified[user] = sum
+	}
+	r.mu.Unlock()
+	return true
+}
+
+// Allowed reports whether client user (a device name; "" for an anonymous
+// client, which was let in from a trusted address) may publish (write) on,
+// or subscribe to, topic.
+func (r *Registry) Allowed(user, topic string, write bool) bool {
+	if user == "" {
+		return true
+	}
+	r.mu.Lock()
+	d, ok := r.devices[user]
+	r.mu.Unlock()
+	if !ok {
+		return false
+	}
+	filters := d.Subscribe
+	if write {
+		filters = d.Publish
+	}
+	for _, f := range filters {
+		if match(f, topic) {
+			return true
+		}
+	}
+	return false
+}
+
+// validFilter reports whether f is an MQTT topic filter: '#' only last,
+// '+' and '#' only as whole levels.
+func validFilter(f string) bool {
+	if f == "" || len(f) > 256 || strings.HasPrefix(f, "$") {
+		return false
+	}
+	levels := strings.Split(f, "/")
+	for i, l := range levels {
+		if strings.ContainsAny(l, "+#") && len(l) != 1 || l == "#" && i != len(levels)-1 || strings.ContainsRune(l, 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// match reports whether topic (or, for a subscription, a filter) is under
+// filter: a subscription's own wildcards must sit where filter has them.
+func match(filter, topic string) bool {
+	fl, tl := strings.Split(filter, "/"), strings.Split(topic, "/")
+	for i, f := range fl {
+		if f == "#" {
+			return true
+		}
+		if i >= len(tl) {
+			return false
+		}
+		if tl[i] == "#" || (tl[i] == "+" && f != "+") {
+			return false // a wider subscription than allowed
+		}
+		if f != "+" && f != tl[i] {
+			return false
+		}
+	}
+	return len(fl) == len(tl)
+}
+
+// Settings returns what to type into a device to connect it: host, port,
+// user, password and the topics to use, per family. host is the name the
+// admin reached Vatio by; addr the broker's listen address (for its port).
+func Settings(name, password, host, addr string) map[string]string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" || port == "0" {
+		port = "1883"
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return map[string]string{
+		"host": host, "port": port, "user": name, "password": password,
+		"tasmota":  "Configuration > MQTT: Host " + host + ", Port " + port + ", User " + name + ", Password <password>, Topic " + name,
+		"shelly":   "Settings > MQTT: Server " + host + ":" + port + ", Client ID / prefix " + name + ", User " + name + ", Password <password>",
+		"generic":  "publish on energy/consumption/" + name + " (or your own topics, given when the device is added) as user " + name,
+		"commands": "cmnd/" + name + "/# (Tasmota), " + name + "/rpc (Shelly)",
+	}
+}
