@@ -60,7 +60,11 @@ func addDevice(args []string, getenv func(string) string, stdout, stderr io.Writ
 	if h == "" {
 		h = hostname()
 	}
-	settings := devices.Settings(d.Name, password, h, cfg.MQTT.Addr)
+	tlsAddr := ""
+	if cfg.TLS.Enabled {
+		tlsAddr = cfg.MQTT.TLSAddr
+	}
+	settings := devices.Settings(d.Name, password, h, cfg.MQTT.Addr, tlsAddr)
 	keys := make([]string, 0, len(settings))
 	for k := range settings {
 		keys = append(keys, k)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -25,6 +27,7 @@ import (
 	"github.com/vatio-energy/vatio/auth"
 	"github.com/vatio-energy/vatio/automation"
 	"github.com/vatio-energy/vatio/broker"
+	"github.com/vatio-energy/vatio/certs"
 	"github.com/vatio-energy/vatio/config"
 	"github.com/vatio-energy/vatio/dashboard"
 	"github.com/vatio-energy/vatio/devices"
@@ -285,8 +288,30 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		a.devices.AnonymousFrom = func(net.IP) bool { return true }
 		logger.Warn("mqtt.allow_anonymous is on: any client on the network may publish readings and commands")
 	}
+	var tlsConfig *tls.Config
+	if cfg.TLS.Enabled {
+		var info certs.Info
+		tlsConfig, info, err = certs.Config(certs.Options{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile,
+			Dir: filepath.Join(cfg.DataDir, "tls"), Hosts: cfg.TLS.Hosts, Logger: logger.With("component", "tls")})
+		if err != nil {
+			return nil, err
+		}
+		attrs := []any{slog.String("sha256", info.Fingerprint), slog.Time("not_after", info.NotAfter),
+			slog.String("hosts", strings.Join(info.Hosts, " "))}
+		if info.CA != "" {
+			attrs = append(attrs, slog.String("trust", info.CA))
+		}
+		logger.Info("tls certificate", attrs...)
+	}
+	mqttTLSAddr := ""
+	if tlsConfig != nil {
+		mqttTLSAddr = cfg.MQTT.TLSAddr
+	}
 	a.broker, err = broker.New(broker.Options{
-		Addr: cfg.MQTT.Addr, MaxPacketBytes: cfg.MQTT.MaxPacketBytes, WriteTimeout: cfg.MQTT.WriteTimeout,
+		Addr: cfg.MQTT.Addr, TLS: tlsConfig, TLSAddr: mqttTLSAddr,
+		WebSocketAddr: cfg.MQTT.WebSocketAddr, WebSocketOrigins: cfg.MQTT.WebSocketOrigins,
+		MaxClients: cfg.MQTT.MaxClients, MaxMessagesPerSecond: cfg.MQTT.MaxMessagesPerSecond, MaxTopicLength: cfg.MQTT.MaxTopicLength,
+		MaxPacketBytes: cfg.MQTT.MaxPacketBytes, WriteTimeout: cfg.MQTT.WriteTimeout,
 		MaxQueuedMessages: cfg.MQTT.MaxQueuedMessages,
 		Logger:            logger.With("component", "mqtt"),
 		Access:            a.devices,
@@ -380,7 +405,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		}
 	}
 	a.http = api.New(a.store, a.alerts, api.Options{
-		Auth: users, Audit: auditLog, Devices: a.devices, MQTTAddr: cfg.MQTT.Addr,
+		Auth: users, Audit: auditLog, Devices: a.devices, MQTTAddr: cfg.MQTT.Addr, MQTTTLSAddr: mqttTLSAddr, HSTS: tlsConfig != nil,
 		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: dec,
 		Gatherer: reg, Logger: logger.With("component", "http"), Tariff: tr, Rules: a.rules, Shedder: a.shedder,
 	})
@@ -393,6 +418,9 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("http: listen on %s: %w", cfg.HTTP.Addr, err)
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
 	}
 	if err := a.broker.Start(); err != nil {
 		ln.Close()
@@ -418,11 +446,19 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		a.cancelHA = cancel
 	}
 	a.http.SetReady(true)
-	logger.Info("vatio ready",
-		slog.String("version", version),
-		slog.String("mqtt", a.broker.Addr().String()),
-		slog.String("http", ln.Addr().String()),
-		slog.String("data", a.store.Path()))
+	ready := []any{slog.String("version", version)}
+	if addr := a.broker.Addr(); addr != nil {
+		ready = append(ready, slog.String("mqtt", addr.String()))
+	}
+	ready = append(ready, slog.String("http", ln.Addr().String()), slog.Bool("tls", tlsConfig != nil))
+	if addr := a.broker.TLSAddr(); addr != nil {
+		ready = append(ready, slog.String("mqtts", addr.String()))
+	}
+	if addr := a.broker.WebSocketAddr(); addr != nil {
+		ready = append(ready, slog.String("mqtt_ws", addr.String()))
+	}
+	ready = append(ready, slog.String("data", a.store.Path()))
+	logger.Info("vatio ready", ready...)
 	return a, nil
 }
 

@@ -66,9 +66,14 @@ type Options struct {
 	// Audit records logins, token use, changes, deletions and exports.
 	Audit *audit.Log
 	// Devices are the MQTT credentials behind /api/v1/devices; MQTTAddr
-	// is the broker's address, for the settings a new device is given.
-	Devices  *devices.Registry
-	MQTTAddr string
+	// and MQTTTLSAddr are the broker's addresses ("" when off), for the
+	// settings a new device is given.
+	Devices     *devices.Registry
+	MQTTAddr    string
+	MQTTTLSAddr string
+	// HSTS tells browsers to use only HTTPS from now on: set it when
+	// serving HTTPS.
+	HSTS bool
 }
 
 // Server is the HTTP server of the API (and of whatever else registers on
@@ -98,6 +103,7 @@ type Server struct {
 	auditLog        *audit.Log
 	devices         *devices.Registry
 	mqttAddr        string
+	mqttTLSAddr     string
 }
 
 // New returns a Server with every API route registered.
@@ -117,7 +123,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	s.rules = opts.Rules
 	s.shedder = opts.Shedder
 	s.auth, s.auditLog = opts.Auth, opts.Audit
-	s.devices, s.mqttAddr = opts.Devices, opts.MQTTAddr
+	s.devices, s.mqttAddr, s.mqttTLSAddr = opts.Devices, opts.MQTTAddr, opts.MQTTTLSAddr
 	if opts.Now != nil {
 		s.now = opts.Now
 	}
@@ -138,6 +144,14 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	})
 	s.app.Use(recover.New())
 	s.app.Use(securityHeaders)
+	if opts.HSTS {
+		s.app.Use(func(c *fiber.Ctx) error {
+			// A year, as browsers' preload rules ask; not includeSubDomains:
+			// other hosts of a LAN domain may well be plain HTTP.
+			c.Set(fiber.HeaderStrictTransportSecurity, "max-age=31536000")
+			return c.Next()
+		})
+	}
 	s.app.Use(s.authenticate)
 	s.app.Post("/api/v1/meters/:id/import", s.importMeter) // before limitBody: its body streams
 	s.app.Use(limitBody(opts.BodyLimitBytes))

@@ -269,7 +269,7 @@ func (s *Server) addDevice(c *fiber.Ctx) error {
 		return err
 	}
 	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"device": d, "password": password,
-		"settings": devices.Settings(d.Name, password, c.Hostname(), s.mqttAddr)})
+		"settings": devices.Settings(d.Name, password, c.Hostname(), s.mqttAddr, s.mqttTLSAddr)})
 }
 
 // removeDevice serves DELETE /api/v1/devices/{name} (admin).

@@ -4,23 +4,52 @@
 package broker
 
 import (
+	"cmp"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 )
 
 // Options configure a Broker.
 type Options struct {
-	// Addr is the TCP address to listen on, e.g. ":1883"; port 0 picks a free port.
+	// Addr is the TCP address of plain MQTT, e.g. ":1883"; port 0 picks a
+	// free port, and "" serves no plain MQTT.
 	Addr string
+	// TLS, when set, serves MQTT over TLS on TLSAddr (":8883"), and makes
+	// the WebSocket listener wss.
+	TLS     *tls.Config
+	TLSAddr string
+	// WebSocketAddr serves MQTT over WebSocket, for browsers; "" is off.
+	WebSocketAddr string
+	// WebSocketOrigins are the web origins ("https://vatio.lan:5000") whose
+	// pages may open the WebSocket, besides the WebSocket's own origin; "*"
+	// allows every origin. Clients that send no Origin are not browsers
+	// and are let through, to authenticate like any client.
+	WebSocketOrigins []string
+	// MaxClients is how many clients may be connected at once; 0 is no
+	// limit.
+	MaxClients int
+	// MaxMessagesPerSecond is the rate each client may publish at; a faster
+	// client is slowed down. 0 is no limit.
+	MaxMessagesPerSecond int
+	// MaxTopicLength is the longest topic a client may publish on or
+	// subscribe to; 0 is MQTT's own limit.
+	MaxTopicLength int
+	// ConnectTimeout is how long a new connection may take to send its
+	// CONNECT (and finish its TLS handshake); 0 means 10 s.
+	ConnectTimeout time.Duration
 	// MaxPacketBytes is the largest packet a client may send.
 	MaxPacketBytes int
 	// MaxQueuedMessages is how many messages may wait to be sent to one
@@ -47,46 +76,103 @@ type Access interface {
 	Allowed(user, topic string, write bool) bool
 }
 
+// defaultConnectTimeout bounds the time from a connection's opening to
+// its CONNECT packet (and TLS handshake), so idle sockets cannot pile up.
+const defaultConnectTimeout = 10 * time.Second
+
 // Broker is the embedded MQTT broker.
 type Broker struct {
-	srv *mqtt.Server
-	ln  net.Listener
+	srv   *mqtt.Server
+	guard *guard
+	// lns are the listeners, closed by StopAccepting; addr, tlsAddr and
+	// wsAddr are their addresses (nil when off).
+	lns                   []net.Listener
+	addr, tlsAddr, wsAddr net.Addr
+	closes                atomic.Int64
 }
 
-// New listens on opts.Addr and prepares the server; Start serves it.
-func New(opts Options) (*Broker, error) {
-	ln, err := net.Listen("tcp", opts.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("broker: listen on %s: %w", opts.Addr, err)
+// New listens on the addresses of opts and prepares the server; Start
+// serves it.
+func New(opts Options) (_ *Broker, err error) {
+	b := new(Broker)
+	defer func() {
+		if err != nil {
+			for _, ln := range b.lns {
+				ln.Close()
+			}
+		}
+	}()
+	listen := func(addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("broker: listen on %s: %w", addr, err)
+		}
+		b.lns = append(b.lns, ln)
+		return ln, nil
 	}
+	var plain, secure, ws net.Listener
+	if opts.Addr != "" {
+		if plain, err = listen(opts.Addr); err != nil {
+			return nil, err
+		}
+		b.addr = plain.Addr()
+	}
+	if opts.TLS != nil && opts.TLSAddr != "" {
+		if secure, err = listen(opts.TLSAddr); err != nil {
+			return nil, err
+		}
+		b.tlsAddr = secure.Addr()
+	}
+	if opts.WebSocketAddr != "" {
+		if ws, err = listen(opts.WebSocketAddr); err != nil {
+			return nil, err
+		}
+		b.wsAddr = ws.Addr()
+	}
+	if plain == nil && secure == nil && ws == nil {
+		return nil, errors.New("broker: no listener: set an MQTT, MQTTS or WebSocket address")
+	}
+
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = uint32(opts.MaxPacketBytes)
 	if opts.MaxQueuedMessages > 0 {
 		caps.MaximumClientWritesPending = int32(opts.MaxQueuedMessages)
+	}
+	if opts.MaxClients > 0 {
+		caps.MaximumClients = int64(opts.MaxClients)
 	}
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		InlineClient: true, // readings are forwarded to subscribers after they are stored
 		Logger:       opts.Logger,
 	})
-	// Every client may connect and publish until device credentials and
-	// topic ACLs exist.
-	var hook mqtt.Hook = new(allowAll)
-	if opts.Access != nil {
-		hook = &accessHook{access: opts.Access}
+	b.guard = &guard{access: opts.Access, maxTopic: opts.MaxTopicLength}
+	if opts.MaxMessagesPerSecond > 0 {
+		// A burst of two seconds' worth lets a gateway send the states of
+		// all its devices at once after a reconnect.
+		b.guard.rate, b.guard.burst = rate.Limit(opts.MaxMessagesPerSecond), 2*opts.MaxMessagesPerSecond
 	}
-	if err := srv.AddHook(hook, nil); err != nil {
-		ln.Close()
+	if err := srv.AddHook(b.guard, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	if opts.WriteTimeout > 0 {
-		ln = deadlineListener{Listener: ln, timeout: opts.WriteTimeout}
+	b.srv = srv
+	connect := cmp.Or(opts.ConnectTimeout, defaultConnectTimeout)
+	var ls []listeners.Listener
+	if plain != nil {
+		ls = append(ls, listeners.NewNet("mqtt", deadlineListener{Listener: plain, timeout: opts.WriteTimeout, connect: connect, closes: &b.closes}))
 	}
-	if err := srv.AddListener(listeners.NewNet("tcp", ln)); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("broker: %w", err)
+	if secure != nil {
+		ls = append(ls, listeners.NewNet("mqtts", deadlineListener{Listener: secure, timeout: opts.WriteTimeout, connect: connect, tls: opts.TLS, closes: &b.closes}))
 	}
-	return &Broker{srv: srv, ln: ln}, nil
+	if ws != nil {
+		ls = append(ls, newWebSocket("ws", ws, opts.TLS, opts.WebSocketOrigins, opts.WriteTimeout, connect, &b.closes))
+	}
+	for _, l := range ls {
+		if err := srv.AddListener(l); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	}
+	return b, nil
 }
 
 // Server returns the mochi server, for hooks and inline publishing.
@@ -108,25 +194,51 @@ func (b *Broker) Start() error {
 	return nil
 }
 
-// Addr returns the address the broker listens on.
-func (b *Broker) Addr() net.Addr { return b.ln.Addr() }
+// Addr returns the address of plain MQTT; nil when it is off.
+func (b *Broker) Addr() net.Addr { return b.addr }
 
-// StopAccepting closes the listener: no new client connects, and the
+// TLSAddr returns the address of MQTT over TLS; nil when it is off.
+func (b *Broker) TLSAddr() net.Addr { return b.tlsAddr }
+
+// WebSocketAddr returns the address of MQTT over WebSocket; nil when it
+// is off.
+func (b *Broker) WebSocketAddr() net.Addr { return b.wsAddr }
+
+// StopAccepting closes the listeners: no new client connects, and the
 // clients already connected are served until Close.
-func (b *Broker) StopAccepting() error { return b.ln.Close() }
+func (b *Broker) StopAccepting() error {
+	var errs []error
+	for _, ln := range b.lns {
+		errs = append(errs, ln.Close())
+	}
+	return errors.Join(errs...)
+}
 
 // Close stops listening and disconnects every client.
-func (b *Broker) Close() error { return b.srv.Close() }
+//
+// mochi counts each connection in a WaitGroup that Close waits on, but adds
+// to it on the connection's own goroutine: for a connection that ended
+// without a lock shared with Close (one that never sent CONNECT), nothing
+// orders that Add before the Wait. Reading closes, which every connection
+// adds to as it closes, gives that order.
+func (b *Broker) Close() error {
+	b.closes.Load()
+	return b.srv.Close()
+}
 
 var (
-	clientsDesc  = prometheus.NewDesc("vatio_mqtt_clients_connected", "MQTT clients connected now.", nil, nil)
-	messagesDesc = prometheus.NewDesc("vatio_mqtt_messages_received_total", "MQTT messages received from clients.", nil, nil)
+	clientsDesc    = prometheus.NewDesc("vatio_mqtt_clients_connected", "MQTT clients connected now.", nil, nil)
+	messagesDesc   = prometheus.NewDesc("vatio_mqtt_messages_received_total", "MQTT messages received from clients.", nil, nil)
+	throttledDesc  = prometheus.NewDesc("vatio_mqtt_messages_throttled_total", "MQTT messages held back because their client published faster than mqtt.max_messages_per_second.", nil, nil)
+	longTopicsDesc = prometheus.NewDesc("vatio_mqtt_topics_too_long_total", "Publishes and subscriptions refused for a topic longer than mqtt.max_topic_length.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (b *Broker) Describe(ch chan<- *prometheus.Desc) {
 	ch <- clientsDesc
 	ch <- messagesDesc
+	ch <- throttledDesc
+	ch <- longTopicsDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -134,12 +246,19 @@ func (b *Broker) Collect(ch chan<- prometheus.Metric) {
 	info := b.srv.Info.Clone()
 	ch <- prometheus.MustNewConstMetric(clientsDesc, prometheus.GaugeValue, float64(info.ClientsConnected))
 	ch <- prometheus.MustNewConstMetric(messagesDesc, prometheus.CounterValue, float64(info.MessagesReceived))
+	ch <- prometheus.MustNewConstMetric(throttledDesc, prometheus.CounterValue, float64(b.guard.throttled.Load()))
+	ch <- prometheus.MustNewConstMetric(longTopicsDesc, prometheus.CounterValue, float64(b.guard.longTopics.Load()))
 }
 
-// deadlineListener gives every accepted connection a write deadline.
+// deadlineListener gives every accepted connection the time connect to send
+// its CONNECT (mochi sets the keepalive's deadline after it), then a write
+// deadline on each write when timeout is not 0; with tls set, it serves
+// TLS. closes counts the connections closed (see Broker.Close).
 type deadlineListener struct {
 	net.Listener
-	timeout time.Duration
+	timeout, connect time.Duration
+	tls              *tls.Config
+	closes           *atomic.Int64
 }
 
 func (l deadlineListener) Accept() (net.Conn, error) {
@@ -147,7 +266,11 @@ func (l deadlineListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return deadlineConn{Conn: c, timeout: l.timeout}, nil
+	_ = c.SetDeadline(time.Now().Add(l.connect))
+	if l.tls != nil {
+		c = tls.Server(c, l.tls)
+	}
+	return deadlineConn{Conn: c, timeout: l.timeout, closes: l.closes}, nil
 }
 
 // deadlineConn sets a fresh write deadline before each write, so a write to a
@@ -158,9 +281,13 @@ func (l deadlineListener) Accept() (net.Conn, error) {
 type deadlineConn struct {
 	net.Conn
 	timeout time.Duration
+	closes  *atomic.Int64
 }
 
 func (c deadlineConn) Write(p []byte) (int, error) {
+	if c.timeout <= 0 {
+		return c.Conn.Write(p)
+	}
 	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
 		return 0, err
 	}
@@ -171,48 +298,83 @@ func (c deadlineConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// SetDeadline sets only the read deadline. mochi calls it on every packet it
-// receives to enforce the keepalive, which is about what the client sends;
-// letting it move the write deadline too would let a client that publishes
-// but never reads block writes to it for ever.
-func (c deadlineConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
-
-// allowAll lets every client connect, publish and subscribe.
-type allowAll struct{ mqtt.HookBase }
-
-func (*allowAll) ID() string { return "allow-all" }
-
-func (*allowAll) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+// SetDeadline sets only the read deadline (and clears the connect-time
+// write deadline). mochi calls it on every packet it receives to enforce
+// the keepalive, which is about what the client sends; letting it move the
+// write deadline too would let a client that publishes but never reads
+// block writes to it for ever.
+func (c deadlineConn) SetDeadline(t time.Time) error {
+	if c.timeout <= 0 {
+		_ = c.Conn.SetWriteDeadline(time.Time{})
+	}
+	return c.Conn.SetReadDeadline(t)
 }
 
-func (*allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+func (c deadlineConn) Close() error {
+	c.closes.Add(1)
+	return c.Conn.Close()
+}
 
-func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
-
-// accessHook asks an Access at each connect and each publish and
-// subscription; the server's own (inline) client may do everything.
-type accessHook struct {
+// guard is the first hook: it asks Access (when set) at each connect,
+// publish and subscription, refuses topics longer than maxTopic, and slows
+// a client publishing faster than its rate. The server's own (inline)
+// client may do everything.
+type guard struct {
 	mqtt.HookBase
-	access Access
+	access   Access
+	maxTopic int
+	rate     rate.Limit
+	burst    int
+	limiters sync.Map // *mqtt.Client -> *rate.Limiter
+	// throttled counts messages held back for their client's rate;
+	// longTopics topics refused for their length.
+	throttled, longTopics atomic.Int64
 }
 
-func (*accessHook) ID() string { return "access" }
+func (*guard) ID() string { return "guard" }
 
-func (*accessHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+func (*guard) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnDisconnect:
+		return true
+	}
+	return false
 }
 
-func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+func (g *guard) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	if cl.Net.Inline || g.access == nil {
+		return true
+	}
+	return g.access.Connect(string(pk.Connect.Username), pk.Connect.Password, cl.Net.Remote)
+}
+
+func (g *guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if cl.Net.Inline {
 		return true
 	}
-	return h.access.Connect(string(pk.Connect.Username), pk.Connect.Password, cl.Net.Remote)
+	if g.maxTopic > 0 && len(topic) > g.maxTopic {
+		g.longTopics.Add(1)
+		return false
+	}
+	return g.access == nil || g.access.Allowed(string(cl.Properties.Username), topic, write)
 }
 
-func (h *accessHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	if cl.Net.Inline {
-		return true
+// OnPublish holds a client's message until its rate allows it. mochi reads
+// each client on a goroutine of its own, so this slows that client alone
+// (its socket then fills and it waits), and no message is dropped.
+func (g *guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline || g.rate <= 0 {
+		return pk, nil
 	}
-	return h.access.Allowed(string(cl.Properties.Username), topic, write)
+	l, ok := g.limiters.Load(cl)
+	if !ok {
+		l, _ = g.limiters.LoadOrStore(cl, rate.NewLimiter(g.rate, g.burst))
+	}
+	if d := l.(*rate.Limiter).Reserve().Delay(); d > 0 {
+		g.throttled.Add(1)
+		time.Sleep(d)
+	}
+	return pk, nil
 }
+
+func (g *guard) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { g.limiters.Delete(cl) }

@@ -31,6 +31,7 @@ type Config struct {
 	Log           Log    `yaml:"log"`
 	MQTT          MQTT   `yaml:"mqtt"`
 	HTTP          HTTP   `yaml:"http"`
+	TLS           TLS    `yaml:"tls"`
 	Ingest        Ingest `yaml:"ingest"`
 	// Sources turns the device families Vatio reads on and off.
 	Sources Sources `yaml:"sources"`
@@ -217,6 +218,35 @@ type MQTT struct {
 	// AllowAnonymous lets clients without credentials connect from any
 	// address, not only from loopback: insecure on a shared network.
 	AllowAnonymous bool `yaml:"allow_anonymous"`
+	// TLSAddr serves MQTT over TLS when tls.enabled; "" turns it off.
+	TLSAddr string `yaml:"tls_addr"`
+	// WebSocketAddr serves MQTT over WebSocket (wss when tls.enabled);
+	// "" turns it off.
+	WebSocketAddr string `yaml:"websocket_addr"`
+	// WebSocketOrigins are the web origins whose pages may open the
+	// WebSocket besides its own ("https://vatio.lan:5000"); "*" allows all.
+	WebSocketOrigins []string `yaml:"websocket_origins"`
+	// MaxClients is how many clients may be connected at once.
+	MaxClients int `yaml:"max_clients"`
+	// MaxMessagesPerSecond is the rate each client may publish at; a client
+	// going faster is slowed down (its messages wait), not cut off.
+	MaxMessagesPerSecond int `yaml:"max_messages_per_second"`
+	// MaxTopicLength is the longest topic a client may publish on or
+	// subscribe to, in bytes.
+	MaxTopicLength int `yaml:"max_topic_length"`
+}
+
+// TLS configures HTTPS (on http.addr) and MQTTS (on mqtt.tls_addr).
+type TLS struct {
+	Enabled bool `yaml:"enabled"`
+	// CertFile and KeyFile are PEM files of the certificate (with its chain)
+	// and key, read again when they change; empty, Vatio makes a local
+	// certificate authority in <data_dir>/tls and a certificate from it.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// Hosts are names and addresses the certificate Vatio makes covers
+	// besides localhost, this machine's name and its addresses.
+	Hosts []string `yaml:"hosts"`
 }
 
 // HTTP configures the API and dashboard server.
@@ -515,8 +545,9 @@ func Default() Config {
 		DataDir:       "./data",
 		MemoryLimitMB: 40,
 		Log:           Log{Level: "info", Format: "text"},
-		MQTT:          MQTT{Addr: ":1883", MaxPacketBytes: 1 << 20, WriteTimeout: 10 * time.Second, MaxQueuedMessages: 512},
-		HTTP:          HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20, ImportLimitBytes: 1 << 30},
+		MQTT: MQTT{Addr: ":1883", MaxPacketBytes: 1 << 20, WriteTimeout: 10 * time.Second, MaxQueuedMessages: 512,
+			TLSAddr: ":8883", MaxClients: 1000, MaxMessagesPerSecond: 200, MaxTopicLength: 512},
+		HTTP: HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20, ImportLimitBytes: 1 << 30},
 		Ingest: Ingest{
 			Topic:           "energy/consumption",
 			MinPowerW:       limits.MinPowerW,
@@ -576,8 +607,45 @@ func (c Config) Validate() error {
 			bad(key, "%q is not host:port (e.g. \":1883\" or \"127.0.0.1:1883\")", addr)
 		}
 	}
-	checkAddr("mqtt.addr", c.MQTT.Addr)
+	if c.MQTT.Addr != "" {
+		checkAddr("mqtt.addr", c.MQTT.Addr)
+	}
+	if c.MQTT.TLSAddr != "" {
+		checkAddr("mqtt.tls_addr", c.MQTT.TLSAddr)
+	}
+	if c.MQTT.WebSocketAddr != "" {
+		checkAddr("mqtt.websocket_addr", c.MQTT.WebSocketAddr)
+	}
+	if c.MQTT.Addr == "" && c.MQTT.WebSocketAddr == "" && (!c.TLS.Enabled || c.MQTT.TLSAddr == "") {
+		bad("mqtt.addr", "is empty, and neither mqtt.tls_addr (with tls.enabled) nor mqtt.websocket_addr is set: devices could not connect")
+	}
+	for i, o := range c.MQTT.WebSocketOrigins {
+		if u, err := url.Parse(o); o != "*" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "") {
+			bad(fmt.Sprintf("mqtt.websocket_origins[%d]", i), "%q is not an origin such as https://vatio.lan:5000, or *", o)
+		}
+	}
+	if c.MQTT.MaxClients < 1 || c.MQTT.MaxClients > 1_000_000 {
+		bad("mqtt.max_clients", "%d is outside 1 to 1000000", c.MQTT.MaxClients)
+	}
+	if c.MQTT.MaxMessagesPerSecond < 1 || c.MQTT.MaxMessagesPerSecond > 1_000_000 {
+		bad("mqtt.max_messages_per_second", "%d is outside 1 to 1000000", c.MQTT.MaxMessagesPerSecond)
+	}
+	if c.MQTT.MaxTopicLength < 64 || c.MQTT.MaxTopicLength > 65535 {
+		bad("mqtt.max_topic_length", "%d is outside 64 to 65535", c.MQTT.MaxTopicLength)
+	}
 	checkAddr("http.addr", c.HTTP.Addr)
+	if t := c.TLS; t.Enabled {
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			bad("tls.cert_file", "cert_file and key_file go together: set both, or neither for a certificate Vatio makes")
+		}
+	} else if t.CertFile != "" || t.KeyFile != "" {
+		bad("tls.enabled", "is false, but tls.cert_file or tls.key_file is set: set enabled: true to serve them")
+	}
+	for i, h := range c.TLS.Hosts {
+		if strings.TrimSpace(h) == "" || strings.ContainsAny(h, " /:*") && net.ParseIP(h) == nil {
+			bad(fmt.Sprintf("tls.hosts[%d]", i), "%q is not a host name or an IP address", h)
+		}
+	}
 	if c.MQTT.MaxPacketBytes < 1024 || c.MQTT.MaxPacketBytes > 256<<20 {
 		bad("mqtt.max_packet_bytes", "%d is outside 1024 to 268435456", c.MQTT.MaxPacketBytes)
 	}

@@ -247,20 +247,38 @@ func match(filter, topic string) bool {
 
 // Settings returns what to type into a device to connect it: host, port,
 // user, password and the topics to use, per family. host is the name the
-// admin reached Vatio by; addr the broker's listen address (for its port).
-func Settings(name, password, host, addr string) map[string]string {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil || port == "" || port == "0" {
-		port = "1883"
+// admin reached Vatio by; addr the broker's plain listen address and
+// tlsAddr its MQTTS address (for their ports; "" when off).
+func Settings(name, password, host, addr, tlsAddr string) map[string]string {
+	portOf := func(addr, def string) string {
+		if _, port, err := net.SplitHostPort(addr); err == nil && port != "" && port != "0" {
+			return port
+		}
+		return def
 	}
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	return map[string]string{
+	port := portOf(addr, "1883")
+	tlsPort := ""
+	if tlsAddr != "" {
+		tlsPort = portOf(tlsAddr, "8883")
+		if addr == "" { // only MQTTS is served
+			port = tlsPort
+		}
+	}
+	out := map[string]string{
 		"host": host, "port": port, "user": name, "password": password,
 		"tasmota":  "Configuration > MQTT: Host " + host + ", Port " + port + ", User " + name + ", Password <password>, Topic " + name,
 		"shelly":   "Settings > MQTT: Server " + host + ":" + port + ", Client ID / prefix " + name + ", User " + name + ", Password <password>",
 		"generic":  "publish on energy/consumption/" + name + " (or your own topics, given when the device is added) as user " + name,
 		"commands": "cmnd/" + name + "/# (Tasmota), " + name + "/rpc (Shelly)",
 	}
+	if tlsPort != "" {
+		out["tls_port"] = tlsPort
+		out["tls"] = "MQTTS on port " + tlsPort + ": have the device trust Vatio's certificate authority " +
+			"(<data_dir>/tls/ca.pem, unless tls.cert_file is set) - Shelly: Settings > MQTT > Use TLS with a custom CA; " +
+			"mosquitto_pub: --cafile ca.pem -p " + tlsPort
+	}
+	return out
 }
