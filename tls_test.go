@@ -64,7 +64,7 @@ func TestTLSFirstStart(t *testing.T) {
 	}
 
 	// A meter on MQTTS; its reading comes back over HTTPS.
-	opts := paho3.NewClientOptions().AddBroker("ssl://"+m[1]).SetClientID("tls-meter").SetTLSConfig(trust).
+	opts := paho3.NewClientOptions().AddBroker("ssl://" + m[1]).SetClientID("tls-meter").SetTLSConfig(trust).
 		SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
 	c := paho3.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {

@@ -9,14 +9,17 @@ import (
 	"context"
 	_ "embed"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/gofiber/fiber/v2/middleware/limiter"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -71,6 +74,9 @@ type Options struct {
 	Devices     *devices.Registry
 	MQTTAddr    string
 	MQTTTLSAddr string
+	// RateLimitPerMinute is how many requests one address may make in a
+	// (sliding) minute; past it, 429 with Retry-After. 0 is no limit.
+	RateLimitPerMinute int
 	// HSTS tells browsers to use only HTTPS from now on: set it when
 	// serving HTTPS.
 	HSTS bool
@@ -151,6 +157,18 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 			c.Set(fiber.HeaderStrictTransportSecurity, "max-age=31536000")
 			return c.Next()
 		})
+	}
+	if n := opts.RateLimitPerMinute; n > 0 {
+		// Before authentication, so that guessing tokens is limited too.
+		s.app.Use(limiter.New(limiter.Config{
+			Max: n, Expiration: time.Minute, LimiterMiddleware: limiter.SlidingWindow{},
+			// Static assets are cached by the browser and cost nothing.
+			Next: func(c *fiber.Ctx) bool { return strings.HasPrefix(c.Path(), "/assets/") },
+			LimitReached: func(c *fiber.Ctx) error {
+				return fiber.NewError(fiber.StatusTooManyRequests, fmt.Sprintf(
+					"too many requests: at most %d a minute from one address; retry in %s s", n, c.GetRespHeader(fiber.HeaderRetryAfter)))
+			},
+		}))
 	}
 	s.app.Use(s.authenticate)
 	s.app.Post("/api/v1/meters/:id/import", s.importMeter) // before limitBody: its body streams

@@ -257,6 +257,9 @@ type HTTP struct {
 	BodyLimitBytes int `yaml:"body_limit_bytes"`
 	// ImportLimitBytes is the largest CSV history one import accepts.
 	ImportLimitBytes int64 `yaml:"import_limit_bytes"`
+	// RateLimitPerMinute is how many requests one address may make in a
+	// minute; 0 is no limit.
+	RateLimitPerMinute int `yaml:"rate_limit_per_minute"`
 }
 
 // Ingest configures how published readings are decoded and validated.
@@ -547,7 +550,7 @@ func Default() Config {
 		Log:           Log{Level: "info", Format: "text"},
 		MQTT: MQTT{Addr: ":1883", MaxPacketBytes: 1 << 20, WriteTimeout: 10 * time.Second, MaxQueuedMessages: 512,
 			TLSAddr: ":8883", MaxClients: 1000, MaxMessagesPerSecond: 200, MaxTopicLength: 512},
-		HTTP: HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20, ImportLimitBytes: 1 << 30},
+		HTTP: HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20, ImportLimitBytes: 1 << 30, RateLimitPerMinute: 1200},
 		Ingest: Ingest{
 			Topic:           "energy/consumption",
 			MinPowerW:       limits.MinPowerW,
@@ -654,6 +657,9 @@ func (c Config) Validate() error {
 	}
 	if c.MQTT.WriteTimeout < time.Second {
 		bad("mqtt.write_timeout", "%s is under 1s", c.MQTT.WriteTimeout)
+	}
+	if c.HTTP.RateLimitPerMinute < 0 || c.HTTP.RateLimitPerMinute > 1_000_000 {
+		bad("http.rate_limit_per_minute", "%d is outside 0 to 1000000 (0 for no limit)", c.HTTP.RateLimitPerMinute)
 	}
 	if c.HTTP.BodyLimitBytes < 1024 {
 		bad("http.body_limit_bytes", "%d is under 1024", c.HTTP.BodyLimitBytes)

@@ -1,0 +1,77 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/vatio-energy/vatio/alert"
+	"github.com/vatio-energy/vatio/api"
+	"github.com/vatio-energy/vatio/store"
+)
+
+// clientFrom makes requests from the loopback address src, so a test can
+// be two clients.
+func clientFrom(src string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+}
+
+// Past the rate limit an address gets 429 with Retry-After and a clear
+// error; another address is not held back, and static assets are not
+// counted.
+func TestRateLimit(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alerts := alert.New(st, nil, alert.Options{})
+	srv := api.New(st, alerts, api.Options{BodyLimitBytes: 4096, RateLimitPerMinute: 5})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		alerts.Close()
+		st.Close()
+	})
+	url := "http://" + ln.Addr().String()
+	one, two := clientFrom("127.0.0.1"), clientFrom("127.0.0.2")
+	get := func(c *http.Client, path string) *http.Response {
+		t.Helper()
+		resp, err := c.Get(url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	for i := range 5 {
+		if resp := get(one, "/api/energy"); resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d", i+1, resp.StatusCode)
+		}
+	}
+	for range 3 {
+		if resp := get(one, "/assets/app.js"); resp.StatusCode == http.StatusTooManyRequests {
+			t.Error("a static asset was rate limited")
+		}
+	}
+	resp := get(one, "/api/energy")
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("request 6: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	var body struct{ Error string }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Error == "" {
+		t.Errorf("429 body: %+v, %v", body, err)
+	}
+	if resp := get(two, "/api/energy"); resp.StatusCode != 200 {
+		t.Errorf("another address was held back: %d", resp.StatusCode)
+	}
+}
