@@ -190,6 +190,8 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	v1.Get("/meters/:id/readings", s.readings)
 	v1.Get("/meters/:id/energy", s.meterEnergy)
 	v1.Get("/meters/:id/demand", s.demand)
+	v1.Get("/meters/:id/export", s.exportMeter)
+	v1.Get("/sites/:site/export", s.exportSite)
 	v1.Get("/summary", s.summary)
 	v1.Get("/shedding", s.shedding)
 	v1.Get("/recommendations", s.recommendations)

@@ -41,11 +41,12 @@ func open(path string) bool {
 
 // roleFor returns the least role that may make request method path.
 // Viewers read; operators change meters, rules, alerts and imports;
-// admins delete, back up, and manage users, tokens and the audit log.
+// admins delete, back up, export, and manage users, tokens and the audit
+// log.
 func roleFor(method, path string) string {
 	switch {
 	case strings.HasPrefix(path, "/api/v1/users"), strings.HasPrefix(path, "/api/v1/tokens"), strings.HasPrefix(path, "/api/v1/devices"),
-		path == "/api/v1/audit", path == "/api/v1/backup":
+		path == "/api/v1/audit", path == "/api/v1/backup", strings.HasSuffix(path, "/export"):
 		return auth.Admin
 	case method == fiber.MethodDelete && strings.HasPrefix(path, "/api/v1/meters/"):
 		return auth.Admin
@@ -115,7 +116,7 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 			status = fe.Code
 		}
 		s.audit(who.User, action, m+" "+path, c, status, "")
-	} else if path == "/api/v1/backup" {
+	} else if path == "/api/v1/backup" || strings.HasSuffix(path, "/export") {
 		s.audit(who.User, "export", path, c, c.Response().StatusCode(), "")
 	}
 	return err

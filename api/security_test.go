@@ -89,6 +89,8 @@ func TestEndpointsByRole(t *testing.T) {
 		{"POST", "/api/alert", `{"message": "x"}`, auth.Operator},
 		{"POST", "/api/v1/meters/m/import", "2026-11-25T10:00:00Z,5\n", auth.Operator},
 		{"GET", "/api/v1/backup", "", auth.Admin},
+		{"GET", "/api/v1/meters/m/export", "", auth.Admin},
+		{"GET", "/api/v1/sites/home/export?format=csv", "", auth.Admin},
 		{"GET", "/api/v1/audit", "", auth.Admin},
 		{"GET", "/api/v1/tokens", "", auth.Admin},
 		{"POST", "/api/v1/tokens", `{"name": "ci", "role": "viewer"}`, auth.Admin},
