@@ -43,11 +43,15 @@ FUZZ_METER := FuzzDecode FuzzReadCSV FuzzTasmota FuzzShelly FuzzEmonhub FuzzZigb
 FUZZ_API := FuzzParseLimit FuzzParseTime FuzzParsePatch
 FUZZ_STORE := FuzzDecodeBlock FuzzBlockRoundTrip
 FUZZ_TARIFF := FuzzParseClock
+FUZZ_AUTH := FuzzToken
+FUZZ_CRYPT := FuzzReader
 fuzz:
 	@for f in $(FUZZ_METER); do $(GO) test ./meter -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_API); do $(GO) test ./api -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_STORE); do $(GO) test ./store -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_TARIFF); do $(GO) test ./tariff -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for f in $(FUZZ_AUTH); do $(GO) test ./auth -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for f in $(FUZZ_CRYPT); do $(GO) test ./crypt -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 # Static binaries for the machines Vatio runs on, with checksums.
 release: assets
