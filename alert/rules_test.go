@@ -114,12 +114,10 @@ func TestPowerAboveFiresResolvesAndCoolsDown(t *testing.T) {
 	}
 }
 
-func TestSilentOutOfRangeBudgetAnomaly(t *testing.T) {
+func TestSilentOutOfRangeAnomaly(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	now := time.Now().Truncate(time.Minute)
-	// plug: 2 kW for the last 2 hours (4 kWh today, unless today began
-	// less than 2 hours ago), over a 0.5 kWh daily budget and over its
-	// expected 1.5 kW.
+	// plug: 2 kW for the last 2 hours, over its expected 1.5 kW.
 	add(t, st, series("plug", now.Add(-2*time.Hour), now, 2000)...)
 	max := 1500.0
 	if _, err := st.EditMeter("plug", func(m *store.MeterInfo) error { m.ExpectedMaxW = &max; return nil }); err != nil {
@@ -134,16 +132,12 @@ func TestSilentOutOfRangeBudgetAnomaly(t *testing.T) {
 	rules, _ := newRules(t, st,
 		alert.Rule{ID: "quiet", Kind: alert.Silent, Meter: "*", Severity: "critical", Enabled: true, SilentFor: alert.Duration(10 * time.Minute)},
 		alert.Rule{ID: "range", Kind: alert.OutOfRange, Meter: "*", Severity: "warning", Enabled: true, HysteresisW: 100},
-		alert.Rule{ID: "budget", Kind: alert.EnergyBudget, Meter: "plug", Severity: "info", Enabled: true, BudgetKWh: 0.5, Period: "day"},
 		alert.Rule{ID: "odd", Kind: alert.Anomaly, Meter: "fridge", Severity: "warning", Enabled: true, Factor: 3},
 		alert.Rule{ID: "off", Kind: alert.Silent, Meter: "*", Severity: "critical", Enabled: false, SilentFor: alert.Duration(time.Minute)},
 	)
 	rules.Evaluate(time.Now())
 	if as := ruleAlerts(t, st, "range"); len(as) != 1 || as[0].Meter != "plug" {
 		t.Errorf("out of range: %+v", as)
-	}
-	if as := ruleAlerts(t, st, "budget"); len(as) != 1 || !strings.Contains(as[0].Message, "budget of 0.50 kWh") {
-		t.Errorf("budget: %+v", as)
 	}
 	if as := ruleAlerts(t, st, "odd"); len(as) != 1 || !strings.Contains(as[0].Message, "6.0 times the usual") {
 		t.Errorf("anomaly: %+v", as)
@@ -169,6 +163,29 @@ func TestSilentOutOfRangeBudgetAnomaly(t *testing.T) {
 	}
 	if as := ruleAlerts(t, st, "quiet"); len(as) < 3 || as[len(as)-1].State != store.AlertResolved {
 		t.Errorf("the resolution is an alert too: %+v", as)
+	}
+}
+
+// An energy budget is of the day (or month) so far, so this test runs at a
+// fixed noon: at the real time, just after midnight, the day would hold too
+// little energy for it.
+func TestEnergyBudget(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	noon := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	// 2 kW from 10:00 to noon: 4 kWh today. The 4 kWh of 22:00 to
+	// midnight the day before are not today's.
+	add(t, st, series("plug", noon.Add(-14*time.Hour), noon.Add(-12*time.Hour), 2000)...)
+	add(t, st, series("plug", noon.Add(-2*time.Hour), noon, 2000)...)
+	rules, _ := newRules(t, st,
+		alert.Rule{ID: "day", Kind: alert.EnergyBudget, Meter: "plug", Severity: "info", Enabled: true, BudgetKWh: 3.5, Period: "day"},
+		alert.Rule{ID: "roomy", Kind: alert.EnergyBudget, Meter: "plug", Severity: "info", Enabled: true, BudgetKWh: 4.5, Period: "day"},
+	)
+	rules.Evaluate(noon)
+	if as := ruleAlerts(t, st, "day"); len(as) != 1 || !strings.Contains(as[0].Message, "budget of 3.50 kWh") {
+		t.Errorf("budget: %+v", as)
+	}
+	if as := ruleAlerts(t, st, "roomy"); len(as) != 0 {
+		t.Errorf("fired within its budget: %+v", as)
 	}
 }
 
