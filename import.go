@@ -1,12 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/vatio-energy/vatio/meter"
@@ -18,7 +18,7 @@ const importUsage = `Usage:
 
 Imports a meter's history: one reading a line, timestamp,power_w[,energy_wh]
 (header optional; timestamps RFC 3339 with an offset, or Unix seconds or
-milliseconds; FILE may be gzipped, as Vatio's own archives are). Every line is
+milliseconds; FILE may be gzipped, and encrypted, as Vatio's own archives are). Every line is
 validated as a published reading; the first bad line stops the import, named,
 and nothing is stored. Readings at instants already stored replace them.
 Stop Vatio first, or send the file to the running server instead:
@@ -45,14 +45,19 @@ func importHistory(args []string, getenv func(string) string, stdout, stderr io.
 		return err
 	}
 	defer f.Close()
-	var r io.Reader = f
-	if strings.HasSuffix(path, ".gz") {
-		zr, err := gzip.NewReader(f)
+	r, err := plainReader(bufio.NewReader(f), path, cfg) // an encrypted archive
+	if err != nil {
+		return err
+	}
+	if br := bufio.NewReader(r); isGzip(br) {
+		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 		defer zr.Close()
 		r = zr
+	} else {
+		r = br
 	}
 
 	st, err := store.Open(cfg.DataDir, store.Options{MaxGap: cfg.Store.MaxGap, MaxPowerW: cfg.Ingest.MaxPowerW})
@@ -83,4 +88,10 @@ func importHistory(args []string, getenv func(string) string, stdout, stderr io.
 	fmt.Fprintf(stdout, "imported %d readings of meter %s from %s in %s: %d new, %d replaced\n",
 		len(readings), *meterID, path, time.Since(start).Round(time.Millisecond), added, len(readings)-added)
 	return nil
+}
+
+// isGzip reports whether br starts as gzip data does.
+func isGzip(br *bufio.Reader) bool {
+	b, _ := br.Peek(2)
+	return len(b) == 2 && b[0] == 0x1f && b[1] == 0x8b
 }

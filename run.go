@@ -50,6 +50,7 @@ const usage = `Usage:
                                 import a meter's history (Vatio stopped; or POST it)
   vatio compact [flags]         shrink the database file to its data (Vatio stopped)
   vatio token [flags]           make an API token and print it (Vatio stopped)
+  vatio decrypt [flags] FILE    write an encrypted backup or archive, decrypted, to stdout
   vatio device add [flags] NAME give a device MQTT credentials and print its settings (Vatio stopped)
   vatio version                 print the version
 
@@ -64,9 +65,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "version":
 			fmt.Fprintf(stdout, "vatio %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
-		case "restore", "import", "compact", "token", "device":
+		case "restore", "import", "compact", "token", "device", "decrypt":
 			cmd := map[string]func([]string, func(string) string, io.Writer, io.Writer) error{
 				"restore": restore, "import": importHistory, "compact": compact, "token": makeToken, "device": addDevice,
+				"decrypt": decrypt,
 			}[args[0]]
 			if err := cmd(args[1:], getenv, stdout, stderr); !errors.Is(err, flag.ErrHelp) {
 				return err
@@ -265,6 +267,13 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		}
 	}()
 	a := &app{log: logger, httpErr: make(chan error, 1)}
+	key, err := cfg.Encryption.Build()
+	if err != nil {
+		return nil, err // Validate catches it first
+	}
+	if key != nil {
+		logger.Info("backups and archives are encrypted", slog.String("key_id", key.ID()))
+	}
 
 	a.store, err = store.Open(cfg.DataDir, store.Options{
 		QueueSize: cfg.Store.QueueSize, MaxBatch: cfg.Store.MaxBatch, MaxGap: cfg.Store.MaxGap,
@@ -273,7 +282,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 			Hourly: cfg.Retention.Hourly, Daily: cfg.Retention.Daily},
 		ArchiveKeep:    cfg.Archive.Keep,
 		BackupInterval: cfg.Backup.Interval, BackupKeep: cfg.Backup.Keep,
-		MaxPowerW: cfg.Ingest.MaxPowerW,
+		MaxPowerW: cfg.Ingest.MaxPowerW, Encryption: key,
 	})
 	if err != nil {
 		return nil, err

@@ -23,7 +23,7 @@ func (s *Server) backup(c *fiber.Ctx) error {
 		length = int(size)
 	}
 	c.Set(fiber.HeaderContentType, fiber.MIMEOctetStream)
-	c.Set(fiber.HeaderContentDisposition, `attachment; filename="`+store.BackupName(s.now())+`"`)
+	c.Set(fiber.HeaderContentDisposition, `attachment; filename="`+store.BackupName(s.now(), s.store.Encrypted())+`"`)
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	c.Response().SetBodyStream(snap, length)
 	return nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vatio-energy/vatio/alert"
 	"github.com/vatio-energy/vatio/automation"
+	"github.com/vatio-energy/vatio/crypt"
 	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/tariff"
 )
@@ -51,6 +52,30 @@ type Config struct {
 	Shedding Shedding `yaml:"shedding"`
 	// Auth seeds the first admin and an admin token.
 	Auth Auth `yaml:"auth"`
+	// Encryption encrypts backups and archives at rest.
+	Encryption Encryption `yaml:"encryption"`
+}
+
+// Encryption configures the encryption of backups and archives (AES-256-GCM,
+// see package crypt); VATIO_ENCRYPTION_KEY overrides it, and is the better
+// place for the key.
+type Encryption struct {
+	// Key is 32 bytes in base64 (openssl rand -base64 32) or 64 hex digits;
+	// empty leaves backups and archives plain.
+	Key string `yaml:"key"`
+}
+
+// Build returns the key; nil when none is set. Its error never holds the
+// key.
+func (e Encryption) Build() (*crypt.Key, error) {
+	if e.Key == "" {
+		return nil, nil
+	}
+	k, err := crypt.ParseKey(e.Key)
+	if err != nil {
+		return nil, fmt.Errorf("encryption.key (or %s): %w", EnvEncryptionKey, err)
+	}
+	return k, nil
 }
 
 // Auth seeds access at start-up; VATIO_ADMIN_PASSWORD and
@@ -637,6 +662,9 @@ func (c Config) Validate() error {
 		bad("mqtt.max_topic_length", "%d is outside 64 to 65535", c.MQTT.MaxTopicLength)
 	}
 	checkAddr("http.addr", c.HTTP.Addr)
+	if _, err := c.Encryption.Build(); err != nil {
+		errs = append(errs, err)
+	}
 	if t := c.TLS; t.Enabled {
 		if (t.CertFile == "") != (t.KeyFile == "") {
 			bad("tls.cert_file", "cert_file and key_file go together: set both, or neither for a certificate Vatio makes")

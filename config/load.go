@@ -22,6 +22,8 @@ const (
 	// EnvAdminToken makes sure an admin API token exists.
 	EnvAdminPassword = "VATIO_ADMIN_PASSWORD"
 	EnvAdminToken    = "VATIO_ADMIN_TOKEN"
+	// EnvEncryptionKey is the key that encrypts backups and archives.
+	EnvEncryptionKey = "VATIO_ENCRYPTION_KEY"
 )
 
 // Load reads the YAML file at path over the defaults. Keys left out keep
@@ -189,6 +191,9 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	}
 	if v := getenv(EnvAdminToken); v != "" {
 		c.Auth.AdminToken = v
+	}
+	if v := getenv(EnvEncryptionKey); v != "" {
+		c.Encryption.Key = v
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/vatio-energy/vatio/crypt"
 )
 
 // An archive file holds one meter's raw readings of one calendar month
@@ -86,7 +89,7 @@ func (s *Store) archiveMonth(ctx context.Context, meterID string, month time.Tim
 	}
 	name := ArchiveName(meterID, month)
 	path := filepath.Join(dir, name)
-	old, err := openArchive(path)
+	old, err := openArchive(path, s.key)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +105,15 @@ func (s *Store) archiveMonth(ctx context.Context, meterID string, month time.Tim
 		}
 	}()
 	fileBuf := bufio.NewWriterSize(tmp, 64<<10)
-	gz := gzip.NewWriter(fileBuf) // no name nor time in the header: the same readings give the same file
+	var sink io.Writer = fileBuf
+	var sealed *crypt.Writer
+	if s.key != nil {
+		if sealed, err = crypt.NewWriter(fileBuf, s.key); err != nil {
+			return nil, fmt.Errorf("archive: %w", err)
+		}
+		sink = sealed
+	}
+	gz := gzip.NewWriter(sink) // no name nor time in the header: the same readings give the same plain file
 	w := bufio.NewWriterSize(gz, 64<<10)
 	w.WriteString(archiveHeader)
 	var line []byte
@@ -177,6 +188,9 @@ func (s *Store) archiveMonth(ctx context.Context, meterID string, month time.Tim
 	if err == nil {
 		err = gz.Close()
 	}
+	if err == nil && sealed != nil {
+		err = sealed.Close()
+	}
 	if err == nil {
 		err = fileBuf.Flush()
 	}
@@ -227,8 +241,10 @@ type archiveReader struct {
 }
 
 // openArchive opens the archive file at path and reads its first reading.
-// A file that does not exist reads as empty.
-func openArchive(path string) (*archiveReader, error) {
+// A file that does not exist reads as empty. An encrypted file is
+// decrypted with key; without the key it is an error, so that no archive
+// is ever rewritten without the readings it holds.
+func openArchive(path string, key *crypt.Key) (*archiveReader, error) {
 	r := &archiveReader{path: path}
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -238,7 +254,18 @@ func openArchive(path string) (*archiveReader, error) {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
 	r.f = f
-	gz, err := gzip.NewReader(bufio.NewReader(f))
+	var src io.Reader = bufio.NewReader(f)
+	if crypt.IsEncrypted(src.(*bufio.Reader)) {
+		if key == nil {
+			f.Close()
+			return nil, fmt.Errorf("archive: %s is encrypted: set encryption.key (or %s) to the key it was written with", path, "VATIO_ENCRYPTION_KEY")
+		}
+		if src, err = crypt.NewReader(src, key); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("archive: %s: %w", path, err)
+		}
+	}
+	gz, err := gzip.NewReader(src)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("archive: read %s: %w (move it away to have it written anew)", path, err)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/vatio-energy/vatio/crypt"
 )
 
 // A backup is a whole bbolt database file, copied from one read transaction
@@ -27,9 +30,17 @@ const backupTimeLayout = "20060102T150405Z"
 // Scheduled backups keep this many files when Options.BackupKeep is 0.
 const defaultBackupKeep = 7
 
-// BackupName returns the file name of a backup taken at t.
-func BackupName(t time.Time) string {
-	return "vatio-" + t.UTC().Format(backupTimeLayout) + ".db"
+// EncryptedSuffix ends the name of an encrypted backup.
+const EncryptedSuffix = ".enc"
+
+// BackupName returns the file name of a backup taken at t; encrypted, it
+// ends in EncryptedSuffix.
+func BackupName(t time.Time, encrypted bool) string {
+	name := "vatio-" + t.UTC().Format(backupTimeLayout) + ".db"
+	if encrypted {
+		name += EncryptedSuffix
+	}
+	return name
 }
 
 // backupTime parses a name made by BackupName.
@@ -38,11 +49,31 @@ func backupTime(name string) (time.Time, bool) {
 	if !ok {
 		return time.Time{}, false
 	}
+	s = strings.TrimSuffix(s, EncryptedSuffix)
 	if s, ok = strings.CutSuffix(s, ".db"); !ok {
 		return time.Time{}, false
 	}
 	t, err := time.Parse(backupTimeLayout, s)
 	return t, err == nil
+}
+
+// Encrypted reports whether the store encrypts its backups and archives.
+func (s *Store) Encrypted() bool { return s.key != nil }
+
+// sealedBackup writes a backup to w, encrypted when the store has a key.
+func (s *Store) sealedBackup(w io.Writer) (int64, error) {
+	if s.key == nil {
+		return s.Backup(w)
+	}
+	cw, err := crypt.NewWriter(w, s.key)
+	if err != nil {
+		return 0, fmt.Errorf("store: backup: %w", err)
+	}
+	n, err := s.Backup(cw)
+	if err == nil {
+		err = cw.Close()
+	}
+	return n, err
 }
 
 // Backup writes a consistent copy of the whole database to w and returns the
@@ -67,7 +98,7 @@ func (s *Store) Backup(w io.Writer) (int64, error) {
 
 // Snapshot writes a consistent copy of the database (see Backup) to a
 // temporary file in the data directory and returns it, read from its start,
-// with its size. Closing it deletes the file. The read transaction has ended
+// with its size; encrypted when the store has a key. Closing it deletes the file. The read transaction has ended
 // when Snapshot returns, so however slowly the copy is then read, it never
 // holds up the writer; the price is disk space for one copy meanwhile.
 func (s *Store) Snapshot() (io.ReadCloser, int64, error) {
@@ -79,7 +110,11 @@ func (s *Store) Snapshot() (io.ReadCloser, int64, error) {
 	// On Unix the file disappears from the directory at once and its space
 	// is freed on Close, even if Vatio dies first.
 	t.removed = os.Remove(f.Name()) == nil
-	n, err := s.Backup(f)
+	_, err = s.sealedBackup(f)
+	var n int64
+	if err == nil {
+		n, err = f.Seek(0, io.SeekCurrent)
+	}
 	if err == nil {
 		_, err = f.Seek(0, io.SeekStart)
 	}
@@ -122,7 +157,7 @@ func (s *Store) backupTo(ctx context.Context, dir string, keep int, now time.Tim
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", 0, fmt.Errorf("store: backup: %w", err)
 	}
-	name := BackupName(now)
+	name := BackupName(now, s.key != nil)
 	path := filepath.Join(dir, name)
 	tmp, err := os.CreateTemp(dir, ".vatio-backup-*.tmp") // mode 0600
 	if err != nil {
@@ -134,7 +169,11 @@ func (s *Store) backupTo(ctx context.Context, dir string, keep int, now time.Tim
 			os.Remove(tmp.Name())
 		}
 	}()
-	n, err := s.Backup(ctxWriter{ctx, tmp})
+	buf := bufio.NewWriterSize(ctxWriter{ctx, tmp}, 64<<10)
+	n, err := s.sealedBackup(buf)
+	if err == nil {
+		err = buf.Flush()
+	}
 	if err != nil {
 		return "", 0, fmt.Errorf("store: backup to %s: %w", path, err)
 	}
@@ -170,7 +209,7 @@ func pruneBackups(dir string, keep int, keepName string) error {
 			older = append(older, e.Name())
 		}
 	}
-	slices.Sort(older) // by time: the names differ only in it
+	slices.Sort(older) // by time: the names start with it
 	var errs []error
 	for i := 0; i < len(older)-(keep-1); i++ {
 		if err := os.Remove(filepath.Join(dir, older[i])); err != nil {

@@ -46,7 +46,7 @@ func (s *Store) Export(ctx context.Context, meterID string, fn func(Record) erro
 		if err := s.exportRange(ctx, meterID, from, m, nil, fn); err != nil {
 			return err
 		}
-		ar, err := openArchive(filepath.Join(dir, ArchiveName(meterID, m)))
+		ar, err := openArchive(filepath.Join(dir, ArchiveName(meterID, m)), s.key)
 		if err != nil {
 			return err
 		}

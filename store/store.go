@@ -23,6 +23,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/vatio-energy/vatio/crypt"
 )
 
 // SchemaVersion is the layout of the database this Vatio writes. A database
@@ -116,6 +118,10 @@ type Options struct {
 	// maximum of its own can draw: an energy counter rising faster is
 	// rejected (see checkCounter). Default 10 MW.
 	MaxPowerW float64
+	// Encryption, when set, encrypts the backups (scheduled, and those of
+	// Snapshot) and the archive files this store writes (see package
+	// crypt); archives are read whether encrypted or not.
+	Encryption *crypt.Key
 }
 
 // Store is the database. All methods are safe for concurrent use.
@@ -141,6 +147,8 @@ type Store struct {
 	retention   Retention
 	archiveDir  string
 	archiveKeep time.Duration
+	// key encrypts backups and archives; nil leaves them plain.
+	key         *crypt.Key
 	retentionMu sync.Mutex
 	// retireLimit is maxRetire; tests lower it.
 	retireLimit int
@@ -240,6 +248,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		retention:   opts.Retention,
 		archiveDir:  opts.ArchiveDir,
 		archiveKeep: opts.ArchiveKeep,
+		key:         opts.Encryption,
 		retireLimit: maxRetire,
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vatio_store_commit_seconds",

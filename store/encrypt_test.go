@@ -1,0 +1,170 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vatio-energy/vatio/crypt"
+	"github.com/vatio-energy/vatio/meter"
+)
+
+func testKey(t *testing.T, b byte) *crypt.Key {
+	t.Helper()
+	k, err := crypt.NewKey(bytes.Repeat([]byte{b}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// decryptFile decrypts path with k into a file of the test's, and returns
+// its path.
+func decryptFile(t *testing.T, path string, k *crypt.Key) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := crypt.NewReader(f, k)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	out := filepath.Join(t.TempDir(), "plain")
+	o, _ := os.Create(out)
+	defer o.Close()
+	if _, err := io.Copy(o, r); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return out
+}
+
+func isEncrypted(t *testing.T, path string) bool {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return crypt.IsEncrypted(bufio.NewReader(f))
+}
+
+// With a key, backups and archives are written encrypted and read back;
+// archives written plain before the key was set are still read, and are
+// encrypted when next rewritten.
+func TestEncryptedBackupsAndArchives(t *testing.T) {
+	dir := t.TempDir()
+	key := testKey(t, 3)
+	s := openRetention(t, dir, retain30, 0)
+	rs := every("m", jan, apr, time.Minute)
+	mustImport(t, s, rs)
+	// January is archived plain...
+	if _, err := s.ApplyRetention(context.Background(), lifeNow); err != nil {
+		t.Fatal(err)
+	}
+	if isEncrypted(t, archivePath(s, "m", jan)) {
+		t.Fatal("an archive was encrypted with no key")
+	}
+	// ...then the key is set, and February archived (a month later).
+	s.key = key
+	if _, err := s.ApplyRetention(context.Background(), lifeNow.AddDate(0, 1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	feb := archivePath(s, "m", time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC))
+	if !isEncrypted(t, feb) {
+		t.Fatal("an archive written with a key is not encrypted")
+	}
+	if bytes.Contains(readFile(t, feb), []byte("timestamp")) {
+		t.Error("the archive's text shows through")
+	}
+	sameReadings(t, "export of plain and encrypted archives", exportAll(t, s, "m"), rs)
+
+	// A late January reading makes January's (plain) archive be rewritten:
+	// encrypted now, with every reading.
+	late := meter.Reading{Meter: "m", Time: jan.Add(3*day + 10*time.Second), PowerW: 1234, Stamped: true}
+	mustAppend(t, s, late)
+	if _, err := s.ApplyRetention(context.Background(), lifeNow.AddDate(0, 1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if !isEncrypted(t, archivePath(s, "m", jan)) {
+		t.Error("a plain archive rewritten with a key stayed plain")
+	}
+	if got := exportAll(t, s, "m"); len(got) != len(rs)+1 {
+		t.Errorf("export after the rewrite: %d readings, want %d", len(got), len(rs)+1)
+	}
+
+	// Backups: named .db.enc, encrypted, a sound database once decrypted.
+	path, err := s.BackupTo(filepath.Join(dir, "backups"), 3, lifeNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(path, ".db.enc") || !isEncrypted(t, path) {
+		t.Fatalf("backup %s is not encrypted", path)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Errorf("backup mode %v", st.Mode().Perm())
+	}
+	if err := Verify(decryptFile(t, path, key)); err != nil {
+		t.Errorf("the decrypted backup: %v", err)
+	}
+	if got, ok := newestBackup(filepath.Join(dir, "backups")); !ok || !got.Equal(lifeNow.Truncate(time.Second)) {
+		t.Errorf("newest backup = %v, %v", got, ok)
+	}
+	snap, n, err := s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, _ := io.ReadAll(snap)
+	snap.Close()
+	if int64(len(sealed)) != n || !bytes.HasPrefix(sealed, []byte(crypt.Magic)) {
+		t.Errorf("snapshot: %d bytes of %d, encrypted %v", len(sealed), n, bytes.HasPrefix(sealed, []byte(crypt.Magic)))
+	}
+}
+
+// Without the key, an encrypted archive is never rewritten: retention
+// stops with a clear error, and the archive and the database are left as
+// they were.
+func TestEncryptedArchiveWithoutTheKey(t *testing.T) {
+	dir := t.TempDir()
+	s := openRetention(t, dir, retain30, 0)
+	s.key = testKey(t, 3)
+	mustImport(t, s, every("m", jan, apr, time.Minute))
+	if _, err := s.ApplyRetention(context.Background(), lifeNow); err != nil {
+		t.Fatal(err)
+	}
+	path := archivePath(s, "m", jan)
+	before := readFile(t, path)
+
+	for _, key := range []*crypt.Key{nil, testKey(t, 4)} {
+		s.key = key
+		late := meter.Reading{Meter: "m", Time: jan.Add(3*day + 10*time.Second), PowerW: 1234, Stamped: true}
+		mustAppend(t, s, late)
+		_, err := s.ApplyRetention(context.Background(), lifeNow)
+		if err == nil {
+			t.Fatalf("key %v: an encrypted archive was merged without its key", key)
+		}
+		if key == nil && !strings.Contains(err.Error(), "encryption.key") {
+			t.Errorf("no key: the error does not say what to do: %v", err)
+		}
+		if key != nil && !errors.Is(err, crypt.ErrWrongKey) {
+			t.Errorf("wrong key: %v", err)
+		}
+		if !bytes.Equal(readFile(t, path), before) {
+			t.Fatal("the archive changed")
+		}
+		if got := rangeOf(t, s, "m", jan, feb); len(got) != 1 || got[0].PowerW != 1234 {
+			t.Errorf("the late reading: %v", got)
+		}
+		if err := s.Export(context.Background(), "m", func(Record) error { return nil }); err == nil {
+			t.Error("an export read an encrypted archive without its key")
+		}
+	}
+}
