@@ -43,7 +43,7 @@ FUZZ_METER := FuzzDecode FuzzReadCSV FuzzTasmota FuzzShelly FuzzEmonhub FuzzZigb
 FUZZ_API := FuzzParseLimit FuzzParseTime FuzzParsePatch
 FUZZ_STORE := FuzzDecodeBlock FuzzBlockRoundTrip
 FUZZ_TARIFF := FuzzParseClock
-FUZZ_AUTH := FuzzToken
+FUZZ_AUTH := FuzzToken FuzzLogin
 FUZZ_CRYPT := FuzzReader
 fuzz:
 	@for f in $(FUZZ_METER); do $(GO) test ./meter -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done

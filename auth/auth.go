@@ -299,6 +299,7 @@ func (s *Service) Users() []User {
 const (
 	maxFailures = 5
 	lockout     = time.Minute
+	maxLockout  = 24 * time.Hour
 )
 
 // Login checks a user's password, limited per name and address, and
@@ -329,7 +330,10 @@ func (s *Service) Login(name, password, addr string) (string, Session, error) {
 		}
 		f.n++
 		if f.n >= maxFailures {
-			f.until = now.Add(min(lockout<<(f.n-maxFailures), 24*time.Hour))
+			// Doubling, to a day at most. The shift is capped first:
+			// lockout<<28 overflows, which would lift the lock-out
+			// for a patient attacker.
+			f.until = now.Add(min(lockout<<min(f.n-maxFailures, 12), maxLockout))
 		}
 		s.mu.Unlock()
 		return "", Session{}, ErrLogin

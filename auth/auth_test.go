@@ -2,7 +2,9 @@ package auth
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,6 +169,73 @@ func TestAllows(t *testing.T) {
 			t.Errorf("Allows(%s, %s) != %v", c.role, c.need, c.ok)
 		}
 	}
+}
+
+// A patient attacker's lock-outs grow to a day and stay there: the
+// doubling must not overflow into no lock-out at all.
+func TestLockoutKeepsGrowingToADay(t *testing.T) {
+	s, _ := newService(t, t.TempDir())
+	if _, err := s.Setup("admin", "a long enough password"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return now }
+	prev := time.Duration(0)
+	for i := range 80 {
+		_, _, err := s.Login("admin", "wrong password!", "198.51.100.7")
+		if errors.Is(err, ErrLocked) {
+			t.Fatalf("attempt %d was refused as locked: the clock should have passed the lock-out", i)
+		}
+		if i+1 < maxFailures {
+			continue
+		}
+		// Locked now: find for how long.
+		if _, _, err := s.Login("admin", "a long enough password", "198.51.100.7"); !errors.Is(err, ErrLocked) {
+			t.Fatalf("after %d failures the right password got in: %v", i+1, err)
+		}
+		s.mu.Lock()
+		d := s.failures["admin|198.51.100.7"].until.Sub(now)
+		s.mu.Unlock()
+		if d < prev || d > 24*time.Hour {
+			t.Fatalf("after %d failures the lock-out is %s (was %s)", i+1, d, prev)
+		}
+		prev = d
+		now = now.Add(d)
+	}
+	if prev != 24*time.Hour {
+		t.Errorf("after 80 failures the lock-out is %s, want a day", prev)
+	}
+}
+
+// FuzzLogin: whatever name and password, only the right pair logs in,
+// and nothing panics.
+func FuzzLogin(f *testing.F) {
+	st, err := store.Open(f.TempDir(), store.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer st.Close()
+	s, _ := New(st)
+	const pw = "correct horse battery"
+	if _, err := s.Setup("ana", pw); err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range [][2]string{{"ana", pw}, {"ana", pw + " "}, {"ANA", pw}, {"", ""}, {"ana\x00", pw}, {strings.Repeat("a", 1000), "x"}} {
+		f.Add(seed[0], seed[1])
+	}
+	var n atomic.Int64
+	f.Fuzz(func(t *testing.T, name, password string) {
+		// A fresh address each time, so lock-outs do not hide a wrong
+		// success.
+		addr := fmt.Sprintf("fuzz-%d", n.Add(1))
+		id, who, err := s.Login(name, password, addr)
+		if ok := name == "ana" && password == pw; ok != (err == nil) {
+			t.Fatalf("Login(%q, %q) = %q %+v, %v", name, password, id, who, err)
+		}
+		if err == nil && (id == "" || who.User != "ana") {
+			t.Fatalf("Login(%q, %q) = %q %+v", name, password, id, who)
+		}
+	})
 }
 
 // FuzzToken checks that no input but a token made here passes.
