@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/vatio-energy/vatio/internal/mqtttest"
 )
@@ -286,8 +288,81 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("after the meters page's form: %+v", casa)
 	}
 
+	// The access page: a token made there works with its role, and stops
+	// when revoked there; a device added there logs in to the broker.
+	var tokenText string
+	err = chromedp.Do(ctx, chromedp.Navigate(origin+"/access"), chromedp.WaitVisible("#tokens-heading"),
+		chromedp.SetValue(`form[data-kind="token"] input[name="name"]`, "browser test"),
+		chromedp.SetValue(`form[data-kind="token"] select[name="role"]`, "viewer"),
+		chromedp.SetValue(`form[data-kind="token"] input[name="expires_days"]`, "30"),
+		chromedp.Click(`form[data-kind="token"] button[type="submit"]`),
+		chromedp.WaitVisible(`form[data-kind="token"] .secret code`),
+	)
+	if err == nil {
+		tokenText, err = chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('form[data-kind="token"] .secret code').textContent`))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	asToken := func(method, path string) int {
+		req, _ := http.NewRequest(method, origin+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tokenText)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if get, del := asToken("GET", "/api/v1/meters"), asToken("DELETE", "/api/v1/meters/default"); get != 200 || del != 403 {
+		t.Errorf("the viewer token made on the page: GET %d, DELETE %d; want 200, 403", get, del)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.SetValue(`form[data-kind="device"] input[name="name"]`, "kitchen-plug"),
+		chromedp.Click(`form[data-kind="device"] button[type="submit"]`),
+		chromedp.WaitVisible(`form[data-kind="device"] .secret dl dd`),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]string](`(function () {
+		var out = {}, dts = document.querySelectorAll('form[data-kind="device"] .secret dt');
+		dts.forEach(function (dt) { out[dt.textContent] = dt.nextElementSibling.textContent; });
+		return out;
+	})()`))
+	if err != nil || settings["user"] != "kitchen-plug" || settings["password"] == "" || !strings.Contains(settings["tasmota"], "User kitchen-plug") {
+		t.Fatalf("device settings on the page: %v, %v", settings, err)
+	}
+	screenshot(t, ctx, "access-desktop", 1280, 900, "#tokens-heading")
+	plug := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + v.mqtt).SetClientID("kitchen-plug").
+		SetUsername(settings["user"]).SetPassword(settings["password"]).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second))
+	if tok := plug.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Errorf("the device added on the page cannot log in: %v", tok.Error())
+	} else {
+		mqtttest.Publish3(t, plug, "energy/consumption/kitchen-plug", 1, false, "0.5")
+		plug.Disconnect(100)
+	}
+	// Revoke, after the page's confirmation (answered yes here).
+	err = chromedp.Do(ctx, chromedp.Navigate(origin+"/access"), chromedp.WaitVisible("#tokens"))
+	if err == nil {
+		_, err = chromedp.Run(ctx, chromedp.Evaluate[any](`window.confirm = function () { return true; }`))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.Click(`//tr[td[contains(., "browser test")]]//button[@data-delete]`),
+		chromedp.WaitNotPresent(`//tr[td[contains(., "browser test")]]`),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := asToken("GET", "/api/v1/meters"); code != 401 {
+		t.Errorf("the token revoked on the page: GET %d, want 401", code)
+	}
+
 	for _, p := range []struct{ path, name, ready string }{{"/meters", "meters", "table.meters"}, {"/alerts", "alerts", "#active-heading"},
-		{"/costs", "costs", "#daycost"}, {"/savings", "savings", "main h1"}} {
+		{"/costs", "costs", "#daycost"}, {"/savings", "savings", "main h1"}, {"/access", "access", "#users-heading"}} {
 		if err := chromedp.Do(ctx, chromedp.Navigate(origin+p.path), chromedp.WaitVisible(p.ready)); err != nil {
 			t.Fatal(err)
 		}

@@ -421,7 +421,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	})
 	alerts := a.alerts
 	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: loc, Tariff: tr,
-		Auth: users, Audit: auditLog, OnLockout: func(user, addr string) {
+		Auth: users, Audit: auditLog, Devices: a.devices, OnLockout: func(user, addr string) {
 			_, _ = alerts.Raise(alert.SeverityWarning, fmt.Sprintf("repeated failed logins for user %q from %s: locked out for a while", user, addr), "", "security")
 		}}).Register(a.http.Router())
 

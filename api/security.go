@@ -46,7 +46,7 @@ func open(path string) bool {
 func roleFor(method, path string) string {
 	switch {
 	case strings.HasPrefix(path, "/api/v1/users"), strings.HasPrefix(path, "/api/v1/tokens"), strings.HasPrefix(path, "/api/v1/devices"),
-		path == "/api/v1/audit", path == "/api/v1/backup", strings.HasSuffix(path, "/export"):
+		path == "/api/v1/audit", path == "/api/v1/backup", strings.HasSuffix(path, "/export"), path == "/access":
 		return auth.Admin
 	case method == fiber.MethodDelete && strings.HasPrefix(path, "/api/v1/meters/"):
 		return auth.Admin

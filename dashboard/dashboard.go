@@ -28,6 +28,7 @@ import (
 	"github.com/vatio-energy/vatio/api"
 	"github.com/vatio-energy/vatio/audit"
 	"github.com/vatio-energy/vatio/auth"
+	"github.com/vatio-energy/vatio/devices"
 	"github.com/vatio-energy/vatio/store"
 	"github.com/vatio-energy/vatio/tariff"
 )
@@ -38,7 +39,7 @@ var templateFiles embed.FS
 // pages are the page templates by name, each with the layout.
 var pages = func() map[string]*template.Template {
 	out := map[string]*template.Template{}
-	for _, name := range []string{"overview", "meter", "meters", "alerts", "costs", "savings", "notfound", "login", "setup"} {
+	for _, name := range []string{"overview", "meter", "meters", "alerts", "costs", "savings", "notfound", "login", "setup", "access"} {
 		t := template.New("layout").Funcs(template.FuncMap{
 			// Texts and formats in the page's language; the template is
 			// executed with a clone whose functions know it (see render).
@@ -74,6 +75,8 @@ type Options struct {
 	// locked out after repeated failed logins.
 	Audit     *audit.Log
 	OnLockout func(user, addr string)
+	// Devices, when set, lists MQTT devices on the access page.
+	Devices *devices.Registry
 }
 
 // Dashboard serves the dashboard's pages and static files. It is safe for
@@ -84,6 +87,8 @@ type Dashboard struct {
 	tariff *tariff.Tariff
 	auth   *auth.Service
 	audit  *audit.Log
+	// devices are the MQTT credentials the access page lists; nil hides them.
+	devices *devices.Registry
 	// onLockout is Options.OnLockout.
 	onLockout func(user, addr string)
 	now       func() time.Time
@@ -122,7 +127,7 @@ func newDashboard(st *store.Store, opts Options, assets map[string]*asset) *Dash
 		opts.Tariff = &tariff.Tariff{Location: opts.Location}
 	}
 	d := &Dashboard{st: st, loc: opts.Location, now: opts.Now, log: opts.Logger, assets: assets, tariff: opts.Tariff,
-		auth: opts.Auth, audit: opts.Audit, onLockout: opts.OnLockout}
+		auth: opts.Auth, audit: opts.Audit, onLockout: opts.OnLockout, devices: opts.Devices}
 	_, d.charts = assets[echartsFile]
 	if !d.charts {
 		opts.Logger.Warn("dashboard assets not built: run make assets", slog.String("missing", "dashboard/assets/"+echartsFile))
@@ -147,6 +152,7 @@ func (d *Dashboard) Register(r fiber.Router) {
 		r.Post("/logout", d.logout)
 		r.Get("/setup", d.setupPage)
 		r.Post("/setup", d.setup)
+		r.Get("/access", gz, d.accessPage) // admin only (see api.roleFor)
 	}
 	r.Get("/assets/*", d.serveAsset)
 }

@@ -147,7 +147,7 @@ func TestPage(t *testing.T) {
 		`<script src="/assets/app.js?v=`,
 		`<link rel="stylesheet" href="/assets/app.css?v=`,
 		`<link rel="icon" href="/assets/icon.svg?v=`,
-		`<script type="application/json" id="texts">{"js.confirm_delete":`,
+		`<script type="application/json" id="texts">{"js.add_failed":`,
 		`No alerts.`,
 	} {
 		if !strings.Contains(page, want) {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/vatio-energy/vatio/auth"
+	"github.com/vatio-energy/vatio/devices"
 	"github.com/vatio-energy/vatio/energy"
 	"github.com/vatio-energy/vatio/insight"
 	"github.com/vatio-energy/vatio/meter"
@@ -432,6 +434,30 @@ func (d *Dashboard) alertsPage(c *fiber.Ctx) error {
 		}
 	}
 	return d.render(c, "alerts", b, data)
+}
+
+// accessData is what access.html renders: who may use Vatio.
+type accessData struct {
+	*base
+	Users  []auth.User
+	Tokens []auth.Token
+	// DevicesOn is whether MQTT devices are managed here; Devices are
+	// their credentials (without the password hashes).
+	DevicesOn bool
+	Devices   []devices.Device
+}
+
+// accessPage serves GET /access (admin): the users, the API tokens and the
+// MQTT devices, with forms that add and remove them through the API.
+func (d *Dashboard) accessPage(c *fiber.Ctx) error {
+	b := d.newBase(c, "access", "access.title")
+	data := &accessData{base: b, Users: d.auth.Users(), Tokens: d.auth.Tokens(), DevicesOn: d.devices != nil}
+	slices.SortFunc(data.Users, func(a, b auth.User) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(data.Tokens, func(a, b auth.Token) int { return b.Created.Compare(a.Created) })
+	if d.devices != nil {
+		data.Devices = d.devices.List()
+	}
+	return d.render(c, "access", b, data)
 }
 
 // notFound serves the page for an unknown meter or path.

@@ -494,6 +494,64 @@
     });
   }
 
+  // accessPage: the forms add users, tokens and devices through the API,
+  // and show a new token or device password once; the buttons remove them.
+  function accessPage() {
+    document.querySelectorAll("form.access-form").forEach(function (form) {
+      form.addEventListener("submit", function (ev) {
+        ev.preventDefault();
+        var f = form.elements, kind = form.dataset.kind, body = { name: f.name.value.trim() };
+        if (kind === "user") {
+          body.password = f.password.value;
+          body.role = f.role.value;
+        } else if (kind === "token") {
+          body.role = f.role.value;
+          var days = f.expires_days.value.trim();
+          if (days !== "") body.expires = new Date(Date.now() + Number(days) * 86400 * 1000).toISOString();
+        }
+        var result = form.querySelector(".result"), secret = form.querySelector(".secret");
+        result.textContent = "";
+        result.classList.remove("bad");
+        request("POST", form.dataset.post, body).then(function (j) {
+          result.textContent = t("js.added");
+          if (kind === "user") {
+            setTimeout(function () { location.reload(); }, 400);
+            return;
+          }
+          var value = secret.querySelector(".value");
+          value.textContent = "";
+          if (kind === "token") {
+            value.textContent = j.token;
+          } else {
+            Object.keys(j.settings).sort().forEach(function (k) {
+              var dt = document.createElement("dt"), dd = document.createElement("dd");
+              dt.textContent = k;
+              dd.textContent = j.settings[k];
+              value.appendChild(dt);
+              value.appendChild(dd);
+            });
+          }
+          secret.hidden = false;
+          form.reset();
+        }, function (err) {
+          result.textContent = t("js.add_failed") + " " + err.message;
+          result.classList.add("bad");
+        });
+      });
+    });
+    document.querySelectorAll("button[data-delete]").forEach(function (btn) {
+      btn.addEventListener("click", function () {
+        if (!window.confirm(t("js.confirm_remove"))) return;
+        request("DELETE", btn.dataset.delete + encodeURIComponent(btn.dataset.name)).then(function () {
+          var row = btn.closest("tr");
+          if (row) row.remove();
+        }, function (err) {
+          window.alert(t("js.remove_failed") + " " + err.message);
+        });
+      });
+    });
+  }
+
   // Every page: live status, theme, sizes, times and numbers.
   localNumbers();
   ["live", "history", "day"].forEach(function (id) {
@@ -514,6 +572,7 @@
   } else if (page === "meter") {
     meterPage();
   } else {
+    if (page === "access") accessPage();
     settingsForms();
     stream("", function () {}); // the status light: is the server there?
   }
