@@ -147,7 +147,7 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 		case p := <-got:
 			seen[p.Topic] = string(p.Payload)
 		case <-deadline:
-			t.Fatalf("got %v", seen)
+			t.Fatalf("got %v\nvatio logs:\n%s", seen, v.logs)
 		}
 	}
 	power := seen["homeassistant/sensor/"+oid+"/power/config"]
