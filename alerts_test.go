@@ -33,6 +33,9 @@ func TestAlertRuleEndToEnd(t *testing.T) {
       threshold_w: 1500
       severity: warning
       enabled: true
+      actions:
+        - {topic: cmnd/kettle/POWER, payload: "OFF"}
+        - {url: "http://127.0.0.1:1/hook?key=s3cret", payload: "{}"}
 `), 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -89,6 +92,27 @@ func TestAlertRuleEndToEnd(t *testing.T) {
 	getJSON(t, origin+"/api/v1/rules", &rules)
 	if len(rules.Rules) != 1 || rules.Rules[0].Source != "config" || len(rules.Rules[0].Firing) != 0 {
 		t.Errorf("rules = %+v", rules.Rules)
+	}
+
+	// Every command a rule sent is in the audit log, without the keys of
+	// a webhook's URL.
+	var audit struct {
+		Entries []struct{ Who, Action, Target, Detail string }
+	}
+	getJSON(t, origin+"/api/v1/audit?limit=1000", &audit)
+	var sent, failed bool
+	for _, e := range audit.Entries {
+		if e.Action != "command" || e.Who != "system" {
+			continue
+		}
+		if strings.Contains(e.Target+e.Detail, "s3cret") {
+			t.Errorf("the audit log shows a webhook's key: %+v", e)
+		}
+		sent = sent || (e.Target == "cmnd/kettle/POWER" && e.Detail == "")
+		failed = failed || (e.Target == "webhook http://127.0.0.1:1/hook" && e.Detail != "")
+	}
+	if !sent || !failed {
+		t.Errorf("audit log lacks the rule's commands (sent %v, failed webhook %v): %+v", sent, failed, audit.Entries)
 	}
 }
 

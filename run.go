@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -381,8 +382,24 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		return nil, err
 	}
 	server := a.broker.Server()
-	sender := &automation.Sender{Publish: func(topic string, payload []byte) error { return server.Publish(topic, payload, false, 1) }}
-	a.rules.SetSender(sender)
+	auditLog := audit.New(a.store, logger.With("component", "audit"))
+	publish := func(topic string, payload []byte) error { return server.Publish(topic, payload, false, 1) }
+	// Rules' commands are audited as they are sent; load shedding's, with
+	// what it decided, by OnAction below.
+	a.rules.SetSender(&automation.Sender{Publish: publish, OnSend: func(c automation.Command, err error) {
+		e := audit.Entry{Who: "system", Action: "command", Target: c.Topic}
+		if c.URL != "" {
+			e.Target = "webhook " + redactURL(c.URL)
+		}
+		if err != nil {
+			e.Detail = err.Error()
+			if c.URL != "" {
+				e.Detail = strings.ReplaceAll(e.Detail, c.URL, redactURL(c.URL))
+			}
+		}
+		auditLog.Record(e)
+	}})
+	sender := &automation.Sender{Publish: publish}
 	if cfg.Shedding.Enabled {
 		sc, err := cfg.Shedding.Build()
 		if err != nil {
@@ -407,7 +424,6 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 			return nil, fmt.Errorf("auth.admin_token (%s): %w", config.EnvAdminToken, err)
 		}
 	}
-	auditLog := audit.New(a.store, logger.With("component", "audit"))
 	if a.shedder != nil {
 		a.shedder.OnAction = func(act automation.Action) {
 			auditLog.Record(audit.Entry{Time: act.Time, Who: "system", Action: act.Action, Target: act.Load, Detail: act.Error})
@@ -523,4 +539,14 @@ func hostname() string {
 		return h
 	}
 	return "localhost"
+}
+
+// redactURL keeps a URL's scheme, host and path: its query and user info
+// often hold keys, which the audit log must not.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	return u.Scheme + "://" + u.Host + u.Path
 }

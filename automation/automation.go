@@ -60,10 +60,21 @@ type Sender struct {
 	// Publish sends an MQTT message through the embedded broker.
 	Publish func(topic string, payload []byte) error
 	Client  *http.Client
+	// OnSend, if set, is told of every command carried out or failed (the
+	// audit log).
+	OnSend func(c Command, err error)
 }
 
 // Send carries out c.
 func (s *Sender) Send(ctx context.Context, c Command) error {
+	err := s.send(ctx, c)
+	if s.OnSend != nil {
+		s.OnSend(c, err)
+	}
+	return err
+}
+
+func (s *Sender) send(ctx context.Context, c Command) error {
 	if c.Topic != "" {
 		if err := s.Publish(c.Topic, []byte(c.Payload)); err != nil {
 			return fmt.Errorf("publish on %s: %w", c.Topic, err)
