@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,6 +59,21 @@ func TestTLSFirstStart(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + inst.http + "/healthz"); err == nil {
 		t.Error("plain HTTP was answered on the HTTPS port")
+	}
+	// The session cookie of the setup (then of every login) is Secure
+	// under HTTPS, as well as HttpOnly and SameSite.
+	setup := &http.Client{Transport: &http.Transport{TLSClientConfig: trust}, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err = setup.PostForm(base+"/setup", url.Values{"user": {"admin"}, "password": {"a long enough password"}, "confirm": {"a long enough password"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cookie := resp.Header.Get("Set-Cookie")
+	for _, want := range []string{"vatio_session=", "secure", "HttpOnly", "SameSite=Lax"} {
+		if !strings.Contains(cookie, want) {
+			t.Errorf("session cookie under HTTPS lacks %s: %q (status %d)", want, cookie, resp.StatusCode)
+		}
 	}
 	untrusting := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{ServerName: "vatio.test"}}}
 	if _, err := untrusting.Get(base + "/healthz"); err == nil {
