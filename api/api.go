@@ -143,10 +143,15 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 		AppName:               "vatio",
 		DisableStartupMessage: true,
 		BodyLimit:             opts.BodyLimitBytes,
-		StreamRequestBody:     true, // imports stream; limitBody holds the rest to BodyLimit
-		ReadTimeout:           30 * time.Second,
-		IdleTimeout:           2 * time.Minute,
-		ErrorHandler:          s.writeError,
+		// Routes match exactly: with Fiber's default, /API/v1/Backup/
+		// would reach /api/v1/backup while the role check read another
+		// path.
+		CaseSensitive:     true,
+		StrictRouting:     true,
+		StreamRequestBody: true, // imports stream; limitBody holds the rest to BodyLimit
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorHandler:      s.writeError,
 	})
 	s.app.Use(recover.New())
 	s.app.Use(securityHeaders)

@@ -44,6 +44,12 @@ func open(path string) bool {
 // admins delete, back up, export, and manage users, tokens and the audit
 // log.
 func roleFor(method, path string) string {
+	// Routing is case-sensitive and strict (see New); the role is still
+	// decided on the path as the most lenient router would read it.
+	path = strings.ToLower(path)
+	if len(path) > 1 {
+		path = strings.TrimRight(path, "/")
+	}
 	switch {
 	case strings.HasPrefix(path, "/api/v1/users"), strings.HasPrefix(path, "/api/v1/tokens"), strings.HasPrefix(path, "/api/v1/devices"),
 		path == "/api/v1/audit", path == "/api/v1/backup", strings.HasSuffix(path, "/export"), path == "/access":
