@@ -76,6 +76,9 @@ type Access interface {
 	Allowed(user, topic string, write bool) bool
 }
 
+// wsListener is the id of the WebSocket listener.
+const wsListener = "ws"
+
 // defaultConnectTimeout bounds the time from a connection's opening to
 // its CONNECT packet (and TLS handshake), so idle sockets cannot pile up.
 const defaultConnectTimeout = 10 * time.Second
@@ -146,7 +149,10 @@ func New(opts Options) (_ *Broker, err error) {
 		InlineClient: true, // readings are forwarded to subscribers after they are stored
 		Logger:       opts.Logger,
 	})
-	b.guard = &guard{access: opts.Access, maxTopic: opts.MaxTopicLength}
+	b.guard = &guard{access: opts.Access, maxTopic: opts.MaxTopicLength, log: opts.Logger}
+	if b.guard.log == nil {
+		b.guard.log = slog.New(slog.DiscardHandler)
+	}
 	if opts.MaxMessagesPerSecond > 0 {
 		// A burst of two seconds' worth lets a gateway send the states of
 		// all its devices at once after a reconnect.
@@ -165,7 +171,7 @@ func New(opts Options) (_ *Broker, err error) {
 		ls = append(ls, listeners.NewNet("mqtts", deadlineListener{Listener: secure, timeout: opts.WriteTimeout, connect: connect, tls: opts.TLS, closes: &b.closes}))
 	}
 	if ws != nil {
-		ls = append(ls, newWebSocket("ws", ws, opts.TLS, opts.WebSocketOrigins, opts.WriteTimeout, connect, &b.closes))
+		ls = append(ls, newWebSocket(wsListener, ws, opts.TLS, opts.WebSocketOrigins, opts.WriteTimeout, connect, &b.closes))
 	}
 	for _, l := range ls {
 		if err := srv.AddListener(l); err != nil {
@@ -321,6 +327,7 @@ func (c deadlineConn) Close() error {
 // client may do everything.
 type guard struct {
 	mqtt.HookBase
+	log      *slog.Logger
 	access   Access
 	maxTopic int
 	rate     rate.Limit
@@ -342,10 +349,34 @@ func (*guard) Provides(b byte) bool {
 }
 
 func (g *guard) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	if cl.Net.Inline || g.access == nil {
+	if cl.Net.Inline {
 		return true
 	}
-	return g.access.Connect(string(pk.Connect.Username), pk.Connect.Password, cl.Net.Remote)
+	user := string(pk.Connect.Username)
+	if g.access != nil {
+		remote := cl.Net.Remote
+		if cl.Net.Listener == wsListener {
+			// Any web page can steer a browser on this machine to the
+			// WebSocket (DNS rebinding gets past the origin check), so
+			// its clients are never trusted as local ones.
+			remote = ""
+		}
+		if !g.access.Connect(user, pk.Connect.Password, remote) {
+			return false
+		}
+	}
+	if pk.Connect.WillFlag {
+		// mochi publishes a will without asking OnACLCheck: a client may
+		// connect only with a will it could publish itself, or a device
+		// could switch another's relay when it drops.
+		topic := pk.Connect.WillTopic
+		if g.maxTopic > 0 && len(topic) > g.maxTopic || g.access != nil && !g.access.Allowed(user, topic, true) {
+			g.log.Warn("connection refused: its last will is on a topic it may not publish on",
+				slog.String("user", user), slog.String("topic", topic), slog.String("remote", cl.Net.Remote))
+			return false
+		}
+	}
+	return true
 }
 
 func (g *guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {

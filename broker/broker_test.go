@@ -248,10 +248,14 @@ func TestMaxClients(t *testing.T) {
 func TestSilentConnectionsClosed(t *testing.T) {
 	tc, _, _ := localCA(t)
 	b := start(t, broker.Options{Addr: "127.0.0.1:0", TLS: tc, TLSAddr: "127.0.0.1:0", ConnectTimeout: 200 * time.Millisecond})
-	for _, addr := range []net.Addr{b.Addr(), b.TLSAddr()} {
+	ws := start(t, broker.Options{WebSocketAddr: "127.0.0.1:0", ConnectTimeout: 200 * time.Millisecond})
+	for i, addr := range []net.Addr{b.Addr(), b.TLSAddr(), ws.WebSocketAddr(), ws.WebSocketAddr()} {
 		c, err := net.Dial("tcp", addr.String())
 		if err != nil {
 			t.Fatal(err)
+		}
+		if i == 3 { // a request that is no upgrade, on a kept-alive socket
+			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
 		}
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second)) // a bound for the test only
 		_, err = io.ReadAll(c)

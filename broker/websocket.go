@@ -56,8 +56,11 @@ func (l *webSocket) Protocol() string {
 
 func (l *webSocket) Init(log *slog.Logger) error {
 	l.log = log
-	l.srv = &http.Server{Handler: http.HandlerFunc(l.handle), ReadHeaderTimeout: l.connect,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	// Every timeout is the connect timeout: a request that is no upgrade
+	// must not keep its socket open (an upgraded one is the client's).
+	l.srv = &http.Server{Handler: http.HandlerFunc(l.handle), ReadHeaderTimeout: l.connect, ReadTimeout: l.connect,
+		IdleTimeout: l.connect,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	return nil
 }
 

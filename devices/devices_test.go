@@ -152,3 +152,100 @@ func TestAnonymousOnlyFromTrustedAddresses(t *testing.T) {
 		t.Error("a bad filter passed")
 	}
 }
+
+// connectWill connects device user with a last will on willTopic.
+func connectWill(t *testing.T, url, user, password, willTopic string) (paho3.Client, error) {
+	t.Helper()
+	seq++
+	opts := paho3.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("dev-%d", seq)).
+		SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).SetUsername(user).SetPassword(password)
+	if willTopic != "" {
+		opts.SetWill(willTopic, "OFF", 1, true)
+	}
+	c := paho3.NewClient(opts)
+	tok := c.Connect()
+	if !tok.WaitTimeout(10 * time.Second) {
+		return nil, fmt.Errorf("connect timed out")
+	}
+	return c, tok.Error()
+}
+
+// A device may connect only with a last will it could publish itself:
+// mochi publishes wills without asking the ACL, so a will on another
+// device's command topic would switch it when the first one drops.
+func TestWillMustBeAllowed(t *testing.T) {
+	reg, addr := start(t)
+	_, pw, err := reg.Add("plug", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 4)
+	if _, err := connect(t, addr, "", "", func(_ paho3.Client, m paho3.Message) { got <- m.Topic() }); err != nil {
+		t.Fatal(err)
+	}
+	watcher, _ := connect(t, addr, "", "", func(_ paho3.Client, m paho3.Message) { got <- m.Topic() })
+	if tok := watcher.Subscribe("#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	if _, err := connectWill(t, "tcp://"+addr, "plug", pw, "cmnd/heater/POWER"); err == nil {
+		t.Fatal("a device connected with a will on another device's command topic")
+	}
+	c, err := connectWill(t, "tcp://"+addr, "plug", pw, "tele/plug/LWT")
+	if err != nil {
+		t.Fatalf("a device with a will on its own topic: %v", err)
+	}
+	c.Disconnect(0) // its own will may come: it is its availability
+	deadline := time.After(300 * time.Millisecond)
+	for {
+		select {
+		case topic := <-got:
+			if topic != "tele/plug/LWT" {
+				t.Errorf("a message arrived on %s", topic)
+			}
+		case <-deadline:
+			return
+		}
+	}
+}
+
+// The WebSocket trusts no client as local: a web page can steer a browser
+// on this machine to it, so anonymous clients are refused there even from
+// loopback; devices log in as on the TCP port.
+func TestWebSocketNeedsCredentials(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	reg, err := devices.New(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", WebSocketAddr: "127.0.0.1:0", MaxPacketBytes: 1 << 20, Access: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	_, pw, err := reg.Add("panel", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := "ws://" + b.WebSocketAddr().String()
+	if c, err := connectWill(t, ws, "", "", ""); err == nil {
+		c.Disconnect(0)
+		t.Error("an anonymous client connected over the WebSocket from loopback")
+	}
+	c, err := connectWill(t, ws, "panel", pw, "")
+	if err != nil {
+		t.Fatalf("a device over the WebSocket: %v", err)
+	}
+	c.Disconnect(0)
+	if c, err := connectWill(t, "tcp://"+b.Addr().String(), "", "", ""); err != nil {
+		t.Errorf("anonymous from loopback over TCP: %v", err)
+	} else {
+		c.Disconnect(0)
+	}
+}
