@@ -91,6 +91,7 @@ func Config(opts Options) (*tls.Config, Info, error) {
 		if err := issue(opts); err != nil {
 			return nil, Info{}, err
 		}
+		r.local = &opts
 		r.opts.CertFile, r.opts.KeyFile = filepath.Join(opts.Dir, leafFile), filepath.Join(opts.Dir, leafKey)
 	}
 	if err := r.load(); err != nil {
@@ -120,7 +121,10 @@ func describe(leaf *x509.Certificate) Info {
 // reloader serves the certificate of two files and reads them again when
 // they change.
 type reloader struct {
-	opts    Options
+	opts Options
+	// local, when the certificate is the local authority's, is what
+	// issues it again a month before it ends, while Vatio runs.
+	local   *Options
 	mu      sync.Mutex
 	cert    *tls.Certificate
 	checked time.Time
@@ -132,6 +136,11 @@ func (r *reloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	defer r.mu.Unlock()
 	if now := r.opts.Now(); now.Sub(r.checked) >= recheck {
 		r.checked = now
+		if r.local != nil && now.Add(renewBefore).After(r.cert.Leaf.NotAfter) {
+			if err := issue(*r.local); err != nil {
+				r.opts.Logger.Warn("tls: the certificate could not be renewed", slog.Any("error", err))
+			}
+		}
 		if s := r.fileStamp(); s != r.stamp {
 			if err := r.loadLocked(); err != nil {
 				// Keep serving the certificate that worked; a renewal

@@ -268,3 +268,23 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// A Vatio that runs for a year renews the local authority's certificate a
+// month before it ends, without a restart.
+func TestLocalAuthorityRenewsWhileRunning(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	cfg, info, err := Config(Options{Dir: t.TempDir(), Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := pool(t, info.CA)
+	now = now.Add(leafLifetime - renewBefore + time.Hour)
+	seen, err := handshakeAt(t, cfg, roots, "localhost", clock)
+	if err != nil {
+		t.Fatalf("a month before the end: %v", err)
+	}
+	if d := describe(seen); d.Fingerprint == info.Fingerprint || !d.NotAfter.After(now.Add(renewBefore)) {
+		t.Errorf("not renewed while running: %s, ends %s", d.Fingerprint, d.NotAfter)
+	}
+}
