@@ -110,6 +110,8 @@ type Server struct {
 	devices         *devices.Registry
 	mqttAddr        string
 	mqttTLSAddr     string
+	// exporting holds the one export being built (see sendExport).
+	exporting chan struct{}
 }
 
 // New returns a Server with every API route registered.
@@ -125,6 +127,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 		s.importLimit = 1 << 30
 	}
 	s.closing = make(chan struct{})
+	s.exporting = make(chan struct{}, 1)
 	s.tariff = opts.Tariff
 	s.rules = opts.Rules
 	s.shedder = opts.Shedder

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -185,17 +186,31 @@ func jsonTime(t time.Time) string {
 }
 
 // sendExport writes an export with write to a temporary file, then sends
-// the file as the download name.format; the file is removed once sent.
+// the file as the download name.format; the file is gone once sent.
 func (s *Server) sendExport(c *fiber.Ctx, name, format string, write func(context.Context, *bufio.Writer) error) error {
-	f, err := os.CreateTemp("", "vatio-export-*")
+	// One export at a time: each holds retention off, and takes disk.
+	select {
+	case s.exporting <- struct{}{}:
+	default:
+		c.Set(fiber.HeaderRetryAfter, "30")
+		return fiber.NewError(fiber.StatusServiceUnavailable, "another export is being built: retry in a while")
+	}
+	defer func() { <-s.exporting }()
+	// In the data directory, not /tmp (often a small tmpfs), mode 0600,
+	// and unlinked at once where the system allows: a crash leaves no
+	// plain copy behind.
+	f, err := os.CreateTemp(filepath.Dir(s.store.Path()), ".vatio-export-*.tmp")
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
+	removed := os.Remove(f.Name()) == nil
 	ok := false
 	defer func() {
 		if !ok {
 			f.Close()
-			os.Remove(f.Name())
+			if !removed {
+				os.Remove(f.Name())
+			}
 		}
 	}()
 	w := bufio.NewWriterSize(f, 64<<10)
@@ -224,7 +239,11 @@ func (s *Server) sendExport(c *fiber.Ctx, name, format string, write func(contex
 	if size <= math.MaxInt {
 		length = int(size)
 	}
-	c.Response().SetBodyStream(removeOnClose{f}, length)
+	var body io.ReadCloser = f
+	if !removed {
+		body = removeOnClose{f}
+	}
+	c.Response().SetBodyStream(body, length)
 	ok = true
 	return nil
 }
