@@ -122,6 +122,10 @@ type Service struct {
 type failure struct {
 	n     int
 	until time.Time
+	// busy is an attempt being checked: a second one at the same time is
+	// refused, so that parallel guesses cannot all pass the lock-out
+	// check before any failure is counted.
+	busy bool
 }
 
 // New loads the users, tokens and sessions of st.
@@ -300,7 +304,21 @@ const (
 	maxFailures = 5
 	lockout     = time.Minute
 	maxLockout  = 24 * time.Hour
+	// maxTracked bounds the failed logins remembered, against a flood of
+	// made-up names; lock-outs under way are never forgotten to make room.
+	maxTracked = 100000
 )
+
+// pruneFailures forgets the failures that hold no lock-out now and no
+// attempt under way; a lock-out's history (which doubles the next one) is
+// kept for a day after it ended. s.mu is held.
+func (s *Service) pruneFailures(now time.Time) {
+	for k, f := range s.failures {
+		if !f.busy && !now.Before(f.until) && (f.n < maxFailures || now.Sub(f.until) > maxLockout) {
+			delete(s.failures, k)
+		}
+	}
+}
 
 // Login checks a user's password, limited per name and address, and
 // starts a session: it returns the session id for the cookie.
@@ -309,9 +327,21 @@ func (s *Service) Login(name, password, addr string) (string, Session, error) {
 	now := s.now()
 	s.mu.Lock()
 	f := s.failures[key]
-	if f != nil && now.Before(f.until) {
+	if f != nil && (now.Before(f.until) || f.busy) {
 		s.mu.Unlock()
 		return "", Session{}, ErrLocked
+	}
+	if f == nil {
+		if len(s.failures) >= maxTracked {
+			s.pruneFailures(now)
+		}
+		if len(s.failures) < maxTracked {
+			f = &failure{}
+			s.failures[key] = f
+		}
+	}
+	if f != nil {
+		f.busy = true
 	}
 	u, ok := s.users[name]
 	s.mu.Unlock()
@@ -319,27 +349,27 @@ func (s *Service) Login(name, password, addr string) (string, Session, error) {
 	if !ok {
 		hash = dummyHash // the same work whether the user exists or not
 	}
-	if !CheckPassword(hash, password) || !ok {
-		s.mu.Lock()
-		if f == nil {
-			if len(s.failures) > 100000 {
-				clear(s.failures) // bounded, against a flood of made-up names
+	good := CheckPassword(hash, password) && ok
+	s.mu.Lock()
+	if f != nil {
+		f.busy = false
+	}
+	if !good {
+		if f != nil {
+			f.n++
+			if f.n >= maxFailures {
+				// Doubling, to a day at most. The shift is capped first:
+				// lockout<<28 overflows, which would lift the lock-out
+				// for a patient attacker.
+				f.until = now.Add(min(lockout<<min(f.n-maxFailures, 12), maxLockout))
 			}
-			f = &failure{}
-			s.failures[key] = f
-		}
-		f.n++
-		if f.n >= maxFailures {
-			// Doubling, to a day at most. The shift is capped first:
-			// lockout<<28 overflows, which would lift the lock-out
-			// for a patient attacker.
-			f.until = now.Add(min(lockout<<min(f.n-maxFailures, 12), maxLockout))
 		}
 		s.mu.Unlock()
 		return "", Session{}, ErrLogin
 	}
-	s.mu.Lock()
-	delete(s.failures, key)
+	if f != nil && f == s.failures[key] {
+		delete(s.failures, key)
+	}
 	s.mu.Unlock()
 	id := randomString(32)
 	x := Session{User: u.Name, Role: u.Role, CSRF: randomString(24), Expires: now.Add(sessionLifetime).UTC()}

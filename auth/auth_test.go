@@ -3,7 +3,9 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -204,6 +206,54 @@ func TestLockoutKeepsGrowingToADay(t *testing.T) {
 	}
 	if prev != 24*time.Hour {
 		t.Errorf("after 80 failures the lock-out is %s, want a day", prev)
+	}
+}
+
+// Guesses sent in parallel are checked one at a time per name and
+// address: they cannot all pass the lock-out check before any failure is
+// counted.
+func TestParallelGuessesAreLimited(t *testing.T) {
+	s, _ := newService(t, t.TempDir())
+	if _, err := s.Setup("admin", "a long enough password"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var checked atomic.Int64
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := s.Login("admin", fmt.Sprintf("guess number %d", i), "203.0.113.5"); errors.Is(err, ErrLogin) {
+				checked.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := checked.Load(); n > maxFailures {
+		t.Errorf("%d parallel guesses were checked, want at most %d", n, maxFailures)
+	}
+}
+
+// Pruning the failed logins forgets what holds no lock-out, never a
+// lock-out under way or its recent history.
+func TestPruneFailures(t *testing.T) {
+	s, _ := newService(t, t.TempDir())
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	s.failures = map[string]*failure{
+		"few|a":      {n: 2},
+		"locked|a":   {n: 7, until: now.Add(time.Hour)},
+		"recent|a":   {n: 7, until: now.Add(-time.Hour)},
+		"old|a":      {n: 7, until: now.Add(-2 * maxLockout)},
+		"checking|a": {n: 1, busy: true},
+	}
+	s.pruneFailures(now)
+	var left []string
+	for k := range s.failures {
+		left = append(left, k)
+	}
+	slices.Sort(left)
+	if want := []string{"checking|a", "locked|a", "recent|a"}; !slices.Equal(left, want) {
+		t.Errorf("after pruning: %v, want %v", left, want)
 	}
 }
 
