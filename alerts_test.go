@@ -35,7 +35,7 @@ func TestAlertRuleEndToEnd(t *testing.T) {
       enabled: true
       actions:
         - {topic: cmnd/kettle/POWER, payload: "OFF"}
-        - {url: "http://127.0.0.1:1/hook?key=s3cret", payload: "{}"}
+        - {url: "http://127.0.0.1:1/hook/s3cret?key=s3cret", payload: "{}"}
 `), 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +109,7 @@ func TestAlertRuleEndToEnd(t *testing.T) {
 			t.Errorf("the audit log shows a webhook's key: %+v", e)
 		}
 		sent = sent || (e.Target == "cmnd/kettle/POWER" && e.Detail == "")
-		failed = failed || (e.Target == "webhook http://127.0.0.1:1/hook" && e.Detail != "")
+		failed = failed || (e.Target == "webhook http://127.0.0.1:1" && e.Detail != "")
 	}
 	if !sent || !failed {
 		t.Errorf("audit log lacks the rule's commands (sent %v, failed webhook %v): %+v", sent, failed, audit.Entries)

@@ -541,12 +541,12 @@ func hostname() string {
 	return "localhost"
 }
 
-// redactURL keeps a URL's scheme, host and path: its query and user info
-// often hold keys, which the audit log must not.
+// redactURL keeps a URL's scheme and host: its path (Slack, Discord),
+// query and user info often hold keys, which the audit log must not.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(invalid URL)"
 	}
-	return u.Scheme + "://" + u.Host + u.Path
+	return u.Scheme + "://" + u.Host
 }
