@@ -432,8 +432,8 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	a.http = api.New(a.store, a.alerts, api.Options{
 		Auth: users, Audit: auditLog, Devices: a.devices, MQTTAddr: cfg.MQTT.Addr, MQTTTLSAddr: mqttTLSAddr, HSTS: tlsConfig != nil,
 		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: dec,
-		RateLimitPerMinute: cfg.HTTP.RateLimitPerMinute,
-		Gatherer:           reg, Logger: logger.With("component", "http"), Tariff: tr, Rules: a.rules, Shedder: a.shedder,
+		RateLimitPerMinute: cfg.HTTP.RateLimitPerMinute, TrustedProxies: cfg.HTTP.TrustedProxies, ProxyHeader: cfg.HTTP.ProxyHeader,
+		Gatherer: reg, Logger: logger.With("component", "http"), Tariff: tr, Rules: a.rules, Shedder: a.shedder,
 	})
 	alerts := a.alerts
 	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: loc, Tariff: tr,

@@ -77,6 +77,11 @@ type Options struct {
 	// RateLimitPerMinute is how many requests one address may make in a
 	// (sliding) minute; past it, 429 with Retry-After. 0 is no limit.
 	RateLimitPerMinute int
+	// TrustedProxies are the reverse proxies (IPs or CIDRs) whose
+	// ProxyHeader gives the client's address, and whose X-Forwarded-Proto
+	// says HTTPS; from anyone else both are ignored.
+	TrustedProxies []string
+	ProxyHeader    string
 	// HSTS tells browsers to use only HTTPS from now on: set it when
 	// serving HTTPS.
 	HSTS bool
@@ -149,12 +154,18 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 		// Routes match exactly: with Fiber's default, /API/v1/Backup/
 		// would reach /api/v1/backup while the role check read another
 		// path.
-		CaseSensitive:     true,
-		StrictRouting:     true,
-		StreamRequestBody: true, // imports stream; limitBody holds the rest to BodyLimit
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorHandler:      s.writeError,
+		CaseSensitive: true,
+		StrictRouting: true,
+		// The client's address (rate limits, lock-outs, the audit log)
+		// comes from a proxy's header only when that proxy is trusted.
+		EnableTrustedProxyCheck: true,
+		TrustedProxies:          opts.TrustedProxies,
+		ProxyHeader:             proxyHeader(opts),
+		EnableIPValidation:      true,
+		StreamRequestBody:       true, // imports stream; limitBody holds the rest to BodyLimit
+		ReadTimeout:             30 * time.Second,
+		IdleTimeout:             2 * time.Minute,
+		ErrorHandler:            s.writeError,
 	})
 	s.app.Use(recover.New())
 	s.app.Use(securityHeaders)
@@ -235,6 +246,13 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	}
 	v1.Get("/backup", s.backup)
 	return s
+}
+
+func proxyHeader(opts Options) string {
+	if len(opts.TrustedProxies) == 0 {
+		return ""
+	}
+	return cmp.Or(opts.ProxyHeader, "X-Real-IP")
 }
 
 // securityHeaders sets the headers every answer carries: no sniffing of

@@ -75,3 +75,51 @@ func TestRateLimit(t *testing.T) {
 		t.Errorf("another address was held back: %d", resp.StatusCode)
 	}
 }
+
+// Behind a trusted reverse proxy, each client is limited on its own
+// address as the proxy tells it; a header from anyone else changes
+// nothing, so a client cannot dodge the limit by sending one.
+func TestRateLimitBehindProxy(t *testing.T) {
+	for _, trusted := range []bool{true, false} {
+		st, err := store.Open(t.TempDir(), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		alerts := alert.New(st, nil, alert.Options{})
+		opts := api.Options{BodyLimitBytes: 4096, RateLimitPerMinute: 2}
+		if trusted {
+			opts.TrustedProxies = []string{"127.0.0.1"}
+		}
+		srv := api.New(st, alerts, opts)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go srv.Serve(ln)
+		codes := map[string][]int{}
+		for _, client := range []string{"203.0.113.1", "203.0.113.2"} {
+			for range 2 {
+				req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/api/energy", nil)
+				req.Header.Set("X-Real-IP", client)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				codes[client] = append(codes[client], resp.StatusCode)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		srv.Shutdown(ctx)
+		cancel()
+		alerts.Close()
+		st.Close()
+		second := codes["203.0.113.2"]
+		if trusted && (second[0] != 200 || second[1] != 200) {
+			t.Errorf("behind a trusted proxy, a second client was limited with the first: %v", codes)
+		}
+		if !trusted && second[0] != http.StatusTooManyRequests {
+			t.Errorf("an untrusted X-Real-IP dodged the limit: %v", codes)
+		}
+	}
+}

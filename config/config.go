@@ -285,6 +285,12 @@ type HTTP struct {
 	// RateLimitPerMinute is how many requests one address may make in a
 	// minute; 0 is no limit.
 	RateLimitPerMinute int `yaml:"rate_limit_per_minute"`
+	// TrustedProxies are reverse proxies (IPs or CIDRs) whose ProxyHeader
+	// gives the client's address, and X-Forwarded-Proto the scheme.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ProxyHeader is the header a trusted proxy sets to the client's
+	// address (overwriting what the client sent).
+	ProxyHeader string `yaml:"proxy_header"`
 }
 
 // Ingest configures how published readings are decoded and validated.
@@ -575,7 +581,7 @@ func Default() Config {
 		Log:           Log{Level: "info", Format: "text"},
 		MQTT: MQTT{Addr: ":1883", MaxPacketBytes: 1 << 20, WriteTimeout: 10 * time.Second, MaxQueuedMessages: 512,
 			TLSAddr: ":8883", MaxClients: 1000, MaxMessagesPerSecond: 200, MaxTopicLength: 512},
-		HTTP: HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20, ImportLimitBytes: 1 << 30, RateLimitPerMinute: 1200},
+		HTTP: HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20, ImportLimitBytes: 1 << 30, RateLimitPerMinute: 1200, ProxyHeader: "X-Real-IP"},
 		Ingest: Ingest{
 			Topic:           "energy/consumption",
 			MinPowerW:       limits.MinPowerW,
@@ -685,6 +691,16 @@ func (c Config) Validate() error {
 	}
 	if c.MQTT.WriteTimeout < time.Second {
 		bad("mqtt.write_timeout", "%s is under 1s", c.MQTT.WriteTimeout)
+	}
+	for i, p := range c.HTTP.TrustedProxies {
+		if net.ParseIP(p) == nil {
+			if _, _, err := net.ParseCIDR(p); err != nil {
+				bad(fmt.Sprintf("http.trusted_proxies[%d]", i), "%q is not an IP address or a CIDR such as 10.0.0.0/8", p)
+			}
+		}
+	}
+	if h := c.HTTP.ProxyHeader; h == "" || strings.ContainsAny(h, " :\r\n") {
+		bad("http.proxy_header", "%q is not a header name such as X-Real-IP", h)
 	}
 	if c.HTTP.RateLimitPerMinute < 0 || c.HTTP.RateLimitPerMinute > 1_000_000 {
 		bad("http.rate_limit_per_minute", "%d is outside 0 to 1000000 (0 for no limit)", c.HTTP.RateLimitPerMinute)
