@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -156,4 +157,45 @@ func TestSystemdUnit(t *testing.T) {
 			t.Errorf("the unit lacks %s", want)
 		}
 	}
+}
+
+// TestDockerfile keeps the Dockerfile in step with the build it copies:
+// no Docker engine runs here to build it, so this checks what can drift.
+// The Go image must be at least go.mod's Go; the asset stage copies the
+// files make assets copies; the data directory is a volume the image's
+// user owns; build leftovers stay out of the context.
+func TestDockerfile(t *testing.T) {
+	docker := string(mustReadFile(t, "Dockerfile"))
+	gomod := string(mustReadFile(t, "go.mod"))
+	goVersion := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindStringSubmatch(gomod)
+	image := regexp.MustCompile(`FROM golang:(\d+\.\d+)`).FindStringSubmatch(docker)
+	if goVersion == nil || image == nil || image[1] < goVersion[1] {
+		t.Errorf("the Dockerfile's Go image %v is older than go.mod's %v", image, goVersion)
+	}
+	makefile := string(mustReadFile(t, "Makefile"))
+	for _, f := range []string{"echarts/dist/echarts.min.js", "echarts/LICENSE", "echarts/NOTICE"} {
+		if !strings.Contains(makefile, "node_modules/"+f) || !strings.Contains(docker, "node_modules/"+f) {
+			t.Errorf("make assets and the Dockerfile do not both copy %s", f)
+		}
+	}
+	for _, want := range []string{"ENV VATIO_DATA_DIR=/data", `VOLUME ["/data"]`, "--chown=nonroot:nonroot /out/data /data", "STOPSIGNAL SIGTERM", "EXPOSE 1883 5000 8883"} {
+		if !strings.Contains(docker, want) {
+			t.Errorf("the Dockerfile lacks %q", want)
+		}
+	}
+	ignore := string(mustReadFile(t, ".dockerignore"))
+	for _, want := range []string{"node_modules", "data", ".git", "*.test"} {
+		if !strings.Contains(ignore, want) {
+			t.Errorf(".dockerignore lacks %s", want)
+		}
+	}
+}
+
+func mustReadFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
