@@ -30,11 +30,13 @@ import (
 	"github.com/vatio-energy/vatio/broker"
 	"github.com/vatio-energy/vatio/certs"
 	"github.com/vatio-energy/vatio/config"
+	"github.com/vatio-energy/vatio/crypt"
 	"github.com/vatio-energy/vatio/dashboard"
 	"github.com/vatio-energy/vatio/devices"
 	"github.com/vatio-energy/vatio/homeassistant"
 	"github.com/vatio-energy/vatio/hooks"
 	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/offsite"
 	"github.com/vatio-energy/vatio/store"
 )
 
@@ -363,6 +365,16 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	cleanup = append(cleanup, a.alerts.Close)
 
 	reg := prometheus.NewRegistry()
+	var shipper *offsite.Shipper
+	if o := cfg.Offsite; o.Enabled {
+		remote, err := newRemote(cfg, key, logger)
+		if err != nil {
+			return nil, err
+		}
+		shipper = offsite.NewShipper(remote, a.store)
+		reg.MustRegister(shipper)
+		logger.Info("off-site copies", slog.String("endpoint", o.Endpoint), slog.String("bucket", o.Bucket), slog.String("prefix", o.Prefix))
+	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		a.store, a.broker, a.ingest)
 	loc, err := cfg.Dashboard.Location()
@@ -432,7 +444,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	a.http = api.New(a.store, a.alerts, api.Options{
 		Auth: users, Audit: auditLog, Devices: a.devices, MQTTAddr: cfg.MQTT.Addr, MQTTTLSAddr: mqttTLSAddr, HSTS: tlsConfig != nil,
 		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: dec,
-		RateLimitPerMinute: cfg.HTTP.RateLimitPerMinute, TrustedProxies: cfg.HTTP.TrustedProxies, ProxyHeader: cfg.HTTP.ProxyHeader,
+		RateLimitPerMinute: cfg.HTTP.RateLimitPerMinute, Offsite: shipper, TrustedProxies: cfg.HTTP.TrustedProxies, ProxyHeader: cfg.HTTP.ProxyHeader,
 		Gatherer: reg, Logger: logger.With("component", "http"), Tariff: tr, Rules: a.rules, Shedder: a.shedder,
 	})
 	alerts := a.alerts
@@ -460,6 +472,15 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	if a.shedder != nil {
 		running.Add(1)
 		go func() { defer running.Done(); a.shedder.Run(bg, cfg.Shedding.Every) }()
+	}
+	if shipper != nil {
+		running.Add(1)
+		go func() {
+			defer running.Done()
+			shipper.Run(bg, cfg.Offsite.Every, func(err error) {
+				_, _ = alerts.Raise(alert.SeverityWarning, "off-site copies failed three times in a row: "+err.Error(), "", "offsite")
+			})
+		}()
 	}
 	go func() { running.Wait(); close(a.stopBG) }()
 	if h := cfg.HomeAssistant; h.Enabled {
@@ -549,4 +570,12 @@ func redactURL(raw string) string {
 		return "(invalid URL)"
 	}
 	return u.Scheme + "://" + u.Host
+}
+
+// newRemote returns the object storage of cfg.Offsite.
+func newRemote(cfg config.Config, key *crypt.Key, logger *slog.Logger) (*offsite.Remote, error) {
+	o := cfg.Offsite
+	return offsite.New(offsite.Options{Endpoint: o.Endpoint, Insecure: o.Insecure, Region: o.Region, Bucket: o.Bucket,
+		Prefix: o.Prefix, AccessKey: o.AccessKey, SecretKey: o.SecretKey, Key: key,
+		KeepBackups: o.KeepBackups, KeepArchives: o.KeepArchives, Logger: logger.With("component", "offsite")})
 }

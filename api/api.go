@@ -30,6 +30,7 @@ import (
 	"github.com/vatio-energy/vatio/automation"
 	"github.com/vatio-energy/vatio/devices"
 	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/offsite"
 	"github.com/vatio-energy/vatio/store"
 	"github.com/vatio-energy/vatio/tariff"
 )
@@ -82,6 +83,8 @@ type Options struct {
 	// says HTTPS; from anyone else both are ignored.
 	TrustedProxies []string
 	ProxyHeader    string
+	// Offsite, when set, serves POST /api/v1/offsite/sync.
+	Offsite *offsite.Shipper
 	// HSTS tells browsers to use only HTTPS from now on: set it when
 	// serving HTTPS.
 	HSTS bool
@@ -117,6 +120,7 @@ type Server struct {
 	mqttTLSAddr     string
 	// exporting holds the one export being built (see sendExport).
 	exporting chan struct{}
+	offsite   *offsite.Shipper
 }
 
 // New returns a Server with every API route registered.
@@ -133,6 +137,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	}
 	s.closing = make(chan struct{})
 	s.exporting = make(chan struct{}, 1)
+	s.offsite = opts.Offsite
 	s.tariff = opts.Tariff
 	s.rules = opts.Rules
 	s.shedder = opts.Shedder
@@ -245,6 +250,9 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 		v1.Delete("/rules/:id", s.deleteRule)
 	}
 	v1.Get("/backup", s.backup)
+	if s.offsite != nil {
+		v1.Post("/offsite/sync", s.offsiteSync)
+	}
 	return s
 }
 

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"context"
 	"math"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -27,4 +29,26 @@ func (s *Server) backup(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	c.Response().SetBodyStream(snap, length)
 	return nil
+}
+
+// offsiteSync serves POST /api/v1/offsite/sync (admin): ship what is new
+// or changed now rather than at the next scheduled sync.
+func (s *Server) offsiteSync(c *fiber.Ctx) error {
+	// Not fasthttp's context, which is recycled once the handler returns
+	// while the storage client's goroutines may still read it; this one
+	// ends with the server.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	st, err := s.offsite.Sync(ctx)
+	if err != nil {
+		return fiber.NewError(fiber.StatusBadGateway, err.Error())
+	}
+	return c.JSON(fiber.Map{"uploaded": st.Uploaded, "deleted": st.Deleted})
 }

@@ -52,7 +52,8 @@ func roleFor(method, path string) string {
 	}
 	switch {
 	case strings.HasPrefix(path, "/api/v1/users"), strings.HasPrefix(path, "/api/v1/tokens"), strings.HasPrefix(path, "/api/v1/devices"),
-		path == "/api/v1/audit", path == "/api/v1/backup", strings.HasSuffix(path, "/export"), path == "/access":
+		path == "/api/v1/audit", path == "/api/v1/backup", strings.HasSuffix(path, "/export"), path == "/access",
+		strings.HasPrefix(path, "/api/v1/offsite"):
 		return auth.Admin
 	case method == fiber.MethodDelete && strings.HasPrefix(path, "/api/v1/meters/"):
 		return auth.Admin

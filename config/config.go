@@ -54,6 +54,34 @@ type Config struct {
 	Auth Auth `yaml:"auth"`
 	// Encryption encrypts backups and archives at rest.
 	Encryption Encryption `yaml:"encryption"`
+	// Offsite ships backups and archives to S3-compatible object storage.
+	Offsite Offsite `yaml:"offsite"`
+}
+
+// Offsite configures the off-site copies of backups and archives (see
+// package offsite). VATIO_OFFSITE_ACCESS_KEY and VATIO_OFFSITE_SECRET_KEY
+// override the keys.
+type Offsite struct {
+	Enabled bool `yaml:"enabled"`
+	// Endpoint is the storage's host[:port], without a scheme:
+	// s3.eu-west-1.amazonaws.com, s3.eu-central-003.backblazeb2.com,
+	// minio.lan:9000.
+	Endpoint string `yaml:"endpoint"`
+	Region   string `yaml:"region"`
+	Bucket   string `yaml:"bucket"`
+	// Prefix is the folder of this Vatio's objects in the bucket.
+	Prefix    string `yaml:"prefix"`
+	AccessKey string `yaml:"access_key"`
+	SecretKey string `yaml:"secret_key"`
+	// Insecure speaks plain HTTP to the endpoint (a MinIO on the LAN).
+	Insecure bool `yaml:"insecure"`
+	// Every is the time between two syncs.
+	Every time.Duration `yaml:"every"`
+	// KeepBackups is how many backups the bucket keeps (0: all);
+	// KeepArchives how long after its month an archive is kept there (0:
+	// for ever).
+	KeepBackups  int           `yaml:"keep_backups"`
+	KeepArchives time.Duration `yaml:"keep_archives"`
 }
 
 // Encryption configures the encryption of backups and archives (AES-256-GCM,
@@ -601,6 +629,7 @@ func Default() Config {
 			Email: Email{TLS: "starttls", Timeout: 30 * time.Second}, MQTT: AlertMQTT{Enabled: true, Prefix: "vatio/alerts"},
 			Attempts: 5, Backoff: 2 * time.Second, EvaluateEvery: 15 * time.Second},
 		Backup:        Backup{Interval: 24 * time.Hour, Keep: 7},
+		Offsite:       Offsite{Prefix: "vatio/", Every: time.Hour, KeepBackups: 30},
 		Retention:     Retention{Raw: 30 * 24 * time.Hour, Minute: 365 * 24 * time.Hour},
 		Archive:       Archive{Keep: 2 * 365 * 24 * time.Hour},
 		Tariff:        Tariff{Currency: "EUR", PriceKWh: 0.15, CO2GramsKWh: 250},
@@ -668,8 +697,35 @@ func (c Config) Validate() error {
 		bad("mqtt.max_topic_length", "%d is outside 64 to 65535", c.MQTT.MaxTopicLength)
 	}
 	checkAddr("http.addr", c.HTTP.Addr)
-	if _, err := c.Encryption.Build(); err != nil {
+	key, err := c.Encryption.Build()
+	if err != nil {
 		errs = append(errs, err)
+	}
+	if o := c.Offsite; o.Enabled {
+		if key == nil && err == nil {
+			bad("offsite.enabled", "off-site copies are encrypted here before they leave: set encryption.key (or %s)", EnvEncryptionKey)
+		}
+		if o.Endpoint == "" || strings.Contains(o.Endpoint, "/") {
+			bad("offsite.endpoint", "%q is not a host[:port] such as s3.eu-west-1.amazonaws.com (no scheme; insecure: true for http)", o.Endpoint)
+		}
+		if !validBucket(o.Bucket) {
+			bad("offsite.bucket", "%q is not a bucket name (3-63 lowercase letters, digits, '.' and '-')", o.Bucket)
+		}
+		if strings.HasPrefix(o.Prefix, "/") || strings.Contains(o.Prefix, "..") {
+			bad("offsite.prefix", "%q must be a relative folder such as vatio/", o.Prefix)
+		}
+		if o.AccessKey == "" || o.SecretKey == "" {
+			bad("offsite.access_key", "access_key and secret_key are required (or %s and %s)", EnvOffsiteAccessKey, EnvOffsiteSecretKey)
+		}
+		if o.Every < time.Minute {
+			bad("offsite.every", "%s is under 1m", o.Every)
+		}
+	}
+	if c.Offsite.KeepBackups < 0 {
+		bad("offsite.keep_backups", "%d is negative (0 keeps them all)", c.Offsite.KeepBackups)
+	}
+	if c.Offsite.KeepArchives < 0 {
+		bad("offsite.keep_archives", "%s is negative (0 keeps them for ever)", c.Offsite.KeepArchives)
 	}
 	if t := c.TLS; t.Enabled {
 		if (t.CertFile == "") != (t.KeyFile == "") {
@@ -875,3 +931,11 @@ func (c Config) Validate() error {
 }
 
 func isNaNOrInf(f float64) bool { return f != f || f > 1e308 || f < -1e308 }
+
+// validBucket reports whether b is an S3 bucket name.
+func validBucket(b string) bool {
+	if len(b) < 3 || len(b) > 63 || strings.HasPrefix(b, ".") || strings.HasPrefix(b, "-") || strings.HasSuffix(b, ".") || strings.HasSuffix(b, "-") {
+		return false
+	}
+	return !strings.ContainsFunc(b, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-') })
+}

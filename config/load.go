@@ -24,6 +24,10 @@ const (
 	EnvAdminToken    = "VATIO_ADMIN_TOKEN"
 	// EnvEncryptionKey is the key that encrypts backups and archives.
 	EnvEncryptionKey = "VATIO_ENCRYPTION_KEY"
+	// EnvOffsiteAccessKey and EnvOffsiteSecretKey are the object
+	// storage's credentials.
+	EnvOffsiteAccessKey = "VATIO_OFFSITE_ACCESS_KEY"
+	EnvOffsiteSecretKey = "VATIO_OFFSITE_SECRET_KEY"
 )
 
 // Load reads the YAML file at path over the defaults. Keys left out keep
@@ -194,6 +198,12 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	}
 	if v := getenv(EnvEncryptionKey); v != "" {
 		c.Encryption.Key = v
+	}
+	if v := getenv(EnvOffsiteAccessKey); v != "" {
+		c.Offsite.AccessKey = v
+	}
+	if v := getenv(EnvOffsiteSecretKey); v != "" {
+		c.Offsite.SecretKey = v
 	}
 }
 

@@ -283,3 +283,23 @@ func (r *Reader) open() error {
 	r.plain = plain
 	return nil
 }
+
+// SealedSize returns the size of n bytes once encrypted, so that an
+// upload can announce its length before it streams.
+func SealedSize(n int64) int64 {
+	chunks := n / chunkSize
+	if n%chunkSize != 0 || n == 0 {
+		chunks++
+	}
+	return int64(headerSize) + n + chunks*tagSize
+}
+
+// KeyID returns the id of the key a file was encrypted with (see Key.ID),
+// from its first bytes; false when they are not an encrypted file's.
+func KeyID(r *bufio.Reader) (string, bool) {
+	h, err := r.Peek(len(Magic) + 1 + 8)
+	if err != nil || string(h[:len(Magic)]) != Magic {
+		return "", false
+	}
+	return hex.EncodeToString(h[len(Magic)+1:]), true
+}

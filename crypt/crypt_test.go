@@ -1,6 +1,7 @@
 package crypt
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
@@ -60,8 +61,11 @@ func TestRoundTrip(t *testing.T) {
 			if size > 0 && size%chunkSize == 0 {
 				chunks = size / chunkSize // the last chunk is a full one
 			}
-			if want := headerSize + size + chunks*tagSize; len(sealed) != want {
-				t.Errorf("%d bytes in %d writes: sealed to %d bytes, want %d", size, writes, len(sealed), want)
+			if want := headerSize + size + chunks*tagSize; len(sealed) != want || SealedSize(int64(size)) != int64(len(sealed)) {
+				t.Errorf("%d bytes in %d writes: sealed to %d bytes, want %d (SealedSize %d)", size, writes, len(sealed), want, SealedSize(int64(size)))
+			}
+			if id, ok := KeyID(bufio.NewReader(bytes.NewReader(sealed))); !ok || id != k.ID() {
+				t.Errorf("KeyID = %q, %v; want %q", id, ok, k.ID())
 			}
 			got, err := open(k, sealed)
 			if err != nil || !bytes.Equal(got, plain) {

@@ -425,3 +425,7 @@ func pruneArchives(dir string, keep time.Duration, now time.Time) (int, error) {
 	}
 	return removed, nil
 }
+
+// ParseArchiveName returns the month of a name made by ArchiveName for
+// meterID.
+func ParseArchiveName(meterID, name string) (time.Time, bool) { return archiveMonthOf(meterID, name) }

@@ -325,3 +325,6 @@ func (s *Store) backupLoop(ctx context.Context, dir string, interval time.Durati
 		return true
 	})
 }
+
+// ParseBackupName returns the time in a name made by BackupName.
+func ParseBackupName(name string) (time.Time, bool) { return backupTime(name) }

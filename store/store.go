@@ -144,8 +144,10 @@ type Store struct {
 
 	// retention, archiveDir and archiveKeep are Options' (see ApplyRetention);
 	// retentionMu makes one retention run at a time.
-	retention   Retention
-	archiveDir  string
+	retention  Retention
+	archiveDir string
+	// backupDir holds the scheduled backups.
+	backupDir   string
 	archiveKeep time.Duration
 	// key encrypts backups and archives; nil leaves them plain.
 	key         *crypt.Key
@@ -211,6 +213,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		opts.Logger.Warn("32-bit system: the database is capped; use a 64-bit OS for more",
 			slog.Int("max_bytes", opts.MaxSizeBytes))
 	}
+	if opts.BackupDir == "" {
+		opts.BackupDir = filepath.Join(dir, "backups")
+	}
 	if opts.ArchiveDir == "" {
 		opts.ArchiveDir = filepath.Join(dir, "archive")
 	}
@@ -247,6 +252,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		maxPower:    opts.MaxPowerW,
 		retention:   opts.Retention,
 		archiveDir:  opts.ArchiveDir,
+		backupDir:   opts.BackupDir,
 		archiveKeep: opts.ArchiveKeep,
 		key:         opts.Encryption,
 		retireLimit: maxRetire,
@@ -403,6 +409,13 @@ func (s *Store) Close() error {
 	})
 	return s.closeErr
 }
+
+// BackupDir returns the directory of the scheduled backups.
+func (s *Store) BackupDir() string { return s.backupDir }
+
+// ArchiveDir returns the directory of the archive files,
+// <ArchiveDir>/<meter>/<meter>-YYYY-MM.csv.gz.
+func (s *Store) ArchiveDir() string { return s.archiveDir }
 
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }
