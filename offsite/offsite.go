@@ -71,6 +71,9 @@ type Options struct {
 	Now       func() time.Time
 }
 
+// errForeignKey is a local file encrypted with a key other than ours.
+var errForeignKey = errors.New("not our key")
+
 // Remote is the bucket.
 type Remote struct {
 	cl   *minio.Client
@@ -120,6 +123,9 @@ func (r *Remote) retry(ctx context.Context, what string, fn func() error) error 
 			return nil
 		}
 		var resp minio.ErrorResponse
+		if errors.Is(err, errForeignKey) {
+			break
+		}
 		if errors.As(err, &resp) && (resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusNotFound ||
 			resp.Code == "NoSuchBucket" || resp.Code == "AccessDenied" || resp.Code == "InvalidAccessKeyId" || resp.Code == "SignatureDoesNotMatch") {
 			break // retrying would not help
@@ -155,7 +161,7 @@ func (r *Remote) put(ctx context.Context, local, name string) error {
 		size := st.Size()
 		if id, ok := crypt.KeyID(br); ok {
 			if id != r.opts.Key.ID() {
-				return fmt.Errorf("%s is encrypted with another key (%s)", local, id)
+				return fmt.Errorf("%s is encrypted with another key (%s): %w", local, id, errForeignKey)
 			}
 		} else {
 			// Plain on disk (written before the key was set): encrypt
@@ -358,7 +364,12 @@ func (s *Shipper) sync(ctx context.Context) (Stats, error) {
 		if prev, ok := done[f.name]; ok && prev.Size == f.size && prev.ModTime.Equal(f.mod) {
 			continue
 		}
-		if err := s.remote.put(ctx, f.path, f.name); err != nil {
+		if err := s.remote.put(ctx, f.path, f.name); errors.Is(err, errForeignKey) {
+			// Written under a key since replaced: it cannot be read with
+			// this one either, and must not hold the others back.
+			s.log.Warn("offsite: not shipped", slog.Any("error", err))
+			continue
+		} else if err != nil {
 			return stats, err
 		}
 		b, _ := json.Marshal(shipped{Size: f.size, ModTime: f.mod})

@@ -236,3 +236,25 @@ func TestNeedsKeyAndBucket(t *testing.T) {
 		t.Error("no bucket was accepted")
 	}
 }
+
+// A backup left encrypted under a former key is skipped, with a warning,
+// and holds nothing else back.
+func TestSyncSkipsAForeignKey(t *testing.T) {
+	s := startS3(t)
+	st := fixture(t)
+	other, _ := crypt.NewKey(bytes.Repeat([]byte{1}, 32))
+	var sealed bytes.Buffer
+	w, _ := crypt.NewWriter(&sealed, other)
+	w.Write([]byte("an old database"))
+	w.Close()
+	if err := os.WriteFile(filepath.Join(st.BackupDir(), "vatio-20261101T030000Z.db.enc"), sealed.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := remote(t, s, 0)
+	if stats, err := NewShipper(r, st).Sync(context.Background()); err != nil || stats.Uploaded != 4 {
+		t.Errorf("sync with a backup under another key = %+v, %v; want the 4 others shipped", stats, err)
+	}
+	if bs, _ := r.Backups(context.Background()); len(bs) != 3 {
+		t.Errorf("backups there: %v", names(bs))
+	}
+}
