@@ -127,7 +127,7 @@ func (r *Remote) retry(ctx context.Context, what string, fn func() error) error 
 			break
 		}
 		if errors.As(err, &resp) && (resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusNotFound ||
-			resp.Code == "NoSuchBucket" || resp.Code == "AccessDenied" || resp.Code == "InvalidAccessKeyId" || resp.Code == "SignatureDoesNotMatch") {
+			resp.Code == "NoSuchBucket" || resp.Code == "NoSuchKey" || resp.Code == "AccessDenied" || resp.Code == "InvalidAccessKeyId" || resp.Code == "SignatureDoesNotMatch") {
 			break // retrying would not help
 		}
 		if i == r.opts.Attempts-1 {
@@ -214,6 +214,43 @@ func (r *Remote) list(ctx context.Context, dir string) ([]Object, error) {
 func (r *Remote) remove(ctx context.Context, name string) error {
 	return r.retry(ctx, "delete "+name, func() error {
 		return r.cl.RemoveObject(ctx, r.opts.Bucket, r.opts.Prefix+name, minio.RemoveObjectOptions{})
+	})
+}
+
+// markerName is the object that says whose copies the prefix holds.
+const markerName = "VATIO-OWNER"
+
+// claim makes sure the prefix holds this key's copies: it writes the
+// marker (the key's id, which reveals nothing of the key) when there is
+// none, and refuses a prefix another Vatio (another key) uses, whose
+// backups the retention here would otherwise delete.
+func (r *Remote) claim(ctx context.Context) error {
+	var owner []byte
+	err := r.retry(ctx, "read "+markerName, func() error {
+		o, err := r.cl.GetObject(ctx, r.opts.Bucket, r.opts.Prefix+markerName, minio.GetObjectOptions{})
+		if err != nil {
+			return err
+		}
+		defer o.Close()
+		owner, err = io.ReadAll(io.LimitReader(o, 256))
+		return err
+	})
+	var resp minio.ErrorResponse
+	switch {
+	case err == nil && strings.TrimSpace(string(owner)) == r.opts.Key.ID():
+		return nil
+	case err == nil:
+		return fmt.Errorf("offsite: %s%s holds another Vatio's copies (key %s): give this one its own offsite.prefix",
+			r.opts.Bucket+"/", r.opts.Prefix, strings.TrimSpace(string(owner)))
+	case errors.As(err, &resp) && resp.Code == "NoSuchKey":
+	default:
+		return err
+	}
+	id := r.opts.Key.ID() + "\n"
+	return r.retry(ctx, "write "+markerName, func() error {
+		_, err := r.cl.PutObject(ctx, r.opts.Bucket, r.opts.Prefix+markerName, strings.NewReader(id), int64(len(id)),
+			minio.PutObjectOptions{ContentType: "text/plain"})
+		return err
 	})
 }
 
@@ -345,6 +382,14 @@ func (s *Shipper) Sync(ctx context.Context) (Stats, error) {
 
 func (s *Shipper) sync(ctx context.Context) (Stats, error) {
 	var stats Stats
+	if err := s.remote.claim(ctx); err != nil {
+		return stats, err
+	}
+	n, err := s.eraseTombstoned(ctx)
+	stats.Deleted += n
+	if err != nil {
+		return stats, err
+	}
 	docs, err := s.st.Docs(stateKind)
 	if err != nil {
 		return stats, err
@@ -384,9 +429,41 @@ func (s *Shipper) sync(ctx context.Context) (Stats, error) {
 	for _, f := range files {
 		local[f.name] = true
 	}
-	n, err := s.prune(ctx, local)
-	stats.Deleted = n
+	n, err = s.prune(ctx, local)
+	stats.Deleted += n
 	return stats, err
+}
+
+// eraseTombstoned deletes in the bucket the archives of the meters erased
+// here since the last sync (the store's ErasedKind records), with the
+// records of their shipping, then the tombstones. Archives written since
+// the erasure (the meter came back) are local files: they go again.
+func (s *Shipper) eraseTombstoned(ctx context.Context) (int, error) {
+	tombs, err := s.st.Docs(store.ErasedKind)
+	if err != nil || len(tombs) == 0 {
+		return 0, err
+	}
+	deleted := 0
+	for meterID := range tombs {
+		objs, err := s.remote.list(ctx, "archive/"+meterID+"/")
+		if err != nil {
+			return deleted, err
+		}
+		for _, o := range objs {
+			if err := s.remote.remove(ctx, o.Name); err != nil {
+				return deleted, err
+			}
+			if err := s.st.DeleteDoc(stateKind, o.Name); err != nil {
+				return deleted, err
+			}
+			deleted++
+			s.log.Info("offsite: deleted an erased meter's archive", slog.String("object", o.Name))
+		}
+		if err := s.st.DeleteDoc(store.ErasedKind, meterID); err != nil {
+			return deleted, err
+		}
+	}
+	return deleted, nil
 }
 
 type localFile struct {
@@ -441,8 +518,7 @@ func (s *Shipper) localFiles() ([]localFile, error) {
 	return out, nil
 }
 
-// prune applies the bucket's retention, and deletes the archives of
-// meters erased here. The record of a deleted object goes too, unless its
+// prune applies the bucket's retention. The record of a deleted object goes too, unless its
 // file is still here (kept longer here than there): it is not shipped again.
 func (s *Shipper) prune(ctx context.Context, local map[string]bool) (int, error) {
 	opts := s.remote.opts
@@ -470,15 +546,7 @@ func (s *Shipper) prune(ctx context.Context, local map[string]bool) (int, error)
 		if !ok {
 			continue
 		}
-		_, err := s.st.Meter(meterID)
-		erased := errors.Is(err, store.ErrUnknownMeter)
-		if erased {
-			if _, err := os.Stat(filepath.Join(s.st.ArchiveDir(), meterID)); err == nil {
-				erased = false // files here still: not erased
-			}
-		}
-		expired := opts.KeepArchives > 0 && now.Sub(month.AddDate(0, 1, 0)) > opts.KeepArchives
-		if erased || expired {
+		if opts.KeepArchives > 0 && now.Sub(month.AddDate(0, 1, 0)) > opts.KeepArchives {
 			drop = append(drop, o.Name)
 		}
 	}

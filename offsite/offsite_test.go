@@ -184,15 +184,41 @@ func TestSync(t *testing.T) {
 		t.Errorf("Fetch(latest) = %s, %d bytes; want the newest backup, %d bytes", name, got.Len(), len(local))
 	}
 
+	// A new, empty machine on the same bucket and key (a restore yet to
+	// come, a volume not mounted) deletes none of the archives there.
+	empty, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer empty.Close()
+	if stats, err := NewShipper(r, empty).Sync(context.Background()); err != nil || stats.Deleted != 0 {
+		t.Errorf("an empty store's sync = %+v, %v; want nothing deleted", stats, err)
+	}
+	// Another Vatio (another key) may not use the same prefix.
+	stranger, _ := crypt.NewKey(bytes.Repeat([]byte{2}, 32))
+	r2, _ := New(Options{Endpoint: s.url, Insecure: true, Bucket: "vatio", Prefix: "pi", Key: stranger, Backoff: time.Millisecond})
+	if _, err := NewShipper(r2, empty).Sync(context.Background()); err == nil || !strings.Contains(err.Error(), "another Vatio") {
+		t.Errorf("a second Vatio on the same prefix: %v", err)
+	}
+
+	// Erasing the meter erases its archives there too, even when it
+	// comes back at once.
 	if _, err := st.DeleteMeter("m"); err != nil {
 		t.Fatal(err)
 	}
+	if err := st.Append(meter.Reading{Meter: "m", Time: time.Now(), PowerW: 5}, nil); err != nil {
+		t.Fatal(err)
+	}
+	st.Flush()
 	if stats, err := sh.Sync(context.Background()); err != nil || stats.Deleted != 1 {
 		t.Errorf("sync after erasing the meter = %+v, %v; want its archive deleted there", stats, err)
 	}
 	objs, _ := r.list(context.Background(), "archive/")
 	if len(objs) != 0 {
 		t.Errorf("the erased meter's archives are still there: %v", names(objs))
+	}
+	if tombs, _ := st.Docs(store.ErasedKind); len(tombs) != 0 {
+		t.Errorf("the tombstone is still there after the erasure was carried out: %v", tombs)
 	}
 }
 
@@ -207,8 +233,8 @@ func TestSyncRetries(t *testing.T) {
 	if stats, err := sh.Sync(context.Background()); err != nil || stats.Uploaded != 4 {
 		t.Fatalf("sync through 3 failed PUTs = %+v, %v", stats, err)
 	}
-	if n := s.puts.Load(); n != 7 {
-		t.Errorf("%d PUTs, want 4 and 3 retries", n)
+	if n := s.puts.Load(); n != 8 {
+		t.Errorf("%d PUTs, want 4 files, the owner marker, and 3 retries", n)
 	}
 
 	st2 := fixture(t)

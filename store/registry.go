@@ -330,6 +330,15 @@ func (s *Store) runErase(tx *bolt.Tx, job *eraseJob, changed map[string]meterSta
 		return &refused{fmt.Errorf("%w: %q", ErrUnknownMeter, job.meter)}
 	}
 	job.result.Readings = st.Readings
+	// A tombstone, in the erasing transaction, for what keeps copies
+	// elsewhere (the off-site archives) to erase them there too.
+	tomb, err := tx.CreateBucketIfNotExists([]byte("doc_" + ErasedKind))
+	if err != nil {
+		return err
+	}
+	if err := tomb.Put(id, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+		return err
+	}
 	for _, name := range [][]byte{bucketSeries, bucketBlocks, TierMinute.bucket(), TierHour.bucket(), TierDay.bucket()} {
 		if err := tx.Bucket(name).DeleteBucket(id); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 			return fmt.Errorf("erase %s of %q: %w", name, job.meter, err)
@@ -361,7 +370,7 @@ func (s *Store) runErase(tx *bolt.Tx, job *eraseJob, changed map[string]meterSta
 	delete(newInfo, job.meter)
 	alerts := tx.Bucket(bucketAlerts)
 	var drop [][]byte
-	err := alerts.ForEach(func(k, v []byte) error {
+	err = alerts.ForEach(func(k, v []byte) error {
 		var a struct {
 			Meter string `json:"meter"`
 		}
@@ -400,11 +409,17 @@ func (s *Store) siteOf(id string, newInfo map[string]MeterInfo) string {
 	return DefaultSite
 }
 
+// ErasedKind is the kind of the documents (see Docs) that record each
+// erased meter, by id, with the time it was erased: copies kept elsewhere
+// are erased by whoever keeps them, who then deletes the record.
+const ErasedKind = "erased"
+
 // DeleteMeter erases meter id and all its data: its readings, rollups,
 // registry entry, alerts and archive files. Its sub-meters move up to its
 // parent (or become main meters of its site). Backups taken before keep
 // the meter until they are rotated out. A reading of the meter arriving
-// afterwards creates it anew.
+// afterwards creates it anew. A document of kind ErasedKind records the
+// erasure for copies kept elsewhere.
 func (s *Store) DeleteMeter(id string) (Erased, error) {
 	// No retention run may write the meter's archive meanwhile.
 	s.retentionMu.Lock()
