@@ -2,7 +2,9 @@
 # manager; CA certificates for webhooks and SMTP included).
 #   docker build -t vatio --build-arg VERSION=$(git describe --tags --always) .
 #   docker run -d --name vatio -p 1883:1883 -p 5000:5000 -v vatio-data:/data \
+#     -v "$PWD/config.yaml:/etc/vatio/config.yaml:ro" \
 #     -e VATIO_ADMIN_PASSWORD='a long enough password' vatio
+# A host directory as /data must belong to the image's user: chown 65532.
 # Devices reach the broker from outside the container, so they need
 # credentials (Access page, or POST /api/v1/devices): anonymous clients are
 # accepted from the container's own loopback only.
@@ -32,6 +34,8 @@ COPY --from=build /out/vatio /usr/local/bin/vatio
 COPY --from=build --chown=nonroot:nonroot /out/data /data
 ENV VATIO_DATA_DIR=/data
 VOLUME ["/data"]
+# ./config.yaml is read when it exists: mount one at /etc/vatio/config.yaml.
+WORKDIR /etc/vatio
 # MQTT, HTTP (HTTPS with tls.enabled), MQTTS.
 EXPOSE 1883 5000 8883
 # SIGTERM (docker stop) commits every acknowledged reading before exit.

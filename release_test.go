@@ -32,13 +32,14 @@ func need(t *testing.T, tool, pkg string) string {
 }
 
 // TestRaspberryPiBuildsUnderQEMU builds the static binaries of the
-// Raspberry Pi (arm64, and armv7 for 32-bit Raspberry Pi OS) as make
-// release does, and runs each under qemu-user far enough to ingest a
+// Raspberry Pi (arm64; armv7 for 32-bit Raspberry Pi OS; armv6 for a Pi
+// Zero or 1) as make release does, and runs each under qemu-user far enough to ingest a
 // reading over MQTT, answer /healthz and stop cleanly on SIGTERM.
 func TestRaspberryPiBuildsUnderQEMU(t *testing.T) {
 	for _, arch := range []struct{ name, goarch, goarm, qemu string }{
 		{"arm64", "arm64", "", "qemu-aarch64-static"},
 		{"armv7", "arm", "7", "qemu-arm-static"},
+		{"armv6", "arm", "6", "qemu-arm-static"}, // a Pi Zero or 1
 	} {
 		t.Run(arch.name, func(t *testing.T) {
 			qemu := need(t, arch.qemu, "qemu-user-static")
@@ -178,7 +179,7 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("make assets and the Dockerfile do not both copy %s", f)
 		}
 	}
-	for _, want := range []string{"ENV VATIO_DATA_DIR=/data", `VOLUME ["/data"]`, "--chown=nonroot:nonroot /out/data /data", "STOPSIGNAL SIGTERM", "EXPOSE 1883 5000 8883"} {
+	for _, want := range []string{"ENV VATIO_DATA_DIR=/data", `VOLUME ["/data"]`, "WORKDIR /etc/vatio", "--chown=nonroot:nonroot /out/data /data", "STOPSIGNAL SIGTERM", "EXPOSE 1883 5000 8883"} {
 		if !strings.Contains(docker, want) {
 			t.Errorf("the Dockerfile lacks %q", want)
 		}

@@ -757,6 +757,8 @@ func (c Config) Validate() error {
 	}
 	if h := c.HTTP.ProxyHeader; h == "" || strings.ContainsAny(h, " :\r\n") {
 		bad("http.proxy_header", "%q is not a header name such as X-Real-IP", h)
+	} else if strings.EqualFold(h, "X-Forwarded-For") {
+		bad("http.proxy_header", "X-Forwarded-For starts with whatever the client sent: use a header the proxy overwrites, such as X-Real-IP")
 	}
 	if c.HTTP.RateLimitPerMinute < 0 || c.HTTP.RateLimitPerMinute > 1_000_000 {
 		bad("http.rate_limit_per_minute", "%d is outside 0 to 1000000 (0 for no limit)", c.HTTP.RateLimitPerMinute)

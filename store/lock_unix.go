@@ -39,3 +39,23 @@ func lockFile(path string, timeout time.Duration) (unlock func(), err error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// ownLikeDir gives path the owner of dir when they differ and this
+// process may change owners (root): a database written by `sudo vatio
+// restore` must stay the service user's.
+func ownLikeDir(path, dir string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	var d, f syscall.Stat_t
+	if err := syscall.Stat(dir, &d); err != nil {
+		return err
+	}
+	if err := syscall.Stat(path, &f); err != nil {
+		return err
+	}
+	if d.Uid == f.Uid && d.Gid == f.Gid {
+		return nil
+	}
+	return os.Chown(path, int(d.Uid), int(d.Gid))
+}

@@ -215,6 +215,12 @@ func Restore(src, dataDir string) (previous string, err error) {
 		os.Remove(tmp)
 		return "", fmt.Errorf("store: restore: copy %s to %s: %w", src, tmp, err)
 	}
+	// Run as root (sudo) on a data directory a service user owns, the
+	// copy would be root's, and the service could not open it.
+	if err := ownLikeDir(tmp, dataDir); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("store: restore: %w", err)
+	}
 	if err := Verify(tmp); err != nil {
 		os.Remove(tmp)
 		return "", fmt.Errorf("store: restore: the copy of %s failed its check: %w", src, err)
