@@ -60,6 +60,10 @@ func CompactFile(dataDir string) (before, after int64, err error) {
 		os.Remove(tmp)
 		return before, 0, fmt.Errorf("store: compact %s: the copy failed its check, the database is unchanged: %w", path, err)
 	}
+	if err := ownLikeDir(tmp, dataDir); err != nil { // run as root: still the service user's
+		os.Remove(tmp)
+		return before, 0, fmt.Errorf("store: compact: %w", err)
+	}
 	fi, err = os.Stat(tmp)
 	if err != nil {
 		os.Remove(tmp)

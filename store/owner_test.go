@@ -12,7 +12,7 @@ import (
 // `sudo vatio restore` on a data directory the service user owns leaves a
 // database that user can open: the restored file takes the directory's
 // owner.
-func TestRestoreKeepsTheDirectorysOwner(t *testing.T) {
+func TestRestoreAndCompactKeepTheDirectorysOwner(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root, as sudo vatio restore runs")
 	}
@@ -40,5 +40,15 @@ func TestRestoreKeepsTheDirectorysOwner(t *testing.T) {
 	}
 	if st.Uid != uid || st.Gid != gid {
 		t.Errorf("the restored database is owned by %d:%d, want the directory's %d:%d", st.Uid, st.Gid, uid, gid)
+	}
+	// So does `sudo vatio compact`, which writes the database anew.
+	if _, _, err := CompactFile(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Stat(filepath.Join(dir, FileName), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Uid != uid || st.Gid != gid {
+		t.Errorf("the compacted database is owned by %d:%d, want the directory's %d:%d", st.Uid, st.Gid, uid, gid)
 	}
 }
