@@ -33,17 +33,23 @@ var codePayloadInvalid = packets.ErrPayloadFormatInvalid // 0x99
 // them goes through the store's FIFO queue.
 type Ingest struct {
 	mqtt.HookBase
+	*Pipeline
 
+	server  *mqtt.Server
+	stopped atomic.Bool
+	acks    *acker
+}
+
+// Pipeline decodes, validates and counts the readings of publishes,
+// whatever carried them: the embedded broker's Ingest hook, or a client of
+// an external broker (package bridge).
+type Pipeline struct {
 	// sources decode the device families; the first whose Match takes a
 	// topic decodes it.
 	sources []meter.Source
 	store   *store.Store
-	server  *mqtt.Server
 	log     *slog.Logger
 	now     func() time.Time
-
-	stopped atomic.Bool
-	acks    *acker
 
 	accepted prometheus.Counter
 	rejected *prometheus.CounterVec
@@ -63,13 +69,11 @@ const rejectLogInterval = 10 * time.Second
 // ackQueue bounds the acknowledgements waiting to be written.
 const ackQueue = 16384
 
-// NewIngest returns the ingest hook. server is used to forward stored
-// readings to subscribers; it must have its inline client enabled.
-func NewIngest(sources []meter.Source, st *store.Store, server *mqtt.Server, logger *slog.Logger) *Ingest {
-	h := &Ingest{
+// NewPipeline returns the pipeline of sources into st.
+func NewPipeline(sources []meter.Source, st *store.Store, logger *slog.Logger) *Pipeline {
+	p := &Pipeline{
 		sources: sources,
 		store:   st,
-		server:  server,
 		log:     logger,
 		now:     time.Now,
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
@@ -81,12 +85,24 @@ func NewIngest(sources []meter.Source, st *store.Store, server *mqtt.Server, log
 			Help: "Readings rejected, by reason.",
 		}, []string{"reason"}),
 		lastLogs: map[meter.Reason]*logState{},
-		acks:     newAcker(server, ackQueue, logger),
 	}
 	for _, r := range meter.Reasons {
-		h.rejected.WithLabelValues(string(r))
+		p.rejected.WithLabelValues(string(r))
 	}
-	return h
+	return p
+}
+
+// Store returns the store readings go to.
+func (p *Pipeline) Store() *store.Store { return p.store }
+
+// NewIngest returns the ingest hook. server is used to forward stored
+// readings to subscribers; it must have its inline client enabled.
+func NewIngest(sources []meter.Source, st *store.Store, server *mqtt.Server, logger *slog.Logger) *Ingest {
+	return &Ingest{
+		Pipeline: NewPipeline(sources, st, logger),
+		server:   server,
+		acks:     newAcker(server, ackQueue, logger),
+	}
 }
 
 // ID implements mqtt.Hook.
@@ -102,16 +118,16 @@ func (h *Ingest) Provides(b byte) bool {
 // "Offline", a Shelly's online "false") is published by the broker without
 // passing through OnPublish, and may say a device went away.
 func (h *Ingest) OnWillSent(_ *mqtt.Client, pk packets.Packet) {
-	if src := h.source(pk.TopicName); src != nil {
-		h.noteAvailability(src, pk)
+	if src := h.Source(pk.TopicName); src != nil {
+		h.NoteAvailability(src, pk.TopicName, pk.Payload)
 	}
 }
 
-// noteAvailability records what an availability message of src says.
-func (h *Ingest) noteAvailability(src meter.Source, pk packets.Packet) {
+// NoteAvailability records what an availability message of src says.
+func (p *Pipeline) NoteAvailability(src meter.Source, topic string, payload []byte) {
 	if as, ok := src.(meter.AvailabilitySource); ok {
-		if device, online, ok := as.Availability(pk.TopicName, pk.Payload); ok {
-			h.store.SetAvailability(device, online, h.now())
+		if device, online, ok := as.Availability(topic, payload); ok {
+			p.store.SetAvailability(device, online, p.now())
 		}
 	}
 }
@@ -142,9 +158,9 @@ func (h *Ingest) Stop() error {
 	return nil
 }
 
-// source returns the Source that takes topic, or nil.
-func (h *Ingest) source(topic string) meter.Source {
-	for _, src := range h.sources {
+// Source returns the Source that takes topic, or nil.
+func (p *Pipeline) Source(topic string) meter.Source {
+	for _, src := range p.sources {
 		if src.Match(topic) {
 			return src
 		}
@@ -157,14 +173,14 @@ func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	if cl.Net.Inline {
 		return pk, nil // our own forwards
 	}
-	src := h.source(pk.TopicName)
+	src := h.Source(pk.TopicName)
 	if src == nil {
 		return pk, nil // not a device family we read
 	}
 	if h.stopped.Load() {
 		return pk, packets.ErrRejectPacket
 	}
-	rs, err := src.Decode(pk.TopicName, pk.Payload, h.now())
+	rs, err := h.Decode(src, pk.TopicName, pk.Payload)
 	if err != nil {
 		h.reject(cl, pk, src, err)
 		return pk, packets.ErrRejectPacket
@@ -172,13 +188,9 @@ func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	if len(rs) == 0 {
 		// A status message: the broker handles it as any other. It may
 		// say whether a device is online.
-		h.noteAvailability(src, pk)
+		h.NoteAvailability(src, pk.TopicName, pk.Payload)
 		return pk, nil
 	}
-	for i := range rs {
-		rs[i].Source = src.Name()
-	}
-	h.accepted.Add(float64(len(rs)))
 	if pk.FixedHeader.Qos == 2 {
 		return h.storeQoS2(cl, pk, src, rs)
 	}
@@ -200,6 +212,20 @@ func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 		}
 	}
 	return pk, packets.ErrRejectPacket
+}
+
+// Decode decodes a publish of src and counts its readings as accepted; a
+// rejection is returned, for the caller to answer and Count.
+func (p *Pipeline) Decode(src meter.Source, topic string, payload []byte) ([]meter.Reading, error) {
+	rs, err := src.Decode(topic, payload, p.now())
+	if err != nil {
+		return nil, err
+	}
+	for i := range rs {
+		rs[i].Source = src.Name()
+	}
+	p.accepted.Add(float64(len(rs)))
+	return rs, nil
 }
 
 // ackAndForward returns the commit callback of a QoS 1 or QoS 0 reading:
@@ -279,9 +305,14 @@ func (h *Ingest) reject(cl *mqtt.Client, pk packets.Packet, src meter.Source, er
 
 // count counts and logs a rejected reading.
 func (h *Ingest) count(cl *mqtt.Client, pk packets.Packet, src meter.Source, err error) {
+	h.Count(cl.ID, pk.TopicName, src, err)
+}
+
+// Count counts and logs a reading of client on topic rejected with err.
+func (p *Pipeline) Count(client, topic string, src meter.Source, err error) {
 	reason := meter.ReasonOf(err)
-	h.rejected.WithLabelValues(string(reason)).Inc()
-	h.logReject(cl, pk, src, reason, err)
+	p.rejected.WithLabelValues(string(reason)).Inc()
+	p.logReject(client, topic, src, reason, err)
 }
 
 // refusal returns the answer to a rejected publish: none at QoS 0; at QoS 1
@@ -306,32 +337,32 @@ func refusal(cl *mqtt.Client, pk packets.Packet, err error) *packets.Packet {
 	return &ack
 }
 
-func (h *Ingest) logReject(cl *mqtt.Client, pk packets.Packet, src meter.Source, reason meter.Reason, err error) {
-	now := h.now()
-	h.logMu.Lock()
-	st := h.lastLogs[reason]
+func (p *Pipeline) logReject(client, topic string, src meter.Source, reason meter.Reason, err error) {
+	now := p.now()
+	p.logMu.Lock()
+	st := p.lastLogs[reason]
 	if st == nil {
 		st = &logState{}
-		h.lastLogs[reason] = st
+		p.lastLogs[reason] = st
 	}
 	if now.Sub(st.last) < rejectLogInterval {
 		st.suppressed++
-		h.logMu.Unlock()
+		p.logMu.Unlock()
 		return
 	}
 	suppressed := st.suppressed
 	st.last, st.suppressed = now, 0
-	h.logMu.Unlock()
+	p.logMu.Unlock()
 	var meterID string
 	if m, ok := src.(interface{ MeterID(string) (string, error) }); ok {
-		meterID, _ = m.MeterID(pk.TopicName) // "" when the topic is what is wrong
+		meterID, _ = m.MeterID(topic) // "" when the topic is what is wrong
 	}
-	h.log.Warn("reading rejected",
+	p.log.Warn("reading rejected",
 		slog.String("source", src.Name()),
 		slog.String("meter", meterID),
 		slog.String("reason", string(reason)),
-		slog.String("topic", printable(pk.TopicName)),
-		slog.String("client", cl.ID),
+		slog.String("topic", printable(topic)),
+		slog.String("client", client),
 		slog.String("detail", err.Error()),
 		slog.Int("similar_suppressed", suppressed))
 }
@@ -345,13 +376,13 @@ func printable(s string) string {
 }
 
 // Describe implements prometheus.Collector.
-func (h *Ingest) Describe(ch chan<- *prometheus.Desc) {
-	h.accepted.Describe(ch)
-	h.rejected.Describe(ch)
+func (p *Pipeline) Describe(ch chan<- *prometheus.Desc) {
+	p.accepted.Describe(ch)
+	p.rejected.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
-func (h *Ingest) Collect(ch chan<- prometheus.Metric) {
-	h.accepted.Collect(ch)
-	h.rejected.Collect(ch)
+func (p *Pipeline) Collect(ch chan<- prometheus.Metric) {
+	p.accepted.Collect(ch)
+	p.rejected.Collect(ch)
 }
