@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 	"github.com/vatio-energy/vatio/audit"
 	"github.com/vatio-energy/vatio/auth"
 	"github.com/vatio-energy/vatio/automation"
+	"github.com/vatio-energy/vatio/bridge"
 	"github.com/vatio-energy/vatio/broker"
 	"github.com/vatio-energy/vatio/certs"
 	"github.com/vatio-energy/vatio/config"
@@ -238,10 +240,13 @@ func sources(cfg config.Config, dec *meter.Decoder) []meter.Source {
 
 // app is a running Vatio.
 type app struct {
-	log     *slog.Logger
-	store   *store.Store
-	broker  *broker.Broker
-	ingest  *hooks.Ingest
+	log    *slog.Logger
+	store  *store.Store
+	broker *broker.Broker
+	ingest *hooks.Ingest
+	// bridge is the connection to an external broker (broker.mode:
+	// external), instead of broker and ingest.
+	bridge  *bridge.Bridge
 	alerts  *alert.Service
 	rules   *alert.Rules
 	devices *devices.Registry
@@ -319,23 +324,45 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	if tlsConfig != nil {
 		mqttTLSAddr = cfg.MQTT.TLSAddr
 	}
-	a.broker, err = broker.New(broker.Options{
-		Addr: cfg.MQTT.Addr, TLS: tlsConfig, TLSAddr: mqttTLSAddr,
-		WebSocketAddr: cfg.MQTT.WebSocketAddr, WebSocketOrigins: cfg.MQTT.WebSocketOrigins,
-		MaxClients: cfg.MQTT.MaxClients, MaxMessagesPerSecond: cfg.MQTT.MaxMessagesPerSecond, MaxTopicLength: cfg.MQTT.MaxTopicLength,
-		MaxPacketBytes: cfg.MQTT.MaxPacketBytes, WriteTimeout: cfg.MQTT.WriteTimeout,
-		MaxQueuedMessages: cfg.MQTT.MaxQueuedMessages,
-		Logger:            logger.With("component", "mqtt"),
-		Access:            a.devices,
-	})
-	if err != nil {
-		return nil, err
-	}
-	cleanup = append(cleanup, func() { a.broker.Close() })
 	dec := &meter.Decoder{Topic: cfg.Ingest.Topic, Limits: cfg.Ingest.Limits()}
-	a.ingest = hooks.NewIngest(sources(cfg, dec), a.store, a.broker.Server(), logger.With("component", "ingest"))
-	if err := a.broker.AddHook(a.ingest, nil); err != nil {
-		return nil, err
+	// publish sends commands, alerts and Home Assistant discovery through
+	// the broker, embedded or external.
+	var publish func(topic string, payload []byte, retain bool) error
+	var mqttMetrics []prometheus.Collector
+	if cfg.Broker.Mode == "external" {
+		pipeline := hooks.NewPipeline(sources(cfg, dec), a.store, logger.With("component", "ingest"))
+		if a.bridge, err = newBridge(cfg, pipeline, logger.With("component", "mqtt")); err != nil {
+			return nil, err
+		}
+		cleanup = append(cleanup, func() { a.bridge.Close() })
+		publish = func(topic string, payload []byte, retain bool) error {
+			return a.bridge.Publish(topic, payload, retain, 1)
+		}
+		mqttMetrics = []prometheus.Collector{pipeline}
+		a.devices = nil // devices log in to the external broker, with its credentials
+	} else {
+		a.broker, err = broker.New(broker.Options{
+			Addr: cfg.MQTT.Addr, TLS: tlsConfig, TLSAddr: mqttTLSAddr,
+			WebSocketAddr: cfg.MQTT.WebSocketAddr, WebSocketOrigins: cfg.MQTT.WebSocketOrigins,
+			MaxClients: cfg.MQTT.MaxClients, MaxMessagesPerSecond: cfg.MQTT.MaxMessagesPerSecond, MaxTopicLength: cfg.MQTT.MaxTopicLength,
+			MaxPacketBytes: cfg.MQTT.MaxPacketBytes, WriteTimeout: cfg.MQTT.WriteTimeout,
+			MaxQueuedMessages: cfg.MQTT.MaxQueuedMessages,
+			Logger:            logger.With("component", "mqtt"),
+			Access:            a.devices,
+		})
+		if err != nil {
+			return nil, err
+		}
+		cleanup = append(cleanup, func() { a.broker.Close() })
+		a.ingest = hooks.NewIngest(sources(cfg, dec), a.store, a.broker.Server(), logger.With("component", "ingest"))
+		if err := a.broker.AddHook(a.ingest, nil); err != nil {
+			return nil, err
+		}
+		server := a.broker.Server()
+		publish = func(topic string, payload []byte, retain bool) error {
+			return server.Publish(topic, payload, retain, 1)
+		}
+		mqttMetrics = []prometheus.Collector{a.broker, a.ingest}
 	}
 
 	notifiers := []alert.Notifier{alert.Log{Logger: logger.With("component", "alert")}}
@@ -354,9 +381,8 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 			Password: e.Password, TLS: e.TLS, Timeout: e.Timeout})
 	}
 	if m := cfg.Alerts.MQTT; m.Enabled {
-		server := a.broker.Server()
 		notifiers = append(notifiers, &alert.MQTT{Prefix: m.Prefix, Publish: func(topic string, payload []byte) error {
-			return server.Publish(topic, payload, false, 1)
+			return publish(topic, payload, false)
 		}})
 	}
 	a.alerts = alert.New(a.store, notifiers, alert.Options{
@@ -376,7 +402,8 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		logger.Info("off-site copies", slog.String("endpoint", o.Endpoint), slog.String("bucket", o.Bucket), slog.String("prefix", o.Prefix))
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		a.store, a.broker, a.ingest)
+		a.store)
+	reg.MustRegister(mqttMetrics...)
 	loc, err := cfg.Dashboard.Location()
 	if err != nil {
 		return nil, fmt.Errorf("dashboard.timezone: %w", err) // Validate catches it first
@@ -393,12 +420,11 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	if err != nil {
 		return nil, err
 	}
-	server := a.broker.Server()
 	auditLog := audit.New(a.store, logger.With("component", "audit"))
-	publish := func(topic string, payload []byte) error { return server.Publish(topic, payload, false, 1) }
+	command := func(topic string, payload []byte) error { return publish(topic, payload, false) }
 	// Rules' commands are audited as they are sent; load shedding's, with
 	// what it decided, by OnAction below.
-	a.rules.SetSender(&automation.Sender{Publish: publish, OnSend: func(c automation.Command, err error) {
+	a.rules.SetSender(&automation.Sender{Publish: command, OnSend: func(c automation.Command, err error) {
 		e := audit.Entry{Who: "system", Action: "command", Target: c.Topic}
 		if c.URL != "" {
 			e.Target = "webhook " + redactURL(c.URL)
@@ -411,7 +437,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		}
 		auditLog.Record(e)
 	}})
-	sender := &automation.Sender{Publish: publish}
+	sender := &automation.Sender{Publish: command}
 	if cfg.Shedding.Enabled {
 		sc, err := cfg.Shedding.Build()
 		if err != nil {
@@ -460,9 +486,11 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)
 	}
-	if err := a.broker.Start(); err != nil {
-		ln.Close()
-		return nil, err
+	if a.broker != nil {
+		if err := a.broker.Start(); err != nil {
+			ln.Close()
+			return nil, err
+		}
 	}
 	go func() { a.httpErr <- a.http.Serve(ln) }()
 	a.rules.Start()
@@ -484,9 +512,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	}
 	go func() { running.Wait(); close(a.stopBG) }()
 	if h := cfg.HomeAssistant; h.Enabled {
-		ha := homeassistant.New(a.store, func(topic string, payload []byte, retain bool) error {
-			return server.Publish(topic, payload, retain, 1)
-		}, homeassistant.Options{Prefix: h.DiscoveryPrefix, StateTopic: h.StateTopic, Every: h.StateEvery, Logger: logger.With("component", "homeassistant")})
+		ha := homeassistant.New(a.store, publish, homeassistant.Options{Prefix: h.DiscoveryPrefix, StateTopic: h.StateTopic, Every: h.StateEvery, Logger: logger.With("component", "homeassistant")})
 		ctx, cancel := context.WithCancel(context.Background())
 		a.stopHA = make(chan struct{})
 		go func() { defer close(a.stopHA); ha.Run(ctx) }()
@@ -494,15 +520,19 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	}
 	a.http.SetReady(true)
 	ready := []any{slog.String("version", version)}
-	if addr := a.broker.Addr(); addr != nil {
+	if a.bridge != nil {
+		ready = append(ready, slog.String("broker", strings.Join(cfg.Broker.URLs, " ")))
+	} else if addr := a.broker.Addr(); addr != nil {
 		ready = append(ready, slog.String("mqtt", addr.String()))
 	}
 	ready = append(ready, slog.String("http", ln.Addr().String()), slog.Bool("tls", tlsConfig != nil))
-	if addr := a.broker.TLSAddr(); addr != nil {
-		ready = append(ready, slog.String("mqtts", addr.String()))
-	}
-	if addr := a.broker.WebSocketAddr(); addr != nil {
-		ready = append(ready, slog.String("mqtt_ws", addr.String()))
+	if a.broker != nil {
+		if addr := a.broker.TLSAddr(); addr != nil {
+			ready = append(ready, slog.String("mqtts", addr.String()))
+		}
+		if addr := a.broker.WebSocketAddr(); addr != nil {
+			ready = append(ready, slog.String("mqtt_ws", addr.String()))
+		}
 	}
 	ready = append(ready, slog.String("data", a.store.Path()))
 	logger.Info("vatio ready", ready...)
@@ -520,9 +550,13 @@ func (a *app) shutdown(ctx context.Context) error {
 	if err := a.http.Shutdown(hctx); err != nil {
 		errs = append(errs, fmt.Errorf("http: %w", err))
 	}
-	_ = a.broker.StopAccepting() // an error only repeats that it is closed
 	flushed := make(chan error, 1)
-	go func() { flushed <- a.ingest.Shutdown() }()
+	if a.bridge != nil {
+		go func() { flushed <- a.bridge.Drain(ctx) }()
+	} else {
+		_ = a.broker.StopAccepting() // an error only repeats that it is closed
+		go func() { flushed <- a.ingest.Shutdown() }()
+	}
 	select {
 	case err := <-flushed:
 		if err != nil {
@@ -542,7 +576,11 @@ func (a *app) shutdown(ctx context.Context) error {
 	a.rules.Stop() // cancels the actions under way
 	a.rules.Wait()
 	a.alerts.Close() // before the broker: the MQTT notifier publishes through it
-	if err := a.broker.Close(); err != nil {
+	if a.bridge != nil {
+		if err := a.bridge.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	} else if err := a.broker.Close(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := a.store.Close(); err != nil {
@@ -578,4 +616,38 @@ func newRemote(cfg config.Config, key *crypt.Key, logger *slog.Logger) (*offsite
 	return offsite.New(offsite.Options{Endpoint: o.Endpoint, Insecure: o.Insecure, Region: o.Region, Bucket: o.Bucket,
 		Prefix: o.Prefix, AccessKey: o.AccessKey, SecretKey: o.SecretKey, Key: key,
 		KeepBackups: o.KeepBackups, KeepArchives: o.KeepArchives, Logger: logger.With("component", "offsite")})
+}
+
+// newBridge connects to the external broker of cfg.Broker.
+func newBridge(cfg config.Config, p *hooks.Pipeline, logger *slog.Logger) (*bridge.Bridge, error) {
+	b := cfg.Broker
+	var urls []*url.URL
+	for _, raw := range b.URLs {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("broker.urls: %w", err) // Validate catches it first
+		}
+		urls = append(urls, u)
+	}
+	var tc *tls.Config
+	if b.CAFile != "" {
+		pem, err := os.ReadFile(b.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("broker.ca_file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("broker.ca_file: %s holds no PEM certificate", b.CAFile)
+		}
+		tc = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	id := b.ClientID
+	if id == "" {
+		id = "vatio-" + hostname()
+	}
+	return bridge.New(context.Background(), p, bridge.Options{URLs: urls, ClientID: id, Username: b.Username, Password: b.Password,
+		TLS: tc, Share: b.Share, Topics: b.Topics, SessionExpiry: b.SessionExpiry, Logger: logger})
 }

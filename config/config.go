@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/mail"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,6 +57,36 @@ type Config struct {
 	Encryption Encryption `yaml:"encryption"`
 	// Offsite ships backups and archives to S3-compatible object storage.
 	Offsite Offsite `yaml:"offsite"`
+	// Broker chooses between the embedded broker (the mqtt section) and an
+	// external one Vatio is a client of.
+	Broker Broker `yaml:"broker"`
+}
+
+// Broker chooses the MQTT broker. VATIO_BROKER_PASSWORD overrides the
+// password.
+type Broker struct {
+	// Mode is embedded (Vatio's own broker, the mqtt section) or external.
+	Mode string `yaml:"mode"`
+	// URLs of the external broker: mqtt://host:1883, mqtts://host:8883,
+	// ws://host/mqtt, wss://...; the next is tried when one fails.
+	URLs []string `yaml:"urls"`
+	// ClientID keeps this instance's session; empty means vatio-<host
+	// name>. Each instance needs its own.
+	ClientID string `yaml:"client_id"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// CAFile is a PEM file of the authority to trust for mqtts:// and
+	// wss://, besides the system's.
+	CAFile string `yaml:"ca_file"`
+	// Share is the shared-subscription group that instances split the
+	// readings in ($share/<share>/<topic>); empty subscribes plainly.
+	Share string `yaml:"share"`
+	// Topics are the filters subscribed to; "#" leaves the choice to the
+	// device families.
+	Topics []string `yaml:"topics"`
+	// SessionExpiry is how long the broker keeps the session, and the
+	// readings published meanwhile, while Vatio is away.
+	SessionExpiry time.Duration `yaml:"session_expiry"`
 }
 
 // Offsite configures the off-site copies of backups and archives (see
@@ -630,6 +661,7 @@ func Default() Config {
 			Attempts: 5, Backoff: 2 * time.Second, EvaluateEvery: 15 * time.Second},
 		Backup:        Backup{Interval: 24 * time.Hour, Keep: 7},
 		Offsite:       Offsite{Prefix: "vatio/", Every: time.Hour, KeepBackups: 30},
+		Broker:        Broker{Mode: "embedded", Share: "vatio", Topics: []string{"#"}, SessionExpiry: 24 * time.Hour},
 		Retention:     Retention{Raw: 30 * 24 * time.Hour, Minute: 365 * 24 * time.Hour},
 		Archive:       Archive{Keep: 2 * 365 * 24 * time.Hour},
 		Tariff:        Tariff{Currency: "EUR", PriceKWh: 0.15, CO2GramsKWh: 250},
@@ -720,6 +752,38 @@ func (c Config) Validate() error {
 		if o.Every < time.Minute {
 			bad("offsite.every", "%s is under 1m", o.Every)
 		}
+	}
+	switch b := c.Broker; b.Mode {
+	case "embedded":
+	case "external":
+		if len(b.URLs) == 0 {
+			bad("broker.urls", "an external broker needs at least one URL such as mqtt://broker.lan:1883")
+		}
+		for i, raw := range b.URLs {
+			u, err := url.Parse(raw)
+			if err != nil || u.Host == "" || !slices.Contains([]string{"mqtt", "mqtts", "tcp", "ssl", "tls", "ws", "wss"}, u.Scheme) {
+				bad(fmt.Sprintf("broker.urls[%d]", i), "%q is not a broker URL such as mqtt://host:1883 or mqtts://host:8883", raw)
+			}
+			if err == nil && u.User != nil {
+				bad(fmt.Sprintf("broker.urls[%d]", i), "put the credentials in broker.username and broker.password (or %s), not in the URL", EnvBrokerPassword)
+			}
+		}
+		if strings.ContainsAny(b.Share, "/+#") {
+			bad("broker.share", "%q must be one topic level without wildcards", b.Share)
+		}
+		if len(b.Topics) == 0 {
+			bad("broker.topics", "subscribe to something: [\"#\"] takes every topic")
+		}
+		for i, t := range b.Topics {
+			if !validFilter(t) {
+				bad(fmt.Sprintf("broker.topics[%d]", i), "%q is not an MQTT topic filter", t)
+			}
+		}
+		if b.SessionExpiry < time.Minute {
+			bad("broker.session_expiry", "%s is under 1m: readings published while Vatio restarts would be lost", b.SessionExpiry)
+		}
+	default:
+		bad("broker.mode", "%q is not embedded or external", b.Mode)
 	}
 	if c.Offsite.KeepBackups < 0 {
 		bad("offsite.keep_backups", "%d is negative (0 keeps them all)", c.Offsite.KeepBackups)
@@ -940,4 +1004,22 @@ func validBucket(b string) bool {
 		return false
 	}
 	return !strings.ContainsFunc(b, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-') })
+}
+
+// validFilter reports whether f is an MQTT topic filter: + alone in its
+// level, # alone and last.
+func validFilter(f string) bool {
+	if f == "" || len(f) > 65535 || strings.ContainsRune(f, 0) {
+		return false
+	}
+	levels := strings.Split(f, "/")
+	for i, l := range levels {
+		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
+			return false
+		}
+		if strings.Contains(l, "+") && l != "+" {
+			return false
+		}
+	}
+	return true
 }

@@ -28,6 +28,8 @@ const (
 	// storage's credentials.
 	EnvOffsiteAccessKey = "VATIO_OFFSITE_ACCESS_KEY"
 	EnvOffsiteSecretKey = "VATIO_OFFSITE_SECRET_KEY"
+	// EnvBrokerPassword is the external broker's password.
+	EnvBrokerPassword = "VATIO_BROKER_PASSWORD"
 )
 
 // Load reads the YAML file at path over the defaults. Keys left out keep
@@ -204,6 +206,9 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	}
 	if v := getenv(EnvOffsiteSecretKey); v != "" {
 		c.Offsite.SecretKey = v
+	}
+	if v := getenv(EnvBrokerPassword); v != "" {
+		c.Broker.Password = v
 	}
 }
 

@@ -1,0 +1,276 @@
+// Package bridge makes Vatio a client of an external MQTT broker (EMQX,
+// HiveMQ, Mosquitto, a Home Assistant add-on) instead of running its own:
+// it subscribes to the meters' topics there, stores their readings through
+// the same pipeline as the embedded broker, and publishes commands, alerts
+// and Home Assistant discovery there.
+//
+// The guarantee is the embedded broker's: a QoS 1 reading is acknowledged
+// to the broker only once it is committed. The session is persistent
+// (clean start off, a session expiry), so readings published while Vatio
+// is down or reconnecting wait in the broker and arrive when it is back;
+// one not acknowledged before a crash is sent again. With a shared
+// subscription ($share/<group>/<filter>, MQTT 5) several Vatio instances
+// split the readings between them.
+package bridge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/vatio-energy/vatio/hooks"
+	"github.com/vatio-energy/vatio/meter"
+)
+
+// Options configure the connection.
+type Options struct {
+	// URLs of the broker: mqtt://host:1883, mqtts://host:8883,
+	// ws://host/mqtt, wss://...; the next is tried when one fails.
+	URLs []*url.URL
+	// ClientID must be stable across restarts (the session is kept under
+	// it) and different for each instance.
+	ClientID           string
+	Username, Password string
+	// TLS configures mqtts:// and wss:// (nil: the system's roots).
+	TLS *tls.Config
+	// Share is the shared-subscription group; "" subscribes plainly.
+	Share string
+	// Topics are the filters subscribed to; "#" takes everything and
+	// leaves the choice to the device families.
+	Topics []string
+	// SessionExpiry is how long the broker keeps the session (and the
+	// readings sent to it) while Vatio is away.
+	SessionExpiry time.Duration
+	Logger        *slog.Logger
+}
+
+// Bridge is the connection to the external broker.
+type Bridge struct {
+	p    *hooks.Pipeline
+	cm   *autopaho.ConnectionManager
+	log  *slog.Logger
+	opts Options
+
+	stopped atomic.Bool
+	// pending counts readings taken and not yet answered; Shutdown
+	// waits for them.
+	pending sync.WaitGroup
+	// gen counts connections: an acknowledgement is sent only on the
+	// connection its message came on (the broker resends the others).
+	gen atomic.Int64
+	up  chan struct{}
+}
+
+// New connects to the broker in the background (and reconnects for ever);
+// readings flow once the first connection is up.
+func New(ctx context.Context, p *hooks.Pipeline, opts Options) (*Bridge, error) {
+	if len(opts.URLs) == 0 {
+		return nil, errors.New("bridge: no broker URL")
+	}
+	if opts.ClientID == "" {
+		return nil, errors.New("bridge: a client id is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if len(opts.Topics) == 0 {
+		opts.Topics = []string{"#"}
+	}
+	b := &Bridge{p: p, log: opts.Logger, opts: opts, up: make(chan struct{})}
+	var once sync.Once
+	cfg := autopaho.ClientConfig{
+		ServerUrls:                    opts.URLs,
+		TlsCfg:                        opts.TLS,
+		KeepAlive:                     30,
+		CleanStartOnInitialConnection: false,
+		SessionExpiryInterval:         uint32(opts.SessionExpiry / time.Second),
+		ConnectUsername:               opts.Username,
+		ConnectPassword:               []byte(opts.Password),
+		ReconnectBackoff:              autopaho.NewExponentialBackoff(500*time.Millisecond, 30*time.Second, 2*time.Second, 2),
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			b.gen.Add(1)
+			b.log.Info("connected to the MQTT broker", slog.String("client_id", opts.ClientID))
+			go b.subscribe(ctx, cm)
+			once.Do(func() { close(b.up) })
+		},
+		OnConnectionDown: func() bool {
+			b.gen.Add(1)
+			b.log.Warn("lost the MQTT broker; reconnecting")
+			return true
+		},
+		OnConnectError: func(err error) { b.log.Warn("cannot reach the MQTT broker", slog.Any("error", err)) },
+		ClientConfig: paho.ClientConfig{
+			ClientID:                   opts.ClientID,
+			EnableManualAcknowledgment: true,
+			SendAcksInterval:           50 * time.Millisecond,
+			OnPublishReceived:          []func(paho.PublishReceived) (bool, error){b.receive},
+			OnClientError:              func(err error) { b.log.Warn("MQTT client error", slog.Any("error", err)) },
+		},
+	}
+	cm, err := autopaho.NewConnection(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	b.cm = cm
+	return b, nil
+}
+
+// subscribe subscribes to the topics, in the share group when there is
+// one. A persistent session keeps the subscriptions; subscribing again on
+// each connection covers a session the broker dropped.
+func (b *Bridge) subscribe(ctx context.Context, cm *autopaho.ConnectionManager) {
+	var subs []paho.SubscribeOptions
+	for _, t := range b.opts.Topics {
+		if b.opts.Share != "" {
+			t = "$share/" + b.opts.Share + "/" + t
+		}
+		subs = append(subs, paho.SubscribeOptions{Topic: t, QoS: 1})
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ack, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: subs})
+	if err != nil {
+		b.log.Error("MQTT subscribe failed", slog.Any("error", err))
+		return
+	}
+	for i, code := range ack.Reasons {
+		if code >= 0x80 && i < len(subs) {
+			b.log.Error("the MQTT broker refused a subscription", slog.String("topic", subs[i].Topic), slog.Int("reason", int(code)))
+		}
+	}
+}
+
+// AwaitConnection waits for the first connection, or ctx.
+func (b *Bridge) AwaitConnection(ctx context.Context) error {
+	select {
+	case <-b.up:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// receive takes one message: the readings are stored, and the message is
+// acknowledged once the last is committed (a rejected one at once, behind
+// the earlier ones). Not acknowledged, the broker sends it again on the
+// next connection.
+func (b *Bridge) receive(pr paho.PublishReceived) (bool, error) {
+	pb := pr.Packet
+	gen := b.gen.Load()
+	ack := func() {
+		if b.gen.Load() == gen {
+			if err := pr.Client.Ack(pb); err != nil {
+				b.log.Debug("MQTT ack not sent", slog.Any("error", err))
+			}
+		}
+	}
+	src := b.p.Source(pb.Topic)
+	if src == nil || b.stopped.Load() {
+		if src == nil {
+			ack() // not a reading: nothing to keep
+		}
+		return true, nil // stopping: unacknowledged, resent to the next
+	}
+	rs, err := b.p.Decode(src, pb.Topic, pb.Payload)
+	if err != nil {
+		b.p.Count(b.opts.ClientID, pb.Topic, src, err)
+		b.pending.Add(1)
+		answer := func(error) { defer b.pending.Done(); ack() }
+		if b.p.Store().Sync(answer) != nil {
+			answer(nil)
+		}
+		return true, nil
+	}
+	if len(rs) == 0 {
+		b.p.NoteAvailability(src, pb.Topic, pb.Payload)
+		ack()
+		return true, nil
+	}
+	for i, r := range rs {
+		var done func(error)
+		if i == len(rs)-1 {
+			b.pending.Add(1)
+			done = func(err error) {
+				defer b.pending.Done()
+				switch {
+				case err == nil:
+					ack()
+				case errors.Is(err, context.Canceled):
+				default:
+					if meter.ReasonOf(err) != "" {
+						b.p.Count(b.opts.ClientID, pb.Topic, src, err)
+						ack() // refused for good: resending would not help
+					}
+					// a failed commit: not acknowledged, so resent
+				}
+			}
+		} else {
+			done = func(err error) {
+				if meter.ReasonOf(err) != "" {
+					b.p.Count(b.opts.ClientID, pb.Topic, src, err)
+				}
+			}
+		}
+		if err := b.p.Store().Append(r, done); err != nil {
+			b.log.Warn("reading not stored", slog.String("meter", r.Meter), slog.Any("error", err))
+			if i == len(rs)-1 {
+				b.pending.Done()
+			}
+			break
+		}
+	}
+	return true, nil
+}
+
+// Publish sends a message to the broker (commands, alerts, Home Assistant
+// discovery), waiting for its acknowledgement at QoS 1.
+func (b *Bridge) Publish(topic string, payload []byte, retain bool, qos byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := b.cm.Publish(ctx, &paho.Publish{Topic: topic, Payload: payload, Retain: retain, QoS: qos})
+	if err != nil {
+		return fmt.Errorf("bridge: publish on %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Drain stops taking readings (the broker keeps the later ones for the
+// session) and waits until those taken are committed and acknowledged.
+// Publishing still works until Close.
+func (b *Bridge) Drain(ctx context.Context) error {
+	b.stopped.Store(true)
+	err := b.p.Store().Flush()
+	done := make(chan struct{})
+	go func() { b.pending.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return errors.Join(err, errors.New("bridge: readings still waiting for their commit; the broker resends them"))
+	}
+	// Let the acknowledgement tracker (every 50 ms) send what was just
+	// acknowledged.
+	select {
+	case <-time.After(150 * time.Millisecond):
+	case <-ctx.Done():
+	}
+	return err
+}
+
+// Close disconnects from the broker.
+func (b *Bridge) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := b.cm.Disconnect(ctx); err != nil && !errors.Is(err, autopaho.ConnectionDownError) {
+		return fmt.Errorf("bridge: %w", err)
+	}
+	return nil
+}

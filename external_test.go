@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	paho3 "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/vatio-energy/vatio/internal/mqtttest"
+)
+
+// startMosquitto runs Debian's Mosquitto on a free loopback port, as the
+// external broker a plant already has; it stops when the test ends.
+func startMosquitto(t *testing.T) string {
+	t.Helper()
+	bin := need(t, "mosquitto", "mosquitto")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", conf)
+	logs := &logBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mosquitto did not start:\n%s", logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var httpLine = regexp.MustCompile(`msg="vatio ready".* http=(\S+)`)
+
+// externalVatio runs Vatio as a client of the broker at addr, with client
+// id id and data in dir; stop stops it as SIGTERM would.
+func externalVatio(t *testing.T, brokerAddr, id, dir string) (httpAddr string, stop func()) {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	err := os.WriteFile(cfg, fmt.Appendf(nil, "broker:\n  mode: external\n  urls: [\"mqtt://%s\"]\n  client_id: %s\n", brokerAddr, id), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &logBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-config", cfg, "-data-dir", dir, "-http-addr", "127.0.0.1:0"}, testEnv, io.Discard, logs)
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		l := logs.String()
+		if m := httpLine.FindStringSubmatch(l); m != nil && strings.Contains(l, "connected to the MQTT broker") {
+			httpAddr = m[1]
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("vatio did not connect to the external broker:\n%s", l)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("vatio %s stopped with %v\n%s", id, err, logs)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("vatio %s did not stop\n%s", id, logs)
+		}
+	}
+	t.Cleanup(stop)
+	return httpAddr, stop
+}
+
+// storedCount returns how many readings of meter the Vatio at httpAddr
+// holds.
+func storedCount(t *testing.T, httpAddr, meter string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/api/energy?limit=1000&meter=" + meter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return 0 // no reading of it yet
+	}
+	var got []legacyReading
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	return len(got)
+}
+
+func waitCount(t *testing.T, what string, want int, count func() int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		n := count()
+		if n == want {
+			return
+		}
+		if n > want || time.Now().After(deadline) {
+			t.Fatalf("%s: %d readings, want %d", what, n, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func publishReadings(t *testing.T, c paho3.Client, meter string, from, n int) {
+	t.Helper()
+	base := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC).Unix()
+	for i := from; i < from+n; i++ {
+		mqtttest.Publish3(t, c, "energy/consumption/"+meter, 1, false, fmt.Sprintf(`{"power_w": %d, "ts": %d}`, 100+i, base+int64(i)))
+	}
+}
+
+// TestExternalBroker runs Vatio as a client of Mosquitto: readings
+// published there are stored; those published while Vatio is down wait in
+// its persistent session and arrive, once each, when it is back; alerts
+// are published there; and two instances in the share group split the
+// readings, each stored by exactly one.
+func TestExternalBroker(t *testing.T) {
+	brokerAddr := startMosquitto(t)
+	meterClient := mqtttest.V3(t, brokerAddr)
+
+	dir := t.TempDir()
+	httpA, stopA := externalVatio(t, brokerAddr, "vatio-a", dir)
+	// The subscription follows the connection: wait for a first reading.
+	publishReadings(t, meterClient, "plant", 0, 1)
+	waitCount(t, "the first reading", 1, func() int { return storedCount(t, httpA, "plant") })
+	publishReadings(t, meterClient, "plant", 1, 19)
+	waitCount(t, "readings published to the external broker", 20, func() int { return storedCount(t, httpA, "plant") })
+
+	alerts := make(chan string, 4)
+	watcher := mqtttest.V3(t, brokerAddr)
+	if tok := watcher.Subscribe("vatio/alerts/#", 1, func(_ paho3.Client, m paho3.Message) { alerts <- m.Topic() }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	resp, err := http.Post("http://"+httpA+"/api/alert", "application/json", strings.NewReader(`{"message": "boiler", "meter": "plant"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	select {
+	case topic := <-alerts:
+		if topic != "vatio/alerts/plant" {
+			t.Errorf("alert on %s", topic)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the alert was not published to the external broker")
+	}
+
+	// Down for a while: the broker keeps what is published meanwhile.
+	stopA()
+	publishReadings(t, meterClient, "plant", 20, 10)
+	httpA, _ = externalVatio(t, brokerAddr, "vatio-a", dir)
+	waitCount(t, "readings published while vatio was down", 30, func() int { return storedCount(t, httpA, "plant") })
+
+	// A second instance in the share group: the readings are split, and
+	// each is stored once.
+	httpB, _ := externalVatio(t, brokerAddr, "vatio-b", t.TempDir())
+	time.Sleep(500 * time.Millisecond) // its subscription follows its connection
+	const n = 60
+	publishReadings(t, meterClient, "split", 0, n)
+	waitCount(t, "readings split between two instances", n, func() int {
+		return storedCount(t, httpA, "split") + storedCount(t, httpB, "split")
+	})
+	a, b := storedCount(t, httpA, "split"), storedCount(t, httpB, "split")
+	if a == 0 || b == 0 {
+		t.Errorf("the share group did not split the readings: %d and %d", a, b)
+	}
+	t.Logf("two instances stored %d and %d of %d readings", a, b, n)
+}
+
+// TestExternalBrokerKill9 kills Vatio (SIGKILL) while it takes readings
+// from the external broker: every reading published there is stored once
+// it is back, for the broker resends what Vatio had not acknowledged
+// (acknowledged only once committed) and what came meanwhile.
+func TestExternalBrokerKill9(t *testing.T) {
+	brokerAddr := startMosquitto(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, "broker:\n  mode: external\n  urls: [\"mqtt://%s\"]\n  client_id: vatio-k\n", brokerAddr), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := func() (*exec.Cmd, string) {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "VATIO_TEST_CHILD=1", "VATIO_ADMIN_TOKEN="+testAdminToken,
+			"VATIO_TEST_ARGS=-config "+cfg+" -http-addr 127.0.0.1:0 -data-dir "+dir)
+		logs := &logBuffer{}
+		cmd.Stderr = logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			l := logs.String()
+			if m := httpLine.FindStringSubmatch(l); m != nil && strings.Contains(l, "connected to the MQTT broker") {
+				return cmd, m[1]
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("child vatio did not connect:\n%s", l)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	count := func(httpAddr string) int {
+		var m struct{ Readings int }
+		resp, err := http.Get("http://" + httpAddr + "/api/v1/meters/k")
+		if err != nil {
+			return -1
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return 0
+		}
+		json.NewDecoder(resp.Body).Decode(&m)
+		return m.Readings
+	}
+
+	cmd, httpAddr := start()
+	publisher := mqtttest.V3(t, brokerAddr)
+	time.Sleep(300 * time.Millisecond) // the subscription follows the connection
+	const n = 3000
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		publishReadings(t, publisher, "k", 0, n)
+	}()
+	for deadline := time.Now().Add(20 * time.Second); count(httpAddr) < 300 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	before := count(httpAddr)
+	cmd.Process.Kill()
+	cmd.Wait()
+	<-published
+	t.Logf("killed with %d of %d readings stored", before, n)
+	if before >= n {
+		t.Fatalf("all %d readings were stored before the kill: the test proves nothing", n)
+	}
+
+	_, httpAddr = start()
+	deadline := time.Now().Add(30 * time.Second)
+	for count(httpAddr) < n && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := count(httpAddr); got != n {
+		t.Errorf("after the kill and a restart: %d readings stored, want %d", got, n)
+	}
+}
