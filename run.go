@@ -627,6 +627,14 @@ func newBridge(cfg config.Config, p *hooks.Pipeline, logger *slog.Logger) (*brid
 		if err != nil {
 			return nil, fmt.Errorf("broker.urls: %w", err) // Validate catches it first
 		}
+		if u.Port() == "" { // the client dials host:port as written
+			switch u.Scheme {
+			case "mqtt", "tcp":
+				u.Host += ":1883"
+			case "mqtts", "ssl", "tls":
+				u.Host += ":8883"
+			}
+		}
 		urls = append(urls, u)
 	}
 	var tc *tls.Config

@@ -26,6 +26,7 @@ import (
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/eclipse/paho.golang/paho/session/state"
 
 	"github.com/vatio-energy/vatio/hooks"
 	"github.com/vatio-energy/vatio/meter"
@@ -61,13 +62,22 @@ type Bridge struct {
 	opts Options
 
 	stopped atomic.Bool
-	// pending counts readings taken and not yet answered; Shutdown
-	// waits for them.
+	// pending counts messages taken and not yet answered; Drain waits
+	// for them.
 	pending sync.WaitGroup
-	// gen counts connections: an acknowledgement is sent only on the
-	// connection its message came on (the broker resends the others).
-	gen atomic.Int64
-	up  chan struct{}
+	up      chan struct{}
+	// session is the client's session state, kept across connections.
+	session *state.State
+	// gate is closed once the current connection is up (see receive).
+	gateMu sync.Mutex
+	gate   chan struct{}
+}
+
+// currentGate returns the gate of the current connection.
+func (b *Bridge) currentGate() chan struct{} {
+	b.gateMu.Lock()
+	defer b.gateMu.Unlock()
+	return b.gate
 }
 
 // New connects to the broker in the background (and reconnects for ever);
@@ -85,31 +95,36 @@ func New(ctx context.Context, p *hooks.Pipeline, opts Options) (*Bridge, error) 
 	if len(opts.Topics) == 0 {
 		opts.Topics = []string{"#"}
 	}
-	b := &Bridge{p: p, log: opts.Logger, opts: opts, up: make(chan struct{})}
+	b := &Bridge{p: p, log: opts.Logger, opts: opts, up: make(chan struct{}), session: state.NewInMemory(), gate: make(chan struct{})}
 	var once sync.Once
 	cfg := autopaho.ClientConfig{
 		ServerUrls:                    opts.URLs,
 		TlsCfg:                        opts.TLS,
 		KeepAlive:                     30,
 		CleanStartOnInitialConnection: false,
-		SessionExpiryInterval:         uint32(opts.SessionExpiry / time.Second),
+		SessionExpiryInterval:         uint32(min(opts.SessionExpiry/time.Second, 0xFFFFFFFF)),
 		ConnectUsername:               opts.Username,
 		ConnectPassword:               []byte(opts.Password),
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(500*time.Millisecond, 30*time.Second, 2*time.Second, 2),
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
-			b.gen.Add(1)
+			b.gateMu.Lock()
+			close(b.gate)
+			b.gateMu.Unlock()
 			b.log.Info("connected to the MQTT broker", slog.String("client_id", opts.ClientID))
 			go b.subscribe(ctx, cm)
 			once.Do(func() { close(b.up) })
 		},
 		OnConnectionDown: func() bool {
-			b.gen.Add(1)
+			b.gateMu.Lock()
+			b.gate = make(chan struct{})
+			b.gateMu.Unlock()
 			b.log.Warn("lost the MQTT broker; reconnecting")
 			return true
 		},
 		OnConnectError: func(err error) { b.log.Warn("cannot reach the MQTT broker", slog.Any("error", err)) },
 		ClientConfig: paho.ClientConfig{
 			ClientID:                   opts.ClientID,
+			Session:                    b.session,
 			EnableManualAcknowledgment: true,
 			SendAcksInterval:           50 * time.Millisecond,
 			OnPublishReceived:          []func(paho.PublishReceived) (bool, error){b.receive},
@@ -125,27 +140,50 @@ func New(ctx context.Context, p *hooks.Pipeline, opts Options) (*Bridge, error) 
 }
 
 // subscribe subscribes to the topics, in the share group when there is
-// one. A persistent session keeps the subscriptions; subscribing again on
-// each connection covers a session the broker dropped.
+// one, retrying until the broker grants them all or the connection ends:
+// connected but not subscribed, Vatio would take nothing. A persistent
+// session keeps the subscriptions; subscribing again on each connection
+// covers a session the broker dropped. Retained messages are not asked
+// for: an old retained reading would be stored as a new one.
 func (b *Bridge) subscribe(ctx context.Context, cm *autopaho.ConnectionManager) {
 	var subs []paho.SubscribeOptions
 	for _, t := range b.opts.Topics {
 		if b.opts.Share != "" {
 			t = "$share/" + b.opts.Share + "/" + t
 		}
-		subs = append(subs, paho.SubscribeOptions{Topic: t, QoS: 1})
+		subs = append(subs, paho.SubscribeOptions{Topic: t, QoS: 1, RetainHandling: 2})
 	}
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	ack, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: subs})
-	if err != nil {
-		b.log.Error("MQTT subscribe failed", slog.Any("error", err))
-		return
-	}
-	for i, code := range ack.Reasons {
-		if code >= 0x80 && i < len(subs) {
-			b.log.Error("the MQTT broker refused a subscription", slog.String("topic", subs[i].Topic), slog.Int("reason", int(code)))
+	wait := time.Second
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		ack, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: subs})
+		cancel()
+		refused := false
+		if err == nil {
+			for i, code := range ack.Reasons {
+				if code >= 0x80 && i < len(subs) {
+					refused = true
+					b.log.Error("the MQTT broker refused a subscription; retrying", slog.String("topic", subs[i].Topic), slog.Int("reason", int(code)))
+				}
+			}
+			if !refused {
+				b.log.Info("subscribed to the MQTT broker", slog.Int("filters", len(subs)))
+				return
+			}
+		} else {
+			b.log.Error("MQTT subscribe failed; retrying", slog.Any("error", err))
 		}
+		if errors.Is(err, autopaho.ConnectionDownError) {
+			return // the next connection subscribes again
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-cm.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Minute)
 	}
 }
 
@@ -165,25 +203,54 @@ func (b *Bridge) AwaitConnection(ctx context.Context) error {
 // next connection.
 func (b *Bridge) receive(pr paho.PublishReceived) (bool, error) {
 	pb := pr.Packet
-	gen := b.gen.Load()
+	// paho v0.23 empties its acknowledgement tracker once it has started
+	// reading, so a message the broker sends straight after the CONNACK
+	// (the backlog of a persistent session) can be dropped from it, with
+	// its acknowledgement. Waiting until the connection is up (Connect
+	// has returned) means every acknowledgement comes after that; one
+	// the tracker lost is then sent through the session (see ack).
+	select {
+	case <-b.currentGate():
+	case <-pr.Client.Done():
+		return true, nil // that connection ended: the broker resends
+	case <-time.After(10 * time.Second):
+	}
+	// Acknowledgements leave in the order messages came, each once every
+	// earlier one is acknowledged (paho's tracker): every QoS 1 message
+	// must be acknowledged on its connection, or none after it is.
 	ack := func() {
-		if b.gen.Load() == gen {
-			if err := pr.Client.Ack(pb); err != nil {
-				b.log.Debug("MQTT ack not sent", slog.Any("error", err))
+		err := pr.Client.Ack(pb)
+		if errors.Is(err, paho.ErrPacketNotFound) {
+			// Dropped from the tracker (see receive). Left
+			// unacknowledged, the broker would hold it in flight until
+			// the next connection: acknowledge it through the session,
+			// unless this connection has ended (its id may then be
+			// another message's on the next one).
+			select {
+			case <-pr.Client.Done():
+			default:
+				err = b.session.Ack(pb.Packet())
 			}
+		}
+		if err != nil {
+			b.log.Debug("MQTT ack not sent", slog.Any("error", err))
 		}
 	}
 	src := b.p.Source(pb.Topic)
-	if src == nil || b.stopped.Load() {
-		if src == nil {
-			ack() // not a reading: nothing to keep
-		}
-		return true, nil // stopping: unacknowledged, resent to the next
+	if src == nil {
+		ack() // not a reading: nothing to keep
+		return true, nil
+	}
+	b.pending.Add(1)
+	if b.stopped.Load() {
+		// Stopping: left unacknowledged, resent on the next connection;
+		// it comes after everything taken, so it holds none of it back.
+		b.pending.Done()
+		return true, nil
 	}
 	rs, err := b.p.Decode(src, pb.Topic, pb.Payload)
 	if err != nil {
 		b.p.Count(b.opts.ClientID, pb.Topic, src, err)
-		b.pending.Add(1)
 		answer := func(error) { defer b.pending.Done(); ack() }
 		if b.p.Store().Sync(answer) != nil {
 			answer(nil)
@@ -193,42 +260,50 @@ func (b *Bridge) receive(pr paho.PublishReceived) (bool, error) {
 	if len(rs) == 0 {
 		b.p.NoteAvailability(src, pb.Topic, pb.Payload)
 		ack()
+		b.pending.Done()
 		return true, nil
 	}
 	for i, r := range rs {
-		var done func(error)
-		if i == len(rs)-1 {
-			b.pending.Add(1)
+		last := i == len(rs)-1
+		done := func(err error) {
+			if meter.ReasonOf(err) != "" {
+				b.p.Count(b.opts.ClientID, pb.Topic, src, err)
+			}
+		}
+		if last {
 			done = func(err error) {
 				defer b.pending.Done()
 				switch {
 				case err == nil:
 					ack()
-				case errors.Is(err, context.Canceled):
-				default:
-					if meter.ReasonOf(err) != "" {
-						b.p.Count(b.opts.ClientID, pb.Topic, src, err)
-						ack() // refused for good: resending would not help
-					}
-					// a failed commit: not acknowledged, so resent
-				}
-			}
-		} else {
-			done = func(err error) {
-				if meter.ReasonOf(err) != "" {
+				case meter.ReasonOf(err) != "":
 					b.p.Count(b.opts.ClientID, pb.Topic, src, err)
+					ack() // refused for good: resending would not help
+				default:
+					b.redeliver(pr, err)
 				}
 			}
 		}
 		if err := b.p.Store().Append(r, done); err != nil {
-			b.log.Warn("reading not stored", slog.String("meter", r.Meter), slog.Any("error", err))
-			if i == len(rs)-1 {
-				b.pending.Done()
-			}
-			break
+			b.redeliver(pr, err)
+			b.pending.Done()
+			return true, nil
 		}
 	}
 	return true, nil
+}
+
+// redeliver handles a message whose readings could not be stored (a
+// failed commit, a store that is closing): left unacknowledged it would
+// hold back every later acknowledgement on this connection, so the
+// connection is dropped, and the broker sends the message again on the
+// next one.
+func (b *Bridge) redeliver(pr paho.PublishReceived, err error) {
+	if b.stopped.Load() {
+		return
+	}
+	b.log.Error("a reading could not be stored; reconnecting so the broker resends it", slog.Any("error", err))
+	go pr.Client.Disconnect(&paho.Disconnect{ReasonCode: 0x80})
 }
 
 // Publish sends a message to the broker (commands, alerts, Home Assistant
