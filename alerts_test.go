@@ -318,6 +318,13 @@ func TestDeviceCommandAndCredentials(t *testing.T) {
 	if password == "" || !strings.Contains(out.String(), "Host vatio.lan, Port 1883, User kitchen") {
 		t.Fatalf("printed:\n%s", out.String())
 	}
+	// With an external broker, credentials are that broker's.
+	ext := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(ext, []byte("broker:\n  mode: external\n  urls: [\"mqtt://broker.lan:1883\"]\n"), 0o600)
+	if err := run(context.Background(), []string{"device", "add", "-config", ext, "-data-dir", t.TempDir(), "oven"}, testEnv, io.Discard, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "external") {
+		t.Errorf("vatio device add with an external broker: %v", err)
+	}
 	v := startVatio(t, dir)
 	opts := paho3.NewClientOptions().AddBroker("tcp://" + v.mqtt).SetClientID("kitchen").SetUsername("kitchen").SetPassword(password).SetAutoReconnect(false)
 	dev := paho3.NewClient(opts)

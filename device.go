@@ -40,6 +40,9 @@ func addDevice(args []string, getenv func(string) string, stdout, stderr io.Writ
 	if fset.NArg() != 1 {
 		return errors.New("device add takes one NAME (see vatio device add -h)")
 	}
+	if cfg.Broker.Mode == "external" {
+		return errors.New("broker.mode is external: devices log in to that broker with its own credentials, not Vatio's")
+	}
 	st, err := store.Open(cfg.DataDir, store.Options{})
 	if errors.Is(err, store.ErrLocked) {
 		return fmt.Errorf("%w\nVatio is running: stop it, or POST /api/v1/devices as an admin", err)
