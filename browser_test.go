@@ -304,6 +304,15 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Once copied, the token leaves the screen and joins the list.
+	err = chromedp.Do(ctx, chromedp.Click(`form[data-kind="token"] .secret-done`),
+		chromedp.WaitVisible(`//tr[td[contains(., "browser test")]]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shown, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`)); strings.Contains(shown, tokenText) {
+		t.Error("the token is still on the page after Done")
+	}
 	asToken := func(method, path string) int {
 		req, _ := http.NewRequest(method, origin+path, nil)
 		req.Header.Set("Authorization", "Bearer "+tokenText)

@@ -28,7 +28,7 @@ var mqttsLine = regexp.MustCompile(`msg="vatio ready".* tls=true mqtts=(\S+)`)
 func TestTLSFirstStart(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(cfg, []byte("tls:\n  enabled: true\n  hosts: [vatio.test]\nmqtt:\n  tls_addr: \"127.0.0.1:0\"\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("tls:\n  enabled: true\n  hsts: true\n  hosts: [vatio.test]\nmqtt:\n  tls_addr: \"127.0.0.1:0\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	inst := startVatioWith(t, dir, cfg)

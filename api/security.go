@@ -52,7 +52,7 @@ func roleFor(method, path string) string {
 	}
 	switch {
 	case strings.HasPrefix(path, "/api/v1/users"), strings.HasPrefix(path, "/api/v1/tokens"), strings.HasPrefix(path, "/api/v1/devices"),
-		path == "/api/v1/audit", path == "/api/v1/backup", strings.HasSuffix(path, "/export"), path == "/access",
+		path == "/api/v1/audit", path == "/api/v1/backup", isExport(path), path == "/access",
 		strings.HasPrefix(path, "/api/v1/offsite"):
 		return auth.Admin
 	case method == fiber.MethodDelete && strings.HasPrefix(path, "/api/v1/meters/"):
@@ -63,6 +63,15 @@ func roleFor(method, path string) string {
 		return auth.Viewer
 	}
 	return auth.Operator
+}
+
+// isExport reports whether path (lower case) is an export,
+// /api/v1/meters/{id}/export or /api/v1/sites/{site}/export, and not, say,
+// the meter named export.
+func isExport(path string) bool {
+	parts := strings.Split(path, "/")
+	return len(parts) == 6 && parts[1] == "api" && parts[2] == "v1" && (parts[3] == "meters" || parts[3] == "sites") &&
+		parts[4] != "" && parts[5] == "export"
 }
 
 // authenticate is the middleware that makes every request but those of
@@ -123,7 +132,7 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 			status = fe.Code
 		}
 		s.audit(who.User, action, m+" "+path, c, status, "")
-	} else if path == "/api/v1/backup" || strings.HasSuffix(path, "/export") {
+	} else if path == "/api/v1/backup" || isExport(strings.ToLower(path)) {
 		s.audit(who.User, "export", path, c, c.Response().StatusCode(), "")
 	}
 	return err
@@ -235,7 +244,11 @@ func (s *Server) createUser(c *fiber.Ctx) error {
 
 // deleteUser serves DELETE /api/v1/users/{name} (admin).
 func (s *Server) deleteUser(c *fiber.Ctx) error {
-	if err := s.auth.DeleteUser(strings.Clone(c.Params("name"))); err != nil {
+	name, err := url.PathUnescape(c.Params("name")) // user@example.com arrives as user%40example.com
+	if err != nil {
+		return &paramError{Name: "name", Detail: "not a user name"}
+	}
+	if err := s.auth.DeleteUser(name); err != nil {
 		return err
 	}
 	return c.SendStatus(fiber.StatusNoContent)

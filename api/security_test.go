@@ -90,6 +90,8 @@ func TestEndpointsByRole(t *testing.T) {
 		{"POST", "/api/v1/meters/m/import", "2026-11-25T10:00:00Z,5\n", auth.Operator},
 		{"GET", "/api/v1/backup", "", auth.Admin},
 		{"GET", "/api/v1/meters/m/export", "", auth.Admin},
+		{"GET", "/api/v1/meters/export", "", auth.Viewer},       // a meter named export is no export
+		{"PATCH", "/api/v1/meters/Export", `{}`, auth.Operator}, // nor, in any case`
 		{"GET", "/api/v1/sites/home/export?format=csv", "", auth.Admin},
 		{"GET", "/api/v1/audit", "", auth.Admin},
 		{"GET", "/api/v1/tokens", "", auth.Admin},
@@ -118,6 +120,14 @@ func TestEndpointsByRole(t *testing.T) {
 				t.Errorf("%s %s as %s: %d, want 403", e.method, e.path, role, code)
 			}
 		}
+	}
+	// A user whose name has an @ is removed by its encoded name.
+	if code := call(t, h, "POST", "/api/v1/users", `{"name": "ops@example.com", "password": "a long enough password", "role": "viewer"}`,
+		"Authorization", "Bearer "+tokens[auth.Admin]); code != http.StatusCreated {
+		t.Fatalf("create ops@example.com: %d", code)
+	}
+	if code := call(t, h, "DELETE", "/api/v1/users/ops%40example.com", "", "Authorization", "Bearer "+tokens[auth.Admin]); code != http.StatusNoContent {
+		t.Errorf("DELETE /api/v1/users/ops%%40example.com: %d, want 204", code)
 	}
 	// A path spelt otherwise (case, trailing slash) never reaches a route
 	// its role may not use.

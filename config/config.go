@@ -331,6 +331,10 @@ type TLS struct {
 	// Hosts are names and addresses the certificate Vatio makes covers
 	// besides localhost, this machine's name and its addresses.
 	Hosts []string `yaml:"hosts"`
+	// HSTS tells browsers to reach this host name by HTTPS only, for a
+	// year: every port of it, so leave it off when other web services
+	// (Home Assistant, Grafana) share the name over plain HTTP.
+	HSTS bool `yaml:"hsts"`
 }
 
 // HTTP configures the API and dashboard server.

@@ -539,6 +539,19 @@
         });
       });
     });
+    // A secret leaves the screen once copied, and the page shows the new
+    // token or device in its list; none stays in the page when it is left.
+    document.querySelectorAll(".secret-done").forEach(function (btn) {
+      btn.addEventListener("click", function () {
+        var secret = btn.closest(".secret");
+        secret.querySelector(".value").textContent = "";
+        secret.hidden = true;
+        location.reload();
+      });
+    });
+    window.addEventListener("pagehide", function () {
+      document.querySelectorAll(".secret .value").forEach(function (el) { el.textContent = ""; });
+    });
     document.querySelectorAll("button[data-delete]").forEach(function (btn) {
       btn.addEventListener("click", function () {
         if (!window.confirm(t("js.confirm_remove"))) return;
