@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ import (
 
 // startMosquitto runs Debian's Mosquitto on a free loopback port, as the
 // external broker a plant already has; it stops when the test ends.
-func startMosquitto(t *testing.T) (string, *mosquittoLog) {
+func startMosquitto(t *testing.T) (string, *mosquittoLog, func()) {
 	t.Helper()
 	bin := need(t, "mosquitto", "mosquitto")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -42,11 +43,13 @@ func startMosquitto(t *testing.T) (string, *mosquittoLog) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var once sync.Once
+	stop := func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) }
+	t.Cleanup(stop)
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return addr, logs
+			return addr, logs, stop
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("mosquitto did not start:\n%s", logs)
@@ -161,7 +164,7 @@ func publishReadings(t *testing.T, c paho3.Client, meter string, from, n int) {
 // are published there; and two instances in the share group split the
 // readings, each stored by exactly one.
 func TestExternalBroker(t *testing.T) {
-	brokerAddr, brokerLog := startMosquitto(t)
+	brokerAddr, brokerLog, stopBroker := startMosquitto(t)
 	meterClient := mqtttest.V3(t, brokerAddr)
 
 	dir := t.TempDir()
@@ -225,6 +228,26 @@ func TestExternalBroker(t *testing.T) {
 		t.Errorf("the share group did not split the readings: %d and %d", a, b)
 	}
 	t.Logf("two instances stored %d and %d of %d readings", a, b, n)
+
+	// /healthz tells when readings cannot flow: the broker is gone.
+	health := func() int {
+		resp, err := http.Get("http://" + httpA + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := health(); code != 200 {
+		t.Errorf("healthz while connected: %d", code)
+	}
+	stopBroker()
+	for deadline := time.Now().Add(10 * time.Second); health() != http.StatusServiceUnavailable; {
+		if time.Now().After(deadline) {
+			t.Fatal("healthz still answers 200 with the broker gone")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // TestExternalBrokerKill9 kills Vatio (SIGKILL) while it takes readings
@@ -232,7 +255,7 @@ func TestExternalBroker(t *testing.T) {
 // it is back, for the broker resends what Vatio had not acknowledged
 // (acknowledged only once committed) and what came meanwhile.
 func TestExternalBrokerKill9(t *testing.T) {
-	brokerAddr, _ := startMosquitto(t)
+	brokerAddr, _, _ := startMosquitto(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, "broker:\n  mode: external\n  urls: [\"mqtt://%s\"]\n  client_id: vatio-k\n", brokerAddr), 0o600); err != nil {

@@ -467,10 +467,14 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 			auditLog.Record(audit.Entry{Time: act.Time, Who: "system", Action: act.Action, Target: act.Load, Detail: act.Error})
 		}
 	}
+	var health func() error
+	if a.bridge != nil {
+		health = a.bridge.Health
+	}
 	a.http = api.New(a.store, a.alerts, api.Options{
 		Auth: users, Audit: auditLog, Devices: a.devices, MQTTAddr: cfg.MQTT.Addr, MQTTTLSAddr: mqttTLSAddr, HSTS: tlsConfig != nil && cfg.TLS.HSTS,
 		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: dec,
-		RateLimitPerMinute: cfg.HTTP.RateLimitPerMinute, Offsite: shipper, TrustedProxies: cfg.HTTP.TrustedProxies, ProxyHeader: cfg.HTTP.ProxyHeader,
+		RateLimitPerMinute: cfg.HTTP.RateLimitPerMinute, Offsite: shipper, Health: health, TrustedProxies: cfg.HTTP.TrustedProxies, ProxyHeader: cfg.HTTP.ProxyHeader,
 		Gatherer: reg, Logger: logger.With("component", "http"), Tariff: tr, Rules: a.rules, Shedder: a.shedder,
 	})
 	alerts := a.alerts

@@ -83,6 +83,9 @@ type Options struct {
 	// says HTTPS; from anyone else both are ignored.
 	TrustedProxies []string
 	ProxyHeader    string
+	// Health, when set, is asked by /healthz: an error answers 503 with
+	// it (the external broker lost, say).
+	Health func() error
 	// Offsite, when set, serves POST /api/v1/offsite/sync.
 	Offsite *offsite.Shipper
 	// HSTS tells browsers to use only HTTPS from now on: set it when
@@ -121,6 +124,7 @@ type Server struct {
 	// exporting holds the one export being built (see sendExport).
 	exporting chan struct{}
 	offsite   *offsite.Shipper
+	health    func() error
 }
 
 // New returns a Server with every API route registered.
@@ -138,6 +142,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	s.closing = make(chan struct{})
 	s.exporting = make(chan struct{}, 1)
 	s.offsite = opts.Offsite
+	s.health = opts.Health
 	s.tariff = opts.Tariff
 	s.rules = opts.Rules
 	s.shedder = opts.Shedder
@@ -295,6 +300,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) healthz(c *fiber.Ctx) error {
 	if !s.ready.Load() {
 		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable"})
+	}
+	if s.health != nil {
+		if err := s.health(); err != nil {
+			return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable", "detail": err.Error()})
+		}
 	}
 	return c.JSON(fiber.Map{"status": "ok"})
 }

@@ -62,6 +62,9 @@ type Bridge struct {
 	opts Options
 
 	stopped atomic.Bool
+	// live is whether the broker granted the subscriptions on the
+	// current connection (see Health).
+	live atomic.Bool
 	// pending counts messages taken and not yet answered; Drain waits
 	// for them.
 	pending sync.WaitGroup
@@ -115,6 +118,7 @@ func New(ctx context.Context, p *hooks.Pipeline, opts Options) (*Bridge, error) 
 			once.Do(func() { close(b.up) })
 		},
 		OnConnectionDown: func() bool {
+			b.live.Store(false)
 			b.gateMu.Lock()
 			b.gate = make(chan struct{})
 			b.gateMu.Unlock()
@@ -167,6 +171,7 @@ func (b *Bridge) subscribe(ctx context.Context, cm *autopaho.ConnectionManager) 
 				}
 			}
 			if !refused {
+				b.live.Store(true)
 				b.log.Info("subscribed to the MQTT broker", slog.Int("filters", len(subs)))
 				return
 			}
@@ -185,6 +190,15 @@ func (b *Bridge) subscribe(ctx context.Context, cm *autopaho.ConnectionManager) 
 		}
 		wait = min(2*wait, time.Minute)
 	}
+}
+
+// Health reports whether readings flow: connected to the broker, with the
+// subscriptions granted.
+func (b *Bridge) Health() error {
+	if !b.live.Load() {
+		return errors.New("not connected and subscribed to the MQTT broker")
+	}
+	return nil
 }
 
 // AwaitConnection waits for the first connection, or ctx.
