@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,13 +30,7 @@ const screenshotDir = "testdata/screenshots"
 // machine without it skips the browser tests; in CI (CI=true) it fails.
 func browser(t *testing.T) (context.Context, *browserLog) {
 	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("chromium not found: .ci/run must install Debian's chromium package")
-		}
-		t.Skip("chromium not found: apt-get install chromium to run the browser tests")
-	}
+	path := need(t, "chromium", "chromium")
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.Headless,
@@ -58,7 +51,7 @@ func browser(t *testing.T) (context.Context, *browserLog) {
 	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
 	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
 	log := &browserLog{}
-	err = chromedp.Listen(ctx, func(ev any) {
+	err := chromedp.Listen(ctx, func(ev any) {
 		log.mu.Lock()
 		defer log.mu.Unlock()
 		switch ev := ev.(type) {

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -67,10 +65,9 @@ func (l *mosquittoLog) String() string {
 	return string(b)
 }
 
-var httpLine = regexp.MustCompile(`msg="vatio ready".* http=(\S+)`)
-
 // externalVatio runs Vatio as a client of the broker at addr, with client
-// id id and data in dir; stop stops it as SIGTERM would.
+// id id and data in dir, ready once subscribed; stop stops it as SIGTERM
+// would.
 func externalVatio(t *testing.T, brokerAddr, id, dir string) (httpAddr string, stop func()) {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
@@ -78,42 +75,8 @@ func externalVatio(t *testing.T, brokerAddr, id, dir string) (httpAddr string, s
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &logBuffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-config", cfg, "-data-dir", dir, "-http-addr", "127.0.0.1:0"}, testEnv, io.Discard, logs)
-	}()
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		l := logs.String()
-		if m := httpLine.FindStringSubmatch(l); m != nil && strings.Contains(l, "subscribed to the MQTT broker") {
-			httpAddr = m[1]
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("vatio did not connect to the external broker:\n%s", l)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("vatio %s stopped with %v\n%s", id, err, logs)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("vatio %s did not stop\n%s", id, logs)
-		}
-	}
-	t.Cleanup(stop)
-	return httpAddr, stop
+	inst := startVatioEnv(t, dir, cfg, testEnv, "subscribed to the MQTT broker")
+	return inst.http, func() { inst.stop(t) }
 }
 
 // storedCount returns how many readings of meter the Vatio at httpAddr

@@ -105,24 +105,47 @@ func startVatio(t *testing.T, dir string) *instance {
 // startVatioWith is startVatio with the configuration file cfgPath.
 func startVatioWith(t *testing.T, dir, cfgPath string) *instance {
 	t.Helper()
+	return startVatioEnv(t, dir, cfgPath, testEnv, "")
+}
+
+var (
+	httpLine = regexp.MustCompile(`msg="vatio ready".* http=(\S+)`)
+	mqttLine = regexp.MustCompile(`msg="vatio ready".* mqtt=(\S+)`)
+)
+
+// startVatioEnv is startVatioWith with the environment getenv, ready once
+// the ready line is logged and then (when not "") a line holding waitFor.
+// Its mqtt is "" when it serves no plain MQTT (an external broker).
+func startVatioEnv(t *testing.T, dir, cfgPath string, getenv func(string) string, waitFor string) *instance {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &logBuffer{}
 	pr, pw := io.Pipe()
 	inst := &instance{cancel: cancel, done: make(chan error, 1), logs: logs}
 	args := []string{"-config", cfgPath, "-mqtt-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-data-dir", dir}
 	go func() {
-		err := run(ctx, args, testEnv, io.Discard, pw)
+		err := run(ctx, args, getenv, io.Discard, pw)
 		pw.CloseWithError(fmt.Errorf("vatio stopped: %v", err))
 		inst.done <- err
 	}()
-	found := make(chan []string, 1)
+	found := make(chan [2]string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
+		var httpAddr, mqttAddr string
+		waited := waitFor == ""
 		sent := false
 		for sc.Scan() {
+			line := sc.Text()
 			logs.Write(append(sc.Bytes(), '\n'))
-			if m := readyLine.FindStringSubmatch(sc.Text()); m != nil && !sent {
-				found <- m
+			if m := httpLine.FindStringSubmatch(line); m != nil {
+				httpAddr = m[1]
+				if m := mqttLine.FindStringSubmatch(line); m != nil {
+					mqttAddr = m[1]
+				}
+			}
+			waited = waited || strings.Contains(line, waitFor)
+			if httpAddr != "" && waited && !sent {
+				found <- [2]string{mqttAddr, httpAddr}
 				sent = true
 			}
 		}
@@ -130,10 +153,11 @@ func startVatioWith(t *testing.T, dir, cfgPath string) *instance {
 	}()
 	select {
 	case m := <-found:
-		inst.mqtt, inst.http = m[1], m[2]
+		inst.mqtt, inst.http = m[0], m[1]
 	case err := <-inst.done:
 		t.Fatalf("vatio exited at start: %v\n%s", err, logs)
 	case <-time.After(30 * time.Second):
+		cancel()
 		t.Fatalf("vatio did not become ready\n%s", logs)
 	}
 	t.Cleanup(func() { inst.stop(t) })

@@ -64,22 +64,8 @@ func TestOffsiteEndToEnd(t *testing.T) {
 	}
 	st.Close()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &logBuffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-config", cfg, "-data-dir", dir, "-mqtt-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0"}, getenv, io.Discard, logs)
-	}()
-	var httpAddr string
-	for deadline := time.Now().Add(30 * time.Second); httpAddr == ""; {
-		if m := readyLine.FindStringSubmatch(logs.String()); m != nil {
-			httpAddr = m[2]
-		} else if time.Now().After(deadline) {
-			t.Fatalf("vatio did not start:\n%s", logs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	resp, err := http.Post("http://"+httpAddr+"/api/v1/offsite/sync", "application/json", nil)
+	v := startVatioEnv(t, dir, cfg, getenv, "")
+	resp, err := http.Post("http://"+v.http+"/api/v1/offsite/sync", "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,11 +75,8 @@ func TestOffsiteEndToEnd(t *testing.T) {
 	if resp.StatusCode != 200 || synced.Uploaded != 1 {
 		t.Errorf("POST /api/v1/offsite/sync = %d %+v, want the backup uploaded", resp.StatusCode, synced)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("vatio stopped with %v", err)
-	}
-	if l := logs.String(); strings.Contains(l, "s3cr3t-offsite") || strings.Contains(l, key) {
+	v.stop(t)
+	if l := v.logs.String(); strings.Contains(l, "s3cr3t-offsite") || strings.Contains(l, key) {
 		t.Errorf("a secret is in the logs:\n%s", l)
 	}
 	obj, err := backend.GetObject("vatio-backups", "home/backups/vatio-20261125T110000Z.db.enc", nil)
@@ -120,7 +103,7 @@ func TestOffsiteEndToEnd(t *testing.T) {
 	if !strings.Contains(out.String(), "restored offsite:backups/vatio-20261125T110000Z.db.enc") {
 		t.Errorf("vatio restore printed %q", out.String())
 	}
-	v := startVatio(t, fresh)
+	v = startVatio(t, fresh)
 	var got []legacyReading
 	getJSON(t, "http://"+v.http+"/api/energy?meter=house", &got)
 	if len(got) != 1 || got[0].Consumption != 2.5 {

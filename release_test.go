@@ -19,7 +19,7 @@ import (
 // need returns the path of a tool the test needs: outside CI a machine
 // without it skips the test; in CI (CI=true), where .ci/run installs it,
 // the test fails.
-func need(t *testing.T, tool, pkg string) string {
+func need(t testing.TB, tool, pkg string) string {
 	t.Helper()
 	path, err := exec.LookPath(tool)
 	if err != nil {

@@ -297,14 +297,6 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	}
 	cleanup = append(cleanup, func() { a.store.Close() })
 
-	a.devices, err = devices.New(a.store)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.MQTT.AllowAnonymous {
-		a.devices.AnonymousFrom = func(net.IP) bool { return true }
-		logger.Warn("mqtt.allow_anonymous is on: any client on the network may publish readings and commands")
-	}
 	var tlsConfig *tls.Config
 	if cfg.TLS.Enabled {
 		var info certs.Info
@@ -339,8 +331,16 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 			return a.bridge.Publish(topic, payload, retain, 1)
 		}
 		mqttMetrics = []prometheus.Collector{pipeline}
-		a.devices = nil // devices log in to the external broker, with its credentials
+		// a.devices stays nil: devices log in to that broker, with its
+		// credentials.
 	} else {
+		if a.devices, err = devices.New(a.store); err != nil {
+			return nil, err
+		}
+		if cfg.MQTT.AllowAnonymous {
+			a.devices.AnonymousFrom = func(net.IP) bool { return true }
+			logger.Warn("mqtt.allow_anonymous is on: any client on the network may publish readings and commands")
+		}
 		a.broker, err = broker.New(broker.Options{
 			Addr: cfg.MQTT.Addr, TLS: tlsConfig, TLSAddr: mqttTLSAddr,
 			WebSocketAddr: cfg.MQTT.WebSocketAddr, WebSocketOrigins: cfg.MQTT.WebSocketOrigins,

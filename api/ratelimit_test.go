@@ -1,16 +1,13 @@
 package api_test
 
 import (
-	"context"
 	"encoding/json"
 	"net"
 	"net/http"
 	"testing"
 	"time"
 
-	"github.com/vatio-energy/vatio/alert"
 	"github.com/vatio-energy/vatio/api"
-	"github.com/vatio-energy/vatio/store"
 )
 
 // clientFrom makes requests from the loopback address src, so a test can
@@ -24,29 +21,11 @@ func clientFrom(src string) *http.Client {
 // error; another address is not held back, and static assets are not
 // counted.
 func TestRateLimit(t *testing.T) {
-	st, err := store.Open(t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	alerts := alert.New(st, nil, alert.Options{})
-	srv := api.New(st, alerts, api.Options{BodyLimitBytes: 4096, RateLimitPerMinute: 5})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		alerts.Close()
-		st.Close()
-	})
-	url := "http://" + ln.Addr().String()
+	h := startOpts(t, api.Options{RateLimitPerMinute: 5})
 	one, two := clientFrom("127.0.0.1"), clientFrom("127.0.0.2")
 	get := func(c *http.Client, path string) *http.Response {
 		t.Helper()
-		resp, err := c.Get(url + path)
+		resp, err := c.Get(h.url + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,25 +60,15 @@ func TestRateLimit(t *testing.T) {
 // nothing, so a client cannot dodge the limit by sending one.
 func TestRateLimitBehindProxy(t *testing.T) {
 	for _, trusted := range []bool{true, false} {
-		st, err := store.Open(t.TempDir(), store.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		alerts := alert.New(st, nil, alert.Options{})
-		opts := api.Options{BodyLimitBytes: 4096, RateLimitPerMinute: 2}
+		opts := api.Options{RateLimitPerMinute: 2}
 		if trusted {
 			opts.TrustedProxies = []string{"127.0.0.1"}
 		}
-		srv := api.New(st, alerts, opts)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go srv.Serve(ln)
+		h := startOpts(t, opts)
 		codes := map[string][]int{}
 		for _, client := range []string{"203.0.113.1", "203.0.113.2"} {
 			for range 2 {
-				req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/api/energy", nil)
+				req, _ := http.NewRequest("GET", h.url+"/api/energy", nil)
 				req.Header.Set("X-Real-IP", client)
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
@@ -109,11 +78,6 @@ func TestRateLimitBehindProxy(t *testing.T) {
 				codes[client] = append(codes[client], resp.StatusCode)
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		srv.Shutdown(ctx)
-		cancel()
-		alerts.Close()
-		st.Close()
 		second := codes["203.0.113.2"]
 		if trusted && (second[0] != 200 || second[1] != 200) {
 			t.Errorf("behind a trusted proxy, a second client was limited with the first: %v", codes)

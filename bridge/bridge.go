@@ -68,7 +68,6 @@ type Bridge struct {
 	// pending counts messages taken and not yet answered; Drain waits
 	// for them.
 	pending sync.WaitGroup
-	up      chan struct{}
 	// session is the client's session state, kept across connections.
 	session *state.State
 	// gate is closed once the current connection is up (see receive).
@@ -98,8 +97,7 @@ func New(ctx context.Context, p *hooks.Pipeline, opts Options) (*Bridge, error) 
 	if len(opts.Topics) == 0 {
 		opts.Topics = []string{"#"}
 	}
-	b := &Bridge{p: p, log: opts.Logger, opts: opts, up: make(chan struct{}), session: state.NewInMemory(), gate: make(chan struct{})}
-	var once sync.Once
+	b := &Bridge{p: p, log: opts.Logger, opts: opts, session: state.NewInMemory(), gate: make(chan struct{})}
 	cfg := autopaho.ClientConfig{
 		ServerUrls:                    opts.URLs,
 		TlsCfg:                        opts.TLS,
@@ -115,7 +113,6 @@ func New(ctx context.Context, p *hooks.Pipeline, opts Options) (*Bridge, error) 
 			b.gateMu.Unlock()
 			b.log.Info("connected to the MQTT broker", slog.String("client_id", opts.ClientID))
 			go b.subscribe(ctx, cm)
-			once.Do(func() { close(b.up) })
 		},
 		OnConnectionDown: func() bool {
 			b.live.Store(false)
@@ -199,16 +196,6 @@ func (b *Bridge) Health() error {
 		return errors.New("not connected and subscribed to the MQTT broker")
 	}
 	return nil
-}
-
-// AwaitConnection waits for the first connection, or ctx.
-func (b *Bridge) AwaitConnection(ctx context.Context) error {
-	select {
-	case <-b.up:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // receive takes one message: the readings are stored, and the message is

@@ -187,26 +187,26 @@ func (r *reloader) loadLocked() error {
 	return nil
 }
 
-// Hosts returns what a certificate for this machine covers: localhost, its
+// hosts returns what a certificate for this machine covers: localhost, its
 // name (and name.local), its addresses and extra.
-func Hosts(extra []string) []string {
-	hosts := []string{"localhost", "127.0.0.1", "::1"}
+func hosts(extra []string) []string {
+	out := []string{"localhost", "127.0.0.1", "::1"}
 	if h, err := os.Hostname(); err == nil && h != "" {
-		hosts = append(hosts, h)
+		out = append(out, h)
 		if !strings.Contains(h, ".") {
-			hosts = append(hosts, h+".local")
+			out = append(out, h+".local")
 		}
 	}
 	if addrs, err := net.InterfaceAddrs(); err == nil {
 		for _, a := range addrs {
 			if n, ok := a.(*net.IPNet); ok && n.IP.IsGlobalUnicast() {
-				hosts = append(hosts, n.IP.String())
+				out = append(out, n.IP.String())
 			}
 		}
 	}
-	hosts = append(hosts, extra...)
-	slices.Sort(hosts)
-	return slices.Compact(hosts)
+	out = append(out, extra...)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // issue makes sure Dir holds a local authority and a certificate it issued
@@ -227,14 +227,14 @@ func issue(opts Options) error {
 	if err != nil {
 		return err
 	}
-	hosts := Hosts(opts.Hosts)
+	want := hosts(opts.Hosts)
 	if leaf, err := readCert(filepath.Join(opts.Dir, leafFile)); err == nil && leaf.CheckSignatureFrom(ca) == nil &&
-		now.Add(renewBefore).Before(leaf.NotAfter) && slices.Equal(describe(leaf).Hosts, sortedHosts(hosts)) {
+		now.Add(renewBefore).Before(leaf.NotAfter) && slices.Equal(describe(leaf).Hosts, sortedHosts(want)) {
 		if _, err := tls.LoadX509KeyPair(filepath.Join(opts.Dir, leafFile), filepath.Join(opts.Dir, leafKey)); err == nil {
 			return nil
 		}
 	}
-	return newLeaf(opts.Dir, ca, key, hosts, now)
+	return newLeaf(opts.Dir, ca, key, want, now)
 }
 
 // sortedHosts lists hosts as describe does: names, then addresses.

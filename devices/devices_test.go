@@ -18,6 +18,14 @@ import (
 // start runs the real broker with the device registry deciding access.
 func start(t *testing.T) (*devices.Registry, string) {
 	t.Helper()
+	reg, b := startBroker(t, broker.Options{Addr: "127.0.0.1:0"})
+	return reg, b.Addr().String()
+}
+
+// startBroker runs the real broker of opts with a new device registry
+// deciding access.
+func startBroker(t *testing.T, opts broker.Options) (*devices.Registry, *broker.Broker) {
+	t.Helper()
 	st, err := store.Open(t.TempDir(), store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +35,8 @@ func start(t *testing.T) (*devices.Registry, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", MaxPacketBytes: 1 << 20, Access: reg})
+	opts.MaxPacketBytes, opts.Access = 1<<20, reg
+	b, err := broker.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +44,7 @@ func start(t *testing.T) (*devices.Registry, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return reg, b.Addr().String()
+	return reg, b
 }
 
 var seq int
@@ -212,23 +221,7 @@ func TestWillMustBeAllowed(t *testing.T) {
 // on this machine to it, so anonymous clients are refused there even from
 // loopback; devices log in as on the TCP port.
 func TestWebSocketNeedsCredentials(t *testing.T) {
-	st, err := store.Open(t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	reg, err := devices.New(st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", WebSocketAddr: "127.0.0.1:0", MaxPacketBytes: 1 << 20, Access: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	reg, b := startBroker(t, broker.Options{Addr: "127.0.0.1:0", WebSocketAddr: "127.0.0.1:0"})
 	_, pw, err := reg.Add("panel", nil, nil)
 	if err != nil {
 		t.Fatal(err)
