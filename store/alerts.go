@@ -59,6 +59,9 @@ const (
 
 // AddAlert stores a as a new alert, setting its ID.
 func (s *Store) AddAlert(a *Alert) error {
+	if s.pg != nil {
+		return s.pgAddAlert(a)
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAlerts)
 		id, err := b.NextSequence()
@@ -80,6 +83,9 @@ func (s *Store) AddAlert(a *Alert) error {
 
 // UpdateAlert changes the stored alert id with fn in one transaction.
 func (s *Store) UpdateAlert(id uint64, fn func(*Alert)) error {
+	if s.pg != nil {
+		return s.pgUpdateAlert(id, fn)
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAlerts)
 		key := binary.BigEndian.AppendUint64(nil, id)
@@ -108,6 +114,9 @@ func (s *Store) UpdateAlert(id uint64, fn func(*Alert)) error {
 // Alerts returns up to limit alerts, newest first, that match keep (nil keeps
 // all).
 func (s *Store) Alerts(limit int, keep func(*Alert) bool) ([]Alert, error) {
+	if s.pg != nil {
+		return s.pgAlerts(limit, keep)
+	}
 	var out []Alert
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketAlerts).Cursor()

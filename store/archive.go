@@ -104,23 +104,11 @@ func (s *Store) archiveMonth(ctx context.Context, meterID string, month time.Tim
 			os.Remove(tmp.Name())
 		}
 	}()
-	fileBuf := bufio.NewWriterSize(tmp, 64<<10)
-	var sink io.Writer = fileBuf
-	var sealed *crypt.Writer
-	if s.key != nil {
-		if sealed, err = crypt.NewWriter(fileBuf, s.key); err != nil {
-			return nil, fmt.Errorf("archive: %w", err)
-		}
-		sink = sealed
+	aw, err := newArchiveWriter(tmp, s.key)
+	if err != nil {
+		return nil, err
 	}
-	gz := gzip.NewWriter(sink) // no name nor time in the header: the same readings give the same plain file
-	w := bufio.NewWriterSize(gz, 64<<10)
-	w.WriteString(archiveHeader)
-	var line []byte
-	write := func(p point) {
-		line = appendArchiveLine(line[:0], p)
-		w.Write(line)
-	}
+	write := aw.write
 
 	a := &archived{path: path}
 	for pos := from; pos < to; {
@@ -184,16 +172,7 @@ func (s *Store) archiveMonth(ctx context.Context, meterID string, month time.Tim
 			return nil, err
 		}
 	}
-	err = w.Flush()
-	if err == nil {
-		err = gz.Close()
-	}
-	if err == nil && sealed != nil {
-		err = sealed.Close()
-	}
-	if err == nil {
-		err = fileBuf.Flush()
-	}
+	err = aw.close()
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -245,37 +224,92 @@ type archiveReader struct {
 // decrypted with key; without the key it is an error, so that no archive
 // is ever rewritten without the readings it holds.
 func openArchive(path string, key *crypt.Key) (*archiveReader, error) {
-	r := &archiveReader{path: path}
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return r, nil
+		return &archiveReader{path: path}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
+	r, err := readArchive(path, f, key)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
 	r.f = f
-	var src io.Reader = bufio.NewReader(f)
-	if crypt.IsEncrypted(src.(*bufio.Reader)) {
+	return r, nil
+}
+
+// readArchive reads an archive file's content from src, named path in
+// errors, and reads its first reading.
+func readArchive(path string, src io.Reader, key *crypt.Key) (*archiveReader, error) {
+	r := &archiveReader{path: path}
+	br := bufio.NewReader(src)
+	src = br
+	if crypt.IsEncrypted(br) {
 		if key == nil {
-			f.Close()
 			return nil, fmt.Errorf("archive: %s is encrypted: set encryption.key (or %s) to the key it was written with", path, "VATIO_ENCRYPTION_KEY")
 		}
+		var err error
 		if src, err = crypt.NewReader(src, key); err != nil {
-			f.Close()
 			return nil, fmt.Errorf("archive: %s: %w", path, err)
 		}
 	}
 	gz, err := gzip.NewReader(src)
 	if err != nil {
-		f.Close()
 		return nil, fmt.Errorf("archive: read %s: %w (move it away to have it written anew)", path, err)
 	}
 	r.sc = bufio.NewScanner(gz)
 	if err := r.next(); err != nil {
-		f.Close()
 		return nil, err
 	}
 	return r, nil
+}
+
+// archiveWriter writes an archive file's content: CSV lines, gzip, sealed
+// when there is a key.
+type archiveWriter struct {
+	dst    *bufio.Writer
+	sealed *crypt.Writer
+	gz     *gzip.Writer
+	w      *bufio.Writer
+	line   []byte
+}
+
+func newArchiveWriter(dst io.Writer, key *crypt.Key) (*archiveWriter, error) {
+	a := &archiveWriter{dst: bufio.NewWriterSize(dst, 64<<10)}
+	var sink io.Writer = a.dst
+	if key != nil {
+		var err error
+		if a.sealed, err = crypt.NewWriter(a.dst, key); err != nil {
+			return nil, fmt.Errorf("archive: %w", err)
+		}
+		sink = a.sealed
+	}
+	a.gz = gzip.NewWriter(sink) // no name nor time in the header: the same readings give the same plain file
+	a.w = bufio.NewWriterSize(a.gz, 64<<10)
+	a.w.WriteString(archiveHeader)
+	return a, nil
+}
+
+func (a *archiveWriter) write(p point) {
+	a.line = appendArchiveLine(a.line[:0], p)
+	a.w.Write(a.line)
+}
+
+// close ends the content; the destination is flushed, not closed.
+func (a *archiveWriter) close() error {
+	err := a.w.Flush()
+	if err == nil {
+		err = a.gz.Close()
+	}
+	if err == nil && a.sealed != nil {
+		err = a.sealed.Close()
+	}
+	if err == nil {
+		err = a.dst.Flush()
+	}
+	return err
 }
 
 // next reads the next reading; ok is false past the last.

@@ -39,6 +39,7 @@ func countReadings(t *testing.T, s *Store) (summary, found map[string]int) {
 }
 
 func TestHotBackupWhileIngesting(t *testing.T) {
+	boltOnly(t)
 	s := openTest(t, t.TempDir())
 	var first []meter.Reading
 	for i := range 20000 {
@@ -139,6 +140,7 @@ func listDir(t *testing.T, dir string) []string {
 }
 
 func TestBackupToKeepsTheNewest(t *testing.T) {
+	boltOnly(t)
 	s := openTest(t, t.TempDir())
 	mustAppend(t, s, reading("a", 0, 1), reading("a", 1, 2))
 	dir := filepath.Join(t.TempDir(), "backups")
@@ -235,6 +237,7 @@ func editBolt(t *testing.T, db []byte, fn func(tx *bolt.Tx) error) []byte {
 }
 
 func TestVerify(t *testing.T) {
+	boltOnly(t)
 	good := goodBackup(t)
 	pageSize := 4096
 	if p := binary.LittleEndian.Uint32(good[16+8:]); p >= 512 { // meta: magic, version, page size
@@ -314,6 +317,7 @@ func TestVerify(t *testing.T) {
 }
 
 func TestVerifyRefusesALiveDatabase(t *testing.T) {
+	boltOnly(t)
 	s := openTest(t, t.TempDir())
 	if err := Verify(s.Path()); !errors.Is(err, ErrLocked) {
 		t.Errorf("Verify(database held by an open store) = %v, want ErrLocked", err)
@@ -356,6 +360,7 @@ func writeFile(t *testing.T, b []byte) string {
 }
 
 func TestRestoreRefusedWhileTheStoreIsOpen(t *testing.T) {
+	boltOnly(t)
 	backup := writeFile(t, goodBackup(t))
 	dir := t.TempDir()
 	s := openTest(t, dir)
@@ -374,6 +379,7 @@ func TestRestoreRefusedWhileTheStoreIsOpen(t *testing.T) {
 }
 
 func TestRestoreOfABadFileLeavesTheDatabase(t *testing.T) {
+	boltOnly(t)
 	good := goodBackup(t)
 	dir := t.TempDir()
 	s, err := Open(dir, Options{})
@@ -398,6 +404,7 @@ func TestRestoreOfABadFileLeavesTheDatabase(t *testing.T) {
 }
 
 func TestRestoreReplacesAndKeepsThePrevious(t *testing.T) {
+	boltOnly(t)
 	dir := t.TempDir()
 	s, err := Open(dir, Options{})
 	if err != nil {
@@ -472,6 +479,7 @@ func (l *logBuffer) String() string {
 }
 
 func TestScheduledBackups(t *testing.T) {
+	boltOnly(t)
 	dir := t.TempDir()
 	backups := filepath.Join(t.TempDir(), "backups")
 	logs := &logBuffer{}
@@ -514,6 +522,7 @@ func TestScheduledBackups(t *testing.T) {
 }
 
 func TestFirstBackup(t *testing.T) {
+	boltOnly(t)
 	start := t0
 	tests := []struct {
 		newest   time.Time
@@ -544,6 +553,7 @@ func TestFirstBackup(t *testing.T) {
 
 // The Snapshot's file is gone once it is closed, and it reads as a backup.
 func TestSnapshot(t *testing.T) {
+	boltOnly(t)
 	dir := t.TempDir()
 	s := openTest(t, dir)
 	mustAppend(t, s, reading("a", 0, 1))

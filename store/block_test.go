@@ -149,6 +149,7 @@ func blockCases() []struct {
 }
 
 func TestBlockRoundTrip(t *testing.T) {
+	boltOnly(t)
 	for _, tc := range blockCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			b := encodeBlock(tc.pts)
@@ -170,6 +171,7 @@ func TestBlockRoundTrip(t *testing.T) {
 }
 
 func TestBlockTimeUnit(t *testing.T) {
+	boltOnly(t)
 	tests := []struct {
 		name string
 		step int64
@@ -192,6 +194,7 @@ func TestBlockTimeUnit(t *testing.T) {
 }
 
 func TestBlockFloatCodec(t *testing.T) {
+	boltOnly(t)
 	tests := []struct {
 		name string
 		vals []float64
@@ -214,6 +217,7 @@ func TestBlockFloatCodec(t *testing.T) {
 }
 
 func TestDecodeBlockErrors(t *testing.T) {
+	boltOnly(t)
 	valid := encodeBlock(regularPoints(30, blockT0, 10e9, func(i int) float64 { return float64(i*173) / 10 }))
 	header := []byte{blockVersion, 30, 3, 2} // 30 points, whole seconds, decimal .1 power
 	if !strings.HasPrefix(string(valid), string(header)) {
@@ -277,6 +281,7 @@ func TestDecodeBlockErrors(t *testing.T) {
 }
 
 func TestBlockLen(t *testing.T) {
+	boltOnly(t)
 	b := encodeBlock(regularPoints(1000, blockT0, 10e9, func(int) float64 { return 1 }))
 	if n, err := blockLen(b); n != 1000 || err != nil {
 		t.Errorf("blockLen(1000 points) = %d, %v; want 1000, nil", n, err)
@@ -375,6 +380,7 @@ var dayVariants = []struct {
 // TestBlockSize holds the storage contract: a realistic meter-day takes at
 // most 4 bytes a reading.
 func TestBlockSize(t *testing.T) {
+	boltOnly(t)
 	for _, v := range dayVariants {
 		t.Run(v.name, func(t *testing.T) {
 			pts := householdDay(v.opts)

@@ -11,6 +11,7 @@ import (
 )
 
 func TestCompactFile(t *testing.T) {
+	boltOnly(t)
 	dir := t.TempDir()
 	s := openRetention(t, dir, retain30, 0)
 	mustImport(t, s, every("m", jan, feb, 10*time.Second))

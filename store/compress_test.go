@@ -22,6 +22,7 @@ func allRecords(t *testing.T, s *Store, m string) []Record {
 }
 
 func TestCompressIsTransparent(t *testing.T) {
+	boltOnly(t)
 	dir := t.TempDir()
 	s := openTest(t, dir)
 	var rs []meter.Reading
@@ -72,6 +73,7 @@ func TestCompressIsTransparent(t *testing.T) {
 }
 
 func TestLateReadingsIntoCompressedHours(t *testing.T) {
+	boltOnly(t)
 	s := openTest(t, t.TempDir())
 	var rs []meter.Reading
 	for sec := 0; sec < 3*3600; sec += 60 {
@@ -104,6 +106,7 @@ func TestLateReadingsIntoCompressedHours(t *testing.T) {
 // compressions and checks records and rollups against readings stored in
 // time order.
 func TestRollupsMatchRawWithCompression(t *testing.T) {
+	boltOnly(t)
 	rng := rand.New(rand.NewPCG(3, 4))
 	var rs []meter.Reading
 	sec := 0
@@ -169,6 +172,7 @@ func TestRollupsMatchRawWithCompression(t *testing.T) {
 // TestCompressorRunsInTheBackground checks the store's own compressor moves
 // readings past CompressAfter without being asked.
 func TestCompressorRunsInTheBackground(t *testing.T) {
+	boltOnly(t)
 	s, err := Open(t.TempDir(), Options{CompressAfter: time.Hour, CompressEvery: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

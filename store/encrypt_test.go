@@ -61,6 +61,7 @@ func isEncrypted(t *testing.T, path string) bool {
 // archives written plain before the key was set are still read, and are
 // encrypted when next rewritten.
 func TestEncryptedBackupsAndArchives(t *testing.T) {
+	boltOnly(t)
 	dir := t.TempDir()
 	key := testKey(t, 3)
 	s := openRetention(t, dir, retain30, 0)
@@ -133,6 +134,7 @@ func TestEncryptedBackupsAndArchives(t *testing.T) {
 // stops with a clear error, and the archive and the database are left as
 // they were.
 func TestEncryptedArchiveWithoutTheKey(t *testing.T) {
+	boltOnly(t)
 	dir := t.TempDir()
 	s := openRetention(t, dir, retain30, 0)
 	s.key = testKey(t, 3)

@@ -19,6 +19,9 @@ const (
 
 // PutDoc stores v under key in the documents of kind.
 func (s *Store) PutDoc(kind, key string, v []byte) error {
+	if s.pg != nil {
+		return s.pgPutDoc(kind, key, v)
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists([]byte("doc_" + kind))
 		if err != nil {
@@ -35,6 +38,9 @@ func (s *Store) PutDoc(kind, key string, v []byte) error {
 // DeleteDoc deletes key from the documents of kind; deleting nothing is no
 // error.
 func (s *Store) DeleteDoc(kind, key string) error {
+	if s.pg != nil {
+		return s.pgDeleteDoc(kind, key)
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if b := tx.Bucket([]byte("doc_" + kind)); b != nil {
 			return b.Delete([]byte(key))
@@ -49,6 +55,9 @@ func (s *Store) DeleteDoc(kind, key string) error {
 
 // Docs returns the documents of kind by key.
 func (s *Store) Docs(kind string) (map[string][]byte, error) {
+	if s.pg != nil {
+		return s.pgDocs(kind)
+	}
 	out := map[string][]byte{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte("doc_" + kind))

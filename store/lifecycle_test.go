@@ -76,7 +76,7 @@ func archivePath(s *Store, m string, month time.Time) string {
 }
 
 // readArchive reads an archive file back as Vatio's import does.
-func readArchive(t *testing.T, path, m string) []meter.Reading {
+func readArchiveFile(t *testing.T, path, m string) []meter.Reading {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -143,6 +143,7 @@ func threeMonths(t *testing.T, s *Store, m string) []meter.Reading {
 var retain30 = Retention{Raw: 30 * day, Minute: 365 * day}
 
 func TestRetentionArchivesPastMonths(t *testing.T) {
+	boltOnly(t)
 	dir := t.TempDir()
 	s := openRetention(t, dir, retain30, 0)
 	rs := threeMonths(t, s, "m")
@@ -168,8 +169,8 @@ func TestRetentionArchivesPastMonths(t *testing.T) {
 		t.Errorf("ApplyRetention = %+v, want %+v", st, want)
 	}
 	path := archivePath(s, "m", jan)
-	sameReadings(t, "m's January archive", readArchive(t, path, "m"), between(rs, jan, feb))
-	sameReadings(t, "odd's January archive", readArchive(t, archivePath(s, "odd", jan), "odd"), odd[:4])
+	sameReadings(t, "m's January archive", readArchiveFile(t, path, "m"), between(rs, jan, feb))
+	sameReadings(t, "odd's January archive", readArchiveFile(t, archivePath(s, "odd", jan), "odd"), odd[:4])
 	for _, month := range []time.Time{feb, feb.AddDate(0, 1, 0)} {
 		if _, err := os.Stat(archivePath(s, "m", month)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s archived too (%v)", month.Format("2006-01"), err)
@@ -249,6 +250,7 @@ func gunzip(t *testing.T, path string) []byte {
 // Vatio died before deleting; the next run writes the same file and
 // deletes the readings once.
 func TestRetentionCrashBetweenArchiveAndDelete(t *testing.T) {
+	boltOnly(t)
 	s := openRetention(t, t.TempDir(), retain30, 0)
 	rs := threeMonths(t, s, "m")
 	janN := len(between(rs, jan, feb))
@@ -272,7 +274,7 @@ func TestRetentionCrashBetweenArchiveAndDelete(t *testing.T) {
 	if !bytes.Equal(readFile(t, a.path), file) {
 		t.Error("the archive written again differs from the first")
 	}
-	sameReadings(t, "archive", readArchive(t, a.path, "m"), between(rs, jan, feb))
+	sameReadings(t, "archive", readArchiveFile(t, a.path, "m"), between(rs, jan, feb))
 	if m, _ := s.Meter("m"); m.Readings != before.Readings-uint64(janN) {
 		t.Errorf("Readings = %d, want %d", m.Readings, before.Readings-uint64(janN))
 	}
@@ -290,6 +292,7 @@ func TestRetentionCrashBetweenArchiveAndDelete(t *testing.T) {
 // corrected, between the archive and the delete defers the delete; the next
 // run archives it too.
 func TestRetentionReadingChangedMeanwhile(t *testing.T) {
+	boltOnly(t)
 	late := meter.Reading{Meter: "m", Time: jan.Add(14*day + 30*time.Second), PowerW: 7777, Stamped: true}
 	fix := meter.Reading{Meter: "m", Time: jan.Add(20 * day), PowerW: 8888, Stamped: true}
 	for _, tt := range []struct {
@@ -330,7 +333,7 @@ func TestRetentionReadingChangedMeanwhile(t *testing.T) {
 			if err != nil || st.Deleted != len(want) || st.Deferred != 0 {
 				t.Fatalf("next ApplyRetention = %+v, %v; want %d deleted", st, err, len(want))
 			}
-			sameReadings(t, "archive", readArchive(t, a.path, "m"), want)
+			sameReadings(t, "archive", readArchiveFile(t, a.path, "m"), want)
 			if err := s.CheckRollups("m"); err != nil {
 				t.Error(err)
 			}
@@ -341,6 +344,7 @@ func TestRetentionReadingChangedMeanwhile(t *testing.T) {
 // TestRetentionInParts: a month is deleted in parts of whole hours, a
 // transaction each; a reading that changes meanwhile defers its part only.
 func TestRetentionInParts(t *testing.T) {
+	boltOnly(t)
 	s := openRetention(t, t.TempDir(), retain30, 0)
 	s.retireLimit = 10000
 	rs := threeMonths(t, s, "m")
@@ -376,7 +380,7 @@ func TestRetentionInParts(t *testing.T) {
 		t.Errorf("next ApplyRetention = %+v, %v; want the %d left deleted", st, err, a.parts[1].n+1)
 	}
 	i, _ := slices.BinarySearchFunc(want, late.Time, func(r meter.Reading, ts time.Time) int { return r.Time.Compare(ts) })
-	sameReadings(t, "archive", readArchive(t, a.path, "m"), slices.Insert(want, i, late))
+	sameReadings(t, "archive", readArchiveFile(t, a.path, "m"), slices.Insert(want, i, late))
 	if m, _ := s.Meter("m"); m.Readings != uint64(len(rs)-len(want)) || !m.First.Equal(feb) {
 		t.Errorf("meter = %+v, want %d readings from %s", m, len(rs)-len(want), feb)
 	}
@@ -387,6 +391,7 @@ func TestRetentionInParts(t *testing.T) {
 // its archive by the next run; readings just after the boundary rebuild
 // rollups after it only.
 func TestLateReadingsIntoArchivedMonths(t *testing.T) {
+	boltOnly(t)
 	s := openRetention(t, t.TempDir(), retain30, 0)
 	rs := threeMonths(t, s, "m")
 	if _, err := s.ApplyRetention(context.Background(), lifeNow); err != nil {
@@ -431,7 +436,7 @@ func TestLateReadingsIntoArchivedMonths(t *testing.T) {
 			want = slices.Insert(want, i, r)
 		}
 	}
-	sameReadings(t, "archive with the late readings", readArchive(t, archivePath(s, "m", jan), "m"), want)
+	sameReadings(t, "archive with the late readings", readArchiveFile(t, archivePath(s, "m", jan), "m"), want)
 	if got := rangeOf(t, s, "m", jan, feb); len(got) != 0 {
 		t.Errorf("January has %d readings left", len(got))
 	}
@@ -446,6 +451,7 @@ func TestLateReadingsIntoArchivedMonths(t *testing.T) {
 // TestRetentionOfAWholeMeter: a meter whose readings are all archived is
 // kept, with no readings and its rollups, and takes new readings.
 func TestRetentionOfAWholeMeter(t *testing.T) {
+	boltOnly(t)
 	s := openRetention(t, t.TempDir(), retain30, 0)
 	mustImport(t, s, every("gone", jan, jan.Add(2*day), time.Minute))
 	last, _ := s.Meter("gone")
@@ -476,6 +482,7 @@ func TestRetentionOfAWholeMeter(t *testing.T) {
 }
 
 func TestRetentionOfRollups(t *testing.T) {
+	boltOnly(t)
 	s := openRetention(t, t.TempDir(), retain30, 0)
 	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	mustImport(t, s, every("r", start, apr, 20*time.Minute))
@@ -520,6 +527,7 @@ func TestRetentionOfRollups(t *testing.T) {
 }
 
 func TestArchiveKeep(t *testing.T) {
+	boltOnly(t)
 	s := openRetention(t, t.TempDir(), Retention{}, 2*365*day) // lifeNow less 730 days: 2024-03-05
 	old := time.Now().Add(-2 * time.Hour)
 	files := map[string]bool{ // name -> kept
@@ -558,6 +566,7 @@ func TestArchiveKeep(t *testing.T) {
 // TestArchiveRefusesADamagedFile: an archive that cannot be read is not
 // replaced, and the month stays in the database.
 func TestArchiveRefusesADamagedFile(t *testing.T) {
+	boltOnly(t)
 	s := openRetention(t, t.TempDir(), retain30, 0)
 	mustImport(t, s, every("m", jan, jan.Add(day), time.Minute))
 	path := archivePath(s, "m", jan)
@@ -580,6 +589,7 @@ func TestArchiveRefusesADamagedFile(t *testing.T) {
 // frees, so once retention deletes as much as each month adds, the
 // database stops growing. The same year without retention is the control.
 func TestDatabaseSizeIsBoundedUnderRetention(t *testing.T) {
+	boltOnly(t)
 	if testing.Short() {
 		t.Skip("ten months of readings, twice")
 	}
@@ -626,6 +636,7 @@ func TestDatabaseSizeIsBoundedUnderRetention(t *testing.T) {
 }
 
 func TestMeterStateEncoding(t *testing.T) {
+	boltOnly(t)
 	for _, st := range []meterState{
 		{FirstNs: 1, LastNs: 2, LastW: 3, LastWh: 4, LastHasWh: true, SeenNs: 5, Readings: 6, CompactedNs: 7,
 			RefWh: 4, RefNs: 2, PendWh: 9, PendNs: 10, PendN: 2, IntervalNs: 11},
@@ -664,6 +675,7 @@ func TestMeterStateEncoding(t *testing.T) {
 // TestRetentionLoopStopsOnClose: with retention set, Open starts the loop
 // and Close ends it.
 func TestRetentionLoopStopsOnClose(t *testing.T) {
+	boltOnly(t)
 	s, err := Open(t.TempDir(), Options{Retention: retain30, ArchiveKeep: 730 * day})
 	if err != nil {
 		t.Fatal(err)
@@ -680,6 +692,7 @@ func TestRetentionLoopStopsOnClose(t *testing.T) {
 // TestRetentionCancelled: a run cancelled (the store closing) leaves the
 // database and the archive directory as they were, but for directories.
 func TestRetentionCancelled(t *testing.T) {
+	boltOnly(t)
 	s := openRetention(t, t.TempDir(), retain30, 0)
 	threeMonths(t, s, "m")
 	before, _ := s.Meter("m")
@@ -704,6 +717,7 @@ func TestRetentionCancelled(t *testing.T) {
 // into the month being archived, keep coming: every reading ends up once,
 // in the archive or in the database.
 func TestRetentionWhileIngesting(t *testing.T) {
+	boltOnly(t)
 	s := openRetention(t, t.TempDir(), retain30, 0)
 	s.retireLimit = 5000
 	all := threeMonths(t, s, "m")
@@ -747,7 +761,7 @@ func TestRetentionWhileIngesting(t *testing.T) {
 	}
 	want := append(slices.Clone(all), late...)
 	slices.SortFunc(want, func(a, b meter.Reading) int { return a.Time.Compare(b.Time) })
-	got := readArchive(t, archivePath(s, "m", jan), "m")
+	got := readArchiveFile(t, archivePath(s, "m", jan), "m")
 	for _, r := range rangeOf(t, s, "m", jan, apr) {
 		got = append(got, meter.Reading{Meter: "m", Time: r.Time, PowerW: r.PowerW, EnergyWh: r.EnergyWh, HasEnergy: r.HasEnergy, Stamped: true})
 	}

@@ -13,6 +13,7 @@ import (
 // database that user can open: the restored file takes the directory's
 // owner.
 func TestRestoreAndCompactKeepTheDirectorysOwner(t *testing.T) {
+	boltOnly(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root, as sudo vatio restore runs")
 	}

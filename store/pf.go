@@ -108,6 +108,9 @@ type PowerFactorStats struct {
 // from the one holding from to the one before to. A meter whose readings
 // never carried a power factor has Readings 0.
 func (s *Store) PowerFactor(id string, from, to time.Time) (PowerFactorStats, error) {
+	if s.pg != nil {
+		return s.pgPowerFactor(id, from, to)
+	}
 	var out PowerFactorStats
 	var sum pfAgg
 	err := s.db.View(func(tx *bolt.Tx) error {

@@ -104,6 +104,7 @@ func (s *Store) childIndex() map[string][]string {
 // Meters returns every meter with readings, sorted by id. It reads memory
 // only: the states are kept up to date by each commit.
 func (s *Store) Meters() []Meter {
+	s.pgFresh()
 	s.metersMu.RLock()
 	out := make([]Meter, 0, len(s.meters))
 	children := s.childIndex()
@@ -117,6 +118,7 @@ func (s *Store) Meters() []Meter {
 
 // Meter returns one meter's summary, or ErrUnknownMeter.
 func (s *Store) Meter(id string) (Meter, error) {
+	s.pgFresh()
 	s.metersMu.RLock()
 	defer s.metersMu.RUnlock()
 	st, ok := s.meters[id]
@@ -129,6 +131,9 @@ func (s *Store) Meter(id string) (Meter, error) {
 // Range returns the readings of meter with from <= Time < to, oldest first,
 // at most limit of them (the oldest ones), and whether more remain in the range.
 func (s *Store) Range(meterID string, from, to time.Time, limit int) ([]Record, bool, error) {
+	if s.pg != nil {
+		return s.pgRange(meterID, from, to, limit)
+	}
 	var out []Record
 	more := false
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -158,6 +163,9 @@ func (s *Store) Range(meterID string, from, to time.Time, limit int) ([]Record, 
 // Latest returns the limit newest readings, newest first, of one meter or,
 // with meterID "", of all meters merged by time (equal times by meter id).
 func (s *Store) Latest(meterID string, limit int) ([]Record, error) {
+	if s.pg != nil {
+		return s.pgLatest(meterID, limit)
+	}
 	out := make([]Record, 0, min(limit, 1024))
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var ids []string

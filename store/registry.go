@@ -140,9 +140,10 @@ func (s *Store) maxPowerW(id string) float64 {
 }
 
 // registerMeter records a meter seen for the first time, unless the
-// registry has it already.
-func (s *Store) registerMeter(tx *bolt.Tx, id, source string, nowNs int64, newInfo map[string]MeterInfo) error {
-	if _, ok := s.info[id]; ok {
+// registry has it already (and the meter was not erased in this
+// transaction: anew).
+func (s *Store) registerMeter(tx *bolt.Tx, id, source string, nowNs int64, newInfo map[string]MeterInfo, anew bool) error {
+	if _, ok := s.info[id]; ok && !anew {
 		return nil
 	}
 	if _, ok := newInfo[id]; ok {
@@ -190,8 +191,9 @@ type editJob struct {
 	result MeterInfo
 }
 
-// runEdit applies job to its meter's entry, checking the hierarchy.
-func (s *Store) runEdit(tx *bolt.Tx, job *editJob, newInfo map[string]MeterInfo) error {
+// runEdit applies job to its meter's entry, checking the hierarchy, and
+// writes the new entry with put.
+func (s *Store) runEdit(put func(id string, info MeterInfo) error, job *editJob, newInfo map[string]MeterInfo) error {
 	cur, ok := s.lookupInfo(job.meter, newInfo)
 	if !ok {
 		return &refused{fmt.Errorf("%w: %q", ErrUnknownMeter, job.meter)}
@@ -207,7 +209,7 @@ func (s *Store) runEdit(tx *bolt.Tx, job *editJob, newInfo map[string]MeterInfo)
 	if err := s.checkHierarchy(job.meter, &info, newInfo); err != nil {
 		return &refused{fmt.Errorf("%w: %w", ErrInvalidEdit, err)}
 	}
-	if err := putInfo(tx, job.meter, info); err != nil {
+	if err := put(job.meter, info); err != nil {
 		return err
 	}
 	newInfo[job.meter] = info
@@ -353,18 +355,8 @@ func (s *Store) runErase(tx *bolt.Tx, job *eraseJob, changed map[string]meterSta
 	if err := tx.Bucket(bucketInfo).Delete(id); err != nil {
 		return err
 	}
-	site := s.siteOf(job.meter, newInfo)
-	for _, child := range s.childrenOf(job.meter, newInfo) {
-		ci, _ := s.lookupInfo(child, newInfo)
-		ci = ci.clone()
-		ci.Parent = info.Parent
-		if ci.Parent == "" {
-			ci.Site = site
-		}
-		if err := putInfo(tx, child, ci); err != nil {
-			return err
-		}
-		newInfo[child] = ci
+	if err := s.reparent(job.meter, info, newInfo, func(id string, info MeterInfo) error { return putInfo(tx, id, info) }); err != nil {
+		return err
 	}
 	delete(changed, job.meter)
 	delete(newInfo, job.meter)
@@ -388,6 +380,26 @@ func (s *Store) runErase(tx *bolt.Tx, job *eraseJob, changed map[string]meterSta
 		}
 	}
 	job.result.Alerts = len(drop)
+	return nil
+}
+
+// reparent moves the sub-meters of meter id, whose entry is info, up to its
+// parent (or makes them main meters of its site), writing their entries
+// with put: id is being erased.
+func (s *Store) reparent(id string, info MeterInfo, newInfo map[string]MeterInfo, put func(id string, info MeterInfo) error) error {
+	site := s.siteOf(id, newInfo)
+	for _, child := range s.childrenOf(id, newInfo) {
+		ci, _ := s.lookupInfo(child, newInfo)
+		ci = ci.clone()
+		ci.Parent = info.Parent
+		if ci.Parent == "" {
+			ci.Site = site
+		}
+		if err := put(child, ci); err != nil {
+			return err
+		}
+		newInfo[child] = ci
+	}
 	return nil
 }
 

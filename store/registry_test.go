@@ -298,17 +298,8 @@ func TestRegistry(t *testing.T) {
 	if len(as) != 1 || as[0].Meter != "main" {
 		t.Errorf("alerts after delete = %+v", as)
 	}
-	err = s.db.View(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketSeries, bucketBlocks, bucketMeters, bucketInfo,
-			TierMinute.bucket(), TierHour.bucket(), TierDay.bucket()} {
-			if b := tx.Bucket(name); b.Get([]byte("kitchen")) != nil || b.Bucket([]byte("kitchen")) != nil {
-				t.Errorf("%s still holds kitchen", name)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	if left := leftovers(t, s, "kitchen"); len(left) > 0 {
+		t.Errorf("still holding kitchen: %v", left)
 	}
 	if oven, _ := s.Meter("oven"); oven.Info.Parent != "main" || oven.Site != "home" {
 		t.Errorf("oven after its parent's delete = %+v", oven.Info)
@@ -369,6 +360,7 @@ func TestMeterStatus(t *testing.T) {
 }
 
 func TestSchemaOneIsMigrated(t *testing.T) {
+	boltOnly(t)
 	dir := t.TempDir()
 	s := openTest(t, dir)
 	mustAppend(t, s, counter("old", 0, 100, 1000))

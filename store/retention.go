@@ -73,6 +73,9 @@ const (
 func (s *Store) ApplyRetention(ctx context.Context, now time.Time) (Stats, error) {
 	s.retentionMu.Lock()
 	defer s.retentionMu.Unlock()
+	if s.pg != nil {
+		return s.pgApplyRetention(ctx, now)
+	}
 	var st Stats
 	var errs []error
 	if s.retention.Raw > 0 {

@@ -456,6 +456,9 @@ func rebuildFrom(tx *bolt.Tx, meter string, t, below Tier, start int64) error {
 // Rollups returns the buckets of one meter and tier with from <= start < to,
 // oldest first, at most limit, and whether more remain.
 func (s *Store) Rollups(meterID string, t Tier, from, to time.Time, limit int) ([]Bucket, bool, error) {
+	if s.pg != nil {
+		return s.pgRollups(meterID, t, from, to, limit)
+	}
 	var out []Bucket
 	more := false
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -487,6 +490,9 @@ func (s *Store) Rollups(meterID string, t Tier, from, to time.Time, limit int) (
 // Count returns how many entries of tier t meter has with from <= time < to,
 // counting no further than limit+1: enough to choose a tier for a chart.
 func (s *Store) Count(meterID string, t Tier, from, to time.Time, limit int) (int, error) {
+	if s.pg != nil {
+		return s.pgCount(meterID, t, from, to, limit)
+	}
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		end := to.UnixNano()
@@ -526,6 +532,9 @@ func (s *Store) Count(meterID string, t Tier, from, to time.Time, limit int) (in
 // holding the meter's first reading at or after its archive boundary: the
 // energy of the interval that crosses the boundary lands in that bucket.
 func (s *Store) CheckRollups(meterID string) error {
+	if s.pg != nil {
+		return s.pgCheckRollups(meterID)
+	}
 	return s.db.View(func(tx *bolt.Tx) error {
 		ser, ok := openSeries(tx, meterID)
 		if !ok {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -183,10 +184,16 @@ func TestCheckRollupsFindsDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Damage an hourly rollup behind the store's back, as a bug would.
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(TierHour.bucket()).Bucket([]byte("d"))
-		return b.Put(timeKey(TierHour.start(t0.UnixNano())), agg{N: 99}.encode())
-	})
+	var err error
+	if s.pg != nil {
+		_, err = s.pg.pool.Exec(context.Background(), `UPDATE rollups SET n = 99 WHERE meter = 'd' AND tier = $1 AND start = $2`,
+			int16(TierHour), TierHour.start(t0.UnixNano()))
+	} else {
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(TierHour.bucket()).Bucket([]byte("d"))
+			return b.Put(timeKey(TierHour.start(t0.UnixNano())), agg{N: 99}.encode())
+		})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

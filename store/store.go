@@ -126,7 +126,10 @@ type Options struct {
 
 // Store is the database. All methods are safe for concurrent use.
 type Store struct {
-	db   *bolt.DB
+	db *bolt.DB
+	// pg is the PostgreSQL engine, when the store is one (see OpenPostgres);
+	// db is nil then.
+	pg   *pgEngine
 	path string
 	log  *slog.Logger
 
@@ -188,6 +191,50 @@ type Store struct {
 // Open opens (creating if needed) the database in dir, migrates an older
 // schema, and starts the writer.
 func Open(dir string, opts Options) (*Store, error) {
+	opts = opts.withDefaults(dir)
+	if Is32Bit {
+		opts.Logger.Warn("32-bit system: the database is capped; use a 64-bit OS for more",
+			slog.Int("max_bytes", opts.MaxSizeBytes))
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: create data dir: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: time.Second,
+		// The freelist is rebuilt from the pages on open instead of being
+		// written on every commit: commits of appends stay small.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+		MaxSize:        opts.MaxSizeBytes,
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s (is another vatio running on this data dir?)", ErrLocked, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s := newStore(path, opts)
+	s.db = db
+	if err := s.migrate(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.startBackups(dir, opts); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.start(opts)
+	return s, nil
+}
+
+// withDefaults returns opts with its zero fields set to their defaults, the
+// directories under dir.
+func (opts Options) withDefaults(dir string) Options {
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = 16384
 	}
@@ -209,36 +256,18 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.MaxSizeBytes <= 0 {
 		opts.MaxSizeBytes = defaultMaxSize()
 	}
-	if Is32Bit {
-		opts.Logger.Warn("32-bit system: the database is capped; use a 64-bit OS for more",
-			slog.Int("max_bytes", opts.MaxSizeBytes))
-	}
 	if opts.BackupDir == "" {
 		opts.BackupDir = filepath.Join(dir, "backups")
 	}
 	if opts.ArchiveDir == "" {
 		opts.ArchiveDir = filepath.Join(dir, "archive")
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("store: create data dir: %w", err)
-	}
-	path := filepath.Join(dir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: time.Second,
-		// The freelist is rebuilt from the pages on open instead of being
-		// written on every commit: commits of appends stay small.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-		MaxSize:        opts.MaxSizeBytes,
-	})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("%w: %s (is another vatio running on this data dir?)", ErrLocked, path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	s := &Store{
-		db:          db,
+	return opts
+}
+
+// newStore returns a store of either engine, not yet started.
+func newStore(path string, opts Options) *Store {
+	return &Store{
 		path:        path,
 		log:         opts.Logger,
 		maxBatch:    opts.MaxBatch,
@@ -256,6 +285,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		archiveKeep: opts.ArchiveKeep,
 		key:         opts.Encryption,
 		retireLimit: maxRetire,
+		stopBackups: func() {},
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vatio_store_commit_seconds",
 			Help:    "Time to write and fsync one group of readings.",
@@ -275,24 +305,16 @@ func Open(dir string, opts Options) (*Store, error) {
 			Help: "Transactions that failed to commit; their readings were not acknowledged.",
 		}),
 	}
-	if err := s.migrate(); err != nil {
-		db.Close()
-		return nil, err
-	}
-	if err := s.load(); err != nil {
-		db.Close()
-		return nil, err
-	}
-	if err := s.startBackups(dir, opts); err != nil {
-		db.Close()
-		return nil, err
-	}
+}
+
+// start starts the writer and the background loops.
+func (s *Store) start(opts Options) {
 	s.wg.Add(2)
 	go s.writeLoop()
 	go s.ackLoop()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopBackground = cancel
-	if opts.CompressAfter > 0 {
+	if opts.CompressAfter > 0 && s.pg == nil {
 		s.background.Add(1)
 		go s.compressLoop(ctx, opts.CompressEvery, opts.CompressAfter)
 	}
@@ -300,7 +322,6 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.background.Add(1)
 		go s.retentionLoop(ctx, time.Minute, time.Hour)
 	}
-	return s, nil
 }
 
 // migrations[v] upgrades a database from schema version v to v+1. A new
@@ -403,6 +424,10 @@ func (s *Store) Close() error {
 		s.closeMu.Unlock()
 		s.stopBackups()
 		s.wg.Wait()
+		if s.pg != nil {
+			s.pg.close()
+			return
+		}
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("store: close: %w", err)
 		}
@@ -422,6 +447,9 @@ func (s *Store) Path() string { return s.path }
 
 // Size returns the database file's size in bytes.
 func (s *Store) Size() int64 {
+	if s.pg != nil {
+		return s.pg.size()
+	}
 	var size int64
 	_ = s.db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
 	return size

@@ -21,7 +21,7 @@ var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
 func openTest(t testing.TB, dir string) *Store {
 	t.Helper()
-	s, err := Open(dir, Options{})
+	s, err := testOpen(t, dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestResendIsStoredOnce(t *testing.T) {
 
 func TestOutOfOrderAndReopen(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir, Options{})
+	s, err := testOpen(t, dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestOutOfOrderAndReopen(t *testing.T) {
 
 func TestCloseCommitsQueuedReadingsInOrder(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir, Options{QueueSize: 64, MaxBatch: 7})
+	s, err := testOpen(t, dir, Options{QueueSize: 64, MaxBatch: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,8 +184,9 @@ func TestCloseCommitsQueuedReadingsInOrder(t *testing.T) {
 }
 
 func TestNewerSchemaIsRefusedUntouched(t *testing.T) {
+	boltOnly(t)
 	dir := t.TempDir()
-	s, err := Open(dir, Options{})
+	s, err := testOpen(t, dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +205,7 @@ func TestNewerSchemaIsRefusedUntouched(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := os.ReadFile(path)
-	_, err = Open(dir, Options{})
+	_, err = testOpen(t, dir, Options{})
 	if !errors.Is(err, ErrNewerSchema) {
 		t.Fatalf("Open(newer schema) = %v, want ErrNewerSchema", err)
 	}
@@ -215,6 +216,7 @@ func TestNewerSchemaIsRefusedUntouched(t *testing.T) {
 }
 
 func TestNewDatabaseIsMigratedToCurrentSchema(t *testing.T) {
+	boltOnly(t)
 	dir := t.TempDir()
 	s := openTest(t, dir)
 	var version uint32
@@ -231,9 +233,10 @@ func TestNewDatabaseIsMigratedToCurrentSchema(t *testing.T) {
 }
 
 func TestSecondOpenIsRefused(t *testing.T) {
+	boltOnly(t)
 	dir := t.TempDir()
 	openTest(t, dir)
-	if _, err := Open(dir, Options{}); !errors.Is(err, ErrLocked) {
+	if _, err := testOpen(t, dir, Options{}); !errors.Is(err, ErrLocked) {
 		t.Errorf("second Open = %v, want ErrLocked", err)
 	}
 }
@@ -305,8 +308,9 @@ func TestImportIsAllOrNothing(t *testing.T) {
 // systems cap theirs: commits past the cap fail (so nothing is acknowledged)
 // and what was stored stays readable.
 func TestMaxSizeRefusesWithoutDamage(t *testing.T) {
+	boltOnly(t)
 	dir := t.TempDir()
-	s, err := Open(dir, Options{MaxSizeBytes: 1 << 20, MaxBatch: 500})
+	s, err := testOpen(t, dir, Options{MaxSizeBytes: 1 << 20, MaxBatch: 500})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -311,6 +311,9 @@ func (s *Store) ackLoop() {
 // commit writes batch in one transaction, with the rollups it changes, and
 // once it is durable makes the new meter states visible to readers.
 func (s *Store) commit(batch []entry) error {
+	if s.pg != nil {
+		return s.pgCommit(batch)
+	}
 	start := time.Now()
 	nowNs := start.UnixNano()
 	changed := map[string]meterState{}
@@ -326,10 +329,11 @@ func (s *Store) commit(batch []entry) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		w := newTxWriter(tx, s.maxGap, seq)
 		maxW := map[string]float64{} // each meter's maximum power, looked up once a commit
+		erasedNow := map[string]bool{}  // a reading after its meter's erasure starts it anew
 		store := func(r meter.Reading, live bool) (int, error) {
 			id := r.Meter
 			st, ok := changed[id]
-			if !ok {
+			if !ok && !erasedNow[id] {
 				st = s.meters[id] // only this goroutine writes s.meters
 			}
 			mw, ok := maxW[id]
@@ -360,7 +364,7 @@ func (s *Store) commit(batch []entry) error {
 			st.SeenNs = nowNs
 			changed[id] = st
 			if isNew {
-				if err := s.registerMeter(tx, id, r.Source, nowNs, newInfo); err != nil {
+				if err := s.registerMeter(tx, id, r.Source, nowNs, newInfo, erasedNow[id]); err != nil {
 					return 0, err
 				}
 			}
@@ -413,7 +417,7 @@ func (s *Store) commit(batch []entry) error {
 					return err
 				}
 				w = newTxWriter(tx, s.maxGap, w.seq)
-				if err := s.runEdit(tx, e.edit, newInfo); err != nil {
+				if err := s.runEdit(func(id string, info MeterInfo) error { return putInfo(tx, id, info) }, e.edit, newInfo); err != nil {
 					if _, ok := err.(*refused); ok {
 						e.rejected = err
 						continue
@@ -433,6 +437,7 @@ func (s *Store) commit(batch []entry) error {
 					return err
 				}
 				erased = append(erased, e.erase.meter)
+				erasedNow[e.erase.meter] = true
 			default:
 				added, err := store(e.r, true)
 				if meter.ReasonOf(err) != "" {
@@ -465,13 +470,13 @@ func (s *Store) commit(batch []entry) error {
 	}
 	s.seq = seq
 	s.metersMu.Lock()
-	for id, st := range changed {
-		s.meters[id] = st
-	}
 	for _, id := range erased {
 		delete(s.meters, id)
 		delete(s.info, id)
 		delete(s.gaps, id)
+	}
+	for id, st := range changed { // a meter erased then read again, anew
+		s.meters[id] = st
 	}
 	for id, info := range newInfo {
 		s.info[id] = info

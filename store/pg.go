@@ -1,0 +1,335 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// pgEngine is the PostgreSQL side of a Store opened with OpenPostgres. The
+// Store keeps its queue, group commit, acknowledgements, counter rules and
+// rollup arithmetic; the engine stores what they produce in PostgreSQL, so
+// both engines behave alike (the shared test suite checks it).
+//
+// Several Vatio instances may share one database. Every commit locks the
+// rows of its meters (SELECT ... FOR UPDATE) and reads their state there,
+// so readings of one meter arriving at two instances are still checked
+// against each other in commit order. Each instance keeps a copy of the
+// meters' states and registry for its readers, reloaded when another
+// instance says (NOTIFY vatio_commit) that it committed; the same
+// notification carries the newest readings to the live streams of every
+// instance (see Watch).
+type pgEngine struct {
+	pool      *pgxpool.Pool
+	display   string // the DSN without its password, for logs and Path
+	timescale bool
+	// instance names this process in its notifications, to skip its own.
+	instance string
+
+	partsMu sync.Mutex
+	parts   map[int64]bool // starts of months whose partitions exist
+
+	// stale is set while the copy of the meters may be behind the database:
+	// another instance committed, or the notifications are not received.
+	stale atomic.Bool
+	// loadMu makes one reload at a time.
+	loadMu sync.Mutex
+
+	stopListen context.CancelFunc
+	listenDone chan struct{}
+}
+
+// pgChannel is the NOTIFY channel of commits.
+const pgChannel = "vatio_commit"
+
+// OpenPostgres opens the store in the PostgreSQL database of dsn (a URL or
+// key=value connection string), creating or migrating its tables, and
+// starts the writer. dir keeps what stays on this machine: the scheduled
+// backups. Several instances may open the same database at once.
+func OpenPostgres(dsn, dir string, opts Options) (*Store, error) {
+	opts = opts.withDefaults(dir)
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: postgres dsn: %w", err)
+	}
+	cfg.MaxConns = max(cfg.MaxConns, 8)
+	display := fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: postgres %s: %w", display, err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: postgres %s: %w", display, err)
+	}
+	timescale, err := pgMigrate(ctx, pool, opts.Logger)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: postgres %s: %w", display, err)
+	}
+	id := make([]byte, 8)
+	rand.Read(id)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: create data dir: %w", err)
+	}
+	s := newStore(display, opts)
+	s.pg = &pgEngine{pool: pool, display: display, timescale: timescale, instance: hex.EncodeToString(id), parts: map[int64]bool{}}
+	if err := s.pgLoad(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: postgres %s: %w", display, err)
+	}
+	s.pg.stale.Store(true) // until the listener is up
+	lctx, stop := context.WithCancel(context.Background())
+	s.pg.stopListen, s.pg.listenDone = stop, make(chan struct{})
+	go s.pgListen(lctx)
+	if err := s.startBackups(dir, opts); err != nil {
+		s.pg.close()
+		return nil, err
+	}
+	s.start(opts)
+	if timescale {
+		opts.Logger.Info("postgresql store with TimescaleDB", slog.String("db", display))
+	} else {
+		opts.Logger.Info("postgresql store", slog.String("db", display))
+	}
+	return s, nil
+}
+
+func (p *pgEngine) close() {
+	p.stopListen()
+	<-p.listenDone
+	p.pool.Close()
+}
+
+func (p *pgEngine) size() int64 {
+	var n int64
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = p.pool.QueryRow(ctx, `SELECT pg_database_size(current_database())`).Scan(&n)
+	return n
+}
+
+// pgMeterCols are the meters columns of a meterState, in scan order.
+const pgMeterCols = `id, first_ns, last_ns, last_w, last_wh, last_has_wh, seen_ns, readings, archived_ns,
+	ref_wh, ref_ns, pend_wh, pend_ns, pend_n, interval_ns, info`
+
+// scanMeter reads one meters row.
+func scanMeter(row pgx.Row) (string, meterState, *MeterInfo, error) {
+	var id string
+	var st meterState
+	var readings, pendN int64
+	var info []byte
+	err := row.Scan(&id, &st.FirstNs, &st.LastNs, &st.LastW, &st.LastWh, &st.LastHasWh, &st.SeenNs, &readings,
+		&st.ArchivedNs, &st.RefWh, &st.RefNs, &st.PendWh, &st.PendNs, &pendN, &st.IntervalNs, &info)
+	if err != nil {
+		return "", st, nil, err
+	}
+	st.Readings, st.PendN = uint64(readings), uint64(pendN)
+	if info == nil {
+		return id, st, nil, nil
+	}
+	var mi MeterInfo
+	if err := json.Unmarshal(info, &mi); err != nil {
+		return "", st, nil, fmt.Errorf("meter %q: registry entry: %w", id, err)
+	}
+	return id, st, &mi, nil
+}
+
+// pgLoad reads every registered meter's state and entry into the copy
+// readers use.
+func (s *Store) pgLoad(ctx context.Context) error {
+	s.pg.loadMu.Lock()
+	defer s.pg.loadMu.Unlock()
+	s.pg.stale.Store(false) // a commit notified from now on marks it again
+	rows, err := s.pg.pool.Query(ctx, `SELECT `+pgMeterCols+` FROM meters WHERE info IS NOT NULL`)
+	if err != nil {
+		s.pg.stale.Store(true)
+		return err
+	}
+	meters, info := map[string]meterState{}, map[string]MeterInfo{}
+	for rows.Next() {
+		id, st, mi, err := scanMeter(rows)
+		if err != nil {
+			rows.Close()
+			s.pg.stale.Store(true)
+			return err
+		}
+		meters[id], info[id] = st, *mi
+	}
+	if err := rows.Err(); err != nil {
+		s.pg.stale.Store(true)
+		return err
+	}
+	s.metersMu.Lock()
+	s.meters, s.info = meters, info
+	s.metersMu.Unlock()
+	return nil
+}
+
+// pgFresh reloads the copy of the meters if another instance may have
+// changed them. A failed reload keeps the old copy, logged.
+func (s *Store) pgFresh() {
+	if s.pg == nil || !s.pg.stale.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.pgLoad(ctx); err != nil {
+		s.log.Warn("postgres: reload meters", slog.Any("error", err))
+	}
+}
+
+// pgNote is the payload of a commit notification: the instance that
+// committed and the readings it stored as their meters' newest, as
+// [meter, ns, id, power_w, energy_wh or null].
+type pgNote struct {
+	Instance string  `json:"i"`
+	Records  [][]any `json:"r,omitempty"`
+}
+
+// pgNoteMax keeps notifications under PostgreSQL's 8000-byte payload limit.
+const pgNoteMax = 7000
+
+// pgNotes returns the notifications of a commit that stored recs.
+func (p *pgEngine) pgNotes(recs []Record) []string {
+	var out []string
+	note := pgNote{Instance: p.instance}
+	size := 0
+	flush := func() {
+		b, _ := json.Marshal(note)
+		out = append(out, string(b))
+		note.Records, size = nil, 0
+	}
+	for _, r := range recs {
+		row := []any{r.Meter, r.Time.UnixNano(), r.ID, r.PowerW, nil}
+		if r.HasEnergy {
+			row[4] = r.EnergyWh
+		}
+		n := len(r.Meter) + 80
+		if size+n > pgNoteMax && len(note.Records) > 0 {
+			flush()
+		}
+		note.Records = append(note.Records, row)
+		size += n
+	}
+	if len(note.Records) > 0 || len(out) == 0 {
+		flush()
+	}
+	return out
+}
+
+// pgListen receives the commit notifications of the other instances: they
+// mark the copy of the meters stale and feed the watchers. While it is not
+// listening the copy is taken as stale, and reloaded at each read.
+func (s *Store) pgListen(ctx context.Context) {
+	defer close(s.pg.listenDone)
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.pgListenOnce(ctx)
+		s.pg.stale.Store(true)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("postgres: notifications lost; reconnecting", slog.Any("error", err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+func (s *Store) pgListenOnce(ctx context.Context) error {
+	conn, err := s.pg.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `LISTEN `+pgChannel); err != nil {
+		return err
+	}
+	defer func() {
+		// The connection goes back to the pool: it must not keep listening.
+		_, _ = conn.Exec(context.WithoutCancel(ctx), `UNLISTEN *`)
+	}()
+	s.pg.stale.Store(true) // whatever was committed before LISTEN
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		var note pgNote
+		dec := json.NewDecoder(strings.NewReader(n.Payload))
+		dec.UseNumber() // nanoseconds and ids need all 64 bits
+		if err := dec.Decode(&note); err != nil || note.Instance == s.pg.instance {
+			continue
+		}
+		s.pg.stale.Store(true)
+		if len(note.Records) == 0 || s.watchers.count.Load() == 0 {
+			continue
+		}
+		recs := make([]Record, 0, len(note.Records))
+		for _, row := range note.Records {
+			if r, ok := pgNoteRecord(row); ok {
+				recs = append(recs, r)
+			}
+		}
+		s.watchers.send(recs)
+	}
+}
+
+func pgNoteRecord(row []any) (Record, bool) {
+	if len(row) != 5 {
+		return Record{}, false
+	}
+	m, ok := row[0].(string)
+	num := func(v any) (json.Number, bool) { n, ok := v.(json.Number); return n, ok }
+	nsN, ok1 := num(row[1])
+	idN, ok2 := num(row[2])
+	wN, ok3 := num(row[3])
+	if !ok || !ok1 || !ok2 || !ok3 {
+		return Record{}, false
+	}
+	ns, err1 := nsN.Int64()
+	id, err2 := idN.Int64()
+	w, err3 := wN.Float64()
+	if err1 != nil || err2 != nil || err3 != nil {
+		return Record{}, false
+	}
+	r := Record{Meter: m, Time: time.Unix(0, ns).UTC(), ID: uint64(id), PowerW: w}
+	if whN, ok := num(row[4]); ok {
+		if wh, err := whN.Float64(); err == nil {
+			r.EnergyWh, r.HasEnergy = wh, true
+		}
+	}
+	return r, true
+}
+
+// pgRetryable reports whether err is a deadlock or serialization failure,
+// after which the whole transaction can run again.
+func pgRetryable(err error) bool {
+	var pgErr interface{ SQLState() string }
+	if errors.As(err, &pgErr) {
+		switch pgErr.SQLState() {
+		case "40P01", "40001":
+			return true
+		}
+	}
+	return false
+}
