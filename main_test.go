@@ -20,6 +20,7 @@ import (
 	"github.com/vatio-energy/vatio/api"
 	"github.com/vatio-energy/vatio/config"
 	"github.com/vatio-energy/vatio/internal/mqtttest"
+	"github.com/vatio-energy/vatio/internal/pgtest"
 	"github.com/vatio-energy/vatio/store"
 )
 
@@ -34,7 +35,9 @@ func TestMain(m *testing.M) {
 	// The tests are automation with the admin token: every request of the
 	// default client carries it (the browser test logs in instead).
 	http.DefaultClient.Transport = bearer{http.DefaultTransport}
-	os.Exit(m.Run())
+	code := m.Run()
+	pgtest.Stop()
+	os.Exit(code)
 }
 
 // testAdminToken is the admin API token every test instance is seeded with.

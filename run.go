@@ -283,7 +283,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		logger.Info("backups and archives are encrypted", slog.String("key_id", key.ID()))
 	}
 
-	a.store, err = store.Open(cfg.DataDir, store.Options{
+	storeOpts := store.Options{
 		QueueSize: cfg.Store.QueueSize, MaxBatch: cfg.Store.MaxBatch, MaxGap: cfg.Store.MaxGap,
 		CompressAfter: cfg.Store.CompressAfter, Logger: logger.With("component", "store"),
 		Retention: store.Retention{Raw: cfg.Retention.Raw, Minute: cfg.Retention.Minute,
@@ -291,7 +291,16 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		ArchiveKeep:    cfg.Archive.Keep,
 		BackupInterval: cfg.Backup.Interval, BackupKeep: cfg.Backup.Keep,
 		MaxPowerW: cfg.Ingest.MaxPowerW, Encryption: key,
-	})
+	}
+	if cfg.Store.Driver == "postgres" {
+		if storeOpts.BackupInterval > 0 {
+			logger.Info("scheduled backups are off: a PostgreSQL store is backed up by PostgreSQL (pg_dump, base backups)")
+		}
+		storeOpts.BackupInterval = 0
+		a.store, err = store.OpenPostgres(cfg.Store.DSN, cfg.DataDir, storeOpts)
+	} else {
+		a.store, err = store.Open(cfg.DataDir, storeOpts)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,8 @@
 package config
 
 import (
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"errors"
 	"fmt"
 	"net"
@@ -423,8 +425,15 @@ type Toggle struct {
 	Enabled bool `yaml:"enabled"`
 }
 
-// Store configures the bbolt database.
+// Store configures the database.
 type Store struct {
+	// Driver is bbolt (one file in the data directory, the default) or
+	// postgres (a PostgreSQL database several instances may share).
+	Driver string `yaml:"driver"`
+	// DSN is the PostgreSQL connection URL, such as
+	// postgres://vatio@db.lan:5432/vatio?sslmode=verify-full; its password
+	// is better given in VATIO_STORE_DSN, which replaces it whole.
+	DSN string `yaml:"dsn"`
 	// QueueSize is how many readings may wait for the writer; when it is
 	// full, publishers wait (back-pressure) instead of memory growing.
 	QueueSize int `yaml:"queue_size"`
@@ -659,7 +668,7 @@ func Default() Config {
 			Zigbee2MQTT: Source{Enabled: true, Prefix: "zigbee2mqtt"},
 			DSMR:        Source{Enabled: true, Prefix: "dsmr"},
 		},
-		Store: Store{QueueSize: 16384, MaxBatch: 10000, MaxGap: 10 * time.Minute, CompressAfter: time.Hour},
+		Store: Store{Driver: "bbolt", QueueSize: 16384, MaxBatch: 10000, MaxGap: 10 * time.Minute, CompressAfter: time.Hour},
 		Alerts: Alerts{Webhook: Webhook{Timeout: 10 * time.Second, ContentType: "application/json"},
 			Email: Email{TLS: "starttls", Timeout: 30 * time.Second}, MQTT: AlertMQTT{Enabled: true, Prefix: "vatio/alerts"},
 			Attempts: 5, Backoff: 2 * time.Second, EvaluateEvery: 15 * time.Second},
@@ -865,6 +874,17 @@ func (c Config) Validate() error {
 		}
 		names[in.Name] = true
 	}
+	switch c.Store.Driver {
+	case "bbolt":
+	case "postgres":
+		if c.Store.DSN == "" {
+			bad("store.dsn", "the postgres driver needs a connection URL such as postgres://vatio@db.lan/vatio (or %s)", EnvStoreDSN)
+		} else if _, err := pgconn.ParseConfig(c.Store.DSN); err != nil {
+			bad("store.dsn", "not a PostgreSQL connection string: %v", redactDSN(err))
+		}
+	default:
+		bad("store.driver", "%q is not bbolt or postgres", c.Store.Driver)
+	}
 	if c.Store.QueueSize < 1 || c.Store.QueueSize > 1<<24 {
 		bad("store.queue_size", "%d is outside 1 to 16777216", c.Store.QueueSize)
 	}
@@ -1026,4 +1046,14 @@ func validFilter(f string) bool {
 		}
 	}
 	return true
+}
+
+// redactDSN keeps a DSN's password out of an error about it: pgconn's
+// errors quote the string.
+func redactDSN(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "cannot parse `"); i >= 0 {
+		return "cannot parse it"
+	}
+	return msg
 }

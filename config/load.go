@@ -30,6 +30,9 @@ const (
 	EnvOffsiteSecretKey = "VATIO_OFFSITE_SECRET_KEY"
 	// EnvBrokerPassword is the external broker's password.
 	EnvBrokerPassword = "VATIO_BROKER_PASSWORD"
+	// EnvStoreDSN is the PostgreSQL connection URL (store.dsn), which may
+	// hold a password.
+	EnvStoreDSN = "VATIO_STORE_DSN"
 )
 
 // Load reads the YAML file at path over the defaults. Keys left out keep
@@ -209,6 +212,9 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	}
 	if v := getenv(EnvBrokerPassword); v != "" {
 		c.Broker.Password = v
+	}
+	if v := getenv(EnvStoreDSN); v != "" {
+		c.Store.DSN = v
 	}
 }
 

@@ -84,6 +84,9 @@ func (s *Store) sealedBackup(w io.Writer) (int64, error) {
 // the file's memory map waits for it, so give Backup a fast w (a local file);
 // Snapshot is the way to feed a slow one such as a network client.
 func (s *Store) Backup(w io.Writer) (int64, error) {
+	if s.pg != nil {
+		return 0, ErrPostgresBackup
+	}
 	var n int64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -102,6 +105,9 @@ func (s *Store) Backup(w io.Writer) (int64, error) {
 // when Snapshot returns, so however slowly the copy is then read, it never
 // holds up the writer; the price is disk space for one copy meanwhile.
 func (s *Store) Snapshot() (io.ReadCloser, int64, error) {
+	if s.pg != nil {
+		return nil, 0, ErrPostgresBackup
+	}
 	f, err := os.CreateTemp(filepath.Dir(s.path), ".vatio-snapshot-*.tmp")
 	if err != nil {
 		return nil, 0, fmt.Errorf("store: snapshot: %w", err)
@@ -149,6 +155,9 @@ func (t *tempFile) Close() error {
 // deleted; the new one is always kept, even if the clock went back. When only
 // the pruning fails, BackupTo returns the path with the error.
 func (s *Store) BackupTo(dir string, keep int, now time.Time) (string, error) {
+	if s.pg != nil {
+		return "", ErrPostgresBackup
+	}
 	path, _, err := s.backupTo(context.Background(), dir, keep, now)
 	return path, err
 }
@@ -256,6 +265,11 @@ func syncDir(dir string) error {
 	}
 	return err
 }
+
+// ErrPostgresBackup is returned by the backups of a PostgreSQL store: its
+// database is backed up by PostgreSQL's own tools (pg_dump, base backups
+// with WAL archiving), which a database team already runs.
+var ErrPostgresBackup = errors.New("store: a PostgreSQL store is backed up by PostgreSQL (pg_dump or base backups), not by Vatio")
 
 // startBackups starts the scheduled backups that opts ask for; stopBackups
 // ends them. Open calls it.

@@ -391,7 +391,7 @@ func TestRetentionInParts(t *testing.T) {
 // its archive by the next run; readings just after the boundary rebuild
 // rollups after it only.
 func TestLateReadingsIntoArchivedMonths(t *testing.T) {
-	boltOnly(t)
+	boltOnly(t) // reads the archive files or runs the writer's jobs
 	s := openRetention(t, t.TempDir(), retain30, 0)
 	rs := threeMonths(t, s, "m")
 	if _, err := s.ApplyRetention(context.Background(), lifeNow); err != nil {
@@ -451,7 +451,6 @@ func TestLateReadingsIntoArchivedMonths(t *testing.T) {
 // TestRetentionOfAWholeMeter: a meter whose readings are all archived is
 // kept, with no readings and its rollups, and takes new readings.
 func TestRetentionOfAWholeMeter(t *testing.T) {
-	boltOnly(t)
 	s := openRetention(t, t.TempDir(), retain30, 0)
 	mustImport(t, s, every("gone", jan, jan.Add(2*day), time.Minute))
 	last, _ := s.Meter("gone")
@@ -482,7 +481,7 @@ func TestRetentionOfAWholeMeter(t *testing.T) {
 }
 
 func TestRetentionOfRollups(t *testing.T) {
-	boltOnly(t)
+	boltOnly(t) // reads the archive files or runs the writer's jobs
 	s := openRetention(t, t.TempDir(), retain30, 0)
 	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	mustImport(t, s, every("r", start, apr, 20*time.Minute))
@@ -527,7 +526,7 @@ func TestRetentionOfRollups(t *testing.T) {
 }
 
 func TestArchiveKeep(t *testing.T) {
-	boltOnly(t)
+	boltOnly(t)                                                // reads the archive files or runs the writer's jobs
 	s := openRetention(t, t.TempDir(), Retention{}, 2*365*day) // lifeNow less 730 days: 2024-03-05
 	old := time.Now().Add(-2 * time.Hour)
 	files := map[string]bool{ // name -> kept
@@ -675,7 +674,6 @@ func TestMeterStateEncoding(t *testing.T) {
 // TestRetentionLoopStopsOnClose: with retention set, Open starts the loop
 // and Close ends it.
 func TestRetentionLoopStopsOnClose(t *testing.T) {
-	boltOnly(t)
 	s, err := Open(t.TempDir(), Options{Retention: retain30, ArchiveKeep: 730 * day})
 	if err != nil {
 		t.Fatal(err)
@@ -692,7 +690,6 @@ func TestRetentionLoopStopsOnClose(t *testing.T) {
 // TestRetentionCancelled: a run cancelled (the store closing) leaves the
 // database and the archive directory as they were, but for directories.
 func TestRetentionCancelled(t *testing.T) {
-	boltOnly(t)
 	s := openRetention(t, t.TempDir(), retain30, 0)
 	threeMonths(t, s, "m")
 	before, _ := s.Meter("m")
@@ -717,7 +714,7 @@ func TestRetentionCancelled(t *testing.T) {
 // into the month being archived, keep coming: every reading ends up once,
 // in the archive or in the database.
 func TestRetentionWhileIngesting(t *testing.T) {
-	boltOnly(t)
+	boltOnly(t) // reads the archive files or runs the writer's jobs
 	s := openRetention(t, t.TempDir(), retain30, 0)
 	s.retireLimit = 5000
 	all := threeMonths(t, s, "m")

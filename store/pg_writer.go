@@ -784,10 +784,10 @@ func (w *pgWriter) finish() error {
 	}
 	r := w.rolls
 	var (
-		meters                           []string
-		tiers                            []int16
-		starts, ns                       []int64
-		sumW, minW, maxW, inWh, outWh    []float64
+		meters                        []string
+		tiers                         []int16
+		starts, ns                    []int64
+		sumW, minW, maxW, inWh, outWh []float64
 	)
 	for _, k := range sortedKeys(r.add) {
 		if k.tier == TierMinute && r.rebuild[k] {
@@ -974,4 +974,3 @@ func (w *pgWriter) rebuildFrom(id string, t, below Tier, starts map[int64]bool) 
 	}
 	return up, w.putAggs(id, t, aggs)
 }
-

@@ -328,8 +328,8 @@ func (s *Store) commit(batch []entry) error {
 	stored := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		w := newTxWriter(tx, s.maxGap, seq)
-		maxW := map[string]float64{} // each meter's maximum power, looked up once a commit
-		erasedNow := map[string]bool{}  // a reading after its meter's erasure starts it anew
+		maxW := map[string]float64{}   // each meter's maximum power, looked up once a commit
+		erasedNow := map[string]bool{} // a reading after its meter's erasure starts it anew
 		store := func(r meter.Reading, live bool) (int, error) {
 			id := r.Meter
 			st, ok := changed[id]

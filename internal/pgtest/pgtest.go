@@ -41,12 +41,19 @@ var (
 // cluster started on first use and stopped after them.
 func Main(m *testing.M) {
 	code := m.Run()
+	Stop()
+	os.Exit(code)
+}
+
+// Stop stops the private cluster, if one was started; a TestMain of its
+// own calls it after the tests.
+func Stop() {
 	mu.Lock()
+	defer mu.Unlock()
 	if stopper != nil {
 		stopper()
+		stopper = nil
 	}
-	mu.Unlock()
-	os.Exit(code)
 }
 
 // Server returns the admin URL of the test server, starting a private
