@@ -26,8 +26,11 @@ build: assets
 run: build
 	./bin/vatio
 
+# The store's suite runs twice: on bbolt, then on PostgreSQL (the server of
+# VATIO_TEST_POSTGRES, or a private cluster of Debian's postgresql).
 test: assets
 	$(GO) test -race -count=1 ./...
+	VATIO_TEST_STORE=postgres $(GO) test -race -count=1 ./store
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
