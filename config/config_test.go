@@ -272,3 +272,37 @@ tariff:
 		t.Errorf("a nested list: %v", err)
 	}
 }
+
+func TestValidateStore(t *testing.T) {
+	tests := []struct {
+		driver, dsn string
+		bad         string // the key named in the error, "" for valid
+	}{
+		{"bbolt", "", ""},
+		{"postgres", "postgres://vatio@db.lan:5432/vatio?sslmode=verify-full", ""},
+		{"postgres", "host=db.lan user=vatio dbname=vatio", ""},
+		{"postgres", "", "store.dsn"},
+		{"postgres", "postgres://vatio:secret@db.lan:notaport/vatio", "store.dsn"},
+		{"sqlite", "", "store.driver"},
+		{"", "", "store.driver"},
+	}
+	for _, tt := range tests {
+		cfg := Default()
+		cfg.Store.Driver, cfg.Store.DSN = tt.driver, tt.dsn
+		err := cfg.Validate()
+		switch {
+		case tt.bad == "" && err != nil:
+			t.Errorf("Validate(store %q %q) = %v, want nil", tt.driver, tt.dsn, err)
+		case tt.bad != "" && (err == nil || !strings.Contains(err.Error(), tt.bad+":")):
+			t.Errorf("Validate(store %q %q) = %v, want an error naming %s", tt.driver, tt.dsn, err, tt.bad)
+		case err != nil && strings.Contains(err.Error(), "secret"):
+			t.Errorf("Validate(store %q) = %v: the error shows the password", tt.dsn, err)
+		}
+	}
+	env := map[string]string{EnvStoreDSN: "postgres://vatio:pw@db/vatio"}
+	cfg := Default()
+	cfg.ApplyEnv(func(k string) string { return env[k] })
+	if cfg.Store.DSN != env[EnvStoreDSN] {
+		t.Errorf("%s: store.dsn = %q", EnvStoreDSN, cfg.Store.DSN)
+	}
+}

@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,4 +90,33 @@ func BenchmarkBytesPerReading(b *testing.B) {
 			b.ReportMetric(raw/blocks, "ratio")
 		})
 	}
+}
+
+// BenchmarkAppend appends device-stamped readings of 100 meters one at a
+// time, as the broker's hook does, and waits for every acknowledgement: the
+// store's ingest throughput on the suite's engine (VATIO_TEST_STORE=postgres
+// for PostgreSQL, see engine_test.go).
+func BenchmarkAppend(b *testing.B) {
+	s, err := testOpen(b, b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var wg sync.WaitGroup
+	i := 0
+	for b.Loop() {
+		wg.Add(1)
+		r := meter.Reading{Meter: fmt.Sprintf("m%02d", i%100), Time: t0.Add(time.Duration(i) * time.Millisecond), PowerW: float64(i % 1000), Stamped: true}
+		if err := s.Append(r, func(err error) {
+			if err != nil {
+				b.Error(err)
+			}
+			wg.Done()
+		}); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "readings/s")
 }
