@@ -18,24 +18,16 @@ func pgCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), time.Minute)
 }
 
-// pgKnown reports whether meter id is registered.
-func (s *Store) pgKnown(ctx context.Context, q pgx.Row) error {
+// pgMeterExists returns ErrUnknownMeter unless meter id is registered.
+func (s *Store) pgMeterExists(ctx context.Context, id string) error {
 	var ok bool
-	if err := q.Scan(&ok); err != nil {
+	if err := s.pg.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM meters WHERE id = $1 AND info IS NOT NULL)`, id).Scan(&ok); err != nil {
 		return err
 	}
 	if !ok {
-		return ErrUnknownMeter
-	}
-	return nil
-}
-
-func (s *Store) pgMeterExists(ctx context.Context, id string) error {
-	err := s.pgKnown(ctx, s.pg.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM meters WHERE id = $1 AND info IS NOT NULL)`, id))
-	if errors.Is(err, ErrUnknownMeter) {
 		return fmt.Errorf("%w: %q", ErrUnknownMeter, id)
 	}
-	return err
+	return nil
 }
 
 func scanRecord(rows pgx.CollectableRow) (Record, error) {

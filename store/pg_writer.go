@@ -525,19 +525,12 @@ func (w *pgWriter) nextID() (int64, error) {
 
 // put is txWriter.put for PostgreSQL: the same rules, the same results.
 func (w *pgWriter) put(st *meterState, r meter.Reading, maxW float64) (int, error) {
-	ns := r.Time.UnixNano()
-	if !r.Stamped {
-		ns -= ns % int64(time.Millisecond)
-		if st.Readings > 0 && ns <= st.LastNs {
-			ns = st.LastNs - st.LastNs%int64(time.Millisecond) + int64(time.Millisecond)
-		}
-	}
+	ns := readingNs(st, r)
 	w.isFresh = false
 	newest := st.Readings == 0 || ns > st.LastNs
 	if err := checkCounter(st, &r, ns, newest, maxW); err != nil {
 		return 0, err
 	}
-	s := sample{ns: ns, w: r.PowerW, wh: r.EnergyWh, hasEnergy: r.HasEnergy}
 	archived := ns < st.ArchivedNs
 	if !archived && (st.Readings == 0 || ns > st.LastNs) {
 		id, err := w.nextID()
@@ -552,16 +545,7 @@ func (w *pgWriter) put(st *meterState, r meter.Reading, maxW float64) (int, erro
 		}
 		w.fresh = Record{ID: uint64(id), Meter: r.Meter, Time: time.Unix(0, ns).UTC(), PowerW: r.PowerW, EnergyWh: r.EnergyWh, HasEnergy: r.HasEnergy}
 		w.isFresh = true
-		var prev *sample
-		if st.Readings > 0 {
-			p := st.last()
-			prev = &p
-		} else {
-			st.FirstNs = ns
-		}
-		w.rolls.appended(r.Meter, s, prev)
-		st.Readings++
-		st.LastNs, st.LastW, st.LastWh, st.LastHasWh = ns, r.PowerW, r.EnergyWh, r.HasEnergy
+		appendedTo(st, w.rolls, r, ns)
 		return 1, nil
 	}
 	floor := st.ArchivedNs
@@ -572,13 +556,7 @@ func (w *pgWriter) put(st *meterState, r meter.Reading, maxW float64) (int, erro
 	if err != nil {
 		return 0, err
 	}
-	if st.Readings == 0 || ns < st.FirstNs {
-		st.FirstNs = ns
-	}
-	st.Readings += uint64(added)
-	if ns >= st.LastNs {
-		st.LastNs, st.LastW, st.LastWh, st.LastHasWh = ns, r.PowerW, r.EnergyWh, r.HasEnergy
-	}
+	storedLate(st, r, ns, added)
 	return added, nil
 }
 

@@ -662,19 +662,12 @@ func checkCounter(st *meterState, r *meter.Reading, ns int64, newest bool, maxW 
 // changes no rollup: the readings around it are archived, so rebuilding
 // would lose them; the next retention run adds it to its month's archive.
 func (w *txWriter) put(st *meterState, r meter.Reading, maxW float64) (int, error) {
-	ns := r.Time.UnixNano()
-	if !r.Stamped {
-		ns -= ns % int64(time.Millisecond) // receive times: milliseconds are plenty, and compress
-		if st.Readings > 0 && ns <= st.LastNs {
-			ns = st.LastNs - st.LastNs%int64(time.Millisecond) + int64(time.Millisecond)
-		}
-	}
+	ns := readingNs(st, r)
 	w.isFresh = false
 	newest := st.Readings == 0 || ns > st.LastNs
 	if err := checkCounter(st, &r, ns, newest, maxW); err != nil {
 		return 0, err
 	}
-	s := sample{ns: ns, w: r.PowerW, wh: r.EnergyWh, hasEnergy: r.HasEnergy}
 	archived := ns < st.ArchivedNs
 	if !archived && (st.Readings == 0 || (ns > st.LastNs && ns >= st.CompactedNs)) {
 		raw, err := w.rawBucket(r.Meter)
@@ -687,16 +680,7 @@ func (w *txWriter) put(st *meterState, r meter.Reading, maxW float64) (int, erro
 		}
 		w.fresh = Record{ID: w.seq, Meter: r.Meter, Time: time.Unix(0, ns).UTC(), PowerW: r.PowerW, EnergyWh: r.EnergyWh, HasEnergy: r.HasEnergy}
 		w.isFresh = true
-		var prev *sample
-		if st.Readings > 0 {
-			p := st.last()
-			prev = &p
-		} else {
-			st.FirstNs = ns
-		}
-		w.rolls.appended(r.Meter, s, prev)
-		st.Readings++
-		st.LastNs, st.LastW, st.LastWh, st.LastHasWh = ns, r.PowerW, r.EnergyWh, r.HasEnergy
+		appendedTo(st, w.rolls, r, ns)
 		return 1, nil
 	}
 
@@ -708,6 +692,42 @@ func (w *txWriter) put(st *meterState, r meter.Reading, maxW float64) (int, erro
 	if err != nil {
 		return 0, err
 	}
+	storedLate(st, r, ns, added)
+	return added, nil
+}
+
+// readingNs returns the time reading r is stored at in a meter of state
+// st: its own when the device stamped it, else its receive time in
+// milliseconds, a millisecond after the newest if the clock says otherwise.
+func readingNs(st *meterState, r meter.Reading) int64 {
+	ns := r.Time.UnixNano()
+	if !r.Stamped {
+		ns -= ns % int64(time.Millisecond) // receive times: milliseconds are plenty, and compress
+		if st.Readings > 0 && ns <= st.LastNs {
+			ns = st.LastNs - st.LastNs%int64(time.Millisecond) + int64(time.Millisecond)
+		}
+	}
+	return ns
+}
+
+// appendedTo updates st for reading r appended at ns as the meter's newest,
+// adding it to rolls.
+func appendedTo(st *meterState, rolls *rollups, r meter.Reading, ns int64) {
+	var prev *sample
+	if st.Readings > 0 {
+		p := st.last()
+		prev = &p
+	} else {
+		st.FirstNs = ns
+	}
+	rolls.appended(r.Meter, sample{ns: ns, w: r.PowerW, wh: r.EnergyWh, hasEnergy: r.HasEnergy}, prev)
+	st.Readings++
+	st.LastNs, st.LastW, st.LastWh, st.LastHasWh = ns, r.PowerW, r.EnergyWh, r.HasEnergy
+}
+
+// storedLate updates st for reading r stored at ns out of order; added is
+// 1 if it was new, 0 if it replaced one.
+func storedLate(st *meterState, r meter.Reading, ns int64, added int) {
 	if st.Readings == 0 || ns < st.FirstNs {
 		st.FirstNs = ns
 	}
@@ -715,7 +735,6 @@ func (w *txWriter) put(st *meterState, r meter.Reading, maxW float64) (int, erro
 	if ns >= st.LastNs {
 		st.LastNs, st.LastW, st.LastWh, st.LastHasWh = ns, r.PowerW, r.EnergyWh, r.HasEnergy
 	}
-	return added, nil
 }
 
 // putLate stores a device-stamped reading that is not newer than all its
