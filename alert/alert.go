@@ -6,8 +6,10 @@ package alert
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -54,7 +56,14 @@ type Options struct {
 	Workers int
 	// Sweep is how often alerts still pending (queue overflow, restart) are
 	// picked up again. Default 1 minute.
-	Sweep  time.Duration
+	Sweep time.Duration
+	// Instance names this process in the claims of the alerts it delivers
+	// (see store.Claim). Default: host name, process id and a random part.
+	Instance string
+	// Lease is how long a claim lasts past its last attempt's planned
+	// retry; another instance takes over an alert whose claim has lapsed.
+	// Default 2 minutes.
+	Lease  time.Duration
 	Logger *slog.Logger
 }
 
@@ -93,6 +102,13 @@ func New(st *store.Store, notifiers []Notifier, opts Options) *Service {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Lease <= 0 {
+		opts.Lease = 2 * time.Minute
+	}
+	if opts.Instance == "" {
+		host, _ := os.Hostname()
+		opts.Instance = fmt.Sprintf("%s/%d/%s", host, os.Getpid(), rand.Text()[:8])
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{
@@ -227,26 +243,25 @@ func (s *Service) deliver(ctx context.Context, id uint64) {
 		s.busyMu.Unlock()
 	}()
 
-	alerts, err := s.store.Alerts(1, func(a *store.Alert) bool { return a.ID == id })
-	if err != nil || len(alerts) == 0 {
-		s.log.Error("alert to deliver not found", slog.Uint64("alert", id), slog.Any("error", err))
+	a, ok := s.claim(id)
+	if !ok {
 		return
 	}
-	a := alerts[0]
+	defer s.release(id)
 	for i, d := range a.Deliveries {
 		if d.Status != store.DeliveryPending {
 			continue
 		}
 		n := s.notifier(d.Notifier)
 		if n == nil {
-			s.record(id, i, store.DeliveryFailed, d.Attempts, "notifier no longer configured")
+			s.record(id, i, store.DeliveryFailed, d.Attempts, "notifier no longer configured", 0)
 			continue
 		}
 		backoff := s.opts.Backoff
 		for attempt := d.Attempts + 1; ; attempt++ {
 			err := n.Notify(ctx, a)
 			if err == nil {
-				s.record(id, i, store.DeliveryDelivered, attempt, "")
+				s.record(id, i, store.DeliveryDelivered, attempt, "", 0)
 				break
 			}
 			if ctx.Err() != nil {
@@ -255,10 +270,10 @@ func (s *Service) deliver(ctx context.Context, id uint64) {
 			if attempt >= s.opts.Attempts {
 				s.log.Error("alert delivery failed", slog.Uint64("alert", id), slog.String("notifier", n.Name()),
 					slog.Int("attempts", attempt), slog.Any("error", err))
-				s.record(id, i, store.DeliveryFailed, attempt, err.Error())
+				s.record(id, i, store.DeliveryFailed, attempt, err.Error(), 0)
 				break
 			}
-			s.record(id, i, store.DeliveryPending, attempt, err.Error())
+			s.record(id, i, store.DeliveryPending, attempt, err.Error(), backoff)
 			select {
 			case <-ctx.Done():
 				return
@@ -278,11 +293,50 @@ func (s *Service) notifier(name string) Notifier {
 	return nil
 }
 
-func (s *Service) record(id uint64, i int, status string, attempts int, lastErr string) {
+// claim makes this instance the one delivering alert id, and returns the
+// alert as stored; it reports false when there is nothing to deliver or
+// another instance's claim holds it.
+func (s *Service) claim(id uint64) (store.Alert, bool) {
+	var out store.Alert
+	ok := false
 	err := s.store.UpdateAlert(id, func(a *store.Alert) {
+		now := s.now().UTC()
+		if !hasPending(a) || a.Claim != nil && a.Claim.Instance != s.opts.Instance && now.Before(a.Claim.Until) {
+			return
+		}
+		a.Claim = &store.Claim{Instance: s.opts.Instance, Until: now.Add(s.opts.Lease)}
+		out, ok = *a, true
+	})
+	if err != nil {
+		s.log.Error("alert to deliver not claimed", slog.Uint64("alert", id), slog.Any("error", err))
+		return store.Alert{}, false
+	}
+	return out, ok
+}
+
+// release ends this instance's claim on alert id.
+func (s *Service) release(id uint64) {
+	err := s.store.UpdateAlert(id, func(a *store.Alert) {
+		if a.Claim != nil && a.Claim.Instance == s.opts.Instance {
+			a.Claim = nil
+		}
+	})
+	if err != nil {
+		s.log.Error("alert claim not released; it lapses", slog.Uint64("alert", id), slog.Any("error", err))
+	}
+}
+
+// record stores how delivery i of alert id went, and extends this
+// instance's claim past the retry due in next.
+func (s *Service) record(id uint64, i int, status string, attempts int, lastErr string, next time.Duration) {
+	err := s.store.UpdateAlert(id, func(a *store.Alert) {
+		now := s.now().UTC()
 		if i < len(a.Deliveries) {
 			a.Deliveries[i] = store.Delivery{Notifier: a.Deliveries[i].Notifier, Status: status,
-				Attempts: attempts, LastError: lastErr, Updated: s.now().UTC()}
+				Attempts: attempts, LastError: lastErr, Updated: now}
+		}
+		if a.Claim != nil && a.Claim.Instance == s.opts.Instance {
+			a.Claim.Until = now.Add(next + s.opts.Lease)
 		}
 	})
 	if err != nil {

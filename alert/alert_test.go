@@ -167,3 +167,90 @@ func TestRaiseValidates(t *testing.T) {
 		t.Errorf("Raise with no severity = %+v, %v; want info", a, err)
 	}
 }
+
+// Two services sharing a store, as instances sharing PostgreSQL do, each
+// sweeping often: every alert still reaches the receiver once, though
+// each first attempt fails and leaves it pending for the other to see.
+func TestSharedStoreDeliversOnce(t *testing.T) {
+	var mu sync.Mutex
+	tried, got := map[float64]int{}, map[float64]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var body map[string]any
+		if err := json.NewDecoder(req.Body).Decode(&body); err != nil {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		id, _ := body["id"].(float64)
+		mu.Lock()
+		defer mu.Unlock()
+		if tried[id]++; tried[id] == 1 {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		got[id]++
+	}))
+	defer srv.Close()
+	st := openStore(t, t.TempDir())
+	opts := alert.Options{Backoff: 50 * time.Millisecond, Sweep: 5 * time.Millisecond}
+	a := alert.New(st, []alert.Notifier{alert.NewWebhook(srv.URL, time.Second)}, opts)
+	defer a.Close()
+	b := alert.New(st, []alert.Notifier{alert.NewWebhook(srv.URL, time.Second)}, opts)
+	defer b.Close()
+	var ids []uint64
+	for i := range 20 {
+		svc := a
+		if i%2 == 1 {
+			svc = b
+		}
+		al, err := svc.Raise("warning", "over the cap", "", "api")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, al.ID)
+	}
+	for _, id := range ids {
+		waitFor(t, "delivery", func() bool { return delivery(t, st, id).Status == store.DeliveryDelivered })
+	}
+	time.Sleep(100 * time.Millisecond) // a second delivery would land by now
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range ids {
+		if n := got[float64(id)]; n != 1 {
+			t.Errorf("alert %d delivered %d times, want once", id, n)
+		}
+	}
+	as, err := st.Alerts(100, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, al := range as {
+		if al.Claim != nil {
+			t.Errorf("alert %d still claimed by %s after its delivery", al.ID, al.Claim.Instance)
+		}
+	}
+}
+
+// An alert claimed by an instance that died is left alone until the claim
+// lapses, then delivered by another.
+func TestLapsedClaimTakenOver(t *testing.T) {
+	rcv := &receiver{}
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	st := openStore(t, t.TempDir())
+	until := time.Now().Add(300 * time.Millisecond).UTC()
+	a := store.Alert{Time: time.Now().UTC(), Severity: "info", Message: "left behind", Source: "api",
+		Deliveries: []store.Delivery{{Notifier: "webhook", Status: store.DeliveryPending}},
+		Claim:      &store.Claim{Instance: "dead-instance", Until: until}}
+	if err := st.AddAlert(&a); err != nil {
+		t.Fatal(err)
+	}
+	svc := alert.New(st, []alert.Notifier{alert.NewWebhook(srv.URL, time.Second)}, alert.Options{Sweep: 20 * time.Millisecond})
+	defer svc.Close()
+	waitFor(t, "delivery", func() bool { return delivery(t, st, a.ID).Status == store.DeliveryDelivered })
+	if d := delivery(t, st, a.ID); d.Updated.Before(until) {
+		t.Errorf("delivered at %v, before the claim lapsed at %v", d.Updated, until)
+	}
+	if got := rcv.received(); len(got) != 1 {
+		t.Errorf("receiver got %d alerts, want 1", len(got))
+	}
+}

@@ -195,12 +195,15 @@ type Rules struct {
 	log      *slog.Logger
 	interval time.Duration
 
+	// config are the rules of config.yaml.
+	config []Rule
+
 	mu     sync.Mutex
 	rules  map[string]Rule
 	states map[string]RuleState // by rule id + "|" + meter
 
-	stop chan struct{}
-	done chan struct{}
+	cancel context.CancelFunc // Start's
+	done   chan struct{}
 	// sender carries out rules' actions; nil drops them.
 	sender *automation.Sender
 	// actx bounds the actions: Stop cancels it.
@@ -256,65 +259,101 @@ func NewRules(st *store.Store, alerts *Service, tr *tariff.Tariff, config []Rule
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Rules{st: st, alerts: alerts, tariff: tr, log: logger, interval: cmp.Or(interval, 15*time.Second),
-		rules: map[string]Rule{}, states: map[string]RuleState{}}
+	r := &Rules{st: st, alerts: alerts, tariff: tr, log: logger, interval: cmp.Or(interval, 15*time.Second)}
 	r.actx, r.acancel = context.WithCancel(context.Background())
-	docs, err := st.Docs(store.DocRules)
-	if err != nil {
-		return nil, err
-	}
-	for id, v := range docs {
-		var rule Rule
-		if err := json.Unmarshal(v, &rule); err != nil {
-			return nil, fmt.Errorf("alert: rule %q: %w", id, err)
-		}
-		rule.Source = "api"
-		r.rules[id] = rule
-	}
 	for _, rule := range config {
 		rule.Source = "config"
 		if err := rule.Check(); err != nil {
 			return nil, fmt.Errorf("alert rule %q: %w", rule.ID, err)
 		}
-		r.rules[rule.ID] = rule // config wins over an API rule of the same id
+		r.config = append(r.config, rule)
 	}
-	states, err := st.Docs(store.DocRuleStates)
-	if err != nil {
+	if err := r.refresh(); err != nil {
 		return nil, err
-	}
-	for k, v := range states {
-		var s RuleState
-		if err := json.Unmarshal(v, &s); err == nil {
-			r.states[k] = s
-		}
 	}
 	return r, nil
 }
 
-// Start evaluates the rules every interval until Stop.
+// refresh reads the API's rules and every rule's state from the store.
+// The store is the truth: instances sharing a PostgreSQL store change
+// rules through any of them, and the one that leads evaluates them. r.mu
+// is held, or r not yet shared.
+func (r *Rules) refresh() error {
+	docs, err := r.st.Docs(store.DocRules)
+	if err != nil {
+		return err
+	}
+	rules := make(map[string]Rule, len(docs)+len(r.config))
+	for id, v := range docs {
+		var rule Rule
+		if err := json.Unmarshal(v, &rule); err != nil {
+			return fmt.Errorf("alert: rule %q: %w", id, err)
+		}
+		rule.Source = "api"
+		rules[id] = rule
+	}
+	for _, rule := range r.config {
+		rules[rule.ID] = rule // config wins over an API rule of the same id
+	}
+	docs, err = r.st.Docs(store.DocRuleStates)
+	if err != nil {
+		return err
+	}
+	states := make(map[string]RuleState, len(docs))
+	for k, v := range docs {
+		var s RuleState
+		if err := json.Unmarshal(v, &s); err == nil {
+			states[k] = s
+		}
+	}
+	r.rules, r.states = rules, states
+	return nil
+}
+
+// fresh refreshes, or keeps what r knows when the store cannot be read.
+// r.mu is held.
+func (r *Rules) fresh() {
+	if err := r.refresh(); err != nil {
+		r.log.Warn("alert rules not read; answered as last read", slog.Any("error", err))
+	}
+}
+
+// Run evaluates the rules every interval until ctx ends, each time from
+// the rules and states in the store. Where instances share a store, the
+// one that leads runs it (package leader), and so takes over what fires
+// from the one that led before.
+func (r *Rules) Run(ctx context.Context) {
+	t := time.NewTicker(r.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		r.fresh()
+		r.mu.Unlock()
+		r.Evaluate(time.Now())
+	}
+}
+
+// Start runs Run in the background until Stop.
 func (r *Rules) Start() {
-	r.stop, r.done = make(chan struct{}), make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.done = cancel, make(chan struct{})
 	go func() {
 		defer close(r.done)
-		t := time.NewTicker(r.interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-r.stop:
-				return
-			case <-t.C:
-				r.Evaluate(time.Now())
-			}
-		}
+		r.Run(ctx)
 	}()
 }
 
 // Stop ends Start's evaluations and cancels the actions under way.
 func (r *Rules) Stop() {
-	if r.stop != nil {
-		close(r.stop)
+	if r.cancel != nil {
+		r.cancel()
 		<-r.done
-		r.stop = nil
+		r.cancel = nil
 	}
 	r.acancel()
 }
@@ -323,6 +362,7 @@ func (r *Rules) Stop() {
 func (r *Rules) List() []Rule {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.fresh()
 	out := make([]Rule, 0, len(r.rules))
 	for _, rule := range r.rules {
 		out = append(out, rule)
@@ -335,6 +375,7 @@ func (r *Rules) List() []Rule {
 func (r *Rules) Get(id string) (Rule, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.fresh()
 	rule, ok := r.rules[id]
 	if !ok {
 		return Rule{}, fmt.Errorf("%w: %q", ErrUnknownRule, id)
@@ -350,6 +391,9 @@ func (r *Rules) Put(rule Rule) (Rule, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.refresh(); err != nil {
+		return Rule{}, err
+	}
 	if old, ok := r.rules[rule.ID]; ok && old.Source == "config" {
 		return Rule{}, ErrConfigRule
 	}
@@ -368,6 +412,9 @@ func (r *Rules) Put(rule Rule) (Rule, error) {
 func (r *Rules) Delete(id string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.refresh(); err != nil {
+		return err
+	}
 	rule, ok := r.rules[id]
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrUnknownRule, id)
@@ -488,6 +535,7 @@ func (r *Rules) save(key string, s RuleState) {
 func (r *Rules) States() map[string]RuleState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.fresh()
 	out := make(map[string]RuleState, len(r.states))
 	for k, v := range r.states {
 		out[k] = v

@@ -181,18 +181,30 @@ func NewShedder(cfg Shedding, st *store.Store, send *Sender, logger *slog.Logger
 	for _, l := range cfg.Loads {
 		s.byName[l.Name] = l
 	}
-	docs, err := st.Docs(docState)
-	if err != nil {
+	if err := s.load(); err != nil {
 		return nil, err
 	}
-	if v, ok := docs[cfg.Site]; ok {
-		if err := json.Unmarshal(v, &s.state); err != nil {
-			return nil, fmt.Errorf("shedding state: %w", err)
+	return s, nil
+}
+
+// load reads the loads shed from the store, where the instance that led
+// before (this one before a restart, or another sharing a PostgreSQL
+// store) left them. s.mu is held or s not yet shared.
+func (s *Shedder) load() error {
+	docs, err := s.st.Docs(docState)
+	if err != nil {
+		return err
+	}
+	var st state
+	if v, ok := docs[s.cfg.Site]; ok {
+		if err := json.Unmarshal(v, &st); err != nil {
+			return fmt.Errorf("shedding state: %w", err)
 		}
 	}
 	// Loads no longer configured are forgotten (and were restored by hand).
-	s.state.Shed = slices.DeleteFunc(s.state.Shed, func(l shedLoad) bool { _, ok := s.byName[l.Name]; return !ok })
-	return s, nil
+	st.Shed = slices.DeleteFunc(st.Shed, func(l shedLoad) bool { _, ok := s.byName[l.Name]; return !ok })
+	s.state = st
+	return nil
 }
 
 // SitePower returns the power now of the site's main meters online.
@@ -308,6 +320,12 @@ type Status struct {
 // Status returns the loads shed now and the latest actions, newest first.
 func (s *Shedder) Status(now time.Time, limit int) (Status, error) {
 	s.mu.Lock()
+	// The store's state is the truth: the shedding may run on another
+	// instance.
+	if err := s.load(); err != nil {
+		s.mu.Unlock()
+		return Status{}, err
+	}
 	out := Status{Site: s.cfg.Site, CapW: s.cfg.CapW, DryRun: s.cfg.DryRun, Shed: []string{}, Loads: s.cfg.Loads}
 	for _, l := range s.state.Shed {
 		out.Shed = append(out.Shed, l.Name)
@@ -340,8 +358,16 @@ func (s *Shedder) Status(now time.Time, limit int) (Status, error) {
 	return out, nil
 }
 
-// Run evaluates every interval until ctx ends.
+// Run evaluates every interval until ctx ends, from the loads shed as the
+// store has them: where instances share a store, the one that leads runs
+// it, and takes over what the one before it shed.
 func (s *Shedder) Run(ctx context.Context, every time.Duration) {
+	s.mu.Lock()
+	err := s.load()
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Error("shedding state not read; loads shed before are not known", slog.Any("error", err))
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

@@ -32,6 +32,16 @@ type Alert struct {
 	// Actions records how the rule's actions went ("cmnd/plug/POWER: sent").
 	Actions    []string   `json:"actions,omitempty"`
 	Deliveries []Delivery `json:"deliveries"`
+	// Claim is the instance delivering the alert now. Instances sharing a
+	// store deliver each alert from one of them; another takes the alert
+	// over once Until has passed (the instance stopped mid-delivery).
+	Claim *Claim `json:"claim,omitempty"`
+}
+
+// Claim says who delivers an alert, until when.
+type Claim struct {
+	Instance string    `json:"instance"`
+	Until    time.Time `json:"until"`
 }
 
 // Alert states (see Alert.State).
