@@ -36,6 +36,7 @@ import (
 	"github.com/vatio-energy/vatio/dashboard"
 	"github.com/vatio-energy/vatio/devices"
 	"github.com/vatio-energy/vatio/homeassistant"
+	"github.com/vatio-energy/vatio/leader"
 	"github.com/vatio-energy/vatio/hooks"
 	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/offsite"
@@ -250,17 +251,17 @@ type app struct {
 	alerts  *alert.Service
 	rules   *alert.Rules
 	devices *devices.Registry
-	// cancelHA stops the Home Assistant publisher; stopHA is closed once it
-	// has.
-	cancelHA context.CancelFunc
-	stopHA   chan struct{}
-	// shedder sheds load, when configured; cancelBG stops it, and stopBG
-	// is closed once it has.
-	shedder  *automation.Shedder
-	cancelBG context.CancelFunc
-	stopBG   chan struct{}
-	http     *api.Server
-	httpErr  chan error
+	// shedder sheds load, when configured.
+	shedder *automation.Shedder
+	// elector runs the jobs to run once among instances sharing a store
+	// (rules, shedding, retention, off-site copies, Home Assistant) while
+	// this one leads; cancelLead stops them, and stopLead is closed once
+	// they have.
+	elector    *leader.Elector
+	cancelLead context.CancelFunc
+	stopLead   chan struct{}
+	http       *api.Server
+	httpErr    chan error
 }
 
 // start opens the store, starts the broker and serves HTTP. On error it
@@ -410,8 +411,15 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		reg.MustRegister(shipper)
 		logger.Info("off-site copies", slog.String("endpoint", o.Endpoint), slog.String("bucket", o.Bucket), slog.String("prefix", o.Prefix))
 	}
+	if cfg.Store.Driver == "postgres" {
+		if a.elector, err = leader.Postgres(cfg.Store.DSN, leader.Options{Logger: logger.With("component", "leader")}); err != nil {
+			return nil, err // Validate catches it first
+		}
+	} else {
+		a.elector = leader.Alone() // bbolt: one process per file
+	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		a.store)
+		a.store, a.elector)
 	reg.MustRegister(mqttMetrics...)
 	loc, err := cfg.Dashboard.Location()
 	if err != nil {
@@ -485,6 +493,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: dec,
 		RateLimitPerMinute: cfg.HTTP.RateLimitPerMinute, Offsite: shipper, Health: health, TrustedProxies: cfg.HTTP.TrustedProxies, ProxyHeader: cfg.HTTP.ProxyHeader,
 		Gatherer: reg, Logger: logger.With("component", "http"), Tariff: tr, Rules: a.rules, Shedder: a.shedder,
+		Leading: a.elector.Leading,
 	})
 	alerts := a.alerts
 	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: loc, Tariff: tr,
@@ -506,31 +515,34 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		}
 	}
 	go func() { a.httpErr <- a.http.Serve(ln) }()
-	a.rules.Start()
-	bg, cancelBG := context.WithCancel(context.Background())
-	a.cancelBG, a.stopBG = cancelBG, make(chan struct{})
-	var running sync.WaitGroup
-	if a.shedder != nil {
-		running.Add(1)
-		go func() { defer running.Done(); a.shedder.Run(bg, cfg.Shedding.Every) }()
-	}
-	if shipper != nil {
-		running.Add(1)
-		go func() {
-			defer running.Done()
-			shipper.Run(bg, cfg.Offsite.Every, func(err error) {
-				_, _ = alerts.Raise(alert.SeverityWarning, "off-site copies failed three times in a row: "+err.Error(), "", "offsite")
-			})
-		}()
-	}
-	go func() { running.Wait(); close(a.stopBG) }()
+	var ha *homeassistant.Publisher
 	if h := cfg.HomeAssistant; h.Enabled {
-		ha := homeassistant.New(a.store, publish, homeassistant.Options{Prefix: h.DiscoveryPrefix, StateTopic: h.StateTopic, Every: h.StateEvery, Logger: logger.With("component", "homeassistant")})
-		ctx, cancel := context.WithCancel(context.Background())
-		a.stopHA = make(chan struct{})
-		go func() { defer close(a.stopHA); ha.Run(ctx) }()
-		a.cancelHA = cancel
+		ha = homeassistant.New(a.store, publish, homeassistant.Options{Prefix: h.DiscoveryPrefix, StateTopic: h.StateTopic, Every: h.StateEvery, Logger: logger.With("component", "homeassistant")})
 	}
+	// What must happen once, not once per instance sharing the store, runs
+	// on the leader; alone, this instance is it.
+	lead := func(ctx context.Context) {
+		var jobs sync.WaitGroup
+		jobs.Go(func() { a.rules.Run(ctx) })
+		jobs.Go(func() { a.store.RunRetention(ctx) })
+		if a.shedder != nil {
+			jobs.Go(func() { a.shedder.Run(ctx, cfg.Shedding.Every) })
+		}
+		if shipper != nil {
+			jobs.Go(func() {
+				shipper.Run(ctx, cfg.Offsite.Every, func(err error) {
+					_, _ = alerts.Raise(alert.SeverityWarning, "off-site copies failed three times in a row: "+err.Error(), "", "offsite")
+				})
+			})
+		}
+		if ha != nil {
+			jobs.Go(func() { ha.Run(ctx) })
+		}
+		jobs.Wait()
+	}
+	lctx, cancelLead := context.WithCancel(context.Background())
+	a.cancelLead, a.stopLead = cancelLead, make(chan struct{})
+	go func() { defer close(a.stopLead); a.elector.Run(lctx, lead) }()
 	a.http.SetReady(true)
 	ready := []any{slog.String("version", version)}
 	if a.bridge != nil {
@@ -578,14 +590,10 @@ func (a *app) shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, errors.New("store: flush did not finish in time; unacknowledged readings will be resent"))
 	}
-	if a.cancelHA != nil { // these publish through the broker
-		a.cancelHA()
-		<-a.stopHA
-	}
-	if a.cancelBG != nil {
-		a.cancelBG()
-		<-a.stopBG
-	}
+	// The leader's jobs publish through the broker and write to the store;
+	// stopping them hands the leadership over.
+	a.cancelLead()
+	<-a.stopLead
 	a.rules.Stop() // cancels the actions under way
 	a.rules.Wait()
 	a.alerts.Close() // before the broker: the MQTT notifier publishes through it

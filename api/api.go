@@ -86,6 +86,10 @@ type Options struct {
 	// Health, when set, is asked by /healthz: an error answers 503 with
 	// it (the external broker lost, say).
 	Health func() error
+	// Leading, when set, is reported by /healthz as "leader": whether this
+	// instance runs the jobs instances sharing a store run once (package
+	// leader).
+	Leading func() bool
 	// Offsite, when set, serves POST /api/v1/offsite/sync.
 	Offsite *offsite.Shipper
 	// HSTS tells browsers to use only HTTPS from now on: set it when
@@ -125,6 +129,7 @@ type Server struct {
 	exporting chan struct{}
 	offsite   *offsite.Shipper
 	health    func() error
+	leading   func() bool
 }
 
 // New returns a Server with every API route registered.
@@ -143,6 +148,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	s.exporting = make(chan struct{}, 1)
 	s.offsite = opts.Offsite
 	s.health = opts.Health
+	s.leading = opts.Leading
 	s.tariff = opts.Tariff
 	s.rules = opts.Rules
 	s.shedder = opts.Shedder
@@ -306,7 +312,11 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 			return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable", "detail": err.Error()})
 		}
 	}
-	return c.JSON(fiber.Map{"status": "ok"})
+	body := fiber.Map{"status": "ok"}
+	if s.leading != nil {
+		body["leader"] = s.leading()
+	}
+	return c.JSON(body)
 }
 
 //go:embed openapi.json

@@ -356,7 +356,6 @@ func prune(tx *bolt.Tx, job *pruneJob, states map[string]meterState, changed map
 // retentionLoop applies retention first after first, then every interval,
 // until ctx ends.
 func (s *Store) retentionLoop(ctx context.Context, first, every time.Duration) {
-	defer s.background.Done()
 	repeat(ctx, time.Now().Add(first), every, func(start time.Time) bool {
 		st, err := s.ApplyRetention(ctx, start)
 		switch {

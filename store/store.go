@@ -318,10 +318,32 @@ func (s *Store) start(opts Options) {
 		s.background.Add(1)
 		go s.compressLoop(ctx, opts.CompressEvery, opts.CompressAfter)
 	}
-	if opts.Retention != (Retention{}) || opts.ArchiveKeep > 0 {
+	// On PostgreSQL the instances sharing the database choose one to run
+	// retention: see RunRetention.
+	if s.retains() && s.pg == nil {
 		s.background.Add(1)
-		go s.retentionLoop(ctx, time.Minute, time.Hour)
+		go func() {
+			defer s.background.Done()
+			s.retentionLoop(ctx, time.Minute, time.Hour)
+		}()
 	}
+}
+
+// retains reports whether there is retention to apply.
+func (s *Store) retains() bool {
+	return s.retention != (Retention{}) || s.archiveKeep > 0
+}
+
+// RunRetention applies retention a minute from now and then every hour,
+// until ctx ends, on a PostgreSQL store. Several instances share that
+// store, so it does not run retention by itself: the leader calls this
+// (package leader), and ends ctx before Close. A bbolt store runs
+// retention by itself, and this returns at once.
+func (s *Store) RunRetention(ctx context.Context) {
+	if s.pg == nil || !s.retains() {
+		return
+	}
+	s.retentionLoop(ctx, time.Minute, time.Hour)
 }
 
 // migrations[v] upgrades a database from schema version v to v+1. A new
