@@ -2,14 +2,20 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/vatio-energy/vatio/internal/mqtttest"
@@ -19,16 +25,74 @@ import (
 // TestScaleOutOnPostgres runs two Vatio instances on one PostgreSQL
 // database and one Mosquitto, in its share group: readings published by a
 // real client are split between them and stored once in the shared
-// database, which both answer from. One instance is killed (SIGKILL)
-// mid-ingest and started again: every reading is then stored, and none
-// twice.
+// database, which both answer from. One of them leads: it alone runs the
+// alert rules and the load shedding. The leader is killed (SIGKILL)
+// mid-ingest and started again: the other takes the leadership over, the
+// rule fired and the load shed before are not fired or shed again, every
+// reading is stored, and none twice.
 func TestScaleOutOnPostgres(t *testing.T) {
 	dsn := pgtest.Database(t)
 	brokerAddr, _, _ := startMosquitto(t)
-	start := func(id string) (*exec.Cmd, string) {
+
+	// The alerts' webhook: a firing alert of rule "big" must reach it once.
+	var mu sync.Mutex
+	var fired []float64
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a struct {
+			ID    float64
+			Rule  string
+			State string
+		}
+		if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if a.Rule == "big" && a.State == "firing" {
+			mu.Lock()
+			fired = append(fired, a.ID)
+			mu.Unlock()
+		}
+	}))
+	defer hook.Close()
+	// The load's switch: it must be told to switch off once.
+	var offs atomic.Int64
+	plug := mqtttest.V3(t, brokerAddr)
+	if tok := plug.Subscribe("cmnd/heater/POWER", 1, func(_ paho3.Client, m paho3.Message) {
+		if string(m.Payload()) == "OFF" {
+			offs.Add(1)
+		}
+	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+
+	type instance struct {
+		cmd  *exec.Cmd
+		http string
+		logs *logBuffer
+	}
+	start := func(id string) *instance {
 		t.Helper()
 		cfg := filepath.Join(t.TempDir(), "config.yaml")
-		err := os.WriteFile(cfg, fmt.Appendf(nil, "broker:\n  mode: external\n  urls: [\"mqtt://%s\"]\n  client_id: %s\nstore:\n  driver: postgres\n", brokerAddr, id), 0o600)
+		err := os.WriteFile(cfg, fmt.Appendf(nil, `broker:
+  mode: external
+  urls: ["mqtt://%s"]
+  client_id: %s
+store:
+  driver: postgres
+alerts:
+  evaluate_every: 1s
+  webhook:
+    url: %s
+  rules:
+    - {id: big, kind: power_above, meter: k, threshold_w: 500, for: 0s, severity: warning, enabled: true}
+shedding:
+  enabled: true
+  cap_w: 500
+  every: 1s
+  min_off: 1h
+  loads:
+    - {name: heater, meter: heater, off: {topic: cmnd/heater/POWER, payload: "OFF"}, on: {topic: cmnd/heater/POWER, payload: "ON"}}
+`, brokerAddr, id, hook.URL), 0o600)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,13 +108,44 @@ func TestScaleOutOnPostgres(t *testing.T) {
 		for deadline := time.Now().Add(30 * time.Second); ; {
 			l := logs.String()
 			if m := httpLine.FindStringSubmatch(l); m != nil && strings.Contains(l, "subscribed to the MQTT broker") {
-				return cmd, m[1]
+				return &instance{cmd: cmd, http: m[1], logs: logs}
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("vatio %s did not start:\n%s", id, l)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+	}
+	// leads asks an instance's /healthz whether it leads.
+	leads := func(in *instance) bool {
+		var h struct {
+			Status string
+			Leader *bool
+		}
+		if code := getJSON(t, "http://"+in.http+"/healthz", &h); code != http.StatusOK || h.Leader == nil {
+			t.Fatalf("%s /healthz: %d %+v", in.http, code, h)
+		}
+		return *h.Leader
+	}
+	// leader waits until exactly one of ins leads, and returns it.
+	leader := func(ins ...*instance) *instance {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			var l []*instance
+			for _, in := range ins {
+				if leads(in) {
+					l = append(l, in)
+				}
+			}
+			if len(l) == 1 {
+				return l[0]
+			}
+			if len(l) > 1 {
+				t.Fatal("two instances lead at once")
+			}
+		}
+		t.Fatal("no instance leads")
+		return nil
 	}
 	db, err := pgx.Connect(context.Background(), dsn)
 	if err != nil {
@@ -65,31 +160,56 @@ func TestScaleOutOnPostgres(t *testing.T) {
 		}
 		return rows, distinct
 	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
 
-	cmdA, _ := start("vatio-a")
-	_, httpB := start("vatio-b")
+	ins := map[string]*instance{"vatio-a": start("vatio-a"), "vatio-b": start("vatio-b")}
+	first := leader(ins["vatio-a"], ins["vatio-b"])
 	publisher := mqtttest.V3(t, brokerAddr)
+	// Power climbs from 100 W by 1 W a reading: over 500 W, rule "big"
+	// fires and the heater is shed, by the leader.
+	publishReadings(t, publisher, "k", 0, 1000)
+	waitFor("the first 1000 readings", func() bool { rows, _ := stored(); return rows == 1000 })
+	waitFor("the rule to fire", func() bool { mu.Lock(); defer mu.Unlock(); return len(fired) > 0 })
+	waitFor("the heater to be shed", func() bool { return offs.Load() > 0 })
+
 	const n = 3000
 	published := make(chan struct{})
 	go func() {
 		defer close(published)
-		publishReadings(t, publisher, "k", 0, n)
+		publishReadings(t, publisher, "k", 1000, n-1000)
 	}()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if rows, _ := stored(); rows >= 300 {
-			break
+	waitFor("ingest to go on", func() bool { rows, _ := stored(); return rows >= 1300 })
+	var killed string
+	for id, in := range ins {
+		if in == first {
+			killed = id
 		}
 	}
-	cmdA.Process.Kill()
-	cmdA.Wait()
+	first.cmd.Process.Kill()
+	first.cmd.Wait()
 	before, _ := stored()
+	var other *instance
+	for id, in := range ins {
+		if id != killed {
+			other = in
+		}
+	}
+	leader(other) // fails unless the survivor takes over
 	<-published
-	t.Logf("instance a killed with %d of %d readings stored", before, n)
+	t.Logf("leader %s killed with %d of %d readings stored; the other took the leadership over", killed, before, n)
 	if before >= n {
 		t.Fatalf("all %d readings were stored before the kill: the test proves nothing", n)
 	}
-	// What the broker holds for a's session arrives when a is back.
-	_, httpA := start("vatio-a")
+	// What the broker holds for the killed instance's session arrives when
+	// it is back; it comes back as a follower.
+	ins[killed] = start(killed)
 	deadline := time.Now().Add(60 * time.Second)
 	for rows, _ := stored(); rows < n && time.Now().Before(deadline); rows, _ = stored() {
 		time.Sleep(50 * time.Millisecond)
@@ -97,18 +217,40 @@ func TestScaleOutOnPostgres(t *testing.T) {
 	if rows, distinct := stored(); rows != n || distinct != n {
 		t.Fatalf("after the kill and a restart: %d rows, %d distinct times; want %d of each", rows, distinct, n)
 	}
+	if l := leader(ins["vatio-a"], ins["vatio-b"]); l != other {
+		t.Error("the leadership moved back to the restarted instance")
+	}
+	if !strings.Contains(other.logs.String(), "leadership: this instance leads") {
+		t.Error("the new leader did not log that it leads")
+	}
+	// Some evaluations later, the rule has fired once and the heater been
+	// switched off once, across the three instances' lives.
+	time.Sleep(3 * time.Second)
+	var firing int
+	if err := db.QueryRow(context.Background(), `SELECT count(*) FROM alerts WHERE body->>'rule' = 'big' AND body->>'state' = 'firing'`).Scan(&firing); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if firing != 1 || len(fired) != 1 {
+		t.Errorf("rule big: %d firing alerts stored, %d delivered to the webhook; want 1 and 1", firing, len(fired))
+	}
+	mu.Unlock()
+	if n := offs.Load(); n != 1 {
+		t.Errorf("the heater was told to switch off %d times, want once", n)
+	}
+
 	// Both instances answer from the shared database, registry included.
-	for _, addr := range []string{httpA, httpB} {
+	for _, in := range ins {
 		var m struct {
 			Readings int
 			Source   string
 		}
-		getJSON(t, "http://"+addr+"/api/v1/meters/k", &m)
+		getJSON(t, "http://"+in.http+"/api/v1/meters/k", &m)
 		if m.Readings != n {
-			t.Errorf("%s: meter k has %d readings, want %d", addr, m.Readings, n)
+			t.Errorf("%s: meter k has %d readings, want %d", in.http, m.Readings, n)
 		}
-		if got := storedCount(t, addr, "k"); got != 1000 {
-			t.Errorf("%s: /api/energy?meter=k&limit=1000 gave %d readings", addr, got)
+		if got := storedCount(t, in.http, "k"); got != 1000 {
+			t.Errorf("%s: /api/energy?meter=k&limit=1000 gave %d readings", in.http, got)
 		}
 	}
 }
