@@ -21,7 +21,7 @@ import (
 
 // startMosquitto runs Debian's Mosquitto on a free loopback port, as the
 // external broker a plant already has; it stops when the test ends.
-func startMosquitto(t *testing.T) (string, *mosquittoLog, func()) {
+func startMosquitto(t testing.TB) (string, *mosquittoLog, func()) {
 	t.Helper()
 	bin := need(t, "mosquitto", "mosquitto")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

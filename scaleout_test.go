@@ -65,21 +65,8 @@ func TestScaleOutOnPostgres(t *testing.T) {
 		t.Fatal(tok.Error())
 	}
 
-	type instance struct {
-		cmd  *exec.Cmd
-		http string
-		logs *logBuffer
-	}
-	start := func(id string) *instance {
-		t.Helper()
-		cfg := filepath.Join(t.TempDir(), "config.yaml")
-		err := os.WriteFile(cfg, fmt.Appendf(nil, `broker:
-  mode: external
-  urls: ["mqtt://%s"]
-  client_id: %s
-store:
-  driver: postgres
-alerts:
+	start := func(id string) *peer {
+		return startPeer(t, brokerAddr, id, dsn, fmt.Sprintf(`alerts:
   evaluate_every: 1s
   webhook:
     url: %s
@@ -92,32 +79,10 @@ shedding:
   min_off: 1h
   loads:
     - {name: heater, meter: heater, off: {topic: cmnd/heater/POWER, payload: "OFF"}, on: {topic: cmnd/heater/POWER, payload: "ON"}}
-`, brokerAddr, id, hook.URL), 0o600)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), "VATIO_TEST_CHILD=1", "VATIO_ADMIN_TOKEN="+testAdminToken, "VATIO_STORE_DSN="+dsn,
-			"VATIO_TEST_ARGS=-config "+cfg+" -http-addr 127.0.0.1:0 -data-dir "+t.TempDir())
-		logs := &logBuffer{}
-		cmd.Stderr = logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		for deadline := time.Now().Add(30 * time.Second); ; {
-			l := logs.String()
-			if m := httpLine.FindStringSubmatch(l); m != nil && strings.Contains(l, "subscribed to the MQTT broker") {
-				return &instance{cmd: cmd, http: m[1], logs: logs}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("vatio %s did not start:\n%s", id, l)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+`, hook.URL))
 	}
 	// leads asks an instance's /healthz whether it leads.
-	leads := func(in *instance) bool {
+	leads := func(in *peer) bool {
 		var h struct {
 			Status string
 			Leader *bool
@@ -128,10 +93,10 @@ shedding:
 		return *h.Leader
 	}
 	// leader waits until exactly one of ins leads, and returns it.
-	leader := func(ins ...*instance) *instance {
+	leader := func(ins ...*peer) *peer {
 		t.Helper()
 		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			var l []*instance
+			var l []*peer
 			for _, in := range ins {
 				if leads(in) {
 					l = append(l, in)
@@ -169,7 +134,7 @@ shedding:
 		}
 	}
 
-	ins := map[string]*instance{"vatio-a": start("vatio-a"), "vatio-b": start("vatio-b")}
+	ins := map[string]*peer{"vatio-a": start("vatio-a"), "vatio-b": start("vatio-b")}
 	first := leader(ins["vatio-a"], ins["vatio-b"])
 	publisher := mqtttest.V3(t, brokerAddr)
 	// Power climbs from 100 W by 1 W a reading: over 500 W, rule "big"
@@ -195,7 +160,7 @@ shedding:
 	first.cmd.Process.Kill()
 	first.cmd.Wait()
 	before, _ := stored()
-	var other *instance
+	var other *peer
 	for id, in := range ins {
 		if id != killed {
 			other = in
@@ -252,5 +217,49 @@ shedding:
 		if got := storedCount(t, in.http, "k"); got != 1000 {
 			t.Errorf("%s: /api/energy?meter=k&limit=1000 gave %d readings", in.http, got)
 		}
+	}
+}
+
+// peer is a Vatio child process sharing an external broker (and, with a
+// DSN, a PostgreSQL database) with others.
+type peer struct {
+	cmd  *exec.Cmd
+	http string
+	logs *logBuffer
+}
+
+// startPeer starts Vatio as a client of the broker at brokerAddr with
+// client id id, on the PostgreSQL database dsn (or, with dsn "", a bbolt
+// file of its own), with extra appended to its config.yaml; it is ready
+// once subscribed, and killed when the test ends.
+func startPeer(tb testing.TB, brokerAddr, id, dsn, extra string) *peer {
+	tb.Helper()
+	conf := fmt.Sprintf("broker:\n  mode: external\n  urls: [\"mqtt://%s\"]\n  client_id: %s\n", brokerAddr, id)
+	env := []string{"VATIO_TEST_CHILD=1", "VATIO_ADMIN_TOKEN=" + testAdminToken}
+	if dsn != "" {
+		conf += "store:\n  driver: postgres\n"
+		env = append(env, "VATIO_STORE_DSN="+dsn)
+	}
+	cfg := filepath.Join(tb.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfg, []byte(conf+extra), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(append(os.Environ(), env...), "VATIO_TEST_ARGS=-config "+cfg+" -http-addr 127.0.0.1:0 -data-dir "+tb.TempDir())
+	logs := &logBuffer{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		l := logs.String()
+		if m := httpLine.FindStringSubmatch(l); m != nil && strings.Contains(l, "subscribed to the MQTT broker") {
+			return &peer{cmd: cmd, http: m[1], logs: logs}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("vatio %s did not start:\n%s", id, l)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
