@@ -75,7 +75,9 @@ type Broker struct {
 	// ClientID keeps this instance's session; empty means vatio-<host
 	// name>. Each instance needs its own.
 	ClientID string `yaml:"client_id"`
+	// Username logs in to the external broker.
 	Username string `yaml:"username"`
+	// Password of username.
 	Password string `yaml:"password"`
 	// CAFile is a PEM file of the authority to trust for mqtts:// and
 	// wss://, besides the system's.
@@ -95,25 +97,30 @@ type Broker struct {
 // package offsite). VATIO_OFFSITE_ACCESS_KEY and VATIO_OFFSITE_SECRET_KEY
 // override the keys.
 type Offsite struct {
+	// Enabled ships backups and archives (from the leading instance).
 	Enabled bool `yaml:"enabled"`
 	// Endpoint is the storage's host[:port], without a scheme:
 	// s3.eu-west-1.amazonaws.com, s3.eu-central-003.backblazeb2.com,
 	// minio.lan:9000.
 	Endpoint string `yaml:"endpoint"`
-	Region   string `yaml:"region"`
-	Bucket   string `yaml:"bucket"`
+	// Region is the storage's region (us-east-1 where it has none).
+	Region string `yaml:"region"`
+	// Bucket is the bucket, which must exist.
+	Bucket string `yaml:"bucket"`
 	// Prefix is the folder of this Vatio's objects in the bucket.
-	Prefix    string `yaml:"prefix"`
+	Prefix string `yaml:"prefix"`
+	// AccessKey is the storage's access key id.
 	AccessKey string `yaml:"access_key"`
+	// SecretKey is the storage's secret key.
 	SecretKey string `yaml:"secret_key"`
 	// Insecure speaks plain HTTP to the endpoint (a MinIO on the LAN).
 	Insecure bool `yaml:"insecure"`
 	// Every is the time between two syncs.
 	Every time.Duration `yaml:"every"`
-	// KeepBackups is how many backups the bucket keeps (0: all);
-	// KeepArchives how long after its month an archive is kept there (0:
-	// for ever).
-	KeepBackups  int           `yaml:"keep_backups"`
+	// KeepBackups is how many backups the bucket keeps (0: all).
+	KeepBackups int `yaml:"keep_backups"`
+	// KeepArchives is how long after the end of its month an archive is
+	// kept in the bucket (0: for ever).
 	KeepArchives time.Duration `yaml:"keep_archives"`
 }
 
@@ -152,6 +159,8 @@ type Auth struct {
 
 // HomeAssistant configures the announcement of meters to Home Assistant.
 type HomeAssistant struct {
+	// Enabled announces every meter to Home Assistant by MQTT discovery
+	// and publishes its state.
 	Enabled bool `yaml:"enabled"`
 	// DiscoveryPrefix is Home Assistant's discovery prefix.
 	DiscoveryPrefix string `yaml:"discovery_prefix"`
@@ -188,14 +197,17 @@ type Tariff struct {
 
 // Period is a time-of-use price.
 type Period struct {
-	Name     string  `yaml:"name"`
+	// Name names the period in costs (peak, off-peak).
+	Name string `yaml:"name"`
+	// PriceKWh is the price of a kWh drawn in the period.
 	PriceKWh float64 `yaml:"price_kwh"`
 	// Days: mon..sun, weekdays, weekend or all.
 	Days []string `yaml:"days"`
 	// From and To are times of day HH:MM; To is exclusive, may be 24:00,
 	// and To before From runs past midnight.
 	From string `yaml:"from"`
-	To   string `yaml:"to"`
+	// To is the time of day the period ends, HH:MM (see from).
+	To string `yaml:"to"`
 }
 
 // Build returns the tariff in the time zone loc, or what is wrong with it
@@ -324,12 +336,15 @@ type MQTT struct {
 
 // TLS configures HTTPS (on http.addr) and MQTTS (on mqtt.tls_addr).
 type TLS struct {
+	// Enabled serves HTTPS on http.addr and MQTTS on mqtt.tls_addr.
 	Enabled bool `yaml:"enabled"`
 	// CertFile and KeyFile are PEM files of the certificate (with its chain)
 	// and key, read again when they change; empty, Vatio makes a local
 	// certificate authority in <data_dir>/tls and a certificate from it.
 	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
+	// KeyFile is the PEM file of the certificate's private key (see
+	// cert_file).
+	KeyFile string `yaml:"key_file"`
 	// Hosts are names and addresses the certificate Vatio makes covers
 	// besides localhost, this machine's name and its addresses.
 	Hosts []string `yaml:"hosts"`
@@ -367,6 +382,7 @@ type Ingest struct {
 	// export to the grid). MaxPowerW also bounds how fast the energy counter
 	// of a meter without an expected maximum of its own may rise.
 	MinPowerW float64 `yaml:"min_power_w"`
+	// MaxPowerW is the highest valid power, in watts (see min_power_w).
 	MaxPowerW float64 `yaml:"max_power_w"`
 	// MaxFuture is how far ahead of the server clock a device timestamp may be.
 	MaxFuture time.Duration `yaml:"max_future"`
@@ -377,17 +393,31 @@ type Ingest struct {
 // Sources configures the device families read besides the energy topic:
 // each can be turned off, and its topic prefix changed.
 type Sources struct {
-	Tasmota     Source `yaml:"tasmota"`
-	Shelly      Toggle `yaml:"shelly"`
-	Emonhub     Source `yaml:"emonhub"`
+	// Tasmota reads <prefix>/<device>/SENSOR (ENERGY.Power W, ENERGY.Total
+	// kWh; arrays: one meter per channel, <device>:1, <device>:2) and
+	// <prefix>/<device>/LWT for availability.
+	Tasmota Source `yaml:"tasmota"`
+	// Shelly reads Gen2/Gen3 <device>/status/switch:<n>, pm1:<n>, em:<n>
+	// and events/rpc, and Gen1 shellies/<id>/relay/<n>/power and energy;
+	// meter <device>:<n>.
+	Shelly Toggle `yaml:"shelly"`
+	// Emonhub reads OpenEnergyMonitor <prefix>/<node>/P1..P6 (W) and
+	// E1..E6 (Wh), or JSON on <prefix>/<node>; meter <node>:<n>.
+	Emonhub Source `yaml:"emonhub"`
+	// Zigbee2MQTT reads <prefix>/<friendly name>: JSON with power (W) and
+	// energy (kWh).
 	Zigbee2MQTT Source `yaml:"zigbee2mqtt"`
-	DSMR        Source `yaml:"dsmr"`
+	// DSMR reads DSMR-reader's <prefix>/json telegram or its split
+	// <prefix>/reading/electricity_currently_delivered (kW) topics.
+	DSMR Source `yaml:"dsmr"`
 }
 
 // Source turns one device family on or off and sets its topic prefix.
 type Source struct {
-	Enabled bool   `yaml:"enabled"`
-	Prefix  string `yaml:"prefix"`
+	// Enabled reads the family's topics.
+	Enabled bool `yaml:"enabled"`
+	// Prefix is the first level of the family's topics.
+	Prefix string `yaml:"prefix"`
 }
 
 // Input describes a device by configuration (see meter.Input).
@@ -405,7 +435,8 @@ type Input struct {
 	Unit string `yaml:"unit"`
 	// EnergyField is the path of an energy counter, in EnergyUnit (Wh, kWh).
 	EnergyField string `yaml:"energy_field"`
-	EnergyUnit  string `yaml:"energy_unit"`
+	// EnergyUnit is the energy counter's unit, Wh or kWh.
+	EnergyUnit string `yaml:"energy_unit"`
 	// PFField is the path of a power factor in a JSON payload (optional).
 	PFField string `yaml:"pf_field"`
 	// Meter makes the meter id from topic levels: {1} is the first.
@@ -422,6 +453,7 @@ func (in Input) Source() meter.Input {
 
 // Toggle turns on or off a family whose topics have no common prefix.
 type Toggle struct {
+	// Enabled reads the family's topics.
 	Enabled bool `yaml:"enabled"`
 }
 
@@ -465,30 +497,55 @@ type Alerts struct {
 
 // Rule is an alert rule of the configuration (see alert.Rule).
 type Rule struct {
-	ID          string        `yaml:"id"`
-	Name        string        `yaml:"name"`
-	Kind        string        `yaml:"kind"`
-	Meter       string        `yaml:"meter"`
-	Severity    string        `yaml:"severity"`
-	Enabled     bool          `yaml:"enabled"`
-	ThresholdW  float64       `yaml:"threshold_w"`
-	For         time.Duration `yaml:"for"`
-	BudgetKWh   float64       `yaml:"budget_kwh"`
-	Period      string        `yaml:"period"`
-	SilentFor   time.Duration `yaml:"silent_for"`
-	Factor      float64       `yaml:"factor"`
-	HysteresisW float64       `yaml:"hysteresis_w"`
-	Cooldown    time.Duration `yaml:"cooldown"`
-	Actions     []Action      `yaml:"actions"`
+	// ID names the rule in alerts and in the API (/api/v1/rules/{id});
+	// letters, digits, '.', '_', '-'.
+	ID string `yaml:"id"`
+	// Name is shown in the dashboard; empty shows the id.
+	Name string `yaml:"name"`
+	// Kind is power_above, power_below, energy_budget, silent,
+	// out_of_range or anomaly.
+	Kind string `yaml:"kind"`
+	// Meter is the meter id the rule watches, or * for every meter.
+	Meter string `yaml:"meter"`
+	// Severity of its alerts: info, warning or critical.
+	Severity string `yaml:"severity"`
+	// Enabled evaluates the rule; a rule not enabled is kept but idle.
+	Enabled bool `yaml:"enabled"`
+	// ThresholdW is the power of power_above and power_below, in watts.
+	ThresholdW float64 `yaml:"threshold_w"`
+	// For is how long the power must stay past the threshold before
+	// power_above or power_below fires (0 to 24h).
+	For time.Duration `yaml:"for"`
+	// BudgetKWh is energy_budget's budget for each period.
+	BudgetKWh float64 `yaml:"budget_kwh"`
+	// Period is energy_budget's period: day or month.
+	Period string `yaml:"period"`
+	// SilentFor is how long without a reading makes silent fire (1m to
+	// 720h).
+	SilentFor time.Duration `yaml:"silent_for"`
+	// Factor is how many times the usual power for the hour and weekday
+	// makes anomaly fire (more than 1; 0 means 2).
+	Factor float64 `yaml:"factor"`
+	// HysteresisW is how far back past the threshold the power must come
+	// before the alert resolves.
+	HysteresisW float64 `yaml:"hysteresis_w"`
+	// Cooldown is the least time between two firings on one meter.
+	Cooldown time.Duration `yaml:"cooldown"`
+	// Actions are commands sent when the rule fires (on: fire) or
+	// resolves (on: resolve).
+	Actions []Action `yaml:"actions"`
 }
 
 // Action is a command sent by a rule or load shedding: an MQTT publish
 // (topic) or an HTTP POST (url) of payload.
 type Action struct {
 	// On is fire or resolve (rules only).
-	On      string `yaml:"on"`
-	Topic   string `yaml:"topic"`
-	URL     string `yaml:"url"`
+	On string `yaml:"on"`
+	// Topic is the MQTT topic published to (through the broker Vatio uses).
+	Topic string `yaml:"topic"`
+	// URL receives an HTTP POST instead of an MQTT publish.
+	URL string `yaml:"url"`
+	// Payload is what is published or posted.
 	Payload string `yaml:"payload"`
 }
 
@@ -498,25 +555,40 @@ func (a Action) command() automation.Command {
 
 // Shedding configures load shedding (see automation.Shedding).
 type Shedding struct {
+	// Enabled sheds and restores loads (on the leading instance).
 	Enabled bool `yaml:"enabled"`
 	// DryRun records what would be done without sending commands.
-	DryRun bool   `yaml:"dry_run"`
-	Site   string `yaml:"site"`
+	DryRun bool `yaml:"dry_run"`
+	// Site is the site whose main meters (those with no parent) give the
+	// power; meters with no site are in site default.
+	Site string `yaml:"site"`
 	// CapW is the site power past which loads are shed; they come back
-	// under CapW - HysteresisW, after MinOff.
-	CapW        float64       `yaml:"cap_w"`
-	HysteresisW float64       `yaml:"hysteresis_w"`
-	MinOff      time.Duration `yaml:"min_off"`
-	Every       time.Duration `yaml:"every"`
-	Loads       []ShedLoad    `yaml:"loads"`
+	// under cap_w - hysteresis_w, after min_off.
+	CapW float64 `yaml:"cap_w"`
+	// HysteresisW is how far under cap_w the power must come before a
+	// load is restored.
+	HysteresisW float64 `yaml:"hysteresis_w"`
+	// MinOff is the least time a shed load stays off.
+	MinOff time.Duration `yaml:"min_off"`
+	// Every is how often the site's power is checked; one load is shed or
+	// restored each time at most.
+	Every time.Duration `yaml:"every"`
+	// Loads are the loads to shed, in order; the last shed is restored
+	// first.
+	Loads []ShedLoad `yaml:"loads"`
 }
 
 // ShedLoad is a sheddable load, in the order loads are shed.
 type ShedLoad struct {
-	Name  string `yaml:"name"`
+	// Name names the load in the shedding log and the audit log.
+	Name string `yaml:"name"`
+	// Meter is the load's own meter; a meter marked critical is never
+	// shed.
 	Meter string `yaml:"meter"`
-	Off   Action `yaml:"off"`
-	On    Action `yaml:"on"`
+	// Off is the command that switches the load off.
+	Off Action `yaml:"off"`
+	// On is the command that switches it back on.
+	On Action `yaml:"on"`
 }
 
 // Build returns the shedding configuration, or what is wrong with it.
@@ -600,8 +672,10 @@ type Retention struct {
 	// Minute, Hourly and Daily are the ages past which the 1-minute,
 	// 1-hour and 1-day rollups are deleted.
 	Minute time.Duration `yaml:"minute"`
+	// Hourly is the age past which 1-hour rollups are deleted.
 	Hourly time.Duration `yaml:"hourly"`
-	Daily  time.Duration `yaml:"daily"`
+	// Daily is the age past which 1-day rollups are deleted.
+	Daily time.Duration `yaml:"daily"`
 }
 
 // Archive configures the archive files of raw readings past retention.
@@ -627,18 +701,25 @@ type Webhook struct {
 // Email configures the SMTP notifier.
 type Email struct {
 	// Addr is the SMTP server, host:port; empty turns email off.
-	Addr     string   `yaml:"addr"`
-	From     string   `yaml:"from"`
-	To       []string `yaml:"to"`
-	Username string   `yaml:"username"`
-	Password string   `yaml:"password"`
+	Addr string `yaml:"addr"`
+	// From is the sender's address.
+	From string `yaml:"from"`
+	// To are the recipients' addresses.
+	To []string `yaml:"to"`
+	// Username logs in to the SMTP server; empty sends without logging in.
+	Username string `yaml:"username"`
+	// Password of username; keep config.yaml readable by Vatio's user
+	// only when it holds one.
+	Password string `yaml:"password"`
 	// TLS is starttls, tls (from the first byte) or none.
-	TLS     string        `yaml:"tls"`
+	TLS string `yaml:"tls"`
+	// Timeout bounds one delivery attempt.
 	Timeout time.Duration `yaml:"timeout"`
 }
 
 // AlertMQTT configures the notifier that publishes alerts on the broker.
 type AlertMQTT struct {
+	// Enabled publishes each alert as JSON on <prefix>/<meter>.
 	Enabled bool `yaml:"enabled"`
 	// Prefix of the topics: alerts of meter m go to <prefix>/m.
 	Prefix string `yaml:"prefix"`

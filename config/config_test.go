@@ -121,6 +121,22 @@ func TestApplyEnv(t *testing.T) {
 	if cfg.MQTT.Addr != ":1" || cfg.HTTP.Addr != ":2" || cfg.DataDir != "/d" {
 		t.Errorf("ApplyEnv: got %+v", cfg)
 	}
+	// Every variable of Environment sets its key, and only that key: the
+	// table the configuration reference prints is the one ApplyEnv reads.
+	for _, e := range Environment {
+		cfg := Default()
+		cfg.ApplyEnv(func(k string) string {
+			if k == e.Name {
+				return "from-env"
+			}
+			return ""
+		})
+		want := Default()
+		field(reflect.ValueOf(&want).Elem(), e.Key).SetString("from-env")
+		if !reflect.DeepEqual(cfg, want) {
+			t.Errorf("%s did not set %s alone", e.Name, e.Key)
+		}
+	}
 }
 
 func TestValidateBackup(t *testing.T) {

@@ -186,36 +186,50 @@ func kindName(t reflect.Type) string {
 
 // ApplyEnv overrides c with the VATIO_* environment variables that are set.
 func (c *Config) ApplyEnv(getenv func(string) string) {
-	if v := getenv(EnvMQTTAddr); v != "" {
-		c.MQTT.Addr = v
+	for _, e := range Environment {
+		if v := getenv(e.Name); v != "" {
+			field(reflect.ValueOf(c).Elem(), e.Key).SetString(v)
+		}
 	}
-	if v := getenv(EnvHTTPAddr); v != "" {
-		c.HTTP.Addr = v
+}
+
+// EnvVar is an environment variable that overrides a key of the file.
+type EnvVar struct {
+	Name string
+	Key  string // dotted: http.addr
+}
+
+// Environment lists the variables ApplyEnv reads, each over its key.
+// (VATIO_CONFIG, which names the file, is read before it.)
+var Environment = []EnvVar{
+	{EnvMQTTAddr, "mqtt.addr"},
+	{EnvHTTPAddr, "http.addr"},
+	{EnvDataDir, "data_dir"},
+	{EnvAdminPassword, "auth.admin_password"},
+	{EnvAdminToken, "auth.admin_token"},
+	{EnvEncryptionKey, "encryption.key"},
+	{EnvOffsiteAccessKey, "offsite.access_key"},
+	{EnvOffsiteSecretKey, "offsite.secret_key"},
+	{EnvBrokerPassword, "broker.password"},
+	{EnvStoreDSN, "store.dsn"},
+}
+
+// field returns the field of v (a Config) at a dotted key; it panics on a
+// key that is not there, which the tests of Environment would catch.
+func field(v reflect.Value, key string) reflect.Value {
+	for part := range strings.SplitSeq(key, ".") {
+		found := false
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).Tag.Get("yaml") == part {
+				v, found = v.Field(i), true
+				break
+			}
+		}
+		if !found {
+			panic("config: no key " + key)
+		}
 	}
-	if v := getenv(EnvDataDir); v != "" {
-		c.DataDir = v
-	}
-	if v := getenv(EnvAdminPassword); v != "" {
-		c.Auth.AdminPassword = v
-	}
-	if v := getenv(EnvAdminToken); v != "" {
-		c.Auth.AdminToken = v
-	}
-	if v := getenv(EnvEncryptionKey); v != "" {
-		c.Encryption.Key = v
-	}
-	if v := getenv(EnvOffsiteAccessKey); v != "" {
-		c.Offsite.AccessKey = v
-	}
-	if v := getenv(EnvOffsiteSecretKey); v != "" {
-		c.Offsite.SecretKey = v
-	}
-	if v := getenv(EnvBrokerPassword); v != "" {
-		c.Broker.Password = v
-	}
-	if v := getenv(EnvStoreDSN); v != "" {
-		c.Store.DSN = v
-	}
+	return v
 }
 
 // Keys returns every key of Config in dotted form (mqtt.addr), in field order.
