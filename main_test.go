@@ -27,8 +27,13 @@ import (
 // The test binary doubles as the vatio binary for tests that need a real
 // child process (signals, kill -9): with VATIO_TEST_CHILD=1 it runs main.
 func TestMain(m *testing.M) {
-	if os.Getenv("VATIO_TEST_CHILD") == "1" {
+	switch os.Getenv("VATIO_TEST_CHILD") {
+	case "1":
 		os.Args = append([]string{"vatio"}, strings.Fields(os.Getenv("VATIO_TEST_ARGS"))...)
+		main()
+		os.Exit(0)
+	case "argv": // the arguments as given: the docs' shell examples run vatio so
+		os.Args[0] = "vatio"
 		main()
 		os.Exit(0)
 	}

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +64,19 @@ const usage = `Usage:
 Flags:
 `
 
+// command is a subcommand: vatio <name> [flags] ...
+type command struct {
+	name string
+	run  func(args []string, getenv func(string) string, stdout, stderr io.Writer) error
+}
+
+// commands are the subcommands besides version and help, in the order of
+// the usage; the CLI reference (docs/cli.md) shows each one's -h.
+var commands = []command{
+	{"restore", restore}, {"import", importHistory}, {"compact", compact}, {"token", makeToken},
+	{"decrypt", decrypt}, {"device", addDevice},
+}
+
 // run is the whole program: it parses args, starts Vatio and stops it
 // gracefully when ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -71,19 +85,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "version":
 			fmt.Fprintf(stdout, "vatio %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
-		case "restore", "import", "compact", "token", "device", "decrypt":
-			cmd := map[string]func([]string, func(string) string, io.Writer, io.Writer) error{
-				"restore": restore, "import": importHistory, "compact": compact, "token": makeToken, "device": addDevice,
-				"decrypt": decrypt,
-			}[args[0]]
-			if err := cmd(args[1:], getenv, stdout, stderr); !errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return nil
 		case "help":
 			args = []string{"-h"}
 		default:
-			return fmt.Errorf("unknown command %q (see vatio help)", args[0])
+			i := slices.IndexFunc(commands, func(c command) bool { return c.name == args[0] })
+			if i < 0 {
+				return fmt.Errorf("unknown command %q (see vatio help)", args[0])
+			}
+			if err := commands[i].run(args[1:], getenv, stdout, stderr); !errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return nil
 		}
 	}
 	cfg, cfgPath, err := loadConfig(args, getenv, stderr)

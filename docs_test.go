@@ -1,0 +1,404 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+
+	"github.com/vatio-energy/vatio/config"
+	"github.com/vatio-energy/vatio/internal/docgen"
+)
+
+// The docs check: the reference pages of docs/ are what the code
+// generates, every config key, command and route is documented, and every
+// shell example of the docs runs against a live Vatio.
+
+var updateDocs = flag.Bool("update-docs", false, "write the generated pages of docs/ (make docs)")
+
+// cliReference is docs/cli.md: the help of vatio and of each command.
+func cliReference(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString(`# Command-line reference
+
+<!-- Generated from the commands' own help by the docs test (make docs); edit run.go and the commands, not this file. -->
+
+One binary, ` + "`vatio`" + `, runs Vatio and does the few things that need it
+stopped. Each command prints this help with ` + "`-h`" + `. The commands that take
+` + "`-config`" + ` and ` + "`-data-dir`" + ` find the data as the server would: run them
+where Vatio runs, as its user.
+
+`)
+	help := func(args ...string) string {
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err != nil {
+			t.Fatalf("vatio %s: %v", strings.Join(args, " "), err)
+		}
+		return strings.TrimRight(out.String()+errOut.String(), "\n")
+	}
+	fmt.Fprintf(&b, "## `vatio`\n\nRuns the broker, the store, the API and the dashboard until SIGINT or SIGTERM, then stops without losing a reading it acknowledged.\n\n```text\n%s\n```\n", help("-h"))
+	for _, c := range commands {
+		args := []string{c.name, "-h"}
+		if c.name == "device" {
+			args = []string{"device", "add", "-h"}
+		}
+		fmt.Fprintf(&b, "\n## `vatio %s`\n\n```text\n%s\n```\n", strings.Join(args[:len(args)-1], " "), help(args...))
+	}
+	b.WriteString("\n## `vatio version`\n\nPrints the version, the Go version and the platform it was built for.\n")
+	return b.String()
+}
+
+// TestDocsGenerated compares the generated pages with docs/; with
+// -update-docs it writes them.
+func TestDocsGenerated(t *testing.T) {
+	cfgRef, err := docgen.ConfigReference("config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := os.ReadFile("api/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiRef, err := docgen.APIReference(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{"docs/config.md": cfgRef, "docs/api.md": apiRef, "docs/cli.md": cliReference(t)} {
+		if *updateDocs {
+			if changed, err := docgen.WriteFile(path, want); err != nil {
+				t.Fatal(err)
+			} else if changed {
+				t.Logf("wrote %s", path)
+			}
+			continue
+		}
+		got, err := os.ReadFile(path)
+		if err != nil || string(got) != want {
+			t.Errorf("%s is not what the code generates: run make docs (%v)", path, err)
+		}
+	}
+}
+
+// docFiles are the pages whose examples run, in order.
+func docFiles(t *testing.T) []string {
+	files, err := filepath.Glob("docs/*.md")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no docs: %v", err)
+	}
+	return append([]string{"README.md"}, files...)
+}
+
+// block is a fenced code block of a page.
+type block struct {
+	file string
+	line int
+	info string // what follows the fence: "sh", "sh stopped", "yaml"
+	text string
+}
+
+var fence = regexp.MustCompile("^(\\s*)```(.*)$")
+
+// blocks returns the fenced code blocks of a Markdown file.
+func blocks(t *testing.T, file string) []block {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []block
+	var cur *block
+	var indent string
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		m := fence.FindStringSubmatch(line)
+		switch {
+		case cur == nil && m != nil:
+			cur, indent = &block{file: file, line: n, info: strings.TrimSpace(m[2])}, m[1]
+		case cur != nil && m != nil && strings.TrimSpace(m[2]) == "":
+			out = append(out, *cur)
+			cur = nil
+		case cur != nil:
+			cur.text += strings.TrimPrefix(line, indent) + "\n"
+		}
+	}
+	if cur != nil {
+		t.Errorf("%s:%d: a code block is not closed", file, cur.line)
+	}
+	return out
+}
+
+// The kinds of shell block: run with Vatio running, run with it stopped,
+// or not run (it installs, starts a service, runs for ever): only its
+// syntax is checked.
+const (
+	shLive    = "sh"
+	shStopped = "sh stopped"
+	shHost    = "sh host"
+)
+
+// prelude maps what the docs address (Vatio on localhost:5000 and
+// localhost:1883, the vatio command) onto the instance under test, and
+// makes curl fail on an HTTP error, as a reader would notice one.
+const prelude = `set -eo pipefail
+curl() {
+  local a=() bounded=
+  for x in "$@"; do
+    case $x in --max-time|-m) bounded=1 ;; esac
+    a+=("${x//localhost:5000/$VATIO_TEST_HTTP}")
+  done
+  local rc=0
+  command curl --fail-with-body -sS "${a[@]}" || rc=$?
+  # A stream read for --max-time seconds ends with 28, as asked.
+  if [ "$rc" = 28 ] && [ -n "$bounded" ]; then return 0; fi
+  return $rc
+}
+mosquitto_pub() { command mosquitto_pub "$@" -h 127.0.0.1 -p "$VATIO_TEST_MQTT_PORT"; }
+mosquitto_sub() { command mosquitto_sub "$@" -h 127.0.0.1 -p "$VATIO_TEST_MQTT_PORT"; }
+vatio() { VATIO_TEST_CHILD=argv "$VATIO_TEST_BIN" "$@"; }
+[ -f "$VATIO_TEST_STATE" ] && source "$VATIO_TEST_STATE"
+`
+
+// docsVatio is the Vatio a page's examples run against, in a directory of
+// its own laid out as a user's: ./config.yaml and ./data.
+type docsVatio struct {
+	t    *testing.T
+	dir  string
+	inst *instance
+}
+
+func (v *docsVatio) start() {
+	if v.inst == nil {
+		v.inst = startVatioEnv(v.t, filepath.Join(v.dir, "data"), filepath.Join(v.dir, "config.yaml"), func(string) string { return "" }, "")
+	}
+}
+
+func (v *docsVatio) stop() {
+	if v.inst != nil {
+		v.inst.stop(v.t)
+		v.inst = nil
+	}
+}
+
+// TestDocsExamples runs every shell example of the docs, page by page,
+// each page on a new Vatio, in the order a reader meets them; state a
+// block exports (TOKEN) reaches the blocks after it.
+func TestDocsExamples(t *testing.T) {
+	for _, tool := range []string{"mosquitto_pub", "jq", "curl"} {
+		need(t, tool, map[string]string{"mosquitto_pub": "mosquitto-clients", "jq": "jq", "curl": "curl"}[tool])
+	}
+	s3Backend := s3mem.New()
+	if err := s3Backend.CreateBucket("vatio-backups"); err != nil {
+		t.Fatal(err)
+	}
+	s3 := httptest.NewServer(gofakes3.New(s3Backend).Server())
+	defer s3.Close()
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range docFiles(t) {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".md"), func(t *testing.T) {
+			dir := t.TempDir()
+			// Off-site copies go to an S3 server of the test's own.
+			// (they are encrypted, so the key is set).
+			cfg := fmt.Sprintf("offsite:\n  enabled: true\n  endpoint: %q\n  insecure: true\n  bucket: vatio-backups\n  prefix: %s/\n  access_key: AKIA\n  secret_key: s3cr3t-offsite\nencryption:\n  key: %s\n",
+				strings.TrimPrefix(s3.URL, "http://"), filepath.Base(dir), strings.Repeat("07", 32))
+			if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			v := &docsVatio{t: t, dir: dir}
+			defer v.stop()
+			state := filepath.Join(t.TempDir(), "state.sh")
+			ran := 0
+			for _, b := range blocks(t, file) {
+				where := fmt.Sprintf("%s:%d", b.file, b.line)
+				switch b.info {
+				case shLive, shStopped:
+				case shHost:
+					if out, err := exec.Command("bash", "-n", "-c", b.text).CombinedOutput(); err != nil {
+						t.Errorf("%s: not valid shell: %s", where, out)
+					}
+					continue
+				case "yaml":
+					var c config.Config
+					if err := config.Parse([]byte(b.text), &c); err != nil {
+						t.Errorf("%s: not a valid config.yaml fragment: %v", where, err)
+					}
+					continue
+				default:
+					if strings.HasPrefix(b.info, "sh") || strings.HasPrefix(b.info, "bash") || b.info == "console" {
+						t.Errorf("%s: a shell block must be marked sh, sh stopped or sh host, not %q", where, b.info)
+					}
+					continue
+				}
+				env := []string{"VATIO_TEST_STATE=" + state, "VATIO_TEST_BIN=" + bin}
+				if b.info == shLive {
+					v.start()
+					_, port, _ := net.SplitHostPort(v.inst.mqtt)
+					env = append(env, "VATIO_TEST_HTTP="+v.inst.http, "VATIO_TEST_MQTT_PORT="+port)
+				} else {
+					v.stop()
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				script := prelude + b.text + "\nexport -p | grep -v ' VATIO_TEST_' > \"$VATIO_TEST_STATE\"\n"
+				cmd := exec.CommandContext(ctx, "bash", "-c", script)
+				cmd.Dir, cmd.Env = dir, append(os.Environ(), env...)
+				out, err := cmd.CombinedOutput()
+				cancel()
+				if err != nil {
+					logs := ""
+					if v.inst != nil {
+						logs = v.inst.logs.String()
+					}
+					t.Fatalf("%s: the example failed: %v\n%s\n--- its output:\n%s\n--- vatio's log:\n%s", where, err, b.text, out, logs)
+				}
+				ran++
+			}
+			t.Logf("%s: %d examples ran", file, ran)
+		})
+	}
+}
+
+// TestDocsCoverEverything checks that every config key, command and route
+// is documented, and that the guides link the references.
+func TestDocsCoverEverything(t *testing.T) {
+	read := func(path string) string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	ref := read("docs/config.md")
+	for _, k := range config.Keys() {
+		if !strings.Contains(ref, "| `"+k+"` |") {
+			t.Errorf("config key %s is not in docs/config.md", k)
+		}
+	}
+	cli := read("docs/cli.md")
+	guides := read("docs/user-guide.md") + read("docs/operator-guide.md")
+	for _, c := range append([]string{"version"}, commandNames()...) {
+		if !strings.Contains(cli, "## `vatio "+c) {
+			t.Errorf("command %s is not in docs/cli.md", c)
+		}
+		if !strings.Contains(guides, "vatio "+c) {
+			t.Errorf("command %s is in neither guide", c)
+		}
+	}
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal([]byte(read("api/openapi.json")), &doc); err != nil {
+		t.Fatal(err)
+	}
+	api := read("docs/api.md")
+	for path, ops := range doc.Paths {
+		for m := range ops {
+			if h := "### `" + strings.ToUpper(m) + " " + path + "`"; !strings.Contains(api, h+"\n") {
+				t.Errorf("%s %s is not in docs/api.md", strings.ToUpper(m), path)
+			}
+		}
+	}
+	index := read("docs/README.md")
+	for _, f := range []string{"user-guide.md", "operator-guide.md", "architecture.md", "config.md", "cli.md", "api.md", "questions.md", "preguntas.md"} {
+		if !strings.Contains(index, "("+f) {
+			t.Errorf("docs/README.md does not link %s", f)
+		}
+	}
+	if !strings.Contains(read("README.md"), "(docs/") {
+		t.Error("README.md does not link the docs")
+	}
+}
+
+func commandNames() []string {
+	var out []string
+	for _, c := range commands {
+		out = append(out, c.name)
+	}
+	return out
+}
+
+// Links between the pages point at files and headings that exist.
+func TestDocsLinks(t *testing.T) {
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	heading := regexp.MustCompile("(?m)^#+ (.+)$")
+	anchors := map[string][]string{}
+	for _, f := range docFiles(t) {
+		b, _ := os.ReadFile(f)
+		counts := map[string]int{}
+		for _, m := range heading.FindAllStringSubmatch(withoutCode(string(b)), -1) {
+			a := docgen.Slug(m[1])
+			if n := counts[a]; n > 0 {
+				counts[a]++
+				a = fmt.Sprintf("%s-%d", a, n)
+			} else {
+				counts[a] = 1
+			}
+			anchors[f] = append(anchors[f], a)
+		}
+	}
+	for _, f := range docFiles(t) {
+		b, _ := os.ReadFile(f)
+		inCode := false
+		for n, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "```") {
+				inCode = !inCode
+			}
+			if inCode {
+				continue
+			}
+			for _, m := range link.FindAllStringSubmatch(line, -1) {
+				target := m[1]
+				if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+					continue
+				}
+				path, frag, _ := strings.Cut(target, "#")
+				file := f
+				if path != "" {
+					file = filepath.Join(filepath.Dir(f), path)
+					if _, err := os.Stat(file); err != nil {
+						t.Errorf("%s:%d: link to %s: no such file", f, n+1, target)
+						continue
+					}
+				}
+				if frag != "" && strings.HasSuffix(file, ".md") && !slices.Contains(anchors[filepath.Clean(file)], frag) {
+					t.Errorf("%s:%d: link to %s: no such heading", f, n+1, target)
+				}
+			}
+		}
+	}
+}
+
+// withoutCode is Markdown with its fenced code blocks left out.
+func withoutCode(md string) string {
+	var b strings.Builder
+	inCode := false
+	for _, line := range strings.Split(md, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			inCode = !inCode
+			continue
+		}
+		if !inCode {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
+}
