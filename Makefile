@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 GO      ?= go
 ECHARTS := dashboard/assets/vendor/echarts.min.js
 
-.PHONY: all build run test test-short lint bench fuzz release assets clean
+.PHONY: all build run test test-short lint bench fuzz release assets clean docs
 
 all: build
 
@@ -36,6 +36,11 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+# Write the generated pages of docs/ (configuration, commands, API); the
+# docs test fails while they differ from the code.
+docs: assets
+	$(GO) test -run '^TestDocsGenerated$$' -count=1 . -update-docs
 
 bench: assets
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...

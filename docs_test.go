@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -155,8 +157,8 @@ const (
 )
 
 // prelude maps what the docs address (Vatio on localhost:5000 and
-// localhost:1883, the vatio command) onto the instance under test, and
-// makes curl fail on an HTTP error, as a reader would notice one.
+// localhost:1883) onto the instance under test, and makes curl fail on an
+// HTTP error, as a reader would notice one; the vatio command is on PATH.
 const prelude = `set -eo pipefail
 curl() {
   local a=() bounded=
@@ -172,7 +174,6 @@ curl() {
 }
 mosquitto_pub() { command mosquitto_pub "$@" -h 127.0.0.1 -p "$VATIO_TEST_MQTT_PORT"; }
 mosquitto_sub() { command mosquitto_sub "$@" -h 127.0.0.1 -p "$VATIO_TEST_MQTT_PORT"; }
-vatio() { VATIO_TEST_CHILD=argv "$VATIO_TEST_BIN" "$@"; }
 [ -f "$VATIO_TEST_STATE" ] && source "$VATIO_TEST_STATE"
 `
 
@@ -215,13 +216,21 @@ func TestDocsExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, file := range docFiles(t) {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".md"), func(t *testing.T) {
+		t.Run(file, func(t *testing.T) {
 			dir := t.TempDir()
 			// Off-site copies go to an S3 server of the test's own.
 			// (they are encrypted, so the key is set).
 			cfg := fmt.Sprintf("offsite:\n  enabled: true\n  endpoint: %q\n  insecure: true\n  bucket: vatio-backups\n  prefix: %s/\n  access_key: AKIA\n  secret_key: s3cr3t-offsite\nencryption:\n  key: %s\n",
 				strings.TrimPrefix(s3.URL, "http://"), filepath.Base(dir), strings.Repeat("07", 32))
 			if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// vatio, and bin/vatio as after make build, run the test binary
+			// as the command.
+			if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "bin", "vatio"), []byte("#!/bin/sh\nVATIO_TEST_CHILD=argv exec \"$VATIO_TEST_BIN\" \"$@\"\n"), 0o755); err != nil {
 				t.Fatal(err)
 			}
 			v := &docsVatio{t: t, dir: dir}
@@ -249,7 +258,7 @@ func TestDocsExamples(t *testing.T) {
 					}
 					continue
 				}
-				env := []string{"VATIO_TEST_STATE=" + state, "VATIO_TEST_BIN=" + bin}
+				env := []string{"VATIO_TEST_STATE=" + state, "VATIO_TEST_BIN=" + bin, "PATH=" + filepath.Join(dir, "bin") + ":" + os.Getenv("PATH")}
 				if b.info == shLive {
 					v.start()
 					_, port, _ := net.SplitHostPort(v.inst.mqtt)
@@ -258,7 +267,7 @@ func TestDocsExamples(t *testing.T) {
 					v.stop()
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-				script := prelude + b.text + "\nexport -p | grep -v ' VATIO_TEST_' > \"$VATIO_TEST_STATE\"\n"
+				script := prelude + b.text + "\nexport -p | grep -v -e ' VATIO_TEST_' -e ' PATH=' > \"$VATIO_TEST_STATE\"\n"
 				cmd := exec.CommandContext(ctx, "bash", "-c", script)
 				cmd.Dir, cmd.Env = dir, append(os.Environ(), env...)
 				out, err := cmd.CombinedOutput()
@@ -401,4 +410,87 @@ func withoutCode(md string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestArchitectureDependencies reads the packages table of
+// docs/architecture.md and checks that each package imports exactly the
+// Vatio packages its row allows.
+func TestArchitectureDependencies(t *testing.T) {
+	const module = "github.com/vatio-energy/vatio"
+	b, err := os.ReadFile("docs/architecture.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(b), "| package | what it does | may import |")
+	if !ok {
+		t.Fatal("docs/architecture.md has no packages table")
+	}
+	name := regexp.MustCompile("`([a-z/]+)`")
+	allowed := map[string][]string{}
+	for _, line := range strings.Split(table, "\n")[2:] {
+		if !strings.HasPrefix(line, "|") {
+			break
+		}
+		cells := strings.Split(line, "|")
+		var may []string
+		for _, m := range name.FindAllStringSubmatch(cells[3], -1) {
+			may = append(may, m[1])
+		}
+		slices.Sort(may)
+		for _, m := range name.FindAllStringSubmatch(cells[1], -1) {
+			allowed[m[1]] = may
+		}
+	}
+	dirs := map[string]string{".": "main"}
+	err = filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "node_modules" || d.Name() == "testdata" || d.Name() == "bin") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") && filepath.Dir(path) != "." {
+			dirs[filepath.Dir(path)] = filepath.ToSlash(filepath.Dir(path))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for dir, pkg := range dirs {
+		want, ok := allowed[pkg]
+		if !ok {
+			t.Errorf("package %s is not in the packages table of docs/architecture.md", pkg)
+			continue
+		}
+		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+		got := map[string]bool{}
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			af, err := parser.ParseFile(fset, f, nil, parser.ImportsOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, imp := range af.Imports {
+				if p, ok := strings.CutPrefix(strings.Trim(imp.Path.Value, `"`), module+"/"); ok {
+					got[p] = true
+				}
+			}
+		}
+		var imports []string
+		for p := range got {
+			imports = append(imports, p)
+		}
+		slices.Sort(imports)
+		if !slices.Equal(imports, want) {
+			t.Errorf("package %s imports %v; docs/architecture.md says it may import %v", pkg, imports, want)
+		}
+		delete(allowed, pkg)
+	}
+	for pkg := range allowed {
+		t.Errorf("docs/architecture.md lists package %s, which does not exist", pkg)
+	}
 }

@@ -1,6 +1,6 @@
 // Command vatio monitors electricity consumption: it runs an MQTT broker that
 // meters publish to, stores their readings durably, and serves an API and a
-// dashboard. See README.md.
+// dashboard. See README.md and docs/.
 package main
 
 import (
