@@ -236,7 +236,7 @@ func TestDocsExamples(t *testing.T) {
 			v := &docsVatio{t: t, dir: dir}
 			defer v.stop()
 			state := filepath.Join(t.TempDir(), "state.sh")
-			ran := 0
+			ran, hosted := 0, 0
 			for _, b := range blocks(t, file) {
 				where := fmt.Sprintf("%s:%d", b.file, b.line)
 				switch b.info {
@@ -245,6 +245,8 @@ func TestDocsExamples(t *testing.T) {
 					if out, err := exec.Command("bash", "-n", "-c", b.text).CombinedOutput(); err != nil {
 						t.Errorf("%s: not valid shell: %s", where, out)
 					}
+					checkVatioFlags(t, where, b.text)
+					hosted++
 					continue
 				case "yaml":
 					var c config.Config
@@ -281,7 +283,7 @@ func TestDocsExamples(t *testing.T) {
 				}
 				ran++
 			}
-			t.Logf("%s: %d examples ran", file, ran)
+			t.Logf("%s: %d examples ran; %d that change the host were checked, not run", file, ran, hosted)
 		})
 	}
 }
@@ -492,5 +494,67 @@ func TestArchitectureDependencies(t *testing.T) {
 	}
 	for pkg := range allowed {
 		t.Errorf("docs/architecture.md lists package %s, which does not exist", pkg)
+	}
+}
+
+// vatioCalls returns the argument lists of the vatio commands in shell
+// text: a vatio (bin/vatio, /usr/local/bin/vatio) in command position,
+// after sudo and VAR=value assignments.
+func vatioCalls(text string) [][]string {
+	var out [][]string
+	split := regexp.MustCompile(`&&|\|\||[;|]|\$\(|'`)
+	for _, line := range strings.Split(strings.ReplaceAll(text, "\\\n", " "), "\n") {
+		if i := strings.Index(line, " #"); i >= 0 {
+			line = line[:i]
+		}
+		for _, seg := range split.Split(line, -1) {
+			f := strings.Fields(strings.Trim(seg, " )"))
+			for len(f) > 0 && (f[0] == "sudo" || f[0] == "exec" || strings.Contains(f[0], "=")) {
+				f = f[1:]
+			}
+			if len(f) > 0 && (f[0] == "vatio" || strings.HasSuffix(f[0], "/vatio")) {
+				out = append(out, f[1:])
+			}
+		}
+	}
+	return out
+}
+
+// checkVatioFlags checks, for blocks that are not run, that every vatio
+// command and flag they use exists, by the command's own help.
+func checkVatioFlags(t *testing.T, where, text string) {
+	t.Helper()
+	help := func(args ...string) string {
+		var out bytes.Buffer
+		if err := run(context.Background(), args, func(string) string { return "" }, &out, &out); err != nil {
+			t.Fatalf("vatio %v: %v", args, err)
+		}
+		return out.String()
+	}
+	for _, args := range vatioCalls(text) {
+		usage, rest := help("-h"), args
+		if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			switch {
+			case args[0] == "version":
+				continue
+			case slices.Contains(commandNames(), args[0]):
+				hargs := []string{args[0], "-h"}
+				if args[0] == "device" {
+					hargs = []string{"device", "add", "-h"}
+				}
+				usage, rest = help(hargs...), args[1:]
+			default:
+				t.Errorf("%s: vatio %s is not a command", where, args[0])
+				continue
+			}
+		}
+		for _, a := range rest {
+			if flag, ok := strings.CutPrefix(a, "-"); ok {
+				flag, _, _ = strings.Cut(flag, "=")
+				if !strings.Contains(usage, "\n  -"+flag+" ") && !strings.Contains(usage, "\n  -"+flag+"\n") {
+					t.Errorf("%s: vatio has no flag -%s here", where, flag)
+				}
+			}
+		}
 	}
 }
