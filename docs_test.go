@@ -24,7 +24,10 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/vatio-energy/vatio/config"
+	"github.com/vatio-energy/vatio/crypt"
 	"github.com/vatio-energy/vatio/internal/docgen"
+	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/store"
 )
 
 // The docs check: the reference pages of docs/ are what the code
@@ -112,7 +115,13 @@ type block struct {
 	line int
 	info string // what follows the fence: "sh", "sh stopped", "yaml"
 	text string
+	// setup is what the comment <!-- docs-test: ... --> just before the
+	// block asks the test to arrange first, as the text around it says
+	// (see docsVatio.arrange).
+	setup string
 }
+
+var setupComment = regexp.MustCompile(`^<!-- docs-test: (.+) -->$`)
 
 var fence = regexp.MustCompile("^(\\s*)```(.*)$")
 
@@ -126,14 +135,21 @@ func blocks(t *testing.T, file string) []block {
 	defer f.Close()
 	var out []block
 	var cur *block
-	var indent string
+	var indent, setup string
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
 		m := fence.FindStringSubmatch(line)
 		switch {
 		case cur == nil && m != nil:
-			cur, indent = &block{file: file, line: n, info: strings.TrimSpace(m[2])}, m[1]
+			cur, indent = &block{file: file, line: n, info: strings.TrimSpace(m[2]), setup: setup}, m[1]
+			setup = ""
+		case cur == nil:
+			if c := setupComment.FindStringSubmatch(strings.TrimSpace(line)); c != nil {
+				setup = c[1]
+			} else if strings.TrimSpace(line) != "" {
+				setup = ""
+			}
 		case cur != nil && m != nil && strings.TrimSpace(m[2]) == "":
 			out = append(out, *cur)
 			cur = nil
@@ -172,8 +188,15 @@ curl() {
   if [ "$rc" = 28 ] && [ -n "$bounded" ]; then return 0; fi
   return $rc
 }
-mosquitto_pub() { command mosquitto_pub "$@" -h 127.0.0.1 -p "$VATIO_TEST_MQTT_PORT"; }
-mosquitto_sub() { command mosquitto_sub "$@" -h 127.0.0.1 -p "$VATIO_TEST_MQTT_PORT"; }
+# Port 8883 is MQTTS (named as localhost, which its certificate covers).
+mqtt_to() {
+  case " $* " in
+    *" 8883 "*) echo "-h localhost -p $VATIO_TEST_MQTTS_PORT" ;;
+    *) echo "-h 127.0.0.1 -p $VATIO_TEST_MQTT_PORT" ;;
+  esac
+}
+mosquitto_pub() { command mosquitto_pub "$@" $(mqtt_to "$@"); }
+mosquitto_sub() { command mosquitto_sub "$@" $(mqtt_to "$@"); }
 [ -f "$VATIO_TEST_STATE" ] && source "$VATIO_TEST_STATE"
 `
 
@@ -183,18 +206,91 @@ type docsVatio struct {
 	t    *testing.T
 	dir  string
 	inst *instance
+	tls  bool // inst serves HTTPS and MQTTS (see startTLS)
 }
 
 func (v *docsVatio) start() {
+	if v.inst != nil && v.tls {
+		v.stop()
+	}
 	if v.inst == nil {
 		v.inst = startVatioEnv(v.t, filepath.Join(v.dir, "data"), filepath.Join(v.dir, "config.yaml"), func(string) string { return "" }, "")
+	}
+}
+
+// startTLS runs the page's Vatio with tls.enabled, HTTPS and MQTTS on
+// free ports, its certificate authority in ./data/tls.
+func (v *docsVatio) startTLS() (mqttsPort string) {
+	v.stop()
+	base, err := os.ReadFile(filepath.Join(v.dir, "config.yaml"))
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	cfg := filepath.Join(v.t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfg, append(base, "tls:\n  enabled: true\nmqtt:\n  tls_addr: 127.0.0.1:0\n"...), 0o600); err != nil {
+		v.t.Fatal(err)
+	}
+	v.inst, v.tls = startVatioEnv(v.t, filepath.Join(v.dir, "data"), cfg, func(string) string { return "" }, ""), true
+	m := regexp.MustCompile(`mqtts=\S+:(\d+)`).FindStringSubmatch(v.inst.logs.String())
+	if m == nil {
+		v.t.Fatalf("no MQTTS address in the log:\n%s", v.inst.logs)
+	}
+	return m[1]
+}
+
+// arrange makes, with Vatio stopped, what a block's docs-test comment
+// asks for:
+//   - "a scheduled backup": one in ./data/backups, as the schedule takes;
+//   - "an archive of METER for YYYY-MM": readings of METER in that month,
+//     archived by retention into ./data/archive (not encrypted, as
+//     archives made before a key was set are).
+func (v *docsVatio) arrange(setup string) {
+	v.stop()
+	dir := filepath.Join(v.dir, "data")
+	archive := regexp.MustCompile(`^an archive of (\S+) for (\d{4}-\d{2})$`).FindStringSubmatch(setup)
+	switch {
+	case setup == "a scheduled backup":
+		key, err := crypt.ParseKey(strings.Repeat("07", 32))
+		if err != nil {
+			v.t.Fatal(err)
+		}
+		st, err := store.Open(dir, store.Options{Encryption: key})
+		if err != nil {
+			v.t.Fatal(err)
+		}
+		defer st.Close()
+		if _, err := st.BackupTo(st.BackupDir(), 7, time.Now()); err != nil {
+			v.t.Fatal(err)
+		}
+	case archive != nil:
+		meterID, month := archive[1], archive[2]
+		from, err := time.Parse("2006-01", month)
+		if err != nil {
+			v.t.Fatal(err)
+		}
+		st, err := store.Open(dir, store.Options{Retention: store.Retention{Raw: 720 * time.Hour}})
+		if err != nil {
+			v.t.Fatal(err)
+		}
+		defer st.Close()
+		for i := range 96 {
+			if err := st.Append(meter.Reading{Meter: meterID, Time: from.Add(time.Duration(i) * 15 * time.Minute), PowerW: float64(1200 + i), Stamped: true}, nil); err != nil {
+				v.t.Fatal(err)
+			}
+		}
+		st.Flush()
+		if st, err := st.ApplyRetention(context.Background(), time.Now()); err != nil || st.Archived == 0 {
+			v.t.Fatalf("archive %s %s: %+v %v", meterID, month, st, err)
+		}
+	default:
+		v.t.Fatalf("unknown docs-test setup %q", setup)
 	}
 }
 
 func (v *docsVatio) stop() {
 	if v.inst != nil {
 		v.inst.stop(v.t)
-		v.inst = nil
+		v.inst, v.tls = nil, false
 	}
 }
 
@@ -261,11 +357,19 @@ func TestDocsExamples(t *testing.T) {
 					continue
 				}
 				env := []string{"VATIO_TEST_STATE=" + state, "VATIO_TEST_BIN=" + bin, "PATH=" + filepath.Join(dir, "bin") + ":" + os.Getenv("PATH")}
-				if b.info == shLive {
+				if b.setup != "" && b.setup != "tls" {
+					v.arrange(b.setup)
+				}
+				switch {
+				case b.info == shLive && b.setup == "tls":
+					mqtts := v.startTLS()
+					_, port, _ := net.SplitHostPort(v.inst.http)
+					env = append(env, "VATIO_TEST_HTTP=localhost:"+port, "VATIO_TEST_MQTTS_PORT="+mqtts)
+				case b.info == shLive:
 					v.start()
 					_, port, _ := net.SplitHostPort(v.inst.mqtt)
 					env = append(env, "VATIO_TEST_HTTP="+v.inst.http, "VATIO_TEST_MQTT_PORT="+port)
-				} else {
+				default:
 					v.stop()
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

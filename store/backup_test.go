@@ -575,3 +575,34 @@ func TestSnapshot(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// Restores in quick succession (a script, the docs test) each keep the
+// database they replace, under names of their own.
+func TestRestoresInOneSecondKeepEachPrevious(t *testing.T) {
+	boltOnly(t)
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, reading("a", 0, 100))
+	backup, err := s.BackupTo(t.TempDir(), 1, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	seen := map[string]bool{}
+	for range 3 {
+		previous, err := Restore(backup, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[previous] {
+			t.Fatalf("two restores kept their previous database as %s", previous)
+		}
+		seen[previous] = true
+	}
+	if names := listDir(t, dir); len(names) != 4 { // vatio.db and three previous ones
+		t.Errorf("after three restores the data dir holds %v", names)
+	}
+}

@@ -226,12 +226,21 @@ func Restore(src, dataDir string) (previous string, err error) {
 		return "", fmt.Errorf("store: restore: the copy of %s failed its check: %w", src, err)
 	}
 	if _, err := os.Lstat(dst); err == nil {
-		previous = dst + ".before-restore-" + time.Now().UTC().Format(backupTimeLayout)
 		// A second name for the current database: vatio.db exists at every
-		// instant, the old database or the restored one.
-		if err := os.Link(dst, previous); err != nil {
-			os.Remove(tmp)
-			return "", fmt.Errorf("store: restore: keep the current database as %s: %w", previous, err)
+		// instant, the old database or the restored one. Two restores in
+		// one second keep both databases they replaced: -2, -3 ...
+		stamp := dst + ".before-restore-" + time.Now().UTC().Format(backupTimeLayout)
+		previous = stamp
+		for n := 2; ; n++ {
+			err := os.Link(dst, previous)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, fs.ErrExist) || n > 100 {
+				os.Remove(tmp)
+				return "", fmt.Errorf("store: restore: keep the current database as %s: %w", previous, err)
+			}
+			previous = fmt.Sprintf("%s-%d", stamp, n)
 		}
 	}
 	if err := os.Rename(tmp, dst); err != nil {
