@@ -227,8 +227,23 @@ func (b *Broker) StopAccepting() error {
 // without a lock shared with Close (one that never sent CONNECT), nothing
 // orders that Add before the Wait. Reading closes, which every connection
 // adds to as it closes, gives that order.
+//
+// mochi's own Close lists each listener's clients with
+// Clients.GetByListener, which takes the client map's read lock twice (the
+// second time through Len): a client whose connection ends at that moment
+// asks for the write lock in between, and then all wait for one another
+// for ever (mochi-mqtt/server#488, not fixed in v2.7.9). So the listeners
+// are closed here first, with a closer that lists the clients under one
+// read lock; the server's Close then finds them closed.
 func (b *Broker) Close() error {
 	b.closes.Load()
+	b.srv.Listeners.CloseAll(func(listener string) {
+		for _, cl := range b.srv.Clients.GetAll() {
+			if cl.Net.Listener == listener && !cl.Closed() {
+				_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
+	})
 	return b.srv.Close()
 }
 

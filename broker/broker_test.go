@@ -295,3 +295,63 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+// Close disconnects every client and returns while others connect and
+// disconnect around it. (mochi's own Close can deadlock then, on a nested
+// read lock of its client map against a disconnecting client's write lock,
+// mochi-mqtt/server#488: a CI run of this package once hung so. That race
+// is too narrow to provoke at will; this test holds the closer that
+// replaces it to its work: a client that stays connected is disconnected.)
+func TestCloseWhileClientsComeAndGo(t *testing.T) {
+	for round := range 5 {
+		opts := broker.Options{Addr: "127.0.0.1:0", MaxPacketBytes: 1 << 20, Logger: slog.New(slog.DiscardHandler)}
+		b, err := broker.New(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Start(); err != nil {
+			t.Fatal(err)
+		}
+		addr := b.Addr().String()
+		lost := make(chan struct{})
+		steady := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("steady").
+			SetAutoReconnect(false).SetConnectionLostHandler(func(paho3.Client, error) { close(lost) }))
+		if tok := steady.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for c := range 8 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					o := paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(fmt.Sprintf("churn-%d-%d", c, i)).
+						SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(time.Second)
+					cl := paho3.NewClient(o)
+					if tok := cl.Connect(); tok.WaitTimeout(2*time.Second) && tok.Error() == nil {
+						cl.Disconnect(0)
+					}
+				}
+			})
+		}
+		time.Sleep(time.Duration(20+round*10) * time.Millisecond)
+		closed := make(chan struct{})
+		go func() { b.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("round %d: Close did not return while clients came and went", round)
+		}
+		close(stop)
+		wg.Wait()
+		select {
+		case <-lost:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: a connected client was not disconnected by Close", round)
+		}
+	}
+}
