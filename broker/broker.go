@@ -92,12 +92,13 @@ type Broker struct {
 	lns                   []net.Listener
 	addr, tlsAddr, wsAddr net.Addr
 	closes                atomic.Int64
+	gate                  *gate
 }
 
 // New listens on the addresses of opts and prepares the server; Start
 // serves it.
 func New(opts Options) (_ *Broker, err error) {
-	b := new(Broker)
+	b := &Broker{gate: new(gate)}
 	defer func() {
 		if err != nil {
 			for _, ln := range b.lns {
@@ -165,13 +166,13 @@ func New(opts Options) (_ *Broker, err error) {
 	connect := cmp.Or(opts.ConnectTimeout, defaultConnectTimeout)
 	var ls []listeners.Listener
 	if plain != nil {
-		ls = append(ls, listeners.NewNet("mqtt", deadlineListener{Listener: plain, timeout: opts.WriteTimeout, connect: connect, closes: &b.closes}))
+		ls = append(ls, listeners.NewNet("mqtt", deadlineListener{Listener: plain, timeout: opts.WriteTimeout, connect: connect, closes: &b.closes, gate: b.gate}))
 	}
 	if secure != nil {
-		ls = append(ls, listeners.NewNet("mqtts", deadlineListener{Listener: secure, timeout: opts.WriteTimeout, connect: connect, tls: opts.TLS, closes: &b.closes}))
+		ls = append(ls, listeners.NewNet("mqtts", deadlineListener{Listener: secure, timeout: opts.WriteTimeout, connect: connect, tls: opts.TLS, closes: &b.closes, gate: b.gate}))
 	}
 	if ws != nil {
-		ls = append(ls, newWebSocket(wsListener, ws, opts.TLS, opts.WebSocketOrigins, opts.WriteTimeout, connect, &b.closes))
+		ls = append(ls, newWebSocket(wsListener, ws, opts.TLS, opts.WebSocketOrigins, opts.WriteTimeout, connect, &b.closes, b.gate))
 	}
 	for _, l := range ls {
 		if err := srv.AddListener(l); err != nil {
@@ -235,7 +236,13 @@ func (b *Broker) StopAccepting() error {
 // for ever (mochi-mqtt/server#488, not fixed in v2.7.9). So the listeners
 // are closed here first, with a closer that lists the clients under one
 // read lock; the server's Close then finds them closed.
+//
+// mochi also counts a connection in that WaitGroup (Add) only on the
+// connection's goroutine, so a connection accepted just before Close could
+// be added while Close waits: the gate first refuses new connections and
+// waits until mochi has counted those it was handed.
 func (b *Broker) Close() error {
+	b.gate.shutAndWait(2 * time.Second)
 	b.closes.Load()
 	b.srv.Listeners.CloseAll(func(listener string) {
 		for _, cl := range b.srv.Clients.GetAll() {
@@ -280,6 +287,7 @@ type deadlineListener struct {
 	timeout, connect time.Duration
 	tls              *tls.Config
 	closes           *atomic.Int64
+	gate             *gate
 }
 
 func (l deadlineListener) Accept() (net.Conn, error) {
@@ -287,11 +295,67 @@ func (l deadlineListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !l.gate.enter() {
+		c.Close()
+		return nil, net.ErrClosed
+	}
 	_ = c.SetDeadline(time.Now().Add(l.connect))
 	if l.tls != nil {
 		c = tls.Server(c, l.tls)
 	}
-	return deadlineConn{Conn: c, timeout: l.timeout, closes: l.closes}, nil
+	return deadlineConn{Conn: c, timeout: l.timeout, closes: l.closes, gated: gated{gate: l.gate, left: new(atomic.Bool)}}, nil
+}
+
+// gate holds Broker.Close until mochi has counted every connection it was
+// handed (see Close). A connection is in it from its accept to its first
+// read, which mochi makes right after counting it, or its close.
+type gate struct {
+	mu   sync.Mutex
+	n    int
+	shut bool
+}
+
+// enter admits a new connection, or reports false once the gate is shut.
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.shut {
+		return false
+	}
+	g.n++
+	return true
+}
+
+func (g *gate) leave() {
+	g.mu.Lock()
+	g.n--
+	g.mu.Unlock()
+}
+
+// shutAndWait refuses new connections and waits, up to d, until those in
+// the gate have left it.
+func (g *gate) shutAndWait(d time.Duration) {
+	deadline := time.Now().Add(d)
+	g.mu.Lock()
+	g.shut = true
+	for g.n > 0 && time.Now().Before(deadline) {
+		g.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		g.mu.Lock()
+	}
+	g.mu.Unlock()
+}
+
+// gated is a connection's place in the gate, left once.
+type gated struct {
+	gate *gate
+	left *atomic.Bool
+}
+
+func (g gated) leave() {
+	if g.left.CompareAndSwap(false, true) {
+		g.gate.leave()
+	}
 }
 
 // deadlineConn sets a fresh write deadline before each write, so a write to a
@@ -303,6 +367,14 @@ type deadlineConn struct {
 	net.Conn
 	timeout time.Duration
 	closes  *atomic.Int64
+	gated
+}
+
+// Read leaves the gate first: mochi has counted the connection by its
+// first read.
+func (c deadlineConn) Read(p []byte) (int, error) {
+	c.gated.leave()
+	return c.Conn.Read(p)
 }
 
 func (c deadlineConn) Write(p []byte) (int, error) {
@@ -332,6 +404,7 @@ func (c deadlineConn) SetDeadline(t time.Time) error {
 }
 
 func (c deadlineConn) Close() error {
+	c.gated.leave()
 	c.closes.Add(1)
 	return c.Conn.Close()
 }

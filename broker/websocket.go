@@ -30,6 +30,7 @@ type webSocket struct {
 	timeout   time.Duration
 	connect   time.Duration
 	closes    *atomic.Int64
+	gate      *gate
 	srv       *http.Server
 	log       *slog.Logger
 	establish listeners.EstablishFn
@@ -37,8 +38,8 @@ type webSocket struct {
 	closeOnce sync.Once
 }
 
-func newWebSocket(id string, ln net.Listener, tc *tls.Config, origins []string, timeout, connect time.Duration, closes *atomic.Int64) *webSocket {
-	l := &webSocket{id: id, ln: ln, tls: tc, origins: origins, timeout: timeout, connect: connect, closes: closes}
+func newWebSocket(id string, ln net.Listener, tc *tls.Config, origins []string, timeout, connect time.Duration, closes *atomic.Int64, g *gate) *webSocket {
+	l := &webSocket{id: id, ln: ln, tls: tc, origins: origins, timeout: timeout, connect: connect, closes: closes, gate: g}
 	l.upgrader = websocket.Upgrader{Subprotocols: []string{"mqtt"}, CheckOrigin: l.checkOrigin,
 		HandshakeTimeout: connect}
 	return l
@@ -114,8 +115,13 @@ func (l *webSocket) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
+	if !l.gate.enter() {
+		return // the broker is closing
+	}
+	g := gated{gate: l.gate, left: new(atomic.Bool)}
+	defer g.leave()
 	_ = c.SetReadDeadline(time.Now().Add(l.connect)) // until CONNECT; mochi then keeps the keepalive's
-	if err := l.establish(l.id, &wsConn{Conn: c.NetConn(), ws: c, timeout: l.timeout, closes: l.closes}); err != nil {
+	if err := l.establish(l.id, &wsConn{Conn: c.NetConn(), ws: c, timeout: l.timeout, closes: l.closes, gated: g}); err != nil {
 		l.log.Debug("websocket client ended", slog.Any("error", err))
 	}
 }
@@ -128,14 +134,18 @@ type wsConn struct {
 	timeout time.Duration
 	closes  *atomic.Int64
 	r       io.Reader
+	gated
 }
 
 func (c *wsConn) Close() error {
+	c.gated.leave()
 	c.closes.Add(1)
 	return c.Conn.Close()
 }
 
+// Read leaves the gate first, as deadlineConn's does.
 func (c *wsConn) Read(p []byte) (int, error) {
+	c.gated.leave()
 	for {
 		if c.r == nil {
 			op, r, err := c.ws.NextReader()
