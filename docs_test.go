@@ -50,23 +50,36 @@ stopped. Each command prints this help with ` + "`-h`" + `. The commands that ta
 where Vatio runs, as its user.
 
 `)
-	help := func(args ...string) string {
-		var out, errOut bytes.Buffer
-		if err := run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err != nil {
-			t.Fatalf("vatio %s: %v", strings.Join(args, " "), err)
-		}
-		return strings.TrimRight(out.String()+errOut.String(), "\n")
-	}
-	fmt.Fprintf(&b, "## `vatio`\n\nRuns the broker, the store, the API and the dashboard until SIGINT or SIGTERM, then stops without losing a reading it acknowledged.\n\n```text\n%s\n```\n", help("-h"))
+	fmt.Fprintf(&b, "## `vatio`\n\nRuns the broker, the store, the API and the dashboard until SIGINT or SIGTERM, then stops without losing a reading it acknowledged.\n\n```text\n%s\n```\n", vatioHelp(t, ""))
 	for _, c := range commands {
-		args := []string{c.name, "-h"}
-		if c.name == "device" {
-			args = []string{"device", "add", "-h"}
-		}
-		fmt.Fprintf(&b, "\n## `vatio %s`\n\n```text\n%s\n```\n", strings.Join(args[:len(args)-1], " "), help(args...))
+		args := helpArgs(c.name)
+		fmt.Fprintf(&b, "\n## `vatio %s`\n\n```text\n%s\n```\n", strings.Join(args[:len(args)-1], " "), vatioHelp(t, c.name))
 	}
 	b.WriteString("\n## `vatio version`\n\nPrints the version, the Go version and the platform it was built for.\n")
 	return b.String()
+}
+
+// helpArgs are the arguments that make command name ("" for the server)
+// print its help.
+func helpArgs(name string) []string {
+	switch name {
+	case "":
+		return []string{"-h"}
+	case "device":
+		return []string{"device", "add", "-h"}
+	}
+	return []string{name, "-h"}
+}
+
+// vatioHelp returns what command name ("" for the server) prints for -h.
+func vatioHelp(t *testing.T, name string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	args := helpArgs(name)
+	if err := run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err != nil {
+		t.Fatalf("vatio %s: %v", strings.Join(args, " "), err)
+	}
+	return strings.TrimRight(out.String()+errOut.String(), "\n")
 }
 
 // TestDocsGenerated compares the generated pages with docs/; with
@@ -628,25 +641,14 @@ func vatioCalls(text string) [][]string {
 // command and flag they use exists, by the command's own help.
 func checkVatioFlags(t *testing.T, where, text string) {
 	t.Helper()
-	help := func(args ...string) string {
-		var out bytes.Buffer
-		if err := run(context.Background(), args, func(string) string { return "" }, &out, &out); err != nil {
-			t.Fatalf("vatio %v: %v", args, err)
-		}
-		return out.String()
-	}
 	for _, args := range vatioCalls(text) {
-		usage, rest := help("-h"), args
+		usage, rest := vatioHelp(t, ""), args
 		if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 			switch {
 			case args[0] == "version":
 				continue
 			case slices.Contains(commandNames(), args[0]):
-				hargs := []string{args[0], "-h"}
-				if args[0] == "device" {
-					hargs = []string{"device", "add", "-h"}
-				}
-				usage, rest = help(hargs...), args[1:]
+				usage, rest = vatioHelp(t, args[0]), args[1:]
 			default:
 				t.Errorf("%s: vatio %s is not a command", where, args[0])
 				continue

@@ -353,7 +353,8 @@ type gated struct {
 }
 
 func (g gated) leave() {
-	if g.left.CompareAndSwap(false, true) {
+	// Load first: after the first, every read of the connection passes here.
+	if !g.left.Load() && g.left.CompareAndSwap(false, true) {
 		g.gate.leave()
 	}
 }

@@ -403,20 +403,29 @@ func TestRestoreOfABadFileLeavesTheDatabase(t *testing.T) {
 	}
 }
 
-func TestRestoreReplacesAndKeepsThePrevious(t *testing.T) {
-	boltOnly(t)
-	dir := t.TempDir()
+// backedUp returns a data directory whose meter a had one reading, 100 W,
+// when backup was taken, and got more after it (a second reading, and
+// meter after-backup).
+func backedUp(t *testing.T) (dir, backup string) {
+	t.Helper()
+	dir = t.TempDir()
 	s, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustAppend(t, s, reading("a", 0, 100))
-	backup, err := s.BackupTo(t.TempDir(), 1, t0)
+	backup, err = s.BackupTo(t.TempDir(), 1, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustAppend(t, s, reading("a", 1, 200), reading("after-backup", 0, 1))
 	s.Close()
+	return dir, backup
+}
+
+func TestRestoreReplacesAndKeepsThePrevious(t *testing.T) {
+	boltOnly(t)
+	dir, backup := backedUp(t)
 
 	previous, err := Restore(backup, dir)
 	if err != nil {
@@ -580,17 +589,7 @@ func TestSnapshot(t *testing.T) {
 // database they replace, under names of their own.
 func TestRestoresInOneSecondKeepEachPrevious(t *testing.T) {
 	boltOnly(t)
-	dir := t.TempDir()
-	s, err := Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustAppend(t, s, reading("a", 0, 100))
-	backup, err := s.BackupTo(t.TempDir(), 1, t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
+	dir, backup := backedUp(t)
 	seen := map[string]bool{}
 	for range 3 {
 		previous, err := Restore(backup, dir)
