@@ -51,7 +51,7 @@ func addDevice(args []string, getenv func(string) string, stdout, stderr io.Writ
 		return err
 	}
 	defer st.Close()
-	reg, err := devices.New(st)
+	reg, err := devices.New(st, nil)
 	if err != nil {
 		return err
 	}

@@ -263,6 +263,9 @@ type app struct {
 	alerts  *alert.Service
 	rules   *alert.Rules
 	devices *devices.Registry
+	// checks bounds the password checks of web log-ins and MQTT CONNECTs
+	// together.
+	checks *auth.PasswordChecks
 	// shedder sheds load, when configured.
 	shedder *automation.Shedder
 	// elector runs the jobs to run once among instances sharing a store
@@ -287,7 +290,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 			}
 		}
 	}()
-	a := &app{log: logger, httpErr: make(chan error, 1)}
+	a := &app{log: logger, httpErr: make(chan error, 1), checks: auth.NewPasswordChecks(cfg.Auth.PasswordChecks, 0)}
 	key, err := cfg.Encryption.Build()
 	if err != nil {
 		return nil, err // Validate catches it first
@@ -356,7 +359,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		// a.devices stays nil: devices log in to that broker, with its
 		// credentials.
 	} else {
-		if a.devices, err = devices.New(a.store); err != nil {
+		if a.devices, err = devices.New(a.store, a.checks); err != nil {
 			return nil, err
 		}
 		if cfg.MQTT.AllowAnonymous {
@@ -476,7 +479,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 			return nil, err
 		}
 	}
-	users, err := auth.New(a.store)
+	users, err := auth.New(a.store, a.checks)
 	if err != nil {
 		return nil, err
 	}

@@ -41,7 +41,7 @@ func makeToken(args []string, getenv func(string) string, stdout, stderr io.Writ
 		return err
 	}
 	defer st.Close()
-	users, err := auth.New(st)
+	users, err := auth.New(st, nil)
 	if err != nil {
 		return err
 	}

@@ -23,12 +23,12 @@ func secured(t *testing.T) (*harness, map[string]string, *auth.Service, *audit.L
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	users, err := auth.New(st)
+	users, err := auth.New(st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := audit.New(st, nil)
-	reg, err := devices.New(st)
+	reg, err := devices.New(st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

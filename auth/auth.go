@@ -109,8 +109,9 @@ type Who struct {
 
 // Service is the users, tokens and sessions. It is safe for concurrent use.
 type Service struct {
-	st  *store.Store
-	now func() time.Time
+	st     *store.Store
+	now    func() time.Time
+	checks *PasswordChecks
 
 	mu       sync.Mutex
 	users    map[string]User
@@ -128,9 +129,10 @@ type failure struct {
 	busy bool
 }
 
-// New loads the users, tokens and sessions of st.
-func New(st *store.Store) (*Service, error) {
-	s := &Service{st: st, now: time.Now, users: map[string]User{}, tokens: map[string]Token{},
+// New loads the users, tokens and sessions of st. Log-ins check passwords
+// within checks (nil: unbounded).
+func New(st *store.Store, checks *PasswordChecks) (*Service, error) {
+	s := &Service{st: st, now: time.Now, checks: checks, users: map[string]User{}, tokens: map[string]Token{},
 		sessions: map[string]Session{}, failures: map[string]*failure{}}
 	for kind, load := range map[string]func(k string, v []byte) error{
 		docUsers:  func(k string, v []byte) error { var u User; err := json.Unmarshal(v, &u); s.users[k] = u; return err },
@@ -347,12 +349,17 @@ func (s *Service) Login(name, password, addr string) (string, Session, error) {
 	s.mu.Unlock()
 	hash := u.Hash
 	if !ok {
-		hash = dummyHash // the same work whether the user exists or not
+		hash = dummyHash() // the same work whether the user exists or not
 	}
-	good := CheckPassword(hash, password) && ok
+	good, err := s.checks.Check(hash, password)
+	good = good && ok
 	s.mu.Lock()
 	if f != nil {
 		f.busy = false
+	}
+	if err != nil { // busy: not an attempt, so not a failure
+		s.mu.Unlock()
+		return "", Session{}, err
 	}
 	if !good {
 		if f != nil {
@@ -383,7 +390,9 @@ func (s *Service) Login(name, password, addr string) (string, Session, error) {
 	return id, x, nil
 }
 
-var dummyHash = HashPassword("not a password of anyone")
+// dummyHash is checked for a user who does not exist; made on first use,
+// not when the package loads (19 MiB of argon2id for every command).
+var dummyHash = sync.OnceValue(func() string { return HashPassword("not a password of anyone") })
 
 // Session returns who a session cookie is.
 func (s *Service) Session(id string) (Who, error) {

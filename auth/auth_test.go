@@ -20,7 +20,7 @@ func newService(t *testing.T, dir string) (*Service, *store.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	s, err := New(st)
+	s, err := New(st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func FuzzLogin(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer st.Close()
-	s, _ := New(st)
+	s, _ := New(st, nil)
 	const pw = "correct horse battery"
 	if _, err := s.Setup("ana", pw); err != nil {
 		f.Fatal(err)
@@ -295,7 +295,7 @@ func FuzzToken(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer st.Close()
-	s, _ := New(st)
+	s, _ := New(st, nil)
 	_, secret, _ := s.NewToken("t", Viewer, nil)
 	for _, seed := range []string{"", secret, secret[:len(secret)-1], "vat_000000000000_" + strings.Repeat("a", 40)} {
 		f.Add(seed)

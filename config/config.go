@@ -155,6 +155,12 @@ type Auth struct {
 	// AdminToken makes sure this admin API token exists: vat_<12 hex>_<at
 	// least 24 characters>.
 	AdminToken string `yaml:"admin_token"`
+	// PasswordChecks is how many password checks (argon2id, 19 MiB and
+	// tens of milliseconds each) of web log-ins and MQTT CONNECTs run at
+	// once; 0 means the number of cores. Past it a check waits up to a
+	// second, then the client is told to retry (HTTP 429, CONNACK server
+	// busy), so a flood of wrong passwords cannot take the memory or CPU.
+	PasswordChecks int `yaml:"password_checks"`
 }
 
 // HomeAssistant configures the announcement of meters to Home Assistant.

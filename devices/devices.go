@@ -58,7 +58,8 @@ func DefaultTopics(name string) (publish, subscribe []string) {
 
 // Registry is the devices. It is safe for concurrent use.
 type Registry struct {
-	st *store.Store
+	st     *store.Store
+	checks *auth.PasswordChecks
 	// AnonymousFrom reports whether a client without credentials may
 	// connect from ip: loopback only by default.
 	AnonymousFrom func(ip net.IP) bool
@@ -70,9 +71,10 @@ type Registry struct {
 	verified map[string][32]byte
 }
 
-// New loads the devices of st.
-func New(st *store.Store) (*Registry, error) {
-	r := &Registry{st: st, devices: map[string]Device{}, verified: map[string][32]byte{},
+// New loads the devices of st. Connects check passwords within checks
+// (nil: unbounded).
+func New(st *store.Store, checks *auth.PasswordChecks) (*Registry, error) {
+	r := &Registry{st: st, checks: checks, devices: map[string]Device{}, verified: map[string][32]byte{},
 		AnonymousFrom: func(ip net.IP) bool { return ip != nil && ip.IsLoopback() }}
 	docs, err := st.Docs(docDevices)
 	if err != nil {
@@ -173,7 +175,7 @@ func (r *Registry) Connect(user string, password []byte, remote string) bool {
 	if seen && subtle.ConstantTimeCompare(sum[:], cached[:]) == 1 {
 		return true
 	}
-	if !auth.CheckPassword(d.Hash, string(password)) {
+	if good, _ := r.checks.Check(d.Hash, string(password)); !good {
 		return false
 	}
 	r.mu.Lock()

@@ -31,7 +31,7 @@ func startBroker(t *testing.T, opts broker.Options) (*devices.Registry, *broker.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	reg, err := devices.New(st)
+	reg, err := devices.New(st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
