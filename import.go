@@ -71,22 +71,30 @@ func importHistory(args []string, getenv func(string) string, stdout, stderr io.
 
 	start := time.Now()
 	dec := &meter.Decoder{Topic: cfg.Ingest.Topic, Limits: cfg.Ingest.Limits()}
-	readings, err := dec.ReadCSV(r, *meterID, start, func(lines int) {
-		fmt.Fprintf(stderr, "\rread %d lines", lines)
-	})
+	cr, err := dec.NewCSVReader(r, *meterID, start)
+	if err != nil {
+		return err
+	}
+	cr.Progress = func(lines int) { fmt.Fprintf(stderr, "\rread %d lines", lines) }
+	reading := true
+	read, added, err := st.ImportFrom(func() (meter.Reading, error) {
+		r, err := cr.Next()
+		if err != nil && reading {
+			reading = false
+			fmt.Fprintln(stderr)
+		}
+		return r, err
+	}, func(n, all int) { fmt.Fprintf(stderr, "\rstored %d of %d readings", n, all) })
+	if err != nil {
+		var le *meter.LineError
+		if errors.As(err, &le) {
+			return fmt.Errorf("%s: %w (nothing was imported)", path, err)
+		}
+		return fmt.Errorf("%s: %w", path, err)
+	}
 	fmt.Fprintln(stderr)
-	if err != nil {
-		return fmt.Errorf("%s: %w (nothing was imported)", path, err)
-	}
-	added, err := st.Import(readings, func(n int) {
-		fmt.Fprintf(stderr, "\rstored %d of %d readings", n, len(readings))
-	})
-	if err != nil {
-		return fmt.Errorf("%w (nothing was imported)", err)
-	}
-	fmt.Fprintf(stderr, "\rstored %d of %d readings\n", len(readings), len(readings))
 	fmt.Fprintf(stdout, "imported %d readings of meter %s from %s in %s: %d new, %d replaced\n",
-		len(readings), *meterID, path, time.Since(start).Round(time.Millisecond), added, len(readings)-added)
+		read, *meterID, path, time.Since(start).Round(time.Millisecond), added, read-added)
 	return nil
 }
 

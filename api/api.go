@@ -127,10 +127,16 @@ type Server struct {
 	mqttTLSAddr     string
 	// exporting holds the one export being built (see sendExport).
 	exporting chan struct{}
+	// tokenUses is when each token's use was last audited (token id ->
+	// time.Time), so that it is audited at most once a minute.
+	tokenUses sync.Map
 	offsite   *offsite.Shipper
 	health    func() error
 	leading   func() bool
 }
+
+// readTimeout bounds reading a request (an import: the time without data).
+const readTimeout = 30 * time.Second
 
 // New returns a Server with every API route registered.
 func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
@@ -166,7 +172,13 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	s.app = fiber.New(fiber.Config{
 		AppName:               "vatio",
 		DisableStartupMessage: true,
-		BodyLimit:             opts.BodyLimitBytes,
+		// Every string a handler gets from the request (headers, form
+		// fields, parameters, cookies) is its own copy: Fiber otherwise
+		// hands out the connection's buffer, reused by the next request,
+		// and a token id or user name kept as a map key changed under
+		// our feet.
+		Immutable: true,
+		BodyLimit: opts.BodyLimitBytes,
 		// Routes match exactly: with Fiber's default, /API/v1/Backup/
 		// would reach /api/v1/backup while the role check read another
 		// path.
@@ -179,7 +191,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 		ProxyHeader:             proxyHeader(opts),
 		EnableIPValidation:      true,
 		StreamRequestBody:       true, // imports stream; limitBody holds the rest to BodyLimit
-		ReadTimeout:             30 * time.Second,
+		ReadTimeout:             readTimeout,
 		IdleTimeout:             2 * time.Minute,
 		ErrorHandler:            s.writeError,
 	})
@@ -205,9 +217,12 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 			},
 		}))
 	}
+	// Bodies are bounded (once decoded) before authentication reads a
+	// form field; an import's streams, read by its handler once the
+	// request is authenticated.
+	s.app.Use(limitBody(opts.BodyLimitBytes, readTimeout))
 	s.app.Use(s.authenticate)
-	s.app.Post("/api/v1/meters/:id/import", s.importMeter) // before limitBody: its body streams
-	s.app.Use(limitBody(opts.BodyLimitBytes))
+	s.app.Post("/api/v1/meters/:id/import", s.importMeter)
 
 	s.app.Get("/healthz", s.healthz)
 	if opts.Gatherer != nil {

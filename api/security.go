@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -106,7 +105,7 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 		if m := c.Method(); m != fiber.MethodGet && m != fiber.MethodHead {
 			sent := c.Get("X-CSRF-Token")
 			if sent == "" {
-				sent = c.FormValue("csrf")
+				sent = formCSRF(c)
 			}
 			if subtle.ConstantTimeCompare([]byte(sent), []byte(who.CSRF)) != 1 {
 				return fiber.NewError(fiber.StatusForbidden, "missing or wrong CSRF token")
@@ -138,6 +137,17 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 	return err
 }
 
+// formCSRF returns the csrf field of a URL-encoded form body: never the
+// query string (it ends up in logs and Referer headers), and never a body
+// still streaming (an import's, read only once the request is allowed).
+func formCSRF(c *fiber.Ctx) string {
+	req := c.Request()
+	if req.IsBodyStream() || !strings.HasPrefix(string(req.Header.ContentType()), fiber.MIMEApplicationForm) {
+		return ""
+	}
+	return string(req.PostArgs().Peek("csrf"))
+}
+
 // unauthorized answers 401: JSON for the API, a redirect to the login (or
 // the setup) for a page.
 func (s *Server) unauthorized(c *fiber.Ctx, detail string) error {
@@ -159,16 +169,13 @@ func (s *Server) audit(who, action, target string, c *fiber.Ctx, status int, det
 	s.auditLog.Record(audit.Entry{Who: who, Action: action, Target: target, Addr: c.IP(), Status: status, Detail: detail})
 }
 
-// tokenUses throttles the audit of token use: a token's use is recorded
-// at most once a minute.
-var tokenUses sync.Map
-
+// noteToken audits a token's use, at most once a minute per token.
 func (s *Server) noteToken(who auth.Who, c *fiber.Ctx) {
 	now := time.Now()
-	if last, ok := tokenUses.Load(who.Token); ok && now.Sub(last.(time.Time)) < time.Minute {
+	if last, ok := s.tokenUses.Load(who.Token); ok && now.Sub(last.(time.Time)) < time.Minute {
 		return
 	}
-	tokenUses.Store(who.Token, now)
+	s.tokenUses.Store(who.Token, now)
 	s.audit(who.User, "token_used", c.Method()+" "+c.Path(), c, 0, "")
 }
 

@@ -22,7 +22,29 @@ func (e *LineError) Unwrap() error { return e.Err }
 // MaxCSVLineBytes is the longest line ReadCSV accepts.
 const MaxCSVLineBytes = 4096
 
-// ReadCSV reads a history of one meter, one reading a line:
+// ReadCSV reads a whole history of one meter (see CSVReader) and returns
+// its readings. progress, if not nil, is called every 100,000 lines.
+func (d *Decoder) ReadCSV(r io.Reader, meterID string, now time.Time, progress func(lines int)) ([]Reading, error) {
+	cr, err := d.NewCSVReader(r, meterID, now)
+	if err != nil {
+		return nil, err
+	}
+	cr.Progress = progress
+	var out []Reading
+	for {
+		rd, err := cr.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rd)
+	}
+}
+
+// CSVReader reads a history of one meter, one reading a line, a line at a
+// time, so that a history of any size takes the memory of one line:
 //
 //	timestamp,power_w[,energy_wh]
 //
@@ -31,44 +53,92 @@ const MaxCSVLineBytes = 4096
 // counter in watt-hours. A first line that is not a reading (a header such
 // as "timestamp,power_w") is skipped; so are blank lines. Every reading is
 // validated as a published one would be, at now, and the device timestamp
-// is required. The first bad line stops the read with a *LineError naming
-// it. progress, if not nil, is called every 100,000 lines.
-func (d *Decoder) ReadCSV(r io.Reader, meterID string, now time.Time, progress func(lines int)) ([]Reading, error) {
+// is required. A bad line is a *LineError naming it; a failure to read
+// (a stalled upload, a body past its limit) is that error, never taken for
+// a bad line.
+type CSVReader struct {
+	// Progress, if not nil, is called every 100,000 lines and at the end.
+	Progress func(lines int)
+
+	d       *Decoder
+	meterID string
+	now     time.Time
+	src     *errReader
+	sc      *bufio.Scanner
+	line    int
+	done    bool
+}
+
+// NewCSVReader returns a CSVReader of meterID's history in r.
+func (d *Decoder) NewCSVReader(r io.Reader, meterID string, now time.Time) (*CSVReader, error) {
 	if !ValidID(meterID) {
 		return nil, reject(ReasonBadMeterID, "meter id %q: use 1 to %d letters, digits, '.', '_', ':' or '-'", truncate(meterID), MaxIDLength)
 	}
-	sc := bufio.NewScanner(r)
+	src := &errReader{r: r}
+	sc := bufio.NewScanner(src)
 	sc.Buffer(make([]byte, 0, MaxCSVLineBytes), MaxCSVLineBytes)
-	var out []Reading
-	line := 0
-	for sc.Scan() {
-		line++
-		if progress != nil && line%100000 == 0 {
-			progress(line)
+	return &CSVReader{d: d, meterID: meterID, now: now, src: src, sc: sc}, nil
+}
+
+// Lines returns how many lines were read so far.
+func (cr *CSVReader) Lines() int { return cr.line }
+
+// Next returns the next reading, or io.EOF after the last.
+func (cr *CSVReader) Next() (Reading, error) {
+	if cr.done {
+		return Reading{}, io.EOF
+	}
+	for cr.sc.Scan() {
+		cr.line++
+		if cr.Progress != nil && cr.line%100000 == 0 {
+			cr.Progress(cr.line)
 		}
-		text := strings.TrimSpace(sc.Text())
+		if cr.src.err != nil {
+			// The scanner hands over what it had when the read failed
+			// as a last line: a cut line, not a bad one.
+			break
+		}
+		text := strings.TrimSpace(cr.sc.Text())
 		if text == "" {
 			continue
 		}
-		rd, err := d.csvReading(meterID, text, now)
+		rd, err := cr.d.csvReading(cr.meterID, text, cr.now)
 		if err != nil {
-			if line == 1 && !startsLikeNumber(text) && strings.Contains(strings.ToLower(text), "power") {
+			if cr.line == 1 && !startsLikeNumber(text) && strings.Contains(strings.ToLower(text), "power") {
 				continue // a header
 			}
-			return nil, &LineError{Line: line, Err: err}
+			return Reading{}, &LineError{Line: cr.line, Err: err}
 		}
-		out = append(out, rd)
+		return rd, nil
 	}
-	if err := sc.Err(); err != nil {
+	cr.done = true
+	if cr.src.err != nil {
+		return Reading{}, fmt.Errorf("read CSV after line %d: %w", max(cr.line-1, 0), cr.src.err)
+	}
+	if err := cr.sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, &LineError{Line: line + 1, Err: fmt.Errorf("longer than %d bytes", MaxCSVLineBytes)}
+			return Reading{}, &LineError{Line: cr.line + 1, Err: fmt.Errorf("longer than %d bytes", MaxCSVLineBytes)}
 		}
-		return nil, fmt.Errorf("read CSV: %w", err)
+		return Reading{}, fmt.Errorf("read CSV: %w", err)
 	}
-	if progress != nil {
-		progress(line)
+	if cr.Progress != nil {
+		cr.Progress(cr.line)
 	}
-	return out, nil
+	return Reading{}, io.EOF
+}
+
+// errReader keeps the first error of r other than io.EOF.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
+	}
+	return n, err
 }
 
 func startsLikeNumber(s string) bool {

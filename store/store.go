@@ -94,6 +94,9 @@ type Options struct {
 	BackupInterval time.Duration
 	// BackupDir receives the scheduled backups. Default <dir>/backups.
 	BackupDir string
+	// StagingDir holds a large import while it is validated, before any of
+	// it is stored (see ImportFrom). Default <dir>.
+	StagingDir string
 	// BackupKeep is how many scheduled backups are kept; older ones are
 	// deleted. Default 7.
 	BackupKeep int
@@ -149,8 +152,10 @@ type Store struct {
 	// retentionMu makes one retention run at a time.
 	retention  Retention
 	archiveDir string
-	// backupDir holds the scheduled backups.
+	// backupDir holds the scheduled backups; stagingDir imports being
+	// validated.
 	backupDir   string
+	stagingDir  string
 	archiveKeep time.Duration
 	// key encrypts backups and archives; nil leaves them plain.
 	key         *crypt.Key
@@ -262,6 +267,9 @@ func (opts Options) withDefaults(dir string) Options {
 	if opts.ArchiveDir == "" {
 		opts.ArchiveDir = filepath.Join(dir, "archive")
 	}
+	if opts.StagingDir == "" {
+		opts.StagingDir = dir
+	}
 	return opts
 }
 
@@ -282,6 +290,7 @@ func newStore(path string, opts Options) *Store {
 		retention:   opts.Retention,
 		archiveDir:  opts.ArchiveDir,
 		backupDir:   opts.BackupDir,
+		stagingDir:  opts.StagingDir,
 		archiveKeep: opts.ArchiveKeep,
 		key:         opts.Encryption,
 		retireLimit: maxRetire,

@@ -1,0 +1,219 @@
+package store
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"time"
+
+	"github.com/vatio-energy/vatio/meter"
+)
+
+// ImportChunk is how many readings of a large import are stored in one
+// transaction: it bounds the memory an import of any size takes.
+const ImportChunk = 50_000
+
+// ImportFrom stores the readings next returns (io.EOF after the last) as a
+// history import, in bounded memory whatever their number. Nothing is
+// stored until next has returned every reading: its first error fails the
+// import with nothing stored. An import of up to ImportChunk readings is
+// then stored in one transaction, all or nothing, as Import does; a larger
+// one is staged in a file of StagingDir while it is read, then stored
+// ImportChunk readings a transaction. Should that stop half-way (the
+// process killed, the disk full), sending the same history again completes
+// it: readings at instants already stored replace them, none is added
+// twice. progress, if not nil, is told how many of all the readings were
+// stored.
+func (s *Store) ImportFrom(next func() (meter.Reading, error), progress func(stored, all int)) (read, added int, err error) {
+	chunk := make([]meter.Reading, 0, min(ImportChunk, 1024))
+	var stage *staging
+	defer func() {
+		if stage != nil {
+			stage.remove()
+		}
+	}()
+	for {
+		r, err := next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return read, 0, err
+		}
+		read++
+		if stage == nil && len(chunk) < ImportChunk {
+			chunk = append(chunk, r)
+			continue
+		}
+		if stage == nil {
+			if stage, err = newStaging(s.stagingDir); err != nil {
+				return read, 0, err
+			}
+			for _, c := range chunk {
+				if err := stage.write(c); err != nil {
+					return read, 0, err
+				}
+			}
+		}
+		if err := stage.write(r); err != nil {
+			return read, 0, err
+		}
+	}
+	report := func(base int) func(int) {
+		if progress == nil {
+			return nil
+		}
+		return func(k int) { progress(base+k, read) }
+	}
+	if stage == nil {
+		added, err := s.Import(chunk, report(0))
+		if err == nil && progress != nil {
+			progress(read, read)
+		}
+		return read, added, err
+	}
+	if err := stage.rewind(); err != nil {
+		return read, 0, err
+	}
+	stored := 0
+	for stored < read {
+		chunk = chunk[:0]
+		for len(chunk) < ImportChunk && stored+len(chunk) < read {
+			r, err := stage.read()
+			if err != nil {
+				return read, added, err
+			}
+			chunk = append(chunk, r)
+		}
+		n, err := s.Import(chunk, report(stored))
+		if err != nil {
+			return read, added, fmt.Errorf("%w (after %d of %d readings: send the same history again to complete it)", err, stored, read)
+		}
+		added += n
+		stored += len(chunk)
+		if progress != nil {
+			progress(stored, read)
+		}
+	}
+	return read, added, nil
+}
+
+// staging is a file of readings in a compact binary form: meter and
+// source (length-prefixed), time in Unix nanoseconds, power, energy and
+// power factor as float64 bits, and a byte of flags.
+type staging struct {
+	f  *os.File
+	w  *bufio.Writer
+	r  *bufio.Reader
+	b  []byte
+	id string // the meter and source of the last record read, reused
+	so string
+}
+
+const (
+	flagEnergy = 1 << iota
+	flagStamped
+	flagPF
+)
+
+func newStaging(dir string) (*staging, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: import staging: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".import-*.staging")
+	if err != nil {
+		return nil, fmt.Errorf("store: import staging: %w", err)
+	}
+	return &staging{f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+}
+
+func (st *staging) write(r meter.Reading) error {
+	b := st.b[:0]
+	b = binary.AppendUvarint(b, uint64(len(r.Meter)))
+	b = append(b, r.Meter...)
+	b = binary.AppendUvarint(b, uint64(len(r.Source)))
+	b = append(b, r.Source...)
+	b = binary.AppendVarint(b, r.Time.UnixNano())
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.PowerW))
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.EnergyWh))
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.PowerFactor))
+	var flags byte
+	if r.HasEnergy {
+		flags |= flagEnergy
+	}
+	if r.Stamped {
+		flags |= flagStamped
+	}
+	if r.HasPF {
+		flags |= flagPF
+	}
+	b = append(b, flags)
+	st.b = b
+	if _, err := st.w.Write(b); err != nil {
+		return fmt.Errorf("store: import staging: %w", err)
+	}
+	return nil
+}
+
+func (st *staging) rewind() error {
+	if err := st.w.Flush(); err != nil {
+		return fmt.Errorf("store: import staging: %w", err)
+	}
+	if _, err := st.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("store: import staging: %w", err)
+	}
+	st.r = bufio.NewReaderSize(st.f, 64<<10)
+	return nil
+}
+
+func (st *staging) read() (meter.Reading, error) {
+	str := func(last *string) error {
+		n, err := binary.ReadUvarint(st.r)
+		if err != nil || n > 1024 {
+			return errors.Join(errors.New("bad length"), err)
+		}
+		if cap(st.b) < int(n) {
+			st.b = make([]byte, n)
+		}
+		b := st.b[:n]
+		if _, err := io.ReadFull(st.r, b); err != nil {
+			return err
+		}
+		if string(b) != *last { // one meter's history: one string, not one per reading
+			*last = string(b)
+		}
+		return nil
+	}
+	var r meter.Reading
+	var fixed [25]byte
+	if err := str(&st.id); err != nil {
+		return r, fmt.Errorf("store: import staging: %w", err)
+	}
+	if err := str(&st.so); err != nil {
+		return r, fmt.Errorf("store: import staging: %w", err)
+	}
+	ns, err := binary.ReadVarint(st.r)
+	if err == nil {
+		_, err = io.ReadFull(st.r, fixed[:])
+	}
+	if err != nil {
+		return r, fmt.Errorf("store: import staging: %w", err)
+	}
+	r.Meter, r.Source = st.id, st.so
+	r.Time = time.Unix(0, ns).UTC()
+	r.PowerW = math.Float64frombits(binary.LittleEndian.Uint64(fixed[0:]))
+	r.EnergyWh = math.Float64frombits(binary.LittleEndian.Uint64(fixed[8:]))
+	r.PowerFactor = math.Float64frombits(binary.LittleEndian.Uint64(fixed[16:]))
+	flags := fixed[24]
+	r.HasEnergy, r.Stamped, r.HasPF = flags&flagEnergy != 0, flags&flagStamped != 0, flags&flagPF != 0
+	return r, nil
+}
+
+func (st *staging) remove() {
+	st.f.Close()
+	os.Remove(st.f.Name())
+}
