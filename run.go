@@ -484,7 +484,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		return nil, err
 	}
 	if pw := cfg.Auth.AdminPassword; pw != "" && users.NeedsSetup() {
-		if _, err := users.Setup("admin", pw); err != nil {
+		if _, err := users.AddUser("admin", pw, auth.Admin); err != nil {
 			return nil, fmt.Errorf("auth.admin_password (%s): %w", config.EnvAdminPassword, err)
 		}
 		logger.Info("admin user created from the configuration")
@@ -511,10 +511,12 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		Leading: a.elector.Leading,
 	})
 	alerts := a.alerts
+	users.OnLockout = func(user, addr string, until time.Time) {
+		_, _ = alerts.Raise(alert.SeverityWarning, fmt.Sprintf("repeated failed logins from %s (user %q): locked out until %s",
+			addr, user, until.In(loc).Format(time.DateTime)), "", "security")
+	}
 	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: loc, Tariff: tr,
-		Auth: users, Audit: auditLog, Devices: a.devices, OnLockout: func(user, addr string) {
-			_, _ = alerts.Raise(alert.SeverityWarning, fmt.Sprintf("repeated failed logins for user %q from %s: locked out for a while", user, addr), "", "security")
-		}}).Register(a.http.Router())
+		Auth: users, Audit: auditLog, Devices: a.devices}).Register(a.http.Router())
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {

@@ -191,9 +191,13 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 		ProxyHeader:             proxyHeader(opts),
 		EnableIPValidation:      true,
 		StreamRequestBody:       true, // imports stream; limitBody holds the rest to BodyLimit
-		ReadTimeout:             readTimeout,
-		IdleTimeout:             2 * time.Minute,
-		ErrorHandler:            s.writeError,
+		// fasthttp would parse a multipart body as it arrives, spooling
+		// its files to disk before any handler (authentication) ran;
+		// multipart forms are parsed from limitBody's bounded body.
+		DisablePreParseMultipartForm: true,
+		ReadTimeout:                  readTimeout,
+		IdleTimeout:                  2 * time.Minute,
+		ErrorHandler:                 s.writeError,
 	})
 	s.app.Use(recover.New())
 	s.app.Use(securityHeaders)

@@ -317,8 +317,10 @@ func authError(err error) (int, bool) {
 		return fiber.StatusConflict, true
 	case errors.Is(err, auth.ErrUnknown), errors.Is(err, devices.ErrUnknown):
 		return fiber.StatusNotFound, true
-	case errors.Is(err, auth.ErrLocked):
+	case errors.Is(err, auth.ErrLocked), errors.Is(err, auth.ErrBusy):
 		return fiber.StatusTooManyRequests, true
+	case errors.Is(err, auth.ErrSetupToken):
+		return fiber.StatusForbidden, true
 	case errors.Is(err, auth.ErrLogin), errors.Is(err, auth.ErrBadToken), errors.Is(err, auth.ErrBadSession):
 		return fiber.StatusUnauthorized, true
 	}

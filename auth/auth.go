@@ -49,6 +49,7 @@ var (
 	ErrExists       = errors.New("auth: already exists")
 	ErrUnknown      = errors.New("auth: unknown")
 	ErrSetupDone    = errors.New("auth: an admin exists already")
+	ErrSetupToken   = errors.New("auth: an admin token exists: setup needs it")
 	ErrBadToken     = errors.New("auth: invalid or expired token")
 	ErrBadSession   = errors.New("auth: invalid or expired session")
 	errLastAdmin    = errors.New("auth: the last admin cannot be removed or demoted")
@@ -109,6 +110,12 @@ type Who struct {
 
 // Service is the users, tokens and sessions. It is safe for concurrent use.
 type Service struct {
+	// OnLockout, when set, is told when failed log-ins from addr lock a
+	// user name out until until: once per lock-out episode and address,
+	// however many names or attempts it takes (an alert, not a flood of
+	// them). It is called without the Service's lock held.
+	OnLockout func(name, addr string, until time.Time)
+
 	st     *store.Store
 	now    func() time.Time
 	checks *PasswordChecks
@@ -118,6 +125,9 @@ type Service struct {
 	tokens   map[string]Token
 	sessions map[string]Session // by SHA-256 of the session id
 	failures map[string]*failure
+	// lockedAddrs is, per address, the end of the lock-out episode last
+	// reported to OnLockout.
+	lockedAddrs map[string]time.Time
 }
 
 type failure struct {
@@ -133,7 +143,7 @@ type failure struct {
 // within checks (nil: unbounded).
 func New(st *store.Store, checks *PasswordChecks) (*Service, error) {
 	s := &Service{st: st, now: time.Now, checks: checks, users: map[string]User{}, tokens: map[string]Token{},
-		sessions: map[string]Session{}, failures: map[string]*failure{}}
+		sessions: map[string]Session{}, failures: map[string]*failure{}, lockedAddrs: map[string]time.Time{}}
 	for kind, load := range map[string]func(k string, v []byte) error{
 		docUsers:  func(k string, v []byte) error { var u User; err := json.Unmarshal(v, &u); s.users[k] = u; return err },
 		docTokens: func(k string, v []byte) error { var t Token; err := json.Unmarshal(v, &t); s.tokens[k] = t; return err },
@@ -157,7 +167,9 @@ func New(st *store.Store, checks *PasswordChecks) (*Service, error) {
 	return s, nil
 }
 
-// NeedsSetup reports whether no admin exists yet: the setup page is open.
+// NeedsSetup reports whether no admin user exists yet: the setup page is
+// open (to the holder of an admin token, when one exists: see
+// SetupNeedsToken).
 func (s *Service) NeedsSetup() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -244,10 +256,30 @@ func (s *Service) AddUser(name, password, role string) (User, error) {
 	return u, nil
 }
 
-// Setup creates the first admin, only while none exists.
-func (s *Service) Setup(name, password string) (User, error) {
+// SetupNeedsToken reports whether an admin token exists (such as
+// VATIO_ADMIN_TOKEN): setup is then closed to anyone who does not hold one.
+func (s *Service) SetupNeedsToken() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for _, t := range s.tokens {
+		if t.Role == Admin && (t.Expires == nil || now.Before(*t.Expires)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Setup creates the first admin user, only while none exists; while an
+// admin token exists, only with that token (ErrSetupToken otherwise).
+func (s *Service) Setup(name, password, token string) (User, error) {
 	if !s.NeedsSetup() {
 		return User{}, ErrSetupDone
+	}
+	if s.SetupNeedsToken() {
+		if who, err := s.Token(token); err != nil || who.Role != Admin {
+			return User{}, ErrSetupToken
+		}
 	}
 	return s.AddUser(name, password, Admin)
 }
@@ -320,6 +352,18 @@ func (s *Service) pruneFailures(now time.Time) {
 			delete(s.failures, k)
 		}
 	}
+	for a, until := range s.lockedAddrs {
+		if now.After(until) {
+			delete(s.lockedAddrs, a)
+		}
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // Login checks a user's password, limited per name and address, and
@@ -362,6 +406,7 @@ func (s *Service) Login(name, password, addr string) (string, Session, error) {
 		return "", Session{}, err
 	}
 	if !good {
+		report := false
 		if f != nil {
 			f.n++
 			if f.n >= maxFailures {
@@ -369,9 +414,23 @@ func (s *Service) Login(name, password, addr string) (string, Session, error) {
 				// lockout<<28 overflows, which would lift the lock-out
 				// for a patient attacker.
 				f.until = now.Add(min(lockout<<min(f.n-maxFailures, 12), maxLockout))
+				if len(s.lockedAddrs) >= maxTracked {
+					s.pruneFailures(now)
+				}
+				if last, ok := s.lockedAddrs[addr]; !ok || !now.Before(last) {
+					report = true // a new episode for this address
+				}
+				s.lockedAddrs[addr] = later(s.lockedAddrs[addr], f.until)
 			}
 		}
+		onLockout, until := s.OnLockout, time.Time{}
+		if f != nil {
+			until = f.until
+		}
 		s.mu.Unlock()
+		if report && onLockout != nil {
+			onLockout(name, addr, until)
+		}
 		return "", Session{}, ErrLogin
 	}
 	if f != nil && f == s.failures[key] {

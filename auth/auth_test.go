@@ -51,13 +51,13 @@ func TestSetupLoginAndLockout(t *testing.T) {
 	if !s.NeedsSetup() {
 		t.Fatal("a new database needs no setup")
 	}
-	if _, err := s.Setup("admin", "short"); !errors.Is(err, ErrInvalid) {
+	if _, err := s.Setup("admin", "short", ""); !errors.Is(err, ErrInvalid) {
 		t.Errorf("short password: %v", err)
 	}
-	if _, err := s.Setup("admin", "a long enough password"); err != nil {
+	if _, err := s.Setup("admin", "a long enough password", ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Setup("other", "a long enough password"); !errors.Is(err, ErrSetupDone) {
+	if _, err := s.Setup("other", "a long enough password", ""); !errors.Is(err, ErrSetupDone) {
 		t.Errorf("second setup: %v", err)
 	}
 	id, x, err := s.Login("admin", "a long enough password", "10.0.0.2")
@@ -177,7 +177,7 @@ func TestAllows(t *testing.T) {
 // doubling must not overflow into no lock-out at all.
 func TestLockoutKeepsGrowingToADay(t *testing.T) {
 	s, _ := newService(t, t.TempDir())
-	if _, err := s.Setup("admin", "a long enough password"); err != nil {
+	if _, err := s.Setup("admin", "a long enough password", ""); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -214,7 +214,7 @@ func TestLockoutKeepsGrowingToADay(t *testing.T) {
 // counted.
 func TestParallelGuessesAreLimited(t *testing.T) {
 	s, _ := newService(t, t.TempDir())
-	if _, err := s.Setup("admin", "a long enough password"); err != nil {
+	if _, err := s.Setup("admin", "a long enough password", ""); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -267,7 +267,7 @@ func FuzzLogin(f *testing.F) {
 	defer st.Close()
 	s, _ := New(st, nil)
 	const pw = "correct horse battery"
-	if _, err := s.Setup("ana", pw); err != nil {
+	if _, err := s.Setup("ana", pw, ""); err != nil {
 		f.Fatal(err)
 	}
 	for _, seed := range [][2]string{{"ana", pw}, {"ana", pw + " "}, {"ANA", pw}, {"", ""}, {"ana\x00", pw}, {strings.Repeat("a", 1000), "x"}} {

@@ -71,10 +71,8 @@ type Options struct {
 	Tariff *tariff.Tariff
 	// Auth, when set, serves the login and setup pages and logout.
 	Auth *auth.Service
-	// Audit records logins; OnLockout is told of a user name and address
-	// locked out after repeated failed logins.
-	Audit     *audit.Log
-	OnLockout func(user, addr string)
+	// Audit records logins (lock-outs are reported by Auth.OnLockout).
+	Audit *audit.Log
 	// Devices, when set, lists MQTT devices on the access page.
 	Devices *devices.Registry
 }
@@ -89,10 +87,8 @@ type Dashboard struct {
 	audit  *audit.Log
 	// devices are the MQTT credentials the access page lists; nil hides them.
 	devices *devices.Registry
-	// onLockout is Options.OnLockout.
-	onLockout func(user, addr string)
-	now       func() time.Time
-	log       *slog.Logger
+	now     func() time.Time
+	log     *slog.Logger
 	// assets are the embedded files by path under /assets/.
 	assets map[string]*asset
 	// charts is false when the ECharts build was not embedded (the binary
@@ -127,7 +123,7 @@ func newDashboard(st *store.Store, opts Options, assets map[string]*asset) *Dash
 		opts.Tariff = &tariff.Tariff{Location: opts.Location}
 	}
 	d := &Dashboard{st: st, loc: opts.Location, now: opts.Now, log: opts.Logger, assets: assets, tariff: opts.Tariff,
-		auth: opts.Auth, audit: opts.Audit, onLockout: opts.OnLockout, devices: opts.Devices}
+		auth: opts.Auth, audit: opts.Audit, devices: opts.Devices}
 	_, d.charts = assets[echartsFile]
 	if !d.charts {
 		opts.Logger.Warn("dashboard assets not built: run make assets", slog.String("missing", "dashboard/assets/"+echartsFile))

@@ -19,6 +19,22 @@ type loginData struct {
 	Next    string
 	Message string
 	Name    string
+	// NeedsToken asks setup for the admin token: one exists.
+	NeedsToken bool
+}
+
+// formValue returns a field of a URL-encoded or multipart form body (the
+// body is bounded by the API's limitBody); never the query string.
+func formValue(c *fiber.Ctx, key string) string {
+	if v := c.Request().PostArgs().Peek(key); len(v) > 0 {
+		return string(v)
+	}
+	if f, err := c.MultipartForm(); err == nil {
+		if v := f.Value[key]; len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
 }
 
 // safeNext returns next when it is a path of this site, else "/": no
@@ -50,16 +66,17 @@ func (d *Dashboard) loginPage(c *fiber.Ctx) error {
 // login serves POST /login: a session cookie and back to the page, or the
 // form again with why.
 func (d *Dashboard) login(c *fiber.Ctx) error {
-	name, next := strings.TrimSpace(c.FormValue("user")), safeNext(c.FormValue("next"))
-	id, x, err := d.auth.Login(name, c.FormValue("password"), c.IP())
+	name, next := strings.TrimSpace(formValue(c, "user")), safeNext(formValue(c, "next"))
+	id, x, err := d.auth.Login(name, formValue(c, "password"), c.IP())
 	if err != nil {
 		b := d.newBase(c, "login", "login.title")
 		msg, status := b.Lang.T("login.wrong"), fiber.StatusUnauthorized
-		if errors.Is(err, auth.ErrLocked) {
+		switch {
+		case errors.Is(err, auth.ErrLocked):
 			msg, status = b.Lang.T("login.locked"), fiber.StatusTooManyRequests
-			if d.onLockout != nil {
-				d.onLockout(name, c.IP())
-			}
+		case errors.Is(err, auth.ErrBusy):
+			msg, status = b.Lang.T("login.busy"), fiber.StatusTooManyRequests
+			c.Set(fiber.HeaderRetryAfter, "1")
 		}
 		d.record(name, "login_failed", c, status)
 		c.Status(status)
@@ -91,7 +108,7 @@ func (d *Dashboard) setupPage(c *fiber.Ctx) error {
 		return c.Redirect("/login", fiber.StatusSeeOther)
 	}
 	b := d.newBase(c, "setup", "setup.title")
-	return d.render(c, "setup", b, &loginData{base: b, Name: "admin"})
+	return d.render(c, "setup", b, &loginData{base: b, Name: "admin", NeedsToken: d.auth.SetupNeedsToken()})
 }
 
 // setup serves POST /setup: the admin is made and logged in.
@@ -99,15 +116,24 @@ func (d *Dashboard) setup(c *fiber.Ctx) error {
 	if !d.auth.NeedsSetup() {
 		return fiber.NewError(fiber.StatusConflict, "an admin exists already: log in")
 	}
-	name, pw := strings.TrimSpace(c.FormValue("user")), c.FormValue("password")
+	name, pw := strings.TrimSpace(formValue(c, "user")), formValue(c, "password")
 	b := d.newBase(c, "setup", "setup.title")
-	if pw != c.FormValue("confirm") {
+	data := &loginData{base: b, Name: name, NeedsToken: d.auth.SetupNeedsToken()}
+	if pw != formValue(c, "confirm") {
 		c.Status(fiber.StatusBadRequest)
-		return d.render(c, "setup", b, &loginData{base: b, Name: name, Message: b.Lang.T("setup.mismatch")})
+		data.Message = b.Lang.T("setup.mismatch")
+		return d.render(c, "setup", b, data)
 	}
-	if _, err := d.auth.Setup(name, pw); err != nil {
-		c.Status(fiber.StatusBadRequest)
-		return d.render(c, "setup", b, &loginData{base: b, Name: name, Message: b.Lang.T("setup.invalid") + " " + err.Error()})
+	if _, err := d.auth.Setup(name, pw, strings.TrimSpace(formValue(c, "token"))); err != nil {
+		if errors.Is(err, auth.ErrSetupToken) {
+			c.Status(fiber.StatusForbidden)
+			data.Message = b.Lang.T("setup.badtoken")
+			d.record(name, "setup_refused", c, fiber.StatusForbidden)
+		} else {
+			c.Status(fiber.StatusBadRequest)
+			data.Message = b.Lang.T("setup.invalid") + " " + err.Error()
+		}
+		return d.render(c, "setup", b, data)
 	}
 	d.record(name, "setup", c, fiber.StatusSeeOther)
 	id, x, err := d.auth.Login(name, pw, c.IP())
