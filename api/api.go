@@ -37,8 +37,12 @@ import (
 
 // Options configure a Server.
 type Options struct {
-	// BodyLimitBytes is the largest request body accepted; larger ones get 413.
+	// BodyLimitBytes is the largest request body accepted, once decoded;
+	// larger ones get 413.
 	BodyLimitBytes int
+	// ReadTimeout bounds reading a request; for an import, the time
+	// without data. Default 30 s.
+	ReadTimeout time.Duration
 	// ImportLimitBytes is the largest CSV history accepted by an import.
 	ImportLimitBytes int64
 	// Decoder validates imported readings as published ones are.
@@ -49,10 +53,12 @@ type Options struct {
 	// StreamThrottle is the least time between two events of one meter on
 	// /api/v1/stream (default 250 ms); StreamHeartbeat the time between its
 	// keep-alive comments (default 15 s); MaxStreams how many streams may be
-	// open at once (default 64).
-	StreamThrottle  time.Duration
-	StreamHeartbeat time.Duration
-	MaxStreams      int
+	// open at once (default 64), MaxStreamsPerSession how many of them one
+	// session or token may hold (default 8).
+	StreamThrottle       time.Duration
+	StreamHeartbeat      time.Duration
+	MaxStreams           int
+	MaxStreamsPerSession int
 	// Tariff prices energy, in its time zone; nil prices nothing, in the
 	// machine's zone.
 	Tariff *tariff.Tariff
@@ -111,20 +117,26 @@ type Server struct {
 
 	// streams counts the open /api/v1/stream responses; closing is closed
 	// by Shutdown, which ends them.
-	streams         atomic.Int64
-	maxStreams      int
-	streamThrottle  time.Duration
-	streamHeartbeat time.Duration
-	closing         chan struct{}
-	closeOnce       sync.Once
-	tariff          *tariff.Tariff
-	rules           *alert.Rules
-	shedder         *automation.Shedder
-	auth            *auth.Service
-	auditLog        *audit.Log
-	devices         *devices.Registry
-	mqttAddr        string
-	mqttTLSAddr     string
+	streams    atomic.Int64
+	maxStreams int
+	// streamsBy counts the open streams per holder (see openStream),
+	// under streamsMu.
+	streamsMu           sync.Mutex
+	streamsBy           map[string]int
+	maxStreamsPerHolder int
+	streamThrottle      time.Duration
+	streamHeartbeat     time.Duration
+	readTimeout         time.Duration
+	closing             chan struct{}
+	closeOnce           sync.Once
+	tariff              *tariff.Tariff
+	rules               *alert.Rules
+	shedder             *automation.Shedder
+	auth                *auth.Service
+	auditLog            *audit.Log
+	devices             *devices.Registry
+	mqttAddr            string
+	mqttTLSAddr         string
 	// exporting holds the one export being built (see sendExport).
 	exporting chan struct{}
 	// tokenUses is when each token's use was last audited (token id ->
@@ -134,9 +146,6 @@ type Server struct {
 	health    func() error
 	leading   func() bool
 }
-
-// readTimeout bounds reading a request (an import: the time without data).
-const readTimeout = 30 * time.Second
 
 // New returns a Server with every API route registered.
 func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
@@ -169,6 +178,9 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	s.streamThrottle = cmp.Or(opts.StreamThrottle, defaultStreamThrottle)
 	s.streamHeartbeat = cmp.Or(opts.StreamHeartbeat, defaultStreamHeartbeat)
 	s.maxStreams = cmp.Or(opts.MaxStreams, defaultMaxStreams)
+	s.maxStreamsPerHolder = cmp.Or(opts.MaxStreamsPerSession, 8)
+	s.streamsBy = map[string]int{}
+	s.readTimeout = cmp.Or(opts.ReadTimeout, 30*time.Second)
 	s.app = fiber.New(fiber.Config{
 		AppName:               "vatio",
 		DisableStartupMessage: true,
@@ -195,7 +207,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 		// its files to disk before any handler (authentication) ran;
 		// multipart forms are parsed from limitBody's bounded body.
 		DisablePreParseMultipartForm: true,
-		ReadTimeout:                  readTimeout,
+		ReadTimeout:                  s.readTimeout,
 		IdleTimeout:                  2 * time.Minute,
 		ErrorHandler:                 s.writeError,
 	})
@@ -224,7 +236,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	// Bodies are bounded (once decoded) before authentication reads a
 	// form field; an import's streams, read by its handler once the
 	// request is authenticated.
-	s.app.Use(limitBody(opts.BodyLimitBytes, readTimeout))
+	s.app.Use(limitBody(opts.BodyLimitBytes, s.readTimeout))
 	s.app.Use(s.authenticate)
 	s.app.Post("/api/v1/meters/:id/import", s.importMeter)
 

@@ -20,9 +20,9 @@ func (s *Server) importMeter(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	body, done, err := importBody(c, s.importLimit, readTimeout)
+	body, done, err := importBody(c, s.importLimit, s.readTimeout)
 	if err != nil {
-		return bodyError(c, err, s.importLimit, readTimeout)
+		return bodyError(c, err, s.importLimit, s.readTimeout)
 	}
 	defer done()
 	src := &readErr{r: body}
@@ -35,7 +35,7 @@ func (s *Server) importMeter(c *fiber.Ctx) error {
 	switch {
 	case src.err != nil: // the body failed, not a line of it
 		var fe *fiber.Error
-		if errors.As(bodyError(c, src.err, s.importLimit, readTimeout), &fe) {
+		if errors.As(bodyError(c, src.err, s.importLimit, s.readTimeout), &fe) {
 			fe.Message += "; nothing was imported"
 		}
 		return fe

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -28,6 +29,42 @@ const (
 	// maxStreamMeters bounds a stream's meter filter.
 	maxStreamMeters = 100
 )
+
+// openStream counts a new stream against the server's and its holder's
+// caps (a session, told apart by its CSRF token, or a token): 429 past the
+// holder's, 503 past the server's. Without auth nobody is told apart, and
+// only the server's cap holds. release gives both back.
+func (s *Server) openStream(c *fiber.Ctx) (release func(), err error) {
+	w := Who(c)
+	holder := "session:" + w.CSRF
+	if w.Token != "" {
+		holder = "token:" + w.Token
+	}
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	if s.auth != nil && s.streamsBy[holder] >= s.maxStreamsPerHolder {
+		c.Set(fiber.HeaderRetryAfter, "10")
+		return nil, fiber.NewError(fiber.StatusTooManyRequests, fmt.Sprintf(
+			"this session has %d live streams open already: close one (a browser tab) first", s.maxStreamsPerHolder))
+	}
+	if s.streams.Load() >= int64(s.maxStreams) {
+		c.Set(fiber.HeaderRetryAfter, "10")
+		return nil, fiber.NewError(fiber.StatusServiceUnavailable, fmt.Sprintf("%d live streams are open already", s.maxStreams))
+	}
+	s.streams.Add(1)
+	s.streamsBy[holder]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.streamsMu.Lock()
+			defer s.streamsMu.Unlock()
+			s.streams.Add(-1)
+			if s.streamsBy[holder]--; s.streamsBy[holder] <= 0 {
+				delete(s.streamsBy, holder)
+			}
+		})
+	}, nil
+}
 
 // streamEvent is the data of a reading event.
 type streamEvent struct {
@@ -70,10 +107,9 @@ func (s *Server) stream(c *fiber.Ctx) error {
 		}
 		last = n
 	}
-	if s.streams.Add(1) > int64(s.maxStreams) {
-		s.streams.Add(-1)
-		c.Set(fiber.HeaderRetryAfter, "10")
-		return fiber.NewError(fiber.StatusServiceUnavailable, fmt.Sprintf("%d live streams are open already", s.maxStreams))
+	release, err := s.openStream(c)
+	if err != nil {
+		return err
 	}
 	watch, stop := s.store.Watch(64)
 	var replay []store.Record
@@ -81,7 +117,7 @@ func (s *Server) stream(c *fiber.Ctx) error {
 		recs, err := s.store.Latest("", maxReplay)
 		if err != nil {
 			stop()
-			s.streams.Add(-1)
+			release()
 			return err
 		}
 		for _, r := range recs {
@@ -97,7 +133,7 @@ func (s *Server) stream(c *fiber.Ctx) error {
 	closing := s.closing
 	throttle, heartbeat := s.streamThrottle, s.streamHeartbeat
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		defer s.streams.Add(-1)
+		defer release()
 		defer stop()
 		fmt.Fprintf(w, "retry: %d\n\n", streamRetryMs)
 		for _, r := range replay {

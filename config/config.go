@@ -364,10 +364,20 @@ type TLS struct {
 type HTTP struct {
 	// Addr is the TCP address of the API and dashboard.
 	Addr string `yaml:"addr"`
-	// BodyLimitBytes is the largest request body accepted.
+	// BodyLimitBytes is the largest request body accepted, counted once
+	// its Content-Encoding (gzip, deflate, br) is undone.
 	BodyLimitBytes int `yaml:"body_limit_bytes"`
-	// ImportLimitBytes is the largest CSV history one import accepts.
+	// ImportLimitBytes is the largest CSV history one import accepts, also
+	// counted decoded. An import streams into the store, so its size costs
+	// disk (it is staged while validated), not memory.
 	ImportLimitBytes int64 `yaml:"import_limit_bytes"`
+	// ReadTimeout bounds reading one request; for an import, the time
+	// without data (a stalled upload), however long the whole one takes.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// MaxStreamsPerSession is how many live streams (/api/v1/stream) one
+	// session or token may hold open at once: one viewer cannot take them
+	// all.
+	MaxStreamsPerSession int `yaml:"max_streams_per_session"`
 	// RateLimitPerMinute is how many requests one address may make in a
 	// minute; 0 is no limit.
 	RateLimitPerMinute int `yaml:"rate_limit_per_minute"`
@@ -740,7 +750,8 @@ func Default() Config {
 		Log:           Log{Level: "info", Format: "text"},
 		MQTT: MQTT{Addr: ":1883", MaxPacketBytes: 1 << 20, WriteTimeout: 10 * time.Second, MaxQueuedMessages: 512,
 			TLSAddr: ":8883", MaxClients: 1000, MaxMessagesPerSecond: 200, MaxTopicLength: 512},
-		HTTP: HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20, ImportLimitBytes: 1 << 30, RateLimitPerMinute: 1200, ProxyHeader: "X-Real-IP"},
+		HTTP: HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20, ImportLimitBytes: 1 << 30, ReadTimeout: 30 * time.Second, MaxStreamsPerSession: 8,
+			RateLimitPerMinute: 1200, ProxyHeader: "X-Real-IP"},
 		Ingest: Ingest{
 			Topic:           "energy/consumption",
 			MinPowerW:       limits.MinPowerW,
@@ -923,6 +934,12 @@ func (c Config) Validate() error {
 		bad("http.proxy_header", "%q is not a header name such as X-Real-IP", h)
 	} else if strings.EqualFold(h, "X-Forwarded-For") {
 		bad("http.proxy_header", "X-Forwarded-For starts with whatever the client sent: use a header the proxy overwrites, such as X-Real-IP")
+	}
+	if c.HTTP.ReadTimeout < time.Second || c.HTTP.ReadTimeout > time.Hour {
+		bad("http.read_timeout", "%s is outside 1s to 1h", c.HTTP.ReadTimeout)
+	}
+	if c.HTTP.MaxStreamsPerSession < 1 || c.HTTP.MaxStreamsPerSession > 1000 {
+		bad("http.max_streams_per_session", "%d is outside 1 to 1000", c.HTTP.MaxStreamsPerSession)
 	}
 	if c.HTTP.RateLimitPerMinute < 0 || c.HTTP.RateLimitPerMinute > 1_000_000 {
 		bad("http.rate_limit_per_minute", "%d is outside 0 to 1000000 (0 for no limit)", c.HTTP.RateLimitPerMinute)
