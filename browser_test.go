@@ -189,11 +189,27 @@ func TestDashboardInBrowser(t *testing.T) {
 	ctx, blog := browser(t)
 	v := startVatio(t, t.TempDir())
 	origin := "http://" + v.http
-	// A first start: every page leads to the setup of the admin, who is
-	// then logged in.
+	// A first start: every page leads to the setup of the admin, which
+	// asks for the admin token the instance was started with; the admin
+	// is then logged in.
 	err := chromedp.Do(ctx, chromedp.Navigate(origin+"/"), chromedp.WaitVisible(`input[name="confirm"]`),
 		chromedp.SetValue(`input[name="password"]`, "a long enough password"),
 		chromedp.SetValue(`input[name="confirm"]`, "a long enough password"),
+		chromedp.SetValue(`input[name="token"]`, testAdminToken),
+		chromedp.Click(`button[type="submit"]`),
+		chromedp.WaitVisible("#empty"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Logged out, the admin logs in again through the real form, after a
+	// wrong password.
+	err = chromedp.Do(ctx, chromedp.Click(`form.who button[type="submit"]`), chromedp.WaitVisible(`input[name="user"]`),
+		chromedp.SetValue(`input[name="user"]`, "admin"),
+		chromedp.SetValue(`input[name="password"]`, "not the password"),
+		chromedp.Click(`button[type="submit"]`),
+		chromedp.WaitVisible(`p.notice`),
+		chromedp.SetValue(`input[name="user"]`, "admin"),
+		chromedp.SetValue(`input[name="password"]`, "a long enough password"),
 		chromedp.Click(`button[type="submit"]`),
 		chromedp.WaitVisible("#empty"))
 	if err != nil {

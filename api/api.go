@@ -122,7 +122,7 @@ type Server struct {
 	// streamsBy counts the open streams per holder (see openStream),
 	// under streamsMu.
 	streamsMu           sync.Mutex
-	streamsBy           map[string]int
+	streamsBy           map[string][]*streamSlot
 	maxStreamsPerHolder int
 	streamThrottle      time.Duration
 	streamHeartbeat     time.Duration
@@ -179,7 +179,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	s.streamHeartbeat = cmp.Or(opts.StreamHeartbeat, defaultStreamHeartbeat)
 	s.maxStreams = cmp.Or(opts.MaxStreams, defaultMaxStreams)
 	s.maxStreamsPerHolder = cmp.Or(opts.MaxStreamsPerSession, 8)
-	s.streamsBy = map[string]int{}
+	s.streamsBy = map[string][]*streamSlot{}
 	s.readTimeout = cmp.Or(opts.ReadTimeout, 30*time.Second)
 	s.app = fiber.New(fiber.Config{
 		AppName:               "vatio",

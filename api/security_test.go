@@ -18,6 +18,12 @@ import (
 // secured starts the API with auth on, and returns a token per role.
 func secured(t *testing.T) (*harness, map[string]string, *auth.Service, *audit.Log) {
 	t.Helper()
+	return securedWith(t, api.Options{})
+}
+
+// securedWith is secured with more options.
+func securedWith(t *testing.T, opts api.Options) (*harness, map[string]string, *auth.Service, *audit.Log) {
+	t.Helper()
 	st, err := store.Open(t.TempDir(), store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +38,8 @@ func secured(t *testing.T) (*harness, map[string]string, *auth.Service, *audit.L
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := startOptsOn(t, st, api.Options{Auth: users, Audit: log, Devices: reg, MQTTAddr: ":1883"})
+	opts.Auth, opts.Audit, opts.Devices, opts.MQTTAddr = users, log, reg, ":1883"
+	h := startOptsOn(t, st, opts)
 	tokens := map[string]string{}
 	for _, role := range auth.Roles {
 		_, secret, err := users.NewToken(role+" token", role, nil)

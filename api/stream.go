@@ -30,11 +30,13 @@ const (
 	maxStreamMeters = 100
 )
 
-// openStream counts a new stream against the server's and its holder's
-// caps (a session, told apart by its CSRF token, or a token): 429 past the
-// holder's, 503 past the server's. Without auth nobody is told apart, and
-// only the server's cap holds. release gives both back.
-func (s *Server) openStream(c *fiber.Ctx) (release func(), err error) {
+// openStream counts a new stream against the server's cap (503 past it)
+// and its holder's: a session, told apart by its CSRF token, or a token.
+// Past the holder's cap its oldest stream is ended (closed is closed): a
+// browser whose tabs were closed may not have been noticed yet, and the
+// newest page is the one being looked at. Without auth nobody is told
+// apart, and only the server's cap holds. release gives the slot back.
+func (s *Server) openStream(c *fiber.Ctx) (closed <-chan struct{}, release func(), err error) {
 	w := Who(c)
 	holder := "session:" + w.CSRF
 	if w.Token != "" {
@@ -42,29 +44,35 @@ func (s *Server) openStream(c *fiber.Ctx) (release func(), err error) {
 	}
 	s.streamsMu.Lock()
 	defer s.streamsMu.Unlock()
-	if s.auth != nil && s.streamsBy[holder] >= s.maxStreamsPerHolder {
-		c.Set(fiber.HeaderRetryAfter, "10")
-		return nil, fiber.NewError(fiber.StatusTooManyRequests, fmt.Sprintf(
-			"this session has %d live streams open already: close one (a browser tab) first", s.maxStreamsPerHolder))
-	}
 	if s.streams.Load() >= int64(s.maxStreams) {
 		c.Set(fiber.HeaderRetryAfter, "10")
-		return nil, fiber.NewError(fiber.StatusServiceUnavailable, fmt.Sprintf("%d live streams are open already", s.maxStreams))
+		return nil, nil, fiber.NewError(fiber.StatusServiceUnavailable, fmt.Sprintf("%d live streams are open already", s.maxStreams))
 	}
+	if held := s.streamsBy[holder]; s.auth != nil && len(held) >= s.maxStreamsPerHolder {
+		close(held[0].end) // the oldest ends; its release takes it off the list
+		s.streamsBy[holder] = held[1:]
+	}
+	slot := &streamSlot{end: make(chan struct{})}
 	s.streams.Add(1)
-	s.streamsBy[holder]++
+	s.streamsBy[holder] = append(s.streamsBy[holder], slot)
 	var once sync.Once
-	return func() {
+	return slot.end, func() {
 		once.Do(func() {
 			s.streamsMu.Lock()
 			defer s.streamsMu.Unlock()
 			s.streams.Add(-1)
-			if s.streamsBy[holder]--; s.streamsBy[holder] <= 0 {
+			held := slices.DeleteFunc(s.streamsBy[holder], func(x *streamSlot) bool { return x == slot })
+			if len(held) == 0 {
 				delete(s.streamsBy, holder)
+			} else {
+				s.streamsBy[holder] = held
 			}
 		})
 	}, nil
 }
+
+// streamSlot is one open stream of a holder; end is closed to end it.
+type streamSlot struct{ end chan struct{} }
 
 // streamEvent is the data of a reading event.
 type streamEvent struct {
@@ -107,7 +115,7 @@ func (s *Server) stream(c *fiber.Ctx) error {
 		}
 		last = n
 	}
-	release, err := s.openStream(c)
+	evicted, release, err := s.openStream(c)
 	if err != nil {
 		return err
 	}
@@ -178,6 +186,12 @@ func (s *Server) stream(c *fiber.Ctx) error {
 				if _, err := w.WriteString(": ping\n\n"); err != nil || w.Flush() != nil {
 					return
 				}
+			case <-evicted:
+				// An "end" event: the page stops reconnecting, which
+				// would only end another of the holder's streams.
+				fmt.Fprintf(w, "event: end\ndata: {\"reason\": \"more than %d live streams of one session\"}\n\n", s.maxStreamsPerHolder)
+				w.Flush()
+				return
 			case <-closing:
 				return
 			}

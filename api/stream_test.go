@@ -255,3 +255,51 @@ func TestShutdownIsNotHeldByStreams(t *testing.T) {
 	for range events {
 	} // the stream ends
 }
+
+// TestStreamsPerSession: a token holding MaxStreamsPerSession streams that
+// opens another ends its oldest, with an "end" event, and keeps the rest;
+// another token still gets a stream.
+func TestStreamsPerSession(t *testing.T) {
+	const perSession = 3
+	h, tokens, _, _ := securedWith(t, api.Options{MaxStreamsPerSession: perSession})
+	var streams []<-chan sse
+	for range perSession + 1 {
+		events, resp := openStream(t, h, "/api/v1/stream?meter=", "Authorization", "Bearer "+tokens["viewer"])
+		if resp.StatusCode != 200 {
+			t.Fatalf("stream: %d", resp.StatusCode)
+		}
+		<-events // retry: the stream is open
+		streams = append(streams, events)
+	}
+	ended := func(events <-chan sse, wait time.Duration) bool {
+		timeout := time.After(wait)
+		for {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					return true
+				}
+				if ev.event == "end" {
+					if !strings.Contains(ev.data, "live streams of one session") {
+						t.Errorf("end event data %q", ev.data)
+					}
+				}
+			case <-timeout:
+				return false
+			}
+		}
+	}
+	if !ended(streams[0], 5*time.Second) {
+		t.Error("the oldest stream of the session was not ended")
+	}
+	for i, s := range streams[1:] {
+		if ended(s, 300*time.Millisecond) {
+			t.Errorf("stream %d of %d ended", i+2, perSession+1)
+		}
+	}
+	if events, resp := openStream(t, h, "/api/v1/stream?meter=", "Authorization", "Bearer "+tokens["operator"]); resp.StatusCode != 200 {
+		t.Errorf("another token's stream: %d", resp.StatusCode)
+	} else if ended(events, 300*time.Millisecond) {
+		t.Error("another token's stream ended")
+	}
+}

@@ -217,6 +217,9 @@
     var es = new EventSource(url);
     es.onopen = function () { setStatus("live"); };
     es.onerror = function () { setStatus(es.readyState === EventSource.CLOSED ? "offline" : "reconnecting"); };
+    // The server ended this stream for a newer one of the same session
+    // (too many tabs): reconnecting would only end another.
+    es.addEventListener("end", function () { es.close(); setStatus("offline"); });
     es.addEventListener("reading", function (ev) {
       var r;
       try {
