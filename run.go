@@ -456,7 +456,10 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	command := func(topic string, payload []byte) error { return publish(topic, payload, false) }
 	// Rules' commands are audited as they are sent; load shedding's, with
 	// what it decided, by OnAction below.
-	a.rules.SetSender(&automation.Sender{Publish: command, OnSend: func(c automation.Command, err error) {
+	// Rule actions come from the API: their webhooks may not reach where
+	// Egress refuses (its OwnPorts are filled in once the listeners are).
+	egress := &automation.Egress{AllowLoopback: cfg.Alerts.ActionsAllowLoopback}
+	a.rules.SetSender(&automation.Sender{Publish: command, Egress: egress, OnSend: func(c automation.Command, err error) {
 		e := audit.Entry{Who: "system", Action: "command", Target: c.Topic}
 		if c.URL != "" {
 			e.Target = "webhook " + redactURL(c.URL)
@@ -522,6 +525,14 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("http: listen on %s: %w", cfg.HTTP.Addr, err)
+	}
+	egress.OwnPorts = append(egress.OwnPorts, portOf(ln.Addr()))
+	if a.broker != nil {
+		for _, addr := range []net.Addr{a.broker.Addr(), a.broker.TLSAddr(), a.broker.WebSocketAddr()} {
+			if addr != nil {
+				egress.OwnPorts = append(egress.OwnPorts, portOf(addr))
+			}
+		}
 	}
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)
@@ -697,4 +708,12 @@ func newBridge(cfg config.Config, p *hooks.Pipeline, logger *slog.Logger) (*brid
 	}
 	return bridge.New(context.Background(), p, bridge.Options{URLs: urls, ClientID: id, Username: b.Username, Password: b.Password,
 		TLS: tc, Share: b.Share, Topics: b.Topics, SessionExpiry: b.SessionExpiry, Logger: logger})
+}
+
+// portOf returns the TCP port of addr (0 when it has none).
+func portOf(addr net.Addr) int {
+	if t, ok := addr.(*net.TCPAddr); ok {
+		return t.Port
+	}
+	return 0
 }

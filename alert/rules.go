@@ -389,6 +389,11 @@ func (r *Rules) Put(rule Rule) (Rule, error) {
 	if err := rule.Check(); err != nil {
 		return Rule{}, err
 	}
+	for i, a := range rule.Actions {
+		if err := r.sender.CheckCommand(a.Command); err != nil {
+			return Rule{}, &InvalidError{Field: fmt.Sprintf("actions[%d].url", i), Reason: err.Error()}
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.refresh(); err != nil {

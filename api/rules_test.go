@@ -8,6 +8,7 @@ import (
 
 	"github.com/vatio-energy/vatio/alert"
 	"github.com/vatio-energy/vatio/api"
+	"github.com/vatio-energy/vatio/automation"
 )
 
 func TestRulesAPI(t *testing.T) {
@@ -69,5 +70,37 @@ func TestRulesAPI(t *testing.T) {
 	}
 	if code := h.get(t, "/api/v1/rules/quiet-plug", nil); code != 404 {
 		t.Errorf("GET after DELETE = %d", code)
+	}
+}
+
+// TestRuleActionTargets: a rule whose webhook action points at the cloud
+// metadata service, another scheme or this machine's loopback (not
+// allowed) is refused, naming the action; an ordinary host is accepted.
+func TestRuleActionTargets(t *testing.T) {
+	probe := startOpts(t, api.Options{})
+	svc := alert.New(probe.store, nil, alert.Options{})
+	defer svc.Close()
+	rules, err := alert.NewRules(probe.store, svc, testTariff, nil, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules.SetSender(&automation.Sender{Egress: &automation.Egress{OwnPorts: []int{5000}}})
+	h := startOpts(t, api.Options{Rules: rules})
+	for _, c := range []struct {
+		url  string
+		want int
+	}{
+		{"http://169.254.169.254/latest/meta-data/iam", 400},
+		{"ftp://files.example/x", 400},
+		{"http://127.0.0.1:8123/api/webhook/x", 400},
+		{"http://[::1]:5000/api/v1/backup", 400},
+		{"https://hooks.example.com/vatio", 201},
+	} {
+		body := `{"id": "r` + strings.Repeat("x", len(c.url)%7) + `", "kind": "silent", "meter": "plug", "severity": "info", "enabled": true, "silent_for": "30m",
+			"actions": [{"url": "` + c.url + `", "payload": "{}"}]}`
+		var e apiError
+		if code := h.post(t, "/api/v1/rules", "application/json", body, &e); code != c.want || (c.want == 400 && !strings.Contains(e.Error, "actions[0]")) {
+			t.Errorf("a rule acting on %s: %d %+v, want %d", c.url, code, e, c.want)
+		}
 	}
 }

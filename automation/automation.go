@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -39,6 +40,11 @@ func (c Command) Check() error {
 		return errors.New("give a topic (MQTT) or a url (webhook), not both")
 	case c.Topic != "" && !validTopic(c.Topic):
 		return fmt.Errorf("topic %q has wildcards, starts with $ or is empty", c.Topic)
+	case c.URL != "":
+		u, err := url.Parse(c.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return errors.New("url: an http:// or https:// address with a host")
+		}
 	}
 	return nil
 }
@@ -60,9 +66,25 @@ type Sender struct {
 	// Publish sends an MQTT message through the embedded broker.
 	Publish func(topic string, payload []byte) error
 	Client  *http.Client
+	// Egress, when set, decides where webhooks may go (rule actions come
+	// from the API): they are checked against it and sent through its
+	// client, not Client.
+	Egress *Egress
 	// OnSend, if set, is told of every command carried out or failed (the
 	// audit log).
 	OnSend func(c Command, err error)
+
+	egressOnce   sync.Once
+	egressClient *http.Client
+}
+
+// CheckCommand reports what is wrong with c's destination for this sender
+// (see Egress), as far as can be told before sending it.
+func (s *Sender) CheckCommand(c Command) error {
+	if c.URL == "" || s == nil || s.Egress == nil {
+		return nil
+	}
+	return s.Egress.CheckURL(c.URL)
 }
 
 // Send carries out c.
@@ -81,12 +103,19 @@ func (s *Sender) send(ctx context.Context, c Command) error {
 		}
 		return nil
 	}
+	client := cmp.Or(s.Client, &http.Client{Timeout: 10 * time.Second})
+	if s.Egress != nil {
+		if err := s.Egress.CheckURL(c.URL); err != nil {
+			return err
+		}
+		s.egressOnce.Do(func() { s.egressClient = s.Egress.Client(10 * time.Second) })
+		client = s.egressClient
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL, bytes.NewReader([]byte(c.Payload)))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("User-Agent", "vatio")
-	client := cmp.Or(s.Client, &http.Client{Timeout: 10 * time.Second})
 	resp, err := client.Do(req)
 	if err != nil {
 		return err

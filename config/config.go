@@ -505,6 +505,10 @@ type Alerts struct {
 	Attempts int `yaml:"attempts"`
 	// Backoff is the wait before the first retry; it doubles on each one.
 	Backoff time.Duration `yaml:"backoff"`
+	// ActionsAllowLoopback lets rule actions' webhooks reach services on
+	// this machine's loopback (127.0.0.1, ::1); Vatio's own ports stay
+	// refused, and so do link-local addresses (cloud metadata) everywhere.
+	ActionsAllowLoopback bool `yaml:"actions_allow_loopback"`
 	// EvaluateEvery is how often the alert rules are checked.
 	EvaluateEvery time.Duration `yaml:"evaluate_every"`
 	// Rules are alert rules (see alert.Rule); the API adds more.
