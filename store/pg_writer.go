@@ -552,6 +552,18 @@ func (w *pgWriter) put(st *meterState, r meter.Reading, maxW float64) (int, erro
 	if archived {
 		floor = -1
 	}
+	if !r.Stamped { // as txWriter.put: the next free millisecond
+		for {
+			sp, err := w.span(r.Meter, ns)
+			if err != nil {
+				return 0, err
+			}
+			if _, taken := sp.known[ns]; !taken {
+				break
+			}
+			ns += int64(time.Millisecond)
+		}
+	}
 	added, err := w.putLate(r, ns, floor)
 	if err != nil {
 		return 0, err

@@ -347,3 +347,46 @@ func TestMaxSizeRefusesWithoutDamage(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestReadingStampedAheadShiftsNoReceivedOnes: a device stamps a reading
+// minutes ahead; the readings received after it keep their receive times
+// (not a millisecond after the one from the future), and one received at
+// the very instant of a stamped reading is stored beside it, not over it.
+func TestReadingStampedAheadShiftsNoReceivedOnes(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	now := time.Now().UTC().Truncate(time.Second)
+	received := func(at time.Time, w float64) meter.Reading {
+		return meter.Reading{Meter: "m", Time: at, PowerW: w}
+	}
+	mustAppend(t, s,
+		received(now.Add(-10*time.Second), 1),
+		meter.Reading{Meter: "m", Time: now.Add(-5 * time.Second), PowerW: 2, Stamped: true},
+		meter.Reading{Meter: "m", Time: now.Add(3 * time.Minute), PowerW: 3, Stamped: true}, // ahead
+		received(now.Add(-5*time.Second), 4), // the stamped reading's instant
+		received(now, 5),
+		received(now.Add(time.Second), 6),
+	)
+	recs, _, err := s.Range("m", now.Add(-time.Minute), now.Add(time.Hour), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[float64]time.Time{}
+	for _, r := range recs {
+		got[r.PowerW] = r.Time
+	}
+	want := map[float64]time.Time{
+		1: now.Add(-10 * time.Second), 2: now.Add(-5 * time.Second), 3: now.Add(3 * time.Minute),
+		4: now.Add(-5*time.Second + time.Millisecond), 5: now, 6: now.Add(time.Second),
+	}
+	for w, at := range want {
+		if !got[w].Equal(at) {
+			t.Errorf("reading of %v W stored at %s, want %s", w, got[w].Format(time.RFC3339Nano), at.Format(time.RFC3339Nano))
+		}
+	}
+	if len(recs) != len(want) {
+		t.Errorf("%d readings stored, want %d", len(recs), len(want))
+	}
+	if err := s.CheckRollups("m"); err != nil {
+		t.Error(err)
+	}
+}

@@ -688,6 +688,14 @@ func (w *txWriter) put(st *meterState, r meter.Reading, maxW float64) (int, erro
 	if archived {
 		floor = -1 // no rollups to change
 	}
+	if !r.Stamped {
+		// Received behind a reading stamped ahead: a new reading, never a
+		// resend, so it takes the next free millisecond.
+		var err error
+		if ns, err = w.freeNs(r.Meter, ns); err != nil {
+			return 0, err
+		}
+	}
 	added, err := w.putLate(r, ns, floor)
 	if err != nil {
 		return 0, err
@@ -696,14 +704,47 @@ func (w *txWriter) put(st *meterState, r meter.Reading, maxW float64) (int, erro
 	return added, nil
 }
 
+// freeNs returns ns, or the first millisecond after it at which meterID
+// has no reading.
+func (w *txWriter) freeNs(meterID string, ns int64) (int64, error) {
+	for {
+		ob, err := w.block(meterID, ns)
+		if err != nil {
+			return 0, err
+		}
+		taken := false
+		if ob != nil {
+			_, taken = slices.BinarySearchFunc(ob.pts, ns, cmpPointNs)
+		} else {
+			raw, err := w.rawBucket(meterID)
+			if err != nil {
+				return 0, err
+			}
+			taken = raw.Get(timeKey(ns)) != nil
+		}
+		if !taken {
+			return ns, nil
+		}
+		ns += int64(time.Millisecond)
+	}
+}
+
+// arrivalSlack is how far ahead of a receive-stamped reading the meter's
+// newest may be for the reading still to be put right after it: two
+// readings received in the same millisecond, or a clock stepped back a
+// little. A newest further ahead was stamped by a device whose clock runs
+// ahead; the readings received after it keep their own times.
+const arrivalSlack = time.Second
+
 // readingNs returns the time reading r is stored at in a meter of state
 // st: its own when the device stamped it, else its receive time in
-// milliseconds, a millisecond after the newest if the clock says otherwise.
+// milliseconds, a millisecond after the newest if that is less than
+// arrivalSlack ahead.
 func readingNs(st *meterState, r meter.Reading) int64 {
 	ns := r.Time.UnixNano()
 	if !r.Stamped {
 		ns -= ns % int64(time.Millisecond) // receive times: milliseconds are plenty, and compress
-		if st.Readings > 0 && ns <= st.LastNs {
+		if st.Readings > 0 && ns <= st.LastNs && st.LastNs-ns < int64(arrivalSlack) {
 			ns = st.LastNs - st.LastNs%int64(time.Millisecond) + int64(time.Millisecond)
 		}
 	}
