@@ -362,7 +362,7 @@ func TestReadingStampedAheadShiftsNoReceivedOnes(t *testing.T) {
 		received(now.Add(-10*time.Second), 1),
 		meter.Reading{Meter: "m", Time: now.Add(-5 * time.Second), PowerW: 2, Stamped: true},
 		meter.Reading{Meter: "m", Time: now.Add(3 * time.Minute), PowerW: 3, Stamped: true}, // ahead
-		received(now.Add(-5*time.Second), 4), // the stamped reading's instant
+		received(now.Add(-5*time.Second), 4),                                                // the stamped reading's instant
 		received(now, 5),
 		received(now.Add(time.Second), 6),
 	)
