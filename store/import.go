@@ -102,22 +102,26 @@ func (s *Store) ImportFrom(next func() (meter.Reading, error), progress func(sto
 	return read, added, nil
 }
 
-// staging is a file of readings in a compact binary form: meter and
-// source (length-prefixed), time in Unix nanoseconds, power, energy and
-// power factor as float64 bits, and a byte of flags.
+// staging is a file of readings in a compact binary form, about 11 bytes
+// a reading of one meter's history: a byte of flags; the meter and source
+// (length-prefixed) only when they differ from the record before; the
+// time as a varint of nanoseconds since the record before; the power, and
+// the energy and power factor when present, as float64 bits.
 type staging struct {
-	f  *os.File
-	w  *bufio.Writer
-	r  *bufio.Reader
-	b  []byte
-	id string // the meter and source of the last record read, reused
-	so string
+	f *os.File
+	w *bufio.Writer
+	r *bufio.Reader
+	b []byte
+	// The meter, source and time of the last record written or read.
+	id, so string
+	ns     int64
 }
 
 const (
 	flagEnergy = 1 << iota
 	flagStamped
 	flagPF
+	flagNames // meter and source follow
 )
 
 func newStaging(dir string) (*staging, error) {
@@ -132,15 +136,6 @@ func newStaging(dir string) (*staging, error) {
 }
 
 func (st *staging) write(r meter.Reading) error {
-	b := st.b[:0]
-	b = binary.AppendUvarint(b, uint64(len(r.Meter)))
-	b = append(b, r.Meter...)
-	b = binary.AppendUvarint(b, uint64(len(r.Source)))
-	b = append(b, r.Source...)
-	b = binary.AppendVarint(b, r.Time.UnixNano())
-	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.PowerW))
-	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.EnergyWh))
-	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.PowerFactor))
 	var flags byte
 	if r.HasEnergy {
 		flags |= flagEnergy
@@ -151,7 +146,28 @@ func (st *staging) write(r meter.Reading) error {
 	if r.HasPF {
 		flags |= flagPF
 	}
-	b = append(b, flags)
+	names := r.Meter != st.id || r.Source != st.so
+	if names {
+		flags |= flagNames
+	}
+	b := append(st.b[:0], flags)
+	if names {
+		b = binary.AppendUvarint(b, uint64(len(r.Meter)))
+		b = append(b, r.Meter...)
+		b = binary.AppendUvarint(b, uint64(len(r.Source)))
+		b = append(b, r.Source...)
+		st.id, st.so = r.Meter, r.Source
+	}
+	ns := r.Time.UnixNano()
+	b = binary.AppendVarint(b, ns-st.ns)
+	st.ns = ns
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.PowerW))
+	if r.HasEnergy {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.EnergyWh))
+	}
+	if r.HasPF {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.PowerFactor))
+	}
 	st.b = b
 	if _, err := st.w.Write(b); err != nil {
 		return fmt.Errorf("store: import staging: %w", err)
@@ -167,49 +183,64 @@ func (st *staging) rewind() error {
 		return fmt.Errorf("store: import staging: %w", err)
 	}
 	st.r = bufio.NewReaderSize(st.f, 64<<10)
+	st.id, st.so, st.ns = "", "", 0
 	return nil
 }
 
 func (st *staging) read() (meter.Reading, error) {
-	str := func(last *string) error {
-		n, err := binary.ReadUvarint(st.r)
-		if err != nil || n > 1024 {
-			return errors.Join(errors.New("bad length"), err)
-		}
-		if cap(st.b) < int(n) {
-			st.b = make([]byte, n)
-		}
-		b := st.b[:n]
-		if _, err := io.ReadFull(st.r, b); err != nil {
-			return err
-		}
-		if string(b) != *last { // one meter's history: one string, not one per reading
-			*last = string(b)
-		}
-		return nil
-	}
 	var r meter.Reading
-	var fixed [25]byte
-	if err := str(&st.id); err != nil {
+	fail := func(err error) (meter.Reading, error) {
 		return r, fmt.Errorf("store: import staging: %w", err)
 	}
-	if err := str(&st.so); err != nil {
-		return r, fmt.Errorf("store: import staging: %w", err)
+	str := func() (string, error) {
+		n, err := binary.ReadUvarint(st.r)
+		if err != nil {
+			return "", err
+		}
+		if n > 1024 {
+			return "", errors.New("bad length")
+		}
+		b := make([]byte, n)
+		_, err = io.ReadFull(st.r, b)
+		return string(b), err
 	}
-	ns, err := binary.ReadVarint(st.r)
-	if err == nil {
-		_, err = io.ReadFull(st.r, fixed[:])
-	}
+	flags, err := st.r.ReadByte()
 	if err != nil {
-		return r, fmt.Errorf("store: import staging: %w", err)
+		return fail(err)
 	}
-	r.Meter, r.Source = st.id, st.so
-	r.Time = time.Unix(0, ns).UTC()
-	r.PowerW = math.Float64frombits(binary.LittleEndian.Uint64(fixed[0:]))
-	r.EnergyWh = math.Float64frombits(binary.LittleEndian.Uint64(fixed[8:]))
-	r.PowerFactor = math.Float64frombits(binary.LittleEndian.Uint64(fixed[16:]))
-	flags := fixed[24]
+	if flags&flagNames != 0 {
+		if st.id, err = str(); err != nil {
+			return fail(err)
+		}
+		if st.so, err = str(); err != nil {
+			return fail(err)
+		}
+	}
+	delta, err := binary.ReadVarint(st.r)
+	if err != nil {
+		return fail(err)
+	}
+	st.ns += delta
+	f64 := func() (float64, error) {
+		var b [8]byte
+		_, err := io.ReadFull(st.r, b[:])
+		return math.Float64frombits(binary.LittleEndian.Uint64(b[:])), err
+	}
+	r.Meter, r.Source, r.Time = st.id, st.so, time.Unix(0, st.ns).UTC()
 	r.HasEnergy, r.Stamped, r.HasPF = flags&flagEnergy != 0, flags&flagStamped != 0, flags&flagPF != 0
+	if r.PowerW, err = f64(); err != nil {
+		return fail(err)
+	}
+	if r.HasEnergy {
+		if r.EnergyWh, err = f64(); err != nil {
+			return fail(err)
+		}
+	}
+	if r.HasPF {
+		if r.PowerFactor, err = f64(); err != nil {
+			return fail(err)
+		}
+	}
 	return r, nil
 }
 

@@ -1,0 +1,89 @@
+package store
+
+import (
+	"errors"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/vatio-energy/vatio/meter"
+)
+
+// history returns a generator of n readings of meter m a second apart
+// from t0, with energy and power factor on every third, that fails with
+// failAt's error at reading failAt (0: never).
+func history(m string, n, failAt int) func() (meter.Reading, error) {
+	i := 0
+	return func() (meter.Reading, error) {
+		if i == n {
+			return meter.Reading{}, io.EOF
+		}
+		i++
+		if i == failAt {
+			return meter.Reading{}, &meter.LineError{Line: i, Err: errors.New("bad")}
+		}
+		r := meter.Reading{Meter: m, Source: "import", Time: t0.Add(time.Duration(i) * time.Second), PowerW: float64(i % 997), Stamped: true}
+		if i%3 == 0 {
+			r.EnergyWh, r.HasEnergy = float64(i), true
+			r.PowerFactor, r.HasPF = 0.5, true
+		}
+		return r, nil
+	}
+}
+
+// TestImportFromStagesLargeHistories imports more readings than one
+// transaction takes: all of them arrive, as they were, and the staging
+// file is gone; a history that fails near its end stores nothing.
+func TestImportFromStagesLargeHistories(t *testing.T) {
+	staging := t.TempDir()
+	s, err := testOpen(t, t.TempDir(), Options{StagingDir: staging})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	n := ImportChunk*2 + 123
+	var last, all int
+	read, added, err := s.ImportFrom(history("big", n, 0), func(stored, total int) { last, all = stored, total })
+	if err != nil || read != n || added != n || last != n || all != n {
+		t.Fatalf("ImportFrom = %d read, %d added, progress %d of %d, %v; want %d", read, added, last, all, err, n)
+	}
+	m, err := s.Meter("big")
+	if err != nil || m.Readings != uint64(n) {
+		t.Fatalf("meter big: %+v %v, want %d readings", m, err, n)
+	}
+	next := history("big", n, 0)
+	recs, _, err := s.Range("big", t0, t0.Add(time.Duration(n+1)*time.Second), n+1)
+	if err != nil || len(recs) != n {
+		t.Fatalf("Range: %d readings, %v", len(recs), err)
+	}
+	for i, got := range recs {
+		want, _ := next()
+		if !got.Time.Equal(want.Time) || got.PowerW != want.PowerW || got.HasEnergy != want.HasEnergy || got.EnergyWh != want.EnergyWh {
+			t.Fatalf("reading %d = %+v, want %+v", i, got, want)
+		}
+	}
+	if left, _ := os.ReadDir(staging); len(left) != 0 {
+		t.Errorf("staging left %v", left)
+	}
+	if err := s.CheckRollups("big"); err != nil {
+		t.Error(err)
+	}
+
+	// A bad reading past the first transaction's worth: nothing stored.
+	read, added, err = s.ImportFrom(history("other", n, n-5), nil)
+	var le *meter.LineError
+	if !errors.As(err, &le) || added != 0 {
+		t.Fatalf("failing ImportFrom = %d read, %d added, %v; want the line error", read, added, err)
+	}
+	if _, err := s.Meter("other"); !errors.Is(err, ErrUnknownMeter) {
+		t.Errorf("a failed import left meter other: %v", err)
+	}
+	if left, _ := os.ReadDir(staging); len(left) != 0 {
+		t.Errorf("a failed import left %v in staging", left)
+	}
+	// The same history again: nothing new.
+	if _, added, err := s.ImportFrom(history("big", n, 0), nil); err != nil || added != 0 {
+		t.Errorf("the same history again: %d added, %v; want none", added, err)
+	}
+}
