@@ -145,9 +145,13 @@ func limitBody(limit int, idle time.Duration) fiber.Handler {
 			c.Context().SetConnectionClose() // the unread body must not be taken for the next request
 			return fiber.ErrRequestEntityTooLarge
 		}
-		var raw io.Reader = bytes.NewReader(req.Body())
+		// Body() of a streaming request would read all of it: only the
+		// stream itself is read, within the limit.
+		var raw io.Reader
 		if req.IsBodyStream() {
 			raw = &boundedReader{r: c.Context().RequestBodyStream(), left: int64(limit)}
+		} else {
+			raw = bytes.NewReader(req.Body())
 		}
 		r, done, err := decodeBody(raw, encodings, int64(limit))
 		if err != nil {
@@ -180,9 +184,11 @@ func importBody(c *fiber.Ctx, limit int64, idle time.Duration) (io.Reader, func(
 		return nil, nil, err
 	}
 	req := c.Request()
-	var raw io.Reader = bytes.NewReader(req.Body())
-	if req.IsBodyStream() {
+	var raw io.Reader
+	if req.IsBodyStream() { // not Body(), which would read all of it
 		raw = &idleReader{r: c.Context().RequestBodyStream(), conn: c.Context().Conn(), idle: idle}
+	} else {
+		raw = bytes.NewReader(req.Body())
 	}
 	return decodeBody(&boundedReader{r: raw, left: limit}, encodings, limit)
 }
