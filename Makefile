@@ -48,8 +48,8 @@ bench: assets
 # Fuzz each decoder and parser for FUZZTIME (default 30s each).
 FUZZTIME ?= 30s
 FUZZ_METER := FuzzDecode FuzzReadCSV FuzzTasmota FuzzShelly FuzzEmonhub FuzzZigbee2MQTT FuzzDSMR FuzzGeneric
-FUZZ_API := FuzzParseLimit FuzzParseTime FuzzParsePatch
-FUZZ_STORE := FuzzDecodeBlock FuzzBlockRoundTrip
+FUZZ_API := FuzzParseLimit FuzzParseTime FuzzParsePatch FuzzDecodeBody
+FUZZ_STORE := FuzzDecodeBlock FuzzBlockRoundTrip FuzzStaging
 FUZZ_TARIFF := FuzzParseClock
 FUZZ_AUTH := FuzzToken FuzzLogin
 FUZZ_CRYPT := FuzzReader

@@ -36,6 +36,38 @@ func peakRSS(tb testing.TB, pid int) int64 {
 	return 0
 }
 
+// procStatus returns a field of /proc/<pid>/status in bytes (0 if absent).
+func procStatus(pid int, field string) int64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field+":" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// sampleAnon samples a process's anonymous resident memory (its heap and
+// stacks, not the database file it maps) every 50 ms until stop is
+// called, which returns the highest sample.
+func sampleAnon(pid int) (stop func() int64) {
+	done, out := make(chan struct{}), make(chan int64)
+	go func() {
+		var peak int64
+		for {
+			peak = max(peak, procStatus(pid, "RssAnon"))
+			select {
+			case <-done:
+				out <- peak
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return func() int64 { close(done); return <-out }
+}
+
 func resetPeak(tb testing.TB, pid int) {
 	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
 		tb.Logf("reset peak RSS: %v (the peak is then since start)", err)
@@ -48,7 +80,8 @@ func resetPeak(tb testing.TB, pid int) {
 //
 //   - gzip-login: a 1 MB gzip body that inflates to 1 GiB, to POST /login
 //     (no credentials needed);
-//   - import-1GiB-bad-end: a 1 GiB CSV import whose last line is bad
+//   - import-1GiB-bad-end: a 1 GiB CSV import (57 million readings) whose
+//     last line is bad, and import-1GiB: the same, all good and stored
 //     (VATIO_BENCH_IMPORT_MB changes the size);
 //   - wrong-logins: 100 wrong log-ins at once while 10 MQTT clients
 //     publish QoS 1 readings, with their PUBACK p50/p99 during the flood
@@ -87,16 +120,17 @@ func BenchmarkHostileInput(b *testing.B) {
 			b.ReportMetric(float64(status), "status")
 		}
 	})
-	b.Run("import-1GiB-bad-end", func(b *testing.B) {
-		cmd, _, httpAddr, _ := child(b, b.TempDir())
+	importCSV := func(b *testing.B, badEnd bool) {
+		cmd, _, httpAddr, logs := child(b, b.TempDir())
 		size := int64(1 << 30)
 		if mb, err := strconv.Atoi(os.Getenv("VATIO_BENCH_IMPORT_MB")); err == nil && mb > 0 {
 			size = int64(mb) << 20
 		}
 		for b.Loop() {
 			time.Sleep(time.Second)
-			idle := peakRSS(b, cmd.Process.Pid)
+			idle, idleAnon := peakRSS(b, cmd.Process.Pid), procStatus(cmd.Process.Pid, "RssAnon")
 			resetPeak(b, cmd.Process.Pid)
+			stopAnon := sampleAnon(cmd.Process.Pid)
 			pr, pw := io.Pipe()
 			go func() {
 				t0 := time.Now().Add(-24 * 365 * time.Hour).Unix()
@@ -114,27 +148,37 @@ func BenchmarkHostileInput(b *testing.B) {
 						buf = buf[:0]
 					}
 				}
-				pw.Write([]byte("not a reading\n"))
+				pw.Write(buf)
+				if badEnd {
+					pw.Write([]byte("not a reading\n"))
+				}
 				pw.Close()
 			}()
 			start := time.Now()
 			req, _ := http.NewRequest(http.MethodPost, "http://"+httpAddr+"/api/v1/meters/bench/import", pr)
 			req.Header.Set("Content-Type", "text/csv")
 			status := 0
-			if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				b.Logf("import: %v\n%s", err, logs)
+			} else {
 				status = resp.StatusCode
-				io.Copy(io.Discard, resp.Body)
+				answer, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
+				b.Logf("import: %d %s", status, answer)
 			}
 			pr.Close()
 			took := time.Since(start)
-			peak := peakRSS(b, cmd.Process.Pid)
+			peak, peakAnon := peakRSS(b, cmd.Process.Pid), stopAnon()
 			b.ReportMetric(float64(size)/(1<<20), "body-MB")
 			b.ReportMetric(float64(peak-idle)/(1<<20), "peak-over-idle-MB")
+			b.ReportMetric(float64(peakAnon-idleAnon)/(1<<20), "anon-peak-over-idle-MB")
 			b.ReportMetric(took.Seconds(), "s/request")
 			b.ReportMetric(float64(status), "status")
 		}
-	})
+	}
+	b.Run("import-1GiB-bad-end", func(b *testing.B) { importCSV(b, true) })
+	b.Run("import-1GiB", func(b *testing.B) { importCSV(b, false) })
 	b.Run("wrong-logins", func(b *testing.B) {
 		cmd, mqttAddr, httpAddr, _ := child(b, b.TempDir())
 		const publishers = 10

@@ -87,3 +87,49 @@ func TestImportFromStagesLargeHistories(t *testing.T) {
 		t.Errorf("the same history again: %d added, %v; want none", added, err)
 	}
 }
+
+// FuzzStaging writes readings made of any values to a staging file and
+// reads them back unchanged.
+func FuzzStaging(f *testing.F) {
+	f.Add("m1", "import", int64(1764000000e9), 1500.5, 12.25, 0.9, uint8(7), int64(-3e9))
+	f.Add("", "", int64(0), -1.0, 0.0, 0.0, uint8(0), int64(1))
+	f.Fuzz(func(t *testing.T, id, source string, ns int64, w, wh, pf float64, flags uint8, step int64) {
+		if len(id) > 1024 || len(source) > 1024 {
+			return
+		}
+		st, err := newStaging(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.remove()
+		var want []meter.Reading
+		for i := range int64(3) {
+			r := meter.Reading{Meter: id, Source: source, Time: time.Unix(0, ns+i*step).UTC(), PowerW: w,
+				HasEnergy: flags&1 != 0, Stamped: flags&2 != 0, HasPF: flags&4 != 0}
+			if r.HasEnergy {
+				r.EnergyWh = wh
+			}
+			if r.HasPF {
+				r.PowerFactor = pf
+			}
+			if i == 2 {
+				r.Meter += "x" // a change of meter mid-file
+			}
+			want = append(want, r)
+			if err := st.write(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := st.rewind(); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range want {
+			got, err := st.read()
+			same := func(a, b float64) bool { return a == b || a != a && b != b }
+			if err != nil || got.Meter != w.Meter || got.Source != w.Source || !got.Time.Equal(w.Time) || !same(got.PowerW, w.PowerW) ||
+				got.HasEnergy != w.HasEnergy || !same(got.EnergyWh, w.EnergyWh) || got.HasPF != w.HasPF || !same(got.PowerFactor, w.PowerFactor) || got.Stamped != w.Stamped {
+				t.Fatalf("read back %+v, %v; want %+v", got, err, w)
+			}
+		}
+	})
+}
