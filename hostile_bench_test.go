@@ -133,7 +133,7 @@ func BenchmarkHostileInput(b *testing.B) {
 			stopAnon := sampleAnon(cmd.Process.Pid)
 			pr, pw := io.Pipe()
 			go func() {
-				t0 := time.Now().Add(-24 * 365 * time.Hour).Unix()
+				t0 := time.Now().Add(-2 * 366 * 24 * time.Hour).Unix() // 57 million seconds back
 				var buf []byte
 				var sent int64
 				for i := int64(0); sent < size-(1<<16); i++ {

@@ -451,7 +451,7 @@ func TestBodiesAreBoundedOnceDecoded(t *testing.T) {
 // first line.
 func TestImportStreamsAndSaysWhyItFailed(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	os.WriteFile(cfg, []byte("http:\n  import_limit_bytes: 10000000\n"), 0o600)
+	os.WriteFile(cfg, []byte("http:\n  import_limit_bytes: 10000000\n  read_timeout: 1s\n"), 0o600)
 	v := startVatioEnv(t, t.TempDir(), cfg, testEnv, "")
 	u := "http://" + v.http + "/api/v1/meters/plant/import"
 
@@ -499,5 +499,31 @@ func TestImportStreamsAndSaysWhyItFailed(t *testing.T) {
 	var m struct{ Readings int }
 	if getJSON(t, "http://"+v.http+"/api/v1/meters/plant", &m); m.Readings != 1000 {
 		t.Errorf("after the refused import the meter has %d readings, want 1000", m.Readings)
+	}
+
+	// An upload that stops sending halfway: 408 saying so, once
+	// read_timeout passed without data; not a complaint about a line.
+	conn, err := net.Dial("tcp", v.http)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /api/v1/meters/stalled/import HTTP/1.1\r\nHost: vatio\r\nAuthorization: Bearer %s\r\nContent-Type: text/csv\r\nContent-Length: 5000000\r\n\r\n", testAdminToken)
+	for i := range 3000 { // 60 kB of the 5 MB announced, the last line cut
+		fmt.Fprintf(conn, "%d,%d\n", t0.Add(time.Duration(i)*time.Second).Unix(), 100)
+	}
+	io.WriteString(conn, "17642")
+	conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	resp, err = http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("a stalled upload got no answer: %v", err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), "stalled") || !strings.Contains(string(body), "nothing was imported") {
+		t.Errorf("a stalled upload: %d %s, want 408 saying it stalled and nothing was imported", resp.StatusCode, body)
+	}
+	if code := getJSON(t, "http://"+v.http+"/api/v1/meters/stalled", nil); code != http.StatusNotFound {
+		t.Errorf("the stalled upload's meter: %d, want 404", code)
 	}
 }

@@ -3,6 +3,7 @@ package api_test
 import (
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -199,6 +200,15 @@ func TestSessionsNeedCSRF(t *testing.T) {
 	}
 	if code := call(t, h, "PATCH", "/api/v1/meters/m", `{"name": "x"}`, "Cookie", cookie, "X-CSRF-Token", x.CSRF); code != 200 {
 		t.Errorf("PATCH with the CSRF token: %d", code)
+	}
+	// Never from the query string (it ends up in logs and Referers); from
+	// a URL-encoded form body, yes.
+	if code := call(t, h, "PATCH", "/api/v1/meters/m?csrf="+url.QueryEscape(x.CSRF), `{"name": "y"}`, "Cookie", cookie); code != http.StatusForbidden {
+		t.Errorf("PATCH with the CSRF token in the query: %d, want 403", code)
+	}
+	form := url.Values{"csrf": {x.CSRF}}.Encode()
+	if code := call(t, h, "POST", "/api/v1/meters/m/nothing", form, "Cookie", cookie, "Content-Type", "application/x-www-form-urlencoded"); code == http.StatusForbidden {
+		t.Errorf("POST with the CSRF token in a form body: %d, want past the CSRF check", code)
 	}
 	if code := call(t, h, "GET", "/api/v1/meters", "", "Cookie", api.SessionCookie+"=forged-session-id-000000000"); code != http.StatusUnauthorized {
 		t.Errorf("a forged session: %d", code)

@@ -307,3 +307,64 @@ func FuzzToken(f *testing.F) {
 		}
 	})
 }
+
+// TestLockoutAlertsOncePerEpisodeAndAddress: an address that locks out
+// several names, with further attempts while locked, is reported once; a
+// second address once more; the same address again after its lock-outs
+// ended, once more.
+func TestLockoutAlertsOncePerEpisodeAndAddress(t *testing.T) {
+	s, _ := newService(t, t.TempDir())
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return now }
+	var reports []string
+	s.OnLockout = func(name, addr string, until time.Time) {
+		reports = append(reports, fmt.Sprintf("%s %s %s", addr, name, until.Sub(now)))
+	}
+	guess := func(name, addr string, n int) {
+		for range n {
+			s.Login(name, "wrong password!", addr)
+		}
+	}
+	guess("admin", "198.51.100.7", maxFailures+3) // locked, then more attempts
+	guess("root", "198.51.100.7", maxFailures)    // another name, same address, same episode
+	guess("admin", "203.0.113.9", maxFailures)    // another address
+	if len(reports) != 2 || !strings.HasPrefix(reports[0], "198.51.100.7 admin") || !strings.HasPrefix(reports[1], "203.0.113.9 admin") {
+		t.Fatalf("reports %q, want one per address", reports)
+	}
+	now = now.Add(25 * time.Hour) // every lock-out over
+	guess("admin", "198.51.100.7", 1)
+	if len(reports) != 3 || !strings.HasPrefix(reports[2], "198.51.100.7 admin") {
+		t.Fatalf("reports %q, want a third for the address's new episode", reports)
+	}
+}
+
+// TestBusyPasswordChecks: with one check at a time and a short wait, a
+// log-in that finds the slot taken is ErrBusy, not a failure counted
+// toward a lock-out, and the user then logs in.
+func TestBusyPasswordChecks(t *testing.T) {
+	_, st := newService(t, t.TempDir())
+	checks := NewPasswordChecks(1, 10*time.Millisecond)
+	s, err := New(st, checks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Setup("admin", "a long enough password", ""); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var busy atomic.Int64
+	for i := range 8 {
+		wg.Go(func() {
+			if _, _, err := s.Login(fmt.Sprintf("guess%d", i), "wrong password!", "198.51.100.7"); errors.Is(err, ErrBusy) {
+				busy.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if busy.Load() == 0 || checks.Refused() != busy.Load() {
+		t.Errorf("%d of 8 parallel log-ins busy, %d counted; want some", busy.Load(), checks.Refused())
+	}
+	if _, _, err := s.Login("admin", "a long enough password", "198.51.100.7"); err != nil {
+		t.Errorf("log-in after the flood: %v", err)
+	}
+}
