@@ -414,6 +414,9 @@ func TestBodiesAreBoundedOnceDecoded(t *testing.T) {
 	if code, _ := send("POST", "/login", "application/x-www-form-urlencoded", "compress", []byte("x"), false); code != http.StatusUnsupportedMediaType {
 		t.Errorf("Content-Encoding compress: %d, want 415", code)
 	}
+	if code, body := send("POST", "/api/v1/meters/m/import", "text/csv", "compress", []byte("x"), true); code != http.StatusUnsupportedMediaType {
+		t.Errorf("an import in Content-Encoding compress: %d %s, want 415", code, body)
+	}
 
 	// A small gzipped alert is decoded and raised.
 	var small bytes.Buffer

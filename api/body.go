@@ -110,10 +110,13 @@ func (b *boundedReader) Read(p []byte) (int, error) {
 // bodyError is the answer to a body that could not be read: 413 past the
 // limit, 408 for an upload that stalled, 400 for a broken encoding. The
 // connection is closed: the rest of the body was not read.
-func bodyError(c *fiber.Ctx, err error, limit int64, idle time.Duration) error {
+func bodyError(c *fiber.Ctx, err error, limit int64, idle time.Duration) *fiber.Error {
 	c.Context().SetConnectionClose()
 	var ne net.Error
+	var fe *fiber.Error
 	switch {
+	case errors.As(err, &fe): // 415 and the like, as they are
+		return fe
 	case errors.Is(err, errTooLarge):
 		return fiber.NewError(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes (once decoded)", limit))
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():

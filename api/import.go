@@ -2,7 +2,6 @@ package api
 
 import (
 	"errors"
-	"io"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -25,20 +24,16 @@ func (s *Server) importMeter(c *fiber.Ctx) error {
 		return bodyError(c, err, s.importLimit, s.readTimeout)
 	}
 	defer done()
-	src := &readErr{r: body}
-	cr, err := s.decoder.NewCSVReader(src, id, s.now())
+	cr, err := s.decoder.NewCSVReader(body, id, s.now())
 	if err != nil {
 		return err
 	}
 	read, added, err := s.store.ImportFrom(cr.Next, nil)
 	var le *meter.LineError
 	switch {
-	case src.err != nil: // the body failed, not a line of it
-		var fe *fiber.Error
-		if errors.As(bodyError(c, src.err, s.importLimit, s.readTimeout), &fe) {
-			fe.Message += "; nothing was imported"
-		}
-		return fe
+	case cr.ReadErr() != nil: // the body failed, not a line of it
+		fe := bodyError(c, cr.ReadErr(), s.importLimit, s.readTimeout)
+		return fiber.NewError(fe.Code, fe.Message+"; nothing was imported")
 	case errors.As(err, &le):
 		c.Context().SetConnectionClose() // the rest of the body was not read
 		return &paramError{Name: "body", Detail: le.Error() + "; nothing was imported"}
@@ -50,18 +45,4 @@ func (s *Server) importMeter(c *fiber.Ctx) error {
 	}
 	s.log.Info("history imported", "meter", id, "readings", read, "new", added)
 	return c.JSON(fiber.Map{"meter": id, "readings": read, "added": added})
-}
-
-// readErr keeps the first error of r other than io.EOF.
-type readErr struct {
-	r   io.Reader
-	err error
-}
-
-func (e *readErr) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err != nil && err != io.EOF && e.err == nil {
-		e.err = err
-	}
-	return n, err
 }

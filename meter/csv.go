@@ -80,6 +80,11 @@ func (d *Decoder) NewCSVReader(r io.Reader, meterID string, now time.Time) (*CSV
 	return &CSVReader{d: d, meterID: meterID, now: now, src: src, sc: sc}, nil
 }
 
+// ReadErr returns the error that reading failed with (other than io.EOF),
+// or nil: the body of an upload that stalled or passed its limit, told
+// apart from a bad line.
+func (cr *CSVReader) ReadErr() error { return cr.src.err }
+
 // Lines returns how many lines were read so far.
 func (cr *CSVReader) Lines() int { return cr.line }
 
