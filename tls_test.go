@@ -64,7 +64,7 @@ func TestTLSFirstStart(t *testing.T) {
 	// under HTTPS, as well as HttpOnly and SameSite.
 	setup := &http.Client{Transport: &http.Transport{TLSClientConfig: trust}, Timeout: 10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err = setup.PostForm(base+"/setup", url.Values{"user": {"admin"}, "password": {"a long enough password"}, "confirm": {"a long enough password"}})
+	resp, err = setup.PostForm(base+"/setup", url.Values{"user": {"admin"}, "password": {"a long enough password"}, "confirm": {"a long enough password"}, "token": {testAdminToken}})
 	if err != nil {
 		t.Fatal(err)
 	}

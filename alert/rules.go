@@ -211,6 +211,11 @@ type Rules struct {
 	acancel context.CancelFunc
 	// pending counts the actions under way (see Wait).
 	pending sync.WaitGroup
+	// lastActions is closed when the actions queued last are done: each
+	// batch waits for the one before, so a load switched off when a rule
+	// fires is switched on again after, never before (under actionsMu).
+	actionsMu   sync.Mutex
+	lastActions chan struct{}
 }
 
 // SetSender makes the rules' actions be carried out by s.
@@ -232,8 +237,19 @@ func (r *Rules) runActions(rule Rule, on string, alertID uint64) {
 		return
 	}
 	r.pending.Add(1)
+	r.actionsMu.Lock()
+	prev, done := r.lastActions, make(chan struct{})
+	r.lastActions = done
+	r.actionsMu.Unlock()
 	go func() {
 		defer r.pending.Done()
+		defer close(done)
+		if prev != nil {
+			select {
+			case <-prev:
+			case <-r.actx.Done():
+			}
+		}
 		var results []string
 		for _, c := range todo {
 			ctx, cancel := context.WithTimeout(r.actx, 10*time.Second)
