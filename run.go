@@ -371,9 +371,11 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 			WebSocketAddr: cfg.MQTT.WebSocketAddr, WebSocketOrigins: cfg.MQTT.WebSocketOrigins,
 			MaxClients: cfg.MQTT.MaxClients, MaxMessagesPerSecond: cfg.MQTT.MaxMessagesPerSecond, MaxTopicLength: cfg.MQTT.MaxTopicLength,
 			MaxPacketBytes: cfg.MQTT.MaxPacketBytes, WriteTimeout: cfg.MQTT.WriteTimeout,
-			MaxQueuedMessages: cfg.MQTT.MaxQueuedMessages,
-			Logger:            logger.With("component", "mqtt"),
-			Access:            a.devices,
+			MaxQueuedMessages:       cfg.MQTT.MaxQueuedMessages,
+			MaxConnectionsPerUser:   cfg.MQTT.MaxConnectionsPerDevice,
+			MaxRetainedMessageBytes: cfg.MQTT.MaxRetainedMessageBytes, MaxRetainedBytes: cfg.MQTT.MaxRetainedBytes,
+			Logger: logger.With("component", "mqtt"),
+			Access: a.devices,
 		})
 		if err != nil {
 			return nil, err

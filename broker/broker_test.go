@@ -20,6 +20,7 @@ import (
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/vatio-energy/vatio/broker"
 	"github.com/vatio-energy/vatio/certs"
@@ -286,7 +287,7 @@ type collector struct {
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) { c.b.Describe(ch) }
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	all := make(chan prometheus.Metric, 16)
+	all := make(chan prometheus.Metric, 64)
 	c.b.Collect(all)
 	close(all)
 	for m := range all {
@@ -352,6 +353,30 @@ func TestCloseWhileClientsComeAndGo(t *testing.T) {
 		case <-lost:
 		case <-time.After(5 * time.Second):
 			t.Fatalf("round %d: a connected client was not disconnected by Close", round)
+		}
+	}
+}
+
+// labelled picks one metric of the broker by name and label value.
+type labelled struct {
+	b            *broker.Broker
+	name, reason string
+}
+
+func (l labelled) Describe(ch chan<- *prometheus.Desc) { l.b.Describe(ch) }
+func (l labelled) Collect(ch chan<- prometheus.Metric) {
+	all := make(chan prometheus.Metric, 64)
+	l.b.Collect(all)
+	close(all)
+	for m := range all {
+		var pb dto.Metric
+		if !strings.Contains(m.Desc().String(), `"`+l.name+`"`) || m.Write(&pb) != nil {
+			continue
+		}
+		for _, lp := range pb.GetLabel() {
+			if lp.GetValue() == l.reason {
+				ch <- m
+			}
 		}
 	}
 }

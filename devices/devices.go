@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vatio-energy/vatio/auth"
+	"github.com/vatio-energy/vatio/broker"
 	"github.com/vatio-energy/vatio/store"
 )
 
@@ -154,36 +155,47 @@ func (r *Registry) List() []Device {
 	return out
 }
 
-// Connect reports whether a client may connect: with credentials, a
-// device's; without, from where AnonymousFrom allows.
-func (r *Registry) Connect(user string, password []byte, remote string) bool {
+// Connect returns nil when a client may connect: with credentials, a
+// device's; without, from where AnonymousFrom allows. An error wrapping
+// broker.ErrBusy says the password could not be checked now (too many
+// checks at once). The argon2id check runs with no lock held.
+func (r *Registry) Connect(user string, password []byte, remote string) error {
 	if user == "" {
 		host, _, err := net.SplitHostPort(remote)
 		if err != nil {
 			host = remote
 		}
-		return r.AnonymousFrom(net.ParseIP(host))
+		if !r.AnonymousFrom(net.ParseIP(host)) {
+			return errors.New("devices: a client without credentials, from an address not trusted for that")
+		}
+		return nil
 	}
 	r.mu.Lock()
 	d, ok := r.devices[user]
 	cached, seen := r.verified[user]
 	r.mu.Unlock()
-	if !ok || len(password) == 0 || len(password) > 256 {
-		return false
+	if !ok {
+		return fmt.Errorf("%w: %.64q", ErrUnknown, user)
+	}
+	if len(password) == 0 || len(password) > 256 {
+		return fmt.Errorf("devices: %q: wrong password", user)
 	}
 	sum := sha256.Sum256(password)
-	if seen && subtle.ConstantTimeCompare(sum[:], cached[:]) == 1 {
-		return true
+	if !seen || subtle.ConstantTimeCompare(sum[:], cached[:]) != 1 {
+		good, err := r.checks.Check(d.Hash, string(password))
+		if err != nil {
+			return fmt.Errorf("devices: %q: %w: %w", user, broker.ErrBusy, err)
+		}
+		if !good {
+			return fmt.Errorf("devices: %q: wrong password", user)
+		}
+		r.mu.Lock()
+		if _, still := r.devices[user]; still {
+			r.verified[user] = sum
+		}
+		r.mu.Unlock()
 	}
-	if good, _ := r.checks.Check(d.Hash, string(password)); !good {
-		return false
-	}
-	r.mu.Lock()
-	if _, still := r.devices[user]; still {
-		r.verified[user] = sum
-	}
-	r.mu.Unlock()
-	return true
+	return nil
 }
 
 // Allowed reports whether client user (a device name; "" for an anonymous
