@@ -37,9 +37,9 @@ func startBroker(t *testing.T, opts broker.Options) (*devices.Registry, *broker.
 
 // startOn runs the real broker of opts with a registry of the devices of
 // st, checking passwords within checks, deciding access.
-func startOn(t *testing.T, st *store.Store, opts broker.Options, checks *auth.PasswordChecks) (*devices.Registry, *broker.Broker) {
+func startOn(t *testing.T, st *store.Store, opts broker.Options, checks *auth.PasswordChecks, ropts ...devices.Option) (*devices.Registry, *broker.Broker) {
 	t.Helper()
-	reg, err := devices.New(st, checks)
+	reg, err := devices.New(st, checks, ropts...)
 	if err != nil {
 		t.Fatal(err)
 	}
