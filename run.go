@@ -279,8 +279,6 @@ type app struct {
 	// checks bounds the password checks of web log-ins and MQTT CONNECTs
 	// together.
 	checks *auth.PasswordChecks
-	// procs is GOMAXPROCS before start raised it for the password checks.
-	procs int
 	// shedder sheds load, when configured.
 	shedder *automation.Shedder
 	// elector runs the jobs to run once among instances sharing a store
@@ -306,14 +304,6 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		}
 	}()
 	a := &app{log: logger, httpErr: make(chan error, 1), checks: auth.NewPasswordChecks(cfg.Auth.PasswordChecks, 0)}
-	// Password checks run on threads of the lowest priority (see
-	// auth.PasswordChecks) and each holds one of the Go scheduler's Ps
-	// while it runs: one more P per check leaves the others to the
-	// goroutines serving clients, and the kernel then gives those the
-	// cores first. shutdown puts the number back.
-	a.procs = runtime.GOMAXPROCS(0)
-	runtime.GOMAXPROCS(a.procs + a.checks.Cap())
-	cleanup = append(cleanup, func() { runtime.GOMAXPROCS(a.procs) })
 	key, err := cfg.Encryption.Build()
 	if err != nil {
 		return nil, err // Validate catches it first
@@ -648,7 +638,6 @@ func (a *app) shutdown(ctx context.Context) error {
 	if err := a.store.Close(); err != nil {
 		errs = append(errs, err)
 	}
-	runtime.GOMAXPROCS(a.procs)
 	if len(errs) == 0 {
 		a.log.Info("stopped cleanly")
 	}

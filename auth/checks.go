@@ -19,12 +19,8 @@ const DefaultCheckWait = time.Second
 // PasswordChecks bounds how many password checks run at once. Each argon2id
 // check takes 19 MiB and tens of milliseconds of a core, so a flood of
 // wrong log-ins or MQTT CONNECTs would otherwise take gigabytes and starve
-// the broker. Web log-ins and device CONNECTs share one PasswordChecks.
-// Each check runs on an OS thread at the lowest priority, so that on a busy
-// machine the threads serving clients get the cores first (on Linux; give
-// the Go runtime a spare P per check, as run.go does, or a running check
-// still holds one of the Ps that serve clients). A nil *PasswordChecks
-// bounds nothing. It is safe for concurrent use.
+// the broker. Web log-ins and device CONNECTs share one PasswordChecks. A
+// nil *PasswordChecks bounds nothing. It is safe for concurrent use.
 type PasswordChecks struct {
 	slots chan struct{}
 	wait  time.Duration
@@ -63,11 +59,8 @@ func (p *PasswordChecks) Check(hash, password string) (bool, error) {
 		}
 	}
 	defer func() { <-p.slots }()
-	return checkLowPriority(func() bool { return CheckPassword(hash, password) }), nil
+	return CheckPassword(hash, password), nil
 }
-
-// Cap returns how many checks may run at once.
-func (p *PasswordChecks) Cap() int { return cap(p.slots) }
 
 // Refused returns how many checks were refused with ErrBusy.
 func (p *PasswordChecks) Refused() int64 {
