@@ -2,6 +2,8 @@ package broker_test
 
 import (
 	"context"
+	"io"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -142,5 +144,55 @@ func TestSysPublishAnswered(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(labelled{b, "vatio_mqtt_publishes_refused_total", "sys_topic"}); got != 4 {
 		t.Errorf("publishes refused on $SYS: %v, want 4", got)
+	}
+}
+
+// A retained last will past the caps is still published when its client
+// drops, but not retained.
+func TestRetainedWillCapped(t *testing.T) {
+	b := start(t, broker.Options{Addr: "127.0.0.1:0", MaxRetainedMessageBytes: 1024, MaxRetainedBytes: 4096})
+	addr := b.Addr().String()
+	got := make(chan paho3.Message, 4)
+	watcher := mqtttest.V3(t, addr)
+	if tok := watcher.Subscribe("w/#", 1, func(_ paho3.Client, m paho3.Message) { got <- m }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	// MQTT 3.1.1 CONNECT, clean session, will retained at QoS 0 on w/will
+	// with 2000 bytes; then the connection drops without a DISCONNECT.
+	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+	body := append(str("MQTT"), 4, 0x02|0x04|0x20, 0, 60)
+	body = append(body, str("dropper")...)
+	body = append(body, str("w/will")...)
+	body = append(body, str(strings.Repeat("x", 2000))...)
+	packet := []byte{0x10}
+	for n := len(body); ; n >>= 7 {
+		if n < 128 {
+			packet = append(packet, byte(n))
+			break
+		}
+		packet = append(packet, byte(n&127|128))
+	}
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(append(packet, body...)); err != nil {
+		t.Fatal(err)
+	}
+	ack := make([]byte, 4)
+	if _, err := io.ReadFull(conn, ack); err != nil || ack[3] != 0 {
+		t.Fatalf("CONNACK %v, %v", ack, err)
+	}
+	conn.Close()
+	select {
+	case m := <-got:
+		if m.Topic() != "w/will" || len(m.Payload()) != 2000 {
+			t.Errorf("got %s with %d bytes, want the will", m.Topic(), len(m.Payload()))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the will was not published")
+	}
+	if r := retainedOn(t, addr, "w"); len(r) != 0 {
+		t.Errorf("retained now: %v, want nothing (the will was past the cap)", r)
 	}
 }
