@@ -189,7 +189,9 @@ func TestRateSlowsWithoutDropping(t *testing.T) {
 	var inBurst time.Duration
 	for i := range n {
 		mqtttest.Publish3(t, pub, "energy/consumption/m1", 1, false, fmt.Sprint(i))
-		if i == burst-1 {
+		if i == burst {
+			// The first message past the burst is acknowledged only once
+			// it was let through: the bucket refilled until then.
 			inBurst = time.Since(began)
 		}
 	}
@@ -213,8 +215,9 @@ func TestRateSlowsWithoutDropping(t *testing.T) {
 			t.Fatalf("message %d is %q: out of order", i, p)
 		}
 	}
-	// While the burst was going out the bucket refilled at the rate, so
-	// that many more went through unheld; every one after had to wait.
+	// While the burst was going out, and until the next message was let
+	// through, the bucket refilled at the rate, so that many more went
+	// through unheld; every one after had to wait.
 	refill := math.Ceil(rate*inBurst.Seconds()) + 1
 	th := testutil.ToFloat64(collector{b, "vatio_mqtt_messages_throttled_total"})
 	if th > n-burst || th < n-burst-refill {
