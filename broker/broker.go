@@ -170,7 +170,7 @@ func New(opts Options) (_ *Broker, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b.guard = &guard{access: opts.Access, maxTopic: opts.MaxTopicLength, log: log,
+	b.guard = &guard{access: opts.Access, maxTopic: opts.MaxTopicLength,
 		admission: newAdmission(srv, opts.Access, opts.MaxTopicLength, opts.MaxConnectionsPerUser, log),
 		retained:  &retained{maxMessage: noLimit(opts.MaxRetainedMessageBytes), maxTotal: noLimit(opts.MaxRetainedBytes), size: map[string]int{}},
 		refusals:  newRefusals(log)}
@@ -461,7 +461,6 @@ func (c deadlineConn) Close() error {
 // client may do everything.
 type guard struct {
 	mqtt.HookBase
-	log       *slog.Logger
 	access    Access
 	admission *admission
 	retained  *retained
