@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -186,15 +185,10 @@ func TestRateSlowsWithoutDropping(t *testing.T) {
 	pub := mqtttest.V3(t, b.Addr().String())
 	const n, burst, rate = 300, 200, 100 // the burst is two seconds' worth
 	began := time.Now()
-	var inBurst time.Duration
 	for i := range n {
 		mqtttest.Publish3(t, pub, "energy/consumption/m1", 1, false, fmt.Sprint(i))
-		if i == burst {
-			// The first message past the burst is acknowledged only once
-			// it was let through: the bucket refilled until then.
-			inBurst = time.Since(began)
-		}
 	}
+	took := time.Since(began)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		mu.Lock()
@@ -215,13 +209,18 @@ func TestRateSlowsWithoutDropping(t *testing.T) {
 			t.Fatalf("message %d is %q: out of order", i, p)
 		}
 	}
-	// While the burst was going out, and until the next message was let
-	// through, the bucket refilled at the rate, so that many more went
-	// through unheld; every one after had to wait.
-	refill := math.Ceil(rate*inBurst.Seconds()) + 1
+	// The bucket holds the burst and refills at the rate: the last message
+	// cannot have gone through before (n-burst-1)/rate, and a loaded
+	// machine only makes that later. The messages past the burst were held
+	// back, except those before which the client's own pause (a slow round
+	// trip under load) let the bucket refill a token: some, never more
+	// than n-burst.
+	if least := time.Duration(n-burst-1) * time.Second / rate; took < least {
+		t.Errorf("%d messages went through in %v, want at least %v at %d/s after a burst of %d", n, took, least, rate, burst)
+	}
 	th := testutil.ToFloat64(collector{b, "vatio_mqtt_messages_throttled_total"})
-	if th > n-burst || th < n-burst-refill {
-		t.Errorf("throttled = %v, want between %v and %d (the burst took %v)", th, n-burst-refill, n-burst, inBurst)
+	if th < 1 || th > n-burst {
+		t.Errorf("throttled = %v, want between 1 and %d", th, n-burst)
 	}
 }
 
