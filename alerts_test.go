@@ -318,6 +318,17 @@ func TestDeviceCommandAndCredentials(t *testing.T) {
 	if password == "" || !strings.Contains(out.String(), "Host vatio.lan, Port 1883, User kitchen") {
 		t.Fatalf("printed:\n%s", out.String())
 	}
+	// A reserved name, or a topic reaching other devices', is refused;
+	// a gateway's own topics are given with -publish.
+	for _, args := range [][]string{{"zigbee2mqtt"}, {"-publish", "emon/#", "emonhub"}} {
+		err := run(context.Background(), append([]string{"device", "add", "-config", emptyConfig(t), "-data-dir", dir}, args...), testEnv, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "invalid") {
+			t.Errorf("vatio device add %v: %v, want it refused", args, err)
+		}
+	}
+	if err := run(context.Background(), []string{"device", "add", "-config", emptyConfig(t), "-data-dir", dir, "-publish", "zigbee2mqtt/#, dsmr/#", "-subscribe", "zigbee2mqtt/#", "z2m"}, testEnv, io.Discard, io.Discard); err != nil {
+		t.Errorf("vatio device add -publish ... z2m: %v", err)
+	}
 	// With an external broker, credentials are that broker's.
 	ext := filepath.Join(t.TempDir(), "config.yaml")
 	os.WriteFile(ext, []byte("broker:\n  mode: external\n  urls: [\"mqtt://broker.lan:1883\"]\n"), 0o600)

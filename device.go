@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"github.com/vatio-energy/vatio/devices"
 	"github.com/vatio-energy/vatio/store"
@@ -17,7 +18,10 @@ Gives a device MQTT credentials and prints the settings to type into it
 (Tasmota, Shelly, or any client): user NAME and a new password, shown this
 once. The device may publish only on its own topics (energy/consumption/NAME,
 tele/NAME/#, stat/NAME/#, NAME/#, shellies/NAME/#, emon/NAME/#) and subscribe
-only to its commands. Stop Vatio first, or POST /api/v1/devices as an admin.
+only to its commands, unless -publish and -subscribe list its topics (a
+gateway's). NAME may not be a device family's or Vatio's topic level (energy,
+tele, zigbee2mqtt, vatio, shelly..., ...), and no topic may reach into
+another device's. Stop Vatio first, or POST /api/v1/devices as an admin.
 
 Flags:
 `
@@ -33,6 +37,8 @@ func addDevice(args []string, getenv func(string) string, stdout, stderr io.Writ
 	}
 	fset := newCommand("vatio device add", deviceUsage, stderr)
 	host := fset.String("host", "", "the address devices reach Vatio at, for the printed settings (default: this machine's name)")
+	publish := fset.String("publish", "", "comma-separated topic filters the device may publish on (default: its own topics)")
+	subscribe := fset.String("subscribe", "", "comma-separated topic filters the device may subscribe to (default: its own command topics)")
 	cfg, err := commandConfig(fset, args[1:], getenv, stderr)
 	if err != nil {
 		return err
@@ -51,11 +57,11 @@ func addDevice(args []string, getenv func(string) string, stdout, stderr io.Writ
 		return err
 	}
 	defer st.Close()
-	reg, err := devices.New(st, nil)
+	reg, err := devices.New(st, nil, devices.WithReserved(reservedTopics(cfg)...))
 	if err != nil {
 		return err
 	}
-	d, password, err := reg.Add(fset.Arg(0), nil, nil)
+	d, password, err := reg.Add(fset.Arg(0), splitList(*publish), splitList(*subscribe))
 	if err != nil {
 		return err
 	}
@@ -78,4 +84,15 @@ func addDevice(args []string, getenv func(string) string, stdout, stderr io.Writ
 	}
 	fmt.Fprintln(stderr, "the password is not shown again")
 	return nil
+}
+
+// splitList splits a comma-separated flag, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

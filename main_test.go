@@ -363,9 +363,15 @@ func TestPrecedence(t *testing.T) {
 // child starts the test binary as a real vatio process.
 func child(t testing.TB, dir string) (*exec.Cmd, string, string, *logBuffer) {
 	t.Helper()
+	return childWith(t, dir, emptyConfig(t))
+}
+
+// childWith is child with the configuration file cfgPath.
+func childWith(t testing.TB, dir, cfgPath string) (*exec.Cmd, string, string, *logBuffer) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "VATIO_TEST_CHILD=1", "VATIO_ADMIN_TOKEN="+testAdminToken,
-		"VATIO_TEST_ARGS=-config "+emptyConfig(t)+" -mqtt-addr 127.0.0.1:0 -http-addr 127.0.0.1:0 -data-dir "+dir)
+		"VATIO_TEST_ARGS=-config "+cfgPath+" -mqtt-addr 127.0.0.1:0 -http-addr 127.0.0.1:0 -data-dir "+dir)
 	// Not StderrPipe: Wait may close that before the last lines are read.
 	// With a writer of ours, Wait returns once they are all written.
 	stderr, pw := io.Pipe()

@@ -251,6 +251,19 @@ func sources(cfg config.Config, dec *meter.Decoder) []meter.Source {
 	return out
 }
 
+// reservedTopics are the topics of cfg whose first levels no device may
+// be named after: a device named so would get, through its default topics
+// (NAME/#), every reading or message under them.
+func reservedTopics(cfg config.Config) []string {
+	src := cfg.Sources
+	out := []string{cfg.Ingest.Topic, src.Tasmota.Prefix, src.Emonhub.Prefix, src.Zigbee2MQTT.Prefix, src.DSMR.Prefix,
+		cfg.Alerts.MQTT.Prefix, cfg.HomeAssistant.DiscoveryPrefix, cfg.HomeAssistant.StateTopic}
+	for _, in := range cfg.Inputs {
+		out = append(out, in.Topic)
+	}
+	return out
+}
+
 // app is a running Vatio.
 type app struct {
 	log    *slog.Logger
@@ -359,7 +372,8 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		// a.devices stays nil: devices log in to that broker, with its
 		// credentials.
 	} else {
-		if a.devices, err = devices.New(a.store, a.checks); err != nil {
+		if a.devices, err = devices.New(a.store, a.checks, devices.WithReserved(reservedTopics(cfg)...),
+			devices.WithLogger(logger.With("component", "devices"))); err != nil {
 			return nil, err
 		}
 		if cfg.MQTT.AllowAnonymous {
@@ -371,9 +385,11 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 			WebSocketAddr: cfg.MQTT.WebSocketAddr, WebSocketOrigins: cfg.MQTT.WebSocketOrigins,
 			MaxClients: cfg.MQTT.MaxClients, MaxMessagesPerSecond: cfg.MQTT.MaxMessagesPerSecond, MaxTopicLength: cfg.MQTT.MaxTopicLength,
 			MaxPacketBytes: cfg.MQTT.MaxPacketBytes, WriteTimeout: cfg.MQTT.WriteTimeout,
-			MaxQueuedMessages: cfg.MQTT.MaxQueuedMessages,
-			Logger:            logger.With("component", "mqtt"),
-			Access:            a.devices,
+			MaxQueuedMessages:       cfg.MQTT.MaxQueuedMessages,
+			MaxConnectionsPerUser:   cfg.MQTT.MaxConnectionsPerDevice,
+			MaxRetainedMessageBytes: cfg.MQTT.MaxRetainedMessageBytes, MaxRetainedBytes: cfg.MQTT.MaxRetainedBytes,
+			Logger: logger.With("component", "mqtt"),
+			Access: a.devices,
 		})
 		if err != nil {
 			return nil, err

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -59,6 +60,16 @@ type Options struct {
 	// WriteTimeout bounds every write to a client connection: a client that
 	// stops reading is disconnected rather than stalling the writer.
 	WriteTimeout time.Duration
+	// MaxConnectionsPerUser is how many clients may be connected at once
+	// with one user name (a device's credential); the next is refused with
+	// "quota exceeded" (MQTT 5) or "server unavailable" (MQTT 3.1.1).
+	// Clients without a user name are not counted. 0 is no limit.
+	MaxConnectionsPerUser int
+	// MaxRetainedMessageBytes is the largest retained message a client may
+	// leave (topic, payload and properties); MaxRetainedBytes bounds all
+	// retained messages together. A retained publish past either is
+	// refused: see guard.OnPublish. 0 is no limit.
+	MaxRetainedMessageBytes, MaxRetainedBytes int
 	// Logger receives the broker's logs.
 	Logger *slog.Logger
 	// Access decides who may connect and what each may publish and
@@ -68,9 +79,12 @@ type Options struct {
 
 // Access decides who may use the broker.
 type Access interface {
-	// Connect reports whether a client may connect with user and password
-	// (both empty without credentials) from the remote address.
-	Connect(user string, password []byte, remote string) bool
+	// Connect returns nil when a client may connect with user and password
+	// (both empty without credentials) from the remote address. An error
+	// wrapping ErrBusy tells the client the server is busy; any other
+	// refuses it as a bad user name or password. It must hold no lock that
+	// other connections need while it checks a password.
+	Connect(user string, password []byte, remote string) error
 	// Allowed reports whether client user may publish on (write) or
 	// subscribe to topic.
 	Allowed(user, topic string, write bool) bool
@@ -138,6 +152,8 @@ func New(opts Options) (_ *Broker, err error) {
 	}
 
 	caps := mqtt.NewDefaultServerCapabilities()
+	// Acknowledgements do not echo the publish's properties (see cleanAck).
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	caps.MaximumPacketSize = uint32(opts.MaxPacketBytes)
 	if opts.MaxQueuedMessages > 0 {
 		caps.MaximumClientWritesPending = int32(opts.MaxQueuedMessages)
@@ -150,10 +166,14 @@ func New(opts Options) (_ *Broker, err error) {
 		InlineClient: true, // readings are forwarded to subscribers after they are stored
 		Logger:       opts.Logger,
 	})
-	b.guard = &guard{access: opts.Access, maxTopic: opts.MaxTopicLength, log: opts.Logger}
-	if b.guard.log == nil {
-		b.guard.log = slog.New(slog.DiscardHandler)
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
+	b.guard = &guard{access: opts.Access, maxTopic: opts.MaxTopicLength,
+		admission: newAdmission(srv, opts.Access, opts.MaxTopicLength, opts.MaxConnectionsPerUser, log),
+		retained:  &retained{maxMessage: noLimit(opts.MaxRetainedMessageBytes), maxTotal: noLimit(opts.MaxRetainedBytes), size: map[string]int{}},
+		refusals:  newRefusals(log)}
 	if opts.MaxMessagesPerSecond > 0 {
 		// A burst of two seconds' worth lets a gateway send the states of
 		// all its devices at once after a reconnect.
@@ -180,6 +200,14 @@ func New(opts Options) (_ *Broker, err error) {
 		}
 	}
 	return b, nil
+}
+
+// noLimit turns a limit of 0 (none) into the largest int.
+func noLimit(n int) int {
+	if n <= 0 {
+		return math.MaxInt
+	}
+	return n
 }
 
 // Server returns the mochi server, for hooks and inline publishing.
@@ -255,10 +283,15 @@ func (b *Broker) Close() error {
 }
 
 var (
-	clientsDesc    = prometheus.NewDesc("vatio_mqtt_clients_connected", "MQTT clients connected now.", nil, nil)
-	messagesDesc   = prometheus.NewDesc("vatio_mqtt_messages_received_total", "MQTT messages received from clients.", nil, nil)
-	throttledDesc  = prometheus.NewDesc("vatio_mqtt_messages_throttled_total", "MQTT messages held back because their client published faster than mqtt.max_messages_per_second.", nil, nil)
-	longTopicsDesc = prometheus.NewDesc("vatio_mqtt_topics_too_long_total", "Publishes and subscriptions refused for a topic longer than mqtt.max_topic_length.", nil, nil)
+	clientsDesc     = prometheus.NewDesc("vatio_mqtt_clients_connected", "MQTT clients connected now.", nil, nil)
+	messagesDesc    = prometheus.NewDesc("vatio_mqtt_messages_received_total", "MQTT messages received from clients.", nil, nil)
+	throttledDesc   = prometheus.NewDesc("vatio_mqtt_messages_throttled_total", "MQTT messages held back because their client published faster than mqtt.max_messages_per_second.", nil, nil)
+	longTopicsDesc  = prometheus.NewDesc("vatio_mqtt_topics_too_long_total", "Publishes and subscriptions refused for a topic longer than mqtt.max_topic_length.", nil, nil)
+	connRefusedDesc = prometheus.NewDesc("vatio_mqtt_connections_refused_total",
+		"MQTT connections refused, by reason: credentials, busy (too many password checks at once), will (a last will on a topic the client may not publish on), client_id_in_use (held by another user name), per_device_cap (mqtt.max_connections_per_device).", []string{"reason"}, nil)
+	pubRefusedDesc = prometheus.NewDesc("vatio_mqtt_publishes_refused_total",
+		"MQTT publishes refused, by reason: retained_too_large (mqtt.max_retained_message_bytes), retained_full (mqtt.max_retained_bytes), sys_topic (a client publishing on $SYS).", []string{"reason"}, nil)
+	retainedDesc = prometheus.NewDesc("vatio_mqtt_retained_bytes", "Bytes of retained messages held by the broker (topics, payloads and properties).", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
@@ -267,6 +300,9 @@ func (b *Broker) Describe(ch chan<- *prometheus.Desc) {
 	ch <- messagesDesc
 	ch <- throttledDesc
 	ch <- longTopicsDesc
+	ch <- connRefusedDesc
+	ch <- pubRefusedDesc
+	ch <- retainedDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -276,6 +312,13 @@ func (b *Broker) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(messagesDesc, prometheus.CounterValue, float64(info.MessagesReceived))
 	ch <- prometheus.MustNewConstMetric(throttledDesc, prometheus.CounterValue, float64(b.guard.throttled.Load()))
 	ch <- prometheus.MustNewConstMetric(longTopicsDesc, prometheus.CounterValue, float64(b.guard.longTopics.Load()))
+	for reason, n := range b.guard.admission.refused {
+		ch <- prometheus.MustNewConstMetric(connRefusedDesc, prometheus.CounterValue, float64(n.Load()), reason)
+	}
+	for reason, n := range b.guard.refusals.count {
+		ch <- prometheus.MustNewConstMetric(pubRefusedDesc, prometheus.CounterValue, float64(n.Load()), reason)
+	}
+	ch <- prometheus.MustNewConstMetric(retainedDesc, prometheus.GaugeValue, float64(b.guard.retained.bytes()))
 }
 
 // deadlineListener gives every accepted connection the time connect to send
@@ -410,18 +453,22 @@ func (c deadlineConn) Close() error {
 	return c.Conn.Close()
 }
 
-// guard is the first hook: it asks Access (when set) at each connect,
-// publish and subscription, refuses topics longer than maxTopic, and slows
-// a client publishing faster than its rate. The server's own (inline)
+// guard is the first hook: it admits connections (see admission), asks
+// Access (when set) at each publish and subscription, refuses topics longer
+// than maxTopic, keeps retained messages within their caps, answers every
+// publish it refuses, slows a client publishing faster than its rate, and
+// makes acknowledgements what MQTT 5 allows. The server's own (inline)
 // client may do everything.
 type guard struct {
 	mqtt.HookBase
-	log      *slog.Logger
-	access   Access
-	maxTopic int
-	rate     rate.Limit
-	burst    int
-	limiters sync.Map // *mqtt.Client -> *rate.Limiter
+	access    Access
+	admission *admission
+	retained  *retained
+	refusals  *refusals
+	maxTopic  int
+	rate      rate.Limit
+	burst     int
+	limiters  sync.Map // *mqtt.Client -> *rate.Limiter
 	// throttled counts messages held back for their client's rate;
 	// longTopics topics refused for their length.
 	throttled, longTopics atomic.Int64
@@ -431,42 +478,25 @@ func (*guard) ID() string { return "guard" }
 
 func (*guard) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnDisconnect:
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnDisconnect,
+		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnRetainMessage, mqtt.OnRetainedExpired, mqtt.OnWill:
 		return true
 	}
 	return false
 }
 
-func (g *guard) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+// OnConnect admits a client or refuses it with the CONNACK that says why:
+// see admission.
+func (g *guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if cl.Net.Inline {
-		return true
+		return nil
 	}
-	user := string(pk.Connect.Username)
-	if g.access != nil {
-		remote := cl.Net.Remote
-		if cl.Net.Listener == wsListener {
-			// Any web page can steer a browser on this machine to the
-			// WebSocket (DNS rebinding gets past the origin check), so
-			// its clients are never trusted as local ones.
-			remote = ""
-		}
-		if !g.access.Connect(user, pk.Connect.Password, remote) {
-			return false
-		}
-	}
-	if pk.Connect.WillFlag {
-		// mochi publishes a will without asking OnACLCheck: a client may
-		// connect only with a will it could publish itself, or a device
-		// could switch another's relay when it drops.
-		topic := pk.Connect.WillTopic
-		if g.maxTopic > 0 && len(topic) > g.maxTopic || g.access != nil && !g.access.Allowed(user, topic, true) {
-			g.log.Warn("connection refused: its last will is on a topic it may not publish on",
-				slog.String("user", user), slog.String("topic", topic), slog.String("remote", cl.Net.Remote))
-			return false
-		}
-	}
-	return true
+	return g.admission.connect(cl, pk)
 }
+
+// OnConnectAuthenticate lets in every client that OnConnect admitted:
+// mochi asks it after OnConnect, and refuses a client no hook lets in.
+func (g *guard) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
 
 func (g *guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if cl.Net.Inline {
@@ -479,11 +509,60 @@ func (g *guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	return g.access == nil || g.access.Allowed(string(cl.Properties.Username), topic, write)
 }
 
-// OnPublish holds a client's message until its rate allows it. mochi reads
-// each client on a goroutine of its own, so this slows that client alone
-// (its socket then fills and it waits), and no message is dropped.
+// OnPacketRead answers a QoS 1 or 2 publish on a $SYS topic, which mochi
+// drops without a word before any other hook sees it, so that its client
+// would resend it for ever: an MQTT 5 client is told 0x87 not authorized;
+// an MQTT 3.1.1 client, which cannot be told, gets a plain
+// acknowledgement. The message goes nowhere either way.
+func (g *guard) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Publish || cl.Net.Inline || !isSys(pk.TopicName) {
+		return pk, nil
+	}
+	g.refusals.note(cl, pk.TopicName, refusedSys, "publish refused: $SYS topics are the broker's")
+	if pk.FixedHeader.Qos > 0 {
+		code := packets.ErrNotAuthorized
+		if cl.Properties.ProtocolVersion < 5 {
+			code = packets.CodeSuccess
+		}
+		refuse(cl, pk, code)
+	}
+	return pk, nil
+}
+
+// OnPacketEncode cleans every acknowledgement before it is written (see
+// cleanAck).
+func (g *guard) OnPacketEncode(_ *mqtt.Client, pk packets.Packet) packets.Packet { return cleanAck(pk) }
+
+// OnPublish refuses a client's retained message past the caps, then holds
+// the client's message until its rate allows it. mochi reads each client
+// on a goroutine of its own, so this slows that client alone (its socket
+// then fills and it waits), and no message is dropped.
+//
+// A refused retained message is neither retained nor forwarded. An MQTT 5
+// client is answered 0x97 quota exceeded (at QoS 1 or 2); an MQTT 3.1.1
+// client, which has no way to hear a refusal, gets a plain acknowledgement
+// so it does not resend the message for ever. Each refusal is counted and
+// logged.
 func (g *guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if cl.Net.Inline || g.rate <= 0 {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	if pk.FixedHeader.Retain {
+		n := retainedSize(pk.TopicName, pk.Payload, pk.Properties)
+		if reason := g.retained.refuses(pk.TopicName, n, len(pk.Payload) == 0); reason != "" {
+			g.refusals.note(cl, pk.TopicName, reason, "retained message refused: past mqtt.max_retained_message_bytes or mqtt.max_retained_bytes")
+			switch {
+			case pk.FixedHeader.Qos == 0:
+				return pk, packets.ErrRejectPacket
+			case cl.Properties.ProtocolVersion >= 5:
+				refuse(cl, pk, packets.ErrQuotaExceeded)
+				return pk, packets.ErrRejectPacket
+			default:
+				return pk, packets.CodeSuccessIgnore // acknowledged, not forwarded nor retained
+			}
+		}
+	}
+	if g.rate <= 0 {
 		return pk, nil
 	}
 	l, ok := g.limiters.Load(cl)
@@ -497,4 +576,34 @@ func (g *guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	return pk, nil
 }
 
-func (g *guard) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { g.limiters.Delete(cl) }
+// OnWill keeps a retained last will within the caps: past them it is
+// still published, but not retained.
+func (g *guard) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if !will.Retain || cl.Net.Inline {
+		return will, nil
+	}
+	n := retainedSize(will.TopicName, will.Payload, packets.Properties{User: will.User})
+	if reason := g.retained.refuses(will.TopicName, n, len(will.Payload) == 0); reason != "" {
+		g.refusals.note(cl, will.TopicName, reason, "last will not retained: past mqtt.max_retained_message_bytes or mqtt.max_retained_bytes")
+		will.Retain = false
+	}
+	return will, nil
+}
+
+// OnRetainMessage counts what mochi retained (r is 1 for a message kept,
+// otherwise the topic's message was cleared).
+func (g *guard) OnRetainMessage(_ *mqtt.Client, pk packets.Packet, r int64) {
+	n := 0
+	if r > 0 && len(pk.Payload) > 0 {
+		n = retainedSize(pk.TopicName, pk.Payload, pk.Properties)
+	}
+	g.retained.set(pk.TopicName, n)
+}
+
+// OnRetainedExpired forgets a retained message that expired.
+func (g *guard) OnRetainedExpired(topic string) { g.retained.set(topic, 0) }
+
+func (g *guard) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	g.limiters.Delete(cl)
+	g.admission.disconnected(cl)
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +19,7 @@ import (
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/vatio-energy/vatio/broker"
 	"github.com/vatio-energy/vatio/certs"
@@ -185,13 +185,10 @@ func TestRateSlowsWithoutDropping(t *testing.T) {
 	pub := mqtttest.V3(t, b.Addr().String())
 	const n, burst, rate = 300, 200, 100 // the burst is two seconds' worth
 	began := time.Now()
-	var inBurst time.Duration
 	for i := range n {
 		mqtttest.Publish3(t, pub, "energy/consumption/m1", 1, false, fmt.Sprint(i))
-		if i == burst-1 {
-			inBurst = time.Since(began)
-		}
 	}
+	took := time.Since(began)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		mu.Lock()
@@ -212,12 +209,18 @@ func TestRateSlowsWithoutDropping(t *testing.T) {
 			t.Fatalf("message %d is %q: out of order", i, p)
 		}
 	}
-	// While the burst was going out the bucket refilled at the rate, so
-	// that many more went through unheld; every one after had to wait.
-	refill := math.Ceil(rate*inBurst.Seconds()) + 1
+	// The bucket holds the burst and refills at the rate: the last message
+	// cannot have gone through before (n-burst-1)/rate, and a loaded
+	// machine only makes that later. The messages past the burst were held
+	// back, except those before which the client's own pause (a slow round
+	// trip under load) let the bucket refill a token: some, never more
+	// than n-burst.
+	if least := time.Duration(n-burst-1) * time.Second / rate; took < least {
+		t.Errorf("%d messages went through in %v, want at least %v at %d/s after a burst of %d", n, took, least, rate, burst)
+	}
 	th := testutil.ToFloat64(collector{b, "vatio_mqtt_messages_throttled_total"})
-	if th > n-burst || th < n-burst-refill {
-		t.Errorf("throttled = %v, want between %v and %d (the burst took %v)", th, n-burst-refill, n-burst, inBurst)
+	if th < 1 || th > n-burst {
+		t.Errorf("throttled = %v, want between 1 and %d", th, n-burst)
 	}
 }
 
@@ -286,7 +289,7 @@ type collector struct {
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) { c.b.Describe(ch) }
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	all := make(chan prometheus.Metric, 16)
+	all := make(chan prometheus.Metric, 64)
 	c.b.Collect(all)
 	close(all)
 	for m := range all {
@@ -352,6 +355,30 @@ func TestCloseWhileClientsComeAndGo(t *testing.T) {
 		case <-lost:
 		case <-time.After(5 * time.Second):
 			t.Fatalf("round %d: a connected client was not disconnected by Close", round)
+		}
+	}
+}
+
+// labelled picks one metric of the broker by name and label value.
+type labelled struct {
+	b            *broker.Broker
+	name, reason string
+}
+
+func (l labelled) Describe(ch chan<- *prometheus.Desc) { l.b.Describe(ch) }
+func (l labelled) Collect(ch chan<- prometheus.Metric) {
+	all := make(chan prometheus.Metric, 64)
+	l.b.Collect(all)
+	close(all)
+	for m := range all {
+		var pb dto.Metric
+		if !strings.Contains(m.Desc().String(), `"`+l.name+`"`) || m.Write(&pb) != nil {
+			continue
+		}
+		for _, lp := range pb.GetLabel() {
+			if lp.GetValue() == l.reason {
+				ch <- m
+			}
 		}
 	}
 }

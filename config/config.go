@@ -338,6 +338,21 @@ type MQTT struct {
 	// MaxTopicLength is the longest topic a client may publish on or
 	// subscribe to, in bytes.
 	MaxTopicLength int `yaml:"max_topic_length"`
+	// MaxConnectionsPerDevice is how many clients may be connected at once
+	// with one device's credentials (default 8); the next is refused with
+	// CONNACK 0x97 quota exceeded (MQTT 5) or 3 server unavailable (MQTT
+	// 3.1.1). Clients without credentials are not counted per device
+	// (max_clients bounds them). 0 is no limit per device.
+	MaxConnectionsPerDevice int `yaml:"max_connections_per_device"`
+	// MaxRetainedMessageBytes is the largest retained message a client may
+	// leave, topic, payload and properties counted (default 64 KiB); a
+	// larger retained publish is refused (MQTT 5: reason 0x97 quota
+	// exceeded; MQTT 3.1.1: acknowledged, neither retained nor forwarded)
+	// and counted.
+	MaxRetainedMessageBytes int `yaml:"max_retained_message_bytes"`
+	// MaxRetainedBytes bounds all retained messages together (default 16
+	// MiB): a retained publish that would pass it is refused as above.
+	MaxRetainedBytes int `yaml:"max_retained_bytes"`
 }
 
 // TLS configures HTTPS (on http.addr) and MQTTS (on mqtt.tls_addr).
@@ -753,7 +768,8 @@ func Default() Config {
 		MemoryLimitMB: 40,
 		Log:           Log{Level: "info", Format: "text"},
 		MQTT: MQTT{Addr: ":1883", MaxPacketBytes: 1 << 20, WriteTimeout: 10 * time.Second, MaxQueuedMessages: 512,
-			TLSAddr: ":8883", MaxClients: 1000, MaxMessagesPerSecond: 200, MaxTopicLength: 512},
+			TLSAddr: ":8883", MaxClients: 1000, MaxMessagesPerSecond: 200, MaxTopicLength: 512,
+			MaxConnectionsPerDevice: 8, MaxRetainedMessageBytes: 64 << 10, MaxRetainedBytes: 16 << 20},
 		HTTP: HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20, ImportLimitBytes: 1 << 30, ReadTimeout: 30 * time.Second, MaxStreamsPerSession: 8,
 			RateLimitPerMinute: 1200, ProxyHeader: "X-Real-IP"},
 		Ingest: Ingest{
@@ -842,6 +858,15 @@ func (c Config) Validate() error {
 	}
 	if c.MQTT.MaxTopicLength < 64 || c.MQTT.MaxTopicLength > 65535 {
 		bad("mqtt.max_topic_length", "%d is outside 64 to 65535", c.MQTT.MaxTopicLength)
+	}
+	if c.MQTT.MaxConnectionsPerDevice < 0 || c.MQTT.MaxConnectionsPerDevice > c.MQTT.MaxClients {
+		bad("mqtt.max_connections_per_device", "%d is outside 0 (no limit) to mqtt.max_clients (%d)", c.MQTT.MaxConnectionsPerDevice, c.MQTT.MaxClients)
+	}
+	if c.MQTT.MaxRetainedMessageBytes < 1024 || c.MQTT.MaxRetainedMessageBytes > c.MQTT.MaxRetainedBytes {
+		bad("mqtt.max_retained_message_bytes", "%d is outside 1024 to mqtt.max_retained_bytes (%d)", c.MQTT.MaxRetainedMessageBytes, c.MQTT.MaxRetainedBytes)
+	}
+	if c.MQTT.MaxRetainedBytes < 1024 || c.MQTT.MaxRetainedBytes > 1<<30 {
+		bad("mqtt.max_retained_bytes", "%d is outside 1024 to 1073741824", c.MQTT.MaxRetainedBytes)
 	}
 	checkAddr("http.addr", c.HTTP.Addr)
 	key, err := c.Encryption.Build()

@@ -1,8 +1,11 @@
 // Package devices keeps the MQTT credentials of devices and what each may
 // do: a device logs in with its name and a password (argon2id, checked at
 // connect and then cached), may publish only on its own topics and
-// subscribe only to its command topics. Clients without credentials are
-// accepted from loopback only, unless the admin allows them everywhere.
+// subscribe only to its command topics. Each device stays in its lane: no
+// device is named after a device family's or Vatio's own topic level, and
+// no device's topic filters reach into another device's topics (see
+// lanes.go). Clients without credentials are accepted from loopback only,
+// unless the admin allows them everywhere.
 package devices
 
 import (
@@ -13,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"regexp"
 	"slices"
@@ -21,6 +25,7 @@ import (
 	"time"
 
 	"github.com/vatio-energy/vatio/auth"
+	"github.com/vatio-energy/vatio/broker"
 	"github.com/vatio-energy/vatio/store"
 )
 
@@ -60,6 +65,10 @@ func DefaultTopics(name string) (publish, subscribe []string) {
 type Registry struct {
 	st     *store.Store
 	checks *auth.PasswordChecks
+	log    *slog.Logger
+	// reserved are the names no device may have, lower case: ReservedWords
+	// and the first levels of the topics given with WithReserved.
+	reserved map[string]bool
 	// AnonymousFrom reports whether a client without credentials may
 	// connect from ip: loopback only by default.
 	AnonymousFrom func(ip net.IP) bool
@@ -69,13 +78,50 @@ type Registry struct {
 	// verified caches, per device, the SHA-256 of the password last
 	// checked right, so that a reconnecting device costs no argon2id.
 	verified map[string][32]byte
+	// outOfLane are the devices stored before their name was reserved,
+	// with the reason: they are refused at connect. lastWarned rate-limits
+	// the log line of each refusal.
+	outOfLane  map[string]string
+	lastWarned map[string]time.Time
 }
+
+// Option configures a Registry.
+type Option func(*Registry)
+
+// WithReserved reserves the first level of each topic or filter (a
+// configured input's, a family's prefix, the energy topic): no device may
+// be named so. A first level that is a wildcard reserves nothing.
+func WithReserved(topics ...string) Option {
+	return func(r *Registry) {
+		for _, t := range topics {
+			if l, _, _ := strings.Cut(t, "/"); l != "" && l != "+" && l != "#" {
+				r.reserved[strings.ToLower(l)] = true
+			}
+		}
+	}
+}
+
+// WithLogger logs what the registry refuses or narrows; by default nothing
+// is logged.
+func WithLogger(l *slog.Logger) Option { return func(r *Registry) { r.log = l } }
 
 // New loads the devices of st. Connects check passwords within checks
 // (nil: unbounded).
-func New(st *store.Store, checks *auth.PasswordChecks) (*Registry, error) {
-	r := &Registry{st: st, checks: checks, devices: map[string]Device{}, verified: map[string][32]byte{},
+//
+// Devices stored before a rule of their lane existed are kept, and
+// logged: one whose name is now reserved is refused at connect (remove it
+// and add it under another name); topic filters of one that reach into
+// another device's topics are ignored (List shows those in force).
+func New(st *store.Store, checks *auth.PasswordChecks, opts ...Option) (*Registry, error) {
+	r := &Registry{st: st, checks: checks, log: slog.New(slog.DiscardHandler), reserved: map[string]bool{},
+		devices: map[string]Device{}, verified: map[string][32]byte{}, outOfLane: map[string]string{}, lastWarned: map[string]time.Time{},
 		AnonymousFrom: func(ip net.IP) bool { return ip != nil && ip.IsLoopback() }}
+	for _, w := range ReservedWords {
+		r.reserved[strings.ToLower(w)] = true
+	}
+	for _, o := range opts {
+		o(r)
+	}
 	docs, err := st.Docs(docDevices)
 	if err != nil {
 		return nil, err
@@ -87,14 +133,15 @@ func New(st *store.Store, checks *auth.PasswordChecks) (*Registry, error) {
 		}
 		r.devices[k] = d
 	}
+	r.narrowStored()
 	return r, nil
 }
 
 // Add makes a device with a new password, which it returns this once;
 // empty publish or subscribe lists take DefaultTopics.
 func (r *Registry) Add(name string, publish, subscribe []string) (Device, string, error) {
-	if !deviceName.MatchString(name) {
-		return Device{}, "", fmt.Errorf("%w name: 1-64 letters, digits, '_' or '-', starting with a letter or digit", ErrInvalid)
+	if err := r.checkName(name); err != nil {
+		return Device{}, "", err
 	}
 	dp, ds := DefaultTopics(name)
 	if len(publish) == 0 {
@@ -117,6 +164,9 @@ func (r *Registry) Add(name string, publish, subscribe []string) (Device, string
 	if _, ok := r.devices[name]; ok {
 		return Device{}, "", fmt.Errorf("%w: %q", ErrExists, name)
 	}
+	if err := r.inLane(d); err != nil {
+		return Device{}, "", err
+	}
 	v, _ := json.Marshal(d)
 	if err := r.st.PutDoc(docDevices, name, v); err != nil {
 		return Device{}, "", err
@@ -138,6 +188,7 @@ func (r *Registry) Remove(name string) error {
 	}
 	delete(r.devices, name)
 	delete(r.verified, name)
+	delete(r.outOfLane, name)
 	return nil
 }
 
@@ -154,36 +205,54 @@ func (r *Registry) List() []Device {
 	return out
 }
 
-// Connect reports whether a client may connect: with credentials, a
-// device's; without, from where AnonymousFrom allows.
-func (r *Registry) Connect(user string, password []byte, remote string) bool {
+// Connect returns nil when a client may connect: with credentials, a
+// device's; without, from where AnonymousFrom allows. An error wrapping
+// broker.ErrBusy says the password could not be checked now (too many
+// checks at once). The argon2id check runs with no lock held.
+func (r *Registry) Connect(user string, password []byte, remote string) error {
 	if user == "" {
 		host, _, err := net.SplitHostPort(remote)
 		if err != nil {
 			host = remote
 		}
-		return r.AnonymousFrom(net.ParseIP(host))
+		if !r.AnonymousFrom(net.ParseIP(host)) {
+			return errors.New("devices: a client without credentials, from an address not trusted for that")
+		}
+		return nil
 	}
 	r.mu.Lock()
 	d, ok := r.devices[user]
 	cached, seen := r.verified[user]
+	why, out := r.outOfLane[user]
 	r.mu.Unlock()
-	if !ok || len(password) == 0 || len(password) > 256 {
-		return false
+	if !ok {
+		return fmt.Errorf("%w: %.64q", ErrUnknown, user)
+	}
+	if len(password) == 0 || len(password) > 256 {
+		return fmt.Errorf("devices: %q: wrong password", user)
 	}
 	sum := sha256.Sum256(password)
-	if seen && subtle.ConstantTimeCompare(sum[:], cached[:]) == 1 {
-		return true
+	if !seen || subtle.ConstantTimeCompare(sum[:], cached[:]) != 1 {
+		good, err := r.checks.Check(d.Hash, string(password))
+		if err != nil {
+			return fmt.Errorf("devices: %q: %w: %w", user, broker.ErrBusy, err)
+		}
+		if !good {
+			return fmt.Errorf("devices: %q: wrong password", user)
+		}
+		r.mu.Lock()
+		if _, still := r.devices[user]; still {
+			r.verified[user] = sum
+		}
+		r.mu.Unlock()
 	}
-	if good, _ := r.checks.Check(d.Hash, string(password)); !good {
-		return false
+	if out {
+		// Refused and logged only now, after the right password: then
+		// it is the admin's device, not a stranger filling the log.
+		r.warnOutOfLane(user, why)
+		return fmt.Errorf("devices: %q refused: %s", user, why)
 	}
-	r.mu.Lock()
-	if _, still := r.devices[user]; still {
-		r.verified[user] = sum
-	}
-	r.mu.Unlock()
-	return true
+	return nil
 }
 
 // Allowed reports whether client user (a device name; "" for an anonymous
@@ -195,8 +264,9 @@ func (r *Registry) Allowed(user, topic string, write bool) bool {
 	}
 	r.mu.Lock()
 	d, ok := r.devices[user]
+	_, out := r.outOfLane[user]
 	r.mu.Unlock()
-	if !ok {
+	if !ok || out {
 		return false
 	}
 	filters := d.Subscribe

@@ -10,6 +10,7 @@ import (
 
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/vatio-energy/vatio/auth"
 	"github.com/vatio-energy/vatio/broker"
 	"github.com/vatio-energy/vatio/devices"
 	"github.com/vatio-energy/vatio/store"
@@ -31,7 +32,14 @@ func startBroker(t *testing.T, opts broker.Options) (*devices.Registry, *broker.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	reg, err := devices.New(st, nil)
+	return startOn(t, st, opts, nil)
+}
+
+// startOn runs the real broker of opts with a registry of the devices of
+// st, checking passwords within checks, deciding access.
+func startOn(t *testing.T, st *store.Store, opts broker.Options, checks *auth.PasswordChecks, ropts ...devices.Option) (*devices.Registry, *broker.Broker) {
+	t.Helper()
+	reg, err := devices.New(st, checks, ropts...)
 	if err != nil {
 		t.Fatal(err)
 	}

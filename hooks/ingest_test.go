@@ -458,3 +458,52 @@ func TestImplausibleCounterIsRefused(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// TestPubackReasonCodeAndProperties publishes at QoS 1 with user
+// properties over MQTT 5, on an energy topic (acknowledged by Vatio after
+// the commit, or refused with 0x99) and on another topic (acknowledged by
+// mochi): every PUBACK has a reason code MQTT 5 allows for it and none of
+// the publisher's user properties, while a subscriber still gets them
+// with the message.
+func TestPubackReasonCodeAndProperties(t *testing.T) {
+	h := start(t)
+	got := make(chan *paho.Publish, 4)
+	sub := mqtttest.V5(t, h.addr, func(p *paho.Publish) { got <- p })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "notes/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	c := mqtttest.V5(t, h.addr, nil)
+	user := paho.UserProperties{{Key: "origin", Value: "test"}, {Key: "trace", Value: "1234"}}
+	for _, tc := range []struct {
+		topic, payload string
+		qos            byte
+		code           byte
+	}{
+		{"energy/consumption/props", "1.5", 1, 0x00},
+		{"energy/consumption/props", "not a number", 1, 0x99},
+		{"notes/kitchen", "hello", 1, 0x00},
+		{"notes/kitchen", "hello again", 2, 0x00},
+	} {
+		resp, err := c.Publish(ctx, &paho.Publish{Topic: tc.topic, QoS: tc.qos, Payload: []byte(tc.payload),
+			Properties: &paho.PublishProperties{User: user}})
+		if resp == nil {
+			t.Fatalf("publish %s %q: %v", tc.topic, tc.payload, err)
+		}
+		if resp.ReasonCode != tc.code {
+			t.Errorf("publish %s %q at QoS %d: reason code %#x, want %#x", tc.topic, tc.payload, tc.qos, resp.ReasonCode, tc.code)
+		}
+		if resp.Properties != nil && len(resp.Properties.User) > 0 {
+			t.Errorf("publish %s %q at QoS %d: the acknowledgement echoes user properties %v", tc.topic, tc.payload, tc.qos, resp.Properties.User)
+		}
+	}
+	select {
+	case p := <-got:
+		if p.Properties == nil || p.Properties.User.Get("origin") != "test" || p.Properties.User.Get("trace") != "1234" {
+			t.Errorf("the subscriber got %+v, without the publisher's user properties", p.Properties)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the subscriber got nothing")
+	}
+}
