@@ -157,7 +157,8 @@ type Auth struct {
 	AdminToken string `yaml:"admin_token"`
 	// PasswordChecks is how many password checks (argon2id, 19 MiB and
 	// tens of milliseconds each) of web log-ins and MQTT CONNECTs run at
-	// once; 0 means the number of cores. Past it a check waits up to a
+	// once; 0 means half the cores (at least one), which leaves the rest
+	// to serve connected clients during a flood. Past it a check waits up to a
 	// second, then the client is told to retry (HTTP 429, CONNACK server
 	// busy), so a flood of wrong passwords cannot take the memory or CPU.
 	PasswordChecks int `yaml:"password_checks"`
