@@ -7,11 +7,9 @@ import (
 	"math"
 	"net/http"
 	"os"
-	"runtime"
 	"path/filepath"
+	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,26 +17,6 @@ import (
 
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 )
-
-// procStatusKB reads a field of /proc/<pid>/status (VmRSS, VmHWM), in KiB.
-func procStatusKB(tb testing.TB, pid int, field string) int64 {
-	tb.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == field+":" {
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			return kb
-		}
-	}
-	tb.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
-}
 
 // BenchmarkConnectFlood measures what a flood of CONNECTs with wrong
 // passwords costs Vatio and its connected clients. It starts Vatio as a
@@ -144,9 +122,7 @@ func connectFlood(b *testing.B, checks int) {
 	base := publish()
 
 	// Reset the peak resident memory (VmHWM) to the current.
-	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
-		b.Fatalf("reset VmHWM: %v", err)
-	}
+	resetPeak(b, pid)
 	before := procStatusKB(b, pid, "VmRSS")
 	var busy, refused, dropped, connected atomic.Int64
 	stop := make(chan struct{})

@@ -14,19 +14,33 @@ import (
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 )
 
-// rssBytes reads a process's resident memory from /proc.
-func rssBytes(pid int) (int64, error) {
+// procStatusKB reads a field of /proc/<pid>/status (VmRSS, VmHWM, RssAnon), in KiB.
+func procStatusKB(tb testing.TB, pid int, field string) int64 {
+	tb.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, err
+		tb.Fatal(err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field+":" {
 			kb, err := strconv.ParseInt(f[1], 10, 64)
-			return kb * 1024, err
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return kb
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	tb.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// resetPeak resets a process's peak resident memory (VmHWM) to its
+// current figure, so that the next VmHWM is the peak from now on.
+func resetPeak(tb testing.TB, pid int) {
+	tb.Helper()
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+		tb.Fatalf("reset VmHWM: %v", err)
+	}
 }
 
 // BenchmarkMemory1000Meters starts Vatio as a real process, connects 1,000
@@ -36,10 +50,7 @@ func rssBytes(pid int) (int64, error) {
 func BenchmarkMemory1000Meters(b *testing.B) {
 	for b.Loop() {
 		cmd, mqttAddr, httpAddr, _ := child(b, b.TempDir())
-		idle, err := rssBytes(cmd.Process.Pid)
-		if err != nil {
-			b.Fatal(err)
-		}
+		idle := procStatusKB(b, cmd.Process.Pid, "VmRSS") << 10
 		const meters = 1000
 		clients := make([]paho3.Client, meters)
 		for i := range clients {
@@ -63,10 +74,7 @@ func BenchmarkMemory1000Meters(b *testing.B) {
 			}()
 		}
 		wg.Wait()
-		loaded, err := rssBytes(cmd.Process.Pid)
-		if err != nil {
-			b.Fatal(err)
-		}
+		loaded := procStatusKB(b, cmd.Process.Pid, "VmRSS") << 10
 		if os.Getenv("VATIO_BENCH_DEBUG") != "" {
 			resp, err := http.Get("http://" + httpAddr + "/metrics")
 			if err == nil {
