@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,7 +50,12 @@ func resetPeak(tb testing.TB, pid int) {
 // the clients connected and at the end, in MB.
 func BenchmarkMemory1000Meters(b *testing.B) {
 	for b.Loop() {
-		cmd, mqttAddr, httpAddr, _ := child(b, b.TempDir())
+		// 1,000 clients from this one address: past the per-address cap.
+		cfg := filepath.Join(b.TempDir(), "config.yaml")
+		if err := os.WriteFile(cfg, []byte("mqtt:\n  max_connections_per_address: 0\n"), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		cmd, mqttAddr, httpAddr, _ := childWith(b, b.TempDir(), cfg)
 		idle := procStatusKB(b, cmd.Process.Pid, "VmRSS") << 10
 		const meters = 1000
 		clients := make([]paho3.Client, meters)

@@ -38,6 +38,7 @@ import (
 	"github.com/vatio-energy/vatio/devices"
 	"github.com/vatio-energy/vatio/homeassistant"
 	"github.com/vatio-energy/vatio/hooks"
+	"github.com/vatio-energy/vatio/internal/netlimit"
 	"github.com/vatio-energy/vatio/leader"
 	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/offsite"
@@ -385,9 +386,10 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 			WebSocketAddr: cfg.MQTT.WebSocketAddr, WebSocketOrigins: cfg.MQTT.WebSocketOrigins,
 			MaxClients: cfg.MQTT.MaxClients, MaxMessagesPerSecond: cfg.MQTT.MaxMessagesPerSecond, MaxTopicLength: cfg.MQTT.MaxTopicLength,
 			MaxPacketBytes: cfg.MQTT.MaxPacketBytes, WriteTimeout: cfg.MQTT.WriteTimeout,
-			MaxQueuedMessages:       cfg.MQTT.MaxQueuedMessages,
-			MaxConnectionsPerUser:   cfg.MQTT.MaxConnectionsPerDevice,
-			MaxRetainedMessageBytes: cfg.MQTT.MaxRetainedMessageBytes, MaxRetainedBytes: cfg.MQTT.MaxRetainedBytes,
+			MaxQueuedMessages:        cfg.MQTT.MaxQueuedMessages,
+			MaxConnectionsPerUser:    cfg.MQTT.MaxConnectionsPerDevice,
+			MaxConnectionsPerAddress: cfg.MQTT.MaxConnectionsPerAddress,
+			MaxRetainedMessageBytes:  cfg.MQTT.MaxRetainedMessageBytes, MaxRetainedBytes: cfg.MQTT.MaxRetainedBytes,
 			Logger: logger.With("component", "mqtt"),
 			Access: a.devices,
 		})
@@ -542,6 +544,9 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("http: listen on %s: %w", cfg.HTTP.Addr, err)
 	}
+	// Capped per address, and out of file descriptors it waits rather
+	// than stops serving for good.
+	ln = netlimit.New(ln, cfg.HTTP.MaxConnectionsPerAddress, logger.With("component", "http"))
 	egress.OwnPorts = append(egress.OwnPorts, portOf(ln.Addr()))
 	if a.broker != nil {
 		for _, addr := range []net.Addr{a.broker.Addr(), a.broker.TLSAddr(), a.broker.WebSocketAddr()} {

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/andybalholm/brotli"
+
+	"github.com/vatio-energy/vatio/internal/mqtttest"
 )
 
 // noToken is the environment of an instance without VATIO_ADMIN_TOKEN:
@@ -529,4 +531,45 @@ func TestImportStreamsAndSaysWhyItFailed(t *testing.T) {
 	if code := getJSON(t, "http://"+v.http+"/api/v1/meters/stalled", nil); code != http.StatusNotFound {
 		t.Errorf("the stalled upload's meter: %d, want 404", code)
 	}
+}
+
+// TestConnectionsPerAddress: past the per-address caps of both ports, a
+// connection is closed before a byte is read, and Vatio goes on serving
+// the connections it holds and new ones once some close.
+func TestConnectionsPerAddress(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(cfg, []byte("http:\n  max_connections_per_address: 4\nmqtt:\n  max_connections_per_address: 3\n"), 0o600)
+	v := startVatioWith(t, t.TempDir(), cfg)
+	for _, c := range []struct {
+		addr string
+		cap  int
+	}{{v.http, 4}, {v.mqtt, 3}} {
+		var held []net.Conn
+		for range c.cap {
+			conn, err := net.Dial("tcp", c.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			held = append(held, conn)
+		}
+		time.Sleep(100 * time.Millisecond) // accepted and counted
+		extra, err := net.Dial("tcp", c.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := extra.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("%s: connection %d from one address: read %v, want it closed (EOF)", c.addr, c.cap+1, err)
+		}
+		extra.Close()
+		for _, h := range held {
+			h.Close()
+		}
+	}
+	// Both ports still serve.
+	if code := getJSON(t, "http://"+v.http+"/healthz", nil); code != 200 {
+		t.Errorf("healthz after the caps: %d", code)
+	}
+	mqtttest.Publish3(t, mqtttest.V3(t, v.mqtt), "energy/consumption", 1, false, "1.5")
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
+
+	"github.com/vatio-energy/vatio/internal/netlimit"
 )
 
 // Options configure a Broker.
@@ -65,6 +67,10 @@ type Options struct {
 	// "quota exceeded" (MQTT 5) or "server unavailable" (MQTT 3.1.1).
 	// Clients without a user name are not counted. 0 is no limit.
 	MaxConnectionsPerUser int
+	// MaxConnectionsPerAddress is how many TCP connections may be open at
+	// once from one IP address, on each listener; past it a connection is
+	// closed before a byte is read. 0 is no limit.
+	MaxConnectionsPerAddress int
 	// MaxRetainedMessageBytes is the largest retained message a client may
 	// leave (topic, payload and properties); MaxRetainedBytes bounds all
 	// retained messages together. A retained publish past either is
@@ -121,10 +127,13 @@ func New(opts Options) (_ *Broker, err error) {
 		}
 	}()
 	listen := func(addr string) (net.Listener, error) {
-		ln, err := net.Listen("tcp", addr)
+		raw, err := net.Listen("tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("broker: listen on %s: %w", addr, err)
 		}
+		// Capped per address, and out of file descriptors it waits
+		// rather than stops accepting for good.
+		ln := netlimit.New(raw, opts.MaxConnectionsPerAddress, opts.Logger)
 		b.lns = append(b.lns, ln)
 		return ln, nil
 	}

@@ -345,6 +345,11 @@ type MQTT struct {
 	// 3.1.1). Clients without credentials are not counted per device
 	// (max_clients bounds them). 0 is no limit per device.
 	MaxConnectionsPerDevice int `yaml:"max_connections_per_device"`
+	// MaxConnectionsPerAddress is how many TCP connections may be open at
+	// once from one IP address, before any CONNECT (default 256): one
+	// host cannot take all the memory or file descriptors. Past it a
+	// connection is closed at once. 0 is no limit.
+	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
 	// MaxRetainedMessageBytes is the largest retained message a client may
 	// leave, topic, payload and properties counted (default 64 KiB); a
 	// larger retained publish is refused (MQTT 5: reason 0x97 quota
@@ -394,6 +399,11 @@ type HTTP struct {
 	// session or token may hold open at once: one viewer cannot take them
 	// all.
 	MaxStreamsPerSession int `yaml:"max_streams_per_session"`
+	// MaxConnectionsPerAddress is how many connections may be open at once
+	// from one IP address (default 128): idle keep-alive connections cost
+	// memory, and a flood of them would take every file descriptor. Past
+	// it a connection is closed at once. 0 is no limit.
+	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
 	// RateLimitPerMinute is how many requests one address may make in a
 	// minute; 0 is no limit.
 	RateLimitPerMinute int `yaml:"rate_limit_per_minute"`
@@ -770,8 +780,8 @@ func Default() Config {
 		Log:           Log{Level: "info", Format: "text"},
 		MQTT: MQTT{Addr: ":1883", MaxPacketBytes: 1 << 20, WriteTimeout: 10 * time.Second, MaxQueuedMessages: 512,
 			TLSAddr: ":8883", MaxClients: 1000, MaxMessagesPerSecond: 200, MaxTopicLength: 512,
-			MaxConnectionsPerDevice: 8, MaxRetainedMessageBytes: 64 << 10, MaxRetainedBytes: 16 << 20},
-		HTTP: HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20, ImportLimitBytes: 1 << 30, ReadTimeout: 30 * time.Second, MaxStreamsPerSession: 8,
+			MaxConnectionsPerDevice: 8, MaxConnectionsPerAddress: 256, MaxRetainedMessageBytes: 64 << 10, MaxRetainedBytes: 16 << 20},
+		HTTP: HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20, ImportLimitBytes: 1 << 30, ReadTimeout: 30 * time.Second, MaxStreamsPerSession: 8, MaxConnectionsPerAddress: 128,
 			RateLimitPerMinute: 1200, ProxyHeader: "X-Real-IP"},
 		Ingest: Ingest{
 			Topic:           "energy/consumption",
@@ -859,6 +869,12 @@ func (c Config) Validate() error {
 	}
 	if c.MQTT.MaxTopicLength < 64 || c.MQTT.MaxTopicLength > 65535 {
 		bad("mqtt.max_topic_length", "%d is outside 64 to 65535", c.MQTT.MaxTopicLength)
+	}
+	if c.MQTT.MaxConnectionsPerAddress < 0 || c.MQTT.MaxConnectionsPerAddress > 1_000_000 {
+		bad("mqtt.max_connections_per_address", "%d is outside 0 (no limit) to 1000000", c.MQTT.MaxConnectionsPerAddress)
+	}
+	if c.HTTP.MaxConnectionsPerAddress < 0 || c.HTTP.MaxConnectionsPerAddress > 1_000_000 {
+		bad("http.max_connections_per_address", "%d is outside 0 (no limit) to 1000000", c.HTTP.MaxConnectionsPerAddress)
 	}
 	if c.MQTT.MaxConnectionsPerDevice < 0 || c.MQTT.MaxConnectionsPerDevice > c.MQTT.MaxClients {
 		bad("mqtt.max_connections_per_device", "%d is outside 0 (no limit) to mqtt.max_clients (%d)", c.MQTT.MaxConnectionsPerDevice, c.MQTT.MaxClients)
