@@ -527,8 +527,8 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	a.http = api.New(a.store, a.alerts, api.Options{
 		Auth: users, Audit: auditLog, Devices: a.devices, MQTTAddr: cfg.MQTT.Addr, MQTTTLSAddr: mqttTLSAddr, HSTS: tlsConfig != nil && cfg.TLS.HSTS,
 		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: dec, ReadTimeout: cfg.HTTP.ReadTimeout,
-		MaxStreamsPerSession: cfg.HTTP.MaxStreamsPerSession,
-		RateLimitPerMinute:   cfg.HTTP.RateLimitPerMinute, Offsite: shipper, Health: health, TrustedProxies: cfg.HTTP.TrustedProxies, ProxyHeader: cfg.HTTP.ProxyHeader,
+		MaxStreamsPerUser:  cfg.HTTP.MaxStreamsPerUser,
+		RateLimitPerMinute: cfg.HTTP.RateLimitPerMinute, Offsite: shipper, Health: health, TrustedProxies: cfg.HTTP.TrustedProxies, ProxyHeader: cfg.HTTP.ProxyHeader,
 		Gatherer: reg, Logger: logger.With("component", "http"), Tariff: tr, Rules: a.rules, Shedder: a.shedder,
 		Leading: a.elector.Leading,
 	})

@@ -53,12 +53,12 @@ type Options struct {
 	// StreamThrottle is the least time between two events of one meter on
 	// /api/v1/stream (default 250 ms); StreamHeartbeat the time between its
 	// keep-alive comments (default 15 s); MaxStreams how many streams may be
-	// open at once (default 64), MaxStreamsPerSession how many of them one
-	// session or token may hold (default 8).
-	StreamThrottle       time.Duration
-	StreamHeartbeat      time.Duration
-	MaxStreams           int
-	MaxStreamsPerSession int
+	// open at once (default 64), MaxStreamsPerUser how many of them one
+	// user (all their sessions) or token may hold (default 8).
+	StreamThrottle    time.Duration
+	StreamHeartbeat   time.Duration
+	MaxStreams        int
+	MaxStreamsPerUser int
 	// Tariff prices energy, in its time zone; nil prices nothing, in the
 	// machine's zone.
 	Tariff *tariff.Tariff
@@ -178,7 +178,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	s.streamThrottle = cmp.Or(opts.StreamThrottle, defaultStreamThrottle)
 	s.streamHeartbeat = cmp.Or(opts.StreamHeartbeat, defaultStreamHeartbeat)
 	s.maxStreams = cmp.Or(opts.MaxStreams, defaultMaxStreams)
-	s.maxStreamsPerHolder = cmp.Or(opts.MaxStreamsPerSession, 8)
+	s.maxStreamsPerHolder = cmp.Or(opts.MaxStreamsPerUser, 8)
 	s.streamsBy = map[string][]*streamSlot{}
 	s.readTimeout = cmp.Or(opts.ReadTimeout, 30*time.Second)
 	s.app = fiber.New(fiber.Config{

@@ -31,14 +31,14 @@ const (
 )
 
 // openStream counts a new stream against the server's cap (503 past it)
-// and its holder's: a session, told apart by its CSRF token, or a token.
+// and its holder's: a user, however many sessions they log in, or a token.
 // Past the holder's cap its oldest stream is ended (closed is closed): a
 // browser whose tabs were closed may not have been noticed yet, and the
 // newest page is the one being looked at. Without auth nobody is told
 // apart, and only the server's cap holds. release gives the slot back.
 func (s *Server) openStream(c *fiber.Ctx) (closed <-chan struct{}, release func(), err error) {
 	w := Who(c)
-	holder := "session:" + w.CSRF
+	holder := "user:" + w.User
 	if w.Token != "" {
 		holder = "token:" + w.Token
 	}
@@ -189,7 +189,7 @@ func (s *Server) stream(c *fiber.Ctx) error {
 			case <-evicted:
 				// An "end" event: the page stops reconnecting, which
 				// would only end another of the holder's streams.
-				fmt.Fprintf(w, "event: end\ndata: {\"reason\": \"more than %d live streams of one session\"}\n\n", s.maxStreamsPerHolder)
+				fmt.Fprintf(w, "event: end\ndata: {\"reason\": \"more than %d live streams of one user\"}\n\n", s.maxStreamsPerHolder)
 				w.Flush()
 				return
 			case <-closing:

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/vatio-energy/vatio/alert"
 	"github.com/vatio-energy/vatio/api"
+	"github.com/vatio-energy/vatio/auth"
 	"github.com/vatio-energy/vatio/meter"
 	"github.com/vatio-energy/vatio/store"
 )
@@ -256,14 +258,14 @@ func TestShutdownIsNotHeldByStreams(t *testing.T) {
 	} // the stream ends
 }
 
-// TestStreamsPerSession: a token holding MaxStreamsPerSession streams that
+// TestStreamsPerUser: a token holding MaxStreamsPerUser streams that
 // opens another ends its oldest, with an "end" event, and keeps the rest;
 // another token still gets a stream.
-func TestStreamsPerSession(t *testing.T) {
-	const perSession = 3
-	h, tokens, _, _ := securedWith(t, api.Options{MaxStreamsPerSession: perSession})
+func TestStreamsPerUser(t *testing.T) {
+	const perUser = 3
+	h, tokens, users, _ := securedWith(t, api.Options{MaxStreamsPerUser: perUser})
 	var streams []<-chan sse
-	for range perSession + 1 {
+	for range perUser + 1 {
 		events, resp := openStream(t, h, "/api/v1/stream?meter=", "Authorization", "Bearer "+tokens["viewer"])
 		if resp.StatusCode != 200 {
 			t.Fatalf("stream: %d", resp.StatusCode)
@@ -280,7 +282,7 @@ func TestStreamsPerSession(t *testing.T) {
 					return true
 				}
 				if ev.event == "end" {
-					if !strings.Contains(ev.data, "live streams of one session") {
+					if !strings.Contains(ev.data, "live streams of one user") {
 						t.Errorf("end event data %q", ev.data)
 					}
 				}
@@ -294,12 +296,35 @@ func TestStreamsPerSession(t *testing.T) {
 	}
 	for i, s := range streams[1:] {
 		if ended(s, 300*time.Millisecond) {
-			t.Errorf("stream %d of %d ended", i+2, perSession+1)
+			t.Errorf("stream %d of %d ended", i+2, perUser+1)
 		}
 	}
 	if events, resp := openStream(t, h, "/api/v1/stream?meter=", "Authorization", "Bearer "+tokens["operator"]); resp.StatusCode != 200 {
 		t.Errorf("another token's stream: %d", resp.StatusCode)
 	} else if ended(events, 300*time.Millisecond) {
 		t.Error("another token's stream ended")
+	}
+
+	// A user's sessions share the cap: logging in again gains nothing.
+	if _, err := users.AddUser("vic", "a long enough password", auth.Viewer); err != nil {
+		t.Fatal(err)
+	}
+	var first <-chan sse
+	for i := range perUser + 1 {
+		id, _, err := users.Login("vic", "a long enough password", fmt.Sprintf("198.51.100.%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		events, resp := openStream(t, h, "/api/v1/stream?meter=", "Cookie", api.SessionCookie+"="+id)
+		if resp.StatusCode != 200 {
+			t.Fatalf("session %d's stream: %d", i, resp.StatusCode)
+		}
+		<-events
+		if i == 0 {
+			first = events
+		}
+	}
+	if !ended(first, 5*time.Second) {
+		t.Error("a user's oldest stream was not ended by a stream of another of their sessions")
 	}
 }

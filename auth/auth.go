@@ -373,9 +373,13 @@ func (s *Service) Login(name, password, addr string) (string, Session, error) {
 	now := s.now()
 	s.mu.Lock()
 	f := s.failures[key]
-	if f != nil && (now.Before(f.until) || f.busy) {
+	if f != nil && now.Before(f.until) {
 		s.mu.Unlock()
 		return "", Session{}, ErrLocked
+	}
+	if f != nil && f.busy { // the same name from the same address, being checked
+		s.mu.Unlock()
+		return "", Session{}, ErrBusy
 	}
 	if f == nil {
 		if len(s.failures) >= maxTracked {

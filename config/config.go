@@ -395,10 +395,10 @@ type HTTP struct {
 	// ReadTimeout bounds reading one request; for an import, the time
 	// without data (a stalled upload), however long the whole one takes.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
-	// MaxStreamsPerSession is how many live streams (/api/v1/stream) one
-	// session or token may hold open at once: one viewer cannot take them
-	// all.
-	MaxStreamsPerSession int `yaml:"max_streams_per_session"`
+	// MaxStreamsPerUser is how many live streams (/api/v1/stream) one user
+	// (all their sessions) or token may hold open at once: one viewer
+	// cannot take them all. A newer stream ends the holder's oldest.
+	MaxStreamsPerUser int `yaml:"max_streams_per_user"`
 	// MaxConnectionsPerAddress is how many connections may be open at once
 	// from one IP address (default 128): idle keep-alive connections cost
 	// memory, and a flood of them would take every file descriptor. Past
@@ -781,7 +781,7 @@ func Default() Config {
 		MQTT: MQTT{Addr: ":1883", MaxPacketBytes: 1 << 20, WriteTimeout: 10 * time.Second, MaxQueuedMessages: 512,
 			TLSAddr: ":8883", MaxClients: 1000, MaxMessagesPerSecond: 200, MaxTopicLength: 512,
 			MaxConnectionsPerDevice: 8, MaxConnectionsPerAddress: 256, MaxRetainedMessageBytes: 64 << 10, MaxRetainedBytes: 16 << 20},
-		HTTP: HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20, ImportLimitBytes: 1 << 30, ReadTimeout: 30 * time.Second, MaxStreamsPerSession: 8, MaxConnectionsPerAddress: 128,
+		HTTP: HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20, ImportLimitBytes: 1 << 30, ReadTimeout: 30 * time.Second, MaxStreamsPerUser: 8, MaxConnectionsPerAddress: 128,
 			RateLimitPerMinute: 1200, ProxyHeader: "X-Real-IP"},
 		Ingest: Ingest{
 			Topic:           "energy/consumption",
@@ -984,8 +984,8 @@ func (c Config) Validate() error {
 	if c.HTTP.ReadTimeout < time.Second || c.HTTP.ReadTimeout > time.Hour {
 		bad("http.read_timeout", "%s is outside 1s to 1h", c.HTTP.ReadTimeout)
 	}
-	if c.HTTP.MaxStreamsPerSession < 1 || c.HTTP.MaxStreamsPerSession > 1000 {
-		bad("http.max_streams_per_session", "%d is outside 1 to 1000", c.HTTP.MaxStreamsPerSession)
+	if c.HTTP.MaxStreamsPerUser < 1 || c.HTTP.MaxStreamsPerUser > 1000 {
+		bad("http.max_streams_per_user", "%d is outside 1 to 1000", c.HTTP.MaxStreamsPerUser)
 	}
 	if c.HTTP.RateLimitPerMinute < 0 || c.HTTP.RateLimitPerMinute > 1_000_000 {
 		bad("http.rate_limit_per_minute", "%d is outside 0 to 1000000 (0 for no limit)", c.HTTP.RateLimitPerMinute)
