@@ -573,3 +573,32 @@ func TestConnectionsPerAddress(t *testing.T) {
 	}
 	mqtttest.Publish3(t, mqtttest.V3(t, v.mqtt), "energy/consumption", 1, false, "1.5")
 }
+
+// TestCrossSiteFormPostsRefused: a page of another site cannot make a
+// visitor's browser claim a new Vatio's setup or log it in; Vatio's own
+// pages (same Origin) and clients that send no Origin can.
+func TestCrossSiteFormPostsRefused(t *testing.T) {
+	v := startVatioEnv(t, t.TempDir(), emptyConfig(t), noToken, "")
+	origin := "http://" + v.http
+	const pw = "a long enough password"
+	form := url.Values{"user": {"evil"}, "password": {pw}, "confirm": {pw}}
+	for _, h := range [][]string{
+		{"Origin", "http://attacker.example"},
+		{"Origin", "http://attacker.example:" + strings.Split(v.http, ":")[1]},
+		{"Sec-Fetch-Site", "cross-site"},
+	} {
+		if resp := postForm(t, anon, origin+"/setup", form, h...); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("setup posted with %s: %s: %d, want 403", h[0], h[1], resp.StatusCode)
+		}
+		if resp := postForm(t, anon, origin+"/login", form, h...); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("login posted with %s: %s: %d, want 403", h[0], h[1], resp.StatusCode)
+		}
+	}
+	form["user"] = []string{"admin"}
+	if resp := postForm(t, anon, origin+"/setup", form, "Origin", origin, "Sec-Fetch-Site", "same-origin"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("setup from Vatio's own page: %d", resp.StatusCode)
+	}
+	if resp := postForm(t, anon, origin+"/login", url.Values{"user": {"admin"}, "password": {pw}}); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("login without an Origin (a script): %d", resp.StatusCode)
+	}
+}

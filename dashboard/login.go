@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"errors"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -21,6 +22,38 @@ type loginData struct {
 	Name    string
 	// NeedsToken asks setup for the admin token: one exists.
 	NeedsToken bool
+}
+
+// crossSite reports whether a form post comes from another site's page:
+// its Origin names another host than the one it was sent to, or the
+// browser says so (Sec-Fetch-Site). The login and setup forms have no
+// session, so no CSRF token, to check instead: without this a page on
+// the LAN could make a visitor's browser claim a new Vatio's setup, or log
+// it in as the attacker.
+func crossSite(c *fiber.Ctx) bool {
+	if c.Get("Sec-Fetch-Site") == "cross-site" {
+		return true
+	}
+	origin := c.Get(fiber.HeaderOrigin)
+	if origin == "" {
+		return false // not a browser, or a same-origin GET-less client
+	}
+	u, err := url.Parse(origin)
+	// Host names only: a reverse proxy may pass the Host without the port
+	// the browser used (nginx's $host).
+	return err != nil || !strings.EqualFold(u.Hostname(), hostOnly(c.Hostname()))
+}
+
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return strings.Trim(h, "[]")
+	}
+	return strings.Trim(hostport, "[]")
+}
+
+// refuseCrossSite answers 403 to a cross-site form post.
+func refuseCrossSite(c *fiber.Ctx) error {
+	return fiber.NewError(fiber.StatusForbidden, "a form posted from another site's page is refused: open Vatio itself and use its form")
 }
 
 // formValue returns a field of a URL-encoded or multipart form body (the
@@ -66,6 +99,9 @@ func (d *Dashboard) loginPage(c *fiber.Ctx) error {
 // login serves POST /login: a session cookie and back to the page, or the
 // form again with why.
 func (d *Dashboard) login(c *fiber.Ctx) error {
+	if crossSite(c) {
+		return refuseCrossSite(c)
+	}
 	name, next := strings.TrimSpace(formValue(c, "user")), safeNext(formValue(c, "next"))
 	id, x, err := d.auth.Login(name, formValue(c, "password"), c.IP())
 	if err != nil {
@@ -113,6 +149,9 @@ func (d *Dashboard) setupPage(c *fiber.Ctx) error {
 
 // setup serves POST /setup: the admin is made and logged in.
 func (d *Dashboard) setup(c *fiber.Ctx) error {
+	if crossSite(c) {
+		return refuseCrossSite(c)
+	}
 	if !d.auth.NeedsSetup() {
 		return fiber.NewError(fiber.StatusConflict, "an admin exists already: log in")
 	}
