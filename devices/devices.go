@@ -83,6 +83,8 @@ type Registry struct {
 	// the log line of each refusal.
 	outOfLane  map[string]string
 	lastWarned map[string]time.Time
+	// failed are the failed CONNECTs per address (see failures).
+	failed failures
 }
 
 // Option configures a Registry.
@@ -225,21 +227,32 @@ func (r *Registry) Connect(user string, password []byte, remote string) error {
 	cached, seen := r.verified[user]
 	why, out := r.outOfLane[user]
 	r.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("%w: %.64q", ErrUnknown, user)
-	}
 	if len(password) == 0 || len(password) > 256 {
-		return fmt.Errorf("devices: %q: wrong password", user)
+		return fmt.Errorf("devices: %.64q: wrong password", user)
 	}
 	sum := sha256.Sum256(password)
-	if !seen || subtle.ConstantTimeCompare(sum[:], cached[:]) != 1 {
-		good, err := r.checks.Check(d.Hash, string(password))
+	if !ok || !seen || subtle.ConstantTimeCompare(sum[:], cached[:]) != 1 {
+		ip, now := hostOf(remote), time.Now()
+		if r.failed.locked(ip, now) {
+			return fmt.Errorf("devices: %.64q from %s: %w", user, ip, ErrLocked)
+		}
+		hash := d.Hash
+		if !ok {
+			hash = nobodysHash() // as long as a wrong password
+		}
+		good, err := r.checks.Check(hash, string(password))
 		if err != nil {
-			return fmt.Errorf("devices: %q: %w: %w", user, broker.ErrBusy, err)
+			return fmt.Errorf("devices: %.64q: %w: %w", user, broker.ErrBusy, err)
+		}
+		if !ok {
+			r.failed.failed(ip, now)
+			return fmt.Errorf("%w: %.64q", ErrUnknown, user)
 		}
 		if !good {
+			r.failed.failed(ip, now)
 			return fmt.Errorf("devices: %q: wrong password", user)
 		}
+		r.failed.succeeded(ip)
 		r.mu.Lock()
 		if _, still := r.devices[user]; still {
 			r.verified[user] = sum

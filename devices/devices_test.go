@@ -1,6 +1,7 @@
 package devices_test
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -248,5 +249,50 @@ func TestWebSocketNeedsCredentials(t *testing.T) {
 		t.Errorf("anonymous from loopback over TCP: %v", err)
 	} else {
 		c.Disconnect(0)
+	}
+}
+
+// TestFailedConnectsLockAnAddressOut: ten wrong CONNECTs from one address
+// (wrong passwords or made-up names) lock it out: even the right password
+// is then refused there, without a password check, while other addresses
+// and devices already verified from it still connect.
+func TestFailedConnectsLockAnAddressOut(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	reg, err := devices.New(st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, pw, err := reg.Add("plug", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, known, err := reg.Add("meter", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Connect("meter", []byte(known), "192.0.2.7:4000"); err != nil {
+		t.Fatalf("meter: %v", err)
+	}
+	for i := range 10 {
+		user := "plug"
+		if i%2 == 1 {
+			user = fmt.Sprintf("nobody%d", i)
+		}
+		if err := reg.Connect(user, []byte("wrong password!"), "192.0.2.7:4000"); err == nil || errors.Is(err, devices.ErrLocked) {
+			t.Fatalf("wrong CONNECT %d: %v, want refused as wrong", i, err)
+		}
+	}
+	if err := reg.Connect("plug", []byte(pw), "192.0.2.7:4001"); !errors.Is(err, devices.ErrLocked) {
+		t.Errorf("the right password from the locked address: %v, want ErrLocked", err)
+	}
+	if err := reg.Connect("plug", []byte(pw), "198.51.100.1:4000"); err != nil {
+		t.Errorf("the right password from another address: %v", err)
+	}
+	if err := reg.Connect("meter", []byte(known), "192.0.2.7:4002"); err != nil {
+		t.Errorf("a device verified before, from the locked address: %v", err)
 	}
 }
