@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -52,11 +53,28 @@ type admission struct {
 	byUser map[string][]*mqtt.Client
 
 	refused map[string]*atomic.Int64
+	// lastWarned is when each reason's refusal was last logged (under
+	// mu): at most one line a second each, a flood must not flood the log.
+	lastWarned map[string]time.Time
+}
+
+// warn logs a refusal, at most once a second per reason.
+func (a *admission) warn(reason, msg string, attrs ...any) {
+	now := time.Now()
+	a.mu.Lock()
+	ok := now.Sub(a.lastWarned[reason]) >= time.Second
+	if ok {
+		a.lastWarned[reason] = now
+	}
+	a.mu.Unlock()
+	if ok {
+		a.log.Warn(msg, attrs...)
+	}
 }
 
 func newAdmission(srv *mqtt.Server, access Access, maxTopic, perUser int, log *slog.Logger) *admission {
 	a := &admission{srv: srv, access: access, maxTop: maxTopic, perUser: perUser, log: log,
-		byID: map[string]*mqtt.Client{}, byUser: map[string][]*mqtt.Client{}, refused: map[string]*atomic.Int64{}}
+		byID: map[string]*mqtt.Client{}, byUser: map[string][]*mqtt.Client{}, refused: map[string]*atomic.Int64{}, lastWarned: map[string]time.Time{}}
 	for _, r := range []string{refusedCredentials, refusedBusy, refusedWill, refusedClientID, refusedPerDevice} {
 		a.refused[r] = new(atomic.Int64)
 	}
@@ -108,8 +126,12 @@ func (a *admission) check(cl *mqtt.Client, pk packets.Packet) (packets.Code, str
 		}
 		if err := a.access.Connect(user, pk.Connect.Password, remote); err != nil {
 			if errors.Is(err, ErrBusy) {
+				a.warn(refusedBusy, "connection refused: too many password checks at once (auth.password_checks)",
+					slog.String("user", user), slog.String("remote", cl.Net.Remote))
 				return packets.ErrServerBusy, refusedBusy
 			}
+			a.warn(refusedCredentials, "connection refused: bad credentials",
+				slog.String("user", user), slog.String("remote", cl.Net.Remote), slog.Any("error", err))
 			return packets.ErrBadUsernameOrPassword, refusedCredentials
 		}
 	}

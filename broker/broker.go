@@ -515,7 +515,15 @@ func (g *guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		g.longTopics.Add(1)
 		return false
 	}
-	return g.access == nil || g.access.Allowed(string(cl.Properties.Username), topic, write)
+	if g.access == nil || g.access.Allowed(string(cl.Properties.Username), topic, write) {
+		return true
+	}
+	what := "subscription refused: not one of its user name's topics"
+	if write {
+		what = "publish refused: not one of its user name's topics"
+	}
+	g.refusals.note(cl, topic, refusedACL, what)
+	return false
 }
 
 // OnPacketRead answers a QoS 1 or 2 publish on a $SYS topic, which mochi

@@ -16,6 +16,9 @@ const (
 	refusedRetainedTooLarge = "retained_too_large"
 	refusedRetainedFull     = "retained_full"
 	refusedSys              = "sys_topic"
+	// refusedACL is a publish or subscription outside its user name's
+	// topics.
+	refusedACL = "not_allowed"
 )
 
 // retained keeps the retained messages within their caps: maxMessage bytes
@@ -93,7 +96,7 @@ const refusalLogInterval = 10 * time.Second
 
 func newRefusals(log *slog.Logger) *refusals {
 	r := &refusals{log: log, count: map[string]*atomic.Int64{}, last: map[string]time.Time{}}
-	for _, reason := range []string{refusedRetainedTooLarge, refusedRetainedFull, refusedSys} {
+	for _, reason := range []string{refusedRetainedTooLarge, refusedRetainedFull, refusedSys, refusedACL} {
 		r.count[reason] = new(atomic.Int64)
 	}
 	return r
