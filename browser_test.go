@@ -362,6 +362,33 @@ func TestDashboardInBrowser(t *testing.T) {
 		mqtttest.Publish3(t, plug, "energy/consumption/kitchen-plug", 1, false, "0.5")
 		plug.Disconnect(100)
 	}
+	// A gateway gets its topics on the page too.
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(origin+"/access"), chromedp.WaitVisible(`form[data-kind="device"] input[name="publish"]`),
+		chromedp.SetValue(`form[data-kind="device"] input[name="name"]`, "z2m-gateway"),
+		chromedp.SetValue(`form[data-kind="device"] input[name="publish"]`, "zigbee2mqtt/#, z2m-gateway/#"),
+		chromedp.Click(`form[data-kind="device"] button[type="submit"]`),
+		chromedp.WaitVisible(`form[data-kind="device"] .secret dl dd`),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var devs struct {
+		Devices []struct {
+			Name    string
+			Publish []string
+		}
+	}
+	getJSON(t, origin+"/api/v1/devices", &devs)
+	var gw []string
+	for _, d := range devs.Devices {
+		if d.Name == "z2m-gateway" {
+			gw = d.Publish
+		}
+	}
+	if strings.Join(gw, " ") != "zigbee2mqtt/# z2m-gateway/#" {
+		t.Errorf("the gateway added on the page publishes on %q, want its two filters", gw)
+	}
 	// Revoke, after the page's confirmation (answered yes here).
 	err = chromedp.Do(ctx, chromedp.Navigate(origin+"/access"), chromedp.WaitVisible("#tokens"))
 	if err == nil {

@@ -511,6 +511,12 @@
           body.role = f.role.value;
           var days = f.expires_days.value.trim();
           if (days !== "") body.expires = new Date(Date.now() + Number(days) * 86400 * 1000).toISOString();
+        } else if (kind === "device") {
+          // Topic filters, comma-separated; none: the device's own topics.
+          ["publish", "subscribe"].forEach(function (k) {
+            var list = f[k].value.split(",").map(function (s) { return s.trim(); }).filter(Boolean);
+            if (list.length) body[k] = list;
+          });
         }
         var result = form.querySelector(".result"), secret = form.querySelector(".secret");
         result.textContent = "";
