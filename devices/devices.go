@@ -234,6 +234,10 @@ func (r *Registry) Connect(user string, password []byte, remote string) error {
 	if !ok || !seen || subtle.ConstantTimeCompare(sum[:], cached[:]) != 1 {
 		ip, now := hostOf(remote), time.Now()
 		if r.failed.locked(ip, now) {
+			// Answered after a while, as a password check would be: a
+			// refusal at once would let the flood reconnect thousands of
+			// times a second, which costs the broker more than the checks.
+			time.Sleep(lockedDelay)
 			return fmt.Errorf("devices: %.64q from %s: %w", user, ip, ErrLocked)
 		}
 		hash := d.Hash

@@ -23,6 +23,8 @@ const (
 	lockout     = time.Minute
 	maxLockout  = time.Hour
 	maxTracked  = 100000
+	// lockedDelay is how long a locked-out address waits for its refusal.
+	lockedDelay = time.Second
 )
 
 // failures are the failed CONNECTs of each address. They keep a flood of
