@@ -398,6 +398,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		}
 		cleanup = append(cleanup, func() { a.broker.Close() })
 		a.ingest = hooks.NewIngest(sources(cfg, dec), a.store, a.broker.Server(), logger.With("component", "ingest"))
+		a.ingest.MayWrite = a.devices.MayWrite
 		if err := a.broker.AddHook(a.ingest, nil); err != nil {
 			return nil, err
 		}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/andybalholm/brotli"
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/vatio-energy/vatio/internal/mqtttest"
 )
@@ -600,5 +601,56 @@ func TestCrossSiteFormPostsRefused(t *testing.T) {
 	}
 	if resp := postForm(t, anon, origin+"/login", url.Values{"user": {"admin"}, "password": {pw}}); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("login without an Origin (a script): %d", resp.StatusCode)
+	}
+}
+
+// TestGatewayCannotWriteAnotherDevicesMeter: a Zigbee2MQTT gateway may
+// publish for the devices behind it, but not into the meter of another
+// device with credentials of its own (zigbee2mqtt/boiler would feed meter
+// boiler).
+func TestGatewayCannotWriteAnotherDevicesMeter(t *testing.T) {
+	v := startVatio(t, t.TempDir())
+	origin := "http://" + v.http
+	add := func(body string) string {
+		t.Helper()
+		resp, err := http.Post(origin+"/api/v1/devices", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct{ Password string }
+		json.NewDecoder(resp.Body).Decode(&out)
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST /api/v1/devices %s: %d", body, resp.StatusCode)
+		}
+		return out.Password
+	}
+	boilerPW := add(`{"name": "boiler"}`)
+	gwPW := add(`{"name": "gw", "publish": ["zigbee2mqtt/#"]}`)
+	client := func(user, pw string) paho3.Client {
+		c := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + v.mqtt).SetClientID(user).
+			SetUsername(user).SetPassword(pw).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second))
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("%s: connect: %v", user, tok.Error())
+		}
+		t.Cleanup(func() { c.Disconnect(0) })
+		return c
+	}
+	boiler, gw := client("boiler", boilerPW), client("gw", gwPW)
+	mqtttest.Publish3(t, boiler, "energy/consumption/boiler", 1, false, `{"power_w": 1500}`)
+	mqtttest.Publish3(t, gw, "zigbee2mqtt/boiler", 1, false, `{"power": 9999}`)
+	mqtttest.Publish3(t, gw, "zigbee2mqtt/pump", 1, false, `{"power": 777}`)
+	var m struct{ Readings int }
+	if getJSON(t, origin+"/api/v1/meters/pump", &m); m.Readings != 1 {
+		t.Fatalf("the gateway's own meter pump: %d readings, want 1", m.Readings)
+	}
+	var rs struct {
+		Points []struct {
+			PowerW float64 `json:"power_w"`
+		}
+	}
+	getJSON(t, origin+"/api/v1/meters/boiler/readings?step=raw", &rs)
+	if len(rs.Points) != 1 || rs.Points[0].PowerW != 1500 {
+		t.Errorf("meter boiler's readings: %+v, want the boiler's own 1500 W only", rs.Points)
 	}
 }

@@ -75,6 +75,8 @@ type Registry struct {
 
 	mu      sync.Mutex
 	devices map[string]Device
+	// lower indexes the devices' names by their lower case (MayWrite).
+	lower map[string]string
 	// verified caches, per device, the SHA-256 of the password last
 	// checked right, so that a reconnecting device costs no argon2id.
 	verified map[string][32]byte
@@ -116,7 +118,7 @@ func WithLogger(l *slog.Logger) Option { return func(r *Registry) { r.log = l } 
 // another device's topics are ignored (List shows those in force).
 func New(st *store.Store, checks *auth.PasswordChecks, opts ...Option) (*Registry, error) {
 	r := &Registry{st: st, checks: checks, log: slog.New(slog.DiscardHandler), reserved: map[string]bool{},
-		devices: map[string]Device{}, verified: map[string][32]byte{}, outOfLane: map[string]string{}, lastWarned: map[string]time.Time{},
+		devices: map[string]Device{}, lower: map[string]string{}, verified: map[string][32]byte{}, outOfLane: map[string]string{}, lastWarned: map[string]time.Time{},
 		AnonymousFrom: func(ip net.IP) bool { return ip != nil && ip.IsLoopback() }}
 	for _, w := range ReservedWords {
 		r.reserved[strings.ToLower(w)] = true
@@ -134,6 +136,7 @@ func New(st *store.Store, checks *auth.PasswordChecks, opts ...Option) (*Registr
 			return nil, fmt.Errorf("devices: %q: %w", k, err)
 		}
 		r.devices[k] = d
+		r.lower[strings.ToLower(k)] = k
 	}
 	r.narrowStored()
 	return r, nil
@@ -174,6 +177,7 @@ func (r *Registry) Add(name string, publish, subscribe []string) (Device, string
 		return Device{}, "", err
 	}
 	r.devices[name] = d
+	r.lower[strings.ToLower(name)] = name
 	d.Hash = ""
 	return d, password, nil
 }
@@ -189,6 +193,7 @@ func (r *Registry) Remove(name string) error {
 		return err
 	}
 	delete(r.devices, name)
+	delete(r.lower, strings.ToLower(name))
 	delete(r.verified, name)
 	delete(r.outOfLane, name)
 	return nil
@@ -370,4 +375,23 @@ func Settings(name, password, host, addr, tlsAddr string) map[string]string {
 			"mosquitto_pub: --cafile ca.pem -p " + tlsPort
 	}
 	return out
+}
+
+// MayWrite reports whether a client logged in as user ("" for an
+// anonymous one) may send readings of meterID: not when the meter is named
+// after another device (its id, or its id before a ':' channel suffix),
+// which a gateway's topics could otherwise name (zigbee2mqtt/boiler feeds
+// meter boiler). Anonymous clients, trusted by address, may.
+func (r *Registry) MayWrite(user, meterID string) bool {
+	if user == "" {
+		return true
+	}
+	base, _, _ := strings.Cut(meterID, ":")
+	if base == user {
+		return true
+	}
+	r.mu.Lock()
+	name, taken := r.lower[strings.ToLower(base)]
+	r.mu.Unlock()
+	return !taken || name == user
 }

@@ -6,6 +6,7 @@ package hooks
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,12 @@ var codePayloadInvalid = packets.ErrPayloadFormatInvalid // 0x99
 type Ingest struct {
 	mqtt.HookBase
 	*Pipeline
+
+	// MayWrite, when set, tells whether a client logged in as user may
+	// send readings of meterID (a device may not send readings of a meter
+	// named after another device, through a gateway's topics): a publish
+	// with one it may not is refused whole, as an invalid reading is.
+	MayWrite func(user, meterID string) bool
 
 	server  *mqtt.Server
 	stopped atomic.Bool
@@ -97,6 +104,8 @@ func (p *Pipeline) Store() *store.Store { return p.store }
 
 // NewIngest returns the ingest hook. server is used to forward stored
 // readings to subscribers; it must have its inline client enabled.
+//
+// Set MayWrite before the broker starts.
 func NewIngest(sources []meter.Source, st *store.Store, server *mqtt.Server, logger *slog.Logger) *Ingest {
 	return &Ingest{
 		Pipeline: NewPipeline(sources, st, logger),
@@ -181,6 +190,16 @@ func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 		return pk, packets.ErrRejectPacket
 	}
 	rs, err := h.Decode(src, pk.TopicName, pk.Payload)
+	if err == nil && h.MayWrite != nil {
+		user := string(cl.Properties.Username)
+		for _, r := range rs {
+			if !h.MayWrite(user, r.Meter) {
+				err = &meter.RejectError{Reason: meter.ReasonOtherDevice, Detail: fmt.Sprintf(
+					"meter %s is another device's: %s may not send its readings", r.Meter, user)}
+				break
+			}
+		}
+	}
 	if err != nil {
 		h.reject(cl, pk, src, err)
 		return pk, packets.ErrRejectPacket

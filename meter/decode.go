@@ -33,6 +33,9 @@ const (
 	// ReasonImplausibleEnergy is an energy counter that rose by more than
 	// the meter's maximum power can draw in the time since its last reading.
 	ReasonImplausibleEnergy Reason = "implausible_energy"
+	// ReasonOtherDevice is a reading, sent with one device's credentials,
+	// of a meter named after another device (a gateway's topic naming it).
+	ReasonOtherDevice Reason = "other_devices_meter"
 )
 
 // Reasons lists every Reason, so that counters can start at zero.
@@ -40,7 +43,7 @@ var Reasons = []Reason{
 	ReasonPayloadTooLarge, ReasonEmpty, ReasonNotANumber, ReasonBadJSON,
 	ReasonMissingValue, ReasonAmbiguous, ReasonNotFinite, ReasonOutOfRange,
 	ReasonBadTimestamp, ReasonFuture, ReasonTooOld, ReasonBadTopic, ReasonBadMeterID,
-	ReasonImplausibleEnergy,
+	ReasonImplausibleEnergy, ReasonOtherDevice,
 }
 
 // RejectError is the error for a payload that is not a valid reading.
