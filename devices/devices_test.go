@@ -257,15 +257,7 @@ func TestWebSocketNeedsCredentials(t *testing.T) {
 // is then refused there, without a password check, while other addresses
 // and devices already verified from it still connect.
 func TestFailedConnectsLockAnAddressOut(t *testing.T) {
-	st, err := store.Open(t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	reg, err := devices.New(st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := newRegistry(t)
 	_, pw, err := reg.Add("plug", nil, nil)
 	if err != nil {
 		t.Fatal(err)

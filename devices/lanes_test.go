@@ -20,15 +20,7 @@ import (
 // a configured input's first level, or a Shelly device id: its default
 // topics (NAME/#) would cover every device of that family.
 func TestReservedNames(t *testing.T) {
-	st, err := store.Open(t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	reg, err := devices.New(st, nil, devices.WithReserved("factory/+/telemetry", "power/in", "+/wild"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := newRegistry(t, devices.WithReserved("factory/+/telemetry", "power/in", "+/wild"))
 	for _, tc := range []struct{ name, word string }{
 		{"energy", `"energy"`}, {"Tele", `"tele"`}, {"stat", `"stat"`}, {"cmnd", `"cmnd"`}, {"shellies", `"shellies"`},
 		{"shellyplus1pm-a8032ab12345", `"shelly"`}, {"ShellyPro3EM", `"shelly"`}, {"emon", `"emon"`},
@@ -52,15 +44,7 @@ func TestReservedNames(t *testing.T) {
 // another device's name. A name a gateway's filters use cannot be taken
 // by a new device afterwards.
 func TestTopicFiltersStayInTheirLane(t *testing.T) {
-	st, err := store.Open(t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	reg, err := devices.New(st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := newRegistry(t)
 	if _, _, err := reg.Add("plug", nil, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -154,3 +138,18 @@ func TestStoredDevicesOutOfLane(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// newRegistry returns a device registry on a new store of its own.
+func newRegistry(t *testing.T, opts ...devices.Option) *devices.Registry {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	reg, err := devices.New(st, nil, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
