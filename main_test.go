@@ -36,6 +36,9 @@ func TestMain(m *testing.M) {
 		os.Args[0] = "vatio"
 		main()
 		os.Exit(0)
+	case "bare-mochi": // the baseline of BenchmarkSteadyLoad
+		bareMochi()
+		os.Exit(0)
 	}
 	// The tests are automation with the admin token: every request of the
 	// default client carries it (the browser test logs in instead).
