@@ -11,8 +11,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	paho3 "github.com/eclipse/paho.mqtt.golang"
 )
 
 // procStatusKB reads a field of /proc/<pid>/status (VmRSS, VmHWM, RssAnon), in KiB.
@@ -58,16 +56,7 @@ func BenchmarkMemory1000Meters(b *testing.B) {
 		cmd, mqttAddr, httpAddr, _ := childWith(b, b.TempDir(), cfg)
 		idle := procStatusKB(b, cmd.Process.Pid, "VmRSS") << 10
 		const meters = 1000
-		clients := make([]paho3.Client, meters)
-		for i := range clients {
-			opts := paho3.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID(fmt.Sprintf("mem-%d", i)).
-				SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(10 * time.Second)
-			c := paho3.NewClient(opts)
-			if tok := c.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
-				b.Fatalf("connect %d: %v", i, tok.Error())
-			}
-			clients[i] = c
-		}
+		clients := connectMeters(b, mqttAddr, "mem", meters)
 		var wg sync.WaitGroup
 		for i, c := range clients {
 			wg.Add(1)

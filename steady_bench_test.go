@@ -121,14 +121,13 @@ func procIO(tb testing.TB, pid int) (written int64, cpu time.Duration) {
 	return written, time.Duration(ut+st) * 10 * time.Millisecond
 }
 
-// steadyLoad connects meters clients to addr, each publishing a reading
-// at interval with qos for d, and returns how many were published and the
-// PUBACK waits (QoS 1).
-func steadyLoad(tb testing.TB, addr string, meters int, interval time.Duration, qos byte, d time.Duration) (int, []time.Duration) {
+// connectMeters connects n MQTT 3.1.1 clients to addr, with client ids
+// prefix-0, prefix-1...
+func connectMeters(tb testing.TB, addr, prefix string, n int) []paho3.Client {
 	tb.Helper()
-	clients := make([]paho3.Client, meters)
+	clients := make([]paho3.Client, n)
 	for i := range clients {
-		opts := paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(fmt.Sprintf("steady-%d", i)).
+		opts := paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(fmt.Sprintf("%s-%d", prefix, i)).
 			SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(20 * time.Second)
 		c := paho3.NewClient(opts)
 		if tok := c.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
@@ -136,6 +135,15 @@ func steadyLoad(tb testing.TB, addr string, meters int, interval time.Duration, 
 		}
 		clients[i] = c
 	}
+	return clients
+}
+
+// steadyLoad connects meters clients to addr, each publishing a reading
+// at interval with qos for d, and returns how many were published and the
+// PUBACK waits (QoS 1).
+func steadyLoad(tb testing.TB, addr string, meters int, interval time.Duration, qos byte, d time.Duration) (int, []time.Duration) {
+	tb.Helper()
+	clients := connectMeters(tb, addr, "steady", meters)
 	defer func() {
 		for _, c := range clients {
 			c.Disconnect(0)
