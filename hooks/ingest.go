@@ -213,11 +213,16 @@ func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	if pk.FixedHeader.Qos == 2 {
 		return h.storeQoS2(cl, pk, src, rs)
 	}
-	// The publish is answered once its last reading is committed: the
-	// store's queue is FIFO, so the others are committed by then. The
-	// store may still refuse a reading (an implausible energy counter):
-	// that is counted and logged, and refuses the publish when it is the
-	// last (or only) reading.
+	// The publish is answered once its last reading is durable: the
+	// store's queue is FIFO, so the others are by then. The store may
+	// still refuse a reading (an implausible energy counter): that is
+	// counted and logged, and refuses the publish when it is the last (or
+	// only) reading. Nobody was promised a QoS 0 reading's durability: it
+	// is forwarded once in the store's log, before the log's fdatasync.
+	appendFn := h.store.Append
+	if pk.FixedHeader.Qos == 0 {
+		appendFn = h.store.AppendVolatile
+	}
 	for i, r := range rs {
 		var done func(error)
 		if i == len(rs)-1 {
@@ -225,7 +230,7 @@ func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 		} else {
 			done = h.countRefusal(cl, pk, src)
 		}
-		if err := h.store.Append(r, done); err != nil {
+		if err := appendFn(r, done); err != nil {
 			h.log.Warn("reading not stored", slog.String("meter", r.Meter), slog.Any("error", err))
 			break
 		}

@@ -87,6 +87,10 @@ func (s *Store) Backup(w io.Writer) (int64, error) {
 	if s.pg != nil {
 		return 0, ErrPostgresBackup
 	}
+	// The copy holds what the head held too: it is checkpointed first.
+	if err := s.Checkpoint(); err != nil {
+		return 0, fmt.Errorf("store: backup: %w", err)
+	}
 	var n int64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error

@@ -329,6 +329,12 @@ func dirState(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	state := map[string]string{}
 	for _, name := range listDir(t, dir) {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err == nil && fi.IsDir() {
+			for k, v := range dirState(t, filepath.Join(dir, name)) {
+				state[name+"/"+k] = v
+			}
+			continue
+		}
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -577,8 +583,8 @@ func TestSnapshot(t *testing.T) {
 	if err := snap.Close(); err != nil {
 		t.Error(err)
 	}
-	if names := listDir(t, dir); !slices.Equal(names, []string{FileName}) {
-		t.Errorf("after the snapshot is closed, the data dir holds %v", names)
+	if names := listDir(t, dir); !slices.Equal(names, []string{FileName, walDirName}) {
+		t.Errorf("after the snapshot is closed, the data dir of the open store holds %v, want the database and its log", names)
 	}
 	if err := Verify(writeFile(t, b)); err != nil {
 		t.Error(err)

@@ -113,17 +113,24 @@ func (s *Store) PowerFactor(id string, from, to time.Time) (PowerFactorStats, er
 	}
 	var out PowerFactorStats
 	var sum pfAgg
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketPF)
-		if b == nil {
-			return nil
+	err := s.view([]string{id}, func(tx *bolt.Tx, hv headView) error {
+		begin, end := pfKey(id, from.UnixNano()), pfKey(id, to.UnixNano())
+		days := map[string]pfAgg{}
+		hv.pfs(id, days)
+		if b := tx.Bucket(bucketPF); b != nil {
+			c := b.Cursor()
+			for k, v := c.Seek(begin); k != nil && bytes.Compare(k, end) < 0; k, v = c.Next() {
+				a, ok := decodePF(v)
+				if !ok {
+					return errors.New("corrupt power factor statistics")
+				}
+				h := days[string(k)]
+				days[string(k)] = pfAgg{a.sumW + h.sumW, a.sumWPF + h.sumWPF, a.n + h.n}
+			}
 		}
-		c := b.Cursor()
-		end := pfKey(id, to.UnixNano())
-		for k, v := c.Seek(pfKey(id, from.UnixNano())); k != nil && bytes.Compare(k, end) < 0; k, v = c.Next() {
-			a, ok := decodePF(v)
-			if !ok {
-				return errors.New("corrupt power factor statistics")
+		for k, a := range days {
+			if bytes.Compare([]byte(k), begin) < 0 || bytes.Compare([]byte(k), end) >= 0 {
+				continue
 			}
 			sum.sumW += a.sumW
 			sum.sumWPF += a.sumWPF

@@ -136,8 +136,8 @@ func (s *Store) Range(meterID string, from, to time.Time, limit int) ([]Record, 
 	}
 	var out []Record
 	more := false
-	err := s.db.View(func(tx *bolt.Tx) error {
-		ser, ok := openSeries(tx, meterID)
+	err := s.view([]string{meterID}, func(tx *bolt.Tx, hv headView) error {
+		ser, ok := hv.series(tx, meterID)
 		if !ok {
 			return fmt.Errorf("%w: %q", ErrUnknownMeter, meterID)
 		}
@@ -167,10 +167,14 @@ func (s *Store) Latest(meterID string, limit int) ([]Record, error) {
 		return s.pgLatest(meterID, limit)
 	}
 	out := make([]Record, 0, min(limit, 1024))
-	err := s.db.View(func(tx *bolt.Tx) error {
+	var only []string
+	if meterID != "" {
+		only = []string{meterID}
+	}
+	err := s.view(only, func(tx *bolt.Tx, hv headView) error {
 		var ids []string
 		if meterID != "" {
-			if _, ok := openSeries(tx, meterID); !ok {
+			if _, ok := hv.series(tx, meterID); !ok {
 				return fmt.Errorf("%w: %q", ErrUnknownMeter, meterID)
 			}
 			ids = []string{meterID}
@@ -189,7 +193,7 @@ func (s *Store) Latest(meterID string, limit int) ([]Record, error) {
 			}
 		}()
 		for _, id := range ids {
-			ser, ok := openSeries(tx, id)
+			ser, ok := hv.series(tx, id)
 			if !ok {
 				continue
 			}

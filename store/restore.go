@@ -194,7 +194,8 @@ func checkLayout(tx *bolt.Tx, path string) error {
 // The backup is copied beside the database, verified again, and renamed over
 // it; the database it replaces is kept as vatio.db.before-restore-<UTC time>,
 // whose path Restore returns ("" when dataDir had no database), so that a
-// mistaken restore can be undone.
+// mistaken restore can be undone; its write-ahead log, when a crash left
+// one, is kept beside it with ".wal" added.
 func Restore(src, dataDir string) (previous string, err error) {
 	if err := Verify(src); err != nil {
 		return "", err
@@ -241,6 +242,22 @@ func Restore(src, dataDir string) (previous string, err error) {
 				return "", fmt.Errorf("store: restore: keep the current database as %s: %w", previous, err)
 			}
 			previous = fmt.Sprintf("%s-%d", stamp, n)
+		}
+	}
+	// The log belongs to the database being replaced (Close empties it,
+	// a crash may not have): it goes with it, never into the backup.
+	walDir := filepath.Join(dataDir, walDirName)
+	if _, err := os.Lstat(walDir); err == nil {
+		keep := previous
+		if keep == "" {
+			keep = dst + ".before-restore-" + time.Now().UTC().Format(backupTimeLayout)
+		}
+		if err := os.Rename(walDir, keep+".wal"); err != nil {
+			os.Remove(tmp)
+			if previous != "" {
+				os.Remove(previous)
+			}
+			return "", fmt.Errorf("store: restore: set the log of the current database aside: %w", err)
 		}
 	}
 	if err := os.Rename(tmp, dst); err != nil {

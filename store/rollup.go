@@ -461,30 +461,64 @@ func (s *Store) Rollups(meterID string, t Tier, from, to time.Time, limit int) (
 	}
 	var out []Bucket
 	more := false
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view([]string{meterID}, func(tx *bolt.Tx, hv headView) error {
+		fromNs, toNs := t.start(from.UnixNano()), to.UnixNano()
+		var stored []keyedAgg
 		b := tx.Bucket(t.bucket()).Bucket([]byte(meterID))
 		if b == nil {
-			if tx.Bucket(bucketSeries).Bucket([]byte(meterID)) == nil {
+			if _, ok := hv.series(tx, meterID); !ok {
 				return fmt.Errorf("%w: %q", ErrUnknownMeter, meterID)
 			}
-			return nil
+		} else {
+			end := timeKey(toNs)
+			c := b.Cursor()
+			for k, v := c.Seek(timeKey(fromNs)); k != nil && string(k) < string(end); k, v = c.Next() {
+				if len(stored) == limit {
+					more = true
+					break
+				}
+				a, err := decodeAgg(v)
+				if err != nil {
+					return err
+				}
+				stored = append(stored, keyedAgg{keyNs(k), a})
+			}
 		}
-		end := timeKey(to.UnixNano())
-		c := b.Cursor()
-		for k, v := c.Seek(timeKey(t.start(from.UnixNano()))); k != nil && string(k) < string(end); k, v = c.Next() {
+		for _, ka := range mergeAggs(stored, hv.rollups(meterID, t, s.maxGap), fromNs, toNs, more) {
 			if len(out) == limit {
 				more = true
 				break
 			}
-			a, err := decodeAgg(v)
-			if err != nil {
-				return err
-			}
-			out = append(out, a.bucket(int64(binary.BigEndian.Uint64(k))))
+			out = append(out, ka.a.bucket(ka.start))
 		}
 		return nil
 	})
 	return out, more, err
+}
+
+// mergeAggs adds the head's additions to a tier's stored buckets (those
+// read, oldest first), keeping the head's buckets in [from, to). When the
+// stored ones were cut short (truncated), a head bucket past the last of
+// them is left out: the next page reads it.
+func mergeAggs(stored, head []keyedAgg, from, to int64, truncated bool) []keyedAgg {
+	if len(head) == 0 {
+		return stored
+	}
+	out := stored
+	for _, h := range head {
+		if h.start < from || h.start >= to {
+			continue
+		}
+		i, found := slices.BinarySearchFunc(out, h.start, func(k keyedAgg, start int64) int { return cmp.Compare(k.start, start) })
+		switch {
+		case found:
+			out[i].a.merge(h.a)
+		case truncated && i == len(out):
+		default:
+			out = slices.Insert(out, i, h)
+		}
+	}
+	return out
 }
 
 // Count returns how many entries of tier t meter has with from <= time < to,
@@ -494,10 +528,10 @@ func (s *Store) Count(meterID string, t Tier, from, to time.Time, limit int) (in
 		return s.pgCount(meterID, t, from, to, limit)
 	}
 	n := 0
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view([]string{meterID}, func(tx *bolt.Tx, hv headView) error {
 		end := to.UnixNano()
 		if t == TierRaw {
-			ser, ok := openSeries(tx, meterID)
+			ser, ok := hv.series(tx, meterID)
 			if !ok {
 				return nil
 			}
@@ -509,13 +543,22 @@ func (s *Store) Count(meterID string, t Tier, from, to time.Time, limit int) (in
 			}
 			return nil
 		}
-		b := tx.Bucket(t.bucket()).Bucket([]byte(meterID))
-		if b == nil {
-			return nil
+		fromNs := t.start(from.UnixNano())
+		head := hv.rollups(meterID, t, s.maxGap)
+		seen := map[int64]bool{}
+		if b := tx.Bucket(t.bucket()).Bucket([]byte(meterID)); b != nil {
+			c := b.Cursor()
+			for k, _ := c.Seek(timeKey(fromNs)); k != nil && keyNs(k) < end && n <= limit; k, _ = c.Next() {
+				n++
+				if len(head) > 0 {
+					seen[keyNs(k)] = true
+				}
+			}
 		}
-		c := b.Cursor()
-		for k, _ := c.Seek(timeKey(t.start(from.UnixNano()))); k != nil && keyNs(k) < end && n <= limit; k, _ = c.Next() {
-			n++
+		for _, h := range head {
+			if h.start >= fromNs && h.start < end && !seen[h.start] && n <= limit {
+				n++
+			}
 		}
 		return nil
 	})
@@ -535,8 +578,8 @@ func (s *Store) CheckRollups(meterID string) error {
 	if s.pg != nil {
 		return s.pgCheckRollups(meterID)
 	}
-	return s.db.View(func(tx *bolt.Tx) error {
-		ser, ok := openSeries(tx, meterID)
+	return s.view([]string{meterID}, func(tx *bolt.Tx, hv headView) error {
+		ser, ok := hv.series(tx, meterID)
 		if !ok {
 			return fmt.Errorf("%w: %q", ErrUnknownMeter, meterID)
 		}
@@ -584,6 +627,13 @@ func (s *Store) CheckRollups(meterID string) error {
 						return err
 					}
 					got[keyNs(k)] = a
+				}
+			}
+			for _, h := range hv.rollups(meterID, t, s.maxGap) { // what the head adds
+				if h.start >= from[t] {
+					g := got[h.start]
+					g.merge(h.a)
+					got[h.start] = g
 				}
 			}
 			for k, w := range want.add {

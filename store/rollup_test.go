@@ -183,7 +183,11 @@ func TestCheckRollupsFindsDamage(t *testing.T) {
 	if err := s.CheckRollups("d"); err != nil {
 		t.Fatal(err)
 	}
-	// Damage an hourly rollup behind the store's back, as a bug would.
+	// Damage an hourly rollup behind the store's back, as a bug would,
+	// once the readings are in the database, not only in the head.
+	if err := s.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
 	var err error
 	if s.pg != nil {
 		_, err = s.pg.pool.Exec(context.Background(), `UPDATE rollups SET n = 99 WHERE meter = 'd' AND tier = $1 AND start = $2`,

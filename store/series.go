@@ -2,8 +2,10 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"iter"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -17,10 +19,14 @@ const blockSpan = TierHour
 // (blocks/<meter>, one per compacted hour). An hour's readings are all in
 // one place or all in the other, never split, so merging the two by time is
 // a matter of taking the earlier head.
+//
+// A reader's series also has the meter's readings in the head (see
+// head.go), all newer than those in bbolt: they come last.
 type series struct {
 	meter  string
 	raw    *bolt.Bucket // nil when the meter has no raw readings bucket
 	blocks *bolt.Bucket // nil when the meter has no blocks
+	head   []headPoint
 }
 
 // openSeries returns the series of meter in tx, and false if the meter has
@@ -51,6 +57,40 @@ func (s series) block(k, v []byte) ([]point, error) {
 
 // forward yields the readings with ns >= from, oldest first.
 func (s series) forward(from int64) iter.Seq2[point, error] {
+	return func(yield func(point, error) bool) {
+		for p, err := range s.storedForward(from) {
+			if !yield(p, err) || err != nil {
+				return
+			}
+		}
+		i, _ := slices.BinarySearchFunc(s.head, from, func(p headPoint, ns int64) int { return cmp.Compare(p.ns, ns) })
+		for _, p := range s.head[i:] {
+			if !yield(p.point, nil) {
+				return
+			}
+		}
+	}
+}
+
+// backward yields the readings with ns < before, newest first.
+func (s series) backward(before int64) iter.Seq2[point, error] {
+	return func(yield func(point, error) bool) {
+		i, _ := slices.BinarySearchFunc(s.head, before, func(p headPoint, ns int64) int { return cmp.Compare(p.ns, ns) })
+		for j := i - 1; j >= 0; j-- {
+			if !yield(s.head[j].point, nil) {
+				return
+			}
+		}
+		for p, err := range s.storedBackward(before) {
+			if !yield(p, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// storedForward is forward over bbolt alone.
+func (s series) storedForward(from int64) iter.Seq2[point, error] {
 	return func(yield func(point, error) bool) {
 		var rc, bc *bolt.Cursor
 		var rk, rv, bk, bv []byte
@@ -104,8 +144,8 @@ func (s series) forward(from int64) iter.Seq2[point, error] {
 	}
 }
 
-// backward yields the readings with ns < before, newest first.
-func (s series) backward(before int64) iter.Seq2[point, error] {
+// storedBackward is backward over bbolt alone.
+func (s series) storedBackward(before int64) iter.Seq2[point, error] {
 	return func(yield func(point, error) bool) {
 		var rc, bc *bolt.Cursor
 		var rk, rv, bk, bv []byte

@@ -121,6 +121,21 @@ type Options struct {
 	// maximum of its own can draw: an energy counter rising faster is
 	// rejected (see checkCounter). Default 10 MW.
 	MaxPowerW float64
+	// FlushInterval is the longest a reading waits in the log before its
+	// fdatasync when nothing asks for one sooner (QoS 0 readings, see
+	// AppendVolatile): what a crash of the machine may lose. Default 5 s.
+	FlushInterval time.Duration
+	// SyncDelay is how long the first reading of a group that waits for
+	// the log's fdatasync (QoS 1) waits for others to share it: one page
+	// written per group rather than per reading. 0 syncs every group at
+	// once. Default 15 ms.
+	SyncDelay time.Duration
+	// CheckpointInterval is the time between checkpoints of the head into
+	// bbolt (see head.go). Default 5 minutes.
+	CheckpointInterval time.Duration
+	// HeadMaxBytes bounds the head's memory: reaching it checkpoints at
+	// once. Default 16 MiB.
+	HeadMaxBytes int
 	// Encryption, when set, encrypts the backups (scheduled, and those of
 	// Snapshot) and the archive files this store writes (see package
 	// crypt); archives are read whether encrypted or not.
@@ -187,10 +202,27 @@ type Store struct {
 	// watchers receive committed readings (see Watch).
 	watchers watchers
 
+	// The bbolt engine's log and head (see head.go). epoch and nextLSN
+	// are the writer's; lw is nil on PostgreSQL.
+	head               *head
+	lw                 *logWriter
+	epoch, nextLSN     uint64
+	segSize            int64
+	headMax            int
+	flushInterval      time.Duration
+	syncDelay          time.Duration
+	checkpointInterval time.Duration
+
 	commitSeconds prometheus.Histogram
 	batchSize     prometheus.Histogram
 	stored        prometheus.Counter
 	commitErrors  prometheus.Counter
+
+	syncSeconds       prometheus.Histogram
+	checkpointSeconds prometheus.Histogram
+	headReadings      prometheus.Gauge
+	logBytes          prometheus.Gauge
+	headBytes         prometheus.Gauge
 }
 
 // Open opens (creating if needed) the database in dir, migrates an older
@@ -226,6 +258,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if err := s.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.openLog(dir); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -270,6 +306,20 @@ func (opts Options) withDefaults(dir string) Options {
 	if opts.StagingDir == "" {
 		opts.StagingDir = dir
 	}
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = 5 * time.Second
+	}
+	if opts.SyncDelay < 0 {
+		opts.SyncDelay = 0
+	} else if opts.SyncDelay == 0 {
+		opts.SyncDelay = 15 * time.Millisecond
+	}
+	if opts.CheckpointInterval <= 0 {
+		opts.CheckpointInterval = 5 * time.Minute
+	}
+	if opts.HeadMaxBytes <= 0 {
+		opts.HeadMaxBytes = 16 << 20
+	}
 	return opts
 }
 
@@ -295,6 +345,35 @@ func newStore(path string, opts Options) *Store {
 		key:         opts.Encryption,
 		retireLimit: maxRetire,
 		stopBackups: func() {},
+		head:        newHead(),
+		segSize:     walSegmentSize,
+		headMax:     opts.HeadMaxBytes,
+		syncDelay:   opts.SyncDelay,
+
+		flushInterval:      opts.FlushInterval,
+		checkpointInterval: opts.CheckpointInterval,
+		syncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "vatio_store_log_sync_seconds",
+			Help:    "Time to fdatasync one group of the write-ahead log.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		checkpointSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "vatio_store_checkpoint_seconds",
+			Help:    "Time to write the head into the database in one checkpoint.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}),
+		headReadings: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vatio_store_head_readings",
+			Help: "Readings in the head: in the log and in memory, not yet checkpointed into the database.",
+		}),
+		headBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vatio_store_head_bytes",
+			Help: "Estimated memory of the head, bounded by store.head_max_mb.",
+		}),
+		logBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vatio_store_log_bytes",
+			Help: "Bytes of the write-ahead log's segments in use.",
+		}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vatio_store_commit_seconds",
 			Help:    "Time to write and fsync one group of readings.",
@@ -319,7 +398,11 @@ func newStore(path string, opts Options) *Store {
 // start starts the writer and the background loops.
 func (s *Store) start(opts Options) {
 	s.wg.Add(2)
-	go s.writeLoop()
+	if s.lw != nil {
+		go s.logLoop()
+	} else {
+		go s.writeLoop()
+	}
 	go s.ackLoop()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopBackground = cancel
@@ -459,6 +542,13 @@ func (s *Store) Close() error {
 			s.pg.close()
 			return
 		}
+		if s.lw != nil && s.head.empty() {
+			// The last checkpoint holds everything: the log goes, and
+			// the data directory holds the database alone.
+			if err := os.RemoveAll(s.lw.wal.dir); err != nil {
+				s.log.Warn("log not removed", slog.Any("error", err))
+			}
+		}
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("store: close: %w", err)
 		}
@@ -499,5 +589,12 @@ func (s *Store) Collect(ch chan<- prometheus.Metric) {
 	s.batchSize.Collect(ch)
 	s.stored.Collect(ch)
 	s.commitErrors.Collect(ch)
+	if s.lw != nil {
+		s.syncSeconds.Collect(ch)
+		s.checkpointSeconds.Collect(ch)
+		s.headReadings.Collect(ch)
+		s.logBytes.Collect(ch)
+		s.headBytes.Collect(ch)
+	}
 	ch <- prometheus.MustNewConstMetric(dbSizeDesc, prometheus.GaugeValue, float64(s.Size()))
 }

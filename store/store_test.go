@@ -305,12 +305,14 @@ func TestImportIsAllOrNothing(t *testing.T) {
 }
 
 // TestMaxSizeRefusesWithoutDamage fills a database capped small, as 32-bit
-// systems cap theirs: commits past the cap fail (so nothing is acknowledged)
-// and what was stored stays readable.
+// systems cap theirs: once a checkpoint fails past the cap and the head is
+// full, readings are refused (so not acknowledged), and what was
+// acknowledged stays readable, in the log and the head, across a reopen
+// that cannot checkpoint either.
 func TestMaxSizeRefusesWithoutDamage(t *testing.T) {
 	boltOnly(t)
 	dir := t.TempDir()
-	s, err := testOpen(t, dir, Options{MaxSizeBytes: 1 << 20, MaxBatch: 500})
+	s, err := testOpen(t, dir, Options{MaxSizeBytes: 1 << 20, MaxBatch: 500, HeadMaxBytes: 64 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,11 @@ type entry struct {
 	erase    *eraseJob
 	done     func(error)
 	barrier  bool
+	// checkpoint asks for the head to be checkpointed (see Checkpoint).
+	checkpoint bool
+	// volatile marks a reading whose callback need not wait for the log's
+	// fdatasync (see AppendVolatile).
+	volatile bool
 	// rejected is set by the writer when it refused r (an implausible
 	// counter) or edit; done receives it.
 	rejected error
@@ -35,7 +40,7 @@ type entry struct {
 
 // alone reports whether e is committed in a transaction of its own.
 func (e *entry) alone() bool {
-	return e.imp != nil || e.compress != nil || e.retire != nil || e.prune != nil || e.edit != nil || e.erase != nil
+	return e.imp != nil || e.compress != nil || e.retire != nil || e.prune != nil || e.edit != nil || e.erase != nil || e.checkpoint
 }
 
 // importJob is a history import: its readings are stored in the same
@@ -181,13 +186,23 @@ func decodeValue(v []byte) (value, bool) {
 	return out, true
 }
 
-// Append queues r to be stored by the next group commit. done, if not nil,
-// runs on the store's acknowledgement goroutine once r is committed (err nil)
-// or its transaction failed; callbacks run in the order readings were
-// appended, and must not block for long. Append blocks while the queue is full.
-// r must already be valid (see meter.Decoder).
+// Append queues r to be stored. done, if not nil, runs on the store's
+// acknowledgement goroutine once r is durable (err nil: on a bbolt store,
+// in the log once its group is synced, see head.go; on PostgreSQL,
+// committed) or could not be stored; callbacks run in the order readings
+// were appended, and must not block for long. Append blocks while the queue
+// is full. r must already be valid (see meter.Decoder).
 func (s *Store) Append(r meter.Reading, done func(error)) error {
 	return s.enqueue(entry{r: r, done: done})
+}
+
+// AppendVolatile is Append for a reading nobody was promised durability
+// of (an MQTT QoS 0 publish): on a bbolt store, done runs once r is written
+// to the log, safe from the process's crash, before the log's fdatasync,
+// which comes within store.flush_interval. A crash of the machine may lose
+// what that interval received.
+func (s *Store) AppendVolatile(r meter.Reading, done func(error)) error {
+	return s.enqueue(entry{r: r, done: done, volatile: true})
 }
 
 // Import stores readings (already valid, see meter.Decoder) in one
@@ -314,6 +329,14 @@ func (s *Store) commit(batch []entry) error {
 	if s.pg != nil {
 		return s.pgCommit(batch)
 	}
+	if len(batch) > 0 && !s.head.empty() {
+		// The head first, in a transaction of its own: a job iterates and
+		// deletes what it moves, which bbolt's cursors do not survive over
+		// pages changed earlier in the same transaction.
+		if err := s.commit(nil); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+	}
 	start := time.Now()
 	nowNs := start.UnixNano()
 	changed := map[string]meterState{}
@@ -326,7 +349,10 @@ func (s *Store) commit(batch []entry) error {
 	pfs := map[string]pfAgg{} // power factor statistics of the commit
 	seq := s.seq
 	stored := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	body := func(tx *bolt.Tx) error {
+		if err := s.checkpointInto(tx, changed, newInfo); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
 		w := newTxWriter(tx, s.maxGap, seq)
 		maxW := map[string]float64{}   // each meter's maximum power, looked up once a commit
 		erasedNow := map[string]bool{} // a reading after its meter's erasure starts it anew
@@ -373,7 +399,7 @@ func (s *Store) commit(batch []entry) error {
 		for i := range batch {
 			e := &batch[i]
 			switch {
-			case e.barrier:
+			case e.barrier, e.checkpoint:
 			case e.compress != nil:
 				if err := w.finish(); err != nil { // what came before, first
 					return err
@@ -464,7 +490,23 @@ func (s *Store) commit(batch []entry) error {
 			}
 		}
 		return tx.Bucket(bucketMeta).Put(keySeq, binary.BigEndian.AppendUint64(nil, seq))
-	})
+	}
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		return err
+	}
+	if err := body(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	// Readers see bbolt and the head as of one instant (see view): the
+	// head empties as the commit lands.
+	s.head.mu.Lock()
+	err = tx.Commit()
+	if err == nil {
+		s.head.reset()
+	}
+	s.head.mu.Unlock()
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,563 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vatio-energy/vatio/meter"
+)
+
+// The write-ahead log holds the live readings received since the last
+// checkpoint (see head.go), in the order the writer took them. It lives in
+// <dir>/wal as segment files of a fixed size, each named by the log
+// sequence number (LSN) of its first record, 16 hex digits and ".wal".
+// A segment is written with zeros once when it is created and reused
+// (renamed) once a checkpoint covers it, so that appending to it never
+// changes the file's size: fdatasync then writes the data pages alone.
+//
+// A segment is a run of frames, one per group of readings the writer took
+// at once:
+//
+//	uint32 LE  length of the payload (0: the end of the segment's frames)
+//	uint32 LE  CRC-32C of the payload
+//	payload:
+//	  uvarint  epoch: the store's run that wrote it (see head.go)
+//	  uvarint  LSN of its first record; the others follow one by one
+//	  varint   the writer's clock when it took the group, Unix ns
+//	  uvarint  number of records
+//	  records
+//
+// and a record is one reading:
+//
+//	uvarint  meter reference: an index into the segment's meters, or, equal
+//	         to their count, a new entry that follows (uvarint length and
+//	         meter id, uvarint length and source name)
+//	byte     flags: 1 stamped by the device, 2 energy counter, 4 power factor
+//	varint   the reading's time minus the group's clock, ns
+//	8 bytes  power, W (float64 bits, LE)
+//	8 bytes  energy counter, Wh, with flag 2
+//	8 bytes  power factor, with flag 4
+//
+// A frame whose length, checksum, epoch or first LSN is not what comes next
+// ends the log: it is the torn tail of a write cut short, or what an
+// earlier use of a reused segment left.
+const (
+	walDirName     = "wal"
+	walSuffix      = ".wal"
+	frameHeader    = 8
+	walSegmentSize = 4 << 20
+	maxWALRecord   = 2*binary.MaxVarintLen64 + 2*(binary.MaxVarintLen16+maxWALName) + 1 + 3*8
+	maxWALName     = 255
+	recStamped     = 1
+	recEnergy      = 2
+	recPF          = 4
+	recKnownFlags  = recStamped | recEnergy | recPF
+	walFreePrefix  = "free-"
+)
+
+var crc32c = crc32.MakeTable(crc32.Castagnoli)
+
+// walName is a meter and its source, one entry of a segment's meters.
+type walName struct{ meter, source string }
+
+// walFrame is a decoded frame.
+type walFrame struct {
+	epoch    uint64
+	first    uint64
+	nowNs    int64
+	readings []meter.Reading
+}
+
+// appendFrame encodes readings as one frame onto b, adding the meters it
+// names to names (the segment's entries, by index) and index.
+func appendFrame(b []byte, epoch, first uint64, nowNs int64, rs []meter.Reading, names *[]walName, index map[walName]uint64) []byte {
+	start := len(b)
+	b = append(b, make([]byte, frameHeader)...)
+	b = binary.AppendUvarint(b, epoch)
+	b = binary.AppendUvarint(b, first)
+	b = binary.AppendVarint(b, nowNs)
+	b = binary.AppendUvarint(b, uint64(len(rs)))
+	for i := range rs {
+		r := &rs[i]
+		n := walName{r.Meter, r.Source[:min(len(r.Source), maxWALName)]}
+		ref, ok := index[n]
+		if !ok {
+			ref = uint64(len(*names))
+			index[n] = ref
+			*names = append(*names, n)
+			b = binary.AppendUvarint(b, ref)
+			b = binary.AppendUvarint(b, uint64(len(n.meter)))
+			b = append(b, n.meter...)
+			b = binary.AppendUvarint(b, uint64(len(n.source)))
+			b = append(b, n.source...)
+		} else {
+			b = binary.AppendUvarint(b, ref)
+		}
+		var flags byte
+		if r.Stamped {
+			flags |= recStamped
+		}
+		if r.HasEnergy {
+			flags |= recEnergy
+		}
+		if r.HasPF {
+			flags |= recPF
+		}
+		b = append(b, flags)
+		b = binary.AppendVarint(b, r.Time.UnixNano()-nowNs)
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.PowerW))
+		if r.HasEnergy {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.EnergyWh))
+		}
+		if r.HasPF {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.PowerFactor))
+		}
+	}
+	payload := b[start+frameHeader:]
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(payload, crc32c))
+	return b
+}
+
+// errFrameEnd marks the end of a segment's frames: zeros, or a frame that
+// is torn or left from an earlier use of the segment.
+var errFrameEnd = errors.New("end of log")
+
+// decodeFrame decodes the frame at the start of b, whose meter references
+// index names (the entries the segment defined before it; the frame's new
+// ones are appended), and returns it with its length. Anything that is not
+// a whole, well-formed frame is errFrameEnd, with names unchanged.
+func decodeFrame(b []byte, names *[]walName) (walFrame, int, error) {
+	if len(b) < frameHeader {
+		return walFrame{}, 0, errFrameEnd
+	}
+	n := binary.LittleEndian.Uint32(b)
+	if n == 0 || uint64(n) > uint64(len(b)-frameHeader) {
+		return walFrame{}, 0, errFrameEnd
+	}
+	payload := b[frameHeader : frameHeader+int(n)]
+	if crc32.Checksum(payload, crc32c) != binary.LittleEndian.Uint32(b[4:]) {
+		return walFrame{}, 0, errFrameEnd
+	}
+	d := walDecoder{b: payload}
+	var f walFrame
+	f.epoch = d.uvarint()
+	f.first = d.uvarint()
+	f.nowNs = d.varint()
+	count := d.uvarint()
+	if d.err != nil || count == 0 || count > uint64(len(payload)) {
+		return walFrame{}, 0, errFrameEnd
+	}
+	known := len(*names)
+	f.readings = make([]meter.Reading, 0, count)
+	for range count {
+		ref := d.uvarint()
+		if ref == uint64(len(*names)) {
+			m, src := d.str(), d.str()
+			if d.err != nil || !meter.ValidID(m) {
+				*names = (*names)[:known]
+				return walFrame{}, 0, errFrameEnd
+			}
+			*names = append(*names, walName{m, src})
+		} else if ref > uint64(len(*names)) {
+			*names = (*names)[:known]
+			return walFrame{}, 0, errFrameEnd
+		}
+		nm := (*names)[ref]
+		flags := d.byte()
+		dt := d.varint()
+		r := meter.Reading{Meter: nm.meter, Source: nm.source, Stamped: flags&recStamped != 0,
+			Time: time.Unix(0, f.nowNs+dt).UTC(), PowerW: d.float()}
+		if flags&recEnergy != 0 {
+			r.EnergyWh, r.HasEnergy = d.float(), true
+		}
+		if flags&recPF != 0 {
+			r.PowerFactor, r.HasPF = d.float(), true
+		}
+		if d.err != nil || flags&^recKnownFlags != 0 {
+			*names = (*names)[:known]
+			return walFrame{}, 0, errFrameEnd
+		}
+		f.readings = append(f.readings, r)
+	}
+	if len(d.b) != 0 {
+		*names = (*names)[:known]
+		return walFrame{}, 0, errFrameEnd
+	}
+	return f, frameHeader + int(n), nil
+}
+
+// walDecoder reads a payload, remembering the first error.
+type walDecoder struct {
+	b   []byte
+	err error
+}
+
+var errShort = errors.New("short record")
+
+func (d *walDecoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err, d.b = errShort, nil
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *walDecoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err, d.b = errShort, nil
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *walDecoder) byte() byte {
+	if len(d.b) < 1 {
+		d.err = errShort
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *walDecoder) float() float64 {
+	if len(d.b) < 8 {
+		d.err, d.b = errShort, nil
+		return 0
+	}
+	v := math.Float64frombits(binary.LittleEndian.Uint64(d.b))
+	d.b = d.b[8:]
+	return v
+}
+
+func (d *walDecoder) str() string {
+	n := d.uvarint()
+	if n > maxWALName || n > uint64(len(d.b)) {
+		d.err, d.b = errShort, nil
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+// walSegment is a segment file of the log.
+type walSegment struct {
+	first uint64 // LSN of its first record
+	path  string
+}
+
+func segmentName(first uint64) string { return fmt.Sprintf("%016x%s", first, walSuffix) }
+
+// listSegments returns the log's segments, oldest first, and its free
+// (reusable) files.
+func listSegments(dir string) (segs []walSegment, free []string, err error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !strings.HasSuffix(name, walSuffix) {
+			continue
+		}
+		if strings.HasPrefix(name, walFreePrefix) {
+			free = append(free, filepath.Join(dir, name))
+			continue
+		}
+		first, err := strconv.ParseUint(strings.TrimSuffix(name, walSuffix), 16, 64)
+		if err != nil || len(name) != 16+len(walSuffix) {
+			continue
+		}
+		segs = append(segs, walSegment{first: first, path: filepath.Join(dir, name)})
+	}
+	slices.SortFunc(segs, func(a, b walSegment) int {
+		switch {
+		case a.first < b.first:
+			return -1
+		case a.first > b.first:
+			return 1
+		}
+		return 0
+	})
+	return segs, free, nil
+}
+
+// replayLog calls fn for each frame of epoch in the log at dir, in order,
+// with the records at LSNs after `after` (earlier ones a checkpoint holds
+// already). It returns the LSN the next record takes. It stops at the end
+// of the log: the first frame that is not the one expected (see the
+// format above).
+func replayLog(dir string, epoch, after uint64, fn func(f walFrame) error) (uint64, error) {
+	segs, _, err := listSegments(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return after + 1, nil
+		}
+		return 0, err
+	}
+	next := after + 1
+	expect := uint64(0) // the LSN the next frame must start at; 0 before the first
+	for _, seg := range segs {
+		if expect != 0 && seg.first != expect {
+			break // a segment of an earlier use, or after a gap
+		}
+		b, err := os.ReadFile(seg.path)
+		if err != nil {
+			return 0, err
+		}
+		var names []walName
+		lsn := seg.first
+		for off := 0; off < len(b); {
+			f, n, err := decodeFrame(b[off:], &names)
+			if err != nil || f.epoch != epoch || f.first != lsn {
+				break
+			}
+			off += n
+			lsn += uint64(len(f.readings))
+			if end := f.first + uint64(len(f.readings)); end > after+1 {
+				skip := int(min(uint64(len(f.readings)), (after+1)-min(after+1, f.first)))
+				f.readings = f.readings[skip:]
+				f.first += uint64(skip)
+				if err := fn(f); err != nil {
+					return 0, err
+				}
+			}
+			next = max(next, lsn)
+		}
+		expect = lsn
+	}
+	return next, nil
+}
+
+// walWriter appends frames to the log's current segment.
+type walWriter struct {
+	dir     string
+	segSize int64
+	epoch   uint64
+	f       *os.File
+	seg     walSegment
+	off     int64
+	// synced is the offset up to which the segment is durable.
+	synced int64
+	names  []walName
+	index  map[walName]uint64
+	old    []walSegment // segments before the current one, oldest first
+	free   []string
+	buf    []byte
+	// unsynced is set when written frames wait for fdatasync.
+	unsynced bool
+	// created counts segment files written anew (zeros).
+	created int
+}
+
+// openWALWriter starts the log at dir for epoch. The segments there are
+// free for reuse, unless keep: then they stay, in use, until a checkpoint
+// covers them (see covered), and the new frames go to new segments after
+// them, never into one of them, whose tail may be torn. The first segment
+// is made when the first frame comes.
+func openWALWriter(dir string, epoch uint64, segSize int64, keep bool) (*walWriter, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	segs, free, err := listSegments(dir)
+	if err != nil {
+		return nil, err
+	}
+	w := &walWriter{dir: dir, segSize: segSize, epoch: epoch, free: free, index: map[walName]uint64{}}
+	for _, s := range segs {
+		if keep {
+			w.old = append(w.old, s)
+		} else {
+			w.free = append(w.free, s.path)
+		}
+	}
+	return w, nil
+}
+
+// startSegment makes a segment whose first record is at LSN first the
+// current one, reusing a free file or writing a new one full of zeros.
+func (w *walWriter) startSegment(first uint64) error {
+	if w.f != nil {
+		if w.unsynced {
+			if err := fdatasync(w.f); err != nil {
+				return fmt.Errorf("store: log: %w", err)
+			}
+			w.unsynced = false
+		}
+		if err := w.f.Close(); err != nil {
+			return fmt.Errorf("store: log: %w", err)
+		}
+		w.old = append(w.old, w.seg)
+		w.f = nil
+	}
+	seg := walSegment{first: first, path: filepath.Join(w.dir, segmentName(first))}
+	var f *os.File
+	for len(w.free) > 0 && f == nil {
+		from := w.free[len(w.free)-1]
+		w.free = w.free[:len(w.free)-1]
+		if fi, err := os.Stat(from); err != nil || fi.Size() != w.segSize {
+			os.Remove(from)
+			continue
+		}
+		if err := os.Rename(from, seg.path); err != nil {
+			return fmt.Errorf("store: log: %w", err)
+		}
+		var err error
+		if f, err = os.OpenFile(seg.path, os.O_RDWR, 0o600); err != nil {
+			return fmt.Errorf("store: log: %w", err)
+		}
+	}
+	if f == nil {
+		var err error
+		if f, err = createZeroed(seg.path, w.segSize); err != nil {
+			return fmt.Errorf("store: log: %w", err)
+		}
+		w.created++
+	}
+	if err := syncDir(w.dir); err != nil {
+		f.Close()
+		return fmt.Errorf("store: log: %w", err)
+	}
+	w.f, w.seg, w.off, w.synced = f, seg, 0, 0
+	w.names, w.index = w.names[:0], map[walName]uint64{}
+	return nil
+}
+
+// createZeroed writes path full of zeros, size bytes, and syncs it.
+func createZeroed(path string, size int64) (*os.File, error) {
+	tmp := path + ".new"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	zeros := make([]byte, 256<<10)
+	for left := size; left > 0; {
+		n := min(left, int64(len(zeros)))
+		if _, err := f.Write(zeros[:n]); err != nil {
+			f.Close()
+			os.Remove(tmp)
+			return nil, err
+		}
+		left -= n
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return nil, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return nil, err
+	}
+	return f, nil
+}
+
+// append writes rs, taken at nowNs, the first at LSN first and the others
+// after it, as one or more frames. The frames are in the page cache, safe
+// from the process's end; sync makes them safe from the machine's.
+func (w *walWriter) append(first uint64, nowNs int64, rs []meter.Reading) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	if w.f == nil {
+		if err := w.startSegment(first); err != nil {
+			return err
+		}
+	}
+	known := len(w.names)
+	w.buf = appendFrame(w.buf[:0], w.epoch, first, nowNs, rs, &w.names, w.index)
+	if int64(len(w.buf)) > w.segSize/4 && len(rs) > 1 {
+		w.forget(known)
+		half := len(rs) / 2
+		if err := w.append(first, nowNs, rs[:half]); err != nil {
+			return err
+		}
+		return w.append(first+uint64(half), nowNs, rs[half:])
+	}
+	if w.off+int64(len(w.buf))+frameHeader > w.segSize {
+		// The next segment starts its own meter entries: encode again.
+		w.forget(known)
+		if err := w.startSegment(first); err != nil {
+			return err
+		}
+		w.buf = appendFrame(w.buf[:0], w.epoch, first, nowNs, rs, &w.names, w.index)
+	}
+	if _, err := w.f.WriteAt(w.buf, w.off); err != nil {
+		w.forget(known)
+		return fmt.Errorf("store: log: %w", err)
+	}
+	w.off += int64(len(w.buf))
+	w.unsynced = true
+	return nil
+}
+
+// pendingBytes is how much of the log waits for fdatasync.
+func (w *walWriter) pendingBytes() int64 { return w.off - w.synced }
+
+// forget drops the meter entries defined after the first known.
+func (w *walWriter) forget(known int) {
+	for _, n := range w.names[known:] {
+		delete(w.index, n)
+	}
+	w.names = w.names[:known]
+}
+
+// sync makes everything appended durable.
+func (w *walWriter) sync() error {
+	if !w.unsynced {
+		return nil
+	}
+	if err := fdatasync(w.f); err != nil {
+		return fmt.Errorf("store: log: %w", err)
+	}
+	w.unsynced, w.synced = false, w.off
+	return nil
+}
+
+// covered frees the segments before the current one: a checkpoint holds
+// every record up to the current one's. At most keep free files stay for
+// reuse; the rest are deleted.
+func (w *walWriter) covered(keep int) {
+	for _, s := range w.old {
+		if len(w.free) < keep {
+			free := filepath.Join(w.dir, fmt.Sprintf("%s%016x%s", walFreePrefix, s.first, walSuffix))
+			if os.Rename(s.path, free) == nil {
+				w.free = append(w.free, free)
+				continue
+			}
+		}
+		os.Remove(s.path)
+	}
+	w.old = w.old[:0]
+}
+
+// size returns the bytes of the log's segments in use.
+func (w *walWriter) size() int64 { return int64(len(w.old))*w.segSize + w.off }
+
+func (w *walWriter) close() error {
+	if w.f == nil {
+		return nil
+	}
+	err := w.sync()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	w.f = nil
+	return err
+}
