@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -316,6 +317,8 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	storeOpts := store.Options{
 		QueueSize: cfg.Store.QueueSize, MaxBatch: cfg.Store.MaxBatch, MaxGap: cfg.Store.MaxGap,
 		CompressAfter: cfg.Store.CompressAfter, Logger: logger.With("component", "store"),
+		SyncDelay: cmp.Or(cfg.Store.SyncDelay, -1), FlushInterval: cfg.Store.FlushInterval,
+		CheckpointInterval: cfg.Store.CheckpointInterval, HeadMaxBytes: cfg.Store.HeadMaxMB << 20,
 		Retention: store.Retention{Raw: cfg.Retention.Raw, Minute: cfg.Retention.Minute,
 			Hourly: cfg.Retention.Hourly, Daily: cfg.Retention.Daily},
 		ArchiveKeep:    cfg.Archive.Keep,

@@ -191,7 +191,8 @@ func steadyLoad(tb testing.TB, addr string, meters int, interval time.Duration, 
 // (/proc/<pid>/io write_bytes, page-cache writeback included) and the CPU
 // time (utime+stime) of each, their ratio, and the PUBACK p50/p99 (QoS 1).
 // The cases are issue 15's: 1,000 meters at 1 Hz, QoS 1, 30 s; 20 plugs
-// every 5 s, QoS 0, 60 s. VATIO_BENCH_STEADY_SECONDS shortens both.
+// every 5 s, QoS 0, 60 s, then the bytes Vatio writes in an idle minute.
+// VATIO_BENCH_STEADY_SECONDS shortens both loads.
 func BenchmarkSteadyLoad(b *testing.B) {
 	cases := []struct {
 		name     string
@@ -199,9 +200,11 @@ func BenchmarkSteadyLoad(b *testing.B) {
 		interval time.Duration
 		qos      byte
 		d        time.Duration
+		// idle is a quiet time after the load whose writes are measured.
+		idle time.Duration
 	}{
-		{"1000x1Hz-qos1", 1000, time.Second, 1, 30 * time.Second},
-		{"20x0.2Hz-qos0", 20, 5 * time.Second, 0, 60 * time.Second},
+		{"1000x1Hz-qos1", 1000, time.Second, 1, 30 * time.Second, 0},
+		{"20x0.2Hz-qos0", 20, 5 * time.Second, 0, 60 * time.Second, time.Minute},
 	}
 	if s, err := strconv.Atoi(os.Getenv("VATIO_BENCH_STEADY_SECONDS")); err == nil && s > 0 {
 		for i := range cases {
@@ -211,22 +214,27 @@ func BenchmarkSteadyLoad(b *testing.B) {
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
-				measure := func(pid int, addr string) (perByte, perCPU float64, lat []time.Duration) {
+				measure := func(pid int, addr string) (perByte, perCPU float64, lat []time.Duration, idle int64) {
 					time.Sleep(time.Second)
 					w0, c0 := procIO(b, pid)
 					n, lat := steadyLoad(b, addr, c.meters, c.interval, c.qos, c.d)
 					time.Sleep(2 * time.Second) // writes of the last commits, and page-cache writeback's start
 					w1, c1 := procIO(b, pid)
-					return float64(w1-w0) / float64(n), float64((c1 - c0).Microseconds()) / 1000 / float64(n), lat
+					if c.idle > 0 {
+						time.Sleep(c.idle)
+						w2, _ := procIO(b, pid)
+						idle = w2 - w1
+					}
+					return float64(w1-w0) / float64(n), float64((c1 - c0).Microseconds()) / 1000 / float64(n), lat, idle
 				}
 				bare, bareAddr := startBare(b)
-				bareBytes, bareCPU, bareLat := measure(bare.Process.Pid, bareAddr)
+				bareBytes, bareCPU, bareLat, _ := measure(bare.Process.Pid, bareAddr)
 				cfg := filepath.Join(b.TempDir(), "config.yaml")
 				if err := os.WriteFile(cfg, []byte("mqtt:\n  max_connections_per_address: 0\n"), 0o600); err != nil {
 					b.Fatal(err)
 				}
 				v, mqttAddr, _, _ := childWith(b, b.TempDir(), cfg)
-				vBytes, vCPU, vLat := measure(v.Process.Pid, mqttAddr)
+				vBytes, vCPU, vLat, vIdle := measure(v.Process.Pid, mqttAddr)
 				pct := func(lat []time.Duration, p float64) float64 {
 					if len(lat) == 0 {
 						return 0
@@ -239,6 +247,9 @@ func BenchmarkSteadyLoad(b *testing.B) {
 				b.ReportMetric(bareCPU, "bare-cpu-ms/reading")
 				if bareCPU > 0 {
 					b.ReportMetric(vCPU/bareCPU, "x-bare-cpu")
+				}
+				if c.idle > 0 {
+					b.ReportMetric(float64(vIdle)/1024, "vatio-idle-KiB/"+c.idle.String())
 				}
 				if c.qos > 0 {
 					b.ReportMetric(pct(vLat, 0.5), "vatio-p50-ms")

@@ -519,6 +519,20 @@ type Store struct {
 	// CompressAfter is the age past which readings are re-encoded into
 	// compressed blocks, a closed hour at a time; 0 turns it off.
 	CompressAfter time.Duration `yaml:"compress_after"`
+	// SyncDelay is how long a QoS 1 reading waits for others to share the
+	// write-ahead log's fdatasync (bbolt): one page written per group, not
+	// per reading; it adds up to this much to the PUBACK. 0 syncs at once.
+	SyncDelay time.Duration `yaml:"sync_delay"`
+	// FlushInterval is the longest a QoS 0 reading waits in the log before
+	// its fdatasync (bbolt): what a power cut may lose of them. A process
+	// crash loses none.
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	// CheckpointInterval is the time between checkpoints of the readings
+	// held in memory and in the log into the database (bbolt).
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// HeadMaxMB bounds the memory of the readings not yet checkpointed
+	// (bbolt): reaching it checkpoints at once.
+	HeadMaxMB int `yaml:"head_max_mb"`
 }
 
 // Alerts configures alert delivery.
@@ -797,7 +811,8 @@ func Default() Config {
 			Zigbee2MQTT: Source{Enabled: true, Prefix: "zigbee2mqtt"},
 			DSMR:        Source{Enabled: true, Prefix: "dsmr"},
 		},
-		Store: Store{Driver: "bbolt", QueueSize: 16384, MaxBatch: 10000, MaxGap: 10 * time.Minute, CompressAfter: time.Hour},
+		Store: Store{Driver: "bbolt", QueueSize: 16384, MaxBatch: 10000, MaxGap: 10 * time.Minute, CompressAfter: time.Hour,
+			SyncDelay: 15 * time.Millisecond, FlushInterval: 5 * time.Second, CheckpointInterval: 30 * time.Minute, HeadMaxMB: 16},
 		Alerts: Alerts{Webhook: Webhook{Timeout: 10 * time.Second, ContentType: "application/json"},
 			Email: Email{TLS: "starttls", Timeout: 30 * time.Second}, MQTT: AlertMQTT{Enabled: true, Prefix: "vatio/alerts"},
 			Attempts: 5, Backoff: 2 * time.Second, EvaluateEvery: 15 * time.Second},
@@ -1046,6 +1061,18 @@ func (c Config) Validate() error {
 	}
 	if c.Store.CompressAfter != 0 && c.Store.CompressAfter < time.Hour {
 		bad("store.compress_after", "%s is under 1h (0 turns compression off)", c.Store.CompressAfter)
+	}
+	if c.Store.SyncDelay < 0 || c.Store.SyncDelay > time.Second {
+		bad("store.sync_delay", "%s is outside 0 to 1s", c.Store.SyncDelay)
+	}
+	if c.Store.FlushInterval < 10*time.Millisecond || c.Store.FlushInterval > time.Minute {
+		bad("store.flush_interval", "%s is outside 10ms to 1m", c.Store.FlushInterval)
+	}
+	if c.Store.CheckpointInterval < time.Second || c.Store.CheckpointInterval > 24*time.Hour {
+		bad("store.checkpoint_interval", "%s is outside 1s to 24h", c.Store.CheckpointInterval)
+	}
+	if c.Store.HeadMaxMB < 1 || c.Store.HeadMaxMB > 4096 {
+		bad("store.head_max_mb", "%d is outside 1 to 4096", c.Store.HeadMaxMB)
 	}
 	if c.HTTP.ImportLimitBytes < 1024 {
 		bad("http.import_limit_bytes", "%d is under 1024", c.HTTP.ImportLimitBytes)

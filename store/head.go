@@ -397,6 +397,11 @@ func (s *Store) openLog(dir string) error {
 	if err != nil {
 		return fmt.Errorf("store: open the log in %s: %w", walDir, err)
 	}
+	// The first segment now: its zeros are written once, before any
+	// reading waits for them.
+	if err := w.startSegment(s.nextLSN); err != nil {
+		return fmt.Errorf("store: open the log in %s: %w", walDir, err)
+	}
 	s.lw = &logWriter{wal: w}
 	if cpErr != nil {
 		s.lw.cpFailedAt, s.lw.cpErr = time.Now(), cpErr
@@ -561,6 +566,12 @@ func (s *Store) settle(lw *logWriter, checkpoint bool) {
 	s.release(lw, true)
 }
 
+// crashHook, when set (by crash tests alone), is called at the named
+// instants of a checkpoint: "checkpoint-tx", its transaction written and
+// not committed, and "checkpoint-done", committed with the log not yet
+// freed.
+var crashHook func(at string)
+
 // checkpoint writes the head into bbolt and frees the log it covers.
 func (s *Store) checkpoint(lw *logWriter) error {
 	if s.head.empty() {
@@ -568,6 +579,9 @@ func (s *Store) checkpoint(lw *logWriter) error {
 	}
 	start := time.Now()
 	err := s.commit(nil)
+	if crashHook != nil && err == nil {
+		crashHook("checkpoint-done")
+	}
 	if err != nil {
 		lw.cpFailedAt, lw.cpErr = start, err
 		s.commitErrors.Inc()

@@ -78,6 +78,10 @@ func (s *Store) ApplyRetention(ctx context.Context, now time.Time) (Stats, error
 	}
 	var st Stats
 	var errs []error
+	// Retention plans from the database: the head goes into it first.
+	if err := s.Checkpoint(); err != nil {
+		return st, fmt.Errorf("store: retention: %w", err)
+	}
 	if s.retention.Raw > 0 {
 		s.metersMu.RLock()
 		ids := make([]string, 0, len(s.meters))

@@ -127,11 +127,12 @@ type Options struct {
 	FlushInterval time.Duration
 	// SyncDelay is how long the first reading of a group that waits for
 	// the log's fdatasync (QoS 1) waits for others to share it: one page
-	// written per group rather than per reading. 0 syncs every group at
-	// once. Default 15 ms.
+	// written per group rather than per reading. Negative syncs every
+	// group at once. Default (0) 15 ms.
 	SyncDelay time.Duration
 	// CheckpointInterval is the time between checkpoints of the head into
-	// bbolt (see head.go). Default 5 minutes.
+	// bbolt (see head.go); HeadMaxBytes makes a busy site checkpoint
+	// sooner. Default 30 minutes.
 	CheckpointInterval time.Duration
 	// HeadMaxBytes bounds the head's memory: reaching it checkpoints at
 	// once. Default 16 MiB.
@@ -315,7 +316,7 @@ func (opts Options) withDefaults(dir string) Options {
 		opts.SyncDelay = 15 * time.Millisecond
 	}
 	if opts.CheckpointInterval <= 0 {
-		opts.CheckpointInterval = 5 * time.Minute
+		opts.CheckpointInterval = 30 * time.Minute
 	}
 	if opts.HeadMaxBytes <= 0 {
 		opts.HeadMaxBytes = 16 << 20

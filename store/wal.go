@@ -183,7 +183,7 @@ func decodeFrame(b []byte, names *[]walName) (walFrame, int, error) {
 		if flags&recPF != 0 {
 			r.PowerFactor, r.HasPF = d.float(), true
 		}
-		if d.err != nil || flags&^recKnownFlags != 0 {
+		if d.err != nil || flags&^recKnownFlags != 0 || !finite(r.PowerW) || !finite(r.EnergyWh) || !finite(r.PowerFactor) {
 			*names = (*names)[:known]
 			return walFrame{}, 0, errFrameEnd
 		}
@@ -195,6 +195,8 @@ func decodeFrame(b []byte, names *[]walName) (walFrame, int, error) {
 	}
 	return f, frameHeader + int(n), nil
 }
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
 // walDecoder reads a payload, remembering the first error.
 type walDecoder struct {
@@ -368,8 +370,7 @@ type walWriter struct {
 // openWALWriter starts the log at dir for epoch. The segments there are
 // free for reuse, unless keep: then they stay, in use, until a checkpoint
 // covers them (see covered), and the new frames go to new segments after
-// them, never into one of them, whose tail may be torn. The first segment
-// is made when the first frame comes.
+// them, never into one of them, whose tail may be torn.
 func openWALWriter(dir string, epoch uint64, segSize int64, keep bool) (*walWriter, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err

@@ -499,6 +499,9 @@ func (s *Store) commit(batch []entry) error {
 		tx.Rollback()
 		return err
 	}
+	if crashHook != nil && len(batch) == 0 {
+		crashHook("checkpoint-tx")
+	}
 	// Readers see bbolt and the head as of one instant (see view): the
 	// head empties as the commit lands.
 	s.head.mu.Lock()
