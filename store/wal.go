@@ -434,6 +434,7 @@ func (w *walWriter) startSegment(first uint64) error {
 		f.Close()
 		return fmt.Errorf("store: log: %w", err)
 	}
+	dropCache(f)
 	w.f, w.seg, w.off, w.synced = f, seg, 0, 0
 	w.names, w.index = w.names[:0], map[walName]uint64{}
 	return nil
@@ -446,7 +447,9 @@ func createZeroed(path string, size int64) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	zeros := make([]byte, 256<<10)
+	// Page by page: the page cache keeps a file in folios as large as the
+	// writes that made them (see dropCache).
+	zeros := make([]byte, 4096)
 	for left := size; left > 0; {
 		n := min(left, int64(len(zeros)))
 		if _, err := f.Write(zeros[:n]); err != nil {
@@ -461,6 +464,7 @@ func createZeroed(path string, size int64) (*os.File, error) {
 		os.Remove(tmp)
 		return nil, err
 	}
+	dropCache(f)
 	if err := os.Rename(tmp, path); err != nil {
 		f.Close()
 		os.Remove(tmp)
