@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,7 +31,27 @@ func TestMain(m *testing.M) {
 	switch os.Getenv("VATIO_TEST_CHILD") {
 	case "1":
 		os.Args = append([]string{"vatio"}, strings.Fields(os.Getenv("VATIO_TEST_ARGS"))...)
+		// A CPU profile of the child, for finding where a benchmark's
+		// time goes: go tool pprof -top <file>.
+		if path := os.Getenv("VATIO_TEST_CPUPROFILE"); path != "" {
+			if f, err := os.Create(path); err == nil {
+				pprof.StartCPUProfile(f)
+				defer f.Close()
+			}
+		}
+		// A heap profile once a benchmark's load is running: <file> after
+		// VATIO_TEST_HEAPPROFILE_AFTER.
+		if path, after := os.Getenv("VATIO_TEST_HEAPPROFILE"), os.Getenv("VATIO_TEST_HEAPPROFILE_AFTER"); path != "" {
+			d, _ := time.ParseDuration(after)
+			time.AfterFunc(d, func() {
+				if f, err := os.Create(path); err == nil {
+					pprof.WriteHeapProfile(f)
+					f.Close()
+				}
+			})
+		}
 		main()
+		pprof.StopCPUProfile()
 		os.Exit(0)
 	case "argv": // the arguments as given: the docs' shell examples run vatio so
 		os.Args[0] = "vatio"
