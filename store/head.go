@@ -173,6 +173,18 @@ func (hv headView) pfs(meterID string, pfs map[string]pfAgg) {
 	}
 }
 
+// headBefore reports whether the head holds a reading older than ns.
+func (s *Store) headBefore(ns int64) bool {
+	s.head.mu.RLock()
+	defer s.head.mu.RUnlock()
+	for _, mh := range s.head.meters {
+		if len(mh.pts) > 0 && mh.pts[0].ns < ns {
+			return true
+		}
+	}
+	return false
+}
+
 // keyedAgg is a rollup bucket's aggregate and start.
 type keyedAgg struct {
 	start int64

@@ -329,7 +329,10 @@ func (s *Store) commit(batch []entry) error {
 	if s.pg != nil {
 		return s.pgCommit(batch)
 	}
-	if len(batch) > 0 && !s.head.empty() {
+	// Pruning old rollups alone neither reads nor writes what the head
+	// changes: it leaves the head where it is.
+	withHead := !(len(batch) == 1 && batch[0].prune != nil)
+	if len(batch) > 0 && !s.head.empty() && withHead {
 		// The head first, in a transaction of its own: a job iterates and
 		// deletes what it moves, which bbolt's cursors do not survive over
 		// pages changed earlier in the same transaction.
@@ -350,8 +353,10 @@ func (s *Store) commit(batch []entry) error {
 	seq := s.seq
 	stored := 0
 	body := func(tx *bolt.Tx) error {
-		if err := s.checkpointInto(tx, changed, newInfo); err != nil {
-			return fmt.Errorf("checkpoint: %w", err)
+		if withHead {
+			if err := s.checkpointInto(tx, changed, newInfo); err != nil {
+				return fmt.Errorf("checkpoint: %w", err)
+			}
 		}
 		w := newTxWriter(tx, s.maxGap, seq)
 		maxW := map[string]float64{}   // each meter's maximum power, looked up once a commit
@@ -506,7 +511,7 @@ func (s *Store) commit(batch []entry) error {
 	// head empties as the commit lands.
 	s.head.mu.Lock()
 	err = tx.Commit()
-	if err == nil {
+	if err == nil && withHead {
 		s.head.reset()
 	}
 	s.head.mu.Unlock()
