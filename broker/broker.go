@@ -444,6 +444,27 @@ func (c deadlineConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// WriteWithin writes p, waiting at most wait (and the write timeout) for
+// the socket to take it. A write that timed out having written nothing
+// leaves the connection as it was, for the caller to try again; one cut
+// short closes it, as Write does.
+func (c deadlineConn) WriteWithin(p []byte, wait time.Duration) (int, error) {
+	if c.timeout > 0 {
+		wait = min(wait, c.timeout)
+	}
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(wait)); err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Write(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) && n > 0 {
+		c.Conn.Close()
+	}
+	if c.timeout <= 0 {
+		_ = c.Conn.SetWriteDeadline(time.Time{})
+	}
+	return n, err
+}
+
 // SetDeadline sets only the read deadline (and clears the connect-time
 // write deadline). mochi calls it on every packet it receives to enforce
 // the keepalive, which is about what the client sends; letting it move the

@@ -1,8 +1,10 @@
 package hooks
 
 import (
+	"bytes"
 	"errors"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +22,7 @@ type forward struct {
 	retain  bool
 }
 
-// ackItem is one committed (or rejected) publish to answer, or a marker.
+// ackItem is one committed (or rejected) publish to answer.
 type ackItem struct {
 	cl       *mqtt.Client
 	packetID uint16
@@ -29,122 +31,261 @@ type ackItem struct {
 	ack *packets.Packet
 	// forward, when set, is the stored reading to pass on to subscribers.
 	forward *forward
-	// marker, when set, is closed once everything before it is done.
-	marker chan struct{}
 }
 
-// acker answers publishes once their readings are committed. It runs on its
-// own goroutine, fed in commit order, and groups the plain PUBACKs that one
-// commit owes one client into a single write: a commit of thousands of
-// readings costs one write per client rather than one per reading.
+// acker answers publishes once their readings are stored. It has no
+// goroutine of its own: the store's acknowledgement goroutine calls send,
+// in the order readings were stored, and send writes to the client's
+// connection at once, the one stage between the disk and the socket.
+//
+// A client whose connection is busy (mochi is writing to it) or full (it
+// does not read) must not hold up the others: send never waits for the
+// client's lock, and waits at most ackWriteWait for its socket. What it
+// could not write waits in the client's pending bytes, in order, written
+// before anything later for that client (so PUBACKs, rejections included,
+// stay in order); a retry timer writes them on its own goroutine. A client
+// whose pending acknowledgements do not drain within ackStuckAfter, or
+// pile up past ackMaxPending, is disconnected: it resends what it did not
+// get acknowledged.
 type acker struct {
 	// subsGen counts subscription changes (see Ingest's OnSubscribed);
 	// subs caches, per topic, whether it had subscribers at a generation.
-	// Only the acker's goroutine uses subs.
 	subsGen atomic.Uint64
+	subsMu  sync.Mutex
 	subs    map[string]subsEntry
-	// mu orders send against close: send holds it shared.
-	mu     sync.RWMutex
-	closed bool
-	in     chan ackItem
+
+	mu      sync.Mutex // guards pending, retry and closed
+	pending map[*mqtt.Client]*deferredAcks
+	retry   *time.Timer
+	closed  bool
+
 	server *mqtt.Server
 	log    *slog.Logger
-	done   chan struct{}
 }
 
-const ackerMaxBatch = 4096
-
-func newAcker(server *mqtt.Server, queue int, logger *slog.Logger) *acker {
-	a := &acker{in: make(chan ackItem, queue), server: server, log: logger, done: make(chan struct{}), subs: map[string]subsEntry{}}
-	go a.loop()
-	return a
+// deferredAcks are a client's encoded acknowledgements waiting for its
+// connection.
+type deferredAcks struct {
+	buf      []byte
+	since    time.Time
+	flushing bool // the retry goroutine has taken buf
 }
 
-// send queues it; after close it is dropped (the client is gone anyway).
+const (
+	// ackWriteWait bounds a write of acknowledgements to one client's
+	// socket: past it the socket is full, and the client is not reading.
+	ackWriteWait = 5 * time.Millisecond
+	// ackRetryEvery is how soon pending acknowledgements are tried again.
+	ackRetryEvery = 10 * time.Millisecond
+	// ackStuckAfter and ackMaxPending judge a client stuck.
+	ackStuckAfter = 10 * time.Second
+	ackMaxPending = 64 << 10
+)
+
+func newAcker(server *mqtt.Server, logger *slog.Logger) *acker {
+	return &acker{server: server, log: logger, subs: map[string]subsEntry{}, pending: map[*mqtt.Client]*deferredAcks{}}
+}
+
+// send answers it: the PUBACK or rejection to its client, then the
+// forward to subscribers.
 func (a *acker) send(it ackItem) {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	if !a.closed {
-		a.in <- it
+	var b []byte
+	switch {
+	case it.ack != nil:
+		b = encodeAck(it.cl, *it.ack)
+	case it.packetID != 0:
+		// PUBACK: fixed header, remaining length 2, packet id. Valid for
+		// MQTT 3.1.1 and, with reason code success, MQTT 5.
+		b = []byte{packets.Puback << 4, 2, byte(it.packetID >> 8), byte(it.packetID)}
+	}
+	if b != nil {
+		a.write(it.cl, b)
+	}
+	if f := it.forward; f != nil && (f.retain || a.subscribed(f.topic)) {
+		if err := a.server.Publish(f.topic, f.payload, f.retain, f.qos); err != nil {
+			a.log.Debug("forward failed", slog.String("topic", f.topic), slog.Any("error", err))
+		}
 	}
 }
 
-// close stops the acker after everything sent to it is done.
-func (a *acker) close() {
+// write sends b to cl now, or behind what waits for it already.
+func (a *acker) write(cl *mqtt.Client, b []byte) {
 	a.mu.Lock()
-	if !a.closed {
-		a.closed = true
-		close(a.in)
+	if a.closed {
+		a.mu.Unlock()
+		return
+	}
+	if d := a.pending[cl]; d != nil {
+		d.buf = append(d.buf, b...)
+		a.mu.Unlock()
+		return
 	}
 	a.mu.Unlock()
-	<-a.done
+	if a.tryWrite(cl, b, ackWriteWait) {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if d := a.pending[cl]; d != nil { // another goroutine deferred some meanwhile
+		d.buf = append(d.buf, b...)
+		return
+	}
+	a.pending[cl] = &deferredAcks{buf: append([]byte(nil), b...), since: time.Now()}
+	a.armRetry()
 }
 
-// wait returns once everything sent before it is done.
-func (a *acker) wait() {
-	m := make(chan struct{})
-	a.send(ackItem{marker: m})
-	a.mu.RLock()
-	closed := a.closed
-	a.mu.RUnlock()
-	if !closed {
-		<-m
+// armRetry starts the retry timer; mu is held.
+func (a *acker) armRetry() {
+	if a.retry == nil {
+		a.retry = time.AfterFunc(ackRetryEvery, a.flushPending)
 	}
 }
 
-func (a *acker) loop() {
-	defer close(a.done)
-	batch := make([]ackItem, 0, ackerMaxBatch)
-	pending := map[*mqtt.Client][]byte{}
-	var order []*mqtt.Client
-	for it := range a.in {
-		batch = append(batch[:0], it)
-	drain:
-		for len(batch) < cap(batch) {
-			select {
-			case it, ok := <-a.in:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, it)
-			default:
-				break drain
+// tryWrite writes b to cl's connection if its lock is free and its socket
+// takes b within wait, and reports whether b is done with: written, or
+// dropped with a client that is gone (or that it disconnects, a write cut
+// short having broken its stream). false: try again later.
+func (a *acker) tryWrite(cl *mqtt.Client, b []byte, wait time.Duration) bool {
+	if cl.Closed() || cl.Net.Conn == nil {
+		return true
+	}
+	if !cl.TryLock() {
+		return false // mochi is writing to it: never wait behind that
+	}
+	var n int
+	var err error
+	if w, ok := cl.Net.Conn.(interface {
+		WriteWithin([]byte, time.Duration) (int, error)
+	}); ok {
+		n, err = w.WriteWithin(b, wait)
+	} else {
+		_ = cl.Net.Conn.SetWriteDeadline(time.Now().Add(wait))
+		n, err = cl.Net.Conn.Write(b)
+		_ = cl.Net.Conn.SetWriteDeadline(time.Time{})
+	}
+	cl.Unlock()
+	switch {
+	case err == nil:
+		return true
+	case n == 0 && isTimeout(err):
+		return false // the socket is full: nothing written, try later
+	}
+	if !errors.Is(err, net.ErrClosed) {
+		a.log.Warn("acknowledgements not sent; disconnecting client", slog.String("client", cl.ID), slog.Any("error", err))
+	}
+	cl.Stop(err)
+	return true
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// errAcksStuck disconnects a client that does not read its acknowledgements.
+var errAcksStuck = errors.New("the client does not read its acknowledgements")
+
+// flushPending tries the pending acknowledgements again, on the retry
+// timer's goroutine, without holding mu while it writes.
+func (a *acker) flushPending() {
+	a.mu.Lock()
+	a.retry = nil
+	var clients []*mqtt.Client
+	for cl, d := range a.pending {
+		if !d.flushing {
+			d.flushing = true
+			clients = append(clients, cl)
+		}
+	}
+	a.mu.Unlock()
+	for _, cl := range clients {
+		a.mu.Lock()
+		d := a.pending[cl]
+		if d == nil { // closed meanwhile
+			a.mu.Unlock()
+			continue
+		}
+		buf := d.buf
+		d.buf = nil
+		a.mu.Unlock()
+		done := a.tryWrite(cl, buf, ackWriteWait)
+		a.mu.Lock()
+		if a.pending[cl] != d {
+			a.mu.Unlock()
+			continue
+		}
+		d.flushing = false
+		switch {
+		case done && len(d.buf) == 0:
+			delete(a.pending, cl)
+		case done:
+			d.since = time.Now() // what came meanwhile
+		default:
+			d.buf = append(buf, d.buf...)
+			if time.Since(d.since) > ackStuckAfter || len(d.buf) > ackMaxPending {
+				delete(a.pending, cl)
+				a.log.Warn("acknowledgements not read; disconnecting client", slog.String("client", cl.ID),
+					slog.Int("pending_bytes", len(d.buf)))
+				go cl.Stop(errAcksStuck)
 			}
 		}
-		for _, it := range batch {
-			switch {
-			case it.marker != nil:
-				a.flush(pending, order)
-				order = order[:0]
-				close(it.marker)
-			case it.ack != nil:
-				if buf := pending[it.cl]; len(buf) > 0 {
-					a.write(it.cl, buf) // keep this client's acks in order
-					pending[it.cl] = buf[:0]
-				}
-				if err := it.cl.WritePacket(*it.ack); err != nil && !errors.Is(err, mqtt.ErrConnectionClosed) {
-					a.log.Debug("ack not sent", slog.String("client", it.cl.ID), slog.Any("error", err))
-				}
-			case it.packetID != 0:
-				buf, seen := pending[it.cl]
-				if !seen {
-					order = append(order, it.cl)
-				}
-				// PUBACK: fixed header, remaining length 2, packet id. Valid
-				// for MQTT 3.1.1 and, with reason code success, MQTT 5.
-				pending[it.cl] = append(buf, packets.Puback<<4, 2, byte(it.packetID>>8), byte(it.packetID))
-			}
+		a.mu.Unlock()
+	}
+	a.mu.Lock()
+	if len(a.pending) > 0 && !a.closed {
+		a.armRetry()
+	}
+	a.mu.Unlock()
+}
+
+// wait tries, for up to a second, to write what is pending: the answers of
+// a shutdown.
+func (a *acker) wait() {
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(ackRetryEvery) {
+		a.mu.Lock()
+		n := len(a.pending)
+		a.mu.Unlock()
+		if n == 0 {
+			return
 		}
-		a.flush(pending, order)
-		order = order[:0]
-		for _, it := range batch {
-			if f := it.forward; f != nil && (f.retain || a.subscribed(f.topic)) {
-				if err := a.server.Publish(f.topic, f.payload, f.retain, f.qos); err != nil {
-					a.log.Debug("forward failed", slog.String("topic", f.topic), slog.Any("error", err))
-				}
-			}
+	}
+}
+
+// close drops what is pending: the broker is closing.
+func (a *acker) close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed = true
+	if a.retry != nil {
+		a.retry.Stop()
+	}
+	clear(a.pending)
+}
+
+// encodeAck encodes a PUBACK or PUBREC carrying a reason for cl, as mochi's
+// WritePacket would, without taking the client's lock; a reason string too
+// large for the client's maximum packet size is left out.
+func encodeAck(cl *mqtt.Client, pk packets.Packet) []byte {
+	pk.ProtocolVersion = cl.Properties.ProtocolVersion
+	pk.Mods.MaxSize = cl.Properties.Props.MaximumPacketSize
+	if cl.Properties.Props.RequestProblemInfoFlag && cl.Properties.Props.RequestProblemInfo == 0 {
+		pk.Mods.DisallowProblemInfo = true
+	}
+	for {
+		var buf bytes.Buffer
+		var err error
+		if pk.FixedHeader.Type == packets.Pubrec {
+			err = pk.PubrecEncode(&buf)
+		} else {
+			err = pk.PubackEncode(&buf)
 		}
-		clear(batch) // drop references to clients and payloads
+		if err == nil && (pk.Mods.MaxSize == 0 || uint32(buf.Len()) <= pk.Mods.MaxSize) {
+			return buf.Bytes()
+		}
+		if pk.Properties.ReasonString == "" {
+			return nil
+		}
+		pk.Properties.ReasonString = ""
 	}
 }
 
@@ -166,6 +307,8 @@ const subsMaxAge = time.Second
 // cheaper still from the cache, which any subscription change invalidates.
 func (a *acker) subscribed(topic string) bool {
 	gen, now := a.subsGen.Load(), time.Now()
+	a.subsMu.Lock()
+	defer a.subsMu.Unlock()
 	if e, ok := a.subs[topic]; ok && e.gen == gen && now.Sub(e.at) < subsMaxAge {
 		return e.has
 	}
@@ -176,30 +319,4 @@ func (a *acker) subscribed(topic string) bool {
 	}
 	a.subs[topic] = subsEntry{gen: gen, at: now, has: has}
 	return has
-}
-
-func (a *acker) flush(pending map[*mqtt.Client][]byte, order []*mqtt.Client) {
-	for _, cl := range order {
-		if buf := pending[cl]; len(buf) > 0 {
-			a.write(cl, buf)
-		}
-		delete(pending, cl)
-	}
-}
-
-// write sends encoded PUBACKs straight to the client's connection under the
-// client's lock, as mochi's WritePacket does for one packet. A client whose
-// connection fails (it stopped reading past the write deadline) is
-// disconnected; it will resend what it did not get acknowledged.
-func (a *acker) write(cl *mqtt.Client, buf []byte) {
-	if cl.Closed() || cl.Net.Conn == nil {
-		return
-	}
-	cl.Lock()
-	_, err := cl.Net.Conn.Write(buf)
-	cl.Unlock()
-	if err != nil {
-		a.log.Warn("acknowledgements not sent; disconnecting client", slog.String("client", cl.ID), slog.Any("error", err))
-		cl.Stop(err)
-	}
 }

@@ -73,8 +73,6 @@ type logState struct {
 // rejectLogInterval is the least time between two log lines for one reason.
 const rejectLogInterval = 10 * time.Second
 
-// ackQueue bounds the acknowledgements waiting to be written.
-const ackQueue = 16384
 
 // NewPipeline returns the pipeline of sources into st.
 func NewPipeline(sources []meter.Source, st *store.Store, logger *slog.Logger) *Pipeline {
@@ -110,7 +108,7 @@ func NewIngest(sources []meter.Source, st *store.Store, server *mqtt.Server, log
 	return &Ingest{
 		Pipeline: NewPipeline(sources, st, logger),
 		server:   server,
-		acks:     newAcker(server, ackQueue, logger),
+		acks:     newAcker(server, logger),
 	}
 }
 
