@@ -73,7 +73,6 @@ type logState struct {
 // rejectLogInterval is the least time between two log lines for one reason.
 const rejectLogInterval = 10 * time.Second
 
-
 // NewPipeline returns the pipeline of sources into st.
 func NewPipeline(sources []meter.Source, st *store.Store, logger *slog.Logger) *Pipeline {
 	p := &Pipeline{

@@ -359,6 +359,9 @@ type logWriter struct {
 	// not checkpointed again for a second.
 	cpFailedAt time.Time
 	cpErr      error
+	// logErr is set when the log failed and no checkpoint has covered
+	// the head since: readings are refused meanwhile.
+	logErr error
 }
 
 // ErrHeadFull refuses readings while the head is full and cannot be
@@ -405,7 +408,7 @@ func (s *Store) openLog(dir string) error {
 		s.epoch = epoch
 		s.log.Error("checkpoint after replaying the log failed; the readings stay in memory and in the log", slog.Any("error", cpErr))
 	}
-	w, err := openWALWriter(walDir, s.epoch, s.segSize, cpErr != nil)
+	w, err := openWALWriter(walDir, s.epoch, s.nextLSN, s.segSize, cpErr != nil)
 	if err != nil {
 		return fmt.Errorf("store: open the log in %s: %w", walDir, err)
 	}
@@ -427,7 +430,14 @@ func (s *Store) openLog(dir string) error {
 // transaction, after a checkpoint. Callbacks wait in lw.waiting.
 func (s *Store) applyBatch(batch []entry, nowNs int64, lw *logWriter) error {
 	var out headApply
-	full := lw != nil && s.head.bytes() >= s.headMax && !lw.cpFailedAt.IsZero()
+	var refuse error
+	switch {
+	case lw == nil:
+	case lw.logErr != nil:
+		refuse = fmt.Errorf("%w (the log failed: %w): reading not stored", ErrHeadFull, lw.logErr)
+	case s.head.bytes() >= s.headMax && !lw.cpFailedAt.IsZero():
+		refuse = fmt.Errorf("%w (%w): reading not stored", ErrHeadFull, lw.cpErr)
+	}
 	s.metersMu.Lock()
 	s.head.mu.Lock()
 	rest := len(batch)
@@ -440,12 +450,12 @@ func (s *Store) applyBatch(batch []entry, nowNs int64, lw *logWriter) error {
 			continue
 		}
 		st := s.meters[e.r.Meter]
-		if !appendable(&st, e.r) {
+		if e.alone() || !appendable(&st, e.r) {
 			rest = i
 			break
 		}
-		if full {
-			e.rejected = fmt.Errorf("%w (%w): reading not stored", ErrHeadFull, lw.cpErr)
+		if refuse != nil {
+			e.rejected = refuse
 		} else {
 			e.rejected = s.headPut(e.r, nowNs, &out)
 			if lw != nil {
@@ -488,8 +498,10 @@ func (s *Store) applyBatch(batch []entry, nowNs int64, lw *logWriter) error {
 		return err
 	}
 	if err == nil {
-		lw.cpFailedAt, lw.cpErr = time.Time{}, nil
+		lw.cpFailedAt, lw.cpErr, lw.logErr = time.Time{}, nil, nil
 		lw.wal.covered(keepFreeSegments)
+	} else if !s.head.empty() { // its checkpoint failed
+		lw.cpFailedAt, lw.cpErr = time.Now(), err
 	}
 	for i := range tail {
 		if tail[i].done != nil {
@@ -508,9 +520,7 @@ func (s *Store) writeFrame(lw *logWriter) error {
 		clear(lw.frame)
 		lw.frame = lw.frame[:0]
 		if err != nil {
-			s.commitErrors.Inc()
-			s.log.Error("log write failed; its readings are not acknowledged", slog.Any("error", err))
-			s.fail(lw, err)
+			s.logFailed(lw, err)
 			return nil
 		}
 	}
@@ -554,6 +564,24 @@ func (s *Store) fail(lw *logWriter, err error) {
 	s.acks <- committed{out, err}
 }
 
+// logFailed handles a failed write or sync of the log. The head holds the
+// readings, but the log has a hole (their LSNs), past which a replay would
+// not go: a checkpoint covers it, and then everything waiting is safe. If
+// the checkpoint fails too, the waiting callbacks fail (their senders
+// resend), and readings are refused until a checkpoint succeeds.
+func (s *Store) logFailed(lw *logWriter, err error) {
+	s.commitErrors.Inc()
+	lw.wal.abandon()
+	if s.checkpoint(lw) == nil {
+		s.log.Warn("log write failed; the readings were checkpointed into the database instead", slog.Any("error", err))
+		s.release(lw, true)
+		return
+	}
+	s.log.Error("log write failed and the database cannot take a checkpoint; readings are refused until it can", slog.Any("error", err))
+	lw.logErr = err
+	s.fail(lw, err)
+}
+
 // settle makes everything waiting safe: with checkpoint, by a checkpoint
 // (falling back on the log's fdatasync when it fails), else by the
 // fdatasync alone.
@@ -569,9 +597,7 @@ func (s *Store) settle(lw *logWriter, checkpoint bool) {
 	}
 	start := time.Now()
 	if err := lw.wal.sync(); err != nil {
-		s.commitErrors.Inc()
-		s.log.Error("log sync failed; its readings are not acknowledged", slog.Any("error", err))
-		s.fail(lw, err)
+		s.logFailed(lw, err)
 		return
 	}
 	s.syncSeconds.Observe(time.Since(start).Seconds())
@@ -600,7 +626,7 @@ func (s *Store) checkpoint(lw *logWriter) error {
 		s.log.Error("checkpoint failed; the head stays in memory and in the log", slog.Any("error", err))
 		return err
 	}
-	lw.cpFailedAt, lw.cpErr = time.Time{}, nil
+	lw.cpFailedAt, lw.cpErr, lw.logErr = time.Time{}, nil, nil
 	lw.wal.covered(keepFreeSegments)
 	s.checkpointSeconds.Observe(time.Since(start).Seconds())
 	return nil
@@ -675,7 +701,7 @@ func (s *Store) logLoop() {
 		s.headReadings.Set(float64(s.head.n))
 		s.headBytes.Set(float64(s.head.bytes()))
 		s.logBytes.Set(float64(lw.wal.size()))
-		if s.head.bytes() >= s.headMax && time.Since(lw.cpFailedAt) > time.Second {
+		if (s.head.bytes() >= s.headMax || lw.logErr != nil) && time.Since(lw.cpFailedAt) > time.Second {
 			s.settle(lw, true)
 		}
 		if slices.ContainsFunc(lw.waiting, func(p pending) bool { return p.sync }) && !armed {

@@ -367,11 +367,13 @@ type walWriter struct {
 	created int
 }
 
-// openWALWriter starts the log at dir for epoch. The segments there are
-// free for reuse, unless keep: then they stay, in use, until a checkpoint
-// covers them (see covered), and the new frames go to new segments after
-// them, never into one of them, whose tail may be torn.
-func openWALWriter(dir string, epoch uint64, segSize int64, keep bool) (*walWriter, error) {
+// openWALWriter starts the log at dir for epoch, its next record at LSN
+// next. The segments there are freed for reuse (renamed free-..., so that a
+// replay never reads one of them first and stops there), unless keep: then
+// those with records before next stay, in use, until a checkpoint covers
+// them (see covered), and the new frames go to new segments after them,
+// never into one of them, whose tail may be torn.
+func openWALWriter(dir string, epoch, next uint64, segSize int64, keep bool) (*walWriter, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -381,13 +383,38 @@ func openWALWriter(dir string, epoch uint64, segSize int64, keep bool) (*walWrit
 	}
 	w := &walWriter{dir: dir, segSize: segSize, epoch: epoch, free: free, index: map[walName]uint64{}}
 	for _, s := range segs {
-		if keep {
+		if keep && s.first < next {
 			w.old = append(w.old, s)
-		} else {
-			w.free = append(w.free, s.path)
+		} else if err := w.free1(s); err != nil {
+			return nil, err
 		}
 	}
+	if err := syncDir(dir); err != nil {
+		return nil, err
+	}
 	return w, nil
+}
+
+// free1 renames segment s free for reuse.
+func (w *walWriter) free1(s walSegment) error {
+	free := filepath.Join(w.dir, fmt.Sprintf("%s%016x%s", walFreePrefix, s.first, walSuffix))
+	if err := os.Rename(s.path, free); err != nil {
+		return err
+	}
+	if !slices.Contains(w.free, free) {
+		w.free = append(w.free, free)
+	}
+	return nil
+}
+
+// abandon stops writing to the current segment after a failed write: the
+// next frame starts a new one.
+func (w *walWriter) abandon() {
+	if w.f != nil {
+		w.f.Close()
+		w.old = append(w.old, w.seg)
+		w.f, w.unsynced = nil, false
+	}
 }
 
 // startSegment makes a segment whose first record is at LSN first the
@@ -539,17 +566,17 @@ func (w *walWriter) sync() error {
 // every record up to the current one's. At most keep free files stay for
 // reuse; the rest are deleted.
 func (w *walWriter) covered(keep int) {
+	if len(w.old) == 0 {
+		return
+	}
 	for _, s := range w.old {
-		if len(w.free) < keep {
-			free := filepath.Join(w.dir, fmt.Sprintf("%s%016x%s", walFreePrefix, s.first, walSuffix))
-			if os.Rename(s.path, free) == nil {
-				w.free = append(w.free, free)
-				continue
-			}
+		if len(w.free) < keep && w.free1(s) == nil {
+			continue
 		}
 		os.Remove(s.path)
 	}
 	w.old = w.old[:0]
+	_ = syncDir(w.dir)
 }
 
 // size returns the bytes of the log's segments in use.

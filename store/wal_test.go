@@ -45,7 +45,7 @@ func walReadings(rng *rand.Rand, n int, nowNs int64) []meter.Reading {
 func TestTornLogRecoversEveryCompleteRecord(t *testing.T) {
 	dir := t.TempDir()
 	const epoch = 7
-	w, err := openWALWriter(dir, epoch, walSegmentSize, false)
+	w, err := openWALWriter(dir, epoch, 1, walSegmentSize, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,5 +297,80 @@ func TestKill9KeepsEveryAcknowledgedReadingOnce(t *testing.T) {
 			}
 			t.Logf("%d acknowledged readings, all stored once after SIGKILL at %s", total, at)
 		})
+	}
+}
+
+// A log of several segments left by a crash, replayed and checkpointed at
+// the next start, must not hide the new run's frames from the replay after
+// a second crash: its segments are freed (renamed), not left to be read
+// first.
+func TestSecondCrashReplaysTheNewRunsLog(t *testing.T) {
+	dir := t.TempDir()
+	const seg = 8 << 10
+	rng := rand.New(rand.NewPCG(5, 6))
+	nowNs := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC).UnixNano()
+	w, err := openWALWriter(dir, 0, 1, seg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lsn := uint64(1)
+	for len(w.old) < 2 {
+		rs := walReadings(rng, 20, nowNs)
+		if err := w.append(lsn, nowNs, rs); err != nil {
+			t.Fatal(err)
+		}
+		lsn += uint64(len(rs))
+	}
+	w.close()
+	// The next run: the checkpoint after the replay held LSNs up to lsn-1.
+	w, err = openWALWriter(dir, 1, lsn, seg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := walReadings(rng, 10, nowNs)
+	if err := w.append(lsn, nowNs, want); err != nil {
+		t.Fatal(err)
+	}
+	w.sync()
+	if got := replayAll(t, dir, 1, lsn-1); !equalReadings(got, want) {
+		t.Fatalf("after the second crash the log replays %d readings, want the %d of the new run", len(got), len(want))
+	}
+}
+
+// When the checkpoint at start fails, the old log stays in use; a segment
+// of it with no record before the next LSN (a crash right after a switch)
+// is freed, not kept under the name the new segment takes.
+func TestKeptLogNeverNamesTheLiveSegment(t *testing.T) {
+	dir := t.TempDir()
+	const seg = 8 << 10
+	rng := rand.New(rand.NewPCG(9, 10))
+	nowNs := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC).UnixNano()
+	w, err := openWALWriter(dir, 0, 1, seg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := walReadings(rng, 10, nowNs)
+	if err := w.append(1, nowNs, first); err != nil {
+		t.Fatal(err)
+	}
+	w.close()
+	if _, err := createZeroed(filepath.Join(dir, segmentName(11)), seg); err != nil { // the switch, then the crash
+		t.Fatal(err)
+	}
+	w, err = openWALWriter(dir, 0, 11, seg, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.old) != 1 || w.old[0].first != 1 {
+		t.Fatalf("kept segments %+v, want the one holding records 1 to 10", w.old)
+	}
+	more := walReadings(rng, 5, nowNs)
+	if err := w.append(11, nowNs, more); err != nil {
+		t.Fatal(err)
+	}
+	w.sync()
+	w.covered(keepFreeSegments) // a checkpoint holding 1 to 10
+	if got := replayAll(t, dir, 0, 10); !equalReadings(got, more) {
+		t.Fatalf("past the checkpoint the log replays %d readings, want %d", len(got), len(more))
 	}
 }
