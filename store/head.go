@@ -199,10 +199,9 @@ var (
 )
 
 // headApply is what applying a group of live readings to the head leaves
-// for the writer: the readings to log, and the records for the watchers.
+// for the writer: the records for the watchers.
 type headApply struct {
-	logged []meter.Reading
-	fresh  []Record
+	fresh []Record
 }
 
 // appendable reports whether a live reading r of a meter in state st goes
