@@ -3,6 +3,7 @@ package hooks_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -505,5 +506,56 @@ func TestPubackReasonCodeAndProperties(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the subscriber got nothing")
+	}
+}
+
+// TestPubacksInOrderRejectionsIncluded publishes QoS 1 readings, every
+// third one invalid, from a raw client, and reads the PUBACKs: one for each
+// publish, valid or refused, in the order they were sent.
+func TestPubacksInOrderRejectionsIncluded(t *testing.T) {
+	h := startWith(t, time.Second)
+	conn, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	packet := func(header byte, body []byte) []byte {
+		out := []byte{header}
+		for n := len(body); ; n >>= 7 {
+			if n < 128 {
+				out = append(out, byte(n))
+				break
+			}
+			out = append(out, byte(n&127|128))
+		}
+		return append(out, body...)
+	}
+	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+	connect := append(str("MQTT"), 4, 0x02, 0, 60)
+	connect = append(connect, str("order")...)
+	var out []byte
+	out = append(out, packet(0x10, connect)...)
+	const n = 300
+	for id := 1; id <= n; id++ {
+		payload := fmt.Sprint(id)
+		if id%3 == 0 {
+			payload = "not a number"
+		}
+		body := append(str(fmt.Sprintf("energy/consumption/order%d", id%7)), byte(id>>8), byte(id))
+		out = append(out, packet(0x32, append(body, payload...))...)
+	}
+	if _, err := conn.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	in := make([]byte, 4+4*n)
+	if _, err := io.ReadFull(conn, in); err != nil {
+		t.Fatalf("read the CONNACK and %d PUBACKs: %v", n, err)
+	}
+	for i := range n {
+		ack := in[4+4*i : 8+4*i]
+		if ack[0] != 0x40 || ack[1] != 2 || int(ack[2])<<8|int(ack[3]) != i+1 {
+			t.Fatalf("acknowledgement %d is %x, want the PUBACK of packet %d", i+1, ack, i+1)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"bufio"
 	"fmt"
+	dto "github.com/prometheus/client_model/go"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -372,5 +373,30 @@ func TestKeptLogNeverNamesTheLiveSegment(t *testing.T) {
 	w.covered(keepFreeSegments) // a checkpoint holding 1 to 10
 	if got := replayAll(t, dir, 0, 10); !equalReadings(got, more) {
 		t.Fatalf("past the checkpoint the log replays %d readings, want %d", len(got), len(more))
+	}
+}
+
+// TestBarriersRunNoTransaction: Flush and Sync with nothing new to write
+// run no transaction (and sync the log only when it has something).
+func TestBarriersRunNoTransaction(t *testing.T) {
+	boltOnly(t)
+	s := openTest(t, t.TempDir())
+	mustAppend(t, s, reading("b", 0, 1))
+	commits := func() uint64 {
+		var m dto.Metric
+		if err := s.commitSeconds.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetHistogram().GetSampleCount()
+	}
+	before := commits()
+	for range 20 {
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustAppend(t, s, reading("b", 1, 2))
+	if got := commits(); got != before {
+		t.Errorf("20 barriers and a reading ran %d transactions, want none", got-before)
 	}
 }
