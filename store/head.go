@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
-	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -56,16 +55,15 @@ type meterHead struct {
 	// start of the first interval to integrate; hasBase false: none.
 	base    sample
 	hasBase bool
-	// pts only grows (under head.mu): a reader's copy of the slice
-	// header stays valid.
+	// pts only grows (under the store's headMu): a reader's copy of the
+	// slice header stays valid.
 	pts []headPoint
 }
 
 // head holds what the log has and bbolt does not yet.
 type head struct {
-	// mu guards meters and the slices in it against readers; the writer
-	// changes them holding it, and holds it across a checkpoint's commit.
-	mu     sync.RWMutex
+	// meters and the slices in it are guarded against readers by the
+	// store's headMu: the writer changes them holding it.
 	meters map[string]*meterHead
 	// The rest is the writer's alone.
 	n       int             // readings
@@ -83,39 +81,48 @@ func (h *head) bytes() int { return h.n*headPointSize + len(h.meters)*256 }
 // empty reports whether a checkpoint has nothing to write.
 func (h *head) empty() bool { return h.n == 0 && len(h.dirty) == 0 && len(h.newInfo) == 0 }
 
-// reset empties the head; the caller holds mu.
-func (h *head) reset() {
-	h.meters = map[string]*meterHead{}
-	h.n = 0
-	clear(h.dirty)
-	clear(h.newInfo)
-}
-
 // headView is the head as of one instant, for one read.
 type headView map[string]meterHead
 
 // view runs fn with a read transaction and the head as of the same
-// instant, the head of the meters in ids (nil: of all).
+// instant, the head of the meters in ids (nil: of all). While a
+// checkpoint commits, its head is frozen (see commit): a transaction begun
+// before the commit landed reads it too; one begun after, which holds its
+// readings already, does not.
 func (s *Store) view(ids []string, fn func(tx *bolt.Tx, hv headView) error) error {
-	s.head.mu.RLock()
+	s.headMu.RLock()
 	tx, err := s.db.Begin(false)
 	if err != nil {
-		s.head.mu.RUnlock()
+		s.headMu.RUnlock()
 		return err
 	}
 	hv := headView{}
-	if ids == nil {
-		for id, mh := range s.head.meters {
+	add := func(h *head) {
+		take := func(id string, mh *meterHead) {
+			if prev, ok := hv[id]; ok { // frozen first, then the live head
+				prev.pts = append(slices.Clip(prev.pts), mh.pts...)
+				hv[id] = prev
+				return
+			}
 			hv[id] = *mh
 		}
-	} else {
+		if ids == nil {
+			for id, mh := range h.meters {
+				take(id, mh)
+			}
+			return
+		}
 		for _, id := range ids {
-			if mh := s.head.meters[id]; mh != nil {
-				hv[id] = *mh
+			if mh := h.meters[id]; mh != nil {
+				take(id, mh)
 			}
 		}
 	}
-	s.head.mu.RUnlock()
+	if s.frozen != nil && tx.ID() < s.frozenTx {
+		add(s.frozen)
+	}
+	add(s.head)
+	s.headMu.RUnlock()
 	defer tx.Rollback()
 	return fn(tx, hv)
 }
@@ -175,11 +182,16 @@ func (hv headView) pfs(meterID string, pfs map[string]pfAgg) {
 
 // headBefore reports whether the head holds a reading older than ns.
 func (s *Store) headBefore(ns int64) bool {
-	s.head.mu.RLock()
-	defer s.head.mu.RUnlock()
-	for _, mh := range s.head.meters {
-		if len(mh.pts) > 0 && mh.pts[0].ns < ns {
-			return true
+	s.headMu.RLock()
+	defer s.headMu.RUnlock()
+	for _, h := range []*head{s.head, s.frozen} {
+		if h == nil {
+			continue
+		}
+		for _, mh := range h.meters {
+			if len(mh.pts) > 0 && mh.pts[0].ns < ns {
+				return true
+			}
 		}
 	}
 	return false
@@ -214,7 +226,7 @@ func appendable(st *meterState, r meter.Reading) bool {
 
 // headPut puts live reading r, received at nowNs, in the head, as put in a
 // transaction would store it; the caller checked appendable and holds
-// metersMu and head.mu. It returns the reading's refusal (an implausible
+// metersMu and headMu. It returns the reading's refusal (an implausible
 // counter), which changes the meter's state all the same.
 func (s *Store) headPut(r meter.Reading, nowNs int64, out *headApply) error {
 	id := r.Meter
@@ -438,7 +450,7 @@ func (s *Store) applyBatch(batch []entry, nowNs int64, lw *logWriter) error {
 		refuse = fmt.Errorf("%w (%w): reading not stored", ErrHeadFull, lw.cpErr)
 	}
 	s.metersMu.Lock()
-	s.head.mu.Lock()
+	s.headMu.Lock()
 	rest := len(batch)
 	for i := range batch {
 		e := &batch[i]
@@ -469,7 +481,7 @@ func (s *Store) applyBatch(batch []entry, nowNs int64, lw *logWriter) error {
 			lw.waiting = append(lw.waiting, pending{e: *e, sync: !e.volatile})
 		}
 	}
-	s.head.mu.Unlock()
+	s.headMu.Unlock()
 	s.metersMu.Unlock()
 	if lw != nil {
 		if err := s.writeFrame(lw); err != nil {

@@ -205,8 +205,14 @@ type Store struct {
 
 	// The bbolt engine's log and head (see head.go). epoch and nextLSN
 	// are the writer's; lw is nil on PostgreSQL.
-	head               *head
-	lw                 *logWriter
+	head *head
+	lw   *logWriter
+	// headMu guards head (the pointer and its readings) and frozen, the
+	// head of a checkpoint whose commit is landing, with frozenTx, that
+	// commit's transaction id (see view).
+	headMu             sync.RWMutex
+	frozen             *head
+	frozenTx           int
 	epoch, nextLSN     uint64
 	segSize            int64
 	headMax            int

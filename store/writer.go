@@ -508,13 +508,24 @@ func (s *Store) commit(batch []entry) error {
 		crashHook("checkpoint-tx")
 	}
 	// Readers see bbolt and the head as of one instant (see view): the
-	// head empties as the commit lands.
-	s.head.mu.Lock()
-	err = tx.Commit()
-	if err == nil && withHead {
-		s.head.reset()
+	// head is frozen while the commit lands, which readers need not wait
+	// for, and goes once it has.
+	freeze := withHead && !s.head.empty()
+	if freeze {
+		s.headMu.Lock()
+		s.frozen, s.frozenTx = s.head, tx.ID()
+		s.head = newHead()
+		s.headMu.Unlock()
 	}
-	s.head.mu.Unlock()
+	err = tx.Commit()
+	if freeze {
+		s.headMu.Lock()
+		if err != nil {
+			s.head = s.frozen // it stays, for the next checkpoint
+		}
+		s.frozen = nil
+		s.headMu.Unlock()
+	}
 	if err != nil {
 		return err
 	}
