@@ -40,13 +40,16 @@ type ackItem struct {
 //
 // A client whose connection is busy (mochi is writing to it) or full (it
 // does not read) must not hold up the others: send never waits for the
-// client's lock, and waits at most ackWriteWait for its socket. What it
-// could not write waits in the client's pending bytes, in order, written
-// before anything later for that client (so PUBACKs, rejections included,
-// stay in order); a retry timer writes them on its own goroutine. A client
-// whose pending acknowledgements do not drain within ackStuckAfter, or
-// pile up past ackMaxPending, is disconnected: it resends what it did not
-// get acknowledged.
+// client's lock, and waits at most ackWriteWait for its socket, and only
+// on a plain TCP connection, where a write that timed out having written
+// nothing leaves it usable (TLS and WebSocket connections are not: their
+// acknowledgements always go the other way). What it does not write waits
+// in the client's pending bytes, in order, written before anything later
+// for that client (so PUBACKs, rejections included, stay in order), by a
+// retry timer on its own goroutine; a client that deferred stays on that
+// path for ackDeferFor. A client whose pending acknowledgements do not
+// drain within ackStuckAfter, or pile up past ackMaxPending, is
+// disconnected: it resends what it did not get acknowledged.
 type acker struct {
 	// subsGen counts subscription changes (see Ingest's OnSubscribed);
 	// subs caches, per topic, whether it had subscribers at a generation.
@@ -66,17 +69,22 @@ type acker struct {
 // deferredAcks are a client's encoded acknowledgements waiting for its
 // connection.
 type deferredAcks struct {
-	buf      []byte
-	since    time.Time
-	flushing bool // the retry goroutine has taken buf
+	buf []byte
+	// lastWrite is when its acknowledgements were last written (or it
+	// deferred first); failingSince when its writes started to fail (zero:
+	// they do not).
+	lastWrite, failingSince time.Time
+	flushing                bool // a flush has taken buf
 }
 
 const (
 	// ackWriteWait bounds a write of acknowledgements to one client's
-	// socket: past it the socket is full, and the client is not reading.
-	ackWriteWait = 5 * time.Millisecond
+	// socket on the store's goroutine: past it the socket is full.
+	ackWriteWait = time.Millisecond
 	// ackRetryEvery is how soon pending acknowledgements are tried again.
 	ackRetryEvery = 10 * time.Millisecond
+	// ackDeferFor keeps a client that deferred on the retry path.
+	ackDeferFor = time.Second
 	// ackStuckAfter and ackMaxPending judge a client stuck.
 	ackStuckAfter = 10 * time.Second
 	ackMaxPending = 64 << 10
@@ -108,6 +116,25 @@ func (a *acker) send(it ackItem) {
 	}
 }
 
+// shortWrite returns how to write to conn waiting at most a given time,
+// leaving conn usable when nothing was written; false when conn cannot.
+func shortWrite(conn net.Conn) (func([]byte, time.Duration) (int, error), bool) {
+	switch c := conn.(type) {
+	case interface {
+		WriteWithin([]byte, time.Duration) (int, error)
+	}:
+		return c.WriteWithin, true
+	case *net.TCPConn, *net.UnixConn:
+		return func(b []byte, wait time.Duration) (int, error) {
+			_ = c.SetWriteDeadline(time.Now().Add(wait))
+			n, err := c.Write(b)
+			_ = c.SetWriteDeadline(time.Time{})
+			return n, err
+		}, true
+	}
+	return nil, false
+}
+
 // write sends b to cl now, or behind what waits for it already.
 func (a *acker) write(cl *mqtt.Client, b []byte) {
 	a.mu.Lock()
@@ -117,12 +144,19 @@ func (a *acker) write(cl *mqtt.Client, b []byte) {
 	}
 	if d := a.pending[cl]; d != nil {
 		d.buf = append(d.buf, b...)
+		a.armRetry()
 		a.mu.Unlock()
 		return
 	}
 	a.mu.Unlock()
-	if a.tryWrite(cl, b, ackWriteWait) {
-		return
+	failed := time.Time{}
+	if cl.Net.Conn != nil {
+		if w, ok := shortWrite(cl.Net.Conn); ok {
+			if a.tryWrite(cl, b, w) {
+				return
+			}
+			failed = time.Now()
+		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -130,39 +164,29 @@ func (a *acker) write(cl *mqtt.Client, b []byte) {
 		d.buf = append(d.buf, b...)
 		return
 	}
-	a.pending[cl] = &deferredAcks{buf: append([]byte(nil), b...), since: time.Now()}
+	a.pending[cl] = &deferredAcks{buf: append([]byte(nil), b...), lastWrite: time.Now(), failingSince: failed}
 	a.armRetry()
 }
 
 // armRetry starts the retry timer; mu is held.
 func (a *acker) armRetry() {
-	if a.retry == nil {
+	if a.retry == nil && !a.closed {
 		a.retry = time.AfterFunc(ackRetryEvery, a.flushPending)
 	}
 }
 
-// tryWrite writes b to cl's connection if its lock is free and its socket
-// takes b within wait, and reports whether b is done with: written, or
-// dropped with a client that is gone (or that it disconnects, a write cut
-// short having broken its stream). false: try again later.
-func (a *acker) tryWrite(cl *mqtt.Client, b []byte, wait time.Duration) bool {
+// tryWrite writes b to cl's connection with w if its lock is free and its
+// socket takes b within ackWriteWait, and reports whether b is done with:
+// written, or dropped with a client that is gone (or that it disconnects,
+// a write cut short having broken its stream). false: try again later.
+func (a *acker) tryWrite(cl *mqtt.Client, b []byte, w func([]byte, time.Duration) (int, error)) bool {
 	if cl.Closed() || cl.Net.Conn == nil {
 		return true
 	}
 	if !cl.TryLock() {
 		return false // mochi is writing to it: never wait behind that
 	}
-	var n int
-	var err error
-	if w, ok := cl.Net.Conn.(interface {
-		WriteWithin([]byte, time.Duration) (int, error)
-	}); ok {
-		n, err = w.WriteWithin(b, wait)
-	} else {
-		_ = cl.Net.Conn.SetWriteDeadline(time.Now().Add(wait))
-		n, err = cl.Net.Conn.Write(b)
-		_ = cl.Net.Conn.SetWriteDeadline(time.Time{})
-	}
+	n, err := w(b, ackWriteWait)
 	cl.Unlock()
 	switch {
 	case err == nil:
@@ -170,11 +194,29 @@ func (a *acker) tryWrite(cl *mqtt.Client, b []byte, wait time.Duration) bool {
 	case n == 0 && isTimeout(err):
 		return false // the socket is full: nothing written, try later
 	}
+	a.dropClient(cl, err)
+	return true
+}
+
+// writeBlocking writes b to a connection that cannot be written with a
+// short wait (TLS, WebSocket), as mochi does, on a goroutine of its own.
+func (a *acker) writeBlocking(cl *mqtt.Client, b []byte) {
+	if cl.Closed() || cl.Net.Conn == nil {
+		return
+	}
+	cl.Lock()
+	_, err := cl.Net.Conn.Write(b)
+	cl.Unlock()
+	if err != nil {
+		a.dropClient(cl, err)
+	}
+}
+
+func (a *acker) dropClient(cl *mqtt.Client, err error) {
 	if !errors.Is(err, net.ErrClosed) {
 		a.log.Warn("acknowledgements not sent; disconnecting client", slog.String("client", cl.ID), slog.Any("error", err))
 	}
 	cl.Stop(err)
-	return true
 }
 
 func isTimeout(err error) bool {
@@ -185,8 +227,9 @@ func isTimeout(err error) bool {
 // errAcksStuck disconnects a client that does not read its acknowledgements.
 var errAcksStuck = errors.New("the client does not read its acknowledgements")
 
-// flushPending tries the pending acknowledgements again, on the retry
-// timer's goroutine, without holding mu while it writes.
+// flushPending writes the pending acknowledgements, on the retry timer's
+// goroutine (or one of its own for a connection written with no short
+// wait), without holding mu while it writes.
 func (a *acker) flushPending() {
 	a.mu.Lock()
 	a.retry = nil
@@ -205,37 +248,61 @@ func (a *acker) flushPending() {
 			a.mu.Unlock()
 			continue
 		}
-		buf := d.buf
-		d.buf = nil
-		a.mu.Unlock()
-		done := a.tryWrite(cl, buf, ackWriteWait)
-		a.mu.Lock()
-		if a.pending[cl] != d {
+		if len(d.buf) == 0 {
+			d.flushing = false
+			if time.Since(d.lastWrite) > ackDeferFor || cl.Closed() {
+				delete(a.pending, cl)
+			}
 			a.mu.Unlock()
 			continue
 		}
-		d.flushing = false
-		switch {
-		case done && len(d.buf) == 0:
-			delete(a.pending, cl)
-		case done:
-			d.since = time.Now() // what came meanwhile
-		default:
-			d.buf = append(buf, d.buf...)
-			if time.Since(d.since) > ackStuckAfter || len(d.buf) > ackMaxPending {
-				delete(a.pending, cl)
-				a.log.Warn("acknowledgements not read; disconnecting client", slog.String("client", cl.ID),
-					slog.Int("pending_bytes", len(d.buf)))
-				go cl.Stop(errAcksStuck)
-			}
-		}
+		buf := d.buf
+		d.buf = nil
 		a.mu.Unlock()
+		w, short := shortWrite(cl.Net.Conn)
+		if !short {
+			go func() {
+				a.writeBlocking(cl, buf)
+				a.flushed(cl, d, nil, true)
+			}()
+			continue
+		}
+		a.flushed(cl, d, buf, a.tryWrite(cl, buf, w))
 	}
 	a.mu.Lock()
-	if len(a.pending) > 0 && !a.closed {
+	if len(a.pending) > 0 {
 		a.armRetry()
 	}
 	a.mu.Unlock()
+}
+
+// flushed records the outcome of a flush of cl's pending buf.
+func (a *acker) flushed(cl *mqtt.Client, d *deferredAcks, buf []byte, done bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pending[cl] != d {
+		return
+	}
+	d.flushing = false
+	now := time.Now()
+	if done {
+		d.lastWrite, d.failingSince = now, time.Time{}
+	} else {
+		d.buf = append(buf, d.buf...)
+		if d.failingSince.IsZero() {
+			d.failingSince = now
+		}
+	}
+	stuck := !d.failingSince.IsZero() && now.Sub(d.failingSince) > ackStuckAfter
+	if stuck || len(d.buf) > ackMaxPending {
+		delete(a.pending, cl)
+		a.log.Warn("acknowledgements not read; disconnecting client", slog.String("client", cl.ID),
+			slog.Int("pending_bytes", len(d.buf)))
+		go cl.Stop(errAcksStuck)
+	}
+	if len(a.pending) > 0 {
+		a.armRetry()
+	}
 }
 
 // wait tries, for up to a second, to write what is pending: the answers of
@@ -243,7 +310,10 @@ func (a *acker) flushPending() {
 func (a *acker) wait() {
 	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(ackRetryEvery) {
 		a.mu.Lock()
-		n := len(a.pending)
+		n := 0
+		for _, d := range a.pending {
+			n += len(d.buf)
+		}
 		a.mu.Unlock()
 		if n == 0 {
 			return
