@@ -45,6 +45,11 @@ type Ingest struct {
 	server  *mqtt.Server
 	stopped atomic.Bool
 	acks    *acker
+	// waiting counts, per client (*mqtt.Client -> *atomic.Int64), its
+	// publishes on energy topics whose answers wait for the store: a
+	// publish mochi answers at once (another topic) waits behind them, so
+	// that the client's acknowledgements keep the order of its publishes.
+	waiting sync.Map
 }
 
 // Pipeline decodes, validates and counts the readings of publishes,
@@ -145,7 +150,36 @@ func (h *Ingest) OnSubscribed(*mqtt.Client, packets.Packet, []byte) { h.acks.sub
 func (h *Ingest) OnUnsubscribed(*mqtt.Client, packets.Packet) { h.acks.subsGen.Add(1) }
 
 // OnDisconnect implements mqtt.Hook: a client's subscriptions may have gone.
-func (h *Ingest) OnDisconnect(*mqtt.Client, error, bool) { h.acks.subsGen.Add(1) }
+func (h *Ingest) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.acks.subsGen.Add(1)
+	h.waiting.Delete(cl)
+}
+
+// wait counts a publish of cl whose answer waits for the store, and
+// returns what to call once it is answered.
+func (h *Ingest) wait(cl *mqtt.Client) func() {
+	v, _ := h.waiting.LoadOrStore(cl, new(atomic.Int64))
+	n := v.(*atomic.Int64)
+	n.Add(1)
+	return func() { n.Add(-1) }
+}
+
+// answerInOrder returns once cl's publishes before pk that wait for the
+// store are answered, when mochi answers pk itself (QoS 1 or 2 on a topic
+// that is not a reading's): its acknowledgement must not overtake theirs.
+func (h *Ingest) answerInOrder(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Qos == 0 {
+		return
+	}
+	v, ok := h.waiting.Load(cl)
+	if !ok || v.(*atomic.Int64).Load() == 0 {
+		return
+	}
+	answered := make(chan struct{})
+	if h.store.Sync(func(error) { close(answered) }) == nil {
+		<-answered
+	}
+}
 
 // Shutdown makes the hook refuse further readings without acknowledging them
 // (QoS 1 clients resend after reconnecting), then waits until every reading
@@ -181,6 +215,7 @@ func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	}
 	src := h.Source(pk.TopicName)
 	if src == nil {
+		h.answerInOrder(cl, pk)
 		return pk, nil // not a device family we read
 	}
 	if h.stopped.Load() {
@@ -205,6 +240,7 @@ func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 		// A status message: the broker handles it as any other. It may
 		// say whether a device is online.
 		h.NoteAvailability(src, pk.TopicName, pk.Payload)
+		h.answerInOrder(cl, pk)
 		return pk, nil
 	}
 	if pk.FixedHeader.Qos == 2 {
@@ -220,15 +256,20 @@ func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	if pk.FixedHeader.Qos == 0 {
 		appendFn = h.store.AppendVolatile
 	}
+	answered := func() {}
+	if pk.FixedHeader.Qos == 1 {
+		answered = h.wait(cl)
+	}
 	for i, r := range rs {
 		var done func(error)
 		if i == len(rs)-1 {
-			done = h.ackAndForward(cl, pk, src)
+			done = h.ackAndForward(cl, pk, src, answered)
 		} else {
 			done = h.countRefusal(cl, pk, src)
 		}
 		if err := appendFn(r, done); err != nil {
 			h.log.Warn("reading not stored", slog.String("meter", r.Meter), slog.Any("error", err))
+			answered() // the last reading's callback will not run
 			break
 		}
 	}
@@ -253,12 +294,13 @@ func (p *Pipeline) Decode(src meter.Source, topic string, payload []byte) ([]met
 // once committed, the acker sends the PUBACK (QoS 1) and forwards the
 // reading to subscribers. A failed commit sends nothing, so the client
 // resends.
-func (h *Ingest) ackAndForward(cl *mqtt.Client, pk packets.Packet, src meter.Source) func(error) {
+func (h *Ingest) ackAndForward(cl *mqtt.Client, pk packets.Packet, src meter.Source, answered func()) func(error) {
 	it := ackItem{cl: cl, forward: &forward{topic: pk.TopicName, payload: pk.Payload, qos: pk.FixedHeader.Qos, retain: pk.FixedHeader.Retain}}
 	if pk.FixedHeader.Qos == 1 {
 		it.packetID = pk.PacketID
 	}
 	return func(err error) {
+		defer answered()
 		switch {
 		case err == nil:
 			h.acks.send(it)
@@ -318,7 +360,11 @@ func (h *Ingest) reject(cl *mqtt.Client, pk packets.Packet, src meter.Source, er
 	if ack == nil {
 		return
 	}
-	send := func(error) { h.acks.send(ackItem{cl: cl, ack: ack}) }
+	answered := h.wait(cl)
+	send := func(error) {
+		h.acks.send(ackItem{cl: cl, ack: ack})
+		answered()
+	}
 	if h.store.Sync(send) != nil {
 		send(nil)
 	}
