@@ -183,14 +183,23 @@ func (s *Store) pgLoad(ctx context.Context) error {
 
 // pgFresh reloads the copy of the meters if another instance may have
 // changed them. A failed reload keeps the old copy, logged.
+//
+// The reload runs on the writer, which reads the copy without a lock
+// (registry entries, meter states): a reader replacing it would race it.
 func (s *Store) pgFresh() {
 	if s.pg == nil || !s.pg.stale.Load() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.pgLoad(ctx); err != nil {
-		s.log.Warn("postgres: reload meters", slog.Any("error", err))
+	done := make(chan error, 1)
+	if err := s.enqueue(entry{reload: true, done: func(err error) { done <- err }}); err != nil {
+		return
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			s.log.Warn("postgres: reload meters", slog.Any("error", err))
+		}
+	case <-time.After(10 * time.Second): // the writer is stuck: the copy as it is
 	}
 }
 

@@ -37,6 +37,11 @@ type pgResult struct {
 // rules, one transaction. A transaction that lost a deadlock to another
 // instance runs again.
 func (s *Store) pgCommit(batch []entry) error {
+	if len(batch) == 1 && batch[0].reload {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return s.pgLoad(ctx)
+	}
 	ctx := context.Background()
 	start := time.Now()
 	ids := map[string]bool{}

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -502,5 +503,46 @@ func TestPowerFactorStatistics(t *testing.T) {
 	}
 	if st, _ := s.PowerFactor("press", t0, t0.Add(48*time.Hour)); st.Readings != 0 {
 		t.Errorf("after delete = %+v", st)
+	}
+}
+
+// TestReloadingMetersRacesNoCommit: on PostgreSQL, readers reload the copy
+// of the meters when another instance may have changed them, while the
+// writer reads it to store readings and edits. Run with -race: the reload runs on the
+// writer.
+func TestReloadingMetersRacesNoCommit(t *testing.T) {
+	if !onPostgres() {
+		t.Skip("PostgreSQL's copy of the meters")
+	}
+	s := openTest(t, t.TempDir())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 300 {
+			if err := s.Append(reading(fmt.Sprintf("rl%d", i%5), i, 1), nil); err != nil {
+				t.Error(err)
+				return
+			}
+			if i%10 == 9 { // an edit: the writer reads the registry's copy
+				_, err := s.EditMeter(fmt.Sprintf("rl%d", i%5), func(m *MeterInfo) error { m.Name = fmt.Sprint("meter ", i); return nil })
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+		s.Flush()
+	}()
+	for stop := false; !stop; {
+		select {
+		case <-done:
+			stop = true
+		default:
+		}
+		s.pg.stale.Store(true)
+		s.Meters()
+	}
+	if n := len(s.Meters()); n != 5 {
+		t.Errorf("%d meters, want 5", n)
 	}
 }

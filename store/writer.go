@@ -30,6 +30,9 @@ type entry struct {
 	barrier  bool
 	// checkpoint asks for the head to be checkpointed (see Checkpoint).
 	checkpoint bool
+	// reload asks a PostgreSQL store's writer to reload its copy of the
+	// meters (see pgFresh).
+	reload bool
 	// volatile marks a reading whose callback need not wait for the log's
 	// fdatasync (see AppendVolatile).
 	volatile bool
@@ -40,7 +43,8 @@ type entry struct {
 
 // alone reports whether e is committed in a transaction of its own.
 func (e *entry) alone() bool {
-	return e.imp != nil || e.compress != nil || e.retire != nil || e.prune != nil || e.edit != nil || e.erase != nil || e.checkpoint
+	return e.imp != nil || e.compress != nil || e.retire != nil || e.prune != nil || e.edit != nil || e.erase != nil ||
+		e.checkpoint || e.reload
 }
 
 // importJob is a history import: its readings are stored in the same
@@ -404,7 +408,7 @@ func (s *Store) commit(batch []entry) error {
 		for i := range batch {
 			e := &batch[i]
 			switch {
-			case e.barrier, e.checkpoint:
+			case e.barrier, e.checkpoint, e.reload:
 			case e.compress != nil:
 				if err := w.finish(); err != nil { // what came before, first
 					return err
