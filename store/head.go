@@ -688,24 +688,8 @@ func (s *Store) logLoop() {
 				continue
 			}
 		}
-		batch := make([]entry, 1, min(s.maxBatch, 1+len(s.queue)))
-		batch[0] = e
-	drain:
-		for len(batch) < s.maxBatch && !e.alone() {
-			select {
-			case next, ok := <-s.queue:
-				if !ok {
-					break drain
-				}
-				if next.alone() {
-					held = &next
-					break drain
-				}
-				batch = append(batch, next)
-			default:
-				break drain
-			}
-		}
+		var batch []entry
+		batch, held = s.drain(e)
 		if err := s.applyBatch(batch, time.Now().UnixNano(), lw); err != nil {
 			s.log.Error("readings not stored", slog.Any("error", err))
 		}

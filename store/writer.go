@@ -277,24 +277,8 @@ func (s *Store) writeLoop() {
 				return
 			}
 		}
-		batch := make([]entry, 1, min(s.maxBatch, 1+len(s.queue)))
-		batch[0] = e
-	drain:
-		for len(batch) < s.maxBatch && !e.alone() {
-			select {
-			case next, ok := <-s.queue:
-				if !ok {
-					break drain
-				}
-				if next.alone() {
-					held = &next
-					break drain
-				}
-				batch = append(batch, next)
-			default:
-				break drain
-			}
-		}
+		var batch []entry
+		batch, held = s.drain(e)
 		err := s.commit(batch)
 		if err != nil {
 			s.commitErrors.Inc()
@@ -307,6 +291,30 @@ func (s *Store) writeLoop() {
 			}
 		}
 	}
+}
+
+// drain returns a batch starting with e: what else is queued, up to
+// maxBatch, unless e must be alone; and an entry that must be alone taken
+// from the queue meanwhile (held), to start the next batch: its failure
+// must not fail the readings before it.
+func (s *Store) drain(e entry) (batch []entry, held *entry) {
+	batch = make([]entry, 1, min(s.maxBatch, 1+len(s.queue)))
+	batch[0] = e
+	for len(batch) < s.maxBatch && !e.alone() {
+		select {
+		case next, ok := <-s.queue:
+			if !ok {
+				return batch, nil
+			}
+			if next.alone() {
+				return batch, &next
+			}
+			batch = append(batch, next)
+		default:
+			return batch, nil
+		}
+	}
+	return batch, nil
 }
 
 // committed is a batch whose transaction has ended, with its error.
