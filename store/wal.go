@@ -363,8 +363,6 @@ type walWriter struct {
 	buf    []byte
 	// unsynced is set when written frames wait for fdatasync.
 	unsynced bool
-	// created counts segment files written anew (zeros).
-	created int
 }
 
 // openWALWriter starts the log at dir for epoch, its next record at LSN
@@ -455,7 +453,6 @@ func (w *walWriter) startSegment(first uint64) error {
 		if f, err = createZeroed(seg.path, w.segSize); err != nil {
 			return fmt.Errorf("store: log: %w", err)
 		}
-		w.created++
 	}
 	if err := syncDir(w.dir); err != nil {
 		f.Close()
