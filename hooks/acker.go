@@ -168,6 +168,15 @@ func (a *acker) write(cl *mqtt.Client, b []byte) {
 	a.armRetry()
 }
 
+// hasPending reports whether acknowledgements of cl wait to be written,
+// or are being written by a flush.
+func (a *acker) hasPending(cl *mqtt.Client) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	d := a.pending[cl]
+	return d != nil && (len(d.buf) > 0 || d.flushing)
+}
+
 // armRetry starts the retry timer; mu is held.
 func (a *acker) armRetry() {
 	if a.retry == nil && !a.closed {

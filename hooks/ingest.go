@@ -171,13 +171,16 @@ func (h *Ingest) answerInOrder(cl *mqtt.Client, pk packets.Packet) {
 	if pk.FixedHeader.Qos == 0 {
 		return
 	}
-	v, ok := h.waiting.Load(cl)
-	if !ok || v.(*atomic.Int64).Load() == 0 {
-		return
+	if v, ok := h.waiting.Load(cl); ok && v.(*atomic.Int64).Load() > 0 {
+		answered := make(chan struct{})
+		if h.store.Sync(func(error) { close(answered) }) == nil {
+			<-answered
+		}
 	}
-	answered := make(chan struct{})
-	if h.store.Sync(func(error) { close(answered) }) == nil {
-		<-answered
+	// Answered, the acknowledgements may still wait for the client's
+	// connection (see acker): mochi's must come after them.
+	for deadline := time.Now().Add(ackStuckAfter); h.acks.hasPending(cl) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
 	}
 }
 
