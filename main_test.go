@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -552,4 +553,30 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 		t.Fatalf("only %d readings were acknowledged before the kill; the test proved little", total)
 	}
 	t.Logf("%d acknowledged readings, all stored once after SIGKILL", total)
+}
+
+// TestGCPercent checks that gc_percent sets the collector's GOGC, and that
+// a GOGC in the environment wins over it.
+func TestGCPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfg, []byte("gc_percent: 70\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inst := startVatioWith(t, t.TempDir(), cfg)
+	if got := debug.SetGCPercent(100); got != 70 {
+		t.Errorf("with gc_percent 70, GOGC = %d", got)
+	}
+	inst.stop(t)
+	env := func(k string) string {
+		if k == "GOGC" {
+			return "100"
+		}
+		return testEnv(k)
+	}
+	inst = startVatioEnv(t, t.TempDir(), cfg, env, "")
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("with GOGC=100 in the environment and gc_percent 70, GOGC = %d", got)
+	}
+	inst.stop(t)
 }

@@ -114,6 +114,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.MemoryLimitMB > 0 && getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
 	}
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(cfg.GCPercent)
+	}
 	a, err := start(cfg, logger)
 	if err != nil {
 		return err

@@ -34,7 +34,11 @@ func bareMochi() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	srv := mqtt.New(&mqtt.Options{InlineClient: true})
+	// Each client's outbound queue as Vatio's default (mqtt.max_queued_messages),
+	// not mochi's 8,192, so that resident memory compares like with like.
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = 512
+	srv := mqtt.New(&mqtt.Options{InlineClient: true, Capabilities: caps})
 	_ = srv.AddHook(new(allowAll), nil)
 	_ = srv.AddListener(listeners.NewNet("bare", ln))
 	if err := srv.Serve(); err != nil {
@@ -94,6 +98,23 @@ func startBare(tb testing.TB) (*exec.Cmd, string) {
 		tb.Fatal("bare mochi not ready")
 	}
 	return nil, ""
+}
+
+// steadyRun is what BenchmarkSteadyLoad measures of one process: per
+// reading, bytes written and CPU in ms; the peak resident memory during the
+// load; the PUBACK latencies; the bytes written in the idle time after.
+type steadyRun struct {
+	bytes, cpu, peakMB float64
+	lat                []time.Duration
+	idle               int64
+}
+
+// pct is the latency at quantile p, in ms.
+func (r steadyRun) pct(p float64) float64 {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	return float64(r.lat[int(float64(len(r.lat)-1)*p)].Microseconds()) / 1000
 }
 
 // procIO returns a process's bytes written to the block layer
@@ -214,47 +235,60 @@ func BenchmarkSteadyLoad(b *testing.B) {
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
-				measure := func(pid int, addr string) (perByte, perCPU float64, lat []time.Duration, idle int64) {
+				measure := func(pid int, addr string) (r steadyRun) {
 					time.Sleep(time.Second)
+					resetPeak(b, pid)
 					w0, c0 := procIO(b, pid)
 					n, lat := steadyLoad(b, addr, c.meters, c.interval, c.qos, c.d)
+					r.peakMB = float64(procStatusKB(b, pid, "VmHWM")) / 1024
 					time.Sleep(2 * time.Second) // writes of the last commits, and page-cache writeback's start
 					w1, c1 := procIO(b, pid)
 					if c.idle > 0 {
 						time.Sleep(c.idle)
 						w2, _ := procIO(b, pid)
-						idle = w2 - w1
+						r.idle = w2 - w1
 					}
-					return float64(w1-w0) / float64(n), float64((c1 - c0).Microseconds()) / 1000 / float64(n), lat, idle
+					r.bytes, r.cpu, r.lat = float64(w1-w0)/float64(n), float64((c1-c0).Microseconds())/1000/float64(n), lat
+					return r
 				}
 				bare, bareAddr := startBare(b)
-				bareBytes, bareCPU, bareLat, _ := measure(bare.Process.Pid, bareAddr)
+				bareRun := measure(bare.Process.Pid, bareAddr)
 				cfg := filepath.Join(b.TempDir(), "config.yaml")
 				if err := os.WriteFile(cfg, []byte("mqtt:\n  max_connections_per_address: 0\n"), 0o600); err != nil {
 					b.Fatal(err)
 				}
 				v, mqttAddr, _, _ := childWith(b, b.TempDir(), cfg)
-				vBytes, vCPU, vLat, vIdle := measure(v.Process.Pid, mqttAddr)
-				pct := func(lat []time.Duration, p float64) float64 {
-					if len(lat) == 0 {
-						return 0
-					}
-					return float64(lat[int(float64(len(lat)-1)*p)].Microseconds()) / 1000
+				vRun := measure(v.Process.Pid, mqttAddr)
+				b.ReportMetric(vRun.bytes, "vatio-B/reading")
+				b.ReportMetric(bareRun.bytes, "bare-B/reading")
+				b.ReportMetric(vRun.cpu, "vatio-cpu-ms/reading")
+				b.ReportMetric(bareRun.cpu, "bare-cpu-ms/reading")
+				if bareRun.cpu > 0 {
+					b.ReportMetric(vRun.cpu/bareRun.cpu, "x-bare-cpu")
 				}
-				b.ReportMetric(vBytes, "vatio-B/reading")
-				b.ReportMetric(bareBytes, "bare-B/reading")
-				b.ReportMetric(vCPU, "vatio-cpu-ms/reading")
-				b.ReportMetric(bareCPU, "bare-cpu-ms/reading")
-				if bareCPU > 0 {
-					b.ReportMetric(vCPU/bareCPU, "x-bare-cpu")
-				}
+				b.ReportMetric(vRun.peakMB, "vatio-peak-MB")
+				b.ReportMetric(bareRun.peakMB, "bare-peak-MB")
 				if c.idle > 0 {
-					b.ReportMetric(float64(vIdle)/1024, "vatio-idle-KiB/"+c.idle.String())
+					b.ReportMetric(float64(vRun.idle)/1024, "vatio-idle-KiB/"+c.idle.String())
 				}
-				if c.qos > 0 {
-					b.ReportMetric(pct(vLat, 0.5), "vatio-p50-ms")
-					b.ReportMetric(pct(vLat, 0.99), "vatio-p99-ms")
-					b.ReportMetric(pct(bareLat, 0.99), "bare-p99-ms")
+				if c.qos == 0 {
+					return
+				}
+				b.ReportMetric(vRun.pct(0.5), "vatio-p50-ms")
+				b.ReportMetric(vRun.pct(0.99), "vatio-p99-ms")
+				b.ReportMetric(bareRun.pct(0.99), "bare-p99-ms")
+				// The default memory settings against none: Go's own
+				// GOGC and no limit, the figures they must not cost.
+				os.Setenv("GOGC", "100")
+				os.Setenv("GOMEMLIMIT", "off")
+				off, offAddr, _, _ := childWith(b, b.TempDir(), cfg)
+				os.Unsetenv("GOGC")
+				os.Unsetenv("GOMEMLIMIT")
+				offRun := measure(off.Process.Pid, offAddr)
+				b.ReportMetric(offRun.peakMB, "gc-off-peak-MB")
+				b.ReportMetric(offRun.pct(0.99), "gc-off-p99-ms")
+				if p := offRun.pct(0.99); p > 0 {
+					b.ReportMetric(vRun.pct(0.99)/p, "x-gc-off-p99")
 				}
 			}
 		})

@@ -96,9 +96,10 @@ func TestValidateNamesEveryBadKey(t *testing.T) {
 	cfg.MQTT.MaxConnectionsPerDevice = -1
 	cfg.MQTT.MaxRetainedMessageBytes = 32 << 20 // more than max_retained_bytes
 	cfg.Alerts.Rules = []Rule{{ID: "quiet", Kind: "silent", Meter: "*", Severity: "info", SilentFor: time.Second}, {ID: "quiet", Kind: "nope"}}
+	cfg.GCPercent = 5
 	err := cfg.Validate()
 	for _, key := range []string{"mqtt.addr", "ingest.min_power_w", "alerts.webhook.url", "log.level", "sources.tasmota.prefix", "dashboard.timezone",
-		"mqtt.max_connections_per_device", "mqtt.max_retained_message_bytes", "alerts.rules[0].silent_for", "alerts.rules[1].kind", "alerts.rules[1].id"} {
+		"mqtt.max_connections_per_device", "mqtt.max_retained_message_bytes", "alerts.rules[0].silent_for", "alerts.rules[1].kind", "alerts.rules[1].id", "gc_percent"} {
 		if err == nil || !strings.Contains(err.Error(), key+":") {
 			t.Errorf("Validate() = %v, want it to name %s", err, key)
 		}
