@@ -263,12 +263,15 @@ func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	if pk.FixedHeader.Qos == 1 {
 		answered = h.wait(cl)
 	}
+	// The callbacks keep what they need of the packet, not the packet:
+	// mochi's packets.Packet is some 400 bytes, copied into each closure.
+	f := &forward{topic: pk.TopicName, payload: pk.Payload, qos: pk.FixedHeader.Qos, retain: pk.FixedHeader.Retain}
 	for i, r := range rs {
 		var done func(error)
 		if i == len(rs)-1 {
-			done = h.ackAndForward(cl, pk, src, answered)
+			done = h.ackAndForward(cl, f, pk.PacketID, src, answered)
 		} else {
-			done = h.countRefusal(cl, pk, src)
+			done = h.countRefusal(cl, f.topic, src)
 		}
 		if err := appendFn(r, done); err != nil {
 			h.log.Warn("reading not stored", slog.String("meter", r.Meter), slog.Any("error", err))
@@ -297,10 +300,10 @@ func (p *Pipeline) Decode(src meter.Source, topic string, payload []byte) ([]met
 // once committed, the acker sends the PUBACK (QoS 1) and forwards the
 // reading to subscribers. A failed commit sends nothing, so the client
 // resends.
-func (h *Ingest) ackAndForward(cl *mqtt.Client, pk packets.Packet, src meter.Source, answered func()) func(error) {
-	it := ackItem{cl: cl, forward: &forward{topic: pk.TopicName, payload: pk.Payload, qos: pk.FixedHeader.Qos, retain: pk.FixedHeader.Retain}}
-	if pk.FixedHeader.Qos == 1 {
-		it.packetID = pk.PacketID
+func (h *Ingest) ackAndForward(cl *mqtt.Client, f *forward, packetID uint16, src meter.Source, answered func()) func(error) {
+	it := ackItem{cl: cl, forward: f}
+	if f.qos == 1 {
+		it.packetID = packetID
 	}
 	return func(err error) {
 		defer answered()
@@ -308,8 +311,8 @@ func (h *Ingest) ackAndForward(cl *mqtt.Client, pk packets.Packet, src meter.Sou
 		case err == nil:
 			h.acks.send(it)
 		case meter.ReasonOf(err) != "":
-			h.count(cl, pk, src, err)
-			if ack := refusal(cl, pk, err); ack != nil {
+			h.Count(cl.ID, f.topic, src, err)
+			if ack := refusal(cl, f.qos, packetID, err); ack != nil {
 				h.acks.send(ackItem{cl: cl, ack: ack})
 			}
 		}
@@ -318,10 +321,10 @@ func (h *Ingest) ackAndForward(cl *mqtt.Client, pk packets.Packet, src meter.Sou
 
 // countRefusal returns the commit callback of a reading that is not its
 // publish's last: it counts and logs the store's refusal of it.
-func (h *Ingest) countRefusal(cl *mqtt.Client, pk packets.Packet, src meter.Source) func(error) {
+func (h *Ingest) countRefusal(cl *mqtt.Client, topic string, src meter.Source) func(error) {
 	return func(err error) {
 		if meter.ReasonOf(err) != "" {
-			h.count(cl, pk, src, err)
+			h.Count(cl.ID, topic, src, err)
 		}
 	}
 }
@@ -331,7 +334,7 @@ func (h *Ingest) countRefusal(cl *mqtt.Client, pk packets.Packet, src meter.Sour
 // lets mochi run the rest of the exchange and the forwarding.
 func (h *Ingest) storeQoS2(cl *mqtt.Client, pk packets.Packet, src meter.Source, rs []meter.Reading) (packets.Packet, error) {
 	for _, r := range rs[:len(rs)-1] {
-		if err := h.store.Append(r, h.countRefusal(cl, pk, src)); err != nil {
+		if err := h.store.Append(r, h.countRefusal(cl, pk.TopicName, src)); err != nil {
 			return pk, packets.ErrRejectPacket
 		}
 	}
@@ -341,8 +344,8 @@ func (h *Ingest) storeQoS2(cl *mqtt.Client, pk packets.Packet, src meter.Source,
 	}
 	err := <-committed
 	if meter.ReasonOf(err) != "" {
-		h.count(cl, pk, src, err)
-		if ack := refusal(cl, pk, err); ack != nil {
+		h.Count(cl.ID, pk.TopicName, src, err)
+		if ack := refusal(cl, pk.FixedHeader.Qos, pk.PacketID, err); ack != nil {
 			h.acks.send(ackItem{cl: cl, ack: ack})
 		}
 		return pk, packets.ErrRejectPacket
@@ -358,8 +361,8 @@ func (h *Ingest) storeQoS2(cl *mqtt.Client, pk packets.Packet, src meter.Source,
 // queued behind the client's earlier readings so acknowledgements stay in
 // order; at QoS 2 the same as a PUBREC.
 func (h *Ingest) reject(cl *mqtt.Client, pk packets.Packet, src meter.Source, err error) {
-	h.count(cl, pk, src, err)
-	ack := refusal(cl, pk, err)
+	h.Count(cl.ID, pk.TopicName, src, err)
+	ack := refusal(cl, pk.FixedHeader.Qos, pk.PacketID, err)
 	if ack == nil {
 		return
 	}
@@ -373,11 +376,6 @@ func (h *Ingest) reject(cl *mqtt.Client, pk packets.Packet, src meter.Source, er
 	}
 }
 
-// count counts and logs a rejected reading.
-func (h *Ingest) count(cl *mqtt.Client, pk packets.Packet, src meter.Source, err error) {
-	h.Count(cl.ID, pk.TopicName, src, err)
-}
-
 // Count counts and logs a reading of client on topic rejected with err.
 func (p *Pipeline) Count(client, topic string, src meter.Source, err error) {
 	reason := meter.ReasonOf(err)
@@ -388,18 +386,18 @@ func (p *Pipeline) Count(client, topic string, src meter.Source, err error) {
 // refusal returns the answer to a rejected publish: none at QoS 0; at QoS 1
 // a PUBACK (MQTT 5: with reason code 0x99 and the reason); at QoS 2 the
 // same as a PUBREC.
-func refusal(cl *mqtt.Client, pk packets.Packet, err error) *packets.Packet {
-	if pk.FixedHeader.Qos == 0 {
+func refusal(cl *mqtt.Client, qos byte, packetID uint16, err error) *packets.Packet {
+	if qos == 0 {
 		return nil
 	}
-	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}
-	if pk.FixedHeader.Qos == 2 {
+	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: packetID}
+	if qos == 2 {
 		ack.FixedHeader.Type = packets.Pubrec
 	}
 	if cl.Properties.ProtocolVersion == 5 {
 		ack.ReasonCode = codePayloadInvalid.Code
 		ack.Properties.ReasonString = err.Error()
-	} else if pk.FixedHeader.Qos == 2 {
+	} else if qos == 2 {
 		// MQTT 3.1.1 has no way to refuse a QoS 2 message: complete the
 		// exchange so the client does not resend it forever.
 		ack.ReasonCode = packets.CodeSuccess.Code
