@@ -48,7 +48,7 @@ var ErrLocked = errors.New("store: database is in use by another process")
 //	meta    "schema" -> uint32 version; "seq" -> uint64 last reading id
 //	series  <meter> -> bucket: 8-byte big-endian Unix ns -> value (see encodeValue)
 //	blocks  <meter> -> bucket: 8-byte big-endian Unix ns of an hour -> that
-//	        hour's readings as a compressed block (see block.go); an hour's
+//	        hour's readings as a compressed block (see bolt_block.go); an hour's
 //	        readings are in series or in blocks, never in both
 //	meters  <meter> -> encoded meterState (see writer.go), with the meter's
 //	        archive boundary once retention has deleted readings
@@ -131,7 +131,7 @@ type Options struct {
 	// group at once. Default (0) 15 ms.
 	SyncDelay time.Duration
 	// CheckpointInterval is the time between checkpoints of the head into
-	// bbolt (see head.go); HeadMaxBytes makes a busy site checkpoint
+	// bbolt (see bolt_head.go); HeadMaxBytes makes a busy site checkpoint
 	// sooner. Default 30 minutes.
 	CheckpointInterval time.Duration
 	// HeadMaxBytes bounds the head's memory: reaching it checkpoints at
@@ -203,7 +203,7 @@ type Store struct {
 	// watchers receive committed readings (see Watch).
 	watchers watchers
 
-	// The bbolt engine's log and head (see head.go). epoch and nextLSN
+	// The bbolt engine's log and head (see bolt_head.go). epoch and nextLSN
 	// are the writer's; lw is nil on PostgreSQL.
 	head *head
 	lw   *logWriter

@@ -192,7 +192,7 @@ func decodeValue(v []byte) (value, bool) {
 
 // Append queues r to be stored. done, if not nil, runs on the store's
 // acknowledgement goroutine once r is durable (err nil: on a bbolt store,
-// in the log once its group is synced, see head.go; on PostgreSQL,
+// in the log once its group is synced, see bolt_head.go; on PostgreSQL,
 // committed) or could not be stored; callbacks run in the order readings
 // were appended, and must not block for long. Append blocks while the queue
 // is full. r must already be valid (see meter.Decoder).

@@ -19,7 +19,7 @@ import (
 //
 // A live reading that is newer than all its meter's others (nearly all of
 // them) is not written into bbolt when it arrives. The writer puts it in the
-// head, in memory, and appends it to the write-ahead log (wal.go); a QoS 1
+// head, in memory, and appends it to the write-ahead log (bolt_wal.go); a QoS 1
 // reading's acknowledgement waits for the log's fdatasync, which one group
 // of readings shares. Every store.checkpoint_interval, or once the head holds
 // store.head_max_mb, a checkpoint writes the head into bbolt in one
