@@ -2,11 +2,7 @@ package store
 
 import (
 	"cmp"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -89,11 +85,11 @@ type headView map[string]meterHead
 // checkpoint commits, its head is frozen (see commit): a transaction begun
 // before the commit landed reads it too; one begun after, which holds its
 // readings already, does not.
-func (s *Store) view(ids []string, fn func(tx *bolt.Tx, hv headView) error) error {
-	s.headMu.RLock()
-	tx, err := s.db.Begin(false)
+func (eng *boltEngine) view(ids []string, fn func(tx *bolt.Tx, hv headView) error) error {
+	eng.headMu.RLock()
+	tx, err := eng.db.Begin(false)
 	if err != nil {
-		s.headMu.RUnlock()
+		eng.headMu.RUnlock()
 		return err
 	}
 	hv := headView{}
@@ -118,11 +114,11 @@ func (s *Store) view(ids []string, fn func(tx *bolt.Tx, hv headView) error) erro
 			}
 		}
 	}
-	if s.frozen != nil && tx.ID() < s.frozenTx {
-		add(s.frozen)
+	if eng.frozen != nil && tx.ID() < eng.frozenTx {
+		add(eng.frozen)
 	}
-	add(s.head)
-	s.headMu.RUnlock()
+	add(eng.head)
+	eng.headMu.RUnlock()
 	defer tx.Rollback()
 	return fn(tx, hv)
 }
@@ -181,10 +177,10 @@ func (hv headView) pfs(meterID string, pfs map[string]pfAgg) {
 }
 
 // headBefore reports whether the head holds a reading older than ns.
-func (s *Store) headBefore(ns int64) bool {
-	s.headMu.RLock()
-	defer s.headMu.RUnlock()
-	for _, h := range []*head{s.head, s.frozen} {
+func (eng *boltEngine) headBefore(ns int64) bool {
+	eng.headMu.RLock()
+	defer eng.headMu.RUnlock()
+	for _, h := range []*head{eng.head, eng.frozen} {
 		if h == nil {
 			continue
 		}
@@ -202,13 +198,6 @@ type keyedAgg struct {
 	start int64
 	a     agg
 }
-
-// Meta keys of the log: the run (epoch) whose log is live, and the last LSN
-// a checkpoint holds.
-var (
-	keyEpoch  = []byte("wal_epoch")
-	keyWALLSN = []byte("wal_lsn")
-)
 
 // headApply is what applying a group of live readings to the head leaves
 // for the writer: the records for the watchers.
@@ -228,7 +217,8 @@ func appendable(st *meterState, r meter.Reading) bool {
 // transaction would store it; the caller checked appendable and holds
 // metersMu and headMu. It returns the reading's refusal (an implausible
 // counter), which changes the meter's state all the same.
-func (s *Store) headPut(r meter.Reading, nowNs int64, out *headApply) error {
+func (eng *boltEngine) headPut(r meter.Reading, nowNs int64, out *headApply) error {
+	s := eng.s
 	id := r.Meter
 	st := s.meters[id]
 	ns := readingNs(&st, r)
@@ -236,23 +226,23 @@ func (s *Store) headPut(r meter.Reading, nowNs int64, out *headApply) error {
 	if err := checkCounter(&st, &r, ns, true, s.maxPowerW(id)); err != nil {
 		if !isNew {
 			s.meters[id] = st
-			s.head.dirty[id] = true
+			eng.head.dirty[id] = true
 		}
 		return err
 	}
-	mh := s.head.meters[id]
+	mh := eng.head.meters[id]
 	if mh == nil {
 		mh = &meterHead{}
 		if st.Readings > 0 {
 			mh.base, mh.hasBase = st.last(), true
 		}
-		s.head.meters[id] = mh
+		eng.head.meters[id] = mh
 	}
-	s.seq++
-	p := headPoint{point: point{ns: ns, id: s.seq, powerW: r.PowerW, energyWh: r.EnergyWh, hasEnergy: r.HasEnergy},
+	eng.seq++
+	p := headPoint{point: point{ns: ns, id: eng.seq, powerW: r.PowerW, energyWh: r.EnergyWh, hasEnergy: r.HasEnergy},
 		pf: r.PowerFactor, hasPF: r.HasPF}
 	mh.pts = append(mh.pts, p)
-	s.head.n++
+	eng.head.n++
 	if st.Readings == 0 {
 		st.FirstNs = ns
 	}
@@ -261,12 +251,12 @@ func (s *Store) headPut(r meter.Reading, nowNs int64, out *headApply) error {
 	s.noteInterval(id, &st, nowNs)
 	st.SeenNs = nowNs
 	s.meters[id] = st
-	s.head.dirty[id] = true
+	eng.head.dirty[id] = true
 	if isNew {
 		if _, ok := s.info[id]; !ok {
 			info := MeterInfo{Source: r.Source, Created: time.Unix(0, nowNs).UTC()}
 			s.info[id] = info
-			s.head.newInfo[id] = info
+			eng.head.newInfo[id] = info
 		}
 	}
 	if out != nil && s.watchers.count.Load() > 0 {
@@ -280,12 +270,13 @@ func (s *Store) headPut(r meter.Reading, nowNs int64, out *headApply) error {
 // power factor statistics they add, the meter states and registry entries
 // it changed (into changed and newInfo, which the caller writes), and the
 // log position it covers.
-func (s *Store) checkpointInto(tx *bolt.Tx, changed map[string]meterState, newInfo map[string]MeterInfo) error {
-	h := s.head
-	if err := putMeta(tx, keyWALLSN, s.nextLSN-1); err != nil {
+func (eng *boltEngine) checkpointInto(tx *bolt.Tx, changed map[string]meterState, newInfo map[string]MeterInfo) error {
+	s := eng.s
+	h := eng.head
+	if err := putMeta(tx, keyWALLSN, eng.nextLSN-1); err != nil {
 		return err
 	}
-	if err := putMeta(tx, keyEpoch, s.epoch); err != nil {
+	if err := putMeta(tx, keyEpoch, eng.epoch); err != nil {
 		return err
 	}
 	if h.empty() {
@@ -333,399 +324,7 @@ func (s *Store) checkpointInto(tx *bolt.Tx, changed map[string]meterState, newIn
 	return nil
 }
 
-func putMeta(tx *bolt.Tx, key []byte, v uint64) error {
-	return tx.Bucket(bucketMeta).Put(key, binary.BigEndian.AppendUint64(nil, v))
-}
-
-func getMeta(tx *bolt.Tx, key []byte) uint64 {
-	if v := tx.Bucket(bucketMeta).Get(key); len(v) == 8 {
-		return binary.BigEndian.Uint64(v)
-	}
-	return 0
-}
-
 // encodePoint is encodeValue for a point.
 func encodePoint(p point) []byte {
 	return encodeValue(p.id, meter.Reading{PowerW: p.powerW, EnergyWh: p.energyWh, HasEnergy: p.hasEnergy})
-}
-
-// pending is an entry whose callback waits for its reading to be safe.
-type pending struct {
-	e entry
-	// sync is set when it waits for the log's fdatasync (a QoS 1 reading,
-	// a barrier), clear when the log's write will do (a QoS 0 reading).
-	sync bool
-}
-
-// logWriter is the bbolt engine's writer state; only the writer goroutine
-// uses it.
-type logWriter struct {
-	wal   *walWriter
-	frame []meter.Reading // applied to the head, not yet written to the log
-	// frameFirst is the LSN of frame[0]; frameNs the group's clock.
-	frameFirst uint64
-	frameNs    int64
-	waiting    []pending
-	// cpFailedAt is when a checkpoint last failed, with cpErr: the head is
-	// not checkpointed again for a second.
-	cpFailedAt time.Time
-	cpErr      error
-	// logErr is set when the log failed and no checkpoint has covered
-	// the head since: readings are refused meanwhile.
-	logErr error
-}
-
-// ErrHeadFull refuses readings while the head is full and cannot be
-// checkpointed; it wraps why (bbolt's errors.ErrMaxSizeReached for a
-// database at its maximum size, a disk error).
-var ErrHeadFull = errors.New("store: the readings in memory reached store.head_max_mb and the database cannot take them")
-
-// openLog replays the log past the last checkpoint into the head,
-// checkpoints it, and starts the log of this run.
-func (s *Store) openLog(dir string) error {
-	walDir := filepath.Join(dir, walDirName)
-	var epoch, after uint64
-	if err := s.db.View(func(tx *bolt.Tx) error {
-		epoch, after = getMeta(tx, keyEpoch), getMeta(tx, keyWALLSN)
-		return nil
-	}); err != nil {
-		return err
-	}
-	s.epoch, s.nextLSN = epoch, after+1
-	replayed := 0
-	next, err := replayLog(walDir, epoch, after, func(f walFrame) error {
-		s.nextLSN = f.first
-		replayed += len(f.readings)
-		batch := make([]entry, len(f.readings))
-		for i, r := range f.readings {
-			batch[i] = entry{r: r}
-		}
-		return s.applyBatch(batch, f.nowNs, nil)
-	})
-	if err != nil {
-		return fmt.Errorf("store: replay the log in %s: %w", walDir, err)
-	}
-	s.nextLSN = max(s.nextLSN, next)
-	if replayed > 0 {
-		s.log.Info("log replayed", slog.Int("readings", replayed))
-	}
-	// This run's log starts afresh, in a new epoch, once a checkpoint
-	// holds what was replayed. If it cannot (a full database), the run
-	// carries on the old log, in new segments after it, and the head
-	// keeps what was replayed until a checkpoint succeeds.
-	s.epoch = epoch + 1
-	cpErr := s.commit(nil)
-	if cpErr != nil {
-		s.epoch = epoch
-		s.log.Error("checkpoint after replaying the log failed; the readings stay in memory and in the log", slog.Any("error", cpErr))
-	}
-	w, err := openWALWriter(walDir, s.epoch, s.nextLSN, s.segSize, cpErr != nil)
-	if err != nil {
-		return fmt.Errorf("store: open the log in %s: %w", walDir, err)
-	}
-	// The first segment now: its zeros are written once, before any
-	// reading waits for them.
-	if err := w.startSegment(s.nextLSN); err != nil {
-		return fmt.Errorf("store: open the log in %s: %w", walDir, err)
-	}
-	s.lw = &logWriter{wal: w}
-	if cpErr != nil {
-		s.lw.cpFailedAt, s.lw.cpErr = time.Now(), cpErr
-	}
-	return nil
-}
-
-// applyBatch applies batch, taken at nowNs: readings that append go to the
-// head (and to lw's frame, when lw is not nil: nil while replaying);
-// from the first that does not on, the rest of the batch is committed in a
-// transaction, after a checkpoint. Callbacks wait in lw.waiting.
-func (s *Store) applyBatch(batch []entry, nowNs int64, lw *logWriter) error {
-	var out headApply
-	var refuse error
-	switch {
-	case lw == nil:
-	case lw.logErr != nil:
-		refuse = fmt.Errorf("%w (the log failed: %w): reading not stored", ErrHeadFull, lw.logErr)
-	case s.head.bytes() >= s.headMax && !lw.cpFailedAt.IsZero():
-		refuse = fmt.Errorf("%w (%w): reading not stored", ErrHeadFull, lw.cpErr)
-	}
-	s.metersMu.Lock()
-	s.headMu.Lock()
-	rest := len(batch)
-	for i := range batch {
-		e := &batch[i]
-		if e.barrier {
-			if lw != nil {
-				lw.waiting = append(lw.waiting, pending{e: *e, sync: true})
-			}
-			continue
-		}
-		st := s.meters[e.r.Meter]
-		if e.alone() || !appendable(&st, e.r) {
-			rest = i
-			break
-		}
-		if refuse != nil {
-			e.rejected = refuse
-		} else {
-			e.rejected = s.headPut(e.r, nowNs, &out)
-			if lw != nil {
-				if len(lw.frame) == 0 {
-					lw.frameFirst, lw.frameNs = s.nextLSN, nowNs
-				}
-				lw.frame = append(lw.frame, e.r)
-			}
-			s.nextLSN++
-		}
-		if lw != nil && e.done != nil {
-			lw.waiting = append(lw.waiting, pending{e: *e, sync: !e.volatile})
-		}
-	}
-	s.headMu.Unlock()
-	s.metersMu.Unlock()
-	if lw != nil {
-		if err := s.writeFrame(lw); err != nil {
-			return err
-		}
-	}
-	if len(out.fresh) > 0 {
-		s.watchers.send(out.fresh)
-	}
-	if rest == len(batch) {
-		return nil
-	}
-	// A reading older than its meter's newest, or a job: in a transaction
-	// of its own, as before the log, with the head checkpointed first.
-	tail := batch[rest:]
-	if lw != nil {
-		s.settle(lw, false)
-	}
-	err := s.commit(tail)
-	if err != nil {
-		s.commitErrors.Inc()
-		s.log.Error("commit failed; its readings are not acknowledged", slog.Int("readings", len(tail)), slog.Any("error", err))
-	}
-	if lw == nil {
-		return err
-	}
-	if err == nil {
-		lw.cpFailedAt, lw.cpErr, lw.logErr = time.Time{}, nil, nil
-		lw.wal.covered(keepFreeSegments)
-	} else if !s.head.empty() { // its checkpoint failed
-		lw.cpFailedAt, lw.cpErr = time.Now(), err
-	}
-	for i := range tail {
-		if tail[i].done != nil {
-			s.acks <- committed{tail, err}
-			break
-		}
-	}
-	return nil
-}
-
-// writeFrame writes lw's frame to the log and hands on the callbacks that
-// wait for no fdatasync.
-func (s *Store) writeFrame(lw *logWriter) error {
-	if len(lw.frame) > 0 {
-		err := lw.wal.append(lw.frameFirst, lw.frameNs, lw.frame)
-		clear(lw.frame)
-		lw.frame = lw.frame[:0]
-		if err != nil {
-			s.logFailed(lw, err)
-			return nil
-		}
-	}
-	s.release(lw, false)
-	return nil
-}
-
-// release hands the callbacks that are due to the acknowledgement
-// goroutine, in order: all of them once the log is synced, else those
-// before the first that waits for a sync.
-func (s *Store) release(lw *logWriter, synced bool) {
-	n := len(lw.waiting)
-	if !synced {
-		n = slices.IndexFunc(lw.waiting, func(p pending) bool { return p.sync })
-		if n < 0 {
-			n = len(lw.waiting)
-		}
-	}
-	if n == 0 {
-		return
-	}
-	out := make([]entry, n)
-	for i := range n {
-		out[i] = lw.waiting[i].e
-	}
-	lw.waiting = slices.Delete(lw.waiting, 0, n)
-	s.acks <- committed{out, nil}
-}
-
-// fail answers every waiting callback with err: their readings are not
-// safe, and their senders resend.
-func (s *Store) fail(lw *logWriter, err error) {
-	if len(lw.waiting) == 0 {
-		return
-	}
-	out := make([]entry, len(lw.waiting))
-	for i, p := range lw.waiting {
-		out[i] = p.e
-	}
-	lw.waiting = lw.waiting[:0]
-	s.acks <- committed{out, err}
-}
-
-// logFailed handles a failed write or sync of the log. The head holds the
-// readings, but the log has a hole (their LSNs), past which a replay would
-// not go: a checkpoint covers it, and then everything waiting is safe. If
-// the checkpoint fails too, the waiting callbacks fail (their senders
-// resend), and readings are refused until a checkpoint succeeds.
-func (s *Store) logFailed(lw *logWriter, err error) {
-	s.commitErrors.Inc()
-	lw.wal.abandon()
-	if s.checkpoint(lw) == nil {
-		s.log.Warn("log write failed; the readings were checkpointed into the database instead", slog.Any("error", err))
-		s.release(lw, true)
-		return
-	}
-	s.log.Error("log write failed and the database cannot take a checkpoint; readings are refused until it can", slog.Any("error", err))
-	lw.logErr = err
-	s.fail(lw, err)
-}
-
-// settle makes everything waiting safe: with checkpoint, by a checkpoint
-// (falling back on the log's fdatasync when it fails), else by the
-// fdatasync alone.
-func (s *Store) settle(lw *logWriter, checkpoint bool) {
-	if checkpoint && !s.head.empty() {
-		if err := s.checkpoint(lw); err == nil {
-			s.release(lw, true)
-			return
-		}
-	}
-	if len(lw.waiting) == 0 && !lw.wal.unsynced {
-		return
-	}
-	start := time.Now()
-	if err := lw.wal.sync(); err != nil {
-		s.logFailed(lw, err)
-		return
-	}
-	s.syncSeconds.Observe(time.Since(start).Seconds())
-	s.release(lw, true)
-}
-
-// crashHook, when set (by crash tests alone), is called at the named
-// instants of a checkpoint: "checkpoint-tx", its transaction written and
-// not committed, and "checkpoint-done", committed with the log not yet
-// freed.
-var crashHook func(at string)
-
-// checkpoint writes the head into bbolt and frees the log it covers.
-func (s *Store) checkpoint(lw *logWriter) error {
-	if s.head.empty() {
-		return nil
-	}
-	start := time.Now()
-	err := s.commit(nil)
-	if crashHook != nil && err == nil {
-		crashHook("checkpoint-done")
-	}
-	if err != nil {
-		lw.cpFailedAt, lw.cpErr = start, err
-		s.commitErrors.Inc()
-		s.log.Error("checkpoint failed; the head stays in memory and in the log", slog.Any("error", err))
-		return err
-	}
-	lw.cpFailedAt, lw.cpErr, lw.logErr = time.Time{}, nil, nil
-	lw.wal.covered(keepFreeSegments)
-	s.checkpointSeconds.Observe(time.Since(start).Seconds())
-	return nil
-}
-
-// logLoop is the bbolt engine's single writer: it applies what is queued
-// to the head and the log, syncs the log for the callbacks that wait for
-// it (a group per store.sync_delay), flushes it every
-// store.flush_interval, and checkpoints.
-func (s *Store) logLoop() {
-	defer s.wg.Done()
-	defer close(s.acks)
-	lw := s.lw
-	syncT := time.NewTimer(time.Hour)
-	syncT.Stop()
-	armed := false
-	flushT := time.NewTicker(s.flushInterval)
-	defer flushT.Stop()
-	cpT := time.NewTicker(s.checkpointInterval)
-	defer cpT.Stop()
-	var held *entry
-	for {
-		var e entry
-		if held != nil {
-			e, held = *held, nil
-		} else {
-			select {
-			case next, ok := <-s.queue:
-				if !ok {
-					s.settle(lw, true)
-					if err := lw.wal.close(); err != nil {
-						s.log.Error("log close failed", slog.Any("error", err))
-					}
-					return
-				}
-				e = next
-			case <-syncT.C:
-				armed = false
-				s.settle(lw, false)
-				continue
-			case <-flushT.C:
-				if lw.wal.unsynced {
-					s.settle(lw, false)
-				}
-				continue
-			case <-cpT.C:
-				s.settle(lw, true)
-				continue
-			}
-		}
-		var batch []entry
-		batch, held = s.drain(e)
-		if err := s.applyBatch(batch, time.Now().UnixNano(), lw); err != nil {
-			s.log.Error("readings not stored", slog.Any("error", err))
-		}
-		s.headReadings.Set(float64(s.head.n))
-		s.headBytes.Set(float64(s.head.bytes()))
-		s.logBytes.Set(float64(lw.wal.size()))
-		if (s.head.bytes() >= s.headMax || lw.logErr != nil) && time.Since(lw.cpFailedAt) > time.Second {
-			s.settle(lw, true)
-		}
-		if slices.ContainsFunc(lw.waiting, func(p pending) bool { return p.sync }) && !armed {
-			if !lw.wal.unsynced || s.syncDelay <= 0 || lw.wal.pendingBytes() >= syncEarlyBytes {
-				s.settle(lw, false)
-			} else {
-				syncT.Reset(s.syncDelay)
-				armed = true
-			}
-		}
-	}
-}
-
-// keepFreeSegments is how many covered log segments are kept for reuse.
-const keepFreeSegments = 2
-
-// syncEarlyBytes is how much unsynced log makes a group sync at once:
-// waiting longer would not put more readings in a page.
-const syncEarlyBytes = 16 << 10
-
-// Checkpoint writes the head into bbolt now (a backup, a check of the
-// rollups, a test) and returns once it is durable.
-func (s *Store) Checkpoint() error {
-	if s.pg != nil {
-		return s.Flush()
-	}
-	ch := make(chan error, 1)
-	if err := s.enqueue(entry{checkpoint: true, done: func(err error) { ch <- err }}); err != nil {
-		return err
-	}
-	return <-ch
 }

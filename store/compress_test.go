@@ -198,7 +198,7 @@ func TestCompressorRunsInTheBackground(t *testing.T) {
 
 func rawKeys(t *testing.T, s *Store, m string) int {
 	n := 0
-	s.db.View(func(tx *bolt.Tx) error {
+	boltOf(t, s).db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketSeries).Bucket([]byte(m)); b != nil {
 			n = b.Stats().KeyN
 		}

@@ -255,7 +255,7 @@ func TestRetentionCrashBetweenArchiveAndDelete(t *testing.T) {
 	rs := threeMonths(t, s, "m")
 	janN := len(between(rs, jan, feb))
 	before, _ := s.Meter("m")
-	a, err := s.archiveMonth(context.Background(), "m", jan)
+	a, err := boltOf(t, s).archiveMonth(context.Background(), "m", jan)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func TestRetentionCrashBetweenArchiveAndDelete(t *testing.T) {
 	}
 	// The parts of the first archive are stale now: deleting with them
 	// changes nothing.
-	if deleted, deferred, err := s.retireMonth(context.Background(), a); err != nil || deleted != 0 || deferred != 1 {
+	if deleted, deferred, err := boltOf(t, s).retireMonth(context.Background(), a); err != nil || deleted != 0 || deferred != 1 {
 		t.Errorf("retiring a month twice deleted %d, deferred %d (%v); want 0 and 1", deleted, deferred, err)
 	}
 	if m, _ := s.Meter("m"); m.Readings != before.Readings-uint64(janN) {
@@ -306,13 +306,13 @@ func TestRetentionReadingChangedMeanwhile(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := openRetention(t, t.TempDir(), retain30, 0)
 			rs := threeMonths(t, s, "m")
-			a, err := s.archiveMonth(context.Background(), "m", jan)
+			a, err := boltOf(t, s).archiveMonth(context.Background(), "m", jan)
 			if err != nil {
 				t.Fatal(err)
 			}
 			mustAppend(t, s, tt.r)
 			before, _ := s.Meter("m")
-			deleted, deferred, err := s.retireMonth(context.Background(), a)
+			deleted, deferred, err := boltOf(t, s).retireMonth(context.Background(), a)
 			if err != nil || deleted != 0 || deferred != 1 {
 				t.Fatalf("retire after a change deleted %d, deferred %d (%v); want 0 and 1", deleted, deferred, err)
 			}
@@ -346,10 +346,10 @@ func TestRetentionReadingChangedMeanwhile(t *testing.T) {
 func TestRetentionInParts(t *testing.T) {
 	boltOnly(t)
 	s := openRetention(t, t.TempDir(), retain30, 0)
-	s.retireLimit = 10000
+	boltOf(t, s).retireLimit = 10000
 	rs := threeMonths(t, s, "m")
 	want := between(rs, jan, feb)
-	a, err := s.archiveMonth(context.Background(), "m", jan)
+	a, err := boltOf(t, s).archiveMonth(context.Background(), "m", jan)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestRetentionInParts(t *testing.T) {
 	}
 	late := meter.Reading{Meter: "m", Time: time.Unix(0, a.parts[1].from).Add(90 * time.Second).UTC(), PowerW: 1, Stamped: true}
 	mustAppend(t, s, late)
-	deleted, deferred, err := s.retireMonth(context.Background(), a)
+	deleted, deferred, err := boltOf(t, s).retireMonth(context.Background(), a)
 	if err != nil || deferred != 1 || deleted != len(want)-a.parts[1].n {
 		t.Errorf("retire = %d deleted, %d deferred (%v); want all but the second part's %d, 1 deferred", deleted, deferred, err, a.parts[1].n)
 	}
@@ -688,21 +688,35 @@ func TestRetentionLoopStopsOnClose(t *testing.T) {
 }
 
 // TestRetentionCancelled: a run cancelled (the store closing) leaves the
-// database and the archive directory as they were, but for directories.
+// database and the archives as they were, but for directories.
 func TestRetentionCancelled(t *testing.T) {
 	s := openRetention(t, t.TempDir(), retain30, 0)
 	threeMonths(t, s, "m")
 	before, _ := s.Meter("m")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := s.archiveMonth(ctx, "m", jan); !errors.Is(err, context.Canceled) {
-		t.Errorf("archiveMonth cancelled = %v, want context.Canceled", err)
-	}
 	if _, err := s.ApplyRetention(ctx, lifeNow); !errors.Is(err, context.Canceled) {
 		t.Errorf("ApplyRetention cancelled = %v, want context.Canceled", err)
 	}
 	if m, _ := s.Meter("m"); !reflect.DeepEqual(m, before) {
 		t.Errorf("meter = %+v, was %+v", m, before)
+	}
+	entries, _ := os.ReadDir(filepath.Join(s.archiveDir, "m"))
+	if len(entries) != 0 {
+		t.Errorf("archive directory holds %v", entries)
+	}
+}
+
+// TestArchiveMonthCancelled: writing an archive file stops at once when
+// its run is cancelled, and leaves no file.
+func TestArchiveMonthCancelled(t *testing.T) {
+	boltOnly(t)
+	s := openRetention(t, t.TempDir(), retain30, 0)
+	threeMonths(t, s, "m")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := boltOf(t, s).archiveMonth(ctx, "m", jan); !errors.Is(err, context.Canceled) {
+		t.Errorf("archiveMonth cancelled = %v, want context.Canceled", err)
 	}
 	entries, _ := os.ReadDir(filepath.Join(s.archiveDir, "m"))
 	if len(entries) != 0 {
@@ -716,7 +730,7 @@ func TestRetentionCancelled(t *testing.T) {
 func TestRetentionWhileIngesting(t *testing.T) {
 	boltOnly(t) // reads the archive files or runs the writer's jobs
 	s := openRetention(t, t.TempDir(), retain30, 0)
-	s.retireLimit = 5000
+	boltOf(t, s).retireLimit = 5000
 	all := threeMonths(t, s, "m")
 	var late []meter.Reading
 	for i := range 3000 { // at half minutes, between the stored readings

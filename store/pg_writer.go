@@ -33,14 +33,28 @@ type pgResult struct {
 	newParts []int64
 }
 
-// pgCommit is commit for a PostgreSQL store: the same entries, the same
+// next waits for the next queued entry: PostgreSQL's WAL needs no timed
+// work of Vatio's.
+func (pg *pgEngine) next() (entry, bool) {
+	e, ok := <-pg.s.queue
+	return e, ok
+}
+
+// write commits batch in one transaction (see commit), which PostgreSQL
+// makes durable in its WAL, and hands it to the acknowledgements.
+func (pg *pgEngine) write(batch []entry) {
+	pg.s.finished(batch, pg.commit(batch))
+}
+
+// commit is commit for a PostgreSQL store: the same entries, the same
 // rules, one transaction. A transaction that lost a deadlock to another
 // instance runs again.
-func (s *Store) pgCommit(batch []entry) error {
+func (pg *pgEngine) commit(batch []entry) error {
+	s := pg.s
 	if len(batch) == 1 && batch[0].reload {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		return s.pgLoad(ctx)
+		return pg.load(ctx)
 	}
 	ctx := context.Background()
 	start := time.Now()
@@ -67,13 +81,13 @@ func (s *Store) pgCommit(batch []entry) error {
 	}
 	m, _ := pgMonth(start.UnixNano()) // receive-stamped readings
 	months[m] = true
-	if err := s.pg.ensurePartitions(ctx, months); err != nil {
+	if err := pg.ensurePartitions(ctx, months); err != nil {
 		return err
 	}
 	var res *pgResult
 	var err error
 	for attempt := 1; ; attempt++ {
-		res, err = s.pgCommitTx(ctx, batch, slices.Sorted(maps.Keys(ids)), n, start.UnixNano())
+		res, err = pg.commitTx(ctx, batch, slices.Sorted(maps.Keys(ids)), n, start.UnixNano())
 		if err == nil || !pgRetryable(err) || attempt == 5 {
 			break
 		}
@@ -82,11 +96,11 @@ func (s *Store) pgCommit(batch []entry) error {
 	if err != nil {
 		return err
 	}
-	s.pg.partsMu.Lock()
+	pg.partsMu.Lock()
 	for _, m := range res.newParts {
-		s.pg.parts[m] = true
+		pg.parts[m] = true
 	}
-	s.pg.partsMu.Unlock()
+	pg.partsMu.Unlock()
 	s.metersMu.Lock()
 	for _, id := range res.erased {
 		delete(s.meters, id)
@@ -109,7 +123,8 @@ func (s *Store) pgCommit(batch []entry) error {
 	return nil
 }
 
-func (s *Store) pgCommitTx(ctx context.Context, batch []entry, ids []string, n int, nowNs int64) (*pgResult, error) {
+func (pg *pgEngine) commitTx(ctx context.Context, batch []entry, ids []string, n int, nowNs int64) (*pgResult, error) {
+	s := pg.s
 	res := &pgResult{changed: map[string]meterState{}, newInfo: map[string]MeterInfo{}}
 	for i := range batch { // from a failed attempt
 		batch[i].rejected = nil
@@ -117,7 +132,7 @@ func (s *Store) pgCommitTx(ctx context.Context, batch []entry, ids []string, n i
 			batch[i].imp.added = 0
 		}
 	}
-	tx, err := s.pg.pool.Begin(ctx)
+	tx, err := pg.pool.Begin(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +164,7 @@ func (s *Store) pgCommitTx(ctx context.Context, batch []entry, ids []string, n i
 			return nil, err
 		}
 	}
-	w := &pgWriter{ctx: ctx, tx: tx, s: s, rolls: newRollups(s.maxGap), months: map[int64]bool{}, bounds: bounds(batch)}
+	w := &pgWriter{ctx: ctx, tx: tx, pg: pg, rolls: newRollups(s.maxGap), months: map[int64]bool{}, bounds: bounds(batch)}
 	if err := w.reserve(n); err != nil {
 		return nil, err
 	}
@@ -209,7 +224,7 @@ func (s *Store) pgCommitTx(ctx context.Context, batch []entry, ids []string, n i
 			return err
 		}
 		registryLocked = true
-		return s.pgLoadInfo(ctx, tx)
+		return pg.loadInfo(ctx, tx)
 	}
 	putInfo := func(id string, info MeterInfo) error {
 		v, err := json.Marshal(info)
@@ -258,11 +273,11 @@ func (s *Store) pgCommitTx(ctx context.Context, batch []entry, ids []string, n i
 			if err := w.finish(); err != nil { // what came before, first
 				return nil, err
 			}
-			w = &pgWriter{ctx: ctx, tx: tx, s: s, rolls: newRollups(s.maxGap), months: w.months, ids: w.ids, bounds: w.bounds}
+			w = &pgWriter{ctx: ctx, tx: tx, pg: pg, rolls: newRollups(s.maxGap), months: w.months, ids: w.ids, bounds: w.bounds}
 			if err := lockRegistry(); err != nil {
 				return nil, err
 			}
-			if err := s.pgErase(ctx, tx, e.erase, res, putInfo); err != nil {
+			if err := pg.erase(ctx, tx, e.erase, res, putInfo); err != nil {
 				if _, ok := err.(*refused); ok {
 					e.rejected = err
 					continue
@@ -304,7 +319,7 @@ func (s *Store) pgCommitTx(ctx context.Context, batch []entry, ids []string, n i
 			return nil, err
 		}
 	}
-	for _, payload := range s.pg.pgNotes(res.fresh) {
+	for _, payload := range pg.notes(res.fresh) {
 		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, pgChannel, payload); err != nil {
 			return nil, err
 		}
@@ -316,9 +331,10 @@ func (s *Store) pgCommitTx(ctx context.Context, batch []entry, ids []string, n i
 	return res, nil
 }
 
-// pgLoadInfo replaces the copy of the registry with the database's, inside
+// loadInfo replaces the copy of the registry with the database's, inside
 // tx (holding pgRegistryLock): edits check the hierarchy against it.
-func (s *Store) pgLoadInfo(ctx context.Context, tx pgx.Tx) error {
+func (pg *pgEngine) loadInfo(ctx context.Context, tx pgx.Tx) error {
+	s := pg.s
 	rows, err := tx.Query(ctx, `SELECT id, info FROM meters WHERE info IS NOT NULL`)
 	if err != nil {
 		return err
@@ -347,8 +363,9 @@ func (s *Store) pgLoadInfo(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
-// pgErase is runErase for PostgreSQL.
-func (s *Store) pgErase(ctx context.Context, tx pgx.Tx, job *eraseJob, res *pgResult, putInfo func(string, MeterInfo) error) error {
+// erase is runErase for PostgreSQL.
+func (pg *pgEngine) erase(ctx context.Context, tx pgx.Tx, job *eraseJob, res *pgResult, putInfo func(string, MeterInfo) error) error {
+	s := pg.s
 	row := tx.QueryRow(ctx, `SELECT `+pgMeterCols+` FROM meters WHERE id = $1 FOR UPDATE`, job.meter)
 	_, st, mi, err := scanMeter(row)
 	if errors.Is(err, pgx.ErrNoRows) || err == nil && mi == nil {
@@ -458,7 +475,7 @@ func pgWritePF(ctx context.Context, tx pgx.Tx, pfs map[string]pfAgg) error {
 type pgWriter struct {
 	ctx context.Context
 	tx  pgx.Tx
-	s   *Store
+	pg  *pgEngine
 	// ids are reading ids taken from the sequence for this transaction.
 	ids []int64
 	// rows are the new readings not yet copied in.
@@ -709,13 +726,13 @@ func derefOr[T any](p *T) T {
 // partition creates, inside the transaction, the partition of ns if the
 // writer does not know it: a reading stamped far from the batch's months.
 func (w *pgWriter) partition(ns int64) error {
-	if w.s.pg.timescale {
+	if w.pg.timescale {
 		return nil
 	}
 	m, _ := pgMonth(ns)
-	w.s.pg.partsMu.Lock()
-	known := w.s.pg.parts[m] || w.months[m]
-	w.s.pg.partsMu.Unlock()
+	w.pg.partsMu.Lock()
+	known := w.pg.parts[m] || w.months[m]
+	w.pg.partsMu.Unlock()
 	if known {
 		return nil
 	}

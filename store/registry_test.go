@@ -299,7 +299,7 @@ func TestRegistry(t *testing.T) {
 	if len(as) != 1 || as[0].Meter != "main" {
 		t.Errorf("alerts after delete = %+v", as)
 	}
-	if left := leftovers(t, s, "kitchen"); len(left) > 0 {
+	if left := behind(s).leftovers(t, "kitchen"); len(left) > 0 {
 		t.Errorf("still holding kitchen: %v", left)
 	}
 	if oven, _ := s.Meter("oven"); oven.Info.Parent != "main" || oven.Site != "home" {
@@ -539,7 +539,7 @@ func TestReloadingMetersRacesNoCommit(t *testing.T) {
 			stop = true
 		default:
 		}
-		s.pg.stale.Store(true)
+		s.eng.(*pgEngine).stale.Store(true)
 		s.Meters()
 	}
 	if n := len(s.Meters()); n != 5 {

@@ -220,7 +220,7 @@ func TestNewDatabaseIsMigratedToCurrentSchema(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir)
 	var version uint32
-	s.db.View(func(tx *bolt.Tx) error {
+	boltOf(t, s).db.View(func(tx *bolt.Tx) error {
 		version = binary.BigEndian.Uint32(tx.Bucket(bucketMeta).Get(keySchema))
 		return nil
 	})
