@@ -12,8 +12,10 @@ import (
 	"github.com/vatio-energy/vatio/meter"
 )
 
-// commit writes batch in one transaction, with the rollups it changes, and
-// once it is durable makes the new meter states visible to readers.
+// commit stores batch in one transaction of the commit flow (see
+// applyBatch), with the head checkpointed first, and once it is durable
+// makes the new meter states visible to readers. A nil batch is a
+// checkpoint alone.
 func (eng *boltEngine) commit(batch []entry) error {
 	s := eng.s
 	// Pruning old rollups alone neither reads nor writes what the head
@@ -27,167 +29,13 @@ func (eng *boltEngine) commit(batch []entry) error {
 			return fmt.Errorf("checkpoint: %w", err)
 		}
 	}
-	start := time.Now()
-	nowNs := start.UnixNano()
-	changed := map[string]meterState{}
-	newInfo := map[string]MeterInfo{} // meters seen for the first time, and meters a job changed
-	var erased []string
-	// fresh collects the live readings committed as their meters' newest,
-	// for the watchers (see Watch), when there are any.
-	watching := s.watchers.count.Load() > 0
-	var fresh []Record
-	pfs := map[string]pfAgg{} // power factor statistics of the commit
-	seq := eng.seq
-	stored := 0
-	body := func(tx *bolt.Tx) error {
-		if withHead {
-			if err := eng.checkpointInto(tx, changed, newInfo); err != nil {
-				return fmt.Errorf("checkpoint: %w", err)
-			}
-		}
-		w := newTxWriter(tx, s.maxGap, seq)
-		maxW := map[string]float64{}   // each meter's maximum power, looked up once a commit
-		erasedNow := map[string]bool{} // a reading after its meter's erasure starts it anew
-		store := func(r meter.Reading, live bool) (int, error) {
-			id := r.Meter
-			st, ok := changed[id]
-			if !ok && !erasedNow[id] {
-				st = s.meters[id] // only this goroutine writes s.meters
-			}
-			mw, ok := maxW[id]
-			if !ok {
-				mw = s.maxPowerW(id)
-				maxW[id] = mw
-			}
-			isNew := st.Readings == 0 && st.SeenNs == 0
-			added, err := w.put(&st, r, mw)
-			if meter.ReasonOf(err) != "" {
-				if !isNew {
-					changed[id] = st // the rejected counter's tracking
-				}
-				return 0, err
-			}
-			if err != nil {
-				return 0, fmt.Errorf("meter %q: %w", id, err)
-			}
-			if added > 0 {
-				notePF(pfs, r)
-			}
-			if live {
-				s.noteInterval(id, &st, nowNs)
-				if w.isFresh && watching {
-					fresh = append(fresh, w.fresh)
-				}
-			}
-			st.SeenNs = nowNs
-			changed[id] = st
-			if isNew {
-				if err := s.registerMeter(tx, id, r.Source, nowNs, newInfo, erasedNow[id]); err != nil {
-					return 0, err
-				}
-			}
-			return added, nil
-		}
-		for i := range batch {
-			e := &batch[i]
-			switch {
-			case e.barrier, e.checkpoint, e.reload:
-			case e.compress != nil:
-				if err := w.finish(); err != nil { // what came before, first
-					return err
-				}
-				w = newTxWriter(tx, s.maxGap, w.seq)
-				if err := compress(tx, e.compress, s.meters, changed); err != nil {
-					return err
-				}
-			case e.retire != nil, e.prune != nil:
-				if err := w.finish(); err != nil { // what came before, first
-					return err
-				}
-				w = newTxWriter(tx, s.maxGap, w.seq)
-				var err error
-				if e.retire != nil {
-					err = retire(tx, e.retire, s.meters, changed)
-				} else {
-					err = prune(tx, e.prune, s.meters, changed)
-				}
-				if err != nil {
-					return err
-				}
-			case e.imp != nil:
-				e.imp.added = 0
-				for j, r := range e.imp.readings {
-					added, err := store(r, false)
-					if meter.ReasonOf(err) != "" {
-						return fmt.Errorf("reading %d of %d (%s): %w", j+1, len(e.imp.readings), r, err)
-					}
-					if err != nil {
-						return err
-					}
-					e.imp.added += added
-					if e.imp.progress != nil && (j+1)%100000 == 0 {
-						e.imp.progress(j + 1)
-					}
-				}
-				stored += e.imp.added
-			case e.edit != nil:
-				if err := w.finish(); err != nil { // what came before, first
-					return err
-				}
-				w = newTxWriter(tx, s.maxGap, w.seq)
-				if err := s.runEdit(func(id string, info MeterInfo) error { return putInfo(tx, id, info) }, e.edit, newInfo); err != nil {
-					if _, ok := err.(*refused); ok {
-						e.rejected = err
-						continue
-					}
-					return err
-				}
-			case e.erase != nil:
-				if err := w.finish(); err != nil { // what came before, first
-					return err
-				}
-				w = newTxWriter(tx, s.maxGap, w.seq)
-				if err := eng.runErase(tx, e.erase, changed, newInfo); err != nil {
-					if _, ok := err.(*refused); ok {
-						e.rejected = err
-						continue
-					}
-					return err
-				}
-				erased = append(erased, e.erase.meter)
-				erasedNow[e.erase.meter] = true
-			default:
-				added, err := store(e.r, true)
-				if meter.ReasonOf(err) != "" {
-					e.rejected = err
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				stored += added
-			}
-		}
-		if err := w.finish(); err != nil {
-			return err
-		}
-		if err := writePF(tx, pfs); err != nil {
-			return err
-		}
-		seq = w.seq
-		meters := tx.Bucket(bucketMeters)
-		for id, st := range changed {
-			if err := meters.Put([]byte(id), st.encode()); err != nil {
-				return err
-			}
-		}
-		return tx.Bucket(bucketMeta).Put(keySeq, binary.BigEndian.AppendUint64(nil, seq))
-	}
+	res := newTxResult(time.Now(), s.watchers.count.Load() > 0)
 	tx, err := eng.db.Begin(true)
 	if err != nil {
 		return err
 	}
-	if err := body(tx); err != nil {
+	t := &boltTx{eng: eng, tx: tx, w: newTxWriter(tx, s.maxGap, eng.seq), erased: map[string]bool{}}
+	if err := t.write(batch, withHead, res); err != nil {
 		tx.Rollback()
 		return err
 	}
@@ -216,26 +64,102 @@ func (eng *boltEngine) commit(batch []entry) error {
 	if err != nil {
 		return err
 	}
-	eng.seq = seq
-	s.metersMu.Lock()
-	for _, id := range erased {
-		delete(s.meters, id)
-		delete(s.info, id)
-		delete(s.gaps, id)
+	eng.seq = t.w.seq
+	s.applied(res, len(batch))
+	return nil
+}
+
+// boltTx is a bbolt transaction of the commit flow (see writeTx). Only
+// the writer changes the store's cache of meter states and registry, so it
+// reads them there.
+type boltTx struct {
+	eng *boltEngine
+	tx  *bolt.Tx
+	w   *txWriter
+	// erased holds the meters erased in the transaction: a reading after
+	// its meter's erasure starts it anew.
+	erased map[string]bool
+}
+
+// write stores the head, when withHead, then batch (see applyBatch), then
+// what they changed: rollups, power factor statistics, meter states and
+// the last reading id.
+func (t *boltTx) write(batch []entry, withHead bool, res *txResult) error {
+	if withHead {
+		if err := t.eng.checkpointInto(t.tx, res.changed, res.newInfo); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
 	}
-	for id, st := range changed { // a meter erased then read again, anew
-		s.meters[id] = st
+	if err := t.eng.s.applyBatch(t, batch, res); err != nil {
+		return err
 	}
-	for id, info := range newInfo {
-		s.info[id] = info
+	if err := t.w.finish(); err != nil {
+		return err
 	}
-	s.metersMu.Unlock()
-	if len(fresh) > 0 {
-		s.watchers.send(fresh)
+	if err := writePF(t.tx, res.pfs); err != nil {
+		return err
 	}
-	s.commitSeconds.Observe(time.Since(start).Seconds())
-	s.batchSize.Observe(float64(len(batch)))
-	s.stored.Add(float64(stored))
+	meters := t.tx.Bucket(bucketMeters)
+	for id, st := range res.changed {
+		if err := meters.Put([]byte(id), st.encode()); err != nil {
+			return err
+		}
+	}
+	return t.tx.Bucket(bucketMeta).Put(keySeq, binary.BigEndian.AppendUint64(nil, t.w.seq))
+}
+
+func (t *boltTx) state(id string) meterState {
+	if t.erased[id] {
+		return meterState{}
+	}
+	return t.eng.s.meters[id]
+}
+
+func (t *boltTx) info(id string) (MeterInfo, bool) {
+	if t.erased[id] {
+		return MeterInfo{}, false
+	}
+	info, ok := t.eng.s.info[id]
+	return info, ok
+}
+
+func (t *boltTx) put(st *meterState, r meter.Reading, maxW float64) (int, error) {
+	return t.w.put(st, r, maxW)
+}
+
+func (t *boltTx) appended() (Record, bool) { return t.w.fresh, t.w.isFresh }
+
+func (t *boltTx) register(id string, info MeterInfo) error { return putInfo(t.tx, id, info) }
+
+func (t *boltTx) cut() error {
+	if err := t.w.finish(); err != nil {
+		return err
+	}
+	t.w = newTxWriter(t.tx, t.eng.s.maxGap, t.w.seq)
+	return nil
+}
+
+func (t *boltTx) job(e *entry, res *txResult) error {
+	meters := t.eng.s.meters
+	switch {
+	case e.compress != nil:
+		return compress(t.tx, e.compress, meters, res.changed)
+	case e.retire != nil:
+		return retire(t.tx, e.retire, meters, res.changed)
+	default:
+		return prune(t.tx, e.prune, meters, res.changed)
+	}
+}
+
+func (t *boltTx) edit(job *editJob, res *txResult) error {
+	return t.eng.s.runEdit(func(id string, info MeterInfo) error { return putInfo(t.tx, id, info) }, job, res.newInfo)
+}
+
+func (t *boltTx) erase(job *eraseJob, res *txResult) error {
+	if err := t.eng.runErase(t.tx, job, res.newInfo); err != nil {
+		return err
+	}
+	t.erased[job.meter] = true
 	return nil
 }
 

@@ -15,24 +15,7 @@ import (
 // bucketInfo holds the meter registry: <meter> -> JSON MeterInfo.
 var bucketInfo = []byte("meter_info")
 
-// registerMeter records a meter seen for the first time, unless the
-// registry has it already (and the meter was not erased in this
-// transaction: anew).
-func (s *Store) registerMeter(tx *bolt.Tx, id, source string, nowNs int64, newInfo map[string]MeterInfo, anew bool) error {
-	if _, ok := s.info[id]; ok && !anew {
-		return nil
-	}
-	if _, ok := newInfo[id]; ok {
-		return nil
-	}
-	info := MeterInfo{Source: source, Created: time.Unix(0, nowNs).UTC()}
-	if err := putInfo(tx, id, info); err != nil {
-		return err
-	}
-	newInfo[id] = info
-	return nil
-}
-
+// putInfo writes meter id's registry entry.
 func putInfo(tx *bolt.Tx, id string, info MeterInfo) error {
 	v, err := json.Marshal(info)
 	if err != nil {
@@ -44,7 +27,7 @@ func putInfo(tx *bolt.Tx, id string, info MeterInfo) error {
 // runErase removes everything of one meter from the database: readings,
 // blocks, rollups, state, registry entry and alerts. Its sub-meters become
 // main meters of the site it was in.
-func (eng *boltEngine) runErase(tx *bolt.Tx, job *eraseJob, changed map[string]meterState, newInfo map[string]MeterInfo) error {
+func (eng *boltEngine) runErase(tx *bolt.Tx, job *eraseJob, newInfo map[string]MeterInfo) error {
 	s := eng.s
 	id := []byte(job.meter)
 	st, hasState := s.meters[job.meter]
@@ -79,8 +62,6 @@ func (eng *boltEngine) runErase(tx *bolt.Tx, job *eraseJob, changed map[string]m
 	if err := s.reparent(job.meter, info, newInfo, func(id string, info MeterInfo) error { return putInfo(tx, id, info) }); err != nil {
 		return err
 	}
-	delete(changed, job.meter)
-	delete(newInfo, job.meter)
 	alerts := tx.Bucket(bucketAlerts)
 	var drop [][]byte
 	err = alerts.ForEach(func(k, v []byte) error {

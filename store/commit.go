@@ -1,5 +1,12 @@
 package store
 
+import (
+	"fmt"
+	"time"
+
+	"github.com/vatio-energy/vatio/meter"
+)
+
 // meterState is what the store keeps per meter beside its readings, updated
 // in the same transaction as them.
 type meterState struct {
@@ -37,4 +44,200 @@ type meterState struct {
 
 func (m meterState) last() sample {
 	return sample{ns: m.LastNs, w: m.LastW, wh: m.LastWh, hasEnergy: m.LastHasWh}
+}
+
+// One commit flow for both engines. A batch's entries are stored by
+// applyBatch, whatever the engine: the counter rules, the meter states,
+// the registry entries of new meters, the imports, edits and erasures, and
+// what the commit tells the watchers. The engine's transaction (writeTx)
+// stores what that produces: raw readings and rollups in bbolt buckets or
+// PostgreSQL tables. Once the engine has committed, applied makes the
+// result visible to readers.
+
+// writeTx is an engine's write transaction, as applyBatch drives it.
+type writeTx interface {
+	// state returns meter id's state as the transaction found it: zero for
+	// a meter it does not know, or erased in it.
+	state(id string) meterState
+	// info returns meter id's registry entry as the transaction found it.
+	info(id string) (MeterInfo, bool)
+	// put stores reading r of a meter in state st, whose maximum power is
+	// maxW, by the counter rules (see checkCounter): 1 if r is new, 0 if it
+	// replaced a reading at its instant.
+	put(st *meterState, r meter.Reading, maxW float64) (int, error)
+	// appended returns the reading the last put appended as its meter's
+	// newest, if it did.
+	appended() (Record, bool)
+	// register writes the registry entry of a meter seen for the first
+	// time (or at the end of the transaction: see txResult.newInfo).
+	register(id string, info MeterInfo) error
+	// cut writes what the readings so far changed (blocks, rollups), for
+	// a job to see it.
+	cut() error
+	// job runs a job of the compressor or of retention.
+	job(e *entry, res *txResult) error
+	// edit applies an edit of the registry (see runEdit).
+	edit(job *editJob, res *txResult) error
+	// erase erases a meter (see DeleteMeter); applyBatch drops it from res
+	// after.
+	erase(job *eraseJob, res *txResult) error
+}
+
+// txResult is what one transaction changed, applied to the store's cache
+// once it has committed (see applied).
+type txResult struct {
+	start time.Time
+	// changed holds the new states of the meters the transaction changed;
+	// newInfo the registry entries it created or changed; erased the
+	// meters it erased.
+	changed map[string]meterState
+	newInfo map[string]MeterInfo
+	erased  []string
+	// fresh holds, when watch, the live readings stored as their meters'
+	// newest, for the watchers.
+	watch bool
+	fresh []Record
+	// pfs holds the power factor statistics of the readings it added.
+	pfs    map[string]pfAgg
+	stored int
+}
+
+// newTxResult returns an empty result of a transaction begun at start;
+// watch asks for the records of fresh readings.
+func newTxResult(start time.Time, watch bool) *txResult {
+	return &txResult{start: start, changed: map[string]meterState{}, newInfo: map[string]MeterInfo{},
+		watch: watch, pfs: map[string]pfAgg{}}
+}
+
+// applyBatch stores the entries of batch in tx, recording in res what they
+// change. A reading refused by the counter rules, an edit refused or an
+// erasure of an unknown meter sets its entry's rejected, and the rest of the
+// batch goes on; any other error fails the transaction. Only the writer
+// calls it.
+func (s *Store) applyBatch(tx writeTx, batch []entry, res *txResult) error {
+	nowNs := res.start.UnixNano()
+	for i := range batch {
+		e := &batch[i]
+		switch {
+		case e.barrier, e.checkpoint, e.reload:
+		case e.compress != nil, e.retire != nil, e.prune != nil:
+			if err := tx.cut(); err != nil { // what came before, first
+				return err
+			}
+			if err := tx.job(e, res); err != nil {
+				return err
+			}
+		case e.imp != nil:
+			e.imp.added = 0
+			for j, r := range e.imp.readings {
+				added, err := s.storeReading(tx, res, r, false, nowNs)
+				if meter.ReasonOf(err) != "" {
+					return fmt.Errorf("reading %d of %d (%s): %w", j+1, len(e.imp.readings), r, err)
+				}
+				if err != nil {
+					return err
+				}
+				e.imp.added += added
+				if e.imp.progress != nil && (j+1)%100000 == 0 {
+					e.imp.progress(j + 1)
+				}
+			}
+			res.stored += e.imp.added
+		case e.edit != nil, e.erase != nil:
+			if err := tx.cut(); err != nil { // what came before, first
+				return err
+			}
+			var err error
+			if e.edit != nil {
+				err = tx.edit(e.edit, res)
+			} else if err = tx.erase(e.erase, res); err == nil {
+				delete(res.changed, e.erase.meter)
+				delete(res.newInfo, e.erase.meter)
+				res.erased = append(res.erased, e.erase.meter)
+			}
+			if _, ok := err.(*refused); ok {
+				e.rejected = err
+			} else if err != nil {
+				return err
+			}
+		default:
+			added, err := s.storeReading(tx, res, e.r, true, nowNs)
+			if meter.ReasonOf(err) != "" {
+				e.rejected = err
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			res.stored += added
+		}
+	}
+	return nil
+}
+
+// storeReading stores reading r in tx: live, as received at nowNs, or from
+// an import. It returns 1 if r is new, 0 if it replaced a reading, and the
+// counter rules' refusal, which changes the meter's state all the same.
+func (s *Store) storeReading(tx writeTx, res *txResult, r meter.Reading, live bool, nowNs int64) (int, error) {
+	id := r.Meter
+	st, ok := res.changed[id]
+	if !ok {
+		st = tx.state(id)
+	}
+	isNew := st.Readings == 0 && st.SeenNs == 0
+	added, err := tx.put(&st, r, s.maxPowerIn(tx, res.newInfo, id))
+	if meter.ReasonOf(err) != "" {
+		if !isNew {
+			res.changed[id] = st // the rejected counter's tracking
+		}
+		return 0, err
+	}
+	if err != nil {
+		return 0, fmt.Errorf("meter %q: %w", id, err)
+	}
+	if added > 0 {
+		notePF(res.pfs, r)
+	}
+	if live {
+		s.noteInterval(id, &st, nowNs)
+		if rec, ok := tx.appended(); ok && res.watch {
+			res.fresh = append(res.fresh, rec)
+		}
+	}
+	st.SeenNs = nowNs
+	res.changed[id] = st
+	if _, known := tx.info(id); !known {
+		if _, ok := res.newInfo[id]; !ok {
+			info := MeterInfo{Source: r.Source, Created: time.Unix(0, nowNs).UTC()}
+			res.newInfo[id] = info
+			if err := tx.register(id, info); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return added, nil
+}
+
+// applied makes what a committed transaction changed visible to readers
+// and watchers, and counts it; entries is the size of its batch.
+func (s *Store) applied(res *txResult, entries int) {
+	s.metersMu.Lock()
+	for _, id := range res.erased {
+		delete(s.meters, id)
+		delete(s.info, id)
+		delete(s.gaps, id)
+	}
+	for id, st := range res.changed { // a meter erased then read again, anew
+		s.meters[id] = st
+	}
+	for id, info := range res.newInfo {
+		s.info[id] = info
+	}
+	s.metersMu.Unlock()
+	if len(res.fresh) > 0 {
+		s.watchers.send(res.fresh)
+	}
+	s.commitSeconds.Observe(time.Since(res.start).Seconds())
+	s.batchSize.Observe(float64(entries))
+	s.stored.Add(float64(res.stored))
 }

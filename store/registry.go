@@ -125,10 +125,32 @@ func (s *Store) noteInterval(id string, st *meterState, nowNs int64) {
 // maxPowerW is the most power meter id can draw: its expected maximum, or
 // the store's MaxPowerW. Only the writer calls it.
 func (s *Store) maxPowerW(id string) float64 {
-	if info, ok := s.info[id]; ok && info.ExpectedMaxW != nil && *info.ExpectedMaxW > 0 {
-		return *info.ExpectedMaxW
+	if w, ok := expectedMaxW(s.info[id]); ok {
+		return w
 	}
 	return s.maxPower
+}
+
+// maxPowerIn is maxPowerW as transaction tx sees meter id: by its entry
+// changed in the transaction (in newInfo), else the one tx found.
+func (s *Store) maxPowerIn(tx writeTx, newInfo map[string]MeterInfo, id string) float64 {
+	if w, ok := expectedMaxW(newInfo[id]); ok {
+		return w
+	}
+	if info, ok := tx.info(id); ok {
+		if w, ok := expectedMaxW(info); ok {
+			return w
+		}
+	}
+	return s.maxPower
+}
+
+// expectedMaxW returns an entry's expected maximum power, if it has one.
+func expectedMaxW(info MeterInfo) (float64, bool) {
+	if info.ExpectedMaxW != nil && *info.ExpectedMaxW > 0 {
+		return *info.ExpectedMaxW, true
+	}
+	return 0, false
 }
 
 // lookupInfo returns meter id's registry entry as the writer sees it:

@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"fmt"
+	"iter"
 	"log/slog"
 	"slices"
 
@@ -40,6 +41,27 @@ type entry struct {
 func (e *entry) alone() bool {
 	return e.imp != nil || e.compress != nil || e.retire != nil || e.prune != nil || e.edit != nil || e.erase != nil ||
 		e.checkpoint || e.reload
+}
+
+// readings yields the readings of batch: live ones, and imports'.
+func readings(batch []entry) iter.Seq[meter.Reading] {
+	return func(yield func(meter.Reading) bool) {
+		for i := range batch {
+			switch e := &batch[i]; {
+			case e.imp != nil:
+				for _, r := range e.imp.readings {
+					if !yield(r) {
+						return
+					}
+				}
+			case e.barrier, e.checkpoint, e.reload, e.edit != nil, e.erase != nil, e.compress != nil, e.retire != nil, e.prune != nil:
+			default:
+				if !yield(e.r) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // importJob is a history import: its readings are stored in the same
