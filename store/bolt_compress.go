@@ -9,6 +9,19 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// compressJob asks the writer to move raw readings older than before into
+// compressed blocks, at most limit readings in one transaction.
+type compressJob struct {
+	before int64
+	limit  int
+	moved  int  // set by the writer
+	more   bool // set by the writer: readings before before are left
+}
+
+// maxCompress bounds the readings one compression transaction moves, so that
+// live readings never wait long behind it.
+const maxCompress = 200000
+
 // compress is Compress on bbolt: jobs for the writer, each a transaction
 // of at most maxCompress readings.
 func (eng *boltEngine) compress(ctx context.Context, before time.Time) (int, error) {
@@ -30,19 +43,6 @@ func (eng *boltEngine) compress(ctx context.Context, before time.Time) (int, err
 	}
 	return total, ctx.Err()
 }
-
-// compressJob asks the writer to move raw readings older than before into
-// compressed blocks, at most limit readings in one transaction.
-type compressJob struct {
-	before int64
-	limit  int
-	moved  int  // set by the writer
-	more   bool // set by the writer: readings before before are left
-}
-
-// maxCompress bounds the readings one compression transaction moves, so that
-// live readings never wait long behind it.
-const maxCompress = 200000
 
 // compress runs a compressJob in tx, for the meters in states (changed
 // there as their compacted boundary moves).

@@ -11,47 +11,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// powerFactor is PowerFactor on bbolt: the stored days with what the head
-// adds to them.
-func (eng *boltEngine) powerFactor(id string, from, to time.Time) (PowerFactorStats, error) {
-	var out PowerFactorStats
-	var sum pfAgg
-	err := eng.view([]string{id}, func(tx *bolt.Tx, hv headView) error {
-		begin, end := pfKey(id, from.UnixNano()), pfKey(id, to.UnixNano())
-		days := map[string]pfAgg{}
-		hv.pfs(id, days)
-		if pf := tx.Bucket(bucketPF); pf != nil {
-			c := pf.Cursor()
-			for k, v := c.Seek(begin); k != nil && bytes.Compare(k, end) < 0; k, v = c.Next() {
-				a, ok := decodePF(v)
-				if !ok {
-					return errors.New("corrupt power factor statistics")
-				}
-				h := days[string(k)]
-				days[string(k)] = pfAgg{a.sumW + h.sumW, a.sumWPF + h.sumWPF, a.n + h.n}
-			}
-		}
-		for k, a := range days {
-			if bytes.Compare([]byte(k), begin) < 0 || bytes.Compare([]byte(k), end) >= 0 {
-				continue
-			}
-			sum.sumW += a.sumW
-			sum.sumWPF += a.sumWPF
-			sum.n += a.n
-			out.Days++
-		}
-		return nil
-	})
-	if err != nil {
-		return out, fmt.Errorf("store: power factor of %q: %w", id, err)
-	}
-	out.Readings = int(sum.n)
-	if sum.sumW > 0 {
-		out.Mean = sum.sumWPF / sum.sumW
-	}
-	return out, nil
-}
-
 // bucketPF holds power factor statistics per meter and UTC day, created on
 // the first reading that carries one:
 //
@@ -109,4 +68,45 @@ func erasePF(tx *bolt.Tx, meterID string) error {
 		}
 	}
 	return nil
+}
+
+// powerFactor is PowerFactor on bbolt: the stored days with what the head
+// adds to them.
+func (eng *boltEngine) powerFactor(id string, from, to time.Time) (PowerFactorStats, error) {
+	var out PowerFactorStats
+	var sum pfAgg
+	err := eng.view([]string{id}, func(tx *bolt.Tx, hv headView) error {
+		begin, end := pfKey(id, from.UnixNano()), pfKey(id, to.UnixNano())
+		days := map[string]pfAgg{}
+		hv.pfs(id, days)
+		if pf := tx.Bucket(bucketPF); pf != nil {
+			c := pf.Cursor()
+			for k, v := c.Seek(begin); k != nil && bytes.Compare(k, end) < 0; k, v = c.Next() {
+				a, ok := decodePF(v)
+				if !ok {
+					return errors.New("corrupt power factor statistics")
+				}
+				h := days[string(k)]
+				days[string(k)] = pfAgg{a.sumW + h.sumW, a.sumWPF + h.sumWPF, a.n + h.n}
+			}
+		}
+		for k, a := range days {
+			if bytes.Compare([]byte(k), begin) < 0 || bytes.Compare([]byte(k), end) >= 0 {
+				continue
+			}
+			sum.sumW += a.sumW
+			sum.sumWPF += a.sumWPF
+			sum.n += a.n
+			out.Days++
+		}
+		return nil
+	})
+	if err != nil {
+		return out, fmt.Errorf("store: power factor of %q: %w", id, err)
+	}
+	out.Readings = int(sum.n)
+	if sum.sumW > 0 {
+		out.Mean = sum.sumWPF / sum.sumW
+	}
+	return out, nil
 }

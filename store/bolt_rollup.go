@@ -11,6 +11,174 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+func (t Tier) bucket() []byte {
+	return [...][]byte{nil, []byte("rollup_1m"), []byte("rollup_1h"), []byte("rollup_1d")}[t]
+}
+
+const aggSize = 8 * 6
+
+func (a agg) encode() []byte {
+	b := make([]byte, 0, aggSize)
+	b = binary.BigEndian.AppendUint64(b, a.N)
+	for _, f := range [...]float64{a.SumW, a.MinW, a.MaxW, a.InWh, a.OutWh} {
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(f))
+	}
+	return b
+}
+
+func decodeAgg(v []byte) (agg, error) {
+	if len(v) != aggSize {
+		return agg{}, fmt.Errorf("store: corrupt rollup (%d bytes)", len(v))
+	}
+	f := func(i int) float64 { return math.Float64frombits(binary.BigEndian.Uint64(v[8*i:])) }
+	return agg{N: binary.BigEndian.Uint64(v), SumW: f(1), MinW: f(2), MaxW: f(3), InWh: f(4), OutWh: f(5)}, nil
+}
+
+func rollupBucket(tx *bolt.Tx, meter string, t Tier) (*bolt.Bucket, error) {
+	b, err := tx.Bucket(t.bucket()).CreateBucketIfNotExists([]byte(meter))
+	if err != nil {
+		return nil, fmt.Errorf("store: rollup %s of %q: %w", t, meter, err)
+	}
+	b.FillPercent = 0.95 // rollups mostly append; the setting lasts one transaction
+	return b, nil
+}
+
+// putAgg stores a, or deletes the bucket's entry when a holds nothing.
+func putAgg(b *bolt.Bucket, start int64, a agg) error {
+	if a.N == 0 && a.InWh == 0 && a.OutWh == 0 {
+		return b.Delete(timeKey(start))
+	}
+	return b.Put(timeKey(start), a.encode())
+}
+
+// apply writes the collected changes into the rollup buckets of tx.
+func (r *rollups) apply(tx *bolt.Tx) error {
+	for _, k := range sortedKeys(r.add) {
+		a := r.add[k]
+		if r.rebuild[rollupKey{k.meter, TierMinute, TierMinute.start(k.start)}] && k.tier == TierMinute {
+			continue // rebuilt from raw below
+		}
+		b, err := rollupBucket(tx, k.meter, k.tier)
+		if err != nil {
+			return err
+		}
+		key := timeKey(k.start)
+		cur := agg{}
+		if v := b.Get(key); v != nil {
+			if cur, err = decodeAgg(v); err != nil {
+				return err
+			}
+		}
+		cur.merge(*a)
+		if err := b.Put(key, cur.encode()); err != nil {
+			return err
+		}
+	}
+	if len(r.rebuild) == 0 {
+		return nil
+	}
+	hours := map[rollupKey]bool{}
+	for _, k := range sortedKeys(r.rebuild) {
+		if err := rebuildMinute(tx, k.meter, k.start, r.maxGap); err != nil {
+			return err
+		}
+		hours[rollupKey{k.meter, TierHour, TierHour.start(k.start)}] = true
+	}
+	days := map[rollupKey]bool{}
+	for _, k := range sortedKeys(hours) {
+		if err := rebuildFrom(tx, k.meter, TierHour, TierMinute, k.start); err != nil {
+			return err
+		}
+		days[rollupKey{k.meter, TierDay, TierDay.start(k.start)}] = true
+	}
+	for _, k := range sortedKeys(days) {
+		if err := rebuildFrom(tx, k.meter, TierDay, TierHour, k.start); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rebuildMinute recomputes one minute's rollup from the readings around it.
+func rebuildMinute(tx *bolt.Tx, meter string, start, maxGap int64) error {
+	ser, ok := openSeries(tx, meter)
+	if !ok {
+		return nil
+	}
+	a, err := minuteFromReadings(ser, start, maxGap)
+	if err != nil {
+		return fmt.Errorf("meter %q: %w", meter, err)
+	}
+	b, err := rollupBucket(tx, meter, TierMinute)
+	if err != nil {
+		return err
+	}
+	return putAgg(b, start, a)
+}
+
+// minuteFromReadings computes the rollup of the minute at start from one
+// meter's readings: those in the minute, and those within maxGap of it (and
+// one before) for the energy of the intervals that reach into it.
+func minuteFromReadings(ser series, start, maxGap int64) (agg, error) {
+	end := start + TierMinute.stepNs()
+	var a agg
+	var prev *sample
+	for p, err := range ser.backward(start - maxGap) { // the reading before the window, for a counter's jump
+		if err != nil {
+			return agg{}, err
+		}
+		s := p.sample()
+		prev = &s
+		break
+	}
+	for p, err := range ser.forward(start - maxGap) {
+		if err != nil {
+			return agg{}, err
+		}
+		if prev != nil && prev.ns >= end {
+			break
+		}
+		s := p.sample()
+		if s.ns >= start && s.ns < end {
+			a.addPower(s.w)
+		}
+		if prev != nil {
+			integrate(*prev, s, maxGap, func(m int64, in, out float64) {
+				if m == start {
+					a.InWh += in
+					a.OutWh += out
+				}
+			})
+		}
+		prev = &s
+	}
+	return a, nil
+}
+
+// rebuildFrom recomputes the bucket of tier t at start from the buckets of
+// the finer tier below it.
+func rebuildFrom(tx *bolt.Tx, meter string, t, below Tier, start int64) error {
+	src, err := rollupBucket(tx, meter, below)
+	if err != nil {
+		return err
+	}
+	var a agg
+	end := timeKey(start + t.stepNs())
+	c := src.Cursor()
+	for k, v := c.Seek(timeKey(start)); k != nil && string(k) < string(end); k, v = c.Next() {
+		b, err := decodeAgg(v)
+		if err != nil {
+			return err
+		}
+		a.merge(b)
+	}
+	dst, err := rollupBucket(tx, meter, t)
+	if err != nil {
+		return err
+	}
+	return putAgg(dst, start, a)
+}
+
 // rollups is Rollups on bbolt: the stored buckets with what the head adds
 // to them.
 func (eng *boltEngine) rollups(meterID string, t Tier, from, to time.Time, limit int) ([]Bucket, bool, error) {
@@ -175,174 +343,6 @@ func (eng *boltEngine) checkRollups(meterID string) error {
 		}
 		return nil
 	})
-}
-
-func (t Tier) bucket() []byte {
-	return [...][]byte{nil, []byte("rollup_1m"), []byte("rollup_1h"), []byte("rollup_1d")}[t]
-}
-
-const aggSize = 8 * 6
-
-func (a agg) encode() []byte {
-	b := make([]byte, 0, aggSize)
-	b = binary.BigEndian.AppendUint64(b, a.N)
-	for _, f := range [...]float64{a.SumW, a.MinW, a.MaxW, a.InWh, a.OutWh} {
-		b = binary.BigEndian.AppendUint64(b, math.Float64bits(f))
-	}
-	return b
-}
-
-func decodeAgg(v []byte) (agg, error) {
-	if len(v) != aggSize {
-		return agg{}, fmt.Errorf("store: corrupt rollup (%d bytes)", len(v))
-	}
-	f := func(i int) float64 { return math.Float64frombits(binary.BigEndian.Uint64(v[8*i:])) }
-	return agg{N: binary.BigEndian.Uint64(v), SumW: f(1), MinW: f(2), MaxW: f(3), InWh: f(4), OutWh: f(5)}, nil
-}
-
-// apply writes the collected changes into the rollup buckets of tx.
-func (r *rollups) apply(tx *bolt.Tx) error {
-	for _, k := range sortedKeys(r.add) {
-		a := r.add[k]
-		if r.rebuild[rollupKey{k.meter, TierMinute, TierMinute.start(k.start)}] && k.tier == TierMinute {
-			continue // rebuilt from raw below
-		}
-		b, err := rollupBucket(tx, k.meter, k.tier)
-		if err != nil {
-			return err
-		}
-		key := timeKey(k.start)
-		cur := agg{}
-		if v := b.Get(key); v != nil {
-			if cur, err = decodeAgg(v); err != nil {
-				return err
-			}
-		}
-		cur.merge(*a)
-		if err := b.Put(key, cur.encode()); err != nil {
-			return err
-		}
-	}
-	if len(r.rebuild) == 0 {
-		return nil
-	}
-	hours := map[rollupKey]bool{}
-	for _, k := range sortedKeys(r.rebuild) {
-		if err := rebuildMinute(tx, k.meter, k.start, r.maxGap); err != nil {
-			return err
-		}
-		hours[rollupKey{k.meter, TierHour, TierHour.start(k.start)}] = true
-	}
-	days := map[rollupKey]bool{}
-	for _, k := range sortedKeys(hours) {
-		if err := rebuildFrom(tx, k.meter, TierHour, TierMinute, k.start); err != nil {
-			return err
-		}
-		days[rollupKey{k.meter, TierDay, TierDay.start(k.start)}] = true
-	}
-	for _, k := range sortedKeys(days) {
-		if err := rebuildFrom(tx, k.meter, TierDay, TierHour, k.start); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func rollupBucket(tx *bolt.Tx, meter string, t Tier) (*bolt.Bucket, error) {
-	b, err := tx.Bucket(t.bucket()).CreateBucketIfNotExists([]byte(meter))
-	if err != nil {
-		return nil, fmt.Errorf("store: rollup %s of %q: %w", t, meter, err)
-	}
-	b.FillPercent = 0.95 // rollups mostly append; the setting lasts one transaction
-	return b, nil
-}
-
-// putAgg stores a, or deletes the bucket's entry when a holds nothing.
-func putAgg(b *bolt.Bucket, start int64, a agg) error {
-	if a.N == 0 && a.InWh == 0 && a.OutWh == 0 {
-		return b.Delete(timeKey(start))
-	}
-	return b.Put(timeKey(start), a.encode())
-}
-
-// rebuildMinute recomputes one minute's rollup from the readings around it.
-func rebuildMinute(tx *bolt.Tx, meter string, start, maxGap int64) error {
-	ser, ok := openSeries(tx, meter)
-	if !ok {
-		return nil
-	}
-	a, err := minuteFromReadings(ser, start, maxGap)
-	if err != nil {
-		return fmt.Errorf("meter %q: %w", meter, err)
-	}
-	b, err := rollupBucket(tx, meter, TierMinute)
-	if err != nil {
-		return err
-	}
-	return putAgg(b, start, a)
-}
-
-// minuteFromReadings computes the rollup of the minute at start from one
-// meter's readings: those in the minute, and those within maxGap of it (and
-// one before) for the energy of the intervals that reach into it.
-func minuteFromReadings(ser series, start, maxGap int64) (agg, error) {
-	end := start + TierMinute.stepNs()
-	var a agg
-	var prev *sample
-	for p, err := range ser.backward(start - maxGap) { // the reading before the window, for a counter's jump
-		if err != nil {
-			return agg{}, err
-		}
-		s := p.sample()
-		prev = &s
-		break
-	}
-	for p, err := range ser.forward(start - maxGap) {
-		if err != nil {
-			return agg{}, err
-		}
-		if prev != nil && prev.ns >= end {
-			break
-		}
-		s := p.sample()
-		if s.ns >= start && s.ns < end {
-			a.addPower(s.w)
-		}
-		if prev != nil {
-			integrate(*prev, s, maxGap, func(m int64, in, out float64) {
-				if m == start {
-					a.InWh += in
-					a.OutWh += out
-				}
-			})
-		}
-		prev = &s
-	}
-	return a, nil
-}
-
-// rebuildFrom recomputes the bucket of tier t at start from the buckets of
-// the finer tier below it.
-func rebuildFrom(tx *bolt.Tx, meter string, t, below Tier, start int64) error {
-	src, err := rollupBucket(tx, meter, below)
-	if err != nil {
-		return err
-	}
-	var a agg
-	end := timeKey(start + t.stepNs())
-	c := src.Cursor()
-	for k, v := c.Seek(timeKey(start)); k != nil && string(k) < string(end); k, v = c.Next() {
-		b, err := decodeAgg(v)
-		if err != nil {
-			return err
-		}
-		a.merge(b)
-	}
-	dst, err := rollupBucket(tx, meter, t)
-	if err != nil {
-		return err
-	}
-	return putAgg(dst, start, a)
 }
 
 // mergeAggs adds the head's additions to a tier's stored buckets (those

@@ -27,7 +27,7 @@ type entry struct {
 	// checkpoint asks for the head to be checkpointed (see Checkpoint).
 	checkpoint bool
 	// reload asks a PostgreSQL store's writer to reload its copy of the
-	// meters (see pgFresh).
+	// meters (see pgEngine.refresh).
 	reload bool
 	// volatile marks a reading whose callback need not wait for the log's
 	// fdatasync (see AppendVolatile).
