@@ -9,6 +9,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// Documents and alerts on bbolt: a bucket doc_<kind> for each kind of
+// documents, and the alerts bucket.
+
 // putDoc is PutDoc on bbolt: each kind of documents is a bucket, doc_<kind>.
 func (eng *boltEngine) putDoc(kind, key string, v []byte) error {
 	err := eng.db.Update(func(tx *bolt.Tx) error {
