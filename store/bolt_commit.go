@@ -123,11 +123,17 @@ func (t *boltTx) info(id string) (MeterInfo, bool) {
 	return info, ok
 }
 
-func (t *boltTx) put(st *meterState, r meter.Reading, maxW float64) (int, error) {
-	return t.w.put(st, r, maxW)
+func (t *boltTx) appendNewest(r meter.Reading, ns int64) (uint64, error) {
+	return t.w.appendNewest(r, ns)
 }
 
-func (t *boltTx) appended() (Record, bool) { return t.w.fresh, t.w.isFresh }
+func (t *boltTx) freeNs(meterID string, ns int64) (int64, error) { return t.w.freeNs(meterID, ns) }
+
+func (t *boltTx) putLate(r meter.Reading, ns, floor int64) (int, error) {
+	return t.w.putLate(r, ns, floor)
+}
+
+func (t *boltTx) changes() *rollups { return t.w.rolls }
 
 func (t *boltTx) register(id string, info MeterInfo) error { return putInfo(t.tx, id, info) }
 
@@ -166,15 +172,11 @@ func (t *boltTx) erase(job *eraseJob, res *txResult) error {
 // txWriter stores readings in one write transaction: raw keys, blocks
 // changed by late readings, and the rollup changes, applied by finish.
 type txWriter struct {
-	tx  *bolt.Tx
-	seq uint64
-	// fresh is the reading the last put appended as its meter's newest,
-	// when isFresh.
-	fresh   Record
-	isFresh bool
-	rolls   *rollups
-	raw     map[string]*bolt.Bucket
-	blocks  map[blockKey]*openBlock
+	tx     *bolt.Tx
+	seq    uint64
+	rolls  *rollups
+	raw    map[string]*bolt.Bucket
+	blocks map[blockKey]*openBlock
 }
 
 // blockKey names one meter's block of one hour.
@@ -230,60 +232,17 @@ func (w *txWriter) block(meterID string, ns int64) (*openBlock, error) {
 	return ob, nil
 }
 
-// put stores reading r, updating its meter's state st and the rollups, and
-// returns 1 if r is a new reading, 0 if it replaced one (a device resending
-// a reading it stamped).
-//
-// The common case, a reading newer than the meter's newest, appends a raw
-// key and adds to the rollups. A reading stamped on receipt is always that
-// case: it is kept in arrival order, a millisecond after the newest if the
-// clock says otherwise. A device-stamped reading older than the newest, or
-// one that replaces another, goes where its hour is (raw, or a compressed
-// block) and marks the minutes around it for rebuilding. One older than the
-// meter's archive boundary (st.ArchivedNs) is stored the same way but
-// changes no rollup: the readings around it are archived, so rebuilding
-// would lose them; the next retention run adds it to its month's archive.
-func (w *txWriter) put(st *meterState, r meter.Reading, maxW float64) (int, error) {
-	ns := readingNs(st, r)
-	w.isFresh = false
-	newest := st.Readings == 0 || ns > st.LastNs
-	if err := checkCounter(st, &r, ns, newest, maxW); err != nil {
-		return 0, err
-	}
-	archived := ns < st.ArchivedNs
-	if !archived && (st.Readings == 0 || (ns > st.LastNs && ns >= st.CompactedNs)) {
-		raw, err := w.rawBucket(r.Meter)
-		if err != nil {
-			return 0, err
-		}
-		w.seq++
-		if err := raw.Put(timeKey(ns), encodeValue(w.seq, r)); err != nil {
-			return 0, err
-		}
-		w.fresh = Record{ID: w.seq, Meter: r.Meter, Time: time.Unix(0, ns).UTC(), PowerW: r.PowerW, EnergyWh: r.EnergyWh, HasEnergy: r.HasEnergy}
-		w.isFresh = true
-		appendedTo(st, w.rolls, r, ns)
-		return 1, nil
-	}
-
-	floor := st.ArchivedNs
-	if archived {
-		floor = -1 // no rollups to change
-	}
-	if !r.Stamped {
-		// Received behind a reading stamped ahead: a new reading, never a
-		// resend, so it takes the next free millisecond.
-		var err error
-		if ns, err = w.freeNs(r.Meter, ns); err != nil {
-			return 0, err
-		}
-	}
-	added, err := w.putLate(r, ns, floor)
+// appendNewest stores reading r, at ns, as its meter's newest: a raw key.
+func (w *txWriter) appendNewest(r meter.Reading, ns int64) (uint64, error) {
+	raw, err := w.rawBucket(r.Meter)
 	if err != nil {
 		return 0, err
 	}
-	storedLate(st, r, ns, added)
-	return added, nil
+	w.seq++
+	if err := raw.Put(timeKey(ns), encodeValue(w.seq, r)); err != nil {
+		return 0, err
+	}
+	return w.seq, nil
 }
 
 // freeNs returns ns, or the first millisecond after it at which meterID

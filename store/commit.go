@@ -61,13 +61,20 @@ type writeTx interface {
 	state(id string) meterState
 	// info returns meter id's registry entry as the transaction found it.
 	info(id string) (MeterInfo, bool)
-	// put stores reading r of a meter in state st, whose maximum power is
-	// maxW, by the counter rules (see checkCounter): 1 if r is new, 0 if it
-	// replaced a reading at its instant.
-	put(st *meterState, r meter.Reading, maxW float64) (int, error)
-	// appended returns the reading the last put appended as its meter's
-	// newest, if it did.
-	appended() (Record, bool)
+	// appendNewest stores reading r, at ns, as its meter's newest, and
+	// returns the id it gave it.
+	appendNewest(r meter.Reading, ns int64) (uint64, error)
+	// freeNs returns ns, or the first millisecond after it at which
+	// meterID has no reading.
+	freeNs(meterID string, ns int64) (int64, error)
+	// putLate stores reading r at ns, not newer than all its meter's
+	// others, and marks for rebuilding the minutes it changes, those at or
+	// after floor (none for a negative floor): 1 if r is new, 0 if it
+	// replaced the reading at ns.
+	putLate(r meter.Reading, ns, floor int64) (int, error)
+	// changes returns the rollup changes of what the transaction stored
+	// since it began or was last cut.
+	changes() *rollups
 	// register writes the registry entry of a meter seen for the first
 	// time (or at the end of the transaction: see txResult.newInfo).
 	register(id string, info MeterInfo) error
@@ -185,7 +192,11 @@ func (s *Store) storeReading(tx writeTx, res *txResult, r meter.Reading, live bo
 		st = tx.state(id)
 	}
 	isNew := st.Readings == 0 && st.SeenNs == 0
-	added, err := tx.put(&st, r, s.maxPowerIn(tx, res.newInfo, id))
+	var fresh *[]Record
+	if live && res.watch {
+		fresh = &res.fresh
+	}
+	added, err := put(tx, &st, r, s.maxPowerIn(tx, res.newInfo, id), fresh)
 	if meter.ReasonOf(err) != "" {
 		if !isNew {
 			res.changed[id] = st // the rejected counter's tracking
@@ -200,9 +211,6 @@ func (s *Store) storeReading(tx writeTx, res *txResult, r meter.Reading, live bo
 	}
 	if live {
 		s.noteInterval(id, &st, nowNs)
-		if rec, ok := tx.appended(); ok && res.watch {
-			res.fresh = append(res.fresh, rec)
-		}
 	}
 	st.SeenNs = nowNs
 	res.changed[id] = st

@@ -184,14 +184,20 @@ func (t *pgTx) info(id string) (MeterInfo, bool) {
 	return info, ok
 }
 
-func (t *pgTx) put(st *meterState, r meter.Reading, maxW float64) (int, error) {
+func (t *pgTx) appendNewest(r meter.Reading, ns int64) (uint64, error) {
 	if r.Meter == "" {
 		return 0, errors.New("empty meter id")
 	}
-	return t.w.put(st, r, maxW)
+	return t.w.appendNewest(r, ns)
 }
 
-func (t *pgTx) appended() (Record, bool) { return t.w.fresh, t.w.isFresh }
+func (t *pgTx) freeNs(meterID string, ns int64) (int64, error) { return t.w.freeNs(meterID, ns) }
+
+func (t *pgTx) putLate(r meter.Reading, ns, floor int64) (int, error) {
+	return t.w.putLate(r, ns, floor)
+}
+
+func (t *pgTx) changes() *rollups { return t.w.rolls }
 
 // register writes nothing yet: commitTx writes every new entry at the end.
 func (t *pgTx) register(string, MeterInfo) error { return nil }

@@ -25,10 +25,8 @@ type pgWriter struct {
 	// rows are the new readings not yet copied in.
 	rows [][]any
 	// months are the partitions this transaction created.
-	months  map[int64]bool
-	rolls   *rollups
-	fresh   Record
-	isFresh bool
+	months map[int64]bool
+	rolls  *rollups
 	// spans are, per meter, the stored readings around this transaction's
 	// late ones, loaded once (see span); updates are the late readings
 	// that replace stored ones, written at flush.
@@ -89,53 +87,34 @@ func (w *pgWriter) nextID() (int64, error) {
 	return id, nil
 }
 
-// put is txWriter.put for PostgreSQL: the same rules, the same results.
-func (w *pgWriter) put(st *meterState, r meter.Reading, maxW float64) (int, error) {
-	ns := readingNs(st, r)
-	w.isFresh = false
-	newest := st.Readings == 0 || ns > st.LastNs
-	if err := checkCounter(st, &r, ns, newest, maxW); err != nil {
-		return 0, err
-	}
-	archived := ns < st.ArchivedNs
-	if !archived && (st.Readings == 0 || ns > st.LastNs) {
-		id, err := w.nextID()
-		if err != nil {
-			return 0, err
-		}
-		w.rows = append(w.rows, []any{r.Meter, ns, id, r.PowerW, pgEnergy(r)})
-		if sp := w.spans[r.Meter]; sp != nil {
-			sp.known[ns] = lateValue{r.PowerW, r.EnergyWh, r.HasEnergy}
-			sp.times = append(sp.times, ns) // the newest: last
-			sp.to = max(sp.to, ns)
-		}
-		w.fresh = Record{ID: uint64(id), Meter: r.Meter, Time: time.Unix(0, ns).UTC(), PowerW: r.PowerW, EnergyWh: r.EnergyWh, HasEnergy: r.HasEnergy}
-		w.isFresh = true
-		appendedTo(st, w.rolls, r, ns)
-		return 1, nil
-	}
-	floor := st.ArchivedNs
-	if archived {
-		floor = -1
-	}
-	if !r.Stamped { // as txWriter.put: the next free millisecond
-		for {
-			sp, err := w.span(r.Meter, ns)
-			if err != nil {
-				return 0, err
-			}
-			if _, taken := sp.known[ns]; !taken {
-				break
-			}
-			ns += int64(time.Millisecond)
-		}
-	}
-	added, err := w.putLate(r, ns, floor)
+// appendNewest stores reading r, at ns, as its meter's newest: a row to
+// copy in.
+func (w *pgWriter) appendNewest(r meter.Reading, ns int64) (uint64, error) {
+	id, err := w.nextID()
 	if err != nil {
 		return 0, err
 	}
-	storedLate(st, r, ns, added)
-	return added, nil
+	w.rows = append(w.rows, []any{r.Meter, ns, id, r.PowerW, pgEnergy(r)})
+	if sp := w.spans[r.Meter]; sp != nil {
+		sp.known[ns] = lateValue{r.PowerW, r.EnergyWh, r.HasEnergy}
+		sp.times = append(sp.times, ns) // the newest: last
+		sp.to = max(sp.to, ns)
+	}
+	return uint64(id), nil
+}
+
+// freeNs is txWriter.freeNs for PostgreSQL.
+func (w *pgWriter) freeNs(meterID string, ns int64) (int64, error) {
+	for {
+		sp, err := w.span(meterID, ns)
+		if err != nil {
+			return 0, err
+		}
+		if _, taken := sp.known[ns]; !taken {
+			return ns, nil
+		}
+		ns += int64(time.Millisecond)
+	}
 }
 
 func pgEnergy(r meter.Reading) any {

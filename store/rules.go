@@ -7,6 +7,10 @@ import (
 	"github.com/vatio-energy/vatio/meter"
 )
 
+// The rules every reading is stored by, whatever the engine: where it goes
+// (put), the time a reading stamped on receipt takes (readingNs), and what
+// its energy counter may do (checkCounter).
+
 // The counter checks of checkCounter.
 const (
 	// plausibleFloor is the least time a counter's rise is judged over:
@@ -95,6 +99,62 @@ func checkCounter(st *meterState, r *meter.Reading, ns int64, newest bool, maxW 
 	st.PendN = 0
 	st.RefWh, st.RefNs = r.EnergyWh, ns
 	return nil
+}
+
+// put stores reading r of a meter in state st, whose maximum power is maxW,
+// in tx, updating st and the rollups, and returns 1 if r is a new reading,
+// 0 if it replaced one (a device resending a reading it stamped). fresh,
+// when not nil, receives r's record if r was appended as its meter's
+// newest.
+//
+// The common case, a reading newer than the meter's newest, appends it and
+// adds to the rollups. A reading stamped on receipt is always that case: it
+// is kept in arrival order, a millisecond after the newest if the clock
+// says otherwise. A device-stamped reading older than the newest, or one
+// that replaces another, goes where its time is (on bbolt, raw or in a
+// compressed block) and marks the minutes around it for rebuilding. One
+// older than the meter's archive boundary (st.ArchivedNs) is stored the
+// same way but changes no rollup: the readings around it are archived, so
+// rebuilding would lose them; the next retention run adds it to its
+// month's archive.
+func put(tx writeTx, st *meterState, r meter.Reading, maxW float64, fresh *[]Record) (int, error) {
+	ns := readingNs(st, r)
+	newest := st.Readings == 0 || ns > st.LastNs
+	if err := checkCounter(st, &r, ns, newest, maxW); err != nil {
+		return 0, err
+	}
+	archived := ns < st.ArchivedNs
+	if !archived && (st.Readings == 0 || (ns > st.LastNs && ns >= st.CompactedNs)) {
+		id, err := tx.appendNewest(r, ns)
+		if err != nil {
+			return 0, err
+		}
+		if fresh != nil {
+			*fresh = append(*fresh, Record{ID: id, Meter: r.Meter, Time: time.Unix(0, ns).UTC(), PowerW: r.PowerW,
+				EnergyWh: r.EnergyWh, HasEnergy: r.HasEnergy})
+		}
+		appendedTo(st, tx.changes(), r, ns)
+		return 1, nil
+	}
+
+	floor := st.ArchivedNs
+	if archived {
+		floor = -1 // no rollups to change
+	}
+	if !r.Stamped {
+		// Received behind a reading stamped ahead: a new reading, never a
+		// resend, so it takes the next free millisecond.
+		var err error
+		if ns, err = tx.freeNs(r.Meter, ns); err != nil {
+			return 0, err
+		}
+	}
+	added, err := tx.putLate(r, ns, floor)
+	if err != nil {
+		return 0, err
+	}
+	storedLate(st, r, ns, added)
+	return added, nil
 }
 
 // arrivalSlack is how far ahead of a receive-stamped reading the meter's
