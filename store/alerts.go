@@ -1,7 +1,9 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -76,4 +78,17 @@ func (s *Store) UpdateAlert(id uint64, fn func(*Alert)) error {
 // all).
 func (s *Store) Alerts(limit int, keep func(*Alert) bool) ([]Alert, error) {
 	return s.eng.alerts(limit, keep)
+}
+
+// changeAlert changes alert id, stored as v, with fn, and returns it and
+// what to store.
+func changeAlert(id uint64, v []byte, fn func(*Alert)) (Alert, []byte, error) {
+	var a Alert
+	if err := json.Unmarshal(v, &a); err != nil {
+		return a, nil, fmt.Errorf("alert %d: %w", id, err)
+	}
+	fn(&a)
+	a.ID = id
+	nv, err := json.Marshal(&a)
+	return a, nv, err
 }

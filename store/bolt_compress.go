@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -47,11 +48,7 @@ func (eng *boltEngine) compress(ctx context.Context, before time.Time) (int, err
 // compress runs a compressJob in tx, for the meters in states (changed
 // there as their compacted boundary moves).
 func compress(tx *bolt.Tx, job *compressJob, states map[string]meterState, changed map[string]meterState) error {
-	ids := make([]string, 0, len(states))
-	for id := range states {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
+	ids := slices.Sorted(maps.Keys(states))
 	for _, id := range ids {
 		st, ok := changed[id]
 		if !ok {

@@ -90,13 +90,7 @@ func (eng *boltEngine) updateAlert(id uint64, fn func(*Alert)) error {
 		if v == nil {
 			return fmt.Errorf("%w: %d", ErrUnknownAlert, id)
 		}
-		var a Alert
-		if err := json.Unmarshal(v, &a); err != nil {
-			return fmt.Errorf("alert %d: %w", id, err)
-		}
-		fn(&a)
-		a.ID = id
-		nv, err := json.Marshal(&a)
+		_, nv, err := changeAlert(id, v, fn)
 		if err != nil {
 			return err
 		}

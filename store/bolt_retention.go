@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
@@ -251,11 +252,7 @@ type pruneJob struct {
 // those must still be there. Days are the coarsest such unit, so the cut
 // is the start of the boundary's day.
 func prune(tx *bolt.Tx, job *pruneJob, states map[string]meterState, changed map[string]meterState) error {
-	ids := make([]string, 0, len(states))
-	for id := range states {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
+	ids := slices.Sorted(maps.Keys(states))
 	for _, t := range Tiers {
 		if job.before[t] == 0 {
 			continue

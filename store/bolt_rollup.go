@@ -120,8 +120,6 @@ func rebuildMinute(tx *bolt.Tx, meter string, start, maxGap int64) error {
 // meter's readings: those in the minute, and those within maxGap of it (and
 // one before) for the energy of the intervals that reach into it.
 func minuteFromReadings(ser series, start, maxGap int64) (agg, error) {
-	end := start + TierMinute.stepNs()
-	var a agg
 	var prev *sample
 	for p, err := range ser.backward(start - maxGap) { // the reading before the window, for a counter's jump
 		if err != nil {
@@ -131,28 +129,13 @@ func minuteFromReadings(ser series, start, maxGap int64) (agg, error) {
 		prev = &s
 		break
 	}
-	for p, err := range ser.forward(start - maxGap) {
-		if err != nil {
-			return agg{}, err
+	return minuteOf(prev, func(yield func(sample, error) bool) {
+		for p, err := range ser.forward(start - maxGap) {
+			if !yield(p.sample(), err) || err != nil {
+				return
+			}
 		}
-		if prev != nil && prev.ns >= end {
-			break
-		}
-		s := p.sample()
-		if s.ns >= start && s.ns < end {
-			a.addPower(s.w)
-		}
-		if prev != nil {
-			integrate(*prev, s, maxGap, func(m int64, in, out float64) {
-				if m == start {
-					a.InWh += in
-					a.OutWh += out
-				}
-			})
-		}
-		prev = &s
-	}
-	return a, nil
+	}, start, maxGap)
 }
 
 // rebuildFrom recomputes the bucket of tier t at start from the buckets of

@@ -88,13 +88,7 @@ func (pg *pgEngine) updateAlert(id uint64, fn func(*Alert)) error {
 		if err != nil {
 			return err
 		}
-		var a Alert
-		if err := json.Unmarshal(v, &a); err != nil {
-			return fmt.Errorf("alert %d: %w", id, err)
-		}
-		fn(&a)
-		a.ID = id
-		nv, err := json.Marshal(&a)
+		a, nv, err := changeAlert(id, v, fn)
 		if err != nil {
 			return err
 		}

@@ -399,31 +399,18 @@ func (w *pgWriter) samples(id string, from, to int64) ([]sample, error) {
 // minuteFromSamples is minuteFromReadings over samples, oldest first, that
 // hold the readings around the minute at start.
 func minuteFromSamples(ss []sample, start, maxGap int64) agg {
-	end := start + TierMinute.stepNs()
-	var a agg
 	i := sort.Search(len(ss), func(i int) bool { return ss[i].ns >= start-maxGap })
 	var prev *sample
 	if i > 0 {
 		prev = &ss[i-1]
 	}
-	for ; i < len(ss); i++ {
-		if prev != nil && prev.ns >= end {
-			break
+	a, _ := minuteOf(prev, func(yield func(sample, error) bool) {
+		for _, s := range ss[i:] {
+			if !yield(s, nil) {
+				return
+			}
 		}
-		s := ss[i]
-		if s.ns >= start && s.ns < end {
-			a.addPower(s.w)
-		}
-		if prev != nil {
-			integrate(*prev, s, maxGap, func(m int64, in, out float64) {
-				if m == start {
-					a.InWh += in
-					a.OutWh += out
-				}
-			})
-		}
-		prev = &ss[i]
-	}
+	}, start, maxGap)
 	return a
 }
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"cmp"
+	"iter"
 	"math"
 	"slices"
 	"strings"
@@ -314,4 +315,35 @@ func aggEqual(a, b agg) bool {
 	near := func(x, y float64) bool { return math.Abs(x-y) <= 1e-6*math.Max(1, math.Max(math.Abs(x), math.Abs(y))) }
 	return a.N == b.N && near(a.SumW, b.SumW) && (a.N == 0 || (a.MinW == b.MinW && a.MaxW == b.MaxW)) &&
 		near(a.InWh, b.InWh) && near(a.OutWh, b.OutWh)
+}
+
+// minuteOf computes the rollup of the minute at start from one meter's
+// readings: prev, the reading before the window of maxGap before the
+// minute, if any, and from, its readings from that window on, oldest
+// first. It takes those in the minute, and the energy of the intervals
+// that reach into it.
+func minuteOf(prev *sample, from iter.Seq2[sample, error], start, maxGap int64) (agg, error) {
+	end := start + TierMinute.stepNs()
+	var a agg
+	for s, err := range from {
+		if err != nil {
+			return agg{}, err
+		}
+		if prev != nil && prev.ns >= end {
+			break
+		}
+		if s.ns >= start && s.ns < end {
+			a.addPower(s.w)
+		}
+		if prev != nil {
+			integrate(*prev, s, maxGap, func(m int64, in, out float64) {
+				if m == start {
+					a.InWh += in
+					a.OutWh += out
+				}
+			})
+		}
+		prev = &s
+	}
+	return a, nil
 }
