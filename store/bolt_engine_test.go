@@ -1,7 +1,12 @@
 package store
 
 import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -35,3 +40,19 @@ func (eng *boltEngine) damageRollup(t testing.TB, meterID string, tier Tier, sta
 		t.Fatal(err)
 	}
 }
+
+// archive reads the archive file.
+func (eng *boltEngine) archive(t testing.TB, meterID string, month time.Time) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(eng.s.archiveDir, meterID, ArchiveName(meterID, month)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// retireInParts lowers the readings a part deletes.
+func (eng *boltEngine) retireInParts(n int) { eng.retireLimit = n }

@@ -72,8 +72,10 @@ func TestCompressIsTransparent(t *testing.T) {
 	}
 }
 
+// TestLateReadingsIntoCompressedHours: readings arriving late, resent or
+// corrected into hours compressed into blocks (on PostgreSQL, which
+// compresses its own pages, into plain hours) are stored as into raw ones.
 func TestLateReadingsIntoCompressedHours(t *testing.T) {
-	boltOnly(t)
 	s := openTest(t, t.TempDir())
 	var rs []meter.Reading
 	for sec := 0; sec < 3*3600; sec += 60 {
@@ -103,10 +105,9 @@ func TestLateReadingsIntoCompressedHours(t *testing.T) {
 }
 
 // TestRollupsMatchRawWithCompression mixes random late readings with
-// compressions and checks records and rollups against readings stored in
-// time order.
+// compressions (none on PostgreSQL) and checks records and rollups against
+// readings stored in time order.
 func TestRollupsMatchRawWithCompression(t *testing.T) {
-	boltOnly(t)
 	rng := rand.New(rand.NewPCG(3, 4))
 	var rs []meter.Reading
 	sec := 0

@@ -4,6 +4,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vatio-energy/vatio/internal/pgtest"
 )
@@ -60,6 +61,12 @@ type testEngine interface {
 	// damageRollup stores agg a as meterID's bucket of tier at start, as a
 	// bug would.
 	damageRollup(t testing.TB, meterID string, tier Tier, start int64, a agg)
+	// archive returns meterID's archive of month as stored (an archive
+	// file, or its row), nil if there is none.
+	archive(t testing.TB, meterID string, month time.Time) []byte
+	// retireInParts has retention delete an archived month in parts of
+	// about n readings, where the engine deletes it in parts.
+	retireInParts(n int)
 }
 
 // behind returns the test view of s's engine.

@@ -2,7 +2,11 @@ package store
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // leftovers lists the tables that still hold rows of meter id.
@@ -38,3 +42,20 @@ func (pg *pgEngine) damageRollup(t testing.TB, meterID string, tier Tier, start 
 		t.Fatalf("damage %s rollup of %q at %d: %v, %d rows", tier, meterID, start, err, tag.RowsAffected())
 	}
 }
+
+// archive reads the archives row.
+func (pg *pgEngine) archive(t testing.TB, meterID string, month time.Time) []byte {
+	t.Helper()
+	var b []byte
+	err := pg.pool.QueryRow(context.Background(), `SELECT data FROM archives WHERE meter = $1 AND month = $2`, meterID, month.UnixNano()).Scan(&b)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// retireInParts does nothing: a month is archived in one transaction.
+func (pg *pgEngine) retireInParts(int) {}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -389,6 +390,73 @@ func TestReadingStampedAheadShiftsNoReceivedOnes(t *testing.T) {
 		t.Errorf("%d readings stored, want %d", len(recs), len(want))
 	}
 	if err := s.CheckRollups("m"); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestReadersSeeEachReadingOnceAcrossCheckpoints reads while a writer
+// appends and checkpoints: no reading is seen twice (on bbolt, in the head
+// and in the file) or lost for a moment (in neither), in the readings or
+// in the rollups, and none before it is queued.
+func TestReadersSeeEachReadingOnceAcrossCheckpoints(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	const n = 3000
+	var queued atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			if err := s.Append(reading("r", i, float64(i%50)), nil); err != nil {
+				t.Error(err)
+				return
+			}
+			queued.Add(1)
+			if i%300 == 299 {
+				if err := s.Checkpoint(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	}()
+	seen, rolled := 0, uint64(0)
+	for finished := false; !finished; {
+		select {
+		case <-done:
+			finished = true
+			s.Flush()
+		default:
+		}
+		recs, _, err := s.Range("r", t0, t0.Add(n*time.Second), 1<<30)
+		if err != nil && !errors.Is(err, ErrUnknownMeter) {
+			t.Fatal(err)
+		}
+		if len(recs) < seen || int64(len(recs)) > queued.Load() {
+			t.Fatalf("Range gave %d readings after %d, with %d queued", len(recs), seen, queued.Load())
+		}
+		for i := 1; i < len(recs); i++ {
+			if !recs[i].Time.After(recs[i-1].Time) {
+				t.Fatalf("reading %d at %v after one at %v: twice?", i, recs[i].Time, recs[i-1].Time)
+			}
+		}
+		seen = len(recs)
+		days, _, err := s.Rollups("r", TierDay, t0.Add(-24*time.Hour), t0.Add(48*time.Hour), 10)
+		if err != nil && !errors.Is(err, ErrUnknownMeter) {
+			t.Fatal(err)
+		}
+		var sum uint64
+		for _, d := range days {
+			sum += d.N
+		}
+		if sum < rolled || int64(sum) > queued.Load() {
+			t.Fatalf("the daily rollups count %d readings after %d, with %d queued", sum, rolled, queued.Load())
+		}
+		rolled = sum
+	}
+	if seen != n || rolled != n {
+		t.Errorf("at the end %d readings and %d in the rollups, want %d", seen, rolled, n)
+	}
+	if err := s.CheckRollups("r"); err != nil {
 		t.Error(err)
 	}
 }
