@@ -815,3 +815,72 @@ func TestRetentionWhileIngesting(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestArchiveKeepRemovesOldArchives: archives go once the end of their
+// month is ArchiveKeep old, wherever the engine keeps them.
+func TestArchiveKeepRemovesOldArchives(t *testing.T) {
+	s := openRetention(t, t.TempDir(), retain30, 0)
+	mustImport(t, s, every("m", jan, apr, time.Hour))
+	for _, now := range []time.Time{lifeNow, lifeNow.AddDate(0, 1, 0)} { // January, then February
+		if st, err := s.ApplyRetention(context.Background(), now); err != nil || st.Files != 1 {
+			t.Fatalf("ApplyRetention(%s) = %+v, %v; want a month archived", now.Format(time.DateOnly), st, err)
+		}
+	}
+	now := lifeNow.AddDate(0, 1, 0)
+	s.archiveKeep = now.Sub(feb) - time.Hour // January's month ended more than that ago, February's less
+	st, err := s.ApplyRetention(context.Background(), now)
+	if err != nil || st != (Stats{ArchivesRemoved: 1}) {
+		t.Errorf("ApplyRetention with ArchiveKeep = %+v, %v; want one archive removed", st, err)
+	}
+	if behind(s).archive(t, "m", jan) != nil || behind(s).archive(t, "m", feb) == nil {
+		t.Error("want January's archive removed, February's kept")
+	}
+	if got := exportAll(t, s, "m"); len(got) != len(every("m", feb, apr, time.Hour)) {
+		t.Errorf("export after January's archive went: %d readings, want February's and March's", len(got))
+	}
+}
+
+// TestDeleteMeterErasesItsArchives: a meter's archives go with it, its
+// erasure is recorded, and a reading afterwards starts it anew.
+func TestDeleteMeterErasesItsArchives(t *testing.T) {
+	s := openRetention(t, t.TempDir(), retain30, 0)
+	rs := every("m", jan, apr, time.Hour)
+	mustImport(t, s, rs)
+	mustImport(t, s, every("keep", jan, apr, time.Hour))
+	if st, err := s.ApplyRetention(context.Background(), lifeNow); err != nil || st.Files != 2 {
+		t.Fatalf("ApplyRetention = %+v, %v; want January archived", st, err)
+	}
+	before := time.Now().UTC()
+	erased, err := s.DeleteMeter("m")
+	if err != nil || erased.Readings != uint64(len(rs)-len(between(rs, jan, feb))) {
+		t.Fatalf("DeleteMeter = %+v, %v; want the %d readings left in the database", erased, err, len(rs)-len(between(rs, jan, feb)))
+	}
+	if behind(s).archive(t, "m", jan) != nil {
+		t.Error("m's archive is still there")
+	}
+	if left := behind(s).leftovers(t, "m"); len(left) > 0 {
+		t.Errorf("still holding m: %v", left)
+	}
+	if err := s.Export(context.Background(), "m", func(Record) error { return nil }); !errors.Is(err, ErrUnknownMeter) {
+		t.Errorf("export of the erased meter: %v", err)
+	}
+	tombs, err := s.Docs(ErasedKind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := time.Parse(time.RFC3339Nano, string(tombs["m"]))
+	if err != nil || at.Before(before.Add(-time.Second)) || len(tombs) != 1 {
+		t.Errorf("erasure records = %q (%v), want m's, erased now", tombs, err)
+	}
+	// The other meter, archive and all, is untouched.
+	if got := exportAll(t, s, "keep"); len(got) != len(rs) || behind(s).archive(t, "keep", jan) == nil {
+		t.Errorf("the other meter's export: %d readings, want %d", len(got), len(rs))
+	}
+	mustAppend(t, s, meter.Reading{Meter: "m", Time: apr, PowerW: 9, Stamped: true})
+	if m, err := s.Meter("m"); err != nil || m.Readings != 1 || !m.First.Equal(apr) || !m.ArchivedBefore.IsZero() {
+		t.Errorf("m anew = %+v, %v; want one reading and no archive boundary", m, err)
+	}
+	if err := s.CheckRollups("m"); err != nil {
+		t.Error(err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -544,5 +545,96 @@ func TestReloadingMetersRacesNoCommit(t *testing.T) {
 	}
 	if n := len(s.Meters()); n != 5 {
 		t.Errorf("%d meters, want 5", n)
+	}
+}
+
+// TestRegistryEntryRoundTrip: every field of an edited entry is kept across
+// a reopen, the entries handed out are copies, and the expected maximum
+// still bounds the meter's counter after the reopen.
+func TestRegistryEntryRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	r := counter("e", 0, 100, 1000)
+	r.Source = "shelly"
+	mustAppend(t, s, r)
+	minW, maxW := -500.0, 3600.0
+	info, err := s.EditMeter("e", func(m *MeterInfo) error {
+		m.Name, m.Site, m.Tags, m.ExpectedMinW, m.ExpectedMaxW, m.Critical = "Heat pump", "home", []string{"heat", "garden"}, &minW, &maxW, true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := info.clone()
+	if want.Source != "shelly" || want.Created.IsZero() || want.Name != "Heat pump" || *want.ExpectedMaxW != 3600 {
+		t.Fatalf("edited entry = %+v", want)
+	}
+	info.Tags[0], *info.ExpectedMaxW = "changed", 1 // the caller's copy
+	if m, _ := s.Meter("e"); !reflect.DeepEqual(m.Info, want) {
+		t.Errorf("entry after changing the copy EditMeter returned = %+v, want %+v", m.Info, want)
+	}
+	m, _ := s.Meter("e")
+	m.Info.Tags[1] = "changed"
+	if again, _ := s.Meter("e"); !reflect.DeepEqual(again.Info, want) {
+		t.Errorf("entry after changing the copy Meter returned = %+v, want %+v", again.Info, want)
+	}
+	s.Close()
+	s = openTest(t, dir)
+	if m, _ := s.Meter("e"); !reflect.DeepEqual(m.Info, want) || m.Site != "home" {
+		t.Errorf("entry after reopening = %+v (site %s), want %+v", m.Info, m.Site, want)
+	}
+	// 3600 W for a minute is at most 91 Wh (see TestImplausibleCounterJumpIsRejected).
+	errs := appendAll(t, s, counter("e", 60, 100, 1200), counter("e", 120, 100, 1050))
+	if meter.ReasonOf(errs[0]) != meter.ReasonImplausibleEnergy || errs[1] != nil {
+		t.Errorf("counters after reopening: %v; want the rise of 200 Wh in a minute refused, 50 Wh in two taken", errs)
+	}
+}
+
+// TestPowerFactorCountsEachReadingOnce: readings imported again, resent or
+// kept across a checkpoint and a reopen count once in the power factor
+// statistics; a late reading counts too.
+func TestPowerFactorCountsEachReadingOnce(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	pf := func(sec int, w, f float64) meter.Reading {
+		r := reading("pf", sec, w)
+		r.PowerFactor, r.HasPF = f, true
+		return r
+	}
+	rs := []meter.Reading{pf(0, 1000, 0.5), pf(10, 1000, 0.7), pf(20, 2000, 0.9)}
+	mustImport(t, s, rs)
+	stats := func(s *Store) PowerFactorStats {
+		t.Helper()
+		st, err := s.PowerFactor("pf", t0, t0.Add(24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	want := PowerFactorStats{Mean: (500 + 700 + 1800) / 4000.0, Readings: 3, Days: 1}
+	same := func(a, b PowerFactorStats) bool {
+		return a.Readings == b.Readings && a.Days == b.Days && math.Abs(a.Mean-b.Mean) < 1e-12
+	}
+	if got := stats(s); !same(got, want) {
+		t.Fatalf("after the import = %+v, want %+v", got, want)
+	}
+	mustImport(t, s, rs)    // the same history again
+	mustAppend(t, s, rs[2]) // a resend of the newest
+	if got := stats(s); !same(got, want) {
+		t.Errorf("after importing and resending the same readings = %+v, want %+v", got, want)
+	}
+	mustAppend(t, s, pf(30, 1000, 1), pf(5, 1000, 0.1)) // a new one, and a late one
+	want = PowerFactorStats{Mean: (500 + 700 + 1800 + 1000 + 100) / 6000.0, Readings: 5, Days: 1}
+	if got := stats(s); !same(got, want) {
+		t.Errorf("after a new and a late reading = %+v, want %+v", got, want)
+	}
+	if err := s.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, pf(40, 2000, 0.5))
+	want = PowerFactorStats{Mean: (500 + 700 + 1800 + 1000 + 100 + 1000) / 8000.0, Readings: 6, Days: 1}
+	s.Close()
+	if got := stats(openTest(t, dir)); !same(got, want) {
+		t.Errorf("after a checkpoint and a reopen = %+v, want %+v", got, want)
 	}
 }
