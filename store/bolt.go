@@ -134,10 +134,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s.start()
+	var loops []func(context.Context)
 	if opts.CompressAfter > 0 {
-		s.goBackground(func(ctx context.Context) { s.compressLoop(ctx, opts.CompressEvery, opts.CompressAfter) })
+		loops = append(loops, func(ctx context.Context) { s.compressLoop(ctx, opts.CompressEvery, opts.CompressAfter) })
 	}
+	s.start(loops...)
 	return s, nil
 }
 

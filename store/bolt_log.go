@@ -14,6 +14,10 @@ import (
 	"github.com/vatio-energy/vatio/meter"
 )
 
+// The bbolt engine's writer: what it takes goes to the head and the log,
+// the log is synced a group at a time, and checkpoints write the head into
+// the file (see bolt_head.go).
+
 // Meta keys of the log: the run (epoch) whose log is live, and the last LSN
 // a checkpoint holds.
 var (

@@ -47,9 +47,9 @@ func (m meterState) last() sample {
 }
 
 // One commit flow for both engines. A batch's entries are stored by
-// applyBatch, whatever the engine: the counter rules, the meter states,
-// the registry entries of new meters, the imports, edits and erasures, and
-// what the commit tells the watchers. The engine's transaction (writeTx)
+// applyBatch, whatever the engine: by the rules of rules.go, with the
+// meter states, the registry entries of new meters, the imports, edits and
+// erasures, and what the commit tells the watchers. The engine's transaction (writeTx)
 // stores what that produces: raw readings and rollups in bbolt buckets or
 // PostgreSQL tables. Once the engine has committed, applied makes the
 // result visible to readers.
@@ -76,7 +76,7 @@ type writeTx interface {
 	// since it began or was last cut.
 	changes() *rollups
 	// register writes the registry entry of a meter seen for the first
-	// time (or at the end of the transaction: see txResult.newInfo).
+	// time: now, or with the transaction's other new entries at its end.
 	register(id string, info MeterInfo) error
 	// cut writes what the readings so far changed (blocks, rollups), for
 	// a job to see it.

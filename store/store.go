@@ -121,10 +121,9 @@ type Store struct {
 	wg       sync.WaitGroup
 	// stopBackups ends the scheduled backups (see startBackups).
 	stopBackups func()
-	// stopBackground ends the background loops (see goBackground);
-	// background waits for them.
+	// stopBackground ends the background loops (see start); background
+	// waits for them.
 	stopBackground context.CancelFunc
-	backgroundCtx  context.Context
 	background     sync.WaitGroup
 
 	// retention, archiveDir and archiveKeep are Options' (see ApplyRetention);
@@ -221,28 +220,25 @@ func (opts Options) withDefaults(dir string) Options {
 // newStore returns a store of either engine, without its engine, not yet
 // started.
 func newStore(path string, opts Options) *Store {
-	ctx, cancel := context.WithCancel(context.Background())
 	return &Store{
-		path:           path,
-		log:            opts.Logger,
-		maxBatch:       opts.MaxBatch,
-		maxGap:         opts.MaxGap,
-		queue:          make(chan entry, opts.QueueSize),
-		acks:           make(chan committed, 4),
-		meters:         map[string]meterState{},
-		info:           map[string]MeterInfo{},
-		gaps:           map[string]*gapRing{},
-		avail:          availability{device: map[string]Availability{}},
-		maxPower:       opts.MaxPowerW,
-		retention:      opts.Retention,
-		archiveDir:     opts.ArchiveDir,
-		backupDir:      opts.BackupDir,
-		stagingDir:     opts.StagingDir,
-		archiveKeep:    opts.ArchiveKeep,
-		key:            opts.Encryption,
-		stopBackups:    func() {},
-		backgroundCtx:  ctx,
-		stopBackground: cancel,
+		path:        path,
+		log:         opts.Logger,
+		maxBatch:    opts.MaxBatch,
+		maxGap:      opts.MaxGap,
+		queue:       make(chan entry, opts.QueueSize),
+		acks:        make(chan committed, 4),
+		meters:      map[string]meterState{},
+		info:        map[string]MeterInfo{},
+		gaps:        map[string]*gapRing{},
+		avail:       availability{device: map[string]Availability{}},
+		maxPower:    opts.MaxPowerW,
+		retention:   opts.Retention,
+		archiveDir:  opts.ArchiveDir,
+		backupDir:   opts.BackupDir,
+		stagingDir:  opts.StagingDir,
+		archiveKeep: opts.ArchiveKeep,
+		key:         opts.Encryption,
+		stopBackups: func() {},
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vatio_store_commit_seconds",
 			Help:    "Time to write and fsync one group of readings.",
@@ -264,25 +260,25 @@ func newStore(path string, opts Options) *Store {
 	}
 }
 
-// start starts the writer and, unless several instances share the
-// database (see RunRetention), the retention loop.
-func (s *Store) start() {
+// start starts the writer and the background loops, each until Close:
+// loops, then the retention loop unless several instances share the
+// database (see RunRetention).
+func (s *Store) start(loops ...func(ctx context.Context)) {
 	s.wg.Add(2)
 	go s.writeLoop()
 	go s.ackLoop()
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopBackground = cancel
 	if s.retains() && !s.eng.shared() {
-		s.goBackground(func(ctx context.Context) { s.retentionLoop(ctx, time.Minute, time.Hour) })
+		loops = append(loops, func(ctx context.Context) { s.retentionLoop(ctx, time.Minute, time.Hour) })
 	}
-}
-
-// goBackground runs fn on a goroutine of its own until Close, which ends
-// its context and waits for it.
-func (s *Store) goBackground(fn func(ctx context.Context)) {
-	s.background.Add(1)
-	go func() {
-		defer s.background.Done()
-		fn(s.backgroundCtx)
-	}()
+	for _, loop := range loops {
+		s.background.Add(1)
+		go func() {
+			defer s.background.Done()
+			loop(ctx)
+		}()
+	}
 }
 
 // retains reports whether there is retention to apply.

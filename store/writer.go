@@ -131,8 +131,8 @@ func (s *Store) Flush() error {
 
 // Checkpoint returns once everything appended before it is in the database
 // proper: on a bbolt store it writes the head into the file now (for a
-// backup, a check of the rollups, a test); on PostgreSQL, where every
-// commit is, it is Flush.
+// backup, a check of the rollups, a test); on PostgreSQL, whose commits go
+// there, it is Flush.
 func (s *Store) Checkpoint() error { return s.eng.checkpoint() }
 
 func (s *Store) enqueue(e entry) error {
@@ -146,10 +146,9 @@ func (s *Store) enqueue(e entry) error {
 }
 
 // writeLoop is the single writer: it takes what is queued in batches (see
-// drain), up to maxBatch, and has the engine make each durable; the
-// engine hands each batch to ackLoop, so that the next can start while
-// callbacks run. Both engines take the same batches: one group commit, one
-// fsync, per batch.
+// drain), up to maxBatch, and has the engine make each durable; the engine
+// hands each batch to ackLoop, so that the next can start while callbacks
+// run. Both engines group their commits by the same batches.
 func (s *Store) writeLoop() {
 	defer s.wg.Done()
 	defer close(s.acks)
