@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -11,8 +10,6 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/vatio-energy/vatio/meter"
 )
@@ -358,56 +355,6 @@ func TestMeterStatus(t *testing.T) {
 	}
 	if st, _ := once.Status(once.LastSeen.Add(31 * time.Minute)); st != StatusOffline {
 		t.Errorf("a meter seen once, after 31 minutes: %s", st)
-	}
-}
-
-func TestSchemaOneIsMigrated(t *testing.T) {
-	boltOnly(t)
-	dir := t.TempDir()
-	s := openTest(t, dir)
-	mustAppend(t, s, counter("old", 0, 100, 1000))
-	s.Close()
-	// Make it the layout of schema 1: no registry, states in encoding 1.
-	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket(bucketInfo); err != nil {
-			return err
-		}
-		v := tx.Bucket(bucketMeters).Get([]byte("old"))
-		st, err := decodeMeterState(v)
-		if err != nil {
-			return err
-		}
-		v1 := slices.Clone(st.encode()[:meterStateSize])
-		v1[0] = 1
-		if err := tx.Bucket(bucketMeters).Put([]byte("old"), v1); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint32(nil, 1))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	s = openTest(t, dir)
-	m, err := s.Meter("old")
-	if err != nil || !m.Info.Created.Equal(t0) || m.Info.Source != "" {
-		t.Errorf("migrated meter = %+v, %v", m.Info, err)
-	}
-	// The counter reference survived: an implausible jump is still caught.
-	errs := appendAll(t, s, counter("old", 10, 100, 1e9))
-	if meter.ReasonOf(errs[0]) != meter.ReasonImplausibleEnergy {
-		t.Errorf("jump after migration: %v", errs[0])
-	}
-	if err := Verify(s.Path()); err == nil {
-		t.Log("Verify refuses a live database; checked after Close below")
-	}
-	s.Close()
-	if err := Verify(filepath.Join(dir, FileName)); err != nil {
-		t.Error(err)
 	}
 }
 
