@@ -295,11 +295,11 @@ func TestReadersSeeEachReadingOnceAcrossCheckpoints(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := range n {
+			queued.Add(1) // before: the writer may store it before Append returns
 			if err := s.Append(reading("r", i, float64(i%50)), nil); err != nil {
 				t.Error(err)
 				return
 			}
-			queued.Add(1)
 			if i%300 == 299 {
 				if err := s.Checkpoint(); err != nil {
 					t.Error(err)
