@@ -63,18 +63,9 @@ func TestPaging(t *testing.T) {
 	if err != nil || more || len(all) != len(rs) {
 		t.Fatalf("Range of all = %d readings, more %v, %v; want %d", len(all), more, err, len(rs))
 	}
-	var paged []Record
-	for from := t0; ; {
-		page, more, err := s.Range("c", from, t0.Add(3*time.Hour), 100)
-		if err != nil || len(page) > 100 {
-			t.Fatalf("a page of Range = %d readings, %v", len(page), err)
-		}
-		paged = append(paged, page...)
-		if !more {
-			break
-		}
-		from = page[len(page)-1].Time.Add(time.Nanosecond)
-	}
+	paged := pages(t, t0, 100, func(from time.Time) ([]Record, bool, error) {
+		return s.Range("c", from, t0.Add(3*time.Hour), 100)
+	}, func(r Record) time.Time { return r.Time.Add(time.Nanosecond) })
 	if !slices.Equal(paged, all) {
 		t.Errorf("Range by pages of 100 = %d readings, want the %d of one read", len(paged), len(all))
 	}
@@ -83,23 +74,34 @@ func TestPaging(t *testing.T) {
 	if err != nil || more || len(minutes) != 120 {
 		t.Fatalf("Rollups of all minutes = %d, more %v, %v; want 120", len(minutes), more, err)
 	}
-	var pages []Bucket
-	for from := t0.Add(30 * time.Second); ; { // mid-minute: the bucket holding from comes first
-		page, more, err := s.Rollups("c", TierMinute, from, t0.Add(3*time.Hour), 7)
-		if err != nil || len(page) > 7 {
-			t.Fatalf("a page of Rollups = %d buckets, %v", len(page), err)
-		}
-		pages = append(pages, page...)
-		if !more {
-			break
-		}
-		from = page[len(page)-1].Start.Add(time.Minute)
-	}
-	if !slices.Equal(pages, minutes) {
-		t.Errorf("Rollups by pages of 7 = %d buckets, want the %d of one read", len(pages), len(minutes))
+	// From mid-minute: the bucket holding from comes first.
+	buckets := pages(t, t0.Add(30*time.Second), 7, func(from time.Time) ([]Bucket, bool, error) {
+		return s.Rollups("c", TierMinute, from, t0.Add(3*time.Hour), 7)
+	}, func(b Bucket) time.Time { return b.Start.Add(time.Minute) })
+	if !slices.Equal(buckets, minutes) {
+		t.Errorf("Rollups by pages of 7 = %d buckets, want the %d of one read", len(buckets), len(minutes))
 	}
 	if page, more, _ := s.Rollups("c", TierMinute, t0, t0.Add(10*time.Minute), 10); len(page) != 10 || more {
 		t.Errorf("Rollups of exactly the limit = %d, more %v; want 10, false", len(page), more)
+	}
+}
+
+// pages reads pages of at most limit entries with read, the first from
+// from, each next one from after the last entry of the one before, until
+// read says no more remain.
+func pages[T any](t *testing.T, from time.Time, limit int, read func(from time.Time) ([]T, bool, error), after func(last T) time.Time) []T {
+	t.Helper()
+	var out []T
+	for {
+		page, more, err := read(from)
+		if err != nil || len(page) > limit {
+			t.Fatalf("a page from %s = %d entries, %v; want at most %d", from, len(page), err, limit)
+		}
+		out = append(out, page...)
+		if !more {
+			return out
+		}
+		from = after(page[len(page)-1])
 	}
 }
 
