@@ -1,13 +1,10 @@
 package store
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // ErrUnknownAlert is returned for an alert id that is not stored.
@@ -69,80 +66,29 @@ const (
 
 // AddAlert stores a as a new alert, setting its ID.
 func (s *Store) AddAlert(a *Alert) error {
-	if s.pg != nil {
-		return s.pgAddAlert(a)
-	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAlerts)
-		id, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		a.ID = id
-		v, err := json.Marshal(a)
-		if err != nil {
-			return err
-		}
-		return b.Put(binary.BigEndian.AppendUint64(nil, id), v)
-	})
-	if err != nil {
-		return fmt.Errorf("store: add alert: %w", err)
-	}
-	return nil
+	return s.eng.addAlert(a)
 }
 
 // UpdateAlert changes the stored alert id with fn in one transaction.
 func (s *Store) UpdateAlert(id uint64, fn func(*Alert)) error {
-	if s.pg != nil {
-		return s.pgUpdateAlert(id, fn)
-	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAlerts)
-		key := binary.BigEndian.AppendUint64(nil, id)
-		v := b.Get(key)
-		if v == nil {
-			return fmt.Errorf("%w: %d", ErrUnknownAlert, id)
-		}
-		var a Alert
-		if err := json.Unmarshal(v, &a); err != nil {
-			return fmt.Errorf("alert %d: %w", id, err)
-		}
-		fn(&a)
-		a.ID = id
-		nv, err := json.Marshal(&a)
-		if err != nil {
-			return err
-		}
-		return b.Put(key, nv)
-	})
-	if err != nil {
-		return fmt.Errorf("store: update alert: %w", err)
-	}
-	return nil
+	return s.eng.updateAlert(id, fn)
 }
 
 // Alerts returns up to limit alerts, newest first, that match keep (nil keeps
 // all).
 func (s *Store) Alerts(limit int, keep func(*Alert) bool) ([]Alert, error) {
-	if s.pg != nil {
-		return s.pgAlerts(limit, keep)
+	return s.eng.alerts(limit, keep)
+}
+
+// changeAlert changes alert id, stored as v, with fn, and returns it and
+// what to store.
+func changeAlert(id uint64, v []byte, fn func(*Alert)) (Alert, []byte, error) {
+	var a Alert
+	if err := json.Unmarshal(v, &a); err != nil {
+		return a, nil, fmt.Errorf("alert %d: %w", id, err)
 	}
-	var out []Alert
-	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketAlerts).Cursor()
-		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
-			var a Alert
-			if err := json.Unmarshal(v, &a); err != nil {
-				return fmt.Errorf("alert %x: %w", k, err)
-			}
-			if keep == nil || keep(&a) {
-				out = append(out, a)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: alerts: %w", err)
-	}
-	return out, nil
+	fn(&a)
+	a.ID = id
+	nv, err := json.Marshal(&a)
+	return a, nv, err
 }

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/vatio-energy/vatio/crypt"
 )
 
@@ -84,23 +82,7 @@ func (s *Store) sealedBackup(w io.Writer) (int64, error) {
 // the file's memory map waits for it, so give Backup a fast w (a local file);
 // Snapshot is the way to feed a slow one such as a network client.
 func (s *Store) Backup(w io.Writer) (int64, error) {
-	if s.pg != nil {
-		return 0, ErrPostgresBackup
-	}
-	// The copy holds what the head held too: it is checkpointed first.
-	if err := s.Checkpoint(); err != nil {
-		return 0, fmt.Errorf("store: backup: %w", err)
-	}
-	var n int64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		n, err = tx.WriteTo(w)
-		return err
-	})
-	if err != nil {
-		return n, fmt.Errorf("store: backup: %w", err)
-	}
-	return n, nil
+	return s.eng.backup(w)
 }
 
 // Snapshot writes a consistent copy of the database (see Backup) to a
@@ -109,8 +91,8 @@ func (s *Store) Backup(w io.Writer) (int64, error) {
 // when Snapshot returns, so however slowly the copy is then read, it never
 // holds up the writer; the price is disk space for one copy meanwhile.
 func (s *Store) Snapshot() (io.ReadCloser, int64, error) {
-	if s.pg != nil {
-		return nil, 0, ErrPostgresBackup
+	if err := s.eng.backups(); err != nil {
+		return nil, 0, err
 	}
 	f, err := os.CreateTemp(filepath.Dir(s.path), ".vatio-snapshot-*.tmp")
 	if err != nil {
@@ -159,8 +141,8 @@ func (t *tempFile) Close() error {
 // deleted; the new one is always kept, even if the clock went back. When only
 // the pruning fails, BackupTo returns the path with the error.
 func (s *Store) BackupTo(dir string, keep int, now time.Time) (string, error) {
-	if s.pg != nil {
-		return "", ErrPostgresBackup
+	if err := s.eng.backups(); err != nil {
+		return "", err
 	}
 	path, _, err := s.backupTo(context.Background(), dir, keep, now)
 	return path, err
@@ -269,11 +251,6 @@ func syncDir(dir string) error {
 	}
 	return err
 }
-
-// ErrPostgresBackup is returned by the backups of a PostgreSQL store: its
-// database is backed up by PostgreSQL's own tools (pg_dump, base backups
-// with WAL archiving), which a database team already runs.
-var ErrPostgresBackup = errors.New("store: a PostgreSQL store is backed up by PostgreSQL (pg_dump or base backups), not by Vatio")
 
 // startBackups starts the scheduled backups that opts ask for; stopBackups
 // ends them. Open calls it.

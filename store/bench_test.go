@@ -46,7 +46,7 @@ func householdMonth(start time.Time, jitter bool) []meter.Reading {
 // bucketBytes returns the bytes of pages allocated to a top-level bucket.
 func bucketBytes(s *Store, name []byte) int {
 	var n int
-	s.db.View(func(tx *bolt.Tx) error {
+	s.eng.(*boltEngine).db.View(func(tx *bolt.Tx) error {
 		st := tx.Bucket(name).Stats()
 		n = st.BranchAlloc + st.LeafAlloc
 		return nil

@@ -49,41 +49,36 @@ func decryptFile(t *testing.T, path string, k *crypt.Key) string {
 
 func isEncrypted(t *testing.T, path string) bool {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	return crypt.IsEncrypted(bufio.NewReader(f))
+	return sealed(readFile(t, path))
 }
 
-// With a key, backups and archives are written encrypted and read back;
-// archives written plain before the key was set are still read, and are
-// encrypted when next rewritten.
-func TestEncryptedBackupsAndArchives(t *testing.T) {
-	boltOnly(t)
-	dir := t.TempDir()
-	key := testKey(t, 3)
-	s := openRetention(t, dir, retain30, 0)
+// sealed reports whether b is encrypted.
+func sealed(b []byte) bool { return crypt.IsEncrypted(bufio.NewReader(bytes.NewReader(b))) }
+
+// With a key, archives are written encrypted and read back; archives
+// written plain before the key was set are still read, and are encrypted
+// when next rewritten.
+func TestEncryptedArchives(t *testing.T) {
+	s := openRetention(t, t.TempDir(), retain30, 0)
 	rs := every("m", jan, apr, time.Minute)
 	mustImport(t, s, rs)
 	// January is archived plain...
 	if _, err := s.ApplyRetention(context.Background(), lifeNow); err != nil {
 		t.Fatal(err)
 	}
-	if isEncrypted(t, archivePath(s, "m", jan)) {
+	if sealed(behind(s).archive(t, "m", jan)) {
 		t.Fatal("an archive was encrypted with no key")
 	}
 	// ...then the key is set, and February archived (a month later).
-	s.key = key
+	s.key = testKey(t, 3)
 	if _, err := s.ApplyRetention(context.Background(), lifeNow.AddDate(0, 1, 0)); err != nil {
 		t.Fatal(err)
 	}
-	feb := archivePath(s, "m", time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC))
-	if !isEncrypted(t, feb) {
+	febArchive := behind(s).archive(t, "m", feb)
+	if !sealed(febArchive) {
 		t.Fatal("an archive written with a key is not encrypted")
 	}
-	if bytes.Contains(readFile(t, feb), []byte("timestamp")) {
+	if bytes.Contains(febArchive, []byte("timestamp")) {
 		t.Error("the archive's text shows through")
 	}
 	sameReadings(t, "export of plain and encrypted archives", exportAll(t, s, "m"), rs)
@@ -95,14 +90,23 @@ func TestEncryptedBackupsAndArchives(t *testing.T) {
 	if _, err := s.ApplyRetention(context.Background(), lifeNow.AddDate(0, 1, 0)); err != nil {
 		t.Fatal(err)
 	}
-	if !isEncrypted(t, archivePath(s, "m", jan)) {
+	if !sealed(behind(s).archive(t, "m", jan)) {
 		t.Error("a plain archive rewritten with a key stayed plain")
 	}
 	if got := exportAll(t, s, "m"); len(got) != len(rs)+1 {
 		t.Errorf("export after the rewrite: %d readings, want %d", len(got), len(rs)+1)
 	}
+}
 
-	// Backups: named .db.enc, encrypted, a sound database once decrypted.
+// With a key, backups are written encrypted: named .db.enc, a sound
+// database once decrypted; snapshots too.
+func TestEncryptedBackups(t *testing.T) {
+	boltOnly(t)
+	dir := t.TempDir()
+	key := testKey(t, 3)
+	s := openTest(t, dir)
+	s.key = key
+	mustAppend(t, s, reading("m", 0, 1), reading("m", 10, 2))
 	path, err := s.BackupTo(filepath.Join(dir, "backups"), 3, lifeNow)
 	if err != nil {
 		t.Fatal(err)
@@ -123,10 +127,10 @@ func TestEncryptedBackupsAndArchives(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed, _ := io.ReadAll(snap)
+	b, _ := io.ReadAll(snap)
 	snap.Close()
-	if int64(len(sealed)) != n || !bytes.HasPrefix(sealed, []byte(crypt.Magic)) {
-		t.Errorf("snapshot: %d bytes of %d, encrypted %v", len(sealed), n, bytes.HasPrefix(sealed, []byte(crypt.Magic)))
+	if int64(len(b)) != n || !sealed(b) {
+		t.Errorf("snapshot: %d bytes of %d, encrypted %v", len(b), n, sealed(b))
 	}
 }
 
@@ -134,16 +138,13 @@ func TestEncryptedBackupsAndArchives(t *testing.T) {
 // stops with a clear error, and the archive and the database are left as
 // they were.
 func TestEncryptedArchiveWithoutTheKey(t *testing.T) {
-	boltOnly(t)
-	dir := t.TempDir()
-	s := openRetention(t, dir, retain30, 0)
+	s := openRetention(t, t.TempDir(), retain30, 0)
 	s.key = testKey(t, 3)
 	mustImport(t, s, every("m", jan, apr, time.Minute))
 	if _, err := s.ApplyRetention(context.Background(), lifeNow); err != nil {
 		t.Fatal(err)
 	}
-	path := archivePath(s, "m", jan)
-	before := readFile(t, path)
+	before := behind(s).archive(t, "m", jan)
 
 	for _, key := range []*crypt.Key{nil, testKey(t, 4)} {
 		s.key = key
@@ -159,7 +160,7 @@ func TestEncryptedArchiveWithoutTheKey(t *testing.T) {
 		if key != nil && !errors.Is(err, crypt.ErrWrongKey) {
 			t.Errorf("wrong key: %v", err)
 		}
-		if !bytes.Equal(readFile(t, path), before) {
+		if !bytes.Equal(behind(s).archive(t, "m", jan), before) {
 			t.Fatal("the archive changed")
 		}
 		if got := rangeOf(t, s, "m", jan, feb); len(got) != 1 || got[0].PowerW != 1234 {

@@ -1,12 +1,10 @@
 package store
 
 import (
-	"context"
 	"os"
 	"sync"
 	"testing"
-
-	bolt "go.etcd.io/bbolt"
+	"time"
 
 	"github.com/vatio-energy/vatio/internal/pgtest"
 )
@@ -53,42 +51,33 @@ func testOpen(t testing.TB, dir string, opts Options) (*Store, error) {
 	return OpenPostgres(dsn, dir, opts)
 }
 
-// leftovers lists where the store still holds something of meter id: the
-// bbolt buckets, or the PostgreSQL tables.
-func leftovers(t testing.TB, s *Store, id string) []string {
+// testEngine is what the shared tests ask of an engine beyond the Store's
+// methods, to look behind its back: bolt_engine_test.go and
+// pg_engine_test.go answer for each engine.
+type testEngine interface {
+	// leftovers lists where the engine still holds something of meter id:
+	// bbolt buckets, or PostgreSQL tables.
+	leftovers(t testing.TB, id string) []string
+	// damageRollup stores agg a as meterID's bucket of tier at start, as a
+	// bug would.
+	damageRollup(t testing.TB, meterID string, tier Tier, start int64, a agg)
+	// archive returns meterID's archive of month as stored (an archive
+	// file, or its row), nil if there is none.
+	archive(t testing.TB, meterID string, month time.Time) []byte
+	// retireInParts has retention delete an archived month in parts of
+	// about n readings, where the engine deletes it in parts.
+	retireInParts(n int)
+}
+
+// behind returns the test view of s's engine.
+func behind(s *Store) testEngine { return s.eng.(testEngine) }
+
+// boltOf returns s's bbolt engine, for a test of what only bbolt has.
+func boltOf(t testing.TB, s *Store) *boltEngine {
 	t.Helper()
-	var out []string
-	if s.pg != nil {
-		for _, q := range []string{
-			`SELECT 'readings', count(*) FROM readings WHERE meter = $1`,
-			`SELECT 'rollups', count(*) FROM rollups WHERE meter = $1`,
-			`SELECT 'power_factor', count(*) FROM power_factor WHERE meter = $1`,
-			`SELECT 'archives', count(*) FROM archives WHERE meter = $1`,
-			`SELECT 'meters', count(*) FROM meters WHERE id = $1`,
-			`SELECT 'alerts', count(*) FROM alerts WHERE meter = $1`,
-		} {
-			var name string
-			var n int
-			if err := s.pg.pool.QueryRow(context.Background(), q, id).Scan(&name, &n); err != nil {
-				t.Fatal(err)
-			}
-			if n > 0 {
-				out = append(out, name)
-			}
-		}
-		return out
+	eng, ok := s.eng.(*boltEngine)
+	if !ok {
+		t.Fatalf("a %T, not a bbolt store", s.eng)
 	}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketSeries, bucketBlocks, bucketMeters, bucketInfo,
-			TierMinute.bucket(), TierHour.bucket(), TierDay.bucket()} {
-			if b := tx.Bucket(name); b.Get([]byte(id)) != nil || b.Bucket([]byte(id)) != nil {
-				out = append(out, string(name))
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return eng
 }

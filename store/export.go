@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
-	"slices"
 	"time"
 )
 
@@ -28,7 +25,7 @@ func (s *Store) Export(ctx context.Context, meterID string, fn func(Record) erro
 	s.retentionMu.Lock()
 	defer s.retentionMu.Unlock()
 
-	months, open, err := s.archives(ctx, meterID)
+	months, open, err := s.eng.archives(ctx, meterID)
 	if err != nil {
 		return fmt.Errorf("store: export %q: %w", meterID, err)
 	}
@@ -50,30 +47,6 @@ func (s *Store) Export(ctx context.Context, meterID string, fn func(Record) erro
 		from = end
 	}
 	return s.exportRange(ctx, meterID, from, time.Unix(0, math.MaxInt64), nil, fn)
-}
-
-// archives returns the months of meterID's archives, oldest first, and a
-// function that opens one.
-func (s *Store) archives(ctx context.Context, meterID string) ([]time.Time, func(time.Time) (*archiveReader, error), error) {
-	if s.pg != nil {
-		return s.pgArchives(ctx, meterID)
-	}
-	dir := filepath.Join(s.archiveDir, meterID)
-	entries, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, nil, err
-	}
-	var months []time.Time
-	for _, e := range entries {
-		if m, ok := archiveMonthOf(meterID, e.Name()); ok && e.Type().IsRegular() {
-			months = append(months, m)
-		}
-	}
-	slices.SortFunc(months, func(a, b time.Time) int { return a.Compare(b) })
-	open := func(m time.Time) (*archiveReader, error) {
-		return openArchive(filepath.Join(dir, ArchiveName(meterID, m)), s.key)
-	}
-	return months, open, nil
 }
 
 // exportRange passes the readings of [from, to) in the database, merged by

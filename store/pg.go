@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // pgEngine is the PostgreSQL side of a Store opened with OpenPostgres. The
@@ -32,6 +34,7 @@ import (
 // notification carries the newest readings to the live streams of every
 // instance (see Watch).
 type pgEngine struct {
+	s         *Store
 	pool      *pgxpool.Pool
 	display   string // the DSN without its password, for logs and Path
 	timescale bool
@@ -88,20 +91,21 @@ func OpenPostgres(dsn, dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: create data dir: %w", err)
 	}
 	s := newStore(display, opts)
-	s.pg = &pgEngine{pool: pool, display: display, timescale: timescale, instance: hex.EncodeToString(id), parts: map[int64]bool{}}
-	if err := s.pgLoad(ctx); err != nil {
+	pg := &pgEngine{s: s, pool: pool, display: display, timescale: timescale, instance: hex.EncodeToString(id), parts: map[int64]bool{}}
+	s.eng = pg
+	if err := pg.load(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("store: postgres %s: %w", display, err)
 	}
-	s.pg.stale.Store(true) // until the listener is up
+	pg.stale.Store(true) // until the listener is up
 	lctx, stop := context.WithCancel(context.Background())
-	s.pg.stopListen, s.pg.listenDone = stop, make(chan struct{})
-	go s.pgListen(lctx)
+	pg.stopListen, pg.listenDone = stop, make(chan struct{})
+	go pg.listen(lctx)
 	if err := s.startBackups(dir, opts); err != nil {
-		s.pg.close()
+		pg.close()
 		return nil, err
 	}
-	s.start(opts)
+	s.start()
 	if timescale {
 		opts.Logger.Info("postgresql store with TimescaleDB", slog.String("db", display))
 	} else {
@@ -110,19 +114,47 @@ func OpenPostgres(dsn, dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-func (p *pgEngine) close() {
-	p.stopListen()
-	<-p.listenDone
-	p.pool.Close()
+// close stops listening and closes the pool.
+func (pg *pgEngine) close() error {
+	pg.stopListen()
+	<-pg.listenDone
+	pg.pool.Close()
+	return nil
 }
 
-func (p *pgEngine) size() int64 {
+// size is the database's size, as PostgreSQL counts it.
+func (pg *pgEngine) size() int64 {
 	var n int64
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = p.pool.QueryRow(ctx, `SELECT pg_database_size(current_database())`).Scan(&n)
+	_ = pg.pool.QueryRow(ctx, `SELECT pg_database_size(current_database())`).Scan(&n)
 	return n
 }
+
+// shared is true: several instances may open the same database.
+func (pg *pgEngine) shared() bool { return true }
+
+// ErrPostgresBackup is returned by the backups of a PostgreSQL store: its
+// database is backed up by PostgreSQL's own tools (pg_dump, base backups
+// with WAL archiving), which a database team already runs.
+var ErrPostgresBackup = errors.New("store: a PostgreSQL store is backed up by PostgreSQL (pg_dump or base backups), not by Vatio")
+
+// backups is ErrPostgresBackup.
+func (pg *pgEngine) backups() error { return ErrPostgresBackup }
+
+// backup writes nothing and returns ErrPostgresBackup.
+func (pg *pgEngine) backup(io.Writer) (int64, error) { return 0, ErrPostgresBackup }
+
+// compress moves nothing: PostgreSQL compresses its own pages (TOAST,
+// TimescaleDB).
+func (pg *pgEngine) compress(context.Context, time.Time) (int, error) { return 0, nil }
+
+// collect adds nothing: PostgreSQL's own statistics tell what its WAL and
+// tables do.
+func (pg *pgEngine) collect(chan<- prometheus.Metric) {}
+
+// checkpoint is Flush: a commit on PostgreSQL is in the database proper.
+func (pg *pgEngine) checkpoint() error { return pg.s.Flush() }
 
 // pgMeterCols are the meters columns of a meterState, in scan order.
 const pgMeterCols = `id, first_ns, last_ns, last_w, last_wh, last_has_wh, seen_ns, readings, archived_ns,
@@ -150,15 +182,16 @@ func scanMeter(row pgx.Row) (string, meterState, *MeterInfo, error) {
 	return id, st, &mi, nil
 }
 
-// pgLoad reads every registered meter's state and entry into the copy
+// load reads every registered meter's state and entry into the copy
 // readers use.
-func (s *Store) pgLoad(ctx context.Context) error {
-	s.pg.loadMu.Lock()
-	defer s.pg.loadMu.Unlock()
-	s.pg.stale.Store(false) // a commit notified from now on marks it again
-	rows, err := s.pg.pool.Query(ctx, `SELECT `+pgMeterCols+` FROM meters WHERE info IS NOT NULL`)
+func (pg *pgEngine) load(ctx context.Context) error {
+	s := pg.s
+	pg.loadMu.Lock()
+	defer pg.loadMu.Unlock()
+	pg.stale.Store(false) // a commit notified from now on marks it again
+	rows, err := pg.pool.Query(ctx, `SELECT `+pgMeterCols+` FROM meters WHERE info IS NOT NULL`)
 	if err != nil {
-		s.pg.stale.Store(true)
+		pg.stale.Store(true)
 		return err
 	}
 	meters, info := map[string]meterState{}, map[string]MeterInfo{}
@@ -166,13 +199,13 @@ func (s *Store) pgLoad(ctx context.Context) error {
 		id, st, mi, err := scanMeter(rows)
 		if err != nil {
 			rows.Close()
-			s.pg.stale.Store(true)
+			pg.stale.Store(true)
 			return err
 		}
 		meters[id], info[id] = st, *mi
 	}
 	if err := rows.Err(); err != nil {
-		s.pg.stale.Store(true)
+		pg.stale.Store(true)
 		return err
 	}
 	s.metersMu.Lock()
@@ -181,13 +214,14 @@ func (s *Store) pgLoad(ctx context.Context) error {
 	return nil
 }
 
-// pgFresh reloads the copy of the meters if another instance may have
+// refresh reloads the copy of the meters if another instance may have
 // changed them. A failed reload keeps the old copy, logged.
 //
 // The reload runs on the writer, which reads the copy without a lock
 // (registry entries, meter states): a reader replacing it would race it.
-func (s *Store) pgFresh() {
-	if s.pg == nil || !s.pg.stale.Load() {
+func (pg *pgEngine) refresh() {
+	s := pg.s
+	if !pg.stale.Load() {
 		return
 	}
 	done := make(chan error, 1)
@@ -214,10 +248,10 @@ type pgNote struct {
 // pgNoteMax keeps notifications under PostgreSQL's 8000-byte payload limit.
 const pgNoteMax = 7000
 
-// pgNotes returns the notifications of a commit that stored recs.
-func (p *pgEngine) pgNotes(recs []Record) []string {
+// notes returns the notifications of a commit that stored recs.
+func (pg *pgEngine) notes(recs []Record) []string {
 	var out []string
-	note := pgNote{Instance: p.instance}
+	note := pgNote{Instance: pg.instance}
 	size := 0
 	flush := func() {
 		b, _ := json.Marshal(note)
@@ -242,15 +276,16 @@ func (p *pgEngine) pgNotes(recs []Record) []string {
 	return out
 }
 
-// pgListen receives the commit notifications of the other instances: they
+// listen receives the commit notifications of the other instances: they
 // mark the copy of the meters stale and feed the watchers. While it is not
 // listening the copy is taken as stale, and reloaded at each read.
-func (s *Store) pgListen(ctx context.Context) {
-	defer close(s.pg.listenDone)
+func (pg *pgEngine) listen(ctx context.Context) {
+	s := pg.s
+	defer close(pg.listenDone)
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := s.pgListenOnce(ctx)
-		s.pg.stale.Store(true)
+		err := pg.listenOnce(ctx)
+		pg.stale.Store(true)
 		if ctx.Err() != nil {
 			return
 		}
@@ -264,8 +299,9 @@ func (s *Store) pgListen(ctx context.Context) {
 	}
 }
 
-func (s *Store) pgListenOnce(ctx context.Context) error {
-	conn, err := s.pg.pool.Acquire(ctx)
+func (pg *pgEngine) listenOnce(ctx context.Context) error {
+	s := pg.s
+	conn, err := pg.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
@@ -277,7 +313,7 @@ func (s *Store) pgListenOnce(ctx context.Context) error {
 		// The connection goes back to the pool: it must not keep listening.
 		_, _ = conn.Exec(context.WithoutCancel(ctx), `UNLISTEN *`)
 	}()
-	s.pg.stale.Store(true) // whatever was committed before LISTEN
+	pg.stale.Store(true) // whatever was committed before LISTEN
 	for {
 		n, err := conn.Conn().WaitForNotification(ctx)
 		if err != nil {
@@ -286,10 +322,10 @@ func (s *Store) pgListenOnce(ctx context.Context) error {
 		var note pgNote
 		dec := json.NewDecoder(strings.NewReader(n.Payload))
 		dec.UseNumber() // nanoseconds and ids need all 64 bits
-		if err := dec.Decode(&note); err != nil || note.Instance == s.pg.instance {
+		if err := dec.Decode(&note); err != nil || note.Instance == pg.instance {
 			continue
 		}
-		s.pg.stale.Store(true)
+		pg.stale.Store(true)
 		if len(note.Records) == 0 || s.watchers.count.Load() == 0 {
 			continue
 		}

@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -18,10 +16,10 @@ func pgCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), time.Minute)
 }
 
-// pgMeterExists returns ErrUnknownMeter unless meter id is registered.
-func (s *Store) pgMeterExists(ctx context.Context, id string) error {
+// meterExists returns ErrUnknownMeter unless meter id is registered.
+func (pg *pgEngine) meterExists(ctx context.Context, id string) error {
 	var ok bool
-	if err := s.pg.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM meters WHERE id = $1 AND info IS NOT NULL)`, id).Scan(&ok); err != nil {
+	if err := pg.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM meters WHERE id = $1 AND info IS NOT NULL)`, id).Scan(&ok); err != nil {
 		return err
 	}
 	if !ok {
@@ -42,13 +40,13 @@ func scanRecord(rows pgx.CollectableRow) (Record, error) {
 	return r, nil
 }
 
-func (s *Store) pgRange(meterID string, from, to time.Time, limit int) ([]Record, bool, error) {
+func (pg *pgEngine) readings(meterID string, from, to time.Time, limit int) ([]Record, bool, error) {
 	ctx, cancel := pgCtx()
 	defer cancel()
-	if err := s.pgMeterExists(ctx, meterID); err != nil {
+	if err := pg.meterExists(ctx, meterID); err != nil {
 		return nil, false, err
 	}
-	rows, err := s.pg.pool.Query(ctx, `SELECT meter, ts, id, power_w, energy_wh FROM readings
+	rows, err := pg.pool.Query(ctx, `SELECT meter, ts, id, power_w, energy_wh FROM readings
 		WHERE meter = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4`, meterID, from.UnixNano(), to.UnixNano(), int64(limit)+1)
 	if err != nil {
 		return nil, false, err
@@ -64,21 +62,21 @@ func (s *Store) pgRange(meterID string, from, to time.Time, limit int) ([]Record
 	return out, more, nil
 }
 
-func (s *Store) pgLatest(meterID string, limit int) ([]Record, error) {
+func (pg *pgEngine) latest(meterID string, limit int) ([]Record, error) {
 	ctx, cancel := pgCtx()
 	defer cancel()
 	var rows pgx.Rows
 	var err error
 	if meterID != "" {
-		if err := s.pgMeterExists(ctx, meterID); err != nil {
+		if err := pg.meterExists(ctx, meterID); err != nil {
 			return nil, err
 		}
-		rows, err = s.pg.pool.Query(ctx, `SELECT meter, ts, id, power_w, energy_wh FROM readings
+		rows, err = pg.pool.Query(ctx, `SELECT meter, ts, id, power_w, energy_wh FROM readings
 			WHERE meter = $1 ORDER BY ts DESC LIMIT $2`, meterID, int64(limit))
 	} else {
 		// Each meter's newest, merged: the primary key serves every meter
 		// from its end, whatever the number of meters.
-		rows, err = s.pg.pool.Query(ctx, `SELECT r.meter, r.ts, r.id, r.power_w, r.energy_wh FROM meters m
+		rows, err = pg.pool.Query(ctx, `SELECT r.meter, r.ts, r.id, r.power_w, r.energy_wh FROM meters m
 			CROSS JOIN LATERAL (SELECT * FROM readings WHERE meter = m.id ORDER BY ts DESC LIMIT $1) r
 			ORDER BY r.ts DESC, r.meter LIMIT $1`, int64(limit))
 	}
@@ -92,13 +90,13 @@ func (s *Store) pgLatest(meterID string, limit int) ([]Record, error) {
 	return out, err
 }
 
-func (s *Store) pgRollups(meterID string, t Tier, from, to time.Time, limit int) ([]Bucket, bool, error) {
+func (pg *pgEngine) rollups(meterID string, t Tier, from, to time.Time, limit int) ([]Bucket, bool, error) {
 	ctx, cancel := pgCtx()
 	defer cancel()
-	if err := s.pgMeterExists(ctx, meterID); err != nil {
+	if err := pg.meterExists(ctx, meterID); err != nil {
 		return nil, false, err
 	}
-	rows, err := s.pg.pool.Query(ctx, `SELECT start, n, sum_w, min_w, max_w, in_wh, out_wh FROM rollups
+	rows, err := pg.pool.Query(ctx, `SELECT start, n, sum_w, min_w, max_w, in_wh, out_wh FROM rollups
 		WHERE meter = $1 AND tier = $2 AND start >= $3 AND start < $4 ORDER BY start LIMIT $5`,
 		meterID, int16(t), t.start(from.UnixNano()), to.UnixNano(), int64(limit)+1)
 	if err != nil {
@@ -126,28 +124,28 @@ func (s *Store) pgRollups(meterID string, t Tier, from, to time.Time, limit int)
 	return out, more, nil
 }
 
-func (s *Store) pgCount(meterID string, t Tier, from, to time.Time, limit int) (int, error) {
+func (pg *pgEngine) count(meterID string, t Tier, from, to time.Time, limit int) (int, error) {
 	ctx, cancel := pgCtx()
 	defer cancel()
 	var n int64
 	var err error
 	if t == TierRaw {
-		err = s.pg.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM readings WHERE meter = $1 AND ts >= $2 AND ts < $3 LIMIT $4) x`,
+		err = pg.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM readings WHERE meter = $1 AND ts >= $2 AND ts < $3 LIMIT $4) x`,
 			meterID, from.UnixNano(), to.UnixNano(), int64(limit)+1).Scan(&n)
 	} else {
-		err = s.pg.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM rollups WHERE meter = $1 AND tier = $2 AND start >= $3 AND start < $4 LIMIT $5) x`,
+		err = pg.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM rollups WHERE meter = $1 AND tier = $2 AND start >= $3 AND start < $4 LIMIT $5) x`,
 			meterID, int16(t), t.start(from.UnixNano()), to.UnixNano(), int64(limit)+1).Scan(&n)
 	}
 	return int(n), err
 }
 
-func (s *Store) pgPowerFactor(id string, from, to time.Time) (PowerFactorStats, error) {
+func (pg *pgEngine) powerFactor(id string, from, to time.Time) (PowerFactorStats, error) {
 	ctx, cancel := pgCtx()
 	defer cancel()
 	var out PowerFactorStats
 	var sumW, sumWPF, n float64
 	var days int64
-	err := s.pg.pool.QueryRow(ctx, `SELECT coalesce(sum(sum_w), 0), coalesce(sum(sum_w_pf), 0), coalesce(sum(n), 0), count(*)
+	err := pg.pool.QueryRow(ctx, `SELECT coalesce(sum(sum_w), 0), coalesce(sum(sum_w_pf), 0), coalesce(sum(n), 0), count(*)
 		FROM power_factor WHERE meter = $1 AND day >= $2 AND day < $3`,
 		id, TierDay.start(from.UnixNano()), TierDay.start(to.UnixNano())).Scan(&sumW, &sumWPF, &n, &days)
 	if err != nil {
@@ -160,19 +158,20 @@ func (s *Store) pgPowerFactor(id string, from, to time.Time) (PowerFactorStats, 
 	return out, nil
 }
 
-// pgCheckRollups is CheckRollups for PostgreSQL: every rollup of the meter
+// checkRollups is CheckRollups for PostgreSQL: every rollup of the meter
 // recomputed from its readings, as appending them in order would.
-func (s *Store) pgCheckRollups(meterID string) error {
+func (pg *pgEngine) checkRollups(meterID string) error {
+	s := pg.s
 	ctx, cancel := pgCtx()
 	defer cancel()
-	if err := s.pgMeterExists(ctx, meterID); err != nil {
+	if err := pg.meterExists(ctx, meterID); err != nil {
 		return err
 	}
 	var archivedNs int64
-	if err := s.pg.pool.QueryRow(ctx, `SELECT archived_ns FROM meters WHERE id = $1`, meterID).Scan(&archivedNs); err != nil {
+	if err := pg.pool.QueryRow(ctx, `SELECT archived_ns FROM meters WHERE id = $1`, meterID).Scan(&archivedNs); err != nil {
 		return err
 	}
-	rows, err := s.pg.pool.Query(ctx, `SELECT ts, power_w, energy_wh FROM readings WHERE meter = $1 ORDER BY ts`, meterID)
+	rows, err := pg.pool.Query(ctx, `SELECT ts, power_w, energy_wh FROM readings WHERE meter = $1 ORDER BY ts`, meterID)
 	if err != nil {
 		return err
 	}
@@ -208,7 +207,7 @@ func (s *Store) pgCheckRollups(meterID string) error {
 	}
 	for _, t := range Tiers {
 		got := map[int64]agg{}
-		rows, err := s.pg.pool.Query(ctx, `SELECT start, n, sum_w, min_w, max_w, in_wh, out_wh FROM rollups WHERE meter = $1 AND tier = $2`, meterID, int16(t))
+		rows, err := pg.pool.Query(ctx, `SELECT start, n, sum_w, min_w, max_w, in_wh, out_wh FROM rollups WHERE meter = $1 AND tier = $2`, meterID, int16(t))
 		if err != nil {
 			return err
 		}
@@ -243,141 +242,4 @@ func (s *Store) pgCheckRollups(meterID string) error {
 		}
 	}
 	return nil
-}
-
-// Documents and alerts.
-
-func (s *Store) pgPutDoc(kind, key string, v []byte) error {
-	ctx, cancel := pgCtx()
-	defer cancel()
-	_, err := s.pg.pool.Exec(ctx, `INSERT INTO docs (kind, key, value) VALUES ($1, $2, $3)
-		ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value`, kind, key, v)
-	if err != nil {
-		return fmt.Errorf("store: put %s %q: %w", kind, key, err)
-	}
-	return nil
-}
-
-func (s *Store) pgDeleteDoc(kind, key string) error {
-	ctx, cancel := pgCtx()
-	defer cancel()
-	if _, err := s.pg.pool.Exec(ctx, `DELETE FROM docs WHERE kind = $1 AND key = $2`, kind, key); err != nil {
-		return fmt.Errorf("store: delete %s %q: %w", kind, key, err)
-	}
-	return nil
-}
-
-func (s *Store) pgDocs(kind string) (map[string][]byte, error) {
-	ctx, cancel := pgCtx()
-	defer cancel()
-	rows, err := s.pg.pool.Query(ctx, `SELECT key, value FROM docs WHERE kind = $1`, kind)
-	if err != nil {
-		return nil, fmt.Errorf("store: read %s: %w", kind, err)
-	}
-	out := map[string][]byte{}
-	for rows.Next() {
-		var k string
-		var v []byte
-		if err := rows.Scan(&k, &v); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		out[k] = v
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: read %s: %w", kind, err)
-	}
-	return out, nil
-}
-
-func (s *Store) pgAddAlert(a *Alert) error {
-	ctx, cancel := pgCtx()
-	defer cancel()
-	err := pgx.BeginFunc(ctx, s.pg.pool, func(tx pgx.Tx) error {
-		var id int64
-		if err := tx.QueryRow(ctx, `SELECT nextval('alerts_id_seq')`).Scan(&id); err != nil {
-			return err
-		}
-		a.ID = uint64(id)
-		v, err := json.Marshal(a)
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO alerts (id, meter, body) VALUES ($1, nullif($2, ''), $3)`, id, a.Meter, v)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("store: add alert: %w", err)
-	}
-	return nil
-}
-
-func (s *Store) pgUpdateAlert(id uint64, fn func(*Alert)) error {
-	ctx, cancel := pgCtx()
-	defer cancel()
-	err := pgx.BeginFunc(ctx, s.pg.pool, func(tx pgx.Tx) error {
-		var v []byte
-		err := tx.QueryRow(ctx, `SELECT body FROM alerts WHERE id = $1 FOR UPDATE`, int64(id)).Scan(&v)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("%w: %d", ErrUnknownAlert, id)
-		}
-		if err != nil {
-			return err
-		}
-		var a Alert
-		if err := json.Unmarshal(v, &a); err != nil {
-			return fmt.Errorf("alert %d: %w", id, err)
-		}
-		fn(&a)
-		a.ID = id
-		nv, err := json.Marshal(&a)
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `UPDATE alerts SET body = $2, meter = nullif($3, '') WHERE id = $1`, int64(id), nv, a.Meter)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("store: update alert: %w", err)
-	}
-	return nil
-}
-
-func (s *Store) pgAlerts(limit int, keep func(*Alert) bool) ([]Alert, error) {
-	ctx, cancel := pgCtx()
-	defer cancel()
-	var out []Alert
-	// Newest first, a page at a time, until limit alerts are kept.
-	before := int64(math.MaxInt64)
-	for len(out) < limit {
-		rows, err := s.pg.pool.Query(ctx, `SELECT id, body FROM alerts WHERE id < $1 ORDER BY id DESC LIMIT 500`, before)
-		if err != nil {
-			return nil, fmt.Errorf("store: alerts: %w", err)
-		}
-		n := 0
-		for rows.Next() && len(out) < limit {
-			var v []byte
-			if err := rows.Scan(&before, &v); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			n++
-			var a Alert
-			if err := json.Unmarshal(v, &a); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("store: alert %d: %w", before, err)
-			}
-			if keep == nil || keep(&a) {
-				out = append(out, a)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("store: alerts: %w", err)
-		}
-		if n == 0 {
-			break
-		}
-	}
-	return out, nil
 }

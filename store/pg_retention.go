@@ -18,11 +18,12 @@ import (
 // meanwhile, and a crash leaves the month either wholly in readings or
 // wholly archived.
 
-func (s *Store) pgApplyRetention(ctx context.Context, now time.Time) (Stats, error) {
+func (pg *pgEngine) applyRetention(ctx context.Context, now time.Time) (Stats, error) {
+	s := pg.s
 	var st Stats
 	var errs []error
 	if s.retention.Raw > 0 {
-		rows, err := s.pg.pool.Query(ctx, `SELECT id FROM meters WHERE info IS NOT NULL ORDER BY id`)
+		rows, err := pg.pool.Query(ctx, `SELECT id FROM meters WHERE info IS NOT NULL ORDER BY id`)
 		if err != nil {
 			return st, fmt.Errorf("store: retention: %w", err)
 		}
@@ -32,7 +33,7 @@ func (s *Store) pgApplyRetention(ctx context.Context, now time.Time) (Stats, err
 		}
 		cutoff := now.Add(-s.retention.Raw)
 		for _, id := range ids {
-			if err := s.pgArchiveMeter(ctx, id, cutoff, &st); err != nil {
+			if err := pg.archiveMeter(ctx, id, cutoff, &st); err != nil {
 				if ctx.Err() != nil {
 					return st, ctx.Err()
 				}
@@ -48,7 +49,7 @@ func (s *Store) pgApplyRetention(ctx context.Context, now time.Time) (Stats, err
 		before := now.Add(-keep).UnixNano()
 		for {
 			// Only before the meter's archive boundary, whole days (see prune).
-			tag, err := s.pg.pool.Exec(ctx, `DELETE FROM rollups WHERE ctid IN (
+			tag, err := pg.pool.Exec(ctx, `DELETE FROM rollups WHERE ctid IN (
 				SELECT r.ctid FROM rollups r JOIN meters m ON m.id = r.meter
 				WHERE r.tier = $1 AND m.archived_ns <> 0
 				AND r.start < (least($2, m.archived_ns) / 86400000000000) * 86400000000000 LIMIT $3)`,
@@ -66,29 +67,30 @@ func (s *Store) pgApplyRetention(ctx context.Context, now time.Time) (Stats, err
 	if s.archiveKeep > 0 {
 		// An archive goes once the end of its month is archiveKeep old.
 		cut, _ := pgMonth(now.Add(-s.archiveKeep).UnixNano())
-		tag, err := s.pg.pool.Exec(ctx, `DELETE FROM archives WHERE month < $1`, cut)
+		tag, err := pg.pool.Exec(ctx, `DELETE FROM archives WHERE month < $1`, cut)
 		if err != nil {
 			errs = append(errs, err)
 		} else {
 			st.ArchivesRemoved = int(tag.RowsAffected())
 		}
 	}
-	s.pg.stale.Store(true) // meter states changed under the copy
+	pg.stale.Store(true) // meter states changed under the copy
 	if err := errors.Join(errs...); err != nil {
 		return st, fmt.Errorf("store: retention: %w", err)
 	}
 	return st, nil
 }
 
-// pgArchiveMeter archives, oldest first, the months of meterID that ended
+// archiveMeter archives, oldest first, the months of meterID that ended
 // by cutoff.
-func (s *Store) pgArchiveMeter(ctx context.Context, meterID string, cutoff time.Time, st *Stats) error {
+func (pg *pgEngine) archiveMeter(ctx context.Context, meterID string, cutoff time.Time, st *Stats) error {
+	s := pg.s
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		var oldest *int64
-		if err := s.pg.pool.QueryRow(ctx, `SELECT min(ts) FROM readings WHERE meter = $1`, meterID).Scan(&oldest); err != nil {
+		if err := pg.pool.QueryRow(ctx, `SELECT min(ts) FROM readings WHERE meter = $1`, meterID).Scan(&oldest); err != nil {
 			return err
 		}
 		if oldest == nil {
@@ -98,7 +100,7 @@ func (s *Store) pgArchiveMeter(ctx context.Context, meterID string, cutoff time.
 		if time.Unix(0, to).After(cutoff) {
 			return nil
 		}
-		n, err := s.pgArchiveMonth(ctx, meterID, from, to)
+		n, err := pg.archiveMonth(ctx, meterID, from, to)
 		if err != nil {
 			return err
 		}
@@ -110,14 +112,15 @@ func (s *Store) pgArchiveMeter(ctx context.Context, meterID string, cutoff time.
 	}
 }
 
-// pgArchiveMonth moves meterID's readings with from <= ts < to into the
+// archiveMonth moves meterID's readings with from <= ts < to into the
 // month's archive, merged with what it holds (the readings win at equal
 // times), and returns how many moved.
-func (s *Store) pgArchiveMonth(ctx context.Context, meterID string, from, to int64) (int, error) {
+func (pg *pgEngine) archiveMonth(ctx context.Context, meterID string, from, to int64) (int, error) {
+	s := pg.s
 	month := time.Unix(0, from).UTC()
 	name := ArchiveName(meterID, month)
 	n := 0
-	err := pgx.BeginFunc(ctx, s.pg.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, pg.pool, func(tx pgx.Tx) error {
 		row := tx.QueryRow(ctx, `SELECT `+pgMeterCols+` FROM meters WHERE id = $1 FOR UPDATE`, meterID)
 		_, st, _, err := scanMeter(row)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -204,10 +207,11 @@ func (s *Store) pgArchiveMonth(ctx context.Context, meterID string, from, to int
 	return n, nil
 }
 
-// pgArchives returns the months of meterID's archives, oldest first, and
+// archives returns the months of meterID's archives, oldest first, and
 // a function that opens one.
-func (s *Store) pgArchives(ctx context.Context, meterID string) ([]time.Time, func(time.Time) (*archiveReader, error), error) {
-	rows, err := s.pg.pool.Query(ctx, `SELECT month FROM archives WHERE meter = $1 ORDER BY month`, meterID)
+func (pg *pgEngine) archives(ctx context.Context, meterID string) ([]time.Time, func(time.Time) (*archiveReader, error), error) {
+	s := pg.s
+	rows, err := pg.pool.Query(ctx, `SELECT month FROM archives WHERE meter = $1 ORDER BY month`, meterID)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -221,7 +225,7 @@ func (s *Store) pgArchives(ctx context.Context, meterID string) ([]time.Time, fu
 	}
 	open := func(m time.Time) (*archiveReader, error) {
 		var blob []byte
-		err := s.pg.pool.QueryRow(ctx, `SELECT data FROM archives WHERE meter = $1 AND month = $2`, meterID, m.UnixNano()).Scan(&blob)
+		err := pg.pool.QueryRow(ctx, `SELECT data FROM archives WHERE meter = $1 AND month = $2`, meterID, m.UnixNano()).Scan(&blob)
 		if err != nil {
 			return nil, fmt.Errorf("archive %s: %w", ArchiveName(meterID, m), err)
 		}

@@ -192,14 +192,14 @@ func pgMonth(ns int64) (from, to int64) {
 // (starts of months) need and are not known to exist, each in a short
 // transaction of its own, before the commit that writes into them: creating
 // a partition locks the parent table, which a long commit must not hold.
-func (p *pgEngine) ensurePartitions(ctx context.Context, months map[int64]bool) error {
-	if p.timescale {
+func (pg *pgEngine) ensurePartitions(ctx context.Context, months map[int64]bool) error {
+	if pg.timescale {
 		return nil
 	}
 	for m := range months {
-		p.partsMu.Lock()
-		known := p.parts[m]
-		p.partsMu.Unlock()
+		pg.partsMu.Lock()
+		known := pg.parts[m]
+		pg.partsMu.Unlock()
 		if known {
 			continue
 		}
@@ -208,7 +208,7 @@ func (p *pgEngine) ensurePartitions(ctx context.Context, months map[int64]bool) 
 		if from < 0 {
 			name = fmt.Sprintf("readings_m%d", -from)
 		}
-		_, err := p.pool.Exec(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF readings FOR VALUES FROM (%d) TO (%d)`,
+		_, err := pg.pool.Exec(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF readings FOR VALUES FROM (%d) TO (%d)`,
 			pgx.Identifier{name}.Sanitize(), from, to))
 		var pgErr interface{ SQLState() string }
 		if errors.As(err, &pgErr) && (pgErr.SQLState() == "42P07" || pgErr.SQLState() == "23505") {
@@ -217,9 +217,9 @@ func (p *pgEngine) ensurePartitions(ctx context.Context, months map[int64]bool) 
 		if err != nil {
 			return fmt.Errorf("create partition %s: %w", name, err)
 		}
-		p.partsMu.Lock()
-		p.parts[m] = true
-		p.partsMu.Unlock()
+		pg.partsMu.Lock()
+		pg.parts[m] = true
+		pg.partsMu.Unlock()
 	}
 	return nil
 }

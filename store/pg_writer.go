@@ -2,11 +2,7 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"slices"
 	"sort"
@@ -17,457 +13,20 @@ import (
 	"github.com/vatio-energy/vatio/meter"
 )
 
-// pgRegistryLock is the advisory lock key that serializes the edits and
-// erasures of the registry across instances ("vatio" + 2): the hierarchy
-// they check spans meters.
-const pgRegistryLock = 0x766174696f02
-
-// pgResult is what one PostgreSQL commit changed, applied to the store's
-// copy once it has committed.
-type pgResult struct {
-	changed  map[string]meterState
-	newInfo  map[string]MeterInfo
-	erased   []string
-	fresh    []Record
-	stored   int
-	newParts []int64
-}
-
-// pgCommit is commit for a PostgreSQL store: the same entries, the same
-// rules, one transaction. A transaction that lost a deadlock to another
-// instance runs again.
-func (s *Store) pgCommit(batch []entry) error {
-	if len(batch) == 1 && batch[0].reload {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return s.pgLoad(ctx)
-	}
-	ctx := context.Background()
-	start := time.Now()
-	ids := map[string]bool{}
-	months := map[int64]bool{}
-	n := 0
-	note := func(r meter.Reading) {
-		ids[r.Meter] = true
-		m, _ := pgMonth(r.Time.UnixNano())
-		months[m] = true
-		n++
-	}
-	for i := range batch {
-		e := &batch[i]
-		switch {
-		case e.imp != nil:
-			for _, r := range e.imp.readings {
-				note(r)
-			}
-		case e.barrier, e.edit != nil, e.erase != nil, e.compress != nil, e.retire != nil, e.prune != nil:
-		default:
-			note(e.r)
-		}
-	}
-	m, _ := pgMonth(start.UnixNano()) // receive-stamped readings
-	months[m] = true
-	if err := s.pg.ensurePartitions(ctx, months); err != nil {
-		return err
-	}
-	var res *pgResult
-	var err error
-	for attempt := 1; ; attempt++ {
-		res, err = s.pgCommitTx(ctx, batch, slices.Sorted(maps.Keys(ids)), n, start.UnixNano())
-		if err == nil || !pgRetryable(err) || attempt == 5 {
-			break
-		}
-		s.log.Debug("postgres: transaction lost a deadlock; running it again", slog.Int("attempt", attempt), slog.Any("error", err))
-	}
-	if err != nil {
-		return err
-	}
-	s.pg.partsMu.Lock()
-	for _, m := range res.newParts {
-		s.pg.parts[m] = true
-	}
-	s.pg.partsMu.Unlock()
-	s.metersMu.Lock()
-	for _, id := range res.erased {
-		delete(s.meters, id)
-		delete(s.info, id)
-		delete(s.gaps, id)
-	}
-	for id, st := range res.changed { // a meter erased then read again, anew
-		s.meters[id] = st
-	}
-	for id, info := range res.newInfo {
-		s.info[id] = info
-	}
-	s.metersMu.Unlock()
-	if len(res.fresh) > 0 {
-		s.watchers.send(res.fresh)
-	}
-	s.commitSeconds.Observe(time.Since(start).Seconds())
-	s.batchSize.Observe(float64(len(batch)))
-	s.stored.Add(float64(res.stored))
-	return nil
-}
-
-func (s *Store) pgCommitTx(ctx context.Context, batch []entry, ids []string, n int, nowNs int64) (*pgResult, error) {
-	res := &pgResult{changed: map[string]meterState{}, newInfo: map[string]MeterInfo{}}
-	for i := range batch { // from a failed attempt
-		batch[i].rejected = nil
-		if batch[i].imp != nil {
-			batch[i].imp.added = 0
-		}
-	}
-	tx, err := s.pg.pool.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit, a no-op
-	states := map[string]meterState{}
-	infos := map[string]MeterInfo{}
-	if len(ids) > 0 {
-		// Rows for new meters first (in id order, as the locks below, so that
-		// two instances cannot wait on each other), then every row locked.
-		if _, err := tx.Exec(ctx, `INSERT INTO meters (id) SELECT x FROM unnest($1::text[]) AS x ORDER BY x ON CONFLICT DO NOTHING`, ids); err != nil {
-			return nil, fmt.Errorf("register meters: %w", err)
-		}
-		rows, err := tx.Query(ctx, `SELECT `+pgMeterCols+` FROM meters WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
-		if err != nil {
-			return nil, fmt.Errorf("lock meters: %w", err)
-		}
-		for rows.Next() {
-			id, st, mi, err := scanMeter(rows)
-			if err != nil {
-				rows.Close()
-				return nil, err
-			}
-			states[id] = st
-			if mi != nil {
-				infos[id] = *mi
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-	}
-	w := &pgWriter{ctx: ctx, tx: tx, s: s, rolls: newRollups(s.maxGap), months: map[int64]bool{}, bounds: bounds(batch)}
-	if err := w.reserve(n); err != nil {
-		return nil, err
-	}
-	maxW := func(id string) float64 {
-		if info, ok := res.newInfo[id]; ok && info.ExpectedMaxW != nil && *info.ExpectedMaxW > 0 {
-			return *info.ExpectedMaxW
-		}
-		if info, ok := infos[id]; ok && info.ExpectedMaxW != nil && *info.ExpectedMaxW > 0 {
-			return *info.ExpectedMaxW
-		}
-		return s.maxPower
-	}
-	pfs := map[string]pfAgg{}
-	store := func(r meter.Reading, live bool) (int, error) {
-		id := r.Meter
-		if id == "" {
-			return 0, errors.New("empty meter id")
-		}
-		st, ok := res.changed[id]
-		if !ok {
-			st = states[id]
-		}
-		isNew := st.Readings == 0 && st.SeenNs == 0
-		added, err := w.put(&st, r, maxW(id))
-		if meter.ReasonOf(err) != "" {
-			if !isNew {
-				res.changed[id] = st // the rejected counter's tracking
-			}
-			return 0, err
-		}
-		if err != nil {
-			return 0, fmt.Errorf("meter %q: %w", id, err)
-		}
-		if added > 0 {
-			notePF(pfs, r)
-		}
-		if live {
-			s.noteInterval(id, &st, nowNs)
-			if w.isFresh {
-				res.fresh = append(res.fresh, w.fresh)
-			}
-		}
-		st.SeenNs = nowNs
-		res.changed[id] = st
-		_, known := infos[id]
-		if _, ok := res.newInfo[id]; !known && !ok {
-			res.newInfo[id] = MeterInfo{Source: r.Source, Created: time.Unix(0, nowNs).UTC()}
-		}
-		return added, nil
-	}
-	registryLocked := false
-	lockRegistry := func() error {
-		if registryLocked {
-			return nil
-		}
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgRegistryLock)); err != nil {
-			return err
-		}
-		registryLocked = true
-		return s.pgLoadInfo(ctx, tx)
-	}
-	putInfo := func(id string, info MeterInfo) error {
-		v, err := json.Marshal(info)
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO meters (id, info) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET info = excluded.info`, id, v)
-		return err
-	}
-	for i := range batch {
-		e := &batch[i]
-		switch {
-		case e.barrier:
-		case e.compress != nil:
-			// Nothing to do: PostgreSQL compresses what TOAST or
-			// TimescaleDB compression does.
-		case e.retire != nil, e.prune != nil:
-			return nil, errors.New("retention jobs run apart on postgres")
-		case e.imp != nil:
-			for j, r := range e.imp.readings {
-				added, err := store(r, false)
-				if meter.ReasonOf(err) != "" {
-					return nil, fmt.Errorf("reading %d of %d (%s): %w", j+1, len(e.imp.readings), r, err)
-				}
-				if err != nil {
-					return nil, err
-				}
-				e.imp.added += added
-				if e.imp.progress != nil && (j+1)%100000 == 0 {
-					e.imp.progress(j + 1)
-				}
-			}
-			res.stored += e.imp.added
-		case e.edit != nil:
-			if err := lockRegistry(); err != nil {
-				return nil, err
-			}
-			if err := s.runEdit(putInfo, e.edit, res.newInfo); err != nil {
-				if _, ok := err.(*refused); ok {
-					e.rejected = err
-					continue
-				}
-				return nil, err
-			}
-		case e.erase != nil:
-			if err := w.finish(); err != nil { // what came before, first
-				return nil, err
-			}
-			w = &pgWriter{ctx: ctx, tx: tx, s: s, rolls: newRollups(s.maxGap), months: w.months, ids: w.ids, bounds: w.bounds}
-			if err := lockRegistry(); err != nil {
-				return nil, err
-			}
-			if err := s.pgErase(ctx, tx, e.erase, res, putInfo); err != nil {
-				if _, ok := err.(*refused); ok {
-					e.rejected = err
-					continue
-				}
-				return nil, err
-			}
-			// A reading after the erasure, in this batch, starts the meter anew.
-			states[e.erase.meter] = meterState{}
-			delete(infos, e.erase.meter)
-		default:
-			added, err := store(e.r, true)
-			if meter.ReasonOf(err) != "" {
-				e.rejected = err
-				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-			res.stored += added
-		}
-	}
-	if err := w.finish(); err != nil {
-		return nil, err
-	}
-	if err := pgWritePF(ctx, tx, pfs); err != nil {
-		return nil, err
-	}
-	if err := pgWriteStates(ctx, tx, res.changed); err != nil {
-		return nil, err
-	}
-	for id, info := range res.newInfo {
-		if err := putInfo(id, info); err != nil {
-			return nil, err
-		}
-	}
-	if len(ids) > 0 {
-		// Rows of meters whose only readings were refused.
-		if _, err := tx.Exec(ctx, `DELETE FROM meters WHERE id = ANY($1) AND info IS NULL`, ids); err != nil {
-			return nil, err
-		}
-	}
-	for _, payload := range s.pg.pgNotes(res.fresh) {
-		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, pgChannel, payload); err != nil {
-			return nil, err
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, err
-	}
-	res.newParts = slices.Collect(maps.Keys(w.months))
-	return res, nil
-}
-
-// pgLoadInfo replaces the copy of the registry with the database's, inside
-// tx (holding pgRegistryLock): edits check the hierarchy against it.
-func (s *Store) pgLoadInfo(ctx context.Context, tx pgx.Tx) error {
-	rows, err := tx.Query(ctx, `SELECT id, info FROM meters WHERE info IS NOT NULL`)
-	if err != nil {
-		return err
-	}
-	info := map[string]MeterInfo{}
-	for rows.Next() {
-		var id string
-		var v []byte
-		if err := rows.Scan(&id, &v); err != nil {
-			rows.Close()
-			return err
-		}
-		var mi MeterInfo
-		if err := json.Unmarshal(v, &mi); err != nil {
-			rows.Close()
-			return fmt.Errorf("meter %q: registry entry: %w", id, err)
-		}
-		info[id] = mi
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	s.metersMu.Lock()
-	s.info = info
-	s.metersMu.Unlock()
-	return nil
-}
-
-// pgErase is runErase for PostgreSQL.
-func (s *Store) pgErase(ctx context.Context, tx pgx.Tx, job *eraseJob, res *pgResult, putInfo func(string, MeterInfo) error) error {
-	row := tx.QueryRow(ctx, `SELECT `+pgMeterCols+` FROM meters WHERE id = $1 FOR UPDATE`, job.meter)
-	_, st, mi, err := scanMeter(row)
-	if errors.Is(err, pgx.ErrNoRows) || err == nil && mi == nil {
-		if _, ok := res.newInfo[job.meter]; !ok {
-			return &refused{fmt.Errorf("%w: %q", ErrUnknownMeter, job.meter)}
-		}
-	} else if err != nil {
-		return err
-	}
-	if c, ok := res.changed[job.meter]; ok {
-		st = c
-	}
-	info, _ := s.lookupInfo(job.meter, res.newInfo)
-	job.result.Readings = st.Readings
-	if _, err := tx.Exec(ctx, `INSERT INTO docs (kind, key, value) VALUES ($1, $2, $3)
-		ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value`,
-		ErasedKind, job.meter, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
-		return err
-	}
-	for _, q := range []string{
-		`DELETE FROM readings WHERE meter = $1`,
-		`DELETE FROM rollups WHERE meter = $1`,
-		`DELETE FROM power_factor WHERE meter = $1`,
-		`DELETE FROM archives WHERE meter = $1`,
-		`DELETE FROM meters WHERE id = $1`,
-	} {
-		if _, err := tx.Exec(ctx, q, job.meter); err != nil {
-			return fmt.Errorf("erase %q: %w", job.meter, err)
-		}
-	}
-	if err := s.reparent(job.meter, info, res.newInfo, putInfo); err != nil {
-		return err
-	}
-	tag, err := tx.Exec(ctx, `DELETE FROM alerts WHERE meter = $1`, job.meter)
-	if err != nil {
-		return err
-	}
-	job.result.Alerts = int(tag.RowsAffected())
-	delete(res.changed, job.meter)
-	delete(res.newInfo, job.meter)
-	res.erased = append(res.erased, job.meter)
-	return nil
-}
-
-// pgWriteStates writes the changed meter states.
-func pgWriteStates(ctx context.Context, tx pgx.Tx, changed map[string]meterState) error {
-	if len(changed) == 0 {
-		return nil
-	}
-	ids := slices.Sorted(maps.Keys(changed))
-	var (
-		first, last, seen, readings, archived, refNs, pendNs, pendN, interval []int64
-		lastW, lastWh, refWh, pendWh                                          []float64
-		hasWh                                                                 []bool
-	)
-	for _, id := range ids {
-		st := changed[id]
-		first, last, seen = append(first, st.FirstNs), append(last, st.LastNs), append(seen, st.SeenNs)
-		readings, archived = append(readings, int64(st.Readings)), append(archived, st.ArchivedNs)
-		refNs, pendNs, pendN = append(refNs, st.RefNs), append(pendNs, st.PendNs), append(pendN, int64(st.PendN))
-		interval = append(interval, st.IntervalNs)
-		lastW, lastWh, refWh, pendWh = append(lastW, st.LastW), append(lastWh, st.LastWh), append(refWh, st.RefWh), append(pendWh, st.PendWh)
-		hasWh = append(hasWh, st.LastHasWh)
-	}
-	_, err := tx.Exec(ctx, `INSERT INTO meters AS m (id, first_ns, last_ns, last_w, last_wh, last_has_wh, seen_ns,
-		readings, archived_ns, ref_wh, ref_ns, pend_wh, pend_ns, pend_n, interval_ns)
-	SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::float8[], $5::float8[], $6::bool[], $7::bigint[],
-		$8::bigint[], $9::bigint[], $10::float8[], $11::bigint[], $12::float8[], $13::bigint[], $14::bigint[], $15::bigint[])
-	ON CONFLICT (id) DO UPDATE SET first_ns = excluded.first_ns, last_ns = excluded.last_ns, last_w = excluded.last_w,
-		last_wh = excluded.last_wh, last_has_wh = excluded.last_has_wh, seen_ns = excluded.seen_ns, readings = excluded.readings,
-		archived_ns = excluded.archived_ns, ref_wh = excluded.ref_wh, ref_ns = excluded.ref_ns, pend_wh = excluded.pend_wh,
-		pend_ns = excluded.pend_ns, pend_n = excluded.pend_n, interval_ns = excluded.interval_ns`,
-		ids, first, last, lastW, lastWh, hasWh, seen, readings, archived, refWh, refNs, pendWh, pendNs, pendN, interval)
-	if err != nil {
-		return fmt.Errorf("write meter states: %w", err)
-	}
-	return nil
-}
-
-// pgWritePF adds a commit's power factor statistics to the stored ones.
-func pgWritePF(ctx context.Context, tx pgx.Tx, pfs map[string]pfAgg) error {
-	if len(pfs) == 0 {
-		return nil
-	}
-	var meters []string
-	var days []int64
-	var sumW, sumWPF, n []float64
-	for _, k := range slices.Sorted(maps.Keys(pfs)) {
-		a := pfs[k]
-		meters = append(meters, k[:len(k)-9])
-		days = append(days, int64(binary.BigEndian.Uint64([]byte(k[len(k)-8:]))))
-		sumW, sumWPF, n = append(sumW, a.sumW), append(sumWPF, a.sumWPF), append(n, a.n)
-	}
-	_, err := tx.Exec(ctx, `INSERT INTO power_factor AS p (meter, day, sum_w, sum_w_pf, n)
-		SELECT * FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::float8[], $5::float8[])
-		ON CONFLICT (meter, day) DO UPDATE SET sum_w = p.sum_w + excluded.sum_w,
-			sum_w_pf = p.sum_w_pf + excluded.sum_w_pf, n = p.n + excluded.n`, meters, days, sumW, sumWPF, n)
-	if err != nil {
-		return fmt.Errorf("write power factor: %w", err)
-	}
-	return nil
-}
-
 // pgWriter stores readings in one PostgreSQL transaction, as txWriter does
 // in a bbolt one: new readings are copied in at finish (COPY), late ones
 // are written at once, and the rollup changes are applied by finish.
 type pgWriter struct {
 	ctx context.Context
 	tx  pgx.Tx
-	s   *Store
+	pg  *pgEngine
 	// ids are reading ids taken from the sequence for this transaction.
 	ids []int64
 	// rows are the new readings not yet copied in.
 	rows [][]any
 	// months are the partitions this transaction created.
-	months  map[int64]bool
-	rolls   *rollups
-	fresh   Record
-	isFresh bool
+	months map[int64]bool
+	rolls  *rollups
 	// spans are, per meter, the stored readings around this transaction's
 	// late ones, loaded once (see span); updates are the late readings
 	// that replace stored ones, written at flush.
@@ -528,53 +87,34 @@ func (w *pgWriter) nextID() (int64, error) {
 	return id, nil
 }
 
-// put is txWriter.put for PostgreSQL: the same rules, the same results.
-func (w *pgWriter) put(st *meterState, r meter.Reading, maxW float64) (int, error) {
-	ns := readingNs(st, r)
-	w.isFresh = false
-	newest := st.Readings == 0 || ns > st.LastNs
-	if err := checkCounter(st, &r, ns, newest, maxW); err != nil {
-		return 0, err
-	}
-	archived := ns < st.ArchivedNs
-	if !archived && (st.Readings == 0 || ns > st.LastNs) {
-		id, err := w.nextID()
-		if err != nil {
-			return 0, err
-		}
-		w.rows = append(w.rows, []any{r.Meter, ns, id, r.PowerW, pgEnergy(r)})
-		if sp := w.spans[r.Meter]; sp != nil {
-			sp.known[ns] = lateValue{r.PowerW, r.EnergyWh, r.HasEnergy}
-			sp.times = append(sp.times, ns) // the newest: last
-			sp.to = max(sp.to, ns)
-		}
-		w.fresh = Record{ID: uint64(id), Meter: r.Meter, Time: time.Unix(0, ns).UTC(), PowerW: r.PowerW, EnergyWh: r.EnergyWh, HasEnergy: r.HasEnergy}
-		w.isFresh = true
-		appendedTo(st, w.rolls, r, ns)
-		return 1, nil
-	}
-	floor := st.ArchivedNs
-	if archived {
-		floor = -1
-	}
-	if !r.Stamped { // as txWriter.put: the next free millisecond
-		for {
-			sp, err := w.span(r.Meter, ns)
-			if err != nil {
-				return 0, err
-			}
-			if _, taken := sp.known[ns]; !taken {
-				break
-			}
-			ns += int64(time.Millisecond)
-		}
-	}
-	added, err := w.putLate(r, ns, floor)
+// appendNewest stores reading r, at ns, as its meter's newest: a row to
+// copy in.
+func (w *pgWriter) appendNewest(r meter.Reading, ns int64) (uint64, error) {
+	id, err := w.nextID()
 	if err != nil {
 		return 0, err
 	}
-	storedLate(st, r, ns, added)
-	return added, nil
+	w.rows = append(w.rows, []any{r.Meter, ns, id, r.PowerW, pgEnergy(r)})
+	if sp := w.spans[r.Meter]; sp != nil {
+		sp.known[ns] = lateValue{r.PowerW, r.EnergyWh, r.HasEnergy}
+		sp.times = append(sp.times, ns) // the newest: last
+		sp.to = max(sp.to, ns)
+	}
+	return uint64(id), nil
+}
+
+// freeNs is txWriter.freeNs for PostgreSQL.
+func (w *pgWriter) freeNs(meterID string, ns int64) (int64, error) {
+	for {
+		sp, err := w.span(meterID, ns)
+		if err != nil {
+			return 0, err
+		}
+		if _, taken := sp.known[ns]; !taken {
+			return ns, nil
+		}
+		ns += int64(time.Millisecond)
+	}
 }
 
 func pgEnergy(r meter.Reading) any {
@@ -626,9 +166,9 @@ func (w *pgWriter) putLate(r meter.Reading, ns, floor int64) (int, error) {
 // batch.
 func bounds(batch []entry) map[string][2]int64 {
 	out := map[string][2]int64{}
-	note := func(r meter.Reading) {
+	for r := range readings(batch) {
 		if !r.Stamped {
-			return
+			continue
 		}
 		ns := r.Time.UnixNano()
 		b, ok := out[r.Meter]
@@ -636,17 +176,6 @@ func bounds(batch []entry) map[string][2]int64 {
 			b = [2]int64{ns, ns}
 		}
 		out[r.Meter] = [2]int64{min(b[0], ns), max(b[1], ns)}
-	}
-	for i := range batch {
-		switch e := &batch[i]; {
-		case e.imp != nil:
-			for _, r := range e.imp.readings {
-				note(r)
-			}
-		case e.barrier, e.edit != nil, e.erase != nil, e.compress != nil, e.retire != nil, e.prune != nil:
-		default:
-			note(e.r)
-		}
 	}
 	return out
 }
@@ -709,13 +238,13 @@ func derefOr[T any](p *T) T {
 // partition creates, inside the transaction, the partition of ns if the
 // writer does not know it: a reading stamped far from the batch's months.
 func (w *pgWriter) partition(ns int64) error {
-	if w.s.pg.timescale {
+	if w.pg.timescale {
 		return nil
 	}
 	m, _ := pgMonth(ns)
-	w.s.pg.partsMu.Lock()
-	known := w.s.pg.parts[m] || w.months[m]
-	w.s.pg.partsMu.Unlock()
+	w.pg.partsMu.Lock()
+	known := w.pg.parts[m] || w.months[m]
+	w.pg.partsMu.Unlock()
 	if known {
 		return nil
 	}
@@ -870,31 +399,18 @@ func (w *pgWriter) samples(id string, from, to int64) ([]sample, error) {
 // minuteFromSamples is minuteFromReadings over samples, oldest first, that
 // hold the readings around the minute at start.
 func minuteFromSamples(ss []sample, start, maxGap int64) agg {
-	end := start + TierMinute.stepNs()
-	var a agg
 	i := sort.Search(len(ss), func(i int) bool { return ss[i].ns >= start-maxGap })
 	var prev *sample
 	if i > 0 {
 		prev = &ss[i-1]
 	}
-	for ; i < len(ss); i++ {
-		if prev != nil && prev.ns >= end {
-			break
+	a, _ := minuteOf(prev, func(yield func(sample, error) bool) {
+		for _, s := range ss[i:] {
+			if !yield(s, nil) {
+				return
+			}
 		}
-		s := ss[i]
-		if s.ns >= start && s.ns < end {
-			a.addPower(s.w)
-		}
-		if prev != nil {
-			integrate(*prev, s, maxGap, func(m int64, in, out float64) {
-				if m == start {
-					a.InWh += in
-					a.OutWh += out
-				}
-			})
-		}
-		prev = &ss[i]
-	}
+	}, start, maxGap)
 	return a
 }
 

@@ -1,16 +1,11 @@
 package store
 
 import (
-	"container/heap"
 	"errors"
 	"fmt"
-	"iter"
-	"math"
 	"slices"
 	"strings"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // ErrUnknownMeter is returned for a meter that has no readings.
@@ -104,7 +99,7 @@ func (s *Store) childIndex() map[string][]string {
 // Meters returns every meter with readings, sorted by id. It reads memory
 // only: the states are kept up to date by each commit.
 func (s *Store) Meters() []Meter {
-	s.pgFresh()
+	s.eng.refresh()
 	s.metersMu.RLock()
 	out := make([]Meter, 0, len(s.meters))
 	children := s.childIndex()
@@ -118,7 +113,7 @@ func (s *Store) Meters() []Meter {
 
 // Meter returns one meter's summary, or ErrUnknownMeter.
 func (s *Store) Meter(id string) (Meter, error) {
-	s.pgFresh()
+	s.eng.refresh()
 	s.metersMu.RLock()
 	defer s.metersMu.RUnlock()
 	st, ok := s.meters[id]
@@ -131,136 +126,11 @@ func (s *Store) Meter(id string) (Meter, error) {
 // Range returns the readings of meter with from <= Time < to, oldest first,
 // at most limit of them (the oldest ones), and whether more remain in the range.
 func (s *Store) Range(meterID string, from, to time.Time, limit int) ([]Record, bool, error) {
-	if s.pg != nil {
-		return s.pgRange(meterID, from, to, limit)
-	}
-	var out []Record
-	more := false
-	err := s.view([]string{meterID}, func(tx *bolt.Tx, hv headView) error {
-		ser, ok := hv.series(tx, meterID)
-		if !ok {
-			return fmt.Errorf("%w: %q", ErrUnknownMeter, meterID)
-		}
-		end := to.UnixNano()
-		for p, err := range ser.forward(from.UnixNano()) {
-			if err != nil {
-				return err
-			}
-			if p.ns >= end {
-				break
-			}
-			if len(out) == limit {
-				more = true
-				break
-			}
-			out = append(out, p.record(meterID))
-		}
-		return nil
-	})
-	return out, more, err
+	return s.eng.readings(meterID, from, to, limit)
 }
 
 // Latest returns the limit newest readings, newest first, of one meter or,
 // with meterID "", of all meters merged by time (equal times by meter id).
 func (s *Store) Latest(meterID string, limit int) ([]Record, error) {
-	if s.pg != nil {
-		return s.pgLatest(meterID, limit)
-	}
-	out := make([]Record, 0, min(limit, 1024))
-	var only []string
-	if meterID != "" {
-		only = []string{meterID}
-	}
-	err := s.view(only, func(tx *bolt.Tx, hv headView) error {
-		var ids []string
-		if meterID != "" {
-			if _, ok := hv.series(tx, meterID); !ok {
-				return fmt.Errorf("%w: %q", ErrUnknownMeter, meterID)
-			}
-			ids = []string{meterID}
-		} else {
-			s.metersMu.RLock()
-			for id := range s.meters {
-				ids = append(ids, id)
-			}
-			s.metersMu.RUnlock()
-		}
-		// Merge the meters' newest-first iterators with a heap on time.
-		h := make(cursorHeap, 0, len(ids))
-		defer func() {
-			for _, c := range h {
-				c.stop()
-			}
-		}()
-		for _, id := range ids {
-			ser, ok := hv.series(tx, id)
-			if !ok {
-				continue
-			}
-			next, stop := iter.Pull2(ser.backward(math.MaxInt64))
-			c := &meterCursor{id: id, next: next, stop: stop}
-			if ok, err := c.advance(); err != nil {
-				stop()
-				return err
-			} else if ok {
-				h = append(h, c)
-			} else {
-				stop()
-			}
-		}
-		heap.Init(&h)
-		for len(out) < limit && len(h) > 0 {
-			top := h[0]
-			out = append(out, top.cur.record(top.id))
-			ok, err := top.advance()
-			if err != nil {
-				return err
-			}
-			if ok {
-				heap.Fix(&h, 0)
-			} else {
-				top.stop()
-				heap.Pop(&h)
-			}
-		}
-		return nil
-	})
-	return out, err
-}
-
-// meterCursor is one meter's position in Latest's merge.
-type meterCursor struct {
-	id   string
-	next func() (point, error, bool)
-	stop func()
-	cur  point
-}
-
-func (c *meterCursor) advance() (bool, error) {
-	p, err, ok := c.next()
-	if !ok {
-		return false, nil
-	}
-	c.cur = p
-	return true, err
-}
-
-// cursorHeap is a max-heap on the cursors' current times; equal times order
-// by meter id so the merge is deterministic.
-type cursorHeap []*meterCursor
-
-func (h cursorHeap) Len() int { return len(h) }
-func (h cursorHeap) Less(i, j int) bool {
-	if h[i].cur.ns != h[j].cur.ns {
-		return h[i].cur.ns > h[j].cur.ns
-	}
-	return h[i].id < h[j].id
-}
-func (h cursorHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *cursorHeap) Push(x any)   { *h = append(*h, x.(*meterCursor)) }
-func (h *cursorHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+	return s.eng.latest(meterID, limit)
 }

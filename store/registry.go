@@ -2,8 +2,6 @@ package store
 
 import (
 	"cmp"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,13 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 )
-
-// bucketInfo holds the meter registry: <meter> -> JSON MeterInfo.
-var bucketInfo = []byte("meter_info")
 
 // MeterInfo is what the registry knows of a meter beyond its readings: how
 // it was first seen, and what its user said about it.
@@ -133,36 +125,32 @@ func (s *Store) noteInterval(id string, st *meterState, nowNs int64) {
 // maxPowerW is the most power meter id can draw: its expected maximum, or
 // the store's MaxPowerW. Only the writer calls it.
 func (s *Store) maxPowerW(id string) float64 {
-	if info, ok := s.info[id]; ok && info.ExpectedMaxW != nil && *info.ExpectedMaxW > 0 {
-		return *info.ExpectedMaxW
+	if w, ok := expectedMaxW(s.info[id]); ok {
+		return w
 	}
 	return s.maxPower
 }
 
-// registerMeter records a meter seen for the first time, unless the
-// registry has it already (and the meter was not erased in this
-// transaction: anew).
-func (s *Store) registerMeter(tx *bolt.Tx, id, source string, nowNs int64, newInfo map[string]MeterInfo, anew bool) error {
-	if _, ok := s.info[id]; ok && !anew {
-		return nil
+// maxPowerIn is maxPowerW as transaction tx sees meter id: by its entry
+// changed in the transaction (in newInfo), else the one tx found.
+func (s *Store) maxPowerIn(tx writeTx, newInfo map[string]MeterInfo, id string) float64 {
+	if w, ok := expectedMaxW(newInfo[id]); ok {
+		return w
 	}
-	if _, ok := newInfo[id]; ok {
-		return nil
+	if info, ok := tx.info(id); ok {
+		if w, ok := expectedMaxW(info); ok {
+			return w
+		}
 	}
-	info := MeterInfo{Source: source, Created: time.Unix(0, nowNs).UTC()}
-	if err := putInfo(tx, id, info); err != nil {
-		return err
-	}
-	newInfo[id] = info
-	return nil
+	return s.maxPower
 }
 
-func putInfo(tx *bolt.Tx, id string, info MeterInfo) error {
-	v, err := json.Marshal(info)
-	if err != nil {
-		return err
+// expectedMaxW returns an entry's expected maximum power, if it has one.
+func expectedMaxW(info MeterInfo) (float64, bool) {
+	if info.ExpectedMaxW != nil && *info.ExpectedMaxW > 0 {
+		return *info.ExpectedMaxW, true
 	}
-	return tx.Bucket(bucketInfo).Put([]byte(id), v)
+	return 0, false
 }
 
 // lookupInfo returns meter id's registry entry as the writer sees it:
@@ -182,6 +170,7 @@ var ErrInvalidEdit = errors.New("store: invalid meter edit")
 type refused struct{ err error }
 
 func (r *refused) Error() string { return r.err.Error() }
+
 func (r *refused) Unwrap() error { return r.err }
 
 // editJob is an edit of a meter's registry entry.
@@ -321,68 +310,6 @@ type eraseJob struct {
 	result Erased
 }
 
-// runErase removes everything of one meter from the database: readings,
-// blocks, rollups, state, registry entry and alerts. Its sub-meters become
-// main meters of the site it was in.
-func (s *Store) runErase(tx *bolt.Tx, job *eraseJob, changed map[string]meterState, newInfo map[string]MeterInfo) error {
-	id := []byte(job.meter)
-	st, hasState := s.meters[job.meter]
-	info, hasInfo := s.lookupInfo(job.meter, newInfo)
-	if !hasState && !hasInfo {
-		return &refused{fmt.Errorf("%w: %q", ErrUnknownMeter, job.meter)}
-	}
-	job.result.Readings = st.Readings
-	// A tombstone, in the erasing transaction, for what keeps copies
-	// elsewhere (the off-site archives) to erase them there too.
-	tomb, err := tx.CreateBucketIfNotExists([]byte("doc_" + ErasedKind))
-	if err != nil {
-		return err
-	}
-	if err := tomb.Put(id, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
-		return err
-	}
-	for _, name := range [][]byte{bucketSeries, bucketBlocks, TierMinute.bucket(), TierHour.bucket(), TierDay.bucket()} {
-		if err := tx.Bucket(name).DeleteBucket(id); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
-			return fmt.Errorf("erase %s of %q: %w", name, job.meter, err)
-		}
-	}
-	if err := tx.Bucket(bucketMeters).Delete(id); err != nil {
-		return err
-	}
-	if err := erasePF(tx, job.meter); err != nil {
-		return err
-	}
-	if err := tx.Bucket(bucketInfo).Delete(id); err != nil {
-		return err
-	}
-	if err := s.reparent(job.meter, info, newInfo, func(id string, info MeterInfo) error { return putInfo(tx, id, info) }); err != nil {
-		return err
-	}
-	delete(changed, job.meter)
-	delete(newInfo, job.meter)
-	alerts := tx.Bucket(bucketAlerts)
-	var drop [][]byte
-	err = alerts.ForEach(func(k, v []byte) error {
-		var a struct {
-			Meter string `json:"meter"`
-		}
-		if json.Unmarshal(v, &a) == nil && a.Meter == job.meter {
-			drop = append(drop, slices.Clone(k))
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, k := range drop {
-		if err := alerts.Delete(k); err != nil {
-			return err
-		}
-	}
-	job.result.Alerts = len(drop)
-	return nil
-}
-
 // reparent moves the sub-meters of meter id, whose entry is info, up to its
 // parent (or makes them main meters of its site), writing their entries
 // with put: id is being erased.
@@ -494,35 +421,4 @@ func (s *Store) availabilityOf(id string) *Availability {
 		}
 	}
 	return nil
-}
-
-// loadInfo reads the registry.
-func loadInfo(tx *bolt.Tx, into map[string]MeterInfo) error {
-	return tx.Bucket(bucketInfo).ForEach(func(k, v []byte) error {
-		var info MeterInfo
-		if err := json.Unmarshal(v, &info); err != nil {
-			return fmt.Errorf("meter %q: registry entry: %w", k, err)
-		}
-		into[string(k)] = info
-		return nil
-	})
-}
-
-// migrateRegistry creates the registry with an entry for every meter of an
-// older database, created at its first reading.
-func migrateRegistry(tx *bolt.Tx) error {
-	b, err := tx.CreateBucketIfNotExists(bucketInfo)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketMeters).ForEach(func(k, v []byte) error {
-		if b.Get(k) != nil {
-			return nil
-		}
-		created := time.Time{}
-		if len(v) >= 9 {
-			created = time.Unix(0, int64(binary.BigEndian.Uint64(v[1:]))).UTC()
-		}
-		return putInfo(tx, string(k), MeterInfo{Created: created})
-	})
 }

@@ -1,17 +1,15 @@
 package store
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/vatio-energy/vatio/meter"
 )
@@ -299,7 +297,7 @@ func TestRegistry(t *testing.T) {
 	if len(as) != 1 || as[0].Meter != "main" {
 		t.Errorf("alerts after delete = %+v", as)
 	}
-	if left := leftovers(t, s, "kitchen"); len(left) > 0 {
+	if left := behind(s).leftovers(t, "kitchen"); len(left) > 0 {
 		t.Errorf("still holding kitchen: %v", left)
 	}
 	if oven, _ := s.Meter("oven"); oven.Info.Parent != "main" || oven.Site != "home" {
@@ -357,56 +355,6 @@ func TestMeterStatus(t *testing.T) {
 	}
 	if st, _ := once.Status(once.LastSeen.Add(31 * time.Minute)); st != StatusOffline {
 		t.Errorf("a meter seen once, after 31 minutes: %s", st)
-	}
-}
-
-func TestSchemaOneIsMigrated(t *testing.T) {
-	boltOnly(t)
-	dir := t.TempDir()
-	s := openTest(t, dir)
-	mustAppend(t, s, counter("old", 0, 100, 1000))
-	s.Close()
-	// Make it the layout of schema 1: no registry, states in encoding 1.
-	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket(bucketInfo); err != nil {
-			return err
-		}
-		v := tx.Bucket(bucketMeters).Get([]byte("old"))
-		st, err := decodeMeterState(v)
-		if err != nil {
-			return err
-		}
-		v1 := slices.Clone(st.encode()[:meterStateSize])
-		v1[0] = 1
-		if err := tx.Bucket(bucketMeters).Put([]byte("old"), v1); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint32(nil, 1))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	s = openTest(t, dir)
-	m, err := s.Meter("old")
-	if err != nil || !m.Info.Created.Equal(t0) || m.Info.Source != "" {
-		t.Errorf("migrated meter = %+v, %v", m.Info, err)
-	}
-	// The counter reference survived: an implausible jump is still caught.
-	errs := appendAll(t, s, counter("old", 10, 100, 1e9))
-	if meter.ReasonOf(errs[0]) != meter.ReasonImplausibleEnergy {
-		t.Errorf("jump after migration: %v", errs[0])
-	}
-	if err := Verify(s.Path()); err == nil {
-		t.Log("Verify refuses a live database; checked after Close below")
-	}
-	s.Close()
-	if err := Verify(filepath.Join(dir, FileName)); err != nil {
-		t.Error(err)
 	}
 }
 
@@ -539,10 +487,101 @@ func TestReloadingMetersRacesNoCommit(t *testing.T) {
 			stop = true
 		default:
 		}
-		s.pg.stale.Store(true)
+		s.eng.(*pgEngine).stale.Store(true)
 		s.Meters()
 	}
 	if n := len(s.Meters()); n != 5 {
 		t.Errorf("%d meters, want 5", n)
+	}
+}
+
+// TestRegistryEntryRoundTrip: every field of an edited entry is kept across
+// a reopen, the entries handed out are copies, and the expected maximum
+// still bounds the meter's counter after the reopen.
+func TestRegistryEntryRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	r := counter("e", 0, 100, 1000)
+	r.Source = "shelly"
+	mustAppend(t, s, r)
+	minW, maxW := -500.0, 3600.0
+	info, err := s.EditMeter("e", func(m *MeterInfo) error {
+		m.Name, m.Site, m.Tags, m.ExpectedMinW, m.ExpectedMaxW, m.Critical = "Heat pump", "home", []string{"heat", "garden"}, &minW, &maxW, true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := info.clone()
+	if want.Source != "shelly" || want.Created.IsZero() || want.Name != "Heat pump" || *want.ExpectedMaxW != 3600 {
+		t.Fatalf("edited entry = %+v", want)
+	}
+	info.Tags[0], *info.ExpectedMaxW = "changed", 1 // the caller's copy
+	if m, _ := s.Meter("e"); !reflect.DeepEqual(m.Info, want) {
+		t.Errorf("entry after changing the copy EditMeter returned = %+v, want %+v", m.Info, want)
+	}
+	m, _ := s.Meter("e")
+	m.Info.Tags[1] = "changed"
+	if again, _ := s.Meter("e"); !reflect.DeepEqual(again.Info, want) {
+		t.Errorf("entry after changing the copy Meter returned = %+v, want %+v", again.Info, want)
+	}
+	s.Close()
+	s = openTest(t, dir)
+	if m, _ := s.Meter("e"); !reflect.DeepEqual(m.Info, want) || m.Site != "home" {
+		t.Errorf("entry after reopening = %+v (site %s), want %+v", m.Info, m.Site, want)
+	}
+	// 3600 W for a minute is at most 91 Wh (see TestImplausibleCounterJumpIsRejected).
+	errs := appendAll(t, s, counter("e", 60, 100, 1200), counter("e", 120, 100, 1050))
+	if meter.ReasonOf(errs[0]) != meter.ReasonImplausibleEnergy || errs[1] != nil {
+		t.Errorf("counters after reopening: %v; want the rise of 200 Wh in a minute refused, 50 Wh in two taken", errs)
+	}
+}
+
+// TestPowerFactorCountsEachReadingOnce: readings imported again, resent or
+// kept across a checkpoint and a reopen count once in the power factor
+// statistics; a late reading counts too.
+func TestPowerFactorCountsEachReadingOnce(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	pf := func(sec int, w, f float64) meter.Reading {
+		r := reading("pf", sec, w)
+		r.PowerFactor, r.HasPF = f, true
+		return r
+	}
+	rs := []meter.Reading{pf(0, 1000, 0.5), pf(10, 1000, 0.7), pf(20, 2000, 0.9)}
+	mustImport(t, s, rs)
+	stats := func(s *Store) PowerFactorStats {
+		t.Helper()
+		st, err := s.PowerFactor("pf", t0, t0.Add(24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	want := PowerFactorStats{Mean: (500 + 700 + 1800) / 4000.0, Readings: 3, Days: 1}
+	same := func(a, b PowerFactorStats) bool {
+		return a.Readings == b.Readings && a.Days == b.Days && math.Abs(a.Mean-b.Mean) < 1e-12
+	}
+	if got := stats(s); !same(got, want) {
+		t.Fatalf("after the import = %+v, want %+v", got, want)
+	}
+	mustImport(t, s, rs)    // the same history again
+	mustAppend(t, s, rs[2]) // a resend of the newest
+	if got := stats(s); !same(got, want) {
+		t.Errorf("after importing and resending the same readings = %+v, want %+v", got, want)
+	}
+	mustAppend(t, s, pf(30, 1000, 1), pf(5, 1000, 0.1)) // a new one, and a late one
+	want = PowerFactorStats{Mean: (500 + 700 + 1800 + 1000 + 100) / 6000.0, Readings: 5, Days: 1}
+	if got := stats(s); !same(got, want) {
+		t.Errorf("after a new and a late reading = %+v, want %+v", got, want)
+	}
+	if err := s.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, pf(40, 2000, 0.5))
+	want = PowerFactorStats{Mean: (500 + 700 + 1800 + 1000 + 100 + 1000) / 8000.0, Readings: 6, Days: 1}
+	s.Close()
+	if got := stats(openTest(t, dir)); !same(got, want) {
+		t.Errorf("after a checkpoint and a reopen = %+v, want %+v", got, want)
 	}
 }

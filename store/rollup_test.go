@@ -1,13 +1,10 @@
 package store
 
 import (
-	"context"
 	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/vatio-energy/vatio/meter"
 )
@@ -188,19 +185,7 @@ func TestCheckRollupsFindsDamage(t *testing.T) {
 	if err := s.Checkpoint(); err != nil {
 		t.Fatal(err)
 	}
-	var err error
-	if s.pg != nil {
-		_, err = s.pg.pool.Exec(context.Background(), `UPDATE rollups SET n = 99 WHERE meter = 'd' AND tier = $1 AND start = $2`,
-			int16(TierHour), TierHour.start(t0.UnixNano()))
-	} else {
-		err = s.db.Update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(TierHour.bucket()).Bucket([]byte("d"))
-			return b.Put(timeKey(TierHour.start(t0.UnixNano())), agg{N: 99}.encode())
-		})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	behind(s).damageRollup(t, "d", TierHour, TierHour.start(t0.UnixNano()), agg{N: 99})
 	if err := s.CheckRollups("d"); err == nil {
 		t.Error("CheckRollups found nothing wrong with a damaged rollup")
 	}

@@ -1,18 +1,12 @@
 package store
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/vatio-energy/vatio/meter"
 )
@@ -183,64 +177,6 @@ func TestCloseCommitsQueuedReadingsInOrder(t *testing.T) {
 	}
 }
 
-func TestNewerSchemaIsRefusedUntouched(t *testing.T) {
-	boltOnly(t)
-	dir := t.TempDir()
-	s, err := testOpen(t, dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustAppend(t, s, reading("a", 0, 1))
-	s.Close()
-	path := filepath.Join(dir, FileName)
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion+1))
-	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	before, _ := os.ReadFile(path)
-	_, err = testOpen(t, dir, Options{})
-	if !errors.Is(err, ErrNewerSchema) {
-		t.Fatalf("Open(newer schema) = %v, want ErrNewerSchema", err)
-	}
-	after, _ := os.ReadFile(path)
-	if !bytes.Equal(before, after) {
-		t.Error("Open changed a database it refused")
-	}
-}
-
-func TestNewDatabaseIsMigratedToCurrentSchema(t *testing.T) {
-	boltOnly(t)
-	dir := t.TempDir()
-	s := openTest(t, dir)
-	var version uint32
-	s.db.View(func(tx *bolt.Tx) error {
-		version = binary.BigEndian.Uint32(tx.Bucket(bucketMeta).Get(keySchema))
-		return nil
-	})
-	if version != SchemaVersion {
-		t.Errorf("schema version = %d, want %d", version, SchemaVersion)
-	}
-	if fi, err := os.Stat(s.Path()); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("database file mode = %v (%v), want 0600", fi.Mode().Perm(), err)
-	}
-}
-
-func TestSecondOpenIsRefused(t *testing.T) {
-	boltOnly(t)
-	dir := t.TempDir()
-	openTest(t, dir)
-	if _, err := testOpen(t, dir, Options{}); !errors.Is(err, ErrLocked) {
-		t.Errorf("second Open = %v, want ErrLocked", err)
-	}
-}
-
 func TestAlerts(t *testing.T) {
 	s := openTest(t, t.TempDir())
 	for i := 0; i < 3; i++ {
@@ -304,52 +240,6 @@ func TestImportIsAllOrNothing(t *testing.T) {
 	}
 }
 
-// TestMaxSizeRefusesWithoutDamage fills a database capped small, as 32-bit
-// systems cap theirs: once a checkpoint fails past the cap and the head is
-// full, readings are refused (so not acknowledged), and what was
-// acknowledged stays readable, in the log and the head, across a reopen
-// that cannot checkpoint either.
-func TestMaxSizeRefusesWithoutDamage(t *testing.T) {
-	boltOnly(t)
-	dir := t.TempDir()
-	s, err := testOpen(t, dir, Options{MaxSizeBytes: 1 << 20, MaxBatch: 500, HeadMaxBytes: 64 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var failed error
-	var mu sync.Mutex
-	for i := 0; i < 100000; i++ {
-		s.Append(reading("full", i, float64(i)), func(err error) {
-			if err != nil {
-				mu.Lock()
-				failed = err
-				mu.Unlock()
-			}
-		})
-	}
-	s.Flush()
-	mu.Lock()
-	if !errors.Is(failed, bolterrors.ErrMaxSizeReached) {
-		t.Errorf("commits past the cap: %v, want ErrMaxSizeReached", failed)
-	}
-	mu.Unlock()
-	m, err := s.Meter("full")
-	if err != nil || m.Readings == 0 || m.Readings >= 100000 {
-		t.Fatalf("Meter = %+v, %v: want some readings stored, not all", m, err)
-	}
-	stored := m.Readings
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openTest(t, dir)
-	if recs := allRecords(t, s, "full"); uint64(len(recs)) != stored {
-		t.Errorf("after reopening %d readings, want %d", len(recs), stored)
-	}
-	if err := s.CheckRollups("full"); err != nil {
-		t.Error(err)
-	}
-}
-
 // TestReadingStampedAheadShiftsNoReceivedOnes: a device stamps a reading
 // minutes ahead; the readings received after it keep their receive times
 // (not a millisecond after the one from the future), and one received at
@@ -389,6 +279,73 @@ func TestReadingStampedAheadShiftsNoReceivedOnes(t *testing.T) {
 		t.Errorf("%d readings stored, want %d", len(recs), len(want))
 	}
 	if err := s.CheckRollups("m"); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestReadersSeeEachReadingOnceAcrossCheckpoints reads while a writer
+// appends and checkpoints: no reading is seen twice (on bbolt, in the head
+// and in the file) or lost for a moment (in neither), in the readings or
+// in the rollups, and none before it is queued.
+func TestReadersSeeEachReadingOnceAcrossCheckpoints(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	const n = 3000
+	var queued atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			queued.Add(1) // before: the writer may store it before Append returns
+			if err := s.Append(reading("r", i, float64(i%50)), nil); err != nil {
+				t.Error(err)
+				return
+			}
+			if i%300 == 299 {
+				if err := s.Checkpoint(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	}()
+	seen, rolled := 0, uint64(0)
+	for finished := false; !finished; {
+		select {
+		case <-done:
+			finished = true
+			s.Flush()
+		default:
+		}
+		recs, _, err := s.Range("r", t0, t0.Add(n*time.Second), 1<<30)
+		if err != nil && !errors.Is(err, ErrUnknownMeter) {
+			t.Fatal(err)
+		}
+		if len(recs) < seen || int64(len(recs)) > queued.Load() {
+			t.Fatalf("Range gave %d readings after %d, with %d queued", len(recs), seen, queued.Load())
+		}
+		for i := 1; i < len(recs); i++ {
+			if !recs[i].Time.After(recs[i-1].Time) {
+				t.Fatalf("reading %d at %v after one at %v: twice?", i, recs[i].Time, recs[i-1].Time)
+			}
+		}
+		seen = len(recs)
+		days, _, err := s.Rollups("r", TierDay, t0.Add(-24*time.Hour), t0.Add(48*time.Hour), 10)
+		if err != nil && !errors.Is(err, ErrUnknownMeter) {
+			t.Fatal(err)
+		}
+		var sum uint64
+		for _, d := range days {
+			sum += d.N
+		}
+		if sum < rolled || int64(sum) > queued.Load() {
+			t.Fatalf("the daily rollups count %d readings after %d, with %d queued", sum, rolled, queued.Load())
+		}
+		rolled = sum
+	}
+	if seen != n || rolled != n {
+		t.Errorf("at the end %d readings and %d in the rollups, want %d", seen, rolled, n)
+	}
+	if err := s.CheckRollups("r"); err != nil {
 		t.Error(err)
 	}
 }

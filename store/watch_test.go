@@ -54,3 +54,32 @@ func TestSlowWatcherMissesRatherThanBlocks(t *testing.T) {
 		t.Errorf("%d commits queued for a watcher with room for 1", n)
 	}
 }
+
+// TestWatchSeesWhatIsStored: a watcher gets volatile readings too, and no
+// reading the counter rules refused.
+func TestWatchSeesWhatIsStored(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	mustAppend(t, s, counter("p", 0, 1000, 1000))
+	ch, stop := s.Watch(64)
+	defer stop()
+	if errs := appendAll(t, s, counter("p", 10, 1000, 9e12)); meter.ReasonOf(errs[0]) != meter.ReasonImplausibleEnergy {
+		t.Fatalf("a wild counter: %v, want refused", errs[0])
+	}
+	if err := s.AppendVolatile(reading("v", 5, 7), nil); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, counter("p", 20, 1000, 1001))
+	var got []Record
+	for timeout := time.After(5 * time.Second); len(got) < 2; {
+		select {
+		case recs := <-ch:
+			got = append(got, recs...)
+		case <-timeout:
+			t.Fatalf("watched %+v, want 2 readings", got)
+		}
+	}
+	if len(got) != 2 || got[0].Meter != "v" || got[0].PowerW != 7 || got[1].Meter != "p" || !got[1].HasEnergy ||
+		got[1].EnergyWh != 1001 || got[1].ID <= got[0].ID {
+		t.Errorf("watched %+v, want v's reading then p's newest, not the refused one", got)
+	}
+}

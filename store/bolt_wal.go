@@ -17,7 +17,7 @@ import (
 )
 
 // The write-ahead log holds the live readings received since the last
-// checkpoint (see head.go), in the order the writer took them. It lives in
+// checkpoint (see bolt_head.go), in the order the writer took them. It lives in
 // <dir>/wal as segment files of a fixed size, each named by the log
 // sequence number (LSN) of its first record, 16 hex digits and ".wal".
 // A segment is written with zeros once when it is created and reused
@@ -30,7 +30,7 @@ import (
 //	uint32 LE  length of the payload (0: the end of the segment's frames)
 //	uint32 LE  CRC-32C of the payload
 //	payload:
-//	  uvarint  epoch: the store's run that wrote it (see head.go)
+//	  uvarint  epoch: the store's run that wrote it (see bolt_head.go)
 //	  uvarint  LSN of its first record; the others follow one by one
 //	  varint   the writer's clock when it took the group, Unix ns
 //	  uvarint  number of records

@@ -21,7 +21,7 @@ const blockSpan = TierHour
 // a matter of taking the earlier head.
 //
 // A reader's series also has the meter's readings in the head (see
-// head.go), all newer than those in bbolt: they come last.
+// bolt_head.go), all newer than those in bbolt: they come last.
 type series struct {
 	meter  string
 	raw    *bolt.Bucket // nil when the meter has no raw readings bucket

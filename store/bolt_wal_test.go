@@ -2,9 +2,7 @@ package store
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
-	dto "github.com/prometheus/client_model/go"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -18,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/vatio-energy/vatio/meter"
 )
@@ -193,19 +193,24 @@ func FuzzWALFrame(f *testing.F) {
 // The crash tests run a child process (this test binary) that appends
 // readings of four meters, acknowledged as they become durable, and is
 // killed with SIGKILL: by the test at a random instant while it appends,
-// or by itself in the middle of its third checkpoint (its transaction
-// written, not committed) or right after it (committed, the log not yet
-// freed). The next Open must hold every acknowledged reading exactly once,
-// with meter summaries and rollups that agree with them.
+// or by itself in the middle of its third checkpoint or a later one (its
+// transaction written, not committed) or right after it (committed, the
+// log not yet freed), once it has acknowledged 1,000 readings. The next
+// Open must hold every acknowledged reading exactly once, with meter
+// summaries and rollups that agree with them.
 func TestCrashChild(t *testing.T) {
 	at := os.Getenv("VATIO_STORE_CRASH_AT")
 	if at == "" {
 		t.Skip("the child process of the crash tests")
 	}
 	checkpoints := 0
+	// acked counts the acknowledgements written out: the acknowledgement
+	// goroutine can lag the writer, and the parent needs enough of them to
+	// prove anything.
+	var acked atomic.Int64
 	crashHook = func(point string) {
 		if point == at {
-			if checkpoints++; checkpoints == 3 {
+			if checkpoints++; checkpoints >= 3 && acked.Load() >= 1000 {
 				syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			}
 		}
@@ -226,6 +231,7 @@ func TestCrashChild(t *testing.T) {
 				mu.Lock()
 				fmt.Fprintf(os.Stdout, "acked %s %d\n", m, i/4)
 				mu.Unlock()
+				acked.Add(1)
 			}
 		})
 		if err != nil {
@@ -400,73 +406,5 @@ func TestBarriersRunNoTransaction(t *testing.T) {
 	mustAppend(t, s, reading("b", 1, 2))
 	if got := commits(); got != before {
 		t.Errorf("20 barriers and a reading ran %d transactions, want none", got-before)
-	}
-}
-
-// TestReadersSeeEachReadingOnceAcrossCheckpoints reads while a writer
-// appends and checkpoints: no reading is seen twice (in the head and in
-// bbolt) or lost for a moment (in neither), in the readings or in the
-// rollups.
-func TestReadersSeeEachReadingOnceAcrossCheckpoints(t *testing.T) {
-	boltOnly(t)
-	s := openTest(t, t.TempDir())
-	const n = 3000
-	var queued atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := range n {
-			if err := s.Append(reading("r", i, float64(i%50)), nil); err != nil {
-				t.Error(err)
-				return
-			}
-			queued.Add(1)
-			if i%300 == 299 {
-				if err := s.Checkpoint(); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}
-	}()
-	seen, rolled := 0, uint64(0)
-	for finished := false; !finished; {
-		select {
-		case <-done:
-			finished = true
-			s.Flush()
-		default:
-		}
-		recs, _, err := s.Range("r", t0, t0.Add(n*time.Second), 1<<30)
-		if err != nil && !errors.Is(err, ErrUnknownMeter) {
-			t.Fatal(err)
-		}
-		if len(recs) < seen || int64(len(recs)) > queued.Load() {
-			t.Fatalf("Range gave %d readings after %d, with %d queued", len(recs), seen, queued.Load())
-		}
-		for i := 1; i < len(recs); i++ {
-			if !recs[i].Time.After(recs[i-1].Time) {
-				t.Fatalf("reading %d at %v after one at %v: twice?", i, recs[i].Time, recs[i-1].Time)
-			}
-		}
-		seen = len(recs)
-		days, _, err := s.Rollups("r", TierDay, t0.Add(-24*time.Hour), t0.Add(48*time.Hour), 10)
-		if err != nil && !errors.Is(err, ErrUnknownMeter) {
-			t.Fatal(err)
-		}
-		var sum uint64
-		for _, d := range days {
-			sum += d.N
-		}
-		if sum < rolled || int64(sum) > queued.Load() {
-			t.Fatalf("the daily rollups count %d readings after %d, with %d queued", sum, rolled, queued.Load())
-		}
-		rolled = sum
-	}
-	if seen != n || rolled != n {
-		t.Errorf("at the end %d readings and %d in the rollups, want %d", seen, rolled, n)
-	}
-	if err := s.CheckRollups("r"); err != nil {
-		t.Error(err)
 	}
 }

@@ -1,0 +1,410 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/vatio-energy/vatio/meter"
+)
+
+// The bbolt engine's writer: what it takes goes to the head and the log,
+// the log is synced a group at a time, and checkpoints write the head into
+// the file (see bolt_head.go).
+
+// Meta keys of the log: the run (epoch) whose log is live, and the last LSN
+// a checkpoint holds.
+var (
+	keyEpoch  = []byte("wal_epoch")
+	keyWALLSN = []byte("wal_lsn")
+)
+
+func putMeta(tx *bolt.Tx, key []byte, v uint64) error {
+	return tx.Bucket(bucketMeta).Put(key, binary.BigEndian.AppendUint64(nil, v))
+}
+
+func getMeta(tx *bolt.Tx, key []byte) uint64 {
+	if v := tx.Bucket(bucketMeta).Get(key); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+// pending is an entry whose callback waits for its reading to be safe.
+type pending struct {
+	e entry
+	// sync is set when it waits for the log's fdatasync (a QoS 1 reading,
+	// a barrier), clear when the log's write will do (a QoS 0 reading).
+	sync bool
+}
+
+// logWriter is the bbolt engine's writer state; only the writer goroutine
+// uses it.
+type logWriter struct {
+	wal   *walWriter
+	frame []meter.Reading // applied to the head, not yet written to the log
+	// frameFirst is the LSN of frame[0]; frameNs the group's clock.
+	frameFirst uint64
+	frameNs    int64
+	waiting    []pending
+	// cpFailedAt is when a checkpoint last failed, with cpErr: the head is
+	// not checkpointed again for a second.
+	cpFailedAt time.Time
+	cpErr      error
+	// logErr is set when the log failed and no checkpoint has covered
+	// the head since: readings are refused meanwhile.
+	logErr error
+	// syncT ends a group's store.sync_delay, when armed; flushT ticks
+	// every store.flush_interval, cpT every store.checkpoint_interval.
+	syncT  *time.Timer
+	armed  bool
+	flushT *time.Ticker
+	cpT    *time.Ticker
+}
+
+// ErrHeadFull refuses readings while the head is full and cannot be
+// checkpointed; it wraps why (bbolt's errors.ErrMaxSizeReached for a
+// database at its maximum size, a disk error).
+var ErrHeadFull = errors.New("store: the readings in memory reached store.head_max_mb and the database cannot take them")
+
+// openLog replays the log past the last checkpoint into the head,
+// checkpoints it, and starts the log of this run.
+func (eng *boltEngine) openLog(dir string) error {
+	s := eng.s
+	walDir := filepath.Join(dir, walDirName)
+	var epoch, after uint64
+	if err := eng.db.View(func(tx *bolt.Tx) error {
+		epoch, after = getMeta(tx, keyEpoch), getMeta(tx, keyWALLSN)
+		return nil
+	}); err != nil {
+		return err
+	}
+	eng.epoch, eng.nextLSN = epoch, after+1
+	replayed := 0
+	next, err := replayLog(walDir, epoch, after, func(f walFrame) error {
+		eng.nextLSN = f.first
+		replayed += len(f.readings)
+		batch := make([]entry, len(f.readings))
+		for i, r := range f.readings {
+			batch[i] = entry{r: r}
+		}
+		return eng.applyBatch(batch, f.nowNs, nil)
+	})
+	if err != nil {
+		return fmt.Errorf("store: replay the log in %s: %w", walDir, err)
+	}
+	eng.nextLSN = max(eng.nextLSN, next)
+	if replayed > 0 {
+		s.log.Info("log replayed", slog.Int("readings", replayed))
+	}
+	// This run's log starts afresh, in a new epoch, once a checkpoint
+	// holds what was replayed. If it cannot (a full database), the run
+	// carries on the old log, in new segments after it, and the head
+	// keeps what was replayed until a checkpoint succeeds.
+	eng.epoch = epoch + 1
+	cpErr := eng.commit(nil)
+	if cpErr != nil {
+		eng.epoch = epoch
+		s.log.Error("checkpoint after replaying the log failed; the readings stay in memory and in the log", slog.Any("error", cpErr))
+	}
+	w, err := openWALWriter(walDir, eng.epoch, eng.nextLSN, eng.segSize, cpErr != nil)
+	if err != nil {
+		return fmt.Errorf("store: open the log in %s: %w", walDir, err)
+	}
+	// The first segment now: its zeros are written once, before any
+	// reading waits for them.
+	if err := w.startSegment(eng.nextLSN); err != nil {
+		return fmt.Errorf("store: open the log in %s: %w", walDir, err)
+	}
+	eng.lw = &logWriter{wal: w, syncT: time.NewTimer(time.Hour), flushT: time.NewTicker(eng.flushInterval),
+		cpT: time.NewTicker(eng.checkpointInterval)}
+	eng.lw.syncT.Stop()
+	if cpErr != nil {
+		eng.lw.cpFailedAt, eng.lw.cpErr = time.Now(), cpErr
+	}
+	return nil
+}
+
+// applyBatch applies batch, taken at nowNs: readings that append go to the
+// head (and to lw's frame, when lw is not nil: nil while replaying);
+// from the first that does not on, the rest of the batch is committed in a
+// transaction, after a checkpoint. Callbacks wait in lw.waiting.
+func (eng *boltEngine) applyBatch(batch []entry, nowNs int64, lw *logWriter) error {
+	s := eng.s
+	var out headApply
+	var refuse error
+	switch {
+	case lw == nil:
+	case lw.logErr != nil:
+		refuse = fmt.Errorf("%w (the log failed: %w): reading not stored", ErrHeadFull, lw.logErr)
+	case eng.head.bytes() >= eng.headMax && !lw.cpFailedAt.IsZero():
+		refuse = fmt.Errorf("%w (%w): reading not stored", ErrHeadFull, lw.cpErr)
+	}
+	s.metersMu.Lock()
+	eng.headMu.Lock()
+	rest := len(batch)
+	for i := range batch {
+		e := &batch[i]
+		if e.barrier {
+			if lw != nil {
+				lw.waiting = append(lw.waiting, pending{e: *e, sync: true})
+			}
+			continue
+		}
+		st := s.meters[e.r.Meter]
+		if e.alone() || !appendable(&st, e.r) {
+			rest = i
+			break
+		}
+		if refuse != nil {
+			e.rejected = refuse
+		} else {
+			e.rejected = eng.headPut(e.r, nowNs, &out)
+			if lw != nil {
+				if len(lw.frame) == 0 {
+					lw.frameFirst, lw.frameNs = eng.nextLSN, nowNs
+				}
+				lw.frame = append(lw.frame, e.r)
+			}
+			eng.nextLSN++
+		}
+		if lw != nil && e.done != nil {
+			lw.waiting = append(lw.waiting, pending{e: *e, sync: !e.volatile})
+		}
+	}
+	eng.headMu.Unlock()
+	s.metersMu.Unlock()
+	if lw != nil {
+		if err := eng.writeFrame(lw); err != nil {
+			return err
+		}
+	}
+	if len(out.fresh) > 0 {
+		s.watchers.send(out.fresh)
+	}
+	if rest == len(batch) {
+		return nil
+	}
+	// A reading older than its meter's newest, or a job: in a transaction
+	// of its own, as before the log, with the head checkpointed first.
+	tail := batch[rest:]
+	if lw != nil {
+		eng.settle(lw, false)
+	}
+	err := eng.commit(tail)
+	switch {
+	case lw == nil: // replaying: the error is Open's
+		s.finished(tail, err)
+		return err
+	case err == nil:
+		lw.cpFailedAt, lw.cpErr, lw.logErr = time.Time{}, nil, nil
+		lw.wal.covered(keepFreeSegments)
+	case !eng.head.empty(): // its checkpoint failed
+		lw.cpFailedAt, lw.cpErr = time.Now(), err
+	}
+	s.finished(tail, err)
+	return nil
+}
+
+// writeFrame writes lw's frame to the log and hands on the callbacks that
+// wait for no fdatasync.
+func (eng *boltEngine) writeFrame(lw *logWriter) error {
+	if len(lw.frame) > 0 {
+		err := lw.wal.append(lw.frameFirst, lw.frameNs, lw.frame)
+		clear(lw.frame)
+		lw.frame = lw.frame[:0]
+		if err != nil {
+			eng.logFailed(lw, err)
+			return nil
+		}
+	}
+	eng.release(lw, false)
+	return nil
+}
+
+// release hands the callbacks that are due to the acknowledgement
+// goroutine, in order: all of them once the log is synced, else those
+// before the first that waits for a sync.
+func (eng *boltEngine) release(lw *logWriter, synced bool) {
+	s := eng.s
+	n := len(lw.waiting)
+	if !synced {
+		n = slices.IndexFunc(lw.waiting, func(p pending) bool { return p.sync })
+		if n < 0 {
+			n = len(lw.waiting)
+		}
+	}
+	if n == 0 {
+		return
+	}
+	out := make([]entry, n)
+	for i := range n {
+		out[i] = lw.waiting[i].e
+	}
+	lw.waiting = slices.Delete(lw.waiting, 0, n)
+	s.acks <- committed{out, nil}
+}
+
+// fail answers every waiting callback with err: their readings are not
+// safe, and their senders resend.
+func (eng *boltEngine) fail(lw *logWriter, err error) {
+	s := eng.s
+	if len(lw.waiting) == 0 {
+		return
+	}
+	out := make([]entry, len(lw.waiting))
+	for i, p := range lw.waiting {
+		out[i] = p.e
+	}
+	lw.waiting = lw.waiting[:0]
+	s.acks <- committed{out, err}
+}
+
+// logFailed handles a failed write or sync of the log. The head holds the
+// readings, but the log has a hole (their LSNs), past which a replay would
+// not go: a checkpoint covers it, and then everything waiting is safe. If
+// the checkpoint fails too, the waiting callbacks fail (their senders
+// resend), and readings are refused until a checkpoint succeeds.
+func (eng *boltEngine) logFailed(lw *logWriter, err error) {
+	s := eng.s
+	s.commitErrors.Inc()
+	lw.wal.abandon()
+	if eng.checkpointHead(lw) == nil {
+		s.log.Warn("log write failed; the readings were checkpointed into the database instead", slog.Any("error", err))
+		eng.release(lw, true)
+		return
+	}
+	s.log.Error("log write failed and the database cannot take a checkpoint; readings are refused until it can", slog.Any("error", err))
+	lw.logErr = err
+	eng.fail(lw, err)
+}
+
+// settle makes everything waiting safe: with checkpoint, by a checkpoint
+// (falling back on the log's fdatasync when it fails), else by the
+// fdatasync alone.
+func (eng *boltEngine) settle(lw *logWriter, checkpoint bool) {
+	if checkpoint && !eng.head.empty() {
+		if err := eng.checkpointHead(lw); err == nil {
+			eng.release(lw, true)
+			return
+		}
+	}
+	if len(lw.waiting) == 0 && !lw.wal.unsynced {
+		return
+	}
+	start := time.Now()
+	if err := lw.wal.sync(); err != nil {
+		eng.logFailed(lw, err)
+		return
+	}
+	eng.syncSeconds.Observe(time.Since(start).Seconds())
+	eng.release(lw, true)
+}
+
+// crashHook, when set (by crash tests alone), is called at the named
+// instants of a checkpoint: "checkpoint-tx", its transaction written and
+// not committed, and "checkpoint-done", committed with the log not yet
+// freed.
+var crashHook func(at string)
+
+// checkpointHead writes the head into bbolt and frees the log it covers.
+func (eng *boltEngine) checkpointHead(lw *logWriter) error {
+	s := eng.s
+	if eng.head.empty() {
+		return nil
+	}
+	start := time.Now()
+	err := eng.commit(nil)
+	if crashHook != nil && err == nil {
+		crashHook("checkpoint-done")
+	}
+	if err != nil {
+		lw.cpFailedAt, lw.cpErr = start, err
+		s.commitErrors.Inc()
+		s.log.Error("checkpoint failed; the head stays in memory and in the log", slog.Any("error", err))
+		return err
+	}
+	lw.cpFailedAt, lw.cpErr, lw.logErr = time.Time{}, nil, nil
+	lw.wal.covered(keepFreeSegments)
+	eng.checkpointSeconds.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// next returns the next queued entry. While it waits, it syncs the log for
+// the callbacks that wait for it (a group per store.sync_delay), flushes it
+// every store.flush_interval, and checkpoints; once the queue is closed, it
+// checkpoints what is left and closes the log.
+func (eng *boltEngine) next() (entry, bool) {
+	s, lw := eng.s, eng.lw
+	for {
+		select {
+		case e, ok := <-s.queue:
+			if ok {
+				return e, true
+			}
+			lw.flushT.Stop()
+			lw.cpT.Stop()
+			eng.settle(lw, true)
+			if err := lw.wal.close(); err != nil {
+				s.log.Error("log close failed", slog.Any("error", err))
+			}
+			return entry{}, false
+		case <-lw.syncT.C:
+			lw.armed = false
+			eng.settle(lw, false)
+		case <-lw.flushT.C:
+			if lw.wal.unsynced {
+				eng.settle(lw, false)
+			}
+		case <-lw.cpT.C:
+			eng.settle(lw, true)
+		}
+	}
+}
+
+// write applies batch to the head and the log (see applyBatch), then
+// checkpoints a full head, and syncs the log for the callbacks that wait
+// for it, at once or after store.sync_delay for others to share the sync.
+func (eng *boltEngine) write(batch []entry) {
+	s, lw := eng.s, eng.lw
+	if err := eng.applyBatch(batch, time.Now().UnixNano(), lw); err != nil {
+		s.log.Error("readings not stored", slog.Any("error", err))
+	}
+	eng.headReadings.Set(float64(eng.head.n))
+	eng.headBytes.Set(float64(eng.head.bytes()))
+	eng.logBytes.Set(float64(lw.wal.size()))
+	if (eng.head.bytes() >= eng.headMax || lw.logErr != nil) && time.Since(lw.cpFailedAt) > time.Second {
+		eng.settle(lw, true)
+	}
+	if slices.ContainsFunc(lw.waiting, func(p pending) bool { return p.sync }) && !lw.armed {
+		if !lw.wal.unsynced || eng.syncDelay <= 0 || lw.wal.pendingBytes() >= syncEarlyBytes {
+			eng.settle(lw, false)
+		} else {
+			lw.syncT.Reset(eng.syncDelay)
+			lw.armed = true
+		}
+	}
+}
+
+// keepFreeSegments is how many covered log segments are kept for reuse.
+const keepFreeSegments = 2
+
+// syncEarlyBytes is how much unsynced log makes a group sync at once:
+// waiting longer would not put more readings in a page.
+const syncEarlyBytes = 16 << 10
+
+// checkpoint has the writer write the head into bbolt now (a backup, a
+// check of the rollups, a test) and returns once it is durable.
+func (eng *boltEngine) checkpoint() error {
+	ch := make(chan error, 1)
+	if err := eng.s.enqueue(entry{checkpoint: true, done: func(err error) { ch <- err }}); err != nil {
+		return err
+	}
+	return <-ch
+}

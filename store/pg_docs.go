@@ -1,0 +1,141 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Documents and alerts on PostgreSQL: the docs and alerts tables.
+
+func (pg *pgEngine) putDoc(kind, key string, v []byte) error {
+	ctx, cancel := pgCtx()
+	defer cancel()
+	_, err := pg.pool.Exec(ctx, `INSERT INTO docs (kind, key, value) VALUES ($1, $2, $3)
+		ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value`, kind, key, v)
+	if err != nil {
+		return fmt.Errorf("store: put %s %q: %w", kind, key, err)
+	}
+	return nil
+}
+
+func (pg *pgEngine) deleteDoc(kind, key string) error {
+	ctx, cancel := pgCtx()
+	defer cancel()
+	if _, err := pg.pool.Exec(ctx, `DELETE FROM docs WHERE kind = $1 AND key = $2`, kind, key); err != nil {
+		return fmt.Errorf("store: delete %s %q: %w", kind, key, err)
+	}
+	return nil
+}
+
+func (pg *pgEngine) docs(kind string) (map[string][]byte, error) {
+	ctx, cancel := pgCtx()
+	defer cancel()
+	rows, err := pg.pool.Query(ctx, `SELECT key, value FROM docs WHERE kind = $1`, kind)
+	if err != nil {
+		return nil, fmt.Errorf("store: read %s: %w", kind, err)
+	}
+	out := map[string][]byte{}
+	for rows.Next() {
+		var k string
+		var v []byte
+		if err := rows.Scan(&k, &v); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out[k] = v
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: read %s: %w", kind, err)
+	}
+	return out, nil
+}
+
+func (pg *pgEngine) addAlert(a *Alert) error {
+	ctx, cancel := pgCtx()
+	defer cancel()
+	err := pgx.BeginFunc(ctx, pg.pool, func(tx pgx.Tx) error {
+		var id int64
+		if err := tx.QueryRow(ctx, `SELECT nextval('alerts_id_seq')`).Scan(&id); err != nil {
+			return err
+		}
+		a.ID = uint64(id)
+		v, err := json.Marshal(a)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO alerts (id, meter, body) VALUES ($1, nullif($2, ''), $3)`, id, a.Meter, v)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: add alert: %w", err)
+	}
+	return nil
+}
+
+func (pg *pgEngine) updateAlert(id uint64, fn func(*Alert)) error {
+	ctx, cancel := pgCtx()
+	defer cancel()
+	err := pgx.BeginFunc(ctx, pg.pool, func(tx pgx.Tx) error {
+		var v []byte
+		err := tx.QueryRow(ctx, `SELECT body FROM alerts WHERE id = $1 FOR UPDATE`, int64(id)).Scan(&v)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: %d", ErrUnknownAlert, id)
+		}
+		if err != nil {
+			return err
+		}
+		a, nv, err := changeAlert(id, v, fn)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE alerts SET body = $2, meter = nullif($3, '') WHERE id = $1`, int64(id), nv, a.Meter)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: update alert: %w", err)
+	}
+	return nil
+}
+
+func (pg *pgEngine) alerts(limit int, keep func(*Alert) bool) ([]Alert, error) {
+	ctx, cancel := pgCtx()
+	defer cancel()
+	var out []Alert
+	// Newest first, a page at a time, until limit alerts are kept.
+	before := int64(math.MaxInt64)
+	for len(out) < limit {
+		rows, err := pg.pool.Query(ctx, `SELECT id, body FROM alerts WHERE id < $1 ORDER BY id DESC LIMIT 500`, before)
+		if err != nil {
+			return nil, fmt.Errorf("store: alerts: %w", err)
+		}
+		n := 0
+		for rows.Next() && len(out) < limit {
+			var v []byte
+			if err := rows.Scan(&before, &v); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			n++
+			var a Alert
+			if err := json.Unmarshal(v, &a); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("store: alert %d: %w", before, err)
+			}
+			if keep == nil || keep(&a) {
+				out = append(out, a)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("store: alerts: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return out, nil
+}
