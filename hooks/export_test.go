@@ -10,3 +10,6 @@ import (
 func (h *Ingest) RejectedCounter(r meter.Reason) prometheus.Counter {
 	return h.rejected.WithLabelValues(string(r))
 }
+
+// UnstoredCounter exposes the counter of readings the store could not take.
+func (h *Ingest) UnstoredCounter() prometheus.Counter { return h.unstored }

@@ -65,6 +65,10 @@ type Pipeline struct {
 
 	accepted prometheus.Counter
 	rejected *prometheus.CounterVec
+	// unstored counts readings the store could not take (see
+	// ackAndForward); unstoredLog is when that was last logged.
+	unstored    prometheus.Counter
+	unstoredLog atomic.Int64
 
 	logMu    sync.Mutex
 	lastLogs map[meter.Reason]*logState
@@ -93,6 +97,10 @@ func NewPipeline(sources []meter.Source, st *store.Store, logger *slog.Logger) *
 			Name: "vatio_readings_rejected_total",
 			Help: "Readings rejected, by reason.",
 		}, []string{"reason"}),
+		unstored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vatio_readings_unstored_total",
+			Help: "Valid readings the store could not take (a full disk, the head full while checkpoints fail); their QoS 1 clients are disconnected so that they send them again.",
+		}),
 		lastLogs: map[meter.Reason]*logState{},
 	}
 	for _, r := range meter.Reasons {
@@ -315,7 +323,26 @@ func (h *Ingest) ackAndForward(cl *mqtt.Client, f *forward, packetID uint16, src
 			if ack := refusal(cl, f.qos, packetID, err); ack != nil {
 				h.acks.send(ackItem{cl: cl, ack: ack})
 			}
+		default:
+			h.notStored(cl, f.qos, err)
 		}
+	}
+}
+
+// notStored counts a valid reading the store could not take (err: a full
+// disk, the head full while checkpoints fail) and, at QoS 1, disconnects
+// its client: an MQTT client sends an unacknowledged message again only
+// after reconnecting (MQTT-4.4.0-1), so left connected it would wait for
+// ever, and an MQTT 5 client stops at its receive maximum. A QoS 0 reading
+// is lost, as QoS 0 allows; both are counted and logged.
+func (h *Ingest) notStored(cl *mqtt.Client, qos byte, err error) {
+	h.unstored.Inc()
+	now := time.Now().UnixNano()
+	if last := h.unstoredLog.Load(); now-last >= int64(rejectLogInterval) && h.unstoredLog.CompareAndSwap(last, now) {
+		h.log.Error("readings not stored; QoS 1 clients are disconnected to send them again", slog.String("client", cl.ID), slog.Any("error", err))
+	}
+	if qos > 0 {
+		cl.Stop(err)
 	}
 }
 
@@ -351,6 +378,7 @@ func (h *Ingest) storeQoS2(cl *mqtt.Client, pk packets.Packet, src meter.Source,
 		return pk, packets.ErrRejectPacket
 	}
 	if err != nil {
+		h.notStored(cl, pk.FixedHeader.Qos, err)
 		return pk, packets.ErrRejectPacket
 	}
 	return pk, nil
@@ -447,10 +475,12 @@ func printable(s string) string {
 func (p *Pipeline) Describe(ch chan<- *prometheus.Desc) {
 	p.accepted.Describe(ch)
 	p.rejected.Describe(ch)
+	p.unstored.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
 func (p *Pipeline) Collect(ch chan<- prometheus.Metric) {
 	p.accepted.Collect(ch)
 	p.rejected.Collect(ch)
+	p.unstored.Collect(ch)
 }

@@ -42,8 +42,15 @@ func start(t *testing.T) *harness {
 // startWith is start with the given write timeout for client connections.
 func startWith(t *testing.T, writeTimeout time.Duration) *harness {
 	t.Helper()
+	return startStore(t, writeTimeout, store.Options{})
+}
+
+// startStore is startWith with the store's options opts.
+func startStore(t *testing.T, writeTimeout time.Duration, opts store.Options) *harness {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(testLogOut(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	st, err := store.Open(t.TempDir(), store.Options{Logger: logger})
+	opts.Logger = logger
+	st, err := store.Open(t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,6 +568,50 @@ func TestPubacksInOrderRejectionsIncluded(t *testing.T) {
 		ack := in[4+4*i : 8+4*i]
 		if ack[0] != 0x40 || ack[1] != 2 || int(ack[2])<<8|int(ack[3]) != i+1 {
 			t.Fatalf("acknowledgement %d is %x, want the PUBACK of packet %d", i+1, ack, i+1)
+		}
+	}
+}
+
+// TestUnstoredReadingsDisconnect fills a database capped small (as a
+// 32-bit system caps its own, or a full disk stops it): once the store
+// refuses readings, the QoS 1 client is disconnected, so that it sends them
+// again on reconnecting instead of waiting for ever for their PUBACKs, and
+// the refusals are counted.
+func TestUnstoredReadingsDisconnect(t *testing.T) {
+	h := startStore(t, 5*time.Second, store.Options{MaxSizeBytes: 1 << 20, HeadMaxBytes: 64 << 10, MaxBatch: 500, SyncDelay: -1})
+	lost := make(chan error, 1)
+	opts := paho3.NewClientOptions().AddBroker("tcp://" + h.addr).SetClientID("filler").SetAutoReconnect(false).
+		SetConnectionLostHandler(func(_ paho3.Client, err error) { lost <- err })
+	c := paho3.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(0)
+	acked := 0
+	for i := 0; ; i++ {
+		select {
+		case err := <-lost:
+			t.Logf("disconnected after %d acknowledged readings: %v", acked, err)
+			if n := testutil.ToFloat64(h.hook.UnstoredCounter()); n < 1 {
+				t.Errorf("vatio_readings_unstored_total = %v after the store refused a reading", n)
+			}
+			return
+		default:
+		}
+		if i == 200000 {
+			t.Fatalf("200,000 readings into a 1 MB database and still no refusal (%d acknowledged)", acked)
+		}
+		tok := c.Publish(fmt.Sprintf("energy/consumption/m%03d", i%500), 1, false, "1500")
+		if !tok.WaitTimeout(10 * time.Second) {
+			select {
+			case err := <-lost:
+				lost <- err // for the loop's next turn
+			case <-time.After(5 * time.Second):
+				t.Fatalf("reading %d neither acknowledged in 15 s nor its client disconnected", i)
+			}
+		}
+		if tok.Error() == nil {
+			acked++
 		}
 	}
 }

@@ -359,13 +359,28 @@ func (eng *boltEngine) next() (entry, bool) {
 			lw.armed = false
 			eng.settle(lw, false)
 		case <-lw.flushT.C:
-			if lw.wal.unsynced {
+			switch {
+			case (lw.cpErr != nil || lw.logErr != nil) && time.Since(lw.cpFailedAt) > time.Second:
+				// A failed checkpoint is tried again here when no
+				// reading comes to try it (see write): readings are
+				// refused until it succeeds.
+				eng.settle(lw, true)
+			case lw.wal.unsynced:
 				eng.settle(lw, false)
 			}
+			eng.gauges()
 		case <-lw.cpT.C:
 			eng.settle(lw, true)
+			eng.gauges()
 		}
 	}
+}
+
+// gauges sets the head's and the log's metrics.
+func (eng *boltEngine) gauges() {
+	eng.headReadings.Set(float64(eng.head.n))
+	eng.headBytes.Set(float64(eng.head.bytes()))
+	eng.logBytes.Set(float64(eng.lw.wal.size()))
 }
 
 // write applies batch to the head and the log (see applyBatch), then
@@ -376,12 +391,10 @@ func (eng *boltEngine) write(batch []entry) {
 	if err := eng.applyBatch(batch, time.Now().UnixNano(), lw); err != nil {
 		s.log.Error("readings not stored", slog.Any("error", err))
 	}
-	eng.headReadings.Set(float64(eng.head.n))
-	eng.headBytes.Set(float64(eng.head.bytes()))
-	eng.logBytes.Set(float64(lw.wal.size()))
 	if (eng.head.bytes() >= eng.headMax || lw.logErr != nil) && time.Since(lw.cpFailedAt) > time.Second {
 		eng.settle(lw, true)
 	}
+	eng.gauges()
 	if slices.ContainsFunc(lw.waiting, func(p pending) bool { return p.sync }) && !lw.armed {
 		if !lw.wal.unsynced || eng.syncDelay <= 0 || lw.wal.pendingBytes() >= syncEarlyBytes {
 			eng.settle(lw, false)
