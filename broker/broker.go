@@ -353,10 +353,17 @@ func (l deadlineListener) Accept() (net.Conn, error) {
 	}
 	_ = c.SetDeadline(time.Now().Add(l.connect))
 	if l.tls != nil {
-		c = tls.Server(c, l.tls)
+		// No WriteWithin on TLS: a TLS write that times out breaks the
+		// connection for good, even when it wrote nothing.
+		return tlsConn{deadlineConn{Conn: tls.Server(c, l.tls), timeout: l.timeout, closes: l.closes, gated: gated{gate: l.gate, left: new(atomic.Bool)}}}, nil
 	}
 	return deadlineConn{Conn: c, timeout: l.timeout, closes: l.closes, gated: gated{gate: l.gate, left: new(atomic.Bool)}}, nil
 }
+
+// tlsConn is a deadlineConn over TLS, less WriteWithin: crypto/tls makes
+// any write timeout permanent, so a short write is never safe there and
+// acknowledgements take the blocking path (see hooks' acker).
+type tlsConn struct{ net.Conn }
 
 // gate holds Broker.Close until mochi has counted every connection it was
 // handed (see Close). A connection is in it from its accept to its first
