@@ -1,10 +1,12 @@
 package store
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -73,6 +75,40 @@ type logWriter struct {
 // database at its maximum size, a disk error).
 var ErrHeadFull = errors.New("store: the readings in memory reached store.head_max_mb and the database cannot take them")
 
+// newEpoch returns a random epoch other than old and 0: a segment copied in
+// from another data directory, or left from an earlier run, never passes
+// for this run's.
+func newEpoch(old uint64) uint64 {
+	for {
+		var b [8]byte
+		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+		if e := binary.LittleEndian.Uint64(b[:]); e != 0 && e != old {
+			return e
+		}
+	}
+}
+
+// keepDamaged copies the segment of d, when it has one to copy, into
+// wal-damaged in dir, out of the log's way (a clean stop removes the log),
+// and returns where, or why not.
+func keepDamaged(dir string, d walDamage) string {
+	if d.offset < 0 {
+		return "nothing: the segments are missing"
+	}
+	to := filepath.Join(dir, "wal-damaged")
+	b, err := os.ReadFile(d.path)
+	if err == nil {
+		if err = os.MkdirAll(to, 0o700); err == nil {
+			to = filepath.Join(to, filepath.Base(d.path))
+			err = os.WriteFile(to, b, 0o600)
+		}
+	}
+	if err != nil {
+		return "not kept: " + err.Error()
+	}
+	return to
+}
+
 // openLog replays the log past the last checkpoint into the head,
 // checkpoints it, and starts the log of this run.
 func (eng *boltEngine) openLog(dir string) error {
@@ -87,7 +123,7 @@ func (eng *boltEngine) openLog(dir string) error {
 	}
 	eng.epoch, eng.nextLSN = epoch, after+1
 	replayed := 0
-	next, err := replayLog(walDir, epoch, after, func(f walFrame) error {
+	next, damage, err := replayLog(walDir, epoch, after, func(f walFrame) error {
 		eng.nextLSN = f.first
 		replayed += len(f.readings)
 		batch := make([]entry, len(f.readings))
@@ -103,11 +139,15 @@ func (eng *boltEngine) openLog(dir string) error {
 	if replayed > 0 {
 		s.log.Info("log replayed", slog.Int("readings", replayed))
 	}
+	for _, d := range damage {
+		kept := keepDamaged(dir, d)
+		s.log.Error("the log is damaged; acknowledged readings in it are lost", slog.String("damage", d.String()), slog.String("kept", kept))
+	}
 	// This run's log starts afresh, in a new epoch, once a checkpoint
 	// holds what was replayed. If it cannot (a full database), the run
 	// carries on the old log, in new segments after it, and the head
 	// keeps what was replayed until a checkpoint succeeds.
-	eng.epoch = epoch + 1
+	eng.epoch = newEpoch(epoch)
 	cpErr := eng.commit(nil)
 	if cpErr != nil {
 		eng.epoch = epoch

@@ -299,36 +299,80 @@ func listSegments(dir string) (segs []walSegment, free []string, err error) {
 	return segs, free, nil
 }
 
+// walDamage is a stretch of the log that replay could not read, followed
+// by frames of the same run: the records in it are lost. A torn tail, the
+// end of a log cut by a crash, is not damage: nothing of the run follows it.
+type walDamage struct {
+	path   string // the segment
+	offset int    // where in it the unreadable stretch starts; -1: segments are missing before it
+	// from is the first LSN lost; next, the first read again, in a later
+	// segment (0: none).
+	from, next uint64
+}
+
+func (d walDamage) String() string {
+	if d.offset < 0 {
+		return fmt.Sprintf("segments before %s are missing: records %d to %d are lost", filepath.Base(d.path), d.from, d.next-1)
+	}
+	lost := fmt.Sprintf("records from %d on are lost", d.from)
+	if d.next > d.from {
+		lost = fmt.Sprintf("records %d to %d are lost", d.from, d.next-1)
+	}
+	return fmt.Sprintf("%s is unreadable from byte %d, with frames of the log after it: %s", filepath.Base(d.path), d.offset, lost)
+}
+
 // replayLog calls fn for each frame of epoch in the log at dir, in order,
 // with the records at LSNs after `after` (earlier ones a checkpoint holds
 // already). It returns the LSN the next record takes. It stops at the end
-// of the log: the first frame that is not the one expected (see the
-// format above).
-func replayLog(dir string, epoch, after uint64, fn func(f walFrame) error) (uint64, error) {
+// of the log: the last frame followed by zeros or a torn frame.
+//
+// A segment that cannot be read to its end while frames of the run follow
+// it (in it, checked by their checksums, or in later segments) is damaged,
+// not torn: a bad page of an SD card, a deleted file. Replay then goes on
+// with the next segment that starts a frame of the run, and reports what it
+// skipped. The rest of a damaged segment is never read: its frames name
+// meters by the segment's dictionary, whose entries the damage may hold.
+func replayLog(dir string, epoch, after uint64, fn func(f walFrame) error) (uint64, []walDamage, error) {
 	segs, _, err := listSegments(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return after + 1, nil
+			return after + 1, nil, nil
 		}
-		return 0, err
+		return 0, nil, err
 	}
 	next := after + 1
-	expect := uint64(0) // the LSN the next frame must start at; 0 before the first
+	expect := after + 1 // the LSN the next frame must start at
+	started := false    // a frame of the run has been read
+	cut := false        // the last segment read was damaged
+	var damage []walDamage
 	for _, seg := range segs {
-		if expect != 0 && seg.first != expect {
-			break // a segment of an earlier use, or after a gap
+		if started && seg.first < expect {
+			continue // a segment of an earlier use
 		}
 		b, err := os.ReadFile(seg.path)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		var names []walName
+		if f, _, err := decodeFrame(b, &names); err != nil || f.epoch != epoch || f.first != seg.first {
+			continue // not this run's
+		}
+		names = names[:0]
+		switch {
+		case cut:
+			damage[len(damage)-1].next = seg.first
+		case seg.first > expect:
+			damage = append(damage, walDamage{path: seg.path, offset: -1, from: expect, next: seg.first})
+		}
+		cut = false
 		lsn := seg.first
-		for off := 0; off < len(b); {
+		off := 0
+		for off < len(b) {
 			f, n, err := decodeFrame(b[off:], &names)
 			if err != nil || f.epoch != epoch || f.first != lsn {
 				break
 			}
+			started = true
 			off += n
 			lsn += uint64(len(f.readings))
 			if end := f.first + uint64(len(f.readings)); end > after+1 {
@@ -336,14 +380,38 @@ func replayLog(dir string, epoch, after uint64, fn func(f walFrame) error) (uint
 				f.readings = f.readings[skip:]
 				f.first += uint64(skip)
 				if err := fn(f); err != nil {
-					return 0, err
+					return 0, nil, err
 				}
 			}
 			next = max(next, lsn)
 		}
+		if off < len(b) && frameAfter(b[off+1:], epoch, lsn) {
+			damage = append(damage, walDamage{path: seg.path, offset: off, from: lsn})
+			cut = true
+		}
 		expect = lsn
 	}
-	return next, nil
+	return next, damage, nil
+}
+
+// frameAfter reports whether b holds, at some offset, a whole frame of
+// epoch (its checksum right) that starts at LSN first or later.
+func frameAfter(b []byte, epoch, first uint64) bool {
+	for off := 0; off+frameHeader <= len(b); off++ {
+		n := binary.LittleEndian.Uint32(b[off:])
+		if n == 0 || uint64(n) > uint64(len(b)-off-frameHeader) {
+			continue
+		}
+		payload := b[off+frameHeader : off+frameHeader+int(n)]
+		if crc32.Checksum(payload, crc32c) != binary.LittleEndian.Uint32(b[off+4:]) {
+			continue
+		}
+		d := walDecoder{b: payload}
+		if e, f := d.uvarint(), d.uvarint(); d.err == nil && e == epoch && f >= first {
+			return true
+		}
+	}
+	return false
 }
 
 // walWriter appends frames to the log's current segment.

@@ -114,10 +114,133 @@ func TestTornLogRecoversEveryCompleteRecord(t *testing.T) {
 	}
 }
 
+// TestDamagedLogKeepsTheSegmentsAfter damages a log of several segments
+// in its middle, as a bad page of an SD card or a deleted file would: the
+// replay keeps every frame before the damage and every segment after it,
+// and reports what it lost, where a torn tail reports nothing.
+func TestDamagedLogKeepsTheSegmentsAfter(t *testing.T) {
+	dir := t.TempDir()
+	const epoch = 7
+	const segSize = 16 << 10
+	w, err := openWALWriter(dir, epoch, 1, segSize, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.startSegment(1); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	nowNs := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC).UnixNano()
+	type written struct {
+		rs       []meter.Reading
+		seg      uint64 // the first LSN of its segment
+		from, to int64  // its bytes there
+	}
+	var frames []written
+	lsn := uint64(1)
+	for len(frames) < 40 || w.seg.first == 1 || len(w.old) < 2 {
+		rs := walReadings(rng, 1+rng.IntN(30), nowNs)
+		if err := w.append(lsn, nowNs, rs); err != nil {
+			t.Fatal(err)
+		}
+		from := w.off - int64(len(w.buf))
+		frames = append(frames, written{rs, w.seg.first, from, w.off})
+		lsn += uint64(len(rs))
+		nowNs += int64(time.Second)
+		if err := w.sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.close(); err != nil {
+		t.Fatal(err)
+	}
+	var all []meter.Reading
+	for _, f := range frames {
+		all = append(all, f.rs...)
+	}
+	replay := func(dir string) ([]meter.Reading, []walDamage) {
+		var got []meter.Reading
+		_, damage, err := replayLog(dir, epoch, 0, func(f walFrame) error {
+			got = append(got, f.readings...)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got, damage
+	}
+	if got, damage := replay(dir); !equalReadings(got, all) || len(damage) != 0 {
+		t.Fatalf("the whole log: %d readings (want %d), damage %v", len(got), len(all), damage)
+	}
+	segs, _, err := listSegments(dir)
+	if err != nil || len(segs) < 3 {
+		t.Fatalf("%d segments (%v), want 3 or more", len(segs), err)
+	}
+	copyLog := func() string {
+		to := t.TempDir()
+		for _, sg := range segs {
+			b, err := os.ReadFile(sg.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(to, filepath.Base(sg.path)), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return to
+	}
+	// One flipped bit in a frame in the middle of the first segment.
+	var victim int
+	for i, f := range frames {
+		if f.seg == segs[0].first && i > 2 && frames[i+1].seg == segs[0].first {
+			victim = i
+			break
+		}
+	}
+	damaged := copyLog()
+	path := filepath.Join(damaged, filepath.Base(segs[0].path))
+	b, _ := os.ReadFile(path)
+	b[(frames[victim].from+frames[victim].to)/2] ^= 0x10
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var want []meter.Reading
+	for i, f := range frames {
+		if i < victim || f.seg != segs[0].first {
+			want = append(want, f.rs...)
+		}
+	}
+	got, damage := replay(damaged)
+	if !equalReadings(got, want) {
+		t.Errorf("a bit flipped in frame %d: %d readings replayed, want %d (the frames before it and the later segments)", victim, len(got), len(want))
+	}
+	if len(damage) != 1 || damage[0].offset != int(frames[victim].from) || damage[0].path != path {
+		t.Errorf("a bit flipped at byte %d: damage %v", frames[victim].from, damage)
+	}
+	// The middle segment deleted.
+	missing := copyLog()
+	if err := os.Remove(filepath.Join(missing, filepath.Base(segs[1].path))); err != nil {
+		t.Fatal(err)
+	}
+	want = want[:0]
+	for _, f := range frames {
+		if f.seg != segs[1].first {
+			want = append(want, f.rs...)
+		}
+	}
+	got, damage = replay(missing)
+	if !equalReadings(got, want) {
+		t.Errorf("the middle segment deleted: %d readings replayed, want %d", len(got), len(want))
+	}
+	if len(damage) != 1 || damage[0].offset != -1 || damage[0].from != segs[1].first || damage[0].next != segs[2].first {
+		t.Errorf("the middle segment deleted: damage %v", damage)
+	}
+}
+
 func replayAll(t *testing.T, dir string, epoch, after uint64) []meter.Reading {
 	t.Helper()
 	var got []meter.Reading
-	_, err := replayLog(dir, epoch, after, func(f walFrame) error {
+	_, _, err := replayLog(dir, epoch, after, func(f walFrame) error {
 		got = append(got, f.readings...)
 		return nil
 	})
