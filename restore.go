@@ -74,6 +74,9 @@ func restore(args []string, getenv func(string) string, stdout, stderr io.Writer
 	fmt.Fprintf(stdout, "restored %s to %s (checked before and after copying)\n", src, filepath.Join(cfg.DataDir, store.FileName))
 	if previous != "" {
 		fmt.Fprintf(stdout, "the previous database is kept as %s; delete it once the restore is confirmed\n", previous)
+		if _, err := os.Stat(previous + ".wal"); err == nil {
+			fmt.Fprintf(stdout, "its write-ahead log, with readings it did not hold yet, is kept as %s.wal: restoring %s brings it back\n", previous, previous)
+		}
 	} else {
 		fmt.Fprintln(stdout, "there was no previous database")
 	}

@@ -519,7 +519,8 @@ type Store struct {
 	// QueueSize is how many readings may wait for the writer; when it is
 	// full, publishers wait (back-pressure) instead of memory growing.
 	QueueSize int `yaml:"queue_size"`
-	// MaxBatch is the most readings committed in one transaction.
+	// MaxBatch is the most readings the writer takes at once: one group of
+	// the log (bbolt), or one transaction (PostgreSQL, imports).
 	MaxBatch int `yaml:"max_batch"`
 	// MaxGap is the longest silence across which power is integrated into
 	// energy; past it, the meter's energy for the gap is unknown.

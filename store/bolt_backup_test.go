@@ -611,3 +611,43 @@ func TestRestoresInOneSecondKeepEachPrevious(t *testing.T) {
 		t.Errorf("after three restores the data dir holds %v", names)
 	}
 }
+
+// TestUndoingARestoreBringsBackTheLog restores a backup over a database
+// that a crash left with readings in its log only, then restores the
+// database it set aside, as the operator guide says to undo a restore: the
+// readings of its log come back with it, once each.
+func TestUndoingARestoreBringsBackTheLog(t *testing.T) {
+	boltOnly(t)
+	backup := writeFile(t, goodBackup(t))
+	live := t.TempDir()
+	s := openTest(t, live)
+	for i := range 20 {
+		mustAppend(t, s, reading("logged", i, float64(i)))
+	}
+	// A crash's image: the database and its log as they are, still open.
+	dir := t.TempDir()
+	if err := copyFile(filepath.Join(live, FileName), filepath.Join(dir, FileName)); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyDir(filepath.Join(live, walDirName), filepath.Join(dir, walDirName)); err != nil {
+		t.Fatal(err)
+	}
+	previous, err := Restore(backup, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(previous + ".wal"); err != nil {
+		t.Fatalf("the crashed database's log was not kept beside it: %v", err)
+	}
+	if _, err := Restore(previous, dir); err != nil {
+		t.Fatal(err)
+	}
+	undone, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer undone.Close()
+	if m, err := undone.Meter("logged"); err != nil || m.Readings != 20 {
+		t.Errorf("after undoing the restore: %+v, %v; want the 20 readings of the log", m, err)
+	}
+}

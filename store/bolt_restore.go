@@ -195,7 +195,8 @@ func checkLayout(tx *bolt.Tx, path string) error {
 // it; the database it replaces is kept as vatio.db.before-restore-<UTC time>,
 // whose path Restore returns ("" when dataDir had no database), so that a
 // mistaken restore can be undone; its write-ahead log, when a crash left
-// one, is kept beside it with ".wal" added.
+// one, is kept beside it with ".wal" added, and restoring that database
+// brings its log back.
 func Restore(src, dataDir string) (previous string, err error) {
 	if err := Verify(src); err != nil {
 		return "", err
@@ -260,6 +261,16 @@ func Restore(src, dataDir string) (previous string, err error) {
 			return "", fmt.Errorf("store: restore: set the log of the current database aside: %w", err)
 		}
 	}
+	// A database restore set aside with its log (src.wal, as above) gets
+	// it back, copied: restoring vatio.db.before-restore-... undoes a
+	// restore whole, the readings only its log held included.
+	if fi, err := os.Stat(src + ".wal"); err == nil && fi.IsDir() {
+		if err := copyDir(src+".wal", walDir); err != nil {
+			os.RemoveAll(walDir)
+			os.Remove(tmp)
+			return "", fmt.Errorf("store: restore: copy the log of %s: %w", src, err)
+		}
+	}
 	if err := os.Rename(tmp, dst); err != nil {
 		os.Remove(tmp)
 		if previous != "" {
@@ -271,6 +282,26 @@ func Restore(src, dataDir string) (previous string, err error) {
 		return previous, fmt.Errorf("store: restore: %w", err)
 	}
 	return previous, nil
+}
+
+// copyDir copies the regular files of directory src into a new directory
+// dst, synced.
+func copyDir(src, dst string) error {
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	if err := os.Mkdir(dst, 0o700); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Type().IsRegular() {
+			if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return syncDir(dst)
 }
 
 // copyFile copies src to a new file dst, mode 0600, synced.
