@@ -95,13 +95,10 @@ func keepDamaged(dir string, d walDamage) string {
 	if d.offset < 0 {
 		return "nothing: the segments are missing"
 	}
-	to := filepath.Join(dir, "wal-damaged")
-	b, err := os.ReadFile(d.path)
+	to := filepath.Join(dir, "wal-damaged", filepath.Base(d.path))
+	err := os.MkdirAll(filepath.Dir(to), 0o700)
 	if err == nil {
-		if err = os.MkdirAll(to, 0o700); err == nil {
-			to = filepath.Join(to, filepath.Base(d.path))
-			err = os.WriteFile(to, b, 0o600)
-		}
+		err = copyFile(d.path, to)
 	}
 	if err != nil {
 		return "not kept: " + err.Error()

@@ -128,6 +128,20 @@ func appendFrame(b []byte, epoch, first uint64, nowNs int64, rs []meter.Reading,
 	return b
 }
 
+// framePayload returns the payload of the frame at the start of b, false
+// unless b starts with a whole frame whose checksum is right.
+func framePayload(b []byte) ([]byte, bool) {
+	if len(b) < frameHeader {
+		return nil, false
+	}
+	n := binary.LittleEndian.Uint32(b)
+	if n == 0 || uint64(n) > uint64(len(b)-frameHeader) {
+		return nil, false
+	}
+	payload := b[frameHeader : frameHeader+int(n)]
+	return payload, crc32.Checksum(payload, crc32c) == binary.LittleEndian.Uint32(b[4:])
+}
+
 // errFrameEnd marks the end of a segment's frames: zeros, or a frame that
 // is torn or left from an earlier use of the segment.
 var errFrameEnd = errors.New("end of log")
@@ -137,17 +151,11 @@ var errFrameEnd = errors.New("end of log")
 // ones are appended), and returns it with its length. Anything that is not
 // a whole, well-formed frame is errFrameEnd, with names unchanged.
 func decodeFrame(b []byte, names *[]walName) (walFrame, int, error) {
-	if len(b) < frameHeader {
+	payload, ok := framePayload(b)
+	if !ok {
 		return walFrame{}, 0, errFrameEnd
 	}
-	n := binary.LittleEndian.Uint32(b)
-	if n == 0 || uint64(n) > uint64(len(b)-frameHeader) {
-		return walFrame{}, 0, errFrameEnd
-	}
-	payload := b[frameHeader : frameHeader+int(n)]
-	if crc32.Checksum(payload, crc32c) != binary.LittleEndian.Uint32(b[4:]) {
-		return walFrame{}, 0, errFrameEnd
-	}
+	n := len(payload)
 	d := walDecoder{b: payload}
 	var f walFrame
 	f.epoch = d.uvarint()
@@ -193,7 +201,7 @@ func decodeFrame(b []byte, names *[]walName) (walFrame, int, error) {
 		*names = (*names)[:known]
 		return walFrame{}, 0, errFrameEnd
 	}
-	return f, frameHeader + int(n), nil
+	return f, frameHeader + n, nil
 }
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
@@ -397,13 +405,9 @@ func replayLog(dir string, epoch, after uint64, fn func(f walFrame) error) (uint
 // frameAfter reports whether b holds, at some offset, a whole frame of
 // epoch (its checksum right) that starts at LSN first or later.
 func frameAfter(b []byte, epoch, first uint64) bool {
-	for off := 0; off+frameHeader <= len(b); off++ {
-		n := binary.LittleEndian.Uint32(b[off:])
-		if n == 0 || uint64(n) > uint64(len(b)-off-frameHeader) {
-			continue
-		}
-		payload := b[off+frameHeader : off+frameHeader+int(n)]
-		if crc32.Checksum(payload, crc32c) != binary.LittleEndian.Uint32(b[off+4:]) {
+	for off := range b {
+		payload, ok := framePayload(b[off:])
+		if !ok {
 			continue
 		}
 		d := walDecoder{b: payload}

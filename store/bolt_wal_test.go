@@ -2,6 +2,7 @@ package store
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -529,5 +530,49 @@ func TestBarriersRunNoTransaction(t *testing.T) {
 	mustAppend(t, s, reading("b", 1, 2))
 	if got := commits(); got != before {
 		t.Errorf("20 barriers and a reading ran %d transactions, want none", got-before)
+	}
+}
+
+// TestDamagedLogIsKeptForAPostMortem opens a store whose log a bad page
+// damaged: it replays the frames before the damage and keeps a copy of the
+// damaged segment out of the log's way (a clean stop removes the log).
+func TestDamagedLogIsKeptForAPostMortem(t *testing.T) {
+	boltOnly(t)
+	live := t.TempDir()
+	s := openTest(t, live)
+	for i := range 20 {
+		mustAppend(t, s, reading("damaged", i, float64(i)))
+	}
+	// A crash's image, then a flipped bit in the log's fifth frame or so.
+	dir := t.TempDir()
+	if err := copyFile(filepath.Join(live, FileName), filepath.Join(dir, FileName)); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyDir(filepath.Join(live, walDirName), filepath.Join(dir, walDirName)); err != nil {
+		t.Fatal(err)
+	}
+	segs, _, err := listSegments(filepath.Join(dir, walDirName))
+	if err != nil || len(segs) != 1 {
+		t.Fatalf("segments %v, %v; want one", segs, err)
+	}
+	b, err := os.ReadFile(segs[0].path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[200] ^= 0x10
+	if err := os.WriteFile(segs[0].path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reopened, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reopened.Close()
+	if m, err := reopened.Meter("damaged"); err != nil || m.Readings == 0 || m.Readings >= 20 {
+		t.Errorf("after the damage: %+v, %v; want the readings before it, fewer than 20", m, err)
+	}
+	kept, err := os.ReadFile(filepath.Join(dir, "wal-damaged", filepath.Base(segs[0].path)))
+	if err != nil || !bytes.Equal(kept, b) {
+		t.Errorf("the damaged segment was not kept as it was: %v", err)
 	}
 }
