@@ -73,6 +73,9 @@ type boltEngine struct {
 	headMu             sync.RWMutex
 	frozen             *head
 	frozenTx           int
+	// cp is the checkpoint running beside the writer, if any (see
+	// bolt_checkpoint.go); the writer's.
+	cp                 *cpRun
 	epoch, nextLSN     uint64
 	segSize            int64
 	headMax            int

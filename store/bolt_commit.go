@@ -18,6 +18,9 @@ import (
 // checkpoint alone.
 func (eng *boltEngine) commit(batch []entry) error {
 	s := eng.s
+	// One write transaction at a time, and this one starts from the
+	// head the running checkpoint leaves.
+	eng.awaitCheckpoint()
 	// Pruning old rollups alone neither reads nor writes what the head
 	// changes: it leaves the head where it is.
 	withHead := !(len(batch) == 1 && batch[0].prune != nil)
@@ -88,7 +91,7 @@ type boltTx struct {
 // the last reading id.
 func (t *boltTx) write(batch []entry, withHead bool, res *txResult) error {
 	if withHead {
-		if err := t.eng.checkpointInto(t.tx, res.changed, res.newInfo); err != nil {
+		if err := t.eng.checkpointInto(t.tx, t.eng.head, t.eng.nextLSN-1, t.eng.s.meters, res.changed, res.newInfo); err != nil {
 			return fmt.Errorf("checkpoint: %w", err)
 		}
 	}

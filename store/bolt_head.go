@@ -266,14 +266,14 @@ func (eng *boltEngine) headPut(r meter.Reading, nowNs int64, out *headApply) err
 	return nil
 }
 
-// checkpointInto writes the head into tx: its readings, the rollups and
+// checkpointInto writes head h into tx: its readings, the rollups and
 // power factor statistics they add, the meter states and registry entries
-// it changed (into changed and newInfo, which the caller writes), and the
-// log position it covers.
-func (eng *boltEngine) checkpointInto(tx *bolt.Tx, changed map[string]meterState, newInfo map[string]MeterInfo) error {
+// it changed (into changed and newInfo, which the caller writes; states
+// holds the states of the meters it changed), and the log position it
+// covers, lsn.
+func (eng *boltEngine) checkpointInto(tx *bolt.Tx, h *head, lsn uint64, states map[string]meterState, changed map[string]meterState, newInfo map[string]MeterInfo) error {
 	s := eng.s
-	h := eng.head
-	if err := putMeta(tx, keyWALLSN, eng.nextLSN-1); err != nil {
+	if err := putMeta(tx, keyWALLSN, lsn); err != nil {
 		return err
 	}
 	if err := putMeta(tx, keyEpoch, eng.epoch); err != nil {
@@ -311,7 +311,7 @@ func (eng *boltEngine) checkpointInto(tx *bolt.Tx, changed map[string]meterState
 		return err
 	}
 	for id := range h.dirty {
-		if st, ok := s.meters[id]; ok {
+		if st, ok := states[id]; ok {
 			changed[id] = st
 		}
 	}

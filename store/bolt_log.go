@@ -59,6 +59,8 @@ type logWriter struct {
 	// not checkpointed again for a second.
 	cpFailedAt time.Time
 	cpErr      error
+	// warnedAt is when a failed log write was last logged.
+	warnedAt time.Time
 	// logErr is set when the log failed and no checkpoint has covered
 	// the head since: readings are refused meanwhile.
 	logErr error
@@ -155,9 +157,13 @@ func (eng *boltEngine) openLog(dir string) error {
 		return fmt.Errorf("store: open the log in %s: %w", walDir, err)
 	}
 	// The first segment now: its zeros are written once, before any
-	// reading waits for them.
+	// reading waits for them. Without room for it (a full disk), the
+	// store opens all the same: each group of readings then tries the
+	// log again and, failing, goes into the database at once (see
+	// logFailed), as readings did before the log existed.
 	if err := w.startSegment(eng.nextLSN); err != nil {
-		return fmt.Errorf("store: open the log in %s: %w", walDir, err)
+		w.startErr, w.startFailed = err, time.Now()
+		s.log.Error("no room for the log; readings go into the database directly until there is", slog.String("dir", walDir), slog.Any("error", err))
 	}
 	eng.lw = &logWriter{wal: w, syncT: time.NewTimer(time.Hour), flushT: time.NewTicker(eng.flushInterval),
 		cpT: time.NewTicker(eng.checkpointInterval)}
@@ -313,7 +319,11 @@ func (eng *boltEngine) logFailed(lw *logWriter, err error) {
 	s.commitErrors.Inc()
 	lw.wal.abandon()
 	if eng.checkpointHead(lw) == nil {
-		s.log.Warn("log write failed; the readings were checkpointed into the database instead", slog.Any("error", err))
+		// Once a minute at most: on a full disk, every group comes here.
+		if time.Since(lw.warnedAt) > time.Minute {
+			lw.warnedAt = time.Now()
+			s.log.Warn("log write failed; the readings were checkpointed into the database instead", slog.Any("error", err))
+		}
 		eng.release(lw, true)
 		return
 	}
@@ -353,6 +363,7 @@ var crashHook func(at string)
 // checkpointHead writes the head into bbolt and frees the log it covers.
 func (eng *boltEngine) checkpointHead(lw *logWriter) error {
 	s := eng.s
+	eng.awaitCheckpoint()
 	if eng.head.empty() {
 		return nil
 	}
@@ -387,6 +398,7 @@ func (eng *boltEngine) next() (entry, bool) {
 			}
 			lw.flushT.Stop()
 			lw.cpT.Stop()
+			eng.awaitCheckpoint()
 			eng.settle(lw, true)
 			if err := lw.wal.close(); err != nil {
 				s.log.Error("log close failed", slog.Any("error", err))
@@ -406,8 +418,10 @@ func (eng *boltEngine) next() (entry, bool) {
 				eng.settle(lw, false)
 			}
 			eng.gauges()
+		case err := <-eng.cpDone():
+			eng.finishCheckpoint(err)
 		case <-lw.cpT.C:
-			eng.settle(lw, true)
+			eng.startCheckpoint(lw)
 			eng.gauges()
 		}
 	}
@@ -428,8 +442,25 @@ func (eng *boltEngine) write(batch []entry) {
 	if err := eng.applyBatch(batch, time.Now().UnixNano(), lw); err != nil {
 		s.log.Error("readings not stored", slog.Any("error", err))
 	}
-	if (eng.head.bytes() >= eng.headMax || lw.logErr != nil) && time.Since(lw.cpFailedAt) > time.Second {
+	select {
+	case err := <-eng.cpDone():
+		eng.finishCheckpoint(err)
+	default:
+	}
+	switch {
+	case time.Since(lw.cpFailedAt) <= time.Second:
+	case lw.logErr != nil:
+		// The callbacks wait for this checkpoint: it covers the log's
+		// hole (see logFailed).
 		eng.settle(lw, true)
+	case eng.head.bytes() >= eng.headMax && eng.cp == nil:
+		eng.startCheckpoint(lw)
+	case eng.head.bytes() >= 2*eng.headMax:
+		// A checkpoint runs, and the head has filled again meanwhile:
+		// the writer waits for it rather than grow the head further.
+		eng.settle(lw, false)
+		eng.awaitCheckpoint()
+		eng.startCheckpoint(lw)
 	}
 	eng.gauges()
 	if slices.ContainsFunc(lw.waiting, func(p pending) bool { return p.sync }) && !lw.armed {

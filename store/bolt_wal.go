@@ -435,7 +435,15 @@ type walWriter struct {
 	buf    []byte
 	// unsynced is set when written frames wait for fdatasync.
 	unsynced bool
+	// startErr is why the last segment could not be started, at
+	// startFailed: append tries again after segmentRetry.
+	startErr    error
+	startFailed time.Time
 }
+
+// segmentRetry is how long the log waits before it tries again to start a
+// segment it had no room for: each try writes until the disk is full.
+const segmentRetry = 10 * time.Second
 
 // openWALWriter starts the log at dir for epoch, its next record at LSN
 // next. The segments there are freed for reuse (renamed free-..., so that a
@@ -577,9 +585,14 @@ func (w *walWriter) append(first uint64, nowNs int64, rs []meter.Reading) error 
 		return nil
 	}
 	if w.f == nil {
+		if w.startErr != nil && time.Since(w.startFailed) < segmentRetry {
+			return w.startErr
+		}
 		if err := w.startSegment(first); err != nil {
+			w.startErr, w.startFailed = err, time.Now()
 			return err
 		}
+		w.startErr = nil
 	}
 	known := len(w.names)
 	w.buf = appendFrame(w.buf[:0], w.epoch, first, nowNs, rs, &w.names, w.index)
@@ -634,17 +647,21 @@ func (w *walWriter) sync() error {
 // covered frees the segments before the current one: a checkpoint holds
 // every record up to the current one's. At most keep free files stay for
 // reuse; the rest are deleted.
-func (w *walWriter) covered(keep int) {
-	if len(w.old) == 0 {
+func (w *walWriter) covered(keep int) { w.coveredFirst(len(w.old), keep) }
+
+// coveredFirst frees the first n segments before the current one: a
+// checkpoint holds every record up to the start of the one after them.
+func (w *walWriter) coveredFirst(n, keep int) {
+	if n == 0 {
 		return
 	}
-	for _, s := range w.old {
+	for _, s := range w.old[:n] {
 		if len(w.free) < keep && w.free1(s) == nil {
 			continue
 		}
 		os.Remove(s.path)
 	}
-	w.old = w.old[:0]
+	w.old = slices.Delete(w.old, 0, n)
 	_ = syncDir(w.dir)
 }
 

@@ -1,0 +1,154 @@
+package store
+
+import (
+	"encoding/binary"
+	"log/slog"
+	"math"
+	"time"
+)
+
+// A checkpoint on store.checkpoint_interval, or of a full head, runs beside
+// the writer, which goes on putting readings in a new head and the log while
+// the old one (frozen) is written into bbolt: a checkpoint of 2,000 meters'
+// few minutes takes about a second, and acknowledgements do not wait for
+// it. Anything else that needs a bbolt transaction of the writer (a late
+// reading, a job, a checkpoint something waits for) first waits for the
+// running checkpoint to end (see commit).
+
+// cpRun is a checkpoint whose transaction runs beside the writer.
+type cpRun struct {
+	done  chan error
+	start time.Time
+	// old is how many of the log's old segments it covers: those before
+	// the segment that was current when its head was frozen.
+	old int
+}
+
+// cpDone returns the channel the running checkpoint ends on, nil (never
+// ready) when none runs.
+func (eng *boltEngine) cpDone() <-chan error {
+	if eng.cp == nil {
+		return nil
+	}
+	return eng.cp.done
+}
+
+// startCheckpoint freezes the head and writes it into bbolt on a goroutine
+// of its own; the writer goes on with a new head. Only the writer calls it,
+// and only with no checkpoint running.
+func (eng *boltEngine) startCheckpoint(lw *logWriter) {
+	if eng.cp != nil || eng.head.empty() {
+		return
+	}
+	s, h := eng.s, eng.head
+	// What the checkpoint writes is the head's, and the meter states and
+	// log position as of now: the writer changes them from here on.
+	lsn, seq := eng.nextLSN-1, eng.seq
+	states := make(map[string]meterState, len(h.dirty))
+	for id := range h.dirty {
+		if st, ok := s.meters[id]; ok {
+			states[id] = st
+		}
+	}
+	eng.headMu.Lock()
+	// Every reader now reads the frozen head, until the checkpoint's
+	// transaction id is known and its commit lands (see view).
+	eng.frozen, eng.frozenTx = h, math.MaxInt
+	eng.head = newHead()
+	eng.headMu.Unlock()
+	run := &cpRun{done: make(chan error, 1), start: time.Now(), old: len(lw.wal.old)}
+	eng.cp = run
+	go func() { run.done <- eng.writeCheckpoint(h, lsn, seq, states) }()
+}
+
+// writeCheckpoint writes head h, which covers the log up to lsn and the
+// reading ids up to seq, into bbolt in one transaction.
+func (eng *boltEngine) writeCheckpoint(h *head, lsn, seq uint64, states map[string]meterState) error {
+	tx, err := eng.db.Begin(true)
+	if err != nil {
+		return err
+	}
+	eng.headMu.Lock()
+	eng.frozenTx = tx.ID()
+	eng.headMu.Unlock()
+	changed, newInfo := map[string]meterState{}, map[string]MeterInfo{}
+	err = eng.checkpointInto(tx, h, lsn, states, changed, newInfo)
+	if err == nil {
+		meters := tx.Bucket(bucketMeters)
+		for id, st := range changed {
+			if err = meters.Put([]byte(id), st.encode()); err != nil {
+				break
+			}
+		}
+	}
+	if err == nil {
+		err = tx.Bucket(bucketMeta).Put(keySeq, binary.BigEndian.AppendUint64(nil, seq))
+	}
+	if err != nil {
+		tx.Rollback()
+		return err
+	}
+	if crashHook != nil {
+		crashHook("checkpoint-tx")
+	}
+	return tx.Commit()
+}
+
+// awaitCheckpoint waits for the running checkpoint, if any, to end, and
+// finishes it.
+func (eng *boltEngine) awaitCheckpoint() {
+	if eng.cp != nil {
+		eng.finishCheckpoint(<-eng.cp.done)
+	}
+}
+
+// finishCheckpoint ends the running checkpoint, which returned err: on
+// success the frozen head goes and the log it covers is freed; on failure
+// the frozen head goes back in front of the new one, for the next
+// checkpoint.
+func (eng *boltEngine) finishCheckpoint(err error) {
+	s, lw, run := eng.s, eng.lw, eng.cp
+	eng.cp = nil
+	eng.headMu.Lock()
+	if err != nil {
+		eng.head = eng.frozen.merge(eng.head)
+	}
+	eng.frozen = nil
+	eng.headMu.Unlock()
+	if err != nil {
+		lw.cpFailedAt, lw.cpErr = run.start, err
+		s.commitErrors.Inc()
+		s.log.Error("checkpoint failed; the head stays in memory and in the log", slog.Any("error", err))
+		return
+	}
+	if crashHook != nil {
+		crashHook("checkpoint-done")
+	}
+	lw.cpFailedAt, lw.cpErr = time.Time{}, nil
+	lw.wal.coveredFirst(run.old, keepFreeSegments)
+	eng.checkpointSeconds.Observe(time.Since(run.start).Seconds())
+	eng.gauges()
+}
+
+// merge returns h with later's readings after its own, for a checkpoint of
+// h that failed while later took the new readings. The caller holds headMu.
+// Readers' copies of h's slices stay valid: they only grow.
+func (h *head) merge(later *head) *head {
+	for id, lm := range later.meters {
+		if mh := h.meters[id]; mh != nil {
+			mh.pts = append(mh.pts, lm.pts...)
+		} else {
+			h.meters[id] = lm
+		}
+	}
+	h.n += later.n
+	for id := range later.dirty {
+		h.dirty[id] = true
+	}
+	for id, info := range later.newInfo {
+		if _, ok := h.newInfo[id]; !ok {
+			h.newInfo[id] = info
+		}
+	}
+	return h
+}
