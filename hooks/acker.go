@@ -79,8 +79,11 @@ type deferredAcks struct {
 
 const (
 	// ackWriteWait bounds a write of acknowledgements to one client's
-	// socket on the store's goroutine: past it the socket is full.
-	ackWriteWait = time.Millisecond
+	// socket: past it the socket is full. A socket with room takes the
+	// write at once; one without it rarely drains in a millisecond, and
+	// each wait holds up everyone's acknowledgements behind it (a hundred
+	// stuck clients waited 1 ms each).
+	ackWriteWait = 100 * time.Microsecond
 	// ackRetryEvery is how soon pending acknowledgements are tried again.
 	ackRetryEvery = 10 * time.Millisecond
 	// ackDeferFor keeps a client that deferred on the retry path.
@@ -152,10 +155,12 @@ func (a *acker) write(cl *mqtt.Client, b []byte) {
 	failed := time.Time{}
 	if cl.Net.Conn != nil {
 		if w, ok := shortWrite(cl.Net.Conn); ok {
-			if a.tryWrite(cl, b, w) {
+			switch a.tryWrite(cl, b, w) {
+			case writeDone:
 				return
+			case writeFull:
+				failed = time.Now()
 			}
-			failed = time.Now()
 		}
 	}
 	a.mu.Lock()
@@ -184,27 +189,39 @@ func (a *acker) armRetry() {
 	}
 }
 
+// writeResult is what came of a try to write a client's acknowledgements.
+type writeResult int
+
+const (
+	// writeDone: written, or dropped with a client that is gone (or that
+	// the try disconnected, a write cut short having broken its stream).
+	writeDone writeResult = iota
+	// writeBusy: mochi holds the client's lock; try again later.
+	writeBusy
+	// writeFull: the client's socket took nothing within ackWriteWait; try
+	// again later, and count the client as failing (see ackStuckAfter).
+	writeFull
+)
+
 // tryWrite writes b to cl's connection with w if its lock is free and its
-// socket takes b within ackWriteWait, and reports whether b is done with:
-// written, or dropped with a client that is gone (or that it disconnects,
-// a write cut short having broken its stream). false: try again later.
-func (a *acker) tryWrite(cl *mqtt.Client, b []byte, w func([]byte, time.Duration) (int, error)) bool {
+// socket takes b within ackWriteWait.
+func (a *acker) tryWrite(cl *mqtt.Client, b []byte, w func([]byte, time.Duration) (int, error)) writeResult {
 	if cl.Closed() || cl.Net.Conn == nil {
-		return true
+		return writeDone
 	}
 	if !cl.TryLock() {
-		return false // mochi is writing to it: never wait behind that
+		return writeBusy // mochi is writing to it: never wait behind that
 	}
 	n, err := w(b, ackWriteWait)
 	cl.Unlock()
 	switch {
 	case err == nil:
-		return true
+		return writeDone
 	case n == 0 && isTimeout(err):
-		return false // the socket is full: nothing written, try later
+		return writeFull // nothing written: try later
 	}
 	a.dropClient(cl, err)
-	return true
+	return writeDone
 }
 
 // writeBlocking writes b to a connection that cannot be written with a
@@ -242,13 +259,21 @@ var errAcksStuck = errors.New("the client does not read its acknowledgements")
 func (a *acker) flushPending() {
 	a.mu.Lock()
 	a.retry = nil
-	var clients []*mqtt.Client
+	// Clients whose writes succeed first: one deferred a moment ago
+	// (mochi held its lock) must not wait behind those that do not read.
+	var clients, failing []*mqtt.Client
 	for cl, d := range a.pending {
-		if !d.flushing {
-			d.flushing = true
+		if d.flushing {
+			continue
+		}
+		d.flushing = true
+		if d.failingSince.IsZero() {
 			clients = append(clients, cl)
+		} else {
+			failing = append(failing, cl)
 		}
 	}
+	clients = append(clients, failing...)
 	a.mu.Unlock()
 	for _, cl := range clients {
 		a.mu.Lock()
@@ -272,7 +297,7 @@ func (a *acker) flushPending() {
 		if !short {
 			go func() {
 				a.writeBlocking(cl, buf)
-				a.flushed(cl, d, nil, true)
+				a.flushed(cl, d, nil, writeDone)
 			}()
 			continue
 		}
@@ -286,7 +311,7 @@ func (a *acker) flushPending() {
 }
 
 // flushed records the outcome of a flush of cl's pending buf.
-func (a *acker) flushed(cl *mqtt.Client, d *deferredAcks, buf []byte, done bool) {
+func (a *acker) flushed(cl *mqtt.Client, d *deferredAcks, buf []byte, res writeResult) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.pending[cl] != d {
@@ -294,9 +319,12 @@ func (a *acker) flushed(cl *mqtt.Client, d *deferredAcks, buf []byte, done bool)
 	}
 	d.flushing = false
 	now := time.Now()
-	if done {
+	switch res {
+	case writeDone:
 		d.lastWrite, d.failingSince = now, time.Time{}
-	} else {
+	case writeBusy:
+		d.buf = append(buf, d.buf...)
+	case writeFull:
 		d.buf = append(buf, d.buf...)
 		if d.failingSince.IsZero() {
 			d.failingSince = now
