@@ -70,9 +70,9 @@ type boltEngine struct {
 	// headMu guards head (the pointer and its readings) and frozen, the
 	// head of a checkpoint whose commit is landing, with frozenTx, that
 	// commit's transaction id (see view).
-	headMu             sync.RWMutex
-	frozen             *head
-	frozenTx           int
+	headMu   sync.RWMutex
+	frozen   *head
+	frozenTx int
 	// cp is the checkpoint running beside the writer, if any (see
 	// bolt_checkpoint.go); the writer's.
 	cp                 *cpRun
