@@ -4,7 +4,10 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"math"
+	"slices"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // A checkpoint on store.checkpoint_interval, or of a full head, runs beside
@@ -151,4 +154,122 @@ func (h *head) merge(later *head) *head {
 		}
 	}
 	return h
+}
+
+// Late readings and the head.
+//
+// A reading older than its meter's newest goes into bbolt in a transaction
+// of the writer (see put), and so does, first, what the head holds of its
+// meter: the late reading changes the rollups around it, which bbolt must
+// then hold whole. The rest of the head stays where it is. Such a part of
+// the head does not move the log position a checkpoint records (the other
+// meters' records past it are still only in the log), so the transaction
+// records, per meter, the log position of the newest record it wrote
+// (bucketLogMeters); replaying the log skips a meter's records up to it.
+// The next checkpoint of the whole head covers them all and empties the
+// bucket.
+
+// bucketLogMeters holds, for meters whose part of the head a late reading
+// took into bbolt since the last checkpoint: <meter> -> uint64 LSN of its
+// newest record in bbolt.
+var bucketLogMeters = []byte("wal_meters")
+
+// putLogPosition records that the database holds every record of the log
+// of epoch up to lsn, which supersedes bucketLogMeters.
+func putLogPosition(tx *bolt.Tx, lsn, epoch uint64) error {
+	if err := putMeta(tx, keyWALLSN, lsn); err != nil {
+		return err
+	}
+	if err := putMeta(tx, keyEpoch, epoch); err != nil {
+		return err
+	}
+	if b := tx.Bucket(bucketLogMeters); b != nil {
+		if k, _ := b.Cursor().First(); k != nil {
+			return tx.DeleteBucket(bucketLogMeters)
+		}
+	}
+	return nil
+}
+
+// putMeterPositions records the log position of each meter of part, a part
+// of the head written into tx.
+func putMeterPositions(tx *bolt.Tx, part *head) error {
+	if len(part.meters) == 0 {
+		return nil
+	}
+	b, err := tx.CreateBucketIfNotExists(bucketLogMeters)
+	if err != nil {
+		return err
+	}
+	for id, mh := range part.meters {
+		if err := b.Put([]byte(id), binary.BigEndian.AppendUint64(nil, mh.lsn)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// meterPositions returns what bucketLogMeters holds.
+func meterPositions(tx *bolt.Tx) map[string]uint64 {
+	b := tx.Bucket(bucketLogMeters)
+	if b == nil {
+		return nil
+	}
+	pos := map[string]uint64{}
+	_ = b.ForEach(func(k, v []byte) error {
+		if len(v) == 8 {
+			pos[string(k)] = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return pos
+}
+
+// lateMeters returns the meters whose part of the head goes into bbolt with
+// tail, the rest of a batch that does not append (see applyBatch), and
+// true, when tail holds late readings and barriers alone; false when the
+// whole head must be checkpointed first (a job, an import, an edit...).
+func (eng *boltEngine) lateMeters(tail []entry) ([]string, bool) {
+	var ids []string
+	for i := range tail {
+		e := &tail[i]
+		switch {
+		case e.barrier:
+		case e.alone():
+			return nil, false
+		case eng.head.meters[e.r.Meter] != nil && !slices.Contains(ids, e.r.Meter):
+			ids = append(ids, e.r.Meter)
+		}
+	}
+	return ids, true
+}
+
+// split returns the part of h that holds the meters ids.
+func (h *head) split(ids []string) *head {
+	part := newHead()
+	for _, id := range ids {
+		mh := h.meters[id]
+		if mh == nil {
+			continue
+		}
+		part.meters[id] = mh
+		part.n += len(mh.pts)
+		if h.dirty[id] {
+			part.dirty[id] = true
+		}
+		if info, ok := h.newInfo[id]; ok {
+			part.newInfo[id] = info
+		}
+	}
+	return part
+}
+
+// remove takes part (see split) out of h. The caller holds headMu.
+func (h *head) remove(part *head) {
+	for id := range part.meters {
+		delete(h.meters, id)
+		delete(h.dirty, id)
+		delete(h.newInfo, id)
+	}
+	h.n -= part.n
 }

@@ -1,11 +1,18 @@
 package store
 
 import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vatio-energy/vatio/meter"
 )
 
 // TestCheckpointRunsBesideTheWriter holds a checkpoint's transaction open
@@ -154,4 +161,155 @@ func TestOpensWithNoRoomForTheLog(t *testing.T) {
 	if fs, _ := filepath.Glob(filepath.Join(dir, walDirName, "*"+walSuffix)); len(fs) == 0 {
 		t.Error("with room again, the log has no segment")
 	}
+}
+
+// TestLateCrashChild is the child of TestKill9AfterLateReadings: it appends
+// readings of meter "u" stamped on receipt (which a replay would store
+// again, a millisecond later, rather than find as resends), each
+// acknowledged once durable, and every 100th a late reading of it, which
+// takes u's part of the head into bbolt; once 1,000 are acknowledged and
+// several late ones went in, it kills itself.
+func TestLateCrashChild(t *testing.T) {
+	dir := os.Getenv("VATIO_STORE_LATE_CRASH_DIR")
+	if dir == "" {
+		t.Skip("the child process of TestKill9AfterLateReadings")
+	}
+	s, err := Open(dir, Options{SyncDelay: time.Millisecond, CheckpointInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acked, late atomic.Int64
+	var mu sync.Mutex
+	for i := 1; ; i++ {
+		r := meter.Reading{Meter: "u", Time: time.Now(), PowerW: float64(i)}
+		if i%100 == 0 {
+			r = meter.Reading{Meter: "u", Time: t0.Add(time.Duration(i) * time.Second), PowerW: float64(-i), Stamped: true}
+		}
+		err := s.Append(r, func(err error) {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			fmt.Fprintf(os.Stdout, "acked %d\n", int(r.PowerW))
+			mu.Unlock()
+			if r.PowerW < 0 {
+				late.Add(1)
+			}
+			if acked.Add(1) >= 1000 && late.Load() >= 3 {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// TestKill9AfterLateReadings: readings whose meter's part of the head went
+// into bbolt with a late reading, the rest of the head only in the log, are
+// each stored once after a SIGKILL: the replay skips what bbolt holds.
+func TestKill9AfterLateReadings(t *testing.T) {
+	boltOnly(t)
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLateCrashChild$")
+	cmd.Env = append(os.Environ(), "VATIO_STORE_LATE_CRASH_DIR="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[int]bool{}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		var v int
+		if _, err := fmt.Sscanf(sc.Text(), "acked %d", &v); err == nil {
+			acked[v] = true
+		}
+	}
+	cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("the child was not killed (%d readings acknowledged)", len(acked))
+	}
+	s := openTest(t, dir)
+	seen := map[int]int{}
+	for _, r := range allRecords(t, s, "u") {
+		seen[int(r.PowerW)]++
+	}
+	for v := range acked {
+		if seen[v] != 1 {
+			t.Errorf("acknowledged reading %d stored %d times, want once", v, seen[v])
+		}
+	}
+	if m, _ := s.Meter("u"); m.Readings != uint64(len(allRecords(t, s, "u"))) {
+		t.Errorf("the summary counts %d readings, %d are stored", m.Readings, len(allRecords(t, s, "u")))
+	}
+	if err := s.CheckRollups("u"); err != nil {
+		t.Error(err)
+	}
+	t.Logf("%d acknowledged readings", len(acked))
+}
+
+// TestLateReadingLeavesTheOtherMetersInTheHead: a reading older than its
+// meter's newest writes that meter's part of the head into bbolt with it,
+// not the whole head (whose every meter would cost its pages again for each
+// late reading), and readers see every reading before and after.
+func TestLateReadingLeavesTheOtherMetersInTheHead(t *testing.T) {
+	boltOnly(t)
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	eng := s.eng.(*boltEngine)
+	const meters, each = 20, 30
+	for sec := range each {
+		for m := range meters {
+			if err := s.Append(reading(fmt.Sprintf("m%02d", m), sec, float64(100+m+sec)), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	headN := func() int {
+		eng.headMu.RLock()
+		defer eng.headMu.RUnlock()
+		return eng.head.n
+	}
+	if n := headN(); n != meters*each {
+		t.Fatalf("the head holds %d readings, want %d", n, meters*each)
+	}
+	late := reading("m00", 10, 7)
+	late.Time = late.Time.Add(500 * time.Millisecond)
+	mustAppend(t, s, late)
+	if n := headN(); n != (meters-1)*each {
+		t.Errorf("after a late reading of m00 the head holds %d readings, want the other meters' %d", n, (meters-1)*each)
+	}
+	check := func(when string) {
+		t.Helper()
+		for m := range meters {
+			id := fmt.Sprintf("m%02d", m)
+			want := each
+			if m == 0 {
+				want++
+			}
+			if recs := allRecords(t, s, id); len(recs) != want {
+				t.Errorf("%s: %s has %d readings, want %d", when, id, len(recs), want)
+			}
+			if err := s.CheckRollups(id); err != nil {
+				t.Errorf("%s: %v", when, err)
+			}
+		}
+	}
+	check("after the late reading")
+	if err := s.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	check("after a checkpoint")
+	s.Close()
+	s = openTest(t, dir)
+	check("after reopening")
 }

@@ -13,9 +13,10 @@ import (
 )
 
 // commit stores batch in one transaction of the commit flow (see
-// applyBatch), with the head checkpointed first, and once it is durable
-// makes the new meter states visible to readers. A nil batch is a
-// checkpoint alone.
+// applyBatch), and once it is durable makes the new meter states visible
+// to readers. A nil batch is a checkpoint alone. A batch of late readings
+// takes the head of their meters along (see lateMeters); anything else runs
+// after a checkpoint of the whole head.
 func (eng *boltEngine) commit(batch []entry) error {
 	s := eng.s
 	// One write transaction at a time, and this one starts from the
@@ -24,6 +25,12 @@ func (eng *boltEngine) commit(batch []entry) error {
 	// Pruning old rollups alone neither reads nor writes what the head
 	// changes: it leaves the head where it is.
 	withHead := !(len(batch) == 1 && batch[0].prune != nil)
+	var part *head // the part of the head that goes with batch
+	if withHead && len(batch) > 0 {
+		if ids, late := eng.lateMeters(batch); late {
+			part, withHead = eng.head.split(ids), false
+		}
+	}
 	if len(batch) > 0 && !eng.head.empty() && withHead {
 		// The head first, in a transaction of its own: a job iterates and
 		// deletes what it moves, which bbolt's cursors do not survive over
@@ -40,28 +47,38 @@ func (eng *boltEngine) commit(batch []entry) error {
 		return err
 	}
 	t := &boltTx{eng: eng, tx: tx, w: newTxWriter(tx, s.maxGap, eng.seq), erased: map[string]bool{}}
-	if err := t.write(batch, withHead, res); err != nil {
+	if err := t.write(batch, withHead, part, res); err != nil {
 		tx.Rollback()
 		return err
 	}
 	if crashHook != nil && len(batch) == 0 {
 		crashHook("checkpoint-tx")
 	}
-	// Readers see bbolt and the head as of one instant (see view): the
-	// head is frozen while the commit lands, which readers need not wait
-	// for, and goes once it has.
-	freeze := withHead && !eng.head.empty()
-	if freeze {
+	// Readers see bbolt and the head as of one instant (see view): what
+	// of the head the transaction holds is frozen while the commit lands,
+	// which readers need not wait for, and goes once it has.
+	var frozen *head
+	switch {
+	case part != nil && !part.empty():
+		frozen = part
+	case withHead && !eng.head.empty():
+		frozen = eng.head
+	}
+	if frozen != nil {
 		eng.headMu.Lock()
-		eng.frozen, eng.frozenTx = eng.head, tx.ID()
-		eng.head = newHead()
+		eng.frozen, eng.frozenTx = frozen, tx.ID()
+		if frozen == eng.head {
+			eng.head = newHead()
+		} else {
+			eng.head.remove(frozen)
+		}
 		eng.headMu.Unlock()
 	}
 	err = tx.Commit()
-	if freeze {
+	if frozen != nil {
 		eng.headMu.Lock()
 		if err != nil {
-			eng.head = eng.frozen // it stays, for the next checkpoint
+			eng.head = frozen.merge(eng.head) // it stays, for the next checkpoint
 		}
 		eng.frozen = nil
 		eng.headMu.Unlock()
@@ -86,13 +103,22 @@ type boltTx struct {
 	erased map[string]bool
 }
 
-// write stores the head, when withHead, then batch (see applyBatch), then
-// what they changed: rollups, power factor statistics, meter states and
-// the last reading id.
-func (t *boltTx) write(batch []entry, withHead bool, res *txResult) error {
-	if withHead {
-		if err := t.eng.checkpointInto(t.tx, t.eng.head, t.eng.nextLSN-1, t.eng.s.meters, res.changed, res.newInfo); err != nil {
+// write stores the head, when withHead, or part of it, then batch (see
+// applyBatch), then what they changed: rollups, power factor statistics,
+// meter states and the last reading id.
+func (t *boltTx) write(batch []entry, withHead bool, part *head, res *txResult) error {
+	eng := t.eng
+	switch {
+	case withHead:
+		if err := eng.checkpointInto(t.tx, eng.head, eng.nextLSN-1, eng.s.meters, res.changed, res.newInfo); err != nil {
 			return fmt.Errorf("checkpoint: %w", err)
+		}
+	case part != nil:
+		if err := eng.writeHead(t.tx, part, eng.s.meters, res.changed, res.newInfo); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		if err := putMeterPositions(t.tx, part); err != nil {
+			return err
 		}
 	}
 	if err := t.eng.s.applyBatch(t, batch, res); err != nil {

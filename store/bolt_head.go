@@ -54,6 +54,8 @@ type meterHead struct {
 	// pts only grows (under the store's headMu): a reader's copy of the
 	// slice header stays valid.
 	pts []headPoint
+	// lsn is the log position of the meter's newest record in the head.
+	lsn uint64
 }
 
 // head holds what the log has and bbolt does not yet.
@@ -238,6 +240,7 @@ func (eng *boltEngine) headPut(r meter.Reading, nowNs int64, out *headApply) err
 		}
 		eng.head.meters[id] = mh
 	}
+	mh.lsn = eng.nextLSN
 	eng.seq++
 	p := headPoint{point: point{ns: ns, id: eng.seq, powerW: r.PowerW, energyWh: r.EnergyWh, hasEnergy: r.HasEnergy},
 		pf: r.PowerFactor, hasPF: r.HasPF}
@@ -272,13 +275,16 @@ func (eng *boltEngine) headPut(r meter.Reading, nowNs int64, out *headApply) err
 // holds the states of the meters it changed), and the log position it
 // covers, lsn.
 func (eng *boltEngine) checkpointInto(tx *bolt.Tx, h *head, lsn uint64, states map[string]meterState, changed map[string]meterState, newInfo map[string]MeterInfo) error {
+	if err := putLogPosition(tx, lsn, eng.epoch); err != nil {
+		return err
+	}
+	return eng.writeHead(tx, h, states, changed, newInfo)
+}
+
+// writeHead writes what head h holds into tx, as checkpointInto does, but
+// not the log position: for a part of the head (see splitHead).
+func (eng *boltEngine) writeHead(tx *bolt.Tx, h *head, states map[string]meterState, changed map[string]meterState, newInfo map[string]MeterInfo) error {
 	s := eng.s
-	if err := putMeta(tx, keyWALLSN, lsn); err != nil {
-		return err
-	}
-	if err := putMeta(tx, keyEpoch, eng.epoch); err != nil {
-		return err
-	}
 	if h.empty() {
 		return nil
 	}

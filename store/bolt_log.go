@@ -114,8 +114,10 @@ func (eng *boltEngine) openLog(dir string) error {
 	s := eng.s
 	walDir := filepath.Join(dir, walDirName)
 	var epoch, after uint64
+	var done map[string]uint64 // meters whose records the database holds up to an LSN
 	if err := eng.db.View(func(tx *bolt.Tx) error {
 		epoch, after = getMeta(tx, keyEpoch), getMeta(tx, keyWALLSN)
+		done = meterPositions(tx)
 		return nil
 	}); err != nil {
 		return err
@@ -123,13 +125,23 @@ func (eng *boltEngine) openLog(dir string) error {
 	eng.epoch, eng.nextLSN = epoch, after+1
 	replayed := 0
 	next, damage, err := replayLog(walDir, epoch, after, func(f walFrame) error {
-		eng.nextLSN = f.first
-		replayed += len(f.readings)
-		batch := make([]entry, len(f.readings))
+		// Runs of records the database does not hold yet, each at its
+		// own LSNs: a late reading took the others in (see lateMeters).
+		var batch []entry
+		first := f.first
 		for i, r := range f.readings {
-			batch[i] = entry{r: r}
+			lsn := f.first + uint64(i)
+			if last, ok := done[r.Meter]; ok && lsn <= last {
+				if err := eng.replayRun(first, f.nowNs, batch); err != nil {
+					return err
+				}
+				batch, first = batch[:0], lsn+1
+				continue
+			}
+			batch = append(batch, entry{r: r})
 		}
-		return eng.applyBatch(batch, f.nowNs, nil)
+		replayed += len(f.readings)
+		return eng.replayRun(first, f.nowNs, batch)
 	})
 	if err != nil {
 		return fmt.Errorf("store: replay the log in %s: %w", walDir, err)
@@ -172,6 +184,16 @@ func (eng *boltEngine) openLog(dir string) error {
 		eng.lw.cpFailedAt, eng.lw.cpErr = time.Now(), cpErr
 	}
 	return nil
+}
+
+// replayRun applies batch, records of the log from LSN first on, while
+// replaying it.
+func (eng *boltEngine) replayRun(first uint64, nowNs int64, batch []entry) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	eng.nextLSN = first
+	return eng.applyBatch(batch, nowNs, nil)
 }
 
 // applyBatch applies batch, taken at nowNs: readings that append go to the
