@@ -30,10 +30,12 @@ import (
 // bbolt and the head as of one instant (see view), and a meter's readings
 // in the head are all newer than its readings in bbolt.
 //
-// Anything else the writer takes (a reading older than its meter's newest,
-// an import, an edit, a job of the compressor or of retention) runs, as
-// before the log existed, in a transaction of its own, which checkpoints
-// the head first.
+// The periodic checkpoints and those of a full head run beside the writer
+// (bolt_checkpoint.go). A reading older than its meter's newest goes into
+// bbolt at once, with its meter's part of the head (see lateMeters).
+// Anything else the writer takes (an import, an edit, a job of the
+// compressor or of retention) runs, as before the log existed, in a
+// transaction of its own, which checkpoints the head first.
 
 // headPoint is a reading in the head.
 type headPoint struct {
