@@ -185,8 +185,14 @@ func (h *Ingest) answerInOrder(cl *mqtt.Client, pk packets.Packet) {
 			<-answered
 		}
 	}
-	// Answered, the acknowledgements may still wait for the client's
-	// connection (see acker): mochi's must come after them.
+	h.afterPending(cl)
+}
+
+// afterPending returns once cl's answered acknowledgements are written, not
+// waiting for its connection (see acker), before mochi writes one of its
+// own, which must come after them; or after ackStuckAfter, when the acker
+// gives the client up.
+func (h *Ingest) afterPending(cl *mqtt.Client) {
 	for deadline := time.Now().Add(ackStuckAfter); h.acks.hasPending(cl) && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 	}
@@ -381,6 +387,8 @@ func (h *Ingest) storeQoS2(cl *mqtt.Client, pk packets.Packet, src meter.Source,
 		h.notStored(cl, pk.FixedHeader.Qos, err)
 		return pk, packets.ErrRejectPacket
 	}
+	// mochi sends the PUBREC: after the PUBACKs answered before it.
+	h.afterPending(cl)
 	return pk, nil
 }
 

@@ -518,8 +518,9 @@ func TestPubackReasonCodeAndProperties(t *testing.T) {
 
 // TestPubacksInOrderRejectionsIncluded publishes QoS 1 readings, every
 // third one invalid and every fifth on a topic that is not a reading's
-// (which mochi answers itself), from a raw client, and reads the PUBACKs:
-// one for each publish, in the order they were sent.
+// (which mochi answers itself), and every eleventh at QoS 2 (whose PUBREC
+// mochi sends once it is stored), from a raw client, and reads the
+// answers: one for each publish, in the order they were sent.
 func TestPubacksInOrderRejectionsIncluded(t *testing.T) {
 	h := startWith(t, time.Second)
 	conn, err := net.Dial("tcp", h.addr)
@@ -554,7 +555,11 @@ func TestPubacksInOrderRejectionsIncluded(t *testing.T) {
 			topic = "misc/notes"
 		}
 		body := append(str(topic), byte(id>>8), byte(id))
-		out = append(out, packet(0x32, append(body, payload...))...)
+		header := byte(0x32)
+		if id%11 == 0 {
+			header = 0x34
+		}
+		out = append(out, packet(header, append(body, payload...))...)
 	}
 	if _, err := conn.Write(out); err != nil {
 		t.Fatal(err)
@@ -566,8 +571,12 @@ func TestPubacksInOrderRejectionsIncluded(t *testing.T) {
 	}
 	for i := range n {
 		ack := in[4+4*i : 8+4*i]
-		if ack[0] != 0x40 || ack[1] != 2 || int(ack[2])<<8|int(ack[3]) != i+1 {
-			t.Fatalf("acknowledgement %d is %x, want the PUBACK of packet %d", i+1, ack, i+1)
+		want, name := byte(0x40), "PUBACK"
+		if (i+1)%11 == 0 {
+			want, name = 0x50, "PUBREC"
+		}
+		if ack[0] != want || ack[1] != 2 || int(ack[2])<<8|int(ack[3]) != i+1 {
+			t.Fatalf("acknowledgement %d is %x, want the %s of packet %d", i+1, ack, name, i+1)
 		}
 	}
 }
