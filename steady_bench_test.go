@@ -211,8 +211,9 @@ func steadyLoad(tb testing.TB, addr string, meters int, interval time.Duration, 
 // same run. It reports, per reading, the bytes written to disk
 // (/proc/<pid>/io write_bytes, page-cache writeback included) and the CPU
 // time (utime+stime) of each, their ratio, and the PUBACK p50/p99 (QoS 1).
-// The cases are issue 15's: 1,000 meters at 1 Hz, QoS 1, 30 s; 20 plugs
-// every 5 s, QoS 0, 60 s, then the bytes Vatio writes in an idle minute.
+// The cases are issue 15's: 1,000 meters at 1 Hz, QoS 1, 30 s; 100 meters
+// at 1 Hz, QoS 1, 30 s; 20 plugs every 5 s, QoS 0, 60 s, then the bytes
+// Vatio writes in an idle minute.
 // VATIO_BENCH_STEADY_SECONDS shortens both loads.
 func BenchmarkSteadyLoad(b *testing.B) {
 	cases := []struct {
@@ -225,6 +226,7 @@ func BenchmarkSteadyLoad(b *testing.B) {
 		idle time.Duration
 	}{
 		{"1000x1Hz-qos1", 1000, time.Second, 1, 30 * time.Second, 0},
+		{"100x1Hz-qos1", 100, time.Second, 1, 30 * time.Second, 0},
 		{"20x0.2Hz-qos0", 20, 5 * time.Second, 0, 60 * time.Second, time.Minute},
 	}
 	if s, err := strconv.Atoi(os.Getenv("VATIO_BENCH_STEADY_SECONDS")); err == nil && s > 0 {
