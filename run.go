@@ -527,9 +527,11 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 			auditLog.Record(audit.Entry{Time: act.Time, Who: "system", Action: act.Action, Target: act.Load, Detail: act.Error})
 		}
 	}
-	var health func() error
+	// /healthz answers 503 while readings are refused (a full disk) or
+	// the external broker is unreachable.
+	health := a.store.Health
 	if a.bridge != nil {
-		health = a.bridge.Health
+		health = func() error { return errors.Join(a.store.Health(), a.bridge.Health()) }
 	}
 	a.http = api.New(a.store, a.alerts, api.Options{
 		Auth: users, Audit: auditLog, Devices: a.devices, MQTTAddr: cfg.MQTT.Addr, MQTTTLSAddr: mqttTLSAddr, HSTS: tlsConfig != nil && cfg.TLS.HSTS,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,6 +74,12 @@ type boltEngine struct {
 	headMu   sync.RWMutex
 	frozen   *head
 	frozenTx int
+	// refusing, when set, is why readings are being refused: neither the
+	// log nor the database can take them, or the head is full and cannot
+	// be checkpointed (see health).
+	refusing atomic.Pointer[error]
+	// replayed counts the readings the start-up's replay put in the head.
+	replayed int
 	// cp is the checkpoint running beside the writer, if any (see
 	// bolt_checkpoint.go); the writer's.
 	cp                 *cpRun
@@ -151,7 +158,7 @@ func newBoltEngine(s *Store, db *bolt.DB, opts Options) *boltEngine {
 		s:                  s,
 		db:                 db,
 		head:               newHead(),
-		segSize:            walSegmentSize,
+		segSize:            segmentBytes,
 		headMax:            opts.HeadMaxBytes,
 		syncDelay:          opts.SyncDelay,
 		flushInterval:      opts.FlushInterval,
@@ -177,7 +184,7 @@ func newBoltEngine(s *Store, db *bolt.DB, opts Options) *boltEngine {
 		}),
 		logBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "vatio_store_log_bytes",
-			Help: "Bytes of the write-ahead log's segments in use.",
+			Help: "Bytes of the write-ahead log not yet covered by a checkpoint: its full segments and what the current one holds.",
 		}),
 	}
 }
@@ -272,15 +279,19 @@ func (eng *boltEngine) load() error {
 // close removes the log when the last checkpoint holds everything (the
 // data directory then holds the database alone), and closes the file.
 func (eng *boltEngine) close() error {
+	var kept error
 	if eng.lw != nil && eng.head.empty() {
 		if err := os.RemoveAll(eng.lw.wal.dir); err != nil {
 			eng.s.log.Warn("log not removed", slog.Any("error", err))
 		}
+	} else if eng.lw != nil {
+		kept = fmt.Errorf("store: the last checkpoint failed (%v): %d readings stay in the log, %s, which the next start replays",
+			eng.lw.cpErr, eng.head.n, eng.lw.wal.dir)
 	}
 	if err := eng.db.Close(); err != nil {
-		return fmt.Errorf("store: close: %w", err)
+		return errors.Join(kept, fmt.Errorf("store: close: %w", err))
 	}
-	return nil
+	return kept
 }
 
 // size is the file's size as a read transaction sees it.

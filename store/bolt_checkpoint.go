@@ -66,11 +66,21 @@ func (eng *boltEngine) startCheckpoint(lw *logWriter) {
 
 // writeCheckpoint writes head h, which covers the log up to lsn and the
 // reading ids up to seq, into bbolt in one transaction.
-func (eng *boltEngine) writeCheckpoint(h *head, lsn, seq uint64, states map[string]meterState) error {
+func (eng *boltEngine) writeCheckpoint(h *head, lsn, seq uint64, states map[string]meterState) (err error) {
 	tx, err := eng.db.Begin(true)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil {
+			// A transaction that failed does not use up its id: the next
+			// one to commit (a document's) takes it, and must not pass
+			// for this one with readers (see view).
+			eng.headMu.Lock()
+			eng.frozenTx = math.MaxInt
+			eng.headMu.Unlock()
+		}
+	}()
 	eng.headMu.Lock()
 	eng.frozenTx = tx.ID()
 	eng.headMu.Unlock()
@@ -127,8 +137,14 @@ func (eng *boltEngine) finishCheckpoint(err error) {
 	if crashHook != nil {
 		crashHook("checkpoint-done")
 	}
+	if lw.cpErr != nil {
+		s.log.Info("checkpoint succeeded after failing", slog.Any("failed_with", lw.cpErr))
+	}
 	lw.cpFailedAt, lw.cpErr = time.Time{}, nil
 	lw.wal.coveredFirst(run.old, keepFreeSegments)
+	if eng.head.bytes() < eng.headMax {
+		eng.taking("readings are taken again")
+	}
 	eng.checkpointSeconds.Observe(time.Since(run.start).Seconds())
 	eng.gauges()
 }
@@ -139,7 +155,7 @@ func (eng *boltEngine) finishCheckpoint(err error) {
 func (h *head) merge(later *head) *head {
 	for id, lm := range later.meters {
 		if mh := h.meters[id]; mh != nil {
-			mh.pts = append(mh.pts, lm.pts...)
+			mh.pts, mh.lsn = append(mh.pts, lm.pts...), lm.lsn
 		} else {
 			h.meters[id] = lm
 		}

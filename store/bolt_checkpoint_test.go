@@ -2,10 +2,12 @@ package store
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -112,23 +114,7 @@ func TestCheckpointRunsBesideTheWriter(t *testing.T) {
 func TestOpensWithNoRoomForTheLog(t *testing.T) {
 	boltOnly(t)
 	dir := t.TempDir()
-	var was syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &was); err != nil {
-		t.Fatal(err)
-	}
-	// The limit is the process's: nothing else in it writes files now.
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: 1 << 20, Max: was.Max}); err != nil {
-		t.Skip("cannot limit file sizes here:", err)
-	}
-	limited := true
-	restore := func() {
-		if limited {
-			limited = false
-			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &was); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	restore := limitFileSize(t, 1<<20)
 	defer restore()
 	s, err := testOpen(t, dir, Options{})
 	if err != nil {
@@ -164,16 +150,19 @@ func TestOpensWithNoRoomForTheLog(t *testing.T) {
 }
 
 // TestLateCrashChild is the child of TestKill9AfterLateReadings: it appends
-// readings of meter "u" stamped on receipt (which a replay would store
-// again, a millisecond later, rather than find as resends), each
-// acknowledged once durable, and every 100th a late reading of it, which
-// takes u's part of the head into bbolt; once 1,000 are acknowledged and
-// several late ones went in, it kills itself.
+// readings of meters "u" and "v" stamped on receipt (which a replay would
+// store again, a millisecond later, rather than find as resends), each
+// acknowledged once durable, and every 100th a late reading of u, which
+// takes u's part of the head into bbolt and leaves v's in the head and the
+// log, whose segments are small (8 KiB) so that several fill meanwhile;
+// once 1,000 are acknowledged and several late ones went in, it kills
+// itself.
 func TestLateCrashChild(t *testing.T) {
 	dir := os.Getenv("VATIO_STORE_LATE_CRASH_DIR")
 	if dir == "" {
 		t.Skip("the child process of TestKill9AfterLateReadings")
 	}
+	segmentBytes = 8 << 10
 	s, err := Open(dir, Options{SyncDelay: time.Millisecond, CheckpointInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -182,6 +171,9 @@ func TestLateCrashChild(t *testing.T) {
 	var mu sync.Mutex
 	for i := 1; ; i++ {
 		r := meter.Reading{Meter: "u", Time: time.Now(), PowerW: float64(i)}
+		if i%2 == 0 {
+			r.Meter = "v"
+		}
 		if i%100 == 0 {
 			r = meter.Reading{Meter: "u", Time: t0.Add(time.Duration(i) * time.Second), PowerW: float64(-i), Stamped: true}
 		}
@@ -190,7 +182,7 @@ func TestLateCrashChild(t *testing.T) {
 				return
 			}
 			mu.Lock()
-			fmt.Fprintf(os.Stdout, "acked %d\n", int(r.PowerW))
+			fmt.Fprintf(os.Stdout, "acked %s %d\n", r.Meter, int(r.PowerW))
 			mu.Unlock()
 			if r.PowerW < 0 {
 				late.Add(1)
@@ -223,12 +215,13 @@ func TestKill9AfterLateReadings(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	acked := map[int]bool{}
+	acked := map[string]map[int]bool{"u": {}, "v": {}}
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
+		var m string
 		var v int
-		if _, err := fmt.Sscanf(sc.Text(), "acked %d", &v); err == nil {
-			acked[v] = true
+		if _, err := fmt.Sscanf(sc.Text(), "acked %s %d", &m, &v); err == nil && acked[m] != nil {
+			acked[m][v] = true
 		}
 	}
 	cmd.Wait()
@@ -236,22 +229,25 @@ func TestKill9AfterLateReadings(t *testing.T) {
 		t.Fatalf("the child was not killed (%d readings acknowledged)", len(acked))
 	}
 	s := openTest(t, dir)
-	seen := map[int]int{}
-	for _, r := range allRecords(t, s, "u") {
-		seen[int(r.PowerW)]++
-	}
-	for v := range acked {
-		if seen[v] != 1 {
-			t.Errorf("acknowledged reading %d stored %d times, want once", v, seen[v])
+	for m, want := range acked {
+		recs := allRecords(t, s, m)
+		seen := map[int]int{}
+		for _, r := range recs {
+			seen[int(r.PowerW)]++
 		}
+		for v := range want {
+			if seen[v] != 1 {
+				t.Errorf("meter %s: acknowledged reading %d stored %d times, want once", m, v, seen[v])
+			}
+		}
+		if got, _ := s.Meter(m); got.Readings != uint64(len(recs)) {
+			t.Errorf("meter %s: the summary counts %d readings, %d are stored", m, got.Readings, len(recs))
+		}
+		if err := s.CheckRollups(m); err != nil {
+			t.Error(err)
+		}
+		t.Logf("meter %s: %d acknowledged readings", m, len(want))
 	}
-	if m, _ := s.Meter("u"); m.Readings != uint64(len(allRecords(t, s, "u"))) {
-		t.Errorf("the summary counts %d readings, %d are stored", m.Readings, len(allRecords(t, s, "u")))
-	}
-	if err := s.CheckRollups("u"); err != nil {
-		t.Error(err)
-	}
-	t.Logf("%d acknowledged readings", len(acked))
 }
 
 // TestLateReadingLeavesTheOtherMetersInTheHead: a reading older than its
@@ -312,4 +308,92 @@ func TestLateReadingLeavesTheOtherMetersInTheHead(t *testing.T) {
 	s.Close()
 	s = openTest(t, dir)
 	check("after reopening")
+}
+
+// TestRefusedReadingsLeaveNoTrace fills a store where no log segment can be
+// written (a file size limit below a segment) and whose database is capped:
+// once neither can take a reading, it is refused, and nothing of it stays:
+// not in queries, not in the meter's summary, not in the database after a
+// restart with room (a device resends what was refused, which would be
+// stored twice), and the store's health says why meanwhile.
+func TestRefusedReadingsLeaveNoTrace(t *testing.T) {
+	boltOnly(t)
+	dir := t.TempDir()
+	restore := limitFileSize(t, 1<<20)
+	defer restore()
+	s, err := testOpen(t, dir, Options{MaxSizeBytes: 256 << 10, MaxBatch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := 0
+	var refused error
+	for i := 0; i < 100000 && refused == nil; i++ {
+		ack := make(chan error, 1)
+		r := meter.Reading{Meter: "full", Time: t0.Add(time.Duration(i) * time.Second), PowerW: float64(i)}
+		if err := s.Append(r, func(err error) { ack <- err }); err != nil {
+			t.Fatal(err)
+		}
+		if refused = <-ack; refused == nil {
+			acked++
+		}
+	}
+	if !errors.Is(refused, ErrNotStored) {
+		t.Fatalf("after %d readings: %v, want ErrNotStored", acked, refused)
+	}
+	if err := s.Health(); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("Health while refusing = %v", err)
+	}
+	check := func(s *Store, when string) {
+		t.Helper()
+		recs := allRecords(t, s, "full")
+		if len(recs) != acked {
+			t.Errorf("%s: %d readings, want the %d acknowledged", when, len(recs), acked)
+		}
+		for i, r := range recs {
+			if int(r.PowerW) != i {
+				t.Fatalf("%s: reading %d has %v W, want %d", when, i, r.PowerW, i)
+			}
+		}
+		if m, _ := s.Meter("full"); m.Readings != uint64(acked) {
+			t.Errorf("%s: the summary counts %d readings, want %d", when, m.Readings, acked)
+		}
+		if err := s.CheckRollups("full"); err != nil && when != "while refusing" {
+			t.Errorf("%s: %v", when, err)
+		}
+	}
+	check(s, "while refusing")
+	if err := s.Close(); err != nil {
+		t.Logf("Close: %v", err)
+	}
+	restore()
+	s = openTest(t, dir)
+	check(s, "after a restart with room")
+	if err := s.Health(); err != nil {
+		t.Errorf("Health with room = %v", err)
+	}
+}
+
+// limitFileSize limits the size of the files this process writes to max
+// bytes (a write past it fails with EFBIG, as on a full disk) until the
+// returned function, or the test's end, restores the limit. The limit is
+// the process's: nothing else in it may write files meanwhile.
+func limitFileSize(t *testing.T, max uint64) (restore func()) {
+	t.Helper()
+	var was syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &was); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: max, Max: was.Max}); err != nil {
+		t.Skip("cannot limit file sizes here:", err)
+	}
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &was); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(restore)
+	return restore
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -77,6 +78,9 @@ func (eng *boltEngine) commit(batch []entry) error {
 	err = tx.Commit()
 	if frozen != nil {
 		eng.headMu.Lock()
+		if err != nil {
+			eng.frozenTx = math.MaxInt // see writeCheckpoint
+		}
 		if err != nil {
 			eng.head = frozen.merge(eng.head) // it stays, for the next checkpoint
 		}

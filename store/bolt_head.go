@@ -267,8 +267,75 @@ func (eng *boltEngine) headPut(r meter.Reading, nowNs int64, out *headApply) err
 	if out != nil && s.watchers.count.Load() > 0 {
 		out.fresh = append(out.fresh, p.record(id))
 	}
-	s.stored.Inc()
 	return nil
+}
+
+// headUndo is what putting a group of readings in the head changed, to
+// undo when they cannot be stored (see frameFailed).
+type headUndo struct {
+	n            int
+	nextLSN, seq uint64
+	meters       map[string]undoMeter
+}
+
+// undoMeter is a meter as it was before the group.
+type undoMeter struct {
+	st                         meterState
+	hadState, hadInfo, hadHead bool
+	dirty, hadNewInfo          bool
+	pts                        int
+	lsn                        uint64
+}
+
+// note records meter id as it is, the first time the group touches it; the
+// caller holds metersMu and headMu.
+func (u *headUndo) note(eng *boltEngine, id string) {
+	if _, ok := u.meters[id]; ok {
+		return
+	}
+	if u.meters == nil {
+		u.meters = map[string]undoMeter{}
+	}
+	m := undoMeter{dirty: eng.head.dirty[id]}
+	m.st, m.hadState = eng.s.meters[id]
+	_, m.hadInfo = eng.s.info[id]
+	_, m.hadNewInfo = eng.head.newInfo[id]
+	if mh := eng.head.meters[id]; mh != nil {
+		m.hadHead, m.pts, m.lsn = true, len(mh.pts), mh.lsn
+	}
+	u.meters[id] = m
+}
+
+// apply puts back what the group changed (but a meter's usual interval,
+// a sample of which the group may have added); the caller holds metersMu
+// and headMu. A meter's readings are cut back with their capacity: a
+// reader's copy of them stays as it was.
+func (u *headUndo) apply(eng *boltEngine) {
+	s, h := eng.s, eng.head
+	for id, m := range u.meters {
+		if m.hadState {
+			s.meters[id] = m.st
+		} else {
+			delete(s.meters, id)
+		}
+		if !m.hadInfo {
+			delete(s.info, id)
+		}
+		if !m.hadNewInfo {
+			delete(h.newInfo, id)
+		}
+		if !m.dirty {
+			delete(h.dirty, id)
+		}
+		if mh := h.meters[id]; mh != nil {
+			if m.hadHead {
+				mh.pts, mh.lsn = slices.Clip(mh.pts[:m.pts]), m.lsn
+			} else {
+				delete(h.meters, id)
+			}
+		}
+	}
+	h.n, eng.nextLSN, eng.seq = u.n, u.nextLSN, u.seq
 }
 
 // checkpointInto writes head h into tx: its readings, the rollups and

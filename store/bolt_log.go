@@ -5,13 +5,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/vatio-energy/vatio/meter"
 )
@@ -59,8 +62,9 @@ type logWriter struct {
 	// not checkpointed again for a second.
 	cpFailedAt time.Time
 	cpErr      error
-	// warnedAt is when a failed log write was last logged.
-	warnedAt time.Time
+	// warnedAt is when a failed log write was last logged; refusedAt,
+	// readings refused for it.
+	warnedAt, refusedAt time.Time
 	// logErr is set when the log failed and no checkpoint has covered
 	// the head since: readings are refused meanwhile.
 	logErr error
@@ -123,7 +127,6 @@ func (eng *boltEngine) openLog(dir string) error {
 		return err
 	}
 	eng.epoch, eng.nextLSN = epoch, after+1
-	replayed := 0
 	next, damage, err := replayLog(walDir, epoch, after, func(f walFrame) error {
 		// Runs of records the database does not hold yet, each at its
 		// own LSNs: a late reading took the others in (see lateMeters).
@@ -140,15 +143,14 @@ func (eng *boltEngine) openLog(dir string) error {
 			}
 			batch = append(batch, entry{r: r})
 		}
-		replayed += len(f.readings)
 		return eng.replayRun(first, f.nowNs, batch)
 	})
 	if err != nil {
 		return fmt.Errorf("store: replay the log in %s: %w", walDir, err)
 	}
 	eng.nextLSN = max(eng.nextLSN, next)
-	if replayed > 0 {
-		s.log.Info("log replayed", slog.Int("readings", replayed))
+	if eng.replayed > 0 {
+		s.log.Info("log replayed", slog.Int("readings", eng.replayed))
 	}
 	for _, d := range damage {
 		kept := keepDamaged(dir, d)
@@ -174,7 +176,6 @@ func (eng *boltEngine) openLog(dir string) error {
 	// log again and, failing, goes into the database at once (see
 	// logFailed), as readings did before the log existed.
 	if err := w.startSegment(eng.nextLSN); err != nil {
-		w.startErr, w.startFailed = err, time.Now()
 		s.log.Error("no room for the log; readings go into the database directly until there is", slog.String("dir", walDir), slog.Any("error", err))
 	}
 	eng.lw = &logWriter{wal: w, syncT: time.NewTimer(time.Hour), flushT: time.NewTicker(eng.flushInterval),
@@ -193,6 +194,7 @@ func (eng *boltEngine) replayRun(first uint64, nowNs int64, batch []entry) error
 		return nil
 	}
 	eng.nextLSN = first
+	eng.replayed += len(batch)
 	return eng.applyBatch(batch, nowNs, nil)
 }
 
@@ -207,13 +209,25 @@ func (eng *boltEngine) applyBatch(batch []entry, nowNs int64, lw *logWriter) err
 	switch {
 	case lw == nil:
 	case lw.logErr != nil:
-		refuse = fmt.Errorf("%w (the log failed: %w): reading not stored", ErrHeadFull, lw.logErr)
+		refuse = fmt.Errorf("%w (the log's sync failed, and a checkpoint since: %w)", ErrNotStored, lw.logErr)
 	case eng.head.bytes() >= eng.headMax && !lw.cpFailedAt.IsZero():
 		refuse = fmt.Errorf("%w (%w): reading not stored", ErrHeadFull, lw.cpErr)
+	}
+	if refuse != nil {
+		eng.refusing.Store(&refuse)
 	}
 	s.metersMu.Lock()
 	eng.headMu.Lock()
 	rest := len(batch)
+	// What the readings change, to undo if neither the log nor the
+	// database can take them (see logFailed); and where their callbacks
+	// start in lw.waiting.
+	undo := headUndo{n: eng.head.n, nextLSN: eng.nextLSN, seq: eng.seq}
+	from := 0
+	if lw != nil {
+		from = len(lw.waiting)
+	}
+	put := 0
 	for i := range batch {
 		e := &batch[i]
 		if e.barrier {
@@ -230,7 +244,13 @@ func (eng *boltEngine) applyBatch(batch []entry, nowNs int64, lw *logWriter) err
 		if refuse != nil {
 			e.rejected = refuse
 		} else {
+			if lw != nil {
+				undo.note(eng, e.r.Meter)
+			}
 			e.rejected = eng.headPut(e.r, nowNs, &out)
+			if e.rejected == nil {
+				put++
+			}
 			if lw != nil {
 				if len(lw.frame) == 0 {
 					lw.frameFirst, lw.frameNs = eng.nextLSN, nowNs
@@ -246,9 +266,10 @@ func (eng *boltEngine) applyBatch(batch []entry, nowNs int64, lw *logWriter) err
 	eng.headMu.Unlock()
 	s.metersMu.Unlock()
 	if lw != nil {
-		if err := eng.writeFrame(lw); err != nil {
-			return err
+		if !eng.writeFrame(lw, &undo, from) {
+			out.fresh, put = nil, 0 // undone: nobody sees them
 		}
+		s.stored.Add(float64(put)) // a replay's readings were counted when they came
 	}
 	if len(out.fresh) > 0 {
 		s.watchers.send(out.fresh)
@@ -262,15 +283,19 @@ func (eng *boltEngine) applyBatch(batch []entry, nowNs int64, lw *logWriter) err
 	if lw != nil {
 		eng.settle(lw, false)
 	}
+	// Late readings alone take their meters' part of the head along; the
+	// rest of it stays, in the log too (see lateMeters).
+	_, late := eng.lateMeters(tail)
 	err := eng.commit(tail)
 	switch {
 	case lw == nil: // replaying: the error is Open's
 		s.finished(tail, err)
 		return err
-	case err == nil:
+	case err == nil && !late: // the whole head was checkpointed first
 		lw.cpFailedAt, lw.cpErr, lw.logErr = time.Time{}, nil, nil
 		lw.wal.covered(keepFreeSegments)
-	case !eng.head.empty(): // its checkpoint failed
+	case err == nil:
+	case !late && !eng.head.empty(): // its checkpoint failed
 		lw.cpFailedAt, lw.cpErr = time.Now(), err
 	}
 	s.finished(tail, err)
@@ -278,19 +303,101 @@ func (eng *boltEngine) applyBatch(batch []entry, nowNs int64, lw *logWriter) err
 }
 
 // writeFrame writes lw's frame to the log and hands on the callbacks that
-// wait for no fdatasync.
-func (eng *boltEngine) writeFrame(lw *logWriter) error {
+// wait for no fdatasync. If the log cannot take it, nor a checkpoint the
+// head, it undoes the frame's readings with undo and fails the callbacks
+// from lw.waiting[from] on, and returns false.
+func (eng *boltEngine) writeFrame(lw *logWriter, undo *headUndo, from int) bool {
 	if len(lw.frame) > 0 {
 		err := lw.wal.append(lw.frameFirst, lw.frameNs, lw.frame)
 		clear(lw.frame)
 		lw.frame = lw.frame[:0]
 		if err != nil {
-			eng.logFailed(lw, err)
-			return nil
+			return eng.frameFailed(lw, err, undo, from)
 		}
+		eng.taking("the log takes readings again")
 	}
 	eng.release(lw, false)
-	return nil
+	return true
+}
+
+// taking clears the store's refusal, if any, saying why in the log.
+func (eng *boltEngine) taking(why string) {
+	if eng.refusing.Swap(nil) != nil {
+		eng.s.log.Info(why)
+	}
+}
+
+// health is why readings are being refused, nil when they are not; it
+// names the cause, not the files (/healthz answers anyone).
+func (eng *boltEngine) health() error {
+	p := eng.refusing.Load()
+	if p == nil {
+		return nil
+	}
+	cause := "see the log"
+	var pe *fs.PathError
+	switch err := *p; {
+	case errors.Is(err, bolterrors.ErrMaxSizeReached):
+		cause = "the database is at its maximum size"
+	case errors.Is(err, syscall.ENOSPC):
+		cause = syscall.ENOSPC.Error()
+	case errors.As(err, &pe):
+		cause = pe.Err.Error()
+	}
+	return fmt.Errorf("store: readings are refused: %s", cause)
+}
+
+// ErrNotStored refuses readings that neither the log nor the database
+// could take (a full disk); it wraps why.
+var ErrNotStored = errors.New("store: neither the log nor the database can take the reading")
+
+// frameFailed handles a frame the log could not take (no room for a new
+// segment, a write error). A checkpoint writes the head, the frame's
+// readings included, into the database instead; the log's segment is left
+// and a new one starts with the next frame. If the checkpoint fails too
+// (tried at most once a second), the frame's readings are undone, as if
+// never received (nobody saw them: the watchers get them only now), their
+// callbacks fail, so their senders resend, and the log carries on at the
+// frame's LSN, with no hole. The frames before it are synced.
+func (eng *boltEngine) frameFailed(lw *logWriter, err error, undo *headUndo, from int) bool {
+	s := eng.s
+	synced := lw.wal.sync() == nil
+	lw.wal.abandon()
+	if lw.cpErr == nil || time.Since(lw.cpFailedAt) > time.Second {
+		if eng.checkpointHead(lw) == nil {
+			if time.Since(lw.warnedAt) > time.Minute { // on a full disk, every group comes here
+				lw.warnedAt = time.Now()
+				s.log.Warn("log write failed; the readings were checkpointed into the database instead", slog.Any("error", err))
+			}
+			eng.release(lw, true)
+			return true
+		}
+	}
+	s.metersMu.Lock()
+	eng.headMu.Lock()
+	undo.apply(eng)
+	eng.headMu.Unlock()
+	s.metersMu.Unlock()
+	s.commitErrors.Inc()
+	if time.Since(lw.refusedAt) > time.Minute {
+		lw.refusedAt = time.Now()
+		s.log.Error("neither the log nor the database can take readings; they are refused until one can", slog.Any("error", err))
+	}
+	cause := fmt.Errorf("%w: %w", ErrNotStored, err)
+	eng.refusing.Store(&cause)
+	failed := slices.Clone(lw.waiting[from:])
+	lw.waiting = lw.waiting[:from]
+	if synced {
+		eng.release(lw, true)
+	} else {
+		eng.fail(lw, err)
+	}
+	out := make([]entry, len(failed))
+	for i, p := range failed {
+		out[i] = p.e
+	}
+	s.acks <- committed{out, cause}
+	return false
 }
 
 // release hands the callbacks that are due to the acknowledgement
@@ -400,9 +507,13 @@ func (eng *boltEngine) checkpointHead(lw *logWriter) error {
 		s.log.Error("checkpoint failed; the head stays in memory and in the log", slog.Any("error", err))
 		return err
 	}
+	if lw.cpErr != nil {
+		s.log.Info("checkpoint succeeded after failing", slog.Any("failed_with", lw.cpErr))
+	}
 	lw.cpFailedAt, lw.cpErr, lw.logErr = time.Time{}, nil, nil
 	lw.wal.covered(keepFreeSegments)
 	eng.checkpointSeconds.Observe(time.Since(start).Seconds())
+	eng.taking("readings are taken again")
 	return nil
 }
 

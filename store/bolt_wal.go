@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vatio-energy/vatio/meter"
@@ -65,6 +66,11 @@ const (
 )
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
+
+// segmentBytes is the size of the segments a store's log writes: crash
+// tests, in a child process, make it small so that a few thousand readings
+// fill several.
+var segmentBytes int64 = walSegmentSize
 
 // walName is a meter and its source, one entry of a segment's meters.
 type walName struct{ meter, source string }
@@ -496,8 +502,16 @@ func (w *walWriter) abandon() {
 }
 
 // startSegment makes a segment whose first record is at LSN first the
-// current one, reusing a free file or writing a new one full of zeros.
-func (w *walWriter) startSegment(first uint64) error {
+// current one, reusing a free file or writing a new one full of zeros. A
+// failure is remembered: append tries again after segmentRetry.
+func (w *walWriter) startSegment(first uint64) (err error) {
+	defer func() {
+		if err != nil {
+			w.startErr, w.startFailed = err, time.Now()
+		} else {
+			w.startErr = nil
+		}
+	}()
 	if w.f != nil {
 		if w.unsynced {
 			if err := fdatasync(w.f); err != nil {
@@ -529,6 +543,11 @@ func (w *walWriter) startSegment(first uint64) error {
 		}
 	}
 	if f == nil {
+		// Not written until the disk is full to learn that it would be:
+		// everything else on it would fail meanwhile.
+		if free, ok := freeBytes(w.dir); ok && free < w.segSize {
+			return fmt.Errorf("store: log: a new segment needs %d bytes, the disk has %d free: %w", w.segSize, free, syscall.ENOSPC)
+		}
 		var err error
 		if f, err = createZeroed(seg.path, w.segSize); err != nil {
 			return fmt.Errorf("store: log: %w", err)
@@ -589,10 +608,8 @@ func (w *walWriter) append(first uint64, nowNs int64, rs []meter.Reading) error 
 			return w.startErr
 		}
 		if err := w.startSegment(first); err != nil {
-			w.startErr, w.startFailed = err, time.Now()
 			return err
 		}
-		w.startErr = nil
 	}
 	known := len(w.names)
 	w.buf = appendFrame(w.buf[:0], w.epoch, first, nowNs, rs, &w.names, w.index)

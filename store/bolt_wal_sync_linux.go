@@ -16,3 +16,13 @@ func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
 // or written in large pieces would cost 2 MiB a sync. Dropped, the pages
 // come back one small folio a write.
 func dropCache(f *os.File) { _ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED) }
+
+// freeBytes returns the bytes an unprivileged process may still write on
+// the filesystem of dir, false if unknown.
+func freeBytes(dir string) (int64, bool) {
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) != nil {
+		return 0, false
+	}
+	return int64(st.Bavail) * int64(st.Bsize), true
+}

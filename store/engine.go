@@ -73,6 +73,9 @@ type engine interface {
 	// engine's own metrics; close closes the database once the writer has
 	// stopped.
 	size() int64
+	// health is why readings are being refused (a full disk), nil when
+	// they are not.
+	health() error
 	collect(ch chan<- prometheus.Metric)
 	close() error
 }

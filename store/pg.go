@@ -134,6 +134,10 @@ func (pg *pgEngine) size() int64 {
 // shared is true: several instances may open the same database.
 func (pg *pgEngine) shared() bool { return true }
 
+// health is nil: a commit PostgreSQL refuses fails its own readings, and
+// the next is tried anew.
+func (pg *pgEngine) health() error { return nil }
+
 // ErrPostgresBackup is returned by the backups of a PostgreSQL store: its
 // database is backed up by PostgreSQL's own tools (pg_dump, base backups
 // with WAL archiving), which a database team already runs.

@@ -241,7 +241,7 @@ func newStore(path string, opts Options) *Store {
 		stopBackups: func() {},
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vatio_store_commit_seconds",
-			Help:    "Time to write and fsync one group of readings.",
+			Help:    "Time to write and sync one transaction: on bbolt an import, a job, a late reading (older than its meter's newest) or a checkpoint a backup or edit runs first; on PostgreSQL a group of readings.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -327,6 +327,10 @@ func (s *Store) ArchiveDir() string { return s.archiveDir }
 
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }
+
+// Health returns why readings are being refused (the disk is full, the
+// database cannot take a checkpoint), nil when they are taken.
+func (s *Store) Health() error { return s.eng.health() }
 
 // Size returns the database file's size in bytes.
 func (s *Store) Size() int64 { return s.eng.size() }
