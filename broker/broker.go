@@ -299,7 +299,7 @@ var (
 	connRefusedDesc = prometheus.NewDesc("vatio_mqtt_connections_refused_total",
 		"MQTT connections refused, by reason: credentials, busy (too many password checks at once), will (a last will on a topic the client may not publish on), client_id_in_use (held by another user name), per_device_cap (mqtt.max_connections_per_device).", []string{"reason"}, nil)
 	pubRefusedDesc = prometheus.NewDesc("vatio_mqtt_publishes_refused_total",
-		"MQTT publishes refused, by reason: retained_too_large (mqtt.max_retained_message_bytes), retained_full (mqtt.max_retained_bytes), sys_topic (a client publishing on $SYS).", []string{"reason"}, nil)
+		"MQTT publishes refused, by reason: retained_too_large (mqtt.max_retained_message_bytes), retained_full (mqtt.max_retained_bytes), sys_topic (a client publishing on $SYS), not_allowed (a publish or subscription outside its user name's topics).", []string{"reason"}, nil)
 	retainedDesc = prometheus.NewDesc("vatio_mqtt_retained_bytes", "Bytes of retained messages held by the broker (topics, payloads and properties).", nil, nil)
 )
 
@@ -452,9 +452,10 @@ func (c deadlineConn) Write(p []byte) (int, error) {
 }
 
 // WriteWithin writes p, waiting at most wait (and the write timeout) for
-// the socket to take it. A write that timed out having written nothing
-// leaves the connection as it was, for the caller to try again; one cut
-// short closes it, as Write does.
+// the socket to take it. A write that timed out leaves the connection as
+// it was: having written nothing, for the caller to try again; cut short,
+// mid-packet, for the caller to write the rest (with Write) before anyone
+// else writes to it.
 func (c deadlineConn) WriteWithin(p []byte, wait time.Duration) (int, error) {
 	if c.timeout > 0 {
 		wait = min(wait, c.timeout)
@@ -463,9 +464,6 @@ func (c deadlineConn) WriteWithin(p []byte, wait time.Duration) (int, error) {
 		return 0, err
 	}
 	n, err := c.Conn.Write(p)
-	if errors.Is(err, os.ErrDeadlineExceeded) && n > 0 {
-		c.Conn.Close()
-	}
 	if c.timeout <= 0 {
 		_ = c.Conn.SetWriteDeadline(time.Time{})
 	}

@@ -71,10 +71,11 @@ type acker struct {
 type deferredAcks struct {
 	buf []byte
 	// lastWrite is when its acknowledgements were last written (or it
-	// deferred first); failingSince when its writes started to fail (zero:
-	// they do not).
-	lastWrite, failingSince time.Time
-	flushing                bool // a flush has taken buf
+	// deferred first); failingSince when its socket started to refuse
+	// them, busySince when mochi started to hold its lock throughout
+	// (zero: neither).
+	lastWrite, failingSince, busySince time.Time
+	flushing                           bool // a flush has taken buf
 }
 
 const (
@@ -152,7 +153,7 @@ func (a *acker) write(cl *mqtt.Client, b []byte) {
 		return
 	}
 	a.mu.Unlock()
-	failed := time.Time{}
+	var failed, busy time.Time
 	if cl.Net.Conn != nil {
 		if w, ok := shortWrite(cl.Net.Conn); ok {
 			switch a.tryWrite(cl, b, w) {
@@ -160,6 +161,8 @@ func (a *acker) write(cl *mqtt.Client, b []byte) {
 				return
 			case writeFull:
 				failed = time.Now()
+			case writeBusy:
+				busy = time.Now()
 			}
 		}
 	}
@@ -169,7 +172,7 @@ func (a *acker) write(cl *mqtt.Client, b []byte) {
 		d.buf = append(d.buf, b...)
 		return
 	}
-	a.pending[cl] = &deferredAcks{buf: append([]byte(nil), b...), lastWrite: time.Now(), failingSince: failed}
+	a.pending[cl] = &deferredAcks{buf: append([]byte(nil), b...), lastWrite: time.Now(), failingSince: failed, busySince: busy}
 	a.armRetry()
 }
 
@@ -213,13 +216,32 @@ func (a *acker) tryWrite(cl *mqtt.Client, b []byte, w func([]byte, time.Duration
 		return writeBusy // mochi is writing to it: never wait behind that
 	}
 	n, err := w(b, ackWriteWait)
-	cl.Unlock()
 	switch {
 	case err == nil:
+		cl.Unlock()
 		return writeDone
 	case n == 0 && isTimeout(err):
+		cl.Unlock()
 		return writeFull // nothing written: try later
+	case n > 0 && isTimeout(err):
+		// Cut short mid-packet: the rest must go before anything else,
+		// so the lock stays held until it has, on a goroutine of its own
+		// (a client that does not take it within ackStuckAfter is
+		// dropped).
+		rest := bytes.Clone(b[n:])
+		go func() {
+			conn := cl.Net.Conn
+			_ = conn.SetWriteDeadline(time.Now().Add(ackStuckAfter))
+			_, err := conn.Write(rest)
+			_ = conn.SetWriteDeadline(time.Time{})
+			cl.Unlock()
+			if err != nil {
+				a.dropClient(cl, err)
+			}
+		}()
+		return writeDone
 	}
+	cl.Unlock()
 	a.dropClient(cl, err)
 	return writeDone
 }
@@ -321,16 +343,22 @@ func (a *acker) flushed(cl *mqtt.Client, d *deferredAcks, buf []byte, res writeR
 	now := time.Now()
 	switch res {
 	case writeDone:
-		d.lastWrite, d.failingSince = now, time.Time{}
+		d.lastWrite, d.failingSince, d.busySince = now, time.Time{}, time.Time{}
 	case writeBusy:
 		d.buf = append(buf, d.buf...)
+		if d.busySince.IsZero() {
+			d.busySince = now
+		}
 	case writeFull:
 		d.buf = append(buf, d.buf...)
 		if d.failingSince.IsZero() {
 			d.failingSince = now
 		}
 	}
-	stuck := !d.failingSince.IsZero() && now.Sub(d.failingSince) > ackStuckAfter
+	// A lock mochi holds longer than this is a write of its own that a
+	// client does not read (mqtt.write_timeout ends it, unless it is 0).
+	stuck := !d.failingSince.IsZero() && now.Sub(d.failingSince) > ackStuckAfter ||
+		!d.busySince.IsZero() && now.Sub(d.busySince) > ackStuckAfter
 	if stuck || len(d.buf) > ackMaxPending {
 		delete(a.pending, cl)
 		a.log.Warn("acknowledgements not read; disconnecting client", slog.String("client", cl.ID),
