@@ -340,7 +340,7 @@ func (s *Store) Describe(ch chan<- *prometheus.Desc) {
 	prometheus.DescribeByCollect(s, ch)
 }
 
-var dbSizeDesc = prometheus.NewDesc("vatio_db_size_bytes", "Size of the database file.", nil, nil)
+var dbSizeDesc = prometheus.NewDesc("vatio_db_size_bytes", "Size of the database in use: on bbolt its pages up to the last one written (the file is grown ahead of it).", nil, nil)
 
 // Collect implements prometheus.Collector.
 func (s *Store) Collect(ch chan<- prometheus.Metric) {
