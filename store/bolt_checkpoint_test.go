@@ -24,28 +24,8 @@ import (
 // With the checkpoint on the writer, the acknowledgement waits for it.
 func TestCheckpointRunsBesideTheWriter(t *testing.T) {
 	boltOnly(t)
-	entered, release := make(chan struct{}), make(chan struct{})
-	var armed atomic.Bool // from the first checkpoint after Open's own
-	crashHook = func(at string) {
-		if at == "checkpoint-tx" && armed.CompareAndSwap(true, false) {
-			close(entered)
-			<-release
-		}
-	}
-	t.Cleanup(func() { crashHook = nil })
-	dir := t.TempDir()
-	s, err := testOpen(t, dir, Options{HeadMaxBytes: 64 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	held := true
-	t.Cleanup(func() {
-		if held {
-			close(release)
-		}
-		s.Close()
-	})
-	armed.Store(true)
+	s, dir, hold := openHeld(t, "checkpoint-tx", Options{HeadMaxBytes: 64 << 10})
+	hold.arm()
 	const n = 1500 // past one head's bound (about 1,000 readings), not two
 	for i := range n {
 		if err := s.Append(reading("a", i, float64(i%50)), nil); err != nil {
@@ -60,7 +40,7 @@ func TestCheckpointRunsBesideTheWriter(t *testing.T) {
 			t.Fatalf("still waiting for %s after 20 s", what)
 		}
 	}
-	wait("the checkpoint of the full head to start", entered)
+	wait("the checkpoint of the full head to start", hold.entered)
 
 	acked := make(chan struct{})
 	if err := s.Append(reading("a", n, 7), func(err error) {
@@ -79,8 +59,7 @@ func TestCheckpointRunsBesideTheWriter(t *testing.T) {
 		t.Errorf("during the checkpoint, Meter = %d readings, %v; want %d", m.Readings, err, n+1)
 	}
 
-	close(release)
-	held = false
+	hold.release()
 	if err := s.Checkpoint(); err != nil {
 		t.Fatal(err)
 	}
@@ -396,4 +375,48 @@ func limitFileSize(t *testing.T, max uint64) (restore func()) {
 	}
 	t.Cleanup(restore)
 	return restore
+}
+
+// held is a transaction of the writer held at a point of crashHook.
+type held struct {
+	armed             atomic.Bool
+	entered, released chan struct{}
+	once              sync.Once
+}
+
+// holdAt makes the first transaction of the writer to reach point (see
+// crashHook) once arm is called wait there: entered is closed once it
+// does, and release lets it go on. Set before the store opens (the hook is
+// read by the writer); release before closing the store.
+func holdAt(t *testing.T, point string) *held {
+	h := &held{entered: make(chan struct{}), released: make(chan struct{})}
+	crashHook = func(at string) {
+		if at == point && h.armed.CompareAndSwap(true, false) {
+			close(h.entered)
+			<-h.released
+		}
+	}
+	t.Cleanup(func() { crashHook = nil })
+	return h
+}
+
+func (h *held) arm()     { h.armed.Store(true) }
+func (h *held) release() { h.once.Do(func() { close(h.released) }) }
+
+// openHeld opens a store in a new directory with a transaction of its
+// writer to be held at point (see holdAt), released and closed at the
+// test's end.
+func openHeld(t *testing.T, point string, opts Options) (*Store, string, *held) {
+	t.Helper()
+	hold := holdAt(t, point)
+	dir := t.TempDir()
+	s, err := testOpen(t, dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		hold.release()
+		s.Close()
+	})
+	return s, dir, hold
 }

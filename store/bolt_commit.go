@@ -52,8 +52,12 @@ func (eng *boltEngine) commit(batch []entry) error {
 		tx.Rollback()
 		return err
 	}
-	if crashHook != nil && len(batch) == 0 {
-		crashHook("checkpoint-tx")
+	if crashHook != nil {
+		if len(batch) == 0 {
+			crashHook("checkpoint-tx")
+		} else {
+			crashHook("commit-tx")
+		}
 	}
 	// Readers see bbolt and the head as of one instant (see view): what
 	// of the head the transaction holds is frozen while the commit lands,

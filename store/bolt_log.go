@@ -65,6 +65,10 @@ type logWriter struct {
 	// warnedAt is when a failed log write was last logged; refusedAt,
 	// readings refused for it.
 	warnedAt, refusedAt time.Time
+	// directErr is why the last group the log could not take could not
+	// be stored directly either, at directFailedAt (see frameFailed).
+	directErr      error
+	directFailedAt time.Time
 	// logErr is set when the log failed and no checkpoint has covered
 	// the head since: readings are refused meanwhile.
 	logErr error
@@ -266,8 +270,8 @@ func (eng *boltEngine) applyBatch(batch []entry, nowNs int64, lw *logWriter) err
 	eng.headMu.Unlock()
 	s.metersMu.Unlock()
 	if lw != nil {
-		if !eng.writeFrame(lw, &undo, from) {
-			out.fresh, put = nil, 0 // undone: nobody sees them
+		if !eng.writeFrame(lw, &undo, from, batch[:rest]) {
+			out.fresh, put = nil, 0 // undone, and stored otherwise or refused
 		}
 		s.stored.Add(float64(put)) // a replay's readings were counted when they came
 	}
@@ -303,16 +307,16 @@ func (eng *boltEngine) applyBatch(batch []entry, nowNs int64, lw *logWriter) err
 }
 
 // writeFrame writes lw's frame to the log and hands on the callbacks that
-// wait for no fdatasync. If the log cannot take it, nor a checkpoint the
-// head, it undoes the frame's readings with undo and fails the callbacks
-// from lw.waiting[from] on, and returns false.
-func (eng *boltEngine) writeFrame(lw *logWriter, undo *headUndo, from int) bool {
+// wait for no fdatasync. If the log cannot take it, it undoes the frame's
+// readings, those of group, whose callbacks wait from lw.waiting[from] on,
+// with undo, has them stored otherwise (see frameFailed), and returns false.
+func (eng *boltEngine) writeFrame(lw *logWriter, undo *headUndo, from int, group []entry) bool {
 	if len(lw.frame) > 0 {
 		err := lw.wal.append(lw.frameFirst, lw.frameNs, lw.frame)
 		clear(lw.frame)
 		lw.frame = lw.frame[:0]
 		if err != nil {
-			return eng.frameFailed(lw, err, undo, from)
+			return eng.frameFailed(lw, err, undo, from, group)
 		}
 		eng.taking("the log takes readings again")
 	}
@@ -352,52 +356,87 @@ func (eng *boltEngine) health() error {
 var ErrNotStored = errors.New("store: neither the log nor the database can take the reading")
 
 // frameFailed handles a frame the log could not take (no room for a new
-// segment, a write error). A checkpoint writes the head, the frame's
-// readings included, into the database instead; the log's segment is left
-// and a new one starts with the next frame. If the checkpoint fails too
-// (tried at most once a second), the frame's readings are undone, as if
-// never received (nobody saw them: the watchers get them only now), their
-// callbacks fail, so their senders resend, and the log carries on at the
-// frame's LSN, with no hole. The frames before it are synced.
-func (eng *boltEngine) frameFailed(lw *logWriter, err error, undo *headUndo, from int) bool {
+// segment, a write error): its group of readings, group, is undone from
+// the head at once, as if never received (nobody saw them: the watchers
+// get them only once stored), and stored instead in a transaction of its
+// own, as before the log existed, with their meters' part of the head (see
+// lateMeters); the log's segment is left and a new one starts with the
+// next frame, at the group's LSN, with no hole. If that transaction fails
+// too (tried at most once a second), the group's callbacks fail with
+// ErrNotStored, so their senders resend. The frames before the group are
+// synced first; their callbacks go first.
+func (eng *boltEngine) frameFailed(lw *logWriter, err error, undo *headUndo, from int, group []entry) bool {
 	s := eng.s
-	synced := lw.wal.sync() == nil
-	lw.wal.abandon()
-	if lw.cpErr == nil || time.Since(lw.cpFailedAt) > time.Second {
-		if eng.checkpointHead(lw) == nil {
-			if time.Since(lw.warnedAt) > time.Minute { // on a full disk, every group comes here
-				lw.warnedAt = time.Now()
-				s.log.Warn("log write failed; the readings were checkpointed into the database instead", slog.Any("error", err))
-			}
-			eng.release(lw, true)
-			return true
-		}
-	}
 	s.metersMu.Lock()
 	eng.headMu.Lock()
 	undo.apply(eng)
 	eng.headMu.Unlock()
 	s.metersMu.Unlock()
+	lw.waiting = lw.waiting[:from] // their callbacks go with the group's commit
+	if serr := lw.wal.sync(); serr != nil {
+		eng.logFailed(lw, serr)
+	} else {
+		eng.release(lw, true)
+	}
+	lw.wal.abandon()
+	for i := range group {
+		group[i].rejected = nil // the commit judges them again, from the same states
+	}
+	cerr := lw.directErr
+	if cerr == nil || time.Since(lw.directFailedAt) > time.Second {
+		cerr = eng.commit(group)
+	}
+	if cerr == nil {
+		if time.Since(lw.warnedAt) > time.Minute { // on a full disk, every group comes here
+			lw.warnedAt = time.Now()
+			s.log.Warn("log write failed; the readings went into the database directly", slog.Any("error", err))
+		}
+		lw.directErr = nil
+		eng.taking("readings are taken again")
+		s.finished(group, nil)
+		return false
+	}
+	if lw.directErr == nil || time.Since(lw.directFailedAt) > time.Second {
+		lw.directErr, lw.directFailedAt = cerr, time.Now()
+	}
 	s.commitErrors.Inc()
 	if time.Since(lw.refusedAt) > time.Minute {
 		lw.refusedAt = time.Now()
-		s.log.Error("neither the log nor the database can take readings; they are refused until one can", slog.Any("error", err))
+		s.log.Error("neither the log nor the database can take readings; they are refused until one can",
+			slog.Any("log_error", err), slog.Any("database_error", cerr))
 	}
-	cause := fmt.Errorf("%w: %w", ErrNotStored, err)
+	cause := fmt.Errorf("%w: %w", ErrNotStored, cerr)
 	eng.refusing.Store(&cause)
-	failed := slices.Clone(lw.waiting[from:])
-	lw.waiting = lw.waiting[:from]
-	if synced {
-		eng.release(lw, true)
-	} else {
-		eng.fail(lw, err)
+	for i := range group {
+		if group[i].done != nil {
+			s.acks <- committed{group, cause}
+			break
+		}
 	}
-	out := make([]entry, len(failed))
-	for i, p := range failed {
-		out[i] = p.e
-	}
-	s.acks <- committed{out, cause}
 	return false
+}
+
+// probe checks, while readings are refused and none comes to try, whether
+// the log and the database take writes again, and if so clears the
+// refusal: a health check must not stay failed until a reading arrives.
+func (eng *boltEngine) probe(lw *logWriter) {
+	if eng.refusing.Load() == nil || !eng.head.empty() {
+		return
+	}
+	w := lw.wal
+	if w.f == nil && (w.startErr == nil || time.Since(w.startFailed) > segmentRetry) {
+		if w.startSegment(eng.nextLSN) != nil {
+			return
+		}
+	}
+	if w.f == nil {
+		return
+	}
+	err := eng.db.Update(func(tx *bolt.Tx) error { return putMeta(tx, keyEpoch, getMeta(tx, keyEpoch)) })
+	if err == nil {
+		lw.cpErr, lw.cpFailedAt, lw.directErr = nil, time.Time{}, nil
+		eng.taking("readings are taken again")
+	}
 }
 
 // release hands the callbacks that are due to the acknowledgement
@@ -483,10 +522,11 @@ func (eng *boltEngine) settle(lw *logWriter, checkpoint bool) {
 	eng.release(lw, true)
 }
 
-// crashHook, when set (by crash tests alone), is called at the named
-// instants of a checkpoint: "checkpoint-tx", its transaction written and
-// not committed, and "checkpoint-done", committed with the log not yet
-// freed.
+// crashHook, when set (by tests alone), is called at the named instants
+// of a checkpoint: "checkpoint-tx", its transaction written and not
+// committed, and "checkpoint-done", committed with the log not yet freed;
+// and at "commit-tx", any other transaction of the writer written and not
+// committed.
 var crashHook func(at string)
 
 // checkpointHead writes the head into bbolt and frees the log it covers.
@@ -550,6 +590,7 @@ func (eng *boltEngine) next() (entry, bool) {
 			case lw.wal.unsynced:
 				eng.settle(lw, false)
 			}
+			eng.probe(lw)
 			eng.gauges()
 		case err := <-eng.cpDone():
 			eng.finishCheckpoint(err)

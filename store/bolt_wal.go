@@ -597,8 +597,10 @@ func createZeroed(path string, size int64) (*os.File, error) {
 }
 
 // append writes rs, taken at nowNs, the first at LSN first and the others
-// after it, as one or more frames. The frames are in the page cache, safe
-// from the process's end; sync makes them safe from the machine's.
+// after it, as one or more frames, all in one segment, with one write: a
+// group the log could not take leaves no frame of it behind (see
+// frameFailed, which reuses its LSNs). The frames are in the page cache,
+// safe from the process's end; sync makes them safe from the machine's.
 func (w *walWriter) append(first uint64, nowNs int64, rs []meter.Reading) error {
 	if len(rs) == 0 {
 		return nil
@@ -612,30 +614,44 @@ func (w *walWriter) append(first uint64, nowNs int64, rs []meter.Reading) error 
 		}
 	}
 	known := len(w.names)
-	w.buf = appendFrame(w.buf[:0], w.epoch, first, nowNs, rs, &w.names, w.index)
-	if int64(len(w.buf)) > w.segSize/4 && len(rs) > 1 {
-		w.forget(known)
-		half := len(rs) / 2
-		if err := w.append(first, nowNs, rs[:half]); err != nil {
-			return err
-		}
-		return w.append(first+uint64(half), nowNs, rs[half:])
-	}
-	if w.off+int64(len(w.buf))+frameHeader > w.segSize {
+	w.buf = w.encode(w.buf[:0], first, nowNs, rs)
+	if w.off > 0 && w.off+int64(len(w.buf))+frameHeader > w.segSize {
 		// The next segment starts its own meter entries: encode again.
 		w.forget(known)
 		if err := w.startSegment(first); err != nil {
 			return err
 		}
-		w.buf = appendFrame(w.buf[:0], w.epoch, first, nowNs, rs, &w.names, w.index)
+		w.buf = w.encode(w.buf[:0], first, nowNs, rs)
 	}
+	// A group larger than a segment (10,000 new meters with long names)
+	// makes its segment longer: replay reads a segment to its end.
 	if _, err := w.f.WriteAt(w.buf, w.off); err != nil {
+		// No valid frame of the group may stay: zeros end the log there,
+		// and the next segment takes its LSNs. WriteAt does not count
+		// what a write cut short by its error wrote: all of it goes. (A
+		// disk that fails this write too may leave frames that replay
+		// reads instead of the next segment's, until a checkpoint.)
+		_, _ = w.f.WriteAt(make([]byte, len(w.buf)), w.off)
 		w.forget(known)
 		return fmt.Errorf("store: log: %w", err)
 	}
 	w.off += int64(len(w.buf))
 	w.unsynced = true
 	return nil
+}
+
+// encode appends rs, the first at LSN first, as frames onto b, a frame
+// split in halves while it is larger than a quarter of a segment.
+func (w *walWriter) encode(b []byte, first uint64, nowNs int64, rs []meter.Reading) []byte {
+	known, start := len(w.names), len(b)
+	b = appendFrame(b, w.epoch, first, nowNs, rs, &w.names, w.index)
+	if int64(len(b)-start) <= w.segSize/4 || len(rs) == 1 {
+		return b
+	}
+	w.forget(known)
+	half := len(rs) / 2
+	b = w.encode(b[:start], first, nowNs, rs[:half])
+	return w.encode(b, first+uint64(half), nowNs, rs[half:])
 }
 
 // pendingBytes is how much of the log waits for fdatasync.
