@@ -78,6 +78,8 @@ type boltEngine struct {
 	// log nor the database can take them, or the head is full and cannot
 	// be checkpointed (see health).
 	refusing atomic.Pointer[error]
+	// undoMeters is the writer's map of headUndo, reused batch after batch.
+	undoMeters map[string]undoMeter
 	// replayed counts the readings the start-up's replay put in the head.
 	replayed int
 	// cp is the checkpoint running beside the writer, if any (see
@@ -158,6 +160,7 @@ func newBoltEngine(s *Store, db *bolt.DB, opts Options) *boltEngine {
 		s:                  s,
 		db:                 db,
 		head:               newHead(),
+		undoMeters:         map[string]undoMeter{},
 		segSize:            segmentBytes,
 		headMax:            opts.HeadMaxBytes,
 		syncDelay:          opts.SyncDelay,

@@ -293,9 +293,6 @@ func (u *headUndo) note(eng *boltEngine, id string) {
 	if _, ok := u.meters[id]; ok {
 		return
 	}
-	if u.meters == nil {
-		u.meters = map[string]undoMeter{}
-	}
 	m := undoMeter{dirty: eng.head.dirty[id]}
 	m.st, m.hadState = eng.s.meters[id]
 	_, m.hadInfo = eng.s.info[id]

@@ -178,7 +178,7 @@ func (eng *boltEngine) openLog(dir string) error {
 	// reading waits for them. Without room for it (a full disk), the
 	// store opens all the same: each group of readings then tries the
 	// log again and, failing, goes into the database at once (see
-	// logFailed), as readings did before the log existed.
+	// frameFailed), as readings did before the log existed.
 	if err := w.startSegment(eng.nextLSN); err != nil {
 		s.log.Error("no room for the log; readings go into the database directly until there is", slog.String("dir", walDir), slog.Any("error", err))
 	}
@@ -223,10 +223,11 @@ func (eng *boltEngine) applyBatch(batch []entry, nowNs int64, lw *logWriter) err
 	s.metersMu.Lock()
 	eng.headMu.Lock()
 	rest := len(batch)
-	// What the readings change, to undo if neither the log nor the
-	// database can take them (see logFailed); and where their callbacks
-	// start in lw.waiting.
-	undo := headUndo{n: eng.head.n, nextLSN: eng.nextLSN, seq: eng.seq}
+	// What the readings change, to undo if the log cannot take them (see
+	// frameFailed); and where their callbacks start in lw.waiting. The
+	// undo's map is the engine's, cleared: this is every batch's path.
+	clear(eng.undoMeters)
+	undo := headUndo{n: eng.head.n, nextLSN: eng.nextLSN, seq: eng.seq, meters: eng.undoMeters}
 	from := 0
 	if lw != nil {
 		from = len(lw.waiting)
@@ -326,7 +327,7 @@ func (eng *boltEngine) writeFrame(lw *logWriter, undo *headUndo, from int, group
 
 // taking clears the store's refusal, if any, saying why in the log.
 func (eng *boltEngine) taking(why string) {
-	if eng.refusing.Swap(nil) != nil {
+	if eng.refusing.Load() != nil && eng.refusing.Swap(nil) != nil { // a load alone on every frame
 		eng.s.log.Info(why)
 	}
 }
