@@ -3,10 +3,15 @@ package store
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/vatio-energy/vatio/internal/pgtest"
+	"github.com/vatio-energy/vatio/meter"
 )
 
 // leftovers lists the tables that still hold rows of meter id.
@@ -59,3 +64,59 @@ func (pg *pgEngine) archive(t testing.TB, meterID string, month time.Time) []byt
 
 // retireInParts does nothing: a month is archived in one transaction.
 func (pg *pgEngine) retireInParts(int) {}
+
+// TestPostgresTwoWritersStampOnReceipt runs two stores on one database, as
+// two instances, each storing a burst of readings of one meter stamped on
+// receipt: bursts faster than one a millisecond push the meter's newest
+// ahead of the clock, so one writer's readings land behind the other's and
+// look for a free millisecond among them. Every reading is stored once;
+// the free millisecond used to be sought in a span of stored readings that
+// ended before it, and the commit failed on a duplicate key.
+func TestPostgresTwoWritersStampOnReceipt(t *testing.T) {
+	dsn := pgtest.Database(t)
+	const each = 2000
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	var first atomic.Value
+	for i := range 2 {
+		s, err := OpenPostgres(dsn, t.TempDir(), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		wg.Go(func() {
+			var acks sync.WaitGroup
+			for j := range each {
+				acks.Add(1)
+				err := s.Append(meter.Reading{Meter: "r", Time: time.Now(), PowerW: float64(i*each + j)}, func(err error) {
+					defer acks.Done()
+					if err != nil {
+						failed.Add(1)
+						first.CompareAndSwap(nil, err)
+					}
+				})
+				if err != nil {
+					t.Error(err)
+					acks.Done()
+				}
+			}
+			acks.Wait()
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d readings not stored, first: %v", n, first.Load())
+	}
+	db, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	var rows, distinct, readings int
+	if err := db.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT power_w), (SELECT readings FROM meters WHERE id = 'r') FROM readings WHERE meter = 'r'`).Scan(&rows, &distinct, &readings); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 2*each || distinct != 2*each || readings != 2*each {
+		t.Errorf("%d rows, %d distinct, meter state %d; want %d of each", rows, distinct, readings, 2*each)
+	}
+}

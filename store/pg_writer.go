@@ -181,9 +181,10 @@ func bounds(batch []entry) map[string][2]int64 {
 }
 
 // span returns meter id's late span, loading the stored readings from the
-// earliest of the transaction's readings of id (at most ns) to its latest.
+// earliest of the transaction's readings of id (at most ns) to its latest
+// (at least ns).
 func (w *pgWriter) span(id string, ns int64) (*lateSpan, error) {
-	if sp := w.spans[id]; sp != nil && ns >= sp.from {
+	if sp := w.spans[id]; sp != nil && ns >= sp.from && ns <= sp.to {
 		return sp, nil
 	}
 	if err := w.flush(); err != nil { // what this transaction stored, to be seen
@@ -194,8 +195,14 @@ func (w *pgWriter) span(id string, ns int64) (*lateSpan, error) {
 		b = [2]int64{ns, ns}
 	}
 	from, to := min(b[0], ns), max(b[1], ns)
-	if sp := w.spans[id]; sp != nil { // a reading before the span: load again, wider
-		to = max(to, sp.to)
+	if sp := w.spans[id]; sp != nil { // a reading outside the span: load again, wider
+		from, to = min(from, sp.from), max(to, sp.to)
+		if ns > sp.to {
+			// Past it: freeNs looking for a free millisecond after
+			// readings of other instances. A second more at a time, not
+			// a load per millisecond.
+			to = max(to, ns+int64(time.Second))
+		}
 	}
 	rows, err := w.tx.Query(w.ctx, `SELECT ts, power_w, energy_wh FROM readings WHERE meter = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts`, id, from, to)
 	if err != nil {
