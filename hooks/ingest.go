@@ -260,6 +260,9 @@ func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 		h.answerInOrder(cl, pk)
 		return pk, nil
 	}
+	if pk.FixedHeader.Qos > 0 {
+		Delivered(rs, cl.ID, pk.PacketID, pk.TopicName, pk.Payload, pk.FixedHeader.Dup)
+	}
 	if pk.FixedHeader.Qos == 2 {
 		return h.storeQoS2(cl, pk, src, rs)
 	}
@@ -294,6 +297,21 @@ func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 		}
 	}
 	return pk, packets.ErrRejectPacket
+}
+
+// Delivered gives the readings of rs stamped on receipt the delivery of
+// their message, packetID in clientID's session, for the store to tell a
+// resend of a message it stored (dup set) from new readings.
+func Delivered(rs []meter.Reading, clientID string, packetID uint16, topic string, payload []byte, dup bool) {
+	var d meter.Delivery
+	for i := range rs {
+		if !rs[i].Stamped {
+			if d.Key == 0 {
+				d = meter.NewDelivery(clientID, packetID, topic, payload, dup)
+			}
+			rs[i].Delivery = d
+		}
+	}
 }
 
 // Decode decodes a publish of src and counts its readings as accepted; a

@@ -528,18 +528,7 @@ func TestPubacksInOrderRejectionsIncluded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	packet := func(header byte, body []byte) []byte {
-		out := []byte{header}
-		for n := len(body); ; n >>= 7 {
-			if n < 128 {
-				out = append(out, byte(n))
-				break
-			}
-			out = append(out, byte(n&127|128))
-		}
-		return append(out, body...)
-	}
-	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+	packet, str := rawPacket, rawString
 	connect := append(str("MQTT"), 4, 0x02, 0, 60)
 	connect = append(connect, str("order")...)
 	var out []byte
@@ -622,5 +611,75 @@ func TestUnstoredReadingsDisconnect(t *testing.T) {
 		if tok.Error() == nil {
 			acked++
 		}
+	}
+}
+
+// rawPacket frames an MQTT packet: fixed header byte, remaining length,
+// body.
+func rawPacket(header byte, body []byte) []byte {
+	out := []byte{header}
+	for n := len(body); ; n >>= 7 {
+		if n < 128 {
+			out = append(out, byte(n))
+			break
+		}
+		out = append(out, byte(n&127|128))
+	}
+	return append(out, body...)
+}
+
+// rawString encodes an MQTT string.
+func rawString(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+
+// TestResentPublishIsStoredOnce: a client that sent a QoS 1 reading with no
+// time of its own and lost its PUBACK (the connection dropped) sends it
+// again on its next connection, flagged DUP, with the same packet id: it is
+// acknowledged and not stored twice. A new message on that packet id, and
+// a DUP the store never saw, are stored.
+func TestResentPublishIsStoredOnce(t *testing.T) {
+	h := start(t)
+	// session sends the packets of publishes (header, packet id, payload)
+	// on a new connection of client "resender", and reads their
+	// acknowledgements.
+	session := func(pubs ...[]byte) {
+		t.Helper()
+		conn, err := net.Dial("tcp", h.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		out := rawPacket(0x10, append(append(rawString("MQTT"), 4, 0x00, 0, 60), rawString("resender")...))
+		for _, p := range pubs {
+			out = append(out, p...)
+		}
+		if _, err := conn.Write(out); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		in := make([]byte, 4+4*len(pubs))
+		if _, err := io.ReadFull(conn, in); err != nil {
+			t.Fatalf("read the CONNACK and %d PUBACKs: %v", len(pubs), err)
+		}
+		for i := range pubs {
+			if ack := in[4+4*i:]; ack[0] != 0x40 {
+				t.Fatalf("acknowledgement %d is %x, want a PUBACK", i+1, ack[:4])
+			}
+		}
+	}
+	publish := func(dup bool, id uint16, payload string) []byte {
+		header := byte(0x32)
+		if dup {
+			header |= 0x08
+		}
+		return rawPacket(header, append(append(rawString("energy/consumption/dup"), byte(id>>8), byte(id)), payload...))
+	}
+	session(publish(false, 9, "1.5"))
+	session(publish(true, 9, "1.5")) // its PUBACK lost: sent again
+	if n := h.count(t, "dup"); n != 1 {
+		t.Fatalf("a publish sent again flagged DUP: %d readings, want 1", n)
+	}
+	session(publish(false, 9, "1.5"), publish(true, 10, "1.5"))
+	if n := h.count(t, "dup"); n != 3 {
+		t.Fatalf("a new message on packet id 9 and a first DUP on 10: %d readings, want 3", n)
 	}
 }

@@ -5,6 +5,7 @@ package meter
 
 import (
 	"fmt"
+	"hash/fnv"
 	"regexp"
 	"time"
 )
@@ -52,9 +53,44 @@ type Reading struct {
 	// day, not with each reading.
 	PowerFactor float64
 	HasPF       bool
+	// Delivery is the message a reading stamped on receipt came in, when
+	// it came in one at QoS 1 or 2 (see Delivery).
+	Delivery Delivery
 }
 
 // String returns a short human form of r, for logs.
 func (r Reading) String() string {
 	return fmt.Sprintf("%s %.3f W at %s", r.Meter, r.PowerW, r.Time.UTC().Format(time.RFC3339Nano))
+}
+
+// Delivery identifies the MQTT message a reading came in, so that a resend
+// of a message already stored (a broker's or a client's redelivery, with
+// the DUP flag) is recognised although the reading carries no time of its
+// own: stamped on receipt, a resend would otherwise be a new reading.
+type Delivery struct {
+	// Key names the message's place in its session, a hash of the client
+	// id and the packet id; 0 for none (QoS 0, an import).
+	Key uint64
+	// Digest is a hash of the message's topic and payload.
+	Digest uint64
+	// Dup is the message's DUP flag: the sender says it may have sent it
+	// before.
+	Dup bool
+}
+
+// NewDelivery returns the Delivery of a QoS 1 or 2 message with packetID
+// in the session of clientID (none for packet id 0).
+func NewDelivery(clientID string, packetID uint16, topic string, payload []byte, dup bool) Delivery {
+	if packetID == 0 {
+		return Delivery{}
+	}
+	h := fnv.New64a()
+	h.Write([]byte(clientID))
+	h.Write([]byte{0, byte(packetID >> 8), byte(packetID)})
+	key := h.Sum64()
+	h.Reset()
+	h.Write([]byte(topic))
+	h.Write([]byte{0})
+	h.Write(payload)
+	return Delivery{Key: max(key, 1), Digest: h.Sum64(), Dup: dup}
 }

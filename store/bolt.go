@@ -80,6 +80,10 @@ type boltEngine struct {
 	refusing atomic.Pointer[error]
 	// undoMeters is the writer's map of headUndo, reused batch after batch.
 	undoMeters map[string]undoMeter
+	// ledger is the writer's ledger of messages stored (see ledger), and
+	// undoLedger headUndo's slice of it, reused.
+	ledger     *ledger
+	undoLedger []ledgerUndo
 	// replayed counts the readings the start-up's replay put in the head.
 	replayed int
 	// cp is the checkpoint running beside the writer, if any (see
@@ -161,6 +165,7 @@ func newBoltEngine(s *Store, db *bolt.DB, opts Options) *boltEngine {
 		db:                 db,
 		head:               newHead(),
 		undoMeters:         map[string]undoMeter{},
+		ledger:             newLedger(),
 		segSize:            segmentBytes,
 		headMax:            opts.HeadMaxBytes,
 		syncDelay:          opts.SyncDelay,

@@ -47,6 +47,7 @@ func (eng *boltEngine) startCheckpoint(lw *logWriter) {
 	// What the checkpoint writes is the head's, and the meter states and
 	// log position as of now: the writer changes them from here on.
 	lsn, seq := eng.nextLSN-1, eng.seq
+	ledger := eng.ledger.encode(time.Now().Add(-ledgerKeep).UnixNano())
 	states := make(map[string]meterState, len(h.dirty))
 	for id := range h.dirty {
 		if st, ok := s.meters[id]; ok {
@@ -61,12 +62,13 @@ func (eng *boltEngine) startCheckpoint(lw *logWriter) {
 	eng.headMu.Unlock()
 	run := &cpRun{done: make(chan error, 1), start: time.Now(), old: len(lw.wal.old)}
 	eng.cp = run
-	go func() { run.done <- eng.writeCheckpoint(h, lsn, seq, states) }()
+	go func() { run.done <- eng.writeCheckpoint(h, lsn, seq, ledger, states) }()
 }
 
 // writeCheckpoint writes head h, which covers the log up to lsn and the
-// reading ids up to seq, into bbolt in one transaction.
-func (eng *boltEngine) writeCheckpoint(h *head, lsn, seq uint64, states map[string]meterState) (err error) {
+// reading ids up to seq, and the ledger's last seconds, into bbolt in one
+// transaction.
+func (eng *boltEngine) writeCheckpoint(h *head, lsn, seq uint64, ledger []byte, states map[string]meterState) (err error) {
 	tx, err := eng.db.Begin(true)
 	if err != nil {
 		return err
@@ -85,7 +87,7 @@ func (eng *boltEngine) writeCheckpoint(h *head, lsn, seq uint64, states map[stri
 	eng.frozenTx = tx.ID()
 	eng.headMu.Unlock()
 	changed, newInfo := map[string]meterState{}, map[string]MeterInfo{}
-	err = eng.checkpointInto(tx, h, lsn, states, changed, newInfo)
+	err = eng.checkpointInto(tx, h, lsn, ledger, states, changed, newInfo)
 	if err == nil {
 		meters := tx.Bucket(bucketMeters)
 		for id, st := range changed {

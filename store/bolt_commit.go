@@ -95,6 +95,9 @@ func (eng *boltEngine) commit(batch []entry) error {
 		return err
 	}
 	eng.seq = t.w.seq
+	for k, e := range t.deliveries {
+		eng.ledger.note(meter.Delivery{Key: k, Digest: e.digest}, e.atNs)
+	}
 	s.applied(res, len(batch))
 	return nil
 }
@@ -109,6 +112,9 @@ type boltTx struct {
 	// erased holds the meters erased in the transaction: a reading after
 	// its meter's erasure starts it anew.
 	erased map[string]bool
+	// deliveries are the ledger entries of the messages the transaction
+	// stores: the writer's ledger takes them once it commits.
+	deliveries map[uint64]ledgerEntry
 }
 
 // write stores the head, when withHead, or part of it, then batch (see
@@ -118,7 +124,7 @@ func (t *boltTx) write(batch []entry, withHead bool, part *head, res *txResult) 
 	eng := t.eng
 	switch {
 	case withHead:
-		if err := eng.checkpointInto(t.tx, eng.head, eng.nextLSN-1, eng.s.meters, res.changed, res.newInfo); err != nil {
+		if err := eng.checkpointInto(t.tx, eng.head, eng.nextLSN-1, eng.ledger.encode(time.Now().Add(-ledgerKeep).UnixNano()), eng.s.meters, res.changed, res.newInfo); err != nil {
 			return fmt.Errorf("checkpoint: %w", err)
 		}
 	case part != nil:
@@ -131,6 +137,15 @@ func (t *boltTx) write(batch []entry, withHead bool, part *head, res *txResult) 
 	}
 	if err := t.eng.s.applyBatch(t, batch, res); err != nil {
 		return err
+	}
+	if len(t.deliveries) > 0 {
+		// Late readings stamped on receipt: their entries go with them
+		// (the log does not have them), with the ledger's last seconds.
+		l := &ledger{m: t.deliveries}
+		b := append(eng.ledger.encode(time.Now().Add(-ledgerKeep).UnixNano()), l.encode(0)...)
+		if err := t.tx.Bucket(bucketMeta).Put(keyLedger, b); err != nil {
+			return err
+		}
 	}
 	if err := t.w.finish(); err != nil {
 		return err
@@ -167,6 +182,21 @@ func (t *boltTx) appendNewest(r meter.Reading, ns int64) (uint64, error) {
 }
 
 func (t *boltTx) freeNs(meterID string, ns int64) (int64, error) { return t.w.freeNs(meterID, ns) }
+
+func (t *boltTx) resend(d meter.Delivery, nowNs int64) (bool, error) {
+	if e, ok := t.deliveries[d.Key]; ok {
+		return e.digest == d.Digest, nil
+	}
+	return t.eng.ledger.resend(d, nowNs), nil
+}
+
+func (t *boltTx) delivered(d meter.Delivery, nowNs int64) error {
+	if t.deliveries == nil {
+		t.deliveries = map[uint64]ledgerEntry{}
+	}
+	t.deliveries[d.Key] = ledgerEntry{digest: d.Digest, atNs: nowNs}
+	return nil
+}
 
 func (t *boltTx) putLate(r meter.Reading, ns, floor int64) (int, error) {
 	return t.w.putLate(r, ns, floor)

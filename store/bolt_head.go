@@ -276,6 +276,15 @@ type headUndo struct {
 	n            int
 	nextLSN, seq uint64
 	meters       map[string]undoMeter
+	// ledger are the ledger's entries the group replaced.
+	ledger []ledgerUndo
+}
+
+// ledgerUndo is a ledger entry as it was before the group.
+type ledgerUndo struct {
+	key  uint64
+	prev ledgerEntry
+	had  bool
 }
 
 // undoMeter is a meter as it was before the group.
@@ -333,6 +342,14 @@ func (u *headUndo) apply(eng *boltEngine) {
 		}
 	}
 	h.n, eng.nextLSN, eng.seq = u.n, u.nextLSN, u.seq
+	for i := len(u.ledger) - 1; i >= 0; i-- {
+		if l := u.ledger[i]; l.had {
+			eng.ledger.m[l.key] = l.prev
+		} else {
+			delete(eng.ledger.m, l.key)
+		}
+	}
+	eng.undoLedger = u.ledger[:0]
 }
 
 // checkpointInto writes head h into tx: its readings, the rollups and
@@ -340,8 +357,11 @@ func (u *headUndo) apply(eng *boltEngine) {
 // it changed (into changed and newInfo, which the caller writes; states
 // holds the states of the meters it changed), and the log position it
 // covers, lsn.
-func (eng *boltEngine) checkpointInto(tx *bolt.Tx, h *head, lsn uint64, states map[string]meterState, changed map[string]meterState, newInfo map[string]MeterInfo) error {
+func (eng *boltEngine) checkpointInto(tx *bolt.Tx, h *head, lsn uint64, ledger []byte, states map[string]meterState, changed map[string]meterState, newInfo map[string]MeterInfo) error {
 	if err := putLogPosition(tx, lsn, eng.epoch); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketMeta).Put(keyLedger, ledger); err != nil {
 		return err
 	}
 	return eng.writeHead(tx, h, states, changed, newInfo)

@@ -28,6 +28,8 @@ import (
 var (
 	keyEpoch  = []byte("wal_epoch")
 	keyWALLSN = []byte("wal_lsn")
+	// keyLedger holds the ledger's last seconds at the last checkpoint.
+	keyLedger = []byte("ledger")
 )
 
 func putMeta(tx *bolt.Tx, key []byte, v uint64) error {
@@ -126,6 +128,7 @@ func (eng *boltEngine) openLog(dir string) error {
 	if err := eng.db.View(func(tx *bolt.Tx) error {
 		epoch, after = getMeta(tx, keyEpoch), getMeta(tx, keyWALLSN)
 		done = meterPositions(tx)
+		eng.ledger.load(tx.Bucket(bucketMeta).Get(keyLedger))
 		return nil
 	}); err != nil {
 		return err
@@ -227,7 +230,7 @@ func (eng *boltEngine) applyBatch(batch []entry, nowNs int64, lw *logWriter) err
 	// frameFailed); and where their callbacks start in lw.waiting. The
 	// undo's map is the engine's, cleared: this is every batch's path.
 	clear(eng.undoMeters)
-	undo := headUndo{n: eng.head.n, nextLSN: eng.nextLSN, seq: eng.seq, meters: eng.undoMeters}
+	undo := headUndo{n: eng.head.n, nextLSN: eng.nextLSN, seq: eng.seq, meters: eng.undoMeters, ledger: eng.undoLedger[:0]}
 	from := 0
 	if lw != nil {
 		from = len(lw.waiting)
@@ -246,6 +249,15 @@ func (eng *boltEngine) applyBatch(batch []entry, nowNs int64, lw *logWriter) err
 			rest = i
 			break
 		}
+		if refuse == nil && eng.ledger.resend(e.r.Delivery, nowNs) {
+			// Stored when it first came: acknowledged once the log holds
+			// what came before it.
+			s.resent.Inc()
+			if lw != nil && e.done != nil {
+				lw.waiting = append(lw.waiting, pending{e: *e, sync: true})
+			}
+			continue
+		}
 		if refuse != nil {
 			e.rejected = refuse
 		} else {
@@ -255,6 +267,12 @@ func (eng *boltEngine) applyBatch(batch []entry, nowNs int64, lw *logWriter) err
 			e.rejected = eng.headPut(e.r, nowNs, &out)
 			if e.rejected == nil {
 				put++
+				if d := e.r.Delivery; d.Key != 0 && !e.r.Stamped {
+					prev, had := eng.ledger.note(d, nowNs)
+					if lw != nil {
+						undo.ledger = append(undo.ledger, ledgerUndo{key: d.Key, prev: prev, had: had})
+					}
+				}
 			}
 			if lw != nil {
 				if len(lw.frame) == 0 {

@@ -42,11 +42,14 @@ import (
 //	uvarint  meter reference: an index into the segment's meters, or, equal
 //	         to their count, a new entry that follows (uvarint length and
 //	         meter id, uvarint length and source name)
-//	byte     flags: 1 stamped by the device, 2 energy counter, 4 power factor
+//	byte     flags: 1 stamped by the device, 2 energy counter, 4 power
+//	         factor, 8 delivery
 //	varint   the reading's time minus the group's clock, ns
 //	8 bytes  power, W (float64 bits, LE)
 //	8 bytes  energy counter, Wh, with flag 2
 //	8 bytes  power factor, with flag 4
+//	16 bytes the message it came in (meter.Delivery: key, digest, LE), with
+//	         flag 8: replaying rebuilds the ledger of messages stored
 //
 // A frame whose length, checksum, epoch or first LSN is not what comes next
 // ends the log: it is the torn tail of a write cut short, or what an
@@ -56,12 +59,13 @@ const (
 	walSuffix      = ".wal"
 	frameHeader    = 8
 	walSegmentSize = 4 << 20
-	maxWALRecord   = 2*binary.MaxVarintLen64 + 2*(binary.MaxVarintLen16+maxWALName) + 1 + 3*8
+	maxWALRecord   = 2*binary.MaxVarintLen64 + 2*(binary.MaxVarintLen16+maxWALName) + 1 + 5*8
 	maxWALName     = 255
 	recStamped     = 1
 	recEnergy      = 2
 	recPF          = 4
-	recKnownFlags  = recStamped | recEnergy | recPF
+	recDelivery    = 8
+	recKnownFlags  = recStamped | recEnergy | recPF | recDelivery
 	walFreePrefix  = "free-"
 )
 
@@ -118,6 +122,9 @@ func appendFrame(b []byte, epoch, first uint64, nowNs int64, rs []meter.Reading,
 		if r.HasPF {
 			flags |= recPF
 		}
+		if r.Delivery.Key != 0 {
+			flags |= recDelivery
+		}
 		b = append(b, flags)
 		b = binary.AppendVarint(b, r.Time.UnixNano()-nowNs)
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.PowerW))
@@ -126,6 +133,10 @@ func appendFrame(b []byte, epoch, first uint64, nowNs int64, rs []meter.Reading,
 		}
 		if r.HasPF {
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.PowerFactor))
+		}
+		if r.Delivery.Key != 0 {
+			b = binary.LittleEndian.AppendUint64(b, r.Delivery.Key)
+			b = binary.LittleEndian.AppendUint64(b, r.Delivery.Digest)
 		}
 	}
 	payload := b[start+frameHeader:]
@@ -197,7 +208,10 @@ func decodeFrame(b []byte, names *[]walName) (walFrame, int, error) {
 		if flags&recPF != 0 {
 			r.PowerFactor, r.HasPF = d.float(), true
 		}
-		if d.err != nil || flags&^recKnownFlags != 0 || !finite(r.PowerW) || !finite(r.EnergyWh) || !finite(r.PowerFactor) {
+		if flags&recDelivery != 0 {
+			r.Delivery.Key, r.Delivery.Digest = d.uint64(), d.uint64()
+		}
+		if d.err != nil || flags&^recKnownFlags != 0 || flags&recDelivery != 0 && r.Delivery.Key == 0 || !finite(r.PowerW) || !finite(r.EnergyWh) || !finite(r.PowerFactor) {
 			*names = (*names)[:known]
 			return walFrame{}, 0, errFrameEnd
 		}
@@ -250,12 +264,14 @@ func (d *walDecoder) byte() byte {
 	return c
 }
 
-func (d *walDecoder) float() float64 {
+func (d *walDecoder) float() float64 { return math.Float64frombits(d.uint64()) }
+
+func (d *walDecoder) uint64() uint64 {
 	if len(d.b) < 8 {
 		d.err, d.b = errShort, nil
 		return 0
 	}
-	v := math.Float64frombits(binary.LittleEndian.Uint64(d.b))
+	v := binary.LittleEndian.Uint64(d.b)
 	d.b = d.b[8:]
 	return v
 }

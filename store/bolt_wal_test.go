@@ -37,6 +37,9 @@ func walReadings(rng *rand.Rand, n int, nowNs int64) []meter.Reading {
 		if rng.IntN(4) == 0 {
 			r.PowerFactor, r.HasPF = rng.Float64(), true
 		}
+		if !r.Stamped && rng.IntN(2) == 0 {
+			r.Delivery = meter.Delivery{Key: rng.Uint64() | 1, Digest: rng.Uint64()}
+		}
 		rs[i] = r
 	}
 	return rs

@@ -75,6 +75,10 @@ type writeTx interface {
 	// changes returns the rollup changes of what the transaction stored
 	// since it began or was last cut.
 	changes() *rollups
+	// resend reports whether d is a resend of a message stored (see
+	// ledger); delivered records that d's message is stored, at nowNs.
+	resend(d meter.Delivery, nowNs int64) (bool, error)
+	delivered(d meter.Delivery, nowNs int64) error
 	// register writes the registry entry of a meter seen for the first
 	// time: now, or with the transaction's other new entries at its end.
 	register(id string, info MeterInfo) error
@@ -100,6 +104,8 @@ type txResult struct {
 	changed map[string]meterState
 	newInfo map[string]MeterInfo
 	erased  []string
+	// resent counts readings of messages sent again, not stored again.
+	resent int
 	// fresh holds, when watch, the live readings stored as their meters'
 	// newest, for the watchers.
 	watch bool
@@ -191,6 +197,14 @@ func (s *Store) storeReading(tx writeTx, res *txResult, r meter.Reading, live bo
 	if !ok {
 		st = tx.state(id)
 	}
+	if r.Delivery.Dup && r.Delivery.Key != 0 {
+		if again, err := tx.resend(r.Delivery, nowNs); err != nil || again {
+			if again {
+				res.resent++
+			}
+			return 0, err // stored when it first came
+		}
+	}
 	isNew := st.Readings == 0 && st.SeenNs == 0
 	var fresh *[]Record
 	if live && res.watch {
@@ -208,6 +222,11 @@ func (s *Store) storeReading(tx writeTx, res *txResult, r meter.Reading, live bo
 	}
 	if added > 0 {
 		notePF(res.pfs, r)
+	}
+	if r.Delivery.Key != 0 && !r.Stamped {
+		if err := tx.delivered(r.Delivery, nowNs); err != nil {
+			return 0, err
+		}
 	}
 	if live {
 		s.noteInterval(id, &st, nowNs)
@@ -229,6 +248,7 @@ func (s *Store) storeReading(tx writeTx, res *txResult, r meter.Reading, live bo
 // applied makes what a committed transaction changed visible to readers
 // and watchers, and counts it; entries is the size of its batch.
 func (s *Store) applied(res *txResult, entries int) {
+	s.resent.Add(float64(res.resent))
 	s.metersMu.Lock()
 	for _, id := range res.erased {
 		delete(s.meters, id)

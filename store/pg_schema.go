@@ -30,6 +30,10 @@ import (
 //	archives        (meter, month) -> the month's archive file, as written
 //	                to disk by the bbolt store (gzip CSV, sealed when a key
 //	                is set): retention moves raw readings here
+//	deliveries      message (session, packet id) -> digest, time: the ledger
+//	                of messages stored, for resends (see ledger)
+//	instances       client id -> the broker session of an instance sharing
+//	                the database (see leader.Presence)
 var pgMigrations = []struct {
 	name string
 	sql  string
@@ -100,6 +104,23 @@ CREATE TABLE archives (
 	name    text NOT NULL,
 	data    bytea NOT NULL,
 	PRIMARY KEY (meter, month)
+);
+`},
+	{"instances and deliveries", `
+CREATE TABLE deliveries (
+	key    bigint PRIMARY KEY,
+	digest bigint NOT NULL,
+	at_ns  bigint NOT NULL
+);
+CREATE TABLE instances (
+	client_id text PRIMARY KEY,
+	filters   text[] NOT NULL,
+	host      text NOT NULL,
+	pid       int NOT NULL,
+	started   timestamptz NOT NULL DEFAULT now(),
+	seen      timestamptz NOT NULL DEFAULT now(),
+	received  bigint NOT NULL DEFAULT 0,
+	taken_by  text
 );
 `},
 }

@@ -35,6 +35,9 @@ type pgWriter struct {
 	// bounds are each meter's earliest and latest stamped reading in the
 	// transaction: the span to load.
 	bounds map[string][2]int64
+	// deliveries are the ledger entries of the messages stored (see
+	// ledger), written at finish.
+	deliveries map[uint64]ledgerEntry
 }
 
 // lateSpan is what a transaction knows of one meter's stored readings from
@@ -313,6 +316,9 @@ func (w *pgWriter) finish() error {
 	if err := w.flush(); err != nil {
 		return err
 	}
+	if err := w.writeLedger(); err != nil {
+		return err
+	}
 	r := w.rolls
 	var (
 		meters                        []string
@@ -491,4 +497,30 @@ func (w *pgWriter) rebuildFrom(id string, t, below Tier, starts map[int64]bool) 
 		}
 	}
 	return up, w.putAggs(id, t, aggs)
+}
+
+// writeLedger writes the transaction's entries of the ledger of messages
+// stored (see ledger), and, now and then, forgets those past the window.
+func (w *pgWriter) writeLedger() error {
+	if len(w.deliveries) == 0 {
+		return nil
+	}
+	keys, digests, ats := make([]int64, 0, len(w.deliveries)), make([]int64, 0, len(w.deliveries)), make([]int64, 0, len(w.deliveries))
+	var newest int64
+	for k, e := range w.deliveries {
+		keys, digests, ats = append(keys, int64(k)), append(digests, int64(e.digest)), append(ats, e.atNs)
+		newest = max(newest, e.atNs)
+	}
+	_, err := w.tx.Exec(w.ctx, `INSERT INTO deliveries (key, digest, at_ns)
+		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])
+		ON CONFLICT (key) DO UPDATE SET digest = excluded.digest, at_ns = excluded.at_ns`, keys, digests, ats)
+	if err != nil {
+		return fmt.Errorf("write ledger: %w", err)
+	}
+	if keys[0]%64 == 0 { // about one commit in 64
+		if _, err := w.tx.Exec(w.ctx, `DELETE FROM deliveries WHERE at_ns < $1`, newest-int64(redeliveryWindow)); err != nil {
+			return fmt.Errorf("prune ledger: %w", err)
+		}
+	}
+	return nil
 }

@@ -164,6 +164,7 @@ type Store struct {
 	commitSeconds prometheus.Histogram
 	batchSize     prometheus.Histogram
 	stored        prometheus.Counter
+	resent        prometheus.Counter
 	commitErrors  prometheus.Counter
 }
 
@@ -252,6 +253,10 @@ func newStore(path string, opts Options) *Store {
 		stored: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vatio_readings_stored_total",
 			Help: "Readings committed to disk.",
+		}),
+		resent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vatio_readings_resent_total",
+			Help: "Readings stamped on receipt of messages sent again (flagged DUP) after they were stored: recognised, acknowledged, not stored twice.",
 		}),
 		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vatio_store_commit_errors_total",
@@ -347,6 +352,7 @@ func (s *Store) Collect(ch chan<- prometheus.Metric) {
 	s.commitSeconds.Collect(ch)
 	s.batchSize.Collect(ch)
 	s.stored.Collect(ch)
+	s.resent.Collect(ch)
 	s.commitErrors.Collect(ch)
 	s.eng.collect(ch)
 	ch <- prometheus.MustNewConstMetric(dbSizeDesc, prometheus.GaugeValue, float64(s.Size()))

@@ -349,3 +349,61 @@ func TestReadersSeeEachReadingOnceAcrossCheckpoints(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestResentMessageIsStoredOnce: a message whose readings are stamped on
+// receipt, sent again flagged DUP (its acknowledgement was lost: a broker
+// redelivers it to the session, a client resends it after reconnecting),
+// is recognised by its session, packet id, topic and payload, and not
+// stored twice, also across a restart and for a reading stored late; a
+// different message that reuses the packet id is stored.
+func TestResentMessageIsStoredOnce(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	now := time.Now()
+	msg := func(m string, at time.Time, w float64, packetID uint16, dup bool) meter.Reading {
+		payload := fmt.Sprintf(`{"power_w": %g}`, w)
+		return meter.Reading{Meter: m, Time: at, PowerW: w,
+			Delivery: meter.NewDelivery("plug-7", packetID, "energy/consumption/"+m, []byte(payload), dup)}
+	}
+	count := func(s *Store, m string) uint64 {
+		t.Helper()
+		info, err := s.Meter(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Readings
+	}
+	mustAppend(t, s, msg("u", now, 5, 7, false))
+	mustAppend(t, s, msg("u", now.Add(time.Second), 5, 7, true)) // the resend
+	if n := count(s, "u"); n != 1 {
+		t.Fatalf("a message sent again: %d readings, want 1", n)
+	}
+	// Packet id 7 again, with another payload: another message, even
+	// flagged DUP (its first sending never arrived).
+	mustAppend(t, s, msg("u", now.Add(2*time.Second), 6, 7, true))
+	// Packet id 7 again, not flagged: a new message that says the same.
+	mustAppend(t, s, msg("u", now.Add(3*time.Second), 6, 7, false))
+	if n := count(s, "u"); n != 3 {
+		t.Fatalf("new messages on packet id 7: %d readings, want 3", n)
+	}
+	// Late: behind a reading its device stamped ahead, it goes into the
+	// database at once, not the head.
+	mustAppend(t, s, meter.Reading{Meter: "v", Time: now.Add(time.Minute), PowerW: 1, Stamped: true})
+	mustAppend(t, s, msg("v", now, 9, 8, false), msg("v", now.Add(time.Second), 9, 8, true))
+	if n := count(s, "v"); n != 2 {
+		t.Fatalf("a late message sent again: %d readings, want 2", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir)
+	mustAppend(t, s, msg("u", now.Add(4*time.Second), 6, 7, true), msg("v", now.Add(2*time.Second), 9, 8, true))
+	if u, v := count(s, "u"), count(s, "v"); u != 3 || v != 2 {
+		t.Fatalf("messages sent again after a restart: %d and %d readings, want 3 and 2", u, v)
+	}
+	// A message with no packet id (QoS 0) has no delivery to recognise.
+	mustAppend(t, s, msg("u", now.Add(5*time.Second), 6, 0, true))
+	if n := count(s, "u"); n != 4 {
+		t.Fatalf("a QoS 0 message: %d readings, want 4", n)
+	}
+}
