@@ -16,7 +16,8 @@ prints its size before and after. Stop Vatio first. The database never
 grows without bound under retention (freed pages are reused), but it does
 not shrink by itself either: compact after deleting much data, or after
 turning retention on over a large history. It needs free disk space for a
-copy; the copy is checked before it replaces the database.
+copy; the copy is checked before it replaces the database. With
+store.driver postgres it refuses: PostgreSQL reclaims space itself.
 
 Flags:
 `
@@ -31,6 +32,9 @@ func compact(args []string, getenv func(string) string, stdout, stderr io.Writer
 	}
 	if fset.NArg() != 0 {
 		return fmt.Errorf("unexpected argument %q (see vatio compact -h)", fset.Arg(0))
+	}
+	if err := refuseOnPostgres(cfg, "compact", "PostgreSQL reuses the space of deleted rows itself (autovacuum); VACUUM FULL readings gives it back to the disk"); err != nil {
+		return err
 	}
 	before, after, err := store.CompactFile(cfg.DataDir)
 	if err != nil {

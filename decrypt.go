@@ -19,7 +19,8 @@ key of encryption.key (or VATIO_ENCRYPTION_KEY): a backup is then a
 database file, an archive a gzipped CSV (vatio decrypt ARCHIVE | zcat).
 Nothing is written if the key is wrong; a damaged or cut file stops with
 an error at the first bad chunk. vatio restore and vatio import take
-encrypted files as they are.
+encrypted files as they are. It reads the file, not the store, so it works
+alike with either store.driver.
 
 Flags:
 `

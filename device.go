@@ -21,7 +21,9 @@ tele/NAME/#, stat/NAME/#, NAME/#, shellies/NAME/#, emon/NAME/#) and subscribe
 only to its commands, unless -publish and -subscribe list its topics (a
 gateway's). NAME may not be a device family's or Vatio's topic level (energy,
 tele, zigbee2mqtt, vatio, shelly..., ...), and no topic may reach into
-another device's. Stop Vatio first, or POST /api/v1/devices as an admin.
+another device's. On a bbolt store, stop Vatio first, or POST
+/api/v1/devices as an admin; on PostgreSQL (store.driver postgres) a
+running instance takes the device at its first CONNECT.
 
 Flags:
 `
@@ -49,10 +51,7 @@ func addDevice(args []string, getenv func(string) string, stdout, stderr io.Writ
 	if cfg.Broker.Mode == "external" {
 		return errors.New("broker.mode is external: devices log in to that broker with its own credentials, not Vatio's")
 	}
-	st, err := store.Open(cfg.DataDir, store.Options{})
-	if errors.Is(err, store.ErrLocked) {
-		return fmt.Errorf("%w\nVatio is running: stop it, or POST /api/v1/devices as an admin", err)
-	}
+	st, err := openCommandStore(cfg, store.Options{}, "POST /api/v1/devices as an admin")
 	if err != nil {
 		return err
 	}

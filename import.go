@@ -21,7 +21,8 @@ Imports a meter's history: one reading a line, timestamp,power_w[,energy_wh]
 milliseconds; FILE may be gzipped, and encrypted, as Vatio's own archives are). Every line is
 validated as a published reading; the first bad line stops the import, named,
 and nothing is stored. Readings at instants already stored replace them.
-Stop Vatio first, or send the file to the running server instead:
+On a bbolt store, stop Vatio first (on PostgreSQL, store.driver postgres,
+it may run), or send the file to the running server instead:
   curl --data-binary @FILE.csv -H 'Content-Type: text/csv' \
        http://localhost:5000/api/v1/meters/ID/import
 
@@ -60,10 +61,8 @@ func importHistory(args []string, getenv func(string) string, stdout, stderr io.
 		r = br
 	}
 
-	st, err := store.Open(cfg.DataDir, store.Options{MaxGap: cfg.Store.MaxGap, MaxPowerW: cfg.Ingest.MaxPowerW})
-	if errors.Is(err, store.ErrLocked) {
-		return fmt.Errorf("%w\nVatio is running: stop it, or POST the file to /api/v1/meters/%s/import", err, *meterID)
-	}
+	st, err := openCommandStore(cfg, store.Options{MaxGap: cfg.Store.MaxGap, MaxPowerW: cfg.Ingest.MaxPowerW},
+		"POST the file to /api/v1/meters/"+*meterID+"/import")
 	if err != nil {
 		return err
 	}

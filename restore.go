@@ -31,7 +31,8 @@ beside it as vatio.db.before-restore-<UTC time>.
 
 With -offsite, the backup comes from the object storage of the offsite
 settings (the newest with latest), decrypted as it downloads; -list lists
-the backups there.
+the backups there. With store.driver postgres it refuses: a PostgreSQL
+store is backed up and restored by PostgreSQL (pg_dump, base backups).
 
 Flags:
 `
@@ -45,6 +46,9 @@ func restore(args []string, getenv func(string) string, stdout, stderr io.Writer
 	cfg, err := commandConfig(fset, args, getenv, stderr)
 	if err != nil {
 		return err // flag.ErrHelp after -h: run says nothing more
+	}
+	if err := refuseOnPostgres(cfg, "restore", "restore PostgreSQL with its own tools (pg_restore of a pg_dump, or a base backup): see the operator guide"); err != nil {
+		return err
 	}
 	if *list {
 		if !*fromOffsite {

@@ -14,8 +14,10 @@ const tokenUsage = `Usage:
   vatio token [flags]
 
 Makes an API token and prints it: send it as "Authorization: Bearer <token>".
-It is shown this once; Vatio keeps only its hash. Stop Vatio first, or make
-one in the running server with POST /api/v1/tokens (admin).
+It is shown this once; Vatio keeps only its hash. On a bbolt store, stop
+Vatio first, or make one in the running server with POST /api/v1/tokens
+(admin); on PostgreSQL (store.driver postgres) running instances take it
+at its first use.
 
 Flags:
 `
@@ -33,10 +35,7 @@ func makeToken(args []string, getenv func(string) string, stdout, stderr io.Writ
 	if fset.NArg() != 0 {
 		return errors.New("token takes flags only (see vatio token -h)")
 	}
-	st, err := store.Open(cfg.DataDir, store.Options{})
-	if errors.Is(err, store.ErrLocked) {
-		return fmt.Errorf("%w\nVatio is running: stop it, or POST /api/v1/tokens as an admin", err)
-	}
+	st, err := openCommandStore(cfg, store.Options{}, "POST /api/v1/tokens as an admin")
 	if err != nil {
 		return err
 	}

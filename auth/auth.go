@@ -371,6 +371,9 @@ func later(a, b time.Time) time.Time {
 func (s *Service) Login(name, password, addr string) (string, Session, error) {
 	key := strings.ToLower(name) + "|" + addr
 	now := s.now()
+	if len(name) <= 64 {
+		s.refresh(docUsers, name, func(v []byte) { var u User; _ = json.Unmarshal(v, &u); s.users[name] = u }, func() { delete(s.users, name) })
+	}
 	s.mu.Lock()
 	f := s.failures[key]
 	if f != nil && now.Before(f.until) {
@@ -463,9 +466,15 @@ func (s *Service) Session(id string) (Who, error) {
 		return Who{}, ErrBadSession
 	}
 	k := hashString(id)
+	s.refresh(docSessions, k, func(v []byte) { var x Session; _ = json.Unmarshal(v, &x); s.sessions[k] = x }, func() { delete(s.sessions, k) })
+	s.mu.Lock()
+	x, ok := s.sessions[k]
+	s.mu.Unlock()
+	if ok {
+		s.refresh(docUsers, x.User, func(v []byte) { var u User; _ = json.Unmarshal(v, &u); s.users[x.User] = u }, func() { delete(s.users, x.User) })
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	x, ok := s.sessions[k]
 	if !ok || s.now().After(x.Expires) {
 		return Who{}, ErrBadSession
 	}
@@ -549,6 +558,7 @@ func (s *Service) Token(token string) (Who, error) {
 	if !ok {
 		return Who{}, ErrBadToken
 	}
+	s.refresh(docTokens, id, func(v []byte) { var t Token; _ = json.Unmarshal(v, &t); s.tokens[id] = t }, func() { delete(s.tokens, id) })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.tokens[id]
@@ -593,6 +603,30 @@ func (s *Service) RevokeToken(id string) error {
 	}
 	delete(s.tokens, id)
 	return nil
+}
+
+// refresh reads the document of kind under key again from a store that
+// other processes change (PostgreSQL: other instances, vatio token), and
+// puts it into the cache with set, or, gone, takes it out with drop; both
+// run under s.mu. A token made, or revoked, on another instance is then
+// known here at its first use. On one bbolt file this process is the only
+// writer and the cache is the truth; a store that cannot answer leaves
+// the cache as it is.
+func (s *Service) refresh(kind, key string, set func(v []byte), drop func()) {
+	if !s.st.Shared() {
+		return
+	}
+	v, ok, err := s.st.Doc(kind, key)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ok {
+		set(v)
+	} else {
+		drop()
+	}
 }
 
 // put stores a document; s.mu must be held.

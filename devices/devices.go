@@ -212,6 +212,40 @@ func (r *Registry) List() []Device {
 	return out
 }
 
+// refresh reads device name again from a store that other processes
+// change (PostgreSQL: vatio device add, another instance's API), so that a
+// device added or removed there is known here at its next CONNECT; on one
+// bbolt file the cache is the truth.
+func (r *Registry) refresh(name string) {
+	if !r.st.Shared() || len(name) > 64 {
+		return
+	}
+	v, ok, err := r.st.Doc(docDevices, name)
+	if err != nil {
+		return // the cache, as it is
+	}
+	var d Device
+	if ok && json.Unmarshal(v, &d) != nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old, had := r.devices[name]
+	switch {
+	case ok:
+		r.devices[name] = d
+		r.lower[strings.ToLower(name)] = name
+		if !had || old.Hash != d.Hash {
+			delete(r.verified, name)
+		}
+	case had:
+		delete(r.devices, name)
+		delete(r.lower, strings.ToLower(name))
+		delete(r.verified, name)
+		delete(r.outOfLane, name)
+	}
+}
+
 // Connect returns nil when a client may connect: with credentials, a
 // device's; without, from where AnonymousFrom allows. An error wrapping
 // broker.ErrBusy says the password could not be checked now (too many
@@ -227,6 +261,7 @@ func (r *Registry) Connect(user string, password []byte, remote string) error {
 		}
 		return nil
 	}
+	r.refresh(user)
 	r.mu.Lock()
 	d, ok := r.devices[user]
 	cached, seen := r.verified[user]

@@ -60,6 +60,22 @@ func (eng *boltEngine) docs(kind string) (map[string][]byte, error) {
 	return out, nil
 }
 
+// doc is Doc on bbolt.
+func (eng *boltEngine) doc(kind, key string) (v []byte, ok bool, err error) {
+	err = eng.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket([]byte("doc_" + kind)); b != nil {
+			if got := b.Get([]byte(key)); got != nil {
+				v, ok = slices.Clone(got), true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("store: read %s %q: %w", kind, key, err)
+	}
+	return v, ok, nil
+}
+
 // addAlert is AddAlert on bbolt: the bucket's sequence numbers alerts.
 func (eng *boltEngine) addAlert(a *Alert) error {
 	err := eng.db.Update(func(tx *bolt.Tx) error {

@@ -25,3 +25,17 @@ func (s *Store) DeleteDoc(kind, key string) error {
 func (s *Store) Docs(kind string) (map[string][]byte, error) {
 	return s.eng.docs(kind)
 }
+
+// Doc returns the document of kind under key; ok is false when there is
+// none.
+func (s *Store) Doc(kind, key string) (v []byte, ok bool, err error) {
+	return s.eng.doc(kind, key)
+}
+
+// Shared reports whether other processes may change the store while this
+// one runs (PostgreSQL: instances side by side, and commands such as vatio
+// token): whoever caches documents reads them again.
+func (s *Store) Shared() bool {
+	_, ok := s.eng.(*pgEngine)
+	return ok
+}

@@ -54,6 +54,20 @@ func (pg *pgEngine) docs(kind string) (map[string][]byte, error) {
 	return out, nil
 }
 
+func (pg *pgEngine) doc(kind, key string) ([]byte, bool, error) {
+	ctx, cancel := pgCtx()
+	defer cancel()
+	var v []byte
+	err := pg.pool.QueryRow(ctx, `SELECT value FROM docs WHERE kind = $1 AND key = $2`, kind, key).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("store: read %s %q: %w", kind, key, err)
+	}
+	return v, true, nil
+}
+
 func (pg *pgEngine) addAlert(a *Alert) error {
 	ctx, cancel := pgCtx()
 	defer cancel()
