@@ -23,6 +23,14 @@ import (
 // external broker a plant already has; it stops when the test ends.
 func startMosquitto(t testing.TB) (string, *mosquittoLog, func()) {
 	t.Helper()
+	return startMosquittoConf(t, "persistence false\nmax_queued_messages 100000\n")
+}
+
+// startMosquittoConf runs Mosquitto with settings (mosquitto.conf lines)
+// added to a listener on a free loopback port, logging to a file, and
+// persistence, if asked for, in a directory of the test's.
+func startMosquittoConf(t testing.TB, settings string) (string, *mosquittoLog, func()) {
+	t.Helper()
 	bin := need(t, "mosquitto", "mosquitto")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -33,7 +41,8 @@ func startMosquitto(t testing.TB) (string, *mosquittoLog, func()) {
 	_, port, _ := net.SplitHostPort(addr)
 	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
 	logFile := filepath.Join(t.TempDir(), "mosquitto.log")
-	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nuser root\nlog_dest file "+logFile+"\nlog_type all\n"), 0o600); err != nil {
+	head := "listener " + port + " 127.0.0.1\nallow_anonymous true\nuser root\nlog_dest file " + logFile + "\nlog_type all\npersistence_location " + t.TempDir() + "/\n"
+	if err := os.WriteFile(conf, []byte(head+settings), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-c", conf)

@@ -277,10 +277,16 @@ type app struct {
 	ingest *hooks.Ingest
 	// bridge is the connection to an external broker (broker.mode:
 	// external), instead of broker and ingest.
-	bridge  *bridge.Bridge
-	alerts  *alert.Service
-	rules   *alert.Rules
-	devices *devices.Registry
+	bridge *bridge.Bridge
+	// presence tells instances sharing a PostgreSQL store which are alive,
+	// so that one takes over the broker session of one gone (external
+	// broker on PostgreSQL only); stopPresence stops its loop.
+	presence     *leader.Presence
+	stopPresence func()
+	dataDir      string
+	alerts       *alert.Service
+	rules        *alert.Rules
+	devices      *devices.Registry
 	// checks bounds the password checks of web log-ins and MQTT CONNECTs
 	// together.
 	checks *auth.PasswordChecks
@@ -308,7 +314,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 			}
 		}
 	}()
-	a := &app{log: logger, httpErr: make(chan error, 1), checks: auth.NewPasswordChecks(cfg.Auth.PasswordChecks, 0)}
+	a := &app{log: logger, httpErr: make(chan error, 1), checks: auth.NewPasswordChecks(cfg.Auth.PasswordChecks, 0), dataDir: cfg.DataDir}
 	key, err := cfg.Encryption.Build()
 	if err != nil {
 		return nil, err // Validate catches it first
@@ -375,7 +381,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		publish = func(topic string, payload []byte, retain bool) error {
 			return a.bridge.Publish(topic, payload, retain, 1)
 		}
-		mqttMetrics = []prometheus.Collector{pipeline}
+		mqttMetrics = []prometheus.Collector{pipeline, a.bridge}
 		// a.devices stays nil: devices log in to that broker, with its
 		// credentials.
 	} else {
@@ -530,8 +536,10 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	// /healthz answers 503 while readings are refused (a full disk) or
 	// the external broker is unreachable.
 	health := a.store.Health
+	var warnings func() []string
 	if a.bridge != nil {
 		health = func() error { return errors.Join(a.store.Health(), a.bridge.Health()) }
+		warnings = a.bridge.Warnings
 	}
 	a.http = api.New(a.store, a.alerts, api.Options{
 		Auth: users, Audit: auditLog, Devices: a.devices, MQTTAddr: cfg.MQTT.Addr, MQTTTLSAddr: mqttTLSAddr, HSTS: tlsConfig != nil && cfg.TLS.HSTS,
@@ -539,7 +547,7 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		MaxStreamsPerUser:  cfg.HTTP.MaxStreamsPerUser,
 		RateLimitPerMinute: cfg.HTTP.RateLimitPerMinute, Offsite: shipper, Health: health, TrustedProxies: cfg.HTTP.TrustedProxies, ProxyHeader: cfg.HTTP.ProxyHeader,
 		Gatherer: reg, Logger: logger.With("component", "http"), Tariff: tr, Rules: a.rules, Shedder: a.shedder,
-		Leading: a.elector.Leading,
+		Leading: a.elector.Leading, Warnings: warnings,
 	})
 	alerts := a.alerts
 	users.OnLockout = func(user, addr string, until time.Time) {
@@ -574,6 +582,11 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 		}
 	}
 	go func() { a.httpErr <- a.http.Serve(ln) }()
+	cleanup = append(cleanup, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = a.http.Shutdown(ctx)
+	})
 	var ha *homeassistant.Publisher
 	if h := cfg.HomeAssistant; h.Enabled {
 		ha = homeassistant.New(a.store, publish, homeassistant.Options{Prefix: h.DiscoveryPrefix, StateTopic: h.StateTopic, Every: h.StateEvery, Logger: logger.With("component", "homeassistant")})
@@ -602,6 +615,14 @@ func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
 	lctx, cancelLead := context.WithCancel(context.Background())
 	a.cancelLead, a.stopLead = cancelLead, make(chan struct{})
 	go func() { defer close(a.stopLead); a.elector.Run(lctx, lead) }()
+	cleanup = append(cleanup, func() { cancelLead(); <-a.stopLead })
+	// Readings flow from the external broker last, once everything that
+	// takes them is up: a start that fails before leaves no session there.
+	if a.bridge != nil {
+		if err := a.startBridge(cfg); err != nil {
+			return nil, err
+		}
+	}
 	a.http.SetReady(true)
 	ready := []any{slog.String("version", version)}
 	if a.bridge != nil {
@@ -636,7 +657,10 @@ func (a *app) shutdown(ctx context.Context) error {
 	}
 	flushed := make(chan error, 1)
 	if a.bridge != nil {
-		go func() { flushed <- a.bridge.Drain(ctx) }()
+		if a.stopPresence != nil {
+			a.stopPresence() // no takeover starts or runs from here on
+		}
+		go func() { flushed <- a.stopBridge(ctx) }()
 	} else {
 		_ = a.broker.StopAccepting() // an error only repeats that it is closed
 		go func() { flushed <- a.ingest.Shutdown() }()
@@ -659,6 +683,16 @@ func (a *app) shutdown(ctx context.Context) error {
 	if a.bridge != nil {
 		if err := a.bridge.Close(); err != nil {
 			errs = append(errs, err)
+		}
+		if a.bridge.Left() {
+			if err := noteSession(a.dataDir, ""); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if a.presence != nil {
+			if err := a.presence.Leave(ctx, a.bridge.Left()); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	} else if err := a.broker.Close(); err != nil {
 		errs = append(errs, err)
@@ -734,10 +768,14 @@ func newBridge(cfg config.Config, p *hooks.Pipeline, logger *slog.Logger) (*brid
 	}
 	id := b.ClientID
 	if id == "" {
-		id = "vatio-" + hostname()
+		var err error
+		if id, err = defaultClientID(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("broker.client_id: %w", err)
+		}
 	}
-	return bridge.New(context.Background(), p, bridge.Options{URLs: urls, ClientID: id, Username: b.Username, Password: b.Password,
-		TLS: tc, Share: b.Share, Topics: b.Topics, SessionExpiry: b.SessionExpiry, Logger: logger})
+	return bridge.New(p, bridge.Options{URLs: urls, ClientID: id, Username: b.Username, Password: b.Password,
+		TLS: tc, Share: b.Share, Topics: b.Topics, SessionExpiry: b.SessionExpiry, Logger: logger,
+		ExpectSession: expectSession(cfg.DataDir, id)})
 }
 
 // portOf returns the TCP port of addr (0 when it has none).

@@ -1,11 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -100,23 +96,7 @@ func storedTotal(tb testing.TB, peers []*peer) int {
 	tb.Helper()
 	total := 0
 	for _, p := range peers {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+p.http+"/metrics", nil)
-		req.Header.Set("Authorization", "Bearer "+testAdminToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "vatio_readings_stored_total "); ok {
-				f, err := strconv.ParseFloat(v, 64)
-				if err != nil {
-					tb.Fatal(err)
-				}
-				total += int(f)
-			}
-		}
-		resp.Body.Close()
+		total += int(peerMetric(tb, p, "vatio_readings_stored_total"))
 	}
 	return total
 }

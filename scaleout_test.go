@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -229,12 +231,15 @@ type peer struct {
 }
 
 // startPeer starts Vatio as a client of the broker at brokerAddr with
-// client id id, on the PostgreSQL database dsn (or, with dsn "", a bbolt
+// client id id ("": the default), on the PostgreSQL database dsn (or, with dsn "", a bbolt
 // file of its own), with extra appended to its config.yaml; it is ready
 // once subscribed, and killed when the test ends.
 func startPeer(tb testing.TB, brokerAddr, id, dsn, extra string) *peer {
 	tb.Helper()
-	conf := fmt.Sprintf("broker:\n  mode: external\n  urls: [\"mqtt://%s\"]\n  client_id: %s\n", brokerAddr, id)
+	conf := fmt.Sprintf("broker:\n  mode: external\n  urls: [\"mqtt://%s\"]\n", brokerAddr)
+	if id != "" {
+		conf += "  client_id: " + id + "\n"
+	}
 	env := []string{"VATIO_TEST_CHILD=1", "VATIO_ADMIN_TOKEN=" + testAdminToken}
 	if dsn != "" {
 		conf += "store:\n  driver: postgres\n"
@@ -262,4 +267,28 @@ func startPeer(tb testing.TB, brokerAddr, id, dsn, extra string) *peer {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// peerMetric returns the value of metric name (with its labels, if any, as
+// /metrics writes them) of an instance; 0 when it has none.
+func peerMetric(tb testing.TB, p *peer, name string) float64 {
+	tb.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+p.http+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return f
+		}
+	}
+	return 0
 }

@@ -92,6 +92,9 @@ type Options struct {
 	// Health, when set, is asked by /healthz: an error answers 503 with
 	// it (the external broker lost, say).
 	Health func() error
+	// Warnings, when set, are reported by /healthz as "warnings" without
+	// changing its status: evidence that readings were lost upstream.
+	Warnings func() []string
 	// Leading, when set, is reported by /healthz as "leader": whether this
 	// instance runs the jobs instances sharing a store run once (package
 	// leader).
@@ -145,6 +148,7 @@ type Server struct {
 	offsite   *offsite.Shipper
 	health    func() error
 	leading   func() bool
+	warnings  func() []string
 }
 
 // New returns a Server with every API route registered.
@@ -164,6 +168,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	s.offsite = opts.Offsite
 	s.health = opts.Health
 	s.leading = opts.Leading
+	s.warnings = opts.Warnings
 	s.tariff = opts.Tariff
 	s.rules = opts.Rules
 	s.shedder = opts.Shedder
@@ -346,6 +351,11 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 	body := fiber.Map{"status": "ok"}
 	if s.leading != nil {
 		body["leader"] = s.leading()
+	}
+	if s.warnings != nil {
+		if w := s.warnings(); len(w) > 0 {
+			body["warnings"] = w
+		}
 	}
 	return c.JSON(body)
 }

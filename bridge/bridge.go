@@ -10,7 +10,9 @@
 // is down or reconnecting wait in the broker and arrive when it is back;
 // one not acknowledged before a crash is sent again. With a shared
 // subscription ($share/<group>/<filter>, MQTT 5) several Vatio instances
-// split the readings between them.
+// split the readings between them; one that stops leaves the group (see
+// Leave), and the session of one that died is taken over by another (see
+// Takeover), so that what the broker queued for it is stored without it.
 package bridge
 
 import (
@@ -20,16 +22,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
-	"github.com/eclipse/paho.golang/paho/session/state"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vatio-energy/vatio/hooks"
-	"github.com/vatio-energy/vatio/meter"
 )
 
 // Options configure the connection.
@@ -51,40 +53,77 @@ type Options struct {
 	// SessionExpiry is how long the broker keeps the session (and the
 	// readings sent to it) while Vatio is away.
 	SessionExpiry time.Duration
+	// ExpectSession says that the broker should hold a session for
+	// ClientID from an earlier run: one it does not have is reported as
+	// evidence of loss.
+	ExpectSession bool
 	Logger        *slog.Logger
+}
+
+// Filters returns the subscriptions of a session in share group share
+// ("" for none) on topics.
+func Filters(share string, topics []string) []string {
+	out := make([]string, len(topics))
+	for i, t := range topics {
+		if share != "" {
+			t = "$share/" + share + "/" + t
+		}
+		out[i] = t
+	}
+	return out
+}
+
+// Brokers' counters of messages they dropped, published on $SYS: Mosquitto
+// 2's, and EMQX's of messages dropped because a session's queue was full.
+// Subscribing may be refused (EMQX lets only local clients see $SYS by
+// default); the counters are then not watched.
+var dropCounters = []string{
+	"$SYS/broker/publish/messages/dropped",
+	"$SYS/brokers/+/metrics/delivery/dropped/queue_full",
 }
 
 // Bridge is the connection to the external broker.
 type Bridge struct {
 	p    *hooks.Pipeline
-	cm   *autopaho.ConnectionManager
 	log  *slog.Logger
 	opts Options
 
-	stopped atomic.Bool
-	// live is whether the broker granted the subscriptions on the
-	// current connection (see Health).
-	live atomic.Bool
-	// pending counts messages taken and not yet answered; Drain waits
-	// for them.
-	pending sync.WaitGroup
-	// session is the client's session state, kept across connections.
-	session *state.State
-	// gate is closed once the current connection is up (see receive).
-	gateMu sync.Mutex
-	gate   chan struct{}
+	mu   sync.Mutex
+	main *link // this instance's session, once started
+	// ctx ends with Close; every link's connection lives in it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// Taken over: when another connection last took this instance's
+	// client id, how many times in a row, and the wait before connecting
+	// again (see reconnectDelay).
+	takeMu    sync.Mutex
+	takenAt   time.Time
+	takenRun  int
+	takeDelay time.Duration
+
+	// Evidence of loss, by kind: the last message and when.
+	evMu sync.Mutex
+	seen map[string]evidenceSeen
+	// dropped is the broker's counter of dropped messages, by topic, as
+	// last seen.
+	dropMu  sync.Mutex
+	dropped map[string]float64
+
+	takeovers  prometheus.Counter
+	lossSeen   *prometheus.CounterVec
+	brokerDrop prometheus.Gauge
+	lapsed     prometheus.Counter
+	lapsedRead prometheus.Counter
 }
 
-// currentGate returns the gate of the current connection.
-func (b *Bridge) currentGate() chan struct{} {
-	b.gateMu.Lock()
-	defer b.gateMu.Unlock()
-	return b.gate
+type evidenceSeen struct {
+	at  time.Time
+	msg string
 }
 
-// New connects to the broker in the background (and reconnects for ever);
-// readings flow once the first connection is up.
-func New(ctx context.Context, p *hooks.Pipeline, opts Options) (*Bridge, error) {
+// New prepares the connection; Start makes it.
+func New(p *hooks.Pipeline, opts Options) (*Bridge, error) {
 	if len(opts.URLs) == 0 {
 		return nil, errors.New("bridge: no broker URL")
 	}
@@ -97,222 +136,224 @@ func New(ctx context.Context, p *hooks.Pipeline, opts Options) (*Bridge, error) 
 	if len(opts.Topics) == 0 {
 		opts.Topics = []string{"#"}
 	}
-	b := &Bridge{p: p, log: opts.Logger, opts: opts, session: state.NewInMemory(), gate: make(chan struct{})}
-	cfg := autopaho.ClientConfig{
-		ServerUrls:                    opts.URLs,
-		TlsCfg:                        opts.TLS,
-		KeepAlive:                     30,
-		CleanStartOnInitialConnection: false,
-		SessionExpiryInterval:         uint32(min(opts.SessionExpiry/time.Second, 0xFFFFFFFF)),
-		ConnectUsername:               opts.Username,
-		ConnectPassword:               []byte(opts.Password),
-		ReconnectBackoff:              autopaho.NewExponentialBackoff(500*time.Millisecond, 30*time.Second, 2*time.Second, 2),
-		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
-			b.gateMu.Lock()
-			close(b.gate)
-			b.gateMu.Unlock()
-			b.log.Info("connected to the MQTT broker", slog.String("client_id", opts.ClientID))
-			go b.subscribe(ctx, cm)
-		},
-		OnConnectionDown: func() bool {
-			b.live.Store(false)
-			b.gateMu.Lock()
-			b.gate = make(chan struct{})
-			b.gateMu.Unlock()
-			b.log.Warn("lost the MQTT broker; reconnecting")
-			return true
-		},
-		OnConnectError: func(err error) { b.log.Warn("cannot reach the MQTT broker", slog.Any("error", err)) },
-		ClientConfig: paho.ClientConfig{
-			ClientID:                   opts.ClientID,
-			Session:                    b.session,
-			EnableManualAcknowledgment: true,
-			SendAcksInterval:           50 * time.Millisecond,
-			OnPublishReceived:          []func(paho.PublishReceived) (bool, error){b.receive},
-			OnClientError:              func(err error) { b.log.Warn("MQTT client error", slog.Any("error", err)) },
-		},
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Bridge{p: p, log: opts.Logger, opts: opts, ctx: ctx, cancel: cancel,
+		seen: map[string]evidenceSeen{}, dropped: map[string]float64{},
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vatio_broker_session_taken_over_total",
+			Help: "Times another connection took this instance's MQTT client id: two instances sharing one broker.client_id knock each other off.",
+		}),
+		lossSeen: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vatio_broker_loss_evidence_total",
+			Help: "Evidence that the external broker lost readings, by kind: dropped (its counter of dropped messages rose), session_lost (it kept no session for this instance), share_silent (an instance's share of the readings stopped while the others' went on).",
+		}, []string{"kind"}),
+		brokerDrop: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vatio_broker_dropped_messages",
+			Help: "The external broker's own count of messages it dropped (queues full), from $SYS; absent when the broker does not publish it.",
+		}),
+		lapsed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vatio_broker_lapsed_sessions_total",
+			Help: "Sessions of instances that died or stopped, taken over by this one and ended.",
+		}),
+		lapsedRead: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vatio_broker_lapsed_messages_total",
+			Help: "Readings' messages taken from the sessions of instances that died or stopped.",
+		}),
 	}
-	cm, err := autopaho.NewConnection(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("bridge: %w", err)
+	for _, k := range []string{"dropped", "session_lost", "share_silent"} {
+		b.lossSeen.WithLabelValues(k)
 	}
-	b.cm = cm
 	return b, nil
 }
 
-// subscribe subscribes to the topics, in the share group when there is
-// one, retrying until the broker grants them all or the connection ends:
-// connected but not subscribed, Vatio would take nothing. A persistent
-// session keeps the subscriptions; subscribing again on each connection
-// covers a session the broker dropped. Retained messages are not asked
-// for: an old retained reading would be stored as a new one.
-func (b *Bridge) subscribe(ctx context.Context, cm *autopaho.ConnectionManager) {
-	var subs []paho.SubscribeOptions
-	for _, t := range b.opts.Topics {
-		if b.opts.Share != "" {
-			t = "$share/" + b.opts.Share + "/" + t
-		}
-		subs = append(subs, paho.SubscribeOptions{Topic: t, QoS: 1, RetainHandling: 2})
+// Start connects to the broker in the background (and reconnects for
+// ever); readings flow once the first connection is up and subscribed.
+// It is called last, once everything that takes readings is up, so that a
+// start that fails leaves no session at the broker.
+func (b *Bridge) Start() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.main != nil {
+		return errors.New("bridge: already started")
 	}
-	wait := time.Second
-	for {
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		ack, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: subs})
-		cancel()
-		refused := false
-		if err == nil {
-			for i, code := range ack.Reasons {
-				if code >= 0x80 && i < len(subs) {
-					refused = true
-					b.log.Error("the MQTT broker refused a subscription; retrying", slog.String("topic", subs[i].Topic), slog.Int("reason", int(code)))
-				}
-			}
-			if !refused {
-				b.live.Store(true)
-				b.log.Info("subscribed to the MQTT broker", slog.Int("filters", len(subs)))
-				return
-			}
-		} else {
-			b.log.Error("MQTT subscribe failed; retrying", slog.Any("error", err))
-		}
-		if errors.Is(err, autopaho.ConnectionDownError) {
-			return // the next connection subscribes again
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-cm.Done():
-			return
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, time.Minute)
+	l := b.newLink(b.opts.ClientID, Filters(b.opts.Share, b.opts.Topics), true)
+	if err := l.connect(b.ctx); err != nil {
+		return err
+	}
+	b.main = l
+	return nil
+}
+
+// Suspend disconnects this instance's session, keeping it at the broker
+// (what arrives meanwhile waits there), until Resume.
+func (b *Bridge) Suspend() {
+	b.mu.Lock()
+	l := b.main
+	b.main = nil
+	b.mu.Unlock()
+	if l != nil {
+		_ = l.drain(context.Background())
+		_ = l.close()
 	}
 }
 
+// Resume connects again after Suspend.
+func (b *Bridge) Resume() error {
+	b.mu.Lock()
+	started := b.main != nil
+	b.mu.Unlock()
+	if started {
+		return nil
+	}
+	return b.Start()
+}
+
+func (b *Bridge) current() *link {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.main
+}
+
+// Received returns how many readings' messages this instance's session has
+// taken: compared with the other instances', a share gone silent.
+func (b *Bridge) Received() int64 {
+	if l := b.current(); l != nil {
+		return l.received.Load()
+	}
+	return 0
+}
+
+// takenOverFor is how long after the last takeover of its client id the
+// bridge reports itself unhealthy.
+const takenOverFor = 2 * time.Minute
+
+// takenOver records that the broker ended the connection because another
+// took the client id, and lengthens the wait before the next.
+func (b *Bridge) takenOver(id string) {
+	b.takeovers.Inc()
+	b.takeMu.Lock()
+	if time.Since(b.takenAt) > takenOverFor {
+		b.takenRun, b.takeDelay = 0, 0
+	}
+	b.takenRun++
+	b.takenAt = time.Now()
+	b.takeDelay = min(max(2*b.takeDelay, time.Second), time.Minute)
+	n, wait := b.takenRun, b.takeDelay
+	b.takeMu.Unlock()
+	b.log.Error("another connection took this instance's MQTT client id: two instances share it, or an old one still runs; give each its own broker.client_id (or leave it empty)",
+		slog.String("client_id", id), slog.Int("times", n), slog.Duration("next_attempt_in", wait))
+}
+
+// reconnectDelay is the wait before connection attempt attempt (0 after a
+// connection that worked): growing while the client id is taken over.
+func (b *Bridge) reconnectDelay(attempt int) time.Duration {
+	d := autopaho.NewExponentialBackoff(500*time.Millisecond, 30*time.Second, 2*time.Second, 2)(attempt)
+	b.takeMu.Lock()
+	defer b.takeMu.Unlock()
+	if time.Since(b.takenAt) < takenOverFor {
+		d = max(d, b.takeDelay)
+	}
+	return d
+}
+
 // Health reports whether readings flow: connected to the broker, with the
-// subscriptions granted.
+// subscriptions granted, and the client id not taken by another
+// connection lately.
 func (b *Bridge) Health() error {
-	if !b.live.Load() {
+	b.takeMu.Lock()
+	taken, n := b.takenAt, b.takenRun
+	b.takeMu.Unlock()
+	if since := time.Since(taken); since < takenOverFor {
+		return fmt.Errorf("another connection took MQTT client id %s %d times, last %s ago: two instances share it", b.opts.ClientID, n, since.Round(time.Second))
+	}
+	if l := b.current(); l == nil || !l.live.Load() {
 		return errors.New("not connected and subscribed to the MQTT broker")
 	}
 	return nil
 }
 
-// receive takes one message: the readings are stored, and the message is
-// acknowledged once the last is committed (a rejected one at once, behind
-// the earlier ones). Not acknowledged, the broker sends it again on the
-// next connection.
-func (b *Bridge) receive(pr paho.PublishReceived) (bool, error) {
-	pb := pr.Packet
-	// paho v0.23 empties its acknowledgement tracker once it has started
-	// reading, so a message the broker sends straight after the CONNACK
-	// (the backlog of a persistent session) can be dropped from it, with
-	// its acknowledgement. Waiting until the connection is up (Connect
-	// has returned) means every acknowledgement comes after that; one
-	// the tracker lost is then sent through the session (see ack).
-	select {
-	case <-b.currentGate():
-	case <-pr.Client.Done():
-		return true, nil // that connection ended: the broker resends
-	case <-time.After(10 * time.Second):
-	}
-	// Acknowledgements leave in the order messages came, each once every
-	// earlier one is acknowledged (paho's tracker): every QoS 1 message
-	// must be acknowledged on its connection, or none after it is.
-	ack := func() {
-		err := pr.Client.Ack(pb)
-		if errors.Is(err, paho.ErrPacketNotFound) {
-			// Dropped from the tracker (see receive). Left
-			// unacknowledged, the broker would hold it in flight until
-			// the next connection: acknowledge it through the session,
-			// unless this connection has ended (its id may then be
-			// another message's on the next one).
-			select {
-			case <-pr.Client.Done():
-			default:
-				err = b.session.Ack(pb.Packet())
-			}
-		}
-		if err != nil {
-			b.log.Debug("MQTT ack not sent", slog.Any("error", err))
-		}
-	}
-	src := b.p.Source(pb.Topic)
-	if src == nil {
-		ack() // not a reading: nothing to keep
-		return true, nil
-	}
-	b.pending.Add(1)
-	if b.stopped.Load() {
-		// Stopping: left unacknowledged, resent on the next connection;
-		// it comes after everything taken, so it holds none of it back.
-		b.pending.Done()
-		return true, nil
-	}
-	rs, err := b.p.Decode(src, pb.Topic, pb.Payload)
-	if err != nil {
-		b.p.Count(b.opts.ClientID, pb.Topic, src, err)
-		answer := func(error) { defer b.pending.Done(); ack() }
-		if b.p.Store().Sync(answer) != nil {
-			answer(nil)
-		}
-		return true, nil
-	}
-	if len(rs) == 0 {
-		b.p.NoteAvailability(src, pb.Topic, pb.Payload)
-		ack()
-		b.pending.Done()
-		return true, nil
-	}
-	for i, r := range rs {
-		last := i == len(rs)-1
-		done := func(err error) {
-			if meter.ReasonOf(err) != "" {
-				b.p.Count(b.opts.ClientID, pb.Topic, src, err)
-			}
-		}
-		if last {
-			done = func(err error) {
-				defer b.pending.Done()
-				switch {
-				case err == nil:
-					ack()
-				case meter.ReasonOf(err) != "":
-					b.p.Count(b.opts.ClientID, pb.Topic, src, err)
-					ack() // refused for good: resending would not help
-				default:
-					b.redeliver(pr, err)
-				}
-			}
-		}
-		if err := b.p.Store().Append(r, done); err != nil {
-			b.redeliver(pr, err)
-			b.pending.Done()
-			return true, nil
-		}
-	}
-	return true, nil
+// evidenceFor is how long evidence of loss is reported in /healthz.
+const evidenceFor = time.Hour
+
+// Evidence records evidence of loss of kind, counts it, and logs it.
+func (b *Bridge) Evidence(kind, msg string) { b.evidence(kind, msg) }
+
+func (b *Bridge) evidence(kind, msg string) {
+	b.lossSeen.WithLabelValues(kind).Inc()
+	b.evMu.Lock()
+	b.seen[kind] = evidenceSeen{at: time.Now(), msg: msg}
+	b.evMu.Unlock()
+	b.log.Error("evidence of readings lost at the MQTT broker", slog.String("kind", kind), slog.String("detail", msg))
 }
 
-// redeliver handles a message whose readings could not be stored (a
-// failed commit, a store that is closing): left unacknowledged it would
-// hold back every later acknowledgement on this connection, so the
-// connection is dropped, and the broker sends the message again on the
-// next one.
-func (b *Bridge) redeliver(pr paho.PublishReceived, err error) {
-	if b.stopped.Load() {
+// Warnings returns the evidence of loss seen in the last hour, for
+// /healthz.
+func (b *Bridge) Warnings() []string {
+	b.evMu.Lock()
+	defer b.evMu.Unlock()
+	var out []string
+	for _, e := range b.seen {
+		if time.Since(e.at) < evidenceFor {
+			out = append(out, e.msg+" ("+e.at.UTC().Format(time.RFC3339)+")")
+		}
+	}
+	return out
+}
+
+// watchBroker subscribes, on a best-effort basis, to the broker's counters
+// of dropped messages.
+func (b *Bridge) watchBroker(ctx context.Context, cm *autopaho.ConnectionManager) {
+	subs := make([]paho.SubscribeOptions, len(dropCounters))
+	for i, t := range dropCounters {
+		subs[i] = paho.SubscribeOptions{Topic: t, QoS: 0}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ack, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: subs})
+	if err != nil {
+		b.log.Debug("broker counters not watched", slog.Any("error", err))
 		return
 	}
-	b.log.Error("a reading could not be stored; reconnecting so the broker resends it", slog.Any("error", err))
-	go pr.Client.Disconnect(&paho.Disconnect{ReasonCode: 0x80})
+	for i, code := range ack.Reasons {
+		if code >= 0x80 && i < len(subs) {
+			b.log.Info("the MQTT broker does not let Vatio read its counter of dropped messages", slog.String("topic", subs[i].Topic), slog.Int("reason", int(code)))
+		}
+	}
+}
+
+// monitored handles the broker's counters of dropped messages, and says
+// whether topic was one.
+func (b *Bridge) monitored(topic string, payload []byte) bool {
+	if !strings.HasPrefix(topic, "$SYS/") {
+		return false
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(string(payload)), 64)
+	if err != nil {
+		return true
+	}
+	b.dropMu.Lock()
+	prev, seen := b.dropped[topic]
+	b.dropped[topic] = v
+	b.dropMu.Unlock()
+	b.brokerDrop.Set(v)
+	if v > prev && (seen || v > 0) {
+		// Seen first with dropped messages already counted: they may be
+		// older than Vatio, and are still worth saying once.
+		b.evidence("dropped", fmt.Sprintf("the MQTT broker dropped %.0f messages (%s rose from %.0f to %.0f): its queues are too small for the readings waiting in them; see the operator guide's broker settings", v-prev, topic, prev, v))
+	}
+	return true
 }
 
 // Publish sends a message to the broker (commands, alerts, Home Assistant
 // discovery), waiting for its acknowledgement at QoS 1.
 func (b *Bridge) Publish(topic string, payload []byte, retain bool, qos byte) error {
+	l := b.current()
+	if l == nil {
+		return fmt.Errorf("bridge: publish on %s: not connected", topic)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := b.cm.Publish(ctx, &paho.Publish{Topic: topic, Payload: payload, Retain: retain, QoS: qos})
+	_, err := l.cm.Publish(ctx, &paho.Publish{Topic: topic, Payload: payload, Retain: retain, QoS: qos})
 	if err != nil {
 		return fmt.Errorf("bridge: publish on %s: %w", topic, err)
 	}
@@ -323,30 +364,88 @@ func (b *Bridge) Publish(topic string, payload []byte, retain bool, qos byte) er
 // session) and waits until those taken are committed and acknowledged.
 // Publishing still works until Close.
 func (b *Bridge) Drain(ctx context.Context) error {
-	b.stopped.Store(true)
-	err := b.p.Store().Flush()
-	done := make(chan struct{})
-	go func() { b.pending.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return errors.Join(err, errors.New("bridge: readings still waiting for their commit; the broker resends them"))
+	if l := b.current(); l != nil {
+		return l.drain(ctx)
 	}
-	// Let the acknowledgement tracker (every 50 ms) send what was just
-	// acknowledged.
-	select {
-	case <-time.After(150 * time.Millisecond):
-	case <-ctx.Done():
+	return nil
+}
+
+// leaveQuiet is how long a session must have sent nothing, once out of the
+// share group, for what the broker held for it to be taken as all sent.
+const leaveQuiet = time.Second
+
+// Leave takes this instance out of its share group for good, for a stop
+// with other instances running: the subscriptions are removed (the broker
+// sends the group's readings to the others from then on), what the
+// broker had queued for this session is taken and stored until it has
+// sent nothing for a second, and Close then ends the session. Should
+// anything come after that, the session is kept for another instance to
+// take over (see Takeover) rather than ended with it.
+func (b *Bridge) Leave(ctx context.Context) error {
+	l := b.current()
+	if l == nil {
+		return nil
 	}
-	return err
+	if err := l.unsubscribe(ctx); err != nil {
+		return errors.Join(err, l.drain(ctx))
+	}
+	since := time.Now()
+	qerr := l.quiesce(ctx, since, leaveQuiet)
+	err := l.drain(ctx)
+	if qerr == nil && err == nil && l.refused.Load() == 0 {
+		l.leave.Store(true)
+		b.log.Info("left the share group: the other instances take its readings", slog.String("client_id", l.clientID))
+	}
+	return errors.Join(qerr, err)
+}
+
+// Left reports whether Leave left the share group (and Close ends the
+// session).
+func (b *Bridge) Left() bool {
+	l := b.current()
+	return l != nil && l.leave.Load()
 }
 
 // Close disconnects from the broker.
 func (b *Bridge) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := b.cm.Disconnect(ctx); err != nil && !errors.Is(err, autopaho.ConnectionDownError) {
-		return fmt.Errorf("bridge: %w", err)
+	l := b.current()
+	var err error
+	if l != nil {
+		err = l.close()
 	}
-	return nil
+	b.cancel()
+	return err
 }
+
+// Describe implements prometheus.Collector.
+func (b *Bridge) Describe(ch chan<- *prometheus.Desc) {
+	b.takeovers.Describe(ch)
+	b.lossSeen.Describe(ch)
+	b.brokerDrop.Describe(ch)
+	b.lapsed.Describe(ch)
+	b.lapsedRead.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (b *Bridge) Collect(ch chan<- prometheus.Metric) {
+	b.takeovers.Collect(ch)
+	b.lossSeen.Collect(ch)
+	b.dropMu.Lock()
+	watched := len(b.dropped) > 0
+	b.dropMu.Unlock()
+	if watched {
+		b.brokerDrop.Collect(ch)
+	}
+	b.lapsed.Collect(ch)
+	b.lapsedRead.Collect(ch)
+}
+
+// ClientID returns this instance's client id at the broker.
+func (b *Bridge) ClientID() string { return b.opts.ClientID }
+
+// Filters returns this instance's subscriptions.
+func (b *Bridge) Filters() []string { return Filters(b.opts.Share, b.opts.Topics) }
+
+// Shared reports whether this instance takes its readings in a share
+// group.
+func (b *Bridge) Shared() bool { return b.opts.Share != "" }

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/vatio-energy/vatio/bridge"
+	"github.com/vatio-energy/vatio/config"
+	"github.com/vatio-energy/vatio/leader"
+)
+
+// presenceEvery is how often an instance on PostgreSQL tells the others it
+// is alive and looks for instances gone.
+const presenceEvery = time.Second
+
+// startBridge starts taking readings from the external broker. On
+// PostgreSQL the instance first joins the others (see leader.Presence):
+// that refuses a client id another running instance uses, and waits while
+// another drains the session this one left.
+func (a *app) startBridge(cfg config.Config) error {
+	if cfg.Store.Driver == "postgres" {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		p, err := leader.Join(ctx, cfg.Store.DSN, leader.Member{ClientID: a.bridge.ClientID(),
+			Filters: a.bridge.Filters(), Host: hostname(), PID: os.Getpid()}, a.log.With("component", "presence"))
+		if err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+		a.presence = p
+		pctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); a.runPresence(pctx) }()
+		a.stopPresence = func() { stop(); <-done }
+	}
+	if err := a.bridge.Start(); err != nil {
+		if a.presence != nil {
+			a.stopPresence()
+			a.presence.Leave(context.Background(), false)
+		}
+		return err
+	}
+	if err := noteSession(a.dataDir, a.bridge.ClientID()); err != nil {
+		a.log.Warn("cannot record the broker session in the data directory", slog.Any("error", err))
+	}
+	return nil
+}
+
+// stopBridge stops taking readings. An instance in a share group with
+// others alive leaves the group, handing them its share; otherwise the
+// session is kept at the broker, and the readings wait there for this
+// instance or another to take them (see runPresence).
+func (a *app) stopBridge(ctx context.Context) error {
+	if a.presence != nil && a.bridge.Shared() {
+		others, err := a.presence.Others(ctx)
+		if err == nil && others > 0 {
+			return a.bridge.Leave(ctx)
+		}
+	}
+	return a.bridge.Drain(ctx)
+}
+
+// runPresence tells the other instances this one is alive, takes over the
+// sessions of those gone, and watches for a share gone silent.
+func (a *app) runPresence(ctx context.Context) {
+	log := a.log.With("component", "presence")
+	silence := newSilenceWatch()
+	t := time.NewTicker(presenceEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := a.presence.Heartbeat(ctx, a.bridge.Received()); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			// The lock may have gone with the connection: another
+			// instance may take this one's session over. Hold it at the
+			// broker (readings wait there) until this instance is back.
+			log.Warn("lost the database that tells instances apart; the MQTT session pauses until it is back", slog.Any("error", err))
+			a.bridge.Suspend()
+			for ctx.Err() == nil {
+				if err := a.presence.Rejoin(ctx); err == nil {
+					break
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(2 * time.Second):
+				}
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if err := a.bridge.Resume(); err != nil {
+				log.Error("cannot resume the MQTT session", slog.Any("error", err))
+			}
+			log.Info("back in the database; the MQTT session resumes")
+			continue
+		}
+		claimed, err := a.presence.Claim(ctx)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("cannot look for instances gone", slog.Any("error", err))
+		}
+		for _, m := range claimed {
+			log.Info("an instance is gone; taking over its broker session", slog.String("client_id", m.ClientID),
+				slog.String("host", m.Host), slog.Int("pid", m.PID), slog.Duration("silent_for", m.Age.Round(time.Millisecond)))
+			_, err := a.bridge.Takeover(ctx, bridge.Lapsed{ClientID: m.ClientID, Filters: m.Filters})
+			if err != nil {
+				log.Warn("taking over a broker session failed; trying again", slog.String("client_id", m.ClientID), slog.Any("error", err))
+			}
+			if rerr := a.presence.Release(context.WithoutCancel(ctx), m.ClientID, err == nil); rerr != nil {
+				log.Warn("cannot release a session taken over", slog.Any("error", rerr))
+			}
+		}
+		if live, _, err := a.presence.Members(ctx); err == nil {
+			for _, msg := range silence.check(time.Now(), live) {
+				a.bridge.Evidence("share_silent", msg)
+			}
+		}
+	}
+}
+
+// Share silence: an instance whose count of readings has not moved for
+// silentFor while the others took at least silentMin between them gets no
+// share of the readings: the broker queues them somewhere nobody reads.
+const (
+	silentFor = time.Minute
+	silentMin = 100
+)
+
+// silenceWatch remembers when each instance's count last moved, and the
+// others' total then.
+type silenceWatch struct {
+	last     map[string]silenceMark
+	reported map[string]bool
+}
+
+type silenceMark struct {
+	at       time.Time
+	received int64
+	others   int64
+}
+
+func newSilenceWatch() *silenceWatch {
+	return &silenceWatch{last: map[string]silenceMark{}, reported: map[string]bool{}}
+}
+
+// check takes the live instances' counts at now and returns a message for
+// each whose share has gone silent (once until it moves again).
+func (w *silenceWatch) check(now time.Time, live []leader.Member) []string {
+	var total int64
+	for _, m := range live {
+		total += m.Received
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, m := range live {
+		seen[m.ClientID] = true
+		others := total - m.Received
+		mark, ok := w.last[m.ClientID]
+		if !ok || m.Received != mark.received || others < mark.others {
+			w.last[m.ClientID] = silenceMark{at: now, received: m.Received, others: others}
+			w.reported[m.ClientID] = false
+			continue
+		}
+		if now.Sub(mark.at) >= silentFor && others-mark.others >= silentMin && !w.reported[m.ClientID] {
+			w.reported[m.ClientID] = true
+			out = append(out, fmt.Sprintf("instance %s (host %s) has taken no reading for %s while the others took %d: the broker sends its share somewhere nobody reads",
+				m.ClientID, m.Host, now.Sub(mark.at).Round(time.Second), others-mark.others))
+		}
+	}
+	for id := range w.last {
+		if !seen[id] {
+			delete(w.last, id)
+			delete(w.reported, id)
+		}
+	}
+	return out
+}
