@@ -31,13 +31,22 @@ func startMosquitto(t testing.TB) (string, *mosquittoLog, func()) {
 // persistence, if asked for, in a directory of the test's.
 func startMosquittoConf(t testing.TB, settings string) (string, *mosquittoLog, func()) {
 	t.Helper()
+	return startMosquittoAt(t, "", settings)
+}
+
+// startMosquittoAt is startMosquittoConf on addr ("": a free port), to
+// start a broker again where one was.
+func startMosquittoAt(t testing.TB, addr, settings string) (string, *mosquittoLog, func()) {
+	t.Helper()
 	bin := need(t, "mosquitto", "mosquitto")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	if addr == "" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr = ln.Addr().String()
+		ln.Close()
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 	_, port, _ := net.SplitHostPort(addr)
 	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
 	logFile := filepath.Join(t.TempDir(), "mosquitto.log")

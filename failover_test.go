@@ -19,7 +19,9 @@ import (
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/vatio-energy/vatio/internal/mqtttest"
 	"github.com/vatio-energy/vatio/internal/pgtest"
+	"github.com/vatio-energy/vatio/leader"
 )
 
 // brokerSettings returns the Mosquitto settings the operator guide gives
@@ -84,16 +86,7 @@ type load struct {
 	failures atomic.Int64
 }
 
-func (c *cluster) publisher() *load {
-	opts := paho3.NewClientOptions().AddBroker("tcp://" + c.broker).SetClientID(fmt.Sprintf("meters-%d", time.Now().UnixNano())).
-		SetProtocolVersion(4).SetAutoReconnect(false).SetWriteTimeout(5 * time.Second)
-	cl := paho3.NewClient(opts)
-	if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		c.t.Fatal(tok.Error())
-	}
-	c.t.Cleanup(func() { cl.Disconnect(100) })
-	return &load{c: cl}
-}
+func (c *cluster) publisher() *load { return &load{c: mqtttest.V3(c.t, c.broker)} }
 
 var failoverBase = time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC).Unix()
 
@@ -294,5 +287,147 @@ func TestFailedStartLeavesNoSession(t *testing.T) {
 	}
 	if strings.Contains(blog.String(), "doomed") {
 		t.Errorf("the failed start connected to the broker:\n%s", blog)
+	}
+}
+
+// TestSameClientIDFlaps starts two instances, each on a bbolt file of its
+// own, given one broker.client_id: the broker hands the session from one to
+// the other at each connection. Each says so in its log, waits longer
+// before each new attempt, and answers 503 on /healthz; without the wait
+// they knocked each other off about 170 times a second.
+func TestSameClientIDFlaps(t *testing.T) {
+	brokerAddr, blog, _ := startMosquitto(t)
+	a := startPeer(t, brokerAddr, "twin", "", "")
+	b := startPeer(t, brokerAddr, "twin", "", "")
+	time.Sleep(6 * time.Second) // the test is what a flapping pair does in a while
+	takeovers := strings.Count(blog.String(), "Client twin already connected, closing old connection")
+	t.Logf("Mosquitto handed the session over %d times in about 6 s", takeovers)
+	if takeovers < 2 || takeovers > 20 {
+		t.Errorf("%d takeovers in 6 s; want a few, spaced by the backoff", takeovers)
+	}
+	for _, p := range []*peer{a, b} {
+		var h struct{ Status, Detail string }
+		code := getJSON(t, "http://"+p.http+"/healthz", &h)
+		if code != http.StatusServiceUnavailable || !strings.Contains(h.Detail, "client id twin") {
+			t.Errorf("/healthz of an instance whose client id is taken over: %d %+v", code, h)
+		}
+		if got := peerMetric(t, p, "vatio_broker_session_taken_over_total"); got < 1 {
+			t.Errorf("vatio_broker_session_taken_over_total = %v", got)
+		}
+	}
+	if !strings.Contains(a.logs.String()+b.logs.String(), "another connection took this instance's MQTT client id") {
+		t.Errorf("no instance logged why it was disconnected:\n%s\n%s", a.logs, b.logs)
+	}
+}
+
+// TestClientIDInUseIsRefusedOnPostgres: on PostgreSQL an instance given the
+// client id of one running is refused at start, saying which host and pid
+// hold it, and leaves the running one alone.
+func TestClientIDInUseIsRefusedOnPostgres(t *testing.T) {
+	c := newCluster(t)
+	first := startPeer(t, c.broker, "twin", c.dsn, "")
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	conf := fmt.Sprintf("broker:\n  mode: external\n  urls: [\"mqtt://%s\"]\n  client_id: twin\nstore:\n  driver: postgres\n", c.broker)
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "VATIO_TEST_CHILD=1", "VATIO_ADMIN_TOKEN="+testAdminToken, "VATIO_STORE_DSN="+c.dsn,
+		"VATIO_TEST_ARGS=-config "+cfg+" -http-addr 127.0.0.1:0 -data-dir "+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("a second instance with client id twin started:\n%s", out)
+	}
+	if !strings.Contains(string(out), "in use by a running instance") || !strings.Contains(string(out), fmt.Sprintf("pid %d", first.cmd.Process.Pid)) {
+		t.Errorf("the refusal does not say who holds the client id:\n%s", out)
+	}
+	if strings.Contains(first.logs.String(), "another connection took") {
+		t.Errorf("the refused instance knocked the running one off:\n%s", first.logs)
+	}
+}
+
+// TestBrokerLossIsReported: Vatio reports evidence that the broker lost
+// readings: its counter of dropped messages rising (a session's queue
+// overflowed), and, after the broker restarted without persistence, no
+// session kept for it. /healthz stays 200 and lists them; /metrics counts
+// them.
+func TestBrokerLossIsReported(t *testing.T) {
+	const settings = "persistence false\nmax_queued_messages 5\nsys_interval 1\n"
+	addr, _, stop := startMosquittoConf(t, settings)
+	p := startPeer(t, addr, "watcher", "", "")
+	// A client away with a persistent session and a small queue: the
+	// broker drops what overflows it.
+	sleeper := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("sleeper").SetCleanSession(false).
+		SetProtocolVersion(4).SetAutoReconnect(false))
+	if tok := sleeper.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	if tok := sleeper.Subscribe("away/#", 1, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	sleeper.Disconnect(100)
+	l := &load{c: mqtttest.V3(t, addr)}
+	for i := range 20 {
+		tok := l.c.Publish("away/x", 1, false, fmt.Sprint(i))
+		tok.WaitTimeout(10 * time.Second)
+	}
+	warned := func(kind string) bool {
+		var h struct {
+			Status   string
+			Warnings []string
+		}
+		code := getJSON(t, "http://"+p.http+"/healthz", &h)
+		return code == http.StatusOK && strings.Contains(strings.Join(h.Warnings, "\n"), kind) &&
+			peerMetric(t, p, `vatio_broker_loss_evidence_total{kind="`+map[string]string{"dropped": "dropped", "no session": "session_lost"}[kind]+`"}`) >= 1
+	}
+	for deadline := time.Now().Add(15 * time.Second); !warned("dropped"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no evidence of the messages Mosquitto dropped:\n%s", p.logs)
+		}
+	}
+	stop()
+	startMosquittoAt(t, addr, settings)
+	for deadline := time.Now().Add(30 * time.Second); !warned("no session"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no evidence of the session the restarted broker lost:\n%s", p.logs)
+		}
+	}
+	if !strings.Contains(p.logs.String(), "evidence of readings lost at the MQTT broker") {
+		t.Errorf("the evidence is not in the log:\n%s", p.logs)
+	}
+}
+
+// TestShareSilence: an instance whose count of readings stands still for a
+// minute while the others take a hundred or more is reported once, until
+// its count moves again; quiet for all, or with few readings, it is not.
+func TestShareSilence(t *testing.T) {
+	w := newSilenceWatch()
+	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	members := func(a, b int64) []leader.Member {
+		return []leader.Member{{ClientID: "a", Host: "h1", Received: a}, {ClientID: "b", Host: "h2", Received: b}}
+	}
+	steps := []struct {
+		after time.Duration
+		a, b  int64
+		want  string // the instance reported, if any
+	}{
+		{0, 10, 10, ""},
+		{30 * time.Second, 10, 80, ""},     // a silent for 30 s only
+		{61 * time.Second, 10, 150, "a"},   // a minute, 140 to the other
+		{90 * time.Second, 10, 400, ""},    // said once
+		{100 * time.Second, 11, 410, ""},   // a moves again
+		{200 * time.Second, 11, 460, ""},   // 50 to the other: too few to tell
+		{300 * time.Second, 11, 460, ""},   // everyone quiet
+		{400 * time.Second, 11, 700, "a"},  // silent again
+		{500 * time.Second, 900, 700, "b"}, // now b
+	}
+	for _, s := range steps {
+		got := w.check(at.Add(s.after), members(s.a, s.b))
+		switch {
+		case s.want == "" && len(got) != 0:
+			t.Errorf("at %s: reported %q, want nothing", s.after, got)
+		case s.want != "" && (len(got) != 1 || !strings.Contains(got[0], "instance "+s.want+" ")):
+			t.Errorf("at %s: reported %q, want instance %s", s.after, got, s.want)
+		}
 	}
 }

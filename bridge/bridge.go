@@ -228,8 +228,9 @@ func (b *Bridge) Received() int64 {
 const takenOverFor = 2 * time.Minute
 
 // takenOver records that the broker ended the connection because another
-// took the client id, and lengthens the wait before the next.
-func (b *Bridge) takenOver(id string) {
+// took the client id (how Vatio knows: why), and lengthens the wait before
+// the next.
+func (b *Bridge) takenOver(id, why string) {
 	b.takeovers.Inc()
 	b.takeMu.Lock()
 	if time.Since(b.takenAt) > takenOverFor {
@@ -241,7 +242,7 @@ func (b *Bridge) takenOver(id string) {
 	n, wait := b.takenRun, b.takeDelay
 	b.takeMu.Unlock()
 	b.log.Error("another connection took this instance's MQTT client id: two instances share it, or an old one still runs; give each its own broker.client_id (or leave it empty)",
-		slog.String("client_id", id), slog.Int("times", n), slog.Duration("next_attempt_in", wait))
+		slog.String("client_id", id), slog.String("seen", why), slog.Int("times", n), slog.Duration("next_attempt_in", wait))
 }
 
 // reconnectDelay is the wait before connection attempt attempt (0 after a

@@ -17,6 +17,14 @@ import (
 	"github.com/vatio-energy/vatio/meter"
 )
 
+// A connection the broker ends within briefConnection of making it, for
+// briefInARow connections in a row, is taken as another connection taking
+// the client id over.
+const (
+	briefConnection = 2 * time.Second
+	briefInARow     = 3
+)
+
 // link is one MQTT session at the broker, under one client id: this
 // instance's own, or a lapsed instance's that it takes over (see Takeover).
 // Readings it receives go through the bridge's pipeline, and each message
@@ -55,8 +63,12 @@ type link struct {
 	gate   chan struct{}
 	// connack is the answer to the first connection.
 	connack chan *paho.Connack
-	// connections counts connections made.
+	// connections counts connections made; upAt is when the current one
+	// came up (UnixNano), and brief counts the connections in a row that
+	// the broker ended within briefConnection of it.
 	connections atomic.Int64
+	upAt        atomic.Int64
+	brief       atomic.Int64
 }
 
 func (b *Bridge) newLink(clientID string, filters []string, own bool) *link {
@@ -94,6 +106,7 @@ func (l *link) connect(ctx context.Context) error {
 		},
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, ack *paho.Connack) {
 			n := l.connections.Add(1)
+			l.upAt.Store(time.Now().UnixNano())
 			l.gateMu.Lock()
 			close(l.gate)
 			l.gateMu.Unlock()
@@ -121,6 +134,17 @@ func (l *link) connect(ctx context.Context) error {
 			if !l.own {
 				return false
 			}
+			// Mosquitto 2.0 ends the older of two connections with one
+			// client id without saying why (MQTT 5's DISCONNECT 0x8E is
+			// optional): connections that end again and again right after
+			// they were made are taken as that.
+			if up := l.upAt.Load(); up != 0 && time.Since(time.Unix(0, up)) < briefConnection {
+				if n := l.brief.Add(1); n >= briefInARow {
+					b.takenOver(l.clientID, fmt.Sprintf("the broker ended %d connections in a row within %s of making them", n, briefConnection))
+				}
+			} else {
+				l.brief.Store(0)
+			}
 			log.Warn("lost the MQTT broker; reconnecting")
 			return true
 		},
@@ -137,8 +161,8 @@ func (l *link) connect(ctx context.Context) error {
 			OnPublishReceived:          []func(paho.PublishReceived) (bool, error){l.receive},
 			OnClientError:              func(err error) { log.Warn("MQTT client error", slog.Any("error", err)) },
 			OnServerDisconnect: func(d *paho.Disconnect) {
-				if d.ReasonCode == 0x8E && l.own { // Session taken over
-					b.takenOver(l.clientID)
+				if d.ReasonCode == 0x8E && l.own {
+					b.takenOver(l.clientID, "the broker said so (session taken over)")
 					return
 				}
 				reason := ""

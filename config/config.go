@@ -80,8 +80,9 @@ type Broker struct {
 	// URLs of the external broker: mqtt://host:1883, mqtts://host:8883,
 	// ws://host/mqtt, wss://...; the next is tried when one fails.
 	URLs []string `yaml:"urls"`
-	// ClientID keeps this instance's session; empty means vatio-<host
-	// name>. Each instance needs its own.
+	// ClientID keeps this instance's session; empty means one chosen at
+	// the first start and kept in the data directory (mqtt-client-id):
+	// vatio-<host name>-<8 hex digits>. Each instance needs its own.
 	ClientID string `yaml:"client_id"`
 	// Username logs in to the external broker.
 	Username string `yaml:"username"`
