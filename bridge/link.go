@@ -69,6 +69,8 @@ type link struct {
 	connections atomic.Int64
 	upAt        atomic.Int64
 	brief       atomic.Int64
+	// downs counts connections lost.
+	downs atomic.Int64
 }
 
 func (b *Bridge) newLink(clientID string, filters []string, own bool) *link {
@@ -128,6 +130,7 @@ func (l *link) connect(ctx context.Context) error {
 		},
 		OnConnectionDown: func() bool {
 			l.live.Store(false)
+			l.downs.Add(1)
 			l.gateMu.Lock()
 			l.gate = make(chan struct{})
 			l.gateMu.Unlock()

@@ -80,6 +80,11 @@ func (b *Bridge) Takeover(ctx context.Context, s Lapsed) (TakeoverResult, error)
 	if l.refused.Load() > 0 {
 		return res, fmt.Errorf("bridge: take over %s: messages still arriving; the session is kept for another attempt", s.ClientID)
 	}
+	if l.downs.Load() > 0 {
+		// The DISCONNECT that ends the session cannot go: it stays at the
+		// broker, with whatever came after, for another attempt.
+		return res, fmt.Errorf("bridge: take over %s: the connection dropped; the session is kept for another attempt", s.ClientID)
+	}
 	l.leave.Store(true)
 	b.lapsed.Inc()
 	b.lapsedRead.Add(float64(res.Messages))

@@ -105,14 +105,23 @@ func (p *Presence) join(ctx context.Context) error {
 		}
 		var m Member
 		err := conn.QueryRow(ctx, `SELECT host, pid, coalesce(taken_by, '') FROM instances WHERE client_id = $1`, p.me.ClientID).Scan(&m.Host, &m.PID, &m.TakenBy)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			// A takeover that has just deleted the row, about to let go
+			// of the lock; or an instance between its lock and its row.
+			m.TakenBy = "an instance ending this client id's session"
+		case err != nil:
 			conn.Close(context.Background())
 			return fmt.Errorf("presence: %w", err)
 		}
 		if m.TakenBy == "" || time.Now().After(deadline) {
 			conn.Close(context.Background())
-			return fmt.Errorf("%w: %s runs on host %s (pid %d); give each instance its own broker.client_id, or leave it empty",
-				ErrClientIDInUse, p.me.ClientID, m.Host, m.PID)
+			who := fmt.Sprintf("runs on host %s (pid %d)", m.Host, m.PID)
+			if m.Host == "" {
+				who = "is held by another process for " + joinWait.String()
+			}
+			return fmt.Errorf("%w: %s %s; give each instance its own broker.client_id, or leave it empty",
+				ErrClientIDInUse, p.me.ClientID, who)
 		}
 		if !said {
 			p.log.Info("waiting while another instance takes over the broker session this one left", slog.String("taken_by", m.TakenBy))
