@@ -126,52 +126,75 @@ func (a *app) runPresence(ctx context.Context) {
 }
 
 // Share silence: an instance whose count of readings has not moved for
-// silentFor while the others took at least silentMin between them gets no
-// share of the readings: the broker queues them somewhere nobody reads.
+// silentFor while the others took at least silentMin between them, in at
+// least half of the seconds of it, gets no share of the readings: the
+// broker queues them somewhere nobody reads. (Another instance storing a
+// backlog it was sent while away takes many readings in a few seconds:
+// that is not steady traffic this one misses.)
 const (
 	silentFor = time.Minute
 	silentMin = 100
 )
 
-// silenceWatch remembers when each instance's count last moved, and the
-// others' total then.
+// silenceWatch remembers, for each instance, when its count last moved,
+// and the totals of the checks of the last silentFor.
 type silenceWatch struct {
 	last     map[string]silenceMark
 	reported map[string]bool
+	// samples are the totals of the counts at the checks of the last
+	// silentFor, oldest first.
+	samples []silenceSample
 }
 
 type silenceMark struct {
 	at       time.Time
 	received int64
-	others   int64
+}
+
+type silenceSample struct {
+	at    time.Time
+	total int64
 }
 
 func newSilenceWatch() *silenceWatch {
 	return &silenceWatch{last: map[string]silenceMark{}, reported: map[string]bool{}}
 }
 
-// check takes the live instances' counts at now and returns a message for
-// each whose share has gone silent (once until it moves again).
+// check takes the live instances' counts at now (once a second) and
+// returns a message for each whose share has gone silent (once until it
+// moves again).
 func (w *silenceWatch) check(now time.Time, live []leader.Member) []string {
 	var total int64
 	for _, m := range live {
 		total += m.Received
 	}
+	w.samples = append(w.samples, silenceSample{now, total})
+	for len(w.samples) > 1 && now.Sub(w.samples[0].at) > silentFor {
+		w.samples = w.samples[1:]
+	}
+	// What the instances took in the window, and in how many of its
+	// checks the total rose.
+	took, busy := total-w.samples[0].total, 0
+	for i := 1; i < len(w.samples); i++ {
+		if w.samples[i].total > w.samples[i-1].total {
+			busy++
+		}
+	}
+	steady := took >= silentMin && busy >= int(silentFor/time.Second)/2
 	var out []string
 	seen := map[string]bool{}
 	for _, m := range live {
 		seen[m.ClientID] = true
-		others := total - m.Received
 		mark, ok := w.last[m.ClientID]
-		if !ok || m.Received != mark.received || others < mark.others {
-			w.last[m.ClientID] = silenceMark{at: now, received: m.Received, others: others}
+		if !ok || m.Received != mark.received {
+			w.last[m.ClientID] = silenceMark{at: now, received: m.Received}
 			w.reported[m.ClientID] = false
 			continue
 		}
-		if now.Sub(mark.at) >= silentFor && others-mark.others >= silentMin && !w.reported[m.ClientID] {
+		if now.Sub(mark.at) >= silentFor && steady && !w.reported[m.ClientID] {
 			w.reported[m.ClientID] = true
-			out = append(out, fmt.Sprintf("instance %s (host %s) has taken no reading for %s while the others took %d: the broker sends its share somewhere nobody reads",
-				m.ClientID, m.Host, now.Sub(mark.at).Round(time.Second), others-mark.others))
+			out = append(out, fmt.Sprintf("instance %s (host %s) has taken no reading for %s while the others took %d in the last %s: the broker sends its share somewhere nobody reads",
+				m.ClientID, m.Host, now.Sub(mark.at).Round(time.Second), took, silentFor))
 		}
 	}
 	for id := range w.last {

@@ -398,36 +398,48 @@ func TestBrokerLossIsReported(t *testing.T) {
 }
 
 // TestShareSilence: an instance whose count of readings stands still for a
-// minute while the others take a hundred or more is reported once, until
-// its count moves again; quiet for all, or with few readings, it is not.
+// minute while the others take a hundred or more, steadily, is reported
+// once, until its count moves again; quiet for all, with few readings, or
+// while another stores a backlog in a burst, it is not.
 func TestShareSilence(t *testing.T) {
 	w := newSilenceWatch()
 	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	members := func(a, b int64) []leader.Member {
-		return []leader.Member{{ClientID: "a", Host: "h1", Received: a}, {ClientID: "b", Host: "h2", Received: b}}
+	a, b := int64(0), int64(0)
+	// run checks once a second for d, a and b taking da and db a second;
+	// it returns who was reported.
+	run := func(d time.Duration, da, db int64) []string {
+		var got []string
+		for range int(d / time.Second) {
+			at = at.Add(time.Second)
+			a, b = a+da, b+db
+			for _, msg := range w.check(at, []leader.Member{{ClientID: "a", Host: "h1", Received: a}, {ClientID: "b", Host: "h2", Received: b}}) {
+				_, who, _ := strings.Cut(msg, "instance ")
+				who, _, _ = strings.Cut(who, " ")
+				got = append(got, who)
+			}
+		}
+		return got
 	}
 	steps := []struct {
-		after time.Duration
-		a, b  int64
-		want  string // the instance reported, if any
+		what   string
+		d      time.Duration
+		da, db int64
+		want   string
 	}{
-		{0, 10, 10, ""},
-		{30 * time.Second, 10, 80, ""},     // a silent for 30 s only
-		{61 * time.Second, 10, 150, "a"},   // a minute, 140 to the other
-		{90 * time.Second, 10, 400, ""},    // said once
-		{100 * time.Second, 11, 410, ""},   // a moves again
-		{200 * time.Second, 11, 460, ""},   // 50 to the other: too few to tell
-		{300 * time.Second, 11, 460, ""},   // everyone quiet
-		{400 * time.Second, 11, 700, "a"},  // silent again
-		{500 * time.Second, 900, 700, "b"}, // now b
+		{"both take readings", 2 * time.Minute, 5, 5, ""},
+		{"a silent for 30 s", 30 * time.Second, 0, 10, ""},
+		{"a silent past a minute", 40 * time.Second, 0, 10, "[a]"},
+		{"still silent: said once", time.Minute, 0, 10, ""},
+		{"a moves again", 10 * time.Second, 1, 10, ""},
+		{"everyone quiet", 3 * time.Minute, 0, 0, ""},
+		{"b stores a backlog in a burst", 3 * time.Second, 0, 500, ""},
+		{"quiet after the burst", 2 * time.Minute, 0, 0, ""},
+		{"a trickle to b: too few to tell", 50 * time.Second, 0, 1, ""},
+		{"b silent while a takes them", 70 * time.Second, 5, 0, "[b]"},
 	}
 	for _, s := range steps {
-		got := w.check(at.Add(s.after), members(s.a, s.b))
-		switch {
-		case s.want == "" && len(got) != 0:
-			t.Errorf("at %s: reported %q, want nothing", s.after, got)
-		case s.want != "" && (len(got) != 1 || !strings.Contains(got[0], "instance "+s.want+" ")):
-			t.Errorf("at %s: reported %q, want instance %s", s.after, got, s.want)
+		if got := fmt.Sprint(run(s.d, s.da, s.db)); got != s.want && !(s.want == "" && got == "[]") {
+			t.Errorf("%s: reported %s, want %q", s.what, got, s.want)
 		}
 	}
 }

@@ -100,7 +100,7 @@ func (l *link) connect(ctx context.Context) error {
 		ReconnectBackoff:              b.reconnectDelay,
 		DisconnectPacketBuilder: func() *paho.Disconnect {
 			d := &paho.Disconnect{ReasonCode: 0}
-			if l.leave.Load() {
+			if l.leave.Load() && l.refused.Load() == 0 { // see Leave
 				expiry := uint32(0)
 				d.Properties = &paho.DisconnectProperties{SessionExpiryInterval: &expiry}
 			}

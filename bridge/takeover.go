@@ -51,7 +51,12 @@ func (b *Bridge) Takeover(ctx context.Context, s Lapsed) (TakeoverResult, error)
 	if err := l.connect(cctx); err != nil {
 		return res, err
 	}
-	defer l.close()
+	closed := false
+	defer func() {
+		if !closed {
+			l.close() // the session stays at the broker
+		}
+	}()
 	wait, stop := context.WithTimeout(ctx, 15*time.Second)
 	defer stop()
 	select {
@@ -86,6 +91,10 @@ func (b *Bridge) Takeover(ctx context.Context, s Lapsed) (TakeoverResult, error)
 		return res, fmt.Errorf("bridge: take over %s: the connection dropped; the session is kept for another attempt", s.ClientID)
 	}
 	l.leave.Store(true)
+	closed = true
+	if err := l.close(); err != nil || l.downs.Load() > 0 {
+		return res, errors.Join(fmt.Errorf("bridge: take over %s: the connection dropped before the session was ended; it is kept for another attempt", s.ClientID), err)
+	}
 	b.lapsed.Inc()
 	b.lapsedRead.Add(float64(res.Messages))
 	log.Info("took over the broker session of a lapsed instance: its readings are stored and the session ended",

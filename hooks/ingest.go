@@ -301,7 +301,9 @@ func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 
 // Delivered gives the readings of rs stamped on receipt the delivery of
 // their message, packetID in clientID's session, for the store to tell a
-// resend of a message it stored (dup set) from new readings.
+// resend of a message it stored (dup set) from new readings. Each reading
+// of a message (a plug's channels) is its own entry: one stored does not
+// make the others resends.
 func Delivered(rs []meter.Reading, clientID string, packetID uint16, topic string, payload []byte, dup bool) {
 	var d meter.Delivery
 	for i := range rs {
@@ -309,7 +311,7 @@ func Delivered(rs []meter.Reading, clientID string, packetID uint16, topic strin
 			if d.Key == 0 {
 				d = meter.NewDelivery(clientID, packetID, topic, payload, dup)
 			}
-			rs[i].Delivery = d
+			rs[i].Delivery = d.Part(i)
 		}
 	}
 }

@@ -94,3 +94,14 @@ func NewDelivery(clientID string, packetID uint16, topic string, payload []byte,
 	h.Write(payload)
 	return Delivery{Key: max(key, 1), Digest: h.Sum64(), Dup: dup}
 }
+
+// Part returns the Delivery of the i-th reading of d's message: the
+// message's for the first, and a key of its own for each other.
+func (d Delivery) Part(i int) Delivery {
+	if i == 0 || d.Key == 0 {
+		return d
+	}
+	k := d.Key ^ (uint64(i) * 0x9e3779b97f4a7c15) // a reading's index, spread over the bits
+	d.Key = max(k, 1)
+	return d
+}

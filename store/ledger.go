@@ -73,10 +73,10 @@ func (l *ledger) sweep(nowNs int64) {
 	}
 }
 
-// ledgerKeep is how far back a checkpoint writes the ledger into the file:
-// the log keeps what came after the checkpoint began, and a message
-// unacknowledged at a crash was stored moments before it.
-const ledgerKeep = 10 * time.Second
+// ledgerKeep is how far back a checkpoint writes the ledger into the file
+// (the log keeps what came after the checkpoint began): the window, so a
+// resend is recognised across a restart as without one.
+const ledgerKeep = redeliveryWindow
 
 // encode returns the entries since sinceNs, 24 bytes each.
 func (l *ledger) encode(sinceNs int64) []byte {

@@ -401,6 +401,16 @@ func TestResentMessageIsStoredOnce(t *testing.T) {
 	if u, v := count(s, "u"), count(s, "v"); u != 3 || v != 2 {
 		t.Fatalf("messages sent again after a restart: %d and %d readings, want 3 and 2", u, v)
 	}
+	// A message of two channels (a plug's Power:[5,6]) whose first sending
+	// never arrived comes flagged DUP: both are stored; sent again, neither.
+	two := meter.NewDelivery("plug-7", 12, "tele/plug/SENSOR", []byte(`{"ENERGY":{"Power":[5,6]}}`), true)
+	for range 2 {
+		mustAppend(t, s, meter.Reading{Meter: "p1", Time: now, PowerW: 5, Delivery: two.Part(0)},
+			meter.Reading{Meter: "p2", Time: now, PowerW: 6, Delivery: two.Part(1)})
+	}
+	if p1, p2 := count(s, "p1"), count(s, "p2"); p1 != 1 || p2 != 1 {
+		t.Fatalf("a two-channel message, first flagged DUP, then sent again: %d and %d readings, want 1 and 1", p1, p2)
+	}
 	// A message with no packet id (QoS 0) has no delivery to recognise.
 	mustAppend(t, s, msg("u", now.Add(5*time.Second), 6, 0, true))
 	if n := count(s, "u"); n != 4 {
