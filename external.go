@@ -54,8 +54,11 @@ func (a *app) startBridge(cfg config.Config) error {
 // instance or another to take them (see runPresence).
 func (a *app) stopBridge(ctx context.Context) error {
 	if a.presence != nil && a.bridge.Shared() {
-		others, err := a.presence.Others(ctx)
-		if err == nil && others > 0 {
+		leave, err := a.presence.Leaving(ctx)
+		if err != nil {
+			a.log.Warn("cannot tell whether other instances run; keeping the broker session", slog.Any("error", err))
+		}
+		if leave {
 			return a.bridge.Leave(ctx)
 		}
 	}

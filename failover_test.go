@@ -443,3 +443,27 @@ func TestShareSilence(t *testing.T) {
 		}
 	}
 }
+
+// TestFailoverStopAll stops both instances together (systemctl stop of
+// both, a compose down): one leaves the share group, the last keeps its
+// session, so what Mosquitto acknowledges while both are down waits there
+// and is stored, once, when they are back.
+func TestFailoverStopAll(t *testing.T) {
+	c := newCluster(t)
+	a := startPeer(t, c.broker, "a", c.dsn, "")
+	b := startPeer(t, c.broker, "b", c.dsn, "")
+	l := c.publisher()
+	l.publish(200)
+	var wg sync.WaitGroup
+	for _, p := range []*peer{a, b} {
+		wg.Go(func() { p.cmd.Process.Signal(syscall.SIGTERM); p.cmd.Wait() })
+	}
+	wg.Wait()
+	if left := strings.Count(a.logs.String()+b.logs.String(), "left the share group"); left != 1 {
+		t.Errorf("%d of two instances stopping together left the share group, want 1", left)
+	}
+	l.publish(200) // acknowledged by Mosquitto while both are down
+	startPeer(t, c.broker, "a", c.dsn, "")
+	startPeer(t, c.broker, "b", c.dsn, "")
+	c.settle("both stopped together, then started again", l)
+}

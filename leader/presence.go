@@ -136,7 +136,7 @@ func (p *Presence) join(ctx context.Context) error {
 	}
 	_, err = conn.Exec(ctx, `INSERT INTO instances (client_id, filters, host, pid) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (client_id) DO UPDATE SET filters = excluded.filters, host = excluded.host, pid = excluded.pid,
-			started = now(), seen = now(), received = 0, taken_by = NULL`,
+			started = now(), seen = now(), received = 0, taken_by = NULL, leaving = false`,
 		p.me.ClientID, p.me.Filters, p.me.Host, p.me.PID)
 	if err != nil {
 		conn.Close(context.Background())
@@ -282,19 +282,40 @@ func (p *Presence) Release(ctx context.Context, clientID string, ended bool) err
 	return nil
 }
 
-// Others returns how many other instances are alive.
-func (p *Presence) Others(ctx context.Context) (int, error) {
-	live, _, err := p.Members(ctx)
-	if err != nil {
-		return 0, err
+// leaveKey is the advisory lock that makes instances stopping together
+// decide one at a time whether to leave ("vatio" + 4).
+const leaveKey int64 = 0x766174696f04
+
+// Leaving reports whether this instance may leave its share group for
+// good: another instance is alive and not leaving itself; it then marks
+// this one as leaving. Instances stopping together decide one at a time,
+// so the last keeps its session and the group is never left empty.
+func (p *Presence) Leaving(ctx context.Context) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn == nil {
+		return false, errors.New("presence: not joined")
 	}
-	n := 0
-	for _, m := range live {
-		if m.ClientID != p.me.ClientID {
-			n++
+	leave := false
+	err := pgx.BeginFunc(ctx, p.conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, leaveKey); err != nil {
+			return err
 		}
+		var others int
+		err := tx.QueryRow(ctx, `SELECT count(*) FROM instances WHERE client_id <> $2 AND NOT leaving
+			AND EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::int::oid
+				AND objid = hashtext(client_id)::oid AND objsubid = 2)`, presenceClass, p.me.ClientID).Scan(&others)
+		if err != nil || others == 0 {
+			return err
+		}
+		leave = true
+		_, err = tx.Exec(ctx, `UPDATE instances SET leaving = true WHERE client_id = $1`, p.me.ClientID)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("presence: %w", err)
 	}
-	return n, nil
+	return leave, nil
 }
 
 // Leave ends this instance's presence: with forget, its session is gone

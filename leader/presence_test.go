@@ -50,8 +50,9 @@ func TestPresence(t *testing.T) {
 	if _, err := join(t, dsn, "a"); !errors.Is(err, leader.ErrClientIDInUse) {
 		t.Fatalf("a second instance with client id a: %v, want ErrClientIDInUse", err)
 	}
-	if n, err := b.Others(context.Background()); err != nil || n != 1 {
-		t.Fatalf("b sees %d others (%v), want 1", n, err)
+	live, _, err := b.Members(context.Background())
+	if err != nil || len(live) != 2 {
+		t.Fatalf("b sees %v alive (%v), want a and b", live, err)
 	}
 	if claimed, err := b.Claim(context.Background()); err != nil || len(claimed) != 0 {
 		t.Fatalf("b claimed %v (%v) while a lives", claimed, err)
@@ -98,5 +99,39 @@ func TestPresence(t *testing.T) {
 	live, lapsed, err := b.Members(context.Background())
 	if err != nil || len(live) != 2 || len(lapsed) != 0 {
 		t.Errorf("members %v, lapsed %v (%v); want a and b alive", live, lapsed, err)
+	}
+}
+
+// TestLeavingOneAtATime: of instances stopping together, all but the last
+// leave their share group; the last keeps its session, so that the group
+// is never left with no subscriber.
+func TestLeavingOneAtATime(t *testing.T) {
+	dsn := presenceDB(t)
+	var ps []*leader.Presence
+	for _, id := range []string{"a", "b", "c"} {
+		p, err := join(t, dsn, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	results := make(chan bool, len(ps))
+	for _, p := range ps {
+		go func() {
+			leave, err := p.Leaving(context.Background())
+			if err != nil {
+				t.Error(err)
+			}
+			results <- leave
+		}()
+	}
+	left := 0
+	for range ps {
+		if <-results {
+			left++
+		}
+	}
+	if left != len(ps)-1 {
+		t.Errorf("%d of %d instances stopping together left the group; want all but one", left, len(ps))
 	}
 }

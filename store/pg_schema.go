@@ -120,7 +120,8 @@ CREATE TABLE instances (
 	started   timestamptz NOT NULL DEFAULT now(),
 	seen      timestamptz NOT NULL DEFAULT now(),
 	received  bigint NOT NULL DEFAULT 0,
-	taken_by  text
+	taken_by  text,
+	leaving   boolean NOT NULL DEFAULT false
 );
 `},
 }
