@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vatio-energy/vatio/bridge"
@@ -12,8 +14,8 @@ import (
 	"github.com/vatio-energy/vatio/leader"
 )
 
-// presenceEvery is how often an instance on PostgreSQL tells the others it
-// is alive and looks for instances gone.
+// presenceEvery is how often an instance on PostgreSQL looks for instances
+// gone.
 const presenceEvery = time.Second
 
 // startBridge starts taking readings from the external broker. On
@@ -68,6 +70,83 @@ func (a *app) stopBridge(ctx context.Context) error {
 // runPresence tells the other instances this one is alive, takes over the
 // sessions of those gone, and watches for a share gone silent.
 func (a *app) runPresence(ctx context.Context) {
+	var suspended atomic.Bool
+	var wg sync.WaitGroup
+	wg.Go(func() { a.heartbeats(ctx, &suspended) })
+	wg.Go(func() { a.takeovers(ctx, &suspended) })
+	wg.Wait()
+}
+
+// Liveness. Another instance takes this one for gone once its lock is
+// free and its last heartbeat leader.LapseAfter (5 s) old, by the
+// database's clock. Heartbeats go every heartbeatEvery; without one for
+// suspendAfter, this instance lets go of its broker session (a drain of at
+// most suspendDrain), before anyone may take it over under it.
+const (
+	heartbeatEvery   = 500 * time.Millisecond
+	heartbeatTimeout = time.Second
+	suspendAfter     = 2 * time.Second
+	suspendDrain     = 1500 * time.Millisecond
+)
+
+// heartbeats runs the heartbeat, and suspends the broker session while the
+// database is lost.
+func (a *app) heartbeats(ctx context.Context, suspended *atomic.Bool) {
+	log := a.log.With("component", "presence")
+	lastOK := time.Now()
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		hctx, cancel := context.WithTimeout(ctx, heartbeatTimeout)
+		err := a.presence.Heartbeat(hctx, a.bridge.Received())
+		cancel()
+		if err == nil {
+			lastOK = time.Now()
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(lastOK) < suspendAfter {
+			continue
+		}
+		// The lock may have gone with the connection: another instance
+		// may take this one's session over. Hold it at the broker
+		// (readings wait there) until this instance is back.
+		log.Warn("lost the database that tells instances apart; the MQTT session pauses until it is back", slog.Any("error", err))
+		suspended.Store(true)
+		sctx, cancel := context.WithTimeout(ctx, suspendDrain)
+		a.bridge.Suspend(sctx)
+		cancel()
+		for ctx.Err() == nil {
+			if err := a.presence.Rejoin(ctx); err == nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(2 * time.Second):
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		lastOK = time.Now()
+		suspended.Store(false)
+		if err := a.bridge.Resume(); err != nil {
+			log.Error("cannot resume the MQTT session", slog.Any("error", err))
+		}
+		log.Info("back in the database; the MQTT session resumes")
+	}
+}
+
+// takeovers takes over the sessions of instances gone, and watches for a
+// share gone silent.
+func (a *app) takeovers(ctx context.Context, suspended *atomic.Bool) {
 	log := a.log.With("component", "presence")
 	silence := newSilenceWatch()
 	t := time.NewTicker(presenceEvery)
@@ -78,31 +157,7 @@ func (a *app) runPresence(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := a.presence.Heartbeat(ctx, a.bridge.Received()); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			// The lock may have gone with the connection: another
-			// instance may take this one's session over. Hold it at the
-			// broker (readings wait there) until this instance is back.
-			log.Warn("lost the database that tells instances apart; the MQTT session pauses until it is back", slog.Any("error", err))
-			a.bridge.Suspend()
-			for ctx.Err() == nil {
-				if err := a.presence.Rejoin(ctx); err == nil {
-					break
-				}
-				select {
-				case <-ctx.Done():
-				case <-time.After(2 * time.Second):
-				}
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			if err := a.bridge.Resume(); err != nil {
-				log.Error("cannot resume the MQTT session", slog.Any("error", err))
-			}
-			log.Info("back in the database; the MQTT session resumes")
+		if suspended.Load() {
 			continue
 		}
 		claimed, err := a.presence.Claim(ctx)

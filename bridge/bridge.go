@@ -185,14 +185,16 @@ func (b *Bridge) Start() error {
 }
 
 // Suspend disconnects this instance's session, keeping it at the broker
-// (what arrives meanwhile waits there), until Resume.
-func (b *Bridge) Suspend() {
+// (what arrives meanwhile waits there), until Resume; what it took is
+// committed and acknowledged first, until ctx ends (the broker resends
+// the rest).
+func (b *Bridge) Suspend(ctx context.Context) {
 	b.mu.Lock()
 	l := b.main
 	b.main = nil
 	b.mu.Unlock()
 	if l != nil {
-		_ = l.drain(context.Background())
+		_ = l.drain(ctx)
 		_ = l.close()
 	}
 }

@@ -150,16 +150,17 @@ func (p *Presence) join(ctx context.Context) error {
 }
 
 // Heartbeat tells the others this instance is alive, with its count of
-// readings received; an error means the connection, and with it the lock,
-// may be lost (see Rejoin).
+// readings received, within ctx; an error means the connection, and with
+// it the lock, may be lost (see Rejoin). An instance whose heartbeats fail
+// must let go of its broker session well within LapseAfter of the last
+// that went through.
 func (p *Presence) Heartbeat(ctx context.Context, received int64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.conn == nil {
 		return errors.New("presence: not joined")
 	}
-	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
+	hctx := ctx
 	tag, err := p.conn.Exec(hctx, `UPDATE instances SET seen = now(), received = $2 WHERE client_id = $1`, p.me.ClientID, received)
 	if err == nil && tag.RowsAffected() == 0 {
 		// Someone deleted the row (it should not happen): put it back.
@@ -184,10 +185,12 @@ func (p *Presence) Rejoin(ctx context.Context) error {
 	return p.join(ctx)
 }
 
-// lapseAfter is how long an instance's lock must be free, and its
-// heartbeat old, for it to be taken as gone: a restart of PostgreSQL frees
-// every lock for the moment their holders take to join again.
-const lapseAfter = 3 * time.Second
+// LapseAfter is how old an instance's heartbeat must be, its lock free,
+// for it to be taken as gone: a restart of PostgreSQL frees every lock for
+// the moment their holders take to join again, and an instance that has
+// lost the database lets go of its broker session well before (see
+// Heartbeat).
+const LapseAfter = 5 * time.Second
 
 // Members returns every instance registered, this one included, with
 // whether each is alive (holds its lock).
@@ -224,7 +227,7 @@ func (p *Presence) Members(ctx context.Context) (live, lapsed []Member, err erro
 }
 
 // Claim takes the lock of each instance that has lapsed (its lock free and
-// its heartbeat older than three seconds) and returns them: this instance
+// its heartbeat older than LapseAfter) and returns them: this instance
 // takes their sessions over, then calls Release for each.
 func (p *Presence) Claim(ctx context.Context) ([]Member, error) {
 	_, lapsed, err := p.Members(ctx)
@@ -238,7 +241,7 @@ func (p *Presence) Claim(ctx context.Context) ([]Member, error) {
 	}
 	var out []Member
 	for _, m := range lapsed {
-		if p.held[m.ClientID] || m.Age < lapseAfter {
+		if p.held[m.ClientID] || m.Age < LapseAfter {
 			continue
 		}
 		var got bool

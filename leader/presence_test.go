@@ -35,7 +35,7 @@ func join(t *testing.T, dsn, id string) (*leader.Presence, error) {
 
 // TestPresence: an instance alive holds its client id, which a second is
 // refused; once it is gone (its connection closed, as a process that dies
-// leaves it) and its heartbeat 3 s old, another claims it, once, and with
+// leaves it) and its heartbeat LapseAfter old, another claims it, once, and with
 // the session ended, forgets it; the id is free again.
 func TestPresence(t *testing.T) {
 	dsn := presenceDB(t)
@@ -70,8 +70,8 @@ func TestPresence(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(claimed) != 1 || claimed[0].ClientID != "a" || claimed[0].Filters[0] != "$share/vatio/#" || claimed[0].Age < 3*time.Second {
-		t.Fatalf("claimed %+v, want a, 3 s silent, with its subscriptions", claimed)
+	if len(claimed) != 1 || claimed[0].ClientID != "a" || claimed[0].Filters[0] != "$share/vatio/#" || claimed[0].Age < leader.LapseAfter {
+		t.Fatalf("claimed %+v, want a, LapseAfter silent, with its subscriptions", claimed)
 	}
 	if again, err := b.Claim(context.Background()); err != nil || len(again) != 0 {
 		t.Fatalf("a claimed twice: %v (%v)", again, err)
