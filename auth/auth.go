@@ -286,6 +286,7 @@ func (s *Service) Setup(name, password, token string) (User, error) {
 
 // DeleteUser removes a user and its sessions; the last admin stays.
 func (s *Service) DeleteUser(name string) error {
+	s.reload(docUsers, func(k string, v []byte) { var u User; _ = json.Unmarshal(v, &u); s.users[k] = u }, func() { clear(s.users) })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u, ok := s.users[name]
@@ -320,6 +321,7 @@ func (s *Service) admins() int {
 
 // Users returns the users, without their hashes, by name.
 func (s *Service) Users() []User {
+	s.reload(docUsers, func(k string, v []byte) { var u User; _ = json.Unmarshal(v, &u); s.users[k] = u }, func() { clear(s.users) })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]User, 0, len(s.users))
@@ -573,13 +575,21 @@ func (s *Service) Token(token string) (Who, error) {
 		used := now.UTC()
 		t.LastUsed = &used
 		s.tokens[id] = t
-		_ = s.put(docTokens, id, t)
+		// An update, not a put: a token revoked meanwhile (on another
+		// instance) stays revoked.
+		if b, err := json.Marshal(t); err == nil {
+			if ok, err := s.st.UpdateDoc(docTokens, id, b); err == nil && !ok {
+				delete(s.tokens, id)
+				return Who{}, ErrBadToken
+			}
+		}
 	}
 	return Who{User: "token:" + t.Name, Role: t.Role, Token: id}, nil
 }
 
 // Tokens returns the tokens, without their hashes, newest first.
 func (s *Service) Tokens() []Token {
+	s.reload(docTokens, func(k string, v []byte) { var t Token; _ = json.Unmarshal(v, &t); s.tokens[k] = t }, func() { clear(s.tokens) })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]Token, 0, len(s.tokens))
@@ -593,6 +603,7 @@ func (s *Service) Tokens() []Token {
 
 // RevokeToken deletes a token.
 func (s *Service) RevokeToken(id string) error {
+	s.refresh(docTokens, id, func(v []byte) { var t Token; _ = json.Unmarshal(v, &t); s.tokens[id] = t }, func() { delete(s.tokens, id) })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.tokens[id]; !ok {
@@ -626,6 +637,25 @@ func (s *Service) refresh(kind, key string, set func(v []byte), drop func()) {
 		set(v)
 	} else {
 		drop()
+	}
+}
+
+// reload reads every document of kind again from a store that other
+// processes change (see refresh): clear empties the cache, and set puts
+// each in, under s.mu. For the lists, and the last-admin check.
+func (s *Service) reload(kind string, set func(k string, v []byte), clear func()) {
+	if !s.st.Shared() {
+		return
+	}
+	docs, err := s.st.Docs(kind)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear()
+	for k, v := range docs {
+		set(k, v)
 	}
 }
 

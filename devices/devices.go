@@ -184,6 +184,7 @@ func (r *Registry) Add(name string, publish, subscribe []string) (Device, string
 
 // Remove deletes a device: it can no longer connect.
 func (r *Registry) Remove(name string) error {
+	r.refresh(name)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.devices[name]; !ok {
@@ -201,6 +202,24 @@ func (r *Registry) Remove(name string) error {
 
 // List returns the devices, without their hashes, by name.
 func (r *Registry) List() []Device {
+	if r.st.Shared() {
+		if docs, err := r.st.Docs(docDevices); err == nil {
+			names := make([]string, 0, len(docs))
+			for k := range docs {
+				names = append(names, k)
+			}
+			r.mu.Lock()
+			for k := range r.devices {
+				if _, ok := docs[k]; !ok {
+					names = append(names, k) // removed elsewhere
+				}
+			}
+			r.mu.Unlock()
+			for _, k := range names {
+				r.refresh(k)
+			}
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]Device, 0, len(r.devices))

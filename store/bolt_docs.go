@@ -60,6 +60,22 @@ func (eng *boltEngine) docs(kind string) (map[string][]byte, error) {
 	return out, nil
 }
 
+// updateDoc is UpdateDoc on bbolt.
+func (eng *boltEngine) updateDoc(kind, key string, v []byte) (ok bool, err error) {
+	err = eng.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("doc_" + kind))
+		if b == nil || b.Get([]byte(key)) == nil {
+			return nil
+		}
+		ok = true
+		return b.Put([]byte(key), v)
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: update %s %q: %w", kind, key, err)
+	}
+	return ok, nil
+}
+
 // doc is Doc on bbolt.
 func (eng *boltEngine) doc(kind, key string) (v []byte, ok bool, err error) {
 	err = eng.db.View(func(tx *bolt.Tx) error {

@@ -49,6 +49,7 @@ type engine interface {
 	deleteDoc(kind, key string) error
 	docs(kind string) (map[string][]byte, error)
 	doc(kind, key string) ([]byte, bool, error)
+	updateDoc(kind, key string, v []byte) (bool, error)
 	addAlert(a *Alert) error
 	updateAlert(id uint64, fn func(*Alert)) error
 	alerts(limit int, keep func(*Alert) bool) ([]Alert, error)

@@ -39,3 +39,10 @@ func (s *Store) Shared() bool {
 	_, ok := s.eng.(*pgEngine)
 	return ok
 }
+
+// UpdateDoc replaces the document of kind under key if there is one, and
+// reports whether there was: a write that must not bring back a document
+// deleted meanwhile (by another instance, on PostgreSQL).
+func (s *Store) UpdateDoc(kind, key string, v []byte) (bool, error) {
+	return s.eng.updateDoc(kind, key, v)
+}

@@ -54,6 +54,16 @@ func (pg *pgEngine) docs(kind string) (map[string][]byte, error) {
 	return out, nil
 }
 
+func (pg *pgEngine) updateDoc(kind, key string, v []byte) (bool, error) {
+	ctx, cancel := pgCtx()
+	defer cancel()
+	tag, err := pg.pool.Exec(ctx, `UPDATE docs SET value = $3 WHERE kind = $1 AND key = $2`, kind, key, v)
+	if err != nil {
+		return false, fmt.Errorf("store: update %s %q: %w", kind, key, err)
+	}
+	return tag.RowsAffected() > 0, nil
+}
+
 func (pg *pgEngine) doc(kind, key string) ([]byte, bool, error) {
 	ctx, cancel := pgCtx()
 	defer cancel()
