@@ -23,7 +23,8 @@ gateway's). NAME may not be a device family's or Vatio's topic level (energy,
 tele, zigbee2mqtt, vatio, shelly..., ...), and no topic may reach into
 another device's. On a bbolt store, stop Vatio first, or POST
 /api/v1/devices as an admin; on PostgreSQL (store.driver postgres) a
-running instance takes the device at its first CONNECT.
+running instance takes the device at its first CONNECT. With
+broker.mode external it refuses: devices log in to that broker.
 
 Flags:
 `

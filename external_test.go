@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,7 +51,14 @@ func startMosquittoAt(t testing.TB, addr, settings string) (string, *mosquittoLo
 	_, port, _ := net.SplitHostPort(addr)
 	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
 	logFile := filepath.Join(t.TempDir(), "mosquitto.log")
-	head := "listener " + port + " 127.0.0.1\nallow_anonymous true\nuser root\nlog_dest file " + logFile + "\nlog_type all\npersistence_location " + t.TempDir() + "/\n"
+	mosquittoDirsMu.Lock()
+	dbDir, ok := mosquittoDirs[addr]
+	if _, err := os.Stat(dbDir); !ok || err != nil { // another test's, gone
+		dbDir = t.TempDir()
+		mosquittoDirs[addr] = dbDir
+	}
+	mosquittoDirsMu.Unlock()
+	head := "listener " + port + " 127.0.0.1\nallow_anonymous true\nuser root\nlog_dest file " + logFile + "\nlog_type all\npersistence_location " + dbDir + "/\n"
 	if err := os.WriteFile(conf, []byte(head+settings), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +68,21 @@ func startMosquittoAt(t testing.TB, addr, settings string) (string, *mosquittoLo
 		t.Fatal(err)
 	}
 	var once sync.Once
-	stop := func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) }
+	// stop stops it as its service would, with SIGTERM: it saves its
+	// sessions when persistence is on.
+	stop := func() {
+		once.Do(func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
+		})
+	}
 	t.Cleanup(stop)
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if c, err := net.Dial("tcp", addr); err == nil {
@@ -73,6 +95,13 @@ func startMosquittoAt(t testing.TB, addr, settings string) (string, *mosquittoLo
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// mosquittoDirs are the persistence directories of the brokers started,
+// by address: a broker started again where one was finds its database.
+var (
+	mosquittoDirsMu sync.Mutex
+	mosquittoDirs   = map[string]string{}
+)
 
 // mosquittoLog reads Mosquitto's log file (flushed line by line, unlike
 // its standard output to a pipe).

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vatio-energy/vatio/store"
 )
@@ -85,4 +86,27 @@ func noteSession(dataDir, id string) error {
 		return nil
 	}
 	return os.WriteFile(path, []byte(id+"\n"), 0o600)
+}
+
+// brokerStartFile keeps, in the data directory, when the external broker
+// started, as Vatio last saw it: a broker that started since restarted
+// while Vatio was away (see bridge.Options).
+const brokerStartFile = "mqtt-broker-start"
+
+// brokerStart returns the broker's start kept in dataDir (zero: none).
+func brokerStart(dataDir string) time.Time {
+	b, err := os.ReadFile(filepath.Join(dataDir, brokerStartFile))
+	if err != nil {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339, strings.TrimSpace(string(b)))
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// noteBrokerStart keeps the broker's start t in dataDir.
+func noteBrokerStart(dataDir string, t time.Time) error {
+	return os.WriteFile(filepath.Join(dataDir, brokerStartFile), []byte(t.UTC().Format(time.RFC3339)+"\n"), 0o600)
 }

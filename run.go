@@ -775,7 +775,12 @@ func newBridge(cfg config.Config, p *hooks.Pipeline, logger *slog.Logger) (*brid
 	}
 	return bridge.New(p, bridge.Options{URLs: urls, ClientID: id, Username: b.Username, Password: b.Password,
 		TLS: tc, Share: b.Share, Topics: b.Topics, SessionExpiry: b.SessionExpiry, Logger: logger,
-		ExpectSession: expectSession(cfg.DataDir, id)})
+		ExpectSession: expectSession(cfg.DataDir, id), BrokerStarted: brokerStart(cfg.DataDir),
+		OnBrokerStart: func(t time.Time) {
+			if err := noteBrokerStart(cfg.DataDir, t); err != nil {
+				logger.Warn("cannot keep the broker's start in the data directory", slog.Any("error", err))
+			}
+		}})
 }
 
 // portOf returns the TCP port of addr (0 when it has none).

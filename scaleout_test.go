@@ -236,6 +236,12 @@ type peer struct {
 // once subscribed, and killed when the test ends.
 func startPeer(tb testing.TB, brokerAddr, id, dsn, extra string) *peer {
 	tb.Helper()
+	return startPeerIn(tb, tb.TempDir(), brokerAddr, id, dsn, extra)
+}
+
+// startPeerIn is startPeer with data directory dir.
+func startPeerIn(tb testing.TB, dir, brokerAddr, id, dsn, extra string) *peer {
+	tb.Helper()
 	conf := fmt.Sprintf("broker:\n  mode: external\n  urls: [\"mqtt://%s\"]\n", brokerAddr)
 	if id != "" {
 		conf += "  client_id: " + id + "\n"
@@ -250,7 +256,7 @@ func startPeer(tb testing.TB, brokerAddr, id, dsn, extra string) *peer {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(append(os.Environ(), env...), "VATIO_TEST_ARGS=-config "+cfg+" -http-addr 127.0.0.1:0 -data-dir "+tb.TempDir())
+	cmd.Env = append(append(os.Environ(), env...), "VATIO_TEST_ARGS=-config "+cfg+" -http-addr 127.0.0.1:0 -data-dir "+dir)
 	logs := &logBuffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {

@@ -57,6 +57,11 @@ type Options struct {
 	// ClientID from an earlier run: one it does not have is reported as
 	// evidence of loss.
 	ExpectSession bool
+	// BrokerStarted is when the broker started, as an earlier run saw it
+	// (zero: unknown); OnBrokerStart is told when that changes, to keep it.
+	// A broker that started since is reported as evidence of loss.
+	BrokerStarted time.Time
+	OnBrokerStart func(time.Time)
 	Logger        *slog.Logger
 }
 
@@ -82,6 +87,11 @@ var dropCounters = []string{
 	"$SYS/brokers/+/metrics/delivery/dropped/queue_full",
 }
 
+// uptimeTopic is Mosquitto's uptime ("1234 seconds"): its start moving
+// forward is a restart of the broker, which Mosquitto 2.0 comes back from
+// without the sessions' shared subscriptions.
+const uptimeTopic = "$SYS/broker/uptime"
+
 // Bridge is the connection to the external broker.
 type Bridge struct {
 	p    *hooks.Pipeline
@@ -106,9 +116,12 @@ type Bridge struct {
 	evMu sync.Mutex
 	seen map[string]evidenceSeen
 	// dropped is the broker's counter of dropped messages, by topic, as
-	// last seen.
+	// last seen; started when the broker started, from its uptime.
 	dropMu  sync.Mutex
 	dropped map[string]float64
+	started time.Time
+	// lastUptime is the broker's uptime last seen, s (-1: none yet).
+	lastUptime int64
 
 	takeovers  prometheus.Counter
 	lossSeen   *prometheus.CounterVec
@@ -137,7 +150,7 @@ func New(p *hooks.Pipeline, opts Options) (*Bridge, error) {
 		opts.Topics = []string{"#"}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &Bridge{p: p, log: opts.Logger, opts: opts, ctx: ctx, cancel: cancel,
+	b := &Bridge{p: p, log: opts.Logger, opts: opts, ctx: ctx, cancel: cancel, started: opts.BrokerStarted, lastUptime: -1,
 		seen: map[string]evidenceSeen{}, dropped: map[string]float64{},
 		takeovers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vatio_broker_session_taken_over_total",
@@ -145,7 +158,7 @@ func New(p *hooks.Pipeline, opts Options) (*Bridge, error) {
 		}),
 		lossSeen: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vatio_broker_loss_evidence_total",
-			Help: "Evidence that the external broker lost readings, by kind: dropped (its counter of dropped messages rose), session_lost (it kept no session for this instance), share_silent (an instance's share of the readings stopped while the others' went on).",
+			Help: "Evidence that the external broker lost readings, by kind: dropped (its counter of dropped messages rose), session_lost (it kept no session for this instance), broker_restarted (Mosquitto 2.0 restarts without shared subscriptions), share_silent (an instance's share of the readings stopped while the others' went on).",
 		}, []string{"kind"}),
 		brokerDrop: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "vatio_broker_dropped_messages",
@@ -160,7 +173,7 @@ func New(p *hooks.Pipeline, opts Options) (*Bridge, error) {
 			Help: "Readings' messages taken from the sessions of instances that died or stopped.",
 		}),
 	}
-	for _, k := range []string{"dropped", "session_lost", "share_silent"} {
+	for _, k := range []string{"dropped", "session_lost", "broker_restarted", "share_silent"} {
 		b.lossSeen.WithLabelValues(k)
 	}
 	return b, nil
@@ -306,9 +319,9 @@ func (b *Bridge) Warnings() []string {
 // watchBroker subscribes, on a best-effort basis, to the broker's counters
 // of dropped messages.
 func (b *Bridge) watchBroker(ctx context.Context, cm *autopaho.ConnectionManager) {
-	subs := make([]paho.SubscribeOptions, len(dropCounters))
-	for i, t := range dropCounters {
-		subs[i] = paho.SubscribeOptions{Topic: t, QoS: 0}
+	subs := make([]paho.SubscribeOptions, 0, len(dropCounters)+1)
+	for _, t := range append(dropCounters, uptimeTopic) {
+		subs = append(subs, paho.SubscribeOptions{Topic: t, QoS: 0})
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -330,6 +343,10 @@ func (b *Bridge) monitored(topic string, payload []byte) bool {
 	if !strings.HasPrefix(topic, "$SYS/") {
 		return false
 	}
+	if topic == uptimeTopic {
+		b.uptime(payload)
+		return true
+	}
 	v, err := strconv.ParseFloat(strings.TrimSpace(string(payload)), 64)
 	if err != nil {
 		return true
@@ -347,15 +364,58 @@ func (b *Bridge) monitored(topic string, payload []byte) bool {
 	return true
 }
 
+// uptime handles the broker's uptime. Running, a restart is an uptime
+// lower than the last; across a restart of Vatio, a start later than the
+// one kept, by more than restartSlack (a retained uptime is up to the
+// broker's sys_interval, 10 s by default, old).
+func (b *Bridge) uptime(payload []byte) {
+	f, _, _ := strings.Cut(strings.TrimSpace(string(payload)), " ")
+	secs, err := strconv.ParseInt(f, 10, 64)
+	if err != nil || secs < 0 {
+		return
+	}
+	start := time.Now().Add(-time.Duration(secs) * time.Second).Truncate(time.Second)
+	b.dropMu.Lock()
+	prev, last := b.started, b.lastUptime
+	b.lastUptime = secs
+	restarted := last >= 0 && secs < last || last < 0 && !prev.IsZero() && start.Sub(prev) > restartSlack
+	keep := prev.IsZero() || restarted || start.Before(prev) // the earliest estimate is the best
+	if keep {
+		b.started = start
+	}
+	b.dropMu.Unlock()
+	if restarted {
+		b.evidence("broker_restarted", fmt.Sprintf("the MQTT broker restarted at about %s: Mosquitto 2.0 restores sessions without their shared subscriptions, so readings published before Vatio subscribed again went to nobody",
+			start.UTC().Format(time.RFC3339)))
+	}
+	if keep && b.opts.OnBrokerStart != nil {
+		b.opts.OnBrokerStart(start)
+	}
+}
+
+// restartSlack is how much later than the one kept the broker's start may
+// seem, across a restart of Vatio, without being taken for a restart.
+const restartSlack = 15 * time.Second
+
 // Publish sends a message to the broker (commands, alerts, Home Assistant
 // discovery), waiting for its acknowledgement at QoS 1.
 func (b *Bridge) Publish(topic string, payload []byte, retain bool, qos byte) error {
-	l := b.current()
-	if l == nil {
-		return fmt.Errorf("bridge: publish on %s: not connected", topic)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// Up to the timeout, wait for the connection: the leader's jobs start
+	// before it is made (see Start), and during a reconnection.
+	l := b.current()
+	for l == nil {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bridge: publish on %s: not connected", topic)
+		case <-time.After(100 * time.Millisecond):
+		}
+		l = b.current()
+	}
+	if err := l.cm.AwaitConnection(ctx); err != nil {
+		return fmt.Errorf("bridge: publish on %s: not connected: %w", topic, err)
+	}
 	_, err := l.cm.Publish(ctx, &paho.Publish{Topic: topic, Payload: payload, Retain: retain, QoS: qos})
 	if err != nil {
 		return fmt.Errorf("bridge: publish on %s: %w", topic, err)

@@ -94,6 +94,10 @@ func (p *Presence) join(ctx context.Context) error {
 	}
 	deadline := time.Now().Add(joinWait)
 	said := false
+	// A lock held with no takeover marked must stay so for a moment before
+	// the id is refused: a takeover marks its row just after it takes the
+	// lock, and clears the mark just before it lets go.
+	var heldSince time.Time
 	for {
 		var got bool
 		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, presenceClass, p.me.ClientID).Scan(&got); err != nil {
@@ -114,7 +118,12 @@ func (p *Presence) join(ctx context.Context) error {
 			conn.Close(context.Background())
 			return fmt.Errorf("presence: %w", err)
 		}
-		if m.TakenBy == "" || time.Now().After(deadline) {
+		if m.TakenBy != "" {
+			heldSince = time.Time{}
+		} else if heldSince.IsZero() {
+			heldSince = time.Now()
+		}
+		if m.TakenBy == "" && time.Since(heldSince) >= 2*time.Second || time.Now().After(deadline) {
 			conn.Close(context.Background())
 			who := fmt.Sprintf("runs on host %s (pid %d)", m.Host, m.PID)
 			if m.Host == "" {
@@ -123,7 +132,7 @@ func (p *Presence) join(ctx context.Context) error {
 			return fmt.Errorf("%w: %s %s; give each instance its own broker.client_id, or leave it empty",
 				ErrClientIDInUse, p.me.ClientID, who)
 		}
-		if !said {
+		if !said && m.TakenBy != "" {
 			p.log.Info("waiting while another instance takes over the broker session this one left", slog.String("taken_by", m.TakenBy))
 			said = true
 		}
