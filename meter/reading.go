@@ -68,11 +68,9 @@ func (r Reading) String() string {
 // the DUP flag) is recognised although the reading carries no time of its
 // own: stamped on receipt, a resend would otherwise be a new reading.
 type Delivery struct {
-	// Key names the message's place in its session, a hash of the client
-	// id and the packet id; 0 for none (QoS 0, an import).
+	// Key names the message: a hash of its session's client id, its
+	// packet id, topic and payload; 0 for none (QoS 0, an import).
 	Key uint64
-	// Digest is a hash of the message's topic and payload.
-	Digest uint64
 	// Dup is the message's DUP flag: the sender says it may have sent it
 	// before.
 	Dup bool
@@ -87,12 +85,10 @@ func NewDelivery(clientID string, packetID uint16, topic string, payload []byte,
 	h := fnv.New64a()
 	h.Write([]byte(clientID))
 	h.Write([]byte{0, byte(packetID >> 8), byte(packetID)})
-	key := h.Sum64()
-	h.Reset()
 	h.Write([]byte(topic))
 	h.Write([]byte{0})
 	h.Write(payload)
-	return Delivery{Key: max(key, 1), Digest: h.Sum64(), Dup: dup}
+	return Delivery{Key: max(h.Sum64(), 1), Dup: dup}
 }
 
 // Part returns the Delivery of the i-th reading of d's message: the

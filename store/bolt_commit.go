@@ -96,7 +96,7 @@ func (eng *boltEngine) commit(batch []entry) error {
 	}
 	eng.seq = t.w.seq
 	for k, e := range t.deliveries {
-		eng.ledger.note(meter.Delivery{Key: k, Digest: e.digest}, e.atNs)
+		eng.ledger.note(meter.Delivery{Key: k}, e.atNs)
 	}
 	s.applied(res, len(batch))
 	return nil
@@ -184,8 +184,8 @@ func (t *boltTx) appendNewest(r meter.Reading, ns int64) (uint64, error) {
 func (t *boltTx) freeNs(meterID string, ns int64) (int64, error) { return t.w.freeNs(meterID, ns) }
 
 func (t *boltTx) resend(d meter.Delivery, nowNs int64) (bool, error) {
-	if e, ok := t.deliveries[d.Key]; ok {
-		return e.digest == d.Digest, nil
+	if _, ok := t.deliveries[d.Key]; ok {
+		return true, nil
 	}
 	return t.eng.ledger.resend(d, nowNs), nil
 }
@@ -194,7 +194,7 @@ func (t *boltTx) delivered(d meter.Delivery, nowNs int64) error {
 	if t.deliveries == nil {
 		t.deliveries = map[uint64]ledgerEntry{}
 	}
-	t.deliveries[d.Key] = ledgerEntry{digest: d.Digest, atNs: nowNs}
+	t.deliveries[d.Key] = ledgerEntry{atNs: nowNs}
 	return nil
 }
 

@@ -48,8 +48,8 @@ import (
 //	8 bytes  power, W (float64 bits, LE)
 //	8 bytes  energy counter, Wh, with flag 2
 //	8 bytes  power factor, with flag 4
-//	16 bytes the message it came in (meter.Delivery: key, digest, LE), with
-//	         flag 8: replaying rebuilds the ledger of messages stored
+//	8 bytes  the message it came in (meter.Delivery's key, LE), with flag
+//	         8: replaying rebuilds the ledger of messages stored
 //
 // A frame whose length, checksum, epoch or first LSN is not what comes next
 // ends the log: it is the torn tail of a write cut short, or what an
@@ -59,7 +59,7 @@ const (
 	walSuffix      = ".wal"
 	frameHeader    = 8
 	walSegmentSize = 4 << 20
-	maxWALRecord   = 2*binary.MaxVarintLen64 + 2*(binary.MaxVarintLen16+maxWALName) + 1 + 5*8
+	maxWALRecord   = 2*binary.MaxVarintLen64 + 2*(binary.MaxVarintLen16+maxWALName) + 1 + 4*8
 	maxWALName     = 255
 	recStamped     = 1
 	recEnergy      = 2
@@ -136,7 +136,6 @@ func appendFrame(b []byte, epoch, first uint64, nowNs int64, rs []meter.Reading,
 		}
 		if r.Delivery.Key != 0 {
 			b = binary.LittleEndian.AppendUint64(b, r.Delivery.Key)
-			b = binary.LittleEndian.AppendUint64(b, r.Delivery.Digest)
 		}
 	}
 	payload := b[start+frameHeader:]
@@ -209,7 +208,7 @@ func decodeFrame(b []byte, names *[]walName) (walFrame, int, error) {
 			r.PowerFactor, r.HasPF = d.float(), true
 		}
 		if flags&recDelivery != 0 {
-			r.Delivery.Key, r.Delivery.Digest = d.uint64(), d.uint64()
+			r.Delivery.Key = d.uint64()
 		}
 		if d.err != nil || flags&^recKnownFlags != 0 || flags&recDelivery != 0 && r.Delivery.Key == 0 || !finite(r.PowerW) || !finite(r.EnergyWh) || !finite(r.PowerFactor) {
 			*names = (*names)[:known]

@@ -38,7 +38,7 @@ func walReadings(rng *rand.Rand, n int, nowNs int64) []meter.Reading {
 			r.PowerFactor, r.HasPF = rng.Float64(), true
 		}
 		if !r.Stamped && rng.IntN(2) == 0 {
-			r.Delivery = meter.Delivery{Key: rng.Uint64() | 1, Digest: rng.Uint64()}
+			r.Delivery = meter.Delivery{Key: rng.Uint64() | 1}
 		}
 		rs[i] = r
 	}

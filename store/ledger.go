@@ -11,11 +11,10 @@ import (
 //
 // A reading stamped on receipt has no time of its own to tell a resend of
 // its message from a new reading. The store keeps a ledger of the messages
-// such readings came in (meter.Delivery: session and packet id, and a hash
-// of topic and payload) for redeliveryWindow: a message flagged DUP whose
-// session and packet id are in it, with the same topic and payload, is a
-// resend of a message stored, and is acknowledged without being stored
-// again. The ledger is written with the readings: on PostgreSQL in the
+// such readings came in (meter.Delivery: a hash of session, packet id,
+// topic and payload) for redeliveryWindow: a message flagged DUP that is in
+// it is a resend of a message stored, and is acknowledged without being
+// stored again. The ledger is written with the readings: on PostgreSQL in the
 // table deliveries, in the same transaction; on bbolt in the log's records,
 // and at each checkpoint, for the last seconds, in the file.
 //
@@ -27,10 +26,9 @@ import (
 // on one session (1,092 a second) and a crash at that message.
 const redeliveryWindow = time.Minute
 
-// ledgerEntry is a message stored: its digest and when.
+// ledgerEntry is a message stored: when.
 type ledgerEntry struct {
-	digest uint64
-	atNs   int64
+	atNs int64
 }
 
 // ledger is the bbolt engine's ledger, in memory (the writer's).
@@ -48,14 +46,14 @@ func (l *ledger) resend(d meter.Delivery, nowNs int64) bool {
 		return false
 	}
 	e, ok := l.m[d.Key]
-	return ok && e.digest == d.Digest && nowNs-e.atNs <= int64(redeliveryWindow)
+	return ok && nowNs-e.atNs <= int64(redeliveryWindow)
 }
 
 // note records that d's message is stored, at nowNs, and returns the entry
 // it replaced (ok false: none), for an undo.
 func (l *ledger) note(d meter.Delivery, nowNs int64) (prev ledgerEntry, ok bool) {
 	prev, ok = l.m[d.Key]
-	l.m[d.Key] = ledgerEntry{digest: d.Digest, atNs: nowNs}
+	l.m[d.Key] = ledgerEntry{atNs: nowNs}
 	l.notes++
 	if l.notes >= 4096 && l.notes >= len(l.m)/2 {
 		l.sweep(nowNs)
@@ -78,13 +76,12 @@ func (l *ledger) sweep(nowNs int64) {
 // resend is recognised across a restart as without one.
 const ledgerKeep = redeliveryWindow
 
-// encode returns the entries since sinceNs, 24 bytes each.
+// encode returns the entries since sinceNs, 16 bytes each.
 func (l *ledger) encode(sinceNs int64) []byte {
 	var b []byte
 	for k, e := range l.m {
 		if e.atNs >= sinceNs {
 			b = binary.LittleEndian.AppendUint64(b, k)
-			b = binary.LittleEndian.AppendUint64(b, e.digest)
 			b = binary.LittleEndian.AppendUint64(b, uint64(e.atNs))
 		}
 	}
@@ -93,9 +90,9 @@ func (l *ledger) encode(sinceNs int64) []byte {
 
 // load adds the entries of b, as encode wrote them.
 func (l *ledger) load(b []byte) {
-	for ; len(b) >= 24; b = b[24:] {
+	for ; len(b) >= 16; b = b[16:] {
 		k := binary.LittleEndian.Uint64(b)
-		e := ledgerEntry{digest: binary.LittleEndian.Uint64(b[8:]), atNs: int64(binary.LittleEndian.Uint64(b[16:]))}
+		e := ledgerEntry{atNs: int64(binary.LittleEndian.Uint64(b[8:]))}
 		if old, ok := l.m[k]; !ok || old.atNs < e.atNs {
 			l.m[k] = e
 		}

@@ -196,24 +196,22 @@ func (t *pgTx) freeNs(meterID string, ns int64) (int64, error) { return t.w.free
 func (t *pgTx) resend(d meter.Delivery, nowNs int64) (bool, error) {
 	e, ok := t.w.deliveries[d.Key]
 	if !ok {
-		var digest int64
-		err := t.tx.QueryRow(t.ctx, `SELECT digest, at_ns FROM deliveries WHERE key = $1`, int64(d.Key)).Scan(&digest, &e.atNs)
+		err := t.tx.QueryRow(t.ctx, `SELECT at_ns FROM deliveries WHERE key = $1`, int64(d.Key)).Scan(&e.atNs)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return false, nil
 		}
 		if err != nil {
 			return false, fmt.Errorf("ledger: %w", err)
 		}
-		e.digest = uint64(digest)
 	}
-	return e.digest == d.Digest && nowNs-e.atNs <= int64(redeliveryWindow), nil
+	return nowNs-e.atNs <= int64(redeliveryWindow), nil
 }
 
 func (t *pgTx) delivered(d meter.Delivery, nowNs int64) error {
 	if t.w.deliveries == nil {
 		t.w.deliveries = map[uint64]ledgerEntry{}
 	}
-	t.w.deliveries[d.Key] = ledgerEntry{digest: d.Digest, atNs: nowNs}
+	t.w.deliveries[d.Key] = ledgerEntry{atNs: nowNs}
 	return nil
 }
 

@@ -30,8 +30,9 @@ import (
 //	archives        (meter, month) -> the month's archive file, as written
 //	                to disk by the bbolt store (gzip CSV, sealed when a key
 //	                is set): retention moves raw readings here
-//	deliveries      message (session, packet id) -> digest, time: the ledger
-//	                of messages stored, for resends (see ledger)
+//	deliveries      message (a hash of session, packet id, topic, payload)
+//	                -> time: the ledger of messages stored, for resends
+//	                (see ledger)
 //	instances       client id -> the broker session of an instance sharing
 //	                the database (see leader.Presence)
 var pgMigrations = []struct {
@@ -108,9 +109,8 @@ CREATE TABLE archives (
 `},
 	{"instances and deliveries", `
 CREATE TABLE deliveries (
-	key    bigint PRIMARY KEY,
-	digest bigint NOT NULL,
-	at_ns  bigint NOT NULL
+	key   bigint PRIMARY KEY,
+	at_ns bigint NOT NULL
 );
 CREATE TABLE instances (
 	client_id text PRIMARY KEY,

@@ -505,15 +505,15 @@ func (w *pgWriter) writeLedger() error {
 	if len(w.deliveries) == 0 {
 		return nil
 	}
-	keys, digests, ats := make([]int64, 0, len(w.deliveries)), make([]int64, 0, len(w.deliveries)), make([]int64, 0, len(w.deliveries))
+	keys, ats := make([]int64, 0, len(w.deliveries)), make([]int64, 0, len(w.deliveries))
 	var newest int64
 	for k, e := range w.deliveries {
-		keys, digests, ats = append(keys, int64(k)), append(digests, int64(e.digest)), append(ats, e.atNs)
+		keys, ats = append(keys, int64(k)), append(ats, e.atNs)
 		newest = max(newest, e.atNs)
 	}
-	_, err := w.tx.Exec(w.ctx, `INSERT INTO deliveries (key, digest, at_ns)
-		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])
-		ON CONFLICT (key) DO UPDATE SET digest = excluded.digest, at_ns = excluded.at_ns`, keys, digests, ats)
+	_, err := w.tx.Exec(w.ctx, `INSERT INTO deliveries (key, at_ns)
+		SELECT * FROM unnest($1::bigint[], $2::bigint[])
+		ON CONFLICT (key) DO UPDATE SET at_ns = excluded.at_ns`, keys, ats)
 	if err != nil {
 		return fmt.Errorf("write ledger: %w", err)
 	}
