@@ -337,19 +337,16 @@ func (b *Bridge) watchBroker(ctx context.Context, cm *autopaho.ConnectionManager
 	}
 }
 
-// monitored handles the broker's counters of dropped messages, and says
-// whether topic was one.
-func (b *Bridge) monitored(topic string, payload []byte) bool {
-	if !strings.HasPrefix(topic, "$SYS/") {
-		return false
-	}
+// monitored handles a message of the broker's own ($SYS): its uptime, or
+// a counter of dropped messages.
+func (b *Bridge) monitored(topic string, payload []byte) {
 	if topic == uptimeTopic {
 		b.uptime(payload)
-		return true
+		return
 	}
 	v, err := strconv.ParseFloat(strings.TrimSpace(string(payload)), 64)
 	if err != nil {
-		return true
+		return
 	}
 	b.dropMu.Lock()
 	prev, seen := b.dropped[topic]
@@ -361,7 +358,6 @@ func (b *Bridge) monitored(topic string, payload []byte) bool {
 		// older than Vatio, and are still worth saying once.
 		b.evidence("dropped", fmt.Sprintf("the MQTT broker dropped %.0f messages (%s rose from %.0f to %.0f): its queues are too small for the readings waiting in them; see the operator guide's broker settings", v-prev, topic, prev, v))
 	}
-	return true
 }
 
 // uptime handles the broker's uptime. Running, a restart is an uptime

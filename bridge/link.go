@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -276,7 +277,11 @@ func (l *link) quiesce(ctx context.Context, since time.Time, quiet time.Duration
 func (l *link) receive(pr paho.PublishReceived) (bool, error) {
 	b := l.b
 	pb := pr.Packet
-	l.lastMsg.Store(time.Now().UnixNano())
+	if !strings.HasPrefix(pb.Topic, "$SYS/") {
+		// What the broker sends of its own, every sys_interval, is not
+		// what a session's end waits for (see quiesce).
+		l.lastMsg.Store(time.Now().UnixNano())
+	}
 	// paho v0.23 empties its acknowledgement tracker once it has started
 	// reading, so a message the broker sends straight after the CONNACK
 	// (the backlog of a persistent session) can be dropped from it, with
@@ -310,7 +315,10 @@ func (l *link) receive(pr paho.PublishReceived) (bool, error) {
 			b.log.Debug("MQTT ack not sent", slog.Any("error", err))
 		}
 	}
-	if b.monitored(pb.Topic, pb.Payload) {
+	if strings.HasPrefix(pb.Topic, "$SYS/") {
+		if l.own {
+			b.monitored(pb.Topic, pb.Payload)
+		}
 		ack()
 		return true, nil
 	}

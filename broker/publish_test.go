@@ -67,7 +67,9 @@ func TestRetainedCaps(t *testing.T) {
 	addr := b.Addr().String()
 	live := make(chan string, 100)
 	watcher := mqtttest.V3(t, addr)
-	if tok := watcher.Subscribe("r/#", 1, func(_ paho3.Client, m paho3.Message) { live <- m.Topic() }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	// At QoS 0: what is forwarded is counted, and a QoS 1 delivery may
+	// come twice (it did, once, under the race detector).
+	if tok := watcher.Subscribe("r/#", 0, func(_ paho3.Client, m paho3.Message) { live <- m.Topic() }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
 	c5 := mqtttest.V5(t, addr, nil)
