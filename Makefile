@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 GO      ?= go
 ECHARTS := dashboard/assets/vendor/echarts.min.js
 
-.PHONY: all build run test test-short lint bench fuzz release assets clean docs
+.PHONY: all build run test lint bench fuzz release assets clean docs
 
 all: build
 
@@ -34,6 +34,7 @@ test: assets
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 

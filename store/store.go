@@ -2,11 +2,12 @@
 // Open) or in PostgreSQL (see OpenPostgres), and moves raw readings past
 // their retention into monthly archives (gzip CSV).
 //
-// Readings reach the disk through a single writer goroutine that commits
-// them in groups: many readings per transaction, one fsync per group. A
-// reading's done callback runs only after its transaction has committed, which
-// is what lets the broker acknowledge a publish once it is on disk. The store
-// knows nothing of MQTT or HTTP.
+// Readings reach the disk through a single writer goroutine, in groups: on
+// bbolt, one write-ahead log fdatasync per group, the readings kept in
+// memory and checkpointed into the file later (bolt_head.go); on
+// PostgreSQL, one transaction per group. A reading's done callback runs
+// only once it is durable, which is what lets the broker acknowledge a
+// publish once it is on disk. The store knows nothing of MQTT or HTTP.
 //
 // The writer, its batches and acknowledgements, the meters' cache and the
 // rules that turn readings into rollups are the Store's, whatever the
