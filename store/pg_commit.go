@@ -58,7 +58,7 @@ func (pg *pgEngine) commit(batch []entry) error {
 	m, _ := pgMonth(start.UnixNano()) // receive-stamped readings
 	months[m] = true
 	if err := pg.ensurePartitions(ctx, months); err != nil {
-		return err
+		return fmt.Errorf("store: pg: create partitions: %w", err)
 	}
 	var res *txResult
 	var parts map[int64]bool
@@ -71,7 +71,7 @@ func (pg *pgEngine) commit(batch []entry) error {
 		s.log.Debug("postgres: transaction lost a deadlock; running it again", slog.Int("attempt", attempt), slog.Any("error", err))
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("store: pg: commit %d readings of %d meters: %w", n, len(ids), err)
 	}
 	pg.partsMu.Lock()
 	for m := range parts {
@@ -95,7 +95,7 @@ func (pg *pgEngine) commitTx(ctx context.Context, batch []entry, ids []string, n
 	}
 	tx, err := pg.pool.Begin(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit, a no-op
 	t := &pgTx{pg: pg, ctx: ctx, tx: tx, states: map[string]meterState{}, infos: map[string]MeterInfo{}}
@@ -113,7 +113,7 @@ func (pg *pgEngine) commitTx(ctx context.Context, batch []entry, ids []string, n
 			id, st, mi, err := scanMeter(rows)
 			if err != nil {
 				rows.Close()
-				return nil, nil, err
+				return nil, nil, fmt.Errorf("read meter states: %w", err)
 			}
 			t.states[id] = st
 			if mi != nil {
@@ -121,7 +121,7 @@ func (pg *pgEngine) commitTx(ctx context.Context, batch []entry, ids []string, n
 			}
 		}
 		if err := rows.Err(); err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("lock meters: %w", err)
 		}
 	}
 	t.w = &pgWriter{ctx: ctx, tx: tx, pg: pg, rolls: newRollups(s.maxGap), months: map[int64]bool{}, bounds: bounds(batch)}
@@ -129,7 +129,7 @@ func (pg *pgEngine) commitTx(ctx context.Context, batch []entry, ids []string, n
 		return nil, nil, err
 	}
 	if err := s.applyBatch(t, batch, res); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("apply: %w", err)
 	}
 	if err := t.w.finish(); err != nil {
 		return nil, nil, err
@@ -142,22 +142,22 @@ func (pg *pgEngine) commitTx(ctx context.Context, batch []entry, ids []string, n
 	}
 	for id, info := range res.newInfo {
 		if err := t.putInfo(id, info); err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("register meter %s: %w", id, err)
 		}
 	}
 	if len(ids) > 0 {
 		// Rows of meters whose only readings were refused.
 		if _, err := tx.Exec(ctx, `DELETE FROM meters WHERE id = ANY($1) AND info IS NULL`, ids); err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("drop meters with no reading: %w", err)
 		}
 	}
 	for _, payload := range pg.notes(res.fresh) {
 		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, pgChannel, payload); err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("notify: %w", err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("commit: %w", err)
 	}
 	return res, t.w.months, nil
 }

@@ -289,7 +289,7 @@ func (s *Store) EditMeter(id string, apply func(*MeterInfo) error) (MeterInfo, e
 		return MeterInfo{}, err
 	}
 	if err := <-ch; err != nil {
-		if r, ok := err.(*refused); ok {
+		if r := (*refused)(nil); errors.As(err, &r) {
 			return MeterInfo{}, r.err
 		}
 		return MeterInfo{}, fmt.Errorf("store: edit meter %q: %w", id, err)
@@ -369,7 +369,7 @@ func (s *Store) DeleteMeter(id string) (Erased, error) {
 		return Erased{}, err
 	}
 	if err := <-ch; err != nil {
-		if r, ok := err.(*refused); ok {
+		if r := (*refused)(nil); errors.As(err, &r) {
 			return Erased{}, r.err
 		}
 		return Erased{}, fmt.Errorf("store: delete meter %q: %w", id, err)
