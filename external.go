@@ -160,7 +160,7 @@ func (a *app) takeovers(ctx context.Context, suspended *atomic.Bool) {
 		if suspended.Load() {
 			continue
 		}
-		claimed, err := a.presence.Claim(ctx)
+		claimed, live, err := a.presence.Claim(ctx)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("cannot look for instances gone", slog.Any("error", err))
 		}
@@ -175,7 +175,7 @@ func (a *app) takeovers(ctx context.Context, suspended *atomic.Bool) {
 				log.Warn("cannot release a session taken over", slog.Any("error", rerr))
 			}
 		}
-		if live, _, err := a.presence.Members(ctx); err == nil {
+		if err == nil {
 			for _, msg := range silence.check(time.Now(), live) {
 				a.bridge.Evidence("share_silent", msg)
 			}

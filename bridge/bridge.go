@@ -292,9 +292,7 @@ func (b *Bridge) Health() error {
 const evidenceFor = time.Hour
 
 // Evidence records evidence of loss of kind, counts it, and logs it.
-func (b *Bridge) Evidence(kind, msg string) { b.evidence(kind, msg) }
-
-func (b *Bridge) evidence(kind, msg string) {
+func (b *Bridge) Evidence(kind, msg string) {
 	b.lossSeen.WithLabelValues(kind).Inc()
 	b.evMu.Lock()
 	b.seen[kind] = evidenceSeen{at: time.Now(), msg: msg}
@@ -356,7 +354,7 @@ func (b *Bridge) monitored(topic string, payload []byte) {
 	if v > prev && (seen || v > 0) {
 		// Seen first with dropped messages already counted: they may be
 		// older than Vatio, and are still worth saying once.
-		b.evidence("dropped", fmt.Sprintf("the MQTT broker dropped %.0f messages (%s rose from %.0f to %.0f): its queues are too small for the readings waiting in them; see the operator guide's broker settings", v-prev, topic, prev, v))
+		b.Evidence("dropped", fmt.Sprintf("the MQTT broker dropped %.0f messages (%s rose from %.0f to %.0f): its queues are too small for the readings waiting in them; see the operator guide's broker settings", v-prev, topic, prev, v))
 	}
 }
 
@@ -381,7 +379,7 @@ func (b *Bridge) uptime(payload []byte) {
 	}
 	b.dropMu.Unlock()
 	if restarted {
-		b.evidence("broker_restarted", fmt.Sprintf("the MQTT broker restarted at about %s: Mosquitto 2.0 restores sessions without their shared subscriptions, so readings published before Vatio subscribed again went to nobody",
+		b.Evidence("broker_restarted", fmt.Sprintf("the MQTT broker restarted at about %s: Mosquitto 2.0 restores sessions without their shared subscriptions, so readings published before Vatio subscribed again went to nobody",
 			start.UTC().Format(time.RFC3339)))
 	}
 	if keep && b.opts.OnBrokerStart != nil {

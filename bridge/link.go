@@ -125,7 +125,7 @@ func (l *link) connect(ctx context.Context) error {
 				// The broker kept no session for us: whatever it queued
 				// for it while we were away is gone (a broker restarted
 				// without persistence, a session expired).
-				b.evidence("session_lost", fmt.Sprintf("the MQTT broker kept no session for client id %s: readings it queued while Vatio was away are lost (raise the session expiry, persist the broker's sessions)", l.clientID))
+				b.Evidence("session_lost", fmt.Sprintf("the MQTT broker kept no session for client id %s: readings it queued while Vatio was away are lost (raise the session expiry, persist the broker's sessions)", l.clientID))
 			}
 			go l.subscribe(context.WithoutCancel(ctx), cm)
 		},

@@ -169,11 +169,10 @@ func (p *Presence) Heartbeat(ctx context.Context, received int64) error {
 	if p.conn == nil {
 		return errors.New("presence: not joined")
 	}
-	hctx := ctx
-	tag, err := p.conn.Exec(hctx, `UPDATE instances SET seen = now(), received = $2 WHERE client_id = $1`, p.me.ClientID, received)
+	tag, err := p.conn.Exec(ctx, `UPDATE instances SET seen = now(), received = $2 WHERE client_id = $1`, p.me.ClientID, received)
 	if err == nil && tag.RowsAffected() == 0 {
 		// Someone deleted the row (it should not happen): put it back.
-		_, err = p.conn.Exec(hctx, `INSERT INTO instances (client_id, filters, host, pid, received) VALUES ($1, $2, $3, $4, $5)`,
+		_, err = p.conn.Exec(ctx, `INSERT INTO instances (client_id, filters, host, pid, received) VALUES ($1, $2, $3, $4, $5)`,
 			p.me.ClientID, p.me.Filters, p.me.Host, p.me.PID, received)
 	}
 	if err != nil {
@@ -236,17 +235,18 @@ func (p *Presence) Members(ctx context.Context) (live, lapsed []Member, err erro
 }
 
 // Claim takes the lock of each instance that has lapsed (its lock free and
-// its heartbeat older than LapseAfter) and returns them: this instance
-// takes their sessions over, then calls Release for each.
-func (p *Presence) Claim(ctx context.Context) ([]Member, error) {
-	_, lapsed, err := p.Members(ctx)
+// its heartbeat older than LapseAfter) and returns them, with the
+// instances alive: this instance takes their sessions over, then calls
+// Release for each.
+func (p *Presence) Claim(ctx context.Context) (claimed, live []Member, err error) {
+	live, lapsed, err := p.Members(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.conn == nil {
-		return nil, errors.New("presence: not joined")
+		return nil, nil, errors.New("presence: not joined")
 	}
 	var out []Member
 	for _, m := range lapsed {
@@ -256,18 +256,18 @@ func (p *Presence) Claim(ctx context.Context) ([]Member, error) {
 		var got bool
 		err := p.conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, presenceClass, m.ClientID).Scan(&got)
 		if err != nil {
-			return out, fmt.Errorf("presence: %w", err)
+			return out, live, fmt.Errorf("presence: %w", err)
 		}
 		if !got {
 			continue
 		}
 		if _, err := p.conn.Exec(ctx, `UPDATE instances SET taken_by = $2 WHERE client_id = $1`, m.ClientID, p.me.ClientID); err != nil {
-			return out, fmt.Errorf("presence: %w", err)
+			return out, live, fmt.Errorf("presence: %w", err)
 		}
 		p.held[m.ClientID] = true
 		out = append(out, m)
 	}
-	return out, nil
+	return out, live, nil
 }
 
 // Release lets go of a lapsed instance claimed: with ended, its session is

@@ -54,7 +54,7 @@ func TestPresence(t *testing.T) {
 	if err != nil || len(live) != 2 {
 		t.Fatalf("b sees %v alive (%v), want a and b", live, err)
 	}
-	if claimed, err := b.Claim(context.Background()); err != nil || len(claimed) != 0 {
+	if claimed, _, err := b.Claim(context.Background()); err != nil || len(claimed) != 0 {
 		t.Fatalf("b claimed %v (%v) while a lives", claimed, err)
 	}
 	// a dies: its connection closes, its row stays.
@@ -66,14 +66,14 @@ func TestPresence(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("b never claimed a, gone")
 		}
-		if claimed, err = b.Claim(context.Background()); err != nil {
+		if claimed, _, err = b.Claim(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if len(claimed) != 1 || claimed[0].ClientID != "a" || claimed[0].Filters[0] != "$share/vatio/#" || claimed[0].Age < leader.LapseAfter {
 		t.Fatalf("claimed %+v, want a, LapseAfter silent, with its subscriptions", claimed)
 	}
-	if again, err := b.Claim(context.Background()); err != nil || len(again) != 0 {
+	if again, _, err := b.Claim(context.Background()); err != nil || len(again) != 0 {
 		t.Fatalf("a claimed twice: %v (%v)", again, err)
 	}
 	// a comes back while b takes its session over: it waits, and joins once
