@@ -26,7 +26,7 @@ RUN go mod download
 COPY . .
 COPY --from=assets /src/vendor/ dashboard/assets/vendor/
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/vatio . \
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/vatio ./cmd/vatio \
  && mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot

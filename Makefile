@@ -21,7 +21,7 @@ $(ECHARTS): package.json package-lock.json
 	cp node_modules/echarts/NOTICE $(dir $@)echarts.NOTICE.txt
 
 build: assets
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/vatio .
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/vatio ./cmd/vatio
 
 run: build
 	./bin/vatio
@@ -41,7 +41,7 @@ lint:
 # Write the generated pages of docs/ (configuration, commands, API); the
 # docs test fails while they differ from the code.
 docs: assets
-	$(GO) test -run '^TestDocsGenerated$$' -count=1 . -update-docs
+	$(GO) test -run '^TestDocsGenerated$$' -count=1 ./cmd/vatio -update-docs
 
 bench: assets
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
@@ -55,20 +55,20 @@ FUZZ_TARIFF := FuzzParseClock
 FUZZ_AUTH := FuzzToken FuzzLogin
 FUZZ_CRYPT := FuzzReader
 fuzz:
-	@for f in $(FUZZ_METER); do $(GO) test ./meter -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for f in $(FUZZ_METER); do $(GO) test ./internal/meter -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_API); do $(GO) test ./api -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_STORE); do $(GO) test ./store -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
-	@for f in $(FUZZ_TARIFF); do $(GO) test ./tariff -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
-	@for f in $(FUZZ_AUTH); do $(GO) test ./auth -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
-	@for f in $(FUZZ_CRYPT); do $(GO) test ./crypt -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for f in $(FUZZ_TARIFF); do $(GO) test ./internal/tariff -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for f in $(FUZZ_AUTH); do $(GO) test ./internal/auth -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for f in $(FUZZ_CRYPT); do $(GO) test ./internal/crypt -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 # Static binaries for the machines Vatio runs on, with checksums.
 release: assets
 	@mkdir -p bin/release
-	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/release/vatio-linux-amd64 .
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/release/vatio-linux-arm64 .
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/release/vatio-linux-armv7 .
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=6 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/release/vatio-linux-armv6 .
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/release/vatio-linux-amd64 ./cmd/vatio
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/release/vatio-linux-arm64 ./cmd/vatio
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/release/vatio-linux-armv7 ./cmd/vatio
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=6 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/release/vatio-linux-armv6 ./cmd/vatio
 	cd bin/release && sha256sum vatio-* > SHA256SUMS
 
 clean:

@@ -24,15 +24,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/vatio-energy/vatio/alert"
-	"github.com/vatio-energy/vatio/audit"
-	"github.com/vatio-energy/vatio/auth"
-	"github.com/vatio-energy/vatio/automation"
-	"github.com/vatio-energy/vatio/devices"
-	"github.com/vatio-energy/vatio/meter"
-	"github.com/vatio-energy/vatio/offsite"
+	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/internal/audit"
+	"github.com/vatio-energy/vatio/internal/auth"
+	"github.com/vatio-energy/vatio/internal/automation"
+	"github.com/vatio-energy/vatio/internal/devices"
+	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/internal/offsite"
+	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
-	"github.com/vatio-energy/vatio/tariff"
 )
 
 // Options configure a Server.

@@ -16,11 +16,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vatio-energy/vatio/alert"
 	"github.com/vatio-energy/vatio/api"
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
-	"github.com/vatio-energy/vatio/tariff"
 )
 
 type harness struct {

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vatio-energy/vatio/alert"
 	"github.com/vatio-energy/vatio/api"
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/store"
 )
 

@@ -3,7 +3,7 @@ package api
 import (
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/vatio-energy/vatio/insight"
+	"github.com/vatio-energy/vatio/internal/insight"
 )
 
 // recommendations serves GET /api/v1/recommendations: energy-saving

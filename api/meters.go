@@ -15,10 +15,10 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/vatio-energy/vatio/energy"
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/energy"
+	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
-	"github.com/vatio-energy/vatio/tariff"
 )
 
 // meterJSON is a meter in the API: its registry entry, its latest state and

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/store"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/vatio-energy/vatio/alert"
+	"github.com/vatio-energy/vatio/internal/alert"
 )
 
 // ruleJSON is a rule with the meters it is firing for.

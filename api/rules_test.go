@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vatio-energy/vatio/alert"
 	"github.com/vatio-energy/vatio/api"
-	"github.com/vatio-energy/vatio/automation"
+	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/internal/automation"
 )
 
 func TestRulesAPI(t *testing.T) {

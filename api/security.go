@@ -11,9 +11,9 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/vatio-energy/vatio/audit"
-	"github.com/vatio-energy/vatio/auth"
-	"github.com/vatio-energy/vatio/devices"
+	"github.com/vatio-energy/vatio/internal/audit"
+	"github.com/vatio-energy/vatio/internal/auth"
+	"github.com/vatio-energy/vatio/internal/devices"
 )
 
 // SessionCookie holds a browser's session id.

@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/vatio-energy/vatio/api"
-	"github.com/vatio-energy/vatio/audit"
-	"github.com/vatio-energy/vatio/auth"
-	"github.com/vatio-energy/vatio/devices"
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/audit"
+	"github.com/vatio-energy/vatio/internal/auth"
+	"github.com/vatio-energy/vatio/internal/devices"
+	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/store"
 )
 

@@ -13,10 +13,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vatio-energy/vatio/alert"
+	"github.com/vatio-energy/vatio/internal/alert"
 	"github.com/vatio-energy/vatio/api"
-	"github.com/vatio-energy/vatio/auth"
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/auth"
+	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/store"
 )
 

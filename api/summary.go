@@ -8,9 +8,9 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/vatio-energy/vatio/energy"
+	"github.com/vatio-energy/vatio/internal/energy"
+	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
-	"github.com/vatio-energy/vatio/tariff"
 )
 
 // periodJSON is the energy and cost of a period of a summary.

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/vatio-energy/vatio/api"
-	"github.com/vatio-energy/vatio/meter"
-	"github.com/vatio-energy/vatio/tariff"
+	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/internal/tariff"
 )
 
 // every returns readings of m every 10 s over [from, to), at power(t).

@@ -22,8 +22,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/vatio-energy/vatio/broker"
-	"github.com/vatio-energy/vatio/certs"
-	"github.com/vatio-energy/vatio/internal/mqtttest"
+	"github.com/vatio-energy/vatio/internal/certs"
+	"github.com/vatio-energy/vatio/internal/testutil/mqtttest"
 )
 
 func start(t *testing.T, opts broker.Options) *broker.Broker {

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vatio-energy/vatio/broker"
-	"github.com/vatio-energy/vatio/internal/mqtttest"
+	"github.com/vatio-energy/vatio/internal/testutil/mqtttest"
 )
 
 // publishRetained5 publishes a retained message at QoS 1 with c and

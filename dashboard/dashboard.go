@@ -26,11 +26,11 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/compress"
 
 	"github.com/vatio-energy/vatio/api"
-	"github.com/vatio-energy/vatio/audit"
-	"github.com/vatio-energy/vatio/auth"
-	"github.com/vatio-energy/vatio/devices"
+	"github.com/vatio-energy/vatio/internal/audit"
+	"github.com/vatio-energy/vatio/internal/auth"
+	"github.com/vatio-energy/vatio/internal/devices"
 	"github.com/vatio-energy/vatio/store"
-	"github.com/vatio-energy/vatio/tariff"
+	"github.com/vatio-energy/vatio/internal/tariff"
 )
 
 //go:embed templates/*.html

@@ -18,9 +18,9 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/vatio-energy/vatio/dashboard"
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
-	"github.com/vatio-energy/vatio/tariff"
 )
 
 var (

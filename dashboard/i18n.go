@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vatio-energy/vatio/insight"
+	"github.com/vatio-energy/vatio/internal/insight"
 )
 
 // A language of the dashboard: its code, its texts and how it writes

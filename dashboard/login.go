@@ -10,8 +10,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/vatio-energy/vatio/api"
-	"github.com/vatio-energy/vatio/audit"
-	"github.com/vatio-energy/vatio/auth"
+	"github.com/vatio-energy/vatio/internal/audit"
+	"github.com/vatio-energy/vatio/internal/auth"
 )
 
 // loginData is what login.html and setup.html render.

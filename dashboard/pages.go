@@ -10,11 +10,11 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/vatio-energy/vatio/auth"
-	"github.com/vatio-energy/vatio/devices"
-	"github.com/vatio-energy/vatio/energy"
-	"github.com/vatio-energy/vatio/insight"
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/auth"
+	"github.com/vatio-energy/vatio/internal/devices"
+	"github.com/vatio-energy/vatio/internal/energy"
+	"github.com/vatio-energy/vatio/internal/insight"
+	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/store"
 )
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 // hourOf returns an hour of readings of m every 10 s at w watts, ending at

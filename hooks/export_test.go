@@ -3,7 +3,7 @@ package hooks
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 // RejectedCounter exposes the rejection counter of one reason to tests.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/vatio-energy/vatio/broker"
 	"github.com/vatio-energy/vatio/hooks"
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/store"
 )
 

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vatio-energy/vatio/crypt"
+	"github.com/vatio-energy/vatio/internal/crypt"
 )
 
 // An archive file holds one meter's raw readings of one calendar month

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vatio-energy/vatio/crypt"
+	"github.com/vatio-energy/vatio/internal/crypt"
 )
 
 // A backup is a whole bbolt database file, copied from one read transaction

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vatio-energy/vatio/crypt"
+	"github.com/vatio-energy/vatio/internal/crypt"
 	bolt "go.etcd.io/bbolt"
 )
 

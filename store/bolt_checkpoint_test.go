@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 // TestCheckpointRunsBesideTheWriter holds a checkpoint's transaction open

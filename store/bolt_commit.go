@@ -10,7 +10,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 // commit stores batch in one transaction of the commit flow (see

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 // Meter states are encoded in one of three versions: 1 (without

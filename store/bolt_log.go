@@ -16,7 +16,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 // The bbolt engine's writer: what it takes goes to the head and the log,

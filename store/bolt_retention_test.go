@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 // The tests of what retention does on bbolt alone: archive files written

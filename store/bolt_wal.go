@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 // The write-ahead log holds the live readings received since the last

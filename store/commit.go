@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 // meterState is what the store keeps per meter beside its readings, updated

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 func allRecords(t *testing.T, s *Store, m string) []Record {

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vatio-energy/vatio/crypt"
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/crypt"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 func testKey(t *testing.T, b byte) *crypt.Key {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vatio-energy/vatio/internal/pgtest"
+	"github.com/vatio-energy/vatio/internal/testutil/pgtest"
 )
 
 // The store's tests are one suite for both engines: `go test ./store` runs

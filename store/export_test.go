@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 func exportAll(t *testing.T, s *Store, m string) []meter.Reading {

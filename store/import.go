@@ -10,7 +10,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 // ImportChunk is how many readings of a large import are stored in one

@@ -5,7 +5,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 // pfAgg is one meter's power factor statistics over one day.

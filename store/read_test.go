@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 // twoHours stores a reading of meter c every 10 s for two hours, at powers

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 // counter returns a reading of meter m at sec with power w and counter wh.

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 // The rules every reading is stored by, whatever the engine: where it goes

@@ -25,7 +25,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vatio-energy/vatio/crypt"
+	"github.com/vatio-energy/vatio/internal/crypt"
 )
 
 // ErrClosed is returned when the store is used after Close.

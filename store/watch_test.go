@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 func TestWatchGetsCommittedNewestReadings(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"slices"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 // entry is one item of the writer's queue: a reading to store, an import

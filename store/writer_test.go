@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/vatio-energy/vatio/meter"
+	"github.com/vatio-energy/vatio/internal/meter"
 )
 
 // TestAcknowledgementsInOrder queues, in small batches, readings that go

@@ -21,7 +21,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/vatio-energy/vatio/config"
+	"github.com/vatio-energy/vatio/internal/config"
 )
 
 // docs are the doc comments of a package's struct types and their fields.

@@ -1,0 +1,709 @@
+package alert
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vatio-energy/vatio/internal/automation"
+	"github.com/vatio-energy/vatio/internal/energy"
+	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/store"
+	"github.com/vatio-energy/vatio/internal/tariff"
+)
+
+// Rule kinds.
+const (
+	// PowerAbove fires when a meter's power stays above ThresholdW for For.
+	PowerAbove = "power_above"
+	// PowerBelow fires when it stays below ThresholdW for For.
+	PowerBelow = "power_below"
+	// EnergyBudget fires when the energy drawn this day or month (Period)
+	// passes BudgetKWh.
+	EnergyBudget = "energy_budget"
+	// Silent fires when a meter has sent nothing for SilentFor.
+	Silent = "silent"
+	// OutOfRange fires when a meter's newest reading is outside the range
+	// its registry entry expects.
+	OutOfRange = "out_of_range"
+	// Anomaly fires when a meter's last hour draws Factor times its usual
+	// for that hour and weekday (the same hour of the 4 weeks before).
+	Anomaly = "anomaly"
+)
+
+// Kinds lists the rule kinds.
+var Kinds = []string{PowerAbove, PowerBelow, EnergyBudget, Silent, OutOfRange, Anomaly}
+
+// Duration is a time.Duration written as "5m" in JSON.
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New(`a duration is a string such as "5m" or "1h30m"`)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as 5m or 1h30m", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Rule is an alert rule: a condition on one meter (or on each meter, with
+// Meter "*") that raises an alert when it starts to hold and resolves it
+// when it stops.
+type Rule struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+	// Meter is a meter id, or "*" for every meter.
+	Meter    string `json:"meter"`
+	Severity string `json:"severity"`
+	Enabled  bool   `json:"enabled"`
+	// ThresholdW and For: power_above and power_below.
+	ThresholdW float64  `json:"threshold_w,omitempty"`
+	For        Duration `json:"for,omitempty"`
+	// BudgetKWh and Period ("day" or "month"): energy_budget.
+	BudgetKWh float64 `json:"budget_kwh,omitempty"`
+	Period    string  `json:"period,omitempty"`
+	// SilentFor: silent.
+	SilentFor Duration `json:"silent_for,omitempty"`
+	// Factor: anomaly (default 2).
+	Factor float64 `json:"factor,omitempty"`
+	// HysteresisW is how far back past the threshold (or inside the
+	// expected range) power must come before an alert resolves, in watts;
+	// an anomaly resolves below Factor x 0.8 of the usual.
+	HysteresisW float64 `json:"hysteresis_w,omitempty"`
+	// Cooldown is the least time between two firings for one meter.
+	Cooldown Duration `json:"cooldown,omitempty"`
+	// Actions are commands sent when the rule fires (On "fire", the
+	// default) or resolves (On "resolve"): switching a plug off, calling
+	// a webhook.
+	Actions []Action `json:"actions,omitempty"`
+	// Source is "config" for a rule of config.yaml (not changeable through
+	// the API) and "api" for one made through it.
+	Source string `json:"source"`
+}
+
+// Action is a command a rule sends when it fires or resolves.
+type Action struct {
+	On string `json:"on,omitempty"` // fire (default) or resolve
+	automation.Command
+}
+
+var ruleID = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+// Check reports what is wrong with r as an *InvalidError naming the field.
+func (r *Rule) Check() error {
+	bad := func(field, format string, args ...any) error {
+		return &InvalidError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+	switch {
+	case !ruleID.MatchString(r.ID):
+		return bad("id", "%q is not 1-64 lower-case letters, digits, '-' or '_'", r.ID)
+	case len(r.Name) > 200:
+		return bad("name", "longer than 200 characters")
+	case !slices.Contains(Kinds, r.Kind):
+		return bad("kind", "%q is not one of %s", r.Kind, strings.Join(Kinds, ", "))
+	case r.Meter != "*" && !meter.ValidID(r.Meter):
+		return bad("meter", "%q is not a meter id or *", r.Meter)
+	case r.Severity != SeverityInfo && r.Severity != SeverityWarning && r.Severity != SeverityCritical:
+		return bad("severity", "must be info, warning or critical")
+	case !finite(r.HysteresisW) || r.HysteresisW < 0:
+		return bad("hysteresis_w", "must be a number of watts, 0 or more")
+	case r.Cooldown < 0 || time.Duration(r.Cooldown) > 30*24*time.Hour:
+		return bad("cooldown", "must be from 0 to 720h")
+	}
+	if len(r.Actions) > 10 {
+		return bad("actions", "at most 10")
+	}
+	for i, a := range r.Actions {
+		if a.On != "" && a.On != "fire" && a.On != "resolve" {
+			return bad(fmt.Sprintf("actions[%d].on", i), "must be fire or resolve")
+		}
+		if err := a.Command.Check(); err != nil {
+			return bad(fmt.Sprintf("actions[%d]", i), "%v", err)
+		}
+	}
+	switch r.Kind {
+	case PowerAbove, PowerBelow:
+		if !finite(r.ThresholdW) || math.Abs(r.ThresholdW) > 1e9 {
+			return bad("threshold_w", "must be a number of watts")
+		}
+		if r.For < 0 || time.Duration(r.For) > 24*time.Hour {
+			return bad("for", "must be from 0 to 24h")
+		}
+	case EnergyBudget:
+		if !finite(r.BudgetKWh) || r.BudgetKWh <= 0 {
+			return bad("budget_kwh", "must be more than 0")
+		}
+		if r.Period != "day" && r.Period != "month" {
+			return bad("period", "must be day or month")
+		}
+	case Silent:
+		if time.Duration(r.SilentFor) < time.Minute || time.Duration(r.SilentFor) > 30*24*time.Hour {
+			return bad("silent_for", "must be from 1m to 720h")
+		}
+	case Anomaly:
+		if r.Factor == 0 {
+			r.Factor = 2
+		}
+		if !finite(r.Factor) || r.Factor <= 1 || r.Factor > 100 {
+			return bad("factor", "must be more than 1 and at most 100")
+		}
+	}
+	return nil
+}
+
+// RuleState is what a rule knows of one meter, kept across restarts.
+type RuleState struct {
+	Firing bool `json:"firing"`
+	// Since is when the current state began; AlertID the alert it raised
+	// when it fired; LastFired when it last fired (for the cooldown).
+	Since     time.Time `json:"since"`
+	AlertID   uint64    `json:"alert_id,omitempty"`
+	LastFired time.Time `json:"last_fired"`
+}
+
+// ErrUnknownRule is returned for a rule id that does not exist.
+var ErrUnknownRule = errors.New("alert: unknown rule")
+
+// ErrConfigRule is returned when the API changes a rule of config.yaml.
+var ErrConfigRule = errors.New("alert: the rule is in config.yaml: change it there")
+
+// Rules evaluates the alert rules every interval, raising and resolving
+// alerts through a Service.
+type Rules struct {
+	st       *store.Store
+	alerts   *Service
+	tariff   *tariff.Tariff
+	log      *slog.Logger
+	interval time.Duration
+
+	// config are the rules of config.yaml.
+	config []Rule
+
+	mu     sync.Mutex
+	rules  map[string]Rule
+	states map[string]RuleState // by rule id + "|" + meter
+
+	cancel context.CancelFunc // Start's
+	done   chan struct{}
+	// sender carries out rules' actions; nil drops them.
+	sender *automation.Sender
+	// actx bounds the actions: Stop cancels it.
+	actx    context.Context
+	acancel context.CancelFunc
+	// pending counts the actions under way (see Wait).
+	pending sync.WaitGroup
+	// lastActions is closed when the actions queued last are done: each
+	// batch waits for the one before, so a load switched off when a rule
+	// fires is switched on again after, never before (under actionsMu).
+	actionsMu   sync.Mutex
+	lastActions chan struct{}
+}
+
+// SetSender makes the rules' actions be carried out by s.
+func (r *Rules) SetSender(s *automation.Sender) { r.sender = s }
+
+// Wait waits for the actions under way.
+func (r *Rules) Wait() { r.pending.Wait() }
+
+// runActions sends rule's actions for on ("fire" or "resolve") in the
+// background, and records how each went on alert id.
+func (r *Rules) runActions(rule Rule, on string, alertID uint64) {
+	var todo []automation.Command
+	for _, a := range rule.Actions {
+		if cmp.Or(a.On, "fire") == on {
+			todo = append(todo, a.Command)
+		}
+	}
+	if len(todo) == 0 || r.sender == nil {
+		return
+	}
+	r.pending.Add(1)
+	r.actionsMu.Lock()
+	prev, done := r.lastActions, make(chan struct{})
+	r.lastActions = done
+	r.actionsMu.Unlock()
+	go func() {
+		defer r.pending.Done()
+		defer close(done)
+		if prev != nil {
+			select {
+			case <-prev:
+			case <-r.actx.Done():
+			}
+		}
+		var results []string
+		for _, c := range todo {
+			ctx, cancel := context.WithTimeout(r.actx, 10*time.Second)
+			err := r.sender.Send(ctx, c)
+			cancel()
+			target := cmp.Or(c.Topic, c.URL)
+			if err != nil {
+				r.log.Warn("rule action failed", slog.String("rule", rule.ID), slog.String("to", target), slog.Any("error", err))
+				results = append(results, target+": "+err.Error())
+			} else {
+				results = append(results, target+": sent")
+			}
+		}
+		if alertID != 0 {
+			_ = r.st.UpdateAlert(alertID, func(a *store.Alert) { a.Actions = append(a.Actions, results...) })
+		}
+	}()
+}
+
+// NewRules returns the rule engine with the rules of config (read-only)
+// and those made through the API before; Start runs it.
+func NewRules(st *store.Store, alerts *Service, tr *tariff.Tariff, config []Rule, interval time.Duration, logger *slog.Logger) (*Rules, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Rules{st: st, alerts: alerts, tariff: tr, log: logger, interval: cmp.Or(interval, 15*time.Second)}
+	r.actx, r.acancel = context.WithCancel(context.Background())
+	for _, rule := range config {
+		rule.Source = "config"
+		if err := rule.Check(); err != nil {
+			return nil, fmt.Errorf("alert rule %q: %w", rule.ID, err)
+		}
+		r.config = append(r.config, rule)
+	}
+	if err := r.refresh(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// refresh reads the API's rules and every rule's state from the store.
+// The store is the truth: instances sharing a PostgreSQL store change
+// rules through any of them, and the one that leads evaluates them. r.mu
+// is held, or r not yet shared.
+func (r *Rules) refresh() error {
+	docs, err := r.st.Docs(store.DocRules)
+	if err != nil {
+		return err
+	}
+	rules := make(map[string]Rule, len(docs)+len(r.config))
+	for id, v := range docs {
+		var rule Rule
+		if err := json.Unmarshal(v, &rule); err != nil {
+			return fmt.Errorf("alert: rule %q: %w", id, err)
+		}
+		rule.Source = "api"
+		rules[id] = rule
+	}
+	for _, rule := range r.config {
+		rules[rule.ID] = rule // config wins over an API rule of the same id
+	}
+	docs, err = r.st.Docs(store.DocRuleStates)
+	if err != nil {
+		return err
+	}
+	states := make(map[string]RuleState, len(docs))
+	for k, v := range docs {
+		var s RuleState
+		if err := json.Unmarshal(v, &s); err == nil {
+			states[k] = s
+		}
+	}
+	r.rules, r.states = rules, states
+	return nil
+}
+
+// fresh refreshes, or keeps what r knows when the store cannot be read.
+// r.mu is held.
+func (r *Rules) fresh() {
+	if err := r.refresh(); err != nil {
+		r.log.Warn("alert rules not read; answered as last read", slog.Any("error", err))
+	}
+}
+
+// Run evaluates the rules every interval until ctx ends, each time from
+// the rules and states in the store. Where instances share a store, the
+// one that leads runs it (package leader), and so takes over what fires
+// from the one that led before.
+func (r *Rules) Run(ctx context.Context) {
+	t := time.NewTicker(r.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		r.fresh()
+		r.mu.Unlock()
+		r.Evaluate(time.Now())
+	}
+}
+
+// Start runs Run in the background until Stop.
+func (r *Rules) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.done = cancel, make(chan struct{})
+	go func() {
+		defer close(r.done)
+		r.Run(ctx)
+	}()
+}
+
+// Stop ends Start's evaluations and cancels the actions under way.
+func (r *Rules) Stop() {
+	if r.cancel != nil {
+		r.cancel()
+		<-r.done
+		r.cancel = nil
+	}
+	r.acancel()
+}
+
+// List returns every rule, sorted by id.
+func (r *Rules) List() []Rule {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fresh()
+	out := make([]Rule, 0, len(r.rules))
+	for _, rule := range r.rules {
+		out = append(out, rule)
+	}
+	slices.SortFunc(out, func(a, b Rule) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Get returns one rule.
+func (r *Rules) Get(id string) (Rule, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fresh()
+	rule, ok := r.rules[id]
+	if !ok {
+		return Rule{}, fmt.Errorf("%w: %q", ErrUnknownRule, id)
+	}
+	return rule, nil
+}
+
+// Put creates or replaces a rule made through the API.
+func (r *Rules) Put(rule Rule) (Rule, error) {
+	rule.Source = "api"
+	if err := rule.Check(); err != nil {
+		return Rule{}, err
+	}
+	for i, a := range rule.Actions {
+		if err := r.sender.CheckCommand(a.Command); err != nil {
+			return Rule{}, &InvalidError{Field: fmt.Sprintf("actions[%d].url", i), Reason: err.Error()}
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.refresh(); err != nil {
+		return Rule{}, err
+	}
+	if old, ok := r.rules[rule.ID]; ok && old.Source == "config" {
+		return Rule{}, ErrConfigRule
+	}
+	v, err := json.Marshal(rule)
+	if err != nil {
+		return Rule{}, err
+	}
+	if err := r.st.PutDoc(store.DocRules, rule.ID, v); err != nil {
+		return Rule{}, err
+	}
+	r.rules[rule.ID] = rule
+	return rule, nil
+}
+
+// Delete deletes a rule made through the API, resolving what it has firing.
+func (r *Rules) Delete(id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.refresh(); err != nil {
+		return err
+	}
+	rule, ok := r.rules[id]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownRule, id)
+	}
+	if rule.Source == "config" {
+		return ErrConfigRule
+	}
+	if err := r.st.DeleteDoc(store.DocRules, id); err != nil {
+		return err
+	}
+	delete(r.rules, id)
+	now := time.Now()
+	for k, s := range r.states {
+		if ruleOf(k) == id {
+			if s.Firing {
+				r.resolve(rule, meterOf(k), s, now, "the rule was deleted")
+				r.runActions(rule, "resolve", s.AlertID)
+			}
+			delete(r.states, k)
+			_ = r.st.DeleteDoc(store.DocRuleStates, k)
+		}
+	}
+	return nil
+}
+
+func stateKey(rule, meterID string) string { return rule + "|" + meterID }
+func ruleOf(key string) string             { r, _, _ := strings.Cut(key, "|"); return r }
+func meterOf(key string) string            { _, m, _ := strings.Cut(key, "|"); return m }
+
+// Evaluate checks every enabled rule at now, firing and resolving alerts.
+func (r *Rules) Evaluate(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	meters := r.st.Meters()
+	checked := map[string]bool{}
+	for _, rule := range r.rules {
+		if !rule.Enabled {
+			continue
+		}
+		for _, m := range meters {
+			if rule.Meter != "*" && rule.Meter != m.ID {
+				continue
+			}
+			checked[stateKey(rule.ID, m.ID)] = true
+			r.evaluate(rule, m, now)
+		}
+	}
+	// What fires for a rule disabled, removed or pointed elsewhere, or for
+	// a meter deleted, can no longer clear by itself: it is resolved.
+	for k, s := range r.states {
+		if !s.Firing || checked[k] {
+			continue
+		}
+		rule, ok := r.rules[ruleOf(k)]
+		if !ok {
+			rule = Rule{ID: ruleOf(k)}
+		}
+		r.resolve(rule, meterOf(k), s, now, "the rule no longer applies")
+		r.runActions(rule, "resolve", s.AlertID)
+		r.save(k, RuleState{Since: now, LastFired: s.LastFired})
+	}
+}
+
+// evaluate checks one rule on one meter.
+func (r *Rules) evaluate(rule Rule, m store.Meter, now time.Time) {
+	key := stateKey(rule.ID, m.ID)
+	s := r.states[key]
+	holds, clears, what, err := r.condition(rule, m, now, s.Firing)
+	if err != nil {
+		r.log.Warn("alert rule not evaluated", slog.String("rule", rule.ID), slog.String("meter", m.ID), slog.Any("error", err))
+		return
+	}
+	switch {
+	case !s.Firing && holds:
+		if !s.LastFired.IsZero() && now.Sub(s.LastFired) < time.Duration(rule.Cooldown) {
+			return // cooling down
+		}
+		a, err := r.alerts.raise(store.Alert{Severity: rule.Severity, Message: m.ID + ": " + what, Meter: m.ID,
+			Source: "rule", Rule: rule.ID, State: store.AlertFiring})
+		if err != nil {
+			r.log.Error("alert not raised", slog.String("rule", rule.ID), slog.Any("error", err))
+			return
+		}
+		r.save(key, RuleState{Firing: true, Since: now, AlertID: a.ID, LastFired: now})
+		r.runActions(rule, "fire", a.ID)
+	case s.Firing && clears:
+		r.resolve(rule, m.ID, s, now, what)
+		r.runActions(rule, "resolve", s.AlertID)
+		r.save(key, RuleState{Since: now, LastFired: s.LastFired})
+	}
+}
+
+// resolve marks a firing alert resolved and tells the notifiers.
+func (r *Rules) resolve(rule Rule, meterID string, s RuleState, now time.Time, what string) {
+	at := now.UTC()
+	if s.AlertID != 0 {
+		if err := r.st.UpdateAlert(s.AlertID, func(a *store.Alert) { a.State, a.ResolvedAt = store.AlertResolved, &at }); err != nil &&
+			!errors.Is(err, store.ErrUnknownAlert) {
+			r.log.Error("alert not resolved", slog.Uint64("alert", s.AlertID), slog.Any("error", err))
+		}
+	}
+	_, err := r.alerts.raise(store.Alert{Severity: SeverityInfo, Message: meterID + ": resolved: " + what, Meter: meterID,
+		Source: "rule", Rule: rule.ID, State: store.AlertResolved, ResolvedAt: &at})
+	if err != nil {
+		r.log.Error("resolution not raised", slog.String("rule", rule.ID), slog.Any("error", err))
+	}
+}
+
+func (r *Rules) save(key string, s RuleState) {
+	r.states[key] = s
+	v, _ := json.Marshal(s)
+	if err := r.st.PutDoc(store.DocRuleStates, key, v); err != nil {
+		r.log.Error("alert rule state not saved", slog.String("key", key), slog.Any("error", err))
+	}
+}
+
+// States returns the state of every rule and meter that has one.
+func (r *Rules) States() map[string]RuleState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fresh()
+	out := make(map[string]RuleState, len(r.states))
+	for k, v := range r.states {
+		out[k] = v
+	}
+	return out
+}
+
+func kw(w float64) string { return fmt.Sprintf("%.2f kW", w/1000) }
+
+// condition evaluates rule on m at now: whether it holds (to fire), whether
+// it has cleared (to resolve, past the hysteresis), and a description.
+func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) (holds, clears bool, what string, err error) {
+	switch rule.Kind {
+	case PowerAbove, PowerBelow:
+		above := rule.Kind == PowerAbove
+		window := time.Duration(rule.For)
+		last := m.LastPowerW
+		fresh := now.Sub(m.LastSeen) <= max(window, time.Minute)+5*time.Minute
+		held := fresh && r.heldFor(m, window, now, func(lo, hi float64) bool {
+			if above {
+				return lo > rule.ThresholdW
+			}
+			return hi < rule.ThresholdW
+		})
+		if above {
+			return held, !fresh || last < rule.ThresholdW-rule.HysteresisW,
+				fmt.Sprintf("power %s above %s for %s", kw(last), kw(rule.ThresholdW), window), nil
+		}
+		return held, !fresh || last > rule.ThresholdW+rule.HysteresisW,
+			fmt.Sprintf("power %s below %s for %s", kw(last), kw(rule.ThresholdW), window), nil
+	case EnergyBudget:
+		iv := energy.Day
+		if rule.Period == "month" {
+			iv = energy.Month
+		}
+		bs, err := energy.Series(r.st, []string{m.ID}, iv, now, now.Add(time.Nanosecond), r.tariff)
+		if err != nil || len(bs) == 0 {
+			return false, false, "", err
+		}
+		used := bs[0].InKWh
+		return used > rule.BudgetKWh, used <= rule.BudgetKWh,
+			fmt.Sprintf("%.2f kWh this %s, over the budget of %.2f kWh", used, rule.Period, rule.BudgetKWh), nil
+	case Silent:
+		quiet := now.Sub(m.LastSeen)
+		return quiet > time.Duration(rule.SilentFor), quiet <= time.Duration(rule.SilentFor),
+			fmt.Sprintf("no reading for %s", quiet.Round(time.Second)), nil
+	case OutOfRange:
+		lo, hi := m.Info.ExpectedMinW, m.Info.ExpectedMaxW
+		if lo == nil && hi == nil {
+			return false, true, "no expected range", nil
+		}
+		w := m.LastPowerW
+		out := (lo != nil && w < *lo) || (hi != nil && w > *hi)
+		in := (lo == nil || w >= *lo+rule.HysteresisW) && (hi == nil || w <= *hi-rule.HysteresisW)
+		return out, in, fmt.Sprintf("power %s outside its expected range", kw(w)), nil
+	case Anomaly:
+		mean, usual, ok, err := r.hourVsUsual(m.ID, now)
+		if err != nil || !ok {
+			return false, true, "", err
+		}
+		what := fmt.Sprintf("the last hour drew %s on average, %.1f times the usual %s for this hour and weekday", kw(mean), mean/max(usual, 1), kw(usual))
+		return mean > usual*rule.Factor && mean-usual > max(rule.HysteresisW, 50), mean <= usual*rule.Factor*0.8, what, nil
+	}
+	return false, false, "", fmt.Errorf("unknown kind %q", rule.Kind)
+}
+
+// heldFor reports whether ok(min, max) holds of every reading of m over
+// the window before now (and of the newest, for a window of 0): raw
+// readings for windows under 10 minutes, 1-minute rollups (every minute
+// with data) for longer ones.
+func (r *Rules) heldFor(m store.Meter, window time.Duration, now time.Time, ok func(lo, hi float64) bool) bool {
+	if window == 0 {
+		return ok(m.LastPowerW, m.LastPowerW)
+	}
+	if m.First.After(now.Add(-window)) {
+		return false // not known for that long
+	}
+	from := now.Add(-window)
+	if window < 10*time.Minute {
+		recs, _, err := r.st.Range(m.ID, from, now.Add(time.Second), 100000)
+		if err != nil || len(recs) == 0 {
+			return false
+		}
+		for _, rec := range recs {
+			if !ok(rec.PowerW, rec.PowerW) {
+				return false
+			}
+		}
+		return true
+	}
+	bs, _, err := r.st.Rollups(m.ID, store.TierMinute, from, now.Add(time.Second), int(window/time.Minute)+2)
+	if err != nil {
+		return false
+	}
+	seen := 0
+	for _, b := range bs {
+		if b.N == 0 {
+			continue
+		}
+		if !ok(b.MinW, b.MaxW) {
+			return false
+		}
+		seen++
+	}
+	return seen >= int(window/time.Minute)/2 // at least half the minutes reported
+}
+
+// hourVsUsual returns the mean power of the hour before now and the usual
+// mean of the same hour in the 4 weeks before (from 1-minute rollups), and
+// whether at least 2 of those weeks had data.
+func (r *Rules) hourVsUsual(id string, now time.Time) (mean, usual float64, ok bool, err error) {
+	bs, _, err := r.st.Rollups(id, store.TierMinute, now.Add(-time.Hour), now, 61)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	var sum, n float64
+	for _, b := range bs {
+		if b.N > 0 {
+			sum += b.MeanW * float64(b.N)
+			n += float64(b.N)
+		}
+	}
+	if n == 0 {
+		return 0, 0, false, nil
+	}
+	mean = sum / n
+	weeks := 0
+	for w := 1; w <= 4; w++ {
+		start := now.Add(-time.Duration(w) * 7 * 24 * time.Hour).Add(-time.Hour)
+		hs, _, err := r.st.Rollups(id, store.TierMinute, start, start.Add(time.Hour), 61)
+		if err != nil {
+			return 0, 0, false, err
+		}
+		var s, c float64
+		for _, b := range hs {
+			if b.N > 0 {
+				s += b.MeanW * float64(b.N)
+				c += float64(b.N)
+			}
+		}
+		if c > 0 {
+			usual += s / c
+			weeks++
+		}
+	}
+	if weeks < 2 {
+		return mean, 0, false, nil
+	}
+	return mean, usual / float64(weeks), true, nil
+}

@@ -1,0 +1,326 @@
+package alert_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/internal/automation"
+	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/store"
+	"github.com/vatio-energy/vatio/internal/tariff"
+)
+
+var utcTariff = &tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, Location: time.UTC}
+
+// series returns readings of m every 10 s over [from, to) at w watts.
+func series(m string, from, to time.Time, w float64) []meter.Reading {
+	var rs []meter.Reading
+	for ts := from; ts.Before(to); ts = ts.Add(10 * time.Second) {
+		rs = append(rs, meter.Reading{Meter: m, Time: ts, PowerW: w, Stamped: true})
+	}
+	return rs
+}
+
+func add(t *testing.T, st *store.Store, rs ...meter.Reading) {
+	t.Helper()
+	for _, r := range rs {
+		if err := st.Append(r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ruleAlerts returns the alerts a rule raised, oldest first.
+func ruleAlerts(t *testing.T, st *store.Store, rule string) []store.Alert {
+	t.Helper()
+	as, err := st.Alerts(1000, func(a *store.Alert) bool { return a.Rule == rule })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, j := 0, len(as)-1; i < j; i, j = i+1, j-1 {
+		as[i], as[j] = as[j], as[i]
+	}
+	return as
+}
+
+func newRules(t *testing.T, st *store.Store, config ...alert.Rule) (*alert.Rules, *alert.Service) {
+	t.Helper()
+	svc := alert.New(st, nil, alert.Options{})
+	t.Cleanup(svc.Close)
+	r, err := alert.NewRules(st, svc, utcTariff, config, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, svc
+}
+
+func TestPowerAboveFiresResolvesAndCoolsDown(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Minute)
+	add(t, st, series("oven", t0, t0.Add(6*time.Minute), 5000)...)
+	rules, _ := newRules(t, st)
+	if _, err := rules.Put(alert.Rule{ID: "hot", Kind: alert.PowerAbove, Meter: "oven", Severity: "warning", Enabled: true,
+		ThresholdW: 3000, For: alert.Duration(5 * time.Minute), HysteresisW: 500, Cooldown: alert.Duration(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	rules.Evaluate(t0.Add(4 * time.Minute)) // not yet 5 minutes of data
+	if as := ruleAlerts(t, st, "hot"); len(as) != 0 {
+		t.Fatalf("fired before 5 minutes: %+v", as)
+	}
+	now := t0.Add(6 * time.Minute)
+	rules.Evaluate(now)
+	rules.Evaluate(now.Add(time.Second)) // still firing: once only
+	as := ruleAlerts(t, st, "hot")
+	if len(as) != 1 || as[0].State != store.AlertFiring || as[0].Meter != "oven" || as[0].Severity != "warning" ||
+		!strings.Contains(as[0].Message, "above 3.00 kW") {
+		t.Fatalf("alerts = %+v", as)
+	}
+	// A restart keeps the state: no second alert.
+	st.Close()
+	st = openStore(t, dir)
+	rules, _ = newRules(t, st)
+	rules.Evaluate(now.Add(2 * time.Second))
+	if as := ruleAlerts(t, st, "hot"); len(as) != 1 {
+		t.Fatalf("after a restart: %d alerts", len(as))
+	}
+	// 2.8 kW is below the threshold but within the hysteresis: still firing.
+	add(t, st, series("oven", now, now.Add(time.Minute), 2800)...)
+	rules.Evaluate(now.Add(time.Minute))
+	if as := ruleAlerts(t, st, "hot"); len(as) != 1 {
+		t.Fatalf("resolved within the hysteresis: %+v", as)
+	}
+	add(t, st, series("oven", now.Add(time.Minute), now.Add(2*time.Minute), 1000)...)
+	rules.Evaluate(now.Add(2 * time.Minute))
+	as = ruleAlerts(t, st, "hot")
+	if len(as) != 2 || as[0].State != store.AlertResolved || as[0].ResolvedAt == nil || as[1].State != store.AlertResolved ||
+		!strings.Contains(as[1].Message, "resolved") {
+		t.Fatalf("after the power fell: %+v", as)
+	}
+	// Hot again at once: the cooldown holds it back.
+	later := now.Add(2 * time.Minute)
+	add(t, st, series("oven", later, later.Add(7*time.Minute), 6000)...)
+	rules.Evaluate(later.Add(7 * time.Minute))
+	if as := ruleAlerts(t, st, "hot"); len(as) != 2 {
+		t.Errorf("fired within the cooldown: %d alerts", len(as))
+	}
+}
+
+func TestSilentOutOfRangeAnomaly(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	now := time.Now().Truncate(time.Minute)
+	// plug: 2 kW for the last 2 hours, over its expected 1.5 kW.
+	add(t, st, series("plug", now.Add(-2*time.Hour), now, 2000)...)
+	max := 1500.0
+	if _, err := st.EditMeter("plug", func(m *store.MeterInfo) error { m.ExpectedMaxW = &max; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// fridge: 100 W at this hour on each of the last 4 weeks, 600 W now.
+	for w := 1; w <= 4; w++ {
+		at := now.Add(-time.Duration(w) * 7 * 24 * time.Hour)
+		add(t, st, series("fridge", at.Add(-time.Hour), at, 100)...)
+	}
+	add(t, st, series("fridge", now.Add(-time.Hour), now, 600)...)
+	rules, _ := newRules(t, st,
+		alert.Rule{ID: "quiet", Kind: alert.Silent, Meter: "*", Severity: "critical", Enabled: true, SilentFor: alert.Duration(10 * time.Minute)},
+		alert.Rule{ID: "range", Kind: alert.OutOfRange, Meter: "*", Severity: "warning", Enabled: true, HysteresisW: 100},
+		alert.Rule{ID: "odd", Kind: alert.Anomaly, Meter: "fridge", Severity: "warning", Enabled: true, Factor: 3},
+		alert.Rule{ID: "off", Kind: alert.Silent, Meter: "*", Severity: "critical", Enabled: false, SilentFor: alert.Duration(time.Minute)},
+	)
+	rules.Evaluate(time.Now())
+	if as := ruleAlerts(t, st, "range"); len(as) != 1 || as[0].Meter != "plug" {
+		t.Errorf("out of range: %+v", as)
+	}
+	if as := ruleAlerts(t, st, "odd"); len(as) != 1 || !strings.Contains(as[0].Message, "6.0 times the usual") {
+		t.Errorf("anomaly: %+v", as)
+	}
+	if as := ruleAlerts(t, st, "quiet"); len(as) != 0 {
+		t.Errorf("silent while both report: %+v", as)
+	}
+	rules.Evaluate(time.Now().Add(11 * time.Minute))
+	if as := ruleAlerts(t, st, "quiet"); len(as) != 2 {
+		t.Errorf("silent after 11 minutes: %d alerts, want one per meter", len(as))
+	}
+	if as := ruleAlerts(t, st, "off"); len(as) != 0 {
+		t.Errorf("a disabled rule fired: %+v", as)
+	}
+	// plug reports again, inside its range: silence and range resolve.
+	add(t, st, meter.Reading{Meter: "plug", Time: time.Now(), PowerW: 1000})
+	rules.Evaluate(time.Now())
+	if s := rules.States()["quiet|plug"]; s.Firing {
+		t.Errorf("plug still silent: %+v", s)
+	}
+	if s := rules.States()["range|plug"]; s.Firing {
+		t.Errorf("plug still out of range: %+v", s)
+	}
+	if as := ruleAlerts(t, st, "quiet"); len(as) < 3 || as[len(as)-1].State != store.AlertResolved {
+		t.Errorf("the resolution is an alert too: %+v", as)
+	}
+}
+
+// An energy budget is of the day (or month) so far, so this test runs at a
+// fixed noon: at the real time, just after midnight, the day would hold too
+// little energy for it.
+func TestEnergyBudget(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	noon := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	// 2 kW from 10:00 to noon: 4 kWh today. The 4 kWh of 22:00 to
+	// midnight the day before are not today's.
+	add(t, st, series("plug", noon.Add(-14*time.Hour), noon.Add(-12*time.Hour), 2000)...)
+	add(t, st, series("plug", noon.Add(-2*time.Hour), noon, 2000)...)
+	rules, _ := newRules(t, st,
+		alert.Rule{ID: "day", Kind: alert.EnergyBudget, Meter: "plug", Severity: "info", Enabled: true, BudgetKWh: 3.5, Period: "day"},
+		alert.Rule{ID: "roomy", Kind: alert.EnergyBudget, Meter: "plug", Severity: "info", Enabled: true, BudgetKWh: 4.5, Period: "day"},
+	)
+	rules.Evaluate(noon)
+	if as := ruleAlerts(t, st, "day"); len(as) != 1 || !strings.Contains(as[0].Message, "budget of 3.50 kWh") {
+		t.Errorf("budget: %+v", as)
+	}
+	if as := ruleAlerts(t, st, "roomy"); len(as) != 0 {
+		t.Errorf("fired within its budget: %+v", as)
+	}
+}
+
+func TestRuleCRUD(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	add(t, st, meter.Reading{Meter: "m", Time: time.Now(), PowerW: 1})
+	cfg := alert.Rule{ID: "from-config", Kind: alert.Silent, Meter: "*", Severity: "warning", Enabled: true, SilentFor: alert.Duration(time.Hour)}
+	rules, _ := newRules(t, st, cfg)
+	for _, c := range []struct {
+		rule  alert.Rule
+		field string
+	}{
+		{alert.Rule{ID: "Bad ID", Kind: alert.Silent, Meter: "*", Severity: "info", SilentFor: alert.Duration(time.Hour)}, "id"},
+		{alert.Rule{ID: "k", Kind: "weird", Meter: "*", Severity: "info"}, "kind"},
+		{alert.Rule{ID: "k", Kind: alert.Silent, Meter: "../x", Severity: "info", SilentFor: alert.Duration(time.Hour)}, "meter"},
+		{alert.Rule{ID: "k", Kind: alert.Silent, Meter: "*", Severity: "loud", SilentFor: alert.Duration(time.Hour)}, "severity"},
+		{alert.Rule{ID: "k", Kind: alert.Silent, Meter: "*", Severity: "info", SilentFor: alert.Duration(time.Second)}, "silent_for"},
+		{alert.Rule{ID: "k", Kind: alert.EnergyBudget, Meter: "*", Severity: "info", BudgetKWh: 1, Period: "week"}, "period"},
+		{alert.Rule{ID: "k", Kind: alert.EnergyBudget, Meter: "*", Severity: "info", BudgetKWh: -1, Period: "day"}, "budget_kwh"},
+		{alert.Rule{ID: "k", Kind: alert.Anomaly, Meter: "*", Severity: "info", Factor: 0.5}, "factor"},
+		{alert.Rule{ID: "k", Kind: alert.PowerAbove, Meter: "*", Severity: "info", For: alert.Duration(-time.Second)}, "for"},
+	} {
+		var ie *alert.InvalidError
+		if _, err := rules.Put(c.rule); !errors.As(err, &ie) || ie.Field != c.field {
+			t.Errorf("Put(%+v) = %v, want invalid %s", c.rule, err, c.field)
+		}
+	}
+	if _, err := rules.Put(alert.Rule{ID: "from-config", Kind: alert.Silent, Meter: "*", Severity: "info", SilentFor: alert.Duration(time.Hour)}); !errors.Is(err, alert.ErrConfigRule) {
+		t.Errorf("replacing a config rule: %v", err)
+	}
+	if err := rules.Delete("from-config"); !errors.Is(err, alert.ErrConfigRule) {
+		t.Errorf("deleting a config rule: %v", err)
+	}
+	good := alert.Rule{ID: "mine", Kind: alert.Silent, Meter: "m", Severity: "info", Enabled: true, SilentFor: alert.Duration(time.Minute)}
+	if _, err := rules.Put(good); err != nil {
+		t.Fatal(err)
+	}
+	rules.Evaluate(time.Now().Add(time.Hour)) // fires
+	if err := rules.Delete("mine"); err != nil {
+		t.Fatal(err)
+	}
+	if as := ruleAlerts(t, st, "mine"); len(as) != 2 || as[0].State != store.AlertResolved {
+		t.Errorf("deleting a firing rule resolves it: %+v", as)
+	}
+	if _, err := rules.Get("mine"); !errors.Is(err, alert.ErrUnknownRule) {
+		t.Errorf("Get after Delete: %v", err)
+	}
+	if list := rules.List(); len(list) != 1 || list[0].Source != "config" {
+		t.Errorf("List = %+v", list)
+	}
+	b, _ := json.Marshal(good)
+	if !strings.Contains(string(b), `"silent_for":"1m0s"`) {
+		t.Errorf("JSON = %s", b)
+	}
+	var back alert.Rule
+	if err := json.Unmarshal([]byte(`{"silent_for": "5"}`), &back); err == nil {
+		t.Error(`"5" accepted as a duration`)
+	}
+}
+
+func TestRuleActions(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Minute)
+	add(t, st, series("heater", t0, t0.Add(time.Minute), 3000)...)
+	rules, _ := newRules(t, st)
+	var mu sync.Mutex
+	var sent []string
+	rules.SetSender(&automation.Sender{Publish: func(topic string, payload []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, topic+" "+string(payload))
+		return nil
+	}})
+	_, err := rules.Put(alert.Rule{ID: "cut", Kind: alert.PowerAbove, Meter: "heater", Severity: "warning", Enabled: true, ThresholdW: 2500,
+		Actions: []alert.Action{
+			{Command: automation.Command{Topic: "cmnd/heater/POWER", Payload: "OFF"}},
+			{On: "resolve", Command: automation.Command{Topic: "cmnd/heater/POWER", Payload: "ON"}},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules.Evaluate(t0.Add(time.Minute))
+	rules.Wait()
+	add(t, st, series("heater", t0.Add(time.Minute), t0.Add(2*time.Minute), 100)...)
+	rules.Evaluate(t0.Add(2 * time.Minute))
+	rules.Wait()
+	mu.Lock()
+	if len(sent) != 2 || sent[0] != "cmnd/heater/POWER OFF" || sent[1] != "cmnd/heater/POWER ON" {
+		t.Errorf("sent %v", sent)
+	}
+	mu.Unlock()
+	if as := ruleAlerts(t, st, "cut"); len(as) == 0 || len(as[0].Actions) != 2 || as[0].Actions[0] != "cmnd/heater/POWER: sent" {
+		t.Errorf("actions recorded on the alert: %+v", as)
+	}
+	for _, bad := range []alert.Action{{On: "later", Command: automation.Command{Topic: "a", Payload: "b"}}, {Command: automation.Command{Topic: "a/#"}}} {
+		if _, err := rules.Put(alert.Rule{ID: "x", Kind: alert.Silent, Meter: "*", Severity: "info", SilentFor: alert.Duration(time.Hour), Actions: []alert.Action{bad}}); err == nil {
+			t.Errorf("action %+v accepted", bad)
+		}
+	}
+}
+
+func TestDisabledRuleResolvesWhatItFired(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Minute)
+	add(t, st, series("oven", t0, t0.Add(time.Minute), 5000)...)
+	rules, _ := newRules(t, st)
+	var mu sync.Mutex
+	var sent []string
+	rules.SetSender(&automation.Sender{Publish: func(topic string, payload []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, string(payload))
+		return nil
+	}})
+	rule := alert.Rule{ID: "hot", Kind: alert.PowerAbove, Meter: "oven", Severity: "warning", Enabled: true, ThresholdW: 3000,
+		Actions: []alert.Action{{Command: automation.Command{Topic: "cmnd/oven/POWER", Payload: "OFF"}}, {On: "resolve", Command: automation.Command{Topic: "cmnd/oven/POWER", Payload: "ON"}}}}
+	if _, err := rules.Put(rule); err != nil {
+		t.Fatal(err)
+	}
+	rules.Evaluate(t0.Add(time.Minute))
+	rule.Enabled = false
+	if _, err := rules.Put(rule); err != nil {
+		t.Fatal(err)
+	}
+	rules.Evaluate(t0.Add(2 * time.Minute))
+	rules.Wait()
+	if s := rules.States()["hot|oven"]; s.Firing {
+		t.Errorf("still firing after the rule was disabled: %+v", s)
+	}
+	if as := ruleAlerts(t, st, "hot"); len(as) != 2 || as[0].State != store.AlertResolved {
+		t.Errorf("alerts = %+v", as)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) != 2 || sent[1] != "ON" {
+		t.Errorf("actions sent %v, want OFF then ON", sent)
+	}
+}

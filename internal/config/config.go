@@ -1,0 +1,1249 @@
+// Package config holds Vatio's configuration: one Config struct with its
+// defaults, loaded from config.yaml, the environment and flags (in rising
+// precedence) and validated once at start-up. It must not start anything.
+package config
+
+import (
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"errors"
+	"fmt"
+	"net"
+	"net/mail"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/internal/automation"
+	"github.com/vatio-energy/vatio/internal/crypt"
+	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/internal/tariff"
+)
+
+// Config is the whole configuration. Every field has a yaml key, documented
+// with its default in the repository's config.yaml.
+type Config struct {
+	// DataDir holds the database, and later archives and backups.
+	DataDir string `yaml:"data_dir"`
+	// MemoryLimitMB is a soft limit on the Go runtime's memory, in MiB: near
+	// it the garbage collector works harder rather than let the heap grow,
+	// at up to half the CPU. A limit below what the connected clients keep
+	// alive makes the collector run without pause. 0, the default, sets
+	// none; the GOMEMLIMIT environment variable, when set, wins.
+	MemoryLimitMB int `yaml:"memory_limit_mb"`
+	// GCPercent is how far, in percent, the heap may grow past the memory
+	// still in use before the garbage collector runs again (the runtime's
+	// GOGC). 50, the default, lets the heap reach 1.5 times what is in use,
+	// where Go's own 100 lets it double; with 1,000 meters that is 12% less
+	// resident memory at the same CPU. Lower trades CPU for memory. The GOGC
+	// environment variable, when set, wins.
+	GCPercent int    `yaml:"gc_percent"`
+	Log       Log    `yaml:"log"`
+	MQTT      MQTT   `yaml:"mqtt"`
+	HTTP      HTTP   `yaml:"http"`
+	TLS       TLS    `yaml:"tls"`
+	Ingest    Ingest `yaml:"ingest"`
+	// Sources turns the device families Vatio reads on and off.
+	Sources Sources `yaml:"sources"`
+	// Inputs describe other devices (an industrial gateway, say) by their
+	// topics and payloads; they are read before the built-in families.
+	Inputs    []Input   `yaml:"inputs"`
+	Store     Store     `yaml:"store"`
+	Alerts    Alerts    `yaml:"alerts"`
+	Backup    Backup    `yaml:"backup"`
+	Retention Retention `yaml:"retention"`
+	Archive   Archive   `yaml:"archive"`
+	Dashboard Dashboard `yaml:"dashboard"`
+	Tariff    Tariff    `yaml:"tariff"`
+	// HomeAssistant configures MQTT discovery for Home Assistant.
+	HomeAssistant HomeAssistant `yaml:"homeassistant"`
+	// Shedding configures load shedding.
+	Shedding Shedding `yaml:"shedding"`
+	// Auth seeds the first admin and an admin token.
+	Auth Auth `yaml:"auth"`
+	// Encryption encrypts backups and archives at rest.
+	Encryption Encryption `yaml:"encryption"`
+	// Offsite ships backups and archives to S3-compatible object storage.
+	Offsite Offsite `yaml:"offsite"`
+	// Broker chooses between the embedded broker (the mqtt section) and an
+	// external one Vatio is a client of.
+	Broker Broker `yaml:"broker"`
+}
+
+// Broker chooses the MQTT broker. VATIO_BROKER_PASSWORD overrides the
+// password.
+type Broker struct {
+	// Mode is embedded (Vatio's own broker, the mqtt section) or external.
+	Mode string `yaml:"mode"`
+	// URLs of the external broker: mqtt://host:1883, mqtts://host:8883,
+	// ws://host/mqtt, wss://...; the next is tried when one fails.
+	URLs []string `yaml:"urls"`
+	// ClientID keeps this instance's session; empty means one chosen at
+	// the first start and kept in the data directory (mqtt-client-id):
+	// vatio-<host name>-<8 hex digits>. Each instance needs its own.
+	ClientID string `yaml:"client_id"`
+	// Username logs in to the external broker.
+	Username string `yaml:"username"`
+	// Password of username.
+	Password string `yaml:"password"`
+	// CAFile is a PEM file of the authority to trust for mqtts:// and
+	// wss://, besides the system's.
+	CAFile string `yaml:"ca_file"`
+	// Share is the shared-subscription group that instances split the
+	// readings in ($share/<share>/<topic>); empty subscribes plainly.
+	Share string `yaml:"share"`
+	// Topics are the filters subscribed to; "#" leaves the choice to the
+	// device families.
+	Topics []string `yaml:"topics"`
+	// SessionExpiry is how long the broker keeps the session, and the
+	// readings published meanwhile, while Vatio is away.
+	SessionExpiry time.Duration `yaml:"session_expiry"`
+}
+
+// Offsite configures the off-site copies of backups and archives (see
+// package offsite). VATIO_OFFSITE_ACCESS_KEY and VATIO_OFFSITE_SECRET_KEY
+// override the keys.
+type Offsite struct {
+	// Enabled ships backups and archives (from the leading instance).
+	Enabled bool `yaml:"enabled"`
+	// Endpoint is the storage's host[:port], without a scheme:
+	// s3.eu-west-1.amazonaws.com, s3.eu-central-003.backblazeb2.com,
+	// minio.lan:9000.
+	Endpoint string `yaml:"endpoint"`
+	// Region is the storage's region (us-east-1 where it has none).
+	Region string `yaml:"region"`
+	// Bucket is the bucket, which must exist.
+	Bucket string `yaml:"bucket"`
+	// Prefix is the folder of this Vatio's objects in the bucket.
+	Prefix string `yaml:"prefix"`
+	// AccessKey is the storage's access key id.
+	AccessKey string `yaml:"access_key"`
+	// SecretKey is the storage's secret key.
+	SecretKey string `yaml:"secret_key"`
+	// Insecure speaks plain HTTP to the endpoint (a MinIO on the LAN).
+	Insecure bool `yaml:"insecure"`
+	// Every is the time between two syncs.
+	Every time.Duration `yaml:"every"`
+	// KeepBackups is how many backups the bucket keeps (0: all).
+	KeepBackups int `yaml:"keep_backups"`
+	// KeepArchives is how long after the end of its month an archive is
+	// kept in the bucket (0: for ever).
+	KeepArchives time.Duration `yaml:"keep_archives"`
+}
+
+// Encryption configures the encryption of backups and archives (AES-256-GCM,
+// see package crypt); VATIO_ENCRYPTION_KEY overrides it, and is the better
+// place for the key.
+type Encryption struct {
+	// Key is 32 bytes in base64 (openssl rand -base64 32) or 64 hex digits;
+	// empty leaves backups and archives plain.
+	Key string `yaml:"key"`
+}
+
+// Build returns the key; nil when none is set. Its error never holds the
+// key.
+func (e Encryption) Build() (*crypt.Key, error) {
+	if e.Key == "" {
+		return nil, nil
+	}
+	k, err := crypt.ParseKey(e.Key)
+	if err != nil {
+		return nil, fmt.Errorf("encryption.key (or %s): %w", EnvEncryptionKey, err)
+	}
+	return k, nil
+}
+
+// Auth seeds access at start-up; VATIO_ADMIN_PASSWORD and
+// VATIO_ADMIN_TOKEN override it, and are the better place for secrets.
+type Auth struct {
+	// AdminPassword creates user admin when no admin exists (instead of
+	// the setup page).
+	AdminPassword string `yaml:"admin_password"`
+	// AdminToken makes sure this admin API token exists: vat_<12 hex>_<at
+	// least 24 characters>.
+	AdminToken string `yaml:"admin_token"`
+	// PasswordChecks is how many password checks (argon2id, 19 MiB and
+	// tens of milliseconds each) of web log-ins and MQTT CONNECTs run at
+	// once; 0 means half the cores (at least one), which leaves the rest
+	// to serve connected clients during a flood. Past it a check waits up to a
+	// second, then the client is told to retry (HTTP 429, CONNACK server
+	// busy), so a flood of wrong passwords cannot take the memory or CPU.
+	PasswordChecks int `yaml:"password_checks"`
+}
+
+// HomeAssistant configures the announcement of meters to Home Assistant.
+type HomeAssistant struct {
+	// Enabled announces every meter to Home Assistant by MQTT discovery
+	// and publishes its state.
+	Enabled bool `yaml:"enabled"`
+	// DiscoveryPrefix is Home Assistant's discovery prefix.
+	DiscoveryPrefix string `yaml:"discovery_prefix"`
+	// StateTopic prefixes each meter's state topic, <state_topic>/<meter>/state.
+	StateTopic string `yaml:"state_topic"`
+	// StateEvery is the least time between two states of a meter.
+	StateEvery time.Duration `yaml:"state_every"`
+}
+
+// Tariff is how energy is priced (see package tariff). Times are read in
+// dashboard.timezone.
+type Tariff struct {
+	// Currency is an ISO 4217 code, such as EUR.
+	Currency string `yaml:"currency"`
+	// PriceKWh is the price of a kWh drawn outside every period.
+	PriceKWh float64 `yaml:"price_kwh"`
+	// ExportPriceKWh is paid for a kWh sent to the grid.
+	ExportPriceKWh float64 `yaml:"export_price_kwh"`
+	// DailyCharge is a fixed charge per day.
+	DailyCharge float64 `yaml:"daily_charge"`
+	// DemandChargeKW is charged per kW of each month's peak 15-minute
+	// demand.
+	DemandChargeKW float64 `yaml:"demand_charge_kw"`
+	// CO2GramsKWh is the grid's carbon intensity, g/kWh.
+	CO2GramsKWh float64 `yaml:"co2_g_kwh"`
+	// ReactivePriceKVArh is charged per kvarh of reactive energy beyond a
+	// third of the active energy; 0 when the supply pays none.
+	ReactivePriceKVArh float64 `yaml:"reactive_price_kvarh"`
+	// Periods are time-of-use prices; the first that covers a time wins.
+	Periods []Period `yaml:"periods"`
+	// Holidays (YYYY-MM-DD) are priced as Sundays.
+	Holidays []string `yaml:"holidays"`
+}
+
+// Period is a time-of-use price.
+type Period struct {
+	// Name names the period in costs (peak, off-peak).
+	Name string `yaml:"name"`
+	// PriceKWh is the price of a kWh drawn in the period.
+	PriceKWh float64 `yaml:"price_kwh"`
+	// Days: mon..sun, weekdays, weekend or all.
+	Days []string `yaml:"days"`
+	// From and To are times of day HH:MM; To is exclusive, may be 24:00,
+	// and To before From runs past midnight.
+	From string `yaml:"from"`
+	// To is the time of day the period ends, HH:MM (see from).
+	To string `yaml:"to"`
+}
+
+// Build returns the tariff in the time zone loc, or what is wrong with it
+// as "key: detail" errors.
+func (t Tariff) Build(loc *time.Location) (*tariff.Tariff, error) {
+	out := &tariff.Tariff{
+		Currency: t.Currency, PriceKWh: t.PriceKWh, ExportPriceKWh: t.ExportPriceKWh, DailyCharge: t.DailyCharge,
+		DemandChargeKW: t.DemandChargeKW, CO2GramsKWh: t.CO2GramsKWh, ReactivePriceKVArh: t.ReactivePriceKVArh, Location: loc, Holidays: map[tariff.Date]bool{},
+	}
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("tariff.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if len(t.Currency) != 3 || strings.ToUpper(t.Currency) != t.Currency || strings.ContainsFunc(t.Currency, func(r rune) bool { return r < 'A' || r > 'Z' }) {
+		bad("currency", "%q is not a currency code such as EUR", t.Currency)
+	}
+	price := func(key string, v float64) {
+		if isNaNOrInf(v) || v < -100 || v > 100 {
+			bad(key, "%g is not a price from -100 to 100", v)
+		}
+	}
+	price("price_kwh", t.PriceKWh)
+	price("export_price_kwh", t.ExportPriceKWh)
+	if isNaNOrInf(t.ReactivePriceKVArh) || t.ReactivePriceKVArh < 0 || t.ReactivePriceKVArh > 100 {
+		bad("reactive_price_kvarh", "%g is not a price from 0 to 100", t.ReactivePriceKVArh)
+	}
+	if isNaNOrInf(t.DailyCharge) || t.DailyCharge < 0 || t.DailyCharge > 1e6 {
+		bad("daily_charge", "%g is not an amount from 0 to 1000000", t.DailyCharge)
+	}
+	if isNaNOrInf(t.DemandChargeKW) || t.DemandChargeKW < 0 || t.DemandChargeKW > 1e6 {
+		bad("demand_charge_kw", "%g is not an amount from 0 to 1000000", t.DemandChargeKW)
+	}
+	if isNaNOrInf(t.CO2GramsKWh) || t.CO2GramsKWh < 0 || t.CO2GramsKWh > 5000 {
+		bad("co2_g_kwh", "%g is not from 0 to 5000 g/kWh", t.CO2GramsKWh)
+	}
+	for i, p := range t.Periods {
+		key := fmt.Sprintf("periods[%d].", i)
+		if strings.TrimSpace(p.Name) == "" {
+			bad(key+"name", "must not be empty")
+		}
+		price(key+"price_kwh", p.PriceKWh)
+		days, err := tariff.ParseDays(p.Days)
+		if err != nil {
+			bad(key+"days", "%v", err)
+		}
+		from, err := tariff.ParseClock(p.From)
+		if err != nil {
+			bad(key+"from", "%v", err)
+		}
+		to, err2 := tariff.ParseClock(p.To)
+		if err2 != nil {
+			bad(key+"to", "%v", err2)
+		}
+		if err == nil && err2 == nil && from%1440 == to%1440 {
+			bad(key+"to", "%s is the same time as from: a period needs some time", p.To)
+		}
+		out.Periods = append(out.Periods, tariff.Period{Name: p.Name, PriceKWh: p.PriceKWh, Days: days, From: from, To: to})
+	}
+	for i, h := range t.Holidays {
+		d, err := tariff.ParseDate(h)
+		if err != nil {
+			bad(fmt.Sprintf("holidays[%d]", i), "%v", err)
+		}
+		out.Holidays[d] = true
+	}
+	return out, errors.Join(errs...)
+}
+
+// Dashboard configures the browser dashboard.
+type Dashboard struct {
+	// TimeZone is the IANA time zone the dashboard shows times and local
+	// days in ("Europe/Madrid"); empty means the machine's own.
+	TimeZone string `yaml:"timezone"`
+}
+
+// Location returns the dashboard's time zone: TimeZone, or the machine's.
+func (d Dashboard) Location() (*time.Location, error) {
+	if d.TimeZone == "" {
+		return time.Local, nil
+	}
+	return time.LoadLocation(d.TimeZone)
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text (for people) or json (for log collectors).
+	Format string `yaml:"format"`
+}
+
+// MQTT configures the embedded broker.
+type MQTT struct {
+	// Addr is the TCP address meters connect to.
+	Addr string `yaml:"addr"`
+	// MaxPacketBytes is the largest MQTT packet accepted; a client sending a
+	// larger one is disconnected.
+	MaxPacketBytes int `yaml:"max_packet_bytes"`
+	// WriteTimeout bounds every write to a client; a client that does not
+	// read for this long is disconnected so it cannot stall the others.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// MaxQueuedMessages is how many messages may wait to be sent to one
+	// subscriber before further ones are dropped for it; every connection
+	// reserves room for this many (8 bytes each).
+	MaxQueuedMessages int `yaml:"max_queued_messages"`
+	// AllowAnonymous lets clients without credentials connect from any
+	// address, not only from loopback: insecure on a shared network.
+	AllowAnonymous bool `yaml:"allow_anonymous"`
+	// TLSAddr serves MQTT over TLS when tls.enabled; "" turns it off.
+	TLSAddr string `yaml:"tls_addr"`
+	// WebSocketAddr serves MQTT over WebSocket (wss when tls.enabled);
+	// "" turns it off.
+	WebSocketAddr string `yaml:"websocket_addr"`
+	// WebSocketOrigins are the web origins whose pages may open the
+	// WebSocket besides its own ("https://vatio.lan:5000"); "*" allows all.
+	WebSocketOrigins []string `yaml:"websocket_origins"`
+	// MaxClients is how many clients may be connected at once.
+	MaxClients int `yaml:"max_clients"`
+	// MaxMessagesPerSecond is the rate each client may publish at; a client
+	// going faster is slowed down (its messages wait), not cut off.
+	MaxMessagesPerSecond int `yaml:"max_messages_per_second"`
+	// MaxTopicLength is the longest topic a client may publish on or
+	// subscribe to, in bytes.
+	MaxTopicLength int `yaml:"max_topic_length"`
+	// MaxConnectionsPerDevice is how many clients may be connected at once
+	// with one device's credentials (default 8); the next is refused with
+	// CONNACK 0x97 quota exceeded (MQTT 5) or 3 server unavailable (MQTT
+	// 3.1.1). Clients without credentials are not counted per device
+	// (max_clients bounds them). 0 is no limit per device.
+	MaxConnectionsPerDevice int `yaml:"max_connections_per_device"`
+	// MaxConnectionsPerAddress is how many TCP connections may be open at
+	// once from one IP address, before any CONNECT (default 256): one
+	// host cannot take all the memory or file descriptors. Past it a
+	// connection is closed at once. 0 is no limit.
+	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
+	// MaxRetainedMessageBytes is the largest retained message a client may
+	// leave, topic, payload and properties counted (default 64 KiB); a
+	// larger retained publish is refused (MQTT 5: reason 0x97 quota
+	// exceeded; MQTT 3.1.1: acknowledged, neither retained nor forwarded)
+	// and counted.
+	MaxRetainedMessageBytes int `yaml:"max_retained_message_bytes"`
+	// MaxRetainedBytes bounds all retained messages together (default 16
+	// MiB): a retained publish that would pass it is refused as above.
+	MaxRetainedBytes int `yaml:"max_retained_bytes"`
+}
+
+// TLS configures HTTPS (on http.addr) and MQTTS (on mqtt.tls_addr).
+type TLS struct {
+	// Enabled serves HTTPS on http.addr and MQTTS on mqtt.tls_addr.
+	Enabled bool `yaml:"enabled"`
+	// CertFile and KeyFile are PEM files of the certificate (with its chain)
+	// and key, read again when they change; empty, Vatio makes a local
+	// certificate authority in <data_dir>/tls and a certificate from it.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM file of the certificate's private key (see
+	// cert_file).
+	KeyFile string `yaml:"key_file"`
+	// Hosts are names and addresses the certificate Vatio makes covers
+	// besides localhost, this machine's name and its addresses.
+	Hosts []string `yaml:"hosts"`
+	// HSTS tells browsers to reach this host name by HTTPS only, for a
+	// year: every port of it, so leave it off when other web services
+	// (Home Assistant, Grafana) share the name over plain HTTP.
+	HSTS bool `yaml:"hsts"`
+}
+
+// HTTP configures the API and dashboard server.
+type HTTP struct {
+	// Addr is the TCP address of the API and dashboard.
+	Addr string `yaml:"addr"`
+	// BodyLimitBytes is the largest request body accepted, counted once
+	// its Content-Encoding (gzip, deflate, br) is undone.
+	BodyLimitBytes int `yaml:"body_limit_bytes"`
+	// ImportLimitBytes is the largest CSV history one import accepts, also
+	// counted decoded. An import streams into the store, so its size costs
+	// disk (it is staged while validated), not memory.
+	ImportLimitBytes int64 `yaml:"import_limit_bytes"`
+	// ReadTimeout bounds reading one request; for an import, the time
+	// without data (a stalled upload), however long the whole one takes.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// MaxStreamsPerUser is how many live streams (/api/v1/stream) one user
+	// (all their sessions) or token may hold open at once: one viewer
+	// cannot take them all. A newer stream ends the holder's oldest.
+	MaxStreamsPerUser int `yaml:"max_streams_per_user"`
+	// MaxConnectionsPerAddress is how many connections may be open at once
+	// from one IP address (default 128): idle keep-alive connections cost
+	// memory, and a flood of them would take every file descriptor. Past
+	// it a connection is closed at once. 0 is no limit.
+	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
+	// RateLimitPerMinute is how many requests one address may make in a
+	// minute; 0 is no limit.
+	RateLimitPerMinute int `yaml:"rate_limit_per_minute"`
+	// TrustedProxies are reverse proxies (IPs or CIDRs) whose ProxyHeader
+	// gives the client's address, and X-Forwarded-Proto the scheme.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ProxyHeader is the header a trusted proxy sets to the client's
+	// address (overwriting what the client sent).
+	ProxyHeader string `yaml:"proxy_header"`
+}
+
+// Ingest configures how published readings are decoded and validated.
+type Ingest struct {
+	// Topic is the energy topic: Topic carries readings of meter "default",
+	// Topic/<meter> those of <meter>.
+	Topic string `yaml:"topic"`
+	// MinPowerW and MaxPowerW bound a valid reading, in watts (negative is
+	// export to the grid). MaxPowerW also bounds how fast the energy counter
+	// of a meter without an expected maximum of its own may rise.
+	MinPowerW float64 `yaml:"min_power_w"`
+	// MaxPowerW is the highest valid power, in watts (see min_power_w).
+	MaxPowerW float64 `yaml:"max_power_w"`
+	// MaxFuture is how far ahead of the server clock a device timestamp may be.
+	MaxFuture time.Duration `yaml:"max_future"`
+	// MaxPayloadBytes is the largest reading payload decoded.
+	MaxPayloadBytes int `yaml:"max_payload_bytes"`
+}
+
+// Sources configures the device families read besides the energy topic:
+// each can be turned off, and its topic prefix changed.
+type Sources struct {
+	// Tasmota reads <prefix>/<device>/SENSOR (ENERGY.Power W, ENERGY.Total
+	// kWh; arrays: one meter per channel, <device>:1, <device>:2) and
+	// <prefix>/<device>/LWT for availability.
+	Tasmota Source `yaml:"tasmota"`
+	// Shelly reads Gen2/Gen3 <device>/status/switch:<n>, pm1:<n>, em:<n>
+	// and events/rpc, and Gen1 shellies/<id>/relay/<n>/power and energy;
+	// meter <device>:<n>.
+	Shelly Toggle `yaml:"shelly"`
+	// Emonhub reads OpenEnergyMonitor <prefix>/<node>/P1..P6 (W) and
+	// E1..E6 (Wh), or JSON on <prefix>/<node>; meter <node>:<n>.
+	Emonhub Source `yaml:"emonhub"`
+	// Zigbee2MQTT reads <prefix>/<friendly name>: JSON with power (W) and
+	// energy (kWh).
+	Zigbee2MQTT Source `yaml:"zigbee2mqtt"`
+	// DSMR reads DSMR-reader's <prefix>/json telegram or its split
+	// <prefix>/reading/electricity_currently_delivered (kW) topics.
+	DSMR Source `yaml:"dsmr"`
+}
+
+// Source turns one device family on or off and sets its topic prefix.
+type Source struct {
+	// Enabled reads the family's topics.
+	Enabled bool `yaml:"enabled"`
+	// Prefix is the first level of the family's topics.
+	Prefix string `yaml:"prefix"`
+}
+
+// Input describes a device by configuration (see meter.Input).
+type Input struct {
+	// Name names the input in logs.
+	Name string `yaml:"name"`
+	// Topic is an MQTT topic filter: + matches one level, # the rest.
+	Topic string `yaml:"topic"`
+	// Format is plain (a number) or json.
+	Format string `yaml:"format"`
+	// Field is the dot-separated path of the power in a JSON payload.
+	Field string `yaml:"field"`
+	// Unit is the power's unit, W or kW; empty for a counter-only input
+	// (EnergyField and no Field).
+	Unit string `yaml:"unit"`
+	// EnergyField is the path of an energy counter, in EnergyUnit (Wh, kWh).
+	EnergyField string `yaml:"energy_field"`
+	// EnergyUnit is the energy counter's unit, Wh or kWh.
+	EnergyUnit string `yaml:"energy_unit"`
+	// PFField is the path of a power factor in a JSON payload (optional).
+	PFField string `yaml:"pf_field"`
+	// Meter makes the meter id from topic levels: {1} is the first.
+	Meter string `yaml:"meter"`
+	// Scale multiplies values before units are converted (0 means 1).
+	Scale float64 `yaml:"scale"`
+}
+
+// Source returns the input as the meter package describes it.
+func (in Input) Source() meter.Input {
+	return meter.Input{Name: in.Name, Topic: in.Topic, Format: in.Format, Field: in.Field, Unit: in.Unit,
+		EnergyField: in.EnergyField, EnergyUnit: in.EnergyUnit, PFField: in.PFField, Meter: in.Meter, Scale: in.Scale}
+}
+
+// Toggle turns on or off a family whose topics have no common prefix.
+type Toggle struct {
+	// Enabled reads the family's topics.
+	Enabled bool `yaml:"enabled"`
+}
+
+// Store configures the database.
+type Store struct {
+	// Driver is bbolt (one file in the data directory, the default) or
+	// postgres (a PostgreSQL database several instances may share).
+	Driver string `yaml:"driver"`
+	// DSN is the PostgreSQL connection URL, such as
+	// postgres://vatio@db.lan:5432/vatio?sslmode=verify-full; its password
+	// is better given in VATIO_STORE_DSN, which replaces it whole.
+	DSN string `yaml:"dsn"`
+	// QueueSize is how many readings may wait for the writer; when it is
+	// full, publishers wait (back-pressure) instead of memory growing.
+	QueueSize int `yaml:"queue_size"`
+	// MaxBatch is the most readings the writer takes at once: one group of
+	// the log (bbolt), or one transaction (PostgreSQL, imports).
+	MaxBatch int `yaml:"max_batch"`
+	// MaxGap is the longest silence across which power is integrated into
+	// energy; past it, the meter's energy for the gap is unknown.
+	MaxGap time.Duration `yaml:"max_gap"`
+	// CompressAfter is the age past which readings are re-encoded into
+	// compressed blocks, a closed hour at a time; 0 turns it off.
+	CompressAfter time.Duration `yaml:"compress_after"`
+	// SyncDelay is how long a QoS 1 reading waits for others to share the
+	// write-ahead log's fdatasync (bbolt): one page written per group, not
+	// per reading; it adds up to this much to the PUBACK. 0 syncs at once.
+	SyncDelay time.Duration `yaml:"sync_delay"`
+	// FlushInterval is the longest a QoS 0 reading waits in the log before
+	// its fdatasync (bbolt): what a power cut may lose of them. A process
+	// crash loses none.
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	// CheckpointInterval is the time between checkpoints of the readings
+	// held in memory and in the log into the database (bbolt).
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// HeadMaxMB bounds the memory of the readings not yet checkpointed
+	// (bbolt): reaching it checkpoints at once.
+	HeadMaxMB int `yaml:"head_max_mb"`
+}
+
+// Alerts configures alert delivery.
+type Alerts struct {
+	Webhook Webhook   `yaml:"webhook"`
+	Email   Email     `yaml:"email"`
+	MQTT    AlertMQTT `yaml:"mqtt"`
+	// Attempts is how many times a delivery is tried before it is recorded
+	// as failed.
+	Attempts int `yaml:"attempts"`
+	// Backoff is the wait before the first retry; it doubles on each one.
+	Backoff time.Duration `yaml:"backoff"`
+	// ActionsAllowLoopback lets rule actions' webhooks reach services on
+	// this machine's loopback (127.0.0.1, ::1); Vatio's own ports stay
+	// refused, and so do link-local addresses (cloud metadata) everywhere.
+	ActionsAllowLoopback bool `yaml:"actions_allow_loopback"`
+	// EvaluateEvery is how often the alert rules are checked.
+	EvaluateEvery time.Duration `yaml:"evaluate_every"`
+	// Rules are alert rules (see alert.Rule); the API adds more.
+	Rules []Rule `yaml:"rules"`
+}
+
+// Rule is an alert rule of the configuration (see alert.Rule).
+type Rule struct {
+	// ID names the rule in alerts and in the API (/api/v1/rules/{id});
+	// letters, digits, '.', '_', '-'.
+	ID string `yaml:"id"`
+	// Name is shown in the dashboard; empty shows the id.
+	Name string `yaml:"name"`
+	// Kind is power_above, power_below, energy_budget, silent,
+	// out_of_range or anomaly.
+	Kind string `yaml:"kind"`
+	// Meter is the meter id the rule watches, or * for every meter.
+	Meter string `yaml:"meter"`
+	// Severity of its alerts: info, warning or critical.
+	Severity string `yaml:"severity"`
+	// Enabled evaluates the rule; a rule not enabled is kept but idle.
+	Enabled bool `yaml:"enabled"`
+	// ThresholdW is the power of power_above and power_below, in watts.
+	ThresholdW float64 `yaml:"threshold_w"`
+	// For is how long the power must stay past the threshold before
+	// power_above or power_below fires (0 to 24h).
+	For time.Duration `yaml:"for"`
+	// BudgetKWh is energy_budget's budget for each period.
+	BudgetKWh float64 `yaml:"budget_kwh"`
+	// Period is energy_budget's period: day or month.
+	Period string `yaml:"period"`
+	// SilentFor is how long without a reading makes silent fire (1m to
+	// 720h).
+	SilentFor time.Duration `yaml:"silent_for"`
+	// Factor is how many times the usual power for the hour and weekday
+	// makes anomaly fire (more than 1; 0 means 2).
+	Factor float64 `yaml:"factor"`
+	// HysteresisW is how far back past the threshold the power must come
+	// before the alert resolves.
+	HysteresisW float64 `yaml:"hysteresis_w"`
+	// Cooldown is the least time between two firings on one meter.
+	Cooldown time.Duration `yaml:"cooldown"`
+	// Actions are commands sent when the rule fires (on: fire) or
+	// resolves (on: resolve).
+	Actions []Action `yaml:"actions"`
+}
+
+// Action is a command sent by a rule or load shedding: an MQTT publish
+// (topic) or an HTTP POST (url) of payload.
+type Action struct {
+	// On is fire or resolve (rules only).
+	On string `yaml:"on"`
+	// Topic is the MQTT topic published to (through the broker Vatio uses).
+	Topic string `yaml:"topic"`
+	// URL receives an HTTP POST instead of an MQTT publish.
+	URL string `yaml:"url"`
+	// Payload is what is published or posted.
+	Payload string `yaml:"payload"`
+}
+
+func (a Action) command() automation.Command {
+	return automation.Command{Topic: a.Topic, URL: a.URL, Payload: a.Payload}
+}
+
+// Shedding configures load shedding (see automation.Shedding).
+type Shedding struct {
+	// Enabled sheds and restores loads (on the leading instance).
+	Enabled bool `yaml:"enabled"`
+	// DryRun records what would be done without sending commands.
+	DryRun bool `yaml:"dry_run"`
+	// Site is the site whose main meters (those with no parent) give the
+	// power; meters with no site are in site default.
+	Site string `yaml:"site"`
+	// CapW is the site power past which loads are shed; they come back
+	// under cap_w - hysteresis_w, after min_off.
+	CapW float64 `yaml:"cap_w"`
+	// HysteresisW is how far under cap_w the power must come before a
+	// load is restored.
+	HysteresisW float64 `yaml:"hysteresis_w"`
+	// MinOff is the least time a shed load stays off.
+	MinOff time.Duration `yaml:"min_off"`
+	// Every is how often the site's power is checked; one load is shed or
+	// restored each time at most.
+	Every time.Duration `yaml:"every"`
+	// Loads are the loads to shed, in order; the last shed is restored
+	// first.
+	Loads []ShedLoad `yaml:"loads"`
+}
+
+// ShedLoad is a sheddable load, in the order loads are shed.
+type ShedLoad struct {
+	// Name names the load in the shedding log and the audit log.
+	Name string `yaml:"name"`
+	// Meter is the load's own meter; a meter marked critical is never
+	// shed.
+	Meter string `yaml:"meter"`
+	// Off is the command that switches the load off.
+	Off Action `yaml:"off"`
+	// On is the command that switches it back on.
+	On Action `yaml:"on"`
+}
+
+// Build returns the shedding configuration, or what is wrong with it.
+func (s Shedding) Build() (automation.Shedding, error) {
+	out := automation.Shedding{Site: s.Site, CapW: s.CapW, HysteresisW: s.HysteresisW, MinOff: s.MinOff, DryRun: s.DryRun}
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("shedding.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if s.Site == "" {
+		bad("site", "must name a site (default is the meters' without one)")
+	}
+	if isNaNOrInf(s.CapW) || s.CapW <= 0 {
+		bad("cap_w", "%g must be more than 0 W", s.CapW)
+	}
+	if isNaNOrInf(s.HysteresisW) || s.HysteresisW < 0 || s.HysteresisW >= s.CapW {
+		bad("hysteresis_w", "%g must be from 0 to below cap_w", s.HysteresisW)
+	}
+	if s.MinOff < 0 || s.MinOff > 24*time.Hour {
+		bad("min_off", "%s is outside 0s to 24h", s.MinOff)
+	}
+	if s.Every < time.Second || s.Every > time.Hour {
+		bad("every", "%s is outside 1s to 1h", s.Every)
+	}
+	if len(s.Loads) == 0 {
+		bad("loads", "list at least one load to shed")
+	}
+	names := map[string]bool{}
+	for i, l := range s.Loads {
+		key := fmt.Sprintf("loads[%d].", i)
+		if l.Name == "" || names[l.Name] {
+			bad(key+"name", "%q is empty or used twice", l.Name)
+		}
+		names[l.Name] = true
+		if !meter.ValidID(l.Meter) {
+			bad(key+"meter", "%q is not a meter id", l.Meter)
+		}
+		if err := l.Off.command().Check(); err != nil {
+			bad(key+"off", "%v", err)
+		}
+		if err := l.On.command().Check(); err != nil {
+			bad(key+"on", "%v", err)
+		}
+		out.Loads = append(out.Loads, automation.Load{Name: l.Name, Meter: l.Meter, Off: l.Off.command(), On: l.On.command()})
+	}
+	return out, errors.Join(errs...)
+}
+
+// Rule returns r as an alert rule.
+func (r Rule) Rule() alert.Rule {
+	return alert.Rule{ID: r.ID, Name: r.Name, Kind: r.Kind, Meter: r.Meter, Severity: r.Severity, Enabled: r.Enabled,
+		ThresholdW: r.ThresholdW, For: alert.Duration(r.For), BudgetKWh: r.BudgetKWh, Period: r.Period,
+		SilentFor: alert.Duration(r.SilentFor), Factor: r.Factor, HysteresisW: r.HysteresisW, Cooldown: alert.Duration(r.Cooldown),
+		Actions: actions(r.Actions)}
+}
+
+func actions(as []Action) []alert.Action {
+	var out []alert.Action
+	for _, a := range as {
+		out = append(out, alert.Action{On: a.On, Command: a.command()})
+	}
+	return out
+}
+
+// Backup configures the scheduled backups, written to <data_dir>/backups.
+type Backup struct {
+	// Interval is the time between backups; 0 turns them off. The first
+	// comes one interval after the newest backup there, never at start.
+	Interval time.Duration `yaml:"interval"`
+	// Keep is how many backups are kept; older ones are deleted.
+	Keep int `yaml:"keep"`
+}
+
+// Retention configures how long each tier of data is kept; 0 keeps a tier
+// forever. A coarser tier is kept at least as long as a finer one.
+type Retention struct {
+	// Raw is the age past which raw readings are written to archive files
+	// (<data_dir>/archive) and deleted, a calendar month (UTC) at a time:
+	// readings stay between Raw and Raw plus a month.
+	Raw time.Duration `yaml:"raw"`
+	// Minute, Hourly and Daily are the ages past which the 1-minute,
+	// 1-hour and 1-day rollups are deleted.
+	Minute time.Duration `yaml:"minute"`
+	// Hourly is the age past which 1-hour rollups are deleted.
+	Hourly time.Duration `yaml:"hourly"`
+	// Daily is the age past which 1-day rollups are deleted.
+	Daily time.Duration `yaml:"daily"`
+}
+
+// Archive configures the archive files of raw readings past retention.
+type Archive struct {
+	// Keep is how long an archive file is kept after the end of its month;
+	// 0 keeps archives forever.
+	Keep time.Duration `yaml:"keep"`
+}
+
+// Webhook configures the webhook notifier.
+type Webhook struct {
+	// URL receives a POST of each alert; empty turns it off.
+	URL string `yaml:"url"`
+	// Timeout bounds one delivery attempt.
+	Timeout time.Duration `yaml:"timeout"`
+	// Body is a Go template of the request body (see alert.ParseBody);
+	// empty sends the alert as JSON.
+	Body string `yaml:"body"`
+	// ContentType is the body's media type.
+	ContentType string `yaml:"content_type"`
+}
+
+// Email configures the SMTP notifier.
+type Email struct {
+	// Addr is the SMTP server, host:port; empty turns email off.
+	Addr string `yaml:"addr"`
+	// From is the sender's address.
+	From string `yaml:"from"`
+	// To are the recipients' addresses.
+	To []string `yaml:"to"`
+	// Username logs in to the SMTP server; empty sends without logging in.
+	Username string `yaml:"username"`
+	// Password of username; keep config.yaml readable by Vatio's user
+	// only when it holds one.
+	Password string `yaml:"password"`
+	// TLS is starttls, tls (from the first byte) or none.
+	TLS string `yaml:"tls"`
+	// Timeout bounds one delivery attempt.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// AlertMQTT configures the notifier that publishes alerts on the broker.
+type AlertMQTT struct {
+	// Enabled publishes each alert as JSON on <prefix>/<meter>.
+	Enabled bool `yaml:"enabled"`
+	// Prefix of the topics: alerts of meter m go to <prefix>/m.
+	Prefix string `yaml:"prefix"`
+}
+
+// Default returns the configuration Vatio runs with when nothing is set.
+func Default() Config {
+	limits := meter.DefaultLimits()
+	return Config{
+		DataDir:   "./data",
+		GCPercent: 50,
+		Log:       Log{Level: "info", Format: "text"},
+		MQTT: MQTT{Addr: ":1883", MaxPacketBytes: 1 << 20, WriteTimeout: 10 * time.Second, MaxQueuedMessages: 512,
+			TLSAddr: ":8883", MaxClients: 1000, MaxMessagesPerSecond: 200, MaxTopicLength: 512,
+			MaxConnectionsPerDevice: 8, MaxConnectionsPerAddress: 256, MaxRetainedMessageBytes: 64 << 10, MaxRetainedBytes: 16 << 20},
+		HTTP: HTTP{Addr: ":5000", BodyLimitBytes: 1 << 20, ImportLimitBytes: 1 << 30, ReadTimeout: 30 * time.Second, MaxStreamsPerUser: 8, MaxConnectionsPerAddress: 128,
+			RateLimitPerMinute: 1200, ProxyHeader: "X-Real-IP"},
+		Ingest: Ingest{
+			Topic:           "energy/consumption",
+			MinPowerW:       limits.MinPowerW,
+			MaxPowerW:       limits.MaxPowerW,
+			MaxFuture:       limits.MaxFuture,
+			MaxPayloadBytes: limits.MaxPayloadBytes,
+		},
+		Sources: Sources{
+			Tasmota:     Source{Enabled: true, Prefix: "tele"},
+			Shelly:      Toggle{Enabled: true},
+			Emonhub:     Source{Enabled: true, Prefix: "emon"},
+			Zigbee2MQTT: Source{Enabled: true, Prefix: "zigbee2mqtt"},
+			DSMR:        Source{Enabled: true, Prefix: "dsmr"},
+		},
+		Store: Store{Driver: "bbolt", QueueSize: 16384, MaxBatch: 10000, MaxGap: 10 * time.Minute, CompressAfter: time.Hour,
+			SyncDelay: 15 * time.Millisecond, FlushInterval: 5 * time.Second, CheckpointInterval: 30 * time.Minute, HeadMaxMB: 16},
+		Alerts: Alerts{Webhook: Webhook{Timeout: 10 * time.Second, ContentType: "application/json"},
+			Email: Email{TLS: "starttls", Timeout: 30 * time.Second}, MQTT: AlertMQTT{Enabled: true, Prefix: "vatio/alerts"},
+			Attempts: 5, Backoff: 2 * time.Second, EvaluateEvery: 15 * time.Second},
+		Backup:        Backup{Interval: 24 * time.Hour, Keep: 7},
+		Offsite:       Offsite{Prefix: "vatio/", Every: time.Hour, KeepBackups: 30},
+		Broker:        Broker{Mode: "embedded", Share: "vatio", Topics: []string{"#"}, SessionExpiry: 24 * time.Hour},
+		Retention:     Retention{Raw: 30 * 24 * time.Hour, Minute: 365 * 24 * time.Hour},
+		Archive:       Archive{Keep: 2 * 365 * 24 * time.Hour},
+		Tariff:        Tariff{Currency: "EUR", PriceKWh: 0.15, CO2GramsKWh: 250},
+		HomeAssistant: HomeAssistant{Enabled: true, DiscoveryPrefix: "homeassistant", StateTopic: "vatio/meters", StateEvery: 10 * time.Second},
+		Shedding:      Shedding{Site: "default", MinOff: 5 * time.Minute, Every: 10 * time.Second},
+	}
+}
+
+// Limits returns the ingest limits as the meter decoder takes them.
+func (c Ingest) Limits() meter.Limits {
+	return meter.Limits{MinPowerW: c.MinPowerW, MaxPowerW: c.MaxPowerW, MaxFuture: c.MaxFuture, MaxPayloadBytes: c.MaxPayloadBytes}
+}
+
+// Validate reports every invalid value, each error naming its key.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		bad("data_dir", "must not be empty")
+	}
+	if c.MemoryLimitMB != 0 && (c.MemoryLimitMB < 16 || c.MemoryLimitMB > 1<<20) {
+		bad("memory_limit_mb", "%d is outside 16 to 1048576 (0 for none)", c.MemoryLimitMB)
+	}
+	if c.GCPercent < 10 || c.GCPercent > 1000 {
+		bad("gc_percent", "%d is outside 10 to 1000", c.GCPercent)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not text or json", c.Log.Format)
+	}
+	checkAddr := func(key, addr string) {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			bad(key, "%q is not host:port (e.g. \":1883\" or \"127.0.0.1:1883\")", addr)
+		}
+	}
+	if c.MQTT.Addr != "" {
+		checkAddr("mqtt.addr", c.MQTT.Addr)
+	}
+	if c.MQTT.TLSAddr != "" {
+		checkAddr("mqtt.tls_addr", c.MQTT.TLSAddr)
+	}
+	if c.MQTT.WebSocketAddr != "" {
+		checkAddr("mqtt.websocket_addr", c.MQTT.WebSocketAddr)
+	}
+	if c.MQTT.Addr == "" && c.MQTT.WebSocketAddr == "" && (!c.TLS.Enabled || c.MQTT.TLSAddr == "") {
+		bad("mqtt.addr", "is empty, and neither mqtt.tls_addr (with tls.enabled) nor mqtt.websocket_addr is set: devices could not connect")
+	}
+	for i, o := range c.MQTT.WebSocketOrigins {
+		if u, err := url.Parse(o); o != "*" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "") {
+			bad(fmt.Sprintf("mqtt.websocket_origins[%d]", i), "%q is not an origin such as https://vatio.lan:5000, or *", o)
+		}
+	}
+	if c.MQTT.MaxClients < 1 || c.MQTT.MaxClients > 1_000_000 {
+		bad("mqtt.max_clients", "%d is outside 1 to 1000000", c.MQTT.MaxClients)
+	}
+	if c.MQTT.MaxMessagesPerSecond < 1 || c.MQTT.MaxMessagesPerSecond > 1_000_000 {
+		bad("mqtt.max_messages_per_second", "%d is outside 1 to 1000000", c.MQTT.MaxMessagesPerSecond)
+	}
+	if c.MQTT.MaxTopicLength < 64 || c.MQTT.MaxTopicLength > 65535 {
+		bad("mqtt.max_topic_length", "%d is outside 64 to 65535", c.MQTT.MaxTopicLength)
+	}
+	if c.MQTT.MaxConnectionsPerAddress < 0 || c.MQTT.MaxConnectionsPerAddress > 1_000_000 {
+		bad("mqtt.max_connections_per_address", "%d is outside 0 (no limit) to 1000000", c.MQTT.MaxConnectionsPerAddress)
+	}
+	if c.HTTP.MaxConnectionsPerAddress < 0 || c.HTTP.MaxConnectionsPerAddress > 1_000_000 {
+		bad("http.max_connections_per_address", "%d is outside 0 (no limit) to 1000000", c.HTTP.MaxConnectionsPerAddress)
+	}
+	if c.MQTT.MaxConnectionsPerDevice < 0 || c.MQTT.MaxConnectionsPerDevice > c.MQTT.MaxClients {
+		bad("mqtt.max_connections_per_device", "%d is outside 0 (no limit) to mqtt.max_clients (%d)", c.MQTT.MaxConnectionsPerDevice, c.MQTT.MaxClients)
+	}
+	if c.MQTT.MaxRetainedMessageBytes < 1024 || c.MQTT.MaxRetainedMessageBytes > c.MQTT.MaxRetainedBytes {
+		bad("mqtt.max_retained_message_bytes", "%d is outside 1024 to mqtt.max_retained_bytes (%d)", c.MQTT.MaxRetainedMessageBytes, c.MQTT.MaxRetainedBytes)
+	}
+	if c.MQTT.MaxRetainedBytes < 1024 || c.MQTT.MaxRetainedBytes > 1<<30 {
+		bad("mqtt.max_retained_bytes", "%d is outside 1024 to 1073741824", c.MQTT.MaxRetainedBytes)
+	}
+	checkAddr("http.addr", c.HTTP.Addr)
+	key, err := c.Encryption.Build()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if o := c.Offsite; o.Enabled {
+		if key == nil && err == nil {
+			bad("offsite.enabled", "off-site copies are encrypted here before they leave: set encryption.key (or %s)", EnvEncryptionKey)
+		}
+		if o.Endpoint == "" || strings.Contains(o.Endpoint, "/") {
+			bad("offsite.endpoint", "%q is not a host[:port] such as s3.eu-west-1.amazonaws.com (no scheme; insecure: true for http)", o.Endpoint)
+		}
+		if !validBucket(o.Bucket) {
+			bad("offsite.bucket", "%q is not a bucket name (3-63 lowercase letters, digits, '.' and '-')", o.Bucket)
+		}
+		if strings.HasPrefix(o.Prefix, "/") || strings.Contains(o.Prefix, "..") {
+			bad("offsite.prefix", "%q must be a relative folder such as vatio/", o.Prefix)
+		}
+		if o.AccessKey == "" || o.SecretKey == "" {
+			bad("offsite.access_key", "access_key and secret_key are required (or %s and %s)", EnvOffsiteAccessKey, EnvOffsiteSecretKey)
+		}
+		if o.Every < time.Minute {
+			bad("offsite.every", "%s is under 1m", o.Every)
+		}
+	}
+	switch b := c.Broker; b.Mode {
+	case "embedded":
+	case "external":
+		if len(b.URLs) == 0 {
+			bad("broker.urls", "an external broker needs at least one URL such as mqtt://broker.lan:1883")
+		}
+		for i, raw := range b.URLs {
+			u, err := url.Parse(raw)
+			if err != nil || u.Host == "" || !slices.Contains([]string{"mqtt", "mqtts", "tcp", "ssl", "tls", "ws", "wss"}, u.Scheme) {
+				bad(fmt.Sprintf("broker.urls[%d]", i), "%q is not a broker URL such as mqtt://host:1883 or mqtts://host:8883", raw)
+			}
+			if err == nil && u.User != nil {
+				bad(fmt.Sprintf("broker.urls[%d]", i), "put the credentials in broker.username and broker.password (or %s), not in the URL", EnvBrokerPassword)
+			}
+		}
+		if strings.ContainsAny(b.Share, "/+#") {
+			bad("broker.share", "%q must be one topic level without wildcards", b.Share)
+		}
+		if len(b.Topics) == 0 {
+			bad("broker.topics", "subscribe to something: [\"#\"] takes every topic")
+		}
+		for i, t := range b.Topics {
+			if !validFilter(t) {
+				bad(fmt.Sprintf("broker.topics[%d]", i), "%q is not an MQTT topic filter", t)
+			}
+		}
+		if b.SessionExpiry < time.Minute {
+			bad("broker.session_expiry", "%s is under 1m: readings published while Vatio restarts would be lost", b.SessionExpiry)
+		}
+	default:
+		bad("broker.mode", "%q is not embedded or external", b.Mode)
+	}
+	if c.Offsite.KeepBackups < 0 {
+		bad("offsite.keep_backups", "%d is negative (0 keeps them all)", c.Offsite.KeepBackups)
+	}
+	if c.Offsite.KeepArchives < 0 {
+		bad("offsite.keep_archives", "%s is negative (0 keeps them for ever)", c.Offsite.KeepArchives)
+	}
+	if t := c.TLS; t.Enabled {
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			bad("tls.cert_file", "cert_file and key_file go together: set both, or neither for a certificate Vatio makes")
+		}
+	} else if t.CertFile != "" || t.KeyFile != "" {
+		bad("tls.enabled", "is false, but tls.cert_file or tls.key_file is set: set enabled: true to serve them")
+	}
+	for i, h := range c.TLS.Hosts {
+		if strings.TrimSpace(h) == "" || strings.ContainsAny(h, " /:*") && net.ParseIP(h) == nil {
+			bad(fmt.Sprintf("tls.hosts[%d]", i), "%q is not a host name or an IP address", h)
+		}
+	}
+	if c.MQTT.MaxPacketBytes < 1024 || c.MQTT.MaxPacketBytes > 256<<20 {
+		bad("mqtt.max_packet_bytes", "%d is outside 1024 to 268435456", c.MQTT.MaxPacketBytes)
+	}
+	if c.MQTT.MaxQueuedMessages < 16 || c.MQTT.MaxQueuedMessages > 1<<20 {
+		bad("mqtt.max_queued_messages", "%d is outside 16 to 1048576", c.MQTT.MaxQueuedMessages)
+	}
+	if c.MQTT.WriteTimeout < time.Second {
+		bad("mqtt.write_timeout", "%s is under 1s", c.MQTT.WriteTimeout)
+	}
+	for i, p := range c.HTTP.TrustedProxies {
+		if net.ParseIP(p) == nil {
+			if _, _, err := net.ParseCIDR(p); err != nil {
+				bad(fmt.Sprintf("http.trusted_proxies[%d]", i), "%q is not an IP address or a CIDR such as 10.0.0.0/8", p)
+			}
+		}
+	}
+	if h := c.HTTP.ProxyHeader; h == "" || strings.ContainsAny(h, " :\r\n") {
+		bad("http.proxy_header", "%q is not a header name such as X-Real-IP", h)
+	} else if strings.EqualFold(h, "X-Forwarded-For") {
+		bad("http.proxy_header", "X-Forwarded-For starts with whatever the client sent: use a header the proxy overwrites, such as X-Real-IP")
+	}
+	if c.HTTP.ReadTimeout < time.Second || c.HTTP.ReadTimeout > time.Hour {
+		bad("http.read_timeout", "%s is outside 1s to 1h", c.HTTP.ReadTimeout)
+	}
+	if c.HTTP.MaxStreamsPerUser < 1 || c.HTTP.MaxStreamsPerUser > 1000 {
+		bad("http.max_streams_per_user", "%d is outside 1 to 1000", c.HTTP.MaxStreamsPerUser)
+	}
+	if c.HTTP.RateLimitPerMinute < 0 || c.HTTP.RateLimitPerMinute > 1_000_000 {
+		bad("http.rate_limit_per_minute", "%d is outside 0 to 1000000 (0 for no limit)", c.HTTP.RateLimitPerMinute)
+	}
+	if c.HTTP.BodyLimitBytes < 1024 {
+		bad("http.body_limit_bytes", "%d is under 1024", c.HTTP.BodyLimitBytes)
+	}
+	if t := c.Ingest.Topic; t == "" || strings.ContainsAny(t, "+#\x00") || strings.HasPrefix(t, "$") ||
+		strings.HasPrefix(t, "/") || strings.HasSuffix(t, "/") || len(t) > 200 {
+		bad("ingest.topic", "%q must be a plain topic without wildcards, $ prefix or leading/trailing '/'", t)
+	}
+	if !(c.Ingest.MinPowerW < c.Ingest.MaxPowerW) || isNaNOrInf(c.Ingest.MinPowerW) || isNaNOrInf(c.Ingest.MaxPowerW) {
+		bad("ingest.min_power_w", "%g must be finite and below ingest.max_power_w (%g)", c.Ingest.MinPowerW, c.Ingest.MaxPowerW)
+	}
+	if c.Ingest.MaxFuture < 0 || c.Ingest.MaxFuture > 24*time.Hour {
+		bad("ingest.max_future", "%s is outside 0s to 24h", c.Ingest.MaxFuture)
+	}
+	if c.Ingest.MaxPayloadBytes < 16 || c.Ingest.MaxPayloadBytes > c.MQTT.MaxPacketBytes {
+		bad("ingest.max_payload_bytes", "%d is outside 16 to mqtt.max_packet_bytes (%d)", c.Ingest.MaxPayloadBytes, c.MQTT.MaxPacketBytes)
+	}
+	for key, src := range map[string]Source{
+		"sources.tasmota": c.Sources.Tasmota, "sources.emonhub": c.Sources.Emonhub,
+		"sources.zigbee2mqtt": c.Sources.Zigbee2MQTT, "sources.dsmr": c.Sources.DSMR,
+	} {
+		if p := src.Prefix; src.Enabled && (p == "" || strings.ContainsAny(p, "+#/\x00") || strings.HasPrefix(p, "$")) {
+			bad(key+".prefix", "%q must be one topic level without wildcards or $", p)
+		}
+	}
+	names := map[string]bool{}
+	for i, in := range c.Inputs {
+		if err := in.Source().Check(); err != nil {
+			bad(fmt.Sprintf("inputs[%d].%s", i, strings.SplitN(err.Error(), ":", 2)[0]), "%s", strings.TrimSpace(strings.SplitN(err.Error(), ":", 2)[1]))
+		}
+		if names[in.Name] {
+			bad(fmt.Sprintf("inputs[%d].name", i), "%q is used twice", in.Name)
+		}
+		names[in.Name] = true
+	}
+	switch c.Store.Driver {
+	case "bbolt":
+	case "postgres":
+		if c.Store.DSN == "" {
+			bad("store.dsn", "the postgres driver needs a connection URL such as postgres://vatio@db.lan/vatio (or %s)", EnvStoreDSN)
+		} else if _, err := pgconn.ParseConfig(c.Store.DSN); err != nil {
+			bad("store.dsn", "not a PostgreSQL connection string: %v", redactDSN(err))
+		}
+	default:
+		bad("store.driver", "%q is not bbolt or postgres", c.Store.Driver)
+	}
+	if c.Store.QueueSize < 1 || c.Store.QueueSize > 1<<24 {
+		bad("store.queue_size", "%d is outside 1 to 16777216", c.Store.QueueSize)
+	}
+	if c.Store.MaxBatch < 1 || c.Store.MaxBatch > 1<<20 {
+		bad("store.max_batch", "%d is outside 1 to 1048576", c.Store.MaxBatch)
+	}
+	if c.Store.MaxGap < time.Second || c.Store.MaxGap > 24*time.Hour {
+		bad("store.max_gap", "%s is outside 1s to 24h", c.Store.MaxGap)
+	}
+	if c.Store.CompressAfter != 0 && c.Store.CompressAfter < time.Hour {
+		bad("store.compress_after", "%s is under 1h (0 turns compression off)", c.Store.CompressAfter)
+	}
+	if c.Store.SyncDelay < 0 || c.Store.SyncDelay > time.Second {
+		bad("store.sync_delay", "%s is outside 0 to 1s", c.Store.SyncDelay)
+	}
+	if c.Store.FlushInterval < 10*time.Millisecond || c.Store.FlushInterval > time.Minute {
+		bad("store.flush_interval", "%s is outside 10ms to 1m", c.Store.FlushInterval)
+	}
+	if c.Store.CheckpointInterval < time.Second || c.Store.CheckpointInterval > 24*time.Hour {
+		bad("store.checkpoint_interval", "%s is outside 1s to 24h", c.Store.CheckpointInterval)
+	}
+	if c.Store.HeadMaxMB < 1 || c.Store.HeadMaxMB > 4096 {
+		bad("store.head_max_mb", "%d is outside 1 to 4096", c.Store.HeadMaxMB)
+	}
+	if c.HTTP.ImportLimitBytes < 1024 {
+		bad("http.import_limit_bytes", "%d is under 1024", c.HTTP.ImportLimitBytes)
+	}
+	if u := c.Alerts.Webhook.URL; u != "" {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			bad("alerts.webhook.url", "%q is not an http:// or https:// URL", u)
+		}
+	}
+	if _, err := c.Tariff.Build(time.UTC); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := c.Dashboard.Location(); err != nil || strings.EqualFold(c.Dashboard.TimeZone, "local") {
+		bad("dashboard.timezone", "%q is not an IANA time zone such as Europe/Madrid (empty: the machine's)", c.Dashboard.TimeZone)
+	}
+	ruleIDs := map[string]bool{}
+	for i, r := range c.Alerts.Rules {
+		rule := r.Rule()
+		if err := rule.Check(); err != nil {
+			var ie *alert.InvalidError
+			if errors.As(err, &ie) {
+				bad(fmt.Sprintf("alerts.rules[%d].%s", i, ie.Field), "%s", ie.Reason)
+			} else {
+				bad(fmt.Sprintf("alerts.rules[%d]", i), "%v", err)
+			}
+		}
+		if ruleIDs[r.ID] {
+			bad(fmt.Sprintf("alerts.rules[%d].id", i), "%q is used twice", r.ID)
+		}
+		ruleIDs[r.ID] = true
+	}
+	if c.Alerts.EvaluateEvery < time.Second || c.Alerts.EvaluateEvery > time.Hour {
+		bad("alerts.evaluate_every", "%s is outside 1s to 1h", c.Alerts.EvaluateEvery)
+	}
+	if c.Alerts.Webhook.Body != "" {
+		if _, err := alert.ParseBody(c.Alerts.Webhook.Body); err != nil {
+			bad("alerts.webhook.body", "%v", err)
+		}
+	}
+	if ct := c.Alerts.Webhook.ContentType; ct == "" || strings.ContainsAny(ct, "\r\n") {
+		bad("alerts.webhook.content_type", "%q is not a media type", ct)
+	}
+	if e := c.Alerts.Email; e.Addr != "" {
+		if _, _, err := net.SplitHostPort(e.Addr); err != nil {
+			bad("alerts.email.addr", "%q is not host:port", e.Addr)
+		}
+		if _, err := mail.ParseAddress(e.From); err != nil {
+			bad("alerts.email.from", "%q is not an email address", e.From)
+		}
+		if len(e.To) == 0 {
+			bad("alerts.email.to", "needs at least one address")
+		}
+		for i, to := range e.To {
+			if _, err := mail.ParseAddress(to); err != nil {
+				bad(fmt.Sprintf("alerts.email.to[%d]", i), "%q is not an email address", to)
+			}
+		}
+		if e.TLS != "starttls" && e.TLS != "tls" && e.TLS != "none" {
+			bad("alerts.email.tls", "%q is not starttls, tls or none", e.TLS)
+		}
+		if e.TLS == "none" && e.Username != "" {
+			bad("alerts.email.tls", "none would send the password in clear: use starttls or tls")
+		}
+		if e.Timeout < time.Second {
+			bad("alerts.email.timeout", "%s is under 1s", e.Timeout)
+		}
+	}
+	if p := c.Alerts.MQTT.Prefix; c.Alerts.MQTT.Enabled && (p == "" || strings.ContainsAny(p, "+#\x00") || strings.HasPrefix(p, "$") || strings.HasSuffix(p, "/")) {
+		bad("alerts.mqtt.prefix", "%q is not a topic without wildcards, $ or a trailing /", p)
+	}
+	if c.Shedding.Enabled {
+		if _, err := c.Shedding.Build(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if h := c.HomeAssistant; h.Enabled {
+		for key, p := range map[string]string{"homeassistant.discovery_prefix": h.DiscoveryPrefix, "homeassistant.state_topic": h.StateTopic} {
+			if p == "" || strings.ContainsAny(p, "+#\x00") || strings.HasPrefix(p, "$") || strings.HasSuffix(p, "/") {
+				bad(key, "%q is not a topic without wildcards, $ or a trailing /", p)
+			}
+		}
+		if h.StateEvery < time.Second || h.StateEvery > time.Hour {
+			bad("homeassistant.state_every", "%s is outside 1s to 1h", h.StateEvery)
+		}
+	}
+	if c.Alerts.Webhook.Timeout < 100*time.Millisecond {
+		bad("alerts.webhook.timeout", "%s is under 100ms", c.Alerts.Webhook.Timeout)
+	}
+	if c.Alerts.Attempts < 1 || c.Alerts.Attempts > 100 {
+		bad("alerts.attempts", "%d is outside 1 to 100", c.Alerts.Attempts)
+	}
+	if c.Alerts.Backoff < 10*time.Millisecond || c.Alerts.Backoff > time.Hour {
+		bad("alerts.backoff", "%s is outside 10ms to 1h", c.Alerts.Backoff)
+	}
+	if c.Backup.Interval != 0 && c.Backup.Interval < time.Minute {
+		bad("backup.interval", "%s is under 1m (0 turns backups off)", c.Backup.Interval)
+	}
+	if c.Backup.Keep < 1 || c.Backup.Keep > 1000 {
+		bad("backup.keep", "%d is outside 1 to 1000", c.Backup.Keep)
+	}
+	tiers := []struct {
+		key  string
+		keep time.Duration
+	}{
+		{"retention.raw", c.Retention.Raw}, {"retention.minute", c.Retention.Minute},
+		{"retention.hourly", c.Retention.Hourly}, {"retention.daily", c.Retention.Daily},
+	}
+	for i, t := range tiers {
+		switch {
+		case t.keep != 0 && t.keep < 24*time.Hour:
+			bad(t.key, "%s is under 24h (0 keeps forever)", t.keep)
+		case i > 0 && t.keep != 0 && tiers[i-1].keep == 0:
+			bad(t.key, "%s is set while %s is 0 (forever): a tier is kept at least as long as the finer one", t.keep, tiers[i-1].key)
+		case i > 0 && t.keep != 0 && t.keep < tiers[i-1].keep:
+			bad(t.key, "%s is shorter than %s (%s): a tier is kept at least as long as the finer one", t.keep, tiers[i-1].key, tiers[i-1].keep)
+		}
+	}
+	if c.Archive.Keep != 0 && c.Archive.Keep < 24*time.Hour {
+		bad("archive.keep", "%s is under 24h (0 keeps archives forever)", c.Archive.Keep)
+	}
+	return errors.Join(errs...)
+}
+
+func isNaNOrInf(f float64) bool { return f != f || f > 1e308 || f < -1e308 }
+
+// validBucket reports whether b is an S3 bucket name.
+func validBucket(b string) bool {
+	if len(b) < 3 || len(b) > 63 || strings.HasPrefix(b, ".") || strings.HasPrefix(b, "-") || strings.HasSuffix(b, ".") || strings.HasSuffix(b, "-") {
+		return false
+	}
+	return !strings.ContainsFunc(b, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-') })
+}
+
+// validFilter reports whether f is an MQTT topic filter: + alone in its
+// level, # alone and last.
+func validFilter(f string) bool {
+	if f == "" || len(f) > 65535 || strings.ContainsRune(f, 0) {
+		return false
+	}
+	levels := strings.Split(f, "/")
+	for i, l := range levels {
+		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
+			return false
+		}
+		if strings.Contains(l, "+") && l != "+" {
+			return false
+		}
+	}
+	return true
+}
+
+// redactDSN keeps a DSN's password out of an error about it: pgconn's
+// errors quote the string.
+func redactDSN(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "cannot parse `"); i >= 0 {
+		return "cannot parse it"
+	}
+	return msg
+}

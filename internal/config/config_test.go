@@ -1,0 +1,327 @@
+package config
+
+import (
+	"math"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// TestRepositoryConfigIsDefaults keeps config.yaml honest: it must list every
+// key, each with its default value.
+func TestRepositoryConfigIsDefaults(t *testing.T) {
+	cfg, err := Load("../../config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg, Default()) {
+		t.Errorf("config.yaml differs from Default():\n got %+v\nwant %+v", cfg, Default())
+	}
+	b, err := os.ReadFile("../../config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	var walk func(m map[string]any, prefix string)
+	walk = func(m map[string]any, prefix string) {
+		for k, v := range m {
+			if sub, ok := v.(map[string]any); ok {
+				walk(sub, prefix+k+".")
+				continue
+			}
+			got = append(got, prefix+k)
+		}
+	}
+	walk(doc, "")
+	want := Keys()
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("config.yaml keys = %v, want %v", got, want)
+	}
+	if err := Default().Validate(); err != nil {
+		t.Errorf("Default().Validate() = %v", err)
+	}
+}
+
+func TestParseErrorsNameTheKey(t *testing.T) {
+	tests := []struct{ yaml, want string }{
+		{"mqtt:\n  adr: \":1\"\n", `line 2: unknown key "mqtt.adr"`},
+		{"colour: red\n", `unknown key "colour"`},
+		{"mqtt:\n  max_packet_bytes: lots\n", `mqtt.max_packet_bytes: "lots" is not a valid whole number`},
+		{"ingest:\n  max_future: soon\n", `ingest.max_future: "soon" is not a valid duration`},
+		{"mqtt: 5\n", "mqtt must be a mapping"},
+		{"http:\n  addr: [1, 2]\n", "http.addr must be a single value"},
+		{"data_dir: a\ndata_dir: b\n", `key "data_dir" is set twice`},
+	}
+	for _, tt := range tests {
+		cfg := Default()
+		err := Parse([]byte(tt.yaml), &cfg)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%q) = %v, want an error containing %q", tt.yaml, err, tt.want)
+		}
+	}
+}
+
+func TestParseKeepsDefaultsForMissingKeys(t *testing.T) {
+	cfg := Default()
+	if err := Parse([]byte("mqtt:\n  addr: 127.0.0.1:1884\ningest:\n  max_future: 1m\n"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.MQTT.Addr = "127.0.0.1:1884"
+	want.Ingest.MaxFuture = time.Minute
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("got %+v, want %+v", cfg, want)
+	}
+}
+
+func TestValidateNamesEveryBadKey(t *testing.T) {
+	cfg := Default()
+	cfg.MQTT.Addr = "1883"
+	cfg.Ingest.MinPowerW = 20e6
+	cfg.Alerts.Webhook.URL = "ftp://x"
+	cfg.Log.Level = "loud"
+	cfg.Sources.Tasmota.Prefix = "tele/#"
+	cfg.Dashboard.TimeZone = "Mars/Olympus"
+	cfg.MQTT.MaxConnectionsPerDevice = -1
+	cfg.MQTT.MaxRetainedMessageBytes = 32 << 20 // more than max_retained_bytes
+	cfg.Alerts.Rules = []Rule{{ID: "quiet", Kind: "silent", Meter: "*", Severity: "info", SilentFor: time.Second}, {ID: "quiet", Kind: "nope"}}
+	cfg.GCPercent = 5
+	err := cfg.Validate()
+	for _, key := range []string{"mqtt.addr", "ingest.min_power_w", "alerts.webhook.url", "log.level", "sources.tasmota.prefix", "dashboard.timezone",
+		"mqtt.max_connections_per_device", "mqtt.max_retained_message_bytes", "alerts.rules[0].silent_for", "alerts.rules[1].kind", "alerts.rules[1].id", "gc_percent"} {
+		if err == nil || !strings.Contains(err.Error(), key+":") {
+			t.Errorf("Validate() = %v, want it to name %s", err, key)
+		}
+	}
+}
+
+func TestDashboardTimeZone(t *testing.T) {
+	d := Dashboard{TimeZone: "Europe/Madrid"}
+	loc, err := d.Location()
+	if err != nil || loc.String() != "Europe/Madrid" {
+		t.Errorf("Location() = %v, %v", loc, err)
+	}
+	if loc, err := (Dashboard{}).Location(); err != nil || loc != time.Local {
+		t.Errorf("empty Location() = %v, %v; want the machine's", loc, err)
+	}
+}
+
+func TestApplyEnv(t *testing.T) {
+	env := map[string]string{EnvMQTTAddr: ":1", EnvHTTPAddr: ":2", EnvDataDir: "/d"}
+	cfg := Default()
+	cfg.ApplyEnv(func(k string) string { return env[k] })
+	if cfg.MQTT.Addr != ":1" || cfg.HTTP.Addr != ":2" || cfg.DataDir != "/d" {
+		t.Errorf("ApplyEnv: got %+v", cfg)
+	}
+	// Every variable of Environment sets its key, and only that key: the
+	// table the configuration reference prints is the one ApplyEnv reads.
+	for _, e := range Environment {
+		cfg := Default()
+		cfg.ApplyEnv(func(k string) string {
+			if k == e.Name {
+				return "from-env"
+			}
+			return ""
+		})
+		want := Default()
+		field(reflect.ValueOf(&want).Elem(), e.Key).SetString("from-env")
+		if !reflect.DeepEqual(cfg, want) {
+			t.Errorf("%s did not set %s alone", e.Name, e.Key)
+		}
+	}
+}
+
+func TestValidateBackup(t *testing.T) {
+	tests := []struct {
+		interval time.Duration
+		keep     int
+		bad      string // the key named in the error, "" for valid
+	}{
+		{0, 7, ""},
+		{time.Minute, 1, ""},
+		{24 * time.Hour, 1000, ""},
+		{59 * time.Second, 7, "backup.interval"},
+		{-time.Hour, 7, "backup.interval"},
+		{time.Hour, 0, "backup.keep"},
+		{time.Hour, 1001, "backup.keep"},
+	}
+	for _, tt := range tests {
+		cfg := Default()
+		cfg.Backup = Backup{Interval: tt.interval, Keep: tt.keep}
+		err := cfg.Validate()
+		switch {
+		case tt.bad == "" && err != nil:
+			t.Errorf("Validate(backup interval %s keep %d) = %v, want nil", tt.interval, tt.keep, err)
+		case tt.bad != "" && (err == nil || !strings.Contains(err.Error(), tt.bad+":")):
+			t.Errorf("Validate(backup interval %s keep %d) = %v, want an error naming %s", tt.interval, tt.keep, err, tt.bad)
+		}
+	}
+}
+
+func TestValidateRetention(t *testing.T) {
+	const d = 24 * time.Hour
+	tests := []struct {
+		retention Retention
+		keep      time.Duration
+		bad       string // the key named in the error, "" for valid
+	}{
+		{Retention{Raw: 30 * d, Minute: 365 * d}, 730 * d, ""},
+		{Retention{}, 0, ""}, // everything forever
+		{Retention{Raw: d, Minute: d, Hourly: d, Daily: d}, d, ""},
+		{Retention{Raw: 30 * d}, 0, ""},
+		{Retention{Raw: 23 * time.Hour}, 0, "retention.raw"},
+		{Retention{Raw: -d}, 0, "retention.raw"},
+		{Retention{Raw: 30 * d, Minute: 10 * d}, 0, "retention.minute"},
+		{Retention{Minute: 365 * d}, 0, "retention.minute"},
+		{Retention{Raw: 30 * d, Hourly: 365 * d}, 0, "retention.hourly"},
+		{Retention{Raw: 30 * d, Minute: 365 * d, Hourly: 400 * d, Daily: 300 * d}, 0, "retention.daily"},
+		{Retention{Raw: 30 * d}, time.Hour, "archive.keep"},
+	}
+	for _, tt := range tests {
+		cfg := Default()
+		cfg.Retention, cfg.Archive.Keep = tt.retention, tt.keep
+		err := cfg.Validate()
+		switch {
+		case tt.bad == "" && err != nil:
+			t.Errorf("Validate(retention %+v, archive keep %s) = %v, want nil", tt.retention, tt.keep, err)
+		case tt.bad != "" && (err == nil || !strings.Contains(err.Error(), tt.bad+":")):
+			t.Errorf("Validate(retention %+v, archive keep %s) = %v, want an error naming %s", tt.retention, tt.keep, err, tt.bad)
+		}
+	}
+}
+
+func TestParseRetention(t *testing.T) {
+	cfg := Default()
+	if err := Parse([]byte("retention:\n  raw: 2160h\n  hourly: 87600h\narchive:\n  keep: 0s\n"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Retention.Raw, want.Retention.Hourly, want.Archive.Keep = 90*24*time.Hour, 3650*24*time.Hour, 0
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("got %+v, want %+v", cfg, want)
+	}
+	if err := Parse([]byte("retention:\n  raw: 30d\n"), &cfg); err == nil || !strings.Contains(err.Error(), "retention.raw") {
+		t.Errorf("Parse(raw: 30d) = %v, want an error naming retention.raw", err)
+	}
+}
+
+func TestInputsList(t *testing.T) {
+	cfg := Default()
+	yml := "inputs:\n  - name: gw\n    topic: factory/+/power\n    format: plain\n    unit: kW\n    meter: \"line-{2}\"\n  - name: gw\n    topic: a/#/b\n    format: json\n    unit: W\n    meter: \"{1}\"\n    colour: red\n"
+	err := Parse([]byte(yml), &cfg)
+	if err == nil || !strings.Contains(err.Error(), `unknown key "inputs[1].colour"`) {
+		t.Fatalf("Parse = %v, want the unknown key named with its index", err)
+	}
+	cfg = Default()
+	if err := Parse([]byte(strings.Replace(yml, "    colour: red\n", "", 1)), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Inputs) != 2 || cfg.Inputs[0].Meter != "line-{2}" || cfg.Inputs[0].Unit != "kW" {
+		t.Fatalf("inputs = %+v", cfg.Inputs)
+	}
+	err = cfg.Validate()
+	for _, key := range []string{"inputs[1].topic", "inputs[1].name"} {
+		if err == nil || !strings.Contains(err.Error(), key+":") {
+			t.Errorf("Validate() = %v, want it to name %s", err, key)
+		}
+	}
+	if err := Parse([]byte("inputs: 5\n"), &cfg); err == nil || !strings.Contains(err.Error(), "inputs must be a list") {
+		t.Errorf("inputs: 5 = %v", err)
+	}
+}
+
+func TestTariff(t *testing.T) {
+	cfg := Default()
+	yaml := `
+tariff:
+  currency: EUR
+  price_kwh: 0.08
+  periods:
+    - name: punta
+      price_kwh: 0.25
+      days: [weekdays]
+      from: "10:00"
+      to: "14:00"
+    - name: night
+      price_kwh: 0.05
+      days: [all]
+      from: "22:00"
+      to: "06:00"
+  holidays: ["2026-12-25"]
+`
+	if err := Parse([]byte(yaml), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := cfg.Tariff.Build(time.UTC)
+	if err != nil || len(tr.Periods) != 2 || tr.Periods[0].From != 600 || len(tr.Periods[0].Days) != 5 || len(tr.Holidays) != 1 {
+		t.Fatalf("Build = %+v, %v", tr, err)
+	}
+	if p := tr.Price(time.Date(2026, 11, 25, 11, 0, 0, 0, time.UTC)); p != 0.25 {
+		t.Errorf("Wednesday 11:00 = %g", p)
+	}
+
+	bad := Default()
+	bad.Tariff = Tariff{Currency: "euro", PriceKWh: math.NaN(), Periods: []Period{{Name: "", Days: []string{"funday"}, From: "10", To: "10:00"}, {Name: "x", Days: []string{"all"}, From: "10:00", To: "10:00"}},
+		Holidays: []string{"2026-13-01"}}
+	err = bad.Validate()
+	for _, key := range []string{"tariff.currency", "tariff.price_kwh", "tariff.periods[0].name", "tariff.periods[0].days", "tariff.periods[0].from", "tariff.periods[1].to", "tariff.holidays[0]"} {
+		if err == nil || !strings.Contains(err.Error(), key+":") {
+			t.Errorf("Validate() = %v, want it to name %s", err, key)
+		}
+	}
+	cfg = Default()
+	if err := Parse([]byte("tariff:\n  holidays: 2026-12-25\n"), &cfg); err == nil || !strings.Contains(err.Error(), "tariff.holidays must be a list") {
+		t.Errorf("a date for a list: %v", err)
+	}
+	if err := Parse([]byte("tariff:\n  periods:\n    - days: [[mon]]\n"), &cfg); err == nil || !strings.Contains(err.Error(), "list of single values") {
+		t.Errorf("a nested list: %v", err)
+	}
+}
+
+func TestValidateStore(t *testing.T) {
+	tests := []struct {
+		driver, dsn string
+		bad         string // the key named in the error, "" for valid
+	}{
+		{"bbolt", "", ""},
+		{"postgres", "postgres://vatio@db.lan:5432/vatio?sslmode=verify-full", ""},
+		{"postgres", "host=db.lan user=vatio dbname=vatio", ""},
+		{"postgres", "", "store.dsn"},
+		{"postgres", "postgres://vatio:secret@db.lan:notaport/vatio", "store.dsn"},
+		{"sqlite", "", "store.driver"},
+		{"", "", "store.driver"},
+	}
+	for _, tt := range tests {
+		cfg := Default()
+		cfg.Store.Driver, cfg.Store.DSN = tt.driver, tt.dsn
+		err := cfg.Validate()
+		switch {
+		case tt.bad == "" && err != nil:
+			t.Errorf("Validate(store %q %q) = %v, want nil", tt.driver, tt.dsn, err)
+		case tt.bad != "" && (err == nil || !strings.Contains(err.Error(), tt.bad+":")):
+			t.Errorf("Validate(store %q %q) = %v, want an error naming %s", tt.driver, tt.dsn, err, tt.bad)
+		case err != nil && strings.Contains(err.Error(), "secret"):
+			t.Errorf("Validate(store %q) = %v: the error shows the password", tt.dsn, err)
+		}
+	}
+	env := map[string]string{EnvStoreDSN: "postgres://vatio:pw@db/vatio"}
+	cfg := Default()
+	cfg.ApplyEnv(func(k string) string { return env[k] })
+	if cfg.Store.DSN != env[EnvStoreDSN] {
+		t.Errorf("%s: store.dsn = %q", EnvStoreDSN, cfg.Store.DSN)
+	}
+}

@@ -1,0 +1,290 @@
+package devices_test
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho3 "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/vatio-energy/vatio/internal/auth"
+	"github.com/vatio-energy/vatio/broker"
+	"github.com/vatio-energy/vatio/internal/devices"
+	"github.com/vatio-energy/vatio/store"
+)
+
+// start runs the real broker with the device registry deciding access.
+func start(t *testing.T) (*devices.Registry, string) {
+	t.Helper()
+	reg, b := startBroker(t, broker.Options{Addr: "127.0.0.1:0"})
+	return reg, b.Addr().String()
+}
+
+// startBroker runs the real broker of opts with a new device registry
+// deciding access.
+func startBroker(t *testing.T, opts broker.Options) (*devices.Registry, *broker.Broker) {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return startOn(t, st, opts, nil)
+}
+
+// startOn runs the real broker of opts with a registry of the devices of
+// st, checking passwords within checks, deciding access.
+func startOn(t *testing.T, st *store.Store, opts broker.Options, checks *auth.PasswordChecks, ropts ...devices.Option) (*devices.Registry, *broker.Broker) {
+	t.Helper()
+	reg, err := devices.New(st, checks, ropts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.MaxPacketBytes, opts.Access = 1<<20, reg
+	b, err := broker.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return reg, b
+}
+
+var seq int
+
+// connect connects an MQTT 3.1.1 client with credentials (user "" for
+// none) and returns it, or the error of the connect.
+func connect(t *testing.T, addr, user, password string, onMessage paho3.MessageHandler) (paho3.Client, error) {
+	t.Helper()
+	seq++
+	opts := paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(fmt.Sprintf("dev-%d", seq)).
+		SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).SetDefaultPublishHandler(onMessage)
+	if user != "" {
+		opts.SetUsername(user).SetPassword(password)
+	}
+	c := paho3.NewClient(opts)
+	tok := c.Connect()
+	if !tok.WaitTimeout(10 * time.Second) {
+		return nil, fmt.Errorf("connect timed out")
+	}
+	if tok.Error() != nil {
+		return nil, tok.Error()
+	}
+	t.Cleanup(func() { c.Disconnect(50) })
+	return c, nil
+}
+
+func TestDeviceCredentialsAndACL(t *testing.T) {
+	reg, addr := start(t)
+	_, plugPW, err := reg.Add("plug", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := reg.Add("other", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := connect(t, addr, "plug", "wrong password", nil); err == nil {
+		t.Error("a wrong password connected")
+	}
+	if _, err := connect(t, addr, "ghost", plugPW, nil); err == nil {
+		t.Error("an unknown device connected")
+	}
+	// A watcher (anonymous from loopback: trusted) sees what gets through.
+	var mu sync.Mutex
+	var seen []string
+	watcher, err := connect(t, addr, "", "", func(_ paho3.Client, m paho3.Message) {
+		mu.Lock()
+		seen = append(seen, m.Topic()+" "+string(m.Payload()))
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watcher.Subscribe("#", 1, nil).Wait()
+	plug, err := connect(t, addr, "plug", plugPW, nil)
+	if err != nil {
+		t.Fatalf("the right password: %v", err)
+	}
+	plug.Publish("tele/plug/STATE", 1, false, "mine").Wait()
+	// Its own commands it may subscribe to; another's, or all, not.
+	if tok := plug.Subscribe("cmnd/plug/#", 1, nil); tok.Wait() && tok.Error() != nil {
+		t.Errorf("own command topic: %v", tok.Error())
+	}
+	for _, wide := range []string{"cmnd/other/#", "#", "cmnd/+/POWER"} {
+		tok := plug.Subscribe(wide, 1, nil)
+		tok.Wait()
+		if st := tok.(*paho3.SubscribeToken); st.Result()[wide] != 0x80 {
+			t.Errorf("subscribing to %s: granted %#x, want 0x80", wide, st.Result()[wide])
+		}
+	}
+	// Publishing on another device's topics is refused (MQTT 3.1.1 has no
+	// way to say so but closing the connection): nothing gets through.
+	for _, topic := range []string{"tele/other/STATE", "cmnd/other/POWER"} {
+		c, err := connect(t, addr, "plug", plugPW, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Publish(topic, 1, false, "not mine").WaitTimeout(time.Second)
+	}
+	time.Sleep(200 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(seen, "|") != "tele/plug/STATE mine" {
+		t.Errorf("got through: %v, want only the device's own topic", seen)
+	}
+	// A second connect with the right password is served from the cache;
+	// once removed, the device is refused.
+	if _, err := connect(t, addr, "plug", plugPW, nil); err != nil {
+		t.Errorf("reconnect: %v", err)
+	}
+	if err := reg.Remove("plug"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := connect(t, addr, "plug", plugPW, nil); err == nil {
+		t.Error("a removed device connected")
+	}
+}
+
+func TestAnonymousOnlyFromTrustedAddresses(t *testing.T) {
+	reg, addr := start(t)
+	reg.AnonymousFrom = func(net.IP) bool { return false } // as if from the LAN
+	if _, err := connect(t, addr, "", "", nil); err == nil {
+		t.Error("an anonymous client connected from an untrusted address")
+	}
+	reg.AnonymousFrom = func(ip net.IP) bool { return ip.IsLoopback() }
+	if _, err := connect(t, addr, "", "", nil); err != nil {
+		t.Errorf("anonymous from loopback: %v", err)
+	}
+	for _, bad := range []string{"", "a b", "-x", strings.Repeat("x", 65)} {
+		if _, _, err := reg.Add(bad, nil, nil); err == nil {
+			t.Errorf("Add(%q) passed", bad)
+		}
+	}
+	if _, _, err := reg.Add("x", []string{"a/#/b"}, nil); err == nil {
+		t.Error("a bad filter passed")
+	}
+}
+
+// connectWill connects device user with a last will on willTopic.
+func connectWill(t *testing.T, url, user, password, willTopic string) (paho3.Client, error) {
+	t.Helper()
+	seq++
+	opts := paho3.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("dev-%d", seq)).
+		SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).SetUsername(user).SetPassword(password)
+	if willTopic != "" {
+		opts.SetWill(willTopic, "OFF", 1, true)
+	}
+	c := paho3.NewClient(opts)
+	tok := c.Connect()
+	if !tok.WaitTimeout(10 * time.Second) {
+		return nil, fmt.Errorf("connect timed out")
+	}
+	return c, tok.Error()
+}
+
+// A device may connect only with a last will it could publish itself:
+// mochi publishes wills without asking the ACL, so a will on another
+// device's command topic would switch it when the first one drops.
+func TestWillMustBeAllowed(t *testing.T) {
+	reg, addr := start(t)
+	_, pw, err := reg.Add("plug", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 4)
+	if _, err := connect(t, addr, "", "", func(_ paho3.Client, m paho3.Message) { got <- m.Topic() }); err != nil {
+		t.Fatal(err)
+	}
+	watcher, _ := connect(t, addr, "", "", func(_ paho3.Client, m paho3.Message) { got <- m.Topic() })
+	if tok := watcher.Subscribe("#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	if _, err := connectWill(t, "tcp://"+addr, "plug", pw, "cmnd/heater/POWER"); err == nil {
+		t.Fatal("a device connected with a will on another device's command topic")
+	}
+	c, err := connectWill(t, "tcp://"+addr, "plug", pw, "tele/plug/LWT")
+	if err != nil {
+		t.Fatalf("a device with a will on its own topic: %v", err)
+	}
+	c.Disconnect(0) // its own will may come: it is its availability
+	deadline := time.After(300 * time.Millisecond)
+	for {
+		select {
+		case topic := <-got:
+			if topic != "tele/plug/LWT" {
+				t.Errorf("a message arrived on %s", topic)
+			}
+		case <-deadline:
+			return
+		}
+	}
+}
+
+// The WebSocket trusts no client as local: a web page can steer a browser
+// on this machine to it, so anonymous clients are refused there even from
+// loopback; devices log in as on the TCP port.
+func TestWebSocketNeedsCredentials(t *testing.T) {
+	reg, b := startBroker(t, broker.Options{Addr: "127.0.0.1:0", WebSocketAddr: "127.0.0.1:0"})
+	_, pw, err := reg.Add("panel", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := "ws://" + b.WebSocketAddr().String()
+	if c, err := connectWill(t, ws, "", "", ""); err == nil {
+		c.Disconnect(0)
+		t.Error("an anonymous client connected over the WebSocket from loopback")
+	}
+	c, err := connectWill(t, ws, "panel", pw, "")
+	if err != nil {
+		t.Fatalf("a device over the WebSocket: %v", err)
+	}
+	c.Disconnect(0)
+	if c, err := connectWill(t, "tcp://"+b.Addr().String(), "", "", ""); err != nil {
+		t.Errorf("anonymous from loopback over TCP: %v", err)
+	} else {
+		c.Disconnect(0)
+	}
+}
+
+// TestFailedConnectsLockAnAddressOut: ten wrong CONNECTs from one address
+// (wrong passwords or made-up names) lock it out: even the right password
+// is then refused there, without a password check, while other addresses
+// and devices already verified from it still connect.
+func TestFailedConnectsLockAnAddressOut(t *testing.T) {
+	reg := newRegistry(t)
+	_, pw, err := reg.Add("plug", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, known, err := reg.Add("meter", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Connect("meter", []byte(known), "192.0.2.7:4000"); err != nil {
+		t.Fatalf("meter: %v", err)
+	}
+	for i := range 10 {
+		user := "plug"
+		if i%2 == 1 {
+			user = fmt.Sprintf("nobody%d", i)
+		}
+		if err := reg.Connect(user, []byte("wrong password!"), "192.0.2.7:4000"); err == nil || errors.Is(err, devices.ErrLocked) {
+			t.Fatalf("wrong CONNECT %d: %v, want refused as wrong", i, err)
+		}
+	}
+	if err := reg.Connect("plug", []byte(pw), "192.0.2.7:4001"); !errors.Is(err, devices.ErrLocked) {
+		t.Errorf("the right password from the locked address: %v, want ErrLocked", err)
+	}
+	if err := reg.Connect("plug", []byte(pw), "198.51.100.1:4000"); err != nil {
+		t.Errorf("the right password from another address: %v", err)
+	}
+	if err := reg.Connect("meter", []byte(known), "192.0.2.7:4002"); err != nil {
+		t.Errorf("a device verified before, from the locked address: %v", err)
+	}
+}
