@@ -16,16 +16,10 @@ import (
 	"github.com/vatio-energy/vatio/internal/devices"
 )
 
-// SessionCookie holds a browser's session id.
-const SessionCookie = "vatio_session"
-
-// WhoKey is where a request's auth.Who is kept in its locals.
-const WhoKey = "vatio_who"
-
-// Who returns who made request c (the zero Who when auth is off).
-func Who(c *fiber.Ctx) auth.Who {
-	w, _ := c.Locals(WhoKey).(auth.Who)
-	return w
+// who returns who made request c (the zero Who when auth is off); the
+// pages read it with auth.WhoFrom(c.UserContext()).
+func who(c *fiber.Ctx) auth.Who {
+	return auth.WhoFrom(c.UserContext())
 }
 
 // open are the paths anyone may reach: the health check, the login and
@@ -98,7 +92,7 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 			return s.unauthorized(c, "invalid or expired token")
 		}
 		s.noteToken(who, c)
-	} else if id := c.Cookies(SessionCookie); id != "" {
+	} else if id := c.Cookies(auth.SessionCookie); id != "" {
 		if who, err = s.auth.Session(id); err != nil {
 			return s.unauthorized(c, "session expired: log in again")
 		}
@@ -118,7 +112,7 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 		s.audit(who.User, "forbidden", c.Method()+" "+path, c, fiber.StatusForbidden, "")
 		return fiber.NewError(fiber.StatusForbidden, "the "+who.Role+" role may not do this: it needs "+need)
 	}
-	c.Locals(WhoKey, who)
+	c.SetUserContext(auth.WithWho(c.UserContext(), who))
 	err = c.Next()
 	if m := c.Method(); m != fiber.MethodGet && m != fiber.MethodHead && path != "/logout" {
 		action := "change"
@@ -182,7 +176,7 @@ func (s *Server) noteToken(who auth.Who, c *fiber.Ctx) {
 // me serves GET /api/v1/me: who the request comes from, and the CSRF token
 // a session's scripts send with changes.
 func (s *Server) me(c *fiber.Ctx) error {
-	w := Who(c)
+	w := who(c)
 	return c.JSON(fiber.Map{"user": w.User, "role": w.Role, "csrf": w.CSRF})
 }
 

@@ -188,7 +188,7 @@ func TestSessionsNeedCSRF(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cookie := api.SessionCookie + "=" + id
+	cookie := auth.SessionCookie + "=" + id
 	if code := call(t, h, "GET", "/api/v1/meters", "", "Cookie", cookie); code != 200 {
 		t.Errorf("GET with a session: %d", code)
 	}
@@ -210,7 +210,7 @@ func TestSessionsNeedCSRF(t *testing.T) {
 	if code := call(t, h, "POST", "/api/v1/meters/m/nothing", form, "Cookie", cookie, "Content-Type", "application/x-www-form-urlencoded"); code == http.StatusForbidden {
 		t.Errorf("POST with the CSRF token in a form body: %d, want past the CSRF check", code)
 	}
-	if code := call(t, h, "GET", "/api/v1/meters", "", "Cookie", api.SessionCookie+"=forged-session-id-000000000"); code != http.StatusUnauthorized {
+	if code := call(t, h, "GET", "/api/v1/meters", "", "Cookie", auth.SessionCookie+"=forged-session-id-000000000"); code != http.StatusUnauthorized {
 		t.Errorf("a forged session: %d", code)
 	}
 	// A page without a session goes to the login.

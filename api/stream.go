@@ -37,7 +37,7 @@ const (
 // newest page is the one being looked at. Without auth nobody is told
 // apart, and only the server's cap holds. release gives the slot back.
 func (s *Server) openStream(c *fiber.Ctx) (closed <-chan struct{}, release func(), err error) {
-	w := Who(c)
+	w := who(c)
 	holder := "user:" + w.User
 	if w.Token != "" {
 		holder = "token:" + w.Token

@@ -13,8 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vatio-energy/vatio/internal/alert"
 	"github.com/vatio-energy/vatio/api"
+	"github.com/vatio-energy/vatio/internal/alert"
 	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/store"
@@ -315,7 +315,7 @@ func TestStreamsPerUser(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		events, resp := openStream(t, h, "/api/v1/stream?meter=", "Cookie", api.SessionCookie+"="+id)
+		events, resp := openStream(t, h, "/api/v1/stream?meter=", "Cookie", auth.SessionCookie+"="+id)
 		if resp.StatusCode != 200 {
 			t.Fatalf("session %d's stream: %d", i, resp.StatusCode)
 		}

@@ -25,12 +25,11 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/compress"
 
-	"github.com/vatio-energy/vatio/api"
 	"github.com/vatio-energy/vatio/internal/audit"
 	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/internal/devices"
-	"github.com/vatio-energy/vatio/store"
 	"github.com/vatio-energy/vatio/internal/tariff"
+	"github.com/vatio-energy/vatio/store"
 )
 
 //go:embed templates/*.html
@@ -148,7 +147,7 @@ func (d *Dashboard) Register(r fiber.Router) {
 		r.Post("/logout", d.logout)
 		r.Get("/setup", d.setupPage)
 		r.Post("/setup", d.setup)
-		r.Get("/access", gz, d.accessPage) // admin only (see api.roleFor)
+		r.Get("/access", gz, d.accessPage) // admin only (the API's roleFor decides)
 	}
 	r.Get("/assets/*", d.serveAsset)
 }
@@ -199,7 +198,7 @@ func (d *Dashboard) newBase(c *fiber.Ctx, page, titleKey string) *base {
 		Assets:        assetURLs{CSS: d.url("app.css"), JS: d.url("app.js"), ECharts: d.url(echartsFile), Icon: d.url("icon.svg")},
 		JSTexts:       map[string]string{},
 	}
-	if who := api.Who(c); who.User != "" {
+	if who := auth.WhoFrom(c.UserContext()); who.User != "" {
 		b.User, b.Role, b.CSRF = who.User, who.Role, who.CSRF
 	}
 	for _, k := range lang.textKeys() {

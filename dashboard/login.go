@@ -9,7 +9,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/vatio-energy/vatio/api"
 	"github.com/vatio-energy/vatio/internal/audit"
 	"github.com/vatio-energy/vatio/internal/auth"
 )
@@ -124,17 +123,17 @@ func (d *Dashboard) login(c *fiber.Ctx) error {
 }
 
 func (d *Dashboard) setSession(c *fiber.Ctx, id string, expires time.Time) {
-	c.Cookie(&fiber.Cookie{Name: api.SessionCookie, Value: id, Path: "/", Expires: expires, HTTPOnly: true,
+	c.Cookie(&fiber.Cookie{Name: auth.SessionCookie, Value: id, Path: "/", Expires: expires, HTTPOnly: true,
 		SameSite: fiber.CookieSameSiteLaxMode, Secure: c.Protocol() == "https"})
 }
 
 // logout serves POST /logout.
 func (d *Dashboard) logout(c *fiber.Ctx) error {
-	if id := c.Cookies(api.SessionCookie); id != "" {
+	if id := c.Cookies(auth.SessionCookie); id != "" {
 		d.auth.Logout(id)
 	}
-	d.record(api.Who(c).User, "logout", c, fiber.StatusSeeOther)
-	c.ClearCookie(api.SessionCookie)
+	d.record(auth.WhoFrom(c.UserContext()).User, "logout", c, fiber.StatusSeeOther)
+	c.ClearCookie(auth.SessionCookie)
 	return c.Redirect("/login", fiber.StatusSeeOther)
 }
 
