@@ -21,8 +21,8 @@ import (
 
 	"github.com/vatio-energy/vatio/broker"
 	"github.com/vatio-energy/vatio/hooks"
-	"github.com/vatio-energy/vatio/internal/testutil/mqtttest"
 	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/internal/testutil/mqtttest"
 	"github.com/vatio-energy/vatio/store"
 )
 

@@ -10,8 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/vatio-energy/vatio/internal/testutil/pgtest"
 	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/internal/testutil/pgtest"
 )
 
 // leftovers lists the tables that still hold rows of meter id.

@@ -19,9 +19,9 @@ import (
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/vatio-energy/vatio/internal/leader"
 	"github.com/vatio-energy/vatio/internal/testutil/mqtttest"
 	"github.com/vatio-energy/vatio/internal/testutil/pgtest"
-	"github.com/vatio-energy/vatio/internal/leader"
 )
 
 // brokerSettings returns the Mosquitto settings the operator guide gives

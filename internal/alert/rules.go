@@ -17,8 +17,8 @@ import (
 	"github.com/vatio-energy/vatio/internal/automation"
 	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/meter"
-	"github.com/vatio-energy/vatio/store"
 	"github.com/vatio-energy/vatio/internal/tariff"
+	"github.com/vatio-energy/vatio/store"
 )
 
 // Rule kinds.

@@ -11,8 +11,8 @@ import (
 	"github.com/vatio-energy/vatio/internal/alert"
 	"github.com/vatio-energy/vatio/internal/automation"
 	"github.com/vatio-energy/vatio/internal/meter"
-	"github.com/vatio-energy/vatio/store"
 	"github.com/vatio-energy/vatio/internal/tariff"
+	"github.com/vatio-energy/vatio/store"
 )
 
 var utcTariff = &tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, Location: time.UTC}

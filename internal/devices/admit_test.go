@@ -11,8 +11,8 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/broker"
+	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/store"
 )
 

@@ -24,8 +24,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/broker"
+	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/store"
 )
 

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/broker"
+	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/internal/devices"
 	"github.com/vatio-energy/vatio/internal/testutil/mqtttest"
 	"github.com/vatio-energy/vatio/store"

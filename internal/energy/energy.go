@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/vatio-energy/vatio/store"
 	"github.com/vatio-energy/vatio/internal/tariff"
+	"github.com/vatio-energy/vatio/store"
 )
 
 // Interval is the length of calendar buckets.

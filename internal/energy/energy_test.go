@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/vatio-energy/vatio/internal/meter"
-	"github.com/vatio-energy/vatio/store"
 	"github.com/vatio-energy/vatio/internal/tariff"
+	"github.com/vatio-energy/vatio/store"
 )
 
 func openStore(t *testing.T, rs []meter.Reading) *store.Store {

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/vatio-energy/vatio/internal/energy"
-	"github.com/vatio-energy/vatio/store"
 	"github.com/vatio-energy/vatio/internal/tariff"
+	"github.com/vatio-energy/vatio/store"
 )
 
 // Recommendation kinds.

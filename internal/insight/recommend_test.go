@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/vatio-energy/vatio/internal/meter"
-	"github.com/vatio-energy/vatio/store"
 	"github.com/vatio-energy/vatio/internal/tariff"
+	"github.com/vatio-energy/vatio/store"
 )
 
 var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)

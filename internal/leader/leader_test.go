@@ -8,8 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/vatio-energy/vatio/internal/testutil/pgtest"
 	"github.com/vatio-energy/vatio/internal/leader"
+	"github.com/vatio-energy/vatio/internal/testutil/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vatio-energy/vatio/internal/testutil/pgtest"
 	"github.com/vatio-energy/vatio/internal/leader"
+	"github.com/vatio-energy/vatio/internal/testutil/pgtest"
 	"github.com/vatio-energy/vatio/store"
 )
 
