@@ -60,7 +60,7 @@ func plainReader(br *bufio.Reader, name string, cfg config.Config) (io.Reader, e
 	if !crypt.IsEncrypted(br) {
 		return br, nil
 	}
-	key, err := cfg.Encryption.Build()
+	key, err := encryptionKey(cfg.Encryption)
 	if err != nil {
 		return nil, err
 	}

@@ -69,7 +69,7 @@ func importHistory(args []string, getenv func(string) string, stdout, stderr io.
 	defer st.Close()
 
 	start := time.Now()
-	dec := &meter.Decoder{Topic: cfg.Ingest.Topic, Limits: cfg.Ingest.Limits()}
+	dec := &meter.Decoder{Topic: cfg.Ingest.Topic, Limits: ingestLimits(cfg.Ingest)}
 	cr, err := dec.NewCSVReader(r, *meterID, start)
 	if err != nil {
 		return err

@@ -128,7 +128,7 @@ func offsiteRemote(cfg config.Config) (*offsite.Remote, error) {
 	if cfg.Offsite.Endpoint == "" || cfg.Offsite.Bucket == "" {
 		return nil, errors.New("no off-site storage: set offsite.endpoint and offsite.bucket in config.yaml")
 	}
-	key, err := cfg.Encryption.Build()
+	key, err := encryptionKey(cfg.Encryption)
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,34 +13,24 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/vatio-energy/vatio/api"
 	"github.com/vatio-energy/vatio/broker"
-	"github.com/vatio-energy/vatio/dashboard"
 	"github.com/vatio-energy/vatio/hooks"
 	"github.com/vatio-energy/vatio/internal/alert"
-	"github.com/vatio-energy/vatio/internal/audit"
 	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/internal/automation"
 	"github.com/vatio-energy/vatio/internal/bridge"
-	"github.com/vatio-energy/vatio/internal/certs"
 	"github.com/vatio-energy/vatio/internal/config"
 	"github.com/vatio-energy/vatio/internal/crypt"
 	"github.com/vatio-energy/vatio/internal/devices"
-	"github.com/vatio-energy/vatio/internal/homeassistant"
 	"github.com/vatio-energy/vatio/internal/leader"
 	"github.com/vatio-energy/vatio/internal/meter"
-	"github.com/vatio-energy/vatio/internal/netlimit"
 	"github.com/vatio-energy/vatio/internal/offsite"
 	"github.com/vatio-energy/vatio/store"
 )
@@ -177,7 +166,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(cfg.Validate(), checkSettings(cfg)); err != nil {
 		where := "configuration"
 		if path != "" {
 			where = path
@@ -234,9 +223,9 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 // the configured inputs, then the built-in families.
 func sources(cfg config.Config, dec *meter.Decoder) []meter.Source {
 	out := []meter.Source{dec.AsSource()}
-	limits, src := cfg.Ingest.Limits(), cfg.Sources
+	limits, src := ingestLimits(cfg.Ingest), cfg.Sources
 	for _, in := range cfg.Inputs {
-		out = append(out, meter.NewGeneric(in.Source(), limits))
+		out = append(out, meter.NewGeneric(inputSource(in), limits))
 	}
 	if src.Tasmota.Enabled {
 		out = append(out, meter.NewTasmota(src.Tasmota.Prefix, limits))
@@ -301,347 +290,6 @@ type app struct {
 	stopLead   chan struct{}
 	http       *api.Server
 	httpErr    chan error
-}
-
-// start opens the store, starts the broker and serves HTTP. On error it
-// stops whatever it had started.
-func start(cfg config.Config, logger *slog.Logger) (_ *app, err error) {
-	var cleanup []func()
-	defer func() {
-		if err != nil {
-			for i := len(cleanup) - 1; i >= 0; i-- {
-				cleanup[i]()
-			}
-		}
-	}()
-	a := &app{log: logger, httpErr: make(chan error, 1), checks: auth.NewPasswordChecks(cfg.Auth.PasswordChecks, 0), dataDir: cfg.DataDir}
-	key, err := cfg.Encryption.Build()
-	if err != nil {
-		return nil, err // Validate catches it first
-	}
-	if key != nil {
-		logger.Info("backups and archives are encrypted", slog.String("key_id", key.ID()))
-	}
-
-	storeOpts := store.Options{
-		QueueSize: cfg.Store.QueueSize, MaxBatch: cfg.Store.MaxBatch, MaxGap: cfg.Store.MaxGap,
-		CompressAfter: cfg.Store.CompressAfter, Logger: logger.With("component", "store"),
-		SyncDelay: cmp.Or(cfg.Store.SyncDelay, -1), FlushInterval: cfg.Store.FlushInterval,
-		CheckpointInterval: cfg.Store.CheckpointInterval, HeadMaxBytes: cfg.Store.HeadMaxMB << 20,
-		Retention: store.Retention{Raw: cfg.Retention.Raw, Minute: cfg.Retention.Minute,
-			Hourly: cfg.Retention.Hourly, Daily: cfg.Retention.Daily},
-		ArchiveKeep:    cfg.Archive.Keep,
-		BackupInterval: cfg.Backup.Interval, BackupKeep: cfg.Backup.Keep,
-		MaxPowerW: cfg.Ingest.MaxPowerW, Encryption: key,
-	}
-	if cfg.Store.Driver == "postgres" {
-		if storeOpts.BackupInterval > 0 {
-			logger.Info("scheduled backups are off: a PostgreSQL store is backed up by PostgreSQL (pg_dump, base backups)")
-		}
-		storeOpts.BackupInterval = 0
-		a.store, err = store.OpenPostgres(cfg.Store.DSN, cfg.DataDir, storeOpts)
-	} else {
-		a.store, err = store.Open(cfg.DataDir, storeOpts)
-	}
-	if err != nil {
-		return nil, err
-	}
-	cleanup = append(cleanup, func() { a.store.Close() })
-
-	var tlsConfig *tls.Config
-	if cfg.TLS.Enabled {
-		var info certs.Info
-		tlsConfig, info, err = certs.Config(certs.Options{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile,
-			Dir: filepath.Join(cfg.DataDir, "tls"), Hosts: cfg.TLS.Hosts, Logger: logger.With("component", "tls")})
-		if err != nil {
-			return nil, err
-		}
-		attrs := []any{slog.String("sha256", info.Fingerprint), slog.Time("not_after", info.NotAfter),
-			slog.String("hosts", strings.Join(info.Hosts, " "))}
-		if info.CA != "" {
-			attrs = append(attrs, slog.String("trust", info.CA))
-		}
-		logger.Info("tls certificate", attrs...)
-	}
-	mqttTLSAddr := ""
-	if tlsConfig != nil {
-		mqttTLSAddr = cfg.MQTT.TLSAddr
-	}
-	dec := &meter.Decoder{Topic: cfg.Ingest.Topic, Limits: cfg.Ingest.Limits()}
-	// publish sends commands, alerts and Home Assistant discovery through
-	// the broker, embedded or external.
-	var publish func(topic string, payload []byte, retain bool) error
-	var mqttMetrics []prometheus.Collector
-	if cfg.Broker.Mode == "external" {
-		pipeline := hooks.NewPipeline(sources(cfg, dec), a.store, logger.With("component", "ingest"))
-		if a.bridge, err = newBridge(cfg, pipeline, logger.With("component", "mqtt")); err != nil {
-			return nil, err
-		}
-		cleanup = append(cleanup, func() { a.bridge.Close() })
-		publish = func(topic string, payload []byte, retain bool) error {
-			return a.bridge.Publish(topic, payload, retain, 1)
-		}
-		mqttMetrics = []prometheus.Collector{pipeline, a.bridge}
-		// a.devices stays nil: devices log in to that broker, with its
-		// credentials.
-	} else {
-		if a.devices, err = devices.New(a.store, a.checks, devices.WithReserved(reservedTopics(cfg)...),
-			devices.WithLogger(logger.With("component", "devices"))); err != nil {
-			return nil, err
-		}
-		if cfg.MQTT.AllowAnonymous {
-			a.devices.AnonymousFrom = func(net.IP) bool { return true }
-			logger.Warn("mqtt.allow_anonymous is on: any client on the network may publish readings and commands")
-		}
-		a.broker, err = broker.New(broker.Options{
-			Addr: cfg.MQTT.Addr, TLS: tlsConfig, TLSAddr: mqttTLSAddr,
-			WebSocketAddr: cfg.MQTT.WebSocketAddr, WebSocketOrigins: cfg.MQTT.WebSocketOrigins,
-			MaxClients: cfg.MQTT.MaxClients, MaxMessagesPerSecond: cfg.MQTT.MaxMessagesPerSecond, MaxTopicLength: cfg.MQTT.MaxTopicLength,
-			MaxPacketBytes: cfg.MQTT.MaxPacketBytes, WriteTimeout: cfg.MQTT.WriteTimeout,
-			MaxQueuedMessages:        cfg.MQTT.MaxQueuedMessages,
-			MaxConnectionsPerUser:    cfg.MQTT.MaxConnectionsPerDevice,
-			MaxConnectionsPerAddress: cfg.MQTT.MaxConnectionsPerAddress,
-			MaxRetainedMessageBytes:  cfg.MQTT.MaxRetainedMessageBytes, MaxRetainedBytes: cfg.MQTT.MaxRetainedBytes,
-			Logger: logger.With("component", "mqtt"),
-			Access: a.devices,
-		})
-		if err != nil {
-			return nil, err
-		}
-		cleanup = append(cleanup, func() { a.broker.Close() })
-		a.ingest = hooks.NewIngest(sources(cfg, dec), a.store, a.broker.Server(), logger.With("component", "ingest"))
-		a.ingest.MayWrite = a.devices.MayWrite
-		if err := a.broker.AddHook(a.ingest, nil); err != nil {
-			return nil, err
-		}
-		server := a.broker.Server()
-		publish = func(topic string, payload []byte, retain bool) error {
-			return server.Publish(topic, payload, retain, 1)
-		}
-		mqttMetrics = []prometheus.Collector{a.broker, a.ingest}
-	}
-
-	notifiers := []alert.Notifier{alert.Log{Logger: logger.With("component", "alert")}}
-	if w := cfg.Alerts.Webhook; w.URL != "" {
-		hook := alert.NewWebhook(w.URL, w.Timeout)
-		hook.ContentType = w.ContentType
-		if w.Body != "" {
-			if hook.Body, err = alert.ParseBody(w.Body); err != nil {
-				return nil, fmt.Errorf("alerts.webhook.body: %w", err) // Validate catches it first
-			}
-		}
-		notifiers = append(notifiers, hook)
-	}
-	if e := cfg.Alerts.Email; e.Addr != "" {
-		notifiers = append(notifiers, &alert.Email{Addr: e.Addr, From: e.From, To: e.To, Username: e.Username,
-			Password: e.Password, TLS: e.TLS, Timeout: e.Timeout})
-	}
-	if m := cfg.Alerts.MQTT; m.Enabled {
-		notifiers = append(notifiers, &alert.MQTT{Prefix: m.Prefix, Publish: func(topic string, payload []byte) error {
-			return publish(topic, payload, false)
-		}})
-	}
-	a.alerts = alert.New(a.store, notifiers, alert.Options{
-		Attempts: cfg.Alerts.Attempts, Backoff: cfg.Alerts.Backoff, Logger: logger.With("component", "alert"),
-	})
-	cleanup = append(cleanup, a.alerts.Close)
-
-	reg := prometheus.NewRegistry()
-	var shipper *offsite.Shipper
-	if o := cfg.Offsite; o.Enabled {
-		remote, err := newRemote(cfg, key, logger)
-		if err != nil {
-			return nil, err
-		}
-		shipper = offsite.NewShipper(remote, a.store)
-		reg.MustRegister(shipper)
-		logger.Info("off-site copies", slog.String("endpoint", o.Endpoint), slog.String("bucket", o.Bucket), slog.String("prefix", o.Prefix))
-	}
-	if cfg.Store.Driver == "postgres" {
-		if a.elector, err = leader.Postgres(cfg.Store.DSN, leader.Options{Logger: logger.With("component", "leader")}); err != nil {
-			return nil, err // Validate catches it first
-		}
-	} else {
-		a.elector = leader.Alone() // bbolt: one process per file
-	}
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		a.store, a.elector)
-	reg.MustRegister(mqttMetrics...)
-	loc, err := cfg.Dashboard.Location()
-	if err != nil {
-		return nil, fmt.Errorf("dashboard.timezone: %w", err) // Validate catches it first
-	}
-	tr, err := cfg.Tariff.Build(loc)
-	if err != nil {
-		return nil, err // Validate catches it first
-	}
-	var configRules []alert.Rule
-	for _, r := range cfg.Alerts.Rules {
-		configRules = append(configRules, r.Rule())
-	}
-	a.rules, err = alert.NewRules(a.store, a.alerts, tr, configRules, cfg.Alerts.EvaluateEvery, logger.With("component", "rules"))
-	if err != nil {
-		return nil, err
-	}
-	auditLog := audit.New(a.store, logger.With("component", "audit"))
-	command := func(topic string, payload []byte) error { return publish(topic, payload, false) }
-	// Rules' commands are audited as they are sent; load shedding's, with
-	// what it decided, by OnAction below.
-	// Rule actions come from the API: their webhooks may not reach where
-	// Egress refuses (its OwnPorts are filled in once the listeners are).
-	egress := &automation.Egress{AllowLoopback: cfg.Alerts.ActionsAllowLoopback}
-	a.rules.SetSender(&automation.Sender{Publish: command, Egress: egress, OnSend: func(c automation.Command, err error) {
-		e := audit.Entry{Who: "system", Action: "command", Target: c.Topic}
-		if c.URL != "" {
-			e.Target = "webhook " + redactURL(c.URL)
-		}
-		if err != nil {
-			e.Detail = err.Error()
-			if c.URL != "" {
-				e.Detail = strings.ReplaceAll(e.Detail, c.URL, redactURL(c.URL))
-			}
-		}
-		auditLog.Record(e)
-	}})
-	sender := &automation.Sender{Publish: command}
-	if cfg.Shedding.Enabled {
-		sc, err := cfg.Shedding.Build()
-		if err != nil {
-			return nil, err // Validate catches it first
-		}
-		if a.shedder, err = automation.NewShedder(sc, a.store, sender, logger.With("component", "shedding")); err != nil {
-			return nil, err
-		}
-	}
-	users, err := auth.New(a.store, a.checks)
-	if err != nil {
-		return nil, err
-	}
-	if pw := cfg.Auth.AdminPassword; pw != "" && users.NeedsSetup() {
-		if _, err := users.AddUser("admin", pw, auth.Admin); err != nil {
-			return nil, fmt.Errorf("auth.admin_password (%s): %w", config.EnvAdminPassword, err)
-		}
-		logger.Info("admin user created from the configuration")
-	}
-	if tok := cfg.Auth.AdminToken; tok != "" {
-		if err := users.SeedToken(tok, "admin token (configuration)", auth.Admin); err != nil {
-			return nil, fmt.Errorf("auth.admin_token (%s): %w", config.EnvAdminToken, err)
-		}
-	}
-	if a.shedder != nil {
-		a.shedder.OnAction = func(act automation.Action) {
-			auditLog.Record(audit.Entry{Time: act.Time, Who: "system", Action: act.Action, Target: act.Load, Detail: act.Error})
-		}
-	}
-	// /healthz answers 503 while readings are refused (a full disk) or
-	// the external broker is unreachable.
-	health := a.store.Health
-	var warnings func() []string
-	if a.bridge != nil {
-		health = func() error { return errors.Join(a.store.Health(), a.bridge.Health()) }
-		warnings = a.bridge.Warnings
-	}
-	a.http = api.New(a.store, a.alerts, api.Options{
-		Auth: users, Audit: auditLog, Devices: a.devices, MQTTAddr: cfg.MQTT.Addr, MQTTTLSAddr: mqttTLSAddr, HSTS: tlsConfig != nil && cfg.TLS.HSTS,
-		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: dec, ReadTimeout: cfg.HTTP.ReadTimeout,
-		MaxStreamsPerUser:  cfg.HTTP.MaxStreamsPerUser,
-		RateLimitPerMinute: cfg.HTTP.RateLimitPerMinute, Offsite: shipper, Health: health, TrustedProxies: cfg.HTTP.TrustedProxies, ProxyHeader: cfg.HTTP.ProxyHeader,
-		Gatherer: reg, Logger: logger.With("component", "http"), Tariff: tr, Rules: a.rules, Shedder: a.shedder,
-		Leading: a.elector.Leading, Warnings: warnings,
-	})
-	alerts := a.alerts
-	users.OnLockout = func(user, addr string, until time.Time) {
-		_, _ = alerts.Raise(alert.SeverityWarning, fmt.Sprintf("repeated failed logins from %s (user %q): locked out until %s",
-			addr, user, until.In(loc).Format(time.DateTime)), "", "security")
-	}
-	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: loc, Tariff: tr,
-		Auth: users, Audit: auditLog, Devices: a.devices}).Register(a.http.Router())
-
-	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("http: listen on %s: %w", cfg.HTTP.Addr, err)
-	}
-	// Capped per address, and out of file descriptors it waits rather
-	// than stops serving for good.
-	ln = netlimit.New(ln, cfg.HTTP.MaxConnectionsPerAddress, logger.With("component", "http"))
-	egress.OwnPorts = append(egress.OwnPorts, portOf(ln.Addr()))
-	if a.broker != nil {
-		for _, addr := range []net.Addr{a.broker.Addr(), a.broker.TLSAddr(), a.broker.WebSocketAddr()} {
-			if addr != nil {
-				egress.OwnPorts = append(egress.OwnPorts, portOf(addr))
-			}
-		}
-	}
-	if tlsConfig != nil {
-		ln = tls.NewListener(ln, tlsConfig)
-	}
-	if a.broker != nil {
-		if err := a.broker.Start(); err != nil {
-			ln.Close()
-			return nil, err
-		}
-	}
-	go func() { a.httpErr <- a.http.Serve(ln) }()
-	cleanup = append(cleanup, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = a.http.Shutdown(ctx)
-	})
-	var ha *homeassistant.Publisher
-	if h := cfg.HomeAssistant; h.Enabled {
-		ha = homeassistant.New(a.store, publish, homeassistant.Options{Prefix: h.DiscoveryPrefix, StateTopic: h.StateTopic, Every: h.StateEvery, Logger: logger.With("component", "homeassistant")})
-	}
-	// What must happen once, not once per instance sharing the store, runs
-	// on the leader; alone, this instance is it.
-	lead := func(ctx context.Context) {
-		var jobs sync.WaitGroup
-		jobs.Go(func() { a.rules.Run(ctx) })
-		jobs.Go(func() { a.store.RunRetention(ctx) })
-		if a.shedder != nil {
-			jobs.Go(func() { a.shedder.Run(ctx, cfg.Shedding.Every) })
-		}
-		if shipper != nil {
-			jobs.Go(func() {
-				shipper.Run(ctx, cfg.Offsite.Every, func(err error) {
-					_, _ = alerts.Raise(alert.SeverityWarning, "off-site copies failed three times in a row: "+err.Error(), "", "offsite")
-				})
-			})
-		}
-		if ha != nil {
-			jobs.Go(func() { ha.Run(ctx) })
-		}
-		jobs.Wait()
-	}
-	lctx, cancelLead := context.WithCancel(context.Background())
-	a.cancelLead, a.stopLead = cancelLead, make(chan struct{})
-	go func() { defer close(a.stopLead); a.elector.Run(lctx, lead) }()
-	cleanup = append(cleanup, func() { cancelLead(); <-a.stopLead })
-	// Readings flow from the external broker last, once everything that
-	// takes them is up: a start that fails before leaves no session there.
-	if a.bridge != nil {
-		if err := a.startBridge(cfg); err != nil {
-			return nil, err
-		}
-	}
-	a.http.SetReady(true)
-	ready := []any{slog.String("version", version)}
-	if a.bridge != nil {
-		ready = append(ready, slog.String("broker", strings.Join(cfg.Broker.URLs, " ")))
-	} else if addr := a.broker.Addr(); addr != nil {
-		ready = append(ready, slog.String("mqtt", addr.String()))
-	}
-	ready = append(ready, slog.String("http", ln.Addr().String()), slog.Bool("tls", tlsConfig != nil))
-	if a.broker != nil {
-		if addr := a.broker.TLSAddr(); addr != nil {
-			ready = append(ready, slog.String("mqtts", addr.String()))
-		}
-		if addr := a.broker.WebSocketAddr(); addr != nil {
-			ready = append(ready, slog.String("mqtt_ws", addr.String()))
-		}
-	}
-	ready = append(ready, slog.String("data", a.store.Path()))
-	logger.Info("vatio ready", ready...)
-	return a, nil
 }
 
 // shutdown stops in the order that loses nothing: no new HTTP requests or

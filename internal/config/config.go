@@ -1,25 +1,15 @@
 // Package config holds Vatio's configuration: one Config struct with its
 // defaults, loaded from config.yaml, the environment and flags (in rising
-// precedence) and validated once at start-up. It must not start anything.
+// precedence) and validated once at start-up, one section at a time. It
+// describes and builds nothing: it imports no other Vatio package, and
+// whoever builds an object (a tariff, an alert rule, the encryption key)
+// converts the section it needs, checking what only its package can judge.
+// It must not start anything.
 package config
 
 import (
-	"github.com/jackc/pgx/v5/pgconn"
-
-	"errors"
-	"fmt"
-	"net"
-	"net/mail"
-	"net/url"
-	"slices"
 	"strings"
 	"time"
-
-	"github.com/vatio-energy/vatio/internal/alert"
-	"github.com/vatio-energy/vatio/internal/automation"
-	"github.com/vatio-energy/vatio/internal/crypt"
-	"github.com/vatio-energy/vatio/internal/meter"
-	"github.com/vatio-energy/vatio/internal/tariff"
 )
 
 // Config is the whole configuration. Every field has a yaml key, documented
@@ -142,19 +132,6 @@ type Encryption struct {
 	Key string `yaml:"key"`
 }
 
-// Build returns the key; nil when none is set. Its error never holds the
-// key.
-func (e Encryption) Build() (*crypt.Key, error) {
-	if e.Key == "" {
-		return nil, nil
-	}
-	k, err := crypt.ParseKey(e.Key)
-	if err != nil {
-		return nil, fmt.Errorf("encryption.key (or %s): %w", EnvEncryptionKey, err)
-	}
-	return k, nil
-}
-
 // Auth seeds access at start-up; VATIO_ADMIN_PASSWORD and
 // VATIO_ADMIN_TOKEN override it, and are the better place for secrets.
 type Auth struct {
@@ -224,72 +201,6 @@ type Period struct {
 	From string `yaml:"from"`
 	// To is the time of day the period ends, HH:MM (see from).
 	To string `yaml:"to"`
-}
-
-// Build returns the tariff in the time zone loc, or what is wrong with it
-// as "key: detail" errors.
-func (t Tariff) Build(loc *time.Location) (*tariff.Tariff, error) {
-	out := &tariff.Tariff{
-		Currency: t.Currency, PriceKWh: t.PriceKWh, ExportPriceKWh: t.ExportPriceKWh, DailyCharge: t.DailyCharge,
-		DemandChargeKW: t.DemandChargeKW, CO2GramsKWh: t.CO2GramsKWh, ReactivePriceKVArh: t.ReactivePriceKVArh, Location: loc, Holidays: map[tariff.Date]bool{},
-	}
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("tariff.%s: %s", key, fmt.Sprintf(format, args...)))
-	}
-	if len(t.Currency) != 3 || strings.ToUpper(t.Currency) != t.Currency || strings.ContainsFunc(t.Currency, func(r rune) bool { return r < 'A' || r > 'Z' }) {
-		bad("currency", "%q is not a currency code such as EUR", t.Currency)
-	}
-	price := func(key string, v float64) {
-		if isNaNOrInf(v) || v < -100 || v > 100 {
-			bad(key, "%g is not a price from -100 to 100", v)
-		}
-	}
-	price("price_kwh", t.PriceKWh)
-	price("export_price_kwh", t.ExportPriceKWh)
-	if isNaNOrInf(t.ReactivePriceKVArh) || t.ReactivePriceKVArh < 0 || t.ReactivePriceKVArh > 100 {
-		bad("reactive_price_kvarh", "%g is not a price from 0 to 100", t.ReactivePriceKVArh)
-	}
-	if isNaNOrInf(t.DailyCharge) || t.DailyCharge < 0 || t.DailyCharge > 1e6 {
-		bad("daily_charge", "%g is not an amount from 0 to 1000000", t.DailyCharge)
-	}
-	if isNaNOrInf(t.DemandChargeKW) || t.DemandChargeKW < 0 || t.DemandChargeKW > 1e6 {
-		bad("demand_charge_kw", "%g is not an amount from 0 to 1000000", t.DemandChargeKW)
-	}
-	if isNaNOrInf(t.CO2GramsKWh) || t.CO2GramsKWh < 0 || t.CO2GramsKWh > 5000 {
-		bad("co2_g_kwh", "%g is not from 0 to 5000 g/kWh", t.CO2GramsKWh)
-	}
-	for i, p := range t.Periods {
-		key := fmt.Sprintf("periods[%d].", i)
-		if strings.TrimSpace(p.Name) == "" {
-			bad(key+"name", "must not be empty")
-		}
-		price(key+"price_kwh", p.PriceKWh)
-		days, err := tariff.ParseDays(p.Days)
-		if err != nil {
-			bad(key+"days", "%v", err)
-		}
-		from, err := tariff.ParseClock(p.From)
-		if err != nil {
-			bad(key+"from", "%v", err)
-		}
-		to, err2 := tariff.ParseClock(p.To)
-		if err2 != nil {
-			bad(key+"to", "%v", err2)
-		}
-		if err == nil && err2 == nil && from%1440 == to%1440 {
-			bad(key+"to", "%s is the same time as from: a period needs some time", p.To)
-		}
-		out.Periods = append(out.Periods, tariff.Period{Name: p.Name, PriceKWh: p.PriceKWh, Days: days, From: from, To: to})
-	}
-	for i, h := range t.Holidays {
-		d, err := tariff.ParseDate(h)
-		if err != nil {
-			bad(fmt.Sprintf("holidays[%d]", i), "%v", err)
-		}
-		out.Holidays[d] = true
-	}
-	return out, errors.Join(errs...)
 }
 
 // Dashboard configures the browser dashboard.
@@ -496,12 +407,6 @@ type Input struct {
 	Scale float64 `yaml:"scale"`
 }
 
-// Source returns the input as the meter package describes it.
-func (in Input) Source() meter.Input {
-	return meter.Input{Name: in.Name, Topic: in.Topic, Format: in.Format, Field: in.Field, Unit: in.Unit,
-		EnergyField: in.EnergyField, EnergyUnit: in.EnergyUnit, PFField: in.PFField, Meter: in.Meter, Scale: in.Scale}
-}
-
 // Toggle turns on or off a family whose topics have no common prefix.
 type Toggle struct {
 	// Enabled reads the family's topics.
@@ -619,10 +524,6 @@ type Action struct {
 	Payload string `yaml:"payload"`
 }
 
-func (a Action) command() automation.Command {
-	return automation.Command{Topic: a.Topic, URL: a.URL, Payload: a.Payload}
-}
-
 // Shedding configures load shedding (see automation.Shedding).
 type Shedding struct {
 	// Enabled sheds and restores loads (on the leading instance).
@@ -659,68 +560,6 @@ type ShedLoad struct {
 	Off Action `yaml:"off"`
 	// On is the command that switches it back on.
 	On Action `yaml:"on"`
-}
-
-// Build returns the shedding configuration, or what is wrong with it.
-func (s Shedding) Build() (automation.Shedding, error) {
-	out := automation.Shedding{Site: s.Site, CapW: s.CapW, HysteresisW: s.HysteresisW, MinOff: s.MinOff, DryRun: s.DryRun}
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("shedding.%s: %s", key, fmt.Sprintf(format, args...)))
-	}
-	if s.Site == "" {
-		bad("site", "must name a site (default is the meters' without one)")
-	}
-	if isNaNOrInf(s.CapW) || s.CapW <= 0 {
-		bad("cap_w", "%g must be more than 0 W", s.CapW)
-	}
-	if isNaNOrInf(s.HysteresisW) || s.HysteresisW < 0 || s.HysteresisW >= s.CapW {
-		bad("hysteresis_w", "%g must be from 0 to below cap_w", s.HysteresisW)
-	}
-	if s.MinOff < 0 || s.MinOff > 24*time.Hour {
-		bad("min_off", "%s is outside 0s to 24h", s.MinOff)
-	}
-	if s.Every < time.Second || s.Every > time.Hour {
-		bad("every", "%s is outside 1s to 1h", s.Every)
-	}
-	if len(s.Loads) == 0 {
-		bad("loads", "list at least one load to shed")
-	}
-	names := map[string]bool{}
-	for i, l := range s.Loads {
-		key := fmt.Sprintf("loads[%d].", i)
-		if l.Name == "" || names[l.Name] {
-			bad(key+"name", "%q is empty or used twice", l.Name)
-		}
-		names[l.Name] = true
-		if !meter.ValidID(l.Meter) {
-			bad(key+"meter", "%q is not a meter id", l.Meter)
-		}
-		if err := l.Off.command().Check(); err != nil {
-			bad(key+"off", "%v", err)
-		}
-		if err := l.On.command().Check(); err != nil {
-			bad(key+"on", "%v", err)
-		}
-		out.Loads = append(out.Loads, automation.Load{Name: l.Name, Meter: l.Meter, Off: l.Off.command(), On: l.On.command()})
-	}
-	return out, errors.Join(errs...)
-}
-
-// Rule returns r as an alert rule.
-func (r Rule) Rule() alert.Rule {
-	return alert.Rule{ID: r.ID, Name: r.Name, Kind: r.Kind, Meter: r.Meter, Severity: r.Severity, Enabled: r.Enabled,
-		ThresholdW: r.ThresholdW, For: alert.Duration(r.For), BudgetKWh: r.BudgetKWh, Period: r.Period,
-		SilentFor: alert.Duration(r.SilentFor), Factor: r.Factor, HysteresisW: r.HysteresisW, Cooldown: alert.Duration(r.Cooldown),
-		Actions: actions(r.Actions)}
-}
-
-func actions(as []Action) []alert.Action {
-	var out []alert.Action
-	for _, a := range as {
-		out = append(out, alert.Action{On: a.On, Command: a.command()})
-	}
-	return out
 }
 
 // Backup configures the scheduled backups, written to <data_dir>/backups.
@@ -797,7 +636,6 @@ type AlertMQTT struct {
 
 // Default returns the configuration Vatio runs with when nothing is set.
 func Default() Config {
-	limits := meter.DefaultLimits()
 	return Config{
 		DataDir:   "./data",
 		GCPercent: 50,
@@ -809,10 +647,10 @@ func Default() Config {
 			RateLimitPerMinute: 1200, ProxyHeader: "X-Real-IP"},
 		Ingest: Ingest{
 			Topic:           "energy/consumption",
-			MinPowerW:       limits.MinPowerW,
-			MaxPowerW:       limits.MaxPowerW,
-			MaxFuture:       limits.MaxFuture,
-			MaxPayloadBytes: limits.MaxPayloadBytes,
+			MinPowerW:       -1e6, // the meter package's DefaultLimits
+			MaxPowerW:       10e6,
+			MaxFuture:       5 * time.Minute,
+			MaxPayloadBytes: 16384,
 		},
 		Sources: Sources{
 			Tasmota:     Source{Enabled: true, Prefix: "tele"},
@@ -835,379 +673,6 @@ func Default() Config {
 		HomeAssistant: HomeAssistant{Enabled: true, DiscoveryPrefix: "homeassistant", StateTopic: "vatio/meters", StateEvery: 10 * time.Second},
 		Shedding:      Shedding{Site: "default", MinOff: 5 * time.Minute, Every: 10 * time.Second},
 	}
-}
-
-// Limits returns the ingest limits as the meter decoder takes them.
-func (c Ingest) Limits() meter.Limits {
-	return meter.Limits{MinPowerW: c.MinPowerW, MaxPowerW: c.MaxPowerW, MaxFuture: c.MaxFuture, MaxPayloadBytes: c.MaxPayloadBytes}
-}
-
-// Validate reports every invalid value, each error naming its key.
-func (c Config) Validate() error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
-	}
-	if strings.TrimSpace(c.DataDir) == "" {
-		bad("data_dir", "must not be empty")
-	}
-	if c.MemoryLimitMB != 0 && (c.MemoryLimitMB < 16 || c.MemoryLimitMB > 1<<20) {
-		bad("memory_limit_mb", "%d is outside 16 to 1048576 (0 for none)", c.MemoryLimitMB)
-	}
-	if c.GCPercent < 10 || c.GCPercent > 1000 {
-		bad("gc_percent", "%d is outside 10 to 1000", c.GCPercent)
-	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
-	}
-	switch c.Log.Format {
-	case "text", "json":
-	default:
-		bad("log.format", "%q is not text or json", c.Log.Format)
-	}
-	checkAddr := func(key, addr string) {
-		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
-			bad(key, "%q is not host:port (e.g. \":1883\" or \"127.0.0.1:1883\")", addr)
-		}
-	}
-	if c.MQTT.Addr != "" {
-		checkAddr("mqtt.addr", c.MQTT.Addr)
-	}
-	if c.MQTT.TLSAddr != "" {
-		checkAddr("mqtt.tls_addr", c.MQTT.TLSAddr)
-	}
-	if c.MQTT.WebSocketAddr != "" {
-		checkAddr("mqtt.websocket_addr", c.MQTT.WebSocketAddr)
-	}
-	if c.MQTT.Addr == "" && c.MQTT.WebSocketAddr == "" && (!c.TLS.Enabled || c.MQTT.TLSAddr == "") {
-		bad("mqtt.addr", "is empty, and neither mqtt.tls_addr (with tls.enabled) nor mqtt.websocket_addr is set: devices could not connect")
-	}
-	for i, o := range c.MQTT.WebSocketOrigins {
-		if u, err := url.Parse(o); o != "*" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "") {
-			bad(fmt.Sprintf("mqtt.websocket_origins[%d]", i), "%q is not an origin such as https://vatio.lan:5000, or *", o)
-		}
-	}
-	if c.MQTT.MaxClients < 1 || c.MQTT.MaxClients > 1_000_000 {
-		bad("mqtt.max_clients", "%d is outside 1 to 1000000", c.MQTT.MaxClients)
-	}
-	if c.MQTT.MaxMessagesPerSecond < 1 || c.MQTT.MaxMessagesPerSecond > 1_000_000 {
-		bad("mqtt.max_messages_per_second", "%d is outside 1 to 1000000", c.MQTT.MaxMessagesPerSecond)
-	}
-	if c.MQTT.MaxTopicLength < 64 || c.MQTT.MaxTopicLength > 65535 {
-		bad("mqtt.max_topic_length", "%d is outside 64 to 65535", c.MQTT.MaxTopicLength)
-	}
-	if c.MQTT.MaxConnectionsPerAddress < 0 || c.MQTT.MaxConnectionsPerAddress > 1_000_000 {
-		bad("mqtt.max_connections_per_address", "%d is outside 0 (no limit) to 1000000", c.MQTT.MaxConnectionsPerAddress)
-	}
-	if c.HTTP.MaxConnectionsPerAddress < 0 || c.HTTP.MaxConnectionsPerAddress > 1_000_000 {
-		bad("http.max_connections_per_address", "%d is outside 0 (no limit) to 1000000", c.HTTP.MaxConnectionsPerAddress)
-	}
-	if c.MQTT.MaxConnectionsPerDevice < 0 || c.MQTT.MaxConnectionsPerDevice > c.MQTT.MaxClients {
-		bad("mqtt.max_connections_per_device", "%d is outside 0 (no limit) to mqtt.max_clients (%d)", c.MQTT.MaxConnectionsPerDevice, c.MQTT.MaxClients)
-	}
-	if c.MQTT.MaxRetainedMessageBytes < 1024 || c.MQTT.MaxRetainedMessageBytes > c.MQTT.MaxRetainedBytes {
-		bad("mqtt.max_retained_message_bytes", "%d is outside 1024 to mqtt.max_retained_bytes (%d)", c.MQTT.MaxRetainedMessageBytes, c.MQTT.MaxRetainedBytes)
-	}
-	if c.MQTT.MaxRetainedBytes < 1024 || c.MQTT.MaxRetainedBytes > 1<<30 {
-		bad("mqtt.max_retained_bytes", "%d is outside 1024 to 1073741824", c.MQTT.MaxRetainedBytes)
-	}
-	checkAddr("http.addr", c.HTTP.Addr)
-	key, err := c.Encryption.Build()
-	if err != nil {
-		errs = append(errs, err)
-	}
-	if o := c.Offsite; o.Enabled {
-		if key == nil && err == nil {
-			bad("offsite.enabled", "off-site copies are encrypted here before they leave: set encryption.key (or %s)", EnvEncryptionKey)
-		}
-		if o.Endpoint == "" || strings.Contains(o.Endpoint, "/") {
-			bad("offsite.endpoint", "%q is not a host[:port] such as s3.eu-west-1.amazonaws.com (no scheme; insecure: true for http)", o.Endpoint)
-		}
-		if !validBucket(o.Bucket) {
-			bad("offsite.bucket", "%q is not a bucket name (3-63 lowercase letters, digits, '.' and '-')", o.Bucket)
-		}
-		if strings.HasPrefix(o.Prefix, "/") || strings.Contains(o.Prefix, "..") {
-			bad("offsite.prefix", "%q must be a relative folder such as vatio/", o.Prefix)
-		}
-		if o.AccessKey == "" || o.SecretKey == "" {
-			bad("offsite.access_key", "access_key and secret_key are required (or %s and %s)", EnvOffsiteAccessKey, EnvOffsiteSecretKey)
-		}
-		if o.Every < time.Minute {
-			bad("offsite.every", "%s is under 1m", o.Every)
-		}
-	}
-	switch b := c.Broker; b.Mode {
-	case "embedded":
-	case "external":
-		if len(b.URLs) == 0 {
-			bad("broker.urls", "an external broker needs at least one URL such as mqtt://broker.lan:1883")
-		}
-		for i, raw := range b.URLs {
-			u, err := url.Parse(raw)
-			if err != nil || u.Host == "" || !slices.Contains([]string{"mqtt", "mqtts", "tcp", "ssl", "tls", "ws", "wss"}, u.Scheme) {
-				bad(fmt.Sprintf("broker.urls[%d]", i), "%q is not a broker URL such as mqtt://host:1883 or mqtts://host:8883", raw)
-			}
-			if err == nil && u.User != nil {
-				bad(fmt.Sprintf("broker.urls[%d]", i), "put the credentials in broker.username and broker.password (or %s), not in the URL", EnvBrokerPassword)
-			}
-		}
-		if strings.ContainsAny(b.Share, "/+#") {
-			bad("broker.share", "%q must be one topic level without wildcards", b.Share)
-		}
-		if len(b.Topics) == 0 {
-			bad("broker.topics", "subscribe to something: [\"#\"] takes every topic")
-		}
-		for i, t := range b.Topics {
-			if !validFilter(t) {
-				bad(fmt.Sprintf("broker.topics[%d]", i), "%q is not an MQTT topic filter", t)
-			}
-		}
-		if b.SessionExpiry < time.Minute {
-			bad("broker.session_expiry", "%s is under 1m: readings published while Vatio restarts would be lost", b.SessionExpiry)
-		}
-	default:
-		bad("broker.mode", "%q is not embedded or external", b.Mode)
-	}
-	if c.Offsite.KeepBackups < 0 {
-		bad("offsite.keep_backups", "%d is negative (0 keeps them all)", c.Offsite.KeepBackups)
-	}
-	if c.Offsite.KeepArchives < 0 {
-		bad("offsite.keep_archives", "%s is negative (0 keeps them for ever)", c.Offsite.KeepArchives)
-	}
-	if t := c.TLS; t.Enabled {
-		if (t.CertFile == "") != (t.KeyFile == "") {
-			bad("tls.cert_file", "cert_file and key_file go together: set both, or neither for a certificate Vatio makes")
-		}
-	} else if t.CertFile != "" || t.KeyFile != "" {
-		bad("tls.enabled", "is false, but tls.cert_file or tls.key_file is set: set enabled: true to serve them")
-	}
-	for i, h := range c.TLS.Hosts {
-		if strings.TrimSpace(h) == "" || strings.ContainsAny(h, " /:*") && net.ParseIP(h) == nil {
-			bad(fmt.Sprintf("tls.hosts[%d]", i), "%q is not a host name or an IP address", h)
-		}
-	}
-	if c.MQTT.MaxPacketBytes < 1024 || c.MQTT.MaxPacketBytes > 256<<20 {
-		bad("mqtt.max_packet_bytes", "%d is outside 1024 to 268435456", c.MQTT.MaxPacketBytes)
-	}
-	if c.MQTT.MaxQueuedMessages < 16 || c.MQTT.MaxQueuedMessages > 1<<20 {
-		bad("mqtt.max_queued_messages", "%d is outside 16 to 1048576", c.MQTT.MaxQueuedMessages)
-	}
-	if c.MQTT.WriteTimeout < time.Second {
-		bad("mqtt.write_timeout", "%s is under 1s", c.MQTT.WriteTimeout)
-	}
-	for i, p := range c.HTTP.TrustedProxies {
-		if net.ParseIP(p) == nil {
-			if _, _, err := net.ParseCIDR(p); err != nil {
-				bad(fmt.Sprintf("http.trusted_proxies[%d]", i), "%q is not an IP address or a CIDR such as 10.0.0.0/8", p)
-			}
-		}
-	}
-	if h := c.HTTP.ProxyHeader; h == "" || strings.ContainsAny(h, " :\r\n") {
-		bad("http.proxy_header", "%q is not a header name such as X-Real-IP", h)
-	} else if strings.EqualFold(h, "X-Forwarded-For") {
-		bad("http.proxy_header", "X-Forwarded-For starts with whatever the client sent: use a header the proxy overwrites, such as X-Real-IP")
-	}
-	if c.HTTP.ReadTimeout < time.Second || c.HTTP.ReadTimeout > time.Hour {
-		bad("http.read_timeout", "%s is outside 1s to 1h", c.HTTP.ReadTimeout)
-	}
-	if c.HTTP.MaxStreamsPerUser < 1 || c.HTTP.MaxStreamsPerUser > 1000 {
-		bad("http.max_streams_per_user", "%d is outside 1 to 1000", c.HTTP.MaxStreamsPerUser)
-	}
-	if c.HTTP.RateLimitPerMinute < 0 || c.HTTP.RateLimitPerMinute > 1_000_000 {
-		bad("http.rate_limit_per_minute", "%d is outside 0 to 1000000 (0 for no limit)", c.HTTP.RateLimitPerMinute)
-	}
-	if c.HTTP.BodyLimitBytes < 1024 {
-		bad("http.body_limit_bytes", "%d is under 1024", c.HTTP.BodyLimitBytes)
-	}
-	if t := c.Ingest.Topic; t == "" || strings.ContainsAny(t, "+#\x00") || strings.HasPrefix(t, "$") ||
-		strings.HasPrefix(t, "/") || strings.HasSuffix(t, "/") || len(t) > 200 {
-		bad("ingest.topic", "%q must be a plain topic without wildcards, $ prefix or leading/trailing '/'", t)
-	}
-	if !(c.Ingest.MinPowerW < c.Ingest.MaxPowerW) || isNaNOrInf(c.Ingest.MinPowerW) || isNaNOrInf(c.Ingest.MaxPowerW) {
-		bad("ingest.min_power_w", "%g must be finite and below ingest.max_power_w (%g)", c.Ingest.MinPowerW, c.Ingest.MaxPowerW)
-	}
-	if c.Ingest.MaxFuture < 0 || c.Ingest.MaxFuture > 24*time.Hour {
-		bad("ingest.max_future", "%s is outside 0s to 24h", c.Ingest.MaxFuture)
-	}
-	if c.Ingest.MaxPayloadBytes < 16 || c.Ingest.MaxPayloadBytes > c.MQTT.MaxPacketBytes {
-		bad("ingest.max_payload_bytes", "%d is outside 16 to mqtt.max_packet_bytes (%d)", c.Ingest.MaxPayloadBytes, c.MQTT.MaxPacketBytes)
-	}
-	for key, src := range map[string]Source{
-		"sources.tasmota": c.Sources.Tasmota, "sources.emonhub": c.Sources.Emonhub,
-		"sources.zigbee2mqtt": c.Sources.Zigbee2MQTT, "sources.dsmr": c.Sources.DSMR,
-	} {
-		if p := src.Prefix; src.Enabled && (p == "" || strings.ContainsAny(p, "+#/\x00") || strings.HasPrefix(p, "$")) {
-			bad(key+".prefix", "%q must be one topic level without wildcards or $", p)
-		}
-	}
-	names := map[string]bool{}
-	for i, in := range c.Inputs {
-		if err := in.Source().Check(); err != nil {
-			bad(fmt.Sprintf("inputs[%d].%s", i, strings.SplitN(err.Error(), ":", 2)[0]), "%s", strings.TrimSpace(strings.SplitN(err.Error(), ":", 2)[1]))
-		}
-		if names[in.Name] {
-			bad(fmt.Sprintf("inputs[%d].name", i), "%q is used twice", in.Name)
-		}
-		names[in.Name] = true
-	}
-	switch c.Store.Driver {
-	case "bbolt":
-	case "postgres":
-		if c.Store.DSN == "" {
-			bad("store.dsn", "the postgres driver needs a connection URL such as postgres://vatio@db.lan/vatio (or %s)", EnvStoreDSN)
-		} else if _, err := pgconn.ParseConfig(c.Store.DSN); err != nil {
-			bad("store.dsn", "not a PostgreSQL connection string: %v", redactDSN(err))
-		}
-	default:
-		bad("store.driver", "%q is not bbolt or postgres", c.Store.Driver)
-	}
-	if c.Store.QueueSize < 1 || c.Store.QueueSize > 1<<24 {
-		bad("store.queue_size", "%d is outside 1 to 16777216", c.Store.QueueSize)
-	}
-	if c.Store.MaxBatch < 1 || c.Store.MaxBatch > 1<<20 {
-		bad("store.max_batch", "%d is outside 1 to 1048576", c.Store.MaxBatch)
-	}
-	if c.Store.MaxGap < time.Second || c.Store.MaxGap > 24*time.Hour {
-		bad("store.max_gap", "%s is outside 1s to 24h", c.Store.MaxGap)
-	}
-	if c.Store.CompressAfter != 0 && c.Store.CompressAfter < time.Hour {
-		bad("store.compress_after", "%s is under 1h (0 turns compression off)", c.Store.CompressAfter)
-	}
-	if c.Store.SyncDelay < 0 || c.Store.SyncDelay > time.Second {
-		bad("store.sync_delay", "%s is outside 0 to 1s", c.Store.SyncDelay)
-	}
-	if c.Store.FlushInterval < 10*time.Millisecond || c.Store.FlushInterval > time.Minute {
-		bad("store.flush_interval", "%s is outside 10ms to 1m", c.Store.FlushInterval)
-	}
-	if c.Store.CheckpointInterval < time.Second || c.Store.CheckpointInterval > 24*time.Hour {
-		bad("store.checkpoint_interval", "%s is outside 1s to 24h", c.Store.CheckpointInterval)
-	}
-	if c.Store.HeadMaxMB < 1 || c.Store.HeadMaxMB > 4096 {
-		bad("store.head_max_mb", "%d is outside 1 to 4096", c.Store.HeadMaxMB)
-	}
-	if c.HTTP.ImportLimitBytes < 1024 {
-		bad("http.import_limit_bytes", "%d is under 1024", c.HTTP.ImportLimitBytes)
-	}
-	if u := c.Alerts.Webhook.URL; u != "" {
-		p, err := url.Parse(u)
-		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			bad("alerts.webhook.url", "%q is not an http:// or https:// URL", u)
-		}
-	}
-	if _, err := c.Tariff.Build(time.UTC); err != nil {
-		errs = append(errs, err)
-	}
-	if _, err := c.Dashboard.Location(); err != nil || strings.EqualFold(c.Dashboard.TimeZone, "local") {
-		bad("dashboard.timezone", "%q is not an IANA time zone such as Europe/Madrid (empty: the machine's)", c.Dashboard.TimeZone)
-	}
-	ruleIDs := map[string]bool{}
-	for i, r := range c.Alerts.Rules {
-		rule := r.Rule()
-		if err := rule.Check(); err != nil {
-			var ie *alert.InvalidError
-			if errors.As(err, &ie) {
-				bad(fmt.Sprintf("alerts.rules[%d].%s", i, ie.Field), "%s", ie.Reason)
-			} else {
-				bad(fmt.Sprintf("alerts.rules[%d]", i), "%v", err)
-			}
-		}
-		if ruleIDs[r.ID] {
-			bad(fmt.Sprintf("alerts.rules[%d].id", i), "%q is used twice", r.ID)
-		}
-		ruleIDs[r.ID] = true
-	}
-	if c.Alerts.EvaluateEvery < time.Second || c.Alerts.EvaluateEvery > time.Hour {
-		bad("alerts.evaluate_every", "%s is outside 1s to 1h", c.Alerts.EvaluateEvery)
-	}
-	if c.Alerts.Webhook.Body != "" {
-		if _, err := alert.ParseBody(c.Alerts.Webhook.Body); err != nil {
-			bad("alerts.webhook.body", "%v", err)
-		}
-	}
-	if ct := c.Alerts.Webhook.ContentType; ct == "" || strings.ContainsAny(ct, "\r\n") {
-		bad("alerts.webhook.content_type", "%q is not a media type", ct)
-	}
-	if e := c.Alerts.Email; e.Addr != "" {
-		if _, _, err := net.SplitHostPort(e.Addr); err != nil {
-			bad("alerts.email.addr", "%q is not host:port", e.Addr)
-		}
-		if _, err := mail.ParseAddress(e.From); err != nil {
-			bad("alerts.email.from", "%q is not an email address", e.From)
-		}
-		if len(e.To) == 0 {
-			bad("alerts.email.to", "needs at least one address")
-		}
-		for i, to := range e.To {
-			if _, err := mail.ParseAddress(to); err != nil {
-				bad(fmt.Sprintf("alerts.email.to[%d]", i), "%q is not an email address", to)
-			}
-		}
-		if e.TLS != "starttls" && e.TLS != "tls" && e.TLS != "none" {
-			bad("alerts.email.tls", "%q is not starttls, tls or none", e.TLS)
-		}
-		if e.TLS == "none" && e.Username != "" {
-			bad("alerts.email.tls", "none would send the password in clear: use starttls or tls")
-		}
-		if e.Timeout < time.Second {
-			bad("alerts.email.timeout", "%s is under 1s", e.Timeout)
-		}
-	}
-	if p := c.Alerts.MQTT.Prefix; c.Alerts.MQTT.Enabled && (p == "" || strings.ContainsAny(p, "+#\x00") || strings.HasPrefix(p, "$") || strings.HasSuffix(p, "/")) {
-		bad("alerts.mqtt.prefix", "%q is not a topic without wildcards, $ or a trailing /", p)
-	}
-	if c.Shedding.Enabled {
-		if _, err := c.Shedding.Build(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if h := c.HomeAssistant; h.Enabled {
-		for key, p := range map[string]string{"homeassistant.discovery_prefix": h.DiscoveryPrefix, "homeassistant.state_topic": h.StateTopic} {
-			if p == "" || strings.ContainsAny(p, "+#\x00") || strings.HasPrefix(p, "$") || strings.HasSuffix(p, "/") {
-				bad(key, "%q is not a topic without wildcards, $ or a trailing /", p)
-			}
-		}
-		if h.StateEvery < time.Second || h.StateEvery > time.Hour {
-			bad("homeassistant.state_every", "%s is outside 1s to 1h", h.StateEvery)
-		}
-	}
-	if c.Alerts.Webhook.Timeout < 100*time.Millisecond {
-		bad("alerts.webhook.timeout", "%s is under 100ms", c.Alerts.Webhook.Timeout)
-	}
-	if c.Alerts.Attempts < 1 || c.Alerts.Attempts > 100 {
-		bad("alerts.attempts", "%d is outside 1 to 100", c.Alerts.Attempts)
-	}
-	if c.Alerts.Backoff < 10*time.Millisecond || c.Alerts.Backoff > time.Hour {
-		bad("alerts.backoff", "%s is outside 10ms to 1h", c.Alerts.Backoff)
-	}
-	if c.Backup.Interval != 0 && c.Backup.Interval < time.Minute {
-		bad("backup.interval", "%s is under 1m (0 turns backups off)", c.Backup.Interval)
-	}
-	if c.Backup.Keep < 1 || c.Backup.Keep > 1000 {
-		bad("backup.keep", "%d is outside 1 to 1000", c.Backup.Keep)
-	}
-	tiers := []struct {
-		key  string
-		keep time.Duration
-	}{
-		{"retention.raw", c.Retention.Raw}, {"retention.minute", c.Retention.Minute},
-		{"retention.hourly", c.Retention.Hourly}, {"retention.daily", c.Retention.Daily},
-	}
-	for i, t := range tiers {
-		switch {
-		case t.keep != 0 && t.keep < 24*time.Hour:
-			bad(t.key, "%s is under 24h (0 keeps forever)", t.keep)
-		case i > 0 && t.keep != 0 && tiers[i-1].keep == 0:
-			bad(t.key, "%s is set while %s is 0 (forever): a tier is kept at least as long as the finer one", t.keep, tiers[i-1].key)
-		case i > 0 && t.keep != 0 && t.keep < tiers[i-1].keep:
-			bad(t.key, "%s is shorter than %s (%s): a tier is kept at least as long as the finer one", t.keep, tiers[i-1].key, tiers[i-1].keep)
-		}
-	}
-	if c.Archive.Keep != 0 && c.Archive.Keep < 24*time.Hour {
-		bad("archive.keep", "%s is under 24h (0 keeps archives forever)", c.Archive.Keep)
-	}
-	return errors.Join(errs...)
 }
 
 func isNaNOrInf(f float64) bool { return f != f || f > 1e308 || f < -1e308 }

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/internal/automation"
+	"github.com/vatio-energy/vatio/internal/config"
+	"github.com/vatio-energy/vatio/internal/crypt"
+	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/internal/tariff"
+)
+
+// The configuration describes; the objects Vatio runs with are built here
+// from the sections they need. A builder's errors name the keys, as
+// config.Validate's do, and checkSettings runs every builder at start-up,
+// so that one start lists everything wrong with a config file.
+
+// checkSettings reports what config.Validate cannot judge: what the domain
+// packages refuse when the objects are built.
+func checkSettings(cfg config.Config) error {
+	var errs []error
+	if _, err := encryptionKey(cfg.Encryption); err != nil {
+		errs = append(errs, err)
+	}
+	for i, in := range cfg.Inputs {
+		if err := inputSource(in).Check(); err != nil {
+			field, detail, _ := strings.Cut(err.Error(), ":")
+			errs = append(errs, fmt.Errorf("inputs[%d].%s: %s", i, field, strings.TrimSpace(detail)))
+		}
+	}
+	if _, err := buildTariff(cfg.Tariff, time.UTC); err != nil {
+		errs = append(errs, err)
+	}
+	for i, r := range cfg.Alerts.Rules {
+		rule := alertRule(r)
+		if err := rule.Check(); err != nil {
+			var ie *alert.InvalidError
+			if errors.As(err, &ie) {
+				errs = append(errs, fmt.Errorf("alerts.rules[%d].%s: %s", i, ie.Field, ie.Reason))
+			} else {
+				errs = append(errs, fmt.Errorf("alerts.rules[%d]: %v", i, err))
+			}
+		}
+	}
+	if body := cfg.Alerts.Webhook.Body; body != "" {
+		if _, err := alert.ParseBody(body); err != nil {
+			errs = append(errs, fmt.Errorf("alerts.webhook.body: %v", err))
+		}
+	}
+	if cfg.Shedding.Enabled {
+		if _, err := buildShedding(cfg.Shedding); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// encryptionKey is the key of backups and archives; nil when none is set.
+// Its error never holds the key.
+func encryptionKey(e config.Encryption) (*crypt.Key, error) {
+	if e.Key == "" {
+		return nil, nil
+	}
+	k, err := crypt.ParseKey(e.Key)
+	if err != nil {
+		return nil, fmt.Errorf("encryption.key (or %s): %w", config.EnvEncryptionKey, err)
+	}
+	return k, nil
+}
+
+// ingestLimits are the limits readings are validated within.
+func ingestLimits(in config.Ingest) meter.Limits {
+	return meter.Limits{MinPowerW: in.MinPowerW, MaxPowerW: in.MaxPowerW, MaxFuture: in.MaxFuture, MaxPayloadBytes: in.MaxPayloadBytes}
+}
+
+// inputSource is a configured input as the meter package describes it.
+func inputSource(in config.Input) meter.Input {
+	return meter.Input{Name: in.Name, Topic: in.Topic, Format: in.Format, Field: in.Field, Unit: in.Unit,
+		EnergyField: in.EnergyField, EnergyUnit: in.EnergyUnit, PFField: in.PFField, Meter: in.Meter, Scale: in.Scale}
+}
+
+// buildTariff is the tariff in the time zone loc, or what is wrong with its
+// days, hours and holidays (its amounts are config.Validate's).
+func buildTariff(t config.Tariff, loc *time.Location) (*tariff.Tariff, error) {
+	out := &tariff.Tariff{
+		Currency: t.Currency, PriceKWh: t.PriceKWh, ExportPriceKWh: t.ExportPriceKWh, DailyCharge: t.DailyCharge,
+		DemandChargeKW: t.DemandChargeKW, CO2GramsKWh: t.CO2GramsKWh, ReactivePriceKVArh: t.ReactivePriceKVArh, Location: loc, Holidays: map[tariff.Date]bool{},
+	}
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("tariff.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	for i, p := range t.Periods {
+		key := fmt.Sprintf("periods[%d].", i)
+		days, err := tariff.ParseDays(p.Days)
+		if err != nil {
+			bad(key+"days", "%v", err)
+		}
+		from, err := tariff.ParseClock(p.From)
+		if err != nil {
+			bad(key+"from", "%v", err)
+		}
+		to, err2 := tariff.ParseClock(p.To)
+		if err2 != nil {
+			bad(key+"to", "%v", err2)
+		}
+		if err == nil && err2 == nil && from%1440 == to%1440 {
+			bad(key+"to", "%s is the same time as from: a period needs some time", p.To)
+		}
+		out.Periods = append(out.Periods, tariff.Period{Name: p.Name, PriceKWh: p.PriceKWh, Days: days, From: from, To: to})
+	}
+	for i, h := range t.Holidays {
+		d, err := tariff.ParseDate(h)
+		if err != nil {
+			bad(fmt.Sprintf("holidays[%d]", i), "%v", err)
+		}
+		out.Holidays[d] = true
+	}
+	return out, errors.Join(errs...)
+}
+
+// alertRule is a configured rule as the alert package takes it.
+func alertRule(r config.Rule) alert.Rule {
+	var actions []alert.Action
+	for _, a := range r.Actions {
+		actions = append(actions, alert.Action{On: a.On, Command: automationCommand(a)})
+	}
+	return alert.Rule{ID: r.ID, Name: r.Name, Kind: r.Kind, Meter: r.Meter, Severity: r.Severity, Enabled: r.Enabled,
+		ThresholdW: r.ThresholdW, For: alert.Duration(r.For), BudgetKWh: r.BudgetKWh, Period: r.Period,
+		SilentFor: alert.Duration(r.SilentFor), Factor: r.Factor, HysteresisW: r.HysteresisW, Cooldown: alert.Duration(r.Cooldown),
+		Actions: actions}
+}
+
+func automationCommand(a config.Action) automation.Command {
+	return automation.Command{Topic: a.Topic, URL: a.URL, Payload: a.Payload}
+}
+
+// buildShedding is the load shedding, or what is wrong with its loads'
+// meters and commands (the rest is config.Validate's).
+func buildShedding(s config.Shedding) (automation.Shedding, error) {
+	out := automation.Shedding{Site: s.Site, CapW: s.CapW, HysteresisW: s.HysteresisW, MinOff: s.MinOff, DryRun: s.DryRun}
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("shedding.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	for i, l := range s.Loads {
+		key := fmt.Sprintf("loads[%d].", i)
+		if !meter.ValidID(l.Meter) {
+			bad(key+"meter", "%q is not a meter id", l.Meter)
+		}
+		off, on := automationCommand(l.Off), automationCommand(l.On)
+		if err := off.Check(); err != nil {
+			bad(key+"off", "%v", err)
+		}
+		if err := on.Check(); err != nil {
+			bad(key+"on", "%v", err)
+		}
+		out.Loads = append(out.Loads, automation.Load{Name: l.Name, Meter: l.Meter, Off: off, On: on})
+	}
+	return out, errors.Join(errs...)
+}
