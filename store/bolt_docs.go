@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -58,6 +59,79 @@ func (eng *boltEngine) docs(kind string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("store: read %s: %w", kind, err)
 	}
 	return out, nil
+}
+
+// newestDocs is NewestDocs on bbolt: a cursor from the last key back.
+func (eng *boltEngine) newestDocs(kind string, fn func(key string, v []byte) bool) error {
+	err := eng.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("doc_" + kind))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+			if !fn(string(k), slices.Clone(v)) { // bbolt's memory is the transaction's
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: read %s: %w", kind, err)
+	}
+	return nil
+}
+
+// deleteDocs is DeleteDocs on bbolt.
+func (eng *boltEngine) deleteDocs(kind string, keys []string) error {
+	err := eng.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("doc_" + kind))
+		if b == nil {
+			return nil
+		}
+		for _, k := range keys {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: delete %d %s: %w", len(keys), kind, err)
+	}
+	return nil
+}
+
+// trimDocs is TrimDocs on bbolt: it walks back keep keys from the last,
+// and deletes everything before, in one transaction.
+func (eng *boltEngine) trimDocs(kind string, keep int) (left int, err error) {
+	err = eng.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("doc_" + kind))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		k, _ := c.Last()
+		for ; k != nil && left < keep; k, _ = c.Prev() {
+			left++
+		}
+		if k == nil {
+			return nil // keep or fewer
+		}
+		// k is the newest to delete; deleting from the first key up to
+		// it leaves the cursor on the next key each time.
+		last := slices.Clone(k)
+		for k, _ := c.First(); k != nil && bytes.Compare(k, last) <= 0; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: trim %s to %d: %w", kind, keep, err)
+	}
+	return left, nil
 }
 
 // updateDoc is UpdateDoc on bbolt.

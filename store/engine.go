@@ -48,6 +48,9 @@ type engine interface {
 	putDoc(kind, key string, v []byte) error
 	deleteDoc(kind, key string) error
 	docs(kind string) (map[string][]byte, error)
+	newestDocs(kind string, fn func(key string, v []byte) bool) error
+	deleteDocs(kind string, keys []string) error
+	trimDocs(kind string, keep int) (int, error)
 	doc(kind, key string) ([]byte, bool, error)
 	updateDoc(kind, key string, v []byte) (bool, error)
 	addAlert(a *Alert) error

@@ -54,6 +54,80 @@ func (pg *pgEngine) docs(kind string) (map[string][]byte, error) {
 	return out, nil
 }
 
+// newestDocs is NewestDocs on PostgreSQL: a page of keys at a time down
+// the primary key, so that no query stays open while fn runs.
+func (pg *pgEngine) newestDocs(kind string, fn func(key string, v []byte) bool) error {
+	ctx, cancel := pgCtx()
+	defer cancel()
+	const page = 500
+	var before *string // nil: from the greatest key
+	for {
+		rows, err := pg.pool.Query(ctx, `SELECT key, value FROM docs WHERE kind = $1 AND ($2::text IS NULL OR key < $2)
+			ORDER BY key DESC LIMIT `+fmt.Sprint(page), kind, before)
+		if err != nil {
+			return fmt.Errorf("store: pg: read %s: %w", kind, err)
+		}
+		type doc struct {
+			k string
+			v []byte
+		}
+		var got []doc
+		for rows.Next() {
+			var d doc
+			if err := rows.Scan(&d.k, &d.v); err != nil {
+				rows.Close()
+				return fmt.Errorf("store: pg: read %s: %w", kind, err)
+			}
+			got = append(got, d)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("store: pg: read %s: %w", kind, err)
+		}
+		for _, d := range got {
+			if !fn(d.k, d.v) {
+				return nil
+			}
+		}
+		if len(got) < page {
+			return nil
+		}
+		before = &got[len(got)-1].k
+	}
+}
+
+// deleteDocs is DeleteDocs on PostgreSQL: one statement.
+func (pg *pgEngine) deleteDocs(kind string, keys []string) error {
+	ctx, cancel := pgCtx()
+	defer cancel()
+	if _, err := pg.pool.Exec(ctx, `DELETE FROM docs WHERE kind = $1 AND key = ANY($2)`, kind, keys); err != nil {
+		return fmt.Errorf("store: pg: delete %d %s: %w", len(keys), kind, err)
+	}
+	return nil
+}
+
+// trimDocs is TrimDocs on PostgreSQL: the keep-th greatest key bounds one
+// DELETE, and the count follows in the same transaction.
+func (pg *pgEngine) trimDocs(kind string, keep int) (int, error) {
+	ctx, cancel := pgCtx()
+	defer cancel()
+	var left int
+	err := pgx.BeginFunc(ctx, pg.pool, func(tx pgx.Tx) error {
+		if keep == 0 {
+			_, err := tx.Exec(ctx, `DELETE FROM docs WHERE kind = $1`, kind)
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM docs WHERE kind = $1 AND key < (
+			SELECT key FROM docs WHERE kind = $1 ORDER BY key DESC OFFSET $2 LIMIT 1)`, kind, keep-1); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `SELECT count(*) FROM docs WHERE kind = $1`, kind).Scan(&left)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: pg: trim %s to %d: %w", kind, keep, err)
+	}
+	return left, nil
+}
+
 func (pg *pgEngine) updateDoc(kind, key string, v []byte) (bool, error) {
 	ctx, cancel := pgCtx()
 	defer cancel()

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -118,5 +119,67 @@ func TestPostgresTwoWritersStampOnReceipt(t *testing.T) {
 	}
 	if rows != 2*each || distinct != 2*each || readings != 2*each {
 		t.Errorf("%d rows, %d distinct, meter state %d; want %d of each", rows, distinct, readings, 2*each)
+	}
+}
+
+// TestPostgresMigratesDocsToByteOrder: a database of schema 2, whose docs
+// keys sort by the database's collation, is migrated on open; documents
+// are kept and then come newest first in byte order, as on bbolt.
+func TestPostgresMigratesDocsToByteOrder(t *testing.T) {
+	dsn := pgtest.Database(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `CREATE TABLE vatio_schema (version int PRIMARY KEY, name text NOT NULL, applied timestamptz NOT NULL DEFAULT now())`); err != nil {
+		t.Fatal(err)
+	}
+	for v, m := range pgMigrations[:2] {
+		if _, err := conn.Exec(ctx, m.sql); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, `INSERT INTO vatio_schema (version, name) VALUES ($1, $2)`, v+1, m.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A database made with a language's collation (the default on most
+	// servers), whatever this test cluster's is: ICU's root locale orders
+	// "a" before "B" and ignores the "-" of "a-b".
+	if _, err := conn.Exec(ctx, `ALTER TABLE docs ALTER COLUMN key TYPE text COLLATE "und-x-icu"`); err != nil {
+		t.Fatalf("a language collation for the old schema: %v (Debian's PostgreSQL has ICU)", err)
+	}
+	keys := []string{"b", "B", "a-b", "ab", "_x", "a"}
+	for _, k := range keys {
+		if _, err := conn.Exec(ctx, `INSERT INTO docs (kind, key, value) VALUES ('log', $1, $2)`, k, []byte(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close(ctx)
+
+	s, err := OpenPostgres(dsn, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var got []string
+	if err := s.NewestDocs("log", func(k string, v []byte) bool {
+		if string(v) != k {
+			t.Errorf("%s = %q after the migration", k, v)
+		}
+		got = append(got, k)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := slices.Clone(keys)
+	slices.Sort(want)
+	slices.Reverse(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("NewestDocs after the migration = %q, want %q", got, want)
+	}
+	var version int
+	if err := s.eng.(*pgEngine).pool.QueryRow(ctx, `SELECT max(version) FROM vatio_schema`).Scan(&version); err != nil || version != pgSchemaVersion {
+		t.Errorf("schema version %d (%v), want %d", version, err, pgSchemaVersion)
 	}
 }

@@ -26,7 +26,8 @@ import (
 //	                tiers 1 (1m), 2 (1h) and 3 (1d)
 //	power_factor    (meter, day) -> the day's power factor statistics
 //	alerts          id -> JSON Alert
-//	docs            (kind, key) -> value: rules, rule states, users...
+//	docs            (kind, key) -> value: rules, rule states, users...;
+//	                keys in byte order (COLLATE "C"), as on bbolt
 //	archives        (meter, month) -> the month's archive file, as written
 //	                to disk by the bbolt store (gzip CSV, sealed when a key
 //	                is set): retention moves raw readings here
@@ -124,6 +125,12 @@ CREATE TABLE instances (
 	leaving   boolean NOT NULL DEFAULT false
 );
 `},
+	// Documents are listed newest first by key (the audit log's keys are
+	// times): keys compare as bytes, as on bbolt, and the primary key's
+	// index serves that order.
+	{"documents in byte order", `
+ALTER TABLE docs ALTER COLUMN key TYPE text COLLATE "C";
+`},
 }
 
 // pgSchemaVersion is the layout this Vatio writes in PostgreSQL.
@@ -138,6 +145,11 @@ const pgMigrateLock = 0x766174696f01
 // instances starting at once do not race. A database migrated by a newer
 // Vatio is refused untouched. It reports whether TimescaleDB is installed.
 func pgMigrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (timescale bool, err error) {
+	defer func() {
+		if err != nil && !errors.Is(err, ErrNewerSchema) {
+			err = fmt.Errorf("migrate the schema: %w", err)
+		}
+	}()
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return false, err
@@ -178,7 +190,7 @@ func pgMigrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (times
 			return err
 		})
 		if err != nil {
-			return false, fmt.Errorf("migrate to schema %d (%s): %w", v+1, m.name, err)
+			return false, fmt.Errorf("to version %d (%s): %w", v+1, m.name, err)
 		}
 		log.Info("postgresql schema migrated", slog.Int("to", v+1), slog.String("name", m.name))
 	}

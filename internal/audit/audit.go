@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -43,6 +42,7 @@ type Log struct {
 	mu  sync.Mutex
 	seq uint64
 	n   int // entries stored, once counted
+	max int // entries kept: MaxEntries
 }
 
 // New returns the audit log kept in st.
@@ -50,7 +50,7 @@ func New(st *store.Store, logger *slog.Logger) *Log {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Log{st: st, log: logger, n: -1}
+	return &Log{st: st, log: logger, n: -1, max: MaxEntries}
 }
 
 // Record adds e (its Time set to now when zero). A failure to record is
@@ -72,51 +72,38 @@ func (l *Log) Record(e Entry) {
 	if l.n >= 0 {
 		l.n++
 	}
-	if l.n < 0 || l.n > MaxEntries+MaxEntries/10 {
+	if l.n < 0 || l.n > l.max+l.max/10 {
 		l.prune()
 	}
 }
 
-// prune deletes the oldest entries beyond MaxEntries; l.mu is held.
+// prune deletes the oldest entries beyond l.max, in one transaction;
+// l.mu is held.
 func (l *Log) prune() {
-	docs, err := l.st.Docs(docAudit)
+	n, err := l.st.TrimDocs(docAudit, l.max)
 	if err != nil {
+		l.log.Error("audit log not pruned", slog.Any("error", err))
 		return
 	}
-	keys := make([]string, 0, len(docs))
-	for k := range docs {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for len(keys) > MaxEntries {
-		_ = l.st.DeleteDoc(docAudit, keys[0])
-		keys = keys[1:]
-	}
-	l.n = len(keys)
+	l.n = n
 }
 
 // List returns up to limit entries, newest first, that keep accepts (nil:
-// all).
+// all). It reads from the newest entry back, no further than it needs.
 func (l *Log) List(limit int, keep func(Entry) bool) ([]Entry, error) {
-	docs, err := l.st.Docs(docAudit)
-	if err != nil {
-		return nil, err
-	}
-	keys := make([]string, 0, len(docs))
-	for k := range docs {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	slices.Reverse(keys)
 	out := []Entry{}
-	for _, k := range keys {
-		if len(out) == limit {
-			break
-		}
+	if limit <= 0 {
+		return out, nil
+	}
+	err := l.st.NewestDocs(docAudit, func(_ string, v []byte) bool {
 		var e Entry
-		if json.Unmarshal(docs[k], &e) == nil && (keep == nil || keep(e)) {
+		if json.Unmarshal(v, &e) == nil && (keep == nil || keep(e)) {
 			out = append(out, e)
 		}
+		return len(out) < limit
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
