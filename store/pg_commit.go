@@ -255,7 +255,7 @@ func (t *pgTx) lockRegistry() error {
 		return nil
 	}
 	if _, err := t.tx.Exec(t.ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgRegistryLock)); err != nil {
-		return err
+		return fmt.Errorf("lock the meter registry: %w", err)
 	}
 	t.registryLocked = true
 	return t.pg.loadInfo(t.ctx, t.tx)
@@ -267,8 +267,10 @@ func (t *pgTx) putInfo(id string, info MeterInfo) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.tx.Exec(t.ctx, `INSERT INTO meters (id, info) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET info = excluded.info`, id, v)
-	return err
+	if _, err = t.tx.Exec(t.ctx, `INSERT INTO meters (id, info) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET info = excluded.info`, id, v); err != nil {
+		return fmt.Errorf("write the registry entry of %q: %w", id, err)
+	}
+	return nil
 }
 
 // erase is runErase for PostgreSQL: the meter's rows go, in every table.
@@ -285,7 +287,7 @@ func (t *pgTx) erase(job *eraseJob, res *txResult) error {
 			return &refused{fmt.Errorf("%w: %q", ErrUnknownMeter, job.meter)}
 		}
 	} else if err != nil {
-		return err
+		return fmt.Errorf("erase %q: read its state: %w", job.meter, err)
 	}
 	if c, ok := res.changed[job.meter]; ok {
 		st = c
@@ -295,7 +297,7 @@ func (t *pgTx) erase(job *eraseJob, res *txResult) error {
 	if _, err := tx.Exec(ctx, `INSERT INTO docs (kind, key, value) VALUES ($1, $2, $3)
 		ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value`,
 		ErasedKind, job.meter, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
-		return err
+		return fmt.Errorf("erase %q: note the erasure: %w", job.meter, err)
 	}
 	for _, q := range []string{
 		`DELETE FROM readings WHERE meter = $1`,
@@ -313,7 +315,7 @@ func (t *pgTx) erase(job *eraseJob, res *txResult) error {
 	}
 	tag, err := tx.Exec(ctx, `DELETE FROM alerts WHERE meter = $1`, job.meter)
 	if err != nil {
-		return err
+		return fmt.Errorf("erase %q: delete its alerts: %w", job.meter, err)
 	}
 	job.result.Alerts = int(tag.RowsAffected())
 	// A reading after the erasure, in this transaction, starts the meter
@@ -325,7 +327,8 @@ func (t *pgTx) erase(job *eraseJob, res *txResult) error {
 
 // loadInfo replaces the copy of the registry with the database's, inside
 // tx (holding pgRegistryLock): edits check the hierarchy against it.
-func (pg *pgEngine) loadInfo(ctx context.Context, tx pgx.Tx) error {
+func (pg *pgEngine) loadInfo(ctx context.Context, tx pgx.Tx) (err error) {
+	defer wrapErr(&err, "load the meter registry")
 	s := pg.s
 	rows, err := tx.Query(ctx, `SELECT id, info FROM meters WHERE info IS NOT NULL`)
 	if err != nil {

@@ -20,7 +20,7 @@ func pgCtx() (context.Context, context.CancelFunc) {
 func (pg *pgEngine) meterExists(ctx context.Context, id string) error {
 	var ok bool
 	if err := pg.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM meters WHERE id = $1 AND info IS NOT NULL)`, id).Scan(&ok); err != nil {
-		return err
+		return fmt.Errorf("store: pg: look up meter %q: %w", id, err)
 	}
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrUnknownMeter, id)
@@ -40,7 +40,8 @@ func scanRecord(rows pgx.CollectableRow) (Record, error) {
 	return r, nil
 }
 
-func (pg *pgEngine) readings(meterID string, from, to time.Time, limit int) ([]Record, bool, error) {
+func (pg *pgEngine) readings(meterID string, from, to time.Time, limit int) (_ []Record, _ bool, err error) {
+	defer pgFailed(&err, "read the readings of %q", meterID)
 	ctx, cancel := pgCtx()
 	defer cancel()
 	if err := pg.meterExists(ctx, meterID); err != nil {
@@ -62,11 +63,11 @@ func (pg *pgEngine) readings(meterID string, from, to time.Time, limit int) ([]R
 	return out, more, nil
 }
 
-func (pg *pgEngine) latest(meterID string, limit int) ([]Record, error) {
+func (pg *pgEngine) latest(meterID string, limit int) (_ []Record, err error) {
+	defer pgFailed(&err, "read the latest readings")
 	ctx, cancel := pgCtx()
 	defer cancel()
 	var rows pgx.Rows
-	var err error
 	if meterID != "" {
 		if err := pg.meterExists(ctx, meterID); err != nil {
 			return nil, err
@@ -90,7 +91,8 @@ func (pg *pgEngine) latest(meterID string, limit int) ([]Record, error) {
 	return out, err
 }
 
-func (pg *pgEngine) rollups(meterID string, t Tier, from, to time.Time, limit int) ([]Bucket, bool, error) {
+func (pg *pgEngine) rollups(meterID string, t Tier, from, to time.Time, limit int) (_ []Bucket, _ bool, err error) {
+	defer pgFailed(&err, "read the %s rollups of %q", t, meterID)
 	ctx, cancel := pgCtx()
 	defer cancel()
 	if err := pg.meterExists(ctx, meterID); err != nil {
@@ -124,11 +126,11 @@ func (pg *pgEngine) rollups(meterID string, t Tier, from, to time.Time, limit in
 	return out, more, nil
 }
 
-func (pg *pgEngine) count(meterID string, t Tier, from, to time.Time, limit int) (int, error) {
+func (pg *pgEngine) count(meterID string, t Tier, from, to time.Time, limit int) (_ int, err error) {
+	defer pgFailed(&err, "count the %s buckets of %q", t, meterID)
 	ctx, cancel := pgCtx()
 	defer cancel()
 	var n int64
-	var err error
 	if t == TierRaw {
 		err = pg.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM readings WHERE meter = $1 AND ts >= $2 AND ts < $3 LIMIT $4) x`,
 			meterID, from.UnixNano(), to.UnixNano(), int64(limit)+1).Scan(&n)
@@ -160,7 +162,8 @@ func (pg *pgEngine) powerFactor(id string, from, to time.Time) (PowerFactorStats
 
 // checkRollups is CheckRollups for PostgreSQL: every rollup of the meter
 // recomputed from its readings, as appending them in order would.
-func (pg *pgEngine) checkRollups(meterID string) error {
+func (pg *pgEngine) checkRollups(meterID string) (err error) {
+	defer pgFailed(&err, "check the rollups of %q", meterID)
 	s := pg.s
 	ctx, cancel := pgCtx()
 	defer cancel()

@@ -83,7 +83,8 @@ func (pg *pgEngine) applyRetention(ctx context.Context, now time.Time) (Stats, e
 
 // archiveMeter archives, oldest first, the months of meterID that ended
 // by cutoff.
-func (pg *pgEngine) archiveMeter(ctx context.Context, meterID string, cutoff time.Time, st *Stats) error {
+func (pg *pgEngine) archiveMeter(ctx context.Context, meterID string, cutoff time.Time, st *Stats) (err error) {
+	defer wrapErr(&err, "archive %q", meterID)
 	s := pg.s
 	for {
 		if err := ctx.Err(); err != nil {
@@ -213,11 +214,11 @@ func (pg *pgEngine) archives(ctx context.Context, meterID string) ([]time.Time, 
 	s := pg.s
 	rows, err := pg.pool.Query(ctx, `SELECT month FROM archives WHERE meter = $1 ORDER BY month`, meterID)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("store: pg: list the archives of %q: %w", meterID, err)
 	}
 	starts, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("store: pg: list the archives of %q: %w", meterID, err)
 	}
 	months := make([]time.Time, len(starts))
 	for i, m := range starts {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -69,7 +70,7 @@ func (w *pgWriter) reserve(n int) error {
 	}
 	rows, err := w.tx.Query(w.ctx, `SELECT nextval('reading_id') FROM generate_series(1, $1)`, n)
 	if err != nil {
-		return err
+		return fmt.Errorf("reserve reading ids: %w", err)
 	}
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
@@ -186,7 +187,8 @@ func bounds(batch []entry) map[string][2]int64 {
 // span returns meter id's late span, loading the stored readings from the
 // earliest of the transaction's readings of id (at most ns) to its latest
 // (at least ns).
-func (w *pgWriter) span(id string, ns int64) (*lateSpan, error) {
+func (w *pgWriter) span(id string, ns int64) (_ *lateSpan, err error) {
+	defer wrapErr(&err, "load the readings of %q around %s", id, time.Unix(0, ns).UTC().Format(time.RFC3339Nano))
 	if sp := w.spans[id]; sp != nil && ns >= sp.from && ns <= sp.to {
 		return sp, nil
 	}
@@ -384,7 +386,8 @@ func (w *pgWriter) finish() error {
 
 // samples returns meter id's readings with from <= ts < to, with the one
 // before from and the one at or after to, oldest first.
-func (w *pgWriter) samples(id string, from, to int64) ([]sample, error) {
+func (w *pgWriter) samples(id string, from, to int64) (_ []sample, err error) {
+	defer wrapErr(&err, "read the readings of %q for its minutes", id)
 	rows, err := w.tx.Query(w.ctx, `
 		(SELECT ts, power_w, energy_wh FROM readings WHERE meter = $1 AND ts < $2 ORDER BY ts DESC LIMIT 1)
 		UNION ALL
@@ -462,7 +465,8 @@ func (w *pgWriter) putAggs(id string, t Tier, aggs map[int64]agg) error {
 // rebuildFrom recomputes meter id's buckets of tier t at starts from the
 // buckets of the finer tier below, and returns the starts of the buckets
 // of the tier above that hold them.
-func (w *pgWriter) rebuildFrom(id string, t, below Tier, starts map[int64]bool) (map[int64]bool, error) {
+func (w *pgWriter) rebuildFrom(id string, t, below Tier, starts map[int64]bool) (_ map[int64]bool, err error) {
+	defer wrapErr(&err, "rebuild the %s rollups of %q", t, id)
 	keys := slices.Sorted(maps.Keys(starts))
 	rows, err := w.tx.Query(w.ctx, `SELECT start, n, sum_w, min_w, max_w, in_wh, out_wh FROM rollups
 		WHERE meter = $1 AND tier = $2 AND start >= $3 AND start < $4 ORDER BY start`,
@@ -523,4 +527,19 @@ func (w *pgWriter) writeLedger() error {
 		}
 	}
 	return nil
+}
+
+// wrapErr prefixes *err, when there is one, with what was being done.
+func wrapErr(err *error, format string, args ...any) {
+	if *err != nil {
+		*err = fmt.Errorf(format+": %w", append(args, *err)...)
+	}
+}
+
+// pgFailed is wrapErr for the reads: "store: pg: " and what was being
+// done, except on a refusal (an unknown meter), whose message says it all.
+func pgFailed(err *error, format string, args ...any) {
+	if *err != nil && !errors.Is(*err, ErrUnknownMeter) {
+		*err = fmt.Errorf("store: pg: "+format+": %w", append(args, *err)...)
+	}
 }
