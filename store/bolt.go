@@ -59,8 +59,10 @@ var (
 // compressed blocks (bolt_block.go); raw readings past their retention go
 // to archive files beside it (bolt_archive.go).
 type boltEngine struct {
-	s  *Store
-	db *bolt.DB
+	// crashAt is Options.crashAt: tests' instants of the writer (see crash).
+	crashAt func(at string)
+	s       *Store
+	db      *bolt.DB
 	// seq is the last reading id; only the writer goroutine touches it.
 	seq uint64
 
@@ -172,6 +174,7 @@ func newBoltEngine(s *Store, db *bolt.DB, opts Options) *boltEngine {
 		flushInterval:      opts.FlushInterval,
 		checkpointInterval: opts.CheckpointInterval,
 		retireLimit:        maxRetire,
+		crashAt:            opts.crashAt,
 		syncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vatio_store_log_sync_seconds",
 			Help:    "Time to fdatasync one group of the write-ahead log.",

@@ -103,9 +103,7 @@ func (eng *boltEngine) writeCheckpoint(h *head, lsn, seq uint64, ledger []byte, 
 		tx.Rollback()
 		return err
 	}
-	if crashHook != nil {
-		crashHook("checkpoint-tx")
-	}
+	eng.crash("checkpoint-tx")
 	return tx.Commit()
 }
 
@@ -113,6 +111,7 @@ func (eng *boltEngine) writeCheckpoint(h *head, lsn, seq uint64, ledger []byte, 
 // finishes it.
 func (eng *boltEngine) awaitCheckpoint() {
 	if eng.cp != nil {
+		eng.crash("await-checkpoint")
 		eng.finishCheckpoint(<-eng.cp.done)
 	}
 }
@@ -136,9 +135,7 @@ func (eng *boltEngine) finishCheckpoint(err error) {
 		s.log.Error("checkpoint failed; the head stays in memory and in the log", slog.Any("error", err))
 		return
 	}
-	if crashHook != nil {
-		crashHook("checkpoint-done")
-	}
+	eng.crash("checkpoint-done")
 	if lw.cpErr != nil {
 		s.log.Info("checkpoint succeeded after failing", slog.Any("failed_with", lw.cpErr))
 	}

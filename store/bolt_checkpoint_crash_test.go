@@ -165,10 +165,10 @@ func fillUntil(t *testing.T, s *Store, m string, entered <-chan struct{}) int {
 // holdCheckpoint makes the next checkpoint after a send on armed hold its
 // transaction (written, not committed): entered is closed once it does,
 // and closing release lets it go on.
-func holdCheckpoint(t *testing.T) (armed chan struct{}, entered, release chan struct{}) {
+func holdCheckpoint(t *testing.T) (armed chan struct{}, entered, release chan struct{}, hook func(string)) {
 	entered, release = make(chan struct{}), make(chan struct{})
 	armed = make(chan struct{}, 1)
-	crashHook = func(at string) {
+	hook = func(at string) {
 		if at != "checkpoint-tx" {
 			return
 		}
@@ -179,8 +179,7 @@ func holdCheckpoint(t *testing.T) (armed chan struct{}, entered, release chan st
 		default:
 		}
 	}
-	t.Cleanup(func() { crashHook = nil })
-	return armed, entered, release
+	return armed, entered, release, hook
 }
 
 // fillFreePages leaves the database in dir with free pages (a junk meter
@@ -228,8 +227,8 @@ func init() {
 	// millisecond after u's newest, not as resends).
 	crashScenarios["merge-stale-lsn"] = func(t *testing.T, dir string) {
 		size := fillFreePages(t, dir, 20000)
-		armed, entered, release := holdCheckpoint(t)
-		s, err := Open(dir, Options{MaxSizeBytes: size, HeadMaxBytes: 4 << 20, CheckpointInterval: time.Hour, SyncDelay: time.Millisecond})
+		armed, entered, release, hook := holdCheckpoint(t)
+		s, err := Open(dir, Options{MaxSizeBytes: size, HeadMaxBytes: 4 << 20, CheckpointInterval: time.Hour, SyncDelay: time.Millisecond, crashAt: hook})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -328,8 +327,8 @@ func TestFailedCheckpointThenDocCommitKeepsFrozenHead(t *testing.T) {
 	boltOnly(t)
 	dir := t.TempDir()
 	size := fillFreePages(t, dir, 20000)
-	armed, entered, release := holdCheckpoint(t)
-	s, err := testOpen(t, dir, Options{MaxSizeBytes: size, HeadMaxBytes: 4 << 20, CheckpointInterval: time.Hour, SyncDelay: time.Millisecond})
+	armed, entered, release, hook := holdCheckpoint(t)
+	s, err := testOpen(t, dir, Options{MaxSizeBytes: size, HeadMaxBytes: 4 << 20, CheckpointInterval: time.Hour, SyncDelay: time.Millisecond, crashAt: hook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,10 +359,10 @@ func TestFailedCheckpointThenDocCommitKeepsFrozenHead(t *testing.T) {
 		}
 	}()
 	waitFor(t, "the writer to block on acknowledgements", func() bool { return len(s.acks) == cap(s.acks) && len(s.queue) > 0 })
-	time.Sleep(50 * time.Millisecond)
+	cp := eng.cp   // set before the checkpoint's goroutine, which entered, started
 	close(release) // the checkpoint's commit fails: the database is at its cap
 	released = true
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, "the checkpoint's transaction to end", func() bool { return len(cp.done) == 1 })
 	if got := len(allRecords(t, s, "a")); got != n {
 		t.Errorf("after the failed checkpoint, before any other commit, readers see %d readings of a, want %d", got, n)
 	}
@@ -399,8 +398,8 @@ func TestRollupsThroughFailedAsyncCheckpoint(t *testing.T) {
 	boltOnly(t)
 	dir := t.TempDir()
 	size := fillFreePages(t, dir, 20000)
-	armed, entered, release := holdCheckpoint(t)
-	s, err := testOpen(t, dir, Options{MaxSizeBytes: size, HeadMaxBytes: 64 << 20, CheckpointInterval: 200 * time.Millisecond, SyncDelay: time.Millisecond})
+	armed, entered, release, hook := holdCheckpoint(t)
+	s, err := testOpen(t, dir, Options{MaxSizeBytes: size, HeadMaxBytes: 64 << 20, CheckpointInterval: 200 * time.Millisecond, SyncDelay: time.Millisecond, crashAt: hook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,7 +483,11 @@ func TestRollupsThroughFailedAsyncCheckpoint(t *testing.T) {
 	count["m0"]++
 	check("after a late reading")
 	add(20)
-	time.Sleep(500 * time.Millisecond) // checkpoints retried, failing
+	errs = counterValue(t, s.commitErrors)
+	waitFor(t, "two more checkpoints to fail", func() bool {
+		s.Flush()
+		return counterValue(t, s.commitErrors) >= errs+2
+	})
 	add(20)
 	check("after more readings")
 	if err := s.Close(); err != nil {
@@ -502,8 +505,8 @@ func TestRollupsThroughFailedAsyncCheckpoint(t *testing.T) {
 func TestCloseWhileAsyncCheckpointHeld(t *testing.T) {
 	boltOnly(t)
 	dir := t.TempDir()
-	armed, entered, release := holdCheckpoint(t)
-	s, err := testOpen(t, dir, Options{HeadMaxBytes: 1 << 20, SyncDelay: time.Millisecond})
+	armed, entered, release, hook := holdCheckpoint(t)
+	s, err := testOpen(t, dir, Options{HeadMaxBytes: 1 << 20, SyncDelay: time.Millisecond, crashAt: hook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,7 +520,16 @@ func TestCloseWhileAsyncCheckpointHeld(t *testing.T) {
 	n += 100
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
-	time.Sleep(200 * time.Millisecond)
+	waitFor(t, "Close to close the queue, with the checkpoint held", func() bool {
+		s.closeMu.Lock()
+		defer s.closeMu.Unlock()
+		return s.closed
+	})
+	select {
+	case <-closed:
+		t.Fatal("Close returned while the checkpoint was held")
+	default:
+	}
 	close(release)
 	select {
 	case err := <-closed:

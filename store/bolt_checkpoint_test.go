@@ -379,9 +379,15 @@ func limitFileSize(t *testing.T, max uint64) (restore func()) {
 
 // held is a transaction of the writer held at a point of crashHook.
 type held struct {
+	// at is the store's Options.crashAt.
+	at                func(string)
 	armed             atomic.Bool
 	entered, released chan struct{}
 	once              sync.Once
+	// awaited is closed when, once the transaction is held, the writer
+	// waits for it (a checkpoint beside the writer).
+	awaited   chan struct{}
+	awaitOnce sync.Once
 }
 
 // holdAt makes the first transaction of the writer to reach point (see
@@ -389,14 +395,20 @@ type held struct {
 // does, and release lets it go on. Set before the store opens (the hook is
 // read by the writer); release before closing the store.
 func holdAt(t *testing.T, point string) *held {
-	h := &held{entered: make(chan struct{}), released: make(chan struct{})}
-	crashHook = func(at string) {
+	h := &held{entered: make(chan struct{}), released: make(chan struct{}), awaited: make(chan struct{})}
+	h.at = func(at string) {
+		if at == "await-checkpoint" {
+			select {
+			case <-h.entered:
+				h.awaitOnce.Do(func() { close(h.awaited) })
+			default:
+			}
+		}
 		if at == point && h.armed.CompareAndSwap(true, false) {
 			close(h.entered)
 			<-h.released
 		}
 	}
-	t.Cleanup(func() { crashHook = nil })
 	return h
 }
 
@@ -410,6 +422,7 @@ func openHeld(t *testing.T, point string, opts Options) (*Store, string, *held) 
 	t.Helper()
 	hold := holdAt(t, point)
 	dir := t.TempDir()
+	opts.crashAt = hold.at
 	s, err := testOpen(t, dir, opts)
 	if err != nil {
 		t.Fatal(err)

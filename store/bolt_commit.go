@@ -52,12 +52,10 @@ func (eng *boltEngine) commit(batch []entry) error {
 		tx.Rollback()
 		return err
 	}
-	if crashHook != nil {
-		if len(batch) == 0 {
-			crashHook("checkpoint-tx")
-		} else {
-			crashHook("commit-tx")
-		}
+	if len(batch) == 0 {
+		eng.crash("checkpoint-tx")
+	} else {
+		eng.crash("commit-tx")
 	}
 	// Readers see bbolt and the head as of one instant (see view): what
 	// of the head the transaction holds is frozen while the commit lands,

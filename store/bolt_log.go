@@ -541,12 +541,17 @@ func (eng *boltEngine) settle(lw *logWriter, checkpoint bool) {
 	eng.release(lw, true)
 }
 
-// crashHook, when set (by tests alone), is called at the named instants
+// crash calls Options.crashAt, when a test set it, at the named instants
 // of a checkpoint: "checkpoint-tx", its transaction written and not
 // committed, and "checkpoint-done", committed with the log not yet freed;
-// and at "commit-tx", any other transaction of the writer written and not
-// committed.
-var crashHook func(at string)
+// at "commit-tx", any other transaction of the writer written and not
+// committed; and at "await-checkpoint", the writer about to wait for a
+// checkpoint running beside it.
+func (eng *boltEngine) crash(at string) {
+	if eng.crashAt != nil {
+		eng.crashAt(at)
+	}
+}
 
 // checkpointHead writes the head into bbolt and frees the log it covers.
 func (eng *boltEngine) checkpointHead(lw *logWriter) error {
@@ -557,8 +562,8 @@ func (eng *boltEngine) checkpointHead(lw *logWriter) error {
 	}
 	start := time.Now()
 	err := eng.commit(nil)
-	if crashHook != nil && err == nil {
-		crashHook("checkpoint-done")
+	if err == nil {
+		eng.crash("checkpoint-done")
 	}
 	if err != nil {
 		lw.cpFailedAt, lw.cpErr = start, err

@@ -38,7 +38,11 @@ func TestUndoAfterMergeKeepsTheFrozenHead(t *testing.T) {
 	if err := s.Append(reading("a", n, 1), func(err error) { refused <- err }); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // the writer waits for the running checkpoint
+	select {
+	case <-hold.awaited: // the writer waits for the running checkpoint
+	case <-time.After(20 * time.Second):
+		t.Fatal("the writer did not wait for the running checkpoint")
+	}
 	hold.release()
 	select {
 	case err := <-refused:
@@ -216,7 +220,7 @@ func TestRefusedReadingIsNeverShown(t *testing.T) {
 	boltOnly(t)
 	dir := t.TempDir()
 	hold := holdAt(t, "commit-tx")
-	s, err := testOpen(t, dir, Options{CheckpointInterval: time.Hour})
+	s, err := testOpen(t, dir, Options{CheckpointInterval: time.Hour, crashAt: hold.at})
 	if err != nil {
 		t.Fatal(err)
 	}

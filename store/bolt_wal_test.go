@@ -335,14 +335,14 @@ func TestCrashChild(t *testing.T) {
 	// goroutine can lag the writer, and the parent needs enough of them to
 	// prove anything.
 	var acked atomic.Int64
-	crashHook = func(point string) {
+	crash := func(point string) {
 		if point == at {
 			if checkpoints++; checkpoints >= 3 && acked.Load() >= 1000 {
 				syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			}
 		}
 	}
-	s, err := Open(os.Getenv("VATIO_STORE_CRASH_DIR"), Options{HeadMaxBytes: 64 << 10, SyncDelay: time.Millisecond})
+	s, err := Open(os.Getenv("VATIO_STORE_CRASH_DIR"), Options{HeadMaxBytes: 64 << 10, SyncDelay: time.Millisecond, crashAt: crash})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,6 +106,11 @@ type Options struct {
 	// Snapshot) and the archive files this store writes (see package
 	// crypt); archives are read whether encrypted or not.
 	Encryption *crypt.Key
+
+	// crashAt, set by tests alone, is called at the named instants of the
+	// bbolt writer (see crashAt in bolt_log.go): a test holds or kills
+	// its own store there, and no other.
+	crashAt func(at string)
 }
 
 // Store is the database. All methods are safe for concurrent use.
