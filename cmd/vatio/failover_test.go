@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/vatio-energy/vatio/internal/bridge"
 	"github.com/vatio-energy/vatio/internal/leader"
 	"github.com/vatio-energy/vatio/internal/testutil/mqtttest"
 	"github.com/vatio-energy/vatio/internal/testutil/pgtest"
@@ -297,23 +299,39 @@ func TestFailedStartLeavesNoSession(t *testing.T) {
 // they knocked each other off about 170 times a second.
 func TestSameClientIDFlaps(t *testing.T) {
 	brokerAddr, blog, _ := startMosquitto(t)
+	begin := time.Now()
 	a := startPeer(t, brokerAddr, "twin", "", "")
 	b := startPeer(t, brokerAddr, "twin", "", "")
-	time.Sleep(6 * time.Second) // the test is what a flapping pair does in a while
-	takeovers := strings.Count(blog.String(), "Client twin already connected, closing old connection")
-	t.Logf("Mosquitto handed the session over %d times in about 6 s", takeovers)
-	if takeovers < 2 || takeovers > 20 {
-		t.Errorf("%d takeovers in 6 s; want a few, spaced by the backoff", takeovers)
-	}
-	for _, p := range []*peer{a, b} {
+	const handover = "Client twin already connected, closing old connection"
+	takenOver := func(p *peer) bool {
 		var h struct{ Status, Detail string }
 		code := getJSON(t, "http://"+p.http+"/healthz", &h)
-		if code != http.StatusServiceUnavailable || !strings.Contains(h.Detail, "client id twin") {
-			t.Errorf("/healthz of an instance whose client id is taken over: %d %+v", code, h)
+		return code == http.StatusServiceUnavailable && strings.Contains(h.Detail, "client id twin") &&
+			peerMetric(t, p, "vatio_broker_session_taken_over_total") >= 1
+	}
+	// Each has been knocked off and says so: a few handovers, spaced by
+	// the backoff, not a flood of them.
+	for deadline := time.Now().Add(30 * time.Second); !takenOver(a) || !takenOver(b) || strings.Count(blog.String(), handover) < 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pair did not both see their client id taken over:\n%s\n%s", a.logs, b.logs)
 		}
-		if got := peerMetric(t, p, "vatio_broker_session_taken_over_total"); got < 1 {
-			t.Errorf("vatio_broker_session_taken_over_total = %v", got)
+	}
+	takeovers := strings.Count(blog.String(), handover)
+	t.Logf("Mosquitto handed the session over %d times in %s before both said so", takeovers, time.Since(begin).Round(time.Millisecond))
+	if takeovers > 20 {
+		t.Errorf("%d takeovers before both instances saw them; want a few", takeovers)
+	}
+	// From here each waits at least its backoff (1 s, then 2 s, ...)
+	// before it connects again: two more handovers take a second or more,
+	// where without the wait they took milliseconds.
+	from := time.Now()
+	for deadline := time.Now().Add(30 * time.Second); strings.Count(blog.String(), handover) < takeovers+2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no more handovers: the pair stopped trying")
 		}
+	}
+	if took := time.Since(from); took < 900*time.Millisecond {
+		t.Errorf("two more handovers took %s; the backoff spaces them by a second or more", took)
 	}
 	if !strings.Contains(a.logs.String()+b.logs.String(), "another connection took this instance's MQTT client id") {
 		t.Errorf("no instance logged why it was disconnected:\n%s\n%s", a.logs, b.logs)
@@ -385,9 +403,13 @@ func TestBrokerLossIsReported(t *testing.T) {
 			t.Fatalf("no evidence of the messages Mosquitto dropped:\n%s", p.logs)
 		}
 	}
-	// Running, a restart is seen as the broker's uptime going back: let it
-	// be seen past a second or two first.
-	time.Sleep(3 * time.Second)
+	// Running, a restart is seen as the broker's uptime going back: it
+	// must have been seen past a second or two first.
+	for deadline := time.Now().Add(15 * time.Second); peerMetric(t, p, "vatio_broker_uptime_seconds") < 2; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Vatio did not see the broker's uptime pass 2 s:\n%s", p.logs)
+		}
+	}
 	stop()
 	startMosquittoAt(t, addr, settings)
 	for deadline := time.Now().Add(30 * time.Second); !warned("no session") || !warned("restarted"); time.Sleep(100 * time.Millisecond) {
@@ -492,8 +514,9 @@ func TestBrokerRestartWhileAwayIsReported(t *testing.T) {
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	p.cmd.Wait()
 	// A broker that ran a while: Vatio tells a restart from a retained
-	// uptime that is only late by more than the broker's sys_interval.
-	time.Sleep(16 * time.Second)
+	// uptime that is only late by more than the broker's sys_interval
+	// (bridge.RestartSlack).
+	brokerUptimePast(t, addr, bridge.RestartSlack+time.Second)
 	stop()
 	_, blog, _ := startMosquittoAt(t, addr, settings)
 	p = startPeerIn(t, dir, addr, "away", "", "")
@@ -509,5 +532,27 @@ func TestBrokerRestartWhileAwayIsReported(t *testing.T) {
 	}
 	if strings.Contains(p.logs.String(), "kept no session") {
 		t.Errorf("the broker kept the session (persistence), but Vatio says it did not:\n%s\n%s", p.logs, blog)
+	}
+}
+
+// brokerUptimePast waits until the broker at addr reports an uptime
+// ($SYS/broker/uptime) past d.
+func brokerUptimePast(t *testing.T, addr string, d time.Duration) {
+	t.Helper()
+	past := make(chan struct{})
+	var once sync.Once
+	c := mqtttest.V3(t, addr)
+	if tok := c.Subscribe("$SYS/broker/uptime", 0, func(_ paho3.Client, m paho3.Message) {
+		f, _, _ := strings.Cut(string(m.Payload()), " ")
+		if secs, err := strconv.Atoi(f); err == nil && time.Duration(secs)*time.Second > d {
+			once.Do(func() { close(past) })
+		}
+	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe to the broker's uptime: %v", tok.Error())
+	}
+	select {
+	case <-past:
+	case <-time.After(d + 30*time.Second):
+		t.Fatalf("the broker's uptime did not pass %s", d)
 	}
 }

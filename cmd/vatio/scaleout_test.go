@@ -190,9 +190,13 @@ shedding:
 	if !strings.Contains(other.logs.String(), "leadership: this instance leads") {
 		t.Error("the new leader did not log that it leads")
 	}
-	// Some evaluations later, the rule has fired once and the heater been
-	// switched off once, across the three instances' lives.
-	time.Sleep(3 * time.Second)
+	// Two rounds of rules and of shedding later (on the leader, with the
+	// restarted instance back), the rule has fired once and the heater
+	// been switched off once, across the three instances' lives.
+	rules, shedding := peerMetric(t, other, "vatio_rule_evaluations_total"), peerMetric(t, other, "vatio_shedding_evaluations_total")
+	waitFor("two more rounds of rules and shedding on the leader", func() bool {
+		return peerMetric(t, other, "vatio_rule_evaluations_total") >= rules+2 && peerMetric(t, other, "vatio_shedding_evaluations_total") >= shedding+2
+	})
 	var firing int
 	if err := db.QueryRow(context.Background(), `SELECT count(*) FROM alerts WHERE body->>'rule' = 'big' AND body->>'state' = 'firing'`).Scan(&firing); err != nil {
 		t.Fatal(err)
@@ -279,9 +283,15 @@ func startPeerIn(tb testing.TB, dir, brokerAddr, id, dsn, extra string) *peer {
 // /metrics writes them) of an instance; 0 when it has none.
 func peerMetric(tb testing.TB, p *peer, name string) float64 {
 	tb.Helper()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+p.http+"/metrics", nil)
+	return httpMetric(tb, p.http, name)
+}
+
+// httpMetric is peerMetric of the instance serving HTTP at addr.
+func httpMetric(tb testing.TB, addr, name string) float64 {
+	tb.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+testAdminToken)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		tb.Fatal(err)
 	}

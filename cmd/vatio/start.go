@@ -306,6 +306,10 @@ func (s *starting) buildServices() (err error) {
 			s.audit.Record(audit.Entry{Time: act.Time, Who: "system", Action: act.Action, Target: act.Load, Detail: act.Error})
 		}
 	}
+	s.reg.MustRegister(a.rules)
+	if a.shedder != nil {
+		s.reg.MustRegister(a.shedder)
+	}
 	if s.users, err = auth.New(a.store, a.checks); err != nil {
 		return err
 	}

@@ -12,8 +12,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vatio-energy/vatio/internal/automation"
 	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/meter"
@@ -216,6 +218,20 @@ type Rules struct {
 	// fires is switched on again after, never before (under actionsMu).
 	actionsMu   sync.Mutex
 	lastActions chan struct{}
+	// evaluations counts the rounds of Evaluate: an operator sees the rule
+	// engine run (on the leader), a test waits for rounds to pass.
+	evaluations atomic.Uint64
+}
+
+var evaluationsDesc = prometheus.NewDesc("vatio_rule_evaluations_total",
+	"Rounds of alert rule evaluation run by this instance (the leader runs them).", nil, nil)
+
+// Describe is prometheus.Collector's.
+func (r *Rules) Describe(ch chan<- *prometheus.Desc) { ch <- evaluationsDesc }
+
+// Collect is prometheus.Collector's.
+func (r *Rules) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(evaluationsDesc, prometheus.CounterValue, float64(r.evaluations.Load()))
 }
 
 // SetSender makes the rules' actions be carried out by s.
@@ -469,6 +485,7 @@ func meterOf(key string) string            { _, m, _ := strings.Cut(key, "|"); r
 func (r *Rules) Evaluate(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.evaluations.Add(1)
 	meters := r.st.Meters()
 	checked := map[string]bool{}
 	for _, rule := range r.rules {

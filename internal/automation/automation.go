@@ -20,8 +20,10 @@ import (
 	"net/url"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vatio-energy/vatio/store"
 )
 
@@ -180,6 +182,8 @@ type shedLoad struct {
 type Shedder struct {
 	// OnAction, if set before Run, is told of every action (the audit log).
 	OnAction func(Action)
+	// evaluations counts the rounds of Evaluate.
+	evaluations atomic.Uint64
 
 	cfg    Shedding
 	st     *store.Store
@@ -269,6 +273,7 @@ func (s *Shedder) site(now time.Time) (w float64, online int, settled bool) {
 func (s *Shedder) Evaluate(ctx context.Context, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.evaluations.Add(1)
 	w, online, settled := s.site(now)
 	if online == 0 || !settled {
 		return
@@ -407,4 +412,15 @@ func (s *Shedder) Run(ctx context.Context, every time.Duration) {
 			s.Evaluate(ctx, time.Now())
 		}
 	}
+}
+
+var sheddingEvaluationsDesc = prometheus.NewDesc("vatio_shedding_evaluations_total",
+	"Rounds of load shedding's check of the site's power run by this instance (the leader runs them).", nil, nil)
+
+// Describe is prometheus.Collector's.
+func (s *Shedder) Describe(ch chan<- *prometheus.Desc) { ch <- sheddingEvaluationsDesc }
+
+// Collect is prometheus.Collector's.
+func (s *Shedder) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(sheddingEvaluationsDesc, prometheus.CounterValue, float64(s.evaluations.Load()))
 }

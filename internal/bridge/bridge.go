@@ -360,7 +360,7 @@ func (b *Bridge) monitored(topic string, payload []byte) {
 
 // uptime handles the broker's uptime. Running, a restart is an uptime
 // lower than the last; across a restart of Vatio, a start later than the
-// one kept, by more than restartSlack (a retained uptime is up to the
+// one kept, by more than RestartSlack (a retained uptime is up to the
 // broker's sys_interval, 10 s by default, old).
 func (b *Bridge) uptime(payload []byte) {
 	f, _, _ := strings.Cut(strings.TrimSpace(string(payload)), " ")
@@ -372,7 +372,7 @@ func (b *Bridge) uptime(payload []byte) {
 	b.dropMu.Lock()
 	prev, last := b.started, b.lastUptime
 	b.lastUptime = secs
-	restarted := last >= 0 && secs < last || last < 0 && !prev.IsZero() && start.Sub(prev) > restartSlack
+	restarted := last >= 0 && secs < last || last < 0 && !prev.IsZero() && start.Sub(prev) > RestartSlack
 	keep := prev.IsZero() || restarted || start.Before(prev) // the earliest estimate is the best
 	if keep {
 		b.started = start
@@ -387,9 +387,12 @@ func (b *Bridge) uptime(payload []byte) {
 	}
 }
 
-// restartSlack is how much later than the one kept the broker's start may
+var brokerUptimeDesc = prometheus.NewDesc("vatio_broker_uptime_seconds",
+	"The external MQTT broker's uptime, as it last reported it ($SYS/broker/uptime, Mosquitto); a drop is a restart.", nil, nil)
+
+// RestartSlack is how much later than the one kept the broker's start may
 // seem, across a restart of Vatio, without being taken for a restart.
-const restartSlack = 15 * time.Second
+const RestartSlack = 15 * time.Second
 
 // Publish sends a message to the broker (commands, alerts, Home Assistant
 // discovery), waiting for its acknowledgement at QoS 1.
@@ -476,6 +479,7 @@ func (b *Bridge) Close() error {
 
 // Describe implements prometheus.Collector.
 func (b *Bridge) Describe(ch chan<- *prometheus.Desc) {
+	ch <- brokerUptimeDesc
 	b.takeovers.Describe(ch)
 	b.lossSeen.Describe(ch)
 	b.brokerDrop.Describe(ch)
@@ -488,10 +492,13 @@ func (b *Bridge) Collect(ch chan<- prometheus.Metric) {
 	b.takeovers.Collect(ch)
 	b.lossSeen.Collect(ch)
 	b.dropMu.Lock()
-	watched := len(b.dropped) > 0
+	watched, uptime := len(b.dropped) > 0, b.lastUptime
 	b.dropMu.Unlock()
 	if watched {
 		b.brokerDrop.Collect(ch)
+	}
+	if uptime >= 0 {
+		ch <- prometheus.MustNewConstMetric(brokerUptimeDesc, prometheus.GaugeValue, float64(uptime))
 	}
 	b.lapsed.Collect(ch)
 	b.lapsedRead.Collect(ch)
