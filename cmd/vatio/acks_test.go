@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -78,7 +81,13 @@ func TestStuckClientHoldsUpNobody(t *testing.T) {
 			t.Fatalf("publish big: %v", tok.Error())
 		}
 	}
-	time.Sleep(time.Second)
+	// The broker's write to it is blocked once its socket holds bytes it
+	// could not send.
+	for deadline := time.Now().Add(10 * time.Second); sendQueue(t, mqttAddr, stuck.LocalAddr().String()) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the broker's socket towards the stuck client never filled")
+		}
+	}
 	// Its own readings, to be acknowledged while the broker's write
 	// holds its lock.
 	go func() {
@@ -131,4 +140,32 @@ func TestStuckClientHoldsUpNobody(t *testing.T) {
 		t.Errorf("a normal client's PUBACK took %s (median %s): it waited behind the stuck client", worst, waits[len(waits)/2])
 	}
 	t.Logf("normal clients' PUBACK waits: median %s, worst %s", waits[len(waits)/2], worst)
+}
+
+// sendQueue returns the bytes the TCP socket from local to remote (IPv4
+// host:port) holds unsent, as /proc/net/tcp says; 0 when there is none.
+func sendQueue(t *testing.T, local, remote string) int {
+	t.Helper()
+	hex := func(addr string) string {
+		ap, err := netip.ParseAddrPort(addr)
+		if err != nil || !ap.Addr().Is4() {
+			t.Fatalf("not an IPv4 address: %s", addr)
+		}
+		b := ap.Addr().As4()
+		return fmt.Sprintf("%02X%02X%02X%02X:%04X", b[3], b[2], b[1], b[0], ap.Port())
+	}
+	l, r := hex(local), hex(remote)
+	raw, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[1] == l && f[2] == r {
+			tx, _, _ := strings.Cut(f[4], ":")
+			n, _ := strconv.ParseInt(tx, 16, 64)
+			return int(n)
+		}
+	}
+	return 0
 }

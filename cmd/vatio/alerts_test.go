@@ -68,7 +68,7 @@ func TestAlertRuleEndToEnd(t *testing.T) {
 	if as[0].Rule != "kettle-on" || !strings.Contains(as[0].Message, "kettle: power 2.20 kW above 1.50 kW") {
 		t.Errorf("alert = %+v", as[0])
 	}
-	resp, err := http.Get(origin + "/alerts")
+	resp, err := apiClient.Get(origin + "/alerts")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestAlertsPublishedOverMQTT(t *testing.T) {
 	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "vatio/alerts/#", QoS: 1}}}); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Post("http://"+v.http+"/api/alert", "application/json",
+	resp, err := apiClient.Post("http://"+v.http+"/api/alert", "application/json",
 		strings.NewReader(`{"message": "Consumo excesivo en la planta", "severity": "warning", "meter": "plant-1"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -268,7 +268,7 @@ func TestTokenCommand(t *testing.T) {
 	v := startVatio(t, dir)
 	req, _ := http.NewRequest(http.MethodGet, "http://"+v.http+"/api/v1/me", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func TestTokenCommand(t *testing.T) {
 	}
 	req, _ = http.NewRequest(http.MethodPatch, "http://"+v.http+"/api/v1/meters/x", strings.NewReader(`{}`))
 	req.Header.Set("Authorization", "Bearer "+tok)
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+	if resp, err := apiClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
 		t.Errorf("a viewer's PATCH: %v %v", resp.StatusCode, err)
 	}
 	// Without a token, the API answers 401 and pages go to the setup.

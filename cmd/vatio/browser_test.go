@@ -327,7 +327,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	asToken := func(method, path string) int {
 		req, _ := http.NewRequest(method, origin+path, nil)
 		req.Header.Set("Authorization", "Bearer "+tokenText)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := apiClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -62,7 +62,7 @@ func TestCommandsOnPostgres(t *testing.T) {
 	}
 	req, _ := http.NewRequest(http.MethodGet, "http://"+v.http+"/api/v1/tokens", nil)
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(out))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -33,7 +32,7 @@ func TestEncryptedBackupRestore(t *testing.T) {
 	v := startVatioWith(t, dir, cfg)
 	c := mqtttest.V3(t, v.mqtt)
 	mqtttest.Publish3(t, c, "energy/consumption/plant", 1, false, `{"power_w": 1000, "ts": 1764064800}`)
-	resp, err := http.Get("http://" + v.http + "/api/v1/backup")
+	resp, err := apiClient.Get("http://" + v.http + "/api/v1/backup")
 	if err != nil {
 		t.Fatal(err)
 	}

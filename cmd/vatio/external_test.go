@@ -130,7 +130,7 @@ func externalVatio(t *testing.T, brokerAddr, id, dir string) (httpAddr string, s
 // holds.
 func storedCount(t *testing.T, httpAddr, meter string) int {
 	t.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/api/energy?limit=1000&meter=" + meter)
+	resp, err := apiClient.Get("http://" + httpAddr + "/api/energy?limit=1000&meter=" + meter)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestExternalBroker(t *testing.T) {
 	if tok := watcher.Subscribe("vatio/alerts/#", 1, func(_ paho3.Client, m paho3.Message) { alerts <- m.Topic() }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
-	resp, err := http.Post("http://"+httpA+"/api/alert", "application/json", strings.NewReader(`{"message": "boiler", "meter": "plant"}`))
+	resp, err := apiClient.Post("http://"+httpA+"/api/alert", "application/json", strings.NewReader(`{"message": "boiler", "meter": "plant"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestExternalBroker(t *testing.T) {
 
 	// /healthz tells when readings cannot flow: the broker is gone.
 	health := func() int {
-		resp, err := http.Get("http://" + httpA + "/healthz")
+		resp, err := apiClient.Get("http://" + httpA + "/healthz")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -294,7 +294,7 @@ func TestExternalBrokerKill9(t *testing.T) {
 	}
 	count := func(httpAddr string) int {
 		var m struct{ Readings int }
-		resp, err := http.Get("http://" + httpAddr + "/api/v1/meters/k")
+		resp, err := apiClient.Get("http://" + httpAddr + "/api/v1/meters/k")
 		if err != nil {
 			return -1
 		}

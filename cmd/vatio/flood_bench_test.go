@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -68,7 +67,7 @@ func connectFlood(b *testing.B, checks int) {
 	pid := cmd.Process.Pid
 
 	body, _ := json.Marshal(map[string]any{"name": "flood-target"})
-	resp, err := http.Post("http://"+httpAddr+"/api/v1/devices", "application/json", bytes.NewReader(body))
+	resp, err := apiClient.Post("http://"+httpAddr+"/api/v1/devices", "application/json", bytes.NewReader(body))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -122,7 +122,7 @@ func BenchmarkHostileInput(b *testing.B) {
 			req, _ := http.NewRequest(http.MethodPost, "http://"+httpAddr+"/api/v1/meters/bench/import", pr)
 			req.Header.Set("Content-Type", "text/csv")
 			status := 0
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := apiClient.Do(req)
 			if err != nil {
 				b.Logf("import: %v\n%s", err, logs)
 			} else {

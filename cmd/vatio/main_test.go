@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -62,9 +61,6 @@ func TestMain(m *testing.M) {
 		bareMochi()
 		os.Exit(0)
 	}
-	// The tests are automation with the admin token: every request of the
-	// default client carries it (the browser test logs in instead).
-	http.DefaultClient.Transport = bearer{http.DefaultTransport}
 	code := m.Run()
 	pgtest.Stop()
 	os.Exit(code)
@@ -72,6 +68,12 @@ func TestMain(m *testing.M) {
 
 // testAdminToken is the admin API token every test instance is seeded with.
 const testAdminToken = "vat_00000000e2e0_the-tests-own-admin-token-0123"
+
+// apiClient is the tests' HTTP client: automation with the admin token,
+// which every request carries unless it sets its own Authorization (the
+// browser test logs in instead). Process-wide http.DefaultClient stays as
+// it is.
+var apiClient = &http.Client{Transport: bearer{http.DefaultTransport}}
 
 // bearer adds the admin token to requests that have no Authorization.
 type bearer struct{ next http.RoundTripper }
@@ -217,7 +219,7 @@ func (inst *instance) stop(t *testing.T) {
 
 func getJSON(t *testing.T, url string, into any) int {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := apiClient.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +288,7 @@ func TestEndToEnd(t *testing.T) {
 	want(v)
 
 	var metrics string
-	resp, err := http.Get("http://" + v.http + "/metrics")
+	resp, err := apiClient.Get("http://" + v.http + "/metrics")
 	if err == nil {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -391,12 +393,14 @@ func child(t testing.TB, dir string) (*exec.Cmd, string, string, *logBuffer) {
 	return childWith(t, dir, emptyConfig(t))
 }
 
-// childWith is child with the configuration file cfgPath.
-func childWith(t testing.TB, dir, cfgPath string) (*exec.Cmd, string, string, *logBuffer) {
+// childWith is child with the configuration file cfgPath, and env
+// (KEY=value) added to its environment.
+func childWith(t testing.TB, dir, cfgPath string, env ...string) (*exec.Cmd, string, string, *logBuffer) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "VATIO_TEST_CHILD=1", "VATIO_ADMIN_TOKEN="+testAdminToken,
 		"VATIO_TEST_ARGS=-config "+cfgPath+" -mqtt-addr 127.0.0.1:0 -http-addr 127.0.0.1:0 -data-dir "+dir)
+	cmd.Env = append(cmd.Env, env...)
 	// Not StderrPipe: Wait may close that before the last lines are read.
 	// With a writer of ours, Wait returns once they are all written.
 	stderr, pw := io.Pipe()
@@ -556,29 +560,21 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 }
 
 // TestGCPercent checks that gc_percent sets the collector's GOGC, and that
-// a GOGC in the environment wins over it.
+// a GOGC in the environment wins over it. Vatio runs as a process of its
+// own: GOGC is the process's, not this test's to change.
 func TestGCPercent(t *testing.T) {
-	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(cfg, []byte("gc_percent: 70\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	inst := startVatioWith(t, t.TempDir(), cfg)
-	if got := debug.SetGCPercent(100); got != 70 {
-		t.Errorf("with gc_percent 70, GOGC = %d", got)
+	_, _, httpAddr, _ := childWith(t, t.TempDir(), cfg, "GOGC=")
+	if got := httpMetric(t, httpAddr, "go_gc_gogc_percent"); got != 70 {
+		t.Errorf("with gc_percent 70, GOGC = %g", got)
 	}
-	inst.stop(t)
-	env := func(k string) string {
-		if k == "GOGC" {
-			return "100"
-		}
-		return testEnv(k)
+	_, _, httpAddr, _ = childWith(t, t.TempDir(), cfg, "GOGC=100")
+	if got := httpMetric(t, httpAddr, "go_gc_gogc_percent"); got != 100 {
+		t.Errorf("with GOGC=100 in the environment and gc_percent 70, GOGC = %g", got)
 	}
-	inst = startVatioEnv(t, t.TempDir(), cfg, env, "")
-	if got := debug.SetGCPercent(100); got != 100 {
-		t.Errorf("with GOGC=100 in the environment and gc_percent 70, GOGC = %d", got)
-	}
-	inst.stop(t)
 }
 
 // repoRoot is the repository's top, seen from this package's directory,

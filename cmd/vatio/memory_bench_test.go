@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -71,7 +70,7 @@ func BenchmarkMemory1000Meters(b *testing.B) {
 		wg.Wait()
 		loaded := procStatusKB(b, cmd.Process.Pid, "VmRSS") << 10
 		if os.Getenv("VATIO_BENCH_DEBUG") != "" {
-			resp, err := http.Get("http://" + httpAddr + "/metrics")
+			resp, err := apiClient.Get("http://" + httpAddr + "/metrics")
 			if err == nil {
 				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()

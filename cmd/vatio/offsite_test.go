@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -65,7 +64,7 @@ func TestOffsiteEndToEnd(t *testing.T) {
 	st.Close()
 
 	v := startVatioEnv(t, dir, cfg, getenv, "")
-	resp, err := http.Post("http://"+v.http+"/api/v1/offsite/sync", "application/json", nil)
+	resp, err := apiClient.Post("http://"+v.http+"/api/v1/offsite/sync", "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	goversion "go/version"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,7 +92,7 @@ func TestRaspberryPiBuildsUnderQEMU(t *testing.T) {
 			c := mqtttest.V3(t, mqttAddr)
 			mqtttest.Publish3(t, c, "energy/consumption/pi", 1, false, `{"power_w": 1500}`) // acknowledged once stored
 			c.Disconnect(100)
-			resp, err := http.Get("http://" + httpAddr + "/healthz")
+			resp, err := apiClient.Get("http://" + httpAddr + "/healthz")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -102,7 +101,7 @@ func TestRaspberryPiBuildsUnderQEMU(t *testing.T) {
 				t.Errorf("healthz under %s: %d", arch.qemu, resp.StatusCode)
 			}
 			var got []legacyReading
-			resp, err = http.Get("http://" + httpAddr + "/api/energy?meter=pi")
+			resp, err = apiClient.Get("http://" + httpAddr + "/api/energy?meter=pi")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,7 +26,7 @@ func TestBackupAndRestore(t *testing.T) {
 		mqtttest.Publish3(t, c, "energy/consumption/plant", 1, false, p) // QoS 1: stored when acknowledged
 	}
 
-	resp, err := http.Get("http://" + v.http + "/api/v1/backup")
+	resp, err := apiClient.Get("http://" + v.http + "/api/v1/backup")
 	if err != nil {
 		t.Fatal(err)
 	}

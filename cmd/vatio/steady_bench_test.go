@@ -281,11 +281,7 @@ func BenchmarkSteadyLoad(b *testing.B) {
 				b.ReportMetric(bareRun.pct(0.99), "bare-p99-ms")
 				// The default memory settings against none: Go's own
 				// GOGC and no limit, the figures they must not cost.
-				os.Setenv("GOGC", "100")
-				os.Setenv("GOMEMLIMIT", "off")
-				off, offAddr, _, _ := childWith(b, b.TempDir(), cfg)
-				os.Unsetenv("GOGC")
-				os.Unsetenv("GOMEMLIMIT")
+				off, offAddr, _, _ := childWith(b, b.TempDir(), cfg, "GOGC=100", "GOMEMLIMIT=off")
 				offRun := measure(off.Process.Pid, offAddr)
 				b.ReportMetric(offRun.peakMB, "gc-off-peak-MB")
 				b.ReportMetric(offRun.pct(0.99), "gc-off-p99-ms")

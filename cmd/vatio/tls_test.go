@@ -57,7 +57,7 @@ func TestTLSFirstStart(t *testing.T) {
 	if resp.TLS == nil || resp.TLS.Version < tls.VersionTLS12 {
 		t.Errorf("connection state %+v", resp.TLS)
 	}
-	if _, err := http.Get("http://" + inst.http + "/healthz"); err == nil {
+	if _, err := apiClient.Get("http://" + inst.http + "/healthz"); err == nil {
 		t.Error("plain HTTP was answered on the HTTPS port")
 	}
 	// The session cookie of the setup (then of every login) is Secure

@@ -471,7 +471,7 @@ func TestImportStreamsAndSaysWhyItFailed(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, u, &csv)
 	req.Header.Set("Content-Type", "text/csv")
 	req.Header.Set("Content-Encoding", "gzip")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -493,7 +493,7 @@ func TestImportStreamsAndSaysWhyItFailed(t *testing.T) {
 	zw.Close()
 	req, _ = http.NewRequest(http.MethodPost, u, bytes.NewReader(big.Bytes()))
 	req.Header.Set("Content-Encoding", "gzip")
-	resp, err = http.DefaultClient.Do(req)
+	resp, err = apiClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -541,20 +541,52 @@ func TestConnectionsPerAddress(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	os.WriteFile(cfg, []byte("http:\n  max_connections_per_address: 4\nmqtt:\n  max_connections_per_address: 3\n"), 0o600)
 	v := startVatioWith(t, t.TempDir(), cfg)
+	// greet makes a held connection prove it was accepted (and counted):
+	// an answer to a request, or a CONNACK.
+	greetHTTP := func(conn net.Conn, _ int) error {
+		if _, err := io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: vatio\r\n\r\n"); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	greetMQTT := func(conn net.Conn, i int) error {
+		id := fmt.Sprintf("held-%d", i)
+		// MQTT 3.1.1 CONNECT, clean session, keep-alive 60 s.
+		body := append([]byte{0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, byte(len(id))}, id...)
+		if _, err := conn.Write(append([]byte{0x10, byte(len(body))}, body...)); err != nil {
+			return err
+		}
+		ack := make([]byte, 4)
+		if _, err := io.ReadFull(conn, ack); err != nil {
+			return err
+		}
+		if ack[0] != 0x20 || ack[3] != 0 {
+			return fmt.Errorf("CONNACK % x", ack)
+		}
+		return nil
+	}
 	for _, c := range []struct {
-		addr string
-		cap  int
-	}{{v.http, 4}, {v.mqtt, 3}} {
+		addr  string
+		cap   int
+		greet func(net.Conn, int) error
+	}{{v.http, 4, greetHTTP}, {v.mqtt, 3, greetMQTT}} {
 		var held []net.Conn
-		for range c.cap {
+		for i := range c.cap {
 			conn, err := net.Dial("tcp", c.addr)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			if err := c.greet(conn, i); err != nil {
+				t.Fatalf("%s: connection %d of %d: %v", c.addr, i+1, c.cap, err)
+			}
 			held = append(held, conn)
 		}
-		time.Sleep(100 * time.Millisecond) // accepted and counted
 		extra, err := net.Dial("tcp", c.addr)
 		if err != nil {
 			t.Fatal(err)
@@ -613,7 +645,7 @@ func TestGatewayCannotWriteAnotherDevicesMeter(t *testing.T) {
 	origin := "http://" + v.http
 	add := func(body string) string {
 		t.Helper()
-		resp, err := http.Post(origin+"/api/v1/devices", "application/json", strings.NewReader(body))
+		resp, err := apiClient.Post(origin+"/api/v1/devices", "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
