@@ -211,7 +211,11 @@ func TestSharedStoreDeliversOnce(t *testing.T) {
 	for _, id := range ids {
 		waitFor(t, "delivery", func() bool { return delivery(t, st, id).Status == store.DeliveryDelivered })
 	}
-	time.Sleep(100 * time.Millisecond) // a second delivery would land by now
+	// Both services stopped, and every request they sent answered: a
+	// second delivery of any alert has landed by now, or never will.
+	a.Close()
+	b.Close()
+	srv.Close()
 	mu.Lock()
 	defer mu.Unlock()
 	for _, id := range ids {

@@ -131,11 +131,31 @@ func TestDeviceCredentialsAndACL(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Publish(topic, 1, false, "not mine").WaitTimeout(time.Second)
+		// The broker closes the connection once it has read the publish
+		// and refused it.
+		for deadline := time.Now().Add(10 * time.Second); c.IsConnectionOpen(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("a publish on %s was not refused", topic)
+			}
+		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	// What got through reached the watcher before the device's next
+	// message on its own topic, which comes after the refusals.
+	plug.Publish("tele/plug/STATE", 1, false, "after").Wait()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		done := len(seen) > 0 && strings.HasSuffix(seen[len(seen)-1], " after")
+		mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher did not see the device's own message")
+		}
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	if strings.Join(seen, "|") != "tele/plug/STATE mine" {
+	if strings.Join(seen, "|") != "tele/plug/STATE mine|tele/plug/STATE after" {
 		t.Errorf("got through: %v, want only the device's own topic", seen)
 	}
 	// A second connect with the right password is served from the cache;

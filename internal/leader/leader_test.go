@@ -94,7 +94,7 @@ func TestOneLeadsAndHandsOver(t *testing.T) {
 	for len(ins) > 0 {
 		l := leaders(t, ins...)
 		seen[l] = true
-		time.Sleep(300 * time.Millisecond) // followers keep waiting through lock_timeout
+		followersRetried(t, dsn, len(ins)-1) // they keep waiting through lock_timeout
 		if again := leaders(t, ins...); again != l {
 			t.Fatal("the leadership moved while its holder was alive")
 		}
@@ -157,11 +157,14 @@ func TestConnectionLostMovesLeadership(t *testing.T) {
 	// cannot know its connection went (the gap Options.Check bounds). Then
 	// one leads, and only its jobs run.
 	waitLeader(t, true, a, b)
-	time.Sleep(300 * time.Millisecond) // past any holder's next check
-	leaders(t, a, b)
-	if active.Load() != 1 {
-		t.Errorf("%d leaders' jobs run, want 1", active.Load())
+	// A holder that has not noticed its connection went stops its jobs at
+	// its next check.
+	for deadline := time.Now().Add(10 * time.Second); active.Load() != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d leaders' jobs run, want 1", active.Load())
+		}
 	}
+	leaders(t, a, b)
 }
 
 // Several processes' worth of electors, started and stopped at random
@@ -206,5 +209,60 @@ func TestAlone(t *testing.T) {
 	<-done
 	if e.Leading() {
 		t.Error("Alone still leads after Run returned")
+	}
+}
+
+// followersRetried waits until n electors wait for the lock in PostgreSQL
+// and each of them has waited out lock_timeout and asked again: the state
+// in which a leadership that should stay put would have moved.
+func followersRetried(t *testing.T, dsn string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	// waits maps each waiting elector's backend to when its current wait
+	// for the lock began.
+	waits := func() map[int32]time.Time {
+		rows, err := conn.Query(ctx, `SELECT pid, query_start FROM pg_stat_activity
+			WHERE application_name = 'vatio leader' AND datname = current_database() AND wait_event_type = 'Lock'`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[int32]time.Time{}
+		for rows.Next() {
+			var pid int32
+			var start time.Time
+			if err := rows.Scan(&pid, &start); err != nil {
+				t.Fatal(err)
+			}
+			out[pid] = start
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	first := waits()
+	for len(first) < n {
+		if ctx.Err() != nil {
+			t.Fatalf("%d electors wait for the lock, want %d", len(first), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+		first = waits()
+	}
+	for pid, began := range first {
+		for {
+			if again, ok := waits()[pid]; ok && again.After(began) {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("the elector of backend %d did not ask for the lock again after lock_timeout", pid)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }
