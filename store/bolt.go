@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -168,7 +169,7 @@ func newBoltEngine(s *Store, db *bolt.DB, opts Options) *boltEngine {
 		head:               newHead(),
 		undoMeters:         map[string]undoMeter{},
 		ledger:             newLedger(),
-		segSize:            segmentBytes,
+		segSize:            cmp.Or(opts.segmentBytes, walSegmentSize),
 		headMax:            opts.HeadMaxBytes,
 		syncDelay:          opts.SyncDelay,
 		flushInterval:      opts.FlushInterval,

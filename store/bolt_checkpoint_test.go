@@ -2,11 +2,13 @@ package store
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,6 +94,9 @@ func TestCheckpointRunsBesideTheWriter(t *testing.T) {
 // once they are in the database, and a later start with room has them.
 func TestOpensWithNoRoomForTheLog(t *testing.T) {
 	boltOnly(t)
+	if !isolated(t) {
+		return
+	}
 	dir := t.TempDir()
 	restore := limitFileSize(t, 1<<20)
 	defer restore()
@@ -141,8 +146,7 @@ func TestLateCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("the child process of TestKill9AfterLateReadings")
 	}
-	segmentBytes = 8 << 10
-	s, err := Open(dir, Options{SyncDelay: time.Millisecond, CheckpointInterval: time.Hour})
+	s, err := Open(dir, Options{SyncDelay: time.Millisecond, CheckpointInterval: time.Hour, segmentBytes: 8 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,6 +301,9 @@ func TestLateReadingLeavesTheOtherMetersInTheHead(t *testing.T) {
 // stored twice), and the store's health says why meanwhile.
 func TestRefusedReadingsLeaveNoTrace(t *testing.T) {
 	boltOnly(t)
+	if !isolated(t) {
+		return
+	}
 	dir := t.TempDir()
 	restore := limitFileSize(t, 1<<20)
 	defer restore()
@@ -358,6 +365,9 @@ func TestRefusedReadingsLeaveNoTrace(t *testing.T) {
 // the process's: nothing else in it may write files meanwhile.
 func limitFileSize(t *testing.T, max uint64) (restore func()) {
 	t.Helper()
+	if os.Getenv(isolatedEnv) != t.Name() {
+		t.Fatal("limitFileSize limits the whole process: call isolated first")
+	}
 	var was syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &was); err != nil {
 		t.Fatal(err)
@@ -432,4 +442,31 @@ func openHeld(t *testing.T, point string, opts Options) (*Store, string, *held) 
 		s.Close()
 	})
 	return s, dir, hold
+}
+
+// isolatedEnv names the test a child process runs for isolated.
+const isolatedEnv = "VATIO_STORE_ISOLATED"
+
+// isolated runs the calling test in a process of its own, for a test that
+// changes what belongs to the whole process (its file size limit), so that
+// no other test, and no other store, is touched. In that child it returns
+// true and the test goes on; in the parent it runs the child, passes on
+// its failure or skip, and returns false.
+func isolated(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(isolatedEnv) == t.Name() {
+		return true
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+regexp.QuoteMeta(t.Name())+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), isolatedEnv+"="+t.Name())
+	out, err := cmd.CombinedOutput()
+	switch {
+	case err != nil:
+		t.Fatalf("in a process of its own: %v\n%s", err, out)
+	case bytes.Contains(out, []byte("--- SKIP: "+t.Name())):
+		t.Skipf("skipped in a process of its own:\n%s", out)
+	case !bytes.Contains(out, []byte("--- PASS: "+t.Name())):
+		t.Fatalf("in a process of its own, the test did not run:\n%s", out)
+	}
+	return false
 }

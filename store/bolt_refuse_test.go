@@ -20,6 +20,9 @@ import (
 // restart with room again.
 func TestUndoAfterMergeKeepsTheFrozenHead(t *testing.T) {
 	boltOnly(t)
+	if !isolated(t) {
+		return
+	}
 	s, dir, hold := openHeld(t, "checkpoint-tx", Options{HeadMaxBytes: 64 << 10, CheckpointInterval: time.Hour})
 	hold.arm()
 	const n = 1100 // past one head's bound (about 1,000 readings)
@@ -111,10 +114,11 @@ func snapshotDir(t *testing.T, from, to string) {
 // them), and the readings acknowledged after them, in the new segment, are.
 func TestRefusedFrameSplitLeavesNoRecordsInTheLog(t *testing.T) {
 	boltOnly(t)
-	was := segmentBytes
-	segmentBytes = 64 << 10 // a frame past 16 KiB is split
-	t.Cleanup(func() { segmentBytes = was })
-	s, dir, hold := openHeld(t, "checkpoint-tx", Options{CheckpointInterval: time.Hour})
+	if !isolated(t) {
+		return
+	}
+	// Segments of 64 KiB: a frame past 16 KiB is split.
+	s, dir, hold := openHeld(t, "checkpoint-tx", Options{CheckpointInterval: time.Hour, segmentBytes: 64 << 10})
 	const pre = 10
 	for i := range pre {
 		mustAppend(t, s, reading("a", i, float64(i)))
@@ -218,6 +222,9 @@ func fillLog(t *testing.T, s *Store, m string, from, n int) {
 // dashboard had shown it already).
 func TestRefusedReadingIsNeverShown(t *testing.T) {
 	boltOnly(t)
+	if !isolated(t) {
+		return
+	}
 	dir := t.TempDir()
 	hold := holdAt(t, "commit-tx")
 	s, err := testOpen(t, dir, Options{CheckpointInterval: time.Hour, crashAt: hold.at})
@@ -268,6 +275,9 @@ func TestRefusedReadingIsNeverShown(t *testing.T) {
 // 503 restarted it for nothing).
 func TestHealthRecoversWithRoomAgain(t *testing.T) {
 	boltOnly(t)
+	if !isolated(t) {
+		return
+	}
 	dir := t.TempDir()
 	s, err := testOpen(t, dir, Options{CheckpointInterval: time.Hour, FlushInterval: 50 * time.Millisecond})
 	if err != nil {

@@ -71,10 +71,6 @@ const (
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
 
-// segmentBytes is the size of the segments a store's log writes: crash
-// tests, in a child process, make it small so that a few thousand readings
-// fill several.
-var segmentBytes int64 = walSegmentSize
 
 // walName is a meter and its source, one entry of a segment's meters.
 type walName struct{ meter, source string }

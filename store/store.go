@@ -111,6 +111,10 @@ type Options struct {
 	// bbolt writer (see crashAt in bolt_log.go): a test holds or kills
 	// its own store there, and no other.
 	crashAt func(at string)
+	// segmentBytes, set by tests alone, is the size of the log's segments
+	// (default walSegmentSize): small, a few thousand readings fill
+	// several.
+	segmentBytes int64
 }
 
 // Store is the database. All methods are safe for concurrent use.
