@@ -71,7 +71,6 @@ const (
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
 
-
 // walName is a meter and its source, one entry of a segment's meters.
 type walName struct{ meter, source string }
 
