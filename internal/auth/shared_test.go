@@ -8,13 +8,14 @@ import (
 	"github.com/vatio-energy/vatio/store"
 )
 
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
 // TestSharedStore runs two instances' Services on one PostgreSQL store: a
 // token made on one (or by vatio token) is listed, accepted and revoked on
 // the other; a token revoked while its first use is under way stays
 // revoked (its last-use write must not put it back); a user made on one
 // logs in on the other.
 func TestSharedStore(t *testing.T) {
-	t.Cleanup(pgtest.Stop)
 	dsn := pgtest.Database(t)
 	open := func() *Service {
 		st, err := store.OpenPostgres(dsn, t.TempDir(), store.Options{})

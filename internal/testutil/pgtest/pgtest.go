@@ -46,13 +46,13 @@ func Main(m *testing.M) {
 }
 
 // Stop stops the private cluster, if one was started; a TestMain of its
-// own calls it after the tests.
+// own calls it after the tests. A Database after it starts another.
 func Stop() {
 	mu.Lock()
 	defer mu.Unlock()
 	if stopper != nil {
 		stopper()
-		stopper = nil
+		stopper, server = nil, ""
 	}
 }
 
