@@ -358,10 +358,11 @@ func (b *Bridge) monitored(topic string, payload []byte) {
 	}
 }
 
-// uptime handles the broker's uptime. Running, a restart is an uptime
-// lower than the last; across a restart of Vatio, a start later than the
-// one kept, by more than RestartSlack (a retained uptime is up to the
-// broker's sys_interval, 10 s by default, old).
+// uptime handles the broker's uptime. A restart is an uptime lower than
+// the last, or a start later than the one kept by more than RestartSlack
+// (a retained uptime is up to the broker's sys_interval, 10 s by default,
+// old): the broker restarted while Vatio was away, or while it was
+// reconnecting for longer than the broker had run before.
 func (b *Bridge) uptime(payload []byte) {
 	f, _, _ := strings.Cut(strings.TrimSpace(string(payload)), " ")
 	secs, err := strconv.ParseInt(f, 10, 64)
@@ -372,7 +373,7 @@ func (b *Bridge) uptime(payload []byte) {
 	b.dropMu.Lock()
 	prev, last := b.started, b.lastUptime
 	b.lastUptime = secs
-	restarted := last >= 0 && secs < last || last < 0 && !prev.IsZero() && start.Sub(prev) > RestartSlack
+	restarted := last >= 0 && secs < last || !prev.IsZero() && start.Sub(prev) > RestartSlack
 	keep := prev.IsZero() || restarted || start.Before(prev) // the earliest estimate is the best
 	if keep {
 		b.started = start
