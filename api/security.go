@@ -113,22 +113,24 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 		return fiber.NewError(fiber.StatusForbidden, "the "+who.Role+" role may not do this: it needs "+need)
 	}
 	c.SetUserContext(auth.WithWho(c.UserContext(), who))
-	err = c.Next()
+	if err := c.Next(); err != nil {
+		// Answered here, as the server would, so that the audit log has
+		// the status the client got (a refused rule's 400, an unknown
+		// one's 404), not the 200 the response held before.
+		if err := s.writeError(c, err); err != nil {
+			return err
+		}
+	}
 	if m := c.Method(); m != fiber.MethodGet && m != fiber.MethodHead && path != "/logout" {
 		action := "change"
 		if m == fiber.MethodDelete {
 			action = "delete"
 		}
-		status := c.Response().StatusCode()
-		var fe *fiber.Error
-		if errors.As(err, &fe) {
-			status = fe.Code
-		}
-		s.audit(who.User, action, m+" "+path, c, status, "")
+		s.audit(who.User, action, m+" "+path, c, c.Response().StatusCode(), "")
 	} else if path == "/api/v1/backup" || isExport(strings.ToLower(path)) {
 		s.audit(who.User, "export", path, c, c.Response().StatusCode(), "")
 	}
-	return err
+	return nil
 }
 
 // formCSRF returns the csrf field of a URL-encoded form body: never the

@@ -218,3 +218,29 @@ func TestSessionsNeedCSRF(t *testing.T) {
 		t.Errorf("unknown API path without auth: %d", code)
 	}
 }
+
+// TestAuditHasTheStatusSent: a change refused by its handler is in the
+// audit log with the status the client got, not 200.
+func TestAuditHasTheStatusSent(t *testing.T) {
+	h, tokens, _, log := secured(t)
+	admin := []string{"Authorization", "Bearer " + tokens[auth.Admin]}
+	for _, c := range []struct {
+		method, path, body string
+		want               int
+	}{
+		{"POST", "/api/alert", `{"message": "", "severity": "warning"}`, http.StatusBadRequest},
+		{"DELETE", "/api/v1/meters/no-such-meter", "", http.StatusNotFound},
+		{"POST", "/api/alert", `{"message": "over the cap", "severity": "warning"}`, http.StatusAccepted},
+	} {
+		if code := call(t, h, c.method, c.path, c.body, admin...); code != c.want {
+			t.Fatalf("%s %s: %d, want %d (setup)", c.method, c.path, code, c.want)
+		}
+		es, err := log.List(1, nil)
+		if err != nil || len(es) != 1 {
+			t.Fatalf("audit log: %v %v", es, err)
+		}
+		if e := es[0]; e.Target != c.method+" "+c.path || e.Status != c.want {
+			t.Errorf("%s %s answered %d: audit entry %+v", c.method, c.path, c.want, e)
+		}
+	}
+}
