@@ -166,7 +166,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
 	}
-	if err := errors.Join(cfg.Validate(), checkSettings(cfg)); err != nil {
+	if err := configErrors(cfg.Validate(), checkSettings(cfg)); err != nil {
 		where := "configuration"
 		if path != "" {
 			where = path

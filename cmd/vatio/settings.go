@@ -1,8 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +22,69 @@ import (
 // from the sections they need. A builder's errors name the keys, as
 // config.Validate's do, and checkSettings runs every builder at start-up,
 // so that one start lists everything wrong with a config file.
+
+// configErrors joins the errors of config.Validate and checkSettings into
+// one list in the order of the keys they name, as config.yaml has them
+// (then by item: periods[0] before periods[1]), so that one item's errors
+// stay together whichever check found them. Errors naming no key come
+// last, in their order.
+func configErrors(errs ...error) error {
+	var all []error
+	for _, err := range errs {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			all = append(all, j.Unwrap()...)
+		} else if err != nil {
+			all = append(all, err)
+		}
+	}
+	rank := map[string]int{}
+	for i, k := range config.Keys() {
+		rank[k] = i
+	}
+	// An error's place: the key of its list, or its own key; its items'
+	// indexes; its own key.
+	type place struct {
+		list, field int
+		items       []int
+	}
+	index := regexp.MustCompile(`\[(\d+)\]`)
+	// rankOf is the rank of key, or of the nearest key above it
+	// ("alerts.rules[]" is "alerts.rules"); len(rank) for none.
+	rankOf := func(key string) int {
+		for key != "" {
+			if r, ok := rank[key]; ok {
+				return r
+			}
+			i := strings.LastIndexAny(key, ".[")
+			if i <= 0 {
+				break
+			}
+			key = key[:i]
+		}
+		return len(rank)
+	}
+	placeOf := func(err error) place {
+		key, _, _ := strings.Cut(err.Error(), ":")
+		key, _, _ = strings.Cut(key, " ") // "encryption.key (or VATIO_ENCRYPTION_KEY)"
+		var p place
+		for _, m := range index.FindAllStringSubmatch(key, -1) {
+			n, _ := strconv.Atoi(m[1])
+			p.items = append(p.items, n)
+		}
+		bare := index.ReplaceAllString(key, "[]")
+		p.field = rankOf(bare)
+		p.list = p.field
+		if list, _, ok := strings.Cut(bare, "["); ok {
+			p.list = rankOf(list)
+		}
+		return p
+	}
+	slices.SortStableFunc(all, func(a, b error) int {
+		pa, pb := placeOf(a), placeOf(b)
+		return cmp.Or(cmp.Compare(pa.list, pb.list), slices.Compare(pa.items, pb.items), cmp.Compare(pa.field, pb.field))
+	})
+	return errors.Join(all...)
+}
 
 // checkSettings reports what config.Validate cannot judge: what the domain
 // packages refuse when the objects are built.

@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -100,5 +101,39 @@ func TestLoadConfigRefusesWhatTheBuildersRefuse(t *testing.T) {
 	_, _, err := loadConfig([]string{"-config", path}, func(string) string { return "" }, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "tariff.periods[0].from") || !strings.Contains(err.Error(), path) {
 		t.Errorf("loadConfig = %v, want it to refuse tariff.periods[0].from of %s", err, path)
+	}
+}
+
+// TestConfigErrorsInKeyOrder: the errors of a config file come in the
+// order of its keys, one item's together, whichever check found them.
+func TestConfigErrorsInKeyOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	yml := `gc_percent: 5
+tariff:
+  currency: euro
+  periods:
+    - {name: "", price_kwh: 0.3, days: [funday], from: "25:00", to: "14:00"}
+    - {name: night, price_kwh: 0.1, days: [all], from: "22:00", to: "22:00"}
+  holidays: ["2026-13-01"]
+encryption:
+  key: short
+`
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := loadConfig([]string{"-config", path}, func(string) string { return "" }, io.Discard)
+	if err == nil {
+		t.Fatal("loadConfig accepted a config with errors")
+	}
+	var keys []string
+	for _, line := range strings.Split(err.Error(), "\n")[1:] {
+		key, _, _ := strings.Cut(line, ":")
+		key, _, _ = strings.Cut(key, " ")
+		keys = append(keys, key)
+	}
+	want := []string{"gc_percent", "tariff.currency", "tariff.periods[0].name", "tariff.periods[0].days", "tariff.periods[0].from",
+		"tariff.periods[1].to", "tariff.holidays[0]", "encryption.key"}
+	if !slices.Equal(keys, want) {
+		t.Errorf("errors in the order %q, want %q:\n%v", keys, want, err)
 	}
 }
