@@ -166,9 +166,32 @@ func start() (string, string) {
 		os.RemoveAll(dir)
 		return "", fmt.Sprintf("pg_ctl start: %v: %s %s", err, out, log)
 	}
+	// A watchdog in a session of its own stops the cluster when this
+	// process ends however it ends (a test's time-out panics past Stop, a
+	// kill takes the process group): its standard input is a pipe only
+	// this process holds, which the kernel closes when it exits.
+	watchR, watchW, err := os.Pipe()
+	if err != nil {
+		_ = run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop").Run()
+		os.RemoveAll(dir)
+		return "", err.Error()
+	}
+	watchdog := run("sh", "-c", `read _; "$0" -D "$1" -m immediate -w stop >/dev/null 2>&1; rm -rf "$2"`,
+		filepath.Join(bin, "pg_ctl"), data, dir)
+	watchdog.Path = "/bin/sh"
+	watchdog.SysProcAttr.Setsid = true
+	watchdog.Stdin = watchR
+	if err := watchdog.Start(); err != nil {
+		_ = run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop").Run()
+		os.RemoveAll(dir)
+		return "", "watchdog: " + err.Error()
+	}
+	watchR.Close()
 	stopper = func() {
 		_ = run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop").Run()
 		os.RemoveAll(dir)
+		watchW.Close() // the watchdog finds it stopped, and goes
+		_ = watchdog.Wait()
 	}
 	return fmt.Sprintf("postgres://vatio@127.0.0.1:%d/postgres?sslmode=disable", port), ""
 }
