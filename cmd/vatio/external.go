@@ -102,7 +102,9 @@ func (a *app) heartbeats(ctx context.Context, suspended *atomic.Bool) {
 			return
 		case <-t.C:
 		}
-		hctx, cancel := context.WithTimeout(ctx, heartbeatTimeout)
+		// Not cancelled with ctx: a query cut short closes the
+		// connection, and a stop still needs it to leave its share group.
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), heartbeatTimeout)
 		err := a.presence.Heartbeat(hctx, a.bridge.Received())
 		cancel()
 		if err == nil {
@@ -160,7 +162,9 @@ func (a *app) takeovers(ctx context.Context, suspended *atomic.Bool) {
 		if suspended.Load() {
 			continue
 		}
-		claimed, live, err := a.presence.Claim(ctx)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second) // see heartbeats
+		claimed, live, err := a.presence.Claim(cctx)
+		cancel()
 		if err != nil && ctx.Err() == nil {
 			log.Warn("cannot look for instances gone", slog.Any("error", err))
 		}
