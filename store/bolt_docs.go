@@ -61,25 +61,51 @@ func (eng *boltEngine) docs(kind string) (map[string][]byte, error) {
 	return out, nil
 }
 
-// newestDocs is NewestDocs on bbolt: a cursor from the last key back.
+// newestDocs is NewestDocs on bbolt: a cursor from the last key back, a
+// page at a time, fn called between transactions, so that fn may write
+// to the store (a write that grows the file waits for every reader).
 func (eng *boltEngine) newestDocs(kind string, fn func(key string, v []byte) bool) error {
-	err := eng.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("doc_" + kind))
-		if b == nil {
+	const page = 500
+	type doc struct {
+		k string
+		v []byte
+	}
+	var before []byte // nil: from the last key
+	for {
+		var got []doc
+		err := eng.db.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket([]byte("doc_" + kind))
+			if b == nil {
+				return nil
+			}
+			c := b.Cursor()
+			k, v := c.Last()
+			if before != nil {
+				if k, v = c.Seek(before); k == nil {
+					k, v = c.Last()
+				}
+				for k != nil && bytes.Compare(k, before) >= 0 {
+					k, v = c.Prev()
+				}
+			}
+			for ; k != nil && len(got) < page; k, v = c.Prev() {
+				got = append(got, doc{string(k), slices.Clone(v)}) // bbolt's memory is the transaction's
+			}
 			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("store: read %s: %w", kind, err)
 		}
-		c := b.Cursor()
-		for k, v := c.Last(); k != nil; k, v = c.Prev() {
-			if !fn(string(k), slices.Clone(v)) { // bbolt's memory is the transaction's
+		for _, d := range got {
+			if !fn(d.k, d.v) {
 				return nil
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("store: read %s: %w", kind, err)
+		if len(got) < page {
+			return nil
+		}
+		before = []byte(got[len(got)-1].k)
 	}
-	return nil
 }
 
 // deleteDocs is DeleteDocs on bbolt.

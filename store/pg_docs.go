@@ -55,15 +55,16 @@ func (pg *pgEngine) docs(kind string) (map[string][]byte, error) {
 }
 
 // newestDocs is NewestDocs on PostgreSQL: a page of keys at a time down
-// the primary key, so that no query stays open while fn runs.
+// the byte-order index (migration 3), so that no query stays open while fn
+// runs.
 func (pg *pgEngine) newestDocs(kind string, fn func(key string, v []byte) bool) error {
 	ctx, cancel := pgCtx()
 	defer cancel()
 	const page = 500
 	var before *string // nil: from the greatest key
 	for {
-		rows, err := pg.pool.Query(ctx, `SELECT key, value FROM docs WHERE kind = $1 AND ($2::text IS NULL OR key < $2)
-			ORDER BY key DESC LIMIT `+fmt.Sprint(page), kind, before)
+		rows, err := pg.pool.Query(ctx, `SELECT key, value FROM docs WHERE kind = $1 AND ($2::text IS NULL OR key COLLATE "C" < $2)
+			ORDER BY key COLLATE "C" DESC LIMIT `+fmt.Sprint(page), kind, before)
 		if err != nil {
 			return fmt.Errorf("store: pg: read %s: %w", kind, err)
 		}
@@ -116,8 +117,8 @@ func (pg *pgEngine) trimDocs(kind string, keep int) (int, error) {
 			_, err := tx.Exec(ctx, `DELETE FROM docs WHERE kind = $1`, kind)
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM docs WHERE kind = $1 AND key < (
-			SELECT key FROM docs WHERE kind = $1 ORDER BY key DESC OFFSET $2 LIMIT 1)`, kind, keep-1); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM docs WHERE kind = $1 AND key COLLATE "C" < (
+			SELECT key FROM docs WHERE kind = $1 ORDER BY key COLLATE "C" DESC OFFSET $2 LIMIT 1)`, kind, keep-1); err != nil {
 			return err
 		}
 		return tx.QueryRow(ctx, `SELECT count(*) FROM docs WHERE kind = $1`, kind).Scan(&left)

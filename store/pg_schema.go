@@ -27,7 +27,7 @@ import (
 //	power_factor    (meter, day) -> the day's power factor statistics
 //	alerts          id -> JSON Alert
 //	docs            (kind, key) -> value: rules, rule states, users...;
-//	                keys in byte order (COLLATE "C"), as on bbolt
+//	                listed in byte order of keys (COLLATE "C"), as on bbolt
 //	archives        (meter, month) -> the month's archive file, as written
 //	                to disk by the bbolt store (gzip CSV, sealed when a key
 //	                is set): retention moves raw readings here
@@ -126,10 +126,12 @@ CREATE TABLE instances (
 );
 `},
 	// Documents are listed newest first by key (the audit log's keys are
-	// times): keys compare as bytes, as on bbolt, and the primary key's
-	// index serves that order.
+	// times), the keys compared as bytes, as on bbolt (ORDER BY key
+	// COLLATE "C"), whatever the database's collation: this index serves
+	// that order. The column keeps its type, so instances of the version
+	// before, running during an upgrade, see no change.
 	{"documents in byte order", `
-ALTER TABLE docs ALTER COLUMN key TYPE text COLLATE "C";
+CREATE INDEX docs_kind_key_bytes ON docs (kind, key COLLATE "C");
 `},
 }
 
@@ -178,6 +180,11 @@ func pgMigrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (times
 	for v := version; v < pgSchemaVersion; v++ {
 		m := pgMigrations[v]
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			// A migration waits for a table's lock a while, not for ever
+			// (every other instance's queries would queue behind it).
+			if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '10s'`); err != nil {
+				return err
+			}
 			if _, err := tx.Exec(ctx, m.sql); err != nil {
 				return err
 			}
