@@ -20,7 +20,7 @@ func pgCtx() (context.Context, context.CancelFunc) {
 func (pg *pgEngine) meterExists(ctx context.Context, id string) error {
 	var ok bool
 	if err := pg.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM meters WHERE id = $1 AND info IS NOT NULL)`, id).Scan(&ok); err != nil {
-		return fmt.Errorf("store: pg: look up meter %q: %w", id, err)
+		return fmt.Errorf("look up meter %q: %w", id, err)
 	}
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrUnknownMeter, id)
