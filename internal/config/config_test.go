@@ -98,9 +98,10 @@ func TestValidateNamesEveryBadKey(t *testing.T) {
 	cfg.Alerts.Rules = []Rule{{ID: "quiet", Kind: "silent", Meter: "*", Severity: "info", SilentFor: time.Second}, {ID: "quiet", Kind: "nope"}}
 	cfg.GCPercent = 5
 	cfg.Offsite.Enabled = true // without encryption.key
+	cfg.Auth.PasswordChecks = -5
 	err := cfg.Validate()
 	for _, key := range []string{"mqtt.addr", "ingest.min_power_w", "alerts.webhook.url", "log.level", "sources.tasmota.prefix", "dashboard.timezone",
-		"mqtt.max_connections_per_device", "mqtt.max_retained_message_bytes", "alerts.rules[1].id", "gc_percent", "offsite.enabled"} {
+		"mqtt.max_connections_per_device", "mqtt.max_retained_message_bytes", "alerts.rules[1].id", "gc_percent", "offsite.enabled", "auth.password_checks"} {
 		if err == nil || !strings.Contains(err.Error(), key+":") {
 			t.Errorf("Validate() = %v, want it to name %s", err, key)
 		}

@@ -44,6 +44,7 @@ func (c Config) Validate() error {
 	c.Backup.validate(&p)
 	c.Retention.validate(&p)
 	c.Archive.validate(&p)
+	c.Auth.validate(&p)
 	c.validateOffsite(&p)
 	c.Broker.validate(&p)
 	return errors.Join(p...)
@@ -443,6 +444,12 @@ func (r Retention) validate(p *problems) {
 func (a Archive) validate(p *problems) {
 	if a.Keep != 0 && a.Keep < 24*time.Hour {
 		p.bad("archive.keep", "%s is under 24h (0 keeps archives forever)", a.Keep)
+	}
+}
+
+func (a Auth) validate(p *problems) {
+	if a.PasswordChecks < 0 || a.PasswordChecks > 1024 {
+		p.bad("auth.password_checks", "%d is outside 0 (half the CPUs) to 1024", a.PasswordChecks)
 	}
 }
 
