@@ -113,6 +113,8 @@ type Broker struct {
 	addr, tlsAddr, wsAddr net.Addr
 	closes                atomic.Int64
 	gate                  *gate
+	// inlineSubs numbers the server's own subscriptions (see Subscribe).
+	inlineSubs atomic.Int64
 }
 
 // New listens on the addresses of opts and prepares the server; Start
@@ -221,6 +223,21 @@ func noLimit(n int) int {
 
 // Server returns the mochi server, for hooks and inline publishing.
 func (b *Broker) Server() *mqtt.Server { return b.srv }
+
+// Subscribe calls fn, on the publisher's goroutine, with each message
+// published on a topic matching filter (and at once with the retained
+// ones) until stop is called: the server's own subscription, which no
+// client sees. fn must not block.
+func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte)) (stop func(), err error) {
+	id := int(b.inlineSubs.Add(1))
+	err = b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		fn(pk.TopicName, pk.Payload)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: subscribe to %s: %w", filter, err)
+	}
+	return func() { _ = b.srv.Unsubscribe(filter, id) }, nil
+}
 
 // AddHook adds a mochi hook; hooks must be added before Start.
 func (b *Broker) AddHook(h mqtt.Hook, config any) error {
