@@ -258,6 +258,19 @@ func reservedTopics(cfg config.Config) []string {
 	return out
 }
 
+// ownTopics returns the topics only Vatio publishes on (own) and, among
+// them, those clients may publish on too (open): with Home Assistant on,
+// its discovery prefix and Vatio's state topics, but for Home Assistant's
+// own status (its birth and will). A device could otherwise announce
+// entities to Home Assistant, clear Vatio's, or say a meter is online.
+func ownTopics(cfg config.Config) (own, open []string) {
+	h := cfg.HomeAssistant
+	if !h.Enabled {
+		return nil, nil
+	}
+	return []string{h.DiscoveryPrefix + "/#", h.StateTopic + "/#"}, []string{h.DiscoveryPrefix + "/status"}
+}
+
 // app is a running Vatio.
 type app struct {
 	log    *slog.Logger
