@@ -29,6 +29,7 @@ import (
 	"github.com/vatio-energy/vatio/internal/config"
 	"github.com/vatio-energy/vatio/internal/crypt"
 	"github.com/vatio-energy/vatio/internal/devices"
+	"github.com/vatio-energy/vatio/internal/homeassistant"
 	"github.com/vatio-energy/vatio/internal/leader"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/offsite"
@@ -434,8 +435,12 @@ func newBridge(cfg config.Config, p *hooks.Pipeline, logger *slog.Logger) (*brid
 			return nil, fmt.Errorf("broker.client_id: %w", err)
 		}
 	}
+	status := "" // Vatio's status for Home Assistant: online, or offline by will
+	if h := cfg.HomeAssistant; h.Enabled {
+		status = homeassistant.StatusTopic(h.StateTopic)
+	}
 	return bridge.New(p, bridge.Options{URLs: urls, ClientID: id, Username: b.Username, Password: b.Password,
-		TLS: tc, Share: b.Share, Topics: b.Topics, SessionExpiry: b.SessionExpiry, Logger: logger,
+		TLS: tc, Share: b.Share, Topics: b.Topics, SessionExpiry: b.SessionExpiry, Logger: logger, StatusTopic: status,
 		ExpectSession: expectSession(cfg.DataDir, id), BrokerStarted: brokerStart(cfg.DataDir),
 		OnBrokerStart: func(t time.Time) {
 			if err := noteBrokerStart(cfg.DataDir, t); err != nil {

@@ -173,6 +173,7 @@ func (s *starting) setUpBroker() (err error) {
 		s.publish = func(topic string, payload []byte, retain bool) error {
 			return a.bridge.Publish(topic, payload, retain, 1)
 		}
+		s.subscribe = a.bridge.Subscribe
 		s.mqttMetrics = []prometheus.Collector{pipeline, a.bridge}
 		// a.devices stays nil: devices log in to that broker, with its
 		// credentials.
