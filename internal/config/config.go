@@ -153,11 +153,15 @@ type Auth struct {
 // HomeAssistant configures the announcement of meters to Home Assistant.
 type HomeAssistant struct {
 	// Enabled announces every meter to Home Assistant by MQTT discovery
-	// and publishes its state.
+	// and publishes its state and availability. Only Vatio may then
+	// publish under discovery_prefix and state_topic, but for Home
+	// Assistant's own <discovery_prefix>/status.
 	Enabled bool `yaml:"enabled"`
 	// DiscoveryPrefix is Home Assistant's discovery prefix.
 	DiscoveryPrefix string `yaml:"discovery_prefix"`
-	// StateTopic prefixes each meter's state topic, <state_topic>/<meter>/state.
+	// StateTopic prefixes each meter's state topic, <state_topic>/<meter>/state,
+	// and its availability, <state_topic>/<meter>/availability; Vatio's own
+	// availability is <state_topic>/status.
 	StateTopic string `yaml:"state_topic"`
 	// StateEvery is the least time between two states of a meter.
 	StateEvery time.Duration `yaml:"state_every"`
