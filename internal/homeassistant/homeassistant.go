@@ -179,6 +179,7 @@ func EntityID(oid, kind string) string {
 func (p *Publisher) Run(ctx context.Context) {
 	watch, stop := p.st.Watch(256)
 	defer stop()
+	var unsubs []func()
 	if p.opts.Subscribe != nil {
 		for _, s := range []struct {
 			filter string
@@ -194,10 +195,15 @@ func (p *Publisher) Run(ctx context.Context) {
 					slog.String("topic", s.filter), slog.Any("error", err))
 				continue
 			}
-			defer unsub() // before the offline below: deferred calls run last first
+			unsubs = append(unsubs, unsub)
 		}
 	}
-	defer p.setStatus(Offline)
+	defer func() {
+		for _, unsub := range unsubs {
+			unsub() // first: Vatio's own offline is not one to correct
+		}
+		p.setStatus(Offline)
+	}()
 	p.setStatus(Online)
 	p.announceAll(false)
 	for _, m := range p.st.Meters() {
@@ -211,7 +217,7 @@ func (p *Publisher) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-announce.C: // renamed meters, and a state for quiet ones
+		case <-announce.C: // renamed meters
 			p.announceAll(false)
 		case <-check.C:
 			p.checkAvailability(p.st.Meters())

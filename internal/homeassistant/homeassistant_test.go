@@ -406,3 +406,25 @@ func TestOnlyVatioPublishesDiscovery(t *testing.T) {
 		}
 	}
 }
+
+// Vatio's status set offline while it runs (the will of another instance
+// sharing the external broker, which died while this one leads) is set
+// online again.
+func TestStatusCorrected(t *testing.T) {
+	h := start(t, false)
+	w := watch(t, h.addr, "vatio/meters/status")
+	w.wait(t, "vatio/meters/status", "online", 1)
+	c, _ := connect5(t, h.addr, "", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Publish(ctx, &paho.Publish{Topic: "vatio/meters/status", QoS: 1, Retain: true, Payload: []byte("offline")}); err != nil {
+		t.Fatal(err)
+	}
+	w.wait(t, "vatio/meters/status", "offline", 1)
+	w.wait(t, "vatio/meters/status", "online", 2)
+	h.stop()
+	w.wait(t, "vatio/meters/status", "offline", 2)
+	if n := w.count("vatio/meters/status"); n != 4 {
+		t.Errorf("%d statuses, want online, offline, online, offline", n)
+	}
+}
