@@ -321,3 +321,37 @@ func TestValidateStore(t *testing.T) {
 		t.Errorf("%s: store.dsn = %q", EnvStoreDSN, cfg.Store.DSN)
 	}
 }
+
+// Readings' topics may not lie under Home Assistant's discovery prefix or
+// state topic, where only Vatio may publish: every reading would be
+// refused.
+func TestHomeAssistantTopicsKeptFromReadings(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		edit func(*Config)
+		key  string // "" for none
+	}{
+		{"state topic above the ingest topic", func(c *Config) { c.HomeAssistant.StateTopic = "energy" }, "ingest.topic"},
+		{"input under the discovery prefix", func(c *Config) {
+			c.Inputs = []Input{{Name: "x", Topic: "homeassistant/sensor/+/state", Format: "plain"}}
+		}, "inputs[0].topic"},
+		{"source prefix equal to the state topic", func(c *Config) { c.HomeAssistant.StateTopic = "tele" }, "sources.tasmota.prefix"},
+		{"input that only may reach there", func(c *Config) { c.Inputs = []Input{{Name: "x", Topic: "+/SENSOR", Format: "plain"}} }, ""},
+		{"Home Assistant off", func(c *Config) { c.HomeAssistant.Enabled = false; c.HomeAssistant.StateTopic = "energy" }, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := Default()
+			c.edit(&cfg)
+			err := cfg.Validate()
+			switch {
+			case c.key == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case c.key != "" && (err == nil || !strings.Contains(err.Error(), c.key+":") || !strings.Contains(err.Error(), "only Vatio")):
+				t.Errorf("Validate() = %v, want it to name %s", err, c.key)
+			}
+		})
+	}
+}
