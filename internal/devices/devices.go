@@ -380,6 +380,13 @@ func (r *Registry) Allowed(user, topic string, write bool) bool {
 	return false
 }
 
+var _ broker.Keeper = (*Registry)(nil)
+
+// Kept reports whether only Vatio may publish on topic (see
+// WithOwnTopics): the broker then refuses a client's publish there without
+// closing its connection (broker.Keeper).
+func (r *Registry) Kept(topic string) bool { return r.isOwn(topic) }
+
 // isOwn reports whether topic is kept for Vatio: under one of r.own and
 // not one of r.open.
 func (r *Registry) isOwn(topic string) bool {

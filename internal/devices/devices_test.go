@@ -350,6 +350,12 @@ func TestOwnTopics(t *testing.T) {
 			t.Errorf("Allowed(%q, %q, write %v) = %v, want %v", c.user, c.topic, c.write, got, c.want)
 		}
 	}
+	for topic, want := range map[string]bool{"homeassistant/sensor/a/b/config": true, "vatio/meters/x/state": true,
+		"homeassistant/status": false, "vatio/alerts/x": false, "homeassistant": true, "vatio/meters": true} {
+		if got := reg.Kept(topic); got != want {
+			t.Errorf("Kept(%q) = %v, want %v", topic, got, want)
+		}
+	}
 	addr := "tcp://" + b.Addr().String()
 	if _, err := connectWill(t, addr, "ha", pw, "vatio/meters/status"); err == nil {
 		t.Error("a device connected with a will on Vatio's status")

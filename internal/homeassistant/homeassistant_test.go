@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/vatio-energy/vatio/broker"
 	"github.com/vatio-energy/vatio/hooks"
@@ -391,6 +392,29 @@ func TestOnlyVatioPublishesDiscovery(t *testing.T) {
 			t.Errorf("%s publishing Home Assistant's status: reason code %#x, want 0", c.who, code)
 		}
 	}
+	// An MQTT 3.1.1 device announcing itself to Home Assistant (Zigbee2MQTT,
+	// Tasmota) is refused quietly (3.1.1 cannot be told) and stays
+	// connected: its readings go on.
+	_, pw3, err := h.reg.Add("z2m", []string{"energy/consumption/z2m", "homeassistant/#"}, []string{"zigbee2mqtt/#"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := paho3.NewClientOptions().AddBroker("tcp://" + h.addr).SetClientID("z2m").SetUsername("z2m").SetPassword(pw3).
+		SetProtocolVersion(4).SetAutoReconnect(false)
+	z2m := paho3.NewClient(opts)
+	if tok := z2m.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("z2m connect: %v", tok.Error())
+	}
+	defer z2m.Disconnect(50)
+	mqtttest.Publish3(t, z2m, "homeassistant/sensor/0x00158d/power/config", 1, true, `{"name":"plug"}`)
+	mqtttest.Publish3(t, z2m, "homeassistant/sensor/0x00158d/energy/config", 2, true, `{"name":"plug"}`)
+	mqtttest.Publish3(t, z2m, topic, 0, true, "")
+	if !z2m.IsConnectionOpen() {
+		t.Fatal("an MQTT 3.1.1 device was disconnected for announcing itself to Home Assistant")
+	}
+	mqtttest.Publish3(t, z2m, "energy/consumption/z2m", 1, false, `{"power_w": 45.6}`)
+	w.wait(t, "vatio/meters/z2m/availability", "online", 1)
+
 	// What a newcomer gets is Vatio's, untouched.
 	late := watch(t, h.addr, "homeassistant/#", "vatio/meters/boiler/availability", "vatio/meters/status")
 	if p := late.wait(t, topic, "", 1); string(p.Payload) != string(first.Payload) {
@@ -401,7 +425,7 @@ func TestOnlyVatioPublishesDiscovery(t *testing.T) {
 	late.mu.Lock()
 	defer late.mu.Unlock()
 	for _, p := range late.got {
-		if strings.Contains(p.Topic, "evil") || len(p.Payload) == 0 {
+		if strings.Contains(p.Topic, "evil") || strings.Contains(p.Topic, "0x00158d") || len(p.Payload) == 0 {
 			t.Errorf("a refused publish got through: %s %q", p.Topic, p.Payload)
 		}
 	}
