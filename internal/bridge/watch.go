@@ -41,7 +41,7 @@ func (b *Bridge) Subscribe(filter string, fn func(topic string, payload []byte))
 		}
 		b.watchMu.Unlock()
 		if l := b.current(); l != nil && !still {
-			ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+			ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
 			defer cancel()
 			_, _ = l.cm.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{filter}})
 		}

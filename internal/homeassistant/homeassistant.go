@@ -40,6 +40,9 @@ const (
 	Offline = "offline"
 )
 
+// stopWait bounds the wait for the offline status when Run ends.
+const stopWait = 2 * time.Second
+
 // Options configure a Publisher.
 type Options struct {
 	// Prefix is Home Assistant's discovery prefix. Default homeassistant.
@@ -202,7 +205,16 @@ func (p *Publisher) Run(ctx context.Context) {
 		for _, unsub := range unsubs {
 			unsub() // first: Vatio's own offline is not one to correct
 		}
-		p.setStatus(Offline)
+		// A stop does not wait long for a broker out of reach: publish
+		// gives up by itself (the bridge after 10 s), and the status
+		// stays as the broker last had it.
+		done := make(chan struct{})
+		go func() { defer close(done); p.setStatus(Offline) }()
+		select {
+		case <-done:
+		case <-time.After(stopWait):
+			p.opts.Logger.Warn("home assistant: offline not published in time", slog.String("topic", p.StatusTopic()))
+		}
 	}()
 	p.setStatus(Online)
 	p.announceAll(false)
