@@ -88,7 +88,15 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 			return s.unauthorized(c, "use Authorization: Bearer <token>")
 		}
 		if who, err = s.auth.Token(strings.TrimSpace(tok)); err != nil {
-			s.audit("", "token_refused", path, c, fiber.StatusUnauthorized, "")
+			// Which token, by its id and name, never its secret.
+			user, detail := "", "not a Vatio token"
+			if id := auth.TokenID(strings.TrimSpace(tok)); id != "" {
+				detail = "token " + id + ": unknown, revoked, expired or with a wrong secret"
+				if name, ok := s.auth.TokenName(id); ok {
+					user = "token:" + name
+				}
+			}
+			s.audit(user, "token_refused", path, c, fiber.StatusUnauthorized, detail)
 			return s.unauthorized(c, "invalid or expired token")
 		}
 		s.noteToken(who, c)
