@@ -23,13 +23,14 @@ func who(c *fiber.Ctx) auth.Who {
 }
 
 // open are the paths anyone may reach: the health check, the login and
-// setup pages, and the static files they need.
+// setup pages, and what they link to: the static files and the language
+// switch (which sets a cookie and goes back to a page of this site).
 func open(path string) bool {
 	switch path {
 	case "/healthz", "/login", "/setup", "/api/v1/openapi.json":
 		return true
 	}
-	return strings.HasPrefix(path, "/assets/")
+	return strings.HasPrefix(path, "/assets/") || strings.HasPrefix(path, "/lang/")
 }
 
 // roleFor returns the least role that may make request method path.
