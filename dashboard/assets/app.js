@@ -596,6 +596,8 @@
   } else {
     if (page === "access") accessPage();
     settingsForms();
-    stream("", function () {}); // the status light: is the server there?
+    // The status light: is the server there? (Not before a log-in: the
+    // login and setup pages have no light, and the stream needs one.)
+    if (statusEl) stream("", function () {});
   }
 })();

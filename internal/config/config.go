@@ -8,6 +8,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"time"
 )
@@ -210,14 +211,17 @@ type Period struct {
 // Dashboard configures the browser dashboard.
 type Dashboard struct {
 	// TimeZone is the IANA time zone the dashboard shows times and local
-	// days in ("Europe/Madrid"); empty means the machine's own.
+	// days in ("Europe/Madrid"); empty means the machine's own, named by
+	// the TZ variable, /etc/localtime or /etc/timezone (UTC when it is).
 	TimeZone string `yaml:"timezone"`
 }
 
-// Location returns the dashboard's time zone: TimeZone, or the machine's.
+// Location returns the dashboard's time zone: TimeZone, or the machine's
+// under its IANA name (LocalZone).
 func (d Dashboard) Location() (*time.Location, error) {
 	if d.TimeZone == "" {
-		return time.Local, nil
+		tz, set := os.LookupEnv("TZ")
+		return LocalZone(tz, set, "/"), nil
 	}
 	return time.LoadLocation(d.TimeZone)
 }

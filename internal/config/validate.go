@@ -359,6 +359,9 @@ func (t Tariff) validate(p *problems) {
 }
 
 func (d Dashboard) validate(p *problems) {
+	if d.TimeZone == "" {
+		return // the machine's: there is always one
+	}
 	if _, err := d.Location(); err != nil || strings.EqualFold(d.TimeZone, "local") {
 		p.bad("dashboard.timezone", "%q is not an IANA time zone such as Europe/Madrid (empty: the machine's)", d.TimeZone)
 	}
