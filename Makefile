@@ -20,6 +20,14 @@ $(ECHARTS): package.json package-lock.json
 	cp node_modules/echarts/LICENSE $(dir $@)echarts.LICENSE.txt
 	cp node_modules/echarts/NOTICE $(dir $@)echarts.NOTICE.txt
 
+# The OpenAPI linter TestOpenAPILint runs (Redocly CLI, pinned by its lock):
+# a tool of the tests, which make build never downloads.
+OPENAPI_LINT := api/testdata/openapi-lint/node_modules/.bin/redocly
+
+$(OPENAPI_LINT): api/testdata/openapi-lint/package.json api/testdata/openapi-lint/package-lock.json
+	cd api/testdata/openapi-lint && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 build: assets
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/vatio ./cmd/vatio
 
@@ -28,7 +36,7 @@ run: build
 
 # The store's suite runs twice: on bbolt, then on PostgreSQL (the server of
 # VATIO_TEST_POSTGRES, or a private cluster of Debian's postgresql).
-test: assets
+test: assets $(OPENAPI_LINT)
 	$(GO) test -race -count=1 ./...
 	VATIO_TEST_STORE=postgres $(GO) test -race -count=1 ./store
 
@@ -72,4 +80,4 @@ release: assets
 	cd bin/release && sha256sum vatio-* > SHA256SUMS
 
 clean:
-	rm -rf bin node_modules dashboard/assets/vendor
+	rm -rf bin node_modules dashboard/assets/vendor api/testdata/openapi-lint/node_modules

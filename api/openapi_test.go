@@ -87,7 +87,9 @@ type everything struct {
 	doc     described
 }
 
-func startEverything(t *testing.T) *everything {
+// startEverything starts it, with a rate limit of ratePerMinute requests
+// from one address (0 for none).
+func startEverything(t *testing.T, ratePerMinute int) *everything {
 	t.Helper()
 	st, err := store.Open(t.TempDir(), store.Options{})
 	if err != nil {
@@ -119,7 +121,8 @@ func startEverything(t *testing.T) *everything {
 		t.Fatal(err)
 	}
 	srv := api.New(st, alerts, api.Options{BodyLimitBytes: 4096, Gatherer: prometheus.NewRegistry(), Tariff: testTariff,
-		Auth: users, Audit: log, Devices: reg, MQTTAddr: ":1883", Rules: rules, Offsite: offsite.NewShipper(remote, st)})
+		Auth: users, Audit: log, Devices: reg, MQTTAddr: ":1883", Rules: rules, Offsite: offsite.NewShipper(remote, st),
+		RateLimitPerMinute: ratePerMinute})
 	dashboard.New(st, dashboard.Options{Tariff: testTariff, Auth: users, Audit: log, Devices: reg}).Register(srv.Router())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -206,7 +209,7 @@ var lowerCamelCase = regexp.MustCompile(`^[a-z][a-z0-9]*([A-Z][a-z0-9]*)*$`)
 // operation with an operationId, in lowerCamelCase and unique in the
 // description.
 func TestOpenAPIOperationIDs(t *testing.T) {
-	e := startEverything(t)
+	e := startEverything(t, 0)
 	ops := e.doc.operations(t)
 	byID := map[string]string{}
 	for name, op := range ops {
@@ -237,7 +240,7 @@ func TestOpenAPIOperationIDs(t *testing.T) {
 // and the 401, 403 or login redirect documented where, and only where,
 // they happen.
 func TestOpenAPISecurityMatchesMiddleware(t *testing.T) {
-	e := startEverything(t)
+	e := startEverything(t, 0)
 	ops := e.doc.operations(t)
 	for _, r := range api.Routes(e.srv.App()) {
 		op := ops[r.Method+" "+r.Path]
@@ -312,5 +315,22 @@ func TestOpenAPISecurityMatchesMiddleware(t *testing.T) {
 				t.Errorf("403 can happen: %v; 403 documented: %v", forbidden, op.answers(http.StatusForbidden))
 			}
 		})
+	}
+}
+
+// TestOpenAPIRateLimit: 429 is documented on every operation the rate
+// limit applies to, and only there.
+func TestOpenAPIRateLimit(t *testing.T) {
+	e := startEverything(t, 1) // the one request of the minute fetched openapi.json
+	ops := e.doc.operations(t)
+	for _, r := range api.Routes(e.srv.App()) {
+		op := ops[r.Method+" "+r.Path]
+		if op == nil {
+			continue // TestOpenAPIOperationIDs reports it
+		}
+		code, _ := e.status(t, r.Method, r.Path)
+		if limited := code == http.StatusTooManyRequests; limited != op.answers(http.StatusTooManyRequests) {
+			t.Errorf("%s %s past the rate limit: %d; 429 documented: %v", r.Method, r.Path, code, op.answers(http.StatusTooManyRequests))
+		}
 	}
 }
