@@ -11,7 +11,16 @@ all: build
 
 # Front-end assets come from the npm registry at build time (pinned in
 # package.json / package-lock.json) and are embedded into the binary.
-assets: $(ECHARTS)
+# Every file the binary serves is compressed here, once, beside itself:
+# name.br (brotli at its best quality) and name.gz (gzip -9), embedded
+# with it and served ready-made (internal/asset). A file left out (a new
+# one before make runs again) is compressed by the binary instead.
+SERVED := $(sort $(ECHARTS) api/openapi.json $(filter-out %.br %.gz,$(wildcard dashboard/assets/*.* dashboard/assets/vendor/*.*)))
+
+assets: $(ECHARTS) $(SERVED:=.br) $(SERVED:=.gz)
+
+%.br %.gz: % internal/asset/precompress.mjs
+	node internal/asset/precompress.mjs $<
 
 $(ECHARTS): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -62,6 +71,7 @@ FUZZ_STORE := FuzzDecodeBlock FuzzBlockRoundTrip FuzzStaging FuzzWALFrame
 FUZZ_TARIFF := FuzzParseClock
 FUZZ_AUTH := FuzzToken FuzzLogin
 FUZZ_CRYPT := FuzzReader
+FUZZ_ASSET := FuzzNegotiate
 fuzz:
 	@for f in $(FUZZ_METER); do $(GO) test ./internal/meter -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_API); do $(GO) test ./api -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
@@ -69,6 +79,7 @@ fuzz:
 	@for f in $(FUZZ_TARIFF); do $(GO) test ./internal/tariff -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_AUTH); do $(GO) test ./internal/auth -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_CRYPT); do $(GO) test ./internal/crypt -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for f in $(FUZZ_ASSET); do $(GO) test ./internal/asset -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 # Static binaries for the machines Vatio runs on, with checksums.
 release: assets
