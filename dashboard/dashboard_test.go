@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -53,7 +54,7 @@ func newAppWith(tb testing.TB, newDashboard func(*store.Store, dashboard.Options
 		tb.Fatal(err)
 	}
 	var logs bytes.Buffer
-	app := fiber.New()
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	newDashboard(st, dashboard.Options{
 		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
 		Location: madrid,
@@ -266,9 +267,20 @@ func TestPageWithoutECharts(t *testing.T) {
 	}
 }
 
+// TestAssets asks for the static files over real HTTP as browsers do: by
+// the hashed URLs of the page, in each encoding, and again with the ETag.
 func TestAssets(t *testing.T) {
 	app, _ := newApp(t)
 	requireECharts(t, app)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go app.Listener(ln)
+	t.Cleanup(func() { app.Shutdown() })
+	get := func(t *testing.T, _ *fiber.App, path string, header ...string) (*http.Response, string) {
+		return fetch(t, "http://"+ln.Addr().String()+path, header...)
+	}
 	_, page := get(t, app, "/")
 	tests := []struct {
 		path, contentType, contains string
@@ -341,6 +353,38 @@ func TestAssets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fetch makes a real GET of url with headers (name, value pairs); the
+// client asks for no encoding of its own, and the body comes back decoded.
+func fetch(t *testing.T, url string, header ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := (&http.Client{Transport: &http.Transport{DisableCompression: true}, Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer res.Body.Close()
+	var body io.Reader = res.Body
+	switch res.Header.Get("Content-Encoding") {
+	case "gzip":
+		if body, err = gzip.NewReader(res.Body); err != nil {
+			t.Fatalf("GET %s: gzip: %v", url, err)
+		}
+	case "br":
+		body = brotli.NewReader(res.Body)
+	}
+	b, err := io.ReadAll(body)
+	if err != nil {
+		t.Fatalf("GET %s: read body: %v", url, err)
+	}
+	return res, string(b)
 }
 
 func TestAssetsRefused(t *testing.T) {
