@@ -115,7 +115,8 @@ func encoded(body, pre []byte, decode func([]byte, int) ([]byte, error), compres
 }
 
 // compressBrotli compresses at quality 6 with a window that fits the file:
-// a tenth of the time quality 11 takes, 5 to 10% larger.
+// a tenth of the time quality 11 takes or less, for some 10% more bytes
+// (ECharts: 335 KB instead of 299 KB).
 func compressBrotli(body []byte) []byte {
 	var buf bytes.Buffer
 	w := brotli.NewWriterOptions(&buf, brotli.WriterOptions{Quality: 6, LGWin: max(10, min(24, bits.Len(uint(len(body)))))})
