@@ -7,7 +7,7 @@ package api
 import (
 	"cmp"
 	"context"
-	_ "embed"
+	"embed"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/internal/asset"
 	"github.com/vatio-energy/vatio/internal/audit"
 	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/internal/automation"
@@ -360,12 +361,30 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 	return c.JSON(body)
 }
 
-//go:embed openapi.json
-var openapiJSON []byte
+// openapiFiles are openapi.json and the brotli and gzip encodings the
+// build makes of it (make assets), when it made them.
+//
+//go:embed openapi.json*
+var openapiFiles embed.FS
 
+// openapiFile is openapi.json ready to serve, read once a process; an
+// encoding the build did not make is made on first use (package asset).
+var openapiFile = sync.OnceValue(func() *asset.File {
+	body, err := openapiFiles.ReadFile("openapi.json")
+	if err != nil {
+		panic("api: openapi.json is not embedded: " + err.Error()) // the pattern above makes that a build error
+	}
+	br, _ := openapiFiles.ReadFile("openapi.json.br")
+	gz, _ := openapiFiles.ReadFile("openapi.json.gz")
+	f := asset.New("openapi.json", body, br, gz)
+	f.ContentType = fiber.MIMEApplicationJSONCharsetUTF8
+	return f
+})
+
+// openapi serves GET /api/v1/openapi.json, brotli or gzip as the client
+// accepts, revalidated with its ETag.
 func (s *Server) openapi(c *fiber.Ctx) error {
-	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSONCharsetUTF8)
-	return c.Send(openapiJSON)
+	return openapiFile().Serve(c, "no-cache")
 }
 
 // errorBody is every error response.

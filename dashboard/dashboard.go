@@ -25,6 +25,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/compress"
 
+	"github.com/vatio-energy/vatio/internal/asset"
 	"github.com/vatio-energy/vatio/internal/audit"
 	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/internal/devices"
@@ -89,7 +90,7 @@ type Dashboard struct {
 	now     func() time.Time
 	log     *slog.Logger
 	// assets are the embedded files by path under /assets/.
-	assets map[string]*asset
+	assets map[string]*asset.File
 	// charts is false when the ECharts build was not embedded (the binary
 	// was built without make assets): pages then say so instead of showing
 	// blank charts.
@@ -108,7 +109,7 @@ func New(st *store.Store, opts Options) *Dashboard {
 
 // newDashboard returns the dashboard serving assets, and warns when they
 // lack the ECharts build.
-func newDashboard(st *store.Store, opts Options, assets map[string]*asset) *Dashboard {
+func newDashboard(st *store.Store, opts Options, assets map[string]*asset.File) *Dashboard {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -272,8 +273,8 @@ func (d *Dashboard) switchLanguage(c *fiber.Ctx) error {
 // it is missing (the request then fails visibly with 404).
 func (d *Dashboard) url(name string) string {
 	u := "/assets/" + name
-	if a, ok := d.assets[name]; ok {
-		u += a.version()
+	if f, ok := d.assets[name]; ok {
+		u += "?v=" + f.Version
 	}
 	return u
 }
