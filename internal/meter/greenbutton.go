@@ -12,10 +12,10 @@ import (
 )
 
 // MaxGreenButtonReadings bounds the interval readings of one Green Button
-// file: they are held until the file's end, since a feed may give a
-// ReadingType after the blocks it describes. A million is 28 years of
-// hourly readings or 14 of quarter-hours, import and export.
-const MaxGreenButtonReadings = 1_000_000
+// file: they are held until the file's end (about 100 bytes each), since a
+// feed may give a ReadingType after the blocks it describes. 500,000 are 28
+// years of hourly readings or 7 of quarter-hours, import and export.
+const MaxGreenButtonReadings = 500_000
 
 // greenButtonSource reads a Green Button "download my data" file: a NAESB
 // ESPI Atom feed whose entries hold a UsagePoint, its MeterReadings, each
@@ -35,14 +35,14 @@ const MaxGreenButtonReadings = 1_000_000
 // Wh of more than one usage point, is refused. Import and export of the
 // same interval are added into one interval.
 type greenButtonSource struct {
-	dec   *xml.Decoder
+	dec *xml.Decoder
 	// What the feed links: MeterReading href -> ReadingType href, and the
 	// ReadingTypes by href.
 	meterReadings map[string]string
 	readingTypes  map[string]gbReadingType
-	blocks        []gbBlock
+	blocks        []gbValues
 	readings      int
-	out           []record
+	out           []gbSum
 	read          bool
 }
 
@@ -72,11 +72,20 @@ type gbReading struct {
 
 type gbBlock struct {
 	Readings []gbReading `xml:"IntervalReading"`
-	// The MeterReading the block is of (from its links), and where its
-	// entry starts.
+}
+
+// gbValues are the readings of one IntervalBlock, kept compact until the
+// file's end, with the MeterReading the block is of (from its links) and
+// where its entry starts.
+type gbValues struct {
 	meterReading string
 	line         int
+	values       []gbValue
 }
+
+// gbValue is an IntervalReading: its start (Unix seconds), its duration
+// (seconds; 0 for its ReadingType's intervalLength) and its value.
+type gbValue struct{ start, duration, value int64 }
 
 type gbEntry struct {
 	Links   []gbLink `xml:"link"`
@@ -111,9 +120,16 @@ func (g *greenButtonSource) next() (record, error) {
 	if len(g.out) == 0 {
 		return record{}, io.EOF
 	}
-	rec := g.out[0]
+	s := g.out[0]
 	g.out = g.out[1:]
-	return rec, nil
+	return record{line: s.line, interval: true, at: time.Unix(s.start, 0).UTC(), length: time.Duration(s.length) * time.Second, importWh: s.importWh, exportWh: s.exportWh}, nil
+}
+
+// gbSum is the energy of one interval (Unix seconds), drawn and sent.
+type gbSum struct {
+	start, length      int64
+	importWh, exportWh float64
+	line               int
 }
 
 // readFeed reads every entry of the feed (or the one entry a file may be).
@@ -185,8 +201,8 @@ func (g *greenButtonSource) entry(e gbEntry, line int) error {
 		rt.Line = line
 		g.readingTypes[link("self")] = *rt
 	}
-	for _, b := range c.Blocks {
-		g.readings += len(b.Readings)
+	for _, blk := range c.Blocks {
+		g.readings += len(blk.Readings)
 		if g.readings > MaxGreenButtonReadings {
 			return lineErr(line, "more than %d interval readings: split the download", MaxGreenButtonReadings)
 		}
@@ -199,7 +215,19 @@ func (g *greenButtonSource) entry(e gbEntry, line int) error {
 		if i := strings.LastIndex(mr, "/IntervalBlock"); i >= 0 {
 			mr = mr[:i]
 		}
-		b.meterReading, b.line = mr, line
+		b := gbValues{meterReading: mr, line: line, values: make([]gbValue, len(blk.Readings))}
+		for i, r := range blk.Readings {
+			if r.TimePeriod == nil || r.TimePeriod.Start == nil || r.Value == nil {
+				return lineErr(line, "IntervalReading %d of the block: want a timePeriod with a start, and a value", i+1)
+			}
+			v := gbValue{start: *r.TimePeriod.Start, value: *r.Value}
+			if d := r.TimePeriod.Duration; d != nil {
+				if v.duration = *d; v.duration <= 0 {
+					return lineErr(line, "IntervalReading %d of the block: duration %d", i+1, v.duration)
+				}
+			}
+			b.values[i] = v
+		}
 		g.blocks = append(g.blocks, b)
 	}
 	return nil
@@ -209,7 +237,7 @@ func (g *greenButtonSource) entry(e gbEntry, line int) error {
 // direction, and makes the intervals.
 func (g *greenButtonSource) resolve() error {
 	type key struct{ start, length int64 }
-	sums := map[key]*record{}
+	sums := map[key]*gbSum{}
 	usagePoints := map[string]bool{}
 	skipped := 0
 	for _, b := range g.blocks {
@@ -223,7 +251,7 @@ func (g *greenButtonSource) resolve() error {
 			return lineErr(b.line, "no ReadingType for the IntervalBlock of %q: the feed must link its MeterReading (rel=\"related\") to one", truncate(b.meterReading))
 		}
 		if rt.Uom == nil || *rt.Uom != 72 {
-			skipped += len(b.Readings) // not energy in Wh: gas, water, demand
+			skipped += len(b.values) // not energy in Wh: gas, water, demand
 			continue
 		}
 		if a := rt.AccumulationBehaviour; a != nil && *a != 4 {
@@ -248,29 +276,25 @@ func (g *greenButtonSource) resolve() error {
 		if len(usagePoints) > 1 {
 			return lineErr(b.line, "the file holds energy of more than one usage point: download one at a time")
 		}
-		for i, r := range b.Readings {
-			if r.TimePeriod == nil || r.TimePeriod.Start == nil || r.Value == nil {
-				return lineErr(b.line, "IntervalReading %d of the block: want a timePeriod with a start, and a value", i+1)
+		for i, r := range b.values {
+			length := r.duration
+			if length == 0 && rt.IntervalLength != nil {
+				length = *rt.IntervalLength
 			}
-			length := rt.IntervalLength
-			if r.TimePeriod.Duration != nil {
-				length = r.TimePeriod.Duration
-			}
-			if length == nil || *length <= 0 || *length > int64(MaxIntervalLength/time.Second) {
+			if length <= 0 || length > int64(MaxIntervalLength/time.Second) {
 				return lineErr(b.line, "IntervalReading %d of the block: a duration of 1 to %d seconds is needed", i+1, int64(MaxIntervalLength/time.Second))
 			}
-			start := *r.TimePeriod.Start
-			if start < 0 || start > 1<<40 {
-				return lineErr(b.line, "IntervalReading %d of the block: start %d is not a Unix time", i+1, start)
+			if r.start < 0 || r.start > 1<<40 {
+				return lineErr(b.line, "IntervalReading %d of the block: start %d is not a Unix time", i+1, r.start)
 			}
-			wh := float64(*r.Value) * scale
+			wh := float64(r.value) * scale
 			if math.Abs(wh) > MaxEnergyWh {
 				return lineErr(b.line, "IntervalReading %d of the block: %g Wh is outside [0, %g] Wh", i+1, wh, MaxEnergyWh)
 			}
-			k := key{start, *length}
+			k := key{r.start, length}
 			s := sums[k]
 			if s == nil {
-				s = &record{line: b.line, interval: true, at: time.Unix(start, 0).UTC(), length: time.Duration(*length) * time.Second}
+				s = &gbSum{line: b.line, start: r.start, length: length}
 				sums[k] = s
 			}
 			switch {
@@ -292,16 +316,17 @@ func (g *greenButtonSource) resolve() error {
 		}
 		return lineErr(g.line(), "no IntervalReading in the file")
 	}
-	g.out = make([]record, 0, len(sums))
+	g.blocks = nil
+	g.out = make([]gbSum, 0, len(sums))
 	for _, s := range sums {
 		g.out = append(g.out, *s)
 	}
-	slices.SortFunc(g.out, func(a, b record) int { return cmp.Compare(a.at.UnixNano(), b.at.UnixNano()) })
+	clear(sums)
+	slices.SortFunc(g.out, func(a, b gbSum) int { return cmp.Compare(a.start, b.start) })
 	for i := 1; i < len(g.out); i++ {
-		if prev := g.out[i-1]; prev.at.Add(prev.length).After(g.out[i].at) {
-			return lineErr(g.out[i].line, "the interval from %s overlaps the one from %s", g.out[i].at.Format(time.RFC3339), prev.at.Format(time.RFC3339))
+		if prev, cur := g.out[i-1], g.out[i]; prev.start+prev.length > cur.start {
+			return lineErr(cur.line, "the interval from %s overlaps the one from %s", time.Unix(cur.start, 0).UTC().Format(time.RFC3339), time.Unix(prev.start, 0).UTC().Format(time.RFC3339))
 		}
 	}
-	g.blocks = nil
 	return nil
 }
