@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -181,6 +182,7 @@ func (d *datadisSource) place() error {
 			importWh: r.importWh, exportWh: r.exportWh,
 		})
 	}
+	slices.SortStableFunc(d.out, func(a, b record) int { return a.at.Compare(b.at) }) // hours in order
 	return nil
 }
 

@@ -171,6 +171,7 @@ type HistoryReader struct {
 	learn    bool          // the interval is still to learn
 	ahead    []record      // records read to learn the interval
 	prev     *Reading      // the last power reading, to span a gap from
+	lastEnd  time.Time     // the end of the last interval of energy
 	out      []Reading     // readings made, to hand out
 	reported int
 	done     bool
@@ -376,6 +377,11 @@ func (h *HistoryReader) expand(rec record) error {
 	if rec.atEnd {
 		start = start.Add(-length)
 	}
+	if start.Before(h.lastEnd) {
+		return lineErr(rec.line, "the interval from %s overlaps the one before, which ends at %s: give intervals in time order, each the meter's interval long (%s)",
+			start.UTC().Format(time.RFC3339), h.lastEnd.UTC().Format(time.RFC3339), length)
+	}
+	h.lastEnd = start.Add(length)
 	powerW := (rec.importWh - rec.exportWh) / length.Hours()
 	n := time.Duration(1)
 	if h.opts.MaxGap > 0 {

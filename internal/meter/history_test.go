@@ -246,6 +246,7 @@ func TestCSVIntervals(t *testing.T) {
 		first    time.Time
 	}{
 		{"start kWh", "start,energy_kwh\n2026-10-01T00:00:00Z,0.5\n2026-10-01T01:00:00Z,0.25\n", opts, 0.75, 0, time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)},
+		{"Datadis hours out of order", "CUPS;Fecha;Hora;Consumo_kWh\nES1;01/10/2026;4;0,25\nES1;01/10/2026;3;0,5\n", opts, 0.75, 0, time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)},
 		{"end Wh with export", "end,energy_wh,export_wh\n2026-10-01T00:15:00Z,100,0\n2026-10-01T00:30:00Z,0,40\n2026-10-01T00:45:00Z,30,\n", opts, 0.13, 0.04, time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)},
 		{"timestamp stated as end", "timestamp,energy_kwh\n2026-10-01T01:00:00Z,1\n", ImportOptions{MaxGap: 10 * time.Minute, Interval: time.Hour, Stamp: StampEnd}, 1, 0, time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)},
 		{"stated interval", "start,energy_kwh\n2026-10-01T00:00:00Z,0.5\n", ImportOptions{MaxGap: 10 * time.Minute, Interval: 30 * time.Minute}, 0.5, 0, time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)},
@@ -267,6 +268,7 @@ func TestCSVIntervals(t *testing.T) {
 		{"start,energy_kwh\n2026-10-01T00:00:00Z,1\n", "length is unknown"},
 		{"start,energy_kwh\n2026-10-01T00:00:00Z,-1\n2026-10-01T01:00:00Z,1\n", "outside"},
 		{"start,energy_kwh\n2026-10-01T00:00:00Z,1,2\n", "fields"},
+		{"start,energy_kwh\n2026-10-01T00:00:00Z,1\n2026-10-01T01:00:00Z,1\n2026-10-01T00:30:00Z,1\n", "overlaps"},
 	}
 	for _, tt := range bad {
 		_, err := testDecoder().ReadHistory(strings.NewReader(tt.in), "m", now, opts, nil)
