@@ -145,17 +145,24 @@ const learnRows = 64
 // once more a nanosecond before its end. The store integrates power by
 // trapezoids between readings no further apart than max_gap, so it
 // integrates each interval to exactly its energy (mean power times
-// length), into the minutes, hours and days the interval covers, and the
+// length), into the minutes, hours and days the interval covers; the
 // nanosecond between one interval's last reading and the next one's first
-// carries nothing measurable. This is the faithful form: daily kWh and
-// cost come out as the utility's, a chart shows the mean power of each
-// interval, demand over 15 minutes is as fine as the data, and an interval
-// with export stores negative power, so energy sent to the grid counts as
-// export. A cumulative counter series was the other choice, but the store
-// has one counter a meter, of import only, and a later live counter of
-// another value would read as a jump (or a reset) of the whole difference.
-// Import and export of the same interval are stored as their net, as an
-// hourly net-metering bill (Spain's) counts them.
+// counts the mean of their powers, an error under 10^-9 Wh a kW of
+// difference, far below the file's own precision (Wh). This is the
+// faithful form: daily kWh and cost come out as the utility's, a chart
+// shows the mean power of each interval, demand over 15 minutes is as fine
+// as the data, and an interval with export stores negative power, so
+// energy sent to the grid counts as export.
+//
+// A cumulative energy counter series was the other choice, and is wrong
+// three ways: the store gives a counter's rise across a gap longer than
+// max_gap to the minute of the later reading (an hour's energy, stamped at
+// its end, would land in the next hour, and the last hour of a day in the
+// next day); the store keeps one counter a meter, of energy drawn only; and
+// a live counter of another value after the history would read as a jump
+// (or a reset) of the whole difference. Import and export of the same
+// interval are stored as their net, as an hourly net-metering bill
+// (Spain's) counts them.
 type HistoryReader struct {
 	// Progress, if not nil, is called every 100,000 lines and at the end.
 	Progress func(lines int)
