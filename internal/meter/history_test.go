@@ -295,9 +295,13 @@ func TestPowerAcrossTheMetersInterval(t *testing.T) {
 	if !near(got["2026-10-01"], want) {
 		t.Errorf("%g kWh from %d readings %+v, want %g", got["2026-10-01"], len(rs), rs, want)
 	}
-	// Without max_gap (ReadCSV) only the file's readings.
+	// Without max_gap (ReadCSV), or with an interval stated short, only
+	// the file's readings.
 	if rs, _ := testDecoder().ReadCSV(strings.NewReader(in), "m", now, nil); len(rs) != 4 {
 		t.Errorf("ReadCSV gave %d readings, want the file's 4", len(rs))
+	}
+	if rs, _ := testDecoder().ReadHistory(strings.NewReader(in), "m", now, ImportOptions{MaxGap: maxGap, Interval: time.Second}, nil); len(rs) != 4 {
+		t.Errorf("with interval 1s, %d readings, want the file's 4", len(rs))
 	}
 }
 
