@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"compress/gzip"
 	"context"
 	"fmt"
@@ -82,17 +81,18 @@ type utilityDay struct {
 // per day the files hold (summed from their rows when they were written).
 var utilityFiles = []struct {
 	name, file, zone, format, meter string
+	told                            string // the format the answer names
 	days                            []utilityDay
 }{
-	{"datadis", "datadis-dst.csv", "Europe/Madrid", "", "ES0031405123456789JN0F", []utilityDay{
+	{"datadis", "datadis-dst.csv", "Europe/Madrid", "", "ES0031405123456789JN0F", "datadis", []utilityDay{
 		{"2026-03-28", 25.868, 0}, {"2026-03-29", 26.490, 0}, // 23 hours
 		{"2026-10-25", 22.332, 2.099}, {"2026-10-26", 17.622, 1.548}, // 25 hours
 	}},
-	{"datadis by the clock", "datadis-clock.csv", "Europe/Madrid", "datadis", "casa", []utilityDay{
+	{"datadis by the clock", "datadis-clock.csv", "Europe/Madrid", "datadis", "casa", "datadis", []utilityDay{
 		{"2026-03-28", 25.868, 0}, {"2026-03-29", 26.490, 0},
 		{"2026-10-25", 22.332, 2.099}, {"2026-10-26", 17.622, 1.548},
 	}},
-	{"green button", "greenbutton-dst.xml", "America/Los_Angeles", "", "home", []utilityDay{
+	{"green button", "greenbutton-dst.xml", "America/Los_Angeles", "", "home", "greenbutton", []utilityDay{
 		{"2026-03-07", 26.939, 1.714495}, {"2026-03-08", 25.522, 2.795176}, // 23 hours
 	}},
 }
@@ -178,7 +178,7 @@ func TestImportUtilityFiles(t *testing.T) {
 			}
 			answer, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != 200 || !strings.Contains(string(answer), `"format":"`+cmp.Or(f.format, strings.Split(f.name, " ")[0])) {
+			if resp.StatusCode != 200 || !strings.Contains(string(answer), `"format":"`+f.told+`"`) {
 				t.Fatalf("POST %s = %d %s", url, resp.StatusCode, answer)
 			}
 			checkDays(t, inst, f.meter, f.zone, f.days)
