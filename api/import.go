@@ -15,7 +15,7 @@ import (
 // CSV or a Green Button XML file (query format, told from the file when
 // absent), validated like published readings. interval states the meter's
 // sampling interval (learned from the file when absent), time whether a
-// CSV's interval times are starts or ends. The body streams (gzip, deflate
+// CSV's interval times are starts or ends, zone a Datadis file's time zone. The body streams (gzip, deflate
 // or br allowed), up to the import limit once decoded, and is read a line
 // at a time: a CSV of any size takes bounded memory. A bad line fails it
 // with nothing stored (see store.ImportFrom).
@@ -58,7 +58,7 @@ func (s *Server) importMeter(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"meter": id, "format": hr.Format(), "readings": read, "added": added})
 }
 
-// importOptions parses an import's query: format, interval and time.
+// importOptions parses an import's query: format, interval, time and zone.
 func importOptions(c *fiber.Ctx) (meter.ImportOptions, error) {
 	var opts meter.ImportOptions
 	var err error
@@ -67,6 +67,13 @@ func importOptions(c *fiber.Ctx) (meter.ImportOptions, error) {
 	}
 	if opts.Stamp, err = meter.ParseStamp(c.Query("time")); err != nil {
 		return opts, &paramError{Name: "time", Detail: err.Error()}
+	}
+	if v := c.Query("zone"); v != "" {
+		loc, err := meter.ParseZone(v)
+		if err != nil {
+			return opts, &paramError{Name: "zone", Detail: err.Error()}
+		}
+		opts.Zone = loc
 	}
 	if v := c.Query("interval"); v != "" {
 		d, err := time.ParseDuration(v)

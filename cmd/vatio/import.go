@@ -46,6 +46,7 @@ func importHistory(args []string, getenv func(string) string, stdout, stderr io.
 	format := fset.String("format", "auto", "the file's format: auto, csv, datadis or greenbutton")
 	interval := fset.Duration("interval", 0, "the meter's sampling interval, such as 15m or 1h (default: learned from the file)")
 	stamp := fset.String("time", "", "whether a CSV's interval times are the intervals' start or end (default: the column's name)")
+	zone := fset.String("zone", "", "the time zone of a Datadis file's hours (default Europe/Madrid; Atlantic/Canary for the Canary Islands)")
 	cfg, err := commandConfig(fset, args, getenv, stderr)
 	if err != nil {
 		return err // flag.ErrHelp after -h: run says nothing more
@@ -59,6 +60,11 @@ func importHistory(args []string, getenv func(string) string, stdout, stderr io.
 	}
 	if opts.Stamp, err = meter.ParseStamp(*stamp); err != nil {
 		return err
+	}
+	if *zone != "" {
+		if opts.Zone, err = meter.ParseZone(*zone); err != nil {
+			return err
+		}
 	}
 	path := fset.Arg(0)
 	f, err := os.Open(path)

@@ -232,7 +232,7 @@ func TestImportRefusesBadUtilityFiles(t *testing.T) {
 	if code := getJSON(t, "http://"+inst.http+"/api/v1/meters/casa", nil); code != 404 {
 		t.Errorf("meter after a refused import: %d, want 404", code)
 	}
-	for _, q := range []string{"format=xls", "interval=0s", "interval=2d", "time=middle"} {
+	for _, q := range []string{"format=xls", "interval=0s", "interval=2d", "time=middle", "zone=Local", "zone=..%2Fetc"} {
 		resp, err := apiClient.Post("http://"+inst.http+"/api/v1/meters/casa/import?"+q, "text/csv", strings.NewReader("start,energy_kwh\n"))
 		if err != nil {
 			t.Fatal(err)

@@ -25,7 +25,8 @@ import (
 // comma or point. Fecha is dd/mm/yyyy or yyyy/mm/dd ('-' too).
 //
 // Hora N is the hour of the day that ends at N:00 in Spain's peninsular
-// time (Europe/Madrid): hour 1 is 00:00-01:00. On the day the clocks go
+// time (Europe/Madrid, or the zone the import states: Atlantic/Canary for
+// the Canary Islands): hour 1 is 00:00-01:00. On the day the clocks go
 // forward the day has 23 hours and on the day they go back 25; files number
 // them either in order (1-23, 1-25) or by the clock (on the 23-hour day
 // no hour 3; on the 25-hour day the hour the clock repeats twice). Both are
@@ -33,6 +34,7 @@ import (
 // midnight.
 type datadisSource struct {
 	ls                       *lineScanner
+	zone                     *time.Location
 	cups, fecha, hora        int
 	consumo, vertida, fields int
 	cupsSeen                 string
@@ -52,7 +54,8 @@ type datadisRow struct {
 	cups               string
 }
 
-// madrid is Spain's peninsular time zone, in which Datadis counts hours.
+// madrid is Spain's peninsular time zone, in which Datadis counts hours
+// (but for the Canary Islands).
 var madrid = func() *time.Location {
 	loc, err := time.LoadLocation("Europe/Madrid")
 	if err != nil {
@@ -65,8 +68,8 @@ var madrid = func() *time.Location {
 // repeated rows (which are refused).
 const maxDatadisRowsPerDay = 30
 
-func newDatadisSource(r io.Reader) *datadisSource {
-	return &datadisSource{ls: newLineScanner(r), cups: -1}
+func newDatadisSource(r io.Reader, zone *time.Location) *datadisSource {
+	return &datadisSource{ls: newLineScanner(r), zone: zone, cups: -1}
 }
 
 func (d *datadisSource) line() int { return d.ls.n }
@@ -137,7 +140,7 @@ func (d *datadisSource) readDay() error {
 func (d *datadisSource) place() error {
 	date := d.day[0].date
 	y, m, dd := date.Date()
-	hours := int(time.Date(y, m, dd+1, 0, 0, 0, 0, madrid).Sub(date) / time.Hour)
+	hours := int(time.Date(y, m, dd+1, 0, 0, 0, 0, d.zone).Sub(date) / time.Hour)
 	name := date.Format("02/01/2006")
 	// ordinal[i] is the hour of the day (1-based, from midnight) of row i.
 	ordinal := make([]int, len(d.day))
@@ -271,7 +274,7 @@ func (d *datadisSource) row(text string) (datadisRow, error) {
 		return r, fmt.Errorf("CUPS %s after %s: a file of one supply at a time", truncate(r.cups), d.cupsSeen)
 	}
 	var err error
-	if r.date, err = datadisDate(fields[d.fecha]); err != nil {
+	if r.date, err = datadisDate(fields[d.fecha], d.zone); err != nil {
 		return r, err
 	}
 	if r.hour, err = datadisHour(fields[d.hora]); err != nil {
@@ -289,12 +292,12 @@ func (d *datadisSource) row(text string) (datadisRow, error) {
 }
 
 // datadisDate parses dd/mm/yyyy or yyyy/mm/dd ('-' for '/' too) as local
-// midnight in Madrid.
-func datadisDate(s string) (time.Time, error) {
+// midnight in zone.
+func datadisDate(s string, zone *time.Location) (time.Time, error) {
 	s = strings.ReplaceAll(s, "-", "/")
 	for _, layout := range []string{"02/01/2006", "2006/01/02", "2/1/2006", "2006/1/2"} {
 		if t, err := time.Parse(layout, s); err == nil {
-			return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, madrid), nil
+			return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, zone), nil
 		}
 	}
 	return time.Time{}, fmt.Errorf("date %q: want dd/mm/yyyy or yyyy/mm/dd", truncate(s))

@@ -65,6 +65,15 @@ func ParseStamp(s string) (Stamp, error) {
 // maxPointsPerInterval bounds the readings one interval of energy becomes.
 const maxPointsPerInterval = 10_000
 
+// ParseZone parses the IANA name of a time zone (such as Atlantic/Canary).
+func ParseZone(name string) (*time.Location, error) {
+	loc, err := time.LoadLocation(name) // refuses a path (.., /)
+	if err != nil || name == "" || name == "Local" {
+		return nil, fmt.Errorf("zone %q: give an IANA time zone, such as Atlantic/Canary", truncate(name))
+	}
+	return loc, nil
+}
+
 // MaxIntervalLength is the longest interval of energy a history may give:
 // a day.
 const MaxIntervalLength = 24 * time.Hour
@@ -83,6 +92,10 @@ type ImportOptions struct {
 	// Stamp says whether a CSV's interval times are the intervals' starts
 	// or ends, where the time column's name (start, end) does not.
 	Stamp Stamp
+	// Zone is the time zone a Datadis file's hours are in: nil is Spain's
+	// peninsular time (Europe/Madrid); the Canary Islands' files are in
+	// Atlantic/Canary.
+	Zone *time.Location
 	// MaxGap is the store's max_gap: the longest interval between two
 	// readings that the store integrates across. Interval energy is
 	// stored as readings no further apart than it, and power readings
@@ -208,11 +221,14 @@ func (d *Decoder) NewHistoryReader(r io.Reader, meterID string, now time.Time, o
 	case FormatCSV:
 		h.dec = newCSVSource(br, opts.Stamp)
 	case FormatDatadis:
-		h.dec = newDatadisSource(br)
+		h.dec = newDatadisSource(br, cmpOrZone(opts.Zone, madrid))
 	case FormatGreenButton:
 		h.dec = newGreenButtonSource(br)
 	default:
 		return nil, fmt.Errorf("format %q: use auto, csv, datadis or greenbutton", h.format)
+	}
+	if h.format != FormatDatadis && opts.Zone != nil {
+		return nil, fmt.Errorf("zone is for Datadis files: a %s file's times say their offset", h.format)
 	}
 	if h.format != FormatCSV && opts.Stamp != StampUnknown {
 		return nil, fmt.Errorf("time=%s is for CSV files: %s says which hour it gives", opts.Stamp, h.format)
@@ -439,6 +455,13 @@ func (h *HistoryReader) span(r Reading) {
 		p.HasPF = false
 		h.out = append(h.out, p)
 	}
+}
+
+func cmpOrZone(a, b *time.Location) *time.Location {
+	if a != nil {
+		return a
+	}
+	return b
 }
 
 func cmpOr(a, b time.Duration) time.Duration {

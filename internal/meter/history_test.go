@@ -124,6 +124,28 @@ func TestDatadisPlacesHours(t *testing.T) {
 	}
 }
 
+// TestDatadisCanaryHours checks that a file of the Canary Islands, an hour
+// behind the peninsula, is read in the zone stated.
+func TestDatadisCanaryHours(t *testing.T) {
+	in := "CUPS;Fecha;Hora;Consumo_kWh\nES1;01/10/2026;1;1\n"
+	canary, err := ParseZone("Atlantic/Canary")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := testDecoder().ReadHistory(strings.NewReader(in), "m", now, ImportOptions{Zone: canary}, nil)
+	if want := time.Date(2026, 9, 30, 23, 0, 0, 0, time.UTC); err != nil || !rs[0].Time.Equal(want) {
+		t.Errorf("hour 1 of 01/10/2026 in the Canaries: %+v %v, want from %s", rs, err, want)
+	}
+	for _, bad := range []string{"", "Local", "../../etc/passwd", "Mars/Olympus"} {
+		if _, err := ParseZone(bad); err == nil {
+			t.Errorf("ParseZone(%q) took it", bad)
+		}
+	}
+	if _, err := testDecoder().NewHistoryReader(strings.NewReader("timestamp,power_w\n"), "m", now, ImportOptions{Zone: canary}); err == nil {
+		t.Error("a zone for a CSV file was taken")
+	}
+}
+
 func TestDatadisRefuses(t *testing.T) {
 	const head = "CUPS;Fecha;Hora;Consumo_kWh;Metodo_obtencion\n"
 	row := func(date string, hour int) string {
