@@ -65,7 +65,7 @@ bench: assets
 
 # Fuzz each decoder and parser for FUZZTIME (default 30s each).
 FUZZTIME ?= 30s
-FUZZ_METER := FuzzDecode FuzzReadCSV FuzzTasmota FuzzShelly FuzzEmonhub FuzzZigbee2MQTT FuzzDSMR FuzzGeneric
+FUZZ_METER := FuzzDecode FuzzReadCSV FuzzDatadis FuzzGreenButton FuzzTasmota FuzzShelly FuzzEmonhub FuzzZigbee2MQTT FuzzDSMR FuzzGeneric
 FUZZ_API := FuzzParseLimit FuzzParseTime FuzzParsePatch FuzzDecodeBody
 FUZZ_STORE := FuzzDecodeBlock FuzzBlockRoundTrip FuzzStaging FuzzWALFrame
 FUZZ_TARIFF := FuzzParseClock

@@ -45,8 +45,8 @@ const shutdownTimeout = 5 * time.Second
 const usage = `Usage:
   vatio [flags]                 run the broker, the store, the API and the dashboard
   vatio restore [flags] FILE    replace the database with the backup FILE (Vatio stopped)
-  vatio import [flags] -meter ID FILE.csv
-                                import a meter's history (Vatio stopped; or POST it)
+  vatio import [flags] [-meter ID] FILE
+                                import a meter's history: CSV, Datadis or Green Button (Vatio stopped; or POST it)
   vatio compact [flags]         shrink the database file to its data (Vatio stopped)
   vatio token [flags]           make an API token and print it (Vatio stopped)
   vatio decrypt [flags] FILE    write an encrypted backup or archive, decrypted, to stdout
