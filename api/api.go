@@ -29,6 +29,7 @@ import (
 	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/internal/automation"
 	"github.com/vatio-energy/vatio/internal/devices"
+	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/offsite"
 	"github.com/vatio-energy/vatio/internal/tariff"
@@ -59,9 +60,10 @@ type Options struct {
 	StreamHeartbeat   time.Duration
 	MaxStreams        int
 	MaxStreamsPerUser int
-	// Tariff prices energy, in its time zone; nil prices nothing, in the
-	// machine's zone.
-	Tariff *tariff.Tariff
+	// Tariff is the tariff in force, which prices energy in its time zone
+	// and is served, and changed by admins, at /api/v1/tariff; nil prices
+	// nothing, in the machine's zone, and cannot be changed.
+	Tariff *energy.Tariffs
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Rules is the alert rule engine behind /api/v1/rules; nil serves no
@@ -132,7 +134,7 @@ type Server struct {
 	readTimeout         time.Duration
 	closing             chan struct{}
 	closeOnce           sync.Once
-	tariff              *tariff.Tariff
+	tariffs             *energy.Tariffs
 	rules               *alert.Rules
 	shedder             *automation.Shedder
 	auth                *auth.Service
@@ -169,7 +171,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	s.health = opts.Health
 	s.leading = opts.Leading
 	s.warnings = opts.Warnings
-	s.tariff = opts.Tariff
+	s.tariffs = opts.Tariff
 	s.rules = opts.Rules
 	s.shedder = opts.Shedder
 	s.auth, s.auditLog = opts.Auth, opts.Audit
@@ -177,8 +179,8 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	if opts.Now != nil {
 		s.now = opts.Now
 	}
-	if s.tariff == nil {
-		s.tariff = &tariff.Tariff{Location: time.Local}
+	if s.tariffs == nil {
+		s.tariffs = energy.FixedTariff(&tariff.Tariff{Location: time.Local})
 	}
 	s.streamThrottle = cmp.Or(opts.StreamThrottle, defaultStreamThrottle)
 	s.streamHeartbeat = cmp.Or(opts.StreamHeartbeat, defaultStreamHeartbeat)

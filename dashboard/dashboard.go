@@ -28,6 +28,7 @@ import (
 	"github.com/vatio-energy/vatio/internal/audit"
 	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/internal/devices"
+	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
 )
@@ -65,9 +66,10 @@ type Options struct {
 	Location *time.Location
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Tariff prices energy for the costs and savings pages; nil prices
-	// nothing.
-	Tariff *tariff.Tariff
+	// Tariff is the tariff in force, which prices energy for the costs and
+	// savings pages and which admins change on the settings page; nil
+	// prices nothing.
+	Tariff *energy.Tariffs
 	// Auth, when set, serves the login and setup pages and logout.
 	Auth *auth.Service
 	// Audit records logins (lock-outs are reported by Auth.OnLockout).
@@ -81,7 +83,7 @@ type Options struct {
 type Dashboard struct {
 	st     *store.Store
 	loc    *time.Location
-	tariff *tariff.Tariff
+	tariff *energy.Tariffs
 	auth   *auth.Service
 	audit  *audit.Log
 	// devices are the MQTT credentials the access page lists; nil hides them.
@@ -119,7 +121,7 @@ func newDashboard(st *store.Store, opts Options, assets map[string]*asset) *Dash
 		opts.Now = time.Now
 	}
 	if opts.Tariff == nil {
-		opts.Tariff = &tariff.Tariff{Location: opts.Location}
+		opts.Tariff = energy.FixedTariff(&tariff.Tariff{Location: opts.Location})
 	}
 	d := &Dashboard{st: st, loc: opts.Location, now: opts.Now, log: opts.Logger, assets: assets, tariff: opts.Tariff,
 		auth: opts.Auth, audit: opts.Audit, devices: opts.Devices}

@@ -19,7 +19,6 @@ import (
 	"github.com/vatio-energy/vatio/internal/automation"
 	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/meter"
-	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
 )
 
@@ -193,7 +192,7 @@ var ErrConfigRule = errors.New("alert: the rule is in config.yaml: change it the
 type Rules struct {
 	st       *store.Store
 	alerts   *Service
-	tariff   *tariff.Tariff
+	tariffs  *energy.Tariffs
 	log      *slog.Logger
 	interval time.Duration
 
@@ -287,11 +286,11 @@ func (r *Rules) runActions(rule Rule, on string, alertID uint64) {
 
 // NewRules returns the rule engine with the rules of config (read-only)
 // and those made through the API before; Start runs it.
-func NewRules(st *store.Store, alerts *Service, tr *tariff.Tariff, config []Rule, interval time.Duration, logger *slog.Logger) (*Rules, error) {
+func NewRules(st *store.Store, alerts *Service, tr *energy.Tariffs, config []Rule, interval time.Duration, logger *slog.Logger) (*Rules, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Rules{st: st, alerts: alerts, tariff: tr, log: logger, interval: cmp.Or(interval, 15*time.Second)}
+	r := &Rules{st: st, alerts: alerts, tariffs: tr, log: logger, interval: cmp.Or(interval, 15*time.Second)}
 	r.actx, r.acancel = context.WithCancel(context.Background())
 	for _, rule := range config {
 		rule.Source = "config"
@@ -609,7 +608,7 @@ func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) 
 		if rule.Period == "month" {
 			iv = energy.Month
 		}
-		bs, err := energy.Series(r.st, []string{m.ID}, iv, now, now.Add(time.Nanosecond), r.tariff)
+		bs, err := energy.Series(r.st, []string{m.ID}, iv, now, now.Add(time.Nanosecond), r.tariffs.Current())
 		if err != nil || len(bs) == 0 {
 			return false, false, "", err
 		}

@@ -2,6 +2,7 @@ package tariff
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -148,5 +149,51 @@ func TestHourPastMidnight(t *testing.T) {
 	start := time.Date(2026, 11, 25, 23, 30, 0, 0, kolkata)
 	if got := tr.HourPrice(start); math.Abs(got-0.2) > 1e-12 {
 		t.Errorf("23:30 to 00:30 = %g, want the mean of 0.3 and 0.1", got)
+	}
+}
+
+// TestSpecRoundTrip: a tariff written back as a Spec builds the same
+// tariff, and Build names every wrong field in key order.
+func TestSpecRoundTrip(t *testing.T) {
+	spec := Spec{Currency: "EUR", PriceKWh: 0.08, ExportPriceKWh: 0.05, DailyCharge: 0.2, DemandChargeKW: 3, CO2GramsKWh: 200,
+		Periods: []PeriodSpec{
+			{Name: "punta", PriceKWh: 0.25, Days: []string{"weekdays"}, From: "10:00", To: "14:00"},
+			{Name: "night", PriceKWh: 0.1, Days: []string{"sat", "mon"}, From: "22:00", To: "06:00"},
+			{Name: "all", PriceKWh: 0.3, Days: []string{"weekend", "weekdays"}, From: "20:00", To: "24:00"},
+		},
+		Holidays: []string{"2026-12-25", "2026-01-01"}}
+	tr, err := spec.Build(time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := tr.Spec()
+	if got := back.Periods[1].Days; len(got) != 2 || got[0] != "mon" || got[1] != "sat" {
+		t.Errorf("days of the night period written back = %q, want [mon sat]", got)
+	}
+	if back.Periods[2].Days[0] != "all" || back.Periods[0].Days[0] != "weekdays" || back.Periods[2].To != "24:00" {
+		t.Errorf("periods written back = %+v", back.Periods)
+	}
+	if back.Holidays[0] != "2026-01-01" {
+		t.Errorf("holidays written back = %q, want them in date order", back.Holidays)
+	}
+	again, err := back.Build(time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for at := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC); at.Before(time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)); at = at.Add(30 * time.Minute) {
+		if a, b := tr.Price(at), again.Price(at); a != b {
+			t.Fatalf("price at %s: %g written back, %g as written", at, b, a)
+		}
+	}
+	bad := Spec{Currency: "eur", PriceKWh: math.NaN(), DailyCharge: -1, CO2GramsKWh: 9000,
+		Periods: []PeriodSpec{{Name: " ", PriceKWh: 500, Days: nil, From: "9", To: "10:00"}}, Holidays: []string{"2026-02-30"}}
+	_, err = bad.Build(time.UTC)
+	var got []string
+	for _, fe := range FieldErrors(err) {
+		got = append(got, fe.Field)
+	}
+	want := []string{"currency", "price_kwh", "daily_charge", "co2_g_kwh", "periods[0].name", "periods[0].price_kwh", "periods[0].days", "periods[0].from", "holidays[0]"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("errors name %q, want %q (%v)", got, want, err)
 	}
 }
