@@ -298,6 +298,9 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 		v1.Put("/rules/:id", s.putRule)
 		v1.Delete("/rules/:id", s.deleteRule)
 	}
+	v1.Get("/tariff", s.getTariff)
+	v1.Put("/tariff", s.putTariff)
+	v1.Delete("/tariff", s.deleteTariff)
 	v1.Get("/backup", s.backup)
 	if s.offsite != nil {
 		v1.Post("/offsite/sync", s.offsiteSync)
@@ -374,6 +377,15 @@ func (s *Server) openapi(c *fiber.Ctx) error {
 type errorBody struct {
 	Error  string `json:"error"`
 	Detail string `json:"detail,omitempty"`
+	// Problems are the fields wrong in a body refused (a tariff), each
+	// with why.
+	Problems []fieldProblem `json:"problems,omitempty"`
+}
+
+// fieldProblem is what is wrong with one field of a body.
+type fieldProblem struct {
+	Field  string `json:"field"`
+	Reason string `json:"reason"`
 }
 
 // paramError is a bad query parameter or body field.
@@ -394,6 +406,9 @@ func (s *Server) writeError(c *fiber.Ctx, err error) error {
 	)
 	if code, ok := ruleError(err); ok {
 		return c.Status(code).JSON(errorBody{Error: err.Error()})
+	}
+	if code, body, ok := tariffError(err); ok {
+		return c.Status(code).JSON(body)
 	}
 	if code, ok := authError(err); ok {
 		return c.Status(code).JSON(errorBody{Error: err.Error()})

@@ -171,6 +171,27 @@ func (r *Rule) Check() error {
 	return nil
 }
 
+// Summary describes r in a few words for the audit log: "power_above on
+// kitchen, 3000 W for 30s, warning, enabled".
+func (r Rule) Summary() string {
+	var what string
+	switch r.Kind {
+	case PowerAbove, PowerBelow:
+		what = fmt.Sprintf(", %g W for %s", r.ThresholdW, time.Duration(r.For))
+	case EnergyBudget:
+		what = fmt.Sprintf(", %g kWh a %s", r.BudgetKWh, r.Period)
+	case Silent:
+		what = fmt.Sprintf(", %s", time.Duration(r.SilentFor))
+	case Anomaly:
+		what = fmt.Sprintf(", x%g", r.Factor)
+	}
+	state := "disabled"
+	if r.Enabled {
+		state = "enabled"
+	}
+	return fmt.Sprintf("%s on %s%s, %s, %s", r.Kind, r.Meter, what, r.Severity, state)
+}
+
 // RuleState is what a rule knows of one meter, kept across restarts.
 type RuleState struct {
 	Firing bool `json:"firing"`
@@ -472,6 +493,24 @@ func (r *Rules) Delete(id string) error {
 			delete(r.states, k)
 			_ = r.st.DeleteDoc(store.DocRuleStates, k)
 		}
+	}
+	return nil
+}
+
+// Warnings says what will keep rule from firing that is no error, since
+// it may change: its meter has sent no readings yet (a rule may be made
+// before its meter appears, or name it wrong), or an out_of_range rule's
+// meter has no expected range.
+func (r *Rules) Warnings(rule Rule) []string {
+	if rule.Meter == "*" {
+		return nil
+	}
+	m, err := r.st.Meter(rule.Meter)
+	if err != nil {
+		return []string{fmt.Sprintf("meter %q has sent no readings yet: the rule applies once it does", rule.Meter)}
+	}
+	if rule.Kind == OutOfRange && m.Info.ExpectedMinW == nil && m.Info.ExpectedMaxW == nil {
+		return []string{fmt.Sprintf("meter %q has no expected range (expected_min_w, expected_max_w): the rule cannot fire", rule.Meter)}
 	}
 	return nil
 }

@@ -147,6 +147,26 @@ func (s Spec) Build(loc *time.Location) (*Tariff, error) {
 	return out, nil
 }
 
+// Summary describes s in a few words for the audit log:
+// "EUR 0.15/kWh, 2 periods, export 0.05, daily 0.30, demand 4/kW, 250 g CO2/kWh".
+func (t Spec) Summary() string {
+	parts := []string{fmt.Sprintf("%s %g/kWh", t.Currency, t.PriceKWh)}
+	if n := len(t.Periods); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d periods", n))
+	}
+	if t.ExportPriceKWh != 0 {
+		parts = append(parts, fmt.Sprintf("export %g", t.ExportPriceKWh))
+	}
+	if t.DailyCharge != 0 {
+		parts = append(parts, fmt.Sprintf("daily %g", t.DailyCharge))
+	}
+	if t.DemandChargeKW != 0 {
+		parts = append(parts, fmt.Sprintf("demand %g/kW", t.DemandChargeKW))
+	}
+	parts = append(parts, fmt.Sprintf("%g g CO2/kWh", t.CO2GramsKWh))
+	return strings.Join(parts, ", ")
+}
+
 // FieldErrors returns the *FieldError joined in err (Build's), in order.
 func FieldErrors(err error) []*FieldError {
 	var out []*FieldError
