@@ -273,6 +273,12 @@ func (s *starting) buildServices() (err error) {
 	if s.tariff, err = energy.NewTariffs(a.store, configTariff, logger.With("component", "tariff")); err != nil {
 		return err
 	}
+	if st := s.tariff.State(); st.Source == energy.FromDatabase {
+		// Said at start, for whoever edits config.yaml's tariff and sees
+		// no change.
+		logger.Info("tariff: the one saved on the dashboard is in force, over config.yaml's (remove it on the Settings page to use config.yaml's)",
+			slog.String("saved_by", st.Saved.SavedBy), slog.Time("saved_at", st.Saved.SavedAt))
+	}
 	var configRules []alert.Rule
 	for _, r := range cfg.Alerts.Rules {
 		configRules = append(configRules, alertRule(r))
