@@ -51,7 +51,7 @@ FUZZTIME ?= 30s
 FUZZ_METER := FuzzDecode FuzzReadCSV FuzzTasmota FuzzShelly FuzzEmonhub FuzzZigbee2MQTT FuzzDSMR FuzzGeneric
 FUZZ_API := FuzzParseLimit FuzzParseTime FuzzParsePatch FuzzDecodeBody
 FUZZ_STORE := FuzzDecodeBlock FuzzBlockRoundTrip FuzzStaging FuzzWALFrame
-FUZZ_TARIFF := FuzzParseClock
+FUZZ_TARIFF := FuzzParseClock FuzzSpec
 FUZZ_AUTH := FuzzToken FuzzLogin
 FUZZ_CRYPT := FuzzReader
 fuzz:

@@ -1,6 +1,7 @@
 package tariff
 
 import (
+	"encoding/json"
 	"math"
 	"strings"
 	"testing"
@@ -196,4 +197,43 @@ func TestSpecRoundTrip(t *testing.T) {
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("errors name %q, want %q (%v)", got, want, err)
 	}
+}
+
+// FuzzSpec decodes a tariff as PUT /api/v1/tariff does and builds it: a
+// tariff built is within Build's limits, and written back it builds the
+// same prices.
+func FuzzSpec(f *testing.F) {
+	for _, s := range []string{
+		`{"currency": "EUR", "price_kwh": 0.08, "periods": [{"name": "punta", "price_kwh": 0.25, "days": ["weekdays"], "from": "10:00", "to": "14:00"}], "holidays": ["2026-12-25"]}`,
+		`{"currency": "USD", "price_kwh": 0.3, "periods": [{"name": "night", "price_kwh": 0.1, "days": ["sat", "mon"], "from": "22:00", "to": "06:00"}]}`,
+		`{"currency": "eur", "price_kwh": 1e308, "periods": [{"name": "", "days": ["funday"], "from": "25:00", "to": "24:00"}]}`,
+		`{"currency": "GBP", "daily_charge": -1, "co2_g_kwh": 5001, "holidays": ["2026-02-30"]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var s Spec
+		if json.Unmarshal(b, &s) != nil {
+			return
+		}
+		tr, err := s.Build(time.UTC)
+		if err != nil {
+			if len(FieldErrors(err)) == 0 {
+				t.Fatalf("Build(%s) = %v, naming no field", b, err)
+			}
+			return
+		}
+		if tr.PriceKWh < -100 || tr.PriceKWh > 100 || len(tr.Periods) > MaxPeriods {
+			t.Fatalf("Build(%s) built %+v", b, tr)
+		}
+		again, err := tr.Spec().Build(time.UTC)
+		if err != nil {
+			t.Fatalf("Build(%s) written back = %+v: %v", b, tr.Spec(), err)
+		}
+		for at := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC); at.Before(time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)); at = at.Add(time.Hour) {
+			if x, y := tr.Price(at), again.Price(at); x != y {
+				t.Fatalf("Build(%s): price at %s %g, written back %g", b, at, x, y)
+			}
+		}
+	})
 }
