@@ -34,6 +34,16 @@ type tariffForm struct {
 	Errors                                                                                           map[string]string
 }
 
+// HolidaysError is the first error of the holidays, "" when none.
+func (f *tariffForm) HolidaysError() string {
+	for i := range tariff.MaxHolidays + 1 {
+		if e, ok := f.Errors[fmt.Sprintf("holidays[%d]", i)]; ok {
+			return e
+		}
+	}
+	return f.Errors["holidays"]
+}
+
 // periodForm is one row of the periods table.
 type periodForm struct {
 	Name, PriceKWh, Days, From, To string

@@ -249,8 +249,10 @@ func TestSettingsTariffForm(t *testing.T) {
 		}
 	}
 	bad.Set("price_kwh", "0.1")
+	bad.Set("holidays", "2026-12-25 2026-13-01")
 	_, page = admin.post("/settings/tariff", bad)
 	for _, want := range []string{"<code>tariff.currency</code>", "<code>tariff.periods[1].days</code>", "<code>tariff.periods[1].to</code>",
+		"<code>tariff.holidays[1]</code>", `id="tariff-holidays" name="holidays" rows="2" placeholder="2026-12-25 2027-01-01" aria-invalid="true"`,
 		`id="period-1-days" name="period_days" value="funday"`, `id="tariff-currency" name="currency" value="euro"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page refusing a wrong tariff lacks %s", want)

@@ -180,6 +180,12 @@ func (t *Tariffs) Save(spec tariff.Spec, by string, now time.Time) (TariffState,
 	if err != nil {
 		return TariffState{}, err
 	}
+	if spec.Periods == nil {
+		spec.Periods = []tariff.PeriodSpec{} // listed as [], not null
+	}
+	if spec.Holidays == nil {
+		spec.Holidays = []string{}
+	}
 	s := SavedTariff{Tariff: spec, SavedAt: now.UTC(), SavedBy: by}
 	v, err := json.Marshal(s)
 	if err != nil {

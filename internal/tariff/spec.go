@@ -190,7 +190,8 @@ func FieldErrors(err error) []*FieldError {
 // a period has exactly those), times of day HH:MM, holidays in date order.
 func (t *Tariff) Spec() Spec {
 	out := Spec{Currency: t.Currency, PriceKWh: t.PriceKWh, ExportPriceKWh: t.ExportPriceKWh, DailyCharge: t.DailyCharge,
-		DemandChargeKW: t.DemandChargeKW, CO2GramsKWh: t.CO2GramsKWh, ReactivePriceKVArh: t.ReactivePriceKVArh}
+		DemandChargeKW: t.DemandChargeKW, CO2GramsKWh: t.CO2GramsKWh, ReactivePriceKVArh: t.ReactivePriceKVArh,
+		Periods: []PeriodSpec{}, Holidays: []string{}}
 	clock := func(m int) string { return fmt.Sprintf("%02d:%02d", m/60, m%60) }
 	for _, p := range t.Periods {
 		out.Periods = append(out.Periods, PeriodSpec{Name: p.Name, PriceKWh: p.PriceKWh, Days: DayNames(p.Days), From: clock(p.From), To: clock(p.To)})
