@@ -62,7 +62,9 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
 // Limits of a Spec's numbers, wide enough for any real tariff and narrow
 // enough that a typing slip (a price in cents) is caught.
 const (
-	MaxPeriods  = 48
+	// MaxPeriods is the most time-of-use periods a tariff has.
+	MaxPeriods = 48
+	// MaxHolidays is the most holidays a tariff lists.
 	MaxHolidays = 400
 )
 
