@@ -23,13 +23,14 @@ func who(c *fiber.Ctx) auth.Who {
 }
 
 // open are the paths anyone may reach: the health check, the login and
-// setup pages, and the static files they need.
+// setup pages, and what they link to: the static files and the language
+// switch (which sets a cookie and goes back to a page of this site).
 func open(path string) bool {
 	switch path {
 	case "/healthz", "/login", "/setup", "/api/v1/openapi.json":
 		return true
 	}
-	return strings.HasPrefix(path, "/assets/")
+	return strings.HasPrefix(path, "/assets/") || strings.HasPrefix(path, "/lang/")
 }
 
 // roleFor returns the least role that may make request method path.
@@ -90,7 +91,15 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 			return s.unauthorized(c, "use Authorization: Bearer <token>")
 		}
 		if who, err = s.auth.Token(strings.TrimSpace(tok)); err != nil {
-			s.audit("", "token_refused", path, c, fiber.StatusUnauthorized, "")
+			// Which token, by its id and name, never its secret.
+			user, detail := "", "not a Vatio token"
+			if id := auth.TokenID(strings.TrimSpace(tok)); id != "" {
+				detail = "token " + id + ": unknown, revoked, expired or with a wrong secret"
+				if name, ok := s.auth.TokenName(id); ok {
+					user = "token:" + name
+				}
+			}
+			s.audit(user, "token_refused", path, c, fiber.StatusUnauthorized, detail)
 			return s.unauthorized(c, "invalid or expired token")
 		}
 		s.noteToken(who, c)

@@ -194,6 +194,14 @@ type base struct {
 	// User and Role are who is logged in ("" without auth); CSRF is the
 	// token app.js sends with changes.
 	User, Role, CSRF string
+	// Public marks a page shown before a log-in (login, setup): it has no
+	// links to pages that need one and no live status, which needs one too.
+	Public bool
+	// MinPasswordChars is the shortest password (auth's rule), and
+	// PasswordRules and UserNameRules say the rules of a password and a
+	// user name in the page's language, for the forms that ask for them.
+	MinPasswordChars             int
+	PasswordRules, UserNameRules string
 	// charts are the page's rendered charts, whose inline scripts the
 	// Content-Security-Policy allows by hash.
 	charts []*chartSnippet
@@ -209,15 +217,18 @@ func (b *base) chart(c chartSnippet) *chartSnippet {
 func (d *Dashboard) newBase(c *fiber.Ctx, page, titleKey string) *base {
 	lang := pickLanguage(c.Cookies(langCookie), c.Get(fiber.HeaderAcceptLanguage))
 	b := &base{
-		Page:          page,
-		Title:         lang.T(titleKey),
-		Path:          string(c.Request().URI().RequestURI()),
-		Lang:          lang,
-		Languages:     languages,
-		TZ:            d.loc.String(),
-		AssetsMissing: !d.charts,
-		Assets:        assetURLs{CSS: d.url("app.css"), JS: d.url("app.js"), ECharts: d.url(echartsFile), Icon: d.url("icon.svg")},
-		JSTexts:       map[string]string{},
+		Page:             page,
+		Title:            lang.T(titleKey),
+		Path:             string(c.Request().URI().RequestURI()),
+		Lang:             lang,
+		Languages:        languages,
+		TZ:               d.loc.String(),
+		AssetsMissing:    !d.charts,
+		Assets:           assetURLs{CSS: d.url("app.css"), JS: d.url("app.js"), ECharts: d.url(echartsFile), Icon: d.url("icon.svg")},
+		JSTexts:          map[string]string{},
+		MinPasswordChars: auth.MinPasswordChars,
+		PasswordRules:    fmt.Sprintf(lang.T("password.rules"), auth.MinPasswordChars, auth.MaxPasswordBytes),
+		UserNameRules:    fmt.Sprintf(lang.T("user.rules"), auth.MaxUserNameChars),
 	}
 	if who := auth.WhoFrom(c.UserContext()); who.User != "" {
 		b.User, b.Role, b.CSRF = who.User, who.Role, who.CSRF

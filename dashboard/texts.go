@@ -156,6 +156,11 @@ var english = &language{
 		"role.viewer":                 "viewer",
 		"nav.costs":                   "Costs",
 		"nav.savings":                 "Savings",
+		"setup.password_short":        "Not created: the password has fewer than %d characters.",
+		"setup.password_long":         "Not created: the password is longer than %d bytes.",
+		"setup.bad_user":              "Not created: a user name is 1 to %d letters a-z or A-Z, digits, '.', '_', '@' or '-'.",
+		"password.rules":              "At least %d characters; letters, digits, spaces and symbols all count (at most %d bytes).",
+		"user.rules":                  "1 to %d letters a-z or A-Z, digits, '.', '_', '@' or '-'.",
 
 		"costs.title":    "Costs",
 		"costs.today":    "Today",
@@ -452,6 +457,11 @@ var spanish = &language{
 		"role.viewer":                 "lector",
 		"nav.costs":                   "Costes",
 		"nav.savings":                 "Ahorro",
+		"setup.password_short":        "No se creó: la contraseña tiene menos de %d caracteres.",
+		"setup.password_long":         "No se creó: la contraseña supera los %d bytes.",
+		"setup.bad_user":              "No se creó: un nombre de usuario tiene de 1 a %d letras a-z o A-Z, cifras, '.', '_', '@' o '-'.",
+		"password.rules":              "Al menos %d caracteres; cuentan letras, cifras, espacios y símbolos (como máximo %d bytes).",
+		"user.rules":                  "De 1 a %d letras a-z o A-Z, cifras, '.', '_', '@' o '-'.",
 
 		"costs.title":    "Costes",
 		"costs.today":    "Hoy",

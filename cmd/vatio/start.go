@@ -83,7 +83,10 @@ type starting struct {
 	dec         *meter.Decoder
 	// publish sends commands, alerts and Home Assistant discovery through
 	// the broker, embedded or external.
-	publish     func(topic string, payload []byte, retain bool) error
+	publish func(topic string, payload []byte, retain bool) error
+	// subscribe hears Home Assistant's birth and cleared discovery (nil:
+	// not heard).
+	subscribe   homeassistant.Subscribe
 	mqttMetrics []prometheus.Collector
 	reg         *prometheus.Registry
 	shipper     *offsite.Shipper
@@ -172,13 +175,14 @@ func (s *starting) setUpBroker() (err error) {
 		s.publish = func(topic string, payload []byte, retain bool) error {
 			return a.bridge.Publish(topic, payload, retain, 1)
 		}
+		s.subscribe = a.bridge.Subscribe
 		s.mqttMetrics = []prometheus.Collector{pipeline, a.bridge}
 		// a.devices stays nil: devices log in to that broker, with its
 		// credentials.
 		return nil
 	}
 	if a.devices, err = devices.New(a.store, a.checks, devices.WithReserved(reservedTopics(cfg)...),
-		devices.WithLogger(logger.With("component", "devices"))); err != nil {
+		devices.WithOwnTopics(ownTopics(cfg)), devices.WithLogger(logger.With("component", "devices"))); err != nil {
 		return err
 	}
 	if cfg.MQTT.AllowAnonymous {
@@ -210,6 +214,7 @@ func (s *starting) setUpBroker() (err error) {
 	s.publish = func(topic string, payload []byte, retain bool) error {
 		return server.Publish(topic, payload, retain, 1)
 	}
+	s.subscribe = a.broker.Subscribe
 	s.mqttMetrics = []prometheus.Collector{a.broker, a.ingest}
 	return nil
 }
@@ -410,7 +415,7 @@ func (s *starting) startJobs() error {
 	var ha *homeassistant.Publisher
 	if h := cfg.HomeAssistant; h.Enabled {
 		ha = homeassistant.New(a.store, s.publish, homeassistant.Options{Prefix: h.DiscoveryPrefix, StateTopic: h.StateTopic,
-			Every: h.StateEvery, Logger: s.log.With("component", "homeassistant")})
+			Every: h.StateEvery, Subscribe: s.subscribe, Version: version, Logger: s.log.With("component", "homeassistant")})
 	}
 	alerts, shipper := a.alerts, s.shipper
 	lead := func(ctx context.Context) {

@@ -611,6 +611,8 @@
     if (page === "access") accessPage();
     if (page === "configure") ruleForm();
     settingsForms();
-    stream("", function () {}); // the status light: is the server there?
+    // The status light: is the server there? (Not before a log-in: the
+    // login and setup pages have no light, and the stream needs one.)
+    if (statusEl) stream("", function () {});
   }
 })();

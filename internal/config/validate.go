@@ -41,6 +41,7 @@ func (c Config) Validate() error {
 	c.Dashboard.validate(&p)
 	c.Shedding.validate(&p)
 	c.HomeAssistant.validate(&p)
+	c.validateHomeAssistantTopics(&p)
 	c.Backup.validate(&p)
 	c.Retention.validate(&p)
 	c.Archive.validate(&p)
@@ -324,6 +325,9 @@ func (a Alerts) validate(p *problems) {
 }
 
 func (d Dashboard) validate(p *problems) {
+	if d.TimeZone == "" {
+		return // the machine's: there is always one
+	}
 	if _, err := d.Location(); err != nil || strings.EqualFold(d.TimeZone, "local") {
 		p.bad("dashboard.timezone", "%q is not an IANA time zone such as Europe/Madrid (empty: the machine's)", d.TimeZone)
 	}
@@ -376,6 +380,57 @@ func (h HomeAssistant) validate(p *problems) {
 	if h.StateEvery < time.Second || h.StateEvery > time.Hour {
 		p.bad("homeassistant.state_every", "%s is outside 1s to 1h", h.StateEvery)
 	}
+}
+
+// validateHomeAssistantTopics checks that no readings' topic falls under
+// Home Assistant's discovery prefix or state topic: only Vatio may publish
+// there (see devices.WithOwnTopics), so such readings would all be
+// refused.
+func (c Config) validateHomeAssistantTopics(p *problems) {
+	h := c.HomeAssistant
+	if !h.Enabled {
+		return
+	}
+	readings := []struct{ key, filter string }{{"ingest.topic", c.Ingest.Topic + "/#"}}
+	for _, s := range []struct {
+		key string
+		src Source
+	}{
+		{"sources.tasmota", c.Sources.Tasmota}, {"sources.emonhub", c.Sources.Emonhub},
+		{"sources.zigbee2mqtt", c.Sources.Zigbee2MQTT}, {"sources.dsmr", c.Sources.DSMR},
+	} {
+		if s.src.Enabled {
+			readings = append(readings, struct{ key, filter string }{s.key + ".prefix", s.src.Prefix + "/#"})
+		}
+	}
+	for i, in := range c.Inputs {
+		readings = append(readings, struct{ key, filter string }{fmt.Sprintf("inputs[%d].topic", i), in.Topic})
+	}
+	for _, own := range []struct{ key, prefix string }{
+		{"homeassistant.discovery_prefix", h.DiscoveryPrefix}, {"homeassistant.state_topic", h.StateTopic},
+	} {
+		for _, r := range readings {
+			if r.filter != "" && own.prefix != "" && filterUnder(r.filter, own.prefix) {
+				p.bad(r.key, "%q is under %s %q, where only Vatio may publish: its readings would all be refused", r.filter, own.key, own.prefix)
+			}
+		}
+	}
+}
+
+// filterUnder reports whether every topic filter matches is prefix or
+// under it. A filter that only may reach there (+/SENSOR) is left alone:
+// the topics it loses there are Vatio's, not readings.
+func filterUnder(filter, prefix string) bool {
+	fl, pl := strings.Split(filter, "/"), strings.Split(prefix, "/")
+	if len(fl) < len(pl) {
+		return false
+	}
+	for i, l := range pl {
+		if fl[i] != l {
+			return false
+		}
+	}
+	return true
 }
 
 func (b Backup) validate(p *problems) {
