@@ -68,10 +68,11 @@ FUZZTIME ?= 30s
 FUZZ_METER := FuzzDecode FuzzReadCSV FuzzDatadis FuzzGreenButton FuzzTasmota FuzzShelly FuzzEmonhub FuzzZigbee2MQTT FuzzDSMR FuzzGeneric
 FUZZ_API := FuzzParseLimit FuzzParseTime FuzzParsePatch FuzzDecodeBody
 FUZZ_STORE := FuzzDecodeBlock FuzzBlockRoundTrip FuzzStaging FuzzWALFrame
-FUZZ_TARIFF := FuzzParseClock
+FUZZ_TARIFF := FuzzParseClock FuzzSpec
 FUZZ_AUTH := FuzzToken FuzzLogin
 FUZZ_CRYPT := FuzzReader
 FUZZ_ASSET := FuzzNegotiate
+FUZZ_DASHBOARD := FuzzTariffForm FuzzRuleForm
 fuzz:
 	@for f in $(FUZZ_METER); do $(GO) test ./internal/meter -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_API); do $(GO) test ./api -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
@@ -80,6 +81,7 @@ fuzz:
 	@for f in $(FUZZ_AUTH); do $(GO) test ./internal/auth -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_CRYPT); do $(GO) test ./internal/crypt -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_ASSET); do $(GO) test ./internal/asset -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for f in $(FUZZ_DASHBOARD); do $(GO) test ./dashboard -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 # Static binaries for the machines Vatio runs on, with checksums.
 release: assets

@@ -22,6 +22,7 @@ import (
 
 	"github.com/vatio-energy/vatio/api"
 	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
@@ -109,7 +110,7 @@ func (h *harness) do(t *testing.T, method, path, contentType, body string, into 
 var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
 // testTariff prices energy at 0.2 EUR/kWh and 250 g CO2/kWh, in UTC.
-var testTariff = &tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, CO2GramsKWh: 250, Location: time.UTC}
+var testTariff = energy.FixedTariff(&tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, CO2GramsKWh: 250, Location: time.UTC})
 
 func at(m string, sec int, w float64) meter.Reading {
 	return meter.Reading{Meter: m, Time: t0.Add(time.Duration(sec) * time.Second), PowerW: w, Stamped: true}

@@ -35,8 +35,8 @@ func open(path string) bool {
 
 // roleFor returns the least role that may make request method path.
 // Viewers read; operators change meters, rules, alerts and imports;
-// admins delete, back up, export, and manage users, tokens and the audit
-// log.
+// admins delete, back up, export, change the tariff, and manage users,
+// tokens and the audit log.
 func roleFor(method, path string) string {
 	// Routing is case-sensitive and strict (see New); the role is still
 	// decided on the path as the most lenient router would read it.
@@ -48,6 +48,8 @@ func roleFor(method, path string) string {
 	case strings.HasPrefix(path, "/api/v1/users"), strings.HasPrefix(path, "/api/v1/tokens"), strings.HasPrefix(path, "/api/v1/devices"),
 		path == "/api/v1/audit", path == "/api/v1/backup", isExport(path), path == "/access",
 		strings.HasPrefix(path, "/api/v1/offsite"):
+		return auth.Admin
+	case method != fiber.MethodGet && method != fiber.MethodHead && (path == "/api/v1/tariff" || strings.HasPrefix(path, "/settings/tariff")):
 		return auth.Admin
 	case method == fiber.MethodDelete && strings.HasPrefix(path, "/api/v1/meters/"):
 		return auth.Admin
@@ -121,7 +123,8 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 		s.audit(who.User, "forbidden", c.Method()+" "+path, c, fiber.StatusForbidden, "")
 		return fiber.NewError(fiber.StatusForbidden, "the "+who.Role+" role may not do this: it needs "+need)
 	}
-	c.SetUserContext(auth.WithWho(c.UserContext(), who))
+	ctx, note := audit.WithNote(auth.WithWho(c.UserContext(), who))
+	c.SetUserContext(ctx)
 	if err := c.Next(); err != nil {
 		// Answered here, as the server would, so that the audit log has
 		// the status the client got (a refused rule's 400, an unknown
@@ -135,7 +138,7 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 		if m == fiber.MethodDelete {
 			action = "delete"
 		}
-		s.audit(who.User, action, m+" "+path, c, c.Response().StatusCode(), "")
+		s.audit(who.User, action, m+" "+path, c, c.Response().StatusCode(), *note)
 	} else if path == "/api/v1/backup" || isExport(strings.ToLower(path)) {
 		s.audit(who.User, "export", path, c, c.Response().StatusCode(), "")
 	}

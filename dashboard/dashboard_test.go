@@ -20,6 +20,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/vatio-energy/vatio/dashboard"
+	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
@@ -59,7 +60,7 @@ func newAppWith(tb testing.TB, newDashboard func(*store.Store, dashboard.Options
 		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
 		Location: madrid,
 		Now:      func() time.Time { return t0.Add(10 * time.Second) },
-		Tariff:   &tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, DailyCharge: 0.5, CO2GramsKWh: 250, Location: madrid},
+		Tariff:   energy.FixedTariff(&tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, DailyCharge: 0.5, CO2GramsKWh: 250, Location: madrid}),
 	}).Register(app)
 	return app, &logs
 }

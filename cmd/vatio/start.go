@@ -28,12 +28,12 @@ import (
 	"github.com/vatio-energy/vatio/internal/config"
 	"github.com/vatio-energy/vatio/internal/crypt"
 	"github.com/vatio-energy/vatio/internal/devices"
+	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/homeassistant"
 	"github.com/vatio-energy/vatio/internal/leader"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/netlimit"
 	"github.com/vatio-energy/vatio/internal/offsite"
-	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
 )
 
@@ -91,11 +91,13 @@ type starting struct {
 	reg         *prometheus.Registry
 	shipper     *offsite.Shipper
 	loc         *time.Location
-	tariff      *tariff.Tariff
-	audit       *audit.Log
-	egress      *automation.Egress
-	users       *auth.Service
-	ln          net.Listener
+	// tariff is the tariff in force: config.yaml's, or one saved on the
+	// dashboard or through the API.
+	tariff *energy.Tariffs
+	audit  *audit.Log
+	egress *automation.Egress
+	users  *auth.Service
+	ln     net.Listener
 }
 
 func (s *starting) onFailure(f func()) { s.undo = append(s.undo, f) }
@@ -269,8 +271,18 @@ func (s *starting) buildServices() (err error) {
 	if s.loc, err = cfg.Dashboard.Location(); err != nil {
 		return fmt.Errorf("dashboard.timezone: %w", err) // Validate catches it first
 	}
-	if s.tariff, err = buildTariff(cfg.Tariff, s.loc); err != nil {
+	configTariff, err := buildTariff(cfg.Tariff, s.loc)
+	if err != nil {
 		return err // checkSettings catches it first
+	}
+	if s.tariff, err = energy.NewTariffs(a.store, configTariff, logger.With("component", "tariff")); err != nil {
+		return err
+	}
+	if st := s.tariff.State(); st.Source == energy.FromDatabase {
+		// Said at start, for whoever edits config.yaml's tariff and sees
+		// no change.
+		logger.Info("tariff: the one saved on the dashboard is in force, over config.yaml's (remove it on the Settings page to use config.yaml's)",
+			slog.String("saved_by", st.Saved.SavedBy), slog.Time("saved_at", st.Saved.SavedAt))
 	}
 	var configRules []alert.Rule
 	for _, r := range cfg.Alerts.Rules {
@@ -360,7 +372,7 @@ func (s *starting) serveHTTP() (err error) {
 		Leading: a.elector.Leading, Warnings: warnings,
 	})
 	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: s.loc, Tariff: s.tariff,
-		Auth: s.users, Audit: s.audit, Devices: a.devices}).Register(a.http.Router())
+		Auth: s.users, Audit: s.audit, Devices: a.devices, Rules: a.rules}).Register(a.http.Router())
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {

@@ -169,7 +169,8 @@ type HomeAssistant struct {
 }
 
 // Tariff is how energy is priced (see package tariff). Times are read in
-// dashboard.timezone.
+// dashboard.timezone. A tariff saved on the dashboard's Settings page (or
+// PUT /api/v1/tariff) overrides this section until it is removed there.
 type Tariff struct {
 	// Currency is an ISO 4217 code, such as EUR.
 	Currency string `yaml:"currency"`

@@ -239,13 +239,10 @@ tariff:
 	bad := Default()
 	bad.Tariff = Tariff{Currency: "euro", PriceKWh: math.NaN(), Periods: []Period{{Name: "", Days: []string{"funday"}, From: "10", To: "10:00"}, {Name: "x", Days: []string{"all"}, From: "10:00", To: "10:00"}},
 		Holidays: []string{"2026-13-01"}}
-	err := bad.Validate()
-	// Days, hours and holidays are the tariff package's to parse, when the
-	// command builds the tariff (cmd/vatio's TestSettingsNameTheKey).
-	for _, key := range []string{"tariff.currency", "tariff.price_kwh", "tariff.periods[0].name"} {
-		if err == nil || !strings.Contains(err.Error(), key+":") {
-			t.Errorf("Validate() = %v, want it to name %s", err, key)
-		}
+	// The whole section is the tariff package's to judge, as it judges a
+	// tariff saved on the dashboard (cmd/vatio's TestSettingsNameTheKey).
+	if err := bad.Validate(); err != nil {
+		t.Errorf("Validate() = %v: the tariff is judged when the command builds it", err)
 	}
 	cfg = Default()
 	if err := Parse([]byte("tariff:\n  holidays: 2026-12-25\n"), &cfg); err == nil || !strings.Contains(err.Error(), "tariff.holidays must be a list") {

@@ -23,9 +23,10 @@ func (p *problems) bad(key, format string, args ...any) {
 
 // Validate reports every invalid value, each error naming its key. It
 // checks what the configuration itself can say (ranges, addresses, names,
-// what goes together); what only a domain package can judge (a tariff's
-// hours, an alert rule, a template, the encryption key) is checked by
-// whoever builds that object from its section.
+// what goes together); what only a domain package can judge (the tariff,
+// which the dashboard and the API also write, an alert rule, a template,
+// the encryption key) is checked by whoever builds that object from its
+// section.
 func (c Config) Validate() error {
 	var p problems
 	c.validateProcess(&p)
@@ -37,7 +38,6 @@ func (c Config) Validate() error {
 	c.validateSources(&p)
 	c.Store.validate(&p)
 	c.Alerts.validate(&p)
-	c.Tariff.validate(&p)
 	c.Dashboard.validate(&p)
 	c.Shedding.validate(&p)
 	c.HomeAssistant.validate(&p)
@@ -321,40 +321,6 @@ func (a Alerts) validate(p *problems) {
 	}
 	if a.Backoff < 10*time.Millisecond || a.Backoff > time.Hour {
 		p.bad("alerts.backoff", "%s is outside 10ms to 1h", a.Backoff)
-	}
-}
-
-// validate checks the tariff's amounts and names; its days, hours and
-// holidays are the tariff package's to parse, when it is built.
-func (t Tariff) validate(p *problems) {
-	if len(t.Currency) != 3 || strings.ToUpper(t.Currency) != t.Currency || strings.ContainsFunc(t.Currency, func(r rune) bool { return r < 'A' || r > 'Z' }) {
-		p.bad("tariff.currency", "%q is not a currency code such as EUR", t.Currency)
-	}
-	price := func(key string, v float64) {
-		if isNaNOrInf(v) || v < -100 || v > 100 {
-			p.bad("tariff."+key, "%g is not a price from -100 to 100", v)
-		}
-	}
-	price("price_kwh", t.PriceKWh)
-	price("export_price_kwh", t.ExportPriceKWh)
-	if isNaNOrInf(t.ReactivePriceKVArh) || t.ReactivePriceKVArh < 0 || t.ReactivePriceKVArh > 100 {
-		p.bad("tariff.reactive_price_kvarh", "%g is not a price from 0 to 100", t.ReactivePriceKVArh)
-	}
-	if isNaNOrInf(t.DailyCharge) || t.DailyCharge < 0 || t.DailyCharge > 1e6 {
-		p.bad("tariff.daily_charge", "%g is not an amount from 0 to 1000000", t.DailyCharge)
-	}
-	if isNaNOrInf(t.DemandChargeKW) || t.DemandChargeKW < 0 || t.DemandChargeKW > 1e6 {
-		p.bad("tariff.demand_charge_kw", "%g is not an amount from 0 to 1000000", t.DemandChargeKW)
-	}
-	if isNaNOrInf(t.CO2GramsKWh) || t.CO2GramsKWh < 0 || t.CO2GramsKWh > 5000 {
-		p.bad("tariff.co2_g_kwh", "%g is not from 0 to 5000 g/kWh", t.CO2GramsKWh)
-	}
-	for i, period := range t.Periods {
-		key := fmt.Sprintf("periods[%d].", i)
-		if strings.TrimSpace(period.Name) == "" {
-			p.bad("tariff."+key+"name", "must not be empty")
-		}
-		price(key+"price_kwh", period.PriceKWh)
 	}
 }
 
