@@ -343,6 +343,11 @@ func (s *Store) ArchiveDir() string { return s.archiveDir }
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }
 
+// MaxGap returns the longest silence across which power is integrated
+// (Options.MaxGap): what a meter's usual interval falls back to while
+// unknown.
+func (s *Store) MaxGap() time.Duration { return s.maxGap }
+
 // Health returns why readings are being refused (the disk is full, the
 // database cannot take a checkpoint), nil when they are taken.
 func (s *Store) Health() error { return s.eng.health() }
