@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/go-echarts/go-echarts/v2/charts"
-
-	"github.com/vatio-energy/vatio/store"
 )
 
 // TestRenderChartAsGoECharts checks that renderChart, which renders with
@@ -15,13 +13,14 @@ import (
 // RenderSnippet writes.
 func TestRenderChartAsGoECharts(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	ms := float64(t0.UnixMilli())
 	series := []meterSeries{
-		{meter: "a", records: []store.Record{{Time: t0, PowerW: 1500}, {Time: t0.Add(time.Second), PowerW: 2500}}},
-		{meter: "b:2", name: "Kitchen", records: []store.Record{{Time: t0, PowerW: -300}}},
+		{meter: "a", points: [][2]float64{{ms, 1.5}, {ms + 1000, 2.5}, {ms + 900_000, 2}}, breakMs: 15000},
+		{meter: "b:2", name: "Kitchen", points: [][2]float64{{ms, -0.3}}, breakMs: 15000},
 	}
 	// liveChart's line, rendered both ways.
 	for _, build := range []func() (*charts.Line, error){
-		func() (*charts.Line, error) { return liveLine(english, series), nil },
+		func() (*charts.Line, error) { return liveLine(english, series, window{t0.Add(-time.Hour), t0}), nil },
 	} {
 		line, _ := build()
 		got, err := renderChart(line)
@@ -52,7 +51,7 @@ func TestNiceCeil(t *testing.T) {
 func TestChartTextStaysText(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	evil := `__f__alert(document.domain)__f__</script><meta http-equiv=refresh content=0;url=//x>`
-	c, err := liveChart(english, []meterSeries{{meter: "plug__f__", name: evil, records: []store.Record{{Time: t0, PowerW: 1}}}})
+	c, err := liveChart(english, []meterSeries{{meter: "plug__f__", name: evil, points: [][2]float64{{float64(t0.UnixMilli()), 0.001}}}}, window{t0.Add(-time.Hour), t0})
 	if err != nil {
 		t.Fatal(err)
 	}
