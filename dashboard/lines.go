@@ -1,7 +1,10 @@
 package dashboard
 
 import (
+	"encoding/json"
+	"math"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -45,32 +48,59 @@ func breakAfter(interval, maxGap, step time.Duration, pts [][2]float64) float64 
 	return ms
 }
 
-// lonePoint is a point drawn as a dot: the line's symbol is "none", so
-// only points that name one show.
-type lonePoint struct {
-	Value  [2]float64 `json:"value"`
-	Symbol string     `json:"symbol"`
-}
-
-// withBreaks returns pts, [Unix ms, kW] oldest first, as a line's data: a
-// [ms, null] point in the middle of every silence longer than breakMs
-// (ECharts, with connectNulls false, ends the line there), and points
-// alone between two silences as lonePoints.
-func withBreaks(pts [][2]float64, breakMs float64) []any {
-	out := make([]any, 0, len(pts)+1)
+// withBreaks returns pts, [Unix ms, kW] oldest first, as a line's data
+// (JSON): a [ms, null] point in the middle of every silence longer than
+// breakMs (ECharts, with connectNulls false, ends the line there), and a
+// point alone between two silences as {"value": [ms, kW], "symbol":
+// "circle"}, a dot (the line's own symbol is "none"). It writes the JSON
+// itself: a []any of points boxed each one made the overview's page half
+// again as many allocations (BenchmarkRenderPage).
+func withBreaks(pts [][2]float64, breakMs float64) json.RawMessage {
+	b := make([]byte, 0, 32*len(pts)+2)
+	b = append(b, '[')
 	for i, p := range pts {
 		gapBefore := i == 0 || p[0]-pts[i-1][0] > breakMs
 		gapAfter := i == len(pts)-1 || pts[i+1][0]-p[0] > breakMs
-		if i > 0 && gapBefore {
-			out = append(out, [2]any{(pts[i-1][0] + p[0]) / 2, nil})
+		if i > 0 {
+			b = append(b, ',')
 		}
-		if gapBefore && gapAfter {
-			out = append(out, lonePoint{Value: p, Symbol: "circle"})
-		} else {
-			out = append(out, p)
+		if i > 0 && gapBefore {
+			b = append(b, '[')
+			b = appendNumber(b, (pts[i-1][0]+p[0])/2)
+			b = append(b, ",null],"...)
+		}
+		lone := gapBefore && gapAfter
+		if lone {
+			b = append(b, `{"value":`...)
+		}
+		b = append(b, '[')
+		b = appendNumber(b, p[0])
+		b = append(b, ',')
+		b = appendNumber(b, p[1])
+		b = append(b, ']')
+		if lone {
+			b = append(b, `,"symbol":"circle"}`...)
 		}
 	}
-	return out
+	return append(b, ']')
+}
+
+// appendNumber appends f as encoding/json writes it, and null for what
+// JSON has no number for.
+func appendNumber(b []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, "null"...)
+	}
+	format := byte('f')
+	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if n := len(b); format == 'e' && n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+		b[n-2] = b[n-1] // e-07 is e-7, as encoding/json writes it
+		b = b[:n-1]
+	}
+	return b
 }
 
 // zoomToData returns the part of [from, to] (Unix ms) to show first, in
