@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -64,5 +65,27 @@ func TestChartTextStaysText(t *testing.T) {
 	}
 	if strings.Contains(c.body, "<") {
 		t.Error("the hashed body holds a '<'")
+	}
+}
+
+// TestDayChartBreaksAtMissingHours checks that the day chart's hourly line
+// breaks where an hour has no data, and spans its window.
+func TestDayChartBreaksAtMissingHours(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	h := float64(time.Hour.Milliseconds())
+	ms := float64(t0.UnixMilli())
+	c, err := dayChart(english, window{t0.Add(-24 * time.Hour), t0.Add(25 * time.Hour)},
+		[][2]float64{{ms - 5*h, 1}, {ms - 4*h, 2}, {ms - 2*h, 3}, {ms - h, 4}}, [][2]float64{{ms + h, 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		fmt.Sprintf(`"data":[[%d,1],[%d,2],[%d,null],[%d,3],[%d,4]]`, t0.Add(-5*time.Hour).UnixMilli(), t0.Add(-4*time.Hour).UnixMilli(),
+			t0.Add(-3*time.Hour).UnixMilli(), t0.Add(-2*time.Hour).UnixMilli(), t0.Add(-time.Hour).UnixMilli()),
+		fmt.Sprintf(`"min":%d,"max":%d`, t0.Add(-24*time.Hour).UnixMilli(), t0.Add(25*time.Hour).UnixMilli()),
+	} {
+		if !strings.Contains(c.body, want) {
+			t.Errorf("the day chart lacks %s:\n%s", want, c.body)
+		}
 	}
 }

@@ -244,6 +244,11 @@ func TestLastHourChart(t *testing.T) {
 	if want := `data-breaks="{&#34;gappy&#34;:600000,&#34;lone&#34;:600000}"`; !strings.Contains(page, want) {
 		t.Errorf("the page does not hand app.js the breaks %s", want)
 	}
+	// The day chart: the 24 hours before this hour and the 24 after it.
+	day := chartOption(t, page, "day")
+	if lo, hi := axisRange(day); lo != float64(t0.Add(-24*time.Hour).UnixMilli()) || hi != float64(t0.Add(25*time.Hour).UnixMilli()) {
+		t.Errorf("the day chart's axis is %s to %s, want %s to %s", time.UnixMilli(int64(lo)).UTC(), time.UnixMilli(int64(hi)).UTC(), t0.Add(-24*time.Hour), t0.Add(25*time.Hour))
+	}
 }
 
 // TestMeterPageZoomsToData checks that a meter's history opens on its data
