@@ -301,3 +301,33 @@ func TestMeterPageZoomsToData(t *testing.T) {
 		t.Errorf("hourly history is broken: %s", d)
 	}
 }
+
+// TestLastHourOfAFastMeter checks that a meter reporting every second
+// fills the last hour with its minute means, where the chart showed its
+// first 720 readings: the hour's first 12 minutes.
+func TestLastHourOfAFastMeter(t *testing.T) {
+	var rs []meter.Reading
+	for sec := -3600; sec <= 0; sec++ {
+		rs = append(rs, reading("fast", sec, 1000))
+	}
+	app, _ := newApp(t, rs...)
+	requireECharts(t, app)
+	_, page := get(t, app, "/")
+	var pts [][2]any
+	if err := json.Unmarshal([]byte(seriesData(t, chartOption(t, page, "live"), "fast")), &pts); err != nil {
+		t.Fatal(err)
+	}
+	if len(pts) < 60 || len(pts) > 62 {
+		t.Fatalf("fast's hour has %d points, want its 61 minutes", len(pts))
+	}
+	first, last := time.UnixMilli(int64(pts[0][0].(float64))).UTC(), time.UnixMilli(int64(pts[len(pts)-1][0].(float64))).UTC()
+	if first.After(t0.Add(-59*time.Minute)) || last.Before(t0.Add(-time.Minute)) {
+		t.Errorf("fast's points run from %s to %s, want the hour to %s", first, last, t0)
+	}
+	for _, p := range pts {
+		if p[1] != 1.0 {
+			t.Errorf("point %v: want 1 kW, no break", p)
+			break
+		}
+	}
+}
