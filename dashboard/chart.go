@@ -7,13 +7,12 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-echarts/go-echarts/v2/charts"
 	"github.com/go-echarts/go-echarts/v2/opts"
 	"github.com/go-echarts/go-echarts/v2/render"
 	"github.com/go-echarts/go-echarts/v2/templates"
-
-	"github.com/vatio-energy/vatio/store"
 )
 
 // Chart element ids. Each names its chart's element and so its ECharts
@@ -35,12 +34,39 @@ const (
 // arrive.
 const livePoints = 720
 
-// meterSeries is one meter's readings on a chart, oldest first.
+// meterSeries is one meter's power on a chart: [Unix ms, kW] points,
+// oldest first, and the silence that breaks its line (see breakAfter).
 type meterSeries struct {
 	meter   string
 	name    string
-	records []store.Record
+	points  [][2]float64
+	breakMs float64
 }
+
+// window is the span of time a chart's x axis shows, whatever its data
+// covers: the last hour is the last hour with one reading in it.
+type window struct {
+	from, to time.Time
+}
+
+func (w window) fromMs() float64 { return float64(w.from.UnixMilli()) }
+func (w window) toMs() float64   { return float64(w.to.UnixMilli()) }
+
+// timeAxis is the x axis of a chart of power over w. Its labels keep 12
+// px under the plot (ECharts' 8 let the first touch the y axis's "0" on a
+// phone).
+func timeAxis(w window) opts.XAxis {
+	return opts.XAxis{Type: "time", Min: w.fromMs(), Max: w.toMs(), AxisLabel: &opts.AxisLabel{HideOverlap: opts.Bool(true), Margin: 12}}
+}
+
+// powerLine is a line series' look: broken where its data holds a null
+// (see withBreaks), and no symbols but those its lone points name.
+var powerLine = opts.LineChart{ConnectNulls: opts.Bool(false), ShowSymbol: opts.Bool(true), Symbol: "none"}
+
+// bottomLegend puts a chart's legend under its plot and scrolls it when it
+// does not fit one line: at the top, on a phone, it ran into the axis
+// name above the plot.
+var bottomLegend = opts.Legend{Show: opts.Bool(true), Type: "scroll", Bottom: "0", Left: "8", Right: "8"}
 
 // chartSnippet is a rendered chart: its element, its inline script, and
 // the script's body (what a Content-Security-Policy hash covers).
@@ -97,47 +123,42 @@ func niceCeil(v float64) float64 {
 	return 10 * p
 }
 
-// liveChart renders the overview's line chart of the last hour, one series
-// per meter, with [Unix ms, kW] points. Meter ids reach the inline script
-// unescaped (go-echarts writes its JSON without HTML escaping); callers
-// pass only ids that meter.ValidID accepts, which cannot close a script.
-func liveChart(l *language, series []meterSeries) (chartSnippet, error) {
-	return renderChart(liveLine(l, series))
+// liveChart renders the overview's line chart of w (the last hour), one
+// series per meter. Meter ids reach the inline script unescaped (go-echarts
+// writes its JSON without HTML escaping); callers pass only ids that
+// meter.ValidID accepts, which cannot close a script.
+func liveChart(l *language, series []meterSeries, w window) (chartSnippet, error) {
+	return renderChart(liveLine(l, series, w))
 }
 
 // liveLine builds the chart of liveChart.
-func liveLine(l *language, series []meterSeries) *charts.Line {
+func liveLine(l *language, series []meterSeries, w window) *charts.Line {
 	line := charts.NewLine()
 	line.SetGlobalOptions(
 		chartInit(liveID, "22rem"),
 		charts.WithAnimation(false),
 		charts.WithAriaOpts(&opts.Aria{Enabled: opts.Bool(true)}),
 		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
-		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Type: "scroll", Top: "0"}),
-		charts.WithGridOpts(opts.Grid{Left: "8", Right: "24", Top: "40", Bottom: "16", ContainLabel: opts.Bool(true)}),
-		charts.WithXAxisOpts(opts.XAxis{Type: "time", AxisLabel: &opts.AxisLabel{HideOverlap: opts.Bool(true)}}),
+		charts.WithLegendOpts(bottomLegend),
+		charts.WithGridOpts(opts.Grid{Left: "8", Right: "24", Top: "32", Bottom: "32", ContainLabel: opts.Bool(true)}),
+		charts.WithXAxisOpts(timeAxis(w)),
 		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "kW"}),
 	)
 	for _, s := range series {
-		line.AddSeries(cmpOr(s.name, s.meter), nil,
-			charts.WithSeriesId(s.meter),
-			// A lone reading has no line to draw: show it as a point.
-			charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(len(s.records) < 2)}),
-		)
+		line.AddSeries(cmpOr(s.name, s.meter), nil, charts.WithSeriesId(s.meter), charts.WithLineChartOpts(powerLine))
 		// Bare [Unix ms, kW] pairs: a third smaller than opts.LineData's
 		// {"value": [...]} objects, and what app.js appends.
-		data := make([][2]float64, len(s.records))
-		for i, r := range s.records {
-			data[i] = [2]float64{float64(r.Time.UnixMilli()), r.PowerW / 1000}
-		}
-		line.MultiSeries[len(line.MultiSeries)-1].Data = data
+		line.MultiSeries[len(line.MultiSeries)-1].Data = withBreaks(s.points, s.breakMs)
 	}
 	return line
 }
 
-// historyChart renders a meter's power history with zoom: app.js fetches
-// finer data from the API as the zoom narrows.
-func historyChart(l *language, id string, pts, forecast [][2]float64) (chartSnippet, error) {
+// historyChart renders a meter's power over w with zoom, its line broken
+// at silences longer than breakMs; it opens zoomed to the points when they
+// cover a small part of w (see zoomToData). app.js fetches finer data from
+// the API as the zoom narrows.
+func historyChart(l *language, id string, w window, pts [][2]float64, breakMs float64, forecast [][2]float64) (chartSnippet, error) {
+	start, end := zoomToData(w.fromMs(), w.toMs(), pts)
 	line := charts.NewLine()
 	line.SetGlobalOptions(
 		chartInit(historyID, "22rem"),
@@ -146,16 +167,15 @@ func historyChart(l *language, id string, pts, forecast [][2]float64) (chartSnip
 		charts.WithAriaOpts(&opts.Aria{Enabled: opts.Bool(true)}),
 		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
 		charts.WithGridOpts(opts.Grid{Left: "8", Right: "24", Top: "32", Bottom: "56", ContainLabel: opts.Bool(true)}),
-		charts.WithXAxisOpts(opts.XAxis{Type: "time", AxisLabel: &opts.AxisLabel{HideOverlap: opts.Bool(true)}}),
+		charts.WithXAxisOpts(timeAxis(w)),
 		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "kW"}),
 		charts.WithDataZoomOpts(
-			opts.DataZoom{Type: "inside", FilterMode: "none"},
-			opts.DataZoom{Type: "slider", FilterMode: "none", Start: 0, End: 100},
+			opts.DataZoom{Type: "inside", FilterMode: "none", Start: float32(start), End: float32(end)},
+			opts.DataZoom{Type: "slider", FilterMode: "none", Start: float32(start), End: float32(end)},
 		),
 	)
-	line.AddSeries(l.T("chart.power"), nil, charts.WithSeriesId(id),
-		charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(len(pts) < 2)}))
-	line.MultiSeries[0].Data = pts
+	line.AddSeries(l.T("chart.power"), nil, charts.WithSeriesId(id), charts.WithLineChartOpts(powerLine))
+	line.MultiSeries[0].Data = withBreaks(pts, breakMs)
 	if len(forecast) > 0 {
 		// The next day's forecast, dashed beside the actual line.
 		line.AddSeries(l.T("chart.forecast"), nil, charts.WithSeriesId("forecast"),
@@ -166,23 +186,25 @@ func historyChart(l *language, id string, pts, forecast [][2]float64) (chartSnip
 	return renderChart(line)
 }
 
-// dayChart renders the site's power hour by hour over the last 24 hours,
-// and the forecast of the next 24 dashed beside it.
-func dayChart(l *language, actual, forecast [][2]float64) (chartSnippet, error) {
+// dayChart renders the site's power hour by hour over w, the last 24 hours
+// and the next: the hours with data, broken where hours are missing, and
+// the forecast dashed beside them.
+func dayChart(l *language, w window, actual, forecast [][2]float64) (chartSnippet, error) {
 	line := charts.NewLine()
 	line.SetGlobalOptions(
 		chartInit(dayID, "18rem"),
 		charts.WithAnimation(false),
 		charts.WithAriaOpts(&opts.Aria{Enabled: opts.Bool(true)}),
 		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
-		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Top: "0"}),
-		charts.WithGridOpts(opts.Grid{Left: "8", Right: "24", Top: "40", Bottom: "16", ContainLabel: opts.Bool(true)}),
-		charts.WithXAxisOpts(opts.XAxis{Type: "time", AxisLabel: &opts.AxisLabel{HideOverlap: opts.Bool(true)}}),
+		charts.WithLegendOpts(bottomLegend),
+		charts.WithGridOpts(opts.Grid{Left: "8", Right: "24", Top: "32", Bottom: "32", ContainLabel: opts.Bool(true)}),
+		charts.WithXAxisOpts(timeAxis(w)),
 		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "kW"}),
 	)
-	line.AddSeries(l.T("chart.power"), nil, charts.WithSeriesId("actual"),
-		charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(false), Step: "end"}))
-	line.MultiSeries[0].Data = actual
+	hourly := powerLine
+	hourly.Step = "end"
+	line.AddSeries(l.T("chart.power"), nil, charts.WithSeriesId("actual"), charts.WithLineChartOpts(hourly))
+	line.MultiSeries[0].Data = withBreaks(actual, breakSlack*float64(time.Hour.Milliseconds()))
 	line.AddSeries(l.T("chart.forecast"), nil, charts.WithSeriesId("forecast"),
 		charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(false), Step: "end"}),
 		charts.WithLineStyleOpts(opts.LineStyle{Type: "dashed", Width: 1.5}))

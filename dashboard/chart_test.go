@@ -1,13 +1,12 @@
 package dashboard
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-echarts/go-echarts/v2/charts"
-
-	"github.com/vatio-energy/vatio/store"
 )
 
 // TestRenderChartAsGoECharts checks that renderChart, which renders with
@@ -15,13 +14,14 @@ import (
 // RenderSnippet writes.
 func TestRenderChartAsGoECharts(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	ms := float64(t0.UnixMilli())
 	series := []meterSeries{
-		{meter: "a", records: []store.Record{{Time: t0, PowerW: 1500}, {Time: t0.Add(time.Second), PowerW: 2500}}},
-		{meter: "b:2", name: "Kitchen", records: []store.Record{{Time: t0, PowerW: -300}}},
+		{meter: "a", points: [][2]float64{{ms, 1.5}, {ms + 1000, 2.5}, {ms + 900_000, 2}}, breakMs: 15000},
+		{meter: "b:2", name: "Kitchen", points: [][2]float64{{ms, -0.3}}, breakMs: 15000},
 	}
 	// liveChart's line, rendered both ways.
 	for _, build := range []func() (*charts.Line, error){
-		func() (*charts.Line, error) { return liveLine(english, series), nil },
+		func() (*charts.Line, error) { return liveLine(english, series, window{t0.Add(-time.Hour), t0}), nil },
 	} {
 		line, _ := build()
 		got, err := renderChart(line)
@@ -52,7 +52,7 @@ func TestNiceCeil(t *testing.T) {
 func TestChartTextStaysText(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	evil := `__f__alert(document.domain)__f__</script><meta http-equiv=refresh content=0;url=//x>`
-	c, err := liveChart(english, []meterSeries{{meter: "plug__f__", name: evil, records: []store.Record{{Time: t0, PowerW: 1}}}})
+	c, err := liveChart(english, []meterSeries{{meter: "plug__f__", name: evil, points: [][2]float64{{float64(t0.UnixMilli()), 0.001}}}}, window{t0.Add(-time.Hour), t0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,5 +65,27 @@ func TestChartTextStaysText(t *testing.T) {
 	}
 	if strings.Contains(c.body, "<") {
 		t.Error("the hashed body holds a '<'")
+	}
+}
+
+// TestDayChartBreaksAtMissingHours checks that the day chart's hourly line
+// breaks where an hour has no data, and spans its window.
+func TestDayChartBreaksAtMissingHours(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	h := float64(time.Hour.Milliseconds())
+	ms := float64(t0.UnixMilli())
+	c, err := dayChart(english, window{t0.Add(-24 * time.Hour), t0.Add(25 * time.Hour)},
+		[][2]float64{{ms - 5*h, 1}, {ms - 4*h, 2}, {ms - 2*h, 3}, {ms - h, 4}}, [][2]float64{{ms + h, 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		fmt.Sprintf(`"data":[[%d,1],[%d,2],[%d,null],[%d,3],[%d,4]]`, t0.Add(-5*time.Hour).UnixMilli(), t0.Add(-4*time.Hour).UnixMilli(),
+			t0.Add(-3*time.Hour).UnixMilli(), t0.Add(-2*time.Hour).UnixMilli(), t0.Add(-time.Hour).UnixMilli()),
+		fmt.Sprintf(`"min":%d,"max":%d`, t0.Add(-24*time.Hour).UnixMilli(), t0.Add(25*time.Hour).UnixMilli()),
+	} {
+		if !strings.Contains(c.body, want) {
+			t.Errorf("the day chart lacks %s:\n%s", want, c.body)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"net/url"
 	"slices"
@@ -108,6 +109,12 @@ type overviewData struct {
 	Alerts    []store.Alert
 	Gauge     *chartSnippet
 	Live      *chartSnippet
+	// LiveTo is the end of the live chart's hour (Unix ms, the server's
+	// clock), and LiveBreaks each of its meters' silence that breaks the
+	// line (JSON, ms): app.js moves the hour on and breaks the lines of the
+	// readings that arrive as the server did.
+	LiveTo     int64
+	LiveBreaks string
 	// Day is the site's last 24 hours and the next 24 forecast.
 	Day  *chartSnippet
 	Host string
@@ -161,21 +168,30 @@ func (d *Dashboard) overview(c *fiber.Ctx) error {
 		}
 		data.Gauge = b.chart(g)
 		var series []meterSeries
+		hour := window{from: now.Add(-time.Hour), to: now}
+		breaks := map[string]float64{}
 		for _, m := range data.Meters {
 			if !meter.ValidID(m.ID) {
 				continue // cannot go into a script unescaped; its card still shows
 			}
-			recs, _, err := d.st.Range(m.ID, now.Add(-time.Hour), now.Add(time.Minute), livePoints)
-			if err != nil && !errors.Is(err, store.ErrUnknownMeter) {
+			s, err := d.lastHour(m, hour)
+			if err != nil {
 				return err
 			}
-			series = append(series, meterSeries{meter: m.ID, name: m.Label, records: recs})
+			series = append(series, s)
+			breaks[m.ID] = s.breakMs
 		}
-		l, err := liveChart(b.Lang, series)
+		l, err := liveChart(b.Lang, series, hour)
 		if err != nil {
 			return err
 		}
 		data.Live = b.chart(l)
+		data.LiveTo = hour.to.UnixMilli()
+		js, err := json.Marshal(breaks)
+		if err != nil {
+			return err
+		}
+		data.LiveBreaks = string(js)
 		if dc, ok, err := d.siteDay(b, data.Meters, now); err != nil {
 			return err
 		} else if ok {
@@ -183,6 +199,39 @@ func (d *Dashboard) overview(c *fiber.Ctx) error {
 		}
 	}
 	return d.render(c, "overview", b, data)
+}
+
+// lastHour returns meter m's power over w for the live chart: its
+// readings, or, when more than livePoints of them (a meter reporting every
+// second), its minute means.
+func (d *Dashboard) lastHour(m meterView, w window) (meterSeries, error) {
+	s := meterSeries{meter: m.ID, name: m.Label}
+	// A reading stamped a little ahead of the server's clock is shown as
+	// the hour moves on (app.js).
+	recs, more, err := d.st.Range(m.ID, w.from, w.to.Add(time.Minute), livePoints)
+	if errors.Is(err, store.ErrUnknownMeter) {
+		err = nil // deleted since the list was read
+	}
+	if err != nil {
+		return s, err
+	}
+	var step time.Duration
+	if more {
+		step = store.TierMinute.Step()
+		bs, _, err := d.st.Rollups(m.ID, store.TierMinute, w.from.Truncate(step), w.to.Add(time.Minute), 2*livePoints)
+		if err != nil {
+			return s, err
+		}
+		for _, b := range bs {
+			s.points = append(s.points, [2]float64{float64(b.Start.UnixMilli()), b.MeanW / 1000})
+		}
+	} else {
+		for _, r := range recs {
+			s.points = append(s.points, [2]float64{float64(r.Time.UnixMilli()), r.PowerW / 1000})
+		}
+	}
+	s.breakMs = breakAfter(m.Interval, d.st.MaxGap(), step, s.points)
+	return s, nil
 }
 
 // settingsData is what the settings form (settings.html) renders: a
@@ -216,7 +265,12 @@ type meterData struct {
 	Year     *chartSnippet
 	// From and To bound the history chart at first (RFC 3339).
 	From, To string
-	Last30   float64
+	// BreakMs is the silence that breaks the history's line as drawn first,
+	// and ReadingBreakMs the one that breaks a line of readings (see
+	// breakAfter): app.js breaks the finer data it fetches as the chart is
+	// zoomed, and the readings that arrive, as the server did.
+	BreakMs, ReadingBreakMs float64
+	Last30                  float64
 }
 
 // meterPage serves GET /meters/{id}.
@@ -247,11 +301,16 @@ func (d *Dashboard) meterPage(c *fiber.Ctx) error {
 		}
 	}
 	data.Settings = settingsOf(data.M, all)
+	// The last week, or the week up to the newest reading of a meter
+	// known only from older history.
 	to := now.Add(time.Minute)
-	from := to.Add(-7 * 24 * time.Hour)
+	if last := m.Last.Add(time.Minute); last.Before(to.Add(-historySpan)) {
+		to = last
+	}
+	from := to.Add(-historySpan)
 	data.From, data.To = from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339)
 	if d.charts {
-		if err := d.meterCharts(b, data, from, to); err != nil {
+		if err := d.meterCharts(b, data, window{from: from, to: to}); err != nil {
 			return err
 		}
 	}
@@ -261,9 +320,13 @@ func (d *Dashboard) meterPage(c *fiber.Ctx) error {
 // historyPoints is what the history chart asks for, at step=auto.
 const historyPoints = 800
 
-// meterCharts renders the charts of a meter's page.
-func (d *Dashboard) meterCharts(b *base, data *meterData, from, to time.Time) error {
+// historySpan is the time the history chart covers.
+const historySpan = 7 * 24 * time.Hour
+
+// meterCharts renders the charts of a meter's page, its history over w.
+func (d *Dashboard) meterCharts(b *base, data *meterData, w window) error {
 	m := data.M
+	from, to := w.from, w.to
 	tier, err := d.autoTier(m.ID, from, to, historyPoints)
 	if err != nil {
 		return err
@@ -294,7 +357,9 @@ func (d *Dashboard) meterCharts(b *base, data *meterData, from, to time.Time) er
 	for _, p := range fc {
 		fpts = append(fpts, [2]float64{float64(p.T.UnixMilli()), roundTo(p.PowerW/1000, 3)})
 	}
-	h, err := historyChart(b.Lang, m.ID, pts, fpts)
+	data.ReadingBreakMs = breakAfter(m.Interval, d.st.MaxGap(), 0, nil)
+	data.BreakMs = breakAfter(m.Interval, d.st.MaxGap(), tier.Step(), pts)
+	h, err := historyChart(b.Lang, m.ID, w, pts, data.BreakMs, fpts)
 	if err != nil {
 		return err
 	}
@@ -638,6 +703,7 @@ func (d *Dashboard) siteDay(b *base, ms []meterView, now time.Time) (chartSnippe
 	for _, p := range fc {
 		forecast = append(forecast, [2]float64{float64(p.T.UnixMilli()), roundTo(p.PowerW/1000, 3)})
 	}
-	c, err := dayChart(b.Lang, actual, forecast)
+	from := now.Add(-24 * time.Hour).Truncate(time.Hour)
+	c, err := dayChart(b.Lang, window{from: from, to: from.Add(49 * time.Hour)}, actual, forecast)
 	return c, err == nil, err
 }

@@ -1,6 +1,9 @@
 package dashboard_test
 
 import (
+	"encoding/json"
+	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -163,6 +166,168 @@ func TestRedirectsStayOnTheSite(t *testing.T) {
 		res, _ := get(t, app, "/lang/es?back="+c.back)
 		if got := res.Header.Get("Location"); got != c.want {
 			t.Errorf("back=%s went to %q, want %q", c.back, got, c.want)
+		}
+	}
+}
+
+// chartOption returns the option of the chart id that page renders.
+func chartOption(t *testing.T, page, id string) map[string]any {
+	t.Helper()
+	_, rest, ok := strings.Cut(page, "let option_"+id+" = ")
+	if !ok {
+		t.Fatalf("the page has no chart %q", id)
+	}
+	js, _, _ := strings.Cut(rest, "\n")
+	var opt map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSuffix(strings.TrimSpace(js), ";")), &opt); err != nil {
+		t.Fatalf("chart %s: %v\n%s", id, err, js)
+	}
+	return opt
+}
+
+// axisRange returns a chart's x axis min and max.
+func axisRange(opt map[string]any) (float64, float64) {
+	x := opt["xAxis"].([]any)[0].(map[string]any)
+	lo, _ := x["min"].(float64)
+	hi, _ := x["max"].(float64)
+	return lo, hi
+}
+
+// seriesData returns the data of a chart's series id as JSON.
+func seriesData(t *testing.T, opt map[string]any, id string) string {
+	t.Helper()
+	for _, s := range opt["series"].([]any) {
+		if s := s.(map[string]any); s["id"] == id {
+			b, _ := json.Marshal(s["data"])
+			return string(b)
+		}
+	}
+	t.Fatalf("no series %q", id)
+	return ""
+}
+
+// TestLastHourChart checks the overview's chart of the last hour: its axis
+// spans exactly the hour however little data it holds, a silence longer
+// than the meter's interval (here unknown: the store's max_gap of 10
+// minutes) breaks the line, and a lone reading is a dot.
+func TestLastHourChart(t *testing.T) {
+	now := t0.Add(10 * time.Second) // newApp's clock
+	var rs []meter.Reading
+	for sec := -50 * 60; sec <= -35*60; sec += 10 {
+		rs = append(rs, reading("gappy", sec, 1000))
+	}
+	for sec := -10 * 60; sec <= 0; sec += 10 {
+		rs = append(rs, reading("gappy", sec, 2000))
+	}
+	// Two days ago, and once in the hour.
+	rs = append(rs, reading("lone", -48*3600, 500), reading("lone", -30*60, 700))
+	app, _ := newApp(t, rs...)
+	requireECharts(t, app)
+	_, page := get(t, app, "/")
+	opt := chartOption(t, page, "live")
+	if lo, hi := axisRange(opt); lo != float64(now.Add(-time.Hour).UnixMilli()) || hi != float64(now.UnixMilli()) {
+		t.Errorf("the last hour's axis is %s to %s, want %s to %s", time.UnixMilli(int64(lo)).UTC(), time.UnixMilli(int64(hi)).UTC(), now.Add(-time.Hour), now)
+	}
+	gappy := seriesData(t, opt, "gappy")
+	ms := func(sec int) int64 { return t0.Add(time.Duration(sec) * time.Second).UnixMilli() }
+	// The break: halfway between the last reading before the silence and
+	// the first after it.
+	if want := fmt.Sprintf(`[%d,1],[%d,null],[%d,2]`, ms(-35*60), (ms(-35*60)+ms(-10*60))/2, ms(-10*60)); !strings.Contains(gappy, want) {
+		t.Errorf("gappy's line lacks the break %s:\n%s", want, gappy)
+	}
+	if n := strings.Count(gappy, "null"); n != 1 {
+		t.Errorf("gappy's line has %d breaks, want 1", n)
+	}
+	if lone, want := seriesData(t, opt, "lone"), fmt.Sprintf(`[{"symbol":"circle","value":[%d,0.7]}]`, ms(-30*60)); lone != want {
+		t.Errorf("the lone reading is %s, want %s", lone, want)
+	}
+	if want := `data-breaks="{&#34;gappy&#34;:600000,&#34;lone&#34;:600000}"`; !strings.Contains(page, want) {
+		t.Errorf("the page does not hand app.js the breaks %s", want)
+	}
+	// The day chart: the 24 hours before this hour and the 24 after it.
+	day := chartOption(t, page, "day")
+	if lo, hi := axisRange(day); lo != float64(t0.Add(-24*time.Hour).UnixMilli()) || hi != float64(t0.Add(25*time.Hour).UnixMilli()) {
+		t.Errorf("the day chart's axis is %s to %s, want %s to %s", time.UnixMilli(int64(lo)).UTC(), time.UnixMilli(int64(hi)).UTC(), t0.Add(-24*time.Hour), t0.Add(25*time.Hour))
+	}
+}
+
+// TestMeterPageZoomsToData checks that a meter's history opens on its data
+// when it covers a small part of the week, and that a meter known only from
+// older history gets the week up to its newest reading.
+func TestMeterPageZoomsToData(t *testing.T) {
+	now := t0.Add(10 * time.Second)
+	var rs []meter.Reading
+	for sec := -7 * 60; sec <= 0; sec += 10 {
+		rs = append(rs, reading("new", sec, 1000))
+	}
+	old := t0.Add(-30 * 24 * time.Hour)
+	for h := range 24 {
+		rs = append(rs, meter.Reading{Meter: "old", Time: old.Add(time.Duration(h) * time.Hour), PowerW: 300, Stamped: true})
+	}
+	app, _ := newApp(t, rs...)
+	requireECharts(t, app)
+
+	_, page := get(t, app, "/meters/new")
+	opt := chartOption(t, page, "history")
+	to := now.Add(time.Minute)
+	from := to.Add(-7 * 24 * time.Hour)
+	if lo, hi := axisRange(opt); lo != float64(from.UnixMilli()) || hi != float64(to.UnixMilli()) {
+		t.Errorf("the history's axis is %v to %v, want the week to %s", lo, hi, to)
+	}
+	// The 7 minutes, 5 more before, to the end of the window.
+	week := to.Sub(from).Seconds()
+	wantStart := 100 * (week - to.Sub(t0.Add(-12*time.Minute)).Seconds()) / week
+	for i, dz := range opt["dataZoom"].([]any) {
+		dz := dz.(map[string]any)
+		start, _ := dz["start"].(float64)
+		end, _ := dz["end"].(float64)
+		if math.Abs(start-wantStart) > 1e-4 || end != 100 {
+			t.Errorf("dataZoom %d: %g%%-%g%%, want %g%%-100%%", i, start, end, wantStart)
+		}
+	}
+	if !strings.Contains(page, `data-break-ms="600000" data-reading-break-ms="600000"`) {
+		t.Error("the page does not hand app.js the history's breaks")
+	}
+
+	_, page = get(t, app, "/meters/old")
+	opt = chartOption(t, page, "history")
+	last := old.Add(23 * time.Hour)
+	if _, hi := axisRange(opt); hi != float64(last.Add(time.Minute).UnixMilli()) {
+		t.Errorf("an old meter's history ends at %s, want a minute after its newest reading, %s", time.UnixMilli(int64(hi)).UTC(), last)
+	}
+	// Its hourly readings are one line, not 24 dots: their spacing is what
+	// the line is measured by.
+	if d := seriesData(t, opt, "old"); strings.Contains(d, "null") || strings.Contains(d, "symbol") {
+		t.Errorf("hourly history is broken: %s", d)
+	}
+}
+
+// TestLastHourOfAFastMeter checks that a meter reporting every second
+// fills the last hour with its minute means, where the chart showed its
+// first 720 readings: the hour's first 12 minutes.
+func TestLastHourOfAFastMeter(t *testing.T) {
+	var rs []meter.Reading
+	for sec := -3600; sec <= 0; sec++ {
+		rs = append(rs, reading("fast", sec, 1000))
+	}
+	app, _ := newApp(t, rs...)
+	requireECharts(t, app)
+	_, page := get(t, app, "/")
+	var pts [][2]any
+	if err := json.Unmarshal([]byte(seriesData(t, chartOption(t, page, "live"), "fast")), &pts); err != nil {
+		t.Fatal(err)
+	}
+	if len(pts) < 60 || len(pts) > 62 {
+		t.Fatalf("fast's hour has %d points, want its 61 minutes", len(pts))
+	}
+	first, last := time.UnixMilli(int64(pts[0][0].(float64))).UTC(), time.UnixMilli(int64(pts[len(pts)-1][0].(float64))).UTC()
+	if first.After(t0.Add(-59*time.Minute)) || last.Before(t0.Add(-time.Minute)) {
+		t.Errorf("fast's points run from %s to %s, want the hour to %s", first, last, t0)
+	}
+	for _, p := range pts {
+		if p[1] != 1.0 {
+			t.Errorf("point %v: want 1 kW, no break", p)
+			break
 		}
 	}
 }

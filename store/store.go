@@ -343,9 +343,9 @@ func (s *Store) ArchiveDir() string { return s.archiveDir }
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }
 
-// MaxGap returns the longest interval between two readings across which
-// energy is integrated (Options.MaxGap): an import of interval energy
-// stores readings no further apart than it.
+// MaxGap returns the longest silence across which power is integrated
+// (Options.MaxGap): an import of interval energy stores readings no further
+// apart than it, and a meter's usual interval falls back to it while unknown.
 func (s *Store) MaxGap() time.Duration { return s.maxGap }
 
 // Health returns why readings are being refused (the disk is full, the

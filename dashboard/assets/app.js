@@ -183,6 +183,65 @@
     });
   }
 
+  // Lines with breaks, as the server draws them (lines.go): a [ms, null]
+  // point in the middle of a silence longer than the line's break ends the
+  // line (connectNulls is false), and a point alone between two silences
+  // is drawn as a dot, the only symbol a power line shows.
+
+  // points returns a series' data as [ms, kW or null] pairs.
+  function points(data) {
+    return (data || []).map(function (d) { return Array.isArray(d) ? d : d.value; });
+  }
+  var STEP_MS = { raw: 0, "1m": 60000, "1h": 3600000, "1d": 86400000 };
+  // breakFor is breakAfter (lines.go): the longest of baseMs (the meter's
+  // usual interval's), the step's and the points' median spacing's, each
+  // half again.
+  function breakFor(baseMs, stepMs, pts) {
+    var ms = Math.max(baseMs, 1.5 * stepMs);
+    if (pts.length >= 8) {
+      var gaps = [];
+      for (var i = 1; i < pts.length; i++) gaps.push(pts[i][0] - pts[i - 1][0]);
+      gaps.sort(function (a, b) { return a - b; });
+      ms = Math.max(ms, 1.5 * gaps[Math.floor(gaps.length / 2)]);
+    }
+    return ms;
+  }
+  // withBreaks returns pts (no nulls) with a break in every silence longer
+  // than breakMs.
+  function withBreaks(pts, breakMs) {
+    var out = [];
+    pts.forEach(function (p, i) {
+      if (i > 0 && p[0] - pts[i - 1][0] > breakMs) out.push([(pts[i - 1][0] + p[0]) / 2, null]);
+      out.push(p);
+    });
+    return out;
+  }
+  // join returns line a then line b, broken between them when they are
+  // more than breakMs apart.
+  function join(a, b, breakMs) {
+    var x = a[a.length - 1], y = b[0];
+    if (x && y && x[1] !== null && y[1] !== null && y[0] - x[0] > breakMs) return a.concat([[(x[0] + y[0]) / 2, null]], b);
+    return a.concat(b);
+  }
+  // appendReading adds p to line data after its newest point, broken from
+  // it when more than breakMs later; false when p is not newer.
+  function appendReading(data, p, breakMs) {
+    var last = data[data.length - 1];
+    if (last && last[0] >= p[0]) return false;
+    if (last && last[1] !== null && p[0] - last[0] > breakMs) data.push([(last[0] + p[0]) / 2, null]);
+    data.push(p);
+    return true;
+  }
+  // lineData returns a line's data for ECharts: its lone points as dots.
+  function lineData(data) {
+    return data.map(function (p, i) {
+      if (p[1] === null) return p;
+      var before = i === 0 || data[i - 1][1] === null;
+      var after = i === data.length - 1 || data[i + 1][1] === null;
+      return before && after ? { value: p, symbol: "circle" } : p;
+    });
+  }
+
   function watchResize() {
     chartIds.forEach(function (id) {
       var el = document.getElementById(id);
@@ -252,6 +311,52 @@
 
   var HOUR_MS = 3600 * 1000;
 
+  // liveLines keeps the overview's chart of the last hour: the hour moves
+  // on with the server's clock (data-to: its time when the page was drawn)
+  // and the readings that arrive join their meter's line, broken after a
+  // silence longer than the meter's break (data-breaks). Readings older
+  // than the hour (history a meter replays) stay off it.
+  function liveLines(live) {
+    var section = live.getDom().closest("section");
+    var skew = Number(section.dataset.to) - Date.now();
+    if (!isFinite(skew)) skew = 0;
+    var breaks = {};
+    try {
+      breaks = JSON.parse(section.dataset.breaks) || {};
+    } catch (e) {
+      breaks = {};
+    }
+    var series = new Map();
+    (live.getOption().series || []).forEach(function (o) { series.set(o.id, points(o.data)); });
+    var dirty = false;
+    function draw() {
+      var to = Date.now() + skew, from = to - HOUR_MS;
+      var opts = [];
+      series.forEach(function (data, id) {
+        // One point before the hour stays: the line comes in from the left.
+        while (data.length > 1 && data[1][0] < from) data.shift();
+        opts.push({ id: id, data: lineData(data) });
+      });
+      live.setOption({ xAxis: [{ min: from, max: to }], series: opts });
+    }
+    // Redraw at most every 250 ms, however many meters report; the hour
+    // moves on every 10 s without them.
+    setInterval(function () {
+      if (!dirty) return;
+      dirty = false;
+      draw();
+    }, 250);
+    setInterval(function () { dirty = true; }, 10000);
+    return {
+      add: function (r) {
+        var data = series.get(r.meter);
+        var ms = Date.parse(r.t);
+        if (!data || !(ms >= Date.now() + skew - HOUR_MS)) return;
+        if (appendReading(data, [ms, r.power_w / 1000], breaks[r.meter] || 0)) dirty = true;
+      }
+    };
+  }
+
   function overview() {
     var cards = new Map();
     document.querySelectorAll("article.card[data-meter]").forEach(function (el) {
@@ -268,12 +373,7 @@
     });
     var live = chartOf("live");
     var gauge = chartOf("gauge");
-    var series = new Map();
-    if (live) {
-      (live.getOption().series || []).forEach(function (o) {
-        series.set(o.id, (o.data || []).map(function (d) { return Array.isArray(d) ? d : d.value; }));
-      });
-    }
+    var lines = live ? liveLines(live) : null;
     var reloading = false;
     function reload() {
       if (reloading) return;
@@ -306,7 +406,6 @@
       }
     }
 
-    var dirty = false;
     stream(null, function (r) {
       if (document.getElementById("empty")) return reload(); // the first meter
       var c = cards.get(r.meter);
@@ -317,26 +416,9 @@
       c.seen.setAttribute("datetime", r.t);
       c.seen.textContent = dateTime(r.t);
       setOnline(c, true);
-      var data = series.get(r.meter);
-      if (live && data) {
-        var ms = Date.parse(r.t);
-        if (!data.length || data[data.length - 1][0] < ms) data.push([ms, r.power_w / 1000]);
-        while (data.length && data[0][0] < ms - HOUR_MS) data.shift();
-        dirty = true;
-      }
+      if (lines) lines.add(r);
       sitePower();
     });
-
-    // Redraw at most every 250 ms, however many meters report.
-    setInterval(function () {
-      if (!dirty || !live) return;
-      dirty = false;
-      var opts = [];
-      series.forEach(function (data, id) {
-        opts.push({ id: id, data: data, showSymbol: data.length < 2 });
-      });
-      live.setOption({ series: opts });
-    }, 250);
 
     // A meter silent for three times its usual interval (at least 10 s) is
     // offline, as the server decides (store.Meter.Status).
@@ -380,13 +462,17 @@
     var history = chartOf("history");
     var stepEl = document.getElementById("history-step");
     var full = { from: Date.parse(summary.dataset.from), to: Date.parse(summary.dataset.to) };
-    var coarse = [];
+    // coarse is the line the server drew, broken after silences longer
+    // than coarseBreak; readingBreak breaks a line of readings (data-*).
+    var coarse = [], coarseBreak = 0, readingBreak = 0;
     if (history) {
       var s0 = (history.getOption().series || [])[0] || {};
-      coarse = (s0.data || []).map(function (d) { return Array.isArray(d) ? d : d.value; });
-      history.setOption({ xAxis: [{ min: full.from, max: full.to }] });
+      coarse = points(s0.data);
+      var hs = history.getDom().closest("section").dataset;
+      coarseBreak = Number(hs.breakMs) || 0;
+      readingBreak = Number(hs.readingBreakMs) || 0;
     }
-    var fine = null; // {from, to, data} of the zoomed window
+    var fine = null; // {from, to, data, breakMs} of the zoomed window
     var atEnd = true;
 
     function showStep(step) {
@@ -396,10 +482,11 @@
     function draw() {
       var data = coarse;
       if (fine) {
-        data = coarse.filter(function (p) { return p[0] < fine.from; })
-          .concat(fine.data, coarse.filter(function (p) { return p[0] >= fine.to; }));
+        var gap = Math.max(coarseBreak, fine.breakMs);
+        data = join(join(coarse.filter(function (p) { return p[0] < fine.from; }), fine.data, gap),
+          coarse.filter(function (p) { return p[0] >= fine.to; }), gap);
       }
-      history.setOption({ series: [{ data: data, showSymbol: data.length < 2 }] });
+      history.setOption({ series: [{ data: lineData(data) }] });
     }
 
     // Zooming asks the API for the window at step=auto: the finest
@@ -420,7 +507,8 @@
         var pts = (body.points || []).map(function (p) {
           return [Date.parse(p.t), (body.step === "raw" ? p.power_w : p.mean_w) / 1000];
         });
-        fine = { from: from, to: to, data: pts };
+        var breakMs = breakFor(readingBreak, STEP_MS[body.step] || 0, pts);
+        fine = { from: from, to: to, data: withBreaks(pts, breakMs), breakMs: breakMs };
         showStep(body.step);
         draw();
       }, function () {});
@@ -430,6 +518,10 @@
         clearTimeout(zoomTimer);
         zoomTimer = setTimeout(onZoom, 300);
       });
+      // The server opened the chart zoomed to a meter's data that covers
+      // a small part of the week: fetch that part finer now.
+      var dz0 = (history.getOption().dataZoom || [])[0];
+      if (dz0 && (dz0.start > 0 || dz0.end < 100)) onZoom();
     }
 
     stream(id, function (r) {
@@ -445,8 +537,7 @@
         full.to = ms + 60000;
         history.setOption({ xAxis: [{ max: full.to }] });
       }
-      var target = fine ? fine.data : coarse;
-      if (!target.length || target[target.length - 1][0] < ms) target.push([ms, r.power_w / 1000]);
+      if (!appendReading(fine ? fine.data : coarse, [ms, r.power_w / 1000], fine ? fine.breakMs : coarseBreak)) return;
       if (fine) fine.to = Math.max(fine.to, ms + 1);
       draw();
     });
