@@ -66,7 +66,7 @@ func TestCatalogues(t *testing.T) {
 		used[m[1]+m[2]] = true
 	}
 	composed := []string{ // (print "status." .Status) and the like
-		"status.online", "status.offline", "why.announced", "why.silent",
+		"status.online", "status.offline", "why.announced", "why.silent", "why.history",
 		"severity.info", "severity.warning", "severity.critical",
 		"delivery.pending", "delivery.delivered", "delivery.failed",
 		"state.firing", "state.resolved",

@@ -113,6 +113,7 @@ var english = &language{
 		"status.offline":    "offline",
 		"why.announced":     "the device said it went offline",
 		"why.silent":        "no reading for three times its usual interval",
+		"why.history":       "only imported history: never heard live",
 
 		"notice.no_charts": "Charts are not available: this Vatio was built without its chart files. Run make assets, then build Vatio again.",
 
@@ -140,7 +141,9 @@ var english = &language{
 		"meter.summary":          "The meter now",
 		"meter.power_now":        "Power now",
 		"meter.last_30":          "Last 30 days",
-		"meter.last_seen":        "Last seen",
+		"meter.newest_reading":   "Newest reading",
+		"meter.last_heard":       "Last heard",
+		"meter.never_heard":      "never (history only)",
 		"meter.about":            "About",
 		"meter.sub_meter":        "sub-meter",
 		"meter.sub_meters":       "Sub-meters",
@@ -326,6 +329,7 @@ var spanish = &language{
 		"status.offline":    "sin conexión",
 		"why.announced":     "el dispositivo avisó de que se desconectaba",
 		"why.silent":        "sin lecturas durante tres veces su intervalo habitual",
+		"why.history":       "solo historial importado: nunca se ha recibido en directo",
 
 		"notice.no_charts": "Los gráficos no están disponibles: este Vatio se compiló sin sus archivos de gráficos. Ejecute make assets y vuelva a compilar Vatio.",
 
@@ -353,7 +357,9 @@ var spanish = &language{
 		"meter.summary":          "El medidor ahora",
 		"meter.power_now":        "Potencia ahora",
 		"meter.last_30":          "Últimos 30 días",
-		"meter.last_seen":        "Última lectura",
+		"meter.newest_reading":   "Lectura más reciente",
+		"meter.last_heard":       "Última señal",
+		"meter.never_heard":      "nunca (solo historial)",
 		"meter.about":            "Datos",
 		"meter.sub_meter":        "submedidor",
 		"meter.sub_meters":       "Submedidores",

@@ -591,7 +591,7 @@ func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) 
 		above := rule.Kind == PowerAbove
 		window := time.Duration(rule.For)
 		last := m.LastPowerW
-		fresh := now.Sub(m.LastSeen) <= max(window, time.Minute)+5*time.Minute
+		fresh := !m.LastHeard.IsZero() && now.Sub(m.LastHeard) <= max(window, time.Minute)+5*time.Minute
 		held := fresh && r.heldFor(m, window, now, func(lo, hi float64) bool {
 			if above {
 				return lo > rule.ThresholdW
@@ -617,7 +617,10 @@ func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) 
 		return used > rule.BudgetKWh, used <= rule.BudgetKWh,
 			fmt.Sprintf("%.2f kWh this %s, over the budget of %.2f kWh", used, rule.Period, rule.BudgetKWh), nil
 	case Silent:
-		quiet := now.Sub(m.LastSeen)
+		if m.LastHeard.IsZero() {
+			return false, true, "never heard live", nil // only history: nothing went silent
+		}
+		quiet := now.Sub(m.LastHeard)
 		return quiet > time.Duration(rule.SilentFor), quiet <= time.Duration(rule.SilentFor),
 			fmt.Sprintf("no reading for %s", quiet.Round(time.Second)), nil
 	case OutOfRange:
