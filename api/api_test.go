@@ -201,11 +201,11 @@ func TestMetersAndReadings(t *testing.T) {
 
 	var ms struct {
 		Meters []struct {
-			ID       string    `json:"id"`
+			ID        string    `json:"id"`
 			LastHeard time.Time `json:"last_heard"`
-			PowerW   float64   `json:"power_w"`
-			Readings uint64    `json:"readings"`
-			Last     time.Time `json:"last"`
+			PowerW    float64   `json:"power_w"`
+			Readings  uint64    `json:"readings"`
+			Last      time.Time `json:"last"`
 		} `json:"meters"`
 	}
 	h.get(t, "/api/v1/meters", &ms)
