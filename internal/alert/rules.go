@@ -25,9 +25,13 @@ import (
 
 // Rule kinds.
 const (
-	// PowerAbove fires when a meter's power stays above ThresholdW for For.
+	// PowerAbove fires when a meter's readings have stayed above
+	// ThresholdW for For, measured on the readings' own times, and
+	// resolves when they have stayed below ThresholdW - HysteresisW for
+	// For (see Rule.For).
 	PowerAbove = "power_above"
-	// PowerBelow fires when it stays below ThresholdW for For.
+	// PowerBelow fires when they have stayed below ThresholdW for For, and
+	// resolves when they have stayed above ThresholdW + HysteresisW for For.
 	PowerBelow = "power_below"
 	// EnergyBudget fires when the energy drawn this day or month (Period)
 	// passes BudgetKWh.
@@ -76,7 +80,12 @@ type Rule struct {
 	Meter    string `json:"meter"`
 	Severity string `json:"severity"`
 	Enabled  bool   `json:"enabled"`
-	// ThresholdW and For: power_above and power_below.
+	// ThresholdW and For: power_above and power_below. For is measured on
+	// reading times, from the first reading past the threshold to the
+	// newest, with no gap longer than the meter's silence window between
+	// them (a gap starts the count again); the rule fires at the first
+	// evaluation after that. Resolving takes the same For back past the
+	// hysteresis. With For 0 the newest reading decides both.
 	ThresholdW float64  `json:"threshold_w,omitempty"`
 	For        Duration `json:"for,omitempty"`
 	// BudgetKWh and Period ("day" or "month"): energy_budget.
@@ -87,8 +96,9 @@ type Rule struct {
 	// Factor: anomaly (default 2).
 	Factor float64 `json:"factor,omitempty"`
 	// HysteresisW is how far back past the threshold (or inside the
-	// expected range) power must come before an alert resolves, in watts;
-	// an anomaly resolves below Factor x 0.8 of the usual.
+	// expected range) power must come before an alert resolves, in watts
+	// (0: the threshold itself); a power rule also needs it to stay there
+	// for For. An anomaly resolves below Factor x 0.8 of the usual.
 	HysteresisW float64 `json:"hysteresis_w,omitempty"`
 	// Cooldown is the least time between two firings for one meter.
 	Cooldown Duration `json:"cooldown,omitempty"`
@@ -591,19 +601,41 @@ func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) 
 		above := rule.Kind == PowerAbove
 		window := time.Duration(rule.For)
 		last := m.LastPowerW
-		fresh := !m.LastHeard.IsZero() && now.Sub(m.LastHeard) <= max(window, time.Minute)+5*time.Minute
-		held := fresh && r.heldFor(m, window, now, func(lo, hi float64) bool {
+		// Only a meter heard live lately, whose newest reading was taken
+		// lately, says how things are now: imported history and readings
+		// a meter replays from its buffer start nothing, and a meter gone
+		// silent clears what it fired.
+		stale := max(window, time.Minute) + 5*time.Minute
+		fresh := !m.LastHeard.IsZero() && now.Sub(m.LastHeard) <= stale && now.Sub(m.Last) <= stale
+		beyond := func(lo, hi float64) bool { // past the threshold
 			if above {
 				return lo > rule.ThresholdW
 			}
 			return hi < rule.ThresholdW
-		})
-		if above {
-			return held, !fresh || last < rule.ThresholdW-rule.HysteresisW,
-				fmt.Sprintf("power %s above %s for %s", kw(last), kw(rule.ThresholdW), window), nil
 		}
-		return held, !fresh || last > rule.ThresholdW+rule.HysteresisW,
-			fmt.Sprintf("power %s below %s for %s", kw(last), kw(rule.ThresholdW), window), nil
+		back := func(lo, hi float64) bool { // back past the hysteresis
+			if above {
+				return hi < rule.ThresholdW-rule.HysteresisW
+			}
+			return lo > rule.ThresholdW+rule.HysteresisW
+		}
+		var held, cleared bool
+		if fresh {
+			if held, err = r.heldFor(m, window, beyond); err != nil {
+				return false, false, "", err
+			}
+			if firing {
+				if cleared, err = r.heldFor(m, window, back); err != nil {
+					return false, false, "", err
+				}
+			}
+		}
+		verb := "above"
+		if !above {
+			verb = "below"
+		}
+		return held, !fresh || cleared,
+			fmt.Sprintf("power %s %s %s for %s", kw(last), verb, kw(rule.ThresholdW), window), nil
 	case EnergyBudget:
 		iv := energy.Day
 		if rule.Period == "month" {
@@ -643,46 +675,90 @@ func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) 
 	return false, false, "", fmt.Errorf("unknown kind %q", rule.Kind)
 }
 
-// heldFor reports whether ok(min, max) holds of every reading of m over
-// the window before now (and of the newest, for a window of 0): raw
-// readings for windows under 10 minutes, 1-minute rollups (every minute
-// with data) for longer ones.
-func (r *Rules) heldFor(m store.Meter, window time.Duration, now time.Time, ok func(lo, hi float64) bool) bool {
+// heldFor reports whether ok(min, max) has held of m's readings for
+// window, measured on the readings' own times: from the first reading of
+// an unbroken run to the newest (see runOf). For a window of 0 the newest
+// reading decides. Raw readings serve windows under 10 minutes; longer
+// ones are measured on 1-minute rollups, from the end of the run's first
+// whole minute, so they hold up to a minute late, never early.
+func (r *Rules) heldFor(m store.Meter, window time.Duration, ok func(lo, hi float64) bool) (bool, error) {
 	if window == 0 {
-		return ok(m.LastPowerW, m.LastPowerW)
+		return ok(m.LastPowerW, m.LastPowerW), nil
 	}
-	if m.First.After(now.Add(-window)) {
-		return false // not known for that long
-	}
-	from := now.Add(-window)
+	run, err := r.runOf(m, window, ok)
+	return run >= window, err
+}
+
+// runOf returns how long, in reading time, ok has held of m's readings
+// up to its newest without a break: from the first reading of the run to
+// the newest, 0 when the newest fails. A gap between two readings longer
+// than the meter's silence window (store.Meter.SilentAfter), or than three
+// times their usual spacing (see readingGap), breaks a run: what the meter
+// drew meanwhile is unknown. It looks back window and a silence window at
+// most, enough to tell whether the run lasted window.
+func (r *Rules) runOf(m store.Meter, window time.Duration, ok func(lo, hi float64) bool) (time.Duration, error) {
+	gap := m.SilentAfter()
+	newest := m.Last
+	from := newest.Add(-window - gap)
 	if window < 10*time.Minute {
-		recs, _, err := r.st.Range(m.ID, from, now.Add(time.Second), 100000)
-		if err != nil || len(recs) == 0 {
-			return false
+		recs, _, err := r.st.Range(m.ID, from, newest.Add(time.Nanosecond), 100000)
+		if err != nil {
+			return 0, err
 		}
-		for _, rec := range recs {
-			if !ok(rec.PowerW, rec.PowerW) {
-				return false
+		gap = min(gap, readingGap(recs))
+		start, prev := newest, newest
+		for i := len(recs) - 1; i >= 0; i-- {
+			rec := recs[i]
+			if prev.Sub(rec.Time) > gap || !ok(rec.PowerW, rec.PowerW) {
+				break
 			}
+			start, prev = rec.Time, rec.Time
 		}
-		return true
+		if len(recs) == 0 || !recs[len(recs)-1].Time.Equal(newest) {
+			return 0, nil // the newest reading is not there (erased meanwhile)
+		}
+		return newest.Sub(start), nil
 	}
-	bs, _, err := r.st.Rollups(m.ID, store.TierMinute, from, now.Add(time.Second), int(window/time.Minute)+2)
+	from = from.Add(-time.Minute).Truncate(time.Minute)
+	bs, _, err := r.st.Rollups(m.ID, store.TierMinute, from, newest.Add(time.Nanosecond), int(newest.Sub(from)/time.Minute)+2)
 	if err != nil {
-		return false
+		return 0, err
 	}
-	seen := 0
-	for _, b := range bs {
+	var start, prev time.Time
+	for i := len(bs) - 1; i >= 0; i-- {
+		b := bs[i]
 		if b.N == 0 {
 			continue
 		}
-		if !ok(b.MinW, b.MaxW) {
-			return false
+		if !prev.IsZero() && prev.Sub(b.Start) > gap+time.Minute || !ok(b.MinW, b.MaxW) {
+			break
 		}
-		seen++
+		start, prev = b.Start, b.Start
 	}
-	return seen >= int(window/time.Minute)/2 // at least half the minutes reported
+	if start.IsZero() {
+		return 0, nil
+	}
+	return max(newest.Sub(start.Add(time.Minute)), 0), nil
 }
+
+// readingGap returns the gap that breaks a run of recs: three times the
+// median time between them, at least minRunGap; a day while there are too
+// few to tell.
+func readingGap(recs []store.Record) time.Duration {
+	if len(recs) < 3 {
+		return 24 * time.Hour
+	}
+	gaps := make([]time.Duration, 0, len(recs)-1)
+	for i := 1; i < len(recs); i++ {
+		gaps = append(gaps, recs[i].Time.Sub(recs[i-1].Time))
+	}
+	slices.Sort(gaps)
+	return max(3*gaps[len(gaps)/2], minRunGap)
+}
+
+// minRunGap is the least gap that breaks a run of readings (see runOf),
+// as a meter's silence window is at least 10 s.
+const minRunGap = 10 * time.Second
 
 // hourVsUsual returns the mean power of the hour before now and the usual
 // mean of the same hour in the 4 weeks before (from 1-minute rollups), and
