@@ -10,6 +10,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/vatio-energy/vatio/dashboard"
+	"github.com/vatio-energy/vatio/internal/alert"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
@@ -105,4 +106,46 @@ func cut(s, from, to string) string {
 		return s[:j]
 	}
 	return s
+}
+
+// TestAlertsInTheReadersLanguage: the alerts page and the overview show a
+// rule's alert, stored as a message key and values, in Spanish to a
+// Spanish reader and in English to others; an alert stored before keys
+// shows its text.
+func TestAlertsInTheReadersLanguage(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Append(meter.Reading{Meter: "oven", Time: time.Now(), PowerW: 3500}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []store.Alert{
+		{Severity: "info", Meter: "oven", Source: "rule", Message: "oven: an old alert, before keys", Time: time.Now()},
+		{Severity: "warning", Meter: "oven", Source: "rule", Rule: "hot", State: store.AlertFiring, Time: time.Now(),
+			Message: "oven: power 3.50 kW above 3.00 kW for 30s", Key: alert.MsgPowerAbove,
+			Args: map[string]string{"meter": "oven", "power_w": "3500", "threshold_w": "3000", "for": "30s"}},
+	} {
+		if err := st.AddAlert(&a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	app := fiber.New()
+	dashboard.New(st, dashboard.Options{Logger: slog.New(slog.DiscardHandler), Location: time.UTC,
+		Tariff: &tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, Location: time.UTC}}).Register(app)
+	for lang, want := range map[string]string{
+		"es": "potencia de 3,50 kW por encima de 3,00 kW durante 30s",
+		"en": "power 3.50 kW above 3.00 kW for 30s",
+	} {
+		for _, path := range []string{"/alerts", "/"} {
+			_, page := get(t, app, path, "Accept-Language", lang)
+			if !strings.Contains(page, `<a href="/meters/oven">oven</a>: `+want+`</li>`) && !strings.Contains(page, `<a href="/meters/oven">oven</a>: `+want+` `) {
+				t.Errorf("%s %s lacks the alert %q", lang, path, want)
+			}
+			if !strings.Contains(page, "oven: an old alert, before keys") {
+				t.Errorf("%s %s lacks the alert stored before keys", lang, path)
+			}
+		}
+	}
 }

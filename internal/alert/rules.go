@@ -10,6 +10,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -477,7 +478,7 @@ func (r *Rules) Delete(id string) error {
 	for k, s := range r.states {
 		if ruleOf(k) == id {
 			if s.Firing {
-				r.resolve(rule, meterOf(k), s, now, "the rule was deleted")
+				r.resolve(rule, meterOf(k), s, now, msg(MsgRuleDeleted))
 				r.runActions(rule, "resolve", s.AlertID)
 			}
 			delete(r.states, k)
@@ -520,7 +521,7 @@ func (r *Rules) Evaluate(now time.Time) {
 		if !ok {
 			rule = Rule{ID: ruleOf(k)}
 		}
-		r.resolve(rule, meterOf(k), s, now, "the rule no longer applies")
+		r.resolve(rule, meterOf(k), s, now, msg(MsgRuleNotApplies))
 		r.runActions(rule, "resolve", s.AlertID)
 		r.save(k, RuleState{Since: now, LastFired: s.LastFired})
 	}
@@ -540,8 +541,8 @@ func (r *Rules) evaluate(rule Rule, m store.Meter, now time.Time) {
 		if !s.LastFired.IsZero() && now.Sub(s.LastFired) < time.Duration(rule.Cooldown) {
 			return // cooling down
 		}
-		a, err := r.alerts.raise(store.Alert{Severity: rule.Severity, Message: m.ID + ": " + what, Meter: m.ID,
-			Source: "rule", Rule: rule.ID, State: store.AlertFiring})
+		a, err := r.alerts.raise(withMessage(store.Alert{Severity: rule.Severity, Meter: m.ID,
+			Source: "rule", Rule: rule.ID, State: store.AlertFiring}, what, r.loc()))
 		if err != nil {
 			r.log.Error("alert not raised", slog.String("rule", rule.ID), slog.Any("error", err))
 			return
@@ -556,7 +557,7 @@ func (r *Rules) evaluate(rule Rule, m store.Meter, now time.Time) {
 }
 
 // resolve marks a firing alert resolved and tells the notifiers.
-func (r *Rules) resolve(rule Rule, meterID string, s RuleState, now time.Time, what string) {
+func (r *Rules) resolve(rule Rule, meterID string, s RuleState, now time.Time, what Message) {
 	at := now.UTC()
 	if s.AlertID != 0 {
 		if err := r.st.UpdateAlert(s.AlertID, func(a *store.Alert) { a.State, a.ResolvedAt = store.AlertResolved, &at }); err != nil &&
@@ -564,11 +565,19 @@ func (r *Rules) resolve(rule Rule, meterID string, s RuleState, now time.Time, w
 			r.log.Error("alert not resolved", slog.Uint64("alert", s.AlertID), slog.Any("error", err))
 		}
 	}
-	_, err := r.alerts.raise(store.Alert{Severity: SeverityInfo, Message: meterID + ": resolved: " + what, Meter: meterID,
-		Source: "rule", Rule: rule.ID, State: store.AlertResolved, ResolvedAt: &at})
+	_, err := r.alerts.raise(withMessage(store.Alert{Severity: SeverityInfo, Meter: meterID,
+		Source: "rule", Rule: rule.ID, State: store.AlertResolved, ResolvedAt: &at}, resolved(what), r.loc()))
 	if err != nil {
 		r.log.Error("resolution not raised", slog.String("rule", rule.ID), slog.Any("error", err))
 	}
+}
+
+// loc is where alert texts give times: the tariff's zone, or UTC.
+func (r *Rules) loc() *time.Location {
+	if r.tariff != nil && r.tariff.Location != nil {
+		return r.tariff.Location
+	}
+	return time.UTC
 }
 
 func (r *Rules) save(key string, s RuleState) {
@@ -595,7 +604,7 @@ func kw(w float64) string { return fmt.Sprintf("%.2f kW", w/1000) }
 
 // condition evaluates rule on m at now: whether it holds (to fire), whether
 // it has cleared (to resolve, past the hysteresis), and a description.
-func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) (holds, clears bool, what string, err error) {
+func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) (holds, clears bool, what Message, err error) {
 	switch rule.Kind {
 	case PowerAbove, PowerBelow:
 		above := rule.Kind == PowerAbove
@@ -622,20 +631,20 @@ func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) 
 		var held, cleared bool
 		if fresh {
 			if held, err = r.heldFor(m, window, beyond); err != nil {
-				return false, false, "", err
+				return false, false, Message{}, err
 			}
 			if firing {
 				if cleared, err = r.heldFor(m, window, back); err != nil {
-					return false, false, "", err
+					return false, false, Message{}, err
 				}
 			}
 		}
-		verb := "above"
+		key := MsgPowerAbove
 		if !above {
-			verb = "below"
+			key = MsgPowerBelow
 		}
 		return held, !fresh || cleared,
-			fmt.Sprintf("power %s %s %s for %s", kw(last), verb, kw(rule.ThresholdW), window), nil
+			msg(key, "meter", m.ID, "power_w", watts(last), "threshold_w", watts(rule.ThresholdW), "for", window.String()), nil
 	case EnergyBudget:
 		iv := energy.Day
 		if rule.Period == "month" {
@@ -643,36 +652,36 @@ func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) 
 		}
 		bs, err := energy.Series(r.st, []string{m.ID}, iv, now, now.Add(time.Nanosecond), r.tariff)
 		if err != nil || len(bs) == 0 {
-			return false, false, "", err
+			return false, false, msg(MsgNoData), err
 		}
 		used := bs[0].InKWh
 		return used > rule.BudgetKWh, used <= rule.BudgetKWh,
-			fmt.Sprintf("%.2f kWh this %s, over the budget of %.2f kWh", used, rule.Period, rule.BudgetKWh), nil
+			msg(MsgEnergyBudget, "meter", m.ID, "used_kwh", kwh(used), "period", rule.Period, "budget_kwh", kwh(rule.BudgetKWh)), nil
 	case Silent:
 		if m.LastHeard.IsZero() {
-			return false, true, "never heard live", nil // only history: nothing went silent
+			return false, true, msg(MsgNeverHeard), nil // only history: nothing went silent
 		}
 		quiet := now.Sub(m.LastHeard)
 		return quiet > time.Duration(rule.SilentFor), quiet <= time.Duration(rule.SilentFor),
-			fmt.Sprintf("no reading for %s", quiet.Round(time.Second)), nil
+			msg(MsgSilent, "meter", m.ID, "quiet", quiet.Round(time.Second).String()), nil
 	case OutOfRange:
 		lo, hi := m.Info.ExpectedMinW, m.Info.ExpectedMaxW
 		if lo == nil && hi == nil {
-			return false, true, "no expected range", nil
+			return false, true, msg(MsgNoRange), nil
 		}
 		w := m.LastPowerW
 		out := (lo != nil && w < *lo) || (hi != nil && w > *hi)
 		in := (lo == nil || w >= *lo+rule.HysteresisW) && (hi == nil || w <= *hi-rule.HysteresisW)
-		return out, in, fmt.Sprintf("power %s outside its expected range", kw(w)), nil
+		return out, in, msg(MsgOutOfRange, "meter", m.ID, "power_w", watts(w)), nil
 	case Anomaly:
 		mean, usual, ok, err := r.hourVsUsual(m.ID, now)
 		if err != nil || !ok {
-			return false, true, "", err
+			return false, true, msg(MsgNoData), err
 		}
-		what := fmt.Sprintf("the last hour drew %s on average, %.1f times the usual %s for this hour and weekday", kw(mean), mean/max(usual, 1), kw(usual))
+		what := msg(MsgAnomaly, "meter", m.ID, "mean_w", watts(mean), "factor", strconv.FormatFloat(mean/max(usual, 1), 'f', -1, 64), "usual_w", watts(usual))
 		return mean > usual*rule.Factor && mean-usual > max(rule.HysteresisW, 50), mean <= usual*rule.Factor*0.8, what, nil
 	}
-	return false, false, "", fmt.Errorf("unknown kind %q", rule.Kind)
+	return false, false, Message{}, fmt.Errorf("unknown kind %q", rule.Kind)
 }
 
 // heldFor reports whether ok(min, max) has held of m's readings for

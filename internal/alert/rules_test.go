@@ -369,8 +369,15 @@ func TestPowerRuleWaitsForItsDurationOnReadingTimes(t *testing.T) {
 	if !firing() {
 		t.Fatalf("not firing 30 s after the first reading above the threshold")
 	}
-	if as := ruleAlerts(t, st, "hot"); len(as) != 1 || as[0].State != store.AlertFiring {
+	as := ruleAlerts(t, st, "hot")
+	if len(as) != 1 || as[0].State != store.AlertFiring {
 		t.Fatalf("alerts = %+v", as)
+	}
+	// Its message: a key and values for the dashboard's languages, and the
+	// English text for notifiers.
+	if a := as[0]; a.Key != alert.MsgPowerAbove || a.Args["power_w"] != "2500" || a.Args["threshold_w"] != "2000" ||
+		a.Args["for"] != "30s" || a.Message != "kettle: power 2.50 kW above 2.00 kW for 30s" {
+		t.Errorf("message = %q, key %q, args %v", a.Message, a.Key, a.Args)
 	}
 	// Below the threshold but inside the hysteresis (1.9 kW > 1.8 kW): firing.
 	for i := 0; i < 20; i++ {
@@ -396,9 +403,12 @@ func TestPowerRuleWaitsForItsDurationOnReadingTimes(t *testing.T) {
 	if firing() {
 		t.Fatal("still firing after 30 s below the threshold less the hysteresis")
 	}
-	as := ruleAlerts(t, st, "hot")
+	as = ruleAlerts(t, st, "hot")
 	if len(as) != 2 || as[0].State != store.AlertResolved || as[1].State != store.AlertResolved {
 		t.Fatalf("after the power fell: %+v", as)
+	}
+	if a := as[1]; a.Key != alert.MsgResolved || a.Args["what"] != alert.MsgPowerAbove || a.Message != "kettle: resolved: power 0.50 kW above 2.00 kW for 30s" {
+		t.Errorf("resolution = %q, key %q, args %v", a.Message, a.Key, a.Args)
 	}
 	// Above again for 20 s, a silence of 2 minutes (longer than the
 	// meter's 10 s silence window), then above again: the count restarts
