@@ -462,9 +462,26 @@
     // (store.Meter.PowerNow); ages are on the server's clock.
     var skew = (Date.parse(summary.dataset.serverNow) || Date.now()) - Date.now();
     var nowWindow = Math.max(Number(summary.dataset.silentAfter) || 0, 60) * 1000;
+    var readEl = summary.querySelector(".read");
+    var seenEl = summary.querySelector(".seen");
     stream(id, function (r) {
       if (Date.now() + skew - Date.parse(r.t) <= nowWindow) {
         setData(document.getElementById("meter-power"), r.power_w, power(r.power_w));
+      }
+      if (readEl && Date.parse(r.t) >= Date.parse(readEl.getAttribute("datetime"))) {
+        readEl.setAttribute("datetime", r.t);
+        readEl.textContent = dateTime(r.t);
+      }
+      if (seenEl) { // heard now
+        var heard = new Date(Date.now() + skew).toISOString();
+        if (seenEl.tagName !== "TIME") {
+          var tm = document.createElement("time");
+          tm.className = "seen";
+          seenEl.replaceWith(tm);
+          seenEl = tm;
+        }
+        seenEl.setAttribute("datetime", heard);
+        seenEl.textContent = dateTime(heard);
       }
       var badge = document.getElementById("meter-status");
       if (badge) {
