@@ -629,15 +629,14 @@ func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) 
 			return lo > rule.ThresholdW+rule.HysteresisW
 		}
 		var held, cleared bool
-		if fresh {
-			if held, err = r.heldFor(m, window, beyond); err != nil {
-				return false, false, Message{}, err
-			}
-			if firing {
-				if cleared, err = r.heldFor(m, window, back); err != nil {
-					return false, false, Message{}, err
-				}
-			}
+		switch {
+		case fresh && !firing:
+			held, err = r.heldFor(m, window, beyond)
+		case fresh && firing:
+			cleared, err = r.heldFor(m, window, back)
+		}
+		if err != nil {
+			return false, false, Message{}, err
 		}
 		key := MsgPowerAbove
 		if !above {
