@@ -80,6 +80,19 @@ func msg(key string, args ...string) Message {
 func watts(w float64) string { return strconv.FormatFloat(w, 'f', -1, 64) }
 func kwh(v float64) string   { return strconv.FormatFloat(v, 'f', -1, 64) }
 
+// duration writes d for a Message as people write it: 30s, 5m, 1h30m
+// (time.Duration's String says 5m0s).
+func duration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
 // resolved returns the message of a resolution by what cleared.
 func resolved(what Message) Message {
 	m := Message{Key: MsgResolved, Args: maps.Clone(what.Args)}

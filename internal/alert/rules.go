@@ -643,7 +643,7 @@ func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) 
 			key = MsgPowerBelow
 		}
 		return held, !fresh || cleared,
-			msg(key, "meter", m.ID, "power_w", watts(last), "threshold_w", watts(rule.ThresholdW), "for", window.String()), nil
+			msg(key, "meter", m.ID, "power_w", watts(last), "threshold_w", watts(rule.ThresholdW), "for", duration(window)), nil
 	case EnergyBudget:
 		iv := energy.Day
 		if rule.Period == "month" {
@@ -662,7 +662,7 @@ func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) 
 		}
 		quiet := now.Sub(m.LastHeard)
 		return quiet > time.Duration(rule.SilentFor), quiet <= time.Duration(rule.SilentFor),
-			msg(MsgSilent, "meter", m.ID, "quiet", quiet.Round(time.Second).String()), nil
+			msg(MsgSilent, "meter", m.ID, "quiet", duration(quiet.Round(time.Second))), nil
 	case OutOfRange:
 		lo, hi := m.Info.ExpectedMinW, m.Info.ExpectedMaxW
 		if lo == nil && hi == nil {

@@ -463,3 +463,19 @@ func TestPowerBelowAndLongWindowsWait(t *testing.T) {
 		t.Errorf("power_below for 15m fired at %s of reading time, want 15m to 16m", got)
 	}
 }
+
+// TestMessageDurations: durations in alert texts read as people write them.
+func TestMessageDurations(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	rules, _ := newRules(t, st)
+	if _, err := rules.Put(alert.Rule{ID: "long", Kind: alert.PowerAbove, Meter: "boiler", Severity: "info", Enabled: true,
+		ThresholdW: 100, For: alert.Duration(5 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Add(-10 * time.Minute).Truncate(time.Minute)
+	add(t, st, series("boiler", t0, t0.Add(6*time.Minute), 500)...)
+	rules.Evaluate(t0.Add(6 * time.Minute))
+	if as := ruleAlerts(t, st, "long"); len(as) != 1 || as[0].Args["for"] != "5m" || !strings.HasSuffix(as[0].Message, "for 5m") {
+		t.Errorf("alerts = %+v, want one saying for 5m", as)
+	}
+}
