@@ -12,19 +12,26 @@
 FROM node:20-bookworm-slim AS assets
 WORKDIR /src
 COPY package.json package-lock.json ./
-# What make assets does: ECharts from the npm registry, pinned by the lock.
+# What make assets does: ECharts from the npm registry, pinned by the lock,
+# then every file served compressed beside itself (name.br, name.gz).
 RUN npm ci --no-audit --no-fund --loglevel=error \
- && mkdir -p vendor \
- && cp node_modules/echarts/dist/echarts.min.js vendor/ \
- && cp node_modules/echarts/LICENSE vendor/echarts.LICENSE.txt \
- && cp node_modules/echarts/NOTICE vendor/echarts.NOTICE.txt
+ && mkdir -p dashboard/assets/vendor \
+ && cp node_modules/echarts/dist/echarts.min.js dashboard/assets/vendor/ \
+ && cp node_modules/echarts/LICENSE dashboard/assets/vendor/echarts.LICENSE.txt \
+ && cp node_modules/echarts/NOTICE dashboard/assets/vendor/echarts.NOTICE.txt
+COPY internal/asset/precompress.mjs internal/asset/
+COPY dashboard/assets/ dashboard/assets/
+COPY api/openapi.json api/
+RUN find dashboard/assets api/openapi.json -type f ! -name '*.br' ! -name '*.gz' ! -name '.*' \
+      -exec node internal/asset/precompress.mjs {} +
 
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-COPY --from=assets /src/vendor/ dashboard/assets/vendor/
+COPY --from=assets /src/dashboard/assets/ dashboard/assets/
+COPY --from=assets /src/api/openapi.json.br /src/api/openapi.json.gz api/
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/vatio ./cmd/vatio \
  && mkdir -p /out/data

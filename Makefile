@@ -11,7 +11,16 @@ all: build
 
 # Front-end assets come from the npm registry at build time (pinned in
 # package.json / package-lock.json) and are embedded into the binary.
-assets: $(ECHARTS)
+# Every file the binary serves is compressed here, once, beside itself:
+# name.br (brotli at its best quality) and name.gz (gzip -9), embedded
+# with it and served ready-made (internal/asset). A file left out (a new
+# one before make runs again) is compressed by the binary instead.
+SERVED := $(sort $(ECHARTS) api/openapi.json $(filter-out %.br %.gz,$(wildcard dashboard/assets/*.* dashboard/assets/vendor/*.*)))
+
+assets: $(ECHARTS) $(SERVED:=.br) $(SERVED:=.gz)
+
+%.br %.gz: % internal/asset/precompress.mjs
+	node internal/asset/precompress.mjs $<
 
 $(ECHARTS): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -19,6 +28,14 @@ $(ECHARTS): package.json package-lock.json
 	cp node_modules/echarts/dist/echarts.min.js $@
 	cp node_modules/echarts/LICENSE $(dir $@)echarts.LICENSE.txt
 	cp node_modules/echarts/NOTICE $(dir $@)echarts.NOTICE.txt
+
+# The OpenAPI linter TestOpenAPILint runs (Redocly CLI, pinned by its lock):
+# a tool of the tests, which make build never downloads.
+OPENAPI_LINT := api/testdata/openapi-lint/node_modules/.bin/redocly
+
+$(OPENAPI_LINT): api/testdata/openapi-lint/package.json api/testdata/openapi-lint/package-lock.json
+	cd api/testdata/openapi-lint && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 build: assets
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/vatio ./cmd/vatio
@@ -28,7 +45,7 @@ run: build
 
 # The store's suite runs twice: on bbolt, then on PostgreSQL (the server of
 # VATIO_TEST_POSTGRES, or a private cluster of Debian's postgresql).
-test: assets
+test: assets $(OPENAPI_LINT)
 	$(GO) test -race -count=1 ./...
 	VATIO_TEST_STORE=postgres $(GO) test -race -count=1 ./store
 
@@ -48,12 +65,14 @@ bench: assets
 
 # Fuzz each decoder and parser for FUZZTIME (default 30s each).
 FUZZTIME ?= 30s
-FUZZ_METER := FuzzDecode FuzzReadCSV FuzzTasmota FuzzShelly FuzzEmonhub FuzzZigbee2MQTT FuzzDSMR FuzzGeneric
+FUZZ_METER := FuzzDecode FuzzReadCSV FuzzDatadis FuzzGreenButton FuzzTasmota FuzzShelly FuzzEmonhub FuzzZigbee2MQTT FuzzDSMR FuzzGeneric
 FUZZ_API := FuzzParseLimit FuzzParseTime FuzzParsePatch FuzzDecodeBody
 FUZZ_STORE := FuzzDecodeBlock FuzzBlockRoundTrip FuzzStaging FuzzWALFrame
-FUZZ_TARIFF := FuzzParseClock
+FUZZ_TARIFF := FuzzParseClock FuzzSpec
 FUZZ_AUTH := FuzzToken FuzzLogin
 FUZZ_CRYPT := FuzzReader
+FUZZ_ASSET := FuzzNegotiate
+FUZZ_DASHBOARD := FuzzTariffForm FuzzRuleForm
 fuzz:
 	@for f in $(FUZZ_METER); do $(GO) test ./internal/meter -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_API); do $(GO) test ./api -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
@@ -61,6 +80,8 @@ fuzz:
 	@for f in $(FUZZ_TARIFF); do $(GO) test ./internal/tariff -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_AUTH); do $(GO) test ./internal/auth -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_CRYPT); do $(GO) test ./internal/crypt -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for f in $(FUZZ_ASSET); do $(GO) test ./internal/asset -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for f in $(FUZZ_DASHBOARD); do $(GO) test ./dashboard -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 # Static binaries for the machines Vatio runs on, with checksums.
 release: assets
@@ -72,4 +93,4 @@ release: assets
 	cd bin/release && sha256sum vatio-* > SHA256SUMS
 
 clean:
-	rm -rf bin node_modules dashboard/assets/vendor
+	rm -rf bin node_modules dashboard/assets/vendor api/testdata/openapi-lint/node_modules

@@ -7,7 +7,7 @@ package api
 import (
 	"cmp"
 	"context"
-	_ "embed"
+	"embed"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,10 +25,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/internal/asset"
 	"github.com/vatio-energy/vatio/internal/audit"
 	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/internal/automation"
 	"github.com/vatio-energy/vatio/internal/devices"
+	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/offsite"
 	"github.com/vatio-energy/vatio/internal/tariff"
@@ -59,9 +61,10 @@ type Options struct {
 	StreamHeartbeat   time.Duration
 	MaxStreams        int
 	MaxStreamsPerUser int
-	// Tariff prices energy, in its time zone; nil prices nothing, in the
-	// machine's zone.
-	Tariff *tariff.Tariff
+	// Tariff is the tariff in force, which prices energy in its time zone
+	// and is served, and changed by admins, at /api/v1/tariff; nil prices
+	// nothing, in the machine's zone, and cannot be changed.
+	Tariff *energy.Tariffs
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Rules is the alert rule engine behind /api/v1/rules; nil serves no
@@ -132,7 +135,7 @@ type Server struct {
 	readTimeout         time.Duration
 	closing             chan struct{}
 	closeOnce           sync.Once
-	tariff              *tariff.Tariff
+	tariffs             *energy.Tariffs
 	rules               *alert.Rules
 	shedder             *automation.Shedder
 	auth                *auth.Service
@@ -169,7 +172,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	s.health = opts.Health
 	s.leading = opts.Leading
 	s.warnings = opts.Warnings
-	s.tariff = opts.Tariff
+	s.tariffs = opts.Tariff
 	s.rules = opts.Rules
 	s.shedder = opts.Shedder
 	s.auth, s.auditLog = opts.Auth, opts.Audit
@@ -177,8 +180,8 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	if opts.Now != nil {
 		s.now = opts.Now
 	}
-	if s.tariff == nil {
-		s.tariff = &tariff.Tariff{Location: time.Local}
+	if s.tariffs == nil {
+		s.tariffs = energy.FixedTariff(&tariff.Tariff{Location: time.Local})
 	}
 	s.streamThrottle = cmp.Or(opts.StreamThrottle, defaultStreamThrottle)
 	s.streamHeartbeat = cmp.Or(opts.StreamHeartbeat, defaultStreamHeartbeat)
@@ -296,6 +299,9 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 		v1.Put("/rules/:id", s.putRule)
 		v1.Delete("/rules/:id", s.deleteRule)
 	}
+	v1.Get("/tariff", s.getTariff)
+	v1.Put("/tariff", s.putTariff)
+	v1.Delete("/tariff", s.deleteTariff)
 	v1.Get("/backup", s.backup)
 	if s.offsite != nil {
 		v1.Post("/offsite/sync", s.offsiteSync)
@@ -360,18 +366,45 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 	return c.JSON(body)
 }
 
-//go:embed openapi.json
-var openapiJSON []byte
+// openapiFiles are openapi.json and the brotli and gzip encodings the
+// build makes of it (make assets), when it made them.
+//
+//go:embed openapi.json*
+var openapiFiles embed.FS
 
+// openapiFile is openapi.json ready to serve, read once a process; an
+// encoding the build did not make is made on first use (package asset).
+var openapiFile = sync.OnceValue(func() *asset.File {
+	body, err := openapiFiles.ReadFile("openapi.json")
+	if err != nil {
+		panic("api: openapi.json is not embedded: " + err.Error()) // the pattern above makes that a build error
+	}
+	br, _ := openapiFiles.ReadFile("openapi.json.br")
+	gz, _ := openapiFiles.ReadFile("openapi.json.gz")
+	f := asset.New("openapi.json", body, br, gz)
+	f.ContentType = fiber.MIMEApplicationJSONCharsetUTF8
+	return f
+})
+
+// openapi serves GET /api/v1/openapi.json, brotli or gzip as the client
+// accepts, revalidated with its ETag.
 func (s *Server) openapi(c *fiber.Ctx) error {
-	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSONCharsetUTF8)
-	return c.Send(openapiJSON)
+	return openapiFile().Serve(c, "no-cache")
 }
 
 // errorBody is every error response.
 type errorBody struct {
 	Error  string `json:"error"`
 	Detail string `json:"detail,omitempty"`
+	// Problems are the fields wrong in a body refused (a tariff), each
+	// with why.
+	Problems []fieldProblem `json:"problems,omitempty"`
+}
+
+// fieldProblem is what is wrong with one field of a body.
+type fieldProblem struct {
+	Field  string `json:"field"`
+	Reason string `json:"reason"`
 }
 
 // paramError is a bad query parameter or body field.
@@ -392,6 +425,9 @@ func (s *Server) writeError(c *fiber.Ctx, err error) error {
 	)
 	if code, ok := ruleError(err); ok {
 		return c.Status(code).JSON(errorBody{Error: err.Error()})
+	}
+	if code, body, ok := tariffError(err); ok {
+		return c.Status(code).JSON(body)
 	}
 	if code, ok := authError(err); ok {
 		return c.Status(code).JSON(errorBody{Error: err.Error()})

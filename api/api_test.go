@@ -2,6 +2,8 @@ package api_test
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,15 +11,18 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/andybalholm/brotli"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vatio-energy/vatio/api"
 	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
@@ -105,7 +110,7 @@ func (h *harness) do(t *testing.T, method, path, contentType, body string, into 
 var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
 // testTariff prices energy at 0.2 EUR/kWh and 250 g CO2/kWh, in UTC.
-var testTariff = &tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, CO2GramsKWh: 250, Location: time.UTC}
+var testTariff = energy.FixedTariff(&tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, CO2GramsKWh: 250, Location: time.UTC})
 
 func at(m string, sec int, w float64) meter.Reading {
 	return meter.Reading{Meter: m, Time: t0.Add(time.Duration(sec) * time.Second), PowerW: w, Stamped: true}
@@ -457,5 +462,65 @@ func TestAutoSkipsArchivedRaw(t *testing.T) {
 	h.get(t, "/api/v1/meters/old/readings?from=2026-01-10T00:00:00Z&to=2026-01-10T12:00:00Z", &r)
 	if r.Step != "1m" || len(r.Points) != 720 {
 		t.Errorf("archived half-day at auto = step %q with %d points, want the 720 minute rollups", r.Step, len(r.Points))
+	}
+}
+
+// TestOpenAPIIsCompressed: openapi.json goes brotli or gzip as the client
+// accepts, decodes to the embedded file, has an ETag per encoding and
+// answers 304 to a client that has it.
+func TestOpenAPIIsCompressed(t *testing.T) {
+	h := start(t)
+	cl := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	fetch := func(accept, ifNoneMatch string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, h.url+"/api/v1/openapi.json", nil)
+		req.Header.Set("Accept-Encoding", accept)
+		if ifNoneMatch != "" {
+			req.Header.Set("If-None-Match", ifNoneMatch)
+		}
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r io.Reader = resp.Body
+		switch resp.Header.Get("Content-Encoding") {
+		case "br":
+			r = brotli.NewReader(resp.Body)
+		case "gzip":
+			if r, err = gzip.NewReader(resp.Body); err != nil {
+				t.Fatalf("Accept-Encoding %q: %v", accept, err)
+			}
+		}
+		b, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatalf("Accept-Encoding %q: %v", accept, err)
+		}
+		return resp, b
+	}
+	file, err := os.ReadFile("openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	etags := map[string]bool{}
+	for _, enc := range []struct{ accept, want string }{{"", ""}, {"gzip", "gzip"}, {"gzip, deflate, br", "br"}} {
+		resp, body := fetch(enc.accept, "")
+		if got := resp.Header.Get("Content-Encoding"); resp.StatusCode != 200 || got != enc.want {
+			t.Errorf("Accept-Encoding %q: %d %q, want 200 %q", enc.accept, resp.StatusCode, got, enc.want)
+		}
+		if !bytes.Equal(body, file) {
+			t.Errorf("Accept-Encoding %q: decoded %d bytes, not openapi.json's %d", enc.accept, len(body), len(file))
+		}
+		if resp.Header.Get("Content-Type") != "application/json; charset=utf-8" || resp.Header.Get("Vary") != "Accept-Encoding" {
+			t.Errorf("Accept-Encoding %q: Content-Type %q, Vary %q", enc.accept, resp.Header.Get("Content-Type"), resp.Header.Get("Vary"))
+		}
+		etag := resp.Header.Get("ETag")
+		if etag == "" || etags[etag] {
+			t.Errorf("Accept-Encoding %q: ETag %q, want one of its own", enc.accept, etag)
+		}
+		etags[etag] = true
+		if resp, body := fetch(enc.accept, etag); resp.StatusCode != http.StatusNotModified || len(body) != 0 {
+			t.Errorf("Accept-Encoding %q, If-None-Match %s: %d with %d bytes, want 304 and none", enc.accept, etag, resp.StatusCode, len(body))
+		}
 	}
 }

@@ -24,7 +24,8 @@ func (s *Server) recommendations(c *fiber.Ctx) error {
 		}
 		ms = kept
 	}
-	rs, err := insight.Recommend(s.store, ms, s.tariff, s.now())
+	tr := s.tariffs.Current()
+	rs, err := insight.Recommend(s.store, ms, tr, s.now())
 	if err != nil {
 		return err
 	}
@@ -35,7 +36,7 @@ func (s *Server) recommendations(c *fiber.Ctx) error {
 	for _, r := range rs {
 		total += r.SavingPerYear
 	}
-	return c.JSON(fiber.Map{"currency": s.tariff.Currency, "saving_per_year": total, "recommendations": rs})
+	return c.JSON(fiber.Map{"currency": tr.Currency, "saving_per_year": total, "recommendations": rs})
 }
 
 // forecastHours parses ?hours= (1 to 168, default 24).

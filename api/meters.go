@@ -395,8 +395,8 @@ func (s *Server) energyParams(c *fiber.Ctx) (from, to time.Time, iv energy.Inter
 }
 
 // series returns the energy buckets of ids, mapping too many to a 400.
-func (s *Server) series(ids []string, iv energy.Interval, from, to time.Time) ([]energy.Bucket, error) {
-	bs, err := energy.Series(s.store, ids, iv, from, to, s.tariff)
+func (s *Server) series(tr *tariff.Tariff, ids []string, iv energy.Interval, from, to time.Time) ([]energy.Bucket, error) {
+	bs, err := energy.Series(s.store, ids, iv, from, to, tr)
 	if errors.Is(err, energy.ErrTooMany) {
 		return nil, &paramError{Name: "interval", Detail: err.Error() + ": use a longer interval or a shorter range"}
 	}
@@ -405,8 +405,8 @@ func (s *Server) series(ids []string, iv energy.Interval, from, to time.Time) ([
 
 // answerEnergy builds an energy answer from buckets, with the net energy of
 // children when kids is not nil.
-func (s *Server) answerEnergy(out *energyAnswer, iv energy.Interval, from, to time.Time, own, kids []energy.Bucket) {
-	out.Interval, out.TimeZone, out.Currency = iv.String(), s.tariff.Location.String(), s.tariff.Currency
+func (s *Server) answerEnergy(tr *tariff.Tariff, out *energyAnswer, iv energy.Interval, from, to time.Time, own, kids []energy.Bucket) {
+	out.Interval, out.TimeZone, out.Currency = iv.String(), tr.Location.String(), tr.Currency
 	out.From, out.To = from, to
 	out.Points = make([]energyPoint, len(own))
 	if kids != nil {
@@ -446,13 +446,14 @@ func (s *Server) meterEnergy(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	own, err := s.series([]string{id}, iv, from, to)
+	tr := s.tariffs.Current()
+	own, err := s.series(tr, []string{id}, iv, from, to)
 	if err != nil {
 		return err
 	}
 	var kids []energy.Bucket
 	if len(m.Children) > 0 {
-		if kids, err = s.series(m.Children, iv, from, to); err != nil {
+		if kids, err = s.series(tr, m.Children, iv, from, to); err != nil {
 			return err
 		}
 	}
@@ -461,7 +462,7 @@ func (s *Server) meterEnergy(c *fiber.Ctx) error {
 		kidIDs = []string{}
 	}
 	out := energyAnswer{Meter: id, Children: &kidIDs}
-	s.answerEnergy(&out, iv, from, to, own, kids)
+	s.answerEnergy(tr, &out, iv, from, to, own, kids)
 	return c.JSON(out)
 }
 
@@ -546,11 +547,12 @@ func (s *Server) siteEnergy(c *fiber.Ctx) error {
 	if mains == nil {
 		return fiber.NewError(fiber.StatusNotFound, fmt.Sprintf("no meter in site %q", site))
 	}
-	bs, err := s.series(mains, iv, from, to)
+	tr := s.tariffs.Current()
+	bs, err := s.series(tr, mains, iv, from, to)
 	if err != nil {
 		return err
 	}
 	out := energyAnswer{Site: site, Meters: &mains}
-	s.answerEnergy(&out, iv, from, to, bs, nil)
+	s.answerEnergy(tr, &out, iv, from, to, bs, nil)
 	return c.JSON(out)
 }

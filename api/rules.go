@@ -9,16 +9,19 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/internal/audit"
 )
 
-// ruleJSON is a rule with the meters it is firing for.
+// ruleJSON is a rule with the meters it is firing for, and what keeps it
+// from firing that is no error (a meter that has sent nothing yet).
 type ruleJSON struct {
 	alert.Rule
-	Firing []string `json:"firing"`
+	Firing   []string `json:"firing"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func (s *Server) ruleJSON(r alert.Rule, states map[string]alert.RuleState) ruleJSON {
-	out := ruleJSON{Rule: r, Firing: []string{}}
+	out := ruleJSON{Rule: r, Firing: []string{}, Warnings: s.rules.Warnings(r)}
 	for k, st := range states {
 		if rule, m, _ := strings.Cut(k, "|"); rule == r.ID && st.Firing {
 			out.Firing = append(out.Firing, m)
@@ -77,6 +80,7 @@ func (s *Server) createRule(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	audit.Note(c.UserContext(), "rule "+saved.ID+" created: "+saved.Summary())
 	return c.Status(fiber.StatusCreated).JSON(s.ruleJSON(saved, nil))
 }
 
@@ -97,15 +101,18 @@ func (s *Server) putRule(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	audit.Note(c.UserContext(), "rule "+saved.ID+" saved: "+saved.Summary())
 	return c.JSON(s.ruleJSON(saved, s.rules.States()))
 }
 
 // deleteRule serves DELETE /api/v1/rules/{id}: 204; alerts it has firing
 // are resolved.
 func (s *Server) deleteRule(c *fiber.Ctx) error {
-	if err := s.rules.Delete(strings.Clone(c.Params("id"))); err != nil {
+	id := strings.Clone(c.Params("id"))
+	if err := s.rules.Delete(id); err != nil {
 		return err
 	}
+	audit.Note(c.UserContext(), "rule "+id+" deleted")
 	return c.SendStatus(fiber.StatusNoContent)
 }
 

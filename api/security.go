@@ -23,19 +23,20 @@ func who(c *fiber.Ctx) auth.Who {
 }
 
 // open are the paths anyone may reach: the health check, the login and
-// setup pages, and the static files they need.
+// setup pages, and what they link to: the static files and the language
+// switch (which sets a cookie and goes back to a page of this site).
 func open(path string) bool {
 	switch path {
 	case "/healthz", "/login", "/setup", "/api/v1/openapi.json":
 		return true
 	}
-	return strings.HasPrefix(path, "/assets/")
+	return strings.HasPrefix(path, "/assets/") || strings.HasPrefix(path, "/lang/")
 }
 
 // roleFor returns the least role that may make request method path.
 // Viewers read; operators change meters, rules, alerts and imports;
-// admins delete, back up, export, and manage users, tokens and the audit
-// log.
+// admins delete, back up, export, change the tariff, and manage users,
+// tokens and the audit log.
 func roleFor(method, path string) string {
 	// Routing is case-sensitive and strict (see New); the role is still
 	// decided on the path as the most lenient router would read it.
@@ -47,6 +48,8 @@ func roleFor(method, path string) string {
 	case strings.HasPrefix(path, "/api/v1/users"), strings.HasPrefix(path, "/api/v1/tokens"), strings.HasPrefix(path, "/api/v1/devices"),
 		path == "/api/v1/audit", path == "/api/v1/backup", isExport(path), path == "/access",
 		strings.HasPrefix(path, "/api/v1/offsite"):
+		return auth.Admin
+	case method != fiber.MethodGet && method != fiber.MethodHead && (path == "/api/v1/tariff" || strings.HasPrefix(path, "/settings/tariff")):
 		return auth.Admin
 	case method == fiber.MethodDelete && strings.HasPrefix(path, "/api/v1/meters/"):
 		return auth.Admin
@@ -88,7 +91,15 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 			return s.unauthorized(c, "use Authorization: Bearer <token>")
 		}
 		if who, err = s.auth.Token(strings.TrimSpace(tok)); err != nil {
-			s.audit("", "token_refused", path, c, fiber.StatusUnauthorized, "")
+			// Which token, by its id and name, never its secret.
+			user, detail := "", "not a Vatio token"
+			if id := auth.TokenID(strings.TrimSpace(tok)); id != "" {
+				detail = "token " + id + ": unknown, revoked, expired or with a wrong secret"
+				if name, ok := s.auth.TokenName(id); ok {
+					user = "token:" + name
+				}
+			}
+			s.audit(user, "token_refused", path, c, fiber.StatusUnauthorized, detail)
 			return s.unauthorized(c, "invalid or expired token")
 		}
 		s.noteToken(who, c)
@@ -112,7 +123,8 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 		s.audit(who.User, "forbidden", c.Method()+" "+path, c, fiber.StatusForbidden, "")
 		return fiber.NewError(fiber.StatusForbidden, "the "+who.Role+" role may not do this: it needs "+need)
 	}
-	c.SetUserContext(auth.WithWho(c.UserContext(), who))
+	ctx, note := audit.WithNote(auth.WithWho(c.UserContext(), who))
+	c.SetUserContext(ctx)
 	if err := c.Next(); err != nil {
 		// Answered here, as the server would, so that the audit log has
 		// the status the client got (a refused rule's 400, an unknown
@@ -126,7 +138,7 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 		if m == fiber.MethodDelete {
 			action = "delete"
 		}
-		s.audit(who.User, action, m+" "+path, c, c.Response().StatusCode(), "")
+		s.audit(who.User, action, m+" "+path, c, c.Response().StatusCode(), *note)
 	} else if path == "/api/v1/backup" || isExport(strings.ToLower(path)) {
 		s.audit(who.User, "export", path, c, c.Response().StatusCode(), "")
 	}

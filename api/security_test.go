@@ -30,6 +30,12 @@ func securedWith(t *testing.T, opts api.Options) (*harness, map[string]string, *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return securedOn(t, st, opts)
+}
+
+// securedOn is securedWith on the store st.
+func securedOn(t *testing.T, st *store.Store, opts api.Options) (*harness, map[string]string, *auth.Service, *audit.Log) {
+	t.Helper()
 	users, err := auth.New(st, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +116,9 @@ func TestEndpointsByRole(t *testing.T) {
 		{"GET", "/api/v1/devices", "", auth.Admin},
 		{"POST", "/api/v1/devices", `{"name": "plug"}`, auth.Admin},
 		{"DELETE", "/api/v1/devices/nope", "", auth.Admin},
+		{"GET", "/api/v1/tariff", "", auth.Viewer},
+		{"PUT", "/api/v1/tariff", `{"currency": "EUR", "price_kwh": 0.2}`, auth.Admin},
+		{"DELETE", "/api/v1/tariff", "", auth.Admin},
 	}
 	for _, e := range endpoints {
 		if code := call(t, h, e.method, e.path, e.body); code != http.StatusUnauthorized {

@@ -60,8 +60,9 @@ func (s *Server) summary(c *fiber.Ctx) error {
 	if site != "" && len(sites) == 0 {
 		return fiber.NewError(fiber.StatusNotFound, fmt.Sprintf("no meter in site %q", site))
 	}
-	loc := s.tariff.Location
-	out := summaryJSON{Site: site, Currency: s.tariff.Currency, TimeZone: loc.String(), Sites: []string{}}
+	tr := s.tariffs.Current()
+	loc := tr.Location
+	out := summaryJSON{Site: site, Currency: tr.Currency, TimeZone: loc.String(), Sites: []string{}}
 	today := energy.Day.Floor(now, loc)
 	month := energy.Month.Floor(now, loc)
 	out.Today.From, out.Month.From = today, month
@@ -79,7 +80,7 @@ func (s *Server) summary(c *fiber.Ctx) error {
 				}
 			}
 		}
-		bs, err := s.series(ids, energy.Day, month, now)
+		bs, err := s.series(tr, ids, energy.Day, month, now)
 		if err != nil {
 			return err
 		}
@@ -89,14 +90,14 @@ func (s *Server) summary(c *fiber.Ctx) error {
 				addBucket(&out.Today, b)
 			}
 		}
-		out.Today.FixedCharge += s.tariff.DailyCharge
-		out.Month.FixedCharge += s.tariff.DailyCharge * float64(days)
+		out.Today.FixedCharge += tr.DailyCharge
+		out.Month.FixedCharge += tr.DailyCharge * float64(days)
 		current, peak, err := energy.Demands(s.store, ids, month, now)
 		if err != nil {
 			return err
 		}
 		out.DemandKW += current.KW
-		out.Month.DemandCharge += peak.KW * s.tariff.DemandChargeKW
+		out.Month.DemandCharge += peak.KW * tr.DemandChargeKW
 		if peak.KW > out.Month.PeakDemandKW { // the busiest site's
 			out.Month.PeakDemandKW, peakAt = peak.KW, peak.At
 		}
@@ -133,7 +134,7 @@ func (s *Server) demand(c *fiber.Ctx) error {
 	if _, err := s.store.Meter(id); err != nil {
 		return err
 	}
-	loc, now := s.tariff.Location, s.now()
+	loc, now := s.tariffs.Current().Location, s.now()
 	from := energy.Month.Floor(now, loc)
 	if q := c.Query("month"); q != "" {
 		t, err := time.ParseInLocation("2006-01", q, loc)

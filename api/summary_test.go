@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vatio-energy/vatio/api"
+	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/tariff"
 )
@@ -24,7 +25,7 @@ func every(m string, from, to time.Time, power func(time.Time) float64) []meter.
 func TestSummaryAndDemand(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	tr := &tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, DailyCharge: 1, DemandChargeKW: 5, CO2GramsKWh: 250, Location: time.UTC}
-	h := startOpts(t, api.Options{Tariff: tr, Now: func() time.Time { return now }})
+	h := startOpts(t, api.Options{Tariff: energy.FixedTariff(tr), Now: func() time.Time { return now }})
 	// Site home: main meter m draws 1 kW, 4 kW from 11:00 to 11:30 today,
 	// with sub-meter sub below it. Site plant: p draws 2 kW since midnight.
 	peak := func(ts time.Time) float64 {

@@ -96,6 +96,16 @@ type Access interface {
 	Allowed(user, topic string, write bool) bool
 }
 
+// Keeper is an Access that keeps topics for the server itself (Home
+// Assistant discovery): a client's publish on one is refused without
+// closing its connection, as an ACL refusal would for MQTT 3.1.1 at QoS 1
+// or 2. A device that announces itself to Home Assistant (Zigbee2MQTT,
+// Tasmota) keeps sending its readings.
+type Keeper interface {
+	// Kept reports whether only the server may publish on topic.
+	Kept(topic string) bool
+}
+
 // wsListener is the id of the WebSocket listener.
 const wsListener = "ws"
 
@@ -113,6 +123,8 @@ type Broker struct {
 	addr, tlsAddr, wsAddr net.Addr
 	closes                atomic.Int64
 	gate                  *gate
+	// inlineSubs numbers the server's own subscriptions (see Subscribe).
+	inlineSubs atomic.Int64
 }
 
 // New listens on the addresses of opts and prepares the server; Start
@@ -179,7 +191,8 @@ func New(opts Options) (_ *Broker, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b.guard = &guard{access: opts.Access, maxTopic: opts.MaxTopicLength,
+	keeper, _ := opts.Access.(Keeper)
+	b.guard = &guard{access: opts.Access, keeper: keeper, maxTopic: opts.MaxTopicLength,
 		admission: newAdmission(srv, opts.Access, opts.MaxTopicLength, opts.MaxConnectionsPerUser, log),
 		retained:  &retained{maxMessage: noLimit(opts.MaxRetainedMessageBytes), maxTotal: noLimit(opts.MaxRetainedBytes), size: map[string]int{}},
 		refusals:  newRefusals(log)}
@@ -221,6 +234,21 @@ func noLimit(n int) int {
 
 // Server returns the mochi server, for hooks and inline publishing.
 func (b *Broker) Server() *mqtt.Server { return b.srv }
+
+// Subscribe calls fn, on the publisher's goroutine, with each message
+// published on a topic matching filter (and at once with the retained
+// ones) until stop is called: the server's own subscription, which no
+// client sees. fn must not block.
+func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte)) (stop func(), err error) {
+	id := int(b.inlineSubs.Add(1))
+	err = b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		fn(pk.TopicName, pk.Payload)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: subscribe to %s: %w", filter, err)
+	}
+	return func() { _ = b.srv.Unsubscribe(filter, id) }, nil
+}
 
 // AddHook adds a mochi hook; hooks must be added before Start.
 func (b *Broker) AddHook(h mqtt.Hook, config any) error {
@@ -299,7 +327,7 @@ var (
 	connRefusedDesc = prometheus.NewDesc("vatio_mqtt_connections_refused_total",
 		"MQTT connections refused, by reason: credentials, busy (too many password checks at once), will (a last will on a topic the client may not publish on), client_id_in_use (held by another user name), per_device_cap (mqtt.max_connections_per_device).", []string{"reason"}, nil)
 	pubRefusedDesc = prometheus.NewDesc("vatio_mqtt_publishes_refused_total",
-		"MQTT publishes refused, by reason: retained_too_large (mqtt.max_retained_message_bytes), retained_full (mqtt.max_retained_bytes), sys_topic (a client publishing on $SYS), not_allowed (a publish or subscription outside its user name's topics).", []string{"reason"}, nil)
+		"MQTT publishes refused, by reason: retained_too_large (mqtt.max_retained_message_bytes), retained_full (mqtt.max_retained_bytes), sys_topic (a client publishing on $SYS), not_allowed (a publish or subscription outside its user name's topics), server_topic (a client publishing on a topic only Vatio publishes on: Home Assistant discovery, states, availability).", []string{"reason"}, nil)
 	retainedDesc = prometheus.NewDesc("vatio_mqtt_retained_bytes", "Bytes of retained messages held by the broker (topics, payloads and properties).", nil, nil)
 )
 
@@ -497,6 +525,7 @@ func (c deadlineConn) Close() error {
 type guard struct {
 	mqtt.HookBase
 	access    Access
+	keeper    Keeper // nil when access keeps no topics
 	admission *admission
 	retained  *retained
 	refusals  *refusals
@@ -540,6 +569,9 @@ func (g *guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if g.maxTopic > 0 && len(topic) > g.maxTopic {
 		g.longTopics.Add(1)
 		return false
+	}
+	if write && g.keeper != nil && g.keeper.Kept(topic) {
+		return true // refused by OnPublish, which can answer without closing the connection
 	}
 	if g.access == nil || g.access.Allowed(string(cl.Properties.Username), topic, write) {
 		return true
@@ -589,6 +621,18 @@ func (g *guard) OnPacketEncode(_ *mqtt.Client, pk packets.Packet) packets.Packet
 func (g *guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
+	}
+	if g.keeper != nil && g.keeper.Kept(pk.TopicName) {
+		g.refusals.note(cl, pk.TopicName, refusedKept, "publish refused: the topic is Vatio's own")
+		switch {
+		case pk.FixedHeader.Qos == 0:
+			return pk, packets.ErrRejectPacket
+		case cl.Properties.ProtocolVersion >= 5:
+			refuse(cl, pk, packets.ErrNotAuthorized)
+			return pk, packets.ErrRejectPacket
+		default:
+			return pk, packets.CodeSuccessIgnore // acknowledged, not forwarded nor retained
+		}
 	}
 	if pk.FixedHeader.Retain {
 		n := retainedSize(pk.TopicName, pk.Payload, pk.Properties)

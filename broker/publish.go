@@ -19,6 +19,9 @@ const (
 	// refusedACL is a publish or subscription outside its user name's
 	// topics.
 	refusedACL = "not_allowed"
+	// refusedKept is a publish on a topic only the server publishes on
+	// (see Keeper).
+	refusedKept = "server_topic"
 )
 
 // retained keeps the retained messages within their caps: maxMessage bytes
@@ -96,7 +99,7 @@ const refusalLogInterval = 10 * time.Second
 
 func newRefusals(log *slog.Logger) *refusals {
 	r := &refusals{log: log, count: map[string]*atomic.Int64{}, last: map[string]time.Time{}}
-	for _, reason := range []string{refusedRetainedTooLarge, refusedRetainedFull, refusedSys, refusedACL} {
+	for _, reason := range []string{refusedRetainedTooLarge, refusedRetainedFull, refusedSys, refusedACL, refusedKept} {
 		r.count[reason] = new(atomic.Int64)
 	}
 	return r

@@ -1,13 +1,16 @@
 // Package dashboard provides Vatio's browser dashboard: an overview of the
 // site's power and energy, a page per meter (history, daily energy, load
-// profile, settings), the meters and the alerts, in English and Spanish,
+// profile, settings), the meters, the alerts, and the settings (the tariff
+// and the alert rules), in English and Spanish,
 // with the static files they need embedded in the binary so that the pages
 // work with no internet.
 //
 // Pages and their charts are rendered on the server with go-echarts; the
 // embedded app.js keeps them live with the API's Server-Sent Events stream
-// and fetches finer data as a chart is zoomed. The dashboard only reads the
-// store: changes go through the JSON API.
+// and fetches finer data as a chart is zoomed. The dashboard reads the
+// store; its changes go through the JSON API, or, for the settings page's
+// forms, through the same objects the API changes (the tariff in force,
+// the rule engine), behind the same authentication and audit.
 package dashboard
 
 import (
@@ -25,9 +28,12 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/compress"
 
+	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/internal/asset"
 	"github.com/vatio-energy/vatio/internal/audit"
 	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/internal/devices"
+	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
 )
@@ -38,7 +44,7 @@ var templateFiles embed.FS
 // pages are the page templates by name, each with the layout.
 var pages = func() map[string]*template.Template {
 	out := map[string]*template.Template{}
-	for _, name := range []string{"overview", "meter", "meters", "alerts", "costs", "savings", "notfound", "login", "setup", "access"} {
+	for _, name := range []string{"overview", "meter", "meters", "alerts", "costs", "savings", "notfound", "login", "setup", "access", "configure"} {
 		t := template.New("layout").Funcs(template.FuncMap{
 			// Texts and formats in the page's language; the template is
 			// executed with a clone whose functions know it (see render).
@@ -51,6 +57,8 @@ var pages = func() map[string]*template.Template {
 			"alert":    func(store.Alert) string { return "" },
 			"rfc3339":  func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
 			"upper":    strings.ToUpper,
+			"list":     func(xs ...string) []string { return xs },
+			"field":    tariffField,
 		})
 		template.Must(t.ParseFS(templateFiles, "templates/layout.html", "templates/settings.html", "templates/"+name+".html"))
 		out[name] = t
@@ -66,15 +74,19 @@ type Options struct {
 	Location *time.Location
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Tariff prices energy for the costs and savings pages; nil prices
-	// nothing.
-	Tariff *tariff.Tariff
+	// Tariff is the tariff in force, which prices energy for the costs and
+	// savings pages and which admins change on the settings page; nil
+	// prices nothing.
+	Tariff *energy.Tariffs
 	// Auth, when set, serves the login and setup pages and logout.
 	Auth *auth.Service
 	// Audit records logins (lock-outs are reported by Auth.OnLockout).
 	Audit *audit.Log
 	// Devices, when set, lists MQTT devices on the access page.
 	Devices *devices.Registry
+	// Rules, when set, are the alert rules the settings page lists and
+	// changes.
+	Rules *alert.Rules
 }
 
 // Dashboard serves the dashboard's pages and static files. It is safe for
@@ -82,15 +94,17 @@ type Options struct {
 type Dashboard struct {
 	st     *store.Store
 	loc    *time.Location
-	tariff *tariff.Tariff
+	tariff *energy.Tariffs
 	auth   *auth.Service
 	audit  *audit.Log
 	// devices are the MQTT credentials the access page lists; nil hides them.
 	devices *devices.Registry
-	now     func() time.Time
-	log     *slog.Logger
+	// rules are the alert rules of the settings page; nil shows none.
+	rules *alert.Rules
+	now   func() time.Time
+	log   *slog.Logger
 	// assets are the embedded files by path under /assets/.
-	assets map[string]*asset
+	assets map[string]*asset.File
 	// charts is false when the ECharts build was not embedded (the binary
 	// was built without make assets): pages then say so instead of showing
 	// blank charts.
@@ -109,7 +123,7 @@ func New(st *store.Store, opts Options) *Dashboard {
 
 // newDashboard returns the dashboard serving assets, and warns when they
 // lack the ECharts build.
-func newDashboard(st *store.Store, opts Options, assets map[string]*asset) *Dashboard {
+func newDashboard(st *store.Store, opts Options, assets map[string]*asset.File) *Dashboard {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -120,10 +134,10 @@ func newDashboard(st *store.Store, opts Options, assets map[string]*asset) *Dash
 		opts.Now = time.Now
 	}
 	if opts.Tariff == nil {
-		opts.Tariff = &tariff.Tariff{Location: opts.Location}
+		opts.Tariff = energy.FixedTariff(&tariff.Tariff{Location: opts.Location})
 	}
 	d := &Dashboard{st: st, loc: opts.Location, now: opts.Now, log: opts.Logger, assets: assets, tariff: opts.Tariff,
-		auth: opts.Auth, audit: opts.Audit, devices: opts.Devices}
+		auth: opts.Auth, audit: opts.Audit, devices: opts.Devices, rules: opts.Rules}
 	_, d.charts = assets[echartsFile]
 	if !d.charts {
 		opts.Logger.Warn("dashboard assets not built: run make assets", slog.String("missing", "dashboard/assets/"+echartsFile))
@@ -141,6 +155,14 @@ func (d *Dashboard) Register(r fiber.Router) {
 	r.Get("/alerts", gz, d.alertsPage)
 	r.Get("/costs", gz, d.costsPage)
 	r.Get("/savings", gz, d.savingsPage)
+	r.Get("/settings", gz, d.settingsPage)
+	r.Post("/settings/tariff", d.saveTariff) // admin only (the API's roleFor decides)
+	r.Post("/settings/tariff/remove", d.removeTariff)
+	if d.rules != nil {
+		r.Post("/settings/rules", d.saveRule) // operators
+		r.Post("/settings/rules/:id/enabled", d.enableRule)
+		r.Post("/settings/rules/:id/delete", d.deleteRule)
+	}
 	r.Get("/lang/:code", d.switchLanguage)
 	if d.auth != nil {
 		r.Get("/login", d.loginPage)
@@ -174,6 +196,14 @@ type base struct {
 	// User and Role are who is logged in ("" without auth); CSRF is the
 	// token app.js sends with changes.
 	User, Role, CSRF string
+	// Public marks a page shown before a log-in (login, setup): it has no
+	// links to pages that need one and no live status, which needs one too.
+	Public bool
+	// MinPasswordChars is the shortest password (auth's rule), and
+	// PasswordRules and UserNameRules say the rules of a password and a
+	// user name in the page's language, for the forms that ask for them.
+	MinPasswordChars             int
+	PasswordRules, UserNameRules string
 	// charts are the page's rendered charts, whose inline scripts the
 	// Content-Security-Policy allows by hash.
 	charts []*chartSnippet
@@ -189,15 +219,18 @@ func (b *base) chart(c chartSnippet) *chartSnippet {
 func (d *Dashboard) newBase(c *fiber.Ctx, page, titleKey string) *base {
 	lang := pickLanguage(c.Cookies(langCookie), c.Get(fiber.HeaderAcceptLanguage))
 	b := &base{
-		Page:          page,
-		Title:         lang.T(titleKey),
-		Path:          string(c.Request().URI().RequestURI()),
-		Lang:          lang,
-		Languages:     languages,
-		TZ:            d.loc.String(),
-		AssetsMissing: !d.charts,
-		Assets:        assetURLs{CSS: d.url("app.css"), JS: d.url("app.js"), ECharts: d.url(echartsFile), Icon: d.url("icon.svg")},
-		JSTexts:       map[string]string{},
+		Page:             page,
+		Title:            lang.T(titleKey),
+		Path:             string(c.Request().URI().RequestURI()),
+		Lang:             lang,
+		Languages:        languages,
+		TZ:               d.loc.String(),
+		AssetsMissing:    !d.charts,
+		Assets:           assetURLs{CSS: d.url("app.css"), JS: d.url("app.js"), ECharts: d.url(echartsFile), Icon: d.url("icon.svg")},
+		JSTexts:          map[string]string{},
+		MinPasswordChars: auth.MinPasswordChars,
+		PasswordRules:    fmt.Sprintf(lang.T("password.rules"), auth.MinPasswordChars, auth.MaxPasswordBytes),
+		UserNameRules:    fmt.Sprintf(lang.T("user.rules"), auth.MaxUserNameChars),
 	}
 	if who := auth.WhoFrom(c.UserContext()); who.User != "" {
 		b.User, b.Role, b.CSRF = who.User, who.Role, who.CSRF
@@ -263,8 +296,8 @@ func (d *Dashboard) switchLanguage(c *fiber.Ctx) error {
 // it is missing (the request then fails visibly with 404).
 func (d *Dashboard) url(name string) string {
 	u := "/assets/" + name
-	if a, ok := d.assets[name]; ok {
-		u += a.version()
+	if f, ok := d.assets[name]; ok {
+		u += "?v=" + f.Version
 	}
 	return u
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -15,9 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/andybalholm/brotli"
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/vatio-energy/vatio/dashboard"
+	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
@@ -52,12 +55,12 @@ func newAppWith(tb testing.TB, newDashboard func(*store.Store, dashboard.Options
 		tb.Fatal(err)
 	}
 	var logs bytes.Buffer
-	app := fiber.New()
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	newDashboard(st, dashboard.Options{
 		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
 		Location: madrid,
 		Now:      func() time.Time { return t0.Add(10 * time.Second) },
-		Tariff:   &tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, DailyCharge: 0.5, CO2GramsKWh: 250, Location: madrid},
+		Tariff:   energy.FixedTariff(&tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, DailyCharge: 0.5, CO2GramsKWh: 250, Location: madrid}),
 	}).Register(app)
 	return app, &logs
 }
@@ -66,8 +69,8 @@ func reading(m string, sec int, powerW float64) meter.Reading {
 	return meter.Reading{Meter: m, Time: t0.Add(time.Duration(sec) * time.Second), PowerW: powerW, Stamped: true}
 }
 
-// get requests path and returns the response and its body, decompressed
-// when it was gzipped.
+// get requests path and returns the response and its body, decoded when it
+// was gzipped or brotli-compressed.
 func get(tb testing.TB, app *fiber.App, path string, header ...string) (*http.Response, string) {
 	tb.Helper()
 	req := httptest.NewRequest(http.MethodGet, path, nil)
@@ -90,6 +93,9 @@ func get(tb testing.TB, app *fiber.App, path string, header ...string) (*http.Re
 			tb.Fatalf("GET %s: gzip: %v", path, err)
 		}
 		body = zr
+	}
+	if res.Header.Get("Content-Encoding") == "br" {
+		body = brotli.NewReader(res.Body)
 	}
 	b, err := io.ReadAll(body)
 	if err != nil {
@@ -262,17 +268,28 @@ func TestPageWithoutECharts(t *testing.T) {
 	}
 }
 
+// TestAssets asks for the static files over real HTTP as browsers do: by
+// the hashed URLs of the page, in each encoding, and again with the ETag.
 func TestAssets(t *testing.T) {
 	app, _ := newApp(t)
 	requireECharts(t, app)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go app.Listener(ln)
+	t.Cleanup(func() { app.Shutdown() })
+	get := func(t *testing.T, _ *fiber.App, path string, header ...string) (*http.Response, string) {
+		return fetch(t, "http://"+ln.Addr().String()+path, header...)
+	}
+	_, page := get(t, app, "/")
 	tests := []struct {
-		path, contentType, cacheControl string
-		contains                        string
+		path, contentType, contains string
 	}{
-		{"/assets/app.js", "text/javascript; charset=utf-8", "no-cache", "getInstanceByDom"},
-		{"/assets/app.css", "text/css; charset=utf-8", "no-cache", "prefers-color-scheme: dark"},
-		{"/assets/icon.svg", "image/svg+xml", "no-cache", "<svg"},
-		{"/assets/vendor/echarts.min.js", "text/javascript; charset=utf-8", "public, max-age=86400", "echarts"},
+		{"/assets/app.js", "text/javascript; charset=utf-8", "getInstanceByDom"},
+		{"/assets/app.css", "text/css; charset=utf-8", "prefers-color-scheme: dark"},
+		{"/assets/icon.svg", "image/svg+xml", "<svg"},
+		{"/assets/vendor/echarts.min.js", "text/javascript; charset=utf-8", "echarts"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
@@ -283,8 +300,9 @@ func TestAssets(t *testing.T) {
 			if got := res.Header.Get("Content-Type"); got != tt.contentType {
 				t.Errorf("Content-Type = %q, want %q", got, tt.contentType)
 			}
-			if got := res.Header.Get("Cache-Control"); got != tt.cacheControl {
-				t.Errorf("Cache-Control = %q, want %q", got, tt.cacheControl)
+			// Asked for without its version, a file is revalidated.
+			if got := res.Header.Get("Cache-Control"); got != "no-cache" {
+				t.Errorf("Cache-Control = %q without ?v=, want no-cache", got)
 			}
 			if got := res.Header.Get("Content-Encoding"); got != "" {
 				t.Errorf("Content-Encoding = %q without Accept-Encoding, want none", got)
@@ -293,27 +311,81 @@ func TestAssets(t *testing.T) {
 				t.Errorf("body lacks %q", tt.contains)
 			}
 
-			zres, zbody := get(t, app, tt.path, "Accept-Encoding", "br, gzip;q=0.8")
-			if got := zres.Header.Get("Content-Encoding"); got != "gzip" {
-				t.Errorf("Content-Encoding = %q with Accept-Encoding gzip, want gzip", got)
+			// The page's URL carries the version: kept a year.
+			hashed := regexp.MustCompile(regexp.QuoteMeta(tt.path) + `\?v=[A-Za-z0-9_-]+`).FindString(page)
+			if hashed == "" {
+				t.Fatalf("the page has no hashed URL of %s", tt.path)
 			}
-			if zbody != body {
-				t.Errorf("gunzipped body differs from the plain one (%d bytes, want %d)", len(zbody), len(body))
+			hres, hbody := get(t, app, hashed)
+			if got := hres.Header.Get("Cache-Control"); got != "public, max-age=31536000, immutable" || hbody != body {
+				t.Errorf("GET %s: Cache-Control = %q (%d bytes), want public, max-age=31536000, immutable", hashed, got, len(hbody))
 			}
-			if got := zres.Header.Get("Vary"); got != "Accept-Encoding" {
-				t.Errorf("Vary = %q, want Accept-Encoding", got)
+			if sres, _ := get(t, app, tt.path+"?v=old"); sres.Header.Get("Cache-Control") != "no-cache" {
+				t.Errorf("GET %s?v=old: Cache-Control = %q, want no-cache", tt.path, sres.Header.Get("Cache-Control"))
 			}
 
-			etag := res.Header.Get("ETag")
-			if etag == "" {
-				t.Fatal("no ETag")
+			etags := map[string]string{}
+			for _, enc := range []struct{ accept, want string }{
+				{"", ""}, {"gzip", "gzip"}, {"br, gzip;q=0.8", "br"}, {"gzip, deflate, br, zstd", "br"}, {"br;q=0.5, gzip", "gzip"},
+			} {
+				zres, zbody := get(t, app, hashed, "Accept-Encoding", enc.accept)
+				if got := zres.Header.Get("Content-Encoding"); got != enc.want {
+					t.Errorf("Accept-Encoding %q: Content-Encoding = %q, want %q", enc.accept, got, enc.want)
+				}
+				if zbody != body {
+					t.Errorf("Accept-Encoding %q: the decoded body differs from the file (%d bytes, want %d)", enc.accept, len(zbody), len(body))
+				}
+				if got := zres.Header.Get("Vary"); got != "Accept-Encoding" {
+					t.Errorf("Vary = %q, want Accept-Encoding", got)
+				}
+				etag := zres.Header.Get("ETag")
+				if other, seen := etags[etag]; seen && other != enc.want {
+					t.Errorf("%s and %q answers share the ETag %s", other, enc.want, etag)
+				}
+				etags[etag] = enc.want
+				cres, cbody := get(t, app, hashed, "Accept-Encoding", enc.accept, "If-None-Match", etag)
+				if cres.StatusCode != http.StatusNotModified || cbody != "" || cres.Header.Get("ETag") != etag {
+					t.Errorf("Accept-Encoding %q, If-None-Match %s: status %d with %d bytes, ETag %s; want 304, none, the same ETag",
+						enc.accept, etag, cres.StatusCode, len(cbody), cres.Header.Get("ETag"))
+				}
 			}
-			cres, cbody := get(t, app, tt.path, "If-None-Match", etag)
-			if cres.StatusCode != http.StatusNotModified || cbody != "" {
-				t.Errorf("If-None-Match %s: status %d with %d bytes, want 304 and none", etag, cres.StatusCode, len(cbody))
+			if len(etags) != 3 {
+				t.Errorf("ETags %v, want one for each of none, gzip and br", etags)
 			}
 		})
 	}
+}
+
+// fetch makes a real GET of url with headers (name, value pairs); the
+// client asks for no encoding of its own, and the body comes back decoded.
+func fetch(t *testing.T, url string, header ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := (&http.Client{Transport: &http.Transport{DisableCompression: true}, Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer res.Body.Close()
+	var body io.Reader = res.Body
+	switch res.Header.Get("Content-Encoding") {
+	case "gzip":
+		if body, err = gzip.NewReader(res.Body); err != nil {
+			t.Fatalf("GET %s: gzip: %v", url, err)
+		}
+	case "br":
+		body = brotli.NewReader(res.Body)
+	}
+	b, err := io.ReadAll(body)
+	if err != nil {
+		t.Fatalf("GET %s: read body: %v", url, err)
+	}
+	return res, string(b)
 }
 
 func TestAssetsRefused(t *testing.T) {

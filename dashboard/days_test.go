@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vatio-energy/vatio/internal/asset"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/store"
 )
@@ -30,7 +31,7 @@ func TestDailyEnergyFollowsTheTimeZone(t *testing.T) {
 	if _, err := st.Import(rs, nil); err != nil {
 		t.Fatal(err)
 	}
-	d := newDashboard(st, Options{Location: madrid}, map[string]*asset{})
+	d := newDashboard(st, Options{Location: madrid}, map[string]*asset.File{})
 	days, err := d.dailyKWh([]string{"m"}, first, 3)
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vatio-energy/vatio/dashboard"
 	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
@@ -44,7 +45,7 @@ func TestImportedHistoryIsNotPowerNow(t *testing.T) {
 	app := fiber.New()
 	dashboard.New(st, dashboard.Options{
 		Logger: slog.New(slog.DiscardHandler), Location: time.UTC,
-		Tariff: &tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, Location: time.UTC},
+		Tariff: energy.FixedTariff(&tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, Location: time.UTC}),
 	}).Register(app)
 
 	for _, c := range []struct {
@@ -133,7 +134,7 @@ func TestAlertsInTheReadersLanguage(t *testing.T) {
 	}
 	app := fiber.New()
 	dashboard.New(st, dashboard.Options{Logger: slog.New(slog.DiscardHandler), Location: time.UTC,
-		Tariff: &tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, Location: time.UTC}}).Register(app)
+		Tariff: energy.FixedTariff(&tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, Location: time.UTC})}).Register(app)
 	for lang, want := range map[string]string{
 		"es": "potencia de 3,50 kW por encima de 3,00 kW durante 30s",
 		"en": "power 3.50 kW above 3.00 kW for 30s",

@@ -58,7 +58,7 @@ func TestCatalogues(t *testing.T) {
 		used[m[1]] = true
 	}
 	goSrc := ""
-	for _, f := range []string{"dashboard.go", "pages.go", "chart.go", "i18n.go", "login.go"} {
+	for _, f := range []string{"dashboard.go", "pages.go", "chart.go", "i18n.go", "login.go", "configure.go"} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -81,6 +81,9 @@ func TestCatalogues(t *testing.T) {
 		"js.live", "js.offline", "js.reconnecting", // t("js." + state)
 		"js.online", "js.offline_meter", // t(online ? "js.online" : "js.offline_meter")
 		"js.step_raw", "js.step_1m", "js.step_1h", "js.step_1d", // t("js.step_" + step)
+		"done.tariff_saved", "done.tariff_removed", "done.rule_saved", "done.rule_deleted", // (print "done." .Done)
+		"done.rule_enabled", "done.rule_disabled",
+		"kind.power_above", "kind.power_below", "kind.energy_budget", "kind.silent", "kind.out_of_range", "kind.anomaly", // (print "kind." .Kind)
 	}
 	for _, k := range composed {
 		used[k] = true

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"strings"
@@ -86,12 +87,19 @@ func safeNext(next string) string {
 	return u.RequestURI()
 }
 
+// newPublicBase starts the data of a page shown before a log-in.
+func (d *Dashboard) newPublicBase(c *fiber.Ctx, page, titleKey string) *base {
+	b := d.newBase(c, page, titleKey)
+	b.Public = true
+	return b
+}
+
 // loginPage serves GET /login.
 func (d *Dashboard) loginPage(c *fiber.Ctx) error {
 	if d.auth.NeedsSetup() {
 		return c.Redirect("/setup", fiber.StatusSeeOther)
 	}
-	b := d.newBase(c, "login", "login.title")
+	b := d.newPublicBase(c, "login", "login.title")
 	return d.render(c, "login", b, &loginData{base: b, Next: safeNext(c.Query("next"))})
 }
 
@@ -104,7 +112,7 @@ func (d *Dashboard) login(c *fiber.Ctx) error {
 	name, next := strings.TrimSpace(formValue(c, "user")), safeNext(formValue(c, "next"))
 	id, x, err := d.auth.Login(name, formValue(c, "password"), c.IP())
 	if err != nil {
-		b := d.newBase(c, "login", "login.title")
+		b := d.newPublicBase(c, "login", "login.title")
 		msg, status := b.Lang.T("login.wrong"), fiber.StatusUnauthorized
 		switch {
 		case errors.Is(err, auth.ErrLocked):
@@ -142,7 +150,7 @@ func (d *Dashboard) setupPage(c *fiber.Ctx) error {
 	if !d.auth.NeedsSetup() {
 		return c.Redirect("/login", fiber.StatusSeeOther)
 	}
-	b := d.newBase(c, "setup", "setup.title")
+	b := d.newPublicBase(c, "setup", "setup.title")
 	return d.render(c, "setup", b, &loginData{base: b, Name: "admin", NeedsToken: d.auth.SetupNeedsToken()})
 }
 
@@ -155,7 +163,7 @@ func (d *Dashboard) setup(c *fiber.Ctx) error {
 		return fiber.NewError(fiber.StatusConflict, "an admin exists already: log in")
 	}
 	name, pw := strings.TrimSpace(formValue(c, "user")), formValue(c, "password")
-	b := d.newBase(c, "setup", "setup.title")
+	b := d.newPublicBase(c, "setup", "setup.title")
 	data := &loginData{base: b, Name: name, NeedsToken: d.auth.SetupNeedsToken()}
 	if pw != formValue(c, "confirm") {
 		c.Status(fiber.StatusBadRequest)
@@ -163,12 +171,19 @@ func (d *Dashboard) setup(c *fiber.Ctx) error {
 		return d.render(c, "setup", b, data)
 	}
 	if _, err := d.auth.Setup(name, pw, strings.TrimSpace(formValue(c, "token"))); err != nil {
-		if errors.Is(err, auth.ErrSetupToken) {
+		c.Status(fiber.StatusBadRequest)
+		switch {
+		case errors.Is(err, auth.ErrSetupToken):
 			c.Status(fiber.StatusForbidden)
 			data.Message = b.Lang.T("setup.badtoken")
 			d.record(name, "setup_refused", c, fiber.StatusForbidden)
-		} else {
-			c.Status(fiber.StatusBadRequest)
+		case errors.Is(err, auth.ErrPasswordShort):
+			data.Message = fmt.Sprintf(b.Lang.T("setup.password_short"), auth.MinPasswordChars)
+		case errors.Is(err, auth.ErrPasswordLong):
+			data.Message = fmt.Sprintf(b.Lang.T("setup.password_long"), auth.MaxPasswordBytes)
+		case errors.Is(err, auth.ErrUserName):
+			data.Message = fmt.Sprintf(b.Lang.T("setup.bad_user"), auth.MaxUserNameChars)
+		default:
 			data.Message = b.Lang.T("setup.invalid") + " " + err.Error()
 		}
 		return d.render(c, "setup", b, data)

@@ -521,7 +521,7 @@ type costsData struct {
 func (d *Dashboard) costsPage(c *fiber.Ctx) error {
 	b := d.newBase(c, "costs", "costs.title")
 	now := d.now()
-	tr := d.tariff
+	tr := d.tariff.Current()
 	data := &costsData{base: b, Currency: tr.Currency}
 	all := d.meterViews(now)
 	mains := mainIDs(all)
@@ -613,15 +613,16 @@ type savingsData struct {
 func (d *Dashboard) savingsPage(c *fiber.Ctx) error {
 	b := d.newBase(c, "savings", "savings.title")
 	now := d.now()
-	rs, err := insight.Recommend(d.st, d.st.Meters(), d.tariff, now)
+	tr := d.tariff.Current()
+	rs, err := insight.Recommend(d.st, d.st.Meters(), tr, now)
 	if err != nil {
 		return err
 	}
-	data := &savingsData{base: b, Currency: d.tariff.Currency}
+	data := &savingsData{base: b, Currency: tr.Currency}
 	for _, r := range rs {
 		data.Total += r.SavingPerYear
 		data.Advice = append(data.Advice, advice{Recommendation: r,
-			Title: b.Lang.recommendation(r, "title", d.tariff.Currency), Detail: b.Lang.recommendation(r, "detail", d.tariff.Currency)})
+			Title: b.Lang.recommendation(r, "title", tr.Currency), Detail: b.Lang.recommendation(r, "detail", tr.Currency)})
 	}
 	return d.render(c, "savings", b, data)
 }

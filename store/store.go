@@ -343,6 +343,11 @@ func (s *Store) ArchiveDir() string { return s.archiveDir }
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }
 
+// MaxGap returns the longest interval between two readings across which
+// energy is integrated (Options.MaxGap): an import of interval energy
+// stores readings no further apart than it.
+func (s *Store) MaxGap() time.Duration { return s.maxGap }
+
 // Health returns why readings are being refused (the disk is full, the
 // database cannot take a checkpoint), nil when they are taken.
 func (s *Store) Health() error { return s.eng.health() }

@@ -144,8 +144,11 @@ func TestAlertsPublishedOverMQTT(t *testing.T) {
 }
 
 // TestHomeAssistantDiscovery checks that a meter is announced to Home
-// Assistant: retained discovery configs for its power and energy, and its
-// state, received by a real MQTT client subscribing afterwards.
+// Assistant: retained discovery configs for its power and energy (with
+// default_entity_id, no object_id, and available while Vatio and the meter
+// both are), Vatio's status and the meter's availability online, and its
+// state, received by a real MQTT client subscribing afterwards; and that
+// no client but Vatio publishes under the discovery prefix.
 func TestHomeAssistantDiscovery(t *testing.T) {
 	v := startVatio(t, t.TempDir())
 	c := mqtttest.V3(t, v.mqtt)
@@ -161,12 +164,13 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 	// The announcement follows the reading: wait for it on the live topics,
 	// then check the retained configs as a newcomer gets them.
 	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
-		{Topic: "homeassistant/sensor/" + oid + "/+/config", QoS: 1}, {Topic: "vatio/meters/kitchen:1/state", QoS: 1}}}); err != nil {
+		{Topic: "homeassistant/sensor/" + oid + "/+/config", QoS: 1}, {Topic: "vatio/meters/kitchen:1/+", QoS: 1},
+		{Topic: "vatio/meters/status", QoS: 1}}}); err != nil {
 		t.Fatal(err)
 	}
 	seen := map[string]string{}
 	deadline := time.After(10 * time.Second)
-	for len(seen) < 3 {
+	for len(seen) < 5 {
 		select {
 		case p := <-got:
 			seen[p.Topic] = string(p.Payload)
@@ -176,18 +180,46 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 	}
 	power := seen["homeassistant/sensor/"+oid+"/power/config"]
 	energy := seen["homeassistant/sensor/"+oid+"/energy/config"]
-	for _, want := range []string{`"device_class":"power"`, `"state_class":"measurement"`, `"unit_of_measurement":"W"`, `"state_topic":"vatio/meters/kitchen:1/state"`, `"unique_id":"` + oid + `_power"`} {
+	avail := `"availability":[{"topic":"vatio/meters/status","payload_available":"online","payload_not_available":"offline"},` +
+		`{"topic":"vatio/meters/kitchen:1/availability","payload_available":"online","payload_not_available":"offline"}],"availability_mode":"all"`
+	for _, want := range []string{`"device_class":"power"`, `"state_class":"measurement"`, `"unit_of_measurement":"W"`, `"state_topic":"vatio/meters/kitchen:1/state"`,
+		`"unique_id":"` + oid + `_power"`, `"default_entity_id":"` + homeassistant.EntityID(oid, "power") + `"`, avail} {
 		if !strings.Contains(power, want) {
 			t.Errorf("power config lacks %s: %s", want, power)
 		}
 	}
-	for _, want := range []string{`"device_class":"energy"`, `"state_class":"total_increasing"`, `"unit_of_measurement":"kWh"`, `"value_template":"{{ value_json.energy_kwh }}"`} {
+	for _, want := range []string{`"device_class":"energy"`, `"state_class":"total_increasing"`, `"unit_of_measurement":"kWh"`, `"value_template":"{{ value_json.energy_kwh }}"`, avail} {
 		if !strings.Contains(energy, want) {
 			t.Errorf("energy config lacks %s: %s", want, energy)
 		}
 	}
+	if strings.Contains(power+energy, "object_id") {
+		t.Errorf("object_id, which Home Assistant 2026.4 no longer reads, in %s %s", power, energy)
+	}
 	if s := seen["vatio/meters/kitchen:1/state"]; !strings.Contains(s, `"power_w":1234.5`) || !strings.Contains(s, `"energy_kwh":0`) {
 		t.Errorf("state = %s", s)
+	}
+	if a, s := seen["vatio/meters/kitchen:1/availability"], seen["vatio/meters/status"]; a != "online" || s != "online" {
+		t.Errorf("meter availability %q, Vatio's status %q; want online and online", a, s)
+	}
+	// Only Vatio publishes under the discovery prefix: a local client
+	// (trusted for readings) is refused, but for Home Assistant's status.
+	if code := mqtttest.Publish5(t, sub, "homeassistant/sensor/"+oid+"/power/config", 1, ""); code != 0x87 {
+		t.Errorf("a client clearing Vatio's config: reason code %#x, want 0x87", code)
+	}
+	if code := mqtttest.Publish5(t, sub, "homeassistant/status", 1, "online"); code != 0 {
+		t.Errorf("Home Assistant's birth: reason code %#x, want 0", code)
+	}
+	// which makes Vatio announce the meter again (each config was
+	// published once before).
+	deadline = time.After(10 * time.Second)
+	for again := false; !again; {
+		select {
+		case p := <-got:
+			again = p.Topic == "homeassistant/sensor/"+oid+"/power/config" && string(p.Payload) == power
+		case <-deadline:
+			t.Fatalf("the power config was not published again after Home Assistant's birth\nvatio logs:\n%s", v.logs)
+		}
 	}
 }
 

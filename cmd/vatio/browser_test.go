@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -297,6 +298,32 @@ func TestDashboardInBrowser(t *testing.T) {
 	getJSON(t, origin+"/api/v1/meters/default", &casa)
 	if casa.Name != "Casa" || !casa.Critical {
 		t.Errorf("after the meters page's form: %+v", casa)
+	}
+	// The static files of this second page came from the browser's cache
+	// without asking again (hashed URLs are immutable), and the scripts
+	// and styles had come compressed.
+	entries, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(performance.getEntriesByType("resource")
+		.filter(function (e) { return new URL(e.name).pathname.indexOf("/assets/") === 0; })
+		.map(function (e) { return {url: e.name, transfer: e.transferSize, encoded: e.encodedBodySize, decoded: e.decodedBodySize}; }))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fetched []struct {
+		URL                        string
+		Transfer, Encoded, Decoded int
+	}
+	if err := json.Unmarshal([]byte(entries), &fetched); err != nil || len(fetched) < 3 {
+		t.Fatalf("the meters page's static files: %s (%v)", entries, err)
+	}
+	for _, f := range fetched {
+		if f.Transfer != 0 {
+			t.Errorf("%s: %d bytes transferred on a second page, want it from the cache", f.URL, f.Transfer)
+		}
+		if strings.Contains(f.URL, ".js?") || strings.Contains(f.URL, ".css?") {
+			if f.Encoded <= 0 || f.Encoded*2 > f.Decoded {
+				t.Errorf("%s: %d bytes encoded for %d, want it compressed", f.URL, f.Encoded, f.Decoded)
+			}
+		}
 	}
 
 	// The access page: a token made there works with its role, and stops

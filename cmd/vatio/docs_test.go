@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"go/parser"
 	"go/token"
+	"math"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -666,4 +668,108 @@ func checkVatioFlags(t *testing.T, where, text string) {
 			}
 		}
 	}
+}
+
+// TestUserGuideImportTotals runs the examples of the user guide's
+// "Bringing in history", through the API of a running Vatio and then with
+// `vatio import` into a stopped one, and checks that the energy per day the
+// API answers is what the guide's table says the files give.
+func TestUserGuideImportTotals(t *testing.T) {
+	need(t, "curl", "curl")
+	guide := repoPath("docs", "user-guide.md")
+	text, err := os.ReadFile(guide)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(text), "\n")
+	first := slices.Index(lines, "### Bringing in history") + 1
+	last := first + slices.IndexFunc(lines[first:], func(l string) bool { return strings.HasPrefix(l, "#") })
+	if first == 0 || last < first {
+		t.Fatal("no section \"Bringing in history\" in the user guide")
+	}
+	type dayKWh struct {
+		meter, day string
+		kWh        float64
+	}
+	var want []dayKWh
+	row := regexp.MustCompile(`^\| (\S+) \| (\d{4}-\d{2}-\d{2}) \| ([0-9.]+) \|$`)
+	for _, l := range lines[first:last] {
+		if m := row.FindStringSubmatch(l); m != nil {
+			kwh, _ := strconv.ParseFloat(m[3], 64)
+			want = append(want, dayKWh{m[1], m[2], kwh})
+		}
+	}
+	var live, stopped []block
+	for _, b := range blocks(t, guide) {
+		if b.line > first && b.line < last {
+			switch b.info {
+			case shLive:
+				live = append(live, b)
+			case shStopped:
+				stopped = append(stopped, b)
+			}
+		}
+	}
+	if len(want) < 3 || len(live) < 3 || len(stopped) != 1 {
+		t.Fatalf("the section has %d rows of totals, %d examples with Vatio running and %d stopped", len(want), len(live), len(stopped))
+	}
+	zone := regexp.MustCompile(`dashboard's time zone \(` + "`dashboard.timezone`" + `,\s+(\S+) here\)`).FindStringSubmatch(strings.Join(lines[first:last], "\n"))
+	if zone == nil {
+		t.Fatal("the section does not say in which time zone its days are")
+	}
+	loc, err := time.LoadLocation(zone[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "config.yaml"), []byte("dashboard:\n  timezone: "+zone[1]+"\n"), 0o600)
+	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
+	os.WriteFile(filepath.Join(dir, "bin", "vatio"), []byte("#!/bin/sh\nVATIO_TEST_CHILD=argv exec \"$VATIO_TEST_BIN\" \"$@\"\n"), 0o755)
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runBlock := func(b block, env ...string) {
+		t.Helper()
+		cmd := exec.Command("bash", "-c", prelude+b.text)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), append(env, "TOKEN="+testAdminToken, "VATIO_TEST_STATE=/dev/null", "VATIO_TEST_BIN="+bin,
+			"PATH="+filepath.Join(dir, "bin")+":"+os.Getenv("PATH"))...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s:%d: %v\n%s", b.file, b.line, err, out)
+		}
+	}
+	check := func(inst *instance, how string) {
+		t.Helper()
+		for _, w := range want {
+			day, err := time.ParseInLocation("2006-01-02", w.day, loc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got struct {
+				Points []struct {
+					EnergyKWh float64 `json:"energy_kwh"`
+				} `json:"points"`
+			}
+			url := fmt.Sprintf("http://%s/api/v1/meters/%s/energy?interval=day&from=%s&to=%s", inst.http, w.meter,
+				day.UTC().Format(time.RFC3339), day.AddDate(0, 0, 1).UTC().Format(time.RFC3339))
+			if code := getJSON(t, url, &got); code != 200 || len(got.Points) != 1 {
+				t.Fatalf("%s: GET %s = %d %+v", how, url, code, got)
+			}
+			if e := got.Points[0].EnergyKWh; math.Abs(e-w.kWh) > 1e-9 {
+				t.Errorf("%s: %s on %s: %.9f kWh; the user guide says %g", how, w.meter, w.day, e, w.kWh)
+			}
+		}
+	}
+
+	inst := startVatioWith(t, filepath.Join(dir, "data-api"), filepath.Join(dir, "config.yaml"))
+	for _, b := range live {
+		runBlock(b, "VATIO_TEST_HTTP="+inst.http)
+	}
+	check(inst, "imported through the API")
+	inst.stop(t)
+
+	runBlock(stopped[0]) // into ./data, with Vatio stopped
+	check(startVatioWith(t, filepath.Join(dir, "data"), filepath.Join(dir, "config.yaml")), "imported with vatio import")
 }

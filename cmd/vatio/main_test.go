@@ -577,6 +577,33 @@ func TestGCPercent(t *testing.T) {
 	}
 }
 
+// TestSummaryNamesTimeZone checks that /api/v1/summary names the zone its
+// days are counted in by its IANA name: the machine's (TZ of a Vatio
+// process of its own) when dashboard.timezone is empty, not "Local".
+func TestSummaryNamesTimeZone(t *testing.T) {
+	madrid := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(madrid, []byte("dashboard:\n  timezone: Europe/Madrid\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, cfg, tz, want string
+	}{
+		{"TZ", emptyConfig(t), "TZ=America/New_York", "America/New_York"},
+		{"TZ empty", emptyConfig(t), "TZ=", "UTC"},
+		{"dashboard.timezone over TZ", madrid, "TZ=Asia/Tokyo", "Europe/Madrid"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, httpAddr, _ := childWith(t, t.TempDir(), tt.cfg, tt.tz)
+			var sum struct {
+				TimeZone string `json:"time_zone"`
+			}
+			if code := getJSON(t, "http://"+httpAddr+"/api/v1/summary", &sum); code != 200 || sum.TimeZone != tt.want {
+				t.Errorf("with %s: summary = %d, time_zone %q; want %q", tt.tz, code, sum.TimeZone, tt.want)
+			}
+		})
+	}
+}
+
 // repoRoot is the repository's top, seen from this package's directory,
 // where go test runs its tests.
 const repoRoot = "../.."

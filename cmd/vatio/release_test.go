@@ -163,7 +163,7 @@ func TestSystemdUnit(t *testing.T) {
 // TestDockerfile keeps the Dockerfile in step with the build it copies:
 // no Docker engine runs here to build it, so this checks what can drift.
 // The Go image must be at least go.mod's Go; the asset stage copies the
-// files make assets copies; the data directory is a volume the image's
+// files make assets copies and compresses them as it does; the data directory is a volume the image's
 // user owns; build leftovers stay out of the context.
 func TestDockerfile(t *testing.T) {
 	docker := string(mustReadFile(t, repoPath("Dockerfile")))
@@ -178,6 +178,10 @@ func TestDockerfile(t *testing.T) {
 		if !strings.Contains(makefile, "node_modules/"+f) || !strings.Contains(docker, "node_modules/"+f) {
 			t.Errorf("make assets and the Dockerfile do not both copy %s", f)
 		}
+	}
+	// Both compress every served file beside itself with the same script.
+	if !strings.Contains(makefile, "node internal/asset/precompress.mjs") || !strings.Contains(docker, "node internal/asset/precompress.mjs") {
+		t.Errorf("make assets and the Dockerfile do not both run internal/asset/precompress.mjs")
 	}
 	for _, want := range []string{"ENV VATIO_DATA_DIR=/data", `VOLUME ["/data"]`, "WORKDIR /etc/vatio", "--chown=nonroot:nonroot /out/data /data", "STOPSIGNAL SIGTERM", "EXPOSE 1883 5000 8883"} {
 		if !strings.Contains(docker, want) {

@@ -29,6 +29,7 @@ import (
 	"github.com/vatio-energy/vatio/internal/config"
 	"github.com/vatio-energy/vatio/internal/crypt"
 	"github.com/vatio-energy/vatio/internal/devices"
+	"github.com/vatio-energy/vatio/internal/homeassistant"
 	"github.com/vatio-energy/vatio/internal/leader"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/offsite"
@@ -44,8 +45,8 @@ const shutdownTimeout = 5 * time.Second
 const usage = `Usage:
   vatio [flags]                 run the broker, the store, the API and the dashboard
   vatio restore [flags] FILE    replace the database with the backup FILE (Vatio stopped)
-  vatio import [flags] -meter ID FILE.csv
-                                import a meter's history (Vatio stopped; or POST it)
+  vatio import [flags] [-meter ID] FILE
+                                import a meter's history: CSV, Datadis or Green Button (Vatio stopped; or POST it)
   vatio compact [flags]         shrink the database file to its data (Vatio stopped)
   vatio token [flags]           make an API token and print it (Vatio stopped)
   vatio decrypt [flags] FILE    write an encrypted backup or archive, decrypted, to stdout
@@ -258,6 +259,19 @@ func reservedTopics(cfg config.Config) []string {
 	return out
 }
 
+// ownTopics returns the topics only Vatio publishes on (own) and, among
+// them, those clients may publish on too (open): with Home Assistant on,
+// its discovery prefix and Vatio's state topics, but for Home Assistant's
+// own status (its birth and will). A device could otherwise announce
+// entities to Home Assistant, clear Vatio's, or say a meter is online.
+func ownTopics(cfg config.Config) (own, open []string) {
+	h := cfg.HomeAssistant
+	if !h.Enabled {
+		return nil, nil
+	}
+	return []string{h.DiscoveryPrefix + "/#", h.StateTopic + "/#"}, []string{h.DiscoveryPrefix + "/status"}
+}
+
 // app is a running Vatio.
 type app struct {
 	log    *slog.Logger
@@ -421,8 +435,12 @@ func newBridge(cfg config.Config, p *hooks.Pipeline, logger *slog.Logger) (*brid
 			return nil, fmt.Errorf("broker.client_id: %w", err)
 		}
 	}
+	status := "" // Vatio's status for Home Assistant: online, or offline by will
+	if h := cfg.HomeAssistant; h.Enabled {
+		status = homeassistant.StatusTopic(h.StateTopic)
+	}
 	return bridge.New(p, bridge.Options{URLs: urls, ClientID: id, Username: b.Username, Password: b.Password,
-		TLS: tc, Share: b.Share, Topics: b.Topics, SessionExpiry: b.SessionExpiry, Logger: logger,
+		TLS: tc, Share: b.Share, Topics: b.Topics, SessionExpiry: b.SessionExpiry, Logger: logger, StatusTopic: status,
 		ExpectSession: expectSession(cfg.DataDir, id), BrokerStarted: brokerStart(cfg.DataDir),
 		OnBrokerStart: func(t time.Time) {
 			if err := noteBrokerStart(cfg.DataDir, t); err != nil {

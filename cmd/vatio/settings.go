@@ -150,44 +150,31 @@ func inputSource(in config.Input) meter.Input {
 		EnergyField: in.EnergyField, EnergyUnit: in.EnergyUnit, PFField: in.PFField, Meter: in.Meter, Scale: in.Scale}
 }
 
-// buildTariff is the tariff in the time zone loc, or what is wrong with its
-// days, hours and holidays (its amounts are config.Validate's).
+// tariffSpec is config.yaml's tariff section as the tariff package reads
+// it, from config.yaml or from the API and the dashboard.
+func tariffSpec(t config.Tariff) tariff.Spec {
+	out := tariff.Spec{Currency: t.Currency, PriceKWh: t.PriceKWh, ExportPriceKWh: t.ExportPriceKWh, DailyCharge: t.DailyCharge,
+		DemandChargeKW: t.DemandChargeKW, CO2GramsKWh: t.CO2GramsKWh, ReactivePriceKVArh: t.ReactivePriceKVArh, Holidays: t.Holidays}
+	for _, p := range t.Periods {
+		out.Periods = append(out.Periods, tariff.PeriodSpec{Name: p.Name, PriceKWh: p.PriceKWh, Days: p.Days, From: p.From, To: p.To})
+	}
+	return out
+}
+
+// buildTariff is the tariff in the time zone loc, or what is wrong with
+// it, each error naming its key (tariff.periods[0].from): the tariff
+// package judges the whole section, as it judges a tariff saved on the
+// dashboard.
 func buildTariff(t config.Tariff, loc *time.Location) (*tariff.Tariff, error) {
-	out := &tariff.Tariff{
-		Currency: t.Currency, PriceKWh: t.PriceKWh, ExportPriceKWh: t.ExportPriceKWh, DailyCharge: t.DailyCharge,
-		DemandChargeKW: t.DemandChargeKW, CO2GramsKWh: t.CO2GramsKWh, ReactivePriceKVArh: t.ReactivePriceKVArh, Location: loc, Holidays: map[tariff.Date]bool{},
+	out, err := tariffSpec(t).Build(loc)
+	if err != nil {
+		var errs []error
+		for _, fe := range tariff.FieldErrors(err) {
+			errs = append(errs, fmt.Errorf("tariff.%s: %s", fe.Field, fe.Reason))
+		}
+		return nil, errors.Join(errs...)
 	}
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("tariff.%s: %s", key, fmt.Sprintf(format, args...)))
-	}
-	for i, p := range t.Periods {
-		key := fmt.Sprintf("periods[%d].", i)
-		days, err := tariff.ParseDays(p.Days)
-		if err != nil {
-			bad(key+"days", "%v", err)
-		}
-		from, err := tariff.ParseClock(p.From)
-		if err != nil {
-			bad(key+"from", "%v", err)
-		}
-		to, err2 := tariff.ParseClock(p.To)
-		if err2 != nil {
-			bad(key+"to", "%v", err2)
-		}
-		if err == nil && err2 == nil && from%1440 == to%1440 {
-			bad(key+"to", "%s is the same time as from: a period needs some time", p.To)
-		}
-		out.Periods = append(out.Periods, tariff.Period{Name: p.Name, PriceKWh: p.PriceKWh, Days: days, From: from, To: to})
-	}
-	for i, h := range t.Holidays {
-		d, err := tariff.ParseDate(h)
-		if err != nil {
-			bad(fmt.Sprintf("holidays[%d]", i), "%v", err)
-		}
-		out.Holidays[d] = true
-	}
-	return out, errors.Join(errs...)
+	return out, nil
 }
 
 // alertRule is a configured rule as the alert package takes it.

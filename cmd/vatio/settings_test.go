@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,7 +19,8 @@ import (
 // what config.Validate reports.
 func TestSettingsNameTheKey(t *testing.T) {
 	cfg := config.Default()
-	cfg.Tariff.Periods = []config.Period{{Name: "p", Days: []string{"funday"}, From: "10", To: "10:00"}, {Name: "x", Days: []string{"all"}, From: "10:00", To: "10:00"}}
+	cfg.Tariff.Currency, cfg.Tariff.PriceKWh = "euro", math.NaN()
+	cfg.Tariff.Periods = []config.Period{{Name: "", Days: []string{"funday"}, From: "10", To: "10:00"}, {Name: "x", Days: []string{"all"}, From: "10:00", To: "10:00"}}
 	cfg.Tariff.Holidays = []string{"2026-13-01"}
 	cfg.Alerts.Rules = []config.Rule{{ID: "quiet", Kind: "silent", Meter: "*", Severity: "info", SilentFor: time.Second}, {ID: "other", Kind: "nope"}}
 	cfg.Alerts.Webhook.Body = "{{ .Nope"
@@ -30,7 +32,7 @@ func TestSettingsNameTheKey(t *testing.T) {
 		t.Fatalf("Validate() = %v: the config's own checks should pass", err)
 	}
 	err := checkSettings(cfg)
-	for _, key := range []string{"tariff.periods[0].days", "tariff.periods[0].from", "tariff.periods[1].to", "tariff.holidays[0]",
+	for _, key := range []string{"tariff.currency", "tariff.price_kwh", "tariff.periods[0].name", "tariff.periods[0].days", "tariff.periods[0].from", "tariff.periods[1].to", "tariff.holidays[0]",
 		"alerts.rules[0].silent_for", "alerts.rules[1].kind", "alerts.webhook.body", "inputs[0].topic",
 		"shedding.loads[0].meter", "shedding.loads[0].off", "encryption.key"} {
 		if err == nil || !strings.Contains(err.Error(), key) {

@@ -28,12 +28,12 @@ import (
 	"github.com/vatio-energy/vatio/internal/config"
 	"github.com/vatio-energy/vatio/internal/crypt"
 	"github.com/vatio-energy/vatio/internal/devices"
+	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/homeassistant"
 	"github.com/vatio-energy/vatio/internal/leader"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/netlimit"
 	"github.com/vatio-energy/vatio/internal/offsite"
-	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
 )
 
@@ -83,16 +83,21 @@ type starting struct {
 	dec         *meter.Decoder
 	// publish sends commands, alerts and Home Assistant discovery through
 	// the broker, embedded or external.
-	publish     func(topic string, payload []byte, retain bool) error
+	publish func(topic string, payload []byte, retain bool) error
+	// subscribe hears Home Assistant's birth and cleared discovery (nil:
+	// not heard).
+	subscribe   homeassistant.Subscribe
 	mqttMetrics []prometheus.Collector
 	reg         *prometheus.Registry
 	shipper     *offsite.Shipper
 	loc         *time.Location
-	tariff      *tariff.Tariff
-	audit       *audit.Log
-	egress      *automation.Egress
-	users       *auth.Service
-	ln          net.Listener
+	// tariff is the tariff in force: config.yaml's, or one saved on the
+	// dashboard or through the API.
+	tariff *energy.Tariffs
+	audit  *audit.Log
+	egress *automation.Egress
+	users  *auth.Service
+	ln     net.Listener
 }
 
 func (s *starting) onFailure(f func()) { s.undo = append(s.undo, f) }
@@ -170,13 +175,14 @@ func (s *starting) setUpBroker() (err error) {
 		s.publish = func(topic string, payload []byte, retain bool) error {
 			return a.bridge.Publish(topic, payload, retain, 1)
 		}
+		s.subscribe = a.bridge.Subscribe
 		s.mqttMetrics = []prometheus.Collector{pipeline, a.bridge}
 		// a.devices stays nil: devices log in to that broker, with its
 		// credentials.
 		return nil
 	}
 	if a.devices, err = devices.New(a.store, a.checks, devices.WithReserved(reservedTopics(cfg)...),
-		devices.WithLogger(logger.With("component", "devices"))); err != nil {
+		devices.WithOwnTopics(ownTopics(cfg)), devices.WithLogger(logger.With("component", "devices"))); err != nil {
 		return err
 	}
 	if cfg.MQTT.AllowAnonymous {
@@ -208,6 +214,7 @@ func (s *starting) setUpBroker() (err error) {
 	s.publish = func(topic string, payload []byte, retain bool) error {
 		return server.Publish(topic, payload, retain, 1)
 	}
+	s.subscribe = a.broker.Subscribe
 	s.mqttMetrics = []prometheus.Collector{a.broker, a.ingest}
 	return nil
 }
@@ -264,8 +271,18 @@ func (s *starting) buildServices() (err error) {
 	if s.loc, err = cfg.Dashboard.Location(); err != nil {
 		return fmt.Errorf("dashboard.timezone: %w", err) // Validate catches it first
 	}
-	if s.tariff, err = buildTariff(cfg.Tariff, s.loc); err != nil {
+	configTariff, err := buildTariff(cfg.Tariff, s.loc)
+	if err != nil {
 		return err // checkSettings catches it first
+	}
+	if s.tariff, err = energy.NewTariffs(a.store, configTariff, logger.With("component", "tariff")); err != nil {
+		return err
+	}
+	if st := s.tariff.State(); st.Source == energy.FromDatabase {
+		// Said at start, for whoever edits config.yaml's tariff and sees
+		// no change.
+		logger.Info("tariff: the one saved on the dashboard is in force, over config.yaml's (remove it on the Settings page to use config.yaml's)",
+			slog.String("saved_by", st.Saved.SavedBy), slog.Time("saved_at", st.Saved.SavedAt))
 	}
 	var configRules []alert.Rule
 	for _, r := range cfg.Alerts.Rules {
@@ -354,7 +371,7 @@ func (s *starting) serveHTTP() (err error) {
 		Leading: a.elector.Leading, Warnings: warnings,
 	})
 	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: s.loc, Tariff: s.tariff,
-		Auth: s.users, Audit: s.audit, Devices: a.devices}).Register(a.http.Router())
+		Auth: s.users, Audit: s.audit, Devices: a.devices, Rules: a.rules}).Register(a.http.Router())
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
@@ -397,7 +414,7 @@ func (s *starting) startJobs() error {
 	var ha *homeassistant.Publisher
 	if h := cfg.HomeAssistant; h.Enabled {
 		ha = homeassistant.New(a.store, s.publish, homeassistant.Options{Prefix: h.DiscoveryPrefix, StateTopic: h.StateTopic,
-			Every: h.StateEvery, Logger: s.log.With("component", "homeassistant")})
+			Every: h.StateEvery, Subscribe: s.subscribe, Version: version, Logger: s.log.With("component", "homeassistant")})
 	}
 	alerts, shipper := a.alerts, s.shipper
 	lead := func(ctx context.Context) {

@@ -623,6 +623,20 @@
     });
   }
 
+  // The settings page's rule form shows the condition fields of the kind
+  // chosen (labels with data-kinds); without JavaScript it shows them all.
+  function ruleForm() {
+    var kind = document.getElementById("rule-kind");
+    if (!kind) return;
+    function show() {
+      document.querySelectorAll("#rule-form [data-kinds]").forEach(function (el) {
+        el.hidden = el.dataset.kinds.split(" ").indexOf(kind.value) < 0;
+      });
+    }
+    kind.addEventListener("change", show);
+    show();
+  }
+
   // Every page: live status, theme, sizes, times and numbers.
   localNumbers();
   ["live", "history", "day"].forEach(function (id) {
@@ -644,7 +658,10 @@
     meterPage();
   } else {
     if (page === "access") accessPage();
+    if (page === "configure") ruleForm();
     settingsForms();
-    stream("", function () {}); // the status light: is the server there?
+    // The status light: is the server there? (Not before a log-in: the
+    // login and setup pages have no light, and the stream needs one.)
+    if (statusEl) stream("", function () {});
   }
 })();

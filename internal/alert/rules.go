@@ -20,7 +20,6 @@ import (
 	"github.com/vatio-energy/vatio/internal/automation"
 	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/meter"
-	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
 )
 
@@ -183,6 +182,27 @@ func (r *Rule) Check() error {
 	return nil
 }
 
+// Summary describes r in a few words for the audit log: "power_above on
+// kitchen, 3000 W for 30s, warning, enabled".
+func (r Rule) Summary() string {
+	var what string
+	switch r.Kind {
+	case PowerAbove, PowerBelow:
+		what = fmt.Sprintf(", %g W for %s", r.ThresholdW, time.Duration(r.For))
+	case EnergyBudget:
+		what = fmt.Sprintf(", %g kWh a %s", r.BudgetKWh, r.Period)
+	case Silent:
+		what = fmt.Sprintf(", %s", time.Duration(r.SilentFor))
+	case Anomaly:
+		what = fmt.Sprintf(", x%g", r.Factor)
+	}
+	state := "disabled"
+	if r.Enabled {
+		state = "enabled"
+	}
+	return fmt.Sprintf("%s on %s%s, %s, %s", r.Kind, r.Meter, what, r.Severity, state)
+}
+
 // RuleState is what a rule knows of one meter, kept across restarts.
 type RuleState struct {
 	Firing bool `json:"firing"`
@@ -204,7 +224,7 @@ var ErrConfigRule = errors.New("alert: the rule is in config.yaml: change it the
 type Rules struct {
 	st       *store.Store
 	alerts   *Service
-	tariff   *tariff.Tariff
+	tariffs  *energy.Tariffs
 	log      *slog.Logger
 	interval time.Duration
 
@@ -298,11 +318,11 @@ func (r *Rules) runActions(rule Rule, on string, alertID uint64) {
 
 // NewRules returns the rule engine with the rules of config (read-only)
 // and those made through the API before; Start runs it.
-func NewRules(st *store.Store, alerts *Service, tr *tariff.Tariff, config []Rule, interval time.Duration, logger *slog.Logger) (*Rules, error) {
+func NewRules(st *store.Store, alerts *Service, tr *energy.Tariffs, config []Rule, interval time.Duration, logger *slog.Logger) (*Rules, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Rules{st: st, alerts: alerts, tariff: tr, log: logger, interval: cmp.Or(interval, 15*time.Second)}
+	r := &Rules{st: st, alerts: alerts, tariffs: tr, log: logger, interval: cmp.Or(interval, 15*time.Second)}
 	r.actx, r.acancel = context.WithCancel(context.Background())
 	for _, rule := range config {
 		rule.Source = "config"
@@ -488,6 +508,24 @@ func (r *Rules) Delete(id string) error {
 	return nil
 }
 
+// Warnings says what will keep rule from firing that is no error, since
+// it may change: its meter has sent no readings yet (a rule may be made
+// before its meter appears, or name it wrong), or an out_of_range rule's
+// meter has no expected range.
+func (r *Rules) Warnings(rule Rule) []string {
+	if rule.Meter == "*" {
+		return nil
+	}
+	m, err := r.st.Meter(rule.Meter)
+	if err != nil {
+		return []string{fmt.Sprintf("meter %q has sent no readings yet: the rule applies once it does", rule.Meter)}
+	}
+	if rule.Kind == OutOfRange && m.Info.ExpectedMinW == nil && m.Info.ExpectedMaxW == nil {
+		return []string{fmt.Sprintf("meter %q has no expected range (expected_min_w, expected_max_w): the rule cannot fire", rule.Meter)}
+	}
+	return nil
+}
+
 func stateKey(rule, meterID string) string { return rule + "|" + meterID }
 func ruleOf(key string) string             { r, _, _ := strings.Cut(key, "|"); return r }
 func meterOf(key string) string            { _, m, _ := strings.Cut(key, "|"); return m }
@@ -574,8 +612,10 @@ func (r *Rules) resolve(rule Rule, meterID string, s RuleState, now time.Time, w
 
 // loc is where alert texts give times: the tariff's zone, or UTC.
 func (r *Rules) loc() *time.Location {
-	if r.tariff != nil && r.tariff.Location != nil {
-		return r.tariff.Location
+	if r.tariffs != nil {
+		if tr := r.tariffs.Current(); tr != nil && tr.Location != nil {
+			return tr.Location
+		}
 	}
 	return time.UTC
 }
@@ -649,7 +689,7 @@ func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) 
 		if rule.Period == "month" {
 			iv = energy.Month
 		}
-		bs, err := energy.Series(r.st, []string{m.ID}, iv, now, now.Add(time.Nanosecond), r.tariff)
+		bs, err := energy.Series(r.st, []string{m.ID}, iv, now, now.Add(time.Nanosecond), r.tariffs.Current())
 		if err != nil || len(bs) == 0 {
 			return false, false, msg(MsgNoData), err
 		}

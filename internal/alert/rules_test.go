@@ -10,12 +10,13 @@ import (
 
 	"github.com/vatio-energy/vatio/internal/alert"
 	"github.com/vatio-energy/vatio/internal/automation"
+	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
 )
 
-var utcTariff = &tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, Location: time.UTC}
+var utcTariff = energy.FixedTariff(&tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, Location: time.UTC})
 
 // series returns readings of m every 10 s over [from, to) at w watts.
 func series(m string, from, to time.Time, w float64) []meter.Reading {

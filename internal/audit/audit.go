@@ -43,6 +43,8 @@ type Log struct {
 	seq uint64
 	n   int // entries stored, once counted
 	max int // entries kept: MaxEntries
+	// refusals writes refused log-ins and tokens to logger as well.
+	refusals *refusalLog
 }
 
 // New returns the audit log kept in st.
@@ -50,15 +52,21 @@ func New(st *store.Store, logger *slog.Logger) *Log {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Log{st: st, log: logger, n: -1, max: MaxEntries}
+	return &Log{st: st, log: logger, n: -1, max: MaxEntries,
+		refusals: &refusalLog{log: logger, burst: refusalBurst, interval: refusalInterval}}
 }
 
 // Record adds e (its Time set to now when zero). A failure to record is
-// logged, never returned: auditing must not stop what it records.
+// logged, never returned: auditing must not stop what it records. A
+// refused log-in, setup or token is also written to the logger, with the
+// client's address and the user name typed (never a password or a token's
+// secret: entries hold neither), at most 10 lines a minute; those held
+// back are counted in a line at the minute's end.
 func (l *Log) Record(e Entry) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
+	l.refusals.note(e)
 	e.Time = e.Time.UTC()
 	v, _ := json.Marshal(e)
 	l.mu.Lock()

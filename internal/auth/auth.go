@@ -51,9 +51,25 @@ var (
 	errLastAdmin    = errors.New("auth: the last admin cannot be removed or demoted")
 	userName        = regexp.MustCompile(`^[a-zA-Z0-9._@-]{1,64}$`)
 	tokenNamePatt   = regexp.MustCompile(`^[\pL\pN ._@:-]{1,64}$`)
-	minPasswordLen  = 10
-	maxPasswordLen  = 256
 	sessionLifetime = 7 * 24 * time.Hour
+)
+
+// The rules of a password, which the pages that ask for one show: at least
+// MinPasswordChars characters (any: letters, digits, spaces, symbols) and
+// at most MaxPasswordBytes bytes of UTF-8. A user name is 1 to
+// MaxUserNameChars ASCII letters, digits, '.', '_', '@' or '-'.
+const (
+	MinPasswordChars = 10
+	MaxPasswordBytes = 256
+	MaxUserNameChars = 64
+)
+
+// Why a user name or password is refused; each is an ErrInvalid.
+var (
+	ErrPasswordShort = fmt.Errorf("%w password: at least %d characters", ErrInvalid, MinPasswordChars)
+	ErrPasswordLong  = fmt.Errorf("%w password: at most %d bytes", ErrInvalid, MaxPasswordBytes)
+	ErrPasswordText  = fmt.Errorf("%w password: not UTF-8 text", ErrInvalid)
+	ErrUserName      = fmt.Errorf("%w name: 1-%d letters, digits, '.', '_', '@' or '-'", ErrInvalid, MaxUserNameChars)
 )
 
 // Document kinds in the store.

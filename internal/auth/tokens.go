@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -80,6 +81,25 @@ func parseToken(token string) (id, secret string, ok bool) {
 		return "", "", false
 	}
 	return m[1], m[2], true
+}
+
+// TokenID returns the public part of a token (its id, as the Access page
+// lists it) when token has a token's form, else "": what may be logged of
+// a refused token, never its secret.
+func TokenID(token string) string {
+	id, _, ok := parseToken(token)
+	if !ok {
+		return ""
+	}
+	return strings.Clone(id)
+}
+
+// TokenName returns the name of the token whose id is id, if there is one.
+func (s *Service) TokenName(id string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tokens[id]
+	return t.Name, ok
 }
 
 // Token returns who a bearer token is, noting its use.

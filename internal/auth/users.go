@@ -77,11 +77,11 @@ func CheckPassword(hash, password string) bool {
 func checkPassword(pw string) error {
 	switch {
 	case !utf8.ValidString(pw):
-		return fmt.Errorf("%w password: not UTF-8 text", ErrInvalid)
-	case utf8.RuneCountInString(pw) < minPasswordLen:
-		return fmt.Errorf("%w password: at least %d characters", ErrInvalid, minPasswordLen)
-	case len(pw) > maxPasswordLen:
-		return fmt.Errorf("%w password: at most %d bytes", ErrInvalid, maxPasswordLen)
+		return ErrPasswordText
+	case utf8.RuneCountInString(pw) < MinPasswordChars:
+		return ErrPasswordShort
+	case len(pw) > MaxPasswordBytes:
+		return ErrPasswordLong
 	}
 	return nil
 }
@@ -89,7 +89,7 @@ func checkPassword(pw string) error {
 // AddUser creates a user; Setup makes the first admin.
 func (s *Service) AddUser(name, password, role string) (User, error) {
 	if !userName.MatchString(name) {
-		return User{}, fmt.Errorf("%w name: 1-64 letters, digits, '.', '_', '@' or '-'", ErrInvalid)
+		return User{}, ErrUserName
 	}
 	if !slices.Contains(Roles, role) {
 		return User{}, fmt.Errorf("%w role: admin, operator or viewer", ErrInvalid)

@@ -62,7 +62,13 @@ type Options struct {
 	// A broker that started since is reported as evidence of loss.
 	BrokerStarted time.Time
 	OnBrokerStart func(time.Time)
-	Logger        *slog.Logger
+	// StatusTopic, when set, is where this instance says it is connected:
+	// online (retained) on each connection, and offline (retained) as its
+	// will, which the broker publishes when the connection is lost
+	// without a goodbye (a crash, a network cut). A stop says goodbye:
+	// whoever leads Vatio's jobs publishes offline then.
+	StatusTopic string
+	Logger      *slog.Logger
 }
 
 // Filters returns the subscriptions of a session in share group share
@@ -123,6 +129,12 @@ type Bridge struct {
 	// lastUptime is the broker's uptime last seen, s (-1: none yet).
 	lastUptime int64
 
+	// watchers are Vatio's own subscriptions (see Subscribe), numbered
+	// by watchSeq.
+	watchMu  sync.Mutex
+	watchers map[int]watcher
+	watchSeq int
+
 	takeovers  prometheus.Counter
 	lossSeen   *prometheus.CounterVec
 	brokerDrop prometheus.Gauge
@@ -151,7 +163,7 @@ func New(p *hooks.Pipeline, opts Options) (*Bridge, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Bridge{p: p, log: opts.Logger, opts: opts, ctx: ctx, cancel: cancel, started: opts.BrokerStarted, lastUptime: -1,
-		seen: map[string]evidenceSeen{}, dropped: map[string]float64{},
+		seen: map[string]evidenceSeen{}, dropped: map[string]float64{}, watchers: map[int]watcher{},
 		takeovers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vatio_broker_session_taken_over_total",
 			Help: "Times another connection took this instance's MQTT client id: two instances sharing one broker.client_id knock each other off.",

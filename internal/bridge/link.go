@@ -79,6 +79,15 @@ func (b *Bridge) newLink(clientID string, filters []string, own bool) *link {
 		gate: make(chan struct{}), connack: make(chan *paho.Connack, 1)}
 }
 
+// will is the link's will: offline on the status topic, for its own
+// session only (a session taken over is another instance's).
+func (l *link) will() *paho.WillMessage {
+	if !l.own || l.b.opts.StatusTopic == "" {
+		return nil
+	}
+	return &paho.WillMessage{Topic: l.b.opts.StatusTopic, Payload: []byte("offline"), Retain: true, QoS: 1}
+}
+
 // currentGate returns the gate of the current connection.
 func (l *link) currentGate() chan struct{} {
 	l.gateMu.Lock()
@@ -99,6 +108,7 @@ func (l *link) connect(ctx context.Context) error {
 		ConnectUsername:               b.opts.Username,
 		ConnectPassword:               []byte(b.opts.Password),
 		ReconnectBackoff:              b.reconnectDelay,
+		WillMessage:                   l.will(),
 		DisconnectPacketBuilder: func() *paho.Disconnect {
 			d := &paho.Disconnect{ReasonCode: 0}
 			if l.leave.Load() && l.refused.Load() == 0 { // see Leave
@@ -128,6 +138,15 @@ func (l *link) connect(ctx context.Context) error {
 				b.Evidence("session_lost", fmt.Sprintf("the MQTT broker kept no session for client id %s: readings it queued while Vatio was away are lost (raise the session expiry, persist the broker's sessions)", l.clientID))
 			}
 			go l.subscribe(context.WithoutCancel(ctx), cm)
+			if t := b.opts.StatusTopic; t != "" {
+				go func() {
+					pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+					defer cancel()
+					if _, err := cm.Publish(pctx, &paho.Publish{Topic: t, Payload: []byte("online"), Retain: true, QoS: 1}); err != nil {
+						log.Warn("status not published", slog.String("topic", t), slog.Any("error", err))
+					}
+				}()
+			}
 		},
 		OnConnectionDown: func() bool {
 			l.live.Store(false)
@@ -213,6 +232,7 @@ func (l *link) subscribe(ctx context.Context, cm *autopaho.ConnectionManager) {
 			if !refused {
 				l.live.Store(true)
 				b.log.Info("subscribed to the MQTT broker", slog.Int("filters", len(subs)))
+				l.watch(ctx, cm, b.watchFilters())
 				b.watchBroker(ctx, cm)
 				return
 			}
@@ -277,6 +297,9 @@ func (l *link) quiesce(ctx context.Context, since time.Time, quiet time.Duration
 func (l *link) receive(pr paho.PublishReceived) (bool, error) {
 	b := l.b
 	pb := pr.Packet
+	if l.own {
+		b.notify(pb.Topic, pb.Payload)
+	}
 	if !strings.HasPrefix(pb.Topic, "$SYS/") {
 		// What the broker sends of its own, every sys_interval, is not
 		// what a session's end waits for (see quiesce).

@@ -8,6 +8,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"time"
 )
@@ -153,18 +154,23 @@ type Auth struct {
 // HomeAssistant configures the announcement of meters to Home Assistant.
 type HomeAssistant struct {
 	// Enabled announces every meter to Home Assistant by MQTT discovery
-	// and publishes its state.
+	// and publishes its state and availability. Only Vatio may then
+	// publish under discovery_prefix and state_topic, but for Home
+	// Assistant's own <discovery_prefix>/status.
 	Enabled bool `yaml:"enabled"`
 	// DiscoveryPrefix is Home Assistant's discovery prefix.
 	DiscoveryPrefix string `yaml:"discovery_prefix"`
-	// StateTopic prefixes each meter's state topic, <state_topic>/<meter>/state.
+	// StateTopic prefixes each meter's state topic, <state_topic>/<meter>/state,
+	// and its availability, <state_topic>/<meter>/availability; Vatio's own
+	// availability is <state_topic>/status.
 	StateTopic string `yaml:"state_topic"`
 	// StateEvery is the least time between two states of a meter.
 	StateEvery time.Duration `yaml:"state_every"`
 }
 
 // Tariff is how energy is priced (see package tariff). Times are read in
-// dashboard.timezone.
+// dashboard.timezone. A tariff saved on the dashboard's Settings page (or
+// PUT /api/v1/tariff) overrides this section until it is removed there.
 type Tariff struct {
 	// Currency is an ISO 4217 code, such as EUR.
 	Currency string `yaml:"currency"`
@@ -206,14 +212,17 @@ type Period struct {
 // Dashboard configures the browser dashboard.
 type Dashboard struct {
 	// TimeZone is the IANA time zone the dashboard shows times and local
-	// days in ("Europe/Madrid"); empty means the machine's own.
+	// days in ("Europe/Madrid"); empty means the machine's own, named by
+	// the TZ variable, /etc/localtime or /etc/timezone (UTC when it is).
 	TimeZone string `yaml:"timezone"`
 }
 
-// Location returns the dashboard's time zone: TimeZone, or the machine's.
+// Location returns the dashboard's time zone: TimeZone, or the machine's
+// under its IANA name (LocalZone).
 func (d Dashboard) Location() (*time.Location, error) {
 	if d.TimeZone == "" {
-		return time.Local, nil
+		tz, set := os.LookupEnv("TZ")
+		return LocalZone(tz, set, "/"), nil
 	}
 	return time.LoadLocation(d.TimeZone)
 }

@@ -3,51 +3,18 @@ package config
 import (
 	"math"
 	"os"
+	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 )
 
-// TestRepositoryConfigIsDefaults keeps config.yaml honest: it must list every
-// key, each with its default value.
-func TestRepositoryConfigIsDefaults(t *testing.T) {
-	cfg, err := Load("../../config.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(cfg, Default()) {
-		t.Errorf("config.yaml differs from Default():\n got %+v\nwant %+v", cfg, Default())
-	}
-	b, err := os.ReadFile("../../config.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	var walk func(m map[string]any, prefix string)
-	walk = func(m map[string]any, prefix string) {
-		for k, v := range m {
-			if sub, ok := v.(map[string]any); ok {
-				walk(sub, prefix+k+".")
-				continue
-			}
-			got = append(got, prefix+k)
-		}
-	}
-	walk(doc, "")
-	want := Keys()
-	slices.Sort(got)
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Errorf("config.yaml keys = %v, want %v", got, want)
-	}
+// TestDefaultsValidate checks the defaults Vatio starts with when there is
+// no config file. What the shipped config.yaml must hold (every key, with a
+// comment; not its values, which are the user's) is checked in cmd/vatio by
+// TestShippedConfigDocumentsEveryKey.
+func TestDefaultsValidate(t *testing.T) {
 	if err := Default().Validate(); err != nil {
 		t.Errorf("Default().Validate() = %v", err)
 	}
@@ -114,8 +81,9 @@ func TestDashboardTimeZone(t *testing.T) {
 	if err != nil || loc.String() != "Europe/Madrid" {
 		t.Errorf("Location() = %v, %v", loc, err)
 	}
-	if loc, err := (Dashboard{}).Location(); err != nil || loc != time.Local {
-		t.Errorf("empty Location() = %v, %v; want the machine's", loc, err)
+	// The machine's, by its name (TestLocalZone checks which).
+	if loc, err := (Dashboard{}).Location(); err != nil || loc.String() == "Local" || loc.String() == "" {
+		t.Errorf("empty Location() = %v, %v; want the machine's zone by its IANA name", loc, err)
 	}
 }
 
@@ -271,13 +239,10 @@ tariff:
 	bad := Default()
 	bad.Tariff = Tariff{Currency: "euro", PriceKWh: math.NaN(), Periods: []Period{{Name: "", Days: []string{"funday"}, From: "10", To: "10:00"}, {Name: "x", Days: []string{"all"}, From: "10:00", To: "10:00"}},
 		Holidays: []string{"2026-13-01"}}
-	err := bad.Validate()
-	// Days, hours and holidays are the tariff package's to parse, when the
-	// command builds the tariff (cmd/vatio's TestSettingsNameTheKey).
-	for _, key := range []string{"tariff.currency", "tariff.price_kwh", "tariff.periods[0].name"} {
-		if err == nil || !strings.Contains(err.Error(), key+":") {
-			t.Errorf("Validate() = %v, want it to name %s", err, key)
-		}
+	// The whole section is the tariff package's to judge, as it judges a
+	// tariff saved on the dashboard (cmd/vatio's TestSettingsNameTheKey).
+	if err := bad.Validate(); err != nil {
+		t.Errorf("Validate() = %v: the tariff is judged when the command builds it", err)
 	}
 	cfg = Default()
 	if err := Parse([]byte("tariff:\n  holidays: 2026-12-25\n"), &cfg); err == nil || !strings.Contains(err.Error(), "tariff.holidays must be a list") {
@@ -319,5 +284,109 @@ func TestValidateStore(t *testing.T) {
 	cfg.ApplyEnv(func(k string) string { return env[k] })
 	if cfg.Store.DSN != env[EnvStoreDSN] {
 		t.Errorf("%s: store.dsn = %q", EnvStoreDSN, cfg.Store.DSN)
+	}
+}
+
+// Readings' topics may not lie under Home Assistant's discovery prefix or
+// state topic, where only Vatio may publish: every reading would be
+// refused.
+func TestHomeAssistantTopicsKeptFromReadings(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		edit func(*Config)
+		key  string // "" for none
+	}{
+		{"state topic above the ingest topic", func(c *Config) { c.HomeAssistant.StateTopic = "energy" }, "ingest.topic"},
+		{"input under the discovery prefix", func(c *Config) {
+			c.Inputs = []Input{{Name: "x", Topic: "homeassistant/sensor/+/state", Format: "plain"}}
+		}, "inputs[0].topic"},
+		{"source prefix equal to the state topic", func(c *Config) { c.HomeAssistant.StateTopic = "tele" }, "sources.tasmota.prefix"},
+		{"input that only may reach there", func(c *Config) { c.Inputs = []Input{{Name: "x", Topic: "+/SENSOR", Format: "plain"}} }, ""},
+		{"Home Assistant off", func(c *Config) { c.HomeAssistant.Enabled = false; c.HomeAssistant.StateTopic = "energy" }, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := Default()
+			c.edit(&cfg)
+			err := cfg.Validate()
+			switch {
+			case c.key == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case c.key != "" && (err == nil || !strings.Contains(err.Error(), c.key+":") || !strings.Contains(err.Error(), "only Vatio")):
+				t.Errorf("Validate() = %v, want it to name %s", err, c.key)
+			}
+		})
+	}
+}
+
+// TestLocalZone names the machine's zone as Go finds it: from TZ, else
+// /etc/localtime (a link to its zone file, or a copy of it), else
+// /etc/timezone; UTC under any of its names is "UTC".
+func TestLocalZone(t *testing.T) {
+	zoneinfo := "/usr/share/zoneinfo"
+	madrid, err := os.ReadFile(filepath.Join(zoneinfo, "Europe/Madrid"))
+	if err != nil {
+		t.Skipf("no zoneinfo on this machine: %v", err)
+	}
+	// A root of its own, with the machine's zone files.
+	setup := func(t *testing.T, localtime func(root string) error, timezone string) string {
+		root := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(root, "usr/share"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(zoneinfo, filepath.Join(root, "usr/share/zoneinfo")); err != nil {
+			t.Fatal(err)
+		}
+		if localtime != nil {
+			if err := localtime(root); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if timezone != "" {
+			if err := os.WriteFile(filepath.Join(root, "etc/timezone"), []byte(timezone+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return root
+	}
+	link := func(target string) func(string) error {
+		return func(root string) error { return os.Symlink(target, filepath.Join(root, "etc/localtime")) }
+	}
+	tests := []struct {
+		name      string
+		tz        string
+		set       bool
+		localtime func(root string) error
+		timezone  string
+		want      string
+	}{
+		{name: "TZ", tz: "America/New_York", set: true, localtime: link("/usr/share/zoneinfo/Europe/Madrid"), want: "America/New_York"},
+		{name: "TZ with a colon", tz: ":Asia/Tokyo", set: true, want: "Asia/Tokyo"},
+		{name: "TZ a path", tz: "/usr/share/zoneinfo/Australia/Sydney", set: true, want: "Australia/Sydney"},
+		{name: "TZ empty is UTC", tz: "", set: true, localtime: link("/usr/share/zoneinfo/Europe/Madrid"), want: "UTC"},
+		{name: "TZ Etc/UTC", tz: "Etc/UTC", set: true, want: "UTC"},
+		{name: "localtime a link", localtime: link("/usr/share/zoneinfo/Europe/Madrid"), timezone: "Asia/Tokyo", want: "Europe/Madrid"},
+		{name: "localtime a relative link", localtime: link("../usr/share/zoneinfo/America/Argentina/Buenos_Aires"), want: "America/Argentina/Buenos_Aires"},
+		{name: "localtime a link to UTC", localtime: link("/usr/share/zoneinfo/Etc/UTC"), want: "UTC"},
+		{name: "timezone file", localtime: func(root string) error {
+			return os.WriteFile(filepath.Join(root, "etc/localtime"), []byte("not a zone"), 0o644)
+		}, timezone: "Europe/Lisbon", want: "Europe/Lisbon"},
+		{name: "localtime a copy", localtime: func(root string) error {
+			return os.WriteFile(filepath.Join(root, "etc/localtime"), madrid, 0o644)
+		}, want: "Europe/Madrid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := setup(t, tt.localtime, tt.timezone)
+			got := LocalZone(tt.tz, tt.set, root)
+			if got.String() != tt.want {
+				t.Errorf("LocalZone(%q, %v) = %q, want %q", tt.tz, tt.set, got, tt.want)
+			}
+		})
 	}
 }

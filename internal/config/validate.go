@@ -23,9 +23,10 @@ func (p *problems) bad(key, format string, args ...any) {
 
 // Validate reports every invalid value, each error naming its key. It
 // checks what the configuration itself can say (ranges, addresses, names,
-// what goes together); what only a domain package can judge (a tariff's
-// hours, an alert rule, a template, the encryption key) is checked by
-// whoever builds that object from its section.
+// what goes together); what only a domain package can judge (the tariff,
+// which the dashboard and the API also write, an alert rule, a template,
+// the encryption key) is checked by whoever builds that object from its
+// section.
 func (c Config) Validate() error {
 	var p problems
 	c.validateProcess(&p)
@@ -37,10 +38,10 @@ func (c Config) Validate() error {
 	c.validateSources(&p)
 	c.Store.validate(&p)
 	c.Alerts.validate(&p)
-	c.Tariff.validate(&p)
 	c.Dashboard.validate(&p)
 	c.Shedding.validate(&p)
 	c.HomeAssistant.validate(&p)
+	c.validateHomeAssistantTopics(&p)
 	c.Backup.validate(&p)
 	c.Retention.validate(&p)
 	c.Archive.validate(&p)
@@ -323,41 +324,10 @@ func (a Alerts) validate(p *problems) {
 	}
 }
 
-// validate checks the tariff's amounts and names; its days, hours and
-// holidays are the tariff package's to parse, when it is built.
-func (t Tariff) validate(p *problems) {
-	if len(t.Currency) != 3 || strings.ToUpper(t.Currency) != t.Currency || strings.ContainsFunc(t.Currency, func(r rune) bool { return r < 'A' || r > 'Z' }) {
-		p.bad("tariff.currency", "%q is not a currency code such as EUR", t.Currency)
-	}
-	price := func(key string, v float64) {
-		if isNaNOrInf(v) || v < -100 || v > 100 {
-			p.bad("tariff."+key, "%g is not a price from -100 to 100", v)
-		}
-	}
-	price("price_kwh", t.PriceKWh)
-	price("export_price_kwh", t.ExportPriceKWh)
-	if isNaNOrInf(t.ReactivePriceKVArh) || t.ReactivePriceKVArh < 0 || t.ReactivePriceKVArh > 100 {
-		p.bad("tariff.reactive_price_kvarh", "%g is not a price from 0 to 100", t.ReactivePriceKVArh)
-	}
-	if isNaNOrInf(t.DailyCharge) || t.DailyCharge < 0 || t.DailyCharge > 1e6 {
-		p.bad("tariff.daily_charge", "%g is not an amount from 0 to 1000000", t.DailyCharge)
-	}
-	if isNaNOrInf(t.DemandChargeKW) || t.DemandChargeKW < 0 || t.DemandChargeKW > 1e6 {
-		p.bad("tariff.demand_charge_kw", "%g is not an amount from 0 to 1000000", t.DemandChargeKW)
-	}
-	if isNaNOrInf(t.CO2GramsKWh) || t.CO2GramsKWh < 0 || t.CO2GramsKWh > 5000 {
-		p.bad("tariff.co2_g_kwh", "%g is not from 0 to 5000 g/kWh", t.CO2GramsKWh)
-	}
-	for i, period := range t.Periods {
-		key := fmt.Sprintf("periods[%d].", i)
-		if strings.TrimSpace(period.Name) == "" {
-			p.bad("tariff."+key+"name", "must not be empty")
-		}
-		price(key+"price_kwh", period.PriceKWh)
-	}
-}
-
 func (d Dashboard) validate(p *problems) {
+	if d.TimeZone == "" {
+		return // the machine's: there is always one
+	}
 	if _, err := d.Location(); err != nil || strings.EqualFold(d.TimeZone, "local") {
 		p.bad("dashboard.timezone", "%q is not an IANA time zone such as Europe/Madrid (empty: the machine's)", d.TimeZone)
 	}
@@ -410,6 +380,57 @@ func (h HomeAssistant) validate(p *problems) {
 	if h.StateEvery < time.Second || h.StateEvery > time.Hour {
 		p.bad("homeassistant.state_every", "%s is outside 1s to 1h", h.StateEvery)
 	}
+}
+
+// validateHomeAssistantTopics checks that no readings' topic falls under
+// Home Assistant's discovery prefix or state topic: only Vatio may publish
+// there (see devices.WithOwnTopics), so such readings would all be
+// refused.
+func (c Config) validateHomeAssistantTopics(p *problems) {
+	h := c.HomeAssistant
+	if !h.Enabled {
+		return
+	}
+	readings := []struct{ key, filter string }{{"ingest.topic", c.Ingest.Topic + "/#"}}
+	for _, s := range []struct {
+		key string
+		src Source
+	}{
+		{"sources.tasmota", c.Sources.Tasmota}, {"sources.emonhub", c.Sources.Emonhub},
+		{"sources.zigbee2mqtt", c.Sources.Zigbee2MQTT}, {"sources.dsmr", c.Sources.DSMR},
+	} {
+		if s.src.Enabled {
+			readings = append(readings, struct{ key, filter string }{s.key + ".prefix", s.src.Prefix + "/#"})
+		}
+	}
+	for i, in := range c.Inputs {
+		readings = append(readings, struct{ key, filter string }{fmt.Sprintf("inputs[%d].topic", i), in.Topic})
+	}
+	for _, own := range []struct{ key, prefix string }{
+		{"homeassistant.discovery_prefix", h.DiscoveryPrefix}, {"homeassistant.state_topic", h.StateTopic},
+	} {
+		for _, r := range readings {
+			if r.filter != "" && own.prefix != "" && filterUnder(r.filter, own.prefix) {
+				p.bad(r.key, "%q is under %s %q, where only Vatio may publish: its readings would all be refused", r.filter, own.key, own.prefix)
+			}
+		}
+	}
+}
+
+// filterUnder reports whether every topic filter matches is prefix or
+// under it. A filter that only may reach there (+/SENSOR) is left alone:
+// the topics it loses there are Vatio's, not readings.
+func filterUnder(filter, prefix string) bool {
+	fl, pl := strings.Split(filter, "/"), strings.Split(prefix, "/")
+	if len(fl) < len(pl) {
+		return false
+	}
+	for i, l := range pl {
+		if fl[i] != l {
+			return false
+		}
+	}
+	return true
 }
 
 func (b Backup) validate(p *problems) {

@@ -69,6 +69,10 @@ type Registry struct {
 	// reserved are the names no device may have, lower case: ReservedWords
 	// and the first levels of the topics given with WithReserved.
 	reserved map[string]bool
+	// own are the topic filters only Vatio publishes under, and open the
+	// topics among them that clients may publish on too (see
+	// WithOwnTopics).
+	own, open []string
 	// AnonymousFrom reports whether a client without credentials may
 	// connect from ip: loopback only by default.
 	AnonymousFrom func(ip net.IP) bool
@@ -102,6 +106,19 @@ func WithReserved(topics ...string) Option {
 				r.reserved[strings.ToLower(l)] = true
 			}
 		}
+	}
+}
+
+// WithOwnTopics keeps the topics under each filter of own for Vatio
+// itself (its Home Assistant discovery, states and availability): no
+// client publishes there, whatever its credentials' topics or, for an
+// anonymous client, its address. The topics in open are the exception
+// (Home Assistant's own status, its birth and will): an anonymous client
+// may publish on them, and a device whose publish topics include them.
+func WithOwnTopics(own, open []string) Option {
+	return func(r *Registry) {
+		r.own = append(r.own, own...)
+		r.open = append(r.open, open...)
 	}
 }
 
@@ -334,7 +351,13 @@ func (r *Registry) Connect(user string, password []byte, remote string) error {
 // Allowed reports whether client user (a device name; "" for an anonymous
 // client, which was let in from a trusted address) may publish (write) on,
 // or subscribe to, topic.
+//
+// Topics kept for Vatio (see WithOwnTopics) are refused to every client's
+// publishes.
 func (r *Registry) Allowed(user, topic string, write bool) bool {
+	if write && r.isOwn(topic) {
+		return false
+	}
 	if user == "" {
 		return true
 	}
@@ -350,6 +373,27 @@ func (r *Registry) Allowed(user, topic string, write bool) bool {
 		filters = d.Publish
 	}
 	for _, f := range filters {
+		if match(f, topic) {
+			return true
+		}
+	}
+	return false
+}
+
+var _ broker.Keeper = (*Registry)(nil)
+
+// Kept reports whether only Vatio may publish on topic (see
+// WithOwnTopics): the broker then refuses a client's publish there without
+// closing its connection (broker.Keeper).
+func (r *Registry) Kept(topic string) bool { return r.isOwn(topic) }
+
+// isOwn reports whether topic is kept for Vatio: under one of r.own and
+// not one of r.open.
+func (r *Registry) isOwn(topic string) bool {
+	if slices.Contains(r.open, topic) {
+		return false
+	}
+	for _, f := range r.own {
 		if match(f, topic) {
 			return true
 		}

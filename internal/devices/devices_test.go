@@ -308,3 +308,59 @@ func TestFailedConnectsLockAnAddressOut(t *testing.T) {
 		t.Errorf("a device verified before, from the locked address: %v", err)
 	}
 }
+
+// Topics kept for Vatio (Home Assistant's discovery prefix, Vatio's state
+// topics) are refused to every client's publishes and wills, whatever its
+// topics say; Home Assistant's status is open to those whose topics reach
+// it, so Home Assistant may connect with its will there.
+func TestOwnTopics(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	reg, b := startOn(t, st, broker.Options{Addr: "127.0.0.1:0"}, nil,
+		devices.WithOwnTopics([]string{"homeassistant/#", "vatio/meters/#"}, []string{"homeassistant/status"}))
+	_, pw, err := reg.Add("ha", []string{"homeassistant/#", "vatio/#"}, []string{"homeassistant/#", "vatio/#"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := reg.Add("plug", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		user, topic string
+		write, want bool
+	}{
+		{"ha", "homeassistant/sensor/vatio_x/power/config", true, false},
+		{"ha", "homeassistant/switch/x/config", true, false},
+		{"ha", "homeassistant/status", true, true},
+		{"ha", "vatio/meters/status", true, false},
+		{"ha", "vatio/meters/x/availability", true, false},
+		{"ha", "vatio/alerts/x", true, true}, // not kept: its topics give it
+		{"ha", "homeassistant/sensor/vatio_x/power/config", false, true},
+		{"ha", "vatio/meters/#", false, true},
+		{"", "homeassistant/sensor/a/b/config", true, false},
+		{"", "vatio/meters/x/state", true, false},
+		{"", "homeassistant/status", true, true},
+		{"plug", "homeassistant/status", true, false}, // not among its topics
+		{"plug", "plug/status", true, true},
+	} {
+		if got := reg.Allowed(c.user, c.topic, c.write); got != c.want {
+			t.Errorf("Allowed(%q, %q, write %v) = %v, want %v", c.user, c.topic, c.write, got, c.want)
+		}
+	}
+	for topic, want := range map[string]bool{"homeassistant/sensor/a/b/config": true, "vatio/meters/x/state": true,
+		"homeassistant/status": false, "vatio/alerts/x": false, "homeassistant": true, "vatio/meters": true} {
+		if got := reg.Kept(topic); got != want {
+			t.Errorf("Kept(%q) = %v, want %v", topic, got, want)
+		}
+	}
+	addr := "tcp://" + b.Addr().String()
+	if _, err := connectWill(t, addr, "ha", pw, "vatio/meters/status"); err == nil {
+		t.Error("a device connected with a will on Vatio's status")
+	}
+	if _, err := connectWill(t, addr, "ha", pw, "homeassistant/status"); err != nil {
+		t.Errorf("Home Assistant's will on homeassistant/status refused: %v", err)
+	}
+}

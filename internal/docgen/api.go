@@ -45,7 +45,10 @@ type operation struct {
 		Ref         string `json:"$ref"`
 		Description string `json:"description"`
 	} `json:"responses"`
-	Security    *[]any `json:"security"`
+	Security *[]any `json:"security"`
+	// Role is the least role that may make the operation (x-role).
+	Role        string `json:"x-role"`
+	OperationID string `json:"operationId"`
 	CodeSamples []struct {
 		Lang   string `json:"lang"`
 		Label  string `json:"label"`
@@ -248,8 +251,13 @@ func (s *spec) operation(b *strings.Builder, op operation) error {
 	if op.Description != "" {
 		fmt.Fprintf(b, "\n%s\n", wrap(text(op.Description)))
 	}
+	if op.OperationID != "" {
+		fmt.Fprintf(b, "\noperationId: `%s`\n", op.OperationID)
+	}
 	if op.Security != nil && len(*op.Security) == 0 {
 		b.WriteString("\nOpen: no token or session needed.\n")
+	} else if op.Role != "" {
+		fmt.Fprintf(b, "\nNeeds the %s role (or a higher one).\n", op.Role)
 	}
 	if len(op.Parameters) > 0 {
 		b.WriteString("\n| parameter | in | type | description |\n|---|---|---|---|\n")

@@ -163,6 +163,30 @@ is a YAML list; a *list of objects* has one row per field below it, as
 	return b.String(), nil
 }
 
+// ConfigKeys returns, in the order of docs/config.md, the key of every row
+// of the configuration reference that holds a value: the top-level keys,
+// each section's keys (mqtt.addr), the lists of objects (inputs) and the
+// fields of their items (inputs[].name, shedding.loads[].off.topic). The
+// headings of groups (alerts.webhook) are left out: their keys are listed.
+func ConfigKeys() []string {
+	var missing []string
+	def := reflect.ValueOf(config.Default())
+	t := def.Type()
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if f.Tag.Get("yaml") == "" {
+			continue
+		}
+		for _, k := range leaf(docs{}, t, f, def.Field(i), "", &missing) {
+			if k.typ != "object" {
+				out = append(out, k.path)
+			}
+		}
+	}
+	return out
+}
+
 var durationType = reflect.TypeOf(time.Duration(0))
 
 // walk returns the rows of struct type t, whose value is v.

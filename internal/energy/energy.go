@@ -1,7 +1,8 @@
 // Package energy turns stored rollups into what people pay for: energy,
 // cost and CO2 per calendar hour, day or month in a time zone (a day is 23
 // or 25 hours when the clocks change), and the rolling 15-minute demand
-// whose monthly peak a demand charge bills.
+// whose monthly peak a demand charge bills; and which tariff is in force
+// (Tariffs): config.yaml's, or one saved on the dashboard or the API.
 package energy
 
 import (

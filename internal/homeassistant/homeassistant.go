@@ -3,6 +3,13 @@
 // meter, a power sensor (device_class power, state_class measurement, W)
 // and an energy sensor (device_class energy, state_class total_increasing,
 // kWh), both read from a state topic Vatio keeps current.
+//
+// Each sensor is available only while Vatio is (its status topic, online
+// while it runs, offline when it stops or, on an external broker, through
+// its will) and its meter is (offline once the meter has been silent as
+// store.Meter.Status says). The configurations are published again when
+// Home Assistant says it is back (online on <prefix>/status) and when
+// anyone clears one of them. It publishes; it never stores.
 package homeassistant
 
 import (
@@ -10,7 +17,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"log/slog"
 	"strings"
 	"sync"
@@ -22,16 +28,41 @@ import (
 // Publish sends payload on topic through the broker, retained or not.
 type Publish func(topic string, payload []byte, retain bool) error
 
+// Subscribe calls fn with each message published on a topic matching
+// filter from now on (retained ones too, if the broker sends them) until
+// stop is called. fn runs on the broker's goroutine, possibly inside a
+// call of Publish: it must not block.
+type Subscribe func(filter string, fn func(topic string, payload []byte)) (stop func(), err error)
+
+// Availability payloads, Home Assistant's defaults.
+const (
+	Online  = "online"
+	Offline = "offline"
+)
+
+// stopWait bounds the wait for the offline status when Run ends.
+const stopWait = 2 * time.Second
+
 // Options configure a Publisher.
 type Options struct {
 	// Prefix is Home Assistant's discovery prefix. Default homeassistant.
 	Prefix string
-	// StateTopic is the prefix of the meters' state topics:
-	// <StateTopic>/<meter>/state. Default vatio/meters.
+	// StateTopic is the root of the topics Vatio publishes for Home
+	// Assistant: <StateTopic>/<meter>/state, <StateTopic>/<meter>/availability
+	// and Vatio's own <StateTopic>/status. Default vatio/meters.
 	StateTopic string
 	// Every is the least time between two states of a meter. Default 10s.
-	Every  time.Duration
-	Logger *slog.Logger
+	Every time.Duration
+	// CheckEvery is how often the meters' silence is looked at, to turn
+	// their availability offline. Default 5s.
+	CheckEvery time.Duration
+	// Subscribe, when set, lets the Publisher hear Home Assistant's birth
+	// message and cleared configurations, and publish again. Nil: it
+	// publishes at start, and for new or renamed meters, only.
+	Subscribe Subscribe
+	// Version is Vatio's, for the origin of the configurations.
+	Version string
+	Logger  *slog.Logger
 }
 
 // Publisher keeps Home Assistant informed of the meters.
@@ -40,8 +71,23 @@ type Publisher struct {
 	publish Publish
 	opts    Options
 
+	// wake is signalled (never blocking) by the subscriptions' handlers.
+	wake chan struct{}
+
 	mu        sync.Mutex
 	announced map[string]string // meter -> the label announced
+	// configs maps each configuration topic announced to its meter.
+	configs map[string]string
+	// cleared are the configuration topics someone cleared, with their
+	// meter, and
+	// reborn says Home Assistant came back; reassert that Vatio's status
+	// was set offline while it runs (another instance's will). Run acts on
+	// them.
+	cleared  map[string]string
+	reborn   bool
+	reassert bool
+	// available is the availability last published per meter.
+	available map[string]bool
 	lastState map[string]time.Time
 	// energy caches each meter's lifetime kWh from its daily rollups,
 	// refreshed every minute.
@@ -54,11 +100,31 @@ func New(st *store.Store, publish Publish, opts Options) *Publisher {
 	opts.Prefix = cmp.Or(opts.Prefix, "homeassistant")
 	opts.StateTopic = cmp.Or(opts.StateTopic, "vatio/meters")
 	opts.Every = cmp.Or(opts.Every, 10*time.Second)
+	opts.CheckEvery = cmp.Or(opts.CheckEvery, 5*time.Second)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Publisher{st: st, publish: publish, opts: opts, announced: map[string]string{},
-		lastState: map[string]time.Time{}, energy: map[string]float64{}, energyAt: map[string]time.Time{}}
+	return &Publisher{st: st, publish: publish, opts: opts, wake: make(chan struct{}, 1),
+		announced: map[string]string{}, configs: map[string]string{}, cleared: map[string]string{},
+		available: map[string]bool{}, lastState: map[string]time.Time{},
+		energy: map[string]float64{}, energyAt: map[string]time.Time{}}
+}
+
+// StatusTopic is where Vatio says whether it runs: online (retained) while
+// it does, offline once it stops.
+func (p *Publisher) StatusTopic() string { return StatusTopic(p.opts.StateTopic) }
+
+// StatusTopic is Vatio's status topic under stateTopic (see Options).
+func StatusTopic(stateTopic string) string { return stateTopic + "/status" }
+
+// AvailabilityTopic is where Vatio says whether meter is online.
+func (p *Publisher) AvailabilityTopic(meterID string) string {
+	return p.opts.StateTopic + "/" + meterID + "/availability"
+}
+
+// StateTopic is where Vatio publishes meter's power and energy.
+func (p *Publisher) StateTopic(meterID string) string {
+	return p.opts.StateTopic + "/" + meterID + "/state"
 }
 
 // ObjectID is a meter id as Home Assistant ids want it: letters, digits,
@@ -80,32 +146,103 @@ func ObjectID(meterID string) string {
 	return "vatio_" + clean
 }
 
-// Run announces every meter, then follows new readings until ctx ends:
-// announcing new or renamed meters and publishing states.
+// EntityID is the entity id Home Assistant is asked to give a sensor of
+// the meter whose ObjectID is oid: "sensor.<oid>_<kind>", in the form
+// Home Assistant accepts (lower case letters, digits and single '_', none
+// first or last). An oid that had to change for it gets a short hash of
+// itself, so that "Kitchen" and "kitchen", or "a-b" and "a_b", stay two.
+func EntityID(oid, kind string) string {
+	var b strings.Builder
+	under := true // no '_' first, none doubled
+	for _, r := range oid {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+			under = false
+		} else if r >= 'A' && r <= 'Z' {
+			b.WriteRune(r - 'A' + 'a')
+			under = false
+		} else if !under {
+			b.WriteByte('_')
+			under = true
+		}
+	}
+	slug := strings.TrimSuffix(b.String(), "_")
+	if slug != oid {
+		sum := sha256.Sum256([]byte(oid))
+		slug = strings.TrimPrefix(slug+"_"+hex.EncodeToString(sum[:3]), "_")
+	}
+	return "sensor." + slug + "_" + kind
+}
+
+// Run publishes Vatio's status online and announces every meter, then
+// follows new readings until ctx ends: announcing new or renamed meters,
+// publishing states and availabilities, and announcing again when Home
+// Assistant comes back or a configuration is cleared. When ctx ends it
+// publishes Vatio's status offline.
 func (p *Publisher) Run(ctx context.Context) {
 	watch, stop := p.st.Watch(256)
 	defer stop()
+	var unsubs []func()
+	if p.opts.Subscribe != nil {
+		for _, s := range []struct {
+			filter string
+			fn     func(topic string, payload []byte)
+		}{
+			{p.opts.Prefix + "/status", p.onHomeAssistant},
+			{p.opts.Prefix + "/+/+/+/config", p.onConfig},
+			{p.StatusTopic(), p.onStatus},
+		} {
+			unsub, err := p.opts.Subscribe(s.filter, s.fn)
+			if err != nil {
+				p.opts.Logger.Warn("home assistant: cannot subscribe; discovery is published again only at start",
+					slog.String("topic", s.filter), slog.Any("error", err))
+				continue
+			}
+			unsubs = append(unsubs, unsub)
+		}
+	}
+	defer func() {
+		for _, unsub := range unsubs {
+			unsub() // first: Vatio's own offline is not one to correct
+		}
+		// A stop does not wait long for a broker out of reach: publish
+		// gives up by itself (the bridge after 10 s), and the status
+		// stays as the broker last had it.
+		done := make(chan struct{})
+		go func() { defer close(done); p.setStatus(Offline) }()
+		select {
+		case <-done:
+		case <-time.After(stopWait):
+			p.opts.Logger.Warn("home assistant: offline not published in time", slog.String("topic", p.StatusTopic()))
+		}
+	}()
+	p.setStatus(Online)
+	p.announceAll(false)
 	for _, m := range p.st.Meters() {
-		p.announce(m)
 		p.state(m.ID, m.LastPowerW, time.Now())
 	}
-	tick := time.NewTicker(time.Minute)
-	defer tick.Stop()
+	announce := time.NewTicker(time.Minute)
+	defer announce.Stop()
+	check := time.NewTicker(p.opts.CheckEvery)
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C: // renamed meters, and a state for quiet ones
-			for _, m := range p.st.Meters() {
-				p.announce(m)
-			}
+		case <-announce.C: // renamed meters
+			p.announceAll(false)
+		case <-check.C:
+			p.checkAvailability(p.st.Meters())
+		case <-p.wake:
+			p.act()
 		case recs, ok := <-watch:
 			if !ok {
 				return
 			}
 			for _, r := range recs {
 				if m, err := p.st.Meter(r.Meter); err == nil {
-					p.announce(m)
+					p.announce(m, false)
+					p.checkAvailability([]store.Meter{m})
 				}
 				p.state(r.Meter, r.PowerW, time.Now())
 			}
@@ -113,55 +250,161 @@ func (p *Publisher) Run(ctx context.Context) {
 	}
 }
 
-type device struct {
-	Identifiers  []string `json:"identifiers"`
-	Name         string   `json:"name"`
-	Manufacturer string   `json:"manufacturer"`
-	Model        string   `json:"model,omitempty"`
+// signal wakes Run without blocking.
+func (p *Publisher) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
 }
 
-type sensorConfig struct {
-	Name              string `json:"name"`
-	UniqueID          string `json:"unique_id"`
-	ObjectID          string `json:"object_id"`
-	StateTopic        string `json:"state_topic"`
-	ValueTemplate     string `json:"value_template"`
-	UnitOfMeasurement string `json:"unit_of_measurement"`
-	DeviceClass       string `json:"device_class"`
-	StateClass        string `json:"state_class"`
-	Device            device `json:"device"`
+// onHomeAssistant hears Home Assistant's status: online is its birth,
+// after which it wants the configurations again.
+func (p *Publisher) onHomeAssistant(_ string, payload []byte) {
+	if string(payload) != Online {
+		return
+	}
+	p.mu.Lock()
+	p.reborn = true
+	p.mu.Unlock()
+	p.signal()
+}
+
+// onConfig hears the configuration topics: one of Vatio's cleared (an
+// empty retained message) is published again.
+func (p *Publisher) onConfig(topic string, payload []byte) {
+	if len(payload) != 0 {
+		return
+	}
+	p.mu.Lock()
+	id, ours := p.configs[topic]
+	if ours {
+		p.cleared[topic] = id
+	}
+	p.mu.Unlock()
+	if ours {
+		p.signal()
+	}
+}
+
+// onStatus hears Vatio's own status topic: offline while Run runs is
+// another instance's will (or anyone's), and is corrected.
+func (p *Publisher) onStatus(_ string, payload []byte) {
+	if string(payload) == Online {
+		return
+	}
+	p.mu.Lock()
+	p.reassert = true
+	p.mu.Unlock()
+	p.signal()
+}
+
+// act does what the handlers asked for.
+func (p *Publisher) act() {
+	p.mu.Lock()
+	reborn, reassert, cleared := p.reborn, p.reassert, p.cleared
+	p.reborn, p.reassert, p.cleared = false, false, map[string]string{}
+	p.mu.Unlock()
+	if reassert || reborn {
+		p.setStatus(Online)
+	}
+	if reborn {
+		p.opts.Logger.Info("home assistant came online: discovery published again")
+		p.announceAll(true)
+		return
+	}
+	for topic, id := range cleared {
+		m, err := p.st.Meter(id)
+		if err != nil {
+			continue // gone since
+		}
+		for _, c := range p.configsOf(m) {
+			if c.topic != topic {
+				continue
+			}
+			p.opts.Logger.Info("home assistant discovery was cleared: published again", slog.String("meter", id), slog.String("topic", topic))
+			if err := p.publish(c.topic, c.payload, true); err != nil {
+				p.opts.Logger.Warn("home assistant discovery not published", slog.String("meter", id), slog.Any("error", err))
+			}
+		}
+	}
+}
+
+// setStatus publishes Vatio's status, retained.
+func (p *Publisher) setStatus(status string) {
+	if err := p.publish(p.StatusTopic(), []byte(status), true); err != nil {
+		p.opts.Logger.Warn("home assistant: status not published", slog.String("status", status), slog.Any("error", err))
+	}
+}
+
+// announceAll announces every meter (again, with force) and publishes
+// their availability.
+func (p *Publisher) announceAll(force bool) {
+	meters := p.st.Meters()
+	if force {
+		p.mu.Lock()
+		clear(p.available)
+		p.mu.Unlock()
+	}
+	for _, m := range meters {
+		p.announce(m, force)
+	}
+	p.checkAvailability(meters)
 }
 
 // announce publishes m's discovery configs (retained) when it was not
-// announced yet, or was under another name.
-func (p *Publisher) announce(m store.Meter) {
+// announced yet, was under another name, or force says so; then its
+// availability.
+func (p *Publisher) announce(m store.Meter, force bool) {
 	label := cmp.Or(m.Info.Name, m.ID)
 	p.mu.Lock()
 	same := p.announced[m.ID] == label
 	p.mu.Unlock()
-	if same {
+	if same && !force {
 		return
 	}
-	oid := ObjectID(m.ID)
-	dev := device{Identifiers: []string{oid}, Name: label, Manufacturer: "Vatio", Model: m.Info.Source}
-	state := p.opts.StateTopic + "/" + m.ID + "/state"
-	for _, c := range []sensorConfig{
-		{Name: "Power", UniqueID: oid + "_power", ObjectID: oid + "_power", StateTopic: state, ValueTemplate: "{{ value_json.power_w }}",
-			UnitOfMeasurement: "W", DeviceClass: "power", StateClass: "measurement", Device: dev},
-		{Name: "Energy", UniqueID: oid + "_energy", ObjectID: oid + "_energy", StateTopic: state, ValueTemplate: "{{ value_json.energy_kwh }}",
-			UnitOfMeasurement: "kWh", DeviceClass: "energy", StateClass: "total_increasing", Device: dev},
-	} {
-		payload, _ := json.Marshal(c)
-		kind := strings.TrimPrefix(c.UniqueID, oid+"_")
-		topic := p.opts.Prefix + "/sensor/" + oid + "/" + kind + "/config"
-		if err := p.publish(topic, payload, true); err != nil {
+	for _, c := range p.configsOf(m) {
+		if err := p.publish(c.topic, c.payload, true); err != nil {
 			p.opts.Logger.Warn("home assistant discovery not published", slog.String("meter", m.ID), slog.Any("error", err))
 			return
 		}
+		p.mu.Lock()
+		p.configs[c.topic] = m.ID
+		p.mu.Unlock()
 	}
 	p.mu.Lock()
 	p.announced[m.ID] = label
+	delete(p.available, m.ID) // published again with the configs
 	p.mu.Unlock()
+	p.checkAvailability([]store.Meter{m})
+}
+
+// checkAvailability publishes the availability of each of meters whose
+// status changed since it was last published (or never was).
+func (p *Publisher) checkAvailability(meters []store.Meter) {
+	now := time.Now()
+	for _, m := range meters {
+		status, _ := m.Status(now)
+		online := status == store.StatusOnline
+		p.mu.Lock()
+		was, known := p.available[m.ID]
+		_, announced := p.announced[m.ID]
+		p.mu.Unlock()
+		if !announced || known && was == online {
+			continue
+		}
+		payload := Offline
+		if online {
+			payload = Online
+		}
+		if err := p.publish(p.AvailabilityTopic(m.ID), []byte(payload), true); err != nil {
+			p.opts.Logger.Warn("home assistant availability not published", slog.String("meter", m.ID), slog.Any("error", err))
+			continue
+		}
+		p.mu.Lock()
+		p.available[m.ID] = online
+		p.mu.Unlock()
+	}
 }
 
 // state publishes a meter's power and lifetime energy, at most every
@@ -187,8 +430,8 @@ func (p *Publisher) state(id string, powerW float64, now time.Time) {
 		p.energy[id], p.energyAt[id] = kwh, now
 		p.mu.Unlock()
 	}
-	payload, _ := json.Marshal(map[string]float64{"power_w": powerW, "energy_kwh": kwh})
-	if err := p.publish(p.opts.StateTopic+"/"+id+"/state", payload, true); err != nil {
+	payload := statePayload(powerW, kwh)
+	if err := p.publish(p.StateTopic(id), payload, true); err != nil {
 		p.opts.Logger.Warn("home assistant state not published", slog.String("meter", id), slog.Any("error", err))
 	}
 }

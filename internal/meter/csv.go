@@ -1,181 +1,173 @@
 package meter
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
-	"time"
 )
 
-// LineError is a bad line of a CSV history file.
-type LineError struct {
-	Line int
-	Err  error
-}
-
-func (e *LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
-
-func (e *LineError) Unwrap() error { return e.Err }
-
-// MaxCSVLineBytes is the longest line ReadCSV accepts.
-const MaxCSVLineBytes = 4096
-
-// ReadCSV reads a whole history of one meter (see CSVReader) and returns
-// its readings. progress, if not nil, is called every 100,000 lines.
-func (d *Decoder) ReadCSV(r io.Reader, meterID string, now time.Time, progress func(lines int)) ([]Reading, error) {
-	cr, err := d.NewCSVReader(r, meterID, now)
-	if err != nil {
-		return nil, err
-	}
-	cr.Progress = progress
-	var out []Reading
-	for {
-		rd, err := cr.Next()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, rd)
-	}
-}
-
-// CSVReader reads a history of one meter, one reading a line, a line at a
-// time, so that a history of any size takes the memory of one line:
+// csvSource reads Vatio's CSV history, one row a line, in one of two forms.
+//
+// Power readings, a header optional:
 //
 //	timestamp,power_w[,energy_wh]
 //
 // timestamp is RFC 3339 with an offset or Unix seconds or milliseconds;
 // power_w is the power in watts; energy_wh, optional, the device's energy
-// counter in watt-hours. A first line that is not a reading (a header such
-// as "timestamp,power_w") is skipped; so are blank lines. Every reading is
-// validated as a published one would be, at now, and the device timestamp
-// is required. A bad line is a *LineError naming it; a failure to read
-// (a stalled upload, a body past its limit) is that error, never taken for
-// a bad line.
-type CSVReader struct {
-	// Progress, if not nil, is called every 100,000 lines and at the end.
-	Progress func(lines int)
-
-	d       *Decoder
-	meterID string
-	now     time.Time
-	src     *errReader
-	sc      *bufio.Scanner
-	line    int
-	done    bool
+// counter in watt-hours. A first line that is not a reading and names
+// power (a header) is skipped.
+//
+// Energy per interval, under a header naming its columns (in any order):
+//
+//	start|end|timestamp,energy_wh|energy_kwh[,export_wh|export_kwh]
+//
+// start (or interval_start) is each interval's start, end (or
+// interval_end) its end; a column named timestamp (or time) is whichever
+// the import's Stamp says. energy is what was drawn from the grid over the
+// interval, export what was sent to it. Each interval lasts the meter's
+// interval (ImportOptions.Interval, or learned from the rows).
+type csvSource struct {
+	ls     *lineScanner
+	stamp  Stamp
+	header bool // the first line was read
+	// The columns of an interval file (energy >= 0), or energy < 0 for
+	// power readings.
+	timeCol, energyCol, exportCol int
+	atEnd                         bool
+	energyScale, exportScale      float64 // to Wh
+	fields                        int
 }
 
-// NewCSVReader returns a CSVReader of meterID's history in r.
-func (d *Decoder) NewCSVReader(r io.Reader, meterID string, now time.Time) (*CSVReader, error) {
-	if !ValidID(meterID) {
-		return nil, reject(ReasonBadMeterID, "meter id %q: use 1 to %d letters, digits, '.', '_', ':' or '-'", truncate(meterID), MaxIDLength)
-	}
-	src := &errReader{r: r}
-	sc := bufio.NewScanner(src)
-	sc.Buffer(make([]byte, 0, MaxCSVLineBytes), MaxCSVLineBytes)
-	return &CSVReader{d: d, meterID: meterID, now: now, src: src, sc: sc}, nil
+func newCSVSource(r io.Reader, stamp Stamp) *csvSource {
+	return &csvSource{ls: newLineScanner(r), stamp: stamp, energyCol: -1, exportCol: -1}
 }
 
-// ReadErr returns the error that reading failed with (other than io.EOF),
-// or nil: the body of an upload that stalled or passed its limit, told
-// apart from a bad line.
-func (cr *CSVReader) ReadErr() error { return cr.src.err }
+func (c *csvSource) line() int { return c.ls.n }
 
-// Lines returns how many lines were read so far.
-func (cr *CSVReader) Lines() int { return cr.line }
-
-// Next returns the next reading, or io.EOF after the last.
-func (cr *CSVReader) Next() (Reading, error) {
-	if cr.done {
-		return Reading{}, io.EOF
-	}
-	for cr.sc.Scan() {
-		cr.line++
-		if cr.Progress != nil && cr.line%100000 == 0 {
-			cr.Progress(cr.line)
-		}
-		if cr.src.err != nil {
-			// The scanner hands over what it had when the read failed
-			// as a last line: a cut line, not a bad one.
-			break
-		}
-		text := strings.TrimSpace(cr.sc.Text())
-		if text == "" {
-			continue
-		}
-		rd, err := cr.d.csvReading(cr.meterID, text, cr.now)
+func (c *csvSource) next() (record, error) {
+	for {
+		text, err := c.ls.scan()
 		if err != nil {
-			if cr.line == 1 && !startsLikeNumber(text) && strings.Contains(strings.ToLower(text), "power") {
-				continue // a header
+			return record{}, err
+		}
+		if !c.header {
+			c.header = true
+			if !startsLikeNumber(text) {
+				if isHeader, err := c.readHeader(text); isHeader || err != nil {
+					if err != nil {
+						return record{}, &LineError{Line: c.ls.n, Err: err}
+					}
+					continue
+				}
 			}
-			return Reading{}, &LineError{Line: cr.line, Err: err}
 		}
-		return rd, nil
-	}
-	cr.done = true
-	if cr.src.err != nil {
-		return Reading{}, fmt.Errorf("read CSV after line %d: %w", max(cr.line-1, 0), cr.src.err)
-	}
-	if err := cr.sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return Reading{}, &LineError{Line: cr.line + 1, Err: fmt.Errorf("longer than %d bytes", MaxCSVLineBytes)}
+		var rec record
+		if c.energyCol >= 0 {
+			rec, err = c.interval(text)
+		} else {
+			rec, err = powerRow(text)
 		}
-		return Reading{}, fmt.Errorf("read CSV: %w", err)
+		if err != nil {
+			return record{}, &LineError{Line: c.ls.n, Err: err}
+		}
+		rec.line = c.ls.n
+		return rec, nil
 	}
-	if cr.Progress != nil {
-		cr.Progress(cr.line)
-	}
-	return Reading{}, io.EOF
 }
 
-// errReader keeps the first error of r other than io.EOF.
-type errReader struct {
-	r   io.Reader
-	err error
+// readHeader reads a first line that may be a header. It reports whether
+// it is one: a header naming power is one of power readings, a header
+// naming energy and no power one of intervals.
+func (c *csvSource) readHeader(text string) (bool, error) {
+	fields := splitFields(strings.ToLower(text), ",")
+	if strings.Contains(strings.ToLower(text), "power") {
+		return true, nil // power readings: timestamp,power_w[,energy_wh]
+	}
+	wh, kwh := headerIndex(fields, "energy_wh"), headerIndex(fields, "energy_kwh")
+	if wh < 0 && kwh < 0 {
+		return false, nil
+	}
+	c.fields = len(fields)
+	c.energyCol, c.energyScale = wh, 1
+	if wh < 0 {
+		c.energyCol, c.energyScale = kwh, 1000
+	}
+	c.exportCol, c.exportScale = headerIndex(fields, "export_wh"), 1
+	if c.exportCol < 0 {
+		c.exportCol, c.exportScale = headerIndex(fields, "export_kwh"), 1000
+	}
+	start, end := headerIndex(fields, "start", "interval_start"), headerIndex(fields, "end", "interval_end")
+	stamped := headerIndex(fields, "timestamp", "time")
+	switch {
+	case start >= 0 && end >= 0:
+		return true, fmt.Errorf("name one time column, start or end, not both")
+	case start >= 0 || end >= 0:
+		c.timeCol, c.atEnd = max(start, end), end >= 0
+		if c.stamp != StampUnknown && (c.stamp == StampEnd) != c.atEnd {
+			return true, fmt.Errorf("the header names the interval's %s but time=%s was stated", map[bool]string{false: "start", true: "end"}[c.atEnd], c.stamp)
+		}
+	case stamped >= 0:
+		if c.stamp == StampUnknown {
+			return true, fmt.Errorf("say whether timestamp is each interval's start or end: name the column start or end, or state time=start or time=end")
+		}
+		c.timeCol, c.atEnd = stamped, c.stamp == StampEnd
+	default:
+		return true, fmt.Errorf("name the time column start or end (the interval's), next to the energy")
+	}
+	return true, nil
 }
 
-func (e *errReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err != nil && err != io.EOF && e.err == nil {
-		e.err = err
+// interval reads a row of an interval file.
+func (c *csvSource) interval(text string) (record, error) {
+	fields := splitFields(text, ",")
+	if len(fields) != c.fields {
+		return record{}, fmt.Errorf("%d fields, the header names %d", len(fields), c.fields)
 	}
-	return n, err
+	t, err := ParseTime(fields[c.timeCol])
+	if err != nil {
+		return record{}, err
+	}
+	rec := record{interval: true, at: t, atEnd: c.atEnd}
+	e, err := parseNumber([]byte(fields[c.energyCol]))
+	if err != nil {
+		return record{}, fmt.Errorf("energy: %w", err)
+	}
+	rec.importWh = e * c.energyScale
+	if c.exportCol >= 0 && fields[c.exportCol] != "" {
+		x, err := parseNumber([]byte(fields[c.exportCol]))
+		if err != nil {
+			return record{}, fmt.Errorf("export: %w", err)
+		}
+		rec.exportWh = x * c.exportScale
+	}
+	return rec, nil
+}
+
+// powerRow reads a row timestamp,power_w[,energy_wh].
+func powerRow(text string) (record, error) {
+	fields := splitFields(text, ",")
+	if len(fields) < 2 || len(fields) > 3 {
+		return record{}, fmt.Errorf("want timestamp,power_w[,energy_wh], got %d fields", len(fields))
+	}
+	t, err := ParseTime(fields[0])
+	if err != nil {
+		return record{}, err
+	}
+	w, err := parseNumber([]byte(fields[1]))
+	if err != nil {
+		return record{}, fmt.Errorf("power_w: %w", err)
+	}
+	r := Reading{Source: "import", Time: t.UTC(), PowerW: w, Stamped: true}
+	if len(fields) == 3 && fields[2] != "" {
+		wh, err := parseNumber([]byte(fields[2]))
+		if err != nil {
+			return record{}, fmt.Errorf("energy_wh: %w", err)
+		}
+		r.EnergyWh, r.HasEnergy = wh, true
+	}
+	return record{r: r}, nil
 }
 
 func startsLikeNumber(s string) bool {
 	return s != "" && (s[0] >= '0' && s[0] <= '9')
-}
-
-func (d *Decoder) csvReading(meterID, text string, now time.Time) (Reading, error) {
-	fields := strings.Split(text, ",")
-	if len(fields) < 2 || len(fields) > 3 {
-		return Reading{}, fmt.Errorf("want timestamp,power_w[,energy_wh], got %d fields", len(fields))
-	}
-	for i := range fields {
-		fields[i] = strings.TrimSpace(fields[i])
-	}
-	t, err := ParseTime(fields[0])
-	if err != nil {
-		return Reading{}, err
-	}
-	w, err := parseNumber([]byte(fields[1]))
-	if err != nil {
-		return Reading{}, fmt.Errorf("power_w: %w", err)
-	}
-	r := Reading{Source: "import", Meter: meterID, Time: t.UTC(), PowerW: w, Stamped: true}
-	if len(fields) == 3 && fields[2] != "" {
-		wh, err := parseNumber([]byte(fields[2]))
-		if err != nil {
-			return Reading{}, fmt.Errorf("energy_wh: %w", err)
-		}
-		r.EnergyWh, r.HasEnergy = wh, true
-	}
-	if err := d.Validate(r, now); err != nil {
-		return Reading{}, err
-	}
-	return r, nil
 }

@@ -67,6 +67,8 @@ func FuzzReadCSV(f *testing.F) {
 	f.Add("timestamp,power_w\n2026-11-25T09:00:00Z,1500\n")
 	f.Add("1764061260,1,2\n1764061270,3,4\n")
 	f.Add("2026-11-25T09:00:00Z,abc\n")
+	f.Add("end,energy_wh,export_wh\n2026-10-01T00:15:00Z,100,0\n2026-10-01T00:30:00Z,0,40\n")
+	f.Add("start,energy_kwh\n1764061260,0.5\n1764064860,0.25\n")
 	f.Fuzz(func(t *testing.T, in string) {
 		d := testDecoder()
 		rs, err := d.ReadCSV(strings.NewReader(in), "m1", now, nil)

@@ -1,7 +1,9 @@
 package tariff
 
 import (
+	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -149,4 +151,89 @@ func TestHourPastMidnight(t *testing.T) {
 	if got := tr.HourPrice(start); math.Abs(got-0.2) > 1e-12 {
 		t.Errorf("23:30 to 00:30 = %g, want the mean of 0.3 and 0.1", got)
 	}
+}
+
+// TestSpecRoundTrip: a tariff written back as a Spec builds the same
+// tariff, and Build names every wrong field in key order.
+func TestSpecRoundTrip(t *testing.T) {
+	spec := Spec{Currency: "EUR", PriceKWh: 0.08, ExportPriceKWh: 0.05, DailyCharge: 0.2, DemandChargeKW: 3, CO2GramsKWh: 200,
+		Periods: []PeriodSpec{
+			{Name: "punta", PriceKWh: 0.25, Days: []string{"weekdays"}, From: "10:00", To: "14:00"},
+			{Name: "night", PriceKWh: 0.1, Days: []string{"sat", "mon"}, From: "22:00", To: "06:00"},
+			{Name: "all", PriceKWh: 0.3, Days: []string{"weekend", "weekdays"}, From: "20:00", To: "24:00"},
+		},
+		Holidays: []string{"2026-12-25", "2026-01-01"}}
+	tr, err := spec.Build(time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := tr.Spec()
+	if got := back.Periods[1].Days; len(got) != 2 || got[0] != "mon" || got[1] != "sat" {
+		t.Errorf("days of the night period written back = %q, want [mon sat]", got)
+	}
+	if back.Periods[2].Days[0] != "all" || back.Periods[0].Days[0] != "weekdays" || back.Periods[2].To != "24:00" {
+		t.Errorf("periods written back = %+v", back.Periods)
+	}
+	if back.Holidays[0] != "2026-01-01" {
+		t.Errorf("holidays written back = %q, want them in date order", back.Holidays)
+	}
+	again, err := back.Build(time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for at := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC); at.Before(time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)); at = at.Add(30 * time.Minute) {
+		if a, b := tr.Price(at), again.Price(at); a != b {
+			t.Fatalf("price at %s: %g written back, %g as written", at, b, a)
+		}
+	}
+	bad := Spec{Currency: "eur", PriceKWh: math.NaN(), DailyCharge: -1, CO2GramsKWh: 9000,
+		Periods: []PeriodSpec{{Name: " ", PriceKWh: 500, Days: nil, From: "9", To: "10:00"}}, Holidays: []string{"2026-02-30"}}
+	_, err = bad.Build(time.UTC)
+	var got []string
+	for _, fe := range FieldErrors(err) {
+		got = append(got, fe.Field)
+	}
+	want := []string{"currency", "price_kwh", "daily_charge", "co2_g_kwh", "periods[0].name", "periods[0].price_kwh", "periods[0].days", "periods[0].from", "holidays[0]"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("errors name %q, want %q (%v)", got, want, err)
+	}
+}
+
+// FuzzSpec decodes a tariff as PUT /api/v1/tariff does and builds it: a
+// tariff built is within Build's limits, and written back it builds the
+// same prices.
+func FuzzSpec(f *testing.F) {
+	for _, s := range []string{
+		`{"currency": "EUR", "price_kwh": 0.08, "periods": [{"name": "punta", "price_kwh": 0.25, "days": ["weekdays"], "from": "10:00", "to": "14:00"}], "holidays": ["2026-12-25"]}`,
+		`{"currency": "USD", "price_kwh": 0.3, "periods": [{"name": "night", "price_kwh": 0.1, "days": ["sat", "mon"], "from": "22:00", "to": "06:00"}]}`,
+		`{"currency": "eur", "price_kwh": 1e308, "periods": [{"name": "", "days": ["funday"], "from": "25:00", "to": "24:00"}]}`,
+		`{"currency": "GBP", "daily_charge": -1, "co2_g_kwh": 5001, "holidays": ["2026-02-30"]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var s Spec
+		if json.Unmarshal(b, &s) != nil {
+			return
+		}
+		tr, err := s.Build(time.UTC)
+		if err != nil {
+			if len(FieldErrors(err)) == 0 {
+				t.Fatalf("Build(%s) = %v, naming no field", b, err)
+			}
+			return
+		}
+		if tr.PriceKWh < -100 || tr.PriceKWh > 100 || len(tr.Periods) > MaxPeriods {
+			t.Fatalf("Build(%s) built %+v", b, tr)
+		}
+		again, err := tr.Spec().Build(time.UTC)
+		if err != nil {
+			t.Fatalf("Build(%s) written back = %+v: %v", b, tr.Spec(), err)
+		}
+		for at := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC); at.Before(time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)); at = at.Add(time.Hour) {
+			if x, y := tr.Price(at), again.Price(at); x != y {
+				t.Fatalf("Build(%s): price at %s %g, written back %g", b, at, x, y)
+			}
+		}
+	})
 }

@@ -1,0 +1,397 @@
+package dashboard_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vatio-energy/vatio/api"
+	"github.com/vatio-energy/vatio/dashboard"
+	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/internal/audit"
+	"github.com/vatio-energy/vatio/internal/auth"
+	"github.com/vatio-energy/vatio/internal/energy"
+	"github.com/vatio-energy/vatio/internal/tariff"
+	"github.com/vatio-energy/vatio/store"
+)
+
+// site is Vatio's HTTP side as it runs: the API with authentication and
+// the audit log, the dashboard on its router, over real HTTP, on a real
+// store, with a config.yaml tariff of 0.20 EUR/kWh and one rule from
+// config.yaml.
+type site struct {
+	url     string
+	st      *store.Store
+	tariffs *energy.Tariffs
+	audit   *audit.Log
+}
+
+func startSite(t *testing.T) *site {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	users, err := auth.New(st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, role := range auth.Roles {
+		if _, err := users.AddUser(role, "a long password for "+role, role); err != nil {
+			t.Fatal(err)
+		}
+	}
+	config, err := tariff.Spec{Currency: "EUR", PriceKWh: 0.2, CO2GramsKWh: 250}.Build(madrid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tariffs, err := energy.NewTariffs(st, config, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alerts := alert.New(st, nil, alert.Options{})
+	t.Cleanup(alerts.Close)
+	rules, err := alert.NewRules(st, alerts, tariffs, []alert.Rule{
+		{ID: "quiet", Kind: alert.Silent, Meter: "*", Severity: "warning", Enabled: true, SilentFor: alert.Duration(time.Hour)},
+	}, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := audit.New(st, nil)
+	srv := api.New(st, alerts, api.Options{BodyLimitBytes: 1 << 16, Auth: users, Audit: log, Tariff: tariffs, Rules: rules})
+	dashboard.New(st, dashboard.Options{Location: madrid, Tariff: tariffs, Auth: users, Audit: log, Rules: rules}).Register(srv.Router())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	if err := st.Append(reading("kitchen", 0, 1500), nil); err != nil {
+		t.Fatal(err)
+	}
+	st.Flush()
+	return &site{url: "http://" + ln.Addr().String(), st: st, tariffs: tariffs, audit: log}
+}
+
+// browser is a logged-in user's session: its cookie and CSRF token.
+type browser struct {
+	t      *testing.T
+	s      *site
+	cookie string
+	csrf   string
+}
+
+var csrfMeta = regexp.MustCompile(`<meta name="csrf-token" content="([^"]+)">`)
+
+// login logs role's user in through the login form and reads the CSRF
+// token from the settings page.
+func (s *site) login(t *testing.T, role string) *browser {
+	t.Helper()
+	b := &browser{t: t, s: s}
+	res, _ := b.send("POST", "/login", url.Values{"user": {role}, "password": {"a long password for " + role}, "next": {"/settings"}})
+	if res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("log in as %s: %d", role, res.StatusCode)
+	}
+	for _, c := range res.Cookies() {
+		if c.Name == auth.SessionCookie {
+			b.cookie = c.Name + "=" + c.Value
+		}
+	}
+	_, page := b.get("/settings")
+	m := csrfMeta.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no CSRF token on the settings page:\n%s", page)
+	}
+	b.csrf = m[1]
+	return b
+}
+
+// send makes a request (a form post when form is not nil), following no
+// redirect, and returns the response and its body.
+func (b *browser) send(method, path string, form url.Values) (*http.Response, string) {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, b.s.url+path, body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if b.cookie != "" {
+		req.Header.Set("Cookie", b.cookie)
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := client.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	out, _ := io.ReadAll(res.Body)
+	return res, string(out)
+}
+
+func (b *browser) get(path string) (*http.Response, string) {
+	b.t.Helper()
+	return b.send("GET", path, nil)
+}
+
+// post posts form with the session's CSRF token.
+func (b *browser) post(path string, form url.Values) (*http.Response, string) {
+	b.t.Helper()
+	form.Set("csrf", b.csrf)
+	return b.send("POST", path, form)
+}
+
+// tariffForm is the tariff form as a user fills it in: 2.0TD-like periods.
+func tariffForm() url.Values {
+	return url.Values{
+		"currency": {"EUR"}, "price_kwh": {"0.08"}, "export_price_kwh": {"0.05"}, "daily_charge": {"0.3"},
+		"demand_charge_kw": {"4"}, "co2_g_kwh": {"180"}, "reactive_price_kvarh": {""},
+		"period_name":      {"punta", "llano", ""},
+		"period_price_kwh": {"0.25", "0,15", ""},
+		"period_days":      {"weekdays", "mon, tue, wed, thu, fri", ""},
+		"period_from":      {"10:00", "08:00", ""},
+		"period_to":        {"14:00", "10:00", ""},
+		"holidays":         {"2026-12-08, 2026-12-25"},
+	}
+}
+
+// TestSettingsTariffForm: the settings page says which tariff is in force
+// and why; an admin's form post saves a tariff that prices from the next
+// request, a wrong one comes back with each field's error and what was
+// typed, and nothing saved changes; going back to config.yaml's works;
+// viewers and operators see the form but may not post it; a post without
+// the CSRF token is refused; each change is audited.
+func TestSettingsTariffForm(t *testing.T) {
+	s := startSite(t)
+	viewer, operator, admin := s.login(t, auth.Viewer), s.login(t, auth.Operator), s.login(t, auth.Admin)
+
+	_, page := viewer.get("/settings")
+	for _, want := range []string{`id="tariff-source" data-source="config"`, `the tariff section of config.yaml`, `id="tariff-admins"`,
+		`id="tariff-price_kwh" name="price_kwh" value="0.2"`, `<fieldset disabled>`, `href="/settings" aria-current="page"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the viewer's settings page lacks %s", want)
+		}
+	}
+	if strings.Contains(page, `id="tariff-save"`) {
+		t.Error("a viewer is offered the tariff's save button")
+	}
+	for role, b := range map[string]*browser{auth.Viewer: viewer, auth.Operator: operator} {
+		if res, _ := b.post("/settings/tariff", tariffForm()); res.StatusCode != http.StatusForbidden {
+			t.Errorf("a tariff posted by a %s: %d, want 403", role, res.StatusCode)
+		}
+	}
+	if res, _ := admin.send("POST", "/settings/tariff", tariffForm()); res.StatusCode != http.StatusForbidden {
+		t.Errorf("a tariff posted without the CSRF token: %d, want 403", res.StatusCode)
+	}
+	if s.tariffs.State().Source != energy.FromConfig {
+		t.Fatal("a refused post saved a tariff")
+	}
+
+	_, page = admin.get("/settings")
+	if !strings.Contains(page, `id="tariff-save"`) || strings.Contains(page, `<fieldset disabled>`) {
+		t.Error("the admin's tariff form is not open to change")
+	}
+	wednesday11 := time.Date(2026, 11, 25, 11, 0, 0, 0, madrid)
+	if p := s.tariffs.Current().Price(wednesday11); p != 0.2 {
+		t.Fatalf("price before the post = %g", p)
+	}
+	res, _ := admin.post("/settings/tariff", tariffForm())
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/settings?done=tariff_saved#tariff" {
+		t.Fatalf("the admin's tariff post: %d to %q, want 303 to the settings page", res.StatusCode, res.Header.Get("Location"))
+	}
+	if p := s.tariffs.Current().Price(wednesday11); p != 0.25 {
+		t.Errorf("Wednesday 11:00 after the post = %g, want the posted peak's 0.25", p)
+	}
+	if p := s.tariffs.Current().Price(time.Date(2026, 11, 25, 9, 0, 0, 0, madrid)); p != 0.15 {
+		t.Errorf("Wednesday 09:00 after the post = %g, want 0.15 (typed 0,15)", p)
+	}
+	if st := s.tariffs.State(); len(st.Tariff.Periods) != 2 || len(st.Tariff.Holidays) != 2 || st.Tariff.DemandChargeKW != 4 || st.Saved.SavedBy != "admin" {
+		t.Errorf("saved = %+v", st)
+	}
+	_, page = admin.get("/settings?done=tariff_saved")
+	for _, want := range []string{`id="settings-done"`, `Tariff saved`, `data-source="database"`, `saved by admin`,
+		`id="period-1-name" name="period_name" value="llano"`, `id="period-1-days" name="period_days" value="mon, tue, wed, thu, fri"`,
+		`id="period-3-name" name="period_name" value=""`, `id="tariff-remove"`, `id="tariff-config"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page after saving lacks %s", want)
+		}
+	}
+
+	bad := tariffForm()
+	bad.Set("currency", "euro")
+	bad.Set("price_kwh", "cheap")
+	bad["period_days"] = []string{"weekdays", "funday", ""}
+	bad["period_to"] = []string{"14:00", "25:00", ""}
+	res, page = admin.post("/settings/tariff", bad)
+	if res.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a wrong tariff: %d, want 400", res.StatusCode)
+	}
+	for _, want := range []string{`id="settings-failed"`, `id="tariff-errors"`, `<code>tariff.price_kwh</code>: &#34;cheap&#34; is not a number`,
+		`id="tariff-price_kwh" name="price_kwh" value="cheap" inputmode="decimal" aria-invalid="true"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page refusing a wrong tariff lacks %s", want)
+		}
+	}
+	bad.Set("price_kwh", "0.1")
+	bad.Set("holidays", "2026-12-25 2026-13-01")
+	_, page = admin.post("/settings/tariff", bad)
+	for _, want := range []string{"<code>tariff.currency</code>", "<code>tariff.periods[1].days</code>", "<code>tariff.periods[1].to</code>",
+		"<code>tariff.holidays[1]</code>", `id="tariff-holidays" name="holidays" rows="2" placeholder="2026-12-25 2027-01-01" aria-invalid="true"`,
+		`id="period-1-days" name="period_days" value="funday"`, `id="tariff-currency" name="currency" value="euro"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page refusing a wrong tariff lacks %s", want)
+		}
+	}
+	if p := s.tariffs.Current().Price(wednesday11); p != 0.25 {
+		t.Errorf("after refused posts the price = %g, want the saved 0.25", p)
+	}
+
+	if res, _ := operator.post("/settings/tariff/remove", url.Values{}); res.StatusCode != http.StatusForbidden {
+		t.Errorf("an operator removing the tariff: %d, want 403", res.StatusCode)
+	}
+	if res, _ := admin.post("/settings/tariff/remove", url.Values{}); res.StatusCode != http.StatusSeeOther {
+		t.Errorf("the admin removing the tariff: %d, want 303", res.StatusCode)
+	}
+	if st := s.tariffs.State(); st.Source != energy.FromConfig || s.tariffs.Current().Price(wednesday11) != 0.2 {
+		t.Errorf("after removing, the state = %+v", st)
+	}
+	es, err := s.audit.List(100, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved, removed bool
+	for _, e := range es {
+		saved = saved || (e.Target == "POST /settings/tariff" && e.Who == "admin" && e.Status == http.StatusSeeOther &&
+			strings.HasPrefix(e.Detail, "tariff saved: EUR 0.08/kWh, 2 periods"))
+		removed = removed || (e.Target == "POST /settings/tariff/remove" && e.Who == "admin" && strings.Contains(e.Detail, "config.yaml's is in force"))
+	}
+	if !saved || !removed {
+		t.Errorf("audit log: saved %v, removed %v: %+v", saved, removed, es)
+	}
+}
+
+// TestSettingsRuleForms: operators add a rule with the form (a meter that
+// has sent nothing is accepted and shown with a warning), edit it, disable
+// and enable it and delete it; a wrong rule comes back with its errors; a
+// rule of config.yaml is listed read-only; viewers may not post.
+func TestSettingsRuleForms(t *testing.T) {
+	s := startSite(t)
+	viewer, operator := s.login(t, auth.Viewer), s.login(t, auth.Operator)
+	_, page := operator.get("/settings")
+	for _, want := range []string{`id="rule-quiet" data-rule="quiet" data-source="config"`, `from config.yaml`, `id="rule-form"`, `<option value="kitchen">`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the operator's settings page lacks %s", want)
+		}
+	}
+	if strings.Contains(page, `id="rule-quiet-delete"`) || strings.Contains(page, `id="rule-quiet-edit"`) {
+		t.Error("a rule of config.yaml is offered for change")
+	}
+	_, page = viewer.get("/settings")
+	if strings.Contains(page, `id="rule-form"`) || !strings.Contains(page, `id="rules-operators"`) {
+		t.Error("a viewer is offered the rule form")
+	}
+	rule := url.Values{"id": {"oven-left-on"}, "name": {"Oven left on"}, "kind": {"power_above"}, "meter": {"main"},
+		"severity": {"warning"}, "enabled": {"true"}, "threshold_w": {"1500"}, "for": {"30s"}, "hysteresis_w": {"100"}}
+	if res, _ := viewer.post("/settings/rules", rule); res.StatusCode != http.StatusForbidden {
+		t.Errorf("a rule posted by a viewer: %d, want 403", res.StatusCode)
+	}
+	res, _ := operator.post("/settings/rules", rule)
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/settings?done=rule_saved&rule=oven-left-on#rule-oven-left-on" {
+		t.Fatalf("the operator's rule: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	_, page = operator.get("/settings?done=rule_saved&rule=oven-left-on")
+	for _, want := range []string{`id="rule-oven-left-on" data-rule="oven-left-on" data-source="api" data-enabled="true"`,
+		`meter &#34;main&#34; has sent no readings yet`, `id="rule-oven-left-on-edit"`, `id="rule-oven-left-on-toggle">Disable`, `Rule saved: <code>oven-left-on</code>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page after adding a rule lacks %s", want)
+		}
+	}
+	if res, page := operator.post("/settings/rules", rule); res.StatusCode != http.StatusBadRequest || !strings.Contains(page, "a rule oven-left-on exists") {
+		t.Errorf("a rule of an id taken: %d, want 400 saying so", res.StatusCode)
+	}
+	wrong := url.Values{"id": {"Bad Id"}, "kind": {"silent"}, "meter": {"*"}, "severity": {"info"}, "silent_for": {"soon"}}
+	if res, page := operator.post("/settings/rules", wrong); res.StatusCode != http.StatusBadRequest ||
+		!strings.Contains(page, `<code>silent_for</code>: &#34;soon&#34; is not a duration`) || !strings.Contains(page, `value="Bad Id"`) {
+		t.Errorf("a rule with a wrong duration: %d\n%s", res.StatusCode, page)
+	}
+	wrong.Set("silent_for", "5s")
+	if res, page := operator.post("/settings/rules", wrong); res.StatusCode != http.StatusBadRequest || !strings.Contains(page, `<code>id</code>`) {
+		t.Errorf("a rule with a wrong id: %d", res.StatusCode)
+	}
+
+	_, page = operator.get("/settings?edit=oven-left-on")
+	if !strings.Contains(page, `name="editing" value="oven-left-on"`) || !strings.Contains(page, `id="rule-threshold_w" name="threshold_w" value="1500"`) {
+		t.Error("the edit form is not filled with the rule")
+	}
+	edit := url.Values{"editing": {"oven-left-on"}, "id": {"ignored"}, "name": {"Oven left on"}, "kind": {"power_above"}, "meter": {"kitchen"},
+		"severity": {"critical"}, "enabled": {"true"}, "threshold_w": {"2000"}, "for": {"1m"}}
+	if res, _ := operator.post("/settings/rules", edit); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the edit: %d", res.StatusCode)
+	}
+	_, page = operator.get("/settings")
+	if !strings.Contains(page, `data-rule="oven-left-on"`) || strings.Contains(page, `data-rule="ignored"`) || strings.Contains(page, "has sent no readings yet") {
+		t.Errorf("after the edit the rules are wrong:\n%s", page)
+	}
+	if res, _ := operator.post("/settings/rules/oven-left-on/enabled", url.Values{"enabled": {"false"}}); res.StatusCode != http.StatusSeeOther {
+		t.Errorf("disable: %d", res.StatusCode)
+	}
+	_, page = operator.get("/settings")
+	if !strings.Contains(page, `data-rule="oven-left-on" data-source="api" data-enabled="false"`) || !strings.Contains(page, `id="rule-oven-left-on-toggle">Enable`) {
+		t.Error("the rule is not shown disabled")
+	}
+	if res, _ := operator.post("/settings/rules/quiet/delete", url.Values{}); res.StatusCode != http.StatusConflict {
+		t.Errorf("deleting config.yaml's rule: %d, want 409", res.StatusCode)
+	}
+	if res, _ := operator.post("/settings/rules/oven-left-on/delete", url.Values{}); res.StatusCode != http.StatusSeeOther {
+		t.Errorf("delete: %d", res.StatusCode)
+	}
+	_, page = operator.get("/settings")
+	if strings.Contains(page, `data-rule="oven-left-on"`) {
+		t.Error("the deleted rule is still listed")
+	}
+	es, err := s.audit.List(100, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := map[string]bool{}
+	for _, e := range es {
+		if e.Who == "operator" {
+			notes[e.Detail] = true
+		}
+	}
+	for _, want := range []string{"rule oven-left-on created: power_above on main, 1500 W for 30s, warning, enabled",
+		"rule oven-left-on saved: power_above on kitchen, 2000 W for 1m0s, critical, enabled", "rule oven-left-on disabled", "rule oven-left-on deleted"} {
+		if !notes[want] {
+			t.Errorf("no audit entry %q", want)
+		}
+	}
+}
+
+// TestSettingsSpanish: the settings page speaks Spanish.
+func TestSettingsSpanish(t *testing.T) {
+	s := startSite(t)
+	b := s.login(t, auth.Admin)
+	b.cookie += "; vatio_lang=es"
+	_, page := b.get("/settings")
+	for _, want := range []string{"Ajustes", "la sección tariff de config.yaml", "Guardar la tarifa", "Reglas de alerta", "de config.yaml", "Medidor en silencio"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the Spanish settings page lacks %q", want)
+		}
+	}
+}

@@ -1,0 +1,454 @@
+package homeassistant_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	paho3 "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/vatio-energy/vatio/broker"
+	"github.com/vatio-energy/vatio/hooks"
+	"github.com/vatio-energy/vatio/internal/devices"
+	"github.com/vatio-energy/vatio/internal/homeassistant"
+	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/internal/testutil/mqtttest"
+	"github.com/vatio-energy/vatio/store"
+)
+
+// harness is Vatio's part in Home Assistant's world: a bbolt store, the
+// embedded broker on port 0 with the ingest hook (and, with ACLs, the
+// devices' registry as its Access), and a Publisher running on them.
+type harness struct {
+	addr  string
+	store *store.Store
+	reg   *devices.Registry
+	// stop ends the Publisher's Run and waits for it.
+	stop func()
+}
+
+// start runs the harness; acl puts the devices' registry, keeping the
+// discovery prefix and the state topics for Vatio, in front of the broker.
+func start(t *testing.T, acl bool) *harness {
+	t.Helper()
+	logger := slog.New(slog.DiscardHandler)
+	// A meter whose usual interval is not known yet is silent after three
+	// times MaxGap: 6 s.
+	st, err := store.Open(t.TempDir(), store.Options{Logger: logger, MaxGap: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := broker.Options{Addr: "127.0.0.1:0", Logger: logger}
+	h := &harness{store: st}
+	if acl {
+		h.reg, err = devices.New(st, nil, devices.WithOwnTopics(
+			[]string{"homeassistant/#", "vatio/meters/#"}, []string{"homeassistant/status"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Access = h.reg
+	}
+	b, err := broker.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := &meter.Decoder{Topic: "energy/consumption", Limits: meter.DefaultLimits()}
+	ingest := hooks.NewIngest([]meter.Source{dec.AsSource()}, st, b.Server(), logger)
+	if acl {
+		ingest.MayWrite = h.reg.MayWrite
+	}
+	if err := b.AddHook(ingest, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h.addr = b.Addr().String()
+	srv := b.Server()
+	p := homeassistant.New(st, func(topic string, payload []byte, retain bool) error {
+		return srv.Publish(topic, payload, retain, 1)
+	}, homeassistant.Options{Every: time.Millisecond, CheckEvery: 100 * time.Millisecond, Subscribe: b.Subscribe, Version: "test"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx) }()
+	var once sync.Once
+	h.stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(func() {
+		h.stop()
+		ingest.Shutdown()
+		b.Close()
+		st.Close()
+	})
+	return h
+}
+
+// watcher records what an MQTT 5 client subscribed to filters receives.
+type watcher struct {
+	mu  sync.Mutex
+	got []*paho.Publish
+	new chan struct{}
+}
+
+func watch(t *testing.T, addr string, filters ...string) *watcher {
+	t.Helper()
+	w := &watcher{new: make(chan struct{}, 1)}
+	c := mqtttest.V5(t, addr, func(p *paho.Publish) {
+		w.mu.Lock()
+		w.got = append(w.got, p)
+		w.mu.Unlock()
+		select {
+		case w.new <- struct{}{}:
+		default:
+		}
+	})
+	var subs []paho.SubscribeOptions
+	for _, f := range filters {
+		subs = append(subs, paho.SubscribeOptions{Topic: f, QoS: 1})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: subs}); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// wait waits until n messages on topic (all of them with payload, if not
+// "") have arrived, and returns the last.
+func (w *watcher) wait(t *testing.T, topic, payload string, n int) *paho.Publish {
+	t.Helper()
+	return w.waitFunc(t, topic, func(p []byte) bool { return payload == "" || string(p) == payload }, payload, n)
+}
+
+// waitFunc is wait for payloads that ok accepts (what describes them).
+func (w *watcher) waitFunc(t *testing.T, topic string, ok func([]byte) bool, what string, n int) *paho.Publish {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		w.mu.Lock()
+		var seen []string
+		var last *paho.Publish
+		count := 0
+		for _, p := range w.got {
+			seen = append(seen, fmt.Sprintf("%s %q", p.Topic, p.Payload))
+			if p.Topic == topic && ok(p.Payload) {
+				count++
+				last = p
+			}
+		}
+		w.mu.Unlock()
+		if count >= n {
+			return last
+		}
+		select {
+		case <-w.new:
+		case <-deadline:
+			t.Fatalf("%d of %d messages %q on %s; got:\n%s", count, n, what, topic, strings.Join(seen, "\n"))
+		}
+	}
+}
+
+// count returns how many messages on topic have arrived.
+func (w *watcher) count(topic string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, p := range w.got {
+		if p.Topic == topic {
+			n++
+		}
+	}
+	return n
+}
+
+// connect5 connects an MQTT 5 client with credentials (user "" for none)
+// and returns it with the CONNACK's reason code.
+func connect5(t *testing.T, addr, user, password string) (*paho.Client, byte) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("%s-%d", cmpOr(user, "anon"), time.Now().UnixNano())
+	c := paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cp := &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true}
+	if user != "" {
+		cp.Username, cp.UsernameFlag, cp.Password, cp.PasswordFlag = user, true, []byte(password), true
+	}
+	ack, err := c.Connect(ctx, cp)
+	if err != nil && ack == nil {
+		t.Fatalf("connect %s: %v", user, err)
+	}
+	t.Cleanup(func() { c.Disconnect(&paho.Disconnect{}) })
+	return c, ack.ReasonCode
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// publishReading sends a reading of id as a meter would.
+func publishReading(t *testing.T, c *paho.Client, id string, powerW float64) {
+	t.Helper()
+	if code := mqtttest.Publish5(t, c, "energy/consumption/"+id, 1, fmt.Sprintf(`{"power_w": %g}`, powerW)); code != 0 {
+		t.Fatalf("reading of %s: reason code %#x", id, code)
+	}
+}
+
+// Vatio's status is online (retained) while the Publisher runs and
+// offline once it stops; a meter's availability is online while it sends
+// and offline once it has been silent past store.Meter.Status's limit;
+// every config names both topics, availability_mode all.
+func TestAvailability(t *testing.T) {
+	h := start(t, true)
+	w := watch(t, h.addr, "vatio/meters/#", "homeassistant/sensor/+/+/config")
+	w.wait(t, "vatio/meters/status", "online", 1)
+
+	c, _ := connect5(t, h.addr, "", "")
+	publishReading(t, c, "kitchen", 100)
+	w.wait(t, "vatio/meters/kitchen/availability", "online", 1)
+	oid := homeassistant.ObjectID("kitchen")
+	for _, kind := range []string{"power", "energy"} {
+		p := w.wait(t, "homeassistant/sensor/"+oid+"/"+kind+"/config", "", 1)
+		var cfg struct {
+			Availability []struct {
+				Topic string `json:"topic"`
+			} `json:"availability"`
+			Mode            string `json:"availability_mode"`
+			DefaultEntityID string `json:"default_entity_id"`
+		}
+		if err := json.Unmarshal(p.Payload, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if len(cfg.Availability) != 2 || cfg.Availability[0].Topic != "vatio/meters/status" ||
+			cfg.Availability[1].Topic != "vatio/meters/kitchen/availability" || cfg.Mode != "all" {
+			t.Errorf("%s config's availability: %s", kind, p.Payload)
+		}
+		if want := "sensor.vatio_kitchen_" + kind; cfg.DefaultEntityID != want {
+			t.Errorf("%s default_entity_id = %q, want %q", kind, cfg.DefaultEntityID, want)
+		}
+	}
+	publishReading(t, c, "kitchen", 101)
+	// Its state comes after its availability was looked at again.
+	w.waitFunc(t, "vatio/meters/kitchen/state", func(p []byte) bool { return strings.Contains(string(p), `"power_w":101`) }, "power 101", 1)
+	if n := w.count("vatio/meters/kitchen/availability"); n != 1 {
+		t.Errorf("availability published %d times while the meter sent, want once", n)
+	}
+
+	start := time.Now()
+	w.wait(t, "vatio/meters/kitchen/availability", "offline", 1)
+	m, err := h.store.Meter("kitchen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, why := m.Status(time.Now()); status != store.StatusOffline || why != store.OfflineSilent {
+		t.Errorf("offline published while the store says %s (%s)", status, why)
+	}
+	t.Logf("offline %s after the last reading", time.Since(start).Round(100*time.Millisecond))
+
+	// Back online with its next reading.
+	publishReading(t, c, "kitchen", 120)
+	w.wait(t, "vatio/meters/kitchen/availability", "online", 2)
+
+	h.stop()
+	w.wait(t, "vatio/meters/status", "offline", 1)
+	// A newcomer (Home Assistant starting later) gets offline, retained.
+	late := watch(t, h.addr, "vatio/meters/status")
+	if p := late.wait(t, "vatio/meters/status", "", 1); string(p.Payload) != "offline" || !p.Retain {
+		t.Errorf("retained status after the stop: %q (retain %v)", p.Payload, p.Retain)
+	}
+}
+
+// Home Assistant's birth message (online on homeassistant/status, which it
+// publishes as an anonymous local client or a device given that topic)
+// makes Vatio publish every config again, with the availability.
+func TestDiscoveryAgainOnBirth(t *testing.T) {
+	h := start(t, true)
+	c, _ := connect5(t, h.addr, "", "")
+	publishReading(t, c, "hall", 50)
+	w := watch(t, h.addr, "homeassistant/sensor/+/+/config", "vatio/meters/+/availability", "vatio/meters/status")
+	oid := homeassistant.ObjectID("hall")
+	topic := "homeassistant/sensor/" + oid + "/power/config"
+	w.wait(t, topic, "", 1)
+	w.wait(t, "vatio/meters/hall/availability", "online", 1)
+
+	if code := mqtttest.Publish5(t, c, "homeassistant/status", 1, "offline"); code != 0 {
+		t.Fatalf("Home Assistant's will: reason code %#x", code)
+	}
+	if code := mqtttest.Publish5(t, c, "homeassistant/status", 1, "online"); code != 0 {
+		t.Fatalf("Home Assistant's birth: reason code %#x", code)
+	}
+	w.wait(t, topic, "", 2)
+	w.wait(t, "homeassistant/sensor/"+oid+"/energy/config", "", 2)
+	w.wait(t, "vatio/meters/hall/availability", "online", 2)
+
+	// A device given homeassistant/status may say it too.
+	_, password, err := h.reg.Add("ha", []string{"homeassistant/status"}, []string{"homeassistant/#", "vatio/#"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ha, code := connect5(t, h.addr, "ha", password)
+	if code != 0 {
+		t.Fatalf("connect as ha: %#x", code)
+	}
+	if code := mqtttest.Publish5(t, ha, "homeassistant/status", 1, "online"); code != 0 {
+		t.Fatalf("birth from the ha device: reason code %#x", code)
+	}
+	w.wait(t, topic, "", 3)
+}
+
+// A config cleared by anyone (an empty retained message: on a broker
+// without ACLs, as an external broker often is) is published again, and
+// stays retained for whoever subscribes next.
+func TestDiscoveryAgainWhenCleared(t *testing.T) {
+	h := start(t, false)
+	c, _ := connect5(t, h.addr, "", "")
+	publishReading(t, c, "garage:2", 75)
+	oid := homeassistant.ObjectID("garage:2")
+	topic := "homeassistant/sensor/" + oid + "/energy/config"
+	w := watch(t, h.addr, "homeassistant/#")
+	first := w.wait(t, topic, "", 1)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Retain: true}); err != nil {
+		t.Fatal(err)
+	}
+	w.wait(t, topic, "", 3) // the config, the clear, the config again
+	w.mu.Lock()
+	var payloads []string
+	for _, p := range w.got {
+		if p.Topic == topic {
+			payloads = append(payloads, string(p.Payload))
+		}
+	}
+	w.mu.Unlock()
+	if len(payloads) < 3 || payloads[1] != "" || payloads[2] != string(first.Payload) {
+		t.Errorf("on %s got %q, want the config, the clear, the config", topic, payloads)
+	}
+	late := watch(t, h.addr, topic)
+	if p := late.wait(t, topic, "", 1); string(p.Payload) != string(first.Payload) || !p.Retain {
+		t.Errorf("retained after the clear: %q (retain %v)", p.Payload, p.Retain)
+	}
+	// The power config, not cleared, was not published again.
+	if n := w.count("homeassistant/sensor/" + oid + "/power/config"); n != 1 {
+		t.Errorf("power config published %d times, want once", n)
+	}
+}
+
+// Only Vatio publishes under the discovery prefix and the state topics: a
+// device refused there even when its own topics reach them, an anonymous
+// local client too; Home Assistant's status is the exception.
+func TestOnlyVatioPublishesDiscovery(t *testing.T) {
+	h := start(t, true)
+	anon, _ := connect5(t, h.addr, "", "")
+	publishReading(t, anon, "boiler", 2000)
+	oid := homeassistant.ObjectID("boiler")
+	topic := "homeassistant/sensor/" + oid + "/power/config"
+	w := watch(t, h.addr, "homeassistant/#", "vatio/meters/#")
+	first := w.wait(t, topic, "", 1)
+
+	_, password, err := h.reg.Add("gw", []string{"homeassistant/#", "vatio/#", "energy/consumption/gw"}, []string{"cmnd/gw/#"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, code := connect5(t, h.addr, "gw", password)
+	if code != 0 {
+		t.Fatalf("connect as gw: %#x", code)
+	}
+	for _, c := range []struct {
+		who    string
+		client *paho.Client
+	}{{"device gw", gw}, {"anonymous", anon}} {
+		for _, bad := range []struct{ topic, payload string }{
+			{topic, ""}, // clearing Vatio's config
+			{"homeassistant/switch/evil/config", `{"name":"x","command_topic":"cmnd/boiler/POWER"}`},
+			{"vatio/meters/boiler/availability", "online"},
+			{"vatio/meters/status", "offline"},
+		} {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			resp, err := c.client.Publish(ctx, &paho.Publish{Topic: bad.topic, QoS: 1, Retain: true, Payload: []byte(bad.payload)})
+			cancel()
+			if resp == nil {
+				t.Fatalf("%s publishing on %s: %v", c.who, bad.topic, err)
+			}
+			if resp.ReasonCode != 0x87 {
+				t.Errorf("%s publishing on %s: reason code %#x, want 0x87 not authorized", c.who, bad.topic, resp.ReasonCode)
+			}
+		}
+		if code := mqtttest.Publish5(t, c.client, "homeassistant/status", 1, "online"); code != 0 {
+			t.Errorf("%s publishing Home Assistant's status: reason code %#x, want 0", c.who, code)
+		}
+	}
+	// An MQTT 3.1.1 device announcing itself to Home Assistant (Zigbee2MQTT,
+	// Tasmota) is refused quietly (3.1.1 cannot be told) and stays
+	// connected: its readings go on.
+	_, pw3, err := h.reg.Add("z2m", []string{"energy/consumption/z2m", "homeassistant/#"}, []string{"zigbee2mqtt/#"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := paho3.NewClientOptions().AddBroker("tcp://" + h.addr).SetClientID("z2m").SetUsername("z2m").SetPassword(pw3).
+		SetProtocolVersion(4).SetAutoReconnect(false)
+	z2m := paho3.NewClient(opts)
+	if tok := z2m.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("z2m connect: %v", tok.Error())
+	}
+	defer z2m.Disconnect(50)
+	mqtttest.Publish3(t, z2m, "homeassistant/sensor/0x00158d/power/config", 1, true, `{"name":"plug"}`)
+	mqtttest.Publish3(t, z2m, "homeassistant/sensor/0x00158d/energy/config", 2, true, `{"name":"plug"}`)
+	mqtttest.Publish3(t, z2m, topic, 0, true, "")
+	if !z2m.IsConnectionOpen() {
+		t.Fatal("an MQTT 3.1.1 device was disconnected for announcing itself to Home Assistant")
+	}
+	mqtttest.Publish3(t, z2m, "energy/consumption/z2m", 1, false, `{"power_w": 45.6}`)
+	w.wait(t, "vatio/meters/z2m/availability", "online", 1)
+
+	// What a newcomer gets is Vatio's, untouched.
+	late := watch(t, h.addr, "homeassistant/#", "vatio/meters/boiler/availability", "vatio/meters/status")
+	if p := late.wait(t, topic, "", 1); string(p.Payload) != string(first.Payload) {
+		t.Errorf("retained config: %q", p.Payload)
+	}
+	late.wait(t, "vatio/meters/status", "online", 1)
+	late.wait(t, "vatio/meters/boiler/availability", "online", 1)
+	late.mu.Lock()
+	defer late.mu.Unlock()
+	for _, p := range late.got {
+		if strings.Contains(p.Topic, "evil") || strings.Contains(p.Topic, "0x00158d") || len(p.Payload) == 0 {
+			t.Errorf("a refused publish got through: %s %q", p.Topic, p.Payload)
+		}
+	}
+}
+
+// Vatio's status set offline while it runs (the will of another instance
+// sharing the external broker, which died while this one leads) is set
+// online again.
+func TestStatusCorrected(t *testing.T) {
+	h := start(t, false)
+	w := watch(t, h.addr, "vatio/meters/status")
+	w.wait(t, "vatio/meters/status", "online", 1)
+	c, _ := connect5(t, h.addr, "", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Publish(ctx, &paho.Publish{Topic: "vatio/meters/status", QoS: 1, Retain: true, Payload: []byte("offline")}); err != nil {
+		t.Fatal(err)
+	}
+	w.wait(t, "vatio/meters/status", "offline", 1)
+	w.wait(t, "vatio/meters/status", "online", 2)
+	h.stop()
+	w.wait(t, "vatio/meters/status", "offline", 2)
+	if n := w.count("vatio/meters/status"); n != 4 {
+		t.Errorf("%d statuses, want online, offline, online, offline", n)
+	}
+}
