@@ -206,16 +206,16 @@ func TestMetersAndReadings(t *testing.T) {
 
 	var ms struct {
 		Meters []struct {
-			ID       string    `json:"id"`
-			LastSeen time.Time `json:"last_seen"`
-			PowerW   float64   `json:"power_w"`
-			Readings uint64    `json:"readings"`
-			Last     time.Time `json:"last"`
+			ID        string    `json:"id"`
+			LastHeard time.Time `json:"last_heard"`
+			PowerW    float64   `json:"power_w"`
+			Readings  uint64    `json:"readings"`
+			Last      time.Time `json:"last"`
 		} `json:"meters"`
 	}
 	h.get(t, "/api/v1/meters", &ms)
 	if len(ms.Meters) != 2 || ms.Meters[0].ID != "m0" || ms.Meters[0].PowerW != -300 || ms.Meters[1].Readings != 10 ||
-		ms.Meters[1].PowerW != 900 || !ms.Meters[1].Last.Equal(t0.Add(9*time.Second)) || time.Since(ms.Meters[1].LastSeen) > time.Minute {
+		ms.Meters[1].PowerW != 900 || !ms.Meters[1].Last.Equal(t0.Add(9*time.Second)) || time.Since(ms.Meters[1].LastHeard) > time.Minute {
 		t.Errorf("GET /api/v1/meters = %+v", ms)
 	}
 

@@ -36,9 +36,17 @@ type meterJSON struct {
 	Critical     bool      `json:"critical"`
 	Created      time.Time `json:"created"`
 	First        time.Time `json:"first"`
-	Last         time.Time `json:"last"`
-	LastSeen     time.Time `json:"last_seen"`
-	PowerW       float64   `json:"power_w"`
+	// Last is when the newest reading was taken; LastHeard when Vatio
+	// last received a live reading of the meter (null if it never did:
+	// only imported history). LastSeen is LastHeard's old name.
+	Last      time.Time  `json:"last"`
+	LastHeard *time.Time `json:"last_heard"`
+	LastSeen  *time.Time `json:"last_seen"`
+	// PowerW is the newest reading's power; PowerNowW the meter's power
+	// now (null when it has none: offline, or its newest reading is
+	// history, see store.Meter.PowerNow).
+	PowerW    float64  `json:"power_w"`
+	PowerNowW *float64 `json:"power_now_w"`
 	// UnmeteredPowerW, for a meter with sub-meters, is its power less
 	// theirs, from each one's latest reading.
 	UnmeteredPowerW *float64 `json:"unmetered_power_w,omitempty"`
@@ -56,8 +64,15 @@ func (s *Server) meterJSON(m store.Meter, power map[string]float64, now time.Tim
 	out := meterJSON{
 		ID: m.ID, Name: m.Info.Name, Source: m.Info.Source, Site: m.Site, Parent: m.Info.Parent,
 		Children: m.Children, Tags: m.Info.Tags, ExpectedMinW: m.Info.ExpectedMinW, ExpectedMaxW: m.Info.ExpectedMaxW,
-		Critical: m.Info.Critical, Created: m.Info.Created, First: m.First, Last: m.Last, LastSeen: m.LastSeen,
+		Critical: m.Info.Critical, Created: m.Info.Created, First: m.First, Last: m.Last,
 		PowerW: m.LastPowerW, Readings: m.Readings, Status: status, OfflineReason: why, IntervalS: m.Interval.Seconds(),
+	}
+	if !m.LastHeard.IsZero() {
+		heard := m.LastHeard
+		out.LastHeard, out.LastSeen = &heard, &heard
+	}
+	if w, ok := m.PowerNow(now); ok {
+		out.PowerNowW = &w
 	}
 	if out.Children == nil {
 		out.Children = []string{}
@@ -482,7 +497,9 @@ func (s *Server) sites(c *fiber.Ctx) error {
 			continue
 		}
 		st.Meters = append(st.Meters, m.ID)
-		st.PowerW += m.LastPowerW
+		if w, ok := m.PowerNow(now); ok {
+			st.PowerW += w
+		}
 	}
 	out := make([]*siteJSON, 0, len(bySite))
 	for _, st := range bySite {

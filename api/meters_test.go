@@ -229,6 +229,9 @@ func TestEnergyNeverCountsASubMeterTwice(t *testing.T) {
 			PowerW    float64  `json:"power_w"`
 		} `json:"sites"`
 	}
+	// A site's power is its main meters' power now: readings live, now.
+	h.add(t, meter.Reading{Meter: "main", Time: time.Now(), PowerW: 3000}, meter.Reading{Meter: "kitchen", Time: time.Now(), PowerW: 1000},
+		meter.Reading{Meter: "solar", Time: time.Now(), PowerW: -2000})
 	h.get(t, "/api/v1/sites", &sites)
 	if len(sites.Sites) != 2 || sites.Sites[0].Site != "home" || !slices.Equal(sites.Sites[0].SubMeters, []string{"kitchen", "oven", "pv:1"}) ||
 		sites.Sites[0].PowerW != 1000 || sites.Sites[1].Site != "plant" {

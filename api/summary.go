@@ -10,7 +10,6 @@ import (
 
 	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/tariff"
-	"github.com/vatio-energy/vatio/store"
 )
 
 // periodJSON is the energy and cost of a period of a summary.
@@ -38,7 +37,8 @@ type summaryJSON struct {
 	Sites    []string `json:"sites"`
 	Currency string   `json:"currency"`
 	TimeZone string   `json:"time_zone"`
-	// PowerW is the power now of the main meters online; DemandKW their
+	// PowerW is the power now of the main meters online, from their
+	// readings taken now (see store.Meter.PowerNow); DemandKW their
 	// mean demand over the last 15 minutes.
 	PowerW   float64    `json:"power_w"`
 	DemandKW float64    `json:"demand_kw"`
@@ -75,8 +75,8 @@ func (s *Server) summary(c *fiber.Ctx) error {
 		out.Sites = append(out.Sites, name)
 		for _, id := range ids {
 			if m, err := s.store.Meter(id); err == nil {
-				if st, _ := m.Status(now); st == store.StatusOnline {
-					out.PowerW += m.LastPowerW
+				if w, ok := m.PowerNow(now); ok {
+					out.PowerW += w
 				}
 			}
 		}

@@ -1,7 +1,9 @@
 package api_test
 
 import (
+	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,5 +170,68 @@ func TestRecommendationsAndForecastAPI(t *testing.T) {
 	}
 	if code := h.get(t, "/api/v1/meters/ghost/forecast", nil); code != 404 {
 		t.Errorf("unknown meter's forecast = %d", code)
+	}
+}
+
+// TestImportedHistoryIsNotLive: a meter imported through the API (POST
+// .../import) with history up to yesterday is offline ("history"), never
+// heard, with no power now, and adds nothing to the summary's or its
+// site's power; a meter publishing live counts, and shows when it was
+// heard as well as when its newest reading was taken.
+func TestImportedHistoryIsNotLive(t *testing.T) {
+	h := start(t)
+	yesterday := time.Now().UTC().Add(-24 * time.Hour).Truncate(time.Minute)
+	var csv strings.Builder
+	for i := range 60 {
+		fmt.Fprintf(&csv, "%s,2510\n", yesterday.Add(time.Duration(i)*time.Minute).Format(time.RFC3339))
+	}
+	if code := h.post(t, "/api/v1/meters/old/import", "text/csv", csv.String(), nil); code != 200 {
+		t.Fatalf("import = %d", code)
+	}
+	h.add(t, meter.Reading{Meter: "live", Time: time.Now(), PowerW: 300})
+	type meterAnswer struct {
+		Status        string     `json:"status"`
+		OfflineReason string     `json:"offline_reason"`
+		Last          time.Time  `json:"last"`
+		LastHeard     *time.Time `json:"last_heard"`
+		LastSeen      *time.Time `json:"last_seen"`
+		PowerW        float64    `json:"power_w"`
+		PowerNowW     *float64   `json:"power_now_w"`
+	}
+	var old, live meterAnswer
+	if code := h.get(t, "/api/v1/meters/old", &old); code != 200 {
+		t.Fatalf("GET old = %d", code)
+	}
+	if old.Status != "offline" || old.OfflineReason != "history" || old.LastHeard != nil || old.LastSeen != nil ||
+		old.PowerNowW != nil || old.PowerW != 2510 || !old.Last.Equal(yesterday.Add(59*time.Minute)) {
+		t.Errorf("imported meter = %+v, want offline (history), never heard, no power now, newest reading %s", old, yesterday.Add(59*time.Minute))
+	}
+	if code := h.get(t, "/api/v1/meters/live", &live); code != 200 {
+		t.Fatalf("GET live = %d", code)
+	}
+	if live.Status != "online" || live.LastHeard == nil || time.Since(*live.LastHeard) > time.Minute || live.LastSeen == nil ||
+		!live.LastSeen.Equal(*live.LastHeard) || live.PowerNowW == nil || *live.PowerNowW != 300 {
+		t.Errorf("live meter = %+v, want online, heard now, 300 W now", live)
+	}
+	var list struct {
+		Meters []meterAnswer `json:"meters"`
+	}
+	if code := h.get(t, "/api/v1/meters", &list); code != 200 || len(list.Meters) != 2 || list.Meters[0].Status != "online" || list.Meters[1].Status != "offline" {
+		t.Errorf("meters = %d %+v", code, list.Meters)
+	}
+	var sum struct {
+		PowerW float64 `json:"power_w"`
+	}
+	if code := h.get(t, "/api/v1/summary", &sum); code != 200 || sum.PowerW != 300 {
+		t.Errorf("summary power = %d %g W, want 300 W (the imported meter's 2510 W is history)", code, sum.PowerW)
+	}
+	var sites struct {
+		Sites []struct {
+			PowerW float64 `json:"power_w"`
+			Online int     `json:"online"`
+		} `json:"sites"`
+	}
+	if code := h.get(t, "/api/v1/sites", &sites); code != 200 || len(sites.Sites) != 1 || sites.Sites[0].PowerW != 300 || sites.Sites[0].Online != 1 {
+		t.Errorf("sites = %d %+v, want 300 W, 1 online", code, sites)
 	}
 }

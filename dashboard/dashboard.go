@@ -54,6 +54,7 @@ var pages = func() map[string]*template.Template {
 			"number":   func(float64, int) string { return "" },
 			"datetime": func(time.Time) string { return "" },
 			"charges":  func(any) string { return "" },
+			"alert":    func(store.Alert) string { return "" },
 			"rfc3339":  func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
 			"upper":    strings.ToUpper,
 			"list":     func(xs ...string) []string { return xs },
@@ -257,6 +258,7 @@ func (d *Dashboard) render(c *fiber.Ctx, page string, b *base, data any) error {
 		"energy":   l.Energy,
 		"number":   l.Number,
 		"datetime": func(tm time.Time) string { return l.DateTime(tm, loc) },
+		"alert":    func(a store.Alert) string { return l.alertText(a, loc) },
 		"charges": func(v any) string {
 			cd, ok := v.(*costsData)
 			if !ok {

@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vatio-energy/vatio/internal/alert"
 	"github.com/vatio-energy/vatio/internal/insight"
+	"github.com/vatio-energy/vatio/store"
 )
 
 // A language of the dashboard: its code, its texts and how it writes
@@ -184,4 +186,38 @@ func (l *language) recommendation(r insight.Recommendation, part, currency strin
 		"{price}", n(e["reactive_price_kvarh"], 3),
 	)
 	return repl.Replace(l.T("rec." + r.Kind + "." + part))
+}
+
+// alertText returns alert a's message in l: its key's text with its
+// values (see alert.Message), times in loc. An alert without a key (raised
+// through the API, or stored before keys) or with a key this version does
+// not know shows its Message as stored.
+func (l *language) alertText(a store.Alert, loc *time.Location) string {
+	if _, ok := l.texts[a.Key]; a.Key == "" || !ok {
+		return a.Message
+	}
+	text := func(key string) (string, bool) { s, ok := l.texts[key]; return s, ok }
+	return alert.Render(alert.Message{Key: a.Key, Args: a.Args}, loc, text, func(name, v string) string { return l.alertValue(name, v, loc) })
+}
+
+// alertValue formats an alert's value by its name, as alert.Message says.
+func (l *language) alertValue(name, v string, loc *time.Location) string {
+	f, err := strconv.ParseFloat(v, 64)
+	switch {
+	case strings.HasSuffix(name, "_w") && err == nil:
+		return l.Power(f)
+	case strings.HasSuffix(name, "_kwh") && err == nil:
+		return l.Energy(f)
+	case name == "factor" && err == nil:
+		return l.Number(f, 1)
+	case name == "period":
+		if s, ok := l.texts["alert.period."+v]; ok {
+			return s
+		}
+	case strings.HasSuffix(name, "_at"):
+		if t, err := time.Parse(time.RFC3339, v); err == nil {
+			return l.DateTime(t, loc)
+		}
+	}
+	return v
 }

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/store"
 )
 
 // TestCatalogues fails on a text missing from either language, and on a
@@ -66,7 +69,7 @@ func TestCatalogues(t *testing.T) {
 		used[m[1]+m[2]] = true
 	}
 	composed := []string{ // (print "status." .Status) and the like
-		"status.online", "status.offline", "why.announced", "why.silent",
+		"status.online", "status.offline", "why.announced", "why.silent", "why.history",
 		"severity.info", "severity.warning", "severity.critical",
 		"delivery.pending", "delivery.delivered", "delivery.failed",
 		"state.firing", "state.resolved",
@@ -84,6 +87,15 @@ func TestCatalogues(t *testing.T) {
 	}
 	for _, k := range composed {
 		used[k] = true
+	}
+	// Alert messages: every key alert raises, its English text the same as
+	// the one notifiers send, so the dashboard says what they say.
+	used["alert.period.day"], used["alert.period.month"] = true, true // (print "alert.period." period)
+	for k, v := range alert.English {
+		used[k] = true
+		if english.texts[k] != v {
+			t.Errorf("%q is %q in English on the dashboard, %q in the alert's message", k, english.texts[k], v)
+		}
 	}
 	for k := range used {
 		if _, ok := english.texts[k]; !ok {
@@ -161,5 +173,40 @@ func TestFormats(t *testing.T) {
 	}
 	if !slices.Equal(english.calendarDays().([]string), []string{"S", "M", "T", "W", "T", "F", "S"}) {
 		t.Errorf("calendar days = %v", english.calendarDays())
+	}
+}
+
+// TestAlertTextInTheReadersLanguage: an alert stored with a message key
+// shows in the reader's language, its values formatted as the language
+// writes them; a resolution names what cleared; an alert without a key
+// (from the API, or stored before keys) shows its text as stored.
+func TestAlertTextInTheReadersLanguage(t *testing.T) {
+	fire := store.Alert{Meter: "oven", Message: "oven: power 3.50 kW above 3.00 kW for 30s", Key: alert.MsgPowerAbove,
+		Args: map[string]string{"meter": "oven", "power_w": "3500", "threshold_w": "3000", "for": "30s"}}
+	done := store.Alert{Meter: "oven", Key: alert.MsgResolved,
+		Args: map[string]string{"what": alert.MsgEnergyBudget, "used_kwh": "12.5", "period": "month", "budget_kwh": "10"}}
+	lock := store.Alert{Key: alert.MsgLockout, Args: map[string]string{"addr": "192.0.2.1", "user": "ana", "until_at": "2026-11-25T10:15:00Z"}}
+	old := store.Alert{Message: "oven: power 3.50 kW above 3.00 kW for 30s"}
+	unknown := store.Alert{Message: "from a newer version", Key: "alert.not_yet", Args: map[string]string{"x": "1"}}
+	madrid, err := time.LoadLocation("Europe/Madrid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		l    *language
+		a    store.Alert
+		want string
+	}{
+		{english, fire, "power 3.50 kW above 3.00 kW for 30s"},
+		{spanish, fire, "potencia de 3,50 kW por encima de 3,00 kW durante 30s"},
+		{english, done, "resolved: 12.50 kWh this month, over the budget of 10.00 kWh"},
+		{spanish, done, "resuelta: 12,50 kWh este mes, por encima del presupuesto de 10,00 kWh"},
+		{spanish, lock, "inicios de sesión fallidos repetidos desde 192.0.2.1 (usuario «ana»): bloqueado hasta 25 nov 2026, 11:15"},
+		{spanish, old, "oven: power 3.50 kW above 3.00 kW for 30s"},
+		{spanish, unknown, "from a newer version"},
+	} {
+		if got := c.l.alertText(c.a, madrid); got != c.want {
+			t.Errorf("%s %s: got %q, want %q", c.l.Code, c.a.Key, got, c.want)
+		}
 	}
 }

@@ -27,11 +27,17 @@ type meterView struct {
 	Status string
 	Why    string
 	Main   bool
+	// PowerNowW is its power now, when HasPowerNow (see
+	// store.Meter.PowerNow): only that counts in the site's "Power now".
+	PowerNowW   float64
+	HasPowerNow bool
 }
 
 func (d *Dashboard) view(m store.Meter, now time.Time) meterView {
 	status, why := m.Status(now)
-	return meterView{Meter: m, Label: cmp.Or(m.Info.Name, m.ID), Status: status, Why: why, Main: m.Info.Parent == ""}
+	w, ok := m.PowerNow(now)
+	return meterView{Meter: m, Label: cmp.Or(m.Info.Name, m.ID), Status: status, Why: why, Main: m.Info.Parent == "",
+		PowerNowW: w, HasPowerNow: ok}
 }
 
 // meterViews returns every meter, main meters first by site, then the
@@ -98,12 +104,16 @@ func (d *Dashboard) dailyKWh(ids []string, first time.Time, days int) ([]float64
 type overviewData struct {
 	*base
 	Meters []meterView
-	// PowerW is the power now of the main meters online; TodayKWh the
+	// PowerW is the power now of the main meters online, from readings
+	// taken now (see meterView.PowerNowW); TodayKWh the
 	// energy they drew since local midnight.
 	PowerW   float64
 	TodayKWh float64
-	// TodayFrom is local midnight, for app.js to ask the day's energy.
+	// TodayFrom is local midnight, for app.js to ask the day's energy;
+	// ServerNow the server's time, for app.js to measure silences and
+	// readings' ages on the server's clock.
 	TodayFrom string
+	ServerNow string
 	Sites     []string
 	Online    int
 	Alerts    []store.Alert
@@ -128,6 +138,7 @@ func (d *Dashboard) overview(c *fiber.Ctx) error {
 	data.Meters = d.meterViews(now)
 	midnight := localDayStart(now, d.loc)
 	data.TodayFrom = midnight.Format(time.RFC3339)
+	data.ServerNow = now.UTC().Format(time.RFC3339Nano)
 	sites := map[string]bool{}
 	peak := 0.0
 	for _, m := range data.Meters {
@@ -138,8 +149,8 @@ func (d *Dashboard) overview(c *fiber.Ctx) error {
 			continue
 		}
 		sites[m.Site] = true
-		if m.Status == store.StatusOnline {
-			data.PowerW += m.LastPowerW
+		if m.HasPowerNow {
+			data.PowerW += m.PowerNowW
 		}
 		hours, err := d.hourly(m.ID, midnight, now.Add(time.Hour))
 		if err != nil {
@@ -270,7 +281,10 @@ type meterData struct {
 	// breakAfter): app.js breaks the finer data it fetches as the chart is
 	// zoomed, and the readings that arrive, as the server did.
 	BreakMs, ReadingBreakMs float64
-	Last30                  float64
+	// ServerNow is the server's time, for app.js to tell a reading taken
+	// now from one replayed (RFC 3339).
+	ServerNow string
+	Last30    float64
 }
 
 // meterPage serves GET /meters/{id}.
@@ -289,7 +303,7 @@ func (d *Dashboard) meterPage(c *fiber.Ctx) error {
 	}
 	b := d.newBase(c, "meter", "meter.title")
 	now := d.now()
-	data := &meterData{base: b, M: d.view(m, now)}
+	data := &meterData{base: b, M: d.view(m, now), ServerNow: now.UTC().Format(time.RFC3339Nano)}
 	b.Title = data.M.Label
 	all := d.meterViews(now)
 	for _, o := range all {
@@ -469,7 +483,8 @@ func (d *Dashboard) metersPage(c *fiber.Ctx) error {
 // alertsData is what alerts.html renders.
 type alertsData struct {
 	*base
-	// Offline are the meters offline now, and Firing the alerts of rules
+	// Offline are the meters offline now (not those known only from
+	// history), and Firing the alerts of rules
 	// whose condition still holds: what is active.
 	Offline []meterView
 	Firing  []store.Alert
@@ -483,7 +498,7 @@ func (d *Dashboard) alertsPage(c *fiber.Ctx) error {
 	now := d.now()
 	data := &alertsData{base: b}
 	for _, m := range d.meterViews(now) {
-		if m.Status == store.StatusOffline {
+		if m.Status == store.StatusOffline && m.Why != store.OfflineHistory { // history never went missing
 			data.Offline = append(data.Offline, m)
 		}
 	}

@@ -16,7 +16,14 @@ type Alert struct {
 	Time     time.Time `json:"time"`
 	Severity string    `json:"severity"`
 	Message  string    `json:"message"`
-	Meter    string    `json:"meter,omitempty"`
+	// Key names the message's text in the dashboard's catalogues and Args
+	// its values (see alert.Message), for the dashboard to show the alert
+	// in its reader's language; Message keeps the English text, for
+	// notifiers and API clients. Alerts raised through the API, and those
+	// stored before keys, have none: their Message is shown as it is.
+	Key   string            `json:"key,omitempty"`
+	Args  map[string]string `json:"args,omitempty"`
+	Meter string            `json:"meter,omitempty"`
 	// Source says what raised it: "api" for POST /api/alert, "rule" for an
 	// alert rule.
 	Source string `json:"source"`

@@ -15,7 +15,7 @@ type meterState struct {
 	LastW     float64 // power of the newest reading
 	LastWh    float64 // energy counter of the newest reading, if LastHasWh
 	LastHasWh bool
-	SeenNs    int64  // when a reading was last committed (server clock)
+	SeenNs    int64  // when a live reading was last committed (server clock); imports leave it
 	Readings  uint64 // readings stored
 	// CompactedNs is where the compactor stopped: readings before it are in
 	// compressed blocks, readings at or after it are raw.
@@ -229,9 +229,11 @@ func (s *Store) storeReading(tx writeTx, res *txResult, r meter.Reading, live bo
 		}
 	}
 	if live {
+		// Only a live reading says the meter is there now: imported
+		// history leaves when it was last heard from as it was.
 		s.noteInterval(id, &st, nowNs)
+		st.SeenNs = nowNs
 	}
-	st.SeenNs = nowNs
 	res.changed[id] = st
 	if _, known := tx.info(id); !known {
 		if _, ok := res.newInfo[id]; !ok {

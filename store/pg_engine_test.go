@@ -183,3 +183,42 @@ func TestPostgresMigratesDocsToByteOrder(t *testing.T) {
 		t.Errorf("schema version %d (%v), want %d", version, err, pgSchemaVersion)
 	}
 }
+
+// TestPostgresSharedLastHeard: instances sharing a database agree on when
+// a meter was last heard: a live reading stored by one is seen by the
+// other, and an import through the other leaves it as it was.
+func TestPostgresSharedLastHeard(t *testing.T) {
+	dsn := pgtest.Database(t)
+	a, err := OpenPostgres(dsn, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := OpenPostgres(dsn, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	mustAppend(t, a, meter.Reading{Meter: "m", Time: time.Now(), PowerW: 700})
+	ma, _ := a.Meter("m")
+	if _, err := b.Import([]meter.Reading{{Source: "import", Meter: "m", Time: time.Now().Add(-48 * time.Hour), PowerW: 1, Stamped: true}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*Store{a, b} {
+		var m Meter
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			m, err = s.Meter("m")
+			if err == nil && m.Readings == 2 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond) // polls the other instance's commit
+		}
+		if m.Readings != 2 || !m.LastHeard.Equal(ma.LastHeard) {
+			t.Errorf("an instance sees %d readings, last heard %s; want 2, %s", m.Readings, m.LastHeard, ma.LastHeard)
+		}
+		if w, ok := m.PowerNow(time.Now()); !ok || w != 700 {
+			t.Errorf("power now %g %v, want 700 W", w, ok)
+		}
+	}
+}

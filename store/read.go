@@ -33,8 +33,12 @@ type Meter struct {
 	First, Last time.Time
 	// LastPowerW is the power of the newest reading, in watts.
 	LastPowerW float64
-	// LastSeen is when a reading of this meter was last stored.
-	LastSeen time.Time
+	// LastHeard is when Vatio last heard from the meter: the server time at
+	// which its newest live reading (MQTT, or the bridge from an external
+	// broker) was stored. Imported and restored history leave it as it was;
+	// zero for a meter never heard live (only imported). Last, by contrast,
+	// is when the newest reading was taken, whatever brought it.
+	LastHeard time.Time
 	// Readings counts the raw readings stored, not those archived.
 	Readings uint64
 	// ArchivedBefore is the meter's archive boundary: its readings before it
@@ -63,12 +67,14 @@ func (s *Store) meter(id string, st meterState, children map[string][]string) Me
 		First:      time.Unix(0, st.FirstNs).UTC(),
 		Last:       time.Unix(0, st.LastNs).UTC(),
 		LastPowerW: st.LastW,
-		LastSeen:   time.Unix(0, st.SeenNs).UTC(),
 		Readings:   st.Readings,
 		Interval:   time.Duration(st.IntervalNs),
 		Info:       s.info[id].clone(),
 		Site:       s.siteOf(id, nil),
 		Children:   children[id],
+	}
+	if st.SeenNs != 0 {
+		m.LastHeard = time.Unix(0, st.SeenNs).UTC()
 	}
 	if st.ArchivedNs != 0 {
 		m.ArchivedBefore = time.Unix(0, st.ArchivedNs).UTC()

@@ -67,26 +67,58 @@ const (
 // Why a meter is offline (see Meter.Status).
 const (
 	OfflineAnnounced = "announced" // the device said so (LWT)
-	OfflineSilent    = "silent"    // no reading for 3 times its usual interval
+	OfflineSilent    = "silent"    // no live reading for 3 times its usual interval
+	OfflineHistory   = "history"   // never heard live: only imported or restored history
 )
 
 // minSilence is the least silence that makes a meter offline: a meter
 // reading every second is not offline after three.
 const minSilence = 10 * time.Second
 
+// minNow is the least age at which a meter's newest reading is no longer
+// its power now (see PowerNow), however often the meter reads: a device
+// whose clock lags the server's a little still counts.
+const minNow = time.Minute
+
 // Status returns whether the meter is online at now and, when it is not,
-// why: the device announced it went offline (and sent nothing since), or it
-// has been silent for more than three times its usual interval between
-// readings (or, while that interval is unknown, three times the store's
-// MaxGap).
+// why: it was never heard live (only imported history), the device
+// announced it went offline (and sent nothing since), or it has been silent
+// for more than three times its usual interval between readings (or, while
+// that interval is unknown, three times the store's MaxGap). Only live
+// readings count, by when they arrived (LastHeard): imported or restored
+// history never makes a meter online.
 func (m Meter) Status(now time.Time) (status, why string) {
-	if a := m.Availability; a != nil && !a.Online && !m.LastSeen.After(a.At) {
+	if m.LastHeard.IsZero() {
+		return StatusOffline, OfflineHistory
+	}
+	if a := m.Availability; a != nil && !a.Online && !m.LastHeard.After(a.At) {
 		return StatusOffline, OfflineAnnounced
 	}
-	if now.Sub(m.LastSeen) > m.silentAfter {
+	if now.Sub(m.LastHeard) > m.silentAfter {
 		return StatusOffline, OfflineSilent
 	}
 	return StatusOnline, ""
+}
+
+// SilentAfter is the silence after which the meter is offline (see
+// Status): three times its usual interval, at least 10 s, or three times
+// the store's MaxGap while the interval is unknown.
+func (m Meter) SilentAfter() time.Duration { return m.silentAfter }
+
+// PowerNow returns the meter's power now at now, in watts, and whether it
+// has one: it is online (heard live within its silence window) and its
+// newest reading was taken within that window too, or a minute, whichever
+// is longer. A meter that replays readings it buffered while cut off is
+// heard, but what it sends is history until it catches up; a meter known
+// only from an import is never online.
+func (m Meter) PowerNow(now time.Time) (float64, bool) {
+	if st, _ := m.Status(now); st != StatusOnline {
+		return 0, false
+	}
+	if now.Sub(m.Last) > max(m.silentAfter, minNow) {
+		return 0, false
+	}
+	return m.LastPowerW, true
 }
 
 // gapRing holds a meter's latest intervals between readings.

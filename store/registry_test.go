@@ -323,7 +323,7 @@ func TestMeterStatus(t *testing.T) {
 	if m.Interval < 150*time.Millisecond || m.Interval > time.Second {
 		t.Fatalf("interval = %s, want about 150ms", m.Interval)
 	}
-	now := m.LastSeen
+	now := m.LastHeard
 	if st, why := m.Status(now.Add(minSilence - time.Millisecond)); st != StatusOnline {
 		t.Errorf("status after %s = %s %s", minSilence, st, why)
 	}
@@ -333,12 +333,12 @@ func TestMeterStatus(t *testing.T) {
 	// The device said it went away: offline until its next reading.
 	s.SetAvailability("tele", false, time.Now())
 	m, _ = s.Meter("tele")
-	if st, why := m.Status(m.LastSeen); st != StatusOffline || why != OfflineAnnounced {
+	if st, why := m.Status(m.LastHeard); st != StatusOffline || why != OfflineAnnounced {
 		t.Errorf("status after LWT offline = %s %s", st, why)
 	}
 	mustAppend(t, s, meter.Reading{Meter: "tele", Time: time.Now(), PowerW: 1})
 	m, _ = s.Meter("tele")
-	if st, _ := m.Status(m.LastSeen); st != StatusOnline {
+	if st, _ := m.Status(m.LastHeard); st != StatusOnline {
 		t.Errorf("status after a reading = %s", st)
 	}
 	// A device's announcement covers its channels.
@@ -350,10 +350,10 @@ func TestMeterStatus(t *testing.T) {
 	// Unknown interval: three times MaxGap.
 	mustAppend(t, s, reading("once", 0, 1))
 	once, _ := s.Meter("once")
-	if st, _ := once.Status(once.LastSeen.Add(29 * time.Minute)); st != StatusOnline {
+	if st, _ := once.Status(once.LastHeard.Add(29 * time.Minute)); st != StatusOnline {
 		t.Errorf("a meter seen once, after 29 minutes: %s", st)
 	}
-	if st, _ := once.Status(once.LastSeen.Add(31 * time.Minute)); st != StatusOffline {
+	if st, _ := once.Status(once.LastHeard.Add(31 * time.Minute)); st != StatusOffline {
 		t.Errorf("a meter seen once, after 31 minutes: %s", st)
 	}
 }
@@ -583,5 +583,79 @@ func TestPowerFactorCountsEachReadingOnce(t *testing.T) {
 	s.Close()
 	if got := stats(openTest(t, dir)); !same(got, want) {
 		t.Errorf("after a checkpoint and a reopen = %+v, want %+v", got, want)
+	}
+}
+
+// TestHistoryIsNotHeard: imported history does not make a meter online,
+// give it a last heard time or a power now, before or after a restart; a
+// live reading does, and a later import leaves when it was heard as it
+// was; a live reading stamped long ago (a meter replaying its buffer) is
+// heard but is not its power now.
+func TestHistoryIsNotHeard(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	yesterday := time.Now().Add(-24 * time.Hour).Truncate(time.Second)
+	var hist []meter.Reading
+	for i := range 60 {
+		hist = append(hist, meter.Reading{Source: "import", Meter: "old", Time: yesterday.Add(time.Duration(i) * time.Minute), PowerW: 2510, Stamped: true})
+	}
+	if _, err := s.Import(hist, nil); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string, want string, heard bool, wantNow bool) Meter {
+		t.Helper()
+		m, err := s.Meter("old")
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		st, why := m.Status(now)
+		if st+why != want {
+			t.Errorf("%s: status %s %s, want %s", when, st, why, want)
+		}
+		if m.LastHeard.IsZero() == heard {
+			t.Errorf("%s: last heard %s, heard %v", when, m.LastHeard, heard)
+		}
+		if w, ok := m.PowerNow(now); ok != wantNow {
+			t.Errorf("%s: power now %g %v, want %v", when, w, ok, wantNow)
+		}
+		return m
+	}
+	m := check("after the import", StatusOffline+OfflineHistory, false, false)
+	if want := yesterday.Add(59 * time.Minute); !m.Last.Equal(want) {
+		t.Errorf("newest reading %s, want %s", m.Last, want)
+	}
+	s.Close()
+	s = openTest(t, dir)
+	check("after a restart", StatusOffline+OfflineHistory, false, false)
+
+	// Live: online, heard now, its power counts.
+	before := time.Now()
+	mustAppend(t, s, meter.Reading{Meter: "old", Time: time.Now(), PowerW: 300})
+	heard := check("after a live reading", StatusOnline, true, true).LastHeard
+	if heard.Before(before.Add(-time.Second)) || heard.After(time.Now().Add(time.Second)) {
+		t.Errorf("last heard %s, want about %s", heard, before)
+	}
+	// More history, imported later: when it was heard stays.
+	if _, err := s.Import([]meter.Reading{{Source: "import", Meter: "old", Time: yesterday.Add(-time.Hour), PowerW: 1, Stamped: true}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if m := check("after a second import", StatusOnline, true, true); !m.LastHeard.Equal(heard) {
+		t.Errorf("an import moved last heard from %s to %s", heard, m.LastHeard)
+	}
+	s.Close()
+	s = openTest(t, dir)
+	if m := check("after a second restart", StatusOnline, true, true); !m.LastHeard.Equal(heard) {
+		t.Errorf("a restart moved last heard from %s to %s", heard, m.LastHeard)
+	}
+
+	// A meter replaying its buffer: live, stamped an hour ago.
+	mustAppend(t, s, meter.Reading{Meter: "replay", Time: time.Now().Add(-time.Hour), PowerW: 4000, Stamped: true})
+	r, _ := s.Meter("replay")
+	if st, why := r.Status(time.Now()); st != StatusOnline {
+		t.Errorf("a meter replaying its buffer: %s %s, want online (it is heard)", st, why)
+	}
+	if w, ok := r.PowerNow(time.Now()); ok {
+		t.Errorf("a reading an hour old counts as power now: %g W", w)
 	}
 }

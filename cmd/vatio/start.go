@@ -343,8 +343,7 @@ func (s *starting) buildServices() (err error) {
 	}
 	alerts, loc := a.alerts, s.loc
 	s.users.OnLockout = func(user, addr string, until time.Time) {
-		_, _ = alerts.Raise(alert.SeverityWarning, fmt.Sprintf("repeated failed logins from %s (user %q): locked out until %s",
-			addr, user, until.In(loc).Format(time.DateTime)), "", "security")
+		_, _ = alerts.RaiseMessage(alert.SeverityWarning, alert.Lockout(addr, user, until), loc, "", "security")
 	}
 	return nil
 }
@@ -428,7 +427,7 @@ func (s *starting) startJobs() error {
 		if shipper != nil {
 			jobs.Go(func() {
 				shipper.Run(ctx, cfg.Offsite.Every, func(err error) {
-					_, _ = alerts.Raise(alert.SeverityWarning, "off-site copies failed three times in a row: "+err.Error(), "", "offsite")
+					_, _ = alerts.RaiseMessage(alert.SeverityWarning, alert.Offsite(err), nil, "", "offsite")
 				})
 			})
 		}

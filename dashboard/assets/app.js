@@ -365,12 +365,28 @@
         main: el.dataset.main === "true",
         power: el.querySelector(".power"),
         seen: el.querySelector(".seen"),
+        read: el.querySelector(".read"),
         badge: el.querySelector(".badge"),
-        seenAt: Date.parse(el.dataset.seen) || 0,
-        interval: Number(el.dataset.silentAfter) || 0,
+        // heardAt: when the server last received a live reading of it;
+        // readAt: when its newest reading was taken (server clock, ms).
+        heardAt: Date.parse(el.dataset.heard) || 0,
+        readAt: Date.parse(el.dataset.read) || 0,
+        silentAfter: Number(el.dataset.silentAfter) || 0,
         watts: Number(el.querySelector(".power").value) || 0
       });
     });
+    // The server's clock: reading times and silences are measured on it,
+    // not on this browser's, which may be set wrong.
+    var summaryEl = document.querySelector(".summary[data-server-now]");
+    var skew = summaryEl ? (Date.parse(summaryEl.dataset.serverNow) || Date.now()) - Date.now() : 0;
+    function serverNow() { return Date.now() + skew; }
+    // A meter's newest reading is its power now while the meter is online
+    // and the reading was taken within its silence window, or a minute
+    // (store.Meter.PowerNow): readings a meter replays from its buffer,
+    // and imported history, are not "now".
+    function current(c, now) {
+      return c.el.classList.contains("online") && now - c.readAt <= Math.max(c.silentAfter, 60) * 1000;
+    }
     var live = chartOf("live");
     var gauge = chartOf("gauge");
     var lines = live ? liveLines(live) : null;
@@ -389,10 +405,10 @@
     }
 
     function sitePower() {
-      var sum = 0, n = 0;
+      var sum = 0, n = 0, now = serverNow();
       cards.forEach(function (c) {
         if (c.el.classList.contains("online")) n++;
-        if (c.main && c.el.classList.contains("online")) sum += c.watts;
+        if (c.main && current(c, now)) sum += c.watts;
       });
       setData(document.getElementById("site-power"), sum, power(sum));
       var oc = document.getElementById("online-count");
@@ -411,28 +427,37 @@
       var c = cards.get(r.meter);
       if (!c) return reload(); // a new meter: the server draws its card
       c.watts = r.power_w;
-      c.seenAt = Date.parse(r.t) || Date.now();
+      c.heardAt = serverNow();
+      c.readAt = Date.parse(r.t) || 0;
       setData(c.power, r.power_w, power(r.power_w));
-      c.seen.setAttribute("datetime", r.t);
-      c.seen.textContent = dateTime(r.t);
+      if (c.read) {
+        c.read.setAttribute("datetime", r.t);
+        c.read.textContent = dateTime(r.t);
+      }
+      var heard = new Date(c.heardAt).toISOString();
+      if (c.seen.tagName !== "TIME") { // "never": it is heard now
+        var tm = document.createElement("time");
+        tm.className = "seen";
+        c.seen.replaceWith(tm);
+        c.seen = tm;
+      }
+      c.seen.setAttribute("datetime", heard);
+      c.seen.textContent = dateTime(heard);
       setOnline(c, true);
       if (lines) lines.add(r);
       sitePower();
     });
 
-    // A meter silent for three times its usual interval (at least 10 s) is
-    // offline, as the server decides (store.Meter.Status).
+    // A meter not heard for its silence window (three times its usual
+    // interval, at least 10 s) is offline, as the server decides
+    // (store.Meter.Status); a reading also ages out of "now".
     setInterval(function () {
-      var now = Date.now();
-      var changed = false;
+      var now = serverNow();
       cards.forEach(function (c) {
-        if (!c.interval || !c.el.classList.contains("online")) return;
-        if (now - c.seenAt > Math.max(3 * c.interval, 10) * 1000) {
-          setOnline(c, false);
-          changed = true;
-        }
+        if (!c.silentAfter || !c.el.classList.contains("online")) return;
+        if (now - c.heardAt > c.silentAfter * 1000) setOnline(c, false);
       });
-      if (changed) sitePower();
+      sitePower();
     }, 5000);
 
     // Today's energy, from the sites' main meters, every minute.
@@ -524,8 +549,32 @@
       if (dz0 && (dz0.start > 0 || dz0.end < 100)) onZoom();
     }
 
+    // A reading taken more than its silence window (or a minute) before
+    // now is history the meter replays, not its power now
+    // (store.Meter.PowerNow); ages are on the server's clock.
+    var skew = (Date.parse(summary.dataset.serverNow) || Date.now()) - Date.now();
+    var nowWindow = Math.max(Number(summary.dataset.silentAfter) || 0, 60) * 1000;
+    var readEl = summary.querySelector(".read");
+    var seenEl = summary.querySelector(".seen");
     stream(id, function (r) {
-      setData(document.getElementById("meter-power"), r.power_w, power(r.power_w));
+      if (Date.now() + skew - Date.parse(r.t) <= nowWindow) {
+        setData(document.getElementById("meter-power"), r.power_w, power(r.power_w));
+      }
+      if (readEl && Date.parse(r.t) >= Date.parse(readEl.getAttribute("datetime"))) {
+        readEl.setAttribute("datetime", r.t);
+        readEl.textContent = dateTime(r.t);
+      }
+      if (seenEl) { // heard now
+        var heard = new Date(Date.now() + skew).toISOString();
+        if (seenEl.tagName !== "TIME") {
+          var tm = document.createElement("time");
+          tm.className = "seen";
+          seenEl.replaceWith(tm);
+          seenEl = tm;
+        }
+        seenEl.setAttribute("datetime", heard);
+        seenEl.textContent = dateTime(heard);
+      }
       var badge = document.getElementById("meter-status");
       if (badge) {
         badge.className = "badge online";

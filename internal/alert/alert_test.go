@@ -258,3 +258,33 @@ func TestLapsedClaimTakenOver(t *testing.T) {
 		t.Errorf("receiver got %d alerts, want 1", len(got))
 	}
 }
+
+// TestRaiseMessage: Vatio's own alerts are stored with their message key
+// and values and the English text, times in the zone given; a key with no
+// text is refused.
+func TestRaiseMessage(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	svc := alert.New(st, nil, alert.Options{})
+	t.Cleanup(svc.Close)
+	madrid, err := time.LoadLocation("Europe/Madrid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	until := time.Date(2026, 11, 25, 10, 15, 0, 0, time.UTC)
+	a, err := svc.RaiseMessage(alert.SeverityWarning, alert.Lockout("192.0.2.1", "ana", until), madrid, "", "security")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := st.Alerts(10, func(s *store.Alert) bool { return s.ID == a.ID })
+	if err != nil || len(stored) != 1 {
+		t.Fatalf("stored alerts %+v, %v", stored, err)
+	}
+	got := stored[0]
+	if want := `repeated failed logins from 192.0.2.1 (user "ana"): locked out until 2026-11-25 11:15:00`; got.Message != want ||
+		got.Key != alert.MsgLockout || got.Args["until_at"] != "2026-11-25T10:15:00Z" || got.Args["user"] != "ana" {
+		t.Errorf("stored %q key %q args %v; want %q", got.Message, got.Key, got.Args, want)
+	}
+	if _, err := svc.RaiseMessage(alert.SeverityWarning, alert.Message{Key: "alert.nope"}, nil, "", "x"); err == nil {
+		t.Error("a message key with no text was raised")
+	}
+}

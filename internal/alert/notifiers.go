@@ -93,14 +93,19 @@ type webhookBody struct {
 	Time     time.Time `json:"time"`
 	Severity string    `json:"severity"`
 	Message  string    `json:"message"`
-	Meter    string    `json:"meter,omitempty"`
-	Source   string    `json:"source"`
-	Rule     string    `json:"rule,omitempty"`
-	State    string    `json:"state,omitempty"`
+	// Key and Args are the message as a key and values (see Message),
+	// for a receiver that shows it in another language.
+	Key    string            `json:"key,omitempty"`
+	Args   map[string]string `json:"args,omitempty"`
+	Meter  string            `json:"meter,omitempty"`
+	Source string            `json:"source"`
+	Rule   string            `json:"rule,omitempty"`
+	State  string            `json:"state,omitempty"`
 }
 
 func templateData(a store.Alert) webhookBody {
-	return webhookBody{ID: a.ID, Time: a.Time, Severity: a.Severity, Message: a.Message, Meter: a.Meter, Source: a.Source, Rule: a.Rule, State: a.State}
+	return webhookBody{ID: a.ID, Time: a.Time, Severity: a.Severity, Message: a.Message, Key: a.Key, Args: a.Args,
+		Meter: a.Meter, Source: a.Source, Rule: a.Rule, State: a.State}
 }
 
 // Notify implements Notifier.

@@ -241,7 +241,11 @@ func TestMQTTNotifier(t *testing.T) {
 	if err := n.Notify(t.Context(), store.Alert{ID: 4, Message: "site-wide"}); err != nil {
 		t.Fatal(err)
 	}
-	if topics[0] != "vatio/alerts/plug:1" || topics[1] != "vatio/alerts" || !strings.Contains(payloads[0], `"rule":"r","state":"firing"`) {
+	if err := n.Notify(t.Context(), store.Alert{ID: 5, Message: "no reading for 5m", Key: alert.MsgSilent, Args: map[string]string{"quiet": "5m"}}); err != nil {
+		t.Fatal(err)
+	}
+	if topics[0] != "vatio/alerts/plug:1" || topics[1] != "vatio/alerts" || !strings.Contains(payloads[0], `"rule":"r","state":"firing"`) ||
+		strings.Contains(payloads[1], `"key"`) || !strings.Contains(payloads[2], `"message":"no reading for 5m","key":"alert.silent","args":{"quiet":"5m"}`) {
 		t.Errorf("published %v %v", topics, payloads)
 	}
 }

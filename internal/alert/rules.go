@@ -10,6 +10,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,9 +25,13 @@ import (
 
 // Rule kinds.
 const (
-	// PowerAbove fires when a meter's power stays above ThresholdW for For.
+	// PowerAbove fires when a meter's readings have stayed above
+	// ThresholdW for For, measured on the readings' own times, and
+	// resolves when they have stayed below ThresholdW - HysteresisW for
+	// For (see Rule.For).
 	PowerAbove = "power_above"
-	// PowerBelow fires when it stays below ThresholdW for For.
+	// PowerBelow fires when they have stayed below ThresholdW for For, and
+	// resolves when they have stayed above ThresholdW + HysteresisW for For.
 	PowerBelow = "power_below"
 	// EnergyBudget fires when the energy drawn this day or month (Period)
 	// passes BudgetKWh.
@@ -75,7 +80,12 @@ type Rule struct {
 	Meter    string `json:"meter"`
 	Severity string `json:"severity"`
 	Enabled  bool   `json:"enabled"`
-	// ThresholdW and For: power_above and power_below.
+	// ThresholdW and For: power_above and power_below. For is measured on
+	// reading times, from the first reading past the threshold to the
+	// newest, with no gap longer than the meter's silence window between
+	// them (a gap starts the count again); the rule fires at the first
+	// evaluation after that. Resolving takes the same For back past the
+	// hysteresis. With For 0 the newest reading decides both.
 	ThresholdW float64  `json:"threshold_w,omitempty"`
 	For        Duration `json:"for,omitempty"`
 	// BudgetKWh and Period ("day" or "month"): energy_budget.
@@ -86,8 +96,9 @@ type Rule struct {
 	// Factor: anomaly (default 2).
 	Factor float64 `json:"factor,omitempty"`
 	// HysteresisW is how far back past the threshold (or inside the
-	// expected range) power must come before an alert resolves, in watts;
-	// an anomaly resolves below Factor x 0.8 of the usual.
+	// expected range) power must come before an alert resolves, in watts
+	// (0: the threshold itself); a power rule also needs it to stay there
+	// for For. An anomaly resolves below Factor x 0.8 of the usual.
 	HysteresisW float64 `json:"hysteresis_w,omitempty"`
 	// Cooldown is the least time between two firings for one meter.
 	Cooldown Duration `json:"cooldown,omitempty"`
@@ -487,7 +498,7 @@ func (r *Rules) Delete(id string) error {
 	for k, s := range r.states {
 		if ruleOf(k) == id {
 			if s.Firing {
-				r.resolve(rule, meterOf(k), s, now, "the rule was deleted")
+				r.resolve(rule, meterOf(k), s, now, msg(MsgRuleDeleted))
 				r.runActions(rule, "resolve", s.AlertID)
 			}
 			delete(r.states, k)
@@ -548,7 +559,7 @@ func (r *Rules) Evaluate(now time.Time) {
 		if !ok {
 			rule = Rule{ID: ruleOf(k)}
 		}
-		r.resolve(rule, meterOf(k), s, now, "the rule no longer applies")
+		r.resolve(rule, meterOf(k), s, now, msg(MsgRuleNotApplies))
 		r.runActions(rule, "resolve", s.AlertID)
 		r.save(k, RuleState{Since: now, LastFired: s.LastFired})
 	}
@@ -568,8 +579,8 @@ func (r *Rules) evaluate(rule Rule, m store.Meter, now time.Time) {
 		if !s.LastFired.IsZero() && now.Sub(s.LastFired) < time.Duration(rule.Cooldown) {
 			return // cooling down
 		}
-		a, err := r.alerts.raise(store.Alert{Severity: rule.Severity, Message: m.ID + ": " + what, Meter: m.ID,
-			Source: "rule", Rule: rule.ID, State: store.AlertFiring})
+		a, err := r.alerts.raise(withMessage(store.Alert{Severity: rule.Severity, Meter: m.ID,
+			Source: "rule", Rule: rule.ID, State: store.AlertFiring}, what, r.loc()))
 		if err != nil {
 			r.log.Error("alert not raised", slog.String("rule", rule.ID), slog.Any("error", err))
 			return
@@ -584,7 +595,7 @@ func (r *Rules) evaluate(rule Rule, m store.Meter, now time.Time) {
 }
 
 // resolve marks a firing alert resolved and tells the notifiers.
-func (r *Rules) resolve(rule Rule, meterID string, s RuleState, now time.Time, what string) {
+func (r *Rules) resolve(rule Rule, meterID string, s RuleState, now time.Time, what Message) {
 	at := now.UTC()
 	if s.AlertID != 0 {
 		if err := r.st.UpdateAlert(s.AlertID, func(a *store.Alert) { a.State, a.ResolvedAt = store.AlertResolved, &at }); err != nil &&
@@ -592,11 +603,21 @@ func (r *Rules) resolve(rule Rule, meterID string, s RuleState, now time.Time, w
 			r.log.Error("alert not resolved", slog.Uint64("alert", s.AlertID), slog.Any("error", err))
 		}
 	}
-	_, err := r.alerts.raise(store.Alert{Severity: SeverityInfo, Message: meterID + ": resolved: " + what, Meter: meterID,
-		Source: "rule", Rule: rule.ID, State: store.AlertResolved, ResolvedAt: &at})
+	_, err := r.alerts.raise(withMessage(store.Alert{Severity: SeverityInfo, Meter: meterID,
+		Source: "rule", Rule: rule.ID, State: store.AlertResolved, ResolvedAt: &at}, resolved(what), r.loc()))
 	if err != nil {
 		r.log.Error("resolution not raised", slog.String("rule", rule.ID), slog.Any("error", err))
 	}
+}
+
+// loc is where alert texts give times: the tariff's zone, or UTC.
+func (r *Rules) loc() *time.Location {
+	if r.tariffs != nil {
+		if tr := r.tariffs.Current(); tr != nil && tr.Location != nil {
+			return tr.Location
+		}
+	}
+	return time.UTC
 }
 
 func (r *Rules) save(key string, s RuleState) {
@@ -623,25 +644,46 @@ func kw(w float64) string { return fmt.Sprintf("%.2f kW", w/1000) }
 
 // condition evaluates rule on m at now: whether it holds (to fire), whether
 // it has cleared (to resolve, past the hysteresis), and a description.
-func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) (holds, clears bool, what string, err error) {
+func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) (holds, clears bool, what Message, err error) {
 	switch rule.Kind {
 	case PowerAbove, PowerBelow:
 		above := rule.Kind == PowerAbove
 		window := time.Duration(rule.For)
 		last := m.LastPowerW
-		fresh := now.Sub(m.LastSeen) <= max(window, time.Minute)+5*time.Minute
-		held := fresh && r.heldFor(m, window, now, func(lo, hi float64) bool {
+		// Only a meter heard live lately, whose newest reading was taken
+		// lately, says how things are now: imported history and readings
+		// a meter replays from its buffer start nothing, and a meter gone
+		// silent clears what it fired.
+		stale := max(window, time.Minute) + 5*time.Minute
+		fresh := !m.LastHeard.IsZero() && now.Sub(m.LastHeard) <= stale && now.Sub(m.Last) <= stale
+		beyond := func(lo, hi float64) bool { // past the threshold
 			if above {
 				return lo > rule.ThresholdW
 			}
 			return hi < rule.ThresholdW
-		})
-		if above {
-			return held, !fresh || last < rule.ThresholdW-rule.HysteresisW,
-				fmt.Sprintf("power %s above %s for %s", kw(last), kw(rule.ThresholdW), window), nil
 		}
-		return held, !fresh || last > rule.ThresholdW+rule.HysteresisW,
-			fmt.Sprintf("power %s below %s for %s", kw(last), kw(rule.ThresholdW), window), nil
+		back := func(lo, hi float64) bool { // back past the hysteresis
+			if above {
+				return hi < rule.ThresholdW-rule.HysteresisW
+			}
+			return lo > rule.ThresholdW+rule.HysteresisW
+		}
+		var held, cleared bool
+		switch {
+		case fresh && !firing:
+			held, err = r.heldFor(m, window, beyond)
+		case fresh && firing:
+			cleared, err = r.heldFor(m, window, back)
+		}
+		if err != nil {
+			return false, false, Message{}, err
+		}
+		key := MsgPowerAbove
+		if !above {
+			key = MsgPowerBelow
+		}
+		return held, !fresh || cleared,
+			msg(key, "meter", m.ID, "power_w", watts(last), "threshold_w", watts(rule.ThresholdW), "for", duration(window)), nil
 	case EnergyBudget:
 		iv := energy.Day
 		if rule.Period == "month" {
@@ -649,75 +691,122 @@ func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) 
 		}
 		bs, err := energy.Series(r.st, []string{m.ID}, iv, now, now.Add(time.Nanosecond), r.tariffs.Current())
 		if err != nil || len(bs) == 0 {
-			return false, false, "", err
+			return false, false, msg(MsgNoData), err
 		}
 		used := bs[0].InKWh
 		return used > rule.BudgetKWh, used <= rule.BudgetKWh,
-			fmt.Sprintf("%.2f kWh this %s, over the budget of %.2f kWh", used, rule.Period, rule.BudgetKWh), nil
+			msg(MsgEnergyBudget, "meter", m.ID, "used_kwh", kwh(used), "period", rule.Period, "budget_kwh", kwh(rule.BudgetKWh)), nil
 	case Silent:
-		quiet := now.Sub(m.LastSeen)
+		if m.LastHeard.IsZero() {
+			return false, true, msg(MsgNeverHeard), nil // only history: nothing went silent
+		}
+		quiet := now.Sub(m.LastHeard)
 		return quiet > time.Duration(rule.SilentFor), quiet <= time.Duration(rule.SilentFor),
-			fmt.Sprintf("no reading for %s", quiet.Round(time.Second)), nil
+			msg(MsgSilent, "meter", m.ID, "quiet", duration(quiet.Round(time.Second))), nil
 	case OutOfRange:
 		lo, hi := m.Info.ExpectedMinW, m.Info.ExpectedMaxW
 		if lo == nil && hi == nil {
-			return false, true, "no expected range", nil
+			return false, true, msg(MsgNoRange), nil
 		}
 		w := m.LastPowerW
 		out := (lo != nil && w < *lo) || (hi != nil && w > *hi)
 		in := (lo == nil || w >= *lo+rule.HysteresisW) && (hi == nil || w <= *hi-rule.HysteresisW)
-		return out, in, fmt.Sprintf("power %s outside its expected range", kw(w)), nil
+		return out, in, msg(MsgOutOfRange, "meter", m.ID, "power_w", watts(w)), nil
 	case Anomaly:
 		mean, usual, ok, err := r.hourVsUsual(m.ID, now)
 		if err != nil || !ok {
-			return false, true, "", err
+			return false, true, msg(MsgNoData), err
 		}
-		what := fmt.Sprintf("the last hour drew %s on average, %.1f times the usual %s for this hour and weekday", kw(mean), mean/max(usual, 1), kw(usual))
+		what := msg(MsgAnomaly, "meter", m.ID, "mean_w", watts(mean), "factor", strconv.FormatFloat(mean/max(usual, 1), 'f', -1, 64), "usual_w", watts(usual))
 		return mean > usual*rule.Factor && mean-usual > max(rule.HysteresisW, 50), mean <= usual*rule.Factor*0.8, what, nil
 	}
-	return false, false, "", fmt.Errorf("unknown kind %q", rule.Kind)
+	return false, false, Message{}, fmt.Errorf("unknown kind %q", rule.Kind)
 }
 
-// heldFor reports whether ok(min, max) holds of every reading of m over
-// the window before now (and of the newest, for a window of 0): raw
-// readings for windows under 10 minutes, 1-minute rollups (every minute
-// with data) for longer ones.
-func (r *Rules) heldFor(m store.Meter, window time.Duration, now time.Time, ok func(lo, hi float64) bool) bool {
+// heldFor reports whether ok(min, max) has held of m's readings for
+// window, measured on the readings' own times: from the first reading of
+// an unbroken run to the newest (see runOf). For a window of 0 the newest
+// reading decides. Raw readings serve windows under 10 minutes; longer
+// ones are measured on 1-minute rollups, from the end of the run's first
+// whole minute, so they hold up to a minute late, never early.
+func (r *Rules) heldFor(m store.Meter, window time.Duration, ok func(lo, hi float64) bool) (bool, error) {
 	if window == 0 {
-		return ok(m.LastPowerW, m.LastPowerW)
+		return ok(m.LastPowerW, m.LastPowerW), nil
 	}
-	if m.First.After(now.Add(-window)) {
-		return false // not known for that long
-	}
-	from := now.Add(-window)
+	run, err := r.runOf(m, window, ok)
+	return run >= window, err
+}
+
+// runOf returns how long, in reading time, ok has held of m's readings
+// up to its newest without a break: from the first reading of the run to
+// the newest, 0 when the newest fails. A gap between two readings longer
+// than the meter's silence window (store.Meter.SilentAfter), or than three
+// times their usual spacing (see readingGap), breaks a run: what the meter
+// drew meanwhile is unknown. It looks back window and a silence window at
+// most, enough to tell whether the run lasted window.
+func (r *Rules) runOf(m store.Meter, window time.Duration, ok func(lo, hi float64) bool) (time.Duration, error) {
+	gap := m.SilentAfter()
+	newest := m.Last
+	from := newest.Add(-window - gap)
 	if window < 10*time.Minute {
-		recs, _, err := r.st.Range(m.ID, from, now.Add(time.Second), 100000)
-		if err != nil || len(recs) == 0 {
-			return false
+		recs, _, err := r.st.Range(m.ID, from, newest.Add(time.Nanosecond), 100000)
+		if err != nil {
+			return 0, err
 		}
-		for _, rec := range recs {
-			if !ok(rec.PowerW, rec.PowerW) {
-				return false
+		gap = min(gap, readingGap(recs))
+		start, prev := newest, newest
+		for i := len(recs) - 1; i >= 0; i-- {
+			rec := recs[i]
+			if prev.Sub(rec.Time) > gap || !ok(rec.PowerW, rec.PowerW) {
+				break
 			}
+			start, prev = rec.Time, rec.Time
 		}
-		return true
+		if len(recs) == 0 || !recs[len(recs)-1].Time.Equal(newest) {
+			return 0, nil // the newest reading is not there (erased meanwhile)
+		}
+		return newest.Sub(start), nil
 	}
-	bs, _, err := r.st.Rollups(m.ID, store.TierMinute, from, now.Add(time.Second), int(window/time.Minute)+2)
+	from = from.Add(-time.Minute).Truncate(time.Minute)
+	bs, _, err := r.st.Rollups(m.ID, store.TierMinute, from, newest.Add(time.Nanosecond), int(newest.Sub(from)/time.Minute)+2)
 	if err != nil {
-		return false
+		return 0, err
 	}
-	seen := 0
-	for _, b := range bs {
+	var start, prev time.Time
+	for i := len(bs) - 1; i >= 0; i-- {
+		b := bs[i]
 		if b.N == 0 {
 			continue
 		}
-		if !ok(b.MinW, b.MaxW) {
-			return false
+		if !prev.IsZero() && prev.Sub(b.Start) > gap+time.Minute || !ok(b.MinW, b.MaxW) {
+			break
 		}
-		seen++
+		start, prev = b.Start, b.Start
 	}
-	return seen >= int(window/time.Minute)/2 // at least half the minutes reported
+	if start.IsZero() {
+		return 0, nil
+	}
+	return max(newest.Sub(start.Add(time.Minute)), 0), nil
 }
+
+// readingGap returns the gap that breaks a run of recs: three times the
+// median time between them, at least minRunGap; a day while there are too
+// few to tell.
+func readingGap(recs []store.Record) time.Duration {
+	if len(recs) < 3 {
+		return 24 * time.Hour
+	}
+	gaps := make([]time.Duration, 0, len(recs)-1)
+	for i := 1; i < len(recs); i++ {
+		gaps = append(gaps, recs[i].Time.Sub(recs[i-1].Time))
+	}
+	slices.Sort(gaps)
+	return max(3*gaps[len(gaps)/2], minRunGap)
+}
+
+// minRunGap is the least gap that breaks a run of readings (see runOf),
+// as a meter's silence window is at least 10 s.
+const minRunGap = 10 * time.Second
 
 // hourVsUsual returns the mean power of the hour before now and the usual
 // mean of the same hour in the 4 weeks before (from 1-minute rollups), and

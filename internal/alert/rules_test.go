@@ -67,17 +67,18 @@ func TestPowerAboveFiresResolvesAndCoolsDown(t *testing.T) {
 	dir := t.TempDir()
 	st := openStore(t, dir)
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Minute)
-	add(t, st, series("oven", t0, t0.Add(6*time.Minute), 5000)...)
+	add(t, st, series("oven", t0, t0.Add(4*time.Minute), 5000)...)
 	rules, _ := newRules(t, st)
 	if _, err := rules.Put(alert.Rule{ID: "hot", Kind: alert.PowerAbove, Meter: "oven", Severity: "warning", Enabled: true,
 		ThresholdW: 3000, For: alert.Duration(5 * time.Minute), HysteresisW: 500, Cooldown: alert.Duration(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	rules.Evaluate(t0.Add(4 * time.Minute)) // not yet 5 minutes of data
+	rules.Evaluate(t0.Add(4 * time.Minute)) // not yet 5 minutes of readings
 	if as := ruleAlerts(t, st, "hot"); len(as) != 0 {
 		t.Fatalf("fired before 5 minutes: %+v", as)
 	}
 	now := t0.Add(6 * time.Minute)
+	add(t, st, series("oven", t0.Add(4*time.Minute), now, 5000)...)
 	rules.Evaluate(now)
 	rules.Evaluate(now.Add(time.Second)) // still firing: once only
 	as := ruleAlerts(t, st, "hot")
@@ -99,15 +100,21 @@ func TestPowerAboveFiresResolvesAndCoolsDown(t *testing.T) {
 	if as := ruleAlerts(t, st, "hot"); len(as) != 1 {
 		t.Fatalf("resolved within the hysteresis: %+v", as)
 	}
-	add(t, st, series("oven", now.Add(time.Minute), now.Add(2*time.Minute), 1000)...)
-	rules.Evaluate(now.Add(2 * time.Minute))
+	// Resolving takes the rule's 5 minutes below 2.5 kW too.
+	add(t, st, series("oven", now.Add(time.Minute), now.Add(5*time.Minute), 1000)...)
+	rules.Evaluate(now.Add(5 * time.Minute))
+	if as := ruleAlerts(t, st, "hot"); len(as) != 1 {
+		t.Fatalf("resolved after 4 minutes below: %+v", as)
+	}
+	add(t, st, series("oven", now.Add(5*time.Minute), now.Add(7*time.Minute), 1000)...)
+	rules.Evaluate(now.Add(7 * time.Minute))
 	as = ruleAlerts(t, st, "hot")
 	if len(as) != 2 || as[0].State != store.AlertResolved || as[0].ResolvedAt == nil || as[1].State != store.AlertResolved ||
 		!strings.Contains(as[1].Message, "resolved") {
 		t.Fatalf("after the power fell: %+v", as)
 	}
 	// Hot again at once: the cooldown holds it back.
-	later := now.Add(2 * time.Minute)
+	later := now.Add(7 * time.Minute)
 	add(t, st, series("oven", later, later.Add(7*time.Minute), 6000)...)
 	rules.Evaluate(later.Add(7 * time.Minute))
 	if as := ruleAlerts(t, st, "hot"); len(as) != 2 {
@@ -323,5 +330,153 @@ func TestDisabledRuleResolvesWhatItFired(t *testing.T) {
 	defer mu.Unlock()
 	if len(sent) != 2 || sent[1] != "ON" {
 		t.Errorf("actions sent %v, want OFF then ON", sent)
+	}
+}
+
+// TestPowerRuleWaitsForItsDurationOnReadingTimes feeds a meter a reading
+// every 2 s, evaluating after each at the reading's time: a for: 30s rule
+// fires at the reading 30 s after the first one above the threshold, not
+// before, whatever the meter sent long ago; it resolves only after 30 s
+// below the threshold less the hysteresis, and a reading back inside the
+// hysteresis, or a gap longer than the meter's silence, starts a count
+// again.
+func TestPowerRuleWaitsForItsDurationOnReadingTimes(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	rules, _ := newRules(t, st)
+	if _, err := rules.Put(alert.Rule{ID: "hot", Kind: alert.PowerAbove, Meter: "kettle", Severity: "warning", Enabled: true,
+		ThresholdW: 2000, For: alert.Duration(30 * time.Second), HysteresisW: 200}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	// One reading below, an hour before (the guide's first mosquitto_pub).
+	add(t, st, meter.Reading{Meter: "kettle", Time: t0.Add(-time.Hour), PowerW: 100, Stamped: true})
+	at := t0
+	step := func(w float64) {
+		t.Helper()
+		add(t, st, meter.Reading{Meter: "kettle", Time: at, PowerW: w, Stamped: true})
+		rules.Evaluate(at.Add(500 * time.Millisecond))
+		at = at.Add(2 * time.Second)
+	}
+	firing := func() bool { return rules.States()["hot|kettle"].Firing }
+	// Readings every 2 s, all above the threshold and seconds apart from a
+	// reading an hour old: the run starts at t0.
+	for i := 0; i < 15; i++ { // t0 .. t0+28s
+		step(2500)
+		if firing() {
+			t.Fatalf("fired %s after the first reading above the threshold", at.Add(-2*time.Second).Sub(t0))
+		}
+	}
+	step(2500) // t0+30s
+	if !firing() {
+		t.Fatalf("not firing 30 s after the first reading above the threshold")
+	}
+	as := ruleAlerts(t, st, "hot")
+	if len(as) != 1 || as[0].State != store.AlertFiring {
+		t.Fatalf("alerts = %+v", as)
+	}
+	// Its message: a key and values for the dashboard's languages, and the
+	// English text for notifiers.
+	if a := as[0]; a.Key != alert.MsgPowerAbove || a.Args["power_w"] != "2500" || a.Args["threshold_w"] != "2000" ||
+		a.Args["for"] != "30s" || a.Message != "kettle: power 2.50 kW above 2.00 kW for 30s" {
+		t.Errorf("message = %q, key %q, args %v", a.Message, a.Key, a.Args)
+	}
+	// Below the threshold but inside the hysteresis (1.9 kW > 1.8 kW): firing.
+	for i := 0; i < 20; i++ {
+		step(1900)
+	}
+	if !firing() {
+		t.Fatal("resolved inside the hysteresis")
+	}
+	// Back under 1.8 kW for 20 s, then one reading inside the hysteresis
+	// again: the 30 s start over.
+	for i := 0; i < 10; i++ {
+		step(500)
+	}
+	step(1900)
+	below := at
+	for i := 0; i < 15; i++ { // 28 s below
+		step(500)
+		if !firing() {
+			t.Fatalf("resolved %s after the power fell back, before 30 s", at.Add(-2*time.Second).Sub(below))
+		}
+	}
+	step(500) // 30 s below
+	if firing() {
+		t.Fatal("still firing after 30 s below the threshold less the hysteresis")
+	}
+	as = ruleAlerts(t, st, "hot")
+	if len(as) != 2 || as[0].State != store.AlertResolved || as[1].State != store.AlertResolved {
+		t.Fatalf("after the power fell: %+v", as)
+	}
+	if a := as[1]; a.Key != alert.MsgResolved || a.Args["what"] != alert.MsgPowerAbove || a.Message != "kettle: resolved: power 0.50 kW above 2.00 kW for 30s" {
+		t.Errorf("resolution = %q, key %q, args %v", a.Message, a.Key, a.Args)
+	}
+	// Above again for 20 s, a silence of 2 minutes (longer than the
+	// meter's 10 s silence window), then above again: the count restarts
+	// after the gap, and fires 30 s after it.
+	for i := 0; i < 10; i++ {
+		step(2600)
+	}
+	at = at.Add(2 * time.Minute)
+	resumed := at
+	for i := 0; i < 15; i++ {
+		step(2600)
+		if firing() {
+			t.Fatalf("fired %s after a gap, counting the readings before it", at.Add(-2*time.Second).Sub(resumed))
+		}
+	}
+	step(2600)
+	if !firing() {
+		t.Fatal("not firing 30 s after the readings resumed above the threshold")
+	}
+}
+
+// TestPowerBelowAndLongWindowsWait checks power_below, and a window of 10
+// minutes or more (measured on 1-minute rollups), wait for their duration
+// of reading time too.
+func TestPowerBelowAndLongWindowsWait(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	rules, _ := newRules(t, st)
+	for _, r := range []alert.Rule{
+		{ID: "idle", Kind: alert.PowerBelow, Meter: "pump", Severity: "info", Enabled: true, ThresholdW: 50, For: alert.Duration(30 * time.Second)},
+		{ID: "long", Kind: alert.PowerBelow, Meter: "pump", Severity: "info", Enabled: true, ThresholdW: 50, For: alert.Duration(15 * time.Minute)},
+	} {
+		if _, err := rules.Put(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Minute)
+	add(t, st, meter.Reading{Meter: "pump", Time: t0.Add(-2 * time.Hour), PowerW: 900, Stamped: true})
+	var fired = map[string]time.Duration{}
+	for at := t0; at.Before(t0.Add(20 * time.Minute)); at = at.Add(2 * time.Second) {
+		add(t, st, meter.Reading{Meter: "pump", Time: at, PowerW: 10, Stamped: true})
+		rules.Evaluate(at.Add(time.Second))
+		for _, id := range []string{"idle", "long"} {
+			if _, ok := fired[id]; !ok && rules.States()[id+"|pump"].Firing {
+				fired[id] = at.Sub(t0)
+			}
+		}
+	}
+	if got := fired["idle"]; got != 30*time.Second {
+		t.Errorf("power_below for 30s fired at %s of reading time, want 30s", got)
+	}
+	if got := fired["long"]; got < 15*time.Minute || got > 16*time.Minute {
+		t.Errorf("power_below for 15m fired at %s of reading time, want 15m to 16m", got)
+	}
+}
+
+// TestMessageDurations: durations in alert texts read as people write them.
+func TestMessageDurations(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	rules, _ := newRules(t, st)
+	if _, err := rules.Put(alert.Rule{ID: "long", Kind: alert.PowerAbove, Meter: "boiler", Severity: "info", Enabled: true,
+		ThresholdW: 100, For: alert.Duration(5 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Add(-10 * time.Minute).Truncate(time.Minute)
+	add(t, st, series("boiler", t0, t0.Add(6*time.Minute), 500)...)
+	rules.Evaluate(t0.Add(6 * time.Minute))
+	if as := ruleAlerts(t, st, "long"); len(as) != 1 || as[0].Args["for"] != "5m" || !strings.HasSuffix(as[0].Message, "for 5m") {
+		t.Errorf("alerts = %+v, want one saying for 5m", as)
 	}
 }

@@ -246,16 +246,17 @@ func (s *Shedder) SitePower(now time.Time) float64 {
 	return w
 }
 
-// site returns the power of the site's main meters online, how many are
-// online, and whether each has reported since the last action.
+// site returns the power now of the site's main meters (see
+// store.Meter.PowerNow), how many have one, and whether each has reported
+// since the last action.
 func (s *Shedder) site(now time.Time) (w float64, online int, settled bool) {
 	settled = true
 	for _, m := range s.st.Meters() {
 		if m.Site == s.cfg.Site && m.Info.Parent == "" {
-			if st, _ := m.Status(now); st == store.StatusOnline {
-				w += m.LastPowerW
+			if pw, ok := m.PowerNow(now); ok {
+				w += pw
 				online++
-				if !m.LastSeen.After(s.lastAction) {
+				if !m.LastHeard.After(s.lastAction) {
 					settled = false
 				}
 			}

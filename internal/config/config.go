@@ -497,21 +497,23 @@ type Rule struct {
 	Enabled bool `yaml:"enabled"`
 	// ThresholdW is the power of power_above and power_below, in watts.
 	ThresholdW float64 `yaml:"threshold_w"`
-	// For is how long the power must stay past the threshold before
-	// power_above or power_below fires (0 to 24h).
+	// For is how long the readings must stay past the threshold before
+	// power_above or power_below fires (0 to 24h), on the readings' own
+	// times, from the first past it to the newest; resolving takes as
+	// long back past the hysteresis.
 	For time.Duration `yaml:"for"`
 	// BudgetKWh is energy_budget's budget for each period.
 	BudgetKWh float64 `yaml:"budget_kwh"`
 	// Period is energy_budget's period: day or month.
 	Period string `yaml:"period"`
-	// SilentFor is how long without a reading makes silent fire (1m to
-	// 720h).
+	// SilentFor is how long without a live reading makes silent fire (1m
+	// to 720h).
 	SilentFor time.Duration `yaml:"silent_for"`
 	// Factor is how many times the usual power for the hour and weekday
 	// makes anomaly fire (more than 1; 0 means 2).
 	Factor float64 `yaml:"factor"`
-	// HysteresisW is how far back past the threshold the power must come
-	// before the alert resolves.
+	// HysteresisW is how far back past the threshold the power must come,
+	// and stay for For, before the alert resolves (0: the threshold).
 	HysteresisW float64 `yaml:"hysteresis_w"`
 	// Cooldown is the least time between two firings on one meter.
 	Cooldown time.Duration `yaml:"cooldown"`

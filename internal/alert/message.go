@@ -1,0 +1,190 @@
+package alert
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vatio-energy/vatio/store"
+)
+
+// Message is an alert's text as a key of the dashboard's catalogues and the
+// values it shows, so that each reader sees the alert in their language;
+// English renders it for notifiers and for the API's message field.
+//
+// A value's name says how it is shown: ending in _w, watts ("2.50 kW");
+// _kwh, kilowatt-hours; _at, an RFC 3339 time; factor, a number with one
+// decimal; period, "day" or "month", translated. Others show as they are
+// (meter ids, durations such as "30s").
+type Message struct {
+	Key  string
+	Args map[string]string
+}
+
+// Message keys: the texts of alerts raised by rules and by Vatio itself.
+// Every key has an English text in English and one in each of the
+// dashboard's catalogues (dashboard/texts.go).
+const (
+	MsgPowerAbove     = "alert.power_above"
+	MsgPowerBelow     = "alert.power_below"
+	MsgEnergyBudget   = "alert.energy_budget"
+	MsgSilent         = "alert.silent"
+	MsgNeverHeard     = "alert.never_heard"
+	MsgOutOfRange     = "alert.out_of_range"
+	MsgNoRange        = "alert.no_range"
+	MsgAnomaly        = "alert.anomaly"
+	MsgNoData         = "alert.no_data"
+	MsgRuleDeleted    = "alert.rule_deleted"
+	MsgRuleNotApplies = "alert.rule_not_applies"
+	// MsgResolved wraps the message of what cleared: its Args hold that
+	// message's key as "what", and its values.
+	MsgResolved = "alert.resolved"
+	// MsgLockout and MsgOffsite are Vatio's own alerts: repeated failed
+	// log-ins, and off-site copies that keep failing.
+	MsgLockout = "alert.lockout"
+	MsgOffsite = "alert.offsite"
+)
+
+// English holds the English text of every message key, with its values'
+// names in braces.
+var English = map[string]string{
+	MsgPowerAbove:     "power {power_w} above {threshold_w} for {for}",
+	MsgPowerBelow:     "power {power_w} below {threshold_w} for {for}",
+	MsgEnergyBudget:   "{used_kwh} this {period}, over the budget of {budget_kwh}",
+	MsgSilent:         "no reading for {quiet}",
+	MsgNeverHeard:     "never heard live",
+	MsgOutOfRange:     "power {power_w} outside its expected range",
+	MsgNoRange:        "no expected range",
+	MsgAnomaly:        "the last hour drew {mean_w} on average, {factor} times the usual {usual_w} for this hour and weekday",
+	MsgNoData:         "no data to judge by",
+	MsgRuleDeleted:    "the rule was deleted",
+	MsgRuleNotApplies: "the rule no longer applies",
+	MsgResolved:       "resolved: {what}",
+	MsgLockout:        `repeated failed logins from {addr} (user "{user}"): locked out until {until_at}`,
+	MsgOffsite:        "off-site copies failed three times in a row: {error}",
+}
+
+// msg returns the message of key with args given as name, value pairs.
+func msg(key string, args ...string) Message {
+	m := Message{Key: key, Args: make(map[string]string, len(args)/2)}
+	for i := 0; i+1 < len(args); i += 2 {
+		m.Args[args[i]] = args[i+1]
+	}
+	return m
+}
+
+// watts and kwh write values for a Message.
+func watts(w float64) string { return strconv.FormatFloat(w, 'f', -1, 64) }
+func kwh(v float64) string   { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+// duration writes d for a Message as people write it: 30s, 5m, 1h30m
+// (time.Duration's String says 5m0s).
+func duration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// resolved returns the message of a resolution by what cleared.
+func resolved(what Message) Message {
+	m := Message{Key: MsgResolved, Args: maps.Clone(what.Args)}
+	if m.Args == nil {
+		m.Args = map[string]string{}
+	}
+	m.Args["what"] = what.Key
+	return m
+}
+
+// English renders m in English, times in loc (UTC when nil). A key it
+// does not know renders as the key.
+func (m Message) English(loc *time.Location) string {
+	return Render(m, loc, func(key string) (string, bool) { s, ok := English[key]; return s, ok },
+		func(name, v string) string { return englishValue(name, v, loc) })
+}
+
+// Render renders m with the texts of a language (text returns a key's
+// text, if it has one) and format, which shows a value by its name. The
+// dashboard renders in the reader's language with it.
+func Render(m Message, loc *time.Location, text func(key string) (string, bool), format func(name, value string) string) string {
+	t, ok := text(m.Key)
+	if !ok {
+		return m.Key
+	}
+	var pairs []string
+	for _, name := range slices.Sorted(maps.Keys(m.Args)) {
+		v := m.Args[name]
+		if m.Key == MsgResolved && name == "what" && v != MsgResolved {
+			v = Render(Message{Key: v, Args: m.Args}, loc, text, format)
+		} else {
+			v = format(name, v)
+		}
+		pairs = append(pairs, "{"+name+"}", v)
+	}
+	return strings.NewReplacer(pairs...).Replace(t)
+}
+
+// englishValue formats value name v in English (see Message).
+func englishValue(name, v string, loc *time.Location) string {
+	f, err := strconv.ParseFloat(v, 64)
+	switch {
+	case strings.HasSuffix(name, "_w") && err == nil:
+		return kw(f)
+	case strings.HasSuffix(name, "_kwh") && err == nil:
+		return fmt.Sprintf("%.2f kWh", f)
+	case name == "factor" && err == nil:
+		return fmt.Sprintf("%.1f", f)
+	case strings.HasSuffix(name, "_at"):
+		if t, err := time.Parse(time.RFC3339, v); err == nil {
+			if loc == nil {
+				loc = time.UTC
+			}
+			return t.In(loc).Format(time.DateTime)
+		}
+	}
+	return v
+}
+
+// withMessage returns a with m stored as its message: the key and values,
+// and the English text (after the meter's id, when it has one).
+func withMessage(a store.Alert, m Message, loc *time.Location) store.Alert {
+	a.Key, a.Args = m.Key, m.Args
+	a.Message = m.English(loc)
+	if a.Meter != "" {
+		a.Message = a.Meter + ": " + a.Message
+	}
+	return a
+}
+
+// RaiseMessage raises an alert of Vatio's own (see MsgLockout) with
+// message m, which the dashboard shows in its reader's language; times
+// in the English text are in loc.
+func (s *Service) RaiseMessage(severity string, m Message, loc *time.Location, meterID, source string) (store.Alert, error) {
+	if _, ok := English[m.Key]; !ok {
+		return store.Alert{}, &InvalidError{"message", fmt.Sprintf("unknown message key %q", m.Key)}
+	}
+	return s.raise(withMessage(store.Alert{Severity: severity, Meter: meterID, Source: source}, m, loc))
+}
+
+// Lockout returns the message of a lockout after repeated failed log-ins
+// of user from addr, until until.
+func Lockout(addr, user string, until time.Time) Message {
+	return msg(MsgLockout, "addr", addr, "user", user, "until_at", until.UTC().Format(time.RFC3339))
+}
+
+// Offsite returns the message of off-site copies that failed three times
+// in a row, the last with err.
+func Offsite(err error) Message {
+	text := err.Error()
+	if r := []rune(text); len(r) > 500 {
+		text = string(r[:500]) + "…"
+	}
+	return msg(MsgOffsite, "error", text)
+}
