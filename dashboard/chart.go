@@ -222,7 +222,9 @@ func costChart(l *language, id, currency string, labels []string, cost []float64
 		charts.WithAriaOpts(&opts.Aria{Enabled: opts.Bool(true)}),
 		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
 		charts.WithGridOpts(opts.Grid{Left: "8", Right: "16", Top: "32", Bottom: "8", ContainLabel: opts.Bool(true)}),
-		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: currency}),
+		// The axis writes two decimals (app.js's plain): ticks closer than
+		// a cent would read 0, 0, 0.01, 0.01 under a month of a few cents.
+		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: currency, MinInterval: 0.01}),
 	)
 	data := make([]opts.BarData, len(cost))
 	for i, v := range cost {
@@ -242,7 +244,8 @@ func dailyChart(l *language, labels []string, kwh []float64) (chartSnippet, erro
 		charts.WithAriaOpts(&opts.Aria{Enabled: opts.Bool(true)}),
 		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
 		charts.WithGridOpts(opts.Grid{Left: "8", Right: "16", Top: "32", Bottom: "8", ContainLabel: opts.Bool(true)}),
-		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "kWh"}),
+		// Ticks no closer than the axis's two decimals (see costChart).
+		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "kWh", MinInterval: 0.01}),
 	)
 	data := make([]opts.BarData, len(kwh))
 	for i, v := range kwh {

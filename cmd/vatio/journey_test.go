@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -277,6 +278,11 @@ func TestFirstHourInBrowser(t *testing.T) {
 	if got := text(`document.querySelector(".summary .figure .big").textContent`); got != wantToday {
 		t.Errorf("the Costs page's today: %q, want %q", got, wantToday)
 	}
+	// A few cents a month still get an axis that reads: no two ticks
+	// written the same.
+	for _, id := range []string{"daycost", "months"} {
+		distinctTicks(t, ctx, id)
+	}
 	screenshot(t, ctx, "journey-8-costs", 1280, 900, "#daycost")
 
 	// 9. In Spanish, chosen with the switch: the alert too.
@@ -323,4 +329,26 @@ func evaluationRounds(t *testing.T, origin string) int {
 	}
 	n, _ := strconv.Atoi(string(m[1]))
 	return n
+}
+
+// distinctTicks fails when two ticks of the value axis of chart id are
+// written the same (0, 0, 0.01, 0.01), as its labels show them.
+func distinctTicks(t *testing.T, ctx context.Context, id string) {
+	t.Helper()
+	got := waitEval(t, ctx, id+"'s axis", fmt.Sprintf(`(function () {
+		var el = document.getElementById(%q);
+		var chart = el && window.echarts && echarts.getInstanceByDom(el);
+		if (!chart) return "";
+		var f = chart.getOption().yAxis[0].axisLabel.formatter;
+		if (typeof f !== "function") return "";
+		return chart.getModel().getComponent("yAxis", 0).axis.scale.getTicks().map(function (t) { return f(t.value); }).join("|");
+	})()`, id), func(s string) bool { return s != "" })
+	seen := map[string]bool{}
+	for _, l := range strings.Split(got, "|") {
+		if seen[l] {
+			t.Errorf("%s: the value axis reads %s", id, got)
+			return
+		}
+		seen[l] = true
+	}
 }
