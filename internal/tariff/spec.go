@@ -128,7 +128,9 @@ func (s Spec) Build(loc *time.Location) (*Tariff, error) {
 		if err2 != nil {
 			bad(key+"to", "%v", err2)
 		}
-		if err == nil && err2 == nil && from%1440 == to%1440 {
+		// 00:00 to 24:00 is the whole day (a weekend priced as a valley);
+		// any other from and to at the same time of day leave it no time.
+		if err == nil && err2 == nil && from%1440 == to%1440 && (from != 0 || to != 1440) {
 			bad(key+"to", "%s is the same time as from: a period needs some time", p.To)
 		}
 		out.Periods = append(out.Periods, Period{Name: p.Name, PriceKWh: p.PriceKWh, Days: days, From: from, To: to})

@@ -237,3 +237,34 @@ func FuzzSpec(f *testing.F) {
 		}
 	})
 }
+
+// TestWholeDayPeriod builds a period from 00:00 to 24:00, as the guide's
+// 24:00 allows: it prices all of its days, and nothing of the others. A
+// period from and to the same time is still refused.
+func TestWholeDayPeriod(t *testing.T) {
+	s := Spec{Currency: "EUR", PriceKWh: 0.3, Periods: []PeriodSpec{{Name: "valle", PriceKWh: 0.1, Days: []string{"weekend"}, From: "00:00", To: "24:00"}}}
+	tr, err := s.Build(time.UTC)
+	if err != nil {
+		t.Fatalf("00:00 to 24:00: %v", err)
+	}
+	for _, c := range []struct {
+		at    time.Time
+		price float64
+	}{
+		{time.Date(2026, 11, 27, 23, 59, 0, 0, time.UTC), 0.3}, // Friday
+		{time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC), 0.1},   // Saturday
+		{time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC), 0.1},
+		{time.Date(2026, 11, 29, 23, 59, 0, 0, time.UTC), 0.1}, // Sunday
+		{time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC), 0.3},   // Monday
+	} {
+		if got := tr.Price(c.at); got != c.price {
+			t.Errorf("price at %s = %g, want %g", c.at, got, c.price)
+		}
+	}
+	for _, ft := range [][2]string{{"10:00", "10:00"}, {"00:00", "00:00"}, {"24:00", "00:00"}, {"24:00", "24:00"}} {
+		s.Periods[0].From, s.Periods[0].To = ft[0], ft[1]
+		if _, err := s.Build(time.UTC); err == nil || !strings.Contains(err.Error(), "same time as from") {
+			t.Errorf("%s to %s: %v, want it refused", ft[0], ft[1], err)
+		}
+	}
+}
