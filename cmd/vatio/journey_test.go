@@ -170,14 +170,25 @@ func TestFirstHourInBrowser(t *testing.T) {
 	}
 	screenshot(t, ctx, "journey-4-meters", 1280, 900, "table.meters")
 
-	// 5. The tariff, on the Settings page: euros, 0.25 a kWh, 0.50 a day.
+	// 5. The tariff, on the Settings page: euros, 0.25 a kWh outside its
+	// periods, 0.20 in its one period, 0.50 a day.
 	do("tariff",
 		chromedp.Click(`nav a[href="/settings"]`), chromedp.WaitVisible("#tariff-form"),
 		type_("#tariff-currency", "eur"),
 		type_("#tariff-price_kwh", "0.25"),
 		type_("#tariff-daily_charge", "0.5"),
+		// A period that covers every hour: it, not the flat price, prices
+		// the day.
+		chromedp.SendKeys("#period-0-name", "todo el día"),
+		chromedp.SendKeys("#period-0-price_kwh", "0.2"),
+		chromedp.SendKeys("#period-0-days", "all"),
+		chromedp.SendKeys("#period-0-from", "00:00"),
+		chromedp.SendKeys("#period-0-to", "24:00"),
 		chromedp.Click("#tariff-save"),
-		chromedp.WaitVisible("#settings-done"))
+		chromedp.WaitVisible("#settings-done, #settings-failed"))
+	if errs := text(`Array.from(document.querySelectorAll("#settings-failed, .errors li")).map(function (e) { return e.textContent; }).join("; ")`); errs != "" {
+		t.Fatalf("the tariff form refused what was typed: %s", errs)
+	}
 	if src := text(`document.getElementById("tariff-source").dataset.source`); src != "database" {
 		t.Errorf("after saving, the tariff in force comes from %q, want database", src)
 	}
@@ -187,13 +198,21 @@ func TestFirstHourInBrowser(t *testing.T) {
 			Currency    string  `json:"currency"`
 			PriceKWh    float64 `json:"price_kwh"`
 			DailyCharge float64 `json:"daily_charge"`
+			Periods     []struct {
+				Name     string   `json:"name"`
+				PriceKWh float64  `json:"price_kwh"`
+				Days     []string `json:"days"`
+				From     string   `json:"from"`
+				To       string   `json:"to"`
+			} `json:"periods"`
 		} `json:"tariff"`
 		Saved struct {
 			SavedBy string `json:"saved_by"`
 		} `json:"saved"`
 	}
 	api("/api/v1/tariff", &tariff)
-	if tr := tariff.Tariff; tariff.Source != "database" || tariff.Saved.SavedBy != "admin" || tr.Currency != "EUR" || tr.PriceKWh != 0.25 || tr.DailyCharge != 0.5 {
+	if tr := tariff.Tariff; tariff.Source != "database" || tariff.Saved.SavedBy != "admin" || tr.Currency != "EUR" || tr.PriceKWh != 0.25 || tr.DailyCharge != 0.5 ||
+		len(tr.Periods) != 1 || tr.Periods[0].Name != "todo el día" || tr.Periods[0].PriceKWh != 0.2 || tr.Periods[0].From != "00:00" || tr.Periods[0].To != "24:00" {
 		t.Errorf("the tariff saved on the page: %+v", tariff)
 	}
 
@@ -210,7 +229,11 @@ func TestFirstHourInBrowser(t *testing.T) {
 	if on := text(`String(document.getElementById("rule-enabled").checked)`); on != "true" {
 		do("enable the rule", chromedp.Click("#rule-enabled"))
 	}
-	do("save the rule", chromedp.Click("#rule-save"), chromedp.WaitVisible("#settings-done"), chromedp.WaitVisible(`tr#rule-heater-on[data-enabled="true"]`))
+	do("save the rule", chromedp.Click("#rule-save"), chromedp.WaitVisible("#settings-done, #settings-failed"))
+	if errs := text(`Array.from(document.querySelectorAll("#settings-failed, .errors li")).map(function (e) { return e.textContent; }).join("; ")`); errs != "" {
+		t.Fatalf("the rule form refused what was typed: %s", errs)
+	}
+	do("the rule listed", chromedp.WaitVisible(`tr#rule-heater-on[data-enabled="true"]`))
 	var rule struct {
 		Kind       string  `json:"kind"`
 		Meter      string  `json:"meter"`
@@ -259,7 +282,7 @@ func TestFirstHourInBrowser(t *testing.T) {
 	screenshot(t, ctx, "journey-7-alerts", 1280, 900, "#active-heading")
 
 	// 8. The Costs page prices today with the tariff typed: the energy
-	// at 0.25 EUR a kWh and the day's 0.50 EUR.
+	// at the period's 0.20 EUR a kWh and the day's 0.50 EUR.
 	var day struct {
 		Points []struct {
 			EnergyKWh float64 `json:"energy_kwh"`
@@ -270,8 +293,8 @@ func TestFirstHourInBrowser(t *testing.T) {
 	now := time.Now().In(madrid)
 	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, madrid)
 	api("/api/v1/meters/heater/energy?interval=day&from="+neturl.QueryEscape(midnight.Format(time.RFC3339)), &day)
-	if len(day.Points) != 1 || day.Points[0].EnergyKWh <= 0.02 || math.Abs(day.Points[0].Cost-day.Points[0].EnergyKWh*0.25) > 1e-4 {
-		t.Fatalf("today's energy = %+v, want more than the 20 Wh of 30 s at 2.4 kW, priced at 0.25 a kWh (to the API's 4 decimals)", day.Points)
+	if len(day.Points) != 1 || day.Points[0].EnergyKWh <= 0.02 || math.Abs(day.Points[0].Cost-day.Points[0].EnergyKWh*0.2) > 1e-4 {
+		t.Fatalf("today's energy = %+v, want more than the 20 Wh of 30 s at 2.4 kW, priced at 0.20 a kWh (to the API's 4 decimals)", day.Points)
 	}
 	do("costs page", chromedp.Click(`nav a[href="/costs"]`), chromedp.WaitVisible("#daycost"))
 	wantToday := strconv.FormatFloat(day.Points[0].Cost+0.5, 'f', 2, 64) + " EUR"
