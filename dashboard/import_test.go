@@ -194,6 +194,10 @@ func TestImportForm(t *testing.T) {
 		}
 	}
 
+	if i := strings.Index(page, "30 days to"); i < 0 || !strings.Contains(page[i:i+40], "26 Oct") {
+		t.Errorf("the meter page does not say its 30 days end on 26 Oct, the file's last day")
+	}
+
 	// The meter's page links to the form, its id filled in, for
 	// operators only.
 	if want := `id="meter-import-link" href="/meters?meter=` + cups + `#import"`; !strings.Contains(page, want) {

@@ -288,6 +288,9 @@ type meterData struct {
 	// now from one replayed (RFC 3339).
 	ServerNow string
 	Last30    float64
+	// Last30To is the last day of Last30 when it is not today (a meter
+	// known only from older history), "" when it is.
+	Last30To string
 }
 
 // meterPage serves GET /meters/{id}.
@@ -390,6 +393,9 @@ func (d *Dashboard) meterCharts(b *base, data *meterData, w window) error {
 		now = w.to.Add(-time.Minute)
 	}
 	today := localDayStart(now, d.loc)
+	if !today.Equal(localDayStart(d.now(), d.loc)) {
+		data.Last30To = b.Lang.Day(today, d.loc)
+	}
 	first := today.AddDate(0, 0, -29)
 	days, err := d.dailyKWh([]string{m.ID}, first, 30)
 	if err != nil {
