@@ -65,8 +65,8 @@ bench: assets
 
 # Fuzz each decoder and parser for FUZZTIME (default 30s each).
 FUZZTIME ?= 30s
-FUZZ_METER := FuzzDecode FuzzReadCSV FuzzDatadis FuzzGreenButton FuzzTasmota FuzzShelly FuzzEmonhub FuzzZigbee2MQTT FuzzDSMR FuzzGeneric
-FUZZ_API := FuzzParseLimit FuzzParseTime FuzzParsePatch FuzzDecodeBody
+FUZZ_METER := FuzzDecode FuzzReadCSV FuzzDatadis FuzzGreenButton FuzzTasmota FuzzShelly FuzzEmonhub FuzzZigbee2MQTT FuzzDSMR FuzzGeneric FuzzParseImportOptions
+FUZZ_API := FuzzParseLimit FuzzParseTime FuzzParsePatch FuzzDecodeBody FuzzImportForm
 FUZZ_STORE := FuzzDecodeBlock FuzzBlockRoundTrip FuzzStaging FuzzWALFrame
 FUZZ_TARIFF := FuzzParseClock FuzzSpec
 FUZZ_AUTH := FuzzToken FuzzLogin

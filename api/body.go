@@ -171,9 +171,13 @@ func limitBody(limit int, idle time.Duration) fiber.Handler {
 	}
 }
 
-// isImport reports whether a request is a history import, whose body
-// streams past the body limit (up to the import limit).
+// isImport reports whether a request is a history import (the API's, or
+// the dashboard's import form), whose body streams past the body limit (up
+// to the import limit).
 func isImport(method, path string) bool {
+	if method == fiber.MethodPost && path == importFormPath {
+		return true
+	}
 	rest, ok := strings.CutPrefix(path, "/api/v1/meters/")
 	return ok && method == fiber.MethodPost && strings.HasSuffix(rest, "/import") && strings.Count(rest, "/") == 1
 }

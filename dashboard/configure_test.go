@@ -32,7 +32,7 @@ type site struct {
 	audit   *audit.Log
 }
 
-func startSite(t *testing.T) *site {
+func startSite(t *testing.T, tweak ...func(*api.Options)) *site {
 	t.Helper()
 	st, err := store.Open(t.TempDir(), store.Options{})
 	if err != nil {
@@ -65,8 +65,13 @@ func startSite(t *testing.T) *site {
 		t.Fatal(err)
 	}
 	log := audit.New(st, nil)
-	srv := api.New(st, alerts, api.Options{BodyLimitBytes: 1 << 16, Auth: users, Audit: log, Tariff: tariffs, Rules: rules})
-	dashboard.New(st, dashboard.Options{Location: madrid, Tariff: tariffs, Auth: users, Audit: log, Rules: rules}).Register(srv.Router())
+	opts := api.Options{BodyLimitBytes: 1 << 16, Auth: users, Audit: log, Tariff: tariffs, Rules: rules}
+	for _, f := range tweak {
+		f(&opts)
+	}
+	srv := api.New(st, alerts, opts)
+	dashboard.New(st, dashboard.Options{Location: madrid, Tariff: tariffs, Auth: users, Audit: log, Rules: rules,
+		ImportForm: srv.ImportForm}).Register(srv.Router())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

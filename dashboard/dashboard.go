@@ -87,6 +87,9 @@ type Options struct {
 	// Rules, when set, are the alert rules the settings page lists and
 	// changes.
 	Rules *alert.Rules
+	// ImportForm, when set, imports the Meters page's history files
+	// (api.Server.ImportForm, the API's import); nil shows no import form.
+	ImportForm ImportFunc
 }
 
 // Dashboard serves the dashboard's pages and static files. It is safe for
@@ -101,8 +104,10 @@ type Dashboard struct {
 	devices *devices.Registry
 	// rules are the alert rules of the settings page; nil shows none.
 	rules *alert.Rules
-	now   func() time.Time
-	log   *slog.Logger
+	// importFile imports the import form's file; nil offers no form.
+	importFile ImportFunc
+	now        func() time.Time
+	log        *slog.Logger
 	// assets are the embedded files by path under /assets/.
 	assets map[string]*asset.File
 	// charts is false when the ECharts build was not embedded (the binary
@@ -137,7 +142,7 @@ func newDashboard(st *store.Store, opts Options, assets map[string]*asset.File) 
 		opts.Tariff = energy.FixedTariff(&tariff.Tariff{Location: opts.Location})
 	}
 	d := &Dashboard{st: st, loc: opts.Location, now: opts.Now, log: opts.Logger, assets: assets, tariff: opts.Tariff,
-		auth: opts.Auth, audit: opts.Audit, devices: opts.Devices, rules: opts.Rules}
+		auth: opts.Auth, audit: opts.Audit, devices: opts.Devices, rules: opts.Rules, importFile: opts.ImportForm}
 	_, d.charts = assets[echartsFile]
 	if !d.charts {
 		opts.Logger.Warn("dashboard assets not built: run make assets", slog.String("missing", "dashboard/assets/"+echartsFile))
@@ -162,6 +167,9 @@ func (d *Dashboard) Register(r fiber.Router) {
 		r.Post("/settings/rules", d.saveRule) // operators
 		r.Post("/settings/rules/:id/enabled", d.enableRule)
 		r.Post("/settings/rules/:id/delete", d.deleteRule)
+	}
+	if d.importFile != nil {
+		r.Post("/meters/import", d.importHistory) // operators; its multipart body streams (see api.Server.ImportForm)
 	}
 	r.Get("/lang/:code", d.switchLanguage)
 	if d.auth != nil {

@@ -58,7 +58,7 @@ func TestCatalogues(t *testing.T) {
 		used[m[1]] = true
 	}
 	goSrc := ""
-	for _, f := range []string{"dashboard.go", "pages.go", "chart.go", "i18n.go", "login.go", "configure.go"} {
+	for _, f := range []string{"dashboard.go", "pages.go", "chart.go", "i18n.go", "login.go", "configure.go", "import.go"} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -84,6 +84,8 @@ func TestCatalogues(t *testing.T) {
 		"done.tariff_saved", "done.tariff_removed", "done.rule_saved", "done.rule_deleted", // (print "done." .Done)
 		"done.rule_enabled", "done.rule_disabled",
 		"kind.power_above", "kind.power_below", "kind.energy_budget", "kind.silent", "kind.out_of_range", "kind.anomaly", // (print "kind." .Kind)
+		"import.format_auto", "import.format_csv", "import.format_datadis", "import.format_greenbutton", // "import.format_" + format
+		"import.error_meter", "import.error_format", "import.error_interval", "import.error_time", "import.error_zone", // "import.error_" + field
 	}
 	for _, k := range composed {
 		used[k] = true

@@ -266,14 +266,17 @@ func settingsOf(m meterView, all []meterView) settingsData {
 // meterData is what meter.html renders.
 type meterData struct {
 	*base
-	M        meterView
-	Parent   *meterView
-	Kids     []meterView
-	Settings settingsData
-	History  *chartSnippet
-	Daily    *chartSnippet
-	Profile  *chartSnippet
-	Year     *chartSnippet
+	// CanImport is whether the user may import history (the page links
+	// to the Meters page's form, the meter filled in).
+	CanImport bool
+	M         meterView
+	Parent    *meterView
+	Kids      []meterView
+	Settings  settingsData
+	History   *chartSnippet
+	Daily     *chartSnippet
+	Profile   *chartSnippet
+	Year      *chartSnippet
 	// From and To bound the history chart at first (RFC 3339).
 	From, To string
 	// BreakMs is the silence that breaks the history's line as drawn first,
@@ -285,6 +288,9 @@ type meterData struct {
 	// now from one replayed (RFC 3339).
 	ServerNow string
 	Last30    float64
+	// Last30To is the last day of Last30 when it is not today (a meter
+	// known only from older history), "" when it is.
+	Last30To string
 }
 
 // meterPage serves GET /meters/{id}.
@@ -303,7 +309,7 @@ func (d *Dashboard) meterPage(c *fiber.Ctx) error {
 	}
 	b := d.newBase(c, "meter", "meter.title")
 	now := d.now()
-	data := &meterData{base: b, M: d.view(m, now), ServerNow: now.UTC().Format(time.RFC3339Nano)}
+	data := &meterData{base: b, M: d.view(m, now), ServerNow: now.UTC().Format(time.RFC3339Nano), CanImport: d.canImport(c)}
 	b.Title = data.M.Label
 	all := d.meterViews(now)
 	for _, o := range all {
@@ -379,8 +385,17 @@ func (d *Dashboard) meterCharts(b *base, data *meterData, w window) error {
 	}
 	data.History = b.chart(h)
 
+	// The 30 days, 8 weeks and year up to now, or, as the history, up to
+	// the newest reading of a meter known only from older history (an
+	// import).
 	now := d.now()
+	if w.to.Before(now) {
+		now = w.to.Add(-time.Minute)
+	}
 	today := localDayStart(now, d.loc)
+	if !today.Equal(localDayStart(d.now(), d.loc)) {
+		data.Last30To = b.Lang.Day(today, d.loc)
+	}
 	first := today.AddDate(0, 0, -29)
 	days, err := d.dailyKWh([]string{m.ID}, first, 30)
 	if err != nil {
@@ -467,17 +482,36 @@ func (d *Dashboard) autoTier(id string, from, to time.Time, limit int) (store.Ti
 type metersData struct {
 	*base
 	Rows []settingsData
+	// CanImport is whether the user may import history (operators);
+	// ImportForm is the import form, empty or as refused (then Failed),
+	// and Imported what the last import stored (after its redirect).
+	CanImport  bool
+	ImportForm *importFormData
+	Imported   *importResult
+	// Formats are the import form's formats, "" for auto.
+	Formats []string
 }
 
-// metersPage serves GET /meters.
+// metersPage serves GET /meters: ?meter= fills in the import form's meter,
+// and the import form's redirect says what it imported.
 func (d *Dashboard) metersPage(c *fiber.Ctx) error {
 	b := d.newBase(c, "meters", "meters.title")
+	data := d.metersData(c, b)
+	if id := c.Query("meter"); meter.ValidID(id) {
+		data.ImportForm.Meter = id
+	}
+	data.Imported = importResultOf(c, b.Lang, d.loc)
+	return d.render(c, "meters", b, data)
+}
+
+// metersData is the Meters page's data, its import form empty.
+func (d *Dashboard) metersData(c *fiber.Ctx, b *base) *metersData {
 	all := d.meterViews(d.now())
-	data := &metersData{base: b}
+	data := &metersData{base: b, CanImport: d.canImport(c), ImportForm: &importFormData{}, Formats: importFormats}
 	for _, m := range all {
 		data.Rows = append(data.Rows, settingsOf(m, all))
 	}
-	return d.render(c, "meters", b, data)
+	return data
 }
 
 // alertsData is what alerts.html renders.

@@ -103,9 +103,18 @@ func TestCommandsOnPostgres(t *testing.T) {
 	if _, err := command("import", "-meter", "imported", csv); err != nil {
 		t.Fatalf("vatio import: %v", err)
 	}
+	// The running instance hears of the commit through PostgreSQL's
+	// notification, a moment after the command ends.
 	var meterInfo struct{ Readings int }
-	if code := getJSON(t, "http://"+v.http+"/api/v1/meters/imported", &meterInfo); code != http.StatusOK || meterInfo.Readings != 60 {
-		t.Errorf("after vatio import on PostgreSQL the running instance has %+v (%d), want 60 readings", meterInfo, code)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		code := getJSON(t, "http://"+v.http+"/api/v1/meters/imported", &meterInfo)
+		if code == http.StatusOK && meterInfo.Readings == 60 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("after vatio import on PostgreSQL the running instance has %+v (%d), want 60 readings", meterInfo, code)
+			break
+		}
 	}
 
 	// vatio restore and vatio compact act on a bbolt file: they refuse.

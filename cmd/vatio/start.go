@@ -371,7 +371,7 @@ func (s *starting) serveHTTP() (err error) {
 		Leading: a.elector.Leading, Warnings: warnings,
 	})
 	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: s.loc, Tariff: s.tariff,
-		Auth: s.users, Audit: s.audit, Devices: a.devices, Rules: a.rules}).Register(a.http.Router())
+		Auth: s.users, Audit: s.audit, Devices: a.devices, Rules: a.rules, ImportForm: a.http.ImportForm}).Register(a.http.Router())
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {

@@ -105,6 +105,10 @@ type ImportOptions struct {
 	MaxGap time.Duration
 }
 
+// ErrNoMeterID is a history of no meter: the meter's id was not given and
+// the file is not a Datadis one, which names it.
+var ErrNoMeterID = errors.New("say which meter the history is of: only a Datadis file names it (its CUPS)")
+
 // LineError is a bad line of a history file.
 type LineError struct {
 	Line int
@@ -234,7 +238,7 @@ func (d *Decoder) NewHistoryReader(r io.Reader, meterID string, now time.Time, o
 		return nil, fmt.Errorf("time=%s is for CSV files: %s says which hour it gives", opts.Stamp, h.format)
 	}
 	if meterID == "" && h.format != FormatDatadis {
-		return nil, errors.New("say which meter the history is of: only a Datadis file names it (its CUPS)")
+		return nil, ErrNoMeterID
 	}
 	h.learn = h.interval == 0 && h.format == FormatCSV
 	return h, nil
@@ -567,4 +571,54 @@ func headerIndex(fields []string, names ...string) int {
 		}
 	}
 	return -1
+}
+
+// ImportSummary is what an import stored: the meter, the format the file
+// was read as, how many readings it gave and how many were new, and the
+// times of its first and last readings.
+type ImportSummary struct {
+	MeterID         string
+	Format          Format
+	Readings, Added int
+	First, Last     time.Time
+}
+
+// FieldError is a bad field of an import's request (meter, format,
+// interval, time or zone), named as the API's query and the dashboard's
+// form name it.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// ParseImportOptions parses an import's options as typed: format (auto,
+// csv, datadis, greenbutton or ""), interval (a duration from 1s to 24h,
+// or ""), time (start, end or "") and zone (an IANA name or ""). A bad
+// one is a *FieldError.
+func ParseImportOptions(format, interval, stamp, zone string) (ImportOptions, error) {
+	var opts ImportOptions
+	var err error
+	if opts.Format, err = ParseFormat(format); err != nil {
+		return opts, &FieldError{Field: "format", Err: err}
+	}
+	if opts.Stamp, err = ParseStamp(stamp); err != nil {
+		return opts, &FieldError{Field: "time", Err: err}
+	}
+	if zone != "" {
+		if opts.Zone, err = ParseZone(zone); err != nil {
+			return opts, &FieldError{Field: "zone", Err: err}
+		}
+	}
+	if interval != "" {
+		d, err := time.ParseDuration(interval)
+		if err != nil || d < time.Second || d > MaxIntervalLength {
+			return opts, &FieldError{Field: "interval", Err: errors.New("want a duration from 1s to 24h, such as 15m or 1h")}
+		}
+		opts.Interval = d
+	}
+	return opts, nil
 }

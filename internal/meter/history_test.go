@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -365,4 +366,32 @@ func fuzzHistory(t *testing.T, in string, format Format) {
 			t.Fatalf("ReadHistory(%q) gave %+v: %v", in, r, err)
 		}
 	}
+}
+
+// FuzzParseImportOptions checks that an import's options are either in
+// range or a *FieldError naming the field that is not.
+func FuzzParseImportOptions(f *testing.F) {
+	f.Add("", "", "", "")
+	f.Add("datadis", "1h", "", "Atlantic/Canary")
+	f.Add("CSV", "15m", "end", "")
+	f.Add("xlsx", "0s", "middle", "../../etc/passwd")
+	f.Fuzz(func(t *testing.T, format, interval, stamp, zone string) {
+		opts, err := ParseImportOptions(format, interval, stamp, zone)
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) || !slices.Contains([]string{"format", "interval", "time", "zone"}, fe.Field) {
+				t.Fatalf("ParseImportOptions(%q, %q, %q, %q) error %v names no field", format, interval, stamp, zone, err)
+			}
+			return
+		}
+		if !slices.Contains([]Format{FormatAuto, FormatCSV, FormatDatadis, FormatGreenButton}, opts.Format) {
+			t.Fatalf("format %q from %q", opts.Format, format)
+		}
+		if opts.Interval != 0 && (opts.Interval < time.Second || opts.Interval > MaxIntervalLength) || (interval == "") != (opts.Interval == 0) {
+			t.Fatalf("interval %s from %q", opts.Interval, interval)
+		}
+		if (zone == "") != (opts.Zone == nil) {
+			t.Fatalf("zone %v from %q", opts.Zone, zone)
+		}
+	})
 }
