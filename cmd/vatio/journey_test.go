@@ -29,7 +29,8 @@ import (
 // (with when its newest reading was taken and when Vatio last heard it), a
 // tariff and a power rule set on the Settings page, the rule not firing
 // before its for: in reading time and firing after, the Costs page pricing
-// the day with the tariff typed, and the Alerts page in Spanish. Every step
+// the day with the tariff typed, the Alerts page in Spanish, and a Datadis
+// file brought in on the Meters page with its days on the meter's chart. Every step
 // a user takes is taken on the pages; the API and /metrics only check what
 // the pages did. It leaves screenshots of the way in testdata/screenshots
 // (journey-*).
@@ -320,6 +321,75 @@ func TestFirstHourInBrowser(t *testing.T) {
 	if got, want := text(`document.querySelector(".summary .figure .big").textContent`), strings.Replace(wantToday, ".", ",", 1); got != want {
 		t.Errorf("the Costs page's today in Spanish: %q, want %q", got, want)
 	}
+
+	// 10. Last, the history the utility gives: a Datadis file, brought in
+	// on the Medidores page with the meter left empty (its CUPS names it).
+	// Its days show on the meter's daily chart, to the file's kWh.
+	file, err := filepath.Abs("../../internal/meter/testdata/history/datadis-dst.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	datadis := utilityFiles[0]
+	do("import a Datadis file",
+		chromedp.Click(`nav a[href="/meters"]`), chromedp.WaitVisible("#import-form"),
+		chromedp.SetUploadFiles("#import-file", []string{file}),
+		chromedp.Click("#import-submit"),
+		chromedp.WaitVisible("#import-result, #import-errors"))
+	if errs := text(`Array.from(document.querySelectorAll("#import-errors li")).map(function (e) { return e.textContent; }).join("; ")`); errs != "" {
+		t.Fatalf("the import form refused the Datadis file: %s", errs)
+	}
+	result, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]string](`Object.assign({text: document.getElementById("import-result").textContent.replace(/\s+/g, " ").trim()}, document.getElementById("import-result").dataset)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if result["meter"] != datadis.meter || result["format"] != "datadis" || result["readings"] != "672" || result["first"] != "2026-03-28" || result["last"] != "2026-10-26" {
+		// 96 hours, each stored as 7 readings no further apart than
+		// store.max_gap (10 min), so that the store integrates the hour.
+		t.Errorf("the import's result: %v, want 672 readings of meter %s from 2026-03-28 to 2026-10-26", result, datadis.meter)
+	}
+	screenshot(t, ctx, "journey-10-import-es", 1280, 900, "#import-result")
+	do("open the imported meter", chromedp.Click("#import-meter-link"), chromedp.WaitVisible("#daily"))
+	bars, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(function () {
+		var chart = echarts.getInstanceByDom(document.getElementById("daily"));
+		if (!chart) return "";
+		var o = chart.getOption();
+		return o.xAxis[0].data.map(function (l, i) { var d = o.series[0].data[i]; return l + "=" + (d && typeof d === "object" ? d.value : d); }).join("|");
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The chart's 30 days end on the file's last day: 25 and 26 October,
+	// the day of 25 hours and the one after, as the file adds them up.
+	days := strings.Split(bars, "|")
+	if len(days) != 30 || days[28] != "dom 25 oct=22.332" || days[29] != "lun 26 oct=17.622" {
+		t.Errorf("the imported meter's daily chart: %q; want its last two days dom 25 oct=22.332 and lun 26 oct=17.622", days)
+	}
+	for _, d := range days[:28] {
+		if !strings.HasSuffix(d, "=0") {
+			t.Errorf("the imported meter's daily chart has %s, a day the file does not have", d)
+		}
+	}
+	// The API, with the token made on the page, agrees to the file's kWh,
+	// priced by the period typed on the Settings page.
+	from := time.Date(2026, 10, 25, 0, 0, 0, 0, madrid)
+	var oct struct {
+		Points []struct {
+			EnergyKWh float64 `json:"energy_kwh"`
+			Cost      float64 `json:"cost"`
+		} `json:"points"`
+	}
+	api(fmt.Sprintf("/api/v1/meters/%s/energy?interval=day&from=%s&to=%s", datadis.meter,
+		neturl.QueryEscape(from.Format(time.RFC3339)), neturl.QueryEscape(from.AddDate(0, 0, 2).Format(time.RFC3339))), &oct)
+	if len(oct.Points) != 2 {
+		t.Fatalf("the imported meter's 25 and 26 October: %+v", oct.Points)
+	}
+	for i, want := range datadis.days[2:] {
+		got := oct.Points[i]
+		if math.Abs(got.EnergyKWh-want.in) > 1e-6 || math.Abs(got.Cost-want.in*0.2) > 1e-4 {
+			t.Errorf("%s: %g kWh for %g, want the file's %g kWh at 0.20", want.date, got.EnergyKWh, got.Cost, want.in)
+		}
+	}
+	screenshot(t, ctx, "journey-10-meter-es", 1280, 900, "#daily")
 	blog.check(t, origin)
 }
 
