@@ -128,10 +128,20 @@ type gapRing struct {
 }
 
 // noteInterval records that meter id (in state st) received a reading at
-// nowNs and updates its usual interval: the longest of its latest 16
-// intervals, so that a meter that reports on change, and at least every
-// minute when idle, is not taken for silent between two idle reports. Only
-// the writer calls it.
+// nowNs and updates its usual interval: the second longest of its latest
+// 16 intervals (the longest when it has only one). Ignoring the longest
+// means that one silence (a pause, a Wi-Fi drop, a restart of Vatio, a
+// night without power) does not become the interval and keep the meter
+// online, in Power now and unbroken on charts for three times that
+// silence once it stops. Keeping the second longest means that a meter
+// that reports on change and at least every teleperiod when idle (Shelly,
+// Tasmota) keeps its idle period as its interval once that period showed
+// twice in 16 gaps, so it is not taken for silent between two idle
+// reports. A median would not do: a plug that reports each second while
+// its load changes and every 5 minutes when idle would go offline in every
+// idle stretch. A meter whose only long gap in 16 was one idle report is
+// offline once, during its next idle stretch, until that repeats. Only the
+// writer calls it; it scans 16 numbers and allocates nothing.
 func (s *Store) noteInterval(id string, st *meterState, nowNs int64) {
 	if st.SeenNs == 0 {
 		return
@@ -144,14 +154,34 @@ func (s *Store) noteInterval(id string, st *meterState, nowNs int64) {
 	if r == nil {
 		r = &gapRing{}
 		s.gaps[id] = r
-		if st.IntervalNs > 0 { // from before a restart
-			r.gaps[0], r.n, r.i = st.IntervalNs, 1, 1
+		if st.IntervalNs > 0 {
+			// From before a restart, where it was the second longest:
+			// twice, so that the gap across the restart is the one
+			// ignored.
+			r.gaps[0], r.gaps[1], r.n, r.i = st.IntervalNs, st.IntervalNs, 2, 2
 		}
 	}
 	r.gaps[r.i] = min(gap, int64(24*time.Hour))
 	r.i = (r.i + 1) % len(r.gaps)
 	r.n = min(r.n+1, len(r.gaps))
-	st.IntervalNs = slices.Max(r.gaps[:r.n])
+	st.IntervalNs = secondLongest(r.gaps[:r.n])
+}
+
+// secondLongest returns the second largest of gaps, or the largest when
+// there is only one.
+func secondLongest(gaps []int64) int64 {
+	var first, second int64
+	for _, g := range gaps {
+		if g > first {
+			first, second = g, first
+		} else if g > second {
+			second = g
+		}
+	}
+	if len(gaps) < 2 {
+		return first
+	}
+	return second
 }
 
 // maxPowerW is the most power meter id can draw: its expected maximum, or

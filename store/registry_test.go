@@ -659,3 +659,97 @@ func TestHistoryIsNotHeard(t *testing.T) {
 		t.Errorf("a reading an hour old counts as power now: %g W", w)
 	}
 }
+
+// TestUsualIntervalAtRealPace feeds noteInterval the receive times of
+// meters at their real pace, and checks how long each stays online after
+// its last reading.
+func TestUsualIntervalAtRealPace(t *testing.T) {
+	sec := func(n float64) int64 { return int64(n * float64(time.Second)) }
+	every := func(gap float64, n int) []int64 {
+		out := make([]int64, n)
+		for i := range out {
+			out[i] = sec(gap)
+		}
+		return out
+	}
+	cases := []struct {
+		name string
+		gaps []int64 // between successive readings, in order
+		want time.Duration
+	}{
+		{"2 s meter", every(2, 30), 2 * time.Second},
+		{"2 s meter, a 60 s pause, 5 readings", slices.Concat(every(2, 30), []int64{sec(62)}, every(2, 5)), 2 * time.Second},
+		{"2 s meter, the pause its latest gap", slices.Concat(every(2, 30), []int64{sec(62)}), 2 * time.Second},
+		{"plug silent overnight, one reading", slices.Concat(every(10, 30), []int64{sec(14 * 3600)}), 10 * time.Second},
+		{"Tasmota: on change, teleperiod 300 s",
+			slices.Concat(every(1, 5), []int64{sec(300)}, every(1, 3), []int64{sec(300), sec(300)}, every(2, 4), []int64{sec(300)}),
+			300 * time.Second},
+		{"first gap only", []int64{sec(30)}, 30 * time.Second},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := openTest(t, t.TempDir())
+			st := meterState{SeenNs: t0.UnixNano()}
+			for _, g := range c.gaps {
+				now := st.SeenNs + g
+				s.noteInterval("m", &st, now)
+				st.SeenNs = now
+			}
+			if got := time.Duration(st.IntervalNs); got != c.want {
+				t.Errorf("interval after %v = %s, want %s", c.gaps, got, c.want)
+			}
+		})
+	}
+}
+
+// TestOneSilenceLeavesTheIntervalAlone sends real readings: a meter every
+// 100 ms that pauses 5 s once and stops soon after is offline after the
+// 10 s floor of silence, not three times its pause; it keeps that through
+// a restart, whose gap is ignored too. A meter that reports on change and
+// every so often when idle keeps its idle period, so it never counts as
+// silent between two idle reports.
+func TestOneSilenceLeavesTheIntervalAlone(t *testing.T) {
+	dir := t.TempDir()
+	s, err := testOpen(t, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(s *Store, id string, n int, gap time.Duration) {
+		for range n {
+			mustAppend(t, s, meter.Reading{Meter: id, Time: time.Now(), PowerW: 5})
+			time.Sleep(gap) // the meter's pace
+		}
+	}
+	send(s, "lamp", 20, 100*time.Millisecond)
+	time.Sleep(5 * time.Second) // the pause
+	send(s, "lamp", 5, 100*time.Millisecond)
+	m, _ := s.Meter("lamp")
+	if m.Interval < 100*time.Millisecond || m.Interval > time.Second {
+		t.Fatalf("interval after a 5 s pause = %s, want about 100ms", m.Interval)
+	}
+	if st, _ := m.Status(m.LastHeard.Add(minSilence + time.Millisecond)); st != StatusOffline {
+		t.Errorf("status %s after it stopped = %s, want offline", minSilence, st)
+	}
+	if _, ok := m.PowerNow(m.LastHeard.Add(minNow + time.Millisecond)); ok {
+		t.Errorf("power now %s after it stopped", minNow)
+	}
+
+	// Report on change, and every 600 ms when idle.
+	for range 6 {
+		send(s, "plug", 3, 50*time.Millisecond)
+		send(s, "plug", 1, 600*time.Millisecond)
+		if p, _ := s.Meter("plug"); p.Readings > 8 && 3*p.Interval < 600*time.Millisecond {
+			t.Fatalf("on-change meter's interval after %d readings = %s: offline between idle reports", p.Readings, p.Interval)
+		}
+	}
+
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // Vatio is down
+	s = openTest(t, dir)
+	send(s, "lamp", 2, 100*time.Millisecond)
+	if m, _ := s.Meter("lamp"); m.Interval < 100*time.Millisecond || m.Interval > time.Second {
+		t.Errorf("interval after a restart = %s, want about 100ms", m.Interval)
+	}
+}
