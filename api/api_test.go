@@ -38,7 +38,13 @@ type harness struct {
 // store in a temporary directory.
 func start(t *testing.T) *harness {
 	t.Helper()
-	st, err := store.Open(t.TempDir(), store.Options{})
+	return startWith(t, store.Options{})
+}
+
+// startWith is start with a store opened with opts.
+func startWith(t *testing.T, opts store.Options) *harness {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,8 +101,12 @@ type rollupPoint struct {
 	T     time.Time `json:"t"`
 	N     uint64    `json:"n"`
 	MeanW float64   `json:"mean_w"`
-	MinW  float64   `json:"min_w"`
-	MaxW  float64   `json:"max_w"`
+	// PowerW is the power to draw for the bucket (see store.Bucket.PowerW):
+	// the readings' mean, or without readings the bucket's energy over its
+	// length; nil where the meter was silent.
+	PowerW *float64 `json:"power_w"`
+	MinW   float64  `json:"min_w"`
+	MaxW   float64  `json:"max_w"`
 	// EnergyKWh is the energy drawn in the bucket, ExportKWh the energy sent
 	// to the grid.
 	EnergyKWh float64 `json:"energy_kwh"`
@@ -185,6 +189,9 @@ func (s *Server) readings(c *fiber.Ctx) error {
 	points := make([]rollupPoint, len(buckets))
 	for i, b := range buckets {
 		points[i] = rollupPoint{T: b.Start, N: b.N, MeanW: b.MeanW, MinW: b.MinW, MaxW: b.MaxW, EnergyKWh: b.EnergyWh / 1000, ExportKWh: b.ExportWh / 1000}
+		if w, ok := b.PowerW(tier.Step()); ok {
+			points[i].PowerW = &w
+		}
 	}
 	out.Points, out.More = points, more
 	return c.JSON(out)

@@ -71,6 +71,24 @@ type Bucket struct {
 	EnergyWh, ExportWh float64
 }
 
+// PowerW returns the power to draw for the bucket, which lasts step, in
+// watts, and whether there is one. With readings in it, their mean (MeanW).
+// Without, the energy spread over it divided by step: energy reaches a
+// minute without a reading only from an interval between two readings on
+// either side, so the interval covers the whole minute and this is its
+// mean power (imported 15-minute or hourly energy, or a meter reporting
+// less often than each minute). With neither, the meter was silent and
+// the bucket is a gap, not 0 W.
+func (b Bucket) PowerW(step time.Duration) (float64, bool) {
+	if b.N > 0 {
+		return b.MeanW, true
+	}
+	if (b.EnergyWh == 0 && b.ExportWh == 0) || step <= 0 {
+		return 0, false
+	}
+	return (b.EnergyWh - b.ExportWh) / step.Hours(), true
+}
+
 // agg is a bucket's stored aggregate.
 type agg struct {
 	N                uint64
