@@ -234,7 +234,9 @@ func (d *Dashboard) lastHour(m meterView, w window) (meterSeries, error) {
 			return s, err
 		}
 		for _, b := range bs {
-			s.points = append(s.points, [2]float64{float64(b.Start.UnixMilli()), b.MeanW / 1000})
+			if w, ok := b.PowerW(step); ok {
+				s.points = append(s.points, [2]float64{float64(b.Start.UnixMilli()), w / 1000})
+			}
 		}
 	} else {
 		for _, r := range recs {
@@ -366,7 +368,9 @@ func (d *Dashboard) meterCharts(b *base, data *meterData, w window) error {
 			return err
 		}
 		for _, bk := range bs {
-			pts = append(pts, [2]float64{float64(bk.Start.UnixMilli()), bk.MeanW / 1000})
+			if w, ok := bk.PowerW(tier.Step()); ok {
+				pts = append(pts, [2]float64{float64(bk.Start.UnixMilli()), w / 1000})
+			}
 		}
 	}
 	var fpts [][2]float64

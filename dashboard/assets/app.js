@@ -529,8 +529,12 @@
         encodeURIComponent(new Date(from).toISOString()) + "&to=" + encodeURIComponent(new Date(to).toISOString());
       request("GET", url).then(function (body) {
         if (n !== asked) return; // a newer zoom won
-        var pts = (body.points || []).map(function (p) {
-          return [Date.parse(p.t), (body.step === "raw" ? p.power_w : p.mean_w) / 1000];
+        // power_w: a reading's power, or a rollup's power to draw (null
+        // where the meter was silent: left out, the line breaks there).
+        var pts = (body.points || []).filter(function (p) {
+          return p.power_w !== null && p.power_w !== undefined;
+        }).map(function (p) {
+          return [Date.parse(p.t), p.power_w / 1000];
         });
         var breakMs = breakFor(readingBreak, STEP_MS[body.step] || 0, pts);
         fine = { from: from, to: to, data: withBreaks(pts, breakMs), breakMs: breakMs };
