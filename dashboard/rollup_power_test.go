@@ -52,7 +52,7 @@ func TestArchivedImportChartsItsPower(t *testing.T) {
 		t.Fatal(err)
 	}
 	hour0 := time.Date(2026, 9, 30, 22, 0, 0, 0, time.UTC) // 00:00 in Madrid
-	want := []float64{0.231, 0.187, 0.154}                  // kW
+	want := []float64{0.231, 0.187, 0.154}                 // kW
 	drawn := 0
 	for _, p := range pts {
 		if p[0] == nil || p[1] == nil {
