@@ -753,3 +753,16 @@ func TestOneSilenceLeavesTheIntervalAlone(t *testing.T) {
 		t.Errorf("interval after a restart = %s, want about 100ms", m.Interval)
 	}
 }
+
+// BenchmarkNoteInterval measures what learning a meter's usual interval
+// costs each live reading on the write path.
+func BenchmarkNoteInterval(b *testing.B) {
+	s := openTest(b, b.TempDir())
+	st := meterState{SeenNs: t0.UnixNano()}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		now := st.SeenNs + int64(time.Second) + int64(i%7)*int64(time.Second)
+		s.noteInterval("m", &st, now)
+		st.SeenNs = now
+	}
+}
