@@ -671,9 +671,9 @@ func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) 
 		var held, cleared bool
 		switch {
 		case fresh && !firing:
-			held, err = r.heldFor(m, window, beyond)
+			held, err = r.heldFor(m, window, now, beyond)
 		case fresh && firing:
-			cleared, err = r.heldFor(m, window, back)
+			cleared, err = r.heldFor(m, window, now, back)
 		}
 		if err != nil {
 			return false, false, Message{}, err
@@ -728,12 +728,18 @@ func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) 
 // an unbroken run to the newest (see runOf). For a window of 0 the newest
 // reading decides. Raw readings serve windows under 10 minutes; longer
 // ones are measured on 1-minute rollups, from the end of the run's first
-// whole minute, so they hold up to a minute late, never early.
-func (r *Rules) heldFor(m store.Meter, window time.Duration, ok func(lo, hi float64) bool) (bool, error) {
+// whole minute, so they hold up to a minute late, never early. A run ends
+// at now at the latest: readings a device stamps ahead of Vatio's clock
+// (up to ingest.max_future) count once their time has come, so a burst of
+// them cannot make a window pass early.
+func (r *Rules) heldFor(m store.Meter, window time.Duration, now time.Time, ok func(lo, hi float64) bool) (bool, error) {
 	if window == 0 {
 		return ok(m.LastPowerW, m.LastPowerW), nil
 	}
 	run, err := r.runOf(m, window, ok)
+	if ahead := m.Last.Sub(now); ahead > 0 {
+		run -= ahead
+	}
 	return run >= window, err
 }
 

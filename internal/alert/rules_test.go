@@ -333,6 +333,31 @@ func TestDisabledRuleResolvesWhatItFired(t *testing.T) {
 	}
 }
 
+// TestPowerRuleWaitsForReadingsStampedAhead: a device may stamp readings
+// up to ingest.max_future ahead of Vatio's clock; a burst of them spanning
+// a rule's window must not fire it before that time has come.
+func TestPowerRuleWaitsForReadingsStampedAhead(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	rules, _ := newRules(t, st)
+	if _, err := rules.Put(alert.Rule{ID: "hot", Kind: alert.PowerAbove, Meter: "fr2", Severity: "warning", Enabled: true,
+		ThresholdW: 1000, For: alert.Duration(4 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Truncate(time.Second)
+	for i := range 26 { // t0 .. t0+250s, sent at once
+		add(t, st, meter.Reading{Meter: "fr2", Time: t0.Add(time.Duration(i) * 10 * time.Second), PowerW: 5000, Stamped: true})
+	}
+	firing := func() bool { return rules.States()["hot|fr2"].Firing }
+	for _, at := range []time.Duration{2 * time.Second, time.Minute, 3*time.Minute + 59*time.Second} {
+		if rules.Evaluate(t0.Add(at)); firing() {
+			t.Fatalf("fired at t0+%s on readings stamped up to t0+250s: the 4m window has not passed", at)
+		}
+	}
+	if rules.Evaluate(t0.Add(4*time.Minute + time.Second)); !firing() {
+		t.Fatal("not fired at t0+4m1s, after 4 minutes above the threshold")
+	}
+}
+
 // TestPowerRuleWaitsForItsDurationOnReadingTimes feeds a meter a reading
 // every 2 s, evaluating after each at the reading's time: a for: 30s rule
 // fires at the reading 30 s after the first one above the threshold, not
