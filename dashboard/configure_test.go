@@ -380,8 +380,8 @@ func TestSettingsRuleForms(t *testing.T) {
 			notes[e.Detail] = true
 		}
 	}
-	for _, want := range []string{"rule oven-left-on created: power_above on main, 1500 W for 30s, warning, enabled",
-		"rule oven-left-on saved: power_above on kitchen, 2000 W for 1m0s, critical, enabled", "rule oven-left-on disabled", "rule oven-left-on deleted"} {
+	for _, want := range []string{"rule oven-left-on created: power_above on main, 1500 W for 30 s, warning, enabled",
+		"rule oven-left-on saved: power_above on kitchen, 2000 W for 1 min, critical, enabled", "rule oven-left-on disabled", "rule oven-left-on deleted"} {
 		if !notes[want] {
 			t.Errorf("no audit entry %q", want)
 		}

@@ -214,6 +214,10 @@ func (l *language) alertValue(name, v string, loc *time.Location) string {
 		if s, ok := l.texts["alert.period."+v]; ok {
 			return s
 		}
+	case alert.IsDuration(name):
+		if d, err := time.ParseDuration(v); err == nil {
+			return alert.HumanDuration(d)
+		}
 	case strings.HasSuffix(name, "_at"):
 		if t, err := time.Parse(time.RFC3339, v); err == nil {
 			return l.DateTime(t, loc)

@@ -292,7 +292,7 @@ func TestFirstHourInBrowser(t *testing.T) {
 		})()`
 	do("alerts page again", chromedp.Reload(), chromedp.WaitVisible("#active-heading"))
 	got := text(fired)
-	if !strings.Contains(got, "heater: power 2.40 kW above 2.00 kW for 30s") {
+	if !strings.Contains(got, "heater: power 2.40 kW above 2.00 kW for 30 s") {
 		t.Errorf("the firing alert reads %q", got)
 	}
 	screenshot(t, ctx, "journey-7-alerts", 1280, 900, "#active-heading")
@@ -328,7 +328,7 @@ func TestFirstHourInBrowser(t *testing.T) {
 	do("español", chromedp.Click(`nav a[href="/alerts"]`), chromedp.WaitVisible("#active-heading"),
 		chromedp.Click(`a[hreflang="es"]`), chromedp.WaitVisible(`//h1[text()="Alertas"]`))
 	got = text(fired)
-	if !strings.Contains(got, "heater: potencia de 2,40 kW por encima de 2,00 kW durante 30s") {
+	if !strings.Contains(got, "heater: potencia de 2,40 kW por encima de 2,00 kW durante 30 s") {
 		t.Errorf("the firing alert in Spanish reads %q", got)
 	}
 	screenshot(t, ctx, "journey-9-alerts-es", 1280, 900, "#active-heading")
