@@ -52,8 +52,9 @@ var Kinds = []string{PowerAbove, PowerBelow, EnergyBudget, Silent, OutOfRange, A
 // Duration is a time.Duration written as "5m" in JSON.
 type Duration time.Duration
 
-// MarshalJSON implements json.Marshaler.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+// MarshalJSON implements json.Marshaler: "2h", "1h30m", "30s" (not Go's
+// "2h0m0s"), which UnmarshalJSON and config.yaml read back.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(duration(time.Duration(d))) }
 
 // UnmarshalJSON implements json.Unmarshaler.
 func (d *Duration) UnmarshalJSON(b []byte) error {

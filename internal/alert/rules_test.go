@@ -245,7 +245,7 @@ func TestRuleCRUD(t *testing.T) {
 		t.Errorf("List = %+v", list)
 	}
 	b, _ := json.Marshal(good)
-	if !strings.Contains(string(b), `"silent_for":"1m0s"`) {
+	if !strings.Contains(string(b), `"silent_for":"1m"`) {
 		t.Errorf("JSON = %s", b)
 	}
 	var back alert.Rule
