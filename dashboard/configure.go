@@ -412,11 +412,11 @@ func (d *Dashboard) saveRule(c *fiber.Ctx) error {
 		old, err := d.rules.Get(r.ID)
 		switch {
 		case err == nil && form.Editing == "":
-			bad["id"] = fmt.Sprintf("a rule %s exists: pick another id, or edit it", r.ID)
+			bad["id"] = fmt.Sprintf(b.Lang.T("form.rule_exists"), r.ID)
 		case err == nil && old.Source == "config":
-			bad["id"] = "the rule is in config.yaml: change it there"
+			bad["id"] = b.Lang.T("form.rule_in_config")
 		case err != nil && form.Editing != "":
-			bad["id"] = "the rule no longer exists"
+			bad["id"] = b.Lang.T("form.rule_gone")
 		default:
 			r.Actions = old.Actions
 			saved, err := d.rules.Put(r)

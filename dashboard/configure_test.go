@@ -397,6 +397,9 @@ func TestSettingsRuleForms(t *testing.T) {
 		!strings.Contains(page, `<code>threshold_w</code>: &#34;mil&#34; no es un número`) {
 		t.Errorf("the Spanish rule form's errors are not in Spanish:\n%s", page)
 	}
+	if _, page := operatorES.post("/settings/rules", rule); !strings.Contains(page, "ya hay una regla oven-left-on") {
+		t.Error("the Spanish page refusing an id taken does not say so in Spanish")
+	}
 	// Blank For and Cooldown are 0, as their placeholders say; durations
 	// are typed as the page writes them, too.
 	blank := url.Values{"id": {"at-once"}, "kind": {"power_above"}, "meter": {"*"}, "severity": {"info"}, "threshold_w": {"100"}, "for": {""}, "cooldown": {"1 h 30 min"}}
