@@ -433,6 +433,9 @@ func (d *Dashboard) saveRule(c *fiber.Ctx) error {
 				return err
 			}
 			bad[ie.Field] = ie.Reason
+			if text, ok := b.Lang.texts["ruleerr."+ie.Field]; ok { // what the field takes, in the reader's language
+				bad[ie.Field] = text
+			}
 		}
 	}
 	data := d.configureData(c, b)

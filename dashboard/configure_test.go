@@ -397,6 +397,10 @@ func TestSettingsRuleForms(t *testing.T) {
 		!strings.Contains(page, `<code>threshold_w</code>: &#34;mil&#34; no es un número`) {
 		t.Errorf("the Spanish rule form's errors are not in Spanish:\n%s", page)
 	}
+	long := url.Values{"id": {"long"}, "kind": {"power_above"}, "meter": {"*"}, "severity": {"info"}, "threshold_w": {"100"}, "for": {"25 h"}}
+	if _, page := operatorES.post("/settings/rules", long); !strings.Contains(page, `<code>for</code>: de 0 a 24 h`) {
+		t.Error("the Spanish page refusing a For of 25 h does not say so in Spanish")
+	}
 	if _, page := operatorES.post("/settings/rules", rule); !strings.Contains(page, "ya hay una regla oven-left-on") {
 		t.Error("the Spanish page refusing an id taken does not say so in Spanish")
 	}

@@ -93,6 +93,9 @@ func TestCatalogues(t *testing.T) {
 	// Alert messages: every key alert raises, its English text the same as
 	// the one notifiers send, so the dashboard says what they say.
 	used["alert.period.day"], used["alert.period.month"] = true, true // (print "alert.period." period)
+	for _, f := range []string{"id", "name", "kind", "meter", "severity", "hysteresis_w", "cooldown", "threshold_w", "for", "budget_kwh", "period", "silent_for", "factor"} {
+		used["ruleerr."+f] = true // saveRule: "ruleerr." + the field alert.Rule.Check names
+	}
 	for _, d := range []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun", "weekdays", "weekend", "all"} {
 		used["day."+d] = true // l.dayName: "day." + keyword
 	}
