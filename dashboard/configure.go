@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -361,6 +362,9 @@ func back(c *fiber.Ctx, done, rule, anchor string) error {
 	return c.Redirect("/settings?"+q.Encode()+"#"+anchor, fiber.StatusSeeOther)
 }
 
+// fieldIndex is the index in a field's key: periods[1].to, holidays[0].
+var fieldIndex = regexp.MustCompile(`\[\d+\]`)
+
 // saveTariff serves POST /settings/tariff (admin): the tariff form, checked
 // as config.yaml's tariff is; saved, it is in force at once.
 func (d *Dashboard) saveTariff(c *fiber.Ctx) error {
@@ -380,6 +384,8 @@ func (d *Dashboard) saveTariff(c *fiber.Ctx) error {
 			bad[fe.Field] = fe.Reason
 			if strings.HasSuffix(fe.Field, ".days") { // the one field whose words are a language's
 				bad[fe.Field] = b.Lang.T("form.bad_days")
+			} else if text, ok := b.Lang.texts["terr."+fieldIndex.ReplaceAllString(fe.Field, "")]; ok {
+				bad[fe.Field] = text // what the field takes, in the reader's language (the API keeps its English)
 			}
 		}
 	}

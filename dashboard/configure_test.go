@@ -316,6 +316,16 @@ func TestSettingsTariffForm(t *testing.T) {
 		t.Error("the Spanish page refusing a price that is no number does not say so in Spanish")
 	}
 	spanish.Set("price_kwh", "0.1")
+	spanish.Set("currency", "euro")
+	spanish["period_to"] = []string{"14:00", "25:00", ""}
+	_, page = adminES.post("/settings/tariff", spanish)
+	for _, want := range []string{`<code>tariff.currency</code>: un código de moneda de tres letras`, `<code>tariff.periods[1].to</code>: una hora HH:MM`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the Spanish page refusing a wrong tariff lacks %s", want)
+		}
+	}
+	spanish.Set("currency", "EUR")
+	spanish["period_to"] = []string{"14:00", "10:00", ""}
 	spanish["period_days"] = []string{"laborables", "festivo", ""}
 	_, page = adminES.post("/settings/tariff", spanish)
 	if !strings.Contains(page, `<code>tariff.periods[1].days</code>: escribe los días como lun a dom`) || strings.Contains(page, "is not") {

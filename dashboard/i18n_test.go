@@ -96,6 +96,10 @@ func TestCatalogues(t *testing.T) {
 	for _, f := range []string{"id", "name", "kind", "meter", "severity", "hysteresis_w", "cooldown", "threshold_w", "for", "budget_kwh", "period", "silent_for", "factor"} {
 		used["ruleerr."+f] = true // saveRule: "ruleerr." + the field alert.Rule.Check names
 	}
+	for _, f := range []string{"currency", "price_kwh", "export_price_kwh", "daily_charge", "demand_charge_kw", "co2_g_kwh", "reactive_price_kvarh",
+		"periods", "periods.name", "periods.price_kwh", "periods.from", "periods.to", "holidays"} {
+		used["terr."+f] = true // saveTariff: "terr." + the field tariff.FieldErrors names, less its index
+	}
 	for _, d := range []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun", "weekdays", "weekend", "all"} {
 		used["day."+d] = true // l.dayName: "day." + keyword
 	}
