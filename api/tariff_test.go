@@ -241,8 +241,8 @@ func TestRulesByRoleAndUnknownMeter(t *testing.T) {
 	for _, e := range audit.Entries {
 		notes[e.Detail] = true
 	}
-	for _, want := range []string{"rule night-base created: power_above on main, 400 W for 2h0m0s, info, enabled",
-		"rule night-base saved: power_above on kitchen, 400 W for 2h0m0s, info, enabled", "rule night-base deleted"} {
+	for _, want := range []string{"rule night-base created: power_above on main, 400 W for 2 h, info, enabled",
+		"rule night-base saved: power_above on kitchen, 400 W for 2 h, info, enabled", "rule night-base deleted"} {
 		if !notes[want] {
 			t.Errorf("no audit entry %q in %+v", want, audit.Entries)
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,18 +62,52 @@ const blankPeriods = 2
 
 func number(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
-// tariffFormOf is spec in the form, with blank rows to add periods.
-func tariffFormOf(spec tariff.Spec) *tariffForm {
+// tariffFormOf is spec in the form, its days as l writes them, with
+// blank rows to add periods.
+func tariffFormOf(spec tariff.Spec, l *language) *tariffForm {
 	f := &tariffForm{Currency: spec.Currency, PriceKWh: number(spec.PriceKWh), ExportPriceKWh: number(spec.ExportPriceKWh),
 		DailyCharge: number(spec.DailyCharge), DemandChargeKW: number(spec.DemandChargeKW), CO2GramsKWh: number(spec.CO2GramsKWh),
 		ReactivePriceKVArh: number(spec.ReactivePriceKVArh), Holidays: strings.Join(spec.Holidays, " ")}
 	for _, p := range spec.Periods {
-		f.Periods = append(f.Periods, periodForm{Name: p.Name, PriceKWh: number(p.PriceKWh), Days: strings.Join(p.Days, ", "), From: p.From, To: p.To})
+		f.Periods = append(f.Periods, periodForm{Name: p.Name, PriceKWh: number(p.PriceKWh), Days: dayNames(p.Days, l), From: p.From, To: p.To})
 	}
 	for range blankPeriods {
 		f.Periods = append(f.Periods, periodForm{})
 	}
 	return f
+}
+
+// dayNames writes a period's days as l does.
+func dayNames(days []string, l *language) string {
+	out := make([]string, len(days))
+	for i, d := range days {
+		out[i] = l.dayName(d)
+	}
+	return strings.Join(out, ", ")
+}
+
+// tariffDays are the Spanish words the tariff form takes for a period's
+// days besides the keywords of config.yaml (mon..sun, weekdays, weekend,
+// all), whatever the page's language: a day is no word to parse by
+// language, and the form shows a Spanish reader the Spanish ones.
+var tariffDays = map[string]string{
+	"lun": "mon", "lunes": "mon", "mar": "tue", "martes": "tue", "mié": "wed", "mie": "wed", "miércoles": "wed", "miercoles": "wed",
+	"jue": "thu", "jueves": "thu", "vie": "fri", "viernes": "fri", "sáb": "sat", "sab": "sat", "sábado": "sat", "sabado": "sat",
+	"dom": "sun", "domingo": "sun", "laborables": "weekdays", "finde": "weekend", "todos": "all", "todas": "all",
+}
+
+// tariffDaysOf reads the days typed in the tariff form: config.yaml's
+// keywords or their Spanish words ("fin de semana" too).
+func tariffDaysOf(s string) []string {
+	s = strings.ToLower(s)
+	s = strings.ReplaceAll(s, "fin de semana", "finde")
+	days := words(s)
+	for i, d := range days {
+		if k, ok := tariffDays[d]; ok {
+			days[i] = k
+		}
+	}
+	return days
 }
 
 // words splits a list typed with commas, spaces or new lines.
@@ -82,7 +117,7 @@ func words(s string) []string {
 
 // postedTariff reads the tariff form of c: the form as typed, and the Spec
 // it says, or the fields that are no numbers.
-func postedTariff(c *fiber.Ctx) (*tariffForm, tariff.Spec, map[string]string) {
+func postedTariff(c *fiber.Ctx, l *language) (*tariffForm, tariff.Spec, map[string]string) {
 	args := c.Request().PostArgs()
 	field := func(name string) string { return strings.TrimSpace(string(args.Peek(name))) }
 	f := &tariffForm{Currency: field("currency"), PriceKWh: field("price_kwh"), ExportPriceKWh: field("export_price_kwh"),
@@ -116,7 +151,7 @@ func postedTariff(c *fiber.Ctx) (*tariffForm, tariff.Spec, map[string]string) {
 		}
 		v, err := strconv.ParseFloat(strings.Replace(s, ",", ".", 1), 64)
 		if err != nil {
-			bad[key] = fmt.Sprintf("%q is not a number", s)
+			bad[key] = fmt.Sprintf(l.T("form.not_number"), s)
 		}
 		return v
 	}
@@ -126,7 +161,7 @@ func postedTariff(c *fiber.Ctx) (*tariffForm, tariff.Spec, map[string]string) {
 		Holidays: words(f.Holidays)}
 	for i, p := range f.Periods {
 		spec.Periods = append(spec.Periods, tariff.PeriodSpec{Name: p.Name, PriceKWh: num(fmt.Sprintf("periods[%d].price_kwh", i), p.PriceKWh),
-			Days: words(p.Days), From: p.From, To: p.To})
+			Days: tariffDaysOf(p.Days), From: p.From, To: p.To})
 	}
 	return f, spec, bad
 }
@@ -143,11 +178,21 @@ type ruleForm struct {
 	Errors                                                map[string]string
 }
 
+// duration writes d in the rule form as the page shows durations
+// ("1 h 30 min"); blank for 0, which the form reads back as 0.
 func duration(d alert.Duration) string {
 	if d == 0 {
 		return ""
 	}
-	return time.Duration(d).String()
+	return alert.HumanDuration(time.Duration(d))
+}
+
+// parseDuration reads a duration of the rule form: as the page writes
+// them ("1 h 30 min", "30 s") or as config.yaml and the API do ("1h30m").
+func parseDuration(s string) (time.Duration, error) {
+	s = strings.ReplaceAll(strings.ToLower(s), " ", "")
+	s = strings.ReplaceAll(s, "min", "m")
+	return time.ParseDuration(s)
 }
 
 func optional(v float64) string {
@@ -167,7 +212,7 @@ func ruleFormOf(r alert.Rule) *ruleForm {
 
 // postedRule reads the rule form of c: the form as typed, and the rule it
 // says, or the fields that are no numbers or durations.
-func postedRule(c *fiber.Ctx) (*ruleForm, alert.Rule, map[string]string) {
+func postedRule(c *fiber.Ctx, l *language) (*ruleForm, alert.Rule, map[string]string) {
 	args := c.Request().PostArgs()
 	field := func(name string) string { return strings.TrimSpace(string(args.Peek(name))) }
 	f := &ruleForm{Editing: field("editing"), ID: field("id"), Name: field("name"), Kind: field("kind"), Meter: field("meter"),
@@ -184,7 +229,7 @@ func postedRule(c *fiber.Ctx) (*ruleForm, alert.Rule, map[string]string) {
 		}
 		v, err := strconv.ParseFloat(strings.Replace(s, ",", ".", 1), 64)
 		if err != nil {
-			bad[key] = fmt.Sprintf("%q is not a number", s)
+			bad[key] = fmt.Sprintf(l.T("form.not_number"), s)
 		}
 		return v
 	}
@@ -192,9 +237,9 @@ func postedRule(c *fiber.Ctx) (*ruleForm, alert.Rule, map[string]string) {
 		if s == "" {
 			return 0
 		}
-		v, err := time.ParseDuration(s)
+		v, err := parseDuration(s)
 		if err != nil {
-			bad[key] = fmt.Sprintf("%q is not a duration such as 30s, 5m or 1h30m", s)
+			bad[key] = fmt.Sprintf(l.T("form.not_duration"), s)
 		}
 		return alert.Duration(v)
 	}
@@ -241,7 +286,7 @@ func (l *language) condition(r alert.Rule) string {
 	case alert.PowerAbove, alert.PowerBelow:
 		s := l.Power(r.ThresholdW)
 		if r.For > 0 {
-			s += " · " + time.Duration(r.For).String()
+			s += " · " + alert.HumanDuration(time.Duration(r.For))
 		}
 		return s
 	case alert.EnergyBudget:
@@ -276,7 +321,7 @@ func (d *Dashboard) configureData(c *fiber.Ctx, b *base) *configureData {
 	open := d.auth == nil // no auth: every route open (handlers' own tests)
 	data := &configureData{base: b, Tariff: d.tariff.State(), RulesOn: d.rules != nil, Kinds: alert.Kinds,
 		CanTariff: open || auth.Allows(role, auth.Admin), CanRules: open || auth.Allows(role, auth.Operator)}
-	data.TariffForm = tariffFormOf(data.Tariff.Tariff)
+	data.TariffForm = tariffFormOf(data.Tariff.Tariff, b.Lang)
 	data.RuleForm = &ruleForm{Kind: alert.PowerAbove, Severity: alert.SeverityWarning, Enabled: true}
 	for _, m := range d.st.Meters() {
 		data.Meters = append(data.Meters, m.ID)
@@ -284,7 +329,10 @@ func (d *Dashboard) configureData(c *fiber.Ctx, b *base) *configureData {
 	if d.rules != nil {
 		states := d.rules.States()
 		for _, r := range d.rules.List() {
-			v := ruleView{Rule: r, Condition: b.Lang.condition(r), Warnings: d.rules.Warnings(r)}
+			v := ruleView{Rule: r, Condition: b.Lang.condition(r)}
+			for _, w := range d.rules.WarningMessages(r) {
+				v.Warnings = append(v.Warnings, b.Lang.message(w, d.loc))
+			}
 			for k, st := range states {
 				if rule, m, _ := strings.Cut(k, "|"); rule == r.ID && st.Firing {
 					v.Firing = append(v.Firing, m)
@@ -314,10 +362,14 @@ func back(c *fiber.Ctx, done, rule, anchor string) error {
 	return c.Redirect("/settings?"+q.Encode()+"#"+anchor, fiber.StatusSeeOther)
 }
 
+// fieldIndex is the index in a field's key: periods[1].to, holidays[0].
+var fieldIndex = regexp.MustCompile(`\[\d+\]`)
+
 // saveTariff serves POST /settings/tariff (admin): the tariff form, checked
 // as config.yaml's tariff is; saved, it is in force at once.
 func (d *Dashboard) saveTariff(c *fiber.Ctx) error {
-	form, spec, bad := postedTariff(c)
+	b := d.newBase(c, "configure", "configure.title")
+	form, spec, bad := postedTariff(c, b.Lang)
 	if len(bad) == 0 {
 		_, err := d.tariff.Save(spec, auth.WhoFrom(c.UserContext()).User, d.now())
 		if err == nil {
@@ -330,9 +382,13 @@ func (d *Dashboard) saveTariff(c *fiber.Ctx) error {
 		}
 		for _, fe := range fes {
 			bad[fe.Field] = fe.Reason
+			if strings.HasSuffix(fe.Field, ".days") { // the one field whose words are a language's
+				bad[fe.Field] = b.Lang.T("form.bad_days")
+			} else if text, ok := b.Lang.texts["terr."+fieldIndex.ReplaceAllString(fe.Field, "")]; ok {
+				bad[fe.Field] = text // what the field takes, in the reader's language (the API keeps its English)
+			}
 		}
 	}
-	b := d.newBase(c, "configure", "configure.title")
 	data := d.configureData(c, b)
 	form.Errors = bad
 	for range blankPeriods {
@@ -356,16 +412,17 @@ func (d *Dashboard) removeTariff(c *fiber.Ctx) error {
 // rule, or changes the one it edits (keeping its actions, which only the
 // API changes).
 func (d *Dashboard) saveRule(c *fiber.Ctx) error {
-	form, r, bad := postedRule(c)
+	b := d.newBase(c, "configure", "configure.title")
+	form, r, bad := postedRule(c, b.Lang)
 	if len(bad) == 0 {
 		old, err := d.rules.Get(r.ID)
 		switch {
 		case err == nil && form.Editing == "":
-			bad["id"] = fmt.Sprintf("a rule %s exists: pick another id, or edit it", r.ID)
+			bad["id"] = fmt.Sprintf(b.Lang.T("form.rule_exists"), r.ID)
 		case err == nil && old.Source == "config":
-			bad["id"] = "the rule is in config.yaml: change it there"
+			bad["id"] = b.Lang.T("form.rule_in_config")
 		case err != nil && form.Editing != "":
-			bad["id"] = "the rule no longer exists"
+			bad["id"] = b.Lang.T("form.rule_gone")
 		default:
 			r.Actions = old.Actions
 			saved, err := d.rules.Put(r)
@@ -382,9 +439,11 @@ func (d *Dashboard) saveRule(c *fiber.Ctx) error {
 				return err
 			}
 			bad[ie.Field] = ie.Reason
+			if text, ok := b.Lang.texts["ruleerr."+ie.Field]; ok { // what the field takes, in the reader's language
+				bad[ie.Field] = text
+			}
 		}
 	}
-	b := d.newBase(c, "configure", "configure.title")
 	data := d.configureData(c, b)
 	form.Errors = bad
 	data.RuleForm = form

@@ -48,7 +48,7 @@ func FuzzTariffForm(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body string) {
 		fuzzForm(t, body, func(c *fiber.Ctx) error {
-			form, spec, bad := postedTariff(c)
+			form, spec, bad := postedTariff(c, english)
 			if len(form.Periods) != len(spec.Periods) || len(form.Periods) > tariff.MaxPeriods+blankPeriods {
 				return fmt.Errorf("%d periods typed, %d in the spec", len(form.Periods), len(spec.Periods))
 			}
@@ -75,7 +75,7 @@ func FuzzRuleForm(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body string) {
 		fuzzForm(t, body, func(c *fiber.Ctx) error {
-			form, r, bad := postedRule(c)
+			form, r, bad := postedRule(c, english)
 			if form.Editing != "" && r.ID != form.Editing {
 				return fmt.Errorf("editing %q changed the id to %q", form.Editing, r.ID)
 			}

@@ -29,6 +29,7 @@ type site struct {
 	url     string
 	st      *store.Store
 	tariffs *energy.Tariffs
+	rules   *alert.Rules
 	audit   *audit.Log
 }
 
@@ -86,7 +87,7 @@ func startSite(t *testing.T, tweak ...func(*api.Options)) *site {
 		t.Fatal(err)
 	}
 	st.Flush()
-	return &site{url: "http://" + ln.Addr().String(), st: st, tariffs: tariffs, audit: log}
+	return &site{url: "http://" + ln.Addr().String(), st: st, tariffs: tariffs, rules: rules, audit: log}
 }
 
 // browser is a logged-in user's session: its cookie and CSRF token.
@@ -188,13 +189,17 @@ func TestSettingsTariffForm(t *testing.T) {
 
 	_, page := viewer.get("/settings")
 	for _, want := range []string{`id="tariff-source" data-source="config"`, `the tariff section of config.yaml`, `id="tariff-admins"`,
-		`id="tariff-price_kwh" name="price_kwh" value="0.2"`, `<fieldset disabled>`, `href="/settings" aria-current="page"`} {
+		`id="tariff-view"`, `<dt>Price per kWh (outside every period)</dt><dd>0.2</dd>`, `href="/settings" aria-current="page"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the viewer's settings page lacks %s", want)
 		}
 	}
-	if strings.Contains(page, `id="tariff-save"`) {
-		t.Error("a viewer is offered the tariff's save button")
+	// A viewer reads the tariff: no form of disabled inputs that look
+	// editable, no empty rows.
+	for _, not := range []string{`id="tariff-save"`, `id="tariff-form"`, `name="price_kwh"`, `disabled`} {
+		if strings.Contains(page, not) {
+			t.Errorf("the viewer's settings page has %s", not)
+		}
 	}
 	for role, b := range map[string]*browser{auth.Viewer: viewer, auth.Operator: operator} {
 		if res, _ := b.post("/settings/tariff", tariffForm()); res.StatusCode != http.StatusForbidden {
@@ -230,11 +235,22 @@ func TestSettingsTariffForm(t *testing.T) {
 		t.Errorf("saved = %+v", st)
 	}
 	_, page = admin.get("/settings?done=tariff_saved")
-	for _, want := range []string{`id="settings-done"`, `Tariff saved`, `data-source="database"`, `saved by admin`,
+	for _, want := range []string{`id="settings-done"`, `Tariff saved: every cost shown, past ones included`, `data-confirm="Remove the saved tariff?`, `data-source="database"`, `saved by admin`,
 		`id="period-1-name" name="period_name" value="llano"`, `id="period-1-days" name="period_days" value="mon, tue, wed, thu, fri"`,
 		`id="period-3-name" name="period_name" value=""`, `id="tariff-remove"`, `id="tariff-config"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page after saving lacks %s", want)
+		}
+	}
+
+	// A viewer reads the saved periods in a table, in their language.
+	viewerES := *viewer
+	viewerES.cookie += "; vatio_lang=es"
+	_, page = viewerES.get("/settings")
+	for _, want := range []string{`id="tariff-periods-view"`, `<td data-label="Nombre">punta</td>`, `<td data-label="Días">laborables</td>`,
+		`<td data-label="Días">lun, mar, mié, jue, vie</td>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the Spanish viewer's settings page lacks %s", want)
 		}
 	}
 
@@ -265,6 +281,55 @@ func TestSettingsTariffForm(t *testing.T) {
 	}
 	if p := s.tariffs.Current().Price(wednesday11); p != 0.25 {
 		t.Errorf("after refused posts the price = %g, want the saved 0.25", p)
+	}
+
+	// In Spanish: the form shows and takes Spanish day names, and says
+	// what is wrong in Spanish.
+	adminES := *admin
+	adminES.cookie += "; vatio_lang=es"
+	_, page = adminES.get("/settings")
+	if !strings.Contains(page, `id="period-1-days" name="period_days" value="lun, mar, mié, jue, vie"`) {
+		t.Error("the Spanish tariff form does not show the days in Spanish")
+	}
+	spanish := tariffForm()
+	spanish["period_days"] = []string{"laborables", "Sáb, dom", ""}
+	if res, _ := adminES.post("/settings/tariff", spanish); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("a tariff with Spanish days: %d, want 303", res.StatusCode)
+	}
+	saturday9 := time.Date(2026, 11, 28, 9, 0, 0, 0, madrid)
+	if days := s.tariffs.State().Tariff.Periods[1].Days; len(days) != 2 || days[0] != "sat" || days[1] != "sun" {
+		t.Errorf("days typed Sáb, dom saved as %v", days)
+	}
+	if p := s.tariffs.Current().Price(saturday9); p != 0.15 {
+		t.Errorf("Saturday 09:00 = %g, want 0.15", p)
+	}
+	spanish["period_days"] = []string{"fin de semana", "lunes", ""}
+	if res, _ := adminES.post("/settings/tariff", spanish); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("a tariff with days fin de semana, lunes: %d, want 303", res.StatusCode)
+	}
+	if days := s.tariffs.State().Tariff.Periods[0].Days; len(days) != 1 || days[0] != "weekend" {
+		t.Errorf("fin de semana saved as %v", days)
+	}
+	spanish.Set("price_kwh", "mil")
+	_, page = adminES.post("/settings/tariff", spanish)
+	if !strings.Contains(page, `<code>tariff.price_kwh</code>: &#34;mil&#34; no es un número`) || strings.Contains(page, "is not") {
+		t.Error("the Spanish page refusing a price that is no number does not say so in Spanish")
+	}
+	spanish.Set("price_kwh", "0.1")
+	spanish.Set("currency", "euro")
+	spanish["period_to"] = []string{"14:00", "25:00", ""}
+	_, page = adminES.post("/settings/tariff", spanish)
+	for _, want := range []string{`<code>tariff.currency</code>: un código de moneda de tres letras`, `<code>tariff.periods[1].to</code>: una hora HH:MM`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the Spanish page refusing a wrong tariff lacks %s", want)
+		}
+	}
+	spanish.Set("currency", "EUR")
+	spanish["period_to"] = []string{"14:00", "10:00", ""}
+	spanish["period_days"] = []string{"laborables", "festivo", ""}
+	_, page = adminES.post("/settings/tariff", spanish)
+	if !strings.Contains(page, `<code>tariff.periods[1].days</code>: escribe los días como lun a dom`) || strings.Contains(page, "is not") {
+		t.Error("the Spanish page refusing days it does not know does not say so in Spanish")
 	}
 
 	if res, _ := operator.post("/settings/tariff/remove", url.Values{}); res.StatusCode != http.StatusForbidden {
@@ -322,7 +387,7 @@ func TestSettingsRuleForms(t *testing.T) {
 	}
 	_, page = operator.get("/settings?done=rule_saved&rule=oven-left-on")
 	for _, want := range []string{`id="rule-oven-left-on" data-rule="oven-left-on" data-source="api" data-enabled="true"`,
-		`meter &#34;main&#34; has sent no readings yet`, `id="rule-oven-left-on-edit"`, `id="rule-oven-left-on-toggle">Disable`, `Rule saved: <code>oven-left-on</code>`} {
+		`meter &#34;main&#34; has sent no readings yet`, `1.50 kW · 30 s`, `data-confirm="Delete this rule?`, `id="rule-oven-left-on-edit"`, `id="rule-oven-left-on-toggle">Disable`, `Rule saved: <code>oven-left-on</code>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page after adding a rule lacks %s", want)
 		}
@@ -330,6 +395,42 @@ func TestSettingsRuleForms(t *testing.T) {
 	if res, page := operator.post("/settings/rules", rule); res.StatusCode != http.StatusBadRequest || !strings.Contains(page, "a rule oven-left-on exists") {
 		t.Errorf("a rule of an id taken: %d, want 400 saying so", res.StatusCode)
 	}
+	// In Spanish, the warning and the form's own errors are Spanish.
+	operatorES := *operator
+	operatorES.cookie += "; vatio_lang=es"
+	_, page = operatorES.get("/settings")
+	if !strings.Contains(page, `el medidor «main» aún no ha enviado lecturas`) || strings.Contains(page, "has sent no readings") {
+		t.Error("the Spanish page's rule warning is not in Spanish")
+	}
+	wrongES := url.Values{"id": {"x"}, "kind": {"power_above"}, "meter": {"*"}, "severity": {"info"}, "threshold_w": {"mil"}, "for": {"30 segundos"}}
+	if _, page := operatorES.post("/settings/rules", wrongES); !strings.Contains(page, `<code>for</code>: &#34;30 segundos&#34; no es una duración`) ||
+		!strings.Contains(page, `<code>threshold_w</code>: &#34;mil&#34; no es un número`) {
+		t.Errorf("the Spanish rule form's errors are not in Spanish:\n%s", page)
+	}
+	long := url.Values{"id": {"long"}, "kind": {"power_above"}, "meter": {"*"}, "severity": {"info"}, "threshold_w": {"100"}, "for": {"25 h"}}
+	if _, page := operatorES.post("/settings/rules", long); !strings.Contains(page, `<code>for</code>: de 0 a 24 h`) {
+		t.Error("the Spanish page refusing a For of 25 h does not say so in Spanish")
+	}
+	if _, page := operatorES.post("/settings/rules", rule); !strings.Contains(page, "ya hay una regla oven-left-on") {
+		t.Error("the Spanish page refusing an id taken does not say so in Spanish")
+	}
+	// Blank For and Cooldown are 0, as their placeholders say; durations
+	// are typed as the page writes them, too.
+	blank := url.Values{"id": {"at-once"}, "kind": {"power_above"}, "meter": {"*"}, "severity": {"info"}, "threshold_w": {"100"}, "for": {""}, "cooldown": {"1 h 30 min"}}
+	if res, _ := operator.post("/settings/rules", blank); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("a rule with a blank For: %d", res.StatusCode)
+	}
+	if r, err := s.rules.Get("at-once"); err != nil || r.For != 0 || time.Duration(r.Cooldown) != 90*time.Minute {
+		t.Errorf("saved %+v, %v: want For 0 and a cooldown of 1h30m", r, err)
+	}
+	_, page = operator.get("/settings?edit=at-once")
+	for _, want := range []string{`name="for" value="" placeholder="0 = at once"`, `name="cooldown" value="1 h 30 min" placeholder="0 = none"`,
+		`<label data-kinds="power_above power_below out_of_range anomaly">Hysteresis, W (power, out-of-range and anomaly rules only)`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the edit form lacks %s", want)
+		}
+	}
+
 	wrong := url.Values{"id": {"Bad Id"}, "kind": {"silent"}, "meter": {"*"}, "severity": {"info"}, "silent_for": {"soon"}}
 	if res, page := operator.post("/settings/rules", wrong); res.StatusCode != http.StatusBadRequest ||
 		!strings.Contains(page, `<code>silent_for</code>: &#34;soon&#34; is not a duration`) || !strings.Contains(page, `value="Bad Id"`) {
@@ -380,8 +481,8 @@ func TestSettingsRuleForms(t *testing.T) {
 			notes[e.Detail] = true
 		}
 	}
-	for _, want := range []string{"rule oven-left-on created: power_above on main, 1500 W for 30s, warning, enabled",
-		"rule oven-left-on saved: power_above on kitchen, 2000 W for 1m0s, critical, enabled", "rule oven-left-on disabled", "rule oven-left-on deleted"} {
+	for _, want := range []string{"rule oven-left-on created: power_above on main, 1500 W for 30 s, warning, enabled",
+		"rule oven-left-on saved: power_above on kitchen, 2000 W for 1 min, critical, enabled", "rule oven-left-on disabled", "rule oven-left-on deleted"} {
 		if !notes[want] {
 			t.Errorf("no audit entry %q", want)
 		}

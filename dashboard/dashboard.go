@@ -59,6 +59,7 @@ var pages = func() map[string]*template.Template {
 			"upper":    strings.ToUpper,
 			"list":     func(xs ...string) []string { return xs },
 			"field":    tariffField,
+			"dayname":  func(string) string { return "" },
 		})
 		template.Must(t.ParseFS(templateFiles, "templates/layout.html", "templates/settings.html", "templates/"+name+".html"))
 		out[name] = t
@@ -267,6 +268,7 @@ func (d *Dashboard) render(c *fiber.Ctx, page string, b *base, data any) error {
 		"number":   l.Number,
 		"datetime": func(tm time.Time) string { return l.DateTime(tm, loc) },
 		"alert":    func(a store.Alert) string { return l.alertText(a, loc) },
+		"dayname":  l.dayName,
 		"charges": func(v any) string {
 			cd, ok := v.(*costsData)
 			if !ok {

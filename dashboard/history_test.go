@@ -136,8 +136,8 @@ func TestAlertsInTheReadersLanguage(t *testing.T) {
 	dashboard.New(st, dashboard.Options{Logger: slog.New(slog.DiscardHandler), Location: time.UTC,
 		Tariff: energy.FixedTariff(&tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, Location: time.UTC})}).Register(app)
 	for lang, want := range map[string]string{
-		"es": "potencia de 3,50 kW por encima de 3,00 kW durante 30s",
-		"en": "power 3.50 kW above 3.00 kW for 30s",
+		"es": "potencia de 3,50 kW por encima de 3,00 kW durante 30 s",
+		"en": "power 3.50 kW above 3.00 kW for 30 s",
 	} {
 		for _, path := range []string{"/alerts", "/"} {
 			_, page := get(t, app, path, "Accept-Language", lang)

@@ -200,6 +200,21 @@ func (l *language) alertText(a store.Alert, loc *time.Location) string {
 	return alert.Render(alert.Message{Key: a.Key, Args: a.Args}, loc, text, func(name, v string) string { return l.alertValue(name, v, loc) })
 }
 
+// message renders m, an alert's or a rule's message, in l.
+func (l *language) message(m alert.Message, loc *time.Location) string {
+	text := func(key string) (string, bool) { s, ok := l.texts[key]; return s, ok }
+	return alert.Render(m, loc, text, func(name, v string) string { return l.alertValue(name, v, loc) })
+}
+
+// dayName is a tariff period's day keyword (mon, weekdays...) as l writes
+// it; the tariff form reads it back (see tariffDay).
+func (l *language) dayName(day string) string {
+	if s, ok := l.texts["day."+day]; ok {
+		return s
+	}
+	return day
+}
+
 // alertValue formats an alert's value by its name, as alert.Message says.
 func (l *language) alertValue(name, v string, loc *time.Location) string {
 	f, err := strconv.ParseFloat(v, 64)
@@ -213,6 +228,10 @@ func (l *language) alertValue(name, v string, loc *time.Location) string {
 	case name == "period":
 		if s, ok := l.texts["alert.period."+v]; ok {
 			return s
+		}
+	case alert.IsDuration(name):
+		if d, err := time.ParseDuration(v); err == nil {
+			return alert.HumanDuration(d)
 		}
 	case strings.HasSuffix(name, "_at"):
 		if t, err := time.Parse(time.RFC3339, v); err == nil {

@@ -93,6 +93,16 @@ func TestCatalogues(t *testing.T) {
 	// Alert messages: every key alert raises, its English text the same as
 	// the one notifiers send, so the dashboard says what they say.
 	used["alert.period.day"], used["alert.period.month"] = true, true // (print "alert.period." period)
+	for _, f := range []string{"id", "name", "kind", "meter", "severity", "hysteresis_w", "cooldown", "threshold_w", "for", "budget_kwh", "period", "silent_for", "factor"} {
+		used["ruleerr."+f] = true // saveRule: "ruleerr." + the field alert.Rule.Check names
+	}
+	for _, f := range []string{"currency", "price_kwh", "export_price_kwh", "daily_charge", "demand_charge_kw", "co2_g_kwh", "reactive_price_kvarh",
+		"periods", "periods.name", "periods.price_kwh", "periods.from", "periods.to", "holidays"} {
+		used["terr."+f] = true // saveTariff: "terr." + the field tariff.FieldErrors names, less its index
+	}
+	for _, d := range []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun", "weekdays", "weekend", "all"} {
+		used["day."+d] = true // l.dayName: "day." + keyword
+	}
 	for k, v := range alert.English {
 		used[k] = true
 		if english.texts[k] != v {
@@ -187,6 +197,10 @@ func TestAlertTextInTheReadersLanguage(t *testing.T) {
 		Args: map[string]string{"meter": "oven", "power_w": "3500", "threshold_w": "3000", "for": "30s"}}
 	done := store.Alert{Meter: "oven", Key: alert.MsgResolved,
 		Args: map[string]string{"what": alert.MsgEnergyBudget, "used_kwh": "12.5", "period": "month", "budget_kwh": "10"}}
+	back := store.Alert{Meter: "oven", Key: alert.MsgResolved, Args: map[string]string{"what": alert.MsgPowerBackBelow,
+		"meter": "oven", "power_w": "800", "threshold_w": "1000", "for": "1h30m0s"}}
+	within := store.Alert{Meter: "oven", Key: alert.MsgResolved,
+		Args: map[string]string{"what": alert.MsgWithinBudget, "used_kwh": "9.5", "period": "day", "budget_kwh": "10"}}
 	lock := store.Alert{Key: alert.MsgLockout, Args: map[string]string{"addr": "192.0.2.1", "user": "ana", "until_at": "2026-11-25T10:15:00Z"}}
 	old := store.Alert{Message: "oven: power 3.50 kW above 3.00 kW for 30s"}
 	unknown := store.Alert{Message: "from a newer version", Key: "alert.not_yet", Args: map[string]string{"x": "1"}}
@@ -199,8 +213,12 @@ func TestAlertTextInTheReadersLanguage(t *testing.T) {
 		a    store.Alert
 		want string
 	}{
-		{english, fire, "power 3.50 kW above 3.00 kW for 30s"},
-		{spanish, fire, "potencia de 3,50 kW por encima de 3,00 kW durante 30s"},
+		{english, fire, "power 3.50 kW above 3.00 kW for 30 s"},
+		{spanish, fire, "potencia de 3,50 kW por encima de 3,00 kW durante 30 s"},
+		{english, back, "resolved: power back below 1.00 kW (800 W) for 1 h 30 min"},
+		{spanish, back, "resuelta: potencia de nuevo por debajo de 1,00 kW (800 W) durante 1 h 30 min"},
+		{english, within, "resolved: 9.50 kWh this day, within the budget of 10.00 kWh"},
+		{spanish, within, "resuelta: 9,50 kWh este día, dentro del presupuesto de 10,00 kWh"},
 		{english, done, "resolved: 12.50 kWh this month, over the budget of 10.00 kWh"},
 		{spanish, done, "resuelta: 12,50 kWh este mes, por encima del presupuesto de 10,00 kWh"},
 		{spanish, lock, "inicios de sesión fallidos repetidos desde 192.0.2.1 (usuario «ana»): bloqueado hasta 25 nov 2026, 11:15"},

@@ -79,7 +79,7 @@ func TestPowerRuleWaitsEndToEnd(t *testing.T) {
 	}
 	publish(15) // t0+30s
 	waitFor("the rule firing", func() bool { as := alerts(); return len(as) == 1 && as[0].State == "firing" })
-	if as := alerts(); as[0].Rule != "hot" || as[0].Message != "heater: power 2.40 kW above 2.00 kW for 30s" {
+	if as := alerts(); as[0].Rule != "hot" || as[0].Message != "heater: power 2.40 kW above 2.00 kW for 30 s" {
 		t.Errorf("alert = %+v", as[0])
 	}
 }

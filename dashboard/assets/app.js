@@ -754,6 +754,13 @@
   } else {
     if (page === "access") accessPage();
     if (page === "configure") ruleForm();
+    // Forms that undo something (deleting a rule, removing the saved
+    // tariff) ask first; without JavaScript they post at once.
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (ev) {
+        if (!window.confirm(form.dataset.confirm)) ev.preventDefault();
+      });
+    });
     settingsForms();
     // The status light: is the server there? (Not before a log-in: the
     // login and setup pages have no light, and the stream needs one.)

@@ -17,8 +17,10 @@ import (
 //
 // A value's name says how it is shown: ending in _w, watts ("2.50 kW");
 // _kwh, kilowatt-hours; _at, an RFC 3339 time; factor, a number with one
-// decimal; period, "day" or "month", translated. Others show as they are
-// (meter ids, durations such as "30s").
+// decimal; period, "day" or "month", translated; for and quiet, a
+// duration stored as Go writes it ("30s", "1h30m") and shown as people
+// write it ("30 s", "1 h 30 min", see HumanDuration). Others show as they
+// are (meter ids).
 type Message struct {
 	Key  string
 	Args map[string]string
@@ -39,6 +41,17 @@ const (
 	MsgNoData         = "alert.no_data"
 	MsgRuleDeleted    = "alert.rule_deleted"
 	MsgRuleNotApplies = "alert.rule_not_applies"
+	// What a rule's resolution says cleared: the opposite of what fired.
+	MsgPowerBackBelow = "alert.power_back_below"
+	MsgPowerBackAbove = "alert.power_back_above"
+	MsgWithinBudget   = "alert.within_budget"
+	MsgHeardAgain     = "alert.heard_again"
+	MsgBackInRange    = "alert.back_in_range"
+	MsgAnomalyOver    = "alert.anomaly_over"
+	// MsgNoMeterYet is a rule's warning: its meter has sent no reading.
+	// MsgNoRangeYet: an out_of_range rule's meter has no expected range.
+	MsgNoMeterYet = "alert.no_meter_yet"
+	MsgNoRangeYet = "alert.no_range_yet"
 	// MsgResolved wraps the message of what cleared: its Args hold that
 	// message's key as "what", and its values.
 	MsgResolved = "alert.resolved"
@@ -62,6 +75,14 @@ var English = map[string]string{
 	MsgNoData:         "no data to judge by",
 	MsgRuleDeleted:    "the rule was deleted",
 	MsgRuleNotApplies: "the rule no longer applies",
+	MsgPowerBackBelow: "power back below {threshold_w} ({power_w}) for {for}",
+	MsgPowerBackAbove: "power back above {threshold_w} ({power_w}) for {for}",
+	MsgWithinBudget:   "{used_kwh} this {period}, within the budget of {budget_kwh}",
+	MsgHeardAgain:     "readings again",
+	MsgBackInRange:    "power {power_w} back inside its expected range",
+	MsgAnomalyOver:    "the last hour drew {mean_w} on average, back near the usual {usual_w}",
+	MsgNoMeterYet:     `meter "{meter}" has sent no readings yet: the rule applies once it does`,
+	MsgNoRangeYet:     `meter "{meter}" has no expected range (expected_min_w, expected_max_w): the rule cannot fire`,
 	MsgResolved:       "resolved: {what}",
 	MsgLockout:        `repeated failed logins from {addr} (user "{user}"): locked out until {until_at}`,
 	MsgOffsite:        "off-site copies failed three times in a row: {error}",
@@ -92,6 +113,34 @@ func duration(d time.Duration) string {
 	}
 	return s
 }
+
+// HumanDuration writes d as people read it, the same in English and
+// Spanish: "30 s", "5 min", "2 h", "1 h 30 min", "1 min 5 s" (time.Duration's
+// String says 2h0m0s). Parts under a second are dropped.
+func HumanDuration(d time.Duration) string {
+	if d < 0 {
+		return "-" + HumanDuration(-d)
+	}
+	d = d.Truncate(time.Second)
+	if d == 0 {
+		return "0 s"
+	}
+	h, m, sec := int64(d/time.Hour), int64(d%time.Hour/time.Minute), int64(d%time.Minute/time.Second)
+	var parts []string
+	if h > 0 {
+		parts = append(parts, strconv.FormatInt(h, 10)+" h")
+	}
+	if m > 0 {
+		parts = append(parts, strconv.FormatInt(m, 10)+" min")
+	}
+	if sec > 0 {
+		parts = append(parts, strconv.FormatInt(sec, 10)+" s")
+	}
+	return strings.Join(parts, " ")
+}
+
+// IsDuration reports whether the value of name is a duration (see Message).
+func IsDuration(name string) bool { return name == "for" || name == "quiet" }
 
 // resolved returns the message of a resolution by what cleared.
 func resolved(what Message) Message {
@@ -141,6 +190,10 @@ func englishValue(name, v string, loc *time.Location) string {
 		return fmt.Sprintf("%.2f kWh", f)
 	case name == "factor" && err == nil:
 		return fmt.Sprintf("%.1f", f)
+	case IsDuration(name):
+		if d, err := time.ParseDuration(v); err == nil {
+			return HumanDuration(d)
+		}
 	case strings.HasSuffix(name, "_at"):
 		if t, err := time.Parse(time.RFC3339, v); err == nil {
 			if loc == nil {

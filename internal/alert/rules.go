@@ -52,8 +52,9 @@ var Kinds = []string{PowerAbove, PowerBelow, EnergyBudget, Silent, OutOfRange, A
 // Duration is a time.Duration written as "5m" in JSON.
 type Duration time.Duration
 
-// MarshalJSON implements json.Marshaler.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+// MarshalJSON implements json.Marshaler: "2h", "1h30m", "30s" (not Go's
+// "2h0m0s"), which UnmarshalJSON and config.yaml read back.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(duration(time.Duration(d))) }
 
 // UnmarshalJSON implements json.Unmarshaler.
 func (d *Duration) UnmarshalJSON(b []byte) error {
@@ -188,11 +189,11 @@ func (r Rule) Summary() string {
 	var what string
 	switch r.Kind {
 	case PowerAbove, PowerBelow:
-		what = fmt.Sprintf(", %g W for %s", r.ThresholdW, time.Duration(r.For))
+		what = fmt.Sprintf(", %g W for %s", r.ThresholdW, HumanDuration(time.Duration(r.For)))
 	case EnergyBudget:
 		what = fmt.Sprintf(", %g kWh a %s", r.BudgetKWh, r.Period)
 	case Silent:
-		what = fmt.Sprintf(", %s", time.Duration(r.SilentFor))
+		what = fmt.Sprintf(", %s", HumanDuration(time.Duration(r.SilentFor)))
 	case Anomaly:
 		what = fmt.Sprintf(", x%g", r.Factor)
 	}
@@ -512,16 +513,28 @@ func (r *Rules) Delete(id string) error {
 // it may change: its meter has sent no readings yet (a rule may be made
 // before its meter appears, or name it wrong), or an out_of_range rule's
 // meter has no expected range.
+//
+// Warnings gives them in English, for the API; WarningMessages as
+// messages, for the dashboard to show in its reader's language.
 func (r *Rules) Warnings(rule Rule) []string {
+	var out []string
+	for _, m := range r.WarningMessages(rule) {
+		out = append(out, m.English(nil))
+	}
+	return out
+}
+
+// WarningMessages is Warnings as messages (MsgNoMeterYet, MsgNoRangeYet).
+func (r *Rules) WarningMessages(rule Rule) []Message {
 	if rule.Meter == "*" {
 		return nil
 	}
 	m, err := r.st.Meter(rule.Meter)
 	if err != nil {
-		return []string{fmt.Sprintf("meter %q has sent no readings yet: the rule applies once it does", rule.Meter)}
+		return []Message{msg(MsgNoMeterYet, "meter", rule.Meter)}
 	}
 	if rule.Kind == OutOfRange && m.Info.ExpectedMinW == nil && m.Info.ExpectedMaxW == nil {
-		return []string{fmt.Sprintf("meter %q has no expected range (expected_min_w, expected_max_w): the rule cannot fire", rule.Meter)}
+		return []Message{msg(MsgNoRangeYet, "meter", rule.Meter)}
 	}
 	return nil
 }
@@ -569,7 +582,7 @@ func (r *Rules) Evaluate(now time.Time) {
 func (r *Rules) evaluate(rule Rule, m store.Meter, now time.Time) {
 	key := stateKey(rule.ID, m.ID)
 	s := r.states[key]
-	holds, clears, what, err := r.condition(rule, m, now, s.Firing)
+	holds, clears, what, back, err := r.condition(rule, m, now, s.Firing)
 	if err != nil {
 		r.log.Warn("alert rule not evaluated", slog.String("rule", rule.ID), slog.String("meter", m.ID), slog.Any("error", err))
 		return
@@ -588,7 +601,7 @@ func (r *Rules) evaluate(rule Rule, m store.Meter, now time.Time) {
 		r.save(key, RuleState{Firing: true, Since: now, AlertID: a.ID, LastFired: now})
 		r.runActions(rule, "fire", a.ID)
 	case s.Firing && clears:
-		r.resolve(rule, m.ID, s, now, what)
+		r.resolve(rule, m.ID, s, now, back)
 		r.runActions(rule, "resolve", s.AlertID)
 		r.save(key, RuleState{Since: now, LastFired: s.LastFired})
 	}
@@ -640,11 +653,18 @@ func (r *Rules) States() map[string]RuleState {
 	return out
 }
 
-func kw(w float64) string { return fmt.Sprintf("%.2f kW", w/1000) }
+// kw writes watts in English as the dashboard does: "800 W", "2.40 kW".
+func kw(w float64) string {
+	if math.Abs(w) < 999.5 {
+		return fmt.Sprintf("%.0f W", w)
+	}
+	return fmt.Sprintf("%.2f kW", w/1000)
+}
 
 // condition evaluates rule on m at now: whether it holds (to fire), whether
-// it has cleared (to resolve, past the hysteresis), and a description.
-func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) (holds, clears bool, what Message, err error) {
+// it has cleared (to resolve, past the hysteresis), what holds (the alert's
+// message) and what cleared (its resolution's).
+func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) (holds, clears bool, what, back Message, err error) {
 	switch rule.Kind {
 	case PowerAbove, PowerBelow:
 		above := rule.Kind == PowerAbove
@@ -676,14 +696,18 @@ func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) 
 			cleared, err = r.heldFor(m, window, now, back)
 		}
 		if err != nil {
-			return false, false, Message{}, err
+			return false, false, Message{}, Message{}, err
 		}
-		key := MsgPowerAbove
+		key, backKey := MsgPowerAbove, MsgPowerBackBelow
 		if !above {
-			key = MsgPowerBelow
+			key, backKey = MsgPowerBelow, MsgPowerBackAbove
 		}
-		return held, !fresh || cleared,
-			msg(key, "meter", m.ID, "power_w", watts(last), "threshold_w", watts(rule.ThresholdW), "for", duration(window)), nil
+		args := []string{"meter", m.ID, "power_w", watts(last), "threshold_w", watts(rule.ThresholdW), "for", duration(window)}
+		backMsg := msg(backKey, args...)
+		if !fresh {
+			backMsg = msg(MsgNoData) // gone silent: nothing says how things are
+		}
+		return held, !fresh || cleared, msg(key, args...), backMsg, nil
 	case EnergyBudget:
 		iv := energy.Day
 		if rule.Period == "month" {
@@ -691,36 +715,37 @@ func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) 
 		}
 		bs, err := energy.Series(r.st, []string{m.ID}, iv, now, now.Add(time.Nanosecond), r.tariffs.Current())
 		if err != nil || len(bs) == 0 {
-			return false, false, msg(MsgNoData), err
+			return false, false, msg(MsgNoData), msg(MsgNoData), err
 		}
 		used := bs[0].InKWh
-		return used > rule.BudgetKWh, used <= rule.BudgetKWh,
-			msg(MsgEnergyBudget, "meter", m.ID, "used_kwh", kwh(used), "period", rule.Period, "budget_kwh", kwh(rule.BudgetKWh)), nil
+		args := []string{"meter", m.ID, "used_kwh", kwh(used), "period", rule.Period, "budget_kwh", kwh(rule.BudgetKWh)}
+		return used > rule.BudgetKWh, used <= rule.BudgetKWh, msg(MsgEnergyBudget, args...), msg(MsgWithinBudget, args...), nil
 	case Silent:
 		if m.LastHeard.IsZero() {
-			return false, true, msg(MsgNeverHeard), nil // only history: nothing went silent
+			return false, true, msg(MsgNeverHeard), msg(MsgNeverHeard), nil // only history: nothing went silent
 		}
 		quiet := now.Sub(m.LastHeard)
 		return quiet > time.Duration(rule.SilentFor), quiet <= time.Duration(rule.SilentFor),
-			msg(MsgSilent, "meter", m.ID, "quiet", duration(quiet.Round(time.Second))), nil
+			msg(MsgSilent, "meter", m.ID, "quiet", duration(quiet.Round(time.Second))), msg(MsgHeardAgain, "meter", m.ID), nil
 	case OutOfRange:
 		lo, hi := m.Info.ExpectedMinW, m.Info.ExpectedMaxW
 		if lo == nil && hi == nil {
-			return false, true, msg(MsgNoRange), nil
+			return false, true, msg(MsgNoRange), msg(MsgNoRange), nil
 		}
 		w := m.LastPowerW
 		out := (lo != nil && w < *lo) || (hi != nil && w > *hi)
 		in := (lo == nil || w >= *lo+rule.HysteresisW) && (hi == nil || w <= *hi-rule.HysteresisW)
-		return out, in, msg(MsgOutOfRange, "meter", m.ID, "power_w", watts(w)), nil
+		return out, in, msg(MsgOutOfRange, "meter", m.ID, "power_w", watts(w)), msg(MsgBackInRange, "meter", m.ID, "power_w", watts(w)), nil
 	case Anomaly:
 		mean, usual, ok, err := r.hourVsUsual(m.ID, now)
 		if err != nil || !ok {
-			return false, true, msg(MsgNoData), err
+			return false, true, msg(MsgNoData), msg(MsgNoData), err
 		}
 		what := msg(MsgAnomaly, "meter", m.ID, "mean_w", watts(mean), "factor", strconv.FormatFloat(mean/max(usual, 1), 'f', -1, 64), "usual_w", watts(usual))
-		return mean > usual*rule.Factor && mean-usual > max(rule.HysteresisW, 50), mean <= usual*rule.Factor*0.8, what, nil
+		back := msg(MsgAnomalyOver, "meter", m.ID, "mean_w", watts(mean), "usual_w", watts(usual))
+		return mean > usual*rule.Factor && mean-usual > max(rule.HysteresisW, 50), mean <= usual*rule.Factor*0.8, what, back, nil
 	}
-	return false, false, Message{}, fmt.Errorf("unknown kind %q", rule.Kind)
+	return false, false, Message{}, Message{}, fmt.Errorf("unknown kind %q", rule.Kind)
 }
 
 // heldFor reports whether ok(min, max) has held of m's readings for

@@ -245,7 +245,7 @@ func TestRuleCRUD(t *testing.T) {
 		t.Errorf("List = %+v", list)
 	}
 	b, _ := json.Marshal(good)
-	if !strings.Contains(string(b), `"silent_for":"1m0s"`) {
+	if !strings.Contains(string(b), `"silent_for":"1m"`) {
 		t.Errorf("JSON = %s", b)
 	}
 	var back alert.Rule
@@ -402,7 +402,7 @@ func TestPowerRuleWaitsForItsDurationOnReadingTimes(t *testing.T) {
 	// Its message: a key and values for the dashboard's languages, and the
 	// English text for notifiers.
 	if a := as[0]; a.Key != alert.MsgPowerAbove || a.Args["power_w"] != "2500" || a.Args["threshold_w"] != "2000" ||
-		a.Args["for"] != "30s" || a.Message != "kettle: power 2.50 kW above 2.00 kW for 30s" {
+		a.Args["for"] != "30s" || a.Message != "kettle: power 2.50 kW above 2.00 kW for 30 s" {
 		t.Errorf("message = %q, key %q, args %v", a.Message, a.Key, a.Args)
 	}
 	// Below the threshold but inside the hysteresis (1.9 kW > 1.8 kW): firing.
@@ -433,7 +433,8 @@ func TestPowerRuleWaitsForItsDurationOnReadingTimes(t *testing.T) {
 	if len(as) != 2 || as[0].State != store.AlertResolved || as[1].State != store.AlertResolved {
 		t.Fatalf("after the power fell: %+v", as)
 	}
-	if a := as[1]; a.Key != alert.MsgResolved || a.Args["what"] != alert.MsgPowerAbove || a.Message != "kettle: resolved: power 0.50 kW above 2.00 kW for 30s" {
+	// The resolution says what cleared, not what fired.
+	if a := as[1]; a.Key != alert.MsgResolved || a.Args["what"] != alert.MsgPowerBackBelow || a.Message != "kettle: resolved: power back below 2.00 kW (500 W) for 30 s" {
 		t.Errorf("resolution = %q, key %q, args %v", a.Message, a.Key, a.Args)
 	}
 	// Above again for 20 s, a silence of 2 minutes (longer than the
@@ -490,6 +491,23 @@ func TestPowerBelowAndLongWindowsWait(t *testing.T) {
 	}
 }
 
+// TestHumanDuration: durations read as people write them, in either
+// language, not as Go does (2h0m0s).
+func TestHumanDuration(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0 s"}, {30 * time.Second, "30 s"}, {5 * time.Minute, "5 min"}, {2 * time.Hour, "2 h"},
+		{90 * time.Minute, "1 h 30 min"}, {65 * time.Second, "1 min 5 s"}, {720 * time.Hour, "720 h"},
+		{1500 * time.Millisecond, "1 s"}, {-30 * time.Second, "-30 s"},
+	} {
+		if got := alert.HumanDuration(c.d); got != c.want {
+			t.Errorf("HumanDuration(%s) = %q, want %q", c.d, got, c.want)
+		}
+	}
+}
+
 // TestMessageDurations: durations in alert texts read as people write them.
 func TestMessageDurations(t *testing.T) {
 	st := openStore(t, t.TempDir())
@@ -501,7 +519,7 @@ func TestMessageDurations(t *testing.T) {
 	t0 := time.Now().Add(-10 * time.Minute).Truncate(time.Minute)
 	add(t, st, series("boiler", t0, t0.Add(6*time.Minute), 500)...)
 	rules.Evaluate(t0.Add(6 * time.Minute))
-	if as := ruleAlerts(t, st, "long"); len(as) != 1 || as[0].Args["for"] != "5m" || !strings.HasSuffix(as[0].Message, "for 5m") {
-		t.Errorf("alerts = %+v, want one saying for 5m", as)
+	if as := ruleAlerts(t, st, "long"); len(as) != 1 || as[0].Args["for"] != "5m" || !strings.HasSuffix(as[0].Message, "for 5 min") {
+		t.Errorf("alerts = %+v, want one saying for 5 min", as)
 	}
 }
