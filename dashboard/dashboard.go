@@ -57,6 +57,7 @@ var pages = func() map[string]*template.Template {
 			"alert":    func(store.Alert) string { return "" },
 			"rfc3339":  func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
 			"upper":    strings.ToUpper,
+			"replace":  func(s, old, new string) string { return strings.ReplaceAll(s, old, new) },
 			"list":     func(xs ...string) []string { return xs },
 			"field":    tariffField,
 		})
@@ -90,6 +91,9 @@ type Options struct {
 	// ImportForm, when set, imports the Meters page's history files
 	// (api.Server.ImportForm, the API's import); nil shows no import form.
 	ImportForm ImportFunc
+	// MQTTPort is the embedded broker's plain MQTT port, which the empty
+	// overview tells devices to use; 0 means the default, 1883.
+	MQTTPort int
 }
 
 // Dashboard serves the dashboard's pages and static files. It is safe for
@@ -106,6 +110,8 @@ type Dashboard struct {
 	rules *alert.Rules
 	// importFile imports the import form's file; nil offers no form.
 	importFile ImportFunc
+	// mqttPort is the broker's plain MQTT port (Options.MQTTPort).
+	mqttPort   int
 	now        func() time.Time
 	log        *slog.Logger
 	// assets are the embedded files by path under /assets/.
@@ -138,11 +144,14 @@ func newDashboard(st *store.Store, opts Options, assets map[string]*asset.File) 
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.MQTTPort <= 0 {
+		opts.MQTTPort = 1883
+	}
 	if opts.Tariff == nil {
 		opts.Tariff = energy.FixedTariff(&tariff.Tariff{Location: opts.Location})
 	}
 	d := &Dashboard{st: st, loc: opts.Location, now: opts.Now, log: opts.Logger, assets: assets, tariff: opts.Tariff,
-		auth: opts.Auth, audit: opts.Audit, devices: opts.Devices, rules: opts.Rules, importFile: opts.ImportForm}
+		auth: opts.Auth, audit: opts.Audit, devices: opts.Devices, rules: opts.Rules, importFile: opts.ImportForm, mqttPort: opts.MQTTPort}
 	_, d.charts = assets[echartsFile]
 	if !d.charts {
 		opts.Logger.Warn("dashboard assets not built: run make assets", slog.String("missing", "dashboard/assets/"+echartsFile))

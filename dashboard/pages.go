@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -128,13 +129,20 @@ type overviewData struct {
 	// Day is the site's last 24 hours and the next 24 forecast.
 	Day  *chartSnippet
 	Host string
+	// MQTTPort is the broker's MQTT port, and PortFlag mosquitto_pub's
+	// flag for it (" -p PORT", or "" for the default 1883).
+	MQTTPort string
+	PortFlag string
 }
 
 // overview serves GET /.
 func (d *Dashboard) overview(c *fiber.Ctx) error {
 	b := d.newBase(c, "overview", "overview.title")
 	now := d.now()
-	data := &overviewData{base: b, Host: hostName(c.Hostname())}
+	data := &overviewData{base: b, Host: hostName(c.Hostname()), MQTTPort: strconv.Itoa(d.mqttPort)}
+	if d.mqttPort != 1883 {
+		data.PortFlag = " -p " + data.MQTTPort
+	}
 	data.Meters = d.meterViews(now)
 	midnight := localDayStart(now, d.loc)
 	data.TodayFrom = midnight.Format(time.RFC3339)

@@ -223,7 +223,7 @@ var english = &language{
 		"notice.no_charts": "Charts are not available: this Vatio was built without its chart files. Run make assets, then build Vatio again.",
 
 		"empty.title":   "No readings yet",
-		"empty.intro":   "Point a meter at Vatio's MQTT broker (this machine, port 1883), or send a first reading with Mosquitto (add -p PORT if the broker does not listen on 1883). A bare number is the power in kW of meter \"default\":",
+		"empty.intro":   "Point a meter at Vatio's MQTT broker (this machine, port {port}), or send a first reading with Mosquitto. A bare number is the power in kW of meter \"default\":",
 		"empty.named":   "To name the meter, publish on energy/consumption/<meter>; JSON gives the power in watts:",
 		"empty.devices": "Tasmota, Shelly, OpenEnergyMonitor, Zigbee2MQTT and DSMR-reader devices need no configuration: set their MQTT server to this machine. The user guide (docs/user-guide.md) has a recipe for each.",
 		"empty.wait":    "This page shows the first reading as soon as it arrives.",
@@ -579,7 +579,7 @@ var spanish = &language{
 		"notice.no_charts": "Los gráficos no están disponibles: este Vatio se compiló sin sus archivos de gráficos. Ejecute make assets y vuelva a compilar Vatio.",
 
 		"empty.title":   "Aún no hay lecturas",
-		"empty.intro":   "Apunte un medidor al broker MQTT de Vatio (esta máquina, puerto 1883), o envíe una primera lectura con Mosquitto (añada -p PUERTO si el broker no escucha en el 1883). Un número solo es la potencia en kW del medidor \"default\":",
+		"empty.intro":   "Apunta un medidor al broker MQTT de Vatio (esta máquina, puerto {port}), o envía una primera lectura con Mosquitto. Un número solo es la potencia en kW del medidor \"default\":",
 		"empty.named":   "Para dar nombre al medidor, publique en energy/consumption/<medidor>; en JSON, la potencia va en vatios:",
 		"empty.devices": "Los dispositivos Tasmota, Shelly, OpenEnergyMonitor, Zigbee2MQTT y DSMR-reader no necesitan configuración: indique esta máquina como su servidor MQTT. La guía de usuario (docs/user-guide.md) trae una receta para cada uno.",
 		"empty.wait":    "Esta página muestra la primera lectura en cuanto llega.",

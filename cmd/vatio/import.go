@@ -34,7 +34,9 @@ daily kWh and cost come out as the file's (see the user guide).
 On a bbolt store, stop Vatio first (on PostgreSQL, store.driver postgres,
 it may run), or send the file to the running server instead:
   curl --data-binary @FILE.csv -H 'Content-Type: text/csv' \
+       -H "Authorization: Bearer $TOKEN" \
        http://localhost:5000/api/v1/meters/ID/import
+(TOKEN: an API token of an operator or admin, made on the Access page)
 
 Flags:
 `
