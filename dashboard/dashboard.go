@@ -111,9 +111,9 @@ type Dashboard struct {
 	// importFile imports the import form's file; nil offers no form.
 	importFile ImportFunc
 	// mqttPort is the broker's plain MQTT port (Options.MQTTPort).
-	mqttPort   int
-	now        func() time.Time
-	log        *slog.Logger
+	mqttPort int
+	now      func() time.Time
+	log      *slog.Logger
 	// assets are the embedded files by path under /assets/.
 	assets map[string]*asset.File
 	// charts is false when the ECharts build was not embedded (the binary

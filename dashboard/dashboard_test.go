@@ -233,8 +233,8 @@ func TestPageEmpty(t *testing.T) {
 // real port, and gives mosquitto_pub its -p when it is not 1883.
 func TestPageEmptyMQTTPort(t *testing.T) {
 	for _, tc := range []struct {
-		port      int
-		want      []string
+		port     int
+		want     []string
 		unwanted []string
 	}{
 		{1884, []string{"this machine, port 1884)", "mosquitto_pub -h vatio.lan -p 1884 -t energy/consumption -m 2.5", "mosquitto_pub -h vatio.lan -p 1884 -t energy/consumption/kitchen"}, []string{"1883"}},
