@@ -190,6 +190,20 @@ func (d *Dashboard) Register(r fiber.Router) {
 		r.Get("/access", gz, d.accessPage) // admin only (the API's roleFor decides)
 	}
 	r.Get("/assets/*", d.serveAsset)
+	r.Use(d.unknownPage) // last: only what no route above served
+}
+
+// unknownPage answers a browser's GET of a path that nothing serves with
+// the Not found page; the API's paths, and clients that do not ask for
+// HTML, get the API's JSON 404 (the error handler's).
+func (d *Dashboard) unknownPage(c *fiber.Ctx) error {
+	path := c.Path()
+	browser := (c.Method() == fiber.MethodGet || c.Method() == fiber.MethodHead) &&
+		strings.Contains(c.Get(fiber.HeaderAccept), "text/html")
+	if !browser || path == "/api" || strings.HasPrefix(path, "/api/") || strings.HasPrefix(path, "/assets/") {
+		return c.Next()
+	}
+	return d.notFound(c)
 }
 
 // assetURLs are the versioned URLs of the static files.
