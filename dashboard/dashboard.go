@@ -57,7 +57,6 @@ var pages = func() map[string]*template.Template {
 			"alert":    func(store.Alert) string { return "" },
 			"rfc3339":  func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
 			"upper":    strings.ToUpper,
-			"replace":  func(s, old, new string) string { return strings.ReplaceAll(s, old, new) },
 			"list":     func(xs ...string) []string { return xs },
 			"field":    tariffField,
 		})

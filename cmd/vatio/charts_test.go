@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -252,5 +254,31 @@ func TestChartsInBrowser(t *testing.T) {
 	}
 	screenshot(t, ctx, "charts-meter-phone", 360, 740, "#history")
 	screenshot(t, ctx, "charts-meter-desktop", 1280, 900, "#history")
+
+	// lone's history spans two days: its axis labels name the days, at
+	// even steps of the dashboard's clock.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(origin+"/meters/lone"), chromedp.WaitVisible("#history")); err != nil {
+		t.Fatal(err)
+	}
+	waitEval(t, ctx, "the history's axis ticks", chartExpr(`(chartCheck.chart("history").getOption().xAxis[0].axisLabel.customValues || []).length > 2`),
+		func(s string) bool { return s == "true" })
+	ticks := chartEval[[]float64](t, ctx, `chart("history").getOption().xAxis[0].axisLabel.customValues`)
+	for i := 2; i < len(ticks); i++ {
+		if step, first := ticks[i]-ticks[i-1], ticks[1]-ticks[0]; step != first && math.Abs(step-first) != float64(time.Hour.Milliseconds()) { // an hour: a DST change
+			t.Errorf("history ticks at uneven steps: %v", ticks)
+			break
+		}
+	}
+	dated := regexp.MustCompile(`^\d{1,2} [A-Z][a-z]{2}`)
+	days := 0
+	for _, s := range chartEval[[]string](t, ctx, `texts("history")`) {
+		if dated.MatchString(s) {
+			days++
+		}
+	}
+	if days < 2 {
+		t.Errorf("lone's two days of history name %d days on the axis, want 2 at least: %s", days, strings.Join(chartEval[[]string](t, ctx, `texts("history")`), " | "))
+	}
+	screenshot(t, ctx, "charts-meter-days", 1280, 900, "#history")
 	blog.check(t, origin)
 }
