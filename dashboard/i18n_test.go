@@ -212,3 +212,16 @@ func TestAlertTextInTheReadersLanguage(t *testing.T) {
 		}
 	}
 }
+
+// TestSpanishSpeaksTu checks that the Spanish texts address the user as
+// tú, as most of them do, and call MQTT topics "temas": the catalogue
+// mixed "amplíe", "envíe" with "mira", "corrige", and "tópicos" with
+// "temas".
+func TestSpanishSpeaksTu(t *testing.T) {
+	usted := regexp.MustCompile(`(?i)\b(usted|amplíe|envíe|apunte|añada|copie|escriba|espere|vuelva|cree|péguelo|ejecute|indique|edite|ábralo|importe|déjelo|elija|tópicos?)\b`)
+	for k, v := range spanish.texts {
+		if m := usted.FindString(v); m != "" {
+			t.Errorf("%q says %q in Spanish (%q): use tú, and \"temas\" for topics", k, m, v)
+		}
+	}
+}
