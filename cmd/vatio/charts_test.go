@@ -184,6 +184,8 @@ func TestChartsInBrowser(t *testing.T) {
 			publishAt(t, c, id, at, 3000)
 		}
 	}
+	// late: one reading two days ago, none in the hour (yet).
+	publishAt(t, c, "late", now.Add(-48*time.Hour), 800)
 	// fresh: 7 minutes of readings, to now.
 	for at := now.Add(-7 * time.Minute); !at.After(now); at = at.Add(10 * time.Second) {
 		publishAt(t, c, "fresh", at, 1500)
@@ -221,6 +223,17 @@ func TestChartsInBrowser(t *testing.T) {
 	}
 	screenshot(t, ctx, "charts-overview-desktop", 1280, 900, "#live")
 	screenshot(t, ctx, "charts-overview-phone", 360, 740, "#live")
+
+	// The legend names the meters drawn in the hour, not late; late joins
+	// it with its first reading in the hour.
+	legendHas := func(name string) string {
+		return fmt.Sprintf(`echarts.getInstanceByDom(document.getElementById("live")).getOption().legend[0].data.indexOf(%q) >= 0`, name)
+	}
+	if chartEval[bool](t, ctx, `chart("live").getOption().legend[0].data.indexOf("late") >= 0`) || !chartEval[bool](t, ctx, `chart("live").getOption().legend[0].data.indexOf("gappy") >= 0`) {
+		t.Errorf("the last hour's legend is %v, want gappy and not late (no point in the hour)", chartEval[[]string](t, ctx, `chart("live").getOption().legend[0].data`))
+	}
+	publishAt(t, c, "late", time.Now(), 900)
+	waitEval(t, ctx, "late in the legend once it reports", legendHas("late"), func(s string) bool { return s == "true" })
 
 	// A reading after two minutes of silence, as it arrives: the line
 	// breaks in the browser too.
