@@ -383,12 +383,20 @@ func TestImportCSV(t *testing.T) {
 		fmt.Fprintf(&csv, "%s,%d,%d\n", t0.Add(time.Duration(i*10)*time.Second).Format(time.RFC3339), 1000, i)
 	}
 	var got struct {
-		Meter    string `json:"meter"`
-		Readings int    `json:"readings"`
-		Added    int    `json:"added"`
+		Meter     string `json:"meter"`
+		Rows      int    `json:"rows"`
+		Intervals int    `json:"intervals"`
+		Readings  int    `json:"readings"`
+		Added     int    `json:"added"`
 	}
-	if code := h.post(t, "/api/v1/meters/m1/import", "text/csv", csv.String(), &got); code != 200 || got.Readings != 360 || got.Added != 360 {
-		t.Fatalf("import = %d %+v, want 360 readings added", code, got)
+	if code := h.post(t, "/api/v1/meters/m1/import", "text/csv", csv.String(), &got); code != 200 || got.Rows != 360 || got.Intervals != 0 || got.Readings != 360 || got.Added != 360 {
+		t.Fatalf("import = %d %+v, want 360 rows, 360 readings added", code, got)
+	}
+	// Four hours of energy: four rows, each stored as several points.
+	hours := "start,energy_kwh\n2026-11-24T00:00:00Z,0.5\n2026-11-24T01:00:00Z,0.4\n2026-11-24T02:00:00Z,0.3\n2026-11-24T03:00:00Z,0.2\n"
+	got.Rows, got.Intervals = 0, 0
+	if code := h.post(t, "/api/v1/meters/hours/import", "text/csv", hours, &got); code != 200 || got.Rows != 4 || got.Intervals != 4 || got.Readings <= 4 {
+		t.Fatalf("import of 4 hours = %d %+v, want 4 rows, 4 intervals, more readings", code, got)
 	}
 	if err := h.store.CheckRollups("m1"); err != nil {
 		t.Error(err)

@@ -54,7 +54,8 @@ func (s *Server) importMeter(c *fiber.Ctx) error {
 	case err != nil:
 		return err
 	}
-	return c.JSON(fiber.Map{"meter": sum.MeterID, "format": sum.Format, "readings": sum.Readings, "added": sum.Added})
+	return c.JSON(fiber.Map{"meter": sum.MeterID, "format": sum.Format, "rows": sum.Rows, "intervals": sum.Intervals,
+		"readings": sum.Readings, "added": sum.Added})
 }
 
 // errNoReadings is a history that gave no reading.
@@ -109,7 +110,8 @@ func (s *Server) importHistory(c *fiber.Ctx, body io.Reader, id string, opts met
 		return sum, &meter.FieldError{Field: "file", Err: errNoReadings}
 	}
 	sum.MeterID, sum.Format, sum.Readings, sum.Added = hr.MeterID(), hr.Format(), read, added
-	s.log.Info("history imported", "meter", sum.MeterID, "format", string(sum.Format), "readings", read, "new", added)
+	sum.Rows, sum.Intervals = hr.Rows(), hr.Intervals()
+	s.log.Info("history imported", "meter", sum.MeterID, "format", string(sum.Format), "rows", sum.Rows, "readings", read, "new", added)
 	return sum, nil
 }
 

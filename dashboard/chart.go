@@ -1,10 +1,12 @@
 package dashboard
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"html/template"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +43,9 @@ type meterSeries struct {
 	name    string
 	points  [][2]float64
 	breakMs float64
+	// first is when the meter's first reading was taken: older meters
+	// keep their colour as meters are added (see meterColours).
+	first time.Time
 }
 
 // window is the span of time a chart's x axis shows, whatever its data
@@ -144,13 +149,60 @@ func liveLine(l *language, series []meterSeries, w window) *charts.Line {
 		charts.WithXAxisOpts(timeAxis(w)),
 		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "kW"}),
 	)
+	// The legend names only the meters with points in the hour: a list of
+	// every meter, history-only ones too, paged on a phone and hid the
+	// one line drawn. Every meter keeps its series, so that app.js draws
+	// (and names) one that starts reporting.
+	legend := []string{}
+	colours := meterColours(series)
 	for _, s := range series {
-		line.AddSeries(cmpOr(s.name, s.meter), nil, charts.WithSeriesId(s.meter), charts.WithLineChartOpts(powerLine))
+		name := cmpOr(s.name, s.meter)
+		c := colours[s.meter]
+		line.AddSeries(name, nil, charts.WithSeriesId(s.meter), charts.WithLineChartOpts(powerLine),
+			charts.WithItemStyleOpts(opts.ItemStyle{Color: c}), charts.WithLineStyleOpts(opts.LineStyle{Color: c}))
 		// Bare [Unix ms, kW] pairs: a third smaller than opts.LineData's
 		// {"value": [...]} objects, and what app.js appends.
 		line.MultiSeries[len(line.MultiSeries)-1].Data = withBreaks(s.points, s.breakMs)
+		if len(s.points) > 0 {
+			legend = append(legend, name)
+		}
 	}
+	line.Legend.Data = legend
 	return line
+}
+
+// palette is ECharts' default palette, which meterColour picks from.
+var palette = [...]string{"#5470c6", "#91cc75", "#fac858", "#ee6666", "#73c0de", "#3ba272", "#fc8452", "#9a60b4", "#ea7ccc"}
+
+// meterColours returns each meter's line colour. ECharts colours series
+// by their place, so a meter added before another in the list changed the
+// colours of all after it. Here a meter takes the colour its id hashes to
+// (FNV-1a), or the next one free, the oldest meters choosing first: a new
+// meter takes what is left and the others keep theirs, and up to
+// len(palette) meters all differ.
+func meterColours(series []meterSeries) map[string]string {
+	order := make([]meterSeries, len(series))
+	copy(order, series)
+	slices.SortStableFunc(order, func(a, b meterSeries) int {
+		return cmp.Or(a.first.Compare(b.first), strings.Compare(a.meter, b.meter))
+	})
+	out := make(map[string]string, len(series))
+	taken := make([]int, len(palette)) // how many meters have each colour
+	for i, s := range order {
+		h := uint32(2166136261)
+		for j := 0; j < len(s.meter); j++ {
+			h ^= uint32(s.meter[j])
+			h *= 16777619
+		}
+		round := i / len(palette) // past len(palette) meters, colours repeat
+		k := int(h % uint32(len(palette)))
+		for taken[k] > round {
+			k = (k + 1) % len(palette)
+		}
+		taken[k]++
+		out[s.meter] = palette[k]
+	}
+	return out
 }
 
 // historyChart renders a meter's power over w with zoom, its line broken

@@ -89,3 +89,50 @@ func TestDayChartBreaksAtMissingHours(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveLegendAndColours checks that the last hour's legend names only
+// the meters with points in it, and that a meter's colour stays the same
+// when meters are added before it.
+func TestLiveLegendAndColours(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	ms := float64(t0.UnixMilli())
+	w := window{t0.Add(-time.Hour), t0}
+	colours := func(series []meterSeries) map[string]string {
+		line := liveLine(english, series, w)
+		out := map[string]string{}
+		for _, s := range line.MultiSeries {
+			if s.ItemStyle == nil {
+				t.Fatalf("series %s has no colour", s.Name)
+			}
+			out[s.Name] = s.ItemStyle.Color
+		}
+		return out
+	}
+	few := []meterSeries{{meter: "main", points: [][2]float64{{ms, 1}}, first: t0.Add(-48 * time.Hour)}, {meter: "old", first: t0.Add(-72 * time.Hour)}}
+	line := liveLine(english, few, w)
+	if got, ok := line.Legend.Data.([]string); !ok || len(got) != 1 || got[0] != "main" {
+		t.Errorf("legend = %#v, want only main (old has no points in the hour)", line.Legend.Data)
+	}
+	if len(line.MultiSeries) != 2 {
+		t.Errorf("%d series, want 2: old keeps its series for the readings to come", len(line.MultiSeries))
+	}
+	before := colours(few)
+	more := append([]meterSeries{{meter: "aaa", first: t0}, {meter: "boiler", first: t0}, {meter: "car", first: t0}}, few...)
+	after := colours(more)
+	for name, c := range before {
+		if after[name] != c {
+			t.Errorf("%s's colour changed from %s to %s as meters were added", name, c, after[name])
+		}
+	}
+	var nine []meterSeries
+	for _, id := range []string{"main", "old", "aaa", "boiler", "car", "kitchen", "plug", "solar", "gappy"} {
+		nine = append(nine, meterSeries{meter: id, first: t0})
+	}
+	distinct := map[string]bool{}
+	for _, c := range meterColours(nine) {
+		distinct[c] = true
+	}
+	if len(distinct) != len(palette) {
+		t.Errorf("%d meters get %d colours, want all different", len(nine), len(distinct))
+	}
+}

@@ -91,6 +91,9 @@ type Options struct {
 	// ImportForm, when set, imports the Meters page's history files
 	// (api.Server.ImportForm, the API's import); nil shows no import form.
 	ImportForm ImportFunc
+	// MQTTPort is the embedded broker's plain MQTT port, which the empty
+	// overview tells devices to use; 0 means the default, 1883.
+	MQTTPort int
 }
 
 // Dashboard serves the dashboard's pages and static files. It is safe for
@@ -107,8 +110,10 @@ type Dashboard struct {
 	rules *alert.Rules
 	// importFile imports the import form's file; nil offers no form.
 	importFile ImportFunc
-	now        func() time.Time
-	log        *slog.Logger
+	// mqttPort is the broker's plain MQTT port (Options.MQTTPort).
+	mqttPort int
+	now      func() time.Time
+	log      *slog.Logger
 	// assets are the embedded files by path under /assets/.
 	assets map[string]*asset.File
 	// charts is false when the ECharts build was not embedded (the binary
@@ -139,11 +144,14 @@ func newDashboard(st *store.Store, opts Options, assets map[string]*asset.File) 
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.MQTTPort <= 0 {
+		opts.MQTTPort = 1883
+	}
 	if opts.Tariff == nil {
 		opts.Tariff = energy.FixedTariff(&tariff.Tariff{Location: opts.Location})
 	}
 	d := &Dashboard{st: st, loc: opts.Location, now: opts.Now, log: opts.Logger, assets: assets, tariff: opts.Tariff,
-		auth: opts.Auth, audit: opts.Audit, devices: opts.Devices, rules: opts.Rules, importFile: opts.ImportForm}
+		auth: opts.Auth, audit: opts.Audit, devices: opts.Devices, rules: opts.Rules, importFile: opts.ImportForm, mqttPort: opts.MQTTPort}
 	_, d.charts = assets[echartsFile]
 	if !d.charts {
 		opts.Logger.Warn("dashboard assets not built: run make assets", slog.String("missing", "dashboard/assets/"+echartsFile))
@@ -182,6 +190,20 @@ func (d *Dashboard) Register(r fiber.Router) {
 		r.Get("/access", gz, d.accessPage) // admin only (the API's roleFor decides)
 	}
 	r.Get("/assets/*", d.serveAsset)
+	r.Use(d.unknownPage) // last: only what no route above served
+}
+
+// unknownPage answers a browser's GET of a path that nothing serves with
+// the Not found page; the API's paths, and clients that do not ask for
+// HTML, get the API's JSON 404 (the error handler's).
+func (d *Dashboard) unknownPage(c *fiber.Ctx) error {
+	path := c.Path()
+	browser := (c.Method() == fiber.MethodGet || c.Method() == fiber.MethodHead) &&
+		strings.Contains(c.Get(fiber.HeaderAccept), "text/html")
+	if !browser || path == "/api" || strings.HasPrefix(path, "/api/") || strings.HasPrefix(path, "/assets/") {
+		return c.Next()
+	}
+	return d.notFound(c)
 }
 
 // assetURLs are the versioned URLs of the static files.

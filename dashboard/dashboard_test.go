@@ -229,6 +229,35 @@ func TestPageEmpty(t *testing.T) {
 	}
 }
 
+// TestPageEmptyMQTTPort checks that the empty overview names the broker's
+// real port, and gives mosquitto_pub its -p when it is not 1883.
+func TestPageEmptyMQTTPort(t *testing.T) {
+	for _, tc := range []struct {
+		port     int
+		want     []string
+		unwanted []string
+	}{
+		{1884, []string{"this machine, port 1884)", "mosquitto_pub -h vatio.lan -p 1884 -t energy/consumption -m 2.5", "mosquitto_pub -h vatio.lan -p 1884 -t energy/consumption/kitchen"}, []string{"1883"}},
+		{0, []string{"this machine, port 1883)", "mosquitto_pub -h vatio.lan -t energy/consumption -m 2.5"}, []string{" -p "}},
+	} {
+		app, _ := newAppWith(t, func(st *store.Store, opts dashboard.Options) *dashboard.Dashboard {
+			opts.MQTTPort = tc.port
+			return dashboard.New(st, opts)
+		})
+		_, page := get(t, app, "/", "Host", "vatio.lan:5000")
+		for _, want := range tc.want {
+			if !strings.Contains(page, want) {
+				t.Errorf("port %d: empty page lacks %q; page:\n%s", tc.port, want, page)
+			}
+		}
+		for _, unwanted := range tc.unwanted {
+			if strings.Contains(page, unwanted) {
+				t.Errorf("port %d: empty page contains %q", tc.port, unwanted)
+			}
+		}
+	}
+}
+
 // TestPageEscapes checks that the Host header, which the client chooses, is
 // escaped into the page.
 func TestPageEscapes(t *testing.T) {

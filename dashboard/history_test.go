@@ -79,8 +79,12 @@ func TestImportedHistoryIsNotPowerNow(t *testing.T) {
 			}
 		}
 		_, list := get(t, app, "/meters", "Accept-Language", c.lang)
-		if row := cut(list, `<tr data-meter="old">`, "</tr>"); !strings.Contains(row, c.never) || !strings.Contains(list, "<th scope=\"col\">"+c.newest+"</th>") {
-			t.Errorf("%s: meters list row of the imported meter:\n%s", c.lang, row)
+		if row := cut(list, `<tr data-meter="old">`, "</tr>"); !strings.Contains(row, c.never) || !strings.Contains(list, "<th scope=\"col\">"+c.newest+"</th>") ||
+			!strings.Contains(row, `<data class="power" value="">–</data>`) {
+			t.Errorf("%s: meters list row of the imported meter (never heard, its power \"–\" as on its page):\n%s", c.lang, row)
+		}
+		if row := cut(list, `<tr data-meter="live">`, "</tr>"); !strings.Contains(row, `<data class="power" value="300">`) {
+			t.Errorf("%s: meters list row of the live meter lacks its power now, 300 W:\n%s", c.lang, row)
 		}
 		_, mp := get(t, app, "/meters/old", "Accept-Language", c.lang)
 		for _, want := range []string{`id="meter-power" value="">–</data>`, c.history, c.never} {

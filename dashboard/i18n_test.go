@@ -230,3 +230,19 @@ func TestAlertTextInTheReadersLanguage(t *testing.T) {
 		}
 	}
 }
+
+// TestSpanishSpeaksTu checks that the Spanish texts address the user as
+// tú, as most of them do, and call MQTT topics "temas": the catalogue
+// mixed "amplíe", "envíe" with "mira", "corrige", and "tópicos" with
+// "temas".
+func TestSpanishSpeaksTu(t *testing.T) {
+	usted := regexp.MustCompile(`(?i)(?:^|[^\pL])(usted|amplíe|envíe|apunte|añada|copie|escriba|espere|vuelva|cree|péguelo|ejecute|indique|edite|ábralo|importe|déjelo|elija|tópicos?)(?:$|[^\pL])`)
+	if usted.FindStringSubmatch("un medidor; ábralo.") == nil || usted.FindStringSubmatch("crees") != nil {
+		t.Fatal("the pattern of usted forms does not tell words apart")
+	}
+	for k, v := range spanish.texts {
+		if m := usted.FindStringSubmatch(v); m != nil {
+			t.Errorf("%q says %q in Spanish (%q): use tú, and \"temas\" for topics", k, m[1], v)
+		}
+	}
+}

@@ -40,6 +40,7 @@ type importFormData struct {
 type importResult struct {
 	Meter, Format     string
 	Readings          int
+	Rows, Intervals   int
 	FirstDay, LastDay string // 2006-01-02
 	// Text says it in the page's language.
 	Text string
@@ -65,7 +66,10 @@ func importResultOf(c *fiber.Ctx, l *language, loc *time.Location) *importResult
 	}
 	r := &importResult{Meter: id, Format: c.Query("format"), FirstDay: c.Query("first"), LastDay: c.Query("last")}
 	n, err := strconv.Atoi(c.Query("readings"))
-	if err != nil || n < 1 || !slices.Contains(importFormats[1:], r.Format) {
+	rows, err1 := strconv.Atoi(c.Query("rows"))
+	intervals, err2 := strconv.Atoi(c.Query("intervals"))
+	if err != nil || err1 != nil || err2 != nil || n < 1 || rows < 1 || intervals < 0 || intervals > rows ||
+		!slices.Contains(importFormats[1:], r.Format) {
 		return nil
 	}
 	first, err1 := time.ParseInLocation(time.DateOnly, r.FirstDay, loc)
@@ -73,9 +77,14 @@ func importResultOf(c *fiber.Ctx, l *language, loc *time.Location) *importResult
 	if err1 != nil || err2 != nil {
 		return nil
 	}
-	r.Readings = n
+	r.Readings, r.Rows, r.Intervals = n, rows, intervals
 	day := func(t time.Time) string { return l.Day(t, loc) + " " + strconv.Itoa(t.Year()) }
-	r.Text = fmt.Sprintf(l.T("import.done"), l.Number(float64(n), 0), l.T("import.format_"+r.Format), id, day(first), day(last))
+	// What the file held, its rows; the points they became are secondary.
+	held := fmt.Sprintf(l.T("import.rows"), l.Number(float64(rows), 0))
+	if intervals == rows {
+		held = fmt.Sprintf(l.T("import.intervals"), l.Number(float64(intervals), 0))
+	}
+	r.Text = fmt.Sprintf(l.T("import.done"), held, l.T("import.format_"+r.Format), id, day(first), day(last), l.Number(float64(n), 0))
 	return r
 }
 
@@ -85,6 +94,7 @@ func (d *Dashboard) importHistory(c *fiber.Ctx) error {
 	if err == nil {
 		audit.Note(c.UserContext(), fmt.Sprintf("history of %s imported from a %s file: %d readings, %d new", sum.MeterID, sum.Format, sum.Readings, sum.Added))
 		q := url.Values{"imported": {sum.MeterID}, "format": {string(sum.Format)}, "readings": {strconv.Itoa(sum.Readings)},
+			"rows": {strconv.Itoa(sum.Rows)}, "intervals": {strconv.Itoa(sum.Intervals)},
 			"first": {sum.First.In(d.loc).Format(time.DateOnly)}, "last": {sum.Last.In(d.loc).Format(time.DateOnly)}}
 		return c.Redirect("/meters?"+q.Encode()+"#import", fiber.StatusSeeOther)
 	}

@@ -138,7 +138,8 @@ func TestImportForm(t *testing.T) {
 	loc := res.Header.Get("Location")
 	u, err := url.Parse(loc)
 	if err != nil || u.Path != "/meters" || u.Query().Get("imported") != cups || u.Query().Get("format") != "datadis" ||
-		u.Query().Get("first") != "2026-03-28" || u.Query().Get("last") != "2026-10-26" {
+		u.Query().Get("first") != "2026-03-28" || u.Query().Get("last") != "2026-10-26" ||
+		u.Query().Get("rows") != strconv.Itoa(strings.Count(string(file), "\n")-1) || u.Query().Get("intervals") != u.Query().Get("rows") {
 		t.Fatalf("import redirects to %q", loc)
 	}
 	_, page = op.get(u.RequestURI())
@@ -146,7 +147,8 @@ func TestImportForm(t *testing.T) {
 	if result == nil {
 		t.Fatalf("no #import-result after the import:\n%s", page)
 	}
-	for _, want := range []string{cups, "Datadis", "28 Mar 2026", "26 Oct 2026", `href="/meters/` + cups + `#daily"`, u.Query().Get("readings") + " readings"} {
+	for _, want := range []string{cups, "Datadis", "28 Mar 2026", "26 Oct 2026", `href="/meters/` + cups + `#daily"`,
+		u.Query().Get("rows") + " intervals of energy", "(" + u.Query().Get("readings") + " points stored)"} {
 		if !strings.Contains(result[1], want) {
 			t.Errorf("#import-result %q lacks %q", result[1], want)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -128,13 +129,21 @@ type overviewData struct {
 	// Day is the site's last 24 hours and the next 24 forecast.
 	Day  *chartSnippet
 	Host string
+	// Intro names the broker's MQTT port, and PortFlag is mosquitto_pub's
+	// flag for it (" -p PORT", or "" for the default 1883).
+	Intro    string
+	PortFlag string
 }
 
 // overview serves GET /.
 func (d *Dashboard) overview(c *fiber.Ctx) error {
 	b := d.newBase(c, "overview", "overview.title")
 	now := d.now()
-	data := &overviewData{base: b, Host: hostName(c.Hostname())}
+	port := strconv.Itoa(d.mqttPort)
+	data := &overviewData{base: b, Host: hostName(c.Hostname()), Intro: strings.ReplaceAll(b.Lang.T("empty.intro"), "{port}", port)}
+	if d.mqttPort != 1883 {
+		data.PortFlag = " -p " + port
+	}
 	data.Meters = d.meterViews(now)
 	midnight := localDayStart(now, d.loc)
 	data.TodayFrom = midnight.Format(time.RFC3339)
@@ -216,7 +225,7 @@ func (d *Dashboard) overview(c *fiber.Ctx) error {
 // readings, or, when more than livePoints of them (a meter reporting every
 // second), its minute means.
 func (d *Dashboard) lastHour(m meterView, w window) (meterSeries, error) {
-	s := meterSeries{meter: m.ID, name: m.Label}
+	s := meterSeries{meter: m.ID, name: m.Label, first: m.First}
 	// A reading stamped a little ahead of the server's clock is shown as
 	// the hour moves on (app.js).
 	recs, more, err := d.st.Range(m.ID, w.from, w.to.Add(time.Minute), livePoints)

@@ -61,6 +61,32 @@ func TestMeterPage(t *testing.T) {
 	}
 }
 
+// TestUnknownPath checks that a browser asking for a path nothing serves
+// gets the Not found page, and the API and other clients no HTML.
+func TestUnknownPath(t *testing.T) {
+	app, _ := newApp(t, reading("main", 0, 3000))
+	const html = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+	for _, tc := range []struct {
+		path, accept string
+		page         bool
+	}{
+		{"/nonexistent", html, true},
+		{"/meters/main/extra", html, true},
+		{"/nonexistent", "application/json", false},
+		{"/nonexistent", "*/*", false},
+		{"/api/v1/nonexistent", html, false},
+		{"/assets/nope.js", html, false},
+	} {
+		res, page := get(t, app, tc.path, "Accept", tc.accept)
+		if res.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s (Accept %s) = %d, want 404", tc.path, tc.accept, res.StatusCode)
+		}
+		if got := strings.Contains(page, "There is no such page or meter."); got != tc.page {
+			t.Errorf("GET %s (Accept %s): Not found page = %v, want %v; body:\n%s", tc.path, tc.accept, got, tc.page, page)
+		}
+	}
+}
+
 func TestMetersAndAlertsPages(t *testing.T) {
 	app, _ := newApp(t, reading("main", 0, 3000), reading("plug", 0, 40))
 	res, page := get(t, app, "/meters")

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -182,6 +184,8 @@ func TestChartsInBrowser(t *testing.T) {
 			publishAt(t, c, id, at, 3000)
 		}
 	}
+	// late: one reading two days ago, none in the hour (yet).
+	publishAt(t, c, "late", now.Add(-48*time.Hour), 800)
 	// fresh: 7 minutes of readings, to now.
 	for at := now.Add(-7 * time.Minute); !at.After(now); at = at.Add(10 * time.Second) {
 		publishAt(t, c, "fresh", at, 1500)
@@ -220,6 +224,17 @@ func TestChartsInBrowser(t *testing.T) {
 	screenshot(t, ctx, "charts-overview-desktop", 1280, 900, "#live")
 	screenshot(t, ctx, "charts-overview-phone", 360, 740, "#live")
 
+	// The legend names the meters drawn in the hour, not late; late joins
+	// it with its first reading in the hour.
+	legendHas := func(name string) string {
+		return fmt.Sprintf(`echarts.getInstanceByDom(document.getElementById("live")).getOption().legend[0].data.indexOf(%q) >= 0`, name)
+	}
+	if chartEval[bool](t, ctx, `chart("live").getOption().legend[0].data.indexOf("late") >= 0`) || !chartEval[bool](t, ctx, `chart("live").getOption().legend[0].data.indexOf("gappy") >= 0`) {
+		t.Errorf("the last hour's legend is %v, want gappy and not late (no point in the hour)", chartEval[[]string](t, ctx, `chart("live").getOption().legend[0].data`))
+	}
+	publishAt(t, c, "late", time.Now(), 900)
+	waitEval(t, ctx, "late in the legend once it reports", legendHas("late"), func(s string) bool { return s == "true" })
+
 	// A reading after two minutes of silence, as it arrives: the line
 	// breaks in the browser too.
 	arrived := time.Now()
@@ -252,5 +267,31 @@ func TestChartsInBrowser(t *testing.T) {
 	}
 	screenshot(t, ctx, "charts-meter-phone", 360, 740, "#history")
 	screenshot(t, ctx, "charts-meter-desktop", 1280, 900, "#history")
+
+	// lone's history spans two days: its axis labels name the days, at
+	// even steps of the dashboard's clock.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(origin+"/meters/lone"), chromedp.WaitVisible("#history")); err != nil {
+		t.Fatal(err)
+	}
+	waitEval(t, ctx, "the history's axis ticks", chartExpr(`(chartCheck.chart("history").getOption().xAxis[0].axisLabel.customValues || []).length > 2`),
+		func(s string) bool { return s == "true" })
+	ticks := chartEval[[]float64](t, ctx, `chart("history").getOption().xAxis[0].axisLabel.customValues`)
+	for i := 2; i < len(ticks); i++ {
+		if step, first := ticks[i]-ticks[i-1], ticks[1]-ticks[0]; step != first && math.Abs(step-first) != float64(time.Hour.Milliseconds()) { // an hour: a DST change
+			t.Errorf("history ticks at uneven steps: %v", ticks)
+			break
+		}
+	}
+	dated := regexp.MustCompile(`^\d{1,2} [A-Z][a-z]{2}`)
+	days := 0
+	for _, s := range chartEval[[]string](t, ctx, `texts("history")`) {
+		if dated.MatchString(s) {
+			days++
+		}
+	}
+	if days < 2 {
+		t.Errorf("lone's two days of history name %d days on the axis, want 2 at least: %s", days, strings.Join(chartEval[[]string](t, ctx, `texts("history")`), " | "))
+	}
+	screenshot(t, ctx, "charts-meter-days", 1280, 900, "#history")
 	blog.check(t, origin)
 }

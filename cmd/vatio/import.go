@@ -34,7 +34,9 @@ daily kWh and cost come out as the file's (see the user guide).
 On a bbolt store, stop Vatio first (on PostgreSQL, store.driver postgres,
 it may run), or send the file to the running server instead:
   curl --data-binary @FILE.csv -H 'Content-Type: text/csv' \
+       -H "Authorization: Bearer $TOKEN" \
        http://localhost:5000/api/v1/meters/ID/import
+(TOKEN: an API token of an operator or admin, made on the Access page)
 
 Flags:
 `
@@ -135,8 +137,15 @@ func importHistory(args []string, getenv func(string) string, stdout, stderr io.
 	if read == 0 {
 		return fmt.Errorf("%s: no readings", path)
 	}
-	fmt.Fprintf(stdout, "imported %d readings of meter %s from %s (%s) in %s: %d new, %d replaced\n",
-		read, id, path, hr.Format(), time.Since(start).Round(time.Millisecond), added, read-added)
+	rows := fmt.Sprintf("%d readings", hr.Rows())
+	if n := hr.Intervals(); n > 0 {
+		rows = fmt.Sprintf("%d intervals of energy", n)
+		if n < hr.Rows() {
+			rows = fmt.Sprintf("%d rows (%d intervals of energy)", hr.Rows(), n)
+		}
+	}
+	fmt.Fprintf(stdout, "imported %s of meter %s from %s (%s) in %s: %d points stored, %d new, %d replaced\n",
+		rows, id, path, hr.Format(), time.Since(start).Round(time.Millisecond), read, added, read-added)
 	return nil
 }
 

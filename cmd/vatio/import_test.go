@@ -10,6 +10,7 @@ import (
 	neturl "net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -42,6 +43,18 @@ func TestImportCommand(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "imported 1000 readings of meter plant-1") || !strings.Contains(errOut.String(), "read 1001 lines") || !strings.Contains(errOut.String(), "stored 1000 of 1000") {
 		t.Errorf("output %q, progress %q", out.String(), errOut.String())
+	}
+
+	// A file of energy intervals says its rows, and the points they became.
+	hours := filepath.Join(t.TempDir(), "hours.csv")
+	os.WriteFile(hours, []byte("start,energy_kwh\n2026-09-01T00:00:00Z,0.5\n2026-09-01T01:00:00Z,0.4\n2026-09-01T02:00:00Z,0.3\n2026-09-01T03:00:00Z,0.2\n"), 0o600)
+	out.Reset()
+	if err := run(context.Background(), []string{"import", "-config", emptyConfig(t), "-data-dir", dir, "-meter", "garage", hours}, noEnv, &out, io.Discard); err != nil {
+		t.Fatalf("vatio import of intervals: %v", err)
+	}
+	points := regexp.MustCompile(`^imported 4 intervals of energy of meter garage from .*: (\d+) points stored, (\d+) new`).FindStringSubmatch(out.String())
+	if points == nil || points[1] != points[2] || points[1] == "4" {
+		t.Errorf("output of 4 hourly intervals %q, want them counted as 4 intervals and the (more) points they became", out.String())
 	}
 
 	bad := filepath.Join(t.TempDir(), "bad.csv")

@@ -370,8 +370,14 @@ func (s *starting) serveHTTP() (err error) {
 		Gatherer: s.reg, Logger: logger.With("component", "http"), Tariff: s.tariff, Rules: a.rules, Shedder: a.shedder,
 		Leading: a.elector.Leading, Warnings: warnings,
 	})
+	mqttPort := 0
+	if a.broker != nil {
+		if addr := a.broker.Addr(); addr != nil {
+			mqttPort = portOf(addr)
+		}
+	}
 	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: s.loc, Tariff: s.tariff,
-		Auth: s.users, Audit: s.audit, Devices: a.devices, Rules: a.rules, ImportForm: a.http.ImportForm}).Register(a.http.Router())
+		Auth: s.users, Audit: s.audit, Devices: a.devices, Rules: a.rules, ImportForm: a.http.ImportForm, MQTTPort: mqttPort}).Register(a.http.Router())
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {

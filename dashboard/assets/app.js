@@ -114,6 +114,10 @@
         }];
       }
       if (id === "profile" || id === "year") {
+        // The scale's ends and handles: to two decimals, or three under
+        // 0.1 (a year of 0.065 kWh read "0 ... 0").
+        var top = ((opt.visualMap || [])[0] || {}).max || 0;
+        o.visualMap = { formatter: function (v) { return number(v, top < 0.1 ? 3 : top < 10 ? 2 : 0); } };
         o.tooltip = { formatter: function (p) {
           var v = p.value[2] !== undefined ? p.value[2] : p.value[1];
           return p.marker + (id === "year" ? dateTimeDay(p.value[0]) + ": " + number(v, 2) + " kWh" : number(v, 2) + " kW");
@@ -129,14 +133,98 @@
       .format(Date.UTC(+parts[0], +parts[1] - 1, +parts[2]));
   }
 
+  // Time axes get their ticks here, in the dashboard's time zone: ECharts
+  // places them in the browser's, so on a browser in another zone the
+  // labels fell on uneven hours (20:00 02:00 07:00 ...) and a day's start
+  // was never labelled. The ticks are even steps of the local clock
+  // (midnights for steps of days), as many as the chart's width takes; the
+  // first label, and the first of each day, carry the date.
+  var partsFormat = null;
+  var offsets = {};
+  // offsetAt returns the dashboard zone's offset from UTC at ms, in ms.
+  function offsetAt(ms) {
+    var key = Math.floor(ms / 900000);
+    if (offsets[key] !== undefined) return offsets[key];
+    if (!partsFormat) {
+      var o = { year: "numeric", month: "numeric", day: "numeric", hour: "numeric", minute: "numeric", second: "numeric", hourCycle: "h23" };
+      try {
+        partsFormat = new Intl.DateTimeFormat("en-US", Object.assign({ timeZone: tz }, o));
+      } catch (e) {
+        partsFormat = new Intl.DateTimeFormat("en-US", o);
+      }
+    }
+    var p = {};
+    partsFormat.formatToParts(key * 900000).forEach(function (x) { p[x.type] = Number(x.value); });
+    return (offsets[key] = Date.UTC(p.year, p.month - 1, p.day, p.hour % 24, p.minute, p.second) - key * 900000);
+  }
+  var MINUTE = 60000, HOUR = 3600000, DAY = 86400000;
+  var TICK_STEPS = [1000, 2000, 5000, 10000, 15000, 30000, MINUTE, 2 * MINUTE, 5 * MINUTE, 10 * MINUTE, 15 * MINUTE, 30 * MINUTE,
+    HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY, 14 * DAY, 28 * DAY];
+  // axisTicks returns the ticks of [from, to] for a chart width px wide,
+  // and their step.
+  function axisTicks(from, to, width) {
+    var most = Math.max(2, Math.floor(width / 80));
+    var step = TICK_STEPS[TICK_STEPS.length - 1];
+    for (var i = 0; i < TICK_STEPS.length; i++) {
+      if ((to - from) / TICK_STEPS[i] <= most) { step = TICK_STEPS[i]; break; }
+    }
+    var ticks = [];
+    var local = Math.ceil((from + offsetAt(from)) / step) * step;
+    var guess = offsetAt(from);
+    for (var n = 0; n < 200; n++, local += step) {
+      if (step > DAY && Math.round(local / DAY) % Math.round(step / DAY) !== 0) continue;
+      var t = local - guess;
+      if (offsetAt(t) !== guess) { guess = offsetAt(t); t = local - guess; }
+      if (t > to) break;
+      if (t >= from && (!ticks.length || t > ticks[ticks.length - 1])) ticks.push(t);
+    }
+    return { ticks: ticks, step: step };
+  }
+  function localDay(ms) { return Math.floor((ms + offsetAt(ms)) / DAY); }
+
   function localTimes(chart) {
+    var current = { ticks: [], step: 0 };
+    function label(v) {
+      var i = current.ticks.indexOf(v);
+      var tm = axisTime(v);
+      if (current.step >= DAY) return dayLabel(v);
+      if (i > 0 && localDay(current.ticks[i - 1]) === localDay(v)) return tm;
+      if (hourFormat.format(v) === "00:00") return dayLabel(v);
+      // The first label, on an axis of more than a day, says its day too.
+      var ticks = current.ticks;
+      var long = ticks.length > 1 && ticks[ticks.length - 1] - ticks[0] >= DAY;
+      return i > 0 || long ? dayLabel(v) + " " + tm : tm;
+    }
+    // retick sets the ticks of the axis's extent now (zoomed, or moved on
+    // with the live hour), when they changed.
+    function retick() {
+      var axis;
+      try {
+        axis = chart.getModel().getComponent("xAxis", 0).axis;
+      } catch (e) {
+        return;
+      }
+      if (!axis || !axis.scale) return;
+      var ext = axis.scale.getExtent();
+      var next = axisTicks(ext[0], ext[1], chart.getWidth());
+      if (next.step === current.step && next.ticks.join() === current.ticks.join()) return;
+      current = next;
+      chart.setOption({ xAxis: [{ axisLabel: { customValues: next.ticks }, axisTick: { customValues: next.ticks } }] });
+    }
+    axisTime(0); // makes hourFormat
     chart.setOption({
       xAxis: [{
-        axisLabel: { formatter: function (v) { return axisTime(v); } },
+        axisLabel: { formatter: label },
         axisPointer: { label: { formatter: function (p) { return dateTime(p.value); } } }
       }],
       tooltip: { axisPointer: { type: "line" } }
     });
+    retick();
+    chart.on("finished", retick);
+  }
+  function dayLabel(ms) {
+    axisTime(0);
+    return dayFormat.format(ms);
   }
 
   function setData(el, value, text) {
@@ -242,15 +330,34 @@
     });
   }
 
+  // calendarLabels fits the year calendar's month labels to its width: on
+  // a phone whole names ran together, so there they are initials, smaller.
+  var monthNames = null;
+  function calendarLabels(chart) {
+    var cal = (chart.getOption().calendar || [])[0];
+    if (!cal) return;
+    if (!monthNames) monthNames = (cal.monthLabel && cal.monthLabel.nameMap) || null;
+    if (!Array.isArray(monthNames)) return;
+    var narrow = chart.getWidth() < 560;
+    chart.setOption({ calendar: [{ monthLabel: {
+      fontSize: narrow ? 10 : 12,
+      nameMap: narrow ? monthNames.map(function (m) { return String(m).charAt(0); }) : monthNames
+    } }] });
+  }
+
   function watchResize() {
     chartIds.forEach(function (id) {
       var el = document.getElementById(id);
       var chart = chartOf(id);
       if (!el || !chart) return;
+      function resized() {
+        chart.resize();
+        if (id === "year") calendarLabels(chart);
+      }
       if (window.ResizeObserver) {
-        new ResizeObserver(function () { chart.resize(); }).observe(el.parentElement || el);
+        new ResizeObserver(resized).observe(el.parentElement || el);
       } else {
-        window.addEventListener("resize", function () { chart.resize(); });
+        window.addEventListener("resize", resized);
       }
     });
   }
@@ -327,7 +434,14 @@
       breaks = {};
     }
     var series = new Map();
-    (live.getOption().series || []).forEach(function (o) { series.set(o.id, points(o.data)); });
+    var names = new Map();
+    (live.getOption().series || []).forEach(function (o) {
+      series.set(o.id, points(o.data));
+      names.set(o.id, o.name);
+    });
+    // The legend names the meters with points in the hour (chart.go): a
+    // meter's first reading adds it.
+    var legend = ((live.getOption().legend || [])[0] || {}).data || [];
     var dirty = false;
     function draw() {
       var to = Date.now() + skew, from = to - HOUR_MS;
@@ -353,6 +467,11 @@
         var ms = Date.parse(r.t);
         if (!data || !(ms >= Date.now() + skew - HOUR_MS)) return;
         if (appendReading(data, [ms, r.power_w / 1000], breaks[r.meter] || 0)) dirty = true;
+        var name = names.get(r.meter);
+        if (name !== undefined && legend.indexOf(name) < 0) {
+          legend.push(name);
+          live.setOption({ legend: [{ data: legend.slice() }] });
+        }
       }
     };
   }
@@ -543,6 +662,10 @@
       }, function () {});
     }
     if (history) {
+      // The slider's data shadow spreads the points over its whole width,
+      // whatever their times: under a selection of a few minutes of a week
+      // it drew the week's data. No shadow is truer than that one.
+      history.setOption({ dataZoom: [{}, { showDataShadow: false }] });
       history.on("datazoom", function () {
         clearTimeout(zoomTimer);
         zoomTimer = setTimeout(onZoom, 300);
@@ -742,6 +865,8 @@
     var s = dateTime(el.getAttribute("datetime"));
     if (s !== "–") el.textContent = s;
   });
+  var yearChart = chartOf("year");
+  if (yearChart) calendarLabels(yearChart);
   applyTheme();
   var dark = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
   if (dark && dark.addEventListener) dark.addEventListener("change", applyTheme);

@@ -197,8 +197,11 @@ type HistoryReader struct {
 	prev     *Reading      // the last power reading, to span a gap from
 	lastEnd  time.Time     // the end of the last interval of energy
 	out      []Reading     // readings made, to hand out
-	reported int
-	done     bool
+	// rows counts the file's rows made into readings, intervals those of
+	// them that were energy intervals (each stored as several readings).
+	rows, intervals int
+	reported        int
+	done            bool
 }
 
 // NewHistoryReader returns a HistoryReader of meterID's history in r. For
@@ -280,6 +283,14 @@ func (h *HistoryReader) ReadErr() error { return h.src.err }
 // Lines returns how many lines were read so far.
 func (h *HistoryReader) Lines() int { return h.dec.line() }
 
+// Rows returns how many of the file's rows (power readings and intervals
+// of energy) were made into readings so far: what the file holds, where
+// the store counts the points they became.
+func (h *HistoryReader) Rows() int { return h.rows }
+
+// Intervals returns how many of Rows were intervals of energy.
+func (h *HistoryReader) Intervals() int { return h.intervals }
+
 // Next returns the next reading, or io.EOF after the last.
 func (h *HistoryReader) Next() (Reading, error) {
 	for len(h.out) == 0 {
@@ -326,7 +337,12 @@ func (h *HistoryReader) fill() error {
 		}
 	}
 	if rec.interval {
-		return h.expand(rec)
+		if err := h.expand(rec); err != nil {
+			return err
+		}
+		h.rows++
+		h.intervals++
+		return nil
 	}
 	rec.r.Meter = h.meterID
 	if err := h.d.Validate(rec.r, h.now); err != nil {
@@ -334,6 +350,7 @@ func (h *HistoryReader) fill() error {
 	}
 	h.span(rec.r)
 	h.out = append(h.out, rec.r)
+	h.rows++
 	return nil
 }
 
@@ -577,9 +594,13 @@ func headerIndex(fields []string, names ...string) int {
 // was read as, how many readings it gave and how many were new, and the
 // times of its first and last readings.
 type ImportSummary struct {
-	MeterID         string
-	Format          Format
+	MeterID string
+	Format  Format
+	// Readings counts the points stored (an interval of energy is
+	// several), Added those new; Rows counts the file's rows, Intervals
+	// those of them that were intervals of energy.
 	Readings, Added int
+	Rows, Intervals int
 	First, Last     time.Time
 }
 
