@@ -59,3 +59,27 @@ func TestImportsRunOneAtATime(t *testing.T) {
 		t.Errorf("import after the first = %d, want 200", code)
 	}
 }
+
+// TestImportRefusesTooManyReadingsAndTheFuture sends 26 years of daily kWh,
+// which would be stored as 1.4 M readings, and a reading two minutes ahead
+// of the server's clock: each is refused, 400 naming why, with nothing
+// stored.
+func TestImportRefusesTooManyReadingsAndTheFuture(t *testing.T) {
+	h := start(t)
+	var b strings.Builder
+	b.WriteString("start,energy_kwh\n")
+	for i := range 9800 {
+		b.WriteString(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, i).Format(time.RFC3339) + ",12\n")
+	}
+	var e apiError
+	if code := h.post(t, "/api/v1/meters/m1/import?interval=24h", "text/csv", b.String(), &e); code != 400 || !strings.Contains(e.Detail, "more than 600000 readings") || !strings.Contains(e.Detail, "nothing was imported") {
+		t.Errorf("26 years of days = %d %+v, want 400 naming the limit", code, e)
+	}
+	ahead := "timestamp,power_w\n" + time.Now().Add(2*time.Minute).UTC().Format(time.RFC3339) + ",50000\n"
+	if code := h.post(t, "/api/v1/meters/m1/import", "text/csv", ahead, &e); code != 400 || !strings.Contains(e.Detail, "later than the import's time") {
+		t.Errorf("a reading ahead = %d %+v, want 400", code, e)
+	}
+	if _, err := h.store.Meter("m1"); err == nil {
+		t.Error("a refused import stored meter m1")
+	}
+}

@@ -368,7 +368,7 @@ func (h *HistoryReader) notAhead(t time.Time, line int) error {
 // count counts n readings made beyond the file's, within MaxMadeReadings.
 func (h *HistoryReader) count(n int, line int) error {
 	if h.made += n; h.made > MaxMadeReadings {
-		return lineErr(line, "the file would be stored as more than %d readings (its intervals at most store.max_gap, %s, apart): split it into parts of fewer years, nothing was stored",
+		return lineErr(line, "the file would be stored as more than %d readings (its intervals at most store.max_gap, %s, apart): split it into parts of fewer years",
 			MaxMadeReadings, h.opts.MaxGap)
 	}
 	return nil
