@@ -116,10 +116,13 @@ type Server struct {
 	store       *store.Store
 	decoder     *meter.Decoder
 	importLimit int64
-	alerts      *alert.Service
-	log         *slog.Logger
-	ready       atomic.Bool
-	now         func() time.Time
+	// importing holds a token while an import runs: one at a time (see
+	// importHistory).
+	importing chan struct{}
+	alerts    *alert.Service
+	log       *slog.Logger
+	ready     atomic.Bool
+	now       func() time.Time
 
 	// streams counts the open /api/v1/stream responses; closing is closed
 	// by Shutdown, which ends them.
@@ -159,7 +162,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{store: st, alerts: alerts, log: opts.Logger, now: time.Now, decoder: opts.Decoder, importLimit: opts.ImportLimitBytes}
+	s := &Server{store: st, alerts: alerts, log: opts.Logger, now: time.Now, decoder: opts.Decoder, importLimit: opts.ImportLimitBytes, importing: make(chan struct{}, 1)}
 	if s.decoder == nil {
 		s.decoder = &meter.Decoder{Limits: meter.DefaultLimits()}
 	}

@@ -61,14 +61,29 @@ func (s *Server) importMeter(c *fiber.Ctx) error {
 // errNoReadings is a history that gave no reading.
 var errNoReadings = errors.New("no readings: send CSV lines timestamp,power_w[,energy_wh], intervals start,energy_kwh, a Datadis CSV or a Green Button XML file")
 
+// importRetryAfter is the Retry-After (seconds) of an import refused while
+// another runs: a year of quarter-hours takes about this long.
+const importRetryAfter = "30"
+
 // importHistory stores the history of meter id (or, for a Datadis file, of
 // the meter its CUPS names, when id is "") in body: the one import path of
 // the API and of the dashboard's form. A file that cannot be read as its
 // format is a *meter.FieldError (field "file"; "meter" when it names no
 // meter), a bad line a *meter.LineError, and a body that failed (past the
-// import limit, stalled) a *fiber.Error; nothing is stored then.
+// import limit, stalled) a *fiber.Error; nothing is stored then. Imports
+// run one at a time, so that parallel ones cannot multiply their memory and
+// the store's work: one sent while another runs is refused at once, 503
+// with Retry-After, rather than held waiting with its body unread.
 func (s *Server) importHistory(c *fiber.Ctx, body io.Reader, id string, opts meter.ImportOptions) (meter.ImportSummary, error) {
 	sum := meter.ImportSummary{MeterID: id}
+	select {
+	case s.importing <- struct{}{}:
+		defer func() { <-s.importing }()
+	default:
+		c.Context().SetConnectionClose() // the body was not read
+		c.Set(fiber.HeaderRetryAfter, importRetryAfter)
+		return sum, fiber.NewError(fiber.StatusServiceUnavailable, "another import is running: send this one again when it ends; nothing was imported")
+	}
 	opts.MaxGap = s.store.MaxGap()
 	hr, err := s.decoder.NewHistoryReader(body, id, s.now(), opts)
 	var ne net.Error

@@ -104,6 +104,7 @@ func (d *Dashboard) importHistory(c *fiber.Ctx) error {
 	var le *meter.LineError
 	var fe *meter.FieldError
 	var he *fiber.Error
+	status := fiber.StatusBadRequest
 	switch {
 	case errors.As(err, &le):
 		form.Errors["file"] = fmt.Sprintf(b.Lang.T("import.error_line"), le.Line, le.Err.Error())
@@ -113,6 +114,9 @@ func (d *Dashboard) importHistory(c *fiber.Ctx) error {
 		form.Errors["file"] = fmt.Sprintf(b.Lang.T("import.error_too_big"), he.Message)
 	case errors.As(err, &he) && he.Code == fiber.StatusRequestTimeout:
 		form.Errors["file"] = b.Lang.T("import.error_stalled")
+	case errors.As(err, &he) && he.Code == fiber.StatusServiceUnavailable:
+		form.Errors["file"] = b.Lang.T("import.error_busy")
+		status = fiber.StatusServiceUnavailable
 	case errors.As(err, &he) && he.Code == fiber.StatusBadRequest:
 		form.Errors["file"] = fmt.Sprintf(b.Lang.T("import.error_form"), he.Message)
 	default:
@@ -120,7 +124,7 @@ func (d *Dashboard) importHistory(c *fiber.Ctx) error {
 	}
 	data := d.metersData(c, b)
 	data.ImportForm = form
-	c.Status(fiber.StatusBadRequest)
+	c.Status(status)
 	return d.render(c, "meters", b, data)
 }
 

@@ -1,21 +1,47 @@
 package meter
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // MaxGreenButtonReadings bounds the interval readings of one Green Button
-// file: they are held until the file's end (about 100 bytes each), since a
-// feed may give a ReadingType after the blocks it describes. 500,000 are 28
-// years of hourly readings or 7 of quarter-hours, import and export.
+// file: they are held until the file's end (24 bytes each, about 12 MB at
+// most), since a feed may give a ReadingType after the blocks it describes.
+// 500,000 are 28 years of hourly readings or 7 of quarter-hours, import and
+// export. They are counted as they are read, so a block of more is refused
+// before it is held.
 const MaxGreenButtonReadings = 500_000
+
+// MaxGreenButtonBytes bounds the XML of one Green Button file, once
+// decompressed: 128 MiB, over 200 bytes for each of MaxGreenButtonReadings
+// readings, which an IntervalReading written out with its namespace prefix
+// and indentation takes.
+const MaxGreenButtonBytes = 128 << 20
+
+// maxGreenButtonDepth bounds how deep a Green Button file's elements nest:
+// the deepest it needs (feed, entry, content, IntervalBlock,
+// IntervalReading, timePeriod, start) is 7.
+const maxGreenButtonDepth = 32
+
+// maxGreenButtonRun bounds a run of a Green Button file's bytes without a
+// '<': a text, or a tag with its attributes. The decoder holds one token at
+// a time, so this bounds it (a comment, which may hold '<', is bounded by
+// MaxGreenButtonBytes).
+const maxGreenButtonRun = 64 << 10
+
+// maxGreenButtonText bounds the text of an element Vatio reads (a number,
+// a link's href): longer is no Green Button value.
+const maxGreenButtonText = 1024
 
 // greenButtonSource reads a Green Button "download my data" file: a NAESB
 // ESPI Atom feed whose entries hold a UsagePoint, its MeterReadings, each
@@ -33,9 +59,11 @@ const MaxGreenButtonReadings = 500_000
 // sent to it) or 4 (net, signed). Readings of other units (a gas or water
 // usage point, demand in W) are left out; a file with none in Wh, or with
 // Wh of more than one usage point, is refused. Import and export of the
-// same interval are added into one interval.
+// same interval are added into one interval; a second reading of the same
+// flow direction for an interval (a block given twice) is refused.
 type greenButtonSource struct {
 	dec *xml.Decoder
+	lr  *gbLimitReader
 	// What the feed links: MeterReading href -> ReadingType href, and the
 	// ReadingTypes by href.
 	meterReadings map[string]string
@@ -46,32 +74,15 @@ type greenButtonSource struct {
 	read          bool
 }
 
-type gbLink struct {
-	Rel  string `xml:"rel,attr"`
-	Href string `xml:"href,attr"`
-}
+type gbLink struct{ rel, href string }
 
 type gbReadingType struct {
-	AccumulationBehaviour *int   `xml:"accumulationBehaviour"`
-	FlowDirection         *int   `xml:"flowDirection"`
-	IntervalLength        *int64 `xml:"intervalLength"`
-	PowerOfTenMultiplier  *int   `xml:"powerOfTenMultiplier"`
-	Uom                   *int   `xml:"uom"`
-	Line                  int    `xml:"-"`
-}
-
-type gbInterval struct {
-	Duration *int64 `xml:"duration"`
-	Start    *int64 `xml:"start"`
-}
-
-type gbReading struct {
-	TimePeriod *gbInterval `xml:"timePeriod"`
-	Value      *int64      `xml:"value"`
-}
-
-type gbBlock struct {
-	Readings []gbReading `xml:"IntervalReading"`
+	AccumulationBehaviour *int
+	FlowDirection         *int
+	IntervalLength        *int64
+	PowerOfTenMultiplier  *int
+	Uom                   *int
+	Line                  int
 }
 
 // gbValues are the readings of one IntervalBlock, kept compact until the
@@ -87,19 +98,63 @@ type gbValues struct {
 // (seconds; 0 for its ReadingType's intervalLength) and its value.
 type gbValue struct{ start, duration, value int64 }
 
+// gbEntry is what one entry holds, as it is read.
 type gbEntry struct {
-	Links   []gbLink `xml:"link"`
-	Content struct {
-		MeterReading *struct{}      `xml:"MeterReading"`
-		ReadingType  *gbReadingType `xml:"ReadingType"`
-		Blocks       []gbBlock      `xml:"IntervalBlock"`
-	} `xml:"content"`
+	line         int
+	links        []gbLink
+	meterReading bool
+	readingType  *gbReadingType
+	blocks       [][]gbValue
+}
+
+// maxGreenButtonLinks bounds the links of one entry (a few: self, up,
+// related), and maxGreenButtonTypes the MeterReadings and ReadingTypes of
+// a file (a few for each usage point).
+const (
+	maxGreenButtonLinks = 64
+	maxGreenButtonTypes = 10_000
+)
+
+// gbLimitReader reads a Green Button file within MaxGreenButtonBytes and
+// maxGreenButtonRun.
+type gbLimitReader struct {
+	r     io.Reader
+	total int64
+	run   int
+}
+
+var (
+	errGreenButtonSize = fmt.Errorf("more than %d MiB of XML: split the download", MaxGreenButtonBytes>>20)
+	errGreenButtonRun  = fmt.Errorf("a text or tag of more than %d bytes: no Green Button value is so long", maxGreenButtonRun)
+)
+
+func (l *gbLimitReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if l.total += int64(n); l.total > MaxGreenButtonBytes {
+		return 0, errGreenButtonSize
+	}
+	for b := p[:n]; len(b) > 0; {
+		i := bytes.IndexByte(b, '<')
+		if i < 0 {
+			l.run += len(b)
+			break
+		}
+		if l.run += i; l.run > maxGreenButtonRun {
+			break
+		}
+		l.run, b = 0, b[i+1:]
+	}
+	if l.run > maxGreenButtonRun {
+		return 0, errGreenButtonRun
+	}
+	return n, err
 }
 
 func newGreenButtonSource(r io.Reader) *greenButtonSource {
-	dec := xml.NewDecoder(r)
+	lr := &gbLimitReader{r: r}
+	dec := xml.NewDecoder(lr)
 	dec.Strict = true
-	return &greenButtonSource{dec: dec, meterReadings: map[string]string{}, readingTypes: map[string]gbReadingType{}}
+	return &greenButtonSource{dec: dec, lr: lr, meterReadings: map[string]string{}, readingTypes: map[string]gbReadingType{}}
 }
 
 func (g *greenButtonSource) line() int {
@@ -125,20 +180,32 @@ func (g *greenButtonSource) next() (record, error) {
 	return record{line: s.line, interval: true, at: time.Unix(s.start, 0).UTC(), length: time.Duration(s.length) * time.Second, importWh: s.importWh, exportWh: s.exportWh}, nil
 }
 
-// gbSum is the energy of one interval (Unix seconds), drawn and sent.
+// gbSum is the energy of one interval (Unix seconds), drawn and sent, and
+// the flow directions (gbFlow) it was given in.
 type gbSum struct {
 	start, length      int64
 	importWh, exportWh float64
 	line               int
+	flows              uint8
 }
 
-// readFeed reads every entry of the feed (or the one entry a file may be).
+// readFeed reads every entry of the feed (or the one entry a file may be),
+// a token at a time: it holds the path of elements to the one being read
+// (at most maxGreenButtonDepth), the entry being read without its
+// readings, and the readings read, counted as they are read.
 func (g *greenButtonSource) readFeed() error {
-	depth := 0
+	var (
+		path    []string
+		e       *gbEntry // the entry being read
+		at      int      // the entry's depth in path
+		text    []byte   // the text of the element being read
+		reading gbReading
+		blocks  int
+	)
 	for {
 		tok, err := g.dec.Token()
 		if err == io.EOF {
-			if depth != 0 {
+			if len(path) != 0 {
 				return lineErr(g.line(), "the XML ends inside an element")
 			}
 			return nil
@@ -152,60 +219,169 @@ func (g *greenButtonSource) readFeed() error {
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			if depth == 0 && t.Name.Local != "feed" && t.Name.Local != "entry" {
-				return lineErr(g.line(), "<%s>: a Green Button file is an Atom <feed> of <entry>s", truncate(t.Name.Local))
+			name := t.Name.Local
+			if len(path) == 0 && name != "feed" && name != "entry" {
+				return lineErr(g.line(), "<%s>: a Green Button file is an Atom <feed> of <entry>s", truncate(name))
 			}
-			if t.Name.Local == "entry" && depth <= 1 {
-				line := g.line()
-				var e gbEntry
-				if err := g.dec.DecodeElement(&e, &t); err != nil {
-					var se *xml.SyntaxError
-					if errors.As(err, &se) {
-						return lineErr(se.Line, "%s", se.Msg)
-					}
-					return lineErr(line, "entry: %v", err)
-				}
-				if err := g.entry(e, line); err != nil {
-					return err
+			if len(path) >= maxGreenButtonDepth {
+				return lineErr(g.line(), "elements nested more than %d deep: no Green Button file is", maxGreenButtonDepth)
+			}
+			path = append(path, name)
+			text = text[:0]
+			if e == nil {
+				if name == "entry" && len(path) <= 2 {
+					e, at = &gbEntry{line: g.line()}, len(path)
 				}
 				continue
 			}
-			depth++
+			switch rel := strings.Join(path[at:], "/"); rel {
+			case "link":
+				if len(e.links) >= maxGreenButtonLinks {
+					return lineErr(g.line(), "an entry of more than %d links", maxGreenButtonLinks)
+				}
+				var l gbLink
+				for _, a := range t.Attr {
+					switch a.Name.Local {
+					case "rel":
+						l.rel = a.Value
+					case "href":
+						l.href = a.Value
+					}
+				}
+				if len(l.href) > maxGreenButtonText {
+					return lineErr(g.line(), "a link of more than %d bytes", maxGreenButtonText)
+				}
+				e.links = append(e.links, l)
+			case "content/MeterReading":
+				e.meterReading = true
+			case "content/ReadingType":
+				e.readingType = &gbReadingType{Line: e.line}
+			case "content/IntervalBlock":
+				if blocks++; blocks > MaxGreenButtonReadings {
+					return lineErr(g.line(), "more than %d IntervalBlocks: split the download", MaxGreenButtonReadings)
+				}
+				e.blocks = append(e.blocks, nil)
+			case "content/IntervalBlock/IntervalReading":
+				if g.readings++; g.readings > MaxGreenButtonReadings {
+					return lineErr(g.line(), "more than %d interval readings: split the download", MaxGreenButtonReadings)
+				}
+				reading = gbReading{}
+			}
+		case xml.CharData:
+			if e != nil && len(path) > at {
+				if len(text)+len(t) > maxGreenButtonText {
+					return lineErr(g.line(), "<%s> holds more than %d bytes of text", truncate(path[len(path)-1]), maxGreenButtonText)
+				}
+				text = append(text, t...)
+			}
 		case xml.EndElement:
-			depth--
+			if e != nil {
+				if err := g.end(e, path[at:], text, &reading); err != nil {
+					return err
+				}
+				if len(path) == at {
+					if err := g.entry(e); err != nil {
+						return err
+					}
+					e = nil
+				}
+			}
+			text = text[:0]
+			path = path[:len(path)-1]
 		}
 	}
 }
 
+// gbReading is an IntervalReading as it is read.
+type gbReading struct {
+	start, duration, value *int64
+}
+
+// end reads the element of an entry that ends, at rel (the path from the
+// entry's element, which it ends with), whose text is text.
+func (g *greenButtonSource) end(e *gbEntry, rel []string, text []byte, r *gbReading) error {
+	num := func() (int64, error) {
+		n, err := strconv.ParseInt(strings.TrimSpace(string(text)), 10, 64)
+		if err != nil {
+			return 0, lineErr(g.line(), "<%s> %q: want a whole number", rel[len(rel)-1], truncate(string(text)))
+		}
+		return n, nil
+	}
+	small := func(dst **int) error {
+		n, err := num()
+		if err == nil && (n < math.MinInt32 || n > math.MaxInt32) {
+			err = lineErr(g.line(), "<%s> %d is out of range", rel[len(rel)-1], n)
+		}
+		v := int(n)
+		*dst = &v
+		return err
+	}
+	big := func(dst **int64) error {
+		n, err := num()
+		*dst = &n
+		return err
+	}
+	switch p := strings.Join(rel, "/"); p {
+	case "content/ReadingType/accumulationBehaviour":
+		return small(&e.readingType.AccumulationBehaviour)
+	case "content/ReadingType/flowDirection":
+		return small(&e.readingType.FlowDirection)
+	case "content/ReadingType/intervalLength":
+		return big(&e.readingType.IntervalLength)
+	case "content/ReadingType/powerOfTenMultiplier":
+		return small(&e.readingType.PowerOfTenMultiplier)
+	case "content/ReadingType/uom":
+		return small(&e.readingType.Uom)
+	case "content/IntervalBlock/IntervalReading/timePeriod/start":
+		return big(&r.start)
+	case "content/IntervalBlock/IntervalReading/timePeriod/duration":
+		return big(&r.duration)
+	case "content/IntervalBlock/IntervalReading/value":
+		return big(&r.value)
+	case "content/IntervalBlock/IntervalReading":
+		blk := &e.blocks[len(e.blocks)-1]
+		i := len(*blk) + 1
+		if r.start == nil || r.value == nil {
+			return lineErr(e.line, "IntervalReading %d of the block: want a timePeriod with a start, and a value", i)
+		}
+		v := gbValue{start: *r.start, value: *r.value}
+		if r.duration != nil {
+			if v.duration = *r.duration; v.duration <= 0 {
+				return lineErr(e.line, "IntervalReading %d of the block: duration %d", i, v.duration)
+			}
+		}
+		*blk = append(*blk, v)
+	}
+	return nil
+}
+
 // entry notes what one entry holds.
-func (g *greenButtonSource) entry(e gbEntry, line int) error {
+func (g *greenButtonSource) entry(e *gbEntry) error {
+	line := e.line
 	link := func(rel string) string {
-		for _, l := range e.Links {
-			if l.Rel == rel {
-				return l.Href
+		for _, l := range e.links {
+			if l.rel == rel {
+				return l.href
 			}
 		}
 		return ""
 	}
-	c := e.Content
-	if c.MeterReading != nil { // related to its IntervalBlocks and its ReadingType
+	if e.meterReading { // related to its IntervalBlocks and its ReadingType
 		rt := ""
-		for _, l := range e.Links {
-			if l.Rel == "related" && (rt == "" || strings.Contains(l.Href, "ReadingType")) && !strings.HasSuffix(l.Href, "/IntervalBlock") {
-				rt = l.Href
+		for _, l := range e.links {
+			if l.rel == "related" && (rt == "" || strings.Contains(l.href, "ReadingType")) && !strings.HasSuffix(l.href, "/IntervalBlock") {
+				rt = l.href
 			}
 		}
 		g.meterReadings[link("self")] = rt
 	}
-	if rt := c.ReadingType; rt != nil {
-		rt.Line = line
+	if rt := e.readingType; rt != nil {
 		g.readingTypes[link("self")] = *rt
 	}
-	for _, blk := range c.Blocks {
-		g.readings += len(blk.Readings)
-		if g.readings > MaxGreenButtonReadings {
-			return lineErr(line, "more than %d interval readings: split the download", MaxGreenButtonReadings)
-		}
+	if len(g.meterReadings)+len(g.readingTypes) > maxGreenButtonTypes {
+		return lineErr(line, "more than %d MeterReadings and ReadingTypes: download one usage point at a time", maxGreenButtonTypes)
+	}
+	for _, values := range e.blocks {
 		// An IntervalBlock's up link is its MeterReading's href and
 		// "/IntervalBlock"; its self link that and "/<id>".
 		mr := link("up")
@@ -215,20 +391,7 @@ func (g *greenButtonSource) entry(e gbEntry, line int) error {
 		if i := strings.LastIndex(mr, "/IntervalBlock"); i >= 0 {
 			mr = mr[:i]
 		}
-		b := gbValues{meterReading: mr, line: line, values: make([]gbValue, len(blk.Readings))}
-		for i, r := range blk.Readings {
-			if r.TimePeriod == nil || r.TimePeriod.Start == nil || r.Value == nil {
-				return lineErr(line, "IntervalReading %d of the block: want a timePeriod with a start, and a value", i+1)
-			}
-			v := gbValue{start: *r.TimePeriod.Start, value: *r.Value}
-			if d := r.TimePeriod.Duration; d != nil {
-				if v.duration = *d; v.duration <= 0 {
-					return lineErr(line, "IntervalReading %d of the block: duration %d", i+1, v.duration)
-				}
-			}
-			b.values[i] = v
-		}
-		g.blocks = append(g.blocks, b)
+		g.blocks = append(g.blocks, gbValues{meterReading: mr, line: line, values: values})
 	}
 	return nil
 }
@@ -297,6 +460,11 @@ func (g *greenButtonSource) resolve() error {
 				s = &gbSum{line: b.line, start: r.start, length: length}
 				sums[k] = s
 			}
+			if s.flows&gbFlowBit(flow) != 0 {
+				return lineErr(b.line, "IntervalReading %d of the block: a second reading of %s (flowDirection %d) for the interval from %s: is a block in the file twice?",
+					i+1, gbFlowName(flow), flow, time.Unix(r.start, 0).UTC().Format(time.RFC3339))
+			}
+			s.flows |= gbFlowBit(flow)
 			switch {
 			case flow == 19:
 				s.exportWh += wh
@@ -329,4 +497,25 @@ func (g *greenButtonSource) resolve() error {
 		}
 	}
 	return nil
+}
+
+// gbFlowBit is the bit of a flow direction (1, 19 or 4) in gbSum.flows.
+func gbFlowBit(flow int) uint8 {
+	switch flow {
+	case 19:
+		return 2
+	case 4:
+		return 4
+	}
+	return 1
+}
+
+func gbFlowName(flow int) string {
+	switch flow {
+	case 19:
+		return "energy sent"
+	case 4:
+		return "net energy"
+	}
+	return "energy drawn"
 }

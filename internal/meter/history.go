@@ -65,6 +65,17 @@ func ParseStamp(s string) (Stamp, error) {
 // maxPointsPerInterval bounds the readings one interval of energy becomes.
 const maxPointsPerInterval = 10_000
 
+// MaxMadeReadings bounds the readings one import makes beyond the file's
+// own: the readings of its intervals of energy (one every store.max_gap,
+// and one at each interval's end) and the points that span a gap between
+// power readings. 600,000 are 9.7 years of hourly intervals at the default
+// max_gap of 10 minutes (7 readings an hour) and a little over a year of
+// quarter-hours (2 an interval plus one). Past it an import is refused
+// before anything is stored: the store's time and disk grow with the
+// readings (a 24 KB file of daily kWh over 26 years made 1.4 M readings
+// and 1.2 GB), and a longer history can be sent in parts.
+const MaxMadeReadings = 600_000
+
 // ParseZone parses the IANA name of a time zone (such as Atlantic/Canary).
 func ParseZone(name string) (*time.Location, error) {
 	loc, err := time.LoadLocation(name) // refuses a path (.., /)
@@ -196,6 +207,7 @@ type HistoryReader struct {
 	ahead    []record      // records read to learn the interval
 	prev     *Reading      // the last power reading, to span a gap from
 	lastEnd  time.Time     // the end of the last interval of energy
+	made     int           // readings made beyond the file's (MaxMadeReadings)
 	out      []Reading     // readings made, to hand out
 	// rows counts the file's rows made into readings, intervals those of
 	// them that were energy intervals (each stored as several readings).
@@ -348,9 +360,34 @@ func (h *HistoryReader) fill() error {
 	if err := h.d.Validate(rec.r, h.now); err != nil {
 		return &LineError{Line: rec.line, Err: err}
 	}
-	h.span(rec.r)
+	if err := h.notAhead(rec.r.Time, rec.line); err != nil {
+		return err
+	}
+	if err := h.span(rec.r, rec.line); err != nil {
+		return err
+	}
 	h.out = append(h.out, rec.r)
 	h.rows++
+	return nil
+}
+
+// notAhead refuses a reading later than the import's time: a history is
+// of what was measured, and its latest reading would become the meter's
+// power now.
+func (h *HistoryReader) notAhead(t time.Time, line int) error {
+	if t.After(h.now) {
+		return lineErr(line, "a reading at %s is in the future, later than the import's time (%s): a history holds only what was measured",
+			t.UTC().Format(time.RFC3339), h.now.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// count counts n readings made beyond the file's, within MaxMadeReadings.
+func (h *HistoryReader) count(n int, line int) error {
+	if h.made += n; h.made > MaxMadeReadings {
+		return lineErr(line, "the file would be stored as more than %d readings (its intervals at most store.max_gap, %s, apart): split it into parts of fewer years",
+			MaxMadeReadings, h.opts.MaxGap)
+	}
 	return nil
 }
 
@@ -434,6 +471,12 @@ func (h *HistoryReader) expand(rec record) error {
 	if n > maxPointsPerInterval {
 		return lineErr(rec.line, "an interval of %s would take %d readings %s apart (store.max_gap): at most %d", length, n, h.opts.MaxGap, maxPointsPerInterval)
 	}
+	if err := h.notAhead(start.Add(length-time.Nanosecond), rec.line); err != nil {
+		return err
+	}
+	if err := h.count(int(n)+1, rec.line); err != nil {
+		return err
+	}
 	r := Reading{Source: "import", Meter: h.meterID, PowerW: powerW, Stamped: true}
 	for k := range n {
 		r.Time = start.Add(length * k / n).UTC()
@@ -456,17 +499,20 @@ func (h *HistoryReader) expand(rec record) error {
 // but no more than one and a half times the meter's interval: the store
 // then integrates across the meter's own interval, to the same trapezoid.
 // A counter that fell between them (a reset) gets no points.
-func (h *HistoryReader) span(r Reading) {
+func (h *HistoryReader) span(r Reading, line int) error {
 	prev := h.prev
 	h.prev = &r
 	if prev == nil || h.opts.MaxGap <= 0 || h.interval <= h.opts.MaxGap*2/3 || prev.HasEnergy != r.HasEnergy {
-		return
+		return nil
 	}
 	gap := r.Time.Sub(prev.Time)
 	if gap <= h.opts.MaxGap || gap > h.interval*3/2 || (r.HasEnergy && r.EnergyWh < prev.EnergyWh) {
-		return
+		return nil
 	}
 	n := (gap + h.opts.MaxGap - 1) / h.opts.MaxGap
+	if err := h.count(int(n)-1, line); err != nil {
+		return err
+	}
 	for k := time.Duration(1); k < n; k++ {
 		f := float64(k) / float64(n)
 		p := *prev
@@ -476,6 +522,7 @@ func (h *HistoryReader) span(r Reading) {
 		p.HasPF = false
 		h.out = append(h.out, p)
 	}
+	return nil
 }
 
 func cmpOrZone(a, b *time.Location) *time.Location {

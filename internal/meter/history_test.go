@@ -395,3 +395,60 @@ func FuzzParseImportOptions(f *testing.F) {
 		}
 	})
 }
+
+// TestImportNotAhead refuses a reading, or an interval ending, later than
+// the import's time: its power would become the meter's power now.
+func TestImportNotAhead(t *testing.T) {
+	ahead := now.Add(2 * time.Minute).Format(time.RFC3339)
+	tests := []struct{ name, in string }{
+		{"power", "timestamp,power_w\n" + now.Add(-time.Minute).Format(time.RFC3339) + ",100\n" + ahead + ",50000\n"},
+		{"interval", "start,energy_kwh\n" + now.Add(-30*time.Minute).Format(time.RFC3339) + ",1\n"},
+	}
+	for _, tt := range tests {
+		_, err := testDecoder().ReadHistory(strings.NewReader(tt.in), "m", now, ImportOptions{Interval: time.Hour, MaxGap: 10 * time.Minute}, nil)
+		var le *LineError
+		if !errors.As(err, &le) || !strings.Contains(err.Error(), "later than the import's time") {
+			t.Errorf("%s: %v, want a line error saying it is later than now", tt.name, err)
+		}
+	}
+	rs, err := testDecoder().ReadHistory(strings.NewReader("timestamp,power_w\n"+now.Format(time.RFC3339)+",100\n"), "m", now, ImportOptions{}, nil)
+	if err != nil || len(rs) != 1 {
+		t.Errorf("a reading at the import's time: %v %v, want it read", rs, err)
+	}
+}
+
+// TestImportMadeReadingsBound refuses a file whose intervals would make
+// more than MaxMadeReadings readings, naming the limit, and reads one just
+// within it.
+func TestImportMadeReadingsBound(t *testing.T) {
+	days := func(n int) string {
+		var b strings.Builder
+		b.WriteString("start,energy_kwh\n")
+		start := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+		for i := range n {
+			b.WriteString(start.AddDate(0, 0, i).Format(time.RFC3339) + ",12\n")
+		}
+		return b.String()
+	}
+	opts := ImportOptions{Interval: 24 * time.Hour, MaxGap: 10 * time.Minute} // 145 readings a day
+	within := MaxMadeReadings / 145
+	rs, err := testDecoder().ReadHistory(strings.NewReader(days(within)), "m", now, opts, nil)
+	if err != nil || len(rs) != within*145 {
+		t.Fatalf("%d days: %d readings, %v; want %d", within, len(rs), err, within*145)
+	}
+	_, err = testDecoder().ReadHistory(strings.NewReader(days(9800)), "m", now, opts, nil)
+	var le *LineError
+	if !errors.As(err, &le) || !strings.Contains(err.Error(), "more than 600000 readings") || !strings.Contains(err.Error(), "split it") {
+		t.Fatalf("9800 days: %v, want a line error naming the limit", err)
+	}
+	// Power readings an hour apart, spanned every max_gap, count too.
+	var b strings.Builder
+	b.WriteString("timestamp,power_w\n")
+	for i := range MaxMadeReadings/5 + 2 { // 5 points a gap
+		b.WriteString(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i)*time.Hour).Format(time.RFC3339) + ",100\n")
+	}
+	_, err = testDecoder().ReadHistory(strings.NewReader(b.String()), "m", now, ImportOptions{Interval: time.Hour, MaxGap: 10 * time.Minute}, nil)
+	if !errors.As(err, &le) || !strings.Contains(err.Error(), "more than 600000 readings") {
+		t.Fatalf("hourly power spanned: %v, want a line error naming the limit", err)
+	}
+}
