@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -35,7 +36,7 @@ func startOpts(t *testing.T, opts api.Options) *harness {
 func startOptsOn(t *testing.T, st *store.Store, opts api.Options) *harness {
 	t.Helper()
 	alerts := alert.New(st, nil, alert.Options{})
-	opts.BodyLimitBytes, opts.Gatherer = 4096, prometheus.NewRegistry()
+	opts.BodyLimitBytes, opts.Gatherer = cmp.Or(opts.BodyLimitBytes, 4096), prometheus.NewRegistry()
 	if opts.Tariff == nil {
 		opts.Tariff = testTariff
 	}

@@ -68,7 +68,7 @@ func tariffed(t *testing.T) (*harness, map[string]string, *energy.Tariffs) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, tokens, _, _ := securedOn(t, st, api.Options{Tariff: tariffs, Rules: rules, Now: func() time.Time { return t0.Add(3 * time.Hour) }})
+	h, tokens, _, _ := securedOn(t, st, api.Options{BodyLimitBytes: 1 << 20, Tariff: tariffs, Rules: rules, Now: func() time.Time { return t0.Add(3 * time.Hour) }})
 	var rs []meter.Reading
 	for ts := t0; !ts.After(t0.Add(2 * time.Hour)); ts = ts.Add(time.Minute) {
 		rs = append(rs, meter.Reading{Meter: "kitchen", Time: ts, PowerW: 1000, Stamped: true})
@@ -246,5 +246,73 @@ func TestRulesByRoleAndUnknownMeter(t *testing.T) {
 		if !notes[want] {
 			t.Errorf("no audit entry %q in %+v", want, audit.Entries)
 		}
+	}
+}
+
+// A tariff with thousands of bad periods and holidays is refused with an
+// answer of bounded size: the counts' problems, and the items within the
+// most allowed, with the values they quote cut short.
+func TestHugeBadTariffSmallAnswer(t *testing.T) {
+	h, tokens, _ := tariffed(t)
+	var b strings.Builder
+	b.WriteString(`{"currency": "EUR", "price_kwh": 0.2, "periods": [`)
+	for i := range 8000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"name": "", "price_kwh": 999, "days": ["funday"], "from": "99:99", "to": "99:99"}`)
+	}
+	b.WriteString(`], "holidays": [`)
+	long := strings.Repeat("x", 200)
+	for i := range 3000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if i == 0 {
+			b.WriteString(`"` + long + `"`)
+		} else {
+			b.WriteString(`"2026-13-01"`)
+		}
+	}
+	b.WriteString(`]}`)
+	body := b.String()
+	req, err := http.NewRequest("PUT", h.url+"/api/v1/tariff", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tokens[auth.Admin])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("PUT of %d bytes = %d, want 400", len(body), resp.StatusCode)
+	}
+	if len(answer) > 256<<10 {
+		t.Errorf("answer of %d bytes to a request of %d, want at most 256 KiB", len(answer), len(body))
+	}
+	var e struct {
+		Problems []struct{ Field, Reason string }
+	}
+	if err := json.Unmarshal(answer, &e); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for _, p := range e.Problems {
+		field, _, _ := strings.Cut(p.Field, "[")
+		counts[field]++
+		if strings.Contains(p.Reason, long[:41]) {
+			t.Errorf("%s quotes more than 40 characters of the value: %.80s", p.Field, p.Reason)
+		}
+	}
+	if counts["tariff.periods"] != 1+5*tariff.MaxPeriods || counts["tariff.holidays"] != 1+tariff.MaxHolidays {
+		t.Errorf("problems %v, want the count's and each of the first %d periods (5 each) and %d holidays",
+			counts, tariff.MaxPeriods, tariff.MaxHolidays)
 	}
 }

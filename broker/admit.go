@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"slices"
@@ -90,7 +91,43 @@ func (a *admission) connect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	a.refused[reason].Add(1)
 	_ = a.srv.SendConnack(cl, connackCode(cl, code), false, nil)
-	return code
+	return refusal{code}
+}
+
+// refusal is a CONNECT that admission refused and logged (throttled).
+// mochi's listener logs the error OnConnect returns once more, on a line
+// with no message; quietHandler drops that line for these.
+type refusal struct{ packets.Code }
+
+// quietHandler drops mochi's message-less lines about refusals that
+// admission logged already, and passes every other record on.
+type quietHandler struct{ slog.Handler }
+
+// Handle passes r on unless it is such a line.
+func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "" {
+		logged := false
+		r.Attrs(func(at slog.Attr) bool {
+			err, ok := at.Value.Any().(error)
+			var ref refusal
+			logged = ok && errors.As(err, &ref)
+			return !logged
+		})
+		if logged {
+			return nil
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// WithAttrs keeps the filter on the handler with attrs.
+func (h quietHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return quietHandler{h.Handler.WithAttrs(attrs)}
+}
+
+// WithGroup keeps the filter on the handler with the group.
+func (h quietHandler) WithGroup(name string) slog.Handler {
+	return quietHandler{h.Handler.WithGroup(name)}
 }
 
 // connackCode turns code into one the client's protocol has: mochi maps a
@@ -141,7 +178,7 @@ func (a *admission) check(cl *mqtt.Client, pk packets.Packet) (packets.Code, str
 		// could switch another's relay when it drops.
 		topic := pk.Connect.WillTopic
 		if a.maxTop > 0 && len(topic) > a.maxTop || a.access != nil && !a.access.Allowed(user, topic, true) {
-			a.log.Warn("connection refused: its last will is on a topic it may not publish on",
+			a.warn(refusedWill, "connection refused: its last will is on a topic it may not publish on",
 				slog.String("user", user), slog.String("topic", topic), slog.String("remote", cl.Net.Remote))
 			return packets.ErrNotAuthorized, refusedWill
 		}

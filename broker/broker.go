@@ -182,10 +182,14 @@ func New(opts Options) (_ *Broker, err error) {
 	if opts.MaxClients > 0 {
 		caps.MaximumClients = int64(opts.MaxClients)
 	}
+	mochiLog := opts.Logger
+	if mochiLog != nil {
+		mochiLog = slog.New(quietHandler{mochiLog.Handler()})
+	}
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		InlineClient: true, // readings are forwarded to subscribers after they are stored
-		Logger:       opts.Logger,
+		Logger:       mochiLog,
 	})
 	log := opts.Logger
 	if log == nil {

@@ -117,7 +117,8 @@ func TestAlertRuleEndToEnd(t *testing.T) {
 }
 
 // TestAlertsPublishedOverMQTT checks that an alert raised through the
-// original POST /api/alert reaches an MQTT subscriber of vatio/alerts/#.
+// original POST /api/alert reaches an MQTT subscriber of vatio/alerts/#,
+// and that no client but Vatio publishes there.
 func TestAlertsPublishedOverMQTT(t *testing.T) {
 	v := startVatio(t, t.TempDir())
 	got := make(chan *paho.Publish, 4)
@@ -140,6 +141,16 @@ func TestAlertsPublishedOverMQTT(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no alert on vatio/alerts/plant-1")
+	}
+	// Automations act on these alerts: a client (trusted for readings)
+	// may not forge one.
+	if code := mqtttest.Publish5(t, sub, "vatio/alerts/plant-1", 1, `{"message":"forged"}`); code != 0x87 {
+		t.Errorf("a client publishing an alert: reason code %#x, want 0x87", code)
+	}
+	select {
+	case p := <-got:
+		t.Errorf("a forged alert was delivered: %s %s", p.Topic, p.Payload)
+	case <-time.After(500 * time.Millisecond):
 	}
 }
 

@@ -260,16 +260,21 @@ func reservedTopics(cfg config.Config) []string {
 }
 
 // ownTopics returns the topics only Vatio publishes on (own) and, among
-// them, those clients may publish on too (open): with Home Assistant on,
-// its discovery prefix and Vatio's state topics, but for Home Assistant's
-// own status (its birth and will). A device could otherwise announce
-// entities to Home Assistant, clear Vatio's, or say a meter is online.
+// them, those clients may publish on too (open): the alerts' prefix when
+// alerts go out by MQTT (automations act on them); with Home Assistant
+// on, its discovery prefix and Vatio's state topics, but for Home
+// Assistant's own status (its birth and will). A device could otherwise
+// forge an alert, announce entities to Home Assistant, clear Vatio's, or
+// say a meter is online.
 func ownTopics(cfg config.Config) (own, open []string) {
-	h := cfg.HomeAssistant
-	if !h.Enabled {
-		return nil, nil
+	if a := cfg.Alerts.MQTT; a.Enabled {
+		own = append(own, a.Prefix+"/#")
 	}
-	return []string{h.DiscoveryPrefix + "/#", h.StateTopic + "/#"}, []string{h.DiscoveryPrefix + "/status"}
+	if h := cfg.HomeAssistant; h.Enabled {
+		own = append(own, h.DiscoveryPrefix+"/#", h.StateTopic+"/#")
+		open = append(open, h.DiscoveryPrefix+"/status")
+	}
+	return own, open
 }
 
 // app is a running Vatio.

@@ -53,7 +53,7 @@ func New(st *store.Store, logger *slog.Logger) *Log {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Log{st: st, log: logger, n: -1, max: MaxEntries,
-		refusals: &refusalLog{log: logger, burst: refusalBurst, interval: refusalInterval}}
+		refusals: &refusalLog{log: logger, burst: refusalBurst, addrs: refusalAddrs, interval: refusalInterval}}
 }
 
 // Record adds e (its Time set to now when zero). A failure to record is

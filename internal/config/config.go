@@ -641,7 +641,8 @@ type Email struct {
 type AlertMQTT struct {
 	// Enabled publishes each alert as JSON on <prefix>/<meter>.
 	Enabled bool `yaml:"enabled"`
-	// Prefix of the topics: alerts of meter m go to <prefix>/m.
+	// Prefix of the topics: alerts of meter m go to <prefix>/m. Only Vatio
+	// publishes under it: a client's publish there is refused.
 	Prefix string `yaml:"prefix"`
 }
 

@@ -288,8 +288,8 @@ func TestValidateStore(t *testing.T) {
 }
 
 // Readings' topics may not lie under Home Assistant's discovery prefix or
-// state topic, where only Vatio may publish: every reading would be
-// refused.
+// state topic, or the alerts' prefix, where only Vatio may publish: every
+// reading would be refused.
 func TestHomeAssistantTopicsKeptFromReadings(t *testing.T) {
 	if err := Default().Validate(); err != nil {
 		t.Fatalf("defaults: %v", err)
@@ -306,6 +306,14 @@ func TestHomeAssistantTopicsKeptFromReadings(t *testing.T) {
 		{"source prefix equal to the state topic", func(c *Config) { c.HomeAssistant.StateTopic = "tele" }, "sources.tasmota.prefix"},
 		{"input that only may reach there", func(c *Config) { c.Inputs = []Input{{Name: "x", Topic: "+/SENSOR", Format: "plain"}} }, ""},
 		{"Home Assistant off", func(c *Config) { c.HomeAssistant.Enabled = false; c.HomeAssistant.StateTopic = "energy" }, ""},
+		{"input under the alerts' prefix", func(c *Config) {
+			c.Alerts.MQTT.Enabled = true
+			c.Inputs = []Input{{Name: "x", Topic: "vatio/alerts/+", Format: "plain"}}
+		}, "inputs[0].topic"},
+		{"alerts not sent by MQTT", func(c *Config) {
+			c.Alerts.MQTT.Enabled = false
+			c.Inputs = []Input{{Name: "x", Topic: "vatio/alerts/+", Format: "plain"}}
+		}, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := Default()

@@ -41,7 +41,7 @@ func (c Config) Validate() error {
 	c.Dashboard.validate(&p)
 	c.Shedding.validate(&p)
 	c.HomeAssistant.validate(&p)
-	c.validateHomeAssistantTopics(&p)
+	c.validateOwnTopics(&p)
 	c.Backup.validate(&p)
 	c.Retention.validate(&p)
 	c.Archive.validate(&p)
@@ -382,13 +382,20 @@ func (h HomeAssistant) validate(p *problems) {
 	}
 }
 
-// validateHomeAssistantTopics checks that no readings' topic falls under
-// Home Assistant's discovery prefix or state topic: only Vatio may publish
-// there (see devices.WithOwnTopics), so such readings would all be
-// refused.
-func (c Config) validateHomeAssistantTopics(p *problems) {
-	h := c.HomeAssistant
-	if !h.Enabled {
+// validateOwnTopics checks that no readings' topic falls under
+// Home Assistant's discovery prefix or state topic, or the alerts' prefix:
+// only Vatio may publish there (see devices.WithOwnTopics), so such
+// readings would all be refused.
+func (c Config) validateOwnTopics(p *problems) {
+	var owns []struct{ key, prefix string }
+	if a := c.Alerts.MQTT; a.Enabled {
+		owns = append(owns, struct{ key, prefix string }{"alerts.mqtt.prefix", a.Prefix})
+	}
+	if h := c.HomeAssistant; h.Enabled {
+		owns = append(owns, struct{ key, prefix string }{"homeassistant.discovery_prefix", h.DiscoveryPrefix},
+			struct{ key, prefix string }{"homeassistant.state_topic", h.StateTopic})
+	}
+	if len(owns) == 0 {
 		return
 	}
 	readings := []struct{ key, filter string }{{"ingest.topic", c.Ingest.Topic + "/#"}}
@@ -406,9 +413,7 @@ func (c Config) validateHomeAssistantTopics(p *problems) {
 	for i, in := range c.Inputs {
 		readings = append(readings, struct{ key, filter string }{fmt.Sprintf("inputs[%d].topic", i), in.Topic})
 	}
-	for _, own := range []struct{ key, prefix string }{
-		{"homeassistant.discovery_prefix", h.DiscoveryPrefix}, {"homeassistant.state_topic", h.StateTopic},
-	} {
+	for _, own := range owns {
 		for _, r := range readings {
 			if r.filter != "" && own.prefix != "" && filterUnder(r.filter, own.prefix) {
 				p.bad(r.key, "%q is under %s %q, where only Vatio may publish: its readings would all be refused", r.filter, own.key, own.prefix)

@@ -1,8 +1,10 @@
 package devices_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -362,5 +364,69 @@ func TestOwnTopics(t *testing.T) {
 	}
 	if _, err := connectWill(t, addr, "ha", pw, "homeassistant/status"); err != nil {
 		t.Errorf("Home Assistant's will on homeassistant/status refused: %v", err)
+	}
+}
+
+// logLines is a slog handler keeping the messages of the records it gets.
+type logLines struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logLines) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logLines) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logLines) WithGroup(string) slog.Handler            { return l }
+func (l *logLines) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.msgs = append(l.msgs, r.Message)
+	l.mu.Unlock()
+	return nil
+}
+
+// count returns how many messages are msg.
+func (l *logLines) count(msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, m := range l.msgs {
+		if m == msg {
+			n++
+		}
+	}
+	return n
+}
+
+// Clients refused for their will on a kept topic, many of them, are
+// logged at most once a second, and mochi's own message-less line about
+// each refusal is not logged at all.
+func TestRefusedWillsLoggedThrottled(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	logged := &logLines{}
+	_, b := startOn(t, st, broker.Options{Addr: "127.0.0.1:0", Logger: slog.New(logged)}, nil,
+		devices.WithOwnTopics([]string{"vatio/meters/#"}, nil))
+	addr := "tcp://" + b.Addr().String()
+	const clients = 100
+	began := time.Now()
+	for range clients {
+		if _, err := connectWill(t, addr, "", "", "vatio/meters/status"); err == nil {
+			t.Fatal("an anonymous client connected with a will on Vatio's status")
+		}
+	}
+	elapsed := time.Since(began)
+	msg := "connection refused: its last will is on a topic it may not publish on"
+	// mochi logs its line after the CONNACK, so a line of the last
+	// refusals may come later; the others' are in.
+	if _, err := connectWill(t, addr, "", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if n, most := logged.count(msg), 1+int(elapsed/time.Second); n == 0 || n > most {
+		t.Errorf("%d lines for %d refused wills in %v, want 1 to %d", n, clients, elapsed, most)
+	}
+	if n := logged.count(""); n != 0 {
+		t.Errorf("%d message-less lines from mochi for refusals already logged", n)
 	}
 }

@@ -9,7 +9,8 @@
 // its will) and its meter is (offline once the meter has been silent as
 // store.Meter.Status says). The configurations are published again when
 // Home Assistant says it is back (online on <prefix>/status) and when
-// anyone clears one of them. It publishes; it never stores.
+// anyone clears one of them, at most once per Options.RepublishEvery
+// (per configuration, for clears). It publishes; it never stores.
 package homeassistant
 
 import (
@@ -60,6 +61,11 @@ type Options struct {
 	// message and cleared configurations, and publish again. Nil: it
 	// publishes at start, and for new or renamed meters, only.
 	Subscribe Subscribe
+	// RepublishEvery is the least time between two republications for
+	// Home Assistant's birth, and between two of one cleared
+	// configuration: a birth or a clear in the quiet time after one is
+	// acted on once at its end, however many came. Default 30s.
+	RepublishEvery time.Duration
 	// Version is Vatio's, for the origin of the configurations.
 	Version string
 	Logger  *slog.Logger
@@ -101,6 +107,7 @@ func New(st *store.Store, publish Publish, opts Options) *Publisher {
 	opts.StateTopic = cmp.Or(opts.StateTopic, "vatio/meters")
 	opts.Every = cmp.Or(opts.Every, 10*time.Second)
 	opts.CheckEvery = cmp.Or(opts.CheckEvery, 5*time.Second)
+	opts.RepublishEvery = cmp.Or(opts.RepublishEvery, 30*time.Second)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -225,6 +232,10 @@ func (p *Publisher) Run(ctx context.Context) {
 	defer announce.Stop()
 	check := time.NewTicker(p.opts.CheckEvery)
 	defer check.Stop()
+	q := &quiet{clearedAt: map[string]time.Time{}, cleared: map[string]string{}}
+	later := time.NewTimer(time.Hour)
+	later.Stop()
+	defer later.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -234,7 +245,10 @@ func (p *Publisher) Run(ctx context.Context) {
 		case <-check.C:
 			p.checkAvailability(p.st.Meters())
 		case <-p.wake:
-			p.act()
+			p.take(q)
+			p.act(q, later)
+		case <-later.C:
+			p.act(q, later)
 		case recs, ok := <-watch:
 			if !ok {
 				return
@@ -299,33 +313,89 @@ func (p *Publisher) onStatus(_ string, payload []byte) {
 	p.signal()
 }
 
-// act does what the handlers asked for.
-func (p *Publisher) act() {
+// quiet is what Run has yet to republish, and when it last did: births
+// and clears are acted on at most once per Options.RepublishEvery (per
+// topic for clears), so that a client repeating them cannot make Vatio
+// publish without end. Only Run's goroutine uses it.
+type quiet struct {
+	bornAt time.Time // last republication for a birth
+	born   bool      // a birth waits for the end of the quiet time
+	// clearedAt is the last republication of each configuration topic
+	// (Vatio's own, so as many as its meters have), cleared those waiting,
+	// with their meter.
+	clearedAt map[string]time.Time
+	cleared   map[string]string
+}
+
+// take moves what the handlers asked for into q; Vatio's status set
+// offline is corrected at once (one publish for one message).
+func (p *Publisher) take(q *quiet) {
 	p.mu.Lock()
 	reborn, reassert, cleared := p.reborn, p.reassert, p.cleared
 	p.reborn, p.reassert, p.cleared = false, false, map[string]string{}
 	p.mu.Unlock()
-	if reassert || reborn {
+	if reassert {
 		p.setStatus(Online)
 	}
-	if reborn {
+	q.born = q.born || reborn
+	for topic, id := range cleared {
+		q.cleared[topic] = id
+	}
+}
+
+// act republishes what q holds whose quiet time is over, and sets later
+// to fire when the rest's is.
+func (p *Publisher) act(q *quiet, later *time.Timer) {
+	now := time.Now()
+	every := p.opts.RepublishEvery
+	var next time.Duration // 0: nothing waits
+	wait := func(since time.Time) bool {
+		d := every - now.Sub(since)
+		if d <= 0 {
+			return false
+		}
+		if next == 0 || d < next {
+			next = d
+		}
+		return true
+	}
+	if q.born && !wait(q.bornAt) {
+		q.born, q.bornAt = false, now
+		p.setStatus(Online)
 		p.opts.Logger.Info("home assistant came online: discovery published again")
 		p.announceAll(true)
-		return
-	}
-	for topic, id := range cleared {
-		m, err := p.st.Meter(id)
-		if err != nil {
-			continue // gone since
+		for topic := range q.cleared {
+			q.clearedAt[topic] = now // just published again with the rest
 		}
-		for _, c := range p.configsOf(m) {
-			if c.topic != topic {
-				continue
-			}
-			p.opts.Logger.Info("home assistant discovery was cleared: published again", slog.String("meter", id), slog.String("topic", topic))
-			if err := p.publish(c.topic, c.payload, true); err != nil {
-				p.opts.Logger.Warn("home assistant discovery not published", slog.String("meter", id), slog.Any("error", err))
-			}
+		clear(q.cleared)
+	}
+	for topic, id := range q.cleared {
+		if wait(q.clearedAt[topic]) {
+			continue
+		}
+		delete(q.cleared, topic)
+		q.clearedAt[topic] = now
+		p.republish(topic, id)
+	}
+	later.Stop()
+	if next > 0 {
+		later.Reset(next)
+	}
+}
+
+// republish publishes again the configuration on topic of meter id.
+func (p *Publisher) republish(topic, id string) {
+	m, err := p.st.Meter(id)
+	if err != nil {
+		return // gone since
+	}
+	for _, c := range p.configsOf(m) {
+		if c.topic != topic {
+			continue
+		}
+		p.opts.Logger.Info("home assistant discovery was cleared: published again", slog.String("meter", id), slog.String("topic", topic))
+		if err := p.publish(c.topic, c.payload, true); err != nil {
+			p.opts.Logger.Warn("home assistant discovery not published", slog.String("meter", id), slog.Any("error", err))
 		}
 	}
 }

@@ -38,7 +38,17 @@ type harness struct {
 // discovery prefix and the state topics for Vatio, in front of the broker.
 func start(t *testing.T, acl bool) *harness {
 	t.Helper()
+	return startWith(t, acl, 100*time.Millisecond, nil)
+}
+
+// startWith is start with the Publisher's RepublishEvery and, when not
+// nil, its logger.
+func startWith(t *testing.T, acl bool, republishEvery time.Duration, pubLogger *slog.Logger) *harness {
+	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
+	if pubLogger == nil {
+		pubLogger = logger
+	}
 	// A meter whose usual interval is not known yet is silent after three
 	// times MaxGap: 6 s.
 	st, err := store.Open(t.TempDir(), store.Options{Logger: logger, MaxGap: 2 * time.Second})
@@ -74,7 +84,8 @@ func start(t *testing.T, acl bool) *harness {
 	srv := b.Server()
 	p := homeassistant.New(st, func(topic string, payload []byte, retain bool) error {
 		return srv.Publish(topic, payload, retain, 1)
-	}, homeassistant.Options{Every: time.Millisecond, CheckEvery: 100 * time.Millisecond, Subscribe: b.Subscribe, Version: "test"})
+	}, homeassistant.Options{Every: time.Millisecond, CheckEvery: 100 * time.Millisecond,
+		RepublishEvery: republishEvery, Subscribe: b.Subscribe, Version: "test", Logger: pubLogger})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); p.Run(ctx) }()
@@ -93,6 +104,7 @@ func start(t *testing.T, acl bool) *harness {
 type watcher struct {
 	mu  sync.Mutex
 	got []*paho.Publish
+	at  time.Time // when the last arrived
 	new chan struct{}
 }
 
@@ -102,6 +114,7 @@ func watch(t *testing.T, addr string, filters ...string) *watcher {
 	c := mqtttest.V5(t, addr, func(p *paho.Publish) {
 		w.mu.Lock()
 		w.got = append(w.got, p)
+		w.at = time.Now()
 		w.mu.Unlock()
 		select {
 		case w.new <- struct{}{}:
@@ -307,6 +320,142 @@ func TestDiscoveryAgainOnBirth(t *testing.T) {
 		t.Fatalf("birth from the ha device: reason code %#x", code)
 	}
 	w.wait(t, topic, "", 3)
+}
+
+// lines is a slog handler counting the records whose message is msg.
+type lines struct {
+	msg string
+	mu  sync.Mutex
+	n   int
+}
+
+func (l *lines) Enabled(context.Context, slog.Level) bool { return true }
+func (l *lines) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *lines) WithGroup(string) slog.Handler            { return l }
+func (l *lines) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == l.msg {
+		l.mu.Lock()
+		l.n++
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+func (l *lines) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n
+}
+
+// A client flooding Home Assistant's birth gets the configurations
+// published again at most once per RepublishEvery, each with one log
+// line; the first birth after a quiet time is answered at once, and the
+// births of a quiet time by one republication at its end.
+func TestBirthFloodCoalesced(t *testing.T) {
+	const every = 2 * time.Second
+	logged := &lines{msg: "home assistant came online: discovery published again"}
+	h := startWith(t, false, every, slog.New(logged))
+	c, _ := connect5(t, h.addr, "", "")
+	publishReading(t, c, "hall", 50)
+	topic := "homeassistant/sensor/" + homeassistant.ObjectID("hall") + "/power/config"
+	w := watch(t, h.addr, topic)
+	w.wait(t, topic, "", 1)
+
+	// After a quiet time (none yet), a birth is answered at once.
+	birth := time.Now()
+	mqtttest.Publish5(t, c, "homeassistant/status", 1, "online")
+	w.wait(t, topic, "", 2)
+	if d := time.Since(birth); d >= every {
+		t.Errorf("first birth answered after %v, want at once", d)
+	}
+
+	flood := time.Now()
+	for range 300 {
+		if code := mqtttest.Publish5(t, c, "homeassistant/status", 0, "online"); code != 0 {
+			t.Fatalf("birth: reason code %#x", code)
+		}
+	}
+	mqtttest.Publish5(t, c, "homeassistant/status", 1, "online") // acked: all heard
+	elapsed := time.Since(flood)
+	w.wait(t, topic, "", 3) // the flood's births, merged at the quiet time's end
+	n := w.count(topic)
+	if most := 3 + int(time.Since(flood)/every); n > most {
+		t.Errorf("%d configs after 301 births in %v, want at most %d (one per %v)", n, elapsed, most, every)
+	}
+	if got := logged.count(); got != n-1 {
+		t.Errorf("%d log lines for %d republications", got, n-1)
+	}
+
+	// Quiet again: the next birth is answered at once.
+	for {
+		w.mu.Lock()
+		last := w.at
+		w.mu.Unlock()
+		if time.Since(last) > every {
+			break
+		}
+		select {
+		case <-w.new:
+		case <-time.After(every - time.Since(last) + 10*time.Millisecond):
+		}
+	}
+	n = w.count(topic)
+	birth = time.Now()
+	mqtttest.Publish5(t, c, "homeassistant/status", 1, "online")
+	w.wait(t, topic, "", n+1)
+	if d := time.Since(birth); d >= every {
+		t.Errorf("birth after a quiet time answered after %v, want at once", d)
+	}
+}
+
+// A client clearing a config again and again gets it published again at
+// most once per RepublishEvery, the clears of a quiet time merged into one.
+func TestClearFloodCoalesced(t *testing.T) {
+	const every = 2 * time.Second
+	h := startWith(t, false, every, nil)
+	c, _ := connect5(t, h.addr, "", "")
+	publishReading(t, c, "shed", 10)
+	topic := "homeassistant/sensor/" + homeassistant.ObjectID("shed") + "/energy/config"
+	w := watch(t, h.addr, topic)
+	w.wait(t, topic, "", 1)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	flood := time.Now()
+	const clears = 200
+	for range clears {
+		if _, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Retain: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	elapsed := time.Since(flood)
+	// The config, each clear, and the config again at least once after
+	// the last clear.
+	w.waitFunc(t, topic, func(p []byte) bool { return len(p) > 0 }, "config", 2)
+	for {
+		w.mu.Lock()
+		last := w.got[len(w.got)-1]
+		w.mu.Unlock()
+		if len(last.Payload) > 0 && w.count(topic) >= 1+clears+1 {
+			break
+		}
+		select {
+		case <-w.new:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("config not published again after the last clear")
+		}
+	}
+	configs := 0
+	w.mu.Lock()
+	for _, p := range w.got {
+		if len(p.Payload) > 0 {
+			configs++
+		}
+	}
+	w.mu.Unlock()
+	if most := 3 + int(time.Since(flood)/every); configs > most {
+		t.Errorf("%d configs after %d clears in %v, want at most %d (one per %v)", configs, clears, elapsed, most, every)
+	}
 }
 
 // A config cleared by anyone (an empty retained message: on a broker

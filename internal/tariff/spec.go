@@ -108,7 +108,10 @@ func (s Spec) Build(loc *time.Location) (*Tariff, error) {
 	if len(s.Periods) > MaxPeriods {
 		bad("periods", "%d periods; at most %d", len(s.Periods), MaxPeriods)
 	}
-	for i, p := range s.Periods {
+	// Past the most allowed, items are not looked at: the count's
+	// problem says enough, and an answer naming each of thousands of bad
+	// items would be many times the request.
+	for i, p := range s.Periods[:min(len(s.Periods), MaxPeriods)] {
 		key := fmt.Sprintf("periods[%d].", i)
 		if strings.TrimSpace(p.Name) == "" {
 			bad(key+"name", "must not be empty")
@@ -138,7 +141,7 @@ func (s Spec) Build(loc *time.Location) (*Tariff, error) {
 	if len(s.Holidays) > MaxHolidays {
 		bad("holidays", "%d holidays; at most %d", len(s.Holidays), MaxHolidays)
 	}
-	for i, h := range s.Holidays {
+	for i, h := range s.Holidays[:min(len(s.Holidays), MaxHolidays)] {
 		d, err := ParseDate(h)
 		if err != nil {
 			bad(fmt.Sprintf("holidays[%d]", i), "%v", err)

@@ -62,7 +62,7 @@ type Date struct {
 func ParseDate(s string) (Date, error) {
 	t, err := time.Parse(time.DateOnly, s)
 	if err != nil {
-		return Date{}, fmt.Errorf("%q is not a date YYYY-MM-DD", s)
+		return Date{}, fmt.Errorf("%.40q is not a date YYYY-MM-DD", s)
 	}
 	return Date{t.Year(), t.Month(), t.Day()}, nil
 }
@@ -71,7 +71,7 @@ func ParseDate(s string) (Date, error) {
 func ParseClock(s string) (int, error) {
 	digit := func(i int) (int, bool) { return int(s[i] - '0'), s[i] >= '0' && s[i] <= '9' }
 	if len(s) != 5 || s[2] != ':' {
-		return 0, fmt.Errorf("%q is not a time of day HH:MM", s)
+		return 0, fmt.Errorf("%.40q is not a time of day HH:MM", s)
 	}
 	h1, ok1 := digit(0)
 	h2, ok2 := digit(1)
@@ -79,7 +79,7 @@ func ParseClock(s string) (int, error) {
 	m2, ok4 := digit(4)
 	h, m := h1*10+h2, m1*10+m2
 	if !ok1 || !ok2 || !ok3 || !ok4 || h > 24 || m > 59 || (h == 24 && m != 0) {
-		return 0, fmt.Errorf("%q is not a time of day HH:MM", s)
+		return 0, fmt.Errorf("%.40q is not a time of day HH:MM", s)
 	}
 	return h*60 + m, nil
 }
@@ -118,7 +118,7 @@ func ParseDays(names []string) ([]time.Weekday, error) {
 		case "all":
 			add(time.Monday, time.Tuesday, time.Wednesday, time.Thursday, time.Friday, time.Saturday, time.Sunday)
 		default:
-			return nil, fmt.Errorf("%q is not a day (mon..sun, weekdays, weekend, all)", n)
+			return nil, fmt.Errorf("%.40q is not a day (mon..sun, weekdays, weekend, all)", n)
 		}
 	}
 	if len(out) == 0 {
