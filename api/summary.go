@@ -10,6 +10,7 @@ import (
 
 	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/tariff"
+	"github.com/vatio-energy/vatio/store"
 )
 
 // periodJSON is the energy and cost of a period of a summary.
@@ -18,7 +19,8 @@ type periodJSON struct {
 	EnergyKWh float64   `json:"energy_kwh"`
 	ExportKWh float64   `json:"export_kwh"`
 	// EnergyCost is the energy's cost less the export's earnings;
-	// FixedCharge the daily charges of the period's days so far;
+	// FixedCharge the daily charges of the period's days so far (from
+	// the day a site's data begins: see store.Meter.Since);
 	// DemandCharge (months) the charge on the peak demand so far; Cost
 	// their sum.
 	EnergyCost   float64 `json:"energy_cost"`
@@ -66,15 +68,13 @@ func (s *Server) summary(c *fiber.Ctx) error {
 	today := energy.Day.Floor(now, loc)
 	month := energy.Month.Floor(now, loc)
 	out.Today.From, out.Month.From = today, month
-	days := 0 // days of the month so far, today included
-	for d := month; d.Before(now); d = d.AddDate(0, 0, 1) {
-		days++
-	}
 	var peakAt time.Time
 	for name, ids := range sites {
 		out.Sites = append(out.Sites, name)
+		var ms []store.Meter
 		for _, id := range ids {
 			if m, err := s.store.Meter(id); err == nil {
+				ms = append(ms, m)
 				if w, ok := m.PowerNow(now); ok {
 					out.PowerW += w
 				}
@@ -90,8 +90,11 @@ func (s *Server) summary(c *fiber.Ctx) error {
 				addBucket(&out.Today, b)
 			}
 		}
-		out.Today.FixedCharge += tr.DailyCharge
-		out.Month.FixedCharge += tr.DailyCharge * float64(days)
+		// The daily charge of the days the site's data covers: none for
+		// the month's days before Vatio knew of it.
+		since := energy.SiteSince(ms...)
+		out.Today.FixedCharge += tr.DailyCharge * float64(energy.ChargedDays(since, today, now, loc))
+		out.Month.FixedCharge += tr.DailyCharge * float64(energy.ChargedDays(since, month, now, loc))
 		current, peak, err := energy.Demands(s.store, ids, month, now)
 		if err != nil {
 			return err

@@ -638,11 +638,17 @@ func (d *Dashboard) costsPage(c *fiber.Ctx) error {
 	all := d.meterViews(now)
 	mains := mainIDs(all)
 	data.HasMeters = len(mains) > 0
-	sites := map[string]bool{}
+	// A site's daily charge is booked from the day its data begins (see
+	// store.Meter.Since), none for the days before Vatio knew of it.
+	siteMeters := map[string][]store.Meter{}
 	for _, m := range all {
 		if m.Main {
-			sites[m.Site] = true
+			siteMeters[m.Site] = append(siteMeters[m.Site], m.Meter)
 		}
+	}
+	sites := map[string]time.Time{} // each site's since
+	for s, ms := range siteMeters {
+		sites[s] = energy.SiteSince(ms...)
 	}
 	month := energy.Month.Floor(now, tr.Location)
 	today := energy.Day.Floor(now, tr.Location)
@@ -654,7 +660,12 @@ func (d *Dashboard) costsPage(c *fiber.Ctx) error {
 	cost := make([]float64, len(days))
 	for i, bk := range days {
 		labels[i] = b.Lang.Day(bk.Start, tr.Location)
-		cost[i] = bk.Cost + tr.DailyCharge*float64(len(sites))
+		fixed := 0.0
+		for _, since := range sites {
+			fixed += tr.DailyCharge * float64(energy.ChargedDays(since, bk.Start, bk.End, tr.Location))
+		}
+		data.FixedCharge += fixed
+		cost[i] = bk.Cost + fixed
 		data.MonthKWh += bk.InKWh
 		data.MonthCost += bk.Cost
 		data.MonthCO2 += bk.CO2Kg
@@ -663,13 +674,10 @@ func (d *Dashboard) costsPage(c *fiber.Ctx) error {
 			data.TodayCost += cost[i]
 		}
 	}
-	data.FixedCharge = tr.DailyCharge * float64(len(days)*len(sites))
-	for s := range sites {
-		var ids []string
-		for _, m := range all {
-			if m.Main && m.Site == s {
-				ids = append(ids, m.ID)
-			}
+	for _, ms := range siteMeters {
+		ids := make([]string, len(ms))
+		for i, m := range ms {
+			ids[i] = m.ID
 		}
 		_, peak, err := energy.Demands(d.st, ids, month, now)
 		if err != nil {

@@ -161,6 +161,11 @@ func TestCostsAndSavingsPages(t *testing.T) {
 			t.Errorf("costs page lacks %q", want)
 		}
 	}
+	// The daily charge (0.50) counts from the day the data begins, the
+	// 11th: 15 days of November, not 25.
+	if !strings.Contains(page, "of which fixed charges 7.50 EUR") {
+		t.Errorf("costs page does not book 15 days of fixed charge:\n%s", page)
+	}
 	_, page = get(t, app, "/savings")
 	for _, want := range []string{`<title>Savings · Vatio</title>`, "house draws 300 W even at night", `data-kind="baseload"`, " EUR</strong> a year"} {
 		if !strings.Contains(page, want) {

@@ -121,6 +121,19 @@ func (m Meter) PowerNow(now time.Time) (float64, bool) {
 	return m.LastPowerW, true
 }
 
+// Since returns when the meter's data is known to begin: its oldest
+// reading stored (or, once retention archived them all, its newest ever),
+// or when Vatio stored its first reading, whichever is earlier. Zero for a
+// meter with neither.
+func (m Meter) Since() time.Time {
+	since := m.Info.Created
+	hasFirst := m.Readings > 0 || !m.ArchivedBefore.IsZero()
+	if hasFirst && (since.IsZero() || m.First.Before(since)) {
+		since = m.First
+	}
+	return since
+}
+
 // gapRing holds a meter's latest intervals between readings.
 type gapRing struct {
 	gaps [16]int64

@@ -185,3 +185,33 @@ func Demands(st *store.Store, ids []string, from, now time.Time) (current, peak 
 	}
 	return current, peak, nil
 }
+
+// ChargedDays returns how many of the days from from to to (in loc, the
+// one holding from to the last starting before to) owe a site's daily
+// fixed charge: those ending after since, when the site's data begins
+// (see store.Meter.Since). None when since is zero: a site with no data
+// owes nothing yet, and days before Vatio knew of it are not its to book.
+func ChargedDays(since, from, to time.Time, loc *time.Location) int {
+	if since.IsZero() {
+		return 0
+	}
+	n := 0
+	for d := Day.Floor(from, loc); d.Before(to); d = Day.Next(d) {
+		if since.Before(Day.Next(d)) {
+			n++
+		}
+	}
+	return n
+}
+
+// SiteSince returns when the data of a site of meters ms begins: the
+// earliest of their Since, zero for none.
+func SiteSince(ms ...store.Meter) time.Time {
+	var since time.Time
+	for _, m := range ms {
+		if s := m.Since(); !s.IsZero() && (since.IsZero() || s.Before(since)) {
+			since = s
+		}
+	}
+	return since
+}
