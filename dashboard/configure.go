@@ -256,6 +256,9 @@ type ruleView struct {
 	Condition string
 	Firing    []string
 	Warnings  []string
+	// MeterKnown is whether its meter has a page: a rule may wait for a
+	// meter that has sent nothing yet.
+	MeterKnown bool
 }
 
 // configureData is what configure.html renders.
@@ -292,7 +295,7 @@ func (l *language) condition(r alert.Rule) string {
 	case alert.EnergyBudget:
 		return l.Energy(r.BudgetKWh) + " / " + l.T("rules.period_"+r.Period)
 	case alert.Silent:
-		return time.Duration(r.SilentFor).String()
+		return alert.HumanDuration(time.Duration(r.SilentFor))
 	case alert.Anomaly:
 		return "×" + l.Number(r.Factor, 1)
 	}
@@ -329,7 +332,7 @@ func (d *Dashboard) configureData(c *fiber.Ctx, b *base) *configureData {
 	if d.rules != nil {
 		states := d.rules.States()
 		for _, r := range d.rules.List() {
-			v := ruleView{Rule: r, Condition: b.Lang.condition(r)}
+			v := ruleView{Rule: r, Condition: b.Lang.condition(r), MeterKnown: slices.Contains(data.Meters, r.Meter)}
 			for _, w := range d.rules.WarningMessages(r) {
 				v.Warnings = append(v.Warnings, b.Lang.message(w, d.loc))
 			}

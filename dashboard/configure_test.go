@@ -364,7 +364,8 @@ func TestSettingsRuleForms(t *testing.T) {
 	s := startSite(t)
 	viewer, operator := s.login(t, auth.Viewer), s.login(t, auth.Operator)
 	_, page := operator.get("/settings")
-	for _, want := range []string{`id="rule-quiet" data-rule="quiet" data-source="config"`, `from config.yaml`, `id="rule-form"`, `<option value="kitchen">`} {
+	for _, want := range []string{`id="rule-quiet" data-rule="quiet" data-source="config"`, `from config.yaml`, `id="rule-form"`, `<option value="kitchen">`,
+		`<span class="sub">1 h</span>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the operator's settings page lacks %s", want)
 		}
@@ -391,6 +392,9 @@ func TestSettingsRuleForms(t *testing.T) {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page after adding a rule lacks %s", want)
 		}
+	}
+	if strings.Contains(page, `href="/meters/main"`) {
+		t.Error("the rule links to the page of a meter that has none yet")
 	}
 	if res, page := operator.post("/settings/rules", rule); res.StatusCode != http.StatusBadRequest || !strings.Contains(page, "a rule oven-left-on exists") {
 		t.Errorf("a rule of an id taken: %d, want 400 saying so", res.StatusCode)
