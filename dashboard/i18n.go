@@ -140,7 +140,9 @@ func (l *language) DateTime(t time.Time, loc *time.Location) string {
 	if t.IsZero() || t.Unix() <= 0 {
 		return "–"
 	}
-	t = t.In(loc)
+	// To the second first: an imported interval's last reading, a
+	// nanosecond before its end (see meter.HistoryReader), shows the end.
+	t = t.Round(time.Second).In(loc)
 	return strconv.Itoa(t.Day()) + " " + l.months[t.Month()-1] + " " + strconv.Itoa(t.Year()) + ", " + t.Format("15:04")
 }
 

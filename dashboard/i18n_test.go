@@ -180,6 +180,11 @@ func TestFormats(t *testing.T) {
 	if got := spanish.Day(summer, madrid); got != "dom 29 mar" {
 		t.Errorf("Day = %s", got)
 	}
+	// An imported hour's last reading, a nanosecond before it ends, shows
+	// the hour's end.
+	if got := english.DateTime(time.Date(2026, 10, 1, 3, 0, 0, 0, time.UTC).Add(-time.Nanosecond), madrid); got != "1 Oct 2026, 05:00" {
+		t.Errorf("a nanosecond before 05:00: %s", got)
+	}
 	if got := english.DateTime(time.Time{}, madrid); got != "–" {
 		t.Errorf("zero time = %s", got)
 	}

@@ -46,6 +46,19 @@ func TestHistoryIsNotPowerNowInBrowser(t *testing.T) {
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("import = %d", res.StatusCode)
 	}
+	// An hour's energy from the utility: its newest reading is the hour's
+	// end, not a minute before it (stored a nanosecond before).
+	hourStart := time.Now().UTC().Add(-30 * time.Hour).Truncate(time.Hour)
+	req, _ = http.NewRequest(http.MethodPost, origin+"/api/v1/meters/hourly/import?interval=1h",
+		strings.NewReader("start,energy_kwh\n"+hourStart.Format(time.RFC3339)+",0.5\n"))
+	req.Header.Set("Content-Type", "text/csv")
+	if res, err = apiClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("interval import = %d", res.StatusCode)
+	}
 	c := mqtttest.V3(t, v.mqtt)
 	mqtttest.Publish3(t, c, "energy/consumption/live", 1, false, `{"power_w": 300}`)
 	stamped := func(ago time.Duration, w int) string {
@@ -62,6 +75,9 @@ func TestHistoryIsNotPowerNowInBrowser(t *testing.T) {
 		document.querySelector('article.card[data-meter="old"] .card-seen').textContent`, func(s string) bool {
 		return strings.Contains(s, "offline") && strings.Contains(s, "Last heard never (history only)")
 	})
+	end := hourStart.Add(time.Hour).In(time.Local).Format("15:04")
+	waitEval(t, ctx, "the imported hour's newest reading", `document.querySelector('article.card[data-meter="hourly"] time.read').textContent`,
+		func(s string) bool { return strings.HasSuffix(s, end) })
 	// The replay goes on: an hour ago now. Heard, online, not now.
 	mqtttest.Publish3(t, c, "energy/consumption/buffered", 1, false, stamped(time.Hour, 4100))
 	waitEval(t, ctx, "the replayed reading on its card", cardPower("buffered"), func(s string) bool { return s == "4.10 kW" })

@@ -52,7 +52,9 @@
   }
   var dateFormat = null;
   function dateTime(iso) {
-    var d = new Date(iso);
+    // To the second first, as the server does: an imported interval's last
+    // reading, a nanosecond before its end, shows the end.
+    var d = new Date(Math.round(new Date(iso).getTime() / 1000) * 1000);
     if (isNaN(d.getTime()) || d.getTime() <= 0) return "–";
     if (!dateFormat) {
       try {
