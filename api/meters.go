@@ -413,10 +413,10 @@ func (s *Server) answerEnergy(tr *tariff.Tariff, out *energyAnswer, iv energy.In
 		out.Total.ChildrenKWh, out.Total.UnmeteredKWh = new(float64), new(float64)
 	}
 	for i, b := range own {
-		p := energyPoint{T: b.Start, End: b.End, EnergyKWh: b.InKWh, ExportKWh: b.OutKWh, Cost: tariff.Round(b.Cost), CO2Kg: b.CO2Kg}
+		p := energyPoint{T: b.Start, End: b.End, EnergyKWh: energy.RoundKWh(b.InKWh), ExportKWh: energy.RoundKWh(b.OutKWh), Cost: tariff.Round(b.Cost), CO2Kg: b.CO2Kg}
 		if kids != nil {
-			ch := kids[i].InKWh - kids[i].OutKWh
-			rest := b.InKWh - b.OutKWh - ch
+			ch := energy.RoundKWh(kids[i].InKWh - kids[i].OutKWh)
+			rest := energy.RoundKWh(b.InKWh - b.OutKWh - ch)
 			p.ChildrenKWh, p.UnmeteredKWh = &ch, &rest
 			*out.Total.ChildrenKWh += ch
 			*out.Total.UnmeteredKWh += rest
@@ -428,6 +428,10 @@ func (s *Server) answerEnergy(tr *tariff.Tariff, out *energyAnswer, iv energy.In
 		out.Total.CO2Kg += b.CO2Kg
 	}
 	out.Total.Cost = tariff.Round(out.Total.Cost)
+	out.Total.EnergyKWh, out.Total.ExportKWh = energy.RoundKWh(out.Total.EnergyKWh), energy.RoundKWh(out.Total.ExportKWh)
+	if kids != nil {
+		*out.Total.ChildrenKWh, *out.Total.UnmeteredKWh = energy.RoundKWh(*out.Total.ChildrenKWh), energy.RoundKWh(*out.Total.UnmeteredKWh)
+	}
 }
 
 // meterEnergy serves GET /api/v1/meters/{id}/energy: the meter's energy,

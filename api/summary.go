@@ -115,6 +115,7 @@ func (s *Server) summary(c *fiber.Ctx) error {
 		p.FixedCharge = tariff.Round(p.FixedCharge)
 		p.DemandCharge = tariff.Round(p.DemandCharge)
 		p.Cost = tariff.Round(p.EnergyCost + p.FixedCharge + p.DemandCharge)
+		p.EnergyKWh, p.ExportKWh = energy.RoundKWh(p.EnergyKWh), energy.RoundKWh(p.ExportKWh)
 	}
 	return c.JSON(out)
 }

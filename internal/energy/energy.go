@@ -8,6 +8,7 @@ package energy
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/vatio-energy/vatio/internal/tariff"
@@ -215,3 +216,8 @@ func SiteSince(ms ...store.Meter) time.Time {
 	}
 	return since
 }
+
+// RoundKWh rounds an energy to the microwatt-hour (1e-9 kWh), far below any
+// meter's resolution: sums of many readings' energy carry float noise
+// (2.5099999999997746 for a file's 2.51 kWh) that answers should not.
+func RoundKWh(kwh float64) float64 { return math.Round(kwh*1e9) / 1e9 }
