@@ -83,7 +83,7 @@ type starting struct {
 	dec         *meter.Decoder
 	// publish sends commands, alerts and Home Assistant discovery through
 	// the broker, embedded or external.
-	publish func(topic string, payload []byte, retain bool) error
+	publish func(ctx context.Context, topic string, payload []byte, retain bool) error
 	// subscribe hears Home Assistant's birth and cleared discovery (nil:
 	// not heard).
 	subscribe   homeassistant.Subscribe
@@ -172,8 +172,8 @@ func (s *starting) setUpBroker() (err error) {
 			return err
 		}
 		s.onFailure(func() { a.bridge.Close() })
-		s.publish = func(topic string, payload []byte, retain bool) error {
-			return a.bridge.Publish(topic, payload, retain, 1)
+		s.publish = func(ctx context.Context, topic string, payload []byte, retain bool) error {
+			return a.bridge.Publish(ctx, topic, payload, retain, 1)
 		}
 		s.subscribe = a.bridge.Subscribe
 		s.mqttMetrics = []prometheus.Collector{pipeline, a.bridge}
@@ -211,7 +211,7 @@ func (s *starting) setUpBroker() (err error) {
 		return err
 	}
 	server := a.broker.Server()
-	s.publish = func(topic string, payload []byte, retain bool) error {
+	s.publish = func(_ context.Context, topic string, payload []byte, retain bool) error {
 		return server.Publish(topic, payload, retain, 1)
 	}
 	s.subscribe = a.broker.Subscribe
@@ -239,8 +239,8 @@ func (s *starting) buildServices() (err error) {
 			Password: e.Password, TLS: e.TLS, Timeout: e.Timeout})
 	}
 	if m := cfg.Alerts.MQTT; m.Enabled {
-		notifiers = append(notifiers, &alert.MQTT{Prefix: m.Prefix, Publish: func(topic string, payload []byte) error {
-			return s.publish(topic, payload, false)
+		notifiers = append(notifiers, &alert.MQTT{Prefix: m.Prefix, Publish: func(ctx context.Context, topic string, payload []byte) error {
+			return s.publish(ctx, topic, payload, false)
 		}})
 	}
 	a.alerts = alert.New(a.store, notifiers, alert.Options{
@@ -292,7 +292,9 @@ func (s *starting) buildServices() (err error) {
 		return err
 	}
 	s.audit = audit.New(a.store, logger.With("component", "audit"))
-	command := func(topic string, payload []byte) error { return s.publish(topic, payload, false) }
+	command := func(topic string, payload []byte) error {
+		return s.publish(context.Background(), topic, payload, false)
+	}
 	// Rules' commands are audited as they are sent; load shedding's, with
 	// what it decided, by OnAction below.
 	// Rule actions come from the API: their webhooks may not reach where

@@ -146,14 +146,14 @@ func (w *Webhook) Notify(ctx context.Context, a store.Alert) error {
 // the embedded broker, for home automation to act on.
 type MQTT struct {
 	Prefix  string
-	Publish func(topic string, payload []byte) error
+	Publish func(ctx context.Context, topic string, payload []byte) error
 }
 
 // Name implements Notifier.
 func (*MQTT) Name() string { return "mqtt" }
 
 // Notify implements Notifier.
-func (m *MQTT) Notify(_ context.Context, a store.Alert) error {
+func (m *MQTT) Notify(ctx context.Context, a store.Alert) error {
 	payload, err := json.Marshal(templateData(a))
 	if err != nil {
 		return err
@@ -162,7 +162,7 @@ func (m *MQTT) Notify(_ context.Context, a store.Alert) error {
 	if a.Meter != "" {
 		topic += "/" + a.Meter
 	}
-	if err := m.Publish(topic, payload); err != nil {
+	if err := m.Publish(ctx, topic, payload); err != nil {
 		return fmt.Errorf("mqtt: publish on %s: %w", topic, err)
 	}
 	return nil

@@ -1,6 +1,7 @@
 package alert_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -231,7 +232,7 @@ func TestWebhookBodyTemplate(t *testing.T) {
 func TestMQTTNotifier(t *testing.T) {
 	var topics []string
 	var payloads []string
-	n := &alert.MQTT{Prefix: "vatio/alerts", Publish: func(topic string, payload []byte) error {
+	n := &alert.MQTT{Prefix: "vatio/alerts", Publish: func(_ context.Context, topic string, payload []byte) error {
 		topics, payloads = append(topics, topic), append(payloads, string(payload))
 		return nil
 	}}

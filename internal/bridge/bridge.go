@@ -408,9 +408,10 @@ var brokerUptimeDesc = prometheus.NewDesc("vatio_broker_uptime_seconds",
 const RestartSlack = 15 * time.Second
 
 // Publish sends a message to the broker (commands, alerts, Home Assistant
-// discovery), waiting for its acknowledgement at QoS 1.
-func (b *Bridge) Publish(topic string, payload []byte, retain bool, qos byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+// discovery), waiting for its acknowledgement at QoS 1: 10 s at most, and no longer
+// than ctx.
+func (b *Bridge) Publish(ctx context.Context, topic string, payload []byte, retain bool, qos byte) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	// Up to the timeout, wait for the connection: the leader's jobs start
 	// before it is made (see Start), and during a reconnection.

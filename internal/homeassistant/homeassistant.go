@@ -26,8 +26,9 @@ import (
 	"github.com/vatio-energy/vatio/store"
 )
 
-// Publish sends payload on topic through the broker, retained or not.
-type Publish func(topic string, payload []byte, retain bool) error
+// Publish sends payload on topic through the broker, retained or not,
+// giving up when ctx ends (a broker out of reach must not hold a stop).
+type Publish func(ctx context.Context, topic string, payload []byte, retain bool) error
 
 // Subscribe calls fn with each message published on a topic matching
 // filter from now on (retained ones too, if the broker sends them) until
@@ -212,21 +213,19 @@ func (p *Publisher) Run(ctx context.Context) {
 		for _, unsub := range unsubs {
 			unsub() // first: Vatio's own offline is not one to correct
 		}
-		// A stop does not wait long for a broker out of reach: publish
-		// gives up by itself (the bridge after 10 s), and the status
-		// stays as the broker last had it.
-		done := make(chan struct{})
-		go func() { defer close(done); p.setStatus(Offline) }()
-		select {
-		case <-done:
-		case <-time.After(stopWait):
-			p.opts.Logger.Warn("home assistant: offline not published in time", slog.String("topic", p.StatusTopic()))
-		}
+		// A stop does not wait long for a broker out of reach: the
+		// status stays as the broker last had it.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopWait)
+		defer cancel()
+		p.setStatus(sctx, Offline)
 	}()
-	p.setStatus(Online)
-	p.announceAll(false)
+	p.setStatus(ctx, Online)
+	p.announceAll(ctx, false)
 	for _, m := range p.st.Meters() {
-		p.state(m.ID, m.LastPowerW, time.Now())
+		if ctx.Err() != nil {
+			return
+		}
+		p.state(ctx, m.ID, m.LastPowerW, time.Now())
 	}
 	announce := time.NewTicker(time.Minute)
 	defer announce.Stop()
@@ -241,24 +240,27 @@ func (p *Publisher) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-announce.C: // renamed meters
-			p.announceAll(false)
+			p.announceAll(ctx, false)
 		case <-check.C:
-			p.checkAvailability(p.st.Meters())
+			p.checkAvailability(ctx, p.st.Meters())
 		case <-p.wake:
-			p.take(q)
-			p.act(q, later)
+			p.take(ctx, q)
+			p.act(ctx, q, later)
 		case <-later.C:
-			p.act(q, later)
+			p.act(ctx, q, later)
 		case recs, ok := <-watch:
 			if !ok {
 				return
 			}
 			for _, r := range recs {
-				if m, err := p.st.Meter(r.Meter); err == nil {
-					p.announce(m, false)
-					p.checkAvailability([]store.Meter{m})
+				if ctx.Err() != nil {
+					break
 				}
-				p.state(r.Meter, r.PowerW, time.Now())
+				if m, err := p.st.Meter(r.Meter); err == nil {
+					p.announce(ctx, m, false)
+					p.checkAvailability(ctx, []store.Meter{m})
+				}
+				p.state(ctx, r.Meter, r.PowerW, time.Now())
 			}
 		}
 	}
@@ -329,13 +331,13 @@ type quiet struct {
 
 // take moves what the handlers asked for into q; Vatio's status set
 // offline is corrected at once (one publish for one message).
-func (p *Publisher) take(q *quiet) {
+func (p *Publisher) take(ctx context.Context, q *quiet) {
 	p.mu.Lock()
 	reborn, reassert, cleared := p.reborn, p.reassert, p.cleared
 	p.reborn, p.reassert, p.cleared = false, false, map[string]string{}
 	p.mu.Unlock()
 	if reassert {
-		p.setStatus(Online)
+		p.setStatus(ctx, Online)
 	}
 	q.born = q.born || reborn
 	for topic, id := range cleared {
@@ -345,7 +347,7 @@ func (p *Publisher) take(q *quiet) {
 
 // act republishes what q holds whose quiet time is over, and sets later
 // to fire when the rest's is.
-func (p *Publisher) act(q *quiet, later *time.Timer) {
+func (p *Publisher) act(ctx context.Context, q *quiet, later *time.Timer) {
 	now := time.Now()
 	every := p.opts.RepublishEvery
 	var next time.Duration // 0: nothing waits
@@ -361,9 +363,9 @@ func (p *Publisher) act(q *quiet, later *time.Timer) {
 	}
 	if q.born && !wait(q.bornAt) {
 		q.born, q.bornAt = false, now
-		p.setStatus(Online)
+		p.setStatus(ctx, Online)
 		p.opts.Logger.Info("home assistant came online: discovery published again")
-		p.announceAll(true)
+		p.announceAll(ctx, true)
 		for topic := range q.cleared {
 			q.clearedAt[topic] = now // just published again with the rest
 		}
@@ -375,7 +377,7 @@ func (p *Publisher) act(q *quiet, later *time.Timer) {
 		}
 		delete(q.cleared, topic)
 		q.clearedAt[topic] = now
-		p.republish(topic, id)
+		p.republish(ctx, topic, id)
 	}
 	later.Stop()
 	if next > 0 {
@@ -384,7 +386,7 @@ func (p *Publisher) act(q *quiet, later *time.Timer) {
 }
 
 // republish publishes again the configuration on topic of meter id.
-func (p *Publisher) republish(topic, id string) {
+func (p *Publisher) republish(ctx context.Context, topic, id string) {
 	m, err := p.st.Meter(id)
 	if err != nil {
 		return // gone since
@@ -394,22 +396,22 @@ func (p *Publisher) republish(topic, id string) {
 			continue
 		}
 		p.opts.Logger.Info("home assistant discovery was cleared: published again", slog.String("meter", id), slog.String("topic", topic))
-		if err := p.publish(c.topic, c.payload, true); err != nil {
+		if err := p.publish(ctx, c.topic, c.payload, true); err != nil {
 			p.opts.Logger.Warn("home assistant discovery not published", slog.String("meter", id), slog.Any("error", err))
 		}
 	}
 }
 
 // setStatus publishes Vatio's status, retained.
-func (p *Publisher) setStatus(status string) {
-	if err := p.publish(p.StatusTopic(), []byte(status), true); err != nil {
+func (p *Publisher) setStatus(ctx context.Context, status string) {
+	if err := p.publish(ctx, p.StatusTopic(), []byte(status), true); err != nil {
 		p.opts.Logger.Warn("home assistant: status not published", slog.String("status", status), slog.Any("error", err))
 	}
 }
 
 // announceAll announces every meter (again, with force) and publishes
 // their availability.
-func (p *Publisher) announceAll(force bool) {
+func (p *Publisher) announceAll(ctx context.Context, force bool) {
 	meters := p.st.Meters()
 	if force {
 		p.mu.Lock()
@@ -417,15 +419,18 @@ func (p *Publisher) announceAll(force bool) {
 		p.mu.Unlock()
 	}
 	for _, m := range meters {
-		p.announce(m, force)
+		if ctx.Err() != nil {
+			return
+		}
+		p.announce(ctx, m, force)
 	}
-	p.checkAvailability(meters)
+	p.checkAvailability(ctx, meters)
 }
 
 // announce publishes m's discovery configs (retained) when it was not
 // announced yet, was under another name, or force says so; then its
 // availability.
-func (p *Publisher) announce(m store.Meter, force bool) {
+func (p *Publisher) announce(ctx context.Context, m store.Meter, force bool) {
 	label := cmp.Or(m.Info.Name, m.ID)
 	p.mu.Lock()
 	same := p.announced[m.ID] == label
@@ -434,7 +439,7 @@ func (p *Publisher) announce(m store.Meter, force bool) {
 		return
 	}
 	for _, c := range p.configsOf(m) {
-		if err := p.publish(c.topic, c.payload, true); err != nil {
+		if err := p.publish(ctx, c.topic, c.payload, true); err != nil {
 			p.opts.Logger.Warn("home assistant discovery not published", slog.String("meter", m.ID), slog.Any("error", err))
 			return
 		}
@@ -446,14 +451,17 @@ func (p *Publisher) announce(m store.Meter, force bool) {
 	p.announced[m.ID] = label
 	delete(p.available, m.ID) // published again with the configs
 	p.mu.Unlock()
-	p.checkAvailability([]store.Meter{m})
+	p.checkAvailability(ctx, []store.Meter{m})
 }
 
 // checkAvailability publishes the availability of each of meters whose
 // status changed since it was last published (or never was).
-func (p *Publisher) checkAvailability(meters []store.Meter) {
+func (p *Publisher) checkAvailability(ctx context.Context, meters []store.Meter) {
 	now := time.Now()
 	for _, m := range meters {
+		if ctx.Err() != nil {
+			return
+		}
 		status, _ := m.Status(now)
 		online := status == store.StatusOnline
 		p.mu.Lock()
@@ -467,7 +475,7 @@ func (p *Publisher) checkAvailability(meters []store.Meter) {
 		if online {
 			payload = Online
 		}
-		if err := p.publish(p.AvailabilityTopic(m.ID), []byte(payload), true); err != nil {
+		if err := p.publish(ctx, p.AvailabilityTopic(m.ID), []byte(payload), true); err != nil {
 			p.opts.Logger.Warn("home assistant availability not published", slog.String("meter", m.ID), slog.Any("error", err))
 			continue
 		}
@@ -479,7 +487,7 @@ func (p *Publisher) checkAvailability(meters []store.Meter) {
 
 // state publishes a meter's power and lifetime energy, at most every
 // Options.Every.
-func (p *Publisher) state(id string, powerW float64, now time.Time) {
+func (p *Publisher) state(ctx context.Context, id string, powerW float64, now time.Time) {
 	p.mu.Lock()
 	if now.Sub(p.lastState[id]) < p.opts.Every {
 		p.mu.Unlock()
@@ -501,7 +509,7 @@ func (p *Publisher) state(id string, powerW float64, now time.Time) {
 		p.mu.Unlock()
 	}
 	payload := statePayload(powerW, kwh)
-	if err := p.publish(p.StateTopic(id), payload, true); err != nil {
+	if err := p.publish(ctx, p.StateTopic(id), payload, true); err != nil {
 		p.opts.Logger.Warn("home assistant state not published", slog.String("meter", id), slog.Any("error", err))
 	}
 }

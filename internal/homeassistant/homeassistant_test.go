@@ -82,7 +82,7 @@ func startWith(t *testing.T, acl bool, republishEvery time.Duration, pubLogger *
 	}
 	h.addr = b.Addr().String()
 	srv := b.Server()
-	p := homeassistant.New(st, func(topic string, payload []byte, retain bool) error {
+	p := homeassistant.New(st, func(_ context.Context, topic string, payload []byte, retain bool) error {
 		return srv.Publish(topic, payload, retain, 1)
 	}, homeassistant.Options{Every: time.Millisecond, CheckEvery: 100 * time.Millisecond,
 		RepublishEvery: republishEvery, Subscribe: b.Subscribe, Version: "test", Logger: pubLogger})
