@@ -318,13 +318,24 @@ func Delivered(rs []meter.Reading, clientID string, packetID uint16, topic strin
 
 // Decode decodes a publish of src and counts its readings as accepted; a
 // rejection is returned, for the caller to answer and Count.
+//
+// A reading its device stamped ahead of the server clock (by no more than
+// ingest.max_future, or it is refused) is taken as received now: stored
+// at its own time, it would be the meter's newest until that time came,
+// its power "now" and the one power rules and load shedding read, whatever
+// live readings followed, and its energy would be booked before it was
+// drawn.
 func (p *Pipeline) Decode(src meter.Source, topic string, payload []byte) ([]meter.Reading, error) {
-	rs, err := src.Decode(topic, payload, p.now())
+	now := p.now()
+	rs, err := src.Decode(topic, payload, now)
 	if err != nil {
 		return nil, err
 	}
 	for i := range rs {
 		rs[i].Source = src.Name()
+		if rs[i].Stamped && rs[i].Time.After(now) {
+			rs[i].Time, rs[i].Stamped = now.UTC(), false
+		}
 	}
 	p.accepted.Add(float64(len(rs)))
 	return rs, nil

@@ -683,3 +683,43 @@ func TestResentPublishIsStoredOnce(t *testing.T) {
 		t.Fatalf("a new message on packet id 9 and a first DUP on 10: %d readings, want 3", n)
 	}
 }
+
+// TestReadingStampedAheadIsTakenNow checks that a reading its device
+// stamped ahead of the server clock (within max_future) is taken as
+// received: stored at its own time it stayed the meter's newest, its power
+// now, for minutes of live readings after it, and booked energy ahead of
+// time (found by the attacker's review).
+func TestReadingStampedAheadIsTakenNow(t *testing.T) {
+	h := start(t)
+	c := mqtttest.V3(t, h.addr)
+	mqtttest.Publish3(t, c, "energy/consumption/k", 1, false, `{"power_w": 500}`)
+	ahead := time.Now().Add(290 * time.Second).UTC().Format(time.RFC3339)
+	mqtttest.Publish3(t, c, "energy/consumption/k", 1, false, `{"power_w": 99999, "ts": "`+ahead+`"}`)
+	before := time.Now()
+	m, err := h.store.Meter("k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Last.After(before) || m.LastPowerW != 99999 {
+		t.Errorf("the reading stamped ahead: newest at %v (%g W), want it taken at its receipt, before %v", m.Last, m.LastPowerW, before)
+	}
+	mqtttest.Publish3(t, c, "energy/consumption/k", 1, false, `{"power_w": 1000}`)
+	if m, _ = h.store.Meter("k"); m.LastPowerW != 1000 || m.Readings != 3 {
+		t.Errorf("after a live 1000 W: newest %g W of %d readings, want 1000 W of 3", m.LastPowerW, m.Readings)
+	}
+	if w, ok := m.PowerNow(time.Now()); !ok || w != 1000 {
+		t.Errorf("power now = %g, %v; want 1000 W", w, ok)
+	}
+	// Its energy is the few milliseconds it lasted, not 290 s at 100 kW.
+	bs, _, err := h.store.Rollups("k", store.TierHour, before.Add(-time.Hour), before.Add(time.Hour), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wh float64
+	for _, b := range bs {
+		wh += b.EnergyWh
+	}
+	if wh > 1 {
+		t.Errorf("energy %g Wh after a second of readings", wh)
+	}
+}

@@ -355,7 +355,9 @@ type Ingest struct {
 	MinPowerW float64 `yaml:"min_power_w"`
 	// MaxPowerW is the highest valid power, in watts (see min_power_w).
 	MaxPowerW float64 `yaml:"max_power_w"`
-	// MaxFuture is how far ahead of the server clock a device timestamp may be.
+	// MaxFuture is how far ahead of the server clock a device timestamp may
+	// be; a reading stamped ahead within it is taken at the time it was
+	// received.
 	MaxFuture time.Duration `yaml:"max_future"`
 	// MaxPayloadBytes is the largest reading payload decoded.
 	MaxPayloadBytes int `yaml:"max_payload_bytes"`
