@@ -256,7 +256,8 @@ func dayChart(l *language, w window, actual, forecast [][2]float64) (chartSnippe
 	hourly := powerLine
 	hourly.Step = "end"
 	line.AddSeries(l.T("chart.power"), nil, charts.WithSeriesId("actual"), charts.WithLineChartOpts(hourly))
-	line.MultiSeries[0].Data = withBreaks(actual, breakSlack*float64(time.Hour.Milliseconds()))
+	hour := float64(time.Hour.Milliseconds())
+	line.MultiSeries[0].Data = withBreaksAt(actual, breakSlack*hour, hour)
 	line.AddSeries(l.T("chart.forecast"), nil, charts.WithSeriesId("forecast"),
 		charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(false), Step: "end"}),
 		charts.WithLineStyleOpts(opts.LineStyle{Type: "dashed", Width: 1.5}))

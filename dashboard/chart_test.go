@@ -75,12 +75,15 @@ func TestDayChartBreaksAtMissingHours(t *testing.T) {
 	h := float64(time.Hour.Milliseconds())
 	ms := float64(t0.UnixMilli())
 	c, err := dayChart(english, window{t0.Add(-24 * time.Hour), t0.Add(25 * time.Hour)},
-		[][2]float64{{ms - 5*h, 1}, {ms - 4*h, 2}, {ms - 2*h, 3}, {ms - h, 4}}, [][2]float64{{ms + h, 2}})
+		[][2]float64{{ms - 12*h, 5}, {ms - 5*h, 1}, {ms - 4*h, 2}, {ms - 2*h, 3}, {ms - h, 4}}, [][2]float64{{ms + h, 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		fmt.Sprintf(`"data":[[%d,1],[%d,2],[%d,null],[%d,3],[%d,4]]`, t0.Add(-5*time.Hour).UnixMilli(), t0.Add(-4*time.Hour).UnixMilli(),
+		// Each hour's step ends where the hour does, not halfway across the
+		// silence after it (-12 h held for 3.5 hours).
+		fmt.Sprintf(`"data":[{"value":[%d,5],"symbol":"circle"},[%d,null],[%d,1],[%d,2],[%d,null],[%d,3],[%d,4]]`, t0.Add(-12*time.Hour).UnixMilli(), t0.Add(-11*time.Hour).UnixMilli(),
+			t0.Add(-5*time.Hour).UnixMilli(), t0.Add(-4*time.Hour).UnixMilli(),
 			t0.Add(-3*time.Hour).UnixMilli(), t0.Add(-2*time.Hour).UnixMilli(), t0.Add(-time.Hour).UnixMilli()),
 		fmt.Sprintf(`"min":%d,"max":%d`, t0.Add(-24*time.Hour).UnixMilli(), t0.Add(25*time.Hour).UnixMilli()),
 	} {

@@ -59,11 +59,15 @@ func newAppWith(tb testing.TB, newDashboard func(*store.Store, dashboard.Options
 	newDashboard(st, dashboard.Options{
 		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
 		Location: madrid,
-		Now:      func() time.Time { return t0.Add(10 * time.Second) },
+		Now:      func() time.Time { return appNow },
 		Tariff:   energy.FixedTariff(&tariff.Tariff{Currency: "EUR", PriceKWh: 0.2, DailyCharge: 0.5, CO2GramsKWh: 250, Location: madrid}),
 	}).Register(app)
 	return app, &logs
 }
+
+// appNow is the dashboards' clock: t0 and 10 s, unless a test (none runs
+// in parallel) moves it for itself.
+var appNow = t0.Add(10 * time.Second)
 
 func reading(m string, sec int, powerW float64) meter.Reading {
 	return meter.Reading{Meter: m, Time: t0.Add(time.Duration(sec) * time.Second), PowerW: powerW, Stamped: true}

@@ -56,6 +56,15 @@ func breakAfter(interval, maxGap, step time.Duration, pts [][2]float64) float64 
 // itself: a []any of points boxed each one made the overview's page half
 // again as many allocations (BenchmarkRenderPage).
 func withBreaks(pts [][2]float64, breakMs float64) json.RawMessage {
+	return withBreaksAt(pts, breakMs, 0)
+}
+
+// withBreaksAt is withBreaks for a line of buckets widthMs wide drawn as
+// steps (each point's value held until the next): the null ending a
+// bucket before a silence sits at the bucket's end, where the step
+// stops, rather than halfway across the silence. widthMs 0 puts it
+// halfway.
+func withBreaksAt(pts [][2]float64, breakMs, widthMs float64) json.RawMessage {
 	b := make([]byte, 0, 32*len(pts)+2)
 	b = append(b, '[')
 	for i, p := range pts {
@@ -66,7 +75,11 @@ func withBreaks(pts [][2]float64, breakMs float64) json.RawMessage {
 		}
 		if i > 0 && gapBefore {
 			b = append(b, '[')
-			b = appendNumber(b, (pts[i-1][0]+p[0])/2)
+			at := (pts[i-1][0] + p[0]) / 2
+			if widthMs > 0 {
+				at = pts[i-1][0] + widthMs
+			}
+			b = appendNumber(b, at)
 			b = append(b, ",null],"...)
 		}
 		lone := gapBefore && gapAfter

@@ -765,6 +765,16 @@ func (d *Dashboard) siteDay(b *base, ms []meterView, now time.Time) (chartSnippe
 	if err != nil || (len(sum) < 2 && len(fc) == 0) {
 		return chartSnippet{}, false, err
 	}
+	// The hour in progress: its energy so far over the time so far, not
+	// over the whole hour (at 07:05, 400 W drawn read as 33 W).
+	cur := now.Truncate(time.Hour)
+	if wh, ok := sum[cur.UnixMilli()]; ok {
+		if el := now.Sub(cur); el >= time.Minute {
+			sum[cur.UnixMilli()] = wh * float64(time.Hour) / float64(el)
+		} else {
+			delete(sum, cur.UnixMilli()) // a few seconds' energy says nothing yet
+		}
+	}
 	var actual, forecast [][2]float64
 	for ms, w := range sum {
 		actual = append(actual, [2]float64{float64(ms), roundTo(w/1000, 3)})

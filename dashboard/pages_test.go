@@ -362,3 +362,22 @@ func TestLastHourOfAFastMeter(t *testing.T) {
 		}
 	}
 }
+
+// TestDayChartHourInProgress checks that the day chart draws the hour in
+// progress as its mean power so far: at 10:05, 400 W drawn since 07:00
+// read 0.033 kW, the hour's energy so far over a whole hour.
+func TestDayChartHourInProgress(t *testing.T) {
+	appNow = t0.Add(5 * time.Minute)
+	t.Cleanup(func() { appNow = t0.Add(10 * time.Second) })
+	var rs []meter.Reading
+	for sec := -3 * 3600; sec <= 5*60; sec += 10 {
+		rs = append(rs, reading("house", sec, 400))
+	}
+	app, _ := newApp(t, rs...)
+	requireECharts(t, app)
+	_, page := get(t, app, "/")
+	actual := seriesData(t, chartOption(t, page, "day"), "actual")
+	if want := fmt.Sprintf("[%d,0.4]]", t0.UnixMilli()); !strings.HasSuffix(actual, want) {
+		t.Errorf("the day chart's hour in progress: %s, want it to end with %s", actual, want)
+	}
+}
