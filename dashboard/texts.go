@@ -327,7 +327,7 @@ var english = &language{
 		"meters.edit":      "Edit",
 
 		"import.heading":            "Bring in history",
-		"import.help":               "Import a meter's past readings from a file: Vatio's CSV (timestamp,power_w or start,energy_kwh), the hourly CSV of datadis.es, or a Green Button XML file from your utility. A bad line stops the import with nothing stored; readings already stored are kept.",
+		"import.help":               "Import a meter's past readings from a file: Vatio's CSV (timestamp,power_w or start,energy_kwh), the hourly CSV of datadis.es, or a Green Button XML file from your utility. A bad line stops the import with nothing stored; a reading at an instant already stored replaces it, so sending a file twice changes nothing.",
 		"import.meter":              "Meter id",
 		"import.meter_placeholder":  "the CUPS, for a Datadis file",
 		"import.meter_help":         "The meter the history is of. Leave it empty for a Datadis file: its CUPS names the meter.",
@@ -553,8 +553,8 @@ var spanish = &language{
 		"rules.save":                  "Guardar la regla",
 		"rules.cancel":                "Cancelar",
 		"rules.operators_only":        "Los operadores y administradores pueden añadir y cambiar reglas.",
-		"kind.power_above":            "Potencia por encima",
-		"kind.power_below":            "Potencia por debajo",
+		"kind.power_above":            "Potencia por encima de",
+		"kind.power_below":            "Potencia por debajo de",
 		"kind.energy_budget":          "Presupuesto de energía",
 		"kind.silent":                 "Medidor en silencio",
 		"kind.out_of_range":           "Fuera del rango esperado",
@@ -741,7 +741,7 @@ var spanish = &language{
 		"meters.edit":      "Editar",
 
 		"import.heading":            "Traer el historial",
-		"import.help":               "Importa las lecturas pasadas de un medidor desde un archivo: el CSV de Vatio (timestamp,power_w o start,energy_kwh), el CSV horario de datadis.es o un archivo XML Green Button de tu compañía. Una línea errónea detiene la importación sin guardar nada; las lecturas ya guardadas se conservan.",
+		"import.help":               "Importa las lecturas pasadas de un medidor desde un archivo: el CSV de Vatio (timestamp,power_w o start,energy_kwh), el CSV horario de datadis.es o un archivo XML Green Button de tu compañía. Una línea errónea detiene la importación sin guardar nada; una lectura de un instante ya guardado lo sustituye, así que enviar un archivo dos veces no cambia nada.",
 		"import.meter":              "Id del medidor",
 		"import.meter_placeholder":  "el CUPS, para un archivo de Datadis",
 		"import.meter_help":         "El medidor del historial. Déjalo vacío para un archivo de Datadis: su CUPS da nombre al medidor.",

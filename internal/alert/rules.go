@@ -703,7 +703,12 @@ func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) 
 			key, backKey = MsgPowerBelow, MsgPowerBackAbove
 		}
 		args := []string{"meter", m.ID, "power_w", watts(last), "threshold_w", watts(rule.ThresholdW), "for", duration(window)}
-		backMsg := msg(backKey, args...)
+		// Back past the hysteresis: the level the resolution checked.
+		level := rule.ThresholdW - rule.HysteresisW
+		if !above {
+			level = rule.ThresholdW + rule.HysteresisW
+		}
+		backMsg := msg(backKey, "meter", m.ID, "power_w", watts(last), "threshold_w", watts(level), "for", duration(window))
 		if !fresh {
 			backMsg = msg(MsgNoData) // gone silent: nothing says how things are
 		}

@@ -433,8 +433,9 @@ func TestPowerRuleWaitsForItsDurationOnReadingTimes(t *testing.T) {
 	if len(as) != 2 || as[0].State != store.AlertResolved || as[1].State != store.AlertResolved {
 		t.Fatalf("after the power fell: %+v", as)
 	}
-	// The resolution says what cleared, not what fired.
-	if a := as[1]; a.Key != alert.MsgResolved || a.Args["what"] != alert.MsgPowerBackBelow || a.Message != "kettle: resolved: power back below 2.00 kW (500 W) for 30 s" {
+	// The resolution says what cleared, not what fired: below the
+	// threshold less the hysteresis.
+	if a := as[1]; a.Key != alert.MsgResolved || a.Args["what"] != alert.MsgPowerBackBelow || a.Message != "kettle: resolved: power back below 1.80 kW (500 W) for 30 s" {
 		t.Errorf("resolution = %q, key %q, args %v", a.Message, a.Key, a.Args)
 	}
 	// Above again for 20 s, a silence of 2 minutes (longer than the
