@@ -152,7 +152,7 @@ func limitBody(limit int, idle time.Duration) fiber.Handler {
 		// stream itself is read, within the limit.
 		var raw io.Reader
 		if req.IsBodyStream() {
-			raw = &boundedReader{r: c.Context().RequestBodyStream(), left: int64(limit)}
+			raw = &boundedReader{r: &stickyReader{r: c.Context().RequestBodyStream()}, left: int64(limit)}
 		} else {
 			raw = bytes.NewReader(req.Body())
 		}
@@ -193,11 +193,31 @@ func importBody(c *fiber.Ctx, limit int64, idle time.Duration) (io.Reader, func(
 	req := c.Request()
 	var raw io.Reader
 	if req.IsBodyStream() { // not Body(), which would read all of it
-		raw = &idleReader{r: c.Context().RequestBodyStream(), conn: c.Context().Conn(), idle: idle}
+		raw = &idleReader{r: &stickyReader{r: c.Context().RequestBodyStream()}, conn: c.Context().Conn(), idle: idle}
 	} else {
 		raw = bytes.NewReader(req.Body())
 	}
 	return decodeBody(&boundedReader{r: raw, left: limit}, encodings, limit)
+}
+
+// stickyReader returns, once its reader has failed or ended, that error
+// again without reading. fasthttp's stream of a chunked body keeps no
+// state past its end: a Read after its io.EOF (bufio and others make one)
+// waits for another chunk that never comes, and an upload with
+// Transfer-Encoding: chunked (curl -T -, any client streaming a body of
+// unknown length) ended in 408 after the idle time.
+type stickyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (r *stickyReader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	n, err := r.r.Read(p)
+	r.err = err
+	return n, err
 }
 
 // idleReader moves the connection's read deadline forward as data comes:

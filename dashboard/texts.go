@@ -767,7 +767,7 @@ var spanish = &language{
 		"import.error_line":         "La línea %d del archivo no es válida, así que no se importó nada: %s",
 		"import.error_file":         "No se pudo leer el archivo, así que no se importó nada: %s",
 		"import.error_too_big":      "El archivo supera el límite de importación de este servidor (http.import_limit_bytes): %s",
-		"import.error_stalled":      "La subida se detuvo: inténtelo de nuevo.",
+		"import.error_stalled":      "La subida se detuvo: inténtalo de nuevo.",
 		"import.error_busy":         "Otra importación está en curso: envía este archivo de nuevo cuando termine. No se importó nada.",
 		"import.error_form":         "No se pudo leer el formulario: %s",
 		"import.error_no_meter":     "Indica de qué medidor es el historial: solo un archivo de Datadis nombra su medidor (su CUPS).",
