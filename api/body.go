@@ -240,7 +240,7 @@ func (r *idleReader) Read(p []byte) (int, error) {
 
 func truncate(s string, n int) string {
 	if len(s) > n {
-		return s[:n] + "..."
+		return cutUTF8(s, n) + "..."
 	}
 	return s
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // parseLimit parses a count parameter: empty gives def, otherwise a whole
@@ -37,7 +38,19 @@ func parseTime(name, s string, def time.Time) (time.Time, error) {
 // clip shortens user input quoted back in an error.
 func clip(s string) string {
 	if len(s) > 64 {
-		return s[:64] + "…"
+		return cutUTF8(s, 64) + "…"
 	}
 	return s
+}
+
+// cutUTF8 returns s cut to at most n bytes, at a character's start: a
+// character cut in two would be answered as U+FFFD.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

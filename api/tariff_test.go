@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vatio-energy/vatio/api"
 	"github.com/vatio-energy/vatio/internal/alert"
@@ -255,7 +256,7 @@ func TestRulesByRoleAndUnknownMeter(t *testing.T) {
 func TestHugeBadTariffSmallAnswer(t *testing.T) {
 	h, tokens, _ := tariffed(t)
 	var b strings.Builder
-	b.WriteString(`{"currency": "EUR", "price_kwh": 0.2, "periods": [`)
+	b.WriteString(`{"currency": "` + strings.Repeat("€", 200) + `", "price_kwh": 0.2, "periods": [`)
 	for i := range 8000 {
 		if i > 0 {
 			b.WriteByte(',')
@@ -303,8 +304,15 @@ func TestHugeBadTariffSmallAnswer(t *testing.T) {
 	if err := json.Unmarshal(answer, &e); err != nil {
 		t.Fatal(err)
 	}
+	// Values are quoted short, never cut inside a character.
+	if !utf8.Valid(answer) || strings.Contains(string(answer), "\uFFFD") || strings.Contains(string(answer), `\ufffd`) {
+		t.Errorf("the answer holds a character cut in two: %.300s", answer)
+	}
 	counts := map[string]int{}
 	for _, p := range e.Problems {
+		if strings.Contains(p.Reason, strings.Repeat("€", 41)) {
+			t.Errorf("%s quotes more than 40 characters of the currency: %.200s", p.Field, p.Reason)
+		}
 		field, _, _ := strings.Cut(p.Field, "[")
 		counts[field]++
 		if strings.Contains(p.Reason, long[:41]) {

@@ -89,7 +89,7 @@ func (s Spec) Build(loc *time.Location) (*Tariff, error) {
 		}
 	}
 	if len(s.Currency) != 3 || strings.ContainsFunc(s.Currency, func(r rune) bool { return r < 'A' || r > 'Z' }) {
-		bad("currency", "%q is not a currency code such as EUR", s.Currency)
+		bad("currency", "%.40q is not a currency code such as EUR", s.Currency)
 	}
 	price("price_kwh", s.PriceKWh)
 	price("export_price_kwh", s.ExportPriceKWh)
