@@ -84,8 +84,17 @@ func TestHistoryIsNotPowerNowInBrowser(t *testing.T) {
 	mqtttest.Publish3(t, c, "energy/consumption/live", 1, false, `{"power_w": 500}`)
 	waitEval(t, ctx, "a live reading", cardPower("live"), func(s string) bool { return s == "500 W" })
 	waitEval(t, ctx, "Power now without the replayed reading", sitePower, func(s string) bool { return s == "500 W" })
+	// Its card is greyed, online but not now; the live one's is not.
+	cardClass := func(id string) string {
+		return `document.querySelector('article.card[data-meter="` + id + `"]').className`
+	}
+	waitEval(t, ctx, "the replaying meter's card greyed", cardClass("buffered"), func(s string) bool {
+		return strings.Contains(s, "online") && strings.Contains(s, "not-now")
+	})
+	waitEval(t, ctx, "the live meter's card", cardClass("live"), func(s string) bool { return !strings.Contains(s, "not-now") })
 	// Caught up: a reading of the present counts.
 	mqtttest.Publish3(t, c, "energy/consumption/buffered", 1, false, `{"power_w": 1000}`)
 	waitEval(t, ctx, "Power now with the meter caught up", sitePower, func(s string) bool { return s == "1.50 kW" })
+	waitEval(t, ctx, "the caught-up meter's card", cardClass("buffered"), func(s string) bool { return !strings.Contains(s, "not-now") })
 	blog.check(t, origin)
 }

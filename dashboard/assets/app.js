@@ -529,7 +529,9 @@
       var sum = 0, n = 0, now = serverNow();
       cards.forEach(function (c) {
         if (c.el.classList.contains("online")) n++;
-        if (c.main && current(c, now)) sum += c.watts;
+        var isNow = current(c, now);
+        c.el.classList.toggle("not-now", !isNow); // greyed, as the server draws it
+        if (c.main && isNow) sum += c.watts;
       });
       setData(document.getElementById("site-power"), sum, power(sum));
       var oc = document.getElementById("online-count");
