@@ -530,7 +530,7 @@
       cards.forEach(function (c) {
         if (c.el.classList.contains("online")) n++;
         var isNow = current(c, now);
-        c.el.classList.toggle("not-now", !isNow); // greyed, as the server draws it
+        c.el.classList.toggle("not-now", !isNow && c.el.classList.contains("online")); // greyed, as the server draws it
         if (c.main && isNow) sum += c.watts;
       });
       setData(document.getElementById("site-power"), sum, power(sum));
