@@ -622,6 +622,8 @@ type costsData struct {
 	TodayKWh, TodayCost           float64
 	MonthKWh, MonthCost, MonthCO2 float64
 	FixedCharge, DemandCharge     float64
+	// TodayFixed is today's share of FixedCharge.
+	TodayFixed float64
 	PeakKW                        float64
 	PeakAt                        time.Time
 	Days, Months                  *chartSnippet
@@ -672,6 +674,7 @@ func (d *Dashboard) costsPage(c *fiber.Ctx) error {
 		if !bk.Start.Before(today) {
 			data.TodayKWh += bk.InKWh
 			data.TodayCost += cost[i]
+			data.TodayFixed += fixed
 		}
 	}
 	for _, ms := range siteMeters {

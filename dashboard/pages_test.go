@@ -163,7 +163,7 @@ func TestCostsAndSavingsPages(t *testing.T) {
 	}
 	// The daily charge (0.50) counts from the day the data begins, the
 	// 11th: 15 days of November, not 25.
-	if !strings.Contains(page, "of which fixed charges 7.50 EUR") {
+	if !strings.Contains(page, "of which fixed charges 7.50 EUR") || !strings.Contains(page, "of which fixed charge 0.50 EUR</p>") {
 		t.Errorf("costs page does not book 15 days of fixed charge:\n%s", page)
 	}
 	_, page = get(t, app, "/savings")
