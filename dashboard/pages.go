@@ -623,11 +623,11 @@ type costsData struct {
 	MonthKWh, MonthCost, MonthCO2 float64
 	FixedCharge, DemandCharge     float64
 	// TodayFixed is today's share of FixedCharge.
-	TodayFixed float64
-	PeakKW                        float64
-	PeakAt                        time.Time
-	Days, Months                  *chartSnippet
-	HasMeters                     bool
+	TodayFixed   float64
+	PeakKW       float64
+	PeakAt       time.Time
+	Days, Months *chartSnippet
+	HasMeters    bool
 }
 
 // costsPage serves GET /costs: what energy costs, today, this month and
