@@ -1,7 +1,7 @@
 package meter
 
 import (
-	"bytes"
+	"bufio"
 	"cmp"
 	"encoding/xml"
 	"errors"
@@ -33,11 +33,11 @@ const MaxGreenButtonBytes = 128 << 20
 // IntervalReading, timePeriod, start) is 7.
 const maxGreenButtonDepth = 32
 
-// maxGreenButtonRun bounds a run of a Green Button file's bytes without a
-// '<': a text, or a tag with its attributes. The decoder holds one token at
-// a time, so this bounds it (a comment, which may hold '<', is bounded by
-// MaxGreenButtonBytes).
-const maxGreenButtonRun = 64 << 10
+// maxGreenButtonToken bounds one token of a Green Button file, whatever
+// it holds: a text, a tag with its attributes, a comment, a CDATA section,
+// a processing instruction or a directive. The decoder holds one token at a
+// time, so this bounds what it holds; no Green Button value is so long.
+const maxGreenButtonToken = 64 << 10
 
 // maxGreenButtonText bounds the text of an element Vatio reads (a number,
 // a link's href): longer is no Green Button value.
@@ -59,8 +59,11 @@ const maxGreenButtonText = 1024
 // sent to it) or 4 (net, signed). Readings of other units (a gas or water
 // usage point, demand in W) are left out; a file with none in Wh, or with
 // Wh of more than one usage point, is refused. Import and export of the
-// same interval are added into one interval; a second reading of the same
-// flow direction for an interval (a block given twice) is refused.
+// same interval make one interval. Net is read only for an interval with
+// neither forward nor reverse: a solar customer's feed gives all three, and
+// net is forward less reverse, so adding it would count the energy twice.
+// A second reading of the same flow direction for an interval (a block
+// given twice) is refused.
 type greenButtonSource struct {
 	dec *xml.Decoder
 	lr  *gbLimitReader
@@ -116,42 +119,49 @@ const (
 )
 
 // gbLimitReader reads a Green Button file within MaxGreenButtonBytes and
-// maxGreenButtonRun.
+// maxGreenButtonToken. It hands the decoder one byte at a time (the
+// decoder reads an io.ByteReader so, without a buffer of its own), so the
+// bytes read since the decoder's last token are the next token's, however
+// the token is written: readFeed zeroes token after each one.
 type gbLimitReader struct {
-	r     io.Reader
+	r     io.ByteReader
 	total int64
-	run   int
+	token int
 }
 
 var (
-	errGreenButtonSize = fmt.Errorf("more than %d MiB of XML: split the download", MaxGreenButtonBytes>>20)
-	errGreenButtonRun  = fmt.Errorf("a text or tag of more than %d bytes: no Green Button value is so long", maxGreenButtonRun)
+	errGreenButtonSize  = fmt.Errorf("more than %d MiB of XML: split the download", MaxGreenButtonBytes>>20)
+	errGreenButtonToken = fmt.Errorf("a text, tag, comment, CDATA section or other XML token of more than %d KiB (%d bytes): no Green Button value is so long", maxGreenButtonToken>>10, maxGreenButtonToken)
 )
 
-func (l *gbLimitReader) Read(p []byte) (int, error) {
-	n, err := l.r.Read(p)
-	if l.total += int64(n); l.total > MaxGreenButtonBytes {
+func (l *gbLimitReader) ReadByte() (byte, error) {
+	if l.total++; l.total > MaxGreenButtonBytes {
 		return 0, errGreenButtonSize
 	}
-	for b := p[:n]; len(b) > 0; {
-		i := bytes.IndexByte(b, '<')
-		if i < 0 {
-			l.run += len(b)
-			break
-		}
-		if l.run += i; l.run > maxGreenButtonRun {
-			break
-		}
-		l.run, b = 0, b[i+1:]
+	if l.token++; l.token > maxGreenButtonToken {
+		return 0, errGreenButtonToken
 	}
-	if l.run > maxGreenButtonRun {
-		return 0, errGreenButtonRun
+	return l.r.ReadByte()
+}
+
+// Read reads as ReadByte does; the decoder uses ReadByte.
+func (l *gbLimitReader) Read(p []byte) (int, error) {
+	for i := range p {
+		b, err := l.ReadByte()
+		if err != nil {
+			return i, err
+		}
+		p[i] = b
 	}
-	return n, err
+	return len(p), nil
 }
 
 func newGreenButtonSource(r io.Reader) *greenButtonSource {
-	lr := &gbLimitReader{r: r}
+	br, ok := r.(io.ByteReader)
+	if !ok {
+		br = bufio.NewReader(r)
+	}
+	lr := &gbLimitReader{r: br}
 	dec := xml.NewDecoder(lr)
 	dec.Strict = true
 	return &greenButtonSource{dec: dec, lr: lr, meterReadings: map[string]string{}, readingTypes: map[string]gbReadingType{}}
@@ -180,13 +190,14 @@ func (g *greenButtonSource) next() (record, error) {
 	return record{line: s.line, interval: true, at: time.Unix(s.start, 0).UTC(), length: time.Duration(s.length) * time.Second, importWh: s.importWh, exportWh: s.exportWh}, nil
 }
 
-// gbSum is the energy of one interval (Unix seconds), drawn and sent, and
-// the flow directions (gbFlow) it was given in.
+// gbSum is the energy of one interval (Unix seconds): drawn (forward),
+// sent (reverse) and net as the file gives them, and the flow directions
+// (gbFlowBit) it was given in.
 type gbSum struct {
-	start, length      int64
-	importWh, exportWh float64
-	line               int
-	flows              uint8
+	start, length             int64
+	importWh, exportWh, netWh float64
+	line                      int
+	flows                     uint8
 }
 
 // readFeed reads every entry of the feed (or the one entry a file may be),
@@ -204,6 +215,7 @@ func (g *greenButtonSource) readFeed() error {
 	)
 	for {
 		tok, err := g.dec.Token()
+		g.lr.token = 0
 		if err == io.EOF {
 			if len(path) != 0 {
 				return lineErr(g.line(), "the XML ends inside an element")
@@ -465,16 +477,16 @@ func (g *greenButtonSource) resolve() error {
 					i+1, gbFlowName(flow), flow, time.Unix(r.start, 0).UTC().Format(time.RFC3339))
 			}
 			s.flows |= gbFlowBit(flow)
-			switch {
-			case flow == 19:
-				s.exportWh += wh
-			case flow == 4 && wh < 0:
-				s.exportWh -= wh
-			default:
-				s.importWh += wh
+			switch flow {
+			case 1:
+				s.importWh = wh
+			case 19:
+				s.exportWh = wh
+			case 4:
+				s.netWh = wh
 			}
-			if s.importWh < 0 || s.exportWh < 0 {
-				return lineErr(b.line, "IntervalReading %d of the block: %g Wh is negative", i+1, wh)
+			if (flow == 1 || flow == 19) && wh < 0 {
+				return lineErr(b.line, "IntervalReading %d of the block: %g Wh of %s is negative", i+1, wh, gbFlowName(flow))
 			}
 		}
 	}
@@ -487,6 +499,11 @@ func (g *greenButtonSource) resolve() error {
 	g.blocks = nil
 	g.out = make([]gbSum, 0, len(sums))
 	for _, s := range sums {
+		// Net is forward less reverse: it is taken only for an
+		// interval given neither, never added to them.
+		if s.flows&(gbFlowBit(1)|gbFlowBit(19)) == 0 {
+			s.importWh, s.exportWh = max(s.netWh, 0), max(-s.netWh, 0)
+		}
 		g.out = append(g.out, *s)
 	}
 	clear(sums)

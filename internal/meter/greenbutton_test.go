@@ -56,12 +56,12 @@ func TestGreenButtonHostile(t *testing.T) {
 		}, "<value> holds more than 1024 bytes of text", 4 << 20},
 		{"huge text outside entries", func() io.Reader {
 			return io.MultiReader(strings.NewReader("<feed><title>"), repeated(strings.Repeat("x", 1<<20), 1000))
-		}, "more than 65536 bytes", 4 << 20},
+		}, "more than 64 KiB (65536 bytes)", 4 << 20},
 		{"many readings", func() io.Reader {
 			return io.MultiReader(strings.NewReader(head+blockHead), repeated(reading, 3_000_000))
 		}, "more than 500000 interval readings", 120 << 20},
-		{"huge comments", func() io.Reader {
-			return io.MultiReader(strings.NewReader("<feed>"), repeated("<!--"+strings.Repeat("<", 1<<20)+"-->", 200))
+		{"many comments", func() io.Reader {
+			return io.MultiReader(strings.NewReader("<feed>"), repeated("<!--"+strings.Repeat("<", 4000)+"-->", 50_000))
 		}, "more than 128 MiB", 16 << 20},
 		{"many links", func() io.Reader {
 			return io.MultiReader(strings.NewReader("<feed><entry>"), repeated(`<link rel="x" href="y"/>`, 1_000_000))
@@ -131,5 +131,113 @@ func TestGreenButtonDuplicates(t *testing.T) {
 		if !errors.As(err, &le) || !strings.Contains(err.Error(), "a second reading of energy drawn (flowDirection 1) for the interval from 2025-11-24T16:00:00Z") {
 			t.Errorf("the same interval twice: %v, want a line error", err)
 		}
+	}
+}
+
+// TestGreenButtonTokenLimit reads files of one token of 120 MiB that
+// holds a '<' every 1000 bytes: a comment, a CDATA section, a processing
+// instruction, a directive, a tag's attribute (with '>', as it may not hold
+// '<'). Each is refused as soon as
+// it passes the limit on one token, having allocated a few times the
+// limit, not the token.
+func TestGreenButtonTokenLimit(t *testing.T) {
+	const chunks = 120 << 10 // 120 MiB of 1000 bytes
+	tests := []struct{ name, open, close string }{
+		{"comment", "<feed><!--", "--></feed>"},
+		{"CDATA", "<feed><title><![CDATA[", "]]></title></feed>"},
+		{"CDATA in an entry", gbHead + gbType("<uom>72</uom>") + "<entry><content><IntervalBlock><IntervalReading><value><![CDATA[", "]]></value></IntervalReading></IntervalBlock></content></entry></feed>"},
+		{"processing instruction", "<feed><?pi ", "?></feed>"},
+		{"directive", "<!DOCTYPE feed [<!ENTITY e '", "'>]><feed/>"},
+		{"attribute", `<feed><entry><link href="`, `"/></entry></feed>`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			chunk := strings.Repeat("x", 999) + "<"
+			if tt.name == "attribute" {
+				chunk = strings.Repeat("x", 999) + ">"
+			}
+			in := io.MultiReader(strings.NewReader(tt.open), repeated(chunk, chunks), strings.NewReader(tt.close))
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			_, err := testDecoder().ReadHistory(in, "m", now, ImportOptions{Format: FormatGreenButton, MaxGap: 10 * time.Minute}, nil)
+			runtime.ReadMemStats(&after)
+			var le *LineError
+			if !errors.As(err, &le) || !strings.Contains(err.Error(), "token of more than 64 KiB (65536 bytes)") {
+				t.Fatalf("got %v, want a line error naming the token limit", err)
+			}
+			if got := after.TotalAlloc - before.TotalAlloc; got > 2<<20 {
+				t.Errorf("allocated %d bytes reading a token of %d bytes, want at most %d", got, len(chunk)*chunks, 2<<20)
+			}
+		})
+	}
+}
+
+// TestGreenButtonFlows reads a solar customer's feed, which gives energy
+// drawn (flowDirection 1), sent (19) and net (4) for the same hours: net
+// is forward less reverse, so it is left out where they are given, and
+// read only for an hour given neither.
+func TestGreenButtonFlows(t *testing.T) {
+	reading := func(start int64, wh int) string {
+		return fmt.Sprintf("<IntervalReading><timePeriod><duration>3600</duration><start>%d</start></timePeriod><value>%d</value></IntervalReading>", start, wh)
+	}
+	flow := func(n, dir int, readings string) string {
+		mr := fmt.Sprintf("U/1/MeterReading/%d", n)
+		return fmt.Sprintf(`<entry><link rel="self" href="%s"/><link rel="related" href="RT/%d"/><content><MeterReading/></content></entry>`, mr, n) +
+			fmt.Sprintf(`<entry><link rel="self" href="RT/%d"/><content><ReadingType><accumulationBehaviour>4</accumulationBehaviour><flowDirection>%d</flowDirection><uom>72</uom></ReadingType></content></entry>`, n, dir) +
+			`<entry><link rel="up" href="` + mr + `/IntervalBlock"/><content><IntervalBlock>` + readings + `</IntervalBlock></content></entry>`
+	}
+	const h = 1764000000
+	type energy struct{ importWh, exportWh float64 }
+	tests := []struct {
+		name string
+		feed string
+		want []energy
+	}{
+		{"forward, reverse and net",
+			flow(1, 1, reading(h, 3000)+reading(h+3600, 500)+reading(h+7200, 0)) +
+				flow(2, 19, reading(h, 1000)+reading(h+3600, 2500)+reading(h+7200, 400)) +
+				flow(3, 4, reading(h, 2000)+reading(h+3600, -2000)+reading(h+7200, -400)+reading(h+10800, 700)),
+			[]energy{{3000, 1000}, {500, 2500}, {0, 400}, {700, 0}}},
+		{"forward and net", // the attacker's file: 1 kWh, not 2
+			flow(1, 1, reading(h, 1000)+reading(h+3600, 1000)) + flow(2, 4, reading(h, 1000)+reading(h+3600, 1000)),
+			[]energy{{1000, 0}, {1000, 0}}},
+		{"net first, then reverse",
+			flow(1, 4, reading(h, -300)+reading(h+3600, 250)) + flow(2, 19, reading(h, 300)),
+			[]energy{{0, 300}, {250, 0}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := `<feed xmlns="http://www.w3.org/2005/Atom">` + tt.feed + "</feed>"
+			src := newGreenButtonSource(strings.NewReader(in))
+			var got []energy
+			for {
+				rec, err := src.next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := time.Unix(h, 0).Add(time.Duration(len(got)) * time.Hour); !rec.at.Equal(want) || rec.length != time.Hour {
+					t.Fatalf("interval %d at %s for %s, want %s for 1h", len(got), rec.at, rec.length, want)
+				}
+				got = append(got, energy{rec.importWh, rec.exportWh})
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("got drawn and sent Wh %v, want %v", got, tt.want)
+			}
+			// Stored, each hour is its net mean power.
+			rs, err := testDecoder().ReadHistory(strings.NewReader(in), "m", now, ImportOptions{Format: FormatGreenButton, MaxGap: time.Hour}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rs {
+				i := int(r.Time.Sub(time.Unix(h, 0)) / time.Hour)
+				if w := tt.want[i].importWh - tt.want[i].exportWh; r.PowerW != w {
+					t.Errorf("reading at %s: %g W, want %g W", r.Time, r.PowerW, w)
+				}
+			}
+		})
 	}
 }
