@@ -253,3 +253,46 @@ func TestAuditHasTheStatusSent(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedTokenFloodKeepsTheAuditLog sends a flood of requests with
+// wrong tokens, as anyone who reaches the port can: the audit log stores
+// only the first few of them, each clipped, and keeps what was there
+// before, so the Access page still shows who changed what.
+func TestRefusedTokenFloodKeepsTheAuditLog(t *testing.T) {
+	h, tokens, _, log := secured(t)
+	if code := call(t, h, "DELETE", "/api/v1/meters/m", "", "Authorization", "Bearer "+tokens[auth.Admin]); code != http.StatusOK {
+		t.Fatalf("delete m: %d", code)
+	}
+	long := "/api/v1/meters/" + strings.Repeat("x", 3000)
+	for i := range 300 {
+		path := "/api/v1/meters"
+		if i%2 == 1 {
+			path = long
+		}
+		if code := call(t, h, "GET", path, "", "Authorization", "Bearer vat_000000000000_"+strings.Repeat("y", 30)); code != http.StatusUnauthorized {
+			t.Fatalf("wrong token %d: %d, want 401", i, code)
+		}
+	}
+	es, err := log.List(100000, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused, deleted := 0, false
+	for _, e := range es {
+		switch e.Action {
+		case "token_refused":
+			refused++
+			if len(e.Target) > 300 {
+				t.Errorf("a refusal's target of %d bytes stored", len(e.Target))
+			}
+		case "delete":
+			deleted = deleted || e.Target == "DELETE /api/v1/meters/m"
+		}
+	}
+	if refused != 5 {
+		t.Errorf("%d of 300 refused tokens stored, want the first 5 (the rest are counted at the minute's end)", refused)
+	}
+	if !deleted {
+		t.Error("the deletion before the flood is no longer in the audit log")
+	}
+}

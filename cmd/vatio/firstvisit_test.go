@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -100,7 +101,8 @@ func TestFirstVisit(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("http:\n  rate_limit_per_minute: 0\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	v := startVatioEnv(t, t.TempDir(), cfg, noToken, "")
+	dir := t.TempDir()
+	v := startVatioEnv(t, dir, cfg, noToken, "")
 	origin := "http://" + v.http
 
 	resp, body := page(t, origin, "/setup")
@@ -198,5 +200,34 @@ func TestFirstVisit(t *testing.T) {
 		if strings.Contains(logs, secretWord) {
 			t.Errorf("the log holds a secret, %q", secretWord)
 		}
+	}
+
+	// The audit log stored the first 5 refusals; stopping stored the count
+	// of the others rather than losing it.
+	v.stop(t)
+	v = startVatioEnv(t, dir, cfg, noToken, "")
+	origin = "http://" + v.http
+	resp, _ = postPage(t, origin, "/login", url.Values{"user": {"admin"}, "password": {pw}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("log-in after the restart: %d", resp.StatusCode)
+	}
+	resp, body = page(t, origin, "/api/v1/audit?limit=1000", "Cookie", "vatio_session="+sessionOf(resp))
+	var audit struct {
+		Entries []struct{ Action, Detail string }
+	}
+	if err := json.Unmarshal([]byte(body), &audit); err != nil {
+		t.Fatalf("GET /api/v1/audit: %d %s", resp.StatusCode, body)
+	}
+	stored, held := 0, ""
+	for _, e := range audit.Entries {
+		switch e.Action {
+		case "login_failed", "token_refused":
+			stored++
+		case "refusals_held":
+			held = e.Detail
+		}
+	}
+	if stored != 5 || !strings.HasPrefix(held, "36 more refused") || !strings.Contains(held, "127.0.0.1 (36)") {
+		t.Errorf("the audit log stored %d refusals of 41 and says of the others %q; want 5 and 36 held from 127.0.0.1", stored, held)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/vatio-energy/vatio/broker"
 	"github.com/vatio-energy/vatio/hooks"
 	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/internal/audit"
 	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/internal/automation"
 	"github.com/vatio-energy/vatio/internal/bridge"
@@ -309,6 +310,8 @@ type app struct {
 	stopLead   chan struct{}
 	http       *api.Server
 	httpErr    chan error
+	// audit is the audit log; closing it stores the refusals it held back.
+	audit *audit.Log
 }
 
 // shutdown stops in the order that loses nothing: no new HTTP requests or
@@ -363,6 +366,9 @@ func (a *app) shutdown(ctx context.Context) error {
 		}
 	} else if err := a.broker.Close(); err != nil {
 		errs = append(errs, err)
+	}
+	if a.audit != nil { // the last entries, before the store closes
+		a.audit.Close()
 	}
 	if err := a.store.Close(); err != nil {
 		errs = append(errs, err)

@@ -292,6 +292,7 @@ func (s *starting) buildServices() (err error) {
 		return err
 	}
 	s.audit = audit.New(a.store, logger.With("component", "audit"))
+	a.audit = s.audit
 	command := func(topic string, payload []byte) error {
 		return s.publish(context.Background(), topic, payload, false)
 	}

@@ -43,8 +43,9 @@ type Log struct {
 	seq uint64
 	n   int // entries stored, once counted
 	max int // entries kept: MaxEntries
-	// refusals writes refused log-ins and tokens to logger as well.
-	refusals *refusalLog
+	// logged and stored bound the refusals from outside written to the
+	// process log and stored in the audit log.
+	logged, stored *gate
 }
 
 // New returns the audit log kept in st.
@@ -52,21 +53,79 @@ func New(st *store.Store, logger *slog.Logger) *Log {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Log{st: st, log: logger, n: -1, max: MaxEntries,
-		refusals: &refusalLog{log: logger, burst: refusalBurst, addrs: refusalAddrs, interval: refusalInterval}}
+	l := &Log{st: st, log: logger, n: -1, max: MaxEntries}
+	l.logged = &gate{burst: refusalBurst, addrs: refusalAddrs, interval: refusalInterval, onHeld: l.logHeld}
+	l.stored = &gate{burst: storedBurst, addrs: storedAddrs, interval: storedInterval, onHeld: l.storeHeld}
+	return l
 }
 
-// Record adds e (its Time set to now when zero). A failure to record is
-// logged, never returned: auditing must not stop what it records. A
-// refused log-in, setup or token is also written to the logger, with the
-// client's address and the user name typed (never a password or a token's
-// secret: entries hold neither), at most 10 lines a minute; those held
-// back are counted in a line at the minute's end.
+// Bounds of an entry's fields: what a client sends (a user name typed, a
+// path) is cut to these, so an entry stays small whatever comes.
+const (
+	maxField  = 256
+	maxDetail = 1024
+)
+
+// clipped returns e with its fields cut to their bounds.
+func clipped(e Entry) Entry {
+	e.Who = clipTo(e.Who, maxField)
+	e.Action = clipTo(e.Action, maxField)
+	e.Target = clipTo(e.Target, maxField)
+	e.Addr = clipTo(e.Addr, maxField)
+	e.Detail = clipTo(e.Detail, maxDetail)
+	return e
+}
+
+// Record adds e (its Time set to now when zero, its fields clipped). A
+// failure to record is logged, never returned: auditing must not stop what
+// it records.
+//
+// A refused log-in, setup or token, which anyone who reaches the port can
+// cause as fast as they can send, is bounded: it is also written to the
+// process log, with the client's address and the user name typed (never a
+// password or a token's secret: entries hold neither), at most 3 lines a
+// minute per address for 10 addresses; it is stored at most 5 times a
+// minute per address for 20 addresses. Those held back are counted, in a
+// log line and in a stored entry "refusals_held", at the minute's end.
 func (l *Log) Record(e Entry) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	l.refusals.note(e)
+	e = clipped(e)
+	if msg, ok := refusalActions[e.Action]; ok {
+		if l.logged.pass(e.Addr) {
+			logRefusal(l.log, msg, e)
+		}
+		if !l.stored.pass(e.Addr) {
+			return
+		}
+	}
+	l.store(e)
+}
+
+// Close stores and logs the count of refusals held back now rather than at
+// the minute's end, so that stopping loses none of them; call it before
+// closing the store.
+func (l *Log) Close() {
+	l.logged.close()
+	l.stored.close()
+}
+
+// logHeld writes the count of refusals not written one by one.
+func (l *Log) logHeld(count int, top string) {
+	l.log.Warn("more refused log-ins and tokens, not logged one by one", slog.Int("count", count),
+		slog.String("top", top), slog.Duration("within", l.logged.interval),
+		slog.String("see", "the audit log (GET /api/v1/audit)"))
+}
+
+// storeHeld stores the count of refusals not stored one by one.
+func (l *Log) storeHeld(count int, top string) {
+	l.store(Entry{Time: time.Now(), Who: "system", Action: "refusals_held",
+		Detail: fmt.Sprintf("%d more refused log-ins and tokens within %s, not stored one by one; most from %s", count, l.stored.interval, top)})
+}
+
+// store writes e, then prunes the log when it has grown past its bound.
+func (l *Log) store(e Entry) {
 	e.Time = e.Time.UTC()
 	v, _ := json.Marshal(e)
 	l.mu.Lock()

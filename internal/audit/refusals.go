@@ -12,76 +12,121 @@ import (
 	"unicode/utf8"
 )
 
-// The refusals the process log shows besides the audit log: for whoever
-// watches the log (journalctl, a log collector, fail2ban) rather than the
-// Access page.
+// The refusals of requests from outside: anyone who can reach the port can
+// cause them, as fast as they can send. Each is written to the process log
+// (for whoever watches it: journalctl, a log collector, fail2ban) and
+// stored in the audit log, both at a bounded rate (see gate).
 var refusalActions = map[string]string{
 	"login_failed":  "log-in refused",
 	"setup_refused": "setup refused",
 	"token_refused": "API token refused",
 }
 
-// Defaults of refusalLog: a few lines a minute per address, for a few
-// addresses, whatever comes.
+// Defaults of the process log's gate: a few lines a minute per address,
+// for a few addresses, whatever comes.
 const (
 	refusalBurst    = 3
 	refusalAddrs    = 10
 	refusalInterval = time.Minute
 )
 
-// refusalLog writes refused log-ins and tokens to the process log, at most
-// burst lines per client address, for at most addrs addresses, each
-// interval, so that a flood of wrong passwords cannot fill the log (or the
-// disk under it), nor one address's hide another's: the refusals held back
-// are counted in one line when their interval ends, which names the
-// addresses that had the most. It is safe for concurrent use.
-type refusalLog struct {
-	log      *slog.Logger
+// Defaults of the audit log's gate: a few more than the process log's, so
+// the Access page shows each address's first tries in full.
+const (
+	storedBurst    = 5
+	storedAddrs    = 20
+	storedInterval = time.Minute
+)
+
+// gate lets through at most burst refusals per client address, for at most
+// addrs addresses, each interval, so that a flood of wrong passwords or
+// tokens cannot fill a log (or the disk under it), nor one address's flood
+// hide another's refusals. Those held back are counted, and held is called
+// with their count when their interval ends, naming the addresses that had
+// the most. It is safe for concurrent use.
+type gate struct {
 	burst    int
 	addrs    int
 	interval time.Duration
+	// held is told how many were held back and from where most
+	// ("198.51.100.7 (120), 192.0.2.1 (3)"); g.mu is held.
+	onHeld func(count int, top string)
 
 	mu    sync.Mutex
 	start time.Time // of the interval under way
-	// logged counts the lines written in it per address (at most addrs
-	// of them), held the refusals held back per address (at most addrs
-	// of them too: the others count in heldAll only).
-	logged  map[string]int
+	// passed counts the refusals let through in it per address (at most
+	// addrs of them), held those held back per address (at most addrs of
+	// them too: the others count in heldAll only).
+	passed  map[string]int
 	held    map[string]int
 	heldAll int
-	summary *time.Timer // writes the count of held ones at the interval's end
+	summary *time.Timer // calls onHeld at the interval's end
+	closed  bool
 }
 
-// note logs e when its address has room left in the interval under way,
-// else counts it.
-func (r *refusalLog) note(e Entry) {
-	msg, ok := refusalActions[e.Action]
-	if !ok {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// pass reports whether a refusal from addr has room in the interval under
+// way, and counts it held when it has not.
+func (g *gate) pass(addr string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	now := time.Now()
-	if r.logged == nil {
-		r.logged, r.held = map[string]int{}, map[string]int{}
+	if g.passed == nil {
+		g.passed, g.held = map[string]int{}, map[string]int{}
 	}
-	if now.Sub(r.start) >= r.interval && r.heldAll == 0 {
-		r.start = now
-		clear(r.logged)
+	if now.Sub(g.start) >= g.interval && g.heldAll == 0 {
+		g.start = now
+		clear(g.passed)
 	}
-	n, seen := r.logged[e.Addr]
-	if n >= r.burst || !seen && len(r.logged) >= r.addrs {
-		r.heldAll++
-		if _, ok := r.held[e.Addr]; ok || len(r.held) < r.addrs {
-			r.held[e.Addr]++
+	n, seen := g.passed[addr]
+	if n >= g.burst || !seen && len(g.passed) >= g.addrs {
+		g.heldAll++
+		if _, ok := g.held[addr]; ok || len(g.held) < g.addrs {
+			g.held[addr]++
 		}
-		if r.summary == nil {
-			r.summary = time.AfterFunc(r.start.Add(r.interval).Sub(now), r.flush)
+		if g.summary == nil && !g.closed {
+			g.summary = time.AfterFunc(g.start.Add(g.interval).Sub(now), g.flush)
 		}
-		return
+		return false
 	}
-	r.logged[e.Addr] = n + 1
-	attrs := []any{slog.String("addr", e.Addr), slog.String("target", clip(e.Target))}
+	g.passed[addr] = n + 1
+	return true
+}
+
+// flush reports how many refusals were held back and starts a new
+// interval.
+func (g *gate) flush() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.flushLocked()
+}
+
+func (g *gate) flushLocked() {
+	if g.heldAll > 0 {
+		g.onHeld(g.heldAll, top(g.held, 3))
+	}
+	g.start, g.heldAll = time.Now(), 0
+	if g.summary != nil {
+		g.summary.Stop()
+		g.summary = nil
+	}
+	clear(g.passed)
+	clear(g.held)
+}
+
+// close reports what is held back now rather than at the interval's end,
+// and reports nothing after.
+func (g *gate) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.flushLocked()
+	g.closed = true
+}
+
+// logRefusal writes e, a refusal, to logger: the client's address, what it
+// asked for and the user name typed (never a password or a token's secret:
+// entries hold neither), each clipped.
+func logRefusal(logger *slog.Logger, msg string, e Entry) {
+	attrs := []any{slog.String("addr", clip(e.Addr)), slog.String("target", clip(e.Target))}
 	if e.Who != "" {
 		attrs = append(attrs, slog.String("user", clip(e.Who)))
 	}
@@ -91,22 +136,7 @@ func (r *refusalLog) note(e Entry) {
 	if e.Detail != "" {
 		attrs = append(attrs, slog.String("detail", clip(e.Detail)))
 	}
-	r.log.Warn(msg, attrs...)
-}
-
-// flush writes how many refusals were held back, from which addresses
-// most, and starts a new interval.
-func (r *refusalLog) flush() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.heldAll > 0 {
-		r.log.Warn("more refused log-ins and tokens, not logged one by one", slog.Int("count", r.heldAll),
-			slog.String("top", top(r.held, 3)),
-			slog.Duration("within", r.interval), slog.String("see", "the audit log (GET /api/v1/audit)"))
-	}
-	r.start, r.heldAll, r.summary = time.Now(), 0, nil
-	clear(r.logged)
-	clear(r.held)
+	logger.Warn(msg, attrs...)
 }
 
 // top names the n addresses with the most refusals in counts, with their
@@ -124,8 +154,11 @@ func top(counts map[string]int, n int) string {
 }
 
 // clip bounds what a client typed (a user name) in a log line.
-func clip(s string) string {
-	const max = 100
+func clip(s string) string { return clipTo(s, 100) }
+
+// clipTo cuts s to at most max bytes, at a character's start, marking the
+// cut with "…".
+func clipTo(s string, max int) string {
 	if len(s) <= max {
 		return s
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // syncBuffer is a log destination safe for the summary's timer.
@@ -37,7 +38,8 @@ func (s *syncBuffer) String() string {
 func TestRefusalsLoggedAtARate(t *testing.T) {
 	l := openLog(t)
 	var out syncBuffer
-	l.refusals = &refusalLog{log: slog.New(slog.NewTextHandler(&out, nil)), burst: 3, addrs: 2, interval: 300 * time.Millisecond}
+	l.log = slog.New(slog.NewTextHandler(&out, nil))
+	l.logged = &gate{burst: 3, addrs: 2, interval: 300 * time.Millisecond, onHeld: l.logHeld}
 
 	l.Record(Entry{Who: "ana", Action: "login", Addr: "192.0.2.1", Status: 303})
 	l.Record(Entry{Who: "token:ci", Action: "token_used", Addr: "192.0.2.1"})
@@ -78,6 +80,103 @@ func TestRefusalsLoggedAtARate(t *testing.T) {
 	if last := out.String()[len(logged):]; !strings.Contains(last, `msg="API token refused"`) || !strings.Contains(last, "user=token:ci") ||
 		!strings.Contains(last, `detail="token 0123456789ab"`) {
 		t.Errorf("after the interval, a refused token logged %q", last)
+	}
+}
+
+// TestRefusalsStoredAtARate records a flood of refused log-ins from one
+// address among others': the audit log stores the first few of each
+// address in each interval, for so many addresses, and every entry that is
+// not a refusal; at the interval's end one entry counts those held back
+// and names where most came from.
+func TestRefusalsStoredAtARate(t *testing.T) {
+	l := openLog(t)
+	l.stored = &gate{burst: 2, addrs: 2, interval: 300 * time.Millisecond, onHeld: l.storeHeld}
+
+	for i := range 10 {
+		l.Record(Entry{Who: fmt.Sprint("mallory-", i), Action: "login_failed", Target: "/login", Addr: "198.51.100.7", Status: 401})
+		l.Record(Entry{Who: "token:ci", Action: "token_used", Target: fmt.Sprint("/api/v1/meters/", i), Addr: "192.0.2.1"})
+	}
+	l.Record(Entry{Who: "token:ci", Action: "token_refused", Target: "/api/v1/meters", Addr: "198.51.100.8", Status: 401})
+	l.Record(Entry{Who: "eve", Action: "setup_refused", Target: "/setup", Addr: "198.51.100.9", Status: 403}) // a third address
+
+	count := func() map[string]int {
+		es, err := l.List(1000, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := map[string]int{}
+		for _, e := range es {
+			n[e.Action+" "+e.Addr]++
+		}
+		return n
+	}
+	got := count()
+	want := map[string]int{"login_failed 198.51.100.7": 2, "token_used 192.0.2.1": 10, "token_refused 198.51.100.8": 1}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("stored %v, want %v", got, want)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var held []Entry
+	for len(held) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		var err error
+		if held, err = l.List(10, func(e Entry) bool { return e.Action == "refusals_held" }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(held) != 1 {
+		t.Fatalf("%d refusals_held entries after the interval, want 1", len(held))
+	}
+	if d := held[0].Detail; !strings.HasPrefix(d, "9 more refused") || !strings.Contains(d, "198.51.100.7 (8), 198.51.100.9 (1)") {
+		t.Errorf("refusals_held says %q, want 9 held, most from 198.51.100.7 (8), then 198.51.100.9 (1)", d)
+	}
+	// The next interval stores again.
+	l.Record(Entry{Who: "mallory", Action: "login_failed", Target: "/login", Addr: "198.51.100.7", Status: 401})
+	if n := count()["login_failed 198.51.100.7"]; n != 3 {
+		t.Errorf("after the interval, %d refused log-ins of the flood stored, want 3", n)
+	}
+}
+
+// TestCloseStoresTheCount: closing the log stores the count of refusals
+// held back at once, not at the interval's end, which a stopping process
+// would not reach.
+func TestCloseStoresTheCount(t *testing.T) {
+	l := openLog(t)
+	l.stored = &gate{burst: 1, addrs: 1, interval: time.Hour, onHeld: l.storeHeld}
+	for range 4 {
+		l.Record(Entry{Action: "token_refused", Target: "/api/v1/meters", Addr: "198.51.100.7", Status: 401})
+	}
+	l.Close()
+	held, err := l.List(10, func(e Entry) bool { return e.Action == "refusals_held" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(held) != 1 || !strings.HasPrefix(held[0].Detail, "3 more refused") {
+		t.Fatalf("after Close: %+v, want one entry counting 3 held", held)
+	}
+	if l.stored.summary != nil {
+		t.Error("a timer still runs after Close")
+	}
+}
+
+// TestEntriesAreClipped: whatever a client sends, an entry's fields are
+// cut to their bounds, at a character's start.
+func TestEntriesAreClipped(t *testing.T) {
+	l := openLog(t)
+	long := strings.Repeat("é", 5000)
+	l.Record(Entry{Who: long, Action: "login_failed", Target: "/" + long, Addr: long, Detail: long})
+	es, err := l.List(1, nil)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("List: %v, %v", es, err)
+	}
+	e := es[0]
+	for name, f := range map[string]struct {
+		s   string
+		max int
+	}{"who": {e.Who, maxField}, "target": {e.Target, maxField}, "addr": {e.Addr, maxField}, "detail": {e.Detail, maxDetail}} {
+		if len(f.s) > f.max+len("…") || !strings.HasSuffix(f.s, "…") || !utf8.ValidString(f.s) {
+			t.Errorf("%s: %d bytes, valid UTF-8 %v; want at most %d and a mark of the cut", name, len(f.s), utf8.ValidString(f.s), f.max)
+		}
 	}
 }
 
