@@ -59,9 +59,10 @@ const maxGreenButtonText = 1024
 // sent to it) or 4 (net, signed). Readings of other units (a gas or water
 // usage point, demand in W) are left out; a file with none in Wh, or with
 // Wh of more than one usage point, is refused. Import and export of the
-// same interval make one interval. Net is read only for an interval with
-// neither forward nor reverse: a solar customer's feed gives all three, and
-// net is forward less reverse, so adding it would count the energy twice.
+// same interval make one interval. Net is forward less reverse, so it is
+// never added to them (a solar customer's feed gives all three): it gives
+// reverse where only forward is given besides it, forward where only
+// reverse is, and both where neither is.
 // A second reading of the same flow direction for an interval (a block
 // given twice) is refused.
 type greenButtonSource struct {
@@ -499,10 +500,17 @@ func (g *greenButtonSource) resolve() error {
 	g.blocks = nil
 	g.out = make([]gbSum, 0, len(sums))
 	for _, s := range sums {
-		// Net is forward less reverse: it is taken only for an
-		// interval given neither, never added to them.
-		if s.flows&(gbFlowBit(1)|gbFlowBit(19)) == 0 {
+		// Net is forward less reverse: it is never added to them, but
+		// gives the one of them missing (a utility that sends forward
+		// and net leaves reverse to be worked out), or both.
+		forward, reverse, net := gbFlowBit(1), gbFlowBit(19), gbFlowBit(4)
+		switch s.flows & (forward | reverse | net) {
+		case net:
 			s.importWh, s.exportWh = max(s.netWh, 0), max(-s.netWh, 0)
+		case forward | net:
+			s.exportWh = max(s.importWh-s.netWh, 0)
+		case reverse | net:
+			s.importWh = max(s.netWh+s.exportWh, 0)
 		}
 		g.out = append(g.out, *s)
 	}

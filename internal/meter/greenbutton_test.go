@@ -202,6 +202,13 @@ func TestGreenButtonFlows(t *testing.T) {
 		{"forward and net", // the attacker's file: 1 kWh, not 2
 			flow(1, 1, reading(h, 1000)+reading(h+3600, 1000)) + flow(2, 4, reading(h, 1000)+reading(h+3600, 1000)),
 			[]energy{{1000, 0}, {1000, 0}}},
+		{"forward and net: net gives the export",
+			flow(1, 1, reading(h, 3000)+reading(h+3600, 500)+reading(h+7200, 0)) +
+				flow(2, 4, reading(h, 2000)+reading(h+3600, -2000)+reading(h+7200, -400)),
+			[]energy{{3000, 1000}, {500, 2500}, {0, 400}}},
+		{"reverse and net: net gives the import",
+			flow(1, 19, reading(h, 1000)+reading(h+3600, 2500)) + flow(2, 4, reading(h, 2000)+reading(h+3600, -2000)),
+			[]energy{{3000, 1000}, {500, 2500}}},
 		{"net first, then reverse",
 			flow(1, 4, reading(h, -300)+reading(h+3600, 250)) + flow(2, 19, reading(h, 300)),
 			[]energy{{0, 300}, {250, 0}}},
