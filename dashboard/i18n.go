@@ -23,6 +23,9 @@ type language struct {
 	months         [12]string
 	weekdays       [7]string // Monday first
 	texts          map[string]string
+	// problems says internal/meter's problems (why a file was refused)
+	// in the language: meter.Say's formats; nil says them in English.
+	problems map[string]string
 }
 
 // languages are the dashboard's languages; the first is the default.

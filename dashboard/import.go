@@ -107,7 +107,7 @@ func (d *Dashboard) importHistory(c *fiber.Ctx) error {
 	status := fiber.StatusBadRequest
 	switch {
 	case errors.As(err, &le):
-		form.Errors["file"] = fmt.Sprintf(b.Lang.T("import.error_line"), le.Line, le.Err.Error())
+		form.Errors["file"] = fmt.Sprintf(b.Lang.T("import.error_line"), le.Line, meter.Say(le.Err, b.Lang.problems))
 	case errors.As(err, &fe):
 		form.Errors[fe.Field] = importFieldError(b.Lang, fe)
 	case errors.As(err, &he) && he.Code == fiber.StatusRequestEntityTooLarge:
@@ -129,16 +129,15 @@ func (d *Dashboard) importHistory(c *fiber.Ctx) error {
 }
 
 // importFieldError says what is wrong with a field of the import form in
-// the page's language; the reader's own words (English) follow where
-// they say more than the field's name.
+// the page's language.
 func importFieldError(l *language, fe *meter.FieldError) string {
 	switch {
 	case fe.Field == "meter" && errors.Is(fe, meter.ErrNoMeterID):
 		return l.T("import.error_no_meter")
 	case fe.Field == "file":
-		return fmt.Sprintf(l.T("import.error_file"), fe.Err.Error())
+		return fmt.Sprintf(l.T("import.error_file"), meter.Say(fe.Err, l.problems))
 	case slices.Contains([]string{"meter", "format", "interval", "time", "zone"}, fe.Field):
 		return l.T("import.error_" + fe.Field)
 	}
-	return fe.Error()
+	return meter.Say(fe, l.problems)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"math"
 	"mime/multipart"
@@ -306,6 +307,49 @@ func TestImportFormRefusals(t *testing.T) {
 				t.Errorf("errors %v, want field %s saying %q", errs, tc.field, tc.want)
 			}
 			if _, err := s.st.Meter("garage"); err == nil {
+				t.Error("a refused import stored a meter")
+			}
+		})
+	}
+}
+
+// TestImportRefusalsInSpanish posts bad files of each format on the Spanish
+// page: the reason is in Spanish, the file's own values quoted as they
+// were, and nothing is stored.
+func TestImportRefusalsInSpanish(t *testing.T) {
+	s := startSite(t)
+	op := s.login(t, "operator")
+	gb := func(flow string) []byte {
+		return []byte(`<feed xmlns="http://www.w3.org/2005/Atom"><entry><link rel="self" href="U/1/MeterReading/1"/><link rel="related" href="RT/1"/><content><MeterReading/></content></entry>` +
+			`<entry><link rel="self" href="RT/1"/><content><ReadingType><flowDirection>` + flow + `</flowDirection><uom>72</uom></ReadingType></content></entry>` +
+			`<entry><link rel="up" href="U/1/MeterReading/1/IntervalBlock"/><content><IntervalBlock><IntervalReading><timePeriod><duration>3600</duration><start>1764000000</start></timePeriod><value>100</value></IntervalReading></IntervalBlock></content></entry></feed>`)
+	}
+	for _, tc := range []struct {
+		name, file string
+		body       []byte
+		want       string
+	}{
+		{"datadis hour 25", "datadis.csv", []byte("CUPS;Fecha;Hora;Consumo_kWh\nES0031405123456789JN0F;05/11/2026;25;0,2\n"),
+			"La línea 2 del archivo no es válida, así que no se importó nada: hora 25: el 05/11/2026 tiene 24 horas"},
+		{"datadis decimal", "datadis.csv", []byte("CUPS;Fecha;Hora;Consumo_kWh\nES0031405123456789JN0F;05/11/2026;1;1.000,2,5\n"),
+			`consumo: "1.000,2,5": coma o punto decimal, no ambos`},
+		{"csv comma", "casa.csv", []byte("timestamp,power_w\n2026-11-01T10:00:00Z;100\n"),
+			"se espera timestamp,power_w[,energy_wh] y hay 1 campos"},
+		{"csv not a number", "casa.csv", []byte("timestamp,power_w\n2026-11-01T10:00:00Z,mucho\n"),
+			`power_w: not_a_number: "mucho" no es un número`},
+		{"green button flow", "casa.xml", gb("7"),
+			"ReadingType flowDirection 7: Vatio importa 1 (consumida), 19 (vertida) y 4 (neta)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, body := op.importPost(op.importFields("casa"), tc.file, tc.body, "es")
+			if res.StatusCode != http.StatusBadRequest {
+				t.Fatalf("%d, want 400\n%s", res.StatusCode, body)
+			}
+			errs := importErrors.FindStringSubmatch(body)
+			if errs == nil || !strings.Contains(html.UnescapeString(errs[1]), tc.want) {
+				t.Errorf("errors %v, want %q", errs, tc.want)
+			}
+			if _, err := s.st.Meter("casa"); err == nil {
 				t.Error("a refused import stored a meter")
 			}
 		})

@@ -420,7 +420,7 @@ var english = &language{
 }
 
 var spanish = &language{
-	Code: "es", Name: "Español", decimal: ",", group: ".",
+	Code: "es", Name: "Español", decimal: ",", group: ".", problems: problemsES,
 	months:   [12]string{"ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sept", "oct", "nov", "dic"},
 	weekdays: [7]string{"lun", "mar", "mié", "jue", "vie", "sáb", "dom"},
 	texts: map[string]string{

@@ -1,7 +1,6 @@
 package meter
 
 import (
-	"fmt"
 	"io"
 	"strings"
 )
@@ -100,19 +99,19 @@ func (c *csvSource) readHeader(text string) (bool, error) {
 	stamped := headerIndex(fields, "timestamp", "time")
 	switch {
 	case start >= 0 && end >= 0:
-		return true, fmt.Errorf("name one time column, start or end, not both")
+		return true, problemf("name one time column, start or end, not both")
 	case start >= 0 || end >= 0:
 		c.timeCol, c.atEnd = max(start, end), end >= 0
 		if c.stamp != StampUnknown && (c.stamp == StampEnd) != c.atEnd {
-			return true, fmt.Errorf("the header names the interval's %s but time=%s was stated", map[bool]string{false: "start", true: "end"}[c.atEnd], c.stamp)
+			return true, problemf("the header names the interval's %s but time=%s was stated", map[bool]string{false: "start", true: "end"}[c.atEnd], c.stamp)
 		}
 	case stamped >= 0:
 		if c.stamp == StampUnknown {
-			return true, fmt.Errorf("say whether timestamp is each interval's start or end: name the column start or end, or state time=start or time=end")
+			return true, problemf("say whether timestamp is each interval's start or end: name the column start or end, or state time=start or time=end")
 		}
 		c.timeCol, c.atEnd = stamped, c.stamp == StampEnd
 	default:
-		return true, fmt.Errorf("name the time column start or end (the interval's), next to the energy")
+		return true, problemf("name the time column start or end (the interval's), next to the energy")
 	}
 	return true, nil
 }
@@ -121,7 +120,7 @@ func (c *csvSource) readHeader(text string) (bool, error) {
 func (c *csvSource) interval(text string) (record, error) {
 	fields := splitFields(text, ",")
 	if len(fields) != c.fields {
-		return record{}, fmt.Errorf("%d fields, the header names %d", len(fields), c.fields)
+		return record{}, problemf("%d fields, the header names %d", len(fields), c.fields)
 	}
 	t, err := ParseTime(fields[c.timeCol])
 	if err != nil {
@@ -130,13 +129,13 @@ func (c *csvSource) interval(text string) (record, error) {
 	rec := record{interval: true, at: t, atEnd: c.atEnd}
 	e, err := parseNumber([]byte(fields[c.energyCol]))
 	if err != nil {
-		return record{}, fmt.Errorf("energy: %w", err)
+		return record{}, problemf("energy: %v", err)
 	}
 	rec.importWh = e * c.energyScale
 	if c.exportCol >= 0 && fields[c.exportCol] != "" {
 		x, err := parseNumber([]byte(fields[c.exportCol]))
 		if err != nil {
-			return record{}, fmt.Errorf("export: %w", err)
+			return record{}, problemf("export: %v", err)
 		}
 		rec.exportWh = x * c.exportScale
 	}
@@ -147,7 +146,7 @@ func (c *csvSource) interval(text string) (record, error) {
 func powerRow(text string) (record, error) {
 	fields := splitFields(text, ",")
 	if len(fields) < 2 || len(fields) > 3 {
-		return record{}, fmt.Errorf("want timestamp,power_w[,energy_wh], got %d fields", len(fields))
+		return record{}, problemf("want timestamp,power_w[,energy_wh], got %d fields", len(fields))
 	}
 	t, err := ParseTime(fields[0])
 	if err != nil {
@@ -155,13 +154,13 @@ func powerRow(text string) (record, error) {
 	}
 	w, err := parseNumber([]byte(fields[1]))
 	if err != nil {
-		return record{}, fmt.Errorf("power_w: %w", err)
+		return record{}, problemf("power_w: %v", err)
 	}
 	r := Reading{Source: "import", Time: t.UTC(), PowerW: w, Stamped: true}
 	if len(fields) == 3 && fields[2] != "" {
 		wh, err := parseNumber([]byte(fields[2]))
 		if err != nil {
-			return record{}, fmt.Errorf("energy_wh: %w", err)
+			return record{}, problemf("energy_wh: %v", err)
 		}
 		r.EnergyWh, r.HasEnergy = wh, true
 	}

@@ -1,7 +1,6 @@
 package meter
 
 import (
-	"fmt"
 	"io"
 	"math"
 	"slices"
@@ -224,11 +223,11 @@ func (d *datadisSource) readHeader(text string) error {
 	cups := find(is("cups"))
 	switch {
 	case cups < 0:
-		return fmt.Errorf("no CUPS column in the header %q: a Datadis file starts CUPS;Fecha;Hora;Consumo_kWh", truncate(text))
+		return problemf("no CUPS column in the header %q: a Datadis file starts CUPS;Fecha;Hora;Consumo_kWh", truncate(text))
 	case d.fecha < 0 || d.hora < 0:
-		return fmt.Errorf("the header %q names no Fecha or no Hora column", truncate(text))
+		return problemf("the header %q names no Fecha or no Hora column", truncate(text))
 	case d.consumo < 0:
-		return fmt.Errorf("the header %q names no consumption (Consumo_kWh or AE_kWh)", truncate(text))
+		return problemf("the header %q names no consumption (Consumo_kWh or AE_kWh)", truncate(text))
 	}
 	d.cups = cups
 	return nil
@@ -262,16 +261,16 @@ func plainName(s string) string {
 func (d *datadisSource) row(text string) (datadisRow, error) {
 	fields := splitFields(text, ";")
 	if len(fields) < d.fields && len(fields) <= max(d.cups, d.fecha, d.hora, d.consumo, d.vertida) {
-		return datadisRow{}, fmt.Errorf("%d fields, the header names %d", len(fields), d.fields)
+		return datadisRow{}, problemf("%d fields, the header names %d", len(fields), d.fields)
 	}
 	r := datadisRow{line: d.ls.n, cups: fields[d.cups]}
 	if r.cups == "" {
-		return r, fmt.Errorf("no CUPS")
+		return r, problemf("no CUPS")
 	}
 	if d.cupsSeen == "" {
 		d.cupsSeen = r.cups
 	} else if r.cups != d.cupsSeen {
-		return r, fmt.Errorf("CUPS %s after %s: a file of one supply at a time", truncate(r.cups), d.cupsSeen)
+		return r, problemf("CUPS %s after %s: a file of one supply at a time", truncate(r.cups), d.cupsSeen)
 	}
 	var err error
 	if r.date, err = datadisDate(fields[d.fecha], d.zone); err != nil {
@@ -281,11 +280,11 @@ func (d *datadisSource) row(text string) (datadisRow, error) {
 		return r, err
 	}
 	if r.importWh, err = datadisKWh(fields[d.consumo]); err != nil {
-		return r, fmt.Errorf("consumption: %w", err)
+		return r, problemf("consumption: %v", err)
 	}
 	if d.vertida >= 0 && d.vertida < len(fields) {
 		if r.exportWh, err = datadisKWh(fields[d.vertida]); err != nil {
-			return r, fmt.Errorf("energy exported: %w", err)
+			return r, problemf("energy exported: %v", err)
 		}
 	}
 	return r, nil
@@ -300,18 +299,18 @@ func datadisDate(s string, zone *time.Location) (time.Time, error) {
 			return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, zone), nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("date %q: want dd/mm/yyyy or yyyy/mm/dd", truncate(s))
+	return time.Time{}, problemf("date %q: want dd/mm/yyyy or yyyy/mm/dd", truncate(s))
 }
 
 // datadisHour parses an hour, 1 to 25, written N or N:00.
 func datadisHour(s string) (int, error) {
 	h, rest, clock := strings.Cut(s, ":")
 	if clock && rest != "00" && rest != "00:00" {
-		return 0, fmt.Errorf("hour %q: Datadis gives whole hours (N or N:00)", truncate(s))
+		return 0, problemf("hour %q: Datadis gives whole hours (N or N:00)", truncate(s))
 	}
 	n, err := strconv.Atoi(h)
 	if err != nil || n < 1 || n > 25 {
-		return 0, fmt.Errorf("hour %q: want 1 to 24 (25 on the day the clocks go back), the hour ending at N:00", truncate(s))
+		return 0, problemf("hour %q: want 1 to 24 (25 on the day the clocks go back), the hour ending at N:00", truncate(s))
 	}
 	return n, nil
 }
@@ -323,7 +322,7 @@ func datadisKWh(s string) (float64, error) {
 	}
 	if strings.Contains(s, ",") {
 		if strings.Contains(s, ".") {
-			return 0, fmt.Errorf("%q: a decimal comma or point, not both", truncate(s))
+			return 0, problemf("%q: a decimal comma or point, not both", truncate(s))
 		}
 		s = strings.Replace(s, ",", ".", 1)
 	}
@@ -332,7 +331,7 @@ func datadisKWh(s string) (float64, error) {
 		return 0, err
 	}
 	if kwh < 0 {
-		return 0, fmt.Errorf("%g kWh is negative", kwh)
+		return 0, problemf("%g kWh is negative", kwh)
 	}
 	return math.Round(kwh*1e6) / 1000, nil // Wh, to the mWh the file's kWh give
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -50,12 +49,14 @@ var Reasons = []Reason{
 type RejectError struct {
 	Reason Reason
 	Detail string
+	detail error // Detail as a problem, for Say
 }
 
 func (e *RejectError) Error() string { return string(e.Reason) + ": " + e.Detail }
 
 func reject(r Reason, format string, args ...any) error {
-	return &RejectError{Reason: r, Detail: fmt.Sprintf(format, args...)}
+	detail := problemf(format, args...)
+	return &RejectError{Reason: r, Detail: detail.Error(), detail: detail}
 }
 
 // ReasonOf returns the Reason of a *RejectError in err's chain, or "" if there

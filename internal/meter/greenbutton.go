@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"encoding/xml"
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"slices"
@@ -131,8 +130,8 @@ type gbLimitReader struct {
 }
 
 var (
-	errGreenButtonSize  = fmt.Errorf("more than %d MiB of XML: split the download", MaxGreenButtonBytes>>20)
-	errGreenButtonToken = fmt.Errorf("a text, tag, comment, CDATA section or other XML token of more than %d KiB (%d bytes): no Green Button value is so long", maxGreenButtonToken>>10, maxGreenButtonToken)
+	errGreenButtonSize  = problemf("more than %d MiB of XML: split the download", MaxGreenButtonBytes>>20)
+	errGreenButtonToken = problemf("a text, tag, comment, CDATA section or other XML token of more than %d KiB (%d bytes): no Green Button value is so long", maxGreenButtonToken>>10, maxGreenButtonToken)
 )
 
 func (l *gbLimitReader) ReadByte() (byte, error) {

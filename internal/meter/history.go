@@ -40,7 +40,7 @@ func ParseFormat(s string) (Format, error) {
 	case FormatCSV, FormatDatadis, FormatGreenButton:
 		return f, nil
 	}
-	return "", fmt.Errorf("format %q: use auto, csv, datadis or greenbutton", truncate(s))
+	return "", problemf("format %q: use auto, csv, datadis or greenbutton", truncate(s))
 }
 
 // Stamp says which end of an interval a CSV row's time is.
@@ -59,7 +59,7 @@ func ParseStamp(s string) (Stamp, error) {
 	case StampUnknown, StampStart, StampEnd:
 		return st, nil
 	}
-	return "", fmt.Errorf("time %q: use start or end", truncate(s))
+	return "", problemf("time %q: use start or end", truncate(s))
 }
 
 // maxPointsPerInterval bounds the readings one interval of energy becomes.
@@ -80,7 +80,7 @@ const MaxMadeReadings = 600_000
 func ParseZone(name string) (*time.Location, error) {
 	loc, err := time.LoadLocation(name) // refuses a path (.., /)
 	if err != nil || name == "" || name == "Local" {
-		return nil, fmt.Errorf("zone %q: give an IANA time zone, such as Atlantic/Canary", truncate(name))
+		return nil, problemf("zone %q: give an IANA time zone, such as Atlantic/Canary", truncate(name))
 	}
 	return loc, nil
 }
@@ -118,7 +118,7 @@ type ImportOptions struct {
 
 // ErrNoMeterID is a history of no meter: the meter's id was not given and
 // the file is not a Datadis one, which names it.
-var ErrNoMeterID = errors.New("say which meter the history is of: only a Datadis file names it (its CUPS)")
+var ErrNoMeterID = problemf("say which meter the history is of: only a Datadis file names it (its CUPS)")
 
 // LineError is a bad line of a history file.
 type LineError struct {
@@ -131,7 +131,7 @@ func (e *LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e
 func (e *LineError) Unwrap() error { return e.Err }
 
 func lineErr(line int, format string, args ...any) error {
-	return &LineError{Line: line, Err: fmt.Errorf(format, args...)}
+	return &LineError{Line: line, Err: problemf(format, args...)}
 }
 
 // record is what a format decoder gives: a power reading, or the energy of
@@ -223,7 +223,7 @@ func (d *Decoder) NewHistoryReader(r io.Reader, meterID string, now time.Time, o
 		return nil, reject(ReasonBadMeterID, "meter id %q: use 1 to %d letters, digits, '.', '_', ':' or '-'", truncate(meterID), MaxIDLength)
 	}
 	if opts.Interval < 0 || opts.Interval > MaxIntervalLength {
-		return nil, fmt.Errorf("interval %s: give one from 1s to %s", opts.Interval, MaxIntervalLength)
+		return nil, problemf("interval %s: give one from 1s to %s", opts.Interval, MaxIntervalLength)
 	}
 	src := &errReader{r: r}
 	br := bufio.NewReaderSize(src, 16<<10)
@@ -233,7 +233,7 @@ func (d *Decoder) NewHistoryReader(r io.Reader, meterID string, now time.Time, o
 	if h.format == FormatAuto {
 		h.format = sniff(br)
 		if src.err != nil {
-			return nil, fmt.Errorf("read history: %w", src.err)
+			return nil, problemf("read history: %v", src.err)
 		}
 	}
 	switch h.format {
@@ -244,13 +244,13 @@ func (d *Decoder) NewHistoryReader(r io.Reader, meterID string, now time.Time, o
 	case FormatGreenButton:
 		h.dec = newGreenButtonSource(br)
 	default:
-		return nil, fmt.Errorf("format %q: use auto, csv, datadis or greenbutton", h.format)
+		return nil, problemf("format %q: use auto, csv, datadis or greenbutton", h.format)
 	}
 	if h.format != FormatDatadis && opts.Zone != nil {
-		return nil, fmt.Errorf("zone is for Datadis files: a %s file's times say their offset", h.format)
+		return nil, problemf("zone is for Datadis files: a %s file's times say their offset", h.format)
 	}
 	if h.format != FormatCSV && opts.Stamp != StampUnknown {
-		return nil, fmt.Errorf("time=%s is for CSV files: %s says which hour it gives", opts.Stamp, h.format)
+		return nil, problemf("time=%s is for CSV files: %s says which hour it gives", opts.Stamp, h.format)
 	}
 	if meterID == "" && h.format != FormatDatadis {
 		return nil, ErrNoMeterID
@@ -336,7 +336,7 @@ func (h *HistoryReader) fill() error {
 	}
 	if err != nil {
 		if h.src.err != nil { // the body failed: a cut line is no bad line
-			return fmt.Errorf("read history after line %d: %w", max(h.dec.line()-1, 0), h.src.err)
+			return problemf("read history after line %d: %v", max(h.dec.line()-1, 0), h.src.err)
 		}
 		return err
 	}
@@ -487,7 +487,7 @@ func (h *HistoryReader) expand(rec record) error {
 	for _, x := range h.out {
 		if err := h.d.Validate(x, h.now); err != nil {
 			h.out = nil
-			return &LineError{Line: rec.line, Err: fmt.Errorf("%w (the mean power of the interval from %s)", err, start.UTC().Format(time.RFC3339))}
+			return &LineError{Line: rec.line, Err: problemf("%v (the mean power of the interval from %s)", err, start.UTC().Format(time.RFC3339))}
 		}
 	}
 	h.prev = nil
@@ -608,7 +608,7 @@ func (l *lineScanner) scan() (string, error) {
 		if errors.Is(err, bufio.ErrTooLong) {
 			return "", lineErr(l.n+1, "longer than %d bytes", MaxCSVLineBytes)
 		}
-		return "", fmt.Errorf("read history: %w", err)
+		return "", problemf("read history: %v", err)
 	}
 	return "", io.EOF
 }
@@ -684,7 +684,7 @@ func ParseImportOptions(format, interval, stamp, zone string) (ImportOptions, er
 	if interval != "" {
 		d, err := time.ParseDuration(interval)
 		if err != nil || d < time.Second || d > MaxIntervalLength {
-			return opts, &FieldError{Field: "interval", Err: errors.New("want a duration from 1s to 24h, such as 15m or 1h")}
+			return opts, &FieldError{Field: "interval", Err: problemf("want a duration from 1s to 24h, such as 15m or 1h")}
 		}
 		opts.Interval = d
 	}
