@@ -106,7 +106,9 @@ func gaugeChart(l *language, powerW, peakW float64) (chartSnippet, error) {
 	g := charts.NewGauge()
 	g.SetGlobalOptions(chartInit(gaugeID, "220px"), charts.WithAnimation(false), charts.WithLegendOpts(opts.Legend{Show: opts.Bool(false)}),
 		charts.WithAriaOpts(&opts.Aria{Enabled: opts.Bool(true)}))
-	g.AddSeries(l.T("chart.power_now"), []opts.GaugeData{{Name: "kW", Value: roundTo(powerW/1000, 3)}})
+	// Unrounded: the page words it as the card does (rounding twice could
+	// make 3854.5 W "3.86 kW" beside the card's "3.85 kW").
+	g.AddSeries(l.T("chart.power_now"), []opts.GaugeData{{Name: "kW", Value: powerW / 1000}})
 	top := niceCeil(max(peakW, powerW, 1000) * 1.1 / 1000)
 	g.AddJSFuncs(fmt.Sprintf(`goecharts_%s.setOption({series: [{min: 0, max: %s, radius: '95%%', center: ['50%%', '58%%'], title: {show: false}, detail: {formatter: '{value} kW', fontSize: 20, offsetCenter: [0, '72%%']}, axisLabel: {distance: 16}}]});`,
 		gaugeID, strconv.FormatFloat(top, 'g', -1, 64)))

@@ -229,6 +229,14 @@ func TestDashboardInBrowser(t *testing.T) {
 	waitEvalFor(t, ctx, 2*time.Second, "a reading on the overview within 2 s", cardPower("default"), func(s string) bool { return s == "3.75 kW" })
 	waitEval(t, ctx, "site power", `document.getElementById("site-power").textContent`, func(s string) bool { return s == "3.75 kW" })
 	waitEval(t, ctx, "live chart", seriesPoints("live", "default"), func(s string) bool { return s == "2" })
+	// The gauge words the site's power as the card does, rounded once:
+	// 3854.5 W is 3.85 kW on both.
+	mqtttest.Publish3(t, c, "energy/consumption", 1, false, "3.8545")
+	waitEval(t, ctx, "site power of 3854.5 W", `document.getElementById("site-power").textContent`, func(s string) bool { return s == "3.85 kW" })
+	waitEval(t, ctx, "the gauge of 3854.5 W", `(function () {
+		var s = echarts.getInstanceByDom(document.getElementById("gauge")).getOption().series[0];
+		return s.detail.formatter(s.data[0].value);
+	})()`, func(s string) bool { return s == "3.85 kW" })
 	// How long a publish takes to show, for the README (not a pass mark:
 	// the 2 s above is).
 	var lat []time.Duration

@@ -538,7 +538,7 @@
       if (oc) oc.textContent = String(n);
       if (gauge) {
         var max = (gauge.getOption().series[0] || {}).max || 1;
-        var kw = Math.round(sum) / 1000;
+        var kw = sum / 1000; // worded by power(), as the card is: rounded once
         var o = { series: [{ data: [{ name: "kW", value: kw }] }] };
         if (kw > max) o.series[0].max = Math.ceil(kw * 1.2);
         gauge.setOption(o);
