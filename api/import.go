@@ -11,6 +11,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/vatio-energy/vatio/internal/audit"
 	"github.com/vatio-energy/vatio/internal/meter"
 )
 
@@ -127,6 +128,8 @@ func (s *Server) importHistory(c *fiber.Ctx, body io.Reader, id string, opts met
 	sum.MeterID, sum.Format, sum.Readings, sum.Added = hr.MeterID(), hr.Format(), read, added
 	sum.Rows, sum.Intervals = hr.Rows(), hr.Intervals()
 	s.log.Info("history imported", "meter", sum.MeterID, "format", string(sum.Format), "rows", sum.Rows, "readings", read, "new", added)
+	audit.Note(c.UserContext(), fmt.Sprintf("history of %s imported from a %s file: %d rows, %d readings, %d new",
+		sum.MeterID, sum.Format, sum.Rows, sum.Readings, sum.Added))
 	return sum, nil
 }
 

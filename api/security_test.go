@@ -296,3 +296,27 @@ func TestRefusedTokenFloodKeepsTheAuditLog(t *testing.T) {
 		t.Error("the deletion before the flood is no longer in the audit log")
 	}
 }
+
+// TestImportIsAudited: an import through the API is in the audit log with
+// what it stored, as one through the dashboard's form is.
+func TestImportIsAudited(t *testing.T) {
+	h, tokens, _, log := secured(t)
+	req, _ := http.NewRequest("POST", h.url+"/api/v1/meters/garage/import", strings.NewReader("timestamp,power_w\n2026-11-01T10:00:00Z,100\n2026-11-01T10:01:00Z,120\n"))
+	req.Header.Set("Content-Type", "text/csv")
+	req.Header.Set("Authorization", "Bearer "+tokens[auth.Operator])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("import: %d", resp.StatusCode)
+	}
+	es, err := log.List(1, nil)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("audit log: %v %v", es, err)
+	}
+	if e := es[0]; e.Target != "POST /api/v1/meters/garage/import" || e.Detail != "history of garage imported from a csv file: 2 rows, 2 readings, 2 new" {
+		t.Errorf("the import's audit entry: %+v", e)
+	}
+}

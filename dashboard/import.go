@@ -10,7 +10,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/vatio-energy/vatio/internal/audit"
 	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/internal/meter"
 )
@@ -92,7 +91,6 @@ func importResultOf(c *fiber.Ctx, l *language, loc *time.Location) *importResult
 func (d *Dashboard) importHistory(c *fiber.Ctx) error {
 	fields, sum, err := d.importFile(c)
 	if err == nil {
-		audit.Note(c.UserContext(), fmt.Sprintf("history of %s imported from a %s file: %d readings, %d new", sum.MeterID, sum.Format, sum.Readings, sum.Added))
 		q := url.Values{"imported": {sum.MeterID}, "format": {string(sum.Format)}, "readings": {strconv.Itoa(sum.Readings)},
 			"rows": {strconv.Itoa(sum.Rows)}, "intervals": {strconv.Itoa(sum.Intervals)},
 			"first": {sum.First.In(d.loc).Format(time.DateOnly)}, "last": {sum.Last.In(d.loc).Format(time.DateOnly)}}
