@@ -293,6 +293,11 @@ func (s *starting) buildServices() (err error) {
 	}
 	s.audit = audit.New(a.store, logger.With("component", "audit"))
 	a.audit = s.audit
+	// Refused MQTT CONNECTs are refusals from outside too (the broker
+	// starts below, after this is set).
+	a.devices.Refused = func(user, addr string, err error) {
+		s.audit.Record(audit.Entry{Who: user, Action: "mqtt_refused", Target: "MQTT CONNECT", Addr: addr, Detail: err.Error()})
+	}
 	command := func(topic string, payload []byte) error {
 		return s.publish(context.Background(), topic, payload, false)
 	}

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -686,5 +687,46 @@ func TestGatewayCannotWriteAnotherDevicesMeter(t *testing.T) {
 	getJSON(t, origin+"/api/v1/meters/boiler/readings?step=raw", &rs)
 	if len(rs.Points) != 1 || rs.Points[0].PowerW != 1500 {
 		t.Errorf("meter boiler's readings: %+v, want the boiler's own 1500 W only", rs.Points)
+	}
+}
+
+// TestRefusedMQTTConnectsAudited: a device's wrong password and an unknown
+// device name are in the audit log with the client's address, as refused
+// web log-ins are, and never the password typed.
+func TestRefusedMQTTConnectsAudited(t *testing.T) {
+	v := startVatio(t, t.TempDir())
+	origin := "http://" + v.http
+	resp, err := apiClient.Post(origin+"/api/v1/devices", "application/json", strings.NewReader(`{"name": "boiler"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /api/v1/devices: %d", resp.StatusCode)
+	}
+	const wrong = "not-the-boiler-password"
+	for _, user := range []string{"boiler", "nobody"} {
+		c := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + v.mqtt).SetClientID(user).
+			SetUsername(user).SetPassword(wrong).SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second))
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() == nil {
+			t.Fatalf("%s with a wrong password connected", user)
+		}
+	}
+	var audit struct {
+		Entries []struct{ Who, Action, Target, Addr, Detail string }
+	}
+	getJSON(t, origin+"/api/v1/audit?limit=100", &audit)
+	var got []string
+	for _, e := range audit.Entries {
+		if strings.Contains(e.Detail, wrong) {
+			t.Errorf("the audit log holds the password typed: %+v", e)
+		}
+		if e.Action == "mqtt_refused" {
+			got = append(got, e.Who+" "+e.Target+" "+e.Addr)
+		}
+	}
+	slices.Sort(got)
+	if want := []string{"boiler MQTT CONNECT 127.0.0.1", "nobody MQTT CONNECT 127.0.0.1"}; !slices.Equal(got, want) {
+		t.Errorf("refused CONNECTs in the audit log: %q, want %q", got, want)
 	}
 }

@@ -80,20 +80,21 @@ func clipped(e Entry) Entry {
 // failure to record is logged, never returned: auditing must not stop what
 // it records.
 //
-// A refused log-in, setup or token, which anyone who reaches the port can
-// cause as fast as they can send, is bounded: it is also written to the
-// process log, with the client's address and the user name typed (never a
-// password or a token's secret: entries hold neither), at most 3 lines a
-// minute per address for 10 addresses; it is stored at most 5 times a
-// minute per address for 20 addresses. Those held back are counted, in a
-// log line and in a stored entry "refusals_held", at the minute's end.
+// A refused log-in, setup, token or MQTT CONNECT, which anyone who reaches
+// the port can cause as fast as they can send, is bounded: it is stored at
+// most 5 times a minute per address, for 20 addresses, and (but a refused
+// CONNECT, which the broker logs) written to the process log with the
+// client's address and the user name typed (never a password or a token's
+// secret: entries hold neither) at most 3 times a minute per address, for
+// 10 addresses. Those held back are counted, in a log line and in a stored
+// entry "refusals_held", at the minute's end.
 func (l *Log) Record(e Entry) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
 	e = clipped(e)
 	if msg, ok := refusalActions[e.Action]; ok {
-		if l.logged.pass(e.Addr) {
+		if msg != "" && l.logged.pass(e.Addr) {
 			logRefusal(l.log, msg, e)
 		}
 		if !l.stored.pass(e.Addr) {
@@ -121,7 +122,7 @@ func (l *Log) logHeld(count int, top string) {
 // storeHeld stores the count of refusals not stored one by one.
 func (l *Log) storeHeld(count int, top string) {
 	l.store(Entry{Time: time.Now(), Who: "system", Action: "refusals_held",
-		Detail: fmt.Sprintf("%d more refused log-ins and tokens within %s, not stored one by one; most from %s", count, l.stored.interval, top)})
+		Detail: fmt.Sprintf("%d more refused log-ins, tokens and MQTT connections within %s, not stored one by one; most from %s", count, l.stored.interval, top)})
 }
 
 // store writes e, then prunes the log when it has grown past its bound.

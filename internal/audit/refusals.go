@@ -13,13 +13,16 @@ import (
 )
 
 // The refusals of requests from outside: anyone who can reach the port can
-// cause them, as fast as they can send. Each is written to the process log
-// (for whoever watches it: journalctl, a log collector, fail2ban) and
-// stored in the audit log, both at a bounded rate (see gate).
+// cause them, as fast as they can send. Each is stored in the audit log and
+// written to the process log with the message given here (for whoever
+// watches it: journalctl, a log collector, fail2ban), both at a bounded
+// rate (see gate); one with no message is not written to the process log
+// (the broker logs refused CONNECTs itself).
 var refusalActions = map[string]string{
 	"login_failed":  "log-in refused",
 	"setup_refused": "setup refused",
 	"token_refused": "API token refused",
+	"mqtt_refused":  "",
 }
 
 // Defaults of the process log's gate: a few lines a minute per address,

@@ -76,6 +76,10 @@ type Registry struct {
 	// AnonymousFrom reports whether a client without credentials may
 	// connect from ip: loopback only by default.
 	AnonymousFrom func(ip net.IP) bool
+	// Refused, when set (before the broker starts), is told of each
+	// CONNECT Connect refuses, but for one refused as too busy: the user
+	// name given, the client's address and why.
+	Refused func(user, addr string, err error)
 
 	mu      sync.Mutex
 	devices map[string]Device
@@ -287,6 +291,14 @@ func (r *Registry) refresh(name string) {
 // broker.ErrBusy says the password could not be checked now (too many
 // checks at once). The argon2id check runs with no lock held.
 func (r *Registry) Connect(user string, password []byte, remote string) error {
+	err := r.connect(user, password, remote)
+	if err != nil && r.Refused != nil && !errors.Is(err, broker.ErrBusy) {
+		r.Refused(user, hostOf(remote), err)
+	}
+	return err
+}
+
+func (r *Registry) connect(user string, password []byte, remote string) error {
 	if user == "" {
 		host, _, err := net.SplitHostPort(remote)
 		if err != nil {
