@@ -505,3 +505,44 @@ func TestSettingsSpanish(t *testing.T) {
 		}
 	}
 }
+
+// TestAccessPageShowsTheAuditLog: the admin's Access page lists the audit
+// log's newest entries (a refused log-in, a log-in, a change), escaped,
+// in the reader's language; other roles cannot open the page.
+func TestAccessPageShowsTheAuditLog(t *testing.T) {
+	s := startSite(t)
+	// A refused log-in with a name that is markup.
+	b := &browser{t: t, s: s}
+	if res, _ := b.send("POST", "/login", url.Values{"user": {"<b>mallory</b>"}, "password": {"wrong password!"}}); res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a wrong password: %d", res.StatusCode)
+	}
+	admin := s.login(t, "admin")
+	if res, _ := admin.post("/settings/tariff", tariffForm()); res.StatusCode >= 400 {
+		t.Fatalf("save the tariff: %d", res.StatusCode)
+	}
+	res, page := admin.get("/access")
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("GET /access: %d", res.StatusCode)
+	}
+	i := strings.Index(page, `id="audit"`)
+	if i < 0 {
+		t.Fatalf("the Access page has no audit table:\n%s", page)
+	}
+	table := page[i:]
+	for _, want := range []string{"login_failed", "&lt;b&gt;mallory&lt;/b&gt;", "<code>login</code>", "tariff saved"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("the audit table lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "<b>mallory</b>") {
+		t.Error("a user name typed is markup on the page")
+	}
+	spanish := *admin
+	spanish.cookie += "; vatio_lang=es"
+	if _, es := spanish.get("/access"); !strings.Contains(es, "Registro de auditoría") || !strings.Contains(es, "Quién") {
+		t.Error("the Spanish Access page does not name the audit log")
+	}
+	if res, _ := s.login(t, "operator").get("/access"); res.StatusCode != http.StatusForbidden {
+		t.Errorf("an operator's GET /access: %d, want 403", res.StatusCode)
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/vatio-energy/vatio/internal/audit"
 	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/internal/devices"
 	"github.com/vatio-energy/vatio/internal/energy"
@@ -572,10 +573,18 @@ type accessData struct {
 	// their credentials (without the password hashes).
 	DevicesOn bool
 	Devices   []devices.Device
+	// AuditOn is whether there is an audit log; Audit its newest entries.
+	AuditOn bool
+	Audit   []audit.Entry
 }
 
+// accessAuditEntries is how many of the audit log's newest entries the
+// Access page shows; the API gives the others.
+const accessAuditEntries = 50
+
 // accessPage serves GET /access (admin): the users, the API tokens and the
-// MQTT devices, with forms that add and remove them through the API.
+// MQTT devices, with forms that add and remove them through the API, and
+// the audit log's newest entries.
 func (d *Dashboard) accessPage(c *fiber.Ctx) error {
 	b := d.newBase(c, "access", "access.title")
 	data := &accessData{base: b, Users: d.auth.Users(), Tokens: d.auth.Tokens(), DevicesOn: d.devices != nil}
@@ -583,6 +592,13 @@ func (d *Dashboard) accessPage(c *fiber.Ctx) error {
 	slices.SortFunc(data.Tokens, func(a, b auth.Token) int { return b.Created.Compare(a.Created) })
 	if d.devices != nil {
 		data.Devices = d.devices.List()
+	}
+	if d.audit != nil {
+		es, err := d.audit.List(accessAuditEntries, nil)
+		if err != nil {
+			return err
+		}
+		data.AuditOn, data.Audit = true, es
 	}
 	return d.render(c, "access", b, data)
 }
