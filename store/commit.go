@@ -210,7 +210,18 @@ func (s *Store) storeReading(tx writeTx, res *txResult, r meter.Reading, live bo
 	if live && res.watch {
 		fresh = &res.fresh
 	}
-	added, err := put(tx, &st, r, s.maxPowerIn(tx, res.newInfo, id), fresh)
+	maxW := s.maxPowerIn(tx, res.newInfo, id)
+	before := st
+	added, err := put(tx, &st, r, maxW, fresh)
+	if !live && meter.ReasonOf(err) == meter.ReasonImplausibleEnergy {
+		// History is kept whole: a counter that jumps in it (a meter
+		// replaced, a device's glitch) is stored without its counter, its
+		// energy integrated from power, as a late reading's that does not
+		// fit is. An import is never refused half-way through for it,
+		// with part of it stored.
+		st, r.HasEnergy = before, false
+		added, err = put(tx, &st, r, maxW, fresh)
+	}
 	if meter.ReasonOf(err) != "" {
 		if !isNew {
 			res.changed[id] = st // the rejected counter's tracking

@@ -23,10 +23,11 @@ const ImportChunk = 50_000
 // import with nothing stored. An import of up to ImportChunk readings is
 // then stored in one transaction, all or nothing, as Import does; a larger
 // one is staged in a file of StagingDir while it is read, then stored
-// ImportChunk readings a transaction. Should that stop half-way (the
-// process killed, the disk full), sending the same history again completes
-// it: readings at instants already stored replace them, none is added
-// twice. progress, if not nil, is told how many of all the readings were
+// ImportChunk readings a transaction. No reading is refused then: one whose
+// energy counter does not fit the meter's (a meter replaced) is stored
+// with its power alone. Should the storing stop half-way (the process
+// killed, the disk full), sending the same history again completes it:
+// readings at instants already stored replace them, none is added twice. progress, if not nil, is told how many of all the readings were
 // stored.
 func (s *Store) ImportFrom(next func() (meter.Reading, error), progress func(stored, all int)) (read, added int, err error) {
 	chunk := make([]meter.Reading, 0, min(ImportChunk, 1024))

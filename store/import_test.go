@@ -133,3 +133,46 @@ func FuzzStaging(f *testing.F) {
 		}
 	})
 }
+
+// TestImportKeepsACounterJump imports a history whose energy counter jumps
+// (a meter replaced) past the first transaction's worth: the whole history
+// is stored, never part of it with an error; the readings whose counter
+// does not fit are kept with their power, their energy integrated from it.
+func TestImportKeepsACounterJump(t *testing.T) {
+	s, err := testOpen(t, t.TempDir(), Options{StagingDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	n, jump := ImportChunk*2+123, ImportChunk+10
+	i := 0
+	next := func() (meter.Reading, error) {
+		if i == n {
+			return meter.Reading{}, io.EOF
+		}
+		i++
+		wh := 0.03 * float64(i)
+		if i >= jump {
+			wh += 1e12 // the new meter's counter
+		}
+		return meter.Reading{Meter: "swapped", Source: "import", Time: t0.Add(time.Duration(i) * time.Second), PowerW: 108,
+			EnergyWh: wh, HasEnergy: true, Stamped: true}, nil
+	}
+	read, added, err := s.ImportFrom(next, nil)
+	if err != nil || read != n || added != n {
+		t.Fatalf("ImportFrom = %d read, %d added, %v; want all %d stored", read, added, err, n)
+	}
+	recs, _, err := s.Range("swapped", t0, t0.Add(time.Duration(n+1)*time.Second), n+1)
+	if err != nil || len(recs) != n {
+		t.Fatalf("Range: %d readings, %v", len(recs), err)
+	}
+	if r := recs[jump-1]; r.HasEnergy || r.PowerW != 108 {
+		t.Errorf("the reading where the counter jumps: %+v, want its power without the counter", r)
+	}
+	if r := recs[jump-2]; !r.HasEnergy {
+		t.Errorf("the reading before the jump lost its counter: %+v", r)
+	}
+	if err := s.CheckRollups("swapped"); err != nil {
+		t.Error(err)
+	}
+}
