@@ -2,6 +2,7 @@ package dashboard_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -544,5 +545,33 @@ func TestAccessPageShowsTheAuditLog(t *testing.T) {
 	}
 	if res, _ := s.login(t, "operator").get("/access"); res.StatusCode != http.StatusForbidden {
 		t.Errorf("an operator's GET /access: %d, want 403", res.StatusCode)
+	}
+}
+
+// TestMetersPageGrowsWithTheMeters: the Meters page lists each meter's
+// possible parents once for all its forms, so a site of many meters gets a
+// page that grows with them, not with their square; a form names its
+// meter's parent, and the list offers every meter.
+func TestMetersPageGrowsWithTheMeters(t *testing.T) {
+	s := startSite(t)
+	const n = 300
+	for i := range n {
+		if err := s.st.Append(reading(fmt.Sprintf("m%03d", i), 0, 100), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.st.Flush()
+	if _, err := s.st.EditMeter("m001", func(in *store.MeterInfo) error { in.Parent = "m000"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	_, page := s.login(t, "viewer").get("/meters")
+	if got := strings.Count(page, "<option value="); got > n+1+20 {
+		t.Errorf("the Meters page of %d meters has %d options: a list per form", n+1, got)
+	}
+	if got := strings.Count(page, `<datalist id="parent-choices">`); got != 1 {
+		t.Errorf("%d parent lists, want 1", got)
+	}
+	if !strings.Contains(page, `<option value="m299">`) || !strings.Contains(page, `name="parent" list="parent-choices" maxlength="64" autocomplete="off" value="m000"`) {
+		t.Error("the list lacks a meter, or m001's form does not name its parent m000")
 	}
 }

@@ -258,21 +258,16 @@ func (d *Dashboard) lastHour(m meterView, w window) (meterSeries, error) {
 }
 
 // settingsData is what the settings form (settings.html) renders: a
-// meter, and the meters that could be its parent.
+// meter. The meters that could be its parent are the page's one
+// parent-choices list (Choices), shared by every form on it: a list per
+// form would grow with the square of the meters.
 type settingsData struct {
-	M      meterView
-	Others []meterView
+	M meterView
 }
 
-// settingsOf returns the settings form's data for m among all.
-func settingsOf(m meterView, all []meterView) settingsData {
-	out := settingsData{M: m}
-	for _, o := range all {
-		if o.ID != m.ID {
-			out.Others = append(out.Others, o)
-		}
-	}
-	return out
+// settingsOf returns the settings form's data for m.
+func settingsOf(m meterView) settingsData {
+	return settingsData{M: m}
 }
 
 // meterData is what meter.html renders.
@@ -285,10 +280,12 @@ type meterData struct {
 	Parent    *meterView
 	Kids      []meterView
 	Settings  settingsData
-	History   *chartSnippet
-	Daily     *chartSnippet
-	Profile   *chartSnippet
-	Year      *chartSnippet
+	// Choices are the meters its settings form may name as parent.
+	Choices []meterView
+	History *chartSnippet
+	Daily   *chartSnippet
+	Profile *chartSnippet
+	Year    *chartSnippet
 	// From and To bound the history chart at first (RFC 3339).
 	From, To string
 	// BreakMs is the silence that breaks the history's line as drawn first,
@@ -332,7 +329,7 @@ func (d *Dashboard) meterPage(c *fiber.Ctx) error {
 			data.Kids = append(data.Kids, o)
 		}
 	}
-	data.Settings = settingsOf(data.M, all)
+	data.Settings, data.Choices = settingsOf(data.M), all
 	// The last week, or the week up to the newest reading of a meter
 	// known only from older history.
 	to := now.Add(time.Minute)
@@ -496,6 +493,8 @@ func (d *Dashboard) autoTier(id string, from, to time.Time, limit int) (store.Ti
 type metersData struct {
 	*base
 	Rows []settingsData
+	// Choices are the meters a settings form may name as parent.
+	Choices []meterView
 	// CanImport is whether the user may import history (operators);
 	// ImportForm is the import form, empty or as refused (then Failed),
 	// and Imported what the last import stored (after its redirect).
@@ -521,9 +520,9 @@ func (d *Dashboard) metersPage(c *fiber.Ctx) error {
 // metersData is the Meters page's data, its import form empty.
 func (d *Dashboard) metersData(c *fiber.Ctx, b *base) *metersData {
 	all := d.meterViews(d.now())
-	data := &metersData{base: b, CanImport: d.canImport(c), ImportForm: &importFormData{}, Formats: importFormats}
+	data := &metersData{base: b, CanImport: d.canImport(c), ImportForm: &importFormData{}, Formats: importFormats, Choices: all}
 	for _, m := range all {
-		data.Rows = append(data.Rows, settingsOf(m, all))
+		data.Rows = append(data.Rows, settingsOf(m))
 	}
 	return data
 }
