@@ -447,7 +447,13 @@ func (r *Rules) Get(id string) (Rule, error) {
 	return rule, nil
 }
 
-// Put creates or replaces a rule made through the API.
+// MaxRules bounds the rules, config.yaml's and the API's: each is
+// evaluated for its meters every alerts.evaluate_every, and listed on the
+// Settings page.
+const MaxRules = 1000
+
+// Put creates or replaces a rule made through the API; a new one past
+// MaxRules is refused.
 func (r *Rules) Put(rule Rule) (Rule, error) {
 	rule.Source = "api"
 	if err := rule.Check(); err != nil {
@@ -463,8 +469,12 @@ func (r *Rules) Put(rule Rule) (Rule, error) {
 	if err := r.refresh(); err != nil {
 		return Rule{}, err
 	}
-	if old, ok := r.rules[rule.ID]; ok && old.Source == "config" {
+	old, ok := r.rules[rule.ID]
+	if ok && old.Source == "config" {
 		return Rule{}, ErrConfigRule
+	}
+	if !ok && len(r.rules) >= MaxRules {
+		return Rule{}, &InvalidError{Field: "id", Reason: fmt.Sprintf("there are %d rules, the most Vatio keeps: delete one first", len(r.rules))}
 	}
 	v, err := json.Marshal(rule)
 	if err != nil {

@@ -3,6 +3,7 @@ package alert_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -522,5 +523,31 @@ func TestMessageDurations(t *testing.T) {
 	rules.Evaluate(t0.Add(6 * time.Minute))
 	if as := ruleAlerts(t, st, "long"); len(as) != 1 || as[0].Args["for"] != "5m" || !strings.HasSuffix(as[0].Message, "for 5 min") {
 		t.Errorf("alerts = %+v, want one saying for 5 min", as)
+	}
+}
+
+// TestRulesAreBounded: past MaxRules a new rule is refused, saying why;
+// one already there may still be changed.
+func TestRulesAreBounded(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	rules, _ := newRules(t, st, alert.Rule{ID: "from-config", Kind: alert.Silent, Meter: "*", Severity: "warning", Enabled: true, SilentFor: alert.Duration(time.Hour)})
+	rule := func(i int) alert.Rule {
+		return alert.Rule{ID: fmt.Sprintf("r%04d", i), Kind: alert.PowerAbove, Meter: "oven", Severity: "warning", Enabled: true, ThresholdW: float64(1000 + i)}
+	}
+	for i := range alert.MaxRules - 1 {
+		if _, err := rules.Put(rule(i)); err != nil {
+			t.Fatalf("rule %d: %v", i, err)
+		}
+	}
+	_, err := rules.Put(rule(alert.MaxRules))
+	var ie *alert.InvalidError
+	if !errors.As(err, &ie) || !strings.Contains(ie.Reason, "delete one first") {
+		t.Fatalf("rule %d: %v, want refused", alert.MaxRules+1, err)
+	}
+	if _, err := rules.Put(rule(3)); err != nil {
+		t.Errorf("changing a rule at the bound: %v", err)
+	}
+	if n := len(rules.List()); n != alert.MaxRules {
+		t.Errorf("%d rules, want %d", n, alert.MaxRules)
 	}
 }
