@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"unicode/utf8"
 	"testing"
 	"time"
 )
@@ -177,5 +178,15 @@ func TestKilowattsAreExact(t *testing.T) {
 		if err != nil || r.PowerW != tt.want {
 			t.Errorf("Decode(%q) = %v W (%v), want exactly %v", tt.payload, r.PowerW, err, tt.want)
 		}
+	}
+}
+
+// TestTruncateKeepsCharacters: a value quoted in an error is cut at a
+// character's start, never inside one.
+func TestTruncateKeepsCharacters(t *testing.T) {
+	s := "a" + strings.Repeat("é", 40)
+	got := truncate(s)
+	if !utf8.ValidString(got) || !strings.HasSuffix(got, "…") || len(got) > 64+len("…") {
+		t.Errorf("truncate = %q", got)
 	}
 }
