@@ -538,3 +538,33 @@ func TestOpenAPIIsCompressed(t *testing.T) {
 		}
 	}
 }
+
+// TestImportBeforeLiveReadings: a meter that reports live takes history
+// only from before its last live reading; a later one would become its
+// power now, and is refused, naming the line, with nothing stored.
+func TestImportBeforeLiveReadings(t *testing.T) {
+	h := start(t)
+	now := time.Now()
+	live := meter.Reading{Meter: "kitchen", Time: now.Add(-10 * time.Second), PowerW: 500}
+	if err := h.store.Append(live, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.store.Flush()
+	m, err := h.store.Meter("kitchen")
+	if err != nil || m.LastHeard.IsZero() {
+		t.Fatalf("kitchen: %+v %v, want heard live", m, err)
+	}
+	late := fmt.Sprintf("timestamp,power_w\n%s,900\n%s,9000000\n", now.Add(-time.Hour).Format(time.RFC3339), now.Add(-time.Second).Format(time.RFC3339Nano))
+	var refusal struct{ Error, Detail string }
+	if code := h.post(t, "/api/v1/meters/kitchen/import", "text/csv", late, &refusal); code != 400 || !strings.Contains(refusal.Detail, "line 3") ||
+		!strings.Contains(refusal.Detail, "last reported live") {
+		t.Fatalf("an import past the live readings: %d %+v, want 400 naming line 3", code, refusal)
+	}
+	if m2, _ := h.store.Meter("kitchen"); m2.Readings != m.Readings || m2.LastPowerW != 500 {
+		t.Errorf("after the refused import: %d readings, %g W; want %d, 500 W", m2.Readings, m2.LastPowerW, m.Readings)
+	}
+	early := fmt.Sprintf("timestamp,power_w\n%s,900\n", now.Add(-time.Hour).Format(time.RFC3339))
+	if code := h.post(t, "/api/v1/meters/kitchen/import", "text/csv", early, nil); code != 200 {
+		t.Errorf("an import before the live readings: %d", code)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"mime/multipart"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -85,7 +86,7 @@ func (s *Server) importHistory(c *fiber.Ctx, body io.Reader, id string, opts met
 		c.Set(fiber.HeaderRetryAfter, importRetryAfter)
 		return sum, fiber.NewError(fiber.StatusServiceUnavailable, "another import is running: send this one again when it ends; nothing was imported")
 	}
-	opts.MaxGap = s.store.MaxGap()
+	opts.MaxGap, opts.Heard = s.store.MaxGap(), s.heard
 	hr, err := s.decoder.NewHistoryReader(body, id, s.now(), opts)
 	var ne net.Error
 	if errors.Is(err, errTooLarge) || errors.As(err, &ne) { // the body failed as its first bytes were read
@@ -244,4 +245,15 @@ func (s *Server) ImportForm(c *fiber.Ctx) (map[string]string, meter.ImportSummar
 	}
 	sum, err = s.importHistory(c, f.file, id, opts)
 	return fields, sum, err
+}
+
+// heard is the time of meter id's newest live reading, the zero time if
+// it never reported live (or is unknown): an import holds only what came
+// before.
+func (s *Server) heard(id string) time.Time {
+	m, err := s.store.Meter(id)
+	if err != nil {
+		return time.Time{}
+	}
+	return m.NewestLive()
 }

@@ -250,24 +250,22 @@ func TestEnergyNeverCountsASubMeterTwice(t *testing.T) {
 	}
 }
 
-// TestImportOfAnImplausibleCounterIsA400 checks that the store's refusal of
-// an imported reading reaches the client as a bad request, and that
-// imported meters say where they came from.
-func TestImportOfAnImplausibleCounterIsA400(t *testing.T) {
+// TestImportOfAnImplausibleCounterIsKept checks that an imported reading
+// whose counter jumps (a meter replaced) is kept with its power, its
+// counter left out, rather than failing the import; and that imported
+// meters say where they came from.
+func TestImportOfAnImplausibleCounterIsKept(t *testing.T) {
 	h := start(t)
-	var e apiError
 	body := "2026-11-25T10:00:00Z,100,1000\n2026-11-25T10:01:00Z,100,9000000000000\n"
-	if code := h.post(t, "/api/v1/meters/imp/import", "text/csv", body, &e); code != 400 || !strings.Contains(e.Detail, "implausible_energy") {
-		t.Errorf("import = %d %+v, want 400 implausible_energy", code, e)
-	}
-	if code := h.get(t, "/api/v1/meters/imp", nil); code != 404 {
-		t.Errorf("meter after a refused import: %d, want 404", code)
-	}
-	if code := h.post(t, "/api/v1/meters/imp/import", "text/csv", "2026-11-25T10:00:00Z,100,1000\n", nil); code != 200 {
-		t.Fatalf("good import = %d", code)
+	if code := h.post(t, "/api/v1/meters/imp/import", "text/csv", body, nil); code != 200 {
+		t.Fatalf("import = %d, want 200", code)
 	}
 	var m meterAnswer
-	if h.get(t, "/api/v1/meters/imp", &m); m.Source != "import" {
-		t.Errorf("imported meter's source = %q", m.Source)
+	if h.get(t, "/api/v1/meters/imp", &m); m.Source != "import" || m.Readings != 2 {
+		t.Errorf("imported meter: %+v, want 2 readings from import", m)
+	}
+	recs, _, err := h.store.Range("imp", time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC), time.Date(2026, 11, 25, 11, 0, 0, 0, time.UTC), 10)
+	if err != nil || len(recs) != 2 || !recs[0].HasEnergy || recs[1].HasEnergy || recs[1].PowerW != 100 {
+		t.Errorf("stored %+v %v; want the jumping reading's power without its counter", recs, err)
 	}
 }

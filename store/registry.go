@@ -105,6 +105,21 @@ func (m Meter) Status(now time.Time) (status, why string) {
 // the store's MaxGap while the interval is unknown.
 func (m Meter) SilentAfter() time.Duration { return m.silentAfter }
 
+// NewestLive is when the meter's newest live reading was taken, as far as
+// the registry can tell: its newest reading's time, or when it was last
+// heard if that is earlier (a reading stamped on receipt, late history
+// newer than what it reported live); the zero time for a meter never heard
+// live. History imported later than it would become the meter's power now.
+func (m Meter) NewestLive() time.Time {
+	if m.LastHeard.IsZero() {
+		return time.Time{}
+	}
+	if m.Last.Before(m.LastHeard) {
+		return m.Last
+	}
+	return m.LastHeard
+}
+
 // PowerNow returns the meter's power now at now, in watts, and whether it
 // has one: it is online (heard live within its silence window) and its
 // newest reading was taken within that window too, or a minute, whichever

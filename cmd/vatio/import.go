@@ -56,7 +56,19 @@ func importHistory(args []string, getenv func(string) string, stdout, stderr io.
 	if fset.NArg() != 1 {
 		return errors.New("import takes one FILE (see vatio import -h)")
 	}
-	opts := meter.ImportOptions{Interval: *interval, MaxGap: cfg.Store.MaxGap}
+	// The store opens once the file has named its meter (a Datadis file's
+	// first row): until then no meter was heard.
+	var st *store.Store
+	opts := meter.ImportOptions{Interval: *interval, MaxGap: cfg.Store.MaxGap, Heard: func(id string) time.Time {
+		if st == nil {
+			return time.Time{}
+		}
+		m, err := st.Meter(id)
+		if err != nil {
+			return time.Time{}
+		}
+		return m.NewestLive()
+	}}
 	if opts.Format, err = meter.ParseFormat(*format); err != nil {
 		return err
 	}
@@ -101,12 +113,17 @@ func importHistory(args []string, getenv func(string) string, stdout, stderr io.
 		return fmt.Errorf("%s: %w (nothing was imported)", path, firstErr)
 	}
 	id := hr.MeterID()
-	st, err := openCommandStore(cfg, store.Options{MaxGap: cfg.Store.MaxGap, MaxPowerW: cfg.Ingest.MaxPowerW},
+	opened, err := openCommandStore(cfg, store.Options{MaxGap: cfg.Store.MaxGap, MaxPowerW: cfg.Ingest.MaxPowerW},
 		"POST the file to /api/v1/meters/"+id+"/import")
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer opened.Close()
+	st = opened
+	if heard := opts.Heard(id); firstErr == nil && !heard.IsZero() && first.Time.After(heard) {
+		return fmt.Errorf("%s: its first reading, at %s, is after %s, when meter %s last reported live: a history holds what came before its live readings (nothing was imported)",
+			path, first.Time.UTC().Format(time.RFC3339), heard.UTC().Format(time.RFC3339), id)
+	}
 
 	pending := firstErr == nil
 	next := func() (meter.Reading, error) {

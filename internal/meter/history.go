@@ -76,6 +76,13 @@ const maxPointsPerInterval = 10_000
 // and 1.2 GB), and a longer history can be sent in parts.
 const MaxMadeReadings = 600_000
 
+// MaxFileReadings bounds the power readings one import's file may hold:
+// two million are 23 days of a reading a second, a year of one every 16 s.
+// The store's time and disk grow with them (a 529 KB body, compressed
+// twice, held 10 million sub-second readings and 380 MB), and a longer
+// history can be sent in parts.
+const MaxFileReadings = 2_000_000
+
 // ParseZone parses the IANA name of a time zone (such as Atlantic/Canary).
 func ParseZone(name string) (*time.Location, error) {
 	loc, err := time.LoadLocation(name) // refuses a path (.., /)
@@ -107,6 +114,11 @@ type ImportOptions struct {
 	// peninsular time (Europe/Madrid); the Canary Islands' files are in
 	// Atlantic/Canary.
 	Zone *time.Location
+	// Heard, when set, says when a meter was last heard live (the zero
+	// time if never): a history of a meter that reports live holds only
+	// what came before its live readings, which a later reading would
+	// replace as its power now.
+	Heard func(meterID string) time.Time
 	// MaxGap is the store's max_gap: the longest interval between two
 	// readings that the store integrates across. Interval energy is
 	// stored as readings no further apart than it, and power readings
@@ -214,6 +226,10 @@ type HistoryReader struct {
 	rows, intervals int
 	reported        int
 	done            bool
+	// heard is when the meter was last heard live (opts.Heard), looked up
+	// once its id is known.
+	heard       time.Time
+	heardLooked bool
 }
 
 // NewHistoryReader returns a HistoryReader of meterID's history in r. For
@@ -366,6 +382,9 @@ func (h *HistoryReader) fill() error {
 	if err := h.span(rec.r, rec.line); err != nil {
 		return err
 	}
+	if h.rows-h.intervals >= MaxFileReadings {
+		return lineErr(rec.line, "the file holds more than %d readings: split it into parts", MaxFileReadings)
+	}
 	h.out = append(h.out, rec.r)
 	h.rows++
 	return nil
@@ -378,6 +397,13 @@ func (h *HistoryReader) notAhead(t time.Time, line int) error {
 	if t.After(h.now) {
 		return lineErr(line, "a reading at %s is in the future, later than the import's time (%s): a history holds only what was measured",
 			t.UTC().Format(time.RFC3339), h.now.UTC().Format(time.RFC3339))
+	}
+	if !h.heardLooked && h.opts.Heard != nil && h.meterID != "" {
+		h.heard, h.heardLooked = h.opts.Heard(h.meterID), true
+	}
+	if !h.heard.IsZero() && t.After(h.heard) {
+		return lineErr(line, "a reading at %s is after %s, when meter %s last reported live: a history holds what came before its live readings, which it would otherwise replace as its power now",
+			t.UTC().Format(time.RFC3339), h.heard.UTC().Format(time.RFC3339), h.meterID)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package meter
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"slices"
@@ -450,5 +451,33 @@ func TestImportMadeReadingsBound(t *testing.T) {
 	_, err = testDecoder().ReadHistory(strings.NewReader(b.String()), "m", now, ImportOptions{Interval: time.Hour, MaxGap: 10 * time.Minute}, nil)
 	if !errors.As(err, &le) || !strings.Contains(err.Error(), "more than 600000 readings") {
 		t.Fatalf("hourly power spanned: %v, want a line error naming the limit", err)
+	}
+}
+
+// TestFileReadingsAreBounded: a file of more power readings than
+// MaxFileReadings is refused at the first one past it.
+func TestFileReadingsAreBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("timestamp,power_w\n")
+	start := now.Add(-time.Duration(MaxFileReadings+10) * time.Second)
+	for i := range MaxFileReadings + 1 {
+		fmt.Fprintf(&b, "%d,1\n", start.Unix()+int64(i))
+	}
+	hr, err := testDecoder().NewHistoryReader(strings.NewReader(b.String()), "m", now, ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for err == nil {
+		if _, err = hr.Next(); err == nil {
+			n++
+		}
+	}
+	if n != MaxFileReadings {
+		t.Errorf("%d readings given before the refusal, want %d", n, MaxFileReadings)
+	}
+	var le *LineError
+	if !errors.As(err, &le) || le.Line != MaxFileReadings+2 || !strings.Contains(err.Error(), "more than 2000000 readings") {
+		t.Fatalf("%d readings: %v, want refused at line %d", MaxFileReadings+1, err, MaxFileReadings+2)
 	}
 }
