@@ -320,3 +320,30 @@ func TestImportIsAudited(t *testing.T) {
 		t.Errorf("the import's audit entry: %+v", e)
 	}
 }
+
+// TestForbiddenFloodKeepsTheAuditLog: a viewer sending requests its role
+// may not make, as fast as it can, has the first few stored, not
+// thousands that would push the admins' entries out.
+func TestForbiddenFloodKeepsTheAuditLog(t *testing.T) {
+	h, tokens, _, log := secured(t)
+	if code := call(t, h, "DELETE", "/api/v1/meters/m", "", "Authorization", "Bearer "+tokens[auth.Admin]); code != http.StatusOK {
+		t.Fatalf("delete m: %d", code)
+	}
+	for range 200 {
+		if code := call(t, h, "GET", "/api/v1/audit", "", "Authorization", "Bearer "+tokens[auth.Viewer]); code != http.StatusForbidden {
+			t.Fatalf("a viewer's GET /api/v1/audit: %d", code)
+		}
+	}
+	es, err := log.List(100000, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forbidden, deleted := 0, false
+	for _, e := range es {
+		forbidden += map[bool]int{true: 1}[e.Action == "forbidden"]
+		deleted = deleted || e.Action == "delete" && e.Target == "DELETE /api/v1/meters/m"
+	}
+	if forbidden != 5 || !deleted {
+		t.Errorf("%d of 200 forbidden requests stored (want 5), the deletion kept: %v", forbidden, deleted)
+	}
+}

@@ -81,12 +81,13 @@ func clipped(e Entry) Entry {
 // it records.
 //
 // A refused log-in, setup, token or MQTT CONNECT, which anyone who reaches
-// the port can cause as fast as they can send, is bounded: it is stored at
-// most 5 times a minute per address, for 20 addresses, and (but a refused
-// CONNECT, which the broker logs) written to the process log with the
-// client's address and the user name typed (never a password or a token's
-// secret: entries hold neither) at most 3 times a minute per address, for
-// 10 addresses. Those held back are counted, in a log line and in a stored
+// the port can cause as fast as they can send, and a request a user's role
+// forbids, which any viewer can, are bounded: each kind is stored at most 5
+// times a minute per address, for 20 kinds and addresses. Refused log-ins,
+// setups and tokens are also written to the process log with the client's
+// address and the user name typed (never a password or a token's secret:
+// entries hold neither), at most 3 times a minute per address, for 10
+// addresses. Those held back are counted, in a log line and in a stored
 // entry "refusals_held", at the minute's end.
 func (l *Log) Record(e Entry) {
 	if e.Time.IsZero() {
@@ -97,7 +98,7 @@ func (l *Log) Record(e Entry) {
 		if msg != "" && l.logged.pass(e.Addr) {
 			logRefusal(l.log, msg, e)
 		}
-		if !l.stored.pass(e.Addr) {
+		if !l.stored.pass(e.Action + " from " + e.Addr) { // each kind its own share
 			return
 		}
 	}
@@ -122,7 +123,7 @@ func (l *Log) logHeld(count int, top string) {
 // storeHeld stores the count of refusals not stored one by one.
 func (l *Log) storeHeld(count int, top string) {
 	l.store(Entry{Time: time.Now(), Who: "system", Action: "refusals_held",
-		Detail: fmt.Sprintf("%d more refused log-ins, tokens and MQTT connections within %s, not stored one by one; most from %s", count, l.stored.interval, top)})
+		Detail: fmt.Sprintf("%d more refused log-ins, tokens, MQTT connections and forbidden requests within %s, not stored one by one; most from %s", count, l.stored.interval, top)})
 }
 
 // store writes e, then prunes the log when it has grown past its bound.

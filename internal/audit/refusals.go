@@ -23,6 +23,9 @@ var refusalActions = map[string]string{
 	"setup_refused": "setup refused",
 	"token_refused": "API token refused",
 	"mqtt_refused":  "",
+	// A signed-in user's request its role may not make: any viewer can
+	// send them as fast as refused tokens.
+	"forbidden": "",
 }
 
 // Defaults of the process log's gate: a few lines a minute per address,

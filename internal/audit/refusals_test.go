@@ -127,8 +127,8 @@ func TestRefusalsStoredAtARate(t *testing.T) {
 	if len(held) != 1 {
 		t.Fatalf("%d refusals_held entries after the interval, want 1", len(held))
 	}
-	if d := held[0].Detail; !strings.HasPrefix(d, "9 more refused") || !strings.Contains(d, "198.51.100.7 (8), 198.51.100.9 (1)") {
-		t.Errorf("refusals_held says %q, want 9 held, most from 198.51.100.7 (8), then 198.51.100.9 (1)", d)
+	if d := held[0].Detail; !strings.HasPrefix(d, "9 more refused") || !strings.Contains(d, "login_failed from 198.51.100.7 (8), setup_refused from 198.51.100.9 (1)") {
+		t.Errorf("refusals_held says %q, want 9 held, most log-ins from 198.51.100.7 (8), then a setup from 198.51.100.9 (1)", d)
 	}
 	// The next interval stores again.
 	l.Record(Entry{Who: "mallory", Action: "login_failed", Target: "/login", Addr: "198.51.100.7", Status: 401})
