@@ -18,6 +18,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -90,7 +92,11 @@ type Publisher struct {
 	// reborn says Home Assistant came back; reassert that Vatio's status
 	// was set offline while it runs (another instance's will). Run acts on
 	// them.
-	cleared  map[string]string
+	cleared map[string]string
+	// retained are configuration topics of Vatio's heard from the broker
+	// (a run before this one's) that this run has not announced, with
+	// their meter: those of a meter deleted since are cleared.
+	retained map[string]string
 	reborn   bool
 	reassert bool
 	// available is the availability last published per meter.
@@ -113,7 +119,7 @@ func New(st *store.Store, publish Publish, opts Options) *Publisher {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Publisher{st: st, publish: publish, opts: opts, wake: make(chan struct{}, 1),
-		announced: map[string]string{}, configs: map[string]string{}, cleared: map[string]string{},
+		announced: map[string]string{}, configs: map[string]string{}, cleared: map[string]string{}, retained: map[string]string{},
 		available: map[string]bool{}, lastState: map[string]time.Time{},
 		energy: map[string]float64{}, energyAt: map[string]time.Time{}}
 }
@@ -242,7 +248,9 @@ func (p *Publisher) Run(ctx context.Context) {
 		case <-announce.C: // renamed meters
 			p.announceAll(ctx, false)
 		case <-check.C:
-			p.checkAvailability(ctx, p.st.Meters())
+			meters := p.st.Meters()
+			p.forgetGone(ctx, meters)
+			p.checkAvailability(ctx, meters)
 		case <-p.wake:
 			p.take(ctx, q)
 			p.act(ctx, q, later)
@@ -290,6 +298,7 @@ func (p *Publisher) onHomeAssistant(_ string, payload []byte) {
 // empty retained message) is published again.
 func (p *Publisher) onConfig(topic string, payload []byte) {
 	if len(payload) != 0 {
+		p.onRetained(topic, payload)
 		return
 	}
 	p.mu.Lock()
@@ -299,6 +308,34 @@ func (p *Publisher) onConfig(topic string, payload []byte) {
 	}
 	p.mu.Unlock()
 	if ours {
+		p.signal()
+	}
+}
+
+// onRetained hears a configuration published: one of Vatio's (its
+// origin Vatio, its state topic under Vatio's) that this run did not
+// announce is remembered, and cleared if its meter is gone.
+func (p *Publisher) onRetained(topic string, payload []byte) {
+	var c struct {
+		StateTopic string `json:"state_topic"`
+		Origin     struct {
+			Name string `json:"name"`
+		} `json:"origin"`
+	}
+	if json.Unmarshal(payload, &c) != nil || c.Origin.Name != "Vatio" {
+		return
+	}
+	id, ok := strings.CutPrefix(c.StateTopic, p.opts.StateTopic+"/")
+	if id, ok = strings.CutSuffix(id, "/state"); !ok || id == "" {
+		return
+	}
+	p.mu.Lock()
+	_, ours := p.configs[topic]
+	if !ours {
+		p.retained[topic] = id
+	}
+	p.mu.Unlock()
+	if !ours {
 		p.signal()
 	}
 }
@@ -333,11 +370,16 @@ type quiet struct {
 // offline is corrected at once (one publish for one message).
 func (p *Publisher) take(ctx context.Context, q *quiet) {
 	p.mu.Lock()
-	reborn, reassert, cleared := p.reborn, p.reassert, p.cleared
-	p.reborn, p.reassert, p.cleared = false, false, map[string]string{}
+	reborn, reassert, cleared, retained := p.reborn, p.reassert, p.cleared, p.retained
+	p.reborn, p.reassert, p.cleared, p.retained = false, false, map[string]string{}, map[string]string{}
 	p.mu.Unlock()
 	if reassert {
 		p.setStatus(ctx, Online)
+	}
+	for topic, id := range retained {
+		if _, err := p.st.Meter(id); errors.Is(err, store.ErrUnknownMeter) {
+			p.erase(ctx, id, []string{topic})
+		}
 	}
 	q.born = q.born || reborn
 	for topic, id := range cleared {
@@ -400,6 +442,53 @@ func (p *Publisher) republish(ctx context.Context, topic, id string) {
 			p.opts.Logger.Warn("home assistant discovery not published", slog.String("meter", id), slog.Any("error", err))
 		}
 	}
+}
+
+// forgetGone erases what was published of the meters announced that are
+// no longer among meters (deleted).
+func (p *Publisher) forgetGone(ctx context.Context, meters []store.Meter) {
+	now := make(map[string]bool, len(meters))
+	for _, m := range meters {
+		now[m.ID] = true
+	}
+	p.mu.Lock()
+	gone := map[string][]string{}
+	for id := range p.announced {
+		if !now[id] {
+			gone[id] = nil
+		}
+	}
+	for topic, id := range p.configs {
+		if _, ok := gone[id]; ok {
+			gone[id] = append(gone[id], topic)
+		}
+	}
+	p.mu.Unlock()
+	for id, topics := range gone {
+		p.erase(ctx, id, topics)
+	}
+}
+
+// erase clears (an empty retained message each) the configuration topics
+// of meter id, gone from the store, and its availability and state, so
+// that neither the broker nor Home Assistant keeps what a deletion
+// removed; and forgets them.
+func (p *Publisher) erase(ctx context.Context, id string, topics []string) {
+	p.mu.Lock()
+	for _, topic := range topics {
+		delete(p.configs, topic) // first: its clear is not one to correct
+	}
+	delete(p.announced, id)
+	delete(p.available, id)
+	delete(p.lastState, id)
+	p.mu.Unlock()
+	for _, topic := range append(topics, p.AvailabilityTopic(id), p.StateTopic(id)) {
+		if err := p.publish(ctx, topic, nil, true); err != nil {
+			p.opts.Logger.Warn("home assistant: a deleted meter's topic not cleared", slog.String("meter", id), slog.String("topic", topic), slog.Any("error", err))
+			return
+		}
+	}
+	p.opts.Logger.Info("home assistant: a deleted meter's discovery, availability and state cleared", slog.String("meter", id))
 }
 
 // setStatus publishes Vatio's status, retained.

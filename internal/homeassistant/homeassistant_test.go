@@ -601,3 +601,49 @@ func TestStatusCorrected(t *testing.T) {
 		t.Errorf("%d statuses, want online, offline, online, offline", n)
 	}
 }
+
+// TestDeletedMeterErased: a meter deleted (GDPR erasure) has its discovery
+// configs, availability and state cleared from the broker, so that neither
+// it nor Home Assistant keeps them; a config of Vatio's left retained by an
+// earlier run, of a meter deleted since, is cleared too.
+func TestDeletedMeterErased(t *testing.T) {
+	h := start(t, false)
+	c, _ := connect5(t, h.addr, "", "")
+	publishReading(t, c, "y30", 75)
+	publishReading(t, c, "kept", 10)
+	oid := homeassistant.ObjectID("y30")
+	topics := []string{"homeassistant/sensor/" + oid + "/power/config", "homeassistant/sensor/" + oid + "/energy/config",
+		"vatio/meters/y30/availability", "vatio/meters/y30/state"}
+	w := watch(t, h.addr, "homeassistant/#", "vatio/meters/#")
+	for _, topic := range topics {
+		w.waitFunc(t, topic, func(p []byte) bool { return len(p) > 0 }, "a message", 1)
+	}
+	if _, err := h.store.DeleteMeter("y30"); err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range topics {
+		w.waitFunc(t, topic, func(p []byte) bool { return len(p) == 0 }, "the clear", 1)
+	}
+	// A config of a meter gone since an earlier run, left retained.
+	ghost := "homeassistant/sensor/vatio_ghost/power/config"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Publish(ctx, &paho.Publish{Topic: ghost, QoS: 1, Retain: true,
+		Payload: []byte(`{"name":"Power","state_topic":"vatio/meters/ghost/state","origin":{"name":"Vatio"}}`)}); err != nil {
+		t.Fatal(err)
+	}
+	w.waitFunc(t, ghost, func(p []byte) bool { return len(p) == 0 }, "the clear", 1)
+
+	// A client subscribing now gets nothing retained of either, and the
+	// meter kept is still announced.
+	late := watch(t, h.addr, "homeassistant/#", "vatio/meters/#")
+	late.wait(t, "homeassistant/sensor/"+homeassistant.ObjectID("kept")+"/power/config", "", 1)
+	time.Sleep(200 * time.Millisecond)
+	late.mu.Lock()
+	defer late.mu.Unlock()
+	for _, p := range late.got {
+		if strings.Contains(p.Topic, "y30") || strings.Contains(p.Topic, "ghost") {
+			t.Errorf("retained after the deletion: %s %q", p.Topic, p.Payload)
+		}
+	}
+}
