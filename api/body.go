@@ -120,6 +120,9 @@ func bodyError(c *fiber.Ctx, err error, limit int64, idle time.Duration) *fiber.
 	case errors.Is(err, errTooLarge):
 		return fiber.NewError(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes (once decoded)", limit))
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		if errors.As(err, new(errTooSlow)) {
+			return fiber.NewError(fiber.StatusRequestTimeout, fmt.Sprintf("the upload stalled: slower than %d bytes a second after %s", minUploadRate, idle))
+		}
 		return fiber.NewError(fiber.StatusRequestTimeout, fmt.Sprintf("the upload stalled: no data for %s", idle))
 	}
 	return fiber.NewError(fiber.StatusBadRequest, "reading the request body: "+err.Error())
@@ -223,19 +226,54 @@ func (r *stickyReader) Read(p []byte) (int, error) {
 // idleReader moves the connection's read deadline forward as data comes:
 // the server's ReadTimeout bounds a whole request, which a large upload
 // outlasts while its client is sending steadily.
+//
+// It also holds the upload to a least pace, minUploadRate over each idle
+// time: an import holds the only import slot while it streams, and a byte
+// sent every idle time less a second would otherwise hold it for ever.
 type idleReader struct {
 	r     io.Reader
 	conn  net.Conn
 	idle  time.Duration
 	moved time.Time
+	// The window the pace is measured over: its start, and the bytes read
+	// since.
+	since time.Time
+	read  int64
 }
 
+// minUploadRate is the least pace of an upload, in bytes a second over
+// each http.read_timeout: a year of quarter-hours in a CSV (about 1 MB)
+// takes a quarter of an hour at it.
+const minUploadRate = 1024
+
+// errTooSlow is an upload slower than minUploadRate: a timeout, as a
+// stalled one is.
+type errTooSlow struct{}
+
+func (errTooSlow) Error() string {
+	return fmt.Sprintf("the upload is slower than %d bytes a second", minUploadRate)
+}
+func (errTooSlow) Timeout() bool   { return true }
+func (errTooSlow) Temporary() bool { return false }
+
 func (r *idleReader) Read(p []byte) (int, error) {
-	if now := time.Now(); r.conn != nil && r.idle > 0 && now.Sub(r.moved) > time.Second {
+	now := time.Now()
+	if r.since.IsZero() {
+		r.since = now
+	}
+	if r.idle > 0 && now.Sub(r.since) >= r.idle {
+		if float64(r.read) < minUploadRate*now.Sub(r.since).Seconds() {
+			return 0, errTooSlow{}
+		}
+		r.since, r.read = now, 0
+	}
+	if r.conn != nil && r.idle > 0 && now.Sub(r.moved) > min(time.Second, r.idle/4) {
 		_ = r.conn.SetReadDeadline(now.Add(r.idle))
 		r.moved = now
 	}
-	return r.r.Read(p)
+	n, err := r.r.Read(p)
+	r.read += int64(n)
+	return n, err
 }
 
 func truncate(s string, n int) string {

@@ -535,6 +535,49 @@ func TestImportStreamsAndSaysWhyItFailed(t *testing.T) {
 	if code := getJSON(t, "http://"+v.http+"/api/v1/meters/stalled", nil); code != http.StatusNotFound {
 		t.Errorf("the stalled upload's meter: %d, want 404", code)
 	}
+
+	// An upload that drips, a byte well within read_timeout each time, to
+	// hold the one import slot: 408 once it sends less than 1 KiB a second
+	// over a read_timeout.
+	drip, err := net.Dial("tcp", v.http)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drip.Close()
+	fmt.Fprintf(drip, "POST /api/v1/meters/dripping/import HTTP/1.1\r\nHost: vatio\r\nAuthorization: Bearer %s\r\nContent-Type: text/csv\r\nContent-Length: 5000000\r\n\r\n", testAdminToken)
+	// A first burst, as a client that starts well.
+	for i := range 1500 {
+		fmt.Fprintf(drip, "%d,%d\n", t0.Add(time.Duration(i)*time.Second).Unix(), 100)
+	}
+	answered := make(chan *http.Response, 1)
+	go func() {
+		resp, _ := http.ReadResponse(bufio.NewReader(drip), nil)
+		answered <- resp
+	}()
+	var dripped *http.Response
+	for i := 0; dripped == nil && i < 100; i++ {
+		if _, err := drip.Write([]byte("1")); err != nil {
+			break // closed: the answer is in
+		}
+		select {
+		case dripped = <-answered:
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	if dripped == nil {
+		select {
+		case dripped = <-answered:
+		case <-time.After(15 * time.Second):
+		}
+	}
+	if dripped == nil {
+		t.Fatal("a dripping upload held the import for 30 s")
+	}
+	body, _ = io.ReadAll(dripped.Body)
+	dripped.Body.Close()
+	if dripped.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), "slower than 1024 bytes a second") {
+		t.Errorf("a dripping upload: %d %s, want 408 saying it is too slow", dripped.StatusCode, body)
+	}
 }
 
 // TestConnectionsPerAddress: past the per-address caps of both ports, a

@@ -322,7 +322,9 @@ type HTTP struct {
 	// disk (it is staged while validated), not memory.
 	ImportLimitBytes int64 `yaml:"import_limit_bytes"`
 	// ReadTimeout bounds reading one request; for an import, the time
-	// without data (a stalled upload), however long the whole one takes.
+	// without data (a stalled upload), however long the whole one takes,
+	// and the time over which an import must send at least 1 KiB a second
+	// (one dripping bytes would hold the one import slot).
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// MaxStreamsPerUser is how many live streams (/api/v1/stream) one user
 	// (all their sessions) or token may hold open at once: one viewer
