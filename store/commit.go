@@ -211,7 +211,10 @@ func (s *Store) storeReading(tx writeTx, res *txResult, r meter.Reading, live bo
 		fresh = &res.fresh
 	}
 	maxW := s.maxPowerIn(tx, res.newInfo, id)
-	before := st
+	var before meterState // an import's, to store it again without its counter
+	if !live {
+		before = st
+	}
 	added, err := put(tx, &st, r, maxW, fresh)
 	if !live && meter.ReasonOf(err) == meter.ReasonImplausibleEnergy {
 		// History is kept whole: a counter that jumps in it (a meter
