@@ -307,7 +307,10 @@ func TestCheck(t *testing.T) {
 		{func(d *Device) {
 			d.Profile, d.Registers = "", []Register{{Function: Input, Address: 1, Type: Float32, Quantity: ImportWh, Phase: L1}}
 		}, "not per phase"},
-		{func(d *Device) { d.URL = "rtu:///dev/ttyUSB0"; d.Serial = Serial{Speed: 9600, Parity: "mark", StopBits: 1} }, "parity"},
+		{func(d *Device) {
+			d.URL = "rtu:///dev/ttyUSB0"
+			d.Serial = Serial{Speed: 9600, Parity: "mark", StopBits: 1}
+		}, "parity"},
 	} {
 		d := ok
 		tc.change(&d)
