@@ -55,12 +55,13 @@ const (
 	MaxRegisters = 256
 )
 
-// registers returns d's registers: its profile's, or its own.
-func (d *Device) registers() []Register {
+// registers returns d's registers, its profile's or its own, and the most
+// it reads in one request (0: Modbus's 125).
+func (d *Device) registers() ([]Register, int) {
 	if p, ok := Profiles[strings.ToLower(d.Profile)]; ok && d.Profile != "" {
-		return p.Registers
+		return p.Registers, p.MaxWords
 	}
-	return d.Registers
+	return d.Registers, 0
 }
 
 // Check says what is wrong with d, naming the setting; nil when nothing
@@ -91,7 +92,8 @@ func (d *Device) Check() error {
 		return fmt.Errorf("%d registers: at most %d", len(d.Registers), MaxRegisters)
 	}
 	power := false
-	for i, r := range d.registers() {
+	regs, _ := d.registers()
+	for i, r := range regs {
 		if err := r.Check(); err != nil {
 			return fmt.Errorf("registers[%d]: %v", i, err)
 		}
@@ -158,9 +160,12 @@ type request struct {
 const maxWords = 125
 
 // plan returns the requests that read regs: registers of one function
-// no further than gap registers apart are read together, up to maxWords
-// a request. A gap of 0 reads only registers that touch.
-func plan(regs []Register, gap int) []request {
+// no further than gap registers apart are read together, up to most (0:
+// maxWords) a request. A gap of 0 reads only registers that touch.
+func plan(regs []Register, gap, most int) []request {
+	if most <= 0 || most > maxWords {
+		most = maxWords
+	}
 	sorted := slices.Clone(regs)
 	slices.SortStableFunc(sorted, func(a, b Register) int {
 		return cmp.Or(strings.Compare(string(a.Function), string(b.Function)), cmp.Compare(a.Address, b.Address))
@@ -171,7 +176,7 @@ func plan(regs []Register, gap int) []request {
 		if n := len(out); n > 0 {
 			last := &out[n-1]
 			lastEnd := int(last.address) + int(last.words)
-			if last.function == r.Function && int(r.Address) <= lastEnd+gap && max(end, lastEnd)-int(last.address) <= maxWords {
+			if last.function == r.Function && int(r.Address) <= lastEnd+gap && max(end, lastEnd)-int(last.address) <= most {
 				last.words = uint16(max(end, lastEnd) - int(last.address))
 				last.regs = append(last.regs, r)
 				continue
@@ -201,11 +206,13 @@ func (req request) decode(raw []byte, into Values) error {
 	}
 	for _, r := range req.regs {
 		off := 2 * int(r.Address-req.address)
-		v, err := r.Decode(raw[off : off+2*r.Type.Words()])
+		v, missing, err := r.decode(raw[off : off+2*r.Type.Words()])
 		if err != nil {
 			return err
 		}
-		into.set(r.Phase, r.Quantity, v)
+		if !missing {
+			into.set(r.Phase, r.Quantity, v)
+		}
 	}
 	return nil
 }

@@ -72,7 +72,8 @@ func New(devices []Device, take func(device string, rs []meter.Reading), logger 
 				return nil, fmt.Errorf("modbus device %q: unit %d on %s is device %q's", d.Name, d.Unit, key, o.Name)
 			}
 		}
-		l.devices = append(l.devices, &device{Device: d, regs: d.registers(), requests: plan(d.registers(), gap),
+		regs, most := d.registers()
+		l.devices = append(l.devices, &device{Device: d, regs: regs, most: most, requests: plan(regs, gap, most),
 			status: Status{Name: d.Name, URL: d.URL, Unit: d.Unit, Profile: d.Profile, Interval: d.Interval}})
 	}
 	return p, nil
@@ -144,6 +145,7 @@ type line struct {
 type device struct {
 	Device
 	regs     []Register // its profile's or its own
+	most     int        // the most registers it answers a request for
 	requests []request
 	// exact is set once a meter refused a request that read registers
 	// between its own: its registers are then read only in runs that
@@ -245,7 +247,7 @@ func (l *line) read(d *device) (Values, error) {
 				// The meter has no registers between some of ours:
 				// read ours only, from now on.
 				d.exact = true
-				d.requests = plan(d.regs, 0)
+				d.requests = plan(d.regs, 0, d.most)
 				l.log.Info("modbus device refuses reads across unmapped registers; reading its registers in runs", slog.String("device", d.Name))
 				return l.read(d)
 			}

@@ -333,10 +333,10 @@ func TestPlan(t *testing.T) {
 		}
 		return strings.Join(parts, ", ")
 	}
-	if got := describe(plan(regs, 32)); got != "holding 0+1 (1), input 0+12 (3), input 200+4 (1)" {
+	if got := describe(plan(regs, 32, 0)); got != "holding 0+1 (1), input 0+12 (3), input 200+4 (1)" {
 		t.Errorf("plan(gap 32) = %s", got)
 	}
-	if got := describe(plan(regs, 0)); got != "holding 0+1 (1), input 0+4 (2), input 10+2 (1), input 200+4 (1)" {
+	if got := describe(plan(regs, 0, 0)); got != "holding 0+1 (1), input 0+4 (2), input 10+2 (1), input 200+4 (1)" {
 		t.Errorf("plan(gap 0) = %s", got)
 	}
 	// No request reads more than 125 registers.
@@ -344,7 +344,7 @@ func TestPlan(t *testing.T) {
 	for a := uint16(0); a < 400; a += 2 {
 		many = append(many, Register{Function: Input, Address: a, Type: Float32})
 	}
-	for _, r := range plan(many, 32) {
+	for _, r := range plan(many, 32, 0) {
 		if r.words > maxWords {
 			t.Errorf("a request of %d registers", r.words)
 		}

@@ -167,9 +167,18 @@ func quantityNames() []string {
 // meters give for a value they do not measure) is returned as it is, for
 // the reading's validation to refuse.
 func (r Register) Decode(raw []byte) (float64, error) {
+	v, _, err := r.decode(raw)
+	return v, err
+}
+
+// decode is Decode, and whether the value is one that meters give for
+// "not available": an unsigned integer with all its bits set, or a signed
+// one at its largest (ABB's export on an import-only model, a power factor
+// not measured).
+func (r Register) decode(raw []byte) (v float64, missing bool, err error) {
 	n := r.Type.Words()
 	if n == 0 || len(raw) != 2*n {
-		return 0, fmt.Errorf("%d bytes for a %s, want %d", len(raw), r.Type, 2*n)
+		return 0, false, fmt.Errorf("%d bytes for a %s, want %d", len(raw), r.Type, 2*n)
 	}
 	// Put the words in big-endian order, high word first.
 	var b [8]byte
@@ -185,20 +194,25 @@ func (r Register) Decode(raw []byte) (float64, error) {
 			b[2*j], b[2*j+1] = w[0], w[1]
 		}
 	}
-	var v float64
 	switch r.Type {
 	case Int16:
-		v = float64(int16(binary.BigEndian.Uint16(b[:])))
+		x := int16(binary.BigEndian.Uint16(b[:]))
+		v, missing = float64(x), x == math.MaxInt16
 	case Uint16:
-		v = float64(binary.BigEndian.Uint16(b[:]))
+		x := binary.BigEndian.Uint16(b[:])
+		v, missing = float64(x), x == math.MaxUint16
 	case Int32:
-		v = float64(int32(binary.BigEndian.Uint32(b[:])))
+		x := int32(binary.BigEndian.Uint32(b[:]))
+		v, missing = float64(x), x == math.MaxInt32
 	case Uint32:
-		v = float64(binary.BigEndian.Uint32(b[:]))
+		x := binary.BigEndian.Uint32(b[:])
+		v, missing = float64(x), x == math.MaxUint32
 	case Int64:
-		v = float64(int64(binary.BigEndian.Uint64(b[:])))
+		x := int64(binary.BigEndian.Uint64(b[:]))
+		v, missing = float64(x), x == math.MaxInt64
 	case Uint64:
-		v = float64(binary.BigEndian.Uint64(b[:]))
+		x := binary.BigEndian.Uint64(b[:])
+		v, missing = float64(x), x == math.MaxUint64
 	case Float32:
 		v = float64(math.Float32frombits(binary.BigEndian.Uint32(b[:])))
 	case Float64:
@@ -207,5 +221,5 @@ func (r Register) Decode(raw []byte) (float64, error) {
 	if r.Scale != 0 {
 		v *= r.Scale
 	}
-	return v, nil
+	return v, missing, nil
 }
