@@ -10,16 +10,17 @@ import (
 	"time"
 
 	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/internal/testutil/modbustest"
 )
 
 // sdm630Values are an SDM630's registers for a known state: three phases
 // drawing 1000, 1500 and 500 W (3 kW in all) at 230 V, 12,345.6 kWh drawn,
 // nothing sent.
-func sdm630Values() []simValue {
-	v := func(addr uint16, x float64) simValue {
-		return simValue{Function: Input, Address: addr, Type: Float32, Value: x}
+func sdm630Values() []modbustest.Value {
+	v := func(addr uint16, x float64) modbustest.Value {
+		return modbustest.Value{Function: "input", Address: addr, Type: "float32", Value: x}
 	}
-	return []simValue{
+	return []modbustest.Value{
 		v(0x00, 230.1), v(0x02, 231.2), v(0x04, 229.8),
 		v(0x06, 4.35), v(0x08, 6.49), v(0x0A, 2.18),
 		v(0x0C, 1000), v(0x0E, 1500), v(0x10, 500),
@@ -94,8 +95,8 @@ func tcpDevice(name, addr string, unit uint8, profile string) Device {
 // simulator has only the map's registers, so the first read across the
 // ones between them is refused (exception 2) and the poller reads runs.
 func TestSDM630OverTCP(t *testing.T) {
-	s := startSim(t, "tcp", "127.0.0.1:0", nil, map[int][]simValue{1: sdm630Values()})
-	p, c := run(t, tcpDevice("plant-main", s.addr, 1, "sdm630"))
+	s := modbustest.Start(t, "tcp", "127.0.0.1:0", nil, map[int][]modbustest.Value{1: sdm630Values()})
+	p, c := run(t, tcpDevice("plant-main", s.Addr, 1, "sdm630"))
 	rs := c.wait(t, "plant-main", 2, 4)
 	want := []meter.Reading{
 		{Meter: "plant-main", PowerW: 3000, EnergyWh: f32(12345.6) * 1000, HasEnergy: true, PowerFactor: f32(0.98), HasPF: true},
@@ -134,8 +135,8 @@ func TestSDM630OverTCP(t *testing.T) {
 	}
 
 	// A new value is read at the next poll.
-	s.set(simValue{Unit: 1, Function: Input, Address: 0x34, Type: Float32, Value: -2500})
-	s.set(simValue{Unit: 1, Function: Input, Address: 0x4A, Type: Float32, Value: 12.5})
+	s.Set(modbustest.Value{Unit: 1, Function: "input", Address: 0x34, Type: "float32", Value: -2500})
+	s.Set(modbustest.Value{Unit: 1, Function: "input", Address: 0x4A, Type: "float32", Value: 12.5})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		rs = c.wait(t, "plant-main", 1, 4)
@@ -156,7 +157,7 @@ func TestSDM630OverTCP(t *testing.T) {
 // order, scaled, from holding and input registers: 32 meters behind one
 // gateway (units 1 to 32 on one TCP line), read one request at a time.
 func TestWordOrders(t *testing.T) {
-	units := map[int][]simValue{}
+	units := map[int][]modbustest.Value{}
 	var devices []Device
 	want := map[string]float64{}
 	unit := 0
@@ -171,7 +172,7 @@ func TestWordOrders(t *testing.T) {
 				x := map[Type]float64{Int16: -1234, Uint16: 54321, Int32: -123456789, Uint32: 3456789012,
 					Int64: -1234567890123, Uint64: 9876543210987, Float32: -0.5, Float64: 123456.789}[typ]
 				addr := uint16(100 + unit)
-				units[unit] = []simValue{{Function: fn, Address: addr, Type: typ, WordOrder: wo, ByteOrder: bo, Value: x}}
+				units[unit] = []modbustest.Value{{Function: string(fn), Address: addr, Type: string(typ), WordOrder: string(wo), ByteOrder: string(bo), Value: x}}
 				name := fmt.Sprintf("%s-%s-%s", typ, wo, bo)
 				d := tcpDevice(name, "", uint8(unit), "")
 				d.Registers = []Register{{Function: fn, Address: addr, Type: typ, WordOrder: wo, ByteOrder: bo, Scale: 0.001, Quantity: PowerW}}
@@ -180,9 +181,9 @@ func TestWordOrders(t *testing.T) {
 			}
 		}
 	}
-	s := startSim(t, "tcp", "127.0.0.1:0", nil, units)
+	s := modbustest.Start(t, "tcp", "127.0.0.1:0", nil, units)
 	for i := range devices {
-		devices[i].URL = "tcp://" + s.addr
+		devices[i].URL = "tcp://" + s.Addr
 	}
 	_, c := run(t, devices...)
 	for name, w := range want {
@@ -200,11 +201,11 @@ func TestWordOrders(t *testing.T) {
 // marked offline, tried less often, and read again when it returns; the
 // other meter, on its own line, is read all along.
 func TestExceptionAndDisappearance(t *testing.T) {
-	good := startSim(t, "tcp", "127.0.0.1:0", nil, map[int][]simValue{1: sdm630Values(), 2: {{Function: Holding, Address: 10, Type: Int16, Value: 1}}})
-	gone := startSim(t, "tcp", "127.0.0.1:0", nil, map[int][]simValue{1: sdm630Values()})
-	lacking := tcpDevice("lacking", good.addr, 2, "")
+	good := modbustest.Start(t, "tcp", "127.0.0.1:0", nil, map[int][]modbustest.Value{1: sdm630Values(), 2: {{Function: "holding", Address: 10, Type: "int16", Value: 1}}})
+	gone := modbustest.Start(t, "tcp", "127.0.0.1:0", nil, map[int][]modbustest.Value{1: sdm630Values()})
+	lacking := tcpDevice("lacking", good.Addr, 2, "")
 	lacking.Registers = []Register{{Function: Holding, Address: 4000, Type: Float32, Quantity: PowerW}}
-	p, c := run(t, tcpDevice("good", good.addr, 1, "sdm630"), lacking, tcpDevice("gone", gone.addr, 1, "sdm630"))
+	p, c := run(t, tcpDevice("good", good.Addr, 1, "sdm630"), lacking, tcpDevice("gone", gone.Addr, 1, "sdm630"))
 	c.wait(t, "gone", 2, 4)
 	status := func(name string) Status {
 		for _, s := range p.Status() {
@@ -215,7 +216,7 @@ func TestExceptionAndDisappearance(t *testing.T) {
 		t.Fatalf("no status of %s", name)
 		return Status{}
 	}
-	gone.stop()
+	gone.Stop()
 	deadline := time.Now().Add(10 * time.Second)
 	for s := status("gone"); s.Online || s.Failures < 3; s = status("gone") {
 		if time.Now().After(deadline) {
@@ -237,7 +238,7 @@ func TestExceptionAndDisappearance(t *testing.T) {
 		t.Errorf("lacking: %+v, want offline saying illegal data address at holding registers 4000 to 4001", l)
 	}
 
-	gone.restart()
+	gone.Restart()
 	deadline = time.Now().Add(30 * time.Second)
 	for s := status("gone"); !s.Online; s = status("gone") {
 		if time.Now().After(deadline) {
@@ -254,19 +255,15 @@ func TestExceptionAndDisappearance(t *testing.T) {
 // (socat), as through a USB RS-485 adapter, and over RTU framed in TCP, as
 // through a serial gateway.
 func TestSDM630OverRTU(t *testing.T) {
-	dir := t.TempDir()
-	a, b := dir+"/vatio", dir+"/meter"
-	socat := startProcess(t, "socat", "pty,raw,echo=0,link="+a, "pty,raw,echo=0,link="+b)
-	_ = socat
-	waitFor(t, a, b)
+	a, b := modbustest.PTYPair(t)
 	// A pseudo-terminal takes no parity (pyserial refuses even on one):
 	// the line runs 8N1.
-	startSim(t, "rtu", b, []string{"19200", "N", "1"}, map[int][]simValue{3: sdm630Values()})
+	modbustest.Start(t, "rtu", b, []string{"19200", "N", "1"}, map[int][]modbustest.Value{3: sdm630Values()})
 	d := Device{Name: "line-meter", URL: "rtu://" + a, Unit: 3, Profile: "sdm630", Interval: 200 * time.Millisecond, Timeout: 500 * time.Millisecond,
 		Serial: Serial{Speed: 19200, Parity: "none", StopBits: 1}}
-	over := startSim(t, "rtuovertcp", "127.0.0.1:0", nil, map[int][]simValue{5: sdm630Values()})
-	g := tcpDevice("gateway-meter", over.addr, 5, "sdm630")
-	g.URL = "rtuovertcp://" + over.addr
+	over := modbustest.Start(t, "rtuovertcp", "127.0.0.1:0", nil, map[int][]modbustest.Value{5: sdm630Values()})
+	g := tcpDevice("gateway-meter", over.Addr, 5, "sdm630")
+	g.URL = "rtuovertcp://" + over.Addr
 	_, c := run(t, d, g)
 	for _, name := range []string{"line-meter", "gateway-meter"} {
 		rs := c.wait(t, name, 2, 4)

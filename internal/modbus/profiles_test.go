@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"testing"
+
+	"github.com/vatio-energy/vatio/internal/testutil/modbustest"
 )
 
 // trueValue is the value, in SI units, a test meter measures of q on
@@ -55,7 +57,7 @@ func served(r Register, x float64) (raw, read float64) {
 // encodes them itself) with a known three-phase state, each profile a
 // unit behind one gateway, and reads every value back.
 func TestProfiles(t *testing.T) {
-	units := map[int][]simValue{}
+	units := map[int][]modbustest.Value{}
 	var devices []Device
 	want := map[string]Values{}
 	for i, name := range ProfileNames() {
@@ -68,15 +70,15 @@ func TestProfiles(t *testing.T) {
 				x = trueValue(PowerW, L1)
 			}
 			raw, read := served(r, x)
-			units[unit] = append(units[unit], simValue{Function: r.Function, Address: r.Address, Type: r.Type, WordOrder: r.WordOrder, ByteOrder: r.ByteOrder, Value: raw})
+			units[unit] = append(units[unit], modbustest.Value{Function: string(r.Function), Address: r.Address, Type: string(r.Type), WordOrder: string(r.WordOrder), ByteOrder: string(r.ByteOrder), Value: raw})
 			w.set(r.Phase, r.Quantity, read)
 		}
 		want[name] = w
 		devices = append(devices, tcpDevice(name, "", uint8(unit), name))
 	}
-	s := startSim(t, "tcp", "127.0.0.1:0", nil, units)
+	s := modbustest.Start(t, "tcp", "127.0.0.1:0", nil, units)
 	for i := range devices {
-		devices[i].URL = "tcp://" + s.addr
+		devices[i].URL = "tcp://" + s.Addr
 	}
 	p, c := run(t, devices...)
 	for _, name := range ProfileNames() {
