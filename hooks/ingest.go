@@ -447,7 +447,44 @@ func (h *Ingest) reject(cl *mqtt.Client, pk packets.Packet, src meter.Source, er
 func (p *Pipeline) Count(client, topic string, src meter.Source, err error) {
 	reason := meter.ReasonOf(err)
 	p.rejected.WithLabelValues(string(reason)).Inc()
-	p.logReject(client, topic, src, reason, err)
+	var meterID string
+	if m, ok := src.(interface{ MeterID(string) (string, error) }); ok {
+		meterID, _ = m.MeterID(topic) // "" when the topic is what is wrong
+	}
+	p.logReject(src.Name(), meterID, client, topic, reason, err)
+}
+
+// Polled validates readings a poller took (source "modbus") with validate
+// and queues them for the store, counted as an MQTT publish's are:
+// accepted, or rejected by reason and logged; the store's refusals (an
+// implausible counter) are counted as rejections too, and a reading it
+// could not take at all as unstored. It waits while the store's queue is
+// full.
+func (p *Pipeline) Polled(source string, rs []meter.Reading, validate func(meter.Reading, time.Time) error) {
+	now := p.now()
+	for _, r := range rs {
+		if err := validate(r, now); err != nil {
+			reason := meter.ReasonOf(err)
+			p.rejected.WithLabelValues(string(reason)).Inc()
+			p.logReject(source, r.Meter, "", "", reason, err)
+			continue
+		}
+		p.accepted.Inc()
+		done := func(err error) {
+			switch {
+			case err == nil:
+			case meter.ReasonOf(err) != "":
+				reason := meter.ReasonOf(err)
+				p.rejected.WithLabelValues(string(reason)).Inc()
+				p.logReject(source, r.Meter, "", "", reason, err)
+			default:
+				p.unstored.Inc()
+			}
+		}
+		if err := p.store.Append(r, done); err != nil {
+			done(err)
+		}
+	}
 }
 
 // refusal returns the answer to a rejected publish: none at QoS 0; at QoS 1
@@ -472,7 +509,7 @@ func refusal(cl *mqtt.Client, qos byte, packetID uint16, err error) *packets.Pac
 	return &ack
 }
 
-func (p *Pipeline) logReject(client, topic string, src meter.Source, reason meter.Reason, err error) {
+func (p *Pipeline) logReject(source, meterID, client, topic string, reason meter.Reason, err error) {
 	now := p.now()
 	p.logMu.Lock()
 	st := p.lastLogs[reason]
@@ -488,12 +525,8 @@ func (p *Pipeline) logReject(client, topic string, src meter.Source, reason mete
 	suppressed := st.suppressed
 	st.last, st.suppressed = now, 0
 	p.logMu.Unlock()
-	var meterID string
-	if m, ok := src.(interface{ MeterID(string) (string, error) }); ok {
-		meterID, _ = m.MeterID(topic) // "" when the topic is what is wrong
-	}
 	p.log.Warn("reading rejected",
-		slog.String("source", src.Name()),
+		slog.String("source", source),
 		slog.String("meter", meterID),
 		slog.String("reason", string(reason)),
 		slog.String("topic", printable(topic)),

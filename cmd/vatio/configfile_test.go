@@ -207,8 +207,9 @@ func yamlBlocks(t *testing.T, file string) []string {
 // writeValues writes the values of a config fragment into config.yaml's
 // text in place of the values there, line for line, as a user edits the
 // file: each key of the fragment whose value is not a mapping replaces the
-// line of that key (its value on one line, as the shipped file has them)
-// with the fragment's lines of it, indented to the key. It returns the new
+// lines of that key and its value (one line in the shipped file; more once
+// an earlier example set a list) with the fragment's lines of it, indented
+// to the key. It returns the new
 // text and how many values it replaced; a key config.yaml lacks fails t.
 func writeValues(t *testing.T, text, fragment string) (string, int) {
 	t.Helper()
@@ -222,8 +223,8 @@ func writeValues(t *testing.T, text, fragment string) (string, int) {
 	lines := strings.SplitAfter(text, "\n")
 	fragLines := strings.SplitAfter(fragment, "\n")
 	type edit struct {
-		line int // 1-based, in text
-		with []string
+		line, last int // 1-based, in text: the key's and its value's last
+		with       []string
 	}
 	var edits []edit
 	var walk func(f, m *yaml.Node, prefix string)
@@ -239,9 +240,6 @@ func writeValues(t *testing.T, text, fragment string) (string, int) {
 				walk(fv, mv, prefix+fk.Value+".")
 				continue
 			}
-			if lastLine(mv) != mk.Line {
-				t.Fatalf("config.yaml's %s%s spans lines %d-%d; the shipped file has every value on its key's line", prefix, fk.Value, mk.Line, lastLine(mv))
-			}
 			// The fragment's lines of this key, moved to the file's indent.
 			shift := mk.Column - fk.Column
 			var with []string
@@ -253,13 +251,13 @@ func writeValues(t *testing.T, text, fragment string) (string, int) {
 				}
 				with = append(with, l)
 			}
-			edits = append(edits, edit{mk.Line, with})
+			edits = append(edits, edit{mk.Line, lastLine(mv), with})
 		}
 	}
 	walk(frag.Content[0], file.Content[0], "")
 	slices.SortFunc(edits, func(a, b edit) int { return b.line - a.line })
 	for _, e := range edits {
-		lines = slices.Replace(lines, e.line-1, e.line, e.with...)
+		lines = slices.Replace(lines, e.line-1, e.last, e.with...)
 	}
 	var out bytes.Buffer
 	for _, l := range lines {

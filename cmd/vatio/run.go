@@ -33,6 +33,7 @@ import (
 	"github.com/vatio-energy/vatio/internal/homeassistant"
 	"github.com/vatio-energy/vatio/internal/leader"
 	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/internal/modbus"
 	"github.com/vatio-energy/vatio/internal/offsite"
 	"github.com/vatio-energy/vatio/store"
 )
@@ -312,6 +313,8 @@ type app struct {
 	httpErr    chan error
 	// audit is the audit log; closing it stores the refusals it held back.
 	audit *audit.Log
+	// modbus polls the Modbus meters (nil: none configured).
+	modbus *modbus.Poller
 }
 
 // shutdown stops in the order that loses nothing: no new HTTP requests or

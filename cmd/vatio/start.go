@@ -32,6 +32,7 @@ import (
 	"github.com/vatio-energy/vatio/internal/homeassistant"
 	"github.com/vatio-energy/vatio/internal/leader"
 	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/internal/modbus"
 	"github.com/vatio-energy/vatio/internal/netlimit"
 	"github.com/vatio-energy/vatio/internal/offsite"
 	"github.com/vatio-energy/vatio/store"
@@ -95,9 +96,12 @@ type starting struct {
 	// dashboard or through the API.
 	tariff *energy.Tariffs
 	audit  *audit.Log
-	egress *automation.Egress
-	users  *auth.Service
-	ln     net.Listener
+	// pipeline validates, counts and stores readings: the ingest hook's
+	// or, with an external broker, the bridge's; Modbus readings join it.
+	pipeline *hooks.Pipeline
+	egress   *automation.Egress
+	users    *auth.Service
+	ln       net.Listener
 }
 
 func (s *starting) onFailure(f func()) { s.undo = append(s.undo, f) }
@@ -168,6 +172,7 @@ func (s *starting) setUpBroker() (err error) {
 	s.dec = &meter.Decoder{Topic: cfg.Ingest.Topic, Limits: ingestLimits(cfg.Ingest)}
 	if cfg.Broker.Mode == "external" {
 		pipeline := hooks.NewPipeline(sources(cfg, s.dec), a.store, logger.With("component", "ingest"))
+		s.pipeline = pipeline
 		if a.bridge, err = newBridge(cfg, pipeline, logger.With("component", "mqtt")); err != nil {
 			return err
 		}
@@ -207,6 +212,7 @@ func (s *starting) setUpBroker() (err error) {
 	s.onFailure(func() { a.broker.Close() })
 	a.ingest = hooks.NewIngest(sources(cfg, s.dec), a.store, a.broker.Server(), logger.With("component", "ingest"))
 	a.ingest.MayWrite = a.devices.MayWrite
+	s.pipeline = a.ingest.Pipeline
 	if err := a.broker.AddHook(a.ingest, nil); err != nil {
 		return err
 	}
@@ -431,8 +437,24 @@ func (s *starting) startJobs() error {
 			Every: h.StateEvery, Subscribe: s.subscribe, Version: version, Logger: s.log.With("component", "homeassistant")})
 	}
 	alerts, shipper := a.alerts, s.shipper
+	if len(cfg.Modbus) > 0 {
+		devices, err := modbusDevices(cfg.Modbus)
+		if err != nil {
+			return err
+		}
+		pipeline, dec := s.pipeline, s.dec
+		take := func(_ string, rs []meter.Reading) { pipeline.Polled("modbus", rs, dec.Validate) }
+		if a.modbus, err = modbus.New(devices, take, s.log.With("component", "modbus")); err != nil {
+			return err
+		}
+	}
 	lead := func(ctx context.Context) {
 		var jobs sync.WaitGroup
+		if a.modbus != nil {
+			// Polled by the leader only: two instances polling one meter
+			// would store each reading twice.
+			jobs.Go(func() { a.modbus.Run(ctx) })
+		}
 		jobs.Go(func() { a.rules.Run(ctx) })
 		jobs.Go(func() { a.store.RunRetention(ctx) })
 		if a.shedder != nil {

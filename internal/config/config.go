@@ -40,14 +40,17 @@ type Config struct {
 	Sources Sources `yaml:"sources"`
 	// Inputs describe other devices (an industrial gateway, say) by their
 	// topics and payloads; they are read before the built-in families.
-	Inputs    []Input   `yaml:"inputs"`
-	Store     Store     `yaml:"store"`
-	Alerts    Alerts    `yaml:"alerts"`
-	Backup    Backup    `yaml:"backup"`
-	Retention Retention `yaml:"retention"`
-	Archive   Archive   `yaml:"archive"`
-	Dashboard Dashboard `yaml:"dashboard"`
-	Tariff    Tariff    `yaml:"tariff"`
+	Inputs []Input `yaml:"inputs"`
+	// Modbus lists the meters Vatio reads itself over Modbus (TCP, RTU on
+	// a serial line, RTU over TCP), with no gateway to MQTT.
+	Modbus    []ModbusDevice `yaml:"modbus"`
+	Store     Store          `yaml:"store"`
+	Alerts    Alerts         `yaml:"alerts"`
+	Backup    Backup         `yaml:"backup"`
+	Retention Retention      `yaml:"retention"`
+	Archive   Archive        `yaml:"archive"`
+	Dashboard Dashboard      `yaml:"dashboard"`
+	Tariff    Tariff         `yaml:"tariff"`
 	// HomeAssistant configures MQTT discovery for Home Assistant.
 	HomeAssistant HomeAssistant `yaml:"homeassistant"`
 	// Shedding configures load shedding.
@@ -418,6 +421,69 @@ type Input struct {
 	Meter string `yaml:"meter"`
 	// Scale multiplies values before units are converted (0 means 1).
 	Scale float64 `yaml:"scale"`
+}
+
+// ModbusDevice is a meter polled over Modbus (package modbus checks what
+// only it can judge: the URL, the profile, the registers).
+type ModbusDevice struct {
+	// Name is the meter's id; a three-phase meter's phases are the meters
+	// name:L1, name:L2 and name:L3.
+	Name string `yaml:"name"`
+	// URL is tcp://host:port, rtu:///dev/ttyUSB0 (a serial line) or
+	// rtuovertcp://host:port (RTU through a serial-to-TCP gateway).
+	URL string `yaml:"url"`
+	// Unit is the meter's Modbus address, 1 to 247 (0 means its profile's
+	// factory address, 1).
+	Unit int `yaml:"unit"`
+	// Profile names the meter's model: sdm120, sdm230, sdm630, em24,
+	// em340, iem3000, abb-b2x, dtsu666, dtsu666-4000. Or give registers.
+	Profile string `yaml:"profile"`
+	// Registers describe any other meter, one value each (at least its
+	// power_w).
+	Registers []ModbusRegister `yaml:"registers"`
+	// Interval is how often the meter is read: 100ms to 1h, 0 meaning 5s.
+	Interval time.Duration `yaml:"interval"`
+	// Timeout bounds each request: 10ms to 30s, 0 meaning 1s. A line's
+	// requests take the longest of its devices'.
+	Timeout time.Duration `yaml:"timeout"`
+	// Speed is a serial line's baud rate (rtu:// only; every device on a
+	// line has the same settings); 0 means the profile's factory setting
+	// (9600 without a profile).
+	Speed int `yaml:"speed"`
+	// Parity is a serial line's parity: none, even or odd; "" means the
+	// profile's factory setting (none without a profile).
+	Parity string `yaml:"parity"`
+	// StopBits is a serial line's stop bits, 1 or 2; 0 means the
+	// profile's factory setting (1 without a profile).
+	StopBits int `yaml:"stop_bits"`
+}
+
+// ModbusRegister is one value of a meter without a profile.
+type ModbusRegister struct {
+	// Function is holding (read holding registers, 0x03) or input (read
+	// input registers, 0x04).
+	Function string `yaml:"function"`
+	// Address is the first register's address as sent, 0-based: a
+	// manual's register 30001 or 40001 is address 0.
+	Address int `yaml:"address"`
+	// Type is int16, uint16, int32, uint32, int64, uint64, float32 or
+	// float64.
+	Type string `yaml:"type"`
+	// WordOrder is the order of a value's registers: high_first (the
+	// default) or low_first.
+	WordOrder string `yaml:"word_order"`
+	// ByteOrder is the order of the bytes in each register: high_first
+	// (the default, Modbus's) or low_first.
+	ByteOrder string `yaml:"byte_order"`
+	// Scale multiplies the value into quantity's unit (0.1 for tenths of
+	// a volt, 1000 for kW or kWh); 0 means 1.
+	Scale float64 `yaml:"scale"`
+	// Quantity is what the value is: power_w (W, negative sent to the
+	// grid), import_wh or export_wh (Wh, cumulative), voltage_v,
+	// current_a, power_factor or frequency_hz.
+	Quantity string `yaml:"quantity"`
+	// Phase is L1, L2 or L3; empty for the meter's total.
+	Phase string `yaml:"phase"`
 }
 
 // Toggle turns on or off a family whose topics have no common prefix.

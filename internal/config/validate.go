@@ -36,6 +36,7 @@ func (c Config) Validate() error {
 	c.TLS.validate(&p)
 	c.validateIngest(&p)
 	c.validateSources(&p)
+	c.validateModbus(&p)
 	c.Store.validate(&p)
 	c.Alerts.validate(&p)
 	c.Dashboard.validate(&p)
@@ -542,5 +543,42 @@ func (b Broker) validate(p *problems) {
 		}
 	default:
 		p.bad("broker.mode", "%q is not embedded or external", b.Mode)
+	}
+}
+
+// validateModbus checks what the modbus list itself can say: names given
+// once, and numbers in range; package modbus checks the rest when the
+// devices are built (URLs, profiles, registers).
+func (c Config) validateModbus(p *problems) {
+	names := map[string]bool{}
+	for i, d := range c.Modbus {
+		key := fmt.Sprintf("modbus[%d]", i)
+		if d.Name == "" || names[d.Name] {
+			p.bad(key+".name", "%q is empty or used twice", d.Name)
+		}
+		names[d.Name] = true
+		if d.URL == "" {
+			p.bad(key+".url", "give tcp://host:port, rtu:///dev/ttyUSB0 or rtuovertcp://host:port")
+		}
+		if d.Unit < 0 || d.Unit > 255 {
+			p.bad(key+".unit", "%d is outside 1 to 247 (or 255)", d.Unit)
+		}
+		if d.Interval != 0 && (d.Interval < 100*time.Millisecond || d.Interval > time.Hour) {
+			p.bad(key+".interval", "%s is outside 100ms to 1h", d.Interval)
+		}
+		if d.Timeout != 0 && (d.Timeout < 10*time.Millisecond || d.Timeout > 30*time.Second) {
+			p.bad(key+".timeout", "%s is outside 10ms to 30s", d.Timeout)
+		}
+		if d.Speed < 0 || d.Speed > 921600 {
+			p.bad(key+".speed", "%d is not a baud rate", d.Speed)
+		}
+		if d.StopBits < 0 || d.StopBits > 2 {
+			p.bad(key+".stop_bits", "%d: use 1 or 2", d.StopBits)
+		}
+		for j, r := range d.Registers {
+			if r.Address < 0 || r.Address > 65535 {
+				p.bad(fmt.Sprintf("%s.registers[%d].address", key, j), "%d is outside 0 to 65535", r.Address)
+			}
+		}
 	}
 }

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/vatio-energy/vatio/internal/testutil/modbustest"
+)
+
+// sdm630 is an SDM630's registers: three phases drawing 1000, 1500 and
+// 500 W, 12,345.6 kWh drawn so far, nothing sent.
+func sdm630() []modbustest.Value {
+	v := func(addr uint16, x float64) modbustest.Value {
+		return modbustest.Value{Function: "input", Address: addr, Type: "float32", Value: x}
+	}
+	return []modbustest.Value{
+		v(0x00, 230.1), v(0x02, 231.2), v(0x04, 229.8), v(0x06, 4.35), v(0x08, 6.49), v(0x0A, 2.18),
+		v(0x0C, 1000), v(0x0E, 1500), v(0x10, 500), v(0x1E, 0.99), v(0x20, 0.98), v(0x22, 0.97),
+		v(0x34, 3000), v(0x3E, 0.98), v(0x46, 50.01), v(0x48, 12345.6), v(0x4A, 0),
+	}
+}
+
+// TestModbusPlantMain is the plant floor's first hour: an SDM630 served by
+// pymodbus, named in config.yaml, shows its total and three phases through
+// the API within two polling intervals of Vatio's start, and its energy
+// (from its import counter) and cost per day like any other meter's.
+func TestModbusPlantMain(t *testing.T) {
+	sim := modbustest.Start(t, "tcp", "127.0.0.1:0", nil, map[int][]modbustest.Value{1: sdm630()})
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	const interval = 2 * time.Second
+	yaml := fmt.Sprintf(`tariff:
+  currency: EUR
+  price_kwh: 0.2
+modbus:
+  - name: plant-main
+    url: tcp://%s
+    profile: sdm630
+    interval: %s
+`, sim.Addr, interval)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v := startVatioWith(t, t.TempDir(), cfg)
+	ready := time.Now()
+	origin := "http://" + v.http
+
+	type meterAnswer struct {
+		PowerNowW *float64 `json:"power_now_w"`
+		LastHeard *string  `json:"last_heard"`
+		Status    string   `json:"status"`
+		Source    string   `json:"source"`
+	}
+	var m meterAnswer
+	for {
+		m = meterAnswer{}
+		if getJSON(t, origin+"/api/v1/meters/plant-main", &m) == 200 && m.PowerNowW != nil {
+			break
+		}
+		if time.Since(ready) > 2*interval {
+			t.Fatalf("plant-main not in the API %s after Vatio was ready (two polling intervals): %+v\n%s", time.Since(ready), m, v.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if *m.PowerNowW != 3000 || m.LastHeard == nil || m.Status != "online" || m.Source != "modbus" {
+		t.Errorf("plant-main: %+v (%g W), want 3000 W now, heard, online, from modbus", m, *m.PowerNowW)
+	}
+	for phase, w := range map[string]float64{"L1": 1000, "L2": 1500, "L3": 500} {
+		var p meterAnswer
+		if code := getJSON(t, origin+"/api/v1/meters/plant-main:"+phase, &p); code != 200 || p.PowerNowW == nil || *p.PowerNowW != w {
+			t.Errorf("plant-main:%s: %d %+v, want %g W", phase, code, p, w)
+		}
+	}
+
+	// A kWh more on its import counter is a kWh of the day, priced.
+	sim.Set(modbustest.Value{Unit: 1, Function: "input", Address: 0x48, Type: "float32", Value: 12346.6})
+	want := float64(float32(12346.6)) - float64(float32(12345.6))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var e struct {
+			Total struct {
+				EnergyKWh float64 `json:"energy_kwh"`
+				Cost      float64 `json:"cost"`
+			} `json:"total"`
+		}
+		getJSON(t, origin+"/api/v1/meters/plant-main/energy?interval=day", &e)
+		if math.Abs(e.Total.EnergyKWh-want) < 1e-6 {
+			if math.Abs(e.Total.Cost-0.2*want) > 1e-6 {
+				t.Errorf("the day's cost %v EUR, want %v", e.Total.Cost, 0.2*want)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the day's energy %+v, want %v kWh from the counter", e.Total, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
