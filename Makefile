@@ -73,6 +73,7 @@ FUZZ_AUTH := FuzzToken FuzzLogin
 FUZZ_CRYPT := FuzzReader
 FUZZ_ASSET := FuzzNegotiate
 FUZZ_DASHBOARD := FuzzTariffForm FuzzRuleForm
+FUZZ_MODBUS := FuzzDecode FuzzRequest
 fuzz:
 	@for f in $(FUZZ_METER); do $(GO) test ./internal/meter -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_API); do $(GO) test ./api -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
@@ -82,6 +83,7 @@ fuzz:
 	@for f in $(FUZZ_CRYPT); do $(GO) test ./internal/crypt -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_ASSET); do $(GO) test ./internal/asset -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for f in $(FUZZ_DASHBOARD); do $(GO) test ./dashboard -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for f in $(FUZZ_MODBUS); do $(GO) test ./internal/modbus -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 # Static binaries for the machines Vatio runs on, with checksums.
 release: assets
