@@ -325,8 +325,9 @@ func (p *Publisher) onRetained(topic string, payload []byte) {
 	if json.Unmarshal(payload, &c) != nil || c.Origin.Name != "Vatio" {
 		return
 	}
-	id, ok := strings.CutPrefix(c.StateTopic, p.opts.StateTopic+"/")
-	if id, ok = strings.CutSuffix(id, "/state"); !ok || id == "" {
+	id, under := strings.CutPrefix(c.StateTopic, p.opts.StateTopic+"/")
+	id, state := strings.CutSuffix(id, "/state")
+	if !under || !state || id == "" {
 		return
 	}
 	p.mu.Lock()
