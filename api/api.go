@@ -32,6 +32,7 @@ import (
 	"github.com/vatio-energy/vatio/internal/devices"
 	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/internal/modbus"
 	"github.com/vatio-energy/vatio/internal/offsite"
 	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
@@ -72,6 +73,9 @@ type Options struct {
 	Rules *alert.Rules
 	// Shedder is load shedding, behind /api/v1/shedding; nil when off.
 	Shedder *automation.Shedder
+	// Modbus is the Modbus poller, behind /api/v1/modbus; nil when no
+	// device is configured.
+	Modbus *modbus.Poller
 	// Auth, when set, requires a token or a session of a role that may
 	// for every route but /healthz, the login and setup pages and their
 	// assets; nil leaves every route open (handlers' own tests).
@@ -141,6 +145,7 @@ type Server struct {
 	tariffs             *energy.Tariffs
 	rules               *alert.Rules
 	shedder             *automation.Shedder
+	modbus              *modbus.Poller
 	auth                *auth.Service
 	auditLog            *audit.Log
 	devices             *devices.Registry
@@ -178,6 +183,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	s.tariffs = opts.Tariff
 	s.rules = opts.Rules
 	s.shedder = opts.Shedder
+	s.modbus = opts.Modbus
 	s.auth, s.auditLog = opts.Auth, opts.Audit
 	s.devices, s.mqttAddr, s.mqttTLSAddr = opts.Devices, opts.MQTTAddr, opts.MQTTTLSAddr
 	if opts.Now != nil {
@@ -271,6 +277,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	v1.Get("/sites/:site/export", s.exportSite)
 	v1.Get("/summary", s.summary)
 	v1.Get("/shedding", s.shedding)
+	v1.Get("/modbus", s.modbusDevices)
 	v1.Get("/recommendations", s.recommendations)
 	v1.Get("/meters/:id/forecast", s.meterForecast)
 	v1.Get("/sites/:site/forecast", s.siteForecast)

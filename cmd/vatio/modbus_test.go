@@ -75,6 +75,37 @@ modbus:
 		}
 	}
 
+	// The device's own status: answering, its phases' voltages and
+	// currents, their imbalance.
+	var st struct {
+		Devices []struct {
+			Name   string `json:"name"`
+			Online bool   `json:"online"`
+			Total  struct {
+				PowerW      float64 `json:"power_w"`
+				FrequencyHz float64 `json:"frequency_hz"`
+			} `json:"total"`
+			Phases []struct {
+				Phase    string  `json:"phase"`
+				VoltageV float64 `json:"voltage_v"`
+				CurrentA float64 `json:"current_a"`
+			} `json:"phases"`
+			CurrentImbalancePct float64 `json:"current_imbalance_pct"`
+		} `json:"devices"`
+	}
+	if code := getJSON(t, origin+"/api/v1/modbus", &st); code != 200 || len(st.Devices) != 1 {
+		t.Fatalf("GET /api/v1/modbus: %d %+v", code, st)
+	}
+	d := st.Devices[0]
+	f := func(x float64) float64 { return float64(float32(x)) }
+	i1, i2, i3 := f(4.35), f(6.49), f(2.18)
+	mean := (i1 + i2 + i3) / 3
+	wantPct := 100 * max(math.Abs(i1-mean), math.Abs(i2-mean), math.Abs(i3-mean)) / mean
+	if d.Name != "plant-main" || !d.Online || d.Total.PowerW != 3000 || d.Total.FrequencyHz != f(50.01) || len(d.Phases) != 3 ||
+		d.Phases[1].Phase != "L2" || d.Phases[1].VoltageV != f(231.2) || d.Phases[1].CurrentA != i2 || math.Abs(d.CurrentImbalancePct-wantPct) > 1e-9 {
+		t.Errorf("plant-main's status: %+v, want online, 3000 W, L2 at 231.2 V and 6.49 A, current imbalance %.2f %%", d, wantPct)
+	}
+
 	// A kWh more on its import counter is a kWh of the day, priced.
 	sim.Set(modbustest.Value{Unit: 1, Function: "input", Address: 0x48, Type: "float32", Value: 12346.6})
 	want := float64(float32(12346.6)) - float64(float32(12345.6))

@@ -226,9 +226,21 @@ func (s *starting) setUpBroker() (err error) {
 }
 
 // buildServices makes what the API and the jobs use: alert delivery and
-// rules, load shedding, users, off-site copies, leadership, metrics.
+// rules, load shedding, the Modbus poller, users, off-site copies,
+// leadership, metrics.
 func (s *starting) buildServices() (err error) {
 	cfg, a, logger := s.cfg, s.a, s.log
+	if len(cfg.Modbus) > 0 {
+		devices, err := modbusDevices(cfg.Modbus)
+		if err != nil {
+			return err
+		}
+		pipeline, dec := s.pipeline, s.dec
+		take := func(_ string, rs []meter.Reading) { pipeline.Polled("modbus", rs, dec.Validate) }
+		if a.modbus, err = modbus.New(devices, take, logger.With("component", "modbus")); err != nil {
+			return err
+		}
+	}
 	notifiers := []alert.Notifier{alert.Log{Logger: logger.With("component", "alert")}}
 	if w := cfg.Alerts.Webhook; w.URL != "" {
 		hook := alert.NewWebhook(w.URL, w.Timeout)
@@ -381,7 +393,7 @@ func (s *starting) serveHTTP() (err error) {
 		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: s.dec, ReadTimeout: cfg.HTTP.ReadTimeout,
 		MaxStreamsPerUser:  cfg.HTTP.MaxStreamsPerUser,
 		RateLimitPerMinute: cfg.HTTP.RateLimitPerMinute, Offsite: s.shipper, Health: health, TrustedProxies: cfg.HTTP.TrustedProxies, ProxyHeader: cfg.HTTP.ProxyHeader,
-		Gatherer: s.reg, Logger: logger.With("component", "http"), Tariff: s.tariff, Rules: a.rules, Shedder: a.shedder,
+		Gatherer: s.reg, Logger: logger.With("component", "http"), Tariff: s.tariff, Rules: a.rules, Shedder: a.shedder, Modbus: a.modbus,
 		Leading: a.elector.Leading, Warnings: warnings,
 	})
 	mqttPort := 0
@@ -437,17 +449,6 @@ func (s *starting) startJobs() error {
 			Every: h.StateEvery, Subscribe: s.subscribe, Version: version, Logger: s.log.With("component", "homeassistant")})
 	}
 	alerts, shipper := a.alerts, s.shipper
-	if len(cfg.Modbus) > 0 {
-		devices, err := modbusDevices(cfg.Modbus)
-		if err != nil {
-			return err
-		}
-		pipeline, dec := s.pipeline, s.dec
-		take := func(_ string, rs []meter.Reading) { pipeline.Polled("modbus", rs, dec.Validate) }
-		if a.modbus, err = modbus.New(devices, take, s.log.With("component", "modbus")); err != nil {
-			return err
-		}
-	}
 	lead := func(ctx context.Context) {
 		var jobs sync.WaitGroup
 		if a.modbus != nil {
