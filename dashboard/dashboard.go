@@ -34,6 +34,7 @@ import (
 	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/internal/devices"
 	"github.com/vatio-energy/vatio/internal/energy"
+	"github.com/vatio-energy/vatio/internal/modbus"
 	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
 )
@@ -94,6 +95,9 @@ type Options struct {
 	// MQTTPort is the embedded broker's plain MQTT port, which the empty
 	// overview tells devices to use; 0 means the default, 1883.
 	MQTTPort int
+	// Modbus, when set, is the Modbus poller: a meter it reads shows its
+	// phases (voltage, current, power) and their imbalance.
+	Modbus *modbus.Poller
 }
 
 // Dashboard serves the dashboard's pages and static files. It is safe for
@@ -108,6 +112,8 @@ type Dashboard struct {
 	devices *devices.Registry
 	// rules are the alert rules of the settings page; nil shows none.
 	rules *alert.Rules
+	// modbus is the Modbus poller; nil shows no phases.
+	modbus *modbus.Poller
 	// importFile imports the import form's file; nil offers no form.
 	importFile ImportFunc
 	// mqttPort is the broker's plain MQTT port (Options.MQTTPort).
@@ -151,7 +157,8 @@ func newDashboard(st *store.Store, opts Options, assets map[string]*asset.File) 
 		opts.Tariff = energy.FixedTariff(&tariff.Tariff{Location: opts.Location})
 	}
 	d := &Dashboard{st: st, loc: opts.Location, now: opts.Now, log: opts.Logger, assets: assets, tariff: opts.Tariff,
-		auth: opts.Auth, audit: opts.Audit, devices: opts.Devices, rules: opts.Rules, importFile: opts.ImportForm, mqttPort: opts.MQTTPort}
+		auth: opts.Auth, audit: opts.Audit, devices: opts.Devices, rules: opts.Rules, importFile: opts.ImportForm, mqttPort: opts.MQTTPort,
+		modbus: opts.Modbus}
 	_, d.charts = assets[echartsFile]
 	if !d.charts {
 		opts.Logger.Warn("dashboard assets not built: run make assets", slog.String("missing", "dashboard/assets/"+echartsFile))

@@ -273,6 +273,8 @@ func settingsOf(m meterView) settingsData {
 // meterData is what meter.html renders.
 type meterData struct {
 	*base
+	// Phases is a Modbus meter's Phases panel; nil shows none.
+	Phases *phasesData
 	// CanImport is whether the user may import history (the page links
 	// to the Meters page's form, the meter filled in).
 	CanImport bool
@@ -330,6 +332,7 @@ func (d *Dashboard) meterPage(c *fiber.Ctx) error {
 		}
 	}
 	data.Settings, data.Choices = settingsOf(data.M), all
+	data.Phases = d.phasesOf(m.ID)
 	// The last week, or the week up to the newest reading of a meter
 	// known only from older history.
 	to := now.Add(time.Minute)

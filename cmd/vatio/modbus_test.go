@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,6 +107,27 @@ modbus:
 	if d.Name != "plant-main" || !d.Online || d.Total.PowerW != 3000 || d.Total.FrequencyHz != f(50.01) || len(d.Phases) != 3 ||
 		d.Phases[1].Phase != "L2" || d.Phases[1].VoltageV != f(231.2) || d.Phases[1].CurrentA != i2 || math.Abs(d.CurrentImbalancePct-wantPct) > 1e-9 {
 		t.Errorf("plant-main's status: %+v, want online, 3000 W, L2 at 231.2 V and 6.49 A, current imbalance %.2f %%", d, wantPct)
+	}
+
+	// The meter's page shows its phases and their imbalance, in the
+	// reader's language.
+	for lang, want := range map[string][]string{
+		"en": {`id="phases-table"`, `data-phase="L2"`, "231.2 V", "6.49 A", "1.50 kW", "Imbalance: Current", fmt.Sprintf("%.1f %%", wantPct)},
+		"es": {"Fases", "231,2 V", "6,49 A", "Desequilibrio: Corriente", strings.Replace(fmt.Sprintf("%.1f %%", wantPct), ".", ",", 1)},
+	} {
+		req, _ := http.NewRequest("GET", origin+"/meters/plant-main", nil)
+		req.Header.Set("Accept-Language", lang)
+		resp, err := apiClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, w := range want {
+			if !strings.Contains(string(page), w) {
+				t.Errorf("the %s meter page of plant-main lacks %q", lang, w)
+			}
+		}
 	}
 
 	// A kWh more on its import counter is a kWh of the day, priced.
