@@ -187,14 +187,21 @@ func TestLateCountersCannotThrowTheRollupsOff(t *testing.T) {
 	}
 }
 
-func TestImportWithImplausibleCounterStoresNothing(t *testing.T) {
+// TestImportWithImplausibleCounterKeepsItsPower: an imported reading whose
+// counter rose more than the meter can draw is kept with its power alone,
+// its energy integrated from that, not refused.
+func TestImportWithImplausibleCounterKeepsItsPower(t *testing.T) {
 	s := openTest(t, t.TempDir())
-	_, err := s.Import([]meter.Reading{counter("i", 0, 100, 10), counter("i", 60, 100, 9e9)}, nil)
-	if meter.ReasonOf(err) != meter.ReasonImplausibleEnergy {
-		t.Fatalf("import: %v, want implausible_energy", err)
+	if _, err := s.Import([]meter.Reading{counter("i", 0, 100, 10), counter("i", 60, 100, 9e9)}, nil); err != nil {
+		t.Fatalf("import: %v", err)
 	}
-	if _, err := s.Meter("i"); !errors.Is(err, ErrUnknownMeter) {
-		t.Errorf("meter after a refused import: %v", err)
+	m, err := s.Meter("i")
+	if err != nil || m.Readings != 2 {
+		t.Fatalf("meter i: %+v %v, want 2 readings", m, err)
+	}
+	// 100 W for a minute, from power: 1.667 Wh, not the counter's 9e9.
+	if got := totalWh(t, s, "i"); !near(got, 100.0/60) {
+		t.Errorf("energy %g Wh, want %g from power", got, 100.0/60)
 	}
 }
 

@@ -352,7 +352,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	// Once copied, the token leaves the screen and joins the list.
 	err = chromedp.Do(ctx, chromedp.Click(`form[data-kind="token"] .secret-done`),
-		chromedp.WaitVisible(`//tr[td[contains(., "browser test")]]`))
+		chromedp.WaitVisible(`//table[@id="tokens"]//tr[td[contains(., "browser test")]]`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,8 +433,8 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = chromedp.Do(ctx,
-		chromedp.Click(`//tr[td[contains(., "browser test")]]//button[@data-delete]`),
-		chromedp.WaitNotPresent(`//tr[td[contains(., "browser test")]]`),
+		chromedp.Click(`//table[@id="tokens"]//tr[td[contains(., "browser test")]]//button[@data-delete]`),
+		chromedp.WaitNotPresent(`//table[@id="tokens"]//tr[td[contains(., "browser test")]]`),
 	)
 	if err != nil {
 		t.Fatal(err)

@@ -95,7 +95,7 @@ func TestFirstHourInBrowser(t *testing.T) {
 		chromedp.WaitVisible(`form[data-kind="token"] .secret code`))
 	token := text(`document.querySelector('form[data-kind="token"] .secret code').textContent`)
 	do("token copied", chromedp.Click(`form[data-kind="token"] .secret-done`),
-		chromedp.WaitVisible(`//tr[td[contains(., "my scripts")]]`))
+		chromedp.WaitVisible(`//table[@id="tokens"]//tr[td[contains(., "my scripts")]]`))
 	// api GETs path with the token made on the page.
 	api := func(path string, into any) int {
 		t.Helper()

@@ -312,9 +312,12 @@ func (s *starting) buildServices() (err error) {
 	s.audit = audit.New(a.store, logger.With("component", "audit"))
 	a.audit = s.audit
 	// Refused MQTT CONNECTs are refusals from outside too (the broker
-	// starts below, after this is set).
-	a.devices.Refused = func(user, addr string, err error) {
-		s.audit.Record(audit.Entry{Who: user, Action: "mqtt_refused", Target: "MQTT CONNECT", Addr: addr, Detail: err.Error()})
+	// starts below, after this is set); with an external broker, devices
+	// log in to it, not here.
+	if a.devices != nil {
+		a.devices.Refused = func(user, addr string, err error) {
+			s.audit.Record(audit.Entry{Who: user, Action: "mqtt_refused", Target: "MQTT CONNECT", Addr: addr, Detail: err.Error()})
+		}
 	}
 	command := func(topic string, payload []byte) error {
 		return s.publish(context.Background(), topic, payload, false)
