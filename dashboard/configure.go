@@ -173,7 +173,7 @@ type ruleForm struct {
 	ID, Name, Kind, Meter, Severity                       string
 	Enabled                                               bool
 	ThresholdW, For, BudgetKWh, Period, SilentFor, Factor string
-	HysteresisW, Cooldown                                 string
+	HysteresisW, Cooldown, ThresholdPct, HysteresisPct    string
 	Actions                                               int
 	Errors                                                map[string]string
 }
@@ -207,7 +207,7 @@ func ruleFormOf(r alert.Rule) *ruleForm {
 	return &ruleForm{Editing: r.ID, ID: r.ID, Name: r.Name, Kind: r.Kind, Meter: r.Meter, Severity: r.Severity, Enabled: r.Enabled,
 		ThresholdW: optional(r.ThresholdW), For: duration(r.For), BudgetKWh: optional(r.BudgetKWh), Period: r.Period,
 		SilentFor: duration(r.SilentFor), Factor: optional(r.Factor), HysteresisW: optional(r.HysteresisW), Cooldown: duration(r.Cooldown),
-		Actions: len(r.Actions)}
+		ThresholdPct: optional(r.ThresholdPct), HysteresisPct: optional(r.HysteresisPct), Actions: len(r.Actions)}
 }
 
 // postedRule reads the rule form of c: the form as typed, and the rule it
@@ -218,7 +218,7 @@ func postedRule(c *fiber.Ctx, l *language) (*ruleForm, alert.Rule, map[string]st
 	f := &ruleForm{Editing: field("editing"), ID: field("id"), Name: field("name"), Kind: field("kind"), Meter: field("meter"),
 		Severity: field("severity"), Enabled: field("enabled") != "", ThresholdW: field("threshold_w"), For: field("for"),
 		BudgetKWh: field("budget_kwh"), Period: field("period"), SilentFor: field("silent_for"), Factor: field("factor"),
-		HysteresisW: field("hysteresis_w"), Cooldown: field("cooldown")}
+		HysteresisW: field("hysteresis_w"), Cooldown: field("cooldown"), ThresholdPct: field("threshold_pct"), HysteresisPct: field("hysteresis_pct")}
 	if f.Editing != "" {
 		f.ID = f.Editing // a rule's id is not changed
 	}
@@ -246,7 +246,8 @@ func postedRule(c *fiber.Ctx, l *language) (*ruleForm, alert.Rule, map[string]st
 	r := alert.Rule{ID: f.ID, Name: f.Name, Kind: f.Kind, Meter: f.Meter, Severity: f.Severity, Enabled: f.Enabled,
 		ThresholdW: num("threshold_w", f.ThresholdW), For: dur("for", f.For), BudgetKWh: num("budget_kwh", f.BudgetKWh),
 		Period: f.Period, SilentFor: dur("silent_for", f.SilentFor), Factor: num("factor", f.Factor),
-		HysteresisW: num("hysteresis_w", f.HysteresisW), Cooldown: dur("cooldown", f.Cooldown)}
+		HysteresisW: num("hysteresis_w", f.HysteresisW), Cooldown: dur("cooldown", f.Cooldown),
+		ThresholdPct: num("threshold_pct", f.ThresholdPct), HysteresisPct: num("hysteresis_pct", f.HysteresisPct)}
 	return f, r, bad
 }
 
@@ -298,6 +299,8 @@ func (l *language) condition(r alert.Rule) string {
 		return alert.HumanDuration(time.Duration(r.SilentFor))
 	case alert.Anomaly:
 		return "×" + l.Number(r.Factor, 1)
+	case alert.PhaseImbalance:
+		return l.Number(r.ThresholdPct, 1) + " %"
 	}
 	return ""
 }

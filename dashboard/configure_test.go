@@ -416,6 +416,20 @@ func TestSettingsRuleForms(t *testing.T) {
 	if _, page := operatorES.post("/settings/rules", long); !strings.Contains(page, `<code>for</code>: de 0 a 24 h`) {
 		t.Error("the Spanish page refusing a For of 25 h does not say so in Spanish")
 	}
+	// A phase_imbalance rule, from the form, and one refused in Spanish.
+	unbalanced := url.Values{"id": {"unbalanced"}, "kind": {"phase_imbalance"}, "meter": {"kitchen"}, "severity": {"warning"},
+		"enabled": {"true"}, "threshold_pct": {"20"}, "hysteresis_pct": {"5"}}
+	if res, _ := operator.post("/settings/rules", unbalanced); res.StatusCode != http.StatusSeeOther {
+		t.Errorf("a phase_imbalance rule from the form: %d", res.StatusCode)
+	}
+	if r, err := s.rules.Get("unbalanced"); err != nil || r.Kind != "phase_imbalance" || r.ThresholdPct != 20 || r.HysteresisPct != 5 {
+		t.Errorf("the phase_imbalance rule saved: %+v %v", r, err)
+	}
+	unbalanced.Set("id", "too-far")
+	unbalanced.Set("threshold_pct", "500")
+	if _, page := operatorES.post("/settings/rules", unbalanced); !strings.Contains(page, `<code>threshold_pct</code>: más de 0 y como mucho 200 %`) {
+		t.Error("the Spanish page refusing an imbalance of 500 % does not say so in Spanish")
+	}
 	if _, page := operatorES.post("/settings/rules", rule); !strings.Contains(page, "ya hay una regla oven-left-on") {
 		t.Error("the Spanish page refusing an id taken does not say so in Spanish")
 	}

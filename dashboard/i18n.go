@@ -230,6 +230,8 @@ func (l *language) alertValue(name, v string, loc *time.Location) string {
 		return l.Energy(f)
 	case name == "factor" && err == nil:
 		return l.Number(f, 1)
+	case strings.HasSuffix(name, "_pct") && err == nil:
+		return l.Number(f, 1) + " %"
 	case name == "period":
 		if s, ok := l.texts["alert.period."+v]; ok {
 			return s

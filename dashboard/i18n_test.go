@@ -83,7 +83,7 @@ func TestCatalogues(t *testing.T) {
 		"js.step_raw", "js.step_1m", "js.step_1h", "js.step_1d", // t("js.step_" + step)
 		"done.tariff_saved", "done.tariff_removed", "done.rule_saved", "done.rule_deleted", // (print "done." .Done)
 		"done.rule_enabled", "done.rule_disabled",
-		"kind.power_above", "kind.power_below", "kind.energy_budget", "kind.silent", "kind.out_of_range", "kind.anomaly", // (print "kind." .Kind)
+		"kind.power_above", "kind.power_below", "kind.energy_budget", "kind.silent", "kind.out_of_range", "kind.anomaly", "kind.phase_imbalance", // (print "kind." .Kind)
 		"import.format_auto", "import.format_csv", "import.format_datadis", "import.format_greenbutton", // "import.format_" + format
 		"import.error_meter", "import.error_format", "import.error_interval", "import.error_time", "import.error_zone", // "import.error_" + field
 	}
@@ -93,7 +93,7 @@ func TestCatalogues(t *testing.T) {
 	// Alert messages: every key alert raises, its English text the same as
 	// the one notifiers send, so the dashboard says what they say.
 	used["alert.period.day"], used["alert.period.month"] = true, true // (print "alert.period." period)
-	for _, f := range []string{"id", "name", "kind", "meter", "severity", "hysteresis_w", "cooldown", "threshold_w", "for", "budget_kwh", "period", "silent_for", "factor"} {
+	for _, f := range []string{"id", "name", "kind", "meter", "severity", "hysteresis_w", "cooldown", "threshold_w", "for", "budget_kwh", "period", "silent_for", "factor", "threshold_pct", "hysteresis_pct"} {
 		used["ruleerr."+f] = true // saveRule: "ruleerr." + the field alert.Rule.Check names
 	}
 	for _, f := range []string{"currency", "price_kwh", "export_price_kwh", "daily_charge", "demand_charge_kw", "co2_g_kwh", "reactive_price_kvarh",

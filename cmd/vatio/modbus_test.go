@@ -38,6 +38,10 @@ func TestModbusPlantMain(t *testing.T) {
 	yaml := fmt.Sprintf(`tariff:
   currency: EUR
   price_kwh: 0.2
+alerts:
+  evaluate_every: 1s
+  rules:
+    - {id: unbalanced, kind: phase_imbalance, meter: plant-main, threshold_pct: 20, hysteresis_pct: 5, severity: warning, enabled: true}
 modbus:
   - name: plant-main
     url: tcp://%s
@@ -130,10 +134,32 @@ modbus:
 		}
 	}
 
+	// Its phases, 50 % apart, fire the phase_imbalance rule.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var as struct {
+			Alerts []struct {
+				Rule, Meter, State, Message string
+			} `json:"alerts"`
+		}
+		getJSON(t, origin+"/api/v1/alerts?limit=100", &as)
+		fired := false
+		for _, a := range as.Alerts {
+			fired = fired || a.Rule == "unbalanced" && a.Meter == "plant-main" && a.State == "firing" && strings.Contains(a.Message, "phases 50 % apart in power")
+		}
+		if fired {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no phase_imbalance alert for plant-main: %+v", as)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
 	// A kWh more on its import counter is a kWh of the day, priced.
 	sim.Set(modbustest.Value{Unit: 1, Function: "input", Address: 0x48, Type: "float32", Value: 12346.6})
 	want := float64(float32(12346.6)) - float64(float32(12345.6))
-	deadline := time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for {
 		var e struct {
 			Total struct {

@@ -186,7 +186,7 @@ func alertRule(r config.Rule) alert.Rule {
 	return alert.Rule{ID: r.ID, Name: r.Name, Kind: r.Kind, Meter: r.Meter, Severity: r.Severity, Enabled: r.Enabled,
 		ThresholdW: r.ThresholdW, For: alert.Duration(r.For), BudgetKWh: r.BudgetKWh, Period: r.Period,
 		SilentFor: alert.Duration(r.SilentFor), Factor: r.Factor, HysteresisW: r.HysteresisW, Cooldown: alert.Duration(r.Cooldown),
-		Actions: actions}
+		ThresholdPct: r.ThresholdPct, HysteresisPct: r.HysteresisPct, Actions: actions}
 }
 
 func automationCommand(a config.Action) automation.Command {

@@ -16,8 +16,8 @@ import (
 // English renders it for notifiers and for the API's message field.
 //
 // A value's name says how it is shown: ending in _w, watts ("2.50 kW");
-// _kwh, kilowatt-hours; _at, an RFC 3339 time; factor, a number with one
-// decimal; period, "day" or "month", translated; for and quiet, a
+// _kwh, kilowatt-hours; _pct, a percentage; _at, an RFC 3339 time;
+// factor, a number with one decimal; period, "day" or "month", translated; for and quiet, a
 // duration stored as Go writes it ("30s", "1h30m") and shown as people
 // write it ("30 s", "1 h 30 min", see HumanDuration). Others show as they
 // are (meter ids).
@@ -38,6 +38,8 @@ const (
 	MsgOutOfRange     = "alert.out_of_range"
 	MsgNoRange        = "alert.no_range"
 	MsgAnomaly        = "alert.anomaly"
+	MsgPhaseImbalance = "alert.phase_imbalance"
+	MsgNoPhases       = "alert.no_phases"
 	MsgNoData         = "alert.no_data"
 	MsgRuleDeleted    = "alert.rule_deleted"
 	MsgRuleNotApplies = "alert.rule_not_applies"
@@ -48,6 +50,7 @@ const (
 	MsgHeardAgain     = "alert.heard_again"
 	MsgBackInRange    = "alert.back_in_range"
 	MsgAnomalyOver    = "alert.anomaly_over"
+	MsgPhasesBalanced = "alert.phases_balanced"
 	// MsgNoMeterYet is a rule's warning: its meter has sent no reading.
 	// MsgNoRangeYet: an out_of_range rule's meter has no expected range.
 	MsgNoMeterYet = "alert.no_meter_yet"
@@ -73,6 +76,9 @@ var English = map[string]string{
 	MsgNoRange:        "no expected range",
 	MsgAnomaly:        "the last hour drew {mean_w} on average, {factor} times the usual {usual_w} for this hour and weekday",
 	MsgNoData:         "no data to judge by",
+	MsgPhaseImbalance: "phases {imbalance_pct} apart in power (L1 {l1_w}, L2 {l2_w}, L3 {l3_w}), over {threshold_pct}",
+	MsgNoPhases:       "no phases {meter}:L1 to {meter}:L3 to compare",
+	MsgPhasesBalanced: "phases back within {threshold_pct} ({imbalance_pct})",
 	MsgRuleDeleted:    "the rule was deleted",
 	MsgRuleNotApplies: "the rule no longer applies",
 	MsgPowerBackBelow: "power back below {threshold_w} ({power_w}) for {for}",
@@ -190,6 +196,8 @@ func englishValue(name, v string, loc *time.Location) string {
 		return fmt.Sprintf("%.2f kWh", f)
 	case name == "factor" && err == nil:
 		return fmt.Sprintf("%.1f", f)
+	case strings.HasSuffix(name, "_pct") && err == nil:
+		return strconv.FormatFloat(f, 'f', -1, 64) + " %"
 	case IsDuration(name):
 		if d, err := time.ParseDuration(v); err == nil {
 			return HumanDuration(d)

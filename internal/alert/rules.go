@@ -44,10 +44,16 @@ const (
 	// Anomaly fires when a meter's last hour draws Factor times its usual
 	// for that hour and weekday (the same hour of the 4 weeks before).
 	Anomaly = "anomaly"
+	// PhaseImbalance fires when a three-phase meter's phases (the meters
+	// <meter>:L1 to :L3, as a Modbus meter's are) draw powers further
+	// apart than ThresholdPct: the largest deviation of a phase from the
+	// three's mean, in percent of it. It resolves under ThresholdPct -
+	// HysteresisPct, or when a phase goes silent.
+	PhaseImbalance = "phase_imbalance"
 )
 
 // Kinds lists the rule kinds.
-var Kinds = []string{PowerAbove, PowerBelow, EnergyBudget, Silent, OutOfRange, Anomaly}
+var Kinds = []string{PowerAbove, PowerBelow, EnergyBudget, Silent, OutOfRange, Anomaly, PhaseImbalance}
 
 // Duration is a time.Duration written as "5m" in JSON.
 type Duration time.Duration
@@ -96,6 +102,9 @@ type Rule struct {
 	SilentFor Duration `json:"silent_for,omitempty"`
 	// Factor: anomaly (default 2).
 	Factor float64 `json:"factor,omitempty"`
+	// ThresholdPct and HysteresisPct: phase_imbalance, in percent.
+	ThresholdPct  float64 `json:"threshold_pct,omitempty"`
+	HysteresisPct float64 `json:"hysteresis_pct,omitempty"`
 	// HysteresisW is how far back past the threshold (or inside the
 	// expected range) power must come before an alert resolves, in watts
 	// (0: the threshold itself); a power rule also needs it to stay there
@@ -179,6 +188,13 @@ func (r *Rule) Check() error {
 		if !finite(r.Factor) || r.Factor <= 1 || r.Factor > 100 {
 			return bad("factor", "must be more than 1 and at most 100")
 		}
+	case PhaseImbalance:
+		if !finite(r.ThresholdPct) || r.ThresholdPct <= 0 || r.ThresholdPct > 200 {
+			return bad("threshold_pct", "must be more than 0 and at most 200 (percent)")
+		}
+		if !finite(r.HysteresisPct) || r.HysteresisPct < 0 || r.HysteresisPct >= r.ThresholdPct {
+			return bad("hysteresis_pct", "must be from 0 to below threshold_pct")
+		}
 	}
 	return nil
 }
@@ -196,6 +212,8 @@ func (r Rule) Summary() string {
 		what = fmt.Sprintf(", %s", HumanDuration(time.Duration(r.SilentFor)))
 	case Anomaly:
 		what = fmt.Sprintf(", x%g", r.Factor)
+	case PhaseImbalance:
+		what = fmt.Sprintf(", %g %%", r.ThresholdPct)
 	}
 	state := "disabled"
 	if r.Enabled {
@@ -723,6 +741,8 @@ func (r *Rules) condition(rule Rule, m store.Meter, now time.Time, firing bool) 
 			backMsg = msg(MsgNoData) // gone silent: nothing says how things are
 		}
 		return held, !fresh || cleared, msg(key, args...), backMsg, nil
+	case PhaseImbalance:
+		return r.phaseImbalance(rule, m, now)
 	case EnergyBudget:
 		iv := energy.Day
 		if rule.Period == "month" {
@@ -896,4 +916,29 @@ func (r *Rules) hourVsUsual(id string, now time.Time) (mean, usual float64, ok b
 		return mean, 0, false, nil
 	}
 	return mean, usual / float64(weeks), true, nil
+}
+
+// phaseImbalance is the condition of a phase_imbalance rule on meter m:
+// the powers its phases (m:L1 to m:L3) draw now, each counted only while
+// it is heard live and fresh (store.Meter.PowerNow). A meter without the
+// three, or with one silent, holds nothing and clears what it fired.
+func (r *Rules) phaseImbalance(rule Rule, m store.Meter, now time.Time) (holds, clears bool, what, back Message, err error) {
+	var ws [3]float64
+	for i, ph := range []string{"L1", "L2", "L3"} {
+		pm, err := r.st.Meter(m.ID + ":" + ph)
+		if err != nil {
+			return false, true, msg(MsgNoPhases, "meter", m.ID), msg(MsgNoPhases, "meter", m.ID), nil
+		}
+		w, ok := pm.PowerNow(now)
+		if !ok {
+			return false, true, msg(MsgNoData), msg(MsgNoData), nil
+		}
+		ws[i] = math.Abs(w)
+	}
+	pct := meter.Imbalance(ws[0], ws[1], ws[2])
+	args := []string{"meter", m.ID, "imbalance_pct", strconv.FormatFloat(pct, 'f', 1, 64), "threshold_pct", strconv.FormatFloat(rule.ThresholdPct, 'f', -1, 64),
+		"l1_w", watts(ws[0]), "l2_w", watts(ws[1]), "l3_w", watts(ws[2])}
+	level := rule.ThresholdPct - rule.HysteresisPct
+	backArgs := []string{"meter", m.ID, "imbalance_pct", strconv.FormatFloat(pct, 'f', 1, 64), "threshold_pct", strconv.FormatFloat(level, 'f', -1, 64)}
+	return pct > rule.ThresholdPct, pct < level, msg(MsgPhaseImbalance, args...), msg(MsgPhasesBalanced, backArgs...), nil
 }

@@ -551,3 +551,49 @@ func TestRulesAreBounded(t *testing.T) {
 		t.Errorf("%d rules, want %d", n, alert.MaxRules)
 	}
 }
+
+// TestPhaseImbalance: a three-phase meter's phases (m:L1 to m:L3) drawing
+// powers 50 % apart fire a phase_imbalance rule of 20 %; they resolve
+// once under 20 - 5 %, not before; a rule on every meter leaves meters
+// without phases alone.
+func TestPhaseImbalance(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	rules, _ := newRules(t, st)
+	for _, id := range []string{"plant", "all"} {
+		r := alert.Rule{ID: id, Kind: alert.PhaseImbalance, Meter: "plant", Severity: "warning", Enabled: true, ThresholdPct: 20, HysteresisPct: 5}
+		if id == "all" {
+			r.Meter = "*"
+		}
+		if _, err := rules.Put(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	phases := func(l1, l2, l3 float64) time.Time {
+		now := time.Now()
+		add(t, st, meter.Reading{Meter: "plant", Time: now, PowerW: l1 + l2 + l3},
+			meter.Reading{Meter: "plant:L1", Time: now, PowerW: l1}, meter.Reading{Meter: "plant:L2", Time: now, PowerW: l2},
+			meter.Reading{Meter: "plant:L3", Time: now, PowerW: l3}, meter.Reading{Meter: "single", Time: now, PowerW: 5000})
+		return now
+	}
+	rules.Evaluate(phases(1000, 1500, 500))
+	fired := ruleAlerts(t, st, "plant")
+	if len(fired) != 1 || fired[0].State != store.AlertFiring || fired[0].Meter != "plant" ||
+		fired[0].Message != "plant: phases 50 % apart in power (L1 1.00 kW, L2 1.50 kW, L3 500 W), over 20 %" {
+		t.Fatalf("alerts of rule plant: %+v", fired)
+	}
+	if all := ruleAlerts(t, st, "all"); len(all) != 1 || all[0].Meter != "plant" {
+		t.Errorf("the rule on every meter fired %+v, want plant's alone", all)
+	}
+	rules.Evaluate(phases(1000, 1200, 850)) // 18 %: under 20, not under 15
+	if n := len(ruleAlerts(t, st, "plant")); n != 1 {
+		t.Errorf("%d alerts at 18 %% imbalance inside the hysteresis, want still the one", n)
+	}
+	rules.Evaluate(phases(1000, 1000, 1000))
+	as := ruleAlerts(t, st, "plant")
+	if len(as) != 2 || as[1].State != store.AlertResolved || !strings.HasSuffix(as[1].Message, "resolved: phases back within 15 % (0 %)") {
+		t.Errorf("after balancing: %+v, want resolved", as)
+	}
+	if err := (&alert.Rule{ID: "x", Kind: alert.PhaseImbalance, Meter: "plant", Severity: "warning", ThresholdPct: 10, HysteresisPct: 10}).Check(); err == nil {
+		t.Error("a hysteresis as large as the threshold passed")
+	}
+}

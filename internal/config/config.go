@@ -557,7 +557,7 @@ type Rule struct {
 	// Name is shown in the dashboard; empty shows the id.
 	Name string `yaml:"name"`
 	// Kind is power_above, power_below, energy_budget, silent,
-	// out_of_range or anomaly.
+	// out_of_range, anomaly or phase_imbalance.
 	Kind string `yaml:"kind"`
 	// Meter is the meter id the rule watches, or * for every meter.
 	Meter string `yaml:"meter"`
@@ -582,6 +582,14 @@ type Rule struct {
 	// Factor is how many times the usual power for the hour and weekday
 	// makes anomaly fire (more than 1; 0 means 2).
 	Factor float64 `yaml:"factor"`
+	// ThresholdPct is how far apart, in percent, a three-phase meter's
+	// phases (<meter>:L1 to :L3) may draw power before phase_imbalance
+	// fires: the largest deviation of a phase from their mean, in percent
+	// of it.
+	ThresholdPct float64 `yaml:"threshold_pct"`
+	// HysteresisPct is how far under threshold_pct the imbalance must come
+	// before phase_imbalance resolves.
+	HysteresisPct float64 `yaml:"hysteresis_pct"`
 	// HysteresisW is how far back past the threshold the power must come,
 	// and stay for For, before the alert resolves (0: the threshold).
 	HysteresisW float64 `yaml:"hysteresis_w"`

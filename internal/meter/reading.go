@@ -6,6 +6,7 @@ package meter
 import (
 	"fmt"
 	"hash/fnv"
+	"math"
 	"regexp"
 	"time"
 )
@@ -100,4 +101,16 @@ func (d Delivery) Part(i int) Delivery {
 	k := d.Key ^ (uint64(i) * 0x9e3779b97f4a7c15) // a reading's index, spread over the bits
 	d.Key = max(k, 1)
 	return d
+}
+
+// Imbalance is three phases' imbalance: the largest deviation of one from
+// their mean, in percent of the mean (NEMA's definition), of their
+// magnitudes; 0 when they are all 0.
+func Imbalance(l1, l2, l3 float64) float64 {
+	a, b, c := math.Abs(l1), math.Abs(l2), math.Abs(l3)
+	mean := (a + b + c) / 3
+	if mean == 0 {
+		return 0
+	}
+	return 100 * max(math.Abs(a-mean), math.Abs(b-mean), math.Abs(c-mean)) / mean
 }

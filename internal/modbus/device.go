@@ -3,7 +3,6 @@ package modbus
 import (
 	"cmp"
 	"fmt"
-	"math"
 	"net"
 	"net/url"
 	"slices"
@@ -264,26 +263,20 @@ func Readings(name string, v Values, t time.Time) []meter.Reading {
 	return out
 }
 
-// Imbalance returns the imbalance of three phases' values (currents, or
-// powers): the largest deviation from their mean, in percent of the mean
-// (NEMA's definition); ok is false without three phases or with a mean of
-// zero.
+// Imbalance returns the imbalance of three phases' values of q (currents,
+// or powers): meter.Imbalance; ok is false without three phases or with a
+// mean of zero.
 func Imbalance(v Values, q Quantity) (pct float64, ok bool) {
-	var xs []float64
-	for _, p := range Phases {
+	var xs [3]float64
+	for i, p := range Phases {
 		x, ok := v[p][q]
 		if !ok {
 			return 0, false
 		}
-		xs = append(xs, math.Abs(x))
+		xs[i] = x
 	}
-	mean := (xs[0] + xs[1] + xs[2]) / 3
-	if mean == 0 {
+	if xs[0] == 0 && xs[1] == 0 && xs[2] == 0 {
 		return 0, false
 	}
-	dev := 0.0
-	for _, x := range xs {
-		dev = max(dev, math.Abs(x-mean))
-	}
-	return 100 * dev / mean, true
+	return meter.Imbalance(xs[0], xs[1], xs[2]), true
 }
