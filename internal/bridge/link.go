@@ -20,9 +20,12 @@ import (
 
 // A connection the broker ends within briefConnection of making it, for
 // briefInARow connections in a row, is taken as another connection taking
-// the client id over.
+// the client id over. Of two instances sharing one, the one that noticed
+// first waits longer before each attempt (1 s, 2 s, 4 s...), so the other's
+// connections last that long before it knocks them off: 10 s lets that
+// one notice too, by its third.
 const (
-	briefConnection = 2 * time.Second
+	briefConnection = 10 * time.Second
 	briefInARow     = 3
 )
 
