@@ -138,6 +138,14 @@ func TestConnectionLostMovesLeadership(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
+	// Both connections are open: the waiter's may be between two tries
+	// on a busy machine.
+	for open := 0; open < 2; time.Sleep(10 * time.Millisecond) {
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = 'vatio leader' AND datname = current_database()`).Scan(&open); err != nil {
+			t.Fatalf("%d leader connections open, want 2: %v", open, err)
+		}
+	}
 	var killed int
 	if err := conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 		WHERE application_name = 'vatio leader' AND datname = current_database()`).Scan(&killed); err != nil {
