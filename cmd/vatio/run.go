@@ -313,8 +313,10 @@ type app struct {
 	httpErr    chan error
 	// audit is the audit log; closing it stores the refusals it held back.
 	audit *audit.Log
-	// modbus polls the Modbus meters (nil: none configured).
-	modbus *modbus.Poller
+	// modbus polls the Modbus meters while this instance leads; devices
+	// are config.yaml's and those saved through the API and dashboard.
+	modbus        *modbus.Poller
+	modbusDevices *modbus.Devices
 }
 
 // shutdown stops in the order that loses nothing: no new HTTP requests or

@@ -230,16 +230,17 @@ func (s *starting) setUpBroker() (err error) {
 // leadership, metrics.
 func (s *starting) buildServices() (err error) {
 	cfg, a, logger := s.cfg, s.a, s.log
-	if len(cfg.Modbus) > 0 {
-		devices, err := modbusDevices(cfg.Modbus)
-		if err != nil {
-			return err
-		}
-		pipeline, dec := s.pipeline, s.dec
-		take := func(_ string, rs []meter.Reading) { pipeline.Polled("modbus", rs, dec.Validate) }
-		if a.modbus, err = modbus.New(devices, take, logger.With("component", "modbus")); err != nil {
-			return err
-		}
+	specs, err := modbusSpecs(cfg.Modbus)
+	if err != nil {
+		return err
+	}
+	pipeline, dec := s.pipeline, s.dec
+	take := func(_ string, rs []meter.Reading) { pipeline.Polled("modbus", rs, dec.Validate) }
+	if a.modbus, err = modbus.New(nil, take, logger.With("component", "modbus")); err != nil {
+		return err
+	}
+	if a.modbusDevices, err = modbus.NewDevices(a.store, specs, a.modbus, logger.With("component", "modbus")); err != nil {
+		return err
 	}
 	notifiers := []alert.Notifier{alert.Log{Logger: logger.With("component", "alert")}}
 	if w := cfg.Alerts.Webhook; w.URL != "" {
@@ -396,7 +397,7 @@ func (s *starting) serveHTTP() (err error) {
 		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: s.dec, ReadTimeout: cfg.HTTP.ReadTimeout,
 		MaxStreamsPerUser:  cfg.HTTP.MaxStreamsPerUser,
 		RateLimitPerMinute: cfg.HTTP.RateLimitPerMinute, Offsite: s.shipper, Health: health, TrustedProxies: cfg.HTTP.TrustedProxies, ProxyHeader: cfg.HTTP.ProxyHeader,
-		Gatherer: s.reg, Logger: logger.With("component", "http"), Tariff: s.tariff, Rules: a.rules, Shedder: a.shedder, Modbus: a.modbus,
+		Gatherer: s.reg, Logger: logger.With("component", "http"), Tariff: s.tariff, Rules: a.rules, Shedder: a.shedder, Modbus: a.modbus, ModbusDevices: a.modbusDevices,
 		Leading: a.elector.Leading, Warnings: warnings,
 	})
 	mqttPort := 0
@@ -407,7 +408,7 @@ func (s *starting) serveHTTP() (err error) {
 	}
 	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: s.loc, Tariff: s.tariff,
 		Auth: s.users, Audit: s.audit, Devices: a.devices, Rules: a.rules, ImportForm: a.http.ImportForm, MQTTPort: mqttPort,
-		Modbus: a.modbus}).Register(a.http.Router())
+		Modbus: a.modbus, ModbusDevices: a.modbusDevices}).Register(a.http.Router())
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
@@ -455,10 +456,23 @@ func (s *starting) startJobs() error {
 	alerts, shipper := a.alerts, s.shipper
 	lead := func(ctx context.Context) {
 		var jobs sync.WaitGroup
-		if a.modbus != nil {
-			// Polled by the leader only: two instances polling one meter
-			// would store each reading twice.
-			jobs.Go(func() { a.modbus.Run(ctx) })
+		// Polled by the leader only: two instances polling one meter
+		// would store each reading twice.
+		jobs.Go(func() { a.modbus.Run(ctx) })
+		if a.store.Shared() {
+			// Devices saved on another instance.
+			jobs.Go(func() {
+				t := time.NewTicker(modbus.RefreshEvery)
+				defer t.Stop()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-t.C:
+						a.modbusDevices.Refresh()
+					}
+				}
+			})
 		}
 		jobs.Go(func() { a.rules.Run(ctx) })
 		jobs.Go(func() { a.store.RunRetention(ctx) })

@@ -54,6 +54,12 @@ const (
 	MaxRegisters = 256
 )
 
+// same reports whether d and o are the same settings.
+func (d Device) same(o Device) bool {
+	return d.Name == o.Name && d.URL == o.URL && d.Unit == o.Unit && d.Profile == o.Profile && slices.Equal(d.Registers, o.Registers) &&
+		d.Interval == o.Interval && d.Timeout == o.Timeout && d.Serial == o.Serial
+}
+
 // registers returns d's registers, its profile's or its own, and the most
 // it reads in one request (0: Modbus's 125).
 func (d *Device) registers() ([]Register, int) {

@@ -23,13 +23,19 @@ import (
 // tried less and less often, up to once a minute (or once an interval, if
 // longer), so that it holds up the others on its line as little as
 // possible; its meter gives no readings meanwhile, which is what the
-// `silent` alert and the meter's "last heard" go by.
+// `silent` alert and the meter's "last heard" go by. Its devices can be
+// changed while it polls (Set): only the lines whose devices changed are
+// stopped and started again.
 type Poller struct {
 	log *slog.Logger
 	// take is given each poll's readings.
-	take  func(device string, rs []meter.Reading)
+	take func(device string, rs []meter.Reading)
+	now  func() time.Time
+
+	// run guards lines and, while Run runs, ctx: the lines polling.
+	run   sync.Mutex
 	lines []*line
-	now   func() time.Time
+	ctx   context.Context
 
 	mu sync.Mutex // guards each device's status
 }
@@ -45,38 +51,133 @@ func New(devices []Device, take func(device string, rs []meter.Reading), logger 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Poller{log: logger, take: take, now: time.Now}
-	byURL := map[string]*line{}
-	names := map[string]bool{}
-	for _, d := range devices {
-		if err := d.Check(); err != nil {
-			return nil, fmt.Errorf("modbus device %q: %v", d.Name, err)
-		}
-		if names[d.Name] {
-			return nil, fmt.Errorf("modbus device %q: two devices of that name", d.Name)
-		}
-		names[d.Name] = true
-		scheme, addr, _ := parseURL(d.URL)
-		key := scheme + "://" + addr
-		l := byURL[key]
-		if l == nil {
-			l = &line{url: key, scheme: scheme, serial: d.Serial, timeout: d.Timeout, log: logger.With("line", key)}
-			byURL[key] = l
-			p.lines = append(p.lines, l)
-		} else if scheme == "rtu" && d.Serial != l.serial {
-			return nil, fmt.Errorf("modbus device %q: its serial settings (%d %s %d) are not those of the other devices on %s (%d %s %d): a line has one speed, parity and stop bits",
-				d.Name, d.Serial.Speed, d.Serial.Parity, d.Serial.StopBits, key, l.serial.Speed, l.serial.Parity, l.serial.StopBits)
-		}
-		l.timeout = max(l.timeout, d.Timeout)
-		for _, o := range l.devices {
-			if o.Unit == d.Unit {
-				return nil, fmt.Errorf("modbus device %q: unit %d on %s is device %q's", d.Name, d.Unit, key, o.Name)
-			}
-		}
-		regs, most := d.registers()
-		l.devices = append(l.devices, &device{Device: d, regs: regs, most: most, requests: plan(regs, gap, most),
-			status: Status{Name: d.Name, URL: d.URL, Unit: d.Unit, Profile: d.Profile, Interval: d.Interval}})
+	if err := p.Set(devices); err != nil {
+		return nil, err
 	}
 	return p, nil
+}
+
+// Layout groups devices into the lines they are polled on, refusing what
+// cannot be polled together: two devices of one name, two of one unit on
+// a line, or a serial line given two speeds.
+type Layout struct {
+	log   *slog.Logger
+	byURL map[string]*line
+	lines []*line
+	names map[string]bool
+}
+
+// NewLayout returns an empty layout.
+func NewLayout() *Layout {
+	return &Layout{log: slog.New(slog.DiscardHandler), byURL: map[string]*line{}, names: map[string]bool{}}
+}
+
+// Add adds d to the layout, or says why it cannot be polled with the
+// devices added before; the layout is then as it was.
+func (lay *Layout) Add(d Device) error {
+	if err := d.Check(); err != nil {
+		return fmt.Errorf("modbus device %q: %v", d.Name, err)
+	}
+	if lay.names[d.Name] {
+		return fmt.Errorf("modbus device %q: two devices of that name", d.Name)
+	}
+	scheme, addr, _ := parseURL(d.URL)
+	key := scheme + "://" + addr
+	l := lay.byURL[key]
+	if l != nil {
+		if scheme == "rtu" && d.Serial != l.serial {
+			return fmt.Errorf("modbus device %q: its serial settings (%d %s %d) are not those of the other devices on %s (%d %s %d): a line has one speed, parity and stop bits",
+				d.Name, d.Serial.Speed, d.Serial.Parity, d.Serial.StopBits, key, l.serial.Speed, l.serial.Parity, l.serial.StopBits)
+		}
+		for _, o := range l.devices {
+			if o.Unit == d.Unit {
+				return fmt.Errorf("modbus device %q: unit %d on %s is device %q's", d.Name, d.Unit, key, o.Name)
+			}
+		}
+	} else {
+		l = &line{url: key, scheme: scheme, serial: d.Serial, timeout: d.Timeout, log: lay.log.With("line", key)}
+		lay.byURL[key] = l
+		lay.lines = append(lay.lines, l)
+	}
+	lay.names[d.Name] = true
+	l.timeout = max(l.timeout, d.Timeout)
+	regs, most := d.registers()
+	l.devices = append(l.devices, &device{Device: d, regs: regs, most: most, requests: plan(regs, gap, most),
+		status: Status{Name: d.Name, URL: d.URL, Unit: d.Unit, Profile: d.Profile, Interval: d.Interval}})
+	return nil
+}
+
+// Set makes devices the ones polled, or says why they cannot be polled
+// together and changes nothing. While the poller runs, the lines whose
+// devices did not change go on as they were; the others are stopped
+// (their request in flight answered or timed out) and started again, a
+// device that was polled before keeping its status.
+func (p *Poller) Set(devices []Device) error {
+	lay := NewLayout()
+	lay.log = p.log
+	for _, d := range devices {
+		if err := lay.Add(d); err != nil {
+			return err
+		}
+	}
+	p.run.Lock()
+	defer p.run.Unlock()
+	old := map[string]*line{}
+	for _, l := range p.lines {
+		old[l.url] = l
+	}
+	next := make([]*line, 0, len(lay.lines))
+	for _, l := range lay.lines {
+		if o := old[l.url]; o != nil && o.same(l) {
+			next = append(next, o)
+			delete(old, l.url)
+			continue
+		}
+		next = append(next, l)
+	}
+	// Stop the lines changed or gone before starting their successors:
+	// a serial port is opened by one at a time.
+	before := map[string]*device{}
+	for _, o := range old {
+		if o.stop != nil {
+			o.stop()
+			<-o.done
+		}
+		for _, d := range o.devices {
+			before[d.Name] = d
+		}
+	}
+	p.mu.Lock()
+	for _, l := range next {
+		for _, d := range l.devices {
+			if b := before[d.Name]; b != nil && slices.Equal(b.regs, d.regs) && b.Device.same(d.Device) {
+				d.status, d.exact = b.status, b.exact
+				if d.exact {
+					d.requests = plan(d.regs, 0, d.most)
+				}
+			}
+		}
+	}
+	p.mu.Unlock()
+	p.lines = next
+	if p.ctx != nil {
+		for _, l := range next {
+			if l.stop == nil {
+				p.start(l)
+			}
+		}
+	}
+	return nil
+}
+
+// start polls l until its stop is called; p.run is held.
+func (p *Poller) start(l *line) {
+	ctx, cancel := context.WithCancel(p.ctx)
+	l.stop, l.done = cancel, make(chan struct{})
+	go func() {
+		defer close(l.done)
+		p.runLine(ctx, l)
+	}()
 }
 
 // Status is what a device last did.
@@ -100,10 +201,13 @@ type Status struct {
 
 // Status returns the status of each device, by name.
 func (p *Poller) Status() []Status {
+	p.run.Lock()
+	lines := p.lines
+	p.run.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []Status
-	for _, l := range p.lines {
+	for _, l := range lines {
 		for _, d := range l.devices {
 			s := d.status
 			s.Values = Values{}
@@ -117,17 +221,30 @@ func (p *Poller) Status() []Status {
 	return out
 }
 
-// Run polls until ctx is done, then closes the connections.
+// Run polls until ctx is done, then closes the connections. It may be
+// called again once it has returned (when this instance leads again).
 func (p *Poller) Run(ctx context.Context) {
-	var wg sync.WaitGroup
-	for _, l := range p.lines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.runLine(ctx, l)
-		}()
+	p.run.Lock()
+	if p.ctx != nil {
+		p.run.Unlock()
+		panic("modbus: Run called while running")
 	}
-	wg.Wait()
+	p.ctx = ctx
+	for _, l := range p.lines {
+		p.start(l)
+	}
+	p.run.Unlock()
+	<-ctx.Done()
+	p.run.Lock()
+	defer p.run.Unlock()
+	for _, l := range p.lines {
+		if l.stop != nil {
+			l.stop()
+			<-l.done
+			l.stop, l.done = nil, nil
+		}
+	}
+	p.ctx = nil
 }
 
 // line is a serial port or a TCP host and port, and the devices on it.
@@ -139,6 +256,23 @@ type line struct {
 	log     *slog.Logger
 	devices []*device
 	client  *modbus.ModbusClient // nil until connected, and after a connection's error
+	// stop ends the goroutine polling it, which closes done; both nil
+	// while it is not polled.
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// same reports whether m polls what l does: the same settings and devices.
+func (l *line) same(m *line) bool {
+	if l.url != m.url || l.serial != m.serial || l.timeout != m.timeout || len(l.devices) != len(m.devices) {
+		return false
+	}
+	for i, d := range l.devices {
+		if !d.Device.same(m.devices[i].Device) {
+			return false
+		}
+	}
+	return true
 }
 
 // device is a Device and what its polls have done.
