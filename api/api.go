@@ -73,9 +73,11 @@ type Options struct {
 	Rules *alert.Rules
 	// Shedder is load shedding, behind /api/v1/shedding; nil when off.
 	Shedder *automation.Shedder
-	// Modbus is the Modbus poller, behind /api/v1/modbus; nil when no
-	// device is configured.
+	// Modbus is the Modbus poller, behind /api/v1/modbus; nil: none.
 	Modbus *modbus.Poller
+	// ModbusDevices are its devices, listed and changed (admins) at
+	// /api/v1/modbus/devices; nil leaves those routes out.
+	ModbusDevices *modbus.Devices
 	// Auth, when set, requires a token or a session of a role that may
 	// for every route but /healthz, the login and setup pages and their
 	// assets; nil leaves every route open (handlers' own tests).
@@ -146,6 +148,7 @@ type Server struct {
 	rules               *alert.Rules
 	shedder             *automation.Shedder
 	modbus              *modbus.Poller
+	modbusDevs          *modbus.Devices
 	auth                *auth.Service
 	auditLog            *audit.Log
 	devices             *devices.Registry
@@ -184,6 +187,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	s.rules = opts.Rules
 	s.shedder = opts.Shedder
 	s.modbus = opts.Modbus
+	s.modbusDevs = opts.ModbusDevices
 	s.auth, s.auditLog = opts.Auth, opts.Audit
 	s.devices, s.mqttAddr, s.mqttTLSAddr = opts.Devices, opts.MQTTAddr, opts.MQTTTLSAddr
 	if opts.Now != nil {
@@ -278,6 +282,12 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	v1.Get("/summary", s.summary)
 	v1.Get("/shedding", s.shedding)
 	v1.Get("/modbus", s.modbusDevices)
+	if s.modbusDevs != nil {
+		v1.Get("/modbus/devices", s.modbusEntries)
+		v1.Get("/modbus/devices/:name", s.modbusEntry)
+		v1.Put("/modbus/devices/:name", s.putModbusDevice)
+		v1.Delete("/modbus/devices/:name", s.deleteModbusDevice)
+	}
 	v1.Get("/recommendations", s.recommendations)
 	v1.Get("/meters/:id/forecast", s.meterForecast)
 	v1.Get("/sites/:site/forecast", s.siteForecast)
@@ -433,6 +443,9 @@ func (s *Server) writeError(c *fiber.Ctx, err error) error {
 		ie *alert.InvalidError
 		fe *fiber.Error
 	)
+	if code, ok := modbusError(err); ok {
+		return c.Status(code).JSON(errorBody{Error: err.Error()})
+	}
 	if code, ok := ruleError(err); ok {
 		return c.Status(code).JSON(errorBody{Error: err.Error()})
 	}

@@ -1,10 +1,15 @@
 package api
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/vatio-energy/vatio/internal/audit"
 	"github.com/vatio-energy/vatio/internal/modbus"
 )
 
@@ -88,4 +93,82 @@ func (s *Server) modbusDevices(c *fiber.Ctx) error {
 		out = append(out, d)
 	}
 	return c.JSON(fiber.Map{"devices": out})
+}
+
+// modbusEntries serves GET /api/v1/modbus/devices: every Modbus device's
+// settings, where they come from (config or database) and, for a saved
+// one that is not polled, why.
+func (s *Server) modbusEntries(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"devices": s.modbusDevs.List(), "profiles": modbus.ProfileNames()})
+}
+
+// modbusEntry serves GET /api/v1/modbus/devices/{name}.
+func (s *Server) modbusEntry(c *fiber.Ctx) error {
+	e, err := s.modbusDevs.Get(c.Params("name"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(e)
+}
+
+// putModbusDevice serves PUT /api/v1/modbus/devices/{name} (admin): the
+// body, with the keys of an entry of config.yaml's modbus list, is saved
+// as the device of that name, made (201) or replaced (200), and polled at
+// once by the leading instance.
+func (s *Server) putModbusDevice(c *fiber.Ctx) error {
+	name := strings.Clone(c.Params("name"))
+	if ct := c.Get(fiber.HeaderContentType); ct != "" && !strings.HasPrefix(ct, fiber.MIMEApplicationJSON) {
+		return fiber.NewError(fiber.StatusUnsupportedMediaType, "send the device as application/json")
+	}
+	var spec modbus.Spec
+	dec := json.NewDecoder(bytes.NewReader(c.Body()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&spec); err != nil {
+		return &paramError{Name: "body", Detail: "not a JSON Modbus device (the keys of an entry of config.yaml's modbus list): " + err.Error()}
+	}
+	if dec.More() {
+		return &paramError{Name: "body", Detail: "more than one JSON value"}
+	}
+	if spec.Name == "" {
+		spec.Name = name
+	}
+	if spec.Name != name {
+		return &paramError{Name: "name", Detail: "the body's name is not the path's"}
+	}
+	e, created, err := s.modbusDevs.Put(spec, who(c).User, s.now())
+	if err != nil {
+		return err
+	}
+	verb := "saved"
+	if created {
+		verb = "created"
+		c.Status(fiber.StatusCreated)
+	}
+	audit.Note(c.UserContext(), "modbus device "+name+" "+verb+": "+e.Summary())
+	return c.JSON(e)
+}
+
+// deleteModbusDevice serves DELETE /api/v1/modbus/devices/{name} (admin):
+// 204; the device is no longer polled, its meters and readings stay.
+func (s *Server) deleteModbusDevice(c *fiber.Ctx) error {
+	name := strings.Clone(c.Params("name"))
+	if err := s.modbusDevs.Delete(name); err != nil {
+		return err
+	}
+	audit.Note(c.UserContext(), "modbus device "+name+" deleted")
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+// modbusError maps the Modbus devices' errors to statuses.
+func modbusError(err error) (int, bool) {
+	var ie *modbus.InvalidError
+	switch {
+	case errors.Is(err, modbus.ErrUnknownDevice):
+		return fiber.StatusNotFound, true
+	case errors.Is(err, modbus.ErrConfigDevice), errors.Is(err, modbus.ErrTooMany):
+		return fiber.StatusConflict, true
+	case errors.As(err, &ie):
+		return fiber.StatusBadRequest, true
+	}
+	return 0, false
 }

@@ -46,6 +46,9 @@ func securedOn(t *testing.T, st *store.Store, opts api.Options) (*harness, map[s
 		t.Fatal(err)
 	}
 	opts.Auth, opts.Audit, opts.Devices, opts.MQTTAddr = users, log, reg, ":1883"
+	if opts.ModbusDevices == nil {
+		opts.Modbus, opts.ModbusDevices = modbusOn(t, st)
+	}
 	h := startOptsOn(t, st, opts)
 	tokens := map[string]string{}
 	for _, role := range auth.Roles {
@@ -119,6 +122,11 @@ func TestEndpointsByRole(t *testing.T) {
 		{"GET", "/api/v1/tariff", "", auth.Viewer},
 		{"PUT", "/api/v1/tariff", `{"currency": "EUR", "price_kwh": 0.2}`, auth.Admin},
 		{"DELETE", "/api/v1/tariff", "", auth.Admin},
+		{"GET", "/api/v1/modbus", "", auth.Viewer},
+		{"GET", "/api/v1/modbus/devices", "", auth.Viewer},
+		{"GET", "/api/v1/modbus/devices/nope", "", auth.Viewer},
+		{"PUT", "/api/v1/modbus/devices/press", `{"url": "tcp://127.0.0.1:1502", "profile": "sdm630"}`, auth.Admin},
+		{"DELETE", "/api/v1/modbus/devices/nope", "", auth.Admin},
 	}
 	for _, e := range endpoints {
 		if code := call(t, h, e.method, e.path, e.body); code != http.StatusUnauthorized {
@@ -151,6 +159,7 @@ func TestEndpointsByRole(t *testing.T) {
 	for _, p := range []struct{ method, path string }{
 		{"GET", "/api/v1/Backup"}, {"GET", "/api/v1/backup/"}, {"GET", "/API/v1/tokens"}, {"GET", "/api/v1/Users"},
 		{"GET", "/api/v1/meters/m/EXPORT"}, {"GET", "/api/v1/meters/m/export/"}, {"DELETE", "/API/v1/meters/m"}, {"POST", "/api/v1/Devices"},
+		{"PUT", "/api/v1/Modbus/devices/x"}, {"DELETE", "/api/v1/modbus/devices/x/"},
 	} {
 		for _, role := range []string{auth.Viewer, auth.Operator} {
 			code := call(t, h, p.method, p.path, `{"name": "x"}`, "Authorization", "Bearer "+tokens[role])
