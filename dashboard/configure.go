@@ -16,6 +16,7 @@ import (
 	"github.com/vatio-energy/vatio/internal/audit"
 	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/internal/energy"
+	"github.com/vatio-energy/vatio/internal/modbus"
 	"github.com/vatio-energy/vatio/internal/tariff"
 )
 
@@ -278,8 +279,15 @@ type configureData struct {
 	RuleForm *ruleForm
 	Meters   []string
 	Kinds    []string
+	// ModbusOn is whether Modbus devices are shown; Modbus are they,
+	// ModbusForm the form to add or change one (?modbus=name), CanModbus
+	// whether the user may, and Profiles the profiles to choose from.
+	ModbusOn, CanModbus bool
+	Modbus              []modbusView
+	ModbusForm          *modbusForm
+	Profiles            []string
 	// Done says what the last change did (after its redirect), Rule which
-	// rule it was; Failed is set when a form was refused.
+	// rule or device it was; Failed is set when a form was refused.
 	Done, DoneRule string
 	Failed         bool
 }
@@ -310,12 +318,18 @@ func (d *Dashboard) settingsPage(c *fiber.Ctx) error {
 	b := d.newBase(c, "configure", "configure.title")
 	data := d.configureData(c, b)
 	data.Done, data.DoneRule = c.Query("done"), c.Query("rule")
-	if !slices.Contains([]string{"", "tariff_saved", "tariff_removed", "rule_saved", "rule_deleted", "rule_enabled", "rule_disabled"}, data.Done) {
+	if !slices.Contains([]string{"", "tariff_saved", "tariff_removed", "rule_saved", "rule_deleted", "rule_enabled", "rule_disabled",
+		"modbus_saved", "modbus_deleted"}, data.Done) {
 		data.Done = ""
 	}
 	if id := c.Query("edit"); id != "" && d.rules != nil {
 		if r, err := d.rules.Get(id); err == nil && r.Source != "config" {
 			data.RuleForm = ruleFormOf(r)
+		}
+	}
+	if name := c.Query("modbus"); name != "" && d.modbusDevices != nil && data.CanModbus {
+		if e, err := d.modbusDevices.Get(name); err == nil && e.Source != modbus.FromConfig {
+			data.ModbusForm = modbusFormOf(e)
 		}
 	}
 	return d.render(c, "configure", b, data)
@@ -326,7 +340,8 @@ func (d *Dashboard) configureData(c *fiber.Ctx, b *base) *configureData {
 	role := auth.WhoFrom(c.UserContext()).Role
 	open := d.auth == nil // no auth: every route open (handlers' own tests)
 	data := &configureData{base: b, Tariff: d.tariff.State(), RulesOn: d.rules != nil, Kinds: alert.Kinds,
-		CanTariff: open || auth.Allows(role, auth.Admin), CanRules: open || auth.Allows(role, auth.Operator)}
+		CanTariff: open || auth.Allows(role, auth.Admin), CanRules: open || auth.Allows(role, auth.Operator),
+		CanModbus: open || auth.Allows(role, auth.Admin)}
 	data.TariffForm = tariffFormOf(data.Tariff.Tariff, b.Lang)
 	data.RuleForm = &ruleForm{Kind: alert.PowerAbove, Severity: alert.SeverityWarning, Enabled: true}
 	for _, m := range d.st.Meters() {
@@ -348,6 +363,7 @@ func (d *Dashboard) configureData(c *fiber.Ctx, b *base) *configureData {
 			data.Rules = append(data.Rules, v)
 		}
 	}
+	d.modbusSection(data, data.Meters)
 	return data
 }
 

@@ -18,7 +18,10 @@ import (
 	"github.com/vatio-energy/vatio/internal/audit"
 	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/internal/energy"
+	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/internal/modbus"
 	"github.com/vatio-energy/vatio/internal/tariff"
+	"github.com/vatio-energy/vatio/internal/testutil/modbustest"
 	"github.com/vatio-energy/vatio/store"
 )
 
@@ -32,6 +35,10 @@ type site struct {
 	tariffs *energy.Tariffs
 	rules   *alert.Rules
 	audit   *audit.Log
+	// poller polls the Modbus devices (config.yaml's plant-main, at an
+	// address where nothing answers) once a test runs it.
+	poller  *modbus.Poller
+	devices *modbus.Devices
 }
 
 func startSite(t *testing.T, tweak ...func(*api.Options)) *site {
@@ -67,13 +74,21 @@ func startSite(t *testing.T, tweak ...func(*api.Options)) *site {
 		t.Fatal(err)
 	}
 	log := audit.New(st, nil)
-	opts := api.Options{BodyLimitBytes: 1 << 16, Auth: users, Audit: log, Tariff: tariffs, Rules: rules}
+	poller, err := modbus.New(nil, func(string, []meter.Reading) {}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	devices, err := modbus.NewDevices(st, []modbus.Spec{{Name: "plant-main", URL: "tcp://127.0.0.1:9", Profile: "sdm630"}}, poller, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := api.Options{BodyLimitBytes: 1 << 16, Auth: users, Audit: log, Tariff: tariffs, Rules: rules, Modbus: poller, ModbusDevices: devices}
 	for _, f := range tweak {
 		f(&opts)
 	}
 	srv := api.New(st, alerts, opts)
 	dashboard.New(st, dashboard.Options{Location: madrid, Tariff: tariffs, Auth: users, Audit: log, Rules: rules,
-		ImportForm: srv.ImportForm}).Register(srv.Router())
+		ImportForm: srv.ImportForm, Modbus: poller, ModbusDevices: devices}).Register(srv.Router())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +103,7 @@ func startSite(t *testing.T, tweak ...func(*api.Options)) *site {
 		t.Fatal(err)
 	}
 	st.Flush()
-	return &site{url: "http://" + ln.Addr().String(), st: st, tariffs: tariffs, rules: rules, audit: log}
+	return &site{url: "http://" + ln.Addr().String(), st: st, tariffs: tariffs, rules: rules, audit: log, poller: poller, devices: devices}
 }
 
 // browser is a logged-in user's session: its cookie and CSRF token.
@@ -587,5 +602,128 @@ func TestMetersPageGrowsWithTheMeters(t *testing.T) {
 	}
 	if !strings.Contains(page, `<option value="m299">`) || !strings.Contains(page, `name="parent" list="parent-choices" maxlength="64" autocomplete="off" value="m000"`) {
 		t.Error("the list lacks a meter, or m001's form does not name its parent m000")
+	}
+}
+
+// TestSettingsModbusForms lists the Modbus meters on the settings page,
+// config.yaml's read-only, and lets an admin (only) add one with the form,
+// polled at once and shown answering, change it, be refused in the
+// reader's language, and delete it.
+func TestSettingsModbusForms(t *testing.T) {
+	s := startSite(t)
+	var sdm120 []modbustest.Value // an SDM120's registers: 230 V, 3.3 A, 750 W...
+	for addr, v := range map[uint16]float64{0x00: 230, 0x06: 3.3, 0x0C: 750, 0x1E: 0.99, 0x46: 50, 0x48: 10.5, 0x4A: 0} {
+		sdm120 = append(sdm120, modbustest.Value{Function: "input", Address: addr, Type: "float32", Value: v})
+	}
+	sim := modbustest.Start(t, "tcp", "127.0.0.1:0", nil, map[int][]modbustest.Value{4: sdm120})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.poller.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	admin, operator := s.login(t, auth.Admin), s.login(t, auth.Operator)
+
+	_, page := operator.get("/settings")
+	for _, want := range []string{`id="modbus-plant-main" data-device="plant-main" data-source="config"`, `tcp://127.0.0.1:9`, `id="modbus-admins"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the operator's settings page lacks %s", want)
+		}
+	}
+	if strings.Contains(page, `id="modbus-form"`) {
+		t.Error("an operator is offered the Modbus form")
+	}
+	form := url.Values{"name": {"press"}, "url": {"tcp://" + sim.Addr}, "unit": {"4"}, "profile": {"sdm120"}, "interval": {"200 ms"}, "timeout": {"500ms"}}
+	if res, _ := operator.post("/settings/modbus", form); res.StatusCode != http.StatusForbidden {
+		t.Errorf("a Modbus meter posted by an operator: %d, want 403", res.StatusCode)
+	}
+	_, page = admin.get("/settings")
+	if !strings.Contains(page, `id="modbus-form"`) || strings.Contains(page, `id="modbus-plant-main-delete"`) || !strings.Contains(page, `<option value="sdm630">`) {
+		t.Error("the admin's page lacks the Modbus form, or offers to delete config.yaml's device")
+	}
+	res, _ := admin.post("/settings/modbus", form)
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/settings?done=modbus_saved&rule=press#modbus" {
+		t.Fatalf("the admin's Modbus meter: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, page = admin.get("/settings?done=modbus_saved&rule=press")
+		if strings.Contains(page, `data-device="press" data-source="database" data-answering="true"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("press is not shown answering:\n%s", page)
+		}
+	}
+	for _, want := range []string{`Modbus meter saved, and polled from now on: <code>press</code>`, `id="modbus-press-edit"`, `id="modbus-press-delete"`, `>sdm120<`, `200 ms`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page after adding press lacks %s", want)
+		}
+	}
+	// Its edit form holds what was saved; a change is polled at once.
+	_, page = admin.get("/settings?modbus=press")
+	if !strings.Contains(page, `<input type="hidden" name="editing" value="press">`) || !strings.Contains(page, `<option value="sdm120" selected>`) {
+		t.Error("the edit form of press does not hold it")
+	}
+	change := url.Values{"editing": {"press"}, "url": {"tcp://" + sim.Addr}, "unit": {"4"}, "profile": {"sdm120"}, "interval": {"1 s"}}
+	if res, _ := admin.post("/settings/modbus", change); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("changing press: %d", res.StatusCode)
+	}
+	if st := s.poller.Status(); len(st) != 2 || st[1].Name != "press" || st[1].Interval != time.Second {
+		t.Errorf("the poller after the change: %+v", st)
+	}
+	// Refusals, in the reader's language.
+	adminES := *admin
+	adminES.cookie += "; vatio_lang=es"
+	for _, c := range []struct {
+		form url.Values
+		want string
+	}{
+		{url.Values{"name": {"press"}, "url": {"tcp://h:502"}, "profile": {"sdm630"}}, "ya existe un medidor Modbus llamado press"},
+		{url.Values{"name": {"plant-main"}, "url": {"tcp://h:502"}, "profile": {"sdm630"}}, "ya existe un medidor Modbus llamado plant-main"},
+		{url.Values{"name": {"x"}, "url": {"tcp://h:502"}, "profile": {"sdm630"}, "interval": {"5 segundos"}}, "interval: &#34;5 segundos&#34; no es una duración"},
+		{url.Values{"name": {"x"}, "url": {"tcp://h:502"}, "unit": {"uno"}, "profile": {"sdm630"}}, "unit: &#34;uno&#34; no es un número"},
+		{url.Values{"name": {"x"}, "url": {"tcp://h:502"}, "registers": {"[{nope"}}, "registers: no es una lista JSON de registros"},
+		{url.Values{"name": {"x"}, "url": {"tcp://" + sim.Addr}, "unit": {"4"}, "profile": {"sdm630"}}, `unit 4 on tcp://` + sim.Addr + ` is device &#34;press&#34;&#39;s`},
+		{url.Values{"editing": {"gone"}, "url": {"tcp://h:502"}, "profile": {"sdm630"}}, "el medidor Modbus editado ya no existe"},
+	} {
+		res, page := adminES.post("/settings/modbus", c.form)
+		if res.StatusCode != http.StatusBadRequest || !strings.Contains(page, c.want) {
+			t.Errorf("the form %v: %d, want 400 saying %s", c.form, res.StatusCode, c.want)
+		}
+		if strings.Contains(page, `id="modbus-error"`) && !strings.Contains(page, `value="`+c.form.Get("url")+`"`) {
+			t.Errorf("the form %v refused does not come back as typed", c.form)
+		}
+	}
+	// A meter without a profile, by its registers.
+	regs := url.Values{"name": {"boiler"}, "url": {"tcp://" + sim.Addr}, "unit": {"4"}, "registers": {
+		`[{"function": "input", "address": 12, "type": "float32", "quantity": "power_w"}]`}, "editing": {""}}
+	regs.Set("url", "tcp://127.0.0.1:9")
+	if res, page := admin.post("/settings/modbus", regs); res.StatusCode != http.StatusSeeOther {
+		t.Errorf("a meter by its registers: %d\n%s", res.StatusCode, page)
+	}
+	_, page = admin.get("/settings")
+	if !strings.Contains(page, `1 registers of its own`) && !strings.Contains(page, `registers of its own`) {
+		t.Error("the page does not say boiler reads its own registers")
+	}
+	if res, _ := admin.post("/settings/modbus/plant-main/delete", url.Values{}); res.StatusCode != http.StatusConflict {
+		t.Errorf("deleting config.yaml's device: %d, want 409", res.StatusCode)
+	}
+	if res, _ := admin.post("/settings/modbus/press/delete", url.Values{}); res.StatusCode != http.StatusSeeOther {
+		t.Errorf("deleting press: %d", res.StatusCode)
+	}
+	if st := s.poller.Status(); len(st) != 2 || st[0].Name != "boiler" {
+		t.Errorf("polled after deleting press: %+v", st)
+	}
+	es, err := s.audit.List(100, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := map[string]bool{}
+	for _, e := range es {
+		notes[e.Detail] = true
+	}
+	for _, want := range []string{"modbus device press created: tcp://" + sim.Addr + " unit 4, sdm120", "modbus device press saved: tcp://" + sim.Addr + " unit 4, sdm120",
+		"modbus device press deleted"} {
+		if !notes[want] {
+			t.Errorf("no audit entry %q", want)
+		}
 	}
 }

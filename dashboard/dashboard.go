@@ -98,6 +98,9 @@ type Options struct {
 	// Modbus, when set, is the Modbus poller: a meter it reads shows its
 	// phases (voltage, current, power) and their imbalance.
 	Modbus *modbus.Poller
+	// ModbusDevices, when set, are the Modbus devices the settings page
+	// lists, and admins change.
+	ModbusDevices *modbus.Devices
 }
 
 // Dashboard serves the dashboard's pages and static files. It is safe for
@@ -114,6 +117,8 @@ type Dashboard struct {
 	rules *alert.Rules
 	// modbus is the Modbus poller; nil shows no phases.
 	modbus *modbus.Poller
+	// modbusDevices are its devices; nil shows no Modbus section.
+	modbusDevices *modbus.Devices
 	// importFile imports the import form's file; nil offers no form.
 	importFile ImportFunc
 	// mqttPort is the broker's plain MQTT port (Options.MQTTPort).
@@ -158,7 +163,7 @@ func newDashboard(st *store.Store, opts Options, assets map[string]*asset.File) 
 	}
 	d := &Dashboard{st: st, loc: opts.Location, now: opts.Now, log: opts.Logger, assets: assets, tariff: opts.Tariff,
 		auth: opts.Auth, audit: opts.Audit, devices: opts.Devices, rules: opts.Rules, importFile: opts.ImportForm, mqttPort: opts.MQTTPort,
-		modbus: opts.Modbus}
+		modbus: opts.Modbus, modbusDevices: opts.ModbusDevices}
 	_, d.charts = assets[echartsFile]
 	if !d.charts {
 		opts.Logger.Warn("dashboard assets not built: run make assets", slog.String("missing", "dashboard/assets/"+echartsFile))
@@ -183,6 +188,10 @@ func (d *Dashboard) Register(r fiber.Router) {
 		r.Post("/settings/rules", d.saveRule) // operators
 		r.Post("/settings/rules/:id/enabled", d.enableRule)
 		r.Post("/settings/rules/:id/delete", d.deleteRule)
+	}
+	if d.modbusDevices != nil {
+		r.Post("/settings/modbus", d.saveModbus) // admin only (the API's roleFor decides)
+		r.Post("/settings/modbus/:name/delete", d.deleteModbus)
 	}
 	if d.importFile != nil {
 		r.Post("/meters/import", d.importHistory) // operators; its multipart body streams (see api.Server.ImportForm)

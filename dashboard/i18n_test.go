@@ -3,6 +3,7 @@ package dashboard
 import (
 	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -58,7 +59,14 @@ func TestCatalogues(t *testing.T) {
 		used[m[1]] = true
 	}
 	goSrc := ""
-	for _, f := range []string{"dashboard.go", "pages.go", "chart.go", "i18n.go", "login.go", "configure.go", "import.go"} {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -82,7 +90,8 @@ func TestCatalogues(t *testing.T) {
 		"js.online", "js.offline_meter", // t(online ? "js.online" : "js.offline_meter")
 		"js.step_raw", "js.step_1m", "js.step_1h", "js.step_1d", // t("js.step_" + step)
 		"done.tariff_saved", "done.tariff_removed", "done.rule_saved", "done.rule_deleted", // (print "done." .Done)
-		"done.rule_enabled", "done.rule_disabled",
+		"done.rule_enabled", "done.rule_disabled", "done.modbus_saved", "done.modbus_deleted",
+		"modbus.parity_none", "modbus.parity_even", "modbus.parity_odd", // (print "modbus.parity_" $v)
 		"kind.power_above", "kind.power_below", "kind.energy_budget", "kind.silent", "kind.out_of_range", "kind.anomaly", "kind.phase_imbalance", // (print "kind." .Kind)
 		"import.format_auto", "import.format_csv", "import.format_datadis", "import.format_greenbutton", // "import.format_" + format
 		"import.error_meter", "import.error_format", "import.error_interval", "import.error_time", "import.error_zone", // "import.error_" + field
