@@ -42,7 +42,9 @@ type Config struct {
 	// topics and payloads; they are read before the built-in families.
 	Inputs []Input `yaml:"inputs"`
 	// Modbus lists the meters Vatio reads itself over Modbus (TCP, RTU on
-	// a serial line, RTU over TCP), with no gateway to MQTT.
+	// a serial line, RTU over TCP), with no gateway to MQTT. More can be
+	// added on the dashboard's Settings page or through
+	// /api/v1/modbus/devices; these stay read-only there.
 	Modbus    []ModbusDevice `yaml:"modbus"`
 	Store     Store          `yaml:"store"`
 	Alerts    Alerts         `yaml:"alerts"`
