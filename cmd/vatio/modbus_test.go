@@ -180,3 +180,73 @@ modbus:
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestModbusDeviceThroughTheAPI adds a Modbus meter to a running Vatio
+// through the API, with nothing in config.yaml: it is polled at once, and
+// again after a restart; deleted, it is polled no more and its readings
+// stay.
+func TestModbusDeviceThroughTheAPI(t *testing.T) {
+	sim := modbustest.Start(t, "tcp", "127.0.0.1:0", nil, map[int][]modbustest.Value{5: sdm630()})
+	dir := t.TempDir()
+	v := startVatio(t, dir)
+	origin := "http://" + v.http
+	put := func(name, body string) int {
+		req, _ := http.NewRequest("PUT", origin+"/api/v1/modbus/devices/"+name, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := apiClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := put("line-2", fmt.Sprintf(`{"url": "tcp://%s", "unit": 5, "profile": "sdm630", "interval": "1s"}`, sim.Addr)); code != http.StatusCreated {
+		t.Fatalf("PUT line-2: %d", code)
+	}
+	polled := func(v *instance) {
+		t.Helper()
+		var m struct {
+			PowerNowW *float64 `json:"power_now_w"`
+			Source    string   `json:"source"`
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			m.PowerNowW = nil
+			if getJSON(t, "http://"+v.http+"/api/v1/meters/line-2:L3", &m) == 200 && m.PowerNowW != nil && *m.PowerNowW == 500 && m.Source == "modbus" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("line-2:L3 not polled: %+v\n%s", m, v.logs)
+			}
+		}
+	}
+	polled(v)
+	v.stop(t)
+
+	v = startVatio(t, dir)
+	origin = "http://" + v.http
+	var list struct {
+		Devices []struct{ Name, Source string } `json:"devices"`
+	}
+	if code := getJSON(t, origin+"/api/v1/modbus/devices", &list); code != 200 || len(list.Devices) != 1 || list.Devices[0].Source != "database" {
+		t.Fatalf("devices after a restart: %d %+v", code, list)
+	}
+	started := time.Now()
+	polled(v)
+	t.Logf("polled %s after the restart", time.Since(started).Round(time.Millisecond))
+
+	req, _ := http.NewRequest("DELETE", origin+"/api/v1/modbus/devices/line-2", nil)
+	resp, err := apiClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE line-2: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	var st struct {
+		Devices []any `json:"devices"`
+	}
+	if getJSON(t, origin+"/api/v1/modbus", &st); len(st.Devices) != 0 {
+		t.Errorf("still polled after DELETE: %+v", st)
+	}
+	if code := getJSON(t, origin+"/api/v1/meters/line-2", nil); code != 200 {
+		t.Errorf("line-2's meter after its device was deleted: %d, want it kept", code)
+	}
+}
