@@ -1,0 +1,268 @@
+package statement
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/store"
+)
+
+// Tenant is a named group of meters billed together: an office's tenant,
+// a plant's line.
+type Tenant struct {
+	// ID names it in URLs and subjects (tenant:ID).
+	ID string `json:"id"`
+	// Name and Address are what its statement is made out to.
+	Name    string `json:"name"`
+	Address string `json:"address,omitempty"`
+	// Meters are its meters; a meter belongs to at most one tenant, and
+	// none is another's sub-meter (it would count twice).
+	Meters []string `json:"meters"`
+	// FixedShare is how much of its site's fixed and demand charges it
+	// bears: ShareEnergy, its part of the site's energy drawn, or
+	// SharePercent, FixedPercent of them.
+	FixedShare   string  `json:"fixed_share"`
+	FixedPercent float64 `json:"fixed_percent,omitempty"`
+}
+
+// The ways a tenant shares its site's fixed charges.
+const (
+	ShareEnergy  = "energy"
+	SharePercent = "percent"
+)
+
+// Limits of tenants.
+const (
+	MaxTenants       = 500
+	MaxTenantMeters  = 500
+	maxTenantName    = 200
+	maxTenantAddress = 1000
+)
+
+var tenantID = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+// Errors of Tenants.
+var (
+	ErrUnknownTenant = errors.New("statement: no such tenant")
+	ErrTooMany       = fmt.Errorf("statement: at most %d tenants", MaxTenants)
+)
+
+// InvalidError is a tenant refused: the field wrong, and why.
+type InvalidError struct{ Field, Reason string }
+
+func (e *InvalidError) Error() string { return "invalid tenant: " + e.Field + ": " + e.Reason }
+
+// docTenants is the document kind of a tenant, keyed by its id.
+const docTenants = "tenants"
+
+// Tenants are the tenants, kept in the store. It is safe for concurrent
+// use; on a store other processes change, each use reads them again.
+type Tenants struct {
+	st *store.Store
+	mu sync.Mutex
+	// all are the tenants by id, as last read.
+	all map[string]Tenant
+}
+
+// NewTenants returns the tenants saved in st.
+func NewTenants(st *store.Store) (*Tenants, error) {
+	t := &Tenants{st: st}
+	if err := t.load(); err != nil {
+		return nil, fmt.Errorf("statement: read the tenants: %w", err)
+	}
+	return t, nil
+}
+
+func (t *Tenants) load() error {
+	docs, err := t.st.Docs(docTenants)
+	if err != nil {
+		return err
+	}
+	all := make(map[string]Tenant, len(docs))
+	for id, v := range docs {
+		var x Tenant
+		if json.Unmarshal(v, &x) == nil {
+			all[id] = x
+		}
+	}
+	t.all = all
+	return nil
+}
+
+// fresh reads the tenants again on a shared store; t.mu is held.
+func (t *Tenants) fresh() error {
+	if t.st.Shared() {
+		return t.load()
+	}
+	return nil
+}
+
+// List returns the tenants by id.
+func (t *Tenants) List() ([]Tenant, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.fresh(); err != nil {
+		return nil, err
+	}
+	out := make([]Tenant, 0, len(t.all))
+	for _, id := range slices.Sorted(maps.Keys(t.all)) {
+		out = append(out, t.all[id])
+	}
+	return out, nil
+}
+
+// Get returns the tenant id.
+func (t *Tenants) Get(id string) (Tenant, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.fresh(); err != nil {
+		return Tenant{}, err
+	}
+	x, ok := t.all[id]
+	if !ok {
+		return Tenant{}, fmt.Errorf("%w: %q", ErrUnknownTenant, id)
+	}
+	return x, nil
+}
+
+// Of returns the tenant meter id belongs to, if any.
+func (t *Tenants) Of(id string) (Tenant, bool) {
+	list, err := t.List()
+	if err != nil {
+		return Tenant{}, false
+	}
+	for _, x := range list {
+		if slices.Contains(x.Meters, id) {
+			return x, true
+		}
+	}
+	return Tenant{}, false
+}
+
+// Put saves x, made (created) or replaced, after checking it: its id and
+// name, meters that exist, belong to no other tenant and are none of
+// them another's sub-meter, and its share of the fixed charges.
+func (t *Tenants) Put(x Tenant) (saved Tenant, created bool, err error) {
+	x.Name, x.Address = strings.TrimSpace(x.Name), strings.TrimSpace(x.Address)
+	if x.FixedShare == "" {
+		x.FixedShare = ShareEnergy
+	}
+	if x.Meters == nil {
+		x.Meters = []string{}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.fresh(); err != nil {
+		return Tenant{}, false, err
+	}
+	if err := t.check(x); err != nil {
+		return Tenant{}, false, err
+	}
+	_, had := t.all[x.ID]
+	if !had && len(t.all) >= MaxTenants {
+		return Tenant{}, false, ErrTooMany
+	}
+	v, err := json.Marshal(x)
+	if err != nil {
+		return Tenant{}, false, err
+	}
+	if err := t.st.PutDoc(docTenants, x.ID, v); err != nil {
+		return Tenant{}, false, fmt.Errorf("statement: save tenant %s: %w", x.ID, err)
+	}
+	t.all[x.ID] = x
+	return x, !had, nil
+}
+
+// check says what is wrong with x; t.mu is held.
+func (t *Tenants) check(x Tenant) error {
+	switch {
+	case !tenantID.MatchString(x.ID):
+		return &InvalidError{"id", "1 to 64 of a-z, 0-9, '-' and '_', starting with a letter or digit"}
+	case x.Name == "" || utf8.RuneCountInString(x.Name) > maxTenantName || !utf8.ValidString(x.Name):
+		return &InvalidError{"name", fmt.Sprintf("the name its statements are made out to, 1 to %d characters", maxTenantName)}
+	case utf8.RuneCountInString(x.Address) > maxTenantAddress || !utf8.ValidString(x.Address):
+		return &InvalidError{"address", fmt.Sprintf("at most %d characters", maxTenantAddress)}
+	case len(x.Meters) > MaxTenantMeters:
+		return &InvalidError{"meters", fmt.Sprintf("at most %d meters", MaxTenantMeters)}
+	}
+	switch x.FixedShare {
+	case ShareEnergy:
+		if x.FixedPercent != 0 {
+			return &InvalidError{"fixed_percent", "give it only with fixed_share percent"}
+		}
+	case SharePercent:
+		if math.IsNaN(x.FixedPercent) || x.FixedPercent < 0 || x.FixedPercent > 100 {
+			return &InvalidError{"fixed_percent", "0 to 100"}
+		}
+	default:
+		return &InvalidError{"fixed_share", "energy (its part of the site's energy) or percent (fixed_percent of the site's charges)"}
+	}
+	site := ""
+	for i, id := range x.Meters {
+		if !meter.ValidID(id) {
+			return &InvalidError{fmt.Sprintf("meters[%d]", i), fmt.Sprintf("%q is no meter id", clip(id))}
+		}
+		if slices.Index(x.Meters, id) != i {
+			return &InvalidError{fmt.Sprintf("meters[%d]", i), fmt.Sprintf("%s is listed twice", id)}
+		}
+		m, err := t.st.Meter(id)
+		if err != nil {
+			return &InvalidError{fmt.Sprintf("meters[%d]", i), fmt.Sprintf("no meter %s", id)}
+		}
+		if site == "" {
+			site = m.Site
+		} else if m.Site != site {
+			return &InvalidError{fmt.Sprintf("meters[%d]", i), fmt.Sprintf("%s is in site %s, the tenant's others in %s: a tenant is billed within one site", id, m.Site, site)}
+		}
+		for p := m.Info.Parent; p != ""; {
+			if slices.Contains(x.Meters, p) {
+				return &InvalidError{fmt.Sprintf("meters[%d]", i), fmt.Sprintf("%s is a sub-meter of %s, also listed: it would count twice", id, p)}
+			}
+			pm, err := t.st.Meter(p)
+			if err != nil {
+				break
+			}
+			p = pm.Info.Parent
+		}
+		for oid, o := range t.all {
+			if oid != x.ID && slices.Contains(o.Meters, id) {
+				return &InvalidError{fmt.Sprintf("meters[%d]", i), fmt.Sprintf("%s belongs to tenant %s: a meter belongs to one tenant at most", id, oid)}
+			}
+		}
+	}
+	return nil
+}
+
+// Delete removes tenant id; its meters stay.
+func (t *Tenants) Delete(id string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.fresh(); err != nil {
+		return err
+	}
+	if _, ok := t.all[id]; !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownTenant, id)
+	}
+	if err := t.st.DeleteDoc(docTenants, id); err != nil {
+		return fmt.Errorf("statement: delete tenant %s: %w", id, err)
+	}
+	delete(t.all, id)
+	return nil
+}
+
+// clip cuts s to 64 characters, for an error quoting it.
+func clip(s string) string {
+	if utf8.RuneCountInString(s) <= 64 {
+		return s
+	}
+	return string([]rune(s)[:64]) + "…"
+}
