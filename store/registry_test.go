@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,6 +157,10 @@ func TestCounterThatMovedForGoodIsRebased(t *testing.T) {
 		if meter.ReasonOf(err) != meter.ReasonImplausibleEnergy {
 			t.Errorf("wild counter %d: %v, want implausible_energy", i, err)
 		}
+	}
+	// A counter that fell says so, not that it rose.
+	if msg := errs[1].Error(); !strings.Contains(msg, "fell from 5000030.000 Wh to 1000000.000 Wh") || strings.Contains(msg, "rose") {
+		t.Errorf("a counter that fell: %q", msg)
 	}
 }
 

@@ -77,7 +77,8 @@ func checkCounter(st *meterState, r *meter.Reading, ns int64, newest bool, maxW 
 		return nil
 	}
 	rise := r.EnergyWh - st.RefWh
-	if rise < 0 {
+	reset := rise < 0
+	if reset {
 		rise = r.EnergyWh // a reset: the new value counts from zero
 	}
 	if limit := plausibleWh(maxW, ns-st.RefNs); rise > limit {
@@ -90,9 +91,13 @@ func checkCounter(st *meterState, r *meter.Reading, ns int64, newest bool, maxW 
 		}
 		st.PendWh, st.PendNs = r.EnergyWh, ns
 		if st.PendN < rebaseAfter {
-			return &meter.RejectError{Reason: meter.ReasonImplausibleEnergy, Detail: fmt.Sprintf(
-				"meter %s: energy counter %.3f Wh rose %.3f Wh in %s since %.3f Wh, more than %.0f W can draw",
-				r.Meter, r.EnergyWh, rise, time.Duration(ns-st.RefNs), st.RefWh, maxW)}
+			detail := fmt.Sprintf("meter %s: energy counter %.3f Wh rose %.3f Wh in %s since %.3f Wh, more than %.0f W can draw",
+				r.Meter, r.EnergyWh, rise, time.Duration(ns-st.RefNs), st.RefWh, maxW)
+			if reset {
+				detail = fmt.Sprintf("meter %s: energy counter fell from %.3f Wh to %.3f Wh; as a reset to zero that is %.3f Wh drawn in %s, more than %.0f W can draw",
+					r.Meter, st.RefWh, r.EnergyWh, rise, time.Duration(ns-st.RefNs), maxW)
+			}
+			return &meter.RejectError{Reason: meter.ReasonImplausibleEnergy, Detail: fmt.Sprintf("%s (%d such readings in a row move the counter for good: a replaced meter)", detail, rebaseAfter)}
 		}
 		r.HasEnergy = false // the counter moved: count from here
 	}

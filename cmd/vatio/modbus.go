@@ -1,10 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 
 	"github.com/vatio-energy/vatio/internal/config"
 	"github.com/vatio-energy/vatio/internal/modbus"
+	"github.com/vatio-energy/vatio/store"
 )
 
 // modbusSpecs returns config.yaml's modbus list as package modbus takes
@@ -28,4 +32,31 @@ func modbusSpecs(list []config.ModbusDevice) ([]modbus.Spec, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// adoptPhase makes the phase meter phase (device:L1) a sub-meter of its
+// device's meter, once, unless it has a parent already: a site's totals
+// add only its main meters, and a phase counted beside its meter would
+// count twice. The edit goes through the store's queue after the poll's
+// readings, so both meters exist by then; a poll whose readings were
+// refused leaves it for the next.
+func adoptPhase(st *store.Store, done *sync.Map, device, phase string, logger *slog.Logger) {
+	if _, ok := done.Load(phase); ok {
+		return
+	}
+	_, err := st.EditMeter(phase, func(i *store.MeterInfo) error {
+		if i.Parent == "" {
+			i.Parent, i.Site = device, ""
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		done.Store(phase, true)
+	case errors.Is(err, store.ErrUnknownMeter), errors.Is(err, store.ErrInvalidEdit):
+		// Its reading, or its meter's, was refused: the next poll tries
+		// again.
+	default:
+		logger.Warn("phase meter not made a sub-meter of its meter", slog.String("meter", phase), slog.String("parent", device), slog.Any("error", err))
+	}
 }

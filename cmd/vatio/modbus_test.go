@@ -82,6 +82,36 @@ modbus:
 		}
 	}
 
+	// The phases are sub-meters of plant-main: the site counts its 3 kW
+	// once.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var sum struct {
+			PowerW float64 `json:"power_w"`
+		}
+		var l3 struct {
+			Parent string `json:"parent"`
+		}
+		getJSON(t, origin+"/api/v1/summary", &sum)
+		getJSON(t, origin+"/api/v1/meters/plant-main:L3", &l3)
+		if sum.PowerW == 3000 && l3.Parent == "plant-main" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the site's power %v W (want 3000: the phases counted once), plant-main:L3's parent %q", sum.PowerW, l3.Parent)
+		}
+	}
+
+	// Its metrics: up, polls counted.
+	resp, err := apiClient.Get(origin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), `vatio_modbus_device_up{device="plant-main"} 1`) || !strings.Contains(string(metrics), `vatio_modbus_polls_total{device="plant-main",result="ok"}`) {
+		t.Errorf("no Modbus metrics of plant-main in /metrics")
+	}
+
 	// The device's own status: answering, its phases' voltages and
 	// currents, their imbalance.
 	var st struct {

@@ -216,13 +216,26 @@ func (d *Devices) Put(spec Spec, by string, now time.Time) (e Entry, created boo
 		return Entry{}, false, ErrTooMany
 	}
 	e = Entry{Spec: spec, Source: FromDatabase, SavedAt: now.UTC(), SavedBy: by}
+	// It must fit beside every device polled now, whatever their names:
+	// it takes no unit or line from one of them.
+	others := maps.Clone(d.saved)
+	delete(others, spec.Name)
+	polled, _, err := d.fit(others)
+	if err != nil {
+		return Entry{}, false, err
+	}
+	lay := NewLayout()
+	for _, dev := range polled {
+		if err := lay.Add(dev); err != nil {
+			return Entry{}, false, err // fit said they fit: not reached
+		}
+	}
+	dev, _ := spec.Device()
+	if err := lay.Add(dev); err != nil {
+		return Entry{}, false, &InvalidError{Reason: err.Error()}
+	}
 	next := maps.Clone(d.saved)
 	next[spec.Name] = e
-	if _, fitted, err := d.fit(next); err != nil {
-		return Entry{}, false, err
-	} else if p := fitted[spec.Name].Problem; p != "" {
-		return Entry{}, false, &InvalidError{Reason: p}
-	}
 	v, err := json.Marshal(e)
 	if err != nil {
 		return Entry{}, false, err

@@ -112,6 +112,11 @@ func TestDevicesSavedAndConfig(t *testing.T) {
 		!strings.Contains(err.Error(), `unit 1`) {
 		t.Errorf("a second device on unit 1: %v", err)
 	}
+	// A name that sorts first takes no unit from a device polled now.
+	if _, _, err := devs.Put(Spec{Name: "aaa", URL: "tcp://" + sim.Addr, Unit: 1, Profile: "sdm630"}, "ana", now); !errors.As(err, &ie) ||
+		!strings.Contains(err.Error(), `unit 1`) {
+		t.Errorf("a device named aaa on plant-main's unit: %v", err)
+	}
 	if _, _, err := devs.Put(Spec{Name: "press", URL: "tcp://" + sim.Addr, Unit: 2, Profile: "nope"}, "ana", now); !errors.As(err, &ie) ||
 		!strings.Contains(err.Error(), `profile "nope"`) {
 		t.Errorf("an unknown profile: %v", err)
@@ -139,6 +144,13 @@ func TestDevicesSavedAndConfig(t *testing.T) {
 	}
 	if st := p.Status(); len(st) != 2 || st[1].Interval != 200*time.Millisecond {
 		t.Fatalf("status after the change: %+v", st)
+	}
+	// Nor from a saved one: aaa on press's unit is refused, press kept.
+	if _, _, err := devs.Put(Spec{Name: "aaa", URL: "tcp://" + sim.Addr, Unit: 2, Profile: "sdm630"}, "ana", now); !errors.As(err, &ie) {
+		t.Errorf("a device named aaa on press's unit: %v", err)
+	}
+	if list := devs.List(); len(list) != 2 || list[1].Problem != "" {
+		t.Errorf("after refusing aaa: %+v", list)
 	}
 	if err := devs.Delete("plant-main"); !errors.Is(err, ErrConfigDevice) {
 		t.Errorf("deleting config.yaml's device: %v", err)

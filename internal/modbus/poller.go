@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/simonvetter/modbus"
 
 	"github.com/vatio-energy/vatio/internal/meter"
@@ -195,6 +196,9 @@ type Status struct {
 	LastError  string    `json:"last_error,omitempty"`
 	Failures   int       `json:"failures"`
 	NextPoll   time.Time `json:"next_poll,omitzero"`
+	// Polls and Failed count its polls and those that failed, since the
+	// device was set (changing it starts them again).
+	Polls, Failed uint64 `json:"-"`
 	// Values are what its last answer held.
 	Values Values `json:"values,omitempty"`
 }
@@ -332,6 +336,7 @@ func (p *Poller) pollDevice(l *line, d *device) {
 	p.mu.Lock()
 	s := &d.status
 	wasOnline, failures := s.Online, s.Failures
+	s.Polls++
 	if err == nil {
 		s.Online, s.LastAnswer, s.LastError, s.Failures, s.Values = true, end, "", 0, v
 		d.next = d.next.Add(d.Interval)
@@ -341,6 +346,7 @@ func (p *Poller) pollDevice(l *line, d *device) {
 	} else {
 		s.Online, s.LastError = false, err.Error()
 		s.Failures++
+		s.Failed++
 		d.next = end.Add(backoff(d.Interval, s.Failures))
 	}
 	s.NextPoll = d.next
@@ -456,4 +462,34 @@ func trimNewline(p []byte) []byte {
 		p = p[:len(p)-1]
 	}
 	return p
+}
+
+// The poller's metrics, per device.
+var (
+	upDesc = prometheus.NewDesc("vatio_modbus_device_up",
+		"Whether the Modbus device answered its last poll (1) or not (0); a device never polled yet is not listed.", []string{"device"}, nil)
+	pollsDesc = prometheus.NewDesc("vatio_modbus_polls_total",
+		"Polls of the Modbus device, by result: ok or failed.", []string{"device", "result"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (p *Poller) Describe(ch chan<- *prometheus.Desc) {
+	ch <- upDesc
+	ch <- pollsDesc
+}
+
+// Collect implements prometheus.Collector: each device polled so far.
+func (p *Poller) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range p.Status() {
+		if s.Polls == 0 {
+			continue
+		}
+		up := 0.0
+		if s.Online {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, up, s.Name)
+		ch <- prometheus.MustNewConstMetric(pollsDesc, prometheus.CounterValue, float64(s.Polls-s.Failed), s.Name, "ok")
+		ch <- prometheus.MustNewConstMetric(pollsDesc, prometheus.CounterValue, float64(s.Failed), s.Name, "failed")
+	}
 }
