@@ -59,6 +59,7 @@ lint:
 # docs test fails while they differ from the code.
 docs: assets
 	$(GO) test -run '^TestDocsGenerated$$' -count=1 ./cmd/vatio -update-docs
+	$(GO) test -run '^TestDocsStatement$$' -count=1 ./internal/statement -update-docs
 
 bench: assets
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...

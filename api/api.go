@@ -34,6 +34,7 @@ import (
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/modbus"
 	"github.com/vatio-energy/vatio/internal/offsite"
+	"github.com/vatio-energy/vatio/internal/statement"
 	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
 )
@@ -75,6 +76,9 @@ type Options struct {
 	Shedder *automation.Shedder
 	// Modbus is the Modbus poller, behind /api/v1/modbus; nil: none.
 	Modbus *modbus.Poller
+	// Tenants are the tenants statements bill, listed and changed
+	// (admins) at /api/v1/tenants; nil leaves tenants out.
+	Tenants *statement.Tenants
 	// ModbusDevices are its devices, listed and changed (admins) at
 	// /api/v1/modbus/devices; nil leaves those routes out.
 	ModbusDevices *modbus.Devices
@@ -149,6 +153,7 @@ type Server struct {
 	shedder             *automation.Shedder
 	modbus              *modbus.Poller
 	modbusDevs          *modbus.Devices
+	tenants             *statement.Tenants
 	auth                *auth.Service
 	auditLog            *audit.Log
 	devices             *devices.Registry
@@ -188,6 +193,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	s.shedder = opts.Shedder
 	s.modbus = opts.Modbus
 	s.modbusDevs = opts.ModbusDevices
+	s.tenants = opts.Tenants
 	s.auth, s.auditLog = opts.Auth, opts.Audit
 	s.devices, s.mqttAddr, s.mqttTLSAddr = opts.Devices, opts.MQTTAddr, opts.MQTTTLSAddr
 	if opts.Now != nil {
@@ -319,6 +325,13 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 		v1.Put("/rules/:id", s.putRule)
 		v1.Delete("/rules/:id", s.deleteRule)
 	}
+	v1.Get("/statements", s.statements)
+	if s.tenants != nil {
+		v1.Get("/tenants", s.listTenants)
+		v1.Get("/tenants/:id", s.getTenant)
+		v1.Put("/tenants/:id", s.putTenant)
+		v1.Delete("/tenants/:id", s.deleteTenant)
+	}
 	v1.Get("/tariff", s.getTariff)
 	v1.Put("/tariff", s.putTariff)
 	v1.Delete("/tariff", s.deleteTariff)
@@ -443,6 +456,9 @@ func (s *Server) writeError(c *fiber.Ctx, err error) error {
 		ie *alert.InvalidError
 		fe *fiber.Error
 	)
+	if code, body, ok := statementError(err); ok {
+		return c.Status(code).JSON(body)
+	}
 	if code, ok := modbusError(err); ok {
 		return c.Status(code).JSON(errorBody{Error: err.Error()})
 	}

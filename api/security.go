@@ -35,8 +35,8 @@ func open(path string) bool {
 
 // roleFor returns the least role that may make request method path.
 // Viewers read; operators change meters, rules, alerts and imports;
-// admins delete, back up, export, change the tariff and the Modbus
-// devices, and manage users, tokens and the audit log.
+// admins delete, back up, export, change the tariff, the Modbus devices
+// and the tenants, and manage users, tokens and the audit log.
 func roleFor(method, path string) string {
 	// Routing is case-sensitive and strict (see New); the role is still
 	// decided on the path as the most lenient router would read it.
@@ -50,7 +50,8 @@ func roleFor(method, path string) string {
 		strings.HasPrefix(path, "/api/v1/offsite"):
 		return auth.Admin
 	case method != fiber.MethodGet && method != fiber.MethodHead && (path == "/api/v1/tariff" || strings.HasPrefix(path, "/settings/tariff") ||
-		strings.HasPrefix(path, "/api/v1/modbus") || strings.HasPrefix(path, "/settings/modbus")):
+		strings.HasPrefix(path, "/api/v1/modbus") || strings.HasPrefix(path, "/settings/modbus") ||
+		strings.HasPrefix(path, "/api/v1/tenants") || strings.HasPrefix(path, "/statements/tenants")):
 		return auth.Admin
 	case method == fiber.MethodDelete && strings.HasPrefix(path, "/api/v1/meters/"):
 		return auth.Admin

@@ -13,6 +13,7 @@ import (
 	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/internal/devices"
 	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/internal/statement"
 	"github.com/vatio-energy/vatio/store"
 )
 
@@ -46,6 +47,11 @@ func securedOn(t *testing.T, st *store.Store, opts api.Options) (*harness, map[s
 		t.Fatal(err)
 	}
 	opts.Auth, opts.Audit, opts.Devices, opts.MQTTAddr = users, log, reg, ":1883"
+	if opts.Tenants == nil {
+		if opts.Tenants, err = statement.NewTenants(st); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if opts.ModbusDevices == nil {
 		opts.Modbus, opts.ModbusDevices = modbusOn(t, st)
 	}
@@ -127,6 +133,11 @@ func TestEndpointsByRole(t *testing.T) {
 		{"GET", "/api/v1/modbus/devices/nope", "", auth.Viewer},
 		{"PUT", "/api/v1/modbus/devices/press", `{"url": "tcp://127.0.0.1:1502", "profile": "sdm630"}`, auth.Admin},
 		{"DELETE", "/api/v1/modbus/devices/nope", "", auth.Admin},
+		{"GET", "/api/v1/statements?subject=site:default", "", auth.Viewer},
+		{"GET", "/api/v1/tenants", "", auth.Viewer},
+		{"GET", "/api/v1/tenants/nope", "", auth.Viewer},
+		{"PUT", "/api/v1/tenants/acme", `{"name": "Acme", "meters": ["m"]}`, auth.Admin},
+		{"DELETE", "/api/v1/tenants/nope", "", auth.Admin},
 	}
 	for _, e := range endpoints {
 		if code := call(t, h, e.method, e.path, e.body); code != http.StatusUnauthorized {
@@ -159,7 +170,7 @@ func TestEndpointsByRole(t *testing.T) {
 	for _, p := range []struct{ method, path string }{
 		{"GET", "/api/v1/Backup"}, {"GET", "/api/v1/backup/"}, {"GET", "/API/v1/tokens"}, {"GET", "/api/v1/Users"},
 		{"GET", "/api/v1/meters/m/EXPORT"}, {"GET", "/api/v1/meters/m/export/"}, {"DELETE", "/API/v1/meters/m"}, {"POST", "/api/v1/Devices"},
-		{"PUT", "/api/v1/Modbus/devices/x"}, {"DELETE", "/api/v1/modbus/devices/x/"},
+		{"PUT", "/api/v1/Modbus/devices/x"}, {"DELETE", "/api/v1/modbus/devices/x/"}, {"PUT", "/api/v1/Tenants/x"}, {"DELETE", "/api/v1/tenants/x/"},
 	} {
 		for _, role := range []string{auth.Viewer, auth.Operator} {
 			code := call(t, h, p.method, p.path, `{"name": "x"}`, "Authorization", "Bearer "+tokens[role])

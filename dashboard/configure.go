@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
@@ -317,7 +318,7 @@ func (l *language) condition(r alert.Rule) string {
 func (d *Dashboard) settingsPage(c *fiber.Ctx) error {
 	b := d.newBase(c, "configure", "configure.title")
 	data := d.configureData(c, b)
-	data.Done, data.DoneRule = c.Query("done"), c.Query("rule")
+	data.Done, data.DoneRule = c.Query("done"), cmp.Or(c.Query("rule"), c.Query("device"))
 	if !slices.Contains([]string{"", "tariff_saved", "tariff_removed", "rule_saved", "rule_deleted", "rule_enabled", "rule_disabled",
 		"modbus_saved", "modbus_deleted"}, data.Done) {
 		data.Done = ""
@@ -375,11 +376,16 @@ func (d *Dashboard) refused(c *fiber.Ctx, b *base, data *configureData) error {
 	return d.render(c, "configure", b, data)
 }
 
-// back redirects to the settings page, saying what was done.
-func back(c *fiber.Ctx, done, rule, anchor string) error {
+// back redirects to the settings page, saying what was done (and to which
+// rule or Modbus meter: what).
+func back(c *fiber.Ctx, done, what, anchor string) error {
 	q := url.Values{"done": {done}}
-	if rule != "" {
-		q.Set("rule", rule)
+	if what != "" {
+		key := "rule"
+		if strings.HasPrefix(done, "modbus_") {
+			key = "device"
+		}
+		q.Set(key, what)
 	}
 	return c.Redirect("/settings?"+q.Encode()+"#"+anchor, fiber.StatusSeeOther)
 }

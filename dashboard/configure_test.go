@@ -20,6 +20,7 @@ import (
 	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/modbus"
+	"github.com/vatio-energy/vatio/internal/statement"
 	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/internal/testutil/modbustest"
 	"github.com/vatio-energy/vatio/store"
@@ -39,6 +40,7 @@ type site struct {
 	// address where nothing answers) once a test runs it.
 	poller  *modbus.Poller
 	devices *modbus.Devices
+	tenants *statement.Tenants
 }
 
 func startSite(t *testing.T, tweak ...func(*api.Options)) *site {
@@ -82,13 +84,17 @@ func startSite(t *testing.T, tweak ...func(*api.Options)) *site {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := api.Options{BodyLimitBytes: 1 << 16, Auth: users, Audit: log, Tariff: tariffs, Rules: rules, Modbus: poller, ModbusDevices: devices}
+	tenants, err := statement.NewTenants(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := api.Options{BodyLimitBytes: 1 << 16, Auth: users, Audit: log, Tariff: tariffs, Rules: rules, Modbus: poller, ModbusDevices: devices, Tenants: tenants}
 	for _, f := range tweak {
 		f(&opts)
 	}
 	srv := api.New(st, alerts, opts)
 	dashboard.New(st, dashboard.Options{Location: madrid, Tariff: tariffs, Auth: users, Audit: log, Rules: rules,
-		ImportForm: srv.ImportForm, Modbus: poller, ModbusDevices: devices}).Register(srv.Router())
+		ImportForm: srv.ImportForm, Modbus: poller, ModbusDevices: devices, Tenants: tenants}).Register(srv.Router())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +109,7 @@ func startSite(t *testing.T, tweak ...func(*api.Options)) *site {
 		t.Fatal(err)
 	}
 	st.Flush()
-	return &site{url: "http://" + ln.Addr().String(), st: st, tariffs: tariffs, rules: rules, audit: log, poller: poller, devices: devices}
+	return &site{url: "http://" + ln.Addr().String(), st: st, tariffs: tariffs, rules: rules, audit: log, poller: poller, devices: devices, tenants: tenants}
 }
 
 // browser is a logged-in user's session: its cookie and CSRF token.
@@ -640,11 +646,11 @@ func TestSettingsModbusForms(t *testing.T) {
 		t.Error("the admin's page lacks the Modbus form, or offers to delete config.yaml's device")
 	}
 	res, _ := admin.post("/settings/modbus", form)
-	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/settings?done=modbus_saved&rule=press#modbus" {
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/settings?device=press&done=modbus_saved#modbus" {
 		t.Fatalf("the admin's Modbus meter: %d to %q", res.StatusCode, res.Header.Get("Location"))
 	}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		_, page = admin.get("/settings?done=modbus_saved&rule=press")
+		_, page = admin.get("/settings?done=modbus_saved&device=press")
 		if strings.Contains(page, `data-device="press" data-source="database" data-answering="true"`) {
 			break
 		}
@@ -680,7 +686,8 @@ func TestSettingsModbusForms(t *testing.T) {
 		{url.Values{"name": {"plant-main"}, "url": {"tcp://h:502"}, "profile": {"sdm630"}}, "ya existe un medidor Modbus llamado plant-main"},
 		{url.Values{"name": {"x"}, "url": {"tcp://h:502"}, "profile": {"sdm630"}, "interval": {"5 segundos"}}, "interval: &#34;5 segundos&#34; no es una duración"},
 		{url.Values{"name": {"x"}, "url": {"tcp://h:502"}, "unit": {"uno"}, "profile": {"sdm630"}}, "unit: &#34;uno&#34; no es un número"},
-		{url.Values{"name": {"x"}, "url": {"tcp://h:502"}, "registers": {"[{nope"}}, "registers: no es una lista JSON de registros"},
+		{url.Values{"name": {"x"}, "url": {"tcp://h:502"}, "registers": {"[{nope"}}, "registers: no es una lista de registros"},
+		{url.Values{"name": {"x"}, "url": {"tcp://h:502"}, "registers": {"- {function: input, address: 0x28, colour: red}"}}, "registers: no es una lista de registros"},
 		{url.Values{"name": {"x"}, "url": {"tcp://" + sim.Addr}, "unit": {"4"}, "profile": {"sdm630"}}, `unit 4 on tcp://` + sim.Addr + ` is device &#34;press&#34;&#39;s`},
 		{url.Values{"editing": {"gone"}, "url": {"tcp://h:502"}, "profile": {"sdm630"}}, "el medidor Modbus editado ya no existe"},
 	} {
@@ -700,8 +707,19 @@ func TestSettingsModbusForms(t *testing.T) {
 		t.Errorf("a meter by its registers: %d\n%s", res.StatusCode, page)
 	}
 	_, page = admin.get("/settings")
-	if !strings.Contains(page, `1 registers of its own`) && !strings.Contains(page, `registers of its own`) {
+	if !strings.Contains(page, `1 registers of its own`) {
 		t.Error("the page does not say boiler reads its own registers")
+	}
+	// The user guide's YAML, hex addresses and all, with its registers key.
+	guide := url.Values{"name": {"compressor"}, "url": {"rtu:///dev/ttyUSB0"}, "unit": {"2"}, "speed": {"9600"}, "parity": {"none"}, "stop_bits": {"1"}, "registers": {`registers:
+  - {function: input, address: 0x28, type: int32, word_order: low_first, scale: 0.1, quantity: power_w}
+  - {function: input, address: 0x34, type: int32, word_order: low_first, scale: 100, quantity: import_wh}
+  - {function: input, address: 0x00, type: int32, word_order: low_first, scale: 0.1, quantity: voltage_v, phase: L1}`}}
+	if res, page := admin.post("/settings/modbus", guide); res.StatusCode != http.StatusSeeOther {
+		t.Errorf("the guide's register map: %d\n%s", res.StatusCode, page)
+	}
+	if e, err := s.devices.Get("compressor"); err != nil || len(e.Registers) != 3 || e.Registers[0].Address != 0x28 || e.Registers[2].Phase != "L1" {
+		t.Errorf("compressor as saved: %+v %v", e, err)
 	}
 	if res, _ := admin.post("/settings/modbus/plant-main/delete", url.Values{}); res.StatusCode != http.StatusConflict {
 		t.Errorf("deleting config.yaml's device: %d, want 409", res.StatusCode)
@@ -709,7 +727,7 @@ func TestSettingsModbusForms(t *testing.T) {
 	if res, _ := admin.post("/settings/modbus/press/delete", url.Values{}); res.StatusCode != http.StatusSeeOther {
 		t.Errorf("deleting press: %d", res.StatusCode)
 	}
-	if st := s.poller.Status(); len(st) != 2 || st[0].Name != "boiler" {
+	if st := s.poller.Status(); len(st) != 3 || st[0].Name != "boiler" {
 		t.Errorf("polled after deleting press: %+v", st)
 	}
 	es, err := s.audit.List(100, nil)
@@ -725,5 +743,90 @@ func TestSettingsModbusForms(t *testing.T) {
 		if !notes[want] {
 			t.Errorf("no audit entry %q", want)
 		}
+	}
+}
+
+// TestStatementsPage previews a statement on the Statements page with its
+// PDF and CSV links, and lets an admin (only) add, change and delete a
+// tenant with the form, refused in the reader's language.
+func TestStatementsPage(t *testing.T) {
+	s := startSite(t)
+	var rs []meter.Reading
+	for _, id := range []string{"office", "office-2a"} {
+		for at := time.Date(2026, 11, 2, 0, 0, 0, 0, madrid); at.Before(time.Date(2026, 11, 4, 0, 0, 0, 0, madrid)); at = at.Add(5 * time.Minute) {
+			w := 2000.0
+			if id == "office-2a" {
+				w = 500
+			}
+			rs = append(rs, meter.Reading{Meter: id, Time: at, PowerW: w, Stamped: true, Source: "import"})
+		}
+	}
+	if _, err := s.st.Import(rs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.st.EditMeter("office", func(i *store.MeterInfo) error { i.Site = "hq"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.st.EditMeter("office-2a", func(i *store.MeterInfo) error { i.Parent = "office"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	admin, operator := s.login(t, auth.Admin), s.login(t, auth.Operator)
+	_, page := operator.get("/statements?subject=site:hq&period=2026-11")
+	for _, want := range []string{`id="statement-summary"`, `<option value="site:hq" selected>hq</option>`, `href="/api/v1/statements?format=pdf&amp;lang=en&amp;period=2026-11&amp;subject=site%3Ahq"`,
+		"November 2026", `data-meter="office-2a"`, "office: not sub-metered", `id="tenants-admins"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the statement page lacks %s:\n%s", want, page)
+		}
+	}
+	// 47 h 55 min at 2 kW, priced at 0.20.
+	if !strings.Contains(page, ">95.83<") || !strings.Contains(page, "19.17 EUR") {
+		t.Errorf("the statement's figures are not on the page:\n%s", page)
+	}
+	if strings.Contains(page, `id="tenant-form"`) {
+		t.Error("an operator is offered the tenant form")
+	}
+	form := url.Values{"id": {"acme"}, "name": {"Acmé S.L."}, "meters": {"office-2a"}, "fixed_share": {"percent"}, "fixed_percent": {"40"}, "address": {"Calle Mayor 1\nMadrid"}}
+	if res, _ := operator.post("/statements/tenants", form); res.StatusCode != http.StatusForbidden {
+		t.Errorf("a tenant posted by an operator: %d, want 403", res.StatusCode)
+	}
+	res, _ := admin.post("/statements/tenants", form)
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/statements?done=tenant_saved&subject=tenant%3Aacme#tenants" {
+		t.Fatalf("the admin's tenant: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	_, page = admin.get("/statements?done=tenant_saved&subject=tenant:acme&period=2026-11")
+	for _, want := range []string{"Tenant saved.", `id="tenant-acme" data-tenant="acme"`, "Acmé S.L.", "Calle Mayor 1", "40.0 %", `id="tenant-acme-delete"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page after adding acme lacks %s", want)
+		}
+	}
+	adminES := *admin
+	adminES.cookie += "; vatio_lang=es"
+	for _, c := range []struct {
+		form url.Values
+		want string
+	}{
+		{url.Values{"id": {"beta"}, "name": {"Beta"}, "meters": {"office-2a"}}, "office-2a pertenece al inquilino acme"},
+		{url.Values{"id": {"beta"}, "name": {"Beta"}, "meters": {"nada"}}, "no existe el medidor nada"},
+		{url.Values{"id": {"Beta!"}, "name": {"Beta"}}, "empezando por una letra o cifra"},
+		{url.Values{"id": {"beta"}, "name": {"Beta"}, "fixed_share": {"percent"}, "fixed_percent": {"mucho"}}, "no es un número"},
+		{url.Values{"id": {"acme"}, "name": {"Acme"}}, "ya existe un inquilino acme"},
+	} {
+		res, page := adminES.post("/statements/tenants", c.form)
+		if res.StatusCode != http.StatusBadRequest || !strings.Contains(page, c.want) {
+			t.Errorf("the tenant form %v: %d, want 400 saying %q", c.form, res.StatusCode, c.want)
+		}
+	}
+	if res, _ := admin.post("/statements/tenants/acme/delete", url.Values{}); res.StatusCode != http.StatusSeeOther {
+		t.Errorf("deleting acme: %d", res.StatusCode)
+	}
+	if _, err := s.tenants.Get("acme"); err == nil {
+		t.Error("acme is still there")
+	}
+	// A period to come, a subject that is not.
+	if _, page := admin.get("/statements?subject=site:hq&period=2027-05"); !strings.Contains(page, "That period has not begun.") {
+		t.Error("a period to come is not refused on the page")
+	}
+	if _, page := admin.get("/statements?subject=site:nowhere&period=2026-11"); !strings.Contains(page, "There is no such site") {
+		t.Error("an unknown site is not refused on the page")
 	}
 }

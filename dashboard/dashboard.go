@@ -35,6 +35,7 @@ import (
 	"github.com/vatio-energy/vatio/internal/devices"
 	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/modbus"
+	"github.com/vatio-energy/vatio/internal/statement"
 	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
 )
@@ -45,7 +46,7 @@ var templateFiles embed.FS
 // pages are the page templates by name, each with the layout.
 var pages = func() map[string]*template.Template {
 	out := map[string]*template.Template{}
-	for _, name := range []string{"overview", "meter", "meters", "alerts", "costs", "savings", "notfound", "login", "setup", "access", "configure"} {
+	for _, name := range []string{"overview", "meter", "meters", "alerts", "costs", "savings", "statements", "notfound", "login", "setup", "access", "configure"} {
 		t := template.New("layout").Funcs(template.FuncMap{
 			// Texts and formats in the page's language; the template is
 			// executed with a clone whose functions know it (see render).
@@ -61,6 +62,10 @@ var pages = func() map[string]*template.Template {
 			"list":     func(xs ...string) []string { return xs },
 			"field":    tariffField,
 			"dayname":  func(string) string { return "" },
+			"period": func(from, to time.Time) statement.Period {
+				return statement.Period{From: from, To: to, Month: from.Day() == 1 && to.Equal(from.AddDate(0, 1, 0))}
+			},
+			"percent": func(share float64) float64 { return share * 100 },
 		})
 		template.Must(t.ParseFS(templateFiles, "templates/layout.html", "templates/settings.html", "templates/"+name+".html"))
 		out[name] = t
@@ -101,6 +106,9 @@ type Options struct {
 	// ModbusDevices, when set, are the Modbus devices the settings page
 	// lists, and admins change.
 	ModbusDevices *modbus.Devices
+	// Tenants, when set, are the tenants the Statements page offers, and
+	// admins change there.
+	Tenants *statement.Tenants
 }
 
 // Dashboard serves the dashboard's pages and static files. It is safe for
@@ -119,6 +127,8 @@ type Dashboard struct {
 	modbus *modbus.Poller
 	// modbusDevices are its devices; nil shows no Modbus section.
 	modbusDevices *modbus.Devices
+	// tenants are the Statements page's; nil offers no tenants.
+	tenants *statement.Tenants
 	// importFile imports the import form's file; nil offers no form.
 	importFile ImportFunc
 	// mqttPort is the broker's plain MQTT port (Options.MQTTPort).
@@ -163,7 +173,7 @@ func newDashboard(st *store.Store, opts Options, assets map[string]*asset.File) 
 	}
 	d := &Dashboard{st: st, loc: opts.Location, now: opts.Now, log: opts.Logger, assets: assets, tariff: opts.Tariff,
 		auth: opts.Auth, audit: opts.Audit, devices: opts.Devices, rules: opts.Rules, importFile: opts.ImportForm, mqttPort: opts.MQTTPort,
-		modbus: opts.Modbus, modbusDevices: opts.ModbusDevices}
+		modbus: opts.Modbus, modbusDevices: opts.ModbusDevices, tenants: opts.Tenants}
 	_, d.charts = assets[echartsFile]
 	if !d.charts {
 		opts.Logger.Warn("dashboard assets not built: run make assets", slog.String("missing", "dashboard/assets/"+echartsFile))
@@ -182,6 +192,11 @@ func (d *Dashboard) Register(r fiber.Router) {
 	r.Get("/costs", gz, d.costsPage)
 	r.Get("/savings", gz, d.savingsPage)
 	r.Get("/settings", gz, d.settingsPage)
+	r.Get("/statements", gz, d.statementsPage)
+	if d.tenants != nil {
+		r.Post("/statements/tenants", d.saveTenant) // admin only (the API's roleFor decides)
+		r.Post("/statements/tenants/:id/delete", d.deleteTenant)
+	}
 	r.Post("/settings/tariff", d.saveTariff) // admin only (the API's roleFor decides)
 	r.Post("/settings/tariff/remove", d.removeTariff)
 	if d.rules != nil {

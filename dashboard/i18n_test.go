@@ -99,6 +99,26 @@ func TestCatalogues(t *testing.T) {
 	for _, k := range composed {
 		used[k] = true
 	}
+	// A tenant refused: "tenanterr." + the key package statement names,
+	// with the verbs of its English format in both catalogues.
+	src, err := os.ReadFile("../internal/statement/tenants.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	verbs := regexp.MustCompile(`%[a-z]`)
+	for _, m := range regexp.MustCompile(`invalid\((?:fmt\.Sprintf\([^)]*\)|"[^"]*"), "([a-z_]+)", "((?:[^"\\]|\\.)*)"`).FindAllStringSubmatch(string(src), -1) {
+		key := "tenanterr." + m[1]
+		used[key] = true
+		for _, l := range []*language{english, spanish} {
+			if got, want := strings.Join(verbs.FindAllString(l.texts[key], -1), " "), strings.Join(verbs.FindAllString(m[2], -1), " "); got != want {
+				t.Errorf("%s in %s takes %q, the package's message %q", key, l.Code, got, want)
+			}
+		}
+	}
+	for _, k := range []string{"statements.kind_site", "statements.kind_tenant", "statements.kind_meter", // (print "statements.kind_" .Subject.Kind)
+		"statements.tariff_config", "statements.tariff_database", "done.tenant_saved", "done.tenant_deleted"} {
+		used[k] = true
+	}
 	// Alert messages: every key alert raises, its English text the same as
 	// the one notifiers send, so the dashboard says what they say.
 	used["alert.period.day"], used["alert.period.month"] = true, true // (print "alert.period." period)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/vatio-energy/vatio/internal/alert"
 	"github.com/vatio-energy/vatio/internal/audit"
@@ -72,6 +73,28 @@ func modbusFormOf(e modbus.Entry) *modbusForm {
 	return f
 }
 
+// parseRegisters reads a register map typed in the form: a YAML list as
+// config.yaml's registers (hex addresses such as 0x28 too), with or
+// without its "registers:" key, or the API's JSON list (JSON is YAML).
+func parseRegisters(text string) ([]modbus.Register, error) {
+	var list []modbus.Register
+	dec := yaml.NewDecoder(strings.NewReader(text))
+	dec.KnownFields(true)
+	err := dec.Decode(&list)
+	if err == nil {
+		return list, nil
+	}
+	var doc struct {
+		Registers []modbus.Register `yaml:"registers"`
+	}
+	dec = yaml.NewDecoder(strings.NewReader(text))
+	dec.KnownFields(true)
+	if derr := dec.Decode(&doc); derr == nil && len(doc.Registers) > 0 {
+		return doc.Registers, nil
+	}
+	return nil, err
+}
+
 // pollDuration writes d as the page writes durations, those with parts of
 // a second in milliseconds ("200 ms", "1500 ms"), which the form reads
 // back.
@@ -128,11 +151,11 @@ func postedModbus(c *fiber.Ctx, l *language) (*modbusForm, modbus.Spec, error) {
 		if len(f.Registers) > maxRegistersText {
 			return f, spec, fmt.Errorf("registers: %s", fmt.Sprintf(l.T("modbus.registers_long"), maxRegistersText>>10))
 		}
-		dec := json.NewDecoder(strings.NewReader(f.Registers))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&spec.Registers); err != nil {
+		regs, err := parseRegisters(f.Registers)
+		if err != nil {
 			return f, spec, fmt.Errorf("registers: %s (%v)", l.T("modbus.registers_json"), err)
 		}
+		spec.Registers = regs
 	}
 	return f, spec, nil
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/modbus"
 	"github.com/vatio-energy/vatio/internal/offsite"
+	"github.com/vatio-energy/vatio/internal/statement"
 	"github.com/vatio-energy/vatio/store"
 )
 
@@ -317,6 +318,8 @@ type app struct {
 	// are config.yaml's and those saved through the API and dashboard.
 	modbus        *modbus.Poller
 	modbusDevices *modbus.Devices
+	// tenants are the groups of meters statements bill.
+	tenants *statement.Tenants
 }
 
 // shutdown stops in the order that loses nothing: no new HTTP requests or

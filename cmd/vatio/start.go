@@ -35,6 +35,7 @@ import (
 	"github.com/vatio-energy/vatio/internal/modbus"
 	"github.com/vatio-energy/vatio/internal/netlimit"
 	"github.com/vatio-energy/vatio/internal/offsite"
+	"github.com/vatio-energy/vatio/internal/statement"
 	"github.com/vatio-energy/vatio/store"
 )
 
@@ -234,12 +235,23 @@ func (s *starting) buildServices() (err error) {
 	if err != nil {
 		return err
 	}
-	pipeline, dec := s.pipeline, s.dec
-	take := func(_ string, rs []meter.Reading) { pipeline.Polled("modbus", rs, dec.Validate) }
+	pipeline, dec, st := s.pipeline, s.dec, a.store
+	var adopted sync.Map // the phase meters made sub-meters of their device's meter
+	take := func(device string, rs []meter.Reading) {
+		pipeline.Polled("modbus", rs, dec.Validate)
+		for _, r := range rs {
+			if r.Meter != device {
+				adoptPhase(st, &adopted, device, r.Meter, logger)
+			}
+		}
+	}
 	if a.modbus, err = modbus.New(nil, take, logger.With("component", "modbus")); err != nil {
 		return err
 	}
 	if a.modbusDevices, err = modbus.NewDevices(a.store, specs, a.modbus, logger.With("component", "modbus")); err != nil {
+		return err
+	}
+	if a.tenants, err = statement.NewTenants(a.store); err != nil {
 		return err
 	}
 	notifiers := []alert.Notifier{alert.Log{Logger: logger.With("component", "alert")}}
@@ -353,7 +365,7 @@ func (s *starting) buildServices() (err error) {
 			s.audit.Record(audit.Entry{Time: act.Time, Who: "system", Action: act.Action, Target: act.Load, Detail: act.Error})
 		}
 	}
-	s.reg.MustRegister(a.rules)
+	s.reg.MustRegister(a.rules, a.modbus)
 	if a.shedder != nil {
 		s.reg.MustRegister(a.shedder)
 	}
@@ -397,7 +409,7 @@ func (s *starting) serveHTTP() (err error) {
 		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: s.dec, ReadTimeout: cfg.HTTP.ReadTimeout,
 		MaxStreamsPerUser:  cfg.HTTP.MaxStreamsPerUser,
 		RateLimitPerMinute: cfg.HTTP.RateLimitPerMinute, Offsite: s.shipper, Health: health, TrustedProxies: cfg.HTTP.TrustedProxies, ProxyHeader: cfg.HTTP.ProxyHeader,
-		Gatherer: s.reg, Logger: logger.With("component", "http"), Tariff: s.tariff, Rules: a.rules, Shedder: a.shedder, Modbus: a.modbus, ModbusDevices: a.modbusDevices,
+		Gatherer: s.reg, Logger: logger.With("component", "http"), Tariff: s.tariff, Rules: a.rules, Shedder: a.shedder, Modbus: a.modbus, ModbusDevices: a.modbusDevices, Tenants: a.tenants,
 		Leading: a.elector.Leading, Warnings: warnings,
 	})
 	mqttPort := 0
@@ -408,7 +420,7 @@ func (s *starting) serveHTTP() (err error) {
 	}
 	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: s.loc, Tariff: s.tariff,
 		Auth: s.users, Audit: s.audit, Devices: a.devices, Rules: a.rules, ImportForm: a.http.ImportForm, MQTTPort: mqttPort,
-		Modbus: a.modbus, ModbusDevices: a.modbusDevices}).Register(a.http.Router())
+		Modbus: a.modbus, ModbusDevices: a.modbusDevices, Tenants: a.tenants}).Register(a.http.Router())
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {

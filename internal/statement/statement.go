@@ -61,8 +61,8 @@ type Statement struct {
 	Total        float64 `json:"total"`
 	// Peak is the period's highest 15-minute demand of the subject's own
 	// meters, nil without one.
-	Peak  *energy.Demand `json:"peak,omitempty"`
-	CO2Kg float64        `json:"co2_kg"`
+	Peak  *Demand `json:"peak,omitempty"`
+	CO2Kg float64 `json:"co2_kg"`
 
 	Days  []Day  `json:"days"`
 	Lines []Line `json:"lines"`
@@ -70,6 +70,12 @@ type Statement struct {
 	// period a year before.
 	Previous   Comparison `json:"previous"`
 	YearBefore Comparison `json:"year_before"`
+}
+
+// Demand is a 15-minute demand, and when its window ended.
+type Demand struct {
+	KW float64   `json:"kw"`
+	At time.Time `json:"at"`
 }
 
 // PeriodLine is the energy drawn in one tariff period, and its cost.
@@ -188,7 +194,7 @@ func (src Source) Build(subject Subject, period Period, now time.Time) (*Stateme
 	}
 	s.ImportKWh, s.ExportKWh, s.NetEnergyCost, s.CO2Kg = cur.importKWh, cur.exportKWh, cur.netCost, cur.co2Kg
 	if cur.peak.KW > 0 {
-		s.Peak = &energy.Demand{KW: cur.peak.KW, At: cur.peak.At.In(loc)}
+		s.Peak = &Demand{KW: cur.peak.KW, At: cur.peak.At.In(loc)}
 	}
 	for _, d := range cur.days {
 		s.Days = append(s.Days, Day{Date: d.Start, ImportKWh: energy.RoundKWh(d.InKWh), ExportKWh: energy.RoundKWh(d.OutKWh), Cost: tariff.Round(d.Cost)})

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"encoding/csv"
 	"errors"
+	"flag"
 	"math"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -408,5 +411,49 @@ func TestParsePeriod(t *testing.T) {
 		if _, err := ParsePeriod(bad, madrid); err == nil {
 			t.Errorf("period %q accepted", bad)
 		}
+	}
+}
+
+var updateDocs = flag.Bool("update-docs", false, "write docs/statement.png, the user guide's example statement")
+
+// TestDocsStatement renders the first page of acme's October statement as
+// the user guide shows it (docs/statement.png, from pdftoppm); with
+// -update-docs it writes it, else it checks the guide has one.
+func TestDocsStatement(t *testing.T) {
+	const png = "../../docs/statement.png"
+	if !*updateDocs {
+		if _, err := os.Stat(png); err != nil {
+			t.Fatalf("the user guide's example statement: %v (make docs writes it)", err)
+		}
+		return
+	}
+	pdftoppm, err := exec.LookPath("pdftoppm")
+	if err != nil {
+		t.Fatal("no pdftoppm: apt-get install poppler-utils")
+	}
+	src := office(t)
+	oct, _ := ParsePeriod("2026-10", madrid)
+	s, err := src.Build(Subject{KindTenant, "acme"}, oct, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "acme.pdf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WritePDF(f, s, English, now); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if out, err := exec.Command(pdftoppm, "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile", filepath.Join(dir, "acme.pdf"), filepath.Join(dir, "page")).CombinedOutput(); err != nil {
+		t.Fatalf("pdftoppm: %v %s", err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "page.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(png, b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -56,8 +56,19 @@ var (
 	ErrTooMany       = fmt.Errorf("statement: at most %d tenants", MaxTenants)
 )
 
-// InvalidError is a tenant refused: the field wrong, and why.
-type InvalidError struct{ Field, Reason string }
+// InvalidError is a tenant refused: the field wrong, and why, in English
+// (Reason) and as a message key and its arguments for other languages.
+type InvalidError struct {
+	Field, Reason string
+	Key           string
+	Args          []any
+}
+
+// invalid makes an InvalidError of field whose reason is format's, with
+// key naming the message.
+func invalid(field, key, format string, args ...any) *InvalidError {
+	return &InvalidError{Field: field, Reason: fmt.Sprintf(format, args...), Key: key, Args: args}
+}
 
 func (e *InvalidError) Error() string { return "invalid tenant: " + e.Field + ": " + e.Reason }
 
@@ -186,46 +197,46 @@ func (t *Tenants) Put(x Tenant) (saved Tenant, created bool, err error) {
 func (t *Tenants) check(x Tenant) error {
 	switch {
 	case !tenantID.MatchString(x.ID):
-		return &InvalidError{"id", "1 to 64 of a-z, 0-9, '-' and '_', starting with a letter or digit"}
+		return invalid("id", "id", "1 to 64 of a-z, 0-9, '-' and '_', starting with a letter or digit")
 	case x.Name == "" || utf8.RuneCountInString(x.Name) > maxTenantName || !utf8.ValidString(x.Name):
-		return &InvalidError{"name", fmt.Sprintf("the name its statements are made out to, 1 to %d characters", maxTenantName)}
+		return invalid("name", "name", "the name its statements are made out to, 1 to %d characters", maxTenantName)
 	case utf8.RuneCountInString(x.Address) > maxTenantAddress || !utf8.ValidString(x.Address):
-		return &InvalidError{"address", fmt.Sprintf("at most %d characters", maxTenantAddress)}
+		return invalid("address", "address", "at most %d characters", maxTenantAddress)
 	case len(x.Meters) > MaxTenantMeters:
-		return &InvalidError{"meters", fmt.Sprintf("at most %d meters", MaxTenantMeters)}
+		return invalid("meters", "meters", "at most %d meters", MaxTenantMeters)
 	}
 	switch x.FixedShare {
 	case ShareEnergy:
 		if x.FixedPercent != 0 {
-			return &InvalidError{"fixed_percent", "give it only with fixed_share percent"}
+			return invalid("fixed_percent", "percent_only", "give it only with fixed_share percent")
 		}
 	case SharePercent:
 		if math.IsNaN(x.FixedPercent) || x.FixedPercent < 0 || x.FixedPercent > 100 {
-			return &InvalidError{"fixed_percent", "0 to 100"}
+			return invalid("fixed_percent", "percent", "0 to 100")
 		}
 	default:
-		return &InvalidError{"fixed_share", "energy (its part of the site's energy) or percent (fixed_percent of the site's charges)"}
+		return invalid("fixed_share", "share", "energy (its part of the site's energy) or percent (fixed_percent of the site's charges)")
 	}
 	site := ""
 	for i, id := range x.Meters {
 		if !meter.ValidID(id) {
-			return &InvalidError{fmt.Sprintf("meters[%d]", i), fmt.Sprintf("%q is no meter id", clip(id))}
+			return invalid(fmt.Sprintf("meters[%d]", i), "not_id", "%q is no meter id", clip(id))
 		}
 		if slices.Index(x.Meters, id) != i {
-			return &InvalidError{fmt.Sprintf("meters[%d]", i), fmt.Sprintf("%s is listed twice", id)}
+			return invalid(fmt.Sprintf("meters[%d]", i), "twice", "%s is listed twice", id)
 		}
 		m, err := t.st.Meter(id)
 		if err != nil {
-			return &InvalidError{fmt.Sprintf("meters[%d]", i), fmt.Sprintf("no meter %s", id)}
+			return invalid(fmt.Sprintf("meters[%d]", i), "no_meter", "no meter %s", id)
 		}
 		if site == "" {
 			site = m.Site
 		} else if m.Site != site {
-			return &InvalidError{fmt.Sprintf("meters[%d]", i), fmt.Sprintf("%s is in site %s, the tenant's others in %s: a tenant is billed within one site", id, m.Site, site)}
+			return invalid(fmt.Sprintf("meters[%d]", i), "other_site", "%s is in site %s, the tenant's others in %s: a tenant is billed within one site", id, m.Site, site)
 		}
 		for p := m.Info.Parent; p != ""; {
 			if slices.Contains(x.Meters, p) {
-				return &InvalidError{fmt.Sprintf("meters[%d]", i), fmt.Sprintf("%s is a sub-meter of %s, also listed: it would count twice", id, p)}
+				return invalid(fmt.Sprintf("meters[%d]", i), "sub_meter", "%s is a sub-meter of %s, also listed: it would count twice", id, p)
 			}
 			pm, err := t.st.Meter(p)
 			if err != nil {
@@ -235,7 +246,7 @@ func (t *Tenants) check(x Tenant) error {
 		}
 		for oid, o := range t.all {
 			if oid != x.ID && slices.Contains(o.Meters, id) {
-				return &InvalidError{fmt.Sprintf("meters[%d]", i), fmt.Sprintf("%s belongs to tenant %s: a meter belongs to one tenant at most", id, oid)}
+				return invalid(fmt.Sprintf("meters[%d]", i), "other_tenant", "%s belongs to tenant %s: a meter belongs to one tenant at most", id, oid)
 			}
 		}
 	}

@@ -1,0 +1,167 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/vatio-energy/vatio/internal/audit"
+	"github.com/vatio-energy/vatio/internal/statement"
+)
+
+// statementSource is what the statements are built from.
+func (s *Server) statementSource() statement.Source {
+	return statement.Source{Store: s.store, Tariffs: s.tariffs, Tenants: s.tenants}
+}
+
+// Statement is what GET /api/v1/statements serves: the statement of
+// subject over period, as JSON, CSV or PDF (in lang). The dashboard's
+// Statements page serves the same.
+func (s *Server) Statement(subject, period, format, lang string) (body []byte, contentType, filename string, err error) {
+	subj, err := statement.ParseSubject(subject)
+	if err != nil {
+		return nil, "", "", &paramError{Name: "subject", Detail: err.Error()}
+	}
+	tr := s.tariffs.Current()
+	now := s.now()
+	var p statement.Period
+	if period == "" {
+		p = statement.MonthOf(now.In(tr.Location).AddDate(0, -1, 0)) // last month, the one people bill
+	} else if p, err = statement.ParsePeriod(period, tr.Location); err != nil {
+		return nil, "", "", &paramError{Name: "period", Detail: err.Error()}
+	}
+	st, err := s.statementSource().Build(subj, p, now)
+	switch {
+	case errors.Is(err, statement.ErrUnknownSubject):
+		return nil, "", "", fiber.NewError(fiber.StatusNotFound, err.Error())
+	case errors.Is(err, statement.ErrFuture):
+		return nil, "", "", &paramError{Name: "period", Detail: err.Error()}
+	case err != nil:
+		return nil, "", "", err
+	}
+	name := fmt.Sprintf("vatio-%s-%s-%s", subj.Kind, subj.Name, strings.ReplaceAll(p.String(), "/", "_"))
+	name = strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || strings.ContainsRune(`"\;:/`, r) {
+			return '_'
+		}
+		return r
+	}, name)
+	var b bytes.Buffer
+	switch format {
+	case "", "json":
+		err = json.NewEncoder(&b).Encode(st)
+		return b.Bytes(), fiber.MIMEApplicationJSON, name + ".json", err
+	case "csv":
+		err = statement.WriteCSV(&b, st)
+		return b.Bytes(), "text/csv; charset=utf-8", name + ".csv", err
+	case "pdf":
+		err = statement.WritePDF(&b, st, statement.LangOf(lang), now)
+		return b.Bytes(), "application/pdf", name + ".pdf", err
+	}
+	return nil, "", "", &paramError{Name: "format", Detail: "json, csv or pdf"}
+}
+
+// statements serves GET /api/v1/statements?subject=site:home&period=2026-11
+// &format=json|csv|pdf&lang=en|es: a statement (last month by default),
+// CSV and PDF as attachments.
+func (s *Server) statements(c *fiber.Ctx) error {
+	lang := c.Query("lang")
+	if lang == "" {
+		lang = c.Get(fiber.HeaderAcceptLanguage)
+	}
+	format := c.Query("format")
+	body, ct, name, err := s.Statement(c.Query("subject"), c.Query("period"), format, lang)
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderContentType, ct)
+	if format == "csv" || format == "pdf" {
+		c.Set(fiber.HeaderContentDisposition, `attachment; filename="`+name+`"`)
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.Send(body)
+}
+
+// listTenants serves GET /api/v1/tenants.
+func (s *Server) listTenants(c *fiber.Ctx) error {
+	list, err := s.tenants.List()
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"tenants": list})
+}
+
+// getTenant serves GET /api/v1/tenants/{id}.
+func (s *Server) getTenant(c *fiber.Ctx) error {
+	t, err := s.tenants.Get(c.Params("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(t)
+}
+
+// putTenant serves PUT /api/v1/tenants/{id} (admin): the tenant, made
+// (201) or replaced (200).
+func (s *Server) putTenant(c *fiber.Ctx) error {
+	id := strings.Clone(c.Params("id"))
+	if ct := c.Get(fiber.HeaderContentType); ct != "" && !strings.HasPrefix(ct, fiber.MIMEApplicationJSON) {
+		return fiber.NewError(fiber.StatusUnsupportedMediaType, "send the tenant as application/json")
+	}
+	var t statement.Tenant
+	dec := json.NewDecoder(bytes.NewReader(c.Body()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&t); err != nil {
+		return &paramError{Name: "body", Detail: "not a JSON tenant: " + err.Error()}
+	}
+	if dec.More() {
+		return &paramError{Name: "body", Detail: "more than one JSON value"}
+	}
+	if t.ID == "" {
+		t.ID = id
+	}
+	if t.ID != id {
+		return &paramError{Name: "id", Detail: "the body's id is not the path's"}
+	}
+	saved, created, err := s.tenants.Put(t)
+	if err != nil {
+		return err
+	}
+	verb := "saved"
+	if created {
+		verb = "created"
+		c.Status(fiber.StatusCreated)
+	}
+	audit.Note(c.UserContext(), fmt.Sprintf("tenant %s %s: %s, %d meters, fixed charges by %s", saved.ID, verb, saved.Name, len(saved.Meters), saved.FixedShare))
+	return c.JSON(saved)
+}
+
+// deleteTenant serves DELETE /api/v1/tenants/{id} (admin): 204; its
+// meters and their readings stay.
+func (s *Server) deleteTenant(c *fiber.Ctx) error {
+	id := strings.Clone(c.Params("id"))
+	if err := s.tenants.Delete(id); err != nil {
+		return err
+	}
+	audit.Note(c.UserContext(), "tenant "+id+" deleted")
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+// statementError maps the statements' and tenants' errors to statuses and
+// bodies.
+func statementError(err error) (int, errorBody, bool) {
+	var ie *statement.InvalidError
+	switch {
+	case errors.Is(err, statement.ErrUnknownTenant):
+		return fiber.StatusNotFound, errorBody{Error: "unknown tenant", Detail: err.Error()}, true
+	case errors.Is(err, statement.ErrTooMany):
+		return fiber.StatusConflict, errorBody{Error: err.Error()}, true
+	case errors.As(err, &ie):
+		return fiber.StatusBadRequest, errorBody{Error: "invalid parameter \"" + ie.Field + "\"", Detail: ie.Reason,
+			Problems: []fieldProblem{{Field: ie.Field, Reason: ie.Reason}}}, true
+	}
+	return 0, errorBody{}, false
+}

@@ -1,0 +1,255 @@
+package dashboard
+
+import (
+	"errors"
+	"fmt"
+	"html/template"
+	"maps"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/vatio-energy/vatio/internal/audit"
+	"github.com/vatio-energy/vatio/internal/auth"
+	"github.com/vatio-energy/vatio/internal/statement"
+)
+
+// The Statements page (GET /statements) previews a statement of a site, a
+// tenant or a meter for a month or a range of days, with links to its PDF
+// and CSV (the API's); admins add, change and delete tenants below it.
+
+// choice is an option of the subject list.
+type choice struct {
+	Value, Label string
+}
+
+// statementsData is what statements.html renders.
+type statementsData struct {
+	*base
+	// Sites, Tenants and Meters are the subjects to choose from.
+	Sites, TenantChoices, Meters []choice
+	// Subject and Period are the statement asked for; Month the month
+	// input's value and From, To the range's.
+	Subject, Period, Month, From, To string
+	// S is the statement, nil before one is asked for or when it cannot
+	// be made (Problem says why).
+	S       *statement.Statement
+	SL      *statement.Lang
+	Problem string
+	// PDF and CSV are the links to the statement as PDF and CSV (the
+	// API's), made of a query url.Values encoded.
+	PDF, CSV template.URL
+	Days     *chartSnippet
+	// Tenants are the tenants, TenantForm the form to add or change one
+	// (?tenant=id), CanTenants whether the user may.
+	Tenants    []statement.Tenant
+	TenantForm *tenantForm
+	CanTenants bool
+	Done       string
+}
+
+// tenantForm is the tenant form as typed.
+type tenantForm struct {
+	Editing                                   string
+	ID, Name, Address, Meters, Share, Percent string
+	Error                                     string
+}
+
+func tenantFormOf(t statement.Tenant) *tenantForm {
+	f := &tenantForm{Editing: t.ID, ID: t.ID, Name: t.Name, Address: t.Address, Meters: strings.Join(t.Meters, ", "), Share: t.FixedShare}
+	if t.FixedShare == statement.SharePercent {
+		f.Percent = number(t.FixedPercent)
+	}
+	return f
+}
+
+// statementsPage serves GET /statements?subject=site:home&period=2026-11
+// (or &from=2026-11-01&to=2026-11-15).
+func (d *Dashboard) statementsPage(c *fiber.Ctx) error {
+	b := d.newBase(c, "statements", "statements.title")
+	data, err := d.statementsData(c, b)
+	if err != nil {
+		return err
+	}
+	if id := c.Query("tenant"); id != "" && data.CanTenants {
+		if t, err := d.tenants.Get(id); err == nil {
+			data.TenantForm = tenantFormOf(t)
+		}
+	}
+	return d.render(c, "statements", b, data)
+}
+
+// statementsData is the page's data: the subjects, and the statement asked
+// for in c's query.
+func (d *Dashboard) statementsData(c *fiber.Ctx, b *base) (*statementsData, error) {
+	role := auth.WhoFrom(c.UserContext()).Role
+	tr := d.tariff.Current()
+	now := d.now().In(tr.Location)
+	data := &statementsData{base: b, SL: statement.LangOf(b.Lang.Code), CanTenants: d.auth == nil || auth.Allows(role, auth.Admin),
+		TenantForm: &tenantForm{Share: statement.ShareEnergy}}
+	data.Done = c.Query("done")
+	if !slices.Contains([]string{"", "tenant_saved", "tenant_deleted"}, data.Done) {
+		data.Done = ""
+	}
+	sites := map[string]bool{}
+	for _, m := range d.st.Meters() {
+		if m.Info.Parent == "" && !sites[m.Site] {
+			sites[m.Site] = true
+		}
+		label := m.ID
+		if m.Info.Name != "" {
+			label = m.Info.Name + " (" + m.ID + ")"
+		}
+		data.Meters = append(data.Meters, choice{"meter:" + m.ID, label})
+	}
+	for _, s := range slices.Sorted(maps.Keys(sites)) {
+		data.Sites = append(data.Sites, choice{"site:" + s, s})
+	}
+	if d.tenants != nil {
+		ts, err := d.tenants.List()
+		if err != nil {
+			return nil, err
+		}
+		data.Tenants = ts
+		for _, t := range ts {
+			data.TenantChoices = append(data.TenantChoices, choice{"tenant:" + t.ID, t.Name})
+		}
+	}
+	last := statement.MonthOf(now.AddDate(0, 0, -now.Day()))
+	data.Month = last.From.Format("2006-01")
+	data.Subject = c.Query("subject")
+	if data.Subject == "" {
+		if len(data.Sites) == 1 {
+			data.Subject = data.Sites[0].Value
+		}
+	}
+	data.From, data.To = c.Query("from"), c.Query("to")
+	switch {
+	case data.From != "" || data.To != "":
+		data.Period = data.From + "/" + data.To
+	case c.Query("period") != "":
+		data.Period = c.Query("period")
+		data.Month = data.Period
+	default:
+		data.Period = data.Month
+	}
+	if data.Subject == "" {
+		return data, nil
+	}
+	subject, err := statement.ParseSubject(data.Subject)
+	if err != nil {
+		data.Problem = b.Lang.T("statements.bad_subject")
+		return data, nil
+	}
+	p, err := statement.ParsePeriod(data.Period, tr.Location)
+	if err != nil {
+		data.Problem = b.Lang.T("statements.bad_period")
+		return data, nil
+	}
+	s, err := statement.Source{Store: d.st, Tariffs: d.tariff, Tenants: d.tenants}.Build(subject, p, d.now())
+	switch {
+	case errors.Is(err, statement.ErrUnknownSubject):
+		data.Problem = b.Lang.T("statements.unknown")
+		return data, nil
+	case errors.Is(err, statement.ErrFuture):
+		data.Problem = b.Lang.T("statements.future")
+		return data, nil
+	case err != nil:
+		return nil, err
+	}
+	data.S = s
+	q := url.Values{"subject": {subject.String()}, "period": {p.String()}, "lang": {b.Lang.Code}}
+	q.Set("format", "pdf")
+	data.PDF = template.URL("/api/v1/statements?" + q.Encode()) // encoded by url.Values
+	q.Set("format", "csv")
+	data.CSV = template.URL("/api/v1/statements?" + q.Encode())
+	if d.charts && len(s.Days) > 0 {
+		labels := make([]string, len(s.Days))
+		kwh := make([]float64, len(s.Days))
+		for i, day := range s.Days {
+			labels[i] = b.Lang.Day(day.Date, tr.Location)
+			kwh[i] = day.ImportKWh
+		}
+		ch, err := dailyChart(b.Lang, labels, kwh)
+		if err != nil {
+			return nil, err
+		}
+		data.Days = b.chart(ch)
+	}
+	return data, nil
+}
+
+// saveTenant serves POST /statements/tenants (admin): the tenant form.
+func (d *Dashboard) saveTenant(c *fiber.Ctx) error {
+	b := d.newBase(c, "statements", "statements.title")
+	args := c.Request().PostArgs()
+	field := func(name string) string { return strings.TrimSpace(string(args.Peek(name))) }
+	f := &tenantForm{Editing: field("editing"), ID: field("id"), Name: field("name"), Address: strings.TrimSpace(string(args.Peek("address"))),
+		Meters: field("meters"), Share: field("fixed_share"), Percent: field("fixed_percent")}
+	if f.Editing != "" {
+		f.ID = f.Editing
+	}
+	t := statement.Tenant{ID: f.ID, Name: f.Name, Address: f.Address, Meters: words(f.Meters), FixedShare: f.Share}
+	var err error
+	if f.Share == statement.SharePercent && f.Percent != "" {
+		if t.FixedPercent, err = strconv.ParseFloat(strings.Replace(f.Percent, ",", ".", 1), 64); err != nil {
+			err = fmt.Errorf("fixed_percent: %s", fmt.Sprintf(b.Lang.T("form.not_number"), f.Percent))
+		}
+	}
+	if err == nil {
+		_, getErr := d.tenants.Get(t.ID)
+		switch {
+		case getErr == nil && f.Editing == "":
+			err = fmt.Errorf("id: %s", fmt.Sprintf(b.Lang.T("tenants.exists"), t.ID))
+		case getErr != nil && f.Editing != "":
+			err = fmt.Errorf("id: %s", b.Lang.T("tenants.gone"))
+		default:
+			var saved statement.Tenant
+			var created bool
+			if saved, created, err = d.tenants.Put(t); err == nil {
+				verb := "saved"
+				if created {
+					verb = "created"
+				}
+				audit.Note(c.UserContext(), fmt.Sprintf("tenant %s %s: %s, %d meters, fixed charges by %s", saved.ID, verb, saved.Name, len(saved.Meters), saved.FixedShare))
+				return c.Redirect("/statements?"+url.Values{"done": {"tenant_saved"}, "subject": {"tenant:" + saved.ID}}.Encode()+"#tenants", fiber.StatusSeeOther)
+			}
+			var ie *statement.InvalidError
+			switch {
+			case errors.As(err, &ie):
+				err = fmt.Errorf("%s: %s", ie.Field, ie.Reason)
+				if text, ok := b.Lang.texts["tenanterr."+ie.Key]; ok { // in the reader's language
+					err = fmt.Errorf("%s: %s", ie.Field, fmt.Sprintf(text, ie.Args...))
+				}
+			case errors.Is(err, statement.ErrTooMany):
+				err = fmt.Errorf(b.Lang.T("tenants.too_many"), statement.MaxTenants)
+			default:
+				return err
+			}
+		}
+	}
+	data, derr := d.statementsData(c, b)
+	if derr != nil {
+		return derr
+	}
+	f.Error = err.Error()
+	data.TenantForm = f
+	c.Status(fiber.StatusBadRequest)
+	return d.render(c, "statements", b, data)
+}
+
+// deleteTenant serves POST /statements/tenants/{id}/delete (admin).
+func (d *Dashboard) deleteTenant(c *fiber.Ctx) error {
+	id := strings.Clone(c.Params("id"))
+	if err := d.tenants.Delete(id); err != nil {
+		if errors.Is(err, statement.ErrUnknownTenant) {
+			return fiber.NewError(fiber.StatusNotFound, err.Error())
+		}
+		return err
+	}
+	audit.Note(c.UserContext(), "tenant "+id+" deleted")
+	return c.Redirect("/statements?done=tenant_deleted#tenants", fiber.StatusSeeOther)
+}
