@@ -79,6 +79,9 @@ type Options struct {
 	// Tenants are the tenants statements bill, listed and changed
 	// (admins) at /api/v1/tenants; nil leaves tenants out.
 	Tenants *statement.Tenants
+	// Schedules mail statements, listed and changed (admins) at
+	// /api/v1/statements/schedules; nil leaves them out.
+	Schedules *statement.Schedules
 	// ModbusDevices are its devices, listed and changed (admins) at
 	// /api/v1/modbus/devices; nil leaves those routes out.
 	ModbusDevices *modbus.Devices
@@ -154,6 +157,7 @@ type Server struct {
 	modbus              *modbus.Poller
 	modbusDevs          *modbus.Devices
 	tenants             *statement.Tenants
+	schedules           *statement.Schedules
 	auth                *auth.Service
 	auditLog            *audit.Log
 	devices             *devices.Registry
@@ -194,6 +198,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	s.modbus = opts.Modbus
 	s.modbusDevs = opts.ModbusDevices
 	s.tenants = opts.Tenants
+	s.schedules = opts.Schedules
 	s.auth, s.auditLog = opts.Auth, opts.Audit
 	s.devices, s.mqttAddr, s.mqttTLSAddr = opts.Devices, opts.MQTTAddr, opts.MQTTTLSAddr
 	if opts.Now != nil {
@@ -326,6 +331,13 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 		v1.Delete("/rules/:id", s.deleteRule)
 	}
 	v1.Get("/statements", s.statements)
+	if s.schedules != nil {
+		v1.Get("/statements/schedules", s.listSchedules)
+		v1.Get("/statements/schedules/:id", s.getSchedule)
+		v1.Put("/statements/schedules/:id", s.putSchedule)
+		v1.Delete("/statements/schedules/:id", s.deleteSchedule)
+		v1.Post("/statements/schedules/:id/send", s.sendSchedule)
+	}
 	if s.tenants != nil {
 		v1.Get("/tenants", s.listTenants)
 		v1.Get("/tenants/:id", s.getTenant)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vatio-energy/vatio/api"
+	"github.com/vatio-energy/vatio/internal/alert"
 	"github.com/vatio-energy/vatio/internal/audit"
 	"github.com/vatio-energy/vatio/internal/auth"
 	"github.com/vatio-energy/vatio/internal/devices"
@@ -51,6 +52,13 @@ func securedOn(t *testing.T, st *store.Store, opts api.Options) (*harness, map[s
 		if opts.Tenants, err = statement.NewTenants(st); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if opts.Tariff == nil {
+		opts.Tariff = testTariff
+	}
+	if opts.Schedules == nil {
+		opts.Schedules = statement.NewSchedules(statement.Source{Store: st, Tariffs: opts.Tariff, Tenants: opts.Tenants},
+			&alert.Email{Addr: "127.0.0.1:1", From: "vatio@example.org", TLS: "none", Timeout: time.Second}, "vatio@example.org", nil)
 	}
 	if opts.ModbusDevices == nil {
 		opts.Modbus, opts.ModbusDevices = modbusOn(t, st)
@@ -138,6 +146,11 @@ func TestEndpointsByRole(t *testing.T) {
 		{"GET", "/api/v1/tenants/nope", "", auth.Viewer},
 		{"PUT", "/api/v1/tenants/acme", `{"name": "Acme", "meters": ["m"]}`, auth.Admin},
 		{"DELETE", "/api/v1/tenants/nope", "", auth.Admin},
+		{"GET", "/api/v1/statements/schedules", "", auth.Admin},
+		{"GET", "/api/v1/statements/schedules/nope", "", auth.Admin},
+		{"PUT", "/api/v1/statements/schedules/monthly", `{"subject": "site:default", "every": "month", "day": 1, "to": ["a@example.org"]}`, auth.Admin},
+		{"POST", "/api/v1/statements/schedules/nope/send?period=2026-11", "", auth.Admin},
+		{"DELETE", "/api/v1/statements/schedules/nope", "", auth.Admin},
 	}
 	for _, e := range endpoints {
 		if code := call(t, h, e.method, e.path, e.body); code != http.StatusUnauthorized {

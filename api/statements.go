@@ -155,6 +155,10 @@ func (s *Server) deleteTenant(c *fiber.Ctx) error {
 func statementError(err error) (int, errorBody, bool) {
 	var ie *statement.InvalidError
 	switch {
+	case errors.Is(err, statement.ErrUnknownSchedule):
+		return fiber.StatusNotFound, errorBody{Error: "unknown schedule", Detail: err.Error()}, true
+	case errors.Is(err, statement.ErrNoMail), errors.Is(err, statement.ErrTooManySchedules):
+		return fiber.StatusConflict, errorBody{Error: err.Error()}, true
 	case errors.Is(err, statement.ErrUnknownTenant):
 		return fiber.StatusNotFound, errorBody{Error: "unknown tenant", Detail: err.Error()}, true
 	case errors.Is(err, statement.ErrTooMany):
@@ -164,4 +168,115 @@ func statementError(err error) (int, errorBody, bool) {
 			Problems: []fieldProblem{{Field: ie.Field, Reason: ie.Reason}}}, true
 	}
 	return 0, errorBody{}, false
+}
+
+// scheduleJSON is a schedule with its latest deliveries.
+type scheduleJSON struct {
+	statement.Schedule
+	Deliveries []statement.Delivery `json:"deliveries"`
+}
+
+func (s *Server) scheduleJSON(x statement.Schedule) (scheduleJSON, error) {
+	ds, err := s.schedules.Deliveries(x.ID, 12)
+	if ds == nil {
+		ds = []statement.Delivery{}
+	}
+	return scheduleJSON{Schedule: x, Deliveries: ds}, err
+}
+
+// listSchedules serves GET /api/v1/statements/schedules (admin): each
+// schedule with its 12 latest deliveries.
+func (s *Server) listSchedules(c *fiber.Ctx) error {
+	list, err := s.schedules.List()
+	if err != nil {
+		return err
+	}
+	out := []scheduleJSON{}
+	for _, x := range list {
+		j, err := s.scheduleJSON(x)
+		if err != nil {
+			return err
+		}
+		out = append(out, j)
+	}
+	return c.JSON(fiber.Map{"schedules": out, "send_hour": statement.SendHour})
+}
+
+// getSchedule serves GET /api/v1/statements/schedules/{id} (admin).
+func (s *Server) getSchedule(c *fiber.Ctx) error {
+	x, err := s.schedules.Get(c.Params("id"))
+	if err != nil {
+		return err
+	}
+	j, err := s.scheduleJSON(x)
+	if err != nil {
+		return err
+	}
+	return c.JSON(j)
+}
+
+// putSchedule serves PUT /api/v1/statements/schedules/{id} (admin): made
+// (201) or replaced (200).
+func (s *Server) putSchedule(c *fiber.Ctx) error {
+	id := strings.Clone(c.Params("id"))
+	if ct := c.Get(fiber.HeaderContentType); ct != "" && !strings.HasPrefix(ct, fiber.MIMEApplicationJSON) {
+		return fiber.NewError(fiber.StatusUnsupportedMediaType, "send the schedule as application/json")
+	}
+	var x statement.Schedule
+	dec := json.NewDecoder(bytes.NewReader(c.Body()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&x); err != nil {
+		return &paramError{Name: "body", Detail: "not a JSON schedule: " + err.Error()}
+	}
+	if dec.More() {
+		return &paramError{Name: "body", Detail: "more than one JSON value"}
+	}
+	if x.ID == "" {
+		x.ID = id
+	}
+	if x.ID != id {
+		return &paramError{Name: "id", Detail: "the body's id is not the path's"}
+	}
+	saved, created, err := s.schedules.Put(x)
+	if err != nil {
+		return err
+	}
+	verb := "saved"
+	if created {
+		verb = "created"
+		c.Status(fiber.StatusCreated)
+	}
+	audit.Note(c.UserContext(), fmt.Sprintf("statement schedule %s %s: %s every %s on day %d to %d recipients", saved.ID, verb, saved.Subject, saved.Every, saved.Day, len(saved.To)))
+	j, err := s.scheduleJSON(saved)
+	if err != nil {
+		return err
+	}
+	return c.JSON(j)
+}
+
+// deleteSchedule serves DELETE /api/v1/statements/schedules/{id} (admin).
+func (s *Server) deleteSchedule(c *fiber.Ctx) error {
+	id := strings.Clone(c.Params("id"))
+	if err := s.schedules.Delete(id); err != nil {
+		return err
+	}
+	audit.Note(c.UserContext(), "statement schedule "+id+" deleted")
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+// sendSchedule serves POST /api/v1/statements/schedules/{id}/send?period=
+// (admin): the schedule's statement of that period is mailed now, whatever
+// was recorded for it, and the delivery recorded.
+func (s *Server) sendSchedule(c *fiber.Ctx) error {
+	id := strings.Clone(c.Params("id"))
+	period := c.Query("period")
+	if period == "" {
+		return &paramError{Name: "period", Detail: "give the period to send (2026-11)"}
+	}
+	d, err := s.schedules.SendNow(c.UserContext(), id, period)
+	if err != nil {
+		return err
+	}
+	audit.Note(c.UserContext(), "statement schedule "+id+" sent by hand for "+d.Period+": "+d.State)
+	return c.JSON(d)
 }

@@ -318,8 +318,10 @@ type app struct {
 	// are config.yaml's and those saved through the API and dashboard.
 	modbus        *modbus.Poller
 	modbusDevices *modbus.Devices
-	// tenants are the groups of meters statements bill.
-	tenants *statement.Tenants
+	// tenants are the groups of meters statements bill; schedules mail
+	// statements, from the leading instance.
+	tenants   *statement.Tenants
+	schedules *statement.Schedules
 }
 
 // shutdown stops in the order that loses nothing: no new HTTP requests or

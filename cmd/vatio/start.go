@@ -309,6 +309,12 @@ func (s *starting) buildServices() (err error) {
 	if s.tariff, err = energy.NewTariffs(a.store, configTariff, logger.With("component", "tariff")); err != nil {
 		return err
 	}
+	var mailer statement.Mailer
+	if e := cfg.Alerts.Email; e.Addr != "" {
+		mailer = &alert.Email{Addr: e.Addr, From: e.From, Username: e.Username, Password: e.Password, TLS: e.TLS, Timeout: e.Timeout}
+	}
+	a.schedules = statement.NewSchedules(statement.Source{Store: a.store, Tariffs: s.tariff, Tenants: a.tenants}, mailer,
+		cfg.Alerts.Email.From, logger.With("component", "statements"))
 	if st := s.tariff.State(); st.Source == energy.FromDatabase {
 		// Said at start, for whoever edits config.yaml's tariff and sees
 		// no change.
@@ -409,7 +415,7 @@ func (s *starting) serveHTTP() (err error) {
 		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: s.dec, ReadTimeout: cfg.HTTP.ReadTimeout,
 		MaxStreamsPerUser:  cfg.HTTP.MaxStreamsPerUser,
 		RateLimitPerMinute: cfg.HTTP.RateLimitPerMinute, Offsite: s.shipper, Health: health, TrustedProxies: cfg.HTTP.TrustedProxies, ProxyHeader: cfg.HTTP.ProxyHeader,
-		Gatherer: s.reg, Logger: logger.With("component", "http"), Tariff: s.tariff, Rules: a.rules, Shedder: a.shedder, Modbus: a.modbus, ModbusDevices: a.modbusDevices, Tenants: a.tenants,
+		Gatherer: s.reg, Logger: logger.With("component", "http"), Tariff: s.tariff, Rules: a.rules, Shedder: a.shedder, Modbus: a.modbus, ModbusDevices: a.modbusDevices, Tenants: a.tenants, Schedules: a.schedules,
 		Leading: a.elector.Leading, Warnings: warnings,
 	})
 	mqttPort := 0
@@ -487,6 +493,7 @@ func (s *starting) startJobs() error {
 			})
 		}
 		jobs.Go(func() { a.rules.Run(ctx) })
+		jobs.Go(func() { a.schedules.Run(ctx) })
 		jobs.Go(func() { a.store.RunRetention(ctx) })
 		if a.shedder != nil {
 			jobs.Go(func() { a.shedder.Run(ctx, cfg.Shedding.Every) })

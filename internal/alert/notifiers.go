@@ -191,6 +191,12 @@ func (*Email) Name() string { return "email" }
 
 // Notify implements Notifier.
 func (e *Email) Notify(ctx context.Context, a store.Alert) error {
+	return e.Send(ctx, e.To, e.message(a))
+}
+
+// Send mails msg, a whole message (headers and body, lines ending in
+// "\n"), to the addresses to, from e.From, over e's server.
+func (e *Email) Send(ctx context.Context, to []string, msg []byte) error {
 	host, _, err := net.SplitHostPort(e.Addr)
 	if err != nil {
 		return fmt.Errorf("email: %w", err)
@@ -242,7 +248,7 @@ func (e *Email) Notify(ctx context.Context, a store.Alert) error {
 	if err := c.Mail(from.Address); err != nil {
 		return fmt.Errorf("email: MAIL FROM: %w", err)
 	}
-	for _, to := range e.To {
+	for _, to := range to {
 		addr, err := mail.ParseAddress(to)
 		if err != nil {
 			return fmt.Errorf("email: to %q: %w", to, err)
@@ -255,7 +261,7 @@ func (e *Email) Notify(ctx context.Context, a store.Alert) error {
 	if err != nil {
 		return fmt.Errorf("email: DATA: %w", err)
 	}
-	if _, err := w.Write(e.message(a)); err != nil {
+	if _, err := w.Write(msg); err != nil {
 		return fmt.Errorf("email: %w", err)
 	}
 	if err := w.Close(); err != nil {

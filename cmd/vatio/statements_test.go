@@ -1,0 +1,120 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/vatio-energy/vatio/internal/testutil/mqtttest"
+)
+
+// smtpBox is a real SMTP server (go-smtp) on loopback keeping the mail it
+// gets.
+type smtpBox struct {
+	mu   sync.Mutex
+	mail []string
+}
+
+type smtpSession struct{ box *smtpBox }
+
+func (s *smtpSession) Mail(string, *gosmtp.MailOptions) error { return nil }
+func (s *smtpSession) Rcpt(string, *gosmtp.RcptOptions) error { return nil }
+func (s *smtpSession) Reset()                                 {}
+func (s *smtpSession) Logout() error                          { return nil }
+func (s *smtpSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	s.box.mu.Lock()
+	s.box.mail = append(s.box.mail, string(b))
+	s.box.mu.Unlock()
+	return err
+}
+
+func (b *smtpBox) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.mail)
+}
+
+// TestStatementScheduleByMail: with config.yaml's SMTP server, an admin
+// makes a tenant and a monthly schedule through the API and sends last
+// month's statement by hand; it arrives once, as a PDF, is recorded, and a
+// restart sends nothing more (the next is due on the 1st at 06:00).
+func TestStatementScheduleByMail(t *testing.T) {
+	box := &smtpBox{}
+	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) { return &smtpSession{box: box}, nil }))
+	srv.Domain = "localhost"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	yaml := fmt.Sprintf("alerts:\n  email:\n    addr: %s\n    from: Vatio <vatio@example.org>\n    to: [ops@example.org]\n    tls: none\n", ln.Addr())
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	v := startVatioWith(t, dir, cfg)
+	origin := "http://" + v.http
+	c := mqtttest.V3(t, v.mqtt)
+	mqtttest.Publish3(t, c, "energy/consumption/office-2a", 1, false, `{"power_w": 800}`)
+	send := func(method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, origin+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := apiClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	for deadline := time.Now().Add(10 * time.Second); getJSON(t, origin+"/api/v1/meters/office-2a", nil) != 200; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("office-2a not stored")
+		}
+	}
+	if code, body := send("PUT", "/api/v1/tenants/acme", `{"name": "Acme S.L.", "meters": ["office-2a"]}`); code != 201 {
+		t.Fatalf("PUT tenant: %d %s", code, body)
+	}
+	if code, body := send("PUT", "/api/v1/statements/schedules/acme-monthly", `{"subject": "tenant:acme", "every": "month", "day": 1, "lang": "es", "to": ["billing@acme.example"]}`); code != 201 {
+		t.Fatalf("PUT schedule: %d %s", code, body)
+	}
+	last := time.Now().AddDate(0, -1, 0).Format("2006-01")
+	if code, body := send("POST", "/api/v1/statements/schedules/acme-monthly/send?period="+last, ""); code != 200 || !strings.Contains(body, `"state":"sent"`) {
+		t.Fatalf("send %s: %d %s", last, code, body)
+	}
+	if box.count() != 1 {
+		t.Fatalf("%d mails, want 1", box.count())
+	}
+	box.mu.Lock()
+	m := box.mail[0]
+	box.mu.Unlock()
+	for _, want := range []string{"To: <billing@acme.example>", "Content-Type: application/pdf", "vatio-tenant-acme-" + last + ".pdf"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("the mail lacks %q", want)
+		}
+	}
+	code, body := send("GET", "/api/v1/statements/schedules", "")
+	if code != 200 || !strings.Contains(body, `"period":"`+last+`","state":"sent","attempts":1`) {
+		t.Errorf("schedules: %d %s", code, body)
+	}
+	v.stop(t)
+	v = startVatioWith(t, dir, cfg)
+	time.Sleep(time.Second) // the leader's first tick
+	if box.count() != 1 {
+		t.Errorf("%d mails after a restart, want still 1", box.count())
+	}
+}

@@ -1,0 +1,309 @@
+package statement
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net"
+	"net/mail"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/vatio-energy/vatio/internal/alert"
+)
+
+// mailbox is a real SMTP server (go-smtp) on loopback, in clear (a relay
+// on the same machine), keeping what it receives; refuse makes it refuse
+// every mail.
+type mailbox struct {
+	mu     sync.Mutex
+	mail   []string
+	to     [][]string
+	refuse bool
+}
+
+type smtpSession struct {
+	box *mailbox
+	to  []string
+}
+
+func (s *smtpSession) Mail(string, *gosmtp.MailOptions) error {
+	s.box.mu.Lock()
+	defer s.box.mu.Unlock()
+	if s.box.refuse {
+		return &gosmtp.SMTPError{Code: 451, Message: "try again later"}
+	}
+	return nil
+}
+func (s *smtpSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+	s.to = append(s.to, to)
+	return nil
+}
+func (s *smtpSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.box.mu.Lock()
+	defer s.box.mu.Unlock()
+	s.box.mail = append(s.box.mail, string(b))
+	s.box.to = append(s.box.to, s.to)
+	return nil
+}
+func (s *smtpSession) Reset()        {}
+func (s *smtpSession) Logout() error { return nil }
+
+func (b *mailbox) received() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.mail...)
+}
+
+func startMailbox(t *testing.T) (*mailbox, string) {
+	t.Helper()
+	box := &mailbox{}
+	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) { return &smtpSession{box: box}, nil }))
+	srv.Domain, srv.AllowInsecureAuth = "localhost", true
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return box, ln.Addr().String()
+}
+
+// TestSchedulesMailOncePerPeriod runs a monthly schedule of acme's
+// statement against a real SMTP server: nothing before the 1st at 06:00,
+// exactly one mail for October then (the PDF attached, its text acme's),
+// none again on later ticks nor after a restart; a refused mail is
+// recorded failed and tried again 15 minutes later; a try a stopped
+// process left sending is never sent again.
+func TestSchedulesMailOncePerPeriod(t *testing.T) {
+	src := office(t)
+	box, addr := startMailbox(t)
+	mailer := &alert.Email{Addr: addr, From: "Vatio <vatio@example.org>", TLS: "none"}
+	clock := time.Date(2026, 10, 15, 12, 0, 0, 0, madrid)
+	open := func() *Schedules {
+		s := NewSchedules(src, mailer, mailer.From, nil)
+		s.now = func() time.Time { return clock }
+		return s
+	}
+	s := open()
+	x, created, err := s.Put(Schedule{ID: "acme-monthly", Subject: "tenant:acme", Every: EveryMonth, Day: 1, Lang: "es",
+		To: []string{"Facturación <billing@acme.example>", "owner@example.org"}})
+	if err != nil || !created || !x.Created.Equal(clock.UTC()) {
+		t.Fatalf("Put: %+v %v %v", x, created, err)
+	}
+	ctx := context.Background()
+	clock = time.Date(2026, 11, 1, 5, 59, 0, 0, madrid)
+	s.Tick(ctx)
+	if n := len(box.received()); n != 0 {
+		t.Fatalf("%d mails before 06:00 on the 1st", n)
+	}
+	clock = time.Date(2026, 11, 1, 6, 0, 0, 0, madrid)
+	s.Tick(ctx)
+	clock = clock.Add(time.Minute)
+	s.Tick(ctx)
+	mails := box.received()
+	if len(mails) != 1 {
+		t.Fatalf("%d mails for October, want 1", len(mails))
+	}
+	box.mu.Lock()
+	if to := box.to[0]; len(to) != 2 || to[0] != "billing@acme.example" {
+		t.Errorf("envelope to %v", to)
+	}
+	box.mu.Unlock()
+	msg, err := mail.ReadMessage(strings.NewReader(mails[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject, _ := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+	if subject != "Extracto de energía: Acmé Ñandú S.L., octubre de 2026" {
+		t.Errorf("subject %q", subject)
+	}
+	_, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr := multipart.NewReader(msg.Body, params["boundary"])
+	var pdf []byte
+	for {
+		part, err := mr.NextPart()
+		if err != nil {
+			break
+		}
+		if part.Header.Get("Content-Type") == `application/pdf; name="vatio-tenant-acme-2026-10.pdf"` {
+			pdf, _ = io.ReadAll(base64.NewDecoder(base64.StdEncoding, part))
+		}
+	}
+	if !bytes.HasPrefix(pdf, []byte("%PDF-")) {
+		t.Fatalf("no PDF attached:\n%.2000s", mails[0])
+	}
+	if pdftotext, err := exec.LookPath("pdftotext"); err == nil {
+		cmd := exec.Command(pdftotext, "-", "-")
+		cmd.Stdin = bytes.NewReader(pdf)
+		out, _ := cmd.Output()
+		if !strings.Contains(string(out), "Acmé Ñandú S.L.") || !strings.Contains(string(out), "octubre de 2026") {
+			t.Errorf("the attached PDF's text:\n%s", out)
+		}
+	}
+	ds, _ := s.Deliveries("acme-monthly", 10)
+	if len(ds) != 1 || ds[0].State != DeliverySent || ds[0].Period != "2026-10" || ds[0].Attempts != 1 {
+		t.Errorf("deliveries %+v", ds)
+	}
+
+	// A restart (a new process on the store) sends nothing again.
+	s = open()
+	ctx2, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { s.Run(ctx2); close(done) }()
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	<-done
+	if n := len(box.received()); n != 1 {
+		t.Fatalf("%d mails after a restart, want still 1", n)
+	}
+
+	// December 1st: November's, refused by the server, then sent on a
+	// try 15 minutes later.
+	box.mu.Lock()
+	box.refuse = true
+	box.mu.Unlock()
+	clock = time.Date(2026, 12, 1, 6, 0, 0, 0, madrid)
+	s.Tick(ctx)
+	ds, _ = s.Deliveries("acme-monthly", 10)
+	if len(ds) != 2 || ds[0].Period != "2026-11" || ds[0].State != DeliveryFailed || !strings.Contains(ds[0].Error, "try again later") {
+		t.Fatalf("a refused mail: %+v", ds)
+	}
+	box.mu.Lock()
+	box.refuse = false
+	box.mu.Unlock()
+	clock = clock.Add(10 * time.Minute)
+	s.Tick(ctx)
+	if n := len(box.received()); n != 1 {
+		t.Fatalf("tried again before 15 minutes: %d mails", n)
+	}
+	clock = clock.Add(6 * time.Minute)
+	s.Tick(ctx)
+	s.Tick(ctx)
+	if n := len(box.received()); n != 2 {
+		t.Fatalf("%d mails after the retry, want 2", n)
+	}
+	ds, _ = s.Deliveries("acme-monthly", 10)
+	if ds[0].State != DeliverySent || ds[0].Attempts != 2 {
+		t.Errorf("November's delivery after the retry: %+v", ds[0])
+	}
+
+	// A try left sending by a process that stopped is never sent again.
+	d := Delivery{Schedule: "acme-monthly", Period: "2026-12", State: DeliverySending, Attempts: 1, At: clock}
+	if err := s.record("acme-monthly|2026-12", d); err != nil {
+		t.Fatal(err)
+	}
+	s = open()
+	clock = time.Date(2027, 1, 1, 7, 0, 0, 0, madrid)
+	ctx3, cancel3 := context.WithCancel(ctx)
+	done = make(chan struct{})
+	go func() { s.Run(ctx3); close(done) }()
+	time.Sleep(200 * time.Millisecond)
+	cancel3()
+	<-done
+	if n := len(box.received()); n != 2 {
+		t.Fatalf("an interrupted try was sent again: %d mails", n)
+	}
+	ds, _ = s.Deliveries("acme-monthly", 10)
+	if ds[0].Period != "2026-12" || ds[0].State != DeliveryFailed || !strings.Contains(ds[0].Error, "interrupted") {
+		t.Errorf("the interrupted try: %+v", ds[0])
+	}
+	// An admin may send it again.
+	if d, err := s.SendNow(ctx, "acme-monthly", "2026-12"); err != nil || d.State != DeliverySent {
+		t.Errorf("SendNow: %+v %v", d, err)
+	}
+	if n := len(box.received()); n != 3 {
+		t.Errorf("%d mails after SendNow, want 3", n)
+	}
+}
+
+// TestScheduleDue works out which period a schedule sends when.
+func TestScheduleDue(t *testing.T) {
+	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		x    Schedule
+		now  time.Time
+		want string
+		at   time.Time
+	}{
+		{Schedule{Every: EveryMonth, Day: 3, Created: created}, time.Date(2026, 11, 3, 6, 0, 0, 0, madrid), "2026-10", time.Date(2026, 11, 3, 6, 0, 0, 0, madrid)},
+		{Schedule{Every: EveryMonth, Day: 3, Created: created}, time.Date(2026, 11, 2, 23, 0, 0, 0, madrid), "2026-09", time.Date(2026, 10, 3, 6, 0, 0, 0, madrid)},
+		{Schedule{Every: EveryMonth, Day: 1, Created: created}, time.Date(2027, 1, 1, 6, 30, 0, 0, madrid), "2026-12", time.Date(2027, 1, 1, 6, 0, 0, 0, madrid)},
+		// Weekly on Monday (1): the week Monday to Sunday before.
+		{Schedule{Every: EveryWeek, Day: 1, Created: created}, time.Date(2026, 11, 30, 8, 0, 0, 0, madrid), "2026-11-23/2026-11-29", time.Date(2026, 11, 30, 6, 0, 0, 0, madrid)},
+		// On Wednesday (3), before it: the week before's sending.
+		{Schedule{Every: EveryWeek, Day: 3, Created: created}, time.Date(2026, 12, 1, 8, 0, 0, 0, madrid), "2026-11-16/2026-11-22", time.Date(2026, 11, 25, 6, 0, 0, 0, madrid)},
+		// The week holding the clock change (29 March 2026).
+		{Schedule{Every: EveryWeek, Day: 1, Created: created}, time.Date(2026, 3, 30, 9, 0, 0, 0, madrid), "2026-03-23/2026-03-29", time.Date(2026, 3, 30, 6, 0, 0, 0, madrid)},
+	} {
+		p, at, ok := c.x.due(c.now, madrid)
+		if !ok || p.String() != c.want || !at.Equal(c.at) {
+			t.Errorf("%+v at %s: %s due %s (%v), want %s due %s", c.x, c.now, p, at, ok, c.want, c.at)
+		}
+	}
+	// Made after its latest sending: nothing due until the next.
+	x := Schedule{Every: EveryMonth, Day: 1, Created: time.Date(2026, 12, 4, 10, 0, 0, 0, madrid)}
+	if p, _, ok := x.due(time.Date(2026, 12, 20, 0, 0, 0, 0, madrid), madrid); ok {
+		t.Errorf("a schedule made on 4 December sends %s", p)
+	}
+	if p, _, ok := x.due(time.Date(2027, 1, 1, 6, 0, 0, 0, madrid), madrid); !ok || p.String() != "2026-12" {
+		t.Errorf("on 1 January: %s %v, want December's", p, ok)
+	}
+}
+
+// TestSchedulesChecked refuses schedules that cannot be sent.
+func TestSchedulesChecked(t *testing.T) {
+	src := office(t)
+	if _, _, err := NewSchedules(src, nil, "", nil).Put(Schedule{ID: "x"}); !errors.Is(err, ErrNoMail) {
+		t.Errorf("without SMTP: %v", err)
+	}
+	s := NewSchedules(src, &alert.Email{Addr: "127.0.0.1:1", From: "v@example.org"}, "v@example.org", nil)
+	ok := Schedule{ID: "x", Subject: "site:office", Every: EveryMonth, Day: 1, To: []string{"a@example.org"}}
+	for _, c := range []struct {
+		change func(*Schedule)
+		field  string
+	}{
+		{func(x *Schedule) { x.ID = "X Y" }, "id"},
+		{func(x *Schedule) { x.Subject = "office" }, "subject"},
+		{func(x *Schedule) { x.Subject = "tenant:nobody" }, "subject"},
+		{func(x *Schedule) { x.Every = "day" }, "every"},
+		{func(x *Schedule) { x.Day = 29 }, "day"},
+		{func(x *Schedule) { x.Every, x.Day = EveryWeek, 8 }, "day"},
+		{func(x *Schedule) { x.To = nil }, "to"},
+		{func(x *Schedule) { x.To = []string{"not an address"} }, "to[0]"},
+		{func(x *Schedule) { x.To = []string{"a@example.org\r\nBcc: all@example.org"} }, "to[0]"},
+	} {
+		x := ok
+		x.To = append([]string(nil), ok.To...)
+		c.change(&x)
+		var ie *InvalidError
+		if _, _, err := s.Put(x); !errors.As(err, &ie) || ie.Field != c.field {
+			t.Errorf("%+v: %v, want a problem with %s", x, err, c.field)
+		}
+	}
+	if _, _, err := s.Put(ok); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete("x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete("x"); !errors.Is(err, ErrUnknownSchedule) {
+		t.Errorf("deleting twice: %v", err)
+	}
+}
