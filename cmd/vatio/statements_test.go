@@ -112,7 +112,7 @@ func TestStatementScheduleByMail(t *testing.T) {
 		t.Errorf("schedules: %d %s", code, body)
 	}
 	v.stop(t)
-	v = startVatioWith(t, dir, cfg)
+	startVatioWith(t, dir, cfg)
 	time.Sleep(time.Second) // the leader's first tick
 	if box.count() != 1 {
 		t.Errorf("%d mails after a restart, want still 1", box.count())
