@@ -47,7 +47,7 @@ func roleFor(method, path string) string {
 	switch {
 	case strings.HasPrefix(path, "/api/v1/users"), strings.HasPrefix(path, "/api/v1/tokens"), strings.HasPrefix(path, "/api/v1/devices"),
 		path == "/api/v1/audit", path == "/api/v1/backup", isExport(path), path == "/access",
-		strings.HasPrefix(path, "/api/v1/offsite"), strings.HasPrefix(path, "/api/v1/statements/schedules"):
+		strings.HasPrefix(path, "/api/v1/offsite"), strings.HasPrefix(path, "/api/v1/statements/schedules"), strings.HasPrefix(path, "/statements/schedules"):
 		return auth.Admin
 	case method != fiber.MethodGet && method != fiber.MethodHead && (path == "/api/v1/tariff" || strings.HasPrefix(path, "/settings/tariff") ||
 		strings.HasPrefix(path, "/api/v1/modbus") || strings.HasPrefix(path, "/settings/modbus") ||

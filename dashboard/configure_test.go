@@ -41,6 +41,8 @@ type site struct {
 	poller  *modbus.Poller
 	devices *modbus.Devices
 	tenants *statement.Tenants
+	// schedules mail through a server that is not there.
+	schedules *statement.Schedules
 }
 
 func startSite(t *testing.T, tweak ...func(*api.Options)) *site {
@@ -88,13 +90,16 @@ func startSite(t *testing.T, tweak ...func(*api.Options)) *site {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := api.Options{BodyLimitBytes: 1 << 16, Auth: users, Audit: log, Tariff: tariffs, Rules: rules, Modbus: poller, ModbusDevices: devices, Tenants: tenants}
+	schedules := statement.NewSchedules(statement.Source{Store: st, Tariffs: tariffs, Tenants: tenants},
+		&alert.Email{Addr: "127.0.0.1:1", From: "vatio@example.org", TLS: "none", Timeout: time.Second}, "vatio@example.org", nil)
+	opts := api.Options{BodyLimitBytes: 1 << 16, Auth: users, Audit: log, Tariff: tariffs, Rules: rules, Modbus: poller, ModbusDevices: devices, Tenants: tenants,
+		Schedules: schedules}
 	for _, f := range tweak {
 		f(&opts)
 	}
 	srv := api.New(st, alerts, opts)
 	dashboard.New(st, dashboard.Options{Location: madrid, Tariff: tariffs, Auth: users, Audit: log, Rules: rules,
-		ImportForm: srv.ImportForm, Modbus: poller, ModbusDevices: devices, Tenants: tenants}).Register(srv.Router())
+		ImportForm: srv.ImportForm, Modbus: poller, ModbusDevices: devices, Tenants: tenants, Schedules: schedules}).Register(srv.Router())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +114,7 @@ func startSite(t *testing.T, tweak ...func(*api.Options)) *site {
 		t.Fatal(err)
 	}
 	st.Flush()
-	return &site{url: "http://" + ln.Addr().String(), st: st, tariffs: tariffs, rules: rules, audit: log, poller: poller, devices: devices, tenants: tenants}
+	return &site{url: "http://" + ln.Addr().String(), st: st, tariffs: tariffs, rules: rules, audit: log, poller: poller, devices: devices, tenants: tenants, schedules: schedules}
 }
 
 // browser is a logged-in user's session: its cookie and CSRF token.
@@ -828,5 +833,68 @@ func TestStatementsPage(t *testing.T) {
 	}
 	if _, page := admin.get("/statements?subject=site:nowhere&period=2026-11"); !strings.Contains(page, "There is no such site") {
 		t.Error("an unknown site is not refused on the page")
+	}
+}
+
+// TestStatementSchedulesPage: an admin schedules a statement on the
+// Statements page, is refused in the reader's language, sends one now
+// (to a server that is not there: recorded failed, shown with why) and
+// deletes the schedule; others do not see schedules.
+func TestStatementSchedulesPage(t *testing.T) {
+	s := startSite(t)
+	admin, operator := s.login(t, auth.Admin), s.login(t, auth.Operator)
+	if _, page := operator.get("/statements"); strings.Contains(page, `id="schedules"`) {
+		t.Error("an operator sees the schedules")
+	}
+	form := url.Values{"id": {"monthly"}, "subject": {"meter:kitchen"}, "every": {"month"}, "day": {"2"}, "lang": {"es"}, "to": {"Ana <ana@example.org>\nowner@example.org"}}
+	if res, _ := operator.post("/statements/schedules", form); res.StatusCode != http.StatusForbidden {
+		t.Errorf("a schedule posted by an operator: %d", res.StatusCode)
+	}
+	if res, page := admin.post("/statements/schedules", form); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the admin's schedule: %d\n%s", res.StatusCode, page)
+	}
+	x, err := s.schedules.Get("monthly")
+	if err != nil || len(x.To) != 2 || x.To[0] != `"Ana" <ana@example.org>` || x.Day != 2 || x.Lang != "es" {
+		t.Fatalf("saved: %+v %v", x, err)
+	}
+	_, page := admin.get("/statements?done=schedule_saved")
+	for _, want := range []string{"Schedule saved.", `id="schedule-monthly" data-schedule="monthly"`, "every month · day 2", "nothing sent yet"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page after scheduling lacks %s", want)
+		}
+	}
+	adminES := *admin
+	adminES.cookie += "; vatio_lang=es"
+	for _, c := range []struct {
+		change func(url.Values)
+		want   string
+	}{
+		{func(v url.Values) { v.Set("id", "other"); v.Set("day", "30") }, "el día del mes en que se envía, de 1 a 28"},
+		{func(v url.Values) { v.Set("id", "other"); v.Set("to", "nadie") }, "&#34;nadie&#34; no es una dirección de correo"},
+		{func(v url.Values) { v.Set("id", "other"); v.Set("day", "uno") }, "no es un número"},
+		{func(v url.Values) {}, "ya existe un envío programado monthly"},
+	} {
+		f := url.Values{}
+		for k, v := range form {
+			f[k] = append([]string(nil), v...)
+		}
+		c.change(f)
+		if res, page := adminES.post("/statements/schedules", f); res.StatusCode != http.StatusBadRequest || !strings.Contains(page, c.want) {
+			t.Errorf("the schedule form %v: %d, want 400 saying %q", f, res.StatusCode, c.want)
+		}
+	}
+	res, _ := admin.post("/statements/schedules/monthly/send", url.Values{"period": {"2026-11"}})
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/statements?done=schedule_failed#schedules" {
+		t.Fatalf("send now: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	_, page = admin.get("/statements")
+	if !strings.Contains(page, `data-state="failed">2026-11: <span class="badge state-offline">failed</span>`) || !strings.Contains(page, "connection refused") {
+		t.Errorf("the failed sending is not shown with why:\n%s", page)
+	}
+	if res, _ := admin.post("/statements/schedules/monthly/delete", url.Values{}); res.StatusCode != http.StatusSeeOther {
+		t.Errorf("delete: %d", res.StatusCode)
+	}
+	if _, err := s.schedules.Get("monthly"); err == nil {
+		t.Error("the schedule is still there")
 	}
 }

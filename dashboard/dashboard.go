@@ -109,6 +109,9 @@ type Options struct {
 	// Tenants, when set, are the tenants the Statements page offers, and
 	// admins change there.
 	Tenants *statement.Tenants
+	// Schedules, when set, are the statement schedules the Statements
+	// page shows admins, and they change there.
+	Schedules *statement.Schedules
 }
 
 // Dashboard serves the dashboard's pages and static files. It is safe for
@@ -128,7 +131,8 @@ type Dashboard struct {
 	// modbusDevices are its devices; nil shows no Modbus section.
 	modbusDevices *modbus.Devices
 	// tenants are the Statements page's; nil offers no tenants.
-	tenants *statement.Tenants
+	tenants   *statement.Tenants
+	schedules *statement.Schedules
 	// importFile imports the import form's file; nil offers no form.
 	importFile ImportFunc
 	// mqttPort is the broker's plain MQTT port (Options.MQTTPort).
@@ -173,7 +177,7 @@ func newDashboard(st *store.Store, opts Options, assets map[string]*asset.File) 
 	}
 	d := &Dashboard{st: st, loc: opts.Location, now: opts.Now, log: opts.Logger, assets: assets, tariff: opts.Tariff,
 		auth: opts.Auth, audit: opts.Audit, devices: opts.Devices, rules: opts.Rules, importFile: opts.ImportForm, mqttPort: opts.MQTTPort,
-		modbus: opts.Modbus, modbusDevices: opts.ModbusDevices, tenants: opts.Tenants}
+		modbus: opts.Modbus, modbusDevices: opts.ModbusDevices, tenants: opts.Tenants, schedules: opts.Schedules}
 	_, d.charts = assets[echartsFile]
 	if !d.charts {
 		opts.Logger.Warn("dashboard assets not built: run make assets", slog.String("missing", "dashboard/assets/"+echartsFile))
@@ -196,6 +200,11 @@ func (d *Dashboard) Register(r fiber.Router) {
 	if d.tenants != nil {
 		r.Post("/statements/tenants", d.saveTenant) // admin only (the API's roleFor decides)
 		r.Post("/statements/tenants/:id/delete", d.deleteTenant)
+	}
+	if d.schedules != nil {
+		r.Post("/statements/schedules", d.saveSchedule) // admin only (the API's roleFor decides)
+		r.Post("/statements/schedules/:id/delete", d.deleteSchedule)
+		r.Post("/statements/schedules/:id/send", d.sendSchedule)
 	}
 	r.Post("/settings/tariff", d.saveTariff) // admin only (the API's roleFor decides)
 	r.Post("/settings/tariff/remove", d.removeTariff)

@@ -101,9 +101,13 @@ func TestCatalogues(t *testing.T) {
 	}
 	// A tenant refused: "tenanterr." + the key package statement names,
 	// with the verbs of its English format in both catalogues.
-	src, err := os.ReadFile("../internal/statement/tenants.go")
-	if err != nil {
-		t.Fatal(err)
+	var src []byte
+	for _, f := range []string{"../internal/statement/tenants.go", "../internal/statement/schedule.go"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src = append(src, b...)
 	}
 	verbs := regexp.MustCompile(`%[a-z]`)
 	for _, m := range regexp.MustCompile(`invalid\((?:fmt\.Sprintf\([^)]*\)|"[^"]*"), "([a-z_]+)", "((?:[^"\\]|\\.)*)"`).FindAllStringSubmatch(string(src), -1) {
@@ -116,7 +120,9 @@ func TestCatalogues(t *testing.T) {
 		}
 	}
 	for _, k := range []string{"statements.kind_site", "statements.kind_tenant", "statements.kind_meter", // (print "statements.kind_" .Subject.Kind)
-		"statements.tariff_config", "statements.tariff_database", "done.tenant_saved", "done.tenant_deleted"} {
+		"statements.tariff_config", "statements.tariff_database", "done.tenant_saved", "done.tenant_deleted",
+		"done.schedule_saved", "done.schedule_deleted", "done.schedule_sent", "done.schedule_failed",
+		"schedules.state_sent", "schedules.state_failed", "schedules.state_sending"} {
 		used[k] = true
 	}
 	// Alert messages: every key alert raises, its English text the same as

@@ -49,6 +49,27 @@ type statementsData struct {
 	TenantForm *tenantForm
 	CanTenants bool
 	Done       string
+	// SchedulesOn is whether statements can be scheduled (admins see
+	// them); Schedules are they, with their latest deliveries, and
+	// ScheduleForm the form to add or change one (?schedule=id); NoMail
+	// says no SMTP server is configured.
+	SchedulesOn  bool
+	NoMail       bool
+	Schedules    []scheduleView
+	ScheduleForm *scheduleForm
+}
+
+// scheduleView is a schedule as the page lists it.
+type scheduleView struct {
+	statement.Schedule
+	Deliveries []statement.Delivery
+}
+
+// scheduleForm is the schedule form as typed.
+type scheduleForm struct {
+	Editing                           string
+	ID, Subject, Every, Day, Lang, To string
+	Error                             string
 }
 
 // tenantForm is the tenant form as typed.
@@ -91,7 +112,7 @@ func (d *Dashboard) statementsData(c *fiber.Ctx, b *base) (*statementsData, erro
 	data := &statementsData{base: b, SL: statement.LangOf(b.Lang.Code), CanTenants: d.auth == nil || auth.Allows(role, auth.Admin),
 		TenantForm: &tenantForm{Share: statement.ShareEnergy}}
 	data.Done = c.Query("done")
-	if !slices.Contains([]string{"", "tenant_saved", "tenant_deleted"}, data.Done) {
+	if !slices.Contains([]string{"", "tenant_saved", "tenant_deleted", "schedule_saved", "schedule_deleted", "schedule_sent", "schedule_failed"}, data.Done) {
 		data.Done = ""
 	}
 	sites := map[string]bool{}
@@ -116,6 +137,26 @@ func (d *Dashboard) statementsData(c *fiber.Ctx, b *base) (*statementsData, erro
 		data.Tenants = ts
 		for _, t := range ts {
 			data.TenantChoices = append(data.TenantChoices, choice{"tenant:" + t.ID, t.Name})
+		}
+	}
+	if d.schedules != nil && data.CanTenants && d.auth != nil {
+		data.SchedulesOn, data.NoMail = true, !d.schedules.Mails()
+		list, err := d.schedules.List()
+		if err != nil {
+			return nil, err
+		}
+		for _, x := range list {
+			ds, err := d.schedules.Deliveries(x.ID, 3)
+			if err != nil {
+				return nil, err
+			}
+			data.Schedules = append(data.Schedules, scheduleView{Schedule: x, Deliveries: ds})
+		}
+		data.ScheduleForm = &scheduleForm{Every: statement.EveryMonth, Day: "1", Lang: b.Lang.Code}
+		if id := c.Query("schedule"); id != "" {
+			if x, err := d.schedules.Get(id); err == nil {
+				data.ScheduleForm = &scheduleForm{Editing: x.ID, ID: x.ID, Subject: x.Subject, Every: x.Every, Day: strconv.Itoa(x.Day), Lang: x.Lang, To: strings.Join(x.To, "\n")}
+			}
 		}
 	}
 	last := statement.MonthOf(now.AddDate(0, 0, -now.Day()))
@@ -252,4 +293,106 @@ func (d *Dashboard) deleteTenant(c *fiber.Ctx) error {
 	}
 	audit.Note(c.UserContext(), "tenant "+id+" deleted")
 	return c.Redirect("/statements?done=tenant_deleted#tenants", fiber.StatusSeeOther)
+}
+
+// saveSchedule serves POST /statements/schedules (admin): the schedule form.
+func (d *Dashboard) saveSchedule(c *fiber.Ctx) error {
+	b := d.newBase(c, "statements", "statements.title")
+	args := c.Request().PostArgs()
+	field := func(name string) string { return strings.TrimSpace(string(args.Peek(name))) }
+	f := &scheduleForm{Editing: field("editing"), ID: field("id"), Subject: field("subject"), Every: field("every"), Day: field("day"),
+		Lang: field("lang"), To: field("to")}
+	if f.Editing != "" {
+		f.ID = f.Editing
+	}
+	x := statement.Schedule{ID: f.ID, Subject: f.Subject, Every: f.Every, Lang: f.Lang}
+	for _, line := range strings.FieldsFunc(f.To, func(r rune) bool { return r == '\n' || r == '\r' || r == ';' }) {
+		if line = strings.TrimSpace(line); line != "" {
+			x.To = append(x.To, line)
+		}
+	}
+	day, err := strconv.Atoi(f.Day)
+	if err != nil {
+		err = fmt.Errorf("day: %s", fmt.Sprintf(b.Lang.T("form.not_number"), f.Day))
+	}
+	x.Day = day
+	if err == nil {
+		_, getErr := d.schedules.Get(x.ID)
+		switch {
+		case getErr == nil && f.Editing == "":
+			err = fmt.Errorf("id: %s", fmt.Sprintf(b.Lang.T("schedules.exists"), x.ID))
+		case getErr != nil && f.Editing != "":
+			err = fmt.Errorf("id: %s", b.Lang.T("schedules.gone"))
+		default:
+			var saved statement.Schedule
+			var created bool
+			if saved, created, err = d.schedules.Put(x); err == nil {
+				verb := "saved"
+				if created {
+					verb = "created"
+				}
+				audit.Note(c.UserContext(), fmt.Sprintf("statement schedule %s %s: %s every %s on day %d to %d recipients", saved.ID, verb, saved.Subject, saved.Every, saved.Day, len(saved.To)))
+				return c.Redirect("/statements?done=schedule_saved#schedules", fiber.StatusSeeOther)
+			}
+			var ie *statement.InvalidError
+			switch {
+			case errors.As(err, &ie):
+				err = fmt.Errorf("%s: %s", ie.Field, ie.Reason)
+				if text, ok := b.Lang.texts["tenanterr."+ie.Key]; ok {
+					err = fmt.Errorf("%s: %s", ie.Field, fmt.Sprintf(text, ie.Args...))
+				}
+			case errors.Is(err, statement.ErrNoMail):
+				err = errors.New(b.Lang.T("schedules.no_mail"))
+			case errors.Is(err, statement.ErrTooManySchedules):
+				err = fmt.Errorf(b.Lang.T("schedules.too_many"), statement.MaxSchedules)
+			default:
+				return err
+			}
+		}
+	}
+	data, derr := d.statementsData(c, b)
+	if derr != nil {
+		return derr
+	}
+	f.Error = err.Error()
+	data.ScheduleForm = f
+	c.Status(fiber.StatusBadRequest)
+	return d.render(c, "statements", b, data)
+}
+
+// deleteSchedule serves POST /statements/schedules/{id}/delete (admin).
+func (d *Dashboard) deleteSchedule(c *fiber.Ctx) error {
+	id := strings.Clone(c.Params("id"))
+	if err := d.schedules.Delete(id); err != nil {
+		if errors.Is(err, statement.ErrUnknownSchedule) {
+			return fiber.NewError(fiber.StatusNotFound, err.Error())
+		}
+		return err
+	}
+	audit.Note(c.UserContext(), "statement schedule "+id+" deleted")
+	return c.Redirect("/statements?done=schedule_deleted#schedules", fiber.StatusSeeOther)
+}
+
+// sendSchedule serves POST /statements/schedules/{id}/send (admin): field
+// period, the period to send now.
+func (d *Dashboard) sendSchedule(c *fiber.Ctx) error {
+	id := strings.Clone(c.Params("id"))
+	period := string(c.Request().PostArgs().Peek("period"))
+	dl, err := d.schedules.SendNow(c.UserContext(), id, period)
+	if err != nil {
+		var ie *statement.InvalidError
+		switch {
+		case errors.Is(err, statement.ErrUnknownSchedule):
+			return fiber.NewError(fiber.StatusNotFound, err.Error())
+		case errors.As(err, &ie):
+			return fiber.NewError(fiber.StatusBadRequest, ie.Reason)
+		}
+		return err
+	}
+	audit.Note(c.UserContext(), "statement schedule "+id+" sent by hand for "+dl.Period+": "+dl.State)
+	done := "schedule_sent"
+	if dl.State != statement.DeliverySent {
+		done = "schedule_failed"
+	}
+	return c.Redirect("/statements?done="+done+"#schedules", fiber.StatusSeeOther)
 }

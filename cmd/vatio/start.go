@@ -251,6 +251,10 @@ func (s *starting) buildServices() (err error) {
 	if a.modbusDevices, err = modbus.NewDevices(a.store, specs, a.modbus, logger.With("component", "modbus")); err != nil {
 		return err
 	}
+	a.modbusDevices.MeterSource = func(id string) (string, bool) {
+		m, err := st.Meter(id)
+		return m.Info.Source, err == nil
+	}
 	if a.tenants, err = statement.NewTenants(a.store); err != nil {
 		return err
 	}
@@ -426,7 +430,7 @@ func (s *starting) serveHTTP() (err error) {
 	}
 	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: s.loc, Tariff: s.tariff,
 		Auth: s.users, Audit: s.audit, Devices: a.devices, Rules: a.rules, ImportForm: a.http.ImportForm, MQTTPort: mqttPort,
-		Modbus: a.modbus, ModbusDevices: a.modbusDevices, Tenants: a.tenants}).Register(a.http.Router())
+		Modbus: a.modbus, ModbusDevices: a.modbusDevices, Tenants: a.tenants, Schedules: a.schedules}).Register(a.http.Router())
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {

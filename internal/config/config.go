@@ -445,7 +445,7 @@ type ModbusDevice struct {
 	Registers []ModbusRegister `yaml:"registers"`
 	// Interval is how often the meter is read: 100ms to 1h, 0 meaning 5s.
 	Interval time.Duration `yaml:"interval"`
-	// Timeout bounds each request: 10ms to 30s, 0 meaning 1s. A line's
+	// Timeout bounds each request: 10ms to 10s, 0 meaning 1s. A line's
 	// requests take the longest of its devices'.
 	Timeout time.Duration `yaml:"timeout"`
 	// Speed is a serial line's baud rate (rtu:// only; every device on a

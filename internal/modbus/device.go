@@ -3,8 +3,11 @@ package modbus
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
+	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -49,9 +52,13 @@ const (
 	MinInterval = 100 * time.Millisecond
 	MaxInterval = time.Hour
 	MinTimeout  = 10 * time.Millisecond
-	MaxTimeout  = 30 * time.Second
+	// MaxTimeout keeps a line's stop (a change, a shutdown) within
+	// seconds: it waits for the request in flight.
+	MaxTimeout = 10 * time.Second
 	// MaxRegisters bounds a register list.
 	MaxRegisters = 256
+	// MaxURL bounds a device's URL.
+	MaxURL = 256
 )
 
 // same reports whether d and o are the same settings.
@@ -77,6 +84,9 @@ func (d *Device) Check() error {
 	}
 	if len(d.Name) > meter.MaxIDLength-3 {
 		return fmt.Errorf("name %q: at most %d characters, so that name:L1 is a meter id", d.Name, meter.MaxIDLength-3)
+	}
+	if len(d.URL) > MaxURL {
+		return fmt.Errorf("url: at most %d characters", MaxURL)
 	}
 	if _, _, err := parseURL(d.URL); err != nil {
 		return err
@@ -144,10 +154,16 @@ func parseURL(s string) (scheme, addr string, err error) {
 		}
 		return u.Scheme, u.Host, nil
 	case "rtu":
-		if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
-			return "", "", fmt.Errorf("url %q: give the serial device's path, such as rtu:///dev/ttyUSB0", s)
+		// A serial device, under /dev: one path per port, so that two
+		// spellings of it are one line.
+		p := path.Clean(u.Path)
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			p = real // /dev/serial/by-id/..., socat's link: the port it names
 		}
-		return u.Scheme, u.Path, nil
+		if u.Host != "" || !strings.HasPrefix(p, "/dev/") {
+			return "", "", fmt.Errorf("url %q: give the serial device's path under /dev, such as rtu:///dev/ttyUSB0 (or a link to one)", s)
+		}
+		return u.Scheme, p, nil
 	}
 	return "", "", fmt.Errorf("url %q: use tcp://host:port, rtu:///dev/ttyUSB0 or rtuovertcp://host:port", s)
 }
@@ -215,7 +231,9 @@ func (req request) decode(raw []byte, into Values) error {
 		if err != nil {
 			return err
 		}
-		if !missing {
+		// NaN and infinities are what meters send for a value they do
+		// not measure: not available, as the all-ones mark.
+		if !missing && !math.IsNaN(v) && !math.IsInf(v, 0) {
 			into.set(r.Phase, r.Quantity, v)
 		}
 	}
@@ -250,8 +268,8 @@ func Readings(name string, v Values, t time.Time) []meter.Reading {
 				r.EnergyWh, r.HasEnergy = wh, true
 			}
 		}
-		if pf, ok := total[PowerFactor]; ok {
-			r.PowerFactor, r.HasPF = pf, true
+		if pf, ok := total[PowerFactor]; ok && pf >= -1 && pf <= 1 {
+			r.PowerFactor, r.HasPF = pf, true // one out of range is left out, the power kept
 		}
 		out = append(out, r)
 	}
@@ -261,7 +279,7 @@ func Readings(name string, v Values, t time.Time) []meter.Reading {
 			continue
 		}
 		r := meter.Reading{Meter: name + ":" + string(p), Time: t, PowerW: pw, Source: "modbus"}
-		if pf, ok := v[p][PowerFactor]; ok {
+		if pf, ok := v[p][PowerFactor]; ok && pf >= -1 && pf <= 1 {
 			r.PowerFactor, r.HasPF = pf, true
 		}
 		out = append(out, r)

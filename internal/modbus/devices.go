@@ -69,6 +69,10 @@ type Devices struct {
 	poller *Poller
 	log    *slog.Logger
 	config []Entry
+	// MeterSource, when set, says which device family feeds meter id, if
+	// it exists: a device saved may not take the name of a meter another
+	// family feeds (their readings would mix, and good ones be refused).
+	MeterSource func(id string) (source string, ok bool)
 
 	mu    sync.Mutex
 	saved map[string]Entry
@@ -180,7 +184,8 @@ func (d *Devices) List() []Entry {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.fresh()
-	out := slices.Clone(d.config)
+	out := make([]Entry, 0, len(d.config)+len(d.saved))
+	out = append(out, d.config...)
 	for _, name := range slices.Sorted(maps.Keys(d.saved)) {
 		out = append(out, d.saved[name])
 	}
@@ -210,6 +215,13 @@ func (d *Devices) Put(spec Spec, by string, now time.Time) (e Entry, created boo
 	spec.Profile, spec.Parity = strings.ToLower(spec.Profile), strings.ToLower(spec.Parity)
 	if _, err := spec.Device(); err != nil {
 		return Entry{}, false, &InvalidError{Reason: err.Error()}
+	}
+	if d.MeterSource != nil {
+		for _, id := range []string{spec.Name, spec.Name + ":L1", spec.Name + ":L2", spec.Name + ":L3"} {
+			if src, ok := d.MeterSource(id); ok && src != "" && src != "modbus" && src != "import" {
+				return Entry{}, false, &InvalidError{Reason: fmt.Sprintf("name %q: meter %s exists, fed by %s: its readings and this device's would mix; choose another name, or delete that meter first", spec.Name, id, src)}
+			}
+		}
 	}
 	_, had := d.saved[spec.Name]
 	if !had && len(d.config)+len(d.saved) >= MaxDevices {

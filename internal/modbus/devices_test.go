@@ -2,9 +2,12 @@ package modbus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -260,5 +263,139 @@ func TestDevicesSharedStore(t *testing.T) {
 	}
 	if st := leader.Status(); len(st) != 0 {
 		t.Errorf("the leader still polls %+v", st)
+	}
+}
+
+// blackHole accepts connections and never answers.
+func blackHole(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return ln.Addr().String()
+}
+
+// TestSilentDeviceHoldsNothingUp: a device that never answers, with a long
+// timeout and many requests a poll, is removed and changed without Set,
+// Status or List waiting for its poll: its line stops at its next request.
+func TestSilentDeviceHoldsNothingUp(t *testing.T) {
+	addr := blackHole(t)
+	var regs []Register
+	for i := range 20 {
+		regs = append(regs, Register{Function: Holding, Address: uint16(i * 100), Type: Uint16, Quantity: PowerW})
+	}
+	silent := Device{Name: "silent", URL: "tcp://" + addr, Unit: 1, Registers: regs[:1], Interval: time.Second, Timeout: MaxTimeout}
+	p, _ := run(t, silent)
+	// Its first poll is under way, waiting MaxTimeout for an answer.
+	time.Sleep(300 * time.Millisecond)
+	done := make(chan error, 1)
+	go func() { done <- p.Set(nil) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(MaxTimeout / 2):
+		t.Fatalf("Set waited for a poll in flight (%s timeout)", MaxTimeout)
+	}
+	if st := p.Status(); len(st) != 0 {
+		t.Errorf("status after removing it: %+v", st)
+	}
+}
+
+// TestNotMeasuredValues: NaN and infinite values (a meter's "not
+// measured") are left out of the status, and a power factor out of range
+// out of the reading, whose power is kept.
+func TestNotMeasuredValues(t *testing.T) {
+	f := func(addr uint16, x float64) modbustest.Value {
+		return modbustest.Value{Function: "input", Address: addr, Type: "float32", Value: x}
+	}
+	u := func(addr uint16, x uint16) modbustest.Value {
+		return modbustest.Value{Function: "input", Address: addr, Type: "uint16", Value: float64(x)}
+	}
+	// A float32 NaN is 0x7FC00000, +Inf 0x7F800000, high word first.
+	s := modbustest.Start(t, "tcp", "127.0.0.1:0", nil, map[int][]modbustest.Value{1: {
+		u(0x00, 0x7FC0), u(0x01, 0), u(0x06, 0x7F80), u(0x07, 0), f(0x0C, 750), f(0x1E, 1500), f(0x46, 50), f(0x48, 10), f(0x4A, 0)}})
+	p, c := run(t, tcpDevice("plug", s.Addr, 1, "sdm120"))
+	rs := c.wait(t, "plug", 1, 1)
+	if rs[0].PowerW != 750 || rs[0].HasPF {
+		t.Errorf("reading %+v: want 750 W, no power factor", rs[0])
+	}
+	st := p.Status()
+	if _, ok := st[0].Values[Total][VoltageV]; ok {
+		t.Errorf("a NaN voltage is in the status: %+v", st[0].Values)
+	}
+	if _, ok := st[0].Values[Total][CurrentA]; ok {
+		t.Errorf("an infinite current is in the status: %+v", st[0].Values)
+	}
+	if _, err := json.Marshal(st); err != nil {
+		t.Errorf("the status is no JSON: %v", err)
+	}
+}
+
+// TestSerialPaths: a serial device is under /dev (or a link to one), and
+// two spellings of one port are one line.
+func TestSerialPaths(t *testing.T) {
+	for _, bad := range []string{"rtu:///etc/passwd", "rtu:///dev/../etc/shadow", "rtu://host/dev/ttyUSB0", "rtu:///dev/" + strings.Repeat("a", 300)} {
+		d := Device{Name: "x", URL: bad, Unit: 1, Profile: "sdm120", Interval: time.Second, Timeout: time.Second, Serial: Serial{Speed: 9600, Parity: "none", StopBits: 1}}
+		if err := d.Check(); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+	lay := NewLayout()
+	dev := func(name, url string, speed uint) Device {
+		return Device{Name: name, URL: url, Unit: 1, Profile: "sdm120", Interval: time.Second, Timeout: time.Second, Serial: Serial{Speed: speed, Parity: "none", StopBits: 1}}
+	}
+	if err := lay.Add(dev("a", "rtu:///dev/ttyUSB0", 9600)); err != nil {
+		t.Fatal(err)
+	}
+	for _, alias := range []string{"rtu:///dev//ttyUSB0", "rtu:///dev/serial/../ttyUSB0"} {
+		if err := lay.Add(dev("b", alias, 19200)); err == nil || !strings.Contains(err.Error(), "serial settings") {
+			t.Errorf("%s beside rtu:///dev/ttyUSB0: %v, want one line's settings refused", alias, err)
+		}
+	}
+}
+
+// TestNameOfAnotherFamilysMeter: a device may not take the name of a
+// meter MQTT feeds, nor one of its phases'; an imported meter's it may.
+func TestNameOfAnotherFamilysMeter(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	p, _ := New(nil, func(string, []meter.Reading) {}, nil)
+	devs, err := NewDevices(st, nil, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sources := map[string]string{"plant": "tasmota", "hall:L2": "shelly", "history": "import"}
+	devs.MeterSource = func(id string) (string, bool) { s, ok := sources[id]; return s, ok }
+	var ie *InvalidError
+	for _, name := range []string{"plant", "hall"} {
+		if _, _, err := devs.Put(Spec{Name: name, URL: "tcp://10.0.0.5:502", Unit: len(name), Profile: "sdm630"}, "ana", time.Now()); !errors.As(err, &ie) || !strings.Contains(err.Error(), "fed by") {
+			t.Errorf("a device named %s: %v", name, err)
+		}
+	}
+	if _, _, err := devs.Put(Spec{Name: "history", URL: "tcp://10.0.0.5:502", Unit: 9, Profile: "sdm630"}, "ana", time.Now()); err != nil {
+		t.Errorf("a device for an imported meter: %v", err)
 	}
 }

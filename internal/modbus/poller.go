@@ -136,13 +136,13 @@ func (p *Poller) Set(devices []Device) error {
 		}
 		next = append(next, l)
 	}
-	// Stop the lines changed or gone before starting their successors:
-	// a serial port is opened by one at a time.
+	// The lines changed or gone are stopped, not waited for: a poll in
+	// flight ends at its next request. A line's successor waits for it
+	// before opening its port (one opener of a serial port at a time).
 	before := map[string]*device{}
 	for _, o := range old {
 		if o.stop != nil {
 			o.stop()
-			<-o.done
 		}
 		for _, d := range o.devices {
 			before[d.Name] = d
@@ -150,6 +150,9 @@ func (p *Poller) Set(devices []Device) error {
 	}
 	p.mu.Lock()
 	for _, l := range next {
+		if o := old[l.url]; o != nil {
+			l.after = o.done
+		}
 		for _, d := range l.devices {
 			if b := before[d.Name]; b != nil && slices.Equal(b.regs, d.regs) && b.Device.same(d.Device) {
 				d.status, d.exact = b.status, b.exact
@@ -175,8 +178,16 @@ func (p *Poller) Set(devices []Device) error {
 func (p *Poller) start(l *line) {
 	ctx, cancel := context.WithCancel(p.ctx)
 	l.stop, l.done = cancel, make(chan struct{})
+	after := l.after
 	go func() {
 		defer close(l.done)
+		if after != nil {
+			select {
+			case <-after: // the line it replaces has let go of the port
+			case <-ctx.Done():
+				return
+			}
+		}
 		p.runLine(ctx, l)
 	}()
 }
@@ -261,9 +272,11 @@ type line struct {
 	devices []*device
 	client  *modbus.ModbusClient // nil until connected, and after a connection's error
 	// stop ends the goroutine polling it, which closes done; both nil
-	// while it is not polled.
-	stop context.CancelFunc
-	done chan struct{}
+	// while it is not polled. after, when not nil, is closed once the
+	// line it replaces has stopped: it opens its port only then.
+	stop  context.CancelFunc
+	done  chan struct{}
+	after <-chan struct{}
 }
 
 // same reports whether m polls what l does: the same settings and devices.
@@ -324,15 +337,18 @@ func (p *Poller) runLine(ctx context.Context, l *line) {
 			return
 		case <-timer.C:
 		}
-		p.pollDevice(l, d)
+		p.pollDevice(ctx, l, d)
 	}
 }
 
 // pollDevice polls d, gives its readings, and sets when it is polled next.
-func (p *Poller) pollDevice(l *line, d *device) {
+func (p *Poller) pollDevice(ctx context.Context, l *line, d *device) {
 	start := p.now()
-	v, err := l.read(d)
+	v, err := l.read(ctx, d)
 	end := p.now()
+	if ctx.Err() != nil {
+		return // stopped mid-poll: nothing to record
+	}
 	p.mu.Lock()
 	s := &d.status
 	wasOnline, failures := s.Online, s.Failures
@@ -366,7 +382,7 @@ func (p *Poller) pollDevice(l *line, d *device) {
 }
 
 // read reads d's registers.
-func (l *line) read(d *device) (Values, error) {
+func (l *line) read(ctx context.Context, d *device) (Values, error) {
 	if l.client == nil {
 		if err := l.connect(); err != nil {
 			return nil, err
@@ -377,6 +393,9 @@ func (l *line) read(d *device) (Values, error) {
 	}
 	v := Values{}
 	for _, req := range d.requests {
+		if err := ctx.Err(); err != nil {
+			return nil, err // stopped: the line is changed or gone
+		}
 		kind := modbus.HOLDING_REGISTER
 		if req.function == Input {
 			kind = modbus.INPUT_REGISTER
@@ -389,7 +408,7 @@ func (l *line) read(d *device) (Values, error) {
 				d.exact = true
 				d.requests = plan(d.regs, 0, d.most)
 				l.log.Info("modbus device refuses reads across unmapped registers; reading its registers in runs", slog.String("device", d.Name))
-				return l.read(d)
+				return l.read(ctx, d)
 			}
 			if !isException(err) && (l.scheme != "rtu" || !errors.Is(err, modbus.ErrRequestTimedOut)) {
 				l.close() // the connection's state is unknown

@@ -111,6 +111,9 @@ type Register struct {
 	Phase    Phase    `yaml:"phase,omitempty" json:"phase,omitempty"`
 }
 
+// MaxScale bounds a register's scale (1e6 turns MWh into Wh).
+const MaxScale = 1e6
+
 // maxAddress keeps a register's last word within Modbus's 65536.
 const maxAddress = 0xFFFF
 
@@ -132,8 +135,8 @@ func (r Register) Check() error {
 			return fmt.Errorf("%s %q: use high_first or low_first", name, o)
 		}
 	}
-	if math.IsNaN(r.Scale) || math.IsInf(r.Scale, 0) || r.Scale < 0 {
-		return fmt.Errorf("scale %v: use a positive number (1000 for kW or kWh), or leave it out for 1", r.Scale)
+	if math.IsNaN(r.Scale) || r.Scale < 0 || r.Scale > MaxScale {
+		return fmt.Errorf("scale %v: use a positive number up to %g (1000 for kW or kWh), or leave it out for 1", r.Scale, MaxScale)
 	}
 	known := false
 	for _, q := range quantities {

@@ -116,6 +116,9 @@ func NewSchedules(src Source, mailer Mailer, from string, logger *slog.Logger) *
 	return &Schedules{st: src.Store, src: src, mailer: mailer, from: from, log: logger, now: time.Now}
 }
 
+// Mails reports whether an SMTP server is configured to mail statements.
+func (s *Schedules) Mails() bool { return s.mailer != nil }
+
 // List returns the schedules by id.
 func (s *Schedules) List() ([]Schedule, error) {
 	docs, err := s.st.Docs(docSchedules)
@@ -216,7 +219,7 @@ func (s *Schedules) check(x *Schedule) error {
 	for i, to := range x.To {
 		a, err := mail.ParseAddress(strings.TrimSpace(to))
 		if err != nil || strings.ContainsAny(a.Address, "\r\n") {
-			return invalid(fmt.Sprintf("to[%d]", i), "address", "%q is no e-mail address", clip(to))
+			return invalid(fmt.Sprintf("to[%d]", i), "email", "%q is no e-mail address", clip(to))
 		}
 		x.To[i] = a.String()
 	}
