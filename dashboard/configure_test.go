@@ -693,7 +693,9 @@ func TestSettingsModbusForms(t *testing.T) {
 		{url.Values{"name": {"x"}, "url": {"tcp://h:502"}, "unit": {"uno"}, "profile": {"sdm630"}}, "unit: &#34;uno&#34; no es un número"},
 		{url.Values{"name": {"x"}, "url": {"tcp://h:502"}, "registers": {"[{nope"}}, "registers: no es una lista de registros"},
 		{url.Values{"name": {"x"}, "url": {"tcp://h:502"}, "registers": {"- {function: input, address: 0x28, colour: red}"}}, "registers: no es una lista de registros"},
-		{url.Values{"name": {"x"}, "url": {"tcp://" + sim.Addr}, "unit": {"4"}, "profile": {"sdm630"}}, `unit 4 on tcp://` + sim.Addr + ` is device &#34;press&#34;&#39;s`},
+		{url.Values{"name": {"x"}, "url": {"tcp://" + sim.Addr}, "unit": {"4"}, "profile": {"sdm630"}}, `la unidad 4 de tcp://` + sim.Addr + ` es la del dispositivo &#34;press&#34;`},
+		{url.Values{"name": {"x"}, "url": {"http://h"}, "profile": {"sdm630"}}, `url &#34;http://h&#34;: usa tcp://host:puerto`},
+		{url.Values{"name": {"x"}, "url": {"tcp://h:502"}, "registers": {"- {function: input, address: 1, type: int16, quantity: volts}"}}, `registros[0]: quantity &#34;volts&#34;: usa una de`},
 		{url.Values{"editing": {"gone"}, "url": {"tcp://h:502"}, "profile": {"sdm630"}}, "el medidor Modbus editado ya no existe"},
 	} {
 		res, page := adminES.post("/settings/modbus", c.form)

@@ -37,6 +37,8 @@ type modbusView struct {
 	LastAnswer     time.Time
 	// MeterKnown is whether its meter has a page yet.
 	MeterKnown bool
+	// ProblemText is Problem in the page's language.
+	ProblemText string
 }
 
 // modbusForm is the device form as typed, with its error.
@@ -173,7 +175,7 @@ func (d *Dashboard) modbusSection(data *configureData, meters []string) {
 		}
 	}
 	for _, e := range d.modbusDevices.List() {
-		v := modbusView{Entry: e, What: e.Profile, MeterKnown: slices.Contains(meters, e.Name)}
+		v := modbusView{Entry: e, What: e.Profile, MeterKnown: slices.Contains(meters, e.Name), ProblemText: e.Explain(data.Lang.modbusFormats())}
 		if v.What == "" {
 			v.What = fmt.Sprintf(data.Lang.T("modbus.n_registers"), len(e.Registers))
 		}
@@ -222,7 +224,7 @@ func (d *Dashboard) saveModbus(c *fiber.Ctx) error {
 			case errors.Is(err, modbus.ErrTooMany):
 				err = fmt.Errorf(b.Lang.T("modbus.too_many"), modbus.MaxDevices)
 			case errors.As(err, &ie):
-				err = errors.New(ie.Reason) // names the setting, as config.yaml's errors do
+				err = errors.New(modbus.Say(ie.Err, b.Lang.modbusFormats())) // names the setting, as config.yaml's errors do
 			default:
 				return err
 			}

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -84,6 +85,66 @@ func TestProblemsSaid(t *testing.T) {
 	for f := range problemsES {
 		if !slices.Contains(formats, f) {
 			t.Errorf("Spanish for %q, which internal/meter no longer says", f)
+		}
+	}
+}
+
+// TestModbusProblemsSaid: every problem internal/modbus says of a device
+// has Spanish words, with the same verbs in the same order, and no
+// Spanish entry is of a problem that no longer exists.
+func TestModbusProblemsSaid(t *testing.T) {
+	fs := token.NewFileSet()
+	var formats []string
+	files, err := filepath.Glob(filepath.Join("..", "internal", "modbus", "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fs, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			if id, ok := call.Fun.(*ast.Ident); !ok || id.Name != "problemf" || len(call.Args) == 0 {
+				return true
+			}
+			lit, ok := call.Args[0].(*ast.BasicLit)
+			if !ok || lit.Kind != token.STRING {
+				return true
+			}
+			s, err := strconv.Unquote(lit.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(formats, s) {
+				formats = append(formats, s)
+			}
+			return true
+		})
+	}
+	if len(formats) < 30 {
+		t.Fatalf("found %d formats in internal/modbus; the scan misses calls", len(formats))
+	}
+	for _, f := range formats {
+		es, ok := modbusES[f]
+		if !ok {
+			t.Errorf("no Spanish for %q", f)
+			continue
+		}
+		if got, want := verbs.FindAllString(es, -1), verbs.FindAllString(f, -1); !slices.Equal(got, want) {
+			t.Errorf("Spanish of %q has verbs %v, want %v", f, got, want)
+		}
+	}
+	for f := range modbusES {
+		if !slices.Contains(formats, f) {
+			t.Errorf("Spanish for %q, which internal/modbus no longer says", f)
 		}
 	}
 }

@@ -80,60 +80,60 @@ func (d *Device) registers() ([]Register, int) {
 // is.
 func (d *Device) Check() error {
 	if !meter.ValidID(d.Name) || strings.Contains(d.Name, ":") {
-		return fmt.Errorf("name %q: use 1 to %d letters, digits, '.', '_' or '-' (it becomes the meter's id; its phases are name:L1 to name:L3)", d.Name, meter.MaxIDLength-3)
+		return problemf("name %q: use 1 to %d letters, digits, '.', '_' or '-' (it becomes the meter's id; its phases are name:L1 to name:L3)", d.Name, meter.MaxIDLength-3)
 	}
 	if len(d.Name) > meter.MaxIDLength-3 {
-		return fmt.Errorf("name %q: at most %d characters, so that name:L1 is a meter id", d.Name, meter.MaxIDLength-3)
+		return problemf("name %q: at most %d characters, so that name:L1 is a meter id", d.Name, meter.MaxIDLength-3)
 	}
 	if len(d.URL) > MaxURL {
-		return fmt.Errorf("url: at most %d characters", MaxURL)
+		return problemf("url: at most %d characters", MaxURL)
 	}
 	if _, _, err := parseURL(d.URL); err != nil {
 		return err
 	}
 	if d.Unit > 247 && d.Unit != 255 {
-		return fmt.Errorf("unit %d: use 1 to 247 (or 0 or 255 for a TCP device that ignores it)", d.Unit)
+		return problemf("unit %d: use 1 to 247 (or 0 or 255 for a TCP device that ignores it)", d.Unit)
 	}
 	switch {
 	case d.Profile != "" && len(d.Registers) > 0:
-		return fmt.Errorf("give profile or registers, not both")
+		return problemf("give profile or registers, not both")
 	case d.Profile != "":
 		if _, ok := Profiles[strings.ToLower(d.Profile)]; !ok {
-			return fmt.Errorf("profile %q: use one of %s, or give registers", d.Profile, strings.Join(ProfileNames(), ", "))
+			return problemf("profile %q: use one of %s, or give registers", d.Profile, strings.Join(ProfileNames(), ", "))
 		}
 	case len(d.Registers) == 0:
-		return fmt.Errorf("give a profile (%s) or registers", strings.Join(ProfileNames(), ", "))
+		return problemf("give a profile (%s) or registers", strings.Join(ProfileNames(), ", "))
 	case len(d.Registers) > MaxRegisters:
-		return fmt.Errorf("%d registers: at most %d", len(d.Registers), MaxRegisters)
+		return problemf("%d registers: at most %d", len(d.Registers), MaxRegisters)
 	}
 	power := false
 	regs, _ := d.registers()
 	for i, r := range regs {
 		if err := r.Check(); err != nil {
-			return fmt.Errorf("registers[%d]: %v", i, err)
+			return problemf("registers[%d]: %v", i, err)
 		}
 		power = power || r.Quantity == PowerW
 	}
 	if !power {
-		return fmt.Errorf("no register of power_w: a reading needs the meter's active power")
+		return problemf("no register of power_w: a reading needs the meter's active power")
 	}
 	if d.Interval < MinInterval || d.Interval > MaxInterval {
-		return fmt.Errorf("interval %s: use %s to %s", d.Interval, MinInterval, MaxInterval)
+		return problemf("interval %s: use %s to %s", d.Interval, MinInterval, MaxInterval)
 	}
 	if d.Timeout < MinTimeout || d.Timeout > MaxTimeout {
-		return fmt.Errorf("timeout %s: use %s to %s", d.Timeout, MinTimeout, MaxTimeout)
+		return problemf("timeout %s: use %s to %s", d.Timeout, MinTimeout, MaxTimeout)
 	}
 	if scheme, _, _ := parseURL(d.URL); scheme == "rtu" {
 		switch d.Serial.Parity {
 		case "none", "even", "odd":
 		default:
-			return fmt.Errorf("parity %q: use none, even or odd", d.Serial.Parity)
+			return problemf("parity %q: use none, even or odd", d.Serial.Parity)
 		}
 		if d.Serial.Speed < 300 || d.Serial.Speed > 921600 {
-			return fmt.Errorf("speed %d: use the line's baud rate, such as 9600 or 19200", d.Serial.Speed)
+			return problemf("speed %d: use the line's baud rate, such as 9600 or 19200", d.Serial.Speed)
 		}
 		if d.Serial.StopBits != 1 && d.Serial.StopBits != 2 {
-			return fmt.Errorf("stop_bits %d: use 1 or 2", d.Serial.StopBits)
+			return problemf("stop_bits %d: use 1 or 2", d.Serial.StopBits)
 		}
 	}
 	return nil
@@ -144,13 +144,13 @@ func (d *Device) Check() error {
 func parseURL(s string) (scheme, addr string, err error) {
 	u, err := url.Parse(s)
 	if err != nil || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "", "", fmt.Errorf("url %q: use tcp://host:port, rtu:///dev/ttyUSB0 or rtuovertcp://host:port", s)
+		return "", "", problemf("url %q: use tcp://host:port, rtu:///dev/ttyUSB0 or rtuovertcp://host:port", s)
 	}
 	switch u.Scheme {
 	case "tcp", "rtuovertcp":
 		host, port, err := net.SplitHostPort(u.Host)
 		if err != nil || host == "" || port == "" || u.Path != "" {
-			return "", "", fmt.Errorf("url %q: give host:port, such as %s://192.168.1.50:502", s, u.Scheme)
+			return "", "", problemf("url %q: give host:port, such as %s://192.168.1.50:502", s, u.Scheme)
 		}
 		return u.Scheme, u.Host, nil
 	case "rtu":
@@ -161,11 +161,11 @@ func parseURL(s string) (scheme, addr string, err error) {
 			p = real // /dev/serial/by-id/..., socat's link: the port it names
 		}
 		if u.Host != "" || !strings.HasPrefix(p, "/dev/") {
-			return "", "", fmt.Errorf("url %q: give the serial device's path under /dev, such as rtu:///dev/ttyUSB0 (or a link to one)", s)
+			return "", "", problemf("url %q: give the serial device's path under /dev, such as rtu:///dev/ttyUSB0 (or a link to one)", s)
 		}
 		return u.Scheme, p, nil
 	}
-	return "", "", fmt.Errorf("url %q: use tcp://host:port, rtu:///dev/ttyUSB0 or rtuovertcp://host:port", s)
+	return "", "", problemf("url %q: use tcp://host:port, rtu:///dev/ttyUSB0 or rtuovertcp://host:port", s)
 }
 
 // request is one read of a run of registers of one function.

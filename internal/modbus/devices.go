@@ -41,10 +41,13 @@ var (
 	ErrTooMany       = fmt.Errorf("modbus: at most %d devices", MaxDevices)
 )
 
-// InvalidError is a device refused: what is wrong with it.
-type InvalidError struct{ Reason string }
+// InvalidError is a device refused: what is wrong with it (Say words it
+// in another language).
+type InvalidError struct{ Err error }
 
-func (e *InvalidError) Error() string { return "invalid modbus device: " + e.Reason }
+func (e *InvalidError) Error() string { return "invalid modbus device: " + e.Err.Error() }
+
+func (e *InvalidError) Unwrap() error { return e.Err }
 
 // Entry is a device as listed: its settings, where they come from, and
 // why it is not polled, when it is not.
@@ -57,6 +60,16 @@ type Entry struct {
 	// the others (a device of config.yaml took its name or its unit on
 	// its line) or can no longer be read.
 	Problem string `json:"problem,omitempty"`
+	// problem is Problem as an error, for Explain.
+	problem error
+}
+
+// Explain says e's Problem with formats (see Say).
+func (e Entry) Explain(formats map[string]string) string {
+	if e.problem == nil {
+		return e.Problem
+	}
+	return Say(e.problem, formats)
 }
 
 // Devices are the devices polled: config.yaml's, read-only, and those
@@ -148,13 +161,17 @@ func (d *Devices) fit(saved map[string]Entry) ([]Device, map[string]Entry, error
 		if err == nil {
 			err = lay.Add(dev)
 		}
+		e.problem = nil
 		switch {
 		case err != nil && d.inConfig(name):
-			e.Problem = "config.yaml has a device of this name, which is polled instead"
+			e.problem = problemf("config.yaml has a device of this name, which is polled instead")
 		case err != nil:
-			e.Problem = err.Error()
+			e.problem = err
 		default:
 			devices = append(devices, dev)
+		}
+		if e.problem != nil {
+			e.Problem = e.problem.Error()
 		}
 		out[name] = e
 	}
@@ -214,12 +231,12 @@ func (d *Devices) Put(spec Spec, by string, now time.Time) (e Entry, created boo
 	}
 	spec.Profile, spec.Parity = strings.ToLower(spec.Profile), strings.ToLower(spec.Parity)
 	if _, err := spec.Device(); err != nil {
-		return Entry{}, false, &InvalidError{Reason: err.Error()}
+		return Entry{}, false, &InvalidError{Err: err}
 	}
 	if d.MeterSource != nil {
 		for _, id := range []string{spec.Name, spec.Name + ":L1", spec.Name + ":L2", spec.Name + ":L3"} {
 			if src, ok := d.MeterSource(id); ok && src != "" && src != "modbus" && src != "import" {
-				return Entry{}, false, &InvalidError{Reason: fmt.Sprintf("name %q: meter %s exists, fed by %s: its readings and this device's would mix; choose another name, or delete that meter first", spec.Name, id, src)}
+				return Entry{}, false, &InvalidError{Err: problemf("name %q: meter %s exists, fed by %s: its readings and this device's would mix; choose another name, or delete that meter first", spec.Name, id, src)}
 			}
 		}
 	}
@@ -244,7 +261,7 @@ func (d *Devices) Put(spec Spec, by string, now time.Time) (e Entry, created boo
 	}
 	dev, _ := spec.Device()
 	if err := lay.Add(dev); err != nil {
-		return Entry{}, false, &InvalidError{Reason: err.Error()}
+		return Entry{}, false, &InvalidError{Err: err}
 	}
 	next := maps.Clone(d.saved)
 	next[spec.Name] = e

@@ -77,22 +77,22 @@ func NewLayout() *Layout {
 // devices added before; the layout is then as it was.
 func (lay *Layout) Add(d Device) error {
 	if err := d.Check(); err != nil {
-		return fmt.Errorf("modbus device %q: %v", d.Name, err)
+		return problemf("modbus device %q: %v", d.Name, err)
 	}
 	if lay.names[d.Name] {
-		return fmt.Errorf("modbus device %q: two devices of that name", d.Name)
+		return problemf("modbus device %q: two devices of that name", d.Name)
 	}
 	scheme, addr, _ := parseURL(d.URL)
 	key := scheme + "://" + addr
 	l := lay.byURL[key]
 	if l != nil {
 		if scheme == "rtu" && d.Serial != l.serial {
-			return fmt.Errorf("modbus device %q: its serial settings (%d %s %d) are not those of the other devices on %s (%d %s %d): a line has one speed, parity and stop bits",
+			return problemf("modbus device %q: its serial settings (%d %s %d) are not those of the other devices on %s (%d %s %d): a line has one speed, parity and stop bits",
 				d.Name, d.Serial.Speed, d.Serial.Parity, d.Serial.StopBits, key, l.serial.Speed, l.serial.Parity, l.serial.StopBits)
 		}
 		for _, o := range l.devices {
 			if o.Unit == d.Unit {
-				return fmt.Errorf("modbus device %q: unit %d on %s is device %q's", d.Name, d.Unit, key, o.Name)
+				return problemf("modbus device %q: unit %d on %s is device %q's", d.Name, d.Unit, key, o.Name)
 			}
 		}
 	} else {

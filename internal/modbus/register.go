@@ -122,36 +122,36 @@ func (r Register) Check() error {
 	switch r.Function {
 	case Holding, Input:
 	default:
-		return fmt.Errorf("function %q: use holding or input", r.Function)
+		return problemf("function %q: use holding or input", r.Function)
 	}
 	if r.Type.Words() == 0 {
-		return fmt.Errorf("type %q: use int16, uint16, int32, uint32, int64, uint64, float32 or float64", r.Type)
+		return problemf("type %q: use int16, uint16, int32, uint32, int64, uint64, float32 or float64", r.Type)
 	}
 	if int(r.Address)+r.Type.Words()-1 > maxAddress {
-		return fmt.Errorf("address %d: a %s there runs past register 65535", r.Address, r.Type)
+		return problemf("address %d: a %s there runs past register 65535", r.Address, r.Type)
 	}
 	for name, o := range map[string]Order{"word_order": r.WordOrder, "byte_order": r.ByteOrder} {
 		if o != "" && o != HighFirst && o != LowFirst {
-			return fmt.Errorf("%s %q: use high_first or low_first", name, o)
+			return problemf("%s %q: use high_first or low_first", name, o)
 		}
 	}
 	if math.IsNaN(r.Scale) || r.Scale < 0 || r.Scale > MaxScale {
-		return fmt.Errorf("scale %v: use a positive number up to %g (1000 for kW or kWh), or leave it out for 1", r.Scale, MaxScale)
+		return problemf("scale %v: use a positive number up to %g (1000 for kW or kWh), or leave it out for 1", r.Scale, MaxScale)
 	}
 	known := false
 	for _, q := range quantities {
 		known = known || q == r.Quantity
 	}
 	if !known {
-		return fmt.Errorf("quantity %q: use one of %s", r.Quantity, strings.Join(quantityNames(), ", "))
+		return problemf("quantity %q: use one of %s", r.Quantity, strings.Join(quantityNames(), ", "))
 	}
 	switch r.Phase {
 	case Total, L1, L2, L3:
 	default:
-		return fmt.Errorf("phase %q: use L1, L2 or L3, or leave it out for the total", r.Phase)
+		return problemf("phase %q: use L1, L2 or L3, or leave it out for the total", r.Phase)
 	}
 	if r.Phase != Total && (r.Quantity == ImportWh || r.Quantity == ExportWh || r.Quantity == FrequencyHz) {
-		return fmt.Errorf("%s is read for the meter, not per phase", r.Quantity)
+		return problemf("%s is read for the meter, not per phase", r.Quantity)
 	}
 	return nil
 }

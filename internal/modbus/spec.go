@@ -44,10 +44,10 @@ const (
 // with it, naming the setting.
 func (s Spec) Device() (Device, error) {
 	if s.Unit < 0 || s.Unit > 255 {
-		return Device{}, fmt.Errorf("unit %d: use 1 to 247 (or 0 or 255 for a TCP device that ignores it)", s.Unit)
+		return Device{}, problemf("unit %d: use 1 to 247 (or 0 or 255 for a TCP device that ignores it)", s.Unit)
 	}
 	if s.Speed < 0 || s.StopBits < 0 {
-		return Device{}, errors.New("speed and stop_bits are positive numbers")
+		return Device{}, problemf("speed and stop_bits are positive numbers")
 	}
 	d := Device{Name: s.Name, URL: s.URL, Unit: uint8(s.Unit), Profile: strings.ToLower(s.Profile), Registers: s.Registers,
 		Interval: time.Duration(s.Interval), Timeout: time.Duration(s.Timeout),
