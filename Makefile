@@ -45,9 +45,11 @@ run: build
 
 # The store's suite runs twice: on bbolt, then on PostgreSQL (the server of
 # VATIO_TEST_POSTGRES, or a private cluster of Debian's postgresql).
+# cmd/vatio's end-to-end suite takes about 10 minutes under the race
+# detector on 2 cores, beyond go test's default limit.
 test: assets $(OPENAPI_LINT)
-	$(GO) test -race -count=1 ./...
-	VATIO_TEST_STORE=postgres $(GO) test -race -count=1 ./store
+	$(GO) test -race -count=1 -timeout 30m ./...
+	VATIO_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 30m ./store
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi

@@ -31,7 +31,7 @@ func mustZone(name string) *time.Location {
 }
 
 // The synthetic office: a main meter, two tenants' sub-meters, readings
-// every 5 minutes with an energy counter, constant power in each month.
+// every 10 minutes with an energy counter, constant power in each month.
 var (
 	septemberW = map[string]float64{"main": 2000, "acme-a": 600, "acme-b": 400, "beta": 500}
 	octoberW   = map[string]float64{"main": 3000, "acme-a": 1000, "acme-b": 500, "beta": 1000}
@@ -62,13 +62,13 @@ func office(t *testing.T) Source {
 	var rs []meter.Reading
 	for _, id := range []string{"main", "acme-a", "acme-b", "beta"} {
 		wh := 1000.0
-		for at := start; !at.After(end); at = at.Add(5 * time.Minute) {
+		for at := start; !at.After(end); at = at.Add(10 * time.Minute) {
 			w := octoberW[id]
-			if !at.After(oct) { // the 5 minutes ending at at were September's
+			if !at.After(oct) { // the 10 minutes ending at at were September's
 				w = septemberW[id]
 			}
 			if at.After(start) {
-				wh += w * 5 / 60
+				wh += w * 10 / 60
 			}
 			rs = append(rs, meter.Reading{Meter: id, Time: at, PowerW: w, EnergyWh: wh, HasEnergy: true, Stamped: true, Source: "import"})
 		}
