@@ -688,7 +688,7 @@ func TestSettingsModbusForms(t *testing.T) {
 		want string
 	}{
 		{url.Values{"name": {"press"}, "url": {"tcp://h:502"}, "profile": {"sdm630"}}, "ya existe un medidor Modbus llamado press"},
-		{url.Values{"name": {"plant-main"}, "url": {"tcp://h:502"}, "profile": {"sdm630"}}, "ya existe un medidor Modbus llamado plant-main"},
+		{url.Values{"name": {"plant-main"}, "url": {"tcp://h:502"}, "profile": {"sdm630"}}, "este medidor está en config.yaml: cámbialo allí"},
 		{url.Values{"name": {"x"}, "url": {"tcp://h:502"}, "profile": {"sdm630"}, "interval": {"5 segundos"}}, "interval: &#34;5 segundos&#34; no es una duración"},
 		{url.Values{"name": {"x"}, "url": {"tcp://h:502"}, "unit": {"uno"}, "profile": {"sdm630"}}, "unit: &#34;uno&#34; no es un número"},
 		{url.Values{"name": {"x"}, "url": {"tcp://h:502"}, "registers": {"[{nope"}}, "registers: no es una lista de registros"},

@@ -37,8 +37,11 @@ type modbusView struct {
 	LastAnswer     time.Time
 	// MeterKnown is whether its meter has a page yet.
 	MeterKnown bool
-	// ProblemText is Problem in the page's language.
+	// ProblemText is Problem in the page's language; Shadowed is set for
+	// a saved device config.yaml's of its name hides (it can only be
+	// deleted).
 	ProblemText string
+	Shadowed    bool
 }
 
 // modbusForm is the device form as typed, with its error.
@@ -176,6 +179,7 @@ func (d *Dashboard) modbusSection(data *configureData, meters []string) {
 	}
 	for _, e := range d.modbusDevices.List() {
 		v := modbusView{Entry: e, What: e.Profile, MeterKnown: slices.Contains(meters, e.Name), ProblemText: e.Explain(data.Lang.modbusFormats())}
+		v.Shadowed = e.Source == modbus.FromDatabase && slices.ContainsFunc(data.Modbus, func(o modbusView) bool { return o.Name == e.Name })
 		if v.What == "" {
 			v.What = fmt.Sprintf(data.Lang.T("modbus.n_registers"), len(e.Registers))
 		}
@@ -198,8 +202,10 @@ func (d *Dashboard) saveModbus(c *fiber.Ctx) error {
 	b := d.newBase(c, "configure", "configure.title")
 	form, spec, err := postedModbus(c, b.Lang)
 	if err == nil {
-		_, getErr := d.modbusDevices.Get(spec.Name)
+		old, getErr := d.modbusDevices.Get(spec.Name)
 		switch {
+		case getErr == nil && old.Source == modbus.FromConfig:
+			err = errors.New(b.Lang.T("modbus.in_config"))
 		case getErr == nil && form.Editing == "":
 			err = fmt.Errorf("name: %s", fmt.Sprintf(b.Lang.T("modbus.exists"), spec.Name))
 		case getErr != nil && form.Editing != "":

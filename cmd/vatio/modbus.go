@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 
 	"github.com/vatio-energy/vatio/internal/config"
 	"github.com/vatio-energy/vatio/internal/modbus"
@@ -35,13 +34,15 @@ func modbusSpecs(list []config.ModbusDevice) ([]modbus.Spec, error) {
 }
 
 // adoptPhase makes the phase meter phase (device:L1) a sub-meter of its
-// device's meter, once, unless it has a parent already: a site's totals
-// add only its main meters, and a phase counted beside its meter would
-// count twice. The edit goes through the store's queue after the poll's
+// device's meter whenever it is not one: a site's totals add only its main
+// meters, and a phase counted beside its meter would count twice. It is
+// checked at each poll (a read of the registry), so that a phase made a
+// main meter again (its meter deleted and made anew by the next poll) is
+// adopted again. The edit goes through the store's queue after the poll's
 // readings, so both meters exist by then; a poll whose readings were
 // refused leaves it for the next.
-func adoptPhase(st *store.Store, done *sync.Map, device, phase string, logger *slog.Logger) {
-	if _, ok := done.Load(phase); ok {
+func adoptPhase(st *store.Store, device, phase string, logger *slog.Logger) {
+	if m, err := st.Meter(phase); err == nil && m.Info.Parent != "" {
 		return
 	}
 	_, err := st.EditMeter(phase, func(i *store.MeterInfo) error {
@@ -52,7 +53,6 @@ func adoptPhase(st *store.Store, done *sync.Map, device, phase string, logger *s
 	})
 	switch {
 	case err == nil:
-		done.Store(phase, true)
 	case errors.Is(err, store.ErrUnknownMeter), errors.Is(err, store.ErrInvalidEdit):
 		// Its reading, or its meter's, was refused: the next poll tries
 		// again.

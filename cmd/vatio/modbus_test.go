@@ -101,6 +101,29 @@ modbus:
 		}
 	}
 
+	// Deleting the meter: the next poll makes it anew, its phases its
+	// sub-meters again, and the site counts it once.
+	req, _ := http.NewRequest("DELETE", origin+"/api/v1/meters/plant-main", nil)
+	if resp, err := apiClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE plant-main: %v %v", resp, err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var sum struct {
+			PowerW float64 `json:"power_w"`
+		}
+		var l3 struct {
+			Parent string `json:"parent"`
+		}
+		getJSON(t, origin+"/api/v1/summary", &sum)
+		getJSON(t, origin+"/api/v1/meters/plant-main:L3", &l3)
+		if sum.PowerW == 3000 && l3.Parent == "plant-main" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after deleting plant-main: the site's power %v W (want 3000), plant-main:L3's parent %q", sum.PowerW, l3.Parent)
+		}
+	}
+
 	// Its metrics: up, polls counted.
 	resp, err := apiClient.Get(origin + "/metrics")
 	if err != nil {

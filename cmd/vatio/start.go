@@ -236,12 +236,11 @@ func (s *starting) buildServices() (err error) {
 		return err
 	}
 	pipeline, dec, st := s.pipeline, s.dec, a.store
-	var adopted sync.Map // the phase meters made sub-meters of their device's meter
 	take := func(device string, rs []meter.Reading) {
 		pipeline.Polled("modbus", rs, dec.Validate)
 		for _, r := range rs {
 			if r.Meter != device {
-				adoptPhase(st, &adopted, device, r.Meter, logger)
+				adoptPhase(st, device, r.Meter, logger)
 			}
 		}
 	}
@@ -253,7 +252,13 @@ func (s *starting) buildServices() (err error) {
 	}
 	a.modbusDevices.MeterSource = func(id string) (string, bool) {
 		m, err := st.Meter(id)
-		return m.Info.Source, err == nil
+		if err != nil {
+			return "", false
+		}
+		if m.Info.Source == "import" && !m.LastHeard.IsZero() {
+			return "live readings", true // imported, then fed live: by what, the registry does not say
+		}
+		return m.Info.Source, true
 	}
 	if a.tenants, err = statement.NewTenants(a.store); err != nil {
 		return err

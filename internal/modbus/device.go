@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -140,7 +141,7 @@ func (d *Device) Check() error {
 }
 
 // parseURL splits a device's URL into its scheme and address (host:port,
-// or a serial device's path).
+// or a serial device's path, cleaned), and says what is wrong with it.
 func parseURL(s string) (scheme, addr string, err error) {
 	u, err := url.Parse(s)
 	if err != nil || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
@@ -154,18 +155,48 @@ func parseURL(s string) (scheme, addr string, err error) {
 		}
 		return u.Scheme, u.Host, nil
 	case "rtu":
-		// A serial device, under /dev: one path per port, so that two
-		// spellings of it are one line.
 		p := path.Clean(u.Path)
-		if real, err := filepath.EvalSymlinks(p); err == nil {
-			p = real // /dev/serial/by-id/..., socat's link: the port it names
-		}
-		if u.Host != "" || !strings.HasPrefix(p, "/dev/") {
+		if u.Host != "" || !strings.HasPrefix(port(p), "/dev/") {
 			return "", "", problemf("url %q: give the serial device's path under /dev, such as rtu:///dev/ttyUSB0 (or a link to one)", s)
 		}
 		return u.Scheme, p, nil
 	}
 	return "", "", problemf("url %q: use tcp://host:port, rtu:///dev/ttyUSB0 or rtuovertcp://host:port", s)
+}
+
+// port is the serial port the path p names now: the link's target for a
+// link (/dev/serial/by-id/..., socat's), else p.
+func port(p string) string {
+	if real, err := filepath.EvalSymlinks(p); err == nil {
+		return real
+	}
+	return p
+}
+
+// lineKey names the line of a device at scheme and addr, one name per
+// line whatever the URL's spelling: a serial port by the port a link
+// names now, a TCP host by its address written one way (localhost as
+// 127.0.0.1, ports without leading zeros). Other names of one host stay
+// different lines.
+func lineKey(scheme, addr string) string {
+	if scheme == "rtu" {
+		return scheme + "://" + port(addr)
+	}
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return scheme + "://" + addr
+	}
+	host = strings.ToLower(host)
+	if host == "localhost" {
+		host = "127.0.0.1"
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		host = ip.String()
+	}
+	if n, err := strconv.Atoi(p); err == nil {
+		p = strconv.Itoa(n)
+	}
+	return scheme + "://" + net.JoinHostPort(host, p)
 }
 
 // request is one read of a run of registers of one function.

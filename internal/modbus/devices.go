@@ -233,14 +233,14 @@ func (d *Devices) Put(spec Spec, by string, now time.Time) (e Entry, created boo
 	if _, err := spec.Device(); err != nil {
 		return Entry{}, false, &InvalidError{Err: err}
 	}
-	if d.MeterSource != nil {
+	_, had := d.saved[spec.Name]
+	if d.MeterSource != nil && !had { // once polled, its meter is its own
 		for _, id := range []string{spec.Name, spec.Name + ":L1", spec.Name + ":L2", spec.Name + ":L3"} {
 			if src, ok := d.MeterSource(id); ok && src != "" && src != "modbus" && src != "import" {
 				return Entry{}, false, &InvalidError{Err: problemf("name %q: meter %s exists, fed by %s: its readings and this device's would mix; choose another name, or delete that meter first", spec.Name, id, src)}
 			}
 		}
 	}
-	_, had := d.saved[spec.Name]
 	if !had && len(d.config)+len(d.saved) >= MaxDevices {
 		return Entry{}, false, ErrTooMany
 	}

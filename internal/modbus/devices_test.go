@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -364,6 +366,33 @@ func TestSerialPaths(t *testing.T) {
 			t.Errorf("%s accepted", bad)
 		}
 	}
+	// A link is grouped by the port it names, and opened as the link: a
+	// replugged adapter's link names its new port at the next opening.
+	link := filepath.Join(t.TempDir(), "ttyMeter")
+	if err := os.Symlink("/dev/null", link); err != nil {
+		t.Fatal(err)
+	}
+	l1 := NewLayout()
+	if err := l1.Add(Device{Name: "m", URL: "rtu://" + link, Unit: 1, Profile: "sdm120", Interval: time.Second, Timeout: time.Second,
+		Serial: Serial{Speed: 9600, Parity: "none", StopBits: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if l := l1.lines[0]; l.url != "rtu:///dev/null" || l.dial != link {
+		t.Errorf("a link's line: key %s, opened as %s", l.url, l.dial)
+	}
+	// TCP: localhost is 127.0.0.1, a port's leading zeros nothing.
+	tl := NewLayout()
+	tdev := func(name, url string) Device {
+		return Device{Name: name, URL: url, Unit: 1, Profile: "sdm630", Interval: time.Second, Timeout: time.Second}
+	}
+	if err := tl.Add(tdev("a", "tcp://127.0.0.1:15020")); err != nil {
+		t.Fatal(err)
+	}
+	for _, alias := range []string{"tcp://localhost:15020", "tcp://127.0.0.1:015020", "tcp://LOCALHOST:15020"} {
+		if err := tl.Add(tdev("b", alias)); err == nil || !strings.Contains(err.Error(), `unit 1`) {
+			t.Errorf("%s beside tcp://127.0.0.1:15020, unit 1: %v", alias, err)
+		}
+	}
 	lay := NewLayout()
 	dev := func(name, url string, speed uint) Device {
 		return Device{Name: name, URL: url, Unit: 1, Profile: "sdm120", Interval: time.Second, Timeout: time.Second, Serial: Serial{Speed: speed, Parity: "none", StopBits: 1}}
@@ -387,15 +416,20 @@ func TestNameOfAnotherFamilysMeter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sources := map[string]string{"plant": "tasmota", "hall:L2": "shelly", "history": "import"}
+	sources := map[string]string{"plant": "tasmota", "hall:L2": "shelly", "history": "import", "mixed": "live readings"}
 	devs.MeterSource = func(id string) (string, bool) { s, ok := sources[id]; return s, ok }
 	var ie *InvalidError
-	for _, name := range []string{"plant", "hall"} {
+	for _, name := range []string{"plant", "hall", "mixed"} {
 		if _, _, err := devs.Put(Spec{Name: name, URL: "tcp://10.0.0.5:502", Unit: len(name), Profile: "sdm630"}, "ana", time.Now()); !errors.As(err, &ie) || !strings.Contains(err.Error(), "fed by") {
 			t.Errorf("a device named %s: %v", name, err)
 		}
 	}
 	if _, _, err := devs.Put(Spec{Name: "history", URL: "tcp://10.0.0.5:502", Unit: 9, Profile: "sdm630"}, "ana", time.Now()); err != nil {
 		t.Errorf("a device for an imported meter: %v", err)
+	}
+	// Once polled, its meter is fed live: changing the device is no clash.
+	sources["history"] = "live readings"
+	if _, _, err := devs.Put(Spec{Name: "history", URL: "tcp://10.0.0.5:502", Unit: 9, Profile: "sdm630", Interval: Duration(time.Minute)}, "ana", time.Now()); err != nil {
+		t.Errorf("changing the device of a meter it feeds: %v", err)
 	}
 }

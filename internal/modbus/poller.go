@@ -83,7 +83,7 @@ func (lay *Layout) Add(d Device) error {
 		return problemf("modbus device %q: two devices of that name", d.Name)
 	}
 	scheme, addr, _ := parseURL(d.URL)
-	key := scheme + "://" + addr
+	key := lineKey(scheme, addr)
 	l := lay.byURL[key]
 	if l != nil {
 		if scheme == "rtu" && d.Serial != l.serial {
@@ -96,7 +96,7 @@ func (lay *Layout) Add(d Device) error {
 			}
 		}
 	} else {
-		l = &line{url: key, scheme: scheme, serial: d.Serial, timeout: d.Timeout, log: lay.log.With("line", key)}
+		l = &line{url: key, dial: addr, scheme: scheme, serial: d.Serial, timeout: d.Timeout, log: lay.log.With("line", key)}
 		lay.byURL[key] = l
 		lay.lines = append(lay.lines, l)
 	}
@@ -264,7 +264,11 @@ func (p *Poller) Run(ctx context.Context) {
 
 // line is a serial port or a TCP host and port, and the devices on it.
 type line struct {
-	url     string // scheme://address
+	url string // scheme://address, one per line (lineKey)
+	// dial is the address opened: the first device's host:port, or its
+	// serial path as given (a link is followed at each opening, so that a
+	// replugged adapter's link names its new port).
+	dial    string
 	scheme  string
 	serial  Serial
 	timeout time.Duration
@@ -281,7 +285,7 @@ type line struct {
 
 // same reports whether m polls what l does: the same settings and devices.
 func (l *line) same(m *line) bool {
-	if l.url != m.url || l.serial != m.serial || l.timeout != m.timeout || len(l.devices) != len(m.devices) {
+	if l.url != m.url || l.dial != m.dial || l.serial != m.serial || l.timeout != m.timeout || len(l.devices) != len(m.devices) {
 		return false
 	}
 	for i, d := range l.devices {
@@ -437,9 +441,8 @@ func isException(err error) bool {
 
 // connect opens l's connection.
 func (l *line) connect() error {
-	_, addr, _ := parseURL(l.url)
 	conf := &modbus.ClientConfiguration{
-		URL:     l.scheme + "://" + addr,
+		URL:     l.scheme + "://" + l.dial,
 		Timeout: l.timeout,
 		// The library's own lines (at its error level) go to our log at
 		// debug level.
