@@ -856,7 +856,7 @@ func TestStatementSchedulesPage(t *testing.T) {
 		t.Fatalf("the admin's schedule: %d\n%s", res.StatusCode, page)
 	}
 	x, err := s.schedules.Get("monthly")
-	if err != nil || len(x.To) != 2 || x.To[0] != `"Ana" <ana@example.org>` || x.Day != 2 || x.Lang != "es" {
+	if err != nil || len(x.To) != 2 || x.To[0] != "Ana <ana@example.org>" || x.Day != 2 || x.Lang != "es" {
 		t.Fatalf("saved: %+v %v", x, err)
 	}
 	_, page := admin.get("/statements?done=schedule_saved")

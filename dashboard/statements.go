@@ -63,6 +63,9 @@ type statementsData struct {
 type scheduleView struct {
 	statement.Schedule
 	Deliveries []statement.Delivery
+	// Latest is the period it sent (or sends) last, which "send now"
+	// sends again.
+	Latest string
 }
 
 // scheduleForm is the schedule form as typed.
@@ -150,7 +153,7 @@ func (d *Dashboard) statementsData(c *fiber.Ctx, b *base) (*statementsData, erro
 			if err != nil {
 				return nil, err
 			}
-			data.Schedules = append(data.Schedules, scheduleView{Schedule: x, Deliveries: ds})
+			data.Schedules = append(data.Schedules, scheduleView{Schedule: x, Deliveries: ds, Latest: x.Latest(d.now(), tr.Location).String()})
 		}
 		data.ScheduleForm = &scheduleForm{Every: statement.EveryMonth, Day: "1", Lang: b.Lang.Code}
 		if id := c.Query("schedule"); id != "" {
@@ -385,7 +388,11 @@ func (d *Dashboard) sendSchedule(c *fiber.Ctx) error {
 		case errors.Is(err, statement.ErrUnknownSchedule):
 			return fiber.NewError(fiber.StatusNotFound, err.Error())
 		case errors.As(err, &ie):
-			return fiber.NewError(fiber.StatusBadRequest, ie.Reason)
+			reason := ie.Reason
+			if text, ok := d.newBase(c, "statements", "statements.title").Lang.texts["tenanterr."+ie.Key]; ok {
+				reason = fmt.Sprintf(text, ie.Args...)
+			}
+			return fiber.NewError(fiber.StatusBadRequest, reason)
 		}
 		return err
 	}

@@ -29,7 +29,12 @@ var CSVHeader = []string{"section", "name", "date", "import_kwh", "export_kwh", 
 //	year_before the same period a year before: the same
 func WriteCSV(w io.Writer, s *Statement) error {
 	cw := csv.NewWriter(w)
-	num := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+	num := func(v float64) string {
+		if v == 0 {
+			v = 0 // not -0
+		}
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
 	day := func(t time.Time) string { return t.Format(time.DateOnly) }
 	state := "final"
 	if !s.Final {

@@ -196,9 +196,21 @@ func (s *Schedules) check(x *Schedule) error {
 	if err != nil {
 		return invalid("subject", "subject", "site:NAME, tenant:ID or meter:ID")
 	}
-	if subj.Kind == KindTenant && s.src.Tenants != nil {
+	switch subj.Kind {
+	case KindTenant:
+		if s.src.Tenants == nil {
+			return invalid("subject", "no_tenant", "no tenant %s", subj.Name)
+		}
 		if _, err := s.src.Tenants.Get(subj.Name); err != nil {
 			return invalid("subject", "no_tenant", "no tenant %s", subj.Name)
+		}
+	case KindMeter:
+		if _, err := s.st.Meter(subj.Name); err != nil {
+			return invalid("subject", "no_meter", "no meter %s", subj.Name)
+		}
+	case KindSite:
+		if !slices.ContainsFunc(s.st.Meters(), func(m store.Meter) bool { return m.Info.Parent == "" && m.Site == subj.Name }) {
+			return invalid("subject", "no_site", "no meter in site %s", subj.Name)
 		}
 	}
 	switch x.Every {
@@ -217,11 +229,11 @@ func (s *Schedules) check(x *Schedule) error {
 		return invalid("to", "to", "1 to %d addresses", maxRecipients)
 	}
 	for i, to := range x.To {
-		a, err := mail.ParseAddress(strings.TrimSpace(to))
-		if err != nil || strings.ContainsAny(a.Address, "\r\n") {
+		to = strings.TrimSpace(to)
+		if _, err := mail.ParseAddress(to); err != nil || strings.ContainsAny(to, "\r\n") {
 			return invalid(fmt.Sprintf("to[%d]", i), "email", "%q is no e-mail address", clip(to))
 		}
-		x.To[i] = a.String()
+		x.To[i] = to // as typed: the mail's header encodes a name (RFC 2047)
 	}
 	return nil
 }
@@ -255,6 +267,13 @@ func (s *Schedules) Deliveries(id string, n int) ([]Delivery, error) {
 	}
 	slices.SortFunc(out, func(a, b Delivery) int { return strings.Compare(b.Period, a.Period) })
 	return out[:min(n, len(out))], nil
+}
+
+// Latest returns the period whose statement x sent (or sends) last at
+// now: the one "send now" sends again.
+func (x Schedule) Latest(now time.Time, loc *time.Location) Period {
+	p, _, _ := x.due(now, loc)
+	return p
 }
 
 // due returns the period of x whose statement is due at now, and when it
@@ -367,6 +386,11 @@ func (s *Schedules) SendNow(ctx context.Context, id, period string) (Delivery, e
 	if err != nil {
 		return Delivery{}, invalid("period", "period", "%v", err)
 	}
+	if p.To.After(s.now()) {
+		// Sent now, it would be recorded as the period's, and the
+		// statement of the whole period never sent.
+		return Delivery{}, invalid("period", "not_over", "%s is not over: its statement is sent when it is", p)
+	}
 	key := x.ID + "|" + p.String()
 	d, _, err := s.delivery(key)
 	if err != nil {
@@ -456,7 +480,14 @@ func message(from string, x Schedule, st *Statement, l *Lang, pdf []byte, now ti
 	boundary := fmt.Sprintf("vatio-%d", now.UnixNano())
 	var b strings.Builder
 	fmt.Fprintf(&b, "From: %s\r\n", from)
-	fmt.Fprintf(&b, "To: %s\r\n", strings.Join(x.To, ", "))
+	to := make([]string, len(x.To))
+	for i, t := range x.To {
+		to[i] = t
+		if a, err := mail.ParseAddress(t); err == nil {
+			to[i] = a.String() // a name beyond ASCII encoded
+		}
+	}
+	fmt.Fprintf(&b, "To: %s\r\n", strings.Join(to, ", "))
 	fmt.Fprintf(&b, "Subject: %s\r\n", strings.ReplaceAll(mime.QEncoding.Encode("utf-8", subject), "?= =?", "?=\r\n =?"))
 	fmt.Fprintf(&b, "Date: %s\r\n", now.Format(time.RFC1123Z))
 	fmt.Fprintf(&b, "Message-ID: <vatio-statement-%s-%s-%d@vatio>\r\n", x.ID, strings.ReplaceAll(st.Period, "/", "_"), now.UnixNano())

@@ -224,6 +224,12 @@ func TestSchedulesMailOncePerPeriod(t *testing.T) {
 	if ds[0].Period != "2026-12" || ds[0].State != DeliveryFailed || !strings.Contains(ds[0].Error, "interrupted") {
 		t.Errorf("the interrupted try: %+v", ds[0])
 	}
+	// A period not over is not sent by hand: its statement is sent when
+	// it is over.
+	var ie *InvalidError
+	if _, err := s.SendNow(ctx, "acme-monthly", "2027-01"); !errors.As(err, &ie) || ie.Key != "not_over" {
+		t.Errorf("sending January on 1 January: %v", err)
+	}
 	// An admin may send it again.
 	if d, err := s.SendNow(ctx, "acme-monthly", "2026-12"); err != nil || d.State != DeliverySent {
 		t.Errorf("SendNow: %+v %v", d, err)
@@ -282,6 +288,8 @@ func TestSchedulesChecked(t *testing.T) {
 		{func(x *Schedule) { x.ID = "X Y" }, "id"},
 		{func(x *Schedule) { x.Subject = "office" }, "subject"},
 		{func(x *Schedule) { x.Subject = "tenant:nobody" }, "subject"},
+		{func(x *Schedule) { x.Subject = "site:nowhere" }, "subject"},
+		{func(x *Schedule) { x.Subject = "meter:nothing" }, "subject"},
 		{func(x *Schedule) { x.Every = "day" }, "every"},
 		{func(x *Schedule) { x.Day = 29 }, "day"},
 		{func(x *Schedule) { x.Every, x.Day = EveryWeek, 8 }, "day"},

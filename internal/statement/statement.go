@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -194,7 +195,7 @@ func (src Source) Build(subject Subject, period Period, now time.Time) (*Stateme
 	}
 	s.ImportKWh, s.ExportKWh, s.NetEnergyCost, s.CO2Kg = cur.importKWh, cur.exportKWh, cur.netCost, cur.co2Kg
 	if cur.peak.KW > 0 {
-		s.Peak = &Demand{KW: cur.peak.KW, At: cur.peak.At.In(loc)}
+		s.Peak = &Demand{KW: math.Round(cur.peak.KW*1e6) / 1e6, At: cur.peak.At.In(loc)}
 	}
 	for _, d := range cur.days {
 		s.Days = append(s.Days, Day{Date: d.Start, ImportKWh: energy.RoundKWh(d.InKWh), ExportKWh: energy.RoundKWh(d.OutKWh), Cost: tariff.Round(d.Cost)})
@@ -338,20 +339,57 @@ func (b builder) figuresOf(ids []string, p Period, charges bool) (figures, error
 			ms = append(ms, m)
 		}
 	}
-	f.fixed = b.tr.DailyCharge * float64(energy.ChargedDays(energy.SiteSince(ms...), p.From, end, b.tr.Location))
-	// Each calendar month's peak bills its demand charge.
+	since, err := b.dataSince(ms)
+	if err != nil {
+		return f, err
+	}
+	f.fixed = b.tr.DailyCharge * float64(energy.ChargedDays(since, p.From, end, b.tr.Location))
+	// Each calendar month's peak bills its demand charge; a period that
+	// covers part of a month bears that part of it (by days), so that
+	// weekly statements add up to the month's charge, not four of them.
 	for m := energy.Month.Floor(p.From, b.tr.Location); m.Before(end); m = energy.Month.Next(m) {
-		from, to := maxTime(m, p.From), minTime(energy.Month.Next(m), end)
+		next := energy.Month.Next(m)
+		from, to := maxTime(m, p.From), minTime(next, end)
 		_, peak, err := energy.Demands(b.st, ids, from, to)
 		if err != nil {
 			return f, err
 		}
-		f.demand += peak.KW * b.tr.DemandChargeKW
+		covered := float64(daysBetween(maxTime(m, p.From), minTime(next, p.To)))
+		f.demand += peak.KW * b.tr.DemandChargeKW * covered / float64(daysBetween(m, next))
 		if peak.KW > f.peak.KW {
 			f.peak = peak
 		}
 	}
 	return f, nil
+}
+
+// daysBetween counts the calendar days from a to b (midnights in one zone).
+func daysBetween(a, b time.Time) int {
+	n := 0
+	for d := a; d.Before(b); d = d.AddDate(0, 0, 1) {
+		n++
+	}
+	return n
+}
+
+// dataSince is when the data of meters ms begins: energy.SiteSince, or
+// their first day's rollup when retention archived their oldest readings
+// (the raw readings' first then moves, the rollups keep the days).
+func (b builder) dataSince(ms []store.Meter) (time.Time, error) {
+	since := energy.SiteSince(ms...)
+	for _, m := range ms {
+		if m.ArchivedBefore.IsZero() {
+			continue
+		}
+		days, _, err := b.st.Rollups(m.ID, store.TierDay, time.Unix(0, 0), m.ArchivedBefore.Add(24*time.Hour), 1)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if len(days) > 0 && (since.IsZero() || days[0].Start.Before(since)) {
+			since = days[0].Start
+		}
+	}
+	return since, nil
 }
 
 func maxTime(a, b time.Time) time.Time {
@@ -425,7 +463,7 @@ func (b builder) byPeriod(ids []string, p Period) ([]PeriodLine, error) {
 	}
 	for i := range out {
 		if out[i].KWh > 0 {
-			out[i].PriceKWh = out[i].Cost / out[i].KWh
+			out[i].PriceKWh = math.Round(out[i].Cost/out[i].KWh*1e6) / 1e6
 		}
 	}
 	return out, nil

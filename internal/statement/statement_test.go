@@ -2,6 +2,7 @@ package statement
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"errors"
 	"flag"
@@ -51,7 +52,13 @@ var touSpec = tariff.Spec{Currency: "EUR", PriceKWh: 0.10, ExportPriceKWh: 0.05,
 // (30 % of them).
 func office(t *testing.T) Source {
 	t.Helper()
-	st, err := store.Open(t.TempDir(), store.Options{})
+	return officeWith(t, store.Options{})
+}
+
+// officeWith is office on a store opened with opts.
+func officeWith(t *testing.T, opts store.Options) Source {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,6 +245,16 @@ func TestOfficeStatements(t *testing.T) {
 		t.Errorf("acme-b: %+v", m)
 	}
 
+	// A week bears its part of the month's demand charge, not all of it.
+	week, _ := ParsePeriod("2026-10-05/2026-10-11", madrid)
+	w, err := src.Build(Subject{KindSite, "office"}, week, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !near(w.DemandCharge, tariff.Round(3*4*7/31.0)) || !near(w.FixedCharge, 7*0.5) {
+		t.Errorf("a week's charges: demand %v (want 7/31 of 12), fixed %v", w.DemandCharge, w.FixedCharge)
+	}
+
 	// A period not over yet gives what is known, charged to date.
 	nov, _ := ParsePeriod("2026-11", madrid)
 	part, err := src.Build(Subject{KindSite, "office"}, nov, now)
@@ -365,10 +382,10 @@ func TestTenantsChecked(t *testing.T) {
 	}{
 		{Tenant{ID: "Bad ID", Name: "x"}, "id"},
 		{Tenant{ID: "x", Name: ""}, "name"},
-		{Tenant{ID: "x", Name: "X", Meters: []string{"acme-a"}}, "meters[0]"},            // acme's
-		{Tenant{ID: "x", Name: "X", Meters: []string{"nope"}}, "meters[0]"},              // no such meter
-		{Tenant{ID: "x", Name: "X", Meters: []string{"main", "main"}}, "meters[1]"},      // twice
-		{Tenant{ID: "acme", Name: "A", Meters: []string{"main", "acme-a"}}, "meters[1]"}, // a sub-meter of main
+		{Tenant{ID: "x", Name: "X", Meters: []string{"acme-a"}}, "meters[0]"},          // acme's
+		{Tenant{ID: "x", Name: "X", Meters: []string{"nope"}}, "meters[0]"},            // no such meter
+		{Tenant{ID: "beta", Name: "B", Meters: []string{"beta", "beta"}}, "meters[1]"}, // twice
+		{Tenant{ID: "x", Name: "X", Meters: []string{"main"}}, "meters[0]"},            // above acme's and beta's meters
 		{Tenant{ID: "x", Name: "X", FixedShare: "half"}, "fixed_share"},
 		{Tenant{ID: "x", Name: "X", FixedShare: SharePercent, FixedPercent: 120}, "fixed_percent"},
 		{Tenant{ID: "x", Name: "X", FixedPercent: 20}, "fixed_percent"},
@@ -377,6 +394,17 @@ func TestTenantsChecked(t *testing.T) {
 		if _, _, err := src.Tenants.Put(c.x); !errors.As(err, &ie) || ie.Field != c.field {
 			t.Errorf("%+v: %v, want a problem with %s", c.x, err, c.field)
 		}
+	}
+	// A sub-meter of a meter the tenant also lists would count twice.
+	if _, err := src.Store.EditMeter("acme-b", func(i *store.MeterInfo) error { i.Parent = "acme-a"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var ie *InvalidError
+	if _, _, err := src.Tenants.Put(Tenant{ID: "acme", Name: "A", Meters: []string{"acme-a", "acme-b"}}); !errors.As(err, &ie) || ie.Key != "sub_meter" {
+		t.Errorf("acme-b under acme-a, both acme's: %v", err)
+	}
+	if _, err := src.Store.EditMeter("acme-b", func(i *store.MeterInfo) error { i.Parent = "main"; return nil }); err != nil {
+		t.Fatal(err)
 	}
 	// A meter moves from one tenant to another once the first lets go.
 	acme, _ := src.Tenants.Get("acme")
@@ -458,5 +486,31 @@ func TestDocsStatement(t *testing.T) {
 	}
 	if err := os.WriteFile(png, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestArchivedMonthKeepsItsCharges: once retention archives a past
+// month's raw readings, its statement still charges its days (the rollups
+// keep them).
+func TestArchivedMonthKeepsItsCharges(t *testing.T) {
+	src := officeWith(t, store.Options{Retention: store.Retention{Raw: 10 * 24 * time.Hour}})
+	oct, _ := ParsePeriod("2026-10", madrid)
+	before, err := src.Build(Subject{KindSite, "office"}, oct, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keep 10 days of raw readings on 15 November: September's and October's go.
+	if _, err := src.Store.ApplyRetention(context.Background(), time.Date(2026, 11, 15, 0, 0, 0, 0, madrid)); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := src.Store.Meter("main"); m.ArchivedBefore.IsZero() {
+		t.Fatal("retention archived nothing")
+	}
+	after, err := src.Build(Subject{KindSite, "office"}, oct, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.FixedCharge != before.FixedCharge || after.Total != before.Total || !near(after.FixedCharge, 15.5) {
+		t.Errorf("October's charges before archiving %v (total %v), after %v (total %v)", before.FixedCharge, before.Total, after.FixedCharge, after.Total)
 	}
 }

@@ -245,12 +245,38 @@ func (t *Tenants) check(x Tenant) error {
 			p = pm.Info.Parent
 		}
 		for oid, o := range t.all {
-			if oid != x.ID && slices.Contains(o.Meters, id) {
+			if oid == x.ID {
+				continue
+			}
+			if slices.Contains(o.Meters, id) {
 				return invalid(fmt.Sprintf("meters[%d]", i), "other_tenant", "%s belongs to tenant %s: a meter belongs to one tenant at most", id, oid)
+			}
+			// Neither above nor below another tenant's meter: one
+			// energy would be billed to two tenants.
+			for _, up := range t.ancestors(id) {
+				if slices.Contains(o.Meters, up) {
+					return invalid(fmt.Sprintf("meters[%d]", i), "under_other", "%s is a sub-meter of %s, tenant %s's: it would be billed twice", id, up, oid)
+				}
+			}
+			for _, om := range o.Meters {
+				if slices.Contains(t.ancestors(om), id) {
+					return invalid(fmt.Sprintf("meters[%d]", i), "over_other", "%s measures %s, tenant %s's: it would be billed twice", id, om, oid)
+				}
 			}
 		}
 	}
 	return nil
+}
+
+// ancestors returns the meters upstream of id, its parent first.
+func (t *Tenants) ancestors(id string) []string {
+	var out []string
+	m, err := t.st.Meter(id)
+	for err == nil && m.Info.Parent != "" && len(out) < 64 {
+		out = append(out, m.Info.Parent)
+		m, err = t.st.Meter(m.Info.Parent)
+	}
+	return out
 }
 
 // Delete removes tenant id; its meters stay.
