@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -281,4 +282,22 @@ func truncate(s string, n int) string {
 		return cutUTF8(s, n) + "..."
 	}
 	return s
+}
+
+// readJSON reads the body, a JSON noun (described, for the error), into v:
+// 415 unless it is sent as JSON, 400 for a body that is not one such value
+// or has fields v does not.
+func readJSON(c *fiber.Ctx, noun, described string, v any) error {
+	if ct := c.Get(fiber.HeaderContentType); ct != "" && !strings.HasPrefix(ct, fiber.MIMEApplicationJSON) {
+		return fiber.NewError(fiber.StatusUnsupportedMediaType, "send the "+noun+" as application/json")
+	}
+	dec := json.NewDecoder(bytes.NewReader(c.Body()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &paramError{Name: "body", Detail: "not a JSON " + described + ": " + err.Error()}
+	}
+	if dec.More() {
+		return &paramError{Name: "body", Detail: "more than one JSON value"}
+	}
+	return nil
 }

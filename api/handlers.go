@@ -1,10 +1,7 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -52,17 +49,9 @@ type alertRequest struct {
 // postAlert serves POST /api/alert: it raises an alert and answers 202 with
 // its id; delivery happens in the background.
 func (s *Server) postAlert(c *fiber.Ctx) error {
-	if ct := c.Get(fiber.HeaderContentType); ct != "" && !strings.HasPrefix(ct, fiber.MIMEApplicationJSON) {
-		return fiber.NewError(fiber.StatusUnsupportedMediaType, "send the alert as application/json")
-	}
 	var req alertRequest
-	dec := json.NewDecoder(bytes.NewReader(c.Body()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return &paramError{Name: "body", Detail: "not a JSON alert {\"message\", \"severity\", \"meter\"}: " + err.Error()}
-	}
-	if dec.More() {
-		return &paramError{Name: "body", Detail: "more than one JSON value"}
+	if err := readJSON(c, "alert", `alert {"message", "severity", "meter"}`, &req); err != nil {
+		return err
 	}
 	a, err := s.alerts.Raise(req.Severity, req.Message, req.Meter, "api")
 	if err != nil {

@@ -1,8 +1,6 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -117,17 +115,9 @@ func (s *Server) modbusEntry(c *fiber.Ctx) error {
 // once by the leading instance.
 func (s *Server) putModbusDevice(c *fiber.Ctx) error {
 	name := strings.Clone(c.Params("name"))
-	if ct := c.Get(fiber.HeaderContentType); ct != "" && !strings.HasPrefix(ct, fiber.MIMEApplicationJSON) {
-		return fiber.NewError(fiber.StatusUnsupportedMediaType, "send the device as application/json")
-	}
 	var spec modbus.Spec
-	dec := json.NewDecoder(bytes.NewReader(c.Body()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&spec); err != nil {
-		return &paramError{Name: "body", Detail: "not a JSON Modbus device (the keys of an entry of config.yaml's modbus list): " + err.Error()}
-	}
-	if dec.More() {
-		return &paramError{Name: "body", Detail: "more than one JSON value"}
+	if err := readJSON(c, "device", "Modbus device (the keys of an entry of config.yaml's modbus list)", &spec); err != nil {
+		return err
 	}
 	if spec.Name == "" {
 		spec.Name = name

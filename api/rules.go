@@ -1,8 +1,6 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"strings"
 
@@ -51,19 +49,9 @@ func (s *Server) getRule(c *fiber.Ctx) error {
 
 // decodeRule reads a rule from the body, refusing unknown fields.
 func decodeRule(c *fiber.Ctx) (alert.Rule, error) {
-	if ct := c.Get(fiber.HeaderContentType); ct != "" && !strings.HasPrefix(ct, fiber.MIMEApplicationJSON) {
-		return alert.Rule{}, fiber.NewError(fiber.StatusUnsupportedMediaType, "send the rule as application/json")
-	}
 	var r alert.Rule
-	dec := json.NewDecoder(bytes.NewReader(c.Body()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return alert.Rule{}, &paramError{Name: "body", Detail: "not a JSON rule: " + err.Error()}
-	}
-	if dec.More() {
-		return alert.Rule{}, &paramError{Name: "body", Detail: "more than one JSON value"}
-	}
-	return r, nil
+	err := readJSON(c, "rule", "rule", &r)
+	return r, err
 }
 
 // createRule serves POST /api/v1/rules: 201 with the rule; 409 if its id

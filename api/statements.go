@@ -108,17 +108,9 @@ func (s *Server) getTenant(c *fiber.Ctx) error {
 // (201) or replaced (200).
 func (s *Server) putTenant(c *fiber.Ctx) error {
 	id := strings.Clone(c.Params("id"))
-	if ct := c.Get(fiber.HeaderContentType); ct != "" && !strings.HasPrefix(ct, fiber.MIMEApplicationJSON) {
-		return fiber.NewError(fiber.StatusUnsupportedMediaType, "send the tenant as application/json")
-	}
 	var t statement.Tenant
-	dec := json.NewDecoder(bytes.NewReader(c.Body()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&t); err != nil {
-		return &paramError{Name: "body", Detail: "not a JSON tenant: " + err.Error()}
-	}
-	if dec.More() {
-		return &paramError{Name: "body", Detail: "more than one JSON value"}
+	if err := readJSON(c, "tenant", "tenant", &t); err != nil {
+		return err
 	}
 	if t.ID == "" {
 		t.ID = id
@@ -219,17 +211,9 @@ func (s *Server) getSchedule(c *fiber.Ctx) error {
 // (201) or replaced (200).
 func (s *Server) putSchedule(c *fiber.Ctx) error {
 	id := strings.Clone(c.Params("id"))
-	if ct := c.Get(fiber.HeaderContentType); ct != "" && !strings.HasPrefix(ct, fiber.MIMEApplicationJSON) {
-		return fiber.NewError(fiber.StatusUnsupportedMediaType, "send the schedule as application/json")
-	}
 	var x statement.Schedule
-	dec := json.NewDecoder(bytes.NewReader(c.Body()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&x); err != nil {
-		return &paramError{Name: "body", Detail: "not a JSON schedule: " + err.Error()}
-	}
-	if dec.More() {
-		return &paramError{Name: "body", Detail: "more than one JSON value"}
+	if err := readJSON(c, "schedule", "schedule", &x); err != nil {
+		return err
 	}
 	if x.ID == "" {
 		x.ID = id

@@ -1,8 +1,6 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"strings"
 
@@ -24,17 +22,9 @@ func (s *Server) getTariff(c *fiber.Ctx) error {
 // config.yaml's tariff section, is checked as that section is and, valid,
 // saved and in force at once, on every instance sharing the store.
 func (s *Server) putTariff(c *fiber.Ctx) error {
-	if ct := c.Get(fiber.HeaderContentType); ct != "" && !strings.HasPrefix(ct, fiber.MIMEApplicationJSON) {
-		return fiber.NewError(fiber.StatusUnsupportedMediaType, "send the tariff as application/json")
-	}
 	var spec tariff.Spec
-	dec := json.NewDecoder(bytes.NewReader(c.Body()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&spec); err != nil {
-		return &paramError{Name: "body", Detail: "not a JSON tariff (the keys of config.yaml's tariff section): " + err.Error()}
-	}
-	if dec.More() {
-		return &paramError{Name: "body", Detail: "more than one JSON value"}
+	if err := readJSON(c, "tariff", "tariff (the keys of config.yaml's tariff section)", &spec); err != nil {
+		return err
 	}
 	st, err := s.tariffs.Save(spec, who(c).User, s.now())
 	if err != nil {

@@ -264,10 +264,7 @@ func (d *Dashboard) saveTenant(c *fiber.Ctx) error {
 			var ie *statement.InvalidError
 			switch {
 			case errors.As(err, &ie):
-				err = fmt.Errorf("%s: %s", ie.Field, ie.Reason)
-				if text, ok := b.Lang.texts["tenanterr."+ie.Key]; ok { // in the reader's language
-					err = fmt.Errorf("%s: %s", ie.Field, fmt.Sprintf(text, ie.Args...))
-				}
+				err = fmt.Errorf("%s: %s", ie.Field, b.Lang.statementProblem(ie))
 			case errors.Is(err, statement.ErrTooMany):
 				err = fmt.Errorf(b.Lang.T("tenants.too_many"), statement.MaxTenants)
 			default:
@@ -340,10 +337,7 @@ func (d *Dashboard) saveSchedule(c *fiber.Ctx) error {
 			var ie *statement.InvalidError
 			switch {
 			case errors.As(err, &ie):
-				err = fmt.Errorf("%s: %s", ie.Field, ie.Reason)
-				if text, ok := b.Lang.texts["tenanterr."+ie.Key]; ok {
-					err = fmt.Errorf("%s: %s", ie.Field, fmt.Sprintf(text, ie.Args...))
-				}
+				err = fmt.Errorf("%s: %s", ie.Field, b.Lang.statementProblem(ie))
 			case errors.Is(err, statement.ErrNoMail):
 				err = errors.New(b.Lang.T("schedules.no_mail"))
 			case errors.Is(err, statement.ErrTooManySchedules):
@@ -388,11 +382,7 @@ func (d *Dashboard) sendSchedule(c *fiber.Ctx) error {
 		case errors.Is(err, statement.ErrUnknownSchedule):
 			return fiber.NewError(fiber.StatusNotFound, err.Error())
 		case errors.As(err, &ie):
-			reason := ie.Reason
-			if text, ok := d.newBase(c, "statements", "statements.title").Lang.texts["tenanterr."+ie.Key]; ok {
-				reason = fmt.Sprintf(text, ie.Args...)
-			}
-			return fiber.NewError(fiber.StatusBadRequest, reason)
+			return fiber.NewError(fiber.StatusBadRequest, d.newBase(c, "statements", "statements.title").Lang.statementProblem(ie))
 		}
 		return err
 	}
@@ -402,4 +392,13 @@ func (d *Dashboard) sendSchedule(c *fiber.Ctx) error {
 		done = "schedule_failed"
 	}
 	return c.Redirect("/statements?done="+done+"#schedules", fiber.StatusSeeOther)
+}
+
+// statementProblem says why a tenant or schedule was refused, in l's
+// words ("tenanterr." + the problem's key), else in English.
+func (l *language) statementProblem(ie *statement.InvalidError) string {
+	if text, ok := l.texts["tenanterr."+ie.Key]; ok {
+		return fmt.Sprintf(text, ie.Args...)
+	}
+	return ie.Reason
 }
