@@ -82,6 +82,9 @@ type Options struct {
 	// Schedules mail statements, listed and changed (admins) at
 	// /api/v1/statements/schedules; nil leaves them out.
 	Schedules *statement.Schedules
+	// Mail is the SMTP server that mails alerts and statements, shown and
+	// changed (admins) at /api/v1/email; nil leaves those routes out.
+	Mail *alert.Mail
 	// ModbusDevices are its devices, listed and changed (admins) at
 	// /api/v1/modbus/devices; nil leaves those routes out.
 	ModbusDevices *modbus.Devices
@@ -158,6 +161,7 @@ type Server struct {
 	modbusDevs          *modbus.Devices
 	tenants             *statement.Tenants
 	schedules           *statement.Schedules
+	mail                *alert.Mail
 	auth                *auth.Service
 	auditLog            *audit.Log
 	devices             *devices.Registry
@@ -199,6 +203,7 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 	s.modbusDevs = opts.ModbusDevices
 	s.tenants = opts.Tenants
 	s.schedules = opts.Schedules
+	s.mail = opts.Mail
 	s.auth, s.auditLog = opts.Auth, opts.Audit
 	s.devices, s.mqttAddr, s.mqttTLSAddr = opts.Devices, opts.MQTTAddr, opts.MQTTTLSAddr
 	if opts.Now != nil {
@@ -344,6 +349,12 @@ func New(st *store.Store, alerts *alert.Service, opts Options) *Server {
 		v1.Put("/tenants/:id", s.putTenant)
 		v1.Delete("/tenants/:id", s.deleteTenant)
 	}
+	if s.mail != nil {
+		v1.Get("/email", s.getMail)
+		v1.Put("/email", s.putMail)
+		v1.Delete("/email", s.deleteMail)
+		v1.Post("/email/test", s.testMail)
+	}
 	v1.Get("/tariff", s.getTariff)
 	v1.Put("/tariff", s.putTariff)
 	v1.Delete("/tariff", s.deleteTariff)
@@ -476,6 +487,9 @@ func (s *Server) writeError(c *fiber.Ctx, err error) error {
 	}
 	if code, ok := ruleError(err); ok {
 		return c.Status(code).JSON(errorBody{Error: err.Error()})
+	}
+	if code, body, ok := mailError(err); ok {
+		return c.Status(code).JSON(body)
 	}
 	if code, body, ok := tariffError(err); ok {
 		return c.Status(code).JSON(body)

@@ -23,6 +23,7 @@ import (
 	"github.com/vatio-energy/vatio/internal/devices"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/offsite"
+	"github.com/vatio-energy/vatio/internal/statement"
 	"github.com/vatio-energy/vatio/store"
 )
 
@@ -120,10 +121,22 @@ func startEverything(t *testing.T, ratePerMinute int) *everything {
 	if err != nil {
 		t.Fatal(err)
 	}
+	poller, modbusDevices := modbusOn(t, st)
+	tenants, err := statement.NewTenants(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mail, err := alert.NewMail(st, alert.MailSpec{Addr: "127.0.0.1:1", From: "vatio@example.org", TLS: "none", Timeout: alert.Duration(time.Second)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schedules := statement.NewSchedules(statement.Source{Store: st, Tariffs: testTariff, Tenants: tenants}, mail, nil)
 	srv := api.New(st, alerts, api.Options{BodyLimitBytes: 4096, Gatherer: prometheus.NewRegistry(), Tariff: testTariff,
 		Auth: users, Audit: log, Devices: reg, MQTTAddr: ":1883", Rules: rules, Offsite: offsite.NewShipper(remote, st),
+		Modbus: poller, ModbusDevices: modbusDevices, Tenants: tenants, Schedules: schedules, Mail: mail,
 		RateLimitPerMinute: ratePerMinute})
-	dashboard.New(st, dashboard.Options{Tariff: testTariff, Auth: users, Audit: log, Devices: reg}).Register(srv.Router())
+	dashboard.New(st, dashboard.Options{Tariff: testTariff, Auth: users, Audit: log, Devices: reg, Rules: rules,
+		Modbus: poller, ModbusDevices: modbusDevices, Tenants: tenants, Schedules: schedules, Mail: mail}).Register(srv.Router())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -36,7 +36,8 @@ func open(path string) bool {
 // roleFor returns the least role that may make request method path.
 // Viewers read; operators change meters, rules, alerts and imports;
 // admins delete, back up, export, change the tariff, the Modbus devices
-// and the tenants, and manage users, tokens and the audit log.
+// and the tenants, see and change the SMTP server, and manage users,
+// tokens and the audit log.
 func roleFor(method, path string) string {
 	// Routing is case-sensitive and strict (see New); the role is still
 	// decided on the path as the most lenient router would read it.
@@ -47,7 +48,8 @@ func roleFor(method, path string) string {
 	switch {
 	case strings.HasPrefix(path, "/api/v1/users"), strings.HasPrefix(path, "/api/v1/tokens"), strings.HasPrefix(path, "/api/v1/devices"),
 		path == "/api/v1/audit", path == "/api/v1/backup", isExport(path), path == "/access",
-		strings.HasPrefix(path, "/api/v1/offsite"), strings.HasPrefix(path, "/api/v1/statements/schedules"), strings.HasPrefix(path, "/statements/schedules"):
+		strings.HasPrefix(path, "/api/v1/offsite"), strings.HasPrefix(path, "/api/v1/statements/schedules"), strings.HasPrefix(path, "/statements/schedules"),
+		path == "/api/v1/email" || strings.HasPrefix(path, "/api/v1/email/"), strings.HasPrefix(path, "/settings/email"):
 		return auth.Admin
 	case method != fiber.MethodGet && method != fiber.MethodHead && (path == "/api/v1/tariff" || strings.HasPrefix(path, "/settings/tariff") ||
 		strings.HasPrefix(path, "/api/v1/modbus") || strings.HasPrefix(path, "/settings/modbus") ||

@@ -56,9 +56,15 @@ func securedOn(t *testing.T, st *store.Store, opts api.Options) (*harness, map[s
 	if opts.Tariff == nil {
 		opts.Tariff = testTariff
 	}
+	if opts.Mail == nil {
+		var err error
+		opts.Mail, err = alert.NewMail(st, alert.MailSpec{Addr: "127.0.0.1:1", From: "vatio@example.org", TLS: "none", Timeout: alert.Duration(time.Second)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	if opts.Schedules == nil {
-		opts.Schedules = statement.NewSchedules(statement.Source{Store: st, Tariffs: opts.Tariff, Tenants: opts.Tenants},
-			&alert.Email{Addr: "127.0.0.1:1", From: "vatio@example.org", TLS: "none", Timeout: time.Second}, "vatio@example.org", nil)
+		opts.Schedules = statement.NewSchedules(statement.Source{Store: st, Tariffs: opts.Tariff, Tenants: opts.Tenants}, opts.Mail, nil)
 	}
 	if opts.ModbusDevices == nil {
 		opts.Modbus, opts.ModbusDevices = modbusOn(t, st)

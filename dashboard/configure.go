@@ -287,6 +287,13 @@ type configureData struct {
 	Modbus              []modbusView
 	ModbusForm          *modbusForm
 	Profiles            []string
+	// MailOn is whether SMTP settings are shown; CanMail whether the user
+	// may see and change them (admins); Mail are they, MailForm their form.
+	MailOn, CanMail bool
+	Mail            alert.MailState
+	MailForm        *mailForm
+	// MailTestedTo is whom the test mail went to.
+	MailTestedTo string
 	// Done says what the last change did (after its redirect), Rule which
 	// rule or device it was; Failed is set when a form was refused.
 	Done, DoneRule string
@@ -320,8 +327,11 @@ func (d *Dashboard) settingsPage(c *fiber.Ctx) error {
 	data := d.configureData(c, b)
 	data.Done, data.DoneRule = c.Query("done"), cmp.Or(c.Query("rule"), c.Query("device"))
 	if !slices.Contains([]string{"", "tariff_saved", "tariff_removed", "rule_saved", "rule_deleted", "rule_enabled", "rule_disabled",
-		"modbus_saved", "modbus_deleted"}, data.Done) {
+		"modbus_saved", "modbus_deleted", "mail_saved", "mail_removed", "mail_tested"}, data.Done) {
 		data.Done = ""
+	}
+	if data.Done == "mail_tested" {
+		data.MailTestedTo = c.Query("to")
 	}
 	if id := c.Query("edit"); id != "" && d.rules != nil {
 		if r, err := d.rules.Get(id); err == nil && r.Source != "config" {
@@ -365,6 +375,7 @@ func (d *Dashboard) configureData(c *fiber.Ctx, b *base) *configureData {
 		}
 	}
 	d.modbusSection(data, data.Meters)
+	d.mailSection(c, data)
 	return data
 }
 

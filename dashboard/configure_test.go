@@ -41,8 +41,9 @@ type site struct {
 	poller  *modbus.Poller
 	devices *modbus.Devices
 	tenants *statement.Tenants
-	// schedules mail through a server that is not there.
+	// schedules mail through mail: config.yaml's server is not there.
 	schedules *statement.Schedules
+	mail      *alert.Mail
 }
 
 func startSite(t *testing.T, tweak ...func(*api.Options)) *site {
@@ -90,16 +91,19 @@ func startSite(t *testing.T, tweak ...func(*api.Options)) *site {
 	if err != nil {
 		t.Fatal(err)
 	}
-	schedules := statement.NewSchedules(statement.Source{Store: st, Tariffs: tariffs, Tenants: tenants},
-		&alert.Email{Addr: "127.0.0.1:1", From: "vatio@example.org", TLS: "none", Timeout: time.Second}, "vatio@example.org", nil)
+	mailer, err := alert.NewMail(st, alert.MailSpec{Addr: "127.0.0.1:1", From: "vatio@example.org", TLS: "none", Timeout: alert.Duration(time.Second)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schedules := statement.NewSchedules(statement.Source{Store: st, Tariffs: tariffs, Tenants: tenants}, mailer, nil)
 	opts := api.Options{BodyLimitBytes: 1 << 16, Auth: users, Audit: log, Tariff: tariffs, Rules: rules, Modbus: poller, ModbusDevices: devices, Tenants: tenants,
-		Schedules: schedules}
+		Schedules: schedules, Mail: mailer}
 	for _, f := range tweak {
 		f(&opts)
 	}
 	srv := api.New(st, alerts, opts)
 	dashboard.New(st, dashboard.Options{Location: madrid, Tariff: tariffs, Auth: users, Audit: log, Rules: rules,
-		ImportForm: srv.ImportForm, Modbus: poller, ModbusDevices: devices, Tenants: tenants, Schedules: schedules}).Register(srv.Router())
+		ImportForm: srv.ImportForm, Modbus: poller, ModbusDevices: devices, Tenants: tenants, Schedules: schedules, Mail: mailer}).Register(srv.Router())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +118,7 @@ func startSite(t *testing.T, tweak ...func(*api.Options)) *site {
 		t.Fatal(err)
 	}
 	st.Flush()
-	return &site{url: "http://" + ln.Addr().String(), st: st, tariffs: tariffs, rules: rules, audit: log, poller: poller, devices: devices, tenants: tenants, schedules: schedules}
+	return &site{url: "http://" + ln.Addr().String(), st: st, tariffs: tariffs, rules: rules, audit: log, poller: poller, devices: devices, tenants: tenants, schedules: schedules, mail: mailer}
 }
 
 // browser is a logged-in user's session: its cookie and CSRF token.

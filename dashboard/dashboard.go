@@ -50,18 +50,19 @@ var pages = func() map[string]*template.Template {
 		t := template.New("layout").Funcs(template.FuncMap{
 			// Texts and formats in the page's language; the template is
 			// executed with a clone whose functions know it (see render).
-			"t":        func(string) string { return "" },
-			"power":    func(float64) string { return "" },
-			"energy":   func(float64) string { return "" },
-			"number":   func(float64, int) string { return "" },
-			"datetime": func(time.Time) string { return "" },
-			"charges":  func(any) string { return "" },
-			"alert":    func(store.Alert) string { return "" },
-			"rfc3339":  func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
-			"upper":    strings.ToUpper,
-			"list":     func(xs ...string) []string { return xs },
-			"field":    tariffField,
-			"dayname":  func(string) string { return "" },
+			"t":         func(string) string { return "" },
+			"power":     func(float64) string { return "" },
+			"energy":    func(float64) string { return "" },
+			"number":    func(float64, int) string { return "" },
+			"datetime":  func(time.Time) string { return "" },
+			"charges":   func(any) string { return "" },
+			"alert":     func(store.Alert) string { return "" },
+			"rfc3339":   func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
+			"upper":     strings.ToUpper,
+			"list":      func(xs ...string) []string { return xs },
+			"field":     tariffField,
+			"fieldbase": func(k string) string { return fieldIndex.ReplaceAllString(k, "") },
+			"dayname":   func(string) string { return "" },
 			"period": func(from, to time.Time) statement.Period {
 				return statement.Period{From: from, To: to, Month: from.Day() == 1 && to.Equal(from.AddDate(0, 1, 0))}
 			},
@@ -112,6 +113,9 @@ type Options struct {
 	// Schedules, when set, are the statement schedules the Statements
 	// page shows admins, and they change there.
 	Schedules *statement.Schedules
+	// Mail, when set, is the SMTP server the settings page shows and
+	// admins change.
+	Mail *alert.Mail
 }
 
 // Dashboard serves the dashboard's pages and static files. It is safe for
@@ -133,6 +137,7 @@ type Dashboard struct {
 	// tenants are the Statements page's; nil offers no tenants.
 	tenants   *statement.Tenants
 	schedules *statement.Schedules
+	mail      *alert.Mail
 	// importFile imports the import form's file; nil offers no form.
 	importFile ImportFunc
 	// mqttPort is the broker's plain MQTT port (Options.MQTTPort).
@@ -177,7 +182,7 @@ func newDashboard(st *store.Store, opts Options, assets map[string]*asset.File) 
 	}
 	d := &Dashboard{st: st, loc: opts.Location, now: opts.Now, log: opts.Logger, assets: assets, tariff: opts.Tariff,
 		auth: opts.Auth, audit: opts.Audit, devices: opts.Devices, rules: opts.Rules, importFile: opts.ImportForm, mqttPort: opts.MQTTPort,
-		modbus: opts.Modbus, modbusDevices: opts.ModbusDevices, tenants: opts.Tenants, schedules: opts.Schedules}
+		modbus: opts.Modbus, modbusDevices: opts.ModbusDevices, tenants: opts.Tenants, schedules: opts.Schedules, mail: opts.Mail}
 	_, d.charts = assets[echartsFile]
 	if !d.charts {
 		opts.Logger.Warn("dashboard assets not built: run make assets", slog.String("missing", "dashboard/assets/"+echartsFile))
@@ -208,6 +213,11 @@ func (d *Dashboard) Register(r fiber.Router) {
 	}
 	r.Post("/settings/tariff", d.saveTariff) // admin only (the API's roleFor decides)
 	r.Post("/settings/tariff/remove", d.removeTariff)
+	if d.mail != nil {
+		r.Post("/settings/email", d.saveMail) // admin only (the API's roleFor decides)
+		r.Post("/settings/email/test", d.testMail)
+		r.Post("/settings/email/remove", d.removeMail)
+	}
 	if d.rules != nil {
 		r.Post("/settings/rules", d.saveRule) // operators
 		r.Post("/settings/rules/:id/enabled", d.enableRule)

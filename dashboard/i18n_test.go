@@ -91,6 +91,10 @@ func TestCatalogues(t *testing.T) {
 		"js.step_raw", "js.step_1m", "js.step_1h", "js.step_1d", // t("js.step_" + step)
 		"done.tariff_saved", "done.tariff_removed", "done.rule_saved", "done.rule_deleted", // (print "done." .Done)
 		"done.rule_enabled", "done.rule_disabled", "done.modbus_saved", "done.modbus_deleted",
+		"done.mail_saved", "done.mail_removed",
+		"mail.tls_starttls", "mail.tls_tls", "mail.tls_none", // (print "mail.tls_" $v)
+		"mail.field_addr", "mail.field_from", "mail.field_to", "mail.field_username", "mail.field_password", "mail.field_tls", "mail.field_timeout", // (print "mail.field_" ...)
+		"mailerr.addr", "mailerr.from", "mailerr.username", "mailerr.password", "mailerr.tls", // "mailerr." + field
 		"modbus.parity_none", "modbus.parity_even", "modbus.parity_odd", // (print "modbus.parity_" $v)
 		"kind.power_above", "kind.power_below", "kind.energy_budget", "kind.silent", "kind.out_of_range", "kind.anomaly", "kind.phase_imbalance", // (print "kind." .Kind)
 		"import.format_auto", "import.format_csv", "import.format_datadis", "import.format_greenbutton", // "import.format_" + format

@@ -322,6 +322,7 @@ type app struct {
 	// statements, from the leading instance.
 	tenants   *statement.Tenants
 	schedules *statement.Schedules
+	mail      *alert.Mail
 }
 
 // shutdown stops in the order that loses nothing: no new HTTP requests or

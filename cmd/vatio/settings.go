@@ -118,6 +118,9 @@ func checkSettings(cfg config.Config) error {
 			errs = append(errs, fmt.Errorf("alerts.webhook.body: %v", err))
 		}
 	}
+	for _, pr := range mailSpec(cfg.Alerts.Email).Check() {
+		errs = append(errs, fmt.Errorf("alerts.email.%s: %s", pr.Field, pr.Reason))
+	}
 	if cfg.Shedding.Enabled {
 		if _, err := buildShedding(cfg.Shedding); err != nil {
 			errs = append(errs, err)
@@ -216,4 +219,10 @@ func buildShedding(s config.Shedding) (automation.Shedding, error) {
 		out.Loads = append(out.Loads, automation.Load{Name: l.Name, Meter: l.Meter, Off: off, On: on})
 	}
 	return out, errors.Join(errs...)
+}
+
+// mailSpec is config.yaml's alerts.email as alert.Mail takes it.
+func mailSpec(e config.Email) alert.MailSpec {
+	return alert.MailSpec{Addr: e.Addr, From: e.From, To: e.To, Username: e.Username, Password: e.Password, TLS: e.TLS,
+		Timeout: alert.Duration(e.Timeout)}
 }

@@ -274,10 +274,12 @@ func (s *starting) buildServices() (err error) {
 		}
 		notifiers = append(notifiers, hook)
 	}
-	if e := cfg.Alerts.Email; e.Addr != "" {
-		notifiers = append(notifiers, &alert.Email{Addr: e.Addr, From: e.From, To: e.To, Username: e.Username,
-			Password: e.Password, TLS: e.TLS, Timeout: e.Timeout})
+	// The SMTP server is config.yaml's, or the one saved on the Settings
+	// page; alerts are mailed while it has recipients.
+	if a.mail, err = alert.NewMail(a.store, mailSpec(cfg.Alerts.Email), logger.With("component", "mail")); err != nil {
+		return err
 	}
+	notifiers = append(notifiers, a.mail.Notifier())
 	if m := cfg.Alerts.MQTT; m.Enabled {
 		notifiers = append(notifiers, &alert.MQTT{Prefix: m.Prefix, Publish: func(ctx context.Context, topic string, payload []byte) error {
 			return s.publish(ctx, topic, payload, false)
@@ -318,12 +320,8 @@ func (s *starting) buildServices() (err error) {
 	if s.tariff, err = energy.NewTariffs(a.store, configTariff, logger.With("component", "tariff")); err != nil {
 		return err
 	}
-	var mailer statement.Mailer
-	if e := cfg.Alerts.Email; e.Addr != "" {
-		mailer = &alert.Email{Addr: e.Addr, From: e.From, Username: e.Username, Password: e.Password, TLS: e.TLS, Timeout: e.Timeout}
-	}
-	a.schedules = statement.NewSchedules(statement.Source{Store: a.store, Tariffs: s.tariff, Tenants: a.tenants}, mailer,
-		cfg.Alerts.Email.From, logger.With("component", "statements"))
+	a.schedules = statement.NewSchedules(statement.Source{Store: a.store, Tariffs: s.tariff, Tenants: a.tenants}, a.mail,
+		logger.With("component", "statements"))
 	if st := s.tariff.State(); st.Source == energy.FromDatabase {
 		// Said at start, for whoever edits config.yaml's tariff and sees
 		// no change.
@@ -424,7 +422,7 @@ func (s *starting) serveHTTP() (err error) {
 		BodyLimitBytes: cfg.HTTP.BodyLimitBytes, ImportLimitBytes: cfg.HTTP.ImportLimitBytes, Decoder: s.dec, ReadTimeout: cfg.HTTP.ReadTimeout,
 		MaxStreamsPerUser:  cfg.HTTP.MaxStreamsPerUser,
 		RateLimitPerMinute: cfg.HTTP.RateLimitPerMinute, Offsite: s.shipper, Health: health, TrustedProxies: cfg.HTTP.TrustedProxies, ProxyHeader: cfg.HTTP.ProxyHeader,
-		Gatherer: s.reg, Logger: logger.With("component", "http"), Tariff: s.tariff, Rules: a.rules, Shedder: a.shedder, Modbus: a.modbus, ModbusDevices: a.modbusDevices, Tenants: a.tenants, Schedules: a.schedules,
+		Gatherer: s.reg, Logger: logger.With("component", "http"), Tariff: s.tariff, Rules: a.rules, Shedder: a.shedder, Modbus: a.modbus, ModbusDevices: a.modbusDevices, Tenants: a.tenants, Schedules: a.schedules, Mail: a.mail,
 		Leading: a.elector.Leading, Warnings: warnings,
 	})
 	mqttPort := 0
@@ -435,7 +433,7 @@ func (s *starting) serveHTTP() (err error) {
 	}
 	dashboard.New(a.store, dashboard.Options{Logger: logger.With("component", "dashboard"), Location: s.loc, Tariff: s.tariff,
 		Auth: s.users, Audit: s.audit, Devices: a.devices, Rules: a.rules, ImportForm: a.http.ImportForm, MQTTPort: mqttPort,
-		Modbus: a.modbus, ModbusDevices: a.modbusDevices, Tenants: a.tenants, Schedules: a.schedules}).Register(a.http.Router())
+		Modbus: a.modbus, ModbusDevices: a.modbusDevices, Tenants: a.tenants, Schedules: a.schedules, Mail: a.mail}).Register(a.http.Router())
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {

@@ -2,12 +2,14 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	gosmtp "github.com/emersion/go-smtp"
 )
 
 // TestStatementsInBrowser opens the Statements page in headless Chromium
@@ -94,6 +96,54 @@ func TestStatementsInBrowser(t *testing.T) {
 	}
 	for _, w := range []int64{1280, 360} {
 		screenshot(t, ctx, fmt.Sprintf("statements-%d", w), w, 900, "#statement-summary")
+	}
+
+	// No config file: the page says no SMTP server is set and leads to
+	// the Settings page's form, whose test mail and schedule's "send now"
+	// reach a real SMTP server.
+	box := &smtpBox{}
+	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) { return &smtpSession{box: box}, nil }))
+	srv.Domain = "localhost"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	err = chromedp.Do(ctx, chromedp.Navigate(origin+"/statements"), chromedp.WaitVisible("#schedules-no-mail"),
+		chromedp.Click("#schedules-set-mail"), chromedp.WaitVisible("#mail-form"),
+		chromedp.SendKeys("#mail-addr", ln.Addr().String()),
+		chromedp.SetValue("#mail-tls", "none"),
+		chromedp.SendKeys("#mail-from", "Vatio <vatio@example.org>"),
+		chromedp.SendKeys("#mail-to", "ops@example.org"),
+		chromedp.Click("#mail-save"),
+		chromedp.WaitVisible(`#mail-source[data-source="database"]`),
+		chromedp.SendKeys("#mail-test-to", "me@example.org"),
+		chromedp.Click("#mail-test"),
+		chromedp.WaitVisible("#mail-tested"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if box.count() != 1 || !strings.Contains(box.get(0), "To: me@example.org") {
+		t.Fatalf("the test mail: %d mails", box.count())
+	}
+	err = chromedp.Do(ctx, chromedp.Navigate(origin+"/statements"), chromedp.WaitVisible("#schedule-form"),
+		chromedp.SendKeys("#schedule-id", "acme-monthly"),
+		chromedp.SetValue("#schedule-subject", "tenant:acme"),
+		chromedp.SendKeys("#schedule-day", "1"),
+		chromedp.SendKeys("#schedule-to", "billing@acme.example"),
+		chromedp.Click("#schedule-save"),
+		chromedp.WaitVisible("#schedule-acme-monthly-send"),
+		chromedp.Click("#schedule-acme-monthly-send"),
+		chromedp.WaitVisible("#statements-done"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if box.count() != 2 || !strings.Contains(box.get(1), "Content-Type: application/pdf") || !strings.Contains(box.get(1), "To: billing@acme.example") {
+		t.Fatalf("the statement by mail: %d mails", box.count())
+	}
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#schedules-no-mail").length`)); n != 0 {
+		t.Error("the page still says no SMTP server is set")
 	}
 	blog.check(t, origin)
 }

@@ -160,12 +160,15 @@ func (s *Service) raise(a store.Alert) (store.Alert, error) {
 	now := s.now().UTC()
 	a.Time = now
 	for _, n := range s.notifiers {
+		if o, ok := n.(interface{ Active() bool }); ok && !o.Active() {
+			continue // off (the SMTP server without recipients): nothing to deliver
+		}
 		a.Deliveries = append(a.Deliveries, store.Delivery{Notifier: n.Name(), Status: store.DeliveryPending, Updated: now})
 	}
 	if err := s.store.AddAlert(&a); err != nil {
 		return store.Alert{}, err
 	}
-	if len(s.notifiers) > 0 {
+	if len(a.Deliveries) > 0 {
 		select {
 		case s.queue <- a.ID:
 		default:

@@ -277,8 +277,8 @@ func (e *Email) message(a store.Alert) []byte {
 		subject = "[Vatio] " + a.Message
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "From: %s\r\n", e.From)
-	fmt.Fprintf(&b, "To: %s\r\n", strings.Join(e.To, ", "))
+	fmt.Fprintf(&b, "From: %s\r\n", AddressHeader(e.From))
+	fmt.Fprintf(&b, "To: %s\r\n", addressesHeader(e.To))
 	// Encoded words are folded onto lines of their own: a header line stays
 	// under the 998 octets SMTP allows.
 	fmt.Fprintf(&b, "Subject: %s\r\n", strings.ReplaceAll(mime.QEncoding.Encode("utf-8", oneLine(subject, 200)), "?= =?", "?=\r\n =?"))
@@ -295,6 +295,25 @@ func (e *Email) message(a store.Alert) []byte {
 	fmt.Fprintf(&b, "Alert: %d, raised by %s\r\n", a.ID, a.Source)
 	// A body line starting with a dot is escaped by the DATA writer.
 	return []byte(strings.ReplaceAll(b.String(), "\r\n", "\n"))
+}
+
+// AddressHeader returns address a as a header gives it: as typed when it
+// is ASCII, else with its name encoded (RFC 2047). An address that does
+// not parse is given as it is (it was checked before).
+func AddressHeader(a string) string {
+	ascii := !strings.ContainsFunc(a, func(r rune) bool { return r > 0x7e })
+	if p, err := mail.ParseAddress(a); err == nil && !ascii {
+		return p.String()
+	}
+	return a
+}
+
+func addressesHeader(to []string) string {
+	out := make([]string, len(to))
+	for i, a := range to {
+		out[i] = AddressHeader(a)
+	}
+	return strings.Join(out, ", ")
 }
 
 // oneLine keeps the first line of s, at most n characters.

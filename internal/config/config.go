@@ -698,13 +698,16 @@ type Webhook struct {
 	ContentType string `yaml:"content_type"`
 }
 
-// Email configures the SMTP notifier.
+// Email configures the SMTP server that mails alerts and statements; one
+// saved on the Settings page overrides it.
 type Email struct {
-	// Addr is the SMTP server, host:port; empty turns email off.
+	// Addr is the SMTP server, host:port; empty turns email off (unless
+	// a server is saved on the Settings page).
 	Addr string `yaml:"addr"`
 	// From is the sender's address.
 	From string `yaml:"from"`
-	// To are the recipients' addresses.
+	// To are the alerts' recipients; none mails no alert (statements go
+	// to their schedules' recipients).
 	To []string `yaml:"to"`
 	// Username logs in to the SMTP server; empty sends without logging in.
 	Username string `yaml:"username"`

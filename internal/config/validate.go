@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/mail"
 	"net/url"
 	"slices"
 	"strings"
@@ -286,31 +285,8 @@ func (a Alerts) validate(p *problems) {
 	if ct := a.Webhook.ContentType; ct == "" || strings.ContainsAny(ct, "\r\n") {
 		p.bad("alerts.webhook.content_type", "%q is not a media type", ct)
 	}
-	if e := a.Email; e.Addr != "" {
-		if _, _, err := net.SplitHostPort(e.Addr); err != nil {
-			p.bad("alerts.email.addr", "%q is not host:port", e.Addr)
-		}
-		if _, err := mail.ParseAddress(e.From); err != nil {
-			p.bad("alerts.email.from", "%q is not an email address", e.From)
-		}
-		if len(e.To) == 0 {
-			p.bad("alerts.email.to", "needs at least one address")
-		}
-		for i, to := range e.To {
-			if _, err := mail.ParseAddress(to); err != nil {
-				p.bad(fmt.Sprintf("alerts.email.to[%d]", i), "%q is not an email address", to)
-			}
-		}
-		if e.TLS != "starttls" && e.TLS != "tls" && e.TLS != "none" {
-			p.bad("alerts.email.tls", "%q is not starttls, tls or none", e.TLS)
-		}
-		if e.TLS == "none" && e.Username != "" {
-			p.bad("alerts.email.tls", "none would send the password in clear: use starttls or tls")
-		}
-		if e.Timeout < time.Second {
-			p.bad("alerts.email.timeout", "%s is under 1s", e.Timeout)
-		}
-	}
+	// alerts.email is checked where it is built (alert.MailSpec.Check),
+	// as the settings saved on the dashboard are.
 	if pre := a.MQTT.Prefix; a.MQTT.Enabled && (pre == "" || strings.ContainsAny(pre, "+#\x00") || strings.HasPrefix(pre, "$") || strings.HasSuffix(pre, "/")) {
 		p.bad("alerts.mqtt.prefix", "%q is not a topic without wildcards, $ or a trailing /", pre)
 	}

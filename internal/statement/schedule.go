@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vatio-energy/vatio/internal/alert"
 	"github.com/vatio-energy/vatio/store"
 )
 
@@ -86,12 +87,16 @@ const (
 // Errors of Schedules.
 var (
 	ErrUnknownSchedule  = errors.New("statement: no such schedule")
-	ErrNoMail           = errors.New("statement: no SMTP server configured (alerts.email in config.yaml): statements cannot be mailed")
+	ErrNoMail           = errors.New("statement: no SMTP server set (Settings, E-mail; or alerts.email in config.yaml): statements cannot be mailed")
 	ErrTooManySchedules = fmt.Errorf("statement: at most %d schedules", MaxSchedules)
 )
 
-// Mailer sends a whole mail message to addresses.
+// Mailer sends a whole mail message to addresses, through the SMTP server
+// in force (alert.Mail).
 type Mailer interface {
+	// From returns the sender's address, and false while there is no
+	// SMTP server.
+	From() (string, bool)
 	Send(ctx context.Context, to []string, msg []byte) error
 }
 
@@ -101,23 +106,28 @@ type Schedules struct {
 	st     *store.Store
 	src    Source
 	mailer Mailer // nil: none configured
-	from   string
 	log    *slog.Logger
 	now    func() time.Time
 	mu     sync.Mutex // one Tick at a time; guards changes
 }
 
-// NewSchedules returns the schedules saved in src.Store, which mail from
-// from through mailer (nil when no SMTP server is configured).
-func NewSchedules(src Source, mailer Mailer, from string, logger *slog.Logger) *Schedules {
+// NewSchedules returns the schedules saved in src.Store, which mail
+// through mailer (nil: never).
+func NewSchedules(src Source, mailer Mailer, logger *slog.Logger) *Schedules {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Schedules{st: src.Store, src: src, mailer: mailer, from: from, log: logger, now: time.Now}
+	return &Schedules{st: src.Store, src: src, mailer: mailer, log: logger, now: time.Now}
 }
 
-// Mails reports whether an SMTP server is configured to mail statements.
-func (s *Schedules) Mails() bool { return s.mailer != nil }
+// Mails reports whether an SMTP server is set to mail statements.
+func (s *Schedules) Mails() bool {
+	if s.mailer == nil {
+		return false
+	}
+	_, ok := s.mailer.From()
+	return ok
+}
 
 // List returns the schedules by id.
 func (s *Schedules) List() ([]Schedule, error) {
@@ -151,7 +161,7 @@ func (s *Schedules) Get(id string) (Schedule, error) {
 // Put saves x, made (created, Created set to now) or replaced (keeping its
 // Created).
 func (s *Schedules) Put(x Schedule) (Schedule, bool, error) {
-	if s.mailer == nil {
+	if !s.Mails() {
 		return Schedule{}, false, ErrNoMail
 	}
 	x.Lang = LangOf(x.Lang).Code
@@ -445,7 +455,11 @@ func (s *Schedules) record(key string, d Delivery) error {
 
 // mail builds x's statement of p and mails it, the PDF attached.
 func (s *Schedules) mail(ctx context.Context, x Schedule, p Period) error {
-	if s.mailer == nil {
+	from, ok := "", false
+	if s.mailer != nil {
+		from, ok = s.mailer.From()
+	}
+	if !ok {
 		return ErrNoMail
 	}
 	subj, err := ParseSubject(x.Subject)
@@ -462,7 +476,7 @@ func (s *Schedules) mail(ctx context.Context, x Schedule, p Period) error {
 	if err := WritePDF(&pdf, st, l, now); err != nil {
 		return err
 	}
-	msg := message(s.from, x, st, l, pdf.Bytes(), now)
+	msg := message(from, x, st, l, pdf.Bytes(), now)
 	return s.mailer.Send(ctx, x.To, msg)
 }
 
@@ -479,13 +493,10 @@ func message(from string, x Schedule, st *Statement, l *Lang, pdf []byte, now ti
 	}, name)
 	boundary := fmt.Sprintf("vatio-%d", now.UnixNano())
 	var b strings.Builder
-	fmt.Fprintf(&b, "From: %s\r\n", from)
+	fmt.Fprintf(&b, "From: %s\r\n", alert.AddressHeader(from))
 	to := make([]string, len(x.To))
 	for i, t := range x.To {
-		to[i] = t
-		if a, err := mail.ParseAddress(t); err == nil {
-			to[i] = a.String() // a name beyond ASCII encoded
-		}
+		to[i] = alert.AddressHeader(t) // a name beyond ASCII encoded
 	}
 	fmt.Fprintf(&b, "To: %s\r\n", strings.Join(to, ", "))
 	fmt.Fprintf(&b, "Subject: %s\r\n", strings.ReplaceAll(mime.QEncoding.Encode("utf-8", subject), "?= =?", "?=\r\n =?"))

@@ -91,10 +91,13 @@ func startMailbox(t *testing.T) (*mailbox, string) {
 func TestSchedulesMailOncePerPeriod(t *testing.T) {
 	src := office(t)
 	box, addr := startMailbox(t)
-	mailer := &alert.Email{Addr: addr, From: "Vatio <vatio@example.org>", TLS: "none"}
+	mailer, err := alert.NewMail(nil, alert.MailSpec{Addr: addr, From: "Vatio <vatio@example.org>", TLS: "none", Timeout: alert.Duration(10 * time.Second)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	clock := time.Date(2026, 10, 15, 12, 0, 0, 0, madrid)
 	open := func() *Schedules {
-		s := NewSchedules(src, mailer, mailer.From, nil)
+		s := NewSchedules(src, mailer, nil)
 		s.now = func() time.Time { return clock }
 		return s
 	}
@@ -276,10 +279,22 @@ func TestScheduleDue(t *testing.T) {
 // TestSchedulesChecked refuses schedules that cannot be sent.
 func TestSchedulesChecked(t *testing.T) {
 	src := office(t)
-	if _, _, err := NewSchedules(src, nil, "", nil).Put(Schedule{ID: "x"}); !errors.Is(err, ErrNoMail) {
+	if _, _, err := NewSchedules(src, nil, nil).Put(Schedule{ID: "x"}); !errors.Is(err, ErrNoMail) {
+		t.Errorf("without a mailer: %v", err)
+	}
+	// No SMTP server in config.yaml: schedules are refused until one is
+	// saved (on the Settings page).
+	mailer, err := alert.NewMail(src.Store, alert.MailSpec{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewSchedules(src, mailer, nil)
+	if _, _, err := s.Put(Schedule{ID: "x"}); !errors.Is(err, ErrNoMail) {
 		t.Errorf("without SMTP: %v", err)
 	}
-	s := NewSchedules(src, &alert.Email{Addr: "127.0.0.1:1", From: "v@example.org"}, "v@example.org", nil)
+	if _, err := mailer.Save(alert.MailSpec{Addr: "127.0.0.1:1", From: "v@example.org", TLS: "none"}, false, "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	ok := Schedule{ID: "x", Subject: "site:office", Every: EveryMonth, Day: 1, To: []string{"a@example.org"}}
 	for _, c := range []struct {
 		change func(*Schedule)

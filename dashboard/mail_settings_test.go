@@ -1,0 +1,174 @@
+package dashboard_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/internal/auth"
+)
+
+// sink is a real SMTP server (go-smtp) on loopback keeping what it gets.
+type sink struct {
+	mu   sync.Mutex
+	mail []string
+}
+
+type sinkSession struct{ s *sink }
+
+func (*sinkSession) Mail(string, *gosmtp.MailOptions) error { return nil }
+func (*sinkSession) Rcpt(string, *gosmtp.RcptOptions) error { return nil }
+func (*sinkSession) Reset()                                 {}
+func (*sinkSession) Logout() error                          { return nil }
+func (x *sinkSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	x.s.mu.Lock()
+	x.s.mail = append(x.s.mail, string(b))
+	x.s.mu.Unlock()
+	return err
+}
+
+func (s *sink) all() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.mail...)
+}
+
+func startSink(t *testing.T) (*sink, string) {
+	s := &sink{}
+	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) { return &sinkSession{s}, nil }))
+	srv.Domain = "localhost"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return s, ln.Addr().String()
+}
+
+// TestSettingsMailForm: the Settings page's E-mail section is the
+// admins': its form refuses bad settings beside their fields in the
+// reader's language, saves good ones (the password never shown, a blank
+// one kept), sends a test mail through them, says why the server did not
+// take one, and removes them, config.yaml's server in force again.
+func TestSettingsMailForm(t *testing.T) {
+	s := startSite(t)
+	box, addr := startSink(t)
+	admin, operator := s.login(t, auth.Admin), s.login(t, auth.Operator)
+
+	_, page := operator.get("/settings")
+	if !strings.Contains(page, `id="mail-admins"`) || strings.Contains(page, `id="mail-form"`) || strings.Contains(page, "127.0.0.1:1") {
+		t.Error("an operator sees the SMTP server or its form")
+	}
+	if res, _ := operator.post("/settings/email", url.Values{"addr": {addr}}); res.StatusCode != http.StatusForbidden {
+		t.Errorf("SMTP settings posted by an operator: %d, want 403", res.StatusCode)
+	}
+	_, page = admin.get("/settings")
+	for _, want := range []string{`id="mail-source" data-source="config"`, `value="127.0.0.1:1"`, `id="mail-test-form"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the admin's settings page lacks %s", want)
+		}
+	}
+
+	adminES := *admin
+	adminES.cookie += "; vatio_lang=es"
+	res, page := adminES.post("/settings/email", url.Values{"addr": {"smtp.example.org"}, "from": {"vatio"}, "to": {"ops@example.org, nadie"},
+		"username": {"vatio"}, "password": {"pw"}, "tls": {"none"}, "timeout": {"1 h"}})
+	if res.StatusCode != http.StatusBadRequest {
+		t.Fatalf("bad settings: %d", res.StatusCode)
+	}
+	for _, want := range []string{"el servidor como host:puerto", "una dirección de correo, por ejemplo", "nadie: direcciones de correo",
+		"STARTTLS o TLS para iniciar sesión", "un tiempo de 1 s a 5 min", `value="smtp.example.org"`, `id="mail-addr" name="addr" value="smtp.example.org" required maxlength="255" placeholder="smtp.example.org:587" autocomplete="off" aria-invalid="true"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the refused form lacks %s", want)
+		}
+	}
+	if strings.Contains(page, `value="pw"`) {
+		t.Error("the refused form gives the password back")
+	}
+
+	form := url.Values{"addr": {addr}, "from": {"Vatio <vatio@example.org>"}, "to": {"ops@example.org\nMaría <maria@example.org>"},
+		"tls": {"none"}, "timeout": {"10s"}}
+	res, _ = admin.post("/settings/email", form)
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/settings?done=mail_saved#email" {
+		t.Fatalf("saving: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	if st, ok := s.mail.Current(); !ok || st.Addr != addr || len(st.To) != 2 {
+		t.Errorf("in force: %+v", st)
+	}
+	_, page = admin.get("/settings?done=mail_saved")
+	for _, want := range []string{`id="mail-source" data-source="database"`, "SMTP settings saved", `id="mail-remove"`, "María &lt;maria@example.org&gt;"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page after saving lacks %s", want)
+		}
+	}
+	res, _ = admin.post("/settings/email/test", url.Values{"test_to": {"me@example.org"}})
+	if res.StatusCode != http.StatusSeeOther || !strings.Contains(res.Header.Get("Location"), "done=mail_tested") {
+		t.Fatalf("test mail: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	if got := box.all(); len(got) != 1 || !strings.Contains(got[0], "To: me@example.org") {
+		t.Fatalf("test mail received: %q", got)
+	}
+	_, page = admin.get(res.Header.Get("Location"))
+	if !strings.Contains(page, `id="mail-tested"`) || !strings.Contains(page, "me@example.org") {
+		t.Error("the page does not say where the test mail went")
+	}
+	// The server refusing: its words, on the page.
+	if res, _ := admin.post("/settings/email", url.Values{"addr": {"127.0.0.1:1"}, "from": {"vatio@example.org"}, "tls": {"none"}}); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("saving an absent server: %d", res.StatusCode)
+	}
+	res, page = adminES.post("/settings/email/test", url.Values{"test_to": {"me@example.org"}})
+	if res.StatusCode != http.StatusBadRequest || !strings.Contains(page, "El servidor SMTP no aceptó el correo:") || !strings.Contains(page, "connection refused") {
+		t.Errorf("a test through an absent server: %d", res.StatusCode)
+	}
+	res, page = adminES.post("/settings/email/test", url.Values{})
+	if res.StatusCode != http.StatusBadRequest || !strings.Contains(page, "Escribe una dirección") {
+		t.Errorf("a test to nobody: %d", res.StatusCode)
+	}
+	// A blank password keeps the saved one for the same server and user.
+	s.mail.Save(mailWithLogin(addr, "pw-1"), false, "admin", s.mail.State().SavedAt)
+	res, _ = admin.post("/settings/email", url.Values{"addr": {addr}, "from": {"vatio@example.org"}, "username": {"vatio"}, "tls": {"starttls"}})
+	if st, _ := s.mail.Current(); res.StatusCode != http.StatusSeeOther || st.Password != "pw-1" {
+		t.Errorf("a blank password: %d, kept %q", res.StatusCode, st.Password)
+	}
+	_, page = admin.get("/settings")
+	if strings.Contains(page, "pw-1") || !strings.Contains(page, `placeholder="kept (leave blank)"`) {
+		t.Error("the page shows the password, or does not say one is kept")
+	}
+	if res, _ := admin.post("/settings/email/remove", url.Values{}); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("removing: %d", res.StatusCode)
+	}
+	if st, ok := s.mail.Current(); !ok || st.Addr != "127.0.0.1:1" {
+		t.Errorf("after removal: %+v %v, want config.yaml's", st, ok)
+	}
+	if entries := auditText(t, s); !strings.Contains(entries, "SMTP settings saved") || strings.Contains(entries, "pw-1") {
+		t.Errorf("audit log: %s", entries)
+	}
+}
+
+func mailWithLogin(addr, password string) alert.MailSpec {
+	return alert.MailSpec{Addr: addr, From: "vatio@example.org", Username: "vatio", Password: password, TLS: "starttls"}
+}
+
+// auditText is the audit log's entries, a line each.
+func auditText(t *testing.T, s *site) string {
+	t.Helper()
+	es, err := s.audit.List(100, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, e := range es {
+		fmt.Fprintf(&b, "%s %s %s %d %s\n", e.Who, e.Action, e.Target, e.Status, e.Detail)
+	}
+	return b.String()
+}
