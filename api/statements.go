@@ -70,8 +70,12 @@ func (s *Server) Statement(subject, period, format, lang string) (body []byte, c
 // CSV and PDF as attachments.
 func (s *Server) statements(c *fiber.Ctx) error {
 	lang := c.Query("lang")
-	if lang == "" {
-		lang = c.Get(fiber.HeaderAcceptLanguage)
+	switch lang {
+	case "":
+		lang = c.Get(fiber.HeaderAcceptLanguage) // a browser's: whatever it asks, English or Spanish
+	case "en", "es":
+	default:
+		return &paramError{Name: "lang", Detail: "en or es"}
 	}
 	format := c.Query("format")
 	body, ct, name, err := s.Statement(c.Query("subject"), c.Query("period"), format, lang)

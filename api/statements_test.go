@@ -89,14 +89,15 @@ func TestStatementsAddUp(t *testing.T) {
 		}
 	}
 	type statementJSON struct {
-		Final         bool    `json:"final"`
-		ImportKWh     float64 `json:"import_kwh"`
-		ExportKWh     float64 `json:"export_kwh"`
-		NetEnergyCost float64 `json:"net_energy_cost"`
-		FixedCharge   float64 `json:"fixed_charge"`
-		DemandCharge  float64 `json:"demand_charge"`
-		Total         float64 `json:"total"`
-		Share         float64 `json:"share"`
+		Subject       map[string]string `json:"subject"`
+		Final         bool              `json:"final"`
+		ImportKWh     float64           `json:"import_kwh"`
+		ExportKWh     float64           `json:"export_kwh"`
+		NetEnergyCost float64           `json:"net_energy_cost"`
+		FixedCharge   float64           `json:"fixed_charge"`
+		DemandCharge  float64           `json:"demand_charge"`
+		Total         float64           `json:"total"`
+		Share         float64           `json:"share"`
 		Peak          *struct {
 			KW float64   `json:"kw"`
 			At time.Time `json:"at"`
@@ -124,6 +125,9 @@ func TestStatementsAddUp(t *testing.T) {
 			PeakDemandKW float64    `json:"peak_demand_kw"`
 			PeakAt       *time.Time `json:"peak_at"`
 		} `json:"month"`
+	}
+	if site.Subject["kind"] != "site" || site.Subject["name"] != "office" {
+		t.Errorf("the statement's subject: %v", site.Subject)
 	}
 	request(t, h, viewer, "GET", "/api/v1/summary?site=office", "", &sum)
 	m := sum.Month
@@ -219,6 +223,7 @@ func TestStatementsAddUp(t *testing.T) {
 	}{
 		{"subject=office", 400}, {"subject=site:office&period=2026-13", 400}, {"subject=site:office&period=2026-12", 400},
 		{"subject=site:office&format=docx", 400}, {"subject=site:nowhere&period=2026-09", 404}, {"subject=tenant:nobody&period=2026-09", 404},
+		{"subject=site:office&period=2026-09&format=pdf&lang=fr", 400}, // not silently English
 	} {
 		if code := request(t, h, viewer, "GET", "/api/v1/statements?"+c.query, "", nil); code != c.code {
 			t.Errorf("GET /api/v1/statements?%s: %d, want %d", c.query, code, c.code)

@@ -864,6 +864,9 @@ func TestStatementSchedulesPage(t *testing.T) {
 		t.Fatalf("saved: %+v %v", x, err)
 	}
 	_, page := admin.get("/statements?done=schedule_saved")
+	if !regexp.MustCompile(`id="schedule-monthly-send">Send (January|February|March|April|May|June|July|August|September|October|November|December) 20\d\d now<`).MatchString(page) {
+		t.Error("send now does not name its month")
+	}
 	for _, want := range []string{"Schedule saved.", `id="schedule-monthly" data-schedule="monthly"`, "every month · day 2", "nothing sent yet"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page after scheduling lacks %s", want)

@@ -66,6 +66,8 @@ type scheduleView struct {
 	// Latest is the period it sent (or sends) last, which "send now"
 	// sends again.
 	Latest string
+	// LatestName is it as the page says it ("October 2026").
+	LatestName string
 }
 
 // scheduleForm is the schedule form as typed.
@@ -153,7 +155,9 @@ func (d *Dashboard) statementsData(c *fiber.Ctx, b *base) (*statementsData, erro
 			if err != nil {
 				return nil, err
 			}
-			data.Schedules = append(data.Schedules, scheduleView{Schedule: x, Deliveries: ds, Latest: x.Latest(d.now(), tr.Location).String()})
+			latest := x.Latest(d.now(), tr.Location)
+			data.Schedules = append(data.Schedules, scheduleView{Schedule: x, Deliveries: ds, Latest: latest.String(),
+				LatestName: statement.LangOf(b.Lang.Code).PeriodName(latest)})
 		}
 		data.ScheduleForm = &scheduleForm{Every: statement.EveryMonth, Day: "1", Lang: b.Lang.Code}
 		if id := c.Query("schedule"); id != "" {

@@ -95,7 +95,8 @@ func (p Period) String() string {
 type Subject struct {
 	// Kind is KindSite, KindTenant or KindMeter; Name the site's, the
 	// tenant's id or the meter's id.
-	Kind, Name string
+	Kind string `json:"kind"`
+	Name string `json:"name"`
 }
 
 // The kinds of subject.

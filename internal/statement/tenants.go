@@ -202,8 +202,8 @@ func (t *Tenants) check(x Tenant) error {
 		return invalid("name", "name", "the name its statements are made out to, 1 to %d characters", maxTenantName)
 	case utf8.RuneCountInString(x.Address) > maxTenantAddress || !utf8.ValidString(x.Address):
 		return invalid("address", "address", "at most %d characters", maxTenantAddress)
-	case len(x.Meters) > MaxTenantMeters:
-		return invalid("meters", "meters", "at most %d meters", MaxTenantMeters)
+	case len(x.Meters) == 0 || len(x.Meters) > MaxTenantMeters:
+		return invalid("meters", "meters", "the meters it is billed for, 1 to %d", MaxTenantMeters)
 	}
 	switch x.FixedShare {
 	case ShareEnergy:
