@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"net/mail"
 	"net/url"
 	"regexp"
 	"slices"
@@ -331,7 +332,10 @@ func (d *Dashboard) settingsPage(c *fiber.Ctx) error {
 		data.Done = ""
 	}
 	if data.Done == "mail_tested" {
-		data.MailTestedTo = c.Query("to")
+		// Said only when it is addresses: the link is anyone's to forge.
+		if to, err := mail.ParseAddressList(c.Query("to")); err == nil && len(to) <= alert.MaxMailRecipients {
+			data.MailTestedTo = c.Query("to")
+		}
 	}
 	if id := c.Query("edit"); id != "" && d.rules != nil {
 		if r, err := d.rules.Get(id); err == nil && r.Source != "config" {

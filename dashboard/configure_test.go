@@ -817,7 +817,7 @@ func TestStatementsPage(t *testing.T) {
 		want string
 	}{
 		{url.Values{"id": {"beta"}, "name": {"Beta"}, "meters": {"office-2a"}}, "office-2a pertenece al inquilino acme"},
-		{url.Values{"id": {"beta"}, "name": {"Beta"}, "meters": {"nada"}}, "no existe el medidor nada"},
+		{url.Values{"id": {"beta"}, "name": {"Beta"}, "meters": {"nada"}}, "Medidores 1: no existe el medidor nada"},
 		{url.Values{"id": {"Beta!"}, "name": {"Beta"}}, "empezando por una letra o cifra"},
 		{url.Values{"id": {"beta"}, "name": {"Beta"}, "fixed_share": {"percent"}, "fixed_percent": {"mucho"}}, "no es un número"},
 		{url.Values{"id": {"acme"}, "name": {"Acme"}}, "ya existe un inquilino acme"},
@@ -878,8 +878,8 @@ func TestStatementSchedulesPage(t *testing.T) {
 		change func(url.Values)
 		want   string
 	}{
-		{func(v url.Values) { v.Set("id", "other"); v.Set("day", "30") }, "el día del mes en que se envía, de 1 a 28"},
-		{func(v url.Values) { v.Set("id", "other"); v.Set("to", "nadie") }, "&#34;nadie&#34; no es una dirección de correo"},
+		{func(v url.Values) { v.Set("id", "other"); v.Set("day", "30") }, "Día: el día del mes en que se envía, de 1 a 28"},
+		{func(v url.Values) { v.Set("id", "other"); v.Set("to", "nadie") }, "Destinatarios 1: &#34;nadie&#34; no es una dirección de correo"},
 		{func(v url.Values) { v.Set("id", "other"); v.Set("day", "uno") }, "no es un número"},
 		{func(v url.Values) {}, "ya existe un envío programado monthly"},
 	} {

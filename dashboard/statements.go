@@ -268,7 +268,7 @@ func (d *Dashboard) saveTenant(c *fiber.Ctx) error {
 			var ie *statement.InvalidError
 			switch {
 			case errors.As(err, &ie):
-				err = fmt.Errorf("%s: %s", ie.Field, b.Lang.statementProblem(ie))
+				err = fmt.Errorf("%s: %s", b.Lang.formField(tenantLabels, ie.Field), b.Lang.statementProblem(ie))
 			case errors.Is(err, statement.ErrTooMany):
 				err = fmt.Errorf(b.Lang.T("tenants.too_many"), statement.MaxTenants)
 			default:
@@ -341,7 +341,7 @@ func (d *Dashboard) saveSchedule(c *fiber.Ctx) error {
 			var ie *statement.InvalidError
 			switch {
 			case errors.As(err, &ie):
-				err = fmt.Errorf("%s: %s", ie.Field, b.Lang.statementProblem(ie))
+				err = fmt.Errorf("%s: %s", b.Lang.formField(scheduleLabels, ie.Field), b.Lang.statementProblem(ie))
 			case errors.Is(err, statement.ErrNoMail):
 				err = errors.New(b.Lang.T("schedules.no_mail"))
 			case errors.Is(err, statement.ErrTooManySchedules):
@@ -405,4 +405,28 @@ func (l *language) statementProblem(ie *statement.InvalidError) string {
 		return fmt.Sprintf(text, ie.Args...)
 	}
 	return ie.Reason
+}
+
+// The forms' labels of the fields package statement names.
+var (
+	tenantLabels = map[string]string{"id": "rules.id", "name": "tenants.billing_name", "address": "tenants.address",
+		"meters": "tenants.meters", "fixed_share": "tenants.share", "fixed_percent": "tenants.percent"}
+	scheduleLabels = map[string]string{"id": "rules.id", "subject": "statements.subject", "every": "schedules.every",
+		"day": "schedules.day_field", "lang": "schedules.lang", "to": "schedules.to_field"}
+)
+
+// formField names a field refused (meters[1]) as its form labels it
+// ("Meters 2"), so that the reader finds it; a field the form does not
+// have keeps its key.
+func (l *language) formField(labels map[string]string, field string) string {
+	base, rest, _ := strings.Cut(field, "[")
+	key, ok := labels[base]
+	if !ok {
+		return field
+	}
+	name, _, _ := strings.Cut(l.T(key), " (") // "Day", not what it takes: the reason says that
+	if i, err := strconv.Atoi(strings.TrimSuffix(rest, "]")); err == nil && rest != "" {
+		name += " " + strconv.Itoa(i+1)
+	}
+	return name
 }

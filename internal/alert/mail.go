@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -427,6 +428,9 @@ func (m *Mail) Test(ctx context.Context, to []string, now time.Time) ([]string, 
 			return nil, &MailInvalidError{[]MailProblem{{fmt.Sprintf("to[%d]", i), fmt.Sprintf("%q is not an email address", clip(a))}}}
 		}
 	}
+	// A test answers a person waiting: at most 30 s, whatever the
+	// settings' time limit.
+	e.Timeout = min(cmp.Or(e.Timeout, 30*time.Second), 30*time.Second)
 	var b strings.Builder
 	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: [Vatio] Test mail\r\n", AddressHeader(e.From), addressesHeader(to))
 	fmt.Fprintf(&b, "Date: %s\r\nMessage-ID: <vatio-test-%d@vatio>\r\n", now.Format(time.RFC1123Z), now.UnixNano())
