@@ -386,7 +386,7 @@ func TestTenantsChecked(t *testing.T) {
 		{Tenant{ID: "x", Name: "X", Meters: []string{"nope"}}, "meters[0]"},            // no such meter
 		{Tenant{ID: "beta", Name: "B", Meters: []string{"beta", "beta"}}, "meters[1]"}, // twice
 		{Tenant{ID: "x", Name: "X", Meters: []string{"main"}}, "meters[0]"},            // above acme's and beta's meters
-		{Tenant{ID: "x", Name: "X"}, "meters"}, // billed for nothing
+		{Tenant{ID: "x", Name: "X"}, "meters"},                                         // billed for nothing
 		{Tenant{ID: "x", Name: "X", Meters: []string{"nope"}, FixedShare: "half"}, "fixed_share"},
 		{Tenant{ID: "x", Name: "X", Meters: []string{"nope"}, FixedShare: SharePercent, FixedPercent: 120}, "fixed_percent"},
 		{Tenant{ID: "x", Name: "X", Meters: []string{"nope"}, FixedPercent: 20}, "fixed_percent"},
