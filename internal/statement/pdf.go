@@ -167,6 +167,7 @@ func WritePDF(w io.Writer, s *Statement, l *Lang, made time.Time) error {
 
 	// Each meter's part.
 	if len(s.Lines) > 0 {
+		keep(pdf, 12+float64(min(len(s.Lines), 3)+1)*lineH) // the heading with its first rows
 		heading(pdf, l.T("meters"))
 		pdf.SetFont("sans", "B", 8.5)
 		pdf.SetTextColor(90, 90, 90)
@@ -191,9 +192,14 @@ func WritePDF(w io.Writer, s *Statement, l *Lang, made time.Time) error {
 		}
 	}
 
-	// The tariff, and where it comes from.
-	heading(pdf, l.T("tariff"))
+	// The tariff, and where it comes from: on one page.
 	t := s.Tariff
+	lines := 6 + len(t.Periods)
+	if len(t.Holidays) > 0 {
+		lines++
+	}
+	keep(pdf, 12+float64(lines)*lineH)
+	heading(pdf, l.T("tariff"))
 	line(l.T("tariff"), l.T("tariff."+s.TariffSource))
 	line(l.T("price"), l.Number(t.PriceKWh, 4)+" "+t.Currency+" ("+l.T("base")+")")
 	for _, p := range t.Periods {
@@ -216,6 +222,14 @@ func WritePDF(w io.Writer, s *Statement, l *Lang, made time.Time) error {
 // isMonth reports whether [from, to) is one calendar month.
 func isMonth(from, to time.Time) bool {
 	return from.Day() == 1 && from.Hour() == 0 && to.Equal(from.AddDate(0, 1, 0))
+}
+
+// keep starts a new page unless h millimetres fit on this one, so that a
+// short section is not split.
+func keep(pdf *fpdf.Fpdf, h float64) {
+	if pdf.GetY()+h > 297-margin {
+		pdf.AddPage()
+	}
 }
 
 // heading starts a section.

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"flag"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -513,5 +514,56 @@ func TestArchivedMonthKeepsItsCharges(t *testing.T) {
 	}
 	if after.FixedCharge != before.FixedCharge || after.Total != before.Total || !near(after.FixedCharge, 15.5) {
 		t.Errorf("October's charges before archiving %v (total %v), after %v (total %v)", before.FixedCharge, before.Total, after.FixedCharge, after.Total)
+	}
+}
+
+// TestPDFKeepsTheTariffOnOnePage: however many meters push it down the
+// page, the tariff's section is never split across two pages, and the
+// meters' heading never ends a page alone.
+func TestPDFKeepsTheTariffOnOnePage(t *testing.T) {
+	pdftotext, err := exec.LookPath("pdftotext")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no pdftotext: .ci/run must install Debian's poppler-utils")
+		}
+		t.Skip("no pdftotext: apt-get install poppler-utils")
+	}
+	src := office(t)
+	oct, _ := ParsePeriod("2026-10", madrid)
+	base, err := src.Build(Subject{KindSite, "office"}, oct, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := func(pdf []byte, n int) string {
+		cmd := exec.Command(pdftotext, "-f", strconv.Itoa(n), "-l", strconv.Itoa(n), "-layout", "-", "-")
+		cmd.Stdin = bytes.NewReader(pdf)
+		out, err := cmd.Output()
+		if err != nil {
+			return ""
+		}
+		return string(out)
+	}
+	for n := 0; n <= 40; n += 2 {
+		s := *base
+		s.Lines = nil
+		for i := range n {
+			s.Lines = append(s.Lines, Line{Meter: fmt.Sprintf("m-%02d", i), Name: fmt.Sprintf("m-%02d", i), ImportKWh: 1, Cost: 0.2})
+		}
+		var b bytes.Buffer
+		if err := WritePDF(&b, &s, English, now); err != nil {
+			t.Fatal(err)
+		}
+		for p := 1; p <= 4; p++ {
+			text := page(b.Bytes(), p)
+			lines := strings.Split(strings.TrimRight(text, "\n\f "), "\n")
+			for j, l := range lines {
+				if strings.TrimSpace(l) == "Tariff" && !strings.Contains(strings.Join(lines[j:], "\n"), "CO2 per kWh") {
+					t.Errorf("%d meters: the tariff's section is split after page %d", n, p)
+				}
+				if strings.TrimSpace(l) == "Meters" && j >= len(lines)-2 { // the heading, then the page's foot
+					t.Errorf("%d meters: the meters' heading ends page %d", n, p)
+				}
+			}
+		}
 	}
 }
