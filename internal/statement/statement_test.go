@@ -349,7 +349,7 @@ func TestCSVAndPDF(t *testing.T) {
 			"1,117.50 kWh", English.Money(s.Total, "EUR"), "7.75 EUR", "6.00 EUR", "50.0 % share of the site's", "Peak demand (15 min)", "1.50 kW",
 			"The period before (September 2026)", "config.yaml's tariff section", "Page 1 / "}},
 		{Spanish, []string{"Extracto de energía", "Acmé Ñandú S.L.", "octubre de 2026", "1.117,50 kWh", Spanish.Money(s.Total, "EUR"),
-			"7,75 EUR", "Término fijo", "Un año antes (octubre de 2025)", "la sección tariff de config.yaml", "laborables", "Página 1 / "}},
+			"7,75 EUR", "Término fijo (50,0 % del sitio)", "Un año antes (octubre de 2025)", "la sección tariff de config.yaml", "laborables", "Página 1 / "}},
 	} {
 		var pdf bytes.Buffer
 		if err := WritePDF(&pdf, s, c.lang, now); err != nil {

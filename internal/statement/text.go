@@ -47,7 +47,7 @@ var (
 			"period": "Periodo", "to_date": "hasta la fecha (el periodo no ha terminado)", "zone": "Zona horaria", "made": "Emitido",
 			"summary": "Resumen", "import": "Energía consumida", "export": "Energía vertida", "outside": "Fuera de todo periodo",
 			"energy_cost": "Energía", "export_credit": "Pagado por la energía vertida", "fixed": "Término fijo",
-			"demand": "Término de potencia", "share": "parte de los del sitio", "total": "Total", "peak": "Potencia máxima (15 min)",
+			"demand": "Término de potencia", "share": "del sitio", "total": "Total", "peak": "Potencia máxima (15 min)",
 			"co2": "CO2", "compare": "Comparado con", "previous": "El periodo anterior", "year_before": "Un año antes",
 			"change": "Cambio", "days": "Energía por día (kWh)", "meters": "Medidores", "meter": "Medidor",
 			"unmetered": "sin submedidor", "tariff": "Tarifa", "tariff.config": "la sección tariff de config.yaml",
