@@ -111,26 +111,27 @@ func WritePDF(w io.Writer, s *Statement, l *Lang, made time.Time) error {
 	}
 	pdf.Ln(lineH)
 	pdf.SetTextColor(0, 0, 0)
-	for _, p := range s.Energy {
+	bill := s.Bill() // printed to the cent, the lines add up to the total
+	for i, p := range s.Energy {
 		name := p.Name
 		if name == "" {
 			name = l.T("outside")
 		}
-		row(false, l.T("energy_cost")+" · "+name, kwh(p.KWh), l.Number(p.PriceKWh, 4), money(p.Cost))
+		row(false, l.T("energy_cost")+" · "+name, kwh(p.KWh), l.Number(p.PriceKWh, 4), money(bill.Energy[i]))
 	}
 	if len(s.Energy) == 0 {
 		row(false, l.T("energy_cost"), kwh(0), "", money(0))
 	}
 	if s.ExportKWh > 0 || s.ExportCredit != 0 {
-		row(false, l.T("export_credit"), kwh(s.ExportKWh), l.Number(s.Tariff.ExportPriceKWh, 4), money(-s.ExportCredit))
+		row(false, l.T("export_credit"), kwh(s.ExportKWh), l.Number(s.Tariff.ExportPriceKWh, 4), money(bill.ExportCredit))
 	}
 	share := ""
 	if s.Subject.Kind == KindTenant {
 		share = " (" + l.Number(s.Share*100, 1) + " % " + l.T("share") + ")"
 	}
-	row(false, l.T("fixed")+share, "", "", money(s.FixedCharge))
+	row(false, l.T("fixed")+share, "", "", money(bill.Fixed))
 	demand := l.T("demand") + share
-	row(false, demand, "", "", money(s.DemandCharge))
+	row(false, demand, "", "", money(bill.Demand))
 	y := pdf.GetY()
 	pdf.Line(margin, y, margin+textW, y)
 	row(true, l.T("total"), kwh(s.ImportKWh), "", money(s.Total))

@@ -514,3 +514,71 @@ func (b builder) lines(ids []string, p Period) ([]Line, error) {
 	}
 	return out, nil
 }
+
+// Bill is a statement's money as a document prints it: each line in
+// cents, and the lines adding up to the total, itself the statement's
+// Total to the cent. The statement keeps the API's four decimals, so
+// that it adds up with the energy answers and the summary; printed to the
+// cent, its lines would not always add up (19.9149 + 33.634 printed as
+// 19.91 + 33.63, their total as 53.55): the cents a rounding lost or won
+// go to the lines rounded furthest (largest remainder).
+type Bill struct {
+	// Energy is each of s.Energy's costs.
+	Energy []float64
+	// ExportCredit is negative: money back.
+	ExportCredit, Fixed, Demand, Total float64
+}
+
+// Bill returns s's money in cents that add up.
+func (s *Statement) Bill() Bill {
+	parts := make([]float64, 0, len(s.Energy)+3)
+	for _, p := range s.Energy {
+		parts = append(parts, p.Cost)
+	}
+	parts = append(parts, -s.ExportCredit, s.FixedCharge, s.DemandCharge)
+	cents := addUp(parts, s.Total)
+	n := len(s.Energy)
+	b := Bill{Energy: make([]float64, n), Total: math.Round(s.Total*100) / 100}
+	for i := range n {
+		b.Energy[i] = float64(cents[i]) / 100
+	}
+	b.ExportCredit, b.Fixed, b.Demand = float64(cents[n])/100, float64(cents[n+1])/100, float64(cents[n+2])/100
+	return b
+}
+
+// addUp rounds parts to whole cents summing to total's cents, moving the
+// cents a rounding lost or won to the parts rounded furthest.
+func addUp(parts []float64, total float64) []int64 {
+	cents := make([]int64, len(parts))
+	rest := make([]float64, len(parts)) // what rounding took from each, in cents
+	var sum int64
+	for i, p := range parts {
+		cents[i] = int64(math.Round(p * 100))
+		rest[i] = p*100 - float64(cents[i])
+		sum += cents[i]
+	}
+	diff := int64(math.Round(total*100)) - sum
+	if diff == 0 || len(parts) == 0 {
+		return cents
+	}
+	order := make([]int, len(parts))
+	for i := range order {
+		order[i] = i
+	}
+	// A cent to add goes first to the part rounded down the most; one to
+	// take, to the part rounded up the most. Parts that are 0 stay 0.
+	sign := int64(1)
+	if diff < 0 {
+		sign = -1
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(float64(sign)*rest[b], float64(sign)*rest[a]) })
+	for k := 0; diff != 0 && k < 2*len(order); k++ {
+		i := order[k%len(order)]
+		if parts[i] == 0 {
+			continue
+		}
+		cents[i] += sign
+		diff -= sign
+	}
+	return cents
+}
