@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -564,6 +565,36 @@ func TestPDFKeepsTheTariffOnOnePage(t *testing.T) {
 					t.Errorf("%d meters: the meters' heading ends page %d", n, p)
 				}
 			}
+		}
+	}
+}
+
+// TestBillAddsUp: printed to the cent, a statement's lines add up to its
+// total, each within a cent of its figure: a tenant's shares 19.9149 and
+// 33.634 beside 530.40 of energy make 583.9489, printed 583.95.
+func TestBillAddsUp(t *testing.T) {
+	for _, c := range []struct {
+		s    Statement
+		want Bill
+	}{
+		{Statement{Energy: []PeriodLine{{Cost: 420}, {Cost: 25.2}, {Cost: 85.2}}, FixedCharge: 19.9149, DemandCharge: 33.634, Total: 583.9489},
+			Bill{Energy: []float64{420, 25.2, 85.2}, Fixed: 19.92, Demand: 33.63, Total: 583.95}},
+		{Statement{Energy: []PeriodLine{{Cost: 181.4}, {Cost: 108.84}, {Cost: 87.424}}, FixedCharge: 45, DemandCharge: 21.6, Total: 444.264},
+			Bill{Energy: []float64{181.4, 108.84, 87.42}, Fixed: 45, Demand: 21.6, Total: 444.26}},
+		{Statement{Energy: []PeriodLine{{Cost: 0.005}, {Cost: 0.005}, {Cost: 0.005}}, ExportCredit: 0.0049, Total: 0.0101},
+			Bill{}}, // any lines that add up
+
+	} {
+		got := c.s.Bill()
+		var sum int64
+		for _, v := range append(append([]float64{}, got.Energy...), got.ExportCredit, got.Fixed, got.Demand) {
+			sum += int64(math.Round(v * 100))
+		}
+		if sum != int64(math.Round(got.Total*100)) {
+			t.Errorf("%+v: lines sum to %d cents, the total is %v", c.s, sum, got.Total)
+		}
+		if c.want.Energy != nil && !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%+v: bill %+v, want %+v", c.s, got, c.want)
 		}
 	}
 }
