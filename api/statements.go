@@ -13,6 +13,9 @@ import (
 	"github.com/vatio-energy/vatio/internal/statement"
 )
 
+// errBusy answers a statement asked for while others are being made.
+var errBusy = &fiber.Error{Code: fiber.StatusServiceUnavailable, Message: "other statements are being made: try again in a minute"}
+
 // statementSource is what the statements are built from.
 func (s *Server) statementSource() statement.Source {
 	return statement.Source{Store: s.store, Tariffs: s.tariffs, Tenants: s.tenants}
@@ -22,6 +25,11 @@ func (s *Server) statementSource() statement.Source {
 // subject over period, as JSON, CSV or PDF (in lang). The dashboard's
 // Statements page serves the same.
 func (s *Server) Statement(subject, period, format, lang string) (body []byte, contentType, filename string, err error) {
+	switch format { // said before the work, not after it
+	case "", "json", "csv", "pdf":
+	default:
+		return nil, "", "", &paramError{Name: "format", Detail: "json, csv or pdf"}
+	}
 	subj, err := statement.ParseSubject(subject)
 	if err != nil {
 		return nil, "", "", &paramError{Name: "subject", Detail: err.Error()}
@@ -40,6 +48,8 @@ func (s *Server) Statement(subject, period, format, lang string) (body []byte, c
 		return nil, "", "", fiber.NewError(fiber.StatusNotFound, err.Error())
 	case errors.Is(err, statement.ErrFuture):
 		return nil, "", "", &paramError{Name: "period", Detail: err.Error()}
+	case errors.Is(err, statement.ErrBusy):
+		return nil, "", "", errBusy
 	case err != nil:
 		return nil, "", "", err
 	}
@@ -79,6 +89,9 @@ func (s *Server) statements(c *fiber.Ctx) error {
 	}
 	format := c.Query("format")
 	body, ct, name, err := s.Statement(c.Query("subject"), c.Query("period"), format, lang)
+	if errors.Is(err, errBusy) {
+		c.Set(fiber.HeaderRetryAfter, "30")
+	}
 	if err != nil {
 		return err
 	}
@@ -153,7 +166,7 @@ func statementError(err error) (int, errorBody, bool) {
 	switch {
 	case errors.Is(err, statement.ErrUnknownSchedule):
 		return fiber.StatusNotFound, errorBody{Error: "unknown schedule", Detail: err.Error()}, true
-	case errors.Is(err, statement.ErrNoMail), errors.Is(err, statement.ErrTooManySchedules):
+	case errors.Is(err, statement.ErrNoMail), errors.Is(err, statement.ErrTooManySchedules), errors.Is(err, statement.ErrSending):
 		return fiber.StatusConflict, errorBody{Error: err.Error()}, true
 	case errors.Is(err, statement.ErrUnknownTenant):
 		return fiber.StatusNotFound, errorBody{Error: "unknown tenant", Detail: err.Error()}, true

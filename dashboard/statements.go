@@ -66,8 +66,13 @@ type scheduleView struct {
 	// Latest is the period it sent (or sends) last, which "send now"
 	// sends again.
 	Latest string
-	// LatestName is it as the page says it ("October 2026").
+	// LatestName is it as the page says it ("October 2026"); LatestSent
+	// whether it was sent already (the button then sends it again, once
+	// confirmed).
 	LatestName string
+	LatestSent bool
+	// SubjectName is the subject as the page names it (a tenant's name).
+	SubjectName string
 }
 
 // scheduleForm is the schedule form as typed.
@@ -117,7 +122,7 @@ func (d *Dashboard) statementsData(c *fiber.Ctx, b *base) (*statementsData, erro
 	data := &statementsData{base: b, SL: statement.LangOf(b.Lang.Code), CanTenants: d.auth == nil || auth.Allows(role, auth.Admin),
 		TenantForm: &tenantForm{Share: statement.ShareEnergy}}
 	data.Done = c.Query("done")
-	if !slices.Contains([]string{"", "tenant_saved", "tenant_deleted", "schedule_saved", "schedule_deleted", "schedule_sent", "schedule_failed"}, data.Done) {
+	if !slices.Contains([]string{"", "tenant_saved", "tenant_deleted", "schedule_saved", "schedule_deleted", "schedule_sent", "schedule_failed", "schedule_sending"}, data.Done) {
 		data.Done = ""
 	}
 	sites := map[string]bool{}
@@ -156,8 +161,17 @@ func (d *Dashboard) statementsData(c *fiber.Ctx, b *base) (*statementsData, erro
 				return nil, err
 			}
 			latest := x.Latest(d.now(), tr.Location)
-			data.Schedules = append(data.Schedules, scheduleView{Schedule: x, Deliveries: ds, Latest: latest.String(),
-				LatestName: statement.LangOf(b.Lang.Code).PeriodName(latest)})
+			v := scheduleView{Schedule: x, Deliveries: ds, Latest: latest.String(), LatestName: statement.LangOf(b.Lang.Code).PeriodName(latest),
+				SubjectName: x.Subject}
+			for _, dl := range ds {
+				v.LatestSent = v.LatestSent || (dl.Period == v.Latest && dl.State == statement.DeliverySent)
+			}
+			for _, c := range slices.Concat(data.TenantChoices, data.Meters) {
+				if c.Value == x.Subject {
+					v.SubjectName = c.Label
+				}
+			}
+			data.Schedules = append(data.Schedules, v)
 		}
 		data.ScheduleForm = &scheduleForm{Every: statement.EveryMonth, Day: "1", Lang: b.Lang.Code}
 		if id := c.Query("schedule"); id != "" {
@@ -204,6 +218,9 @@ func (d *Dashboard) statementsData(c *fiber.Ctx, b *base) (*statementsData, erro
 		return data, nil
 	case errors.Is(err, statement.ErrFuture):
 		data.Problem = b.Lang.T("statements.future")
+		return data, nil
+	case errors.Is(err, statement.ErrBusy):
+		data.Problem = b.Lang.T("statements.busy")
 		return data, nil
 	case err != nil:
 		return nil, err
@@ -387,6 +404,8 @@ func (d *Dashboard) sendSchedule(c *fiber.Ctx) error {
 			return fiber.NewError(fiber.StatusNotFound, err.Error())
 		case errors.As(err, &ie):
 			return fiber.NewError(fiber.StatusBadRequest, d.newBase(c, "statements", "statements.title").Lang.statementProblem(ie))
+		case errors.Is(err, statement.ErrSending):
+			return c.Redirect("/statements?done=schedule_sending#schedules", fiber.StatusSeeOther)
 		}
 		return err
 	}

@@ -320,7 +320,7 @@ func (s *starting) buildServices() (err error) {
 	if s.tariff, err = energy.NewTariffs(a.store, configTariff, logger.With("component", "tariff")); err != nil {
 		return err
 	}
-	a.schedules = statement.NewSchedules(statement.Source{Store: a.store, Tariffs: s.tariff, Tenants: a.tenants}, a.mail,
+	a.schedules = statement.NewSchedules(statement.Source{Store: a.store, Tariffs: s.tariff, Tenants: a.tenants, Wait: 10 * time.Minute}, a.mail,
 		logger.With("component", "statements"))
 	if st := s.tariff.State(); st.Source == energy.FromDatabase {
 		// Said at start, for whoever edits config.yaml's tariff and sees

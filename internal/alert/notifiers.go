@@ -222,6 +222,8 @@ func (e *Email) Send(ctx context.Context, to []string, msg []byte) error {
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
+	// Cancelled (a shutdown), a server that says nothing is left at once.
+	defer context.AfterFunc(ctx, func() { conn.Close() })()
 	c, err := smtp.NewClient(conn, host)
 	if err != nil {
 		return fmt.Errorf("email: %w", err)

@@ -103,12 +103,13 @@ type Mailer interface {
 // Schedules are the statement schedules, and the sending of what they
 // make due: Run, on the leading instance only.
 type Schedules struct {
-	st     *store.Store
-	src    Source
-	mailer Mailer // nil: none configured
-	log    *slog.Logger
-	now    func() time.Time
-	mu     sync.Mutex // one Tick at a time; guards changes
+	st      *store.Store
+	src     Source
+	mailer  Mailer // nil: none configured
+	log     *slog.Logger
+	now     func() time.Time
+	mu      sync.Mutex // guards changes and claims, never held while mailing
+	ticking sync.Mutex // one Tick at a time
 }
 
 // NewSchedules returns the schedules saved in src.Store, which mail
@@ -353,41 +354,42 @@ func (s *Schedules) abandonInterrupted() {
 // Tick sends every statement due now that was not sent, or whose sending
 // failed and may be tried again.
 func (s *Schedules) Tick(ctx context.Context) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.ticking.Lock() // one tick at a time; changes go on meanwhile
+	defer s.ticking.Unlock()
 	list, err := s.List()
 	if err != nil {
 		s.log.Warn("statement schedules not read", slog.Any("error", err))
 		return
 	}
-	now := s.now()
-	loc := s.src.Tariffs.Current().Location
 	for _, x := range list {
-		p, _, ok := x.due(now, loc)
+		if ctx.Err() != nil {
+			return
+		}
+		p, _, ok := x.due(s.now(), s.src.Tariffs.Current().Location)
 		if !ok {
 			continue
 		}
 		key := x.ID + "|" + p.String()
-		d, _, err := s.delivery(key)
+		d, ok, err := s.claim(key, x, p, false)
 		if err != nil {
 			s.log.Warn("statement delivery not read", slog.String("schedule", x.ID), slog.Any("error", err))
 			continue
 		}
-		switch {
-		case d.State == DeliverySent, d.State == DeliverySending:
-			continue
-		case d.State == DeliveryFailed && (d.Attempts >= maxAttempts || now.Sub(d.At) < retryEvery):
-			continue
+		if ok {
+			s.send(ctx, x, p, d, key)
 		}
-		s.send(ctx, x, p, d, key)
 	}
 }
 
-// SendNow sends schedule id's statement of period now, whatever was
-// recorded for it (an admin's "send again"), and records it.
+// ErrSending is returned when a period's statement is sent while it is
+// being sent.
+var ErrSending = errors.New("statement: that period's statement is being sent now")
+
+// SendNow mails schedule id's statement of period at once, whatever was
+// sent before (an admin's "send again"), and records it as the period's.
+// Only a period that is over can be sent. It waits for the mail, not for
+// other changes to schedules.
 func (s *Schedules) SendNow(ctx context.Context, id, period string) (Delivery, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	x, err := s.Get(id)
 	if err != nil {
 		return Delivery{}, err
@@ -402,21 +404,49 @@ func (s *Schedules) SendNow(ctx context.Context, id, period string) (Delivery, e
 		return Delivery{}, invalid("period", "not_over", "%s is not over: its statement is sent when it is", p)
 	}
 	key := x.ID + "|" + p.String()
-	d, _, err := s.delivery(key)
+	d, ok, err := s.claim(key, x, p, true)
 	if err != nil {
 		return Delivery{}, err
 	}
-	d.Attempts = 0
+	if !ok {
+		return Delivery{}, ErrSending
+	}
 	return s.send(ctx, x, p, d, key), nil
 }
 
-// send tries to mail x's statement of p, recording it first as sending.
-func (s *Schedules) send(ctx context.Context, x Schedule, p Period, d Delivery, key string) Delivery {
-	d.Schedule, d.Period, d.State, d.Error, d.At = x.ID, p.String(), DeliverySending, "", s.now().UTC()
+// claim records x's statement of p as being sent, and reports whether it
+// is this caller's to send: not when it is being sent already, nor, unless
+// forced (send now), when it was sent or failed for good, or failed less
+// than retryEvery ago. The mail is sent after, without s.mu, so that a
+// slow SMTP server holds up no change to the schedules.
+func (s *Schedules) claim(key string, x Schedule, p Period, force bool) (Delivery, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, _, err := s.delivery(key)
+	if err != nil {
+		return Delivery{}, false, err
+	}
+	now := s.now()
+	switch {
+	case d.State == DeliverySending:
+		return d, false, nil
+	case force:
+		d.Attempts = 0
+	case d.State == DeliverySent:
+		return d, false, nil
+	case d.State == DeliveryFailed && (d.Attempts >= maxAttempts || now.Sub(d.At) < retryEvery):
+		return d, false, nil
+	}
+	d.Schedule, d.Period, d.State, d.Error, d.At = x.ID, p.String(), DeliverySending, "", now.UTC()
 	d.Attempts++
 	if err := s.record(key, d); err != nil {
-		return d // not recorded: not sent, tried again at the next tick
+		return d, false, nil // not recorded: not sent, tried again at the next tick
 	}
+	return d, true, nil
+}
+
+// send mails x's statement of p, claimed as d, and records how it went.
+func (s *Schedules) send(ctx context.Context, x Schedule, p Period, d Delivery, key string) Delivery {
 	err := s.mail(ctx, x, p)
 	d.At = s.now().UTC()
 	if err != nil {

@@ -330,3 +330,69 @@ func TestSchedulesChecked(t *testing.T) {
 		t.Errorf("deleting twice: %v", err)
 	}
 }
+
+// TestSlowMailHoldsUpNoChange: while a statement waits on an SMTP server
+// that never answers, schedules are still made and deleted at once, and
+// the same period cannot be sent twice meanwhile.
+func TestSlowMailHoldsUpNoChange(t *testing.T) {
+	src := office(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	accepted := make(chan struct{}, 4)
+	go func() { // accepts, and never says a word
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+			accepted <- struct{}{}
+		}
+	}()
+	mailer, err := alert.NewMail(nil, alert.MailSpec{Addr: ln.Addr().String(), From: "vatio@example.org", TLS: "none", Timeout: alert.Duration(time.Minute)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewSchedules(src, mailer, nil)
+	if _, _, err := s.Put(Schedule{ID: "acme-monthly", Subject: "tenant:acme", Every: EveryMonth, Day: 1, To: []string{"a@example.org"}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sent := make(chan error, 1)
+	go func() {
+		_, err := s.SendNow(ctx, "acme-monthly", "2026-10")
+		sent <- err
+	}()
+	<-accepted // the mail is under way, stuck
+	if _, err := s.SendNow(context.Background(), "acme-monthly", "2026-10"); !errors.Is(err, ErrSending) {
+		t.Errorf("the same period sent again meanwhile: %v, want ErrSending", err)
+	}
+	if _, _, err := s.Put(Schedule{ID: "beta-weekly", Subject: "tenant:beta", Every: EveryWeek, Day: 1, To: []string{"b@example.org"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete("beta-weekly"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-sent:
+		t.Fatalf("the stuck mail ended before the changes were checked: %v", err)
+	default: // the changes went through while it waits
+	}
+	cancel()
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	ds, _ := s.Deliveries("acme-monthly", 1)
+	if len(ds) != 1 || ds[0].State != DeliveryFailed {
+		t.Errorf("the stuck mail's delivery: %+v", ds)
+	}
+}
