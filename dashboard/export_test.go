@@ -14,3 +14,6 @@ func NewWithoutECharts(st *store.Store, opts Options) *Dashboard {
 	delete(assets, echartsFile)
 	return newDashboard(st, opts, assets)
 }
+
+// Recipients is recipients, for the tests of package dashboard_test.
+var Recipients = recipients

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
@@ -39,39 +38,26 @@ func mailFormOf(v alert.MailView) *mailForm {
 	return f
 }
 
-// recipientSep splits the recipients typed: one per line, or separated by
-// commas or semicolons outside a quoted name.
-var recipientSep = regexp.MustCompile(`[\n;]+`)
-
 // recipients reads the addresses typed in a form's field: one per line,
-// or separated by semicolons; commas too, where they do not sit inside a
-// quoted name.
+// or separated by commas or semicolons outside a quoted name ("Smith; J"
+// <j@example.org> is one).
 func recipients(s string) []string {
 	var out []string
-	for _, line := range recipientSep.Split(strings.ReplaceAll(s, "\r", ""), -1) {
-		for _, a := range splitCommas(line) {
-			if a = strings.TrimSpace(a); a != "" {
-				out = append(out, a)
+	for _, line := range strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }) {
+		quoted, start := false, 0
+		for i, r := range line + "," {
+			switch {
+			case r == '"':
+				quoted = !quoted
+			case (r == ',' || r == ';') && !quoted:
+				if a := strings.TrimSpace(line[start:min(i, len(line))]); a != "" {
+					out = append(out, a)
+				}
+				start = i + 1
 			}
 		}
 	}
 	return out
-}
-
-// splitCommas splits s at the commas outside double quotes.
-func splitCommas(s string) []string {
-	var out []string
-	quoted, start := false, 0
-	for i, r := range s {
-		switch {
-		case r == '"':
-			quoted = !quoted
-		case r == ',' && !quoted:
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	return append(out, s[start:])
 }
 
 // mailSection fills the page's SMTP section.

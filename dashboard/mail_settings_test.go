@@ -6,12 +6,14 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/vatio-energy/vatio/dashboard"
 	"github.com/vatio-energy/vatio/internal/alert"
 	"github.com/vatio-energy/vatio/internal/auth"
 )
@@ -171,4 +173,20 @@ func auditText(t *testing.T, s *site) string {
 		fmt.Fprintf(&b, "%s %s %s %d %s\n", e.Who, e.Action, e.Target, e.Status, e.Detail)
 	}
 	return b.String()
+}
+
+// TestRecipientsTyped: the addresses a form takes, one a line or
+// separated by commas or semicolons, a quoted name kept whole.
+func TestRecipientsTyped(t *testing.T) {
+	for in, want := range map[string][]string{
+		"a@example.org\r\nb@example.org\n\n":                       {"a@example.org", "b@example.org"},
+		"a@example.org, b@example.org; c@example.org":              {"a@example.org", "b@example.org", "c@example.org"},
+		`"Smith; J" <j@example.org>, "Doe, Ana" <ana@example.org>`: {`"Smith; J" <j@example.org>`, `"Doe, Ana" <ana@example.org>`},
+		"María <maria@example.org>":                                {"María <maria@example.org>"},
+		" , ;":                                                     nil,
+	} {
+		if got := dashboard.Recipients(in); !slices.Equal(got, want) {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
 }

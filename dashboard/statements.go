@@ -327,11 +327,7 @@ func (d *Dashboard) saveSchedule(c *fiber.Ctx) error {
 		f.ID = f.Editing
 	}
 	x := statement.Schedule{ID: f.ID, Subject: f.Subject, Every: f.Every, Lang: f.Lang}
-	for _, line := range strings.FieldsFunc(f.To, func(r rune) bool { return r == '\n' || r == '\r' || r == ';' }) {
-		if line = strings.TrimSpace(line); line != "" {
-			x.To = append(x.To, line)
-		}
-	}
+	x.To = recipients(f.To)
 	day, err := strconv.Atoi(f.Day)
 	if err != nil {
 		err = fmt.Errorf("day: %s", fmt.Sprintf(b.Lang.T("form.not_number"), f.Day))

@@ -598,3 +598,26 @@ func TestBillAddsUp(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildsTakeTurns: while as many statements as the machine takes are
+// being made, another waits its Wait, then gives up with ErrBusy; once
+// one is done, it is made.
+func TestBuildsTakeTurns(t *testing.T) {
+	src := office(t)
+	oct, _ := ParsePeriod("2026-10", madrid)
+	for range cap(builds) {
+		builds <- struct{}{} // statements being made
+	}
+	src.Wait = 50 * time.Millisecond
+	if _, err := src.Build(Subject{KindTenant, "acme"}, oct, now); !errors.Is(err, ErrBusy) {
+		t.Errorf("with every turn taken: %v, want ErrBusy", err)
+	}
+	<-builds
+	s, err := src.Build(Subject{KindTenant, "acme"}, oct, now)
+	if err != nil || s.ImportKWh == 0 {
+		t.Errorf("with a turn free: %v", err)
+	}
+	for range cap(builds) - 1 {
+		<-builds
+	}
+}
