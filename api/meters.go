@@ -15,6 +15,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/vatio-energy/vatio/internal/audit"
 	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/meter"
 	"github.com/vatio-energy/vatio/internal/tariff"
@@ -326,6 +327,15 @@ func (s *Server) deleteMeter(c *fiber.Ctx) error {
 	erased, err := s.store.DeleteMeter(id)
 	if err != nil {
 		return err
+	}
+	if s.tenants != nil {
+		// Its tenant bills it no more; one that comes back by the same
+		// id joins no tenant unasked.
+		if tid, err := s.tenants.ForgetMeter(id); err != nil {
+			s.log.Warn("deleted meter left in its tenant", "meter", id, "error", err)
+		} else if tid != "" {
+			audit.Note(c.UserContext(), "meter "+id+" taken out of tenant "+tid)
+		}
 	}
 	s.log.Info("meter deleted", "meter", id, "readings", erased.Readings, "alerts", erased.Alerts, "archive_files", erased.ArchiveFiles)
 	return c.JSON(fiber.Map{"deleted": id, "readings": erased.Readings, "alerts": erased.Alerts, "archive_files": erased.ArchiveFiles})

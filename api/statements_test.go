@@ -251,6 +251,24 @@ func TestStatementsAddUp(t *testing.T) {
 	if code := request(t, h, viewer, "GET", "/api/v1/tenants/beta", "", nil); code != 404 {
 		t.Errorf("GET beta once deleted: %d", code)
 	}
+	// A meter deleted (erased) leaves its tenant; the tenant's statement
+	// lists nothing, as lists, not null.
+	if code := request(t, h, admin, "DELETE", "/api/v1/meters/acme", "", nil); code != 200 {
+		t.Fatalf("DELETE the meter acme: %d", code)
+	}
+	var acme statement.Tenant
+	if request(t, h, viewer, "GET", "/api/v1/tenants/acme", "", &acme); len(acme.Meters) != 0 || acme.Name != "Acme S.L." {
+		t.Errorf("tenant acme once its meter is gone: %+v", acme)
+	}
+	var empty map[string]any
+	if code := request(t, h, viewer, "GET", "/api/v1/statements?subject=tenant:acme&period=2026-09", "", &empty); code != 200 {
+		t.Fatalf("acme's statement without meters: %d", code)
+	}
+	for _, k := range []string{"energy", "days", "lines", "meters"} {
+		if _, ok := empty[k].([]any); !ok {
+			t.Errorf("%s: %v, want a list", k, empty[k])
+		}
+	}
 }
 
 func nearly(a, b float64) bool { return math.Abs(a-b) < 1e-4 }

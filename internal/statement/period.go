@@ -24,6 +24,10 @@ type Period struct {
 // MaxDays bounds a period.
 const MaxDays = 366
 
+// MinYear is the first year a period may be in: before it, no meter of
+// Vatio's read anything, and zones give odd offsets (-00:14 in year 0).
+const MinYear = 2000
+
 // ParsePeriod reads a period in loc: a month (2026-11), or a range of days,
 // both included (2026-11-01/2026-11-15, ISO 8601's interval notation).
 func ParsePeriod(s string, loc *time.Location) (Period, error) {
@@ -36,6 +40,9 @@ func ParsePeriod(s string, loc *time.Location) (Period, error) {
 		if to.Before(from) {
 			return Period{}, fmt.Errorf("period %q: the second date is before the first", s)
 		}
+		if from.Year() < MinYear {
+			return Period{}, fmt.Errorf("period %q: from the year %d on", s, MinYear)
+		}
 		p := Period{From: from, To: to.AddDate(0, 0, 1)}
 		if p.days() > MaxDays {
 			return Period{}, fmt.Errorf("period %q: at most %d days", s, MaxDays)
@@ -46,6 +53,9 @@ func ParsePeriod(s string, loc *time.Location) (Period, error) {
 	m, err := time.ParseInLocation("2006-01", s, loc)
 	if err != nil {
 		return Period{}, fmt.Errorf("period %q: give a month (2026-11) or two dates (2026-11-01/2026-11-15)", s)
+	}
+	if m.Year() < MinYear {
+		return Period{}, fmt.Errorf("period %q: from the year %d on", s, MinYear)
 	}
 	return MonthOf(m), nil
 }

@@ -403,6 +403,12 @@ func (s *Schedules) SendNow(ctx context.Context, id, period string) (Delivery, e
 		// statement of the whole period never sent.
 		return Delivery{}, invalid("period", "not_over", "%s is not over: its statement is sent when it is", p)
 	}
+	switch {
+	case x.Every == EveryMonth && !p.Month:
+		return Delivery{}, invalid("period", "not_month", "%s is not a month: this schedule sends a month's statement", p)
+	case x.Every == EveryWeek && (p.From.Weekday() != time.Monday || !p.To.Equal(p.From.AddDate(0, 0, 7))):
+		return Delivery{}, invalid("period", "not_week", "%s is not a week from Monday to Sunday: this schedule sends a week's statement", p)
+	}
 	key := x.ID + "|" + p.String()
 	d, ok, err := s.claim(key, x, p, true)
 	if err != nil {

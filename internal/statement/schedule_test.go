@@ -323,6 +323,21 @@ func TestSchedulesChecked(t *testing.T) {
 	if _, _, err := s.Put(ok); err != nil {
 		t.Fatal(err)
 	}
+	weekly := ok
+	weekly.ID, weekly.Every = "w", EveryWeek
+	if _, _, err := s.Put(weekly); err != nil {
+		t.Fatal(err)
+	}
+	// Send now sends a period of the schedule's own kind only.
+	for _, c := range []struct{ id, period, key string }{
+		{"x", "2026-10-01/2026-10-15", "not_month"}, {"x", "2026-09-28/2026-10-04", "not_month"},
+		{"w", "2026-10", "not_week"}, {"w", "2026-09-29/2026-10-05", "not_week"}, {"x", "1999-12", "period"},
+	} {
+		var ie *InvalidError
+		if _, err := s.SendNow(context.Background(), c.id, c.period); !errors.As(err, &ie) || ie.Key != c.key {
+			t.Errorf("send %s's %s now: %v, want %s", c.id, c.period, err, c.key)
+		}
+	}
 	if err := s.Delete("x"); err != nil {
 		t.Fatal(err)
 	}

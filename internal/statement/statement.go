@@ -277,6 +277,19 @@ func (src Source) Build(subject Subject, period Period, now time.Time) (*Stateme
 		}
 	}
 	s.round()
+	// Lists, never null, in the JSON (a tenant whose meters are gone).
+	if s.Meters == nil {
+		s.Meters = []string{}
+	}
+	if s.Energy == nil {
+		s.Energy = []PeriodLine{}
+	}
+	if s.Days == nil {
+		s.Days = []Day{}
+	}
+	if s.Lines == nil {
+		s.Lines = []Line{}
+	}
 	return s, nil
 }
 

@@ -421,6 +421,39 @@ func TestTenantsChecked(t *testing.T) {
 	if x, ok := src.Tenants.Of("acme-b"); !ok || x.ID != "gamma" {
 		t.Errorf("acme-b's tenant: %+v %v", x, ok)
 	}
+	// Fixed percentages of one site's charges add up to 100 at most
+	// (beta bears 30).
+	gamma, _ := src.Tenants.Get("gamma")
+	gamma.FixedShare, gamma.FixedPercent = SharePercent, 80
+	if _, _, err := src.Tenants.Put(gamma); !errors.As(err, &ie) || ie.Key != "percent_sum" || !strings.Contains(ie.Reason, "110 %") {
+		t.Errorf("gamma at 80 %% beside beta's 30: %v", err)
+	}
+	gamma.FixedPercent = 70
+	if _, _, err := src.Tenants.Put(gamma); err != nil {
+		t.Errorf("gamma at 70 %% beside beta's 30: %v", err)
+	}
+	// Names and addresses a CSV, a terminal or a PDF would show as
+	// something else.
+	for _, x := range []Tenant{
+		{ID: "x", Name: "\x00\x1b[31mred\x07", Meters: []string{"main"}},
+		{ID: "x", Name: "Acme\r\nBcc: all@example.org", Meters: []string{"main"}},
+		{ID: "x", Name: "\u202eevil\u202c", Meters: []string{"main"}},
+		{ID: "x", Name: "X", Address: "Calle \u0085Mayor", Meters: []string{"main"}},
+	} {
+		if _, _, err := src.Tenants.Put(x); !errors.As(err, &ie) || ie.Key != "printable" {
+			t.Errorf("%q %q: %v", x.Name, x.Address, err)
+		}
+	}
+	// A deleted meter leaves its tenant, which stays.
+	if tid, err := src.Tenants.ForgetMeter("acme-b"); err != nil || tid != "gamma" {
+		t.Errorf("forget acme-b: %q %v", tid, err)
+	}
+	if g, _ := src.Tenants.Get("gamma"); len(g.Meters) != 0 {
+		t.Errorf("gamma after acme-b went: %+v", g)
+	}
+	if tid, err := src.Tenants.ForgetMeter("nobody"); err != nil || tid != "" {
+		t.Errorf("forget a meter of no tenant: %q %v", tid, err)
+	}
 	if err := src.Tenants.Delete("gamma"); err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +474,8 @@ func TestParsePeriod(t *testing.T) {
 	if p, _ := ParsePeriod("2026-03", madrid); p.Previous().String() != "2026-02" || p.YearBefore().String() != "2025-03" {
 		t.Errorf("March's comparisons: %s %s", p.Previous(), p.YearBefore())
 	}
-	for _, bad := range []string{"", "2026", "2026-13", "2026-11-15/2026-11-01", "2025-01-01/2026-12-31", "x/y", "2026-11/2026-12"} {
+	for _, bad := range []string{"", "2026", "2026-13", "2026-11-15/2026-11-01", "2025-01-01/2026-12-31", "x/y", "2026-11/2026-12",
+		"0000-01", "0000-01-01/0000-12-31", "1999-12"} {
 		if _, err := ParsePeriod(bad, madrid); err == nil {
 			t.Errorf("period %q accepted", bad)
 		}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -202,6 +203,10 @@ func (t *Tenants) check(x Tenant) error {
 		return invalid("name", "name", "the name its statements are made out to, 1 to %d characters", maxTenantName)
 	case utf8.RuneCountInString(x.Address) > maxTenantAddress || !utf8.ValidString(x.Address):
 		return invalid("address", "address", "at most %d characters", maxTenantAddress)
+	case unprintable(x.Name, false):
+		return invalid("name", "printable", "letters, digits, spaces and punctuation: no control or text-direction characters")
+	case unprintable(x.Address, true):
+		return invalid("address", "printable", "letters, digits, spaces and punctuation: no control or text-direction characters")
 	case len(x.Meters) == 0 || len(x.Meters) > MaxTenantMeters:
 		return invalid("meters", "meters", "the meters it is billed for, 1 to %d", MaxTenantMeters)
 	}
@@ -265,7 +270,39 @@ func (t *Tenants) check(x Tenant) error {
 			}
 		}
 	}
+	// Fixed percentages of one site's charges: at most all of them.
+	if x.FixedShare == SharePercent {
+		sum := x.FixedPercent
+		for oid, o := range t.all {
+			if oid == x.ID || o.FixedShare != SharePercent || len(o.Meters) == 0 {
+				continue
+			}
+			if m, err := t.st.Meter(o.Meters[0]); err == nil && m.Site == site {
+				sum += o.FixedPercent
+			}
+		}
+		if sum > 100+1e-9 {
+			return invalid("fixed_percent", "percent_sum", "with the other tenants of site %s, %s %% of its charges: at most 100", site, strconv.FormatFloat(sum, 'f', -1, 64))
+		}
+	}
 	return nil
+}
+
+// unprintable reports whether s holds a control character (C0 but, with
+// lines, a line break; DEL; C1) or one that turns the text's direction,
+// which a CSV, a terminal or a PDF would show as something else.
+func unprintable(s string, lines bool) bool {
+	return strings.ContainsFunc(s, func(r rune) bool {
+		switch {
+		case lines && (r == '\n' || r == '\r'):
+			return false
+		case r < 0x20, r >= 0x7f && r <= 0x9f:
+			return true
+		case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
+			return true
+		}
+		return false
+	})
 }
 
 // ancestors returns the meters upstream of id, its parent first.
@@ -302,4 +339,33 @@ func clip(s string) string {
 		return s
 	}
 	return string([]rune(s)[:64]) + "…"
+}
+
+// ForgetMeter takes meter id, deleted, out of its tenant, and returns the
+// tenant's id ("" when none had it). A tenant left without meters stays,
+// with its billing name and address, until it is given others or
+// deleted.
+func (t *Tenants) ForgetMeter(id string) (string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.fresh(); err != nil {
+		return "", err
+	}
+	for tid, x := range t.all {
+		i := slices.Index(x.Meters, id)
+		if i < 0 {
+			continue
+		}
+		x.Meters = slices.Delete(slices.Clone(x.Meters), i, i+1)
+		v, err := json.Marshal(x)
+		if err == nil {
+			err = t.st.PutDoc(docTenants, tid, v)
+		}
+		if err != nil {
+			return "", fmt.Errorf("statement: take meter %s out of tenant %s: %w", id, tid, err)
+		}
+		t.all[tid] = x
+		return tid, nil
+	}
+	return "", nil
 }
