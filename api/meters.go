@@ -18,6 +18,7 @@ import (
 	"github.com/vatio-energy/vatio/internal/audit"
 	"github.com/vatio-energy/vatio/internal/energy"
 	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/internal/statement"
 	"github.com/vatio-energy/vatio/internal/tariff"
 	"github.com/vatio-energy/vatio/store"
 )
@@ -210,6 +211,9 @@ func (s *Server) patchMeter(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkTenants(id, apply); err != nil {
+		return err
+	}
 	if _, err := s.store.EditMeter(id, apply); err != nil {
 		if errors.Is(err, store.ErrInvalidEdit) {
 			field, detail, _ := strings.Cut(strings.TrimPrefix(err.Error(), store.ErrInvalidEdit.Error()+": "), ": ")
@@ -218,6 +222,33 @@ func (s *Server) patchMeter(c *fiber.Ctx) error {
 		return err
 	}
 	return s.answerMeter(c, id)
+}
+
+// checkTenants refuses (409) an edit of meter id that would leave a
+// tenant billed twice for one energy or across two sites: its parent or
+// site moved under, over or away from another tenant's meters.
+func (s *Server) checkTenants(id string, apply func(*store.MeterInfo) error) error {
+	if s.tenants == nil {
+		return nil
+	}
+	m, err := s.store.Meter(id)
+	if err != nil {
+		return nil // EditMeter says so
+	}
+	info := m.Info
+	info.Tags = slices.Clone(info.Tags)
+	if apply(&info) != nil {
+		return nil // EditMeter says so
+	}
+	if m.Info.Parent != "" && info.Parent == "" && info.Site == "" {
+		info.Site = m.Site // a sub-meter taken off its parent stays in its site (as EditMeter does)
+	}
+	if err := s.tenants.CheckEdit(id, info); errors.Is(err, statement.ErrTenantConflict) {
+		return fiber.NewError(fiber.StatusConflict, strings.TrimPrefix(err.Error(), "statement: ")+" (change the tenant first)")
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // parsePatch checks a PATCH body and returns the edit it makes.

@@ -245,6 +245,21 @@ func TestStatementsAddUp(t *testing.T) {
 	if request(t, h, viewer, "GET", "/api/v1/tenants", "", &list); len(list.Tenants) != 2 || list.Tenants[0].Name != "Acme S.L." || list.Tenants[1].FixedPercent != 25 {
 		t.Errorf("tenants: %+v", list)
 	}
+	// A meter's edit that would bill one energy twice, or a tenant across
+	// two sites, is refused until the tenant changes; others go through.
+	for _, c := range []struct {
+		body string
+		code int
+	}{
+		{`{"parent": "beta"}`, 409},                    // acme's meter under beta's
+		{`{"name": "Acme, floor 2"}`, 200},             // no tenant's business
+		{`{"parent": null, "site": "elsewhere"}`, 200}, // acme's one meter: the tenant moves with it
+	} {
+		var e struct{ Error string }
+		if code := request(t, h, admin, "PATCH", "/api/v1/meters/acme", c.body, &e); code != c.code {
+			t.Errorf("PATCH acme %s: %d %s, want %d", c.body, code, e.Error, c.code)
+		}
+	}
 	if code := request(t, h, admin, "DELETE", "/api/v1/tenants/beta", "", nil); code != 204 {
 		t.Errorf("DELETE beta: %d", code)
 	}

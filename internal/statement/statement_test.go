@@ -655,3 +655,39 @@ func TestBuildsTakeTurns(t *testing.T) {
 		<-builds
 	}
 }
+
+// TestMeterEditsKeepTenants: an edit of a meter's parent or site that
+// would bill one energy to two tenants, or a tenant across two sites, is
+// told apart from one that keeps every tenant whole.
+func TestMeterEditsKeepTenants(t *testing.T) {
+	src := office(t)
+	info := func(id string) store.MeterInfo {
+		m, err := src.Store.Meter(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Info
+	}
+	moved := func(id string, change func(*store.MeterInfo)) store.MeterInfo {
+		i := info(id)
+		change(&i)
+		return i
+	}
+	for _, c := range []struct {
+		what     string
+		id       string
+		info     store.MeterInfo
+		conflict bool
+	}{
+		{"acme-b to another site, acme-a staying", "acme-b", moved("acme-b", func(i *store.MeterInfo) { i.Parent, i.Site = "", "elsewhere" }), true},
+		{"acme-a under beta's meter", "acme-a", moved("acme-a", func(i *store.MeterInfo) { i.Parent = "beta" }), true},
+		{"beta's meter under acme-a", "beta", moved("beta", func(i *store.MeterInfo) { i.Parent = "acme-a" }), true},
+		{"the whole site renamed", "main", moved("main", func(i *store.MeterInfo) { i.Site = "office-2" }), false},
+		{"acme-b renamed", "acme-b", moved("acme-b", func(i *store.MeterInfo) { i.Name = "Floor 2" }), false},
+	} {
+		err := src.Tenants.CheckEdit(c.id, c.info)
+		if got := errors.Is(err, ErrTenantConflict); got != c.conflict {
+			t.Errorf("%s: %v, want a conflict: %v", c.what, err, c.conflict)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package statement
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,6 +84,10 @@ type Tenants struct {
 	mu sync.Mutex
 	// all are the tenants by id, as last read.
 	all map[string]Tenant
+	// edit, while CheckEdit runs, is a meter's registry entry as an edit
+	// would leave it: the checks read it instead of the store's. t.mu is
+	// held.
+	edit map[string]store.MeterInfo
 }
 
 // NewTenants returns the tenants saved in st.
@@ -210,6 +215,12 @@ func (t *Tenants) check(x Tenant) error {
 	case len(x.Meters) == 0 || len(x.Meters) > MaxTenantMeters:
 		return invalid("meters", "meters", "the meters it is billed for, 1 to %d", MaxTenantMeters)
 	}
+	return t.checkMeters(x)
+}
+
+// checkMeters says what is wrong with x's share and meters as the
+// registry stands (or as t.edit would leave it); t.mu is held.
+func (t *Tenants) checkMeters(x Tenant) error {
 	switch x.FixedShare {
 	case ShareEnergy:
 		if x.FixedPercent != 0 {
@@ -230,7 +241,7 @@ func (t *Tenants) check(x Tenant) error {
 		if slices.Index(x.Meters, id) != i {
 			return invalid(fmt.Sprintf("meters[%d]", i), "twice", "%s is listed twice", id)
 		}
-		m, err := t.st.Meter(id)
+		m, err := t.meter(id)
 		if err != nil {
 			return invalid(fmt.Sprintf("meters[%d]", i), "no_meter", "no meter %s", id)
 		}
@@ -243,7 +254,7 @@ func (t *Tenants) check(x Tenant) error {
 			if slices.Contains(x.Meters, p) {
 				return invalid(fmt.Sprintf("meters[%d]", i), "sub_meter", "%s is a sub-meter of %s, also listed: it would count twice", id, p)
 			}
-			pm, err := t.st.Meter(p)
+			pm, err := t.meter(p)
 			if err != nil {
 				break
 			}
@@ -277,7 +288,7 @@ func (t *Tenants) check(x Tenant) error {
 			if oid == x.ID || o.FixedShare != SharePercent || len(o.Meters) == 0 {
 				continue
 			}
-			if m, err := t.st.Meter(o.Meters[0]); err == nil && m.Site == site {
+			if m, err := t.meter(o.Meters[0]); err == nil && m.Site == site {
 				sum += o.FixedPercent
 			}
 		}
@@ -308,10 +319,10 @@ func unprintable(s string, lines bool) bool {
 // ancestors returns the meters upstream of id, its parent first.
 func (t *Tenants) ancestors(id string) []string {
 	var out []string
-	m, err := t.st.Meter(id)
+	m, err := t.meter(id)
 	for err == nil && m.Info.Parent != "" && len(out) < 64 {
 		out = append(out, m.Info.Parent)
-		m, err = t.st.Meter(m.Info.Parent)
+		m, err = t.meter(m.Info.Parent)
 	}
 	return out
 }
@@ -368,4 +379,62 @@ func (t *Tenants) ForgetMeter(id string) (string, error) {
 		return tid, nil
 	}
 	return "", nil
+}
+
+// meter is meter id as the registry has it, or as t.edit would leave it;
+// t.mu is held.
+func (t *Tenants) meter(id string) (store.Meter, error) {
+	m, err := t.st.Meter(id)
+	if err != nil || t.edit == nil {
+		return m, err
+	}
+	if info, ok := t.edit[id]; ok {
+		m.Info = info
+	}
+	// The site is the main meter's, up the parents as edited.
+	m.Site = store.DefaultSite
+	for up, n := m, 0; n < 16; n++ {
+		if up.Info.Parent == "" {
+			m.Site = cmp.Or(up.Info.Site, store.DefaultSite)
+			break
+		}
+		parent := up.Info.Parent
+		if up, err = t.st.Meter(parent); err != nil {
+			break
+		}
+		if info, ok := t.edit[parent]; ok {
+			up.Info = info
+		}
+	}
+	return m, nil
+}
+
+// ErrTenantConflict is returned by CheckEdit: the edit would leave a
+// tenant billed twice for one energy, or across two sites.
+var ErrTenantConflict = errors.New("statement: the change breaks a tenant")
+
+// CheckEdit says whether meter id's registry entry, edited to info (its
+// parent, its site), leaves every tenant as it must be: a meter billed
+// once, a tenant within one site. Only a tenant the edit would break is
+// reported (one already wrong, say a meter since gone, is not the edit's).
+func (t *Tenants) CheckEdit(id string, info store.MeterInfo) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.fresh(); err != nil {
+		return err
+	}
+	for _, tid := range slices.Sorted(maps.Keys(t.all)) {
+		x := t.all[tid]
+		if t.checkMeters(x) != nil {
+			continue
+		}
+		t.edit = map[string]store.MeterInfo{id: info}
+		err := t.checkMeters(x)
+		t.edit = nil
+		var ie *InvalidError
+		if errors.As(err, &ie) {
+			return fmt.Errorf("%w %s: %s", ErrTenantConflict, tid, ie.Reason)
+		}
+	}
+	return nil
 }
