@@ -378,9 +378,12 @@ func (b builder) figuresOf(ids []string, p Period, charges bool) (figures, error
 		return f, err
 	}
 	f.fixed = b.tr.DailyCharge * float64(energy.ChargedDays(since, p.From, end, b.tr.Location))
-	// Each calendar month's peak bills its demand charge; a period that
-	// covers part of a month bears that part of it (by days), so that
-	// weekly statements add up to the month's charge, not four of them.
+	// Each calendar month's peak bills its demand charge. A period that
+	// covers part of a month bears what it added to the month's charge
+	// so far: the month's peak up to the period's end over the days up to
+	// it, less the month's peak before the period over the days before it
+	// (what the periods before bore). Weekly statements so add up to the
+	// month's charge, wherever in the month its peak fell.
 	for m := energy.Month.Floor(p.From, b.tr.Location); m.Before(end); m = energy.Month.Next(m) {
 		next := energy.Month.Next(m)
 		from, to := maxTime(m, p.From), minTime(next, end)
@@ -388,11 +391,18 @@ func (b builder) figuresOf(ids []string, p Period, charges bool) (figures, error
 		if err != nil {
 			return f, err
 		}
-		covered := float64(daysBetween(maxTime(m, p.From), minTime(next, p.To)))
-		f.demand += peak.KW * b.tr.DemandChargeKW * covered / float64(daysBetween(m, next))
 		if peak.KW > f.peak.KW {
 			f.peak = peak
 		}
+		var before energy.Demand // the month's peak before the period
+		if from.After(m) {
+			if _, before, err = energy.Demands(b.st, ids, m, from); err != nil {
+				return f, err
+			}
+		}
+		upTo := max(before.KW, peak.KW)
+		month := float64(daysBetween(m, next))
+		f.demand += b.tr.DemandChargeKW * (upTo*float64(daysBetween(m, minTime(next, p.To))) - before.KW*float64(daysBetween(m, from))) / month
 	}
 	return f, nil
 }

@@ -691,3 +691,54 @@ func TestMeterEditsKeepTenants(t *testing.T) {
 		}
 	}
 }
+
+// TestWeeksAddUpToTheMonthsDemand: a month's weekly statements bear, in
+// all, the month's demand charge, whether its peak fell in its first week
+// or its last (one hour at 100 kW in a month at 1 kW).
+func TestWeeksAddUpToTheMonthsDemand(t *testing.T) {
+	for _, spikeDay := range []int{3, 27} {
+		st, err := store.Open(t.TempDir(), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		from, to := time.Date(2026, 10, 1, 0, 0, 0, 0, madrid), time.Date(2026, 11, 1, 0, 0, 0, 0, madrid)
+		spike := time.Date(2026, 10, spikeDay, 12, 0, 0, 0, madrid)
+		var rs []meter.Reading
+		for at := from; !at.After(to); at = at.Add(5 * time.Minute) {
+			w := 1000.0
+			if !at.Before(spike) && at.Before(spike.Add(time.Hour)) {
+				w = 100000
+			}
+			rs = append(rs, meter.Reading{Meter: "spike", Time: at, PowerW: w, Stamped: true, Source: "import"})
+		}
+		if _, err := st.Import(rs, nil); err != nil {
+			t.Fatal(err)
+		}
+		tr, err := (tariff.Spec{Currency: "EUR", PriceKWh: 0.1, DemandChargeKW: 3}).Build(madrid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := Source{Store: st, Tariffs: energy.FixedTariff(tr)}
+		month, _ := ParsePeriod("2026-10", madrid)
+		m, err := src.Build(Subject{KindSite, store.DefaultSite}, month, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.DemandCharge < 299 || m.DemandCharge > 301 {
+			t.Fatalf("spike on the %d: the month's demand charge %v, want 100 kW × 3", spikeDay, m.DemandCharge)
+		}
+		var weeks float64
+		for _, p := range []string{"2026-10-01/2026-10-07", "2026-10-08/2026-10-14", "2026-10-15/2026-10-21", "2026-10-22/2026-10-31"} {
+			period, _ := ParsePeriod(p, madrid)
+			w, err := src.Build(Subject{KindSite, store.DefaultSite}, period, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			weeks += w.DemandCharge
+		}
+		if math.Abs(weeks-m.DemandCharge) > 0.001 {
+			t.Errorf("spike on the %d: the weeks bear %v of demand charge, the month %v", spikeDay, weeks, m.DemandCharge)
+		}
+	}
+}
