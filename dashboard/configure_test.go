@@ -796,6 +796,11 @@ func TestStatementsPage(t *testing.T) {
 	if strings.Contains(page, `id="tenant-form"`) {
 		t.Error("an operator is offered the tenant form")
 	}
+	// A range of days, from the form's day fields, over the month.
+	_, page = operator.get("/statements?subject=site:hq&period=2026-11&from=2026-11-01&to=2026-11-01")
+	if !strings.Contains(page, `id="statement-from" name="from" type="date" value="2026-11-01"`) || !strings.Contains(page, "period=2026-11-01%2F2026-11-01") {
+		t.Error("a range of days from the form is not the statement's period")
+	}
 	form := url.Values{"id": {"acme"}, "name": {"Acmé S.L."}, "meters": {"office-2a"}, "fixed_share": {"percent"}, "fixed_percent": {"40"}, "address": {"Calle Mayor 1\nMadrid"}}
 	if res, _ := operator.post("/statements/tenants", form); res.StatusCode != http.StatusForbidden {
 		t.Errorf("a tenant posted by an operator: %d, want 403", res.StatusCode)

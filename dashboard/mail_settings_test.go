@@ -121,8 +121,11 @@ func TestSettingsMailForm(t *testing.T) {
 		t.Fatalf("test mail received: %q", got)
 	}
 	_, page = admin.get(res.Header.Get("Location"))
-	if !strings.Contains(page, `id="mail-tested"`) || !strings.Contains(page, "me@example.org") {
-		t.Error("the page does not say where the test mail went")
+	if !strings.Contains(page, `id="mail-tested"`) || !strings.Contains(page, "me@example.org") || strings.Contains(page, `id="settings-done"`) {
+		t.Error("the page does not say where the test mail went, or says it twice")
+	}
+	if !strings.Contains(page, "TZ=Europe/Madrid") {
+		t.Error("the page does not say how the tariff's time zone is set")
 	}
 	// The server refusing: its words, on the page.
 	if res, _ := admin.post("/settings/email", url.Values{"addr": {"127.0.0.1:1"}, "from": {"vatio@example.org"}, "tls": {"none"}}); res.StatusCode != http.StatusSeeOther {

@@ -135,7 +135,7 @@ func TestStatementsInBrowser(t *testing.T) {
 		chromedp.Click("#schedule-save"),
 		chromedp.WaitVisible("#schedule-acme-monthly-send"),
 		chromedp.Click("#schedule-acme-monthly-send"),
-		chromedp.WaitVisible("#statements-done"))
+		chromedp.WaitVisible(`#schedule-acme-monthly p.delivery[data-state="sent"]`)) // not the banner of the save before
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +144,12 @@ func TestStatementsInBrowser(t *testing.T) {
 	}
 	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#schedules-no-mail").length`)); n != 0 {
 		t.Error("the page still says no SMTP server is set")
+	}
+	// Sent, the period's button sends it again only once asked.
+	again, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("schedule-acme-monthly-send").textContent + "|" +
+		(document.getElementById("schedule-acme-monthly-send").form.dataset.confirm || "")`))
+	if err != nil || !strings.Contains(again, " again|") || !strings.Contains(again, "was sent already") {
+		t.Errorf("the send button once sent: %q %v", again, err)
 	}
 	blog.check(t, origin)
 }

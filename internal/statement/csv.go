@@ -3,6 +3,7 @@ package statement
 import (
 	"encoding/csv"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -12,8 +13,8 @@ import (
 var CSVHeader = []string{"section", "name", "date", "import_kwh", "export_kwh", "price_kwh", "amount", "unit"}
 
 // WriteCSV writes s as one table of CSVHeader's columns, a row per figure,
-// numbers as the API gives them (a point for decimals, unrounded past the
-// API's rounding) and times in RFC 3339 in the statement's zone:
+// numbers as the API gives them (a point for decimals, at most six
+// decimals, changes in percent with two) and times in RFC 3339 in the statement's zone:
 //
 //	subject     the subject (site:home), its title, the period's first day
 //	period      the period (2026-11), final or to_date, its last day
@@ -30,6 +31,7 @@ var CSVHeader = []string{"section", "name", "date", "import_kwh", "export_kwh", 
 func WriteCSV(w io.Writer, s *Statement) error {
 	cw := csv.NewWriter(w)
 	num := func(v float64) string {
+		v = math.Round(v*1e6) / 1e6 // 3885, not 3884.999999999: a sum's float noise
 		if v == 0 {
 			v = 0 // not -0
 		}
@@ -73,7 +75,7 @@ func WriteCSV(w io.Writer, s *Statement) error {
 		if p == nil {
 			return ""
 		}
-		return num(*p)
+		return num(math.Round(*p*100) / 100) // -3.94, not -3.9408866995073892
 	}
 	for _, c := range []struct {
 		name string

@@ -47,7 +47,7 @@ func WritePDF(w io.Writer, s *Statement, l *Lang, made time.Time) error {
 		pdf.SetY(-12)
 		pdf.SetFont("sans", "", 8)
 		pdf.SetTextColor(110, 110, 110)
-		pdf.CellFormat(textW/2, 4, "Vatio · "+s.Subject.String()+" · "+s.Period, "", 0, "L", false, 0, "")
+		pdf.CellFormat(textW/2, 4, clipTo(pdf, "Vatio · "+s.Title+" · "+l.PeriodName(Period{From: s.From, To: s.To, Month: isMonth(s.From, s.To)}), textW/2-2), "", 0, "L", false, 0, "")
 		pdf.CellFormat(textW/2, 4, fmt.Sprintf("%s %d / {nb}", l.T("page"), pdf.PageNo()), "", 0, "R", false, 0, "")
 		pdf.SetTextColor(0, 0, 0)
 	})
@@ -139,9 +139,10 @@ func WritePDF(w io.Writer, s *Statement, l *Lang, made time.Time) error {
 	pdf.SetFont("sans", "", 9.5)
 	line := func(k, v string) {
 		pdf.SetFont("sans", "B", 9.5)
-		pdf.CellFormat(55, lineH, k, "", 0, "L", false, 0, "")
+		w := max(55, pdf.GetStringWidth(k)+3) // a long label pushes its value, never into it
+		pdf.CellFormat(w, lineH, k, "", 0, "L", false, 0, "")
 		pdf.SetFont("sans", "", 9.5)
-		pdf.MultiCell(textW-55, lineH, v, "", "L", false)
+		pdf.MultiCell(textW-w, lineH, v, "", "L", false)
 	}
 	line(l.T("import"), kwh(s.ImportKWh))
 	line(l.T("export"), kwh(s.ExportKWh))
@@ -159,6 +160,10 @@ func WritePDF(w io.Writer, s *Statement, l *Lang, made time.Time) error {
 		c     Comparison
 	}{{l.T("previous"), s.Previous}, {l.T("year_before"), s.YearBefore}} {
 		p, _ := ParsePeriod(c.c.Period, loc)
+		if c.c.ImportKWh == 0 && c.c.Total == 0 { // nothing recorded then: not "you used nothing"
+			row(false, c.label+" ("+l.PeriodName(p)+")", l.T("no_record"), "", l.T("no_record"))
+			continue
+		}
 		row(false, c.label+" ("+l.PeriodName(p)+")", kwh(c.c.ImportKWh)+" "+l.Percent(c.c.ImportChangePct), "", money(c.c.Total)+" "+l.Percent(c.c.TotalChangePct))
 	}
 

@@ -742,3 +742,22 @@ func TestWeeksAddUpToTheMonthsDemand(t *testing.T) {
 		}
 	}
 }
+
+// TestCSVNumbers: a sum's float noise and a change's long fraction stay
+// out of the CSV.
+func TestCSVNumbers(t *testing.T) {
+	change := -3.9408866995073892
+	s := &Statement{Subject: Subject{KindSite, "home"}, Period: "2026-11", From: time.Date(2026, 11, 1, 0, 0, 0, 0, madrid),
+		To: time.Date(2026, 12, 1, 0, 0, 0, 0, madrid), Currency: "EUR", ImportKWh: 3884.999999999, Total: 12.3456,
+		Energy: []PeriodLine{{Name: "peak", KWh: 2555.999999999, Cost: 255.6}}, Previous: Comparison{Period: "2026-10", ImportChangePct: &change}}
+	var b bytes.Buffer
+	if err := WriteCSV(&b, s); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"energy,peak,,2556,", "total,statement,,3885,", ",-3.94,"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the CSV lacks %q:\n%s", want, out)
+		}
+	}
+}
