@@ -185,7 +185,7 @@ func TestMailSetOnTheDashboard(t *testing.T) {
 		}
 	}
 	alertMail := box.get(1)
-	if !strings.Contains(alertMail, "Boiler left on") || !strings.Contains(alertMail, "To: <ops@example.org>") {
+	if !strings.Contains(alertMail, "Boiler left on") || !strings.Contains(alertMail, "To: ops@example.org") {
 		t.Errorf("alert mail:\n%s", alertMail)
 	}
 
