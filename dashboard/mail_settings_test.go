@@ -2,60 +2,17 @@ package dashboard_test
 
 import (
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
-
-	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/vatio-energy/vatio/dashboard"
 	"github.com/vatio-energy/vatio/internal/alert"
 	"github.com/vatio-energy/vatio/internal/auth"
+	"github.com/vatio-energy/vatio/internal/testutil/smtptest"
 )
-
-// sink is a real SMTP server (go-smtp) on loopback keeping what it gets.
-type sink struct {
-	mu   sync.Mutex
-	mail []string
-}
-
-type sinkSession struct{ s *sink }
-
-func (*sinkSession) Mail(string, *gosmtp.MailOptions) error { return nil }
-func (*sinkSession) Rcpt(string, *gosmtp.RcptOptions) error { return nil }
-func (*sinkSession) Reset()                                 {}
-func (*sinkSession) Logout() error                          { return nil }
-func (x *sinkSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	x.s.mu.Lock()
-	x.s.mail = append(x.s.mail, string(b))
-	x.s.mu.Unlock()
-	return err
-}
-
-func (s *sink) all() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.mail...)
-}
-
-func startSink(t *testing.T) (*sink, string) {
-	s := &sink{}
-	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) { return &sinkSession{s}, nil }))
-	srv.Domain = "localhost"
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return s, ln.Addr().String()
-}
 
 // TestSettingsMailForm: the Settings page's E-mail section is the
 // admins': its form refuses bad settings beside their fields in the
@@ -64,7 +21,8 @@ func startSink(t *testing.T) (*sink, string) {
 // take one, and removes them, config.yaml's server in force again.
 func TestSettingsMailForm(t *testing.T) {
 	s := startSite(t)
-	box, addr := startSink(t)
+	box := smtptest.Start(t)
+	addr := box.Addr
 	admin, operator := s.login(t, auth.Admin), s.login(t, auth.Operator)
 
 	_, page := operator.get("/settings")
@@ -117,8 +75,8 @@ func TestSettingsMailForm(t *testing.T) {
 	if res.StatusCode != http.StatusSeeOther || !strings.Contains(res.Header.Get("Location"), "done=mail_tested") {
 		t.Fatalf("test mail: %d to %q", res.StatusCode, res.Header.Get("Location"))
 	}
-	if got := box.all(); len(got) != 1 || !strings.Contains(got[0], "To: me@example.org") {
-		t.Fatalf("test mail received: %q", got)
+	if box.Count() != 1 || !strings.Contains(box.Data(0), "To: me@example.org") {
+		t.Fatalf("test mail received: %d", box.Count())
 	}
 	_, page = admin.get(res.Header.Get("Location"))
 	if !strings.Contains(page, `id="mail-tested"`) || !strings.Contains(page, "me@example.org") || strings.Contains(page, `id="settings-done"`) {

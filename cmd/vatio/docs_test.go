@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	gosmtp "github.com/emersion/go-smtp"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
@@ -29,6 +28,7 @@ import (
 	"github.com/vatio-energy/vatio/internal/crypt"
 	"github.com/vatio-energy/vatio/internal/docgen"
 	"github.com/vatio-energy/vatio/internal/meter"
+	"github.com/vatio-energy/vatio/internal/testutil/smtptest"
 	"github.com/vatio-energy/vatio/store"
 )
 
@@ -323,15 +323,7 @@ func TestDocsExamples(t *testing.T) {
 	s3 := httptest.NewServer(gofakes3.New(s3Backend).Server())
 	defer s3.Close()
 	// Mail (alerts, statements) goes to an SMTP server of the test's own.
-	box := &smtpBox{}
-	smtpSrv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) { return &smtpSession{box: box}, nil }))
-	smtpSrv.Domain = "localhost"
-	smtpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go smtpSrv.Serve(smtpLn)
-	defer smtpSrv.Close()
+	box := smtptest.Start(t)
 	bin, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -343,7 +335,7 @@ func TestDocsExamples(t *testing.T) {
 			// (they are encrypted, so the key is set).
 			cfg := fmt.Sprintf("offsite:\n  enabled: true\n  endpoint: %q\n  insecure: true\n  bucket: vatio-backups\n  prefix: %s/\n  access_key: AKIA\n  secret_key: s3cr3t-offsite\nencryption:\n  key: %s\n"+
 				"alerts:\n  email:\n    addr: %s\n    from: Vatio <vatio@example.org>\n    to: [ops@example.org]\n    tls: none\n",
-				strings.TrimPrefix(s3.URL, "http://"), filepath.Base(dir), strings.Repeat("07", 32), smtpLn.Addr())
+				strings.TrimPrefix(s3.URL, "http://"), filepath.Base(dir), strings.Repeat("07", 32), box.Addr)
 			if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg), 0o600); err != nil {
 				t.Fatal(err)
 			}

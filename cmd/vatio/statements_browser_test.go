@@ -2,14 +2,13 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	gosmtp "github.com/emersion/go-smtp"
+	"github.com/vatio-energy/vatio/internal/testutil/smtptest"
 )
 
 // TestStatementsInBrowser opens the Statements page in headless Chromium
@@ -101,18 +100,10 @@ func TestStatementsInBrowser(t *testing.T) {
 	// No config file: the page says no SMTP server is set and leads to
 	// the Settings page's form, whose test mail and schedule's "send now"
 	// reach a real SMTP server.
-	box := &smtpBox{}
-	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) { return &smtpSession{box: box}, nil }))
-	srv.Domain = "localhost"
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	box := smtptest.Start(t)
 	err = chromedp.Do(ctx, chromedp.Navigate(origin+"/statements"), chromedp.WaitVisible("#schedules-no-mail"),
 		chromedp.Click("#schedules-set-mail"), chromedp.WaitVisible("#mail-form"),
-		chromedp.SendKeys("#mail-addr", ln.Addr().String()),
+		chromedp.SendKeys("#mail-addr", box.Addr),
 		chromedp.SetValue("#mail-tls", "none"),
 		chromedp.SendKeys("#mail-from", "Vatio <vatio@example.org>"),
 		chromedp.SendKeys("#mail-to", "ops@example.org"),
@@ -124,8 +115,8 @@ func TestStatementsInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if box.count() != 1 || !strings.Contains(box.get(0), "To: me@example.org") {
-		t.Fatalf("the test mail: %d mails", box.count())
+	if box.Count() != 1 || !strings.Contains(box.Data(0), "To: me@example.org") {
+		t.Fatalf("the test mail: %d mails", box.Count())
 	}
 	err = chromedp.Do(ctx, chromedp.Navigate(origin+"/statements"), chromedp.WaitVisible("#schedule-form"),
 		chromedp.SendKeys("#schedule-id", "acme-monthly"),
@@ -139,8 +130,8 @@ func TestStatementsInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if box.count() != 2 || !strings.Contains(box.get(1), "Content-Type: application/pdf") || !strings.Contains(box.get(1), "To: billing@acme.example") {
-		t.Fatalf("the statement by mail: %d mails", box.count())
+	if box.Count() != 2 || !strings.Contains(box.Data(1), "Content-Type: application/pdf") || !strings.Contains(box.Data(1), "To: billing@acme.example") {
+		t.Fatalf("the statement by mail: %d mails", box.Count())
 	}
 	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#schedules-no-mail").length`)); n != 0 {
 		t.Error("the page still says no SMTP server is set")

@@ -3,69 +3,25 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	gosmtp "github.com/emersion/go-smtp"
-
 	"github.com/vatio-energy/vatio/internal/testutil/mqtttest"
+	"github.com/vatio-energy/vatio/internal/testutil/smtptest"
 )
-
-// smtpBox is a real SMTP server (go-smtp) on loopback keeping the mail it
-// gets.
-type smtpBox struct {
-	mu   sync.Mutex
-	mail []string
-}
-
-type smtpSession struct{ box *smtpBox }
-
-func (s *smtpSession) Mail(string, *gosmtp.MailOptions) error { return nil }
-func (s *smtpSession) Rcpt(string, *gosmtp.RcptOptions) error { return nil }
-func (s *smtpSession) Reset()                                 {}
-func (s *smtpSession) Logout() error                          { return nil }
-func (s *smtpSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	s.box.mu.Lock()
-	s.box.mail = append(s.box.mail, string(b))
-	s.box.mu.Unlock()
-	return err
-}
-
-func (b *smtpBox) get(i int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.mail[i]
-}
-
-func (b *smtpBox) count() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.mail)
-}
 
 // TestStatementScheduleByMail: with config.yaml's SMTP server, an admin
 // makes a tenant and a monthly schedule through the API and sends last
 // month's statement by hand; it arrives once, as a PDF, is recorded, and a
 // restart sends nothing more (the next is due on the 1st at 06:00).
 func TestStatementScheduleByMail(t *testing.T) {
-	box := &smtpBox{}
-	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) { return &smtpSession{box: box}, nil }))
-	srv.Domain = "localhost"
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	box := smtptest.Start(t)
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	yaml := fmt.Sprintf("alerts:\n  email:\n    addr: %s\n    from: Vatio <vatio@example.org>\n    to: [ops@example.org]\n    tls: none\n", ln.Addr())
+	yaml := fmt.Sprintf("alerts:\n  email:\n    addr: %s\n    from: Vatio <vatio@example.org>\n    to: [ops@example.org]\n    tls: none\n", box.Addr)
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -102,12 +58,10 @@ func TestStatementScheduleByMail(t *testing.T) {
 	if code, body := send("POST", "/api/v1/statements/schedules/acme-monthly/send?period="+last, ""); code != 200 || !strings.Contains(body, `"state":"sent"`) {
 		t.Fatalf("send %s: %d %s", last, code, body)
 	}
-	if box.count() != 1 {
-		t.Fatalf("%d mails, want 1", box.count())
+	if box.Count() != 1 {
+		t.Fatalf("%d mails, want 1", box.Count())
 	}
-	box.mu.Lock()
-	m := box.mail[0]
-	box.mu.Unlock()
+	m := box.Data(0)
 	for _, want := range []string{"To: billing@acme.example", "Content-Type: application/pdf", "vatio-tenant-acme-" + last + ".pdf"} {
 		if !strings.Contains(m, want) {
 			t.Errorf("the mail lacks %q", want)
@@ -120,8 +74,8 @@ func TestStatementScheduleByMail(t *testing.T) {
 	v.stop(t)
 	startVatioWith(t, dir, cfg)
 	time.Sleep(time.Second) // the leader's first tick
-	if box.count() != 1 {
-		t.Errorf("%d mails after a restart, want still 1", box.count())
+	if box.Count() != 1 {
+		t.Errorf("%d mails after a restart, want still 1", box.Count())
 	}
 }
 
@@ -131,15 +85,7 @@ func TestStatementScheduleByMail(t *testing.T) {
 // is never given back, the settings outlive a restart, and once removed
 // nothing is mailed and schedules are refused again.
 func TestMailSetOnTheDashboard(t *testing.T) {
-	box := &smtpBox{}
-	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) { return &smtpSession{box: box}, nil }))
-	srv.Domain = "localhost"
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	box := smtptest.Start(t)
 	dir := t.TempDir()
 	v := startVatio(t, dir)
 	origin := "http://" + v.http
@@ -166,25 +112,25 @@ func TestMailSetOnTheDashboard(t *testing.T) {
 		!strings.Contains(body, `"field":"alerts.email.addr"`) || !strings.Contains(body, `"field":"alerts.email.from"`) {
 		t.Fatalf("bad settings: %d %s", code, body)
 	}
-	settings := fmt.Sprintf(`{"addr": %q, "from": "Vatio <vatio@example.org>", "to": ["ops@example.org"], "tls": "none", "timeout": "10s"}`, ln.Addr())
+	settings := fmt.Sprintf(`{"addr": %q, "from": "Vatio <vatio@example.org>", "to": ["ops@example.org"], "tls": "none", "timeout": "10s"}`, box.Addr)
 	if code, body := send("PUT", "/api/v1/email", settings); code != 200 || !strings.Contains(body, `"source":"database"`) {
 		t.Fatalf("PUT /api/v1/email: %d %s", code, body)
 	}
 	if code, body := send("POST", "/api/v1/email/test", `{"to": ["me@example.org"]}`); code != 200 || !strings.Contains(body, `"sent_to":["me@example.org"]`) {
 		t.Fatalf("test mail: %d %s", code, body)
 	}
-	if box.count() != 1 || !strings.Contains(box.get(0), "Subject: [Vatio] Test mail") {
-		t.Fatalf("the test mail did not arrive: %d mails", box.count())
+	if box.Count() != 1 || !strings.Contains(box.Data(0), "Subject: [Vatio] Test mail") {
+		t.Fatalf("the test mail did not arrive: %d mails", box.Count())
 	}
 	if code, body := send("POST", "/api/alert", `{"message": "Boiler left on", "severity": "warning"}`); code != 202 {
 		t.Fatalf("POST /api/alert: %d %s", code, body)
 	}
-	for deadline := time.Now().Add(10 * time.Second); box.count() < 2; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); box.Count() < 2; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the alert was not mailed")
 		}
 	}
-	alertMail := box.get(1)
+	alertMail := box.Data(1)
 	if !strings.Contains(alertMail, "Boiler left on") || !strings.Contains(alertMail, "To: ops@example.org") {
 		t.Errorf("alert mail:\n%s", alertMail)
 	}
@@ -203,13 +149,13 @@ func TestMailSetOnTheDashboard(t *testing.T) {
 	if code, body := send("POST", "/api/v1/statements/schedules/office-monthly/send?period="+last, ""); code != 200 || !strings.Contains(body, `"state":"sent"`) {
 		t.Fatalf("send %s: %d %s", last, code, body)
 	}
-	if box.count() != 3 || !strings.Contains(box.get(2), "Content-Type: application/pdf") {
-		t.Fatalf("%d mails, want the statement as the third", box.count())
+	if box.Count() != 3 || !strings.Contains(box.Data(2), "Content-Type: application/pdf") {
+		t.Fatalf("%d mails, want the statement as the third", box.Count())
 	}
 
 	// A password saved is never given back, and is kept by a PUT that
 	// leaves it out only while the server and the username stay.
-	withLogin := fmt.Sprintf(`{"addr": %q, "from": "vatio@example.org", "username": "vatio", "password": "s3cret-smtp", "tls": "starttls"}`, ln.Addr())
+	withLogin := fmt.Sprintf(`{"addr": %q, "from": "vatio@example.org", "username": "vatio", "password": "s3cret-smtp", "tls": "starttls"}`, box.Addr)
 	if code, body := send("PUT", "/api/v1/email", withLogin); code != 200 || strings.Contains(body, "s3cret-smtp") || !strings.Contains(body, `"password_set":true`) {
 		t.Fatalf("PUT with a password: %d %s", code, body)
 	}
@@ -220,7 +166,7 @@ func TestMailSetOnTheDashboard(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"source":"database"`) || !strings.Contains(body, `"password_set":true`) || strings.Contains(body, "s3cret-smtp") {
 		t.Fatalf("after a restart: %d %s", code, body)
 	}
-	if code, body := send("PUT", "/api/v1/email", fmt.Sprintf(`{"addr": %q, "from": "vatio@example.org", "username": "vatio", "tls": "starttls"}`, ln.Addr())); code != 200 || !strings.Contains(body, `"password_set":true`) {
+	if code, body := send("PUT", "/api/v1/email", fmt.Sprintf(`{"addr": %q, "from": "vatio@example.org", "username": "vatio", "tls": "starttls"}`, box.Addr)); code != 200 || !strings.Contains(body, `"password_set":true`) {
 		t.Errorf("same server, password left out: %d %s", code, body)
 	}
 	if code, body := send("PUT", "/api/v1/email", `{"addr": "smtp.elsewhere.example:587", "from": "vatio@example.org", "username": "vatio", "tls": "starttls"}`); code != 200 || !strings.Contains(body, `"password_set":false`) {

@@ -12,75 +12,12 @@ import (
 	"net/mail"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	gosmtp "github.com/emersion/go-smtp"
-
 	"github.com/vatio-energy/vatio/internal/alert"
+	"github.com/vatio-energy/vatio/internal/testutil/smtptest"
 )
-
-// mailbox is a real SMTP server (go-smtp) on loopback, in clear (a relay
-// on the same machine), keeping what it receives; refuse makes it refuse
-// every mail.
-type mailbox struct {
-	mu     sync.Mutex
-	mail   []string
-	to     [][]string
-	refuse bool
-}
-
-type smtpSession struct {
-	box *mailbox
-	to  []string
-}
-
-func (s *smtpSession) Mail(string, *gosmtp.MailOptions) error {
-	s.box.mu.Lock()
-	defer s.box.mu.Unlock()
-	if s.box.refuse {
-		return &gosmtp.SMTPError{Code: 451, Message: "try again later"}
-	}
-	return nil
-}
-func (s *smtpSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
-	s.to = append(s.to, to)
-	return nil
-}
-func (s *smtpSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.box.mu.Lock()
-	defer s.box.mu.Unlock()
-	s.box.mail = append(s.box.mail, string(b))
-	s.box.to = append(s.box.to, s.to)
-	return nil
-}
-func (s *smtpSession) Reset()        {}
-func (s *smtpSession) Logout() error { return nil }
-
-func (b *mailbox) received() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]string(nil), b.mail...)
-}
-
-func startMailbox(t *testing.T) (*mailbox, string) {
-	t.Helper()
-	box := &mailbox{}
-	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) { return &smtpSession{box: box}, nil }))
-	srv.Domain, srv.AllowInsecureAuth = "localhost", true
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return box, ln.Addr().String()
-}
 
 // TestSchedulesMailOncePerPeriod runs a monthly schedule of acme's
 // statement against a real SMTP server: nothing before the 1st at 06:00,
@@ -90,7 +27,8 @@ func startMailbox(t *testing.T) (*mailbox, string) {
 // process left sending is never sent again.
 func TestSchedulesMailOncePerPeriod(t *testing.T) {
 	src := office(t)
-	box, addr := startMailbox(t)
+	box := smtptest.Start(t)
+	addr := box.Addr
 	mailer, err := alert.NewMail(nil, alert.MailSpec{Addr: addr, From: "Vatio <vatio@example.org>", TLS: "none", Timeout: alert.Duration(10 * time.Second)}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -110,23 +48,21 @@ func TestSchedulesMailOncePerPeriod(t *testing.T) {
 	ctx := context.Background()
 	clock = time.Date(2026, 11, 1, 5, 59, 0, 0, madrid)
 	s.Tick(ctx)
-	if n := len(box.received()); n != 0 {
+	if n := box.Count(); n != 0 {
 		t.Fatalf("%d mails before 06:00 on the 1st", n)
 	}
 	clock = time.Date(2026, 11, 1, 6, 0, 0, 0, madrid)
 	s.Tick(ctx)
 	clock = clock.Add(time.Minute)
 	s.Tick(ctx)
-	mails := box.received()
+	mails := box.Mails()
 	if len(mails) != 1 {
 		t.Fatalf("%d mails for October, want 1", len(mails))
 	}
-	box.mu.Lock()
-	if to := box.to[0]; len(to) != 2 || to[0] != "billing@acme.example" {
+	if to := mails[0].To; len(to) != 2 || to[0] != "billing@acme.example" {
 		t.Errorf("envelope to %v", to)
 	}
-	box.mu.Unlock()
-	msg, err := mail.ReadMessage(strings.NewReader(mails[0]))
+	msg, err := mail.ReadMessage(strings.NewReader(mails[0].Data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,33 +109,29 @@ func TestSchedulesMailOncePerPeriod(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	cancel()
 	<-done
-	if n := len(box.received()); n != 1 {
+	if n := box.Count(); n != 1 {
 		t.Fatalf("%d mails after a restart, want still 1", n)
 	}
 
 	// December 1st: November's, refused by the server, then sent on a
 	// try 15 minutes later.
-	box.mu.Lock()
-	box.refuse = true
-	box.mu.Unlock()
+	box.Refuse(true)
 	clock = time.Date(2026, 12, 1, 6, 0, 0, 0, madrid)
 	s.Tick(ctx)
 	ds, _ = s.Deliveries("acme-monthly", 10)
 	if len(ds) != 2 || ds[0].Period != "2026-11" || ds[0].State != DeliveryFailed || !strings.Contains(ds[0].Error, "try again later") {
 		t.Fatalf("a refused mail: %+v", ds)
 	}
-	box.mu.Lock()
-	box.refuse = false
-	box.mu.Unlock()
+	box.Refuse(false)
 	clock = clock.Add(10 * time.Minute)
 	s.Tick(ctx)
-	if n := len(box.received()); n != 1 {
+	if n := box.Count(); n != 1 {
 		t.Fatalf("tried again before 15 minutes: %d mails", n)
 	}
 	clock = clock.Add(6 * time.Minute)
 	s.Tick(ctx)
 	s.Tick(ctx)
-	if n := len(box.received()); n != 2 {
+	if n := box.Count(); n != 2 {
 		t.Fatalf("%d mails after the retry, want 2", n)
 	}
 	ds, _ = s.Deliveries("acme-monthly", 10)
@@ -220,7 +152,7 @@ func TestSchedulesMailOncePerPeriod(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	cancel3()
 	<-done
-	if n := len(box.received()); n != 2 {
+	if n := box.Count(); n != 2 {
 		t.Fatalf("an interrupted try was sent again: %d mails", n)
 	}
 	ds, _ = s.Deliveries("acme-monthly", 10)
@@ -237,7 +169,7 @@ func TestSchedulesMailOncePerPeriod(t *testing.T) {
 	if d, err := s.SendNow(ctx, "acme-monthly", "2026-12"); err != nil || d.State != DeliverySent {
 		t.Errorf("SendNow: %+v %v", d, err)
 	}
-	if n := len(box.received()); n != 3 {
+	if n := box.Count(); n != 3 {
 		t.Errorf("%d mails after SendNow, want 3", n)
 	}
 }
