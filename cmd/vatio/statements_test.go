@@ -30,19 +30,7 @@ func TestStatementScheduleByMail(t *testing.T) {
 	origin := "http://" + v.http
 	c := mqtttest.V3(t, v.mqtt)
 	mqtttest.Publish3(t, c, "energy/consumption/office-2a", 1, false, `{"power_w": 800}`)
-	send := func(method, path, body string) (int, string) {
-		req, _ := http.NewRequest(method, origin+path, strings.NewReader(body))
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := apiClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, string(b)
-	}
+	send := func(method, path, body string) (int, string) { return sendJSON(t, method, origin+path, body) }
 	for deadline := time.Now().Add(10 * time.Second); getJSON(t, origin+"/api/v1/meters/office-2a", nil) != 200; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("office-2a not stored")
@@ -89,19 +77,7 @@ func TestMailSetOnTheDashboard(t *testing.T) {
 	dir := t.TempDir()
 	v := startVatio(t, dir)
 	origin := "http://" + v.http
-	send := func(method, path, body string) (int, string) {
-		req, _ := http.NewRequest(method, origin+path, strings.NewReader(body))
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := apiClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, string(b)
-	}
+	send := func(method, path, body string) (int, string) { return sendJSON(t, method, origin+path, body) }
 	if code, body := send("GET", "/api/v1/email", ""); code != 200 || !strings.Contains(body, `"source":"none"`) {
 		t.Fatalf("GET /api/v1/email with nothing set: %d %s", code, body)
 	}
@@ -184,4 +160,21 @@ func TestMailSetOnTheDashboard(t *testing.T) {
 	if code, body := send("PUT", "/api/v1/statements/schedules/office-weekly", `{"subject": "meter:office-2a", "every": "week", "day": 1, "to": ["billing@acme.example"]}`); code != 409 {
 		t.Errorf("a schedule after the server was removed: %d %s, want 409", code, body)
 	}
+}
+
+// sendJSON makes an API request with the test's admin token, body as JSON
+// (none when empty), and returns its status and body.
+func sendJSON(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := apiClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, string(b)
 }
