@@ -338,8 +338,10 @@ func TestSlowMailHoldsUpNoChange(t *testing.T) {
 	if err := <-sent; err != nil {
 		t.Fatal(err)
 	}
+	// Cancelled (a shutdown), it is a plain failure, tried again later;
+	// not one interrupted, which is never sent again.
 	ds, _ := s.Deliveries("acme-monthly", 1)
-	if len(ds) != 1 || ds[0].State != DeliveryFailed {
+	if len(ds) != 1 || ds[0].State != DeliveryFailed || ds[0].Attempts != 1 || strings.Contains(ds[0].Error, "interrupted") {
 		t.Errorf("the stuck mail's delivery: %+v", ds)
 	}
 }
