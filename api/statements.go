@@ -2,6 +2,8 @@ package api
 
 import (
 	"bytes"
+	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,9 +24,9 @@ func (s *Server) statementSource() statement.Source {
 }
 
 // Statement is what GET /api/v1/statements serves: the statement of
-// subject over period, as JSON, CSV or PDF (in lang). The dashboard's
-// Statements page serves the same.
-func (s *Server) Statement(subject, period, format, lang string) (body []byte, contentType, filename string, err error) {
+// subject over period, as JSON, CSV or PDF (in lang), made for caller
+// (one at a time each). The dashboard's Statements page serves the same.
+func (s *Server) Statement(ctx context.Context, caller, subject, period, format, lang string) (body []byte, contentType, filename string, err error) {
 	switch format { // said before the work, not after it
 	case "", "json", "csv", "pdf":
 	default:
@@ -42,7 +44,7 @@ func (s *Server) Statement(subject, period, format, lang string) (body []byte, c
 	} else if p, err = statement.ParsePeriod(period, tr.Location); err != nil {
 		return nil, "", "", &paramError{Name: "period", Detail: err.Error()}
 	}
-	st, err := s.statementSource().Build(subj, p, now)
+	st, err := s.statementSource().BuildFor(ctx, caller, subj, p, now)
 	switch {
 	case errors.Is(err, statement.ErrUnknownSubject):
 		return nil, "", "", fiber.NewError(fiber.StatusNotFound, err.Error())
@@ -88,7 +90,8 @@ func (s *Server) statements(c *fiber.Ctx) error {
 		return &paramError{Name: "lang", Detail: "en or es"}
 	}
 	format := c.Query("format")
-	body, ct, name, err := s.Statement(c.Query("subject"), c.Query("period"), format, lang)
+	caller := cmp.Or(who(c).User, c.IP()) // one statement at a time each
+	body, ct, name, err := s.Statement(c.UserContext(), caller, c.Query("subject"), c.Query("period"), format, lang)
 	if errors.Is(err, errBusy) {
 		c.Set(fiber.HeaderRetryAfter, "30")
 	}

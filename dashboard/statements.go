@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"html/template"
@@ -211,7 +212,8 @@ func (d *Dashboard) statementsData(c *fiber.Ctx, b *base) (*statementsData, erro
 		data.Problem = b.Lang.T("statements.bad_period")
 		return data, nil
 	}
-	s, err := statement.Source{Store: d.st, Tariffs: d.tariff, Tenants: d.tenants}.Build(subject, p, d.now())
+	caller := cmp.Or(auth.WhoFrom(c.UserContext()).User, c.IP()) // one statement at a time each
+	s, err := statement.Source{Store: d.st, Tariffs: d.tariff, Tenants: d.tenants}.BuildFor(c.UserContext(), caller, subject, p, d.now())
 	switch {
 	case errors.Is(err, statement.ErrUnknownSubject):
 		data.Problem = b.Lang.T("statements.unknown")

@@ -331,6 +331,9 @@ type app struct {
 // the database close.
 func (a *app) shutdown(ctx context.Context) error {
 	var errs []error
+	if a.schedules != nil {
+		a.schedules.Close() // a statement being mailed stops and is recorded, to be tried again
+	}
 	hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := a.http.Shutdown(hctx); err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -130,5 +131,35 @@ func TestMailSavedUnreadable(t *testing.T) {
 	}
 	if s := m.State(); s.Source != alert.MailFromConfig || !strings.Contains(s.Problem, "addr") {
 		t.Errorf("state: %+v", s)
+	}
+}
+
+// TestMailHeadersAndTargets: a long list of recipients is folded onto
+// lines a strict relay takes, names beyond ASCII encoded; an SMTP server
+// at a link-local address (a cloud's metadata service) is never dialed.
+func TestMailHeadersAndTargets(t *testing.T) {
+	var to []string
+	for i := range 50 {
+		to = append(to, fmt.Sprintf("Destinatario Número %d <recipient-%02d@example.org>", i, i))
+	}
+	h := "To: " + alert.AddressesHeader(to)
+	for _, line := range strings.Split(h, "\r\n") {
+		if len(line) > 78 {
+			t.Errorf("a header line of %d characters: %q", len(line), line)
+		}
+	}
+	if !strings.Contains(h, "=?utf-8?q?Destinatario_N=C3=BAmero_0?= <recipient-00@example.org>") || strings.Count(h, "@example.org") != 50 {
+		t.Errorf("the header: %s", h)
+	}
+	if got := alert.AddressesHeader([]string{"a@example.org", "b@example.org"}); got != "a@example.org, b@example.org" {
+		t.Errorf("a short list: %q", got)
+	}
+	st := openStore(t, t.TempDir())
+	m, err := alert.NewMail(st, alert.MailSpec{Addr: "169.254.169.254:25", From: "vatio@example.org", TLS: "none", Timeout: alert.Duration(time.Minute)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Test(context.Background(), []string{"me@example.org"}, time.Now()); err == nil || !strings.Contains(err.Error(), "link-local") {
+		t.Errorf("a test mail to the metadata service: %v", err)
 	}
 }

@@ -13,8 +13,10 @@ import (
 	"net"
 	"net/http"
 	"net/mail"
+	"net/netip"
 	"net/smtp"
 	"strings"
+	"syscall"
 	"text/template"
 	"time"
 
@@ -209,7 +211,7 @@ func (e *Email) Send(ctx context.Context, to []string, msg []byte) error {
 	}
 	tc.ServerName = host
 	var conn net.Conn
-	d := &net.Dialer{}
+	d := &net.Dialer{Control: smtpTarget}
 	if e.TLS == "tls" {
 		conn, err = (&tls.Dialer{NetDialer: d, Config: tc}).DialContext(ctx, "tcp", e.Addr)
 	} else {
@@ -280,7 +282,7 @@ func (e *Email) message(a store.Alert) []byte {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "From: %s\r\n", AddressHeader(e.From))
-	fmt.Fprintf(&b, "To: %s\r\n", addressesHeader(e.To))
+	fmt.Fprintf(&b, "To: %s\r\n", AddressesHeader(e.To))
 	// Encoded words are folded onto lines of their own: a header line stays
 	// under the 998 octets SMTP allows.
 	fmt.Fprintf(&b, "Subject: %s\r\n", strings.ReplaceAll(mime.QEncoding.Encode("utf-8", oneLine(subject, 200)), "?= =?", "?=\r\n =?"))
@@ -299,6 +301,24 @@ func (e *Email) message(a store.Alert) []byte {
 	return []byte(strings.ReplaceAll(b.String(), "\r\n", "\n"))
 }
 
+// smtpTarget refuses an SMTP server at a link-local address (the cloud
+// metadata service at 169.254.169.254 among them), an unspecified or a
+// multicast one, checked on the address dialed, after DNS. A relay on
+// this machine's loopback is allowed.
+func smtpTarget(_, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("email: %s: %w", address, err)
+	}
+	switch ip := ap.Addr().Unmap(); {
+	case ip.IsLinkLocalUnicast(), ip.IsLinkLocalMulticast():
+		return fmt.Errorf("email: %s is a link-local address (a cloud metadata service, a router's own), not an SMTP server", ip)
+	case ip.IsUnspecified(), ip.IsMulticast():
+		return fmt.Errorf("email: %s is not a host's address", ip)
+	}
+	return nil
+}
+
 // AddressHeader returns address a as a header gives it: as typed when it
 // is ASCII, else with its name encoded (RFC 2047). An address that does
 // not parse is given as it is (it was checked before).
@@ -310,12 +330,28 @@ func AddressHeader(a string) string {
 	return a
 }
 
-func addressesHeader(to []string) string {
-	out := make([]string, len(to))
+// AddressesHeader returns the addresses to as a header gives them, folded
+// onto lines of their own past 76 characters (RFC 5322 allows 998; strict
+// relays refuse longer ones).
+func AddressesHeader(to []string) string {
+	var b strings.Builder
+	line := 4 // "To: "
 	for i, a := range to {
-		out[i] = AddressHeader(a)
+		a = AddressHeader(a)
+		if i > 0 {
+			b.WriteByte(',')
+			line++
+			if line+1+len(a) > 76 {
+				b.WriteString("\r\n")
+				line = 0
+			}
+			b.WriteByte(' ')
+			line++
+		}
+		b.WriteString(a)
+		line += len(a)
 	}
-	return strings.Join(out, ", ")
+	return b.String()
 }
 
 // oneLine keeps the first line of s, at most n characters.

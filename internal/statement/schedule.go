@@ -110,6 +110,10 @@ type Schedules struct {
 	now     func() time.Time
 	mu      sync.Mutex // guards changes and claims, never held while mailing
 	ticking sync.Mutex // one Tick at a time
+	// life ends with Close: a statement being made or mailed then stops
+	// and is recorded as failed, to be tried again.
+	life context.Context
+	stop context.CancelFunc
 }
 
 // NewSchedules returns the schedules saved in src.Store, which mail
@@ -118,7 +122,19 @@ func NewSchedules(src Source, mailer Mailer, logger *slog.Logger) *Schedules {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Schedules{st: src.Store, src: src, mailer: mailer, log: logger, now: time.Now}
+	life, stop := context.WithCancel(context.Background())
+	return &Schedules{st: src.Store, src: src, mailer: mailer, log: logger, now: time.Now, life: life, stop: stop}
+}
+
+// Close stops what is being made or mailed (a shutdown): it is recorded
+// as a plain failure, tried again later, before the store closes.
+func (s *Schedules) Close() { s.stop() }
+
+// living is ctx, ended also by Close.
+func (s *Schedules) living(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.life, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // Mails reports whether an SMTP server is set to mail statements.
@@ -241,7 +257,7 @@ func (s *Schedules) check(x *Schedule) error {
 	}
 	for i, to := range x.To {
 		to = strings.TrimSpace(to)
-		if _, err := mail.ParseAddress(to); err != nil || strings.ContainsAny(to, "\r\n") {
+		if _, err := mail.ParseAddress(to); err != nil || len(to) > 320 || unprintable(to, false) {
 			return invalid(fmt.Sprintf("to[%d]", i), "email", "%q is no e-mail address", clip(to))
 		}
 		x.To[i] = to // as typed: the mail's header encodes a name (RFC 2047)
@@ -356,6 +372,8 @@ func (s *Schedules) abandonInterrupted() {
 func (s *Schedules) Tick(ctx context.Context) {
 	s.ticking.Lock() // one tick at a time; changes go on meanwhile
 	defer s.ticking.Unlock()
+	ctx, done := s.living(ctx)
+	defer done()
 	list, err := s.List()
 	if err != nil {
 		s.log.Warn("statement schedules not read", slog.Any("error", err))
@@ -390,6 +408,8 @@ var ErrSending = errors.New("statement: that period's statement is being sent no
 // Only a period that is over can be sent. It waits for the mail, not for
 // other changes to schedules.
 func (s *Schedules) SendNow(ctx context.Context, id, period string) (Delivery, error) {
+	ctx, done := s.living(ctx)
+	defer done()
 	x, err := s.Get(id)
 	if err != nil {
 		return Delivery{}, err
@@ -503,7 +523,7 @@ func (s *Schedules) mail(ctx context.Context, x Schedule, p Period) error {
 		return err
 	}
 	now := s.now()
-	st, err := s.src.Build(subj, p, now)
+	st, err := s.src.BuildFor(ctx, "", subj, p, now)
 	if err != nil {
 		return err
 	}
@@ -530,11 +550,7 @@ func message(from string, x Schedule, st *Statement, l *Lang, pdf []byte, now ti
 	boundary := fmt.Sprintf("vatio-%d", now.UnixNano())
 	var b strings.Builder
 	fmt.Fprintf(&b, "From: %s\r\n", alert.AddressHeader(from))
-	to := make([]string, len(x.To))
-	for i, t := range x.To {
-		to[i] = alert.AddressHeader(t) // a name beyond ASCII encoded
-	}
-	fmt.Fprintf(&b, "To: %s\r\n", strings.Join(to, ", "))
+	fmt.Fprintf(&b, "To: %s\r\n", alert.AddressesHeader(x.To)) // a name beyond ASCII encoded, long lists folded
 	fmt.Fprintf(&b, "Subject: %s\r\n", strings.ReplaceAll(mime.QEncoding.Encode("utf-8", subject), "?= =?", "?=\r\n =?"))
 	fmt.Fprintf(&b, "Date: %s\r\n", now.Format(time.RFC1123Z))
 	fmt.Fprintf(&b, "Message-ID: <vatio-statement-%s-%s-%d@vatio>\r\n", x.ID, strings.ReplaceAll(st.Period, "/", "_"), now.UnixNano())

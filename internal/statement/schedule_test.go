@@ -334,11 +334,12 @@ func TestSlowMailHoldsUpNoChange(t *testing.T) {
 		t.Fatalf("the stuck mail ended before the changes were checked: %v", err)
 	default: // the changes went through while it waits
 	}
-	cancel()
+	s.Close() // a shutdown
 	if err := <-sent; err != nil {
 		t.Fatal(err)
 	}
-	// Cancelled (a shutdown), it is a plain failure, tried again later;
+	cancel()
+	// Stopped by a shutdown, it is a plain failure, tried again later;
 	// not one interrupted, which is never sent again.
 	ds, _ := s.Deliveries("acme-monthly", 1)
 	if len(ds) != 1 || ds[0].State != DeliveryFailed || ds[0].Attempts != 1 || strings.Contains(ds[0].Error, "interrupted") {

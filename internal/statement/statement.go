@@ -2,11 +2,13 @@ package statement
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"math"
 	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/vatio-energy/vatio/internal/energy"
@@ -142,10 +144,38 @@ var (
 // broker keep the rest, however many are asked for at once.
 var builds = make(chan struct{}, max(1, runtime.NumCPU()/2))
 
+// building are the callers (users, tokens) with a statement waiting or
+// being made: one at a time each, so that nobody holds every turn.
+var building = struct {
+	sync.Mutex
+	by map[string]bool
+}{by: map[string]bool{}}
+
 // Build returns subject's statement for period (in the tariff's zone), as
 // known at now. It waits for its turn up to src.Wait, then gives up with
 // ErrBusy.
 func (src Source) Build(subject Subject, period Period, now time.Time) (*Statement, error) {
+	return src.BuildFor(context.Background(), "", subject, period, now)
+}
+
+// BuildFor is Build for caller who (a user, a token; "" for Vatio's own
+// schedules): a caller with a statement already waiting or being made
+// gets ErrBusy at once. Waiting ends with ctx.
+func (src Source) BuildFor(ctx context.Context, who string, subject Subject, period Period, now time.Time) (*Statement, error) {
+	if who != "" {
+		building.Lock()
+		if building.by[who] {
+			building.Unlock()
+			return nil, ErrBusy
+		}
+		building.by[who] = true
+		building.Unlock()
+		defer func() {
+			building.Lock()
+			delete(building.by, who)
+			building.Unlock()
+		}()
+	}
 	wait := time.NewTimer(cmp.Or(src.Wait, 20*time.Second))
 	defer wait.Stop()
 	select {
@@ -153,6 +183,8 @@ func (src Source) Build(subject Subject, period Period, now time.Time) (*Stateme
 		defer func() { <-builds }()
 	case <-wait.C:
 		return nil, ErrBusy
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	state := src.Tariffs.State()
 	tr := src.Tariffs.Current()

@@ -438,6 +438,7 @@ func TestTenantsChecked(t *testing.T) {
 		{ID: "x", Name: "\x00\x1b[31mred\x07", Meters: []string{"main"}},
 		{ID: "x", Name: "Acme\r\nBcc: all@example.org", Meters: []string{"main"}},
 		{ID: "x", Name: "\u202eevil\u202c", Meters: []string{"main"}},
+		{ID: "x", Name: "A\u2028B", Meters: []string{"main"}},
 		{ID: "x", Name: "X", Address: "Calle \u0085Mayor", Meters: []string{"main"}},
 	} {
 		if _, _, err := src.Tenants.Put(x); !errors.As(err, &ie) || ie.Key != "printable" {
@@ -647,7 +648,17 @@ func TestBuildsTakeTurns(t *testing.T) {
 		t.Errorf("with every turn taken: %v, want ErrBusy", err)
 	}
 	<-builds
-	s, err := src.Build(Subject{KindTenant, "acme"}, oct, now)
+	// A caller with a statement under way gets no second turn.
+	building.Lock()
+	building.by["viewer"] = true
+	building.Unlock()
+	if _, err := src.BuildFor(context.Background(), "viewer", Subject{KindTenant, "acme"}, oct, now); !errors.Is(err, ErrBusy) {
+		t.Errorf("a second statement of one caller: %v, want ErrBusy", err)
+	}
+	building.Lock()
+	delete(building.by, "viewer")
+	building.Unlock()
+	s, err := src.BuildFor(context.Background(), "viewer", Subject{KindTenant, "acme"}, oct, now)
 	if err != nil || s.ImportKWh == 0 {
 		t.Errorf("with a turn free: %v", err)
 	}
@@ -688,6 +699,9 @@ func TestMeterEditsKeepTenants(t *testing.T) {
 		err := src.Tenants.CheckEdit(c.id, c.info)
 		if got := errors.Is(err, ErrTenantConflict); got != c.conflict {
 			t.Errorf("%s: %v, want a conflict: %v", c.what, err, c.conflict)
+		}
+		if c.id == "beta" && !strings.Contains(fmt.Sprint(err), "tenant beta:") {
+			t.Errorf("%s: %v, want the moved meter's tenant named", c.what, err)
 		}
 	}
 }

@@ -311,6 +311,8 @@ func unprintable(s string, lines bool) bool {
 			return true
 		case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
 			return true
+		case r == 0x2028, r == 0x2029, r == 0xfeff: // line and paragraph separators, a byte-order mark
+			return true
 		}
 		return false
 	})
@@ -423,7 +425,13 @@ func (t *Tenants) CheckEdit(id string, info store.MeterInfo) error {
 	if err := t.fresh(); err != nil {
 		return err
 	}
-	for _, tid := range slices.Sorted(maps.Keys(t.all)) {
+	// The tenants of the meter first: a refusal names the tenant moved,
+	// not one its move upsets.
+	ids := slices.Sorted(maps.Keys(t.all))
+	slices.SortStableFunc(ids, func(a, b string) int {
+		return cmp.Compare(b2i(!slices.Contains(t.all[a].Meters, id)), b2i(!slices.Contains(t.all[b].Meters, id)))
+	})
+	for _, tid := range ids {
 		x := t.all[tid]
 		if t.checkMeters(x) != nil {
 			continue
@@ -437,4 +445,11 @@ func (t *Tenants) CheckEdit(id string, info store.MeterInfo) error {
 		}
 	}
 	return nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
