@@ -898,10 +898,13 @@ func TestStatementSchedulesPage(t *testing.T) {
 		}
 	}
 	res, _ := admin.post("/statements/schedules/monthly/send", url.Values{"period": {"2026-11"}})
-	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/statements?done=schedule_failed#schedules" {
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/statements?done=schedule_failed&sent=2026-11#schedules" {
 		t.Fatalf("send now: %d to %q", res.StatusCode, res.Header.Get("Location"))
 	}
-	_, page = admin.get("/statements")
+	_, page = admin.get(res.Header.Get("Location"))
+	if !strings.Contains(page, "see its last sending below. (November 2026)") {
+		t.Error("the page does not say which period failed")
+	}
 	if !strings.Contains(page, `data-state="failed">2026-11: <span class="badge state-offline">failed</span>`) || !strings.Contains(page, "connection refused") {
 		t.Errorf("the failed sending is not shown with why:\n%s", page)
 	}

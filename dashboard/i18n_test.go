@@ -126,7 +126,7 @@ func TestCatalogues(t *testing.T) {
 	for _, k := range []string{"statements.kind_site", "statements.kind_tenant", "statements.kind_meter", // (print "statements.kind_" .Subject.Kind)
 		"statements.tariff_config", "statements.tariff_database", "done.tenant_saved", "done.tenant_deleted",
 		"done.schedule_saved", "done.schedule_deleted", "done.schedule_sent", "done.schedule_failed", "done.schedule_sending",
-		"schedules.state_sent", "schedules.state_failed", "schedules.state_sending", "schedules.send_period", "schedules.send_again", "schedules.confirm_again"} {
+		"schedules.state_sent", "schedules.state_failed", "schedules.state_sending", "schedules.send_period", "schedules.send_again", "schedules.confirm_again", "schedules.sent_times"} {
 		used[k] = true
 	}
 	// Alert messages: every key alert raises, its English text the same as

@@ -56,6 +56,8 @@ type statementsData struct {
 	// says no SMTP server is configured.
 	SchedulesOn  bool
 	NoMail       bool
+	// DoneWhat names the period a "send now" sent (or failed to).
+	DoneWhat string
 	Schedules    []scheduleView
 	ScheduleForm *scheduleForm
 }
@@ -126,6 +128,9 @@ func (d *Dashboard) statementsData(c *fiber.Ctx, b *base) (*statementsData, erro
 	if !slices.Contains([]string{"", "tenant_saved", "tenant_deleted", "schedule_saved", "schedule_deleted", "schedule_sent", "schedule_failed", "schedule_sending"}, data.Done) {
 		data.Done = ""
 	}
+	if p, err := statement.ParsePeriod(c.Query("sent"), tr.Location); err == nil && strings.HasPrefix(data.Done, "schedule_") {
+		data.DoneWhat = statement.LangOf(b.Lang.Code).PeriodName(p) // which period went, or did not
+	}
 	sites := map[string]bool{}
 	for _, m := range d.st.Meters() {
 		if m.Info.Parent == "" && !sites[m.Site] {
@@ -192,7 +197,7 @@ func (d *Dashboard) statementsData(c *fiber.Ctx, b *base) (*statementsData, erro
 	data.From, data.To = c.Query("from"), c.Query("to")
 	switch {
 	case data.From != "" || data.To != "":
-		data.Period = data.From + "/" + data.To
+		data.Period, data.Month = data.From+"/"+data.To, "" // the days, not a month, are asked for
 	case c.Query("period") != "":
 		data.Period = c.Query("period")
 		data.Month = data.Period
@@ -412,7 +417,7 @@ func (d *Dashboard) sendSchedule(c *fiber.Ctx) error {
 	if dl.State != statement.DeliverySent {
 		done = "schedule_failed"
 	}
-	return c.Redirect("/statements?done="+done+"#schedules", fiber.StatusSeeOther)
+	return c.Redirect("/statements?"+url.Values{"done": {done}, "sent": {dl.Period}}.Encode()+"#schedules", fiber.StatusSeeOther)
 }
 
 // statementProblem says why a tenant or schedule was refused, in l's

@@ -55,15 +55,19 @@ func TestStatementScheduleByMail(t *testing.T) {
 			t.Errorf("the mail lacks %q", want)
 		}
 	}
+	// Sent again by hand, it is counted.
+	if code, body := send("POST", "/api/v1/statements/schedules/acme-monthly/send?period="+last, ""); code != 200 || !strings.Contains(body, `"sent":2`) {
+		t.Fatalf("send %s again: %d %s", last, code, body)
+	}
 	code, body := send("GET", "/api/v1/statements/schedules", "")
-	if code != 200 || !strings.Contains(body, `"period":"`+last+`","state":"sent","attempts":1`) {
+	if code != 200 || !strings.Contains(body, `"period":"`+last+`","state":"sent","attempts":1`) || !strings.Contains(body, `"sent":2`) {
 		t.Errorf("schedules: %d %s", code, body)
 	}
 	v.stop(t)
 	startVatioWith(t, dir, cfg)
 	time.Sleep(time.Second) // the leader's first tick
-	if box.Count() != 1 {
-		t.Errorf("%d mails after a restart, want still 1", box.Count())
+	if box.Count() != 2 {
+		t.Errorf("%d mails after a restart, want still 2", box.Count())
 	}
 }
 

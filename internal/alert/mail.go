@@ -433,7 +433,7 @@ func (m *Mail) Test(ctx context.Context, to []string, now time.Time) ([]string, 
 	e.Timeout = min(cmp.Or(e.Timeout, 30*time.Second), 30*time.Second)
 	var b strings.Builder
 	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: [Vatio] Test mail\r\n", AddressHeader(e.From), AddressesHeader(to))
-	fmt.Fprintf(&b, "Date: %s\r\nMessage-ID: <vatio-test-%d@vatio>\r\n", now.Format(time.RFC1123Z), now.UnixNano())
+	fmt.Fprintf(&b, "Date: %s\r\nMessage-ID: <vatio-test-%d@%s>\r\n", now.Format(time.RFC1123Z), now.UnixNano(), MessageIDDomain(e.From))
 	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")
 	fmt.Fprintf(&b, "Vatio mails through %s: alerts and statements will reach you this way.\r\n", e.Addr)
 	return to, e.Send(ctx, to, []byte(strings.ReplaceAll(b.String(), "\r\n", "\n")))

@@ -154,6 +154,12 @@ func TestMailHeadersAndTargets(t *testing.T) {
 	if got := alert.AddressesHeader([]string{"a@example.org", "b@example.org"}); got != "a@example.org, b@example.org" {
 		t.Errorf("a short list: %q", got)
 	}
+	if d := alert.MessageIDDomain("Vatio <vatio@plant.example.org>"); d != "plant.example.org" {
+		t.Errorf("Message-ID domain: %q", d)
+	}
+	if d := alert.MessageIDDomain("nobody"); d != "vatio.invalid" {
+		t.Errorf("Message-ID domain without a sender: %q", d)
+	}
 	st := openStore(t, t.TempDir())
 	m, err := alert.NewMail(st, alert.MailSpec{Addr: "169.254.169.254:25", From: "vatio@example.org", TLS: "none", Timeout: alert.Duration(time.Minute)}, nil)
 	if err != nil {

@@ -287,7 +287,7 @@ func (e *Email) message(a store.Alert) []byte {
 	// under the 998 octets SMTP allows.
 	fmt.Fprintf(&b, "Subject: %s\r\n", strings.ReplaceAll(mime.QEncoding.Encode("utf-8", oneLine(subject, 200)), "?= =?", "?=\r\n =?"))
 	fmt.Fprintf(&b, "Date: %s\r\n", a.Time.Format(time.RFC1123Z))
-	fmt.Fprintf(&b, "Message-ID: <vatio-alert-%d-%d@%s>\r\n", a.ID, a.Time.UnixNano(), "vatio")
+	fmt.Fprintf(&b, "Message-ID: <vatio-alert-%d-%d@%s>\r\n", a.ID, a.Time.UnixNano(), MessageIDDomain(e.From))
 	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")
 	fmt.Fprintf(&b, "%s\r\n\r\nSeverity: %s\r\nTime: %s\r\n", a.Message, a.Severity, a.Time.Format(time.RFC3339))
 	if a.Meter != "" {
@@ -299,6 +299,17 @@ func (e *Email) message(a store.Alert) []byte {
 	fmt.Fprintf(&b, "Alert: %d, raised by %s\r\n", a.ID, a.Source)
 	// A body line starting with a dot is escaped by the DATA writer.
 	return []byte(strings.ReplaceAll(b.String(), "\r\n", "\n"))
+}
+
+// MessageIDDomain is the right-hand side of the Message-IDs Vatio makes:
+// the sender's domain (a relay or a spam filter frowns on a bare name).
+func MessageIDDomain(from string) string {
+	if a, err := mail.ParseAddress(from); err == nil {
+		if _, domain, ok := strings.Cut(a.Address, "@"); ok && domain != "" {
+			return domain
+		}
+	}
+	return "vatio.invalid"
 }
 
 // smtpTarget refuses an SMTP server at a link-local address (the cloud

@@ -47,8 +47,8 @@ func WritePDF(w io.Writer, s *Statement, l *Lang, made time.Time) error {
 		pdf.SetY(-12)
 		pdf.SetFont("sans", "", 8)
 		pdf.SetTextColor(110, 110, 110)
-		pdf.CellFormat(textW/2, 4, clipTo(pdf, "Vatio · "+s.Title+" · "+l.PeriodName(Period{From: s.From, To: s.To, Month: isMonth(s.From, s.To)}), textW/2-2), "", 0, "L", false, 0, "")
-		pdf.CellFormat(textW/2, 4, fmt.Sprintf("%s %d / {nb}", l.T("page"), pdf.PageNo()), "", 0, "R", false, 0, "")
+		pdf.CellFormat(textW-30, 4, clipTo(pdf, "Vatio · "+s.Title+" · "+l.PeriodName(Period{From: s.From, To: s.To, Month: isMonth(s.From, s.To)}), textW-32), "", 0, "L", false, 0, "")
+		pdf.CellFormat(30, 4, fmt.Sprintf("%s %d / {nb}", l.T("page"), pdf.PageNo()), "", 0, "R", false, 0, "")
 		pdf.SetTextColor(0, 0, 0)
 	})
 	pdf.AddPage()
@@ -96,6 +96,9 @@ func WritePDF(w io.Writer, s *Statement, l *Lang, made time.Time) error {
 			if i == 0 {
 				align = "L"
 			}
+			if i == 0 {
+				c = clipTo(pdf, c, cols[0]-2) // never over the figures beside it
+			}
 			pdf.CellFormat(cols[i], lineH, c, "", 0, align, false, 0, "")
 		}
 		pdf.Ln(lineH)
@@ -132,6 +135,12 @@ func WritePDF(w io.Writer, s *Statement, l *Lang, made time.Time) error {
 	row(false, l.T("fixed")+share, "", "", money(bill.Fixed))
 	demand := l.T("demand") + share
 	row(false, demand, "", "", money(bill.Demand))
+	if s.SitePeak != nil { // the peak the tenant's share of it comes from
+		pdf.SetFont("sans", "", 8)
+		pdf.SetTextColor(90, 90, 90)
+		pdf.CellFormat(textW, 4, "   "+l.T("site_peak")+": "+l.Number(s.SitePeak.KW, 2)+" kW · "+l.T("ending")+" "+l.DateTime(s.SitePeak.At.In(loc)), "", 1, "L", false, 0, "")
+		pdf.SetTextColor(0, 0, 0)
+	}
 	y := pdf.GetY()
 	pdf.Line(margin, y, margin+textW, y)
 	row(true, l.T("total"), kwh(s.ImportKWh), "", money(s.Total))
@@ -147,7 +156,7 @@ func WritePDF(w io.Writer, s *Statement, l *Lang, made time.Time) error {
 	line(l.T("import"), kwh(s.ImportKWh))
 	line(l.T("export"), kwh(s.ExportKWh))
 	if s.Peak != nil {
-		line(l.T("peak"), l.Number(s.Peak.KW, 2)+" kW · "+l.DateTime(s.Peak.At.In(loc)))
+		line(l.T("peak"), l.Number(s.Peak.KW, 2)+" kW · "+l.T("ending")+" "+l.DateTime(s.Peak.At.In(loc)))
 	} else {
 		line(l.T("peak"), l.T("none"))
 	}

@@ -66,6 +66,8 @@ type Delivery struct {
 	Attempts int       `json:"attempts"`
 	Error    string    `json:"error,omitempty"`
 	At       time.Time `json:"at"`
+	// Sent counts the times it went (more than once: sent again by hand).
+	Sent int `json:"sent,omitempty"`
 }
 
 // The states of a delivery.
@@ -480,6 +482,7 @@ func (s *Schedules) send(ctx context.Context, x Schedule, p Period, d Delivery, 
 		s.log.Warn("statement not sent", slog.String("schedule", x.ID), slog.String("period", d.Period), slog.Int("attempt", d.Attempts), slog.Any("error", err))
 	} else {
 		d.State = DeliverySent
+		d.Sent++
 		s.log.Info("statement sent", slog.String("schedule", x.ID), slog.String("subject", x.Subject), slog.String("period", d.Period), slog.Int("recipients", len(x.To)))
 	}
 	s.record(key, d)
@@ -553,7 +556,7 @@ func message(from string, x Schedule, st *Statement, l *Lang, pdf []byte, now ti
 	fmt.Fprintf(&b, "To: %s\r\n", alert.AddressesHeader(x.To)) // a name beyond ASCII encoded, long lists folded
 	fmt.Fprintf(&b, "Subject: %s\r\n", strings.ReplaceAll(mime.QEncoding.Encode("utf-8", subject), "?= =?", "?=\r\n =?"))
 	fmt.Fprintf(&b, "Date: %s\r\n", now.Format(time.RFC1123Z))
-	fmt.Fprintf(&b, "Message-ID: <vatio-statement-%s-%s-%d@vatio>\r\n", x.ID, strings.ReplaceAll(st.Period, "/", "_"), now.UnixNano())
+	fmt.Fprintf(&b, "Message-ID: <vatio-statement-%s-%s-%d@%s>\r\n", x.ID, strings.ReplaceAll(st.Period, "/", "_"), now.UnixNano(), alert.MessageIDDomain(from))
 	fmt.Fprintf(&b, "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=%q\r\n\r\n", boundary)
 	fmt.Fprintf(&b, "--%s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n", boundary)
 	fmt.Fprintf(&b, "%s\r\n%s\r\n\r\n%s: %s kWh\r\n%s: %s\r\n\r\n-- \r\nVatio\r\n", subject, strings.Repeat("=", 20),

@@ -63,6 +63,9 @@ type Statement struct {
 	DemandCharge float64 `json:"demand_charge"`
 	Share        float64 `json:"share"`
 	Total        float64 `json:"total"`
+	// SitePeak, on a tenant's statement, is its site's highest 15-minute
+	// demand of the period: the demand charge it bears a share of.
+	SitePeak *Demand `json:"site_peak,omitempty"`
 	// Peak is the period's highest 15-minute demand of the subject's own
 	// meters, nil without one.
 	Peak  *Demand `json:"peak,omitempty"`
@@ -281,6 +284,9 @@ func (src Source) BuildFor(ctx context.Context, who string, subject Subject, per
 	if subject.Kind == KindTenant {
 		if site, err := b.siteFigures(s.Site, period); err == nil {
 			s.Share = share(cur.importKWh, site)
+			if site.peak.KW > 0 { // what its share of the demand charge comes from
+				s.SitePeak = &Demand{KW: math.Round(site.peak.KW*1e6) / 1e6, At: site.peak.At.In(loc)}
+			}
 		}
 	}
 	s.Total = tariff.Round(tariff.Round(s.NetEnergyCost) + tariff.Round(s.FixedCharge) + tariff.Round(s.DemandCharge))
@@ -614,7 +620,7 @@ func (s *Statement) Bill() Bill {
 	parts = append(parts, -s.ExportCredit, s.FixedCharge, s.DemandCharge)
 	cents := addUp(parts, s.Total)
 	n := len(s.Energy)
-	b := Bill{Energy: make([]float64, n), Total: math.Round(s.Total*100) / 100}
+	b := Bill{Energy: make([]float64, n), Total: halfUp(s.Total, 2)}
 	for i := range n {
 		b.Energy[i] = float64(cents[i]) / 100
 	}
@@ -629,11 +635,11 @@ func addUp(parts []float64, total float64) []int64 {
 	rest := make([]float64, len(parts)) // what rounding took from each, in cents
 	var sum int64
 	for i, p := range parts {
-		cents[i] = int64(math.Round(p * 100))
+		cents[i] = int64(math.Round(halfUp(p, 2) * 100))
 		rest[i] = p*100 - float64(cents[i])
 		sum += cents[i]
 	}
-	diff := int64(math.Round(total*100)) - sum
+	diff := int64(math.Round(halfUp(total, 2)*100)) - sum
 	if diff == 0 || len(parts) == 0 {
 		return cents
 	}

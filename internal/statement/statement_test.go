@@ -335,6 +335,15 @@ func TestCSVAndPDF(t *testing.T) {
 		t.Errorf("CSV days: %d summing %v kWh", days, sum)
 	}
 
+	// A tenant's statement says the site's peak its demand charge is a
+	// share of.
+	site, err := src.Build(Subject{KindSite, "office"}, oct, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.SitePeak == nil || site.Peak == nil || *s.SitePeak != *site.Peak {
+		t.Errorf("acme's site peak %+v, the site's %+v", s.SitePeak, site.Peak)
+	}
 	pdftotext, err := exec.LookPath("pdftotext")
 	if err != nil {
 		if os.Getenv("CI") != "" {
@@ -348,7 +357,7 @@ func TestCSVAndPDF(t *testing.T) {
 	}{
 		{English, []string{"Energy statement", "Acmé Ñandú S.L.", "Calle de la Energía 5, 2º", "October 2026", "Europe/Madrid",
 			"1,117.50 kWh", English.Money(s.Total, "EUR"), "7.75 EUR", "6.00 EUR", "50.0 % share of the site's", "Peak demand (15 min)", "1.50 kW",
-			"The period before (September 2026)", "config.yaml's tariff section", "Page 1 / "}},
+			"The period before (September 2026)", "config.yaml's tariff section", "Page 1 / ", "the site's peak demand (15 min): "}},
 		{Spanish, []string{"Extracto de energía", "Acmé Ñandú S.L.", "octubre de 2026", "1.117,50 kWh", Spanish.Money(s.Total, "EUR"),
 			"7,75 EUR", "Término fijo (50,0 % del sitio)", "Un año antes (octubre de 2025)", "la sección tariff de config.yaml", "laborables", "Página 1 / "}},
 	} {
@@ -471,6 +480,12 @@ func TestParsePeriod(t *testing.T) {
 	}
 	if p, _ := ParsePeriod("2026-11-01/2026-11-30", madrid); !p.Month || p.String() != "2026-11" {
 		t.Errorf("a whole month as a range is the month: %+v", p)
+	}
+	for in, want := range map[string]string{"2026-11-15/2026-11-22": "15–22 Nov 2026", "2026-10-26/2026-11-01": "26 Oct – 1 Nov 2026",
+		"2025-12-29/2026-01-04": "29 Dec 2025 – 4 Jan 2026", "2026-11-15/2026-11-15": "15 Nov 2026", "2026-11": "November 2026"} {
+		if p, _ := ParsePeriod(in, madrid); English.PeriodName(p) != want {
+			t.Errorf("%s is named %q, want %q", in, English.PeriodName(p), want)
+		}
 	}
 	if p, _ := ParsePeriod("2026-03", madrid); p.Previous().String() != "2026-02" || p.YearBefore().String() != "2025-03" {
 		t.Errorf("March's comparisons: %s %s", p.Previous(), p.YearBefore())
@@ -773,5 +788,20 @@ func TestCSVNumbers(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("the CSV lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestHalfCents: a half cent rounds up as an invoice's does, whatever
+// binary fraction stores it.
+func TestHalfCents(t *testing.T) {
+	for v, want := range map[float64]string{48.375: "48.38", 300.125: "300.13", 648.975: "648.98", 26.475: "26.48", -0.125: "-0.13", 0.004: "0.00", 1234.5: "1,234.50"} {
+		if got := English.Number(v, 2); got != want {
+			t.Errorf("%v: %s, want %s", v, got, want)
+		}
+	}
+	// One line of a bill: the same half cent rounds the same way.
+	b := (&Statement{Energy: []PeriodLine{{Cost: 48.375}}, FixedCharge: 10, Total: 58.375}).Bill()
+	if b.Energy[0] != 48.38 || b.Total != 58.38 {
+		t.Errorf("a bill of 48.375 and 10: %+v", b)
 	}
 }

@@ -33,11 +33,12 @@ var (
 			"unmetered": "not sub-metered", "tariff": "Tariff", "tariff.config": "config.yaml's tariff section",
 			"tariff.database": "the tariff set in Vatio", "price": "Price per kWh",
 			"periods": "Periods", "export_price": "Paid per kWh exported", "daily": "Fixed charge per day",
-			"demand_price": "Demand charge per kW", "co2_factor": "CO2 per kWh", "base": "Outside every period",
+			"demand_price": "Demand charge per kW", "co2_factor": "CO2 per kWh", "base": "outside every period",
 			"tariff_period": "Tariff period", "kwh": "kWh", "cost": "Cost", "page": "Page", "none": "–",
 			"all": "every day", "weekdays": "weekdays", "weekend": "weekends", "holidays": "Holidays (priced as Sundays)",
 			"mon": "Mon", "tue": "Tue", "wed": "Wed", "thu": "Thu", "fri": "Fri", "sat": "Sat", "sun": "Sun",
 			"no_data": "No energy recorded in this period.", "no_record": "no data",
+			"site_peak": "the site's peak demand (15 min)", "ending": "in the 15 min to",
 		}}
 	Spanish = &Lang{Code: "es", decimal: ",", group: ".",
 		months: [12]string{"enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "octubre", "noviembre", "diciembre"},
@@ -53,11 +54,12 @@ var (
 			"unmetered": "sin submedidor", "tariff": "Tarifa", "tariff.config": "la sección tariff de config.yaml",
 			"tariff.database": "la tarifa configurada en Vatio", "price": "Precio por kWh",
 			"periods": "Periodos", "export_price": "Pagado por kWh vertido", "daily": "Término fijo por día",
-			"demand_price": "Término de potencia por kW", "co2_factor": "CO2 por kWh", "base": "Fuera de todo periodo",
+			"demand_price": "Término de potencia por kW", "co2_factor": "CO2 por kWh", "base": "fuera de todo periodo",
 			"tariff_period": "Periodo tarifario", "kwh": "kWh", "cost": "Coste", "page": "Página", "none": "–",
 			"all": "todos los días", "weekdays": "laborables", "weekend": "fines de semana", "holidays": "Festivos (como domingos)",
 			"mon": "lun", "tue": "mar", "wed": "mié", "thu": "jue", "fri": "vie", "sat": "sáb", "sun": "dom",
 			"no_data": "No hay energía registrada en este periodo.", "no_record": "sin datos",
+			"site_peak": "potencia máxima del sitio (15 min)", "ending": "en los 15 min hasta el",
 		}}
 )
 
@@ -82,7 +84,7 @@ func (l *Lang) Number(v float64, decimals int) string {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return l.T("none")
 	}
-	s := strconv.FormatFloat(math.Abs(v), 'f', decimals, 64)
+	s := strconv.FormatFloat(math.Abs(halfUp(v, decimals)), 'f', decimals, 64)
 	whole, frac, _ := strings.Cut(s, ".")
 	var b strings.Builder
 	if v < 0 && strings.Trim(s, "0.") != "" {
@@ -140,5 +142,26 @@ func (l *Lang) PeriodName(p Period) string {
 		}
 		return l.months[p.From.Month()-1] + " " + strconv.Itoa(p.From.Year())
 	}
-	return l.Date(p.From) + " – " + l.Date(p.To.AddDate(0, 0, -1))
+	first, last := p.From, p.To.AddDate(0, 0, -1)
+	switch {
+	case first.Year() != last.Year():
+		return l.Date(first) + " – " + l.Date(last)
+	case first.Month() != last.Month():
+		return strconv.Itoa(first.Day()) + " " + l.short[first.Month()-1] + " – " + l.Date(last)
+	case first.Day() != last.Day():
+		return strconv.Itoa(first.Day()) + "–" + l.Date(last)
+	}
+	return l.Date(first)
+}
+
+// halfUp rounds v to decimals, a half away from zero as invoices do, on
+// the value as written rather than as stored: 48.375 (stored a hair
+// below) is 48.38, as 648.975 is 648.98.
+func halfUp(v float64, decimals int) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) || decimals > 12 {
+		return v
+	}
+	q := math.Round(math.Abs(v) * math.Pow10(decimals+2)) // hundredths of the last digit, float noise gone
+	r := math.Floor((q + 50) / 100)
+	return math.Copysign(r/math.Pow10(decimals), v)
 }
