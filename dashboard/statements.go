@@ -54,10 +54,10 @@ type statementsData struct {
 	// them); Schedules are they, with their latest deliveries, and
 	// ScheduleForm the form to add or change one (?schedule=id); NoMail
 	// says no SMTP server is configured.
-	SchedulesOn  bool
-	NoMail       bool
+	SchedulesOn bool
+	NoMail      bool
 	// DoneWhat names the period a "send now" sent (or failed to).
-	DoneWhat string
+	DoneWhat     string
 	Schedules    []scheduleView
 	ScheduleForm *scheduleForm
 }
