@@ -99,7 +99,7 @@ func (d *Dashboard) saveMail(c *fiber.Ctx) error {
 		st, err := d.mail.Save(spec, password == "", auth.WhoFrom(c.UserContext()).User, d.now())
 		if err == nil {
 			audit.Note(c.UserContext(), "SMTP settings saved: "+st.Mail.Summary())
-			return c.Redirect("/settings?done=mail_saved#email", fiber.StatusSeeOther)
+			return back(c, "mail_saved", "", "email")
 		}
 		var me *alert.MailInvalidError
 		if !errors.As(err, &me) {
@@ -129,7 +129,7 @@ func (d *Dashboard) removeMail(c *fiber.Ctx) error {
 		return err
 	}
 	audit.Note(c.UserContext(), "saved SMTP settings removed: config.yaml's are in force")
-	return c.Redirect("/settings?done=mail_removed#email", fiber.StatusSeeOther)
+	return back(c, "mail_removed", "", "email")
 }
 
 // testMail serves POST /settings/email/test (admin): a short mail through
